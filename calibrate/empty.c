@@ -1,0 +1,1 @@
+typedef int infsim_calibrate_placeholder;

@@ -1,0 +1,74 @@
+/*
+** config.h: the run configuration as dotted keys, with typed getters.
+**
+** A YAML file is flattened into entries "scheduler.max_batch_size" -> "64",
+** each remembering the file and line it came from; `--set key=value`
+** entries override them (origin "--set"). A sequence of scalars flattens
+** to one entry whose value joins the items with commas ("1,2,3").
+**
+** Modules read their keys through the typed getters, which parse and range
+** check the value, mark the entry used, and record the resolved value
+** (the default when the key is absent) so that summary.json can print the
+** whole resolved config. After every module has read its keys,
+** infsim_config_check_unused() reports the first key nobody read: unknown
+** keys are errors. Every error message names file:line and the key.
+*/
+#ifndef INFSIM_CONFIG_H
+#define INFSIM_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "infsim/status.h"
+
+typedef struct infsim_config infsim_config;
+
+infsim_config *infsim_config_new(void);
+void infsim_config_free(infsim_config *cfg);
+
+/* Flattens a YAML file (a mapping at the top) into entries. Later entries
+ * with the same key replace earlier ones. */
+infsim_status infsim_config_load_yaml(infsim_config *cfg, const char *path, infsim_error *err);
+
+/* Adds or replaces one entry from "key=value" (the --set syntax). */
+infsim_status infsim_config_set(infsim_config *cfg, const char *assignment, infsim_error *err);
+
+/* Adds or replaces key with value; origin names where it came from in errors. */
+infsim_status infsim_config_put(infsim_config *cfg, const char *key, const char *value, const char *origin,
+                                infsim_error *err);
+
+/* True when key, or any key below it ("key.x"), is present. */
+bool infsim_config_has(const infsim_config *cfg, const char *key);
+
+/* Typed getters. Absent key: *out = def and the default is recorded as
+ * resolved. Present: parsed, range checked [min, max], marked used.
+ * Errors (exit 2): "FILE:LINE: KEY: expected an integer in [min, max], got 'x'". */
+infsim_status infsim_config_int(infsim_config *cfg, const char *key, int64_t def, int64_t min, int64_t max,
+                                int64_t *out, infsim_error *err);
+infsim_status infsim_config_double(infsim_config *cfg, const char *key, double def, double min, double max,
+                                   double *out, infsim_error *err);
+infsim_status infsim_config_bool(infsim_config *cfg, const char *key, bool def, bool *out, infsim_error *err);
+/* The returned string lives as long as cfg. */
+infsim_status infsim_config_string(infsim_config *cfg, const char *key, const char *def, const char **out,
+                                   infsim_error *err);
+/* Value must be one of choices (NULL-terminated); *out is its index. */
+infsim_status infsim_config_enum(infsim_config *cfg, const char *key, const char *def,
+                                 const char *const *choices, int *out, infsim_error *err);
+
+/* Where key was set ("c.yaml:12", "--set"), or "default" when absent. */
+const char *infsim_config_origin(const infsim_config *cfg, const char *key);
+
+/* Marks key and every key below it used without resolving them. */
+void infsim_config_mark_used(infsim_config *cfg, const char *key);
+
+/* Fails with "FILE:LINE: unknown key 'a.b'" for the first entry no getter read. */
+infsim_status infsim_config_check_unused(const infsim_config *cfg, infsim_error *err);
+
+/* The resolved config as a nested JSON object (new reference): every key a
+ * getter read, with its resolved value (numbers as numbers, booleans as
+ * booleans, strings as strings). */
+json_t *infsim_config_resolved_json(const infsim_config *cfg);
+
+#endif

@@ -1,0 +1,97 @@
+/*
+** costmodel.h: how long one iteration of one instance takes.
+**
+** The cost of an iteration is a function of the batch's aggregates, never
+** of a per-request list, so it is O(1) whatever the batch size (DESIGN.md):
+** prefill tokens, prefill attention pairs, decode requests and their summed
+** context, and per remote KV holder the same decode aggregates.
+**
+** Two layers:
+**  - infsim_cost_curves: per-layer kernel times on ONE tensor-parallel shard
+**    (heads / tp, columns / tp), as functions of aggregates. Two sources
+**    fill this vtable: the roofline (roofline.c) and curves fitted to GPU
+**    measurements from the calibration DB (calib.h).
+**  - infsim_cost_model: composes curves into an iteration time for an
+**    instance of tp GPUs x pp pipeline stages, adding TP all-reduce and
+**    pipeline hand-off on the links, which stay spec-based.
+*/
+#ifndef INFSIM_COSTMODEL_H
+#define INFSIM_COSTMODEL_H
+
+#include <stdint.h>
+
+#include "infsim/hardware.h"
+#include "infsim/status.h"
+
+/* Batch aggregates of one iteration (whole model replica, before sharding). */
+typedef struct {
+  int64_t prefill_tokens;      /* tokens of prompt chunks in this iteration */
+  int64_t prefill_attn_pairs;  /* sum over chunks of chunk_tokens x (tokens before it + (chunk_tokens+1)/2) */
+  int64_t decode_requests;     /* requests generating one token */
+  int64_t decode_context_tokens; /* sum of their contexts (KV tokens attended) held locally */
+  /* DistAttention: KV held by other instances for this batch's requests. */
+  int64_t remote_requests;       /* requests with part of their KV remote */
+  int64_t remote_context_tokens; /* KV tokens attended remotely (sum over holders) */
+  int64_t remote_partials;       /* (request, holder) pairs whose partials are merged */
+} infsim_batch_agg;
+
+/* Per-layer kernel times on one TP shard, in nanoseconds (as double: the
+ * composition sums them before rounding once). */
+typedef struct {
+  void *self;
+  /* QKV, O, gate/up/down GEMMs of one layer for `tokens` tokens. */
+  double (*gemm_layer_ns)(void *self, int64_t tokens);
+  /* Causal prefill attention of one layer: `tokens` queries, `pairs` (query, key) pairs. */
+  double (*prefill_attn_layer_ns)(void *self, int64_t tokens, int64_t pairs);
+  /* Decode micro-attention of one layer: `requests` queries over `context_tokens` KV tokens. */
+  double (*decode_attn_layer_ns)(void *self, int64_t requests, int64_t context_tokens);
+  /* Merging `partials` (request, holder) partial outputs of `requests` requests, one layer. */
+  double (*merge_layer_ns)(void *self, int64_t requests, int64_t partials);
+  /* Copying `bytes` of KV blocks within one GPU's memory. */
+  double (*kv_copy_ns)(void *self, int64_t bytes);
+  void (*destroy)(void *self);
+  char name[2 * INFSIM_NAME_BYTES]; /* "roofline:a100-80gb" or "calibrated:PROFILE" */
+} infsim_cost_curves;
+
+/* Roofline efficiency factors (fraction of peak reached), config keys
+ * cost.{gemm_efficiency, attention_efficiency, memory_efficiency}. */
+typedef struct {
+  double gemm_flops_eff;
+  double attn_flops_eff;
+  double hbm_eff;
+  int64_t kernel_overhead_ns; /* fixed per layer: launches, norms, RoPE */
+} infsim_roofline_eff;
+
+/* Roofline curves for `model` sharded over tp GPUs of `gpu`. */
+infsim_status infsim_cost_curves_roofline(const infsim_model_shape *model, const infsim_gpu_spec *gpu, int64_t tp,
+                                          const infsim_roofline_eff *eff, infsim_cost_curves *out,
+                                          infsim_error *err);
+
+/* Instance layout and links. */
+typedef struct {
+  int64_t tp;             /* GPUs per pipeline stage (tensor parallel) */
+  int64_t pp;             /* pipeline stages */
+  double tp_link_bytes_per_s; /* link the TP all-reduce runs on (NVLink within a node) */
+  double pp_link_bytes_per_s; /* link between stages (NIC when stages span nodes) */
+  int64_t link_latency_ns;
+  int64_t iteration_overhead_ns; /* scheduler + sampling per iteration (CPU side) */
+  double wire_bytes_per_value;   /* DistAttention partial precision on the wire (2 = fp16) */
+  double remote_link_bytes_per_s; /* link to remote KV holders */
+  int overlap_remote;            /* 1: remote MA overlaps local work (paper, sec. 4) */
+} infsim_instance_layout;
+
+typedef struct {
+  infsim_cost_curves curves; /* owned */
+  infsim_model_shape model;
+  infsim_instance_layout layout;
+} infsim_cost_model;
+
+/* Time of one iteration of an instance for the aggregates, in ns (>= 1). */
+int64_t infsim_cost_iteration_ns(const infsim_cost_model *cm, const infsim_batch_agg *agg);
+
+/* Time to move `bytes` over a link of bytes_per_s with latency. */
+int64_t infsim_cost_transfer_ns(int64_t bytes, double bytes_per_s, int64_t latency_ns);
+
+void infsim_cost_model_destroy(infsim_cost_model *cm);
+
+#endif

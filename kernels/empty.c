@@ -1,0 +1,1 @@
+typedef int infsim_kernels_placeholder;
