@@ -17,6 +17,7 @@
 #define INFSIM_CONFIG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -28,11 +29,17 @@ typedef struct infsim_config infsim_config;
 infsim_config *infsim_config_new(void);
 void infsim_config_free(infsim_config *cfg);
 
-/* Flattens a YAML file (a mapping at the top) into entries. Later entries
- * with the same key replace earlier ones. */
+/* Flattens a YAML file (a mapping at the top; an empty file is an empty
+ * config) into entries. Entries from a later file or --set replace earlier
+ * ones with the same key, and a whole subtree: "model" replaces
+ * "model.layers" and the other way round. Within one file a repeated key,
+ * a key both a value and a mapping, a sequence holding anything but
+ * scalars, or a syntax error fails with FILE:LINE, and the file adds
+ * nothing. */
 infsim_status infsim_config_load_yaml(infsim_config *cfg, const char *path, infsim_error *err);
 
-/* Adds or replaces one entry from "key=value" (the --set syntax). */
+/* Adds or replaces one entry from "key=value" (the --set syntax; blanks
+ * around key and value are dropped; the value may contain '='). */
 infsim_status infsim_config_set(infsim_config *cfg, const char *assignment, infsim_error *err);
 
 /* Adds or replaces key with value; origin names where it came from in errors. */
@@ -41,6 +48,20 @@ infsim_status infsim_config_put(infsim_config *cfg, const char *key, const char 
 
 /* True when key, or any key below it ("key.x"), is present. */
 bool infsim_config_has(const infsim_config *cfg, const char *key);
+
+/* True when key itself holds a value (not only keys below it): tells
+ * `model: llama2-7b` from `model: {layers: 2, ...}`. */
+bool infsim_config_has_value(const infsim_config *cfg, const char *key);
+
+/* Iterates over the keys equal to prefix or below it (every key when prefix
+ * is NULL or ""), in file order: start with *pos = 0; returns NULL at the
+ * end. Keys stay valid until the config changes. */
+const char *infsim_config_next_key(const infsim_config *cfg, const char *prefix, size_t *pos);
+
+/* Fails (INFSIM_EINPUT) with "ORIGIN: KEY: " followed by the formatted
+ * message, for checks that span several keys ("must exceed block_tokens"). */
+infsim_status infsim_config_fail(const infsim_config *cfg, const char *key, infsim_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Typed getters. Absent key: *out = def and the default is recorded as
  * resolved. Present: parsed, range checked [min, max], marked used.

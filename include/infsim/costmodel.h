@@ -29,6 +29,7 @@ typedef struct {
   int64_t prefill_attn_pairs;  /* sum over chunks of chunk_tokens x (tokens before it + (chunk_tokens+1)/2) */
   int64_t decode_requests;     /* requests generating one token */
   int64_t decode_context_tokens; /* sum of their contexts (KV tokens attended) held locally */
+  int64_t logits_tokens;       /* tokens whose logits are computed: decodes + prefills that complete */
   /* DistAttention: KV held by other instances for this batch's requests. */
   int64_t remote_requests;       /* requests with part of their KV remote */
   int64_t remote_context_tokens; /* KV tokens attended remotely (sum over holders) */

@@ -1,0 +1,232 @@
+/*
+** fit.c: least-squares curves for one kernel's measurements (calib.h).
+**
+** Model: t = c_const + sum_v c_v x_v, with the hinge variable h split into
+** min(x_h, K) and max(x_h - K, 0) so the curve can bend once: a launch- or
+** occupancy-bound stretch, then linear in bytes or FLOPs. For a fixed K the
+** model is linear in its coefficients, so each candidate K is one weighted
+** linear least-squares solve (gsl_multifit_wlinear, SVD based, so a column
+** that the grid does not excite is dropped rather than blowing up).
+** Weights are 1/t^2: we minimise relative error, since a 10 us kernel and a
+** 10 ms one matter equally to an iteration-time estimate in percent.
+** K is searched over the measured values of h, then refined on a log grid
+** around the best one. Slopes are kept >= 0 by dropping the most negative
+** slope's column and solving again (an active-set NNLS on the slopes), which
+** keeps every curve monotone in every aggregate, as the simulator assumes.
+*/
+#include <assert.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gsl/gsl_errno.h>
+#include <gsl/gsl_multifit.h>
+
+#include "calib_internal.h"
+
+enum { MAX_COLS = 2 + INFSIM_CALIB_VARS, REFINE_STEPS = 24 };
+
+/* Column j of the design: -1 the constant, v a variable's (below-hinge) part,
+ * INFSIM_CALIB_VARS the above-hinge part of the hinge variable. */
+typedef struct {
+  int kind[MAX_COLS];
+  int n;
+} design;
+
+static double column_value(int kind, const double *x, int hinge_var, double hinge_at) {
+  if (kind < 0) return 1.0;
+  if (kind == INFSIM_CALIB_VARS) return fmax(x[hinge_var] - hinge_at, 0);
+  if (kind == hinge_var) return fmin(x[kind], hinge_at);
+  return x[kind];
+}
+
+typedef struct {
+  infsim_calib_curve curve;
+  double chisq; /* sum of squared relative residuals */
+  int ok;
+} trial;
+
+/* One weighted solve over the columns of d. */
+static int solve(const design *d, const infsim_calib_point *pts, size_t n, int hinge_var, double hinge_at,
+                 double *coef, double *chisq) {
+  if ((size_t)d->n > n) return 0;
+  gsl_matrix *X = gsl_matrix_alloc(n, (size_t)d->n);
+  gsl_vector *y = gsl_vector_alloc(n);
+  gsl_vector *w = gsl_vector_alloc(n);
+  gsl_vector *c = gsl_vector_alloc((size_t)d->n);
+  gsl_matrix *cov = gsl_matrix_alloc((size_t)d->n, (size_t)d->n);
+  gsl_multifit_linear_workspace *ws = gsl_multifit_linear_alloc(n, (size_t)d->n);
+  int ok = X && y && w && c && cov && ws;
+  if (ok) {
+    for (size_t i = 0; i < n; i++) {
+      for (int j = 0; j < d->n; j++)
+        gsl_matrix_set(X, i, (size_t)j, column_value(d->kind[j], pts[i].x, hinge_var, hinge_at));
+      gsl_vector_set(y, i, pts[i].t_ns);
+      gsl_vector_set(w, i, 1.0 / (pts[i].t_ns * pts[i].t_ns));
+    }
+    ok = gsl_multifit_wlinear(X, w, y, c, cov, chisq, ws) == GSL_SUCCESS && isfinite(*chisq);
+    for (int j = 0; ok && j < d->n; j++) {
+      coef[j] = gsl_vector_get(c, (size_t)j);
+      ok = isfinite(coef[j]);
+    }
+  }
+  gsl_multifit_linear_free(ws);
+  gsl_matrix_free(cov);
+  gsl_vector_free(c);
+  gsl_vector_free(w);
+  gsl_vector_free(y);
+  gsl_matrix_free(X);
+  return ok;
+}
+
+/* Fits with hinge at hinge_at (hinge_var < 0: straight), slopes >= 0. */
+static trial fit_fixed(infsim_calib_kernel k, const infsim_calib_point *pts, size_t n, int hinge_var,
+                       double hinge_at) {
+  const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
+  trial t;
+  memset(&t, 0, sizeof t);
+  design d = {.n = 0};
+  d.kind[d.n++] = -1;
+  for (int v = 0; v < INFSIM_CALIB_VARS; v++)
+    if (info->var_mask & (1u << v)) d.kind[d.n++] = v;
+  if (hinge_var >= 0) d.kind[d.n++] = INFSIM_CALIB_VARS;
+  double coef[MAX_COLS];
+  for (;;) {
+    double chisq = 0;
+    if (!solve(&d, pts, n, hinge_var, hinge_at, coef, &chisq)) return t;
+    int worst = -1;
+    for (int j = 1; j < d.n; j++)
+      if (coef[j] < 0 && (worst < 0 || coef[j] < coef[worst])) worst = j;
+    if (worst < 0) {
+      t.curve.hinge_var = hinge_var;
+      t.curve.hinge_at = hinge_var >= 0 ? hinge_at : 0;
+      for (int j = 0; j < d.n; j++) {
+        if (d.kind[j] < 0) t.curve.c_const = coef[j];
+        else if (d.kind[j] == INFSIM_CALIB_VARS) t.curve.c_above = coef[j];
+        else t.curve.c_var[d.kind[j]] = coef[j];
+      }
+      t.chisq = chisq;
+      t.ok = 1;
+      return t;
+    }
+    memmove(&d.kind[worst], &d.kind[worst + 1], (size_t)(d.n - worst - 1) * sizeof d.kind[0]);
+    d.n--;
+  }
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+double infsim_calib_percentile(double *v, size_t n, double pct) {
+  if (n == 0) return 0;
+  qsort(v, n, sizeof *v, cmp_double);
+  size_t rank = (size_t)ceil(pct / 100.0 * (double)n);
+  if (rank < 1) rank = 1;
+  if (rank > n) rank = n;
+  return v[rank - 1];
+}
+
+static void errors_of(infsim_calib_kernel k, const infsim_calib_curve *c, const infsim_calib_point *pts, size_t n,
+                      double *rms, double *max) {
+  double sum = 0, worst = 0;
+  for (size_t i = 0; i < n; i++) {
+    double e = fabs(infsim_calib_curve_eval(c, k, pts[i].x) - pts[i].t_ns) / pts[i].t_ns;
+    sum += e * e;
+    worst = fmax(worst, e);
+  }
+  *rms = n ? sqrt(sum / (double)n) : 0;
+  *max = worst;
+}
+
+infsim_status infsim_calib_fit_points(infsim_calib_kernel k, const infsim_calib_point *pts, size_t n,
+                                      infsim_calib_fit_result *out, infsim_error *err) {
+  const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
+  memset(out, 0, sizeof *out);
+  for (size_t i = 0; i < n; i++)
+    if (!(pts[i].t_ns > 0) || !isfinite(pts[i].t_ns))
+      return infsim_fail(err, INFSIM_EINPUT, "%s: point %zu: t_ns: not a positive finite time", info->name, i);
+  gsl_error_handler_t *old = gsl_set_error_handler_off();
+  int h = info->hinge_var;
+  trial best = fit_fixed(k, pts, n, -1, 0);
+  /* Distinct values of the hinge variable; the bend goes strictly inside. */
+  double *u = malloc((n ? n : 1) * sizeof *u);
+  if (u == NULL) {
+    gsl_set_error_handler(old);
+    return infsim_fail(err, INFSIM_ENOMEM, "%s: out of memory", info->name);
+  }
+  for (size_t i = 0; i < n; i++) u[i] = pts[i].x[h];
+  qsort(u, n, sizeof *u, cmp_double);
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++)
+    if (m == 0 || u[i] != u[m - 1]) u[m++] = u[i];
+  size_t best_i = 0;
+  for (size_t i = 1; i + 1 < m; i++) {
+    trial t = fit_fixed(k, pts, n, h, u[i]);
+    if (t.ok && (!best.ok || t.chisq < best.chisq)) {
+      best = t;
+      best_i = i;
+    }
+  }
+  if (best_i > 0) {
+    /* Refine between the neighbouring measured values, on a log scale
+     * because the grids are geometric. */
+    double lo = fmax(u[best_i - 1], 1e-9), hi = u[best_i + 1];
+    for (int s = 1; s < REFINE_STEPS; s++) {
+      double at = lo * pow(hi / lo, (double)s / REFINE_STEPS);
+      trial t = fit_fixed(k, pts, n, h, at);
+      if (t.ok && t.chisq < best.chisq) best = t;
+    }
+  }
+  free(u);
+  gsl_set_error_handler(old);
+  if (!best.ok)
+    return infsim_fail(err, INFSIM_EINPUT, "%s: %zu points cannot determine a curve", info->name, n);
+  out->curve = best.curve;
+  out->points = n;
+  errors_of(k, &out->curve, pts, n, &out->rms_rel_err, &out->max_rel_err);
+  return INFSIM_OK;
+}
+
+typedef struct {
+  const infsim_calib_point *p;
+  int hinge_var;
+} sort_ref;
+
+static int cmp_point(const void *a, const void *b) {
+  const sort_ref *x = a, *y = b;
+  int h = x->hinge_var;
+  if (x->p->x[h] != y->p->x[h]) return x->p->x[h] < y->p->x[h] ? -1 : 1;
+  for (int v = 0; v < INFSIM_CALIB_VARS; v++)
+    if (x->p->x[v] != y->p->x[v]) return x->p->x[v] < y->p->x[v] ? -1 : 1;
+  return 0;
+}
+
+infsim_status infsim_calib_heldout(infsim_calib_kernel k, const infsim_calib_point *pts, size_t n,
+                                   double *rel_err, size_t *n_err, infsim_error *err) {
+  const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
+  *n_err = 0;
+  sort_ref *refs = malloc((n ? n : 1) * sizeof *refs);
+  infsim_calib_point *train = malloc((n ? n : 1) * sizeof *train);
+  infsim_status st = INFSIM_OK;
+  if (refs == NULL || train == NULL) {
+    st = infsim_fail(err, INFSIM_ENOMEM, "%s: out of memory", info->name);
+    goto done;
+  }
+  for (size_t i = 0; i < n; i++) refs[i] = (sort_ref){&pts[i], info->hinge_var};
+  qsort(refs, n, sizeof *refs, cmp_point);
+  size_t n_train = 0;
+  for (size_t i = 0; i < n; i += 2) train[n_train++] = *refs[i].p;
+  infsim_calib_fit_result fit;
+  st = infsim_calib_fit_points(k, train, n_train, &fit, err);
+  if (st != INFSIM_OK) goto done;
+  for (size_t i = 1; i < n; i += 2) {
+    const infsim_calib_point *p = refs[i].p;
+    rel_err[(*n_err)++] = fabs(infsim_calib_curve_eval(&fit.curve, k, p->x) - p->t_ns) / p->t_ns;
+  }
+done:
+  free(train);
+  free(refs);
+  return st;
+}

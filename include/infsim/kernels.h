@@ -1,0 +1,304 @@
+/*
+** kernels.h: the DistAttention kernels and layer GEMMs, behind one C API that
+** runs on two backends: a plain-C CPU reference and CUDA.
+**
+** Callers (calibration, cluster mode, tests, benchmarks) open a context for a
+** backend, allocate buffers through it, and call the operations; the same
+** call sequence runs on either backend, so calibration can time a kernel grid
+** on a CUDA GPU or, at tiny sizes, on the CPU of a machine without one.
+** The header is plain C11 and needs no CUDA headers; libinfsim_kernels is
+** always built and reports the CUDA backend as unavailable when it was built
+** without nvcc or when no GPU is present.
+**
+** Memory: a "buffer" is a pointer returned by infsim_kernels_alloc on a
+** context. On the CPU backend it is host memory; on CUDA it is device memory
+** (never dereference it on the host: use upload/download). All operations
+** take such buffers, except `*_host` arguments, which are host memory.
+** Operations are asynchronous on CUDA (one stream per context); download and
+** infsim_kernels_sync wait for them.
+**
+** Layouts (row-major, innermost last). h = query heads, g = KV heads (GQA:
+** h % g == 0, query head i reads KV head i / (h / g)), d = head_dim (128).
+**  - rBlock pool of one layer, K and V in separate pools:
+**      k_pool[num_blocks][g][block_tokens][d]   (v_pool the same)
+**    Head-major inside a block so that one KV head of one block is one
+**    contiguous run of block_tokens * d elements: decode streams it with
+**    16-byte loads and no gather. block_tokens is a multiple of 16.
+**  - block table: int32 block_table[r * block_table_stride + i] is the pool
+**    index of request r's i-th block; its token t lives in block t / bt at
+**    slot t % bt. A "contiguous" KV cache is the special case of one block
+**    per request (block_tokens >= context).
+**  - decode query q[r][h][d] (fp16/bf16, like the KV); outputs out[r][h][d]
+**    fp32 and lse[r][h] fp32.
+**  - partials for the merge: part_out[p][rows][d] fp32, part_lse[p][rows]
+**    where rows = requests * h (one row per (request, head)).
+**
+** Numerics: every backend accumulates in fp32. MA decode output is the
+** attention of the query over the request's KV normalized by its own softmax
+** sum, and lse = max + log(sum exp(s - max)) in natural log over scores
+** s = scale * q.k; a request with no KV tokens gives lse = -inf and zeros.
+** The merge weights partial j by exp(lse_j - max lse): an empty partial is
+** neutral and all-empty gives zeros and -inf, never NaN. This is exactly
+** what DistAttention holders ship and owners merge (DESIGN.md).
+*/
+#ifndef INFSIM_KERNELS_H
+#define INFSIM_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "infsim/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+  INFSIM_KBACKEND_CPU = 0,  /* plain-C reference, fp32 arithmetic */
+  INFSIM_KBACKEND_CUDA = 1, /* CUDA kernels + cuBLASLt on device 0 */
+} infsim_kernel_backend;
+
+typedef enum {
+  INFSIM_KDTYPE_F16 = 0,
+  INFSIM_KDTYPE_BF16 = 1,
+  INFSIM_KDTYPE_F32 = 2,
+} infsim_kdtype;
+
+/* Only head dimension the attention kernels take (LLaMA2 family). */
+enum { INFSIM_KERNEL_HEAD_DIM = 128, INFSIM_KERNEL_BLOCK_ALIGN_TOKENS = 16 };
+
+typedef struct infsim_kernels infsim_kernels; /* opaque context */
+
+/* "cpu" / "cuda"; parse returns false on an unknown name. */
+const char *infsim_kernel_backend_name(infsim_kernel_backend b);
+bool infsim_kernel_backend_parse(const char *name, infsim_kernel_backend *out);
+size_t infsim_kdtype_bytes(infsim_kdtype t);
+
+/* True when this build has the CUDA backend and a CUDA GPU is usable. */
+bool infsim_kernels_cuda_available(void);
+
+/* Opens a context; INFSIM_ENODEV when backend is CUDA and it is unavailable. */
+infsim_status infsim_kernels_open(infsim_kernel_backend backend, infsim_kernels **out, infsim_error *err);
+void infsim_kernels_close(infsim_kernels *k); /* NULL is fine; frees its workspace, not user buffers */
+infsim_kernel_backend infsim_kernels_backend(const infsim_kernels *k);
+
+/* What ran the measurements, for provenance in calibration records. */
+typedef struct {
+  char name[128];          /* "NVIDIA H100 80GB HBM3", or "cpu reference" */
+  char driver_version[32]; /* "580.159.04" (from NVML when present, else the CUDA driver API version) */
+  char runtime_version[32];/* CUDA runtime "13.0"; "" on CPU */
+  int cc_major, cc_minor;  /* compute capability; 0 on CPU */
+  int sm_count;            /* multiprocessors; CPU: 1 (the reference is single-threaded) */
+  int sm_clock_mhz;        /* current SM clock when readable, else max; 0 if unknown */
+  int max_sm_clock_mhz;
+  int mem_clock_mhz;       /* max memory clock; 0 if unknown */
+  int64_t memory_bytes;    /* device memory (CPU: 0 = not reported) */
+  int64_t l2_bytes;
+} infsim_kernel_device;
+
+infsim_status infsim_kernels_describe(infsim_kernels *k, infsim_kernel_device *out, infsim_error *err);
+
+/* ---- buffers ---------------------------------------------------------- */
+
+/* Allocates `bytes` (> 0) of backend memory, 256-byte aligned. */
+infsim_status infsim_kernels_alloc(infsim_kernels *k, int64_t bytes, void **out, infsim_error *err);
+void infsim_kernels_free(infsim_kernels *k, void *buf); /* NULL is fine */
+/* Page-locked host memory for host-staged transfers (plain malloc on CPU). */
+infsim_status infsim_kernels_host_alloc(infsim_kernels *k, int64_t bytes, void **out, infsim_error *err);
+void infsim_kernels_host_free(infsim_kernels *k, void *host);
+
+infsim_status infsim_kernels_upload(infsim_kernels *k, void *dst_buf, const void *src_host, int64_t bytes,
+                                    infsim_error *err);
+/* Waits for queued work, then copies. */
+infsim_status infsim_kernels_download(infsim_kernels *k, void *dst_host, const void *src_buf, int64_t bytes,
+                                      infsim_error *err);
+/* Sets every byte of a buffer (e.g. 0xFF to poison outputs before a check). */
+infsim_status infsim_kernels_memset(infsim_kernels *k, void *buf, int byte, int64_t bytes, infsim_error *err);
+infsim_status infsim_kernels_sync(infsim_kernels *k, infsim_error *err);
+
+/* Fills `count` elements of dtype with uniform values in [lo, hi) from a
+ * counter-based hash of (seed, index): both backends produce bit-identical
+ * contents, so a test can fill on CUDA and recompute the same input on CPU,
+ * and calibration can fill GiBs without a host copy. */
+infsim_status infsim_kernels_fill_random(infsim_kernels *k, void *buf, infsim_kdtype dtype, int64_t count,
+                                         uint64_t seed, float lo, float hi, infsim_error *err);
+/* Host version of the same function (same values for the same arguments). */
+void infsim_kernels_fill_random_host(void *host, infsim_kdtype dtype, int64_t count, uint64_t seed, float lo,
+                                     float hi);
+
+/* Scalar conversions used by every backend (round to nearest even). */
+float infsim_f16_to_float(uint16_t h);
+uint16_t infsim_float_to_f16(float f);
+float infsim_bf16_to_float(uint16_t b);
+uint16_t infsim_float_to_bf16(float f);
+
+/* ---- micro-attention (MA), decode -------------------------------------- */
+
+typedef struct {
+  int32_t num_requests;   /* >= 1 */
+  int32_t num_q_heads;    /* h */
+  int32_t num_kv_heads;   /* g, h % g == 0 */
+  int32_t head_dim;       /* must be INFSIM_KERNEL_HEAD_DIM */
+  int32_t block_tokens;   /* multiple of 16 */
+  infsim_kdtype dtype;    /* F16 or BF16: q and the pools */
+  const void *q;          /* buffer [r][h][d] */
+  const void *k_pool;     /* buffer [num_blocks][g][block_tokens][d] */
+  const void *v_pool;
+  const int32_t *block_table;    /* buffer [r][block_table_stride] */
+  int32_t block_table_stride;
+  const int32_t *context_tokens; /* buffer [r]: tokens held for each request, 0 allowed */
+  int32_t max_context_tokens;    /* host-side max of context_tokens (sizes the grid) */
+  float softmax_scale;           /* usually 1/sqrt(d) */
+  int32_t num_splits;     /* KV chunks per (request, kv head) merged in-kernel; 0 = auto (fill the GPU) */
+  float *out;             /* buffer [r][h][d] fp32 */
+  float *lse;             /* buffer [r][h] fp32 */
+} infsim_ma_decode_args;
+
+infsim_status infsim_kernels_ma_decode(infsim_kernels *k, const infsim_ma_decode_args *a, infsim_error *err);
+
+/* ---- aggregation: merge partials by LSE -------------------------------- */
+
+typedef struct {
+  int32_t num_partials;   /* >= 1 holders */
+  int64_t rows;           /* requests * heads */
+  int32_t head_dim;       /* any >= 1 (CUDA: multiple of 4) */
+  const float *part_out;  /* buffer [p][rows][d] */
+  const float *part_lse;  /* buffer [p][rows] */
+  float *out;             /* buffer [rows][d] */
+  float *lse;             /* buffer [rows] or NULL: merged LSE (so merges compose) */
+} infsim_merge_args;
+
+infsim_status infsim_kernels_merge(infsim_kernels *k, const infsim_merge_args *a, infsim_error *err);
+
+/* ---- prefill: causal attention, writing K/V into rBlocks --------------- */
+
+/* For each request, appends `new_tokens` tokens of K/V after `past_tokens`
+ * already in its blocks, then computes causal attention of the new queries
+ * over all past + new keys (query i sits at position past_tokens + i). */
+typedef struct {
+  int32_t num_requests;
+  int32_t num_q_heads, num_kv_heads, head_dim; /* head_dim must be 128 */
+  int32_t new_tokens;     /* >= 1, same for every request */
+  int32_t past_tokens;    /* >= 0, same for every request */
+  int32_t block_tokens;   /* multiple of 16 */
+  infsim_kdtype dtype;    /* F16 or BF16 */
+  const void *q;          /* buffer [r][new][h][d] */
+  const void *k_new;      /* buffer [r][new][g][d] */
+  const void *v_new;
+  void *k_pool, *v_pool;  /* as for decode; written at slots past .. past+new-1 */
+  const int32_t *block_table; /* buffer [r][block_table_stride] */
+  int32_t block_table_stride;
+  float softmax_scale;
+  infsim_kdtype out_dtype; /* F32, or the input dtype */
+  void *out;               /* buffer [r][new][h][d] */
+  float *lse;              /* buffer [r][new][h] or NULL */
+} infsim_prefill_args;
+
+infsim_status infsim_kernels_prefill(infsim_kernels *k, const infsim_prefill_args *a, infsim_error *err);
+
+/* ---- layer GEMMs ------------------------------------------------------- */
+
+typedef enum {
+  INFSIM_GEMM_QKV = 0,   /* [tokens, hidden] x [hidden, (h + 2g) d / tp] */
+  INFSIM_GEMM_O = 1,     /* [tokens, h d / tp] x [h d / tp, hidden] */
+  INFSIM_GEMM_GATE_UP = 2, /* [tokens, hidden] x [hidden, 2 intermediate / tp] (fused gate and up) */
+  INFSIM_GEMM_DOWN = 3,  /* [tokens, intermediate / tp] x [intermediate / tp, hidden] */
+  INFSIM_GEMM_KINDS = 4,
+} infsim_gemm_kind;
+
+const char *infsim_gemm_kind_name(infsim_gemm_kind kind);
+
+/* C[m][n] = A[m][k] x W[n][k]^T (torch Linear convention: weights stored
+ * [out_features][in_features]); fp32 accumulation, output in dtype. */
+typedef struct {
+  int64_t m, n, k;
+  infsim_kdtype dtype;   /* F16 or BF16 (CPU also takes F32) */
+  const void *a;         /* buffer [m][k] */
+  const void *w;         /* buffer [n][k] */
+  void *c;               /* buffer [m][n] */
+} infsim_gemm_args;
+
+/* The model dimensions the GEMM shapes depend on (the fields of the same
+ * name in hardware.h's infsim_model_shape; kept separate so that this
+ * header needs nothing but status.h). */
+typedef struct {
+  int64_t hidden, heads, kv_heads, head_dim, intermediate;
+} infsim_kernel_model;
+
+/* m, n, k of one layer GEMM for `tokens` tokens on one TP shard of `model`
+ * (heads and columns divided by tp; KV heads replicated when kv_heads < tp,
+ * as Megatron does). INFSIM_EINPUT if tp does not divide heads or
+ * intermediate, or kv_heads when kv_heads >= tp. */
+infsim_status infsim_kernels_gemm_shape(const infsim_kernel_model *model, int64_t tp, infsim_gemm_kind kind,
+                                        int64_t tokens, int64_t *m, int64_t *n, int64_t *k, infsim_error *err);
+
+infsim_status infsim_kernels_gemm(infsim_kernels *k, const infsim_gemm_args *a, infsim_error *err);
+
+/* ---- KV movement ------------------------------------------------------- */
+
+/* Copies n whole blocks of block_bytes: dst_pool block dst_ids[i] <-
+ * src_pool block src_ids[i]. ids are buffers of int32 (device on CUDA);
+ * the pools may be the same buffer (blocks must not overlap). One launch
+ * on CUDA, whatever n. */
+typedef struct {
+  void *dst_pool;
+  const void *src_pool;
+  int64_t block_bytes;     /* multiple of 16 */
+  const int32_t *src_ids;
+  const int32_t *dst_ids;
+  int32_t num_blocks;
+} infsim_kv_copy_args;
+
+infsim_status infsim_kernels_kv_copy(infsim_kernels *k, const infsim_kv_copy_args *a, infsim_error *err);
+
+/* Device -> pinned host -> device in chunks, as a transfer without peer
+ * access stages KV (DistKV-LLM moving rBlocks between instances over a NIC
+ * without GPUDirect). Overlaps the two directions chunk by chunk on CUDA. */
+typedef struct {
+  void *dst_buf;
+  const void *src_buf;
+  int64_t bytes;
+  void *staging_host;      /* from infsim_kernels_host_alloc, >= chunk_bytes * 2 */
+  int64_t chunk_bytes;     /* > 0; 0 means min(bytes, 4 MiB) */
+} infsim_staged_copy_args;
+
+infsim_status infsim_kernels_staged_copy(infsim_kernels *k, const infsim_staged_copy_args *a, infsim_error *err);
+
+/* ---- timing ------------------------------------------------------------ */
+
+/* One timed operation: typically a closure over an args struct above. */
+typedef infsim_status (*infsim_kernel_op)(infsim_kernels *k, void *op_arg, infsim_error *err);
+
+typedef struct {
+  int32_t warmup;        /* untimed calls first (>= 0; 0 means 3) */
+  int32_t repeats;       /* timed calls (>= 1; 0 means 20) */
+  bool flush_l2;         /* overwrite a 2x-L2 scratch buffer before each timed call (untimed) */
+} infsim_time_opts;
+
+typedef struct {
+  double median_ms;
+  double min_ms, max_ms;
+  double p10_ms, p90_ms; /* spread: 10th and 90th percentile of the repeats */
+  int32_t repeats;
+} infsim_kernel_timing;
+
+/* Runs op warmup times, then `repeats` times each bracketed by CUDA events
+ * on the context's stream (CPU: a monotonic clock), and reports median and
+ * spread. Stops at the first failing call and returns its status. */
+infsim_status infsim_kernels_time_ms(infsim_kernels *k, infsim_kernel_op op, void *op_arg,
+                                     const infsim_time_opts *opts, infsim_kernel_timing *out, infsim_error *err);
+
+/* Ready-made ops for infsim_kernels_time_ms; op_arg points at the args struct. */
+infsim_status infsim_kernel_op_ma_decode(infsim_kernels *k, void *args, infsim_error *err);
+infsim_status infsim_kernel_op_merge(infsim_kernels *k, void *args, infsim_error *err);
+infsim_status infsim_kernel_op_prefill(infsim_kernels *k, void *args, infsim_error *err);
+infsim_status infsim_kernel_op_gemm(infsim_kernels *k, void *args, infsim_error *err);
+infsim_status infsim_kernel_op_kv_copy(infsim_kernels *k, void *args, infsim_error *err);
+infsim_status infsim_kernel_op_staged_copy(infsim_kernels *k, void *args, infsim_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,81 @@
+/*
+** cuda_common.cuh: what the CUDA backend's .cu files share: the context
+** (one stream, timing events, cuBLASLt handle, growable workspaces), the
+** error-check macro, and the launchers each .cu file exports.
+**
+** Invariant: every CUDA call's status is checked and every launch is
+** followed by cudaGetLastError(), turned into INFSIM_ERUN with file:line.
+*/
+#ifndef INFSIM_KERNELS_CUDA_COMMON_CUH
+#define INFSIM_KERNELS_CUDA_COMMON_CUH
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include "internal.h"
+
+#define IK_CUDA(call)                                                                                   \
+  do {                                                                                                  \
+    cudaError_t ik_e_ = (call);                                                                         \
+    if (ik_e_ != cudaSuccess)                                                                           \
+      return ik_fail(err, INFSIM_ERUN, "%s:%d: %s: %s", __FILE__, __LINE__, #call, cudaGetErrorString(ik_e_)); \
+  } while (0)
+
+#define IK_LAUNCHED() IK_CUDA(cudaGetLastError())
+
+/* One cached cuBLASLt plan per GEMM shape (heuristic queried once). */
+typedef struct {
+  int64_t m, n, k;
+  int dtype;
+  cublasLtMatmulDesc_t op;
+  cublasLtMatrixLayout_t la, lb, lc;
+  cublasLtMatmulAlgo_t algo;
+} ik_gemm_plan;
+
+enum { IK_GEMM_PLANS = 64 };
+
+typedef struct {
+  int device;
+  int sm_count;
+  int l2_bytes;
+  cudaStream_t stream;
+  cudaStream_t stream2; /* second copy engine direction for staged copies */
+  cudaEvent_t t0, t1;
+  cudaEvent_t staged_d2h[2], staged_h2d[2];
+  /* Decode split workspace: partial outputs, LSEs, and per-(request, kv
+   * head, head group) arrival counters that the last split CTA resets. */
+  void *ws;
+  int64_t ws_bytes;
+  void *flush_buf;
+  int64_t flush_bytes;
+  cublasLtHandle_t lt;
+  void *lt_ws;
+  int64_t lt_ws_bytes;
+  /* Per dtype (f16, bf16): CTAs of the decode kernel per SM (0 = not yet
+   * queried; the first launch also raises its shared-memory limit), and
+   * whether the prefill kernel's limit was raised. */
+  int decode_ctas_per_sm[2];
+  int prefill_ready[2];
+  ik_gemm_plan plans[IK_GEMM_PLANS];
+  int num_plans;
+} ik_cuda;
+
+/* Grows ctx->ws to at least bytes (zeroed), synchronizing first. */
+infsim_status ik_cuda_workspace(ik_cuda *c, int64_t bytes, infsim_error *err);
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+infsim_status ik_cuda_fill_random(void *self, void *buf, infsim_kdtype t, int64_t n, uint64_t seed, float lo,
+                                  float hi, infsim_error *err);
+infsim_status ik_cuda_kv_copy(void *self, const infsim_kv_copy_args *a, infsim_error *err);
+infsim_status ik_cuda_ma_decode(void *self, const infsim_ma_decode_args *a, infsim_error *err);
+infsim_status ik_cuda_merge(void *self, const infsim_merge_args *a, infsim_error *err);
+infsim_status ik_cuda_prefill(void *self, const infsim_prefill_args *a, infsim_error *err);
+infsim_status ik_cuda_gemm(void *self, const infsim_gemm_args *a, infsim_error *err);
+void ik_cuda_gemm_release(ik_cuda *c);
+#ifdef __cplusplus
+}
+#endif
+
+#endif

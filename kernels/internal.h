@@ -1,0 +1,166 @@
+/*
+** internal.h: what the kernel backends share and the public API dispatches
+** through. Not installed; included by the .c and .cu files of kernels/.
+**
+** A backend is a table of function pointers plus a `self` (ggml style):
+** core.c validates every argument struct once, then calls the table, so a
+** backend may assume valid arguments (head_dim 128, block_tokens % 16 == 0,
+** h % g == 0, non-NULL buffers). The scalar helpers below are `static
+** inline` and marked host+device under nvcc so that the CPU reference and
+** the CUDA kernels round fp16/bf16 and draw random inputs bit-identically.
+*/
+#ifndef INFSIM_KERNELS_INTERNAL_H
+#define INFSIM_KERNELS_INTERNAL_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "infsim/kernels.h"
+
+#ifdef __CUDACC__
+#define IK_HD __host__ __device__ __forceinline__
+#else
+#define IK_HD static inline
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- fp16 / bf16 <-> float, round to nearest even --------------------- */
+
+IK_HD uint32_t ik_f32_bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  return u;
+}
+
+IK_HD float ik_bits_f32(uint32_t u) {
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+IK_HD float ik_bf16_to_f32(uint16_t b) { return ik_bits_f32((uint32_t)b << 16); }
+
+IK_HD uint16_t ik_f32_to_bf16(float f) {
+  uint32_t u = ik_f32_bits(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u); /* quiet NaN */
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+}
+
+IK_HD float ik_f16_to_f32(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1fu;
+  uint32_t man = h & 0x3ffu;
+  if (exp == 0x1fu) return ik_bits_f32(sign | 0x7f800000u | (man << 13));
+  if (exp == 0) {
+    /* Subnormal: value = man * 2^-24, exact in float. */
+    float v = (float)man * 5.9604644775390625e-8f;
+    return sign ? -v : v;
+  }
+  return ik_bits_f32(sign | ((exp + 112u) << 23) | (man << 13));
+}
+
+IK_HD uint16_t ik_f32_to_f16(float f) {
+  uint32_t u = ik_f32_bits(f);
+  uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
+  uint32_t a = u & 0x7fffffffu;
+  if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);
+  if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* rounds to >= 65536: inf */
+  if (a < 0x38800000u) {
+    /* Result is subnormal (or zero): units of 2^-24, rounded half to even. */
+    if (a < 0x33000000u) return sign; /* below half the smallest subnormal */
+    uint32_t exp = a >> 23;
+    uint32_t man = (a & 0x7fffffu) | 0x800000u;
+    uint32_t shift = 126u - exp; /* 14..24 */
+    uint32_t q = man >> shift;
+    uint32_t rem = man & ((1u << shift) - 1u);
+    uint32_t half = 1u << (shift - 1u);
+    if (rem > half || (rem == half && (q & 1u))) q++;
+    return (uint16_t)(sign | q);
+  }
+  /* Normal: rebias exponent, round the 13 dropped mantissa bits. */
+  uint32_t r = a - 0x38000000u; /* exponent 127 -> 15 */
+  r += 0xfffu + ((r >> 13) & 1u);
+  return (uint16_t)(sign | (r >> 13));
+}
+
+IK_HD float ik_load(const void *base, infsim_kdtype t, int64_t i) {
+  if (t == INFSIM_KDTYPE_F32) return ((const float *)base)[i];
+  uint16_t v = ((const uint16_t *)base)[i];
+  return t == INFSIM_KDTYPE_BF16 ? ik_bf16_to_f32(v) : ik_f16_to_f32(v);
+}
+
+IK_HD void ik_store(void *base, infsim_kdtype t, int64_t i, float v) {
+  if (t == INFSIM_KDTYPE_F32)
+    ((float *)base)[i] = v;
+  else
+    ((uint16_t *)base)[i] = t == INFSIM_KDTYPE_BF16 ? ik_f32_to_bf16(v) : ik_f32_to_f16(v);
+}
+
+/* ---- counter-based random inputs (splitmix64 finalizer) --------------- */
+
+IK_HD uint64_t ik_mix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+/* Uniform in [lo, hi): 24 random bits make u exact in float; the product
+ * and sum are two separately rounded float operations on both backends
+ * (nvcc is told not to contract them: see __fmul_rn in fill.cu). */
+IK_HD float ik_uniform_u(uint64_t seed, int64_t i) {
+  uint64_t x = ik_mix64(seed ^ ik_mix64((uint64_t)i));
+  return (float)(x >> 40) * 5.9604644775390625e-8f;
+}
+
+/* ---- errors ------------------------------------------------------------ */
+
+/* Like infsim_fail, without linking libinfsim (this library stands alone). */
+infsim_status ik_fail(infsim_error *err, infsim_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- backend table ---------------------------------------------------- */
+
+typedef struct {
+  const char *name;
+  infsim_status (*open)(void **self, infsim_error *err);
+  void (*close)(void *self);
+  infsim_status (*describe)(void *self, infsim_kernel_device *out, infsim_error *err);
+  infsim_status (*alloc)(void *self, int64_t bytes, void **out, infsim_error *err);
+  void (*free_buf)(void *self, void *buf);
+  infsim_status (*host_alloc)(void *self, int64_t bytes, void **out, infsim_error *err);
+  void (*host_free)(void *self, void *host);
+  infsim_status (*upload)(void *self, void *dst, const void *src, int64_t bytes, infsim_error *err);
+  infsim_status (*download)(void *self, void *dst, const void *src, int64_t bytes, infsim_error *err);
+  infsim_status (*memset_buf)(void *self, void *buf, int byte, int64_t bytes, infsim_error *err);
+  infsim_status (*sync)(void *self, infsim_error *err);
+  infsim_status (*fill_random)(void *self, void *buf, infsim_kdtype t, int64_t n, uint64_t seed, float lo,
+                               float hi, infsim_error *err);
+  infsim_status (*ma_decode)(void *self, const infsim_ma_decode_args *a, infsim_error *err);
+  infsim_status (*merge)(void *self, const infsim_merge_args *a, infsim_error *err);
+  infsim_status (*prefill)(void *self, const infsim_prefill_args *a, infsim_error *err);
+  infsim_status (*gemm)(void *self, const infsim_gemm_args *a, infsim_error *err);
+  infsim_status (*kv_copy)(void *self, const infsim_kv_copy_args *a, infsim_error *err);
+  infsim_status (*staged_copy)(void *self, const infsim_staged_copy_args *a, infsim_error *err);
+  /* Timing: begin marks the start; end waits and returns elapsed ms. */
+  infsim_status (*timer_begin)(void *self, infsim_error *err);
+  infsim_status (*timer_end)(void *self, double *ms, infsim_error *err);
+  /* Evicts caches (untimed) so that a timed call starts cold. */
+  infsim_status (*flush_cache)(void *self, infsim_error *err);
+} ik_backend;
+
+const ik_backend *ik_cpu_backend(void);
+/* NULL when this build has no CUDA backend (cuda_none.c). */
+const ik_backend *ik_cuda_backend(void);
+bool ik_cuda_usable(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

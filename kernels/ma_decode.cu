@@ -1,0 +1,376 @@
+/*
+** ma_decode.cu: micro-attention for decode over paged rBlocks (split-KV,
+** flash-decoding style, with the split merge inside the same launch).
+**
+** Work split: one CTA per (request, KV head, group of <= 16 query heads of
+** that KV head, split). The CTA's token range is split `split` of the
+** request's context cut into num_splits tile-aligned chunks; its 4 warps
+** take the range's 16-token tiles round-robin, each warp with its own
+** 3-stage cp.async pipeline (K and V tiles of 4 KiB each), so no CTA-wide
+** barrier sits in the streaming loop. A 16-token tile never straddles an
+** rBlock because block_tokens % 16 == 0; the tile is one contiguous 4 KiB
+** run of the pool ([block][kv head][slot][d] layout).
+**
+** Arithmetic: the query heads of a GQA group share every K/V byte, so the
+** group's queries form the 16 rows of an m16n8k16 tensor-core tile (rows
+** past the group are zero): S = Q K^T and O += P V with fp32 accumulators,
+** online softmax in base 2 (scale * log2 e folded into the scores).
+** FLOP per KV byte is tiny next to the tensor cores, so the kernel is
+** bound by how many bytes it keeps in flight.
+**
+** Merge: warps merge through shared memory at the end; with num_splits > 1
+** each CTA writes its (normalized output, LSE) partial to a workspace and
+** bumps a per-(request, head group) counter; the CTA that arrives last
+** merges all splits (weights exp(lse_j - max), empty splits neutral) and
+** resets the counter to 0 for the next launch.
+*/
+#include "cuda_common.cuh"
+#include "mma_util.cuh"
+
+namespace {
+
+constexpr int D = 128;
+constexpr int WARPS = 4;
+constexpr int THREADS = WARPS * 32;
+constexpr int TILE = 16;   /* tokens per warp tile */
+constexpr int STAGES = 3;  /* per-warp pipeline depth */
+constexpr int TILE_ELEMS = TILE * D;
+constexpr int SMEM_PIPE_BYTES = WARPS * STAGES * 2 * TILE_ELEMS * 2; /* K and V, 16-bit */
+constexpr int SMEM_Q_BYTES = 16 * D * 2;
+/* End-of-CTA merge reuses the pipeline area: per warp O[16][D] + m[16] + l[16] floats. */
+constexpr int SMEM_MERGE_BYTES = WARPS * (16 * D + 32) * 4;
+static_assert(SMEM_MERGE_BYTES <= SMEM_PIPE_BYTES, "merge area must fit in the pipeline area");
+constexpr int SMEM_BYTES = SMEM_PIPE_BYTES + SMEM_Q_BYTES + 16;
+constexpr float LOG2E = 1.4426950408889634f;
+constexpr float LN2 = 0.6931471805599453f;
+
+struct DecodeParams {
+  const uint16_t *q, *k_pool, *v_pool;
+  const int32_t *block_table;
+  const int32_t *context_tokens;
+  float *out, *lse;
+  float *ws_out, *ws_lse;  /* [row][split][D], [row][split] */
+  unsigned *counters;      /* [request][kv head][head group] */
+  int64_t bt_stride;
+  int h, g, group, qgroups, bt, splits;
+  float scale_log2;
+};
+
+/* Issues the cp.async copies of one 16-token K and V tile into a stage. */
+__device__ __forceinline__ void load_tile(uint16_t *ks, uint16_t *vs, const uint16_t *kg, const uint16_t *vg,
+                                          int valid_rows, int lane) {
+#pragma unroll
+  for (int i = 0; i < TILE * D / 8 / 32; i++) {
+    int c = lane + 32 * i;
+    int row = c >> 4, ch = c & 15;
+    bool ok = row < valid_rows;
+    cp_async16(ks + swz(row, ch), kg + (ok ? row * D + ch * 8 : 0), ok);
+    cp_async16(vs + swz(row, ch), vg + (ok ? row * D + ch * 8 : 0), ok);
+  }
+}
+
+template <bool BF16>
+__global__ void __launch_bounds__(THREADS, 2) ma_decode_kernel(DecodeParams p) {
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  uint16_t *pipe = (uint16_t *)smem_raw;
+  uint16_t *qs = (uint16_t *)(smem_raw + SMEM_PIPE_BYTES);
+  int *flag = (int *)(smem_raw + SMEM_PIPE_BYTES + SMEM_Q_BYTES);
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t cta_row = blockIdx.x; /* (request, kv head, head group) */
+  const int qgi = (int)(cta_row % p.qgroups);
+  const int kh = (int)((cta_row / p.qgroups) % p.g);
+  const int64_t r = cta_row / ((int64_t)p.qgroups * p.g);
+  const int split = blockIdx.y;
+  const int q0 = kh * p.group + qgi * 16; /* first query head of this CTA */
+  const int nq = min(16, p.group - qgi * 16);
+
+  const int ctx = p.context_tokens[r];
+  const int ntiles_req = (ctx + TILE - 1) / TILE;
+  const int tiles_per_split = (ntiles_req + p.splits - 1) / p.splits;
+  const int tile_begin = split * tiles_per_split;
+  const int tile_end = min(ntiles_req, tile_begin + tiles_per_split);
+  const int tok_end = min(ctx, tile_end * TILE);
+
+  /* Q tile [16][D], rows past the group zero. */
+  for (int c = threadIdx.x; c < 16 * D / 8; c += THREADS) {
+    int row = c >> 4, ch = c & 15;
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (row < nq) v = *(const uint4 *)(p.q + ((r * p.h + q0 + row) * D + ch * 8));
+    *(uint4 *)(qs + swz(row, ch)) = v;
+  }
+  __syncthreads();
+  uint32_t qf[8][4];
+#pragma unroll
+  for (int kk = 0; kk < 8; kk++) ldmatrix_x4(qf[kk], qs + swz(lane % 16, kk * 2 + lane / 16));
+
+  float o[16][4];
+#pragma unroll
+  for (int i = 0; i < 16; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+
+  uint16_t *wpipe = pipe + warp * STAGES * 2 * TILE_ELEMS;
+  const int64_t head_stride = (int64_t)p.bt * D; /* elements per (block, kv head) */
+  const int32_t *table = p.block_table + r * p.bt_stride;
+  /* This warp's tiles: tile_begin + warp + WARPS * j. */
+  const int my_first = tile_begin + warp;
+  const int my_n = my_first < tile_end ? (tile_end - my_first + WARPS - 1) / WARPS : 0;
+
+  auto issue = [&](int j) {
+    if (j < my_n) {
+      int t = my_first + WARPS * j;
+      int tok = t * TILE;
+      int64_t blk = table[tok / p.bt];
+      int64_t off = ((blk * p.g + kh) * p.bt + tok % p.bt) * D;
+      (void)head_stride;
+      uint16_t *st = wpipe + (j % STAGES) * 2 * TILE_ELEMS;
+      load_tile(st, st + TILE_ELEMS, p.k_pool + off, p.v_pool + off, min(TILE, tok_end - tok), lane);
+    }
+    cp_async_commit();
+  };
+
+#pragma unroll
+  for (int j = 0; j < STAGES - 1; j++) issue(j);
+
+  for (int j = 0; j < my_n; j++) {
+    __syncwarp();
+    issue(j + STAGES - 1);
+    cp_async_wait<STAGES - 1>();
+    __syncwarp();
+    const uint16_t *ks = wpipe + (j % STAGES) * 2 * TILE_ELEMS;
+    const uint16_t *vs = ks + TILE_ELEMS;
+    const int tok0 = (my_first + WARPS * j) * TILE;
+
+    float s[2][4];
+#pragma unroll
+    for (int nt = 0; nt < 2; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < 8; kk++) {
+      uint32_t b[4];
+      ldmatrix_x4(b, ks + swz((lane % 8) + (lane / 16) * 8, kk * 2 + (lane / 8) % 2));
+      mma16816<BF16>(s[0], qf[kk], b[0], b[1]);
+      mma16816<BF16>(s[1], qf[kk], b[2], b[3]);
+    }
+    /* Scale to base 2, mask keys past the range, online softmax per row. */
+    float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+    for (int nt = 0; nt < 2; nt++) {
+#pragma unroll
+      for (int e = 0; e < 2; e++) {
+        bool ok = tok0 + nt * 8 + 2 * (lane % 4) + e < tok_end;
+        s[nt][e] = ok ? s[nt][e] * p.scale_log2 : -INFINITY;
+        s[nt][e + 2] = ok ? s[nt][e + 2] * p.scale_log2 : -INFINITY;
+        mx0 = fmaxf(mx0, s[nt][e]);
+        mx1 = fmaxf(mx1, s[nt][e + 2]);
+      }
+    }
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1); /* finite: the tile has a valid key */
+    const float a0 = exp2f(m0 - mn0), a1 = exp2f(m1 - mn1);
+    m0 = mn0;
+    m1 = mn1;
+    float ps0 = 0.f, ps1 = 0.f;
+#pragma unroll
+    for (int nt = 0; nt < 2; nt++) {
+#pragma unroll
+      for (int e = 0; e < 2; e++) {
+        s[nt][e] = exp2f(s[nt][e] - mn0);
+        s[nt][e + 2] = exp2f(s[nt][e + 2] - mn1);
+        ps0 += s[nt][e];
+        ps1 += s[nt][e + 2];
+      }
+    }
+    l0 = l0 * a0 + ps0;
+    l1 = l1 * a1 + ps1;
+#pragma unroll
+    for (int i = 0; i < 16; i++) {
+      o[i][0] *= a0;
+      o[i][1] *= a0;
+      o[i][2] *= a1;
+      o[i][3] *= a1;
+    }
+    uint32_t pf[4] = {pack2<BF16>(s[0][0], s[0][1]), pack2<BF16>(s[0][2], s[0][3]), pack2<BF16>(s[1][0], s[1][1]),
+                      pack2<BF16>(s[1][2], s[1][3])};
+#pragma unroll
+    for (int dp = 0; dp < 8; dp++) {
+      uint32_t b[4];
+      ldmatrix_x4_trans(b, vs + swz((lane % 8) + ((lane / 8) % 2) * 8, dp * 2 + lane / 16));
+      mma16816<BF16>(o[2 * dp], pf, b[0], b[1]);
+      mma16816<BF16>(o[2 * dp + 1], pf, b[2], b[3]);
+    }
+  }
+  cp_async_wait<0>();
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  __syncthreads(); /* every warp is done with the pipeline area */
+
+  /* Cross-warp merge through shared memory. */
+  float *mo = (float *)smem_raw;          /* [WARPS][16][D] */
+  float *mm = mo + WARPS * 16 * D;        /* [WARPS][16] */
+  float *ml = mm + WARPS * 16;            /* [WARPS][16] */
+  {
+    const int rw = lane / 4, cl = 2 * (lane % 4);
+    float *wo = mo + warp * 16 * D;
+#pragma unroll
+    for (int nt = 0; nt < 16; nt++) {
+      *(float2 *)(wo + rw * D + nt * 8 + cl) = make_float2(o[nt][0], o[nt][1]);
+      *(float2 *)(wo + (rw + 8) * D + nt * 8 + cl) = make_float2(o[nt][2], o[nt][3]);
+    }
+    if (lane % 4 == 0) {
+      mm[warp * 16 + rw] = m0;
+      mm[warp * 16 + rw + 8] = m1;
+      ml[warp * 16 + rw] = l0;
+      ml[warp * 16 + rw + 8] = l1;
+    }
+  }
+  __syncthreads();
+  /* Thread t: row t / 8, dims (t % 8) * 16 .. +16. */
+  const int row = threadIdx.x / 8, d0 = (threadIdx.x % 8) * 16;
+  float M = -INFINITY;
+#pragma unroll
+  for (int w = 0; w < WARPS; w++) M = fmaxf(M, mm[w * 16 + row]);
+  float wsum = 0.f, wt[WARPS];
+#pragma unroll
+  for (int w = 0; w < WARPS; w++) {
+    wt[w] = mm[w * 16 + row] == -INFINITY ? 0.f : exp2f(mm[w * 16 + row] - M);
+    wsum += wt[w] * ml[w * 16 + row];
+  }
+  const float inv = wsum > 0.f ? 1.f / wsum : 0.f;
+  float res[16];
+#pragma unroll
+  for (int x = 0; x < 16; x++) {
+    float acc = 0.f;
+#pragma unroll
+    for (int w = 0; w < WARPS; w++) acc += wt[w] * mo[(w * 16 + row) * D + d0 + x];
+    res[x] = acc * inv;
+  }
+  const float lse_nat = wsum > 0.f ? (M + log2f(wsum)) * LN2 : -INFINITY;
+  const int64_t grow = r * p.h + q0 + row; /* global (request, head) row */
+
+  if (p.splits == 1) {
+    if (row < nq) {
+#pragma unroll
+      for (int x = 0; x < 16; x += 4)
+        *(float4 *)(p.out + grow * D + d0 + x) = make_float4(res[x], res[x + 1], res[x + 2], res[x + 3]);
+      if (d0 == 0) p.lse[grow] = lse_nat;
+    }
+    return;
+  }
+
+  if (row < nq) {
+    float *dst = p.ws_out + (grow * p.splits + split) * D + d0;
+#pragma unroll
+    for (int x = 0; x < 16; x += 4) *(float4 *)(dst + x) = make_float4(res[x], res[x + 1], res[x + 2], res[x + 3]);
+    if (d0 == 0) p.ws_lse[grow * p.splits + split] = lse_nat;
+  }
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    unsigned prev = atomicAdd(&p.counters[cta_row], 1u);
+    *flag = prev == (unsigned)(p.splits - 1);
+  }
+  __syncthreads();
+  if (!*flag) return;
+  __threadfence();
+  if (row < nq) {
+    const float *lrow = p.ws_lse + grow * p.splits;
+    float Ms = -INFINITY;
+    for (int j = 0; j < p.splits; j++) Ms = fmaxf(Ms, __ldcg(lrow + j));
+    float acc[16], sum = 0.f;
+#pragma unroll
+    for (int x = 0; x < 16; x++) acc[x] = 0.f;
+    if (Ms != -INFINITY) {
+      for (int j = 0; j < p.splits; j++) {
+        float lj = __ldcg(lrow + j);
+        if (lj == -INFINITY) continue;
+        float w = __expf(lj - Ms);
+        sum += w;
+        const float *src = p.ws_out + (grow * p.splits + j) * D + d0;
+#pragma unroll
+        for (int x = 0; x < 16; x += 4) {
+          float4 v = __ldcg((const float4 *)(src + x));
+          acc[x] += w * v.x;
+          acc[x + 1] += w * v.y;
+          acc[x + 2] += w * v.z;
+          acc[x + 3] += w * v.w;
+        }
+      }
+    }
+    const float sinv = sum > 0.f ? 1.f / sum : 0.f;
+#pragma unroll
+    for (int x = 0; x < 16; x += 4)
+      *(float4 *)(p.out + grow * D + d0 + x) =
+          make_float4(acc[x] * sinv, acc[x + 1] * sinv, acc[x + 2] * sinv, acc[x + 3] * sinv);
+    if (d0 == 0) p.lse[grow] = sum > 0.f ? Ms + __logf(sum) : -INFINITY;
+  }
+  if (threadIdx.x == 0) p.counters[cta_row] = 0u;
+}
+
+template <bool BF16>
+infsim_status launch(ik_cuda *c, const infsim_ma_decode_args *a, infsim_error *err) {
+  const int di = BF16 ? 1 : 0;
+  auto kern = ma_decode_kernel<BF16>;
+  if (c->decode_ctas_per_sm[di] == 0) {
+    IK_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
+    int n = 0;
+    IK_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kern, THREADS, SMEM_BYTES));
+    c->decode_ctas_per_sm[di] = n > 0 ? n : 1;
+  }
+  DecodeParams p;
+  p.h = a->num_q_heads;
+  p.g = a->num_kv_heads;
+  p.group = p.h / p.g;
+  p.qgroups = (p.group + 15) / 16;
+  p.bt = a->block_tokens;
+  p.bt_stride = a->block_table_stride;
+  p.scale_log2 = a->softmax_scale * LOG2E;
+  const int64_t cta_rows = (int64_t)a->num_requests * p.g * p.qgroups;
+  int splits = a->num_splits;
+  if (splits == 0) {
+    /* Fill one wave: enough CTAs for every SM's resident slots, but keep
+     * >= 2 tiles per warp in a split so the pipeline has work. */
+    int64_t target = (int64_t)c->sm_count * c->decode_ctas_per_sm[di];
+    int64_t want = (target + cta_rows - 1) / cta_rows;
+    int64_t cap = ((int64_t)a->max_context_tokens + 2 * WARPS * TILE - 1) / (2 * WARPS * TILE);
+    splits = (int)(want < cap ? want : cap);
+  }
+  if (splits < 1) splits = 1;
+  if (splits > 1024) splits = 1024;
+  const int64_t rows = (int64_t)a->num_requests * p.h;
+  if (splits > 1) {
+    const int64_t counter_bytes = (cta_rows * 4 + 255) / 256 * 256;
+    const int64_t need = counter_bytes + rows * splits * (D + 1) * 4;
+    infsim_status st = ik_cuda_workspace(c, need, err);
+    if (st != INFSIM_OK) return st;
+    p.counters = (unsigned *)c->ws;
+    p.ws_out = (float *)((char *)c->ws + counter_bytes);
+    p.ws_lse = p.ws_out + rows * splits * D;
+  } else {
+    p.counters = NULL;
+    p.ws_out = p.ws_lse = NULL;
+  }
+  p.splits = splits;
+  p.q = (const uint16_t *)a->q;
+  p.k_pool = (const uint16_t *)a->k_pool;
+  p.v_pool = (const uint16_t *)a->v_pool;
+  p.block_table = a->block_table;
+  p.context_tokens = a->context_tokens;
+  p.out = a->out;
+  p.lse = a->lse;
+  if (cta_rows > 0x7fffffff) return ik_fail(err, INFSIM_EINPUT, "kernels: ma_decode: too many requests x heads");
+  kern<<<dim3((unsigned)cta_rows, (unsigned)splits), THREADS, SMEM_BYTES, c->stream>>>(p);
+  IK_LAUNCHED();
+  return INFSIM_OK;
+}
+
+} /* namespace */
+
+extern "C" infsim_status ik_cuda_ma_decode(void *self, const infsim_ma_decode_args *a, infsim_error *err) {
+  ik_cuda *c = (ik_cuda *)self;
+  return a->dtype == INFSIM_KDTYPE_BF16 ? launch<true>(c, a, err) : launch<false>(c, a, err);
+}

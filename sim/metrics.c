@@ -1,0 +1,91 @@
+/*
+** metrics.c: summary statistics (definitions in metrics.h).
+*/
+#include "infsim/metrics.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int compare_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+double infsim_percentile_sorted(const double *sorted, size_t n, double p) {
+  if (n == 0) return 0.0;
+  size_t rank = (size_t)ceil(p / 100.0 * (double)n);
+  if (rank < 1) rank = 1;
+  if (rank > n) rank = n;
+  return sorted[rank - 1];
+}
+
+void infsim_stat_compute(double *values, size_t n, infsim_stat *out) {
+  memset(out, 0, sizeof *out);
+  if (n == 0) return;
+  qsort(values, n, sizeof *values, compare_double);
+  double sum = 0.0;
+  for (size_t i = 0; i < n; i++) sum += values[i];
+  out->count = (int64_t)n;
+  out->mean = sum / (double)n;
+  out->p50 = infsim_percentile_sorted(values, n, 50.0);
+  out->p90 = infsim_percentile_sorted(values, n, 90.0);
+  out->p99 = infsim_percentile_sorted(values, n, 99.0);
+}
+
+infsim_status infsim_summary_compute(const infsim_sim_params *p, const infsim_request_record *rec, size_t n,
+                                     const infsim_run_counters *c, infsim_summary *out, infsim_error *err) {
+  memset(out, 0, sizeof *out);
+  double *ttft = malloc((n ? n : 1) * sizeof *ttft);
+  double *tpot = malloc((n ? n : 1) * sizeof *tpot);
+  double *e2e = malloc((n ? n : 1) * sizeof *e2e);
+  if (ttft == NULL || tpot == NULL || e2e == NULL) {
+    free(ttft);
+    free(tpot);
+    free(e2e);
+    return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  }
+  size_t n_ttft = 0, n_tpot = 0, n_e2e = 0;
+  int64_t first_arrival_ns = n ? rec[0].arrival_ns : 0, last_finish_ns = first_arrival_ns;
+  double output_tokens = 0.0;
+  int64_t meeting_slo = 0;
+  for (size_t i = 0; i < n; i++) {
+    const infsim_request_record *r = &rec[i];
+    if (r->state == INFSIM_REQ_REJECTED) out->rejected++;
+    if (r->state != INFSIM_REQ_FINISHED) continue;
+    out->completed++;
+    output_tokens += (double)r->output_tokens;
+    if (r->finish_ns > last_finish_ns) last_finish_ns = r->finish_ns;
+    if (r->arrival_ns < p->warmup_ns) continue;
+    double t_first = (double)(r->first_token_ns - r->arrival_ns) * 1e-9;
+    double t_e2e = (double)(r->finish_ns - r->arrival_ns) * 1e-9;
+    ttft[n_ttft++] = t_first;
+    e2e[n_e2e++] = t_e2e;
+    int meets = t_first <= p->slo_ttft_s;
+    if (r->output_tokens >= 2) {
+      double t_tpot = (t_e2e - t_first) / (double)(r->output_tokens - 1);
+      tpot[n_tpot++] = t_tpot;
+      meets = meets && t_tpot <= p->slo_tpot_s;
+    }
+    meeting_slo += meets;
+  }
+  out->arrived = (int64_t)n;
+  out->span_s = (double)(last_finish_ns - first_arrival_ns) * 1e-9;
+  if (out->span_s > 0) {
+    out->throughput_tok_s = output_tokens / out->span_s;
+    out->requests_per_s = (double)out->completed / out->span_s;
+    out->goodput_req_s = (double)meeting_slo / out->span_s;
+  }
+  out->slo_attainment = n_e2e ? (double)meeting_slo / (double)n_e2e : 0.0;
+  infsim_stat_compute(ttft, n_ttft, &out->ttft_s);
+  infsim_stat_compute(tpot, n_tpot, &out->tpot_s);
+  infsim_stat_compute(e2e, n_e2e, &out->e2e_s);
+  if (c->end_ns > 0) {
+    out->mean_waiting_requests = c->waiting_integral_ns / (double)c->end_ns;
+    out->mean_running_requests = c->running_integral_ns / (double)c->end_ns;
+  }
+  free(ttft);
+  free(tpot);
+  free(e2e);
+  return INFSIM_OK;
+}

@@ -1,0 +1,110 @@
+/*
+** params.c: run parameters from the config (sim.h), every key with its
+** documented default (README.md's configuration table mirrors this file).
+**
+** Defaults follow vLLM where it has one (block 16 tokens, 90% of GPU
+** memory for weights + KV, 4 GiB of swap, chunked prefill on as in vLLM
+** v1) and the GPU spec table for links.
+*/
+#include <stdio.h>
+#include <string.h>
+
+#include "infsim/sim.h"
+
+#ifndef INFSIM_DATA_DIR
+#define INFSIM_DATA_DIR "data"
+#endif
+
+#define TRY(expr)                                \
+  do {                                           \
+    infsim_status try_status_ = (expr);          \
+    if (try_status_ != INFSIM_OK) return try_status_; \
+  } while (0)
+
+static infsim_status read_gpu(infsim_config *cfg, infsim_sim_params *p, infsim_error *err) {
+  const char *gpu = NULL;
+  TRY(infsim_config_string(cfg, "gpu", "a100-80gb", &gpu, err));
+  snprintf(p->gpu_profile, sizeof p->gpu_profile, "%s", gpu);
+  if (infsim_gpu_builtin(gpu, &p->gpu)) return INFSIM_OK;
+  /* A calibrated profile named after its GPU plus a suffix ("h100-sxm-lab2")
+   * takes memory and links from that GPU's spec. */
+  static const char *const k_bases[] = {"a100-80gb", "a100-40gb", "h100-sxm", "h200"};
+  for (size_t i = 0; i < sizeof k_bases / sizeof k_bases[0]; i++) {
+    size_t n = strlen(k_bases[i]);
+    if (strncmp(gpu, k_bases[i], n) == 0 && gpu[n] == '-') {
+      infsim_gpu_builtin(k_bases[i], &p->gpu);
+      return INFSIM_OK;
+    }
+  }
+  return infsim_fail(err, INFSIM_EINPUT,
+                     "%s: gpu: unknown GPU '%s' (a100-80gb, a100-40gb, h100-sxm, h200, or a calibrated profile "
+                     "named GPU-SUFFIX)",
+                     infsim_config_origin(cfg, "gpu"), gpu);
+}
+
+infsim_status infsim_sim_params_from_config(infsim_config *cfg, infsim_sim_params *p, infsim_error *err) {
+  memset(p, 0, sizeof *p);
+  TRY(infsim_model_from_config(cfg, &p->model, err));
+  TRY(read_gpu(cfg, p, err));
+  p->calibration_db_given = infsim_config_has(cfg, "calibration.db");
+  TRY(infsim_config_string(cfg, "calibration.db", INFSIM_DATA_DIR "/calibration.db", &p->calibration_db, err));
+
+  /* Roofline efficiencies: fractions of peak that tuned kernels reach
+   * (cuBLAS GEMMs ~70% of bf16 peak, flash attention ~50%, streaming
+   * kernels ~80% of HBM bandwidth), plus launch overheads. */
+  double layer_overhead_us = 0, iteration_overhead_us = 0;
+  TRY(infsim_config_double(cfg, "cost.gemm_efficiency", 0.7, 0.01, 1.0, &p->roofline.gemm_flops_eff, err));
+  TRY(infsim_config_double(cfg, "cost.attention_efficiency", 0.5, 0.01, 1.0, &p->roofline.attn_flops_eff, err));
+  TRY(infsim_config_double(cfg, "cost.memory_efficiency", 0.8, 0.01, 1.0, &p->roofline.hbm_eff, err));
+  TRY(infsim_config_double(cfg, "cost.layer_overhead_us", 10.0, 0.0, 1e6, &layer_overhead_us, err));
+  TRY(infsim_config_double(cfg, "cost.iteration_overhead_us", 500.0, 0.0, 1e9, &iteration_overhead_us, err));
+  p->roofline.kernel_overhead_ns = (int64_t)(layer_overhead_us * 1e3 / 4.0); /* ~4 kernels a layer */
+  p->iteration_overhead_ns = (int64_t)(iteration_overhead_us * 1e3);
+
+  double intra_GBps = 0, inter_GBps = 0, latency_us = 0, pcie_GBps = 0;
+  TRY(infsim_config_int(cfg, "cluster.instances", 4, 1, 1000000, &p->instances, err));
+  TRY(infsim_config_int(cfg, "cluster.gpus_per_instance", 1, 1, 4096, &p->gpus_per_instance, err));
+  TRY(infsim_config_int(cfg, "cluster.gpus_per_node", 8, 1, 1024, &p->gpus_per_node, err));
+  TRY(infsim_config_double(cfg, "cluster.intra_node_GBps", p->gpu.nvlink_bytes_per_s / 1e9, 0.001, 1e6, &intra_GBps, err));
+  TRY(infsim_config_double(cfg, "cluster.inter_node_GBps", p->gpu.nic_bytes_per_s / 8e9, 0.001, 1e6, &inter_GBps, err));
+  TRY(infsim_config_double(cfg, "cluster.link_latency_us", 5.0, 0.0, 1e6, &latency_us, err));
+  TRY(infsim_config_double(cfg, "cluster.pcie_GBps", 25.0, 0.001, 1e6, &pcie_GBps, err));
+  p->intra_node_bytes_per_s = intra_GBps * 1e9;
+  p->inter_node_bytes_per_s = inter_GBps * 1e9;
+  p->link_latency_ns = (int64_t)(latency_us * 1e3);
+  p->pcie_bytes_per_s = pcie_GBps * 1e9;
+
+  static const char *const k_preempt[] = {"recompute", "swap", NULL};
+  int preempt = 0;
+  double swap_gib = 0;
+  TRY(infsim_config_int(cfg, "scheduler.max_batch_size", 256, 1, 1 << 20, &p->max_batch_size, err));
+  TRY(infsim_config_int(cfg, "scheduler.max_batched_tokens", 8192, 1, INT64_C(1) << 32, &p->max_batched_tokens, err));
+  TRY(infsim_config_int(cfg, "scheduler.block_tokens", 16, 1, 1 << 20, &p->block_tokens, err));
+  TRY(infsim_config_bool(cfg, "scheduler.chunked_prefill", true, &p->chunked_prefill, err));
+  TRY(infsim_config_enum(cfg, "scheduler.preemption", "recompute", k_preempt, &preempt, err));
+  TRY(infsim_config_double(cfg, "scheduler.gpu_memory_utilization", 0.9, 0.01, 1.0, &p->gpu_memory_utilization, err));
+  TRY(infsim_config_double(cfg, "scheduler.swap_space_gib", 4.0, 0.0, 1e6, &swap_gib, err));
+  p->preemption = (infsim_preemption_mode)preempt;
+  p->swap_space_bytes = (int64_t)(swap_gib * 1024.0 * 1024.0 * 1024.0);
+
+  static const char *const k_policies[] = {"vllm-multi", "vllm-single", NULL};
+  static const char *const k_dispatch[] = {"least-loaded", "round-robin", NULL};
+  int policy = 0, dispatch = 0;
+  TRY(infsim_config_enum(cfg, "policy.name", "vllm-multi", k_policies, &policy, err));
+  TRY(infsim_config_enum(cfg, "policy.dispatch", "least-loaded", k_dispatch, &dispatch, err));
+  p->policy = (infsim_policy_kind)policy;
+  p->dispatch = (infsim_dispatch_kind)dispatch;
+
+  double warmup_s = 0, sample_s = 0;
+  TRY(infsim_config_double(cfg, "slo.ttft_s", 10.0, 0.0, 1e9, &p->slo_ttft_s, err));
+  TRY(infsim_config_double(cfg, "slo.tpot_s", 0.2, 0.0, 1e9, &p->slo_tpot_s, err));
+  TRY(infsim_config_double(cfg, "metrics.warmup_s", 0.0, 0.0, 1e9, &warmup_s, err));
+  TRY(infsim_config_double(cfg, "metrics.sample_interval_s", 1.0, 1e-6, 1e9, &sample_s, err));
+  p->warmup_ns = (int64_t)(warmup_s * 1e9);
+  p->sample_interval_ns = (int64_t)(sample_s * 1e9);
+
+  int64_t seed = 0;
+  TRY(infsim_config_int(cfg, "seed", 0, 0, INT64_MAX, &seed, err));
+  p->seed = (uint64_t)seed;
+  return INFSIM_OK;
+}

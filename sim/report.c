@@ -1,0 +1,254 @@
+/*
+** report.c: writes summary.json, requests.csv, timeseries.csv, results.db.
+**
+** Times print in seconds with nine decimals (the ns clock, exactly); a time
+** that did not happen (a rejected request's first token) is an empty CSV
+** field and NULL in SQLite.
+*/
+#include "infsim/report.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "infsim/atomic_file.h"
+
+static json_t *stat_json(const infsim_stat *st) {
+  return json_pack("{s:I, s:f, s:f, s:f, s:f}", "count", (json_int_t)st->count, "mean", st->mean, "p50", st->p50,
+                   "p90", st->p90, "p99", st->p99);
+}
+
+json_t *infsim_summary_json(const infsim_sim *s, const infsim_summary *sum, json_t *config, double wall_s) {
+  const infsim_run_counters *c = infsim_sim_counters(s);
+  json_t *o = json_object();
+  json_object_set_new(o, "version", json_string(INFSIM_VERSION));
+  json_object_set_new(o, "arrived", json_integer(sum->arrived));
+  json_object_set_new(o, "completed", json_integer(sum->completed));
+  json_object_set_new(o, "rejected", json_integer(sum->rejected));
+  json_object_set_new(o, "throughput_tok_s", json_real(sum->throughput_tok_s));
+  json_object_set_new(o, "requests_per_s", json_real(sum->requests_per_s));
+  json_object_set_new(o, "ttft_s", stat_json(&sum->ttft_s));
+  json_object_set_new(o, "tpot_s", stat_json(&sum->tpot_s));
+  json_object_set_new(o, "e2e_s", stat_json(&sum->e2e_s));
+  json_object_set_new(o, "slo_attainment", json_real(sum->slo_attainment));
+  json_object_set_new(o, "goodput_req_s", json_real(sum->goodput_req_s));
+  json_object_set_new(o, "preemptions", json_integer(c->preemptions));
+  json_object_set_new(o, "events", json_integer(c->events));
+  json_object_set_new(o, "iterations", json_integer(c->iterations));
+  json_object_set_new(o, "sim_time_s", json_real((double)c->end_ns * 1e-9));
+  json_object_set_new(o, "span_s", json_real(sum->span_s));
+  json_object_set_new(o, "wall_s", json_real(wall_s));
+  json_object_set_new(o, "max_context_tokens", json_integer(c->max_context_tokens));
+  json_object_set_new(o, "kv_blocks_per_instance", json_integer(c->kv_blocks_per_instance));
+  json_object_set_new(o, "borrowed_blocks_peak", json_integer(c->borrowed_blocks_peak));
+  json_object_set_new(o, "network_bytes", json_integer(c->network_bytes));
+  json_object_set_new(o, "mean_waiting_requests", json_real(sum->mean_waiting_requests));
+  json_object_set_new(o, "mean_running_requests", json_real(sum->mean_running_requests));
+  json_object_set_new(o, "cost_model", json_string(infsim_sim_cost_model_name(s)));
+  json_object_set_new(o, "seed", json_integer((json_int_t)infsim_sim_params_of(s)->seed));
+  json_object_set(o, "config", config);
+  return o;
+}
+
+static void print_time(FILE *f, int64_t ns) {
+  if (ns < 0) return;
+  fprintf(f, "%lld.%09lld", (long long)(ns / 1000000000), (long long)(ns % 1000000000));
+}
+
+static void print_duration(FILE *f, int64_t from_ns, int64_t to_ns) {
+  if (from_ns < 0 || to_ns < 0) return;
+  print_time(f, to_ns - from_ns);
+}
+
+static void write_requests_csv(FILE *f, const infsim_sim *s) {
+  size_t n = 0;
+  const infsim_request_record *rec = infsim_sim_requests(s, &n);
+  fputs("id,arrival_s,prompt_tokens,output_tokens,status,reason,instance,first_token_s,finish_s,ttft_s,tpot_s,e2e_s,"
+        "preemptions,instances_touched\n",
+        f);
+  for (size_t i = 0; i < n; i++) {
+    const infsim_request_record *r = &rec[i];
+    bool done = r->state == INFSIM_REQ_FINISHED;
+    fprintf(f, "%zu,", i);
+    print_time(f, r->arrival_ns);
+    fprintf(f, ",%lld,%lld,%s,%s,%d,", (long long)r->prompt_tokens, (long long)r->output_tokens,
+            done ? "completed" : "rejected", infsim_reject_reason_name((infsim_reject_reason)r->reason), r->instance);
+    print_time(f, r->first_token_ns);
+    fputc(',', f);
+    print_time(f, r->finish_ns);
+    fputc(',', f);
+    print_duration(f, r->arrival_ns, r->first_token_ns);
+    fputc(',', f);
+    if (done && r->output_tokens >= 2)
+      fprintf(f, "%.9f", (double)(r->finish_ns - r->first_token_ns) * 1e-9 / (double)(r->output_tokens - 1));
+    fputc(',', f);
+    print_duration(f, r->arrival_ns, r->finish_ns);
+    fprintf(f, ",%d,%d\n", r->preemptions, r->instances_touched);
+  }
+}
+
+static void write_timeseries_csv(FILE *f, const infsim_sim *s) {
+  size_t n = 0;
+  const infsim_sample_row *rows = infsim_sim_samples(s, &n);
+  fputs("time_s,instance,running,waiting,kv_used_blocks,kv_free_blocks,kv_lent_blocks,kv_borrowed_blocks\n", f);
+  for (size_t i = 0; i < n; i++) {
+    const infsim_sample_row *r = &rows[i];
+    print_time(f, r->time_ns);
+    fprintf(f, ",%d,%d,%d,%lld,%lld,%lld,%lld\n", r->instance, r->running, r->waiting, (long long)r->kv_used_blocks,
+            (long long)r->kv_free_blocks, (long long)r->kv_lent_blocks, (long long)r->kv_borrowed_blocks);
+  }
+}
+
+static infsim_status sql_exec(sqlite3 *db, const char *sql, const char *path, infsim_error *err) {
+  char *msg = NULL;
+  if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK) return INFSIM_OK;
+  infsim_status st = infsim_fail(err, INFSIM_EIO, "%s: %s", path, msg ? msg : "sqlite error");
+  sqlite3_free(msg);
+  return st;
+}
+
+static void bind_time(sqlite3_stmt *st, int col, int64_t ns) {
+  if (ns < 0) sqlite3_bind_null(st, col);
+  else sqlite3_bind_double(st, col, (double)ns * 1e-9);
+}
+
+static const char k_schema[] =
+    "CREATE TABLE requests(id INTEGER PRIMARY KEY, arrival_s REAL NOT NULL, prompt_tokens INTEGER NOT NULL,"
+    " output_tokens INTEGER NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL, instance INTEGER NOT NULL,"
+    " first_token_s REAL, finish_s REAL, ttft_s REAL, tpot_s REAL, e2e_s REAL, preemptions INTEGER NOT NULL,"
+    " instances_touched INTEGER NOT NULL) STRICT;"
+    "CREATE TABLE timeseries(time_s REAL NOT NULL, instance INTEGER NOT NULL, running INTEGER NOT NULL,"
+    " waiting INTEGER NOT NULL, kv_used_blocks INTEGER NOT NULL, kv_free_blocks INTEGER NOT NULL,"
+    " kv_lent_blocks INTEGER NOT NULL, kv_borrowed_blocks INTEGER NOT NULL) STRICT;"
+    "CREATE TABLE summary(key TEXT PRIMARY KEY, value ANY) STRICT;";
+
+static infsim_status write_db(const char *path, const infsim_sim *s, json_t *summary, infsim_error *err) {
+  sqlite3 *db = NULL;
+  if (sqlite3_open(path, &db) != SQLITE_OK) {
+    sqlite3_close(db);
+    return infsim_fail(err, INFSIM_EIO, "%s: cannot create database", path);
+  }
+  char pragma[64];
+  snprintf(pragma, sizeof pragma, "PRAGMA user_version=%d;", INFSIM_RESULTS_DB_VERSION);
+  infsim_status st = sql_exec(db, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; BEGIN;", path, err);
+  if (st == INFSIM_OK) st = sql_exec(db, k_schema, path, err);
+  if (st == INFSIM_OK) st = sql_exec(db, pragma, path, err);
+  sqlite3_stmt *ins = NULL;
+  if (st == INFSIM_OK &&
+      sqlite3_prepare_v2(db, "INSERT INTO requests VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", -1, &ins, NULL) != SQLITE_OK)
+    st = infsim_fail(err, INFSIM_EIO, "%s: %s", path, sqlite3_errmsg(db));
+  size_t n = 0;
+  const infsim_request_record *rec = infsim_sim_requests(s, &n);
+  for (size_t i = 0; st == INFSIM_OK && i < n; i++) {
+    const infsim_request_record *r = &rec[i];
+    bool done = r->state == INFSIM_REQ_FINISHED;
+    sqlite3_bind_int64(ins, 1, (sqlite3_int64)i);
+    bind_time(ins, 2, r->arrival_ns);
+    sqlite3_bind_int64(ins, 3, r->prompt_tokens);
+    sqlite3_bind_int64(ins, 4, r->output_tokens);
+    sqlite3_bind_text(ins, 5, done ? "completed" : "rejected", -1, SQLITE_STATIC);
+    sqlite3_bind_text(ins, 6, infsim_reject_reason_name((infsim_reject_reason)r->reason), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(ins, 7, r->instance);
+    bind_time(ins, 8, r->first_token_ns);
+    bind_time(ins, 9, r->finish_ns);
+    bind_time(ins, 10, r->first_token_ns < 0 ? -1 : r->first_token_ns - r->arrival_ns);
+    if (done && r->output_tokens >= 2)
+      sqlite3_bind_double(ins, 11, (double)(r->finish_ns - r->first_token_ns) * 1e-9 / (double)(r->output_tokens - 1));
+    else
+      sqlite3_bind_null(ins, 11);
+    bind_time(ins, 12, r->finish_ns < 0 ? -1 : r->finish_ns - r->arrival_ns);
+    sqlite3_bind_int64(ins, 13, r->preemptions);
+    sqlite3_bind_int64(ins, 14, r->instances_touched);
+    if (sqlite3_step(ins) != SQLITE_DONE) st = infsim_fail(err, INFSIM_EIO, "%s: %s", path, sqlite3_errmsg(db));
+    sqlite3_reset(ins);
+  }
+  sqlite3_finalize(ins);
+  ins = NULL;
+  if (st == INFSIM_OK &&
+      sqlite3_prepare_v2(db, "INSERT INTO timeseries VALUES(?,?,?,?,?,?,?,?)", -1, &ins, NULL) != SQLITE_OK)
+    st = infsim_fail(err, INFSIM_EIO, "%s: %s", path, sqlite3_errmsg(db));
+  const infsim_sample_row *rows = infsim_sim_samples(s, &n);
+  for (size_t i = 0; st == INFSIM_OK && i < n; i++) {
+    const infsim_sample_row *r = &rows[i];
+    bind_time(ins, 1, r->time_ns);
+    sqlite3_bind_int64(ins, 2, r->instance);
+    sqlite3_bind_int64(ins, 3, r->running);
+    sqlite3_bind_int64(ins, 4, r->waiting);
+    sqlite3_bind_int64(ins, 5, r->kv_used_blocks);
+    sqlite3_bind_int64(ins, 6, r->kv_free_blocks);
+    sqlite3_bind_int64(ins, 7, r->kv_lent_blocks);
+    sqlite3_bind_int64(ins, 8, r->kv_borrowed_blocks);
+    if (sqlite3_step(ins) != SQLITE_DONE) st = infsim_fail(err, INFSIM_EIO, "%s: %s", path, sqlite3_errmsg(db));
+    sqlite3_reset(ins);
+  }
+  sqlite3_finalize(ins);
+  ins = NULL;
+  /* summary: scalar fields as typed values, objects as JSON text */
+  if (st == INFSIM_OK && sqlite3_prepare_v2(db, "INSERT INTO summary VALUES(?,?)", -1, &ins, NULL) != SQLITE_OK)
+    st = infsim_fail(err, INFSIM_EIO, "%s: %s", path, sqlite3_errmsg(db));
+  const char *key;
+  json_t *value;
+  json_object_foreach(summary, key, value) {
+    if (st != INFSIM_OK) break;
+    sqlite3_bind_text(ins, 1, key, -1, SQLITE_TRANSIENT);
+    if (json_is_integer(value)) sqlite3_bind_int64(ins, 2, json_integer_value(value));
+    else if (json_is_real(value)) sqlite3_bind_double(ins, 2, json_real_value(value));
+    else if (json_is_string(value)) sqlite3_bind_text(ins, 2, json_string_value(value), -1, SQLITE_TRANSIENT);
+    else {
+      char *text = json_dumps(value, JSON_COMPACT | JSON_SORT_KEYS);
+      sqlite3_bind_text(ins, 2, text ? text : "", -1, SQLITE_TRANSIENT);
+      free(text);
+    }
+    if (sqlite3_step(ins) != SQLITE_DONE) st = infsim_fail(err, INFSIM_EIO, "%s: %s", path, sqlite3_errmsg(db));
+    sqlite3_reset(ins);
+  }
+  sqlite3_finalize(ins);
+  if (st == INFSIM_OK) st = sql_exec(db, "COMMIT;", path, err);
+  if (sqlite3_close(db) != SQLITE_OK && st == INFSIM_OK) st = infsim_fail(err, INFSIM_EIO, "%s: close failed", path);
+  return st;
+}
+
+infsim_status infsim_report_write(const char *dir, const infsim_sim *s, json_t *summary_json, infsim_error *err) {
+  enum { SUMMARY, REQUESTS, TIMESERIES, DB, N_FILES };
+  static const char *const k_names[N_FILES] = {"summary.json", "requests.csv", "timeseries.csv", "results.db"};
+  infsim_atomic_file files[N_FILES];
+  memset(files, 0, sizeof files);
+  infsim_status st = infsim_make_dirs(dir, err);
+  int opened = 0;
+  for (; st == INFSIM_OK && opened < N_FILES; opened++) {
+    char path[INFSIM_PATH_BYTES];
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, k_names[opened]) >= sizeof path) {
+      st = infsim_fail(err, INFSIM_EINPUT, "%s: output directory path too long", dir);
+      break;
+    }
+    st = infsim_atomic_open(&files[opened], path, err);
+    if (st != INFSIM_OK) break;
+  }
+  if (st == INFSIM_OK) {
+    if (json_dumpf(summary_json, files[SUMMARY].fp, JSON_INDENT(2) | JSON_REAL_PRECISION(12)) != 0)
+      st = infsim_fail(err, INFSIM_EIO, "%s: cannot write", files[SUMMARY].final_path);
+    fputc('\n', files[SUMMARY].fp);
+    write_requests_csv(files[REQUESTS].fp, s);
+    write_timeseries_csv(files[TIMESERIES].fp, s);
+    /* SQLite writes the database itself: close our handle, keep the temp name. */
+    fclose(files[DB].fp);
+    files[DB].fp = NULL;
+    if (st == INFSIM_OK) st = write_db(files[DB].temp_path, s, summary_json, err);
+  }
+  for (int i = 0; i < N_FILES && st == INFSIM_OK; i++) {
+    if (files[i].fp == NULL) { /* the database: rename only */
+      chmod(files[i].temp_path, 0644);
+      if (rename(files[i].temp_path, files[i].final_path) != 0)
+        st = infsim_fail(err, INFSIM_EIO, "%s: cannot rename", files[i].final_path);
+      files[i].temp_path[0] = '\0';
+      continue;
+    }
+    st = infsim_atomic_commit(&files[i], err);
+    files[i].temp_path[0] = '\0';
+  }
+  if (st != INFSIM_OK)
+    for (int i = 0; i < opened; i++) infsim_atomic_abort(&files[i]);
+  return st;
+}

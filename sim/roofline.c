@@ -1,0 +1,109 @@
+/*
+** roofline.c: per-layer kernel times from a GPU spec table (costmodel.h).
+**
+** Each kernel takes max(FLOPs / (peak x eff), bytes / (HBM x eff)) plus a
+** fixed launch overhead: the roofline bound, scaled by how close real
+** kernels get to it. Counts are per layer on one tensor-parallel shard:
+** heads and GEMM columns split tp ways (Megatron-style), weights read once
+** per iteration whatever the token count.
+**
+** FLOP and byte counts:
+**  - GEMMs: 2 x tokens x params_per_layer / tp FLOPs; weights once plus the
+**    activations in and out.
+**  - prefill attention: 4 x pairs x head_dim x heads/tp FLOPs (QK^T and PV),
+**    reading Q, K, V of the chunk and writing O.
+**  - decode attention: reads every context token's K and V of the shard's
+**    KV heads once (GQA shares a KV head among heads/kv_heads query heads);
+**    4 x context x head_dim x heads/tp FLOPs.
+**  - merge: reads each partial (head_dim values + LSE, fp32) once.
+*/
+#include "infsim/costmodel.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+typedef struct {
+  infsim_model_shape model;
+  infsim_gpu_spec gpu;
+  infsim_roofline_eff eff;
+  double tp;
+  double heads_shard;    /* query heads on one shard */
+  double kv_heads_shard; /* KV heads on one shard (at least one: replicated when tp > kv_heads) */
+  double layer_params_shard;
+} roofline;
+
+static double bound_ns(const roofline *r, double flops, double flops_eff, double bytes) {
+  double t_compute_s = flops / (r->gpu.peak_flops * flops_eff);
+  double t_memory_s = bytes / (r->gpu.hbm_bytes_per_s * r->eff.hbm_eff);
+  return fmax(t_compute_s, t_memory_s) * 1e9 + (double)r->eff.kernel_overhead_ns;
+}
+
+static double roofline_gemm_layer_ns(void *self, int64_t tokens) {
+  const roofline *r = self;
+  if (tokens <= 0) return 0.0;
+  double flops = 2.0 * (double)tokens * r->layer_params_shard;
+  double bytes = r->layer_params_shard * (double)r->model.dtype_bytes +
+                 4.0 * (double)tokens * (double)r->model.hidden * (double)r->model.dtype_bytes;
+  return bound_ns(r, flops, r->eff.gemm_flops_eff, bytes);
+}
+
+static double roofline_prefill_attn_layer_ns(void *self, int64_t tokens, int64_t pairs) {
+  const roofline *r = self;
+  if (tokens <= 0) return 0.0;
+  double d = (double)r->model.head_dim, b = (double)r->model.dtype_bytes;
+  double flops = 4.0 * (double)pairs * d * r->heads_shard;
+  double bytes = (double)tokens * d * b * (2.0 * r->heads_shard + 2.0 * r->kv_heads_shard);
+  return bound_ns(r, flops, r->eff.attn_flops_eff, bytes);
+}
+
+static double roofline_decode_attn_layer_ns(void *self, int64_t requests, int64_t context_tokens) {
+  const roofline *r = self;
+  if (requests <= 0) return 0.0;
+  double d = (double)r->model.head_dim, b = (double)r->model.dtype_bytes;
+  double flops = 4.0 * (double)context_tokens * d * r->heads_shard;
+  double bytes = (double)context_tokens * 2.0 * r->kv_heads_shard * d * b + (double)requests * 2.0 * r->heads_shard * d * b;
+  return bound_ns(r, flops, r->eff.attn_flops_eff, bytes);
+}
+
+static double roofline_merge_layer_ns(void *self, int64_t requests, int64_t partials) {
+  const roofline *r = self;
+  if (requests <= 0 || partials <= 0) return 0.0;
+  double bytes = (double)partials * r->heads_shard * ((double)r->model.head_dim + 1.0) * 4.0 +
+                 (double)requests * r->heads_shard * (double)r->model.head_dim * 4.0;
+  return bound_ns(r, 0.0, 1.0, bytes);
+}
+
+static double roofline_kv_copy_ns(void *self, int64_t bytes) {
+  const roofline *r = self;
+  if (bytes <= 0) return 0.0;
+  return bound_ns(r, 0.0, 1.0, 2.0 * (double)bytes); /* read + write */
+}
+
+static void roofline_destroy(void *self) { free(self); }
+
+infsim_status infsim_cost_curves_roofline(const infsim_model_shape *model, const infsim_gpu_spec *gpu, int64_t tp,
+                                          const infsim_roofline_eff *eff, infsim_cost_curves *out,
+                                          infsim_error *err) {
+  if (tp < 1) return infsim_fail(err, INFSIM_EINPUT, "tensor-parallel degree %lld < 1", (long long)tp);
+  roofline *r = calloc(1, sizeof *r);
+  if (r == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  r->model = *model;
+  r->gpu = *gpu;
+  r->eff = *eff;
+  r->tp = (double)tp;
+  r->heads_shard = (double)model->heads / r->tp;
+  r->kv_heads_shard = fmax(1.0, (double)model->kv_heads / r->tp);
+  double kv_dim = (double)(model->kv_heads * model->head_dim);
+  double h = (double)model->hidden;
+  r->layer_params_shard = (h * (h + 2.0 * kv_dim) + h * h + 3.0 * h * (double)model->intermediate) / r->tp;
+  out->self = r;
+  out->gemm_layer_ns = roofline_gemm_layer_ns;
+  out->prefill_attn_layer_ns = roofline_prefill_attn_layer_ns;
+  out->decode_attn_layer_ns = roofline_decode_attn_layer_ns;
+  out->merge_layer_ns = roofline_merge_layer_ns;
+  out->kv_copy_ns = roofline_kv_copy_ns;
+  out->destroy = roofline_destroy;
+  snprintf(out->name, sizeof out->name, "roofline:%s", gpu->name);
+  return INFSIM_OK;
+}

@@ -1,0 +1,280 @@
+/*
+** text.c: lines, CSV fields and exact decimal parsing (see text.h and trace.h).
+**
+** Seconds are parsed from their digits, not through strtod: a double holds
+** about 16 significant digits, so "86399.123456789" read as a double and
+** multiplied by 1e9 can land a nanosecond off, and sums of such errors make
+** arrival order ties depend on the platform's rounding.
+*/
+#include "text.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "infsim/trace.h"
+
+infsim_status infsim_lines_open(infsim_line_reader *lr, const char *path, infsim_error *err) {
+  memset(lr, 0, sizeof *lr);
+  lr->path = path;
+  lr->fp = fopen(path, "r");
+  if (lr->fp == NULL) return infsim_fail(err, INFSIM_EINPUT, "%s: cannot open: %s", path, strerror(errno));
+  return INFSIM_OK;
+}
+
+int infsim_lines_next(infsim_line_reader *lr) {
+  ssize_t n = getline(&lr->buf, &lr->cap, lr->fp);
+  if (n < 0) return ferror(lr->fp) ? -1 : 0;
+  size_t len = (size_t)n;
+  if (len > 0 && lr->buf[len - 1] == '\n') len--;
+  if (len > 0 && lr->buf[len - 1] == '\r') len--;
+  lr->buf[len] = '\0';
+  lr->len = len;
+  lr->line_no++;
+  return 1;
+}
+
+void infsim_lines_close(infsim_line_reader *lr) {
+  if (lr->fp != NULL) fclose(lr->fp);
+  free(lr->buf);
+  memset(lr, 0, sizeof *lr);
+}
+
+bool infsim_line_blank(const infsim_line_reader *lr) {
+  for (size_t i = 0; i < lr->len; i++)
+    if (lr->buf[i] != ' ' && lr->buf[i] != '\t') return false;
+  return true;
+}
+
+static bool is_blank(char c) { return c == ' ' || c == '\t'; }
+
+static bool fields_push(infsim_fields *f, const char *text, size_t len) {
+  if (f->count == f->cap) {
+    size_t cap = f->cap == 0 ? 16 : 2 * f->cap;
+    infsim_field *p = realloc(f->fields, cap * sizeof *p);
+    if (p == NULL) return false;
+    f->fields = p;
+    f->cap = cap;
+  }
+  f->fields[f->count].text = text;
+  f->fields[f->count].len = len;
+  f->count++;
+  return true;
+}
+
+bool infsim_csv_split(char *line, size_t len, infsim_fields *out, const char **why) {
+  out->count = 0;
+  size_t i = 0;
+  for (;;) {
+    while (i < len && is_blank(line[i])) i++;
+    char *start;
+    size_t flen;
+    if (i < len && line[i] == '"') {
+      /* Quoted: copy down over the opening quote, undoing "" pairs. */
+      size_t r = i + 1, w = i;
+      start = line + i;
+      for (;;) {
+        if (r >= len) {
+          *why = "unterminated quoted field";
+          return false;
+        }
+        if (line[r] == '"') {
+          if (r + 1 < len && line[r + 1] == '"') {
+            line[w++] = '"';
+            r += 2;
+            continue;
+          }
+          r++;
+          break;
+        }
+        line[w++] = line[r++];
+      }
+      flen = w - i;
+      while (r < len && is_blank(line[r])) r++;
+      if (r < len && line[r] != ',') {
+        *why = "text after a closing quote";
+        return false;
+      }
+      i = r;
+    } else {
+      size_t e = i;
+      while (e < len && line[e] != ',') e++;
+      if (memchr(line + i, '"', e - i) != NULL) {
+        *why = "quote inside an unquoted field";
+        return false;
+      }
+      start = line + i;
+      size_t t = e;
+      while (t > i && is_blank(line[t - 1])) t--;
+      flen = t - i;
+      i = e;
+    }
+    bool more = i < len; /* line[i] == ',' */
+    start[flen] = '\0';  /* overwrites the comma, a blank or the closing quote */
+    if (!fields_push(out, start, flen)) {
+      *why = "out of memory";
+      return false;
+    }
+    if (!more) return true;
+    i++;
+  }
+}
+
+void infsim_fields_free(infsim_fields *f) {
+  free(f->fields);
+  memset(f, 0, sizeof *f);
+}
+
+int infsim_fields_find(const infsim_fields *f, const char *name) {
+  for (size_t i = 0; i < f->count; i++)
+    if (strcmp(f->fields[i].text, name) == 0) return (int)i;
+  return -1;
+}
+
+bool infsim_parse_count(const char *text, size_t len, int64_t max, int64_t *out, const char **why) {
+  if (len == 0) {
+    *why = "empty";
+    return false;
+  }
+  size_t i = 0;
+  bool negative = false;
+  if (text[0] == '-' && len > 1) {
+    negative = true;
+    i = 1;
+  }
+  int64_t v = 0;
+  for (; i < len; i++) {
+    char c = text[i];
+    if (c < '0' || c > '9') {
+      *why = "not an integer";
+      return false;
+    }
+    if (v > (max - (c - '0')) / 10) {
+      /* keep scanning so that "12x...9999" reports junk, not range */
+      for (size_t j = i; j < len; j++)
+        if (text[j] < '0' || text[j] > '9') {
+          *why = "not an integer";
+          return false;
+        }
+      *why = negative ? "negative" : "out of range";
+      return false;
+    }
+    v = 10 * v + (c - '0');
+  }
+  if (negative) {
+    *why = "negative";
+    return false;
+  }
+  *out = v;
+  return true;
+}
+
+const char *infsim_quote_excerpt(const char *text, size_t len, char buf[64]) {
+  size_t n = len > 40 ? 40 : len;
+  memcpy(buf, text, n);
+  if (n < len) memcpy(buf + n, "...", 4);
+  else buf[n] = '\0';
+  return buf;
+}
+
+/* Seconds: digits [. digits] [e|E [+|-] digits]. The value is
+ * mantissa x 10^exp10 with the mantissa's significant digits kept in a
+ * buffer; nanoseconds are its digits shifted by exp10 + 9 places. */
+bool infsim_parse_seconds_ns(const char *text, size_t len, int64_t *out_ns, const char **why) {
+  enum { MAX_DIGITS = 64 };
+  char digits[MAX_DIGITS];
+  int ndig = 0;         /* significant digits kept (leading zeros dropped) */
+  int point_shift = 0;  /* fractional digits among them, minus integer digits dropped */
+  bool any_digit = false;
+  size_t i = 0;
+  if (len == 0) {
+    *why = "empty";
+    return false;
+  }
+  if (text[0] == '-' || text[0] == '+') {
+    *why = text[0] == '-' ? "negative" : "not a number";
+    return false;
+  }
+  bool in_frac = false;
+  for (; i < len; i++) {
+    char c = text[i];
+    if (c == '.' && !in_frac) {
+      in_frac = true;
+      continue;
+    }
+    if (c < '0' || c > '9') break;
+    any_digit = true;
+    if (ndig == 0 && c == '0') {
+      if (in_frac) point_shift++;
+      continue;
+    }
+    if (ndig < MAX_DIGITS) {
+      digits[ndig++] = c;
+      if (in_frac) point_shift++;
+    } else {
+      /* Beyond 64 significant digits the value is either out of range
+       * (integer digits) or below the rounding digit (fraction). */
+      if (!in_frac) point_shift--;
+    }
+  }
+  if (!any_digit) {
+    *why = "not a number";
+    return false;
+  }
+  int exp10 = 0;
+  if (i < len && (text[i] == 'e' || text[i] == 'E')) {
+    i++;
+    bool eneg = false;
+    if (i < len && (text[i] == '+' || text[i] == '-')) eneg = text[i++] == '-';
+    if (i >= len) {
+      *why = "not a number";
+      return false;
+    }
+    for (; i < len; i++) {
+      if (text[i] < '0' || text[i] > '9') break;
+      if (exp10 < 10000) exp10 = 10 * exp10 + (text[i] - '0');
+    }
+    if (eneg) exp10 = -exp10;
+  }
+  if (i != len) {
+    *why = "not a number";
+    return false;
+  }
+  /* value = 0.digits... : ns = int(digits) * 10^(9 + exp10 - point_shift) */
+  int shift = 9 + exp10 - point_shift;
+  const int64_t max_ns = INFSIM_TRACE_MAX_ARRIVAL_S * INT64_C(1000000000);
+  int64_t ns = 0;
+  int keep = ndig + shift; /* digits that land left of the nanosecond point */
+  if (keep > 19) {
+    *why = "out of range";
+    return false;
+  }
+  for (int d = 0; d < keep; d++) {
+    int digit = d < ndig ? digits[d] - '0' : 0;
+    if (ns > (max_ns - digit) / 10) {
+      *why = "out of range";
+      return false;
+    }
+    ns = 10 * ns + digit;
+  }
+  /* Round half up on the first digit past the nanosecond. */
+  int first_dropped = keep >= 0 ? keep : -1;
+  if (first_dropped >= 0 && first_dropped < ndig && digits[first_dropped] >= '5') ns++;
+  if (ns > max_ns) {
+    *why = "out of range";
+    return false;
+  }
+  *out_ns = ns;
+  return true;
+}
+
+char *infsim_format_seconds(int64_t ns, char buf[32]) {
+  int64_t s = ns / 1000000000, frac = ns % 1000000000;
+  if (frac == 0) {
+    snprintf(buf, 32, "%lld", (long long)s);
+    return buf;
+  }
+  int n = snprintf(buf, 32, "%lld.%09lld", (long long)s, (long long)frac);
+  while (n > 0 && buf[n - 1] == '0') buf[--n] = '\0';
+  return buf;
+}

@@ -1,0 +1,65 @@
+/*
+** text.h: line reading, CSV field splitting and exact number parsing shared
+** by the trace reader and the importers (private to traces/).
+**
+** Invariants: a line reader owns one buffer that grows to the longest line
+** and is reused, so memory is constant per line whatever the file size; a
+** field splitter likewise reuses one array of fields. Fields point into the
+** line buffer and live until the next line is read.
+*/
+#ifndef INFSIM_TRACES_TEXT_H
+#define INFSIM_TRACES_TEXT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "infsim/status.h"
+
+typedef struct {
+  FILE *fp;
+  const char *path;
+  char *buf;       /* current line, without its "\n" or "\r\n" */
+  size_t cap;
+  size_t len;
+  int64_t line_no; /* 1-based number of the current line */
+} infsim_line_reader;
+
+/* Opens path for reading; a missing file is bad input (exit 2). */
+infsim_status infsim_lines_open(infsim_line_reader *lr, const char *path, infsim_error *err);
+/* Reads the next line: 1 when one was read, 0 at end of file, -1 on a read error. */
+int infsim_lines_next(infsim_line_reader *lr);
+void infsim_lines_close(infsim_line_reader *lr);
+/* True when the current line holds only spaces and tabs. */
+bool infsim_line_blank(const infsim_line_reader *lr);
+
+typedef struct {
+  const char *text; /* NUL-terminated, surrounding blanks removed, quotes undone */
+  size_t len;
+} infsim_field;
+
+typedef struct {
+  infsim_field *fields;
+  size_t count;
+  size_t cap;
+} infsim_fields;
+
+/* Splits line (modified in place) at commas. A field may be quoted
+ * ("a b", with "" for a quote inside); blanks around unquoted fields are
+ * dropped. Returns false on an unterminated quote or text after a closing
+ * quote, setting *why. A quoted field cannot span lines. */
+bool infsim_csv_split(char *line, size_t len, infsim_fields *out, const char **why);
+void infsim_fields_free(infsim_fields *f);
+
+/* Index of the header field equal to name, or -1. */
+int infsim_fields_find(const infsim_fields *f, const char *name);
+
+/* Parses a non-negative decimal integer (digits only) no larger than max.
+ * False with *why = "not an integer" or "out of range". */
+bool infsim_parse_count(const char *text, size_t len, int64_t max, int64_t *out, const char **why);
+
+/* Quotes text for an error message: at most about 40 bytes, in buf. */
+const char *infsim_quote_excerpt(const char *text, size_t len, char buf[64]);
+
+#endif

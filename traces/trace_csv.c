@@ -1,0 +1,192 @@
+/*
+** trace_csv.c: the in-memory trace and the trace CSV (see trace.h).
+**
+** The reader is strict because every later number depends on it: the three
+** contract columns must be in the header (found by name, so extra columns
+** may sit anywhere), each row must have them, arrivals must not go back in
+** time, and token counts are integers >= 1. Each failure names
+** FILE:LINE: FIELD, the line being the file's physical line (header = 1).
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "infsim/atomic_file.h"
+#include "infsim/trace.h"
+#include "text.h"
+
+void infsim_trace_free(infsim_trace *trace) {
+  free(trace->requests);
+  memset(trace, 0, sizeof *trace);
+}
+
+infsim_status infsim_trace_append(infsim_trace *trace, infsim_trace_request req, infsim_error *err) {
+  if (trace->count == trace->capacity) {
+    size_t cap = trace->capacity == 0 ? 1024 : 2 * trace->capacity;
+    infsim_trace_request *p = realloc(trace->requests, cap * sizeof *p);
+    if (p == NULL) return infsim_fail(err, INFSIM_ENOMEM, "trace: out of memory at %zu requests", trace->count);
+    trace->requests = p;
+    trace->capacity = cap;
+  }
+  trace->requests[trace->count++] = req;
+  return INFSIM_OK;
+}
+
+static const char *const k_columns[3] = {"arrival_time_s", "prompt_tokens", "output_tokens"};
+
+static infsim_status parse_row(const infsim_line_reader *lr, const infsim_fields *f, const int col[3],
+                               int64_t prev_ns, int64_t prev_line, infsim_trace_request *req, infsim_error *err) {
+  char ex[64];
+  for (int c = 0; c < 3; c++) {
+    if ((size_t)col[c] >= f->count)
+      return infsim_fail(err, INFSIM_EINPUT, "%s:%lld: %s: missing (the row has %zu fields)", lr->path,
+                         (long long)lr->line_no, k_columns[c], f->count);
+  }
+  const infsim_field *a = &f->fields[col[0]];
+  const char *why = NULL;
+  if (!infsim_parse_seconds_ns(a->text, a->len, &req->arrival_ns, &why))
+    return infsim_fail(err, INFSIM_EINPUT, "%s:%lld: arrival_time_s: %s: '%s'", lr->path, (long long)lr->line_no,
+                       why, infsim_quote_excerpt(a->text, a->len, ex));
+  if (req->arrival_ns < prev_ns) {
+    char t0[32], t1[32];
+    return infsim_fail(err, INFSIM_EINPUT, "%s:%lld: arrival_time_s: goes back in time (%s s after %s s on line %lld)",
+                       lr->path, (long long)lr->line_no, infsim_format_seconds(req->arrival_ns, t1),
+                       infsim_format_seconds(prev_ns, t0), (long long)prev_line);
+  }
+  int64_t *dst[2] = {&req->prompt_tokens, &req->output_tokens};
+  for (int c = 1; c < 3; c++) {
+    const infsim_field *t = &f->fields[col[c]];
+    if (!infsim_parse_count(t->text, t->len, INFSIM_TRACE_MAX_TOKENS, dst[c - 1], &why))
+      return infsim_fail(err, INFSIM_EINPUT, "%s:%lld: %s: %s: '%s'", lr->path, (long long)lr->line_no, k_columns[c],
+                         why, infsim_quote_excerpt(t->text, t->len, ex));
+    if (*dst[c - 1] < 1)
+      return infsim_fail(err, INFSIM_EINPUT, "%s:%lld: %s: must be >= 1, got '%s'", lr->path, (long long)lr->line_no,
+                         k_columns[c], infsim_quote_excerpt(t->text, t->len, ex));
+  }
+  return INFSIM_OK;
+}
+
+infsim_status infsim_trace_read_csv(const char *path, infsim_trace *trace, infsim_error *err) {
+  memset(trace, 0, sizeof *trace);
+  infsim_line_reader lr;
+  infsim_status st = infsim_lines_open(&lr, path, err);
+  if (st != INFSIM_OK) return st;
+  infsim_fields f = {0};
+  const char *why = NULL;
+  int col[3] = {-1, -1, -1};
+  bool have_header = false;
+  int64_t prev_ns = 0, prev_line = 0;
+  int rc;
+  while ((rc = infsim_lines_next(&lr)) == 1) {
+    if (infsim_line_blank(&lr)) continue;
+    if (!infsim_csv_split(lr.buf, lr.len, &f, &why)) {
+      st = infsim_fail(err, INFSIM_EINPUT, "%s:%lld: %s", path, (long long)lr.line_no, why);
+      break;
+    }
+    if (!have_header) {
+      have_header = true;
+      for (int c = 0; c < 3; c++) {
+        col[c] = infsim_fields_find(&f, k_columns[c]);
+        if (col[c] < 0) {
+          st = infsim_fail(err, INFSIM_EINPUT,
+                           "%s:%lld: header: missing column '%s' (want arrival_time_s,prompt_tokens,output_tokens)",
+                           path, (long long)lr.line_no, k_columns[c]);
+          break;
+        }
+      }
+      if (st != INFSIM_OK) break;
+      continue;
+    }
+    infsim_trace_request req;
+    st = parse_row(&lr, &f, col, prev_ns, prev_line, &req, err);
+    if (st != INFSIM_OK) break;
+    st = infsim_trace_append(trace, req, err);
+    if (st != INFSIM_OK) break;
+    prev_ns = req.arrival_ns;
+    prev_line = lr.line_no;
+  }
+  if (st == INFSIM_OK && rc < 0) st = infsim_fail(err, INFSIM_EIO, "%s: read error", path);
+  if (st == INFSIM_OK && !have_header) st = infsim_fail(err, INFSIM_EINPUT, "%s:1: header: the file is empty", path);
+  if (st == INFSIM_OK && trace->count == 0)
+    st = infsim_fail(err, INFSIM_EINPUT, "%s:%lld: no requests after the header", path, (long long)lr.line_no);
+  infsim_fields_free(&f);
+  infsim_lines_close(&lr);
+  if (st != INFSIM_OK) infsim_trace_free(trace);
+  return st;
+}
+
+infsim_status infsim_trace_write_csv(const char *path, const infsim_trace *trace, infsim_error *err) {
+  infsim_atomic_file af;
+  infsim_status st = infsim_atomic_open(&af, path, err);
+  if (st != INFSIM_OK) return st;
+  fputs("arrival_time_s,prompt_tokens,output_tokens\n", af.fp);
+  char t[32];
+  for (size_t i = 0; i < trace->count; i++) {
+    const infsim_trace_request *r = &trace->requests[i];
+    fprintf(af.fp, "%s,%lld,%lld\n", infsim_format_seconds(r->arrival_ns, t), (long long)r->prompt_tokens,
+            (long long)r->output_tokens);
+  }
+  return infsim_atomic_commit(&af, err);
+}
+
+/* ---- statistics ---- */
+
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+/* Nearest rank: the smallest value with at least q of the sample at or below it. */
+static int64_t nearest_rank(const int64_t *sorted, size_t n, int percent) {
+  size_t rank = ((size_t)percent * n + 99) / 100; /* ceil(p/100 * n) */
+  if (rank < 1) rank = 1;
+  return sorted[rank - 1];
+}
+
+static void length_stats(int64_t *v, size_t n, infsim_length_stats *out) {
+  qsort(v, n, sizeof *v, cmp_i64);
+  int64_t sum = 0;
+  for (size_t i = 0; i < n; i++) sum += v[i];
+  out->min = v[0];
+  out->max = v[n - 1];
+  out->p50 = nearest_rank(v, n, 50);
+  out->p90 = nearest_rank(v, n, 90);
+  out->p99 = nearest_rank(v, n, 99);
+  out->sum = sum;
+  out->mean = (double)sum / (double)n;
+}
+
+/* Most arrivals in one bin [first + k*bin, first + (k+1)*bin): arrivals are sorted. */
+static int64_t peak_in_bins(const infsim_trace *t, int64_t bin_ns) {
+  int64_t first = t->requests[0].arrival_ns, cur_bin = 0, cur = 0, peak = 0;
+  for (size_t i = 0; i < t->count; i++) {
+    int64_t b = (t->requests[i].arrival_ns - first) / bin_ns;
+    if (b != cur_bin) {
+      cur_bin = b;
+      cur = 0;
+    }
+    if (++cur > peak) peak = cur;
+  }
+  return peak;
+}
+
+infsim_status infsim_trace_compute_stats(const infsim_trace *trace, infsim_trace_stats *s, infsim_error *err) {
+  memset(s, 0, sizeof *s);
+  if (trace->count == 0) return infsim_fail(err, INFSIM_EINPUT, "trace stats: no requests");
+  size_t n = trace->count;
+  int64_t *v = malloc(n * sizeof *v);
+  if (v == NULL) return infsim_fail(err, INFSIM_ENOMEM, "trace stats: out of memory");
+  for (size_t i = 0; i < n; i++) v[i] = trace->requests[i].prompt_tokens;
+  length_stats(v, n, &s->prompt);
+  for (size_t i = 0; i < n; i++) v[i] = trace->requests[i].output_tokens;
+  length_stats(v, n, &s->output);
+  free(v);
+  s->requests = n;
+  s->duration_s = (double)(trace->requests[n - 1].arrival_ns - trace->requests[0].arrival_ns) * 1e-9;
+  if (s->duration_s > 0) {
+    s->mean_rps = (double)n / s->duration_s;
+    s->mean_per_min = s->mean_rps * 60.0;
+  }
+  s->peak_per_s = peak_in_bins(trace, INT64_C(1000000000));
+  s->peak_per_min = peak_in_bins(trace, INT64_C(60000000000));
+  return INFSIM_OK;
+}
