@@ -159,7 +159,7 @@ static infsim_status fit_group(sqlite3 *db, const char *db_path, int64_t profile
       const infsim_calib_curve *c = &fit.curve;
       char hinge[64] = "-";
       if (c->hinge_var >= 0) snprintf(hinge, sizeof hinge, "%s@%.4g", infsim_calib_var_name(c->hinge_var), c->hinge_at);
-      fprintf(report, "%-10s %-11s %3lld %-13s %6zu %-24s %8.2f%% %8.2f%% %8.2f%% %8.2f%%\n", profile, model,
+      fprintf(report, "%-14s %-11s %3lld %-13s %6zu %-24s %8.2f%% %8.2f%% %8.2f%% %8.2f%%\n", profile, model,
               (long long)tp, info->name, n, hinge, 100 * fit.rms_rel_err, 100 * fit.max_rel_err, 100 * med,
               100 * p95);
     }
@@ -189,7 +189,7 @@ static infsim_status fit_group(sqlite3 *db, const char *db_path, int64_t profile
     }
     sqlite3_finalize(q);
     if (st == INFSIM_OK && report)
-      fprintf(report, "%-10s %-11s %3lld %-13s held-out error over %zu points: median %.2f%%, p95 %.2f%% (%s)\n",
+      fprintf(report, "%-14s %-11s %3lld %-13s held-out error over %zu points: median %.2f%%, p95 %.2f%% (%s)\n",
               profile, model, (long long)tp, "all", group.n, 100 * med, 100 * p95,
               med <= k_goal_median && p95 <= k_goal_p95 ? "goal met" : "goal missed");
   }
@@ -219,7 +219,7 @@ infsim_status infsim_calib_fit_db(const char *db_path, FILE *report, int *goal_m
                          -1, &groups, NULL) != SQLITE_OK)
     st = sql_fail(db, db_path, err);
   if (st == INFSIM_OK && report)
-    fprintf(report, "%-10s %-11s %3s %-13s %6s %-24s %9s %9s %9s %9s\n", "profile", "model", "tp", "kernel",
+    fprintf(report, "%-14s %-11s %3s %-13s %6s %-24s %9s %9s %9s %9s\n", "profile", "model", "tp", "kernel",
             "points", "hinge", "fit_rms", "fit_max", "ho_med", "ho_p95");
   err_list all = {0};
   int groups_seen = 0, rc = SQLITE_DONE;

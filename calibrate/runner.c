@@ -59,8 +59,8 @@ static const grid k_grid_gpu = {
     .copy_blocks_max = 8192,
     .host_bytes_max = 256 << 20,
     .kv_pool_bytes_max = (int64_t)3 << 30,
-    .warmup = 3,
-    .repeats = 15,
+    .warmup = 2,
+    .repeats = 10,
 };
 
 static const grid k_grid_gpu_quick = {

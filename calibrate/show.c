@@ -81,7 +81,7 @@ infsim_status infsim_calib_show(const char *db_path, const char *plot_dir, FILE 
                           -1, &pts, NULL) != SQLITE_OK))
     st = sql_fail(db, db_path, err);
   if (st == INFSIM_OK)
-    fprintf(out, "%-10s %-11s %3s %-13s %10s %14s %9s %10s %12s %6s %12s %12s %12s %8s\n", "profile", "model", "tp",
+    fprintf(out, "%-14s %-11s %3s %-13s %10s %14s %9s %10s %12s %6s %12s %12s %12s %8s\n", "profile", "model", "tp",
             "kernel", "tokens", "pairs", "requests", "context", "partials", "local", "bytes", "measured_ns",
             "fitted_ns", "error");
   int shown = 0, rc = SQLITE_DONE;
@@ -119,17 +119,17 @@ infsim_status infsim_calib_show(const char *db_path, const char *plot_dir, FILE 
       for (int v = 0; v < INFSIM_CALIB_VARS; v++) x[v] = (double)sqlite3_column_int64(pts, v);
       double measured = sqlite3_column_double(pts, 7);
       double fitted = infsim_calib_curve_eval(&c, k, x);
-      fprintf(out, "%-10s %-11s %3lld %-13s %10.0f %14.0f %9.0f %10.0f %12.0f %6.3f %12.0f %12.0f %12.0f %+7.2f%%\n",
+      fprintf(out, "%-14s %-11s %3lld %-13s %10.0f %14.0f %9.0f %10.0f %12.0f %6.3f %12.0f %12.0f %12.0f %+7.2f%%\n",
               profile, model, (long long)tp, kname, x[0], x[1], x[2], x[3], x[4], sqlite3_column_double(pts, 6),
               x[5], measured, fitted, 100 * (fitted - measured) / measured);
       if (plot_dir) fprintf(af.fp, "%.17g %.6g %.6g\n", x[info->hinge_var], measured, fitted);
     }
-    fprintf(out, "%-10s %-11s %3lld %-13s held-out error: median %.2f%%, p95 %.2f%%\n", profile, model,
+    fprintf(out, "%-14s %-11s %3lld %-13s held-out error: median %.2f%%, p95 %.2f%%\n", profile, model,
             (long long)tp, kname, 100 * ho_med, 100 * ho_p95);
     shown++;
     if (plot_dir) {
       st = infsim_atomic_commit(&af, err);
-      char title[4 * CALIB_TEXT_BYTES];
+      char title[5 * CALIB_TEXT_BYTES];
       snprintf(title, sizeof title, "%s: %s, tp %lld, on %s (profile %s)", kname, model, (long long)tp, gpu, profile);
       if (st == INFSIM_OK) st = plot_one(plot_dir, stem, title, infsim_calib_var_name(info->hinge_var), err);
     }

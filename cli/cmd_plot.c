@@ -82,6 +82,7 @@ static const char k_tpl_cdf[] =
     "set xlabel sprintf('%s (s)', metric)\n"
     "set ylabel 'fraction of requests'\n"
     "set yrange [0:1.02]\n"
+    "set offsets graph 0.02, graph 0.02, 0, 0\n"
     "set grid\nset key bottom right\n"
     "plot datafile using 1:2 with steps lw 2 title metric\n";
 
@@ -448,7 +449,7 @@ static char *build_script(const plot_spec *specs, size_t n_specs, char out_tmp[]
   for (size_t i = 0; i < n_specs; i++) {
     const plot_spec *p = &specs[i];
     char data[INFSIM_PATH_BYTES];
-    snprintf(data, sizeof data, "%s/%s", tmp_dir, p->data);
+    snprintf(data, sizeof data, "%.3100s/%.32s", tmp_dir, p->data); /* tmp_dir is at most ~3030 bytes */
     fputs("reset\nset output ", fp);
     gp_quote(fp, out_tmp[i]);
     fputc('\n', fp);
@@ -554,70 +555,62 @@ static int option_value(int argc, char **argv, int *i, const char *name, const c
   return 1;
 }
 
-static int fail_exit(const infsim_error *err) {
-  fprintf(stderr, "infsim plot: %s\n", err->msg);
-  return infsim_status_exit_code(err->status);
+/* The data files that plot_data_files() writes into the temporary
+ * directory, which the templates read. */
+static const char *const k_data_files[] = {"ts.dat", "e2e_arrival.dat", "ttft.dat", "tpot.dat", "e2e.dat"};
+enum { N_DATA_FILES = sizeof k_data_files / sizeof k_data_files[0] };
+
+static bool write_data_files(const char *tmp_dir, plot_data *pd, char **ids) {
+  char path[INFSIM_PATH_BYTES + 32];
+  bool ok = true;
+  snprintf(path, sizeof path, "%s/%s", tmp_dir, k_data_files[0]);
+  ok &= write_timeseries(path, pd, ids);
+  snprintf(path, sizeof path, "%s/%s", tmp_dir, k_data_files[1]);
+  ok &= write_pairs(path, &pd->arrival_s, &pd->e2e_s);
+  snprintf(path, sizeof path, "%s/%s", tmp_dir, k_data_files[2]);
+  ok &= write_cdf(path, &pd->ttft_s);
+  snprintf(path, sizeof path, "%s/%s", tmp_dir, k_data_files[3]);
+  ok &= write_cdf(path, &pd->tpot_s);
+  snprintf(path, sizeof path, "%s/%s", tmp_dir, k_data_files[4]);
+  ok &= write_cdf(path, &pd->e2e_s);
+  return ok;
 }
 
-/* Runs everything after argument parsing; temp paths are cleaned by the
- * caller. */
-static infsim_status plot_run(const char *dir, const char *out_dir, bool svg, char *tmp_dir, char *script_ids[1],
-                              infsim_error *err) {
-  char path[INFSIM_PATH_BYTES];
-  plot_data pd = {0};
-  infsim_status st = INFSIM_OK;
-  snprintf(path, sizeof path, "%s/requests.csv", dir);
-  st = read_requests(path, &pd, err);
-  if (st == INFSIM_OK) {
-    snprintf(path, sizeof path, "%s/timeseries.csv", dir);
-    st = read_timeseries(path, &pd, err);
+static void remove_data_files(const char *tmp_dir) {
+  char path[INFSIM_PATH_BYTES + 32];
+  for (size_t i = 0; i < N_DATA_FILES; i++) {
+    snprintf(path, sizeof path, "%s/%s", tmp_dir, k_data_files[i]);
+    unlink(path);
   }
-  char gnuplot[INFSIM_PATH_BYTES];
-  if (st == INFSIM_OK && !find_gnuplot(gnuplot, sizeof gnuplot))
-    st = infsim_fail(err, INFSIM_ERUN, "gnuplot not found on PATH (install gnuplot, e.g. gnuplot-nox)");
-  if (st == INFSIM_OK) st = infsim_make_dirs(out_dir, err);
-  if (st == INFSIM_OK && mkdtemp(tmp_dir) == NULL) {
-    st = infsim_fail(err, INFSIM_EIO, "%s: cannot create: %s", tmp_dir, strerror(errno));
-    tmp_dir[0] = '\0';
-  }
-  const size_t n_e2e = pd.e2e_s.n;
-  if (st == INFSIM_OK) {
-    bool ok = true;
-    char *ids = NULL;
-    snprintf(path, sizeof path, "%s/ts.dat", tmp_dir);
-    ok &= write_timeseries(path, &pd, &ids);
-    script_ids[0] = ids;
-    snprintf(path, sizeof path, "%s/e2e_arrival.dat", tmp_dir);
-    ok &= write_pairs(path, &pd.arrival_s, &pd.e2e_s);
-    snprintf(path, sizeof path, "%s/ttft.dat", tmp_dir);
-    ok &= write_cdf(path, &pd.ttft_s);
-    snprintf(path, sizeof path, "%s/tpot.dat", tmp_dir);
-    ok &= write_cdf(path, &pd.tpot_s);
-    snprintf(path, sizeof path, "%s/e2e.dat", tmp_dir);
-    ok &= write_cdf(path, &pd.e2e_s);
-    if (!ok) st = infsim_fail(err, INFSIM_EIO, "%s: cannot write plot data", tmp_dir);
-  }
+  rmdir(tmp_dir);
+}
+
+/* Renders every plot from the prepared data: temporary outputs, one
+ * gnuplot run, then the renames. Removes what it did not rename. */
+static infsim_status render(const char *gnuplot, const char *dir, const char *out_dir, bool svg,
+                            const char *tmp_dir, const char *ids, const plot_data *pd, infsim_error *err) {
   const plot_spec specs[] = {
-      {"kv_usage", "KV cache blocks in use", k_tpl_kv_usage, "ts.dat", "", pd.n},
-      {"kv_borrowing", "KV blocks lent and borrowed", k_tpl_kv_borrowing, "ts.dat", "", pd.n},
-      {"requests", "Running and waiting requests", k_tpl_requests, "ts.dat", "", pd.n},
-      {"ttft_cdf", "CDF of TTFT", k_tpl_cdf, "ttft.dat", "TTFT", pd.ttft_s.n},
-      {"tpot_cdf", "CDF of TPOT", k_tpl_cdf, "tpot.dat", "TPOT", pd.tpot_s.n},
-      {"e2e_cdf", "CDF of E2E latency", k_tpl_cdf, "e2e.dat", "E2E latency", n_e2e},
-      {"e2e_vs_arrival", "E2E latency by arrival time", k_tpl_e2e_vs_arrival, "e2e_arrival.dat", "", n_e2e},
+      {"kv_usage", "KV cache blocks in use", k_tpl_kv_usage, "ts.dat", "", pd->n},
+      {"kv_borrowing", "KV blocks lent and borrowed", k_tpl_kv_borrowing, "ts.dat", "", pd->n},
+      {"requests", "Running and waiting requests", k_tpl_requests, "ts.dat", "", pd->n},
+      {"ttft_cdf", "CDF of TTFT", k_tpl_cdf, "ttft.dat", "TTFT", pd->ttft_s.n},
+      {"tpot_cdf", "CDF of TPOT", k_tpl_cdf, "tpot.dat", "TPOT", pd->tpot_s.n},
+      {"e2e_cdf", "CDF of E2E latency", k_tpl_cdf, "e2e.dat", "E2E latency", pd->e2e_s.n},
+      {"e2e_vs_arrival", "E2E latency by arrival time", k_tpl_e2e_vs_arrival, "e2e_arrival.dat", "", pd->e2e_s.n},
   };
   enum { N_SPECS = sizeof specs / sizeof specs[0] };
   char out_tmp[N_SPECS][INFSIM_PATH_BYTES];
   char out_final[N_SPECS][INFSIM_PATH_BYTES];
   size_t n_tmp = 0;
+  infsim_status st = INFSIM_OK;
   const char *ext = svg ? "svg" : "png";
-  for (size_t i = 0; st == INFSIM_OK && i < N_SPECS; i++) {
+  for (size_t i = 0; i < N_SPECS; i++) {
     int len = snprintf(out_final[i], INFSIM_PATH_BYTES, "%s/%s.%s", out_dir, specs[i].name, ext);
-    snprintf(out_tmp[i], INFSIM_PATH_BYTES, "%s/%s.%s.tmpXXXXXX", out_dir, specs[i].name, ext);
     if (len < 0 || len + 12 >= INFSIM_PATH_BYTES) {
       st = infsim_fail(err, INFSIM_EINPUT, "%s: path too long", out_dir);
       break;
     }
+    snprintf(out_tmp[i], INFSIM_PATH_BYTES, "%.4000s.tmpXXXXXX", out_final[i]); /* length checked above */
     int fd = mkstemp(out_tmp[i]);
     if (fd < 0) {
       st = infsim_fail(err, INFSIM_EIO, "%s: cannot create: %s", out_final[i], strerror(errno));
@@ -627,13 +620,12 @@ static infsim_status plot_run(const char *dir, const char *out_dir, bool svg, ch
     n_tmp++;
   }
   if (st == INFSIM_OK) {
-    char *script = build_script(specs, N_SPECS, out_tmp, tmp_dir, script_ids[0], dir, svg);
-    if (script == NULL) st = infsim_fail(err, INFSIM_ENOMEM, "out of memory");
-    if (st == INFSIM_OK) st = run_gnuplot(gnuplot, script, err);
+    char *script = build_script(specs, N_SPECS, out_tmp, tmp_dir, ids, dir, svg);
+    st = script != NULL ? run_gnuplot(gnuplot, script, err) : infsim_fail(err, INFSIM_ENOMEM, "out of memory");
     free(script);
   }
-  /* gnuplot exits 0 even when a terminal could not write; an empty image
-   * is a failure too. */
+  /* gnuplot can exit 0 when a terminal failed to write: an empty image is
+   * a failure too. */
   for (size_t i = 0; st == INFSIM_OK && i < n_tmp; i++) {
     struct stat sb;
     if (stat(out_tmp[i], &sb) != 0 || sb.st_size == 0)
@@ -646,7 +638,40 @@ static infsim_status plot_run(const char *dir, const char *out_dir, bool svg, ch
     else
       printf("%s\n", out_final[i]);
   }
-  for (size_t i = 0; i < n_tmp; i++) unlink(out_tmp[i]); /* those not renamed */
+  for (size_t i = 0; i < n_tmp; i++) unlink(out_tmp[i]); /* fails harmlessly for the renamed */
+  return st;
+}
+
+/* Reads the run, finds gnuplot, prepares the data and renders. */
+static infsim_status plot_run(const char *dir, const char *out_dir, bool svg, infsim_error *err) {
+  char path[INFSIM_PATH_BYTES + 32];
+  plot_data pd = {0};
+  snprintf(path, sizeof path, "%s/requests.csv", dir);
+  infsim_status st = read_requests(path, &pd, err);
+  if (st == INFSIM_OK) {
+    snprintf(path, sizeof path, "%s/timeseries.csv", dir);
+    st = read_timeseries(path, &pd, err);
+  }
+  char gnuplot[INFSIM_PATH_BYTES];
+  if (st == INFSIM_OK && !find_gnuplot(gnuplot, sizeof gnuplot))
+    st = infsim_fail(err, INFSIM_ERUN, "gnuplot not found on PATH (install gnuplot, e.g. gnuplot-nox)");
+  if (st == INFSIM_OK) st = infsim_make_dirs(out_dir, err);
+  if (st == INFSIM_OK) {
+    const char *tmp = getenv("TMPDIR");
+    char tmp_dir[INFSIM_PATH_BYTES];
+    snprintf(tmp_dir, sizeof tmp_dir, "%.3000s/infsim_plot_XXXXXX", tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
+    if (mkdtemp(tmp_dir) == NULL) {
+      st = infsim_fail(err, INFSIM_EIO, "%s: cannot create: %s", tmp_dir, strerror(errno));
+    } else {
+      char *ids = NULL;
+      if (!write_data_files(tmp_dir, &pd, &ids))
+        st = infsim_fail(err, INFSIM_EIO, "%s: cannot write plot data", tmp_dir);
+      else
+        st = render(gnuplot, dir, out_dir, svg, tmp_dir, ids, &pd, err);
+      free(ids);
+      remove_data_files(tmp_dir);
+    }
+  }
   plot_data_free(&pd);
   return st;
 }
@@ -660,16 +685,18 @@ int infsim_cmd_plot(int argc, char **argv) {
       print_help(stdout);
       return 0;
     }
-    if ((got = option_value(argc, argv, &i, "--format", &value)) != 0 ||
-        (got = option_value(argc, argv, &i, "--out", &value)) != 0) {
-      if (got < 0) {
-        fprintf(stderr, "infsim plot: %s needs a value (try infsim plot --help)\n", argv[i]);
-        return 2;
-      }
-      if (strncmp(argv[i], "--format", 8) == 0 || (i > 0 && strcmp(argv[i - 1], "--format") == 0))
-        format = value;
-      else
-        out_dir = value;
+    const char *option = argv[i];
+    if ((got = option_value(argc, argv, &i, "--format", &value)) != 0) {
+      format = value;
+    } else if ((got = option_value(argc, argv, &i, "--out", &value)) != 0) {
+      out_dir = value;
+    }
+    if (got < 0) {
+      fprintf(stderr, "infsim plot: %s needs a value (try infsim plot --help)\n", option);
+      return 2;
+    }
+    if (got > 0) {
+      continue;
     } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
       fprintf(stderr, "infsim plot: unknown option '%s' (try infsim plot --help)\n", argv[i]);
       return 2;
@@ -690,24 +717,13 @@ int infsim_cmd_plot(int argc, char **argv) {
   }
   char default_out[INFSIM_PATH_BYTES];
   if (out_dir == NULL) {
-    snprintf(default_out, sizeof default_out, "%s/plots", dir);
+    snprintf(default_out, sizeof default_out, "%.4000s/plots", dir);
     out_dir = default_out;
   }
-  const char *tmp = getenv("TMPDIR");
-  char tmp_dir[INFSIM_PATH_BYTES];
-  snprintf(tmp_dir, sizeof tmp_dir, "%.3000s/infsim_plot_XXXXXX", tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
-  char *ids[1] = {NULL};
   infsim_error err = {0};
-  infsim_status st = plot_run(dir, out_dir, strcmp(format, "svg") == 0, tmp_dir, ids, &err);
-  free(ids[0]);
-  if (tmp_dir[0] != '\0' && strstr(tmp_dir, "XXXXXX") == NULL) {
-    static const char *const data_files[] = {"ts.dat", "e2e_arrival.dat", "ttft.dat", "tpot.dat", "e2e.dat"};
-    char path[INFSIM_PATH_BYTES + 32];
-    for (size_t i = 0; i < sizeof data_files / sizeof data_files[0]; i++) {
-      snprintf(path, sizeof path, "%s/%s", tmp_dir, data_files[i]);
-      unlink(path);
-    }
-    rmdir(tmp_dir);
+  if (plot_run(dir, out_dir, strcmp(format, "svg") == 0, &err) != INFSIM_OK) {
+    fprintf(stderr, "infsim plot: %s\n", err.msg);
+    return infsim_status_exit_code(err.status);
   }
-  return st == INFSIM_OK ? 0 : fail_exit(&err);
+  return 0;
 }

@@ -105,6 +105,8 @@ void infsim_kernels_close(infsim_kernels *k) {
 
 infsim_kernel_backend infsim_kernels_backend(const infsim_kernels *k) { return k->backend; }
 
+void *infsim_kernels_native_stream(infsim_kernels *k) { return k->ops->native_stream(k->self); }
+
 infsim_status infsim_kernels_describe(infsim_kernels *k, infsim_kernel_device *out, infsim_error *err) {
   memset(out, 0, sizeof *out);
   return k->ops->describe(k->self, out, err);

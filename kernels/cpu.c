@@ -140,6 +140,11 @@ static infsim_status cpu_flush(void *self, infsim_error *err) {
   return INFSIM_OK;
 }
 
+static void *cpu_stream(void *self) {
+  (void)self;
+  return NULL;
+}
+
 static const ik_backend cpu_backend = {
     .name = "cpu",
     .open = cpu_open,
@@ -163,6 +168,7 @@ static const ik_backend cpu_backend = {
     .timer_begin = cpu_timer_begin,
     .timer_end = cpu_timer_end,
     .flush_cache = cpu_flush,
+    .native_stream = cpu_stream,
 };
 
 const ik_backend *ik_cpu_backend(void) { return &cpu_backend; }

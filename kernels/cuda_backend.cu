@@ -107,7 +107,7 @@ static void describe_nvml(infsim_kernel_device *out) {
   nvml_clock_fn max_clock = (nvml_clock_fn)dlsym(lib, "nvmlDeviceGetMaxClockInfo");
   if (init && shutdown && init() == 0) {
     char buf[80];
-    if (drv && drv(buf, sizeof buf) == 0) snprintf(out->driver_version, sizeof out->driver_version, "%s", buf);
+    if (drv && drv(buf, sizeof buf) == 0) snprintf(out->driver_version, sizeof out->driver_version, "%.31s", buf);
     void *dev = NULL;
     unsigned mhz = 0;
     if (handle && handle(0, &dev) == 0) {
@@ -124,7 +124,7 @@ static infsim_status cu_describe(void *self, infsim_kernel_device *out, infsim_e
   ik_cuda *c = (ik_cuda *)self;
   cudaDeviceProp p;
   IK_CUDA(cudaGetDeviceProperties(&p, c->device));
-  snprintf(out->name, sizeof out->name, "%s", p.name);
+  snprintf(out->name, sizeof out->name, "%.127s", p.name);
   out->cc_major = p.major;
   out->cc_minor = p.minor;
   out->sm_count = p.multiProcessorCount;
@@ -249,11 +249,13 @@ static infsim_status cu_flush(void *self, infsim_error *err) {
   return INFSIM_OK;
 }
 
+static void *cu_stream(void *self) { return ((ik_cuda *)self)->stream; }
+
 static const ik_backend cuda_backend = {
     "cuda",        cu_open,           cu_close,       cu_describe,      cu_alloc,        cu_free,
     cu_host_alloc, cu_host_free,      cu_upload,      cu_download,      cu_memset,       cu_sync,
     ik_cuda_fill_random, ik_cuda_ma_decode, ik_cuda_merge, ik_cuda_prefill, ik_cuda_gemm, ik_cuda_kv_copy,
-    cu_staged,     cu_timer_begin,    cu_timer_end,   cu_flush,
+    cu_staged,     cu_timer_begin,    cu_timer_end,   cu_flush,       cu_stream,
 };
 
 extern "C" const ik_backend *ik_cuda_backend(void) { return &cuda_backend; }

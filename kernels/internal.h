@@ -152,6 +152,7 @@ typedef struct {
   infsim_status (*timer_end)(void *self, double *ms, infsim_error *err);
   /* Evicts caches (untimed) so that a timed call starts cold. */
   infsim_status (*flush_cache)(void *self, infsim_error *err);
+  void *(*native_stream)(void *self);
 } ik_backend;
 
 const ik_backend *ik_cpu_backend(void);

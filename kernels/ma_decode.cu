@@ -110,7 +110,6 @@ __global__ void __launch_bounds__(THREADS, 2) ma_decode_kernel(DecodeParams p) {
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
 
   uint16_t *wpipe = pipe + warp * STAGES * 2 * TILE_ELEMS;
-  const int64_t head_stride = (int64_t)p.bt * D; /* elements per (block, kv head) */
   const int32_t *table = p.block_table + r * p.bt_stride;
   /* This warp's tiles: tile_begin + warp + WARPS * j. */
   const int my_first = tile_begin + warp;
@@ -122,7 +121,6 @@ __global__ void __launch_bounds__(THREADS, 2) ma_decode_kernel(DecodeParams p) {
       int tok = t * TILE;
       int64_t blk = table[tok / p.bt];
       int64_t off = ((blk * p.g + kh) * p.bt + tok % p.bt) * D;
-      (void)head_stride;
       uint16_t *st = wpipe + (j % STAGES) * 2 * TILE_ELEMS;
       load_tile(st, st + TILE_ELEMS, p.k_pool + off, p.v_pool + off, min(TILE, tok_end - tok), lane);
     }

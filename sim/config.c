@@ -36,7 +36,7 @@
  * loops, "billion laughs") fails with a message instead of exhausting memory. */
 enum {
   CONFIG_MAX_DEPTH = 32,
-  CONFIG_MAX_ENTRIES = 65536,
+  CONFIG_MAX_ENTRIES = 4096, /* far above any real config; keeps the clash checks cheap */
   CONFIG_MAX_KEY_BYTES = 1024,
   CONFIG_ORIGIN_BYTES = 4096 + 32, /* a path and ":LINE" */
 };

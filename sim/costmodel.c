@@ -37,6 +37,23 @@ static double allreduce_ns(const infsim_cost_model *cm, int64_t tokens) {
   return ring * bytes / cm->layout.tp_link_bytes_per_s * 1e9 + 2.0 * (double)(tp - 1) * (double)cm->layout.link_latency_ns;
 }
 
+/* LM head: a vocab x hidden GEMM, priced as the layer GEMM scaled by its share of parameters. */
+static double lm_head_ns(const infsim_cost_model *cm, int64_t tokens) {
+  if (tokens <= 0) return 0.0;
+  const infsim_model_shape *m = &cm->model;
+  double kv_dim = (double)(m->kv_heads * m->head_dim), h = (double)m->hidden;
+  double layer_params = h * (h + 2.0 * kv_dim) + h * h + 3.0 * h * (double)m->intermediate;
+  return cm->curves.gemm_layer_ns(cm->curves.self, tokens) * ((double)m->vocab * h / layer_params);
+}
+
+/* Activations handed from one pipeline stage to the next. */
+static double handoff_ns(const infsim_cost_model *cm, int64_t tokens) {
+  if (cm->layout.pp <= 1 || tokens <= 0) return 0.0;
+  int64_t act_bytes = tokens * cm->model.hidden * cm->model.dtype_bytes;
+  return (double)(cm->layout.pp - 1) *
+         (double)infsim_cost_transfer_ns(act_bytes, cm->layout.pp_link_bytes_per_s, cm->layout.link_latency_ns);
+}
+
 static double remote_attention_ns(const infsim_cost_model *cm, const infsim_batch_agg *agg, double local_attn_ns) {
   if (agg->remote_partials <= 0) return 0.0;
   const infsim_cost_curves *c = &cm->curves;
@@ -68,19 +85,34 @@ int64_t infsim_cost_iteration_ns(const infsim_cost_model *cm, const infsim_batch
   layer_ns += 2.0 * allreduce_ns(cm, tokens);
 
   double total_ns = (double)cm->layout.iteration_overhead_ns + (double)m->layers * layer_ns;
-  if (agg->logits_tokens > 0) {
-    /* LM head: a GEMM of vocab x hidden, priced as the layer GEMM scaled by its share of parameters. */
-    double kv_dim = (double)(m->kv_heads * m->head_dim), h = (double)m->hidden;
-    double layer_params = h * (h + 2.0 * kv_dim) + h * h + 3.0 * h * (double)m->intermediate;
-    total_ns += c->gemm_layer_ns(c->self, agg->logits_tokens) * ((double)m->vocab * h / layer_params);
-  }
-  if (cm->layout.pp > 1 && tokens > 0) {
-    int64_t act_bytes = tokens * m->hidden * m->dtype_bytes;
-    total_ns += (double)(cm->layout.pp - 1) *
-                (double)infsim_cost_transfer_ns(act_bytes, cm->layout.pp_link_bytes_per_s, cm->layout.link_latency_ns);
-  }
+  total_ns += lm_head_ns(cm, agg->logits_tokens) + handoff_ns(cm, tokens);
   int64_t out = (int64_t)llround(total_ns);
   return out < 1 ? 1 : out;
+}
+
+void infsim_cost_decode_run_init(const infsim_cost_model *cm, int64_t decode_requests, infsim_decode_run *run) {
+  const infsim_cost_curves *c = &cm->curves;
+  const infsim_model_shape *m = &cm->model;
+  double layer_ns = c->gemm_layer_ns(c->self, decode_requests) + 2.0 * allreduce_ns(cm, decode_requests);
+  double fixed_ns = (double)cm->layout.iteration_overhead_ns + (double)m->layers * layer_ns;
+  fixed_ns += lm_head_ns(cm, decode_requests) + handoff_ns(cm, decode_requests);
+  run->fixed_ns = fixed_ns;
+  run->requests = decode_requests;
+}
+
+int64_t infsim_cost_decode_run_ns(const infsim_cost_model *cm, const infsim_decode_run *run, int64_t first_context,
+                                  int64_t steps) {
+  const infsim_cost_curves *c = &cm->curves;
+  if (steps <= 0) return 0;
+  double attn_ns = 0.0;
+  if (c->decode_attn_sum_layer_ns != NULL) {
+    attn_ns = c->decode_attn_sum_layer_ns(c->self, run->requests, first_context, run->requests, steps);
+  } else {
+    for (int64_t j = 0; j < steps; j++)
+      attn_ns += c->decode_attn_layer_ns(c->self, run->requests, first_context + j * run->requests);
+  }
+  int64_t out = (int64_t)llround((double)steps * run->fixed_ns + (double)cm->model.layers * attn_ns);
+  return out < steps ? steps : out; /* at least 1 ns an iteration */
 }
 
 void infsim_cost_model_destroy(infsim_cost_model *cm) {

@@ -77,46 +77,46 @@ static void deque_remove(req_deque *q, int32_t v) {
 
 static int step_event_before(const step_event *a, const step_event *b) {
   if (a->step != b->step) return a->step < b->step;
-  if (a->kind != b->kind) return a->kind < b->kind;
   return a->req < b->req;
 }
 
-static infsim_status sev_push(instance *in, step_event ev, infsim_error *err) {
-  if (in->sev_count == in->sev_capacity) {
-    int32_t cap = in->sev_capacity ? 2 * in->sev_capacity : 64;
-    step_event *items = realloc(in->sev, (size_t)cap * sizeof *items);
+static infsim_status heap_push(step_heap *h, step_event ev, infsim_error *err) {
+  if (h->count == h->capacity) {
+    int32_t cap = h->capacity ? 2 * h->capacity : 64;
+    step_event *items = realloc(h->items, (size_t)cap * sizeof *items);
     if (items == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
-    in->sev = items;
-    in->sev_capacity = cap;
+    h->items = items;
+    h->capacity = cap;
   }
-  int32_t i = in->sev_count++;
+  int32_t i = h->count++;
   while (i > 0) {
     int32_t parent = (i - 1) / 2;
-    if (!step_event_before(&ev, &in->sev[parent])) break;
-    in->sev[i] = in->sev[parent];
+    if (!step_event_before(&ev, &h->items[parent])) break;
+    h->items[i] = h->items[parent];
     i = parent;
   }
-  in->sev[i] = ev;
+  h->items[i] = ev;
   return INFSIM_OK;
 }
 
-static void sev_pop(instance *in) {
-  step_event last = in->sev[--in->sev_count];
-  int32_t i = 0, n = in->sev_count;
+static void heap_pop(step_heap *h) {
+  step_event last = h->items[--h->count];
+  int32_t i = 0, n = h->count;
   for (;;) {
     int32_t child = 2 * i + 1;
     if (child >= n) break;
-    if (child + 1 < n && step_event_before(&in->sev[child + 1], &in->sev[child])) child++;
-    if (!step_event_before(&in->sev[child], &last)) break;
-    in->sev[i] = in->sev[child];
+    if (child + 1 < n && step_event_before(&h->items[child + 1], &h->items[child])) child++;
+    if (!step_event_before(&h->items[child], &last)) break;
+    h->items[i] = h->items[child];
     i = child;
   }
-  if (n > 0) in->sev[i] = last;
+  if (n > 0) h->items[i] = last;
 }
 
-/* Drops stale events at the top so that the top is live (or the heap empty). */
-static void sev_skip_stale(const infsim_sim *s, instance *in) {
-  while (in->sev_count > 0 && in->sev[0].epoch != s->rs[in->sev[0].req].epoch) sev_pop(in);
+/* The first live event (stale ones, of preempted requests, are dropped), or NULL. */
+static const step_event *heap_top(const infsim_sim *s, step_heap *h) {
+  while (h->count > 0 && h->items[0].epoch != s->rs[h->items[0].req].epoch) heap_pop(h);
+  return h->count > 0 ? &h->items[0] : NULL;
 }
 
 /* ---- request bookkeeping ------------------------------------------------- */
@@ -159,13 +159,13 @@ static infsim_status join_decode(infsim_sim *s, instance *in, int32_t req, int64
   in->decode_n++;
   in->kv_sum += kv_tokens;
   int64_t finish_step = r->step0 + (s->rec[req].output_tokens - r->generated0);
-  infsim_status st = sev_push(in, (step_event){finish_step, STEP_FINISH, req, r->epoch}, err);
+  infsim_status st = heap_push(&in->finishes, (step_event){finish_step, req, r->epoch}, err);
   if (st != INFSIM_OK) return st;
   /* Before decode step s+1 the KV grows from kv(s) to kv(s)+1 tokens: a new
    * block is needed when kv(s) is a multiple of block_tokens. */
   int64_t bt = s->p.block_tokens;
   int64_t boundary = r->step0 + (bt - kv_tokens % bt) % bt;
-  if (boundary < finish_step) return sev_push(in, (step_event){boundary, STEP_BLOCK_BOUNDARY, req, r->epoch}, err);
+  if (boundary < finish_step) return heap_push(&in->boundaries, (step_event){boundary, req, r->epoch}, err);
   return INFSIM_OK;
 }
 
@@ -239,21 +239,23 @@ static infsim_status preempt(infsim_sim *s, instance *in, int32_t req, infsim_er
 
 /* ---- the scheduler ------------------------------------------------------- */
 
-/* Applies the step events due at the current step. Sets *preempted if any
+/* Applies the step events due by the current step: finishes (due exactly
+ * now: a macro-step never runs past one), then block boundaries, in step
+ * order (a bulk macro-step may have passed several). Sets *preempted if any
  * request had to give up its memory. */
 static infsim_status apply_step_events(infsim_sim *s, instance *in, bool *preempted, infsim_error *err) {
   infsim_status st;
-  for (;;) {
-    sev_skip_stale(s, in);
-    if (in->sev_count == 0 || in->sev[0].step > in->step) return INFSIM_OK;
-    step_event ev = in->sev[0];
-    assert(ev.step == in->step);
-    sev_pop(in);
-    if (ev.kind == STEP_FINISH) {
-      finish_request(s, in, ev.req);
-      continue;
-    }
-    /* Block boundary: take one block, preempting latest arrivals if needed. */
+  const step_event *top;
+  while ((top = heap_top(s, &in->finishes)) != NULL && top->step <= in->step) {
+    assert(top->step == in->step);
+    int32_t req = top->req;
+    heap_pop(&in->finishes);
+    finish_request(s, in, req);
+  }
+  while ((top = heap_top(s, &in->boundaries)) != NULL && top->step <= in->step) {
+    step_event ev = *top;
+    heap_pop(&in->boundaries);
+    /* Take one block, preempting latest arrivals if none is free. */
     while (free_blocks(in) < 1) {
       int32_t victim = pick_victim(s, in);
       *preempted = true;
@@ -267,9 +269,10 @@ static infsim_status apply_step_events(infsim_sim *s, instance *in, bool *preemp
     int64_t next = ev.step + s->p.block_tokens;
     int64_t finish_step = r->step0 + (s->rec[ev.req].output_tokens - r->generated0);
     if (next < finish_step &&
-        (st = sev_push(in, (step_event){next, STEP_BLOCK_BOUNDARY, ev.req, r->epoch}, err)) != INFSIM_OK)
+        (st = heap_push(&in->boundaries, (step_event){next, ev.req, r->epoch}, err)) != INFSIM_OK)
       return st;
   }
+  return INFSIM_OK;
 }
 
 /* Admits swapped, then waiting requests, FCFS, while slots, tokens and
@@ -318,21 +321,27 @@ static infsim_status admit(infsim_sim *s, instance *in, int64_t token_budget, in
   return INFSIM_OK;
 }
 
-static void aggregates_for_decode(const instance *in, int64_t step_in_macro, infsim_batch_agg *agg) {
-  /* Decode step j attends kv + j + 1 tokens per request (the new token included). */
-  agg->decode_requests = in->decode_n;
-  agg->decode_context_tokens = in->kv_sum + in->decode_n * (step_in_macro + 1);
-  agg->logits_tokens += in->decode_n;
-}
-
-/* Steps until the next live step event: how many identical-shape decode
- * iterations may run as one engine event. */
-static int64_t steps_to_next_event(const infsim_sim *s, instance *in) {
-  sev_skip_stale(s, in);
-  assert(in->sev_count > 0); /* every decoding request has a pending finish */
-  int64_t k = in->sev[0].step - in->step;
+/* How many identical-shape decode iterations may run as one engine event:
+ * up to the next finish, and past block boundaries only when the free
+ * blocks cover every boundary the run could meet (each decoding request
+ * needs at most ceil(k / block_tokens) blocks in k steps). */
+static int64_t macro_steps(const infsim_sim *s, instance *in) {
+  const step_event *fin = heap_top(s, &in->finishes);
+  assert(fin != NULL); /* every decoding request has a pending finish */
+  int64_t k = fin->step - in->step;
+  assert(k >= 1);
+  int64_t worst_blocks = in->decode_n * ((k + s->p.block_tokens - 1) / s->p.block_tokens);
+  if (worst_blocks <= free_blocks(in)) return k;
+  const step_event *b = heap_top(s, &in->boundaries);
+  if (b != NULL && b->step - in->step < k) k = b->step - in->step;
   assert(k >= 1);
   return k;
+}
+
+/* The first `steps` iterations of the current decode run: step j attends
+ * kv_sum + (j + 1) x decode_n tokens (each request's new token included). */
+static int64_t decode_run_ns(const infsim_sim *s, const instance *in, int64_t steps) {
+  return infsim_cost_decode_run_ns(&s->cost, &in->iter_run, in->kv_sum + in->decode_n, steps);
 }
 
 /* Starts the next iteration if there is work. */
@@ -370,19 +379,20 @@ static infsim_status start_iteration(infsim_sim *s, instance *in, infsim_error *
   in->pending_overhead_ns = 0;
   int64_t duration_ns = lead_ns;
   int64_t steps = 0;
-  if (decode) aggregates_for_decode(in, 0, &agg);
-  duration_ns += infsim_cost_iteration_ns(&s->cost, &agg);
-  if (decode) {
-    steps = 1;
-    if (in->chunk_count == 0) {
-      /* A macro-step: decode iterations that differ only in context length. */
-      int64_t k = steps_to_next_event(s, in);
-      for (; steps < k; steps++) {
-        infsim_batch_agg a = {0};
-        aggregates_for_decode(in, steps, &a);
-        duration_ns += infsim_cost_iteration_ns(&s->cost, &a);
-      }
+  if (in->chunk_count > 0) {
+    /* Prefill chunks, with every decoding request riding along (chunked prefill). */
+    if (decode) {
+      agg.decode_requests = in->decode_n;
+      agg.decode_context_tokens = in->kv_sum + in->decode_n;
+      agg.logits_tokens += in->decode_n;
+      steps = 1;
     }
+    duration_ns += infsim_cost_iteration_ns(&s->cost, &agg);
+  } else {
+    /* A macro-step: decode iterations that differ only in context length. */
+    infsim_cost_decode_run_init(&s->cost, in->decode_n, &in->iter_run);
+    steps = macro_steps(s, in);
+    duration_ns += decode_run_ns(s, in, steps);
   }
   in->busy = true;
   in->generation++;
@@ -397,15 +407,17 @@ static infsim_status start_iteration(infsim_sim *s, instance *in, infsim_error *
  * iteration boundary: cut the macro-step there. */
 static infsim_status truncate_macro_step(infsim_sim *s, instance *in, int64_t arrival_ns, infsim_error *err) {
   if (!in->busy || in->iter_steps <= 1 || in->chunk_count > 0) return INFSIM_OK;
-  int64_t t = in->iter_start_ns + in->iter_lead_ns;
-  int64_t steps = 0;
-  while (steps < in->iter_steps) {
-    infsim_batch_agg a = {0};
-    aggregates_for_decode(in, steps, &a);
-    t += infsim_cost_iteration_ns(&s->cost, &a);
-    steps++;
-    if (t >= arrival_ns) break;
+  /* The first step boundary at or after the arrival: binary search, the
+   * run's time being non-decreasing in its steps. */
+  int64_t t0 = in->iter_start_ns + in->iter_lead_ns;
+  int64_t lo = 1, hi = in->iter_steps;
+  while (lo < hi) {
+    int64_t mid = lo + (hi - lo) / 2;
+    if (t0 + decode_run_ns(s, in, mid) >= arrival_ns) hi = mid;
+    else lo = mid + 1;
   }
+  int64_t steps = lo;
+  int64_t t = t0 + decode_run_ns(s, in, steps);
   if (steps == in->iter_steps) return INFSIM_OK;
   in->iter_steps = steps;
   in->iter_end_ns = t;
@@ -492,7 +504,8 @@ void instance_free(instance *in) {
   free(in->prefilling.items);
   free(in->running);
   free(in->chunks);
-  free(in->sev);
+  free(in->finishes.items);
+  free(in->boundaries.items);
 }
 
 void instance_check(const infsim_sim *s, const instance *in) {

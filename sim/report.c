@@ -7,6 +7,7 @@
 */
 #include "infsim/report.h"
 
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,53 +53,139 @@ json_t *infsim_summary_json(const infsim_sim *s, const infsim_summary *sum, json
   return o;
 }
 
-static void print_time(FILE *f, int64_t ns) {
+/* A small buffered writer: printf costs more than the simulation for
+ * hundreds of thousands of rows, so numbers are formatted by hand. */
+typedef struct {
+  FILE *fp;
+  size_t len;
+  char buf[1 << 16];
+} row_writer;
+
+static void rw_flush(row_writer *w) {
+  fwrite(w->buf, 1, w->len, w->fp);
+  w->len = 0;
+}
+
+static void rw_reserve(row_writer *w, size_t bytes) {
+  if (w->len + bytes > sizeof w->buf) rw_flush(w);
+}
+
+static void rw_str(row_writer *w, const char *text) {
+  size_t n = strlen(text);
+  rw_reserve(w, n);
+  memcpy(w->buf + w->len, text, n);
+  w->len += n;
+}
+
+static void rw_char(row_writer *w, char c) {
+  rw_reserve(w, 1);
+  w->buf[w->len++] = c;
+}
+
+static void rw_u64(row_writer *w, uint64_t v, int min_digits) {
+  char tmp[24];
+  int n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v != 0 || n < min_digits);
+  rw_reserve(w, (size_t)n + 1);
+  while (n > 0) w->buf[w->len++] = tmp[--n];
+}
+
+static void rw_i64(row_writer *w, int64_t v) {
+  if (v < 0) {
+    rw_char(w, '-');
+    rw_u64(w, (uint64_t)(-(v + 1)) + 1, 1);
+  } else {
+    rw_u64(w, (uint64_t)v, 1);
+  }
+}
+
+/* Seconds with nine decimals, exactly the ns clock; nothing for a time that did not happen. */
+static void rw_time(row_writer *w, int64_t ns) {
   if (ns < 0) return;
-  fprintf(f, "%lld.%09lld", (long long)(ns / 1000000000), (long long)(ns % 1000000000));
+  rw_u64(w, (uint64_t)(ns / 1000000000), 1);
+  rw_char(w, '.');
+  rw_u64(w, (uint64_t)(ns % 1000000000), 9);
 }
 
-static void print_duration(FILE *f, int64_t from_ns, int64_t to_ns) {
-  if (from_ns < 0 || to_ns < 0) return;
-  print_time(f, to_ns - from_ns);
+static void rw_duration(row_writer *w, int64_t from_ns, int64_t to_ns) {
+  if (from_ns >= 0 && to_ns >= 0) rw_time(w, to_ns - from_ns);
 }
 
-static void write_requests_csv(FILE *f, const infsim_sim *s) {
+/* TPOT to the nearest ns, or -1 where it is undefined. */
+static int64_t tpot_ns(const infsim_request_record *r) {
+  if (r->state != INFSIM_REQ_FINISHED || r->output_tokens < 2) return -1;
+  int64_t span = r->finish_ns - r->first_token_ns, steps = r->output_tokens - 1;
+  return (span + steps / 2) / steps;
+}
+
+static infsim_status write_requests_csv(FILE *f, const infsim_sim *s, infsim_error *err) {
   size_t n = 0;
   const infsim_request_record *rec = infsim_sim_requests(s, &n);
-  fputs("id,arrival_s,prompt_tokens,output_tokens,status,reason,instance,first_token_s,finish_s,ttft_s,tpot_s,e2e_s,"
-        "preemptions,instances_touched\n",
-        f);
+  row_writer *w = malloc(sizeof *w);
+  if (w == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  w->fp = f;
+  w->len = 0;
+  rw_str(w, "id,arrival_s,prompt_tokens,output_tokens,status,reason,instance,first_token_s,finish_s,ttft_s,tpot_s,"
+            "e2e_s,preemptions,instances_touched\n");
   for (size_t i = 0; i < n; i++) {
     const infsim_request_record *r = &rec[i];
-    bool done = r->state == INFSIM_REQ_FINISHED;
-    fprintf(f, "%zu,", i);
-    print_time(f, r->arrival_ns);
-    fprintf(f, ",%lld,%lld,%s,%s,%d,", (long long)r->prompt_tokens, (long long)r->output_tokens,
-            done ? "completed" : "rejected", infsim_reject_reason_name((infsim_reject_reason)r->reason), r->instance);
-    print_time(f, r->first_token_ns);
-    fputc(',', f);
-    print_time(f, r->finish_ns);
-    fputc(',', f);
-    print_duration(f, r->arrival_ns, r->first_token_ns);
-    fputc(',', f);
-    if (done && r->output_tokens >= 2)
-      fprintf(f, "%.9f", (double)(r->finish_ns - r->first_token_ns) * 1e-9 / (double)(r->output_tokens - 1));
-    fputc(',', f);
-    print_duration(f, r->arrival_ns, r->finish_ns);
-    fprintf(f, ",%d,%d\n", r->preemptions, r->instances_touched);
+    rw_u64(w, i, 1);
+    rw_char(w, ',');
+    rw_time(w, r->arrival_ns);
+    rw_char(w, ',');
+    rw_i64(w, r->prompt_tokens);
+    rw_char(w, ',');
+    rw_i64(w, r->output_tokens);
+    rw_str(w, r->state == INFSIM_REQ_FINISHED ? ",completed," : ",rejected,");
+    rw_str(w, infsim_reject_reason_name((infsim_reject_reason)r->reason));
+    rw_char(w, ',');
+    rw_i64(w, r->instance);
+    rw_char(w, ',');
+    rw_time(w, r->first_token_ns);
+    rw_char(w, ',');
+    rw_time(w, r->finish_ns);
+    rw_char(w, ',');
+    rw_duration(w, r->arrival_ns, r->first_token_ns);
+    rw_char(w, ',');
+    rw_time(w, tpot_ns(r));
+    rw_char(w, ',');
+    rw_duration(w, r->arrival_ns, r->finish_ns);
+    rw_char(w, ',');
+    rw_i64(w, r->preemptions);
+    rw_char(w, ',');
+    rw_i64(w, r->instances_touched);
+    rw_char(w, '\n');
   }
+  rw_flush(w);
+  free(w);
+  return INFSIM_OK;
 }
 
-static void write_timeseries_csv(FILE *f, const infsim_sim *s) {
+static infsim_status write_timeseries_csv(FILE *f, const infsim_sim *s, infsim_error *err) {
   size_t n = 0;
   const infsim_sample_row *rows = infsim_sim_samples(s, &n);
-  fputs("time_s,instance,running,waiting,kv_used_blocks,kv_free_blocks,kv_lent_blocks,kv_borrowed_blocks\n", f);
+  row_writer *w = malloc(sizeof *w);
+  if (w == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  w->fp = f;
+  w->len = 0;
+  rw_str(w, "time_s,instance,running,waiting,kv_used_blocks,kv_free_blocks,kv_lent_blocks,kv_borrowed_blocks\n");
   for (size_t i = 0; i < n; i++) {
     const infsim_sample_row *r = &rows[i];
-    print_time(f, r->time_ns);
-    fprintf(f, ",%d,%d,%d,%lld,%lld,%lld,%lld\n", r->instance, r->running, r->waiting, (long long)r->kv_used_blocks,
-            (long long)r->kv_free_blocks, (long long)r->kv_lent_blocks, (long long)r->kv_borrowed_blocks);
+    rw_time(w, r->time_ns);
+    const int64_t cols[] = {r->instance,       r->running,        r->waiting,        r->kv_used_blocks,
+                            r->kv_free_blocks, r->kv_lent_blocks, r->kv_borrowed_blocks};
+    for (size_t c = 0; c < sizeof cols / sizeof cols[0]; c++) {
+      rw_char(w, ',');
+      rw_i64(w, cols[c]);
+    }
+    rw_char(w, '\n');
   }
+  rw_flush(w);
+  free(w);
+  return INFSIM_OK;
 }
 
 static infsim_status sql_exec(sqlite3 *db, const char *sql, const char *path, infsim_error *err) {
@@ -132,7 +219,7 @@ static infsim_status write_db(const char *path, const infsim_sim *s, json_t *sum
   }
   char pragma[64];
   snprintf(pragma, sizeof pragma, "PRAGMA user_version=%d;", INFSIM_RESULTS_DB_VERSION);
-  infsim_status st = sql_exec(db, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; BEGIN;", path, err);
+  infsim_status st = sql_exec(db, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA locking_mode=EXCLUSIVE; PRAGMA cache_size=-65536; BEGIN;", path, err);
   if (st == INFSIM_OK) st = sql_exec(db, k_schema, path, err);
   if (st == INFSIM_OK) st = sql_exec(db, pragma, path, err);
   sqlite3_stmt *ins = NULL;
@@ -154,10 +241,7 @@ static infsim_status write_db(const char *path, const infsim_sim *s, json_t *sum
     bind_time(ins, 8, r->first_token_ns);
     bind_time(ins, 9, r->finish_ns);
     bind_time(ins, 10, r->first_token_ns < 0 ? -1 : r->first_token_ns - r->arrival_ns);
-    if (done && r->output_tokens >= 2)
-      sqlite3_bind_double(ins, 11, (double)(r->finish_ns - r->first_token_ns) * 1e-9 / (double)(r->output_tokens - 1));
-    else
-      sqlite3_bind_null(ins, 11);
+    bind_time(ins, 11, tpot_ns(r));
     bind_time(ins, 12, r->finish_ns < 0 ? -1 : r->finish_ns - r->arrival_ns);
     sqlite3_bind_int64(ins, 13, r->preemptions);
     sqlite3_bind_int64(ins, 14, r->instances_touched);
@@ -210,6 +294,20 @@ static infsim_status write_db(const char *path, const infsim_sim *s, json_t *sum
   return st;
 }
 
+typedef struct {
+  const char *path;
+  const infsim_sim *sim;
+  json_t *summary;
+  infsim_error err;
+  infsim_status status;
+} db_job;
+
+static void *db_job_run(void *arg) {
+  db_job *job = arg;
+  job->status = write_db(job->path, job->sim, job->summary, &job->err);
+  return NULL;
+}
+
 infsim_status infsim_report_write(const char *dir, const infsim_sim *s, json_t *summary_json, infsim_error *err) {
   enum { SUMMARY, REQUESTS, TIMESERIES, DB, N_FILES };
   static const char *const k_names[N_FILES] = {"summary.json", "requests.csv", "timeseries.csv", "results.db"};
@@ -227,15 +325,24 @@ infsim_status infsim_report_write(const char *dir, const infsim_sim *s, json_t *
     if (st != INFSIM_OK) break;
   }
   if (st == INFSIM_OK) {
+    /* SQLite writes the database itself, on a second thread while this one
+     * writes the CSV files: the two take about the same time. */
+    fclose(files[DB].fp);
+    files[DB].fp = NULL;
+    db_job job = {files[DB].temp_path, s, summary_json, {0}, INFSIM_OK};
+    pthread_t worker;
+    bool threaded = pthread_create(&worker, NULL, db_job_run, &job) == 0;
+    if (!threaded) db_job_run(&job);
     if (json_dumpf(summary_json, files[SUMMARY].fp, JSON_INDENT(2) | JSON_REAL_PRECISION(12)) != 0)
       st = infsim_fail(err, INFSIM_EIO, "%s: cannot write", files[SUMMARY].final_path);
     fputc('\n', files[SUMMARY].fp);
-    write_requests_csv(files[REQUESTS].fp, s);
-    write_timeseries_csv(files[TIMESERIES].fp, s);
-    /* SQLite writes the database itself: close our handle, keep the temp name. */
-    fclose(files[DB].fp);
-    files[DB].fp = NULL;
-    if (st == INFSIM_OK) st = write_db(files[DB].temp_path, s, summary_json, err);
+    if (st == INFSIM_OK) st = write_requests_csv(files[REQUESTS].fp, s, err);
+    if (st == INFSIM_OK) st = write_timeseries_csv(files[TIMESERIES].fp, s, err);
+    if (threaded) pthread_join(worker, NULL);
+    if (st == INFSIM_OK && job.status != INFSIM_OK) {
+      *err = job.err;
+      st = job.status;
+    }
   }
   for (int i = 0; i < N_FILES && st == INFSIM_OK; i++) {
     if (files[i].fp == NULL) { /* the database: rename only */

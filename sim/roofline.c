@@ -66,6 +66,45 @@ static double roofline_decode_attn_layer_ns(void *self, int64_t requests, int64_
   return bound_ns(r, flops, r->eff.attn_flops_eff, bytes);
 }
 
+/* Sum over j < k of max(a1 x_j + b1, a2 x_j + b2) for x_j = x0 + h j: the
+ * difference of the two lines is linear in j, so it changes sign at most
+ * once, and each side is an arithmetic series. */
+static double sum_max_of_lines(double a1, double b1, double a2, double b2, double x0, double h, int64_t k) {
+  double da = (a1 - a2) * h, d0 = (a1 - a2) * x0 + (b1 - b2); /* D(j) = d0 + da j */
+  int64_t split = 0;
+  if (da != 0.0) {
+    double t = -d0 / da;
+    split = t <= 0.0 ? 0 : t >= (double)k ? k : (int64_t)ceil(t);
+  }
+  double total = 0.0;
+  int64_t bounds[3] = {0, split, k};
+  for (int part = 0; part < 2; part++) {
+    int64_t lo = bounds[part], hi = bounds[part + 1];
+    if (hi <= lo) continue;
+    double mid = 0.5 * (double)(lo + hi - 1);
+    int first = d0 + da * mid >= 0.0;
+    double a = first ? a1 : a2, b = first ? b1 : b2;
+    double n = (double)(hi - lo);
+    total += n * (a * x0 + b) + a * h * n * (double)(lo + hi - 1) / 2.0;
+  }
+  return total;
+}
+
+static double roofline_decode_attn_sum_layer_ns(void *self, int64_t requests, int64_t first_context,
+                                                int64_t context_step, int64_t steps) {
+  const roofline *r = self;
+  if (requests <= 0 || steps <= 0) return 0.0;
+  double d = (double)r->model.head_dim, b = (double)r->model.dtype_bytes;
+  /* the terms of roofline_decode_attn_layer_ns as lines in the context */
+  double flops_per_ctx = 4.0 * d * r->heads_shard / (r->gpu.peak_flops * r->eff.attn_flops_eff) * 1e9;
+  double hbm = r->gpu.hbm_bytes_per_s * r->eff.hbm_eff;
+  double bytes_per_ctx = 2.0 * r->kv_heads_shard * d * b / hbm * 1e9;
+  double bytes_fixed = (double)requests * 2.0 * r->heads_shard * d * b / hbm * 1e9;
+  return sum_max_of_lines(flops_per_ctx, 0.0, bytes_per_ctx, bytes_fixed, (double)first_context,
+                          (double)context_step, steps) +
+         (double)steps * (double)r->eff.kernel_overhead_ns;
+}
+
 static double roofline_merge_layer_ns(void *self, int64_t requests, int64_t partials) {
   const roofline *r = self;
   if (requests <= 0 || partials <= 0) return 0.0;
@@ -101,6 +140,7 @@ infsim_status infsim_cost_curves_roofline(const infsim_model_shape *model, const
   out->gemm_layer_ns = roofline_gemm_layer_ns;
   out->prefill_attn_layer_ns = roofline_prefill_attn_layer_ns;
   out->decode_attn_layer_ns = roofline_decode_attn_layer_ns;
+  out->decode_attn_sum_layer_ns = roofline_decode_attn_sum_layer_ns;
   out->merge_layer_ns = roofline_merge_layer_ns;
   out->kv_copy_ns = roofline_kv_copy_ns;
   out->destroy = roofline_destroy;

@@ -8,9 +8,11 @@
 ** decoding request that joined at step s0 with k0 KV tokens and g0 tokens
 ** generated has, at step s, k0 + (s - s0) KV tokens and g0 + (s - s0)
 ** tokens generated. Its finish and its next KV block boundary are keys in
-** the instance's step-event heap, so an iteration costs O(1) whatever the
+** the instance's step-event heaps, so an iteration costs O(1) whatever the
 ** batch size, and runs of identical-shape decode iterations collapse into
-** one engine event (a "macro-step") that ends at the next step event.
+** one engine event (a "macro-step") that ends at the next finish. Block
+** boundaries end a macro-step only when free blocks might not cover every
+** boundary in it; otherwise they are applied in bulk at its end.
 */
 #ifndef INFSIM_SIM_INTERNAL_H
 #define INFSIM_SIM_INTERNAL_H
@@ -26,15 +28,20 @@
  * arrivals look for it; samples see the state after both. */
 enum { EV_ITERATION_DONE = 0, EV_ARRIVAL = 1, EV_SAMPLE = 2 };
 
-/* Step events of an instance: a finish frees blocks before a boundary asks. */
-enum { STEP_FINISH = 0, STEP_BLOCK_BOUNDARY = 1 };
-
+/* A step event: request `req` finishes, or needs one more KV block before
+ * the next decode step, once the instance reaches `step`. */
 typedef struct {
   int64_t step;
-  int32_t kind;
   int32_t req;
   uint32_t epoch;
 } step_event;
+
+/* A min-heap of step events ordered by (step, req). */
+typedef struct {
+  step_event *items;
+  int32_t count;
+  int32_t capacity;
+} step_heap;
 
 typedef struct {
   int32_t *items;
@@ -75,9 +82,8 @@ typedef struct {
   int64_t decode_n; /* decoding requests */
   int64_t kv_sum;   /* sum of their KV tokens as of `step` */
   int64_t step;     /* decode iterations done */
-  step_event *sev;
-  int32_t sev_count;
-  int32_t sev_capacity;
+  step_heap finishes;
+  step_heap boundaries;
   /* the iteration in flight */
   bool busy;
   uint32_t generation;
@@ -85,6 +91,7 @@ typedef struct {
   int64_t iter_end_ns;
   int64_t iter_steps; /* decode steps in it (0: prefill only) */
   int64_t iter_lead_ns; /* swap time etc. charged at its start */
+  infsim_decode_run iter_run; /* cost of its decode steps */
   prefill_chunk *chunks;
   int32_t chunk_count;
   int64_t pending_overhead_ns; /* swap traffic to charge to the next iteration */

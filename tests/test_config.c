@@ -57,9 +57,11 @@ static int teardown(void **state) {
 /* Writes text to DIR/name and returns the path (owned by the fixture). */
 static const char *write_yaml(fixture *f, const char *name, const char *text) {
   assert_true(f->n_files < MAX_FIXTURES);
-  char *path = f->files[f->n_files++];
-  int len = snprintf(path, PATH_BYTES, "%s/%.64s", f->dir, name);
+  char built[PATH_BYTES];
+  int len = snprintf(built, sizeof built, "%s/%.64s", f->dir, name);
   assert_true(len > 0 && len < PATH_BYTES);
+  char *path = f->files[f->n_files++];
+  memcpy(path, built, (size_t)len + 1);
   FILE *fp = fopen(path, "w");
   assert_non_null(fp);
   assert_int_equal(fputs(text, fp) >= 0, 1);

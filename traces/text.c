@@ -29,8 +29,13 @@ int infsim_lines_next(infsim_line_reader *lr) {
   if (len > 0 && lr->buf[len - 1] == '\n') len--;
   if (len > 0 && lr->buf[len - 1] == '\r') len--;
   lr->buf[len] = '\0';
-  lr->len = len;
   lr->line_no++;
+  /* A UTF-8 byte order mark (spreadsheet exports) is not part of the header. */
+  if (lr->line_no == 1 && len >= 3 && memcmp(lr->buf, "\xEF\xBB\xBF", 3) == 0) {
+    memmove(lr->buf, lr->buf + 3, len - 2);
+    len -= 3;
+  }
+  lr->len = len;
   return 1;
 }
 

@@ -181,7 +181,7 @@ infsim_status infsim_trace_compute_stats(const infsim_trace *trace, infsim_trace
   length_stats(v, n, &s->output);
   free(v);
   s->requests = n;
-  s->duration_s = (double)(trace->requests[n - 1].arrival_ns - trace->requests[0].arrival_ns) * 1e-9;
+  s->duration_s = (double)(trace->requests[n - 1].arrival_ns - trace->requests[0].arrival_ns) / 1e9;
   if (s->duration_s > 0) {
     s->mean_rps = (double)n / s->duration_s;
     s->mean_per_min = s->mean_rps * 60.0;

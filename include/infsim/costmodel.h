@@ -6,6 +6,10 @@
 ** prefill tokens, prefill attention pairs, decode requests and their summed
 ** context, and per remote KV holder the same decode aggregates.
 **
+** Decode-only runs (the same requests, contexts one token longer each
+** step) are priced in closed form where the curves allow, so simulating k
+** such iterations costs O(1), not O(k).
+**
 ** Two layers:
 **  - infsim_cost_curves: per-layer kernel times on ONE tensor-parallel shard
 **    (heads / tp, columns / tp), as functions of aggregates. Two sources
@@ -46,6 +50,11 @@ typedef struct {
   double (*prefill_attn_layer_ns)(void *self, int64_t tokens, int64_t pairs);
   /* Decode micro-attention of one layer: `requests` queries over `context_tokens` KV tokens. */
   double (*decode_attn_layer_ns)(void *self, int64_t requests, int64_t context_tokens);
+  /* Optional (NULL: summed step by step): the sum over j < steps of
+   * decode_attn_layer_ns(requests, first_context + j x context_step), in
+   * closed form, so that a run of decode iterations costs O(1). */
+  double (*decode_attn_sum_layer_ns)(void *self, int64_t requests, int64_t first_context, int64_t context_step,
+                                     int64_t steps);
   /* Merging `partials` (request, holder) partial outputs of `requests` requests, one layer. */
   double (*merge_layer_ns)(void *self, int64_t requests, int64_t partials);
   /* Copying `bytes` of KV blocks within one GPU's memory. */
@@ -89,6 +98,22 @@ typedef struct {
 
 /* Time of one iteration of an instance for the aggregates, in ns (>= 1). */
 int64_t infsim_cost_iteration_ns(const infsim_cost_model *cm, const infsim_batch_agg *agg);
+
+/* Decode-only iterations in a row differ only in their context: the part
+ * that does not depend on it is computed once (infsim_cost_decode_run_init)
+ * and infsim_cost_decode_run_ns adds the attention of k steps, in closed
+ * form when the curves provide decode_attn_sum_layer_ns. */
+typedef struct {
+  double fixed_ns;   /* overhead + GEMMs + all-reduces + LM head + hand-offs */
+  int64_t requests;  /* decode requests in every step */
+} infsim_decode_run;
+
+void infsim_cost_decode_run_init(const infsim_cost_model *cm, int64_t decode_requests, infsim_decode_run *run);
+/* Time of the first `steps` iterations of a decode-only run whose first
+ * iteration attends first_context KV tokens in all, each later one
+ * `requests` more (rounded once, to the ns). Non-decreasing in steps. */
+int64_t infsim_cost_decode_run_ns(const infsim_cost_model *cm, const infsim_decode_run *run, int64_t first_context,
+                                  int64_t steps);
 
 /* Time to move `bytes` over a link of bytes_per_s with latency. */
 int64_t infsim_cost_transfer_ns(int64_t bytes, double bytes_per_s, int64_t latency_ns);

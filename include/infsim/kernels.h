@@ -82,6 +82,10 @@ bool infsim_kernels_cuda_available(void);
 infsim_status infsim_kernels_open(infsim_kernel_backend backend, infsim_kernels **out, infsim_error *err);
 void infsim_kernels_close(infsim_kernels *k); /* NULL is fine; frees its workspace, not user buffers */
 infsim_kernel_backend infsim_kernels_backend(const infsim_kernels *k);
+/* The context's cudaStream_t (as void *) for interop (NCCL, direct cuBLAS
+ * in benchmarks); NULL on the CPU backend. Work queued on it by the caller
+ * is ordered with the context's own operations and timers. */
+void *infsim_kernels_native_stream(infsim_kernels *k);
 
 /* What ran the measurements, for provenance in calibration records. */
 typedef struct {

@@ -1,0 +1,272 @@
+/*
+** prefill.cu: causal prefill attention over paged rBlocks, flash-attention-2
+** style, plus the kernel that appends the new tokens' K/V to the blocks.
+**
+** Two launches: (1) copy k_new/v_new into the pool at slots past_tokens ..
+** past_tokens + new_tokens - 1 through the block table; (2) attention of
+** each new query over keys 0 .. its own position, reading every key (past
+** and new) from the pool, so chunked prefill over a cached prefix is the
+** same code path.
+**
+** Attention: one CTA per (64-query tile, query head, request), 4 warps of
+** 16 query rows; 64-key K/V tiles double-buffered in shared memory with
+** cp.async (each 16-key quarter found through the block table); S = Q K^T
+** and O += P V on m16n8k16 tensor-core tiles with fp32 accumulators; online
+** softmax in base 2. Query tiles run heaviest first (causal imbalance).
+** Output normalized, in fp32 or the input dtype; LSE in natural log.
+*/
+#include "cuda_common.cuh"
+#include "mma_util.cuh"
+
+namespace {
+
+constexpr int D = 128;
+constexpr int WARPS = 4;
+constexpr int THREADS = WARPS * 32;
+constexpr int QT = 64; /* queries per CTA */
+constexpr int KT = 64; /* keys per tile */
+constexpr int KV_TILE_ELEMS = KT * D;
+constexpr int SMEM_BYTES = 2 * 2 * KV_TILE_ELEMS * 2 + QT * D * 2;
+constexpr float LOG2E = 1.4426950408889634f;
+constexpr float LN2 = 0.6931471805599453f;
+
+struct PrefillParams {
+  const uint16_t *q, *k_new, *v_new;
+  uint16_t *k_pool, *v_pool;
+  const int32_t *block_table;
+  void *out;
+  float *lse;
+  int64_t bt_stride;
+  int h, g, group, bt, new_tokens, past, out_f32;
+  float scale_log2;
+};
+
+/* Thread per 16-byte chunk of new K and V: [r][new][g][16 chunks]. */
+__global__ void append_kv_kernel(PrefillParams p, int64_t chunks) {
+  for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < chunks; c += (int64_t)gridDim.x * blockDim.x) {
+    int ch = (int)(c % 16);
+    int64_t t = c / 16;
+    int kh = (int)(t % p.g);
+    int64_t ri = t / p.g; /* r * new + i */
+    int i = (int)(ri % p.new_tokens);
+    int64_t r = ri / p.new_tokens;
+    int64_t tok = (int64_t)p.past + i;
+    int64_t blk = p.block_table[r * p.bt_stride + tok / p.bt];
+    int64_t dst = ((blk * p.g + kh) * p.bt + tok % p.bt) * D + ch * 8;
+    int64_t src = t * D + ch * 8;
+    *(uint4 *)(p.k_pool + dst) = *(const uint4 *)(p.k_new + src);
+    *(uint4 *)(p.v_pool + dst) = *(const uint4 *)(p.v_new + src);
+  }
+}
+
+template <bool BF16>
+__global__ void __launch_bounds__(THREADS, 2) prefill_kernel(PrefillParams p) {
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  uint16_t *kv = (uint16_t *)smem_raw; /* [2 stages][K, V][KT][D] */
+  uint16_t *qs = kv + 2 * 2 * KV_TILE_ELEMS;
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int qt = gridDim.x - 1 - blockIdx.x;
+  const int hh = blockIdx.y, kh = hh / p.group;
+  const int64_t r = blockIdx.z;
+  const int total = p.past + p.new_tokens;
+  const int qbase = qt * QT; /* first query index (0-based among new tokens) */
+  const int last_pos = min(p.past + qbase + QT - 1, total - 1);
+  const int n_kt = last_pos / KT + 1;
+  const int32_t *table = p.block_table + r * p.bt_stride;
+
+  for (int c = threadIdx.x; c < QT * D / 8; c += THREADS) {
+    int row = c >> 4, ch = c & 15;
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (qbase + row < p.new_tokens)
+      v = *(const uint4 *)(p.q + (((r * p.new_tokens + qbase + row) * p.h + hh) * D + ch * 8));
+    *(uint4 *)(qs + swz(row, ch)) = v;
+  }
+
+  auto issue = [&](int kt) {
+    uint16_t *ks = kv + (kt % 2) * 2 * KV_TILE_ELEMS;
+    uint16_t *vs = ks + KV_TILE_ELEMS;
+#pragma unroll
+    for (int i = 0; i < KT * D / 8 / THREADS; i++) {
+      int c = threadIdx.x + THREADS * i;
+      int row = c >> 4, ch = c & 15;
+      int key = kt * KT + row;
+      bool ok = key < total;
+      int64_t off = 0;
+      if (ok) {
+        int64_t blk = table[key / p.bt];
+        off = ((blk * p.g + kh) * p.bt + key % p.bt) * D + ch * 8;
+      }
+      cp_async16(ks + swz(row, ch), p.k_pool + off, ok);
+      cp_async16(vs + swz(row, ch), p.v_pool + off, ok);
+    }
+    cp_async_commit();
+  };
+  issue(0);
+  __syncthreads();
+  uint32_t qf[8][4];
+#pragma unroll
+  for (int kk = 0; kk < 8; kk++) ldmatrix_x4(qf[kk], qs + swz(warp * 16 + lane % 16, kk * 2 + lane / 16));
+
+  float o[16][4];
+#pragma unroll
+  for (int i = 0; i < 16; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+  /* This thread's two rows (lane / 4 and + 8 of the warp): last key each may see. */
+  const int pos0 = min(p.past + qbase + warp * 16 + lane / 4, total - 1);
+  const int pos1 = min(pos0 + 8, total - 1);
+  const int warp_min_pos = p.past + qbase + warp * 16;
+
+  for (int kt = 0; kt < n_kt; kt++) {
+    if (kt + 1 < n_kt) {
+      issue(kt + 1);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    const uint16_t *ks = kv + (kt % 2) * 2 * KV_TILE_ELEMS;
+    const uint16_t *vs = ks + KV_TILE_ELEMS;
+    if (kt * KT <= min(warp_min_pos + 15, total - 1)) { /* some key of the tile is visible to this warp */
+      float s[8][4];
+#pragma unroll
+      for (int nt = 0; nt < 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < 8; kk++) {
+#pragma unroll
+        for (int kg = 0; kg < 4; kg++) {
+          uint32_t b[4];
+          ldmatrix_x4(b, ks + swz(kg * 16 + (lane % 8) + (lane / 16) * 8, kk * 2 + (lane / 8) % 2));
+          mma16816<BF16>(s[2 * kg], qf[kk], b[0], b[1]);
+          mma16816<BF16>(s[2 * kg + 1], qf[kk], b[2], b[3]);
+        }
+      }
+      const bool need_mask = kt * KT + KT - 1 > warp_min_pos;
+      float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+      for (int nt = 0; nt < 8; nt++) {
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+          int key = kt * KT + nt * 8 + 2 * (lane % 4) + e;
+          s[nt][e] = (!need_mask || key <= pos0) ? s[nt][e] * p.scale_log2 : -INFINITY;
+          s[nt][e + 2] = (!need_mask || key <= pos1) ? s[nt][e + 2] * p.scale_log2 : -INFINITY;
+          mx0 = fmaxf(mx0, s[nt][e]);
+          mx1 = fmaxf(mx1, s[nt][e + 2]);
+        }
+      }
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+      /* Key 0 is visible to every row, so after tile 0 each m is finite and
+       * a fully masked row in a later tile keeps its m (exp2(-inf) = 0). */
+      const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+      const float a0 = exp2f(m0 - mn0), a1 = exp2f(m1 - mn1);
+      m0 = mn0;
+      m1 = mn1;
+      float ps0 = 0.f, ps1 = 0.f;
+#pragma unroll
+      for (int nt = 0; nt < 8; nt++) {
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+          s[nt][e] = exp2f(s[nt][e] - mn0);
+          s[nt][e + 2] = exp2f(s[nt][e + 2] - mn1);
+          ps0 += s[nt][e];
+          ps1 += s[nt][e + 2];
+        }
+      }
+      l0 = l0 * a0 + ps0;
+      l1 = l1 * a1 + ps1;
+#pragma unroll
+      for (int i = 0; i < 16; i++) {
+        o[i][0] *= a0;
+        o[i][1] *= a0;
+        o[i][2] *= a1;
+        o[i][3] *= a1;
+      }
+#pragma unroll
+      for (int kg = 0; kg < 4; kg++) {
+        uint32_t pf[4] = {pack2<BF16>(s[2 * kg][0], s[2 * kg][1]), pack2<BF16>(s[2 * kg][2], s[2 * kg][3]),
+                          pack2<BF16>(s[2 * kg + 1][0], s[2 * kg + 1][1]),
+                          pack2<BF16>(s[2 * kg + 1][2], s[2 * kg + 1][3])};
+#pragma unroll
+        for (int dp = 0; dp < 8; dp++) {
+          uint32_t b[4];
+          ldmatrix_x4_trans(b, vs + swz(kg * 16 + (lane % 8) + ((lane / 8) % 2) * 8, dp * 2 + lane / 16));
+          mma16816<BF16>(o[2 * dp], pf, b[0], b[1]);
+          mma16816<BF16>(o[2 * dp + 1], pf, b[2], b[3]);
+        }
+      }
+    }
+    __syncthreads(); /* the stage is refilled by the next iteration's issue */
+  }
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  const float inv0 = 1.f / l0, inv1 = 1.f / l1;
+  const int i0 = qbase + warp * 16 + lane / 4, i1 = i0 + 8;
+  const int cl = 2 * (lane % 4);
+#pragma unroll
+  for (int half = 0; half < 2; half++) {
+    const int i = half ? i1 : i0;
+    if (i >= p.new_tokens) continue;
+    const float inv = half ? inv1 : inv0;
+    const int64_t row = (r * p.new_tokens + i) * p.h + hh;
+#pragma unroll
+    for (int nt = 0; nt < 16; nt++) {
+      float x0 = o[nt][2 * half] * inv, x1 = o[nt][2 * half + 1] * inv;
+      int64_t at = row * D + nt * 8 + cl;
+      if (p.out_f32)
+        *(float2 *)((float *)p.out + at) = make_float2(x0, x1);
+      else
+        *(uint32_t *)((uint16_t *)p.out + at) = pack2<BF16>(x0, x1);
+    }
+    if (p.lse && lane % 4 == 0) p.lse[row] = ((half ? m1 : m0) + log2f(half ? l1 : l0)) * LN2;
+  }
+}
+
+template <bool BF16>
+infsim_status launch(ik_cuda *c, const infsim_prefill_args *a, infsim_error *err) {
+  auto kern = prefill_kernel<BF16>;
+  if (a->num_requests > 65535 || a->num_q_heads > 65535)
+    return ik_fail(err, INFSIM_EINPUT, "kernels: prefill: more than 65535 requests or heads");
+  if (!c->prefill_ready[BF16 ? 1 : 0]) {
+    IK_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
+    c->prefill_ready[BF16 ? 1 : 0] = 1;
+  }
+  PrefillParams p;
+  p.q = (const uint16_t *)a->q;
+  p.k_new = (const uint16_t *)a->k_new;
+  p.v_new = (const uint16_t *)a->v_new;
+  p.k_pool = (uint16_t *)a->k_pool;
+  p.v_pool = (uint16_t *)a->v_pool;
+  p.block_table = a->block_table;
+  p.out = a->out;
+  p.lse = a->lse;
+  p.bt_stride = a->block_table_stride;
+  p.h = a->num_q_heads;
+  p.g = a->num_kv_heads;
+  p.group = p.h / p.g;
+  p.bt = a->block_tokens;
+  p.new_tokens = a->new_tokens;
+  p.past = a->past_tokens;
+  p.out_f32 = a->out_dtype == INFSIM_KDTYPE_F32;
+  p.scale_log2 = a->softmax_scale * LOG2E;
+  const int64_t chunks = (int64_t)a->num_requests * a->new_tokens * p.g * 16;
+  int64_t blocks = (chunks + 255) / 256;
+  if (blocks > (int64_t)c->sm_count * 16) blocks = (int64_t)c->sm_count * 16;
+  append_kv_kernel<<<(unsigned)blocks, 256, 0, c->stream>>>(p, chunks);
+  IK_LAUNCHED();
+  dim3 grid((unsigned)((a->new_tokens + QT - 1) / QT), (unsigned)p.h, (unsigned)a->num_requests);
+  kern<<<grid, THREADS, SMEM_BYTES, c->stream>>>(p);
+  IK_LAUNCHED();
+  return INFSIM_OK;
+}
+
+} /* namespace */
+
+extern "C" infsim_status ik_cuda_prefill(void *self, const infsim_prefill_args *a, infsim_error *err) {
+  ik_cuda *c = (ik_cuda *)self;
+  return a->dtype == INFSIM_KDTYPE_BF16 ? launch<true>(c, a, err) : launch<false>(c, a, err);
+}

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# test_calib_pipeline.sh: `infsim calibrate run -> load -> fit -> show`, then
+# `infsim run` on the result, with the CPU reference kernels and the tiny model.
+#
+# Checks: the raw CSV holds every kernel of the grid (exact row counts per
+# kernel, from the CPU grid in calibrate/runner.c) with positive finite
+# medians; load reports the same count; fit writes one curve per kernel and
+# a held-out error that follows the data (CPU timings on a shared machine
+# are noisy, so the bound is loose: a curve of the wrong form or units is
+# off by far more); show prints every measurement once; --plot writes real
+# PNGs; a simulation with the calibrated profile reports
+# cost_model "calibrated:PROFILE" and without it the roofline; --backend
+# cuda without a GPU exits 77; --help works for every step.
+set -u
+
+: "${INFSIM:?INFSIM must name the infsim binary}"
+work=$(mktemp -d "${TMPDIR:-/tmp}/infsim_test_calib.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+for step in run load fit show; do
+  "$INFSIM" calibrate "$step" --help | grep -q "usage: infsim calibrate $step" || fail "calibrate $step --help"
+done
+
+raw="$work/raw-tiny.csv"
+db="$work/calib.db"
+profile=a100-80gb-cpuref
+"$INFSIM" calibrate run --backend cpu --model tiny --tp 1 --out "$raw" 2>"$work/run.log" ||
+  { cat "$work/run.log"; fail "calibrate run"; exit 1; }
+
+# Per TP degree the CPU grid has 12 token counts x 4 GEMMs, 8 prompts + 2
+# chunks, 25 decode (batch x context) x 2 local shares, minus the shapes
+# over its 64 MiB pool (none for tiny) and below one block (none),
+# 3 x 3 merges, 9 block-copy sizes (1..256 blocks) and 7 host copies
+# (64 KiB .. 4 MiB).
+awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+  { n[$col["kernel"]]++; m = $col["median_ns"] + 0; if (!(m > 0)) bad++ }
+  END { for (k in n) print k, n[k]; print "bad", bad + 0 }' "$raw" | sort >"$work/counts"
+cat >"$work/want" <<'EOF'
+bad 0
+decode_attn 50
+gemm_down 12
+gemm_gateup 12
+gemm_o 12
+gemm_qkv 12
+host_copy 7
+kv_copy 9
+merge 9
+prefill_attn 10
+EOF
+diff -u "$work/want" "$work/counts" || fail "raw rows per kernel"
+rows=$(($(wc -l <"$raw") - 1))
+
+"$INFSIM" calibrate load "$raw" --db "$db" --profile "$profile" --model tiny >"$work/load.txt" || fail "load"
+grep -q "loaded $rows measurements of tiny on 'cpu reference' as profile $profile" "$work/load.txt" ||
+  fail "load report: $(cat "$work/load.txt")"
+
+"$INFSIM" calibrate fit --db "$db" >"$work/fit.txt" || fail "fit"
+curves=$(grep -c "^$profile " "$work/fit.txt")
+[ "$curves" -eq 10 ] || fail "fit: want 9 curves and 1 summary line, got $curves lines"
+median=$(sed -n 's/^held-out error, all curves: median \([0-9.]*\)%.*/\1/p' "$work/fit.txt")
+[ -n "$median" ] || fail "fit: no held-out error line"
+awk -v m="${median:-999}" 'BEGIN { exit !(m >= 0 && m < 30) }' || fail "fit: held-out median $median% (want < 30% on CPU)"
+
+"$INFSIM" calibrate show --db "$db" --plot "$work/plots" >"$work/show.txt" || fail "show"
+shown=$(grep -c "^$profile .*%$" "$work/show.txt")
+shown=$((shown - $(grep -c "held-out error" "$work/show.txt")))
+[ "$shown" -eq "$rows" ] || fail "show: $shown measurement lines, want $rows"
+if command -v gnuplot >/dev/null 2>&1; then
+  n_png=0
+  for png in "$work"/plots/*.png; do
+    [ "$(head -c 4 "$png" | od -An -tx1 | tr -d ' ')" = "89504e47" ] || fail "$png is not a PNG"
+    n_png=$((n_png + 1))
+  done
+  [ "$n_png" -eq 9 ] || fail "show --plot: $n_png PNGs, want 9"
+  ls "$work"/plots | grep -q tmp && fail "show --plot left a temporary file"
+fi
+
+# The simulator picks the calibrated curves for that profile, else the roofline.
+printf 'arrival_time_s,prompt_tokens,output_tokens\n' >"$work/trace.csv"
+for i in $(seq 0 19); do printf '%s,%d,%d\n' "$(awk -v i="$i" 'BEGIN { printf "%.2f", i * 0.05 }')" $((32 + i)) 8 >>"$work/trace.csv"; done
+cat >"$work/cal.yaml" <<EOF
+model: tiny
+gpu: $profile
+calibration:
+  db: $db
+cluster:
+  instances: 1
+  gpus_per_instance: 1
+EOF
+if "$INFSIM" run "$work/cal.yaml" --trace "$work/trace.csv" --out "$work/sim-cal" --quiet >"$work/sim.log" 2>&1; then
+  grep -q "\"cost_model\": *\"calibrated:$profile\"" "$work/sim-cal/summary.json" ||
+    fail "summary.json cost_model: $(grep -o '"cost_model"[^,]*' "$work/sim-cal/summary.json")"
+else
+  cat "$work/sim.log"
+  fail "infsim run with a calibrated profile"
+fi
+sed "s/^gpu: .*/gpu: a100-80gb/" "$work/cal.yaml" >"$work/roof.yaml"
+if "$INFSIM" run "$work/roof.yaml" --trace "$work/trace.csv" --out "$work/sim-roof" --quiet >"$work/sim.log" 2>&1; then
+  grep -q '"cost_model": *"roofline:a100-80gb"' "$work/sim-roof/summary.json" ||
+    fail "roofline cost_model: $(grep -o '"cost_model"[^,]*' "$work/sim-roof/summary.json")"
+else
+  cat "$work/sim.log"
+  fail "infsim run with the roofline"
+fi
+
+# No GPU: --backend cuda is skipped (77), and writes nothing.
+if ! ls /dev/nvidia0 >/dev/null 2>&1; then
+  "$INFSIM" calibrate run --backend cuda --model tiny --out "$work/cuda.csv" 2>/dev/null
+  rc=$?
+  [ "$rc" -eq 77 ] || fail "--backend cuda without a GPU: exit $rc, want 77"
+  [ -e "$work/cuda.csv" ] && fail "--backend cuda without a GPU wrote output"
+fi
+"$INFSIM" calibrate run --backend cpu --model nosuch --out "$work/x.csv" 2>/dev/null
+[ $? -eq 2 ] || fail "unknown model: want exit 2"
+"$INFSIM" calibrate run --backend cpu --model tiny --tp 3 --out "$work/x.csv" 2>/dev/null
+[ $? -eq 2 ] || fail "--tp 3 for tiny: want exit 2"
+
+[ "$failures" -eq 0 ] || exit 1
+echo "ok"

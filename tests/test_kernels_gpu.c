@@ -1,0 +1,545 @@
+/*
+** test_kernels_gpu.c: every CUDA kernel against the CPU reference backend
+** on fresh random inputs (skipped with exit code 77 where no GPU is usable).
+**
+** Inputs come from infsim_kernels_fill_random with the same seed on both
+** backends, which the first test checks to be bit-identical. Outputs are
+** poisoned (0xFF bytes: NaN) before each run, so an unwritten element fails.
+** Errors are normalized: ||gpu - cpu|| / ||cpu|| over a whole output, with
+** bounds set by the 16-bit rounding of P inside the tensor-core kernels
+** (bf16: 8 significant bits, fp16: 11).
+*/
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "infsim/kernels.h"
+
+typedef struct {
+  infsim_kernels *cpu, *gpu;
+  uint64_t seed;
+} fixture;
+
+typedef struct {
+  void *c, *g;
+  int64_t bytes;
+} pair;
+
+static void must(infsim_status st, const infsim_error *err) {
+  if (st != INFSIM_OK) fail_msg("kernel call failed: %s", err->msg);
+}
+
+static pair pair_alloc(fixture *f, int64_t bytes) {
+  infsim_error err;
+  pair p = {NULL, NULL, bytes};
+  must(infsim_kernels_alloc(f->cpu, bytes, &p.c, &err), &err);
+  must(infsim_kernels_alloc(f->gpu, bytes, &p.g, &err), &err);
+  return p;
+}
+
+static void pair_free(fixture *f, pair *p) {
+  infsim_kernels_free(f->cpu, p->c);
+  infsim_kernels_free(f->gpu, p->g);
+}
+
+static void pair_random(fixture *f, pair *p, infsim_kdtype t, float lo, float hi) {
+  infsim_error err;
+  int64_t n = p->bytes / (int64_t)infsim_kdtype_bytes(t);
+  f->seed++;
+  must(infsim_kernels_fill_random(f->cpu, p->c, t, n, f->seed, lo, hi, &err), &err);
+  must(infsim_kernels_fill_random(f->gpu, p->g, t, n, f->seed, lo, hi, &err), &err);
+}
+
+static void pair_upload(fixture *f, pair *p, const void *host) {
+  infsim_error err;
+  memcpy(p->c, host, (size_t)p->bytes);
+  must(infsim_kernels_upload(f->gpu, p->g, host, p->bytes, &err), &err);
+}
+
+static void pair_poison(fixture *f, pair *p) {
+  infsim_error err;
+  memset(p->c, 0xff, (size_t)p->bytes);
+  must(infsim_kernels_memset(f->gpu, p->g, 0xff, p->bytes, &err), &err);
+}
+
+/* Downloads the GPU side into a fresh host array (caller frees). */
+static void *pair_fetch(fixture *f, pair *p) {
+  infsim_error err;
+  void *h = malloc((size_t)p->bytes);
+  assert_non_null(h);
+  must(infsim_kernels_download(f->gpu, h, p->g, p->bytes, &err), &err);
+  return h;
+}
+
+/* ||a - b|| / ||b|| over n floats, with -inf == -inf counted as equal;
+ * NaN anywhere gives +inf. */
+static double rel_err(const float *a, const float *b, int64_t n) {
+  double num = 0.0, den = 0.0;
+  for (int64_t i = 0; i < n; i++) {
+    if (isnan(a[i]) || isnan(b[i])) return INFINITY;
+    if (isinf(a[i]) || isinf(b[i])) {
+      if (a[i] != b[i]) return INFINITY;
+      continue;
+    }
+    double d = (double)a[i] - b[i];
+    num += d * d;
+    den += (double)b[i] * b[i];
+  }
+  return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+static double max_abs_diff(const float *a, const float *b, int64_t n) {
+  double m = 0.0;
+  for (int64_t i = 0; i < n; i++) {
+    if (isnan(a[i]) || isnan(b[i])) return INFINITY;
+    if (isinf(a[i]) || isinf(b[i])) {
+      if (a[i] != b[i]) return INFINITY;
+      continue;
+    }
+    double d = fabs((double)a[i] - b[i]);
+    if (d > m) m = d;
+  }
+  return m;
+}
+
+/* LSE agreement, relative above 1 (an LSE of 1e4 has float spacing 1e-3). */
+static double lse_err(const float *a, const float *b, int64_t n) {
+  double m = 0.0;
+  for (int64_t i = 0; i < n; i++) {
+    if (isnan(a[i]) || isnan(b[i])) return INFINITY;
+    if (isinf(a[i]) || isinf(b[i])) {
+      if (a[i] != b[i]) return INFINITY;
+      continue;
+    }
+    double d = fabs((double)a[i] - b[i]) / (1.0 + fabs((double)b[i]));
+    if (d > m) m = d;
+  }
+  return m;
+}
+
+static int setup(void **state) {
+  if (!infsim_kernels_cuda_available()) return -1;
+  fixture *f = calloc(1, sizeof *f);
+  infsim_error err;
+  if (!f || infsim_kernels_open(INFSIM_KBACKEND_CPU, &f->cpu, &err) != INFSIM_OK ||
+      infsim_kernels_open(INFSIM_KBACKEND_CUDA, &f->gpu, &err) != INFSIM_OK)
+    return -1;
+  f->seed = 0x5eed0000u;
+  const char *s = getenv("INFSIM_TEST_SEED");
+  if (s) f->seed = strtoull(s, NULL, 0);
+  fprintf(stderr, "seed 0x%llx (set INFSIM_TEST_SEED to replay)\n", (unsigned long long)f->seed);
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fixture *f = *state;
+  infsim_kernels_close(f->cpu);
+  infsim_kernels_close(f->gpu);
+  free(f);
+  return 0;
+}
+
+/* The inputs of every comparison below rest on this. */
+static void test_fill_is_bit_identical(void **state) {
+  fixture *f = *state;
+  infsim_kdtype types[3] = {INFSIM_KDTYPE_F16, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32};
+  for (int t = 0; t < 3; t++) {
+    pair p = pair_alloc(f, 4 * 100003);
+    pair_random(f, &p, types[t], -3.0f, 5.0f);
+    void *h = pair_fetch(f, &p);
+    size_t n = (size_t)(100003 * infsim_kdtype_bytes(types[t]));
+    assert_memory_equal(h, p.c, n);
+    free(h);
+    pair_free(f, &p);
+  }
+}
+
+static void test_describe(void **state) {
+  fixture *f = *state;
+  infsim_kernel_device d;
+  infsim_error err;
+  must(infsim_kernels_describe(f->gpu, &d, &err), &err);
+  fprintf(stderr, "device: %s, driver %s, runtime %s, cc %d.%d, %d SMs, SM clock %d/%d MHz, mem clock %d MHz\n",
+          d.name, d.driver_version, d.runtime_version, d.cc_major, d.cc_minor, d.sm_count, d.sm_clock_mhz,
+          d.max_sm_clock_mhz, d.mem_clock_mhz);
+  assert_true(strlen(d.name) > 0);
+  assert_true(d.cc_major >= 8);
+  assert_true(d.sm_count > 0);
+  assert_true(d.memory_bytes > (int64_t)1 << 30);
+}
+
+/* One decode configuration: random contexts (some 0), a shuffled block
+ * table over a pool with spare blocks; every split count vs the CPU. */
+static void decode_case(fixture *f, infsim_kdtype t, int32_t reqs, int32_t h, int32_t g, int32_t bt,
+                        int32_t max_ctx) {
+  enum { D = INFSIM_KERNEL_HEAD_DIM };
+  int32_t stride = (max_ctx + bt - 1) / bt;
+  int32_t nblocks = reqs * stride + 3;
+  int32_t *ctx = malloc(sizeof *ctx * (size_t)reqs);
+  int32_t *table = malloc(sizeof *table * (size_t)(reqs * stride));
+  int32_t *perm = malloc(sizeof *perm * (size_t)nblocks);
+  for (int32_t i = 0; i < nblocks; i++) perm[i] = i;
+  srand((unsigned)f->seed);
+  for (int32_t i = nblocks - 1; i > 0; i--) {
+    int32_t j = rand() % (i + 1), x = perm[i];
+    perm[i] = perm[j];
+    perm[j] = x;
+  }
+  int32_t real_max = 0;
+  for (int32_t r = 0; r < reqs; r++) {
+    ctx[r] = r == 1 ? 0 : (r == 0 ? max_ctx : 1 + rand() % max_ctx);
+    if (ctx[r] > real_max) real_max = ctx[r];
+  }
+  for (int32_t i = 0; i < reqs * stride; i++) table[i] = perm[i];
+  size_t es = infsim_kdtype_bytes(t);
+  pair q = pair_alloc(f, (int64_t)reqs * h * D * (int64_t)es);
+  pair kp = pair_alloc(f, (int64_t)nblocks * g * bt * D * (int64_t)es);
+  pair vp = pair_alloc(f, kp.bytes);
+  pair tb = pair_alloc(f, (int64_t)sizeof *table * reqs * stride);
+  pair cx = pair_alloc(f, (int64_t)sizeof *ctx * reqs);
+  pair out = pair_alloc(f, (int64_t)reqs * h * D * 4);
+  pair lse = pair_alloc(f, (int64_t)reqs * h * 4);
+  pair_random(f, &q, t, -1.0f, 1.0f);
+  pair_random(f, &kp, t, -1.0f, 1.0f);
+  pair_random(f, &vp, t, -1.0f, 1.0f);
+  pair_upload(f, &tb, table);
+  pair_upload(f, &cx, ctx);
+  infsim_ma_decode_args a = {
+      .num_requests = reqs, .num_q_heads = h, .num_kv_heads = g, .head_dim = D, .block_tokens = bt, .dtype = t,
+      .block_table_stride = stride, .max_context_tokens = real_max,
+      .softmax_scale = 2.0f / sqrtf((float)D), /* sharper than 1/sqrt(d): stresses the running max */
+  };
+  infsim_error err;
+  a.q = q.c, a.k_pool = kp.c, a.v_pool = vp.c, a.block_table = tb.c, a.context_tokens = cx.c, a.out = out.c,
+  a.lse = lse.c;
+  pair_poison(f, &out);
+  pair_poison(f, &lse);
+  must(infsim_kernels_ma_decode(f->cpu, &a, &err), &err);
+  const double bound = t == INFSIM_KDTYPE_BF16 ? 1.2e-2 : 3e-3;
+  int32_t split_counts[] = {0, 1, 2, 3, 7, 64};
+  float *first = NULL;
+  for (size_t s = 0; s < sizeof split_counts / sizeof split_counts[0]; s++) {
+    a.num_splits = split_counts[s];
+    a.q = q.g, a.k_pool = kp.g, a.v_pool = vp.g, a.block_table = tb.g, a.context_tokens = cx.g, a.out = out.g,
+    a.lse = lse.g;
+    must(infsim_kernels_memset(f->gpu, out.g, 0xff, out.bytes, &err), &err);
+    must(infsim_kernels_memset(f->gpu, lse.g, 0xff, lse.bytes, &err), &err);
+    must(infsim_kernels_ma_decode(f->gpu, &a, &err), &err);
+    float *go = pair_fetch(f, &out), *gl = pair_fetch(f, &lse);
+    double eo = rel_err(go, out.c, (int64_t)reqs * h * D);
+    double el = lse_err(gl, lse.c, (int64_t)reqs * h);
+    if (eo > bound || el > 2e-4)
+      fail_msg("decode %s r=%d h=%d g=%d bt=%d ctx<=%d splits=%d: out err %.3g (bound %.3g), lse err %.3g",
+               t == INFSIM_KDTYPE_BF16 ? "bf16" : "f16", reqs, h, g, bt, max_ctx, a.num_splits, eo, bound, el);
+    /* Request 1 holds no tokens: zeros and -inf exactly. */
+    for (int32_t x = 0; x < h * D; x++) assert_true(go[(int64_t)h * D + x] == 0.0f);
+    for (int32_t x = 0; x < h; x++) assert_true(isinf(gl[h + x]) && gl[h + x] < 0);
+    if (!first) {
+      first = go;
+    } else {
+      /* Split patterns agree with each other as closely as with the CPU. */
+      assert_true(rel_err(go, first, (int64_t)reqs * h * D) <= bound);
+      free(go);
+    }
+    free(gl);
+  }
+  free(first);
+  pair *all[] = {&q, &kp, &vp, &tb, &cx, &out, &lse};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pair_free(f, all[i]);
+  free(ctx);
+  free(table);
+  free(perm);
+}
+
+static void test_decode_matches_cpu(void **state) {
+  fixture *f = *state;
+  /* LLaMA2-70B on 8 GPUs (8 q heads on 1 KV head), the whole 70B (64/8),
+   * MHA (7B-like), and a GQA group wider than one 16-row tile. */
+  decode_case(f, INFSIM_KDTYPE_BF16, 3, 8, 1, 16, 1000);
+  decode_case(f, INFSIM_KDTYPE_F16, 3, 8, 1, 64, 777);
+  decode_case(f, INFSIM_KDTYPE_BF16, 4, 64, 8, 32, 300);
+  decode_case(f, INFSIM_KDTYPE_F16, 2, 4, 4, 256, 2100);
+  decode_case(f, INFSIM_KDTYPE_BF16, 2, 40, 2, 128, 500);
+  decode_case(f, INFSIM_KDTYPE_BF16, 2, 8, 1, 4096, 4000); /* one block per request: contiguous */
+}
+
+/* DistAttention end to end on the GPU: three holders each attend to a
+ * slice of every request's blocks; the merge equals one-shot attention. */
+static void test_holders_merge_to_one_shot(void **state) {
+  fixture *f = *state;
+  enum { D = INFSIM_KERNEL_HEAD_DIM, R = 3, H = 8, G = 1, BT = 16, NB = 40, HOLD = 3 };
+  infsim_error err;
+  int32_t ctx[R] = {NB * BT, 200, 37};
+  int32_t table[R * NB];
+  for (int i = 0; i < R * NB; i++) table[i] = (i * 7) % (R * NB);
+  pair q = pair_alloc(f, R * H * D * 2), kp = pair_alloc(f, (int64_t)R * NB * G * BT * D * 2);
+  pair vp = pair_alloc(f, kp.bytes);
+  pair_random(f, &q, INFSIM_KDTYPE_BF16, -1, 1);
+  pair_random(f, &kp, INFSIM_KDTYPE_BF16, -1, 1);
+  pair_random(f, &vp, INFSIM_KDTYPE_BF16, -1, 1);
+  pair tb = pair_alloc(f, sizeof table), cx = pair_alloc(f, sizeof ctx);
+  pair_upload(f, &tb, table);
+  pair_upload(f, &cx, ctx);
+  pair one = pair_alloc(f, R * H * D * 4), one_lse = pair_alloc(f, R * H * 4);
+  infsim_ma_decode_args a = {.num_requests = R, .num_q_heads = H, .num_kv_heads = G, .head_dim = D,
+                             .block_tokens = BT, .dtype = INFSIM_KDTYPE_BF16, .q = q.g, .k_pool = kp.g,
+                             .v_pool = vp.g, .block_table = tb.g, .block_table_stride = NB, .context_tokens = cx.g,
+                             .max_context_tokens = NB * BT, .softmax_scale = 1.0f / sqrtf(D), .out = one.g,
+                             .lse = one_lse.g};
+  must(infsim_kernels_ma_decode(f->gpu, &a, &err), &err);
+  /* Holder j gets blocks [j*NB/HOLD, (j+1)*NB/HOLD) of each request. */
+  pair parts = pair_alloc(f, (int64_t)HOLD * R * H * D * 4), plse = pair_alloc(f, (int64_t)HOLD * R * H * 4);
+  for (int j = 0; j < HOLD; j++) {
+    int32_t sub_table[R * NB], sub_ctx[R];
+    int b0 = j * NB / HOLD, b1 = (j + 1) * NB / HOLD;
+    for (int r = 0; r < R; r++) {
+      int lo = b0 * BT, hi = b1 * BT < ctx[r] ? b1 * BT : ctx[r];
+      sub_ctx[r] = hi > lo ? hi - lo : 0;
+      for (int b = 0; b < NB; b++) sub_table[r * NB + b] = b0 + b < NB ? table[r * NB + b0 + b] : 0;
+    }
+    pair st = pair_alloc(f, sizeof sub_table), sc = pair_alloc(f, sizeof sub_ctx);
+    pair_upload(f, &st, sub_table);
+    pair_upload(f, &sc, sub_ctx);
+    infsim_ma_decode_args b = a;
+    b.block_table = st.g;
+    b.context_tokens = sc.g;
+    b.out = (float *)parts.g + (int64_t)j * R * H * D;
+    b.lse = (float *)plse.g + (int64_t)j * R * H;
+    must(infsim_kernels_ma_decode(f->gpu, &b, &err), &err);
+    must(infsim_kernels_sync(f->gpu, &err), &err);
+    pair_free(f, &st);
+    pair_free(f, &sc);
+  }
+  pair merged = pair_alloc(f, R * H * D * 4), mlse = pair_alloc(f, R * H * 4);
+  pair_poison(f, &merged);
+  infsim_merge_args m = {.num_partials = HOLD, .rows = R * H, .head_dim = D, .part_out = parts.g,
+                         .part_lse = plse.g, .out = merged.g, .lse = mlse.g};
+  must(infsim_kernels_merge(f->gpu, &m, &err), &err);
+  float *o1 = pair_fetch(f, &one), *l1 = pair_fetch(f, &one_lse), *o2 = pair_fetch(f, &merged),
+        *l2 = pair_fetch(f, &mlse);
+  double e = rel_err(o2, o1, R * H * D);
+  if (e > 1e-2) fail_msg("merged holders vs one shot: %.3g", e);
+  assert_true(lse_err(l2, l1, R * H) < 2e-4);
+  free(o1), free(l1), free(o2), free(l2);
+  pair *all[] = {&q, &kp, &vp, &tb, &cx, &one, &one_lse, &parts, &plse, &merged, &mlse};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pair_free(f, all[i]);
+}
+
+static void test_merge_matches_cpu(void **state) {
+  fixture *f = *state;
+  enum { D = 128 };
+  int32_t counts[] = {1, 2, 5, 32, 33};
+  for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+    int32_t P = counts[c];
+    int64_t rows = 301;
+    pair po = pair_alloc(f, P * rows * D * 4), pl = pair_alloc(f, P * rows * 4);
+    pair_random(f, &po, INFSIM_KDTYPE_F32, -2, 2);
+    float *lse = malloc(sizeof *lse * (size_t)(P * rows));
+    srand((unsigned)f->seed);
+    for (int64_t i = 0; i < P * rows; i++) {
+      int k = rand() % 10;
+      lse[i] = k == 0 ? -INFINITY : (k == 1 ? 1e4f : (k == 2 ? -1e4f : (float)(rand() % 2000) / 100.0f - 10));
+    }
+    for (int64_t r = 0; r < P; r++) lse[r * rows + 7] = -INFINITY; /* row 7: all partials empty */
+    pair_upload(f, &pl, lse);
+    pair out = pair_alloc(f, rows * D * 4), ol = pair_alloc(f, rows * 4);
+    pair_poison(f, &out);
+    infsim_merge_args m = {.num_partials = P, .rows = rows, .head_dim = D, .part_out = po.c, .part_lse = pl.c,
+                           .out = out.c, .lse = ol.c};
+    infsim_error err;
+    must(infsim_kernels_merge(f->cpu, &m, &err), &err);
+    m.part_out = po.g, m.part_lse = pl.g, m.out = out.g, m.lse = ol.g;
+    must(infsim_kernels_merge(f->gpu, &m, &err), &err);
+    float *go = pair_fetch(f, &out), *gl = pair_fetch(f, &ol);
+    assert_true(rel_err(go, out.c, rows * D) < 1e-5);
+    assert_true(lse_err(gl, ol.c, rows) < 1e-5);
+    for (int x = 0; x < D; x++) assert_true(go[7 * D + x] == 0.0f);
+    assert_true(isinf(gl[7]) && gl[7] < 0);
+    free(go), free(gl), free(lse);
+    pair *all[] = {&po, &pl, &out, &ol};
+    for (size_t i = 0; i < 4; i++) pair_free(f, all[i]);
+  }
+}
+
+/* Prefill twice (a prompt, then a chunk after it) on both backends; the
+ * pools must match bit for bit and the outputs within bf16 tolerance. */
+static void prefill_case(fixture *f, infsim_kdtype t, infsim_kdtype out_t, int32_t reqs, int32_t h, int32_t g,
+                         int32_t bt, int32_t first, int32_t second) {
+  enum { D = INFSIM_KERNEL_HEAD_DIM };
+  int32_t total = first + second, stride = (total + bt - 1) / bt, nblocks = reqs * stride + 2;
+  int32_t *table = malloc(sizeof *table * (size_t)(reqs * stride));
+  for (int32_t i = 0; i < reqs * stride; i++) table[i] = (i * 5 + 1) % nblocks;
+  size_t es = infsim_kdtype_bytes(t), os = infsim_kdtype_bytes(out_t);
+  pair kp = pair_alloc(f, (int64_t)nblocks * g * bt * D * (int64_t)es), vp = pair_alloc(f, kp.bytes);
+  pair_random(f, &kp, t, -1, 1); /* old contents outside the written slots */
+  pair_random(f, &vp, t, -1, 1);
+  pair tb = pair_alloc(f, (int64_t)sizeof *table * reqs * stride);
+  pair_upload(f, &tb, table);
+  int32_t chunks[2] = {first, second};
+  int32_t past = 0;
+  const double bound = t == INFSIM_KDTYPE_BF16 ? 1.2e-2 : 3e-3;
+  for (int c = 0; c < 2; c++) {
+    int32_t n = chunks[c];
+    pair q = pair_alloc(f, (int64_t)reqs * n * h * D * (int64_t)es);
+    pair kn = pair_alloc(f, (int64_t)reqs * n * g * D * (int64_t)es), vn = pair_alloc(f, kn.bytes);
+    pair out = pair_alloc(f, (int64_t)reqs * n * h * D * (int64_t)os), lse = pair_alloc(f, (int64_t)reqs * n * h * 4);
+    pair_random(f, &q, t, -1, 1);
+    pair_random(f, &kn, t, -1, 1);
+    pair_random(f, &vn, t, -1, 1);
+    pair_poison(f, &out);
+    pair_poison(f, &lse);
+    infsim_prefill_args a = {.num_requests = reqs, .num_q_heads = h, .num_kv_heads = g, .head_dim = D,
+                             .new_tokens = n, .past_tokens = past, .block_tokens = bt, .dtype = t,
+                             .block_table_stride = stride, .softmax_scale = 1.5f / sqrtf(D), .out_dtype = out_t};
+    infsim_error err;
+    a.q = q.c, a.k_new = kn.c, a.v_new = vn.c, a.k_pool = kp.c, a.v_pool = vp.c, a.block_table = tb.c,
+    a.out = out.c, a.lse = lse.c;
+    must(infsim_kernels_prefill(f->cpu, &a, &err), &err);
+    a.q = q.g, a.k_new = kn.g, a.v_new = vn.g, a.k_pool = kp.g, a.v_pool = vp.g, a.block_table = tb.g,
+    a.out = out.g, a.lse = lse.g;
+    must(infsim_kernels_prefill(f->gpu, &a, &err), &err);
+    void *go = pair_fetch(f, &out);
+    float *gl = pair_fetch(f, &lse);
+    int64_t n_out = (int64_t)reqs * n * h * D;
+    float *gf = malloc(sizeof *gf * (size_t)n_out), *cf = malloc(sizeof *cf * (size_t)n_out);
+    for (int64_t i = 0; i < n_out; i++) {
+      gf[i] = out_t == INFSIM_KDTYPE_F32 ? ((float *)go)[i]
+              : out_t == INFSIM_KDTYPE_BF16 ? infsim_bf16_to_float(((uint16_t *)go)[i])
+                                            : infsim_f16_to_float(((uint16_t *)go)[i]);
+      cf[i] = out_t == INFSIM_KDTYPE_F32 ? ((float *)out.c)[i]
+              : out_t == INFSIM_KDTYPE_BF16 ? infsim_bf16_to_float(((uint16_t *)out.c)[i])
+                                            : infsim_f16_to_float(((uint16_t *)out.c)[i]);
+    }
+    double e = rel_err(gf, cf, n_out), el = lse_err(gl, lse.c, (int64_t)reqs * n * h);
+    if (e > bound || el > 2e-4)
+      fail_msg("prefill r=%d h=%d g=%d bt=%d past=%d new=%d: out err %.3g (bound %.3g), lse err %.3g", reqs, h, g,
+               bt, past, n, e, bound, el);
+    free(go), free(gl), free(gf), free(cf);
+    pair *all[] = {&q, &kn, &vn, &out, &lse};
+    for (size_t i = 0; i < 5; i++) pair_free(f, all[i]);
+    past += n;
+  }
+  void *gk = pair_fetch(f, &kp), *gv = pair_fetch(f, &vp);
+  assert_memory_equal(gk, kp.c, (size_t)kp.bytes);
+  assert_memory_equal(gv, vp.c, (size_t)vp.bytes);
+  free(gk), free(gv), free(table);
+  pair_free(f, &kp), pair_free(f, &vp), pair_free(f, &tb);
+}
+
+static void test_prefill_matches_cpu(void **state) {
+  fixture *f = *state;
+  prefill_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 2, 4, 2, 16, 100, 37);
+  prefill_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_BF16, 1, 8, 1, 64, 64, 200);
+  prefill_case(f, INFSIM_KDTYPE_F16, INFSIM_KDTYPE_F16, 2, 2, 2, 32, 129, 1);
+  prefill_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 2, 1, 256, 700, 300);
+}
+
+static void test_gemm_matches_cpu(void **state) {
+  fixture *f = *state;
+  int64_t shapes[][3] = {{1, 768, 256}, {37, 96, 256}, {128, 512, 384}, {5, 256, 1024}};
+  infsim_kdtype types[2] = {INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F16};
+  for (size_t s = 0; s < 4; s++) {
+    for (int t = 0; t < 2; t++) {
+      int64_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+      pair a = pair_alloc(f, m * k * 2), w = pair_alloc(f, n * k * 2), c = pair_alloc(f, m * n * 2);
+      pair_random(f, &a, types[t], -1, 1);
+      pair_random(f, &w, types[t], -0.1f, 0.1f);
+      pair_poison(f, &c);
+      infsim_gemm_args g = {.m = m, .n = n, .k = k, .dtype = types[t], .a = a.c, .w = w.c, .c = c.c};
+      infsim_error err;
+      must(infsim_kernels_gemm(f->cpu, &g, &err), &err);
+      g.a = a.g, g.w = w.g, g.c = c.g;
+      must(infsim_kernels_gemm(f->gpu, &g, &err), &err);
+      must(infsim_kernels_gemm(f->gpu, &g, &err), &err); /* cached plan */
+      uint16_t *gc = pair_fetch(f, &c);
+      float *x = malloc(sizeof *x * (size_t)(m * n)), *y = malloc(sizeof *y * (size_t)(m * n));
+      for (int64_t i = 0; i < m * n; i++) {
+        x[i] = types[t] == INFSIM_KDTYPE_BF16 ? infsim_bf16_to_float(gc[i]) : infsim_f16_to_float(gc[i]);
+        uint16_t cv = ((uint16_t *)c.c)[i];
+        y[i] = types[t] == INFSIM_KDTYPE_BF16 ? infsim_bf16_to_float(cv) : infsim_f16_to_float(cv);
+      }
+      double e = rel_err(x, y, m * n);
+      if (e > 1e-2) fail_msg("gemm m=%lld n=%lld k=%lld: err %.3g", (long long)m, (long long)n, (long long)k, e);
+      free(gc), free(x), free(y);
+      pair_free(f, &a), pair_free(f, &w), pair_free(f, &c);
+    }
+  }
+}
+
+static void test_kv_copy_and_staged_copy(void **state) {
+  fixture *f = *state;
+  enum { NB = 50, BB = 4096 };
+  pair src = pair_alloc(f, NB * BB), dst = pair_alloc(f, NB * BB);
+  pair_random(f, &src, INFSIM_KDTYPE_F32, -1, 1);
+  pair_random(f, &dst, INFSIM_KDTYPE_F32, -1, 1);
+  int32_t s_ids[20], d_ids[20];
+  for (int i = 0; i < 20; i++) s_ids[i] = (i * 3) % NB, d_ids[i] = (i * 7 + 1) % NB;
+  pair si = pair_alloc(f, sizeof s_ids), di = pair_alloc(f, sizeof d_ids);
+  pair_upload(f, &si, s_ids);
+  pair_upload(f, &di, d_ids);
+  infsim_kv_copy_args a = {.dst_pool = dst.c, .src_pool = src.c, .block_bytes = BB, .src_ids = si.c,
+                           .dst_ids = di.c, .num_blocks = 20};
+  infsim_error err;
+  must(infsim_kernels_kv_copy(f->cpu, &a, &err), &err);
+  a.dst_pool = dst.g, a.src_pool = src.g, a.src_ids = si.g, a.dst_ids = di.g;
+  must(infsim_kernels_kv_copy(f->gpu, &a, &err), &err);
+  void *h = pair_fetch(f, &dst);
+  assert_memory_equal(h, dst.c, NB * BB);
+  free(h);
+  /* Staged copy of an odd size through two small chunks of pinned memory. */
+  void *stage = NULL;
+  must(infsim_kernels_host_alloc(f->gpu, 2 * 1000, &stage, &err), &err);
+  pair big = pair_alloc(f, NB * BB);
+  infsim_staged_copy_args s = {.dst_buf = big.g, .src_buf = src.g, .bytes = NB * BB - 16, .staging_host = stage,
+                               .chunk_bytes = 1000};
+  must(infsim_kernels_memset(f->gpu, big.g, 0, big.bytes, &err), &err);
+  must(infsim_kernels_staged_copy(f->gpu, &s, &err), &err);
+  h = pair_fetch(f, &big);
+  assert_memory_equal(h, src.c, NB * BB - 16);
+  assert_int_equal(((unsigned char *)h)[NB * BB - 1], 0);
+  free(h);
+  infsim_kernels_host_free(f->gpu, stage);
+  pair *all[] = {&src, &dst, &si, &di, &big};
+  for (size_t i = 0; i < 5; i++) pair_free(f, all[i]);
+}
+
+static void test_timing_is_ordered(void **state) {
+  fixture *f = *state;
+  pair po = pair_alloc(f, 4 * 1024 * 128 * 4), pl = pair_alloc(f, 4 * 1024 * 4), out = pair_alloc(f, 1024 * 128 * 4);
+  pair_random(f, &po, INFSIM_KDTYPE_F32, -1, 1);
+  pair_random(f, &pl, INFSIM_KDTYPE_F32, -5, 5);
+  infsim_merge_args m = {.num_partials = 4, .rows = 1024, .head_dim = 128, .part_out = po.g, .part_lse = pl.g,
+                         .out = out.g};
+  infsim_time_opts o = {.warmup = 2, .repeats = 9, .flush_l2 = true};
+  infsim_kernel_timing t;
+  infsim_error err;
+  must(infsim_kernels_time_ms(f->gpu, infsim_kernel_op_merge, &m, &o, &t, &err), &err);
+  assert_int_equal(t.repeats, 9);
+  assert_true(t.min_ms > 0.0 && t.min_ms <= t.p10_ms && t.p10_ms <= t.median_ms && t.median_ms <= t.p90_ms &&
+              t.p90_ms <= t.max_ms);
+  assert_true(t.max_ms < 100.0); /* 2 MiB read: far under 100 ms on any GPU */
+  pair_free(f, &po), pair_free(f, &pl), pair_free(f, &out);
+}
+
+int main(void) {
+  if (!infsim_kernels_cuda_available()) {
+    fprintf(stderr, "no usable CUDA GPU: skipped\n");
+    return 77;
+  }
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_fill_is_bit_identical),   cmocka_unit_test(test_describe),
+      cmocka_unit_test(test_decode_matches_cpu),      cmocka_unit_test(test_holders_merge_to_one_shot),
+      cmocka_unit_test(test_merge_matches_cpu),       cmocka_unit_test(test_prefill_matches_cpu),
+      cmocka_unit_test(test_gemm_matches_cpu),        cmocka_unit_test(test_kv_copy_and_staged_copy),
+      cmocka_unit_test(test_timing_is_ordered),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# test_trace_cli.sh: `infsim trace gen` and `infsim trace stats` end to end.
+# gen: byte-identical output for one seed, different for another, --config
+# equal to the same keys given as options, fixed lengths exact, bad keys
+# exit 2 naming the option, nothing written on failure. stats: every number
+# against Python over the shipped data/traces/azure-code.csv (nearest-rank
+# percentiles, 1 s and 60 s bins from the first arrival); the histogram's
+# counts add up to the requests.
+set -u
+INFSIM=${INFSIM:?path of the infsim CLI}
+SRC=${INFSIM_SRC:?source tree}
+command -v python3 >/dev/null && command -v jq >/dev/null || { echo "python3 or jq missing: skipped"; exit 77; }
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+for sub in "" gen import stats; do
+  "$INFSIM" trace $sub --help >"$W/help" || fail "trace $sub --help exit $?"
+  [ -s "$W/help" ] || fail "trace $sub --help printed nothing"
+done
+for k in requests duration_s arrival rate_rps cv prompt.dist prompt.tokens prompt.min prompt.max prompt.median \
+         prompt.sigma prompt.alpha prompt.values prompt.weights output.; do
+  "$INFSIM" trace gen --help | grep -qF -- "$k" || fail "trace gen --help does not document $k"
+done
+
+G="--requests 3000 --arrival gamma --rate_rps 5 --cv 2 --prompt.dist zipf --prompt.max 4000 --output.dist uniform --output.min 5 --output.max 50"
+"$INFSIM" trace gen $G --seed 11 -o "$W/a.csv" 2>/dev/null || fail "gen a"
+"$INFSIM" trace gen $G --seed 11 -o "$W/b.csv" 2>/dev/null || fail "gen b"
+"$INFSIM" trace gen $G --seed 12 -o "$W/c.csv" 2>/dev/null || fail "gen c"
+cmp -s "$W/a.csv" "$W/b.csv" || fail "same seed, different bytes"
+cmp -s "$W/a.csv" "$W/c.csv" && fail "different seeds, same bytes"
+[ $(($(wc -l <"$W/a.csv") - 1)) -eq 3000 ] || fail "gen wrote $(($(wc -l <"$W/a.csv") - 1)) rows, want 3000"
+awk -F, 'NR > 1 && ($2 < 1 || $2 > 4000 || $3 < 5 || $3 > 50) { exit 1 }' "$W/a.csv" || fail "lengths outside [min, max]"
+
+# --config takes the workload: section (and seed) of a run config; --KEY overrides it.
+cat >"$W/run.yaml" <<'YAML'
+model: llama2-7b
+seed: 11
+workload:
+  requests: 3000
+  arrival: gamma
+  rate_rps: 5
+  cv: 2
+  prompt: {dist: zipf, max: 4000}
+  output:
+    dist: uniform
+    min: 5
+    max: 60
+YAML
+"$INFSIM" trace gen --config "$W/run.yaml" --output.max 50 -o "$W/d.csv" 2>"$W/err" || fail "gen --config: $(cat "$W/err")"
+cmp -s "$W/a.csv" "$W/d.csv" || fail "--config differs from the same keys as options"
+
+"$INFSIM" trace gen --requests 100 --prompt.dist fixed --prompt.tokens 123 --output.dist fixed --output.tokens 7 -o "$W/f.csv" 2>/dev/null || fail "gen fixed"
+[ "$(awk -F, 'NR > 1 && ($2 != 123 || $3 != 7)' "$W/f.csv" | wc -l)" -eq 0 ] || fail "fixed lengths not exact"
+
+expect_gen_bad() { # expect_gen_bad WANT ARGS...
+  local want=$1; shift
+  rm -f "$W/bad.csv"
+  "$INFSIM" trace gen "$@" -o "$W/bad.csv" 2>"$W/err"; local rc=$?
+  [ $rc -eq 2 ] || fail "gen $*: exit $rc, want 2"
+  grep -qF -- "$want" "$W/err" || fail "gen $*: message '$(cat "$W/err")' lacks '$want'"
+  [ ! -e "$W/bad.csv" ] || fail "gen $*: wrote output"
+}
+expect_gen_bad "--prompt.medain: unknown key 'workload.prompt.medain'" --prompt.medain 5
+expect_gen_bad "--rate_rps: workload.rate_rps" --rate_rps fast
+expect_gen_bad "--arrival: workload.arrival" --arrival weibull
+expect_gen_bad "workload.output.values: required" --output.dist empirical
+expect_gen_bad "--seed" --seed -3
+"$INFSIM" trace gen --requests 5 2>/dev/null; [ $? -eq 2 ] || fail "gen without -o accepted"
+
+# stats against Python on the shipped Azure trace.
+T=$SRC/data/traces/azure-code.csv
+"$INFSIM" trace stats --json "$T" >"$W/s.json" || fail "stats --json"
+python3 - "$T" "$W/s.json" <<'PY' || fail "stats differ from Python"
+import csv, json, math, sys
+from decimal import Decimal
+rows = list(csv.DictReader(open(sys.argv[1]))); s = json.load(open(sys.argv[2]))
+ns = [int(Decimal(r['arrival_time_s']) * 10**9) for r in rows]
+n = len(rows)
+assert s['requests'] == n
+dur = (ns[-1] - ns[0]) / 1e9
+assert abs(s['duration_s'] - dur) < 1e-9, (s['duration_s'], dur)
+assert abs(s['mean_rps'] - n / dur) < 1e-6 and abs(s['mean_per_min'] - 60 * n / dur) < 1e-4
+def peak(bin_ns):
+    c = {}
+    for t in ns: c[(t - ns[0]) // bin_ns] = c.get((t - ns[0]) // bin_ns, 0) + 1
+    return max(c.values())
+assert s['peak_per_s'] == peak(10**9), (s['peak_per_s'], peak(10**9))
+assert s['peak_per_min'] == peak(60 * 10**9)
+for col in ('prompt_tokens', 'output_tokens'):
+    v = sorted(int(r[col]) for r in rows); st = s[col]
+    rank = lambda p: v[max(1, math.ceil(p * n / 100)) - 1]
+    assert (st['min'], st['p50'], st['p90'], st['p99'], st['max']) == (v[0], rank(50), rank(90), rank(99), v[-1]), (col, st)
+    assert st['sum'] == sum(v) and abs(st['mean'] - sum(v) / n) < 1e-6
+PY
+"$INFSIM" trace stats "$T" >"$W/s.txt" || fail "stats text"
+for h in prompt_tokens output_tokens; do
+  sum=$(awk -v h="$h" '$1 == h && $2 == "histogram" { on = 1; next } on && /^  \[/ { s += $3; next } on { exit } END { print s + 0 }' "$W/s.txt")
+  [ "$sum" -eq "$(jq .requests "$W/s.json")" ] || fail "$h histogram counts sum to $sum"
+done
+printf 'arrival_time_s,prompt_tokens,output_tokens\n0.5,100,10\n0.7,x,10\n' >"$W/bad.csv"
+"$INFSIM" trace stats "$W/bad.csv" 2>"$W/err"; [ $? -eq 2 ] || fail "stats on a malformed trace: exit not 2"
+grep -qF "bad.csv:3: prompt_tokens: not an integer: 'x'" "$W/err" || fail "stats message: $(cat "$W/err")"
+echo "ok: trace gen and stats"
