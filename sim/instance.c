@@ -162,9 +162,9 @@ static infsim_status join_decode(infsim_sim *s, instance *in, int32_t req, int64
   infsim_status st = heap_push(&in->finishes, (step_event){finish_step, req, r->epoch}, err);
   if (st != INFSIM_OK) return st;
   /* Before decode step s+1 the KV grows from kv(s) to kv(s)+1 tokens: a new
-   * block is needed when kv(s) is a multiple of block_tokens. */
-  int64_t bt = s->p.block_tokens;
-  int64_t boundary = r->step0 + (bt - kv_tokens % bt) % bt;
+   * block is needed once kv(s) fills the blocks held. */
+  int64_t boundary = r->step0 + r->blocks * s->p.block_tokens - kv_tokens;
+  assert(boundary >= r->step0);
   if (boundary < finish_step) return heap_push(&in->boundaries, (step_event){boundary, req, r->epoch}, err);
   return INFSIM_OK;
 }
@@ -282,11 +282,15 @@ static infsim_status admit(infsim_sim *s, instance *in, int64_t token_budget, in
   while (in->swapped.count > 0 && in->running_count < s->p.max_batch_size) {
     int32_t req = deque_front(&in->swapped);
     req_sched *r = &s->rs[req];
-    if (r->blocks > free_blocks(in)) return INFSIM_OK; /* FCFS: nobody overtakes a stuck swap-in */
+    /* Back in with room for the next token: its first boundary lies ahead,
+     * so no block is due before the iteration that starts now. */
+    int64_t need = blocks_for(s, r->kv0 + 1);
+    if (need > free_blocks(in)) return INFSIM_OK; /* FCFS: nobody overtakes a stuck swap-in */
     deque_pop_front(&in->swapped);
     in->swap_used_blocks -= r->blocks;
-    in->used_blocks += r->blocks;
     in->pending_overhead_ns += infsim_cost_transfer_ns(r->blocks * s->block_bytes, s->p.pcie_bytes_per_s, 0);
+    r->blocks = need;
+    in->used_blocks += need;
     running_add(s, in, req);
     sim_counts_changed(s, -1, 1);
     if ((st = join_decode(s, in, req, r->kv0, err)) != INFSIM_OK) return st;
@@ -330,6 +334,7 @@ static int64_t macro_steps(const infsim_sim *s, instance *in) {
   assert(fin != NULL); /* every decoding request has a pending finish */
   int64_t k = fin->step - in->step;
   assert(k >= 1);
+  if (s->p.max_steps_per_event > 0 && k > s->p.max_steps_per_event) k = s->p.max_steps_per_event;
   int64_t worst_blocks = in->decode_n * ((k + s->p.block_tokens - 1) / s->p.block_tokens);
   if (worst_blocks <= free_blocks(in)) return k;
   const step_event *b = heap_top(s, &in->boundaries);
@@ -391,7 +396,10 @@ static infsim_status start_iteration(infsim_sim *s, instance *in, infsim_error *
   } else {
     /* A macro-step: decode iterations that differ only in context length. */
     infsim_cost_decode_run_init(&s->cost, in->decode_n, &in->iter_run);
-    steps = macro_steps(s, in);
+    /* After a preemption admission waited a turn: the next boundary is a
+     * scheduling point that a longer run would skip. */
+    bool admission_waits = preempted && (in->waiting.count > 0 || in->swapped.count > 0);
+    steps = admission_waits ? 1 : macro_steps(s, in);
     duration_ns += decode_run_ns(s, in, steps);
   }
   in->busy = true;

@@ -81,6 +81,8 @@ infsim_status infsim_sim_params_from_config(infsim_config *cfg, infsim_sim_param
   TRY(infsim_config_int(cfg, "scheduler.max_batched_tokens", 8192, 1, INT64_C(1) << 32, &p->max_batched_tokens, err));
   TRY(infsim_config_int(cfg, "scheduler.block_tokens", 16, 1, 1 << 20, &p->block_tokens, err));
   TRY(infsim_config_bool(cfg, "scheduler.chunked_prefill", true, &p->chunked_prefill, err));
+  /* 1 makes every decode iteration its own event: slow, for checking the macro-steps. */
+  TRY(infsim_config_int(cfg, "scheduler.max_steps_per_event", 0, 0, INT64_MAX, &p->max_steps_per_event, err));
   TRY(infsim_config_enum(cfg, "scheduler.preemption", "recompute", k_preempt, &preempt, err));
   TRY(infsim_config_double(cfg, "scheduler.gpu_memory_utilization", 0.9, 0.01, 1.0, &p->gpu_memory_utilization, err));
   TRY(infsim_config_double(cfg, "scheduler.swap_space_gib", 4.0, 0.0, 1e6, &swap_gib, err));

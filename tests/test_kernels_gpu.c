@@ -95,20 +95,6 @@ static double rel_err(const float *a, const float *b, int64_t n) {
   return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
-static double max_abs_diff(const float *a, const float *b, int64_t n) {
-  double m = 0.0;
-  for (int64_t i = 0; i < n; i++) {
-    if (isnan(a[i]) || isnan(b[i])) return INFINITY;
-    if (isinf(a[i]) || isinf(b[i])) {
-      if (a[i] != b[i]) return INFINITY;
-      continue;
-    }
-    double d = fabs((double)a[i] - b[i]);
-    if (d > m) m = d;
-  }
-  return m;
-}
-
 /* LSE agreement, relative above 1 (an LSE of 1e4 has float spacing 1e-3). */
 static double lse_err(const float *a, const float *b, int64_t n) {
   double m = 0.0;

@@ -19,6 +19,7 @@
 */
 #include <jansson.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -250,17 +251,41 @@ static infsim_status parse_mooncake_row(importer *im, source_row *row, infsim_er
 
 /* ---- the driver ---- */
 
+/* Appends the decimal digits of v >= 0 at p; returns the new end. (fprintf
+ * per hash id was a fifth of a Mooncake import's time.) */
+static char *put_count(char *p, int64_t v) {
+  char tmp[24];
+  int n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v > 0);
+  while (n > 0) *p++ = tmp[--n];
+  return p;
+}
+
 static void write_row(FILE *out, int64_t arrival_ns, const source_row *row, bool hashes) {
-  char t[32];
-  fprintf(out, "%s,%lld,%lld", infsim_format_seconds(arrival_ns, t), (long long)row->prompt_tokens,
-          (long long)row->output_tokens);
+  char buf[256];
+  char *p = buf + strlen(infsim_format_seconds(arrival_ns, buf));
+  *p++ = ',';
+  p = put_count(p, row->prompt_tokens);
+  *p++ = ',';
+  p = put_count(p, row->output_tokens);
   if (hashes) {
-    putc(',', out);
+    *p++ = ',';
     size_t k;
     json_t *id;
-    json_array_foreach(row->hash_ids, k, id) fprintf(out, k == 0 ? "%lld" : " %lld", (long long)json_integer_value(id));
+    json_array_foreach(row->hash_ids, k, id) {
+      if (p - buf > (ptrdiff_t)sizeof buf - 32) { /* room for " " + 20 digits + ",\n" */
+        fwrite(buf, 1, (size_t)(p - buf), out);
+        p = buf;
+      }
+      if (k > 0) *p++ = ' ';
+      p = put_count(p, (int64_t)json_integer_value(id));
+    }
   }
-  putc('\n', out);
+  *p++ = '\n';
+  fwrite(buf, 1, (size_t)(p - buf), out);
 }
 
 static infsim_status check_options(const infsim_import_options *o, infsim_error *err) {

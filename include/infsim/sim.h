@@ -49,6 +49,7 @@ typedef struct {
   double gpu_memory_utilization;
   int64_t swap_space_bytes; /* per instance, host memory for swapped KV */
   int64_t iteration_overhead_ns;
+  int64_t max_steps_per_event; /* decode iterations one engine event may cover; 0: no limit */
 
   infsim_policy_kind policy;
   infsim_dispatch_kind dispatch;

@@ -1,0 +1,371 @@
+/*
+** bench_kernels.c: times the CUDA kernels at LLaMA2-70B shapes and writes
+** one CSV row per measurement (bench/kernels/run_all.sh runs it next to the
+** torch reference script, which joins both into ratios).
+**
+** What is measured (median of event-timed repeats, L2 flushed before each
+** repeat where the working set could sit in L2):
+**  - MA decode, 64 query heads on 8 KV heads (one 70B layer), bf16, batch x
+**    context over a grid whose KV fits in 60 GiB: contiguous KV (one block
+**    per request) and paged KV (shuffled 16-token blocks; 64 and 256 for a
+**    few shapes); HBM GB/s counts K and V bytes read once.
+**  - merge of 2..32 partials per (request, head) at the decode batches;
+**  - causal prefill bf16, TFLOP/s with 2 * h * d * N(N+1) FLOPs;
+**  - layer GEMMs through our wrapper and through cublasGemmEx directly;
+**  - device-to-device copy (the bandwidth ceiling), KV block copy, staged copy.
+** Inputs are random (fill_random), never zeros.
+*/
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "infsim/kernels.h"
+
+enum { D = INFSIM_KERNEL_HEAD_DIM, H70 = 64, G70 = 8 };
+static const int64_t KV_LIMIT_BYTES = 60LL << 30;
+
+typedef struct {
+  infsim_kernels *k;
+  FILE *csv;
+  infsim_kernel_device dev;
+  bool quick;
+} bench;
+
+static void die(const char *what, const infsim_error *err) {
+  fprintf(stderr, "bench_kernels: %s: %s\n", what, err ? err->msg : "");
+  exit(1);
+}
+
+static void *balloc(bench *b, int64_t bytes) {
+  void *p = NULL;
+  infsim_error err;
+  if (infsim_kernels_alloc(b->k, bytes, &p, &err) != INFSIM_OK) die("alloc", &err);
+  return p;
+}
+
+static void bfill(bench *b, void *p, infsim_kdtype t, int64_t n, uint64_t seed) {
+  infsim_error err;
+  if (infsim_kernels_fill_random(b->k, p, t, n, seed, -1.0f, 1.0f, &err) != INFSIM_OK) die("fill", &err);
+}
+
+static void bupload(bench *b, void *dst, const void *src, int64_t bytes) {
+  infsim_error err;
+  if (infsim_kernels_upload(b->k, dst, src, bytes, &err) != INFSIM_OK) die("upload", &err);
+}
+
+static infsim_kernel_timing btime(bench *b, infsim_kernel_op op, void *arg, int repeats, bool flush) {
+  infsim_time_opts o = {.warmup = 2, .repeats = repeats, .flush_l2 = flush};
+  infsim_kernel_timing t;
+  infsim_error err;
+  if (infsim_kernels_time_ms(b->k, op, arg, &o, &t, &err) != INFSIM_OK) die("time", &err);
+  return t;
+}
+
+typedef struct {
+  const char *kernel, *variant, *dtype;
+  int64_t batch, context, q_heads, kv_heads, block_tokens, splits, parts, m, n, k;
+  double bytes, flops;
+} row_info;
+
+static void emit(bench *b, const row_info *r, const infsim_kernel_timing *t) {
+  double s = t->median_ms * 1e-3;
+  fprintf(b->csv, "ours,%s,%s,%s,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%.6f,%.6f,%.6f,%.0f,%.2f,%.3f,\"%s\",%s,%d,%d\n",
+          r->kernel, r->variant, r->dtype, (long long)r->batch, (long long)r->context, (long long)r->q_heads,
+          (long long)r->kv_heads, (long long)r->block_tokens, (long long)r->splits, (long long)r->parts,
+          (long long)r->m, (long long)r->n, (long long)r->k, t->median_ms, t->p10_ms, t->p90_ms, r->bytes,
+          r->bytes > 0 ? r->bytes / s * 1e-9 : 0.0, r->flops > 0 ? r->flops / s * 1e-12 : 0.0, b->dev.name,
+          b->dev.driver_version, b->dev.sm_clock_mhz, b->dev.mem_clock_mhz);
+  fflush(b->csv);
+  fprintf(stderr, "%-8s %-14s b=%-4lld ctx=%-8lld P=%-3lld m=%-5lld n=%-6lld k=%-6lld %9.4f ms  %8.1f GB/s  %7.1f TF/s\n",
+          r->kernel, r->variant, (long long)r->batch, (long long)r->context, (long long)r->parts, (long long)r->m,
+          (long long)r->n, (long long)r->k, t->median_ms, r->bytes > 0 ? r->bytes / s * 1e-9 : 0.0,
+          r->flops > 0 ? r->flops / s * 1e-12 : 0.0);
+}
+
+/* Shuffled block ids 0..n-1 (xorshift: deterministic across runs). */
+static void shuffle_ids(int32_t *ids, int64_t n, uint64_t seed) {
+  for (int64_t i = 0; i < n; i++) ids[i] = (int32_t)i;
+  uint64_t x = seed | 1;
+  for (int64_t i = n - 1; i > 0; i--) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    int64_t j = (int64_t)(x % (uint64_t)(i + 1));
+    int32_t t = ids[i];
+    ids[i] = ids[j];
+    ids[j] = t;
+  }
+}
+
+static void bench_decode(bench *b) {
+  const int64_t batches[] = {1, 8, 32, 128, 256};
+  const int64_t contexts[] = {1024, 8192, 65536, 524288, 1048576};
+  const int64_t per_token = (int64_t)G70 * D * 2; /* K or V bytes per token, one layer */
+  const int64_t pool_bytes = KV_LIMIT_BYTES / 2;
+  void *kp = balloc(b, pool_bytes), *vp = balloc(b, pool_bytes);
+  bfill(b, kp, INFSIM_KDTYPE_BF16, pool_bytes / 2, 11);
+  bfill(b, vp, INFSIM_KDTYPE_BF16, pool_bytes / 2, 12);
+  void *q = balloc(b, 256 * H70 * D * 2), *out = balloc(b, 256 * H70 * D * 4), *lse = balloc(b, 256 * H70 * 4);
+  bfill(b, q, INFSIM_KDTYPE_BF16, 256 * H70 * D, 13);
+  int64_t max_blocks = pool_bytes / per_token / 16;
+  int32_t *ids = malloc(sizeof *ids * (size_t)max_blocks);
+  void *table = balloc(b, (int64_t)sizeof *ids * max_blocks), *ctx = balloc(b, 256 * 4);
+  for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
+    for (size_t ci = 0; ci < sizeof contexts / sizeof contexts[0]; ci++) {
+      int64_t B = batches[bi], C = contexts[ci];
+      int64_t kv = 2 * B * C * per_token;
+      if (kv > KV_LIMIT_BYTES) continue;
+      if (b->quick && kv > (4LL << 30)) continue;
+      int32_t ctxs[256];
+      for (int i = 0; i < B; i++) ctxs[i] = (int32_t)C;
+      bupload(b, ctx, ctxs, B * 4);
+      const int64_t bts[] = {C, 16, 64, 256};
+      for (size_t ti = 0; ti < 4; ti++) {
+        int64_t bt = bts[ti];
+        bool extra = ti >= 2;
+        if (extra && !((B == 1 && C == 1048576) || (B == 32 && C == 65536) || (B == 256 && C == 8192))) continue;
+        int64_t nb = B * C / bt;
+        if (ti == 0)
+          for (int64_t i = 0; i < nb; i++) ids[i] = (int32_t)i;
+        else
+          shuffle_ids(ids, nb, (uint64_t)(B * 1315423911u + C + bt));
+        bupload(b, table, ids, nb * 4);
+        infsim_ma_decode_args a = {.num_requests = (int32_t)B, .num_q_heads = H70, .num_kv_heads = G70,
+                                   .head_dim = D, .block_tokens = (int32_t)bt, .dtype = INFSIM_KDTYPE_BF16,
+                                   .q = q, .k_pool = kp, .v_pool = vp, .block_table = table,
+                                   .block_table_stride = (int32_t)(C / bt), .context_tokens = ctx,
+                                   .max_context_tokens = (int32_t)C, .softmax_scale = 0.08838834764f,
+                                   .num_splits = 0, .out = out, .lse = lse};
+        infsim_kernel_timing t = btime(b, infsim_kernel_op_ma_decode, &a, kv > (1LL << 30) ? 10 : 30, true);
+        char variant[32];
+        snprintf(variant, sizeof variant, ti == 0 ? "contiguous" : "paged");
+        row_info r = {"decode", variant, "bf16", B, C, H70, G70, bt, 0, 0, 0, 0, 0, (double)kv, 0};
+        emit(b, &r, &t);
+      }
+    }
+  }
+  free(ids);
+  infsim_kernels_free(b->k, kp), infsim_kernels_free(b->k, vp), infsim_kernels_free(b->k, q);
+  infsim_kernels_free(b->k, out), infsim_kernels_free(b->k, lse), infsim_kernels_free(b->k, table);
+  infsim_kernels_free(b->k, ctx);
+}
+
+static void bench_merge(bench *b) {
+  const int64_t batches[] = {1, 8, 32, 128, 256};
+  const int32_t parts[] = {2, 4, 8, 16, 32};
+  int64_t max_rows = 256 * H70;
+  void *po = balloc(b, 32 * max_rows * D * 4), *pl = balloc(b, 32 * max_rows * 4);
+  void *out = balloc(b, max_rows * D * 4), *lse = balloc(b, max_rows * 4);
+  bfill(b, po, INFSIM_KDTYPE_F32, 32 * max_rows * D, 21);
+  bfill(b, pl, INFSIM_KDTYPE_F32, 32 * max_rows, 22);
+  for (size_t bi = 0; bi < 5; bi++) {
+    for (size_t pi = 0; pi < 5; pi++) {
+      int64_t rows = batches[bi] * H70;
+      infsim_merge_args a = {.num_partials = parts[pi], .rows = rows, .head_dim = D, .part_out = po,
+                             .part_lse = pl, .out = out, .lse = lse};
+      infsim_kernel_timing t = btime(b, infsim_kernel_op_merge, &a, 30, true);
+      row_info r = {"merge", "fp32", "f32", batches[bi], 0, H70, G70, 0, 0, parts[pi], 0, 0, 0,
+                    (double)(rows * parts[pi] * (D + 1) * 4 + rows * (D + 1) * 4), 0};
+      emit(b, &r, &t);
+    }
+  }
+  infsim_kernels_free(b->k, po), infsim_kernels_free(b->k, pl), infsim_kernels_free(b->k, out);
+  infsim_kernels_free(b->k, lse);
+}
+
+static void bench_prefill(bench *b) {
+  const int64_t lens[] = {1024, 4096, 16384};
+  const int64_t heads[][2] = {{H70, G70}, {8, 1}};
+  for (size_t hi = 0; hi < 2; hi++) {
+    for (size_t li = 0; li < 3; li++) {
+      int64_t N = lens[li], h = heads[hi][0], g = heads[hi][1], bt = 16;
+      void *q = balloc(b, N * h * D * 2), *kn = balloc(b, N * g * D * 2), *vn = balloc(b, N * g * D * 2);
+      void *kp = balloc(b, N * g * D * 2), *vp = balloc(b, N * g * D * 2), *out = balloc(b, N * h * D * 2);
+      void *lse = balloc(b, N * h * 4), *table = balloc(b, N / bt * 4);
+      bfill(b, q, INFSIM_KDTYPE_BF16, N * h * D, 31);
+      bfill(b, kn, INFSIM_KDTYPE_BF16, N * g * D, 32);
+      bfill(b, vn, INFSIM_KDTYPE_BF16, N * g * D, 33);
+      int32_t *ids = malloc(sizeof *ids * (size_t)(N / bt));
+      shuffle_ids(ids, N / bt, (uint64_t)N);
+      bupload(b, table, ids, N / bt * 4);
+      free(ids);
+      infsim_prefill_args a = {.num_requests = 1, .num_q_heads = (int32_t)h, .num_kv_heads = (int32_t)g,
+                               .head_dim = D, .new_tokens = (int32_t)N, .past_tokens = 0,
+                               .block_tokens = (int32_t)bt, .dtype = INFSIM_KDTYPE_BF16, .q = q, .k_new = kn,
+                               .v_new = vn, .k_pool = kp, .v_pool = vp, .block_table = table,
+                               .block_table_stride = (int32_t)(N / bt), .softmax_scale = 0.08838834764f,
+                               .out_dtype = INFSIM_KDTYPE_BF16, .out = out, .lse = lse};
+      infsim_kernel_timing t = btime(b, infsim_kernel_op_prefill, &a, 10, false);
+      row_info r = {"prefill", "causal", "bf16", 1, N, h, g, bt, 0, 0, 0, 0, 0, 0,
+                    2.0 * (double)h * D * (double)N * (double)(N + 1)};
+      emit(b, &r, &t);
+      void *all[] = {q, kn, vn, kp, vp, out, lse, table};
+      for (int i = 0; i < 8; i++) infsim_kernels_free(b->k, all[i]);
+    }
+  }
+}
+
+typedef struct {
+  cublasHandle_t h;
+  infsim_gemm_args g;
+} direct_gemm;
+
+static infsim_status direct_gemm_op(infsim_kernels *k, void *arg, infsim_error *err) {
+  (void)k;
+  direct_gemm *d = arg;
+  const float one = 1.0f, zero = 0.0f;
+  cublasStatus_t s = cublasGemmEx(d->h, CUBLAS_OP_T, CUBLAS_OP_N, (int)d->g.n, (int)d->g.m, (int)d->g.k, &one,
+                                  d->g.w, CUDA_R_16BF, (int)d->g.k, d->g.a, CUDA_R_16BF, (int)d->g.k, &zero, d->g.c,
+                                  CUDA_R_16BF, (int)d->g.n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  if (s != CUBLAS_STATUS_SUCCESS) {
+    snprintf(err->msg, sizeof err->msg, "cublasGemmEx: status %d", (int)s);
+    err->status = INFSIM_ERUN;
+    return INFSIM_ERUN;
+  }
+  return INFSIM_OK;
+}
+
+static void bench_gemm(bench *b) {
+  struct {
+    const char *name;
+    infsim_kernel_model m;
+    int64_t tp;
+  } models[] = {{"llama2-70b-tp8", {8192, 64, 8, 128, 28672}, 8}, {"llama2-7b-tp1", {4096, 32, 32, 128, 11008}, 1}};
+  const int64_t tokens[] = {1, 16, 128, 512, 2048, 8192};
+  direct_gemm d;
+  if (cublasCreate(&d.h) != CUBLAS_STATUS_SUCCESS) die("cublasCreate", NULL);
+  cublasSetStream(d.h, (cudaStream_t)infsim_kernels_native_stream(b->k));
+  int64_t cap = 8192LL * 57344; /* largest operand in elements */
+  void *A = balloc(b, cap * 2), *W = balloc(b, cap * 2), *C = balloc(b, cap * 2);
+  bfill(b, A, INFSIM_KDTYPE_BF16, cap, 41);
+  bfill(b, W, INFSIM_KDTYPE_BF16, cap, 42);
+  for (size_t mi = 0; mi < 2; mi++) {
+    for (int kind = 0; kind < INFSIM_GEMM_KINDS; kind++) {
+      for (size_t ti = 0; ti < 6; ti++) {
+        infsim_error err;
+        int64_t m, n, k;
+        if (infsim_kernels_gemm_shape(&models[mi].m, models[mi].tp, (infsim_gemm_kind)kind, tokens[ti], &m, &n, &k,
+                                      &err) != INFSIM_OK)
+          die("gemm_shape", &err);
+        infsim_gemm_args g = {.m = m, .n = n, .k = k, .dtype = INFSIM_KDTYPE_BF16, .a = A, .w = W, .c = C};
+        row_info r = {"gemm", "", "bf16", 0, 0, 0, 0, 0, 0, 0, m, n, k, (double)(m * k + n * k + m * n) * 2,
+                      2.0 * (double)m * n * k};
+        char variant[64];
+        snprintf(variant, sizeof variant, "%s:%s:ours", models[mi].name, infsim_gemm_kind_name((infsim_gemm_kind)kind));
+        r.variant = variant;
+        infsim_kernel_timing t = btime(b, infsim_kernel_op_gemm, &g, 20, true);
+        emit(b, &r, &t);
+        d.g = g;
+        snprintf(variant, sizeof variant, "%s:%s:cublas", models[mi].name,
+                 infsim_gemm_kind_name((infsim_gemm_kind)kind));
+        t = btime(b, direct_gemm_op, &d, 20, true);
+        emit(b, &r, &t);
+      }
+    }
+  }
+  cublasDestroy(d.h);
+  infsim_kernels_free(b->k, A), infsim_kernels_free(b->k, W), infsim_kernels_free(b->k, C);
+}
+
+typedef struct {
+  void *dst, *src;
+  int64_t bytes;
+  cudaStream_t s;
+} d2d;
+
+static infsim_status d2d_op(infsim_kernels *k, void *arg, infsim_error *err) {
+  (void)k;
+  d2d *c = arg;
+  cudaError_t e = cudaMemcpyAsync(c->dst, c->src, (size_t)c->bytes, cudaMemcpyDeviceToDevice, c->s);
+  if (e != cudaSuccess) {
+    snprintf(err->msg, sizeof err->msg, "cudaMemcpyAsync: %s", cudaGetErrorString(e));
+    err->status = INFSIM_ERUN;
+    return INFSIM_ERUN;
+  }
+  return INFSIM_OK;
+}
+
+static void bench_copies(bench *b) {
+  int64_t bytes = 4LL << 30;
+  d2d c = {balloc(b, bytes), balloc(b, bytes), bytes, (cudaStream_t)infsim_kernels_native_stream(b->k)};
+  bfill(b, c.src, INFSIM_KDTYPE_F32, bytes / 4, 51);
+  infsim_kernel_timing t = btime(b, d2d_op, &c, 10, false);
+  row_info r = {"copy", "d2d", "u8", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2.0 * (double)bytes, 0};
+  emit(b, &r, &t);
+  /* KV block copy: 4096 shuffled blocks of 64 KiB (16 tokens of one 70B
+   * layer) and of 5 MiB (16 tokens, all 80 layers: a whole rBlock). */
+  const int64_t block_bytes[] = {64 << 10, 5 << 20};
+  for (int i = 0; i < 2; i++) {
+    int64_t nb = bytes / block_bytes[i] / 2;
+    int32_t *ids = malloc(sizeof *ids * (size_t)nb), *ids2 = malloc(sizeof *ids2 * (size_t)nb);
+    shuffle_ids(ids, nb, 61);
+    shuffle_ids(ids2, nb, 62);
+    void *si = balloc(b, nb * 4), *di = balloc(b, nb * 4);
+    bupload(b, si, ids, nb * 4);
+    bupload(b, di, ids2, nb * 4);
+    infsim_kv_copy_args a = {.dst_pool = c.dst, .src_pool = c.src, .block_bytes = block_bytes[i], .src_ids = si,
+                             .dst_ids = di, .num_blocks = (int32_t)nb};
+    t = btime(b, infsim_kernel_op_kv_copy, &a, 10, false);
+    row_info rr = {"kv_copy", i == 0 ? "64KiB-blocks" : "5MiB-blocks", "u8", 0, 0, 0, 0, 0, 0, nb, 0, 0, 0,
+                   2.0 * (double)(nb * block_bytes[i]), 0};
+    emit(b, &rr, &t);
+    free(ids), free(ids2);
+    infsim_kernels_free(b->k, si), infsim_kernels_free(b->k, di);
+  }
+  void *stage = NULL;
+  infsim_error err;
+  int64_t chunk = 4 << 20, sbytes = 512LL << 20;
+  if (infsim_kernels_host_alloc(b->k, 2 * chunk, &stage, &err) != INFSIM_OK) die("host_alloc", &err);
+  infsim_staged_copy_args s = {.dst_buf = c.dst, .src_buf = c.src, .bytes = sbytes, .staging_host = stage,
+                               .chunk_bytes = chunk};
+  t = btime(b, infsim_kernel_op_staged_copy, &s, 5, false);
+  row_info rs = {"staged_copy", "4MiB-chunks", "u8", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (double)sbytes, 0};
+  emit(b, &rs, &t);
+  infsim_kernels_host_free(b->k, stage);
+  infsim_kernels_free(b->k, c.dst), infsim_kernels_free(b->k, c.src);
+}
+
+int main(int argc, char **argv) {
+  const char *path = NULL;
+  bench b = {0};
+  const char *only = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
+      path = argv[++i];
+    else if (strcmp(argv[i], "--quick") == 0)
+      b.quick = true;
+    else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+      only = argv[++i];
+    else {
+      fprintf(stderr,
+              "usage: bench_kernels --out FILE.csv [--quick] [--only decode|merge|prefill|gemm|copy]\n"
+              "Times the CUDA kernels at LLaMA2-70B shapes; one CSV row per measurement.\n");
+      return strcmp(argv[i], "--help") == 0 ? 0 : 2;
+    }
+  }
+  if (!path) {
+    fprintf(stderr, "bench_kernels: --out FILE.csv is required (see --help)\n");
+    return 2;
+  }
+  if (!infsim_kernels_cuda_available()) {
+    fprintf(stderr, "bench_kernels: no usable CUDA GPU\n");
+    return 77;
+  }
+  infsim_error err;
+  if (infsim_kernels_open(INFSIM_KBACKEND_CUDA, &b.k, &err) != INFSIM_OK) die("open", &err);
+  if (infsim_kernels_describe(b.k, &b.dev, &err) != INFSIM_OK) die("describe", &err);
+  b.csv = fopen(path, "w");
+  if (!b.csv) die("cannot open output", NULL);
+  fprintf(b.csv, "source,kernel,variant,dtype,batch,context,q_heads,kv_heads,block_tokens,splits,parts,m,n,k,"
+                 "median_ms,p10_ms,p90_ms,bytes,gbps,tflops,gpu,driver,sm_clock_mhz,mem_clock_mhz\n");
+  fprintf(stderr, "%s, driver %s, SM clock %d MHz (max %d), mem clock %d MHz, %d SMs\n", b.dev.name,
+          b.dev.driver_version, b.dev.sm_clock_mhz, b.dev.max_sm_clock_mhz, b.dev.mem_clock_mhz, b.dev.sm_count);
+  if (!only || strcmp(only, "copy") == 0) bench_copies(&b);
+  if (!only || strcmp(only, "decode") == 0) bench_decode(&b);
+  if (!only || strcmp(only, "merge") == 0) bench_merge(&b);
+  if (!only || strcmp(only, "prefill") == 0) bench_prefill(&b);
+  if (!only || strcmp(only, "gemm") == 0) bench_gemm(&b);
+  fclose(b.csv);
+  infsim_kernels_close(b.k);
+  return 0;
+}
