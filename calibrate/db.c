@@ -45,6 +45,7 @@ static const char k_schema[] =
     " c_const REAL NOT NULL, c_tokens REAL NOT NULL, c_pairs REAL NOT NULL, c_requests REAL NOT NULL,"
     " c_context_tokens REAL NOT NULL, c_partials REAL NOT NULL, c_bytes REAL NOT NULL,"
     " hinge_var TEXT NOT NULL, hinge_at REAL NOT NULL, c_above REAL NOT NULL,"
+    " hinge2_at REAL NOT NULL, c_above2 REAL NOT NULL,"
     " points INTEGER NOT NULL, rms_rel_err REAL NOT NULL, max_rel_err REAL NOT NULL,"
     " heldout_median REAL NOT NULL, heldout_p95 REAL NOT NULL, fitted_at TEXT NOT NULL,"
     " PRIMARY KEY (profile_id, tp, kernel)) STRICT;"

@@ -13,6 +13,10 @@
 ** around the best one. Slopes are kept >= 0 by dropping the most negative
 ** slope's column and solving again (an active-set NNLS on the slopes), which
 ** keeps every curve monotone in every aggregate, as the simulator assumes.
+** A second bend (pairs of measured values) is kept only when it at least
+** halves the squared error: GEMM time steps with tile waves and some
+** kernels switch algorithm with size, but a bend bought by noise alone
+** would hurt the held-out error.
 */
 #include <assert.h>
 #include <math.h>
@@ -24,19 +28,29 @@
 
 #include "calib_internal.h"
 
-enum { MAX_COLS = 2 + INFSIM_CALIB_VARS, REFINE_STEPS = 24 };
+enum { MAX_COLS = 3 + INFSIM_CALIB_VARS, REFINE_STEPS = 24, ABOVE1 = INFSIM_CALIB_VARS, ABOVE2 };
 
-/* Column j of the design: -1 the constant, v a variable's (below-hinge) part,
- * INFSIM_CALIB_VARS the above-hinge part of the hinge variable. */
+/* Column j of the design: -1 the constant, v a variable's (below-hinge)
+ * part, ABOVE1 / ABOVE2 the stretches of the hinge variable past each bend. */
 typedef struct {
   int kind[MAX_COLS];
   int n;
 } design;
 
-static double column_value(int kind, const double *x, int hinge_var, double hinge_at) {
+typedef struct {
+  int var;   /* -1: straight */
+  double k1; /* first bend */
+  double k2; /* second bend, > k1; 0: none */
+} bends;
+
+static double column_value(int kind, const double *x, const bends *b) {
   if (kind < 0) return 1.0;
-  if (kind == INFSIM_CALIB_VARS) return fmax(x[hinge_var] - hinge_at, 0);
-  if (kind == hinge_var) return fmin(x[kind], hinge_at);
+  if (kind == ABOVE1) {
+    double above = fmax(x[b->var] - b->k1, 0);
+    return b->k2 > b->k1 ? fmin(above, b->k2 - b->k1) : above;
+  }
+  if (kind == ABOVE2) return fmax(x[b->var] - b->k2, 0);
+  if (kind == b->var) return fmin(x[kind], b->k1);
   return x[kind];
 }
 
@@ -47,8 +61,8 @@ typedef struct {
 } trial;
 
 /* One weighted solve over the columns of d. */
-static int solve(const design *d, const infsim_calib_point *pts, size_t n, int hinge_var, double hinge_at,
-                 double *coef, double *chisq) {
+static int solve(const design *d, const infsim_calib_point *pts, size_t n, const bends *b, double *coef,
+                 double *chisq) {
   if ((size_t)d->n > n) return 0;
   gsl_matrix *X = gsl_matrix_alloc(n, (size_t)d->n);
   gsl_vector *y = gsl_vector_alloc(n);
@@ -60,7 +74,7 @@ static int solve(const design *d, const infsim_calib_point *pts, size_t n, int h
   if (ok) {
     for (size_t i = 0; i < n; i++) {
       for (int j = 0; j < d->n; j++)
-        gsl_matrix_set(X, i, (size_t)j, column_value(d->kind[j], pts[i].x, hinge_var, hinge_at));
+        gsl_matrix_set(X, i, (size_t)j, column_value(d->kind[j], pts[i].x, b));
       gsl_vector_set(y, i, pts[i].t_ns);
       gsl_vector_set(w, i, 1.0 / (pts[i].t_ns * pts[i].t_ns));
     }
@@ -79,9 +93,8 @@ static int solve(const design *d, const infsim_calib_point *pts, size_t n, int h
   return ok;
 }
 
-/* Fits with hinge at hinge_at (hinge_var < 0: straight), slopes >= 0. */
-static trial fit_fixed(infsim_calib_kernel k, const infsim_calib_point *pts, size_t n, int hinge_var,
-                       double hinge_at) {
+/* Fits with the bends b fixed, slopes >= 0. */
+static trial fit_fixed(infsim_calib_kernel k, const infsim_calib_point *pts, size_t n, bends b) {
   const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
   trial t;
   memset(&t, 0, sizeof t);
@@ -89,20 +102,23 @@ static trial fit_fixed(infsim_calib_kernel k, const infsim_calib_point *pts, siz
   d.kind[d.n++] = -1;
   for (int v = 0; v < INFSIM_CALIB_VARS; v++)
     if (info->var_mask & (1u << v)) d.kind[d.n++] = v;
-  if (hinge_var >= 0) d.kind[d.n++] = INFSIM_CALIB_VARS;
+  if (b.var >= 0) d.kind[d.n++] = ABOVE1;
+  if (b.var >= 0 && b.k2 > b.k1) d.kind[d.n++] = ABOVE2;
   double coef[MAX_COLS];
   for (;;) {
     double chisq = 0;
-    if (!solve(&d, pts, n, hinge_var, hinge_at, coef, &chisq)) return t;
+    if (!solve(&d, pts, n, &b, coef, &chisq)) return t;
     int worst = -1;
     for (int j = 1; j < d.n; j++)
       if (coef[j] < 0 && (worst < 0 || coef[j] < coef[worst])) worst = j;
     if (worst < 0) {
-      t.curve.hinge_var = hinge_var;
-      t.curve.hinge_at = hinge_var >= 0 ? hinge_at : 0;
+      t.curve.hinge_var = b.var;
+      t.curve.hinge_at = b.var >= 0 ? b.k1 : 0;
+      t.curve.hinge2_at = b.var >= 0 && b.k2 > b.k1 ? b.k2 : 0;
       for (int j = 0; j < d.n; j++) {
         if (d.kind[j] < 0) t.curve.c_const = coef[j];
-        else if (d.kind[j] == INFSIM_CALIB_VARS) t.curve.c_above = coef[j];
+        else if (d.kind[j] == ABOVE1) t.curve.c_above = coef[j];
+        else if (d.kind[j] == ABOVE2) t.curve.c_above2 = coef[j];
         else t.curve.c_var[d.kind[j]] = coef[j];
       }
       t.chisq = chisq;
@@ -149,7 +165,7 @@ infsim_status infsim_calib_fit_points(infsim_calib_kernel k, const infsim_calib_
       return infsim_fail(err, INFSIM_EINPUT, "%s: point %zu: t_ns: not a positive finite time", info->name, i);
   gsl_error_handler_t *old = gsl_set_error_handler_off();
   int h = info->hinge_var;
-  trial best = fit_fixed(k, pts, n, -1, 0);
+  trial best = fit_fixed(k, pts, n, (bends){-1, 0, 0});
   /* Distinct values of the hinge variable; the bend goes strictly inside. */
   double *u = malloc((n ? n : 1) * sizeof *u);
   if (u == NULL) {
@@ -163,7 +179,7 @@ infsim_status infsim_calib_fit_points(infsim_calib_kernel k, const infsim_calib_
     if (m == 0 || u[i] != u[m - 1]) u[m++] = u[i];
   size_t best_i = 0;
   for (size_t i = 1; i + 1 < m; i++) {
-    trial t = fit_fixed(k, pts, n, h, u[i]);
+    trial t = fit_fixed(k, pts, n, (bends){h, u[i], 0});
     if (t.ok && (!best.ok || t.chisq < best.chisq)) {
       best = t;
       best_i = i;
@@ -175,10 +191,41 @@ infsim_status infsim_calib_fit_points(infsim_calib_kernel k, const infsim_calib_
     double lo = fmax(u[best_i - 1], 1e-9), hi = u[best_i + 1];
     for (int s = 1; s < REFINE_STEPS; s++) {
       double at = lo * pow(hi / lo, (double)s / REFINE_STEPS);
-      trial t = fit_fixed(k, pts, n, h, at);
+      trial t = fit_fixed(k, pts, n, (bends){h, at, 0});
       if (t.ok && t.chisq < best.chisq) best = t;
     }
   }
+  /* Second bend: greedy from the best single one (a grid search over pairs
+   * misses a bend that must sit precisely where the slope jumps), then each
+   * bend refined between its neighbouring measured values, twice. */
+  trial two = {.ok = 0};
+  if (best.ok && best.curve.hinge_var >= 0) {
+    double k_one = best.curve.hinge_at;
+    for (size_t i = 1; i + 1 < m; i++) {
+      if (u[i] == k_one) continue;
+      bends b = u[i] < k_one ? (bends){h, u[i], k_one} : (bends){h, k_one, u[i]};
+      trial t = fit_fixed(k, pts, n, b);
+      if (t.ok && (!two.ok || t.chisq < two.chisq)) two = t;
+    }
+    for (int pass = 0; two.ok && pass < 4; pass++) {
+      double k1 = two.curve.hinge_at, k2 = two.curve.hinge2_at;
+      double at = pass % 2 == 0 ? k2 : k1;
+      double lo = u[0], hi = u[m - 1]; /* the measured values either side of `at` */
+      for (size_t i = 0; i < m; i++)
+        if (u[i] < at) lo = u[i];
+      for (size_t i = m; i-- > 0;)
+        if (u[i] > at) hi = u[i];
+      lo = fmax(lo, 1e-9);
+      for (int s = 1; s < REFINE_STEPS; s++) {
+        double x = lo * pow(hi / lo, (double)s / REFINE_STEPS);
+        bends b = pass % 2 == 0 ? (bends){h, k1, x} : (bends){h, x, k2};
+        if (!(b.k1 < b.k2)) continue;
+        trial t = fit_fixed(k, pts, n, b);
+        if (t.ok && t.chisq < two.chisq) two = t;
+      }
+    }
+  }
+  if (two.ok && best.ok && two.chisq < 0.5 * best.chisq) best = two;
   free(u);
   gsl_set_error_handler(old);
   if (!best.ok)

@@ -71,8 +71,9 @@ static infsim_status store_fit(sqlite3 *db, const char *db_path, int64_t profile
   if (sqlite3_prepare_v2(db,
                          "INSERT OR REPLACE INTO fit (profile_id, tp, kernel, c_const, c_tokens, c_pairs, c_requests,"
                          " c_context_tokens, c_partials, c_bytes, hinge_var, hinge_at, c_above, points, rms_rel_err,"
-                         " max_rel_err, heldout_median, heldout_p95, fitted_at)"
-                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                         " max_rel_err, heldout_median, heldout_p95, fitted_at, hinge2_at, c_above2)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,"
+                         " ?20, ?21)",
                          -1, &q, NULL) != SQLITE_OK)
     return sql_fail(db, db_path, err);
   const infsim_calib_curve *c = &fit->curve;
@@ -90,6 +91,8 @@ static infsim_status store_fit(sqlite3 *db, const char *db_path, int64_t profile
   sqlite3_bind_double(q, 17, ho_median);
   sqlite3_bind_double(q, 18, ho_p95);
   sqlite3_bind_text(q, 19, now, -1, SQLITE_STATIC);
+  sqlite3_bind_double(q, 20, c->hinge2_at);
+  sqlite3_bind_double(q, 21, c->c_above2);
   int rc = sqlite3_step(q);
   sqlite3_finalize(q);
   return rc == SQLITE_DONE ? INFSIM_OK : sql_fail(db, db_path, err);
@@ -142,7 +145,7 @@ static infsim_status fit_group(sqlite3 *db, const char *db_path, int64_t profile
       ho[0] = fit.max_rel_err;
       n_ho = 1;
     }
-    if (st != INFSIM_OK) {
+    if (st != INFSIM_OK && err != NULL) {
       infsim_error inner = *err;
       st = infsim_fail(err, inner.status, "%s: profile %s, model %s, tp %lld: %s", db_path, profile, model,
                        (long long)tp, inner.msg);
@@ -158,7 +161,10 @@ static infsim_status fit_group(sqlite3 *db, const char *db_path, int64_t profile
     if (st == INFSIM_OK && report) {
       const infsim_calib_curve *c = &fit.curve;
       char hinge[64] = "-";
-      if (c->hinge_var >= 0) snprintf(hinge, sizeof hinge, "%s@%.4g", infsim_calib_var_name(c->hinge_var), c->hinge_at);
+      if (c->hinge_var >= 0 && c->hinge2_at > c->hinge_at)
+        snprintf(hinge, sizeof hinge, "%s@%.4g,%.4g", infsim_calib_var_name(c->hinge_var), c->hinge_at, c->hinge2_at);
+      else if (c->hinge_var >= 0)
+        snprintf(hinge, sizeof hinge, "%s@%.4g", infsim_calib_var_name(c->hinge_var), c->hinge_at);
       fprintf(report, "%-14s %-11s %3lld %-13s %6zu %-24s %8.2f%% %8.2f%% %8.2f%% %8.2f%%\n", profile, model,
               (long long)tp, info->name, n, hinge, 100 * fit.rms_rel_err, 100 * fit.max_rel_err, 100 * med,
               100 * p95);

@@ -76,7 +76,12 @@ double infsim_calib_curve_eval(const infsim_calib_curve *c, infsim_calib_kernel 
   for (int v = 0; v < INFSIM_CALIB_VARS; v++) {
     if (!(info->var_mask & (1u << v))) continue;
     if (v == c->hinge_var) {
-      t += c->c_var[v] * fmin(x[v], c->hinge_at) + c->c_above * fmax(x[v] - c->hinge_at, 0);
+      double above = fmax(x[v] - c->hinge_at, 0);
+      if (c->hinge2_at > c->hinge_at) {
+        t += c->c_above2 * fmax(x[v] - c->hinge2_at, 0);
+        above = fmin(above, c->hinge2_at - c->hinge_at);
+      }
+      t += c->c_var[v] * fmin(x[v], c->hinge_at) + c->c_above * above;
     } else {
       t += c->c_var[v] * x[v];
     }
@@ -166,7 +171,7 @@ infsim_status infsim_cost_curves_calibrated(const char *db_path, const char *pro
   }
   static const char sql[] =
       "SELECT f.kernel, f.c_const, f.c_tokens, f.c_pairs, f.c_requests, f.c_context_tokens, f.c_partials,"
-      " f.c_bytes, f.hinge_var, f.hinge_at, f.c_above FROM fit f JOIN profile p ON p.id = f.profile_id"
+      " f.c_bytes, f.hinge_var, f.hinge_at, f.c_above, f.hinge2_at, f.c_above2 FROM fit f JOIN profile p ON p.id = f.profile_id"
       " WHERE p.name = ?1 AND p.model = ?2 AND p.hidden = ?3 AND p.heads = ?4 AND p.kv_heads = ?5"
       " AND p.head_dim = ?6 AND p.intermediate = ?7 AND p.dtype_bytes = ?8 AND f.tp = ?9";
   if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK) {
@@ -207,7 +212,10 @@ infsim_status infsim_cost_curves_calibrated(const char *db_path, const char *pro
     bad |= hv != NULL && hv[0] != '\0' && c->hinge_var < 0;
     c->hinge_at = sqlite3_column_double(q, 9);
     c->c_above = sqlite3_column_double(q, 10);
+    c->hinge2_at = sqlite3_column_double(q, 11);
+    c->c_above2 = sqlite3_column_double(q, 12);
     bad |= !(c->c_above >= 0 && isfinite(c->c_above) && isfinite(c->hinge_at));
+    bad |= !(c->c_above2 >= 0 && isfinite(c->c_above2) && isfinite(c->hinge2_at));
     if (bad) {
       st = infsim_fail(err, INFSIM_EINPUT, "%s: fit: %s: kernel %s: coefficient negative or not finite", db_path,
                        profile, kname);

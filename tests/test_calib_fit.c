@@ -63,6 +63,42 @@ static void test_recovers_gemm_hinge(void **state) {
   gsl_rng_free(rng);
 }
 
+static void test_recovers_two_bends(void **state) {
+  (void)state;
+  gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+  gsl_rng_set(rng, 3);
+  enum { N = 48 };
+  double xs[N];
+  geometric(xs, N, 1, 65536);
+  infsim_calib_point pts[N] = {0};
+  /* Flat to 64 tokens, 10 ns/token to 2048, then 100 ns/token: three stretches. */
+  for (int i = 0; i < N; i++) {
+    double x = round(xs[i]);
+    pts[i].x[INFSIM_CALIB_TOKENS] = x;
+    pts[i].t_ns = (30000 + 10 * fmin(fmax(x - 64, 0), 2048 - 64) + 100 * fmax(x - 2048, 0)) *
+                  (1 + gsl_ran_gaussian(rng, 0.003));
+  }
+  infsim_calib_fit_result fit;
+  infsim_error err = {0};
+  assert_int_equal(infsim_calib_fit_points(INFSIM_CALIB_GEMM_DOWN, pts, N, &fit, &err), INFSIM_OK);
+  const infsim_calib_curve *c = &fit.curve;
+  assert_true(c->hinge2_at > c->hinge_at);
+  assert_true(fabs(c->hinge2_at - 2048) / 2048 < 0.25);
+  assert_true(fabs(c->c_above2 - 100) / 100 < 0.03);
+  assert_true(fit.max_rel_err < 0.03);
+  /* One bend could not do this: its error is several times the noise. */
+  double ho[N / 2 + 1];
+  size_t n_ho = 0;
+  assert_int_equal(infsim_calib_heldout(INFSIM_CALIB_GEMM_DOWN, pts, N, ho, &n_ho, &err), INFSIM_OK);
+  assert_true(infsim_calib_percentile(ho, n_ho, 95) < 0.03);
+  /* On one straight line plus noise, no second bend is bought. */
+  for (int i = 0; i < N; i++)
+    pts[i].t_ns = (5000 + 3 * pts[i].x[INFSIM_CALIB_TOKENS]) * (1 + gsl_ran_gaussian(rng, 0.003));
+  assert_int_equal(infsim_calib_fit_points(INFSIM_CALIB_GEMM_DOWN, pts, N, &fit, &err), INFSIM_OK);
+  assert_true(fit.curve.hinge2_at == 0);
+  gsl_rng_free(rng);
+}
+
 static void test_recovers_decode_two_vars(void **state) {
   (void)state;
   gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
@@ -200,7 +236,7 @@ static void test_profile_names(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_recovers_gemm_hinge),   cmocka_unit_test(test_recovers_decode_two_vars),
+      cmocka_unit_test(test_recovers_gemm_hinge),   cmocka_unit_test(test_recovers_two_bends),   cmocka_unit_test(test_recovers_decode_two_vars),
       cmocka_unit_test(test_straight_line_exact),   cmocka_unit_test(test_slopes_never_negative),
       cmocka_unit_test(test_no_work_is_zero),       cmocka_unit_test(test_bad_points),
       cmocka_unit_test(test_percentile_nearest_rank), cmocka_unit_test(test_profile_names),

@@ -204,11 +204,22 @@ static void test_same_seed_same_records(void **state) {
   const infsim_request_record *ra = infsim_sim_requests(a, &na);
   const infsim_request_record *rb = infsim_sim_requests(b, &nb);
   assert_int_equal(na, nb);
-  assert_memory_equal(ra, rb, na * sizeof *ra);
+  for (size_t i = 0; i < na; i++) {
+    assert_int_equal(ra[i].first_token_ns, rb[i].first_token_ns);
+    assert_int_equal(ra[i].finish_ns, rb[i].finish_ns);
+    assert_int_equal(ra[i].instance, rb[i].instance);
+    assert_int_equal(ra[i].preemptions, rb[i].preemptions);
+    assert_int_equal(ra[i].state, rb[i].state);
+  }
   const infsim_sample_row *sa = infsim_sim_samples(a, &na);
   const infsim_sample_row *sb = infsim_sim_samples(b, &nb);
   assert_int_equal(na, nb);
-  assert_memory_equal(sa, sb, na * sizeof *sa);
+  for (size_t i = 0; i < na; i++) {
+    assert_int_equal(sa[i].time_ns, sb[i].time_ns);
+    assert_int_equal(sa[i].running, sb[i].running);
+    assert_int_equal(sa[i].waiting, sb[i].waiting);
+    assert_int_equal(sa[i].kv_used_blocks, sb[i].kv_used_blocks);
+  }
   infsim_sim_free(a);
   infsim_sim_free(b);
   infsim_trace_free(&t);

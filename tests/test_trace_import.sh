@@ -34,6 +34,7 @@ az 'TIMESTAMP,ContextTokens' "$R1";                       expect_bad azure "$W/a
 az "$H" "$R1" '2023-11-16 18:17:0x.9799600,1,1';         expect_bad azure "$W/az.csv" "az.csv:3: TIMESTAMP: not a timestamp"
 az "$H" "$R1" '2023-11-16 18:17:04.1234567890,1,1';      expect_bad azure "$W/az.csv" "az.csv:3: TIMESTAMP: not a timestamp"
 az "$H" '2023-02-29 18:17:04.1,1,1';                     expect_bad azure "$W/az.csv" "az.csv:2: TIMESTAMP: date or time out of range"
+az "$H" '9999-12-31 23:59:59.0,1,1';                      expect_bad azure "$W/az.csv" "az.csv:2: TIMESTAMP: date or time out of range"
 az "$H" "$R1" '2023-11-16 24:00:00.0,1,1';               expect_bad azure "$W/az.csv" "az.csv:3: TIMESTAMP: date or time out of range"
 az "$H" "$R1" '2023-11-16 18:17:04.0,12a,1';             expect_bad azure "$W/az.csv" "az.csv:3: ContextTokens: not an integer: '12a'"
 az "$H" "$R1" '2023-11-16 18:17:04.0,12,-1';             expect_bad azure "$W/az.csv" "az.csv:3: GeneratedTokens: negative: '-1'"
@@ -160,7 +161,7 @@ n_all=$(($(wc -l <"$W/all.csv") - 1)); n_s3=$(($(wc -l <"$W/s3.csv") - 1))
 grep -q "$((n_all - n_s3)) sampled out" "$W/err" || fail "sampled-out count: $(cat "$W/err")"
 
 # bad options are bad input
-for bad in "--speedup 0" "--speedup x" "--sample 1.5" "--start-s 5 --end-s 5" "--max-prompt-tokens 0" "--bogus 1"; do
+for bad in "--speedup 1e-9" "--speedup 0" "--speedup x" "--sample 1.5" "--start-s 5 --end-s 5" "--max-prompt-tokens 0" "--bogus 1"; do
   "$INFSIM" trace import burstgpt "$FIX" -o "$W/out.csv" $bad 2>/dev/null
   [ $? -eq 2 ] || fail "option '$bad' not rejected with exit 2"
 done

@@ -20,6 +20,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <stddef.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,7 +105,8 @@ static bool take_digits(const char *s, size_t *i, int n, int64_t *out) {
   return true;
 }
 
-/* "YYYY-MM-DD HH:MM:SS[.f{1,9}]" (or a 'T' between date and time) to ns since the epoch. */
+/* "YYYY-MM-DD HH:MM:SS[.f{1,9}][Z|+HH:MM|-HH:MM]" (or a 'T' between date and
+ * time; no zone means UTC) to ns since the epoch. */
 static bool parse_azure_time(const char *s, int64_t *out_ns, const char **why) {
   size_t i = 0;
   int64_t y, mo, d, h, mi, sec;
@@ -127,15 +129,28 @@ static bool parse_azure_time(const char *s, int64_t *out_ns, const char **why) {
     if (n == 0) return false;
     for (; n < 9; n++) frac_ns *= 10;
   }
+  /* Optional zone suffix (the 2024 Azure traces write "+00:00"): Z or +-HH:MM. */
+  int64_t offset_s = 0;
+  if (s[i] == 'Z') {
+    i++;
+  } else if (s[i] == '+' || s[i] == '-') {
+    int64_t oh, om;
+    int sign = s[i++] == '-' ? -1 : 1;
+    if (!take_digits(s, &i, 2, &oh)) return false;
+    if (s[i] == ':') i++;
+    if (!take_digits(s, &i, 2, &om) || oh > 23 || om > 59) return false;
+    offset_s = sign * (oh * 3600 + om * 60);
+  }
   if (s[i] != '\0') return false;
   static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
   bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-  if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || (mo == 2 && d == 29 && !leap) || h > 23 || mi > 59 ||
+  /* Years 1900..2200 keep nanoseconds since 1970 well inside int64 (+-292 years). */
+  if (y < 1900 || y > 2200 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || (mo == 2 && d == 29 && !leap) || h > 23 || mi > 59 ||
       sec > 59) {
     *why = "date or time out of range";
     return false;
   }
-  int64_t s_total = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
+  int64_t s_total = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - offset_s;
   *out_ns = s_total * INT64_C(1000000000) + frac_ns;
   return true;
 }
@@ -251,26 +266,13 @@ static infsim_status parse_mooncake_row(importer *im, source_row *row, infsim_er
 
 /* ---- the driver ---- */
 
-/* Appends the decimal digits of v >= 0 at p; returns the new end. (fprintf
- * per hash id was a fifth of a Mooncake import's time.) */
-static char *put_count(char *p, int64_t v) {
-  char tmp[24];
-  int n = 0;
-  do {
-    tmp[n++] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v > 0);
-  while (n > 0) *p++ = tmp[--n];
-  return p;
-}
-
 static void write_row(FILE *out, int64_t arrival_ns, const source_row *row, bool hashes) {
   char buf[256];
-  char *p = buf + strlen(infsim_format_seconds(arrival_ns, buf));
+  char *p = buf + strlen(infsim_format_seconds(arrival_ns, buf)); /* fprintf per hash id was slow */
   *p++ = ',';
-  p = put_count(p, row->prompt_tokens);
+  p = infsim_put_count(p, row->prompt_tokens);
   *p++ = ',';
-  p = put_count(p, row->output_tokens);
+  p = infsim_put_count(p, row->output_tokens);
   if (hashes) {
     *p++ = ',';
     size_t k;
@@ -281,7 +283,7 @@ static void write_row(FILE *out, int64_t arrival_ns, const source_row *row, bool
         p = buf;
       }
       if (k > 0) *p++ = ' ';
-      p = put_count(p, (int64_t)json_integer_value(id));
+      p = infsim_put_count(p, (int64_t)json_integer_value(id));
     }
   }
   *p++ = '\n';
@@ -306,7 +308,7 @@ static infsim_status read_header(importer *im, infsim_error *err) {
   int rc;
   while ((rc = infsim_lines_next(&im->lr)) == 1 && infsim_line_blank(&im->lr)) {
   }
-  if (rc < 0) return infsim_fail(err, INFSIM_EIO, "%s: read error", im->lr.path);
+  if (rc < 0) return infsim_fail(err, INFSIM_EINPUT, "%s: cannot read: %s", im->lr.path, strerror(errno));
   if (rc == 0) return infsim_fail(err, INFSIM_EINPUT, "%s:1: header: the file is empty", im->lr.path);
   const char *why;
   if (!infsim_csv_split(im->lr.buf, im->lr.len, &im->fields, &why)) return row_fail(im, err, "header", why, NULL);
@@ -388,14 +390,22 @@ static infsim_status import_rows(importer *im, const infsim_import_options *o, F
       rep->capped_output++;
     }
     int64_t d_ns = rel_ns - o->window_start_ns;
-    int64_t arrival_ns = o->speedup == 1.0 ? d_ns : llround((double)d_ns / o->speedup);
+    double scaled_ns = (double)d_ns / o->speedup;
+    if (!(scaled_ns <= (double)(INFSIM_TRACE_MAX_ARRIVAL_S * INT64_C(1000000000)))) {
+      st = infsim_fail(err, INFSIM_EINPUT, "%s:%lld: arrival passes %lld s after --speedup %g", im->lr.path,
+                       (long long)im->lr.line_no, (long long)INFSIM_TRACE_MAX_ARRIVAL_S, o->speedup);
+      break;
+    }
+    /* Dividing by exactly 1 keeps every nanosecond of the source, even past 2^53. */
+    int64_t arrival_ns = o->speedup == 1.0 ? d_ns : llround(scaled_ns);
     write_row(out, arrival_ns, &row, im->fmt == INFSIM_IMPORT_MOONCAKE);
     rep->written++;
     rep->prompt_tokens_written += row.prompt_tokens;
     rep->output_tokens_written += row.output_tokens;
     rep->last_arrival_ns = arrival_ns;
   }
-  if (st == INFSIM_OK && rc < 0) st = infsim_fail(err, INFSIM_EIO, "%s: read error", im->lr.path);
+  if (st == INFSIM_OK && rc < 0)
+    st = infsim_fail(err, INFSIM_EINPUT, "%s: cannot read: %s", im->lr.path, strerror(errno));
   gsl_rng_free(rng);
   return st;
 }

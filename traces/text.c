@@ -174,6 +174,17 @@ bool infsim_parse_count(const char *text, size_t len, int64_t max, int64_t *out,
   return true;
 }
 
+char *infsim_put_count(char *p, int64_t v) {
+  char tmp[20];
+  int n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v > 0);
+  while (n > 0) *p++ = tmp[--n];
+  return p;
+}
+
 const char *infsim_quote_excerpt(const char *text, size_t len, char buf[64]) {
   size_t n = len > 40 ? 40 : len;
   memcpy(buf, text, n);

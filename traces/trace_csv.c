@@ -7,6 +7,7 @@
 ** time, and token counts are integers >= 1. Each failure names
 ** FILE:LINE: FIELD, the line being the file's physical line (header = 1).
 */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,7 +105,7 @@ infsim_status infsim_trace_read_csv(const char *path, infsim_trace *trace, infsi
     prev_ns = req.arrival_ns;
     prev_line = lr.line_no;
   }
-  if (st == INFSIM_OK && rc < 0) st = infsim_fail(err, INFSIM_EIO, "%s: read error", path);
+  if (st == INFSIM_OK && rc < 0) st = infsim_fail(err, INFSIM_EINPUT, "%s: cannot read: %s", path, strerror(errno));
   if (st == INFSIM_OK && !have_header) st = infsim_fail(err, INFSIM_EINPUT, "%s:1: header: the file is empty", path);
   if (st == INFSIM_OK && trace->count == 0)
     st = infsim_fail(err, INFSIM_EINPUT, "%s:%lld: no requests after the header", path, (long long)lr.line_no);
@@ -119,11 +120,16 @@ infsim_status infsim_trace_write_csv(const char *path, const infsim_trace *trace
   infsim_status st = infsim_atomic_open(&af, path, err);
   if (st != INFSIM_OK) return st;
   fputs("arrival_time_s,prompt_tokens,output_tokens\n", af.fp);
-  char t[32];
+  char line[96];
   for (size_t i = 0; i < trace->count; i++) {
     const infsim_trace_request *r = &trace->requests[i];
-    fprintf(af.fp, "%s,%lld,%lld\n", infsim_format_seconds(r->arrival_ns, t), (long long)r->prompt_tokens,
-            (long long)r->output_tokens);
+    char *p = line + strlen(infsim_format_seconds(r->arrival_ns, line));
+    *p++ = ',';
+    p = infsim_put_count(p, r->prompt_tokens);
+    *p++ = ',';
+    p = infsim_put_count(p, r->output_tokens);
+    *p++ = '\n';
+    fwrite(line, 1, (size_t)(p - line), af.fp);
   }
   return infsim_atomic_commit(&af, err);
 }

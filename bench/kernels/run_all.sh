@@ -34,11 +34,6 @@ status=0
 echo "== GPU checks"
 "$bin/kernels_gpu_check" 2>&1 | tee "$out/gpu_check.log"
 status=${PIPESTATUS[0]}
-if [ "$sanitize" = 1 ]; then
-  echo "== compute-sanitizer memcheck"
-  timeout 240 compute-sanitizer --tool memcheck --print-limit 10 "$bin/kernels_gpu_check" > "$out/memcheck.log" 2>&1
-  echo "memcheck exit $?"; grep -E "ERROR SUMMARY|PASSED|FAILED" "$out/memcheck.log" | tail -5
-fi
 if [ "$bench" = 1 ]; then
   echo "== bench_kernels"
   "$bin/bench_kernels" --out "$out/ours.csv" $quick 2> "$out/bench.log"
@@ -47,6 +42,11 @@ if [ "$bench" = 1 ]; then
   python3 bench/kernels/torch_ref.py --ours "$out/ours.csv" --out "$out/kernels.csv" --summary "$out/summary.md" \
     2> "$out/torch.log"
   echo "torch_ref exit $?"; tail -n 3 "$out/torch.log"
+fi
+if [ "$sanitize" = 1 ]; then
+  echo "== compute-sanitizer memcheck"
+  timeout 120 compute-sanitizer --tool memcheck --print-limit 10 "$bin/kernels_gpu_check" > "$out/memcheck.log" 2>&1
+  echo "memcheck exit $?"; grep -E "ERROR SUMMARY|PASSED|FAILED" "$out/memcheck.log" | tail -5
 fi
 echo "== GPU checks exit $status"
 grep -E "^\[  (PASSED|FAILED) \]|FAILED|PASSED" "$out/gpu_check.log" | tail -12

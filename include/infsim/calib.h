@@ -21,7 +21,10 @@
 **   t_ns = c_const + sum_v c_v * x_v                  (no hinge), or, with a
 **   hinge on variable h at x_h = K, the term c_h * x_h replaced by
 **   c_h * min(x_h, K) + c_above * max(x_h - K, 0).
-** Invariants: every slope (c_v, c_above) is >= 0, so a curve never
+** A second bend K2 > K on the same variable (GEMM tile waves, a kernel
+** switching algorithm) caps the middle stretch at K2 - K and adds
+** c_above2 * max(x_h - K2, 0); hinge2_at = 0 means no second bend.
+** Invariants: every slope (c_v, c_above, c_above2) is >= 0, so a curve never
 ** decreases in any aggregate; evaluation clamps at 0 and gives 0 when the
 ** kernel's work variable is 0 (no work, no launch).
 */
@@ -82,7 +85,9 @@ typedef struct {
   double c_var[INFSIM_CALIB_VARS]; /* slope per variable; below hinge_at for hinge_var */
   int hinge_var;                   /* -1: straight line */
   double hinge_at;
-  double c_above; /* slope of hinge_var above hinge_at */
+  double c_above; /* slope of hinge_var above hinge_at (up to hinge2_at) */
+  double hinge2_at; /* second bend, > hinge_at; 0: none */
+  double c_above2;  /* slope of hinge_var above hinge2_at */
 } infsim_calib_curve;
 
 /* t_ns of the curve for kernel k at x (clamped at 0; 0 when x[work_var] == 0). */
@@ -120,7 +125,8 @@ typedef struct {
 
 /* Fits the curve of kernel k to n points (n >= 2) by least squares weighted
  * by 1/t^2 (relative error), trying every measured value of the kernel's
- * hinge variable as the bend and keeping the best, with slopes kept >= 0.
+ * hinge variable as the bend and keeping the best, with slopes kept >= 0;
+ * a second bend is kept only where it halves the squared error.
  * INFSIM_EINPUT when the points cannot determine a curve. */
 infsim_status infsim_calib_fit_points(infsim_calib_kernel k, const infsim_calib_point *pts, size_t n,
                                       infsim_calib_fit_result *out, infsim_error *err);

@@ -1,0 +1,74 @@
+/*
+** test_metrics.c: nearest-rank percentiles and DESIGN.md's definitions on
+** hand-made records.
+*/
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "infsim/metrics.h"
+
+static void test_nearest_rank(void **state) {
+  (void)state;
+  double v[100];
+  for (int i = 0; i < 100; i++) v[i] = 100 - i; /* unsorted */
+  infsim_stat st;
+  infsim_stat_compute(v, 100, &st);
+  assert_int_equal(st.count, 100);
+  assert_true(st.p50 == 50 && st.p90 == 90 && st.p99 == 99 && st.mean == 50.5);
+  double three[] = {3, 1, 2};
+  infsim_stat_compute(three, 3, &st); /* ranks ceil(1.5)=2, ceil(2.7)=3, ceil(2.97)=3 */
+  assert_true(st.p50 == 2 && st.p90 == 3 && st.p99 == 3);
+  infsim_stat_compute(NULL, 0, &st);
+  assert_true(st.count == 0 && st.mean == 0 && st.p50 == 0 && st.p99 == 0);
+}
+
+static infsim_request_record done(int64_t arrival_s, int64_t first_s, int64_t finish_s, int64_t out) {
+  return (infsim_request_record){arrival_s * 1000000000, 10, out, first_s * 1000000000, finish_s * 1000000000,
+                                 0, 0, 1, INFSIM_REQ_FINISHED, 0};
+}
+
+static void test_summary_definitions(void **state) {
+  (void)state;
+  infsim_request_record rec[5] = {
+      done(0, 1, 11, 11),  /* warm-up: counted in throughput, not in statistics */
+      done(10, 11, 21, 6), /* TTFT 1, TPOT 2 */
+      done(12, 16, 16, 1), /* TTFT 4, one token: no TPOT */
+      done(14, 15, 35, 5), /* TTFT 1, TPOT 5: misses TPOT SLO */
+      {13000000000, 10, 10, -1, -1, 0, 0, 1, INFSIM_REQ_REJECTED, 1},
+  };
+  infsim_sim_params p;
+  memset(&p, 0, sizeof p);
+  p.warmup_ns = 5000000000;
+  p.slo_ttft_s = 4.0;
+  p.slo_tpot_s = 3.0;
+  infsim_run_counters c = {.end_ns = 35000000000, .waiting_integral_ns = 70e9};
+  infsim_summary s;
+  assert_int_equal(infsim_summary_compute(&p, rec, 5, &c, &s, NULL), INFSIM_OK);
+  assert_int_equal(s.arrived, 5);
+  assert_int_equal(s.completed, 4);
+  assert_int_equal(s.rejected, 1);
+  assert_true(s.span_s == 35.0);                     /* last finish 35 - first arrival 0 */
+  assert_true(s.throughput_tok_s == 23.0 / 35.0);    /* 11 + 6 + 1 + 5 tokens */
+  assert_true(s.requests_per_s == 4.0 / 35.0);
+  assert_int_equal(s.ttft_s.count, 3);
+  assert_true(s.ttft_s.mean == 2.0 && s.ttft_s.p50 == 1.0 && s.ttft_s.p99 == 4.0);
+  assert_int_equal(s.tpot_s.count, 2);
+  assert_true(s.tpot_s.mean == 3.5 && s.tpot_s.p50 == 2.0 && s.tpot_s.p90 == 5.0);
+  assert_true(s.e2e_s.mean == (11.0 + 4.0 + 21.0) / 3.0);
+  assert_true(s.slo_attainment == 2.0 / 3.0);
+  assert_true(s.goodput_req_s == 2.0 / 35.0);
+  assert_true(s.mean_waiting_requests == 2.0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_nearest_rank),
+      cmocka_unit_test(test_summary_definitions),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

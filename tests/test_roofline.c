@@ -1,0 +1,115 @@
+/*
+** test_roofline.c: roofline numbers against hand computation from the
+** datasheets (A100-80GB SXM: 312 TFLOP/s dense bf16, 2,039 GB/s HBM) and
+** LLaMA2-7B's shape, the iteration composition with tensor parallelism, and
+** the closed-form decode sum against step-by-step summation.
+*/
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "infsim/costmodel.h"
+
+static const infsim_roofline_eff k_eff = {0.7, 0.5, 0.8, 2500};
+
+static infsim_cost_model model_on(const char *model, const char *gpu, int64_t tp) {
+  infsim_cost_model cm = {0};
+  assert_true(infsim_model_builtin(model, &cm.model));
+  infsim_gpu_spec spec;
+  assert_true(infsim_gpu_builtin(gpu, &spec));
+  assert_int_equal(infsim_cost_curves_roofline(&cm.model, &spec, tp, &k_eff, &cm.curves, NULL), INFSIM_OK);
+  cm.layout = (infsim_instance_layout){.tp = tp, .pp = 1, .tp_link_bytes_per_s = 300e9, .link_latency_ns = 5000,
+                                       .iteration_overhead_ns = 500000};
+  return cm;
+}
+
+static void assert_close(double got, double want, double rel) {
+  if (fabs(got - want) > rel * fabs(want)) fail_msg("got %.3f, want %.3f", got, want);
+}
+
+static void test_gemm_and_attention_by_hand(void **state) {
+  (void)state;
+  infsim_cost_model cm = model_on("llama2-7b", "a100-80gb", 1);
+  const infsim_cost_curves *c = &cm.curves;
+  /* One layer's GEMM parameters: 4096 x (3 x 4096) QKV + 4096^2 O + 3 x 4096 x 11008 MLP = 202,375,168. */
+  double hbm = 2039e9 * 0.8;
+  /* 1 token: weight-bound. 404,750,336 weight bytes + 4 x 4096 x 2 activation bytes. */
+  assert_close(c->gemm_layer_ns(c->self, 1), (404750336.0 + 32768.0) / hbm * 1e9 + 2500.0, 1e-9);
+  /* 8,192 tokens: compute-bound, 2 x 8192 x 202,375,168 FLOPs at 70% of 312 TFLOP/s. */
+  assert_close(c->gemm_layer_ns(c->self, 8192), 2.0 * 8192 * 202375168.0 / (312e12 * 0.7) * 1e9 + 2500.0, 1e-9);
+  /* Decode: 64 requests, 64,000 context tokens: K and V of 32 heads x 128 x 2 bytes each. */
+  double kv_bytes = 64000.0 * 2 * 32 * 128 * 2 + 64.0 * 2 * 32 * 128 * 2;
+  assert_close(c->decode_attn_layer_ns(c->self, 64, 64000), kv_bytes / hbm * 1e9 + 2500.0, 1e-9);
+  /* Prefill of 4,096 tokens: 4096 x 4097 / 2 pairs, 4 FLOPs per pair per dim per head, 50% of peak. */
+  double pairs = 4096.0 * 4097.0 / 2.0;
+  assert_close(c->prefill_attn_layer_ns(c->self, 4096, (int64_t)pairs),
+               4.0 * pairs * 128 * 32 / (312e12 * 0.5) * 1e9 + 2500.0, 1e-9);
+  assert_true(c->gemm_layer_ns(c->self, 0) == 0.0 && c->decode_attn_layer_ns(c->self, 0, 0) == 0.0);
+  infsim_cost_model_destroy(&cm);
+}
+
+/* With tp = 2 each GEMM and head set halves, and a ring all-reduce of
+ * tokens x hidden x 2 bytes runs twice a layer: 2 (tp-1)/tp x bytes / link
+ * + 2 (tp-1) x latency. */
+static void test_tensor_parallel_iteration(void **state) {
+  (void)state;
+  infsim_cost_model cm = model_on("llama2-7b", "a100-80gb", 2);
+  const infsim_cost_curves *c = &cm.curves;
+  assert_close(c->gemm_layer_ns(c->self, 1), (404750336.0 / 2 + 32768.0) / (2039e9 * 0.8) * 1e9 + 2500.0, 1e-9);
+  infsim_batch_agg agg = {.decode_requests = 100, .decode_context_tokens = 100000, .logits_tokens = 100};
+  double allreduce = 1.0 * 100 * 4096 * 2 / 300e9 * 1e9 + 2.0 * 5000;
+  double layer = c->gemm_layer_ns(c->self, 100) + c->decode_attn_layer_ns(c->self, 100, 100000) + 2 * allreduce;
+  double lm_head = c->gemm_layer_ns(c->self, 100) * (32000.0 * 4096 / 202375168.0);
+  double want = 500000 + 32 * layer + lm_head;
+  assert_true(fabs((double)infsim_cost_iteration_ns(&cm, &agg) - want) <= 0.5); /* rounded to the ns */
+  infsim_cost_model_destroy(&cm);
+}
+
+/* The closed form sums the same values as a loop, also across the point
+ * where a GQA model's decode turns from memory- to compute-bound. */
+static void test_decode_run_closed_form_equals_loop(void **state) {
+  (void)state;
+  const char *models[] = {"llama2-7b", "llama2-70b"};
+  for (int m = 0; m < 2; m++) {
+    infsim_cost_model cm = model_on(models[m], "h100-sxm", 1);
+    infsim_cost_curves *c = &cm.curves;
+    infsim_roofline_eff slow = {0.7, 0.01, 0.8, 2500}; /* makes 70B's attention compute-bound at long context */
+    infsim_cost_curves slow_curves;
+    assert_int_equal(infsim_cost_curves_roofline(&cm.model, &(infsim_gpu_spec){"x", 989e12, 3350e9, 80000000000, 1, 1},
+                                                 1, &slow, &slow_curves, NULL),
+                     INFSIM_OK);
+    const infsim_cost_curves *both[] = {c, &slow_curves};
+    for (int k = 0; k < 2; k++) {
+      const infsim_cost_curves *cv = both[k];
+      for (int64_t n = 1; n <= 4096; n *= 8) {
+        int64_t first = n * 17, steps = 3000;
+        double loop = 0.0;
+        for (int64_t j = 0; j < steps; j++) loop += cv->decode_attn_layer_ns(cv->self, n, first + j * n);
+        assert_close(cv->decode_attn_sum_layer_ns(cv->self, n, first, n, steps), loop, 1e-9);
+      }
+    }
+    infsim_decode_run run;
+    infsim_cost_decode_run_init(&cm, 32, &run);
+    int64_t prev = 0;
+    for (int64_t k = 1; k < 500; k++) {
+      int64_t t = infsim_cost_decode_run_ns(&cm, &run, 32 * 100, k);
+      assert_true(t >= prev + 1);
+      prev = t;
+    }
+    slow_curves.destroy(slow_curves.self);
+    infsim_cost_model_destroy(&cm);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_gemm_and_attention_by_hand),
+      cmocka_unit_test(test_tensor_parallel_iteration),
+      cmocka_unit_test(test_decode_run_closed_form_equals_loop),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# infsim run as a user drives it: bad input exits 2 with file:line and writes
+# nothing; the same seed gives the same bytes; summary.json agrees with an
+# independent recomputation from requests.csv; results.db holds the same rows.
+set -u
+INFSIM=${INFSIM:?INFSIM must name the built CLI}
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+cat >"$W/c.yaml" <<'YAML'
+model: llama2-7b
+gpu: a100-80gb
+cluster:
+  instances: 2
+scheduler:
+  max_batch_size: 32
+slo:
+  ttft_s: 0.5
+  tpot_s: 0.05
+seed: 4
+YAML
+python3 - "$W/t.csv" <<'PY'
+import random, sys
+r = random.Random(3); t = 0.0
+with open(sys.argv[1], 'w') as f:
+    f.write('arrival_time_s,prompt_tokens,output_tokens,extra\n')
+    for i in range(300):
+        t += r.expovariate(8.0)
+        f.write(f'{t:.6f},{r.randint(1, 3000)},{r.randint(1, 400)},x{i}\n')
+PY
+
+# expect_bad NAME PATTERN ARGS...: exit 2, stderr matches PATTERN, no output dir.
+expect_bad() {
+  local name=$1 pattern=$2
+  shift 2
+  rm -rf "$W/bad"
+  "$INFSIM" run "$@" --out "$W/bad" >/dev/null 2>"$W/err"
+  local rc=$?
+  [ $rc -eq 2 ] || fail "$name: exit $rc, want 2 ($(cat "$W/err"))"
+  grep -Eq -e "$pattern" "$W/err" || fail "$name: message '$(cat "$W/err")' does not match '$pattern'"
+  [ "$(wc -l <"$W/err")" -eq 1 ] || fail "$name: message is not one line"
+  [ ! -e "$W/bad" ] || fail "$name: wrote $W/bad"
+}
+
+"$INFSIM" run --help | grep -q -- '--set key=value' || fail "--help does not document --set"
+expect_bad "missing config" "nope.yaml" "$W/nope.yaml" --trace "$W/t.csv"
+printf 'model: llama2-7b\ncluster:\n  instances: [1\n' >"$W/syntax.yaml"
+expect_bad "yaml syntax" "syntax.yaml:[0-9]+" "$W/syntax.yaml" --trace "$W/t.csv"
+printf 'model: llama2-7b\nscheduler:\n  max_batch_sise: 4\n' >"$W/unknown.yaml"
+expect_bad "unknown key" "unknown.yaml:3: unknown key 'scheduler.max_batch_sise'" "$W/unknown.yaml" --trace "$W/t.csv"
+printf 'cluster:\n  instances: many\n' >"$W/value.yaml"
+expect_bad "bad value" "value.yaml:2: cluster.instances" "$W/value.yaml" --trace "$W/t.csv"
+printf 'policy:\n  name: vllm-triple\n' >"$W/enum.yaml"
+expect_bad "bad policy" "enum.yaml:2: policy.name" "$W/enum.yaml" --trace "$W/t.csv"
+expect_bad "bad --set" "--set: scheduler.block_tokens" "$W/c.yaml" --trace "$W/t.csv" --set scheduler.block_tokens=0
+expect_bad "unknown --set key" "unknown key 'scheduler.nothing'" "$W/c.yaml" --trace "$W/t.csv" --set scheduler.nothing=1
+expect_bad "70B on one GPU" "weights" "$W/c.yaml" --trace "$W/t.csv" --set model=llama2-70b
+printf 'arrival_time_s,prompt_tokens,output_tokens\n1.0,10,10\n0.5,10,10\n' >"$W/back.csv"
+expect_bad "arrivals go back" "back.csv:3" "$W/c.yaml" --trace "$W/back.csv"
+printf 'arrival_time_s,prompt_tokens\n1.0,10\n' >"$W/cols.csv"
+expect_bad "missing column" "cols.csv:1.*output_tokens" "$W/c.yaml" --trace "$W/cols.csv"
+printf 'arrival_time_s,prompt_tokens,output_tokens\n1.0,10,0\n' >"$W/zero.csv"
+expect_bad "zero output tokens" "zero.csv:2.*output_tokens" "$W/c.yaml" --trace "$W/zero.csv"
+printf 'workload:\n  trace: missing.csv\n' >"$W/wt.yaml"
+expect_bad "workload.trace missing" "missing.csv" "$W/wt.yaml"
+
+# Determinism: the same seed gives the same bytes (summary.json minus wall_s).
+"$INFSIM" run "$W/c.yaml" --trace "$W/t.csv" --out "$W/a" --quiet || fail "run a failed"
+"$INFSIM" run "$W/c.yaml" --trace "$W/t.csv" --out "$W/b" --quiet || fail "run b failed"
+for f in requests.csv timeseries.csv; do cmp -s "$W/a/$f" "$W/b/$f" || fail "$f differs between identical runs"; done
+jq -S 'del(.wall_s)' "$W/a/summary.json" >"$W/a.json"
+jq -S 'del(.wall_s)' "$W/b/summary.json" >"$W/b.json"
+cmp -s "$W/a.json" "$W/b.json" || fail "summary.json differs between identical runs"
+ls "$W/a" | grep -q tmp && fail "temporary files left in the output directory"
+
+# summary.json against requests.csv, recomputed independently (nearest-rank
+# percentiles, TPOT over requests with >= 2 output tokens, SLO on both bounds).
+python3 - "$W/a" <<'PY' || fail "summary.json disagrees with requests.csv"
+import csv, json, math, sys
+d = sys.argv[1]
+s = json.load(open(f'{d}/summary.json'))
+rows = list(csv.DictReader(open(f'{d}/requests.csv')))
+done = [r for r in rows if r['status'] == 'completed']
+def nearest_rank(v, p):
+    v = sorted(v)
+    return v[max(1, math.ceil(p / 100 * len(v))) - 1] if v else 0.0
+def close(a, b): return abs(a - b) <= 1e-6 * max(1.0, abs(b))
+ok = True
+ttft = [float(r['ttft_s']) for r in done]
+e2e = [float(r['e2e_s']) for r in done]
+tpot = [(float(r['e2e_s']) - float(r['ttft_s'])) / (int(r['output_tokens']) - 1) for r in done if int(r['output_tokens']) >= 2]
+for name, v in (('ttft_s', ttft), ('e2e_s', e2e), ('tpot_s', tpot)):
+    st = s[name]
+    ok &= st['count'] == len(v)
+    ok &= close(st['mean'], sum(v) / len(v))
+    for p in (50, 90, 99):
+        ok &= close(st[f'p{p}'], nearest_rank(v, p))
+span = max(float(r['finish_s']) for r in done) - min(float(r['arrival_s']) for r in rows)
+ok &= close(s['throughput_tok_s'], sum(int(r['output_tokens']) for r in done) / span)
+ok &= close(s['requests_per_s'], len(done) / span)
+slo = s['config']['slo']
+meets = sum(1 for r in done if float(r['ttft_s']) <= slo['ttft_s'] and
+            (int(r['output_tokens']) < 2 or (float(r['e2e_s']) - float(r['ttft_s'])) / (int(r['output_tokens']) - 1) <= slo['tpot_s']))
+ok &= close(s['slo_attainment'], meets / len(done))
+ok &= close(s['goodput_req_s'], meets / span)
+ok &= s['completed'] == len(done) and s['arrived'] == len(rows)
+sys.exit(0 if ok else 1)
+PY
+
+# results.db holds the same tables.
+if command -v sqlite3 >/dev/null; then
+  [ "$(sqlite3 "$W/a/results.db" 'PRAGMA user_version')" = 1 ] || fail "results.db user_version"
+  [ "$(sqlite3 "$W/a/results.db" 'SELECT count(*) FROM requests')" -eq 300 ] || fail "results.db requests rows"
+  [ "$(sqlite3 "$W/a/results.db" 'SELECT count(*) FROM timeseries')" -eq $(($(wc -l <"$W/a/timeseries.csv") - 1)) ] ||
+    fail "results.db timeseries rows"
+  [ "$(sqlite3 "$W/a/results.db" "SELECT value FROM summary WHERE key='completed'")" = "$(jq .completed "$W/a/summary.json")" ] ||
+    fail "results.db summary"
+  sqlite3 "$W/a/results.db" "INSERT INTO requests(id, arrival_s, prompt_tokens, output_tokens, status, reason, instance, preemptions, instances_touched) VALUES (999, 'x', 1, 1, 'a', '', 0, 0, 0)" 2>/dev/null &&
+    fail "results.db tables are not STRICT"
+fi
+
+# Warm-up: statistics cover requests arriving at or after metrics.warmup_s.
+"$INFSIM" run "$W/c.yaml" --trace "$W/t.csv" --out "$W/w" --quiet --set metrics.warmup_s=10 || fail "warm-up run failed"
+want=$(awk -F, 'NR > 1 && $2 >= 10 && $5 == "completed"' "$W/w/requests.csv" | wc -l)
+[ "$(jq .e2e_s.count "$W/w/summary.json")" -eq "$want" ] || fail "warm-up: e2e count != requests arriving after 10 s"
+
+# The generator: no trace given, the workload keys drive it; the seed matters.
+printf 'cluster:\n  instances: 2\nworkload:\n  requests: 200\n  rate_rps: 5\n' >"$W/gen.yaml"
+"$INFSIM" run "$W/gen.yaml" --out "$W/g1" --seed 1 --quiet || fail "generated run failed"
+"$INFSIM" run "$W/gen.yaml" --out "$W/g2" --seed 1 --quiet || fail "generated run failed"
+"$INFSIM" run "$W/gen.yaml" --out "$W/g3" --seed 2 --quiet || fail "generated run failed"
+[ "$(jq .arrived "$W/g1/summary.json")" -eq 200 ] || fail "generated run: arrived != workload.requests"
+cmp -s "$W/g1/requests.csv" "$W/g2/requests.csv" || fail "generated run: same seed, different requests"
+cmp -s "$W/g1/requests.csv" "$W/g3/requests.csv" && fail "generated run: seeds 1 and 2 gave the same requests"
+[ "$(jq -r .config.workload.rate_rps "$W/g1/summary.json")" = 5 ] || fail "resolved config lacks workload.rate_rps"
+
+echo "$((failures == 0 ? 1 : 0)) passed, $failures failed"
+[ "$failures" -eq 0 ]
