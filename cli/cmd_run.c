@@ -44,7 +44,7 @@ static void print_table(const infsim_sim *s, const infsim_summary *sum, const in
                         const char *out_dir) {
   const infsim_run_counters *c = infsim_sim_counters(s);
   printf("%-16s %s on %lld x %s (%s, policy %s)\n", "cluster", p->model.name, (long long)p->instances, p->gpu_profile,
-         infsim_sim_cost_model_name(s), p->policy == INFSIM_POLICY_VLLM_SINGLE ? "vllm-single" : "vllm-multi");
+         infsim_sim_cost_model_name(s), p->policy->name);
   printf("%-16s %lld arrived, %lld completed, %lld rejected, %lld preemptions\n", "requests", (long long)sum->arrived,
          (long long)sum->completed, (long long)sum->rejected, (long long)c->preemptions);
   printf("%-16s %.1f output tok/s, %.3f req/s over %.1f s\n", "throughput", sum->throughput_tok_s,

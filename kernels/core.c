@@ -220,6 +220,8 @@ infsim_status infsim_kernels_prefill(infsim_kernels *k, const infsim_prefill_arg
                    a->block_table_stride, a->block_tokens, (long long)total);
   if (!a->q || !a->k_new || !a->v_new || !a->k_pool || !a->v_pool || !a->block_table || !a->out)
     return ik_fail(err, INFSIM_EINPUT, "kernels: prefill: NULL buffer");
+  if (a->q_tile_rows != 0 && a->q_tile_rows != 64 && a->q_tile_rows != 128)
+    return ik_fail(err, INFSIM_EINPUT, "kernels: prefill: q_tile_rows %d must be 0, 64 or 128", a->q_tile_rows);
   return k->ops->prefill(k->self, a, err);
 }
 

@@ -8,11 +8,12 @@
 ** and new) from the pool, so chunked prefill over a cached prefix is the
 ** same code path.
 **
-** Attention: one CTA per (64-query tile, query head, request), 4 warps of
-** 16 query rows; 64-key K/V tiles double-buffered in shared memory with
-** cp.async (each 16-key quarter found through the block table); S = Q K^T
-** and O += P V on m16n8k16 tensor-core tiles with fp32 accumulators; online
-** softmax in base 2. Query tiles run heaviest first (causal imbalance).
+** Attention: one CTA per (query tile, query head, request), 4 warps; a
+** warp owns 16 or 32 query rows (one or two m16 tiles: see Tile below);
+** K/V tiles double-buffered in shared memory with cp.async (each 16-key
+** run found through the block table); S = Q K^T and O += P V on m16n8k16
+** tensor-core tiles with fp32 accumulators; online softmax in base 2.
+** Query tiles run heaviest first (causal imbalance).
 ** Output normalized, in fp32 or the input dtype; LSE in natural log.
 */
 #include "cuda_common.cuh"
@@ -23,10 +24,6 @@ namespace {
 constexpr int D = 128;
 constexpr int WARPS = 4;
 constexpr int THREADS = WARPS * 32;
-constexpr int QT = 64; /* queries per CTA */
-constexpr int KT = 64; /* keys per tile */
-constexpr int KV_TILE_ELEMS = KT * D;
-constexpr int SMEM_BYTES = 2 * 2 * KV_TILE_ELEMS * 2 + QT * D * 2;
 constexpr float LOG2E = 1.4426950408889634f;
 constexpr float LN2 = 0.6931471805599453f;
 
@@ -59,11 +56,26 @@ __global__ void append_kv_kernel(PrefillParams p, int64_t chunks) {
   }
 }
 
-template <bool BF16>
+/* MT: 16-row m-tiles per warp (1: 64 queries per CTA, Q fragments kept in
+ * registers; 2: 128 queries per CTA, every K/V fragment read from shared
+ * memory feeds two MMAs, halving shared-memory traffic per FLOP, with Q
+ * re-read from shared memory to stay within 255 registers). KT: keys per
+ * shared-memory tile. */
+template <bool BF16, int MT, int KT>
+struct Tile {
+  static constexpr int QT = WARPS * 16 * MT;
+  static constexpr int KV_ELEMS = KT * D;
+  static constexpr int SMEM = 2 * 2 * KV_ELEMS * 2 + QT * D * 2;
+  static constexpr bool Q_IN_REGS = MT == 1;
+};
+
+template <bool BF16, int MT, int KT>
 __global__ void __launch_bounds__(THREADS, 2) prefill_kernel(PrefillParams p) {
+  using T = Tile<BF16, MT, KT>;
+  constexpr int QT = T::QT, NT = KT / 8, KG = KT / 16;
   extern __shared__ __align__(128) unsigned char smem_raw[];
   uint16_t *kv = (uint16_t *)smem_raw; /* [2 stages][K, V][KT][D] */
-  uint16_t *qs = kv + 2 * 2 * KV_TILE_ELEMS;
+  uint16_t *qs = kv + 2 * 2 * T::KV_ELEMS;
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int qt = gridDim.x - 1 - blockIdx.x;
@@ -84,8 +96,8 @@ __global__ void __launch_bounds__(THREADS, 2) prefill_kernel(PrefillParams p) {
   }
 
   auto issue = [&](int kt) {
-    uint16_t *ks = kv + (kt % 2) * 2 * KV_TILE_ELEMS;
-    uint16_t *vs = ks + KV_TILE_ELEMS;
+    uint16_t *ks = kv + (kt % 2) * 2 * T::KV_ELEMS;
+    uint16_t *vs = ks + T::KV_ELEMS;
 #pragma unroll
     for (int i = 0; i < KT * D / 8 / THREADS; i++) {
       int c = threadIdx.x + THREADS * i;
@@ -104,18 +116,27 @@ __global__ void __launch_bounds__(THREADS, 2) prefill_kernel(PrefillParams p) {
   };
   issue(0);
   __syncthreads();
-  uint32_t qf[8][4];
+  const int wrow = warp * 16 * MT; /* first row of this warp in the CTA tile */
+  uint32_t qf[T::Q_IN_REGS ? 8 : 1][4];
+  if (T::Q_IN_REGS) {
 #pragma unroll
-  for (int kk = 0; kk < 8; kk++) ldmatrix_x4(qf[kk], qs + swz(warp * 16 + lane % 16, kk * 2 + lane / 16));
+    for (int kk = 0; kk < 8; kk++) ldmatrix_x4(qf[T::Q_IN_REGS ? kk : 0], qs + swz(wrow + lane % 16, kk * 2 + lane / 16));
+  }
 
-  float o[16][4];
+  float o[MT][16][4];
+  float m[MT][2], l[MT][2];
+  int pos[MT][2]; /* last key each of this thread's rows may see */
 #pragma unroll
-  for (int i = 0; i < 16; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
-  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
-  /* This thread's two rows (lane / 4 and + 8 of the warp): last key each may see. */
-  const int pos0 = min(p.past + qbase + warp * 16 + lane / 4, total - 1);
-  const int pos1 = min(pos0 + 8, total - 1);
-  const int warp_min_pos = p.past + qbase + warp * 16;
+  for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+    for (int i = 0; i < 16; i++) o[mt][i][0] = o[mt][i][1] = o[mt][i][2] = o[mt][i][3] = 0.f;
+    m[mt][0] = m[mt][1] = -INFINITY;
+    l[mt][0] = l[mt][1] = 0.f;
+    pos[mt][0] = min(p.past + qbase + wrow + mt * 16 + lane / 4, total - 1);
+    pos[mt][1] = min(p.past + qbase + wrow + mt * 16 + lane / 4 + 8, total - 1);
+  }
+  const int warp_first = min(p.past + qbase + wrow, total - 1);
+  const int warp_last = min(p.past + qbase + wrow + 16 * MT - 1, total - 1);
 
   for (int kt = 0; kt < n_kt; kt++) {
     if (kt + 1 < n_kt) {
@@ -125,116 +146,151 @@ __global__ void __launch_bounds__(THREADS, 2) prefill_kernel(PrefillParams p) {
       cp_async_wait<0>();
     }
     __syncthreads();
-    const uint16_t *ks = kv + (kt % 2) * 2 * KV_TILE_ELEMS;
-    const uint16_t *vs = ks + KV_TILE_ELEMS;
-    if (kt * KT <= min(warp_min_pos + 15, total - 1)) { /* some key of the tile is visible to this warp */
-      float s[8][4];
+    const uint16_t *ks = kv + (kt % 2) * 2 * T::KV_ELEMS;
+    const uint16_t *vs = ks + T::KV_ELEMS;
+    if (kt * KT <= warp_last) { /* some key of the tile is visible to this warp */
+      float s[MT][NT][4];
 #pragma unroll
-      for (int nt = 0; nt < 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+      for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.f;
 #pragma unroll
       for (int kk = 0; kk < 8; kk++) {
+        uint32_t qa[MT][4];
 #pragma unroll
-        for (int kg = 0; kg < 4; kg++) {
+        for (int mt = 0; mt < MT; mt++) {
+          if (T::Q_IN_REGS) {
+#pragma unroll
+            for (int x = 0; x < 4; x++) qa[mt][x] = qf[T::Q_IN_REGS ? kk : 0][x];
+          } else {
+            ldmatrix_x4(qa[mt], qs + swz(wrow + mt * 16 + lane % 16, kk * 2 + lane / 16));
+          }
+        }
+#pragma unroll
+        for (int kg = 0; kg < KG; kg++) {
           uint32_t b[4];
           ldmatrix_x4(b, ks + swz(kg * 16 + (lane % 8) + (lane / 16) * 8, kk * 2 + (lane / 8) % 2));
-          mma16816<BF16>(s[2 * kg], qf[kk], b[0], b[1]);
-          mma16816<BF16>(s[2 * kg + 1], qf[kk], b[2], b[3]);
+#pragma unroll
+          for (int mt = 0; mt < MT; mt++) {
+            mma16816<BF16>(s[mt][2 * kg], qa[mt], b[0], b[1]);
+            mma16816<BF16>(s[mt][2 * kg + 1], qa[mt], b[2], b[3]);
+          }
         }
       }
-      const bool need_mask = kt * KT + KT - 1 > warp_min_pos;
-      float mx0 = -INFINITY, mx1 = -INFINITY;
+      const bool need_mask = kt * KT + KT - 1 > warp_first;
+      uint32_t pf[MT][KG][4];
 #pragma unroll
-      for (int nt = 0; nt < 8; nt++) {
+      for (int mt = 0; mt < MT; mt++) {
+        float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
-        for (int e = 0; e < 2; e++) {
-          int key = kt * KT + nt * 8 + 2 * (lane % 4) + e;
-          s[nt][e] = (!need_mask || key <= pos0) ? s[nt][e] * p.scale_log2 : -INFINITY;
-          s[nt][e + 2] = (!need_mask || key <= pos1) ? s[nt][e + 2] * p.scale_log2 : -INFINITY;
-          mx0 = fmaxf(mx0, s[nt][e]);
-          mx1 = fmaxf(mx1, s[nt][e + 2]);
+        for (int nt = 0; nt < NT; nt++) {
+#pragma unroll
+          for (int e = 0; e < 2; e++) {
+            int key = kt * KT + nt * 8 + 2 * (lane % 4) + e;
+            s[mt][nt][e] = (!need_mask || key <= pos[mt][0]) ? s[mt][nt][e] * p.scale_log2 : -INFINITY;
+            s[mt][nt][e + 2] = (!need_mask || key <= pos[mt][1]) ? s[mt][nt][e + 2] * p.scale_log2 : -INFINITY;
+            mx0 = fmaxf(mx0, s[mt][nt][e]);
+            mx1 = fmaxf(mx1, s[mt][nt][e + 2]);
+          }
+        }
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        /* Key 0 is visible to every row, so after tile 0 each m is finite and
+         * a fully masked row in a later tile keeps its m (exp2(-inf) = 0). */
+        const float mn0 = fmaxf(m[mt][0], mx0), mn1 = fmaxf(m[mt][1], mx1);
+        const float a0 = exp2f(m[mt][0] - mn0), a1 = exp2f(m[mt][1] - mn1);
+        m[mt][0] = mn0;
+        m[mt][1] = mn1;
+        float ps0 = 0.f, ps1 = 0.f;
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+#pragma unroll
+          for (int e = 0; e < 2; e++) {
+            s[mt][nt][e] = exp2f(s[mt][nt][e] - mn0);
+            s[mt][nt][e + 2] = exp2f(s[mt][nt][e + 2] - mn1);
+            ps0 += s[mt][nt][e];
+            ps1 += s[mt][nt][e + 2];
+          }
+        }
+        l[mt][0] = l[mt][0] * a0 + ps0;
+        l[mt][1] = l[mt][1] * a1 + ps1;
+#pragma unroll
+        for (int i = 0; i < 16; i++) {
+          o[mt][i][0] *= a0;
+          o[mt][i][1] *= a0;
+          o[mt][i][2] *= a1;
+          o[mt][i][3] *= a1;
+        }
+#pragma unroll
+        for (int kg = 0; kg < KG; kg++) {
+          pf[mt][kg][0] = pack2<BF16>(s[mt][2 * kg][0], s[mt][2 * kg][1]);
+          pf[mt][kg][1] = pack2<BF16>(s[mt][2 * kg][2], s[mt][2 * kg][3]);
+          pf[mt][kg][2] = pack2<BF16>(s[mt][2 * kg + 1][0], s[mt][2 * kg + 1][1]);
+          pf[mt][kg][3] = pack2<BF16>(s[mt][2 * kg + 1][2], s[mt][2 * kg + 1][3]);
         }
       }
-      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-      /* Key 0 is visible to every row, so after tile 0 each m is finite and
-       * a fully masked row in a later tile keeps its m (exp2(-inf) = 0). */
-      const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
-      const float a0 = exp2f(m0 - mn0), a1 = exp2f(m1 - mn1);
-      m0 = mn0;
-      m1 = mn1;
-      float ps0 = 0.f, ps1 = 0.f;
 #pragma unroll
-      for (int nt = 0; nt < 8; nt++) {
-#pragma unroll
-        for (int e = 0; e < 2; e++) {
-          s[nt][e] = exp2f(s[nt][e] - mn0);
-          s[nt][e + 2] = exp2f(s[nt][e + 2] - mn1);
-          ps0 += s[nt][e];
-          ps1 += s[nt][e + 2];
-        }
-      }
-      l0 = l0 * a0 + ps0;
-      l1 = l1 * a1 + ps1;
-#pragma unroll
-      for (int i = 0; i < 16; i++) {
-        o[i][0] *= a0;
-        o[i][1] *= a0;
-        o[i][2] *= a1;
-        o[i][3] *= a1;
-      }
-#pragma unroll
-      for (int kg = 0; kg < 4; kg++) {
-        uint32_t pf[4] = {pack2<BF16>(s[2 * kg][0], s[2 * kg][1]), pack2<BF16>(s[2 * kg][2], s[2 * kg][3]),
-                          pack2<BF16>(s[2 * kg + 1][0], s[2 * kg + 1][1]),
-                          pack2<BF16>(s[2 * kg + 1][2], s[2 * kg + 1][3])};
+      for (int kg = 0; kg < KG; kg++) {
 #pragma unroll
         for (int dp = 0; dp < 8; dp++) {
           uint32_t b[4];
           ldmatrix_x4_trans(b, vs + swz(kg * 16 + (lane % 8) + ((lane / 8) % 2) * 8, dp * 2 + lane / 16));
-          mma16816<BF16>(o[2 * dp], pf, b[0], b[1]);
-          mma16816<BF16>(o[2 * dp + 1], pf, b[2], b[3]);
+#pragma unroll
+          for (int mt = 0; mt < MT; mt++) {
+            mma16816<BF16>(o[mt][2 * dp], pf[mt][kg], b[0], b[1]);
+            mma16816<BF16>(o[mt][2 * dp + 1], pf[mt][kg], b[2], b[3]);
+          }
         }
       }
     }
     __syncthreads(); /* the stage is refilled by the next iteration's issue */
   }
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-  const float inv0 = 1.f / l0, inv1 = 1.f / l1;
-  const int i0 = qbase + warp * 16 + lane / 4, i1 = i0 + 8;
   const int cl = 2 * (lane % 4);
 #pragma unroll
-  for (int half = 0; half < 2; half++) {
-    const int i = half ? i1 : i0;
-    if (i >= p.new_tokens) continue;
-    const float inv = half ? inv1 : inv0;
-    const int64_t row = (r * p.new_tokens + i) * p.h + hh;
+  for (int mt = 0; mt < MT; mt++) {
 #pragma unroll
-    for (int nt = 0; nt < 16; nt++) {
-      float x0 = o[nt][2 * half] * inv, x1 = o[nt][2 * half + 1] * inv;
-      int64_t at = row * D + nt * 8 + cl;
-      if (p.out_f32)
-        *(float2 *)((float *)p.out + at) = make_float2(x0, x1);
-      else
-        *(uint32_t *)((uint16_t *)p.out + at) = pack2<BF16>(x0, x1);
+    for (int half = 0; half < 2; half++) {
+      float lsum = l[mt][half];
+      lsum += __shfl_xor_sync(0xffffffffu, lsum, 1);
+      lsum += __shfl_xor_sync(0xffffffffu, lsum, 2);
+      const int i = qbase + wrow + mt * 16 + lane / 4 + 8 * half;
+      if (i >= p.new_tokens) continue;
+      const float inv = 1.f / lsum;
+      const int64_t row = (r * p.new_tokens + i) * p.h + hh;
+#pragma unroll
+      for (int nt = 0; nt < 16; nt++) {
+        float x0 = o[mt][nt][2 * half] * inv, x1 = o[mt][nt][2 * half + 1] * inv;
+        int64_t at = row * D + nt * 8 + cl;
+        if (p.out_f32)
+          *(float2 *)((float *)p.out + at) = make_float2(x0, x1);
+        else
+          *(uint32_t *)((uint16_t *)p.out + at) = pack2<BF16>(x0, x1);
+      }
+      if (p.lse && lane % 4 == 0) p.lse[row] = (m[mt][half] + log2f(lsum)) * LN2;
     }
-    if (p.lse && lane % 4 == 0) p.lse[row] = ((half ? m1 : m0) + log2f(half ? l1 : l0)) * LN2;
   }
+}
+
+template <bool BF16, int MT, int KT>
+infsim_status launch_attn(ik_cuda *c, const PrefillParams &p, int reqs, int slot, infsim_error *err) {
+  using T = Tile<BF16, MT, KT>;
+  auto kern = prefill_kernel<BF16, MT, KT>;
+  if (!(c->prefill_ready[BF16 ? 1 : 0] & (1 << slot))) {
+    IK_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, T::SMEM));
+    c->prefill_ready[BF16 ? 1 : 0] |= 1 << slot;
+  }
+  dim3 grid((unsigned)((p.new_tokens + T::QT - 1) / T::QT), (unsigned)p.h, (unsigned)reqs);
+  kern<<<grid, THREADS, T::SMEM, c->stream>>>(p);
+  IK_LAUNCHED();
+  return INFSIM_OK;
 }
 
 template <bool BF16>
 infsim_status launch(ik_cuda *c, const infsim_prefill_args *a, infsim_error *err) {
-  auto kern = prefill_kernel<BF16>;
   if (a->num_requests > 65535 || a->num_q_heads > 65535)
     return ik_fail(err, INFSIM_EINPUT, "kernels: prefill: more than 65535 requests or heads");
-  if (!c->prefill_ready[BF16 ? 1 : 0]) {
-    IK_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
-    c->prefill_ready[BF16 ? 1 : 0] = 1;
-  }
   PrefillParams p;
   p.q = (const uint16_t *)a->q;
   p.k_new = (const uint16_t *)a->k_new;
@@ -258,10 +314,15 @@ infsim_status launch(ik_cuda *c, const infsim_prefill_args *a, infsim_error *err
   if (blocks > (int64_t)c->sm_count * 16) blocks = (int64_t)c->sm_count * 16;
   append_kv_kernel<<<(unsigned)blocks, 256, 0, c->stream>>>(p, chunks);
   IK_LAUNCHED();
-  dim3 grid((unsigned)((a->new_tokens + QT - 1) / QT), (unsigned)p.h, (unsigned)a->num_requests);
-  kern<<<grid, THREADS, SMEM_BYTES, c->stream>>>(p);
-  IK_LAUNCHED();
-  return INFSIM_OK;
+  /* Auto: 128-query tiles once there are enough of them to fill the SMs
+   * (fewer, fatter CTAs otherwise leave SMs idle on short prompts). */
+  int rows = a->q_tile_rows;
+  if (rows == 0) {
+    int64_t ctas128 = (int64_t)((a->new_tokens + 127) / 128) * p.h * a->num_requests;
+    rows = ctas128 >= 2 * (int64_t)c->sm_count ? 128 : 64;
+  }
+  if (rows == 128) return launch_attn<BF16, 2, 32>(c, p, a->num_requests, 1, err);
+  return launch_attn<BF16, 1, 64>(c, p, a->num_requests, 0, err);
 }
 
 } /* namespace */

@@ -89,13 +89,11 @@ infsim_status infsim_sim_params_from_config(infsim_config *cfg, infsim_sim_param
   p->preemption = (infsim_preemption_mode)preempt;
   p->swap_space_bytes = (int64_t)(swap_gib * 1024.0 * 1024.0 * 1024.0);
 
-  static const char *const k_policies[] = {"vllm-multi", "vllm-single", NULL};
-  static const char *const k_dispatch[] = {"least-loaded", "round-robin", NULL};
-  int policy = 0, dispatch = 0;
-  TRY(infsim_config_enum(cfg, "policy.name", "vllm-multi", k_policies, &policy, err));
-  TRY(infsim_config_enum(cfg, "policy.dispatch", "least-loaded", k_dispatch, &dispatch, err));
-  p->policy = (infsim_policy_kind)policy;
-  p->dispatch = (infsim_dispatch_kind)dispatch;
+  int policy = 0;
+  const char *const *names = infsim_policy_names();
+  TRY(infsim_config_enum(cfg, "policy.name", "vllm-multi", names, &policy, err));
+  p->policy = infsim_policy_lookup(names[policy]);
+  TRY(p->policy->read_config(cfg, p, err));
 
   double warmup_s = 0, sample_s = 0;
   TRY(infsim_config_double(cfg, "slo.ttft_s", 10.0, 0.0, 1e9, &p->slo_ttft_s, err));

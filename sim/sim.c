@@ -41,7 +41,7 @@ void sim_counts_changed(infsim_sim *s, int64_t d_waiting, int64_t d_running) {
 }
 
 void sim_load_changed(infsim_sim *s, const instance *in) {
-  infsim_dispatcher_set_load(s->dispatcher, in->id, in->waiting.count + in->running_count + in->swapped.count);
+  s->p.policy->load_changed(s->policy, in->id, in->waiting.count + in->running_count + in->swapped.count);
 }
 
 infsim_status sim_schedule_event(infsim_sim *s, int64_t time_ns, int32_t priority, int32_t target, int64_t arg,
@@ -50,10 +50,8 @@ infsim_status sim_schedule_event(infsim_sim *s, int64_t time_ns, int32_t priorit
   return infsim_event_heap_push(&s->heap, time_ns, priority, target, arg, err);
 }
 
-/* Instance layout: vllm-multi gives each instance gpus_per_instance GPUs
- * (tensor parallel within a node, pipeline stages across nodes when an
- * instance is larger than a node); vllm-single makes one instance of every
- * GPU in the cluster the same way. */
+/* An instance of `gpus` GPUs: tensor parallel within a node, pipeline
+ * stages across nodes when it is larger than a node. */
 static infsim_instance_layout make_layout(const infsim_sim_params *p, int64_t gpus) {
   infsim_instance_layout l = {0};
   l.tp = gpus < p->gpus_per_node ? gpus : p->gpus_per_node;
@@ -100,12 +98,9 @@ infsim_status infsim_sim_new(const infsim_sim_params *p, const infsim_trace *tra
   s->n_requests = trace->count;
   infsim_event_heap_init(&s->heap);
 
-  int64_t gpus_per_instance = p->gpus_per_instance;
-  s->n_instances = (int32_t)p->instances;
-  if (p->policy == INFSIM_POLICY_VLLM_SINGLE) {
-    gpus_per_instance = p->instances * p->gpus_per_instance;
-    s->n_instances = 1;
-  }
+  infsim_policy_layout layout = p->policy->layout(p);
+  int64_t gpus_per_instance = layout.gpus_per_instance;
+  s->n_instances = (int32_t)layout.instances;
   if ((st = build_cost_model(s, gpus_per_instance, err)) != INFSIM_OK) return st;
 
   s->block_bytes = p->block_tokens * infsim_model_kv_bytes_per_token(&p->model);
@@ -131,7 +126,7 @@ infsim_status infsim_sim_new(const infsim_sim_params *p, const infsim_trace *tra
   }
   for (int32_t i = 0; i < s->n_instances; i++)
     if ((st = instance_init(s, &s->inst[i], i, err)) != INFSIM_OK) return st;
-  return infsim_dispatcher_new((int)p->dispatch, s->n_instances, &s->dispatcher, err);
+  return p->policy->create(p, s->n_instances, &s->policy, err);
 }
 
 void infsim_sim_free(infsim_sim *s) {
@@ -143,7 +138,7 @@ void infsim_sim_free(infsim_sim *s) {
   free(s->rs);
   free(s->samples);
   infsim_event_heap_free(&s->heap);
-  infsim_dispatcher_free(s->dispatcher);
+  if (s->policy != NULL) s->p.policy->destroy(s->policy);
   infsim_cost_model_destroy(&s->cost);
   free(s);
 }
@@ -220,7 +215,7 @@ infsim_status infsim_sim_run(infsim_sim *s, infsim_error *err) {
       case EV_ARRIVAL: {
         int32_t req = (int32_t)ev.arg;
         s->next_arrival = (size_t)req + 1;
-        st = instance_arrive(s, &s->inst[infsim_dispatcher_pick(s->dispatcher)], req, err);
+        st = instance_arrive(s, &s->inst[s->p.policy->dispatch(s->policy, req)], req, err);
         if (st == INFSIM_OK && s->next_arrival < s->n_requests)
           st = sim_schedule_event(s, s->rec[s->next_arrival].arrival_ns, EV_ARRIVAL, -1, (int64_t)s->next_arrival,
                                   err);

@@ -20,7 +20,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "infsim/dispatch.h"
 #include "infsim/event_heap.h"
 #include "infsim/sim.h"
 
@@ -111,7 +110,7 @@ struct infsim_sim {
   size_t next_arrival;
   int64_t done_requests; /* finished + rejected */
   infsim_event_heap heap;
-  infsim_dispatcher *dispatcher;
+  void *policy; /* the policy's state (s->p.policy is its table) */
   infsim_sample_row *samples;
   size_t n_samples;
   size_t cap_samples;

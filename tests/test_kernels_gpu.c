@@ -362,7 +362,17 @@ static void prefill_case(fixture *f, infsim_kdtype t, infsim_kdtype out_t, int32
   enum { D = INFSIM_KERNEL_HEAD_DIM };
   int32_t total = first + second, stride = (total + bt - 1) / bt, nblocks = reqs * stride + 2;
   int32_t *table = malloc(sizeof *table * (size_t)(reqs * stride));
-  for (int32_t i = 0; i < reqs * stride; i++) table[i] = (i * 5 + 1) % nblocks;
+  /* A shuffled permutation: every logical block gets its own pool block. */
+  int32_t *perm = malloc(sizeof *perm * (size_t)nblocks);
+  for (int32_t i = 0; i < nblocks; i++) perm[i] = i;
+  srand((unsigned)f->seed);
+  for (int32_t i = nblocks - 1; i > 0; i--) {
+    int32_t j = rand() % (i + 1), x = perm[i];
+    perm[i] = perm[j];
+    perm[j] = x;
+  }
+  for (int32_t i = 0; i < reqs * stride; i++) table[i] = perm[i];
+  free(perm);
   size_t es = infsim_kdtype_bytes(t), os = infsim_kdtype_bytes(out_t);
   pair kp = pair_alloc(f, (int64_t)nblocks * g * bt * D * (int64_t)es), vp = pair_alloc(f, kp.bytes);
   pair_random(f, &kp, t, -1, 1); /* old contents outside the written slots */
@@ -391,6 +401,11 @@ static void prefill_case(fixture *f, infsim_kdtype t, infsim_kdtype out_t, int32
     must(infsim_kernels_prefill(f->cpu, &a, &err), &err);
     a.q = q.g, a.k_new = kn.g, a.v_new = vn.g, a.k_pool = kp.g, a.v_pool = vp.g, a.block_table = tb.g,
     a.out = out.g, a.lse = lse.g;
+    /* Both query-tile shapes (each rewrites the same K/V into the pool). */
+    for (int variant = 0; variant < 2; variant++) {
+    a.q_tile_rows = variant ? 128 : 64;
+    must(infsim_kernels_memset(f->gpu, out.g, 0xff, out.bytes, &err), &err);
+    must(infsim_kernels_memset(f->gpu, lse.g, 0xff, lse.bytes, &err), &err);
     must(infsim_kernels_prefill(f->gpu, &a, &err), &err);
     void *go = pair_fetch(f, &out);
     float *gl = pair_fetch(f, &lse);
@@ -406,9 +421,10 @@ static void prefill_case(fixture *f, infsim_kdtype t, infsim_kdtype out_t, int32
     }
     double e = rel_err(gf, cf, n_out), el = lse_err(gl, lse.c, (int64_t)reqs * n * h);
     if (e > bound || el > 2e-4)
-      fail_msg("prefill r=%d h=%d g=%d bt=%d past=%d new=%d: out err %.3g (bound %.3g), lse err %.3g", reqs, h, g,
-               bt, past, n, e, bound, el);
+      fail_msg("prefill r=%d h=%d g=%d bt=%d past=%d new=%d tile=%d: out err %.3g (bound %.3g), lse err %.3g", reqs,
+               h, g, bt, past, n, a.q_tile_rows, e, bound, el);
     free(go), free(gl), free(gf), free(cf);
+    }
     pair *all[] = {&q, &kn, &vn, &out, &lse};
     for (size_t i = 0; i < 5; i++) pair_free(f, all[i]);
     past += n;

@@ -195,10 +195,13 @@ static void bench_prefill(bench *b) {
                                .v_new = vn, .k_pool = kp, .v_pool = vp, .block_table = table,
                                .block_table_stride = (int32_t)(N / bt), .softmax_scale = 0.08838834764f,
                                .out_dtype = INFSIM_KDTYPE_BF16, .out = out, .lse = lse};
-      infsim_kernel_timing t = btime(b, infsim_kernel_op_prefill, &a, 10, false);
-      row_info r = {"prefill", "causal", "bf16", 1, N, h, g, bt, 0, 0, 0, 0, 0, 0,
-                    2.0 * (double)h * D * (double)N * (double)(N + 1)};
-      emit(b, &r, &t);
+      for (int rows = 64; rows <= 128; rows += 64) {
+        a.q_tile_rows = rows;
+        infsim_kernel_timing t = btime(b, infsim_kernel_op_prefill, &a, 10, false);
+        row_info r = {"prefill", rows == 64 ? "causal-q64" : "causal-q128", "bf16", 1, N, h, g, bt, 0, 0, 0, 0, 0, 0,
+                      2.0 * (double)h * D * (double)N * (double)(N + 1)};
+        emit(b, &r, &t);
+      }
       void *all[] = {q, kn, vn, kp, vp, out, lse, table};
       for (int i = 0; i < 8; i++) infsim_kernels_free(b->k, all[i]);
     }

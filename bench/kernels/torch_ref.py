@@ -203,13 +203,13 @@ def write_summary(path, ours, torch_rows, name, drv, sm, mem):
         cells = [f"{100 * ms(get(ours, kernel='merge', batch=r['batch'], parts=p)) / dm:.2f}%" for p in parts]
         out.append(f"| {r['batch']} | {r['context']} | " + " | ".join(cells) + " |")
     out += ["", "Prefill, causal, bf16, batch 1: TFLOP/s (2 h d N(N+1) FLOPs); ratio = our TFLOP/s / torch's.", "",
-            "| tokens | heads (q/kv) | ours TFLOP/s | torch flash | torch cuDNN | vs flash | vs cuDNN |",
-            "|---:|---:|---:|---:|---:|---:|---:|"]
+            "| tokens | heads (q/kv) | our tile | ours TFLOP/s | torch flash | torch cuDNN | vs flash | vs cuDNN |",
+            "|---:|---:|---|---:|---:|---:|---:|---:|"]
     for r in get(ours, kernel="prefill"):
         f_ = get(torch_rows, kernel="prefill", variant="flash", context=r["context"], q_heads=r["q_heads"])
         c_ = get(torch_rows, kernel="prefill", variant="cudnn", context=r["context"], q_heads=r["q_heads"])
         o, ft, ct = fnum(r["tflops"]), fnum(f_[0]["tflops"]) if f_ else float("nan"), fnum(c_[0]["tflops"]) if c_ else float("nan")
-        out.append(f"| {r['context']} | {r['q_heads']}/{r['kv_heads']} | {o:.0f} | {ft:.0f} | {ct:.0f} | {o / ft:.2f} | {o / ct:.2f} |")
+        out.append(f"| {r['context']} | {r['q_heads']}/{r['kv_heads']} | {r['variant']} | {o:.0f} | {ft:.0f} | {ct:.0f} | {o / ft:.2f} | {o / ct:.2f} |")
     out += ["", "Layer GEMMs (bf16): our cuBLASLt wrapper vs cublasGemmEx called directly; overhead = ours / direct - 1.", "",
             "| model shard | GEMM | m | n | k | ours ms | direct ms | ours TFLOP/s | overhead |",
             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]

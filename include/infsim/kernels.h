@@ -197,6 +197,7 @@ typedef struct {
   infsim_kdtype out_dtype; /* F32, or the input dtype */
   void *out;               /* buffer [r][new][h][d] */
   float *lse;              /* buffer [r][new][h] or NULL */
+  int32_t q_tile_rows;     /* CUDA tuning: 0 = auto, or 64 / 128 queries per CTA; the CPU ignores it */
 } infsim_prefill_args;
 
 infsim_status infsim_kernels_prefill(infsim_kernels *k, const infsim_prefill_args *a, infsim_error *err);

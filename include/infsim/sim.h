@@ -18,14 +18,14 @@
 #include "infsim/config.h"
 #include "infsim/costmodel.h"
 #include "infsim/hardware.h"
+#include "infsim/policy.h"
 #include "infsim/status.h"
 #include "infsim/trace.h"
 
 typedef enum { INFSIM_PREEMPT_RECOMPUTE = 0, INFSIM_PREEMPT_SWAP = 1 } infsim_preemption_mode;
-typedef enum { INFSIM_POLICY_VLLM_MULTI = 0, INFSIM_POLICY_VLLM_SINGLE = 1 } infsim_policy_kind;
 typedef enum { INFSIM_DISPATCH_LEAST_LOADED = 0, INFSIM_DISPATCH_ROUND_ROBIN = 1 } infsim_dispatch_kind;
 
-typedef struct {
+typedef struct infsim_sim_params {
   infsim_model_shape model;
   infsim_gpu_spec gpu;
   char gpu_profile[INFSIM_NAME_BYTES]; /* the `gpu` key as given */
@@ -51,8 +51,8 @@ typedef struct {
   int64_t iteration_overhead_ns;
   int64_t max_steps_per_event; /* decode iterations one engine event may cover; 0: no limit */
 
-  infsim_policy_kind policy;
-  infsim_dispatch_kind dispatch;
+  const infsim_policy_ops *policy;
+  infsim_dispatch_kind dispatch; /* vllm-multi's policy.dispatch */
 
   double slo_ttft_s;
   double slo_tpot_s;
