@@ -56,6 +56,9 @@ static const char k_tpl_kv_borrowing[] =
     "set title sprintf('KV blocks lent (solid) and borrowed (dashed) per instance: %s', run)\n"
     "set xlabel 'simulated time (s)'\n"
     "set ylabel 'KV blocks'\n"
+    /* all zero without borrowing: give the axis a height */
+    "stats datafile using ($6 + $7) nooutput\n"
+    "set yrange [0:(STATS_max > 0 ? 1.05 * STATS_max : 1)]\n"
     "set grid\nset key outside right top\n"
     "if (words(ids) > 12) { unset key }\n"
     "plot for [i=1:words(ids)] datafile index (i-1) using 1:6 with steps lw 2 lc i "

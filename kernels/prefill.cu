@@ -125,15 +125,12 @@ __global__ void __launch_bounds__(THREADS, 2) prefill_kernel(PrefillParams p) {
 
   float o[MT][16][4];
   float m[MT][2], l[MT][2];
-  int pos[MT][2]; /* last key each of this thread's rows may see */
 #pragma unroll
   for (int mt = 0; mt < MT; mt++) {
 #pragma unroll
     for (int i = 0; i < 16; i++) o[mt][i][0] = o[mt][i][1] = o[mt][i][2] = o[mt][i][3] = 0.f;
     m[mt][0] = m[mt][1] = -INFINITY;
     l[mt][0] = l[mt][1] = 0.f;
-    pos[mt][0] = min(p.past + qbase + wrow + mt * 16 + lane / 4, total - 1);
-    pos[mt][1] = min(p.past + qbase + wrow + mt * 16 + lane / 4 + 8, total - 1);
   }
   const int warp_first = min(p.past + qbase + wrow, total - 1);
   const int warp_last = min(p.past + qbase + wrow + 16 * MT - 1, total - 1);
@@ -181,14 +178,18 @@ __global__ void __launch_bounds__(THREADS, 2) prefill_kernel(PrefillParams p) {
       uint32_t pf[MT][KG][4];
 #pragma unroll
       for (int mt = 0; mt < MT; mt++) {
+        /* Last key each of this thread's two rows may see (recomputed here
+         * rather than kept: the 32-row variant has no registers to spare). */
+        const int pos0 = min(p.past + qbase + wrow + mt * 16 + lane / 4, total - 1);
+        const int pos1 = min(pos0 + 8, total - 1);
         float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
         for (int nt = 0; nt < NT; nt++) {
 #pragma unroll
           for (int e = 0; e < 2; e++) {
             int key = kt * KT + nt * 8 + 2 * (lane % 4) + e;
-            s[mt][nt][e] = (!need_mask || key <= pos[mt][0]) ? s[mt][nt][e] * p.scale_log2 : -INFINITY;
-            s[mt][nt][e + 2] = (!need_mask || key <= pos[mt][1]) ? s[mt][nt][e + 2] * p.scale_log2 : -INFINITY;
+            s[mt][nt][e] = (!need_mask || key <= pos0) ? s[mt][nt][e] * p.scale_log2 : -INFINITY;
+            s[mt][nt][e + 2] = (!need_mask || key <= pos1) ? s[mt][nt][e + 2] * p.scale_log2 : -INFINITY;
             mx0 = fmaxf(mx0, s[mt][nt][e]);
             mx1 = fmaxf(mx1, s[mt][nt][e + 2]);
           }

@@ -94,7 +94,6 @@ infsim_status infsim_sim_new(const infsim_sim_params *p, const infsim_trace *tra
   if (s == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   *out = s;
   s->p = *p;
-  s->trace = trace;
   s->n_requests = trace->count;
   infsim_event_heap_init(&s->heap);
 

@@ -87,7 +87,6 @@ typedef struct {
   bool busy;
   uint32_t generation;
   int64_t iter_start_ns;
-  int64_t iter_end_ns;
   int64_t iter_steps; /* decode steps in it (0: prefill only) */
   int64_t iter_lead_ns; /* swap time etc. charged at its start */
   infsim_decode_run iter_run; /* cost of its decode steps */
@@ -98,10 +97,8 @@ typedef struct {
 
 struct infsim_sim {
   infsim_sim_params p;
-  const infsim_trace *trace;
   infsim_cost_model cost;
   int64_t block_bytes;
-  int64_t max_request_blocks_ok; /* blocks one instance can give one request */
   int32_t n_instances;
   instance *inst;
   infsim_request_record *rec;

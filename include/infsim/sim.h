@@ -124,7 +124,7 @@ typedef struct {
 
 typedef struct infsim_sim infsim_sim;
 
-/* Builds a cluster for the trace (which must outlive the sim). */
+/* Builds a cluster for the trace (copied: the trace may be freed after). */
 infsim_status infsim_sim_new(const infsim_sim_params *p, const infsim_trace *trace, infsim_sim **out,
                              infsim_error *err);
 infsim_status infsim_sim_run(infsim_sim *s, infsim_error *err);
