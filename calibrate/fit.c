@@ -156,21 +156,17 @@ static void errors_of(infsim_calib_kernel k, const infsim_calib_curve *c, const 
   *max = worst;
 }
 
-infsim_status infsim_calib_fit_points(infsim_calib_kernel k, const infsim_calib_point *pts, size_t n,
-                                      infsim_calib_fit_result *out, infsim_error *err) {
+/* The additive piecewise fit (no second piece): straight, one bend, or two
+ * bends. *oom set when memory ran out. */
+static trial fit_additive(infsim_calib_kernel k, const infsim_calib_point *pts, size_t n, int *oom) {
   const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
-  memset(out, 0, sizeof *out);
-  for (size_t i = 0; i < n; i++)
-    if (!(pts[i].t_ns > 0) || !isfinite(pts[i].t_ns))
-      return infsim_fail(err, INFSIM_EINPUT, "%s: point %zu: t_ns: not a positive finite time", info->name, i);
-  gsl_error_handler_t *old = gsl_set_error_handler_off();
   int h = info->hinge_var;
   trial best = fit_fixed(k, pts, n, (bends){-1, 0, 0});
   /* Distinct values of the hinge variable; the bend goes strictly inside. */
   double *u = malloc((n ? n : 1) * sizeof *u);
   if (u == NULL) {
-    gsl_set_error_handler(old);
-    return infsim_fail(err, INFSIM_ENOMEM, "%s: out of memory", info->name);
+    *oom = 1;
+    return best;
   }
   for (size_t i = 0; i < n; i++) u[i] = pts[i].x[h];
   qsort(u, n, sizeof *u, cmp_double);
@@ -227,7 +223,100 @@ infsim_status infsim_calib_fit_points(infsim_calib_kernel k, const infsim_calib_
   }
   if (two.ok && best.ok && two.chisq < 0.5 * best.chisq) best = two;
   free(u);
+  return best;
+}
+
+static double predict_rel_chisq(infsim_calib_kernel k, const infsim_calib_curve *c, const infsim_calib_point *pts,
+                                size_t n) {
+  double sum = 0;
+  for (size_t i = 0; i < n; i++) {
+    double e = (infsim_calib_curve_eval(c, k, pts[i].x) - pts[i].t_ns) / pts[i].t_ns;
+    sum += e * e;
+  }
+  return sum;
+}
+
+/* Second piece: t = max(A(x), B(x)) with B affine in the kernel's
+ * variables. Where two limits bind in different corners of the grid (decode:
+ * a per-request cost with many short requests, KV bandwidth with long ones)
+ * no sum of per-variable terms fits, but the larger of two lines does.
+ * Alternating fit (Magnani and Boyd, "Convex piecewise-linear fitting",
+ * 2009): assign each point to the piece that predicts more, refit each piece
+ * on its points, until the assignment settles. Kept only where it at least
+ * halves the squared relative error. */
+static trial fit_with_alt(infsim_calib_kernel k, const infsim_calib_point *pts, size_t n, trial a, int *oom) {
+  enum { MAX_ITER = 12, MIN_PIECE_POINTS = 4 };
+  double base = predict_rel_chisq(k, &a.curve, pts, n);
+  char *in_b = calloc(n ? n : 1, 1);
+  infsim_calib_point *sub = malloc((n ? n : 1) * sizeof *sub);
+  trial best = a;
+  if (in_b == NULL || sub == NULL) {
+    *oom = 1;
+    goto done;
+  }
+  /* Start B on the points A underestimates by more than 10%. */
+  for (size_t i = 0; i < n; i++) in_b[i] = infsim_calib_curve_eval(&a.curve, k, pts[i].x) < 0.9 * pts[i].t_ns;
+  infsim_calib_curve cur = a.curve;
+  for (int iter = 0; iter < MAX_ITER; iter++) {
+    size_t nb = 0, na = 0;
+    for (size_t i = 0; i < n; i++) nb += in_b[i] != 0;
+    na = n - nb;
+    if (nb < MIN_PIECE_POINTS || na < MIN_PIECE_POINTS) break;
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++)
+      if (!in_b[i]) sub[j++] = pts[i];
+    trial ta = fit_additive(k, sub, na, oom);
+    j = 0;
+    for (size_t i = 0; i < n; i++)
+      if (in_b[i]) sub[j++] = pts[i];
+    trial tb = fit_fixed(k, sub, nb, (bends){-1, 0, 0});
+    if (*oom || !ta.ok || !tb.ok) break;
+    cur = ta.curve;
+    cur.has_alt = 1;
+    cur.alt_const = tb.curve.c_const;
+    memcpy(cur.alt_var, tb.curve.c_var, sizeof cur.alt_var);
+    double chisq = predict_rel_chisq(k, &cur, pts, n);
+    if (chisq < best.chisq && chisq < base) {
+      best.curve = cur;
+      best.chisq = chisq;
+    }
+    /* Reassign by which piece predicts more. */
+    int changed = 0;
+    infsim_calib_curve only_a = cur;
+    only_a.has_alt = 0;
+    for (size_t i = 0; i < n; i++) {
+      double pa = infsim_calib_curve_eval(&only_a, k, pts[i].x);
+      double pb = cur.alt_const;
+      for (int v = 0; v < INFSIM_CALIB_VARS; v++) pb += cur.alt_var[v] * pts[i].x[v];
+      char want = pb > pa;
+      changed |= want != in_b[i];
+      in_b[i] = want;
+    }
+    if (!changed) break;
+  }
+  if (!(best.curve.has_alt && best.chisq < 0.5 * base)) best = a;
+done:
+  free(sub);
+  free(in_b);
+  return best;
+}
+
+infsim_status infsim_calib_fit_points(infsim_calib_kernel k, const infsim_calib_point *pts, size_t n,
+                                      infsim_calib_fit_result *out, infsim_error *err) {
+  const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
+  memset(out, 0, sizeof *out);
+  for (size_t i = 0; i < n; i++)
+    if (!(pts[i].t_ns > 0) || !isfinite(pts[i].t_ns))
+      return infsim_fail(err, INFSIM_EINPUT, "%s: point %zu: t_ns: not a positive finite time", info->name, i);
+  gsl_error_handler_t *old = gsl_set_error_handler_off();
+  int oom = 0;
+  trial best = fit_additive(k, pts, n, &oom);
+  if (best.ok && !oom) {
+    best.chisq = predict_rel_chisq(k, &best.curve, pts, n);
+    best = fit_with_alt(k, pts, n, best, &oom);
+  }
   gsl_set_error_handler(old);
+  if (oom) return infsim_fail(err, INFSIM_ENOMEM, "%s: out of memory", info->name);
   if (!best.ok)
     return infsim_fail(err, INFSIM_EINPUT, "%s: %zu points cannot determine a curve", info->name, n);
   out->curve = best.curve;

@@ -112,7 +112,7 @@ IK_HD uint64_t ik_mix64(uint64_t x) {
 
 /* Uniform in [lo, hi): 24 random bits make u exact in float; the product
  * and sum are two separately rounded float operations on both backends
- * (nvcc is told not to contract them: see __fmul_rn in fill.cu). */
+ * (nvcc is told not to contract them: see __fmul_rn in fill_copy.cu). */
 IK_HD float ik_uniform_u(uint64_t seed, int64_t i) {
   uint64_t x = ik_mix64(seed ^ ik_mix64((uint64_t)i));
   return (float)(x >> 40) * 5.9604644775390625e-8f;

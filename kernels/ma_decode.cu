@@ -167,7 +167,7 @@ __global__ void __launch_bounds__(THREADS, 2) ma_decode_kernel(DecodeParams p) {
     mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
     mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
     const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1); /* finite: the tile has a valid key */
-    const float a0 = exp2f(m0 - mn0), a1 = exp2f(m1 - mn1);
+    const float a0 = fast_exp2(m0 - mn0), a1 = fast_exp2(m1 - mn1);
     m0 = mn0;
     m1 = mn1;
     float ps0 = 0.f, ps1 = 0.f;
@@ -175,8 +175,8 @@ __global__ void __launch_bounds__(THREADS, 2) ma_decode_kernel(DecodeParams p) {
     for (int nt = 0; nt < 2; nt++) {
 #pragma unroll
       for (int e = 0; e < 2; e++) {
-        s[nt][e] = exp2f(s[nt][e] - mn0);
-        s[nt][e + 2] = exp2f(s[nt][e + 2] - mn1);
+        s[nt][e] = fast_exp2(s[nt][e] - mn0);
+        s[nt][e + 2] = fast_exp2(s[nt][e + 2] - mn1);
         ps0 += s[nt][e];
         ps1 += s[nt][e + 2];
       }
@@ -235,7 +235,7 @@ __global__ void __launch_bounds__(THREADS, 2) ma_decode_kernel(DecodeParams p) {
   float wsum = 0.f, wt[WARPS];
 #pragma unroll
   for (int w = 0; w < WARPS; w++) {
-    wt[w] = mm[w * 16 + row] == -INFINITY ? 0.f : exp2f(mm[w * 16 + row] - M);
+    wt[w] = mm[w * 16 + row] == -INFINITY ? 0.f : fast_exp2(mm[w * 16 + row] - M);
     wsum += wt[w] * ml[w * 16 + row];
   }
   const float inv = wsum > 0.f ? 1.f / wsum : 0.f;

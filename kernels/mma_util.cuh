@@ -61,6 +61,14 @@ __device__ __forceinline__ void mma16816(float d[4], const uint32_t a[4], uint32
   }
 }
 
+/* 2^x by the SFU's approximation (relative error ~2^-22; -inf -> 0). The
+ * library exp2f adds denormal handling around the same instruction. */
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
 /* Two floats to one register of two 16-bit values (low = first). */
 template <bool BF16>
 __device__ __forceinline__ uint32_t pack2(float lo, float hi) {

@@ -86,6 +86,12 @@ double infsim_calib_curve_eval(const infsim_calib_curve *c, infsim_calib_kernel 
       t += c->c_var[v] * x[v];
     }
   }
+  if (c->has_alt) {
+    double alt = c->alt_const;
+    for (int v = 0; v < INFSIM_CALIB_VARS; v++)
+      if (info->var_mask & (1u << v)) alt += c->alt_var[v] * x[v];
+    t = fmax(t, alt);
+  }
   return t > 0 ? t : 0;
 }
 

@@ -8,7 +8,7 @@
 **   to one-shot attention, extreme logits (+-1e4) stay finite, all-empty
 **   gives zeros and -inf, and merging is associative;
 ** - GEMM against float64, block copies bit-exact, GEMM shapes of LLaMA2-70B
-**   on 8 GPUs by hand, argument checks, and the timing helper's ordering.
+**   on 8 GPUs by hand, argument checks, and the timing function's ordering.
 */
 #include <math.h>
 #include <setjmp.h>
@@ -267,7 +267,7 @@ static void check_split_merge(infsim_kernels *k, float scale, int pieces, uint64
   infsim_merge_args g = {.num_partials = pieces, .rows = rows, .head_dim = D, .part_out = po, .part_lse = pl,
                          .out = m, .lse = ml};
   must(infsim_kernels_merge(k, &g, &err), &err);
-  double *ref = malloc(sizeof *ref * (size_t)(rows * D));
+  double *ref = calloc((size_t)(rows * D), sizeof *ref);
   for (int64_t i = 0; i < rows * D; i++) ref[i] = one[i];
   double e = rel_err(m, ref, rows * D);
   if (e > 1e-5) fail_msg("merge of %d pieces vs one shot: %.3g (scale %g, seed %llu)", pieces, e, scale,

@@ -255,6 +255,7 @@ static void test_decode_matches_cpu(void **state) {
   decode_case(f, INFSIM_KDTYPE_F16, 2, 4, 4, 256, 2100);
   decode_case(f, INFSIM_KDTYPE_BF16, 2, 40, 2, 128, 500);
   decode_case(f, INFSIM_KDTYPE_BF16, 2, 8, 1, 4096, 4000); /* one block per request: contiguous */
+  decode_case(f, INFSIM_KDTYPE_F16, 3, 16, 2, 48, 900);    /* block size not a power of two */
 }
 
 /* DistAttention end to end on the GPU: three holders each attend to a
@@ -402,8 +403,10 @@ static void prefill_case(fixture *f, infsim_kdtype t, infsim_kdtype out_t, int32
     a.q = q.g, a.k_new = kn.g, a.v_new = vn.g, a.k_pool = kp.g, a.v_pool = vp.g, a.block_table = tb.g,
     a.out = out.g, a.lse = lse.g;
     /* Both query-tile shapes (each rewrites the same K/V into the pool). */
-    for (int variant = 0; variant < 2; variant++) {
-    a.q_tile_rows = variant ? 128 : 64;
+    const int tiles[3][2] = {{64, 64}, {128, 32}, {128, 64}};
+    for (int variant = 0; variant < 3; variant++) {
+    a.q_tile_rows = tiles[variant][0];
+    a.k_tile_tokens = tiles[variant][1];
     must(infsim_kernels_memset(f->gpu, out.g, 0xff, out.bytes, &err), &err);
     must(infsim_kernels_memset(f->gpu, lse.g, 0xff, lse.bytes, &err), &err);
     must(infsim_kernels_prefill(f->gpu, &a, &err), &err);
@@ -421,8 +424,8 @@ static void prefill_case(fixture *f, infsim_kdtype t, infsim_kdtype out_t, int32
     }
     double e = rel_err(gf, cf, n_out), el = lse_err(gl, lse.c, (int64_t)reqs * n * h);
     if (e > bound || el > 2e-4)
-      fail_msg("prefill r=%d h=%d g=%d bt=%d past=%d new=%d tile=%d: out err %.3g (bound %.3g), lse err %.3g", reqs,
-               h, g, bt, past, n, a.q_tile_rows, e, bound, el);
+      fail_msg("prefill r=%d h=%d g=%d bt=%d past=%d new=%d tile=%dx%d: out err %.3g (bound %.3g), lse err %.3g",
+               reqs, h, g, bt, past, n, a.q_tile_rows, a.k_tile_tokens, e, bound, el);
     free(go), free(gl), free(gf), free(cf);
     }
     pair *all[] = {&q, &kn, &vn, &out, &lse};
@@ -442,6 +445,7 @@ static void test_prefill_matches_cpu(void **state) {
   prefill_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_BF16, 1, 8, 1, 64, 64, 200);
   prefill_case(f, INFSIM_KDTYPE_F16, INFSIM_KDTYPE_F16, 2, 2, 2, 32, 129, 1);
   prefill_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 2, 1, 256, 700, 300);
+  prefill_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 2, 4, 2, 48, 70, 90); /* block size not a power of two */
 }
 
 static void test_gemm_matches_cpu(void **state) {

@@ -195,10 +195,17 @@ static void bench_prefill(bench *b) {
                                .v_new = vn, .k_pool = kp, .v_pool = vp, .block_table = table,
                                .block_table_stride = (int32_t)(N / bt), .softmax_scale = 0.08838834764f,
                                .out_dtype = INFSIM_KDTYPE_BF16, .out = out, .lse = lse};
-      for (int rows = 64; rows <= 128; rows += 64) {
-        a.q_tile_rows = rows;
+      const int tiles[4][2] = {{0, 0}, {64, 64}, {128, 32}, {128, 64}};
+      for (int v = 0; v < 4; v++) {
+        a.q_tile_rows = tiles[v][0];
+        a.k_tile_tokens = tiles[v][1];
         infsim_kernel_timing t = btime(b, infsim_kernel_op_prefill, &a, 10, false);
-        row_info r = {"prefill", rows == 64 ? "causal-q64" : "causal-q128", "bf16", 1, N, h, g, bt, 0, 0, 0, 0, 0, 0,
+        char variant[32];
+        if (v == 0)
+          snprintf(variant, sizeof variant, "causal-auto");
+        else
+          snprintf(variant, sizeof variant, "causal-q%dk%d", tiles[v][0], tiles[v][1]);
+        row_info r = {"prefill", variant, "bf16", 1, N, h, g, bt, 0, 0, 0, 0, 0, 0,
                       2.0 * (double)h * D * (double)N * (double)(N + 1)};
         emit(b, &r, &t);
       }

@@ -4,7 +4,8 @@
 #   bench/kernels/run_all.sh [BIN_DIR] [--quick] [--no-bench] [--sanitize]
 # BIN_DIR (default build-kernels/bench/kernels) holds bench_kernels and
 # kernels_gpu_check built with CUDA. Writes under $OUT (or ./out-kernels):
-# gpu_check.log, bench.log, ours.csv, kernels.csv (ours + torch), summary.md.
+# gpu_check.log, bench.log, kernels.csv (ours + torch), summary.md, torch.log,
+# memcheck.log and racecheck.log (--sanitize); at most 8 files come back.
 set -u
 bin=${1:-build-kernels/bench/kernels}
 shift || true
@@ -27,7 +28,7 @@ for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda-13*/lib64 \
 done
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.max.mem,temperature.gpu,power.draw \
-  --format=csv | tee "$out/gpu.txt"
+  --format=csv
 ldd "$bin/bench_kernels" | grep -E "not found|cublas|cudart" || true
 
 status=0
@@ -36,17 +37,19 @@ echo "== GPU checks"
 status=${PIPESTATUS[0]}
 if [ "$bench" = 1 ]; then
   echo "== bench_kernels"
-  "$bin/bench_kernels" --out "$out/ours.csv" $quick 2> "$out/bench.log"
+  "$bin/bench_kernels" --out /tmp/ours.csv $quick 2> "$out/bench.log"
   echo "bench_kernels exit $?"; tail -n 4 "$out/bench.log"
   echo "== torch reference"
-  python3 bench/kernels/torch_ref.py --ours "$out/ours.csv" --out "$out/kernels.csv" --summary "$out/summary.md" \
+  python3 bench/kernels/torch_ref.py --ours /tmp/ours.csv --out "$out/kernels.csv" --summary "$out/summary.md" \
     2> "$out/torch.log"
   echo "torch_ref exit $?"; tail -n 3 "$out/torch.log"
 fi
 if [ "$sanitize" = 1 ]; then
-  echo "== compute-sanitizer memcheck"
-  timeout 120 compute-sanitizer --tool memcheck --print-limit 10 "$bin/kernels_gpu_check" > "$out/memcheck.log" 2>&1
-  echo "memcheck exit $?"; grep -E "ERROR SUMMARY|PASSED|FAILED" "$out/memcheck.log" | tail -5
+  for tool in memcheck racecheck; do
+    echo "== compute-sanitizer $tool"
+    timeout 150 compute-sanitizer --tool $tool --print-limit 10 "$bin/kernels_gpu_check" > "$out/$tool.log" 2>&1
+    echo "$tool exit $?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|FAILED  \]" "$out/$tool.log" | tail -3
+  done
 fi
 echo "== GPU checks exit $status"
 grep -E "^\[  (PASSED|FAILED) \]|FAILED|PASSED" "$out/gpu_check.log" | tail -12

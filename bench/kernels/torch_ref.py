@@ -31,7 +31,7 @@ def gpu_info():
     drv, sm, mem = "", 0, 0
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=driver_version,clocks.sm,clocks.max.mem", "--format=csv,noheader,nounits"],
+            ["nvidia-smi", "--query-gpu=driver_version,clocks.max.sm,clocks.max.mem", "--format=csv,noheader,nounits"],
             capture_output=True, text=True, timeout=20).stdout.strip().splitlines()[0]
         drv, sm, mem = [x.strip() for x in out.split(",")]
     except Exception:  # provenance is best effort; the C bench records it too
@@ -163,8 +163,9 @@ def write_summary(path, ours, torch_rows, name, drv, sm, mem):
     spec = next((v for k, v in HBM_SPEC_GBPS.items() if k in name), float("nan"))
     get = lambda rows, **kw: [r for r in rows if all(str(r[k]) == str(v) for k, v in kw.items())]
     ms = lambda rs: fnum(rs[0]["median_ms"]) if rs else float("nan")
-    out = [f"Measured on {name}, driver {drv}, SM clock {sm} MHz, memory clock {mem} MHz "
-           f"(HBM spec used for ratios: {spec:.0f} GB/s).", ""]
+    at_start = ours[0]["sm_clock_mhz"] if ours else "?"
+    out = [f"Measured on {name}, driver {drv}, max SM clock {sm} MHz (NVML read {at_start} MHz when the "
+           f"benchmark started), max memory clock {mem} MHz (HBM spec used for ratios: {spec:.0f} GB/s).", ""]
     copy_o = get(ours, kernel="copy", variant="d2d")
     copy_t = get(torch_rows, kernel="copy", variant="d2d")
     out.append(f"Device copy ceiling (read + write): ours {fnum(copy_o[0]['gbps']) if copy_o else float('nan'):.0f} GB/s, "

@@ -24,7 +24,10 @@
 ** A second bend K2 > K on the same variable (GEMM tile waves, a kernel
 ** switching algorithm) caps the middle stretch at K2 - K and adds
 ** c_above2 * max(x_h - K2, 0); hinge2_at = 0 means no second bend.
-** Invariants: every slope (c_v, c_above, c_above2) is >= 0, so a curve never
+** Where two limits bind in different corners of the grid, the curve is
+** the larger of that and a second, straight piece:
+**   t_ns = max(above, alt_const + sum_v alt_v x_v).
+** Invariants: every slope (c_v, c_above, c_above2, alt_v) is >= 0, so a curve never
 ** decreases in any aggregate; evaluation clamps at 0 and gives 0 when the
 ** kernel's work variable is 0 (no work, no launch).
 */
@@ -88,6 +91,10 @@ typedef struct {
   double c_above; /* slope of hinge_var above hinge_at (up to hinge2_at) */
   double hinge2_at; /* second bend, > hinge_at; 0: none */
   double c_above2;  /* slope of hinge_var above hinge2_at */
+  /* Optional second piece: the curve is max(above, alt_const + sum alt_var[v] x_v). */
+  int has_alt;
+  double alt_const;
+  double alt_var[INFSIM_CALIB_VARS]; /* >= 0 */
 } infsim_calib_curve;
 
 /* t_ns of the curve for kernel k at x (clamped at 0; 0 when x[work_var] == 0). */
@@ -126,7 +133,8 @@ typedef struct {
 /* Fits the curve of kernel k to n points (n >= 2) by least squares weighted
  * by 1/t^2 (relative error), trying every measured value of the kernel's
  * hinge variable as the bend and keeping the best, with slopes kept >= 0;
- * a second bend is kept only where it halves the squared error.
+ * a second bend, and then a second straight piece (max of the two), are
+ * each kept only where they halve the squared relative error.
  * INFSIM_EINPUT when the points cannot determine a curve. */
 infsim_status infsim_calib_fit_points(infsim_calib_kernel k, const infsim_calib_point *pts, size_t n,
                                       infsim_calib_fit_result *out, infsim_error *err);

@@ -14,6 +14,8 @@
 ** context. On the CPU backend it is host memory; on CUDA it is device memory
 ** (never dereference it on the host: use upload/download). All operations
 ** take such buffers, except `*_host` arguments, which are host memory.
+** A buffer argument may point inside an allocation at an offset that is a
+** multiple of 16 bytes (the CUDA kernels use 16-byte loads and stores).
 ** Operations are asynchronous on CUDA (one stream per context); download and
 ** infsim_kernels_sync wait for them.
 **
@@ -197,7 +199,10 @@ typedef struct {
   infsim_kdtype out_dtype; /* F32, or the input dtype */
   void *out;               /* buffer [r][new][h][d] */
   float *lse;              /* buffer [r][new][h] or NULL */
-  int32_t q_tile_rows;     /* CUDA tuning: 0 = auto, or 64 / 128 queries per CTA; the CPU ignores it */
+  /* CUDA tuning knobs (the CPU ignores them): queries per CTA, 0 = auto,
+   * 64 or 128; keys per shared-memory tile with 128 queries, 0 = auto, 32 or 64. */
+  int32_t q_tile_rows;
+  int32_t k_tile_tokens;
 } infsim_prefill_args;
 
 infsim_status infsim_kernels_prefill(infsim_kernels *k, const infsim_prefill_args *a, infsim_error *err);
