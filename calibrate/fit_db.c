@@ -71,9 +71,10 @@ static infsim_status store_fit(sqlite3 *db, const char *db_path, int64_t profile
   if (sqlite3_prepare_v2(db,
                          "INSERT OR REPLACE INTO fit (profile_id, tp, kernel, c_const, c_tokens, c_pairs, c_requests,"
                          " c_context_tokens, c_partials, c_bytes, hinge_var, hinge_at, c_above, points, rms_rel_err,"
-                         " max_rel_err, heldout_median, heldout_p95, fitted_at, hinge2_at, c_above2)"
+                         " max_rel_err, heldout_median, heldout_p95, fitted_at, hinge2_at, c_above2, has_alt,"
+                         " alt_const, alt_tokens, alt_pairs, alt_requests, alt_context_tokens, alt_partials, alt_bytes)"
                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,"
-                         " ?20, ?21)",
+                         " ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
                          -1, &q, NULL) != SQLITE_OK)
     return sql_fail(db, db_path, err);
   const infsim_calib_curve *c = &fit->curve;
@@ -93,6 +94,9 @@ static infsim_status store_fit(sqlite3 *db, const char *db_path, int64_t profile
   sqlite3_bind_text(q, 19, now, -1, SQLITE_STATIC);
   sqlite3_bind_double(q, 20, c->hinge2_at);
   sqlite3_bind_double(q, 21, c->c_above2);
+  sqlite3_bind_int(q, 22, c->has_alt);
+  sqlite3_bind_double(q, 23, c->alt_const);
+  for (int v = 0; v < INFSIM_CALIB_VARS; v++) sqlite3_bind_double(q, 24 + v, c->alt_var[v]);
   int rc = sqlite3_step(q);
   sqlite3_finalize(q);
   return rc == SQLITE_DONE ? INFSIM_OK : sql_fail(db, db_path, err);
@@ -165,6 +169,7 @@ static infsim_status fit_group(sqlite3 *db, const char *db_path, int64_t profile
         snprintf(hinge, sizeof hinge, "%s@%.4g,%.4g", infsim_calib_var_name(c->hinge_var), c->hinge_at, c->hinge2_at);
       else if (c->hinge_var >= 0)
         snprintf(hinge, sizeof hinge, "%s@%.4g", infsim_calib_var_name(c->hinge_var), c->hinge_at);
+      if (c->has_alt) strncat(hinge, " +max", sizeof hinge - strlen(hinge) - 1);
       fprintf(report, "%-14s %-11s %3lld %-13s %6zu %-24s %8.2f%% %8.2f%% %8.2f%% %8.2f%%\n", profile, model,
               (long long)tp, info->name, n, hinge, 100 * fit.rms_rel_err, 100 * fit.max_rel_err, 100 * med,
               100 * p95);

@@ -33,6 +33,9 @@ static int curve_from_row(sqlite3_stmt *q, int col, infsim_calib_curve *c) {
   c->c_above = sqlite3_column_double(q, col + 3 + INFSIM_CALIB_VARS);
   c->hinge2_at = sqlite3_column_double(q, col + 4 + INFSIM_CALIB_VARS);
   c->c_above2 = sqlite3_column_double(q, col + 5 + INFSIM_CALIB_VARS);
+  c->has_alt = sqlite3_column_int(q, col + 6 + INFSIM_CALIB_VARS) != 0;
+  c->alt_const = sqlite3_column_double(q, col + 7 + INFSIM_CALIB_VARS);
+  for (int v = 0; v < INFSIM_CALIB_VARS; v++) c->alt_var[v] = sqlite3_column_double(q, col + 8 + INFSIM_CALIB_VARS + v);
   return 1;
 }
 
@@ -73,7 +76,9 @@ infsim_status infsim_calib_show(const char *db_path, const char *plot_dir, FILE 
       (sqlite3_prepare_v2(db,
                           "SELECT p.id, p.name, p.model, p.gpu, f.tp, f.kernel, f.c_const, f.c_tokens, f.c_pairs,"
                           " f.c_requests, f.c_context_tokens, f.c_partials, f.c_bytes, f.hinge_var, f.hinge_at,"
-                          " f.c_above, f.hinge2_at, f.c_above2, f.heldout_median, f.heldout_p95 FROM fit f JOIN profile p ON p.id = f.profile_id"
+                          " f.c_above, f.hinge2_at, f.c_above2, f.has_alt, f.alt_const, f.alt_tokens, f.alt_pairs,"
+                          " f.alt_requests, f.alt_context_tokens, f.alt_partials, f.alt_bytes,"
+                          " f.heldout_median, f.heldout_p95 FROM fit f JOIN profile p ON p.id = f.profile_id"
                           " ORDER BY p.name, p.model, f.tp, f.kernel",
                           -1, &curves, NULL) != SQLITE_OK ||
        sqlite3_prepare_v2(db,
@@ -99,7 +104,7 @@ infsim_status infsim_calib_show(const char *db_path, const char *plot_dir, FILE 
     if (k < 0) continue;
     infsim_calib_curve c;
     curve_from_row(curves, 6, &c);
-    double ho_med = sqlite3_column_double(curves, 18), ho_p95 = sqlite3_column_double(curves, 19);
+    double ho_med = sqlite3_column_double(curves, 26), ho_p95 = sqlite3_column_double(curves, 27);
     const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
     infsim_atomic_file af = {0};
     char stem[3 * CALIB_TEXT_BYTES + 32];

@@ -222,8 +222,11 @@ infsim_status infsim_kernels_prefill(infsim_kernels *k, const infsim_prefill_arg
     return ik_fail(err, INFSIM_EINPUT, "kernels: prefill: NULL buffer");
   if (a->q_tile_rows != 0 && a->q_tile_rows != 64 && a->q_tile_rows != 128)
     return ik_fail(err, INFSIM_EINPUT, "kernels: prefill: q_tile_rows %d must be 0, 64 or 128", a->q_tile_rows);
-  if (a->k_tile_tokens != 0 && a->k_tile_tokens != 32 && a->k_tile_tokens != 64)
-    return ik_fail(err, INFSIM_EINPUT, "kernels: prefill: k_tile_tokens %d must be 0, 32 or 64", a->k_tile_tokens);
+  if (a->k_tile_tokens != 0 && a->k_tile_tokens != 32 && a->k_tile_tokens != 64 && a->k_tile_tokens != 128)
+    return ik_fail(err, INFSIM_EINPUT, "kernels: prefill: k_tile_tokens %d must be 0, 32, 64 or 128",
+                   a->k_tile_tokens);
+  if (a->k_tile_tokens == 128 && a->q_tile_rows != 128)
+    return ik_fail(err, INFSIM_EINPUT, "kernels: prefill: k_tile_tokens 128 needs q_tile_rows 128");
   return k->ops->prefill(k->self, a, err);
 }
 

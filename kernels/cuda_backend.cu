@@ -42,6 +42,8 @@ static infsim_status cu_open_into(ik_cuda *c, infsim_error *err) {
   IK_CUDA(cudaSetDevice(c->device));
   IK_CUDA(cudaDeviceGetAttribute(&c->sm_count, cudaDevAttrMultiProcessorCount, c->device));
   IK_CUDA(cudaDeviceGetAttribute(&c->l2_bytes, cudaDevAttrL2CacheSize, c->device));
+  IK_CUDA(cudaDeviceGetAttribute(&c->cc_major, cudaDevAttrComputeCapabilityMajor, c->device));
+  IK_CUDA(cudaDeviceGetAttribute(&c->cc_minor, cudaDevAttrComputeCapabilityMinor, c->device));
   IK_CUDA(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
   IK_CUDA(cudaStreamCreateWithFlags(&c->stream2, cudaStreamNonBlocking));
   IK_CUDA(cudaEventCreate(&c->t0));

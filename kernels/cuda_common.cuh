@@ -37,6 +37,7 @@ enum { IK_GEMM_PLANS = 64 };
 typedef struct {
   int device;
   int sm_count;
+  int cc_major, cc_minor; /* compute capability: 9.0 selects the sm_90a prefill */
   int l2_bytes;
   cudaStream_t stream;
   cudaStream_t stream2; /* second copy engine direction for staged copies */

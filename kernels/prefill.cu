@@ -16,8 +16,8 @@
 ** Query tiles run heaviest first (causal imbalance).
 ** Output normalized, in fp32 or the input dtype; LSE in natural log.
 */
-#include "cuda_common.cuh"
 #include "mma_util.cuh"
+#include "prefill.cuh"
 
 namespace {
 
@@ -27,17 +27,7 @@ constexpr int THREADS = WARPS * 32;
 constexpr float LOG2E = 1.4426950408889634f;
 constexpr float LN2 = 0.6931471805599453f;
 
-struct PrefillParams {
-  const uint16_t *q, *k_new, *v_new;
-  uint16_t *k_pool, *v_pool;
-  const int32_t *block_table;
-  void *out;
-  float *lse;
-  int64_t bt_stride;
-  int h, g, group, bt, new_tokens, past, out_f32;
-  int bt_shift; /* log2(bt) when bt is a power of two, else -1 */
-  float scale_log2;
-};
+using PrefillParams = ik_prefill_params;
 
 /* Thread per 16-byte chunk of new K and V: [r][new][g][16 chunks]. */
 __global__ void append_kv_kernel(PrefillParams p, int64_t chunks) {
@@ -323,15 +313,22 @@ infsim_status launch(ik_cuda *c, const infsim_prefill_args *a, infsim_error *err
   if (blocks > (int64_t)c->sm_count * 16) blocks = (int64_t)c->sm_count * 16;
   append_kv_kernel<<<(unsigned)blocks, 256, 0, c->stream>>>(p, chunks);
   IK_LAUNCHED();
-  /* Auto: 128 queries x 64 keys once there are enough 128-query tiles to
-   * fill the SMs twice over, else 64 x 64 (fewer, fatter CTAs leave SMs
-   * idle on short prompts). Measured on H100 (bench/README.md): 128x64
-   * ran 272 TFLOP/s at 16K tokens against 250 for 128x32 and 214 for
-   * 64x64; 64x64 won at 1K tokens on 8 heads (46 against 34). */
+  /* Auto: on compute capability 9.0 the wgmma kernel (128 x 128) once its
+   * CTAs fill the SMs at least once; else 128 queries x 64 keys once there
+   * are enough 128-query tiles to fill the SMs twice over, else 64 x 64
+   * (fewer, fatter CTAs leave SMs idle on short prompts). Measured on H100:
+   * bench/README.md and kernels/NOTES.md. 128 x 128 asked for on another
+   * device runs 128 x 64. */
+  /* The wgmma kernel folds the scale into its exponents assuming it is
+   * positive (as 1/sqrt(d) is); any other scale takes the sm_80 kernel. */
+  const bool hopper = c->cc_major == 9 && c->cc_minor == 0 && a->softmax_scale > 0.f;
   int rows = a->q_tile_rows, keys = a->k_tile_tokens;
-  if (rows == 0) {
-    int64_t ctas128 = (int64_t)((a->new_tokens + 127) / 128) * p.h * a->num_requests;
-    rows = ctas128 >= 2 * (int64_t)c->sm_count ? 128 : 64;
+  const int64_t ctas128 = (int64_t)((a->new_tokens + 127) / 128) * p.h * a->num_requests;
+  if (rows == 0 && keys == 0 && hopper && ctas128 >= (int64_t)c->sm_count) rows = keys = 128;
+  if (rows == 0) rows = ctas128 >= 2 * (int64_t)c->sm_count ? 128 : 64;
+  if (rows == 128 && keys == 128) {
+    if (hopper) return ik_prefill_sm90(c, p, BF16, a->num_requests, err);
+    keys = 64;
   }
   if (keys == 0) keys = 64;
   if (rows == 128 && keys == 64) return launch_attn<BF16, 2, 64>(c, p, a->num_requests, 2, err);

@@ -4,7 +4,7 @@
 ** Reads the `fit` rows that `infsim calibrate fit` stored for one profile,
 ** model and TP degree, and serves them through the infsim_cost_curves
 ** vtable. Only SQLite is needed here: the curves are evaluated in closed
-** form (piecewise linear, one hinge), so the simulator does not link GSL for
+** form (piecewise linear, calib.h), so the simulator does not link GSL for
 ** them.
 **
 ** Invariants: a curve never decreases in any aggregate (the fitter keeps
@@ -177,7 +177,9 @@ infsim_status infsim_cost_curves_calibrated(const char *db_path, const char *pro
   }
   static const char sql[] =
       "SELECT f.kernel, f.c_const, f.c_tokens, f.c_pairs, f.c_requests, f.c_context_tokens, f.c_partials,"
-      " f.c_bytes, f.hinge_var, f.hinge_at, f.c_above, f.hinge2_at, f.c_above2 FROM fit f JOIN profile p ON p.id = f.profile_id"
+      " f.c_bytes, f.hinge_var, f.hinge_at, f.c_above, f.hinge2_at, f.c_above2,"
+      " f.has_alt, f.alt_const, f.alt_tokens, f.alt_pairs, f.alt_requests, f.alt_context_tokens, f.alt_partials,"
+      " f.alt_bytes FROM fit f JOIN profile p ON p.id = f.profile_id"
       " WHERE p.name = ?1 AND p.model = ?2 AND p.hidden = ?3 AND p.heads = ?4 AND p.kv_heads = ?5"
       " AND p.head_dim = ?6 AND p.intermediate = ?7 AND p.dtype_bytes = ?8 AND f.tp = ?9";
   if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK) {
@@ -222,6 +224,13 @@ infsim_status infsim_cost_curves_calibrated(const char *db_path, const char *pro
     c->c_above2 = sqlite3_column_double(q, 12);
     bad |= !(c->c_above >= 0 && isfinite(c->c_above) && isfinite(c->hinge_at));
     bad |= !(c->c_above2 >= 0 && isfinite(c->c_above2) && isfinite(c->hinge2_at));
+    c->has_alt = sqlite3_column_int(q, 13) != 0;
+    c->alt_const = sqlite3_column_double(q, 14);
+    bad |= !isfinite(c->alt_const);
+    for (int v = 0; v < INFSIM_CALIB_VARS; v++) {
+      c->alt_var[v] = sqlite3_column_double(q, 15 + v);
+      bad |= !(c->alt_var[v] >= 0 && isfinite(c->alt_var[v]));
+    }
     if (bad) {
       st = infsim_fail(err, INFSIM_EINPUT, "%s: fit: %s: kernel %s: coefficient negative or not finite", db_path,
                        profile, kname);

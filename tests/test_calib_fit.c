@@ -99,6 +99,50 @@ static void test_recovers_two_bends(void **state) {
   gsl_rng_free(rng);
 }
 
+static void test_recovers_max_of_two_limits(void **state) {
+  (void)state;
+  gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+  gsl_rng_set(rng, 11);
+  enum { NB = 9, NC = 8, N = NB * NC };
+  infsim_calib_point pts[N] = {0};
+  /* Decode bound by a per-request cost (550 ns) with many short requests and by
+   * KV bandwidth (5.4 ns per token) with long ones: 8 us + the larger. No sum of
+   * per-variable terms fits both corners. */
+  int n = 0;
+  for (int b = 0; b < NB; b++)
+    for (int ci = 0; ci < NC; ci++) {
+      double req = pow(2, b), ctx = req * 16 * pow(4, ci);
+      pts[n].x[INFSIM_CALIB_REQUESTS] = req;
+      pts[n].x[INFSIM_CALIB_CONTEXT_TOKENS] = ctx;
+      pts[n].t_ns = (8000 + fmax(550 * req, 5.4 * ctx)) * (1 + gsl_ran_gaussian(rng, 0.005));
+      n++;
+    }
+  infsim_calib_fit_result fit;
+  infsim_error err = {0};
+  assert_int_equal(infsim_calib_fit_points(INFSIM_CALIB_DECODE_ATTN, pts, N, &fit, &err), INFSIM_OK);
+  assert_true(fit.curve.has_alt);
+  assert_true(fit.rms_rel_err < 0.03);
+  double ho[N / 2 + 1];
+  size_t n_ho = 0;
+  assert_int_equal(infsim_calib_heldout(INFSIM_CALIB_DECODE_ATTN, pts, N, ho, &n_ho, &err), INFSIM_OK);
+  assert_true(infsim_calib_percentile(ho, n_ho, 50) < 0.02);
+  assert_true(infsim_calib_percentile(ho, n_ho, 95) < 0.08);
+  /* Still monotone in each aggregate with the other held. */
+  for (double req = 1; req <= 4096; req *= 4) {
+    double prev = 0;
+    for (double ctx = 16; ctx < 1e8; ctx *= 1.5) {
+      double x[INFSIM_CALIB_VARS] = {0};
+      x[INFSIM_CALIB_REQUESTS] = req;
+      x[INFSIM_CALIB_CONTEXT_TOKENS] = ctx;
+      double t = infsim_calib_curve_eval(&fit.curve, INFSIM_CALIB_DECODE_ATTN, x);
+      assert_true(t >= prev);
+      prev = t;
+    }
+  }
+  for (int v = 0; v < INFSIM_CALIB_VARS; v++) assert_true(fit.curve.alt_var[v] >= 0);
+  gsl_rng_free(rng);
+}
+
 static void test_recovers_decode_two_vars(void **state) {
   (void)state;
   gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
@@ -236,7 +280,7 @@ static void test_profile_names(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_recovers_gemm_hinge),   cmocka_unit_test(test_recovers_two_bends),   cmocka_unit_test(test_recovers_decode_two_vars),
+      cmocka_unit_test(test_recovers_gemm_hinge),   cmocka_unit_test(test_recovers_two_bends), cmocka_unit_test(test_recovers_max_of_two_limits),   cmocka_unit_test(test_recovers_decode_two_vars),
       cmocka_unit_test(test_straight_line_exact),   cmocka_unit_test(test_slopes_never_negative),
       cmocka_unit_test(test_no_work_is_zero),       cmocka_unit_test(test_bad_points),
       cmocka_unit_test(test_percentile_nearest_rank), cmocka_unit_test(test_profile_names),

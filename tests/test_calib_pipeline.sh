@@ -9,11 +9,14 @@
 # are noisy, so the bound is loose: a curve of the wrong form or units is
 # off by far more); show prints every measurement once; --plot writes real
 # PNGs; a simulation with the calibrated profile reports
-# cost_model "calibrated:PROFILE" and without it the roofline; --backend
+# cost_model "calibrated:PROFILE" and without it the roofline;
+# calibrate/calibrate-gpu.sh runs the whole job (on the CPU backend); the shipped
+# data/calibration.db equals a refit of the shipped raw CSVs; --backend
 # cuda without a GPU exits 77; --help works for every step.
 set -u
 
 : "${INFSIM:?INFSIM must name the infsim binary}"
+src=${INFSIM_SRC:-$(dirname "$0")/..}
 work=$(mktemp -d "${TMPDIR:-/tmp}/infsim_test_calib.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 failures=0
@@ -103,6 +106,31 @@ if "$INFSIM" run "$work/roof.yaml" --trace "$work/trace.csv" --out "$work/sim-ro
 else
   cat "$work/sim.log"
   fail "infsim run with the roofline"
+fi
+
+# The shipped DB is what refitting the shipped raw measurements gives (so it is
+# reproducible, and not stale after a change to the fitter).
+if [ -f "$src/data/calibration.db" ]; then
+  for f in "$src"/data/calibration/raw-*.csv; do
+    "$INFSIM" calibrate load "$f" --db "$work/refit.db" >/dev/null || fail "load shipped $f"
+  done
+  "$INFSIM" calibrate fit --db "$work/refit.db" >/dev/null || fail "fit shipped raw"
+  "$INFSIM" calibrate show --db "$work/refit.db" >"$work/refit.txt" || fail "show refit"
+  "$INFSIM" calibrate show --db "$src/data/calibration.db" >"$work/shipped.txt" || fail "show shipped DB"
+  grep -q "^h100-sxm .*llama2-7b " "$work/shipped.txt" || fail "shipped DB lacks h100-sxm llama2-7b"
+  grep -q "^h100-sxm .*llama2-13b " "$work/shipped.txt" || fail "shipped DB lacks h100-sxm llama2-13b"
+  cmp -s "$work/refit.txt" "$work/shipped.txt" || fail "shipped data/calibration.db differs from a refit of data/calibration/raw-*.csv"
+fi
+
+# The one-command script: run + load + fit into a DB, raw file named by profile.
+if INFSIM="$INFSIM" bash "$src/calibrate/calibrate-gpu.sh" --backend cpu --tp 1 --raw-dir "$work/script" \
+  --db "$work/script.db" tiny >"$work/script.txt" 2>&1; then
+  [ -f "$work/script/raw-cpu-reference-tiny.csv" ] || fail "calibrate-gpu.sh: raw file not named by profile: $(ls "$work/script")"
+  grep -q "as profile cpu-reference into $work/script.db" "$work/script.txt" || fail "calibrate-gpu.sh: no load"
+  grep -q "^held-out error, all curves" "$work/script.txt" || fail "calibrate-gpu.sh: no fit report"
+else
+  cat "$work/script.txt"
+  fail "calibrate-gpu.sh"
 fi
 
 # No GPU: --backend cuda is skipped (77), and writes nothing.

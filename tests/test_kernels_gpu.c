@@ -402,9 +402,10 @@ static void prefill_case(fixture *f, infsim_kdtype t, infsim_kdtype out_t, int32
     must(infsim_kernels_prefill(f->cpu, &a, &err), &err);
     a.q = q.g, a.k_new = kn.g, a.v_new = vn.g, a.k_pool = kp.g, a.v_pool = vp.g, a.block_table = tb.g,
     a.out = out.g, a.lse = lse.g;
-    /* Both query-tile shapes (each rewrites the same K/V into the pool). */
-    const int tiles[3][2] = {{64, 64}, {128, 32}, {128, 64}};
-    for (int variant = 0; variant < 3; variant++) {
+    /* Every tile shape (each rewrites the same K/V into the pool); 128 x 128
+     * is the wgmma kernel on compute capability 9.0, 128 x 64 elsewhere. */
+    const int tiles[5][2] = {{64, 64}, {128, 32}, {128, 64}, {128, 128}, {0, 0}};
+    for (int variant = 0; variant < 5; variant++) {
     a.q_tile_rows = tiles[variant][0];
     a.k_tile_tokens = tiles[variant][1];
     must(infsim_kernels_memset(f->gpu, out.g, 0xff, out.bytes, &err), &err);

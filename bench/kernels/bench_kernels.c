@@ -195,8 +195,8 @@ static void bench_prefill(bench *b) {
                                .v_new = vn, .k_pool = kp, .v_pool = vp, .block_table = table,
                                .block_table_stride = (int32_t)(N / bt), .softmax_scale = 0.08838834764f,
                                .out_dtype = INFSIM_KDTYPE_BF16, .out = out, .lse = lse};
-      const int tiles[4][2] = {{0, 0}, {64, 64}, {128, 32}, {128, 64}};
-      for (int v = 0; v < 4; v++) {
+      const int tiles[5][2] = {{0, 0}, {64, 64}, {128, 32}, {128, 64}, {128, 128}};
+      for (int v = 0; v < 5; v++) {
         a.q_tile_rows = tiles[v][0];
         a.k_tile_tokens = tiles[v][1];
         infsim_kernel_timing t = btime(b, infsim_kernel_op_prefill, &a, 10, false);

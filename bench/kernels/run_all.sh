@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One GPU-machine call: GPU correctness checks, then the kernel benchmarks
 # and the torch reference in the same run, then the summary table.
-#   bench/kernels/run_all.sh [BIN_DIR] [--quick] [--no-bench] [--sanitize]
+#   bench/kernels/run_all.sh [BIN_DIR] [--quick] [--no-bench] [--sanitize] [--only=KIND]
+# (--only=prefill etc. is passed to bench_kernels; torch then measures the same kinds).
 # BIN_DIR (default build-kernels/bench/kernels) holds bench_kernels and
 # kernels_gpu_check built with CUDA. Writes under $OUT (or ./out-kernels):
 # gpu_check.log, bench.log, kernels.csv (ours + torch), summary.md, torch.log,
@@ -9,12 +10,13 @@
 set -u
 bin=${1:-build-kernels/bench/kernels}
 shift || true
-quick="" bench=1 sanitize=0
+quick="" bench=1 sanitize=0 only=""
 for a in "$@"; do
   case $a in
     --quick) quick=--quick ;;
     --no-bench) bench=0 ;;
     --sanitize) sanitize=1 ;;
+    --only=*) only="--only ${a#--only=}" ;;
     *) echo "run_all.sh: unknown option $a" >&2; exit 2 ;;
   esac
 done
@@ -37,7 +39,7 @@ echo "== GPU checks"
 status=${PIPESTATUS[0]}
 if [ "$bench" = 1 ]; then
   echo "== bench_kernels"
-  "$bin/bench_kernels" --out /tmp/ours.csv $quick 2> "$out/bench.log"
+  "$bin/bench_kernels" --out /tmp/ours.csv $quick $only 2> "$out/bench.log"
   echo "bench_kernels exit $?"; tail -n 4 "$out/bench.log"
   echo "== torch reference"
   python3 bench/kernels/torch_ref.py --ours /tmp/ours.csv --out "$out/kernels.csv" --summary "$out/summary.md" \

@@ -11,7 +11,7 @@
 **         measurement.
 **   fit   fits, with GSL weighted least squares, one curve per
 **         (profile, model, tp, kernel) as a function of the cost model's
-**         batch aggregates, piecewise linear with at most one hinge, and
+**         batch aggregates, piecewise linear (form below), and
 **         stores coefficients, the fit error and a held-out error.
 **   show  prints measured against fitted, and plots it with gnuplot.
 ** The simulator reads the fitted curves back (sim/calib_curves.c, in
@@ -27,9 +27,9 @@
 ** Where two limits bind in different corners of the grid, the curve is
 ** the larger of that and a second, straight piece:
 **   t_ns = max(above, alt_const + sum_v alt_v x_v).
-** Invariants: every slope (c_v, c_above, c_above2, alt_v) is >= 0, so a curve never
-** decreases in any aggregate; evaluation clamps at 0 and gives 0 when the
-** kernel's work variable is 0 (no work, no launch).
+** Invariants: every slope (c_v, c_above, c_above2, alt_v) is >= 0, so a
+** curve never decreases in any aggregate; evaluation clamps at 0 and gives
+** 0 when the kernel's work variable is 0 (no work, no launch).
 */
 #ifndef INFSIM_CALIB_H
 #define INFSIM_CALIB_H
@@ -134,7 +134,7 @@ typedef struct {
  * by 1/t^2 (relative error), trying every measured value of the kernel's
  * hinge variable as the bend and keeping the best, with slopes kept >= 0;
  * a second bend, and then a second straight piece (max of the two), are
- * each kept only where they halve the squared relative error.
+ * each kept only where they cut the squared relative error by 30% or more.
  * INFSIM_EINPUT when the points cannot determine a curve. */
 infsim_status infsim_calib_fit_points(infsim_calib_kernel k, const infsim_calib_point *pts, size_t n,
                                       infsim_calib_fit_result *out, infsim_error *err);

@@ -1,1 +1,0 @@
-typedef int infsim_calibrate_placeholder;

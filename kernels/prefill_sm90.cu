@@ -1,0 +1,245 @@
+/*
+** prefill_sm90.cu: the Hopper causal prefill attention kernel (sm_90a
+** warpgroup MMAs), same contract as the sm_80 kernel in prefill.cu, which
+** appends the new K/V to the pool before launching this one.
+**
+** One CTA per (128-query tile, query head, request), two warpgroups of 64
+** query rows each. Per 128-key tile: S = Q K^T by eight m64n128k16 wgmmas
+** reading Q and K from shared memory, the online softmax in registers (base
+** 2, the scale folded into one multiply), then O += P V by eight
+** m64n128k16 wgmmas with P from registers and V read transposed from
+** shared memory. K/V tiles (32 KiB each) are double-buffered with cp.async
+** through the block table (16-key runs are contiguous in the pool, so the
+** bulk tensor copy engine would need one copy per run: not worth it here).
+** 160 KiB of shared memory, one CTA per SM. Query tiles run heaviest first.
+**
+** Why wgmma: mma.sync on H100 peaks near 2/3 of the tensor-core rate and
+** every fragment passes through registers via ldmatrix; wgmma reads both
+** operands of S = Q K^T straight from shared memory and runs at full rate.
+**
+** Built for sm_90a only in effect: in other passes the body traps, and
+** prefill.cu never launches it on a device other than compute capability 9.0.
+*/
+#include "mma_util.cuh"
+#include "prefill.cuh"
+#include "wgmma_util.cuh"
+
+namespace {
+
+constexpr int D = 128;
+constexpr int QT = IK_PREFILL_SM90_ROWS; /* queries per CTA */
+constexpr int KT = 128;                  /* keys per tile */
+constexpr int THREADS = 256;
+constexpr uint32_t Q_BYTES = QT * D * 2, TILE_BYTES = KT * D * 2;
+/* Q, then 2 stages of (K, V); plus slack to align the base to 1024 bytes. */
+constexpr int SMEM = (int)(Q_BYTES + 2 * 2 * TILE_BYTES) + 1024;
+
+template <bool BF16>
+__global__ void __launch_bounds__(THREADS, 1) prefill_sm90_kernel(ik_prefill_params p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr float LN2 = 0.6931471805599453f;
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  const uint32_t sbase = (smem_addr(smem_raw) + 1023u) & ~1023u;
+  const uint32_t q_s = sbase;
+  const uint32_t kv_s = sbase + Q_BYTES; /* stage s: K at kv_s + 2 s TILE_BYTES, V after it */
+
+  const int tid = threadIdx.x, wg = tid / 128, warp = (tid % 128) / 32, lane = tid % 32;
+  const int qt = gridDim.x - 1 - blockIdx.x;
+  const int hh = blockIdx.y, kh = hh / p.group;
+  const int64_t r = blockIdx.z;
+  const int total = p.past + p.new_tokens;
+  const int qbase = qt * QT;
+  const int last_pos = min(p.past + qbase + QT - 1, total - 1);
+  const int n_kt = last_pos / KT + 1;
+  const int32_t *table = p.block_table + r * p.bt_stride;
+
+  /* Q rows past new_tokens are zero-filled (their outputs are not written). */
+#pragma unroll
+  for (int i = 0; i < QT * 16 / THREADS; i++) {
+    const int c = tid + THREADS * i, row = c >> 4, ch = c & 15;
+    const bool ok = qbase + row < p.new_tokens;
+    const uint16_t *src = p.q + (ok ? ((r * p.new_tokens + qbase + row) * p.h + hh) * D + ch * 8 : 0);
+    cp_async16_s(q_s + sw128(QT, row, ch), src, ok);
+  }
+  auto issue = [&](int kt) {
+    const uint32_t ks = kv_s + (kt & 1) * 2 * TILE_BYTES, vs = ks + TILE_BYTES;
+#pragma unroll
+    for (int i = 0; i < KT * 16 / THREADS; i++) {
+      const int c = tid + THREADS * i, row = c >> 4, ch = c & 15;
+      const int key = kt * KT + row;
+      const bool ok = key < total;
+      int64_t off = 0;
+      if (ok) {
+        const int bi = p.bt_shift >= 0 ? key >> p.bt_shift : key / p.bt;
+        const int slot = p.bt_shift >= 0 ? key & (p.bt - 1) : key % p.bt;
+        off = ((int64_t)table[bi] * p.g + kh) * (int64_t)(p.bt * D) + slot * D + ch * 8;
+      }
+      cp_async16_s(ks + sw128(KT, row, ch), p.k_pool + off, ok);
+      cp_async16_s(vs + sw128(KT, row, ch), p.v_pool + off, ok);
+    }
+    cp_async_commit();
+  };
+  issue(0); /* the group carries Q too */
+
+  const int wrow = wg * 64; /* first row of this warpgroup in the CTA tile */
+  const int wg_first = min(p.past + qbase + wrow, total - 1);
+  const int wg_last = min(p.past + qbase + wrow + 63, total - 1);
+  /* The two rows of each accumulator fragment this thread holds. */
+  const int pos0 = min(p.past + qbase + wrow + warp * 16 + lane / 4, total - 1);
+  const int pos1 = min(p.past + qbase + wrow + warp * 16 + lane / 4 + 8, total - 1);
+
+  float o[64];
+#pragma unroll
+  for (int i = 0; i < 64; i++) o[i] = 0.f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+
+  /* One barrier per tile: after it, every thread is done with tile kt - 1
+   * (its wgmmas were waited for), so its stage can take tile kt + 1. The
+   * loads of tile kt + 1 are issued behind S = Q K^T of tile kt, whose
+   * tensor-core time hides their block-table lookups. */
+  for (int kt = 0; kt < n_kt; kt++) {
+    cp_async_wait<0>();
+    fence_proxy_async();
+    __syncthreads();
+    const uint32_t ks = kv_s + (kt & 1) * 2 * TILE_BYTES, vs = ks + TILE_BYTES;
+    const bool active = kt * KT <= wg_last; /* some key of the tile is visible to this warpgroup */
+    float s[64];
+    if (active) {
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < 8; kk++) {
+        /* k-step kk covers columns 16 kk .. 16 kk + 15: half kk / 4, 32 bytes in. */
+        const uint64_t da = wg_desc(q_s + (kk >> 2) * (QT * 128) + wrow * 128 + (kk & 3) * 32, 16, 1024);
+        const uint64_t db = wg_desc(ks + (kk >> 2) * (KT * 128) + (kk & 3) * 32, 16, 1024);
+        wgmma_ss_m64n128k16<BF16>(s, da, db, kk > 0);
+      }
+      wgmma_commit();
+    }
+    if (kt + 1 < n_kt) issue(kt + 1);
+    if (active) {
+      wgmma_wait<0>();
+      reg_fence(s);
+
+      /* Scores stay unscaled until the exponent: the launcher sends only
+       * positive scales here, so max(s) * scale = max(s * scale) and each
+       * exponent is one FFMA. Masking only on tiles that cross the diagonal. */
+      if (kt * KT + KT - 1 > wg_first) {
+#pragma unroll
+        for (int nt = 0; nt < KT / 8; nt++) {
+#pragma unroll
+          for (int e = 0; e < 2; e++) {
+            const int key = kt * KT + nt * 8 + 2 * (lane % 4) + e;
+            if (key > pos0) s[nt * 4 + e] = -INFINITY;
+            if (key > pos1) s[nt * 4 + 2 + e] = -INFINITY;
+          }
+        }
+      }
+      float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+      for (int nt = 0; nt < KT / 8; nt++) {
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+          mx0 = fmaxf(mx0, s[nt * 4 + e]);
+          mx1 = fmaxf(mx1, s[nt * 4 + 2 + e]);
+        }
+      }
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+      /* Key 0 is visible to every row, so after tile 0 each m is finite and a
+       * fully masked row in a later tile keeps its m (exp2(-inf) = 0). */
+      const float mn0 = fmaxf(m0, mx0 * p.scale_log2), mn1 = fmaxf(m1, mx1 * p.scale_log2);
+      const float a0 = fast_exp2(m0 - mn0), a1 = fast_exp2(m1 - mn1);
+      m0 = mn0;
+      m1 = mn1;
+      float ps0 = 0.f, ps1 = 0.f;
+      uint32_t pf[KT / 16][4];
+#pragma unroll
+      for (int nt = 0; nt < KT / 8; nt++) {
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+          s[nt * 4 + e] = fast_exp2(fmaf(s[nt * 4 + e], p.scale_log2, -mn0));
+          s[nt * 4 + 2 + e] = fast_exp2(fmaf(s[nt * 4 + 2 + e], p.scale_log2, -mn1));
+          ps0 += s[nt * 4 + e];
+          ps1 += s[nt * 4 + 2 + e];
+        }
+      }
+      l0 = l0 * a0 + ps0;
+      l1 = l1 * a1 + ps1;
+#pragma unroll
+      for (int kg = 0; kg < KT / 16; kg++) {
+        pf[kg][0] = pack2<BF16>(s[8 * kg + 0], s[8 * kg + 1]);
+        pf[kg][1] = pack2<BF16>(s[8 * kg + 2], s[8 * kg + 3]);
+        pf[kg][2] = pack2<BF16>(s[8 * kg + 4], s[8 * kg + 5]);
+        pf[kg][3] = pack2<BF16>(s[8 * kg + 6], s[8 * kg + 7]);
+      }
+#pragma unroll
+      for (int i = 0; i < 16; i++) {
+        o[4 * i + 0] *= a0;
+        o[4 * i + 1] *= a0;
+        o[4 * i + 2] *= a1;
+        o[4 * i + 3] *= a1;
+      }
+      reg_fence(o);
+      wgmma_fence();
+#pragma unroll
+      for (int kg = 0; kg < KT / 16; kg++) {
+        /* Keys 16 kg .. 16 kg + 15 are rows of V: two 8-row groups, 2 KiB in. */
+        const uint64_t db = wg_desc(vs + kg * 2048, KT * 128, 1024);
+        wgmma_rs_m64n128k16<BF16>(o, pf[kg], db);
+      }
+      wgmma_commit();
+      wgmma_wait<0>();
+      reg_fence(o);
+#pragma unroll
+      for (int kg = 0; kg < KT / 16; kg++) reg_fence(pf[kg]);
+    }
+  }
+
+  const int cl = 2 * (lane % 4);
+#pragma unroll
+  for (int half = 0; half < 2; half++) {
+    float lsum = half ? l1 : l0;
+    lsum += __shfl_xor_sync(0xffffffffu, lsum, 1);
+    lsum += __shfl_xor_sync(0xffffffffu, lsum, 2);
+    const int i = qbase + wrow + warp * 16 + lane / 4 + 8 * half;
+    if (i >= p.new_tokens) continue;
+    const float inv = 1.f / lsum;
+    const int64_t row = (r * p.new_tokens + i) * p.h + hh;
+#pragma unroll
+    for (int nt = 0; nt < 16; nt++) {
+      const float x0 = o[nt * 4 + 2 * half] * inv, x1 = o[nt * 4 + 2 * half + 1] * inv;
+      const int64_t at = row * D + nt * 8 + cl;
+      if (p.out_f32)
+        *(float2 *)((float *)p.out + at) = make_float2(x0, x1);
+      else
+        *(uint32_t *)((uint16_t *)p.out + at) = pack2<BF16>(x0, x1);
+    }
+    if (p.lse && lane % 4 == 0) p.lse[row] = ((half ? m1 : m0) + log2f(lsum)) * LN2;
+  }
+#else
+  (void)p;
+  __trap();
+#endif
+}
+
+template <bool BF16>
+infsim_status launch(ik_cuda *c, const ik_prefill_params &p, int reqs, infsim_error *err) {
+  auto kern = prefill_sm90_kernel<BF16>;
+  const int bit = 1 << 4; /* prefill_ready bits 0-3 belong to prefill.cu */
+  if (!(c->prefill_ready[BF16 ? 1 : 0] & bit)) {
+    IK_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
+    c->prefill_ready[BF16 ? 1 : 0] |= bit;
+  }
+  dim3 grid((unsigned)((p.new_tokens + QT - 1) / QT), (unsigned)p.h, (unsigned)reqs);
+  kern<<<grid, THREADS, SMEM, c->stream>>>(p);
+  IK_LAUNCHED();
+  return INFSIM_OK;
+}
+
+} /* namespace */
+
+infsim_status ik_prefill_sm90(ik_cuda *c, const ik_prefill_params &p, bool bf16, int reqs, infsim_error *err) {
+  return bf16 ? launch<true>(c, p, reqs, err) : launch<false>(c, p, reqs, err);
+}
