@@ -20,17 +20,6 @@ struct infsim_kernels {
   void *self;
 };
 
-infsim_status ik_fail(infsim_error *err, infsim_status st, const char *fmt, ...) {
-  if (err) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-    va_end(ap);
-    err->status = st;
-  }
-  return st;
-}
-
 const char *infsim_kernel_backend_name(infsim_kernel_backend b) {
   return b == INFSIM_KBACKEND_CUDA ? "cuda" : "cpu";
 }
@@ -78,14 +67,14 @@ infsim_status infsim_kernels_open(infsim_kernel_backend backend, infsim_kernels 
     ops = ik_cpu_backend();
   } else if (backend == INFSIM_KBACKEND_CUDA) {
     if (!ik_cuda_usable())
-      return ik_fail(err, INFSIM_ENODEV, "kernels: CUDA backend not available (%s)",
+      return infsim_fail(err, INFSIM_ENODEV, "kernels: CUDA backend not available (%s)",
                      ik_cuda_backend() ? "no usable GPU" : "built without CUDA");
     ops = ik_cuda_backend();
   } else {
-    return ik_fail(err, INFSIM_EINPUT, "kernels: unknown backend %d", (int)backend);
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: unknown backend %d", (int)backend);
   }
   infsim_kernels *k = calloc(1, sizeof *k);
-  if (!k) return ik_fail(err, INFSIM_ENOMEM, "kernels: out of memory");
+  if (!k) return infsim_fail(err, INFSIM_ENOMEM, "kernels: out of memory");
   k->backend = backend;
   k->ops = ops;
   infsim_status st = ops->open(&k->self, err);
@@ -116,7 +105,7 @@ infsim_status infsim_kernels_describe(infsim_kernels *k, infsim_kernel_device *o
 
 infsim_status infsim_kernels_alloc(infsim_kernels *k, int64_t bytes, void **out, infsim_error *err) {
   *out = NULL;
-  if (bytes <= 0) return ik_fail(err, INFSIM_EINPUT, "kernels: alloc: bytes %lld must be > 0", (long long)bytes);
+  if (bytes <= 0) return infsim_fail(err, INFSIM_EINPUT, "kernels: alloc: bytes %lld must be > 0", (long long)bytes);
   return k->ops->alloc(k->self, bytes, out, err);
 }
 
@@ -127,7 +116,7 @@ void infsim_kernels_free(infsim_kernels *k, void *buf) {
 infsim_status infsim_kernels_host_alloc(infsim_kernels *k, int64_t bytes, void **out, infsim_error *err) {
   *out = NULL;
   if (bytes <= 0)
-    return ik_fail(err, INFSIM_EINPUT, "kernels: host_alloc: bytes %lld must be > 0", (long long)bytes);
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: host_alloc: bytes %lld must be > 0", (long long)bytes);
   return k->ops->host_alloc(k->self, bytes, out, err);
 }
 
@@ -138,19 +127,19 @@ void infsim_kernels_host_free(infsim_kernels *k, void *host) {
 infsim_status infsim_kernels_upload(infsim_kernels *k, void *dst_buf, const void *src_host, int64_t bytes,
                                     infsim_error *err) {
   if (bytes < 0 || (bytes > 0 && (!dst_buf || !src_host)))
-    return ik_fail(err, INFSIM_EINPUT, "kernels: upload: bad pointer or size");
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: upload: bad pointer or size");
   return bytes ? k->ops->upload(k->self, dst_buf, src_host, bytes, err) : INFSIM_OK;
 }
 
 infsim_status infsim_kernels_download(infsim_kernels *k, void *dst_host, const void *src_buf, int64_t bytes,
                                       infsim_error *err) {
   if (bytes < 0 || (bytes > 0 && (!dst_host || !src_buf)))
-    return ik_fail(err, INFSIM_EINPUT, "kernels: download: bad pointer or size");
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: download: bad pointer or size");
   return bytes ? k->ops->download(k->self, dst_host, src_buf, bytes, err) : INFSIM_OK;
 }
 
 infsim_status infsim_kernels_memset(infsim_kernels *k, void *buf, int byte, int64_t bytes, infsim_error *err) {
-  if (bytes < 0 || (bytes > 0 && !buf)) return ik_fail(err, INFSIM_EINPUT, "kernels: memset: bad pointer or size");
+  if (bytes < 0 || (bytes > 0 && !buf)) return infsim_fail(err, INFSIM_EINPUT, "kernels: memset: bad pointer or size");
   return bytes ? k->ops->memset_buf(k->self, buf, byte, bytes, err) : INFSIM_OK;
 }
 
@@ -159,7 +148,7 @@ infsim_status infsim_kernels_sync(infsim_kernels *k, infsim_error *err) { return
 infsim_status infsim_kernels_fill_random(infsim_kernels *k, void *buf, infsim_kdtype dtype, int64_t count,
                                          uint64_t seed, float lo, float hi, infsim_error *err) {
   if (count < 0 || (count > 0 && !buf) || (unsigned)dtype > INFSIM_KDTYPE_F32 || !(lo <= hi))
-    return ik_fail(err, INFSIM_EINPUT, "kernels: fill_random: bad arguments");
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: fill_random: bad arguments");
   return count ? k->ops->fill_random(k->self, buf, dtype, count, seed, lo, hi, err) : INFSIM_OK;
 }
 
@@ -169,13 +158,13 @@ static bool half_dtype(infsim_kdtype t) { return t == INFSIM_KDTYPE_F16 || t == 
 
 static infsim_status check_heads(const char *op, int32_t h, int32_t g, int32_t d, int32_t bt, infsim_error *err) {
   if (h < 1 || g < 1 || h % g != 0)
-    return ik_fail(err, INFSIM_EINPUT, "kernels: %s: num_q_heads %d must be a positive multiple of num_kv_heads %d",
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: %s: num_q_heads %d must be a positive multiple of num_kv_heads %d",
                    op, h, g);
   if (d != INFSIM_KERNEL_HEAD_DIM)
-    return ik_fail(err, INFSIM_EINPUT, "kernels: %s: head_dim %d: only %d is supported", op, d,
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: %s: head_dim %d: only %d is supported", op, d,
                    INFSIM_KERNEL_HEAD_DIM);
   if (bt < INFSIM_KERNEL_BLOCK_ALIGN_TOKENS || bt % INFSIM_KERNEL_BLOCK_ALIGN_TOKENS != 0)
-    return ik_fail(err, INFSIM_EINPUT, "kernels: %s: block_tokens %d must be a positive multiple of %d", op, bt,
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: %s: block_tokens %d must be a positive multiple of %d", op, bt,
                    INFSIM_KERNEL_BLOCK_ALIGN_TOKENS);
   return INFSIM_OK;
 }
@@ -183,26 +172,26 @@ static infsim_status check_heads(const char *op, int32_t h, int32_t g, int32_t d
 infsim_status infsim_kernels_ma_decode(infsim_kernels *k, const infsim_ma_decode_args *a, infsim_error *err) {
   infsim_status st = check_heads("ma_decode", a->num_q_heads, a->num_kv_heads, a->head_dim, a->block_tokens, err);
   if (st != INFSIM_OK) return st;
-  if (a->num_requests < 1) return ik_fail(err, INFSIM_EINPUT, "kernels: ma_decode: num_requests must be >= 1");
-  if (!half_dtype(a->dtype)) return ik_fail(err, INFSIM_EINPUT, "kernels: ma_decode: dtype must be f16 or bf16");
+  if (a->num_requests < 1) return infsim_fail(err, INFSIM_EINPUT, "kernels: ma_decode: num_requests must be >= 1");
+  if (!half_dtype(a->dtype)) return infsim_fail(err, INFSIM_EINPUT, "kernels: ma_decode: dtype must be f16 or bf16");
   if (a->max_context_tokens < 0 || a->num_splits < 0 || a->block_table_stride < 0)
-    return ik_fail(err, INFSIM_EINPUT, "kernels: ma_decode: negative max_context_tokens, num_splits or stride");
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: ma_decode: negative max_context_tokens, num_splits or stride");
   if (a->block_table_stride * (int64_t)a->block_tokens < a->max_context_tokens)
-    return ik_fail(err, INFSIM_EINPUT, "kernels: ma_decode: block_table_stride %d x block_tokens %d < %d tokens",
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: ma_decode: block_table_stride %d x block_tokens %d < %d tokens",
                    a->block_table_stride, a->block_tokens, a->max_context_tokens);
   if (!a->q || !a->context_tokens || !a->out || !a->lse ||
       (a->max_context_tokens > 0 && (!a->k_pool || !a->v_pool || !a->block_table)))
-    return ik_fail(err, INFSIM_EINPUT, "kernels: ma_decode: NULL buffer");
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: ma_decode: NULL buffer");
   return k->ops->ma_decode(k->self, a, err);
 }
 
 infsim_status infsim_kernels_merge(infsim_kernels *k, const infsim_merge_args *a, infsim_error *err) {
   if (a->num_partials < 1 || a->rows < 0 || a->head_dim < 1)
-    return ik_fail(err, INFSIM_EINPUT, "kernels: merge: need num_partials >= 1, rows >= 0, head_dim >= 1");
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: merge: need num_partials >= 1, rows >= 0, head_dim >= 1");
   if (k->backend == INFSIM_KBACKEND_CUDA && a->head_dim % 4 != 0)
-    return ik_fail(err, INFSIM_EINPUT, "kernels: merge: head_dim %d must be a multiple of 4 on CUDA", a->head_dim);
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: merge: head_dim %d must be a multiple of 4 on CUDA", a->head_dim);
   if (a->rows == 0) return INFSIM_OK;
-  if (!a->part_out || !a->part_lse || !a->out) return ik_fail(err, INFSIM_EINPUT, "kernels: merge: NULL buffer");
+  if (!a->part_out || !a->part_lse || !a->out) return infsim_fail(err, INFSIM_EINPUT, "kernels: merge: NULL buffer");
   return k->ops->merge(k->self, a, err);
 }
 
@@ -210,32 +199,32 @@ infsim_status infsim_kernels_prefill(infsim_kernels *k, const infsim_prefill_arg
   infsim_status st = check_heads("prefill", a->num_q_heads, a->num_kv_heads, a->head_dim, a->block_tokens, err);
   if (st != INFSIM_OK) return st;
   if (a->num_requests < 1 || a->new_tokens < 1 || a->past_tokens < 0)
-    return ik_fail(err, INFSIM_EINPUT, "kernels: prefill: need num_requests >= 1, new_tokens >= 1, past_tokens >= 0");
-  if (!half_dtype(a->dtype)) return ik_fail(err, INFSIM_EINPUT, "kernels: prefill: dtype must be f16 or bf16");
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: prefill: need num_requests >= 1, new_tokens >= 1, past_tokens >= 0");
+  if (!half_dtype(a->dtype)) return infsim_fail(err, INFSIM_EINPUT, "kernels: prefill: dtype must be f16 or bf16");
   if (a->out_dtype != INFSIM_KDTYPE_F32 && a->out_dtype != a->dtype)
-    return ik_fail(err, INFSIM_EINPUT, "kernels: prefill: out_dtype must be f32 or the input dtype");
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: prefill: out_dtype must be f32 or the input dtype");
   int64_t total = (int64_t)a->past_tokens + a->new_tokens;
   if (a->block_table_stride < 0 || (int64_t)a->block_table_stride * a->block_tokens < total)
-    return ik_fail(err, INFSIM_EINPUT, "kernels: prefill: block_table_stride %d x block_tokens %d < %lld tokens",
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: prefill: block_table_stride %d x block_tokens %d < %lld tokens",
                    a->block_table_stride, a->block_tokens, (long long)total);
   if (!a->q || !a->k_new || !a->v_new || !a->k_pool || !a->v_pool || !a->block_table || !a->out)
-    return ik_fail(err, INFSIM_EINPUT, "kernels: prefill: NULL buffer");
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: prefill: NULL buffer");
   if (a->q_tile_rows != 0 && a->q_tile_rows != 64 && a->q_tile_rows != 128)
-    return ik_fail(err, INFSIM_EINPUT, "kernels: prefill: q_tile_rows %d must be 0, 64 or 128", a->q_tile_rows);
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: prefill: q_tile_rows %d must be 0, 64 or 128", a->q_tile_rows);
   if (a->k_tile_tokens != 0 && a->k_tile_tokens != 32 && a->k_tile_tokens != 64 && a->k_tile_tokens != 128)
-    return ik_fail(err, INFSIM_EINPUT, "kernels: prefill: k_tile_tokens %d must be 0, 32, 64 or 128",
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: prefill: k_tile_tokens %d must be 0, 32, 64 or 128",
                    a->k_tile_tokens);
   if (a->k_tile_tokens == 128 && a->q_tile_rows != 128)
-    return ik_fail(err, INFSIM_EINPUT, "kernels: prefill: k_tile_tokens 128 needs q_tile_rows 128");
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: prefill: k_tile_tokens 128 needs q_tile_rows 128");
   return k->ops->prefill(k->self, a, err);
 }
 
 infsim_status infsim_kernels_gemm(infsim_kernels *k, const infsim_gemm_args *a, infsim_error *err) {
   if (a->m < 1 || a->n < 1 || a->k < 1)
-    return ik_fail(err, INFSIM_EINPUT, "kernels: gemm: m, n, k must be >= 1");
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: gemm: m, n, k must be >= 1");
   if (!half_dtype(a->dtype) && !(a->dtype == INFSIM_KDTYPE_F32 && k->backend == INFSIM_KBACKEND_CPU))
-    return ik_fail(err, INFSIM_EINPUT, "kernels: gemm: dtype must be f16 or bf16");
-  if (!a->a || !a->w || !a->c) return ik_fail(err, INFSIM_EINPUT, "kernels: gemm: NULL buffer");
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: gemm: dtype must be f16 or bf16");
+  if (!a->a || !a->w || !a->c) return infsim_fail(err, INFSIM_EINPUT, "kernels: gemm: NULL buffer");
   return k->ops->gemm(k->self, a, err);
 }
 
@@ -244,9 +233,9 @@ infsim_status infsim_kernels_gemm_shape(const infsim_kernel_model *model, int64_
   const infsim_kernel_model *md = model;
   if (tp < 1 || tokens < 1 || md->hidden < 1 || md->heads < 1 || md->kv_heads < 1 || md->head_dim < 1 ||
       md->intermediate < 1)
-    return ik_fail(err, INFSIM_EINPUT, "kernels: gemm_shape: tp, tokens and model dimensions must be >= 1");
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: gemm_shape: tp, tokens and model dimensions must be >= 1");
   if (md->heads % tp != 0 || md->intermediate % tp != 0 || (md->kv_heads >= tp && md->kv_heads % tp != 0))
-    return ik_fail(err, INFSIM_EINPUT,
+    return infsim_fail(err, INFSIM_EINPUT,
                    "kernels: gemm_shape: tp %lld must divide heads %lld, intermediate %lld and kv_heads %lld",
                    (long long)tp, (long long)md->heads, (long long)md->intermediate, (long long)md->kv_heads);
   int64_t h = md->heads / tp;
@@ -270,27 +259,27 @@ infsim_status infsim_kernels_gemm_shape(const infsim_kernel_model *model, int64_
       *k = md->intermediate / tp;
       break;
     default:
-      return ik_fail(err, INFSIM_EINPUT, "kernels: gemm_shape: unknown kind %d", (int)kind);
+      return infsim_fail(err, INFSIM_EINPUT, "kernels: gemm_shape: unknown kind %d", (int)kind);
   }
   return INFSIM_OK;
 }
 
 infsim_status infsim_kernels_kv_copy(infsim_kernels *k, const infsim_kv_copy_args *a, infsim_error *err) {
   if (a->num_blocks < 0 || a->block_bytes < 16 || a->block_bytes % 16 != 0)
-    return ik_fail(err, INFSIM_EINPUT, "kernels: kv_copy: block_bytes %lld must be a positive multiple of 16",
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: kv_copy: block_bytes %lld must be a positive multiple of 16",
                    (long long)a->block_bytes);
   if (a->num_blocks == 0) return INFSIM_OK;
   if (!a->dst_pool || !a->src_pool || !a->src_ids || !a->dst_ids)
-    return ik_fail(err, INFSIM_EINPUT, "kernels: kv_copy: NULL buffer");
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: kv_copy: NULL buffer");
   return k->ops->kv_copy(k->self, a, err);
 }
 
 infsim_status infsim_kernels_staged_copy(infsim_kernels *k, const infsim_staged_copy_args *a, infsim_error *err) {
   if (a->bytes < 0 || a->chunk_bytes < 0)
-    return ik_fail(err, INFSIM_EINPUT, "kernels: staged_copy: negative size");
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: staged_copy: negative size");
   if (a->bytes == 0) return INFSIM_OK;
   if (!a->dst_buf || !a->src_buf || !a->staging_host)
-    return ik_fail(err, INFSIM_EINPUT, "kernels: staged_copy: NULL buffer");
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: staged_copy: NULL buffer");
   infsim_staged_copy_args b = *a;
   if (b.chunk_bytes == 0) b.chunk_bytes = b.bytes < (4 << 20) ? b.bytes : (4 << 20);
   return k->ops->staged_copy(k->self, &b, err);
@@ -333,12 +322,12 @@ static double percentile(const double *sorted, int n, double q) {
 infsim_status infsim_kernels_time_ms(infsim_kernels *k, infsim_kernel_op op, void *op_arg,
                                      const infsim_time_opts *opts, infsim_kernel_timing *out, infsim_error *err) {
   infsim_time_opts o = opts ? *opts : (infsim_time_opts){0};
-  if (o.warmup < 0 || o.repeats < 0) return ik_fail(err, INFSIM_EINPUT, "kernels: time: negative warmup/repeats");
+  if (o.warmup < 0 || o.repeats < 0) return infsim_fail(err, INFSIM_EINPUT, "kernels: time: negative warmup/repeats");
   if (o.warmup == 0) o.warmup = 3;
   if (o.repeats == 0) o.repeats = 20;
   memset(out, 0, sizeof *out);
   double *ms = malloc(sizeof *ms * (size_t)o.repeats);
-  if (!ms) return ik_fail(err, INFSIM_ENOMEM, "kernels: time: out of memory");
+  if (!ms) return infsim_fail(err, INFSIM_ENOMEM, "kernels: time: out of memory");
   infsim_status st = INFSIM_OK;
   for (int i = 0; i < o.warmup && st == INFSIM_OK; i++) st = op(k, op_arg, err);
   if (st == INFSIM_OK) st = k->ops->sync(k->self, err);

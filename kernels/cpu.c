@@ -17,7 +17,7 @@ typedef struct {
 
 static infsim_status cpu_open(void **self, infsim_error *err) {
   cpu_self *c = calloc(1, sizeof *c);
-  if (!c) return ik_fail(err, INFSIM_ENOMEM, "kernels: cpu: out of memory");
+  if (!c) return infsim_fail(err, INFSIM_ENOMEM, "kernels: cpu: out of memory");
   *self = c;
   return INFSIM_OK;
 }
@@ -36,7 +36,7 @@ static infsim_status cpu_alloc(void *self, int64_t bytes, void **out, infsim_err
   (void)self;
   size_t rounded = ((size_t)bytes + 255u) & ~(size_t)255u;
   *out = aligned_alloc(256, rounded);
-  if (!*out) return ik_fail(err, INFSIM_ENOMEM, "kernels: cpu: cannot allocate %lld bytes", (long long)bytes);
+  if (!*out) return infsim_fail(err, INFSIM_ENOMEM, "kernels: cpu: cannot allocate %lld bytes", (long long)bytes);
   return INFSIM_OK;
 }
 
@@ -81,7 +81,7 @@ static infsim_status cpu_gemm(void *self, const infsim_gemm_args *a, infsim_erro
   if (!w || !row) {
     free(w);
     free(row);
-    return ik_fail(err, INFSIM_ENOMEM, "kernels: cpu gemm: out of memory");
+    return infsim_fail(err, INFSIM_ENOMEM, "kernels: cpu gemm: out of memory");
   }
   for (int64_t i = 0; i < a->n * a->k; i++) w[i] = ik_load(a->w, a->dtype, i);
   for (int64_t i = 0; i < a->m; i++) {

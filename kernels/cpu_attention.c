@@ -49,13 +49,13 @@ infsim_status ik_cpu_ma_decode(void *self, const infsim_ma_decode_args *a, infsi
   enum { D = INFSIM_KERNEL_HEAD_DIM };
   int32_t group = a->num_q_heads / a->num_kv_heads;
   float *scores = malloc(sizeof *scores * (size_t)(a->max_context_tokens > 0 ? a->max_context_tokens : 1));
-  if (!scores) return ik_fail(err, INFSIM_ENOMEM, "kernels: cpu ma_decode: out of memory");
+  if (!scores) return infsim_fail(err, INFSIM_ENOMEM, "kernels: cpu ma_decode: out of memory");
   float q[D];
   for (int32_t r = 0; r < a->num_requests; r++) {
     int64_t n = a->context_tokens[r];
     if (n > a->max_context_tokens) {
       free(scores);
-      return ik_fail(err, INFSIM_EINPUT, "kernels: ma_decode: context_tokens[%d] = %lld > max_context_tokens %d",
+      return infsim_fail(err, INFSIM_EINPUT, "kernels: ma_decode: context_tokens[%d] = %lld > max_context_tokens %d",
                      r, (long long)n, a->max_context_tokens);
     }
     const int32_t *table = a->block_table + (int64_t)r * a->block_table_stride;
@@ -107,7 +107,7 @@ infsim_status ik_cpu_prefill(void *self, const infsim_prefill_args *a, infsim_er
   int32_t h = a->num_q_heads, g = a->num_kv_heads, group = h / g, bt = a->block_tokens;
   int64_t total = (int64_t)a->past_tokens + a->new_tokens;
   float *scores = malloc(sizeof *scores * (size_t)total);
-  if (!scores) return ik_fail(err, INFSIM_ENOMEM, "kernels: cpu prefill: out of memory");
+  if (!scores) return infsim_fail(err, INFSIM_ENOMEM, "kernels: cpu prefill: out of memory");
   /* Append the new K/V to the blocks first: attention then reads every key,
    * past and new, from the pool (as the CUDA kernel does). */
   for (int32_t r = 0; r < a->num_requests; r++) {

@@ -53,7 +53,7 @@ static infsim_status cu_open_into(ik_cuda *c, infsim_error *err) {
     IK_CUDA(cudaEventCreateWithFlags(&c->staged_h2d[i], cudaEventDisableTiming));
   }
   if (cublasLtCreate(&c->lt) != CUBLAS_STATUS_SUCCESS)
-    return ik_fail(err, INFSIM_ERUN, "kernels: cuda: cublasLtCreate failed");
+    return infsim_fail(err, INFSIM_ERUN, "kernels: cuda: cublasLtCreate failed");
   c->lt_ws_bytes = 32 << 20; /* cuBLAS's own recommendation for Hopper */
   IK_CUDA(cudaMalloc(&c->lt_ws, (size_t)c->lt_ws_bytes));
   return INFSIM_OK;
@@ -62,7 +62,7 @@ static infsim_status cu_open_into(ik_cuda *c, infsim_error *err) {
 static infsim_status cu_open(void **self, infsim_error *err) {
   *self = NULL;
   ik_cuda *c = (ik_cuda *)calloc(1, sizeof *c);
-  if (!c) return ik_fail(err, INFSIM_ENOMEM, "kernels: cuda: out of memory");
+  if (!c) return infsim_fail(err, INFSIM_ENOMEM, "kernels: cuda: out of memory");
   infsim_status st = cu_open_into(c, err);
   if (st != INFSIM_OK) {
     cu_close(c);

@@ -18,7 +18,7 @@
   do {                                                                                                  \
     cudaError_t ik_e_ = (call);                                                                         \
     if (ik_e_ != cudaSuccess)                                                                           \
-      return ik_fail(err, INFSIM_ERUN, "%s:%d: %s: %s", __FILE__, __LINE__, #call, cudaGetErrorString(ik_e_)); \
+      return infsim_fail(err, INFSIM_ERUN, "%s:%d: %s: %s", __FILE__, __LINE__, #call, cudaGetErrorString(ik_e_)); \
   } while (0)
 
 #define IK_LAUNCHED() IK_CUDA(cudaGetLastError())

@@ -14,7 +14,7 @@
   do {                                                                                                 \
     cublasStatus_t ik_s_ = (call);                                                                     \
     if (ik_s_ != CUBLAS_STATUS_SUCCESS)                                                                \
-      return ik_fail(err, INFSIM_ERUN, "%s:%d: %s: cublas status %d", __FILE__, __LINE__, #call, (int)ik_s_); \
+      return infsim_fail(err, INFSIM_ERUN, "%s:%d: %s: cublas status %d", __FILE__, __LINE__, #call, (int)ik_s_); \
   } while (0)
 
 static void plan_destroy(ik_gemm_plan *pl) {
@@ -56,7 +56,7 @@ static infsim_status plan_make(ik_cuda *c, const infsim_gemm_args *a, ik_gemm_pl
   cublasLtMatmulPreferenceDestroy(pref);
   IK_LT(s);
   if (found < 1)
-    return ik_fail(err, INFSIM_ERUN, "kernels: gemm: no cuBLASLt algorithm for m=%lld n=%lld k=%lld",
+    return infsim_fail(err, INFSIM_ERUN, "kernels: gemm: no cuBLASLt algorithm for m=%lld n=%lld k=%lld",
                    (long long)a->m, (long long)a->n, (long long)a->k);
   pl->algo = res.algo;
   return INFSIM_OK;

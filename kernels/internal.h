@@ -118,12 +118,6 @@ IK_HD float ik_uniform_u(uint64_t seed, int64_t i) {
   return (float)(x >> 40) * 5.9604644775390625e-8f;
 }
 
-/* ---- errors ------------------------------------------------------------ */
-
-/* Like infsim_fail, without linking libinfsim (this library stands alone). */
-infsim_status ik_fail(infsim_error *err, infsim_status st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
 /* ---- backend table ---------------------------------------------------- */
 
 typedef struct {

@@ -373,7 +373,7 @@ infsim_status launch(ik_cuda *c, const infsim_ma_decode_args *a, infsim_error *e
   p.context_tokens = a->context_tokens;
   p.out = a->out;
   p.lse = a->lse;
-  if (cta_rows > 0x7fffffff) return ik_fail(err, INFSIM_EINPUT, "kernels: ma_decode: too many requests x heads");
+  if (cta_rows > 0x7fffffff) return infsim_fail(err, INFSIM_EINPUT, "kernels: ma_decode: too many requests x heads");
   kern<<<dim3((unsigned)cta_rows, (unsigned)splits), THREADS, SMEM_BYTES, c->stream>>>(p);
   IK_LAUNCHED();
   return INFSIM_OK;

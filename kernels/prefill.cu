@@ -286,7 +286,7 @@ infsim_status launch_attn(ik_cuda *c, const PrefillParams &p, int reqs, int slot
 template <bool BF16>
 infsim_status launch(ik_cuda *c, const infsim_prefill_args *a, infsim_error *err) {
   if (a->num_requests > 65535 || a->num_q_heads > 65535)
-    return ik_fail(err, INFSIM_EINPUT, "kernels: prefill: more than 65535 requests or heads");
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: prefill: more than 65535 requests or heads");
   PrefillParams p;
   p.q = (const uint16_t *)a->q;
   p.k_new = (const uint16_t *)a->k_new;

@@ -34,7 +34,7 @@ constexpr uint32_t Q_BYTES = QT * D * 2, TILE_BYTES = KT * D * 2;
 /* Q, then 2 stages of (K, V); plus slack to align the base to 1024 bytes. */
 constexpr int SMEM = (int)(Q_BYTES + 2 * 2 * TILE_BYTES) + 1024;
 
-template <bool BF16>
+template <bool BF16, bool POW2>
 __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_kernel(ik_prefill_params p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr float LN2 = 0.6931471805599453f;
@@ -61,19 +61,20 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_kernel(ik_prefill_par
     const uint16_t *src = p.q + (ok ? ((r * p.new_tokens + qbase + row) * p.h + hh) * D + ch * 8 : 0);
     cp_async16_s(q_s + sw128(QT, row, ch), src, ok);
   }
+  /* Branch-free (it runs between a wgmma's issue and its wait, where
+   * control flow would make ptxas serialize the wgmmas): keys past the end,
+   * and a tile past the last (kt == n_kt), read a valid key and zero-fill. */
   auto issue = [&](int kt) {
     const uint32_t ks = kv_s + (kt & 1) * 2 * TILE_BYTES, vs = ks + TILE_BYTES;
 #pragma unroll
     for (int i = 0; i < KT * 16 / THREADS; i++) {
       const int c = tid + THREADS * i, row = c >> 4, ch = c & 15;
       const int key = kt * KT + row;
-      const bool ok = key < total;
-      int64_t off = 0;
-      if (ok) {
-        const int bi = p.bt_shift >= 0 ? key >> p.bt_shift : key / p.bt;
-        const int slot = p.bt_shift >= 0 ? key & (p.bt - 1) : key % p.bt;
-        off = ((int64_t)table[bi] * p.g + kh) * (int64_t)(p.bt * D) + slot * D + ch * 8;
-      }
+      const bool ok = kt < n_kt && key < total;
+      const int kc = min(key, total - 1);
+      const int bi = POW2 ? kc >> p.bt_shift : kc / p.bt;
+      const int slot = POW2 ? kc & (p.bt - 1) : kc % p.bt;
+      const int64_t off = ((int64_t)table[bi] * p.g + kh) * (int64_t)(p.bt * D) + slot * D + ch * 8;
       cp_async16_s(ks + sw128(KT, row, ch), p.k_pool + off, ok);
       cp_async16_s(vs + sw128(KT, row, ch), p.v_pool + off, ok);
     }
@@ -102,9 +103,12 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_kernel(ik_prefill_par
     fence_proxy_async();
     __syncthreads();
     const uint32_t ks = kv_s + (kt & 1) * 2 * TILE_BYTES, vs = ks + TILE_BYTES;
-    const bool active = kt * KT <= wg_last; /* some key of the tile is visible to this warpgroup */
-    float s[64];
-    if (active) {
+    if (kt * KT > wg_last) { /* no key of the tile is visible to this warpgroup */
+      issue(kt + 1);
+      continue;
+    }
+    {
+      float s[64];
       wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < 8; kk++) {
@@ -114,9 +118,7 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_kernel(ik_prefill_par
         wgmma_ss_m64n128k16<BF16>(s, da, db, kk > 0);
       }
       wgmma_commit();
-    }
-    if (kt + 1 < n_kt) issue(kt + 1);
-    if (active) {
+      issue(kt + 1);
       wgmma_wait<0>();
       reg_fence(s);
 
@@ -197,6 +199,7 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_kernel(ik_prefill_par
     }
   }
 
+  cp_async_wait<0>(); /* the zero-filled tile past the last */
   const int cl = 2 * (lane % 4);
 #pragma unroll
   for (int half = 0; half < 2; half++) {
@@ -224,10 +227,10 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_kernel(ik_prefill_par
 #endif
 }
 
-template <bool BF16>
+template <bool BF16, bool POW2>
 infsim_status launch(ik_cuda *c, const ik_prefill_params &p, int reqs, infsim_error *err) {
-  auto kern = prefill_sm90_kernel<BF16>;
-  const int bit = 1 << 4; /* prefill_ready bits 0-3 belong to prefill.cu */
+  auto kern = prefill_sm90_kernel<BF16, POW2>;
+  const int bit = 1 << (POW2 ? 4 : 5); /* prefill_ready bits 0-3 belong to prefill.cu */
   if (!(c->prefill_ready[BF16 ? 1 : 0] & bit)) {
     IK_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
     c->prefill_ready[BF16 ? 1 : 0] |= bit;
@@ -241,5 +244,7 @@ infsim_status launch(ik_cuda *c, const ik_prefill_params &p, int reqs, infsim_er
 } /* namespace */
 
 infsim_status ik_prefill_sm90(ik_cuda *c, const ik_prefill_params &p, bool bf16, int reqs, infsim_error *err) {
-  return bf16 ? launch<true>(c, p, reqs, err) : launch<false>(c, p, reqs, err);
+  const bool pow2 = p.bt_shift >= 0;
+  if (bf16) return pow2 ? launch<true, true>(c, p, reqs, err) : launch<true, false>(c, p, reqs, err);
+  return pow2 ? launch<false, true>(c, p, reqs, err) : launch<false, false>(c, p, reqs, err);
 }

@@ -18,6 +18,10 @@
   X(INFSIM_ERUN, 4, 1, "run failed")                             \
   X(INFSIM_ENODEV, 5, 77, "no GPU where one is needed")
 
+#ifdef __cplusplus
+extern "C" { /* the CUDA kernels (C++ under nvcc) report through these too */
+#endif
+
 typedef enum {
 #define INFSIM_STATUS_ENUM(name, value, exit_code, text) name = value,
   INFSIM_STATUS_TABLE(INFSIM_STATUS_ENUM)
@@ -43,5 +47,9 @@ const char *infsim_status_text(infsim_status status);
 /* The process exit code DESIGN.md gives a status: 0 ok, 1 run failed,
  * 2 bad input, 77 skipped for lack of a GPU. */
 int infsim_status_exit_code(infsim_status status);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
