@@ -66,6 +66,20 @@ static void rw_flush(row_writer *w) {
   w->len = 0;
 }
 
+static row_writer *rw_open(FILE *fp) {
+  row_writer *w = malloc(sizeof *w);
+  if (w != NULL) {
+    w->fp = fp;
+    w->len = 0;
+  }
+  return w;
+}
+
+static void rw_close(row_writer *w) {
+  rw_flush(w);
+  free(w);
+}
+
 static void rw_reserve(row_writer *w, size_t bytes) {
   if (w->len + bytes > sizeof w->buf) rw_flush(w);
 }
@@ -124,10 +138,8 @@ static int64_t tpot_ns(const infsim_request_record *r) {
 static infsim_status write_requests_csv(FILE *f, const infsim_sim *s, infsim_error *err) {
   size_t n = 0;
   const infsim_request_record *rec = infsim_sim_requests(s, &n);
-  row_writer *w = malloc(sizeof *w);
+  row_writer *w = rw_open(f);
   if (w == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
-  w->fp = f;
-  w->len = 0;
   rw_str(w, "id,arrival_s,prompt_tokens,output_tokens,status,reason,instance,first_token_s,finish_s,ttft_s,tpot_s,"
             "e2e_s,preemptions,instances_touched\n");
   for (size_t i = 0; i < n; i++) {
@@ -159,18 +171,15 @@ static infsim_status write_requests_csv(FILE *f, const infsim_sim *s, infsim_err
     rw_i64(w, r->instances_touched);
     rw_char(w, '\n');
   }
-  rw_flush(w);
-  free(w);
+  rw_close(w);
   return INFSIM_OK;
 }
 
 static infsim_status write_timeseries_csv(FILE *f, const infsim_sim *s, infsim_error *err) {
   size_t n = 0;
   const infsim_sample_row *rows = infsim_sim_samples(s, &n);
-  row_writer *w = malloc(sizeof *w);
+  row_writer *w = rw_open(f);
   if (w == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
-  w->fp = f;
-  w->len = 0;
   rw_str(w, "time_s,instance,running,waiting,kv_used_blocks,kv_free_blocks,kv_lent_blocks,kv_borrowed_blocks\n");
   for (size_t i = 0; i < n; i++) {
     const infsim_sample_row *r = &rows[i];
@@ -183,8 +192,7 @@ static infsim_status write_timeseries_csv(FILE *f, const infsim_sim *s, infsim_e
     }
     rw_char(w, '\n');
   }
-  rw_flush(w);
-  free(w);
+  rw_close(w);
   return INFSIM_OK;
 }
 

@@ -32,6 +32,15 @@ static infsim_trace random_trace(size_t n, double rate_per_s, int64_t max_prompt
   return t;
 }
 
+/* The cost model of a one-GPU instance, built directly (not by the simulator). */
+static infsim_cost_model single_gpu_cost_model(const infsim_sim_params *p) {
+  infsim_cost_model cm = {0};
+  assert_int_equal(infsim_cost_curves_roofline(&p->model, &p->gpu, 1, &p->roofline, &cm.curves, NULL), INFSIM_OK);
+  cm.model = p->model;
+  cm.layout = (infsim_instance_layout){.tp = 1, .pp = 1, .iteration_overhead_ns = p->iteration_overhead_ns};
+  return cm;
+}
+
 /* Every request completed, with arrival <= first token <= finish. */
 static void assert_all_completed_in_order(const infsim_sim *sim) {
   size_t n = 0;
@@ -57,11 +66,7 @@ static void test_isolated_request_matches_cost_model(void **state) {
   size_t n = 0;
   const infsim_request_record *r = infsim_sim_requests(sim, &n);
 
-  infsim_cost_model cm = {0};
-  infsim_error err = {0};
-  assert_int_equal(infsim_cost_curves_roofline(&p.model, &p.gpu, 1, &p.roofline, &cm.curves, &err), INFSIM_OK);
-  cm.model = p.model;
-  cm.layout = (infsim_instance_layout){.tp = 1, .pp = 1, .iteration_overhead_ns = p.iteration_overhead_ns};
+  infsim_cost_model cm = single_gpu_cost_model(&p);
   infsim_batch_agg prefill = {.prefill_tokens = prompt,
                               .prefill_attn_pairs = prompt * (prompt + 1) / 2,
                               .logits_tokens = 1};
@@ -88,11 +93,7 @@ static void test_chunked_prefill_ttft_is_sum_of_chunks(void **state) {
   infsim_sim *sim = fixture_run(&p, &t);
   size_t n = 0;
   const infsim_request_record *r = infsim_sim_requests(sim, &n);
-  infsim_cost_model cm = {0};
-  infsim_error err = {0};
-  assert_int_equal(infsim_cost_curves_roofline(&p.model, &p.gpu, 1, &p.roofline, &cm.curves, &err), INFSIM_OK);
-  cm.model = p.model;
-  cm.layout = (infsim_instance_layout){.tp = 1, .pp = 1, .iteration_overhead_ns = p.iteration_overhead_ns};
+  infsim_cost_model cm = single_gpu_cost_model(&p);
   const int64_t chunks[] = {8192, 8192, 3616};
   int64_t done = 0, expect = 0;
   for (int i = 0; i < 3; i++) {
