@@ -7,7 +7,10 @@
 **                on, driver, clocks, backend and the model's shape;
 **   measurement  one row per raw measurement (TP degree, kernel, aggregates,
 **                repeats, median and spread);
-**   fit          one curve per (profile, tp, kernel), written by `fit`;
+**   fit          one curve per (profile, tp, kernel), written by `fit`
+**                (version 2: the shape ratio terms as text "slope bend
+**                slope ...", and the knots of a lookup curve as text
+**                "x t x t ...");
 **   fit_summary  held-out error per (profile, tp).
 ** A profile names one GPU: loading a file from another GPU under an
 ** existing profile name is refused rather than mixing two devices.
@@ -48,6 +51,8 @@ static const char k_schema[] =
     " hinge2_at REAL NOT NULL, c_above2 REAL NOT NULL, has_alt INTEGER NOT NULL CHECK (has_alt IN (0, 1)),"
     " alt_const REAL NOT NULL, alt_tokens REAL NOT NULL, alt_pairs REAL NOT NULL, alt_requests REAL NOT NULL,"
     " alt_context_tokens REAL NOT NULL, alt_partials REAL NOT NULL, alt_bytes REAL NOT NULL,"
+    " ratio_terms TEXT NOT NULL, alt_ratio_terms TEXT NOT NULL, tail_cap REAL NOT NULL, c_tail REAL NOT NULL,"
+    " knots TEXT NOT NULL,"
     " points INTEGER NOT NULL, rms_rel_err REAL NOT NULL, max_rel_err REAL NOT NULL,"
     " heldout_median REAL NOT NULL, heldout_p95 REAL NOT NULL, fitted_at TEXT NOT NULL,"
     " PRIMARY KEY (profile_id, tp, kernel)) STRICT;"
@@ -95,7 +100,9 @@ infsim_status calib_db_open(const char *db_path, int create, sqlite3 **db_out, i
     version = INFSIM_CALIB_DB_VERSION;
   }
   if (version != INFSIM_CALIB_DB_VERSION) {
-    infsim_status st = infsim_fail(err, INFSIM_EINPUT, "%s: user_version: calibration schema version %d, expected %d",
+    infsim_status st = infsim_fail(err, INFSIM_EINPUT,
+                                   "%s: user_version: calibration schema version %d, expected %d (an older or newer"
+                                   " infsim wrote it: load the raw CSVs into a new DB and run `infsim calibrate fit`)",
                                    db_path, version, INFSIM_CALIB_DB_VERSION);
     sqlite3_close(db);
     return st;

@@ -29,10 +29,18 @@
 
 #include "calib_internal.h"
 
-enum { MAX_COLS = 3 + INFSIM_CALIB_VARS, REFINE_STEPS = 24, ABOVE1 = INFSIM_CALIB_VARS, ABOVE2 };
+enum {
+  MAX_COLS = 5 + INFSIM_CALIB_VARS + INFSIM_CALIB_MAX_RBENDS,
+  REFINE_STEPS = 24,
+  ABOVE1 = INFSIM_CALIB_VARS,
+  ABOVE2,
+  TAIL,  /* r * min(denominator, tail_cap) */
+  RATIO0 /* RATIO0 + k: the shape ratio's k-th stretch */
+};
 
 /* Column j of the design: -1 the constant, v a variable's (below-hinge)
- * part, ABOVE1 / ABOVE2 the stretches of the hinge variable past each bend. */
+ * part, ABOVE1 / ABOVE2 the stretches of the hinge variable past each bend,
+ * RATIO0 + k the k-th stretch of the shape ratio between its bends. */
 typedef struct {
   int kind[MAX_COLS];
   int n;
@@ -42,10 +50,29 @@ typedef struct {
   int var;   /* -1: straight */
   double k1; /* first bend */
   double k2; /* second bend, > k1; 0: none */
+  double cap; /* the ratio term scaled by min(denominator, cap); 0: by 1 */
+  double tail_cap; /* > 0: a tail column */
+  int n_rb;  /* bends in the shape ratio */
+  double rb[INFSIM_CALIB_MAX_RBENDS];
 } bends;
 
-static double column_value(int kind, const double *x, const bends *b) {
+/* The kernel's shape ratio (calib.h), 0 where it has none. */
+static double ratio_of(const infsim_calib_kernel_info *info, const double *x) {
+  if (info->ratio_num < 0 || !(x[info->ratio_den] > 0)) return 0;
+  return x[info->ratio_num] / x[info->ratio_den];
+}
+
+static double column_value(int kind, const double *x, double r, double den, const bends *b) {
   if (kind < 0) return 1.0;
+  if (kind == TAIL) return r * fmin(den, b->tail_cap);
+  if (kind >= RATIO0) {
+    int k = kind - RATIO0, n = b->n_rb;
+    double s = b->cap > 0 ? fmin(den, b->cap) : 1;
+    if (n == 0) return s * r;
+    if (k == 0) return s * fmin(r, b->rb[0]);
+    if (k == n) return s * fmax(r - b->rb[n - 1], 0);
+    return s * fmin(fmax(r - b->rb[k - 1], 0), b->rb[k] - b->rb[k - 1]);
+  }
   if (kind == ABOVE1) {
     double above = fmax(x[b->var] - b->k1, 0);
     return b->k2 > b->k1 ? fmin(above, b->k2 - b->k1) : above;
@@ -62,8 +89,8 @@ typedef struct {
 } trial;
 
 /* One weighted solve over the columns of d. */
-static int solve(const design *d, const infsim_calib_point *pts, size_t n, const bends *b, double *coef,
-                 double *chisq) {
+static int solve(const design *d, const infsim_calib_kernel_info *info, const infsim_calib_point *pts, size_t n,
+                 const bends *b, double *coef, double *chisq) {
   if ((size_t)d->n > n) return 0;
   gsl_matrix *X = gsl_matrix_alloc(n, (size_t)d->n);
   gsl_vector *y = gsl_vector_alloc(n);
@@ -74,8 +101,9 @@ static int solve(const design *d, const infsim_calib_point *pts, size_t n, const
   int ok = X && y && w && c && cov && ws;
   if (ok) {
     for (size_t i = 0; i < n; i++) {
+      double r = ratio_of(info, pts[i].x), den = info->ratio_num >= 0 ? pts[i].x[info->ratio_den] : 0;
       for (int j = 0; j < d->n; j++)
-        gsl_matrix_set(X, i, (size_t)j, column_value(d->kind[j], pts[i].x, b));
+        gsl_matrix_set(X, i, (size_t)j, column_value(d->kind[j], pts[i].x, r, den, b));
       gsl_vector_set(y, i, pts[i].t_ns);
       gsl_vector_set(w, i, 1.0 / (pts[i].t_ns * pts[i].t_ns));
     }
@@ -105,10 +133,12 @@ static trial fit_fixed(infsim_calib_kernel k, const infsim_calib_point *pts, siz
     if (info->var_mask & (1u << v)) d.kind[d.n++] = v;
   if (b.var >= 0) d.kind[d.n++] = ABOVE1;
   if (b.var >= 0 && b.k2 > b.k1) d.kind[d.n++] = ABOVE2;
+  for (int j = 0; info->ratio_num >= 0 && j <= b.n_rb; j++) d.kind[d.n++] = RATIO0 + j;
+  if (info->ratio_num >= 0 && b.tail_cap > 0) d.kind[d.n++] = TAIL;
   double coef[MAX_COLS];
   for (;;) {
     double chisq = 0;
-    if (!solve(&d, pts, n, &b, coef, &chisq)) return t;
+    if (!solve(&d, info, pts, n, &b, coef, &chisq)) return t;
     int worst = -1;
     for (int j = 1; j < d.n; j++)
       if (coef[j] < 0 && (worst < 0 || coef[j] < coef[worst])) worst = j;
@@ -116,10 +146,16 @@ static trial fit_fixed(infsim_calib_kernel k, const infsim_calib_point *pts, siz
       t.curve.hinge_var = b.var;
       t.curve.hinge_at = b.var >= 0 ? b.k1 : 0;
       t.curve.hinge2_at = b.var >= 0 && b.k2 > b.k1 ? b.k2 : 0;
+      t.curve.ratio.n_bends = info->ratio_num >= 0 ? b.n_rb : 0;
+      memcpy(t.curve.ratio.bend, b.rb, sizeof b.rb);
+      t.curve.ratio.cap = info->ratio_num >= 0 ? b.cap : 0;
+      t.curve.tail_cap = info->ratio_num >= 0 ? b.tail_cap : 0;
       for (int j = 0; j < d.n; j++) {
         if (d.kind[j] < 0) t.curve.c_const = coef[j];
         else if (d.kind[j] == ABOVE1) t.curve.c_above = coef[j];
         else if (d.kind[j] == ABOVE2) t.curve.c_above2 = coef[j];
+        else if (d.kind[j] == TAIL) t.curve.c_tail = coef[j];
+        else if (d.kind[j] >= RATIO0) t.curve.ratio.slope[d.kind[j] - RATIO0] = coef[j];
         else t.curve.c_var[d.kind[j]] = coef[j];
       }
       t.chisq = chisq;
@@ -157,12 +193,77 @@ static void errors_of(infsim_calib_kernel k, const infsim_calib_curve *c, const 
   *max = worst;
 }
 
+/* The best bend in the shape ratio with the other bends of `base` fixed:
+ * every measured ratio, then a log grid between the best one's neighbours.
+ * u: scratch of n doubles. */
+static trial ratio_bend_at_cap(infsim_calib_kernel k, const infsim_calib_point *pts, size_t n, bends base, double *u) {
+  const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
+  trial rb = {.ok = 0};
+  for (size_t i = 0; i < n; i++) u[i] = ratio_of(info, pts[i].x);
+  qsort(u, n, sizeof *u, cmp_double);
+  size_t m = 0, rb_i = 0;
+  for (size_t i = 0; i < n; i++)
+    if (m == 0 || u[i] != u[m - 1]) u[m++] = u[i];
+  if (info->ratio_knots) {
+    /* A bend at every measured ratio inside the range (at most
+     * INFSIM_CALIB_MAX_RBENDS, evenly picked): the slopes >= 0 keep it
+     * non-decreasing whatever steps the kernel takes. */
+    size_t inner = m > 2 ? m - 2 : 0, want = inner < INFSIM_CALIB_MAX_RBENDS ? inner : INFSIM_CALIB_MAX_RBENDS;
+    base.n_rb = 0;
+    for (size_t j = 0; j < want; j++) {
+      double at = u[1 + j * inner / want];
+      if (base.n_rb == 0 || at > base.rb[base.n_rb - 1]) base.rb[base.n_rb++] = at;
+    }
+    return base.n_rb > 0 ? fit_fixed(k, pts, n, base) : rb;
+  }
+  base.n_rb = 1;
+  for (size_t i = 1; i + 1 < m; i++) {
+    base.rb[0] = u[i];
+    trial t = fit_fixed(k, pts, n, base);
+    if (t.ok && (!rb.ok || t.chisq < rb.chisq)) {
+      rb = t;
+      rb_i = i;
+    }
+  }
+  if (rb.ok) {
+    double lo = fmax(u[rb_i - 1], 1e-9), hi = u[rb_i + 1];
+    for (int s = 1; s < REFINE_STEPS; s++) {
+      base.rb[0] = lo * pow(hi / lo, (double)s / REFINE_STEPS);
+      trial t = fit_fixed(k, pts, n, base);
+      if (t.ok && t.chisq < rb.chisq) rb = t;
+    }
+  }
+  return rb;
+}
+
+/* The ratio term's bends as above for every cap (none, then each measured
+ * value of the denominator), keeping the best. u: scratch of n doubles. */
+static trial best_ratio_bend(infsim_calib_kernel k, const infsim_calib_point *pts, size_t n, bends base, double *u) {
+  const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
+  base.cap = 0;
+  trial best = ratio_bend_at_cap(k, pts, n, base, u);
+  double caps[64];
+  size_t n_caps = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = pts[i].x[info->ratio_den];
+    int seen = !(d > 1);
+    for (size_t j = 0; j < n_caps && !seen; j++) seen = caps[j] == d;
+    if (!seen && n_caps < sizeof caps / sizeof caps[0]) caps[n_caps++] = d;
+  }
+  for (size_t j = 0; j < n_caps; j++) {
+    base.cap = caps[j];
+    trial t = ratio_bend_at_cap(k, pts, n, base, u);
+    if (t.ok && (!best.ok || t.chisq < best.chisq)) best = t;
+  }
+  return best;
+}
+
 /* The additive piecewise fit (no second piece): straight, one bend, or two
  * bends. *oom set when memory ran out. */
 static trial fit_additive(infsim_calib_kernel k, const infsim_calib_point *pts, size_t n, int *oom) {
   const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
   int h = info->hinge_var;
-  trial best = fit_fixed(k, pts, n, (bends){-1, 0, 0});
+  trial best = fit_fixed(k, pts, n, (bends){.var = -1});
   /* Distinct values of the hinge variable; the bend goes strictly inside. */
   double *u = malloc((n ? n : 1) * sizeof *u);
   if (u == NULL) {
@@ -176,7 +277,7 @@ static trial fit_additive(infsim_calib_kernel k, const infsim_calib_point *pts, 
     if (m == 0 || u[i] != u[m - 1]) u[m++] = u[i];
   size_t best_i = 0;
   for (size_t i = 1; i + 1 < m; i++) {
-    trial t = fit_fixed(k, pts, n, (bends){h, u[i], 0});
+    trial t = fit_fixed(k, pts, n, (bends){.var = h, .k1 = u[i], .k2 = 0});
     if (t.ok && (!best.ok || t.chisq < best.chisq)) {
       best = t;
       best_i = i;
@@ -188,7 +289,7 @@ static trial fit_additive(infsim_calib_kernel k, const infsim_calib_point *pts, 
     double lo = fmax(u[best_i - 1], 1e-9), hi = u[best_i + 1];
     for (int s = 1; s < REFINE_STEPS; s++) {
       double at = lo * pow(hi / lo, (double)s / REFINE_STEPS);
-      trial t = fit_fixed(k, pts, n, (bends){h, at, 0});
+      trial t = fit_fixed(k, pts, n, (bends){.var = h, .k1 = at, .k2 = 0});
       if (t.ok && t.chisq < best.chisq) best = t;
     }
   }
@@ -200,7 +301,7 @@ static trial fit_additive(infsim_calib_kernel k, const infsim_calib_point *pts, 
     double k_one = best.curve.hinge_at;
     for (size_t i = 1; i + 1 < m; i++) {
       if (u[i] == k_one) continue;
-      bends b = u[i] < k_one ? (bends){h, u[i], k_one} : (bends){h, k_one, u[i]};
+      bends b = u[i] < k_one ? (bends){.var = h, .k1 = u[i], .k2 = k_one} : (bends){.var = h, .k1 = k_one, .k2 = u[i]};
       trial t = fit_fixed(k, pts, n, b);
       if (t.ok && (!two.ok || t.chisq < two.chisq)) two = t;
     }
@@ -215,7 +316,7 @@ static trial fit_additive(infsim_calib_kernel k, const infsim_calib_point *pts, 
       lo = fmax(lo, 1e-9);
       for (int s = 1; s < REFINE_STEPS; s++) {
         double x = lo * pow(hi / lo, (double)s / REFINE_STEPS);
-        bends b = pass % 2 == 0 ? (bends){h, k1, x} : (bends){h, x, k2};
+        bends b = pass % 2 == 0 ? (bends){.var = h, .k1 = k1, .k2 = x} : (bends){.var = h, .k1 = x, .k2 = k2};
         if (!(b.k1 < b.k2)) continue;
         trial t = fit_fixed(k, pts, n, b);
         if (t.ok && t.chisq < two.chisq) two = t;
@@ -223,6 +324,28 @@ static trial fit_additive(infsim_calib_kernel k, const infsim_calib_point *pts, 
     }
   }
   if (two.ok && best.ok && two.chisq < 0.7 * best.chisq) best = two;
+  /* A bend in the shape ratio (one request's walk changes pace where the
+   * kernel starts splitting it over more blocks), searched the same way
+   * with the bends above fixed. */
+  if (best.ok && info->ratio_num >= 0) {
+    trial rb = best_ratio_bend(k, pts, n, (bends){.var = best.curve.hinge_var, .k1 = best.curve.hinge_at, .k2 = best.curve.hinge2_at}, u);
+    if (rb.ok && rb.chisq < 0.9 * best.chisq) best = rb;
+    /* The tail term: every measured denominator as its cap. */
+    bends tb = {.var = best.curve.hinge_var, .k1 = best.curve.hinge_at, .k2 = best.curve.hinge2_at,
+                .cap = best.curve.ratio.cap, .n_rb = best.curve.ratio.n_bends};
+    memcpy(tb.rb, best.curve.ratio.bend, sizeof tb.rb);
+    trial tail = {.ok = 0};
+    for (size_t i = 0; i < n; i++) {
+      double d = pts[i].x[info->ratio_den];
+      int seen = !(d > 1);
+      for (size_t j = 0; j < i && !seen; j++) seen = pts[j].x[info->ratio_den] == d;
+      if (seen) continue;
+      tb.tail_cap = d;
+      trial t = fit_fixed(k, pts, n, tb);
+      if (t.ok && (!tail.ok || t.chisq < tail.chisq)) tail = t;
+    }
+    if (tail.ok && tail.chisq < 0.9 * best.chisq) best = tail;
+  }
   free(u);
   return best;
 }
@@ -249,10 +372,12 @@ static trial fit_with_alt(infsim_calib_kernel k, const infsim_calib_point *pts, 
                           int *oom) {
   enum { MAX_ITER = 12, MIN_PIECE_POINTS = 4 };
   double base = predict_rel_chisq(k, &a.curve, pts, n);
+  const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
   char *in_b = calloc(n ? n : 1, 1);
   infsim_calib_point *sub = malloc((n ? n : 1) * sizeof *sub);
+  double *scratch = malloc((n ? n : 1) * sizeof *scratch);
   trial best = a;
-  if (in_b == NULL || sub == NULL) {
+  if (in_b == NULL || sub == NULL || scratch == NULL) {
     *oom = 1;
     goto done;
   }
@@ -271,11 +396,16 @@ static trial fit_with_alt(infsim_calib_kernel k, const infsim_calib_point *pts, 
     j = 0;
     for (size_t i = 0; i < n; i++)
       if (in_b[i]) sub[j++] = pts[i];
-    trial tb = fit_fixed(k, sub, nb, (bends){-1, 0, 0});
+    trial tb = fit_fixed(k, sub, nb, (bends){.var = -1});
+    if (tb.ok && info->ratio_num >= 0 && scratch) {
+      trial tr = best_ratio_bend(k, sub, nb, (bends){.var = -1}, scratch);
+      if (tr.ok && tr.chisq < 0.9 * tb.chisq) tb = tr;
+    }
     if (*oom || !ta.ok || !tb.ok) break;
     cur = ta.curve;
     cur.has_alt = 1;
     cur.alt_const = tb.curve.c_const;
+    cur.alt_ratio = tb.curve.ratio;
     memcpy(cur.alt_var, tb.curve.c_var, sizeof cur.alt_var);
     double chisq = predict_rel_chisq(k, &cur, pts, n);
     if (chisq < best.chisq && chisq < base) {
@@ -286,10 +416,11 @@ static trial fit_with_alt(infsim_calib_kernel k, const infsim_calib_point *pts, 
     int changed = 0;
     infsim_calib_curve only_a = cur;
     only_a.has_alt = 0;
+    infsim_calib_curve only_b = {.hinge_var = -1, .c_const = cur.alt_const, .ratio = cur.alt_ratio};
+    memcpy(only_b.c_var, cur.alt_var, sizeof only_b.c_var);
     for (size_t i = 0; i < n; i++) {
       double pa = infsim_calib_curve_eval(&only_a, k, pts[i].x);
-      double pb = cur.alt_const;
-      for (int v = 0; v < INFSIM_CALIB_VARS; v++) pb += cur.alt_var[v] * pts[i].x[v];
+      double pb = infsim_calib_curve_eval(&only_b, k, pts[i].x);
       char want = pb > pa;
       changed |= want != in_b[i];
       in_b[i] = want;
@@ -298,9 +429,70 @@ static trial fit_with_alt(infsim_calib_kernel k, const infsim_calib_point *pts, 
   }
   if (!(best.curve.has_alt && best.chisq < 0.7 * base)) best = a;
 done:
+  free(scratch);
   free(sub);
   free(in_b);
   return best;
+}
+
+/* Lookup of the measured points (calib.h): repeats of one size averaged;
+ * decreases smaller than a factor k_step_down pooled (isotonic regression,
+ * pool-adjacent-violators) so that noise does not make the curve fall with
+ * size, larger ones kept as the steps they are (the GEMM library switching
+ * algorithm). 0 when the points have fewer than 2 or more than
+ * INFSIM_CALIB_MAX_KNOTS distinct sizes; -1 out of memory. */
+static const double k_step_down = 1.25, k_lookup_above = 0.05;
+
+static int fit_lookup(const infsim_calib_point *pts, size_t n, int h, infsim_calib_curve *out) {
+  double *xs = malloc((n ? n : 1) * 2 * sizeof *xs);
+  if (xs == NULL) return -1;
+  /* (x, t) pairs sorted by x. */
+  for (size_t i = 0; i < n; i++) xs[2 * i] = pts[i].x[h], xs[2 * i + 1] = pts[i].t_ns;
+  qsort(xs, n, 2 * sizeof *xs, cmp_double);
+  infsim_calib_curve c;
+  memset(&c, 0, sizeof c);
+  c.hinge_var = h;
+  double w[INFSIM_CALIB_MAX_KNOTS]; /* points pooled in each block */
+  int ok = 1;
+  for (size_t i = 0; i < n && ok; ) {
+    size_t j = i;
+    double sum = 0;
+    while (j < n && xs[2 * j] == xs[2 * i]) sum += xs[2 * j + 1], j++;
+    if (c.n_knots == INFSIM_CALIB_MAX_KNOTS) {
+      ok = 0;
+      break;
+    }
+    c.knot_x[c.n_knots] = xs[2 * i];
+    c.knot_t[c.n_knots] = sum / (double)(j - i);
+    w[c.n_knots] = (double)(j - i);
+    c.n_knots++;
+    i = j;
+  }
+  free(xs);
+  if (!ok || c.n_knots < 2) return 0;
+  /* Pool adjacent violators, one run between kept steps at a time. Blocks
+   * are kept as [start, end) ranges of knots with their pooled mean. */
+  int start[INFSIM_CALIB_MAX_KNOTS], nblk = 0;
+  double mean[INFSIM_CALIB_MAX_KNOTS], wsum[INFSIM_CALIB_MAX_KNOTS];
+  for (int i = 0; i < c.n_knots; i++) {
+    int step = i > 0 && c.knot_t[i - 1] >= k_step_down * c.knot_t[i];
+    start[nblk] = i, mean[nblk] = c.knot_t[i], wsum[nblk] = w[i], nblk++;
+    /* A block that starts at a kept step carries a negative weight: it is
+     * never pooled into the block before it. */
+    if (step) wsum[nblk - 1] = -wsum[nblk - 1];
+    while (nblk >= 2 && wsum[nblk - 1] > 0 && mean[nblk - 2] > mean[nblk - 1]) {
+      double a = fabs(wsum[nblk - 2]), b = wsum[nblk - 1];
+      mean[nblk - 2] = (mean[nblk - 2] * a + mean[nblk - 1] * b) / (a + b);
+      wsum[nblk - 2] = wsum[nblk - 2] < 0 ? -(a + b) : a + b;
+      nblk--;
+    }
+  }
+  for (int bi = 0; bi < nblk; bi++) {
+    int end = bi + 1 < nblk ? start[bi + 1] : c.n_knots;
+    for (int i = start[bi]; i < end; i++) c.knot_t[i] = mean[bi];
+  }
+  *out = c;
+  return 1;
 }
 
 infsim_status infsim_calib_fit_points(infsim_calib_kernel k, const infsim_calib_point *pts, size_t n,
@@ -323,6 +515,17 @@ infsim_status infsim_calib_fit_points(infsim_calib_kernel k, const infsim_calib_
       trial t = fit_with_alt(k, pts, n, one, k_starts[s], &oom);
       if (t.chisq < best.chisq) best = t;
     }
+  }
+  /* One-variable kernels whose steps the piecewise form cannot follow
+   * (an error beyond k_lookup_above at some measured point) become a
+   * lookup of the measured points. */
+  if (best.ok && !oom && info->lookup) {
+    double rms = 0, max = 0;
+    errors_of(k, &best.curve, pts, n, &rms, &max);
+    infsim_calib_curve lk;
+    int got = max > k_lookup_above ? fit_lookup(pts, n, info->hinge_var, &lk) : 0;
+    if (got < 0) oom = 1;
+    if (got > 0) best.curve = lk;
   }
   gsl_set_error_handler(old);
   if (oom) return infsim_fail(err, INFSIM_ENOMEM, "%s: out of memory", info->name);

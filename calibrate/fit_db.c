@@ -72,9 +72,10 @@ static infsim_status store_fit(sqlite3 *db, const char *db_path, int64_t profile
                          "INSERT OR REPLACE INTO fit (profile_id, tp, kernel, c_const, c_tokens, c_pairs, c_requests,"
                          " c_context_tokens, c_partials, c_bytes, hinge_var, hinge_at, c_above, points, rms_rel_err,"
                          " max_rel_err, heldout_median, heldout_p95, fitted_at, hinge2_at, c_above2, has_alt,"
-                         " alt_const, alt_tokens, alt_pairs, alt_requests, alt_context_tokens, alt_partials, alt_bytes)"
+                         " alt_const, alt_tokens, alt_pairs, alt_requests, alt_context_tokens, alt_partials, alt_bytes,"
+                         " ratio_terms, alt_ratio_terms, knots, tail_cap, c_tail)"
                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,"
-                         " ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
+                         " ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34)",
                          -1, &q, NULL) != SQLITE_OK)
     return sql_fail(db, db_path, err);
   const infsim_calib_curve *c = &fit->curve;
@@ -97,6 +98,18 @@ static infsim_status store_fit(sqlite3 *db, const char *db_path, int64_t profile
   sqlite3_bind_int(q, 22, c->has_alt);
   sqlite3_bind_double(q, 23, c->alt_const);
   for (int v = 0; v < INFSIM_CALIB_VARS; v++) sqlite3_bind_double(q, 24 + v, c->alt_var[v]);
+  char knots[INFSIM_CALIB_MAX_KNOTS * 52 + 1], ratio[INFSIM_CALIB_MAX_RBENDS * 52 + 32];
+  char alt_ratio[INFSIM_CALIB_MAX_RBENDS * 52 + 32];
+  if (!infsim_calib_knots_format(c, knots, sizeof knots) || !infsim_calib_ratio_format(&c->ratio, ratio, sizeof ratio) ||
+      !infsim_calib_ratio_format(&c->alt_ratio, alt_ratio, sizeof alt_ratio)) {
+    sqlite3_finalize(q);
+    return infsim_fail(err, INFSIM_EINPUT, "%s: fit: kernel %s: knots do not fit the text column", db_path, kernel);
+  }
+  sqlite3_bind_text(q, 30, ratio, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(q, 31, alt_ratio, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(q, 32, knots, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_double(q, 33, c->tail_cap);
+  sqlite3_bind_double(q, 34, c->c_tail);
   int rc = sqlite3_step(q);
   sqlite3_finalize(q);
   return rc == SQLITE_DONE ? INFSIM_OK : sql_fail(db, db_path, err);

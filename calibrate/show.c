@@ -21,24 +21,6 @@ static infsim_status sql_fail(sqlite3 *db, const char *db_path, infsim_error *er
   return infsim_fail(err, INFSIM_EIO, "%s: %s", db_path, sqlite3_errmsg(db));
 }
 
-static int curve_from_row(sqlite3_stmt *q, int col, infsim_calib_curve *c) {
-  memset(c, 0, sizeof *c);
-  c->c_const = sqlite3_column_double(q, col);
-  for (int v = 0; v < INFSIM_CALIB_VARS; v++) c->c_var[v] = sqlite3_column_double(q, col + 1 + v);
-  const char *hv = (const char *)sqlite3_column_text(q, col + 1 + INFSIM_CALIB_VARS);
-  c->hinge_var = -1;
-  for (int v = 0; hv && v < INFSIM_CALIB_VARS; v++)
-    if (strcmp(hv, infsim_calib_var_name(v)) == 0) c->hinge_var = v;
-  c->hinge_at = sqlite3_column_double(q, col + 2 + INFSIM_CALIB_VARS);
-  c->c_above = sqlite3_column_double(q, col + 3 + INFSIM_CALIB_VARS);
-  c->hinge2_at = sqlite3_column_double(q, col + 4 + INFSIM_CALIB_VARS);
-  c->c_above2 = sqlite3_column_double(q, col + 5 + INFSIM_CALIB_VARS);
-  c->has_alt = sqlite3_column_int(q, col + 6 + INFSIM_CALIB_VARS) != 0;
-  c->alt_const = sqlite3_column_double(q, col + 7 + INFSIM_CALIB_VARS);
-  for (int v = 0; v < INFSIM_CALIB_VARS; v++) c->alt_var[v] = sqlite3_column_double(q, col + 8 + INFSIM_CALIB_VARS + v);
-  return 1;
-}
-
 /* Draws one PNG from the data file through gnuplot. */
 static infsim_status plot_one(const char *plot_dir, const char *stem, const char *title, const char *xlabel,
                               infsim_error *err) {
@@ -74,11 +56,8 @@ infsim_status infsim_calib_show(const char *db_path, const char *plot_dir, FILE 
   sqlite3_stmt *curves = NULL, *pts = NULL;
   if (st == INFSIM_OK &&
       (sqlite3_prepare_v2(db,
-                          "SELECT p.id, p.name, p.model, p.gpu, f.tp, f.kernel, f.c_const, f.c_tokens, f.c_pairs,"
-                          " f.c_requests, f.c_context_tokens, f.c_partials, f.c_bytes, f.hinge_var, f.hinge_at,"
-                          " f.c_above, f.hinge2_at, f.c_above2, f.has_alt, f.alt_const, f.alt_tokens, f.alt_pairs,"
-                          " f.alt_requests, f.alt_context_tokens, f.alt_partials, f.alt_bytes,"
-                          " f.heldout_median, f.heldout_p95 FROM fit f JOIN profile p ON p.id = f.profile_id"
+                          "SELECT p.id, p.name, p.model, p.gpu, f.tp, f.kernel, " INFSIM_CALIB_CURVE_COLUMNS
+                          ", f.heldout_median, f.heldout_p95 FROM fit f JOIN profile p ON p.id = f.profile_id"
                           " ORDER BY p.name, p.model, f.tp, f.kernel",
                           -1, &curves, NULL) != SQLITE_OK ||
        sqlite3_prepare_v2(db,
@@ -103,8 +82,13 @@ infsim_status infsim_calib_show(const char *db_path, const char *plot_dir, FILE 
     int k = infsim_calib_kernel_from_name(kname);
     if (k < 0) continue;
     infsim_calib_curve c;
-    curve_from_row(curves, 6, &c);
-    double ho_med = sqlite3_column_double(curves, 26), ho_p95 = sqlite3_column_double(curves, 27);
+    if (!infsim_calib_curve_from_row(curves, 6, &c)) {
+      st = infsim_fail(err, INFSIM_EINPUT, "%s: fit: %s: kernel %s: coefficient negative or not finite, or bad knots",
+                       db_path, profile, kname);
+      break;
+    }
+    double ho_med = sqlite3_column_double(curves, 6 + INFSIM_CALIB_CURVE_NCOLS);
+    double ho_p95 = sqlite3_column_double(curves, 7 + INFSIM_CALIB_CURVE_NCOLS);
     const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
     infsim_atomic_file af = {0};
     char stem[3 * CALIB_TEXT_BYTES + 32];

@@ -285,6 +285,27 @@ infsim_status infsim_kernels_staged_copy(infsim_kernels *k, const infsim_staged_
   return k->ops->staged_copy(k->self, &b, err);
 }
 
+infsim_status infsim_kernels_norm_rope(infsim_kernels *k, const infsim_norm_rope_args *a, infsim_error *err) {
+  if (a->tokens < 1 || a->num_q_heads < 1 || a->num_kv_heads < 1)
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: norm_rope: tokens %d, heads %d/%d must be >= 1", a->tokens,
+                       a->num_q_heads, a->num_kv_heads);
+  if (a->head_dim != INFSIM_KERNEL_HEAD_DIM)
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: norm_rope: head_dim %d must be %d", a->head_dim,
+                       INFSIM_KERNEL_HEAD_DIM);
+  if (a->dtype != INFSIM_KDTYPE_F16 && a->dtype != INFSIM_KDTYPE_BF16)
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: norm_rope: dtype must be f16 or bf16");
+  if (a->stages < 1 || a->stages > (INFSIM_NR_NORM | INFSIM_NR_ROPE))
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: norm_rope: stages %d must be NORM, ROPE or both", a->stages);
+  if (!a->qkv) return infsim_fail(err, INFSIM_EINPUT, "kernels: norm_rope: NULL qkv");
+  if ((a->stages & INFSIM_NR_NORM) && (!a->q_weight || !a->k_weight || !(a->eps > 0.0f)))
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: norm_rope: NORM needs q_weight, k_weight and eps > 0");
+  if ((a->stages & INFSIM_NR_ROPE) && (!a->positions || !(a->rope_theta > 1.0f)))
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: norm_rope: ROPE needs positions and rope_theta > 1");
+  if ((int64_t)a->tokens * (a->num_q_heads + 2 * (int64_t)a->num_kv_heads) > INT32_MAX)
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: norm_rope: more than 2^31 heads in all");
+  return k->ops->norm_rope(k->self, a, err);
+}
+
 /* ---- timing ----------------------------------------------------------- */
 
 infsim_status infsim_kernel_op_ma_decode(infsim_kernels *k, void *args, infsim_error *err) {
@@ -304,6 +325,9 @@ infsim_status infsim_kernel_op_kv_copy(infsim_kernels *k, void *args, infsim_err
 }
 infsim_status infsim_kernel_op_staged_copy(infsim_kernels *k, void *args, infsim_error *err) {
   return infsim_kernels_staged_copy(k, args, err);
+}
+infsim_status infsim_kernel_op_norm_rope(infsim_kernels *k, void *args, infsim_error *err) {
+  return infsim_kernels_norm_rope(k, args, err);
 }
 
 static int cmp_double(const void *a, const void *b) {

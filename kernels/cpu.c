@@ -169,6 +169,7 @@ static const ik_backend cpu_backend = {
     .timer_end = cpu_timer_end,
     .flush_cache = cpu_flush,
     .native_stream = cpu_stream,
+    .norm_rope = ik_cpu_norm_rope,
 };
 
 const ik_backend *ik_cpu_backend(void) { return &cpu_backend; }

@@ -257,7 +257,7 @@ static const ik_backend cuda_backend = {
     "cuda",        cu_open,           cu_close,       cu_describe,      cu_alloc,        cu_free,
     cu_host_alloc, cu_host_free,      cu_upload,      cu_download,      cu_memset,       cu_sync,
     ik_cuda_fill_random, ik_cuda_ma_decode, ik_cuda_merge, ik_cuda_prefill, ik_cuda_gemm, ik_cuda_kv_copy,
-    cu_staged,     cu_timer_begin,    cu_timer_end,   cu_flush,       cu_stream,
+    cu_staged,     cu_timer_begin,    cu_timer_end,   cu_flush,       cu_stream,       ik_cuda_norm_rope,
 };
 
 extern "C" const ik_backend *ik_cuda_backend(void) { return &cuda_backend; }

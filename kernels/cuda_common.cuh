@@ -74,6 +74,7 @@ infsim_status ik_cuda_ma_decode(void *self, const infsim_ma_decode_args *a, infs
 infsim_status ik_cuda_merge(void *self, const infsim_merge_args *a, infsim_error *err);
 infsim_status ik_cuda_prefill(void *self, const infsim_prefill_args *a, infsim_error *err);
 infsim_status ik_cuda_gemm(void *self, const infsim_gemm_args *a, infsim_error *err);
+infsim_status ik_cuda_norm_rope(void *self, const infsim_norm_rope_args *a, infsim_error *err);
 void ik_cuda_gemm_release(ik_cuda *c);
 #ifdef __cplusplus
 }

@@ -147,7 +147,14 @@ typedef struct {
   /* Evicts caches (untimed) so that a timed call starts cold. */
   infsim_status (*flush_cache)(void *self, infsim_error *err);
   void *(*native_stream)(void *self);
+  infsim_status (*norm_rope)(void *self, const infsim_norm_rope_args *a, infsim_error *err);
 } ik_backend;
+
+/* The RoPE frequencies both backends use: fl32(theta^(-2i/d)), i < d/2,
+ * computed in double (so they match bit for bit across backends). */
+static inline void ik_rope_inv_freq(double theta, int d, float *out) {
+  for (int i = 0; i < d / 2; i++) out[i] = (float)pow(theta, -2.0 * i / d);
+}
 
 const ik_backend *ik_cpu_backend(void);
 /* NULL when this build has no CUDA backend (cuda_none.c). */

@@ -15,6 +15,10 @@
 ** tensor-core tiles with fp32 accumulators; online softmax in base 2.
 ** Query tiles run heaviest first (causal imbalance).
 ** Output normalized, in fp32 or the input dtype; LSE in natural log.
+**
+** On compute capability 9.0 the attention launch goes to the wgmma kernel
+** of prefill_sm90.cu instead (same parameters, same results within
+** rounding); this file's kernel stays the sm_80 path.
 */
 #include "mma_util.cuh"
 #include "prefill.cuh"
@@ -313,18 +317,18 @@ infsim_status launch(ik_cuda *c, const infsim_prefill_args *a, infsim_error *err
   if (blocks > (int64_t)c->sm_count * 16) blocks = (int64_t)c->sm_count * 16;
   append_kv_kernel<<<(unsigned)blocks, 256, 0, c->stream>>>(p, chunks);
   IK_LAUNCHED();
-  /* Auto: on compute capability 9.0 the wgmma kernel (128 x 128) once its
-   * CTAs fill the SMs at least once; else 128 queries x 64 keys once there
-   * are enough 128-query tiles to fill the SMs twice over, else 64 x 64
-   * (fewer, fatter CTAs leave SMs idle on short prompts). Measured on H100:
-   * bench/README.md and kernels/NOTES.md. 128 x 128 asked for on another
-   * device runs 128 x 64. */
-  /* The wgmma kernel folds the scale into its exponents assuming it is
-   * positive (as 1/sqrt(d) is); any other scale takes the sm_80 kernel. */
+  /* Auto: on compute capability 9.0 the wgmma kernel (128 x 128), which won
+   * at every measured shape, 1K to 16K tokens on 8 to 64 heads, even where
+   * its CTAs fill under half the SMs (bench/README.md, kernels/NOTES.md).
+   * Elsewhere 128 queries x 64 keys once there are enough 128-query tiles
+   * to fill the SMs twice over, else 64 x 64 (fewer, fatter CTAs leave SMs
+   * idle on short prompts). 128 x 128 asked for on another device runs
+   * 128 x 64. The wgmma kernel folds the scale into its exponents assuming
+   * it is positive (as 1/sqrt(d) is); any other scale takes the sm_80 one. */
   const bool hopper = c->cc_major == 9 && c->cc_minor == 0 && a->softmax_scale > 0.f;
   int rows = a->q_tile_rows, keys = a->k_tile_tokens;
   const int64_t ctas128 = (int64_t)((a->new_tokens + 127) / 128) * p.h * a->num_requests;
-  if (rows == 0 && keys == 0 && hopper && ctas128 >= (int64_t)c->sm_count) rows = keys = 128;
+  if (rows == 0 && keys == 0 && hopper) rows = keys = 128;
   if (rows == 0) rows = ctas128 >= 2 * (int64_t)c->sm_count ? 128 : 64;
   if (rows == 128 && keys == 128) {
     if (hopper) return ik_prefill_sm90(c, p, BF16, a->num_requests, err);

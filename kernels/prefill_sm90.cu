@@ -6,12 +6,16 @@
 ** One CTA per (128-query tile, query head, request), two warpgroups of 64
 ** query rows each. Per 128-key tile: S = Q K^T by eight m64n128k16 wgmmas
 ** reading Q and K from shared memory, the online softmax in registers (base
-** 2, the scale folded into one multiply), then O += P V by eight
+** 2, the scale folded into each exponent's FFMA), then O += P V by eight
 ** m64n128k16 wgmmas with P from registers and V read transposed from
 ** shared memory. K/V tiles (32 KiB each) are double-buffered with cp.async
 ** through the block table (16-key runs are contiguous in the pool, so the
 ** bulk tensor copy engine would need one copy per run: not worth it here).
 ** 160 KiB of shared memory, one CTA per SM. Query tiles run heaviest first.
+** The next tile's loads are issued while S = Q K^T runs, and the two
+** warpgroups take turns issuing it (ping-pong, IK_SM90_PINGPONG, default
+** on), so one's softmax overlaps the other's products. Measurements of each
+** step: kernels/NOTES.md.
 **
 ** Why wgmma: mma.sync on H100 peaks near 2/3 of the tensor-core rate and
 ** every fragment passes through registers via ldmatrix; wgmma reads both
@@ -34,7 +38,7 @@ constexpr uint32_t Q_BYTES = QT * D * 2, TILE_BYTES = KT * D * 2;
 /* Q, then 2 stages of (K, V); plus slack to align the base to 1024 bytes. */
 constexpr int SMEM = (int)(Q_BYTES + 2 * 2 * TILE_BYTES) + 1024;
 
-template <bool BF16, bool POW2>
+template <bool BF16, bool POW2, bool PINGPONG>
 __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_kernel(ik_prefill_params p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr float LN2 = 0.6931471805599453f;
@@ -97,13 +101,20 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_kernel(ik_prefill_par
   /* One barrier per tile: after it, every thread is done with tile kt - 1
    * (its wgmmas were waited for), so its stage can take tile kt + 1. The
    * loads of tile kt + 1 are issued behind S = Q K^T of tile kt, whose
-   * tensor-core time hides their block-table lookups. */
+   * tensor-core time hides their block-table lookups.
+   * PINGPONG: the warpgroups take turns issuing S = Q K^T (named barriers
+   * 1 and 2: each waits on its own, then arrives on the other's), so one
+   * warpgroup's softmax runs while the other's matrix products do. */
+  const int my_bar = 1 + wg, other_bar = 2 - wg;
+  if (PINGPONG && wg == 1) named_bar_arrive(1); /* warpgroup 0 goes first */
   for (int kt = 0; kt < n_kt; kt++) {
     cp_async_wait<0>();
     fence_proxy_async();
     __syncthreads();
     const uint32_t ks = kv_s + (kt & 1) * 2 * TILE_BYTES, vs = ks + TILE_BYTES;
+    if (PINGPONG) named_bar_sync(my_bar);
     if (kt * KT > wg_last) { /* no key of the tile is visible to this warpgroup */
+      if (PINGPONG) named_bar_arrive(other_bar);
       issue(kt + 1);
       continue;
     }
@@ -118,6 +129,7 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_kernel(ik_prefill_par
         wgmma_ss_m64n128k16<BF16>(s, da, db, kk > 0);
       }
       wgmma_commit();
+      if (PINGPONG) named_bar_arrive(other_bar);
       issue(kt + 1);
       wgmma_wait<0>();
       reg_fence(s);
@@ -200,6 +212,7 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_kernel(ik_prefill_par
   }
 
   cp_async_wait<0>(); /* the zero-filled tile past the last */
+  if (PINGPONG && wg == 0) named_bar_sync(1); /* warpgroup 1's last arrival */
   const int cl = 2 * (lane % 4);
 #pragma unroll
   for (int half = 0; half < 2; half++) {
@@ -227,9 +240,15 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_kernel(ik_prefill_par
 #endif
 }
 
+/* Ping-pong on by default; -DIK_SM90_PINGPONG=0 builds the lockstep variant
+ * that kernels/NOTES.md (step 6) compares it with. */
+#ifndef IK_SM90_PINGPONG
+#define IK_SM90_PINGPONG 1
+#endif
+
 template <bool BF16, bool POW2>
 infsim_status launch(ik_cuda *c, const ik_prefill_params &p, int reqs, infsim_error *err) {
-  auto kern = prefill_sm90_kernel<BF16, POW2>;
+  auto kern = prefill_sm90_kernel<BF16, POW2, IK_SM90_PINGPONG != 0>;
   const int bit = 1 << (POW2 ? 4 : 5); /* prefill_ready bits 0-3 belong to prefill.cu */
   if (!(c->prefill_ready[BF16 ? 1 : 0] & bit)) {
     IK_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));

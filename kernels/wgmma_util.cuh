@@ -50,6 +50,11 @@ __device__ __forceinline__ void wgmma_wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
 
+/* Named barrier `id` over two warpgroups (256 threads): sync waits for all
+ * 256 arrivals, arrive counts this thread and goes on. Id 0 is __syncthreads'. */
+__device__ __forceinline__ void named_bar_sync(int id) { asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory"); }
+__device__ __forceinline__ void named_bar_arrive(int id) { asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory"); }
+
 /* Keeps the compiler from moving accesses to registers an in-flight wgmma
  * reads or writes across the fence/wait (it sees only the asm statement). */
 template <int N>

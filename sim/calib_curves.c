@@ -4,12 +4,14 @@
 ** Reads the `fit` rows that `infsim calibrate fit` stored for one profile,
 ** model and TP degree, and serves them through the infsim_cost_curves
 ** vtable. Only SQLite is needed here: the curves are evaluated in closed
-** form (piecewise linear, calib.h), so the simulator does not link GSL for
-** them.
+** form (piecewise linear, or a lookup of knots; calib.h), so the simulator
+** does not link GSL for them. A run of decode steps is summed in closed
+** form too (infsim_calib_decode_sum), so pricing k steps costs O(1).
 **
-** Invariants: a curve never decreases in any aggregate (the fitter keeps
-** slopes >= 0, and loading rejects a negative one as a corrupt DB), and
-** evaluates to 0 when its work aggregate is 0.
+** Invariants: a curve never decreases in its kernel's work variable with
+** the others held fixed, except GEMM lookups where the measured knots step
+** down (the fitter keeps slopes >= 0, and loading rejects a negative one
+** as a corrupt DB), and evaluates to 0 when its work aggregate is 0.
 */
 #include "infsim/calib.h"
 
@@ -32,21 +34,38 @@ enum {
 /* Which aggregates each kernel's curve uses. The hinge is where the curves
  * bend: GEMMs go from weight-bandwidth bound to FLOP bound as tokens grow;
  * attention from launch/occupancy bound to KV-bandwidth (decode) or FLOP
- * (prefill) bound; copies from latency bound to bandwidth bound. */
+ * (prefill) bound; copies from latency bound to bandwidth bound. The ratio
+ * carries how the work is spread over requests, which the totals do not:
+ * one request's walk over its context (decode), a query tile's walk over
+ * its prefix (prefill), one request's partials merged in sequence (merge)
+ * bound the time when there are too few of them to fill the GPU. GEMMs are
+ * a lookup of the measured points: the GEMM library's choice of algorithm
+ * makes their time step up and down with the token count. */
+#define K(name, mask, work, hinge, num, den, mono, lookup, rknots) {name, mask, work, hinge, num, den, mono, lookup, rknots}
 static const infsim_calib_kernel_info k_kernels[INFSIM_CALIB_KERNELS] = {
-    [INFSIM_CALIB_GEMM_QKV] = {"gemm_qkv", VAR_BIT_TOKENS, INFSIM_CALIB_TOKENS, INFSIM_CALIB_TOKENS},
-    [INFSIM_CALIB_GEMM_O] = {"gemm_o", VAR_BIT_TOKENS, INFSIM_CALIB_TOKENS, INFSIM_CALIB_TOKENS},
-    [INFSIM_CALIB_GEMM_GATEUP] = {"gemm_gateup", VAR_BIT_TOKENS, INFSIM_CALIB_TOKENS, INFSIM_CALIB_TOKENS},
-    [INFSIM_CALIB_GEMM_DOWN] = {"gemm_down", VAR_BIT_TOKENS, INFSIM_CALIB_TOKENS, INFSIM_CALIB_TOKENS},
-    [INFSIM_CALIB_PREFILL_ATTN] = {"prefill_attn", VAR_BIT_TOKENS | VAR_BIT_PAIRS, INFSIM_CALIB_TOKENS,
-                                   INFSIM_CALIB_PAIRS},
-    [INFSIM_CALIB_DECODE_ATTN] = {"decode_attn", VAR_BIT_REQUESTS | VAR_BIT_CONTEXT, INFSIM_CALIB_REQUESTS,
-                                  INFSIM_CALIB_CONTEXT_TOKENS},
-    [INFSIM_CALIB_MERGE] = {"merge", VAR_BIT_REQUESTS | VAR_BIT_PARTIALS, INFSIM_CALIB_PARTIALS,
-                            INFSIM_CALIB_PARTIALS},
-    [INFSIM_CALIB_KV_COPY] = {"kv_copy", VAR_BIT_BYTES, INFSIM_CALIB_BYTES, INFSIM_CALIB_BYTES},
-    [INFSIM_CALIB_HOST_COPY] = {"host_copy", VAR_BIT_BYTES, INFSIM_CALIB_BYTES, INFSIM_CALIB_BYTES},
+    [INFSIM_CALIB_GEMM_QKV] = K("gemm_qkv", VAR_BIT_TOKENS, INFSIM_CALIB_TOKENS, INFSIM_CALIB_TOKENS, -1, -1,
+                                INFSIM_CALIB_TOKENS, 1, 0),
+    [INFSIM_CALIB_GEMM_O] = K("gemm_o", VAR_BIT_TOKENS, INFSIM_CALIB_TOKENS, INFSIM_CALIB_TOKENS, -1, -1,
+                              INFSIM_CALIB_TOKENS, 1, 0),
+    [INFSIM_CALIB_GEMM_GATEUP] = K("gemm_gateup", VAR_BIT_TOKENS, INFSIM_CALIB_TOKENS, INFSIM_CALIB_TOKENS, -1, -1,
+                                   INFSIM_CALIB_TOKENS, 1, 0),
+    [INFSIM_CALIB_GEMM_DOWN] = K("gemm_down", VAR_BIT_TOKENS, INFSIM_CALIB_TOKENS, INFSIM_CALIB_TOKENS, -1, -1,
+                                 INFSIM_CALIB_TOKENS, 1, 0),
+    [INFSIM_CALIB_PREFILL_ATTN] = K("prefill_attn", VAR_BIT_TOKENS | VAR_BIT_PAIRS, INFSIM_CALIB_TOKENS,
+                                    INFSIM_CALIB_PAIRS, INFSIM_CALIB_PAIRS, INFSIM_CALIB_TOKENS, INFSIM_CALIB_PAIRS, 0, 0),
+    [INFSIM_CALIB_DECODE_ATTN] = K("decode_attn", VAR_BIT_REQUESTS | VAR_BIT_CONTEXT, INFSIM_CALIB_REQUESTS,
+                                   INFSIM_CALIB_CONTEXT_TOKENS, INFSIM_CALIB_CONTEXT_TOKENS, INFSIM_CALIB_REQUESTS,
+                                   INFSIM_CALIB_CONTEXT_TOKENS, 0, 1),
+    [INFSIM_CALIB_MERGE] = K("merge", VAR_BIT_REQUESTS | VAR_BIT_PARTIALS, INFSIM_CALIB_PARTIALS,
+                             INFSIM_CALIB_PARTIALS, INFSIM_CALIB_PARTIALS, INFSIM_CALIB_REQUESTS,
+                             INFSIM_CALIB_PARTIALS, 0, 0),
+    [INFSIM_CALIB_KV_COPY] = K("kv_copy", VAR_BIT_BYTES, INFSIM_CALIB_BYTES, INFSIM_CALIB_BYTES, -1, -1,
+                               INFSIM_CALIB_BYTES, 0, 0),
+    [INFSIM_CALIB_HOST_COPY] = K("host_copy", VAR_BIT_BYTES, INFSIM_CALIB_BYTES, INFSIM_CALIB_BYTES, -1, -1,
+                                 INFSIM_CALIB_BYTES, 0, 0),
 };
+#undef K
+
 
 static const char *const k_var_names[INFSIM_CALIB_VARS] = {
     "tokens", "pairs", "requests", "context_tokens", "partials", "bytes",
@@ -68,10 +87,46 @@ const char *infsim_calib_var_name(infsim_calib_var v) {
   return k_var_names[v];
 }
 
-double infsim_calib_curve_eval(const infsim_calib_curve *c, infsim_calib_kernel k,
-                               const double x[INFSIM_CALIB_VARS]) {
-  const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
-  if (x[info->work_var] <= 0) return 0;
+/* Lookup: linear between knots, flat below the first, the last segment's
+ * slope (>= 0) above the last. */
+static double eval_knots(const infsim_calib_curve *c, double x) {
+  int n = c->n_knots;
+  if (n == 1 || x <= c->knot_x[0]) return c->knot_t[0];
+  int lo = 0, hi = n - 1; /* knot_x[lo] < x; find the segment [lo, lo + 1] holding x */
+  if (x >= c->knot_x[n - 1]) {
+    lo = n - 2;
+  } else {
+    while (hi - lo > 1) {
+      int mid = (lo + hi) / 2;
+      if (c->knot_x[mid] < x) lo = mid;
+      else hi = mid;
+    }
+  }
+  double x0 = c->knot_x[lo], x1 = c->knot_x[lo + 1], t0 = c->knot_t[lo], t1 = c->knot_t[lo + 1];
+  if (x >= x1) return t1 + fmax((t1 - t0) / (x1 - x0), 0) * (x - x1);
+  /* Exact on flat stretches and at knots, so pooled runs stay flat. */
+  if (t0 == t1) return t0;
+  return t0 + (t1 - t0) * ((x - x0) / (x1 - x0));
+}
+
+static double shape_ratio(const infsim_calib_kernel_info *info, const double *x) {
+  if (info->ratio_num < 0 || !(x[info->ratio_den] > 0)) return 0;
+  return x[info->ratio_num] / x[info->ratio_den];
+}
+
+double infsim_calib_ratio_eval(const infsim_calib_ratio_term *g, double r, double den) {
+  double s = g->cap > 0 ? fmin(den, g->cap) : 1;
+  int n = g->n_bends;
+  if (n == 0) return s * g->slope[0] * r;
+  double t = g->slope[0] * fmin(r, g->bend[0]);
+  for (int k = 1; k < n && r > g->bend[k - 1]; k++)
+    t += g->slope[k] * fmin(r - g->bend[k - 1], g->bend[k] - g->bend[k - 1]);
+  if (r > g->bend[n - 1]) t += g->slope[n] * (r - g->bend[n - 1]);
+  return s * t;
+}
+
+/* The additive piece A. */
+static double eval_main(const infsim_calib_curve *c, const infsim_calib_kernel_info *info, const double *x, double r) {
   double t = c->c_const;
   for (int v = 0; v < INFSIM_CALIB_VARS; v++) {
     if (!(info->var_mask & (1u << v))) continue;
@@ -86,13 +141,115 @@ double infsim_calib_curve_eval(const infsim_calib_curve *c, infsim_calib_kernel 
       t += c->c_var[v] * x[v];
     }
   }
-  if (c->has_alt) {
-    double alt = c->alt_const;
-    for (int v = 0; v < INFSIM_CALIB_VARS; v++)
-      if (info->var_mask & (1u << v)) alt += c->alt_var[v] * x[v];
-    t = fmax(t, alt);
+  double den = info->ratio_num >= 0 ? x[info->ratio_den] : 0;
+  if (c->tail_cap > 0) t += c->c_tail * r * fmin(den, c->tail_cap);
+  return t + infsim_calib_ratio_eval(&c->ratio, r, den);
+}
+
+/* The straight piece B. */
+static double eval_alt(const infsim_calib_curve *c, const infsim_calib_kernel_info *info, const double *x, double r) {
+  double t = c->alt_const + infsim_calib_ratio_eval(&c->alt_ratio, r, info->ratio_num >= 0 ? x[info->ratio_den] : 0);
+  for (int v = 0; v < INFSIM_CALIB_VARS; v++)
+    if (info->var_mask & (1u << v)) t += c->alt_var[v] * x[v];
+  return t;
+}
+
+double infsim_calib_curve_eval(const infsim_calib_curve *c, infsim_calib_kernel k,
+                               const double x[INFSIM_CALIB_VARS]) {
+  const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
+  if (x[info->work_var] <= 0) return 0;
+  if (c->n_knots > 0) {
+    double t = eval_knots(c, x[info->hinge_var]);
+    return t > 0 ? t : 0;
   }
+  double r = shape_ratio(info, x);
+  double t = eval_main(c, info, x, r);
+  if (c->has_alt) t = fmax(t, eval_alt(c, info, x, r));
   return t > 0 ? t : 0;
+}
+
+/* Adds p to the breakpoints when it lies strictly inside (0, last). */
+static void add_break(double *b, int *n, double p, double last) {
+  if (p > 0 && p < last && isfinite(p)) b[(*n)++] = p;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+double infsim_calib_decode_sum(const infsim_calib_curve *c, double requests, double first_context,
+                               double context_step, int64_t steps) {
+  const infsim_calib_kernel k = INFSIM_CALIB_DECODE_ATTN;
+  const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
+  if (steps <= 0 || !(requests > 0)) return 0;
+  double x[INFSIM_CALIB_VARS] = {0};
+  x[INFSIM_CALIB_REQUESTS] = requests;
+  if (c->n_knots > 0) { /* not a decode form; summed step by step */
+    double sum = 0;
+    for (int64_t j = 0; j < steps; j++) {
+      x[INFSIM_CALIB_CONTEXT_TOKENS] = first_context + (double)j * context_step;
+      sum += infsim_calib_curve_eval(c, k, x);
+    }
+    return sum;
+  }
+  /* Along the run, context = first + j step and r = context / requests are
+   * linear in j; the curve bends where they cross a hinge, where A and B
+   * cross, and where the larger of them crosses 0 (the clamp). */
+  double last = (double)(steps - 1);
+  double b[8 * (INFSIM_CALIB_MAX_RBENDS + 4)];
+  int nb = 0;
+  if (context_step > 0) {
+    if (c->hinge_var == INFSIM_CALIB_CONTEXT_TOKENS) {
+      add_break(b, &nb, (c->hinge_at - first_context) / context_step, last);
+      if (c->hinge2_at > c->hinge_at) add_break(b, &nb, (c->hinge2_at - first_context) / context_step, last);
+    }
+    for (int i = 0; i < c->ratio.n_bends; i++)
+      add_break(b, &nb, (c->ratio.bend[i] * requests - first_context) / context_step, last);
+    for (int i = 0; c->has_alt && i < c->alt_ratio.n_bends; i++)
+      add_break(b, &nb, (c->alt_ratio.bend[i] * requests - first_context) / context_step, last);
+  }
+  qsort(b, (size_t)nb, sizeof b[0], cmp_double);
+  /* Within each stretch between those, A and B are linear in j. */
+  double seg[2 * INFSIM_CALIB_MAX_RBENDS + 4]; /* 0, the bends, last */
+  int ns = 0;
+  seg[ns++] = 0;
+  for (int i = 0; i < nb; i++) seg[ns++] = b[i];
+  seg[ns++] = last;
+  for (int i = 0; i + 1 < ns && nb + 3 <= (int)(sizeof b / sizeof b[0]); i++) {
+    double p = seg[i], q = seg[i + 1];
+    if (!(q > p)) continue;
+    double xp[INFSIM_CALIB_VARS] = {0}, xq[INFSIM_CALIB_VARS] = {0};
+    xp[INFSIM_CALIB_REQUESTS] = xq[INFSIM_CALIB_REQUESTS] = requests;
+    xp[INFSIM_CALIB_CONTEXT_TOKENS] = first_context + p * context_step;
+    xq[INFSIM_CALIB_CONTEXT_TOKENS] = first_context + q * context_step;
+    double rp = shape_ratio(info, xp), rq = shape_ratio(info, xq);
+    double ap = eval_main(c, info, xp, rp), aq = eval_main(c, info, xq, rq);
+    double vals[3][2] = {{ap, aq}, {0, 0}, {0, 0}};
+    int nv = 1;
+    if (c->has_alt) {
+      double bp = eval_alt(c, info, xp, rp), bq = eval_alt(c, info, xq, rq);
+      vals[nv][0] = ap - bp, vals[nv][1] = aq - bq, nv++;
+      vals[nv][0] = bp, vals[nv][1] = bq, nv++;
+    }
+    for (int v = 0; v < nv; v++)
+      if ((vals[v][0] < 0) != (vals[v][1] < 0) && vals[v][0] != vals[v][1])
+        add_break(b, &nb, p + (q - p) * vals[v][0] / (vals[v][0] - vals[v][1]), last);
+  }
+  qsort(b, (size_t)nb, sizeof b[0], cmp_double);
+  /* Integers j in [lo, hi] between consecutive breaks: the curve is linear
+   * there, so their sum is their count times its value at the middle. */
+  double sum = 0;
+  int64_t lo = 0;
+  for (int i = 0; i <= nb; i++) {
+    int64_t hi = i < nb ? (int64_t)ceil(b[i]) - 1 : steps - 1;
+    if (hi >= lo) {
+      x[INFSIM_CALIB_CONTEXT_TOKENS] = first_context + 0.5 * (double)(lo + hi) * context_step;
+      sum += (double)(hi - lo + 1) * infsim_calib_curve_eval(c, k, x);
+      lo = hi + 1;
+    }
+  }
+  return sum;
 }
 
 /* ---- the vtable ---- */
@@ -137,7 +294,125 @@ static double calib_kv_copy_ns(void *self, int64_t bytes) {
                (double)bytes);
 }
 
+static double calib_decode_attn_sum_layer_ns(void *self, int64_t requests, int64_t first_context,
+                                             int64_t context_step, int64_t steps) {
+  const calib_curves *cc = self;
+  return infsim_calib_decode_sum(&cc->curve[INFSIM_CALIB_DECODE_ATTN], (double)requests, (double)first_context,
+                                 (double)context_step, steps);
+}
+
 static void calib_destroy(void *self) { free(self); }
+
+/* ---- curves in the DB ---- */
+
+int infsim_calib_knots_format(const infsim_calib_curve *c, char *out, size_t out_bytes) {
+  size_t used = 0;
+  if (out_bytes == 0) return 0;
+  out[0] = '\0';
+  for (int i = 0; i < c->n_knots; i++) {
+    int w = snprintf(out + used, out_bytes - used, "%s%.17g %.17g", i ? " " : "", c->knot_x[i], c->knot_t[i]);
+    if (w < 0 || (size_t)w >= out_bytes - used) return 0;
+    used += (size_t)w;
+  }
+  return 1;
+}
+
+static int parse_knots(const char *text, infsim_calib_curve *c) {
+  c->n_knots = 0;
+  const char *p = text ? text : "";
+  for (;;) {
+    while (*p == ' ') p++;
+    if (*p == '\0') return 1;
+    if (c->n_knots == INFSIM_CALIB_MAX_KNOTS) return 0;
+    char *end = NULL;
+    double x = strtod(p, &end);
+    if (end == p) return 0;
+    p = end;
+    double t = strtod(p, &end);
+    if (end == p || !isfinite(x) || !isfinite(t) || t < 0) return 0;
+    if (c->n_knots > 0 && !(x > c->knot_x[c->n_knots - 1])) return 0;
+    c->knot_x[c->n_knots] = x;
+    c->knot_t[c->n_knots] = t;
+    c->n_knots++;
+    p = end;
+  }
+}
+
+static int slope_ok(double v) { return v >= 0 && isfinite(v); }
+
+int infsim_calib_ratio_format(const infsim_calib_ratio_term *g, char *out, size_t out_bytes) {
+  int w = snprintf(out, out_bytes, "%.17g %.17g", g->cap, g->slope[0]);
+  if (w < 0 || (size_t)w >= out_bytes) return 0;
+  size_t used = (size_t)w;
+  for (int k = 0; k < g->n_bends; k++) {
+    w = snprintf(out + used, out_bytes - used, " %.17g %.17g", g->bend[k], g->slope[k + 1]);
+    if (w < 0 || (size_t)w >= out_bytes - used) return 0;
+    used += (size_t)w;
+  }
+  return 1;
+}
+
+/* "slope bend slope ... slope": bends increasing and > 0, slopes >= 0. */
+static int parse_ratio(const char *text, infsim_calib_ratio_term *g) {
+  memset(g, 0, sizeof *g);
+  const char *p = text ? text : "";
+  char *end = NULL;
+  g->cap = strtod(p, &end);
+  if (end == p || !slope_ok(g->cap)) return 0;
+  p = end;
+  g->slope[0] = strtod(p, &end);
+  if (end == p || !slope_ok(g->slope[0])) return 0;
+  for (p = end;;) {
+    while (*p == ' ') p++;
+    if (*p == '\0') return 1;
+    if (g->n_bends == INFSIM_CALIB_MAX_RBENDS) return 0;
+    double bend = strtod(p, &end);
+    if (end == p || !(bend > 0) || !isfinite(bend)) return 0;
+    if (g->n_bends > 0 && !(bend > g->bend[g->n_bends - 1])) return 0;
+    p = end;
+    double slope = strtod(p, &end);
+    if (end == p || !slope_ok(slope)) return 0;
+    g->bend[g->n_bends++] = bend;
+    g->slope[g->n_bends] = slope;
+    p = end;
+  }
+}
+
+int infsim_calib_curve_from_row(struct sqlite3_stmt *q, int col, infsim_calib_curve *c) {
+  memset(c, 0, sizeof *c);
+  c->c_const = sqlite3_column_double(q, col);
+  int ok = isfinite(c->c_const);
+  for (int v = 0; v < INFSIM_CALIB_VARS; v++) {
+    c->c_var[v] = sqlite3_column_double(q, col + 1 + v);
+    ok &= slope_ok(c->c_var[v]);
+  }
+  int i = col + 1 + INFSIM_CALIB_VARS;
+  const char *hv = (const char *)sqlite3_column_text(q, i++);
+  c->hinge_var = -1;
+  for (int v = 0; hv && v < INFSIM_CALIB_VARS; v++)
+    if (strcmp(hv, k_var_names[v]) == 0) c->hinge_var = v;
+  ok &= hv == NULL || hv[0] == '\0' || c->hinge_var >= 0;
+  c->hinge_at = sqlite3_column_double(q, i++);
+  c->c_above = sqlite3_column_double(q, i++);
+  c->hinge2_at = sqlite3_column_double(q, i++);
+  c->c_above2 = sqlite3_column_double(q, i++);
+  ok &= isfinite(c->hinge_at) && slope_ok(c->c_above) && isfinite(c->hinge2_at) && slope_ok(c->c_above2);
+  c->has_alt = sqlite3_column_int(q, i++) != 0;
+  c->alt_const = sqlite3_column_double(q, i++);
+  ok &= isfinite(c->alt_const);
+  for (int v = 0; v < INFSIM_CALIB_VARS; v++) {
+    c->alt_var[v] = sqlite3_column_double(q, i++);
+    ok &= slope_ok(c->alt_var[v]);
+  }
+  ok &= parse_ratio((const char *)sqlite3_column_text(q, i++), &c->ratio);
+  ok &= parse_ratio((const char *)sqlite3_column_text(q, i++), &c->alt_ratio);
+  c->tail_cap = sqlite3_column_double(q, i++);
+  c->c_tail = sqlite3_column_double(q, i++);
+  ok &= slope_ok(c->tail_cap) && slope_ok(c->c_tail);
+  ok &= parse_knots((const char *)sqlite3_column_text(q, i++), c);
+  assert(i == col + INFSIM_CALIB_CURVE_NCOLS);
+  return ok;
+}
 
 /* ---- reading the DB ---- */
 
@@ -171,15 +446,14 @@ infsim_status infsim_cost_curves_calibrated(const char *db_path, const char *pro
   sqlite3_finalize(q);
   q = NULL;
   if (version != INFSIM_CALIB_DB_VERSION) {
-    st = infsim_fail(err, INFSIM_EINPUT, "%s: user_version: calibration schema version %d, expected %d", db_path,
-                     version, INFSIM_CALIB_DB_VERSION);
+    st = infsim_fail(err, INFSIM_EINPUT,
+                     "%s: user_version: calibration schema version %d, expected %d (an older or newer infsim wrote"
+                     " it: load the raw CSVs into a new DB and run `infsim calibrate fit`)",
+                     db_path, version, INFSIM_CALIB_DB_VERSION);
     goto done;
   }
   static const char sql[] =
-      "SELECT f.kernel, f.c_const, f.c_tokens, f.c_pairs, f.c_requests, f.c_context_tokens, f.c_partials,"
-      " f.c_bytes, f.hinge_var, f.hinge_at, f.c_above, f.hinge2_at, f.c_above2,"
-      " f.has_alt, f.alt_const, f.alt_tokens, f.alt_pairs, f.alt_requests, f.alt_context_tokens, f.alt_partials,"
-      " f.alt_bytes FROM fit f JOIN profile p ON p.id = f.profile_id"
+      "SELECT f.kernel, " INFSIM_CALIB_CURVE_COLUMNS " FROM fit f JOIN profile p ON p.id = f.profile_id"
       " WHERE p.name = ?1 AND p.model = ?2 AND p.hidden = ?3 AND p.heads = ?4 AND p.kv_heads = ?5"
       " AND p.head_dim = ?6 AND p.intermediate = ?7 AND p.dtype_bytes = ?8 AND f.tp = ?9";
   if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK) {
@@ -206,34 +480,10 @@ infsim_status infsim_cost_curves_calibrated(const char *db_path, const char *pro
     const char *kname = (const char *)sqlite3_column_text(q, 0);
     int k = kname ? infsim_calib_kernel_from_name(kname) : -1;
     if (k < 0) continue; /* a kernel this version does not use */
-    infsim_calib_curve *c = &cc->curve[k];
-    c->c_const = sqlite3_column_double(q, 1);
-    int bad = !isfinite(c->c_const);
-    for (int v = 0; v < INFSIM_CALIB_VARS; v++) {
-      c->c_var[v] = sqlite3_column_double(q, 2 + v);
-      bad |= !(c->c_var[v] >= 0 && isfinite(c->c_var[v]));
-    }
-    const char *hv = (const char *)sqlite3_column_text(q, 8);
-    c->hinge_var = -1;
-    for (int v = 0; hv && v < INFSIM_CALIB_VARS; v++)
-      if (strcmp(hv, k_var_names[v]) == 0) c->hinge_var = v;
-    bad |= hv != NULL && hv[0] != '\0' && c->hinge_var < 0;
-    c->hinge_at = sqlite3_column_double(q, 9);
-    c->c_above = sqlite3_column_double(q, 10);
-    c->hinge2_at = sqlite3_column_double(q, 11);
-    c->c_above2 = sqlite3_column_double(q, 12);
-    bad |= !(c->c_above >= 0 && isfinite(c->c_above) && isfinite(c->hinge_at));
-    bad |= !(c->c_above2 >= 0 && isfinite(c->c_above2) && isfinite(c->hinge2_at));
-    c->has_alt = sqlite3_column_int(q, 13) != 0;
-    c->alt_const = sqlite3_column_double(q, 14);
-    bad |= !isfinite(c->alt_const);
-    for (int v = 0; v < INFSIM_CALIB_VARS; v++) {
-      c->alt_var[v] = sqlite3_column_double(q, 15 + v);
-      bad |= !(c->alt_var[v] >= 0 && isfinite(c->alt_var[v]));
-    }
+    int bad = !infsim_calib_curve_from_row(q, 1, &cc->curve[k]);
     if (bad) {
-      st = infsim_fail(err, INFSIM_EINPUT, "%s: fit: %s: kernel %s: coefficient negative or not finite", db_path,
-                       profile, kname);
+      st = infsim_fail(err, INFSIM_EINPUT, "%s: fit: %s: kernel %s: coefficient negative or not finite, or bad knots",
+                       db_path, profile, kname);
       goto done;
     }
     have |= 1u << k;
@@ -249,6 +499,7 @@ infsim_status infsim_cost_curves_calibrated(const char *db_path, const char *pro
   out->gemm_layer_ns = calib_gemm_layer_ns;
   out->prefill_attn_layer_ns = calib_prefill_attn_layer_ns;
   out->decode_attn_layer_ns = calib_decode_attn_layer_ns;
+  out->decode_attn_sum_layer_ns = calib_decode_attn_sum_layer_ns;
   out->merge_layer_ns = calib_merge_layer_ns;
   out->kv_copy_ns = calib_kv_copy_ns;
   out->destroy = calib_destroy;

@@ -5,8 +5,12 @@
 ** The raw file is generated here from known piecewise-linear functions of
 ** the aggregates, one per kernel; after load + fit, the vtable from
 ** infsim_cost_curves_calibrated must reproduce those functions (inside and
-** outside the measured grid), be monotone in every aggregate, give 0 for
-** no work, carry the name "calibrated:PROFILE", and report found = 0 (not
+** outside the measured grid), never decrease in each kernel's work
+** variable with the others held fixed (the physical property: GEMM and
+** copy time in tokens and bytes, prefill in pairs at fixed tokens, decode in
+** context at fixed requests, merge in partials at fixed requests), nor when
+** the batch grows by requests of the same shape, give 0 for no work, sum a
+** run of decode steps in closed form equal to the step-by-step sum, carry the name "calibrated:PROFILE", and report found = 0 (not
 ** an error) for another profile, model, model shape or TP degree, or a
 ** profile not yet fitted.
 */
@@ -41,7 +45,8 @@ static double f_prefill(double tokens, double pairs) {
   return 12000 + 20 * tokens + 0.001 * fmin(pairs, 1e5) + 0.02 * fmax(pairs - 1e5, 0);
 }
 static double f_decode(double req, double ctx) { return 6000 + 200 * req + 0.3 * fmax(ctx - 8192, 0); }
-static double f_merge(double req, double partials) { return 3000 + 10 * req + 2 * partials; }
+/* Merge walks each request's partials in sequence: a term in partials per request. */
+static double f_merge(double req, double partials) { return 3000 + 10 * req + 2 * partials + 150 * partials / req; }
 static double f_copy(double bytes) { return 2000 + bytes / 2000; }
 
 static void row(FILE *fp, int64_t tp, const char *kernel, int64_t tokens, int64_t pairs, int64_t req, int64_t ctx,
@@ -189,7 +194,7 @@ static void test_curves_monotone(void **state) {
   infsim_error err = {0};
   assert_int_equal(infsim_cost_curves_calibrated(f->db, "synth", &m, 1, &found, &c, &err), INFSIM_OK);
   assert_int_equal(found, 1);
-  /* Each aggregate swept on a fine geometric grid, the other held. */
+  /* The work variable swept on a fine geometric grid, the other held. */
   double prev_g = 0, prev_k = 0;
   for (double x = 1; x < 4e9; x *= 1.07) {
     double g = c.gemm_layer_ns(c.self, (int64_t)x);
@@ -199,18 +204,57 @@ static void test_curves_monotone(void **state) {
     prev_k = k;
   }
   for (int64_t other = 1; other <= 4096; other *= 8) {
-    double p1 = 0, p2 = 0, p3 = 0, p4 = 0, p5 = 0, p6 = 0;
-    for (double x = 1; x < 1e10; x *= 1.11) {
-      double a = c.decode_attn_layer_ns(c.self, other, (int64_t)x);
-      double b = c.decode_attn_layer_ns(c.self, (int64_t)fmin(x, 1e6), other * 1000);
-      double pa = c.prefill_attn_layer_ns(c.self, other, (int64_t)x);
-      double pb = c.prefill_attn_layer_ns(c.self, (int64_t)fmin(x, 1e6), other * other);
-      double ma = c.merge_layer_ns(c.self, other, (int64_t)x);
-      double mb = c.merge_layer_ns(c.self, (int64_t)fmin(x, 1e6), other * 32);
-      assert_true(a >= p1 && b >= p2 && pa >= p3 && pb >= p4 && ma >= p5 && mb >= p6);
-      p1 = a, p2 = b, p3 = pa, p4 = pb, p5 = ma, p6 = mb;
+    double p_dec = 0, p_pre = 0, p_mer = 0;
+    for (double x = (double)other; x < 1e10; x *= 1.11) {
+      double dec = c.decode_attn_layer_ns(c.self, other, (int64_t)x);  /* context, requests held */
+      double pre = c.prefill_attn_layer_ns(c.self, other, (int64_t)x); /* pairs, tokens held */
+      double mer = c.merge_layer_ns(c.self, other, (int64_t)x);        /* partials, requests held */
+      assert_true(dec >= p_dec && pre >= p_pre && mer >= p_mer);
+      p_dec = dec, p_pre = pre, p_mer = mer;
     }
   }
+  /* More requests of the same shape (context per request, prefix per
+   * query, partials per request fixed) never make a batch faster. */
+  for (int64_t per = 1; per <= 65536; per *= 16) {
+    double p_dec = 0, p_pre = 0, p_mer = 0;
+    for (int64_t n = 1; n <= 1 << 20; n *= 2) {
+      double dec = c.decode_attn_layer_ns(c.self, n, n * per);
+      double pre = c.prefill_attn_layer_ns(c.self, n, n * per);
+      double mer = c.merge_layer_ns(c.self, n, n * (per % 64 + 1));
+      assert_true(dec >= p_dec && pre >= p_pre && mer >= p_mer);
+      p_dec = dec, p_pre = pre, p_mer = mer;
+    }
+  }
+  c.destroy(c.self);
+}
+
+/* The closed-form sum over a run of decode steps equals the step-by-step
+ * sum, across the bends of the fitted curve. */
+static void test_decode_sum_matches_loop(void **state) {
+  fixture *f = *state;
+  fit_db(f);
+  infsim_model_shape m;
+  assert_true(infsim_model_builtin("tiny", &m));
+  infsim_cost_curves c;
+  int found = 0;
+  infsim_error err = {0};
+  assert_int_equal(infsim_cost_curves_calibrated(f->db, "synth", &m, 1, &found, &c, &err), INFSIM_OK);
+  assert_non_null(c.decode_attn_sum_layer_ns);
+  static const int64_t reqs[] = {1, 3, 64};
+  static const int64_t firsts[] = {0, 100, 8000, 500000};
+  static const int64_t steps[] = {1, 2, 37, 1000, 20000};
+  for (size_t a = 0; a < 3; a++)
+    for (size_t b = 0; b < 4; b++)
+      for (size_t s = 0; s < 5; s++) {
+        int64_t r = reqs[a], first = firsts[b] * r;
+        double loop = 0;
+        for (int64_t j = 0; j < steps[s]; j++) loop += c.decode_attn_layer_ns(c.self, r, first + j * r);
+        double closed = c.decode_attn_sum_layer_ns(c.self, r, first, r, steps[s]);
+        if (!(fabs(closed - loop) <= 1e-9 * loop + 1e-6))
+          fail_msg("requests %lld first %lld steps %lld: closed %.9g, loop %.9g", (long long)r, (long long)first,
+                   (long long)steps[s], closed, loop);
+      }
+  assert_true(c.decode_attn_sum_layer_ns(c.self, 4, 100, 4, 0) == 0);
   c.destroy(c.self);
 }
 
@@ -244,6 +288,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_not_found_before_fit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_curves_reproduce_functions, setup, teardown),
       cmocka_unit_test_setup_teardown(test_curves_monotone, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_decode_sum_matches_loop, setup, teardown),
       cmocka_unit_test_setup_teardown(test_other_profile_model_tp_not_found, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -210,8 +210,10 @@ static void test_bad_db(void **state) {
   infsim_error err = {0};
   assert_int_equal(infsim_calib_load(f->raw, f->db, NULL, NULL, &err), INFSIM_EINPUT);
   char want[PATH_BYTES * 2];
-  snprintf(want, sizeof want, "%s: user_version: calibration schema version 7, expected %d", f->db,
-           INFSIM_CALIB_DB_VERSION);
+  snprintf(want, sizeof want,
+           "%s: user_version: calibration schema version 7, expected %d (an older or newer infsim wrote it: load"
+           " the raw CSVs into a new DB and run `infsim calibrate fit`)",
+           f->db, INFSIM_CALIB_DB_VERSION);
   assert_string_equal(err.msg, want);
   int goal = 0;
   assert_int_equal(infsim_calib_fit_db(f->db, NULL, &goal, &err), INFSIM_EINPUT);
@@ -226,6 +228,18 @@ static void test_bad_db(void **state) {
   assert_non_null(strstr(err.msg, "user_version"));
   int rc = cli_load(f, NULL);
   if (rc != -1) assert_int_equal(rc, 2);
+  /* A version 1 DB (before the shape ratio terms and knots): refused by
+   * the simulator and by fit, saying what to do. */
+  unlink(f->db);
+  assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, "CREATE TABLE fit (a INTEGER) STRICT; PRAGMA user_version = 1", NULL, NULL, NULL),
+                   SQLITE_OK);
+  sqlite3_close(db);
+  assert_int_equal(infsim_cost_curves_calibrated(f->db, "test", &m, 1, &found, &curves, &err), INFSIM_EINPUT);
+  assert_non_null(strstr(err.msg, "calibration schema version 1, expected 2"));
+  assert_non_null(strstr(err.msg, "run `infsim calibrate fit`"));
+  assert_int_equal(infsim_calib_fit_db(f->db, NULL, &goal, &err), INFSIM_EINPUT);
+  assert_non_null(strstr(err.msg, "calibration schema version 1, expected 2"));
   /* Not a database at all. */
   write_file(f->db, "this is not sqlite, just text long enough to have a header page......................\n");
   assert_int_equal(infsim_calib_load(f->raw, f->db, NULL, NULL, &err), INFSIM_EINPUT);

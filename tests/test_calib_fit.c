@@ -178,6 +178,198 @@ static void test_recovers_decode_two_vars(void **state) {
   gsl_rng_free(rng);
 }
 
+/* Decode bound by KV bandwidth with many requests and by one request's
+ * walk over its context (r = context per request) with few: t = 7 us +
+ * max(0.4 ns per KV token + 100 ns per request, 3 ns per token of r). */
+static void test_recovers_decode_occupancy(void **state) {
+  (void)state;
+  gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+  gsl_rng_set(rng, 5);
+  enum { NB = 9, NC = 10, N = NB * NC };
+  infsim_calib_point pts[N] = {0};
+  for (int b = 0; b < NB; b++)
+    for (int ci = 0; ci < NC; ci++) {
+      double req = pow(2, b), r = 16 * pow(4, ci / 1.5);
+      infsim_calib_point *p = &pts[b * NC + ci];
+      p->x[INFSIM_CALIB_REQUESTS] = req;
+      p->x[INFSIM_CALIB_CONTEXT_TOKENS] = round(req * r);
+      double ctx = p->x[INFSIM_CALIB_CONTEXT_TOKENS];
+      p->t_ns = (7000 + fmax(0.4 * ctx + 100 * req, 3 * ctx / req)) * (1 + gsl_ran_gaussian(rng, 0.005));
+    }
+  infsim_calib_fit_result fit;
+  infsim_error err = {0};
+  assert_int_equal(infsim_calib_fit_points(INFSIM_CALIB_DECODE_ATTN, pts, N, &fit, &err), INFSIM_OK);
+  assert_true(fit.rms_rel_err < 0.03);
+  /* One long request against many short ones with the same total: the
+   * curve knows the first is slower (a curve in the totals alone cannot). */
+  double one[INFSIM_CALIB_VARS] = {0}, many[INFSIM_CALIB_VARS] = {0};
+  one[INFSIM_CALIB_REQUESTS] = 1, one[INFSIM_CALIB_CONTEXT_TOKENS] = 65536;
+  many[INFSIM_CALIB_REQUESTS] = 64, many[INFSIM_CALIB_CONTEXT_TOKENS] = 65536;
+  double t_one = infsim_calib_curve_eval(&fit.curve, INFSIM_CALIB_DECODE_ATTN, one);
+  double t_many = infsim_calib_curve_eval(&fit.curve, INFSIM_CALIB_DECODE_ATTN, many);
+  assert_true(fabs(t_one - (7000 + 3 * 65536.0)) / t_one < 0.05);
+  assert_true(fabs(t_many - (7000 + 0.4 * 65536 + 6400)) / t_many < 0.05);
+  double ho[N / 2 + 1];
+  size_t n_ho = 0;
+  assert_int_equal(infsim_calib_heldout(INFSIM_CALIB_DECODE_ATTN, pts, N, ho, &n_ho, &err), INFSIM_OK);
+  assert_true(infsim_calib_percentile(ho, n_ho, 50) < 0.02);
+  assert_true(infsim_calib_percentile(ho, n_ho, 95) < 0.08);
+  gsl_rng_free(rng);
+}
+
+/* Merge: each request's partials are merged in sequence, so the time has a
+ * term in partials per request: 3 us + 10 ns per request + 2 ns per
+ * partial + 400 ns per holder of a request. */
+static void test_recovers_merge_ratio(void **state) {
+  (void)state;
+  gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+  gsl_rng_set(rng, 9);
+  enum { NR = 5, NH = 5, N = NR * NH };
+  infsim_calib_point pts[N] = {0};
+  for (int a = 0; a < NR; a++)
+    for (int h = 0; h < NH; h++) {
+      double req = pow(4, a), holders = pow(2, h + 1);
+      infsim_calib_point *p = &pts[a * NH + h];
+      p->x[INFSIM_CALIB_REQUESTS] = req;
+      p->x[INFSIM_CALIB_PARTIALS] = req * holders;
+      p->t_ns = (3000 + 10 * req + 2 * req * holders + 400 * holders) * (1 + gsl_ran_gaussian(rng, 0.003));
+    }
+  infsim_calib_fit_result fit;
+  infsim_error err = {0};
+  assert_int_equal(infsim_calib_fit_points(INFSIM_CALIB_MERGE, pts, N, &fit, &err), INFSIM_OK);
+  assert_true(fabs(fit.curve.ratio.slope[0] - 400) / 400 < 0.1);
+  assert_true(fit.rms_rel_err < 0.01);
+  double ho[N / 2 + 1];
+  size_t n_ho = 0;
+  assert_int_equal(infsim_calib_heldout(INFSIM_CALIB_MERGE, pts, N, ho, &n_ho, &err), INFSIM_OK);
+  assert_true(infsim_calib_percentile(ho, n_ho, 95) < 0.03);
+  gsl_rng_free(rng);
+}
+
+/* Chunked prefill: a chunk after a long prefix has few query tiles, each
+ * walking the whole prefix, so the mean prefix per query (pairs / tokens)
+ * carries a term of its own, with a bend (here 4096) where the tiles start
+ * to fill the GPU: t = 10 us + 20 ns/token + 10 ps/pair + 30 ns x min(r, 4096)
+ * + 5 ns x max(r - 4096, 0). */
+static void test_recovers_prefill_ratio_bend(void **state) {
+  (void)state;
+  gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+  gsl_rng_set(rng, 13);
+  enum { N = 48 };
+  infsim_calib_point pts[N] = {0};
+  int n = 0;
+  for (int i = 0; i < 12; i++) {
+    double len = 16 * pow(2, i); /* whole prompts */
+    for (int c = 0; c < 4; c++) {
+      double chunk = c == 0 ? len : len / pow(4, c), past = len - chunk;
+      if (chunk < 16) chunk = 16;
+      pts[n].x[INFSIM_CALIB_TOKENS] = chunk;
+      pts[n].x[INFSIM_CALIB_PAIRS] = chunk * (past + (chunk + 1) / 2);
+      double r = pts[n].x[INFSIM_CALIB_PAIRS] / chunk;
+      pts[n].t_ns = (10000 + 20 * chunk + 0.01 * pts[n].x[INFSIM_CALIB_PAIRS] + 30 * fmin(r, 4096) +
+                     5 * fmax(r - 4096, 0)) *
+                    (1 + gsl_ran_gaussian(rng, 0.003));
+      n++;
+    }
+  }
+  infsim_calib_fit_result fit;
+  infsim_error err = {0};
+  assert_int_equal(infsim_calib_fit_points(INFSIM_CALIB_PREFILL_ATTN, pts, N, &fit, &err), INFSIM_OK);
+  assert_true(fit.rms_rel_err < 0.02);
+  assert_int_equal(fit.curve.ratio.n_bends, 1);
+  assert_true(fabs(fit.curve.ratio.bend[0] - 4096) / 4096 < 0.3);
+  assert_true(fabs(fit.curve.ratio.slope[0] - 30) / 30 < 0.1);
+  double ho[N / 2 + 1];
+  size_t n_ho = 0;
+  assert_int_equal(infsim_calib_heldout(INFSIM_CALIB_PREFILL_ATTN, pts, N, ho, &n_ho, &err), INFSIM_OK);
+  assert_true(infsim_calib_percentile(ho, n_ho, 50) < 0.01);
+  assert_true(infsim_calib_percentile(ho, n_ho, 95) < 0.05);
+  gsl_rng_free(rng);
+}
+
+/* A GEMM whose library picks a slow algorithm for 1-8 tokens (60 us) and a
+ * fast one from 16 (21 us, then 10 ns per token): no piecewise line with
+ * non-negative slopes follows the step down, so the curve becomes a lookup
+ * of the measured points, which keeps the step (a drop of more than 25%)
+ * and pools smaller dips (noise) so the curve does not fall elsewhere. */
+static void test_gemm_step_becomes_lookup(void **state) {
+  (void)state;
+  static const double toks[] = {1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096};
+  enum { N = sizeof toks / sizeof toks[0] };
+  infsim_calib_point pts[N] = {0};
+  for (int i = 0; i < N; i++) {
+    pts[i].x[INFSIM_CALIB_TOKENS] = toks[i];
+    pts[i].t_ns = toks[i] <= 8 ? 60000 : 21000 + 10 * toks[i];
+  }
+  pts[6].t_ns *= 0.95; /* a 5% dip at 32 tokens: noise, pooled */
+  infsim_calib_fit_result fit;
+  infsim_error err = {0};
+  assert_int_equal(infsim_calib_fit_points(INFSIM_CALIB_GEMM_O, pts, N, &fit, &err), INFSIM_OK);
+  const infsim_calib_curve *c = &fit.curve;
+  assert_int_equal(c->n_knots, N);
+  double x[INFSIM_CALIB_VARS] = {0};
+  x[INFSIM_CALIB_TOKENS] = 4;
+  assert_true(fabs(infsim_calib_curve_eval(c, INFSIM_CALIB_GEMM_O, x) - 60000) < 1e-6);
+  /* 16, 24 and the dip at 32 pooled into their mean. */
+  x[INFSIM_CALIB_TOKENS] = 16;
+  assert_true(fabs(infsim_calib_curve_eval(c, INFSIM_CALIB_GEMM_O, x) - (21160 + 21240 + 0.95 * 21320) / 3) < 1e-6);
+  x[INFSIM_CALIB_TOKENS] = 3000; /* between knots: linear */
+  assert_true(fabs(infsim_calib_curve_eval(c, INFSIM_CALIB_GEMM_O, x) - 51000) < 1e-6);
+  x[INFSIM_CALIB_TOKENS] = 10000; /* beyond: the last segment's slope */
+  assert_true(fabs(infsim_calib_curve_eval(c, INFSIM_CALIB_GEMM_O, x) - 121000) < 1e-6);
+  /* Non-decreasing from 16 tokens on (the dip pooled), and below 8. */
+  double prev = 0;
+  for (double t = 16; t < 1e5; t *= 1.05) {
+    x[INFSIM_CALIB_TOKENS] = t;
+    double v = infsim_calib_curve_eval(c, INFSIM_CALIB_GEMM_O, x);
+    assert_true(v >= prev);
+    prev = v;
+  }
+  for (int t = 1; t <= 8; t++) {
+    x[INFSIM_CALIB_TOKENS] = t;
+    assert_true(fabs(infsim_calib_curve_eval(c, INFSIM_CALIB_GEMM_O, x) - 60000) < 1e-6);
+  }
+  /* Held out: the even token counts predict the odd ones. */
+  double ho[N / 2 + 1];
+  size_t n_ho = 0;
+  assert_int_equal(infsim_calib_heldout(INFSIM_CALIB_GEMM_O, pts, N, ho, &n_ho, &err), INFSIM_OK);
+  assert_true(infsim_calib_percentile(ho, n_ho, 50) < 0.03);
+}
+
+/* The closed-form sum over a run of decode steps against the loop, for a
+ * curve with every feature: two bends in context, a bend in r, a second
+ * piece with its own bend in r, and a negative constant (the clamp). */
+static void test_decode_sum_closed_form(void **state) {
+  (void)state;
+  infsim_calib_curve c = {.c_const = -2000, .hinge_var = INFSIM_CALIB_CONTEXT_TOKENS, .hinge_at = 5000,
+                          .c_above = 0.8, .hinge2_at = 90000, .c_above2 = 0.3,
+                          .ratio = {.n_bends = 3, .bend = {100, 3000, 3500}, .slope = {0.5, 2, 9, 0.1}},
+                          .has_alt = 1, .alt_const = 9000,
+                          .alt_ratio = {.n_bends = 1, .bend = {20000}, .slope = {4, 0.05}}};
+  c.c_var[INFSIM_CALIB_CONTEXT_TOKENS] = 0.2;
+  c.c_var[INFSIM_CALIB_REQUESTS] = 150;
+  c.alt_var[INFSIM_CALIB_CONTEXT_TOKENS] = 0.1;
+  static const double reqs[] = {1, 2, 7, 100};
+  static const double firsts[] = {0, 1, 2999, 40000};
+  static const int64_t steps[] = {1, 5, 1000, 50000};
+  for (int a = 0; a < 4; a++)
+    for (int b = 0; b < 4; b++)
+      for (int s = 0; s < 4; s++) {
+        double r = reqs[a], first = firsts[b] * r, loop = 0;
+        double x[INFSIM_CALIB_VARS] = {0};
+        x[INFSIM_CALIB_REQUESTS] = r;
+        for (int64_t j = 0; j < steps[s]; j++) {
+          x[INFSIM_CALIB_CONTEXT_TOKENS] = first + (double)j * r;
+          loop += infsim_calib_curve_eval(&c, INFSIM_CALIB_DECODE_ATTN, x);
+        }
+        double closed = infsim_calib_decode_sum(&c, r, first, r, steps[s]);
+        if (!(fabs(closed - loop) <= 1e-9 * loop + 1e-6))
+          fail_msg("requests %g first %g steps %lld: closed %.12g, loop %.12g", r, first, (long long)steps[s], closed,
+                   loop);
+      }
+  assert_true(infsim_calib_decode_sum(&c, 0, 100, 0, 10) == 0);
+}
+
 static void test_straight_line_exact(void **state) {
   (void)state;
   /* A copy: 3 us + 1/3e12 s per byte (3 TB/s), no noise: exact recovery. */
@@ -281,6 +473,9 @@ static void test_profile_names(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_recovers_gemm_hinge),   cmocka_unit_test(test_recovers_two_bends), cmocka_unit_test(test_recovers_max_of_two_limits),   cmocka_unit_test(test_recovers_decode_two_vars),
+      cmocka_unit_test(test_recovers_decode_occupancy), cmocka_unit_test(test_recovers_merge_ratio),
+      cmocka_unit_test(test_recovers_prefill_ratio_bend), cmocka_unit_test(test_gemm_step_becomes_lookup),
+      cmocka_unit_test(test_decode_sum_closed_form),
       cmocka_unit_test(test_straight_line_exact),   cmocka_unit_test(test_slopes_never_negative),
       cmocka_unit_test(test_no_work_is_zero),       cmocka_unit_test(test_bad_points),
       cmocka_unit_test(test_percentile_nearest_rank), cmocka_unit_test(test_profile_names),

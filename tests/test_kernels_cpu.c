@@ -8,7 +8,9 @@
 **   to one-shot attention, extreme logits (+-1e4) stay finite, all-empty
 **   gives zeros and -inf, and merging is associative;
 ** - GEMM against float64, block copies bit-exact, GEMM shapes of LLaMA2-70B
-**   on 8 GPUs by hand, argument checks, and the timing function's ordering.
+**   on 8 GPUs by hand, argument checks, and the timing function's ordering;
+** - per-head RMSNorm + RoPE against float64 (each stage and both), with
+**   exact invariants: v heads untouched, position 0 rotates nothing.
 */
 #include <math.h>
 #include <setjmp.h>
@@ -473,6 +475,97 @@ static void test_copies_are_exact(void **state) {
   assert_int_equal(out[NB * BB - 1], 0);
 }
 
+/* float64 RMSNorm + RoPE of one head, in place, as kernels.h states it
+ * (only the angle is rounded to fp32 first, as the contract says). */
+static void norm_rope_f64(double *x, const double *w, double eps, int32_t pos, double theta, int stages) {
+  if (stages & INFSIM_NR_NORM) {
+    double ss = 0;
+    for (int i = 0; i < D; i++) ss += x[i] * x[i];
+    const double r = 1.0 / sqrt(ss / D + eps);
+    for (int i = 0; i < D; i++) x[i] *= r * w[i];
+  }
+  if (stages & INFSIM_NR_ROPE) {
+    for (int i = 0; i < D / 2; i++) {
+      const float inv_freq = (float)pow(theta, -2.0 * i / D);
+      const double a = (double)((float)pos * inv_freq);
+      const double lo = x[i], hi = x[i + D / 2];
+      x[i] = lo * cos(a) - hi * sin(a);
+      x[i + D / 2] = hi * cos(a) + lo * sin(a);
+    }
+  }
+}
+
+static void check_norm_rope(infsim_kernels *k, infsim_kdtype t, int32_t tokens, int32_t h, int32_t g, int stages,
+                            uint64_t seed) {
+  const int32_t rows = h + 2 * g;
+  const int64_t n = (int64_t)tokens * rows * D;
+  uint16_t *qkv = malloc(sizeof *qkv * (size_t)n), *in = malloc(sizeof *in * (size_t)n);
+  uint16_t qw[D], kw[D];
+  int32_t *pos = malloc(sizeof *pos * (size_t)tokens);
+  infsim_kernels_fill_random_host(qkv, t, n, seed, -3.0f, 3.0f);
+  infsim_kernels_fill_random_host(qw, t, D, seed + 1, 0.5f, 1.5f);
+  infsim_kernels_fill_random_host(kw, t, D, seed + 2, 0.5f, 1.5f);
+  memcpy(in, qkv, sizeof *in * (size_t)n);
+  /* Positions from 0 to about 1M (long contexts), token 0 at position 0. */
+  for (int32_t i = 0; i < tokens; i++) pos[i] = i == 0 ? 0 : (int32_t)((seed * 7919u + (uint64_t)i * 104729u) % 1048576u);
+  infsim_norm_rope_args a = {.tokens = tokens, .num_q_heads = h, .num_kv_heads = g, .head_dim = D, .dtype = t,
+                             .qkv = qkv, .positions = pos, .q_weight = qw, .k_weight = kw, .eps = 1e-5f,
+                             .rope_theta = 500000.0f, .stages = stages};
+  infsim_error err;
+  must(infsim_kernels_norm_rope(k, &a, &err), &err);
+  float *got = malloc(sizeof *got * (size_t)n);
+  double *ref = malloc(sizeof *ref * (size_t)n);
+  int64_t m = 0;
+  for (int32_t tok = 0; tok < tokens; tok++) {
+    for (int32_t j = 0; j < h + g; j++) {
+      const int64_t base = ((int64_t)tok * rows + j) * D;
+      double x[D], w[D];
+      for (int i = 0; i < D; i++) {
+        x[i] = load16(in, t, base + i);
+        w[i] = load16(j < h ? qw : kw, t, i);
+      }
+      norm_rope_f64(x, w, 1e-5, pos[tok], 500000.0, stages);
+      for (int i = 0; i < D; i++) {
+        got[m] = load16(qkv, t, base + i);
+        ref[m++] = x[i];
+      }
+      if (tok == 0 && stages == INFSIM_NR_ROPE) /* cos 0 = 1, sin 0 = 0: bit-exact */
+        assert_memory_equal(qkv + base, in + base, sizeof *in * D);
+    }
+    /* v heads are never touched. */
+    const int64_t vbase = ((int64_t)tok * rows + h + g) * D;
+    assert_memory_equal(qkv + vbase, in + vbase, sizeof *in * (size_t)(g * D));
+  }
+  /* One rounding to the dtype dominates: 2^-9 (bf16) or 2^-12 (fp16) at most, relative. */
+  const double e = rel_err(got, ref, m), bound = t == INFSIM_KDTYPE_BF16 ? 4e-3 : 5e-4;
+  if (!(e <= bound)) fail_msg("norm_rope stages %d dtype %d: rel err %.3g > %.3g", stages, (int)t, e, bound);
+  free(qkv), free(in), free(pos), free(got), free(ref);
+}
+
+static void test_norm_rope_matches_float64(void **state) {
+  infsim_kernels *k = *state;
+  for (int stages = 1; stages <= 3; stages++) {
+    check_norm_rope(k, INFSIM_KDTYPE_BF16, 5, 8, 1, stages, 11);
+    check_norm_rope(k, INFSIM_KDTYPE_F16, 3, 4, 2, stages, 12);
+  }
+  /* RMSNorm with unit gains: every q and k head comes out with mean square 1. */
+  enum { T = 2, H = 2, G = 1, ROWS = H + 2 * G };
+  uint16_t qkv[T * ROWS * D], ones[D];
+  infsim_kernels_fill_random_host(qkv, INFSIM_KDTYPE_F16, T * ROWS * D, 5, -10.0f, 10.0f);
+  for (int i = 0; i < D; i++) ones[i] = infsim_float_to_f16(1.0f);
+  infsim_norm_rope_args a = {.tokens = T, .num_q_heads = H, .num_kv_heads = G, .head_dim = D,
+                             .dtype = INFSIM_KDTYPE_F16, .qkv = qkv, .q_weight = ones, .k_weight = ones,
+                             .eps = 1e-6f, .stages = INFSIM_NR_NORM};
+  infsim_error err;
+  must(infsim_kernels_norm_rope(k, &a, &err), &err);
+  for (int r = 0; r < T * ROWS; r++) {
+    if (r % ROWS >= H + G) continue;
+    double ms = 0;
+    for (int i = 0; i < D; i++) ms += pow(infsim_f16_to_float(qkv[r * D + i]), 2) / D;
+    assert_true(fabs(ms - 1.0) < 2e-3);
+  }
+}
+
 static void test_bad_arguments_are_rejected(void **state) {
   infsim_kernels *k = *state;
   kvcache c;
@@ -493,6 +586,15 @@ static void test_bad_arguments_are_rejected(void **state) {
   a.dtype = INFSIM_KDTYPE_F32;
   assert_int_equal(infsim_kernels_ma_decode(k, &a, &err), INFSIM_EINPUT);
   kv_free(&c);
+  uint16_t qkv[4 * D] = {0};
+  infsim_norm_rope_args nr = {.tokens = 1, .num_q_heads = 2, .num_kv_heads = 1, .head_dim = D,
+                              .dtype = INFSIM_KDTYPE_BF16, .qkv = qkv, .stages = INFSIM_NR_NORM, .eps = 1e-5f};
+  assert_int_equal(infsim_kernels_norm_rope(k, &nr, &err), INFSIM_EINPUT); /* no weights */
+  assert_non_null(strstr(err.msg, "q_weight"));
+  nr.stages = INFSIM_NR_ROPE;
+  assert_int_equal(infsim_kernels_norm_rope(k, &nr, &err), INFSIM_EINPUT); /* no positions */
+  nr.stages = 0;
+  assert_int_equal(infsim_kernels_norm_rope(k, &nr, &err), INFSIM_EINPUT);
   infsim_kernels *gpu = NULL;
   if (!infsim_kernels_cuda_available()) {
     assert_int_equal(infsim_kernels_open(INFSIM_KBACKEND_CUDA, &gpu, &err), INFSIM_ENODEV);
@@ -537,6 +639,7 @@ int main(void) {
       cmocka_unit_test(test_gemm_matches_float64),
       cmocka_unit_test(test_gemm_shapes_llama2_70b_tp8),
       cmocka_unit_test(test_copies_are_exact),
+      cmocka_unit_test(test_norm_rope_matches_float64),
       cmocka_unit_test(test_bad_arguments_are_rejected),
       cmocka_unit_test(test_timing_is_ordered),
   };

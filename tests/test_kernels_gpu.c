@@ -518,6 +518,62 @@ static void test_kv_copy_and_staged_copy(void **state) {
   for (size_t i = 0; i < 5; i++) pair_free(f, all[i]);
 }
 
+/* RMSNorm + RoPE in place: each stage and both, GPU vs CPU on the same
+ * inputs; v heads must come back bit for bit. */
+static void norm_rope_case(fixture *f, infsim_kdtype t, int32_t tokens, int32_t h, int32_t g, int stages) {
+  enum { D = INFSIM_KERNEL_HEAD_DIM };
+  const int32_t rows = h + 2 * g;
+  const int64_t n = (int64_t)tokens * rows * D;
+  const size_t es = infsim_kdtype_bytes(t);
+  pair qkv = pair_alloc(f, n * (int64_t)es), qw = pair_alloc(f, D * (int64_t)es), kw = pair_alloc(f, qw.bytes);
+  pair pos = pair_alloc(f, (int64_t)sizeof(int32_t) * tokens);
+  pair_random(f, &qkv, t, -3, 3);
+  pair_random(f, &qw, t, 0.5f, 1.5f);
+  pair_random(f, &kw, t, 0.5f, 1.5f);
+  int32_t *p = malloc(sizeof *p * (size_t)tokens);
+  for (int32_t i = 0; i < tokens; i++) p[i] = (int32_t)(((uint64_t)i * 2654435761u + f->seed) % 1048576u);
+  pair_upload(f, &pos, p);
+  free(p);
+  void *before = pair_fetch(f, &qkv);
+  infsim_norm_rope_args a = {.tokens = tokens, .num_q_heads = h, .num_kv_heads = g, .head_dim = D, .dtype = t,
+                             .eps = 1e-6f, .rope_theta = 10000.0f, .stages = stages};
+  infsim_error err;
+  a.qkv = qkv.c, a.positions = pos.c, a.q_weight = qw.c, a.k_weight = kw.c;
+  must(infsim_kernels_norm_rope(f->cpu, &a, &err), &err);
+  a.qkv = qkv.g, a.positions = pos.g, a.q_weight = qw.g, a.k_weight = kw.g;
+  must(infsim_kernels_norm_rope(f->gpu, &a, &err), &err);
+  uint16_t *gq = pair_fetch(f, &qkv), *cq = qkv.c, *bq = before;
+  float *gf = malloc(sizeof *gf * (size_t)n), *cf = malloc(sizeof *cf * (size_t)n);
+  int64_t m = 0;
+  for (int32_t tok = 0; tok < tokens; tok++) {
+    for (int32_t j = 0; j < h + g; j++)
+      for (int i = 0; i < D; i++, m++) {
+        int64_t at = ((int64_t)tok * rows + j) * D + i;
+        gf[m] = t == INFSIM_KDTYPE_BF16 ? infsim_bf16_to_float(gq[at]) : infsim_f16_to_float(gq[at]);
+        cf[m] = t == INFSIM_KDTYPE_BF16 ? infsim_bf16_to_float(cq[at]) : infsim_f16_to_float(cq[at]);
+      }
+    const int64_t vb = ((int64_t)tok * rows + h + g) * D;
+    assert_memory_equal(gq + vb, bq + vb, (size_t)(g * D) * es);
+  }
+  /* Same formula, different fp32 rounding (sum order, FMA): a unit in the
+   * last 16-bit place on a few elements. */
+  const double e = rel_err(gf, cf, m), bound = t == INFSIM_KDTYPE_BF16 ? 3e-3 : 4e-4;
+  if (!(e <= bound))
+    fail_msg("norm_rope t=%d tokens=%d h=%d g=%d stages=%d: err %.3g > %.3g", (int)t, tokens, h, g, stages, e, bound);
+  free(before), free(gq), free(gf), free(cf);
+  pair *all[] = {&qkv, &qw, &kw, &pos};
+  for (size_t i = 0; i < 4; i++) pair_free(f, all[i]);
+}
+
+static void test_norm_rope_matches_cpu(void **state) {
+  fixture *f = *state;
+  for (int stages = 1; stages <= 3; stages++) {
+    norm_rope_case(f, INFSIM_KDTYPE_BF16, 37, 64, 8, stages); /* LLaMA2-70B heads */
+    norm_rope_case(f, INFSIM_KDTYPE_F16, 5, 3, 1, stages);    /* fewer heads than warps */
+    norm_rope_case(f, INFSIM_KDTYPE_BF16, 3, 13, 13, stages); /* no GQA, heads not a multiple of 4 */
+  }
+}
+
 static void test_timing_is_ordered(void **state) {
   fixture *f = *state;
   pair po = pair_alloc(f, 4 * 1024 * 128 * 4), pl = pair_alloc(f, 4 * 1024 * 4), out = pair_alloc(f, 1024 * 128 * 4);
@@ -546,7 +602,7 @@ int main(void) {
       cmocka_unit_test(test_decode_matches_cpu),      cmocka_unit_test(test_holders_merge_to_one_shot),
       cmocka_unit_test(test_merge_matches_cpu),       cmocka_unit_test(test_prefill_matches_cpu),
       cmocka_unit_test(test_gemm_matches_cpu),        cmocka_unit_test(test_kv_copy_and_staged_copy),
-      cmocka_unit_test(test_timing_is_ordered),
+      cmocka_unit_test(test_timing_is_ordered),       cmocka_unit_test(test_norm_rope_matches_cpu),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

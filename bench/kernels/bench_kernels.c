@@ -12,7 +12,10 @@
 **  - merge of 2..32 partials per (request, head) at the decode batches;
 **  - causal prefill bf16, TFLOP/s with 2 * h * d * N(N+1) FLOPs;
 **  - layer GEMMs through our wrapper and through cublasGemmEx directly;
-**  - device-to-device copy (the bandwidth ceiling), KV block copy, staged copy.
+**  - device-to-device copy (the bandwidth ceiling), KV block copy, staged copy;
+**  - per-head RMSNorm + RoPE on the QKV output (64 + 8 + 8 heads): fused
+**    (one call), unfused (NORM call, then ROPE call) and RoPE alone; GB/s
+**    counts the q and k heads read and written once.
 ** Inputs are random (fill_random), never zeros.
 */
 #include <cublas_v2.h>
@@ -195,7 +198,9 @@ static void bench_prefill(bench *b) {
                                .v_new = vn, .k_pool = kp, .v_pool = vp, .block_table = table,
                                .block_table_stride = (int32_t)(N / bt), .softmax_scale = 0.08838834764f,
                                .out_dtype = INFSIM_KDTYPE_BF16, .out = out, .lse = lse};
-      const int tiles[5][2] = {{0, 0}, {64, 64}, {128, 32}, {128, 64}, {128, 128}};
+      /* auto first and 128 x 128 next to it (the same kernel on Hopper: their
+       * spread shows the run-to-run noise; the long 16K runs heat the card). */
+      const int tiles[5][2] = {{0, 0}, {128, 128}, {64, 64}, {128, 32}, {128, 64}};
       for (int v = 0; v < 5; v++) {
         a.q_tile_rows = tiles[v][0];
         a.k_tile_tokens = tiles[v][1];
@@ -212,6 +217,45 @@ static void bench_prefill(bench *b) {
       void *all[] = {q, kn, vn, kp, vp, out, lse, table};
       for (int i = 0; i < 8; i++) infsim_kernels_free(b->k, all[i]);
     }
+  }
+}
+
+/* The unfused sequence: RMSNorm in one pass, RoPE in a second. */
+static infsim_status unfused_norm_rope_op(infsim_kernels *k, void *arg, infsim_error *err) {
+  infsim_norm_rope_args a = *(const infsim_norm_rope_args *)arg;
+  a.stages = INFSIM_NR_NORM;
+  infsim_status st = infsim_kernels_norm_rope(k, &a, err);
+  if (st != INFSIM_OK) return st;
+  a.stages = INFSIM_NR_ROPE;
+  return infsim_kernels_norm_rope(k, &a, err);
+}
+
+static void bench_norm_rope(bench *b) {
+  const int64_t tokens[] = {1, 64, 1024, 16384, 65536};
+  const int64_t h = H70, g = G70, rows = h + 2 * g;
+  for (size_t ti = 0; ti < sizeof tokens / sizeof *tokens; ti++) {
+    const int64_t T = tokens[ti];
+    void *qkv = balloc(b, T * rows * D * 2), *pos = balloc(b, T * 4), *qw = balloc(b, D * 2), *kw = balloc(b, D * 2);
+    bfill(b, qkv, INFSIM_KDTYPE_BF16, T * rows * D, 41);
+    bfill(b, qw, INFSIM_KDTYPE_BF16, D, 42);
+    bfill(b, kw, INFSIM_KDTYPE_BF16, D, 43);
+    int32_t *p = malloc(sizeof *p * (size_t)T);
+    for (int64_t i = 0; i < T; i++) p[i] = (int32_t)i;
+    bupload(b, pos, p, T * 4);
+    free(p);
+    infsim_norm_rope_args a = {.tokens = (int32_t)T, .num_q_heads = (int32_t)h, .num_kv_heads = (int32_t)g,
+                               .head_dim = D, .dtype = INFSIM_KDTYPE_BF16, .qkv = qkv, .positions = pos,
+                               .q_weight = qw, .k_weight = kw, .eps = 1e-6f, .rope_theta = 10000.0f};
+    const char *variants[3] = {"fused", "unfused", "rope"};
+    for (int v = 0; v < 3; v++) {
+      a.stages = v == 2 ? INFSIM_NR_ROPE : INFSIM_NR_NORM | INFSIM_NR_ROPE;
+      infsim_kernel_timing t = btime(b, v == 1 ? unfused_norm_rope_op : infsim_kernel_op_norm_rope, &a, 20, true);
+      row_info r = {"norm_rope", variants[v], "bf16", T, 0, h, g, 0, 0, 0, 0, 0, 0,
+                    (double)T * (double)(h + g) * D * 2 * 2, 0};
+      emit(b, &r, &t);
+    }
+    infsim_kernels_free(b->k, qkv), infsim_kernels_free(b->k, pos);
+    infsim_kernels_free(b->k, qw), infsim_kernels_free(b->k, kw);
   }
 }
 
@@ -335,6 +379,15 @@ static void bench_copies(bench *b) {
   infsim_kernels_free(b->k, c.dst), infsim_kernels_free(b->k, c.src);
 }
 
+/* Whether the comma list `only` (NULL: everything) names kind. */
+static bool wants(const char *only, const char *kind) {
+  if (!only) return true;
+  size_t n = strlen(kind);
+  for (const char *s = only; (s = strstr(s, kind)) != NULL; s += n)
+    if ((s == only || s[-1] == ',') && (s[n] == ',' || s[n] == '\0')) return true;
+  return false;
+}
+
 int main(int argc, char **argv) {
   const char *path = NULL;
   bench b = {0};
@@ -348,7 +401,8 @@ int main(int argc, char **argv) {
       only = argv[++i];
     else {
       fprintf(stderr,
-              "usage: bench_kernels --out FILE.csv [--quick] [--only decode|merge|prefill|gemm|copy]\n"
+              "usage: bench_kernels --out FILE.csv [--quick] [--only KINDS]\n"
+              "KINDS: a comma list of decode, merge, prefill, gemm, copy, norm_rope.\n"
               "Times the CUDA kernels at LLaMA2-70B shapes; one CSV row per measurement.\n");
       return strcmp(argv[i], "--help") == 0 ? 0 : 2;
     }
@@ -370,11 +424,12 @@ int main(int argc, char **argv) {
                  "median_ms,p10_ms,p90_ms,bytes,gbps,tflops,gpu,driver,sm_clock_mhz,mem_clock_mhz\n");
   fprintf(stderr, "%s, driver %s, SM clock %d MHz (max %d), mem clock %d MHz, %d SMs\n", b.dev.name,
           b.dev.driver_version, b.dev.sm_clock_mhz, b.dev.max_sm_clock_mhz, b.dev.mem_clock_mhz, b.dev.sm_count);
-  if (!only || strcmp(only, "copy") == 0) bench_copies(&b);
-  if (!only || strcmp(only, "decode") == 0) bench_decode(&b);
-  if (!only || strcmp(only, "merge") == 0) bench_merge(&b);
-  if (!only || strcmp(only, "prefill") == 0) bench_prefill(&b);
-  if (!only || strcmp(only, "gemm") == 0) bench_gemm(&b);
+  if (wants(only, "copy")) bench_copies(&b);
+  if (wants(only, "decode")) bench_decode(&b);
+  if (wants(only, "merge")) bench_merge(&b);
+  if (wants(only, "prefill")) bench_prefill(&b);
+  if (wants(only, "gemm")) bench_gemm(&b);
+  if (wants(only, "norm_rope")) bench_norm_rope(&b);
   fclose(b.csv);
   infsim_kernels_close(b.k);
   return 0;

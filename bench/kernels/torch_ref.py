@@ -144,6 +144,31 @@ def main():
         del q, k, v
         torch.cuda.empty_cache()
 
+    # Per-head RMSNorm + RoPE, torch eager as the Hugging Face code writes it
+    # (fp32 math, rotate-half), in place on q and k of a [T, h + 2g, d] QKV
+    # tensor; the cos/sin tables are built once outside the timing (a model
+    # shares them across layers).
+    shapes = sorted({(int(r["batch"]), int(r["q_heads"]), int(r["kv_heads"]))
+                     for r in ours if r["kernel"] == "norm_rope"})
+    for (T, h, g) in shapes:
+        qkv = torch.empty(T, h + 2 * g, D, dtype=torch.bfloat16, device="cuda").uniform_(-1, 1)
+        qw = torch.empty(D, dtype=torch.bfloat16, device="cuda").uniform_(0.5, 1.5)
+        kw = torch.empty_like(qw).uniform_(0.5, 1.5)
+        inv = 1.0 / (10000.0 ** (torch.arange(0, D, 2, device="cuda", dtype=torch.float32) / D))
+        ang = torch.arange(T, device="cuda", dtype=torch.float32)[:, None] * inv[None, :]
+        cos, sin = ang.cos()[:, None, :], ang.sin()[:, None, :]
+
+        def norm_rope():
+            for lo, hi, w in ((0, h, qw), (h, h + g, kw)):
+                x = qkv[:, lo:hi].float()
+                x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * w.float()
+                x1, x2 = x[..., : D // 2], x[..., D // 2:]
+                qkv[:, lo:hi] = torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1).to(qkv.dtype)
+        med, p10, p90 = timed(norm_rope, 20, flush)
+        add("norm_rope", "eager", T, 0, h, g, med, p10, p90, nbytes=T * (h + g) * D * 2 * 2.0)
+        del qkv
+        torch.cuda.empty_cache()
+
     with open(args.out, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
@@ -211,6 +236,20 @@ def write_summary(path, ours, torch_rows, name, drv, sm, mem):
         c_ = get(torch_rows, kernel="prefill", variant="cudnn", context=r["context"], q_heads=r["q_heads"])
         o, ft, ct = fnum(r["tflops"]), fnum(f_[0]["tflops"]) if f_ else float("nan"), fnum(c_[0]["tflops"]) if c_ else float("nan")
         out.append(f"| {r['context']} | {r['q_heads']}/{r['kv_heads']} | {r['variant']} | {o:.0f} | {ft:.0f} | {ct:.0f} | {o / ft:.2f} | {o / ct:.2f} |")
+    nr = get(ours, kernel="norm_rope", variant="fused")
+    if nr:
+        out += ["", "Per-head RMSNorm + RoPE, bf16, 64 q + 8 k (+ 8 v) heads per token: time in us; GB/s counts "
+                "q and k heads read and written once.", "",
+                "| tokens | fused us | fused GB/s | unfused us | fused speed-up | RoPE alone us | torch eager us | vs torch |",
+                "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in nr:
+            T = r["batch"]
+            f_ = fnum(r["median_ms"])
+            u = ms(get(ours, kernel="norm_rope", variant="unfused", batch=T))
+            ro = ms(get(ours, kernel="norm_rope", variant="rope", batch=T))
+            te = ms(get(torch_rows, kernel="norm_rope", variant="eager", batch=T))
+            out.append(f"| {T} | {1e3 * f_:.1f} | {fnum(r['gbps']):.0f} | {1e3 * u:.1f} | {u / f_:.2f} | {1e3 * ro:.1f} | "
+                       f"{1e3 * te:.1f} | {te / f_:.1f} |")
     out += ["", "Layer GEMMs (bf16): our cuBLASLt wrapper vs cublasGemmEx called directly; overhead = ours / direct - 1.", "",
             "| model shard | GEMM | m | n | k | ours ms | direct ms | ours TFLOP/s | overhead |",
             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]

@@ -17,19 +17,39 @@
 ** The simulator reads the fitted curves back (sim/calib_curves.c, in
 ** libinfsim, SQLite only) into an infsim_cost_curves vtable.
 **
-** Curve form. For kernel k with variables x_v (v in the kernel's set):
-**   t_ns = c_const + sum_v c_v * x_v                  (no hinge), or, with a
-**   hinge on variable h at x_h = K, the term c_h * x_h replaced by
-**   c_h * min(x_h, K) + c_above * max(x_h - K, 0).
-** A second bend K2 > K on the same variable (GEMM tile waves, a kernel
-** switching algorithm) caps the middle stretch at K2 - K and adds
-** c_above2 * max(x_h - K2, 0); hinge2_at = 0 means no second bend.
-** Where two limits bind in different corners of the grid, the curve is
-** the larger of that and a second, straight piece:
-**   t_ns = max(above, alt_const + sum_v alt_v x_v).
-** Invariants: every slope (c_v, c_above, c_above2, alt_v) is >= 0, so a
-** curve never decreases in any aggregate; evaluation clamps at 0 and gives
-** 0 when the kernel's work variable is 0 (no work, no launch).
+** Curve form (DB version 2). For kernel k with variables x_v (v in the
+** kernel's set) and, for the kernels whose time depends on how the work is
+** spread over requests, a shape ratio r = x[ratio_num] / x[ratio_den]
+** (decode: context per request; prefill: mean prefix per query, pairs /
+** tokens; merge: partials per request):
+**   A = c_const + sum_v c_v * x_v + g(r) + c_tail * r * min(x[ratio_den], tail_cap)
+** where the term of the hinge variable h is bent at x_h = K:
+**   c_h * min(x_h, K) + c_above * max(x_h - K, 0)
+** and may bend a second time at K2 > K (the middle stretch capped at
+** K2 - K, plus c_above2 * max(x_h - K2, 0)); hinge2_at = 0 means no second
+** bend. g is piecewise linear in r through 0 with slopes >= 0 and bends
+** at given ratios (infsim_calib_ratio_term): one bend for prefill and
+** merge, one at every measured ratio for decode, whose time steps with the
+** split-KV kernel's choice of work per block. The tail term is the work
+** of the first tail_cap requests (decode) or query tiles (prefill), which
+** runs at a slower pace when there are too few of them to fill the GPU. Where two limits bind in different
+** corners of the grid (decode: KV bandwidth with many requests, one
+** request's walk over its context with few) the curve is the larger of A
+** and a second, straight piece:
+**   B = alt_const + sum_v alt_v x_v + g_B(r),   t_ns = max(A, B).
+** One-variable kernels whose time steps up and down with size (GEMMs: the
+** GEMM library picks another algorithm for some token counts) are instead
+** a lookup of the measured points (knots), interpolated linearly between
+** them, constant below the first and extended along the last segment's
+** slope (clamped at >= 0) above the last.
+** Invariants: every slope (c_v, c_above, c_above2, c_ratio, c_ratio_above,
+** alt_v, and every slope of g and g_B) is >= 0 and r grows with the kernel's work variable at
+** a fixed denominator, so a curve never decreases in its work variable
+** (GEMM tokens excepted where the measured knots step down); a batch grown
+** by more requests of the same shape (r fixed) never gets faster either.
+** Evaluation clamps at 0 and gives 0 when the kernel's work variable is 0
+** (no work, no launch). Evaluating is O(1) for the piecewise form and
+** O(log knots) for a lookup.
 */
 #ifndef INFSIM_CALIB_H
 #define INFSIM_CALIB_H
@@ -43,7 +63,27 @@
 #include "infsim/status.h"
 
 /* Version of the raw CSV (column `schema`) and of the DB (user_version). */
-enum { INFSIM_CALIB_RAW_VERSION = 1, INFSIM_CALIB_DB_VERSION = 1 };
+/* DB version 2: shape ratio terms and knots in `fit` (version 1 DBs are
+ * refused with a message saying to reload and refit). */
+enum { INFSIM_CALIB_RAW_VERSION = 1, INFSIM_CALIB_DB_VERSION = 2 };
+
+/* Most knots a lookup curve holds (the GPU grid has 25 token counts), and
+ * most bends of a shape ratio term (the decode grid has 16 ratios). */
+enum { INFSIM_CALIB_MAX_KNOTS = 64, INFSIM_CALIB_MAX_RBENDS = 24 };
+
+/* g(r) = s * (slope[0] min(r, bend[0])
+ *      + sum_{0<k<n} slope[k] min(max(r - bend[k-1], 0), bend[k] - bend[k-1])
+ *      + slope[n] max(r - bend[n-1], 0))       (n = n_bends; n = 0: slope[0] r)
+ * with s = min(x[ratio_den], cap), or 1 when cap = 0: the work of the first
+ * `cap` requests (query tiles), which finishes last when there are too few
+ * of them to spread it (a latency tail). bend[] increasing and > 0,
+ * slope[] >= 0, cap >= 0: non-decreasing in r and in the denominator. */
+typedef struct {
+  double cap;
+  int n_bends;
+  double bend[INFSIM_CALIB_MAX_RBENDS];
+  double slope[INFSIM_CALIB_MAX_RBENDS + 1];
+} infsim_calib_ratio_term;
 
 /* Measured kernels. GEMMs are the four of one layer, per TP shard. */
 typedef enum {
@@ -75,6 +115,11 @@ typedef struct {
   unsigned var_mask; /* bit v set: the curve has a slope in variable v */
   int work_var;      /* variable whose 0 means no work (curve gives 0) */
   int hinge_var;     /* variable the fitter may bend on */
+  int ratio_num;     /* shape ratio r = x[ratio_num] / x[ratio_den]; -1: none */
+  int ratio_den;
+  int mono_var;      /* variable the curve never decreases in, others held */
+  int lookup;        /* 1: fitted as a lookup of the measured points (one variable) */
+  int ratio_knots;   /* 1: the ratio term bends at every measured ratio, else at most once */
 } infsim_calib_kernel_info;
 
 const infsim_calib_kernel_info *infsim_calib_kernel_get(infsim_calib_kernel k);
@@ -95,11 +140,53 @@ typedef struct {
   int has_alt;
   double alt_const;
   double alt_var[INFSIM_CALIB_VARS]; /* >= 0 */
+  /* Shape ratio terms of A and B (kernels with a ratio; 0 otherwise). */
+  infsim_calib_ratio_term ratio;
+  infsim_calib_ratio_term alt_ratio;
+  double tail_cap; /* 0: no tail term */
+  double c_tail;
+  /* Lookup form: n_knots > 0 replaces all of the above. knot_x strictly
+   * increasing, in the kernel's hinge (= work) variable. */
+  int n_knots;
+  double knot_x[INFSIM_CALIB_MAX_KNOTS];
+  double knot_t[INFSIM_CALIB_MAX_KNOTS];
 } infsim_calib_curve;
 
 /* t_ns of the curve for kernel k at x (clamped at 0; 0 when x[work_var] == 0). */
 double infsim_calib_curve_eval(const infsim_calib_curve *c, infsim_calib_kernel k,
                                const double x[INFSIM_CALIB_VARS]);
+
+/* Sum over j < steps of the decode curve at (requests, first_context +
+ * j x context_step), in closed form: along such a run every term of the
+ * curve is piecewise linear in j, so the sum splits at the bends and at
+ * the crossings of the two pieces into stretches where it is linear, each
+ * summed exactly. O(1) whatever steps is. */
+double infsim_calib_decode_sum(const infsim_calib_curve *c, double requests, double first_context,
+                               double context_step, int64_t steps);
+
+/* The `fit` columns that hold a curve, in the order
+ * infsim_calib_curve_from_row reads them, each prefixed by "f.". */
+#define INFSIM_CALIB_CURVE_COLUMNS                                                                                 \
+  "f.c_const, f.c_tokens, f.c_pairs, f.c_requests, f.c_context_tokens, f.c_partials, f.c_bytes, f.hinge_var,"    \
+  " f.hinge_at, f.c_above, f.hinge2_at, f.c_above2, f.has_alt, f.alt_const, f.alt_tokens, f.alt_pairs,"          \
+  " f.alt_requests, f.alt_context_tokens, f.alt_partials, f.alt_bytes, f.ratio_terms, f.alt_ratio_terms,"       \
+  " f.tail_cap, f.c_tail, f.knots"
+enum { INFSIM_CALIB_CURVE_NCOLS = 25 };
+
+/* Reads a curve from the columns INFSIM_CALIB_CURVE_COLUMNS of row q from
+ * column col on. 0 when a value is out of range (a negative slope, a value
+ * not finite, knots not increasing or unparsable): a corrupt DB. */
+struct sqlite3_stmt;
+int infsim_calib_curve_from_row(struct sqlite3_stmt *q, int col, infsim_calib_curve *c);
+
+/* Knots as text ("x t x t ...", %.17g, so they read back exactly); returns
+ * 0 when out_bytes is too small. */
+int infsim_calib_knots_format(const infsim_calib_curve *c, char *out, size_t out_bytes);
+/* A ratio term as text ("cap slope bend slope bend ... slope", %.17g); 0
+ * when out_bytes is too small. */
+int infsim_calib_ratio_format(const infsim_calib_ratio_term *g, char *out, size_t out_bytes);
+/* Value of a ratio term at r >= 0 with denominator den. */
+double infsim_calib_ratio_eval(const infsim_calib_ratio_term *g, double r, double den);
 
 /* Calibrated cost curves of `model` at `tp` from profile `profile` in the DB
  * at db_path. *found = 0 and INFSIM_OK when the DB has no fitted curves for

@@ -200,12 +200,44 @@ typedef struct {
   void *out;               /* buffer [r][new][h][d] */
   float *lse;              /* buffer [r][new][h] or NULL */
   /* CUDA tuning knobs (the CPU ignores them): queries per CTA, 0 = auto,
-   * 64 or 128; keys per shared-memory tile with 128 queries, 0 = auto, 32 or 64. */
+   * 64 or 128; keys per shared-memory tile with 128 queries, 0 = auto, 32,
+   * 64 or 128 (128 x 128: the wgmma kernel on compute capability 9.0, which
+   * auto picks there; 128 x 64 on other devices). */
   int32_t q_tile_rows;
   int32_t k_tile_tokens;
 } infsim_prefill_args;
 
 infsim_status infsim_kernels_prefill(infsim_kernels *k, const infsim_prefill_args *a, infsim_error *err);
+
+/* ---- fused per-head RMSNorm + rotary embedding (QK-norm + RoPE) -------- */
+
+/* Applied to the QKV GEMM's output in place, before attention: for each
+ * token and each q and k head (v heads are untouched), with x the head's
+ * 128 values in fp32:
+ *   NORM: x_i <- x_i * (1 / sqrt(mean_j x_j^2 + eps)) * w_i, w = q_weight
+ *         for q heads, k_weight for k heads (QK-norm: Qwen3, OLMo-2, Gemma-3);
+ *   ROPE: for i < 64, with a = fl32(fl32(pos) * inv_freq_i) and inv_freq_i =
+ *         fl32(rope_theta^(-2i/128)) (as LLaMA's fp32 rotary tables):
+ *         (x_i, x_{i+64}) <- (x_i cos a - x_{i+64} sin a, x_{i+64} cos a + x_i sin a)
+ *         (the rotate-half pairing of the Hugging Face LLaMA code);
+ * then one rounding to dtype. Both stages in one call read and write each q
+ * and k head once: the unfused sequence (NORM, then ROPE) does it twice and
+ * rounds in between. LLaMA2 has no QK-norm: it runs ROPE alone. */
+enum { INFSIM_NR_NORM = 1, INFSIM_NR_ROPE = 2 };
+
+typedef struct {
+  int32_t tokens;                /* >= 1 */
+  int32_t num_q_heads, num_kv_heads, head_dim; /* head_dim must be 128 */
+  infsim_kdtype dtype;           /* F16 or BF16 */
+  void *qkv;                     /* buffer [tokens][h + 2 g][d]: q heads, k heads, v heads */
+  const int32_t *positions;      /* buffer [tokens], each >= 0 (needed with ROPE) */
+  const void *q_weight, *k_weight; /* buffers [d] of dtype (needed with NORM) */
+  float eps;                     /* > 0 */
+  float rope_theta;              /* > 1 */
+  int32_t stages;                /* INFSIM_NR_NORM and/or INFSIM_NR_ROPE, not 0 */
+} infsim_norm_rope_args;
+
+infsim_status infsim_kernels_norm_rope(infsim_kernels *k, const infsim_norm_rope_args *a, infsim_error *err);
 
 /* ---- layer GEMMs ------------------------------------------------------- */
 
@@ -306,6 +338,7 @@ infsim_status infsim_kernel_op_prefill(infsim_kernels *k, void *args, infsim_err
 infsim_status infsim_kernel_op_gemm(infsim_kernels *k, void *args, infsim_error *err);
 infsim_status infsim_kernel_op_kv_copy(infsim_kernels *k, void *args, infsim_error *err);
 infsim_status infsim_kernel_op_staged_copy(infsim_kernels *k, void *args, infsim_error *err);
+infsim_status infsim_kernel_op_norm_rope(infsim_kernels *k, void *args, infsim_error *err);
 
 #ifdef __cplusplus
 }
