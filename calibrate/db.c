@@ -52,6 +52,7 @@ static const char k_schema[] =
     " alt_const REAL NOT NULL, alt_tokens REAL NOT NULL, alt_pairs REAL NOT NULL, alt_requests REAL NOT NULL,"
     " alt_context_tokens REAL NOT NULL, alt_partials REAL NOT NULL, alt_bytes REAL NOT NULL,"
     " ratio_terms TEXT NOT NULL, alt_ratio_terms TEXT NOT NULL, tail_cap REAL NOT NULL, c_tail REAL NOT NULL,"
+    " den_hinge_at REAL NOT NULL, c_den_above REAL NOT NULL, head_cap REAL NOT NULL, c_head REAL NOT NULL,"
     " knots TEXT NOT NULL,"
     " points INTEGER NOT NULL, rms_rel_err REAL NOT NULL, max_rel_err REAL NOT NULL,"
     " heldout_median REAL NOT NULL, heldout_p95 REAL NOT NULL, fitted_at TEXT NOT NULL,"

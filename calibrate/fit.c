@@ -1,23 +1,30 @@
 /*
 ** fit.c: least-squares curves for one kernel's measurements (calib.h).
 **
-** Model: t = c_const + sum_v c_v x_v, with the hinge variable h split into
-** min(x_h, K) and max(x_h - K, 0) so the curve can bend once: a launch- or
-** occupancy-bound stretch, then linear in bytes or FLOPs. For a fixed K the
-** model is linear in its coefficients, so each candidate K is one weighted
-** linear least-squares solve (gsl_multifit_wlinear, SVD based, so a column
-** that the grid does not excite is dropped rather than blowing up).
-** Weights are 1/t^2: we minimise relative error, since a 10 us kernel and a
-** 10 ms one matter equally to an iteration-time estimate in percent.
-** K is searched over the measured values of h, then refined on a log grid
-** around the best one. Slopes are kept >= 0 by dropping the most negative
-** slope's column and solving again (an active-set NNLS on the slopes), which
-** keeps every curve monotone in every aggregate, as the simulator assumes.
-** A second bend is kept only when it cuts the squared error by at least
-** 30%: GEMM time steps with tile waves and some kernels switch algorithm
-** with size, but a bend bought by noise alone would hurt the held-out
-** error. (On the H100 data, 50% and 80% thresholds gave held-out medians
-** within 0.1 point of 70%.)
+** Model (calib.h): t = max(A, B), A = c_const + sum_v c_v x_v with the
+** hinge variable h split into min(x_h, K) and max(x_h - K, 0) (up to two
+** bends), plus terms in the kernel's shape ratio r (how the work is spread
+** over requests or query tiles): a piecewise-linear g(r), a tail
+** r min(den, cap), a bend in the denominator and a head r max(cap - den, 0).
+** For fixed bends and caps the model is linear in its coefficients, so each
+** candidate is one weighted linear least-squares solve
+** (gsl_multifit_wlinear, SVD based, so a column that the grid does not
+** excite is dropped rather than blowing up). Weights are 1/t^2: we minimise
+** relative error, since a 10 us kernel and a 10 ms one matter equally to an
+** iteration-time estimate in percent. Bends are searched over the measured
+** values, then refined on a log grid around the best one. Slopes are kept
+** >= 0 by dropping the most negative slope's column and solving again (an
+** active-set NNLS on the slopes), which keeps every curve non-decreasing in
+** its work variable, as the simulator assumes.
+** Which extras a curve gets is decided on data it was not fitted to where
+** there is enough of it: a second bend must cut the squared error by 30%
+** (GEMM time steps with tile waves, but a bend bought by noise alone hurts
+** the held-out error); the shape-ratio terms must lower a 5-fold
+** cross-validation error (on the H100 decode grid, accepting them on the
+** in-sample error alone traded a better fit for a worse held-out p95); the
+** second piece B, fitted by alternating assignment, must cut the squared
+** error by 10%. One-variable kernels whose measured steps no piecewise
+** line with slopes >= 0 follows become a lookup of the measured points.
 */
 #include <assert.h>
 #include <math.h>
@@ -30,11 +37,13 @@
 #include "calib_internal.h"
 
 enum {
-  MAX_COLS = 5 + INFSIM_CALIB_VARS + INFSIM_CALIB_MAX_RBENDS,
+  MAX_COLS = 7 + INFSIM_CALIB_VARS + INFSIM_CALIB_MAX_RBENDS,
   REFINE_STEPS = 24,
   ABOVE1 = INFSIM_CALIB_VARS,
   ABOVE2,
   TAIL,  /* r * min(denominator, tail_cap) */
+  DEN_ABOVE, /* max(denominator - den_hinge, 0) */
+  HEAD,      /* r * max(head_cap - denominator, 0) */
   RATIO0 /* RATIO0 + k: the shape ratio's k-th stretch */
 };
 
@@ -52,6 +61,8 @@ typedef struct {
   double k2; /* second bend, > k1; 0: none */
   double cap; /* the ratio term scaled by min(denominator, cap); 0: by 1 */
   double tail_cap; /* > 0: a tail column */
+  double den_hinge; /* > 0: a bend in the denominator */
+  double head_cap;  /* > 0: a head column */
   int n_rb;  /* bends in the shape ratio */
   double rb[INFSIM_CALIB_MAX_RBENDS];
 } bends;
@@ -65,6 +76,8 @@ static double ratio_of(const infsim_calib_kernel_info *info, const double *x) {
 static double column_value(int kind, const double *x, double r, double den, const bends *b) {
   if (kind < 0) return 1.0;
   if (kind == TAIL) return r * fmin(den, b->tail_cap);
+  if (kind == DEN_ABOVE) return fmax(den - b->den_hinge, 0);
+  if (kind == HEAD) return r * fmax(b->head_cap - den, 0);
   if (kind >= RATIO0) {
     int k = kind - RATIO0, n = b->n_rb;
     double s = b->cap > 0 ? fmin(den, b->cap) : 1;
@@ -135,6 +148,8 @@ static trial fit_fixed(infsim_calib_kernel k, const infsim_calib_point *pts, siz
   if (b.var >= 0 && b.k2 > b.k1) d.kind[d.n++] = ABOVE2;
   for (int j = 0; info->ratio_num >= 0 && j <= b.n_rb; j++) d.kind[d.n++] = RATIO0 + j;
   if (info->ratio_num >= 0 && b.tail_cap > 0) d.kind[d.n++] = TAIL;
+  if (info->ratio_num >= 0 && b.den_hinge > 0) d.kind[d.n++] = DEN_ABOVE;
+  if (info->ratio_num >= 0 && b.head_cap > 0) d.kind[d.n++] = HEAD;
   double coef[MAX_COLS];
   for (;;) {
     double chisq = 0;
@@ -150,11 +165,15 @@ static trial fit_fixed(infsim_calib_kernel k, const infsim_calib_point *pts, siz
       memcpy(t.curve.ratio.bend, b.rb, sizeof b.rb);
       t.curve.ratio.cap = info->ratio_num >= 0 ? b.cap : 0;
       t.curve.tail_cap = info->ratio_num >= 0 ? b.tail_cap : 0;
+      t.curve.den_hinge_at = info->ratio_num >= 0 ? b.den_hinge : 0;
+      t.curve.head_cap = info->ratio_num >= 0 ? b.head_cap : 0;
       for (int j = 0; j < d.n; j++) {
         if (d.kind[j] < 0) t.curve.c_const = coef[j];
         else if (d.kind[j] == ABOVE1) t.curve.c_above = coef[j];
         else if (d.kind[j] == ABOVE2) t.curve.c_above2 = coef[j];
         else if (d.kind[j] == TAIL) t.curve.c_tail = coef[j];
+        else if (d.kind[j] == DEN_ABOVE) t.curve.c_den_above = coef[j];
+        else if (d.kind[j] == HEAD) t.curve.c_head = coef[j];
         else if (d.kind[j] >= RATIO0) t.curve.ratio.slope[d.kind[j] - RATIO0] = coef[j];
         else t.curve.c_var[d.kind[j]] = coef[j];
       }
@@ -191,6 +210,43 @@ static void errors_of(infsim_calib_kernel k, const infsim_calib_curve *c, const 
   }
   *rms = n ? sqrt(sum / (double)n) : 0;
   *max = worst;
+}
+
+/* The bends of a fitted curve. */
+static bends bends_of(const infsim_calib_curve *c) {
+  bends b = {.var = c->hinge_var, .k1 = c->hinge_at, .k2 = c->hinge2_at, .cap = c->ratio.cap,
+             .tail_cap = c->tail_cap, .den_hinge = c->den_hinge_at, .head_cap = c->head_cap,
+             .n_rb = c->ratio.n_bends};
+  memcpy(b.rb, c->ratio.bend, sizeof b.rb);
+  return b;
+}
+
+/* Cross-validation error of the form with bends b: the points split into
+ * 5 folds by index (fewer with fewer points), each predicted by the form
+ * fitted on the others; the sum of squared relative errors. Extra terms
+ * are kept only where this falls: a term that only fits noise raises it.
+ * HUGE_VAL where a fold cannot be fitted; -1 out of memory. */
+static double cv_error(infsim_calib_kernel k, const infsim_calib_point *pts, size_t n, bends b) {
+  size_t folds = n < 5 ? n : 5;
+  infsim_calib_point *train = malloc((n ? n : 1) * sizeof *train);
+  if (train == NULL) return -1;
+  double sum = 0;
+  for (size_t f = 0; f < folds && sum < HUGE_VAL; f++) {
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+      if (i % folds != f) train[m++] = pts[i];
+    trial t = fit_fixed(k, train, m, b);
+    if (!t.ok) {
+      sum = HUGE_VAL;
+      break;
+    }
+    for (size_t i = f; i < n; i += folds) {
+      double e = (infsim_calib_curve_eval(&t.curve, k, pts[i].x) - pts[i].t_ns) / pts[i].t_ns;
+      sum += e * e;
+    }
+  }
+  free(train);
+  return sum;
 }
 
 /* The best bend in the shape ratio with the other bends of `base` fixed:
@@ -258,18 +314,22 @@ static trial best_ratio_bend(infsim_calib_kernel k, const infsim_calib_point *pt
   return best;
 }
 
-/* The additive piecewise fit (no second piece): straight, one bend, or two
- * bends. *oom set when memory ran out. */
-static trial fit_additive(infsim_calib_kernel k, const infsim_calib_point *pts, size_t n, int *oom) {
-  const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
-  int h = info->hinge_var;
+/* A shape term is kept where it cuts the cross-validation error by 5%:
+ * less is within what fitting the noise of a 1%-spread grid gives. Below
+ * k_exact per point (a relative error of 1e-4) a fit is exact and nothing
+ * is gained: what changes there is rounding. */
+static const double k_cv_gain = 0.95, k_exact = 1e-8;
+
+/* Whether a squared error of `with` (extra term) against `without` over n
+ * points is worth the extra term at `gain`. */
+static int worth(double with, double without, double gain, size_t n) {
+  return with >= 0 && with < gain * without && without > k_exact * (double)n;
+}
+
+/* Straight, one bend or two on variable h, the best; u: scratch of n. */
+static trial fit_bends_on(infsim_calib_kernel k, const infsim_calib_point *pts, size_t n, int h, double *u) {
   trial best = fit_fixed(k, pts, n, (bends){.var = -1});
   /* Distinct values of the hinge variable; the bend goes strictly inside. */
-  double *u = malloc((n ? n : 1) * sizeof *u);
-  if (u == NULL) {
-    *oom = 1;
-    return best;
-  }
   for (size_t i = 0; i < n; i++) u[i] = pts[i].x[h];
   qsort(u, n, sizeof *u, cmp_double);
   size_t m = 0;
@@ -323,28 +383,57 @@ static trial fit_additive(infsim_calib_kernel k, const infsim_calib_point *pts, 
       }
     }
   }
-  if (two.ok && best.ok && two.chisq < 0.7 * best.chisq) best = two;
+  if (two.ok && best.ok && worth(two.chisq, best.chisq, 0.7, n)) best = two;
+  return best;
+}
+
+/* The additive piece: bends on the hinge variable, then the shape-ratio
+ * terms that cross-validation keeps. *oom set when memory ran out. */
+static trial fit_additive(infsim_calib_kernel k, const infsim_calib_point *pts, size_t n, int *oom) {
+  const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
+  double *u = malloc((n ? n : 1) * sizeof *u);
+  if (u == NULL) {
+    *oom = 1;
+    return fit_fixed(k, pts, n, (bends){.var = -1});
+  }
+  trial best = fit_bends_on(k, pts, n, info->hinge_var, u);
   /* A bend in the shape ratio (one request's walk changes pace where the
    * kernel starts splitting it over more blocks), searched the same way
    * with the bends above fixed. */
   if (best.ok && info->ratio_num >= 0) {
-    trial rb = best_ratio_bend(k, pts, n, (bends){.var = best.curve.hinge_var, .k1 = best.curve.hinge_at, .k2 = best.curve.hinge2_at}, u);
-    if (rb.ok && rb.chisq < 0.9 * best.chisq) best = rb;
-    /* The tail term: every measured denominator as its cap. */
-    bends tb = {.var = best.curve.hinge_var, .k1 = best.curve.hinge_at, .k2 = best.curve.hinge2_at,
-                .cap = best.curve.ratio.cap, .n_rb = best.curve.ratio.n_bends};
-    memcpy(tb.rb, best.curve.ratio.bend, sizeof tb.rb);
-    trial tail = {.ok = 0};
+    double cv_best = cv_error(k, pts, n, bends_of(&best.curve));
+    trial rb = best_ratio_bend(k, pts, n, bends_of(&best.curve), u);
+    double cv = rb.ok ? cv_error(k, pts, n, bends_of(&rb.curve)) : HUGE_VAL;
+    if (cv < 0 || cv_best < 0) *oom = 1;
+    if (rb.ok && worth(cv, cv_best, k_cv_gain, n)) best = rb, cv_best = cv;
+    /* The tail and head terms and the bend in the denominator: every
+     * measured denominator strictly inside the measured range as the cap
+     * and as the bend (at either end the column would be a sum of others),
+     * the best of each kept where cross-validation says it predicts
+     * better. */
+    double den_lo = HUGE_VAL, den_hi = 0;
     for (size_t i = 0; i < n; i++) {
-      double d = pts[i].x[info->ratio_den];
-      int seen = !(d > 1);
-      for (size_t j = 0; j < i && !seen; j++) seen = pts[j].x[info->ratio_den] == d;
-      if (seen) continue;
-      tb.tail_cap = d;
-      trial t = fit_fixed(k, pts, n, tb);
-      if (t.ok && (!tail.ok || t.chisq < tail.chisq)) tail = t;
+      den_lo = fmin(den_lo, pts[i].x[info->ratio_den]);
+      den_hi = fmax(den_hi, pts[i].x[info->ratio_den]);
     }
-    if (tail.ok && tail.chisq < 0.9 * best.chisq) best = tail;
+    for (int pass = 0; pass < 3 && !*oom; pass++) {
+      bends tb = bends_of(&best.curve);
+      trial cand = {.ok = 0};
+      for (size_t i = 0; i < n; i++) {
+        double d = pts[i].x[info->ratio_den];
+        int seen = !(d > den_lo && d < den_hi);
+        for (size_t j = 0; j < i && !seen; j++) seen = pts[j].x[info->ratio_den] == d;
+        if (seen) continue;
+        if (pass == 0) tb.tail_cap = d;
+        else if (pass == 1) tb.den_hinge = d;
+        else tb.head_cap = d;
+        trial t = fit_fixed(k, pts, n, tb);
+        if (t.ok && (!cand.ok || t.chisq < cand.chisq)) cand = t;
+      }
+      cv = cand.ok ? cv_error(k, pts, n, bends_of(&cand.curve)) : HUGE_VAL;
+      if (cv < 0) *oom = 1;
+      if (cand.ok && worth(cv, cv_best, k_cv_gain, n)) best = cand, cv_best = cv;
+    }
   }
   free(u);
   return best;
@@ -361,15 +450,15 @@ static double predict_rel_chisq(infsim_calib_kernel k, const infsim_calib_curve 
 }
 
 /* Second piece: t = max(A(x), B(x)) with B affine in the kernel's
- * variables. Where two limits bind in different corners of the grid (decode:
+ * variables plus a term in the shape ratio (calib.h). Where two limits bind in different corners of the grid (decode:
  * a per-request cost with many short requests, KV bandwidth with long ones)
  * no sum of per-variable terms fits, but the larger of two lines does.
  * Alternating fit (Magnani and Boyd, "Convex piecewise-linear fitting",
  * 2009): assign each point to the piece that predicts more, refit each piece
  * on its points, until the assignment settles. Kept only where it cuts the
  * squared relative error by at least 30%. */
-static trial fit_with_alt(infsim_calib_kernel k, const infsim_calib_point *pts, size_t n, trial a, double start,
-                          int *oom) {
+static trial fit_with_alt(infsim_calib_kernel k, const infsim_calib_point *pts, size_t n, trial a,
+                          const infsim_calib_curve *split_by, double start, int *oom) {
   enum { MAX_ITER = 12, MIN_PIECE_POINTS = 4 };
   double base = predict_rel_chisq(k, &a.curve, pts, n);
   const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
@@ -381,8 +470,8 @@ static trial fit_with_alt(infsim_calib_kernel k, const infsim_calib_point *pts, 
     *oom = 1;
     goto done;
   }
-  /* Start B on the points A underestimates by more than `start`. */
-  for (size_t i = 0; i < n; i++) in_b[i] = infsim_calib_curve_eval(&a.curve, k, pts[i].x) < (1 - start) * pts[i].t_ns;
+  /* Start B on the points split_by underestimates by more than `start`. */
+  for (size_t i = 0; i < n; i++) in_b[i] = infsim_calib_curve_eval(split_by, k, pts[i].x) < (1 - start) * pts[i].t_ns;
   infsim_calib_curve cur = a.curve;
   for (int iter = 0; iter < MAX_ITER; iter++) {
     size_t nb = 0, na = 0;
@@ -399,7 +488,7 @@ static trial fit_with_alt(infsim_calib_kernel k, const infsim_calib_point *pts, 
     trial tb = fit_fixed(k, sub, nb, (bends){.var = -1});
     if (tb.ok && info->ratio_num >= 0 && scratch) {
       trial tr = best_ratio_bend(k, sub, nb, (bends){.var = -1}, scratch);
-      if (tr.ok && tr.chisq < 0.9 * tb.chisq) tb = tr;
+      if (tr.ok && worth(tr.chisq, tb.chisq, 0.9, nb)) tb = tr;
     }
     if (*oom || !ta.ok || !tb.ok) break;
     cur = ta.curve;
@@ -427,7 +516,7 @@ static trial fit_with_alt(infsim_calib_kernel k, const infsim_calib_point *pts, 
     }
     if (!changed) break;
   }
-  if (!(best.curve.has_alt && best.chisq < 0.7 * base)) best = a;
+  if (!(best.curve.has_alt && worth(best.chisq, base, 0.7, n))) best = a;
 done:
   free(scratch);
   free(sub);
@@ -508,12 +597,18 @@ infsim_status infsim_calib_fit_points(infsim_calib_kernel k, const infsim_calib_
   if (best.ok && !oom) {
     best.chisq = predict_rel_chisq(k, &best.curve, pts, n);
     /* The alternating fit finds a local optimum: start it from several
-     * splits and keep the best. */
+     * splits and keep the best. The splits come from the fitted piece's
+     * misses and from those of one straight line (which the shape terms
+     * may have made too small to split on where two limits bind). */
     static const double k_starts[] = {0.03, 0.1, 0.2};
-    trial one = best;
-    for (size_t s = 0; s < sizeof k_starts / sizeof k_starts[0] && !oom; s++) {
-      trial t = fit_with_alt(k, pts, n, one, k_starts[s], &oom);
-      if (t.chisq < best.chisq) best = t;
+    trial one = best, line = fit_fixed(k, pts, n, (bends){.var = -1});
+    for (int from = 0; from < 2; from++) {
+      const infsim_calib_curve *split_by = from == 0 ? &one.curve : &line.curve;
+      if (from == 1 && !line.ok) break;
+      for (size_t s = 0; s < sizeof k_starts / sizeof k_starts[0] && !oom; s++) {
+        trial t = fit_with_alt(k, pts, n, one, split_by, k_starts[s], &oom);
+        if (t.chisq < best.chisq) best = t;
+      }
     }
   }
   /* One-variable kernels whose steps the piecewise form cannot follow

@@ -73,9 +73,9 @@ static infsim_status store_fit(sqlite3 *db, const char *db_path, int64_t profile
                          " c_context_tokens, c_partials, c_bytes, hinge_var, hinge_at, c_above, points, rms_rel_err,"
                          " max_rel_err, heldout_median, heldout_p95, fitted_at, hinge2_at, c_above2, has_alt,"
                          " alt_const, alt_tokens, alt_pairs, alt_requests, alt_context_tokens, alt_partials, alt_bytes,"
-                         " ratio_terms, alt_ratio_terms, knots, tail_cap, c_tail)"
+                         " ratio_terms, alt_ratio_terms, knots, tail_cap, c_tail, den_hinge_at, c_den_above, head_cap, c_head)"
                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,"
-                         " ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34)",
+                         " ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38)",
                          -1, &q, NULL) != SQLITE_OK)
     return sql_fail(db, db_path, err);
   const infsim_calib_curve *c = &fit->curve;
@@ -110,6 +110,10 @@ static infsim_status store_fit(sqlite3 *db, const char *db_path, int64_t profile
   sqlite3_bind_text(q, 32, knots, -1, SQLITE_TRANSIENT);
   sqlite3_bind_double(q, 33, c->tail_cap);
   sqlite3_bind_double(q, 34, c->c_tail);
+  sqlite3_bind_double(q, 35, c->den_hinge_at);
+  sqlite3_bind_double(q, 36, c->c_den_above);
+  sqlite3_bind_double(q, 37, c->head_cap);
+  sqlite3_bind_double(q, 38, c->c_head);
   int rc = sqlite3_step(q);
   sqlite3_finalize(q);
   return rc == SQLITE_DONE ? INFSIM_OK : sql_fail(db, db_path, err);
@@ -177,13 +181,25 @@ static infsim_status fit_group(sqlite3 *db, const char *db_path, int64_t profile
     }
     if (st == INFSIM_OK && report) {
       const infsim_calib_curve *c = &fit.curve;
-      char hinge[64] = "-";
-      if (c->hinge_var >= 0 && c->hinge2_at > c->hinge_at)
+      char hinge[96] = "-";
+      if (c->n_knots > 0)
+        snprintf(hinge, sizeof hinge, "lookup:%d", c->n_knots);
+      else if (c->hinge_var >= 0 && c->hinge2_at > c->hinge_at)
         snprintf(hinge, sizeof hinge, "%s@%.4g,%.4g", infsim_calib_var_name(c->hinge_var), c->hinge_at, c->hinge2_at);
       else if (c->hinge_var >= 0)
         snprintf(hinge, sizeof hinge, "%s@%.4g", infsim_calib_var_name(c->hinge_var), c->hinge_at);
+      /* Shape terms: g(r) with its bends, tail, bend in the denominator, head. */
+      int any_g = 0;
+      for (int j = 0; j <= c->ratio.n_bends; j++) any_g |= c->ratio.slope[j] > 0;
+      if (any_g) {
+        size_t used = strlen(hinge);
+        snprintf(hinge + used, sizeof hinge - used, " +r/%d", c->ratio.n_bends);
+      }
+      if (c->tail_cap > 0 && c->c_tail > 0) strncat(hinge, " +tail", sizeof hinge - strlen(hinge) - 1);
+      if (c->den_hinge_at > 0 && c->c_den_above > 0) strncat(hinge, " +wave", sizeof hinge - strlen(hinge) - 1);
+      if (c->head_cap > 0 && c->c_head > 0) strncat(hinge, " +head", sizeof hinge - strlen(hinge) - 1);
       if (c->has_alt) strncat(hinge, " +max", sizeof hinge - strlen(hinge) - 1);
-      fprintf(report, "%-14s %-11s %3lld %-13s %6zu %-24s %8.2f%% %8.2f%% %8.2f%% %8.2f%%\n", profile, model,
+      fprintf(report, "%-14s %-11s %3lld %-13s %6zu %-40s %8.2f%% %8.2f%% %8.2f%% %8.2f%%\n", profile, model,
               (long long)tp, info->name, n, hinge, 100 * fit.rms_rel_err, 100 * fit.max_rel_err, 100 * med,
               100 * p95);
     }
@@ -243,7 +259,7 @@ infsim_status infsim_calib_fit_db(const char *db_path, FILE *report, int *goal_m
                          -1, &groups, NULL) != SQLITE_OK)
     st = sql_fail(db, db_path, err);
   if (st == INFSIM_OK && report)
-    fprintf(report, "%-14s %-11s %3s %-13s %6s %-24s %9s %9s %9s %9s\n", "profile", "model", "tp", "kernel",
+    fprintf(report, "%-14s %-11s %3s %-13s %6s %-40s %9s %9s %9s %9s\n", "profile", "model", "tp", "kernel",
             "points", "hinge", "fit_rms", "fit_max", "ho_med", "ho_p95");
   err_list all = {0};
   int groups_seen = 0, rc = SQLITE_DONE;

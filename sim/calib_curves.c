@@ -38,9 +38,11 @@ enum {
  * carries how the work is spread over requests, which the totals do not:
  * one request's walk over its context (decode), a query tile's walk over
  * its prefix (prefill), one request's partials merged in sequence (merge)
- * bound the time when there are too few of them to fill the GPU. GEMMs are
- * a lookup of the measured points: the GEMM library's choice of algorithm
- * makes their time step up and down with the token count. */
+ * bound the time when there are too few of them to fill the GPU. GEMMs and
+ * copies may become a lookup of the measured points where no piecewise
+ * line follows them: the GEMM library's choice of algorithm makes GEMM time
+ * step up and down with the token count, and host staging jumps where the
+ * driver changes how it pins memory. */
 #define K(name, mask, work, hinge, num, den, mono, lookup, rknots) {name, mask, work, hinge, num, den, mono, lookup, rknots}
 static const infsim_calib_kernel_info k_kernels[INFSIM_CALIB_KERNELS] = {
     [INFSIM_CALIB_GEMM_QKV] = K("gemm_qkv", VAR_BIT_TOKENS, INFSIM_CALIB_TOKENS, INFSIM_CALIB_TOKENS, -1, -1,
@@ -60,9 +62,9 @@ static const infsim_calib_kernel_info k_kernels[INFSIM_CALIB_KERNELS] = {
                              INFSIM_CALIB_PARTIALS, INFSIM_CALIB_PARTIALS, INFSIM_CALIB_REQUESTS,
                              INFSIM_CALIB_PARTIALS, 0, 0),
     [INFSIM_CALIB_KV_COPY] = K("kv_copy", VAR_BIT_BYTES, INFSIM_CALIB_BYTES, INFSIM_CALIB_BYTES, -1, -1,
-                               INFSIM_CALIB_BYTES, 0, 0),
+                               INFSIM_CALIB_BYTES, 1, 0),
     [INFSIM_CALIB_HOST_COPY] = K("host_copy", VAR_BIT_BYTES, INFSIM_CALIB_BYTES, INFSIM_CALIB_BYTES, -1, -1,
-                                 INFSIM_CALIB_BYTES, 0, 0),
+                                 INFSIM_CALIB_BYTES, 1, 0),
 };
 #undef K
 
@@ -143,6 +145,8 @@ static double eval_main(const infsim_calib_curve *c, const infsim_calib_kernel_i
   }
   double den = info->ratio_num >= 0 ? x[info->ratio_den] : 0;
   if (c->tail_cap > 0) t += c->c_tail * r * fmin(den, c->tail_cap);
+  if (c->den_hinge_at > 0) t += c->c_den_above * fmax(den - c->den_hinge_at, 0);
+  if (c->head_cap > 0) t += c->c_head * r * fmax(c->head_cap - den, 0);
   return t + infsim_calib_ratio_eval(&c->ratio, r, den);
 }
 
@@ -408,7 +412,12 @@ int infsim_calib_curve_from_row(struct sqlite3_stmt *q, int col, infsim_calib_cu
   ok &= parse_ratio((const char *)sqlite3_column_text(q, i++), &c->alt_ratio);
   c->tail_cap = sqlite3_column_double(q, i++);
   c->c_tail = sqlite3_column_double(q, i++);
-  ok &= slope_ok(c->tail_cap) && slope_ok(c->c_tail);
+  c->den_hinge_at = sqlite3_column_double(q, i++);
+  c->c_den_above = sqlite3_column_double(q, i++);
+  c->head_cap = sqlite3_column_double(q, i++);
+  c->c_head = sqlite3_column_double(q, i++);
+  ok &= slope_ok(c->tail_cap) && slope_ok(c->c_tail) && slope_ok(c->den_hinge_at) && slope_ok(c->c_den_above);
+  ok &= slope_ok(c->head_cap) && slope_ok(c->c_head);
   ok &= parse_knots((const char *)sqlite3_column_text(q, i++), c);
   assert(i == col + INFSIM_CALIB_CURVE_NCOLS);
   return ok;

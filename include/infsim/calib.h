@@ -23,6 +23,8 @@
 ** (decode: context per request; prefill: mean prefix per query, pairs /
 ** tokens; merge: partials per request):
 **   A = c_const + sum_v c_v * x_v + g(r) + c_tail * r * min(x[ratio_den], tail_cap)
+**       + c_den_above * max(x[ratio_den] - den_hinge_at, 0)
+**       + c_head * r * max(head_cap - x[ratio_den], 0)
 ** where the term of the hinge variable h is bent at x_h = K:
 **   c_h * min(x_h, K) + c_above * max(x_h - K, 0)
 ** and may bend a second time at K2 > K (the middle stretch capped at
@@ -32,7 +34,14 @@
 ** merge, one at every measured ratio for decode, whose time steps with the
 ** split-KV kernel's choice of work per block. The tail term is the work
 ** of the first tail_cap requests (decode) or query tiles (prefill), which
-** runs at a slower pace when there are too few of them to fill the GPU. Where two limits bind in different
+** runs at a slower pace when there are too few of them to fill the GPU;
+** the bend in the denominator is where its blocks start to queue in waves;
+** the head term is the opposite: with fewer than head_cap requests the
+** kernel splits each one's context into blocks that fill the GPU worse, so
+** one request of 32K tokens can take longer than four of 32K each (the
+** H100 70B TP 8 data). It makes the curve fall as requests are added at a
+** fixed total, which is what the kernel does; it never makes it fall as
+** context is added at fixed requests. Where two limits bind in different
 ** corners of the grid (decode: KV bandwidth with many requests, one
 ** request's walk over its context with few) the curve is the larger of A
 ** and a second, straight piece:
@@ -42,14 +51,17 @@
 ** a lookup of the measured points (knots), interpolated linearly between
 ** them, constant below the first and extended along the last segment's
 ** slope (clamped at >= 0) above the last.
-** Invariants: every slope (c_v, c_above, c_above2, c_ratio, c_ratio_above,
-** alt_v, and every slope of g and g_B) is >= 0 and r grows with the kernel's work variable at
-** a fixed denominator, so a curve never decreases in its work variable
-** (GEMM tokens excepted where the measured knots step down); a batch grown
-** by more requests of the same shape (r fixed) never gets faster either.
+** Invariants: every coefficient (c_v, c_above, c_above2, c_tail, c_den_above,
+** c_head, alt_v, the slopes of g and g_B) and every cap is >= 0, and r grows
+** with the kernel's work variable (context, pairs, partials) at a fixed
+** denominator, so a curve never decreases in its work variable with the
+** others held (GEMM lookups excepted, only where the measured knots step
+** down by more than a quarter). Nothing is promised in the denominator at
+** a fixed total: the head term lowers the time as requests are added.
+** Evaluation is O(1) for the piecewise form (O(bends of g)) and O(log
+** knots) for a lookup.
 ** Evaluation clamps at 0 and gives 0 when the kernel's work variable is 0
-** (no work, no launch). Evaluating is O(1) for the piecewise form and
-** O(log knots) for a lookup.
+** (no work, no launch).
 */
 #ifndef INFSIM_CALIB_H
 #define INFSIM_CALIB_H
@@ -145,6 +157,10 @@ typedef struct {
   infsim_calib_ratio_term alt_ratio;
   double tail_cap; /* 0: no tail term */
   double c_tail;
+  double den_hinge_at; /* 0: no bend in the ratio's denominator */
+  double c_den_above;
+  double head_cap; /* 0: no head term */
+  double c_head;
   /* Lookup form: n_knots > 0 replaces all of the above. knot_x strictly
    * increasing, in the kernel's hinge (= work) variable. */
   int n_knots;
@@ -170,8 +186,8 @@ double infsim_calib_decode_sum(const infsim_calib_curve *c, double requests, dou
   "f.c_const, f.c_tokens, f.c_pairs, f.c_requests, f.c_context_tokens, f.c_partials, f.c_bytes, f.hinge_var,"    \
   " f.hinge_at, f.c_above, f.hinge2_at, f.c_above2, f.has_alt, f.alt_const, f.alt_tokens, f.alt_pairs,"          \
   " f.alt_requests, f.alt_context_tokens, f.alt_partials, f.alt_bytes, f.ratio_terms, f.alt_ratio_terms,"       \
-  " f.tail_cap, f.c_tail, f.knots"
-enum { INFSIM_CALIB_CURVE_NCOLS = 25 };
+  " f.tail_cap, f.c_tail, f.den_hinge_at, f.c_den_above, f.head_cap, f.c_head, f.knots"
+enum { INFSIM_CALIB_CURVE_NCOLS = 29 };
 
 /* Reads a curve from the columns INFSIM_CALIB_CURVE_COLUMNS of row q from
  * column col on. 0 when a value is out of range (a negative slope, a value
@@ -220,8 +236,11 @@ typedef struct {
 /* Fits the curve of kernel k to n points (n >= 2) by least squares weighted
  * by 1/t^2 (relative error), trying every measured value of the kernel's
  * hinge variable as the bend and keeping the best, with slopes kept >= 0;
- * a second bend, and then a second straight piece (max of the two), are
- * each kept only where they cut the squared relative error by 30% or more.
+ * a second bend is kept where it cuts the squared relative error by 30%,
+ * the shape-ratio terms where they lower a cross-validation error, and a
+ * second piece (max of the two) where it cuts the error by 10%. A
+ * one-variable kernel marked `lookup` whose piecewise fit misses a point by
+ * more than 5% becomes a lookup of its points (calib.h, curve form).
  * INFSIM_EINPUT when the points cannot determine a curve. */
 infsim_status infsim_calib_fit_points(infsim_calib_kernel k, const infsim_calib_point *pts, size_t n,
                                       infsim_calib_fit_result *out, infsim_error *err);
