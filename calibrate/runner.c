@@ -34,9 +34,9 @@
 /* Grid of one mode; arrays end with 0. */
 typedef struct {
   int64_t gemm_tokens[32];
-  int64_t prompt_tokens[16];
-  int64_t chunk_tokens, chunk_past[8];
-  int64_t batch[12], context[12];
+  int64_t prompt_tokens[32];
+  int64_t chunk_tokens, chunk_past[12];
+  int64_t batch[12], context[16];
   double local_fraction[4];
   int64_t holders[8], merge_requests[8];
   int64_t copy_blocks_max;
@@ -48,11 +48,14 @@ typedef struct {
 static const grid k_grid_gpu = {
     .gemm_tokens = {1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072,
                     4096, 6144, 8192, 12288, 16384},
-    .prompt_tokens = {16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768},
+    /* Prefill cost per pair falls 3-4x from short to long prompts: dense
+     * enough that a held-out half is interpolation, not extrapolation. */
+    .prompt_tokens = {16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192,
+                      12288, 16384, 24576, 32768},
     .chunk_tokens = 512,
-    .chunk_past = {512, 2048, 8192, 32768},
+    .chunk_past = {256, 512, 1024, 2048, 4096, 8192, 16384, 32768},
     .batch = {1, 2, 4, 8, 16, 32, 64, 128, 256},
-    .context = {128, 512, 2048, 8192, 32768, 131072, 524288},
+    .context = {128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 131072, 524288},
     .local_fraction = {1.0, 0.5, 0.125},
     .holders = {2, 4, 8, 16, 32},
     .merge_requests = {1, 4, 16, 64, 256},
