@@ -41,9 +41,8 @@ static double allreduce_ns(const infsim_cost_model *cm, int64_t tokens) {
 static double lm_head_ns(const infsim_cost_model *cm, int64_t tokens) {
   if (tokens <= 0) return 0.0;
   const infsim_model_shape *m = &cm->model;
-  double kv_dim = (double)(m->kv_heads * m->head_dim), h = (double)m->hidden;
-  double layer_params = h * (h + 2.0 * kv_dim) + h * h + 3.0 * h * (double)m->intermediate;
-  return cm->curves.gemm_layer_ns(cm->curves.self, tokens) * ((double)m->vocab * h / layer_params);
+  double share = (double)(m->vocab * m->hidden) / (double)infsim_model_layer_gemm_params(m);
+  return cm->curves.gemm_layer_ns(cm->curves.self, tokens) * share;
 }
 
 /* Activations handed from one pipeline stage to the next. */

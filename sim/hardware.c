@@ -109,10 +109,14 @@ int64_t infsim_model_kv_bytes_per_token(const infsim_model_shape *m) {
   return 2 * m->layers * m->kv_heads * m->head_dim * m->dtype_bytes;
 }
 
-int64_t infsim_model_params(const infsim_model_shape *m) {
+int64_t infsim_model_layer_gemm_params(const infsim_model_shape *m) {
   int64_t kv_dim = m->kv_heads * m->head_dim;
-  int64_t per_layer = m->hidden * (m->hidden + 2 * kv_dim) /* QKV */ + m->hidden * m->hidden /* O */ +
-                      3 * m->hidden * m->intermediate /* gate, up, down */ + 2 * m->hidden /* norms */;
+  return m->hidden * (m->hidden + 2 * kv_dim) /* QKV */ + m->hidden * m->hidden /* O */ +
+         3 * m->hidden * m->intermediate /* gate, up, down */;
+}
+
+int64_t infsim_model_params(const infsim_model_shape *m) {
+  int64_t per_layer = infsim_model_layer_gemm_params(m) + 2 * m->hidden /* norms */;
   return m->layers * per_layer + 2 * m->vocab * m->hidden /* embedding + LM head */ + m->hidden;
 }
 

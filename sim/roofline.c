@@ -133,9 +133,7 @@ infsim_status infsim_cost_curves_roofline(const infsim_model_shape *model, const
   r->tp = (double)tp;
   r->heads_shard = (double)model->heads / r->tp;
   r->kv_heads_shard = fmax(1.0, (double)model->kv_heads / r->tp);
-  double kv_dim = (double)(model->kv_heads * model->head_dim);
-  double h = (double)model->hidden;
-  r->layer_params_shard = (h * (h + 2.0 * kv_dim) + h * h + 3.0 * h * (double)model->intermediate) / r->tp;
+  r->layer_params_shard = (double)infsim_model_layer_gemm_params(model) / r->tp;
   out->self = r;
   out->gemm_layer_ns = roofline_gemm_layer_ns;
   out->prefill_attn_layer_ns = roofline_prefill_attn_layer_ns;

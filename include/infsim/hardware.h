@@ -50,6 +50,10 @@ int infsim_gpu_builtin(const char *name, infsim_gpu_spec *out);
 /* Bytes of KV cache one token takes over all layers (K and V). */
 int64_t infsim_model_kv_bytes_per_token(const infsim_model_shape *m);
 
+/* Parameters of one layer's GEMMs (QKV, O, gate, up, down): what a token
+ * multiplies through, per layer, before tensor-parallel sharding. */
+int64_t infsim_model_layer_gemm_params(const infsim_model_shape *m);
+
 /* Parameter count and weight bytes of the whole model. */
 int64_t infsim_model_params(const infsim_model_shape *m);
 int64_t infsim_model_weight_bytes(const infsim_model_shape *m);
