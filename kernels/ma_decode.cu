@@ -41,6 +41,12 @@ constexpr int SMEM_Q_BYTES = 16 * D * 2;
 constexpr int SMEM_MERGE_BYTES = WARPS * (16 * D + 32) * 4;
 static_assert(SMEM_MERGE_BYTES <= SMEM_PIPE_BYTES, "merge area must fit in the pipeline area");
 constexpr int SMEM_BYTES = SMEM_PIPE_BYTES + SMEM_Q_BYTES + 16;
+/* Split merge: weights [16][splits] + 32 floats + split-group sums. */
+constexpr int MAX_SPLITS = 1024;
+static_assert((16 * MAX_SPLITS + 32 + 4 * 2 * D) * 4 <= SMEM_PIPE_BYTES + SMEM_Q_BYTES,
+              "split merge must fit in shared memory");
+/* Auto split choice (see launch): each split keeps >= 2 tiles per warp. */
+constexpr int MIN_SPLIT_TILES = 2 * WARPS;
 constexpr float LOG2E = 1.4426950408889634f;
 constexpr float LN2 = 0.6931471805599453f;
 
@@ -275,36 +281,98 @@ __global__ void __launch_bounds__(THREADS, 2) ma_decode_kernel(DecodeParams p) {
   __syncthreads();
   if (!*flag) return;
   __threadfence();
-  if (row < nq) {
-    const float *lrow = p.ws_lse + grow * p.splits;
-    float Ms = -INFINITY;
-    for (int j = 0; j < p.splits; j++) Ms = fmaxf(Ms, __ldcg(lrow + j));
-    float acc[16], sum = 0.f;
+  /* Last CTA of this (request, kv head, head group): merge its splits.
+   * Weights first: warp w takes rows w, w + 4, ..., its lanes stride over
+   * the splits (independent loads), and the weights go to shared memory so
+   * that the accumulation below issues only independent loads. All 128
+   * threads accumulate: P = 128 / nq (rounded to a power of two) threads
+   * per row, across the row's 32 float4 chunks and, where P > 32, over
+   * interleaved subsets of the splits (summed through shared memory),
+   * rather than one thread per 16 dims walking the splits with a
+   * dependent LSE load per step (the previous version). */
+  const int S = p.splits;
+  float *wsm = (float *)smem_raw; /* [nq][S] weights, S <= 1024 */
+  float *rsum = wsm + 16 * S;     /* [16] sum of weights per row */
+  float *rmax = rsum + 16;        /* [16] max LSE per row */
+  float *part = rmax + 16;        /* [SG][nqp][D] sums of split groups > 0 */
+  for (int rr = warp; rr < nq; rr += WARPS) {
+    const float *lrow = p.ws_lse + (r * p.h + q0 + rr) * S;
+    float mx = -INFINITY;
+    for (int j = lane; j < S; j += 32) mx = fmaxf(mx, __ldcg(lrow + j));
 #pragma unroll
-    for (int x = 0; x < 16; x++) acc[x] = 0.f;
-    if (Ms != -INFINITY) {
-      for (int j = 0; j < p.splits; j++) {
-        float lj = __ldcg(lrow + j);
-        if (lj == -INFINITY) continue;
-        float w = __expf(lj - Ms);
-        sum += w;
-        const float *src = p.ws_out + (grow * p.splits + j) * D + d0;
+    for (int off = 16; off; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+    float sm = 0.f;
+    for (int j = lane; j < S; j += 32) {
+      const float lj = __ldcg(lrow + j);
+      const float w = (mx == -INFINITY || lj == -INFINITY) ? 0.f : __expf(lj - mx);
+      wsm[rr * S + j] = w;
+      sm += w;
+    }
 #pragma unroll
-        for (int x = 0; x < 16; x += 4) {
-          float4 v = __ldcg((const float4 *)(src + x));
-          acc[x] += w * v.x;
-          acc[x + 1] += w * v.y;
-          acc[x + 2] += w * v.z;
-          acc[x + 3] += w * v.w;
+    for (int off = 16; off; off >>= 1) sm += __shfl_xor_sync(0xffffffffu, sm, off);
+    if (lane == 0) {
+      rsum[rr] = sm;
+      rmax[rr] = mx;
+    }
+  }
+  __syncthreads();
+  int nqp = 1;
+  while (nqp < nq) nqp <<= 1;
+  const int P = THREADS / nqp;     /* threads per row: 8 .. 128 */
+  const int CH = P < 32 ? P : 32;  /* threads across a row's 32 float4 chunks */
+  const int SG = P / CH;           /* split groups: 1, 2 or 4 */
+  const int NC = 32 / CH;          /* float4 chunks per thread: 1 .. 4 */
+  const int mrow = threadIdx.x / P, u = threadIdx.x % P;
+  const int ch0 = u % CH, sg = u / CH;
+  float4 acc[4];
+#pragma unroll
+  for (int i = 0; i < 4; i++) acc[i] = make_float4(0.f, 0.f, 0.f, 0.f);
+  const int64_t mgrow = r * p.h + q0 + mrow;
+  if (mrow < nq) {
+    const float4 *src = (const float4 *)(p.ws_out + mgrow * S * D);
+    const float *wr = wsm + mrow * S;
+#pragma unroll 8
+    for (int j = sg; j < S; j += SG) {
+      const float w = wr[j];
+#pragma unroll
+      for (int i = 0; i < 4; i++) {
+        if (i < NC) {
+          const float4 v = __ldcg(src + (int64_t)j * (D / 4) + ch0 + i * CH);
+          acc[i].x += w * v.x;
+          acc[i].y += w * v.y;
+          acc[i].z += w * v.z;
+          acc[i].w += w * v.w;
         }
       }
     }
+  }
+  if (SG > 1) { /* uniform over the CTA */
+    if (mrow < nq && sg > 0)
+#pragma unroll
+      for (int i = 0; i < 4; i++)
+        if (i < NC) *(float4 *)(part + ((sg * nqp + mrow) * D + (ch0 + i * CH) * 4)) = acc[i];
+    __syncthreads();
+    if (mrow < nq && sg == 0)
+      for (int g2 = 1; g2 < SG; g2++)
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+          if (i < NC) {
+            const float4 v = *(const float4 *)(part + ((g2 * nqp + mrow) * D + (ch0 + i * CH) * 4));
+            acc[i].x += v.x;
+            acc[i].y += v.y;
+            acc[i].z += v.z;
+            acc[i].w += v.w;
+          }
+  }
+  if (mrow < nq && sg == 0) {
+    const float sum = rsum[mrow];
     const float sinv = sum > 0.f ? 1.f / sum : 0.f;
 #pragma unroll
-    for (int x = 0; x < 16; x += 4)
-      *(float4 *)(p.out + grow * D + d0 + x) =
-          make_float4(acc[x] * sinv, acc[x + 1] * sinv, acc[x + 2] * sinv, acc[x + 3] * sinv);
-    if (d0 == 0) p.lse[grow] = sum > 0.f ? Ms + __logf(sum) : -INFINITY;
+    for (int i = 0; i < 4; i++)
+      if (i < NC)
+        *(float4 *)(p.out + mgrow * D + (ch0 + i * CH) * 4) =
+            make_float4(acc[i].x * sinv, acc[i].y * sinv, acc[i].z * sinv, acc[i].w * sinv);
+    if (u == 0) p.lse[mgrow] = sum > 0.f ? rmax[mrow] + __logf(sum) : -INFINITY;
   }
   if (threadIdx.x == 0) p.counters[cta_row] = 0u;
 }
@@ -330,28 +398,48 @@ infsim_status launch(ik_cuda *c, const infsim_ma_decode_args *a, infsim_error *e
   const int64_t cta_rows = (int64_t)a->num_requests * p.g * p.qgroups;
   int splits = a->num_splits;
   if (splits == 0) {
-    /* Fill the GPU's resident CTA slots without a ragged last wave: the
-     * fewest splits whose CTAs use >= 95% of the slots of the waves they
-     * need (measured: 5 splits at batch 8 of a 70B layer ran 2 waves, the
-     * second 21% full, and lost 8% of bandwidth against 4), else the best
-     * fill found. Each split keeps >= 2 tiles per warp. */
+    /* Splits trade the stream rate of the few CTAs a small batch has
+     * (one CTA streams ~40 GB/s, so ~75 are needed to reach HBM speed)
+     * against the merge, which one CTA per (request, KV head, head group)
+     * does after the others, at a cost linear in the split count. Measured
+     * on an H100 (bench_kernels --only splits, one 32K-token request of a
+     * 70B TP 8 layer): 1 split 423 us, 8: 65, 32: 31, 64: 34, 264: 80. The
+     * best count grows about as context^0.4: 16 at 4K tokens, ~32 at 16K-32K,
+     * 64 at 128K, ~100 at 512K; so splits = 16 (context / 4096)^0.4, at
+     * most one wave of CTAs (floor: 5 splits of a 64-row batch ran 320 CTAs
+     * on 264 slots, a second wave 21% full, 8% slower than 4) and >= 2
+     * tiles per warp. Every term grows smoothly with context and falls
+     * with batch, so neighbouring shapes run neighbouring split counts.
+     * The former rule (fill >= 95% of the slots) ran 251 splits of 131
+     * tokens for one 32K request: 104 us. */
     const int64_t slots = (int64_t)c->sm_count * c->decode_ctas_per_sm[di];
-    int64_t cap = ((int64_t)a->max_context_tokens + 2 * WARPS * TILE - 1) / (2 * WARPS * TILE);
+    const int64_t tiles = ((int64_t)a->max_context_tokens + TILE - 1) / TILE;
+    int64_t cap = (tiles + MIN_SPLIT_TILES - 1) / MIN_SPLIT_TILES;
+    const int64_t best = (int64_t)(16.0 * pow((double)a->max_context_tokens / 4096.0, 0.4) + 0.5);
+    if (cap > best) cap = best;
+    if (cap > MAX_SPLITS) cap = MAX_SPLITS;
     if (cap < 1) cap = 1;
-    if (cap > 1024) cap = 1024;
-    double best_fill = -1.0;
-    for (int64_t s = 1; s <= cap; s++) {
-      int64_t ctas = cta_rows * s, waves = (ctas + slots - 1) / slots;
-      double fill = (double)ctas / (double)(waves * slots);
-      if (fill > best_fill + 1e-9) {
-        best_fill = fill;
-        splits = (int)s;
+    if (cta_rows < slots) {
+      const int64_t s = slots / cta_rows;
+      splits = (int)(s < cap ? s : cap);
+    } else {
+      /* Several waves anyway: the fewest splits whose CTAs use >= 95% of
+       * the slots of the waves they need, else the best fill found. */
+      double best_fill = -1.0;
+      splits = 1;
+      for (int64_t s = 1; s <= cap; s++) {
+        int64_t ctas = cta_rows * s, waves = (ctas + slots - 1) / slots;
+        double fill = (double)ctas / (double)(waves * slots);
+        if (fill > best_fill + 1e-9) {
+          best_fill = fill;
+          splits = (int)s;
+        }
+        if (fill >= 0.95 || ctas >= 8 * slots) break;
       }
-      if (fill >= 0.95 || ctas >= 8 * slots) break;
     }
   }
   if (splits < 1) splits = 1;
-  if (splits > 1024) splits = 1024;
+  if (splits > MAX_SPLITS) splits = MAX_SPLITS;
   const int64_t rows = (int64_t)a->num_requests * p.h;
   if (splits > 1) {
     const int64_t counter_bytes = (cta_rows * 4 + 255) / 256 * 256;

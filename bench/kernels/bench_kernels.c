@@ -153,6 +153,55 @@ static void bench_decode(bench *b) {
   infsim_kernels_free(b->k, ctx);
 }
 
+/* Decode time against the split count at the small batches of a TP shard
+ * (70B TP 8 and 4, 13B TP 8), paged 16-token blocks, auto (splits 0) and
+ * fixed counts: the data behind the auto split rule in ma_decode.cu. */
+static void bench_splits(bench *b) {
+  const int hg[][2] = {{8, 1}, {16, 2}, {5, 5}};
+  const int64_t batches[] = {1, 2, 4, 8, 16};
+  const int64_t contexts[] = {4096, 16384, 32768, 131072, 524288};
+  const int32_t splits[] = {0, 1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 264};
+  const int64_t limit = 4LL << 30; /* K + V bytes per point */
+  void *kp = balloc(b, limit / 2), *vp = balloc(b, limit / 2);
+  bfill(b, kp, INFSIM_KDTYPE_BF16, limit / 4, 31);
+  bfill(b, vp, INFSIM_KDTYPE_BF16, limit / 4, 32);
+  void *q = balloc(b, 16 * 16 * D * 2), *out = balloc(b, 16 * 16 * D * 4), *lse = balloc(b, 16 * 16 * 4);
+  bfill(b, q, INFSIM_KDTYPE_BF16, 16 * 16 * D, 33);
+  const int64_t max_blocks = limit / 2 / (D * 2 * 16);
+  int32_t *ids = malloc(sizeof *ids * (size_t)max_blocks);
+  void *table = balloc(b, (int64_t)sizeof *ids * max_blocks), *ctx = balloc(b, 16 * 4);
+  for (size_t hi = 0; hi < 3; hi++)
+    for (size_t bi = 0; bi < 5; bi++)
+      for (size_t ci = 0; ci < 5; ci++) {
+        const int64_t B = batches[bi], C = contexts[ci], g = hg[hi][1];
+        const int64_t kv = 2 * B * C * g * D * 2;
+        if (kv > limit) continue;
+        int32_t ctxs[16];
+        for (int i = 0; i < B; i++) ctxs[i] = (int32_t)C;
+        bupload(b, ctx, ctxs, B * 4);
+        const int64_t nb = B * C / 16; /* blocks of g heads x 16 tokens */
+        shuffle_ids(ids, nb, (uint64_t)(B * 7919 + C + g));
+        bupload(b, table, ids, nb * 4);
+        for (size_t si = 0; si < sizeof splits / sizeof splits[0]; si++) {
+          infsim_ma_decode_args a = {.num_requests = (int32_t)B, .num_q_heads = hg[hi][0],
+                                     .num_kv_heads = (int32_t)g, .head_dim = D, .block_tokens = 16,
+                                     .dtype = INFSIM_KDTYPE_BF16, .q = q, .k_pool = kp, .v_pool = vp,
+                                     .block_table = table, .block_table_stride = (int32_t)(C / 16),
+                                     .context_tokens = ctx, .max_context_tokens = (int32_t)C,
+                                     .softmax_scale = 0.08838834764f, .num_splits = splits[si], .out = out,
+                                     .lse = lse};
+          infsim_kernel_timing t = btime(b, infsim_kernel_op_ma_decode, &a, 10, true);
+          row_info r = {"decode_splits", "paged", "bf16", B, C, hg[hi][0], g, 16, splits[si], 0, 0, 0, 0,
+                        (double)kv, 0};
+          emit(b, &r, &t);
+        }
+      }
+  free(ids);
+  infsim_kernels_free(b->k, kp), infsim_kernels_free(b->k, vp), infsim_kernels_free(b->k, q);
+  infsim_kernels_free(b->k, out), infsim_kernels_free(b->k, lse), infsim_kernels_free(b->k, table);
+  infsim_kernels_free(b->k, ctx);
+}
+
 static void bench_merge(bench *b) {
   const int64_t batches[] = {1, 8, 32, 128, 256};
   const int32_t parts[] = {2, 4, 8, 16, 32};
@@ -402,7 +451,8 @@ int main(int argc, char **argv) {
     else {
       fprintf(stderr,
               "usage: bench_kernels --out FILE.csv [--quick] [--only KINDS]\n"
-              "KINDS: a comma list of decode, merge, prefill, gemm, copy, norm_rope.\n"
+              "KINDS: a comma list of decode, merge, prefill, gemm, copy, norm_rope, splits\n"
+              "(splits: decode against fixed split counts at small batches; only when named).\n"
               "Times the CUDA kernels at LLaMA2-70B shapes; one CSV row per measurement.\n");
       return strcmp(argv[i], "--help") == 0 ? 0 : 2;
     }
@@ -430,6 +480,7 @@ int main(int argc, char **argv) {
   if (wants(only, "prefill")) bench_prefill(&b);
   if (wants(only, "gemm")) bench_gemm(&b);
   if (wants(only, "norm_rope")) bench_norm_rope(&b);
+  if (only && wants(only, "splits")) bench_splits(&b);
   fclose(b.csv);
   infsim_kernels_close(b.k);
   return 0;
