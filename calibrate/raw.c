@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "calib_internal.h"
+#include "infsim/text.h"
 
 typedef enum { COL_INT, COL_REAL, COL_TEXT } col_type;
 
@@ -88,42 +89,6 @@ void calib_raw_write_row(FILE *fp, const calib_raw_row *row) {
   fputc('\n', fp);
 }
 
-/* Splits one CSV line in place (RFC 4180 quotes, no embedded newlines).
- * Returns the field count, or -1 on an unterminated quote. */
-static int split_csv(char *line, char **fields, int max_fields) {
-  int n = 0;
-  char *p = line;
-  for (;;) {
-    if (n == max_fields) return n + 1; /* too many: caller reports the count mismatch */
-    char *out = p;
-    fields[n++] = out;
-    if (*p == '"') {
-      p++;
-      for (;;) {
-        if (*p == '\0') return -1;
-        if (*p == '"' && p[1] == '"') {
-          *out++ = '"';
-          p += 2;
-        } else if (*p == '"') {
-          p++;
-          break;
-        } else {
-          *out++ = *p++;
-        }
-      }
-      while (*p && *p != ',') p++; /* anything after the closing quote is dropped */
-    } else {
-      while (*p && *p != ',') *out++ = *p++;
-    }
-    if (*p == '\0') {
-      *out = '\0';
-      return n;
-    }
-    *out = '\0';
-    p++;
-  }
-}
-
 static infsim_status parse_field(const char *path, long line, const col_spec *col, const char *text,
                                  calib_raw_row *row, infsim_error *err) {
   void *field = (char *)row + col->offset;
@@ -177,45 +142,40 @@ static infsim_status check_row(const char *path, const calib_raw_row *r, infsim_
 infsim_status calib_raw_read(const char *path, calib_raw_row **rows_out, size_t *n_out, infsim_error *err) {
   *rows_out = NULL;
   *n_out = 0;
-  FILE *fp = fopen(path, "r");
-  if (fp == NULL) return infsim_fail(err, INFSIM_EINPUT, "%s: cannot open: %s", path, strerror(errno));
-  infsim_status st = INFSIM_OK;
-  char *line = NULL;
-  size_t cap = 0;
+  infsim_line_reader lr;
+  infsim_status st = infsim_lines_open(&lr, path, err);
+  if (st != INFSIM_OK) return st;
   long lineno = 0;
   int col_index[N_COLS];
-  int header_fields = 0;
+  size_t header_fields = 0;
   calib_raw_row *rows = NULL;
   size_t n = 0, rows_cap = 0;
-  char *fields[MAX_FIELDS];
-  ssize_t len;
-  while ((len = getline(&line, &cap, fp)) >= 0) {
-    lineno++;
-    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
-    if (len == 0) continue;
-    int nf = split_csv(line, fields, MAX_FIELDS);
-    if (nf < 0) {
-      st = infsim_fail(err, INFSIM_EINPUT, "%s:%ld: unterminated quoted field", path, lineno);
+  infsim_fields fs = {0};
+  int got;
+  while ((got = infsim_lines_next(&lr)) == 1) {
+    lineno = (long)lr.line_no;
+    if (lr.len == 0) continue;
+    const char *why = NULL;
+    if (!infsim_csv_split(lr.buf, lr.len, &fs, &why)) {
+      st = infsim_fail(err, INFSIM_EINPUT, "%s:%ld: %s", path, lineno, why);
       break;
     }
     if (header_fields == 0) {
-      if (nf > MAX_FIELDS) {
+      if (fs.count > MAX_FIELDS) {
         st = infsim_fail(err, INFSIM_EINPUT, "%s:%ld: more than %d columns", path, lineno, MAX_FIELDS);
         break;
       }
-      header_fields = nf;
+      header_fields = fs.count;
       for (size_t c = 0; c < N_COLS && st == INFSIM_OK; c++) {
-        col_index[c] = -1;
-        for (int f = 0; f < nf; f++)
-          if (strcmp(fields[f], k_cols[c].name) == 0) col_index[c] = f;
+        col_index[c] = infsim_fields_find(&fs, k_cols[c].name);
         if (col_index[c] < 0)
           st = infsim_fail(err, INFSIM_EINPUT, "%s:%ld: %s: missing column", path, lineno, k_cols[c].name);
       }
       if (st != INFSIM_OK) break;
       continue;
     }
-    if (nf != header_fields) {
-      st = infsim_fail(err, INFSIM_EINPUT, "%s:%ld: %d fields, the header has %d", path, lineno, nf,
+    if (fs.count != header_fields) {
+      st = infsim_fail(err, INFSIM_EINPUT, "%s:%ld: %zu fields, the header has %zu", path, lineno, fs.count,
                        header_fields);
       break;
     }
@@ -232,17 +192,17 @@ infsim_status calib_raw_read(const char *path, calib_raw_row **rows_out, size_t 
     memset(r, 0, sizeof *r);
     r->line = lineno;
     for (size_t c = 0; c < N_COLS && st == INFSIM_OK; c++)
-      st = parse_field(path, lineno, &k_cols[c], fields[col_index[c]], r, err);
+      st = parse_field(path, lineno, &k_cols[c], fs.fields[col_index[c]].text, r, err);
     if (st == INFSIM_OK) st = check_row(path, r, err);
     if (st != INFSIM_OK) break;
     n++;
   }
-  if (st == INFSIM_OK && ferror(fp)) st = infsim_fail(err, INFSIM_EIO, "%s: read error", path);
+  if (st == INFSIM_OK && got < 0) st = infsim_fail(err, INFSIM_EIO, "%s: read error", path);
   if (st == INFSIM_OK && header_fields == 0) st = infsim_fail(err, INFSIM_EINPUT, "%s:1: empty file, no header", path);
   if (st == INFSIM_OK && n == 0)
     st = infsim_fail(err, INFSIM_EINPUT, "%s:%ld: no measurements after the header", path, lineno);
-  free(line);
-  fclose(fp);
+  infsim_fields_free(&fs);
+  infsim_lines_close(&lr);
   if (st != INFSIM_OK) {
     free(rows);
     return st;

@@ -30,6 +30,7 @@
 #include "commands.h"
 #include "infsim/atomic_file.h"
 #include "infsim/status.h"
+#include "infsim/text.h"
 
 enum {
   PLOT_MAX_FIELDS = 64,  /* columns per CSV row */
@@ -146,80 +147,39 @@ static void plot_data_free(plot_data *pd) {
 
 /* ---- CSV --------------------------------------------------------------- */
 
-/* Splits line in place into fields; double-quoted fields may hold commas
- * and "" for a quote. Returns the field count, or -1 when malformed. */
-static int csv_split(char *line, char **fields) {
-  int n = 0;
-  char *p = line;
-  for (;;) {
-    if (n == PLOT_MAX_FIELDS) return -1;
-    if (*p == '"') {
-      char *out = ++p;
-      fields[n++] = out;
-      for (;;) {
-        if (*p == '\0') return -1; /* unterminated quote */
-        if (*p == '"' && p[1] == '"') {
-          *out++ = '"';
-          p += 2;
-        } else if (*p == '"') {
-          p++;
-          break;
-        } else {
-          *out++ = *p++;
-        }
-      }
-      if (*p != ',' && *p != '\0') return -1;
-      char sep = *p;
-      *out = '\0';
-      if (sep == '\0') return n;
-      p++;
-    } else {
-      fields[n++] = p;
-      char *comma = strchr(p, ',');
-      if (comma == NULL) return n;
-      *comma = '\0';
-      p = comma + 1;
-    }
-  }
-}
-
 typedef struct {
-  const char *path;
-  FILE *fp;
-  char *line;
-  size_t line_cap;
-  long line_no;
-  char *fields[PLOT_MAX_FIELDS];
-  int n_fields, n_header;
+  infsim_line_reader lines;
+  infsim_fields f;
+  size_t n_header;
 } csv_reader;
 
-/* Reads the next non-blank row into r->fields; 1 row, 0 end, -1 error. */
+/* Field c of the current row. */
+static const char *csv_field(const csv_reader *r, int c) { return r->f.fields[c].text; }
+
+/* Reads the next non-blank row into r->f; 1 row, 0 end, -1 error. */
 static int csv_next(csv_reader *r, infsim_error *err) {
+  infsim_line_reader *lr = &r->lines;
   for (;;) {
     errno = 0;
-    ssize_t len = getline(&r->line, &r->line_cap, r->fp);
-    if (len < 0) {
-      if (ferror(r->fp)) {
-        infsim_fail(err, INFSIM_EIO, "%s:%ld: read error: %s", r->path, r->line_no + 1, strerror(errno));
-        return -1;
-      }
-      return 0;
-    }
-    r->line_no++;
-    while (len > 0 && (r->line[len - 1] == '\n' || r->line[len - 1] == '\r')) r->line[--len] = '\0';
-    if (len == 0) continue;
-    if (strlen(r->line) != (size_t)len) {
-      infsim_fail(err, INFSIM_EINPUT, "%s:%ld: NUL byte in line", r->path, r->line_no);
+    int got = infsim_lines_next(lr);
+    if (got < 0) {
+      infsim_fail(err, INFSIM_EIO, "%s:%lld: read error: %s", lr->path, (long long)lr->line_no + 1, strerror(errno));
       return -1;
     }
-    r->n_fields = csv_split(r->line, r->fields);
-    if (r->n_fields < 0) {
-      infsim_fail(err, INFSIM_EINPUT, "%s:%ld: malformed CSV row", r->path, r->line_no);
+    if (got == 0) return 0;
+    if (lr->len == 0) continue;
+    if (strlen(lr->buf) != lr->len) {
+      infsim_fail(err, INFSIM_EINPUT, "%s:%lld: NUL byte in line", lr->path, (long long)lr->line_no);
       return -1;
     }
-    if (r->n_header > 0 && r->n_fields != r->n_header) {
-      infsim_fail(err, INFSIM_EINPUT, "%s:%ld: expected %d fields, got %d", r->path, r->line_no, r->n_header,
-                  r->n_fields);
+    const char *why = NULL;
+    if (!infsim_csv_split(lr->buf, lr->len, &r->f, &why) || r->f.count > PLOT_MAX_FIELDS) {
+      infsim_fail(err, INFSIM_EINPUT, "%s:%lld: malformed CSV row", lr->path, (long long)lr->line_no);
+      return -1;
+    }
+    if (r->n_header > 0 && r->f.count != r->n_header) {
+      infsim_fail(err, INFSIM_EINPUT, "%s:%lld: expected %zu fields, got %zu", lr->path, (long long)lr->line_no,
+                  r->n_header, r->f.count);
       return -1;
     }
     return 1;
@@ -230,35 +190,35 @@ static int csv_next(csv_reader *r, infsim_error *err) {
 static infsim_status csv_open(csv_reader *r, const char *path, const char *const *names, int n, int *cols,
                               infsim_error *err) {
   memset(r, 0, sizeof *r);
-  r->path = path;
-  r->fp = fopen(path, "r");
-  if (r->fp == NULL) return infsim_fail(err, INFSIM_EINPUT, "%s: cannot open: %s", path, strerror(errno));
+  infsim_status st = infsim_lines_open(&r->lines, path, err);
+  if (st != INFSIM_OK) return st;
   int got = csv_next(r, err);
   if (got < 0) return err->status;
   if (got == 0) return infsim_fail(err, INFSIM_EINPUT, "%s:1: empty file, expected a header row", path);
-  r->n_header = r->n_fields;
+  r->n_header = r->f.count;
   for (int i = 0; i < n; i++) {
-    cols[i] = -1;
-    for (int c = 0; c < r->n_fields; c++)
-      if (strcmp(r->fields[c], names[i]) == 0) cols[i] = c;
-    if (cols[i] < 0) return infsim_fail(err, INFSIM_EINPUT, "%s:%ld: missing column '%s'", path, r->line_no, names[i]);
+    cols[i] = infsim_fields_find(&r->f, names[i]);
+    if (cols[i] < 0)
+      return infsim_fail(err, INFSIM_EINPUT, "%s:%lld: missing column '%s'", path, (long long)r->lines.line_no,
+                         names[i]);
   }
   return INFSIM_OK;
 }
 
 static void csv_close(csv_reader *r) {
-  if (r->fp != NULL) fclose(r->fp);
-  free(r->line);
+  if (r->lines.fp != NULL) infsim_lines_close(&r->lines);
+  infsim_fields_free(&r->f);
 }
 
 /* Parses the whole field as a finite number. */
 static infsim_status csv_number(const csv_reader *r, int col, const char *name, double *out, infsim_error *err) {
-  const char *s = r->fields[col];
+  const char *s = csv_field(r, col);
   char *end;
   errno = 0;
   double v = strtod(s, &end);
   if (s[0] == '\0' || *end != '\0' || !isfinite(v) || errno == ERANGE)
-    return infsim_fail(err, INFSIM_EINPUT, "%s:%ld: %s: expected a number, got '%.40s'", r->path, r->line_no, name, s);
+    return infsim_fail(err, INFSIM_EINPUT, "%s:%lld: %s: expected a number, got '%.40s'", r->lines.path,
+                       (long long)r->lines.line_no, name, s);
   *out = v;
   return INFSIM_OK;
 }
@@ -277,11 +237,11 @@ static infsim_status read_requests(const char *path, plot_data *pd, infsim_error
       st = err->status;
       break;
     }
-    const char *status = r.fields[cols[C_STATUS]];
+    const char *status = csv_field(&r, cols[C_STATUS]);
     if (strcmp(status, "rejected") == 0) continue;
     if (strcmp(status, "completed") != 0) {
-      st = infsim_fail(err, INFSIM_EINPUT, "%s:%ld: status: expected completed or rejected, got '%.40s'", path,
-                       r.line_no, status);
+      st = infsim_fail(err, INFSIM_EINPUT, "%s:%lld: status: expected completed or rejected, got '%.40s'", path,
+                       (long long)r.lines.line_no, status);
       break;
     }
     double v[C_N];
@@ -316,8 +276,8 @@ static infsim_status read_timeseries(const char *path, plot_data *pd, infsim_err
     for (int c = 0; c < C_N && st == INFSIM_OK; c++) st = csv_number(&r, cols[c], names[c], &v[c], err);
     if (st != INFSIM_OK) break;
     if (v[C_INSTANCE] != floor(v[C_INSTANCE]) || fabs(v[C_INSTANCE]) > 1e9) {
-      st = infsim_fail(err, INFSIM_EINPUT, "%s:%ld: instance: expected an integer, got '%.40s'", path, r.line_no,
-                       r.fields[cols[C_INSTANCE]]);
+      st = infsim_fail(err, INFSIM_EINPUT, "%s:%lld: instance: expected an integer, got '%.40s'", path,
+                       (long long)r.lines.line_no, csv_field(&r, cols[C_INSTANCE]));
       break;
     }
     if (pd->n == pd->cap) {

@@ -27,7 +27,7 @@
 #include "infsim/atomic_file.h"
 #include "infsim/rng.h"
 #include "infsim/trace.h"
-#include "text.h"
+#include "infsim/text.h"
 
 bool infsim_import_format_parse(const char *name, infsim_import_format *out) {
   static const char *const names[] = {"azure", "mooncake", "burstgpt"};

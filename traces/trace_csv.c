@@ -13,7 +13,7 @@
 
 #include "infsim/atomic_file.h"
 #include "infsim/trace.h"
-#include "text.h"
+#include "infsim/text.h"
 
 void infsim_trace_free(infsim_trace *trace) {
   free(trace->requests);

@@ -6,7 +6,7 @@
 ** multiplied by 1e9 can land a nanosecond off, and sums of such errors make
 ** arrival order ties depend on the platform's rounding.
 */
-#include "text.h"
+#include "infsim/text.h"
 
 #include <errno.h>
 #include <stdlib.h>

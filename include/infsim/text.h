@@ -1,14 +1,15 @@
 /*
-** text.h: line reading, CSV field splitting and exact number parsing shared
-** by the trace reader and the importers (private to traces/).
+** text.h: line reading, CSV field splitting and exact number parsing, one
+** copy for every CSV the project reads: traces, importers, raw calibration
+** files and a run's outputs (infsim plot).
 **
 ** Invariants: a line reader owns one buffer that grows to the longest line
 ** and is reused, so memory is constant per line whatever the file size; a
 ** field splitter likewise reuses one array of fields. Fields point into the
 ** line buffer and live until the next line is read.
 */
-#ifndef INFSIM_TRACES_TEXT_H
-#define INFSIM_TRACES_TEXT_H
+#ifndef INFSIM_TEXT_H
+#define INFSIM_TEXT_H
 
 #include <stdbool.h>
 #include <stddef.h>
