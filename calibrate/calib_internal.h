@@ -46,6 +46,12 @@ void calib_raw_write_row(FILE *fp, const calib_raw_row *row);
  * schema version. *rows is malloc'ed. Errors name path:line: column. */
 infsim_status calib_raw_read(const char *path, calib_raw_row **rows, size_t *n_rows, infsim_error *err);
 
+enum { CALIB_TIME_BYTES = 32 };
+
+/* The current UTC time as ISO 8601 ("2026-11-25T18:00:00Z"), for the
+ * loaded_at and fitted_at columns. */
+void calib_utc_now(char out[CALIB_TIME_BYTES]);
+
 /* The DB schema (STRICT tables) and opening with a version check. */
 struct sqlite3;
 /* Opens db_path; create: make it and its schema when missing. Fails with

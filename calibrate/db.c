@@ -184,11 +184,8 @@ static infsim_status load_rows(sqlite3 *db, const char *raw_path, const char *db
   const calib_raw_row *r0 = &rows[0];
   infsim_status st = check_existing(db, raw_path, profile, r0, err);
   if (st != INFSIM_OK) return st;
-  char now[32];
-  time_t t = time(NULL);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  char now[CALIB_TIME_BYTES];
+  calib_utc_now(now);
   sqlite3_stmt *q = NULL;
   static const char upsert[] =
       "INSERT INTO profile (name, model, gpu, driver, backend, sm_clock_mhz, mem_clock_mhz, layers, hidden, heads,"
@@ -293,4 +290,11 @@ infsim_status infsim_calib_load(const char *raw_path, const char *db_path, const
             profile, db_path);
   free(rows);
   return st;
+}
+
+void calib_utc_now(char out[CALIB_TIME_BYTES]) {
+  time_t t = time(NULL);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(out, CALIB_TIME_BYTES, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }

@@ -242,11 +242,8 @@ infsim_status infsim_calib_fit_db(const char *db_path, FILE *report, int *goal_m
   sqlite3 *db = NULL;
   infsim_status st = calib_db_open(db_path, 0, &db, err);
   if (st != INFSIM_OK) return st;
-  char now[32];
-  time_t t = time(NULL);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  char now[CALIB_TIME_BYTES];
+  calib_utc_now(now);
   if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
     st = sql_fail(db, db_path, err);
     sqlite3_close(db);
