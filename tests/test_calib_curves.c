@@ -1,6 +1,6 @@
 /*
 ** test_calib_curves.c: calibrated cost curves read back from a DB
-** (sim/calib_curves.c) after load and fit.
+** (cost/calib_curves.c) after load and fit.
 **
 ** The raw file is generated here from known piecewise-linear functions of
 ** the aggregates, one per kernel; after load + fit, the vtable from

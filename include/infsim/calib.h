@@ -14,7 +14,7 @@
 **         batch aggregates, piecewise linear (form below), and
 **         stores coefficients, the fit error and a held-out error.
 **   show  prints measured against fitted, and plots it with gnuplot.
-** The simulator reads the fitted curves back (sim/calib_curves.c, in
+** The simulator reads the fitted curves back (cost/calib_curves.c, in
 ** libinfsim, SQLite only) into an infsim_cost_curves vtable.
 **
 ** Curve form (DB version 2). For kernel k with variables x_v (v in the

@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sim_internal.h"
+#include "../sim/sim_internal.h"
 
 /* ---- small containers ---------------------------------------------------- */
 

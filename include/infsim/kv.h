@@ -1,0 +1,100 @@
+/*
+** kv.h: the KV manager (the paper's rManager), for every instance of a run.
+**
+** KV memory is counted in rBlocks of scheduler.block_tokens tokens (all
+** layers of one request). Every block has an id; a GPU block belongs to
+** exactly one instance's memory (its holder), a host block to one host
+** pool. Each request has a block table: its block ids in token order,
+** wherever they live. Seen from an instance, a GPU block it holds is
+**  - free,
+**  - local: it holds KV of a request the instance owns (serves),
+**  - lent: it holds KV of a request another instance owns;
+** and an instance's own request may have blocks
+**  - borrowed: held by another instance (lent there),
+**  - swapped: in host memory (preemption by swap, or the CPU tier).
+** Ownership is the request's (infsim_kv_set_owner); holding is the block's.
+**
+** Allocation is O(1) per block: freed ids go on a per-holder stack, new
+** ids come from a high-water mark, so memory grows with blocks in use at
+** once, not with the holder's capacity. Ids are int64: pool p's slot i is
+** infsim_kv_first_block(p) + i. A real executor hands the block
+** tables to the MA kernels (block id - infsim_kv_first_block(holder) is
+** the slot in that GPU's pool).
+**
+** Invariants (infsim_kv_check, debug builds): every in-use block is in
+** exactly one table; free + local + lent == capacity per holder; the sum
+** of lent over instances equals the sum of borrowed (zero-sum ledger).
+*/
+#ifndef INFSIM_KV_H
+#define INFSIM_KV_H
+
+#include <stdint.h>
+
+#include "infsim/status.h"
+
+typedef struct infsim_kv infsim_kv;
+
+/* An instance's view of its memory. */
+typedef struct {
+  int64_t capacity; /* GPU blocks */
+  int64_t free;
+  int64_t local;    /* held here, owned here */
+  int64_t lent;     /* held here, owned elsewhere */
+  int64_t borrowed; /* owned here, held by another instance */
+  int64_t swapped;  /* owned here, in host memory */
+} infsim_kv_counts;
+
+/* `instances` GPU pools of gpu_blocks each, and `hosts` host pools of
+ * host_blocks each (host pool h serves the instances that map to it);
+ * request ids are 0..requests-1. */
+infsim_status infsim_kv_new(int32_t instances, int64_t gpu_blocks, int32_t hosts, int64_t host_blocks,
+                            int64_t requests, infsim_kv **out, infsim_error *err);
+void infsim_kv_free(infsim_kv *kv);
+
+/* The instance that owns (serves) req; -1 before it is set. Blocks of req
+ * held by any other instance count as lent there and borrowed here. */
+void infsim_kv_set_owner(infsim_kv *kv, int64_t req, int32_t instance);
+int32_t infsim_kv_owner(const infsim_kv *kv, int64_t req);
+
+infsim_kv_counts infsim_kv_counts_of(const infsim_kv *kv, int32_t instance);
+int64_t infsim_kv_free_blocks(const infsim_kv *kv, int32_t instance);
+int64_t infsim_kv_host_free_blocks(const infsim_kv *kv, int32_t host);
+
+/* Appends n new blocks held by GPU pool `holder` to req's table; fails
+ * (INFSIM_ERUN, a bug) when the holder has fewer than n free. */
+infsim_status infsim_kv_alloc(infsim_kv *kv, int64_t req, int32_t holder, int64_t n, infsim_error *err);
+/* Frees every block of req, wherever it is. */
+void infsim_kv_release(infsim_kv *kv, int64_t req);
+/* Frees the last n blocks of req's table (a shrink, e.g. a recall that recomputes). */
+void infsim_kv_release_tail(infsim_kv *kv, int64_t req, int64_t n);
+
+/* Moves every GPU block of req into host pool `host` (swap out), or back to
+ * GPU pool `holder` (swap in, n blocks at the front of the table kept, the
+ * rest dropped: swap-in may need fewer). Fail when space is short. */
+infsim_status infsim_kv_swap_out(infsim_kv *kv, int64_t req, int32_t host, infsim_error *err);
+infsim_status infsim_kv_swap_in(infsim_kv *kv, int64_t req, int32_t holder, infsim_error *err);
+
+/* Moves the blocks of req's table at [first, first + n) to GPU pool
+ * `holder` (lending, recall, DGFM swaps): new ids there, old ones freed. */
+infsim_status infsim_kv_move(infsim_kv *kv, int64_t req, int64_t first, int64_t n, int32_t holder,
+                             infsim_error *err);
+
+/* req's block table (global ids, token order) and its length. */
+const int64_t *infsim_kv_table(const infsim_kv *kv, int64_t req, int64_t *n);
+int64_t infsim_kv_blocks(const infsim_kv *kv, int64_t req);
+/* Blocks of req held by GPU pool `holder`. O(table length). */
+int64_t infsim_kv_blocks_at(const infsim_kv *kv, int64_t req, int32_t holder);
+
+/* Where a block lives: a GPU pool id in [0, instances), or
+ * instances + h for host pool h. */
+int32_t infsim_kv_holder_of(const infsim_kv *kv, int64_t block);
+/* The first global id of a pool (the pool's slot 0). */
+int64_t infsim_kv_first_block(const infsim_kv *kv, int32_t pool);
+
+/* The most blocks lent cluster-wide at any moment so far. */
+int64_t infsim_kv_borrowed_peak(const infsim_kv *kv);
+
+/* Debug builds: the invariants above; aborts with the broken one. */
+void infsim_kv_check(const infsim_kv *kv);
+
+#endif

@@ -1,0 +1,57 @@
+/*
+** params.h: a run's resolved parameters, plain bytes (no pointers), so a
+** sweep can copy them and MPI ranks can send them as they are.
+**
+** infsim_run_params_from_config() reads every run key of DESIGN.md from a
+** config (defaults filled, ranges checked, errors naming file:line:key);
+** workload.* is the trace's (run.h). README.md's configuration table
+** mirrors run/params.c.
+*/
+#ifndef INFSIM_PARAMS_H
+#define INFSIM_PARAMS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "infsim/config.h"
+#include "infsim/costmodel.h"
+#include "infsim/hardware.h"
+#include "infsim/sched.h"
+#include "infsim/status.h"
+
+enum { INFSIM_PATH_BYTES = 1024 };
+
+typedef struct {
+  infsim_model_shape model;
+  infsim_gpu_spec gpu;
+  char gpu_profile[INFSIM_NAME_BYTES];    /* the `gpu` key as given */
+  char calibration_db[INFSIM_PATH_BYTES]; /* path */
+  bool calibration_db_given;              /* set in the config: it must exist */
+  infsim_roofline_eff roofline;
+
+  int64_t instances; /* cluster.instances (the policy's layout may differ) */
+  int64_t gpus_per_instance;
+  int64_t gpus_per_node;
+  double intra_node_bytes_per_s;
+  double inter_node_bytes_per_s;
+  int64_t link_latency_ns;
+  double pcie_bytes_per_s; /* host <-> GPU, for swap */
+  double gpu_memory_utilization;
+  int64_t swap_space_bytes; /* per instance, host memory for swapped KV */
+  int64_t iteration_overhead_ns;
+
+  /* The scheduler's share; instances and block counts are filled by the
+   * run from the policy's layout and the memory left beside the weights. */
+  infsim_sched_params sched;
+
+  double slo_ttft_s;
+  double slo_tpot_s;
+  int64_t warmup_ns;
+  int64_t sample_interval_ns;
+  uint64_t seed;
+} infsim_run_params;
+
+/* Reads every run key except workload.*. */
+infsim_status infsim_run_params_from_config(infsim_config *cfg, infsim_run_params *p, infsim_error *err);
+
+#endif

@@ -1,0 +1,76 @@
+/*
+** run.h: the run library: config -> params -> trace -> cost source -> run
+** -> result, one entry point used by `infsim run`, the tests, sweeps,
+** capacity searches and cluster mode.
+**
+**   infsim_run_args a = {.config_path = "c.yaml", .sets = sets, .set_count = 2};
+**   infsim_run_setup *setup; infsim_run_result *res;
+**   infsim_run_setup_load(&a, &setup, &err);      // every input read and checked
+**   infsim_run_execute(setup, &res, &err);         // the simulation
+**   infsim_run_write(res, "out", INFSIM_OUTPUT_ALL, &err);
+**
+** A setup holds the resolved parameters (plain bytes: infsim_run_params
+** has no pointers, so MPI ranks can send it as is), the resolved config as
+** JSON and the trace. Which trace wins: args.trace_path, else the config's
+** workload.trace (relative to the config file), else the generator under
+** workload.*. Unknown config keys fail the load. Nothing is written before
+** infsim_run_write, which writes every file under a temporary name and
+** renames them only once all are complete.
+*/
+#ifndef INFSIM_RUN_H
+#define INFSIM_RUN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "infsim/metrics.h"
+#include "infsim/params.h"
+#include "infsim/sched.h"
+#include "infsim/status.h"
+#include "infsim/trace.h"
+
+typedef struct {
+  const char *config_path;  /* required */
+  const char *trace_path;   /* NULL: the config decides */
+  const char *const *sets;  /* "key=value" overrides, applied in order */
+  int set_count;
+  const char *seed_text;    /* NULL: the config's seed */
+} infsim_run_args;
+
+typedef struct infsim_run_setup infsim_run_setup;
+typedef struct infsim_run_result infsim_run_result;
+
+infsim_status infsim_run_setup_load(const infsim_run_args *args, infsim_run_setup **out, infsim_error *err);
+void infsim_run_setup_free(infsim_run_setup *setup);
+const infsim_run_params *infsim_run_setup_params(const infsim_run_setup *setup);
+const infsim_trace *infsim_run_setup_trace(const infsim_run_setup *setup);
+/* The resolved config (borrowed reference). */
+json_t *infsim_run_setup_config(const infsim_run_setup *setup);
+
+/* Simulates the setup (which stays untouched: one setup can run many times). */
+infsim_status infsim_run_execute(const infsim_run_setup *setup, infsim_run_result **out, infsim_error *err);
+void infsim_run_result_free(infsim_run_result *res);
+
+const infsim_run_params *infsim_run_result_params(const infsim_run_result *res);
+const infsim_summary *infsim_run_result_summary(const infsim_run_result *res);
+const infsim_request_record *infsim_run_result_requests(const infsim_run_result *res, size_t *count);
+const infsim_sample_row *infsim_run_result_samples(const infsim_run_result *res, size_t *count);
+const infsim_run_counters *infsim_run_result_counters(const infsim_run_result *res);
+/* "roofline:GPU" or "calibrated:PROFILE". */
+const char *infsim_run_result_cost_model(const infsim_run_result *res);
+double infsim_run_result_wall_s(const infsim_run_result *res);
+/* summary.json's object (new reference). */
+json_t *infsim_run_result_summary_json(const infsim_run_result *res);
+
+typedef enum {
+  INFSIM_OUTPUT_ALL = 0,     /* summary.json, requests.csv, timeseries.csv, results.db */
+  INFSIM_OUTPUT_SUMMARY = 1  /* summary.json only (sweeps) */
+} infsim_output_set;
+
+infsim_status infsim_run_write(const infsim_run_result *res, const char *dir, infsim_output_set which,
+                               infsim_error *err);
+
+#endif
