@@ -24,9 +24,19 @@
 
 #include <math.h>
 
+/* Rounds a time to the ns, at least floor_ns; INT64_MAX when it does not
+ * fit in int64 (or is not a number): llround would be undefined there. */
+static int64_t round_ns(double ns, int64_t floor_ns) {
+  if (!(ns < 9.2e18)) return INT64_MAX;
+  int64_t out = (int64_t)llround(ns);
+  return out < floor_ns ? floor_ns : out;
+}
+
 int64_t infsim_cost_transfer_ns(int64_t bytes, double bytes_per_s, int64_t latency_ns) {
   if (bytes <= 0) return 0;
-  return latency_ns + (int64_t)ceil((double)bytes / bytes_per_s * 1e9);
+  double ns = ceil((double)bytes / bytes_per_s * 1e9);
+  if (!(ns < 9.2e18 - (double)latency_ns)) return INT64_MAX;
+  return latency_ns + (int64_t)ns;
 }
 
 static double allreduce_ns(const infsim_cost_model *cm, int64_t tokens) {
@@ -83,16 +93,18 @@ int64_t infsim_cost_iteration_ns(const infsim_cost_model *cm, const infsim_batch
   layer_ns += local_attn_ns + remote_attention_ns(cm, agg, local_attn_ns);
   layer_ns += 2.0 * allreduce_ns(cm, tokens);
 
+  layer_ns += c->layer_overhead_ns;
+
   double total_ns = (double)cm->layout.iteration_overhead_ns + (double)m->layers * layer_ns;
   total_ns += lm_head_ns(cm, agg->logits_tokens) + handoff_ns(cm, tokens);
-  int64_t out = (int64_t)llround(total_ns);
-  return out < 1 ? 1 : out;
+  return round_ns(total_ns, 1);
 }
 
 void infsim_cost_decode_run_init(const infsim_cost_model *cm, int64_t decode_requests, infsim_decode_run *run) {
   const infsim_cost_curves *c = &cm->curves;
   const infsim_model_shape *m = &cm->model;
-  double layer_ns = c->gemm_layer_ns(c->self, decode_requests) + 2.0 * allreduce_ns(cm, decode_requests);
+  double layer_ns =
+      c->gemm_layer_ns(c->self, decode_requests) + 2.0 * allreduce_ns(cm, decode_requests) + c->layer_overhead_ns;
   double fixed_ns = (double)cm->layout.iteration_overhead_ns + (double)m->layers * layer_ns;
   fixed_ns += lm_head_ns(cm, decode_requests) + handoff_ns(cm, decode_requests);
   run->fixed_ns = fixed_ns;
@@ -110,8 +122,8 @@ int64_t infsim_cost_decode_run_ns(const infsim_cost_model *cm, const infsim_deco
     for (int64_t j = 0; j < steps; j++)
       attn_ns += c->decode_attn_layer_ns(c->self, run->requests, first_context + j * run->requests);
   }
-  int64_t out = (int64_t)llround((double)steps * run->fixed_ns + (double)cm->model.layers * attn_ns);
-  return out < steps ? steps : out; /* at least 1 ns an iteration */
+  /* at least 1 ns an iteration */
+  return round_ns((double)steps * run->fixed_ns + (double)cm->model.layers * attn_ns, steps);
 }
 
 void infsim_cost_model_destroy(infsim_cost_model *cm) {

@@ -2,7 +2,7 @@
 ** roofline.c: per-layer kernel times from a GPU spec table (costmodel.h).
 **
 ** Each kernel takes max(FLOPs / (peak x eff), bytes / (HBM x eff)) plus a
-** fixed launch overhead: the roofline bound, scaled by how close real
+** fixed per-layer overhead added once per layer by the cost model: the roofline bound, scaled by how close real
 ** kernels get to it. Counts are per layer on one tensor-parallel shard:
 ** heads and GEMM columns split tp ways (Megatron-style), weights read once
 ** per iteration whatever the token count.
@@ -36,7 +36,7 @@ typedef struct {
 static double bound_ns(const roofline *r, double flops, double flops_eff, double bytes) {
   double t_compute_s = flops / (r->gpu.peak_flops * flops_eff);
   double t_memory_s = bytes / (r->gpu.hbm_bytes_per_s * r->eff.hbm_eff);
-  return fmax(t_compute_s, t_memory_s) * 1e9 + (double)r->eff.kernel_overhead_ns;
+  return fmax(t_compute_s, t_memory_s) * 1e9;
 }
 
 static double roofline_gemm_layer_ns(void *self, int64_t tokens) {
@@ -101,8 +101,7 @@ static double roofline_decode_attn_sum_layer_ns(void *self, int64_t requests, in
   double bytes_per_ctx = 2.0 * r->kv_heads_shard * d * b / hbm * 1e9;
   double bytes_fixed = (double)requests * 2.0 * r->heads_shard * d * b / hbm * 1e9;
   return sum_max_of_lines(flops_per_ctx, 0.0, bytes_per_ctx, bytes_fixed, (double)first_context,
-                          (double)context_step, steps) +
-         (double)steps * (double)r->eff.kernel_overhead_ns;
+                          (double)context_step, steps);
 }
 
 static double roofline_merge_layer_ns(void *self, int64_t requests, int64_t partials) {
@@ -142,6 +141,7 @@ infsim_status infsim_cost_curves_roofline(const infsim_model_shape *model, const
   out->merge_layer_ns = roofline_merge_layer_ns;
   out->kv_copy_ns = roofline_kv_copy_ns;
   out->destroy = roofline_destroy;
+  out->layer_overhead_ns = (double)eff->layer_overhead_ns;
   snprintf(out->name, sizeof out->name, "roofline:%s", gpu->name);
   return INFSIM_OK;
 }

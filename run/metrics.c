@@ -33,7 +33,7 @@ void infsim_stat_compute(double *values, size_t n, infsim_stat *out) {
   out->p99 = infsim_percentile_sorted(values, n, 99.0);
 }
 
-infsim_status infsim_summary_compute(const infsim_sim_params *p, const infsim_request_record *rec, size_t n,
+infsim_status infsim_summary_compute(const infsim_run_params *p, const infsim_request_record *rec, size_t n,
                                      const infsim_run_counters *c, infsim_summary *out, infsim_error *err) {
   memset(out, 0, sizeof *out);
   double *ttft = malloc((n ? n : 1) * sizeof *ttft);
@@ -48,10 +48,13 @@ infsim_status infsim_summary_compute(const infsim_sim_params *p, const infsim_re
   size_t n_ttft = 0, n_tpot = 0, n_e2e = 0;
   int64_t first_arrival_ns = n ? rec[0].arrival_ns : 0, last_finish_ns = first_arrival_ns;
   double output_tokens = 0.0;
-  int64_t meeting_slo = 0;
+  int64_t meeting_slo = 0, rejected_counted = 0;
   for (size_t i = 0; i < n; i++) {
     const infsim_request_record *r = &rec[i];
-    if (r->state == INFSIM_REQ_REJECTED) out->rejected++;
+    if (r->state == INFSIM_REQ_REJECTED) {
+      out->rejected++;
+      rejected_counted += r->arrival_ns >= p->warmup_ns;
+    }
     if (r->state != INFSIM_REQ_FINISHED) continue;
     out->completed++;
     output_tokens += (double)r->output_tokens;
@@ -76,7 +79,8 @@ infsim_status infsim_summary_compute(const infsim_sim_params *p, const infsim_re
     out->requests_per_s = (double)out->completed / out->span_s;
     out->goodput_req_s = (double)meeting_slo / out->span_s;
   }
-  out->slo_attainment = n_e2e ? (double)meeting_slo / (double)n_e2e : 0.0;
+  int64_t counted = (int64_t)n_e2e + rejected_counted; /* a rejection is a miss */
+  out->slo_attainment = counted ? (double)meeting_slo / (double)counted : 0.0;
   infsim_stat_compute(ttft, n_ttft, &out->ttft_s);
   infsim_stat_compute(tpot, n_tpot, &out->tpot_s);
   infsim_stat_compute(e2e, n_e2e, &out->e2e_s);

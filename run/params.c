@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "infsim/sim.h"
+#include "infsim/params.h"
 
 #ifndef INFSIM_DATA_DIR
 #define INFSIM_DATA_DIR "data"
@@ -21,33 +21,27 @@
     if (try_status_ != INFSIM_OK) return try_status_; \
   } while (0)
 
-static infsim_status read_gpu(infsim_config *cfg, infsim_sim_params *p, infsim_error *err) {
+static infsim_status read_gpu(infsim_config *cfg, infsim_run_params *p, infsim_error *err) {
   const char *gpu = NULL;
   TRY(infsim_config_string(cfg, "gpu", "a100-80gb", &gpu, err));
-  snprintf(p->gpu_profile, sizeof p->gpu_profile, "%s", gpu);
-  if (infsim_gpu_builtin(gpu, &p->gpu)) return INFSIM_OK;
-  /* A calibrated profile named after its GPU plus a suffix ("h100-sxm-lab2")
-   * takes memory and links from that GPU's spec. */
-  static const char *const k_bases[] = {"a100-80gb", "a100-40gb", "h100-sxm", "h200"};
-  for (size_t i = 0; i < sizeof k_bases / sizeof k_bases[0]; i++) {
-    size_t n = strlen(k_bases[i]);
-    if (strncmp(gpu, k_bases[i], n) == 0 && gpu[n] == '-') {
-      infsim_gpu_builtin(k_bases[i], &p->gpu);
-      return INFSIM_OK;
-    }
-  }
-  return infsim_fail(err, INFSIM_EINPUT,
-                     "%s: gpu: unknown GPU '%s' (a100-80gb, a100-40gb, h100-sxm, h200, or a calibrated profile "
-                     "named GPU-SUFFIX)",
-                     infsim_config_origin(cfg, "gpu"), gpu);
+  if ((size_t)snprintf(p->gpu_profile, sizeof p->gpu_profile, "%s", gpu) >= sizeof p->gpu_profile ||
+      !infsim_gpu_for_key(gpu, &p->gpu))
+    return infsim_fail(err, INFSIM_EINPUT,
+                       "%s: gpu: unknown GPU '%s' (a100-80gb, a100-40gb, h100-sxm, h200, or a calibrated profile "
+                       "named GPU-SUFFIX)",
+                       infsim_config_origin(cfg, "gpu"), gpu);
+  return INFSIM_OK;
 }
 
-infsim_status infsim_sim_params_from_config(infsim_config *cfg, infsim_sim_params *p, infsim_error *err) {
+infsim_status infsim_run_params_from_config(infsim_config *cfg, infsim_run_params *p, infsim_error *err) {
   memset(p, 0, sizeof *p);
   TRY(infsim_model_from_config(cfg, &p->model, err));
   TRY(read_gpu(cfg, p, err));
   p->calibration_db_given = infsim_config_has(cfg, "calibration.db");
-  TRY(infsim_config_string(cfg, "calibration.db", INFSIM_DATA_DIR "/calibration.db", &p->calibration_db, err));
+  const char *db = NULL;
+  TRY(infsim_config_string(cfg, "calibration.db", INFSIM_DATA_DIR "/calibration.db", &db, err));
+  if ((size_t)snprintf(p->calibration_db, sizeof p->calibration_db, "%s", db) >= sizeof p->calibration_db)
+    return infsim_config_fail(cfg, "calibration.db", err, "path longer than %d bytes", INFSIM_CONFIG_PATH_BYTES - 1);
 
   /* Roofline efficiencies: fractions of peak that tuned kernels reach
    * (cuBLAS GEMMs ~70% of bf16 peak, flash attention ~50%, streaming
@@ -58,7 +52,7 @@ infsim_status infsim_sim_params_from_config(infsim_config *cfg, infsim_sim_param
   TRY(infsim_config_double(cfg, "cost.memory_efficiency", 0.8, 0.01, 1.0, &p->roofline.hbm_eff, err));
   TRY(infsim_config_double(cfg, "cost.layer_overhead_us", 10.0, 0.0, 1e6, &layer_overhead_us, err));
   TRY(infsim_config_double(cfg, "cost.iteration_overhead_us", 500.0, 0.0, 1e9, &iteration_overhead_us, err));
-  p->roofline.kernel_overhead_ns = (int64_t)(layer_overhead_us * 1e3 / 4.0); /* ~4 kernels a layer */
+  p->roofline.layer_overhead_ns = (int64_t)(layer_overhead_us * 1e3); /* once per layer and iteration */
   p->iteration_overhead_ns = (int64_t)(iteration_overhead_us * 1e3);
 
   double intra_GBps = 0, inter_GBps = 0, latency_us = 0, pcie_GBps = 0;
@@ -77,23 +71,30 @@ infsim_status infsim_sim_params_from_config(infsim_config *cfg, infsim_sim_param
   static const char *const k_preempt[] = {"recompute", "swap", NULL};
   int preempt = 0;
   double swap_gib = 0;
-  TRY(infsim_config_int(cfg, "scheduler.max_batch_size", 256, 1, 1 << 20, &p->max_batch_size, err));
-  TRY(infsim_config_int(cfg, "scheduler.max_batched_tokens", 8192, 1, INT64_C(1) << 32, &p->max_batched_tokens, err));
-  TRY(infsim_config_int(cfg, "scheduler.block_tokens", 16, 1, 1 << 20, &p->block_tokens, err));
-  TRY(infsim_config_bool(cfg, "scheduler.chunked_prefill", true, &p->chunked_prefill, err));
+  infsim_sched_params *sp = &p->sched;
+  TRY(infsim_config_int(cfg, "scheduler.max_batch_size", 256, 1, 1 << 20, &sp->max_batch_size, err));
+  TRY(infsim_config_int(cfg, "scheduler.max_batched_tokens", 8192, 1, INT64_C(1) << 32, &sp->max_batched_tokens, err));
+  /* The kernels page KV in multiples of 16 tokens and calibration measures
+   * 16: one rule for simulator and kernels. */
+  TRY(infsim_config_int(cfg, "scheduler.block_tokens", 16, 16, 1 << 20, &sp->block_tokens, err));
+  if (sp->block_tokens % 16 != 0)
+    return infsim_config_fail(cfg, "scheduler.block_tokens", err,
+                              "must be a multiple of 16 (the kernels page KV in 16-token tiles), got %lld",
+                              (long long)sp->block_tokens);
+  TRY(infsim_config_bool(cfg, "scheduler.chunked_prefill", true, &sp->chunked_prefill, err));
   /* 1 makes every decode iteration its own event: slow, for checking the macro-steps. */
-  TRY(infsim_config_int(cfg, "scheduler.max_steps_per_event", 0, 0, INT64_MAX, &p->max_steps_per_event, err));
+  TRY(infsim_config_int(cfg, "scheduler.max_steps_per_event", 0, 0, INT64_MAX, &sp->max_steps_per_event, err));
   TRY(infsim_config_enum(cfg, "scheduler.preemption", "recompute", k_preempt, &preempt, err));
   TRY(infsim_config_double(cfg, "scheduler.gpu_memory_utilization", 0.9, 0.01, 1.0, &p->gpu_memory_utilization, err));
   TRY(infsim_config_double(cfg, "scheduler.swap_space_gib", 4.0, 0.0, 1e6, &swap_gib, err));
-  p->preemption = (infsim_preemption_mode)preempt;
+  sp->preemption = (infsim_preemption_mode)preempt;
   p->swap_space_bytes = (int64_t)(swap_gib * 1024.0 * 1024.0 * 1024.0);
 
   int policy = 0;
   const char *const *names = infsim_policy_names();
   TRY(infsim_config_enum(cfg, "policy.name", "vllm-multi", names, &policy, err));
-  p->policy = infsim_policy_lookup(names[policy]);
-  TRY(p->policy->read_config(cfg, p, err));
+  snprintf(sp->policy_name, sizeof sp->policy_name, "%s", names[policy]);
+  TRY(infsim_policy_lookup(names[policy])->read_config(cfg, sp->policy_settings, err));
 
   double warmup_s = 0, sample_s = 0;
   TRY(infsim_config_double(cfg, "slo.ttft_s", 10.0, 0.0, 1e9, &p->slo_ttft_s, err));
@@ -102,9 +103,11 @@ infsim_status infsim_sim_params_from_config(infsim_config *cfg, infsim_sim_param
   TRY(infsim_config_double(cfg, "metrics.sample_interval_s", 1.0, 1e-6, 1e9, &sample_s, err));
   p->warmup_ns = (int64_t)(warmup_s * 1e9);
   p->sample_interval_ns = (int64_t)(sample_s * 1e9);
+  TRY(infsim_config_bool(cfg, "metrics.iterations", false, &p->record_iterations, err));
 
   int64_t seed = 0;
   TRY(infsim_config_int(cfg, "seed", 0, 0, INT64_MAX, &seed, err));
   p->seed = (uint64_t)seed;
+  sp->seed = p->seed;
   return INFSIM_OK;
 }

@@ -5,7 +5,7 @@
 ** that did not happen (a rejected request's first token) is an empty CSV
 ** field and NULL in SQLite.
 */
-#include "infsim/report.h"
+#include "infsim/run.h"
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -15,14 +15,18 @@
 #include <sys/stat.h>
 
 #include "infsim/atomic_file.h"
+#include "run_internal.h"
+
+enum { INFSIM_RESULTS_DB_VERSION = 1 };
 
 static json_t *stat_json(const infsim_stat *st) {
   return json_pack("{s:I, s:f, s:f, s:f, s:f}", "count", (json_int_t)st->count, "mean", st->mean, "p50", st->p50,
                    "p90", st->p90, "p99", st->p99);
 }
 
-json_t *infsim_summary_json(const infsim_sim *s, const infsim_summary *sum, json_t *config, double wall_s) {
-  const infsim_run_counters *c = infsim_sim_counters(s);
+json_t *infsim_run_result_summary_json(const infsim_run_result *res) {
+  const infsim_run_counters *c = infsim_run_result_counters(res);
+  const infsim_summary *sum = &res->summary;
   json_t *o = json_object();
   json_object_set_new(o, "version", json_string(INFSIM_VERSION));
   json_object_set_new(o, "arrived", json_integer(sum->arrived));
@@ -40,16 +44,17 @@ json_t *infsim_summary_json(const infsim_sim *s, const infsim_summary *sum, json
   json_object_set_new(o, "iterations", json_integer(c->iterations));
   json_object_set_new(o, "sim_time_s", json_real((double)c->end_ns * 1e-9));
   json_object_set_new(o, "span_s", json_real(sum->span_s));
-  json_object_set_new(o, "wall_s", json_real(wall_s));
+  json_object_set_new(o, "wall_s", json_real(res->wall_s));
   json_object_set_new(o, "max_context_tokens", json_integer(c->max_context_tokens));
   json_object_set_new(o, "kv_blocks_per_instance", json_integer(c->kv_blocks_per_instance));
   json_object_set_new(o, "borrowed_blocks_peak", json_integer(c->borrowed_blocks_peak));
   json_object_set_new(o, "network_bytes", json_integer(c->network_bytes));
   json_object_set_new(o, "mean_waiting_requests", json_real(sum->mean_waiting_requests));
   json_object_set_new(o, "mean_running_requests", json_real(sum->mean_running_requests));
-  json_object_set_new(o, "cost_model", json_string(infsim_sim_cost_model_name(s)));
-  json_object_set_new(o, "seed", json_integer((json_int_t)infsim_sim_params_of(s)->seed));
-  json_object_set(o, "config", config);
+  json_object_set_new(o, "sample_interval_s_used", json_real((double)infsim_run_result_sample_interval_ns(res) * 1e-9));
+  json_object_set_new(o, "cost_model", json_string(res->cost_model));
+  json_object_set_new(o, "seed", json_integer((json_int_t)res->params.seed));
+  json_object_set(o, "config", res->config);
   return o;
 }
 
@@ -135,9 +140,9 @@ static int64_t tpot_ns(const infsim_request_record *r) {
   return (span + steps / 2) / steps;
 }
 
-static infsim_status write_requests_csv(FILE *f, const infsim_sim *s, infsim_error *err) {
+static infsim_status write_requests_csv(FILE *f, const infsim_run_result *res, infsim_error *err) {
   size_t n = 0;
-  const infsim_request_record *rec = infsim_sim_requests(s, &n);
+  const infsim_request_record *rec = infsim_run_result_requests(res, &n);
   row_writer *w = rw_open(f);
   if (w == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   rw_str(w, "id,arrival_s,prompt_tokens,output_tokens,status,reason,instance,first_token_s,finish_s,ttft_s,tpot_s,"
@@ -175,9 +180,9 @@ static infsim_status write_requests_csv(FILE *f, const infsim_sim *s, infsim_err
   return INFSIM_OK;
 }
 
-static infsim_status write_timeseries_csv(FILE *f, const infsim_sim *s, infsim_error *err) {
+static infsim_status write_timeseries_csv(FILE *f, const infsim_run_result *res, infsim_error *err) {
   size_t n = 0;
-  const infsim_sample_row *rows = infsim_sim_samples(s, &n);
+  const infsim_sample_row *rows = infsim_run_result_samples(res, &n);
   row_writer *w = rw_open(f);
   if (w == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   rw_str(w, "time_s,instance,running,waiting,kv_used_blocks,kv_free_blocks,kv_lent_blocks,kv_borrowed_blocks\n");
@@ -219,7 +224,7 @@ static const char k_schema[] =
     " kv_lent_blocks INTEGER NOT NULL, kv_borrowed_blocks INTEGER NOT NULL) STRICT;"
     "CREATE TABLE summary(key TEXT PRIMARY KEY, value ANY) STRICT;";
 
-static infsim_status write_db(const char *path, const infsim_sim *s, json_t *summary, infsim_error *err) {
+static infsim_status write_db(const char *path, const infsim_run_result *res, json_t *summary, infsim_error *err) {
   sqlite3 *db = NULL;
   if (sqlite3_open(path, &db) != SQLITE_OK) {
     sqlite3_close(db);
@@ -235,7 +240,7 @@ static infsim_status write_db(const char *path, const infsim_sim *s, json_t *sum
       sqlite3_prepare_v2(db, "INSERT INTO requests VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", -1, &ins, NULL) != SQLITE_OK)
     st = infsim_fail(err, INFSIM_EIO, "%s: %s", path, sqlite3_errmsg(db));
   size_t n = 0;
-  const infsim_request_record *rec = infsim_sim_requests(s, &n);
+  const infsim_request_record *rec = infsim_run_result_requests(res, &n);
   for (size_t i = 0; st == INFSIM_OK && i < n; i++) {
     const infsim_request_record *r = &rec[i];
     bool done = r->state == INFSIM_REQ_FINISHED;
@@ -261,7 +266,7 @@ static infsim_status write_db(const char *path, const infsim_sim *s, json_t *sum
   if (st == INFSIM_OK &&
       sqlite3_prepare_v2(db, "INSERT INTO timeseries VALUES(?,?,?,?,?,?,?,?)", -1, &ins, NULL) != SQLITE_OK)
     st = infsim_fail(err, INFSIM_EIO, "%s: %s", path, sqlite3_errmsg(db));
-  const infsim_sample_row *rows = infsim_sim_samples(s, &n);
+  const infsim_sample_row *rows = infsim_run_result_samples(res, &n);
   for (size_t i = 0; st == INFSIM_OK && i < n; i++) {
     const infsim_sample_row *r = &rows[i];
     bind_time(ins, 1, r->time_ns);
@@ -304,7 +309,7 @@ static infsim_status write_db(const char *path, const infsim_sim *s, json_t *sum
 
 typedef struct {
   const char *path;
-  const infsim_sim *sim;
+  const infsim_run_result *res;
   json_t *summary;
   infsim_error err;
   infsim_status status;
@@ -312,40 +317,81 @@ typedef struct {
 
 static void *db_job_run(void *arg) {
   db_job *job = arg;
-  job->status = write_db(job->path, job->sim, job->summary, &job->err);
+  job->status = write_db(job->path, job->res, job->summary, &job->err);
   return NULL;
 }
 
-infsim_status infsim_report_write(const char *dir, const infsim_sim *s, json_t *summary_json, infsim_error *err) {
-  enum { SUMMARY, REQUESTS, TIMESERIES, DB, N_FILES };
-  static const char *const k_names[N_FILES] = {"summary.json", "requests.csv", "timeseries.csv", "results.db"};
+static infsim_status write_iterations_csv(FILE *f, const infsim_run_result *res, infsim_error *err) {
+  size_t n = 0;
+  const infsim_iteration_row *rows = infsim_run_result_iterations(res, &n);
+  row_writer *w = rw_open(f);
+  if (w == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  rw_str(w, "instance,start_s,end_s,steps,prefill_tokens,prefill_attention_pairs,decode_requests,"
+            "decode_context_tokens,remote_holders,remote_context_tokens\n");
+  for (size_t i = 0; i < n; i++) {
+    const infsim_iteration_row *r = &rows[i];
+    rw_i64(w, r->instance);
+    rw_char(w, ',');
+    rw_time(w, r->start_ns);
+    rw_char(w, ',');
+    rw_time(w, r->end_ns);
+    const int64_t cols[] = {r->steps,
+                            r->agg.prefill_tokens,
+                            r->agg.prefill_attn_pairs,
+                            r->agg.decode_requests,
+                            r->agg.decode_context_tokens,
+                            r->agg.remote_partials,
+                            r->agg.remote_context_tokens};
+    for (size_t c = 0; c < sizeof cols / sizeof cols[0]; c++) {
+      rw_char(w, ',');
+      rw_i64(w, cols[c]);
+    }
+    rw_char(w, '\n');
+  }
+  rw_close(w);
+  return INFSIM_OK;
+}
+
+infsim_status infsim_run_write(const infsim_run_result *res, const char *dir, infsim_output_set which,
+                               infsim_error *err) {
+  enum { SUMMARY, REQUESTS, TIMESERIES, DB, ITERATIONS, N_FILES };
+  static const char *const k_names[N_FILES] = {"summary.json", "requests.csv", "timeseries.csv", "results.db",
+                                               "iterations.csv"};
+  bool wanted[N_FILES] = {true, which == INFSIM_OUTPUT_ALL, which == INFSIM_OUTPUT_ALL, which == INFSIM_OUTPUT_ALL,
+                          which == INFSIM_OUTPUT_ALL && res->params.record_iterations};
   infsim_atomic_file files[N_FILES];
   memset(files, 0, sizeof files);
+  json_t *summary_json = infsim_run_result_summary_json(res);
+  if (summary_json == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   infsim_status st = infsim_make_dirs(dir, err);
-  int opened = 0;
-  for (; st == INFSIM_OK && opened < N_FILES; opened++) {
+  for (int i = 0; st == INFSIM_OK && i < N_FILES; i++) {
+    if (!wanted[i]) continue;
     char path[INFSIM_PATH_BYTES];
-    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, k_names[opened]) >= sizeof path) {
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, k_names[i]) >= sizeof path) {
       st = infsim_fail(err, INFSIM_EINPUT, "%s: output directory path too long", dir);
       break;
     }
-    st = infsim_atomic_open(&files[opened], path, err);
-    if (st != INFSIM_OK) break;
+    st = infsim_atomic_open(&files[i], path, err);
   }
   if (st == INFSIM_OK) {
     /* SQLite writes the database itself, on a second thread while this one
      * writes the CSV files: the two take about the same time. */
-    fclose(files[DB].fp);
-    files[DB].fp = NULL;
-    db_job job = {files[DB].temp_path, s, summary_json, {0}, INFSIM_OK};
+    db_job job = {NULL, res, summary_json, {0}, INFSIM_OK};
     pthread_t worker;
-    bool threaded = pthread_create(&worker, NULL, db_job_run, &job) == 0;
-    if (!threaded) db_job_run(&job);
+    bool threaded = false;
+    if (wanted[DB]) {
+      fclose(files[DB].fp);
+      files[DB].fp = NULL;
+      job.path = files[DB].temp_path;
+      threaded = pthread_create(&worker, NULL, db_job_run, &job) == 0;
+      if (!threaded) db_job_run(&job);
+    }
     if (json_dumpf(summary_json, files[SUMMARY].fp, JSON_INDENT(2) | JSON_REAL_PRECISION(12)) != 0)
       st = infsim_fail(err, INFSIM_EIO, "%s: cannot write", files[SUMMARY].final_path);
     fputc('\n', files[SUMMARY].fp);
-    if (st == INFSIM_OK) st = write_requests_csv(files[REQUESTS].fp, s, err);
-    if (st == INFSIM_OK) st = write_timeseries_csv(files[TIMESERIES].fp, s, err);
+    if (st == INFSIM_OK && wanted[REQUESTS]) st = write_requests_csv(files[REQUESTS].fp, res, err);
+    if (st == INFSIM_OK && wanted[TIMESERIES]) st = write_timeseries_csv(files[TIMESERIES].fp, res, err);
+    if (st == INFSIM_OK && wanted[ITERATIONS]) st = write_iterations_csv(files[ITERATIONS].fp, res, err);
     if (threaded) pthread_join(worker, NULL);
     if (st == INFSIM_OK && job.status != INFSIM_OK) {
       *err = job.err;
@@ -353,6 +399,7 @@ infsim_status infsim_report_write(const char *dir, const infsim_sim *s, json_t *
     }
   }
   for (int i = 0; i < N_FILES && st == INFSIM_OK; i++) {
+    if (!wanted[i]) continue;
     if (files[i].fp == NULL) { /* the database: rename only */
       chmod(files[i].temp_path, 0644);
       if (rename(files[i].temp_path, files[i].final_path) != 0)
@@ -364,6 +411,8 @@ infsim_status infsim_report_write(const char *dir, const infsim_sim *s, json_t *
     files[i].temp_path[0] = '\0';
   }
   if (st != INFSIM_OK)
-    for (int i = 0; i < opened; i++) infsim_atomic_abort(&files[i]);
+    for (int i = 0; i < N_FILES; i++)
+      if (wanted[i]) infsim_atomic_abort(&files[i]);
+  json_decref(summary_json);
   return st;
 }

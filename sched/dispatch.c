@@ -9,7 +9,7 @@
 #include <stdlib.h>
 
 struct infsim_dispatcher {
-  int kind;
+  infsim_dispatch_kind kind;
   int32_t n;
   int32_t next_rr;
   int64_t *load;
@@ -50,7 +50,7 @@ static void sift_down(infsim_dispatcher *d, int32_t i) {
   }
 }
 
-infsim_status infsim_dispatcher_new(int kind, int32_t instances, infsim_dispatcher **out, infsim_error *err) {
+infsim_status infsim_dispatcher_new(infsim_dispatch_kind kind, int32_t instances, infsim_dispatcher **out, infsim_error *err) {
   infsim_dispatcher *d = calloc(1, sizeof *d);
   if (d == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   d->kind = kind;
@@ -76,7 +76,7 @@ void infsim_dispatcher_free(infsim_dispatcher *d) {
 }
 
 int32_t infsim_dispatcher_pick(infsim_dispatcher *d) {
-  if (d->kind == 1) {
+  if (d->kind == INFSIM_DISPATCH_ROUND_ROBIN) {
     int32_t i = d->next_rr;
     d->next_rr = (i + 1) % d->n;
     return i;

@@ -1,19 +1,22 @@
 /*
 ** instance.c: one model replica's scheduler, with vLLM semantics.
 **
-** At every iteration boundary the scheduler (1) applies step events that
-** fall due: finishes free their blocks, block boundaries take one more KV
-** block, preempting the latest-arrived running request when none is free;
-** (2) admits work FCFS, swapped requests before waiting ones, allocating
-** each prompt's blocks on admission (as vLLM's block manager does);
-** (3) forms the batch: every decoding request plus prefill chunks up to
-** max_batched_tokens (chunked prefill), or a prefill-only batch when new
-** prompts were admitted (vLLM's prefill-first scheduling without chunking).
+** At every batch boundary the scheduler (1) applies step events that fall
+** due: finishes free their blocks, block boundaries take one more KV block,
+** preempting a victim (the policy's, else the latest-arrived running
+** request) when none is free; (2) admits work FCFS, swapped requests before
+** waiting ones, allocating each prompt's blocks on admission (as vLLM's
+** block manager does); (3) forms the batch: every decoding request plus
+** prefill chunks up to max_batched_tokens (chunked prefill), or a
+** prefill-only batch when new prompts were admitted (vLLM's prefill-first
+** scheduling without chunking); (4) offers it to the executor with the
+** number of identical decode steps that may follow. It never prices: the
+** executor answers when the batch ends.
 **
 ** Invariants (checked after every event in debug builds):
-**  - used_blocks == sum of blocks of running requests <= total_blocks;
-**  - swap_used_blocks == sum of blocks of swapped requests;
-**  - decode_n and kv_sum equal the count and KV sum of decoding requests.
+**  - each running request holds at least the blocks its KV fills;
+**  - decode_n and kv_sum equal the count and KV sum of decoding requests;
+**  - the KV manager's own invariants (kv.h).
 **
 ** No livelock: a request is rejected on arrival if it could not complete
 ** even alone, and preemption takes the latest-arrived request, so the
@@ -23,109 +26,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../sim/sim_internal.h"
-
-/* ---- small containers ---------------------------------------------------- */
-
-static infsim_status deque_reserve(req_deque *q, infsim_error *err) {
-  if (q->count < q->capacity) return INFSIM_OK;
-  int32_t cap = q->capacity ? 2 * q->capacity : 16;
-  int32_t *items = malloc((size_t)cap * sizeof *items);
-  if (items == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
-  for (int32_t i = 0; i < q->count; i++) items[i] = q->items[(q->head + i) % q->capacity];
-  free(q->items);
-  q->items = items;
-  q->head = 0;
-  q->capacity = cap;
-  return INFSIM_OK;
-}
-
-static infsim_status deque_push_back(req_deque *q, int32_t v, infsim_error *err) {
-  infsim_status st = deque_reserve(q, err);
-  if (st != INFSIM_OK) return st;
-  q->items[(q->head + q->count) % q->capacity] = v;
-  q->count++;
-  return INFSIM_OK;
-}
-
-static infsim_status deque_push_front(req_deque *q, int32_t v, infsim_error *err) {
-  infsim_status st = deque_reserve(q, err);
-  if (st != INFSIM_OK) return st;
-  q->head = (q->head + q->capacity - 1) % q->capacity;
-  q->items[q->head] = v;
-  q->count++;
-  return INFSIM_OK;
-}
-
-static int32_t deque_front(const req_deque *q) { return q->items[q->head]; }
-
-static int32_t deque_at(const req_deque *q, int32_t i) { return q->items[(q->head + i) % q->capacity]; }
-
-static void deque_pop_front(req_deque *q) {
-  q->head = (q->head + 1) % q->capacity;
-  q->count--;
-}
-
-/* Removes the first occurrence of v (preemption of a prefilling request). */
-static void deque_remove(req_deque *q, int32_t v) {
-  int32_t i = 0;
-  while (i < q->count && deque_at(q, i) != v) i++;
-  assert(i < q->count);
-  for (; i + 1 < q->count; i++) q->items[(q->head + i) % q->capacity] = deque_at(q, i + 1);
-  q->count--;
-}
-
-static int step_event_before(const step_event *a, const step_event *b) {
-  if (a->step != b->step) return a->step < b->step;
-  return a->req < b->req;
-}
-
-static infsim_status heap_push(step_heap *h, step_event ev, infsim_error *err) {
-  if (h->count == h->capacity) {
-    int32_t cap = h->capacity ? 2 * h->capacity : 64;
-    step_event *items = realloc(h->items, (size_t)cap * sizeof *items);
-    if (items == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
-    h->items = items;
-    h->capacity = cap;
-  }
-  int32_t i = h->count++;
-  while (i > 0) {
-    int32_t parent = (i - 1) / 2;
-    if (!step_event_before(&ev, &h->items[parent])) break;
-    h->items[i] = h->items[parent];
-    i = parent;
-  }
-  h->items[i] = ev;
-  return INFSIM_OK;
-}
-
-static void heap_pop(step_heap *h) {
-  step_event last = h->items[--h->count];
-  int32_t i = 0, n = h->count;
-  for (;;) {
-    int32_t child = 2 * i + 1;
-    if (child >= n) break;
-    if (child + 1 < n && step_event_before(&h->items[child + 1], &h->items[child])) child++;
-    if (!step_event_before(&h->items[child], &last)) break;
-    h->items[i] = h->items[child];
-    i = child;
-  }
-  if (n > 0) h->items[i] = last;
-}
+#include "sched_internal.h"
 
 /* The first live event (stale ones, of preempted requests, are dropped), or NULL. */
-static const step_event *heap_top(const infsim_sim *s, step_heap *h) {
-  while (h->count > 0 && h->items[0].epoch != s->rs[h->items[0].req].epoch) heap_pop(h);
+static const step_event *heap_top(const infsim_sched *s, step_heap *h) {
+  while (h->count > 0 && h->items[0].epoch != s->rs[h->items[0].req].epoch) step_heap_pop(h);
   return h->count > 0 ? &h->items[0] : NULL;
 }
 
 /* ---- request bookkeeping ------------------------------------------------- */
 
-static int64_t blocks_for(const infsim_sim *s, int64_t tokens) {
+static int64_t blocks_for(const infsim_sched *s, int64_t tokens) {
   return (tokens + s->p.block_tokens - 1) / s->p.block_tokens;
 }
 
-static int64_t free_blocks(const instance *in) { return in->total_blocks - in->used_blocks; }
+static int64_t free_blocks(const infsim_sched *s, const instance *in) { return infsim_kv_free_blocks(s->kv, in->id); }
 
 static int64_t kv_now(const instance *in, const req_sched *r) { return r->kv0 + (in->step - r->step0); }
 
@@ -133,14 +48,13 @@ static int64_t generated_now(const instance *in, const req_sched *r) {
   return r->decoding ? r->generated0 + (in->step - r->step0) : r->generated0;
 }
 
-static infsim_status running_add(infsim_sim *s, instance *in, int32_t req) {
+static void running_add(infsim_sched *s, instance *in, int32_t req) {
   s->rs[req].run_slot = in->running_count;
   in->running[in->running_count++] = req;
   s->rec[req].state = INFSIM_REQ_RUNNING;
-  return INFSIM_OK;
 }
 
-static void running_remove(infsim_sim *s, instance *in, int32_t req) {
+static void running_remove(infsim_sched *s, instance *in, int32_t req) {
   int32_t slot = s->rs[req].run_slot;
   int32_t last = in->running[--in->running_count];
   in->running[slot] = last;
@@ -151,7 +65,7 @@ static void running_remove(infsim_sim *s, instance *in, int32_t req) {
 /* A request whose prefill just completed (or that was swapped back in)
  * starts decoding at the current step: schedule its finish and its first
  * KV block boundary. */
-static infsim_status join_decode(infsim_sim *s, instance *in, int32_t req, int64_t kv_tokens, infsim_error *err) {
+static infsim_status join_decode(infsim_sched *s, instance *in, int32_t req, int64_t kv_tokens, infsim_error *err) {
   req_sched *r = &s->rs[req];
   r->decoding = true;
   r->kv0 = kv_tokens;
@@ -159,13 +73,13 @@ static infsim_status join_decode(infsim_sim *s, instance *in, int32_t req, int64
   in->decode_n++;
   in->kv_sum += kv_tokens;
   int64_t finish_step = r->step0 + (s->rec[req].output_tokens - r->generated0);
-  infsim_status st = heap_push(&in->finishes, (step_event){finish_step, req, r->epoch}, err);
+  infsim_status st = step_heap_push(&in->finishes, (step_event){finish_step, req, r->epoch}, err);
   if (st != INFSIM_OK) return st;
   /* Before decode step s+1 the KV grows from kv(s) to kv(s)+1 tokens: a new
    * block is needed once kv(s) fills the blocks held. */
-  int64_t boundary = r->step0 + r->blocks * s->p.block_tokens - kv_tokens;
+  int64_t boundary = r->step0 + infsim_kv_blocks(s->kv, req) * s->p.block_tokens - kv_tokens;
   assert(boundary >= r->step0);
-  if (boundary < finish_step) return heap_push(&in->boundaries, (step_event){boundary, req, r->epoch}, err);
+  if (boundary < finish_step) return step_heap_push(&in->boundaries, (step_event){boundary, req, r->epoch}, err);
   return INFSIM_OK;
 }
 
@@ -176,25 +90,29 @@ static void leave_decode(instance *in, req_sched *r) {
   r->decoding = false;
 }
 
-static void finish_request(infsim_sim *s, instance *in, int32_t req) {
+static void finish_request(infsim_sched *s, instance *in, int32_t req) {
   req_sched *r = &s->rs[req];
   infsim_request_record *rec = &s->rec[req];
   if (r->decoding) leave_decode(in, r);
   running_remove(s, in, req);
-  in->used_blocks -= r->blocks;
-  r->blocks = 0;
+  infsim_kv_release(s->kv, req);
   r->epoch++;
   rec->state = INFSIM_REQ_FINISHED;
   rec->finish_ns = s->now_ns;
   int64_t ctx = rec->prompt_tokens + rec->output_tokens;
   if (ctx > s->counters.max_context_tokens) s->counters.max_context_tokens = ctx;
-  s->done_requests++;
-  sim_counts_changed(s, 0, -1);
-  sim_load_changed(s, in);
+  sched_request_done(s);
+  sched_counts_changed(s, 0, -1);
+  sched_load_changed(s, in);
 }
 
-/* The running request that arrived last (vLLM's lowest priority). */
-static int32_t pick_victim(const infsim_sim *s, const instance *in) {
+/* The policy's victim, else the running request that arrived last (vLLM's
+ * lowest priority). */
+static int32_t pick_victim(infsim_sched *s, const instance *in) {
+  if (s->policy->pick_victim != NULL) {
+    int64_t v = s->policy->pick_victim(s->policy_self, in->id);
+    if (v >= 0) return (int32_t)v;
+  }
   int32_t victim = -1;
   for (int32_t i = 0; i < in->running_count; i++) {
     int32_t q = in->running[i];
@@ -205,7 +123,7 @@ static int32_t pick_victim(const infsim_sim *s, const instance *in) {
   return victim;
 }
 
-static infsim_status preempt(infsim_sim *s, instance *in, int32_t req, infsim_error *err) {
+static infsim_status preempt(infsim_sched *s, instance *in, int32_t req, infsim_error *err) {
   req_sched *r = &s->rs[req];
   infsim_request_record *rec = &s->rec[req];
   bool was_decoding = r->decoding;
@@ -214,23 +132,24 @@ static infsim_status preempt(infsim_sim *s, instance *in, int32_t req, infsim_er
   if (was_decoding) leave_decode(in, r);
   else deque_remove(&in->prefilling, req);
   running_remove(s, in, req);
-  in->used_blocks -= r->blocks;
   r->epoch++;
   rec->preemptions++;
   s->counters.preemptions++;
-  sim_counts_changed(s, 1, -1);
+  sched_counts_changed(s, 1, -1);
+  int64_t blocks = infsim_kv_blocks(s->kv, req);
   if (was_decoding && s->p.preemption == INFSIM_PREEMPT_SWAP &&
-      in->swap_used_blocks + r->blocks <= in->swap_capacity_blocks) {
+      blocks <= infsim_kv_host_free_blocks(s->kv, in->id)) {
     /* Swap out: the KV goes to host memory over PCIe; the request keeps its progress. */
-    in->swap_used_blocks += r->blocks;
-    in->pending_overhead_ns += infsim_cost_transfer_ns(r->blocks * s->block_bytes, s->p.pcie_bytes_per_s, 0);
+    infsim_status st = infsim_kv_swap_out(s->kv, req, in->id, err);
+    if (st != INFSIM_OK) return st;
+    in->swap_out_bytes += blocks * s->p.block_bytes;
     r->kv0 = kv;
     rec->state = INFSIM_REQ_SWAPPED;
     return deque_push_back(&in->swapped, req, err);
   }
   /* Recompute: drop the KV; the prompt and every token generated so far are
    * prefilled again, and that prefill yields the next token. */
-  r->blocks = 0;
+  infsim_kv_release(s->kv, req);
   r->prefill_target = rec->prompt_tokens + r->generated0;
   r->prefilled = 0;
   rec->state = INFSIM_REQ_WAITING;
@@ -240,23 +159,25 @@ static infsim_status preempt(infsim_sim *s, instance *in, int32_t req, infsim_er
 /* ---- the scheduler ------------------------------------------------------- */
 
 /* Applies the step events due by the current step: finishes (due exactly
- * now: a macro-step never runs past one), then block boundaries, in step
- * order (a bulk macro-step may have passed several). Sets *preempted if any
+ * now: a multi-step batch never runs past one), then block boundaries, in
+ * step order (a bulk batch may have passed several). Sets *preempted if any
  * request had to give up its memory. */
-static infsim_status apply_step_events(infsim_sim *s, instance *in, bool *preempted, infsim_error *err) {
+static infsim_status apply_step_events(infsim_sched *s, instance *in, bool *preempted, infsim_error *err) {
   infsim_status st;
   const step_event *top;
   while ((top = heap_top(s, &in->finishes)) != NULL && top->step <= in->step) {
     assert(top->step == in->step);
     int32_t req = top->req;
-    heap_pop(&in->finishes);
+    step_heap_pop(&in->finishes);
     finish_request(s, in, req);
   }
   while ((top = heap_top(s, &in->boundaries)) != NULL && top->step <= in->step) {
     step_event ev = *top;
-    heap_pop(&in->boundaries);
+    step_heap_pop(&in->boundaries);
     /* Take one block, preempting latest arrivals if none is free. */
-    while (free_blocks(in) < 1) {
+    while (free_blocks(s, in) < 1) {
+      if (s->policy->short_of_blocks != NULL)
+        (void)s->policy->short_of_blocks(s->policy_self, in->id, ev.req, 1, s->now_ns);
       int32_t victim = pick_victim(s, in);
       *preempted = true;
       if ((st = preempt(s, in, victim, err)) != INFSIM_OK) return st;
@@ -264,35 +185,44 @@ static infsim_status apply_step_events(infsim_sim *s, instance *in, bool *preemp
     }
     req_sched *r = &s->rs[ev.req];
     if (r->epoch != ev.epoch) continue; /* the requester itself was preempted */
-    r->blocks++;
-    in->used_blocks++;
+    if ((st = infsim_kv_alloc(s->kv, ev.req, in->id, 1, err)) != INFSIM_OK) return st;
     int64_t next = ev.step + s->p.block_tokens;
     int64_t finish_step = r->step0 + (s->rec[ev.req].output_tokens - r->generated0);
     if (next < finish_step &&
-        (st = heap_push(&in->boundaries, (step_event){next, ev.req, r->epoch}, err)) != INFSIM_OK)
+        (st = step_heap_push(&in->boundaries, (step_event){next, ev.req, r->epoch}, err)) != INFSIM_OK)
       return st;
   }
   return INFSIM_OK;
 }
 
+/* True when admission must stop for want of `need` blocks (the policy may
+ * be getting them; it is told either way). */
+static bool short_of(infsim_sched *s, instance *in, int32_t req, int64_t need) {
+  if (need <= free_blocks(s, in)) return false;
+  if (s->policy->short_of_blocks != NULL)
+    (void)s->policy->short_of_blocks(s->policy_self, in->id, req, need - free_blocks(s, in), s->now_ns);
+  return true;
+}
+
 /* Admits swapped, then waiting requests, FCFS, while slots, tokens and
  * blocks last. `token_budget` is what prefill may still use this iteration. */
-static infsim_status admit(infsim_sim *s, instance *in, int64_t token_budget, infsim_error *err) {
+static infsim_status admit(infsim_sched *s, instance *in, int64_t token_budget, infsim_error *err) {
   infsim_status st;
   while (in->swapped.count > 0 && in->running_count < s->p.max_batch_size) {
     int32_t req = deque_front(&in->swapped);
     req_sched *r = &s->rs[req];
     /* Back in with room for the next token: its first boundary lies ahead,
      * so no block is due before the iteration that starts now. */
+    int64_t held = infsim_kv_blocks(s->kv, req);
     int64_t need = blocks_for(s, r->kv0 + 1);
-    if (need > free_blocks(in)) return INFSIM_OK; /* FCFS: nobody overtakes a stuck swap-in */
+    if (short_of(s, in, req, need)) return INFSIM_OK; /* FCFS: nobody overtakes a stuck swap-in */
     deque_pop_front(&in->swapped);
-    in->swap_used_blocks -= r->blocks;
-    in->pending_overhead_ns += infsim_cost_transfer_ns(r->blocks * s->block_bytes, s->p.pcie_bytes_per_s, 0);
-    r->blocks = need;
-    in->used_blocks += need;
+    in->swap_in_bytes += held * s->p.block_bytes;
+    if (held > need) infsim_kv_release_tail(s->kv, req, held - need);
+    if ((st = infsim_kv_swap_in(s->kv, req, in->id, err)) != INFSIM_OK) return st;
+    if (need > held && (st = infsim_kv_alloc(s->kv, req, in->id, need - held, err)) != INFSIM_OK) return st;
     running_add(s, in, req);
-    sim_counts_changed(s, -1, 1);
+    sched_counts_changed(s, -1, 1);
     if ((st = join_decode(s, in, req, r->kv0, err)) != INFSIM_OK) return st;
   }
   if (in->swapped.count > 0) return INFSIM_OK;
@@ -305,7 +235,7 @@ static infsim_status admit(infsim_sim *s, instance *in, int64_t token_budget, in
     int32_t req = deque_front(&in->waiting);
     req_sched *r = &s->rs[req];
     int64_t need = blocks_for(s, r->prefill_target);
-    if (need > free_blocks(in)) break;
+    if (short_of(s, in, req, need)) break;
     if (!s->p.chunked_prefill) {
       /* Whole prompts only; a recomputed request longer than the budget
        * still goes alone, or it could never run again. */
@@ -315,50 +245,71 @@ static infsim_status admit(infsim_sim *s, instance *in, int64_t token_budget, in
       break; /* the chunk budget is spoken for: admit next iteration */
     }
     deque_pop_front(&in->waiting);
-    r->blocks = need;
-    in->used_blocks += need;
+    if ((st = infsim_kv_alloc(s->kv, req, in->id, need, err)) != INFSIM_OK) return st;
     queued_tokens += r->prefill_target;
     running_add(s, in, req);
-    sim_counts_changed(s, -1, 1);
+    sched_counts_changed(s, -1, 1);
     if ((st = deque_push_back(&in->prefilling, req, err)) != INFSIM_OK) return st;
   }
   return INFSIM_OK;
 }
 
-/* How many identical-shape decode iterations may run as one engine event:
- * up to the next finish, and past block boundaries only when the free
- * blocks cover every boundary the run could meet (each decoding request
- * needs at most ceil(k / block_tokens) blocks in k steps). */
-static int64_t macro_steps(const infsim_sim *s, instance *in) {
+/* How many identical-shape decode iterations may run as one batch: up to
+ * the next finish, and past block boundaries only when the free blocks
+ * cover every boundary the run could meet (each decoding request needs at
+ * most ceil(k / block_tokens) blocks in k steps). */
+static int64_t decode_steps(const infsim_sched *s, instance *in) {
   const step_event *fin = heap_top(s, &in->finishes);
   assert(fin != NULL); /* every decoding request has a pending finish */
   int64_t k = fin->step - in->step;
   assert(k >= 1);
-  if (s->p.max_steps_per_event > 0 && k > s->p.max_steps_per_event) k = s->p.max_steps_per_event;
+  if (s->max_steps > 0 && k > s->max_steps) k = s->max_steps;
   int64_t worst_blocks = in->decode_n * ((k + s->p.block_tokens - 1) / s->p.block_tokens);
-  if (worst_blocks <= free_blocks(in)) return k;
+  if (worst_blocks <= free_blocks(s, in)) return k;
   const step_event *b = heap_top(s, &in->boundaries);
   if (b != NULL && b->step - in->step < k) k = b->step - in->step;
   assert(k >= 1);
   return k;
 }
 
-/* The first `steps` iterations of the current decode run: step j attends
- * kv_sum + (j + 1) x decode_n tokens (each request's new token included). */
-static int64_t decode_run_ns(const infsim_sim *s, const instance *in, int64_t steps) {
-  return infsim_cost_decode_run_ns(&s->cost, &in->iter_run, in->kv_sum + in->decode_n, steps);
+/* The batch's entries, for executors that run real kernels: prefill
+ * chunks, then every decoding request. O(batch), only when asked. */
+static infsim_status fill_entries(infsim_sched *s, const instance *in, bool decode, infsim_batch *b,
+                                  infsim_error *err) {
+  int32_t need = in->chunk_count + (decode ? in->running_count : 0);
+  if (need > s->entry_capacity) {
+    infsim_batch_entry *e = realloc(s->entries, (size_t)need * sizeof *e);
+    if (e == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+    s->entries = e;
+    s->entry_capacity = need;
+  }
+  int32_t n = 0;
+  for (int32_t i = 0; i < in->chunk_count; i++) {
+    const req_sched *r = &s->rs[in->chunks[i].req];
+    s->entries[n++] = (infsim_batch_entry){in->chunks[i].req, in->chunks[i].chunk_tokens, r->prefilled};
+  }
+  if (decode)
+    for (int32_t i = 0; i < in->running_count; i++) {
+      const req_sched *r = &s->rs[in->running[i]];
+      if (r->decoding) s->entries[n++] = (infsim_batch_entry){in->running[i], 1, kv_now(in, r)};
+    }
+  b->entries = s->entries;
+  b->entry_count = n;
+  return INFSIM_OK;
 }
 
-/* Starts the next iteration if there is work. */
-static infsim_status start_iteration(infsim_sim *s, instance *in, infsim_error *err) {
+/* Forms the next batch and offers it to the executor, if there is work. */
+static infsim_status start_batch(infsim_sched *s, instance *in, infsim_error *err) {
   infsim_status st;
   bool preempted = false;
   if ((st = apply_step_events(s, in, &preempted, err)) != INFSIM_OK) return st;
   int64_t budget = s->p.max_batched_tokens - (s->p.chunked_prefill ? in->decode_n : 0);
   if (!preempted && (st = admit(s, in, budget, err)) != INFSIM_OK) return st;
-  sim_load_changed(s, in);
+  sched_load_changed(s, in);
 
-  infsim_batch_agg agg = {0};
+  infsim_batch b = {0};
+  b.instance = in->id;
+  b.kv = s->kv;
   in->chunk_count = 0;
   bool decode = in->decode_n > 0 && (s->p.chunked_prefill || in->prefilling.count == 0);
   if (in->prefilling.count > 0) {
@@ -371,84 +322,63 @@ static infsim_status start_iteration(infsim_sim *s, instance *in, infsim_error *
       if (chunk <= 0) break;
       left -= chunk;
       in->chunks[in->chunk_count++] = (prefill_chunk){req, chunk};
-      agg.prefill_tokens += chunk;
-      agg.prefill_attn_pairs += chunk * r->prefilled + chunk * (chunk + 1) / 2;
-      if (chunk == remaining) agg.logits_tokens++;
+      b.agg.prefill_tokens += chunk;
+      b.agg.prefill_attn_pairs += chunk * r->prefilled + chunk * (chunk + 1) / 2;
+      if (chunk == remaining) b.agg.logits_tokens++;
     }
   }
   if (!decode && in->chunk_count == 0) {
     in->busy = false;
     return INFSIM_OK;
   }
-  int64_t lead_ns = in->pending_overhead_ns;
-  in->pending_overhead_ns = 0;
-  int64_t duration_ns = lead_ns;
-  int64_t steps = 0;
+  if (decode) {
+    /* step j attends kv_sum + (j + 1) x decode_n tokens (each request's new token included) */
+    b.agg.decode_requests = in->decode_n;
+    b.agg.decode_context_tokens = in->kv_sum + in->decode_n;
+    b.agg.logits_tokens += in->decode_n;
+  }
   if (in->chunk_count > 0) {
-    /* Prefill chunks, with every decoding request riding along (chunked prefill). */
-    if (decode) {
-      agg.decode_requests = in->decode_n;
-      agg.decode_context_tokens = in->kv_sum + in->decode_n;
-      agg.logits_tokens += in->decode_n;
-      steps = 1;
-    }
-    duration_ns += infsim_cost_iteration_ns(&s->cost, &agg);
+    b.steps = 1; /* prefill chunks, with every decoding request riding along (chunked prefill) */
   } else {
-    /* A macro-step: decode iterations that differ only in context length. */
-    infsim_cost_decode_run_init(&s->cost, in->decode_n, &in->iter_run);
     /* After a preemption admission waited a turn: the next boundary is a
      * scheduling point that a longer run would skip. */
     bool admission_waits = preempted && (in->waiting.count > 0 || in->swapped.count > 0);
-    steps = admission_waits ? 1 : macro_steps(s, in);
-    duration_ns += decode_run_ns(s, in, steps);
+    b.steps = admission_waits ? 1 : decode_steps(s, in);
   }
+  b.swap_in_bytes = in->swap_in_bytes;
+  b.swap_out_bytes = in->swap_out_bytes;
+  in->swap_in_bytes = in->swap_out_bytes = 0;
+  if (s->exec.wants_entries && (st = fill_entries(s, in, decode, &b, err)) != INFSIM_OK) return st;
   in->busy = true;
-  in->generation++;
-  in->iter_start_ns = s->now_ns;
-
-  in->iter_steps = steps;
-  in->iter_lead_ns = lead_ns;
-  return sim_schedule_event(s, s->now_ns + duration_ns, EV_ITERATION_DONE, in->id, in->generation, err);
+  in->iter_steps = decode ? b.steps : 0;
+  int64_t end_ns = -1;
+  return s->exec.submit(s->exec.self, &b, s->now_ns, &end_ns, err);
 }
 
-/* A request that arrives while a macro-step runs could join at the next
- * iteration boundary: cut the macro-step there. */
-static infsim_status truncate_macro_step(infsim_sim *s, instance *in, int64_t arrival_ns, infsim_error *err) {
-  if (!in->busy || in->iter_steps <= 1 || in->chunk_count > 0) return INFSIM_OK;
-  /* The first step boundary at or after the arrival: binary search, the
-   * run's time being non-decreasing in its steps. */
-  int64_t t0 = in->iter_start_ns + in->iter_lead_ns;
-  int64_t lo = 1, hi = in->iter_steps;
-  while (lo < hi) {
-    int64_t mid = lo + (hi - lo) / 2;
-    if (t0 + decode_run_ns(s, in, mid) >= arrival_ns) hi = mid;
-    else lo = mid + 1;
-  }
-  int64_t steps = lo;
-  int64_t t = t0 + decode_run_ns(s, in, steps);
-  if (steps == in->iter_steps) return INFSIM_OK;
-  in->iter_steps = steps;
-  in->generation++;
-  return sim_schedule_event(s, t, EV_ITERATION_DONE, in->id, in->generation, err);
+infsim_status instance_kick(infsim_sched *s, instance *in, infsim_error *err) {
+  return in->busy ? INFSIM_OK : start_batch(s, in, err);
 }
 
-infsim_status instance_arrive(infsim_sim *s, instance *in, int32_t req, infsim_error *err) {
+infsim_status instance_arrive(infsim_sched *s, instance *in, int32_t req, infsim_error *err) {
   infsim_request_record *rec = &s->rec[req];
   req_sched *r = &s->rs[req];
   rec->instance = in->id;
   rec->instances_touched = 1;
+  infsim_kv_set_owner(s->kv, req, in->id);
   int64_t max_kv = rec->prompt_tokens + rec->output_tokens - 1; /* the last token is never appended */
   infsim_reject_reason reason = INFSIM_REJECT_NONE;
-  if (s->p.model.max_context_tokens > 0 && rec->prompt_tokens + rec->output_tokens > s->p.model.max_context_tokens)
+  if (s->p.max_context_tokens > 0 && rec->prompt_tokens + rec->output_tokens > s->p.max_context_tokens)
     reason = INFSIM_REJECT_CONTEXT_LIMIT;
-  else if (blocks_for(s, max_kv) > in->total_blocks)
+  else if (blocks_for(s, max_kv) > s->p.gpu_blocks_per_instance &&
+           (s->policy->accept_oversized == NULL ||
+            !s->policy->accept_oversized(s->policy_self, in->id, req, blocks_for(s, max_kv))))
     reason = INFSIM_REJECT_KV_CAPACITY;
   else if (!s->p.chunked_prefill && rec->prompt_tokens > s->p.max_batched_tokens)
     reason = INFSIM_REJECT_BATCH_TOKENS;
   if (reason != INFSIM_REJECT_NONE) {
     rec->state = INFSIM_REQ_REJECTED;
     rec->reason = (uint8_t)reason;
-    s->done_requests++;
+    sched_request_done(s);
     return INFSIM_OK;
   }
   r->prefill_target = rec->prompt_tokens;
@@ -456,15 +386,19 @@ infsim_status instance_arrive(infsim_sim *s, instance *in, int32_t req, infsim_e
   rec->state = INFSIM_REQ_WAITING;
   infsim_status st = deque_push_back(&in->waiting, req, err);
   if (st != INFSIM_OK) return st;
-  sim_counts_changed(s, 1, 0);
-  sim_load_changed(s, in);
-  if (!in->busy) return start_iteration(s, in, err);
+  sched_counts_changed(s, 1, 0);
+  sched_load_changed(s, in);
+  if (!in->busy) return start_batch(s, in, err);
+  /* A request that arrives while a multi-step decode batch runs could join
+   * at its next step boundary: ask the executor to end the batch there. */
   bool could_join = in->waiting.count == 1 && in->swapped.count == 0 && in->running_count < s->p.max_batch_size &&
-                    blocks_for(s, r->prefill_target) <= free_blocks(in);
-  return could_join ? truncate_macro_step(s, in, rec->arrival_ns, err) : INFSIM_OK;
+                    blocks_for(s, r->prefill_target) <= free_blocks(s, in);
+  if (could_join && in->iter_steps > 1 && in->chunk_count == 0)
+    in->iter_steps = s->exec.cut(s->exec.self, in->id, rec->arrival_ns);
+  return INFSIM_OK;
 }
 
-infsim_status instance_iteration_done(infsim_sim *s, instance *in, infsim_error *err) {
+infsim_status instance_iteration_done(infsim_sched *s, instance *in, infsim_error *err) {
   infsim_status st;
   s->counters.iterations += in->iter_steps > 0 ? in->iter_steps : 1;
   if (in->iter_steps > 0) {
@@ -489,14 +423,12 @@ infsim_status instance_iteration_done(infsim_sim *s, instance *in, infsim_error 
   }
   in->chunk_count = 0;
   in->busy = false;
-  return start_iteration(s, in, err);
+  return start_batch(s, in, err);
 }
 
-infsim_status instance_init(infsim_sim *s, instance *in, int32_t id, infsim_error *err) {
+infsim_status instance_init(infsim_sched *s, instance *in, int32_t id, infsim_error *err) {
   memset(in, 0, sizeof *in);
   in->id = id;
-  in->total_blocks = s->counters.kv_blocks_per_instance;
-  in->swap_capacity_blocks = s->p.swap_space_bytes / s->block_bytes;
   size_t slots = (size_t)s->p.max_batch_size;
   if (slots > s->n_requests) slots = s->n_requests > 0 ? s->n_requests : 1;
   in->running = malloc(slots * sizeof *in->running);
@@ -506,37 +438,32 @@ infsim_status instance_init(infsim_sim *s, instance *in, int32_t id, infsim_erro
 }
 
 void instance_free(instance *in) {
-  free(in->waiting.items);
-  free(in->swapped.items);
-  free(in->prefilling.items);
+  deque_free(&in->waiting);
+  deque_free(&in->swapped);
+  deque_free(&in->prefilling);
   free(in->running);
   free(in->chunks);
-  free(in->finishes.items);
-  free(in->boundaries.items);
+  step_heap_free(&in->finishes);
+  step_heap_free(&in->boundaries);
 }
 
-void instance_check(const infsim_sim *s, const instance *in) {
-  int64_t used = 0, decode_n = 0, kv_sum = 0;
+void instance_check(const infsim_sched *s, const instance *in) {
+  int64_t decode_n = 0, kv_sum = 0;
   for (int32_t i = 0; i < in->running_count; i++) {
-    const req_sched *r = &s->rs[in->running[i]];
-    assert(s->rec[in->running[i]].state == INFSIM_REQ_RUNNING);
+    int32_t q = in->running[i];
+    const req_sched *r = &s->rs[q];
+    assert(s->rec[q].state == INFSIM_REQ_RUNNING);
     assert(r->run_slot == i);
-    used += r->blocks;
     if (r->decoding) {
       decode_n++;
       kv_sum += kv_now(in, r);
-      assert(r->blocks >= blocks_for(s, kv_now(in, r)));
+      assert(infsim_kv_blocks(s->kv, q) >= blocks_for(s, kv_now(in, r)));
     }
   }
-  int64_t swapped = 0;
-  for (int32_t i = 0; i < in->swapped.count; i++) swapped += s->rs[deque_at(&in->swapped, i)].blocks;
-  assert(used == in->used_blocks);
-  assert(in->used_blocks >= 0 && in->used_blocks <= in->total_blocks);
-  assert(swapped == in->swap_used_blocks && swapped <= in->swap_capacity_blocks);
+  for (int32_t i = 0; i < in->swapped.count; i++)
+    assert(s->rec[deque_at(&in->swapped, i)].state == INFSIM_REQ_SWAPPED);
   assert(decode_n == in->decode_n);
   assert(kv_sum == in->kv_sum); /* both as of `step`, the last boundary */
-  (void)used;
   (void)decode_n;
   (void)kv_sum;
-  (void)swapped;
 }

@@ -1,6 +1,7 @@
 /*
 ** sim_fixture.h: helpers shared by the simulator's tests: build params from
-** "key=value" strings, make traces, run a simulation.
+** "key=value" strings, make traces, run a simulation through the run
+** library.
 */
 #ifndef INFSIM_TESTS_SIM_FIXTURE_H
 #define INFSIM_TESTS_SIM_FIXTURE_H
@@ -9,11 +10,11 @@
 #include <stdlib.h>
 
 #include "infsim/config.h"
-#include "infsim/sim.h"
+#include "infsim/run.h"
 #include "infsim/trace.h"
 
 /* Params from NULL-terminated "key=value" settings; aborts on error. */
-static inline infsim_sim_params fixture_params(const char *const *settings) {
+static inline infsim_run_params fixture_params(const char *const *settings) {
   infsim_config *cfg = infsim_config_new();
   infsim_error err = {0};
   for (size_t i = 0; settings[i] != NULL; i++) {
@@ -22,27 +23,27 @@ static inline infsim_sim_params fixture_params(const char *const *settings) {
       abort();
     }
   }
-  infsim_sim_params p;
-  if (infsim_sim_params_from_config(cfg, &p, &err) != INFSIM_OK) {
+  infsim_run_params p;
+  if (infsim_run_params_from_config(cfg, &p, &err) != INFSIM_OK) {
     fprintf(stderr, "fixture: %s\n", err.msg);
     abort();
   }
-  /* The params keep pointers into cfg (calibration.db); tests use the default. */
-  p.calibration_db = "/nonexistent/calibration.db";
-  p.calibration_db_given = false;
+  /* Tests run on the roofline unless they name a DB. */
+  if (!p.calibration_db_given) snprintf(p.calibration_db, sizeof p.calibration_db, "/nonexistent/calibration.db");
   infsim_config_free(cfg);
   return p;
 }
 
-/* Runs a simulation to the end; aborts on error. Caller frees. */
-static inline infsim_sim *fixture_run(const infsim_sim_params *p, const infsim_trace *trace) {
-  infsim_sim *sim = NULL;
+/* Runs a simulation to the end; aborts on error. Caller frees; the trace
+ * must outlive the result. */
+static inline infsim_run_result *fixture_run(const infsim_run_params *p, const infsim_trace *trace) {
+  infsim_run_result *res = NULL;
   infsim_error err = {0};
-  if (infsim_sim_new(p, trace, &sim, &err) != INFSIM_OK || infsim_sim_run(sim, &err) != INFSIM_OK) {
+  if (infsim_run_simulate(p, trace, NULL, &res, &err) != INFSIM_OK) {
     fprintf(stderr, "fixture: %s\n", err.msg);
     abort();
   }
-  return sim;
+  return res;
 }
 
 static inline void fixture_add(infsim_trace *t, int64_t arrival_ns, int64_t prompt, int64_t output) {

@@ -5,6 +5,7 @@
 ** the closed-form decode sum against step-by-step summation.
 */
 #include <math.h>
+#include <stdlib.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -38,16 +39,16 @@ static void test_gemm_and_attention_by_hand(void **state) {
   /* One layer's GEMM parameters: 4096 x (3 x 4096) QKV + 4096^2 O + 3 x 4096 x 11008 MLP = 202,375,168. */
   double hbm = 2039e9 * 0.8;
   /* 1 token: weight-bound. 404,750,336 weight bytes + 4 x 4096 x 2 activation bytes. */
-  assert_close(c->gemm_layer_ns(c->self, 1), (404750336.0 + 32768.0) / hbm * 1e9 + 2500.0, 1e-9);
+  assert_close(c->gemm_layer_ns(c->self, 1), (404750336.0 + 32768.0) / hbm * 1e9, 1e-9);
   /* 8,192 tokens: compute-bound, 2 x 8192 x 202,375,168 FLOPs at 70% of 312 TFLOP/s. */
-  assert_close(c->gemm_layer_ns(c->self, 8192), 2.0 * 8192 * 202375168.0 / (312e12 * 0.7) * 1e9 + 2500.0, 1e-9);
+  assert_close(c->gemm_layer_ns(c->self, 8192), 2.0 * 8192 * 202375168.0 / (312e12 * 0.7) * 1e9, 1e-9);
   /* Decode: 64 requests, 64,000 context tokens: K and V of 32 heads x 128 x 2 bytes each. */
   double kv_bytes = 64000.0 * 2 * 32 * 128 * 2 + 64.0 * 2 * 32 * 128 * 2;
-  assert_close(c->decode_attn_layer_ns(c->self, 64, 64000), kv_bytes / hbm * 1e9 + 2500.0, 1e-9);
+  assert_close(c->decode_attn_layer_ns(c->self, 64, 64000), kv_bytes / hbm * 1e9, 1e-9);
   /* Prefill of 4,096 tokens: 4096 x 4097 / 2 pairs, 4 FLOPs per pair per dim per head, 50% of peak. */
   double pairs = 4096.0 * 4097.0 / 2.0;
   assert_close(c->prefill_attn_layer_ns(c->self, 4096, (int64_t)pairs),
-               4.0 * pairs * 128 * 32 / (312e12 * 0.5) * 1e9 + 2500.0, 1e-9);
+               4.0 * pairs * 128 * 32 / (312e12 * 0.5) * 1e9, 1e-9);
   assert_true(c->gemm_layer_ns(c->self, 0) == 0.0 && c->decode_attn_layer_ns(c->self, 0, 0) == 0.0);
   infsim_cost_model_destroy(&cm);
 }
@@ -59,10 +60,11 @@ static void test_tensor_parallel_iteration(void **state) {
   (void)state;
   infsim_cost_model cm = model_on("llama2-7b", "a100-80gb", 2);
   const infsim_cost_curves *c = &cm.curves;
-  assert_close(c->gemm_layer_ns(c->self, 1), (404750336.0 / 2 + 32768.0) / (2039e9 * 0.8) * 1e9 + 2500.0, 1e-9);
+  assert_close(c->gemm_layer_ns(c->self, 1), (404750336.0 / 2 + 32768.0) / (2039e9 * 0.8) * 1e9, 1e-9);
   infsim_batch_agg agg = {.decode_requests = 100, .decode_context_tokens = 100000, .logits_tokens = 100};
   double allreduce = 1.0 * 100 * 4096 * 2 / 300e9 * 1e9 + 2.0 * 5000;
-  double layer = c->gemm_layer_ns(c->self, 100) + c->decode_attn_layer_ns(c->self, 100, 100000) + 2 * allreduce;
+  double layer =
+      c->gemm_layer_ns(c->self, 100) + c->decode_attn_layer_ns(c->self, 100, 100000) + 2 * allreduce + 2500.0;
   double lm_head = c->gemm_layer_ns(c->self, 100) * (32000.0 * 4096 / 202375168.0);
   double want = 500000 + 32 * layer + lm_head;
   assert_true(fabs((double)infsim_cost_iteration_ns(&cm, &agg) - want) <= 0.5); /* rounded to the ns */
@@ -105,11 +107,78 @@ static void test_decode_run_closed_form_equals_loop(void **state) {
   }
 }
 
+/* cost.layer_overhead_us is per layer and iteration, prefill and decode
+ * alike, and per step of a decode run: with overhead x, an iteration of an
+ * L-layer model takes exactly L x x longer than with none. */
+static void test_layer_overhead_is_per_layer(void **state) {
+  (void)state;
+  infsim_cost_model with = model_on("llama2-7b", "a100-80gb", 1);
+  infsim_cost_model none = {0};
+  none.model = with.model;
+  none.layout = with.layout;
+  infsim_roofline_eff zero = k_eff;
+  zero.layer_overhead_ns = 0;
+  infsim_gpu_spec spec;
+  assert_true(infsim_gpu_builtin("a100-80gb", &spec));
+  assert_int_equal(infsim_cost_curves_roofline(&none.model, &spec, 1, &zero, &none.curves, NULL), INFSIM_OK);
+  const infsim_batch_agg batches[] = {
+      {.prefill_tokens = 1024, .prefill_attn_pairs = 1024 * 1025 / 2, .logits_tokens = 1},
+      {.decode_requests = 8, .decode_context_tokens = 8000, .logits_tokens = 8},
+      {.prefill_tokens = 100, .prefill_attn_pairs = 5050, .decode_requests = 3, .decode_context_tokens = 900,
+       .logits_tokens = 4},
+  };
+  for (size_t i = 0; i < sizeof batches / sizeof batches[0]; i++) {
+    int64_t d = infsim_cost_iteration_ns(&with, &batches[i]) - infsim_cost_iteration_ns(&none, &batches[i]);
+    assert_true(llabs(d - 32 * 2500) <= 1);
+  }
+  infsim_decode_run rw, rn;
+  infsim_cost_decode_run_init(&with, 16, &rw);
+  infsim_cost_decode_run_init(&none, 16, &rn);
+  int64_t d = infsim_cost_decode_run_ns(&with, &rw, 16 * 500, 40) - infsim_cost_decode_run_ns(&none, &rn, 16 * 500, 40);
+  assert_true(llabs(d - 40 * 32 * 2500) <= 1);
+  infsim_cost_model_destroy(&with);
+  infsim_cost_model_destroy(&none);
+}
+
+/* DistAttention's remote path (costmodel.c): per layer the query goes out
+ * and per (request, holder) the partial (H/tp x d) plus one LSE per head
+ * comes back at wire precision; remote MA runs on the holders; with overlap
+ * only what exceeds the local attention shows, plus the merge. And a KV
+ * copy inside a GPU reads and writes its bytes once at HBM speed. */
+static void test_remote_attention_and_kv_copy(void **state) {
+  (void)state;
+  infsim_cost_model cm = model_on("llama2-7b", "a100-80gb", 1);
+  cm.layout.remote_link_bytes_per_s = 25e9;
+  cm.layout.wire_bytes_per_value = 2.0;
+  const infsim_cost_curves *c = &cm.curves;
+  infsim_batch_agg local = {.decode_requests = 4, .decode_context_tokens = 4000, .logits_tokens = 4};
+  infsim_batch_agg split = local;
+  split.remote_requests = 2;
+  split.remote_context_tokens = 50000;
+  split.remote_partials = 2;
+  double bytes = 2.0 * 32 * (2.0 * 128 + 1.0) * 2.0; /* 2 partials x 32 heads x (q + o + lse) x fp16 */
+  double wire = bytes / 25e9 * 1e9 + 2.0 * 5000;
+  double remote = wire + c->decode_attn_layer_ns(c->self, 2, 50000);
+  double local_attn = c->decode_attn_layer_ns(c->self, 4, 4000);
+  double merge = c->merge_layer_ns(c->self, 2, 4);
+  for (int overlap = 0; overlap <= 1; overlap++) {
+    cm.layout.overlap_remote = overlap;
+    double extra = overlap ? fmax(0.0, remote - local_attn) + merge : remote + merge;
+    double got = (double)(infsim_cost_iteration_ns(&cm, &split) - infsim_cost_iteration_ns(&cm, &local));
+    assert_close(got, 32.0 * extra, 1e-6);
+  }
+  assert_close(c->kv_copy_ns(c->self, 1 << 20), 2.0 * (1 << 20) / (2039e9 * 0.8) * 1e9, 1e-9);
+  assert_true(c->kv_copy_ns(c->self, 0) == 0.0);
+  infsim_cost_model_destroy(&cm);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_gemm_and_attention_by_hand),
       cmocka_unit_test(test_tensor_parallel_iteration),
       cmocka_unit_test(test_decode_run_closed_form_equals_loop),
+      cmocka_unit_test(test_layer_overhead_is_per_layer),
+      cmocka_unit_test(test_remote_attention_and_kv_copy),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -103,7 +103,8 @@ ok &= close(s['requests_per_s'], len(done) / span)
 slo = s['config']['slo']
 meets = sum(1 for r in done if float(r['ttft_s']) <= slo['ttft_s'] and
             (int(r['output_tokens']) < 2 or (float(r['e2e_s']) - float(r['ttft_s'])) / (int(r['output_tokens']) - 1) <= slo['tpot_s']))
-ok &= close(s['slo_attainment'], meets / len(done))
+rejected = sum(1 for r in rows if r['status'] == 'rejected')
+ok &= close(s['slo_attainment'], meets / (len(done) + rejected))  # a rejection is a miss
 ok &= close(s['goodput_req_s'], meets / span)
 ok &= s['completed'] == len(done) and s['arrived'] == len(rows)
 sys.exit(0 if ok else 1)

@@ -25,14 +25,14 @@ static const char *const k_single_server[] = {"model=llama2-7b", "gpu=a100-80gb"
 enum { PROMPT_TOKENS = 256, OUTPUT_TOKENS = 16 };
 
 /* Service time of one request alone: its E2E. */
-static int64_t service_time_ns(const infsim_sim_params *p) {
+static int64_t service_time_ns(const infsim_run_params *p) {
   infsim_trace t = {0};
   fixture_add(&t, 0, PROMPT_TOKENS, OUTPUT_TOKENS);
-  infsim_sim *sim = fixture_run(p, &t);
+  infsim_run_result *sim = fixture_run(p, &t);
   size_t n = 0;
-  const infsim_request_record *r = infsim_sim_requests(sim, &n);
+  const infsim_request_record *r = infsim_run_result_requests(sim, &n);
   int64_t d = r[0].finish_ns - r[0].arrival_ns;
-  infsim_sim_free(sim);
+  infsim_run_result_free(sim);
   infsim_trace_free(&t);
   return d;
 }
@@ -51,14 +51,14 @@ static infsim_trace poisson_trace(double rate_per_s, size_t n, uint64_t seed) {
 
 static void test_md1_mean_wait_matches_pollaczek_khinchine(void **state) {
   (void)state;
-  infsim_sim_params p = fixture_params(k_single_server);
+  infsim_run_params p = fixture_params(k_single_server);
   double d_s = (double)service_time_ns(&p) * 1e-9;
   const double rho = 0.5;
   const size_t n = 100000;
   infsim_trace t = poisson_trace(rho / d_s, n, 11);
-  infsim_sim *sim = fixture_run(&p, &t);
+  infsim_run_result *sim = fixture_run(&p, &t);
   size_t count = 0;
-  const infsim_request_record *r = infsim_sim_requests(sim, &count);
+  const infsim_request_record *r = infsim_run_result_requests(sim, &count);
   double wait_sum_s = 0.0;
   for (size_t i = 0; i < count; i++) {
     assert_int_equal(r[i].state, INFSIM_REQ_FINISHED);
@@ -74,19 +74,19 @@ static void test_md1_mean_wait_matches_pollaczek_khinchine(void **state) {
    * Daley 1968, an upper bound for deterministic service): 1.7% at n = 1e5.
    * 8% is over four standard errors. */
   assert_true(fabs(wq_sim - wq_pk) / wq_pk < 0.08);
-  infsim_sim_free(sim);
+  infsim_run_result_free(sim);
   infsim_trace_free(&t);
 }
 
 static void test_littles_law_on_time_averaged_queue(void **state) {
   (void)state;
-  infsim_sim_params p = fixture_params(k_single_server);
+  infsim_run_params p = fixture_params(k_single_server);
   double d_s = (double)service_time_ns(&p) * 1e-9;
   infsim_trace t = poisson_trace(0.8 / d_s, 20000, 5);
-  infsim_sim *sim = fixture_run(&p, &t);
+  infsim_run_result *sim = fixture_run(&p, &t);
   size_t count = 0;
-  const infsim_request_record *r = infsim_sim_requests(sim, &count);
-  const infsim_run_counters *c = infsim_sim_counters(sim);
+  const infsim_request_record *r = infsim_run_result_requests(sim, &count);
+  const infsim_run_counters *c = infsim_run_result_counters(sim);
   infsim_summary sum;
   infsim_error err = {0};
   assert_int_equal(infsim_summary_compute(&p, r, count, c, &sum, &err), INFSIM_OK);
@@ -100,7 +100,7 @@ static void test_littles_law_on_time_averaged_queue(void **state) {
   assert_true(fabs(sum.mean_waiting_requests - lambda * w) <= 1e-6 * (1.0 + lambda * w));
   /* and the server is busy a fraction rho of the time: L_service = lambda D */
   assert_true(fabs(sum.mean_running_requests - lambda * d_s) <= 1e-6 * (1.0 + lambda * d_s));
-  infsim_sim_free(sim);
+  infsim_run_result_free(sim);
   infsim_trace_free(&t);
 }
 

@@ -22,23 +22,12 @@
 #ifndef INFSIM_COSTMODEL_H
 #define INFSIM_COSTMODEL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
+#include "infsim/batch.h"
 #include "infsim/hardware.h"
 #include "infsim/status.h"
-
-/* Batch aggregates of one iteration (whole model replica, before sharding). */
-typedef struct {
-  int64_t prefill_tokens;      /* tokens of prompt chunks in this iteration */
-  int64_t prefill_attn_pairs;  /* sum over chunks of chunk_tokens x (tokens before it + (chunk_tokens+1)/2) */
-  int64_t decode_requests;     /* requests generating one token */
-  int64_t decode_context_tokens; /* sum of their contexts (KV tokens attended) held locally */
-  int64_t logits_tokens;       /* tokens whose logits are computed: decodes + prefills that complete */
-  /* DistAttention: KV held by other instances for this batch's requests. */
-  int64_t remote_requests;       /* requests with part of their KV remote */
-  int64_t remote_context_tokens; /* KV tokens attended remotely (sum over holders) */
-  int64_t remote_partials;       /* (request, holder) pairs whose partials are merged */
-} infsim_batch_agg;
 
 /* Per-layer kernel times on one TP shard, in nanoseconds (as double: the
  * composition sums them before rounding once). */
@@ -60,6 +49,10 @@ typedef struct {
   /* Copying `bytes` of KV blocks within one GPU's memory. */
   double (*kv_copy_ns)(void *self, int64_t bytes);
   void (*destroy)(void *self);
+  /* Launches, norms, RoPE: a fixed time per layer per iteration that the
+   * curves above leave out (roofline: cost.layer_overhead_us; calibrated
+   * curves hold measured launch costs, so 0). */
+  double layer_overhead_ns;
   char name[2 * INFSIM_NAME_BYTES]; /* "roofline:a100-80gb" or "calibrated:PROFILE" */
 } infsim_cost_curves;
 
@@ -69,7 +62,7 @@ typedef struct {
   double gemm_flops_eff;
   double attn_flops_eff;
   double hbm_eff;
-  int64_t kernel_overhead_ns; /* fixed per layer: launches, norms, RoPE */
+  int64_t layer_overhead_ns; /* fixed per layer and iteration: launches, norms, RoPE */
 } infsim_roofline_eff;
 
 /* Roofline curves for `model` sharded over tp GPUs of `gpu`. */
@@ -96,7 +89,8 @@ typedef struct {
   infsim_instance_layout layout;
 } infsim_cost_model;
 
-/* Time of one iteration of an instance for the aggregates, in ns (>= 1). */
+/* Time of one iteration of an instance for the aggregates, in ns (>= 1);
+ * INT64_MAX when it would not fit in int64 (the caller fails the run). */
 int64_t infsim_cost_iteration_ns(const infsim_cost_model *cm, const infsim_batch_agg *agg);
 
 /* Decode-only iterations in a row differ only in their context: the part
@@ -114,6 +108,21 @@ void infsim_cost_decode_run_init(const infsim_cost_model *cm, int64_t decode_req
  * `requests` more (rounded once, to the ns). Non-decreasing in steps. */
 int64_t infsim_cost_decode_run_ns(const infsim_cost_model *cm, const infsim_decode_run *run, int64_t first_context,
                                   int64_t steps);
+
+/* Where a run's curves come from, decided in one place: the profile
+ * `gpu_key` of the calibration DB at db_path when the DB has it for the
+ * model and layout.tp, else the built-in GPU `gpu_key`'s roofline; an
+ * unreadable DB is an error when db_given (else the roofline), and a key
+ * that is neither a built-in GPU nor a profile in the DB is an error. */
+infsim_status infsim_cost_model_build(const char *gpu_key, const char *db_path, bool db_given,
+                                      const infsim_model_shape *model, const infsim_instance_layout *layout,
+                                      const infsim_roofline_eff *eff, infsim_cost_model *out, infsim_error *err);
+
+/* The GPU spec a `gpu` key stands for: a built-in GPU, or a calibrated
+ * profile named after one plus a suffix ("h100-sxm-lab2": the longest
+ * built-in name followed by '-'), which takes that GPU's memory and links.
+ * Returns false for anything else. */
+bool infsim_gpu_for_key(const char *gpu_key, infsim_gpu_spec *out);
 
 /* Time to move `bytes` over a link of bytes_per_s with latency. */
 int64_t infsim_cost_transfer_ns(int64_t bytes, double bytes_per_s, int64_t latency_ns);

@@ -16,8 +16,9 @@
 
 typedef struct infsim_dispatcher infsim_dispatcher;
 
-/* kind: 0 least-loaded, 1 round-robin (infsim_dispatch_kind). */
-infsim_status infsim_dispatcher_new(int kind, int32_t instances, infsim_dispatcher **out, infsim_error *err);
+typedef enum { INFSIM_DISPATCH_LEAST_LOADED = 0, INFSIM_DISPATCH_ROUND_ROBIN = 1 } infsim_dispatch_kind;
+
+infsim_status infsim_dispatcher_new(infsim_dispatch_kind kind, int32_t instances, infsim_dispatcher **out, infsim_error *err);
 void infsim_dispatcher_free(infsim_dispatcher *d);
 
 /* The instance the next request goes to. */

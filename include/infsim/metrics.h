@@ -8,9 +8,10 @@
 **  nearest-rank (the ceil(p/100 x n)-th smallest); an empty set gives
 **  count 0 and zeros. throughput_tok_s = output tokens of completed
 **  requests / (last finish - first arrival); requests_per_s = completed /
-**  the same span; slo_attainment = share of the statistics' requests that
-**  meet both slo.ttft_s and slo.tpot_s (a one-token request has no TPOT
-**  and meets that bound); goodput_req_s = those requests / the span.
+**  the same span; slo_attainment = requests that completed within both
+**  slo.ttft_s and slo.tpot_s (a one-token request has no TPOT and meets
+**  that bound) / all requests counted, completed and rejected, after
+**  warm-up: a rejection is a miss; goodput_req_s = those requests / the span.
 */
 #ifndef INFSIM_METRICS_H
 #define INFSIM_METRICS_H
@@ -18,7 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "infsim/sim.h"
+#include "infsim/params.h"
+#include "infsim/sched.h"
 
 typedef struct {
   int64_t count;
@@ -50,7 +52,7 @@ typedef struct {
   double mean_running_requests;
 } infsim_summary;
 
-infsim_status infsim_summary_compute(const infsim_sim_params *p, const infsim_request_record *rec, size_t n,
+infsim_status infsim_summary_compute(const infsim_run_params *p, const infsim_request_record *rec, size_t n,
                                      const infsim_run_counters *c, infsim_summary *out, infsim_error *err);
 
 #endif

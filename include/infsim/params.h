@@ -19,13 +19,13 @@
 #include "infsim/sched.h"
 #include "infsim/status.h"
 
-enum { INFSIM_PATH_BYTES = 1024 };
+enum { INFSIM_CONFIG_PATH_BYTES = 1024 };
 
 typedef struct {
   infsim_model_shape model;
   infsim_gpu_spec gpu;
   char gpu_profile[INFSIM_NAME_BYTES];    /* the `gpu` key as given */
-  char calibration_db[INFSIM_PATH_BYTES]; /* path */
+  char calibration_db[INFSIM_CONFIG_PATH_BYTES]; /* path */
   bool calibration_db_given;              /* set in the config: it must exist */
   infsim_roofline_eff roofline;
 
@@ -48,6 +48,7 @@ typedef struct {
   double slo_tpot_s;
   int64_t warmup_ns;
   int64_t sample_interval_ns;
+  bool record_iterations; /* metrics.iterations: write iterations.csv */
   uint64_t seed;
 } infsim_run_params;
 

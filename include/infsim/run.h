@@ -29,6 +29,7 @@
 #include "infsim/metrics.h"
 #include "infsim/params.h"
 #include "infsim/sched.h"
+#include "infsim/sim.h"
 #include "infsim/status.h"
 #include "infsim/trace.h"
 
@@ -50,8 +51,13 @@ const infsim_trace *infsim_run_setup_trace(const infsim_run_setup *setup);
 /* The resolved config (borrowed reference). */
 json_t *infsim_run_setup_config(const infsim_run_setup *setup);
 
-/* Simulates the setup (which stays untouched: one setup can run many times). */
+/* Simulates the setup (which stays untouched: one setup can run many times;
+ * it must outlive the result). */
 infsim_status infsim_run_execute(const infsim_run_setup *setup, infsim_run_result **out, infsim_error *err);
+/* The same from parameters and a trace (both borrowed: the trace must
+ * outlive the result); config, if not NULL, is summary.json's `config`. */
+infsim_status infsim_run_simulate(const infsim_run_params *p, const infsim_trace *trace, json_t *config,
+                                  infsim_run_result **out, infsim_error *err);
 void infsim_run_result_free(infsim_run_result *res);
 
 const infsim_run_params *infsim_run_result_params(const infsim_run_result *res);
@@ -59,6 +65,10 @@ const infsim_summary *infsim_run_result_summary(const infsim_run_result *res);
 const infsim_request_record *infsim_run_result_requests(const infsim_run_result *res, size_t *count);
 const infsim_sample_row *infsim_run_result_samples(const infsim_run_result *res, size_t *count);
 const infsim_run_counters *infsim_run_result_counters(const infsim_run_result *res);
+/* iterations.csv's rows (empty unless metrics.iterations). */
+const infsim_iteration_row *infsim_run_result_iterations(const infsim_run_result *res, size_t *count);
+/* The time series' interval after any doubling (sim.h). */
+int64_t infsim_run_result_sample_interval_ns(const infsim_run_result *res);
 /* "roofline:GPU" or "calibrated:PROFILE". */
 const char *infsim_run_result_cost_model(const infsim_run_result *res);
 double infsim_run_result_wall_s(const infsim_run_result *res);

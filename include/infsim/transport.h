@@ -42,7 +42,7 @@ typedef enum {
       INFSIM_MSG_KIND_COUNT
 } infsim_msg_kind;
 
-/* "borrow_request", ... (lower case). */
+/* "BORROW_REQUEST", ... as in the enum. */
 const char *infsim_msg_kind_name(infsim_msg_kind k);
 
 typedef struct infsim_msg_s {

@@ -1,0 +1,231 @@
+/*
+** run.c: the run library (run.h): config -> params -> trace -> cost source
+** -> simulation -> result.
+**
+** Everything that can be wrong with the inputs is found in
+** infsim_run_setup_load (exit 2 material); infsim_run_execute only builds
+** the cluster the policy lays out and runs it. KV blocks per instance:
+** gpu_memory_utilization of the instance's GPU memory, less the weights,
+** in blocks of block_tokens tokens of all layers (vLLM's profile-based
+** sizing, without activation memory).
+*/
+#include "infsim/run.h"
+
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "infsim/sim.h"
+#include "run_internal.h"
+
+struct infsim_run_setup {
+  infsim_run_params params;
+  json_t *config; /* resolved */
+  infsim_trace trace;
+};
+
+static double wall_now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Resolves a path in the config relative to the config file's directory. */
+static infsim_status resolve_relative(const char *config_path, const char *path, char *out, size_t out_bytes,
+                                      infsim_error *err) {
+  char buf[4096];
+  int n;
+  if (path[0] == '/') {
+    n = snprintf(out, out_bytes, "%s", path);
+  } else {
+    snprintf(buf, sizeof buf, "%s", config_path);
+    n = snprintf(out, out_bytes, "%s/%s", dirname(buf), path);
+  }
+  if (n < 0 || (size_t)n >= out_bytes) return infsim_fail(err, INFSIM_EINPUT, "workload.trace: path too long");
+  return INFSIM_OK;
+}
+
+infsim_status infsim_run_setup_load(const infsim_run_args *args, infsim_run_setup **out, infsim_error *err) {
+  *out = NULL;
+  infsim_run_setup *setup = calloc(1, sizeof *setup);
+  infsim_config *cfg = infsim_config_new();
+  infsim_status st = INFSIM_OK;
+  if (setup == NULL || cfg == NULL) {
+    st = infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+    goto done;
+  }
+  if ((st = infsim_config_load_yaml(cfg, args->config_path, err)) != INFSIM_OK) goto done;
+  for (int i = 0; i < args->set_count; i++)
+    if ((st = infsim_config_set(cfg, args->sets[i], err)) != INFSIM_OK) goto done;
+  if (args->seed_text != NULL && (st = infsim_config_put(cfg, "seed", args->seed_text, "--seed", err)) != INFSIM_OK)
+    goto done;
+  if ((st = infsim_run_params_from_config(cfg, &setup->params, err)) != INFSIM_OK) goto done;
+  const char *cfg_trace = NULL;
+  if (infsim_config_has(cfg, "workload.trace") &&
+      (st = infsim_config_string(cfg, "workload.trace", "", &cfg_trace, err)) != INFSIM_OK)
+    goto done;
+  if (args->trace_path != NULL) {
+    infsim_config_mark_used(cfg, "workload");
+    st = infsim_trace_read_csv(args->trace_path, &setup->trace, err);
+  } else if (cfg_trace != NULL) {
+    char path[4096];
+    infsim_config_mark_used(cfg, "workload");
+    if ((st = resolve_relative(args->config_path, cfg_trace, path, sizeof path, err)) == INFSIM_OK)
+      st = infsim_trace_read_csv(path, &setup->trace, err);
+  } else {
+    st = infsim_workload_generate(cfg, "workload", setup->params.seed, &setup->trace, err);
+  }
+  if (st != INFSIM_OK) goto done;
+  if ((st = infsim_config_check_unused(cfg, err)) != INFSIM_OK) goto done;
+  setup->config = infsim_config_resolved_json(cfg);
+done:
+  infsim_config_free(cfg);
+  if (st != INFSIM_OK) {
+    infsim_run_setup_free(setup);
+    return st;
+  }
+  *out = setup;
+  return INFSIM_OK;
+}
+
+void infsim_run_setup_free(infsim_run_setup *setup) {
+  if (setup == NULL) return;
+  json_decref(setup->config);
+  infsim_trace_free(&setup->trace);
+  free(setup);
+}
+
+const infsim_run_params *infsim_run_setup_params(const infsim_run_setup *setup) { return &setup->params; }
+
+const infsim_trace *infsim_run_setup_trace(const infsim_run_setup *setup) { return &setup->trace; }
+
+json_t *infsim_run_setup_config(const infsim_run_setup *setup) { return setup->config; }
+
+/* An instance of `gpus` GPUs: tensor parallel within a node, pipeline
+ * stages across nodes when it is larger than a node. */
+static infsim_instance_layout instance_layout(const infsim_run_params *p, int64_t gpus) {
+  infsim_instance_layout l = {0};
+  l.tp = gpus < p->gpus_per_node ? gpus : p->gpus_per_node;
+  l.pp = (gpus + l.tp - 1) / l.tp;
+  l.tp_link_bytes_per_s = p->intra_node_bytes_per_s;
+  l.pp_link_bytes_per_s = p->inter_node_bytes_per_s;
+  l.remote_link_bytes_per_s = p->inter_node_bytes_per_s;
+  l.link_latency_ns = p->link_latency_ns;
+  l.iteration_overhead_ns = p->iteration_overhead_ns;
+  l.wire_bytes_per_value = 2.0;
+  l.overlap_remote = 1;
+  return l;
+}
+
+/* The scheduler's parameters for the policy's layout: instances and KV blocks. */
+static infsim_status size_cluster(const infsim_run_params *p, int64_t gpus_per_instance, int64_t instances,
+                                  infsim_sched_params *sp, infsim_error *err) {
+  *sp = p->sched;
+  const infsim_model_shape *m = &p->model;
+  if (instances > INT32_MAX) return infsim_fail(err, INFSIM_EINPUT, "cluster.instances: too many instances");
+  sp->instances = (int32_t)instances;
+  sp->max_context_tokens = m->max_context_tokens;
+  sp->block_bytes = sp->block_tokens * infsim_model_kv_bytes_per_token(m);
+  double usable = (double)p->gpu.memory_bytes * (double)gpus_per_instance * p->gpu_memory_utilization;
+  double kv_bytes = usable - (double)infsim_model_weight_bytes(m);
+  if (kv_bytes < (double)sp->block_bytes)
+    return infsim_fail(err, INFSIM_EINPUT,
+                       "%s on %lld x %s: weights (%.1f GiB) leave no room for the KV cache; add "
+                       "cluster.gpus_per_instance",
+                       m->name, (long long)gpus_per_instance, p->gpu.name,
+                       (double)infsim_model_weight_bytes(m) / (1 << 30));
+  sp->gpu_blocks_per_instance = (int64_t)(kv_bytes / (double)sp->block_bytes);
+  sp->host_blocks_per_instance = p->swap_space_bytes / sp->block_bytes;
+  return INFSIM_OK;
+}
+
+infsim_status infsim_run_execute(const infsim_run_setup *setup, infsim_run_result **out, infsim_error *err) {
+  return infsim_run_simulate(&setup->params, &setup->trace, setup->config, out, err);
+}
+
+infsim_status infsim_run_simulate(const infsim_run_params *p, const infsim_trace *trace, json_t *config,
+                                  infsim_run_result **out, infsim_error *err) {
+  *out = NULL;
+  const infsim_policy_ops *policy = infsim_policy_lookup(p->sched.policy_name);
+  if (policy == NULL) return infsim_fail(err, INFSIM_EINPUT, "policy.name: unknown policy '%s'", p->sched.policy_name);
+  infsim_policy_layout layout = policy->layout(p->sched.policy_settings, p->instances, p->gpus_per_instance);
+  infsim_instance_layout il = instance_layout(p, layout.gpus_per_instance);
+  if (il.tp > p->model.heads)
+    return infsim_fail(err, INFSIM_EINPUT,
+                       "cluster.gpus_per_instance: tensor parallelism %lld exceeds the %lld attention heads of %s",
+                       (long long)il.tp, (long long)p->model.heads, p->model.name);
+  infsim_sim_config sc = {0};
+  infsim_status st = size_cluster(p, layout.gpus_per_instance, layout.instances, &sc.sched, err);
+  if (st != INFSIM_OK) return st;
+  sc.sample_interval_ns = p->sample_interval_ns;
+  sc.pcie_bytes_per_s = p->pcie_bytes_per_s;
+  sc.link_bytes_per_s = p->inter_node_bytes_per_s;
+  sc.link_latency_ns = p->link_latency_ns;
+  sc.record_iterations = p->record_iterations;
+
+  infsim_run_result *res = calloc(1, sizeof *res);
+  if (res == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  res->params = *p;
+  res->config = config != NULL ? json_incref(config) : json_object();
+  res->trace = trace;
+  infsim_cost_model cost;
+  st = infsim_cost_model_build(p->gpu_profile, p->calibration_db, p->calibration_db_given, &p->model, &il,
+                               &p->roofline, &cost, err);
+  if (st == INFSIM_OK) {
+    snprintf(res->cost_model, sizeof res->cost_model, "%s", cost.curves.name);
+    st = infsim_sim_new(&sc, &cost, trace, &res->sim, err);
+  }
+  if (st == INFSIM_OK) {
+    double t0 = wall_now_s();
+    st = infsim_sim_run(res->sim, err);
+    res->wall_s = wall_now_s() - t0;
+  }
+  if (st == INFSIM_OK) {
+    size_t n = 0;
+    const infsim_request_record *rec = infsim_sim_requests(res->sim, &n);
+    st = infsim_summary_compute(p, rec, n, infsim_sim_counters(res->sim), &res->summary, err);
+  }
+  if (st != INFSIM_OK) {
+    infsim_run_result_free(res);
+    return st;
+  }
+  *out = res;
+  return INFSIM_OK;
+}
+
+void infsim_run_result_free(infsim_run_result *res) {
+  if (res == NULL) return;
+  infsim_sim_free(res->sim);
+  json_decref(res->config);
+  free(res);
+}
+
+const infsim_run_params *infsim_run_result_params(const infsim_run_result *res) { return &res->params; }
+
+const infsim_summary *infsim_run_result_summary(const infsim_run_result *res) { return &res->summary; }
+
+const infsim_request_record *infsim_run_result_requests(const infsim_run_result *res, size_t *count) {
+  return infsim_sim_requests(res->sim, count);
+}
+
+const infsim_sample_row *infsim_run_result_samples(const infsim_run_result *res, size_t *count) {
+  return infsim_sim_samples(res->sim, count);
+}
+
+const infsim_iteration_row *infsim_run_result_iterations(const infsim_run_result *res, size_t *count) {
+  return infsim_sim_iterations(res->sim, count);
+}
+
+const infsim_run_counters *infsim_run_result_counters(const infsim_run_result *res) {
+  return infsim_sim_counters(res->sim);
+}
+
+const char *infsim_run_result_cost_model(const infsim_run_result *res) { return res->cost_model; }
+
+double infsim_run_result_wall_s(const infsim_run_result *res) { return res->wall_s; }
+
+int64_t infsim_run_result_sample_interval_ns(const infsim_run_result *res) {
+  return infsim_sim_sample_interval_used_ns(res->sim);
+}

@@ -1,0 +1,21 @@
+/*
+** run_internal.h: the run result's fields, shared by run.c (which fills
+** them) and report.c (which writes them). Not a public header.
+*/
+#ifndef INFSIM_RUN_INTERNAL_H
+#define INFSIM_RUN_INTERNAL_H
+
+#include "infsim/run.h"
+#include "infsim/sim.h"
+
+struct infsim_run_result {
+  infsim_run_params params;
+  json_t *config; /* resolved, shared with the setup */
+  const infsim_trace *trace; /* borrowed */
+  infsim_sim *sim;
+  infsim_summary summary;
+  char cost_model[2 * INFSIM_NAME_BYTES];
+  double wall_s;
+};
+
+#endif

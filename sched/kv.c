@@ -1,0 +1,298 @@
+/*
+** kv.c: the KV manager (kv.h): block ids, per-request block tables, and
+** each block's holder and state.
+**
+** A pool is one instance's GPU memory or one host's memory. Its slots are
+** handed out from a stack of freed slots, else from a high-water mark, so a
+** pool's arrays grow with the blocks in use at once, not with its
+** capacity (a tiny model has millions of blocks an instance). A block's
+** global id is pool x stride + slot.
+**
+** Invariants (infsim_kv_check):
+**  - every slot below a pool's high-water mark is either on its free stack
+**    (owner -1) or in exactly one table, the table of its owner request;
+**  - per instance: local + lent + free == capacity; borrowed and swapped
+**    count the instance's requests' blocks held elsewhere;
+**  - sum of lent == sum of borrowed over instances.
+*/
+#include "infsim/kv.h"
+
+#include <assert.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+  int64_t *ids;
+  int32_t count;
+  int32_t capacity;
+  int32_t owner; /* instance, -1 unset */
+} kv_table;
+
+typedef struct {
+  int64_t capacity;
+  int64_t high_water; /* slots ever handed out */
+  int64_t *free_slots;
+  int64_t free_count;
+  int64_t free_capacity;
+  int64_t *slot_req; /* the request a slot holds, -1 free; [0, high_water) */
+  int64_t slot_req_capacity;
+  int64_t in_use;
+  /* GPU pools only: blocks held here by requests owned here / elsewhere */
+  int64_t local;
+  int64_t lent;
+} kv_pool;
+
+struct infsim_kv {
+  int32_t instances;
+  int32_t hosts;
+  int64_t stride;
+  kv_pool *pools; /* instances GPU pools, then hosts host pools */
+  kv_table *tables;
+  int64_t requests;
+  int64_t *borrowed; /* per instance */
+  int64_t *swapped;  /* per instance */
+  int64_t lent_total;
+  int64_t lent_peak;
+};
+
+infsim_status infsim_kv_new(int32_t instances, int64_t gpu_blocks, int32_t hosts, int64_t host_blocks,
+                            int64_t requests, infsim_kv **out, infsim_error *err) {
+  infsim_kv *kv = calloc(1, sizeof *kv);
+  if (kv == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  kv->instances = instances;
+  kv->hosts = hosts;
+  kv->requests = requests;
+  kv->stride = (gpu_blocks > host_blocks ? gpu_blocks : host_blocks) + 1;
+  kv->pools = calloc((size_t)(instances + hosts), sizeof *kv->pools);
+  kv->tables = calloc((size_t)(requests > 0 ? requests : 1), sizeof *kv->tables);
+  kv->borrowed = calloc((size_t)instances, sizeof *kv->borrowed);
+  kv->swapped = calloc((size_t)instances, sizeof *kv->swapped);
+  if (kv->pools == NULL || kv->tables == NULL || kv->borrowed == NULL || kv->swapped == NULL) {
+    infsim_kv_free(kv);
+    return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  }
+  for (int32_t p = 0; p < instances + hosts; p++) kv->pools[p].capacity = p < instances ? gpu_blocks : host_blocks;
+  for (int64_t r = 0; r < requests; r++) kv->tables[r].owner = -1;
+  *out = kv;
+  return INFSIM_OK;
+}
+
+void infsim_kv_free(infsim_kv *kv) {
+  if (kv == NULL) return;
+  if (kv->pools != NULL)
+    for (int32_t p = 0; p < kv->instances + kv->hosts; p++) {
+      free(kv->pools[p].free_slots);
+      free(kv->pools[p].slot_req);
+    }
+  if (kv->tables != NULL)
+    for (int64_t r = 0; r < kv->requests; r++) free(kv->tables[r].ids);
+  free(kv->pools);
+  free(kv->tables);
+  free(kv->borrowed);
+  free(kv->swapped);
+  free(kv);
+}
+
+void infsim_kv_set_owner(infsim_kv *kv, int64_t req, int32_t instance) {
+  assert(kv->tables[req].count == 0); /* ownership moves only with an empty table */
+  kv->tables[req].owner = instance;
+}
+
+int32_t infsim_kv_owner(const infsim_kv *kv, int64_t req) { return kv->tables[req].owner; }
+
+infsim_kv_counts infsim_kv_counts_of(const infsim_kv *kv, int32_t instance) {
+  const kv_pool *p = &kv->pools[instance];
+  return (infsim_kv_counts){p->capacity, p->capacity - p->in_use, p->local, p->lent, kv->borrowed[instance],
+                            kv->swapped[instance]};
+}
+
+int64_t infsim_kv_free_blocks(const infsim_kv *kv, int32_t instance) {
+  const kv_pool *p = &kv->pools[instance];
+  return p->capacity - p->in_use;
+}
+
+int64_t infsim_kv_host_free_blocks(const infsim_kv *kv, int32_t host) {
+  const kv_pool *p = &kv->pools[kv->instances + host];
+  return p->capacity - p->in_use;
+}
+
+int32_t infsim_kv_holder_of(const infsim_kv *kv, int64_t block) { return (int32_t)(block / kv->stride); }
+
+int64_t infsim_kv_first_block(const infsim_kv *kv, int32_t pool) { return (int64_t)pool * kv->stride; }
+
+int64_t infsim_kv_borrowed_peak(const infsim_kv *kv) { return kv->lent_peak; }
+
+/* ---- pools --------------------------------------------------------------- */
+
+static bool grow(void **items, int64_t *capacity, int64_t need, size_t item_bytes) {
+  if (need <= *capacity) return true;
+  int64_t cap = *capacity ? 2 * *capacity : 64;
+  while (cap < need) cap *= 2;
+  void *p = realloc(*items, (size_t)cap * item_bytes);
+  if (p == NULL) return false;
+  *items = p;
+  *capacity = cap;
+  return true;
+}
+
+/* Counts a block of req held in pool `pool` (sign +1 taken, -1 given back). */
+static void account(infsim_kv *kv, int32_t pool, int64_t req, int64_t sign) {
+  int32_t owner = kv->tables[req].owner;
+  if (pool >= kv->instances) {
+    kv->swapped[owner] += sign;
+    return;
+  }
+  kv_pool *p = &kv->pools[pool];
+  if (pool == owner) {
+    p->local += sign;
+  } else {
+    p->lent += sign;
+    kv->borrowed[owner] += sign;
+    kv->lent_total += sign;
+    if (kv->lent_total > kv->lent_peak) kv->lent_peak = kv->lent_total;
+  }
+}
+
+/* A slot of pool for req, or -1 if the pool is full or memory is short. */
+static int64_t take_slot(infsim_kv *kv, int32_t pool, int64_t req) {
+  kv_pool *p = &kv->pools[pool];
+  if (p->in_use >= p->capacity) return -1;
+  int64_t slot;
+  if (p->free_count > 0) {
+    slot = p->free_slots[--p->free_count];
+  } else {
+    /* The free stack can hold every slot ever handed out: give_back never allocates. */
+    if (!grow((void **)&p->slot_req, &p->slot_req_capacity, p->high_water + 1, sizeof *p->slot_req) ||
+        !grow((void **)&p->free_slots, &p->free_capacity, p->high_water + 1, sizeof *p->free_slots))
+      return -1;
+    slot = p->high_water++;
+  }
+  p->slot_req[slot] = req;
+  p->in_use++;
+  account(kv, pool, req, +1);
+  return (int64_t)pool * kv->stride + slot;
+}
+
+static void give_back(infsim_kv *kv, int64_t block) {
+  int32_t pool = infsim_kv_holder_of(kv, block);
+  kv_pool *p = &kv->pools[pool];
+  int64_t slot = block - (int64_t)pool * kv->stride;
+  int64_t req = p->slot_req[slot];
+  assert(req >= 0);
+  account(kv, pool, req, -1);
+  p->slot_req[slot] = -1;
+  p->in_use--;
+  assert(p->free_count < p->free_capacity);
+  p->free_slots[p->free_count++] = slot;
+}
+
+static bool table_reserve(kv_table *t, int64_t extra) {
+  int64_t cap = t->capacity;
+  if (!grow((void **)&t->ids, &cap, (int64_t)t->count + extra, sizeof *t->ids)) return false;
+  t->capacity = (int32_t)cap;
+  return true;
+}
+
+/* ---- tables -------------------------------------------------------------- */
+
+infsim_status infsim_kv_alloc(infsim_kv *kv, int64_t req, int32_t holder, int64_t n, infsim_error *err) {
+  kv_table *t = &kv->tables[req];
+  assert(t->owner >= 0);
+  if (n <= 0) return INFSIM_OK;
+  if (infsim_kv_free_blocks(kv, holder) < n)
+    return infsim_fail(err, INFSIM_ERUN, "KV manager: instance %d has %lld free blocks, %lld asked for request %lld",
+                       (int)holder, (long long)infsim_kv_free_blocks(kv, holder), (long long)n, (long long)req);
+  if (!table_reserve(t, n)) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  for (int64_t i = 0; i < n; i++) {
+    int64_t id = take_slot(kv, holder, req);
+    if (id < 0) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+    t->ids[t->count++] = id;
+  }
+  return INFSIM_OK;
+}
+
+void infsim_kv_release_tail(infsim_kv *kv, int64_t req, int64_t n) {
+  kv_table *t = &kv->tables[req];
+  assert(n <= t->count);
+  for (int64_t i = 0; i < n; i++) give_back(kv, t->ids[--t->count]);
+}
+
+void infsim_kv_release(infsim_kv *kv, int64_t req) {
+  kv_table *t = &kv->tables[req];
+  infsim_kv_release_tail(kv, req, t->count);
+  /* A finished request's table is gone: memory stays bounded by live requests. */
+  free(t->ids);
+  t->ids = NULL;
+  t->capacity = 0;
+}
+
+/* Re-homes table entries [first, first + n) into pool `to` (all or nothing). */
+static infsim_status rehome(infsim_kv *kv, int64_t req, int64_t first, int64_t n, int32_t to, infsim_error *err) {
+  kv_table *t = &kv->tables[req];
+  assert(first >= 0 && first + n <= t->count);
+  int64_t arriving = 0;
+  for (int64_t i = first; i < first + n; i++) arriving += infsim_kv_holder_of(kv, t->ids[i]) != to;
+  const kv_pool *p = &kv->pools[to];
+  if (p->capacity - p->in_use < arriving)
+    return infsim_fail(err, INFSIM_ERUN, "KV manager: pool %d has %lld free blocks, %lld needed for request %lld",
+                       (int)to, (long long)(p->capacity - p->in_use), (long long)arriving, (long long)req);
+  for (int64_t i = first; i < first + n; i++) {
+    if (infsim_kv_holder_of(kv, t->ids[i]) == to) continue;
+    int64_t id = take_slot(kv, to, req);
+    if (id < 0) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+    give_back(kv, t->ids[i]);
+    t->ids[i] = id;
+  }
+  return INFSIM_OK;
+}
+
+infsim_status infsim_kv_swap_out(infsim_kv *kv, int64_t req, int32_t host, infsim_error *err) {
+  return rehome(kv, req, 0, kv->tables[req].count, kv->instances + host, err);
+}
+
+infsim_status infsim_kv_swap_in(infsim_kv *kv, int64_t req, int32_t holder, infsim_error *err) {
+  return rehome(kv, req, 0, kv->tables[req].count, holder, err);
+}
+
+infsim_status infsim_kv_move(infsim_kv *kv, int64_t req, int64_t first, int64_t n, int32_t holder,
+                             infsim_error *err) {
+  assert(holder < kv->instances);
+  return rehome(kv, req, first, n, holder, err);
+}
+
+const int64_t *infsim_kv_table(const infsim_kv *kv, int64_t req, int64_t *n) {
+  *n = kv->tables[req].count;
+  return kv->tables[req].ids;
+}
+
+int64_t infsim_kv_blocks(const infsim_kv *kv, int64_t req) { return kv->tables[req].count; }
+
+int64_t infsim_kv_blocks_at(const infsim_kv *kv, int64_t req, int32_t holder) {
+  const kv_table *t = &kv->tables[req];
+  int64_t n = 0;
+  for (int32_t i = 0; i < t->count; i++) n += infsim_kv_holder_of(kv, t->ids[i]) == holder;
+  return n;
+}
+
+void infsim_kv_check(const infsim_kv *kv) {
+#ifndef NDEBUG
+  int64_t lent = 0, borrowed = 0;
+  for (int32_t i = 0; i < kv->instances; i++) {
+    const kv_pool *p = &kv->pools[i];
+    assert(p->local + p->lent == p->in_use);
+    assert(p->in_use <= p->capacity);
+    lent += p->lent;
+    borrowed += kv->borrowed[i];
+  }
+  assert(lent == borrowed && lent == kv->lent_total);
+  for (int32_t q = 0; q < kv->instances + kv->hosts; q++) {
+    const kv_pool *p = &kv->pools[q];
+    assert(p->in_use + p->free_count == p->high_water);
+  }
+  (void)lent;
+  (void)borrowed;
+#else
+  (void)kv;
+#endif
+}

@@ -1,0 +1,104 @@
+/*
+** queues.c: ring-buffer deques and step-event heaps (queues.h).
+*/
+#include "queues.h"
+
+#include <assert.h>
+#include <stdlib.h>
+
+static infsim_status deque_reserve(req_deque *q, infsim_error *err) {
+  if (q->count < q->capacity) return INFSIM_OK;
+  int32_t cap = q->capacity ? 2 * q->capacity : 16;
+  int32_t *items = malloc((size_t)cap * sizeof *items);
+  if (items == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  for (int32_t i = 0; i < q->count; i++) items[i] = q->items[(q->head + i) % q->capacity];
+  free(q->items);
+  q->items = items;
+  q->head = 0;
+  q->capacity = cap;
+  return INFSIM_OK;
+}
+
+infsim_status deque_push_back(req_deque *q, int32_t v, infsim_error *err) {
+  infsim_status st = deque_reserve(q, err);
+  if (st != INFSIM_OK) return st;
+  q->items[(q->head + q->count) % q->capacity] = v;
+  q->count++;
+  return INFSIM_OK;
+}
+
+infsim_status deque_push_front(req_deque *q, int32_t v, infsim_error *err) {
+  infsim_status st = deque_reserve(q, err);
+  if (st != INFSIM_OK) return st;
+  q->head = (q->head + q->capacity - 1) % q->capacity;
+  q->items[q->head] = v;
+  q->count++;
+  return INFSIM_OK;
+}
+
+int32_t deque_front(const req_deque *q) { return q->items[q->head]; }
+
+int32_t deque_at(const req_deque *q, int32_t i) { return q->items[(q->head + i) % q->capacity]; }
+
+void deque_pop_front(req_deque *q) {
+  q->head = (q->head + 1) % q->capacity;
+  q->count--;
+}
+
+void deque_remove(req_deque *q, int32_t v) {
+  int32_t i = 0;
+  while (i < q->count && deque_at(q, i) != v) i++;
+  assert(i < q->count);
+  for (; i + 1 < q->count; i++) q->items[(q->head + i) % q->capacity] = deque_at(q, i + 1);
+  q->count--;
+}
+
+void deque_free(req_deque *q) {
+  free(q->items);
+  q->items = NULL;
+  q->count = q->capacity = q->head = 0;
+}
+
+static int step_event_before(const step_event *a, const step_event *b) {
+  if (a->step != b->step) return a->step < b->step;
+  return a->req < b->req;
+}
+
+infsim_status step_heap_push(step_heap *h, step_event ev, infsim_error *err) {
+  if (h->count == h->capacity) {
+    int32_t cap = h->capacity ? 2 * h->capacity : 64;
+    step_event *items = realloc(h->items, (size_t)cap * sizeof *items);
+    if (items == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+    h->items = items;
+    h->capacity = cap;
+  }
+  int32_t i = h->count++;
+  while (i > 0) {
+    int32_t parent = (i - 1) / 2;
+    if (!step_event_before(&ev, &h->items[parent])) break;
+    h->items[i] = h->items[parent];
+    i = parent;
+  }
+  h->items[i] = ev;
+  return INFSIM_OK;
+}
+
+void step_heap_pop(step_heap *h) {
+  step_event last = h->items[--h->count];
+  int32_t i = 0, n = h->count;
+  for (;;) {
+    int32_t child = 2 * i + 1;
+    if (child >= n) break;
+    if (child + 1 < n && step_event_before(&h->items[child + 1], &h->items[child])) child++;
+    if (!step_event_before(&h->items[child], &last)) break;
+    h->items[i] = h->items[child];
+    i = child;
+  }
+  if (n > 0) h->items[i] = last;
+}
+
+void step_heap_free(step_heap *h) {
+  free(h->items);
+  h->items = NULL;
+  h->count = h->capacity = 0;
+}

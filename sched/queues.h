@@ -1,0 +1,50 @@
+/*
+** queues.h: the scheduler's small containers (internal to sched/).
+**
+** req_deque: a ring buffer of request ids (waiting, swapped and
+** prefilling queues). step_heap: a min-heap of step events ordered by
+** (step, req): the finishes and KV block boundaries of an instance's
+** decoding requests, keyed by the decode step at which they fall due. An
+** event carries its request's epoch, bumped on preemption, so events of a
+** preempted request are recognised as stale and dropped when they surface.
+*/
+#ifndef INFSIM_SCHED_QUEUES_H
+#define INFSIM_SCHED_QUEUES_H
+
+#include <stdint.h>
+
+#include "infsim/status.h"
+
+typedef struct {
+  int32_t *items;
+  int32_t head;
+  int32_t count;
+  int32_t capacity;
+} req_deque;
+
+infsim_status deque_push_back(req_deque *q, int32_t v, infsim_error *err);
+infsim_status deque_push_front(req_deque *q, int32_t v, infsim_error *err);
+int32_t deque_front(const req_deque *q);
+int32_t deque_at(const req_deque *q, int32_t i);
+void deque_pop_front(req_deque *q);
+/* Removes the first occurrence of v (which must be present). */
+void deque_remove(req_deque *q, int32_t v);
+void deque_free(req_deque *q);
+
+typedef struct {
+  int64_t step;
+  int32_t req;
+  uint32_t epoch;
+} step_event;
+
+typedef struct {
+  step_event *items;
+  int32_t count;
+  int32_t capacity;
+} step_heap;
+
+infsim_status step_heap_push(step_heap *h, step_event ev, infsim_error *err);
+void step_heap_pop(step_heap *h);
+void step_heap_free(step_heap *h);
+
+#endif

@@ -1,0 +1,178 @@
+/*
+** sched.c: the scheduler's entry points (sched.h): arrivals through the
+** policy's dispatch, batch ends, messages, records, samples, invariants.
+**
+** The scheduler keeps the run's request records and the time integrals of
+** waiting and running requests; it learns the time only from the driver's
+** calls, so the same code runs on the engine's virtual clock and on cluster
+** mode's wall clock.
+*/
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sched_internal.h"
+
+const char *infsim_reject_reason_name(infsim_reject_reason r) {
+  switch (r) {
+    case INFSIM_REJECT_NONE:
+      return "";
+    case INFSIM_REJECT_KV_CAPACITY:
+      return "kv_capacity";
+    case INFSIM_REJECT_CONTEXT_LIMIT:
+      return "context_limit";
+    case INFSIM_REJECT_BATCH_TOKENS:
+      return "prompt_exceeds_max_batched_tokens";
+  }
+  return "unknown";
+}
+
+void sched_counts_changed(infsim_sched *s, int64_t d_waiting, int64_t d_running) {
+  int64_t dt = s->now_ns - s->integral_last_ns;
+  s->counters.waiting_integral_ns += (double)s->total_waiting * (double)dt;
+  s->counters.running_integral_ns += (double)s->total_running * (double)dt;
+  s->integral_last_ns = s->now_ns;
+  s->total_waiting += d_waiting;
+  s->total_running += d_running;
+}
+
+void sched_load_changed(infsim_sched *s, const instance *in) {
+  if (s->policy->load_changed != NULL)
+    s->policy->load_changed(s->policy_self, in->id, in->waiting.count + in->running_count + in->swapped.count);
+}
+
+/* A request finished or was rejected now: the run's span ends no earlier. */
+void sched_request_done(infsim_sched *s) {
+  s->done_requests++;
+  if (s->now_ns > s->counters.end_ns) s->counters.end_ns = s->now_ns;
+}
+
+infsim_status infsim_sched_new(const infsim_sched_params *p, const infsim_trace_request *requests, size_t count,
+                               infsim_executor exec, infsim_transport net, infsim_sched **out, infsim_error *err) {
+  infsim_status st;
+  *out = NULL;
+  const infsim_policy_ops *policy = infsim_policy_lookup(p->policy_name);
+  if (policy == NULL) return infsim_fail(err, INFSIM_EINPUT, "policy.name: unknown policy '%s'", p->policy_name);
+  if (p->instances < 1) return infsim_fail(err, INFSIM_EINPUT, "a run needs at least one instance");
+  infsim_sched *s = calloc(1, sizeof *s);
+  if (s == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  s->p = *p;
+  s->policy = policy;
+  s->exec = exec;
+  s->net = net;
+  s->requests = requests;
+  s->n_requests = count;
+  s->n_instances = p->instances;
+  s->max_steps = p->max_steps_per_event;
+  if (exec.max_steps > 0 && (s->max_steps == 0 || exec.max_steps < s->max_steps)) s->max_steps = exec.max_steps;
+  s->counters.kv_blocks_per_instance = p->gpu_blocks_per_instance;
+  s->rec = calloc(count ? count : 1, sizeof *s->rec);
+  s->rs = calloc(count ? count : 1, sizeof *s->rs);
+  s->inst = calloc((size_t)s->n_instances, sizeof *s->inst);
+  if (s->rec == NULL || s->rs == NULL || s->inst == NULL) {
+    infsim_sched_free(s);
+    return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  }
+  for (size_t i = 0; i < count; i++) {
+    const infsim_trace_request *t = &requests[i];
+    s->rec[i] = (infsim_request_record){t->arrival_ns, t->prompt_tokens, t->output_tokens, -1, -1, -1, 0, 0,
+                                        INFSIM_REQ_PENDING, INFSIM_REJECT_NONE};
+    s->rs[i].run_slot = -1;
+  }
+  /* One host pool per instance for now: its swap space. */
+  st = infsim_kv_new(s->n_instances, p->gpu_blocks_per_instance, s->n_instances, p->host_blocks_per_instance,
+                     (int64_t)count, &s->kv, err);
+  for (int32_t i = 0; st == INFSIM_OK && i < s->n_instances; i++) st = instance_init(s, &s->inst[i], i, err);
+  if (st == INFSIM_OK) st = policy->create(p->policy_settings, s, s->n_instances, &s->policy_self, err);
+  if (st != INFSIM_OK) {
+    infsim_sched_free(s);
+    return st;
+  }
+  *out = s;
+  return INFSIM_OK;
+}
+
+void infsim_sched_free(infsim_sched *s) {
+  if (s == NULL) return;
+  if (s->inst != NULL)
+    for (int32_t i = 0; i < s->n_instances; i++) instance_free(&s->inst[i]);
+  if (s->policy_self != NULL) s->policy->destroy(s->policy_self);
+  infsim_kv_free(s->kv);
+  free(s->inst);
+  free(s->rec);
+  free(s->rs);
+  free(s->entries);
+  free(s);
+}
+
+infsim_status infsim_sched_arrive(infsim_sched *s, int64_t req, int64_t now_ns, infsim_error *err) {
+  assert(req >= 0 && (size_t)req < s->n_requests && now_ns >= s->now_ns);
+  s->now_ns = now_ns;
+  s->arrived = req + 1;
+  int32_t target = s->policy->dispatch(s->policy_self, req);
+  assert(target >= 0 && target < s->n_instances);
+  return instance_arrive(s, &s->inst[target], (int32_t)req, err);
+}
+
+infsim_status infsim_sched_iteration_done(infsim_sched *s, int32_t instance, int64_t now_ns, infsim_error *err) {
+  assert(instance >= 0 && instance < s->n_instances && now_ns >= s->now_ns);
+  s->now_ns = now_ns;
+  return instance_iteration_done(s, &s->inst[instance], err);
+}
+
+infsim_status infsim_sched_deliver(infsim_sched *s, const infsim_msg *msg, int64_t now_ns, infsim_error *err) {
+  assert(now_ns >= s->now_ns);
+  s->now_ns = now_ns;
+  if (s->policy->on_message == NULL)
+    return infsim_fail(err, INFSIM_ERUN, "policy %s got a %s message it has no handler for", s->policy->name,
+                       infsim_msg_kind_name((infsim_msg_kind)msg->kind));
+  return s->policy->on_message(s->policy_self, msg, now_ns, err);
+}
+
+bool infsim_sched_all_done(const infsim_sched *s) { return s->done_requests == (int64_t)s->n_requests; }
+
+int64_t infsim_sched_done_count(const infsim_sched *s) { return s->done_requests; }
+
+void infsim_sched_sample(const infsim_sched *s, int64_t now_ns, infsim_sample_row *rows) {
+  for (int32_t i = 0; i < s->n_instances; i++) {
+    const instance *in = &s->inst[i];
+    infsim_kv_counts c = infsim_kv_counts_of(s->kv, i);
+    rows[i] = (infsim_sample_row){now_ns,        i,      in->running_count, in->waiting.count + in->swapped.count,
+                                  c.local + c.lent, c.free, c.lent,           c.borrowed};
+  }
+}
+
+const infsim_request_record *infsim_sched_requests(const infsim_sched *s, size_t *count) {
+  *count = s->n_requests;
+  return s->rec;
+}
+
+const infsim_run_counters *infsim_sched_counters(infsim_sched *s, int64_t now_ns) {
+  if (now_ns > s->now_ns) s->now_ns = now_ns;
+  sched_counts_changed(s, 0, 0);
+  s->counters.borrowed_blocks_peak = infsim_kv_borrowed_peak(s->kv);
+  s->counters.network_bytes = s->net.bytes_sent != NULL ? s->net.bytes_sent(s->net.self) : 0;
+  return &s->counters;
+}
+
+infsim_kv *infsim_sched_kv(infsim_sched *s) { return s->kv; }
+
+int32_t infsim_sched_instances(const infsim_sched *s) { return s->n_instances; }
+
+void infsim_sched_check(const infsim_sched *s) {
+#ifndef NDEBUG
+  int64_t waiting = 0, running = 0;
+  for (int32_t i = 0; i < s->n_instances; i++) {
+    const instance *in = &s->inst[i];
+    waiting += in->waiting.count + in->swapped.count;
+    running += in->running_count;
+    instance_check(s, in);
+  }
+  assert(waiting == s->total_waiting && running == s->total_running);
+  infsim_kv_check(s->kv);
+  (void)waiting;
+  (void)running;
+#else
+  (void)s;
+#endif
+}

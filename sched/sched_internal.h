@@ -1,0 +1,95 @@
+/*
+** sched_internal.h: the scheduler's state, shared by sched.c (the public
+** entry points, records, samples, invariants) and instance.c (one
+** instance's scheduling: step events, admission, batches, preemption).
+** Not a public header: users see sched.h.
+*/
+#ifndef INFSIM_SCHED_INTERNAL_H
+#define INFSIM_SCHED_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "infsim/sched.h"
+#include "queues.h"
+
+/* Scheduling state of a request (records hold what is reported). */
+typedef struct {
+  int64_t prefill_target; /* tokens the current prefill must process */
+  int64_t prefilled;
+  int64_t generated0; /* tokens generated as of step0 */
+  int64_t kv0;        /* KV tokens as of step0 */
+  int64_t step0;
+  int32_t run_slot;
+  uint32_t epoch; /* bumped on preemption: stale step events are skipped */
+  bool decoding;
+} req_sched;
+
+typedef struct {
+  int32_t req;
+  int64_t chunk_tokens;
+} prefill_chunk;
+
+typedef struct {
+  int32_t id;
+  req_deque waiting;
+  req_deque swapped;
+  req_deque prefilling; /* admitted, prompt not done, in admission order */
+  int32_t *running;     /* every request holding GPU blocks */
+  int32_t running_count;
+  int64_t decode_n; /* decoding requests */
+  int64_t kv_sum;   /* sum of their KV tokens as of `step` */
+  int64_t step;     /* decode iterations done */
+  step_heap finishes;
+  step_heap boundaries;
+  /* the batch in flight */
+  bool busy;
+  int64_t iter_steps; /* decode steps in it (0: prefill only) */
+  prefill_chunk *chunks;
+  int32_t chunk_count;
+  int64_t swap_in_bytes;  /* host -> GPU KV to charge to the next batch */
+  int64_t swap_out_bytes; /* GPU -> host */
+} instance;
+
+struct infsim_sched {
+  infsim_sched_params p;
+  const infsim_policy_ops *policy;
+  void *policy_self;
+  infsim_executor exec;
+  infsim_transport net;
+  infsim_kv *kv;
+  int64_t max_steps; /* decode steps one batch may cover (0: no limit) */
+  int32_t n_instances;
+  instance *inst;
+  const infsim_trace_request *requests;
+  size_t n_requests;
+  infsim_request_record *rec;
+  req_sched *rs;
+  int64_t arrived;
+  int64_t done_requests; /* finished + rejected */
+  infsim_run_counters counters;
+  int64_t now_ns;
+  int64_t total_waiting;
+  int64_t total_running;
+  int64_t integral_last_ns;
+  infsim_batch_entry *entries; /* for executors that want them */
+  int32_t entry_capacity;
+};
+
+/* instance.c */
+infsim_status instance_init(infsim_sched *s, instance *in, int32_t id, infsim_error *err);
+void instance_free(instance *in);
+/* A dispatched request joins the instance's waiting queue (or is rejected). */
+infsim_status instance_arrive(infsim_sched *s, instance *in, int32_t req, infsim_error *err);
+/* The batch in flight ended at s->now_ns. */
+infsim_status instance_iteration_done(infsim_sched *s, instance *in, infsim_error *err);
+/* Starts the next batch if the instance is idle and has work. */
+infsim_status instance_kick(infsim_sched *s, instance *in, infsim_error *err);
+void instance_check(const infsim_sched *s, const instance *in);
+
+/* sched.c */
+void sched_counts_changed(infsim_sched *s, int64_t d_waiting, int64_t d_running);
+void sched_load_changed(infsim_sched *s, const instance *in);
+void sched_request_done(infsim_sched *s);
+
+#endif

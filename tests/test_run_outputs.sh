@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# What a run's outputs say, against independent truth: the time series'
+# columns on a scenario whose state is known by hand; the sampling bound
+# (at most 100,000 ticks per instance, the interval doubling) on a trace
+# spanning 1e9 s and on a tiny interval; sim_time_s at the last finish; and
+# the input rules of the seams: block size a multiple of 16, tensor
+# parallelism within the head count, no time beyond int64 nanoseconds.
+set -u
+INFSIM=${INFSIM:?INFSIM must name the built CLI}
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+# One instance, one request at a time, three long requests at t = 0: at the
+# tick at 0 s one runs and two wait; the runner holds ceil(1000 / 16) = 63
+# blocks (prompt blocks are booked on admission).
+printf 'model: llama2-7b\ngpu: a100-80gb\ncluster:\n  instances: 1\nscheduler:\n  max_batch_size: 1\n' >"$W/one.yaml"
+printf 'arrival_time_s,prompt_tokens,output_tokens\n0,1000,2000\n0,1000,2000\n0,1000,2000\n' >"$W/three.csv"
+"$INFSIM" run "$W/one.yaml" --trace "$W/three.csv" --out "$W/o" --quiet || fail "three-request run failed"
+python3 - "$W/o" <<'PY' || fail "timeseries.csv columns disagree with the hand-known state"
+import csv, json, sys
+d = sys.argv[1]
+rows = list(csv.DictReader(open(f'{d}/timeseries.csv')))
+s = json.load(open(f'{d}/summary.json'))
+first_finish = min(float(r['finish_s']) for r in csv.DictReader(open(f'{d}/requests.csv')))
+ok = True
+early = [r for r in rows if float(r['time_s']) < first_finish]
+ok &= len(early) >= 2
+for r in early:
+    ok &= (r['running'], r['waiting']) == ('1', '2')
+    ok &= int(r['kv_used_blocks']) + int(r['kv_free_blocks']) == s['kv_blocks_per_instance']
+    ok &= int(r['kv_lent_blocks']) == 0 and int(r['kv_borrowed_blocks']) == 0
+ok &= early[0]['kv_used_blocks'] == '63'
+last = max(float(r['finish_s']) for r in csv.DictReader(open(f'{d}/requests.csv')))
+ok &= abs(s['sim_time_s'] - last) < 1e-9  # ends at the last finish, not at a sample tick
+sys.exit(0 if ok else 1)
+PY
+
+# Sampling stays bounded: a trace spanning 1e9 s, and a 1 us interval.
+printf 'arrival_time_s,prompt_tokens,output_tokens\n0,100,10\n1000000000,100,10\n' >"$W/span.csv"
+timeout 60 "$INFSIM" run "$W/one.yaml" --trace "$W/span.csv" --out "$W/span" --quiet || fail "1e9 s span run failed or hung"
+if [ -f "$W/span/timeseries.csv" ]; then
+  rows=$(($(wc -l <"$W/span/timeseries.csv") - 1))
+  [ "$rows" -le 100000 ] || fail "1e9 s span: $rows samples for one instance"
+  python3 -c "import json,sys; s=json.load(open('$W/span/summary.json')); sys.exit(0 if s['sample_interval_s_used'] >= 1e9/1e5 and abs(s['sim_time_s']-s['span_s']) < 1 else 1)" ||
+    fail "1e9 s span: interval used or sim_time_s wrong"
+fi
+timeout 60 "$INFSIM" run "$W/one.yaml" --trace "$W/three.csv" --out "$W/tiny" --quiet --set metrics.sample_interval_s=0.000001 ||
+  fail "1 us interval run failed or hung"
+[ "$(($(wc -l <"$W/tiny/timeseries.csv") - 1))" -le 100000 ] || fail "1 us interval: too many samples"
+
+# expect_bad NAME PATTERN ARGS...: exit 2, one-line message matching PATTERN, nothing written.
+expect_bad() {
+  local name=$1 pattern=$2
+  shift 2
+  rm -rf "$W/bad"
+  "$INFSIM" run "$@" --out "$W/bad" >/dev/null 2>"$W/err"
+  local rc=$?
+  [ $rc -eq 2 ] || fail "$name: exit $rc, want 2 ($(cat "$W/err"))"
+  grep -Eq -e "$pattern" "$W/err" || fail "$name: message '$(cat "$W/err")' does not match '$pattern'"
+  [ "$(wc -l <"$W/err")" -eq 1 ] || fail "$name: message is not one line"
+  [ ! -e "$W/bad" ] || fail "$name: wrote $W/bad"
+}
+expect_bad "block size" "scheduler.block_tokens.*multiple of 16" "$W/one.yaml" --trace "$W/three.csv" --set scheduler.block_tokens=24
+expect_bad "block size below 16" "scheduler.block_tokens" "$W/one.yaml" --trace "$W/three.csv" --set scheduler.block_tokens=8
+expect_bad "tp above heads" "tensor parallelism 8 exceeds the 2 attention heads" "$W/one.yaml" --trace "$W/three.csv" \
+  --set model=tiny --set cluster.gpus_per_instance=8
+# 1e9-token prompts on vllm-single at 1% efficiency: iterations past 2^63 ns.
+printf 'arrival_time_s,prompt_tokens,output_tokens\n0,1000000000,2\n' >"$W/huge.csv"
+expect_bad "time overflow" "beyond the simulator's time range" "$W/one.yaml" --trace "$W/huge.csv" \
+  --set cluster.instances=10000 --set policy.name=vllm-single --set cost.attention_efficiency=0.01 \
+  --set cost.gemm_efficiency=0.01
+
+# --summary-only writes summary.json alone.
+"$INFSIM" run "$W/one.yaml" --trace "$W/three.csv" --out "$W/so" --quiet --summary-only || fail "--summary-only run failed"
+[ "$(ls "$W/so")" = "summary.json" ] || fail "--summary-only wrote $(ls "$W/so" | tr '\n' ' ')"
+
+# metrics.iterations writes iterations.csv, whose steps add up to the iterations.
+"$INFSIM" run "$W/one.yaml" --trace "$W/three.csv" --out "$W/it" --quiet --set metrics.iterations=true || fail "iterations run failed"
+python3 - "$W/it" <<'PY' || fail "iterations.csv disagrees with summary.json"
+import csv, json, sys
+d = sys.argv[1]
+rows = list(csv.DictReader(open(f'{d}/iterations.csv')))
+s = json.load(open(f'{d}/summary.json'))
+ok = sum(int(r['steps']) for r in rows) == s['iterations']
+ok &= all(float(r['end_s']) > float(r['start_s']) for r in rows)
+ok &= list(rows[0].keys()) == ['instance', 'start_s', 'end_s', 'steps', 'prefill_tokens', 'prefill_attention_pairs',
+                               'decode_requests', 'decode_context_tokens', 'remote_holders', 'remote_context_tokens']
+sys.exit(0 if ok else 1)
+PY
+
+echo "$((failures == 0 ? 1 : 0)) passed, $failures failed"
+[ "$failures" -eq 0 ]
