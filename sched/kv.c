@@ -10,7 +10,7 @@
 **
 ** Invariants (infsim_kv_check):
 **  - every slot below a pool's high-water mark is either on its free stack
-**    (owner -1) or in exactly one table, the table of its owner request;
+**    or in exactly one table (in_use + free stack == high-water mark);
 **  - per instance: local + lent + free == capacity; borrowed and swapped
 **    count the instance's requests' blocks held elsewhere;
 **  - sum of lent == sum of borrowed over instances.
@@ -35,8 +35,6 @@ typedef struct {
   int64_t *free_slots;
   int64_t free_count;
   int64_t free_capacity;
-  int64_t *slot_req; /* the request a slot holds, -1 free; [0, high_water) */
-  int64_t slot_req_capacity;
   int64_t in_use;
   /* GPU pools only: blocks held here by requests owned here / elsewhere */
   int64_t local;
@@ -83,7 +81,6 @@ void infsim_kv_free(infsim_kv *kv) {
   if (kv->pools != NULL)
     for (int32_t p = 0; p < kv->instances + kv->hosts; p++) {
       free(kv->pools[p].free_slots);
-      free(kv->pools[p].slot_req);
     }
   if (kv->tables != NULL)
     for (int64_t r = 0; r < kv->requests; r++) free(kv->tables[r].ids);
@@ -136,55 +133,68 @@ static bool grow(void **items, int64_t *capacity, int64_t need, size_t item_byte
   return true;
 }
 
-/* Counts a block of req held in pool `pool` (sign +1 taken, -1 given back). */
-static void account(infsim_kv *kv, int32_t pool, int64_t req, int64_t sign) {
+/* Counts n blocks of req held in pool `pool` (n < 0: given back). */
+static void account(infsim_kv *kv, int32_t pool, int64_t req, int64_t n) {
   int32_t owner = kv->tables[req].owner;
+  kv_pool *p = &kv->pools[pool];
+  p->in_use += n;
   if (pool >= kv->instances) {
-    kv->swapped[owner] += sign;
+    kv->swapped[owner] += n;
     return;
   }
-  kv_pool *p = &kv->pools[pool];
   if (pool == owner) {
-    p->local += sign;
+    p->local += n;
   } else {
-    p->lent += sign;
-    kv->borrowed[owner] += sign;
-    kv->lent_total += sign;
+    p->lent += n;
+    kv->borrowed[owner] += n;
+    kv->lent_total += n;
     if (kv->lent_total > kv->lent_peak) kv->lent_peak = kv->lent_total;
   }
 }
 
-/* A slot of pool for req, or -1 if the pool is full or memory is short. */
-static int64_t take_slot(infsim_kv *kv, int32_t pool, int64_t req) {
+/* Writes n new ids of pool `pool` to out (the pool has n free): recycled
+ * slots first, then fresh ones above the high-water mark. False when
+ * memory for the free stack is short. */
+static bool take_slots(infsim_kv *kv, int32_t pool, int64_t req, int64_t n, int64_t *out) {
   kv_pool *p = &kv->pools[pool];
-  if (p->in_use >= p->capacity) return -1;
-  int64_t slot;
-  if (p->free_count > 0) {
-    slot = p->free_slots[--p->free_count];
-  } else {
-    /* The free stack can hold every slot ever handed out: give_back never allocates. */
-    if (!grow((void **)&p->slot_req, &p->slot_req_capacity, p->high_water + 1, sizeof *p->slot_req) ||
-        !grow((void **)&p->free_slots, &p->free_capacity, p->high_water + 1, sizeof *p->free_slots))
-      return -1;
-    slot = p->high_water++;
-  }
-  p->slot_req[slot] = req;
-  p->in_use++;
-  account(kv, pool, req, +1);
-  return (int64_t)pool * kv->stride + slot;
+  assert(p->capacity - p->in_use >= n);
+  int64_t base = (int64_t)pool * kv->stride;
+  int64_t recycled = n < p->free_count ? n : p->free_count;
+  int64_t fresh = n - recycled;
+  /* The free stack can hold every slot ever handed out: giving back never allocates. */
+  if (fresh > 0 && !grow((void **)&p->free_slots, &p->free_capacity, p->high_water + fresh, sizeof *p->free_slots))
+    return false;
+  /* Locals, not the pool's fields, in the loops: out may alias nothing the
+   * compiler can see, and the loops vectorize. */
+  const int64_t *restrict stack = p->free_slots + p->free_count - recycled;
+  int64_t *restrict dst = out;
+  for (int64_t i = 0; i < recycled; i++) dst[i] = base + stack[recycled - 1 - i];
+  int64_t next = p->high_water;
+  for (int64_t i = recycled; i < n; i++) dst[i] = base + next++;
+  p->free_count -= recycled;
+  p->high_water = next;
+  account(kv, pool, req, n);
+  return true;
 }
 
-static void give_back(infsim_kv *kv, int64_t block) {
-  int32_t pool = infsim_kv_holder_of(kv, block);
-  kv_pool *p = &kv->pools[pool];
-  int64_t slot = block - (int64_t)pool * kv->stride;
-  int64_t req = p->slot_req[slot];
-  assert(req >= 0);
-  account(kv, pool, req, -1);
-  p->slot_req[slot] = -1;
-  p->in_use--;
-  assert(p->free_count < p->free_capacity);
-  p->free_slots[p->free_count++] = slot;
+/* Gives back ids[0..n) of req, wherever they are. */
+static void give_back(infsim_kv *kv, int64_t req, const int64_t *ids, int64_t n) {
+  int64_t i = 0;
+  while (i < n) {
+    /* a run of ids in one pool: most tables are one or two runs */
+    int32_t pool = infsim_kv_holder_of(kv, ids[i]);
+    kv_pool *p = &kv->pools[pool];
+    int64_t base = (int64_t)pool * kv->stride, end = base + kv->stride, j = i;
+    while (j < n && ids[j] >= base && ids[j] < end) j++;
+    /* then a plain copy, which vectorizes */
+    int64_t *restrict stack = p->free_slots + p->free_count;
+    const int64_t *restrict src = ids + i;
+    for (int64_t k = 0; k < j - i; k++) stack[k] = src[k] - base;
+    p->free_count += j - i;
+    assert(p->free_count <= p->free_capacity);
+    account(kv, pool, req, -(j - i));
+    i = j;
+  }
 }
 
 static bool table_reserve(kv_table *t, int64_t extra) {
@@ -203,19 +213,25 @@ infsim_status infsim_kv_alloc(infsim_kv *kv, int64_t req, int32_t holder, int64_
   if (infsim_kv_free_blocks(kv, holder) < n)
     return infsim_fail(err, INFSIM_ERUN, "KV manager: instance %d has %lld free blocks, %lld asked for request %lld",
                        (int)holder, (long long)infsim_kv_free_blocks(kv, holder), (long long)n, (long long)req);
-  if (!table_reserve(t, n)) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
-  for (int64_t i = 0; i < n; i++) {
-    int64_t id = take_slot(kv, holder, req);
-    if (id < 0) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
-    t->ids[t->count++] = id;
+  kv_pool *p = &kv->pools[holder];
+  if (n == 1 && t->count < t->capacity && p->free_count > 0 && holder == t->owner) {
+    /* The common case, a decode step's block boundary: one recycled block, local. */
+    t->ids[t->count++] = (int64_t)holder * kv->stride + p->free_slots[--p->free_count];
+    p->in_use++;
+    p->local++;
+    return INFSIM_OK;
   }
+  if (!table_reserve(t, n) || !take_slots(kv, holder, req, n, t->ids + t->count))
+    return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  t->count += (int32_t)n;
   return INFSIM_OK;
 }
 
 void infsim_kv_release_tail(infsim_kv *kv, int64_t req, int64_t n) {
   kv_table *t = &kv->tables[req];
   assert(n <= t->count);
-  for (int64_t i = 0; i < n; i++) give_back(kv, t->ids[--t->count]);
+  t->count -= (int32_t)n;
+  give_back(kv, req, t->ids + t->count, n);
 }
 
 void infsim_kv_release(infsim_kv *kv, int64_t req) {
@@ -239,9 +255,9 @@ static infsim_status rehome(infsim_kv *kv, int64_t req, int64_t first, int64_t n
                        (int)to, (long long)(p->capacity - p->in_use), (long long)arriving, (long long)req);
   for (int64_t i = first; i < first + n; i++) {
     if (infsim_kv_holder_of(kv, t->ids[i]) == to) continue;
-    int64_t id = take_slot(kv, to, req);
-    if (id < 0) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
-    give_back(kv, t->ids[i]);
+    int64_t id;
+    if (!take_slots(kv, to, req, 1, &id)) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+    give_back(kv, req, &t->ids[i], 1);
     t->ids[i] = id;
   }
   return INFSIM_OK;
