@@ -454,6 +454,7 @@ void instance_check(const infsim_sched *s, const instance *in) {
     const req_sched *r = &s->rs[q];
     assert(s->rec[q].state == INFSIM_REQ_RUNNING);
     assert(r->run_slot == i);
+    infsim_kv_check_request(s->kv, q);
     if (r->decoding) {
       decode_n++;
       kv_sum += kv_now(in, r);

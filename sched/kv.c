@@ -26,7 +26,8 @@ typedef struct {
   int64_t *ids;
   int32_t count;
   int32_t capacity;
-  int32_t owner; /* instance, -1 unset */
+  int32_t owner;   /* instance, -1 unset */
+  int32_t foreign; /* blocks not in the owner's GPU pool (borrowed or swapped) */
 } kv_table;
 
 typedef struct {
@@ -138,6 +139,7 @@ static void account(infsim_kv *kv, int32_t pool, int64_t req, int64_t n) {
   int32_t owner = kv->tables[req].owner;
   kv_pool *p = &kv->pools[pool];
   p->in_use += n;
+  if (pool != owner) kv->tables[req].foreign += (int32_t)n;
   if (pool >= kv->instances) {
     kv->swapped[owner] += n;
     return;
@@ -180,6 +182,18 @@ static bool take_slots(infsim_kv *kv, int32_t pool, int64_t req, int64_t n, int6
 /* Gives back ids[0..n) of req, wherever they are. */
 static void give_back(infsim_kv *kv, int64_t req, const int64_t *ids, int64_t n) {
   int64_t i = 0;
+  const kv_table *t = &kv->tables[req];
+  if (t->foreign == 0 && n > 0) {
+    /* Every block in the owner's pool (no borrowing, no swap): one run, no scan. */
+    kv_pool *p = &kv->pools[t->owner];
+    int64_t base = (int64_t)t->owner * kv->stride;
+    int64_t *restrict stack = p->free_slots + p->free_count;
+    for (int64_t k = 0; k < n; k++) stack[k] = ids[k] - base;
+    p->free_count += n;
+    assert(p->free_count <= p->free_capacity);
+    account(kv, t->owner, req, -n);
+    return;
+  }
   while (i < n) {
     /* a run of ids in one pool: most tables are one or two runs */
     int32_t pool = infsim_kv_holder_of(kv, ids[i]);
@@ -284,11 +298,30 @@ const int64_t *infsim_kv_table(const infsim_kv *kv, int64_t req, int64_t *n) {
 
 int64_t infsim_kv_blocks(const infsim_kv *kv, int64_t req) { return kv->tables[req].count; }
 
+int64_t infsim_kv_foreign_blocks(const infsim_kv *kv, int64_t req) { return kv->tables[req].foreign; }
+
 int64_t infsim_kv_blocks_at(const infsim_kv *kv, int64_t req, int32_t holder) {
   const kv_table *t = &kv->tables[req];
   int64_t n = 0;
   for (int32_t i = 0; i < t->count; i++) n += infsim_kv_holder_of(kv, t->ids[i]) == holder;
   return n;
+}
+
+void infsim_kv_check_request(const infsim_kv *kv, int64_t req) {
+#ifndef NDEBUG
+  const kv_table *t = &kv->tables[req];
+  int64_t foreign = 0;
+  for (int32_t i = 0; i < t->count; i++) {
+    int32_t pool = infsim_kv_holder_of(kv, t->ids[i]);
+    assert(pool >= 0 && pool < kv->instances + kv->hosts);
+    foreign += pool != t->owner;
+  }
+  assert(foreign == t->foreign);
+  (void)foreign;
+#else
+  (void)kv;
+  (void)req;
+#endif
 }
 
 void infsim_kv_check(const infsim_kv *kv) {
@@ -306,6 +339,7 @@ void infsim_kv_check(const infsim_kv *kv) {
     const kv_pool *p = &kv->pools[q];
     assert(p->in_use + p->free_count == p->high_water);
   }
+
   (void)lent;
   (void)borrowed;
 #else

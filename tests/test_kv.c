@@ -84,6 +84,8 @@ static void expect_counts(const infsim_kv *kv, const shadow_req *sh, const int32
       total += sh[r].at[q];
     }
     assert_int_equal(infsim_kv_blocks(kv, r), total);
+    assert_int_equal(infsim_kv_foreign_blocks(kv, r), total - sh[r].at[owner[r]]);
+    infsim_kv_check_request(kv, r);
   }
   infsim_kv_check(kv);
 }

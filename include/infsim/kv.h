@@ -82,6 +82,8 @@ infsim_status infsim_kv_move(infsim_kv *kv, int64_t req, int64_t first, int64_t 
 /* req's block table (global ids, token order) and its length. */
 const int64_t *infsim_kv_table(const infsim_kv *kv, int64_t req, int64_t *n);
 int64_t infsim_kv_blocks(const infsim_kv *kv, int64_t req);
+/* Blocks of req not in its owner's GPU memory (borrowed or swapped); O(1). */
+int64_t infsim_kv_foreign_blocks(const infsim_kv *kv, int64_t req);
 /* Blocks of req held by GPU pool `holder`. O(table length). */
 int64_t infsim_kv_blocks_at(const infsim_kv *kv, int64_t req, int32_t holder);
 
@@ -94,7 +96,10 @@ int64_t infsim_kv_first_block(const infsim_kv *kv, int32_t pool);
 /* The most blocks lent cluster-wide at any moment so far. */
 int64_t infsim_kv_borrowed_peak(const infsim_kv *kv);
 
-/* Debug builds: the invariants above; aborts with the broken one. */
+/* Debug builds: the invariants above; aborts with the broken one.
+ * infsim_kv_check is O(pools); infsim_kv_check_request checks one table
+ * (its holders exist, its foreign count is right) in O(its blocks). */
 void infsim_kv_check(const infsim_kv *kv);
+void infsim_kv_check_request(const infsim_kv *kv, int64_t req);
 
 #endif
