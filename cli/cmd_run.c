@@ -16,7 +16,7 @@
 
 static const char k_usage[] =
     "usage: infsim run CONFIG.yaml [--trace FILE] [--out DIR] [--seed N] [--set key=value]... [--quiet]\n"
-    "                  [--summary-only]\n"
+    "                  [--summary-only] [--timeline FILE.json [--timeline-window A,B]]\n"
     "\n"
     "Simulates the cluster that CONFIG.yaml describes serving a trace, prints a result table and\n"
     "writes DIR/summary.json, requests.csv, timeseries.csv and results.db (default DIR: infsim-out).\n"
@@ -27,6 +27,8 @@ static const char k_usage[] =
     "  --set key=value  override a config key, e.g. --set scheduler.max_batch_size=1\n"
     "  --quiet          print nothing on success\n"
     "  --summary-only   write DIR/summary.json only\n"
+    "  --timeline FILE  also write a Chrome/Perfetto trace of batches, preemptions and messages\n"
+    "  --timeline-window A,B  only events overlapping A..B seconds of simulated time\n"
     "\n"
     "Config keys and defaults: README.md, section Configuration. Exit codes: 0 ok, 1 run failed,\n"
     "2 bad input.\n";
@@ -65,10 +67,31 @@ static int fail_with(const infsim_error *err) {
   return infsim_status_exit_code(err->status);
 }
 
+/* --timeline FILE [--timeline-window A,B] (seconds) into the params. */
+static infsim_status set_timeline(infsim_run_params *p, const char *path, const char *window, infsim_error *err) {
+  if (path == NULL) return infsim_fail(err, INFSIM_EINPUT, "--timeline-window: needs --timeline FILE");
+  if ((size_t)snprintf(p->timeline_path, sizeof p->timeline_path, "%s", path) >= sizeof p->timeline_path)
+    return infsim_fail(err, INFSIM_EINPUT, "--timeline: path too long");
+  p->timeline_from_ns = 0;
+  p->timeline_to_ns = -1;
+  if (window == NULL) return INFSIM_OK;
+  const char *comma = strchr(window, ',');
+  const char *why = NULL;
+  int64_t a = 0, b = 0;
+  if (comma == NULL || !infsim_parse_seconds_ns(window, (size_t)(comma - window), &a, &why) ||
+      !infsim_parse_seconds_ns(comma + 1, strlen(comma + 1), &b, &why) || b < a)
+    return infsim_fail(err, INFSIM_EINPUT, "--timeline-window: expected A,B in seconds with A <= B, got '%s'%s%s",
+                       window, why ? ": " : "", why ? why : "");
+  p->timeline_from_ns = a;
+  p->timeline_to_ns = b;
+  return INFSIM_OK;
+}
+
 int infsim_cmd_run(int argc, char **argv) {
   infsim_run_args args = {0};
   const char *out_dir = "infsim-out";
   int quiet = 0, summary_only = 0, rc = 2;
+  const char *timeline = NULL, *window = NULL;
   infsim_error err = {0};
   const char **sets = calloc((size_t)argc, sizeof *sets);
   infsim_run_setup *setup = NULL;
@@ -86,6 +109,13 @@ int infsim_cmd_run(int argc, char **argv) {
       quiet = 1;
     } else if (strcmp(a, "--summary-only") == 0) {
       summary_only = 1;
+    } else if ((strcmp(a, "--timeline") == 0 || strcmp(a, "--timeline-window") == 0) && !has_value) {
+      fprintf(stderr, "infsim run: %s needs a value\n", a);
+      goto done;
+    } else if (strcmp(a, "--timeline") == 0) {
+      timeline = argv[++i];
+    } else if (strcmp(a, "--timeline-window") == 0) {
+      window = argv[++i];
     } else if ((strcmp(a, "--trace") == 0 || strcmp(a, "--out") == 0 || strcmp(a, "--seed") == 0 ||
                 strcmp(a, "--set") == 0) && !has_value) {
       fprintf(stderr, "infsim run: %s needs a value\n", a);
@@ -113,6 +143,9 @@ int infsim_cmd_run(int argc, char **argv) {
     goto done;
   }
   if (infsim_run_setup_load(&args, &setup, &err) != INFSIM_OK) goto fail;
+  if ((timeline != NULL || window != NULL) &&
+      set_timeline(infsim_run_setup_params_mut(setup), timeline, window, &err) != INFSIM_OK)
+    goto fail;
   if (infsim_run_execute(setup, &res, &err) != INFSIM_OK) goto fail;
   if (infsim_run_write(res, out_dir, summary_only ? INFSIM_OUTPUT_SUMMARY : INFSIM_OUTPUT_ALL, &err) != INFSIM_OK)
     goto fail;

@@ -413,6 +413,11 @@ infsim_status infsim_run_write(const infsim_run_result *res, const char *dir, in
   if (st != INFSIM_OK)
     for (int i = 0; i < N_FILES; i++)
       if (wanted[i]) infsim_atomic_abort(&files[i]);
+  if (st == INFSIM_OK && res->timeline != NULL) {
+    infsim_run_result *mut = (infsim_run_result *)res; /* the timeline is handed over once */
+    st = infsim_timeline_commit(mut->timeline, err);
+    mut->timeline = NULL;
+  }
   json_decref(summary_json);
   return st;
 }

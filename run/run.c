@@ -99,6 +99,8 @@ void infsim_run_setup_free(infsim_run_setup *setup) {
 
 const infsim_run_params *infsim_run_setup_params(const infsim_run_setup *setup) { return &setup->params; }
 
+infsim_run_params *infsim_run_setup_params_mut(infsim_run_setup *setup) { return &setup->params; }
+
 const infsim_trace *infsim_run_setup_trace(const infsim_run_setup *setup) { return &setup->trace; }
 
 json_t *infsim_run_setup_config(const infsim_run_setup *setup) { return setup->config; }
@@ -170,6 +172,14 @@ infsim_status infsim_run_simulate(const infsim_run_params *p, const infsim_trace
   res->params = *p;
   res->config = config != NULL ? json_incref(config) : json_object();
   res->trace = trace;
+  if (p->timeline_path[0] != '\0') {
+    st = infsim_timeline_open(p->timeline_path, p->timeline_from_ns, p->timeline_to_ns, &res->timeline, err);
+    if (st != INFSIM_OK) {
+      infsim_run_result_free(res);
+      return st;
+    }
+    sc.timeline = res->timeline;
+  }
   infsim_cost_model cost;
   st = infsim_cost_model_build(p->gpu_profile, p->calibration_db, p->calibration_db_given, &p->model, &il,
                                &p->roofline, &cost, err);
@@ -198,6 +208,7 @@ infsim_status infsim_run_simulate(const infsim_run_params *p, const infsim_trace
 void infsim_run_result_free(infsim_run_result *res) {
   if (res == NULL) return;
   infsim_sim_free(res->sim);
+  infsim_timeline_abort(res->timeline); /* not committed: no file */
   json_decref(res->config);
   free(res);
 }

@@ -13,6 +13,7 @@ struct infsim_run_result {
   json_t *config; /* resolved, shared with the setup */
   const infsim_trace *trace; /* borrowed */
   infsim_sim *sim;
+  infsim_timeline *timeline; /* streamed during the run, committed by infsim_run_write */
   infsim_summary summary;
   char cost_model[2 * INFSIM_NAME_BYTES];
   double wall_s;

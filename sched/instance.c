@@ -145,11 +145,13 @@ static infsim_status preempt(infsim_sched *s, instance *in, int32_t req, infsim_
     in->swap_out_bytes += blocks * s->p.block_bytes;
     r->kv0 = kv;
     rec->state = INFSIM_REQ_SWAPPED;
+    if (s->observer.preempted != NULL) s->observer.preempted(s->observer.self, in->id, req, s->now_ns, true);
     return deque_push_back(&in->swapped, req, err);
   }
   /* Recompute: drop the KV; the prompt and every token generated so far are
    * prefilled again, and that prefill yields the next token. */
   infsim_kv_release(s->kv, req);
+  if (s->observer.preempted != NULL) s->observer.preempted(s->observer.self, in->id, req, s->now_ns, false);
   r->prefill_target = rec->prompt_tokens + r->generated0;
   r->prefilled = 0;
   rec->state = INFSIM_REQ_WAITING;

@@ -157,6 +157,8 @@ const infsim_run_counters *infsim_sched_counters(infsim_sched *s, int64_t now_ns
 
 infsim_kv *infsim_sched_kv(infsim_sched *s) { return s->kv; }
 
+void infsim_sched_observe(infsim_sched *s, infsim_sched_observer observer) { s->observer = observer; }
+
 int32_t infsim_sched_instances(const infsim_sched *s) { return s->n_instances; }
 
 void infsim_sched_check(const infsim_sched *s) {

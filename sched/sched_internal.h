@@ -72,6 +72,7 @@ struct infsim_sched {
   int64_t total_waiting;
   int64_t total_running;
   int64_t integral_last_ns;
+  infsim_sched_observer observer;
   infsim_batch_entry *entries; /* for executors that want them */
   int32_t entry_capacity;
 };

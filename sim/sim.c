@@ -21,6 +21,10 @@
 
 #include "sim_internal.h"
 
+static void on_preempted(void *self, int32_t instance, int64_t req, int64_t now_ns, bool swapped) {
+  infsim_timeline_preemption(self, instance, req, now_ns, swapped);
+}
+
 infsim_status infsim_sim_new(const infsim_sim_config *c, infsim_cost_model *cost, const infsim_trace *trace,
                              infsim_sim **out, infsim_error *err) {
   *out = NULL;
@@ -49,6 +53,8 @@ infsim_status infsim_sim_new(const infsim_sim_config *c, infsim_cost_model *cost
     infsim_sim_free(s);
     return st;
   }
+  if (c->timeline != NULL)
+    infsim_sched_observe(s->sched, (infsim_sched_observer){.self = c->timeline, .preempted = on_preempted});
   *out = s;
   return INFSIM_OK;
 }
@@ -139,11 +145,16 @@ infsim_status infsim_sim_run(infsim_sim *s, infsim_error *err) {
     s->now_ns = ev.time_ns;
     s->counters.events++;
     switch (ev.priority) {
-      case EV_ITERATION_DONE:
+      case EV_ITERATION_DONE: {
+        const sim_exec_instance *x = &s->exec[ev.target];
+        infsim_timeline_batch(s->c.timeline, ev.target, x->start_ns, s->now_ns, x->steps, &x->agg);
         st = infsim_sched_iteration_done(s->sched, ev.target, s->now_ns, err);
         break;
+      }
       case EV_MESSAGE: {
-        infsim_msg msg = sim_transport_take(s, (int32_t)ev.arg);
+        int64_t sent_ns = 0;
+        infsim_msg msg = sim_transport_take(s, (int32_t)ev.arg, &sent_ns);
+        if (msg.kind != INFSIM_MSG_TIMER) infsim_timeline_message(s->c.timeline, &msg, sent_ns, s->now_ns);
         st = infsim_sched_deliver(s->sched, &msg, s->now_ns, err);
         break;
       }

@@ -68,6 +68,7 @@ static infsim_status exec_submit(void *self, const infsim_batch *b, int64_t now_
   int64_t end = start < 0 || compute == INT64_MAX ? -1 : add_time(start, compute);
   if (end < 0) return time_overflow(b, now_ns, err);
   x->start_ns = now_ns;
+  x->agg = b->agg;
   x->lead_ns = lead;
   x->steps = b->steps;
   x->generation++;

@@ -22,11 +22,13 @@ typedef struct {
   int64_t first_context;
   infsim_decode_run run; /* cost of its decode steps (decode-only batches) */
   bool decode_only;
+  infsim_batch_agg agg; /* its first step's aggregates (timelines) */
   int64_t row; /* its iterations.csv row, or -1 */
 } sim_exec_instance;
 
 typedef struct {
   infsim_msg msg;
+  int64_t sent_ns;
   int32_t next_free;
 } msg_slot;
 
@@ -67,6 +69,6 @@ bool sim_executor_current(const infsim_sim *s, int32_t instance, uint32_t genera
 /* sim_transport.c */
 infsim_transport sim_transport_make(infsim_sim *s);
 /* Takes the message of an EV_MESSAGE event out of the pool. */
-infsim_msg sim_transport_take(infsim_sim *s, int32_t slot);
+infsim_msg sim_transport_take(infsim_sim *s, int32_t slot, int64_t *sent_ns);
 
 #endif

@@ -8,7 +8,7 @@
 
 #include "sim_internal.h"
 
-static infsim_status put(infsim_sim *s, const infsim_msg *msg, int64_t at_ns, infsim_error *err) {
+static infsim_status put(infsim_sim *s, const infsim_msg *msg, int64_t now_ns, int64_t at_ns, infsim_error *err) {
   if (s->msg_free < 0) {
     int32_t cap = s->msg_capacity ? 2 * s->msg_capacity : 64;
     msg_slot *slots = realloc(s->msgs, (size_t)cap * sizeof *slots);
@@ -21,11 +21,13 @@ static infsim_status put(infsim_sim *s, const infsim_msg *msg, int64_t at_ns, in
   int32_t slot = s->msg_free;
   s->msg_free = s->msgs[slot].next_free;
   s->msgs[slot].msg = *msg;
+  s->msgs[slot].sent_ns = now_ns;
   return infsim_event_heap_push(&s->heap, at_ns, EV_MESSAGE, msg->dst, slot, err);
 }
 
-infsim_msg sim_transport_take(infsim_sim *s, int32_t slot) {
+infsim_msg sim_transport_take(infsim_sim *s, int32_t slot, int64_t *sent_ns) {
   infsim_msg m = s->msgs[slot].msg;
+  *sent_ns = s->msgs[slot].sent_ns;
   s->msgs[slot].next_free = s->msg_free;
   s->msg_free = slot;
   return m;
@@ -36,13 +38,14 @@ static infsim_status net_send(void *self, const infsim_msg *msg, int64_t now_ns,
   int64_t delay = infsim_cost_transfer_ns(msg->bytes, s->c.link_bytes_per_s, s->c.link_latency_ns);
   if (msg->bytes <= 0) delay = s->c.link_latency_ns;
   s->bytes_sent += msg->bytes;
-  return put(s, msg, now_ns + delay, err);
+  return put(s, msg, now_ns, now_ns + delay, err);
 }
 
 static infsim_status net_timer(void *self, const infsim_msg *msg, int64_t at_ns, infsim_error *err) {
   infsim_msg m = *msg;
   m.dst = m.src;
-  return put(self, &m, at_ns, err);
+  infsim_sim *s = self;
+  return put(s, &m, s->now_ns, at_ns, err);
 }
 
 static int64_t net_bytes_sent(const void *self) { return ((const infsim_sim *)self)->bytes_sent; }

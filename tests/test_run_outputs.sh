@@ -90,5 +90,36 @@ ok &= list(rows[0].keys()) == ['instance', 'start_s', 'end_s', 'steps', 'prefill
 sys.exit(0 if ok else 1)
 PY
 
+# --timeline: one complete event per batch, the same batches as iterations.csv
+# (start, duration, steps); preemptions as instant events; a window keeps
+# only the events overlapping it.
+printf 'model: llama2-7b\ngpu: a100-80gb\ncluster:\n  instances: 2\nscheduler:\n  gpu_memory_utilization: 0.19\nmetrics:\n  iterations: true\n' >"$W/tl.yaml"
+python3 -c "
+import random; r=random.Random(5); t=0.0
+print('arrival_time_s,prompt_tokens,output_tokens')
+for i in range(200):
+    t+=r.expovariate(20.0); print(f'{t:.6f},{r.randint(100,2000)},{r.randint(10,400)}')" >"$W/tl.csv"
+"$INFSIM" run "$W/tl.yaml" --trace "$W/tl.csv" --out "$W/tl" --quiet --timeline "$W/tl/timeline.json" ||
+  fail "timeline run failed"
+"$INFSIM" run "$W/tl.yaml" --trace "$W/tl.csv" --out "$W/tw" --quiet --timeline "$W/tw/timeline.json" \
+  --timeline-window 2,3 || fail "windowed timeline run failed"
+python3 - "$W" <<'PY' || fail "timeline disagrees with iterations.csv"
+import csv, json, sys
+w = sys.argv[1]
+ev = json.load(open(f'{w}/tl/timeline.json'))['traceEvents']
+rows = list(csv.DictReader(open(f'{w}/tl/iterations.csv')))
+s = json.load(open(f'{w}/tl/summary.json'))
+batches = sorted((int(e['tid']), round(e['ts'] * 1000), round(e['dur'] * 1000), e['args']['steps'])
+                 for e in ev if e.get('cat') == 'batch')
+want = sorted((int(r['instance']), round(float(r['start_s']) * 1e9), round((float(r['end_s']) - float(r['start_s'])) * 1e9),
+               int(r['steps'])) for r in rows)
+ok = batches == want and len(batches) > 0
+ok &= sum(1 for e in ev if e.get('cat') == 'preemption') == s['preemptions'] and s['preemptions'] > 0
+win = [e for e in json.load(open(f'{w}/tw/timeline.json'))['traceEvents'] if e.get('ph') in ('X', 'i')]
+ok &= 0 < len(win) < len(batches)
+ok &= all(e['ts'] <= 3e6 and e['ts'] + e.get('dur', 0) >= 2e6 for e in win)
+sys.exit(0 if ok else 1)
+PY
+
 echo "$((failures == 0 ? 1 : 0)) passed, $failures failed"
 [ "$failures" -eq 0 ]

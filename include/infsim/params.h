@@ -49,6 +49,12 @@ typedef struct {
   int64_t warmup_ns;
   int64_t sample_interval_ns;
   bool record_iterations; /* metrics.iterations: write iterations.csv */
+  /* Set by `infsim run --timeline` (not config keys): a Chrome trace of
+   * the events overlapping [timeline_from_ns, timeline_to_ns] (to < 0: to
+   * the end), written beside the other outputs. Empty path: none. */
+  char timeline_path[INFSIM_CONFIG_PATH_BYTES];
+  int64_t timeline_from_ns;
+  int64_t timeline_to_ns;
   uint64_t seed;
 } infsim_run_params;
 

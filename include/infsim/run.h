@@ -47,6 +47,8 @@ typedef struct infsim_run_result infsim_run_result;
 infsim_status infsim_run_setup_load(const infsim_run_args *args, infsim_run_setup **out, infsim_error *err);
 void infsim_run_setup_free(infsim_run_setup *setup);
 const infsim_run_params *infsim_run_setup_params(const infsim_run_setup *setup);
+/* The params to change before execution (options that are not config keys). */
+infsim_run_params *infsim_run_setup_params_mut(infsim_run_setup *setup);
 const infsim_trace *infsim_run_setup_trace(const infsim_run_setup *setup);
 /* The resolved config (borrowed reference). */
 json_t *infsim_run_setup_config(const infsim_run_setup *setup);

@@ -135,6 +135,15 @@ const infsim_run_counters *infsim_sched_counters(infsim_sched *s, int64_t now_ns
 infsim_kv *infsim_sched_kv(infsim_sched *s);
 int32_t infsim_sched_instances(const infsim_sched *s);
 
+/* Who wants to hear of the scheduler's decisions (timelines, studies). */
+typedef struct {
+  void *self;
+  /* req on instance gave up its GPU memory at now_ns (to host memory if swapped). */
+  void (*preempted)(void *self, int32_t instance, int64_t req, int64_t now_ns, bool swapped);
+} infsim_sched_observer;
+
+void infsim_sched_observe(infsim_sched *s, infsim_sched_observer observer);
+
 /* Debug builds: every instance's block and queue invariants. */
 void infsim_sched_check(const infsim_sched *s);
 

@@ -18,6 +18,7 @@
 #include "infsim/costmodel.h"
 #include "infsim/sched.h"
 #include "infsim/status.h"
+#include "infsim/timeline.h"
 #include "infsim/trace.h"
 
 /* At most this many samples per instance: the interval doubles as needed. */
@@ -31,6 +32,7 @@ typedef struct {
   double link_bytes_per_s;          /* between instances (the simulated transport) */
   int64_t link_latency_ns;
   bool record_iterations;           /* keep one row per batch (iterations.csv) */
+  struct infsim_timeline *timeline; /* borrowed; NULL: none */
 } infsim_sim_config;
 
 /* One row of iterations.csv: a batch (steps > 1: a run of identical decode steps). */
