@@ -58,6 +58,7 @@ struct infsim_calib_fast {
   int decode_tabulated; /* 0: the decode curve is a lookup; evaluated directly */
   double *gemm_ns;      /* [GEMM_TOKENS + 1]; 0: not yet computed */
   int32_t *seg_count;   /* [DECODE_REQUESTS + 1]; 0: not yet built */
+  int32_t *seg_hint;    /* [DECODE_REQUESTS + 1]: the segment last found */
   segment *segs;        /* MAX_SEGS per request count */
 };
 
@@ -69,8 +70,9 @@ infsim_calib_fast *infsim_calib_fast_new(const infsim_calib_curve curves[INFSIM_
   /* calloc: untouched pages cost nothing, so only the counts in use take memory. */
   f->gemm_ns = calloc(INFSIM_CALIB_FAST_GEMM_TOKENS + 1, sizeof *f->gemm_ns);
   f->seg_count = calloc(INFSIM_CALIB_FAST_DECODE_REQUESTS + 1, sizeof *f->seg_count);
+  f->seg_hint = calloc(INFSIM_CALIB_FAST_DECODE_REQUESTS + 1, sizeof *f->seg_hint);
   f->segs = calloc((size_t)(INFSIM_CALIB_FAST_DECODE_REQUESTS + 1) * MAX_SEGS, sizeof *f->segs);
-  if (f->gemm_ns == NULL || f->seg_count == NULL || f->segs == NULL) {
+  if (f->gemm_ns == NULL || f->seg_count == NULL || f->seg_hint == NULL || f->segs == NULL) {
     infsim_calib_fast_free(f);
     return NULL;
   }
@@ -81,6 +83,7 @@ void infsim_calib_fast_free(infsim_calib_fast *f) {
   if (f == NULL) return;
   free(f->gemm_ns);
   free(f->seg_count);
+  free(f->seg_hint);
   free(f->segs);
   free(f);
 }
@@ -148,6 +151,19 @@ static double root_inside(double lo, double v_lo, double e, double v_e, double h
   return t > lo && t < hi ? t : NAN;
 }
 
+/* Relative difference below which two lines count as one: a few hundred
+ * roundings of a double, far under what the tests allow (1e-9). */
+#define SAME_LINE 1e-13
+
+/* Whether segment b continues segment a's line: same slope, and a's line
+ * reaches b's value at b's start. */
+static int same_line(const segment *a, const segment *b) {
+  double at_b = a->f0 + a->slope * (b->c0 - a->c0);
+  double scale = fabs(b->f0) > 1 ? fabs(b->f0) : 1;
+  double slope_scale = fabs(b->slope) > 1e-300 ? fabs(b->slope) : 1e-300;
+  return fabs(at_b - b->f0) <= SAME_LINE * scale && fabs(a->slope - b->slope) <= SAME_LINE * slope_scale;
+}
+
 /* Cuts the decode curve at `requests` into straight segments (file comment). */
 static int build_line(const infsim_calib_fast *f, double requests, segment *out) {
   const infsim_calib_curve *c = &f->curve[INFSIM_CALIB_DECODE_ATTN];
@@ -186,7 +202,10 @@ static int build_line(const infsim_calib_fast *f, double requests, segment *out)
   }
   assert(n <= MAX_SEGS);
   sort_doubles(cut, n);
-  /* One segment per distinct cut; its line through the fitted curve at both ends. */
+  /* One segment per distinct cut; its line through the fitted curve at both
+   * ends. A cut where the curve does not bend (a bend of the piece that is
+   * not the larger one) joins its two segments, so that searches are
+   * shorter: the joined line is the same up to rounding (SAME_LINE). */
   int segs = 0;
   for (int i = 0; i < n; i++) {
     if (i > 0 && !(cut[i] > cut[i - 1])) continue;
@@ -194,7 +213,9 @@ static int build_line(const infsim_calib_fast *f, double requests, segment *out)
     while (next < n && !(cut[next] > cut[i])) next++;
     double lo = cut[i], hi = next < n ? cut[next] : INFINITY, e = probe_end(lo, hi);
     double v_lo = decode_at(f, requests, lo), v_e = decode_at(f, requests, e);
-    out[segs++] = (segment){lo, v_lo, (v_e - v_lo) / (e - lo)};
+    segment cur = {lo, v_lo, (v_e - v_lo) / (e - lo)};
+    if (segs > 0 && same_line(&out[segs - 1], &cur)) continue;
+    out[segs++] = cur;
   }
   return segs;
 }
@@ -209,14 +230,20 @@ static const segment *decode_line(infsim_calib_fast *f, int64_t requests, int *n
   return s;
 }
 
-/* Index of the segment holding context c: the last one starting at or before it. */
-static int find_segment(const segment *s, int n, double c) {
+/* Index of the segment holding context c: the last one starting at or
+ * before it. The segment found last time for this request count is tried
+ * first: a run cut short at an arrival is priced again from the same
+ * context (a binary search over its steps), and runs move forward. */
+static int find_segment(const segment *s, int n, double c, int32_t *hint) {
+  int h = *hint;
+  if (s[h].c0 <= c && (h + 1 == n || c < s[h + 1].c0)) return h;
   int lo = 0, hi = n; /* s[lo].c0 <= c (or lo = 0), s[hi].c0 > c (or hi = n) */
   while (hi - lo > 1) {
     int mid = (lo + hi) / 2;
     if (s[mid].c0 <= c) lo = mid;
     else hi = mid;
   }
+  *hint = lo;
   return lo;
 }
 
@@ -231,7 +258,7 @@ double infsim_calib_fast_decode_ns(infsim_calib_fast *f, int64_t requests, int64
   const segment *s = decode_line(f, requests, &n);
   if (s == NULL) return decode_at(f, (double)requests, (double)context_tokens);
   double c = (double)context_tokens;
-  return segment_at(&s[find_segment(s, n, c)], c);
+  return segment_at(&s[find_segment(s, n, c, &f->seg_hint[requests])], c);
 }
 
 double infsim_calib_fast_decode_sum_ns(infsim_calib_fast *f, int64_t requests, int64_t first_context,
@@ -243,8 +270,10 @@ double infsim_calib_fast_decode_sum_ns(infsim_calib_fast *f, int64_t requests, i
     return infsim_calib_decode_sum(&f->curve[INFSIM_CALIB_DECODE_ATTN], (double)requests, (double)first_context,
                                    (double)context_step, steps);
   double first = (double)first_context, step = (double)context_step;
-  int i = find_segment(s, n, first);
-  if (context_step == 0) return (double)steps * segment_at(&s[i], first);
+  int i = find_segment(s, n, first, &f->seg_hint[requests]);
+  /* Most runs stay inside one segment: one straight line, no division. */
+  double last = first + step * (double)(steps - 1);
+  if (i + 1 == n || last < s[i + 1].c0) return (double)steps * segment_at(&s[i], 0.5 * (first + last));
   /* Steps j in [j, j_end) lie in segment i: context first + j step below
    * the next segment's start. */
   double sum = 0;
