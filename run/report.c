@@ -286,7 +286,14 @@ static infsim_status write_db(const char *path, const infsim_run_result *res, js
   }
   char pragma[64];
   snprintf(pragma, sizeof pragma, "PRAGMA user_version=%d;", INFSIM_RESULTS_DB_VERSION);
-  infsim_status st = sql_exec(db, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA locking_mode=EXCLUSIVE; PRAGMA cache_size=-65536; BEGIN;", path, err);
+  /* Rows are appended in rowid order, so the page cache only needs the
+   * right edge of each b-tree: 8 MiB (cache_size=-8192) writes the same file
+   * with the same CPU time as 64 MiB, and peak memory is 45 MB lower on a
+   * million requests (bench/README.md, scaling). */
+  infsim_status st = sql_exec(db,
+                              "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA locking_mode=EXCLUSIVE;"
+                              " PRAGMA cache_size=-8192; BEGIN;",
+                              path, err);
   if (st == INFSIM_OK) st = sql_exec(db, k_schema, path, err);
   if (st == INFSIM_OK) st = sql_exec(db, pragma, path, err);
   size_t n = 0;
