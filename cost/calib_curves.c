@@ -89,6 +89,11 @@ const char *infsim_calib_var_name(infsim_calib_var v) {
   return k_var_names[v];
 }
 
+/* min and max of finite values, inlined (libm's fmin/fmax are calls that
+ * also handle NaN, which never reaches a curve: loading rejects it). */
+static inline double min2(double a, double b) { return a < b ? a : b; }
+static inline double max2(double a, double b) { return a > b ? a : b; }
+
 /* Lookup: linear between knots, flat below the first, the last segment's
  * slope (>= 0) above the last. */
 static double eval_knots(const infsim_calib_curve *c, double x) {
@@ -105,7 +110,7 @@ static double eval_knots(const infsim_calib_curve *c, double x) {
     }
   }
   double x0 = c->knot_x[lo], x1 = c->knot_x[lo + 1], t0 = c->knot_t[lo], t1 = c->knot_t[lo + 1];
-  if (x >= x1) return t1 + fmax((t1 - t0) / (x1 - x0), 0) * (x - x1);
+  if (x >= x1) return t1 + max2((t1 - t0) / (x1 - x0), 0) * (x - x1);
   /* Exact on flat stretches and at knots, so pooled runs stay flat. */
   if (t0 == t1) return t0;
   return t0 + (t1 - t0) * ((x - x0) / (x1 - x0));
@@ -117,12 +122,12 @@ static double shape_ratio(const infsim_calib_kernel_info *info, const double *x)
 }
 
 double infsim_calib_ratio_eval(const infsim_calib_ratio_term *g, double r, double den) {
-  double s = g->cap > 0 ? fmin(den, g->cap) : 1;
+  double s = g->cap > 0 ? min2(den, g->cap) : 1;
   int n = g->n_bends;
   if (n == 0) return s * g->slope[0] * r;
-  double t = g->slope[0] * fmin(r, g->bend[0]);
+  double t = g->slope[0] * min2(r, g->bend[0]);
   for (int k = 1; k < n && r > g->bend[k - 1]; k++)
-    t += g->slope[k] * fmin(r - g->bend[k - 1], g->bend[k] - g->bend[k - 1]);
+    t += g->slope[k] * min2(r - g->bend[k - 1], g->bend[k] - g->bend[k - 1]);
   if (r > g->bend[n - 1]) t += g->slope[n] * (r - g->bend[n - 1]);
   return s * t;
 }
@@ -133,20 +138,20 @@ static double eval_main(const infsim_calib_curve *c, const infsim_calib_kernel_i
   for (int v = 0; v < INFSIM_CALIB_VARS; v++) {
     if (!(info->var_mask & (1u << v))) continue;
     if (v == c->hinge_var) {
-      double above = fmax(x[v] - c->hinge_at, 0);
+      double above = max2(x[v] - c->hinge_at, 0);
       if (c->hinge2_at > c->hinge_at) {
-        t += c->c_above2 * fmax(x[v] - c->hinge2_at, 0);
-        above = fmin(above, c->hinge2_at - c->hinge_at);
+        t += c->c_above2 * max2(x[v] - c->hinge2_at, 0);
+        above = min2(above, c->hinge2_at - c->hinge_at);
       }
-      t += c->c_var[v] * fmin(x[v], c->hinge_at) + c->c_above * above;
+      t += c->c_var[v] * min2(x[v], c->hinge_at) + c->c_above * above;
     } else {
       t += c->c_var[v] * x[v];
     }
   }
   double den = info->ratio_num >= 0 ? x[info->ratio_den] : 0;
-  if (c->tail_cap > 0) t += c->c_tail * r * fmin(den, c->tail_cap);
-  if (c->den_hinge_at > 0) t += c->c_den_above * fmax(den - c->den_hinge_at, 0);
-  if (c->head_cap > 0) t += c->c_head * r * fmax(c->head_cap - den, 0);
+  if (c->tail_cap > 0) t += c->c_tail * r * min2(den, c->tail_cap);
+  if (c->den_hinge_at > 0) t += c->c_den_above * max2(den - c->den_hinge_at, 0);
+  if (c->head_cap > 0) t += c->c_head * r * max2(c->head_cap - den, 0);
   return t + infsim_calib_ratio_eval(&c->ratio, r, den);
 }
 
@@ -156,6 +161,15 @@ static double eval_alt(const infsim_calib_curve *c, const infsim_calib_kernel_in
   for (int v = 0; v < INFSIM_CALIB_VARS; v++)
     if (info->var_mask & (1u << v)) t += c->alt_var[v] * x[v];
   return t;
+}
+
+void infsim_calib_curve_pieces(const infsim_calib_curve *c, infsim_calib_kernel k,
+                               const double x[INFSIM_CALIB_VARS], double *a, double *b) {
+  const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
+  assert(c->n_knots == 0);
+  double r = shape_ratio(info, x);
+  *a = eval_main(c, info, x, r);
+  *b = c->has_alt ? eval_alt(c, info, x, r) : -INFINITY;
 }
 
 double infsim_calib_curve_eval(const infsim_calib_curve *c, infsim_calib_kernel k,
@@ -168,7 +182,7 @@ double infsim_calib_curve_eval(const infsim_calib_curve *c, infsim_calib_kernel 
   }
   double r = shape_ratio(info, x);
   double t = eval_main(c, info, x, r);
-  if (c->has_alt) t = fmax(t, eval_alt(c, info, x, r));
+  if (c->has_alt) t = max2(t, eval_alt(c, info, x, r));
   return t > 0 ? t : 0;
 }
 
@@ -256,26 +270,18 @@ double infsim_calib_decode_sum(const infsim_calib_curve *c, double requests, dou
   return sum;
 }
 
-/* ---- the vtable ---- */
+/* ---- the vtable: the fast forms (calib_fast.c) ---- */
 
-typedef struct {
-  infsim_calib_curve curve[INFSIM_CALIB_KERNELS];
-} calib_curves;
-
-static double eval2(const calib_curves *cc, infsim_calib_kernel k, infsim_calib_var va, double a,
-                    infsim_calib_var vb, double b) {
+static double eval2(void *self, infsim_calib_kernel k, infsim_calib_var va, double a, infsim_calib_var vb,
+                    double b) {
   double x[INFSIM_CALIB_VARS] = {0};
   x[va] = a;
   x[vb] = b;
-  return infsim_calib_curve_eval(&cc->curve[k], k, x);
+  return infsim_calib_fast_eval(self, k, x);
 }
 
 static double calib_gemm_layer_ns(void *self, int64_t tokens) {
-  const calib_curves *cc = self;
-  double t = 0;
-  for (int k = INFSIM_CALIB_GEMM_QKV; k <= INFSIM_CALIB_GEMM_DOWN; k++)
-    t += eval2(cc, k, INFSIM_CALIB_TOKENS, (double)tokens, INFSIM_CALIB_TOKENS, (double)tokens);
-  return t;
+  return infsim_calib_fast_gemm_layer_ns(self, tokens);
 }
 
 static double calib_prefill_attn_layer_ns(void *self, int64_t tokens, int64_t pairs) {
@@ -284,8 +290,7 @@ static double calib_prefill_attn_layer_ns(void *self, int64_t tokens, int64_t pa
 }
 
 static double calib_decode_attn_layer_ns(void *self, int64_t requests, int64_t context_tokens) {
-  return eval2(self, INFSIM_CALIB_DECODE_ATTN, INFSIM_CALIB_REQUESTS, (double)requests,
-               INFSIM_CALIB_CONTEXT_TOKENS, (double)context_tokens);
+  return infsim_calib_fast_decode_ns(self, requests, context_tokens);
 }
 
 static double calib_merge_layer_ns(void *self, int64_t requests, int64_t partials) {
@@ -300,12 +305,10 @@ static double calib_kv_copy_ns(void *self, int64_t bytes) {
 
 static double calib_decode_attn_sum_layer_ns(void *self, int64_t requests, int64_t first_context,
                                              int64_t context_step, int64_t steps) {
-  const calib_curves *cc = self;
-  return infsim_calib_decode_sum(&cc->curve[INFSIM_CALIB_DECODE_ATTN], (double)requests, (double)first_context,
-                                 (double)context_step, steps);
+  return infsim_calib_fast_decode_sum_ns(self, requests, first_context, context_step, steps);
 }
 
-static void calib_destroy(void *self) { free(self); }
+static void calib_destroy(void *self) { infsim_calib_fast_free(self); }
 
 /* ---- curves in the DB ---- */
 
@@ -446,7 +449,8 @@ infsim_status infsim_cost_curves_calibrated(const char *db_path, const char *pro
   }
   infsim_status st = INFSIM_OK;
   sqlite3_stmt *q = NULL;
-  calib_curves *cc = NULL;
+  infsim_calib_curve *curves = NULL;
+  infsim_calib_fast *fast = NULL;
   if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL) != SQLITE_OK || sqlite3_step(q) != SQLITE_ROW) {
     st = db_fail(db, db_path, err);
     goto done;
@@ -478,8 +482,8 @@ infsim_status infsim_cost_curves_calibrated(const char *db_path, const char *pro
   sqlite3_bind_int64(q, 7, model->intermediate);
   sqlite3_bind_int64(q, 8, model->dtype_bytes);
   sqlite3_bind_int64(q, 9, tp);
-  cc = calloc(1, sizeof *cc);
-  if (cc == NULL) {
+  curves = calloc(INFSIM_CALIB_KERNELS, sizeof *curves);
+  if (curves == NULL) {
     st = infsim_fail(err, INFSIM_ENOMEM, "%s: out of memory", db_path);
     goto done;
   }
@@ -489,7 +493,7 @@ infsim_status infsim_cost_curves_calibrated(const char *db_path, const char *pro
     const char *kname = (const char *)sqlite3_column_text(q, 0);
     int k = kname ? infsim_calib_kernel_from_name(kname) : -1;
     if (k < 0) continue; /* a kernel this version does not use */
-    int bad = !infsim_calib_curve_from_row(q, 1, &cc->curve[k]);
+    int bad = !infsim_calib_curve_from_row(q, 1, &curves[k]);
     if (bad) {
       st = infsim_fail(err, INFSIM_EINPUT, "%s: fit: %s: kernel %s: coefficient negative or not finite, or bad knots",
                        db_path, profile, kname);
@@ -503,8 +507,13 @@ infsim_status infsim_cost_curves_calibrated(const char *db_path, const char *pro
   }
   for (int k = 0; k < INFSIM_CALIB_KERNELS; k++)
     if (kernel_required(k) && !(have & (1u << k))) goto done; /* not found */
+  fast = infsim_calib_fast_new(curves);
+  if (fast == NULL) {
+    st = infsim_fail(err, INFSIM_ENOMEM, "%s: out of memory", db_path);
+    goto done;
+  }
   memset(out, 0, sizeof *out);
-  out->self = cc;
+  out->self = fast;
   out->gemm_layer_ns = calib_gemm_layer_ns;
   out->prefill_attn_layer_ns = calib_prefill_attn_layer_ns;
   out->decode_attn_layer_ns = calib_decode_attn_layer_ns;
@@ -513,10 +522,9 @@ infsim_status infsim_cost_curves_calibrated(const char *db_path, const char *pro
   out->kv_copy_ns = calib_kv_copy_ns;
   out->destroy = calib_destroy;
   snprintf(out->name, sizeof out->name, "calibrated:%s", profile);
-  cc = NULL;
   *found = 1;
 done:
-  free(cc);
+  free(curves);
   sqlite3_finalize(q);
   sqlite3_close(db);
   return st;

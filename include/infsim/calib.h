@@ -180,6 +180,51 @@ double infsim_calib_curve_eval(const infsim_calib_curve *c, infsim_calib_kernel 
 double infsim_calib_decode_sum(const infsim_calib_curve *c, double requests, double first_context,
                                double context_step, int64_t steps);
 
+/* The two pieces of a piecewise curve (not a lookup) at x, before the
+ * clamp: *a the additive piece A and *b the straight piece B (-INFINITY
+ * when the curve has none); the curve is max(A, B) clamped at 0 (0 when
+ * x[work_var] is 0). The fast forms below find where A and B cross. */
+void infsim_calib_curve_pieces(const infsim_calib_curve *c, infsim_calib_kernel k,
+                               const double x[INFSIM_CALIB_VARS], double *a, double *b);
+
+/* Fast forms of one profile's curves, for the simulator's hot path (the
+ * vtable of infsim_cost_curves_calibrated uses them). What the fit gives
+ * is turned into tables once, so an evaluation costs about what the
+ * roofline's does:
+ *  - GEMMs: the four curves of a layer summed, per token count up to
+ *    INFSIM_CALIB_FAST_GEMM_TOKENS (the same sum infsim_calib_curve_eval
+ *    gives, bit for bit); evaluated directly above.
+ *  - decode attention: for each request count up to
+ *    INFSIM_CALIB_FAST_DECODE_REQUESTS, the curve as a function of context
+ *    alone, cut where it bends (hinges, ratio bends at context = bend x
+ *    requests, crossings of the pieces A and B, the clamp at 0) into
+ *    segments where it is a straight line (start, value there, slope). One
+ *    step is a binary search over the segments; a run of steps (context
+ *    first + j x step) sums each segment it crosses in closed form, O(1)
+ *    per segment, with no sorting.
+ * Tables are filled on first use of a token or request count, into memory
+ * reserved when the fast form is made, so evaluation never allocates; a
+ * fast form belongs to one simulation (one thread). Outside the tables,
+ * and for every other kernel, the fitted curve is evaluated directly.
+ * Agreement: within rounding of the fitted curve (a relative 1e-12 or so),
+ * at every point. */
+enum { INFSIM_CALIB_FAST_GEMM_TOKENS = 16384, INFSIM_CALIB_FAST_DECODE_REQUESTS = 1024 };
+typedef struct infsim_calib_fast infsim_calib_fast;
+
+/* Takes a copy of curves[0 .. INFSIM_CALIB_KERNELS - 1]. NULL when out of memory. */
+infsim_calib_fast *infsim_calib_fast_new(const infsim_calib_curve curves[INFSIM_CALIB_KERNELS]);
+void infsim_calib_fast_free(infsim_calib_fast *f);
+/* The curve of kernel k at x, as infsim_calib_curve_eval on the copy. */
+double infsim_calib_fast_eval(const infsim_calib_fast *f, infsim_calib_kernel k, const double x[INFSIM_CALIB_VARS]);
+/* Sum of the four GEMM curves at `tokens`. */
+double infsim_calib_fast_gemm_layer_ns(infsim_calib_fast *f, int64_t tokens);
+/* Decode attention at (requests, context_tokens). */
+double infsim_calib_fast_decode_ns(infsim_calib_fast *f, int64_t requests, int64_t context_tokens);
+/* Sum over j < steps of decode attention at (requests, first_context + j x
+ * context_step), as infsim_calib_decode_sum. */
+double infsim_calib_fast_decode_sum_ns(infsim_calib_fast *f, int64_t requests, int64_t first_context,
+                                       int64_t context_step, int64_t steps);
+
 /* The `fit` columns that hold a curve, in the order
  * infsim_calib_curve_from_row reads them, each prefixed by "f.". */
 #define INFSIM_CALIB_CURVE_COLUMNS                                                                                 \
