@@ -1,1 +1,0 @@
-typedef int icl_placeholder_transport;
