@@ -13,6 +13,8 @@
 
 #include <assert.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,7 +74,7 @@ struct infsim_cexec {
   int64_t seq;
   infsim_status failed;
   infsim_error fail_err;
-  infsim_cexec_iteration *iters;
+  infsim_iteration_row *iters;
   size_t iter_count, iter_cap;
   bool stopped;
 };
@@ -198,8 +200,7 @@ infsim_status infsim_cexec_error(const infsim_cexec *x, infsim_error *err) {
 }
 
 /* Lays the batch out as a wire message in x->wire; returns its size. */
-static infsim_status encode(infsim_cexec *x, const infsim_batch *b, int64_t *bytes, int32_t *holders,
-                            infsim_error *err) {
+static infsim_status encode(infsim_cexec *x, const infsim_batch *b, int64_t *bytes, infsim_error *err) {
   icl_wire_head h = {.seq = ++x->seq, .instance = b->instance, .count = b->entry_count, .slots = 0};
   int64_t first = infsim_kv_first_block(b->kv, b->instance);
   int64_t slots_total = 0;
@@ -211,7 +212,6 @@ static infsim_status encode(infsim_cexec *x, const infsim_batch *b, int64_t *byt
   char *parts = x->wire + sizeof h;
   int32_t *slots = (int32_t *)(void *)(parts + b->entry_count * sizeof(icl_wire_part));
   int64_t at = 0;
-  *holders = 0;
   for (int32_t i = 0; i < b->entry_count; i++) {
     const infsim_batch_entry *e = &b->entries[i];
     int64_t n = 0;
@@ -245,17 +245,17 @@ static infsim_status encode(infsim_cexec *x, const infsim_batch *b, int64_t *byt
   return INFSIM_OK;
 }
 
-static infsim_status push_iteration(infsim_cexec *x, const infsim_batch *b, int64_t start_ns, int32_t holders,
-                                    infsim_error *err) {
+static infsim_status push_iteration(infsim_cexec *x, const infsim_batch *b, int64_t start_ns, infsim_error *err) {
   if (x->iter_count == x->iter_cap) {
     size_t cap = x->iter_cap ? x->iter_cap * 2 : 1024;
-    infsim_cexec_iteration *p = realloc(x->iters, cap * sizeof *p);
+    infsim_iteration_row *p = realloc(x->iters, cap * sizeof *p);
     if (!p) return infsim_fail(err, INFSIM_ENOMEM, "cluster: out of memory");
     x->iters = p;
     x->iter_cap = cap;
   }
-  x->iters[x->iter_count] = (infsim_cexec_iteration){.instance = b->instance, .start_ns = start_ns, .end_ns = -1,
-                                                      .agg = b->agg, .remote_holders = holders};
+  x->iters[x->iter_count] = (infsim_iteration_row){.instance = b->instance, .start_ns = start_ns, .end_ns = -1,
+                                                    .steps = 1, .agg = b->agg, .swap_in_bytes = b->swap_in_bytes,
+                                                    .swap_out_bytes = b->swap_out_bytes};
   x->inst[b->instance].iteration = x->iter_count++;
   return INFSIM_OK;
 }
@@ -270,10 +270,9 @@ static infsim_status submit(void *self, const infsim_batch *b, int64_t now, int6
     st = infsim_fail(err, INFSIM_ERUN, "cluster: batch for instance %d: bad instance, busy, or no entries",
                      b->instance);
   int64_t bytes = 0;
-  int32_t holders = 0;
-  if (st == INFSIM_OK) st = encode(x, b, &bytes, &holders, err);
+  if (st == INFSIM_OK) st = encode(x, b, &bytes, err);
   int64_t start = now_ns(x);
-  if (st == INFSIM_OK) st = push_iteration(x, b, start, holders, err);
+  if (st == INFSIM_OK) st = push_iteration(x, b, start, err);
   if (st == INFSIM_OK) {
     if (b->instance == 0) {
       icl_local *l = &x->local;
@@ -391,12 +390,20 @@ infsim_status infsim_cexec_stop(infsim_cexec *x, infsim_error *err) {
   return st;
 }
 
-const infsim_cexec_iteration *infsim_cexec_iterations(const infsim_cexec *x, size_t *count) {
+const infsim_iteration_row *infsim_cexec_iterations(const infsim_cexec *x, size_t *count) {
   *count = x->iter_count;
   return x->iters;
 }
 
-infsim_status infsim_cexec_serve(infsim_ctransport *t, infsim_cmodel *m, infsim_error *err) {
+static void injected_fault(const infsim_cexec_fault *fault, int32_t rank) {
+  fprintf(stderr, "cluster: rank %d: injected fault: %s\n", rank, fault->kind == 2 ? "exiting" : "hanging");
+  if (fault->kind == 2) _exit(3);
+  for (;;) sleep(60);
+}
+
+infsim_status infsim_cexec_serve(infsim_ctransport *t, infsim_cmodel *m, const infsim_cexec_fault *fault,
+                                 infsim_error *err) {
+  int64_t served = 0;
   int64_t cap = wire_cap_for(infsim_cmodel_params_of(m));
   char *buf = malloc((size_t)cap);
   if (!buf) return infsim_fail(err, INFSIM_ENOMEM, "cluster: out of memory");
@@ -413,6 +420,8 @@ infsim_status infsim_cexec_serve(infsim_ctransport *t, infsim_cmodel *m, infsim_
                        infsim_ctransport_rank(t), tag);
       break;
     }
+    if (fault && fault->kind != 0 && fault->after >= 0 && served++ >= fault->after)
+      injected_fault(fault, infsim_ctransport_rank(t));
     icl_wire_done d = {0};
     memcpy(&d.seq, buf, sizeof d.seq);
     infsim_error run_err = {0};

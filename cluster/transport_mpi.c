@@ -68,6 +68,13 @@ void infsim_cluster_mpi_finalize(void) {
 
 void infsim_cluster_mpi_abort(int code) { MPI_Abort(MPI_COMM_WORLD, code); }
 
+int32_t infsim_cluster_rank(void) {
+  int init = 0, rank = 0;
+  MPI_Initialized(&init);
+  if (init) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  return rank;
+}
+
 static void nap(void) {
   struct timespec ts = {0, 20000};
   nanosleep(&ts, NULL);

@@ -30,18 +30,11 @@
 #include "infsim/cluster_model.h"
 #include "infsim/cluster_transport.h"
 #include "infsim/executor.h"
+#include "infsim/sim.h"
 #include "infsim/status.h"
 #include "infsim/trace.h"
 
 typedef struct infsim_cexec infsim_cexec;
-
-/* One iteration as it ran (iterations.csv). */
-typedef struct {
-  int32_t instance;
-  int64_t start_ns, end_ns; /* wall clock since the run's start */
-  infsim_batch_agg agg;
-  int32_t remote_holders;
-} infsim_cexec_iteration;
 
 /* instances == the transport's ranks; local is rank 0's model (instance
  * 0); requests give each request's prompt length (borrowed). t0_s is the
@@ -67,9 +60,20 @@ infsim_status infsim_cexec_keepalive(infsim_cexec *x, infsim_error *err);
 /* Tells every worker to stop and waits for the local thread. */
 infsim_status infsim_cexec_stop(infsim_cexec *x, infsim_error *err);
 
-const infsim_cexec_iteration *infsim_cexec_iterations(const infsim_cexec *x, size_t *count);
+/* One row per batch run (iterations.csv), times on the run's wall clock;
+ * a batch still running has end_ns -1. */
+const infsim_iteration_row *infsim_cexec_iterations(const infsim_cexec *x, size_t *count);
 
-/* Ranks 1..N-1: runs batches from rank 0 on m until told to stop. */
-infsim_status infsim_cexec_serve(infsim_ctransport *t, infsim_cmodel *m, infsim_error *err);
+/* Fault injection (tests): after `after` batches (-1: never) the rank
+ * hangs (kind 1: silent, alive) or exits at once (kind 2). */
+typedef struct {
+  int kind;
+  int32_t after;
+} infsim_cexec_fault;
+
+/* Ranks 1..N-1: runs batches from rank 0 on m until told to stop. fault
+ * may be NULL. */
+infsim_status infsim_cexec_serve(infsim_ctransport *t, infsim_cmodel *m, const infsim_cexec_fault *fault,
+                                 infsim_error *err);
 
 #endif

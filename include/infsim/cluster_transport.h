@@ -35,6 +35,8 @@ bool infsim_ctransport_kind_parse(const char *name, infsim_ctransport_kind *out)
 infsim_status infsim_cluster_mpi_init(int *argc, char ***argv, infsim_error *err);
 void infsim_cluster_mpi_finalize(void);
 void infsim_cluster_mpi_abort(int code);
+/* This process's rank in MPI_COMM_WORLD (0 before MPI_Init). */
+int32_t infsim_cluster_rank(void);
 /* Seconds of a monotonic wall clock (the same on every rank of a host). */
 double infsim_cluster_now_s(void);
 
