@@ -199,12 +199,14 @@ static int draw(const cmp_table *t, const char *out_path) {
   fprintf(gp, "set output '%s'\n", tmp);
   fprintf(gp, "set title 'simulated / measured (1 = exact)'\nset style fill solid 0.6\nset grid x\n"
               "set yrange [-0.5:%d]\nset ytics nomirror font ',9'\nunset key\n"
-              "set xlabel 'sim / cluster'\nset arrow from 1,-0.5 to 1,%d nohead dt 2\n",
+              "set xlabel 'sim / cluster (log scale; bars run from 1 to the ratio)'\nset logscale x\n"
+              "set arrow from 1,-0.5 to 1,%d nohead dt 2\n",
           t->n, t->n);
-  fprintf(gp, "plot '-' using (($2 > 0 ? $2 : 0)/2):0:(0):($2 > 0 ? $2/2 : 0):($0-0.35):($0+0.35):ytic(1) "
+  fprintf(gp, "plot '-' using (1):0:($2 < 1 ? $2 : 1):($2 > 1 ? $2 : 1):($0-0.35):($0+0.35):ytic(1) "
               "with boxxyerror\n");
   for (int i = 0; i < t->n; i++) {
-    double ratio = t->rows[i].cluster != 0 ? t->rows[i].sim / t->rows[i].cluster : 0.0;
+    /* Ratios at or below 0 (a zero on either side) have no place on a log scale: 1 (no bar). */
+    double ratio = t->rows[i].cluster > 0 && t->rows[i].sim > 0 ? t->rows[i].sim / t->rows[i].cluster : 1.0;
     fprintf(gp, "\"%s\" %.6g\n", t->rows[i].name, ratio);
   }
   fprintf(gp, "e\n");
