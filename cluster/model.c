@@ -446,10 +446,13 @@ static infsim_status launch_all(infsim_cmodel *m, const icl_plan *pl, const infs
   return gemm(m, pl->logits, m->p.vocab, H, m->last_n, m->lm_head, m->logits, err);
 }
 
-static int32_t bucket_of(int32_t ctx) {
-  int32_t b = 256;
+/* The MA grid's context for a captured decode step: a power of two (so
+ * that a few graphs serve a growing context), at most what a block table
+ * row holds (the kernel sizes its grid by it and checks it fits). */
+static int32_t bucket_of(const infsim_cmodel *m, int32_t ctx) {
+  int64_t cap = m->p.max_blocks_per_request * m->p.block_tokens, b = 256;
   while (b < ctx) b *= 2;
-  return b;
+  return (int32_t)(b < cap ? b : cap);
 }
 
 infsim_status infsim_cmodel_forward(infsim_cmodel *m, const infsim_cmodel_part *parts, int32_t count,
@@ -466,7 +469,7 @@ infsim_status infsim_cmodel_forward(infsim_cmodel *m, const infsim_cmodel_part *
     return infsim_fail(err, INFSIM_EINPUT, "cluster: model: parts with remote KV but no remote attention");
   m->rows = pl.tokens;
   bool graph = m->graphs && pl.decodes == count && pl.remote == 0 && m->inspect_layer < 0;
-  if (graph) pl.max_ctx = bucket_of(pl.max_ctx);
+  if (graph) pl.max_ctx = bucket_of(m, pl.max_ctx);
   if ((st = infsim_kernels_upload(m->k, m->ints, m->ints_host, m->ints_count * 4, err)) != INFSIM_OK) return st;
   if (!graph) return launch_all(m, &pl, remote, err);
   for (int i = 0; i < ICL_GRAPHS; i++) {
