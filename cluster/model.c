@@ -68,6 +68,13 @@ struct infsim_cmodel {
   int64_t rows;
   int32_t inspect_layer;
   uint16_t *insp_q, *insp_k, *insp_v, *insp_attn;
+  /* Which (request, table index) each pool slot's KV belongs to, as the
+   * forwards wrote it (-1: none): every block a part reads must hold its
+   * own request's KV at that index, or the block tables and the KV have
+   * come apart (the check that a wrong slot, a shared block or a block
+   * reused without its KV cannot pass silently). */
+  int64_t *claim_req;
+  int32_t *claim_idx;
   icl_graph graph[ICL_GRAPHS];
   int32_t graph_next;
   int64_t graph_replays;
@@ -179,8 +186,33 @@ static infsim_status make_activations(infsim_cmodel *m, infsim_error *err) {
   m->rout_host = malloc((size_t)(R * h * d) * 4);
   m->rlse_host = malloc((size_t)(R * h) * 4);
   m->rparts = malloc((size_t)R * 4);
-  if (!m->ints_host || !m->rq_host || !m->rout_host || !m->rlse_host || !m->rparts)
+  m->claim_req = malloc((size_t)m->p.pool_blocks * sizeof *m->claim_req);
+  m->claim_idx = malloc((size_t)m->p.pool_blocks * sizeof *m->claim_idx);
+  if (!m->ints_host || !m->rq_host || !m->rout_host || !m->rlse_host || !m->rparts || !m->claim_req || !m->claim_idx)
     return infsim_fail(err, INFSIM_ENOMEM, "cluster: model: out of memory");
+  for (int64_t i = 0; i < m->p.pool_blocks; i++) m->claim_req[i] = -1, m->claim_idx[i] = -1;
+  return INFSIM_OK;
+}
+
+/* Checks the blocks a part reads and claims the ones it starts (see claim_req). */
+static infsim_status claim_blocks(infsim_cmodel *m, const infsim_cmodel_part *pt, infsim_error *err) {
+  const int64_t bt = m->p.block_tokens;
+  int64_t before = (int64_t)pt->context_tokens - pt->remote_tokens, after = before + pt->query_tokens;
+  for (int64_t i = 0; i * bt < after; i++) {
+    int32_t slot = pt->slots[i];
+    bool fresh = i * bt >= before; /* the part writes this block from its start */
+    if (fresh) {
+      m->claim_req[slot] = pt->req;
+      m->claim_idx[slot] = (int32_t)i;
+    } else if (m->claim_req[slot] != pt->req || (pt->remote_tokens == 0 && m->claim_idx[slot] != i)) {
+      /* With remote blocks the local index is not the table index: then
+       * only whose KV it is can be checked. */
+      return infsim_fail(err, INFSIM_ERUN,
+                         "cluster: model: request %lld reads slot %d as its local block %lld, which holds KV of "
+                         "request %lld block %d: the block tables and the KV written have come apart",
+                         (long long)pt->req, slot, (long long)i, (long long)m->claim_req[slot], m->claim_idx[slot]);
+    }
+  }
   return INFSIM_OK;
 }
 
@@ -239,6 +271,8 @@ void infsim_cmodel_free(infsim_cmodel *m) {
   free(m->rout_host);
   free(m->rlse_host);
   free(m->rparts);
+  free(m->claim_req);
+  free(m->claim_idx);
   free(m->insp_q);
   free(m->insp_k);
   free(m->insp_v);
@@ -310,6 +344,10 @@ static infsim_status lay_out(infsim_cmodel *m, icl_plan *pl, infsim_error *err) 
     row += pt->query_tokens;
   }
   pl->tokens = row;
+  for (int32_t j = 0; j < pl->count; j++) {
+    infsim_status st = claim_blocks(m, &pl->parts[pl->order[j]], err);
+    if (st != INFSIM_OK) return st;
+  }
   return INFSIM_OK;
 }
 
@@ -559,7 +597,15 @@ infsim_status infsim_cmodel_block_read(infsim_cmodel *m, int32_t slot, void *hos
 }
 
 infsim_status infsim_cmodel_block_write(infsim_cmodel *m, int32_t slot, const void *host, infsim_error *err) {
-  return block_io(m, slot, (void *)host, true, err);
+  infsim_status st = block_io(m, slot, (void *)host, true, err);
+  if (st == INFSIM_OK) m->claim_req[slot] = -1; /* moved KV: whose it is travels with the block table */
+  return st;
+}
+
+void infsim_cmodel_claim(infsim_cmodel *m, int32_t slot, int64_t req, int32_t index) {
+  assert(slot >= 0 && slot < m->p.pool_blocks);
+  m->claim_req[slot] = req;
+  m->claim_idx[slot] = index;
 }
 
 void infsim_cmodel_inspect(infsim_cmodel *m, int32_t layer) { m->inspect_layer = layer; }

@@ -297,6 +297,18 @@ static void test_bad_parts_are_refused(void **state) {
   assert_int_equal(infsim_cmodel_forward(m, &p, 1, NULL, &err), INFSIM_EINPUT); /* slot outside the pool */
   p.slot_count = 1;
   assert_int_equal(infsim_cmodel_forward(m, &p, 1, NULL, &err), INFSIM_EINPUT); /* 20 tokens in one block */
+  /* Block tables out of step with the KV: another request's block, a shifted table. */
+  int32_t mine[] = {0, 1}, theirs[] = {0, 2}, shifted[] = {1, 0};
+  p = (infsim_cmodel_part){.req = 0, .prompt_tokens = 20, .query_tokens = 20, .slots = mine, .slot_count = 2};
+  assert_int_equal(infsim_cmodel_forward(m, &p, 1, NULL, &err), INFSIM_OK);
+  p = (infsim_cmodel_part){.req = 1, .prompt_tokens = 20, .query_tokens = 1, .context_tokens = 20, .slots = theirs,
+                           .slot_count = 2};
+  assert_int_equal(infsim_cmodel_forward(m, &p, 1, NULL, &err), INFSIM_ERUN);
+  p = (infsim_cmodel_part){.req = 0, .prompt_tokens = 20, .query_tokens = 1, .context_tokens = 20, .slots = shifted,
+                           .slot_count = 2};
+  assert_int_equal(infsim_cmodel_forward(m, &p, 1, NULL, &err), INFSIM_ERUN);
+  p.slots = mine;
+  assert_int_equal(infsim_cmodel_forward(m, &p, 1, NULL, &err), INFSIM_OK);
   infsim_cmodel_free(m);
 }
 

@@ -43,7 +43,9 @@ YAML
 printf 'arrival_time_s,prompt_tokens,output_tokens\n0,24,6\n0.01,40,5\n0.02,16,9\n0.04,33,4\n0.05,20,7\n0.07,48,3\n0.08,12,8\n0.1,30,5\n' >"$W/t.csv"
 
 timeout 300 mpirun -np 2 --oversubscribe "$INFSIM" cluster "$W/c.yaml" --trace "$W/t.csv" --out "$W/cl" \
-  --executor cpu --transport mpi --timeout 60 >"$W/log" 2>&1 || { cat "$W/log"; fail "cluster run exited $?"; }
+  --executor cpu --transport mpi --timeout 60 >"$W/log" 2>&1
+rc=$?
+[ "$rc" -eq 0 ] || { cat "$W/log"; fail "cluster run exited $rc"; }
 python3 - "$W/cl" "$W/t.csv" <<'PY' || fail "cluster outputs break an invariant"
 import csv, json, sys
 d, trace = sys.argv[1], sys.argv[2]
@@ -87,7 +89,9 @@ sys.exit(0 if ok else 1)
 PY
 
 "$INFSIM" run "$W/c.yaml" --trace "$W/t.csv" --out "$W/sim" --quiet || fail "sim run"
-"$INFSIM" compare "$W/sim" "$W/cl" >"$W/cmp" 2>&1 || { cat "$W/cmp"; fail "compare exited $?"; }
+"$INFSIM" compare "$W/sim" "$W/cl" >"$W/cmp" 2>&1
+rc=$?
+[ "$rc" -eq 0 ] || { cat "$W/cmp"; fail "compare exited $rc"; }
 cat "$W/cmp"
 for row in "throughput (tok/s)" "TTFT p99 (s)" "TPOT p50 (s)" "E2E mean (s)" "iteration decode (s) p50" \
   "iteration prefill (s) mean"; do

@@ -21,7 +21,8 @@
 ** layer, as DESIGN.md describes. The holder side is
 ** infsim_cmodel_attend_partial.
 **
-** Invariants: a forward's parts fit the sizes given at creation
+** Invariants: every block a part reads holds its own request's KV at that
+** index of its table (checked on the host each forward); a forward's parts fit the sizes given at creation
 ** (max_tokens, max_requests, max_blocks_per_request); a part's slots are
 ** distinct and inside the pool; remote blocks are whole blocks (the block
 ** being appended to is local).
@@ -107,6 +108,11 @@ infsim_status infsim_cmodel_attend_partial(infsim_cmodel *m, int32_t layer, cons
 int64_t infsim_cmodel_block_bytes(const infsim_cmodel *m);
 infsim_status infsim_cmodel_block_read(infsim_cmodel *m, int32_t slot, void *host, infsim_error *err);
 infsim_status infsim_cmodel_block_write(infsim_cmodel *m, int32_t slot, const void *host, infsim_error *err);
+/* The model checks that every block a forward reads holds KV its own
+ * request wrote (at that table index, when the request has no remote
+ * blocks): INFSIM_ERUN otherwise, block tables and KV out of step. A block written by block_write belongs to nobody
+ * until claimed: the receiver of a KV move names it here. */
+void infsim_cmodel_claim(infsim_cmodel *m, int32_t slot, int64_t req, int32_t index);
 
 /* Tests: keep layer `layer`'s q, k, v (after RoPE) and attention output of
  * the next forwards (-1: none), and read them back: q[T][h][d],
