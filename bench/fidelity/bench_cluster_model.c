@@ -12,6 +12,8 @@
 **                                 decode batch x context and prefill tokens;
 **                                 CSV on stdout: kind,batch,context,tokens,ms,
 **                                 graphs (decode with and without graphs)
+**   bench_cluster_model --smoke   the same code on the CPU, tiny model, small
+**                                 shapes (CI: the bench's paths still run)
 ** The PyTorch side of the comparison is torch_forward.py beside this file.
 */
 #include <math.h>
@@ -110,20 +112,24 @@ static double time_forward(infsim_cmodel *m, infsim_kernels *k, infsim_cmodel_pa
   return (now_s() - t0) / reps * 1e3;
 }
 
-static int timing(int layers) {
+/* smoke: the tiny model on the CPU at small shapes (CI runs the bench's
+ * code paths this way; the numbers mean nothing). */
+static int timing(int layers, bool smoke) {
   infsim_error err;
   infsim_kernels *k;
-  if (infsim_kernels_open(INFSIM_KBACKEND_CUDA, &k, &err) != INFSIM_OK) return die("cuda", &err);
+  if (infsim_kernels_open(smoke ? INFSIM_KBACKEND_CPU : INFSIM_KBACKEND_CUDA, &k, &err) != INFSIM_OK)
+    return die(smoke ? "cpu" : "cuda", &err);
   infsim_kernel_device dev;
   infsim_kernels_describe(k, &dev, &err);
-  infsim_model_shape s = k_llama2_7b;
-  s.layers = layers;
+  infsim_model_shape s = smoke ? k_tiny : k_llama2_7b;
+  if (!smoke) s.layers = layers;
   const int bt = 16;
-  const int64_t max_tokens_kv = 131072; /* 64 GiB of KV at 32 layers */
+  const int64_t max_tokens_kv = smoke ? 2048 : 131072; /* 64 GiB of KV at 32 layers */
   infsim_cmodel_params p;
-  infsim_cmodel_params_from_shape(&s, bt, max_tokens_kv / bt + 256, 8192, 256, 4096 / bt + 2, &p, &err);
+  const int max_ctx = smoke ? 128 : 4096, max_prefill = smoke ? 64 : 8192;
+  infsim_cmodel_params_from_shape(&s, bt, max_tokens_kv / bt + 256, max_prefill, 256, max_ctx / bt + 2, &p, &err);
   /* One model at a time (two would hold the weights twice): with graphs, then without. */
-  printf("# %s, llama2-7b shape with %d layers, bf16, block %d\n", dev.name, layers, bt);
+  printf("# %s, %s shape with %lld layers, bf16, block %d\n", dev.name, s.name, (long long)s.layers, bt);
   printf("kind,batch,context,tokens,ms,graphs\n");
   int32_t *slots = malloc(sizeof(int32_t) * (size_t)(max_tokens_kv / bt + 256));
   for (int64_t i = 0; i < max_tokens_kv / bt + 256; i++) slots[i] = (int32_t)i;
@@ -133,23 +139,29 @@ static int timing(int layers) {
     infsim_cmodel *mm;
     if (infsim_cmodel_new(k, &p, &mm, &err) != INFSIM_OK) return die("model", &err);
     const int batches[] = {1, 8, 32, 64, 128}, contexts[] = {512, 1024, 2048, 4096};
-    for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++)
-      for (size_t ci = 0; ci < sizeof contexts / sizeof contexts[0]; ci++) {
-        int b = batches[bi], c = contexts[ci];
+    const int smoke_batches[] = {1, 2}, smoke_contexts[] = {32, 64};
+    int nb = smoke ? 2 : 5, nc = smoke ? 2 : 4;
+    for (int bi = 0; bi < nb; bi++)
+      for (int ci = 0; ci < nc; ci++) {
+        int b = smoke ? smoke_batches[bi] : batches[bi], c = smoke ? smoke_contexts[ci] : contexts[ci];
         int per = c / bt + 1;
         if ((int64_t)b * per * bt > max_tokens_kv) continue;
-        for (int r = 0; r < b; r++)
+        /* The KV is not computed (zeros: the time does not depend on its
+         * values); each request's blocks are declared its own. */
+        for (int r = 0; r < b; r++) {
           parts[r] = (infsim_cmodel_part){.req = r, .prompt_tokens = c, .query_tokens = 1, .context_tokens = c,
                                           .slots = slots + r * per, .slot_count = per};
+          for (int i = 0; i < per; i++) infsim_cmodel_claim(mm, slots[r * per + i], r, i);
+        }
         double ms = time_forward(mm, k, parts, b, 20, &err);
         if (ms < 0) return die("decode", &err);
         printf("decode,%d,%d,%d,%.4f,%d\n", b, c, b, ms, g);
         fflush(stdout);
       }
     if (g == 1) {
-      const int prefills[] = {128, 512, 1024, 2048, 4096, 8192};
-      for (size_t i = 0; i < sizeof prefills / sizeof prefills[0]; i++) {
-        int n = prefills[i];
+      const int prefills[] = {128, 512, 1024, 2048, 4096, 8192}, smoke_prefills[] = {16, 64};
+      for (int i = 0; i < (smoke ? 2 : 6); i++) {
+        int n = smoke ? smoke_prefills[i] : prefills[i];
         parts[0] = (infsim_cmodel_part){.req = 0, .prompt_tokens = n, .query_tokens = n, .slots = slots,
                                         .slot_count = n / bt + 1};
         double ms = time_forward(mm, k, parts, 1, 10, &err);
@@ -169,8 +181,9 @@ int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "--check") == 0) return check();
   if (argc >= 2 && strcmp(argv[1], "--time") == 0) {
     int layers = argc >= 4 && strcmp(argv[2], "--layers") == 0 ? atoi(argv[3]) : 32;
-    return timing(layers > 0 ? layers : 32);
+    return timing(layers > 0 ? layers : 32, false);
   }
-  fprintf(stderr, "usage: bench_cluster_model --check | --time [--layers N]\n");
+  if (argc >= 2 && strcmp(argv[1], "--smoke") == 0) return timing(0, true);
+  fprintf(stderr, "usage: bench_cluster_model --check | --time [--layers N] | --smoke\n");
   return 2;
 }
