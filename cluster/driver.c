@@ -241,6 +241,15 @@ infsim_status infsim_cluster_run(const infsim_run_setup *setup, const infsim_clu
   infsim_sched_params sp;
   infsim_status st = infsim_run_sched_params(p, &sp, err);
   if (st != INFSIM_OK) return st;
+  /* What the executors do not do yet: refuse it rather than run something else. */
+  if (sp.preemption == INFSIM_PREEMPT_SWAP)
+    return infsim_fail(err, INFSIM_EINPUT,
+                       "scheduler.preemption: swap is not supported by cluster mode yet (the executors do not copy "
+                       "KV to host memory); use recompute");
+  if (p->gpus_per_instance != 1)
+    return infsim_fail(err, INFSIM_EINPUT,
+                       "cluster.gpus_per_instance: %lld: cluster mode runs one GPU (or CPU) per instance; set 1",
+                       (long long)p->gpus_per_instance);
   int size = 1, rank = 0;
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);

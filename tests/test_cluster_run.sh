@@ -118,5 +118,14 @@ timeout 60 mpirun -np 2 --oversubscribe "$INFSIM" cluster "$W/missing.yaml" --tr
 [ $? -eq 2 ] || fail "a missing config should exit 2"
 [ ! -e "$W/bad" ] || fail "bad input wrote outputs"
 
+# What cluster mode does not do: refused as bad input, nothing written.
+for set in scheduler.preemption=swap cluster.gpus_per_instance=2; do
+  timeout 60 mpirun -np 2 --oversubscribe "$INFSIM" cluster "$W/c.yaml" --trace "$W/t.csv" --out "$W/no" \
+    --executor cpu --set "$set" >"$W/nolog" 2>&1
+  rc=$?
+  [ "$rc" -eq 2 ] || { cat "$W/nolog"; fail "--set $set should exit 2 (got $rc)"; }
+  [ ! -e "$W/no" ] || fail "--set $set wrote outputs"
+done
+
 [ "$failures" -eq 0 ] && echo ok
 exit "$failures"
