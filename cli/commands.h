@@ -12,5 +12,7 @@ int infsim_cmd_run(int argc, char **argv);
 int infsim_cmd_trace(int argc, char **argv);
 int infsim_cmd_calibrate(int argc, char **argv);
 int infsim_cmd_plot(int argc, char **argv);
+int infsim_cmd_cluster(int argc, char **argv);
+int infsim_cmd_compare(int argc, char **argv);
 
 #endif

@@ -17,6 +17,8 @@ static const infsim_command k_commands[] = {
     {"trace", infsim_cmd_trace, "generate, import and describe request traces"},
     {"calibrate", infsim_cmd_calibrate, "measure kernel cost curves, load and fit them"},
     {"plot", infsim_cmd_plot, "plot a run's outputs with gnuplot"},
+    {"cluster", infsim_cmd_cluster, "run the scheduler on real kernels over MPI ranks"},
+    {"compare", infsim_cmd_compare, "relative errors of a simulated run against a cluster run"},
 };
 
 static void print_usage(FILE *out) {

@@ -143,6 +143,51 @@ static infsim_status size_cluster(const infsim_run_params *p, int64_t gpus_per_i
   return INFSIM_OK;
 }
 
+infsim_status infsim_run_sched_params(const infsim_run_params *p, infsim_sched_params *out, infsim_error *err) {
+  const infsim_policy_ops *policy = infsim_policy_lookup(p->sched.policy_name);
+  if (policy == NULL) return infsim_fail(err, INFSIM_EINPUT, "policy.name: unknown policy '%s'", p->sched.policy_name);
+  infsim_policy_layout layout = policy->layout(p->sched.policy_settings, p->instances, p->gpus_per_instance);
+  return size_cluster(p, layout.gpus_per_instance, layout.instances, out, err);
+}
+
+static void *copy_of(const void *src, size_t n, size_t size) {
+  void *dst = malloc(n ? n * size : 1);
+  if (dst != NULL && n) memcpy(dst, src, n * size);
+  return dst;
+}
+
+infsim_status infsim_run_result_from_records(const infsim_run_params *p, const infsim_trace *trace, json_t *config,
+                                             const infsim_run_records *r, infsim_run_result **out,
+                                             infsim_error *err) {
+  *out = NULL;
+  infsim_run_result *res = calloc(1, sizeof *res);
+  if (res == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  res->params = *p;
+  res->config = config != NULL ? json_incref(config) : json_object();
+  res->trace = trace;
+  snprintf(res->cost_model, sizeof res->cost_model, "%s", r->cost_model);
+  res->wall_s = r->wall_s;
+  res->counters = r->counters;
+  res->sample_interval_ns = r->sample_interval_ns;
+  res->request_count = r->request_count;
+  res->sample_count = r->sample_count;
+  res->iteration_count = r->iteration_count;
+  res->requests = copy_of(r->requests, r->request_count, sizeof *r->requests);
+  res->samples = copy_of(r->samples, r->sample_count, sizeof *r->samples);
+  res->iterations = copy_of(r->iterations, r->iteration_count, sizeof *r->iterations);
+  infsim_status st = INFSIM_OK;
+  if (res->requests == NULL || res->samples == NULL || res->iterations == NULL)
+    st = infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  if (st == INFSIM_OK)
+    st = infsim_summary_compute(p, res->requests, res->request_count, &res->counters, &res->summary, err);
+  if (st != INFSIM_OK) {
+    infsim_run_result_free(res);
+    return st;
+  }
+  *out = res;
+  return INFSIM_OK;
+}
+
 infsim_status infsim_run_execute(const infsim_run_setup *setup, infsim_run_result **out, infsim_error *err) {
   return infsim_run_simulate(&setup->params, &setup->trace, setup->config, out, err);
 }
@@ -209,6 +254,9 @@ void infsim_run_result_free(infsim_run_result *res) {
   if (res == NULL) return;
   infsim_sim_free(res->sim);
   infsim_timeline_abort(res->timeline); /* not committed: no file */
+  free(res->requests);
+  free(res->samples);
+  free(res->iterations);
   json_decref(res->config);
   free(res);
 }
@@ -218,19 +266,31 @@ const infsim_run_params *infsim_run_result_params(const infsim_run_result *res) 
 const infsim_summary *infsim_run_result_summary(const infsim_run_result *res) { return &res->summary; }
 
 const infsim_request_record *infsim_run_result_requests(const infsim_run_result *res, size_t *count) {
+  if (res->sim == NULL) {
+    *count = res->request_count;
+    return res->requests;
+  }
   return infsim_sim_requests(res->sim, count);
 }
 
 const infsim_sample_row *infsim_run_result_samples(const infsim_run_result *res, size_t *count) {
+  if (res->sim == NULL) {
+    *count = res->sample_count;
+    return res->samples;
+  }
   return infsim_sim_samples(res->sim, count);
 }
 
 const infsim_iteration_row *infsim_run_result_iterations(const infsim_run_result *res, size_t *count) {
+  if (res->sim == NULL) {
+    *count = res->iteration_count;
+    return res->iterations;
+  }
   return infsim_sim_iterations(res->sim, count);
 }
 
 const infsim_run_counters *infsim_run_result_counters(const infsim_run_result *res) {
-  return infsim_sim_counters(res->sim);
+  return res->sim == NULL ? &res->counters : infsim_sim_counters(res->sim);
 }
 
 const char *infsim_run_result_cost_model(const infsim_run_result *res) { return res->cost_model; }
@@ -238,5 +298,5 @@ const char *infsim_run_result_cost_model(const infsim_run_result *res) { return 
 double infsim_run_result_wall_s(const infsim_run_result *res) { return res->wall_s; }
 
 int64_t infsim_run_result_sample_interval_ns(const infsim_run_result *res) {
-  return infsim_sim_sample_interval_used_ns(res->sim);
+  return res->sim == NULL ? res->sample_interval_ns : infsim_sim_sample_interval_used_ns(res->sim);
 }

@@ -62,6 +62,30 @@ infsim_status infsim_run_simulate(const infsim_run_params *p, const infsim_trace
                                   infsim_run_result **out, infsim_error *err);
 void infsim_run_result_free(infsim_run_result *res);
 
+/* The scheduler's parameters a run of p uses (the policy's layout, KV
+ * blocks per instance from the memory beside the weights): what cluster
+ * mode hands the same scheduler. */
+infsim_status infsim_run_sched_params(const infsim_run_params *p, infsim_sched_params *out, infsim_error *err);
+
+/* What a run made elsewhere recorded (cluster mode, on the wall clock). */
+typedef struct {
+  const infsim_request_record *requests; /* one per trace request */
+  size_t request_count;
+  const infsim_sample_row *samples;
+  size_t sample_count;
+  const infsim_iteration_row *iterations;
+  size_t iteration_count;
+  infsim_run_counters counters;
+  int64_t sample_interval_ns;
+  const char *cost_model; /* summary.json's cost_model, e.g. "measured:cpu" */
+  double wall_s;
+} infsim_run_records;
+
+/* A result over copies of those records, written like a simulated one. */
+infsim_status infsim_run_result_from_records(const infsim_run_params *p, const infsim_trace *trace, json_t *config,
+                                             const infsim_run_records *r, infsim_run_result **out,
+                                             infsim_error *err);
+
 const infsim_run_params *infsim_run_result_params(const infsim_run_result *res);
 const infsim_summary *infsim_run_result_summary(const infsim_run_result *res);
 const infsim_request_record *infsim_run_result_requests(const infsim_run_result *res, size_t *count);

@@ -1,0 +1,187 @@
+/*
+** cmd_cluster.c: `infsim cluster CONFIG.yaml --trace FILE --out DIR
+** [--executor cuda|cpu] [--transport nccl|mpi] ...` under mpirun, one rank
+** per instance: the scheduler of `run` on real kernels (cluster.h).
+**
+** Every rank reads the config and the trace (one host or a shared file
+** system); rank 0 writes the same outputs as `run`, with wall-clock times.
+** When the run fails part way (a rank died or hung), rank 0 still writes
+** what it has, reports the fault, and ends every rank (MPI_Abort), so no
+** rank is left hanging.
+**
+** SIGTERM / SIGINT (mpirun forwards them when a rank dies) set a flag the
+** driver polls: the one file-scope variable of the CLI, because a signal
+** handler can reach nothing else.
+*/
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "infsim/run.h"
+
+#ifdef INFSIM_HAVE_CLUSTER
+#include "infsim/cluster.h"
+
+static volatile sig_atomic_t g_interrupted;
+
+static void on_signal(int sig) {
+  (void)sig;
+  g_interrupted = 1;
+}
+#endif
+
+static const char k_usage[] =
+    "usage: mpirun -np N infsim cluster CONFIG.yaml --trace FILE --out DIR [--executor cuda|cpu]\n"
+    "                      [--transport nccl|mpi] [--set key=value]... [--seed N] [--timeout S]\n"
+    "                      [--kv-blocks N] [--no-graphs] [--quiet]\n"
+    "\n"
+    "Runs the scheduler of `infsim run` on real kernels, one MPI rank per instance (N =\n"
+    "cluster.instances), replaying the trace's arrivals on the wall clock, and writes the same\n"
+    "outputs as `run` (summary.json, requests.csv, timeseries.csv, results.db; iterations.csv\n"
+    "with metrics.iterations) with measured times. Models have synthetic weights.\n"
+    "\n"
+    "  --executor E     cuda (default; one GPU per rank: set CUDA_VISIBLE_DEVICES per rank) or\n"
+    "                   cpu (the reference kernels; the `tiny` model)\n"
+    "  --transport T    mpi (default; host-staged) or nccl (GPU to GPU)\n"
+    "  --timeout S      a batch or a rank silent longer than S seconds is a fault (default 120)\n"
+    "  --kv-blocks N    KV blocks per instance (default: the run's sizing; at most 4096 on cpu)\n"
+    "  --no-graphs      cuda: launch decode steps kernel by kernel instead of as CUDA graphs\n"
+    "\n"
+    "Exit codes: 0 ok, 1 run failed (results so far written), 2 bad input, 77 no GPU for cuda.\n";
+
+int infsim_cmd_cluster(int argc, char **argv) {
+  for (int i = 1; i < argc; i++)
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      fputs(k_usage, stdout);
+      return 0;
+    }
+#ifndef INFSIM_HAVE_CLUSTER
+  fprintf(stderr, "infsim cluster: this build has no cluster mode (it needs MPI: libopenmpi-dev)\n");
+  return 1;
+#else
+  infsim_run_args args = {0};
+  const char *out_dir = NULL;
+  int quiet = 0, rc = 2;
+  infsim_cluster_opts o = {.executor = INFSIM_KBACKEND_CUDA, .transport = INFSIM_CTRANSPORT_MPI,
+                           .timeout_s = 120.0, .decode_graphs = true, .interrupted = &g_interrupted,
+                           .fault_rank = -1, .fault_after = -1};
+  infsim_error err = {0};
+  const char **sets = calloc((size_t)argc, sizeof *sets);
+  if (sets == NULL) return 1;
+  args.sets = sets;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    bool has_value = i + 1 < argc;
+    bool takes_value = strcmp(a, "--trace") == 0 || strcmp(a, "--out") == 0 || strcmp(a, "--seed") == 0 ||
+                       strcmp(a, "--set") == 0 || strcmp(a, "--executor") == 0 || strcmp(a, "--transport") == 0 ||
+                       strcmp(a, "--timeout") == 0 || strcmp(a, "--kv-blocks") == 0 ||
+                       strcmp(a, "--inject-fault") == 0;
+    if (takes_value && !has_value) {
+      fprintf(stderr, "infsim cluster: %s needs a value\n", a);
+      goto done;
+    }
+    char *end = NULL;
+    if (strcmp(a, "--quiet") == 0) {
+      quiet = 1;
+    } else if (strcmp(a, "--no-graphs") == 0) {
+      o.decode_graphs = false;
+    } else if (strcmp(a, "--trace") == 0) {
+      args.trace_path = argv[++i];
+    } else if (strcmp(a, "--out") == 0) {
+      out_dir = argv[++i];
+    } else if (strcmp(a, "--seed") == 0) {
+      args.seed_text = argv[++i];
+    } else if (strcmp(a, "--set") == 0) {
+      sets[args.set_count++] = argv[++i];
+    } else if (strcmp(a, "--executor") == 0) {
+      if (!infsim_kernel_backend_parse(argv[++i], &o.executor)) {
+        fprintf(stderr, "infsim cluster: --executor: '%s' is not cuda or cpu\n", argv[i]);
+        goto done;
+      }
+    } else if (strcmp(a, "--transport") == 0) {
+      if (!infsim_ctransport_kind_parse(argv[++i], &o.transport)) {
+        fprintf(stderr, "infsim cluster: --transport: '%s' is not nccl or mpi\n", argv[i]);
+        goto done;
+      }
+    } else if (strcmp(a, "--timeout") == 0) {
+      o.timeout_s = strtod(argv[++i], &end);
+      if (*end || !(o.timeout_s > 0)) {
+        fprintf(stderr, "infsim cluster: --timeout: '%s' is not a positive number of seconds\n", argv[i]);
+        goto done;
+      }
+    } else if (strcmp(a, "--kv-blocks") == 0) {
+      o.kv_blocks = strtoll(argv[++i], &end, 10);
+      if (*end || o.kv_blocks < 1) {
+        fprintf(stderr, "infsim cluster: --kv-blocks: '%s' is not a positive integer\n", argv[i]);
+        goto done;
+      }
+    } else if (strcmp(a, "--inject-fault") == 0) {
+      /* tests: KIND:RANK:AFTER_BATCHES, KIND hang or die */
+      char kind[8];
+      int rank = 0, after = 0;
+      if (sscanf(argv[++i], "%7[a-z]:%d:%d", kind, &rank, &after) != 3 ||
+          (strcmp(kind, "hang") != 0 && strcmp(kind, "die") != 0) || rank < 1 || after < 0) {
+        fprintf(stderr, "infsim cluster: --inject-fault: '%s' is not hang|die:RANK:AFTER (RANK >= 1)\n", argv[i]);
+        goto done;
+      }
+      o.fault = strcmp(kind, "hang") == 0 ? INFSIM_CLUSTER_FAULT_HANG : INFSIM_CLUSTER_FAULT_DIE;
+      o.fault_rank = rank;
+      o.fault_after = after;
+    } else if (a[0] == '-') {
+      fprintf(stderr, "infsim cluster: unknown option '%s' (see infsim cluster --help)\n", a);
+      goto done;
+    } else if (args.config_path == NULL) {
+      args.config_path = a;
+    } else {
+      fprintf(stderr, "infsim cluster: unexpected argument '%s'\n", a);
+      goto done;
+    }
+  }
+  if (args.config_path == NULL || out_dir == NULL) {
+    fputs(k_usage, stderr);
+    goto done;
+  }
+  if (infsim_cluster_mpi_init(&argc, &argv, &err) != INFSIM_OK) {
+    fprintf(stderr, "infsim cluster: %s\n", err.msg);
+    rc = 1;
+    goto done;
+  }
+  signal(SIGTERM, on_signal);
+  signal(SIGINT, on_signal);
+  int rank = 0;
+  infsim_run_setup *setup = NULL;
+  infsim_run_result *res = NULL;
+  infsim_status st = infsim_run_setup_load(&args, &setup, &err);
+  if (st == INFSIM_OK) st = infsim_cluster_run(setup, &o, &res, &err);
+  rank = infsim_cluster_rank();
+  rc = infsim_status_exit_code(st);
+  if (st != INFSIM_OK) fprintf(stderr, "infsim cluster: rank %d: %s\n", rank, err.msg);
+  if (res != NULL) {
+    infsim_error werr;
+    if (infsim_run_write(res, out_dir, INFSIM_OUTPUT_ALL, &werr) != INFSIM_OK) {
+      fprintf(stderr, "infsim cluster: %s\n", werr.msg);
+      if (rc == 0) rc = 1;
+    } else if (st != INFSIM_OK) {
+      fprintf(stderr, "infsim cluster: results so far written to %s/\n", out_dir);
+    } else if (!quiet) {
+      const infsim_summary *sum = infsim_run_result_summary(res);
+      printf("cluster: %lld ranks, %s executor: %lld completed, %lld rejected of %lld; %.1f output tok/s over %.2f s\n",
+             (long long)infsim_run_result_params(res)->instances, infsim_kernel_backend_name(o.executor), (long long)sum->completed, (long long)sum->rejected,
+             (long long)sum->arrived, sum->throughput_tok_s, sum->span_s);
+      printf("outputs: %s/\n", out_dir);
+    }
+  }
+  infsim_run_result_free(res);
+  infsim_run_setup_free(setup);
+  free(sets);
+  /* A fault leaves ranks that cannot finish on their own: end them all. */
+  if (st != INFSIM_OK && st != INFSIM_EINPUT) infsim_cluster_mpi_abort(rc);
+  infsim_cluster_mpi_finalize();
+  return rc;
+done:
+  free(sets);
+  return rc;
+#endif
+}

@@ -1,0 +1,300 @@
+/*
+** cmd_compare.c: `infsim compare SIM_OUT CLUSTER_OUT [--plot FILE] [--no-plot]`:
+** how far a simulated run is from a measured one (`infsim cluster`), as
+** relative errors (sim - cluster) / cluster:
+**  - throughput (output tokens/s) and requests/s;
+**  - TTFT, TPOT and E2E at mean, p50, p90 and p99 (summary.json);
+**  - per-iteration time when both have iterations.csv: the time of one
+**    step ((end - start) / steps, steps weighted), decode-only iterations
+**    and iterations with prefill apart, at mean, p50, p90, p99.
+** and draws them (gnuplot): the sim / cluster ratio of every row, 1 being
+** exact. The plot goes to CLUSTER_OUT/compare.png unless --plot names a
+** .png or .svg file; it is written under a temporary name and renamed once
+** gnuplot succeeded.
+**
+** Bad input (a missing file, a field that is not a number) exits 2 naming
+** the file and field; a failing gnuplot exits 1 after the table.
+*/
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "infsim/status.h"
+#include "infsim/text.h"
+
+static const char k_usage[] =
+    "usage: infsim compare SIM_OUT CLUSTER_OUT [--plot FILE.png|FILE.svg] [--no-plot]\n"
+    "\n"
+    "Prints the relative error (sim - cluster) / cluster of throughput, TTFT, TPOT and E2E\n"
+    "(mean, p50, p90, p99) and, when both directories hold iterations.csv, of the per-step\n"
+    "iteration time; draws the sim/cluster ratios (default CLUSTER_OUT/compare.png).\n"
+    "Exit codes: 0 ok, 1 gnuplot failed, 2 bad input.\n";
+
+enum { MAX_ROWS = 40 };
+
+typedef struct {
+  char name[48];
+  double sim, cluster;
+} cmp_row;
+
+typedef struct {
+  cmp_row rows[MAX_ROWS];
+  int n;
+} cmp_table;
+
+static void add_row(cmp_table *t, const char *name, double sim, double cluster) {
+  if (t->n >= MAX_ROWS) return;
+  cmp_row *r = &t->rows[t->n++];
+  snprintf(r->name, sizeof r->name, "%s", name);
+  r->sim = sim;
+  r->cluster = cluster;
+}
+
+static infsim_status number_at(json_t *root, const char *path, const char *key, const char *sub, double *out,
+                               infsim_error *err) {
+  json_t *v = json_object_get(root, key);
+  if (v && sub) v = json_object_get(v, sub);
+  if (!json_is_number(v))
+    return infsim_fail(err, INFSIM_EINPUT, "%s: %s%s%s: missing or not a number", path, key, sub ? "." : "",
+                       sub ? sub : "");
+  *out = json_number_value(v);
+  return INFSIM_OK;
+}
+
+static infsim_status load_summary(const char *dir, json_t **out, char *path, size_t path_bytes, infsim_error *err) {
+  snprintf(path, path_bytes, "%s/summary.json", dir);
+  json_error_t je;
+  *out = json_load_file(path, 0, &je);
+  if (!*out)
+    return infsim_fail(err, INFSIM_EINPUT, "%s:%d: %s", path, je.line > 0 ? je.line : 1,
+                       access(path, R_OK) == 0 ? je.text : "cannot read the file");
+  return INFSIM_OK;
+}
+
+/* Per-step iteration times of one iterations.csv, split by kind (0:
+ * decode only, 1: with prefill); NULL lists when the file is absent. */
+typedef struct {
+  double *v[2];
+  size_t n[2], cap[2];
+} iter_times;
+
+static bool push_time(iter_times *it, int kind, double v) {
+  if (it->n[kind] == it->cap[kind]) {
+    size_t cap = it->cap[kind] ? 2 * it->cap[kind] : 256;
+    double *p = realloc(it->v[kind], cap * sizeof *p);
+    if (!p) return false;
+    it->v[kind] = p;
+    it->cap[kind] = cap;
+  }
+  it->v[kind][it->n[kind]++] = v;
+  return true;
+}
+
+static infsim_status load_iterations(const char *dir, iter_times *it, bool *present, infsim_error *err) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/iterations.csv", dir);
+  *present = access(path, R_OK) == 0;
+  if (!*present) return INFSIM_OK;
+  infsim_line_reader lr;
+  infsim_status st = infsim_lines_open(&lr, path, err);
+  if (st != INFSIM_OK) return st;
+  infsim_fields f = {0};
+  int c_start = -1, c_end = -1, c_steps = -1, c_prefill = -1;
+  const char *why = NULL;
+  int r;
+  while (st == INFSIM_OK && (r = infsim_lines_next(&lr)) == 1) {
+    if (infsim_line_blank(&lr)) continue;
+    if (!infsim_csv_split(lr.buf, lr.len, &f, &why)) {
+      st = infsim_fail(err, INFSIM_EINPUT, "%s:%lld: %s", path, (long long)lr.line_no, why);
+      break;
+    }
+    if (c_start < 0) {
+      c_start = infsim_fields_find(&f, "start_s");
+      c_end = infsim_fields_find(&f, "end_s");
+      c_steps = infsim_fields_find(&f, "steps");
+      c_prefill = infsim_fields_find(&f, "prefill_tokens");
+      if (c_start < 0 || c_end < 0 || c_steps < 0 || c_prefill < 0)
+        st = infsim_fail(err, INFSIM_EINPUT, "%s:1: header lacks start_s, end_s, steps or prefill_tokens", path);
+      continue;
+    }
+    int need = c_start > c_end ? c_start : c_end;
+    need = need > c_steps ? need : c_steps;
+    need = need > c_prefill ? need : c_prefill;
+    if ((int)f.count <= need) {
+      st = infsim_fail(err, INFSIM_EINPUT, "%s:%lld: too few fields", path, (long long)lr.line_no);
+      break;
+    }
+    char *e1, *e2, *e3, *e4;
+    double start = strtod(f.fields[c_start].text, &e1), end = strtod(f.fields[c_end].text, &e2);
+    double steps = strtod(f.fields[c_steps].text, &e3), prefill = strtod(f.fields[c_prefill].text, &e4);
+    if (*e1 || *e2 || *e3 || *e4 || !(steps >= 1) || !(end >= start)) {
+      st = infsim_fail(err, INFSIM_EINPUT, "%s:%lld: start_s, end_s, steps or prefill_tokens: not a valid number",
+                       path, (long long)lr.line_no);
+      break;
+    }
+    /* A run of identical steps counts once per step. */
+    for (long s = 0; s < (long)steps && st == INFSIM_OK; s++)
+      if (!push_time(it, prefill > 0, (end - start) / steps)) st = infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  }
+  infsim_fields_free(&f);
+  infsim_lines_close(&lr);
+  return st;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile of sorted v (as summary.json's). */
+static double pct(const double *v, size_t n, double q) {
+  if (n == 0) return 0.0;
+  size_t rank = (size_t)ceil(q * (double)n);
+  if (rank < 1) rank = 1;
+  return v[rank - 1];
+}
+
+static void iteration_rows(cmp_table *t, iter_times *sim, iter_times *cl) {
+  static const char *kinds[] = {"iteration decode (s)", "iteration prefill (s)"};
+  for (int k = 0; k < 2; k++) {
+    if (sim->n[k] == 0 || cl->n[k] == 0) continue;
+    qsort(sim->v[k], sim->n[k], sizeof(double), cmp_double);
+    qsort(cl->v[k], cl->n[k], sizeof(double), cmp_double);
+    double ms = 0, mc = 0;
+    for (size_t i = 0; i < sim->n[k]; i++) ms += sim->v[k][i];
+    for (size_t i = 0; i < cl->n[k]; i++) mc += cl->v[k][i];
+    char name[48];
+    snprintf(name, sizeof name, "%s mean", kinds[k]);
+    add_row(t, name, ms / (double)sim->n[k], mc / (double)cl->n[k]);
+    const double qs[] = {0.5, 0.9, 0.99};
+    const char *qn[] = {"p50", "p90", "p99"};
+    for (int q = 0; q < 3; q++) {
+      snprintf(name, sizeof name, "%s %s", kinds[k], qn[q]);
+      add_row(t, name, pct(sim->v[k], sim->n[k], qs[q]), pct(cl->v[k], cl->n[k], qs[q]));
+    }
+  }
+}
+
+static double rel_err(const cmp_row *r) { return r->cluster != 0 ? (r->sim - r->cluster) / r->cluster : 0.0; }
+
+static int draw(const cmp_table *t, const char *out_path) {
+  char tmp[4200];
+  const char *ext = strrchr(out_path, '.');
+  bool svg = ext && strcmp(ext, ".svg") == 0;
+  int len = snprintf(tmp, sizeof tmp, "%s.tmp%s", out_path, svg ? ".svg" : ".png");
+  if (len < 0 || (size_t)len >= sizeof tmp) {
+    fprintf(stderr, "infsim compare: plot path too long\n");
+    return 2;
+  }
+  FILE *gp = popen("gnuplot 2>&1", "w");
+  if (!gp) {
+    fprintf(stderr, "infsim compare: cannot start gnuplot\n");
+    return 1;
+  }
+  fprintf(gp, "set terminal %s size 1000,%d\n", svg ? "svg" : "pngcairo", 200 + 22 * t->n);
+  fprintf(gp, "set output '%s'\n", tmp);
+  fprintf(gp, "set title 'simulated / measured (1 = exact)'\nset style fill solid 0.6\nset grid x\n"
+              "set yrange [-0.5:%d]\nset ytics nomirror font ',9'\nunset key\n"
+              "set xlabel 'sim / cluster (log scale; bars run from 1 to the ratio)'\nset logscale x\n"
+              "set arrow from 1,-0.5 to 1,%d nohead dt 2\n",
+          t->n, t->n);
+  fprintf(gp, "plot '-' using (1):0:($2 < 1 ? $2 : 1):($2 > 1 ? $2 : 1):($0-0.35):($0+0.35):ytic(1) "
+              "with boxxyerror\n");
+  for (int i = 0; i < t->n; i++) {
+    /* Ratios at or below 0 (a zero on either side) have no place on a log scale: 1 (no bar). */
+    double ratio = t->rows[i].cluster > 0 && t->rows[i].sim > 0 ? t->rows[i].sim / t->rows[i].cluster : 1.0;
+    fprintf(gp, "\"%s\" %.6g\n", t->rows[i].name, ratio);
+  }
+  fprintf(gp, "e\n");
+  int rc = pclose(gp);
+  if (rc != 0 || rename(tmp, out_path) != 0) {
+    unlink(tmp);
+    fprintf(stderr, "infsim compare: gnuplot failed (exit %d): no plot\n", rc);
+    return 1;
+  }
+  printf("plot: %s\n", out_path);
+  return 0;
+}
+
+int infsim_cmd_compare(int argc, char **argv) {
+  const char *dirs[2] = {NULL, NULL}, *plot = NULL;
+  bool no_plot = false;
+  int nd = 0;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      fputs(k_usage, stdout);
+      return 0;
+    } else if (strcmp(argv[i], "--no-plot") == 0) {
+      no_plot = true;
+    } else if (strcmp(argv[i], "--plot") == 0 && i + 1 < argc) {
+      plot = argv[++i];
+    } else if (argv[i][0] == '-' || nd == 2) {
+      fprintf(stderr, "infsim compare: unexpected argument '%s'\n%s", argv[i], k_usage);
+      return 2;
+    } else {
+      dirs[nd++] = argv[i];
+    }
+  }
+  if (nd != 2) {
+    fputs(k_usage, stderr);
+    return 2;
+  }
+  infsim_error err = {0};
+  json_t *sum[2] = {NULL, NULL};
+  char paths[2][4300];
+  iter_times it[2];
+  memset(it, 0, sizeof it);
+  bool have_it[2] = {false, false};
+  cmp_table t = {.n = 0};
+  infsim_status st = INFSIM_OK;
+  for (int d = 0; d < 2 && st == INFSIM_OK; d++) st = load_summary(dirs[d], &sum[d], paths[d], sizeof paths[d], &err);
+  double a, b;
+  if (st == INFSIM_OK) {
+    const char *tops[][2] = {{"throughput_tok_s", "throughput (tok/s)"}, {"requests_per_s", "requests/s"}};
+    for (size_t i = 0; i < 2 && st == INFSIM_OK; i++) {
+      st = number_at(sum[0], paths[0], tops[i][0], NULL, &a, &err);
+      if (st == INFSIM_OK) st = number_at(sum[1], paths[1], tops[i][0], NULL, &b, &err);
+      if (st == INFSIM_OK) add_row(&t, tops[i][1], a, b);
+    }
+    const char *lat[] = {"ttft_s", "tpot_s", "e2e_s"}, *names[] = {"TTFT", "TPOT", "E2E"};
+    const char *stats[] = {"mean", "p50", "p90", "p99"};
+    for (int l = 0; l < 3 && st == INFSIM_OK; l++)
+      for (int s = 0; s < 4 && st == INFSIM_OK; s++) {
+        st = number_at(sum[0], paths[0], lat[l], stats[s], &a, &err);
+        if (st == INFSIM_OK) st = number_at(sum[1], paths[1], lat[l], stats[s], &b, &err);
+        char name[48];
+        snprintf(name, sizeof name, "%s %s (s)", names[l], stats[s]);
+        if (st == INFSIM_OK) add_row(&t, name, a, b);
+      }
+  }
+  for (int d = 0; d < 2 && st == INFSIM_OK; d++) st = load_iterations(dirs[d], &it[d], &have_it[d], &err);
+  if (st == INFSIM_OK && have_it[0] && have_it[1]) iteration_rows(&t, &it[0], &it[1]);
+  int rc = 0;
+  if (st != INFSIM_OK) {
+    fprintf(stderr, "infsim compare: %s\n", err.msg);
+    rc = infsim_status_exit_code(st);
+  } else {
+    printf("%-30s %14s %14s %10s\n", "metric", "sim", "cluster", "rel. err");
+    for (int i = 0; i < t.n; i++)
+      printf("%-30s %14.6g %14.6g %+9.1f%%\n", t.rows[i].name, t.rows[i].sim, t.rows[i].cluster,
+             100.0 * rel_err(&t.rows[i]));
+    if (!(have_it[0] && have_it[1]))
+      printf("(per-iteration rows need iterations.csv in both: metrics.iterations: true)\n");
+    if (!no_plot) {
+      char def[4096];
+      int len = snprintf(def, sizeof def, "%s/compare.png", dirs[1]);
+      if (len < 0 || (size_t)len >= sizeof def) def[0] = 0;
+      rc = draw(&t, plot ? plot : def);
+    }
+  }
+  for (int d = 0; d < 2; d++) {
+    json_decref(sum[d]);
+    free(it[d].v[0]);
+    free(it[d].v[1]);
+  }
+  return rc;
+}

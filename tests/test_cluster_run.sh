@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# `infsim cluster` end to end on two MPI ranks (cpu executor, MPI transport,
+# the `tiny` model) on a short trace, against what must hold whatever the
+# timings: every request completes on one of the two instances with
+# arrival <= first token <= finish; each instance runs one batch at a time
+# (its iterations never overlap); the executors processed exactly the work
+# the trace implies (prefill tokens = the prompts, decode steps = outputs
+# - 1, per instance: nothing lost or run twice between the scheduler and the
+# ranks); `infsim compare` against `infsim run` of the same config prints
+# every row and draws its plot; a rank that hangs is named within the
+# timeout and the results so far are written; bad input exits 2. The
+# attention the ranks compute is checked by test_cluster_model and
+# test_cluster_mpi. Skips (77) without mpirun or cluster mode.
+set -u
+INFSIM=${INFSIM:?INFSIM must name the built CLI}
+command -v mpirun >/dev/null || { echo "mpirun not found: skipped"; exit 77; }
+"$INFSIM" cluster --help >/dev/null 2>&1 || true
+if "$INFSIM" cluster x.yaml --out /nonexistent --executor cpu 2>&1 | grep -q "no cluster mode"; then
+  echo "cluster mode not built: skipped"
+  exit 77
+fi
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+cat >"$W/c.yaml" <<'YAML'
+model: tiny
+gpu: a100-40gb
+cluster:
+  instances: 2
+scheduler:
+  max_batch_size: 4
+  max_batched_tokens: 256
+policy:
+  name: vllm-multi
+metrics:
+  iterations: true
+  sample_interval_s: 0.05
+YAML
+printf 'arrival_time_s,prompt_tokens,output_tokens\n0,24,6\n0.01,40,5\n0.02,16,9\n0.04,33,4\n0.05,20,7\n0.07,48,3\n0.08,12,8\n0.1,30,5\n' >"$W/t.csv"
+
+timeout 300 mpirun -np 2 --oversubscribe "$INFSIM" cluster "$W/c.yaml" --trace "$W/t.csv" --out "$W/cl" \
+  --executor cpu --transport mpi --timeout 60 >"$W/log" 2>&1
+rc=$?
+[ "$rc" -eq 0 ] || { cat "$W/log"; fail "cluster run exited $rc"; }
+python3 - "$W/cl" "$W/t.csv" <<'PY' || fail "cluster outputs break an invariant"
+import csv, json, sys
+d, trace = sys.argv[1], sys.argv[2]
+s = json.load(open(f'{d}/summary.json'))
+reqs = list(csv.DictReader(open(f'{d}/requests.csv')))
+its = list(csv.DictReader(open(f'{d}/iterations.csv')))
+tr = list(csv.DictReader(open(trace)))
+ok = True
+def bad(msg):
+    global ok
+    ok = False
+    print(msg)
+if s['completed'] != len(tr) or s['arrived'] != len(tr) or s['rejected'] != 0: bad(f"summary counts {s['completed']}/{s['arrived']}")
+if s['cost_model'] != 'measured:cpu': bad(f"cost_model {s['cost_model']}")
+for k in ('ttft_s', 'tpot_s', 'e2e_s'):
+    if s[k]['count'] < 1 or not (0 < s[k]['p50'] <= s[k]['p99']): bad(f'{k} {s[k]}')
+per = {0: [0, 0], 1: [0, 0]}
+for r, t in zip(reqs, tr):
+    a, f1, f = float(r['arrival_s']), float(r['first_token_s']), float(r['finish_s'])
+    if r['status'] != 'completed': bad(f"request {r['id']} {r['status']}")
+    if abs(a - float(t['arrival_time_s'])) > 1e-9: bad(f"request {r['id']} arrival {a}")
+    if not (a <= f1 <= f): bad(f"request {r['id']} times {a} {f1} {f}")
+    inst = int(r['instance'])
+    per[inst][0] += int(t['prompt_tokens'])
+    per[inst][1] += int(t['output_tokens']) - 1
+if not (per[0][0] and per[1][0]): bad(f'one instance idle: {per}')
+done = {0: [0, 0], 1: [0, 0]}
+last_end = {0: 0.0, 1: 0.0}
+for it in its:
+    i = int(it['instance'])
+    st, en = float(it['start_s']), float(it['end_s'])
+    if int(it['steps']) != 1: bad(f'a real executor runs one step: {it}')
+    if st < last_end[i] - 1e-9 or en < st: bad(f'instance {i}: overlapping or backwards iteration {it}')
+    last_end[i] = en
+    done[i][0] += int(it['prefill_tokens'])
+    done[i][1] += int(it['decode_requests'])
+if done != per: bad(f'work run {done} != work implied by the trace {per}')
+last_finish = max(float(r['finish_s']) for r in reqs)
+if abs(s['sim_time_s'] - last_finish) > 1e-6: bad(f"sim_time_s {s['sim_time_s']} vs last finish {last_finish}")
+sys.exit(0 if ok else 1)
+PY
+
+"$INFSIM" run "$W/c.yaml" --trace "$W/t.csv" --out "$W/sim" --quiet || fail "sim run"
+"$INFSIM" compare "$W/sim" "$W/cl" >"$W/cmp" 2>&1
+rc=$?
+[ "$rc" -eq 0 ] || { cat "$W/cmp"; fail "compare exited $rc"; }
+cat "$W/cmp"
+for row in "throughput (tok/s)" "TTFT p99 (s)" "TPOT p50 (s)" "E2E mean (s)" "iteration decode (s) p50" \
+  "iteration prefill (s) mean"; do
+  grep -qF "$row" "$W/cmp" || fail "compare lacks the row '$row'"
+done
+[ -s "$W/cl/compare.png" ] || fail "compare drew no plot"
+"$INFSIM" compare "$W/sim" "$W/nothing" --no-plot >/dev/null 2>&1
+[ $? -eq 2 ] || fail "compare with a missing directory should exit 2"
+
+# A hung rank: named within the timeout, results so far written.
+start=$(date +%s)
+timeout 120 mpirun -np 2 --oversubscribe "$INFSIM" cluster "$W/c.yaml" --trace "$W/t.csv" --out "$W/hang" \
+  --executor cpu --timeout 2 --inject-fault hang:1:2 >"$W/hlog" 2>&1
+rc=$?
+took=$(( $(date +%s) - start ))
+[ "$rc" -ne 0 ] || fail "a hung rank should fail the run"
+grep -q "instance 1 (rank 1) has not finished its batch after 2 s" "$W/hlog" || { cat "$W/hlog"; fail "the hung rank was not named"; }
+[ -s "$W/hang/summary.json" ] && [ -s "$W/hang/requests.csv" ] || fail "no results so far after the fault"
+[ "$took" -lt 60 ] || fail "the hang took $took s to stop the run"
+
+# Bad input: exit 2, nothing written.
+timeout 60 mpirun -np 2 --oversubscribe "$INFSIM" cluster "$W/missing.yaml" --trace "$W/t.csv" --out "$W/bad" \
+  --executor cpu >/dev/null 2>&1
+[ $? -eq 2 ] || fail "a missing config should exit 2"
+[ ! -e "$W/bad" ] || fail "bad input wrote outputs"
+
+# What cluster mode does not do: refused as bad input, nothing written.
+for set in scheduler.preemption=swap cluster.gpus_per_instance=2; do
+  timeout 60 mpirun -np 2 --oversubscribe "$INFSIM" cluster "$W/c.yaml" --trace "$W/t.csv" --out "$W/no" \
+    --executor cpu --set "$set" >"$W/nolog" 2>&1
+  rc=$?
+  [ "$rc" -eq 2 ] || { cat "$W/nolog"; fail "--set $set should exit 2 (got $rc)"; }
+  [ ! -e "$W/no" ] || fail "--set $set wrote outputs"
+done
+
+[ "$failures" -eq 0 ] && echo ok
+exit "$failures"

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# infsim compare against hand-computed relative errors: two run directories
+# written by hand (summary.json, iterations.csv), errors known in closed
+# form: (sim - cluster) / cluster, per-step iteration times with a run of
+# identical steps counted once per step, nearest-rank percentiles; bad
+# input exits 2 naming the file and field.
+set -u
+INFSIM=${INFSIM:?INFSIM must name the built CLI}
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+lat() { printf '{"count": 10, "mean": %s, "p50": %s, "p90": %s, "p99": %s}' "$1" "$2" "$3" "$4"; }
+mkdir -p "$W/sim" "$W/cl"
+printf '{"throughput_tok_s": 110, "requests_per_s": 2, "ttft_s": %s, "tpot_s": %s, "e2e_s": %s}\n' \
+  "$(lat 0.5 0.4 0.9 1.2)" "$(lat 0.02 0.02 0.03 0.05)" "$(lat 3 2 6 9)" >"$W/sim/summary.json"
+printf '{"throughput_tok_s": 100, "requests_per_s": 2.5, "ttft_s": %s, "tpot_s": %s, "e2e_s": %s}\n' \
+  "$(lat 0.4 0.5 1.0 1.0)" "$(lat 0.025 0.02 0.02 0.04)" "$(lat 3 2.5 5 10)" >"$W/cl/summary.json"
+H='instance,start_s,end_s,steps,prefill_tokens,prefill_attention_pairs,decode_requests,decode_context_tokens,remote_holders,remote_context_tokens'
+# sim: one run of 4 decode steps of 0.01 s each, one prefill of 0.1 s
+printf '%s\n0,0,0.04,4,0,0,2,100,0,0\n0,0.04,0.14,1,64,2080,0,0,0,0\n' "$H" >"$W/sim/iterations.csv"
+# cluster: decode steps of 0.008, 0.008, 0.012, 0.012 s; one prefill of 0.08 s
+printf '%s\n0,0,0.008,1,0,0,2,100,0,0\n0,0.008,0.016,1,0,0,2,102,0,0\n0,0.016,0.028,1,0,0,2,104,0,0\n0,0.028,0.04,1,0,0,2,106,0,0\n0,0.04,0.12,1,64,2080,0,0,0,0\n' \
+  "$H" >"$W/cl/iterations.csv"
+"$INFSIM" compare "$W/sim" "$W/cl" --no-plot >"$W/out" 2>&1 || fail "compare exited $?"
+cat "$W/out"
+want() { # row, relative error in percent
+  got=$(grep -F "$1 " "$W/out" | head -1 | awk '{print $NF}' | tr -d '%+')
+  python3 -c "import sys; sys.exit(0 if abs(float('${got:-nan}') - ($2)) < 0.051 else 1)" 2>/dev/null ||
+    fail "$1: got '$got', want $2"
+}
+want "throughput (tok/s)" 10.0
+want "requests/s" -20.0
+want "TTFT mean (s)" 25.0
+want "TTFT p50 (s)" -20.0
+want "TTFT p99 (s)" 20.0
+want "TPOT mean (s)" -20.0
+want "E2E p90 (s)" 20.0
+want "E2E p99 (s)" -10.0
+# decode steps: sim 0.01 x 4; cluster mean 0.01, p50 (rank 2 of 4) 0.008, p99 (rank 4) 0.012
+want "iteration decode (s) mean" 0.0
+want "iteration decode (s) p50" 25.0
+want "iteration decode (s) p99" -16.7
+want "iteration prefill (s) mean" 25.0
+# bad input
+echo '{"throughput_tok_s": "fast"}' >"$W/cl/summary.json"
+"$INFSIM" compare "$W/sim" "$W/cl" --no-plot >"$W/bad" 2>&1
+rc=$?
+[ "$rc" -eq 2 ] || fail "a non-numeric field should exit 2 (got $rc)"
+grep -q "cl/summary.json: throughput_tok_s" "$W/bad" || fail "the message should name the file and field: $(cat "$W/bad")"
+[ "$failures" -eq 0 ] && echo ok
+exit "$failures"
