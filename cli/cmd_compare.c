@@ -252,7 +252,7 @@ int infsim_cmd_compare(int argc, char **argv) {
   cmp_table t = {.n = 0};
   infsim_status st = INFSIM_OK;
   for (int d = 0; d < 2 && st == INFSIM_OK; d++) st = load_summary(dirs[d], &sum[d], paths[d], sizeof paths[d], &err);
-  double a, b;
+  double a = 0.0, b = 0.0;
   if (st == INFSIM_OK) {
     const char *tops[][2] = {{"throughput_tok_s", "throughput (tok/s)"}, {"requests_per_s", "requests/s"}};
     for (size_t i = 0; i < 2 && st == INFSIM_OK; i++) {
