@@ -167,8 +167,11 @@ infsim_status calib_raw_read(const char *path, calib_raw_row **rows_out, size_t 
       }
       header_fields = fs.count;
       for (size_t c = 0; c < N_COLS && st == INFSIM_OK; c++) {
-        col_index[c] = infsim_fields_find(&fs, k_cols[c].name);
-        if (col_index[c] < 0)
+        int again = -1;
+        if (!infsim_fields_find_unique(&fs, k_cols[c].name, &col_index[c], &again))
+          st = infsim_fail(err, INFSIM_EINPUT, "%s:%ld: %s: column appears twice (columns %d and %d)", path, lineno,
+                           k_cols[c].name, col_index[c] + 1, again + 1);
+        else if (col_index[c] < 0)
           st = infsim_fail(err, INFSIM_EINPUT, "%s:%ld: %s: missing column", path, lineno, k_cols[c].name);
       }
       if (st != INFSIM_OK) break;
@@ -197,7 +200,7 @@ infsim_status calib_raw_read(const char *path, calib_raw_row **rows_out, size_t 
     if (st != INFSIM_OK) break;
     n++;
   }
-  if (st == INFSIM_OK && got < 0) st = infsim_fail(err, INFSIM_EIO, "%s: read error", path);
+  if (st == INFSIM_OK && got < 0) st = infsim_lines_fail(&lr, err);
   if (st == INFSIM_OK && header_fields == 0) st = infsim_fail(err, INFSIM_EINPUT, "%s:1: empty file, no header", path);
   if (st == INFSIM_OK && n == 0)
     st = infsim_fail(err, INFSIM_EINPUT, "%s:%ld: no measurements after the header", path, lineno);
