@@ -114,15 +114,47 @@ static const config_entry *find_subtree(const infsim_config *cfg, const char *ke
   return NULL;
 }
 
-/* A key is dot-separated non-empty segments of printable characters other
- * than '=' (which --set reserves) and blanks. */
+/* A key is dot-separated non-empty segments of printable ASCII characters
+ * other than '=' (which --set reserves) and blanks: keys are names, and
+ * summary.json repeats them as JSON object keys. */
 static bool key_is_valid(const char *key) {
   size_t len = strlen(key);
   if (len == 0 || len > CONFIG_MAX_KEY_BYTES || key[0] == '.' || key[len - 1] == '.') return false;
   for (size_t i = 0; i < len; i++) {
     unsigned char c = (unsigned char)key[i];
-    if (c <= ' ' || c == '=' || c == 0x7f) return false;
+    if (c <= ' ' || c == '=' || c >= 0x7f) return false;
     if (c == '.' && key[i + 1] == '.') return false;
+  }
+  return true;
+}
+
+/* True when s is valid UTF-8 (no overlongs, surrogates or code points past
+ * U+10FFFF, RFC 3629): summary.json repeats values as JSON strings. A YAML
+ * file is checked by libyaml; --set text comes from the command line. */
+static bool utf8_is_valid(const char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+  while (*p != 0) {
+    unsigned c = *p;
+    int more;
+    uint32_t cp, min;
+    if (c < 0x80) {
+      p++;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      more = 1, cp = c & 0x1F, min = 0x80;
+    } else if ((c & 0xF0) == 0xE0) {
+      more = 2, cp = c & 0x0F, min = 0x800;
+    } else if ((c & 0xF8) == 0xF0) {
+      more = 3, cp = c & 0x07, min = 0x10000;
+    } else {
+      return false;
+    }
+    p++;
+    for (int i = 0; i < more; i++, p++) {
+      if ((*p & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (*p & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
   }
   return true;
 }
@@ -194,7 +226,9 @@ static infsim_status put_entry(infsim_config *cfg, const char *key, const char *
 infsim_status infsim_config_put(infsim_config *cfg, const char *key, const char *value, const char *origin,
                                 infsim_error *err) {
   assert(cfg != NULL && key != NULL && value != NULL && origin != NULL);
-  if (!key_is_valid(key)) return infsim_fail(err, INFSIM_EINPUT, "%s: bad key '%s'", origin, key);
+  if (!key_is_valid(key)) return infsim_fail(err, INFSIM_EINPUT, "%s: bad key '%.64s'", origin, key);
+  if (!utf8_is_valid(value))
+    return infsim_fail(err, INFSIM_EINPUT, "%s: %s: value is not valid UTF-8", origin, key);
   return put_entry(cfg, key, value, origin, err);
 }
 
