@@ -80,6 +80,11 @@ case_raw_repeated_column() { { echo "$RAW_HEADER,tokens"; echo "$(raw_row 1 100)
 case_db_not_sqlite() { echo hello >x.db; "$INFSIM" calibrate show --db x.db; }
 case_db_missing_table_show() { sqlite3 x.db 'CREATE TABLE profile (x); PRAGMA user_version = 2;'; "$INFSIM" calibrate show --db x.db; }
 case_db_missing_table_fit() { sqlite3 x.db 'CREATE TABLE profile (x); PRAGMA user_version = 2;'; "$INFSIM" calibrate fit --db x.db; }
+case_db_wrong_columns() {
+  sqlite3 x.db 'CREATE TABLE profile (x); CREATE TABLE measurement (x); CREATE TABLE fit (x);
+                CREATE TABLE fit_summary (x); PRAGMA user_version = 2;'
+  "$INFSIM" calibrate fit --db x.db
+}
 case_db_bad_row() {
   good_db x.db || return 99
   sqlite3 x.db 'UPDATE measurement SET median_ns = 4.9e-324 WHERE id = 2;'
