@@ -39,6 +39,7 @@ enum {
   CONFIG_MAX_ENTRIES = 4096, /* far above any real config; keeps the clash checks cheap */
   CONFIG_MAX_KEY_BYTES = 1024,
   CONFIG_ORIGIN_BYTES = 4096 + 32, /* a path and ":LINE" */
+  CONFIG_MAX_FILE_BYTES = 1 << 20, /* a real config is a few KiB */
 };
 
 typedef struct {
@@ -113,15 +114,47 @@ static const config_entry *find_subtree(const infsim_config *cfg, const char *ke
   return NULL;
 }
 
-/* A key is dot-separated non-empty segments of printable characters other
- * than '=' (which --set reserves) and blanks. */
+/* A key is dot-separated non-empty segments of printable ASCII characters
+ * other than '=' (which --set reserves) and blanks: keys are names, and
+ * summary.json repeats them as JSON object keys. */
 static bool key_is_valid(const char *key) {
   size_t len = strlen(key);
   if (len == 0 || len > CONFIG_MAX_KEY_BYTES || key[0] == '.' || key[len - 1] == '.') return false;
   for (size_t i = 0; i < len; i++) {
     unsigned char c = (unsigned char)key[i];
-    if (c <= ' ' || c == '=' || c == 0x7f) return false;
+    if (c <= ' ' || c == '=' || c >= 0x7f) return false;
     if (c == '.' && key[i + 1] == '.') return false;
+  }
+  return true;
+}
+
+/* True when s is valid UTF-8 (no overlongs, surrogates or code points past
+ * U+10FFFF, RFC 3629): summary.json repeats values as JSON strings. A YAML
+ * file is checked by libyaml; --set text comes from the command line. */
+static bool utf8_is_valid(const char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+  while (*p != 0) {
+    unsigned c = *p;
+    int more;
+    uint32_t cp, min;
+    if (c < 0x80) {
+      p++;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      more = 1, cp = c & 0x1F, min = 0x80;
+    } else if ((c & 0xF0) == 0xE0) {
+      more = 2, cp = c & 0x0F, min = 0x800;
+    } else if ((c & 0xF8) == 0xF0) {
+      more = 3, cp = c & 0x07, min = 0x10000;
+    } else {
+      return false;
+    }
+    p++;
+    for (int i = 0; i < more; i++, p++) {
+      if ((*p & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (*p & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
   }
   return true;
 }
@@ -193,7 +226,9 @@ static infsim_status put_entry(infsim_config *cfg, const char *key, const char *
 infsim_status infsim_config_put(infsim_config *cfg, const char *key, const char *value, const char *origin,
                                 infsim_error *err) {
   assert(cfg != NULL && key != NULL && value != NULL && origin != NULL);
-  if (!key_is_valid(key)) return infsim_fail(err, INFSIM_EINPUT, "%s: bad key '%s'", origin, key);
+  if (!key_is_valid(key)) return infsim_fail(err, INFSIM_EINPUT, "%s: bad key '%.64s'", origin, key);
+  if (!utf8_is_valid(value))
+    return infsim_fail(err, INFSIM_EINPUT, "%s: %s: value is not valid UTF-8", origin, key);
   return put_entry(cfg, key, value, origin, err);
 }
 
@@ -224,6 +259,9 @@ infsim_status infsim_config_set(infsim_config *cfg, const char *assignment, infs
 
 /* ---- YAML ------------------------------------------------------------- */
 
+/* One flattened entry of a file; a mapping's key is kept too (value NULL),
+ * so that a key given twice with mappings under it ("model:" twice at the
+ * top level) is caught like any other repeated key. */
 typedef struct {
   char *key, *value;
   int line;
@@ -248,24 +286,15 @@ static void walk_free(yaml_walk *w) {
 
 static int node_line(const yaml_node_t *node) { return (int)node->start_mark.line + 1; }
 
-/* Adds one flattened entry, rejecting a repeated key or a key that clashes
- * with another of the same file (a value where a mapping is, or below one). */
+/* Adds one flattened entry (value NULL: a mapping). Repeats and clashes are
+ * found afterwards, all at once (check_items). Every item counts against
+ * CONFIG_MAX_ENTRIES, mappings too, which also bounds the walk: aliases can
+ * make a small file name exponentially many nodes. */
 static infsim_status walk_add(yaml_walk *w, const char *key, char *value, int line, infsim_error *err) {
-  for (size_t i = 0; i < w->n; i++) {
-    if (strcmp(w->items[i].key, key) == 0) {
-      free(value);
-      return infsim_fail(err, INFSIM_EINPUT, "%s:%d: duplicate key '%s' (first at line %d)", w->path, line, key,
-                         w->items[i].line);
-    }
-    if (keys_clash(w->items[i].key, key)) {
-      free(value);
-      return infsim_fail(err, INFSIM_EINPUT, "%s:%d: key '%s' clashes with '%s' at line %d (a key is either a value "
-                         "or a mapping)", w->path, line, key, w->items[i].key, w->items[i].line);
-    }
-  }
   if (w->n >= CONFIG_MAX_ENTRIES) {
     free(value);
-    return infsim_fail(err, INFSIM_EINPUT, "%s:%d: more than %d keys", w->path, line, CONFIG_MAX_ENTRIES);
+    return infsim_fail(err, INFSIM_EINPUT, "%s:%d: more than %d keys (aliases expanded)", w->path, line,
+                       CONFIG_MAX_ENTRIES);
   }
   char *k = dup_string(key);
   if (k == NULL || !grow((void **)&w->items, &w->cap, w->n + 1, sizeof *w->items)) {
@@ -275,6 +304,57 @@ static infsim_status walk_add(yaml_walk *w, const char *key, char *value, int li
   }
   w->items[w->n++] = (yaml_item){k, value, line};
   return INFSIM_OK;
+}
+
+/* Key order in which '.' sorts before every other character, so that the
+ * keys below K ("K.x") follow K and its repeats directly. */
+static int key_order(const char *a, const char *b) {
+  for (;; a++, b++) {
+    unsigned char ca = (unsigned char)*a, cb = (unsigned char)*b;
+    if (ca == cb) {
+      if (ca == '\0') return 0;
+      continue;
+    }
+    if (ca == '\0' || cb == '\0') return ca == '\0' ? -1 : 1;
+    if (ca == '.' || cb == '.') return ca == '.' ? -1 : 1;
+    return ca < cb ? -1 : 1;
+  }
+}
+
+static int item_order(const void *x, const void *y) {
+  const yaml_item *a = *(const yaml_item *const *)x, *b = *(const yaml_item *const *)y;
+  int c = key_order(a->key, b->key);
+  if (c != 0) return c;
+  return (a->line > b->line) - (a->line < b->line);
+}
+
+/* Rejects a key given twice, or a key that is a value and also has keys
+ * below it. Sorting puts every such pair side by side, so one pass finds
+ * them in O(n log n); of several, the one whose later line comes first in
+ * the file is reported, as a reader would meet it. */
+static infsim_status check_items(const yaml_walk *w, infsim_error *err) {
+  if (w->n < 2) return INFSIM_OK;
+  const yaml_item **order = malloc(w->n * sizeof *order);
+  if (order == NULL) return infsim_fail(err, INFSIM_ENOMEM, "%s: out of memory", w->path);
+  for (size_t i = 0; i < w->n; i++) order[i] = &w->items[i];
+  qsort(order, w->n, sizeof *order, item_order);
+  const yaml_item *first = NULL, *later = NULL;
+  bool same = false;
+  for (size_t i = 0; i + 1 < w->n; i++) {
+    const yaml_item *a = order[i], *b = order[i + 1];
+    bool dup = strcmp(a->key, b->key) == 0;
+    bool clash = !dup && a->value != NULL && key_under(b->key, a->key);
+    if (!dup && !clash) continue;
+    const yaml_item *e = a->line <= b->line ? a : b, *l = a->line <= b->line ? b : a;
+    if (later == NULL || l->line < later->line) first = e, later = l, same = dup;
+  }
+  free(order);
+  if (later == NULL) return INFSIM_OK;
+  if (same)
+    return infsim_fail(err, INFSIM_EINPUT, "%s:%d: duplicate key '%s' (first at line %d)", w->path, later->line,
+                       later->key, first->line);
+  return infsim_fail(err, INFSIM_EINPUT, "%s:%d: key '%s' clashes with '%s' at line %d (a key is either a value "
+                     "or a mapping)", w->path, later->line, later->key, first->key, first->line);
 }
 
 /* A sequence of scalars as one comma-joined value; the items may not hold
@@ -288,7 +368,7 @@ static infsim_status join_sequence(yaml_walk *w, const char *key, yaml_node_t *s
       return infsim_fail(err, INFSIM_EINPUT, "%s:%d: %s: a sequence may hold only scalars, not %s", w->path,
                          node_line(item), key, item->type == YAML_MAPPING_NODE ? "mappings" : "sequences");
     if (memchr(item->data.scalar.value, ',', item->data.scalar.length) != NULL)
-      return infsim_fail(err, INFSIM_EINPUT, "%s:%d: %s: sequence item '%s' may not contain a comma", w->path,
+      return infsim_fail(err, INFSIM_EINPUT, "%s:%d: %s: sequence item '%.64s' may not contain a comma", w->path,
                          node_line(item), key, (const char *)item->data.scalar.value);
     bytes += item->data.scalar.length + 1;
   }
@@ -306,11 +386,24 @@ static infsim_status join_sequence(yaml_walk *w, const char *key, yaml_node_t *s
   return INFSIM_OK;
 }
 
+/* A scalar's text; a NUL inside it (YAML allows "\0") cannot be a C string. */
+static infsim_status scalar_text(yaml_walk *w, const yaml_node_t *v, const char *key, char **out, infsim_error *err) {
+  if (memchr(v->data.scalar.value, '\0', v->data.scalar.length) != NULL)
+    return infsim_fail(err, INFSIM_EINPUT, "%s:%d: %s: NUL byte in value", w->path, node_line(v), key);
+  char *value = malloc(v->data.scalar.length + 1);
+  if (value == NULL) return infsim_fail(err, INFSIM_ENOMEM, "%s: out of memory", w->path);
+  memcpy(value, v->data.scalar.value, v->data.scalar.length);
+  value[v->data.scalar.length] = '\0';
+  *out = value;
+  return INFSIM_OK;
+}
+
 static infsim_status walk_mapping(yaml_walk *w, yaml_node_t *map, const char *prefix, int depth,
                                   infsim_error *err) {
   if (depth > CONFIG_MAX_DEPTH)
     return infsim_fail(err, INFSIM_EINPUT, "%s:%d: %s: nested deeper than %d levels", w->path, node_line(map),
                        prefix, CONFIG_MAX_DEPTH);
+  infsim_status st = INFSIM_OK;
   for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
     yaml_node_t *k = yaml_document_get_node(w->doc, p->key);
     yaml_node_t *v = yaml_document_get_node(w->doc, p->value);
@@ -321,13 +414,14 @@ static infsim_status walk_mapping(yaml_walk *w, yaml_node_t *map, const char *pr
     char key[CONFIG_MAX_KEY_BYTES + 1];
     int len = snprintf(key, sizeof key, "%s%s%s", prefix, prefix[0] != '\0' ? "." : "",
                        (const char *)k->data.scalar.value);
-    if (len < 0 || (size_t)len >= sizeof key || strlen(key) != (size_t)len || !key_is_valid(key))
+    if (len < 0 || (size_t)len >= sizeof key || strlen(key) != (size_t)len ||
+        k->data.scalar.length != strlen((const char *)k->data.scalar.value) || !key_is_valid(key))
       return infsim_fail(err, INFSIM_EINPUT, "%s:%d: bad key '%.64s' (keys are dot-separated names without blanks "
                          "or '=')", w->path, node_line(k), key);
-    infsim_status st;
     switch (v->type) {
     case YAML_MAPPING_NODE:
-      st = walk_mapping(w, v, key, depth + 1, err);
+      st = walk_add(w, key, NULL, node_line(k), err);
+      if (st == INFSIM_OK) st = walk_mapping(w, v, key, depth + 1, err);
       break;
     case YAML_SEQUENCE_NODE: {
       char *joined = NULL;
@@ -337,11 +431,9 @@ static infsim_status walk_mapping(yaml_walk *w, yaml_node_t *map, const char *pr
     }
     case YAML_SCALAR_NODE: {
       /* An empty plain scalar (`key:`) is the empty string. */
-      char *value = malloc(v->data.scalar.length + 1);
-      if (value == NULL) return infsim_fail(err, INFSIM_ENOMEM, "%s: out of memory", w->path);
-      memcpy(value, v->data.scalar.value, v->data.scalar.length);
-      value[v->data.scalar.length] = '\0';
-      st = walk_add(w, key, value, node_line(k), err);
+      char *value = NULL;
+      st = scalar_text(w, v, key, &value, err);
+      if (st == INFSIM_OK) st = walk_add(w, key, value, node_line(k), err);
       break;
     }
     default:
@@ -362,36 +454,24 @@ static infsim_status yaml_syntax_error(const yaml_parser_t *parser, const char *
   return infsim_fail(err, INFSIM_EINPUT, "%s:%zu: syntax error: %s", path, parser->problem_mark.line + 1, problem);
 }
 
-infsim_status infsim_config_load_yaml(infsim_config *cfg, const char *path, infsim_error *err) {
-  assert(cfg != NULL && path != NULL);
-  FILE *fp = fopen(path, "rb");
-  if (fp == NULL) return infsim_fail(err, INFSIM_EINPUT, "%s: cannot open: %s", path, strerror(errno));
-  yaml_parser_t parser;
-  if (!yaml_parser_initialize(&parser)) {
-    fclose(fp);
-    return infsim_fail(err, INFSIM_ENOMEM, "%s: out of memory", path);
-  }
-  yaml_parser_set_input_file(&parser, fp);
+/* Parses one YAML document from the parser's input and adds its entries. */
+static infsim_status load_parsed(infsim_config *cfg, yaml_parser_t *parser, const char *path, infsim_error *err) {
   yaml_document_t doc;
   infsim_status st = INFSIM_OK;
   yaml_walk w = {path, &doc, NULL, 0, 0};
-  if (!yaml_parser_load(&parser, &doc)) {
-    st = yaml_syntax_error(&parser, path, err);
-    yaml_parser_delete(&parser);
-    fclose(fp);
-    return st;
-  }
+  if (!yaml_parser_load(parser, &doc)) return yaml_syntax_error(parser, path, err);
   yaml_node_t *root = yaml_document_get_root_node(&doc);
   /* An empty file (or one of comments) is an empty config: all defaults. */
   if (root != NULL && root->type != YAML_MAPPING_NODE)
     st = infsim_fail(err, INFSIM_EINPUT, "%s:%d: the top level must be a mapping of keys to values", path,
                      node_line(root));
   if (st == INFSIM_OK && root != NULL) st = walk_mapping(&w, root, "", 0, err);
+  if (st == INFSIM_OK) st = check_items(&w, err);
   if (st == INFSIM_OK && root != NULL) {
     /* One document a file: a second one would be silently ignored. */
     yaml_document_t next;
-    if (!yaml_parser_load(&parser, &next)) {
-      st = yaml_syntax_error(&parser, path, err);
+    if (!yaml_parser_load(parser, &next)) {
+      st = yaml_syntax_error(parser, path, err);
     } else {
       yaml_node_t *extra = yaml_document_get_root_node(&next);
       if (extra != NULL)
@@ -400,14 +480,99 @@ infsim_status infsim_config_load_yaml(infsim_config *cfg, const char *path, infs
     }
   }
   yaml_document_delete(&doc);
-  yaml_parser_delete(&parser);
-  fclose(fp);
-  for (size_t i = 0; st == INFSIM_OK && i < w.n; i++) {
-    char origin[CONFIG_ORIGIN_BYTES];
-    snprintf(origin, sizeof origin, "%s:%d", path, w.items[i].line);
-    st = put_entry(cfg, w.items[i].key, w.items[i].value, origin, err);
+  if (st == INFSIM_OK && cfg->n_entries == 0) {
+    /* Nothing to replace (the usual first file): the file's own keys were
+     * checked above, so they go in as they are, in O(n) not O(n^2). */
+    size_t values = 0;
+    for (size_t i = 0; i < w.n; i++) values += w.items[i].value != NULL;
+    if (!grow((void **)&cfg->entries, &cfg->cap_entries, values, sizeof *cfg->entries))
+      st = infsim_fail(err, INFSIM_ENOMEM, "%s: out of memory", path);
+    for (size_t i = 0; st == INFSIM_OK && i < w.n; i++) {
+      if (w.items[i].value == NULL) continue;
+      char origin[CONFIG_ORIGIN_BYTES];
+      snprintf(origin, sizeof origin, "%s:%d", path, w.items[i].line);
+      config_entry e = {w.items[i].key, w.items[i].value, dup_string(origin), false};
+      if (e.origin == NULL) {
+        st = infsim_fail(err, INFSIM_ENOMEM, "%s: out of memory", path);
+        break;
+      }
+      cfg->entries[cfg->n_entries++] = e;
+      w.items[i].key = w.items[i].value = NULL; /* moved into the config */
+    }
+  } else {
+    for (size_t i = 0; st == INFSIM_OK && i < w.n; i++) {
+      if (w.items[i].value == NULL) continue;
+      char origin[CONFIG_ORIGIN_BYTES];
+      snprintf(origin, sizeof origin, "%s:%d", path, w.items[i].line);
+      st = put_entry(cfg, w.items[i].key, w.items[i].value, origin, err);
+    }
   }
   walk_free(&w);
+  return st;
+}
+
+/* A tag (`!!int 5`, `!!str x`, `!foo x`) asks for a type or meaning that
+ * this reader does not give, and libyaml's document API cannot tell an
+ * explicit `!!str` from no tag, so one pass over the events refuses every
+ * explicit tag before the document is loaded. */
+static infsim_status refuse_tags(const char *name, const char *text, size_t len, infsim_error *err) {
+  yaml_parser_t parser;
+  if (!yaml_parser_initialize(&parser)) return infsim_fail(err, INFSIM_ENOMEM, "%s: out of memory", name);
+  yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+  infsim_status st = INFSIM_OK;
+  for (bool done = false; !done && st == INFSIM_OK;) {
+    yaml_event_t ev;
+    if (!yaml_parser_parse(&parser, &ev)) {
+      st = yaml_syntax_error(&parser, name, err);
+      break;
+    }
+    const yaml_char_t *tag = ev.type == YAML_SCALAR_EVENT           ? ev.data.scalar.tag
+                             : ev.type == YAML_SEQUENCE_START_EVENT ? ev.data.sequence_start.tag
+                             : ev.type == YAML_MAPPING_START_EVENT  ? ev.data.mapping_start.tag
+                                                                    : NULL;
+    if (tag != NULL)
+      st = infsim_fail(err, INFSIM_EINPUT, "%s:%zu: YAML tags are not supported ('%.64s'): write the plain value",
+                       name, ev.start_mark.line + 1, (const char *)tag);
+    done = ev.type == YAML_STREAM_END_EVENT;
+    yaml_event_delete(&ev);
+  }
+  yaml_parser_delete(&parser);
+  return st;
+}
+
+infsim_status infsim_config_load_yaml_text(infsim_config *cfg, const char *name, const char *text, size_t len,
+                                           infsim_error *err) {
+  assert(cfg != NULL && name != NULL && (text != NULL || len == 0));
+  if (text == NULL) text = "";
+  infsim_status st = refuse_tags(name, text, len, err);
+  if (st != INFSIM_OK) return st;
+  yaml_parser_t parser;
+  if (!yaml_parser_initialize(&parser)) return infsim_fail(err, INFSIM_ENOMEM, "%s: out of memory", name);
+  yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+  st = load_parsed(cfg, &parser, name, err);
+  yaml_parser_delete(&parser);
+  return st;
+}
+
+infsim_status infsim_config_load_yaml(infsim_config *cfg, const char *path, infsim_error *err) {
+  assert(cfg != NULL && path != NULL);
+  FILE *fp = fopen(path, "rb");
+  if (fp == NULL) return infsim_fail(err, INFSIM_EINPUT, "%s: cannot open: %s", path, strerror(errno));
+  /* Read whole (configs are a few KiB), up to a bound, so that
+   * `infsim run /dev/zero` fails at once instead of filling memory. */
+  char *text = malloc(CONFIG_MAX_FILE_BYTES + 1);
+  if (text == NULL) {
+    fclose(fp);
+    return infsim_fail(err, INFSIM_ENOMEM, "%s: out of memory", path);
+  }
+  size_t len = fread(text, 1, CONFIG_MAX_FILE_BYTES + 1, fp);
+  infsim_status st = INFSIM_OK;
+  if (ferror(fp)) st = infsim_fail(err, INFSIM_EINPUT, "%s: cannot read: %s", path, strerror(errno));
+  else if (len > CONFIG_MAX_FILE_BYTES)
+    st = infsim_fail(err, INFSIM_EINPUT, "%s: larger than %d bytes (not a config file?)", path, CONFIG_MAX_FILE_BYTES);
+  fclose(fp);
+  if (st == INFSIM_OK) st = infsim_config_load_yaml_text(cfg, path, text, len, err);
+  free(text);
   return st;
 }
 

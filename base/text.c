@@ -14,20 +14,93 @@
 
 #include "infsim/trace.h"
 
+enum { READ_AHEAD_BYTES = 64 * 1024 };
+
 infsim_status infsim_lines_open(infsim_line_reader *lr, const char *path, infsim_error *err) {
   memset(lr, 0, sizeof *lr);
   lr->path = path;
   lr->fp = fopen(path, "r");
   if (lr->fp == NULL) return infsim_fail(err, INFSIM_EINPUT, "%s: cannot open: %s", path, strerror(errno));
+  lr->in = malloc(READ_AHEAD_BYTES);
+  if (lr->in == NULL) {
+    fclose(lr->fp);
+    lr->fp = NULL;
+    return infsim_fail(err, INFSIM_ENOMEM, "%s: out of memory", path);
+  }
   return INFSIM_OK;
 }
 
+/* Appends n bytes to the line buffer (which keeps room for a NUL). */
+static bool line_append(infsim_line_reader *lr, const char *p, size_t n) {
+  if (lr->len + n + 1 > lr->cap) {
+    size_t cap = lr->cap == 0 ? 256 : lr->cap;
+    while (cap < lr->len + n + 1) cap *= 2;
+    char *grown = realloc(lr->buf, cap);
+    if (grown == NULL) return false;
+    lr->buf = grown;
+    lr->cap = cap;
+  }
+  memcpy(lr->buf + lr->len, p, n);
+  lr->len += n;
+  return true;
+}
+
 int infsim_lines_next(infsim_line_reader *lr) {
-  ssize_t n = getline(&lr->buf, &lr->cap, lr->fp);
-  if (n < 0) return ferror(lr->fp) ? -1 : 0;
-  size_t len = (size_t)n;
-  if (len > 0 && lr->buf[len - 1] == '\n') len--;
+  lr->len = 0;
+  lr->why = NULL;
+  lr->why_column = 0;
+  lr->why_errno = 0;
+  bool any = false;
+  for (;;) {
+    if (lr->in_pos == lr->in_len) {
+      lr->in_pos = 0;
+      lr->in_len = fread(lr->in, 1, READ_AHEAD_BYTES, lr->fp);
+      if (lr->in_len == 0) {
+        if (ferror(lr->fp)) {
+          lr->why_errno = errno != 0 ? errno : EIO;
+          lr->why = strerror(lr->why_errno);
+          return -1;
+        }
+        if (!any) return 0;
+        break; /* a last line without a newline */
+      }
+    }
+    any = true;
+    const char *start = lr->in + lr->in_pos;
+    size_t avail = lr->in_len - lr->in_pos;
+    const char *nl = memchr(start, '\n', avail);
+    size_t take = nl != NULL ? (size_t)(nl - start) : avail;
+    const char *nul = memchr(start, '\0', take);
+    if (nul != NULL) {
+      lr->line_no++;
+      lr->why = "NUL byte";
+      lr->why_column = (int64_t)(lr->len + (size_t)(nul - start)) + 1;
+      return -1;
+    }
+    if (lr->len + take > INFSIM_LINE_MAX_BYTES) {
+      lr->line_no++;
+      lr->why = "line too long";
+      return -1;
+    }
+    if (!line_append(lr, start, take)) {
+      lr->line_no++;
+      lr->why_errno = ENOMEM;
+      lr->why = strerror(ENOMEM);
+      return -1;
+    }
+    lr->in_pos += take;
+    if (nl != NULL) {
+      lr->in_pos++;
+      break;
+    }
+  }
+  size_t len = lr->len;
   if (len > 0 && lr->buf[len - 1] == '\r') len--;
+  if (lr->cap == 0 && !line_append(lr, "", 0)) { /* an empty last line still gets a buffer */
+    lr->why_errno = ENOMEM;
+    lr->why = strerror(ENOMEM);
+    return -1;
+  }
   lr->buf[len] = '\0';
   lr->line_no++;
   /* A UTF-8 byte order mark (spreadsheet exports) is not part of the header. */
@@ -39,9 +112,22 @@ int infsim_lines_next(infsim_line_reader *lr) {
   return 1;
 }
 
+infsim_status infsim_lines_fail(const infsim_line_reader *lr, infsim_error *err) {
+  if (lr->why_column > 0)
+    return infsim_fail(err, INFSIM_EINPUT, "%s:%lld: NUL byte at column %lld (not a text file?)", lr->path,
+                       (long long)lr->line_no, (long long)lr->why_column);
+  if (lr->why_errno == 0)
+    return infsim_fail(err, INFSIM_EINPUT, "%s:%lld: line longer than %zu bytes (not a text file?)", lr->path,
+                       (long long)lr->line_no, INFSIM_LINE_MAX_BYTES);
+  if (lr->why_errno == ENOMEM) return infsim_fail(err, INFSIM_ENOMEM, "%s: out of memory", lr->path);
+  return infsim_fail(err, lr->why_errno == EISDIR ? INFSIM_EINPUT : INFSIM_EIO, "%s: cannot read: %s", lr->path,
+                     strerror(lr->why_errno));
+}
+
 void infsim_lines_close(infsim_line_reader *lr) {
   if (lr->fp != NULL) fclose(lr->fp);
   free(lr->buf);
+  free(lr->in);
   memset(lr, 0, sizeof *lr);
 }
 
@@ -134,6 +220,19 @@ int infsim_fields_find(const infsim_fields *f, const char *name) {
   for (size_t i = 0; i < f->count; i++)
     if (strcmp(f->fields[i].text, name) == 0) return (int)i;
   return -1;
+}
+
+bool infsim_fields_find_unique(const infsim_fields *f, const char *name, int *index, int *again) {
+  *index = -1;
+  for (size_t i = 0; i < f->count; i++) {
+    if (strcmp(f->fields[i].text, name) != 0) continue;
+    if (*index >= 0) {
+      *again = (int)i;
+      return false;
+    }
+    *index = (int)i;
+  }
+  return true;
 }
 
 bool infsim_parse_count(const char *text, size_t len, int64_t max, int64_t *out, const char **why) {

@@ -58,4 +58,10 @@ struct sqlite3;
  * path: user_version: ... when its schema version is not ours. */
 infsim_status calib_db_open(const char *db_path, int create, struct sqlite3 **db, infsim_error *err);
 
+/* "PATH: SQLite's message" for the last error on db. A DB that is not what
+ * it should be (a missing table or column, a wrong type, corruption, a
+ * broken constraint) is bad input, INFSIM_EINPUT, exit 2, as `run` treats
+ * the same DB; the disk, locks and memory are INFSIM_EIO / INFSIM_ENOMEM. */
+infsim_status calib_sql_fail(struct sqlite3 *db, const char *db_path, infsim_error *err);
+
 #endif

@@ -63,6 +63,44 @@ static const char k_schema[] =
     " heldout_median REAL NOT NULL, heldout_p95 REAL NOT NULL, fitted_at TEXT NOT NULL,"
     " PRIMARY KEY (profile_id, tp)) STRICT;";
 
+infsim_status calib_sql_fail(sqlite3 *db, const char *db_path, infsim_error *err) {
+  infsim_status st;
+  switch (sqlite3_errcode(db) & 0xff) {
+  case SQLITE_NOMEM: st = INFSIM_ENOMEM; break;
+  case SQLITE_IOERR:
+  case SQLITE_FULL:
+  case SQLITE_BUSY:
+  case SQLITE_LOCKED:
+  case SQLITE_READONLY:
+  case SQLITE_CANTOPEN:
+  case SQLITE_PERM:
+  case SQLITE_INTERRUPT: st = INFSIM_EIO; break;
+  default: st = INFSIM_EINPUT; break; /* SQLITE_ERROR (schema), CORRUPT, NOTADB, CONSTRAINT, MISMATCH, ... */
+  }
+  return infsim_fail(err, st, "%s: %s", db_path, sqlite3_errmsg(db));
+}
+
+/* The tables a calibration DB of our version holds; a DB that lacks one was
+ * made by something else, or damaged. */
+static infsim_status check_tables(sqlite3 *db, const char *db_path, infsim_error *err) {
+  static const char *const k_tables[] = {"profile", "measurement", "fit", "fit_summary"};
+  sqlite3_stmt *q = NULL;
+  if (sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?1", -1, &q, NULL) !=
+      SQLITE_OK)
+    return calib_sql_fail(db, db_path, err);
+  infsim_status st = INFSIM_OK;
+  for (size_t i = 0; i < sizeof k_tables / sizeof k_tables[0] && st == INFSIM_OK; i++) {
+    sqlite3_reset(q);
+    sqlite3_bind_text(q, 1, k_tables[i], -1, SQLITE_STATIC);
+    if (sqlite3_step(q) != SQLITE_ROW) st = calib_sql_fail(db, db_path, err);
+    else if (sqlite3_column_int(q, 0) != 1)
+      st = infsim_fail(err, INFSIM_EINPUT, "%s: table '%s' missing (not a calibration DB, or a damaged one)", db_path,
+                       k_tables[i]);
+  }
+  sqlite3_finalize(q);
+  return st;
+}
+
 infsim_status calib_db_open(const char *db_path, int create, sqlite3 **db_out, infsim_error *err) {
   *db_out = NULL;
   sqlite3 *db = NULL;
@@ -108,6 +146,11 @@ infsim_status calib_db_open(const char *db_path, int create, sqlite3 **db_out, i
     sqlite3_close(db);
     return st;
   }
+  infsim_status st = check_tables(db, db_path, err);
+  if (st != INFSIM_OK) {
+    sqlite3_close(db);
+    return st;
+  }
   sqlite3_exec(db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
   *db_out = db;
   return INFSIM_OK;
@@ -149,9 +192,6 @@ static infsim_status check_consistent(const char *path, const calib_raw_row *row
   return INFSIM_OK;
 }
 
-static infsim_status sql_fail(sqlite3 *db, const char *db_path, infsim_error *err) {
-  return infsim_fail(err, INFSIM_EIO, "%s: %s", db_path, sqlite3_errmsg(db));
-}
 
 /* Refuses a profile name that already belongs to another GPU, or a model
  * name already loaded with another shape. */
@@ -161,7 +201,7 @@ static infsim_status check_existing(sqlite3 *db, const char *path, const char *p
   infsim_status st = INFSIM_OK;
   if (sqlite3_prepare_v2(db, "SELECT gpu, model, hidden, heads, kv_heads, intermediate FROM profile WHERE name = ?1",
                          -1, &q, NULL) != SQLITE_OK)
-    return sql_fail(db, path, err);
+    return calib_sql_fail(db, path, err);
   sqlite3_bind_text(q, 1, profile, -1, SQLITE_STATIC);
   while (st == INFSIM_OK && sqlite3_step(q) == SQLITE_ROW) {
     const char *gpu = (const char *)sqlite3_column_text(q, 0);
@@ -195,7 +235,7 @@ static infsim_status load_rows(sqlite3 *db, const char *raw_path, const char *db
       " backend = excluded.backend, sm_clock_mhz = excluded.sm_clock_mhz, mem_clock_mhz = excluded.mem_clock_mhz,"
       " layers = excluded.layers, source = excluded.source, loaded_at = excluded.loaded_at"
       " RETURNING id";
-  if (sqlite3_prepare_v2(db, upsert, -1, &q, NULL) != SQLITE_OK) return sql_fail(db, db_path, err);
+  if (sqlite3_prepare_v2(db, upsert, -1, &q, NULL) != SQLITE_OK) return calib_sql_fail(db, db_path, err);
   sqlite3_bind_text(q, 1, profile, -1, SQLITE_STATIC);
   sqlite3_bind_text(q, 2, r0->model, -1, SQLITE_STATIC);
   sqlite3_bind_text(q, 3, r0->gpu, -1, SQLITE_STATIC);
@@ -207,7 +247,7 @@ static infsim_status load_rows(sqlite3 *db, const char *raw_path, const char *db
   sqlite3_bind_text(q, 15, raw_path, -1, SQLITE_STATIC);
   sqlite3_bind_text(q, 16, now, -1, SQLITE_STATIC);
   if (sqlite3_step(q) != SQLITE_ROW) {
-    st = sql_fail(db, db_path, err);
+    st = calib_sql_fail(db, db_path, err);
     sqlite3_finalize(q);
     return st;
   }
@@ -223,19 +263,19 @@ static infsim_status load_rows(sqlite3 *db, const char *raw_path, const char *db
     for (size_t j = 0; j < i && !seen; j++) seen = rows[j].tp == rows[i].tp;
     if (seen) continue;
     for (size_t c = 0; c < sizeof k_clear / sizeof k_clear[0]; c++) {
-      if (sqlite3_prepare_v2(db, k_clear[c], -1, &q, NULL) != SQLITE_OK) return sql_fail(db, db_path, err);
+      if (sqlite3_prepare_v2(db, k_clear[c], -1, &q, NULL) != SQLITE_OK) return calib_sql_fail(db, db_path, err);
       sqlite3_bind_int64(q, 1, profile_id);
       sqlite3_bind_int64(q, 2, rows[i].tp);
       int rc = sqlite3_step(q);
       sqlite3_finalize(q);
-      if (rc != SQLITE_DONE) return sql_fail(db, db_path, err);
+      if (rc != SQLITE_DONE) return calib_sql_fail(db, db_path, err);
     }
   }
   static const char insert[] =
       "INSERT INTO measurement (profile_id, tp, kernel, tokens, pairs, requests, context_tokens, partials, bytes,"
       " local_fraction, repeats, median_ns, spread_ns, source_line)"
       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
-  if (sqlite3_prepare_v2(db, insert, -1, &q, NULL) != SQLITE_OK) return sql_fail(db, db_path, err);
+  if (sqlite3_prepare_v2(db, insert, -1, &q, NULL) != SQLITE_OK) return calib_sql_fail(db, db_path, err);
   for (size_t i = 0; i < n && st == INFSIM_OK; i++) {
     const calib_raw_row *r = &rows[i];
     sqlite3_reset(q);
@@ -248,7 +288,7 @@ static infsim_status load_rows(sqlite3 *db, const char *raw_path, const char *db
     sqlite3_bind_double(q, 12, r->median_ns);
     sqlite3_bind_double(q, 13, r->spread_ns);
     sqlite3_bind_int64(q, 14, r->line);
-    if (sqlite3_step(q) != SQLITE_DONE) st = sql_fail(db, db_path, err);
+    if (sqlite3_step(q) != SQLITE_DONE) st = calib_sql_fail(db, db_path, err);
   }
   sqlite3_finalize(q);
   return st;
@@ -275,11 +315,11 @@ infsim_status infsim_calib_load(const char *raw_path, const char *db_path, const
   st = calib_db_open(db_path, 1, &db, err);
   if (st == INFSIM_OK) {
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-      st = sql_fail(db, db_path, err);
+      st = calib_sql_fail(db, db_path, err);
     } else {
       st = load_rows(db, raw_path, db_path, profile, rows, n, err);
       if (st == INFSIM_OK && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        st = sql_fail(db, db_path, err);
+        st = calib_sql_fail(db, db_path, err);
       if (st != INFSIM_OK) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     }
     sqlite3_close(db);

@@ -9,6 +9,8 @@
 ** held-out median <= 3% and p95 <= 8% per profile and TP degree.
 ** All fits of one run are one transaction.
 */
+#include <float.h>
+#include <math.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,9 +20,6 @@
 
 static const double k_goal_median = 0.03, k_goal_p95 = 0.08;
 
-static infsim_status sql_fail(sqlite3 *db, const char *db_path, infsim_error *err) {
-  return infsim_fail(err, INFSIM_EIO, "%s: %s", db_path, sqlite3_errmsg(db));
-}
 
 /* Points of one curve; *pts malloc'ed. */
 static infsim_status read_points(sqlite3 *db, const char *db_path, int64_t profile_id, int64_t tp, const char *kernel,
@@ -29,10 +28,11 @@ static infsim_status read_points(sqlite3 *db, const char *db_path, int64_t profi
   *n_out = 0;
   sqlite3_stmt *q = NULL;
   if (sqlite3_prepare_v2(db,
-                         "SELECT tokens, pairs, requests, context_tokens, partials, bytes, median_ns FROM measurement"
+                         "SELECT tokens, pairs, requests, context_tokens, partials, bytes, median_ns, id, source_line"
+                         " FROM measurement"
                          " WHERE profile_id = ?1 AND tp = ?2 AND kernel = ?3 ORDER BY id",
                          -1, &q, NULL) != SQLITE_OK)
-    return sql_fail(db, db_path, err);
+    return calib_sql_fail(db, db_path, err);
   sqlite3_bind_int64(q, 1, profile_id);
   sqlite3_bind_int64(q, 2, tp);
   sqlite3_bind_text(q, 3, kernel, -1, SQLITE_STATIC);
@@ -50,14 +50,33 @@ static infsim_status read_points(sqlite3 *db, const char *db_path, int64_t profi
       }
       pts = g;
     }
-    for (int v = 0; v < INFSIM_CALIB_VARS; v++) pts[n].x[v] = (double)sqlite3_column_int64(q, v);
+    /* The DB may have been written by an older load or by hand: a value no
+     * load accepts is named by its row, not left to fail inside the fit. */
+    const char *bad = NULL;
+    int bad_col = 0;
+    for (int v = 0; v < INFSIM_CALIB_VARS && bad == NULL; v++) {
+      int64_t x = sqlite3_column_int64(q, v);
+      if (sqlite3_column_type(q, v) != SQLITE_INTEGER || x < 0) bad = "not a non-negative integer", bad_col = v;
+      pts[n].x[v] = (double)x;
+    }
     pts[n].t_ns = sqlite3_column_double(q, INFSIM_CALIB_VARS);
+    if (bad == NULL && !(isfinite(pts[n].t_ns) && pts[n].t_ns >= DBL_MIN))
+      bad = "not a positive normal number", bad_col = INFSIM_CALIB_VARS;
+    if (bad != NULL) {
+      infsim_status st = infsim_fail(err, INFSIM_EINPUT, "%s: measurement id %lld (raw line %lld): %s: %s (%.17g)",
+                                     db_path, (long long)sqlite3_column_int64(q, INFSIM_CALIB_VARS + 1),
+                                     (long long)sqlite3_column_int64(q, INFSIM_CALIB_VARS + 2),
+                                     sqlite3_column_name(q, bad_col), bad, sqlite3_column_double(q, bad_col));
+      free(pts);
+      sqlite3_finalize(q);
+      return st;
+    }
     n++;
   }
   sqlite3_finalize(q);
   if (rc != SQLITE_DONE) {
     free(pts);
-    return sql_fail(db, db_path, err);
+    return calib_sql_fail(db, db_path, err);
   }
   *pts_out = pts;
   *n_out = n;
@@ -77,7 +96,7 @@ static infsim_status store_fit(sqlite3 *db, const char *db_path, int64_t profile
                          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,"
                          " ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38)",
                          -1, &q, NULL) != SQLITE_OK)
-    return sql_fail(db, db_path, err);
+    return calib_sql_fail(db, db_path, err);
   const infsim_calib_curve *c = &fit->curve;
   sqlite3_bind_int64(q, 1, profile_id);
   sqlite3_bind_int64(q, 2, tp);
@@ -116,7 +135,7 @@ static infsim_status store_fit(sqlite3 *db, const char *db_path, int64_t profile
   sqlite3_bind_double(q, 38, c->c_head);
   int rc = sqlite3_step(q);
   sqlite3_finalize(q);
-  return rc == SQLITE_DONE ? INFSIM_OK : sql_fail(db, db_path, err);
+  return rc == SQLITE_DONE ? INFSIM_OK : calib_sql_fail(db, db_path, err);
 }
 
 typedef struct {
@@ -216,7 +235,7 @@ static infsim_status fit_group(sqlite3 *db, const char *db_path, int64_t profile
                            "INSERT OR REPLACE INTO fit_summary (profile_id, tp, points, heldout_points,"
                            " heldout_median, heldout_p95, fitted_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                            -1, &q, NULL) != SQLITE_OK)
-      st = sql_fail(db, db_path, err);
+      st = calib_sql_fail(db, db_path, err);
     if (st == INFSIM_OK) {
       sqlite3_bind_int64(q, 1, profile_id);
       sqlite3_bind_int64(q, 2, tp);
@@ -225,7 +244,7 @@ static infsim_status fit_group(sqlite3 *db, const char *db_path, int64_t profile
       sqlite3_bind_double(q, 5, med);
       sqlite3_bind_double(q, 6, p95);
       sqlite3_bind_text(q, 7, now, -1, SQLITE_STATIC);
-      if (sqlite3_step(q) != SQLITE_DONE) st = sql_fail(db, db_path, err);
+      if (sqlite3_step(q) != SQLITE_DONE) st = calib_sql_fail(db, db_path, err);
     }
     sqlite3_finalize(q);
     if (st == INFSIM_OK && report)
@@ -245,7 +264,7 @@ infsim_status infsim_calib_fit_db(const char *db_path, FILE *report, int *goal_m
   char now[CALIB_TIME_BYTES];
   calib_utc_now(now);
   if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-    st = sql_fail(db, db_path, err);
+    st = calib_sql_fail(db, db_path, err);
     sqlite3_close(db);
     return st;
   }
@@ -254,7 +273,7 @@ infsim_status infsim_calib_fit_db(const char *db_path, FILE *report, int *goal_m
                          "SELECT DISTINCT p.id, p.name, p.model, m.tp FROM profile p JOIN measurement m"
                          " ON m.profile_id = p.id ORDER BY p.name, p.model, m.tp",
                          -1, &groups, NULL) != SQLITE_OK)
-    st = sql_fail(db, db_path, err);
+    st = calib_sql_fail(db, db_path, err);
   if (st == INFSIM_OK && report)
     fprintf(report, "%-14s %-11s %3s %-13s %6s %-40s %9s %9s %9s %9s\n", "profile", "model", "tp", "kernel",
             "points", "hinge", "fit_rms", "fit_max", "ho_med", "ho_p95");
@@ -268,12 +287,12 @@ infsim_status infsim_calib_fit_db(const char *db_path, FILE *report, int *goal_m
                    now, report, &all, goal_met, err);
     groups_seen++;
   }
-  if (st == INFSIM_OK && rc != SQLITE_DONE) st = sql_fail(db, db_path, err);
+  if (st == INFSIM_OK && rc != SQLITE_DONE) st = calib_sql_fail(db, db_path, err);
   sqlite3_finalize(groups);
   if (st == INFSIM_OK && groups_seen == 0)
     st = infsim_fail(err, INFSIM_EINPUT, "%s: measurement: no measurements to fit (run `infsim calibrate load`)",
                      db_path);
-  if (st == INFSIM_OK && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) st = sql_fail(db, db_path, err);
+  if (st == INFSIM_OK && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) st = calib_sql_fail(db, db_path, err);
   if (st != INFSIM_OK) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
   if (st == INFSIM_OK && report && all.n > 0) {
     double med = infsim_calib_percentile(all.v, all.n, 50);

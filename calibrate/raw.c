@@ -2,13 +2,17 @@
 ** raw.c: the raw measurement CSV (calib_internal.h) and profile names.
 **
 ** Columns are found by name from the header, so their order is free and
-** extra columns are ignored; a missing one is an error naming it. Every
-** value is checked: integers parse whole, reals are finite (a NaN median is
-** a broken timer, not a measurement), and the schema column matches
-** INFSIM_CALIB_RAW_VERSION.
+** extra columns are ignored; a missing one, or one named twice, is an
+** error naming it. Every value is checked: integers are decimal digits,
+** reals are plain decimals (no hexadecimal, inf or nan: a NaN median is a
+** broken timer, not a measurement) that are zero or normal doubles (a
+** subnormal time would make an infinite fit weight), and the schema column
+** matches INFSIM_CALIB_RAW_VERSION.
 */
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
+#include <stdbool.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -89,27 +93,53 @@ void calib_raw_write_row(FILE *fp, const calib_raw_row *row) {
   fputc('\n', fp);
 }
 
+/* A decimal real as a measurement writes it: [digits][.digits][e[+-]digits]
+ * with at least one digit. strtod alone would also take hexadecimal
+ * ("0x1p-3"), "inf", "nan" and leading blanks. */
+static bool is_decimal_real(const char *s) {
+  size_t i = 0, digits = 0;
+  while (s[i] >= '0' && s[i] <= '9') i++, digits++;
+  if (s[i] == '.') {
+    i++;
+    while (s[i] >= '0' && s[i] <= '9') i++, digits++;
+  }
+  if (digits == 0) return false;
+  if (s[i] == 'e' || s[i] == 'E') {
+    i++;
+    if (s[i] == '+' || s[i] == '-') i++;
+    if (s[i] < '0' || s[i] > '9') return false;
+    while (s[i] >= '0' && s[i] <= '9') i++;
+  }
+  return s[i] == '\0';
+}
+
 static infsim_status parse_field(const char *path, long line, const col_spec *col, const char *text,
                                  calib_raw_row *row, infsim_error *err) {
   void *field = (char *)row + col->offset;
-  char *end = NULL;
   switch (col->type) {
   case COL_INT: {
-    errno = 0;
-    long long v = strtoll(text, &end, 10);
-    if (end == text || *end != '\0' || errno == ERANGE)
+    int64_t v = 0;
+    const char *why = NULL;
+    if (text[0] == '-' && text[1] != '\0' && infsim_parse_count(text + 1, strlen(text + 1), INT64_MAX, &v, &why))
+      return infsim_fail(err, INFSIM_EINPUT, "%s:%ld: %s: negative: %s", path, line, col->name, text);
+    if (!infsim_parse_count(text, strlen(text), INT64_MAX, &v, &why))
       return infsim_fail(err, INFSIM_EINPUT, "%s:%ld: %s: not an integer: '%s'", path, line, col->name, text);
-    if (v < 0)
-      return infsim_fail(err, INFSIM_EINPUT, "%s:%ld: %s: negative: %lld", path, line, col->name, v);
     *(int64_t *)field = v;
     return INFSIM_OK;
   }
   case COL_REAL: {
-    double v = strtod(text, &end);
-    if (end == text || *end != '\0')
-      return infsim_fail(err, INFSIM_EINPUT, "%s:%ld: %s: not a number: '%s'", path, line, col->name, text);
-    if (!isfinite(v) || v < 0)
-      return infsim_fail(err, INFSIM_EINPUT, "%s:%ld: %s: not a finite non-negative number: '%s'", path, line,
+    if (text[0] == '-' && is_decimal_real(text + 1))
+      return infsim_fail(err, INFSIM_EINPUT, "%s:%ld: %s: negative: '%s'", path, line, col->name, text);
+    if (!is_decimal_real(text))
+      return infsim_fail(err, INFSIM_EINPUT, "%s:%ld: %s: not a decimal number: '%s'", path, line, col->name, text);
+    errno = 0;
+    double v = strtod(text, NULL);
+    if (!isfinite(v))
+      return infsim_fail(err, INFSIM_EINPUT, "%s:%ld: %s: too large: '%s'", path, line, col->name, text);
+    /* A subnormal (or underflow to 0 of a non-zero text) is no timer's
+     * reading, and its reciprocal, a fit weight, is infinite. */
+    if (v != 0 ? v < DBL_MIN : errno == ERANGE)
+      return infsim_fail(err, INFSIM_EINPUT, "%s:%ld: %s: below the smallest normal double: '%s'", path, line,
                          col->name, text);
     *(double *)field = v;
     return INFSIM_OK;
@@ -167,8 +197,11 @@ infsim_status calib_raw_read(const char *path, calib_raw_row **rows_out, size_t 
       }
       header_fields = fs.count;
       for (size_t c = 0; c < N_COLS && st == INFSIM_OK; c++) {
-        col_index[c] = infsim_fields_find(&fs, k_cols[c].name);
-        if (col_index[c] < 0)
+        int again = -1;
+        if (!infsim_fields_find_unique(&fs, k_cols[c].name, &col_index[c], &again))
+          st = infsim_fail(err, INFSIM_EINPUT, "%s:%ld: %s: column appears twice (columns %d and %d)", path, lineno,
+                           k_cols[c].name, col_index[c] + 1, again + 1);
+        else if (col_index[c] < 0)
           st = infsim_fail(err, INFSIM_EINPUT, "%s:%ld: %s: missing column", path, lineno, k_cols[c].name);
       }
       if (st != INFSIM_OK) break;
@@ -197,7 +230,7 @@ infsim_status calib_raw_read(const char *path, calib_raw_row **rows_out, size_t 
     if (st != INFSIM_OK) break;
     n++;
   }
-  if (st == INFSIM_OK && got < 0) st = infsim_fail(err, INFSIM_EIO, "%s: read error", path);
+  if (st == INFSIM_OK && got < 0) st = infsim_lines_fail(&lr, err);
   if (st == INFSIM_OK && header_fields == 0) st = infsim_fail(err, INFSIM_EINPUT, "%s:1: empty file, no header", path);
   if (st == INFSIM_OK && n == 0)
     st = infsim_fail(err, INFSIM_EINPUT, "%s:%ld: no measurements after the header", path, lineno);

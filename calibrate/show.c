@@ -17,9 +17,6 @@
 #include "calib_internal.h"
 #include "infsim/atomic_file.h"
 
-static infsim_status sql_fail(sqlite3 *db, const char *db_path, infsim_error *err) {
-  return infsim_fail(err, INFSIM_EIO, "%s: %s", db_path, sqlite3_errmsg(db));
-}
 
 /* Draws one PNG from the data file through gnuplot. */
 static infsim_status plot_one(const char *plot_dir, const char *stem, const char *title, const char *xlabel,
@@ -65,7 +62,7 @@ infsim_status infsim_calib_show(const char *db_path, const char *plot_dir, FILE 
                           " spread_ns FROM measurement WHERE profile_id = ?1 AND tp = ?2 AND kernel = ?3"
                           " ORDER BY tokens, pairs, requests, context_tokens, partials, bytes",
                           -1, &pts, NULL) != SQLITE_OK))
-    st = sql_fail(db, db_path, err);
+    st = calib_sql_fail(db, db_path, err);
   if (st == INFSIM_OK)
     fprintf(out, "%-14s %-11s %3s %-13s %10s %14s %9s %10s %12s %6s %12s %12s %12s %8s\n", "profile", "model", "tp",
             "kernel", "tokens", "pairs", "requests", "context", "partials", "local", "bytes", "measured_ns",
@@ -125,7 +122,7 @@ infsim_status infsim_calib_show(const char *db_path, const char *plot_dir, FILE 
       if (st == INFSIM_OK) st = plot_one(plot_dir, stem, title, infsim_calib_var_name(info->hinge_var), err);
     }
   }
-  if (st == INFSIM_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) st = sql_fail(db, db_path, err);
+  if (st == INFSIM_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) st = calib_sql_fail(db, db_path, err);
   if (st == INFSIM_OK && shown == 0)
     st = infsim_fail(err, INFSIM_EINPUT, "%s: fit: no fitted curves (run `infsim calibrate fit`)", db_path);
   sqlite3_finalize(curves);

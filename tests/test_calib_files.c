@@ -127,7 +127,25 @@ static void test_bad_raw_files(void **state) {
              NULL, "1: median_ns: missing column");
   char text[4096];
   snprintf(text, sizeof text, "%s%s%s", k_header, ROW("gemm_qkv", "1", "1000"), ROW("gemm_qkv", "2", "nan"));
-  expect_bad(f, text, NULL, "3: median_ns: not a finite");
+  expect_bad(f, text, NULL, "3: median_ns: not a decimal number: 'nan'");
+  /* Issue 14: hexadecimal and subnormal times are refused by row. */
+  snprintf(text, sizeof text, "%s%s%s", k_header, ROW("gemm_qkv", "1", "1000"), ROW("gemm_qkv", "2", "0x1p10"));
+  expect_bad(f, text, NULL, "3: median_ns: not a decimal number: '0x1p10'");
+  snprintf(text, sizeof text, "%s%s", k_header, ROW("gemm_qkv", "1", "4.9e-324"));
+  expect_bad(f, text, NULL, "2: median_ns: below the smallest normal double: '4.9e-324'");
+  snprintf(text, sizeof text, "%s%s", k_header, ROW("gemm_qkv", "1", "1e-400"));
+  expect_bad(f, text, NULL, "2: median_ns: below the smallest normal double: '1e-400'");
+  snprintf(text, sizeof text, "%s%s", k_header, ROW("gemm_qkv", "1", "1e400"));
+  expect_bad(f, text, NULL, "2: median_ns: too large: '1e400'");
+  snprintf(text, sizeof text, "%s%s", k_header, ROW("gemm_qkv", "+1", "1000"));
+  expect_bad(f, text, NULL, "2: tokens: not an integer: '+1'");
+  /* The smallest normal double is a time (however silly), so the bound is exact. */
+  snprintf(text, sizeof text, "%s%s", k_header, ROW("gemm_qkv", "1", "2.2250738585072014e-308"));
+  write_file(f->raw, text);
+  unlink(f->db);
+  infsim_error ok_err = {0};
+  assert_int_equal(infsim_calib_load(f->raw, f->db, NULL, NULL, &ok_err), INFSIM_OK);
+  unlink(f->db);
   snprintf(text, sizeof text, "%s%s", k_header, ROW("gemm_qkv", "x1", "1000"));
   expect_bad(f, text, NULL, "2: tokens: not an integer");
   snprintf(text, sizeof text, "%s%s", k_header, ROW("gemm_qkv", "1", "0"));
@@ -137,7 +155,7 @@ static void test_bad_raw_files(void **state) {
   snprintf(text, sizeof text, "%s%s1,2\n", k_header, ROW("gemm_qkv", "1", "1000"));
   expect_bad(f, text, NULL, "3: 2 fields, the header has 26");
   /* Another raw format version. */
-  snprintf(text, sizeof text, "%s2%s", k_header, ROW("gemm_qkv", "1", "1000") + 1);
+  snprintf(text, sizeof text, "%s2%s", k_header, &ROW("gemm_qkv", "1", "1000")[1]);
   expect_bad(f, text, NULL, "2: schema: raw format version 2, expected 1");
   /* A profile for another model than asked for. */
   snprintf(text, sizeof text, "%s%s", k_header, ROW("gemm_qkv", "1", "1000"));

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -478,6 +479,66 @@ static void test_config_fail_names_origin(void **state) {
   assert_string_equal(f->err.msg, "default: slo.ttft_s: too small");
 }
 
+/* Issue 14, point 8: what used to be merged or ignored silently. */
+static void test_repeats_tags_and_alias_bombs_are_refused(void **state) {
+  fixture *f = *state;
+  /* A key given twice with mappings below is a repeat, not a merge. */
+  expect_load_error(f, "model:\n  layers: 2\nseed: 1\nmodel:\n  heads: 4\n", ":4: duplicate key 'model' (first at line 1)");
+  expect_load_error(f, "a: {b: {c: 1}}\na:\n  b:\n    d: 2\n", ":2: duplicate key 'a' (first at line 1)");
+  /* A value and a mapping under one name, in either order. */
+  expect_load_error(f, "model:\n  layers: 2\nmodel: tiny\n", ":3: duplicate key 'model' (first at line 1)");
+  /* Of several problems the one met first in the file is reported. */
+  expect_load_error(f, "z: 1\ny: 1\ny: 2\nz: 2\n", ":3: duplicate key 'y' (first at line 2)");
+  /* Every explicit tag, even one that means what no tag means. */
+  expect_load_error(f, "seed: !!int 5\n", ":1: YAML tags are not supported ('tag:yaml.org,2002:int'): write the plain value");
+  expect_load_error(f, "a:\n  b: !!str x\n", ":2: YAML tags are not supported ('tag:yaml.org,2002:str'): write the plain value");
+  expect_load_error(f, "a: !custom {b: 1}\n", ":1: YAML tags are not supported ('!custom'): write the plain value");
+  expect_load_error(f, "a: [1, !!float 2]\n", ":1: YAML tags are not supported ('tag:yaml.org,2002:float'): write the plain value");
+  /* A NUL written as an escape cannot reach a C string. */
+  expect_load_error(f, "a: \"x\\0y\"\n", ":1: a: NUL byte in value");
+  /* Doubling through aliases of empty mappings: bounded, fast. */
+  char bomb[4096] = "a0: &a0 {}\n";
+  for (int i = 1; i < 40; i++) {
+    size_t at = strlen(bomb);
+    snprintf(bomb + at, sizeof bomb - at, "a%d: &a%d {x: *a%d, y: *a%d}\n", i, i, i - 1, i - 1);
+  }
+  const char *path = write_yaml(f, "bomb.yaml", bomb);
+  assert_int_equal(infsim_config_load_yaml(f->cfg, path, &f->err), INFSIM_EINPUT);
+  assert_non_null(strstr(f->err.msg, "more than 4096 keys (aliases expanded)"));
+  /* The in-memory loader says the same, under the given name. */
+  const char *text = "k: 1\nk: 2\n";
+  assert_int_equal(infsim_config_load_yaml_text(f->cfg, "mem", text, strlen(text), &f->err), INFSIM_EINPUT);
+  assert_string_equal(f->err.msg, "mem:2: duplicate key 'k' (first at line 1)");
+  /* Nothing of the failed files reached the config. */
+  size_t pos = 0;
+  assert_null(infsim_config_next_key(f->cfg, NULL, &pos));
+}
+
+/* 4000 keys load in well under a second: the repeat check is
+ * O(n log n) and the first file goes in without pairwise replacement. */
+static void test_many_keys_load_fast(void **state) {
+  fixture *f = *state;
+  size_t cap = 4000 * 24;
+  char *text = malloc(cap);
+  size_t at = 0;
+  for (int i = 0; i < 2000; i++) at += (size_t)snprintf(text + at, cap - at, "g%d:\n  k%d: %d\n", i / 2, i, i);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  /* Each "gN:" twice: find the first repeat among 4000 items. */
+  assert_int_equal(infsim_config_load_yaml_text(f->cfg, "big", text, at, &f->err), INFSIM_EINPUT);
+  assert_string_equal(f->err.msg, "big:3: duplicate key 'g0' (first at line 1)");
+  at = 0;
+  for (int i = 0; i < 2000; i++) at += (size_t)snprintf(text + at, cap - at, "g%d:\n  k: %d\n", i, i);
+  assert_int_equal(infsim_config_load_yaml_text(f->cfg, "big", text, at, &f->err), INFSIM_OK);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+  assert_true(s < 1.0);
+  size_t pos = 0, n = 0;
+  while (infsim_config_next_key(f->cfg, NULL, &pos) != NULL) n++;
+  assert_int_equal(n, 2000);
+  free(text);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_flatten_keys_lines_and_sequences, setup, teardown),
@@ -491,6 +552,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_resolved_json_types_and_defaults, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unused_keys_are_reported_in_file_order, setup, teardown),
       cmocka_unit_test_setup_teardown(test_config_fail_names_origin, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_repeats_tags_and_alias_bombs_are_refused, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_many_keys_load_fast, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 #include <dirent.h>
 
+#include "infsim/text.h"
 #include "infsim/trace.h"
 
 typedef struct {
@@ -258,9 +259,105 @@ static void test_stats(void **state) {
   assert_int_equal(infsim_trace_compute_stats(&empty, &s, &err), INFSIM_EINPUT);
 }
 
+/* The line reader (text.h): lines split exactly where the newlines are,
+ * whatever the read-ahead block boundaries; the cap is exact; a NUL byte is
+ * refused with its line and column. Truth: lines built here with known
+ * lengths and contents. */
+static void write_bytes(const char *path, const char *bytes, size_t n) {
+  FILE *fp = fopen(path, "wb");
+  assert_non_null(fp);
+  assert_int_equal(fwrite(bytes, 1, n, fp), n);
+  fclose(fp);
+}
+
+static void test_line_reader_bounds(void **state) {
+  fixture *f = *state;
+  /* Lines of lengths 0..300 and one of 200,000 bytes (across several
+   * 64 KiB blocks), CRLF on odd lines, no newline after the last. */
+  size_t cap = 300 * 302 + 200000 + 16, n = 0;
+  char *buf = malloc(cap);
+  for (int len = 0; len <= 300; len++) {
+    for (int i = 0; i < len; i++) buf[n++] = (char)('a' + (len + i) % 26);
+    if (len % 2 == 1) buf[n++] = '\r';
+    buf[n++] = '\n';
+  }
+  for (int i = 0; i < 200000; i++) buf[n++] = (char)('0' + i % 10);
+  write_bytes(f->path, buf, n);
+  infsim_line_reader lr;
+  infsim_error err = {0};
+  assert_int_equal(infsim_lines_open(&lr, f->path, &err), INFSIM_OK);
+  for (int len = 0; len <= 300; len++) {
+    assert_int_equal(infsim_lines_next(&lr), 1);
+    assert_int_equal(lr.line_no, len + 1);
+    assert_int_equal(lr.len, (size_t)len);
+    for (int i = 0; i < len; i++) assert_int_equal(lr.buf[i], 'a' + (len + i) % 26);
+    assert_int_equal(lr.buf[len], '\0');
+  }
+  assert_int_equal(infsim_lines_next(&lr), 1);
+  assert_int_equal(lr.len, 200000);
+  assert_int_equal(lr.buf[199999], '9');
+  assert_int_equal(infsim_lines_next(&lr), 0);
+  infsim_lines_close(&lr);
+
+  /* Exactly the cap is a line; one byte more is refused, naming the line. */
+  size_t big = INFSIM_LINE_MAX_BYTES + 1;
+  char *line = malloc(2 * big + 8);
+  memset(line, 'x', INFSIM_LINE_MAX_BYTES);
+  line[INFSIM_LINE_MAX_BYTES] = '\n';
+  memset(line + big, 'y', big);
+  line[2 * big] = '\n';
+  write_bytes(f->path, line, 2 * big + 1);
+  assert_int_equal(infsim_lines_open(&lr, f->path, &err), INFSIM_OK);
+  assert_int_equal(infsim_lines_next(&lr), 1);
+  assert_int_equal(lr.len, INFSIM_LINE_MAX_BYTES);
+  assert_int_equal(infsim_lines_next(&lr), -1);
+  assert_int_equal(infsim_lines_fail(&lr, &err), INFSIM_EINPUT);
+  char want[600];
+  snprintf(want, sizeof want, "%s:2: line longer than 1048576 bytes (not a text file?)", f->path);
+  assert_string_equal(err.msg, want);
+  infsim_lines_close(&lr);
+
+  /* A NUL on line 3, column 4, past a block boundary. */
+  n = 0;
+  memcpy(buf, "h\n", 2), n = 2;
+  memset(buf + n, 'z', 70000), n += 70000;
+  buf[n++] = '\n';
+  memcpy(buf + n, "abc\0def\n", 8), n += 8;
+  write_bytes(f->path, buf, n);
+  assert_int_equal(infsim_lines_open(&lr, f->path, &err), INFSIM_OK);
+  assert_int_equal(infsim_lines_next(&lr), 1);
+  assert_int_equal(infsim_lines_next(&lr), 1);
+  assert_int_equal(infsim_lines_next(&lr), -1);
+  assert_int_equal(infsim_lines_fail(&lr, &err), INFSIM_EINPUT);
+  snprintf(want, sizeof want, "%s:3: NUL byte at column 4 (not a text file?)", f->path);
+  assert_string_equal(err.msg, want);
+  infsim_lines_close(&lr);
+  free(line);
+  free(buf);
+}
+
+/* A contract column named twice is ambiguous: refused, naming both. */
+static void test_repeated_column(void **state) {
+  fixture *f = *state;
+  write_text(f->path, "output_tokens,arrival_time_s,prompt_tokens,output_tokens\n1,0,1,1\n");
+  infsim_trace t;
+  infsim_error err = {0};
+  assert_int_equal(infsim_trace_read_csv(f->path, &t, &err), INFSIM_EINPUT);
+  char want[600];
+  snprintf(want, sizeof want, "%s:1: header: column 'output_tokens' appears twice (columns 1 and 4)", f->path);
+  assert_string_equal(err.msg, want);
+  /* Extra columns may repeat: only the three the reader uses must be unique. */
+  write_text(f->path, "note,arrival_time_s,prompt_tokens,output_tokens,note\n,0,1,1,\n");
+  assert_int_equal(infsim_trace_read_csv(f->path, &t, &err), INFSIM_OK);
+  assert_int_equal(t.count, 1);
+  infsim_trace_free(&t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_seconds_exact),
+      cmocka_unit_test_setup_teardown(test_line_reader_bounds, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_repeated_column, setup, teardown),
       cmocka_unit_test(test_seconds_round_trip),
       cmocka_unit_test_setup_teardown(test_read_extra_columns_and_quotes, setup, teardown),
       cmocka_unit_test_setup_teardown(test_read_malformed, setup, teardown),

@@ -168,4 +168,17 @@ done
 "$INFSIM" trace import azure "$FIX" -o "$W/out.csv" --model GPT-4 2>/dev/null; [ $? -eq 2 ] || fail "--model with azure accepted"
 "$INFSIM" trace import parquet "$FIX" -o "$W/out.csv" 2>/dev/null; [ $? -eq 2 ] || fail "unknown format accepted"
 "$INFSIM" trace import --help | grep -q -- '--skip-bad' || fail "import --help"
+# Azure years 1900..2200 (issue 14): 250 years apart fits int64 ns and is
+# imported exactly (the days by Python's calendar); 300 years apart does not,
+# and the row is refused by name, with --skip-bad counting it as malformed,
+# never dropped silently as out of window.
+az "$H" '1900-01-01 00:00:00,5,5' '2150-01-01 00:00:00,6,6'
+"$INFSIM" trace import azure "$W/az.csv" -o "$W/out.csv" --speedup 100 2>"$W/err" || fail "250 years: $(cat "$W/err")"
+want=$(python3 -c "import datetime as d; print(int((d.datetime(2150,1,1)-d.datetime(1900,1,1)).total_seconds()) // 100)")
+[ "$(sed -n 3p "$W/out.csv")" = "$want,6,6" ] || fail "250 years: got '$(sed -n 3p "$W/out.csv")', want '$want,6,6'"
+az "$H" '1900-01-01 00:00:00,5,5' '2200-01-01 00:00:00,6,6' '2200-01-01 00:00:01,7,7'
+"$INFSIM" trace import azure "$W/az.csv" -o "$W/out.csv" --speedup 1000 --skip-bad 2>"$W/err" || fail "300 years: $(cat "$W/err")"
+grep -q "2 malformed" "$W/err" || fail "300 years apart not counted as malformed: $(cat "$W/err")"
+grep -q "0 out of window" "$W/err" || fail "300 years apart counted as out of window: $(cat "$W/err")"
+[ "$(wc -l <"$W/out.csv")" -eq 2 ] || fail "300 years: rows written past the span"
 echo "ok: trace import malformed classes and options"

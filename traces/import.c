@@ -166,7 +166,10 @@ static infsim_status find_columns(importer *im, infsim_error *err) {
     need = 4;
   }
   for (int c = 0; c < need; c++) {
-    *dst[c] = infsim_fields_find(&im->fields, names[c]);
+    int again = -1;
+    if (!infsim_fields_find_unique(&im->fields, names[c], dst[c], &again))
+      return infsim_fail(err, INFSIM_EINPUT, "%s:%lld: header: column '%s' appears twice (columns %d and %d)",
+                         im->lr.path, (long long)im->lr.line_no, names[c], *dst[c] + 1, again + 1);
     if (*dst[c] < 0)
       return infsim_fail(err, INFSIM_EINPUT, "%s:%lld: header: missing column '%s'", im->lr.path,
                          (long long)im->lr.line_no, names[c]);
@@ -266,6 +269,12 @@ static infsim_status parse_mooncake_row(importer *im, source_row *row, infsim_er
 
 /* ---- the driver ---- */
 
+/* The span int64 nanoseconds hold, in whole years (2^63 ns = 292.3 years). */
+static const int k_span_years = 292;
+
+/* *out = a - b; false when that overflows int64. */
+static bool sub_ns(int64_t a, int64_t b, int64_t *out) { return !__builtin_sub_overflow(a, b, out); }
+
 static void write_row(FILE *out, int64_t arrival_ns, const source_row *row, bool hashes) {
   char buf[256];
   char *p = buf + strlen(infsim_format_seconds(arrival_ns, buf)); /* fprintf per hash id was slow */
@@ -308,7 +317,7 @@ static infsim_status read_header(importer *im, infsim_error *err) {
   int rc;
   while ((rc = infsim_lines_next(&im->lr)) == 1 && infsim_line_blank(&im->lr)) {
   }
-  if (rc < 0) return infsim_fail(err, INFSIM_EINPUT, "%s: cannot read: %s", im->lr.path, strerror(errno));
+  if (rc < 0) return infsim_lines_fail(&im->lr, err);
   if (rc == 0) return infsim_fail(err, INFSIM_EINPUT, "%s:1: header: the file is empty", im->lr.path);
   const char *why;
   if (!infsim_csv_split(im->lr.buf, im->lr.len, &im->fields, &why)) return row_fail(im, err, "header", why, NULL);
@@ -323,7 +332,7 @@ static infsim_status import_rows(importer *im, const infsim_import_options *o, F
     if (rng == NULL) return infsim_fail(err, INFSIM_ENOMEM, "import: out of memory");
   }
   bool have_origin = false;
-  int64_t origin_ns = 0, prev_ns = 0, prev_line = 0;
+  int64_t origin_ns = 0, origin_line = 0, prev_ns = 0, prev_line = 0;
   infsim_status st = INFSIM_OK;
   int rc;
   while ((rc = infsim_lines_next(&im->lr)) == 1) {
@@ -332,14 +341,29 @@ static infsim_status import_rows(importer *im, const infsim_import_options *o, F
     source_row row = {0};
     infsim_error row_err = {0};
     st = im->fmt == INFSIM_IMPORT_MOONCAKE ? parse_mooncake_row(im, &row, &row_err) : parse_csv_row(im, &row, &row_err);
+    const char *ts_field = im->fmt == INFSIM_IMPORT_MOONCAKE ? "timestamp"
+                           : im->fmt == INFSIM_IMPORT_AZURE  ? "TIMESTAMP"
+                                                             : "Timestamp";
+    int64_t rel_ns = 0;
     if (st == INFSIM_OK && have_origin && row.ts_ns < prev_ns) {
-      char why[96];
-      snprintf(why, sizeof why, "goes back in time (%lld ns before line %lld; sort the file first)",
-               (long long)(prev_ns - row.ts_ns), (long long)prev_line);
-      st = row_fail(im, &row_err, im->fmt == INFSIM_IMPORT_MOONCAKE ? "timestamp"
-                                  : im->fmt == INFSIM_IMPORT_AZURE  ? "TIMESTAMP"
-                                                                    : "Timestamp",
-                    why, NULL);
+      char why[128];
+      int64_t back_ns;
+      if (sub_ns(prev_ns, row.ts_ns, &back_ns))
+        snprintf(why, sizeof why, "goes back in time (%lld ns before line %lld; sort the file first)",
+                 (long long)back_ns, (long long)prev_line);
+      else
+        snprintf(why, sizeof why, "goes back in time (more than %d years before line %lld; sort the file first)",
+                 k_span_years, (long long)prev_line);
+      st = row_fail(im, &row_err, ts_field, why, NULL);
+    }
+    /* Source times span years 1900..2200 (Azure), more than int64
+     * nanoseconds hold: a row that far from the first one is refused by
+     * name, never wrapped around into "out of window". */
+    if (st == INFSIM_OK && have_origin && !sub_ns(row.ts_ns, origin_ns, &rel_ns)) {
+      char why[128];
+      snprintf(why, sizeof why, "more than %d years after the first row (line %lld)", k_span_years,
+               (long long)origin_line);
+      st = row_fail(im, &row_err, ts_field, why, NULL);
     }
     if (st != INFSIM_OK) {
       if (!o->skip_bad || st != INFSIM_EINPUT) {
@@ -350,10 +374,9 @@ static infsim_status import_rows(importer *im, const infsim_import_options *o, F
       st = INFSIM_OK;
       continue;
     }
-    if (!have_origin) origin_ns = row.ts_ns, have_origin = true;
+    if (!have_origin) origin_ns = row.ts_ns, origin_line = im->lr.line_no, have_origin = true;
     prev_ns = row.ts_ns;
     prev_line = im->lr.line_no;
-    int64_t rel_ns = row.ts_ns - origin_ns;
     if (rel_ns < o->window_start_ns) {
       rep->out_of_window++;
       continue;
@@ -404,8 +427,7 @@ static infsim_status import_rows(importer *im, const infsim_import_options *o, F
     rep->output_tokens_written += row.output_tokens;
     rep->last_arrival_ns = arrival_ns;
   }
-  if (st == INFSIM_OK && rc < 0)
-    st = infsim_fail(err, INFSIM_EINPUT, "%s: cannot read: %s", im->lr.path, strerror(errno));
+  if (st == INFSIM_OK && rc < 0) st = infsim_lines_fail(&im->lr, err);
   gsl_rng_free(rng);
   return st;
 }

@@ -86,7 +86,12 @@ infsim_status infsim_trace_read_csv(const char *path, infsim_trace *trace, infsi
     if (!have_header) {
       have_header = true;
       for (int c = 0; c < 3; c++) {
-        col[c] = infsim_fields_find(&f, k_columns[c]);
+        int again = -1;
+        if (!infsim_fields_find_unique(&f, k_columns[c], &col[c], &again)) {
+          st = infsim_fail(err, INFSIM_EINPUT, "%s:%lld: header: column '%s' appears twice (columns %d and %d)", path,
+                           (long long)lr.line_no, k_columns[c], col[c] + 1, again + 1);
+          break;
+        }
         if (col[c] < 0) {
           st = infsim_fail(err, INFSIM_EINPUT,
                            "%s:%lld: header: missing column '%s' (want arrival_time_s,prompt_tokens,output_tokens)",
@@ -105,7 +110,7 @@ infsim_status infsim_trace_read_csv(const char *path, infsim_trace *trace, infsi
     prev_ns = req.arrival_ns;
     prev_line = lr.line_no;
   }
-  if (st == INFSIM_OK && rc < 0) st = infsim_fail(err, INFSIM_EINPUT, "%s: cannot read: %s", path, strerror(errno));
+  if (st == INFSIM_OK && rc < 0) st = infsim_lines_fail(&lr, err);
   if (st == INFSIM_OK && !have_header) st = infsim_fail(err, INFSIM_EINPUT, "%s:1: header: the file is empty", path);
   if (st == INFSIM_OK && trace->count == 0)
     st = infsim_fail(err, INFSIM_EINPUT, "%s:%lld: no requests after the header", path, (long long)lr.line_no);

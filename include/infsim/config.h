@@ -32,11 +32,17 @@ void infsim_config_free(infsim_config *cfg);
 /* Flattens a YAML file (a mapping at the top; an empty file is an empty
  * config) into entries. Entries from a later file or --set replace earlier
  * ones with the same key, and a whole subtree: "model" replaces
- * "model.layers" and the other way round. Within one file a repeated key,
- * a key both a value and a mapping, a sequence holding anything but
- * scalars, or a syntax error fails with FILE:LINE, and the file adds
- * nothing. */
+ * "model.layers" and the other way round. Within one file a repeated key
+ * (a mapping's key too: `model:` twice is an error, not a merge), a key
+ * both a value and a mapping, a sequence holding anything but scalars, a
+ * YAML tag (`!!int`), more than 4096 keys once aliases are expanded, or a
+ * syntax error fails with FILE:LINE, and the file adds nothing. */
 infsim_status infsim_config_load_yaml(infsim_config *cfg, const char *path, infsim_error *err);
+
+/* The same for YAML text in memory (len bytes); name stands for the file
+ * in messages ("NAME:LINE: ..."). */
+infsim_status infsim_config_load_yaml_text(infsim_config *cfg, const char *name, const char *text, size_t len,
+                                           infsim_error *err);
 
 /* Adds or replaces one entry from "key=value" (the --set syntax; blanks
  * around key and value are dropped; the value may contain '='). */

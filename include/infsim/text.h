@@ -4,7 +4,7 @@
 ** files and a run's outputs (infsim plot).
 **
 ** Invariants: a line reader owns one buffer that grows to the longest line
-** and is reused, so memory is constant per line whatever the file size; a
+** (at most INFSIM_LINE_MAX_BYTES) and is reused, so memory is constant per line whatever the file size; a
 ** field splitter likewise reuses one array of fields. Fields point into the
 ** line buffer and live until the next line is read.
 */
@@ -18,19 +18,38 @@
 
 #include "infsim/status.h"
 
+/* The longest line any reader accepts, newline excluded: far above any
+ * real row (a Mooncake row with 2,000 block hashes is about 16 KiB), and
+ * low enough that `--trace /dev/zero` or a binary file fails at once
+ * instead of growing one line until memory runs out. */
+#define INFSIM_LINE_MAX_BYTES ((size_t)1 << 20)
+
 typedef struct {
   FILE *fp;
   const char *path;
   char *buf;       /* current line, without its "\n" or "\r\n" */
   size_t cap;
   size_t len;
-  int64_t line_no; /* 1-based number of the current line */
+  int64_t line_no; /* 1-based number of the current line (of the failing one after -1) */
+  char *in;        /* read-ahead block */
+  size_t in_pos, in_len;
+  const char *why; /* after -1: what was wrong ("NUL byte", "line too long", or strerror) */
+  int64_t why_column; /* 1-based byte column of a NUL byte, else 0 */
+  int why_errno;      /* errno of a read error, else 0 */
 } infsim_line_reader;
 
 /* Opens path for reading; a missing file is bad input (exit 2). */
 infsim_status infsim_lines_open(infsim_line_reader *lr, const char *path, infsim_error *err);
-/* Reads the next line: 1 when one was read, 0 at end of file, -1 on a read error. */
+/* Reads the next line: 1 when one was read, 0 at end of file, -1 when the
+ * line holds a NUL byte, is longer than INFSIM_LINE_MAX_BYTES, or cannot
+ * be read (then infsim_lines_fail() says which). Text files hold no NUL
+ * bytes: one means a binary file, and C strings could not carry it. */
 int infsim_lines_next(infsim_line_reader *lr);
+/* The error after infsim_lines_next() returned -1, as "PATH:LINE: NUL byte
+ * at column C (not a text file?)", "PATH:LINE: line longer than 1048576
+ * bytes" (INFSIM_EINPUT) or "PATH: cannot read: REASON" (INFSIM_EINPUT
+ * for a directory, else INFSIM_EIO). */
+infsim_status infsim_lines_fail(const infsim_line_reader *lr, infsim_error *err);
 void infsim_lines_close(infsim_line_reader *lr);
 /* True when the current line holds only spaces and tabs. */
 bool infsim_line_blank(const infsim_line_reader *lr);
@@ -55,6 +74,12 @@ void infsim_fields_free(infsim_fields *f);
 
 /* Index of the header field equal to name, or -1. */
 int infsim_fields_find(const infsim_fields *f, const char *name);
+
+/* Like infsim_fields_find, for a column a reader uses: *index is the field
+ * equal to name (-1 when missing). Returns false when name appears more
+ * than once (a header that names a column twice is ambiguous), setting
+ * *index and *again to the 0-based positions of the first two. */
+bool infsim_fields_find_unique(const infsim_fields *f, const char *name, int *index, int *again);
 
 /* Parses a non-negative decimal integer (digits only) no larger than max.
  * False with *why = "not an integer" or "out of range". */

@@ -1,0 +1,1 @@
+DROP TABLE fit_summary; DELETE FROM fit;

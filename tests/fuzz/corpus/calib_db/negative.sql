@@ -1,0 +1,1 @@
+UPDATE fit SET c_tokens = -1;
