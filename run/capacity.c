@@ -59,7 +59,8 @@ infsim_status infsim_slo_parse(const char *text, infsim_slo *out, infsim_error *
       return infsim_fail(err, INFSIM_EINPUT, "--slo %.200s: %s_%s: expected a positive time in s or ms, got '%s'",
                          text, item, us + 1, value);
     for (size_t i = 0; i < out->count; i++)
-      if (strcmp(out->bounds[i].field, metrics[m]) == 0 && strcmp(out->bounds[i].stat, stats[s]) == 0)
+      if (strncmp(out->bounds[i].field, metrics[m], strlen(metrics[m])) == 0 &&
+          out->bounds[i].field[strlen(metrics[m])] == '_' && strcmp(out->bounds[i].stat, stats[s]) == 0)
         return infsim_fail(err, INFSIM_EINPUT, "--slo %.200s: %s_%s given twice", text, item, us + 1);
     infsim_slo_bound *b = &out->bounds[out->count++];
     snprintf(b->field, sizeof b->field, "%s_s", metrics[m]);
