@@ -142,8 +142,8 @@ infsim_status sweep_prepare_job(sweep_ctx *c, size_t j, void **handle, char key[
 
 bool sweep_lookup_locked(sweep_ctx *c, const char *key, json_t **summary) {
   *summary = NULL;
-  if (c->o->db == NULL) return false;
-  json_t *s = infsim_sweep_db_summary(c->o->db, key);
+  if (c->db == NULL) return false;
+  json_t *s = infsim_sweep_db_summary(c->db, key);
   if (s == NULL) return false;
   if (c->o->keep_summaries)
     *summary = s;
@@ -164,7 +164,7 @@ void sweep_fail_locked(sweep_ctx *c, infsim_status st, const infsim_error *err) 
 infsim_status sweep_record_locked(sweep_ctx *c, size_t j, const char *key, uint64_t seed, json_t *summary,
                                   double run_wall_s, bool ran, infsim_error *err) {
   infsim_status st = INFSIM_OK;
-  if (ran && c->o->db != NULL) {
+  if (ran && c->db != NULL) {
     infsim_sweep_row row = {.key = key,
                             .point = j / (size_t)c->o->seeds,
                             .seed = seed,
@@ -172,7 +172,7 @@ infsim_status sweep_record_locked(sweep_ctx *c, size_t j, const char *key, uint6
                             .summary = summary,
                             .run_wall_s = run_wall_s,
                             .host = c->host};
-    st = infsim_sweep_db_insert(c->o->db, &row, err);
+    st = infsim_sweep_db_insert(c->db, &row, err);
   }
   if (st == INFSIM_OK) {
     c->done++;
@@ -268,19 +268,33 @@ infsim_status infsim_sweep_run(const infsim_sweep_opts *opts, infsim_sweep_outco
   if (points > INFSIM_GRID_MAX_POINTS / (size_t)opts->seeds)
     return infsim_fail(err, INFSIM_EINPUT, "grid x seeds exceeds %d runs", INFSIM_GRID_MAX_POINTS);
 
-  sweep_ctx c = {.o = opts, .total = points * (size_t)opts->seeds, .out = out};
+  sweep_ctx c = {.o = opts, .total = points * (size_t)opts->seeds, .out = out, .db = opts->db};
+  bool mpi = false;
+#ifdef INFSIM_HAVE_MPI
+  mpi = opts->use_mpi && infsim_sweep_mpi_launched();
+#endif
+  /* Under MPI rank 0 opens it (sweep_mpi.c); workers never touch it. */
+  bool own_db = c.db == NULL && opts->db_path != NULL && !mpi;
+  if (own_db) {
+    infsim_status st = infsim_sweep_db_open(opts->db_path, &c.db, err);
+    if (st != INFSIM_OK) return st;
+  }
   out->total = c.total;
   infsim_sweep_runner default_runner;
   bool own_runner = opts->runner == NULL;
   if (own_runner) {
     infsim_status st = infsim_sweep_runner_new(&default_runner, err);
-    if (st != INFSIM_OK) return st;
+    if (st != INFSIM_OK) {
+      if (own_db) infsim_sweep_db_close(c.db);
+      return st;
+    }
   }
   c.runner = own_runner ? &default_runner : opts->runner;
   if (gethostname(c.host, sizeof c.host) != 0) snprintf(c.host, sizeof c.host, "unknown");
   c.host[sizeof c.host - 1] = '\0';
   if (opts->keep_summaries && (out->summaries = calloc(c.total, sizeof *out->summaries)) == NULL) {
     if (own_runner) infsim_sweep_runner_free(&default_runner);
+    if (own_db) infsim_sweep_db_close(c.db);
     return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   }
   pthread_mutex_init(&c.lock, NULL);
@@ -294,7 +308,7 @@ infsim_status infsim_sweep_run(const infsim_sweep_opts *opts, infsim_sweep_outco
   if (st == INFSIM_OK) {
     c.runner->release(c.runner->self, handle);
 #ifdef INFSIM_HAVE_MPI
-    if (opts->use_mpi && infsim_sweep_mpi_launched())
+    if (mpi)
       st = sweep_run_mpi(&c, err);
     else
 #endif
@@ -310,6 +324,7 @@ infsim_status infsim_sweep_run(const infsim_sweep_opts *opts, infsim_sweep_outco
     pthread_mutex_unlock(&c.lock);
   }
   pthread_mutex_destroy(&c.lock);
+  if (own_db) infsim_sweep_db_close(c.db);
   if (own_runner) infsim_sweep_runner_free(&default_runner);
   return st;
 }

@@ -16,6 +16,7 @@ typedef struct {
   uint64_t base_seed; /* of seed index 0 */
   char host[256];
   size_t total;
+  infsim_sweep_db *db; /* opts->db, or the one opened from opts->db_path */
 
   /* Guarded by lock: */
   pthread_mutex_t lock;

@@ -154,7 +154,8 @@ typedef struct {
   const infsim_grid *grid;       /* NULL: one point, the config as is */
   int seeds;                     /* >= 1 */
   int jobs;                      /* local worker threads, >= 1 */
-  infsim_sweep_db *db;           /* NULL: nothing stored, nothing skipped */
+  infsim_sweep_db *db;           /* NULL: db_path, else nothing stored or skipped */
+  const char *db_path;           /* with db NULL: opened by the sweep (under MPI by rank 0 only) */
   const infsim_sweep_runner *runner; /* NULL: the run library's */
   infsim_progress_mode progress;
   const char *progress_label;    /* prefix of progress lines ("sweep") */
