@@ -181,7 +181,9 @@ int infsim_cmd_capacity(int argc, char **argv) {
   o.sweep.db_path = out_path;
   infsim_capacity_result r;
   if (infsim_capacity_search(&o, &r, &err) != INFSIM_OK) goto fail;
-  if (json) {
+  if (!r.is_root) {
+    /* an MPI worker rank: rank 0 prints */
+  } else if (json) {
     json_t *j = result_json(&o, &r, slo_text);
     char *text = j != NULL ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     if (text != NULL) puts(text);

@@ -121,11 +121,15 @@ static infsim_status evaluate(const infsim_capacity_opts *o, double value, infsi
   step->value = value;
   step->met = true;
   step->why[0] = '\0';
-  if (st == INFSIM_OK && out.is_root) {
+  if (st == INFSIM_OK) {
+    /* Under MPI every rank holds the summaries (sweep_mpi.c), so every
+     * rank takes the same next step. */
     r->runs += out.ran;
     r->runs_skipped += out.skipped;
+    r->is_root = out.is_root;
     for (size_t i = 0; i < out.total && step->met; i++)
-      step->met = infsim_slo_met(&o->slo, out.summaries[i], step->why, sizeof step->why);
+      step->met = out.summaries[i] != NULL &&
+                  infsim_slo_met(&o->slo, out.summaries[i], step->why, sizeof step->why);
   }
   if (st == INFSIM_OK) infsim_sweep_outcome_free(&out);
   infsim_grid_free(g);
@@ -135,6 +139,7 @@ static infsim_status evaluate(const infsim_capacity_opts *o, double value, infsi
 
 infsim_status infsim_capacity_search(const infsim_capacity_opts *o, infsim_capacity_result *r, infsim_error *err) {
   memset(r, 0, sizeof *r);
+  r->is_root = true;
   bool rate = o->target == INFSIM_TARGET_RATE;
   if (rate && !(o->tolerance > 0 && o->tolerance < 1))
     return infsim_fail(err, INFSIM_EINPUT, "--tolerance: expected a number in (0, 1), got %g", o->tolerance);

@@ -162,7 +162,7 @@ void sweep_fail_locked(sweep_ctx *c, infsim_status st, const infsim_error *err) 
 }
 
 infsim_status sweep_record_locked(sweep_ctx *c, size_t j, const char *key, uint64_t seed, json_t *summary,
-                                  double run_wall_s, bool ran, infsim_error *err) {
+                                  double run_wall_s, int64_t pid, bool ran, infsim_error *err) {
   infsim_status st = INFSIM_OK;
   if (ran && c->db != NULL) {
     infsim_sweep_row row = {.key = key,
@@ -171,7 +171,8 @@ infsim_status sweep_record_locked(sweep_ctx *c, size_t j, const char *key, uint6
                             .grid = c->o->grid,
                             .summary = summary,
                             .run_wall_s = run_wall_s,
-                            .host = c->host};
+                            .host = c->host,
+                            .pid = pid};
     st = infsim_sweep_db_insert(c->db, &row, err);
   }
   if (st == INFSIM_OK) {
@@ -210,7 +211,7 @@ void sweep_do_job(sweep_ctx *c, size_t j) {
   }
   double wall_s = sweep_now_s() - t0;
   pthread_mutex_lock(&c->lock);
-  if (st == INFSIM_OK) st = sweep_record_locked(c, j, key, seed, summary, wall_s, !found, &err);
+  if (st == INFSIM_OK) st = sweep_record_locked(c, j, key, seed, summary, wall_s, (int64_t)getpid(), !found, &err);
   else json_decref(summary);
   if (st != INFSIM_OK) sweep_fail_locked(c, st, &err);
   pthread_mutex_unlock(&c->lock);

@@ -44,6 +44,7 @@ static const char k_schema_sql[] =
     " summary TEXT NOT NULL,"    /* summary.json */
     " run_wall_s REAL NOT NULL," /* setup + simulation of this job */
     " host TEXT NOT NULL,"
+    " pid INTEGER NOT NULL,"
     " finished_at TEXT NOT NULL);";
 
 static infsim_status db_fail(infsim_sweep_db *d, infsim_error *err, const char *what) {
@@ -169,7 +170,7 @@ static bool cells_push(row_cells *c, const char *name, const json_t *value, cons
   /* The fixed columns and earlier cells keep their names (a grid key
    * shadows a summary field of the same name). */
   static const char *const fixed[] = {"key", "point", "seed", "settings", "config",
-                                      "summary", "run_wall_s", "host", "finished_at"};
+                                      "summary", "run_wall_s", "host", "pid", "finished_at"};
   for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
     if (strcmp(fixed[i], name) == 0) return true;
   if (cells_has(c, name) || strlen(name) >= sizeof c->cells[0].name) return true;
@@ -314,13 +315,13 @@ infsim_status infsim_sweep_db_insert(infsim_sweep_db *d, const infsim_sweep_row 
   FILE *fp = st == INFSIM_OK ? open_memstream(&sql, &sql_bytes) : NULL;
   if (st == INFSIM_OK && fp == NULL) st = infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   if (fp != NULL) {
-    fputs("INSERT OR REPLACE INTO runs (key, point, seed, settings, config, summary, run_wall_s, host, finished_at",
+    fputs("INSERT OR REPLACE INTO runs (key, point, seed, settings, config, summary, run_wall_s, host, pid, finished_at",
           fp);
     for (size_t i = 0; i < cells.n; i++) {
       fputs(", ", fp);
       put_ident(fp, cells.cells[i].name);
     }
-    fputs(") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?", fp);
+    fputs(") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?", fp);
     for (size_t i = 0; i < cells.n; i++) fputs(", ?", fp);
     fputs(")", fp);
     fclose(fp);
@@ -339,9 +340,10 @@ infsim_status infsim_sweep_db_insert(infsim_sweep_db *d, const infsim_sweep_row 
     sqlite3_bind_text(q, 6, summary_text, -1, SQLITE_TRANSIENT);
     sqlite3_bind_double(q, 7, row->run_wall_s);
     sqlite3_bind_text(q, 8, row->host != NULL ? row->host : "", -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(q, 9, now, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(q, 9, row->pid);
+    sqlite3_bind_text(q, 10, now, -1, SQLITE_TRANSIENT);
     for (size_t i = 0; i < cells.n; i++) {
-      int at = (int)(10 + i);
+      int at = (int)(11 + i);
       if (cells.cells[i].value != NULL)
         bind_json(q, at, cells.cells[i].value);
       else

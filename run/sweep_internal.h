@@ -48,7 +48,7 @@ bool sweep_lookup_locked(sweep_ctx *c, const char *key, json_t **summary);
 /* Under the lock: records a finished job (inserting a new run's row when
  * ran), keeps the summary (takes the reference), updates progress. */
 infsim_status sweep_record_locked(sweep_ctx *c, size_t j, const char *key, uint64_t seed, json_t *summary,
-                                  double run_wall_s, bool ran, infsim_error *err);
+                                  double run_wall_s, int64_t pid, bool ran, infsim_error *err);
 
 /* Under the lock: the first failure stops the sweep. */
 void sweep_fail_locked(sweep_ctx *c, infsim_status st, const infsim_error *err);

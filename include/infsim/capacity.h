@@ -73,6 +73,7 @@ typedef struct {
   infsim_capacity_step steps[INFSIM_CAPACITY_MAX_STEPS];
   size_t step_count;
   size_t runs, runs_skipped; /* jobs run and found in the DB */
+  bool is_root;              /* false on MPI worker ranks: they print nothing */
 } infsim_capacity_result;
 
 infsim_status infsim_capacity_search(const infsim_capacity_opts *opts, infsim_capacity_result *out,

@@ -107,6 +107,7 @@ typedef struct {
   const json_t *summary;   /* summary.json's object, config inside */
   double run_wall_s;
   const char *host;
+  int64_t pid; /* of the process that ran it (an MPI rank, say) */
 } infsim_sweep_row;
 
 /* Adds the row in one transaction (replacing a row with the same key). */
