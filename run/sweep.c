@@ -274,28 +274,22 @@ infsim_status infsim_sweep_run(const infsim_sweep_opts *opts, infsim_sweep_outco
 #ifdef INFSIM_HAVE_MPI
   mpi = opts->use_mpi && infsim_sweep_mpi_launched();
 #endif
-  /* Under MPI rank 0 opens it (sweep_mpi.c); workers never touch it. */
-  bool own_db = c.db == NULL && opts->db_path != NULL && !mpi;
-  if (own_db) {
-    infsim_status st = infsim_sweep_db_open(opts->db_path, &c.db, err);
-    if (st != INFSIM_OK) return st;
-  }
+  /* Under MPI rank 0 opens it (sweep_mpi.c); workers never touch it. It
+   * is opened (created) only once the first job loaded: a bad config
+   * leaves no DB behind. */
+  bool own_db = false;
   out->total = c.total;
   infsim_sweep_runner default_runner;
   bool own_runner = opts->runner == NULL;
   if (own_runner) {
     infsim_status st = infsim_sweep_runner_new(&default_runner, err);
-    if (st != INFSIM_OK) {
-      if (own_db) infsim_sweep_db_close(c.db);
-      return st;
-    }
+    if (st != INFSIM_OK) return st;
   }
   c.runner = own_runner ? &default_runner : opts->runner;
   if (gethostname(c.host, sizeof c.host) != 0) snprintf(c.host, sizeof c.host, "unknown");
   c.host[sizeof c.host - 1] = '\0';
   if (opts->keep_summaries && (out->summaries = calloc(c.total, sizeof *out->summaries)) == NULL) {
     if (own_runner) infsim_sweep_runner_free(&default_runner);
-    if (own_db) infsim_sweep_db_close(c.db);
     return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   }
   pthread_mutex_init(&c.lock, NULL);
@@ -306,8 +300,12 @@ infsim_status infsim_sweep_run(const infsim_sweep_opts *opts, infsim_sweep_outco
   void *handle = NULL;
   char key[INFSIM_SHA256_HEX_BYTES];
   infsim_status st = sweep_prepare_job(&c, 0, &handle, key, &c.base_seed, err);
+  if (st == INFSIM_OK) c.runner->release(c.runner->self, handle);
+  if (st == INFSIM_OK && c.db == NULL && opts->db_path != NULL && !mpi) {
+    st = infsim_sweep_db_open(opts->db_path, &c.db, err);
+    own_db = st == INFSIM_OK;
+  }
   if (st == INFSIM_OK) {
-    c.runner->release(c.runner->self, handle);
 #ifdef INFSIM_HAVE_MPI
     if (mpi)
       st = sweep_run_mpi(&c, err);
