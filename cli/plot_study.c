@@ -230,6 +230,21 @@ infsim_status plot_sweep_db(plot_job *pj, const char *path, const plot_sweep_opt
   infsim_status st = INFSIM_OK;
   if (x == NULL)
     st = infsim_fail(err, INFSIM_EINPUT, "%s: the sweep has no grid key to plot against (give --x KEY)", path);
+  /* SQLite reads an unknown "name" as a string: check the names first. */
+  const char *check[2] = {x, series};
+  for (int i = 0; i < 2 && st == INFSIM_OK; i++) {
+    if (check[i] == NULL) continue;
+    sqlite3_stmt *q;
+    bool found = false;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('runs') WHERE name = ?", -1, &q, NULL) == SQLITE_OK) {
+      sqlite3_bind_text(q, 1, check[i], -1, SQLITE_STATIC);
+      found = sqlite3_step(q) == SQLITE_ROW;
+      sqlite3_finalize(q);
+    }
+    if (!found)
+      st = infsim_fail(err, INFSIM_EINPUT, "%s: %s: no such column in table runs (a grid key or summary field)", path,
+                       check[i]);
+  }
   char *sql = NULL;
   size_t sql_bytes = 0;
   FILE *s = st == INFSIM_OK ? open_memstream(&sql, &sql_bytes) : NULL;
