@@ -51,7 +51,8 @@ static void print_help(FILE *out) {
           "  --format png|svg  image format (default png)\n"
           "  --out PLOTDIR     where to write them (default DIR/plots, or DB's directory/plots)\n"
           "  --x KEY           sweep: grid column for the x axis (default rate_scale, else the first)\n"
-          "  --series KEY      sweep: grid column naming the curves (default policy.name if swept)\n"
+          "  --series KEY      sweep: grid column naming the curves (default policy.name if swept,\n"
+          "                    else the sweeps' --label)\n"
           "  --where SQL       sweep: only rows of `runs` meeting this SQL condition\n"
           "\n"
           "Exit codes: 0 ok, 1 gnuplot missing or failed, 2 bad input.\n");

@@ -15,7 +15,7 @@
 
 static const char k_usage[] =
     "usage: infsim sweep CONFIG.yaml --out RESULTS.db [--grid key=v1,v2,...]... [--seeds N]\n"
-    "                    [--trace FILE] [--set key=value]... [--jobs N] [--progress MODE]\n"
+    "                    [--trace FILE] [--set key=value]... [--jobs N] [--progress MODE] [--label TEXT]\n"
     "\n"
     "Runs CONFIG for every combination of the grid's values (and N seeds each: the config's\n"
     "seed, seed+1, ...) and stores one row per run in RESULTS.db (table `runs`: the grid values,\n"
@@ -30,12 +30,14 @@ static const char k_usage[] =
     "  --jobs N              runs at once in this process (default: the CPU cores; 1 per rank\n"
     "                        under mpirun)\n"
     "  --progress MODE       auto (bar on a terminal, else lines), bar, lines or none\n"
+    "  --label TEXT          stored in each row's `label` column: names this sweep's variant\n"
+    "                        when several sweeps share one DB (plots use it as the series)\n"
     "\n"
     "Under `mpirun -np K infsim sweep ...` rank 0 hands out runs to all ranks and writes the DB.\n"
     "Exit codes: 0 ok, 1 run failed, 2 bad input.\n";
 
 int infsim_cmd_sweep(int argc, char **argv) {
-  const char *config_path = NULL, *out_path = NULL, *trace_path = NULL, *progress_text = "auto";
+  const char *config_path = NULL, *out_path = NULL, *trace_path = NULL, *progress_text = "auto", *label = NULL;
   long seeds = 1, jobs = 0;
   infsim_grid *grid = infsim_grid_new();
   const char **sets = calloc((size_t)argc, sizeof *sets);
@@ -64,6 +66,8 @@ int infsim_cmd_sweep(int argc, char **argv) {
       sets[set_count++] = v;
     } else if (got == 0 && (got = cli_option_value(argc, argv, &i, "--progress", &v)) > 0) {
       progress_text = v;
+    } else if (got == 0 && (got = cli_option_value(argc, argv, &i, "--label", &v)) > 0) {
+      label = v;
     } else if (got == 0 && (got = cli_option_value(argc, argv, &i, "--seeds", &v)) > 0) {
       if (!cli_parse_int(v, 1, INFSIM_SWEEP_MAX_SEEDS, &seeds)) {
         fprintf(stderr, "infsim sweep: --seeds: expected an integer in [1, %d], got '%s'\n", INFSIM_SWEEP_MAX_SEEDS, v);
@@ -103,7 +107,8 @@ int infsim_cmd_sweep(int argc, char **argv) {
                          .grid = grid,
                          .seeds = (int)seeds,
                          .use_mpi = true,
-                         .progress_label = "sweep"};
+                         .progress_label = "sweep",
+                         .label = label};
   bool mpi = infsim_sweep_mpi_launched();
   o.jobs = jobs > 0 ? (int)jobs : mpi ? 1 : cli_cores();
   if (!cli_parse_progress(progress_text, &o.progress)) {

@@ -222,6 +222,13 @@ infsim_status plot_sweep_db(plot_job *pj, const char *path, const plot_sweep_opt
   }
   if (series == NULL && json_object_get(keys, "policy.name") != NULL && (x == NULL || strcmp(x, "policy.name") != 0))
     series = "policy.name";
+  if (series == NULL) { /* several sweeps in one DB, told apart by --label */
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(db, "SELECT count(DISTINCT label) FROM runs WHERE label <> ''", -1, &q, NULL) == SQLITE_OK) {
+      if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int(q, 0) > 0) series = "label";
+      sqlite3_finalize(q);
+    }
+  }
   if (series == NULL && json_object_size(keys) == 2) {
     const char *k;
     json_t *v;
@@ -278,7 +285,8 @@ infsim_status plot_sweep_db(plot_job *pj, const char *path, const plot_sweep_opt
       }
       if (n_series > 0) fputs("\n\n", fp);
       char label[256];
-      snprintf(label, sizeof label, "%s%s%s", series != NULL ? series : "", series != NULL ? " = " : "", name);
+      bool bare = series == NULL || strcmp(series, "label") == 0; /* a label names itself */
+      snprintf(label, sizeof label, "%s%s%s", bare ? "" : series, bare ? "" : " = ", name);
       titles[n_series++] = strdup(label);
       free(last);
       last = strdup(name);

@@ -172,7 +172,8 @@ infsim_status sweep_record_locked(sweep_ctx *c, size_t j, const char *key, uint6
                             .summary = summary,
                             .run_wall_s = run_wall_s,
                             .host = c->host,
-                            .pid = pid};
+                            .pid = pid,
+                            .label = c->o->label};
     st = infsim_sweep_db_insert(c->db, &row, err);
   }
   if (st == INFSIM_OK) {

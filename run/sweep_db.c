@@ -45,6 +45,7 @@ static const char k_schema_sql[] =
     " run_wall_s REAL NOT NULL," /* setup + simulation of this job */
     " host TEXT NOT NULL,"
     " pid INTEGER NOT NULL,"
+    " label TEXT NOT NULL,"     /* the sweep's --label, for plots */
     " finished_at TEXT NOT NULL);";
 
 static infsim_status db_fail(infsim_sweep_db *d, infsim_error *err, const char *what) {
@@ -170,7 +171,7 @@ static bool cells_push(row_cells *c, const char *name, const json_t *value, cons
   /* The fixed columns and earlier cells keep their names (a grid key
    * shadows a summary field of the same name). */
   static const char *const fixed[] = {"key", "point", "seed", "settings", "config",
-                                      "summary", "run_wall_s", "host", "pid", "finished_at"};
+                                      "summary", "run_wall_s", "host", "pid", "label", "finished_at"};
   for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
     if (strcmp(fixed[i], name) == 0) return true;
   if (cells_has(c, name) || strlen(name) >= sizeof c->cells[0].name) return true;
@@ -315,13 +316,13 @@ infsim_status infsim_sweep_db_insert(infsim_sweep_db *d, const infsim_sweep_row 
   FILE *fp = st == INFSIM_OK ? open_memstream(&sql, &sql_bytes) : NULL;
   if (st == INFSIM_OK && fp == NULL) st = infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   if (fp != NULL) {
-    fputs("INSERT OR REPLACE INTO runs (key, point, seed, settings, config, summary, run_wall_s, host, pid, finished_at",
+    fputs("INSERT OR REPLACE INTO runs (key, point, seed, settings, config, summary, run_wall_s, host, pid, label, finished_at",
           fp);
     for (size_t i = 0; i < cells.n; i++) {
       fputs(", ", fp);
       put_ident(fp, cells.cells[i].name);
     }
-    fputs(") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?", fp);
+    fputs(") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?", fp);
     for (size_t i = 0; i < cells.n; i++) fputs(", ?", fp);
     fputs(")", fp);
     fclose(fp);
@@ -341,9 +342,10 @@ infsim_status infsim_sweep_db_insert(infsim_sweep_db *d, const infsim_sweep_row 
     sqlite3_bind_double(q, 7, row->run_wall_s);
     sqlite3_bind_text(q, 8, row->host != NULL ? row->host : "", -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(q, 9, row->pid);
-    sqlite3_bind_text(q, 10, now, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 10, row->label != NULL ? row->label : "", -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 11, now, -1, SQLITE_TRANSIENT);
     for (size_t i = 0; i < cells.n; i++) {
-      int at = (int)(11 + i);
+      int at = (int)(12 + i);
       if (cells.cells[i].value != NULL)
         bind_json(q, at, cells.cells[i].value);
       else

@@ -70,6 +70,15 @@ grep -q "vllm-single" "$work/sp2/sweep_throughput.svg" && fail "--where kept vll
 "$INFSIM" plot "$work/s.db" --x no_such_column >/dev/null 2>"$work/err"
 [ $? = 2 ] && grep -q "no_such_column: no such column in table runs" "$work/err" || fail "--x no_such_column: $(cat "$work/err")"
 
+# Two sweeps told apart by --label share one DB: the labels are the series.
+"$INFSIM" sweep "$work/c.yaml" --out "$work/l.db" --grid rate_scale=1,2 --label "least loaded" --progress none >/dev/null \
+  || fail "labelled sweep 1"
+"$INFSIM" sweep "$work/c.yaml" --out "$work/l.db" --grid rate_scale=1,2 --set policy.dispatch=round-robin \
+  --label "round robin" --progress none >/dev/null || fail "labelled sweep 2"
+"$INFSIM" plot "$work/l.db" --format svg --out "$work/lp" >/dev/null 2>"$work/err" || fail "plot labelled: $(cat "$work/err")"
+grep -q ">least loaded<" "$work/lp/sweep_throughput.svg" && grep -q ">round robin<" "$work/lp/sweep_throughput.svg" \
+  || fail "labels are not the series"
+
 # ---- sibling runs on one chart ----
 mkdir -p "$work/cmp"
 "$INFSIM" run "$work/c.yaml" --out "$work/cmp/multi 'a'" --quiet || fail "run a"

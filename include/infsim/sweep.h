@@ -87,7 +87,9 @@ bool infsim_point_key(const json_t *config, const uint8_t trace_digest[INFSIM_SH
  * settings (the grid values as a JSON object), one column per grid key
  * (named as the key), one column per summary field (nested objects joined
  * with '_': ttft_s_p99), config and summary (JSON text of summary.json),
- * run_wall_s (setup and simulation of this job), host, finished_at (UTC,
+ * run_wall_s (setup and simulation of this job), host and pid of the
+ * process that ran it, label (the sweep's --label: a name for a variant in
+ * plots), finished_at (UTC,
  * ISO 8601). Columns are added as new grid keys and summary fields appear;
  * `meta` holds the schema version. */
 typedef struct infsim_sweep_db infsim_sweep_db;
@@ -108,6 +110,7 @@ typedef struct {
   double run_wall_s;
   const char *host;
   int64_t pid; /* of the process that ran it (an MPI rank, say) */
+  const char *label; /* the sweep's --label, or NULL */
 } infsim_sweep_row;
 
 /* Adds the row in one transaction (replacing a row with the same key). */
@@ -160,6 +163,7 @@ typedef struct {
   const infsim_sweep_runner *runner; /* NULL: the run library's */
   infsim_progress_mode progress;
   const char *progress_label;    /* prefix of progress lines ("sweep") */
+  const char *label;             /* stored in each row's `label` (not part of the key), or NULL */
   bool keep_summaries;           /* fill outcome.summaries */
   bool use_mpi;                  /* under mpirun: spread jobs over ranks (sweep_mpi.c) */
 } infsim_sweep_opts;
