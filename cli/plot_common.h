@@ -122,7 +122,8 @@ infsim_status plot_run_dir(plot_job *pj, const char *dir, infsim_error *err);
 /* Latency CDFs of several runs on one chart each (DIR's subdirectories
  * with a requests.csv, labelled by name); *found = how many. */
 infsim_status plot_compare_dirs(plot_job *pj, const char *dir, int *found, infsim_error *err);
-/* DIR/capacity.csv (series,slo_s,instances|rate_rps): one curve per series. */
+/* DIR/capacity.csv (series,slo_s,instances|rate_rps[,slo]): one curve per
+ * series; the optional column slo says what the bound is on (x axis). */
 infsim_status plot_capacity_csv(plot_job *pj, const char *path, infsim_error *err);
 
 typedef struct {

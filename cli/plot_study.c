@@ -111,6 +111,8 @@ infsim_status plot_capacity_csv(plot_job *pj, const char *path, infsim_error *er
   int cols[3];
   infsim_status st = plot_csv_open(&r, path, names, 2, cols, err);
   const char *ylabel = NULL;
+  int slo_col = st == INFSIM_OK ? infsim_fields_find(&r.f, "slo") : -1; /* optional: what the bound is on */
+  char xlabel[200] = "SLO bound (s)";
   if (st == INFSIM_OK) {
     if ((cols[2] = infsim_fields_find(&r.f, "instances")) >= 0)
       ylabel = "instances needed";
@@ -133,6 +135,7 @@ infsim_status plot_capacity_csv(plot_job *pj, const char *path, infsim_error *er
     st = plot_csv_number(&r, cols[1], "slo_s", &c.slo_s, err);
     if (st == INFSIM_OK) st = plot_csv_number(&r, cols[2], ylabel[0] == 'i' ? "instances" : "rate_rps", &c.value, err);
     if (st != INFSIM_OK) break;
+    if (slo_col >= 0 && n == 0) snprintf(xlabel, sizeof xlabel, "%.180s (s)", plot_csv_field(&r, slo_col));
     const char *name = plot_csv_field(&r, cols[0]);
     int s = 0;
     while (s < n_series && strcmp(series[s], name) != 0) s++;
@@ -172,6 +175,7 @@ infsim_status plot_capacity_csv(plot_job *pj, const char *path, infsim_error *er
     plot_start(pj, "capacity", "capacity.dat");
     assign_titles(pj, series, n_series);
     plot_assign(pj, "ylabel", ylabel);
+    plot_assign(pj, "xlabel", xlabel);
     plot_assign(pj, "what", "Capacity against the SLO");
     plot_assign(pj, "run", path);
     st = plot_template_add(pj, "capacity", n > 0, err);
