@@ -71,6 +71,33 @@ for t in azure mooncake; do
   done
 done
 
+# Check: a brute-force sweep of 1 to 20 instances, judged here, gives the
+# same counts (where the answer is within 20).
+for t in azure mooncake; do
+  for g in a100 h100; do
+    "$infsim" sweep "$here/$g.yaml" --trace "${trace[$t]}" --grid cluster.instances=1:20:1 --label "$t $g" \
+      --out "$out/bruteforce.db" --progress none >/dev/null
+  done
+done
+python3 - "$out" <<'PY'
+import csv, sqlite3, sys
+out = sys.argv[1]
+names = {"Azure code": "azure", "Mooncake conv.": "mooncake", "A100-80GB": "a100", "H100-SXM": "h100"}
+db = sqlite3.connect(f"{out}/bruteforce.db")
+bad = 0
+for row in csv.DictReader(open(f"{out}/capacity-all.csv")):
+    label = f"{names[row['trace']]} {names[row['gpu']]}"
+    ok = {n: t <= float(row["slo_s"]) and p <= 0.1 for n, t, p in db.execute(
+        'SELECT "cluster.instances", ttft_s_p99, tpot_s_p99 FROM runs WHERE label = ?', (label,))}
+    fewest = next((n for n in range(1, 21) if all(ok[m] for m in range(n, 21))), None)
+    found = row["instances"]
+    agree = (fewest is None and (found == "none" or float(found) > 20)) or (found != "none" and fewest == float(found))
+    if not agree:
+        bad += 1
+        print(f"brute force disagrees: {label} ttft_p99<={row['slo_s']}s: search {found}, sweep {fewest}")
+print(f"brute force (1-20 instances) {'agrees with every' if bad == 0 else 'disagrees with some'} search result")
+PY
+
 # The tables for the README.
 {
   echo "| trace | GPU | TTFT p99 <= 0.5 s | <= 1 s | <= 2 s | <= 5 s | <= 10 s | <= 20 s |"
