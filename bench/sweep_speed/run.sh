@@ -17,9 +17,11 @@ infsim=$(realpath "${1:-$here/../../build/infsim}")
 out=${2:-$(mktemp -d)}
 mkdir -p "$out"
 "$infsim" trace gen --duration_s 3600 --rate_rps 20 --seed 1 -o "$out/hour.csv" >/dev/null 2>&1
-cat >"$out/c.yaml" <<'YAML'
+cat >"$out/c.yaml" <<YAML
 model: llama2-7b
 gpu: h100-sxm
+calibration:
+  db: $here/../../data/calibration.db
 cluster:
   instances: 32
 policy:
@@ -40,4 +42,4 @@ echo "sweep (1,000 runs, 2 threads):"; time sweep
 echo "resume (all 1,000 found):"; time sweep
 sqlite3 "$out/sweep.db" "SELECT 'runs ' || count(*) || ', simulation ' || round(sum(wall_s), 1) || ' s, per run: mean '
   || round(avg(run_wall_s), 3) || ' s (simulation ' || round(avg(wall_s), 3) || ' s), max ' || round(max(run_wall_s), 3)
-  || ' s' FROM runs"
+  || ' s' FROM runs" || true
