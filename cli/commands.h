@@ -14,5 +14,7 @@ int infsim_cmd_calibrate(int argc, char **argv);
 int infsim_cmd_plot(int argc, char **argv);
 int infsim_cmd_cluster(int argc, char **argv);
 int infsim_cmd_compare(int argc, char **argv);
+int infsim_cmd_sweep(int argc, char **argv);
+int infsim_cmd_capacity(int argc, char **argv);
 
 #endif

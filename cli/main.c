@@ -16,9 +16,11 @@ static const infsim_command k_commands[] = {
     {"run", infsim_cmd_run, "simulate a serving cluster on a trace"},
     {"trace", infsim_cmd_trace, "generate, import and describe request traces"},
     {"calibrate", infsim_cmd_calibrate, "measure kernel cost curves, load and fit them"},
-    {"plot", infsim_cmd_plot, "plot a run's outputs with gnuplot"},
     {"cluster", infsim_cmd_cluster, "run the scheduler on real kernels over MPI ranks"},
     {"compare", infsim_cmd_compare, "relative errors of a simulated run against a cluster run"},
+    {"plot", infsim_cmd_plot, "plot a run's outputs, a sweep DB or a calibration DB with gnuplot"},
+    {"sweep", infsim_cmd_sweep, "run a grid of settings x seeds into one results DB (resumable)"},
+    {"capacity", infsim_cmd_capacity, "find the highest rate or fewest instances meeting an SLO"},
 };
 
 static void print_usage(FILE *out) {

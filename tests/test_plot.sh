@@ -72,7 +72,7 @@ for p in $plots; do
   [ "$size" -gt 5000 ] || fail "$f: only $size bytes"
   grep -qxF "$f" "$work/stdout" || fail "$f not listed on stdout"
 done
-leftovers=$(find "$run/plots" -name '*.tmp*' | wc -l)
+leftovers=$(find "$run/plots" -name "*.tmp*" -o -name ".infsim-plot-*" | wc -l)
 [ "$leftovers" -eq 0 ] || fail "$leftovers temporary files left in $run/plots"
 
 # SVG into --out: the titles carry the counts of the prepared data.

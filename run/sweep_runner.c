@@ -1,0 +1,100 @@
+/*
+** sweep_runner.c: the sweep's runner over the run library (sweep.h, run.h):
+** a job's inputs are loaded and checked as `infsim run` loads them
+** (infsim_run_setup_load: config, --set, seed, then the trace from the job,
+** else workload.trace, else the generator) and simulated in this process;
+** only the summary is kept. No subprocess, no files.
+**
+** rate_scale divides a copy of the trace's arrival times (rounded to the
+** nanosecond, which keeps them non-decreasing), so the arrival rate is
+** multiplied while the requests stay the same; the copy is simulated with
+** infsim_run_simulate and its digest goes into the job's key.
+*/
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "infsim/run.h"
+#include "infsim/sweep.h"
+
+typedef struct {
+  infsim_run_setup *setup;
+  infsim_trace scaled; /* count 0: the setup's own trace */
+} job_handle;
+
+static void handle_free(job_handle *h) {
+  if (h == NULL) return;
+  infsim_run_setup_free(h->setup);
+  infsim_trace_free(&h->scaled);
+  free(h);
+}
+
+static const infsim_trace *job_trace(const job_handle *h) {
+  return h->scaled.count > 0 ? &h->scaled : infsim_run_setup_trace(h->setup);
+}
+
+static infsim_status scale_trace(const infsim_trace *from, double rate_scale, infsim_trace *to, infsim_error *err) {
+  to->requests = malloc(from->count * sizeof *to->requests);
+  if (to->requests == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  to->count = to->capacity = from->count;
+  for (size_t i = 0; i < from->count; i++) {
+    to->requests[i] = from->requests[i];
+    to->requests[i].arrival_ns = llround((double)from->requests[i].arrival_ns / rate_scale);
+  }
+  return INFSIM_OK;
+}
+
+static infsim_status runner_prepare(void *self, const infsim_job_args *a, void **handle,
+                                    char key[INFSIM_SHA256_HEX_BYTES], uint64_t *seed, infsim_error *err) {
+  (void)self;
+  job_handle *h = calloc(1, sizeof *h);
+  if (h == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  infsim_run_args ra = {.config_path = a->config_path,
+                        .trace_path = a->trace_path,
+                        .sets = a->sets,
+                        .set_count = (int)a->set_count,
+                        .seed_text = a->seed_text};
+  infsim_status st = infsim_run_setup_load(&ra, &h->setup, err);
+  if (st == INFSIM_OK && a->rate_scale != 1)
+    st = scale_trace(infsim_run_setup_trace(h->setup), a->rate_scale, &h->scaled, err);
+  if (st == INFSIM_OK) {
+    uint8_t digest[INFSIM_SHA256_BYTES];
+    infsim_trace_digest(job_trace(h), digest);
+    *seed = infsim_run_setup_params(h->setup)->seed;
+    if (!infsim_point_key(infsim_run_setup_config(h->setup), digest, *seed, INFSIM_VERSION, key))
+      st = infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  }
+  if (st != INFSIM_OK) {
+    handle_free(h);
+    return st;
+  }
+  *handle = h;
+  return INFSIM_OK;
+}
+
+static infsim_status runner_execute(void *self, void *handle, json_t **summary, infsim_error *err) {
+  (void)self;
+  job_handle *h = handle;
+  infsim_run_result *res = NULL;
+  infsim_status st = h->scaled.count > 0 ? infsim_run_simulate(infsim_run_setup_params(h->setup), &h->scaled,
+                                                               infsim_run_setup_config(h->setup), &res, err)
+                                         : infsim_run_execute(h->setup, &res, err);
+  if (st == INFSIM_OK && (*summary = infsim_run_result_summary_json(res)) == NULL)
+    st = infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  infsim_run_result_free(res);
+  return st;
+}
+
+static void runner_release(void *self, void *handle) {
+  (void)self;
+  handle_free(handle);
+}
+
+infsim_status infsim_sweep_runner_new(infsim_sweep_runner *out, infsim_error *err) {
+  (void)err;
+  *out = (infsim_sweep_runner){NULL, runner_prepare, runner_execute, runner_release};
+  return INFSIM_OK;
+}
+
+void infsim_sweep_runner_free(infsim_sweep_runner *r) { memset(r, 0, sizeof *r); }

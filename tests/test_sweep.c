@@ -1,0 +1,352 @@
+/*
+** test_sweep.c: the sweep's grid, keys, results DB and driver (sweep.h),
+** with a stand-in runner whose summary is a known function of its
+** settings, so every stored field can be checked against that function.
+**
+** Properties: SHA-256 matches FIPS 180-4's example digests; the grid is
+** the cross product in nested-loop order and rejects each bad spec; a
+** job's key changes with each of config, trace, seed and version and not
+** with the trace's file name; a sweep runs every job exactly once, over
+** several threads, storing one row per job whose columns equal the
+** stand-in's values; a rerun runs nothing; a grown grid runs only the new
+** points; a failing job stops the sweep with its status, keeping the
+** rows of jobs that finished.
+*/
+#include <math.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "infsim/hash.h"
+#include "infsim/sweep.h"
+
+/* ---- SHA-256 ---- */
+
+static void sha_hex(const char *text, size_t repeat, char out[INFSIM_SHA256_HEX_BYTES]) {
+  infsim_sha256 s;
+  infsim_sha256_init(&s);
+  for (size_t i = 0; i < repeat; i++) infsim_sha256_update(&s, text, strlen(text));
+  uint8_t d[INFSIM_SHA256_BYTES];
+  infsim_sha256_final(&s, d);
+  infsim_sha256_hex(d, out);
+}
+
+static void test_sha256_fips_vectors(void **state) {
+  (void)state;
+  char hex[INFSIM_SHA256_HEX_BYTES];
+  /* FIPS 180-2 appendix B.1, B.2, B.3 */
+  sha_hex("abc", 1, hex);
+  assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  sha_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 1, hex);
+  assert_string_equal(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  sha_hex("aaaaaaaaaa", 100000, hex); /* one million 'a', fed in pieces across block edges */
+  assert_string_equal(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  sha_hex("", 1, hex);
+  assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
+/* ---- grid ---- */
+
+static void test_grid_cross_product_order(void **state) {
+  (void)state;
+  infsim_error err = {0};
+  infsim_grid *g = infsim_grid_new();
+  assert_int_equal(infsim_grid_point_count(g), 1);
+  assert_int_equal(infsim_grid_add(g, "a=1,2,3", &err), INFSIM_OK);
+  assert_int_equal(infsim_grid_add(g, " b = x , y ", &err), INFSIM_OK);
+  assert_int_equal(infsim_grid_point_count(g), 6);
+  assert_string_equal(infsim_grid_axis_key(g, 1), "b");
+  /* Nested loops, last axis fastest; every pair exactly once. */
+  const char *want[6][2] = {{"1", "x"}, {"1", "y"}, {"2", "x"}, {"2", "y"}, {"3", "x"}, {"3", "y"}};
+  for (size_t p = 0; p < 6; p++) {
+    assert_string_equal(infsim_grid_value(g, p, 0), want[p][0]);
+    assert_string_equal(infsim_grid_value(g, p, 1), want[p][1]);
+  }
+  /* A range LO:HI:STEP includes HI despite binary rounding of 0.1. */
+  assert_int_equal(infsim_grid_add(g, "rate_scale=0.1:0.5:0.1", &err), INFSIM_OK);
+  assert_int_equal(infsim_grid_axis_size(g, 2), 5);
+  assert_string_equal(infsim_grid_value(g, 4, 2), "0.5");
+  assert_string_equal(infsim_grid_value(g, 5, 2), "0.1");
+  assert_int_equal(infsim_grid_point_count(g), 30);
+  infsim_grid_free(g);
+}
+
+static void test_grid_rejects_bad_specs(void **state) {
+  (void)state;
+  static const struct {
+    const char *spec, *msg;
+  } bad[] = {
+      {"noequals", "--grid noequals: expected key=v1,v2,..."},
+      {"=1,2", "--grid =1,2: empty key"},
+      {"a=1,,2", "--grid a=1,,2: empty value"},
+      {"a=", "--grid a=: empty value"},
+      {"seed=1,2", "--grid seed=1,2: seeds come from --seeds N, not a grid axis"},
+      {"rate_scale=1,-2", "--grid rate_scale=1,-2: rate_scale: expected a positive number, got '-2'"},
+      {"rate_scale=0", "--grid rate_scale=0: rate_scale: expected a positive number, got '0'"},
+      {"c=5:1:1", "--grid c=5:1:1: a range LO:HI:STEP needs STEP > 0 and HI >= LO"},
+      {"c=0:1e9:1", "--grid c=0:1e9:1: range has too many values"},
+      {"k=1,2", "--grid k=1,2: key 'k' already has an axis"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    infsim_grid *g = infsim_grid_new();
+    infsim_error err = {0};
+    assert_int_equal(infsim_grid_add(g, "k=0", &err), INFSIM_OK);
+    assert_int_equal(infsim_grid_add(g, bad[i].spec, &err), INFSIM_EINPUT);
+    assert_string_equal(err.msg, bad[i].msg);
+    assert_int_equal(infsim_grid_axis_count(g), 1); /* nothing half-added */
+    infsim_grid_free(g);
+  }
+  /* The product limit counts all axes: 1000 x 1000 x 2 > 1e6. */
+  infsim_grid *g = infsim_grid_new();
+  infsim_error err = {0};
+  assert_int_equal(infsim_grid_add(g, "a=1:1000:1", &err), INFSIM_OK);
+  assert_int_equal(infsim_grid_add(g, "b=1:1000:1", &err), INFSIM_OK);
+  assert_int_equal(infsim_grid_add(g, "c=1,2", &err), INFSIM_EINPUT);
+  infsim_grid_free(g);
+}
+
+/* ---- keys ---- */
+
+static void test_point_key_depends_on_each_part(void **state) {
+  (void)state;
+  infsim_trace_request reqs[2] = {{0, 100, 10}, {1000, 200, 20}};
+  infsim_trace t = {reqs, 2, 2};
+  uint8_t d1[INFSIM_SHA256_BYTES], d2[INFSIM_SHA256_BYTES];
+  infsim_trace_digest(&t, d1);
+  reqs[1].output_tokens = 21;
+  infsim_trace_digest(&t, d2);
+  assert_memory_not_equal(d1, d2, sizeof d1);
+
+  json_t *cfg = json_pack("{s:s, s:{s:i}, s:{s:s, s:f}}", "model", "llama2-7b", "scheduler", "max_batch_size", 64,
+                          "workload", "trace", "/a/one.csv", "rate_rps", 2.0);
+  json_t *moved = json_pack("{s:{s:f, s:s}, s:{s:i}, s:s}", "workload", "rate_rps", 2.0, "trace", "/b/other.csv",
+                            "scheduler", "max_batch_size", 64, "model", "llama2-7b");
+  json_t *changed = json_pack("{s:s, s:{s:i}, s:{s:s, s:f}}", "model", "llama2-7b", "scheduler", "max_batch_size",
+                              65, "workload", "trace", "/a/one.csv", "rate_rps", 2.0);
+  char k[6][INFSIM_SHA256_HEX_BYTES];
+  assert_true(infsim_point_key(cfg, d1, 1, "0.1.0", k[0]));
+  assert_true(infsim_point_key(moved, d1, 1, "0.1.0", k[1])); /* other key order, other trace file name */
+  assert_true(infsim_point_key(changed, d1, 1, "0.1.0", k[2]));
+  assert_true(infsim_point_key(cfg, d2, 1, "0.1.0", k[3]));
+  assert_true(infsim_point_key(cfg, d1, 2, "0.1.0", k[4]));
+  assert_true(infsim_point_key(cfg, d1, 1, "0.1.1", k[5]));
+  assert_string_equal(k[0], k[1]);
+  for (int i = 2; i < 6; i++) assert_string_not_equal(k[0], k[i]);
+  /* The trace's file name must not be stripped from the caller's config. */
+  assert_string_equal(json_string_value(json_object_get(json_object_get(cfg, "workload"), "trace")), "/a/one.csv");
+  json_decref(cfg);
+  json_decref(moved);
+  json_decref(changed);
+}
+
+/* ---- the driver, with a stand-in runner ---- */
+
+typedef struct {
+  pthread_mutex_t lock;
+  int executed;
+  int fail_x; /* a job with x == fail_x fails with bad input */
+} fake;
+
+typedef struct {
+  long x, y;
+  uint64_t seed;
+} fake_job;
+
+/* The stand-in's summary: known functions of x, y and the seed. */
+static double fake_p99(long x, long y, uint64_t seed) { return 0.5 * (double)x + (double)y + 0.001 * (double)seed; }
+
+static infsim_status fake_prepare(void *self, const infsim_job_args *a, void **handle,
+                                  char key[INFSIM_SHA256_HEX_BYTES], uint64_t *seed, infsim_error *err) {
+  (void)self;
+  fake_job *j = calloc(1, sizeof *j);
+  assert_non_null(j);
+  j->seed = a->seed_text != NULL ? strtoull(a->seed_text, NULL, 10) : 7; /* 7: the "config's" seed */
+  for (size_t i = 0; i < a->set_count; i++) {
+    if (strncmp(a->sets[i], "x=", 2) == 0) j->x = strtol(a->sets[i] + 2, NULL, 10);
+    if (strncmp(a->sets[i], "y=", 2) == 0) j->y = strtol(a->sets[i] + 2, NULL, 10);
+  }
+  json_t *cfg = json_pack("{s:i, s:i}", "x", (json_int_t)j->x, "y", (json_int_t)j->y);
+  uint8_t zero[INFSIM_SHA256_BYTES] = {0};
+  assert_true(infsim_point_key(cfg, zero, j->seed, "test", key));
+  json_decref(cfg);
+  *seed = j->seed;
+  *handle = j;
+  (void)err;
+  return INFSIM_OK;
+}
+
+static infsim_status fake_execute(void *self, void *handle, json_t **summary, infsim_error *err) {
+  fake *f = self;
+  fake_job *j = handle;
+  pthread_mutex_lock(&f->lock);
+  f->executed++;
+  pthread_mutex_unlock(&f->lock);
+  if (j->x == f->fail_x) return infsim_fail(err, INFSIM_EINPUT, "c.yaml: x: unlucky %ld", j->x);
+  *summary = json_pack("{s:i, s:{s:f, s:i}, s:s, s:I, s:{s:i, s:i}}", "completed", (json_int_t)(10 * j->x + j->y),
+                       "ttft_s", "p99", fake_p99(j->x, j->y, j->seed), "count", (json_int_t)3, "cost_model", "fake",
+                       "seed", (json_int_t)j->seed, "config", "x", (json_int_t)j->x, "y", (json_int_t)j->y);
+  return INFSIM_OK;
+}
+
+static void fake_release(void *self, void *handle) {
+  (void)self;
+  free(handle);
+}
+
+typedef struct {
+  char dir[256], db_path[300];
+  fake f;
+  infsim_sweep_runner runner;
+} sweep_fixture;
+
+static int sweep_setup(void **state) {
+  sweep_fixture *s = calloc(1, sizeof *s);
+  if (s == NULL) return -1;
+  snprintf(s->dir, sizeof s->dir, "/tmp/infsim_sweep_XXXXXX");
+  if (mkdtemp(s->dir) == NULL) return -1;
+  snprintf(s->db_path, sizeof s->db_path, "%s/r.db", s->dir);
+  pthread_mutex_init(&s->f.lock, NULL);
+  s->f.fail_x = -1;
+  s->runner = (infsim_sweep_runner){&s->f, fake_prepare, fake_execute, fake_release};
+  *state = s;
+  return 0;
+}
+
+static int sweep_teardown(void **state) {
+  sweep_fixture *s = *state;
+  unlink(s->db_path);
+  rmdir(s->dir);
+  pthread_mutex_destroy(&s->f.lock);
+  free(s);
+  return 0;
+}
+
+static infsim_status sweep_once(sweep_fixture *s, const char *const *axes, int n_axes, int seeds,
+                                infsim_sweep_outcome *out, infsim_error *err) {
+  infsim_grid *g = infsim_grid_new();
+  for (int i = 0; i < n_axes; i++) assert_int_equal(infsim_grid_add(g, axes[i], err), INFSIM_OK);
+  infsim_sweep_db *db;
+  assert_int_equal(infsim_sweep_db_open(s->db_path, &db, err), INFSIM_OK);
+  infsim_sweep_opts o = {.config_path = "unused.yaml", .grid = g, .seeds = seeds, .jobs = 3, .db = db,
+                         .runner = &s->runner, .keep_summaries = true};
+  s->f.executed = 0;
+  infsim_status st = infsim_sweep_run(&o, out, err);
+  infsim_sweep_db_close(db);
+  infsim_grid_free(g);
+  return st;
+}
+
+/* Rows of the DB as (x, y, seed) -> checked against the stand-in's values. */
+static int check_rows(const char *db_path) {
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
+  sqlite3_stmt *q;
+  assert_int_equal(sqlite3_prepare_v2(db,
+                                      "SELECT x, y, seed, completed, ttft_s_p99, ttft_s_count, cost_model, "
+                                      "typeof(x), settings, host FROM runs ORDER BY point, seed",
+                                      -1, &q, NULL),
+                   SQLITE_OK);
+  int rows = 0;
+  while (sqlite3_step(q) == SQLITE_ROW) {
+    long x = sqlite3_column_int(q, 0), y = sqlite3_column_int(q, 1);
+    uint64_t seed = (uint64_t)sqlite3_column_int64(q, 2);
+    assert_int_equal(sqlite3_column_int(q, 3), 10 * x + y);
+    assert_true(fabs(sqlite3_column_double(q, 4) - fake_p99(x, y, seed)) < 1e-12);
+    assert_int_equal(sqlite3_column_int(q, 5), 3);
+    assert_string_equal((const char *)sqlite3_column_text(q, 6), "fake");
+    assert_string_equal((const char *)sqlite3_column_text(q, 7), "integer"); /* grid numbers stay numbers */
+    char want[64];
+    snprintf(want, sizeof want, "{\"x\":\"%ld\",\"y\":\"%ld\"}", x, y);
+    assert_string_equal((const char *)sqlite3_column_text(q, 8), want);
+    assert_true(strlen((const char *)sqlite3_column_text(q, 9)) > 0);
+    rows++;
+  }
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+  return rows;
+}
+
+static void test_sweep_runs_each_job_once_and_resumes(void **state) {
+  sweep_fixture *s = *state;
+  infsim_error err = {0};
+  infsim_sweep_outcome out;
+  const char *axes[] = {"x=1,2,3", "y=10,20"};
+  assert_int_equal(sweep_once(s, axes, 2, 3, &out, &err), INFSIM_OK);
+  assert_int_equal(out.total, 18);
+  assert_int_equal(out.ran, 18);
+  assert_int_equal(s->f.executed, 18);
+  /* Seeds are the config's (7), 8, 9; summaries in job order. */
+  for (size_t j = 0; j < 18; j++) {
+    json_int_t seed = json_integer_value(json_object_get(out.summaries[j], "seed"));
+    assert_int_equal(seed, 7 + (json_int_t)(j % 3));
+  }
+  infsim_sweep_outcome_free(&out);
+  assert_int_equal(check_rows(s->db_path), 18);
+
+  /* Rerun: nothing executes, every summary comes back from the DB. */
+  assert_int_equal(sweep_once(s, axes, 2, 3, &out, &err), INFSIM_OK);
+  assert_int_equal(s->f.executed, 0);
+  assert_int_equal(out.skipped, 18);
+  assert_int_equal(json_integer_value(json_object_get(out.summaries[17], "completed")), 10 * 3 + 20);
+  infsim_sweep_outcome_free(&out);
+
+  /* A grown axis and one more seed: only the new jobs run. */
+  const char *grown[] = {"x=1,2,3,4", "y=10,20"};
+  assert_int_equal(sweep_once(s, grown, 2, 4, &out, &err), INFSIM_OK);
+  assert_int_equal(s->f.executed, 32 - 18);
+  assert_int_equal(out.ran, 14);
+  infsim_sweep_outcome_free(&out);
+  assert_int_equal(check_rows(s->db_path), 32);
+}
+
+static void test_sweep_failure_keeps_finished_rows(void **state) {
+  sweep_fixture *s = *state;
+  infsim_error err = {0};
+  infsim_sweep_outcome out;
+  s->f.fail_x = 13;
+  const char *axes[] = {"x=1,2,13,4,5,6,7,8,9", "y=1"};
+  assert_int_equal(sweep_once(s, axes, 2, 1, &out, &err), INFSIM_EINPUT);
+  assert_string_equal(err.msg, "c.yaml: x: unlucky 13");
+  /* Three threads: what started before the failure finishes; the rest never starts. */
+  assert_true(out.ran >= 2 && out.ran < 9);
+  assert_int_equal(check_rows(s->db_path), (int)out.ran);
+  infsim_sweep_outcome_free(&out);
+}
+
+static void test_db_refuses_foreign_file(void **state) {
+  sweep_fixture *s = *state;
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open(s->db_path, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, "CREATE TABLE profile (id INTEGER)", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+  infsim_sweep_db *sd;
+  infsim_error err = {0};
+  assert_int_equal(infsim_sweep_db_open(s->db_path, &sd, &err), INFSIM_EINPUT);
+  assert_non_null(strstr(err.msg, "not a sweep results DB"));
+  FILE *fp = fopen(s->db_path, "w");
+  fputs("not sqlite at all, just some text that is long enough to be a header.............\n", fp);
+  fclose(fp);
+  assert_int_equal(infsim_sweep_db_open(s->db_path, &sd, &err), INFSIM_EINPUT);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_sha256_fips_vectors),
+      cmocka_unit_test(test_grid_cross_product_order),
+      cmocka_unit_test(test_grid_rejects_bad_specs),
+      cmocka_unit_test(test_point_key_depends_on_each_part),
+      cmocka_unit_test_setup_teardown(test_sweep_runs_each_job_once_and_resumes, sweep_setup, sweep_teardown),
+      cmocka_unit_test_setup_teardown(test_sweep_failure_keeps_finished_rows, sweep_setup, sweep_teardown),
+      cmocka_unit_test_setup_teardown(test_db_refuses_foreign_file, sweep_setup, sweep_teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
