@@ -23,6 +23,15 @@
 ** bumps a per-(request, head group) counter; the CTA that arrives last
 ** merges all splits (weights exp(lse_j - max), empty splits neutral) and
 ** resets the counter to 0 for the next launch.
+**
+** Remote partials (DistAttention's owner merging what the holders of the
+** rest of a request's KV sent, fp32 or fp16 outputs): no launch of their
+** own. With splits, the last CTA's split merge takes them as extra entries
+** beside the local splits (one weight pass, one accumulation pass). With
+** one split, each CTA stages its rows' remote LSEs in shared memory while
+** it loads Q and prefetches their outputs into L2, then folds them into its
+** result before the single store. An empty partial (LSE -inf) is never
+** read, so whatever bytes it holds cannot reach the output.
 */
 #include "cuda_common.cuh"
 #include "mma_util.cuh"
@@ -40,10 +49,13 @@ constexpr int SMEM_Q_BYTES = 16 * D * 2;
 /* End-of-CTA merge reuses the pipeline area: per warp O[16][D] + m[16] + l[16] floats. */
 constexpr int SMEM_MERGE_BYTES = WARPS * (16 * D + 32) * 4;
 static_assert(SMEM_MERGE_BYTES <= SMEM_PIPE_BYTES, "merge area must fit in the pipeline area");
-constexpr int SMEM_BYTES = SMEM_PIPE_BYTES + SMEM_Q_BYTES + 16;
-/* Split merge: weights [16][splits] + 32 floats + split-group sums. */
+constexpr int MAX_REMOTE = INFSIM_KERNEL_MAX_REMOTE;
+/* Pipeline, Q tile, the last-CTA flag (16 bytes), remote LSEs [16][MAX_REMOTE]. */
+constexpr int SMEM_RLSE_OFFSET = SMEM_PIPE_BYTES + SMEM_Q_BYTES + 16;
+constexpr int SMEM_BYTES = SMEM_RLSE_OFFSET + 16 * MAX_REMOTE * 4;
+/* Split merge: weights [16][splits + remote] + 32 floats + split-group sums. */
 constexpr int MAX_SPLITS = 1024;
-static_assert((16 * MAX_SPLITS + 32 + 4 * 2 * D) * 4 <= SMEM_PIPE_BYTES + SMEM_Q_BYTES,
+static_assert((16 * (MAX_SPLITS + MAX_REMOTE) + 32 + 4 * 2 * D) * 4 <= SMEM_PIPE_BYTES + SMEM_Q_BYTES,
               "split merge must fit in shared memory");
 /* Auto split choice (see launch): each split keeps >= 2 tiles per warp. */
 constexpr int MIN_SPLIT_TILES = 2 * WARPS;
@@ -57,6 +69,10 @@ struct DecodeParams {
   float *out, *lse;
   float *ws_out, *ws_lse;  /* [row][split][D], [row][split] */
   unsigned *counters;      /* [request][kv head][head group] */
+  const void *rem_out;     /* [nrem][rows][D], fp32 or fp16 (rem_f16) */
+  const float *rem_lse;    /* [nrem][rows] */
+  int64_t rows;            /* requests * h */
+  int nrem, rem_f16;
   int64_t bt_stride;
   int h, g, group, qgroups, bt, splits;
   float scale_log2;
@@ -73,6 +89,22 @@ __device__ __forceinline__ void load_tile(uint16_t *ks, uint16_t *vs, const uint
     cp_async16(ks + swz(row, ch), kg + (ok ? row * D + ch * 8 : 0), ok);
     cp_async16(vs + swz(row, ch), vg + (ok ? row * D + ch * 8 : 0), ok);
   }
+}
+
+/* Four consecutive dims [x, x + 4) of remote partial j, row grow, as floats. */
+__device__ __forceinline__ float4 load_remote4(const DecodeParams &p, int j, int64_t grow, int x) {
+  const int64_t e = ((int64_t)j * p.rows + grow) * D + x;
+  if (!p.rem_f16) return __ldg((const float4 *)((const float *)p.rem_out + e));
+  const uint2 u = __ldg((const uint2 *)((const uint16_t *)p.rem_out + e));
+  const float2 a = __half22float2(*(const __half2 *)&u.x), b = __half22float2(*(const __half2 *)&u.y);
+  return make_float4(a.x, a.y, b.x, b.y);
+}
+
+__device__ __forceinline__ void fma4(float4 &acc, float w, const float4 &v) {
+  acc.x += w * v.x;
+  acc.y += w * v.y;
+  acc.z += w * v.z;
+  acc.w += w * v.w;
 }
 
 template <bool BF16>
@@ -97,6 +129,26 @@ __global__ void __launch_bounds__(THREADS, 2) ma_decode_kernel(DecodeParams p) {
   const int tile_begin = split * tiles_per_split;
   const int tile_end = min(ntiles_req, tile_begin + tiles_per_split);
   const int tok_end = min(ctx, tile_end * TILE);
+
+  float *rlse = (float *)(smem_raw + SMEM_RLSE_OFFSET); /* [nq][nrem], one-split path */
+  if (p.nrem > 0) {
+    /* Remote partials of this CTA's rows: LSEs to shared memory (read at
+     * the end of the one-split path), outputs into L2 by the first split's
+     * CTA, so that the merge's loads at the end hit L2. Rows q0 .. q0+nq-1
+     * of one request are adjacent: nq * D elements per partial. */
+    const int64_t grow0 = r * p.h + q0;
+    if (p.splits == 1)
+      for (int i = threadIdx.x; i < nq * p.nrem; i += THREADS)
+        rlse[i] = __ldg(p.rem_lse + (int64_t)(i % p.nrem) * p.rows + grow0 + i / p.nrem);
+    if (split == 0) {
+      const int esz = p.rem_f16 ? 2 : 4, lines = nq * D * esz / 128;
+      for (int i = threadIdx.x; i < lines * p.nrem; i += THREADS) {
+        const char *a = (const char *)p.rem_out + ((int64_t)(i / lines) * p.rows + grow0) * D * esz +
+                        (int64_t)(i % lines) * 128;
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
+      }
+    }
+  }
 
   /* Q tile [16][D], rows past the group zero. */
   for (int c = threadIdx.x; c < 16 * D / 8; c += THREADS) {
@@ -258,10 +310,40 @@ __global__ void __launch_bounds__(THREADS, 2) ma_decode_kernel(DecodeParams p) {
 
   if (p.splits == 1) {
     if (row < nq) {
+      float4 o4[4];
 #pragma unroll
-      for (int x = 0; x < 16; x += 4)
-        *(float4 *)(p.out + grow * D + d0 + x) = make_float4(res[x], res[x + 1], res[x + 2], res[x + 3]);
-      if (d0 == 0) p.lse[grow] = lse_nat;
+      for (int i = 0; i < 4; i++) o4[i] = make_float4(res[4 * i], res[4 * i + 1], res[4 * i + 2], res[4 * i + 3]);
+      float lse_out = lse_nat;
+      if (p.nrem > 0) {
+        /* Merge with the remote partials: weights exp(lse - M) over the
+         * local and remote LSEs (natural log), empty ones neither weighted
+         * nor read. */
+        const float *rl = rlse + row * p.nrem;
+        float M = lse_nat;
+        for (int j = 0; j < p.nrem; j++) M = fmaxf(M, rl[j]);
+        if (M != -INFINITY) {
+          const float wl = lse_nat == -INFINITY ? 0.f : __expf(lse_nat - M);
+          float sum = wl;
+#pragma unroll
+          for (int i = 0; i < 4; i++) o4[i] = make_float4(o4[i].x * wl, o4[i].y * wl, o4[i].z * wl, o4[i].w * wl);
+#pragma unroll 4
+          for (int j = 0; j < p.nrem; j++) {
+            const float lj = rl[j];
+            if (lj == -INFINITY) continue;
+            const float w = __expf(lj - M);
+            sum += w;
+#pragma unroll
+            for (int i = 0; i < 4; i++) fma4(o4[i], w, load_remote4(p, j, grow, d0 + 4 * i));
+          }
+          const float inv = 1.f / sum;
+#pragma unroll
+          for (int i = 0; i < 4; i++) o4[i] = make_float4(o4[i].x * inv, o4[i].y * inv, o4[i].z * inv, o4[i].w * inv);
+          lse_out = M + __logf(sum);
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < 4; i++) *(float4 *)(p.out + grow * D + d0 + 4 * i) = o4[i];
+      if (d0 == 0) p.lse[grow] = lse_out;
     }
     return;
   }
@@ -291,21 +373,24 @@ __global__ void __launch_bounds__(THREADS, 2) ma_decode_kernel(DecodeParams p) {
    * rather than one thread per 16 dims walking the splits with a
    * dependent LSE load per step (the previous version). */
   const int S = p.splits;
-  float *wsm = (float *)smem_raw; /* [nq][S] weights, S <= 1024 */
+  const int ST = S + p.nrem;      /* local splits, then remote partials */
+  float *wsm = (float *)smem_raw; /* [nq][ST] weights, S <= 1024, nrem <= 64 */
   float *rsum = wsm + 16 * S;     /* [16] sum of weights per row */
   float *rmax = rsum + 16;        /* [16] max LSE per row */
   float *part = rmax + 16;        /* [SG][nqp][D] sums of split groups > 0 */
   for (int rr = warp; rr < nq; rr += WARPS) {
-    const float *lrow = p.ws_lse + (r * p.h + q0 + rr) * S;
+    const int64_t wgrow = r * p.h + q0 + rr;
+    const float *lrow = p.ws_lse + wgrow * S;
     float mx = -INFINITY;
-    for (int j = lane; j < S; j += 32) mx = fmaxf(mx, __ldcg(lrow + j));
+    for (int j = lane; j < ST; j += 32)
+      mx = fmaxf(mx, j < S ? __ldcg(lrow + j) : __ldg(p.rem_lse + (int64_t)(j - S) * p.rows + wgrow));
 #pragma unroll
     for (int off = 16; off; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
     float sm = 0.f;
-    for (int j = lane; j < S; j += 32) {
-      const float lj = __ldcg(lrow + j);
+    for (int j = lane; j < ST; j += 32) {
+      const float lj = j < S ? __ldcg(lrow + j) : __ldg(p.rem_lse + (int64_t)(j - S) * p.rows + wgrow);
       const float w = (mx == -INFINITY || lj == -INFINITY) ? 0.f : __expf(lj - mx);
-      wsm[rr * S + j] = w;
+      wsm[rr * ST + j] = w;
       sm += w;
     }
 #pragma unroll
@@ -330,7 +415,7 @@ __global__ void __launch_bounds__(THREADS, 2) ma_decode_kernel(DecodeParams p) {
   const int64_t mgrow = r * p.h + q0 + mrow;
   if (mrow < nq) {
     const float4 *src = (const float4 *)(p.ws_out + mgrow * S * D);
-    const float *wr = wsm + mrow * S;
+    const float *wr = wsm + mrow * ST;
 #pragma unroll 8
     for (int j = sg; j < S; j += SG) {
       const float w = wr[j];
@@ -344,6 +429,15 @@ __global__ void __launch_bounds__(THREADS, 2) ma_decode_kernel(DecodeParams p) {
           acc[i].w += w * v.w;
         }
       }
+    }
+    /* Remote partials: the same weighted sum; an empty one is not read. */
+#pragma unroll 4
+    for (int j = sg; j < p.nrem; j += SG) {
+      const float w = wr[S + j];
+      if (w == 0.f) continue;
+#pragma unroll
+      for (int i = 0; i < 4; i++)
+        if (i < NC) fma4(acc[i], w, load_remote4(p, j, mgrow, (ch0 + i * CH) * 4));
     }
   }
   if (SG > 1) { /* uniform over the CTA */
@@ -461,6 +555,11 @@ infsim_status launch(ik_cuda *c, const infsim_ma_decode_args *a, infsim_error *e
   p.context_tokens = a->context_tokens;
   p.out = a->out;
   p.lse = a->lse;
+  p.rows = rows;
+  p.nrem = a->num_remote;
+  p.rem_f16 = a->remote_dtype == INFSIM_KDTYPE_F16;
+  p.rem_out = a->remote_out;
+  p.rem_lse = a->remote_lse;
   if (cta_rows > 0x7fffffff) return infsim_fail(err, INFSIM_EINPUT, "kernels: ma_decode: too many requests x heads");
   kern<<<dim3((unsigned)cta_rows, (unsigned)splits), THREADS, SMEM_BYTES, c->stream>>>(p);
   IK_LAUNCHED();
