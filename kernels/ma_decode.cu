@@ -375,7 +375,7 @@ __global__ void __launch_bounds__(THREADS, 2) ma_decode_kernel(DecodeParams p) {
   const int S = p.splits;
   const int ST = S + p.nrem;      /* local splits, then remote partials */
   float *wsm = (float *)smem_raw; /* [nq][ST] weights, S <= 1024, nrem <= 64 */
-  float *rsum = wsm + 16 * S;     /* [16] sum of weights per row */
+  float *rsum = wsm + 16 * ST;    /* [16] sum of weights per row */
   float *rmax = rsum + 16;        /* [16] max LSE per row */
   float *part = rmax + 16;        /* [SG][nqp][D] sums of split groups > 0 */
   for (int rr = warp; rr < nq; rr += WARPS) {
