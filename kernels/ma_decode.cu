@@ -42,7 +42,14 @@ constexpr int D = 128;
 constexpr int WARPS = 4;
 constexpr int THREADS = WARPS * 32;
 constexpr int TILE = 16;   /* tokens per warp tile */
-constexpr int STAGES = 3;  /* per-warp pipeline depth */
+/* Per-warp pipeline depth. 3: two CTAs per SM (104 KiB of shared memory
+ * each); 2 (a build-time experiment, -DIK_DECODE_STAGES=2): three CTAs per
+ * SM, so that one CTA's prologue and epilogue overlap two others' streams. */
+#ifndef IK_DECODE_STAGES
+#define IK_DECODE_STAGES 3
+#endif
+constexpr int STAGES = IK_DECODE_STAGES;
+constexpr int CTAS_PER_SM = STAGES >= 3 ? 2 : 3;
 constexpr int TILE_ELEMS = TILE * D;
 constexpr int SMEM_PIPE_BYTES = WARPS * STAGES * 2 * TILE_ELEMS * 2; /* K and V, 16-bit */
 constexpr int SMEM_Q_BYTES = 16 * D * 2;
@@ -54,7 +61,7 @@ constexpr int MAX_REMOTE = INFSIM_KERNEL_MAX_REMOTE;
 constexpr int SMEM_RLSE_OFFSET = SMEM_PIPE_BYTES + SMEM_Q_BYTES + 16;
 constexpr int SMEM_BYTES = SMEM_RLSE_OFFSET + 16 * MAX_REMOTE * 4;
 /* Split merge: weights [16][splits + remote] + 32 floats + split-group sums. */
-constexpr int MAX_SPLITS = 1024;
+constexpr int MAX_SPLITS = STAGES >= 3 ? 1024 : 512;
 static_assert((16 * (MAX_SPLITS + MAX_REMOTE) + 32 + 4 * 2 * D) * 4 <= SMEM_PIPE_BYTES + SMEM_Q_BYTES,
               "split merge must fit in shared memory");
 /* Auto split choice (see launch): each split keeps >= 2 tiles per warp. */
@@ -92,9 +99,10 @@ __device__ __forceinline__ void load_tile(uint16_t *ks, uint16_t *vs, const uint
 }
 
 /* Four consecutive dims [x, x + 4) of remote partial j, row grow, as floats. */
+template <bool F16>
 __device__ __forceinline__ float4 load_remote4(const DecodeParams &p, int j, int64_t grow, int x) {
   const int64_t e = ((int64_t)j * p.rows + grow) * D + x;
-  if (!p.rem_f16) return __ldg((const float4 *)((const float *)p.rem_out + e));
+  if (!F16) return __ldg((const float4 *)((const float *)p.rem_out + e));
   const uint2 u = __ldg((const uint2 *)((const uint16_t *)p.rem_out + e));
   const float2 a = __half22float2(*(const __half2 *)&u.x), b = __half22float2(*(const __half2 *)&u.y);
   return make_float4(a.x, a.y, b.x, b.y);
@@ -107,8 +115,51 @@ __device__ __forceinline__ void fma4(float4 &acc, float w, const float4 &v) {
   acc.w += w * v.w;
 }
 
+/* acc[i] += w_j * remote_j[row grow, dims x0 + i * xstep ..+4] for the
+ * remote partials j = j0, j0 + jstep, ... (i < n chunks, n <= 4), with
+ * w_j = weight(j) (0 = empty or negligible: not added). The loads of four
+ * partials are issued before any is used, and unconditionally (the memory
+ * of an empty partial exists; its bytes, NaN say, are never added), so the
+ * added latency is one round trip per four partials, not one per partial
+ * (the first version, with the load behind the emptiness test: ~1 us per
+ * partial on an H200). Returns the sum of the weights. */
+template <bool F16, typename Weight>
+__device__ __forceinline__ float add_remote(const DecodeParams &p, int64_t grow, int j0, int jstep, int x0, int xstep,
+                                            int n, float4 *acc, Weight weight) {
+  float sum = 0.f;
+  for (int j = j0; j < p.nrem; j += 4 * jstep) {
+    float4 v[4][4];
+#pragma unroll
+    for (int u = 0; u < 4; u++)
+#pragma unroll
+      for (int i = 0; i < 4; i++)
+        if (i < n && j + u * jstep < p.nrem) v[u][i] = load_remote4<F16>(p, j + u * jstep, grow, x0 + i * xstep);
+#pragma unroll
+    for (int u = 0; u < 4; u++) {
+      if (j + u * jstep >= p.nrem) break;
+      const float w = weight(j + u * jstep);
+      sum += w;
+      if (w != 0.f)
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+          if (i < n) fma4(acc[i], w, v[u][i]);
+    }
+  }
+  return sum;
+}
+
+/* L2 prefetch of the remote partials' rows q0 .. q0 + nq - 1 of request r
+ * (adjacent: nq * D elements per partial), lines tid, tid + nthreads, .. */
+__device__ __forceinline__ void prefetch_remote(const DecodeParams &p, int64_t grow0, int nq, int tid, int nthreads) {
+  const int esz = p.rem_f16 ? 2 : 4, lines = nq * D * esz / 128;
+  for (int i = tid; i < lines * p.nrem; i += nthreads) {
+    const char *a = (const char *)p.rem_out + ((int64_t)(i / lines) * p.rows + grow0) * D * esz + (int64_t)(i % lines) * 128;
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
+  }
+}
+
 template <bool BF16>
-__global__ void __launch_bounds__(THREADS, 2) ma_decode_kernel(DecodeParams p) {
+__global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeParams p) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   uint16_t *pipe = (uint16_t *)smem_raw;
   uint16_t *qs = (uint16_t *)(smem_raw + SMEM_PIPE_BYTES);
@@ -131,23 +182,18 @@ __global__ void __launch_bounds__(THREADS, 2) ma_decode_kernel(DecodeParams p) {
   const int tok_end = min(ctx, tile_end * TILE);
 
   float *rlse = (float *)(smem_raw + SMEM_RLSE_OFFSET); /* [nq][nrem], one-split path */
+  const int64_t grow0 = r * p.h + q0;
   if (p.nrem > 0) {
-    /* Remote partials of this CTA's rows: LSEs to shared memory (read at
-     * the end of the one-split path), outputs into L2 by the first split's
-     * CTA, so that the merge's loads at the end hit L2. Rows q0 .. q0+nq-1
-     * of one request are adjacent: nq * D elements per partial. */
-    const int64_t grow0 = r * p.h + q0;
+    /* Remote partials of this CTA's rows. One split: LSEs to shared memory
+     * now (read at the end), outputs prefetched into L2 as each warp nears
+     * the end of its tiles (a prefetch at the start would be evicted by the
+     * KV streamed meanwhile). Several splits: the first split's CTA
+     * prefetches them for the last CTA's merge (split CTAs are short). */
     if (p.splits == 1)
       for (int i = threadIdx.x; i < nq * p.nrem; i += THREADS)
         rlse[i] = __ldg(p.rem_lse + (int64_t)(i % p.nrem) * p.rows + grow0 + i / p.nrem);
-    if (split == 0) {
-      const int esz = p.rem_f16 ? 2 : 4, lines = nq * D * esz / 128;
-      for (int i = threadIdx.x; i < lines * p.nrem; i += THREADS) {
-        const char *a = (const char *)p.rem_out + ((int64_t)(i / lines) * p.rows + grow0) * D * esz +
-                        (int64_t)(i % lines) * 128;
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
-      }
-    }
+    else if (split == 0)
+      prefetch_remote(p, grow0, nq, threadIdx.x, THREADS);
   }
 
   /* Q tile [16][D], rows past the group zero. */
@@ -188,8 +234,13 @@ __global__ void __launch_bounds__(THREADS, 2) ma_decode_kernel(DecodeParams p) {
 #pragma unroll
   for (int j = 0; j < STAGES - 1; j++) issue(j);
 
+  /* One split: this warp prefetches its quarter of the remote partials two
+   * tiles before its end (or now, if it has no more than two). */
+  const int prefetch_at = p.nrem > 0 && p.splits == 1 ? max(my_n - 2, 0) : -1;
+  if (prefetch_at == 0) prefetch_remote(p, grow0, nq, threadIdx.x, THREADS);
   for (int j = 0; j < my_n; j++) {
     __syncwarp();
+    if (j == prefetch_at && j > 0) prefetch_remote(p, grow0, nq, threadIdx.x, THREADS);
     issue(j + STAGES - 1);
     cp_async_wait<STAGES - 1>();
     __syncwarp();
@@ -323,18 +374,11 @@ __global__ void __launch_bounds__(THREADS, 2) ma_decode_kernel(DecodeParams p) {
         for (int j = 0; j < p.nrem; j++) M = fmaxf(M, rl[j]);
         if (M != -INFINITY) {
           const float wl = lse_nat == -INFINITY ? 0.f : __expf(lse_nat - M);
-          float sum = wl;
 #pragma unroll
           for (int i = 0; i < 4; i++) o4[i] = make_float4(o4[i].x * wl, o4[i].y * wl, o4[i].z * wl, o4[i].w * wl);
-#pragma unroll 4
-          for (int j = 0; j < p.nrem; j++) {
-            const float lj = rl[j];
-            if (lj == -INFINITY) continue;
-            const float w = __expf(lj - M);
-            sum += w;
-#pragma unroll
-            for (int i = 0; i < 4; i++) fma4(o4[i], w, load_remote4(p, j, grow, d0 + 4 * i));
-          }
+          auto weight = [&](int j) { return rl[j] == -INFINITY ? 0.f : __expf(rl[j] - M); };
+          const float sum = wl + (p.rem_f16 ? add_remote<true>(p, grow, 0, 1, d0, 4, 4, o4, weight)
+                                            : add_remote<false>(p, grow, 0, 1, d0, 4, 4, o4, weight));
           const float inv = 1.f / sum;
 #pragma unroll
           for (int i = 0; i < 4; i++) o4[i] = make_float4(o4[i].x * inv, o4[i].y * inv, o4[i].z * inv, o4[i].w * inv);
@@ -416,6 +460,15 @@ __global__ void __launch_bounds__(THREADS, 2) ma_decode_kernel(DecodeParams p) {
   if (mrow < nq) {
     const float4 *src = (const float4 *)(p.ws_out + mgrow * S * D);
     const float *wr = wsm + mrow * ST;
+    /* Remote partials: the same weighted sum (empty ones not added), one
+     * round trip per four partials before the splits' own. */
+    if (p.nrem > 0) {
+      auto weight = [&](int j) { return wr[S + j]; };
+      if (p.rem_f16)
+        add_remote<true>(p, mgrow, sg, SG, ch0 * 4, CH * 4, NC, acc, weight);
+      else
+        add_remote<false>(p, mgrow, sg, SG, ch0 * 4, CH * 4, NC, acc, weight);
+    }
 #pragma unroll 8
     for (int j = sg; j < S; j += SG) {
       const float w = wr[j];
@@ -429,15 +482,6 @@ __global__ void __launch_bounds__(THREADS, 2) ma_decode_kernel(DecodeParams p) {
           acc[i].w += w * v.w;
         }
       }
-    }
-    /* Remote partials: the same weighted sum; an empty one is not read. */
-#pragma unroll 4
-    for (int j = sg; j < p.nrem; j += SG) {
-      const float w = wr[S + j];
-      if (w == 0.f) continue;
-#pragma unroll
-      for (int i = 0; i < 4; i++)
-        if (i < NC) fma4(acc[i], w, load_remote4(p, j, mgrow, (ch0 + i * CH) * 4));
     }
   }
   if (SG > 1) { /* uniform over the CTA */

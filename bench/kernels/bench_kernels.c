@@ -732,6 +732,76 @@ static void bench_mixed(bench *b) {
   infsim_kernels_close(k2);
 }
 
+/* The flush method against the decode time it reports, paged 16-token
+ * blocks, 64/8 heads: "clean" = the library's flush (a 2x-L2 buffer
+ * overwritten, then read, untimed); "dirty" = overwritten only (the flush
+ * of earlier runs: the timed kernel pays the write-back of the dirty lines
+ * it evicts); "none" = no flush (KV of 1 GiB and more does not fit in L2
+ * anyway). Events around each call; median of 20. */
+static void bench_flush(bench *b) {
+  const int64_t shapes[][2] = {{32, 8192}, {256, 1024}, {8, 65536}, {1, 524288}, {128, 8192}};
+  const int64_t per_token = (int64_t)G70 * D * 2, limit = 4LL << 30;
+  void *kp = balloc(b, limit / 2), *vp = balloc(b, limit / 2);
+  bfill(b, kp, INFSIM_KDTYPE_BF16, limit / 4, 101);
+  bfill(b, vp, INFSIM_KDTYPE_BF16, limit / 4, 102);
+  void *q = balloc(b, 256 * H70 * D * 2), *out = balloc(b, 256 * H70 * D * 4), *lse = balloc(b, 256 * H70 * 4);
+  bfill(b, q, INFSIM_KDTYPE_BF16, 256 * H70 * D, 103);
+  const int64_t max_blocks = limit / 2 / per_token / 16, flush_bytes = 2 * b->dev.l2_bytes;
+  int32_t *ids = malloc(sizeof *ids * (size_t)max_blocks);
+  void *table = balloc(b, (int64_t)sizeof *ids * max_blocks), *ctx = balloc(b, 256 * 4);
+  void *fbuf = balloc(b, flush_bytes);
+  cudaStream_t s = infsim_kernels_native_stream(b->k);
+  cudaEvent_t e0, e1;
+  if (cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess) die("event", NULL);
+  for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+    const int64_t B = shapes[si][0], C = shapes[si][1], kv = 2 * B * C * per_token;
+    int32_t ctxs[256];
+    for (int i = 0; i < B; i++) ctxs[i] = (int32_t)C;
+    bupload(b, ctx, ctxs, B * 4);
+    shuffle_ids(ids, B * C / 16, (uint64_t)(B * 577 + C));
+    bupload(b, table, ids, B * C / 16 * 4);
+    infsim_ma_decode_args a = {.num_requests = (int32_t)B, .num_q_heads = H70, .num_kv_heads = G70, .head_dim = D,
+                               .block_tokens = 16, .dtype = INFSIM_KDTYPE_BF16, .q = q, .k_pool = kp, .v_pool = vp,
+                               .block_table = table, .block_table_stride = (int32_t)(C / 16),
+                               .context_tokens = ctx, .max_context_tokens = (int32_t)C,
+                               .softmax_scale = 0.08838834764f, .out = out, .lse = lse};
+    infsim_kernel_timing t = btime(b, infsim_kernel_op_ma_decode, &a, 20, true);
+    row_info r = {"decode_flush", "clean", "bf16", B, C, H70, G70, 16, 0, 0, 0, 0, 0, (double)kv, 0};
+    emit(b, &r, &t);
+    for (int v = 0; v < 2; v++) { /* dirty, none: timed here with events */
+      enum { REPS = 20 };
+      double ms[REPS];
+      infsim_error err;
+      for (int i = 0; i < REPS + 2; i++) {
+        if (v == 0 && cudaMemsetAsync(fbuf, i & 0xff, (size_t)flush_bytes, s) != cudaSuccess) die("memset", NULL);
+        if (cudaEventRecord(e0, s) != cudaSuccess) die("event", NULL);
+        if (infsim_kernels_ma_decode(b->k, &a, &err) != INFSIM_OK) die("decode", &err);
+        float f = 0;
+        if (cudaEventRecord(e1, s) != cudaSuccess || cudaEventSynchronize(e1) != cudaSuccess ||
+            cudaEventElapsedTime(&f, e0, e1) != cudaSuccess)
+          die("event", NULL);
+        if (i >= 2) ms[i - 2] = f;
+      }
+      for (int i = 1; i < REPS; i++) /* insertion sort: 20 values */
+        for (int j = i; j > 0 && ms[j] < ms[j - 1]; j--) {
+          double x = ms[j];
+          ms[j] = ms[j - 1];
+          ms[j - 1] = x;
+        }
+      infsim_kernel_timing tt = {.median_ms = 0.5 * (ms[9] + ms[10]), .min_ms = ms[0], .max_ms = ms[REPS - 1],
+                                 .p10_ms = ms[2], .p90_ms = ms[17], .repeats = REPS};
+      row_info rr = {"decode_flush", v == 0 ? "dirty" : "none", "bf16", B, C, H70, G70, 16, 0, 0, 0, 0, 0,
+                     (double)kv, 0};
+      emit(b, &rr, &tt);
+    }
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  free(ids);
+  void *all[] = {kp, vp, q, out, lse, table, ctx, fbuf};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) infsim_kernels_free(b->k, all[i]);
+}
+
 /* Whether the comma list `only` (NULL: everything) names kind. */
 static bool wants(const char *only, const char *kind) {
   if (!only) return true;
@@ -755,7 +825,7 @@ int main(int argc, char **argv) {
     else {
       fprintf(stderr,
               "usage: bench_kernels --out FILE.csv [--quick] [--only KINDS]\n"
-              "KINDS: a comma list of decode, merge, fused, mixed, prefill, gemm, copy, norm_rope, splits\n"
+              "KINDS: a comma list of decode, merge, fused, mixed, prefill, gemm, copy, norm_rope, flush, splits\n"
               "(splits: decode against fixed split counts at small batches, splits_big: at the\n"
               "1-4 GiB shapes; only when named).\n"
               "Times the CUDA kernels at LLaMA2-70B shapes; one CSV row per measurement.\n");
@@ -789,6 +859,7 @@ int main(int argc, char **argv) {
   if (wants(only, "norm_rope")) bench_norm_rope(&b);
   if (only && wants(only, "splits")) bench_splits(&b);
   if (only && wants(only, "splits_big")) bench_splits_big(&b);
+  if (wants(only, "flush")) bench_flush(&b);
   fclose(b.csv);
   infsim_kernels_close(b.k);
   return 0;

@@ -3,7 +3,7 @@
 # bin/ (bench_kernels, kernels_gpu_check, infsim built with CUDA), bench/ and
 # calibrate/ scripts, and .devlibs/ (runtime libraries the image lacks).
 #   device_call.sh STEPS...   steps: check, memcheck, racecheck, bench=KINDS,
-#                             torch, calib
+#                             bench2=KINDS (bin2/: a build-time variant), torch, calib
 # Writes under $OUT: run.log (everything), gpu_check.log, bench.log,
 # kernels.csv, summary.md, torch.log, sanitize.log, calib.tgz (at most 8).
 set -u
@@ -28,6 +28,8 @@ for step in "$@"; do
            echo "$step exit $?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Hazard|FAILED" "$out/sanitize.log" | tail -3 ;;
     bench=*) timeout 300 bin/bench_kernels --out "$out/ours.csv" --only "${step#bench=}" 2> "$out/bench.log"
            echo "bench exit $?"; grep -E "^fused|^mixed" "$out/bench.log" | head -0; tail -n 2 "$out/bench.log" ;;
+    bench2=*) timeout 200 bin2/bench_kernels --out "$out/ours2.csv" --only "${step#bench2=}" 2> "$out/bench2.log"
+           echo "bench2 exit $?"; tail -n 2 "$out/bench2.log" ;;
     torch) timeout 200 python3 bench/kernels/torch_ref.py --ours "$out/ours.csv" --out "$out/kernels.csv" \
              --summary "$out/summary.md" 2> "$out/torch.log" > /dev/null
            echo "torch_ref exit $?"; tail -n 3 "$out/torch.log" ;;

@@ -46,7 +46,10 @@ def timed(fn, repeats, flush=None):
     ms = []
     for _ in range(repeats):
         if flush is not None:
+            # Overwrite, then read (as bench_kernels' flush): the read leaves
+            # clean lines, so the timed call pays no write-back of the flush.
             flush.zero_()
+            flush.sum()
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         a.record()
         fn()
@@ -257,6 +260,20 @@ def write_summary(path, ours, torch_rows, name, drv, sm, mem):
                 share = 100 * fnum(f32b[0]["bytes"]) / kv if f32b else float("nan")
                 sep_us = fnum(sep[0]["median_ms"]) * 1e3 - base if sep else float("nan")
                 out.append(f"| {B} | {C} | {R} | {base:.1f} | {share:.3f}% | " + " | ".join(cells) + f" | {sep_us:.2f} |")
+    fl = get(ours, kernel="decode_flush")
+    if fl:
+        out += ["", "Flush method against the decode time it reports (paged, 64/8 heads): clean = overwrite then read "
+                "a 2x-L2 buffer (the library's flush), dirty = overwrite only (earlier runs), none = no flush. GB/s "
+                "(K+V once), % of the HBM spec.", "",
+                "| batch | context | clean us | GB/s | % | dirty us | GB/s | % | none us | GB/s | % |",
+                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in get(fl, variant="clean"):
+            cells = []
+            for v in ("clean", "dirty", "none"):
+                x = get(fl, variant=v, batch=r["batch"], context=r["context"])
+                g_ = fnum(x[0]["gbps"]) if x else float("nan")
+                cells += [f"{ms(x) * 1e3:.1f}", f"{g_:.0f}", f"{100 * g_ / spec:.1f}"]
+            out.append(f"| {r['batch']} | {r['context']} | " + " | ".join(cells) + " |")
     big = get(ours, kernel="decode_splits_big")
     if big:
         out += ["", "MA decode against fixed split counts at 1-4 GiB shapes (paged, 16-token blocks, 64/8 heads): "
