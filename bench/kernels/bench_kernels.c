@@ -64,10 +64,17 @@ static void bupload(bench *b, void *dst, const void *src, int64_t bytes) {
   if (infsim_kernels_upload(b->k, dst, src, bytes, &err) != INFSIM_OK) die("upload", &err);
 }
 
+/* Warm-up long enough (~30 ms of calls) for the clocks to leave their idle
+ * state: with 2 warm-up calls, the first point of each section (after
+ * seconds of host-side allocation and filling) ran 5-12% slow on an H200
+ * (kernels/NOTES.md version 10). */
 static infsim_kernel_timing btime(bench *b, infsim_kernel_op op, void *arg, int repeats, bool flush) {
-  infsim_time_opts o = {.warmup = 2, .repeats = repeats, .flush_l2 = flush};
+  infsim_time_opts probe = {.warmup = 1, .repeats = 1, .flush_l2 = flush};
   infsim_kernel_timing t;
   infsim_error err;
+  if (infsim_kernels_time_ms(b->k, op, arg, &probe, &t, &err) != INFSIM_OK) die("time", &err);
+  int warm = t.median_ms > 0 ? (int)(30.0 / t.median_ms) : 200;
+  infsim_time_opts o = {.warmup = warm < 2 ? 2 : (warm > 200 ? 200 : warm), .repeats = repeats, .flush_l2 = flush};
   if (infsim_kernels_time_ms(b->k, op, arg, &o, &t, &err) != INFSIM_OK) die("time", &err);
   return t;
 }
