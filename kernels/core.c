@@ -37,7 +37,7 @@ bool infsim_kernel_backend_parse(const char *name, infsim_kernel_backend *out) {
   return false;
 }
 
-size_t infsim_kdtype_bytes(infsim_kdtype t) { return t == INFSIM_KDTYPE_F32 ? 4 : 2; }
+size_t infsim_kdtype_bytes(infsim_kdtype t) { return ik_dtype_bytes(t); }
 
 const char *infsim_gemm_kind_name(infsim_gemm_kind kind) {
   static const char *const names[INFSIM_GEMM_KINDS] = {"qkv", "o", "gate_up", "down"};
@@ -51,11 +51,7 @@ uint16_t infsim_float_to_bf16(float f) { return ik_f32_to_bf16(f); }
 
 void infsim_kernels_fill_random_host(void *host, infsim_kdtype dtype, int64_t count, uint64_t seed, float lo,
                                      float hi) {
-  float span = hi - lo;
-  for (int64_t i = 0; i < count; i++) {
-    float prod = span * ik_uniform_u(seed, i);
-    ik_store(host, dtype, i, lo + prod);
-  }
+  ik_fill_random_host(host, dtype, count, seed, lo, hi);
 }
 
 bool infsim_kernels_cuda_available(void) { return ik_cuda_usable(); }
@@ -182,6 +178,16 @@ infsim_status infsim_kernels_ma_decode(infsim_kernels *k, const infsim_ma_decode
   if (!a->q || !a->context_tokens || !a->out || !a->lse ||
       (a->max_context_tokens > 0 && (!a->k_pool || !a->v_pool || !a->block_table)))
     return infsim_fail(err, INFSIM_EINPUT, "kernels: ma_decode: NULL buffer");
+  if (a->num_remote < 0 || a->num_remote > INFSIM_KERNEL_MAX_REMOTE)
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: ma_decode: num_remote %d must be in 0..%d", a->num_remote,
+                       INFSIM_KERNEL_MAX_REMOTE);
+  if (a->num_remote > 0) {
+    if (a->remote_dtype != INFSIM_KDTYPE_F32 && a->remote_dtype != INFSIM_KDTYPE_F16)
+      return infsim_fail(err, INFSIM_EINPUT, "kernels: ma_decode: remote_dtype must be f32 or f16");
+    if (!a->remote_out || !a->remote_lse)
+      return infsim_fail(err, INFSIM_EINPUT, "kernels: ma_decode: num_remote %d with NULL remote_out or remote_lse",
+                         a->num_remote);
+  }
   return k->ops->ma_decode(k->self, a, err);
 }
 

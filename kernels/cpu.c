@@ -69,7 +69,7 @@ static infsim_status cpu_fill(void *self, void *buf, infsim_kdtype t, int64_t n,
                               infsim_error *err) {
   (void)self;
   (void)err;
-  infsim_kernels_fill_random_host(buf, t, n, seed, lo, hi);
+  ik_fill_random_host(buf, t, n, seed, lo, hi);
   return INFSIM_OK;
 }
 

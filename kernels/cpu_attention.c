@@ -5,7 +5,8 @@
 ** kernels are checked against, and what the CPU calibration backend times.
 **
 ** Invariants: an empty KV range gives lse = -inf and a zero output; the merge
-** never forms (-inf) - (-inf), so all-empty partials give zeros, not NaN.
+** (stand-alone, and of remote partials inside MA decode) never forms
+** (-inf) - (-inf), so all-empty partials give zeros, not NaN.
 */
 #include <assert.h>
 #include <stdlib.h>
@@ -44,6 +45,31 @@ static float attend(const float *q, const void *k_pool, const void *v_pool, infs
   return m + logf(l);
 }
 
+/* Merges the remote partials of `row` into its local result (out, *lse) in
+ * place: weights exp(lse_j - max) over the local and remote LSEs, empty
+ * (-inf) partials neutral, all-empty left as zeros and -inf. */
+static void merge_remote(const infsim_ma_decode_args *a, int64_t rows, int64_t row, float *out, float *lse) {
+  enum { D = INFSIM_KERNEL_HEAD_DIM };
+  float m = *lse;
+  for (int32_t j = 0; j < a->num_remote; j++) {
+    float l = a->remote_lse[(int64_t)j * rows + row];
+    if (l > m) m = l;
+  }
+  if (m == -INFINITY) return; /* every partial empty: zeros and -inf already */
+  float wl = *lse == -INFINITY ? 0.0f : expf(*lse - m);
+  float sum = wl, acc[D];
+  for (int d = 0; d < D; d++) acc[d] = wl * out[d];
+  for (int32_t j = 0; j < a->num_remote; j++) {
+    float l = a->remote_lse[(int64_t)j * rows + row];
+    if (l == -INFINITY) continue;
+    float w = expf(l - m);
+    sum += w;
+    for (int d = 0; d < D; d++) acc[d] += w * ik_load(a->remote_out, a->remote_dtype, ((int64_t)j * rows + row) * D + d);
+  }
+  for (int d = 0; d < D; d++) out[d] = acc[d] / sum;
+  *lse = m + logf(sum);
+}
+
 infsim_status ik_cpu_ma_decode(void *self, const infsim_ma_decode_args *a, infsim_error *err) {
   (void)self;
   enum { D = INFSIM_KERNEL_HEAD_DIM };
@@ -64,6 +90,8 @@ infsim_status ik_cpu_ma_decode(void *self, const infsim_ma_decode_args *a, infsi
       for (int d = 0; d < D; d++) q[d] = ik_load(a->q, a->dtype, row * D + d);
       a->lse[row] = attend(q, a->k_pool, a->v_pool, a->dtype, table, a->block_tokens, a->num_kv_heads,
                            h / group, n, a->softmax_scale, scores, a->out + row * D);
+      if (a->num_remote > 0)
+        merge_remote(a, (int64_t)a->num_requests * a->num_q_heads, row, a->out + row * D, &a->lse[row]);
     }
   }
   free(scores);
@@ -117,7 +145,7 @@ infsim_status ik_cpu_prefill(void *self, const infsim_prefill_args *a, infsim_er
       for (int32_t kh = 0; kh < g; kh++) {
         int64_t dst = pool_index(table[tok / bt], kh, g, bt, (int32_t)(tok % bt));
         int64_t src = (((int64_t)r * a->new_tokens + i) * g + kh) * D;
-        size_t bytes = infsim_kdtype_bytes(a->dtype) * D;
+        size_t bytes = ik_dtype_bytes(a->dtype) * D;
         memcpy((char *)a->k_pool + dst * 2, (const char *)a->k_new + src * 2, bytes);
         memcpy((char *)a->v_pool + dst * 2, (const char *)a->v_new + src * 2, bytes);
       }

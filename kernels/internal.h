@@ -5,7 +5,13 @@
 ** A backend is a table of function pointers plus a `self` (ggml style):
 ** core.c validates every argument struct once, then calls the table, so a
 ** backend may assume valid arguments (head_dim 128, block_tokens % 16 == 0,
-** h % g == 0, non-NULL buffers). The scalar helpers below are `static
+** h % g == 0, non-NULL buffers).
+**
+** Dependencies run one way: core.c (the public API) -> a backend's table
+** -> this header. A backend (cpu*.c, cuda*.cu) never calls an infsim_kernels_*
+** function: what both sides need (conversions, the random fill, dtype
+** sizes) lives here as inline helpers, and core.c reaches the backends only
+** through ik_cpu_backend() / ik_cuda_backend(). The scalar helpers below are `static
 ** inline` and marked host+device under nvcc so that the CPU reference and
 ** the CUDA kernels round fp16/bf16 and draw random inputs bit-identically.
 */
@@ -116,6 +122,20 @@ IK_HD uint64_t ik_mix64(uint64_t x) {
 IK_HD float ik_uniform_u(uint64_t seed, int64_t i) {
   uint64_t x = ik_mix64(seed ^ ik_mix64((uint64_t)i));
   return (float)(x >> 40) * 5.9604644775390625e-8f;
+}
+
+/* Element size of a dtype (public: infsim_kdtype_bytes). */
+IK_HD size_t ik_dtype_bytes(infsim_kdtype t) { return t == INFSIM_KDTYPE_F32 ? 4 : 2; }
+
+/* The host fill that infsim_kernels_fill_random_host exposes and the CPU
+ * backend runs: the same per-element function as the CUDA fill kernel. */
+static inline void ik_fill_random_host(void *host, infsim_kdtype t, int64_t count, uint64_t seed, float lo,
+                                       float hi) {
+  float span = hi - lo;
+  for (int64_t i = 0; i < count; i++) {
+    float prod = span * ik_uniform_u(seed, i);
+    ik_store(host, t, i, lo + prod);
+  }
 }
 
 /* ---- backend table ---------------------------------------------------- */

@@ -23,6 +23,15 @@
 ** bumps a per-(request, head group) counter; the CTA that arrives last
 ** merges all splits (weights exp(lse_j - max), empty splits neutral) and
 ** resets the counter to 0 for the next launch.
+**
+** Remote partials (DistAttention's owner merging what the holders of the
+** rest of a request's KV sent, fp32 or fp16 outputs): no launch of their
+** own. With splits, the last CTA's split merge takes them as extra entries
+** beside the local splits (one weight pass, one accumulation pass). With
+** one split, each CTA stages its rows' remote LSEs in shared memory while
+** it loads Q and prefetches their outputs into L2, then folds them into its
+** result before the single store. An empty partial (LSE -inf) is never
+** read, so whatever bytes it holds cannot reach the output.
 */
 #include "cuda_common.cuh"
 #include "mma_util.cuh"
@@ -33,17 +42,27 @@ constexpr int D = 128;
 constexpr int WARPS = 4;
 constexpr int THREADS = WARPS * 32;
 constexpr int TILE = 16;   /* tokens per warp tile */
-constexpr int STAGES = 3;  /* per-warp pipeline depth */
+/* Per-warp pipeline depth. 3: two CTAs per SM (104 KiB of shared memory
+ * each); 2 (a build-time experiment, -DIK_DECODE_STAGES=2): three CTAs per
+ * SM, so that one CTA's prologue and epilogue overlap two others' streams. */
+#ifndef IK_DECODE_STAGES
+#define IK_DECODE_STAGES 3
+#endif
+constexpr int STAGES = IK_DECODE_STAGES;
+constexpr int CTAS_PER_SM = STAGES >= 3 ? 2 : 3;
 constexpr int TILE_ELEMS = TILE * D;
 constexpr int SMEM_PIPE_BYTES = WARPS * STAGES * 2 * TILE_ELEMS * 2; /* K and V, 16-bit */
 constexpr int SMEM_Q_BYTES = 16 * D * 2;
 /* End-of-CTA merge reuses the pipeline area: per warp O[16][D] + m[16] + l[16] floats. */
 constexpr int SMEM_MERGE_BYTES = WARPS * (16 * D + 32) * 4;
 static_assert(SMEM_MERGE_BYTES <= SMEM_PIPE_BYTES, "merge area must fit in the pipeline area");
-constexpr int SMEM_BYTES = SMEM_PIPE_BYTES + SMEM_Q_BYTES + 16;
-/* Split merge: weights [16][splits] + 32 floats + split-group sums. */
-constexpr int MAX_SPLITS = 1024;
-static_assert((16 * MAX_SPLITS + 32 + 4 * 2 * D) * 4 <= SMEM_PIPE_BYTES + SMEM_Q_BYTES,
+constexpr int MAX_REMOTE = INFSIM_KERNEL_MAX_REMOTE;
+/* Pipeline, Q tile, the last-CTA flag (16 bytes), remote LSEs [16][MAX_REMOTE]. */
+constexpr int SMEM_RLSE_OFFSET = SMEM_PIPE_BYTES + SMEM_Q_BYTES + 16;
+constexpr int SMEM_BYTES = SMEM_RLSE_OFFSET + 16 * MAX_REMOTE * 4;
+/* Split merge: weights [16][splits + remote] + 32 floats + split-group sums. */
+constexpr int MAX_SPLITS = STAGES >= 3 ? 1024 : 512;
+static_assert((16 * (MAX_SPLITS + MAX_REMOTE) + 32 + 4 * 2 * D) * 4 <= SMEM_PIPE_BYTES + SMEM_Q_BYTES,
               "split merge must fit in shared memory");
 /* Auto split choice (see launch): each split keeps >= 2 tiles per warp. */
 constexpr int MIN_SPLIT_TILES = 2 * WARPS;
@@ -57,6 +76,10 @@ struct DecodeParams {
   float *out, *lse;
   float *ws_out, *ws_lse;  /* [row][split][D], [row][split] */
   unsigned *counters;      /* [request][kv head][head group] */
+  const void *rem_out;     /* [nrem][rows][D], fp32 or fp16 (rem_f16) */
+  const float *rem_lse;    /* [nrem][rows] */
+  int64_t rows;            /* requests * h */
+  int nrem, rem_f16;
   int64_t bt_stride;
   int h, g, group, qgroups, bt, splits;
   float scale_log2;
@@ -75,8 +98,68 @@ __device__ __forceinline__ void load_tile(uint16_t *ks, uint16_t *vs, const uint
   }
 }
 
+/* Four consecutive dims [x, x + 4) of remote partial j, row grow, as floats. */
+template <bool F16>
+__device__ __forceinline__ float4 load_remote4(const DecodeParams &p, int j, int64_t grow, int x) {
+  const int64_t e = ((int64_t)j * p.rows + grow) * D + x;
+  if (!F16) return __ldg((const float4 *)((const float *)p.rem_out + e));
+  const uint2 u = __ldg((const uint2 *)((const uint16_t *)p.rem_out + e));
+  const float2 a = __half22float2(*(const __half2 *)&u.x), b = __half22float2(*(const __half2 *)&u.y);
+  return make_float4(a.x, a.y, b.x, b.y);
+}
+
+__device__ __forceinline__ void fma4(float4 &acc, float w, const float4 &v) {
+  acc.x += w * v.x;
+  acc.y += w * v.y;
+  acc.z += w * v.z;
+  acc.w += w * v.w;
+}
+
+/* acc[i] += w_j * remote_j[row grow, dims x0 + i * xstep ..+4] for the
+ * remote partials j = j0, j0 + jstep, ... (i < n chunks, n <= 4), with
+ * w_j = weight(j) (0 = empty or negligible: not added). The loads of four
+ * partials are issued before any is used, and unconditionally (the memory
+ * of an empty partial exists; its bytes, NaN say, are never added), so the
+ * added latency is one round trip per four partials, not one per partial
+ * (the first version, with the load behind the emptiness test: ~1 us per
+ * partial on an H200). Returns the sum of the weights. */
+template <bool F16, typename Weight>
+__device__ __forceinline__ float add_remote(const DecodeParams &p, int64_t grow, int j0, int jstep, int x0, int xstep,
+                                            int n, float4 *acc, Weight weight) {
+  float sum = 0.f;
+  for (int j = j0; j < p.nrem; j += 4 * jstep) {
+    float4 v[4][4];
+#pragma unroll
+    for (int u = 0; u < 4; u++)
+#pragma unroll
+      for (int i = 0; i < 4; i++)
+        if (i < n && j + u * jstep < p.nrem) v[u][i] = load_remote4<F16>(p, j + u * jstep, grow, x0 + i * xstep);
+#pragma unroll
+    for (int u = 0; u < 4; u++) {
+      if (j + u * jstep >= p.nrem) break;
+      const float w = weight(j + u * jstep);
+      sum += w;
+      if (w != 0.f)
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+          if (i < n) fma4(acc[i], w, v[u][i]);
+    }
+  }
+  return sum;
+}
+
+/* L2 prefetch of the remote partials' rows q0 .. q0 + nq - 1 of request r
+ * (adjacent: nq * D elements per partial), lines tid, tid + nthreads, .. */
+__device__ __forceinline__ void prefetch_remote(const DecodeParams &p, int64_t grow0, int nq, int tid, int nthreads) {
+  const int esz = p.rem_f16 ? 2 : 4, lines = nq * D * esz / 128;
+  for (int i = tid; i < lines * p.nrem; i += nthreads) {
+    const char *a = (const char *)p.rem_out + ((int64_t)(i / lines) * p.rows + grow0) * D * esz + (int64_t)(i % lines) * 128;
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
+  }
+}
+
 template <bool BF16>
-__global__ void __launch_bounds__(THREADS, 2) ma_decode_kernel(DecodeParams p) {
+__global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeParams p) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   uint16_t *pipe = (uint16_t *)smem_raw;
   uint16_t *qs = (uint16_t *)(smem_raw + SMEM_PIPE_BYTES);
@@ -97,6 +180,21 @@ __global__ void __launch_bounds__(THREADS, 2) ma_decode_kernel(DecodeParams p) {
   const int tile_begin = split * tiles_per_split;
   const int tile_end = min(ntiles_req, tile_begin + tiles_per_split);
   const int tok_end = min(ctx, tile_end * TILE);
+
+  float *rlse = (float *)(smem_raw + SMEM_RLSE_OFFSET); /* [nq][nrem], one-split path */
+  const int64_t grow0 = r * p.h + q0;
+  if (p.nrem > 0) {
+    /* Remote partials of this CTA's rows. One split: LSEs to shared memory
+     * now (read at the end), outputs prefetched into L2 as each warp nears
+     * the end of its tiles (a prefetch at the start would be evicted by the
+     * KV streamed meanwhile). Several splits: the first split's CTA
+     * prefetches them for the last CTA's merge (split CTAs are short). */
+    if (p.splits == 1)
+      for (int i = threadIdx.x; i < nq * p.nrem; i += THREADS)
+        rlse[i] = __ldg(p.rem_lse + (int64_t)(i % p.nrem) * p.rows + grow0 + i / p.nrem);
+    else if (split == 0)
+      prefetch_remote(p, grow0, nq, threadIdx.x, THREADS);
+  }
 
   /* Q tile [16][D], rows past the group zero. */
   for (int c = threadIdx.x; c < 16 * D / 8; c += THREADS) {
@@ -136,8 +234,13 @@ __global__ void __launch_bounds__(THREADS, 2) ma_decode_kernel(DecodeParams p) {
 #pragma unroll
   for (int j = 0; j < STAGES - 1; j++) issue(j);
 
+  /* One split: this warp prefetches its quarter of the remote partials two
+   * tiles before its end (or now, if it has no more than two). */
+  const int prefetch_at = p.nrem > 0 && p.splits == 1 ? max(my_n - 2, 0) : -1;
+  if (prefetch_at == 0) prefetch_remote(p, grow0, nq, threadIdx.x, THREADS);
   for (int j = 0; j < my_n; j++) {
     __syncwarp();
+    if (j == prefetch_at && j > 0) prefetch_remote(p, grow0, nq, threadIdx.x, THREADS);
     issue(j + STAGES - 1);
     cp_async_wait<STAGES - 1>();
     __syncwarp();
@@ -258,10 +361,33 @@ __global__ void __launch_bounds__(THREADS, 2) ma_decode_kernel(DecodeParams p) {
 
   if (p.splits == 1) {
     if (row < nq) {
+      float4 o4[4];
 #pragma unroll
-      for (int x = 0; x < 16; x += 4)
-        *(float4 *)(p.out + grow * D + d0 + x) = make_float4(res[x], res[x + 1], res[x + 2], res[x + 3]);
-      if (d0 == 0) p.lse[grow] = lse_nat;
+      for (int i = 0; i < 4; i++) o4[i] = make_float4(res[4 * i], res[4 * i + 1], res[4 * i + 2], res[4 * i + 3]);
+      float lse_out = lse_nat;
+      if (p.nrem > 0) {
+        /* Merge with the remote partials: weights exp(lse - M) over the
+         * local and remote LSEs (natural log), empty ones neither weighted
+         * nor read. */
+        const float *rl = rlse + row * p.nrem;
+        float M = lse_nat;
+        for (int j = 0; j < p.nrem; j++) M = fmaxf(M, rl[j]);
+        if (M != -INFINITY) {
+          const float wl = lse_nat == -INFINITY ? 0.f : __expf(lse_nat - M);
+#pragma unroll
+          for (int i = 0; i < 4; i++) o4[i] = make_float4(o4[i].x * wl, o4[i].y * wl, o4[i].z * wl, o4[i].w * wl);
+          auto weight = [&](int j) { return rl[j] == -INFINITY ? 0.f : __expf(rl[j] - M); };
+          const float sum = wl + (p.rem_f16 ? add_remote<true>(p, grow, 0, 1, d0, 4, 4, o4, weight)
+                                            : add_remote<false>(p, grow, 0, 1, d0, 4, 4, o4, weight));
+          const float inv = 1.f / sum;
+#pragma unroll
+          for (int i = 0; i < 4; i++) o4[i] = make_float4(o4[i].x * inv, o4[i].y * inv, o4[i].z * inv, o4[i].w * inv);
+          lse_out = M + __logf(sum);
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < 4; i++) *(float4 *)(p.out + grow * D + d0 + 4 * i) = o4[i];
+      if (d0 == 0) p.lse[grow] = lse_out;
     }
     return;
   }
@@ -291,21 +417,24 @@ __global__ void __launch_bounds__(THREADS, 2) ma_decode_kernel(DecodeParams p) {
    * rather than one thread per 16 dims walking the splits with a
    * dependent LSE load per step (the previous version). */
   const int S = p.splits;
-  float *wsm = (float *)smem_raw; /* [nq][S] weights, S <= 1024 */
-  float *rsum = wsm + 16 * S;     /* [16] sum of weights per row */
+  const int ST = S + p.nrem;      /* local splits, then remote partials */
+  float *wsm = (float *)smem_raw; /* [nq][ST] weights, S <= 1024, nrem <= 64 */
+  float *rsum = wsm + 16 * ST;    /* [16] sum of weights per row */
   float *rmax = rsum + 16;        /* [16] max LSE per row */
   float *part = rmax + 16;        /* [SG][nqp][D] sums of split groups > 0 */
   for (int rr = warp; rr < nq; rr += WARPS) {
-    const float *lrow = p.ws_lse + (r * p.h + q0 + rr) * S;
+    const int64_t wgrow = r * p.h + q0 + rr;
+    const float *lrow = p.ws_lse + wgrow * S;
     float mx = -INFINITY;
-    for (int j = lane; j < S; j += 32) mx = fmaxf(mx, __ldcg(lrow + j));
+    for (int j = lane; j < ST; j += 32)
+      mx = fmaxf(mx, j < S ? __ldcg(lrow + j) : __ldg(p.rem_lse + (int64_t)(j - S) * p.rows + wgrow));
 #pragma unroll
     for (int off = 16; off; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
     float sm = 0.f;
-    for (int j = lane; j < S; j += 32) {
-      const float lj = __ldcg(lrow + j);
+    for (int j = lane; j < ST; j += 32) {
+      const float lj = j < S ? __ldcg(lrow + j) : __ldg(p.rem_lse + (int64_t)(j - S) * p.rows + wgrow);
       const float w = (mx == -INFINITY || lj == -INFINITY) ? 0.f : __expf(lj - mx);
-      wsm[rr * S + j] = w;
+      wsm[rr * ST + j] = w;
       sm += w;
     }
 #pragma unroll
@@ -330,7 +459,16 @@ __global__ void __launch_bounds__(THREADS, 2) ma_decode_kernel(DecodeParams p) {
   const int64_t mgrow = r * p.h + q0 + mrow;
   if (mrow < nq) {
     const float4 *src = (const float4 *)(p.ws_out + mgrow * S * D);
-    const float *wr = wsm + mrow * S;
+    const float *wr = wsm + mrow * ST;
+    /* Remote partials: the same weighted sum (empty ones not added), one
+     * round trip per four partials before the splits' own. */
+    if (p.nrem > 0) {
+      auto weight = [&](int j) { return wr[S + j]; };
+      if (p.rem_f16)
+        add_remote<true>(p, mgrow, sg, SG, ch0 * 4, CH * 4, NC, acc, weight);
+      else
+        add_remote<false>(p, mgrow, sg, SG, ch0 * 4, CH * 4, NC, acc, weight);
+    }
 #pragma unroll 8
     for (int j = sg; j < S; j += SG) {
       const float w = wr[j];
@@ -461,6 +599,11 @@ infsim_status launch(ik_cuda *c, const infsim_ma_decode_args *a, infsim_error *e
   p.context_tokens = a->context_tokens;
   p.out = a->out;
   p.lse = a->lse;
+  p.rows = rows;
+  p.nrem = a->num_remote;
+  p.rem_f16 = a->remote_dtype == INFSIM_KDTYPE_F16;
+  p.rem_out = a->remote_out;
+  p.rem_lse = a->remote_lse;
   if (cta_rows > 0x7fffffff) return infsim_fail(err, INFSIM_EINPUT, "kernels: ma_decode: too many requests x heads");
   kern<<<dim3((unsigned)cta_rows, (unsigned)splits), THREADS, SMEM_BYTES, c->stream>>>(p);
   IK_LAUNCHED();

@@ -7,6 +7,9 @@
 ** - the LSE merge: random splits of a context (empty pieces included) merge
 **   to one-shot attention, extreme logits (+-1e4) stay finite, all-empty
 **   gives zeros and -inf, and merging is associative;
+** - MA decode with remote partials merged in the same call (fp32 and fp16
+**   partials, random splits, empty ones holding NaN) against one-shot
+**   float64 attention;
 ** - GEMM against float64, block copies bit-exact, GEMM shapes of LLaMA2-70B
 **   on 8 GPUs by hand, argument checks, and the timing function's ordering;
 ** - per-head RMSNorm + RoPE against float64 (each stage and both), with
@@ -317,6 +320,105 @@ static void test_merge_edge_cases(void **state) {
   }
   assert_true(fabsf(lse[2] - (1e4f + logf(2.0f))) < 2e-3f); /* float spacing at 1e4 is 1e-3 */
   assert_true(fabsf(lse[3] - (0.5f + logf(3.0f))) < 1e-6f);
+}
+
+/* The owner's MA decode with the holders' partials merged in the same call:
+ * random block cuts of every request's context; piece 0 is the owner's
+ * local KV, pieces 1.. are holders' partials (computed by MA decode over
+ * their slices, then stored as rdt). The fused result must equal one-shot
+ * float64 attention over the whole context. Empty partials (LSE -inf) hold
+ * NaN outputs: they must be neither weighted nor read. Request 1 has no KV
+ * at all: zeros and -inf. */
+static void check_fused_remote(infsim_kernels *k, infsim_kdtype rdt, int pieces, uint64_t seed) {
+  kvcache c;
+  kv_make(&c, INFSIM_KDTYPE_BF16, 3, 8, 2, 16, 900, seed);
+  c.ctx[1] = 0;
+  const int64_t rows = (int64_t)c.reqs * c.h;
+  const float scale = 0.0883883f;
+  int32_t *cuts = malloc(sizeof *cuts * (size_t)(c.reqs * (pieces + 1)));
+  srand((unsigned)seed * 17u);
+  for (int32_t r = 0; r < c.reqs; r++) {
+    int32_t *cr = cuts + r * (pieces + 1);
+    cr[0] = 0;
+    cr[pieces] = c.stride;
+    for (int j = 1; j < pieces; j++) cr[j] = rand() % (c.stride + 1);
+    for (int x = 1; x < pieces; x++)
+      for (int y = x + 1; y < pieces; y++)
+        if (cr[y] < cr[x]) {
+          int32_t t = cr[x];
+          cr[x] = cr[y];
+          cr[y] = t;
+        }
+  }
+  float *po = malloc(sizeof *po * (size_t)(pieces * rows * D)), *pl = malloc(sizeof *pl * (size_t)(pieces * rows));
+  for (int j = 0; j < pieces; j++) decode_piece(k, &c, cuts, pieces, j, scale, po + j * rows * D, pl + j * rows);
+  /* Remote partials 1.. in rdt; NaN where empty. */
+  const int nrem = pieces - 1;
+  const size_t es = infsim_kdtype_bytes(rdt);
+  unsigned char *ro = malloc(es * (size_t)(nrem * rows * D) + 1);
+  for (int64_t i = 0; i < nrem * rows; i++)
+    for (int d = 0; d < D; d++) {
+      float v = pl[rows + i] == -INFINITY ? NAN : po[(rows + i) * D + d];
+      if (rdt == INFSIM_KDTYPE_F32)
+        memcpy(ro + 4 * (i * D + d), &v, 4);
+      else {
+        uint16_t h = infsim_float_to_f16(v);
+        memcpy(ro + 2 * (i * D + d), &h, 2);
+      }
+    }
+  /* The owner: piece 0's sub-context, the whole table (cut 0 is block 0). */
+  int32_t *lctx = malloc(sizeof *lctx * (size_t)c.reqs);
+  for (int32_t r = 0; r < c.reqs; r++) {
+    int64_t hi = (int64_t)cuts[r * (pieces + 1) + 1] * c.bt;
+    lctx[r] = (int32_t)(hi < c.ctx[r] ? hi : c.ctx[r]);
+  }
+  kvcache own = c;
+  own.ctx = lctx;
+  float *out = malloc(sizeof *out * (size_t)(rows * D)), *lse = malloc(sizeof *lse * (size_t)rows);
+  memset(out, 0xff, sizeof *out * (size_t)(rows * D));
+  infsim_ma_decode_args a = decode_args(&own, scale, out, lse);
+  a.max_context_tokens = c.stride * c.bt;
+  a.num_remote = nrem;
+  a.remote_dtype = rdt;
+  a.remote_out = ro;
+  a.remote_lse = pl + rows;
+  infsim_error err;
+  must(infsim_kernels_ma_decode(k, &a, &err), &err);
+  const double bound = rdt == INFSIM_KDTYPE_F32 ? 1e-4 : 2e-3; /* fp16: 11 significant bits per partial */
+  double ref[D];
+  for (int32_t r = 0; r < c.reqs; r++)
+    for (int32_t hh = 0; hh < c.h; hh++) {
+      const int64_t row = (int64_t)r * c.h + hh;
+      double l = naive(&c, r, hh, 0, c.ctx[r], scale, ref);
+      double e = rel_err(out + row * D, ref, D);
+      if (e > bound || !(fabs(lse[row] - l) <= 1e-5 * (1 + fabs(l)) || (isinf(l) && lse[row] == l)))
+        fail_msg("fused merge %s, %d pieces, r=%d h=%d: out err %.3g, lse %.9g vs %.9g (seed %llu)",
+                 rdt == INFSIM_KDTYPE_F32 ? "f32" : "f16", pieces, r, hh, e, lse[row], l, (unsigned long long)seed);
+    }
+  for (int64_t x = 0; x < c.h * D; x++) assert_true(out[c.h * D + x] == 0.0f); /* request 1: no KV anywhere */
+  free(cuts), free(po), free(pl), free(ro), free(lctx), free(out), free(lse);
+  kv_free(&c);
+}
+
+static void test_decode_merges_remote_partials(void **state) {
+  for (uint64_t s = 1; s <= 4; s++) {
+    check_fused_remote(*state, INFSIM_KDTYPE_F32, 1 + (int)s, s);
+    check_fused_remote(*state, INFSIM_KDTYPE_F16, 2 + (int)s * 2, 100 + s);
+  }
+  /* Bad remote arguments. */
+  kvcache c;
+  kv_make(&c, INFSIM_KDTYPE_BF16, 1, 2, 2, 16, 32, 1);
+  float out[2 * D], lse[2], rl[2] = {0, 0};
+  infsim_ma_decode_args a = decode_args(&c, 0.1f, out, lse);
+  infsim_error err;
+  a.num_remote = 1;
+  assert_int_equal(infsim_kernels_ma_decode(*state, &a, &err), INFSIM_EINPUT); /* NULL partials */
+  a.remote_out = out, a.remote_lse = rl, a.remote_dtype = INFSIM_KDTYPE_BF16;
+  assert_int_equal(infsim_kernels_ma_decode(*state, &a, &err), INFSIM_EINPUT);
+  a.remote_dtype = INFSIM_KDTYPE_F32, a.num_remote = INFSIM_KERNEL_MAX_REMOTE + 1;
+  assert_int_equal(infsim_kernels_ma_decode(*state, &a, &err), INFSIM_EINPUT);
+  assert_non_null(strstr(err.msg, "num_remote"));
+  kv_free(&c);
 }
 
 /* merge(merge(A, B), C) = merge(A, merge(B, C)) = merge(A, B, C). */
@@ -635,6 +737,7 @@ int main(void) {
       cmocka_unit_test(test_extreme_logits_stay_finite),
       cmocka_unit_test(test_merge_edge_cases),
       cmocka_unit_test(test_merge_is_associative),
+      cmocka_unit_test(test_decode_merges_remote_partials),
       cmocka_unit_test(test_prefill_matches_float64),
       cmocka_unit_test(test_gemm_matches_float64),
       cmocka_unit_test(test_gemm_shapes_llama2_70b_tp8),

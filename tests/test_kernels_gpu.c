@@ -315,9 +315,105 @@ static void test_holders_merge_to_one_shot(void **state) {
   double e = rel_err(o2, o1, R * H * D);
   if (e > 1e-2) fail_msg("merged holders vs one shot: %.3g", e);
   assert_true(lse_err(l2, l1, R * H) < 2e-4);
+  /* The owner (holder 0: the table's first blocks) merging holders 1.. in
+   * its own decode launch gives the same one-shot result. */
+  int32_t own_ctx[R];
+  for (int r = 0; r < R; r++) own_ctx[r] = NB / HOLD * BT < ctx[r] ? NB / HOLD * BT : ctx[r];
+  pair oc = pair_alloc(f, sizeof own_ctx), fused = pair_alloc(f, R * H * D * 4), flse = pair_alloc(f, R * H * 4);
+  pair_upload(f, &oc, own_ctx);
+  pair_poison(f, &fused);
+  infsim_ma_decode_args o = a;
+  o.context_tokens = oc.g, o.out = fused.g, o.lse = flse.g;
+  o.num_remote = HOLD - 1, o.remote_dtype = INFSIM_KDTYPE_F32;
+  o.remote_out = (float *)parts.g + R * H * D, o.remote_lse = (float *)plse.g + R * H;
+  must(infsim_kernels_ma_decode(f->gpu, &o, &err), &err);
+  float *o3 = pair_fetch(f, &fused), *l3 = pair_fetch(f, &flse);
+  e = rel_err(o3, o1, R * H * D);
+  if (e > 1e-2) fail_msg("owner's fused merge vs one shot: %.3g", e);
+  assert_true(lse_err(l3, l1, R * H) < 2e-4);
+  free(o3), free(l3);
+  pair_free(f, &oc), pair_free(f, &fused), pair_free(f, &flse);
   free(o1), free(l1), free(o2), free(l2);
   pair *all[] = {&q, &kp, &vp, &tb, &cx, &one, &one_lse, &parts, &plse, &merged, &mlse};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pair_free(f, all[i]);
+}
+
+/* MA decode with remote partials merged in the same launch, against the CPU
+ * reference doing the same: random remote LSEs (empty ones, far above and
+ * far below the local LSE), NaN in every empty partial's output (it must
+ * not be read), every split count including more splits than tiles. Row
+ * (request 1, head 0) has no KV anywhere: zeros and -inf exactly. */
+static void remote_case(fixture *f, infsim_kdtype t, infsim_kdtype rdt, int32_t reqs, int32_t h, int32_t g,
+                        int32_t bt, int32_t max_ctx, int32_t nrem) {
+  enum { D = INFSIM_KERNEL_HEAD_DIM };
+  const int32_t stride = (max_ctx + bt - 1) / bt;
+  const int64_t rows = (int64_t)reqs * h;
+  int32_t *ctx = malloc(sizeof *ctx * (size_t)reqs), *table = malloc(sizeof *table * (size_t)(reqs * stride));
+  srand((unsigned)f->seed * 3u + 1u);
+  for (int32_t i = 0; i < reqs * stride; i++) table[i] = (int32_t)(((int64_t)i * 7 + 3) % (reqs * stride));
+  for (int32_t r = 0; r < reqs; r++) ctx[r] = r == 1 ? 0 : (r == 0 ? max_ctx : 1 + rand() % max_ctx);
+  const size_t es = infsim_kdtype_bytes(t), rs = infsim_kdtype_bytes(rdt);
+  pair q = pair_alloc(f, rows * D * (int64_t)es), kp = pair_alloc(f, (int64_t)reqs * stride * g * bt * D * (int64_t)es);
+  pair vp = pair_alloc(f, kp.bytes), tb = pair_alloc(f, (int64_t)sizeof *table * reqs * stride);
+  pair cx = pair_alloc(f, (int64_t)sizeof *ctx * reqs), ro = pair_alloc(f, nrem * rows * D * (int64_t)rs);
+  pair rl = pair_alloc(f, nrem * rows * 4), out = pair_alloc(f, rows * D * 4), lse = pair_alloc(f, rows * 4);
+  pair_random(f, &q, t, -1, 1);
+  pair_random(f, &kp, t, -1, 1);
+  pair_random(f, &vp, t, -1, 1);
+  pair_random(f, &ro, rdt, -1, 1);
+  pair_upload(f, &tb, table);
+  pair_upload(f, &cx, ctx);
+  float *l = malloc(sizeof *l * (size_t)(nrem * rows));
+  unsigned char *rh = malloc((size_t)ro.bytes);
+  memcpy(rh, ro.c, (size_t)ro.bytes);
+  for (int64_t i = 0; i < nrem * rows; i++) {
+    const int x = rand() % 20;
+    l[i] = x < 3 ? -INFINITY : (x == 3 ? 40.0f : (x == 4 ? -40.0f : (float)(rand() % 1500) / 100.0f - 3.0f));
+    if (i % rows == h) l[i] = -INFINITY; /* row (request 1, head 0): every partial empty */
+    if (l[i] == -INFINITY) memset(rh + (size_t)i * D * rs, 0xff, D * rs); /* NaN: must not be read */
+  }
+  pair_upload(f, &rl, l);
+  pair_upload(f, &ro, rh);
+  infsim_ma_decode_args a = {.num_requests = reqs, .num_q_heads = h, .num_kv_heads = g, .head_dim = D,
+                             .block_tokens = bt, .dtype = t, .block_table_stride = stride,
+                             .max_context_tokens = max_ctx, .softmax_scale = 1.0f / sqrtf((float)D),
+                             .num_remote = nrem, .remote_dtype = rdt};
+  a.q = q.c, a.k_pool = kp.c, a.v_pool = vp.c, a.block_table = tb.c, a.context_tokens = cx.c, a.out = out.c,
+  a.lse = lse.c, a.remote_out = ro.c, a.remote_lse = rl.c;
+  infsim_error err;
+  pair_poison(f, &out);
+  must(infsim_kernels_ma_decode(f->cpu, &a, &err), &err);
+  a.q = q.g, a.k_pool = kp.g, a.v_pool = vp.g, a.block_table = tb.g, a.context_tokens = cx.g, a.out = out.g,
+  a.lse = lse.g, a.remote_out = ro.g, a.remote_lse = rl.g;
+  const double bound = t == INFSIM_KDTYPE_BF16 ? 1.2e-2 : 3e-3;
+  const int32_t splits[] = {0, 1, 2, 5, 300};
+  for (size_t si = 0; si < sizeof splits / sizeof splits[0]; si++) {
+    a.num_splits = splits[si];
+    must(infsim_kernels_memset(f->gpu, out.g, 0xff, out.bytes, &err), &err);
+    must(infsim_kernels_memset(f->gpu, lse.g, 0xff, lse.bytes, &err), &err);
+    must(infsim_kernels_ma_decode(f->gpu, &a, &err), &err);
+    float *go = pair_fetch(f, &out), *gl = pair_fetch(f, &lse);
+    const double eo = rel_err(go, out.c, rows * D), el = lse_err(gl, lse.c, rows);
+    if (eo > bound || el > 2e-4)
+      fail_msg("decode + %d remote (%s) %s h=%d g=%d bt=%d ctx<=%d splits=%d: out err %.3g, lse err %.3g", nrem,
+               rdt == INFSIM_KDTYPE_F16 ? "f16" : "f32", t == INFSIM_KDTYPE_BF16 ? "bf16" : "f16", h, g, bt,
+               max_ctx, splits[si], eo, el);
+    for (int x = 0; x < D; x++) assert_true(go[(int64_t)h * D + x] == 0.0f);
+    assert_true(isinf(gl[h]) && gl[h] < 0);
+    free(go), free(gl);
+  }
+  free(l), free(rh), free(ctx), free(table);
+  pair *all[] = {&q, &kp, &vp, &tb, &cx, &ro, &rl, &out, &lse};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pair_free(f, all[i]);
+}
+
+static void test_decode_merges_remote_partials(void **state) {
+  fixture *f = *state;
+  remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 3, 8, 1, 16, 1000, 2);
+  remote_case(f, INFSIM_KDTYPE_F16, INFSIM_KDTYPE_F16, 3, 64, 8, 32, 300, 3);
+  remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F16, 2, 40, 2, 128, 500, INFSIM_KERNEL_MAX_REMOTE);
+  remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 2, 4, 4, 256, 2100, 1);
+  remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 3, 16, 2, 48, 9000, 5);
 }
 
 static void test_merge_matches_cpu(void **state) {
@@ -603,6 +699,7 @@ int main(void) {
       cmocka_unit_test(test_merge_matches_cpu),       cmocka_unit_test(test_prefill_matches_cpu),
       cmocka_unit_test(test_gemm_matches_cpu),        cmocka_unit_test(test_kv_copy_and_staged_copy),
       cmocka_unit_test(test_timing_is_ordered),       cmocka_unit_test(test_norm_rope_matches_cpu),
+      cmocka_unit_test(test_decode_merges_remote_partials),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

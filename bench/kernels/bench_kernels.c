@@ -10,7 +10,10 @@
 **    per request) and paged KV (shuffled 16-token blocks; 64 and 256 for a
 **    few shapes); HBM GB/s counts K and V bytes read once.
 **  - merge of 2..32 partials per (request, head) at the decode batches;
-**  - causal prefill bf16, TFLOP/s with 2 * h * d * N(N+1) FLOPs;
+**  - (bench_decode_more.c) a mixed iteration, MA decode merging remote
+**    partials in the same launch, the flush methods, split counts at 1-4 GiB;
+**  - causal prefill bf16, TFLOP/s with 2 * h * d * N(N+1) FLOPs (64/8, 32/32 and
+**    8/1 heads), and chunked prefill after a cached prefix (4 h d pairs);
 **  - layer GEMMs through our wrapper and through cublasGemmEx directly;
 **  - device-to-device copy (the bandwidth ceiling), KV block copy, staged copy;
 **  - per-head RMSNorm + RoPE on the QKV output (64 + 8 + 8 heads): fused
@@ -24,55 +27,50 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "infsim/kernels.h"
+#include "bench_kernels.h"
 
-enum { D = INFSIM_KERNEL_HEAD_DIM, H70 = 64, G70 = 8 };
 static const int64_t KV_LIMIT_BYTES = 60LL << 30;
 
-typedef struct {
-  infsim_kernels *k;
-  FILE *csv;
-  infsim_kernel_device dev;
-  bool quick;
-} bench;
 
-static void die(const char *what, const infsim_error *err) {
+void die(const char *what, const infsim_error *err) {
   fprintf(stderr, "bench_kernels: %s: %s\n", what, err ? err->msg : "");
   exit(1);
 }
 
-static void *balloc(bench *b, int64_t bytes) {
+void *balloc(bench *b, int64_t bytes) {
   void *p = NULL;
   infsim_error err;
   if (infsim_kernels_alloc(b->k, bytes, &p, &err) != INFSIM_OK) die("alloc", &err);
   return p;
 }
 
-static void bfill(bench *b, void *p, infsim_kdtype t, int64_t n, uint64_t seed) {
+void bfill(bench *b, void *p, infsim_kdtype t, int64_t n, uint64_t seed) {
   infsim_error err;
   if (infsim_kernels_fill_random(b->k, p, t, n, seed, -1.0f, 1.0f, &err) != INFSIM_OK) die("fill", &err);
 }
 
-static void bupload(bench *b, void *dst, const void *src, int64_t bytes) {
+void bupload(bench *b, void *dst, const void *src, int64_t bytes) {
   infsim_error err;
   if (infsim_kernels_upload(b->k, dst, src, bytes, &err) != INFSIM_OK) die("upload", &err);
 }
 
-static infsim_kernel_timing btime(bench *b, infsim_kernel_op op, void *arg, int repeats, bool flush) {
-  infsim_time_opts o = {.warmup = 2, .repeats = repeats, .flush_l2 = flush};
+/* Warm-up long enough (~30 ms of calls) for the clocks to leave their idle
+ * state: with 2 warm-up calls, the first point of each section (after
+ * seconds of host-side allocation and filling) ran 5-12% slow on an H200
+ * (kernels/NOTES.md version 10). */
+infsim_kernel_timing btime(bench *b, infsim_kernel_op op, void *arg, int repeats, bool flush) {
+  infsim_time_opts probe = {.warmup = 1, .repeats = 1, .flush_l2 = flush};
   infsim_kernel_timing t;
   infsim_error err;
+  if (infsim_kernels_time_ms(b->k, op, arg, &probe, &t, &err) != INFSIM_OK) die("time", &err);
+  int warm = t.median_ms > 0 ? (int)(30.0 / t.median_ms) : 200;
+  infsim_time_opts o = {.warmup = warm < 2 ? 2 : (warm > 200 ? 200 : warm), .repeats = repeats, .flush_l2 = flush};
   if (infsim_kernels_time_ms(b->k, op, arg, &o, &t, &err) != INFSIM_OK) die("time", &err);
   return t;
 }
 
-typedef struct {
-  const char *kernel, *variant, *dtype;
-  int64_t batch, context, q_heads, kv_heads, block_tokens, splits, parts, m, n, k;
-  double bytes, flops;
-} row_info;
 
-static void emit(bench *b, const row_info *r, const infsim_kernel_timing *t) {
+void emit(bench *b, const row_info *r, const infsim_kernel_timing *t) {
   double s = t->median_ms * 1e-3;
   fprintf(b->csv, "ours,%s,%s,%s,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%.6f,%.6f,%.6f,%.0f,%.2f,%.3f,\"%s\",%s,%d,%d\n",
           r->kernel, r->variant, r->dtype, (long long)r->batch, (long long)r->context, (long long)r->q_heads,
@@ -88,7 +86,7 @@ static void emit(bench *b, const row_info *r, const infsim_kernel_timing *t) {
 }
 
 /* Shuffled block ids 0..n-1 (xorshift: deterministic across runs). */
-static void shuffle_ids(int32_t *ids, int64_t n, uint64_t seed) {
+void shuffle_ids(int32_t *ids, int64_t n, uint64_t seed) {
   for (int64_t i = 0; i < n; i++) ids[i] = (int32_t)i;
   uint64_t x = seed | 1;
   for (int64_t i = n - 1; i > 0; i--) {
@@ -227,8 +225,8 @@ static void bench_merge(bench *b) {
 
 static void bench_prefill(bench *b) {
   const int64_t lens[] = {1024, 4096, 16384};
-  const int64_t heads[][2] = {{H70, G70}, {8, 1}};
-  for (size_t hi = 0; hi < 2; hi++) {
+  const int64_t heads[][2] = {{H70, G70}, {32, 32}, {8, 1}};
+  for (size_t hi = 0; hi < 3; hi++) {
     for (size_t li = 0; li < 3; li++) {
       int64_t N = lens[li], h = heads[hi][0], g = heads[hi][1], bt = 16;
       void *q = balloc(b, N * h * D * 2), *kn = balloc(b, N * g * D * 2), *vn = balloc(b, N * g * D * 2);
@@ -250,7 +248,7 @@ static void bench_prefill(bench *b) {
       /* auto first and 128 x 128 next to it (the same kernel on Hopper: their
        * spread shows the run-to-run noise; the long 16K runs heat the card). */
       const int tiles[5][2] = {{0, 0}, {128, 128}, {64, 64}, {128, 32}, {128, 64}};
-      for (int v = 0; v < 5; v++) {
+      for (int v = 0; v < (h == 32 ? 1 : 5); v++) { /* 32/32 (MHA, 7B-like): auto only */
         a.q_tile_rows = tiles[v][0];
         a.k_tile_tokens = tiles[v][1];
         infsim_kernel_timing t = btime(b, infsim_kernel_op_prefill, &a, 10, false);
@@ -266,6 +264,38 @@ static void bench_prefill(bench *b) {
       void *all[] = {q, kn, vn, kp, vp, out, lse, table};
       for (int i = 0; i < 8; i++) infsim_kernels_free(b->k, all[i]);
     }
+  }
+  /* Chunked prefill: a chunk of c tokens after a cached prefix of L tokens
+   * (the prefix's K/V already in the pool), 64/8 heads; FLOPs count the
+   * c L + c (c + 1) / 2 query-key pairs, so TFLOP/s compares with a fresh
+   * prefill of as many pairs. */
+  const int64_t chunks[][2] = {{512, 4096}, {2048, 2048}, {2048, 14336}, {4096, 12288}};
+  for (size_t ci = 0; ci < sizeof chunks / sizeof chunks[0]; ci++) {
+    const int64_t c = chunks[ci][0], L = chunks[ci][1], N = c + L, h = H70, g = G70, bt = 16;
+    void *q = balloc(b, c * h * D * 2), *kn = balloc(b, c * g * D * 2), *vn = balloc(b, c * g * D * 2);
+    void *kp = balloc(b, N * g * D * 2), *vp = balloc(b, N * g * D * 2), *out = balloc(b, c * h * D * 2);
+    void *table = balloc(b, N / bt * 4);
+    bfill(b, q, INFSIM_KDTYPE_BF16, c * h * D, 41);
+    bfill(b, kn, INFSIM_KDTYPE_BF16, c * g * D, 42);
+    bfill(b, vn, INFSIM_KDTYPE_BF16, c * g * D, 43);
+    bfill(b, kp, INFSIM_KDTYPE_BF16, N * g * D, 44);
+    bfill(b, vp, INFSIM_KDTYPE_BF16, N * g * D, 45);
+    int32_t *ids = malloc(sizeof *ids * (size_t)(N / bt));
+    shuffle_ids(ids, N / bt, (uint64_t)(N + c));
+    bupload(b, table, ids, N / bt * 4);
+    free(ids);
+    infsim_prefill_args a = {.num_requests = 1, .num_q_heads = (int32_t)h, .num_kv_heads = (int32_t)g,
+                             .head_dim = D, .new_tokens = (int32_t)c, .past_tokens = (int32_t)L,
+                             .block_tokens = (int32_t)bt, .dtype = INFSIM_KDTYPE_BF16, .q = q, .k_new = kn,
+                             .v_new = vn, .k_pool = kp, .v_pool = vp, .block_table = table,
+                             .block_table_stride = (int32_t)(N / bt), .softmax_scale = 0.08838834764f,
+                             .out_dtype = INFSIM_KDTYPE_BF16, .out = out};
+    infsim_kernel_timing t = btime(b, infsim_kernel_op_prefill, &a, 10, false);
+    const double pairs = (double)c * (double)L + (double)c * (double)(c + 1) / 2.0;
+    row_info r = {"prefill_chunk", "causal-auto", "bf16", 1, L, h, g, bt, 0, 0, c, 0, 0, 0, 4.0 * h * D * pairs};
+    emit(b, &r, &t);
+    void *all[] = {q, kn, vn, kp, vp, out, table};
+    for (int i = 0; i < 7; i++) infsim_kernels_free(b->k, all[i]);
   }
 }
 
@@ -370,13 +400,8 @@ static void bench_gemm(bench *b) {
   infsim_kernels_free(b->k, A), infsim_kernels_free(b->k, W), infsim_kernels_free(b->k, C);
 }
 
-typedef struct {
-  void *dst, *src;
-  int64_t bytes;
-  cudaStream_t s;
-} d2d;
 
-static infsim_status d2d_op(infsim_kernels *k, void *arg, infsim_error *err) {
+infsim_status d2d_op(infsim_kernels *k, void *arg, infsim_error *err) {
   (void)k;
   d2d *c = arg;
   cudaError_t e = cudaMemcpyAsync(c->dst, c->src, (size_t)c->bytes, cudaMemcpyDeviceToDevice, c->s);
@@ -395,6 +420,7 @@ static void bench_copies(bench *b) {
   infsim_kernel_timing t = btime(b, d2d_op, &c, 10, false);
   row_info r = {"copy", "d2d", "u8", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2.0 * (double)bytes, 0};
   emit(b, &r, &t);
+  b->copy_gbps = 2.0 * (double)bytes / (t.median_ms * 1e-3) * 1e-9;
   /* KV block copy: 4096 shuffled blocks of 64 KiB (16 tokens of one 70B
    * layer) and of 5 MiB (16 tokens, all 80 layers: a whole rBlock). */
   const int64_t block_bytes[] = {64 << 10, 5 << 20};
@@ -451,8 +477,9 @@ int main(int argc, char **argv) {
     else {
       fprintf(stderr,
               "usage: bench_kernels --out FILE.csv [--quick] [--only KINDS]\n"
-              "KINDS: a comma list of decode, merge, prefill, gemm, copy, norm_rope, splits\n"
-              "(splits: decode against fixed split counts at small batches; only when named).\n"
+              "KINDS: a comma list of decode, merge, fused, mixed, prefill, gemm, copy, norm_rope, flush, splits\n"
+              "(splits: decode against fixed split counts at small batches, splits_big: at the\n"
+              "1-4 GiB shapes; only when named).\n"
               "Times the CUDA kernels at LLaMA2-70B shapes; one CSV row per measurement.\n");
       return strcmp(argv[i], "--help") == 0 ? 0 : 2;
     }
@@ -477,10 +504,14 @@ int main(int argc, char **argv) {
   if (wants(only, "copy")) bench_copies(&b);
   if (wants(only, "decode")) bench_decode(&b);
   if (wants(only, "merge")) bench_merge(&b);
+  if (wants(only, "fused")) bench_fused(&b);
+  if (wants(only, "mixed")) bench_mixed(&b);
   if (wants(only, "prefill")) bench_prefill(&b);
   if (wants(only, "gemm")) bench_gemm(&b);
   if (wants(only, "norm_rope")) bench_norm_rope(&b);
   if (only && wants(only, "splits")) bench_splits(&b);
+  if (only && wants(only, "splits_big")) bench_splits_big(&b);
+  if (wants(only, "flush")) bench_flush(&b);
   fclose(b.csv);
   infsim_kernels_close(b.k);
   return 0;

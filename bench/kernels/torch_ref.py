@@ -46,7 +46,10 @@ def timed(fn, repeats, flush=None):
     ms = []
     for _ in range(repeats):
         if flush is not None:
+            # Overwrite, then read (as bench_kernels' flush): the read leaves
+            # clean lines, so the timed call pays no write-back of the flush.
             flush.zero_()
+            flush.sum()
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         a.record()
         fn()
@@ -228,6 +231,77 @@ def write_summary(path, ours, torch_rows, name, drv, sm, mem):
         dm = fnum(r["median_ms"])
         cells = [f"{100 * ms(get(ours, kernel='merge', batch=r['batch'], parts=p)) / dm:.2f}%" for p in parts]
         out.append(f"| {r['batch']} | {r['context']} | " + " | ".join(cells) + " |")
+    fused = get(ours, kernel="decode_fused")
+    copy_gbps = fnum(copy_o[0]["gbps"]) if copy_o else float("nan")
+    if fused:
+        out += ["", "Remote partials merged inside the owner's paged MA decode (64/8 heads, 16-token blocks): "
+                "added time = fused - decode alone (same run); 'x ceiling' = added / (partials' bytes at the "
+                f"device copy rate of this run, {copy_gbps:.0f} GB/s); '% of decode' = added / decode alone; "
+                "'separate' = decode + a merge launch over [local, remote..] (fp32) - decode alone.", "",
+                "| batch | context | R | decode us | partials % of KV | f32 added us | x ceiling | % of decode | "
+                "f16 added us | x ceiling | % of decode | separate added us |",
+                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for a in get(fused, variant="alone"):
+            B, C = a["batch"], a["context"]
+            base = fnum(a["median_ms"]) * 1e3
+            kv = fnum(a["bytes"])
+            for R in sorted({int(r["parts"]) for r in fused if r["parts"] != "0"}):
+                cells = []
+                for var in ("f32-remote", "f16-remote"):
+                    r = get(fused, variant=var, batch=B, context=C, parts=R)
+                    if not r:
+                        cells += ["", "", ""]
+                        continue
+                    add_us = fnum(r[0]["median_ms"]) * 1e3 - base
+                    ceil_us = fnum(r[0]["bytes"]) / (copy_gbps * 1e3)
+                    cells += [f"{add_us:.2f}", f"{add_us / ceil_us:.2f}", f"{100 * add_us / base:.2f}%"]
+                f32b = get(fused, variant="f32-remote", batch=B, context=C, parts=R)
+                sep = get(fused, variant="separate-merge-f32", batch=B, context=C, parts=R)
+                share = 100 * fnum(f32b[0]["bytes"]) / kv if f32b else float("nan")
+                sep_us = fnum(sep[0]["median_ms"]) * 1e3 - base if sep else float("nan")
+                out.append(f"| {B} | {C} | {R} | {base:.1f} | {share:.3f}% | " + " | ".join(cells) + f" | {sep_us:.2f} |")
+    fl = get(ours, kernel="decode_flush")
+    if fl:
+        out += ["", "Flush method against the decode time it reports (paged, 64/8 heads): clean = overwrite then read "
+                "a 2x-L2 buffer (the library's flush), dirty = overwrite only (earlier runs), none = no flush. GB/s "
+                "(K+V once), % of the HBM spec.", "",
+                "| batch | context | clean us | GB/s | % | dirty us | GB/s | % | none us | GB/s | % |",
+                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in get(fl, variant="clean"):
+            cells = []
+            for v in ("clean", "dirty", "none"):
+                x = get(fl, variant=v, batch=r["batch"], context=r["context"])
+                g_ = fnum(x[0]["gbps"]) if x else float("nan")
+                cells += [f"{ms(x) * 1e3:.1f}", f"{g_:.0f}", f"{100 * g_ / spec:.1f}"]
+            out.append(f"| {r['batch']} | {r['context']} | " + " | ".join(cells) + " |")
+    big = get(ours, kernel="decode_splits_big")
+    if big:
+        out += ["", "MA decode against fixed split counts at 1-4 GiB shapes (paged, 16-token blocks, 64/8 heads): "
+                "GB/s (K+V once) and % of the HBM spec; split 0 = the auto rule.", "",
+                "| batch | context | splits | ms | GB/s | % of spec | % of copy ceiling |", "|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in big:
+            g_ = fnum(r["gbps"])
+            out.append(f"| {r['batch']} | {r['context']} | {r['splits']} | {fnum(r['median_ms']):.4f} | {g_:.0f} | "
+                       f"{100 * g_ / spec:.1f} | {100 * g_ / copy_gbps:.1f} |")
+    mixed = get(ours, kernel="mixed")
+    if mixed:
+        out += ["", "Mixed iteration (64/8 heads): paged decode of B requests x context plus one prefill chunk of c "
+                "tokens after a prefix of L; sequential = two launches on one stream, concurrent = the chunk on a "
+                "second stream (the best a single launch covering both could overlap). Times in us.", "",
+                "| B | context | c | L | decode | chunk | sequential | concurrent | concurrent / sequential |",
+                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in get(mixed, variant="sequential"):
+            k = dict(batch=r["batch"], context=r["context"], m=r["m"], n=r["n"])
+            d_, c_, q_ = (ms(get(mixed, variant=v, **k)) * 1e3 for v in ("decode-only", "chunk-only", "concurrent"))
+            s_ = fnum(r["median_ms"]) * 1e3
+            out.append(f"| {r['batch']} | {r['context']} | {r['m']} | {r['n']} | {d_:.1f} | {c_:.1f} | {s_:.1f} | "
+                       f"{q_:.1f} | {q_ / s_:.3f} |")
+    chunks = get(ours, kernel="prefill_chunk")
+    if chunks:
+        out += ["", "Chunked prefill (64/8 heads): a chunk of c tokens after a cached prefix of L; TFLOP/s counts "
+                "4 h d (c L + c(c+1)/2).", "", "| chunk c | prefix L | ms | TFLOP/s |", "|---:|---:|---:|---:|"]
+        for r in chunks:
+            out.append(f"| {r['m']} | {r['context']} | {fnum(r['median_ms']):.3f} | {fnum(r['tflops']):.0f} |")
     out += ["", "Prefill, causal, bf16, batch 1: TFLOP/s (2 h d N(N+1) FLOPs); ratio = our TFLOP/s / torch's.", "",
             "| tokens | heads (q/kv) | our tile | ours TFLOP/s | torch flash | torch cuDNN | vs flash | vs cuDNN |",
             "|---:|---:|---|---:|---:|---:|---:|---:|"]

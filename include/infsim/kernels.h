@@ -69,6 +69,9 @@ typedef enum {
 
 /* Only head dimension the attention kernels take (LLaMA2 family). */
 enum { INFSIM_KERNEL_HEAD_DIM = 128, INFSIM_KERNEL_BLOCK_ALIGN_TOKENS = 16 };
+/* Most remote partials one MA decode call merges (holders of one request's
+ * KV besides the owner; the CUDA kernel stages their LSEs in shared memory). */
+enum { INFSIM_KERNEL_MAX_REMOTE = 64 };
 
 typedef struct infsim_kernels infsim_kernels; /* opaque context */
 
@@ -159,6 +162,16 @@ typedef struct {
   int32_t num_splits;     /* KV chunks per (request, kv head) merged in-kernel; 0 = auto (fill the GPU) */
   float *out;             /* buffer [r][h][d] fp32 */
   float *lse;             /* buffer [r][h] fp32 */
+  /* Remote partials merged in the same launch (DistAttention's owner: it
+   * holds part of each request's KV, and the holders of the rest have sent
+   * their normalized output and LSE per (request, head)). out and lse are
+   * then the merge of the local result with these, exactly as
+   * infsim_kernels_merge over [local, remote 0, ..] would give, without a
+   * launch or a round trip through memory of its own. 0 = none. */
+  int32_t num_remote;           /* 0 .. INFSIM_KERNEL_MAX_REMOTE */
+  infsim_kdtype remote_dtype;   /* F32 or F16: precision of remote_out */
+  const void *remote_out;       /* buffer [num_remote][r][h][d] */
+  const float *remote_lse;      /* buffer [num_remote][r][h], natural log; -inf = empty partial */
 } infsim_ma_decode_args;
 
 infsim_status infsim_kernels_ma_decode(infsim_kernels *k, const infsim_ma_decode_args *a, infsim_error *err);

@@ -1,0 +1,348 @@
+/*
+** bench_decode_more.c: the kernel benchmarks added for issue 16, beside
+** bench_kernels.c's: MA decode split counts at the 1-4 GiB shapes, remote
+** partials merged inside MA decode against a separate merge launch, a mixed
+** iteration (decodes + a prefill chunk) sequential against concurrent, and
+** the L2 flush method against the decode time it reports.
+*/
+#include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "bench_kernels.h"
+
+/* Split counts at the 70B shapes with 1-4 GiB of KV whose decode ran below
+ * the rest on an H200 (issue 16: batch 32 at 8K, 8 at 64K, 1 at 512K):
+ * auto against fixed counts around it, paged 16-token blocks, 64/8 heads. */
+void bench_splits_big(bench *b) {
+  const int64_t shapes[][2] = {{32, 8192}, {8, 65536}, {1, 524288}, {128, 8192}, {256, 1024}, {1, 1048576}};
+  const int32_t few[] = {0, 1, 2, 3, 4, 5, 6, 8}, many[] = {0, 16, 24, 33, 48, 66, 99, 132, 198, 264};
+  const int64_t per_token = (int64_t)G70 * D * 2, limit = 8LL << 30;
+  void *kp = balloc(b, limit / 2), *vp = balloc(b, limit / 2);
+  bfill(b, kp, INFSIM_KDTYPE_BF16, limit / 4, 81);
+  bfill(b, vp, INFSIM_KDTYPE_BF16, limit / 4, 82);
+  void *q = balloc(b, 256 * H70 * D * 2), *out = balloc(b, 256 * H70 * D * 4), *lse = balloc(b, 256 * H70 * 4);
+  bfill(b, q, INFSIM_KDTYPE_BF16, 256 * H70 * D, 83);
+  const int64_t max_blocks = limit / 2 / per_token / 16;
+  int32_t *ids = malloc(sizeof *ids * (size_t)max_blocks);
+  void *table = balloc(b, (int64_t)sizeof *ids * max_blocks), *ctx = balloc(b, 256 * 4);
+  for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+    const int64_t B = shapes[si][0], C = shapes[si][1], kv = 2 * B * C * per_token;
+    int32_t ctxs[256];
+    for (int i = 0; i < B; i++) ctxs[i] = (int32_t)C;
+    bupload(b, ctx, ctxs, B * 4);
+    shuffle_ids(ids, B * C / 16, (uint64_t)(B * 977 + C));
+    bupload(b, table, ids, B * C / 16 * 4);
+    const int32_t *counts = B == 1 ? many : few;
+    const size_t n = B == 1 ? sizeof many / sizeof many[0] : sizeof few / sizeof few[0];
+    for (size_t ci = 0; ci < n; ci++) {
+      infsim_ma_decode_args a = {.num_requests = (int32_t)B, .num_q_heads = H70, .num_kv_heads = G70,
+                                 .head_dim = D, .block_tokens = 16, .dtype = INFSIM_KDTYPE_BF16, .q = q,
+                                 .k_pool = kp, .v_pool = vp, .block_table = table,
+                                 .block_table_stride = (int32_t)(C / 16), .context_tokens = ctx,
+                                 .max_context_tokens = (int32_t)C, .softmax_scale = 0.08838834764f,
+                                 .num_splits = counts[ci], .out = out, .lse = lse};
+      infsim_kernel_timing t = btime(b, infsim_kernel_op_ma_decode, &a, 10, true);
+      row_info r = {"decode_splits_big", "paged", "bf16", B, C, H70, G70, 16, counts[ci], 0, 0, 0, 0, (double)kv, 0};
+      emit(b, &r, &t);
+    }
+  }
+  free(ids);
+  void *all[] = {kp, vp, q, out, lse, table, ctx};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) infsim_kernels_free(b->k, all[i]);
+}
+
+
+/* Decode then a separate merge launch over [local, remote ..] (the path the
+ * fused merge replaces): the decode writes partial slot 0 of the merge's input. */
+typedef struct {
+  infsim_ma_decode_args *dec;
+  infsim_merge_args *merge;
+} decode_merge;
+
+static infsim_status decode_then_merge_op(infsim_kernels *k, void *arg, infsim_error *err) {
+  decode_merge *dm = arg;
+  infsim_status st = infsim_kernels_ma_decode(k, dm->dec, err);
+  return st == INFSIM_OK ? infsim_kernels_merge(k, dm->merge, err) : st;
+}
+
+/* The owner's paged MA decode (16-token shuffled blocks, 64/8 heads) with
+ * R remote partials merged in the same launch (fp32 and fp16), against the
+ * decode alone and against decode + a separate merge launch. Goal (issue
+ * 16): the added time within 1.2x of reading the partials once at the copy
+ * ceiling measured in this run, and <= 2% of the decode where the partials
+ * are <= 1% of the KV bytes. Rows: kernel decode_fused, parts = R, bytes =
+ * the partials' bytes (outputs + LSEs); a summary per point on stderr. */
+void bench_fused(bench *b) {
+  const int64_t batches[] = {1, 8, 32, 128};
+  const int64_t contexts[] = {1024, 8192, 65536};
+  const int32_t remotes[] = {1, 2, 4, 8};
+  const int64_t per_token = (int64_t)G70 * D * 2, limit = 8LL << 30;
+  if (b->copy_gbps == 0) {
+    int64_t bytes = 2LL << 30;
+    d2d c = {balloc(b, bytes), balloc(b, bytes), bytes, (cudaStream_t)infsim_kernels_native_stream(b->k)};
+    bfill(b, c.src, INFSIM_KDTYPE_F32, bytes / 4, 51);
+    infsim_kernel_timing t = btime(b, d2d_op, &c, 10, false);
+    b->copy_gbps = 2.0 * (double)bytes / (t.median_ms * 1e-3) * 1e-9;
+    infsim_kernels_free(b->k, c.dst), infsim_kernels_free(b->k, c.src);
+  }
+  void *kp = balloc(b, limit / 2), *vp = balloc(b, limit / 2);
+  bfill(b, kp, INFSIM_KDTYPE_BF16, limit / 4, 71);
+  bfill(b, vp, INFSIM_KDTYPE_BF16, limit / 4, 72);
+  const int64_t max_rows = 128 * H70;
+  void *q = balloc(b, max_rows * D * 2), *lse = balloc(b, max_rows * 4);
+  bfill(b, q, INFSIM_KDTYPE_BF16, max_rows * D, 73);
+  /* Slot 0: the local result (separate-merge path); slots 1..8: remote. */
+  float *parts = balloc(b, 9 * max_rows * D * 4), *plse = balloc(b, 9 * max_rows * 4);
+  void *parts16 = balloc(b, 8 * max_rows * D * 2), *out = balloc(b, max_rows * D * 4);
+  bfill(b, parts, INFSIM_KDTYPE_F32, 9 * max_rows * D, 74);
+  bfill(b, parts16, INFSIM_KDTYPE_F16, 8 * max_rows * D, 75);
+  infsim_error err;
+  if (infsim_kernels_fill_random(b->k, plse, INFSIM_KDTYPE_F32, 9 * max_rows, 76, 2.0f, 9.0f, &err) != INFSIM_OK)
+    die("fill", &err);
+  const int64_t max_blocks = limit / 2 / per_token / 16;
+  int32_t *ids = malloc(sizeof *ids * (size_t)max_blocks);
+  void *table = balloc(b, (int64_t)sizeof *ids * max_blocks), *ctx = balloc(b, 128 * 4);
+  for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++)
+    for (size_t ci = 0; ci < sizeof contexts / sizeof contexts[0]; ci++) {
+      const int64_t B = batches[bi], C = contexts[ci], kv = 2 * B * C * per_token, rows = B * H70;
+      if (kv > limit || (b->quick && kv > (1LL << 30))) continue;
+      int32_t ctxs[128];
+      for (int i = 0; i < B; i++) ctxs[i] = (int32_t)C;
+      bupload(b, ctx, ctxs, B * 4);
+      shuffle_ids(ids, B * C / 16, (uint64_t)(B * 131 + C));
+      bupload(b, table, ids, B * C / 16 * 4);
+      infsim_ma_decode_args a = {.num_requests = (int32_t)B, .num_q_heads = H70, .num_kv_heads = G70,
+                                 .head_dim = D, .block_tokens = 16, .dtype = INFSIM_KDTYPE_BF16, .q = q,
+                                 .k_pool = kp, .v_pool = vp, .block_table = table,
+                                 .block_table_stride = (int32_t)(C / 16), .context_tokens = ctx,
+                                 .max_context_tokens = (int32_t)C, .softmax_scale = 0.08838834764f,
+                                 .out = out, .lse = lse};
+      const int reps = kv > (1LL << 30) ? 10 : 30;
+      infsim_kernel_timing alone = btime(b, infsim_kernel_op_ma_decode, &a, reps, true);
+      row_info r0 = {"decode_fused", "alone", "bf16", B, C, H70, G70, 16, 0, 0, 0, 0, 0, (double)kv, 0};
+      emit(b, &r0, &alone);
+      for (size_t ri = 0; ri < sizeof remotes / sizeof remotes[0]; ri++) {
+        const int32_t R = remotes[ri];
+        for (int v = 0; v < 3; v++) {
+          infsim_ma_decode_args f = a;
+          infsim_merge_args m = {.num_partials = R + 1, .rows = rows, .head_dim = D, .part_out = parts,
+                                 .part_lse = plse, .out = out, .lse = lse};
+          decode_merge dm = {&f, &m};
+          /* The remote partials of this batch: rows x R, laid out [R][rows]. */
+          double pbytes = (double)R * (double)rows * (D * (v == 1 ? 2 : 4) + 4);
+          infsim_kernel_timing t;
+          if (v < 2) {
+            f.num_remote = R;
+            f.remote_dtype = v == 0 ? INFSIM_KDTYPE_F32 : INFSIM_KDTYPE_F16;
+            f.remote_out = v == 0 ? (const void *)(parts + rows * D) : parts16;
+            f.remote_lse = plse + rows;
+            t = btime(b, infsim_kernel_op_ma_decode, &f, reps, true);
+          } else {
+            f.out = parts, f.lse = plse; /* slot 0 */
+            t = btime(b, decode_then_merge_op, &dm, reps, true);
+          }
+          const char *variant = v == 0 ? "f32-remote" : (v == 1 ? "f16-remote" : "separate-merge-f32");
+          row_info r = {"decode_fused", variant, "bf16", B, C, H70, G70, 16, 0, R, 0, 0, 0, pbytes, 0};
+          emit(b, &r, &t);
+          const double added_us = (t.median_ms - alone.median_ms) * 1e3;
+          const double ceil_us = pbytes / (b->copy_gbps * 1e9) * 1e6;
+          fprintf(stderr, "fused   %-18s b=%-4lld ctx=%-6lld R=%d: alone %.2f us, added %.2f us = %.2fx the "
+                          "partials at the copy ceiling (%.2f us), %.2f%% of the decode; partials %.3f%% of KV\n",
+                  variant, (long long)B, (long long)C, R, alone.median_ms * 1e3, added_us, added_us / ceil_us,
+                  ceil_us, 100.0 * added_us / (alone.median_ms * 1e3), 100.0 * pbytes / (double)kv);
+        }
+      }
+    }
+  free(ids);
+  void *all[] = {kp, vp, q, lse, parts, plse, parts16, out, table, ctx};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) infsim_kernels_free(b->k, all[i]);
+}
+
+/* A mixed iteration's attention: decodes and one prefill chunk, either one
+ * after the other on the context's stream, or the chunk on a second
+ * context's stream concurrently (joined by events). Concurrent time is what
+ * a single launch covering both could at best reach by overlapping the
+ * bytes-bound decode with the FLOP-bound chunk; if it is no faster than
+ * sequential, one launch has nothing to win (issue 16). */
+typedef struct {
+  infsim_kernels *k2;
+  infsim_ma_decode_args *dec;
+  infsim_prefill_args *pre;
+  cudaEvent_t fork, join;
+  bool concurrent;
+} mixed_op_arg;
+
+static infsim_status mixed_op(infsim_kernels *k, void *arg, infsim_error *err) {
+  mixed_op_arg *m = arg;
+  if (!m->concurrent) {
+    infsim_status st = infsim_kernels_ma_decode(k, m->dec, err);
+    return st == INFSIM_OK ? infsim_kernels_prefill(k, m->pre, err) : st;
+  }
+  cudaStream_t s1 = infsim_kernels_native_stream(k), s2 = infsim_kernels_native_stream(m->k2);
+  if (cudaEventRecord(m->fork, s1) != cudaSuccess || cudaStreamWaitEvent(s2, m->fork, 0) != cudaSuccess)
+    return infsim_fail(err, INFSIM_ERUN, "mixed: fork event failed");
+  infsim_status st = infsim_kernels_prefill(m->k2, m->pre, err);
+  if (st == INFSIM_OK) st = infsim_kernels_ma_decode(k, m->dec, err);
+  if (st != INFSIM_OK) return st;
+  if (cudaEventRecord(m->join, s2) != cudaSuccess || cudaStreamWaitEvent(s1, m->join, 0) != cudaSuccess)
+    return infsim_fail(err, INFSIM_ERUN, "mixed: join event failed");
+  return INFSIM_OK;
+}
+
+void bench_mixed(bench *b) {
+  const int64_t decodes[][2] = {{8, 8192}, {32, 8192}, {128, 4096}, {32, 32768}};
+  const int64_t chunks[][2] = {{512, 0}, {512, 8192}, {2048, 0}, {2048, 8192}};
+  const int64_t per_token = (int64_t)G70 * D * 2, limit = 2LL << 30;
+  infsim_kernels *k2 = NULL;
+  infsim_error err;
+  if (infsim_kernels_open(INFSIM_KBACKEND_CUDA, &k2, &err) != INFSIM_OK) die("open second context", &err);
+  mixed_op_arg m = {.k2 = k2};
+  if (cudaEventCreateWithFlags(&m.fork, cudaEventDisableTiming) != cudaSuccess ||
+      cudaEventCreateWithFlags(&m.join, cudaEventDisableTiming) != cudaSuccess)
+    die("event", NULL);
+  void *kp = balloc(b, limit / 2), *vp = balloc(b, limit / 2);
+  bfill(b, kp, INFSIM_KDTYPE_BF16, limit / 4, 91);
+  bfill(b, vp, INFSIM_KDTYPE_BF16, limit / 4, 92);
+  void *q = balloc(b, 128 * H70 * D * 2), *out = balloc(b, 128 * H70 * D * 4), *lse = balloc(b, 128 * H70 * 4);
+  bfill(b, q, INFSIM_KDTYPE_BF16, 128 * H70 * D, 93);
+  const int64_t max_blocks = limit / 2 / per_token / 16;
+  int32_t *ids = malloc(sizeof *ids * (size_t)max_blocks);
+  void *table = balloc(b, (int64_t)sizeof *ids * max_blocks), *ctx = balloc(b, 128 * 4);
+  /* The chunk's own pool (prefix + chunk) and inputs, at the largest size. */
+  const int64_t cmax = 2048, nmax = 2048 + 8192;
+  void *pq = balloc(b, cmax * H70 * D * 2), *pk = balloc(b, cmax * G70 * D * 2), *pv = balloc(b, cmax * G70 * D * 2);
+  void *ppk = balloc(b, nmax * G70 * D * 2), *ppv = balloc(b, nmax * G70 * D * 2), *pout = balloc(b, cmax * H70 * D * 2);
+  void *ptable = balloc(b, nmax / 16 * 4);
+  bfill(b, pq, INFSIM_KDTYPE_BF16, cmax * H70 * D, 94);
+  bfill(b, pk, INFSIM_KDTYPE_BF16, cmax * G70 * D, 95);
+  bfill(b, pv, INFSIM_KDTYPE_BF16, cmax * G70 * D, 96);
+  bfill(b, ppk, INFSIM_KDTYPE_BF16, nmax * G70 * D, 97);
+  bfill(b, ppv, INFSIM_KDTYPE_BF16, nmax * G70 * D, 98);
+  int32_t *pids = malloc(sizeof *pids * (size_t)(nmax / 16));
+  shuffle_ids(pids, nmax / 16, 99);
+  bupload(b, ptable, pids, nmax / 16 * 4);
+  free(pids);
+  for (size_t di = 0; di < sizeof decodes / sizeof decodes[0]; di++) {
+    const int64_t B = decodes[di][0], C = decodes[di][1], kv = 2 * B * C * per_token;
+    if (kv > limit) continue;
+    int32_t ctxs[128];
+    for (int i = 0; i < B; i++) ctxs[i] = (int32_t)C;
+    bupload(b, ctx, ctxs, B * 4);
+    shuffle_ids(ids, B * C / 16, (uint64_t)(B * 31 + C));
+    bupload(b, table, ids, B * C / 16 * 4);
+    infsim_ma_decode_args a = {.num_requests = (int32_t)B, .num_q_heads = H70, .num_kv_heads = G70, .head_dim = D,
+                               .block_tokens = 16, .dtype = INFSIM_KDTYPE_BF16, .q = q, .k_pool = kp, .v_pool = vp,
+                               .block_table = table, .block_table_stride = (int32_t)(C / 16),
+                               .context_tokens = ctx, .max_context_tokens = (int32_t)C,
+                               .softmax_scale = 0.08838834764f, .out = out, .lse = lse};
+    for (size_t ci = 0; ci < sizeof chunks / sizeof chunks[0]; ci++) {
+      const int64_t c = chunks[ci][0], L = chunks[ci][1];
+      infsim_prefill_args p = {.num_requests = 1, .num_q_heads = H70, .num_kv_heads = G70, .head_dim = D,
+                               .new_tokens = (int32_t)c, .past_tokens = (int32_t)L, .block_tokens = 16,
+                               .dtype = INFSIM_KDTYPE_BF16, .q = pq, .k_new = pk, .v_new = pv, .k_pool = ppk,
+                               .v_pool = ppv, .block_table = ptable, .block_table_stride = (int32_t)(nmax / 16),
+                               .softmax_scale = 0.08838834764f, .out_dtype = INFSIM_KDTYPE_BF16, .out = pout};
+      m.dec = &a;
+      m.pre = &p;
+      const double pairs = (double)c * (double)L + (double)c * (double)(c + 1) / 2.0;
+      const char *names[4] = {"decode-only", "chunk-only", "sequential", "concurrent"};
+      double ms[4];
+      for (int v = 0; v < 4; v++) {
+        infsim_kernel_timing t;
+        if (v == 0)
+          t = btime(b, infsim_kernel_op_ma_decode, &a, 20, true);
+        else if (v == 1)
+          t = btime(b, infsim_kernel_op_prefill, &p, 20, true);
+        else {
+          m.concurrent = v == 3;
+          t = btime(b, mixed_op, &m, 20, true);
+        }
+        ms[v] = t.median_ms;
+        row_info r = {"mixed", names[v], "bf16", B, C, H70, G70, 16, 0, 0, c, L, 0, v == 1 ? 0 : (double)kv,
+                      v == 0 ? 0 : 4.0 * H70 * D * pairs};
+        emit(b, &r, &t);
+      }
+      fprintf(stderr, "mixed   decode b=%lld ctx=%lld + chunk %lld after %lld: decode %.1f us, chunk %.1f us, "
+                      "sequential %.1f us, concurrent %.1f us (%.3f of sequential)\n",
+              (long long)B, (long long)C, (long long)c, (long long)L, ms[0] * 1e3, ms[1] * 1e3, ms[2] * 1e3,
+              ms[3] * 1e3, ms[3] / ms[2]);
+    }
+  }
+  free(ids);
+  void *all[] = {kp, vp, q, out, lse, table, ctx, pq, pk, pv, ppk, ppv, pout, ptable};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) infsim_kernels_free(b->k, all[i]);
+  cudaEventDestroy(m.fork);
+  cudaEventDestroy(m.join);
+  infsim_kernels_close(k2);
+}
+
+/* The flush method against the decode time it reports, paged 16-token
+ * blocks, 64/8 heads: "clean" = the library's flush (a 2x-L2 buffer
+ * overwritten, then read, untimed); "dirty" = overwritten only (the flush
+ * of earlier runs: the timed kernel pays the write-back of the dirty lines
+ * it evicts); "none" = no flush (KV of 1 GiB and more does not fit in L2
+ * anyway). Events around each call; median of 20. */
+void bench_flush(bench *b) {
+  const int64_t shapes[][2] = {{32, 8192}, {256, 1024}, {8, 65536}, {1, 524288}, {128, 8192}};
+  const int64_t per_token = (int64_t)G70 * D * 2, limit = 4LL << 30;
+  void *kp = balloc(b, limit / 2), *vp = balloc(b, limit / 2);
+  bfill(b, kp, INFSIM_KDTYPE_BF16, limit / 4, 101);
+  bfill(b, vp, INFSIM_KDTYPE_BF16, limit / 4, 102);
+  void *q = balloc(b, 256 * H70 * D * 2), *out = balloc(b, 256 * H70 * D * 4), *lse = balloc(b, 256 * H70 * 4);
+  bfill(b, q, INFSIM_KDTYPE_BF16, 256 * H70 * D, 103);
+  const int64_t max_blocks = limit / 2 / per_token / 16, flush_bytes = 2 * b->dev.l2_bytes;
+  int32_t *ids = malloc(sizeof *ids * (size_t)max_blocks);
+  void *table = balloc(b, (int64_t)sizeof *ids * max_blocks), *ctx = balloc(b, 256 * 4);
+  void *fbuf = balloc(b, flush_bytes);
+  cudaStream_t s = infsim_kernels_native_stream(b->k);
+  cudaEvent_t e0, e1;
+  if (cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess) die("event", NULL);
+  for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+    const int64_t B = shapes[si][0], C = shapes[si][1], kv = 2 * B * C * per_token;
+    int32_t ctxs[256];
+    for (int i = 0; i < B; i++) ctxs[i] = (int32_t)C;
+    bupload(b, ctx, ctxs, B * 4);
+    shuffle_ids(ids, B * C / 16, (uint64_t)(B * 577 + C));
+    bupload(b, table, ids, B * C / 16 * 4);
+    infsim_ma_decode_args a = {.num_requests = (int32_t)B, .num_q_heads = H70, .num_kv_heads = G70, .head_dim = D,
+                               .block_tokens = 16, .dtype = INFSIM_KDTYPE_BF16, .q = q, .k_pool = kp, .v_pool = vp,
+                               .block_table = table, .block_table_stride = (int32_t)(C / 16),
+                               .context_tokens = ctx, .max_context_tokens = (int32_t)C,
+                               .softmax_scale = 0.08838834764f, .out = out, .lse = lse};
+    infsim_kernel_timing t = btime(b, infsim_kernel_op_ma_decode, &a, 20, true);
+    row_info r = {"decode_flush", "clean", "bf16", B, C, H70, G70, 16, 0, 0, 0, 0, 0, (double)kv, 0};
+    emit(b, &r, &t);
+    for (int v = 0; v < 2; v++) { /* dirty, none: timed here with events */
+      enum { REPS = 20 };
+      double ms[REPS];
+      infsim_error err;
+      for (int i = 0; i < REPS + 2; i++) {
+        if (v == 0 && cudaMemsetAsync(fbuf, i & 0xff, (size_t)flush_bytes, s) != cudaSuccess) die("memset", NULL);
+        if (cudaEventRecord(e0, s) != cudaSuccess) die("event", NULL);
+        if (infsim_kernels_ma_decode(b->k, &a, &err) != INFSIM_OK) die("decode", &err);
+        float f = 0;
+        if (cudaEventRecord(e1, s) != cudaSuccess || cudaEventSynchronize(e1) != cudaSuccess ||
+            cudaEventElapsedTime(&f, e0, e1) != cudaSuccess)
+          die("event", NULL);
+        if (i >= 2) ms[i - 2] = f;
+      }
+      for (int i = 1; i < REPS; i++) /* insertion sort: 20 values */
+        for (int j = i; j > 0 && ms[j] < ms[j - 1]; j--) {
+          double x = ms[j];
+          ms[j] = ms[j - 1];
+          ms[j - 1] = x;
+        }
+      infsim_kernel_timing tt = {.median_ms = 0.5 * (ms[9] + ms[10]), .min_ms = ms[0], .max_ms = ms[REPS - 1],
+                                 .p10_ms = ms[2], .p90_ms = ms[17], .repeats = REPS};
+      row_info rr = {"decode_flush", v == 0 ? "dirty" : "none", "bf16", B, C, H70, G70, 16, 0, 0, 0, 0, 0,
+                     (double)kv, 0};
+      emit(b, &rr, &tt);
+    }
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  free(ids);
+  void *all[] = {kp, vp, q, out, lse, table, ctx, fbuf};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) infsim_kernels_free(b->k, all[i]);
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# device_call.sh: everything one GPU-machine call does, from a folder holding
+# bin/ (bench_kernels, kernels_gpu_check, infsim built with CUDA), bench/ and
+# calibrate/ scripts, and .devlibs/ (runtime libraries the image lacks).
+#   device_call.sh STEPS...   steps: check, memcheck, racecheck, bench=KINDS,
+#                             bench2=KINDS (bin2/: a build-time variant), torch, calib
+# Writes under $OUT: run.log (everything), gpu_check.log, bench.log,
+# kernels.csv, summary.md, torch.log, sanitize.log, calib.tgz (at most 8).
+set -u
+cd "$(dirname "$0")/../.."
+out=${OUT:-out-kernels}
+mkdir -p "$out"
+export LD_LIBRARY_PATH=$PWD/.devlibs/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda-13*/lib64 \
+         $(python3 -c 'import nvidia.cublas, os; print(os.path.join(nvidia.cublas.__path__[0], "lib"))' 2>/dev/null); do
+  if [ -e "$d/libcublasLt.so.13" ]; then export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d; break; fi
+done
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,clocks.max.mem,temperature.gpu,power.draw \
+  --format=csv
+for step in "$@"; do
+  t0=$(date +%s)
+  case $step in
+    check) timeout 120 bin/kernels_gpu_check > "$out/gpu_check.log" 2>&1
+           echo "gpu_check exit $?"; grep -E "^\[  (PASSED|FAILED) \]|ERROR|FAILED" "$out/gpu_check.log" | head -12 ;;
+    memcheck|racecheck)
+           timeout 150 compute-sanitizer --tool "$step" --print-limit 10 bin/kernels_gpu_check >> "$out/sanitize.log" 2>&1
+           echo "$step exit $?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Hazard|FAILED" "$out/sanitize.log" | tail -3 ;;
+    bench=*) timeout 300 bin/bench_kernels --out "$out/ours.csv" --only "${step#bench=}" 2> "$out/bench.log"
+           echo "bench exit $?"; grep -E "^fused|^mixed" "$out/bench.log" | head -0; tail -n 2 "$out/bench.log" ;;
+    bench2=*) timeout 200 bin2/bench_kernels --out "$out/ours2.csv" --only "${step#bench2=}" 2> "$out/bench2.log"
+           echo "bench2 exit $?"; tail -n 2 "$out/bench2.log" ;;
+    torch) timeout 200 python3 bench/kernels/torch_ref.py --ours "$out/ours.csv" --out "$out/kernels.csv" \
+             --summary "$out/summary.md" 2> "$out/torch.log" > /dev/null
+           echo "torch_ref exit $?"; tail -n 3 "$out/torch.log" ;;
+    calib) mkdir -p /tmp/calib
+           INFSIM=bin/infsim timeout 240 calibrate/calibrate-gpu.sh --raw-only --profile h200 --raw-dir /tmp/calib \
+             llama2-7b llama2-13b llama2-70b > /tmp/calib/calib.log 2>&1
+           echo "calib exit $?"; tail -n 3 /tmp/calib/calib.log
+           tar czf "$out/calib.tgz" -C /tmp calib ;;
+    *) echo "device_call.sh: unknown step $step" >&2 ;;
+  esac
+  echo "== $step took $(( $(date +%s) - t0 )) s"
+done
