@@ -33,7 +33,9 @@
 **  - decode query q[r][h][d] (fp16/bf16, like the KV); outputs out[r][h][d]
 **    fp32 and lse[r][h] fp32.
 **  - partials for the merge: part_out[p][rows][d] fp32, part_lse[p][rows]
-**    where rows = requests * h (one row per (request, head)).
+**    where rows = requests * h (one row per (request, head)); the remote
+**    partials MA decode merges in the same launch have the same layout
+**    (remote_out fp32 or fp16).
 **
 ** Numerics: every backend accumulates in fp32. MA decode output is the
 ** attention of the query over the request's KV normalized by its own softmax
