@@ -32,6 +32,8 @@ typedef struct {
   int64_t attempt;
   int32_t retries;
   int64_t gen;
+  bool exchange; /* a DGFM swap half */
+  bool planned;  /* the gManager's own move: no new plan after a refusal */
 } borrow;
 
 typedef enum { R_RESERVED = 0, R_COMMITTED, R_REFUSED } resv_state;
@@ -186,7 +188,7 @@ static infsim_status step(infsim_contract *c, borrow *b, int64_t now, infsim_err
     break;
   case B_RESERVING:
     st = msg_send(c, INFSIM_MSG_RESERVE, b->debtor, b->mv.to, b->id, b->mv.req, b->mv.blocks, 0, b->attempt,
-              b->mv.fresh, now, err);
+              b->exchange ? 2 : b->mv.fresh, now, err);
     break;
   case B_MOVING:
     st = msg_send(c, INFSIM_MSG_MOVE, b->debtor, b->mv.to, b->id, b->mv.req, b->mv.blocks, move_bytes(c, &b->mv),
@@ -222,7 +224,7 @@ static infsim_status give_up(infsim_contract *c, borrow *b, int64_t now, infsim_
 
 /* A refusal or a failed move: ask the gManager again, or give up. */
 static infsim_status new_attempt(infsim_contract *c, borrow *b, int64_t now, infsim_error *err) {
-  if (++b->retries > c->p.max_retries) return give_up(c, b, now, err);
+  if (b->planned || ++b->retries > c->p.max_retries) return give_up(c, b, now, err);
   c->n.retries++;
   b->attempt++;
   b->st = B_ASKING;
@@ -238,6 +240,25 @@ infsim_status infsim_contract_borrow(infsim_contract *c, int32_t debtor, int64_t
   borrow *b = &c->b[c->nb++];
   *b = (borrow){.id = c->next_id++, .debtor = debtor, .req = req, .need = need, .st = B_ASKING};
   if (c->next_id == 0) c->next_id = 1; /* seq 0 is a release outside the protocol */
+  return step(c, b, now_ns, err);
+}
+
+infsim_status infsim_contract_move(infsim_contract *c, const infsim_gm_move *m, bool exchange, int64_t now_ns,
+                                   infsim_error *err) {
+  assert(m->from >= 0 && m->from < c->instances && m->to >= 0 && m->to < c->instances && m->blocks > 0);
+  if (infsim_contract_in_flight(c, m->from, m->req)) return INFSIM_OK;
+  infsim_status st = grow((void **)&c->b, &c->cb, c->nb, sizeof *c->b, err);
+  if (st == INFSIM_OK) st = grow((void **)&c->g, &c->cg, c->ng, sizeof *c->g, err);
+  if (st != INFSIM_OK) return st;
+  borrow *b = &c->b[c->nb++];
+  *b = (borrow){.id = c->next_id++, .debtor = m->from, .req = m->req, .need = m->blocks, .st = B_RESERVING,
+                .mv = *m, .exchange = exchange, .planned = true};
+  if (c->next_id == 0) c->next_id = 1;
+  /* The gManager knows its own plan: the creditor's CONFIRM finds it. */
+  c->g[c->ng++] = (proposal){.debtor = m->from, .id = b->id, .attempt = 0, .mv = *m, .has_move = true};
+  st = timer(c, INFSIM_ENDPOINT_GMANAGER, INFSIM_CONTRACT_TIMER_GC, b->id, m->from, 0, 0,
+             now_ns + KEEP_TIMEOUTS * c->p.timeout_ns, err);
+  if (st != INFSIM_OK) return st;
   return step(c, b, now_ns, err);
 }
 
@@ -329,11 +350,11 @@ static infsim_status creditor_reserve(infsim_contract *c, const infsim_msg *m, i
     if (st != INFSIM_OK) return st;
     r = &c->r[c->nr++];
     *r = (resv){.debtor = m->src, .id = m->seq, .attempt = m->a,
-                .mv = {.req = m->req, .from = m->src, .to = me, .blocks = m->blocks, .fresh = m->b != 0},
+                .mv = {.req = m->req, .from = m->src, .to = me, .blocks = m->blocks, .fresh = m->b == 1},
                 .st = R_REFUSED};
     /* First come, first served: the creditor's own truth, less what it has
      * promised already, less the reserve it keeps for itself. */
-    int64_t spare = c->env.free_blocks(c->env.self, me) - c->reserved[me] - c->p.reserve_blocks;
+    int64_t spare = c->env.free_blocks(c->env.self, me) - c->reserved[me] - (m->b == 2 ? 0 : c->p.reserve_blocks);
     if (spare >= m->blocks) {
       r->st = R_RESERVED;
       c->reserved[me] += m->blocks;

@@ -304,6 +304,11 @@ int64_t infsim_gm_lent(const infsim_gm *gm, int32_t i) { return gm->inst[i].lent
 int64_t infsim_gm_borrowed(const infsim_gm *gm, int32_t i) { return gm->inst[i].borrowed; }
 int64_t infsim_gm_held(const infsim_gm *gm, int32_t i) { return gm->inst[i].held; }
 
+size_t infsim_gm_owned(const infsim_gm *gm, int32_t instance, const int64_t **reqs) {
+  *reqs = gm->inst[instance].owned;
+  return gm->inst[instance].owned_n;
+}
+
 size_t infsim_gm_split_requests(const infsim_gm *gm, const int64_t **reqs) {
   *reqs = gm->split;
   return gm->split_n;

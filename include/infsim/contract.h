@@ -6,7 +6,8 @@
 **
 **   debtor D -> gManager   BORROW_REQUEST (req r, need n, attempt)
 **   gManager -> D          BORROW_PROPOSE (move: request q, creditor C, b blocks, fresh)
-**   D -> C                 RESERVE        (C sets b blocks aside if its spare allows: FCFS)
+**   D -> C                 RESERVE        (C sets b blocks aside if its spare allows: FCFS;
+**                                          b = 2 marks an exchange, which needs free, not spare)
 **   C -> D                 RESERVE_ACK    (ok or refused; fresh blocks are committed here)
 **   D -> C                 MOVE           (b blocks of KV; nothing for fresh blocks)
 **   C -> D, C -> gManager  CONFIRM        (the blocks are q's, held by C)
@@ -90,6 +91,13 @@ void infsim_contract_free(infsim_contract *c);
  * nothing happens when one is already in flight for (debtor, req). */
 infsim_status infsim_contract_borrow(infsim_contract *c, int32_t debtor, int64_t req, int64_t need, int64_t now_ns,
                                      infsim_error *err);
+/* A move the gManager planned itself (DGFM: a recall, consolidation or
+ * swap half), run by its source m->from as a borrow from the reservation
+ * on. An exchange (a swap half) needs only free blocks at the destination,
+ * not spare above the reserve: its partner frees as many there. */
+infsim_status infsim_contract_move(infsim_contract *c, const infsim_gm_move *m, bool exchange, int64_t now_ns,
+                                   infsim_error *err);
+
 /* True when a borrow for (debtor, req) is in flight. */
 bool infsim_contract_in_flight(const infsim_contract *c, int32_t debtor, int64_t req);
 /* Borrows in flight from debtor (any request). */

@@ -112,6 +112,10 @@ int64_t infsim_gm_lent(const infsim_gm *gm, int32_t instance);
 int64_t infsim_gm_borrowed(const infsim_gm *gm, int32_t instance);
 int64_t infsim_gm_held(const infsim_gm *gm, int32_t instance);
 
+/* Requests `instance` owns that have blocks somewhere (the planner's
+ * candidates), in no particular order. */
+size_t infsim_gm_owned(const infsim_gm *gm, int32_t instance, const int64_t **reqs);
+
 /* Requests some of whose blocks are held away from their owner (DGFM's
  * work list), in no particular order. */
 size_t infsim_gm_split_requests(const infsim_gm *gm, const int64_t **reqs);
