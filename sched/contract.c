@@ -34,6 +34,7 @@ typedef struct {
   int64_t gen;
   bool exchange; /* a DGFM swap half */
   bool planned;  /* the gManager's own move: no new plan after a refusal */
+  bool fresh_ok; /* req's new blocks may go to the creditor */
 } borrow;
 
 typedef enum { R_RESERVED = 0, R_COMMITTED, R_REFUSED } resv_state;
@@ -184,7 +185,7 @@ static infsim_status step(infsim_contract *c, borrow *b, int64_t now, infsim_err
   switch (b->st) {
   case B_ASKING:
     st = msg_send(c, INFSIM_MSG_BORROW_REQUEST, b->debtor, INFSIM_ENDPOINT_GMANAGER, b->id, b->req, b->need, 0,
-              b->attempt, 0, now, err);
+              b->attempt, b->fresh_ok, now, err);
     break;
   case B_RESERVING:
     st = msg_send(c, INFSIM_MSG_RESERVE, b->debtor, b->mv.to, b->id, b->mv.req, b->mv.blocks, 0, b->attempt,
@@ -231,14 +232,14 @@ static infsim_status new_attempt(infsim_contract *c, borrow *b, int64_t now, inf
   return step(c, b, now, err);
 }
 
-infsim_status infsim_contract_borrow(infsim_contract *c, int32_t debtor, int64_t req, int64_t need, int64_t now_ns,
-                                     infsim_error *err) {
+infsim_status infsim_contract_borrow(infsim_contract *c, int32_t debtor, int64_t req, int64_t need, bool fresh_ok,
+                                     int64_t now_ns, infsim_error *err) {
   assert(debtor >= 0 && debtor < c->instances && need > 0);
   if (infsim_contract_in_flight(c, debtor, req)) return INFSIM_OK;
   infsim_status st = grow((void **)&c->b, &c->cb, c->nb, sizeof *c->b, err);
   if (st != INFSIM_OK) return st;
   borrow *b = &c->b[c->nb++];
-  *b = (borrow){.id = c->next_id++, .debtor = debtor, .req = req, .need = need, .st = B_ASKING};
+  *b = (borrow){.id = c->next_id++, .debtor = debtor, .req = req, .need = need, .st = B_ASKING, .fresh_ok = fresh_ok};
   if (c->next_id == 0) c->next_id = 1; /* seq 0 is a release outside the protocol */
   return step(c, b, now_ns, err);
 }
@@ -428,7 +429,7 @@ static infsim_status gm_deliver(infsim_contract *c, const infsim_msg *m, int64_t
       g = &c->g[c->ng++];
       *g = (proposal){.debtor = m->src, .id = m->seq, .attempt = m->a};
       infsim_gm_move plan[8];
-      size_t n = infsim_gm_plan(c->gm, c->p.planner, m->src, m->req, m->blocks, plan, 8);
+      size_t n = infsim_gm_plan(c->gm, c->p.planner, m->src, m->b ? m->req : -1, m->blocks, plan, 8);
       for (size_t k = 1; k < n; k++) infsim_gm_unpropose(c->gm, &plan[k]); /* one move per borrow */
       g->has_move = n > 0;
       if (n > 0) g->mv = plan[0];

@@ -158,8 +158,8 @@ static void test_clean_borrow(void **state) {
   place(w, gm, 3, 2, 2, 70);
   place(w, gm, 4, 3, 3, 100);
   infsim_contract *c = contract(w, gm, 3);
-  assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, 0, NULL), INFSIM_OK);
-  assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, 0, NULL), INFSIM_OK); /* already in flight */
+  assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, true, 0, NULL), INFSIM_OK);
+  assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, true, 0, NULL), INFSIM_OK); /* already in flight */
   assert_true(infsim_contract_in_flight(c, 0, 1));
   run(w, c);
   assert_int_equal(w->done_ok, 1);
@@ -195,7 +195,7 @@ static void test_fresh_blocks(void **state) {
   place(w, gm, 3, 2, 2, 70);
   place(w, gm, 4, 3, 3, 100);
   infsim_contract *c = contract(w, gm, 3);
-  assert_int_equal(infsim_contract_borrow(c, 0, 5, 70, 0, NULL), INFSIM_OK);
+  assert_int_equal(infsim_contract_borrow(c, 0, 5, 70, true, 0, NULL), INFSIM_OK);
   run(w, c);
   assert_int_equal(w->done_ok, 1);
   assert_int_equal(w->held[5][1], 45);
@@ -224,7 +224,7 @@ static void test_stale_view_refused_then_given_up(void **state) {
   place(w, gm, 4, 3, 3, 100);
   w->free_blocks[1] = 8; /* something else took them; no heartbeat yet */
   infsim_contract *c = contract(w, gm, 2);
-  assert_int_equal(infsim_contract_borrow(c, 0, 0, 10, 0, NULL), INFSIM_OK);
+  assert_int_equal(infsim_contract_borrow(c, 0, 0, 10, true, 0, NULL), INFSIM_OK);
   run(w, c);
   assert_int_equal(w->done_fail, 1);
   assert_int_equal(w->commits, 0);
@@ -255,8 +255,8 @@ static void test_creditor_first_come_first_served(void **state) {
   infsim_contract *c = contract(w, gm, 1);
   /* New requests 1 (on 0) and 6 (on 2) need 10 each: each debtor's
    * longest request (r0, r2) sends 10 blocks away, KV to copy. */
-  assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, 0, NULL), INFSIM_OK);
-  assert_int_equal(infsim_contract_borrow(c, 2, 6, 10, 1000, NULL), INFSIM_OK);
+  assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, true, 0, NULL), INFSIM_OK);
+  assert_int_equal(infsim_contract_borrow(c, 2, 6, 10, true, 1000, NULL), INFSIM_OK);
   run(w, c);
   assert_int_equal(w->done_ok, 1);
   assert_int_equal(w->done_fail, 1);
@@ -334,7 +334,7 @@ static void test_lossy_network_leaks_nothing(void **state) {
       int32_t d = (int32_t)gsl_rng_uniform_int(w->rng, INST);
       int64_t r = d + INST * (int64_t)gsl_rng_uniform_int(w->rng, REQS / INST);
       if (infsim_contract_in_flight(c, d, r)) continue;
-      assert_int_equal(infsim_contract_borrow(c, d, r, 1 + (int64_t)gsl_rng_uniform_int(w->rng, 15), 0, NULL),
+      assert_int_equal(infsim_contract_borrow(c, d, r, 1 + (int64_t)gsl_rng_uniform_int(w->rng, 15), k % 2, 0, NULL),
                        INFSIM_OK);
       started++;
     }

@@ -4,7 +4,7 @@
 ** creditor, every step a message on the transport that may be lost or
 ** delayed.
 **
-**   debtor D -> gManager   BORROW_REQUEST (req r, need n, attempt)
+**   debtor D -> gManager   BORROW_REQUEST (req r, need n, attempt, fresh allowed)
 **   gManager -> D          BORROW_PROPOSE (move: request q, creditor C, b blocks, fresh)
 **   D -> C                 RESERVE        (C sets b blocks aside if its spare allows: FCFS;
 **                                          b = 2 marks an exchange, which needs free, not spare)
@@ -88,9 +88,12 @@ infsim_status infsim_contract_new(const infsim_contract_params *p, infsim_gm *gm
 void infsim_contract_free(infsim_contract *c);
 
 /* Debtor `debtor` starts a borrow of `need` blocks for req at now_ns;
- * nothing happens when one is already in flight for (debtor, req). */
-infsim_status infsim_contract_borrow(infsim_contract *c, int32_t debtor, int64_t req, int64_t need, int64_t now_ns,
-                                     infsim_error *err);
+ * nothing happens when one is already in flight for (debtor, req).
+ * fresh_ok: req's new blocks may be placed at the creditor (a prompt being
+ * admitted); otherwise only existing blocks move (the planner is told no
+ * request needs new ones). */
+infsim_status infsim_contract_borrow(infsim_contract *c, int32_t debtor, int64_t req, int64_t need, bool fresh_ok,
+                                     int64_t now_ns, infsim_error *err);
 /* A move the gManager planned itself (DGFM: a recall, consolidation or
  * swap half), run by its source m->from as a borrow from the reservation
  * on. An exchange (a swap half) needs only free blocks at the destination,
