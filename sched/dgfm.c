@@ -132,7 +132,7 @@ static size_t remote_pieces(infsim_dgfm *d, const infsim_gm *gm, int64_t r, piec
   for (size_t k = 0; k < n; k++)
     if (d->entries[k].holder != d->entries[k].owner)
       out[m++] = (piece){r, d->entries[k].holder, d->entries[k].blocks};
-  qsort(out, m, sizeof *out, by_size);
+  if (m > 1) qsort(out, m, sizeof *out, by_size);
   return m;
 }
 
@@ -188,7 +188,7 @@ size_t infsim_dgfm_pass(infsim_dgfm *d, const infsim_gm *gm, const infsim_dgfm_l
   size_t nreqs = infsim_gm_split_requests(gm, &split);
   d->reqs = reserve(d->reqs, &d->reqs_cap, nreqs, sizeof *d->reqs);
   for (size_t k = 0; k < nreqs; k++) d->reqs[k] = split[k];
-  qsort(d->reqs, nreqs, sizeof *d->reqs, by_id);
+  if (nreqs > 1) qsort(d->reqs, nreqs, sizeof *d->reqs, by_id);
 
   /* 1. Recalls, smallest piece first over the whole graph. */
   size_t np = 0;
@@ -199,7 +199,7 @@ size_t infsim_dgfm_pass(infsim_dgfm *d, const infsim_gm *gm, const infsim_dgfm_l
       if (d->entries[j].holder != d->entries[j].owner)
         d->pieces[np++] = (piece){d->reqs[k], d->entries[j].holder, d->entries[j].blocks};
   }
-  qsort(d->pieces, np, sizeof *d->pieces, by_size);
+  if (np > 1) qsort(d->pieces, np, sizeof *d->pieces, by_size);
   for (size_t k = 0; k < np; k++) {
     const piece *pc = &d->pieces[k];
     int32_t owner = infsim_gm_owner(gm, pc->req);
