@@ -46,7 +46,13 @@
 #include "sched_internal.h"
 
 /* The policy's own timers (msg.a); the contract's are 0x71xx. */
-enum { TIMER_HEARTBEAT = 0x7200, TIMER_DGFM = 0x7201, TIMER_GM_LOST = 0x7202, TIMER_GM_BACK = 0x7203 };
+enum {
+  TIMER_HEARTBEAT = 0x7200,
+  TIMER_DGFM = 0x7201,
+  TIMER_GM_LOST = 0x7202,
+  TIMER_GM_BACK = 0x7203,
+  TIMER_KICK = 0x7204 /* an instance whose borrow failed tries admission again */
+};
 enum { WHEN_SHORT_WAIT = 0, WHEN_SHORT_PREEMPT = 1 };
 enum { CPU_TIER_OFF = 0, CPU_TIER_MA = 1, CPU_TIER_FETCH = 2 };
 /* Wire sizes (docs/distkv.md): a control message, a heartbeat's header and entry. */
@@ -112,6 +118,11 @@ typedef struct {
   req_list *lent; /* per instance: requests of others it may hold blocks of */
   infsim_dgfm_move moves[DGFM_MOVES_CAP];
   bool gm_down;
+  /* The one waiting request that may gather new blocks at creditors, or
+   * -1. One at a time: two prompts each holding part of the cluster while
+   * waiting for the rest would wait for each other forever. */
+  int64_t gatherer;
+  int64_t *retry_after_ns; /* per instance: no new borrow before (after a failure) */
   infsim_distkv_stats st;
   infsim_status pending; /* a failure inside a callback, reported by on_message */
   infsim_error pending_err;
@@ -292,11 +303,16 @@ static int64_t env_commit(void *self, const infsim_gm_move *m, int64_t now) {
 
 static void env_borrow_done(void *self, int32_t debtor, int64_t req, bool ok, int64_t now) {
   (void)req;
-  (void)now;
   infinite *p = self;
-  if (!ok || p->pending != INFSIM_OK) return;
-  /* Room arrived: admission may go on (an idle instance has no batch end
-   * to wait for). */
+  if (p->pending != INFSIM_OK) return;
+  if (!ok) {
+    /* Back off for a timeout, then let admission (and with it a new
+     * borrow) try again: an idle instance has no batch end to wait for. */
+    p->retry_after_ns[debtor] = now + p->set.timeout_ns;
+    p->pending = arm(p, debtor, TIMER_KICK, p->retry_after_ns[debtor], &p->pending_err);
+    return;
+  }
+  /* Room arrived: admission may go on. */
   p->pending = instance_kick(p->s, &p->s->inst[debtor], &p->pending_err);
 }
 
@@ -390,7 +406,9 @@ static infsim_status create(const void *settings, struct infsim_sched *s, int32_
   p->base = s->net;
   p->hb = calloc((size_t)instances, sizeof *p->hb);
   p->lent = calloc((size_t)instances, sizeof *p->lent);
-  if (!p->hb || !p->lent) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  p->retry_after_ns = calloc((size_t)instances, sizeof *p->retry_after_ns);
+  p->gatherer = -1;
+  if (!p->hb || !p->lent || !p->retry_after_ns) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   if (set->message_loss > 0 || set->message_delay_prob > 0) p->fault_rng = infsim_rng_new(s->p.seed, "faults.messages");
   int64_t per_node = set->gpus_per_node / set->gpus_per_instance;
   if (per_node < 1) per_node = 1;
@@ -426,6 +444,7 @@ static void destroy(void *self) {
     for (int32_t i = 0; i < p->instances; i++) free(p->lent[i].r);
   free(p->hb);
   free(p->lent);
+  free(p->retry_after_ns);
   infsim_contract_free(p->contract);
   infsim_dgfm_free(p->dgfm);
   infsim_gm_free(p->gm);
@@ -454,13 +473,28 @@ static bool accept_oversized(void *self, int32_t instance, int64_t req, int64_t 
   return blocks_needed <= room;
 }
 
+/* True while req waits at the head of its instance's queue (admission
+ * considers only the head: a request behind it, e.g. after a preempted one
+ * came back in front, must not keep the gatherer's role). */
+static bool at_head(const infinite *p, int64_t req) {
+  const infsim_sched *s = p->s;
+  if (s->rec[req].state != INFSIM_REQ_WAITING) return false;
+  const instance *in = &s->inst[s->rec[req].instance];
+  return in->waiting.count > 0 && deque_front(&in->waiting) == req;
+}
+
 static infsim_short_action short_of_blocks(void *self, int32_t instance, int64_t req, int64_t need, int64_t now) {
   infinite *p = self;
   infsim_short_action act = p->set.when_short == WHEN_SHORT_WAIT ? INFSIM_SHORT_WAIT : INFSIM_SHORT_PREEMPT;
   if (p->pending != INFSIM_OK || infsim_contract_in_flight(p->contract, instance, req)) return act;
-  /* A prompt being admitted may take new blocks at the creditor; a
-   * decoding request grows locally, room made by moving KV away. */
-  bool fresh_ok = p->s->rec[req].state == INFSIM_REQ_WAITING;
+  if (now < p->retry_after_ns[instance]) return act; /* a kick timer is armed */
+  /* A prompt being admitted may take new blocks at the creditor (one such
+   * prompt at a time); a decoding request grows locally, room made by
+   * moving KV away. */
+  const infsim_request_record *rec = p->s->rec;
+  if (p->gatherer >= 0 && !at_head(p, p->gatherer)) p->gatherer = -1;
+  bool fresh_ok = rec[req].state == INFSIM_REQ_WAITING && (p->gatherer < 0 || p->gatherer == req);
+  if (fresh_ok) p->gatherer = req;
   p->pending = infsim_contract_borrow(p->contract, instance, req, need + p->set.borrow_ahead_blocks, fresh_ok, now,
                                       &p->pending_err);
   return act;
@@ -488,6 +522,9 @@ static infsim_status on_message(void *self, const infsim_msg *m, int64_t now, in
     case TIMER_DGFM:
       if (!p->gm_down) st = run_dgfm(p, now, err);
       if (st == INFSIM_OK && more) st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_DGFM, now + p->set.dgfm_period_ns, err);
+      break;
+    case TIMER_KICK:
+      st = instance_kick(p->s, &p->s->inst[m->src], err);
       break;
     case TIMER_GM_LOST:
       p->gm_down = true;
