@@ -236,7 +236,9 @@ static infsim_status admit(infsim_sched *s, instance *in, int64_t token_budget, 
   while (in->waiting.count > 0 && in->running_count < s->p.max_batch_size) {
     int32_t req = deque_front(&in->waiting);
     req_sched *r = &s->rs[req];
-    int64_t need = blocks_for(s, r->prefill_target);
+    /* Blocks a borrowing policy already placed for it elsewhere count. */
+    int64_t need = blocks_for(s, r->prefill_target) - infsim_kv_blocks(s->kv, req);
+    if (need < 0) need = 0;
     if (short_of(s, in, req, need)) break;
     if (!s->p.chunked_prefill) {
       /* Whole prompts only; a recomputed request longer than the budget

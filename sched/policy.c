@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "infsim/dispatch.h"
+#include "infsim/policy_infinite.h"
 
 /* vllm-multi's and vllm-single's settings (in the params' policy byte area). */
 typedef struct {
@@ -81,11 +82,12 @@ static const infsim_policy_ops k_policies[] = {
      .destroy = dispatcher_destroy},
 };
 
-static const char *const k_policy_names[] = {"vllm-multi", "vllm-single", NULL};
+static const char *const k_policy_names[] = {"vllm-multi", "vllm-single", "infinite-llm", NULL};
 
 const infsim_policy_ops *infsim_policy_lookup(const char *name) {
   for (size_t i = 0; i < sizeof k_policies / sizeof k_policies[0]; i++)
     if (strcmp(k_policies[i].name, name) == 0) return &k_policies[i];
+  if (strcmp(infsim_policy_infinite.name, name) == 0) return &infsim_policy_infinite; /* sched/policy_infinite.c */
   return NULL;
 }
 

@@ -1,0 +1,88 @@
+/*
+** distattn.c: DistAttention's per-layer cost from the calibrated curves
+** (distattn.h; formulas and their sources in docs/distkv.md).
+**
+** The partial is normalized by its own softmax sum and carries one LSE
+** per head (DESIGN.md, "DistAttention"), so it is d + 1 values per head;
+** the query is d values per head. Both travel at wire precision.
+*/
+#include "infsim/distattn.h"
+
+#include <assert.h>
+#include <math.h>
+
+double infsim_distattn_query_bytes(const infsim_distattn_shape *s, int64_t queries) {
+  return (double)queries * (double)s->heads * (double)s->head_dim * s->wire_bytes_per_value;
+}
+
+double infsim_distattn_partial_bytes(const infsim_distattn_shape *s, int64_t queries) {
+  return (double)queries * (double)s->heads * (double)(s->head_dim + 1) * s->wire_bytes_per_value;
+}
+
+/* R_j without the MA: both latencies and the bytes over the route. */
+static double wire_ns(const infsim_distattn_holder *h, double bytes) {
+  assert(h->bytes_per_s > 0);
+  return 2.0 * (double)h->latency_ns + bytes / h->bytes_per_s * 1e9;
+}
+
+static double combine(const infsim_distattn_shape *s, infsim_distattn_layer *out) {
+  out->attention_ns = s->overlap ? fmax(out->local_ns, out->remote_ns) + out->merge_ns
+                                 : out->local_ns + out->remote_ns + out->merge_ns;
+  return out->attention_ns;
+}
+
+infsim_distattn_layer infsim_distattn_decode_layer(const infsim_cost_curves *c, const infsim_distattn_shape *s,
+                                                   int64_t requests, int64_t local_context,
+                                                   int64_t remote_requests, const infsim_distattn_holder *h, int k) {
+  infsim_distattn_layer out = {0};
+  if (requests > 0) out.local_ns = c->decode_attn_layer_ns(c->self, requests, local_context);
+  int64_t partials = 0;
+  for (int j = 0; j < k; j++) {
+    if (h[j].requests <= 0) continue;
+    double bytes = infsim_distattn_query_bytes(s, h[j].requests) + infsim_distattn_partial_bytes(s, h[j].requests);
+    double r = wire_ns(&h[j], bytes) + c->decode_attn_layer_ns(c->self, h[j].requests, h[j].context_tokens);
+    out.remote_ns = fmax(out.remote_ns, r);
+    partials += h[j].requests;
+  }
+  /* Each request with a remote part merges its local partial and one per
+   * holder it has blocks at. */
+  if (partials > 0) out.merge_ns = c->merge_layer_ns(c->self, remote_requests, remote_requests + partials);
+  combine(s, &out);
+  return out;
+}
+
+infsim_distattn_layer infsim_distattn_prefill_layer(const infsim_cost_curves *c, const infsim_distattn_shape *s,
+                                                    int64_t tokens, int64_t local_pairs,
+                                                    const infsim_distattn_holder *h, int k) {
+  infsim_distattn_layer out = {0};
+  if (tokens <= 0) return out;
+  out.local_ns = c->prefill_attn_layer_ns(c->self, tokens, local_pairs);
+  int holders = 0;
+  for (int j = 0; j < k; j++) {
+    double bytes = (double)h[j].write_bytes;
+    double ma = 0;
+    if (h[j].context_tokens > 0) {
+      bytes += infsim_distattn_query_bytes(s, tokens) + infsim_distattn_partial_bytes(s, tokens);
+      ma = c->prefill_attn_layer_ns(c->self, tokens, tokens * h[j].context_tokens);
+      holders++;
+    }
+    if (bytes > 0) out.remote_ns = fmax(out.remote_ns, wire_ns(&h[j], bytes) + ma);
+  }
+  /* Every query token merges its local partial and one per holder. */
+  if (holders > 0) out.merge_ns = c->merge_layer_ns(c->self, tokens, tokens * (holders + 1));
+  combine(s, &out);
+  return out;
+}
+
+double infsim_distattn_creditor_step_ns(const infsim_cost_curves *c, const infsim_distattn_shape *s,
+                                        int64_t guest_requests, int64_t guest_tokens) {
+  if (guest_requests <= 0) return 0;
+  return (double)s->layers * c->decode_attn_layer_ns(c->self, guest_requests, guest_tokens);
+}
+
+double infsim_distattn_steady_bytes_per_s(const infsim_distattn_shape *s, int64_t requests, int64_t step_ns) {
+  assert(step_ns > 0);
+  double per_step = (double)s->layers *
+                    (infsim_distattn_query_bytes(s, requests) + infsim_distattn_partial_bytes(s, requests));
+  return per_step / ((double)step_ns * 1e-9);
+}

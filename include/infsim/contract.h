@@ -1,0 +1,124 @@
+/*
+** contract.h: DistKV-LLM's contract protocol (docs/distkv.md, "Contract
+** protocol"): a debtor borrows KV blocks through the gManager and a
+** creditor, every step a message on the transport that may be lost or
+** delayed.
+**
+**   debtor D -> gManager   BORROW_REQUEST (req r, need n, attempt, fresh allowed)
+**   gManager -> D          BORROW_PROPOSE (move: request q, creditor C, b blocks, fresh)
+**   D -> C                 RESERVE        (C sets b blocks aside if its spare allows: FCFS;
+**                                          b = 2 marks an exchange, which needs free, not spare)
+**   C -> D                 RESERVE_ACK    (ok or refused; fresh blocks are committed here)
+**   D -> C                 MOVE           (b blocks of KV; nothing for fresh blocks)
+**   C -> D, C -> gManager  CONFIRM        (the blocks are q's, held by C)
+**   D -> C                 RELEASE        (D gives up: C drops the reservation)
+**
+** One borrow is one move: the gManager proposes the first move of its
+** plan; a need larger than one creditor's spare takes more borrows.
+** Every message of a borrow carries its id as seq and its attempt number.
+** Receivers de-duplicate: the gManager answers a repeated request with the
+** same proposal, a creditor a repeated RESERVE or MOVE with the same
+** answer. The debtor keeps one timer per step; on timeout it resends (same
+** attempt), a refusal or failed move starts a new attempt (a new plan);
+** after max_retries the borrow fails (the debtor sends RELEASE and is told
+** through borrow_done). A creditor's reservation is a lease that expires
+** when no MOVE comes, so a lost debtor leaks nothing; its answers are
+** kept a while for repeats, then dropped.
+**
+** What a move does to KV memory is the caller's (env.commit): the module
+** only decides when. It keeps no global state and is driven by calls: a
+** new borrow, a delivered message (including its own timers).
+**
+** Invariants (infsim_contract_check): per creditor, reserved blocks are
+** the sum of its live reservations; every borrow is in exactly one state.
+*/
+#ifndef INFSIM_CONTRACT_H
+#define INFSIM_CONTRACT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "infsim/gmanager.h"
+#include "infsim/status.h"
+#include "infsim/transport.h"
+
+/* Timers of this module carry a = one of these (policies use others). */
+enum { INFSIM_CONTRACT_TIMER_STEP = 0x7100, INFSIM_CONTRACT_TIMER_LEASE = 0x7101, INFSIM_CONTRACT_TIMER_GC = 0x7102 };
+
+typedef struct {
+  void *self;
+  /* The instance's free GPU blocks now (the rManager's truth). */
+  int64_t (*free_blocks)(void *self, int32_t instance);
+  /* Makes a move real at C (fresh: new blocks of m->req at m->to; else
+   * m->blocks of m->req's blocks held at m->from move to m->to). Returns
+   * the blocks moved: 0 when it cannot happen any more (the request ended,
+   * its blocks are no longer there). */
+  int64_t (*commit)(void *self, const infsim_gm_move *m, int64_t now_ns);
+  /* A borrow for req on debtor ended: ok, or given up (the caller falls
+   * back, e.g. to preemption). */
+  void (*borrow_done)(void *self, int32_t debtor, int64_t req, bool ok, int64_t now_ns);
+} infsim_contract_env;
+
+typedef struct {
+  int64_t timeout_ns;       /* a step's wait for its answer */
+  int32_t max_retries;      /* per borrow */
+  int64_t reserve_blocks;   /* a creditor never lends its last reserve_blocks */
+  int64_t block_bytes;      /* one block's KV, all layers */
+  int64_t control_bytes;    /* a control message on the wire */
+  double move_bytes_per_s;  /* for the MOVE timeout: 2 x b x block_bytes at this rate */
+  infsim_gm_planner planner;
+} infsim_contract_params;
+
+typedef struct {
+  int64_t borrows;        /* ended ok */
+  int64_t failed;         /* given up */
+  int64_t kv_moves;       /* moves committed (fresh ones included) */
+  int64_t kv_moved_bytes; /* bytes of the non-fresh ones */
+  int64_t messages;       /* sent */
+  int64_t retries;        /* resends and new attempts */
+  int64_t refused;        /* reservations refused by creditors */
+} infsim_contract_counters;
+
+typedef struct infsim_contract infsim_contract;
+
+/* gm (the gManager's ledger) and net are borrowed and must outlive it. */
+infsim_status infsim_contract_new(const infsim_contract_params *p, infsim_gm *gm, infsim_transport net,
+                                  infsim_contract_env env, int32_t instances, infsim_contract **out,
+                                  infsim_error *err);
+void infsim_contract_free(infsim_contract *c);
+
+/* Debtor `debtor` starts a borrow of `need` blocks for req at now_ns;
+ * nothing happens when one is already in flight for (debtor, req).
+ * fresh_ok: req's new blocks may be placed at the creditor (a prompt being
+ * admitted); otherwise only existing blocks move (the planner is told no
+ * request needs new ones). */
+infsim_status infsim_contract_borrow(infsim_contract *c, int32_t debtor, int64_t req, int64_t need, bool fresh_ok,
+                                     int64_t now_ns, infsim_error *err);
+/* A move the gManager planned itself (DGFM: a recall, consolidation or
+ * swap half), run by its source m->from as a borrow from the reservation
+ * on. An exchange (a swap half) needs only free blocks at the destination,
+ * not spare above the reserve: its partner frees as many there. */
+infsim_status infsim_contract_move(infsim_contract *c, const infsim_gm_move *m, bool exchange, int64_t now_ns,
+                                   infsim_error *err);
+
+/* True when a borrow for (debtor, req) is in flight. */
+bool infsim_contract_in_flight(const infsim_contract *c, int32_t debtor, int64_t req);
+/* Borrows in flight from debtor (any request). */
+int64_t infsim_contract_pending(const infsim_contract *c, int32_t debtor);
+
+/* True for the message kinds and timers this module handles. */
+bool infsim_contract_handles(const infsim_msg *msg);
+/* A message (or one of its timers) reached msg->dst at now_ns. */
+infsim_status infsim_contract_deliver(infsim_contract *c, const infsim_msg *msg, int64_t now_ns, infsim_error *err);
+
+/* The gManager is down (its messages are dropped on arrival) or back. */
+void infsim_contract_set_gm_down(infsim_contract *c, bool down);
+
+/* Blocks set aside at a creditor for moves that have not landed. */
+int64_t infsim_contract_reserved(const infsim_contract *c, int32_t instance);
+const infsim_contract_counters *infsim_contract_counters_of(const infsim_contract *c);
+
+/* Aborts when an invariant of the header comment is broken. */
+void infsim_contract_check(const infsim_contract *c);
+
+#endif

@@ -1,0 +1,85 @@
+/*
+** distattn.h: what DistAttention adds to an iteration when a batch's KV
+** lives on several instances (docs/distkv.md, "DistAttention cost").
+**
+** Per layer, for an owner whose batch has KV at remote holders j:
+**   query out   Q_j = n_j x H x d x w bytes,
+**   partial back P_j = n_j x H x (d + 1) x w bytes (normalized partial and
+**                one LSE per head, at wire precision w),
+**   holder MA   MA_j = decode_attn(n_j, C_j) on the holder's GPU,
+**   remote path R_j = 2 lat_j + (Q_j + P_j) / bw_j + MA_j,
+**   merge       M = merge(n_r, n_r + sum_j n_j),
+**   local       A = decode_attn(n, C_local),
+**   attention   = max(A, max_j R_j) + M with overlap (paper sec. 4),
+**                 A + max_j R_j + M without.
+** Holders work in parallel with each other, so the slowest one bounds the
+** owner's layer: the owner's step ends no earlier than the last partial's
+** arrival. A holder pays for the MA it computes for others inside its own
+** iterations: L x decode_attn(guest requests, guest tokens) per step.
+** Prefill chunks attend to remote KV the same way, with the prefill
+** attention curve and the chunk's tokens as queries.
+**
+** All times are per layer in ns (double: the cost model rounds once per
+** iteration), from the calibrated curves of costmodel.h.
+*/
+#ifndef INFSIM_DISTATTN_H
+#define INFSIM_DISTATTN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "infsim/costmodel.h"
+
+typedef struct {
+  int64_t heads;    /* query heads on one TP shard */
+  int64_t head_dim;
+  int64_t layers;
+  double wire_bytes_per_value; /* 2: fp16 (default), 4: fp32 */
+  bool overlap;
+} infsim_distattn_shape;
+
+/* One remote holder of a batch's KV, and the route to it. */
+typedef struct {
+  int64_t requests;       /* n_j: requests (or prefill query tokens) with KV there */
+  int64_t context_tokens; /* C_j: their KV tokens there */
+  double bytes_per_s;     /* route bandwidth (the flow's max-min rate) */
+  int64_t latency_ns;     /* one way */
+  int64_t write_bytes;    /* new KV written there this layer (prefill into borrowed blocks) */
+} infsim_distattn_holder;
+
+typedef struct {
+  double local_ns;     /* A */
+  double remote_ns;    /* max_j R_j */
+  double merge_ns;     /* M */
+  double attention_ns; /* the layer's attention, overlap applied */
+} infsim_distattn_layer;
+
+/* Q_j and P_j of n queries. */
+double infsim_distattn_query_bytes(const infsim_distattn_shape *s, int64_t queries);
+double infsim_distattn_partial_bytes(const infsim_distattn_shape *s, int64_t queries);
+
+/* A decode step's attention, one layer: n requests over local_context
+ * tokens here, of which remote_requests have KV at the k holders. */
+infsim_distattn_layer infsim_distattn_decode_layer(const infsim_cost_curves *c, const infsim_distattn_shape *s,
+                                                   int64_t requests, int64_t local_context,
+                                                   int64_t remote_requests, const infsim_distattn_holder *h, int k);
+
+/* A prefill chunk's attention, one layer: `tokens` queries with
+ * local_pairs (query, key) pairs here (the causal part and local KV);
+ * holder j has h[j].context_tokens earlier tokens (h[j].requests is
+ * ignored: every query of the chunk goes there). New KV written to
+ * holders (h[j].write_bytes) travels with the partials. */
+infsim_distattn_layer infsim_distattn_prefill_layer(const infsim_cost_curves *c, const infsim_distattn_shape *s,
+                                                    int64_t tokens, int64_t local_pairs,
+                                                    const infsim_distattn_holder *h, int k);
+
+/* What a creditor's iteration gains per step for computing MA over the
+ * guest_tokens it holds for guest_requests decoding elsewhere (all layers). */
+double infsim_distattn_creditor_step_ns(const infsim_cost_curves *c, const infsim_distattn_shape *s,
+                                        int64_t guest_requests, int64_t guest_tokens);
+
+/* The demand of the steady flow of queries and partials between an owner
+ * and a holder over a decode run: all layers' Q + P per step / step time. */
+double infsim_distattn_steady_bytes_per_s(const infsim_distattn_shape *s, int64_t requests, int64_t step_ns);
+
+#endif

@@ -1,0 +1,151 @@
+/*
+** gmanager.h: DistKV-LLM's global manager: the debt ledger and the borrow
+** planner (Infinite-LLM, arXiv 2401.02669, v1 sec. 5 and v2's planner).
+**
+** The ledger says, per request, which instances hold how many of its
+** rBlocks (its placement) and which instance owns it; seen per instance,
+** blocks it holds for others are lent, blocks of its own requests held
+** elsewhere are borrowed. It is the gManager's *view*: it learns it from
+** heartbeats (each instance reports the entries it holds that changed,
+** with its free memory) and from confirmed moves, so it may be stale; the
+** KV managers (kv.h) are the truth. Holders are authoritative for what
+** they hold: an entry (req, holder) is only ever written from the holder's
+** report or a confirmed move, each stamped with a time, and an older report
+** never overwrites a newer entry. The gManager can be lost and rebuilt
+** from full heartbeats (every entry each instance holds).
+**
+** The planner answers "instance d is short of n blocks" with moves: which
+** request's blocks go from where to which creditor. A creditor keeps a
+** reserve of free blocks for its own growth; only free blocks above it are
+** offered (its spare). The gManager deducts what it proposes from its view
+** of the creditor's free memory at once, so that two debtors asking at
+** nearly the same time are not both sent to the same last blocks; the
+** creditor's next heartbeat restores the truth.
+**
+** Invariants (infsim_gm_check): per instance, lent = sum of entries held
+** there for other owners, borrowed = sum of entries of its requests held
+** elsewhere, held = sum of all entries held there; the sum of lent equals
+** the sum of borrowed (zero-sum ledger); a request is in the split list
+** exactly when some holder other than its owner holds blocks of it.
+*/
+#ifndef INFSIM_GMANAGER_H
+#define INFSIM_GMANAGER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "infsim/status.h"
+
+typedef struct infsim_gm infsim_gm;
+
+typedef enum {
+  /* The paper's v2 greedy: the debtor's longest request goes, in pieces,
+   * to the creditors with the most spare memory first. */
+  INFSIM_PLAN_GREEDY = 0,
+  /* The same, but creditors on the debtor's node first (NVLink, not the
+   * NIC), most spare first within each group. */
+  INFSIM_PLAN_SAME_NODE = 1,
+  /* Creditors already holding blocks of the moved request first (the
+   * request then spans no new instance: fewer partials to merge, less work
+   * for DGFM), then the same node, then the most spare. */
+  INFSIM_PLAN_AFFINITY = 2
+} infsim_gm_planner;
+
+/* "greedy", "same-node", "affinity". */
+const char *infsim_gm_planner_name(infsim_gm_planner p);
+/* The planner named `name`; false when there is none. */
+bool infsim_gm_planner_from_name(const char *name, infsim_gm_planner *out);
+
+/* One ledger entry: `holder` holds `blocks` of req (owned by `owner`). */
+typedef struct {
+  int64_t req;
+  int32_t owner;
+  int32_t holder;
+  int64_t blocks;
+} infsim_gm_entry;
+
+/* A proposed move of `blocks` of req's KV from one instance to another
+ * (the debtor's own blocks to a creditor, a recall, a swap half). */
+typedef struct {
+  int64_t req;
+  int32_t from;
+  int32_t to;
+  int64_t blocks;
+  bool fresh; /* new blocks placed at `to` (nothing leaves `from`) */
+} infsim_gm_move;
+
+/* A ledger for `instances` instances of capacity_blocks each,
+ * instances_per_node per node, requests 0..requests-1; creditors keep
+ * reserve_blocks free for themselves. */
+infsim_status infsim_gm_new(int32_t instances, int32_t instances_per_node, int64_t capacity_blocks, int64_t requests,
+                            int64_t reserve_blocks, infsim_gm **out, infsim_error *err);
+void infsim_gm_free(infsim_gm *gm);
+
+/* A heartbeat from `from`, describing its state at snapshot_ns: its free
+ * blocks and entries it holds (blocks 0: it no longer holds any of that
+ * request). Full: the entries are everything it holds (entries held there
+ * and not listed are dropped). Entries with holder != from are bugs. */
+void infsim_gm_heartbeat(infsim_gm *gm, int32_t from, int64_t snapshot_ns, int64_t free_blocks,
+                         const infsim_gm_entry *entries, size_t n, bool full);
+/* A move confirmed at now_ns (the debtor's CONFIRM). */
+void infsim_gm_record_move(infsim_gm *gm, const infsim_gm_move *m, int64_t now_ns);
+/* req finished or was dropped everywhere at now_ns; reports about it
+ * from before now_ns are ignored from then on. */
+void infsim_gm_forget(infsim_gm *gm, int64_t req, int64_t now_ns);
+/* The gManager was lost: an empty ledger, every instance's free memory
+ * unknown (0) until it reports again. */
+void infsim_gm_reset(infsim_gm *gm);
+
+int32_t infsim_gm_instances(const infsim_gm *gm);
+int32_t infsim_gm_node_of(const infsim_gm *gm, int32_t instance);
+int32_t infsim_gm_owner(const infsim_gm *gm, int64_t req);
+int64_t infsim_gm_blocks(const infsim_gm *gm, int64_t req); /* over all holders */
+int64_t infsim_gm_held_by(const infsim_gm *gm, int64_t req, int32_t holder);
+/* req's placement: its entries, into out[0..cap); returns how many it has. */
+size_t infsim_gm_placement(const infsim_gm *gm, int64_t req, infsim_gm_entry *out, size_t cap);
+
+/* Per instance, in the gManager's view. */
+int64_t infsim_gm_free_blocks(const infsim_gm *gm, int32_t instance);
+int64_t infsim_gm_spare_blocks(const infsim_gm *gm, int32_t instance); /* free above the reserve */
+int64_t infsim_gm_lent(const infsim_gm *gm, int32_t instance);
+int64_t infsim_gm_borrowed(const infsim_gm *gm, int32_t instance);
+int64_t infsim_gm_held(const infsim_gm *gm, int32_t instance);
+
+/* Requests `instance` owns that have blocks somewhere (the planner's
+ * candidates), in no particular order. */
+size_t infsim_gm_owned(const infsim_gm *gm, int32_t instance, const int64_t **reqs);
+
+/* Requests some of whose blocks are held away from their owner (DGFM's
+ * work list), in no particular order. */
+size_t infsim_gm_split_requests(const infsim_gm *gm, const int64_t **reqs);
+
+/* Instances with no spare memory (short: candidate debtors), and instances
+ * by spare memory, most first, ties by id (creditors; only those with
+ * spare > 0). Each writes ids into out[0..instances) and returns the count. */
+size_t infsim_gm_debtors(const infsim_gm *gm, int32_t *out);
+size_t infsim_gm_creditors(const infsim_gm *gm, int32_t *out);
+
+/* Plans `need` blocks for `debtor`, where request `req` (owned there)
+ * needs them: moves into out[0..cap), returning how many; their blocks
+ * sum to `need` or less (when spare is short). Every planner takes the
+ * debtor's requests longest first (v2: the longest request is the one to
+ * spread; req counts with its blocks plus `need`) and gives each creditors
+ * in the planner's order. A move of `req` itself is new blocks placed at
+ * the creditor (nothing to copy); a move of another request is that many
+ * of its blocks held at the debtor, to be copied there, which frees as
+ * many on the debtor. Proposals are deducted from the creditors' spare. */
+size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, int64_t req, int64_t need,
+                      infsim_gm_move *out, size_t cap);
+/* A proposal that did not happen (refused, timed out): gives its blocks
+ * back to the creditor's spare in the gManager's view. */
+void infsim_gm_unpropose(infsim_gm *gm, const infsim_gm_move *m);
+
+/* True when both ledgers hold the same entries and owners (free memory
+ * views aside). */
+bool infsim_gm_same_ledger(const infsim_gm *a, const infsim_gm *b);
+
+/* Aborts when an invariant of the header comment is broken. */
+void infsim_gm_check(const infsim_gm *gm);
+
+#endif

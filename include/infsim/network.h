@@ -1,0 +1,141 @@
+/*
+** network.h: the simulated network, links shared max-min fairly by flows.
+**
+** A network is a set of directed links, each with a bandwidth and a
+** latency, of three kinds: NVLink-class links between an instance's GPUs
+** and its node's switch, a NIC per node towards the other nodes, and PCIe
+** between an instance's GPUs and its node's host memory. A flow carries
+** bytes along a path (a list of links). Concurrent flows share every link
+** max-min fairly, computed by progressive filling (water-filling): all
+** unfixed flows grow at the same rate until a link saturates or a flow
+** reaches its own rate bound; the flows of a saturated link are fixed, the
+** rest keep growing. This is the fluid model of SimGrid's LMM solver (Velho
+** et al., "On the validity of flow-level TCP network models for grid and
+** cloud simulations", ACM TOMACS 2013), without its TCP corrections.
+**
+** Rates are recomputed only when a flow starts using the links or ends,
+** never per unit of time: between two such events every rate is constant
+** and every link's bytes grow linearly, so advancing costs O(events).
+**
+** Latency: a flow's path latency (the sum of its links' latencies) is added
+** once: the flow occupies no bandwidth during it and starts competing at
+** start + latency. A flow of b bytes alone on a path of bandwidth w thus
+** ends at start + latency + b / w.
+**
+** Steady flows carry no byte count: a steady per-step traffic (the queries
+** and partials of a request split over instances, over a decode run) is one
+** flow whose rate bound is its demand, kept until removed. It takes its
+** demand when the links have room and its max-min share when they do not.
+**
+** Invariants (infsim_network_check): no link carries more than its
+** bandwidth; every active flow is limited by a saturated link of its path
+** or by its own bound (max-min optimality); link bytes are the integral of
+** the rates of the flows crossing it, so a finished flow has put exactly
+** its bytes on every link of its path (byte conservation).
+*/
+#ifndef INFSIM_NETWORK_H
+#define INFSIM_NETWORK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "infsim/status.h"
+
+/* Longest path a flow may take (a cluster network's routes take 1 or 2). */
+enum { INFSIM_NET_MAX_PATH = 4 };
+
+typedef enum { INFSIM_LINK_NVLINK = 0, INFSIM_LINK_NIC = 1, INFSIM_LINK_PCIE = 2 } infsim_link_kind;
+
+/* "nvlink", "nic", "pcie" (links.csv's kind column). */
+const char *infsim_link_kind_name(infsim_link_kind k);
+
+typedef struct infsim_network infsim_network;
+
+/* One row of links.csv: link, kind, src, dst, bytes, busy_s. */
+typedef struct {
+  infsim_link_kind kind;
+  char src[16]; /* "i3" (instance 3), "sw0" (node 0's switch), "h0" (node 0's host), "fabric" */
+  char dst[16];
+  double bytes_per_s;
+  int64_t latency_ns;
+  double bytes;    /* carried so far */
+  int64_t busy_ns; /* time with at least one flow moving bytes on it */
+} infsim_link_info;
+
+/* An empty network (links are added with infsim_network_add_link). */
+infsim_status infsim_network_new(infsim_network **out, infsim_error *err);
+void infsim_network_free(infsim_network *net);
+
+/* A directed link; returns its id (0, 1, ... in order of addition) in *id. */
+infsim_status infsim_network_add_link(infsim_network *net, infsim_link_kind kind, const char *src, const char *dst,
+                                      double bytes_per_s, int64_t latency_ns, int32_t *id, infsim_error *err);
+size_t infsim_network_link_count(const infsim_network *net);
+infsim_link_info infsim_network_link(const infsim_network *net, int32_t link);
+
+/* A cluster of `instances` instances, instances_per_node per node (the last
+ * node may hold fewer), with per instance an NVLink up and down link to its
+ * node's switch and a PCIe up and down link to its node's host memory, and
+ * per node a NIC out and in link. Bandwidths are per link and per direction
+ * (an instance of several GPUs has their NVLink bandwidth together).
+ * Endpoints: instance i is i; node n's host memory is instances + n (as
+ * host pool n in kv.h). */
+typedef struct {
+  int32_t instances;
+  int32_t instances_per_node;
+  double nvlink_bytes_per_s;
+  double nic_bytes_per_s;
+  double pcie_bytes_per_s;
+  int64_t nvlink_latency_ns;
+  int64_t nic_latency_ns;
+  int64_t pcie_latency_ns;
+} infsim_topology;
+
+infsim_status infsim_network_new_cluster(const infsim_topology *topo, infsim_network **out, infsim_error *err);
+
+/* The path from endpoint src to endpoint dst of a cluster network, into
+ * links[0..INFSIM_NET_MAX_PATH); returns its length (0 when src == dst).
+ * Same node: instance -> instance is NVLink up, NVLink down; instance <->
+ * host is PCIe up or down. Across nodes: NIC out of src's node, NIC in of
+ * dst's node (GPUDirect RDMA on both ends: the NIC, not the GPU's PCIe, is
+ * what limits it). */
+int infsim_network_route(const infsim_network *net, int32_t src, int32_t dst, int32_t *links);
+/* The node of an endpoint of a cluster network. */
+int32_t infsim_network_node_of(const infsim_network *net, int32_t endpoint);
+
+/* Adds a flow of `bytes` (>= 0) over path[0..path_len) (1 to
+ * INFSIM_NET_MAX_PATH distinct links) starting at start_ns (>= the
+ * network's time); rate_bound_bytes_per_s > 0 caps its rate, 0 leaves it
+ * uncapped. `tag` is the caller's, handed back at completion. Returns the
+ * flow's id (never reused) in *id. */
+infsim_status infsim_network_add_flow(infsim_network *net, int64_t bytes, const int32_t *path, int path_len,
+                                      int64_t start_ns, double rate_bound_bytes_per_s, int64_t tag, int64_t *id,
+                                      infsim_error *err);
+/* A steady flow of demand rate_bytes_per_s (> 0) from start_ns until removed. */
+infsim_status infsim_network_add_steady(infsim_network *net, double rate_bytes_per_s, const int32_t *path,
+                                        int path_len, int64_t start_ns, int64_t tag, int64_t *id, infsim_error *err);
+/* Removes a flow (a steady one, or one cancelled before its end) at now_ns
+ * (>= the network's time; the network advances there first, completing
+ * what ends before). Returns the bytes it carried. Unknown ids: -1. */
+double infsim_network_remove(infsim_network *net, int64_t id, int64_t now_ns);
+
+/* The earliest time at which something changes (a flow ends or starts
+ * competing), or INT64_MAX when nothing will. The driver advances there. */
+int64_t infsim_network_next_ns(const infsim_network *net);
+
+/* Called once per finished flow, in order of completion time (ties by id). */
+typedef void (*infsim_flow_done_fn)(void *ctx, int64_t id, int64_t tag, int64_t at_ns);
+
+/* Advances to t_ns (>= the network's time), completing every flow that ends
+ * at or before it. Returns the number completed. */
+size_t infsim_network_advance(infsim_network *net, int64_t t_ns, infsim_flow_done_fn done, void *ctx);
+
+/* A flow's current rate (0 before it starts competing); -1 if unknown or ended. */
+double infsim_network_rate(const infsim_network *net, int64_t id);
+/* The flows now in the network (waiting out their latency or moving). */
+size_t infsim_network_flow_count(const infsim_network *net);
+int64_t infsim_network_now_ns(const infsim_network *net);
+
+/* Aborts when an invariant of the header comment is broken. */
+void infsim_network_check(const infsim_network *net);
+
+#endif

@@ -1,0 +1,38 @@
+/*
+** policy_infinite.h: what the `infinite-llm` policy (sched/policy_infinite.c)
+** offers besides its policy.h table: the table itself, for policy.c's
+** registry, and its counters, for summary.json's `distkv` object.
+*/
+#ifndef INFSIM_POLICY_INFINITE_H
+#define INFSIM_POLICY_INFINITE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "infsim/policy.h"
+
+struct infsim_sched;
+
+extern const infsim_policy_ops infsim_policy_infinite;
+
+/* summary.json's distkv object (docs/distkv.md, "Outputs"). */
+typedef struct {
+  int64_t borrows;           /* borrows that landed */
+  int64_t borrows_failed;    /* given up (the request fell back to preemption) */
+  int64_t kv_moves;          /* moves committed, DGFM's included */
+  int64_t kv_moved_bytes;
+  int64_t recalls;           /* DGFM recalls issued */
+  int64_t swaps;             /* DGFM swap pairs issued */
+  int64_t consolidations;    /* DGFM consolidations issued */
+  int64_t messages;          /* protocol, heartbeats and DGFM messages sent */
+  int64_t messages_lost;     /* dropped by faults.message_loss */
+  int64_t retries;
+  int64_t blocks_recomputed; /* lost with a creditor (faults): 0 until instance loss is modelled */
+  int64_t heartbeats;
+  int64_t gmanager_rebuilds;
+} infsim_distkv_stats;
+
+/* The counters of a scheduler running infinite-llm; false for any other policy. */
+bool infsim_policy_infinite_stats(const struct infsim_sched *s, infsim_distkv_stats *out);
+
+#endif

@@ -1,0 +1,494 @@
+/*
+** contract.c: the contract protocol's three roles (contract.h): debtor,
+** creditor, gManager.
+**
+** State lives in three short arrays searched linearly (borrows in flight,
+** creditors' reservations and kept answers, the gManager's proposals):
+** they hold what is in flight, tens of entries, not the run's history.
+** Kept answers and proposals are dropped by a timer KEEP_TIMEOUTS
+** timeouts after they were given, long past any retry of the step.
+**
+** Timers carry a generation number: a borrow or reservation bumps it when
+** it moves on, and a timer whose generation is stale is ignored, so no
+** timer needs cancelling.
+*/
+#include "infsim/contract.h"
+
+#include <assert.h>
+#include <stdlib.h>
+
+/* How long answers are kept for repeats, and a reservation's lease, in
+ * timeouts: a retry of a step comes within max_retries timeouts. */
+enum { KEEP_TIMEOUTS = 8, LEASE_TIMEOUTS = 4 };
+
+typedef enum { B_ASKING = 0, B_RESERVING, B_MOVING } borrow_state;
+
+typedef struct {
+  uint32_t id;
+  int32_t debtor;
+  int64_t req, need;
+  borrow_state st;
+  infsim_gm_move mv;
+  int64_t attempt;
+  int32_t retries;
+  int64_t gen;
+  bool exchange; /* a DGFM swap half */
+  bool planned;  /* the gManager's own move: no new plan after a refusal */
+  bool fresh_ok; /* req's new blocks may go to the creditor */
+} borrow;
+
+typedef enum { R_RESERVED = 0, R_COMMITTED, R_REFUSED } resv_state;
+
+typedef struct {
+  int32_t debtor;
+  uint32_t id;
+  int64_t attempt;
+  infsim_gm_move mv;
+  resv_state st;
+  int64_t gen;
+} resv;
+
+typedef struct {
+  int32_t debtor;
+  uint32_t id;
+  int64_t attempt;
+  infsim_gm_move mv;
+  bool has_move;
+  bool confirmed;
+} proposal;
+
+struct infsim_contract {
+  infsim_contract_params p;
+  infsim_gm *gm;
+  infsim_transport net;
+  infsim_contract_env env;
+  int32_t instances;
+  bool gm_down;
+  uint32_t next_id;
+  int64_t next_gen;
+  int64_t *reserved; /* per instance */
+  borrow *b;
+  size_t nb, cb;
+  resv *r;
+  size_t nr, cr;
+  proposal *g;
+  size_t ng, cg;
+  infsim_contract_counters n;
+};
+
+/* Grows an array by doubling; the arrays hold what is in flight. */
+static infsim_status grow(void **arr, size_t *cap, size_t count, size_t elem, infsim_error *err) {
+  if (count < *cap) return INFSIM_OK;
+  size_t c = *cap ? 2 * *cap : 16;
+  void *q = realloc(*arr, c * elem);
+  if (!q) return infsim_fail(err, INFSIM_ENOMEM, "contract: out of memory");
+  *arr = q;
+  *cap = c;
+  return INFSIM_OK;
+}
+
+infsim_status infsim_contract_new(const infsim_contract_params *p, infsim_gm *gm, infsim_transport net,
+                                  infsim_contract_env env, int32_t instances, infsim_contract **out,
+                                  infsim_error *err) {
+  if (p->timeout_ns <= 0 || p->max_retries < 0 || p->reserve_blocks < 0 || p->block_bytes <= 0 ||
+      !(p->move_bytes_per_s > 0) || instances < 1)
+    return infsim_fail(err, INFSIM_EINPUT, "contract: timeout, block bytes and move rate must be > 0");
+  infsim_contract *c = calloc(1, sizeof *c);
+  if (c) c->reserved = calloc((size_t)instances, sizeof *c->reserved);
+  if (!c || !c->reserved) {
+    infsim_contract_free(c);
+    return infsim_fail(err, INFSIM_ENOMEM, "contract: out of memory");
+  }
+  c->p = *p;
+  c->gm = gm;
+  c->net = net;
+  c->env = env;
+  c->instances = instances;
+  c->next_id = 1;
+  *out = c;
+  return INFSIM_OK;
+}
+
+void infsim_contract_free(infsim_contract *c) {
+  if (!c) return;
+  free(c->reserved);
+  free(c->b);
+  free(c->r);
+  free(c->g);
+  free(c);
+}
+
+bool infsim_contract_handles(const infsim_msg *m) {
+  switch ((infsim_msg_kind)m->kind) {
+  case INFSIM_MSG_BORROW_REQUEST:
+  case INFSIM_MSG_BORROW_PROPOSE:
+  case INFSIM_MSG_RESERVE:
+  case INFSIM_MSG_RESERVE_ACK:
+  case INFSIM_MSG_MOVE:
+  case INFSIM_MSG_CONFIRM: return true;
+  case INFSIM_MSG_RELEASE: return m->seq != 0; /* seq 0: a finished request's release, not ours */
+  case INFSIM_MSG_TIMER:
+    return m->a == INFSIM_CONTRACT_TIMER_STEP || m->a == INFSIM_CONTRACT_TIMER_LEASE ||
+           m->a == INFSIM_CONTRACT_TIMER_GC;
+  default: return false;
+  }
+}
+
+static infsim_status msg_send(infsim_contract *c, infsim_msg_kind kind, int32_t src, int32_t dst, uint32_t seq,
+                          int64_t req, int64_t blocks, int64_t bytes, int64_t a, int64_t b, int64_t now,
+                          infsim_error *err) {
+  infsim_msg m = {.kind = kind, .src = src, .dst = dst, .seq = seq, .req = req, .blocks = blocks,
+                  .bytes = bytes > 0 ? bytes : c->p.control_bytes, .a = a, .b = b};
+  c->n.messages++;
+  return c->net.send(c->net.self, &m, now, err);
+}
+
+static infsim_status timer(infsim_contract *c, int32_t at_endpoint, int64_t kind, uint32_t seq, int64_t req,
+                           int64_t blocks, int64_t gen, int64_t at, infsim_error *err) {
+  infsim_msg m = {.kind = INFSIM_MSG_TIMER, .src = at_endpoint, .dst = at_endpoint, .seq = seq, .req = req,
+                  .blocks = blocks, .a = kind, .b = gen};
+  return c->net.timer(c->net.self, &m, at, err);
+}
+
+static int64_t move_bytes(const infsim_contract *c, const infsim_gm_move *mv) {
+  return mv->fresh ? 0 : mv->blocks * c->p.block_bytes;
+}
+
+static int64_t move_ns(const infsim_contract *c, const infsim_gm_move *mv) {
+  return (int64_t)(2.0 * (double)move_bytes(c, mv) / c->p.move_bytes_per_s * 1e9);
+}
+
+/* ---- debtor ---- */
+
+static borrow *find_borrow(infsim_contract *c, int32_t debtor, uint32_t id) {
+  for (size_t k = 0; k < c->nb; k++)
+    if (c->b[k].debtor == debtor && c->b[k].id == id) return &c->b[k];
+  return NULL;
+}
+
+bool infsim_contract_in_flight(const infsim_contract *c, int32_t debtor, int64_t req) {
+  for (size_t k = 0; k < c->nb; k++)
+    if (c->b[k].debtor == debtor && c->b[k].req == req) return true;
+  return false;
+}
+
+int64_t infsim_contract_pending(const infsim_contract *c, int32_t debtor) {
+  int64_t n = 0;
+  for (size_t k = 0; k < c->nb; k++) n += c->b[k].debtor == debtor;
+  return n;
+}
+
+/* Sends the message of the borrow's current step and arms its timer. */
+static infsim_status step(infsim_contract *c, borrow *b, int64_t now, infsim_error *err) {
+  infsim_status st = INFSIM_OK;
+  int64_t wait = c->p.timeout_ns;
+  switch (b->st) {
+  case B_ASKING:
+    st = msg_send(c, INFSIM_MSG_BORROW_REQUEST, b->debtor, INFSIM_ENDPOINT_GMANAGER, b->id, b->req, b->need, 0,
+              b->attempt, b->fresh_ok, now, err);
+    break;
+  case B_RESERVING:
+    st = msg_send(c, INFSIM_MSG_RESERVE, b->debtor, b->mv.to, b->id, b->mv.req, b->mv.blocks, 0, b->attempt,
+              b->exchange ? 2 : b->mv.fresh, now, err);
+    break;
+  case B_MOVING:
+    st = msg_send(c, INFSIM_MSG_MOVE, b->debtor, b->mv.to, b->id, b->mv.req, b->mv.blocks, move_bytes(c, &b->mv),
+              b->attempt, 0, now, err);
+    wait += move_ns(c, &b->mv);
+    break;
+  }
+  if (st != INFSIM_OK) return st;
+  b->gen = ++c->next_gen;
+  return timer(c, b->debtor, INFSIM_CONTRACT_TIMER_STEP, b->id, b->req, 0, b->gen, now + wait, err);
+}
+
+static void end_borrow(infsim_contract *c, borrow *b, bool ok, int64_t now) {
+  int32_t debtor = b->debtor;
+  int64_t req = b->req;
+  if (ok)
+    c->n.borrows++;
+  else
+    c->n.failed++;
+  *b = c->b[--c->nb];
+  c->env.borrow_done(c->env.self, debtor, req, ok, now);
+}
+
+static infsim_status give_up(infsim_contract *c, borrow *b, int64_t now, infsim_error *err) {
+  if (b->st != B_ASKING) {
+    infsim_status st = msg_send(c, INFSIM_MSG_RELEASE, b->debtor, b->mv.to, b->id, b->mv.req, b->mv.blocks, 0,
+                            b->attempt, 0, now, err);
+    if (st != INFSIM_OK) return st;
+  }
+  end_borrow(c, b, false, now);
+  return INFSIM_OK;
+}
+
+/* A refusal or a failed move: ask the gManager again, or give up. */
+static infsim_status new_attempt(infsim_contract *c, borrow *b, int64_t now, infsim_error *err) {
+  if (b->planned || ++b->retries > c->p.max_retries) return give_up(c, b, now, err);
+  c->n.retries++;
+  b->attempt++;
+  b->st = B_ASKING;
+  return step(c, b, now, err);
+}
+
+infsim_status infsim_contract_borrow(infsim_contract *c, int32_t debtor, int64_t req, int64_t need, bool fresh_ok,
+                                     int64_t now_ns, infsim_error *err) {
+  assert(debtor >= 0 && debtor < c->instances && need > 0);
+  if (infsim_contract_in_flight(c, debtor, req)) return INFSIM_OK;
+  infsim_status st = grow((void **)&c->b, &c->cb, c->nb, sizeof *c->b, err);
+  if (st != INFSIM_OK) return st;
+  borrow *b = &c->b[c->nb++];
+  *b = (borrow){.id = c->next_id++, .debtor = debtor, .req = req, .need = need, .st = B_ASKING, .fresh_ok = fresh_ok};
+  if (c->next_id == 0) c->next_id = 1; /* seq 0 is a release outside the protocol */
+  return step(c, b, now_ns, err);
+}
+
+infsim_status infsim_contract_move(infsim_contract *c, const infsim_gm_move *m, bool exchange, int64_t now_ns,
+                                   infsim_error *err) {
+  assert(m->from >= 0 && m->from < c->instances && m->to >= 0 && m->to < c->instances && m->blocks > 0);
+  if (infsim_contract_in_flight(c, m->from, m->req)) return INFSIM_OK;
+  infsim_status st = grow((void **)&c->b, &c->cb, c->nb, sizeof *c->b, err);
+  if (st == INFSIM_OK) st = grow((void **)&c->g, &c->cg, c->ng, sizeof *c->g, err);
+  if (st != INFSIM_OK) return st;
+  borrow *b = &c->b[c->nb++];
+  *b = (borrow){.id = c->next_id++, .debtor = m->from, .req = m->req, .need = m->blocks, .st = B_RESERVING,
+                .mv = *m, .exchange = exchange, .planned = true};
+  if (c->next_id == 0) c->next_id = 1;
+  /* The gManager knows its own plan: the creditor's CONFIRM finds it. */
+  c->g[c->ng++] = (proposal){.debtor = m->from, .id = b->id, .attempt = 0, .mv = *m, .has_move = true};
+  st = timer(c, INFSIM_ENDPOINT_GMANAGER, INFSIM_CONTRACT_TIMER_GC, b->id, m->from, 0, 0,
+             now_ns + KEEP_TIMEOUTS * c->p.timeout_ns, err);
+  if (st != INFSIM_OK) return st;
+  return step(c, b, now_ns, err);
+}
+
+static infsim_status debtor_deliver(infsim_contract *c, const infsim_msg *m, int64_t now, infsim_error *err) {
+  borrow *b = find_borrow(c, m->dst, m->seq);
+  if (!b) return INFSIM_OK; /* a late answer to a borrow that ended */
+  switch ((infsim_msg_kind)m->kind) {
+  case INFSIM_MSG_BORROW_PROPOSE:
+    if (b->st != B_ASKING || (m->b >> 1) != b->attempt) return INFSIM_OK;
+    if (m->a < 0 || m->blocks <= 0) { /* no creditor has room */
+      end_borrow(c, b, false, now);
+      return INFSIM_OK;
+    }
+    b->mv = (infsim_gm_move){.req = m->req, .from = b->debtor, .to = (int32_t)m->a, .blocks = m->blocks,
+                             .fresh = (m->b & 1) != 0};
+    b->st = B_RESERVING;
+    return step(c, b, now, err);
+  case INFSIM_MSG_RESERVE_ACK:
+    if (b->st != B_RESERVING || m->b != b->attempt) return INFSIM_OK;
+    if (m->a == 0) return new_attempt(c, b, now, err);
+    if (b->mv.fresh) {
+      end_borrow(c, b, true, now);
+      return INFSIM_OK;
+    }
+    b->st = B_MOVING;
+    return step(c, b, now, err);
+  case INFSIM_MSG_CONFIRM:
+    if (b->st != B_MOVING || m->b != b->attempt) return INFSIM_OK;
+    if (m->a == 0) return new_attempt(c, b, now, err);
+    end_borrow(c, b, true, now);
+    return INFSIM_OK;
+  case INFSIM_MSG_TIMER:
+    if (m->b != b->gen) return INFSIM_OK; /* the step it guarded is over */
+    if (++b->retries > c->p.max_retries) return give_up(c, b, now, err);
+    c->n.retries++;
+    return step(c, b, now, err); /* resend, same attempt */
+  default: return INFSIM_OK;
+  }
+}
+
+/* ---- creditor ---- */
+
+static resv *find_resv(infsim_contract *c, int32_t debtor, uint32_t id, int64_t attempt) {
+  for (size_t k = 0; k < c->nr; k++)
+    if (c->r[k].debtor == debtor && c->r[k].id == id && c->r[k].attempt == attempt) return &c->r[k];
+  return NULL;
+}
+
+static void drop_resv(infsim_contract *c, resv *r) {
+  if (r->st == R_RESERVED) c->reserved[r->mv.to] -= r->mv.blocks;
+  *r = c->r[--c->nr];
+}
+
+/* Commits a reserved or fresh move; true when it happened. */
+static bool commit(infsim_contract *c, resv *r, int64_t now) {
+  if (r->st == R_RESERVED) c->reserved[r->mv.to] -= r->mv.blocks;
+  int64_t n = c->env.commit(c->env.self, &r->mv, now);
+  assert(n >= 0 && n <= r->mv.blocks);
+  r->st = n > 0 ? R_COMMITTED : R_REFUSED;
+  if (n > 0) {
+    r->mv.blocks = n;
+    c->n.kv_moves++;
+    c->n.kv_moved_bytes += move_bytes(c, &r->mv);
+  }
+  return n > 0;
+}
+
+static infsim_status keep(infsim_contract *c, resv *r, int64_t now, infsim_error *err) {
+  r->gen = ++c->next_gen;
+  return timer(c, r->mv.to, INFSIM_CONTRACT_TIMER_GC, r->id, r->debtor, r->attempt, r->gen,
+               now + KEEP_TIMEOUTS * c->p.timeout_ns, err);
+}
+
+static infsim_status confirm(infsim_contract *c, const resv *r, bool to_gm, int64_t now, infsim_error *err) {
+  bool ok = r->st == R_COMMITTED;
+  infsim_status st = msg_send(c, INFSIM_MSG_CONFIRM, r->mv.to, r->debtor, r->id, r->mv.req, r->mv.blocks, 0, ok,
+                          r->attempt, now, err);
+  if (st == INFSIM_OK && ok && to_gm)
+    st = msg_send(c, INFSIM_MSG_CONFIRM, r->mv.to, INFSIM_ENDPOINT_GMANAGER, r->id, r->mv.req, r->mv.blocks, 0,
+              r->debtor, r->attempt, now, err);
+  return st;
+}
+
+static infsim_status creditor_reserve(infsim_contract *c, const infsim_msg *m, int64_t now, infsim_error *err) {
+  int32_t me = m->dst;
+  resv *r = find_resv(c, m->src, m->seq, m->a);
+  if (!r) {
+    infsim_status st = grow((void **)&c->r, &c->cr, c->nr, sizeof *c->r, err);
+    if (st != INFSIM_OK) return st;
+    r = &c->r[c->nr++];
+    *r = (resv){.debtor = m->src, .id = m->seq, .attempt = m->a,
+                .mv = {.req = m->req, .from = m->src, .to = me, .blocks = m->blocks, .fresh = m->b == 1},
+                .st = R_REFUSED};
+    /* First come, first served: the creditor's own truth, less what it has
+     * promised already, less the reserve it keeps for itself. */
+    int64_t spare = c->env.free_blocks(c->env.self, me) - c->reserved[me] - (m->b == 2 ? 0 : c->p.reserve_blocks);
+    if (spare >= m->blocks) {
+      r->st = R_RESERVED;
+      c->reserved[me] += m->blocks;
+    } else {
+      c->n.refused++;
+    }
+    if (r->st == R_RESERVED && r->mv.fresh) {
+      commit(c, r, now);
+      if (r->st == R_COMMITTED && (st = confirm(c, r, true, now, err)) != INFSIM_OK) return st;
+    }
+    if (r->st == R_RESERVED) {
+      r->gen = ++c->next_gen;
+      st = timer(c, me, INFSIM_CONTRACT_TIMER_LEASE, r->id, r->debtor, r->attempt, r->gen,
+                 now + LEASE_TIMEOUTS * c->p.timeout_ns + move_ns(c, &r->mv), err);
+    } else {
+      st = keep(c, r, now, err);
+    }
+    if (st != INFSIM_OK) return st;
+  }
+  return msg_send(c, INFSIM_MSG_RESERVE_ACK, me, r->debtor, r->id, r->mv.req, r->mv.blocks, 0, r->st != R_REFUSED,
+              r->attempt, now, err);
+}
+
+static infsim_status creditor_deliver(infsim_contract *c, const infsim_msg *m, int64_t now, infsim_error *err) {
+  resv *r;
+  infsim_status st;
+  switch ((infsim_msg_kind)m->kind) {
+  case INFSIM_MSG_RESERVE: return creditor_reserve(c, m, now, err);
+  case INFSIM_MSG_MOVE:
+    r = find_resv(c, m->src, m->seq, m->a);
+    if (!r) { /* the lease ran out before the data came: refuse */
+      resv gone = {.debtor = m->src, .id = m->seq, .attempt = m->a,
+                   .mv = {.req = m->req, .from = m->src, .to = m->dst, .blocks = m->blocks}, .st = R_REFUSED};
+      return confirm(c, &gone, false, now, err);
+    }
+    if (r->st != R_RESERVED) return confirm(c, r, false, now, err); /* a repeat */
+    commit(c, r, now);
+    if ((st = confirm(c, r, true, now, err)) != INFSIM_OK) return st;
+    return keep(c, r, now, err);
+  case INFSIM_MSG_RELEASE:
+    r = find_resv(c, m->src, m->seq, m->a);
+    if (r && r->st == R_RESERVED) drop_resv(c, r);
+    return INFSIM_OK;
+  case INFSIM_MSG_TIMER:
+    r = find_resv(c, (int32_t)m->req, m->seq, m->blocks);
+    if (!r || r->gen != m->b) return INFSIM_OK;
+    if (m->a == INFSIM_CONTRACT_TIMER_LEASE && r->st != R_RESERVED) return INFSIM_OK;
+    drop_resv(c, r); /* a lease that ran out, or an answer kept long enough */
+    return INFSIM_OK;
+  default: return INFSIM_OK;
+  }
+}
+
+/* ---- gManager ---- */
+
+static proposal *find_prop(infsim_contract *c, int32_t debtor, uint32_t id, int64_t attempt) {
+  for (size_t k = 0; k < c->ng; k++)
+    if (c->g[k].debtor == debtor && c->g[k].id == id && c->g[k].attempt == attempt) return &c->g[k];
+  return NULL;
+}
+
+static infsim_status gm_deliver(infsim_contract *c, const infsim_msg *m, int64_t now, infsim_error *err) {
+  if (c->gm_down) return INFSIM_OK; /* lost with the gManager */
+  proposal *g;
+  infsim_status st;
+  switch ((infsim_msg_kind)m->kind) {
+  case INFSIM_MSG_BORROW_REQUEST:
+    g = find_prop(c, m->src, m->seq, m->a);
+    if (!g) {
+      if ((st = grow((void **)&c->g, &c->cg, c->ng, sizeof *c->g, err)) != INFSIM_OK) return st;
+      g = &c->g[c->ng++];
+      *g = (proposal){.debtor = m->src, .id = m->seq, .attempt = m->a};
+      infsim_gm_move plan[8];
+      size_t n = infsim_gm_plan(c->gm, c->p.planner, m->src, m->b ? m->req : -1, m->blocks, plan, 8);
+      for (size_t k = 1; k < n; k++) infsim_gm_unpropose(c->gm, &plan[k]); /* one move per borrow */
+      g->has_move = n > 0;
+      if (n > 0) g->mv = plan[0];
+      if ((st = timer(c, INFSIM_ENDPOINT_GMANAGER, INFSIM_CONTRACT_TIMER_GC, g->id, g->debtor, g->attempt, 0,
+                      now + KEEP_TIMEOUTS * c->p.timeout_ns, err)) != INFSIM_OK)
+        return st;
+    }
+    return msg_send(c, INFSIM_MSG_BORROW_PROPOSE, INFSIM_ENDPOINT_GMANAGER, g->debtor, g->id, g->has_move ? g->mv.req : -1,
+                g->has_move ? g->mv.blocks : 0, 0, g->has_move ? g->mv.to : -1,
+                (g->attempt << 1) | (g->has_move && g->mv.fresh), now, err);
+  case INFSIM_MSG_CONFIRM:
+    g = find_prop(c, (int32_t)m->a, m->seq, m->b);
+    if (g && g->has_move && !g->confirmed) {
+      infsim_gm_move done = g->mv;
+      done.blocks = m->blocks; /* what the creditor committed */
+      infsim_gm_record_move(c->gm, &done, now);
+      g->confirmed = true;
+    }
+    return INFSIM_OK;
+  case INFSIM_MSG_TIMER:
+    g = find_prop(c, (int32_t)m->req, m->seq, m->blocks);
+    if (g) *g = c->g[--c->ng];
+    return INFSIM_OK;
+  default: return INFSIM_OK;
+  }
+}
+
+infsim_status infsim_contract_deliver(infsim_contract *c, const infsim_msg *m, int64_t now_ns, infsim_error *err) {
+  assert(infsim_contract_handles(m));
+  if (m->dst == INFSIM_ENDPOINT_GMANAGER) return gm_deliver(c, m, now_ns, err);
+  assert(m->dst >= 0 && m->dst < c->instances);
+  switch ((infsim_msg_kind)m->kind) {
+  case INFSIM_MSG_BORROW_PROPOSE:
+  case INFSIM_MSG_RESERVE_ACK:
+  case INFSIM_MSG_CONFIRM: return debtor_deliver(c, m, now_ns, err);
+  case INFSIM_MSG_TIMER:
+    return m->a == INFSIM_CONTRACT_TIMER_STEP ? debtor_deliver(c, m, now_ns, err) : creditor_deliver(c, m, now_ns, err);
+  default: return creditor_deliver(c, m, now_ns, err);
+  }
+}
+
+void infsim_contract_set_gm_down(infsim_contract *c, bool down) {
+  c->gm_down = down;
+  if (down) c->ng = 0; /* its proposals are lost with it */
+}
+
+int64_t infsim_contract_reserved(const infsim_contract *c, int32_t instance) { return c->reserved[instance]; }
+
+const infsim_contract_counters *infsim_contract_counters_of(const infsim_contract *c) { return &c->n; }
+
+void infsim_contract_check(const infsim_contract *c) {
+  int64_t *sum = calloc((size_t)c->instances, sizeof *sum);
+  assert(sum);
+  for (size_t k = 0; k < c->nr; k++)
+    if (c->r[k].st == R_RESERVED) sum[c->r[k].mv.to] += c->r[k].mv.blocks;
+  for (int32_t i = 0; i < c->instances; i++) assert(sum[i] == c->reserved[i] && sum[i] >= 0);
+  for (size_t k = 0; k < c->nb; k++) {
+    assert(c->b[k].st == B_ASKING || c->b[k].st == B_RESERVING || c->b[k].st == B_MOVING);
+    for (size_t j = 0; j < k; j++) assert(c->b[j].id != c->b[k].id);
+  }
+  free(sum);
+}

@@ -1,0 +1,467 @@
+/*
+** gmanager.c: the global debt ledger and the borrow planners (gmanager.h).
+**
+** Requests are dense ids, so the ledger is an array of per-request
+** records; each holds a short list of (holder, blocks, as_of) entries (one
+** for a request that lives on its owner, a few for a split one). Entries
+** that drop to zero blocks stay in the list with their time stamp, so that
+** an older report cannot bring them back; infsim_gm_forget clears the list
+** and sets a floor under which reports about the request are ignored.
+** Per instance the gManager keeps its view of free memory and the sums
+** lent, borrowed and held, updated with every entry change, and the list
+** of requests it owns (the planner's candidates). Split requests (some
+** blocks away from the owner) are kept in an array with each request's
+** position in it, for O(1) insertion and removal.
+**
+** Invariants: gmanager.h; infsim_gm_check recomputes every sum.
+*/
+#include "infsim/gmanager.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+  int32_t holder;
+  int64_t blocks;
+  int64_t as_of_ns;
+} gm_hold;
+
+typedef struct {
+  int32_t owner; /* -1: no entries */
+  int32_t n, cap;
+  int64_t total;
+  int64_t floor_ns;  /* reports older than this are ignored (forgotten) */
+  int64_t split_pos; /* index in gm->split, or -1 */
+  int64_t owned_pos; /* index in its owner's list, or -1 */
+  int64_t remote;    /* blocks held away from the owner */
+  gm_hold *h;
+} gm_req;
+
+typedef struct {
+  int64_t free_view;
+  int64_t free_as_of_ns;
+  int64_t lent, borrowed, held;
+  int64_t *owned;
+  size_t owned_n, owned_cap;
+} gm_inst;
+
+struct infsim_gm {
+  int32_t instances, per_node;
+  int64_t capacity, reserve;
+  int64_t requests;
+  gm_req *req;
+  gm_inst *inst;
+  int64_t *split;
+  size_t split_n, split_cap;
+  /* scratch of the planner */
+  int32_t *order, *rank;
+  int64_t *cand;
+  size_t cand_cap;
+};
+
+const char *infsim_gm_planner_name(infsim_gm_planner p) {
+  switch (p) {
+  case INFSIM_PLAN_GREEDY: return "greedy";
+  case INFSIM_PLAN_SAME_NODE: return "same-node";
+  case INFSIM_PLAN_AFFINITY: return "affinity";
+  }
+  return "?";
+}
+
+bool infsim_gm_planner_from_name(const char *name, infsim_gm_planner *out) {
+  for (int p = INFSIM_PLAN_GREEDY; p <= INFSIM_PLAN_AFFINITY; p++)
+    if (strcmp(name, infsim_gm_planner_name((infsim_gm_planner)p)) == 0) {
+      *out = (infsim_gm_planner)p;
+      return true;
+    }
+  return false;
+}
+
+infsim_status infsim_gm_new(int32_t instances, int32_t instances_per_node, int64_t capacity_blocks, int64_t requests,
+                            int64_t reserve_blocks, infsim_gm **out, infsim_error *err) {
+  if (instances < 1 || instances_per_node < 1 || capacity_blocks < 0 || requests < 0 || reserve_blocks < 0)
+    return infsim_fail(err, INFSIM_EINPUT, "gmanager: instances, capacity, requests and reserve must be >= 0");
+  infsim_gm *gm = calloc(1, sizeof *gm);
+  if (!gm) return infsim_fail(err, INFSIM_ENOMEM, "gmanager: out of memory");
+  gm->instances = instances;
+  gm->per_node = instances_per_node;
+  gm->capacity = capacity_blocks;
+  gm->reserve = reserve_blocks;
+  gm->requests = requests;
+  gm->req = calloc(requests ? (size_t)requests : 1, sizeof *gm->req);
+  gm->inst = calloc((size_t)instances, sizeof *gm->inst);
+  gm->order = calloc((size_t)instances, sizeof *gm->order);
+  gm->rank = calloc((size_t)instances, sizeof *gm->rank);
+  if (!gm->req || !gm->inst || !gm->order || !gm->rank) {
+    infsim_gm_free(gm);
+    return infsim_fail(err, INFSIM_ENOMEM, "gmanager: out of memory");
+  }
+  for (int64_t r = 0; r < requests; r++) gm->req[r] = (gm_req){.owner = -1, .split_pos = -1, .owned_pos = -1};
+  for (int32_t i = 0; i < instances; i++) gm->inst[i].free_view = capacity_blocks;
+  *out = gm;
+  return INFSIM_OK;
+}
+
+void infsim_gm_free(infsim_gm *gm) {
+  if (!gm) return;
+  if (gm->req)
+    for (int64_t r = 0; r < gm->requests; r++) free(gm->req[r].h);
+  if (gm->inst)
+    for (int32_t i = 0; i < gm->instances; i++) free(gm->inst[i].owned);
+  free(gm->req);
+  free(gm->inst);
+  free(gm->split);
+  free(gm->order);
+  free(gm->rank);
+  free(gm->cand);
+  free(gm);
+}
+
+/* Growth of the small arrays; out of memory in the ledger is fatal (the
+ * arrays are bounded by requests in flight). */
+static void *grow(void *p, size_t *cap, size_t elem) {
+  size_t c = *cap ? 2 * *cap : 4;
+  void *q = realloc(p, c * elem);
+  assert(q);
+  *cap = c;
+  return q;
+}
+
+static void list_add(int64_t **arr, size_t *n, size_t *cap, int64_t r, int64_t *pos) {
+  if (*n == *cap) *arr = grow(*arr, cap, sizeof **arr);
+  *pos = (int64_t)*n;
+  (*arr)[(*n)++] = r;
+}
+
+/* Removes r (at *pos) by moving the last element into its place. */
+static void list_remove(infsim_gm *gm, int64_t *arr, size_t *n, int64_t *pos, bool split) {
+  int64_t last = arr[*n - 1];
+  arr[*pos] = last;
+  if (split)
+    gm->req[last].split_pos = *pos;
+  else
+    gm->req[last].owned_pos = *pos;
+  (*n)--;
+  *pos = -1;
+}
+
+static void update_split(infsim_gm *gm, int64_t r) {
+  gm_req *q = &gm->req[r];
+  bool is_split = q->remote > 0;
+  if (is_split && q->split_pos < 0) list_add(&gm->split, &gm->split_n, &gm->split_cap, r, &q->split_pos);
+  if (!is_split && q->split_pos >= 0) list_remove(gm, gm->split, &gm->split_n, &q->split_pos, true);
+}
+
+/* Sets the entry (r, holder) to blocks as of `at`; owner given when the
+ * request is new to the ledger. */
+static void set_entry(infsim_gm *gm, int64_t r, int32_t owner, int32_t holder, int64_t blocks, int64_t at) {
+  assert(r >= 0 && r < gm->requests && holder >= 0 && holder < gm->instances && blocks >= 0);
+  gm_req *q = &gm->req[r];
+  if (at < q->floor_ns) return;
+  if (q->owner < 0) {
+    if (blocks == 0) return;
+    assert(owner >= 0 && owner < gm->instances);
+    q->owner = owner;
+    gm_inst *o = &gm->inst[owner];
+    size_t cap = o->owned_cap;
+    list_add(&o->owned, &o->owned_n, &cap, r, &q->owned_pos);
+    o->owned_cap = cap;
+  }
+  assert(owner < 0 || owner == q->owner); /* ownership never changes */
+  gm_hold *e = NULL;
+  for (int32_t k = 0; k < q->n; k++)
+    if (q->h[k].holder == holder) e = &q->h[k];
+  if (!e) {
+    if (blocks == 0) return;
+    if (q->n == q->cap) {
+      size_t cap = (size_t)q->cap;
+      q->h = grow(q->h, &cap, sizeof *q->h);
+      q->cap = (int32_t)cap;
+    }
+    e = &q->h[q->n++];
+    *e = (gm_hold){.holder = holder, .blocks = 0, .as_of_ns = at};
+  }
+  if (at < e->as_of_ns) return; /* an older report than what we know */
+  int64_t d = blocks - e->blocks;
+  e->blocks = blocks;
+  e->as_of_ns = at;
+  q->total += d;
+  gm->inst[holder].held += d;
+  if (holder != q->owner) {
+    gm->inst[holder].lent += d;
+    gm->inst[q->owner].borrowed += d;
+    q->remote += d;
+  }
+  update_split(gm, r);
+  if (q->total == 0) { /* nothing left anywhere: the request leaves its owner's list */
+    gm_inst *o = &gm->inst[q->owner];
+    list_remove(gm, o->owned, &o->owned_n, &q->owned_pos, false);
+    q->owner = -1;
+    q->n = 0; /* its zero entries go; its floor keeps stale reports out */
+    q->floor_ns = at > q->floor_ns ? at : q->floor_ns;
+  }
+}
+
+void infsim_gm_heartbeat(infsim_gm *gm, int32_t from, int64_t snapshot_ns, int64_t free_blocks,
+                         const infsim_gm_entry *entries, size_t n, bool full) {
+  assert(from >= 0 && from < gm->instances);
+  gm_inst *in = &gm->inst[from];
+  if (snapshot_ns >= in->free_as_of_ns) {
+    in->free_view = free_blocks;
+    in->free_as_of_ns = snapshot_ns;
+  }
+  if (full) {
+    /* Everything `from` holds and did not list is gone: zero its entries
+     * first (over every request in the ledger), then apply the list. */
+    for (int32_t o = 0; o < gm->instances; o++)
+      for (size_t k = gm->inst[o].owned_n; k-- > 0;) {
+        if (k >= gm->inst[o].owned_n) continue; /* the list shrank under us */
+        int64_t r = gm->inst[o].owned[k];
+        bool listed = false;
+        for (size_t j = 0; j < n && !listed; j++) listed = entries[j].req == r;
+        if (!listed && infsim_gm_held_by(gm, r, from) > 0) set_entry(gm, r, -1, from, 0, snapshot_ns);
+      }
+  }
+  for (size_t j = 0; j < n; j++) {
+    assert(entries[j].holder == from);
+    set_entry(gm, entries[j].req, entries[j].owner, from, entries[j].blocks, snapshot_ns);
+  }
+}
+
+void infsim_gm_record_move(infsim_gm *gm, const infsim_gm_move *m, int64_t now_ns) {
+  int32_t owner = gm->req[m->req].owner;
+  int64_t at_from = infsim_gm_held_by(gm, m->req, m->from);
+  int64_t at_to = infsim_gm_held_by(gm, m->req, m->to);
+  /* New blocks placed remotely take nothing from `from`; a copy takes what
+   * the ledger knows there (a stale view may know fewer). */
+  int64_t taken = m->fresh ? 0 : at_from < m->blocks ? at_from : m->blocks;
+  if (owner < 0) owner = m->from; /* first blocks of a request: only its owner places them */
+  set_entry(gm, m->req, owner, m->to, at_to + m->blocks, now_ns);
+  if (taken > 0) set_entry(gm, m->req, owner, m->from, at_from - taken, now_ns);
+}
+
+void infsim_gm_forget(infsim_gm *gm, int64_t req, int64_t now_ns) {
+  gm_req *q = &gm->req[req];
+  while (q->owner >= 0) {
+    assert(q->n > 0);
+    gm_hold *e = &q->h[q->n - 1];
+    if (e->blocks == 0) {
+      q->n--;
+      continue;
+    }
+    e->as_of_ns = now_ns < e->as_of_ns ? e->as_of_ns : now_ns;
+    set_entry(gm, req, q->owner, e->holder, 0, e->as_of_ns);
+  }
+  q->n = 0;
+  if (now_ns > q->floor_ns) q->floor_ns = now_ns;
+}
+
+void infsim_gm_reset(infsim_gm *gm) {
+  for (int64_t r = 0; r < gm->requests; r++) {
+    free(gm->req[r].h);
+    gm->req[r] = (gm_req){.owner = -1, .split_pos = -1, .owned_pos = -1};
+  }
+  for (int32_t i = 0; i < gm->instances; i++) {
+    gm_inst *in = &gm->inst[i];
+    in->owned_n = 0;
+    in->free_view = 0;
+    in->free_as_of_ns = 0;
+    in->lent = in->borrowed = in->held = 0;
+  }
+  gm->split_n = 0;
+}
+
+int32_t infsim_gm_instances(const infsim_gm *gm) { return gm->instances; }
+int32_t infsim_gm_node_of(const infsim_gm *gm, int32_t i) { return i / gm->per_node; }
+int32_t infsim_gm_owner(const infsim_gm *gm, int64_t req) { return gm->req[req].owner; }
+int64_t infsim_gm_blocks(const infsim_gm *gm, int64_t req) { return gm->req[req].total; }
+
+int64_t infsim_gm_held_by(const infsim_gm *gm, int64_t req, int32_t holder) {
+  const gm_req *q = &gm->req[req];
+  for (int32_t k = 0; k < q->n; k++)
+    if (q->h[k].holder == holder) return q->h[k].blocks;
+  return 0;
+}
+
+size_t infsim_gm_placement(const infsim_gm *gm, int64_t req, infsim_gm_entry *out, size_t cap) {
+  const gm_req *q = &gm->req[req];
+  size_t n = 0;
+  for (int32_t k = 0; k < q->n; k++) {
+    if (q->h[k].blocks == 0) continue;
+    if (n < cap) out[n] = (infsim_gm_entry){req, q->owner, q->h[k].holder, q->h[k].blocks};
+    n++;
+  }
+  return n;
+}
+
+int64_t infsim_gm_free_blocks(const infsim_gm *gm, int32_t i) { return gm->inst[i].free_view; }
+int64_t infsim_gm_spare_blocks(const infsim_gm *gm, int32_t i) {
+  int64_t s = gm->inst[i].free_view - gm->reserve;
+  return s > 0 ? s : 0;
+}
+int64_t infsim_gm_lent(const infsim_gm *gm, int32_t i) { return gm->inst[i].lent; }
+int64_t infsim_gm_borrowed(const infsim_gm *gm, int32_t i) { return gm->inst[i].borrowed; }
+int64_t infsim_gm_held(const infsim_gm *gm, int32_t i) { return gm->inst[i].held; }
+
+size_t infsim_gm_owned(const infsim_gm *gm, int32_t instance, const int64_t **reqs) {
+  *reqs = gm->inst[instance].owned;
+  return gm->inst[instance].owned_n;
+}
+
+size_t infsim_gm_split_requests(const infsim_gm *gm, const int64_t **reqs) {
+  *reqs = gm->split;
+  return gm->split_n;
+}
+
+size_t infsim_gm_debtors(const infsim_gm *gm, int32_t *out) {
+  size_t n = 0;
+  for (int32_t i = 0; i < gm->instances; i++)
+    if (infsim_gm_spare_blocks(gm, i) == 0) out[n++] = i;
+  return n;
+}
+
+/* Creditor order: `rank` groups first (lower first), then spare, most
+ * first, then id. Insertion sort: instances are few. */
+static size_t order_creditors(const infsim_gm *gm, int32_t exclude, const int32_t *rank, int32_t *out) {
+  size_t n = 0;
+  for (int32_t i = 0; i < gm->instances; i++) {
+    if (i == exclude || infsim_gm_spare_blocks(gm, i) == 0) continue;
+    size_t j = n++;
+    while (j > 0) {
+      int32_t p = out[j - 1];
+      int32_t rp = rank ? rank[p] : 0, ri = rank ? rank[i] : 0;
+      bool after = rp < ri || (rp == ri && infsim_gm_spare_blocks(gm, p) >= infsim_gm_spare_blocks(gm, i));
+      if (after) break;
+      out[j] = p;
+      j--;
+    }
+    out[j] = i;
+  }
+  return n;
+}
+
+size_t infsim_gm_creditors(const infsim_gm *gm, int32_t *out) { return order_creditors(gm, -1, NULL, out); }
+
+/* A candidate's length for "longest first": its blocks, plus `need` for
+ * the request that needs them. */
+static int64_t cand_len(const infsim_gm *gm, int64_t r, int64_t req, int64_t need) {
+  return gm->req[r].total + (r == req ? need : 0);
+}
+
+size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, int64_t req, int64_t need,
+                      infsim_gm_move *out, size_t cap) {
+  assert(debtor >= 0 && debtor < gm->instances && need >= 0);
+  gm_inst *d = &gm->inst[debtor];
+  /* Candidates: the debtor's requests with blocks there, and req. */
+  if (gm->cand_cap < d->owned_n + 1) {
+    free(gm->cand);
+    gm->cand_cap = d->owned_n + 1;
+    gm->cand = malloc(gm->cand_cap * sizeof *gm->cand);
+    assert(gm->cand);
+  }
+  size_t nc = 0;
+  if (req >= 0) gm->cand[nc++] = req;
+  for (size_t k = 0; k < d->owned_n; k++) {
+    int64_t r = d->owned[k];
+    if (r != req && infsim_gm_held_by(gm, r, debtor) > 0) gm->cand[nc++] = r;
+  }
+  /* Longest first, ties by id (deterministic). */
+  for (size_t i = 1; i < nc; i++) {
+    int64_t r = gm->cand[i];
+    size_t j = i;
+    while (j > 0) {
+      int64_t p = gm->cand[j - 1];
+      int64_t lp = cand_len(gm, p, req, need), lr = cand_len(gm, r, req, need);
+      if (lp > lr || (lp == lr && p < r)) break;
+      gm->cand[j] = p;
+      j--;
+    }
+    gm->cand[j] = r;
+  }
+  int32_t *rank = gm->rank;
+  size_t n = 0;
+  int64_t left = need;
+  for (size_t c = 0; c < nc && left > 0 && n < cap; c++) {
+    int64_t r = gm->cand[c];
+    int64_t movable = r == req ? need : infsim_gm_held_by(gm, r, debtor);
+    if (movable > left) movable = left;
+    for (int32_t i = 0; i < gm->instances; i++) {
+      bool same_node = infsim_gm_node_of(gm, i) == infsim_gm_node_of(gm, debtor);
+      switch (planner) {
+      case INFSIM_PLAN_GREEDY: rank[i] = 0; break;
+      case INFSIM_PLAN_SAME_NODE: rank[i] = same_node ? 0 : 1; break;
+      case INFSIM_PLAN_AFFINITY: rank[i] = infsim_gm_held_by(gm, r, i) > 0 ? 0 : same_node ? 1 : 2; break;
+      }
+    }
+    size_t nk = order_creditors(gm, debtor, rank, gm->order);
+    for (size_t k = 0; k < nk && movable > 0 && n < cap; k++) {
+      int32_t to = gm->order[k];
+      int64_t b = infsim_gm_spare_blocks(gm, to);
+      if (b > movable) b = movable;
+      out[n++] = (infsim_gm_move){.req = r, .from = debtor, .to = to, .blocks = b, .fresh = r == req};
+      gm->inst[to].free_view -= b;
+      movable -= b;
+      left -= b;
+    }
+  }
+  return n;
+}
+
+void infsim_gm_unpropose(infsim_gm *gm, const infsim_gm_move *m) { gm->inst[m->to].free_view += m->blocks; }
+
+bool infsim_gm_same_ledger(const infsim_gm *a, const infsim_gm *b) {
+  if (a->requests != b->requests || a->instances != b->instances) return false;
+  for (int64_t r = 0; r < a->requests; r++) {
+    if (a->req[r].total != b->req[r].total) return false;
+    if (a->req[r].total == 0) continue;
+    if (a->req[r].owner != b->req[r].owner) return false;
+    for (int32_t i = 0; i < a->instances; i++)
+      if (infsim_gm_held_by(a, r, i) != infsim_gm_held_by(b, r, i)) return false;
+  }
+  return true;
+}
+
+void infsim_gm_check(const infsim_gm *gm) {
+  int64_t *lent = calloc((size_t)gm->instances, sizeof *lent);
+  int64_t *borrowed = calloc((size_t)gm->instances, sizeof *borrowed);
+  int64_t *held = calloc((size_t)gm->instances, sizeof *held);
+  assert(lent && borrowed && held);
+  size_t split = 0;
+  for (int64_t r = 0; r < gm->requests; r++) {
+    const gm_req *q = &gm->req[r];
+    int64_t total = 0, remote = 0;
+    for (int32_t k = 0; k < q->n; k++) {
+      const gm_hold *e = &q->h[k];
+      assert(e->blocks >= 0);
+      for (int32_t j = 0; j < k; j++) assert(q->h[j].holder != e->holder); /* one entry per holder */
+      total += e->blocks;
+      held[e->holder] += e->blocks;
+      if (e->holder != q->owner) {
+        assert(q->owner >= 0);
+        lent[e->holder] += e->blocks;
+        borrowed[q->owner] += e->blocks;
+        remote += e->blocks;
+      }
+    }
+    assert(total == q->total && remote == q->remote);
+    assert((q->owner >= 0) == (total > 0));
+    assert((q->split_pos >= 0) == (remote > 0));
+    if (q->split_pos >= 0) {
+      assert(gm->split[q->split_pos] == r);
+      split++;
+    }
+    if (q->owner >= 0) assert(q->owned_pos >= 0 && gm->inst[q->owner].owned[q->owned_pos] == r);
+  }
+  assert(split == gm->split_n);
+  int64_t sum_lent = 0, sum_borrowed = 0;
+  for (int32_t i = 0; i < gm->instances; i++) {
+    assert(lent[i] == gm->inst[i].lent && borrowed[i] == gm->inst[i].borrowed && held[i] == gm->inst[i].held);
+    sum_lent += lent[i];
+    sum_borrowed += borrowed[i];
+  }
+  assert(sum_lent == sum_borrowed);
+  free(lent);
+  free(borrowed);
+  free(held);
+}

@@ -1,0 +1,581 @@
+/*
+** policy_infinite.c: the `infinite-llm` policy, DistKV-LLM over the
+** scheduler's hooks (docs/distkv.md).
+**
+** Dispatch is vllm-multi's. A request larger than one instance is accepted
+** when the instance plus the other instances' spare memory (the gManager's
+** view) can hold it. When an instance is short of blocks it starts a
+** borrow through the contract protocol (contract.h) and tells the
+** scheduler to wait (policy.when_short); a borrow that lands kicks the
+** instance so that admission runs again. The gManager's ledger
+** (gmanager.h) learns the cluster from periodic heartbeats; DGFM
+** (dgfm.h) runs on the gManager's own timer and sends each planned move
+** to its source as a RECALL, which runs it through the protocol.
+**
+** Endpoints: instances are 0..n-1; the gManager is INFSIM_ENDPOINT_GMANAGER
+** (the transport routes it to policy.gmanager_node's host). Faults:
+** messages of this policy pass through a wrapper that loses or delays
+** them (faults.message_*), with its own random stream; the gManager can be
+** lost at faults.lose_gmanager_at_s and rebuilt from full heartbeats.
+**
+** Heartbeats: every policy.heartbeat_ms each instance reports its free
+** blocks (less what it has reserved for others) and the ledger entries it
+** holds that differ from the gManager's ledger; the entries ride with the
+** message (kept in the sender's buffer, applied on delivery if no newer
+** heartbeat of that instance was sent meanwhile). Comparing with the
+** gManager's ledger stands for the instance's record of what it last
+** reported, and makes a lost heartbeat heal at the next one.
+**
+** Invariants: those of the modules it drives (ledger zero-sum, contract
+** reservations), checked after every message in debug builds.
+*/
+#include "infsim/policy_infinite.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gsl/gsl_rng.h>
+
+#include "infsim/contract.h"
+#include "infsim/dgfm.h"
+#include "infsim/dispatch.h"
+#include "infsim/gmanager.h"
+#include "infsim/rng.h"
+#include "sched_internal.h"
+
+/* The policy's own timers (msg.a); the contract's are 0x71xx. */
+enum {
+  TIMER_HEARTBEAT = 0x7200,
+  TIMER_DGFM = 0x7201,
+  TIMER_GM_LOST = 0x7202,
+  TIMER_GM_BACK = 0x7203,
+  TIMER_KICK = 0x7204 /* an instance whose borrow failed tries admission again */
+};
+enum { WHEN_SHORT_WAIT = 0, WHEN_SHORT_PREEMPT = 1 };
+enum { CPU_TIER_OFF = 0, CPU_TIER_MA = 1, CPU_TIER_FETCH = 2 };
+/* Wire sizes (docs/distkv.md): a control message, a heartbeat's header and entry. */
+enum { CONTROL_BYTES = 64, HEARTBEAT_BYTES = 32, HEARTBEAT_ENTRY_BYTES = 24 };
+/* DGFM moves per pass are bounded by policy.dgfm_max_moves, at most this. */
+enum { DGFM_MOVES_CAP = 256 };
+
+typedef struct {
+  int32_t dispatch; /* infsim_dispatch_kind */
+  int32_t planner;  /* infsim_gm_planner */
+  int32_t when_short;
+  int32_t max_retries;
+  int32_t cpu_tier;
+  int32_t gmanager_node;
+  int32_t wire_bytes_per_value;
+  bool dgfm;
+  bool overlap;
+  int64_t heartbeat_ns;
+  int64_t timeout_ns;
+  int64_t dgfm_period_ns;
+  int64_t dgfm_max_moves;
+  int64_t dgfm_max_blocks;
+  int64_t borrow_ahead_blocks;
+  double reserve_frac;
+  double move_bytes_per_s;
+  int64_t gpus_per_node;
+  int64_t gpus_per_instance;
+  double message_loss;
+  double message_delay_prob;
+  int64_t message_delay_ns;
+  int64_t lose_gmanager_at_ns; /* -1: never */
+  int64_t gmanager_restart_ns;
+} infinite_settings;
+
+_Static_assert(sizeof(infinite_settings) <= INFSIM_POLICY_SETTINGS_BYTES, "policy settings too large");
+
+typedef struct {
+  infsim_gm_entry *e;
+  size_t n, cap;
+  int64_t free_blocks;
+  int64_t snapshot_ns;
+  uint32_t gen;
+  bool full;      /* this buffer is a full report */
+  bool full_next; /* the next report must be full (after a gManager restart) */
+} hb_buf;
+
+typedef struct {
+  int64_t *r;
+  size_t n, cap;
+} req_list;
+
+typedef struct {
+  infinite_settings set;
+  infsim_sched *s;
+  int32_t instances;
+  infsim_dispatcher *disp;
+  infsim_gm *gm;
+  infsim_dgfm *dgfm;
+  infsim_contract *contract;
+  infsim_transport base; /* the scheduler's transport */
+  gsl_rng *fault_rng;
+  hb_buf *hb;
+  req_list *lent; /* per instance: requests of others it may hold blocks of */
+  infsim_dgfm_move moves[DGFM_MOVES_CAP];
+  bool gm_down;
+  /* The one waiting request that may gather new blocks at creditors, or
+   * -1. One at a time: two prompts each holding part of the cluster while
+   * waiting for the rest would wait for each other forever. */
+  int64_t gatherer;
+  int64_t *retry_after_ns; /* per instance: no new borrow before (after a failure) */
+  infsim_distkv_stats st;
+  infsim_status pending; /* a failure inside a callback, reported by on_message */
+  infsim_error pending_err;
+} infinite;
+
+/* ---- settings ---- */
+
+static infsim_status read_config(infsim_config *cfg, void *settings, infsim_error *err) {
+  infinite_settings *p = settings;
+  static const char *const k_dispatch[] = {"least-loaded", "round-robin", NULL};
+  static const char *const k_planner[] = {"greedy", "same-node", "affinity", NULL};
+  static const char *const k_short[] = {"wait", "preempt", NULL};
+  static const char *const k_tier[] = {"off", "ma", "fetch", NULL};
+  static const char *const k_wire[] = {"fp16", "fp32", NULL};
+  int dispatch = 0, planner = 0, when_short = 0, tier = 0, wire = 0;
+  int64_t heartbeat_ms = 0, timeout_ms = 0, retries = 0, dgfm_ms = 0, gm_node = 0, restart_ms = 0;
+  double move_GBps = 0, delay_ms = 0, lose_gm_s = 0;
+  infsim_status st;
+#define TRY(x)                           \
+  do {                                   \
+    if ((st = (x)) != INFSIM_OK) return st; \
+  } while (0)
+  TRY(infsim_config_enum(cfg, "policy.dispatch", "least-loaded", k_dispatch, &dispatch, err));
+  TRY(infsim_config_enum(cfg, "policy.planner", "greedy", k_planner, &planner, err));
+  TRY(infsim_config_int(cfg, "policy.heartbeat_ms", 50, 1, 3600000, &heartbeat_ms, err));
+  TRY(infsim_config_double(cfg, "policy.reserve_frac", 0.05, 0.0, 0.9, &p->reserve_frac, err));
+  TRY(infsim_config_int(cfg, "policy.borrow_ahead_blocks", 32, 0, 1 << 20, &p->borrow_ahead_blocks, err));
+  TRY(infsim_config_enum(cfg, "policy.when_short", "wait", k_short, &when_short, err));
+  TRY(infsim_config_int(cfg, "policy.timeout_ms", 10, 1, 3600000, &timeout_ms, err));
+  TRY(infsim_config_int(cfg, "policy.max_retries", 3, 0, 100, &retries, err));
+  TRY(infsim_config_double(cfg, "policy.move_GBps", 25.0, 0.001, 1e6, &move_GBps, err));
+  TRY(infsim_config_bool(cfg, "policy.dgfm", true, &p->dgfm, err));
+  TRY(infsim_config_int(cfg, "policy.dgfm_period_ms", 100, 1, 3600000, &dgfm_ms, err));
+  TRY(infsim_config_int(cfg, "policy.dgfm_max_moves", 16, 1, DGFM_MOVES_CAP, &p->dgfm_max_moves, err));
+  TRY(infsim_config_int(cfg, "policy.dgfm_max_blocks", 4096, 1, INT64_MAX / 2, &p->dgfm_max_blocks, err));
+  TRY(infsim_config_bool(cfg, "policy.overlap", true, &p->overlap, err));
+  TRY(infsim_config_enum(cfg, "policy.wire_precision", "fp16", k_wire, &wire, err));
+  TRY(infsim_config_enum(cfg, "policy.cpu_tier", "off", k_tier, &tier, err));
+  TRY(infsim_config_int(cfg, "policy.gmanager_node", 0, 0, 1 << 20, &gm_node, err));
+  /* The layout keys run/params.c reads too (same defaults): nodes matter
+   * to the same-node planner. */
+  TRY(infsim_config_int(cfg, "cluster.gpus_per_node", 8, 1, 1024, &p->gpus_per_node, err));
+  TRY(infsim_config_int(cfg, "cluster.gpus_per_instance", 1, 1, 4096, &p->gpus_per_instance, err));
+  TRY(infsim_config_double(cfg, "faults.message_loss", 0.0, 0.0, 1.0, &p->message_loss, err));
+  TRY(infsim_config_double(cfg, "faults.message_delay_prob", 0.0, 0.0, 1.0, &p->message_delay_prob, err));
+  TRY(infsim_config_double(cfg, "faults.message_delay_ms", 0.0, 0.0, 3600000.0, &delay_ms, err));
+  TRY(infsim_config_double(cfg, "faults.lose_gmanager_at_s", -1.0, -1.0, 1e9, &lose_gm_s, err));
+  TRY(infsim_config_int(cfg, "faults.gmanager_restart_ms", 100, 0, 3600000, &restart_ms, err));
+#undef TRY
+  if (tier != CPU_TIER_OFF)
+    return infsim_config_fail(cfg, "policy.cpu_tier", err, "the CPU tier is not modelled yet; use off");
+  p->dispatch = dispatch;
+  p->planner = planner;
+  p->when_short = when_short;
+  p->cpu_tier = tier;
+  p->wire_bytes_per_value = wire == 0 ? 2 : 4;
+  p->max_retries = (int32_t)retries;
+  p->gmanager_node = (int32_t)gm_node;
+  p->heartbeat_ns = heartbeat_ms * 1000000;
+  p->timeout_ns = timeout_ms * 1000000;
+  p->dgfm_period_ns = dgfm_ms * 1000000;
+  p->move_bytes_per_s = move_GBps * 1e9;
+  p->message_delay_ns = (int64_t)(delay_ms * 1e6);
+  p->lose_gmanager_at_ns = lose_gm_s < 0 ? -1 : (int64_t)(lose_gm_s * 1e9);
+  p->gmanager_restart_ns = restart_ms * 1000000;
+  return INFSIM_OK;
+}
+
+static infsim_policy_layout layout(const void *settings, int64_t instances, int64_t gpus_per_instance) {
+  (void)settings;
+  return (infsim_policy_layout){instances, gpus_per_instance};
+}
+
+/* ---- the transport, with faults ---- */
+
+static infsim_status lossy_send(void *self, const infsim_msg *m, int64_t now, infsim_error *err) {
+  infinite *p = self;
+  p->st.messages++;
+  if (p->fault_rng && p->set.message_loss > 0 && gsl_rng_uniform(p->fault_rng) < p->set.message_loss) {
+    p->st.messages_lost++;
+    return INFSIM_OK;
+  }
+  int64_t extra = 0;
+  if (p->fault_rng && p->set.message_delay_prob > 0 && gsl_rng_uniform(p->fault_rng) < p->set.message_delay_prob)
+    extra = (int64_t)((double)p->set.message_delay_ns * -log1p(-gsl_rng_uniform(p->fault_rng)));
+  return p->base.send(p->base.self, m, now + extra, err);
+}
+
+static infsim_status pass_timer(void *self, const infsim_msg *m, int64_t at, infsim_error *err) {
+  infinite *p = self;
+  return p->base.timer(p->base.self, m, at, err);
+}
+
+static infsim_status arm(infinite *p, int32_t endpoint, int64_t kind, int64_t at, infsim_error *err) {
+  infsim_msg m = {.kind = INFSIM_MSG_TIMER, .src = endpoint, .dst = endpoint, .req = -1, .a = kind};
+  return p->base.timer(p->base.self, &m, at, err);
+}
+
+static infsim_status send_ctl(infinite *p, infsim_msg_kind kind, int32_t src, int32_t dst, uint32_t seq, int64_t req,
+                              int64_t blocks, int64_t bytes, int64_t a, int64_t b, int64_t now, infsim_error *err) {
+  infsim_msg m = {.kind = kind, .src = src, .dst = dst, .seq = seq, .req = req, .blocks = blocks, .bytes = bytes,
+                  .a = a, .b = b};
+  return lossy_send(p, &m, now, err);
+}
+
+/* ---- KV moves (the contract's env) ---- */
+
+static int64_t env_free(void *self, int32_t instance) {
+  infinite *p = self;
+  return infsim_kv_free_blocks(p->s->kv, instance);
+}
+
+static void note_lent(infinite *p, int32_t holder, int64_t req) {
+  req_list *l = &p->lent[holder];
+  for (size_t k = 0; k < l->n; k++)
+    if (l->r[k] == req) return;
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? 2 * l->cap : 16;
+    int64_t *r = realloc(l->r, cap * sizeof *r);
+    assert(r); /* bounded by requests in flight */
+    l->r = r;
+    l->cap = cap;
+  }
+  l->r[l->n++] = req;
+}
+
+/* Moves up to n of req's blocks held at `from` to `to`, last ones first
+ * (the newest KV: the oldest stays with the owner's local attention). */
+static int64_t move_tail(infinite *p, int64_t req, int32_t from, int32_t to, int64_t n) {
+  infsim_kv *kv = p->s->kv;
+  int64_t len = 0, moved = 0;
+  const int64_t *ids = infsim_kv_table(kv, req, &len);
+  int64_t i = len - 1;
+  while (moved < n && i >= 0) {
+    if (infsim_kv_holder_of(kv, ids[i]) != from) {
+      i--;
+      continue;
+    }
+    int64_t cnt = 0;
+    while (i >= 0 && infsim_kv_holder_of(kv, ids[i]) == from && cnt < n - moved) {
+      cnt++;
+      i--;
+    }
+    infsim_status st = infsim_kv_move(kv, req, i + 1, cnt, to, NULL);
+    assert(st == INFSIM_OK); /* the caller checked the room */
+    (void)st;
+    moved += cnt;
+    ids = infsim_kv_table(kv, req, &len);
+  }
+  return moved;
+}
+
+static int64_t env_commit(void *self, const infsim_gm_move *m, int64_t now) {
+  (void)now;
+  infinite *p = self;
+  infsim_sched *s = p->s;
+  infsim_request_record *rec = &s->rec[m->req];
+  int32_t owner = infsim_kv_owner(s->kv, m->req);
+  int64_t room = infsim_kv_free_blocks(s->kv, m->to);
+  int64_t n = m->blocks < room ? m->blocks : room;
+  if (n <= 0 || owner < 0) return 0;
+  bool new_holder = m->to != owner && infsim_kv_blocks_at(s->kv, m->req, m->to) == 0;
+  if (m->fresh) {
+    /* New blocks only for a prompt still waiting for admission. */
+    if (rec->state != INFSIM_REQ_WAITING || m->from != owner) return 0;
+    infsim_status st = infsim_kv_alloc(s->kv, m->req, m->to, n, NULL);
+    assert(st == INFSIM_OK);
+    (void)st;
+  } else {
+    if (rec->state != INFSIM_REQ_RUNNING && rec->state != INFSIM_REQ_WAITING) return 0;
+    n = move_tail(p, m->req, m->from, m->to, n);
+    if (n == 0) return 0;
+  }
+  if (m->to != owner) note_lent(p, m->to, m->req);
+  if (new_holder) rec->instances_touched++;
+  return n;
+}
+
+static void env_borrow_done(void *self, int32_t debtor, int64_t req, bool ok, int64_t now) {
+  (void)req;
+  infinite *p = self;
+  if (p->pending != INFSIM_OK) return;
+  if (!ok) {
+    /* Back off for a timeout, then let admission (and with it a new
+     * borrow) try again: an idle instance has no batch end to wait for. */
+    p->retry_after_ns[debtor] = now + p->set.timeout_ns;
+    p->pending = arm(p, debtor, TIMER_KICK, p->retry_after_ns[debtor], &p->pending_err);
+    return;
+  }
+  /* Room arrived: admission may go on. */
+  p->pending = instance_kick(p->s, &p->s->inst[debtor], &p->pending_err);
+}
+
+/* ---- heartbeats ---- */
+
+static void hb_add(infinite *p, hb_buf *h, int32_t holder, int64_t req, int32_t owner, int64_t blocks) {
+  if (!h->full && infsim_gm_held_by(p->gm, req, holder) == blocks) return;
+  if (h->full && blocks == 0) return;
+  if (h->n == h->cap) {
+    size_t cap = h->cap ? 2 * h->cap : 32;
+    infsim_gm_entry *e = realloc(h->e, cap * sizeof *e);
+    assert(e); /* bounded by requests in flight */
+    h->e = e;
+    h->cap = cap;
+  }
+  h->e[h->n++] = (infsim_gm_entry){req, owner, holder, blocks};
+}
+
+static infsim_status send_heartbeat(infinite *p, int32_t i, int64_t now, infsim_error *err) {
+  infsim_sched *s = p->s;
+  hb_buf *h = &p->hb[i];
+  h->n = 0;
+  h->full = h->full_next;
+  h->snapshot_ns = now;
+  h->free_blocks = infsim_kv_free_blocks(s->kv, i) - infsim_contract_reserved(p->contract, i);
+  const instance *in = &s->inst[i];
+  for (int32_t k = 0; k < in->running_count; k++) {
+    int64_t r = in->running[k];
+    hb_add(p, h, i, r, i, infsim_kv_blocks_at(s->kv, r, i));
+  }
+  /* Requests the gManager has here that stopped running (finished,
+   * preempted, swapped out): their entries drop. */
+  const int64_t *owned;
+  size_t no = infsim_gm_owned(p->gm, i, &owned);
+  for (size_t k = 0; k < no; k++)
+    if (s->rec[owned[k]].state != INFSIM_REQ_RUNNING)
+      hb_add(p, h, i, owned[k], i, infsim_kv_blocks_at(s->kv, owned[k], i));
+  req_list *l = &p->lent[i];
+  for (size_t k = 0; k < l->n;) {
+    int64_t r = l->r[k];
+    int64_t b = infsim_kv_blocks_at(s->kv, r, i);
+    int32_t owner = infsim_kv_owner(s->kv, r);
+    hb_add(p, h, i, r, owner >= 0 ? owner : i, b);
+    if (b == 0)
+      l->r[k] = l->r[--l->n];
+    else
+      k++;
+  }
+  h->gen++;
+  p->st.heartbeats++;
+  return send_ctl(p, INFSIM_MSG_HEARTBEAT, i, INFSIM_ENDPOINT_GMANAGER, h->gen, -1, (int64_t)h->n,
+                  HEARTBEAT_BYTES + HEARTBEAT_ENTRY_BYTES * (int64_t)h->n, 0, 0, now, err);
+}
+
+static void take_heartbeat(infinite *p, const infsim_msg *m) {
+  if (p->gm_down) return;
+  hb_buf *h = &p->hb[m->src];
+  if (m->seq != h->gen) return; /* a newer one is on its way */
+  infsim_gm_heartbeat(p->gm, m->src, h->snapshot_ns, h->free_blocks, h->e, h->n, h->full);
+  if (h->full) h->full_next = false;
+}
+
+/* ---- DGFM ---- */
+
+static infsim_status run_dgfm(infinite *p, int64_t now, infsim_error *err) {
+  infsim_dgfm_limits lim = {.max_moves = p->set.dgfm_max_moves, .max_blocks = p->set.dgfm_max_blocks};
+  size_t n = infsim_dgfm_pass(p->dgfm, p->gm, &lim, p->moves, DGFM_MOVES_CAP);
+  for (size_t k = 0; k < n; k++) {
+    const infsim_dgfm_move *d = &p->moves[k];
+    if (d->kind == INFSIM_DGFM_RECALL) p->st.recalls++;
+    if (d->kind == INFSIM_DGFM_CONSOLIDATE) p->st.consolidations++;
+    if (d->kind == INFSIM_DGFM_SWAP && d->pair > (int32_t)k) p->st.swaps++;
+    infsim_status st = send_ctl(p, INFSIM_MSG_RECALL, INFSIM_ENDPOINT_GMANAGER, d->move.from, 0, d->move.req,
+                                d->move.blocks, CONTROL_BYTES, d->move.to, d->kind, now, err);
+    if (st != INFSIM_OK) return st;
+  }
+  return INFSIM_OK;
+}
+
+/* ---- hooks ---- */
+
+static infsim_status create(const void *settings, struct infsim_sched *s, int32_t instances, void **self,
+                            infsim_error *err) {
+  const infinite_settings *set = settings;
+  infinite *p = calloc(1, sizeof *p);
+  if (!p) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  *self = p;
+  p->set = *set;
+  p->s = s;
+  p->instances = instances;
+  p->base = s->net;
+  p->hb = calloc((size_t)instances, sizeof *p->hb);
+  p->lent = calloc((size_t)instances, sizeof *p->lent);
+  p->retry_after_ns = calloc((size_t)instances, sizeof *p->retry_after_ns);
+  p->gatherer = -1;
+  if (!p->hb || !p->lent || !p->retry_after_ns) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  if (set->message_loss > 0 || set->message_delay_prob > 0) p->fault_rng = infsim_rng_new(s->p.seed, "faults.messages");
+  int64_t per_node = set->gpus_per_node / set->gpus_per_instance;
+  if (per_node < 1) per_node = 1;
+  int64_t reserve = (int64_t)(set->reserve_frac * (double)s->p.gpu_blocks_per_instance);
+  infsim_status st = infsim_gm_new(instances, (int32_t)per_node, s->p.gpu_blocks_per_instance,
+                                   (int64_t)s->n_requests, reserve, &p->gm, err);
+  if (st == INFSIM_OK) st = infsim_dgfm_new(instances, &p->dgfm, err);
+  if (st == INFSIM_OK) st = infsim_dispatcher_new((infsim_dispatch_kind)set->dispatch, instances, &p->disp, err);
+  if (st != INFSIM_OK) return st;
+  infsim_contract_params cp = {.timeout_ns = set->timeout_ns, .max_retries = set->max_retries,
+                               .reserve_blocks = reserve, .block_bytes = s->p.block_bytes,
+                               .control_bytes = CONTROL_BYTES, .move_bytes_per_s = set->move_bytes_per_s,
+                               .planner = (infsim_gm_planner)set->planner};
+  infsim_transport t = {.self = p, .send = lossy_send, .timer = pass_timer, .bytes_sent = p->base.bytes_sent};
+  infsim_contract_env env = {.self = p, .free_blocks = env_free, .commit = env_commit,
+                             .borrow_done = env_borrow_done};
+  st = infsim_contract_new(&cp, p->gm, t, env, instances, &p->contract, err);
+  /* Heartbeats staggered over one period, so they do not all arrive at once. */
+  for (int32_t i = 0; st == INFSIM_OK && i < instances; i++)
+    st = arm(p, i, TIMER_HEARTBEAT, set->heartbeat_ns * (i + 1) / instances, err);
+  if (st == INFSIM_OK && set->dgfm) st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_DGFM, set->dgfm_period_ns, err);
+  if (st == INFSIM_OK && set->lose_gmanager_at_ns >= 0)
+    st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_GM_LOST, set->lose_gmanager_at_ns, err);
+  return st;
+}
+
+static void destroy(void *self) {
+  infinite *p = self;
+  if (!p) return;
+  if (p->hb)
+    for (int32_t i = 0; i < p->instances; i++) free(p->hb[i].e);
+  if (p->lent)
+    for (int32_t i = 0; i < p->instances; i++) free(p->lent[i].r);
+  free(p->hb);
+  free(p->lent);
+  free(p->retry_after_ns);
+  infsim_contract_free(p->contract);
+  infsim_dgfm_free(p->dgfm);
+  infsim_gm_free(p->gm);
+  infsim_dispatcher_free(p->disp);
+  if (p->fault_rng) gsl_rng_free(p->fault_rng);
+  free(p);
+}
+
+static int32_t dispatch(void *self, int64_t req) {
+  (void)req;
+  return infsim_dispatcher_pick(((infinite *)self)->disp);
+}
+
+static void load_changed(void *self, int32_t instance, int64_t load) {
+  infsim_dispatcher_set_load(((infinite *)self)->disp, instance, load);
+}
+
+/* Servable when this instance and the others' spare (the gManager's view)
+ * hold it; the rest of the cluster keeps its reserve. */
+static bool accept_oversized(void *self, int32_t instance, int64_t req, int64_t blocks_needed) {
+  (void)req;
+  infinite *p = self;
+  int64_t room = p->s->p.gpu_blocks_per_instance;
+  for (int32_t i = 0; i < p->instances; i++)
+    if (i != instance) room += infsim_gm_spare_blocks(p->gm, i);
+  return blocks_needed <= room;
+}
+
+/* True while req waits at the head of its instance's queue (admission
+ * considers only the head: a request behind it, e.g. after a preempted one
+ * came back in front, must not keep the gatherer's role). */
+static bool at_head(const infinite *p, int64_t req) {
+  const infsim_sched *s = p->s;
+  if (s->rec[req].state != INFSIM_REQ_WAITING) return false;
+  const instance *in = &s->inst[s->rec[req].instance];
+  return in->waiting.count > 0 && deque_front(&in->waiting) == req;
+}
+
+static infsim_short_action short_of_blocks(void *self, int32_t instance, int64_t req, int64_t need, int64_t now) {
+  infinite *p = self;
+  infsim_short_action act = p->set.when_short == WHEN_SHORT_WAIT ? INFSIM_SHORT_WAIT : INFSIM_SHORT_PREEMPT;
+  if (p->pending != INFSIM_OK || infsim_contract_in_flight(p->contract, instance, req)) return act;
+  if (now < p->retry_after_ns[instance]) return act; /* a kick timer is armed */
+  /* A prompt being admitted may take new blocks at the creditor (one such
+   * prompt at a time); a decoding request grows locally, room made by
+   * moving KV away. */
+  const infsim_request_record *rec = p->s->rec;
+  if (p->gatherer >= 0 && !at_head(p, p->gatherer)) p->gatherer = -1;
+  bool fresh_ok = rec[req].state == INFSIM_REQ_WAITING && (p->gatherer < 0 || p->gatherer == req);
+  if (fresh_ok) p->gatherer = req;
+  p->pending = infsim_contract_borrow(p->contract, instance, req, need + p->set.borrow_ahead_blocks, fresh_ok, now,
+                                      &p->pending_err);
+  return act;
+}
+
+static infsim_status on_message(void *self, const infsim_msg *m, int64_t now, infsim_error *err) {
+  infinite *p = self;
+  infsim_status st = INFSIM_OK;
+  bool more = !infsim_sched_all_done(p->s); /* periodic timers stop with the run */
+  if (infsim_contract_handles(m)) {
+    st = infsim_contract_deliver(p->contract, m, now, err);
+  } else if (m->kind == INFSIM_MSG_HEARTBEAT) {
+    take_heartbeat(p, m);
+  } else if (m->kind == INFSIM_MSG_RECALL) {
+    /* A DGFM move, run by its source. */
+    infsim_gm_move mv = {.req = m->req, .from = m->dst, .to = (int32_t)m->a, .blocks = m->blocks};
+    if (infsim_kv_blocks_at(p->s->kv, mv.req, mv.from) >= mv.blocks)
+      st = infsim_contract_move(p->contract, &mv, m->b == INFSIM_DGFM_SWAP, now, err);
+  } else if (m->kind == INFSIM_MSG_TIMER) {
+    switch (m->a) {
+    case TIMER_HEARTBEAT:
+      st = send_heartbeat(p, m->src, now, err);
+      if (st == INFSIM_OK && more) st = arm(p, m->src, TIMER_HEARTBEAT, now + p->set.heartbeat_ns, err);
+      break;
+    case TIMER_DGFM:
+      if (!p->gm_down) st = run_dgfm(p, now, err);
+      if (st == INFSIM_OK && more) st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_DGFM, now + p->set.dgfm_period_ns, err);
+      break;
+    case TIMER_KICK:
+      st = instance_kick(p->s, &p->s->inst[m->src], err);
+      break;
+    case TIMER_GM_LOST:
+      p->gm_down = true;
+      infsim_gm_reset(p->gm);
+      infsim_contract_set_gm_down(p->contract, true);
+      st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_GM_BACK, now + p->set.gmanager_restart_ns, err);
+      break;
+    case TIMER_GM_BACK:
+      /* A new gManager: every instance's next heartbeat is a full one. */
+      p->gm_down = false;
+      infsim_contract_set_gm_down(p->contract, false);
+      for (int32_t i = 0; i < p->instances; i++) p->hb[i].full_next = true;
+      p->st.gmanager_rebuilds++;
+      break;
+    default:
+      st = infsim_fail(err, INFSIM_ERUN, "infinite-llm: unknown timer %lld", (long long)m->a);
+    }
+  }
+  if (st == INFSIM_OK && p->pending != INFSIM_OK) {
+    st = p->pending;
+    if (err) *err = p->pending_err;
+  }
+#ifdef INFSIM_CHECK_INVARIANTS
+  infsim_gm_check(p->gm);
+  infsim_contract_check(p->contract);
+#endif
+  return st;
+}
+
+const infsim_policy_ops infsim_policy_infinite = {
+    .name = "infinite-llm",
+    .read_config = read_config,
+    .layout = layout,
+    .create = create,
+    .dispatch = dispatch,
+    .load_changed = load_changed,
+    .accept_oversized = accept_oversized,
+    .short_of_blocks = short_of_blocks,
+    .on_message = on_message,
+    .destroy = destroy,
+};
+
+bool infsim_policy_infinite_stats(const struct infsim_sched *s, infsim_distkv_stats *out) {
+  if (s->policy != &infsim_policy_infinite || !s->policy_self) return false;
+  const infinite *p = s->policy_self;
+  *out = p->st;
+  const infsim_contract_counters *c = infsim_contract_counters_of(p->contract);
+  out->borrows = c->borrows;
+  out->borrows_failed = c->failed;
+  out->kv_moves = c->kv_moves;
+  out->kv_moved_bytes = c->kv_moved_bytes;
+  out->retries = c->retries;
+  return true;
+}

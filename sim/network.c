@@ -1,0 +1,524 @@
+/*
+** network.c: links shared max-min fairly by flows (network.h).
+**
+** Flows live in one slot array that grows by doubling; a freed slot is
+** reused, and a flow's id is (slot's generation << 32 | slot), so ids are
+** never reused and a lookup is O(1). Rates are recomputed by progressive
+** filling whenever a flow starts competing or ends; between two such
+** moments the network only integrates constant rates. The earliest next
+** change is cached, so infsim_network_next_ns is O(1).
+**
+** Invariants: see network.h; infsim_network_check verifies them.
+*/
+#include "infsim/network.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A link counts as saturated when its unused bandwidth is below this
+ * fraction of it: the filling subtracts shares in floating point. */
+#define SATURATED_FRAC 1e-9
+
+typedef struct {
+  infsim_link_info info;
+  double residual_bytes_per_s; /* scratch of the filling */
+  int32_t unfixed;             /* scratch: unfixed flows crossing it */
+  double load_bytes_per_s;     /* sum of the rates crossing it */
+} net_link;
+
+typedef struct {
+  int64_t id; /* -1: free slot */
+  int64_t tag;
+  int32_t path[INFSIM_NET_MAX_PATH];
+  int path_len;
+  bool steady;
+  bool fixed;              /* scratch of the filling */
+  double bound_bytes_per_s; /* 0: none */
+  double remaining_bytes;  /* unused for steady flows */
+  double carried_bytes;
+  int64_t active_at_ns;    /* start + path latency */
+  double rate_bytes_per_s;
+  int64_t finish_ns;       /* INT64_MAX: none under current rates */
+} net_flow;
+
+struct infsim_network {
+  int64_t now_ns;
+  net_link *links;
+  size_t link_count, link_cap;
+  net_flow *flows;
+  size_t flow_cap, flow_count;
+  uint32_t *generation; /* per slot */
+  size_t *free_slots;
+  size_t free_count;
+  size_t *done_scratch; /* slots of flows ending at one instant */
+  int64_t *done_ids, *done_tags;
+  size_t done_cap;
+  int64_t next_ns;
+  bool cluster;
+  infsim_topology topo;
+};
+
+const char *infsim_link_kind_name(infsim_link_kind k) {
+  switch (k) {
+  case INFSIM_LINK_NVLINK: return "nvlink";
+  case INFSIM_LINK_NIC: return "nic";
+  case INFSIM_LINK_PCIE: return "pcie";
+  }
+  return "?";
+}
+
+infsim_status infsim_network_new(infsim_network **out, infsim_error *err) {
+  infsim_network *net = calloc(1, sizeof *net);
+  if (!net) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
+  net->next_ns = INT64_MAX;
+  *out = net;
+  return INFSIM_OK;
+}
+
+void infsim_network_free(infsim_network *net) {
+  if (!net) return;
+  free(net->links);
+  free(net->flows);
+  free(net->generation);
+  free(net->free_slots);
+  free(net->done_scratch);
+  free(net->done_ids);
+  free(net->done_tags);
+  free(net);
+}
+
+infsim_status infsim_network_add_link(infsim_network *net, infsim_link_kind kind, const char *src, const char *dst,
+                                      double bytes_per_s, int64_t latency_ns, int32_t *id, infsim_error *err) {
+  if (!(bytes_per_s > 0) || !isfinite(bytes_per_s) || latency_ns < 0)
+    return infsim_fail(err, INFSIM_EINPUT, "network: link %s->%s: bandwidth must be > 0 and latency >= 0", src, dst);
+  if (net->link_count == net->link_cap) {
+    size_t cap = net->link_cap ? 2 * net->link_cap : 16;
+    net_link *l = realloc(net->links, cap * sizeof *l);
+    if (!l) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
+    net->links = l;
+    net->link_cap = cap;
+  }
+  net_link *l = &net->links[net->link_count];
+  memset(l, 0, sizeof *l);
+  l->info.kind = kind;
+  snprintf(l->info.src, sizeof l->info.src, "%s", src);
+  snprintf(l->info.dst, sizeof l->info.dst, "%s", dst);
+  l->info.bytes_per_s = bytes_per_s;
+  l->info.latency_ns = latency_ns;
+  if (id) *id = (int32_t)net->link_count;
+  net->link_count++;
+  return INFSIM_OK;
+}
+
+size_t infsim_network_link_count(const infsim_network *net) { return net->link_count; }
+
+infsim_link_info infsim_network_link(const infsim_network *net, int32_t link) {
+  assert(link >= 0 && (size_t)link < net->link_count);
+  return net->links[link].info;
+}
+
+/* Cluster layout: instance i owns links 4i (NVLink up), 4i+1 (NVLink
+ * down), 4i+2 (PCIe up), 4i+3 (PCIe down); node n owns 4I+2n (NIC out)
+ * and 4I+2n+1 (NIC in). */
+static int32_t nodes_of(const infsim_topology *t) {
+  return (t->instances + t->instances_per_node - 1) / t->instances_per_node;
+}
+
+infsim_status infsim_network_new_cluster(const infsim_topology *t, infsim_network **out, infsim_error *err) {
+  if (t->instances < 1 || t->instances_per_node < 1)
+    return infsim_fail(err, INFSIM_EINPUT, "network: instances and instances per node must be >= 1");
+  infsim_network *net = NULL;
+  infsim_status st = infsim_network_new(&net, err);
+  if (st != INFSIM_OK) return st;
+  net->cluster = true;
+  net->topo = *t;
+  char a[16], b[16];
+  for (int32_t i = 0; i < t->instances && st == INFSIM_OK; i++) {
+    int32_t n = i / t->instances_per_node;
+    char sw[16], host[16];
+    snprintf(a, sizeof a, "i%d", (int)i);
+    snprintf(sw, sizeof sw, "sw%d", (int)n);
+    snprintf(host, sizeof host, "h%d", (int)n);
+    st = infsim_network_add_link(net, INFSIM_LINK_NVLINK, a, sw, t->nvlink_bytes_per_s, t->nvlink_latency_ns, NULL, err);
+    if (st == INFSIM_OK)
+      st = infsim_network_add_link(net, INFSIM_LINK_NVLINK, sw, a, t->nvlink_bytes_per_s, t->nvlink_latency_ns, NULL,
+                                   err);
+    if (st == INFSIM_OK)
+      st = infsim_network_add_link(net, INFSIM_LINK_PCIE, a, host, t->pcie_bytes_per_s, t->pcie_latency_ns, NULL, err);
+    if (st == INFSIM_OK)
+      st = infsim_network_add_link(net, INFSIM_LINK_PCIE, host, a, t->pcie_bytes_per_s, t->pcie_latency_ns, NULL, err);
+  }
+  for (int32_t n = 0; n < nodes_of(t) && st == INFSIM_OK; n++) {
+    snprintf(b, sizeof b, "sw%d", (int)n);
+    st = infsim_network_add_link(net, INFSIM_LINK_NIC, b, "fabric", t->nic_bytes_per_s, t->nic_latency_ns, NULL, err);
+    if (st == INFSIM_OK)
+      st = infsim_network_add_link(net, INFSIM_LINK_NIC, "fabric", b, t->nic_bytes_per_s, t->nic_latency_ns, NULL, err);
+  }
+  if (st != INFSIM_OK) {
+    infsim_network_free(net);
+    return st;
+  }
+  *out = net;
+  return INFSIM_OK;
+}
+
+int32_t infsim_network_node_of(const infsim_network *net, int32_t ep) {
+  assert(net->cluster);
+  const infsim_topology *t = &net->topo;
+  assert(ep >= 0 && ep < t->instances + nodes_of(t));
+  return ep < t->instances ? ep / t->instances_per_node : ep - t->instances;
+}
+
+int infsim_network_route(const infsim_network *net, int32_t src, int32_t dst, int32_t *links) {
+  assert(net->cluster);
+  const int32_t inst = net->topo.instances;
+  if (src == dst) return 0;
+  int32_t ns = infsim_network_node_of(net, src), nd = infsim_network_node_of(net, dst);
+  bool src_gpu = src < inst, dst_gpu = dst < inst;
+  if (ns != nd) {
+    links[0] = 4 * inst + 2 * ns;
+    links[1] = 4 * inst + 2 * nd + 1;
+    return 2;
+  }
+  if (src_gpu && dst_gpu) {
+    links[0] = 4 * src;
+    links[1] = 4 * dst + 1;
+    return 2;
+  }
+  /* A GPU and its node's host memory (two hosts never share a node). */
+  links[0] = src_gpu ? 4 * src + 2 : 4 * dst + 3;
+  return 1;
+}
+
+/* ---- flows ---- */
+
+static net_flow *lookup(const infsim_network *net, int64_t id) {
+  if (id < 0) return NULL;
+  size_t slot = (size_t)(id & 0xffffffff);
+  if (slot >= net->flow_cap || net->flows[slot].id != id) return NULL;
+  return &net->flows[slot];
+}
+
+static bool is_active(const infsim_network *net, const net_flow *f) {
+  return f->id >= 0 && f->active_at_ns <= net->now_ns;
+}
+
+/* Progressive filling over the flows that compete now; then each flow's
+ * end under the new rates and the network's next change. */
+static void recompute(infsim_network *net) {
+  for (size_t l = 0; l < net->link_count; l++) {
+    net->links[l].residual_bytes_per_s = net->links[l].info.bytes_per_s;
+    net->links[l].unfixed = 0;
+    net->links[l].load_bytes_per_s = 0;
+  }
+  size_t unfixed = 0;
+  for (size_t s = 0; s < net->flow_cap; s++) {
+    net_flow *f = &net->flows[s];
+    if (f->id < 0) continue;
+    f->rate_bytes_per_s = 0;
+    f->fixed = !is_active(net, f);
+    if (f->fixed) continue;
+    unfixed++;
+    for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].unfixed++;
+  }
+  double level = 0;
+  while (unfixed > 0) {
+    double delta = INFINITY;
+    for (size_t l = 0; l < net->link_count; l++) {
+      net_link *L = &net->links[l];
+      if (L->unfixed > 0) delta = fmin(delta, L->residual_bytes_per_s / L->unfixed);
+    }
+    for (size_t s = 0; s < net->flow_cap; s++) {
+      net_flow *f = &net->flows[s];
+      if (f->id >= 0 && !f->fixed && f->bound_bytes_per_s > 0) delta = fmin(delta, f->bound_bytes_per_s - level);
+    }
+    assert(isfinite(delta));
+    delta = fmax(delta, 0);
+    level += delta;
+    /* Which links are now full (the one that set delta at least). */
+    for (size_t l = 0; l < net->link_count; l++) {
+      net_link *L = &net->links[l];
+      if (L->unfixed == 0) continue;
+      L->residual_bytes_per_s -= delta * L->unfixed;
+      if (L->residual_bytes_per_s <= SATURATED_FRAC * L->info.bytes_per_s) L->residual_bytes_per_s = 0;
+    }
+    size_t fixed_now = 0;
+    for (size_t s = 0; s < net->flow_cap; s++) {
+      net_flow *f = &net->flows[s];
+      if (f->id < 0 || f->fixed) continue;
+      bool at_bound = f->bound_bytes_per_s > 0 && level >= f->bound_bytes_per_s * (1 - SATURATED_FRAC);
+      bool on_full = false;
+      for (int k = 0; k < f->path_len; k++) on_full |= net->links[f->path[k]].residual_bytes_per_s == 0;
+      if (!at_bound && !on_full) continue;
+      f->fixed = true;
+      f->rate_bytes_per_s = at_bound ? fmin(level, f->bound_bytes_per_s) : level;
+      fixed_now++;
+    }
+    /* Fixed flows leave the counts only now, so that every flow of a link
+     * that filled in this round saw it full. */
+    for (size_t l = 0; l < net->link_count; l++) net->links[l].unfixed = 0;
+    for (size_t s = 0; s < net->flow_cap; s++) {
+      net_flow *f = &net->flows[s];
+      if (f->id >= 0 && !f->fixed)
+        for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].unfixed++;
+    }
+    assert(fixed_now > 0); /* the link or bound that set delta fixes someone */
+    unfixed -= fixed_now;
+  }
+  net->next_ns = INT64_MAX;
+  for (size_t s = 0; s < net->flow_cap; s++) {
+    net_flow *f = &net->flows[s];
+    if (f->id < 0) continue;
+    f->finish_ns = INT64_MAX;
+    if (!is_active(net, f)) {
+      if (f->active_at_ns < net->next_ns) net->next_ns = f->active_at_ns;
+      continue;
+    }
+    for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].load_bytes_per_s += f->rate_bytes_per_s;
+    if (f->steady) continue;
+    if (f->remaining_bytes <= 0)
+      f->finish_ns = net->now_ns;
+    else if (f->rate_bytes_per_s > 0)
+      f->finish_ns = net->now_ns + (int64_t)ceil(f->remaining_bytes * 1e9 / f->rate_bytes_per_s);
+    if (f->finish_ns < net->next_ns) net->next_ns = f->finish_ns;
+  }
+}
+
+/* Integrates the current rates up to t (no change of rates before t). */
+static void progress(infsim_network *net, int64_t t) {
+  assert(t >= net->now_ns);
+  int64_t dt = t - net->now_ns;
+  if (dt == 0) return;
+  for (size_t s = 0; s < net->flow_cap; s++) {
+    net_flow *f = &net->flows[s];
+    if (!is_active(net, f) || f->rate_bytes_per_s <= 0) continue;
+    double moved = f->rate_bytes_per_s * (double)dt * 1e-9;
+    if (!f->steady) {
+      moved = fmin(moved, f->remaining_bytes);
+      f->remaining_bytes -= moved;
+    }
+    f->carried_bytes += moved;
+    for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].info.bytes += moved;
+  }
+  for (size_t l = 0; l < net->link_count; l++)
+    if (net->links[l].load_bytes_per_s > 0) net->links[l].info.busy_ns += dt;
+  net->now_ns = t;
+}
+
+static infsim_status new_flow(infsim_network *net, const int32_t *path, int path_len, int64_t start_ns,
+                              net_flow **out, infsim_error *err) {
+  if (path_len < 1 || path_len > INFSIM_NET_MAX_PATH)
+    return infsim_fail(err, INFSIM_EINPUT, "network: a flow's path has 1 to %d links, not %d", INFSIM_NET_MAX_PATH,
+                       path_len);
+  for (int k = 0; k < path_len; k++) {
+    if (path[k] < 0 || (size_t)path[k] >= net->link_count)
+      return infsim_fail(err, INFSIM_EINPUT, "network: no link %d", (int)path[k]);
+    for (int j = 0; j < k; j++)
+      if (path[j] == path[k]) return infsim_fail(err, INFSIM_EINPUT, "network: link %d twice in a path", (int)path[k]);
+  }
+  assert(start_ns >= net->now_ns);
+  if (net->free_count == 0) {
+    size_t cap = net->flow_cap ? 2 * net->flow_cap : 16;
+    net_flow *f = realloc(net->flows, cap * sizeof *f);
+    if (!f) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
+    net->flows = f;
+    uint32_t *g = realloc(net->generation, cap * sizeof *g);
+    if (!g) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
+    net->generation = g;
+    size_t *fs = realloc(net->free_slots, cap * sizeof *fs);
+    if (!fs) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
+    net->free_slots = fs;
+    for (size_t s = cap; s-- > net->flow_cap;) {
+      net->flows[s].id = -1;
+      net->generation[s] = 0;
+      net->free_slots[net->free_count++] = s;
+    }
+    net->flow_cap = cap;
+  }
+  size_t slot = net->free_slots[--net->free_count];
+  net_flow *f = &net->flows[slot];
+  memset(f, 0, sizeof *f);
+  f->id = (int64_t)((uint64_t)++net->generation[slot] << 32 | slot);
+  f->path_len = path_len;
+  int64_t latency_ns = 0;
+  for (int k = 0; k < path_len; k++) {
+    f->path[k] = path[k];
+    latency_ns += net->links[path[k]].info.latency_ns;
+  }
+  f->active_at_ns = start_ns + latency_ns;
+  f->finish_ns = INT64_MAX;
+  net->flow_count++;
+  *out = f;
+  return INFSIM_OK;
+}
+
+/* A new flow changes rates only if it competes at once; otherwise its
+ * activation is the only new moment. */
+static void admitted(infsim_network *net, net_flow *f) {
+  if (is_active(net, f))
+    recompute(net);
+  else if (f->active_at_ns < net->next_ns)
+    net->next_ns = f->active_at_ns;
+}
+
+infsim_status infsim_network_add_flow(infsim_network *net, int64_t bytes, const int32_t *path, int path_len,
+                                      int64_t start_ns, double rate_bound_bytes_per_s, int64_t tag, int64_t *id,
+                                      infsim_error *err) {
+  if (bytes < 0 || rate_bound_bytes_per_s < 0 || !isfinite(rate_bound_bytes_per_s))
+    return infsim_fail(err, INFSIM_EINPUT, "network: a flow needs bytes >= 0 and a rate bound >= 0");
+  net_flow *f = NULL;
+  infsim_status st = new_flow(net, path, path_len, start_ns, &f, err);
+  if (st != INFSIM_OK) return st;
+  f->remaining_bytes = (double)bytes;
+  f->bound_bytes_per_s = rate_bound_bytes_per_s;
+  f->tag = tag;
+  *id = f->id;
+  admitted(net, f);
+  return INFSIM_OK;
+}
+
+infsim_status infsim_network_add_steady(infsim_network *net, double rate_bytes_per_s, const int32_t *path,
+                                        int path_len, int64_t start_ns, int64_t tag, int64_t *id, infsim_error *err) {
+  if (!(rate_bytes_per_s > 0) || !isfinite(rate_bytes_per_s))
+    return infsim_fail(err, INFSIM_EINPUT, "network: a steady flow needs a rate > 0");
+  net_flow *f = NULL;
+  infsim_status st = new_flow(net, path, path_len, start_ns, &f, err);
+  if (st != INFSIM_OK) return st;
+  f->steady = true;
+  f->bound_bytes_per_s = rate_bytes_per_s;
+  f->tag = tag;
+  *id = f->id;
+  admitted(net, f);
+  return INFSIM_OK;
+}
+
+static void drop(infsim_network *net, net_flow *f) {
+  size_t slot = (size_t)(f - net->flows);
+  f->id = -1;
+  net->free_slots[net->free_count++] = slot;
+  net->flow_count--;
+}
+
+double infsim_network_remove(infsim_network *net, int64_t id, int64_t now_ns) {
+  net_flow *f = lookup(net, id);
+  if (!f) return -1;
+  assert(now_ns <= net->next_ns || now_ns == net->now_ns); /* advance first: nothing may end before now */
+  progress(net, now_ns);
+  double carried = f->carried_bytes;
+  bool was_active = is_active(net, f);
+  drop(net, f);
+  if (was_active)
+    recompute(net);
+  else if (net->next_ns == f->active_at_ns)
+    recompute(net); /* only to refresh the cached next change */
+  return carried;
+}
+
+int64_t infsim_network_next_ns(const infsim_network *net) { return net->next_ns; }
+
+/* Insertion sort by id: a handful of flows end at one instant. */
+static void sort_done(size_t *slots, size_t n, const net_flow *flows) {
+  for (size_t i = 1; i < n; i++) {
+    size_t s = slots[i], j = i;
+    while (j > 0 && flows[slots[j - 1]].id > flows[s].id) {
+      slots[j] = slots[j - 1];
+      j--;
+    }
+    slots[j] = s;
+  }
+}
+
+size_t infsim_network_advance(infsim_network *net, int64_t t_ns, infsim_flow_done_fn done, void *ctx) {
+  assert(t_ns >= net->now_ns);
+  size_t completed = 0;
+  while (net->next_ns <= t_ns) {
+    int64_t e = net->next_ns;
+    progress(net, e);
+    size_t n = 0;
+    for (size_t s = 0; s < net->flow_cap; s++) {
+      net_flow *f = &net->flows[s];
+      if (f->id < 0 || f->steady || f->finish_ns > e) continue;
+      if (n == net->done_cap) {
+        size_t cap = net->done_cap ? 2 * net->done_cap : 16;
+        size_t *d = realloc(net->done_scratch, cap * sizeof *d);
+        int64_t *di = realloc(net->done_ids, cap * sizeof *di);
+        if (di) net->done_ids = di;
+        int64_t *dt = realloc(net->done_tags, cap * sizeof *dt);
+        if (d) net->done_scratch = d;
+        if (dt) net->done_tags = dt;
+        assert(d && di && dt); /* a handful of slots; out of memory here is fatal */
+        net->done_cap = cap;
+      }
+      net->done_scratch[n++] = s;
+      /* The rounding of its end to whole ns leaves a sliver: it is on the
+       * wire too, so every link of the path gets the flow's full bytes. */
+      for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].info.bytes += f->remaining_bytes;
+      f->carried_bytes += f->remaining_bytes;
+      f->remaining_bytes = 0;
+    }
+    sort_done(net->done_scratch, n, net->flows);
+    /* Record the ends, recompute, then tell the caller (who may add flows
+     * from the callback, reusing the freed slots). */
+    for (size_t k = 0; k < n; k++) {
+      net_flow *f = &net->flows[net->done_scratch[k]];
+      net->done_ids[k] = f->id;
+      net->done_tags[k] = f->tag;
+      drop(net, f);
+    }
+    recompute(net);
+    for (size_t k = 0; k < n; k++)
+      if (done) done(ctx, net->done_ids[k], net->done_tags[k], e);
+    if (n == 0) recompute(net); /* a flow started competing */
+    completed += n;
+  }
+  progress(net, t_ns);
+  return completed;
+}
+
+double infsim_network_rate(const infsim_network *net, int64_t id) {
+  const net_flow *f = lookup(net, id);
+  return f ? f->rate_bytes_per_s : -1;
+}
+
+size_t infsim_network_flow_count(const infsim_network *net) { return net->flow_count; }
+
+int64_t infsim_network_now_ns(const infsim_network *net) { return net->now_ns; }
+
+void infsim_network_check(const infsim_network *net) {
+  double *load = calloc(net->link_count ? net->link_count : 1, sizeof *load);
+  assert(load);
+  for (size_t s = 0; s < net->flow_cap; s++) {
+    const net_flow *f = &net->flows[s];
+    if (!is_active(net, f)) continue;
+    assert(f->rate_bytes_per_s >= 0);
+    assert(f->steady || f->remaining_bytes >= 0);
+    for (int k = 0; k < f->path_len; k++) load[f->path[k]] += f->rate_bytes_per_s;
+  }
+  for (size_t l = 0; l < net->link_count; l++) assert(load[l] <= net->links[l].info.bytes_per_s * (1 + 1e-6));
+  /* Max-min: a flow below its bound crosses a full link on which no flow
+   * goes faster than it (its bottleneck). */
+  for (size_t s = 0; s < net->flow_cap; s++) {
+    const net_flow *f = &net->flows[s];
+    if (!is_active(net, f)) continue;
+    if (f->bound_bytes_per_s > 0 && f->rate_bytes_per_s >= f->bound_bytes_per_s * (1 - 1e-6)) continue;
+    bool bottleneck = false;
+    for (int k = 0; k < f->path_len && !bottleneck; k++) {
+      int32_t l = f->path[k];
+      if (load[l] < net->links[l].info.bytes_per_s * (1 - 1e-6)) continue;
+      bool fastest = true;
+      for (size_t o = 0; o < net->flow_cap && fastest; o++) {
+        const net_flow *g = &net->flows[o];
+        if (!is_active(net, g)) continue;
+        for (int j = 0; j < g->path_len; j++)
+          if (g->path[j] == l && g->rate_bytes_per_s > f->rate_bytes_per_s * (1 + 1e-6)) fastest = false;
+      }
+      bottleneck = fastest;
+    }
+    assert(bottleneck);
+  }
+  free(load);
+}

@@ -1,0 +1,380 @@
+/*
+** test_contract.c: the contract protocol over a stand-in transport (a
+** message arrives after latency + bytes / bandwidth, or is lost) and a
+** stand-in KV memory (free blocks per instance, blocks per request and
+** holder). Checked: the message sequence and the time a borrow ends on a
+** clean network (sum of the hops worked out by hand); fresh blocks for an
+** oversized request; a stale gManager view refused by the creditor,
+** retried, then given up; and under random loss and delay: every borrow
+** ends exactly once, no reservation is left, blocks are conserved and no
+** creditor lends into its reserve.
+*/
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <gsl/gsl_rng.h>
+
+#include "infsim/contract.h"
+#include "infsim/event_heap.h"
+#include "infsim/rng.h"
+
+enum { INST = 4, REQS = 16, CAPB = 100, RESERVE = 5, MAXMSG = 100000 };
+#define LAT_NS 5000
+#define BW 25e9
+#define BLOCK_BYTES 1000000
+
+typedef struct {
+  infsim_event_heap heap;
+  infsim_msg *msgs;
+  int64_t n_msgs;
+  int kinds[INFSIM_MSG_KIND_COUNT];
+  gsl_rng *rng; /* NULL: no faults */
+  double loss;
+  /* memory */
+  int64_t free_blocks[INST];
+  int64_t held[REQS][INST];
+  bool dead[REQS];
+  /* outcomes */
+  int done_ok, done_fail;
+  int64_t done_at_ns;
+  int commits;
+  bool exchanges; /* swap halves may dip into the reserve */
+} world;
+
+static infsim_status w_send(void *self, const infsim_msg *m, int64_t now, infsim_error *err) {
+  world *w = self;
+  w->kinds[m->kind]++;
+  if (w->rng && gsl_rng_uniform(w->rng) < w->loss) return INFSIM_OK; /* lost */
+  int64_t delay = LAT_NS + (int64_t)((double)m->bytes / BW * 1e9);
+  if (w->rng && gsl_rng_uniform(w->rng) < 0.2) delay += (int64_t)gsl_rng_uniform_int(w->rng, 40000000);
+  assert_true(w->n_msgs < MAXMSG);
+  w->msgs[w->n_msgs] = *m;
+  return infsim_event_heap_push(&w->heap, now + delay, 0, 0, w->n_msgs++, err);
+}
+
+static infsim_status w_timer(void *self, const infsim_msg *m, int64_t at, infsim_error *err) {
+  world *w = self;
+  assert_true(w->n_msgs < MAXMSG);
+  w->msgs[w->n_msgs] = *m;
+  return infsim_event_heap_push(&w->heap, at, 0, 0, w->n_msgs++, err);
+}
+
+static int64_t w_free(void *self, int32_t i) { return ((world *)self)->free_blocks[i]; }
+
+static int64_t w_commit(void *self, const infsim_gm_move *m, int64_t now) {
+  (void)now;
+  world *w = self;
+  if (w->dead[m->req]) return 0;
+  int64_t n = m->blocks;
+  if (!m->fresh && w->held[m->req][m->from] < n) n = w->held[m->req][m->from];
+  if (w->free_blocks[m->to] < n) return 0;
+  w->held[m->req][m->to] += n;
+  w->free_blocks[m->to] -= n;
+  if (!m->fresh) {
+    w->held[m->req][m->from] -= n;
+    w->free_blocks[m->from] += n;
+  }
+  if (!w->exchanges) assert_true(w->free_blocks[m->to] >= RESERVE); /* never into the reserve */
+  w->commits++;
+  return n;
+}
+
+static void w_done(void *self, int32_t debtor, int64_t req, bool ok, int64_t now) {
+  (void)debtor;
+  (void)req;
+  world *w = self;
+  if (ok)
+    w->done_ok++;
+  else
+    w->done_fail++;
+  w->done_at_ns = now;
+}
+
+static world *world_new(void) {
+  world *w = calloc(1, sizeof *w);
+  w->msgs = calloc(MAXMSG, sizeof *w->msgs);
+  infsim_event_heap_init(&w->heap);
+  for (int i = 0; i < INST; i++) w->free_blocks[i] = CAPB;
+  return w;
+}
+
+static void world_free(world *w) {
+  infsim_event_heap_free(&w->heap);
+  free(w->msgs);
+  if (w->rng) gsl_rng_free(w->rng);
+  free(w);
+}
+
+/* Places n blocks of r at holder i (memory and the gManager's ledger). */
+static void place(world *w, infsim_gm *gm, int64_t r, int32_t owner, int32_t i, int64_t n) {
+  w->held[r][i] += n;
+  w->free_blocks[i] -= n;
+  infsim_gm_entry e = {r, owner, i, w->held[r][i]};
+  infsim_gm_heartbeat(gm, i, 0, w->free_blocks[i], &e, 1, false);
+}
+
+static void heartbeat_free(world *w, infsim_gm *gm) {
+  for (int32_t i = 0; i < INST; i++) infsim_gm_heartbeat(gm, i, 0, w->free_blocks[i], NULL, 0, false);
+}
+
+static infsim_contract *contract(world *w, infsim_gm *gm, int32_t max_retries) {
+  infsim_contract_params p = {.timeout_ns = 10000000, .max_retries = max_retries, .reserve_blocks = RESERVE,
+                              .block_bytes = BLOCK_BYTES, .control_bytes = 64, .move_bytes_per_s = BW,
+                              .planner = INFSIM_PLAN_GREEDY};
+  infsim_transport t = {.self = w, .send = w_send, .timer = w_timer};
+  infsim_contract_env env = {.self = w, .free_blocks = w_free, .commit = w_commit, .borrow_done = w_done};
+  infsim_contract *c = NULL;
+  assert_int_equal(infsim_contract_new(&p, gm, t, env, INST, &c, NULL), INFSIM_OK);
+  return c;
+}
+
+static void run(world *w, infsim_contract *c) {
+  infsim_event ev;
+  while (infsim_event_heap_pop(&w->heap, &ev)) {
+    infsim_msg m = w->msgs[ev.arg];
+    assert_true(infsim_contract_handles(&m));
+    assert_int_equal(infsim_contract_deliver(c, &m, ev.time_ns, NULL), INFSIM_OK);
+    infsim_contract_check(c);
+  }
+}
+
+/* Debtor 0 is full with r0 (60 blocks) and r1 (40); instance 1 has 50
+ * free, 2 has 30, 3 none. r1 needs 10: greedy moves 10 of r0 (the
+ * longest) to instance 1 (most spare). Six hops: request, propose,
+ * reserve, ack, move (10 MB at 25 GB/s = 400 us), confirm. */
+static void test_clean_borrow(void **state) {
+  (void)state;
+  world *w = world_new();
+  infsim_gm *gm = NULL;
+  assert_int_equal(infsim_gm_new(INST, 2, CAPB, REQS, RESERVE, &gm, NULL), INFSIM_OK);
+  place(w, gm, 0, 0, 0, 60);
+  place(w, gm, 1, 0, 0, 40);
+  place(w, gm, 2, 1, 1, 50);
+  place(w, gm, 3, 2, 2, 70);
+  place(w, gm, 4, 3, 3, 100);
+  infsim_contract *c = contract(w, gm, 3);
+  assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, true, 0, NULL), INFSIM_OK);
+  assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, true, 0, NULL), INFSIM_OK); /* already in flight */
+  assert_true(infsim_contract_in_flight(c, 0, 1));
+  run(w, c);
+  assert_int_equal(w->done_ok, 1);
+  assert_int_equal(w->done_fail, 0);
+  assert_int_equal(w->done_at_ns, 6 * LAT_NS + 400000 + 5 * (64 * 1000000000LL / 25000000000LL));
+  assert_int_equal(w->held[0][0], 50);
+  assert_int_equal(w->held[0][1], 10);
+  assert_int_equal(w->free_blocks[0], 10);
+  assert_int_equal(infsim_gm_held_by(gm, 0, 1), 10); /* the gManager recorded it */
+  assert_int_equal(infsim_gm_lent(gm, 1), 10);
+  const infsim_contract_counters *n = infsim_contract_counters_of(c);
+  assert_int_equal(n->borrows, 1);
+  assert_int_equal(n->kv_moves, 1);
+  assert_int_equal(n->kv_moved_bytes, 10 * BLOCK_BYTES);
+  assert_int_equal(n->messages, 7);
+  assert_int_equal(w->kinds[INFSIM_MSG_CONFIRM], 2); /* to the debtor and the gManager */
+  assert_int_equal(infsim_contract_reserved(c, 1), 0);
+  assert_int_equal(infsim_contract_pending(c, 0), 0);
+  infsim_contract_free(c);
+  infsim_gm_free(gm);
+  world_free(w);
+}
+
+/* r5 (owned by 0, nothing yet) needs 70: it is then the longest, so its
+ * new blocks go straight to instance 1 (45 spare): fresh, nothing moved. */
+static void test_fresh_blocks(void **state) {
+  (void)state;
+  world *w = world_new();
+  infsim_gm *gm = NULL;
+  assert_int_equal(infsim_gm_new(INST, 2, CAPB, REQS, RESERVE, &gm, NULL), INFSIM_OK);
+  place(w, gm, 0, 0, 0, 60);
+  place(w, gm, 2, 1, 1, 50);
+  place(w, gm, 3, 2, 2, 70);
+  place(w, gm, 4, 3, 3, 100);
+  infsim_contract *c = contract(w, gm, 3);
+  assert_int_equal(infsim_contract_borrow(c, 0, 5, 70, true, 0, NULL), INFSIM_OK);
+  run(w, c);
+  assert_int_equal(w->done_ok, 1);
+  assert_int_equal(w->held[5][1], 45);
+  assert_int_equal(w->free_blocks[1], 5);
+  assert_int_equal(w->kinds[INFSIM_MSG_MOVE], 0);
+  assert_int_equal(infsim_contract_counters_of(c)->kv_moved_bytes, 0);
+  assert_int_equal(infsim_gm_held_by(gm, 5, 1), 45);
+  assert_int_equal(infsim_gm_borrowed(gm, 0), 45);
+  infsim_contract_free(c);
+  infsim_gm_free(gm);
+  world_free(w);
+}
+
+/* The gManager believes instance 1 has 50 free; it has 8. The creditor
+ * refuses (its own truth decides), the debtor asks again, gets the same
+ * creditor (the view is stale until a heartbeat), and gives up after
+ * max_retries; nothing is reserved or moved. */
+static void test_stale_view_refused_then_given_up(void **state) {
+  (void)state;
+  world *w = world_new();
+  infsim_gm *gm = NULL;
+  assert_int_equal(infsim_gm_new(INST, 2, CAPB, REQS, RESERVE, &gm, NULL), INFSIM_OK);
+  place(w, gm, 0, 0, 0, 100);
+  place(w, gm, 2, 1, 1, 50);
+  place(w, gm, 3, 2, 2, 70);
+  place(w, gm, 4, 3, 3, 100);
+  w->free_blocks[1] = 8; /* something else took them; no heartbeat yet */
+  infsim_contract *c = contract(w, gm, 2);
+  assert_int_equal(infsim_contract_borrow(c, 0, 0, 10, true, 0, NULL), INFSIM_OK);
+  run(w, c);
+  assert_int_equal(w->done_fail, 1);
+  assert_int_equal(w->commits, 0);
+  const infsim_contract_counters *n = infsim_contract_counters_of(c);
+  assert_int_equal(n->refused, 3);
+  assert_int_equal(n->retries, 2);
+  assert_int_equal(n->failed, 1);
+  assert_int_equal(w->kinds[INFSIM_MSG_RELEASE], 1);
+  for (int32_t i = 0; i < INST; i++) assert_int_equal(infsim_contract_reserved(c, i), 0);
+  infsim_contract_free(c);
+  infsim_gm_free(gm);
+  world_free(w);
+}
+
+/* First come, first served at the creditor: two debtors are sent to
+ * instance 1 (the gManager believes it has 100 free; it has 20, 15 above
+ * its reserve). The first reservation holds 10 until its KV lands; the
+ * second, arriving meanwhile, is refused and never gets in. */
+static void test_creditor_first_come_first_served(void **state) {
+  (void)state;
+  world *w = world_new();
+  infsim_gm *gm = NULL;
+  assert_int_equal(infsim_gm_new(INST, 2, CAPB, REQS, RESERVE, &gm, NULL), INFSIM_OK);
+  place(w, gm, 0, 0, 0, 100);
+  place(w, gm, 2, 2, 2, 100);
+  place(w, gm, 3, 3, 3, 100);
+  w->free_blocks[1] = 20;
+  infsim_contract *c = contract(w, gm, 1);
+  /* New requests 1 (on 0) and 6 (on 2) need 10 each: each debtor's
+   * longest request (r0, r2) sends 10 blocks away, KV to copy. */
+  assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, true, 0, NULL), INFSIM_OK);
+  assert_int_equal(infsim_contract_borrow(c, 2, 6, 10, true, 1000, NULL), INFSIM_OK);
+  run(w, c);
+  assert_int_equal(w->done_ok, 1);
+  assert_int_equal(w->done_fail, 1);
+  assert_int_equal(w->kinds[INFSIM_MSG_MOVE], 1);
+  assert_int_equal(w->free_blocks[1], 10);
+  assert_int_equal(w->held[0][1], 10);
+  assert_int_equal(infsim_contract_reserved(c, 1), 0);
+  infsim_contract_free(c);
+  infsim_gm_free(gm);
+  world_free(w);
+}
+
+/* DGFM's own moves: a recall of r0's 10 blocks from instance 1 to its
+ * owner 0 runs from the reservation on and the gManager records it; a
+ * swap half needs free blocks at its destination, not spare. */
+static void test_planned_moves(void **state) {
+  (void)state;
+  world *w = world_new();
+  infsim_gm *gm = NULL;
+  assert_int_equal(infsim_gm_new(INST, 2, CAPB, REQS, RESERVE, &gm, NULL), INFSIM_OK);
+  place(w, gm, 0, 0, 0, 50);
+  place(w, gm, 0, 0, 1, 10);
+  place(w, gm, 1, 2, 2, 97); /* instance 2: 3 free, below its reserve */
+  place(w, gm, 2, 3, 1, 4);
+  infsim_contract *c = contract(w, gm, 3);
+  w->exchanges = true;
+  infsim_gm_move recall = {.req = 0, .from = 1, .to = 0, .blocks = 10};
+  assert_int_equal(infsim_contract_move(c, &recall, false, 0, NULL), INFSIM_OK);
+  infsim_gm_move half = {.req = 2, .from = 1, .to = 2, .blocks = 3};
+  assert_int_equal(infsim_contract_move(c, &half, true, 0, NULL), INFSIM_OK);
+  run(w, c);
+  assert_int_equal(w->done_ok, 2);
+  assert_int_equal(w->held[0][0], 60);
+  assert_int_equal(w->held[0][1], 0);
+  assert_int_equal(infsim_gm_held_by(gm, 0, 1), 0);
+  assert_int_equal(infsim_gm_borrowed(gm, 0), 0);
+  assert_int_equal(w->held[2][2], 3);
+  assert_int_equal(w->kinds[INFSIM_MSG_BORROW_REQUEST], 0);
+  /* The same half as a plain move is refused (3 free, reserve 5). */
+  infsim_gm_move again = {.req = 2, .from = 1, .to = 3, .blocks = 1};
+  w->free_blocks[3] = 5;
+  assert_int_equal(infsim_contract_move(c, &again, false, w->done_at_ns, NULL), INFSIM_OK);
+  run(w, c);
+  assert_int_equal(w->done_fail, 1);
+  infsim_contract_free(c);
+  infsim_gm_free(gm);
+  world_free(w);
+}
+
+/* Random borrows under 15% message loss and random delays (some past the
+ * timeout): every borrow ends once, nothing stays reserved, blocks are
+ * conserved, nobody lends into its reserve (checked in w_commit). */
+static void test_lossy_network_leaks_nothing(void **state) {
+  (void)state;
+  int64_t oks = 0, fails = 0, retries = 0;
+  for (int trial = 0; trial < 20; trial++) {
+    world *w = world_new();
+    w->rng = infsim_rng_new((uint64_t)(100 + trial), "test.contract");
+    w->loss = 0.15;
+    infsim_gm *gm = NULL;
+    assert_int_equal(infsim_gm_new(INST, 2, CAPB, REQS, RESERVE, &gm, NULL), INFSIM_OK);
+    int64_t total = 0;
+    for (int64_t r = 0; r < REQS; r++) {
+      int32_t owner = (int32_t)(r % INST);
+      int64_t n = (int64_t)gsl_rng_uniform_int(w->rng, 20);
+      if (n > 0 && w->free_blocks[owner] - n >= 0) {
+        place(w, gm, r, owner, owner, n);
+        total += n;
+      }
+    }
+    heartbeat_free(w, gm);
+    infsim_contract *c = contract(w, gm, 3);
+    int started = 0;
+    for (int k = 0; k < 30; k++) {
+      int32_t d = (int32_t)gsl_rng_uniform_int(w->rng, INST);
+      int64_t r = d + INST * (int64_t)gsl_rng_uniform_int(w->rng, REQS / INST);
+      if (infsim_contract_in_flight(c, d, r)) continue;
+      assert_int_equal(infsim_contract_borrow(c, d, r, 1 + (int64_t)gsl_rng_uniform_int(w->rng, 15), k % 2, 0, NULL),
+                       INFSIM_OK);
+      started++;
+    }
+    run(w, c);
+    assert_int_equal(w->done_ok + w->done_fail, started);
+    const infsim_contract_counters *n = infsim_contract_counters_of(c);
+    assert_int_equal(n->borrows, w->done_ok);
+    assert_int_equal(n->failed, w->done_fail);
+    assert_true(w->commits >= w->done_ok);
+    int64_t after = 0;
+    for (int32_t i = 0; i < INST; i++) {
+      assert_int_equal(infsim_contract_reserved(c, i), 0);
+      assert_int_equal(infsim_contract_pending(c, i), 0);
+      assert_true(w->free_blocks[i] >= 0);
+      int64_t held = 0;
+      for (int64_t r = 0; r < REQS; r++) held += w->held[r][i];
+      assert_int_equal(held + w->free_blocks[i], CAPB);
+    }
+    for (int64_t r = 0; r < REQS; r++)
+      for (int32_t i = 0; i < INST; i++) after += w->held[r][i];
+    assert_true(after >= total); /* fresh blocks add, moves conserve */
+    oks += w->done_ok;
+    fails += w->done_fail;
+    retries += n->retries;
+    infsim_contract_free(c);
+    infsim_gm_free(gm);
+    world_free(w);
+  }
+  /* The faults were felt: retries happened, and borrows both landed and failed. */
+  assert_true(oks > 100 && fails > 0 && retries > 50);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_clean_borrow),
+      cmocka_unit_test(test_fresh_blocks),
+      cmocka_unit_test(test_stale_view_refused_then_given_up),
+      cmocka_unit_test(test_creditor_first_come_first_served),
+      cmocka_unit_test(test_planned_moves),
+      cmocka_unit_test(test_lossy_network_leaks_nothing),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

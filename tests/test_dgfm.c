@@ -1,0 +1,218 @@
+/*
+** test_dgfm.c: DGFM passes on hand-built debt graphs (which pieces are
+** recalled, consolidated or swapped, and in what order), and on random
+** ledgers the properties dgfm.c promises, checked by applying the moves to
+** an independent table: moved blocks exist where they leave, no recall or
+** consolidation takes an instance below its reserve, swaps leave memory
+** unchanged, requests keep their blocks and never span more holders, and
+** the limits hold.
+*/
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <gsl/gsl_rng.h>
+
+#include "infsim/dgfm.h"
+#include "infsim/rng.h"
+
+enum { CAPB = 100, RESERVE = 5 };
+
+/* A ledger from a table: held[r * inst + i] blocks of r at i, owner[r];
+ * every instance's free = CAPB - what it holds. */
+static infsim_gm *ledger(int32_t inst, int64_t reqs, const int64_t *held, const int32_t *owner) {
+  infsim_gm *gm = NULL;
+  assert_int_equal(infsim_gm_new(inst, inst, CAPB, reqs, RESERVE, &gm, NULL), INFSIM_OK);
+  for (int32_t i = 0; i < inst; i++) {
+    infsim_gm_entry e[64];
+    size_t n = 0;
+    int64_t used = 0;
+    for (int64_t r = 0; r < reqs; r++)
+      if (held[r * inst + i] > 0) {
+        e[n++] = (infsim_gm_entry){r, owner[r], i, held[r * inst + i]};
+        used += held[r * inst + i];
+      }
+    assert_true(used <= CAPB);
+    infsim_gm_heartbeat(gm, i, 1, CAPB - used, e, n, true);
+  }
+  infsim_gm_check(gm);
+  return gm;
+}
+
+static const infsim_dgfm_limits wide = {.max_moves = 100, .max_blocks = 100000};
+
+static size_t pass(const infsim_gm *gm, int32_t inst, const infsim_dgfm_limits *lim, infsim_dgfm_move *out) {
+  infsim_dgfm *d = NULL;
+  assert_int_equal(infsim_dgfm_new(inst, &d, NULL), INFSIM_OK);
+  size_t n = infsim_dgfm_pass(d, gm, lim, out, 64);
+  infsim_dgfm_free(d);
+  return n;
+}
+
+static void assert_dmove(const infsim_dgfm_move *m, infsim_dgfm_kind kind, int64_t req, int32_t from, int32_t to,
+                         int64_t blocks) {
+  assert_int_equal(m->kind, kind);
+  assert_int_equal(m->move.req, req);
+  assert_int_equal(m->move.from, from);
+  assert_int_equal(m->move.to, to);
+  assert_int_equal(m->move.blocks, blocks);
+}
+
+/* Owner 0 has 13 spare (free 18, reserve 5). r0 has 6 at i1, r1 has 3 at
+ * i2: both come home, the smaller first; with less spare only it fits. */
+static void test_recall_smallest_first(void **state) {
+  (void)state;
+  /* instances 0..2; r0: 0:40, 1:6; r1: 0:42, 2:3; r2 fills i1 and i2. */
+  int64_t held[3 * 3] = {40, 6, 0, 42, 0, 3, 0, 50, 50};
+  int32_t owner[3] = {0, 0, 1};
+  infsim_gm *gm = ledger(3, 3, held, owner);
+  assert_int_equal(infsim_gm_spare_blocks(gm, 0), 13);
+  infsim_dgfm_move m[64];
+  /* Spare 13 >= 3 + 6: both come home, smaller first. */
+  assert_int_equal(pass(gm, 3, &wide, m), 2);
+  assert_dmove(&m[0], INFSIM_DGFM_RECALL, 1, 2, 0, 3);
+  assert_dmove(&m[1], INFSIM_DGFM_RECALL, 0, 1, 0, 6);
+  infsim_gm_free(gm);
+  /* With 8 more blocks used at the owner (spare 5): only the 3 fit. */
+  held[0] = 48;
+  gm = ledger(3, 3, held, owner);
+  assert_int_equal(pass(gm, 3, &wide, m), 1);
+  assert_dmove(&m[0], INFSIM_DGFM_RECALL, 1, 2, 0, 3);
+  /* The move limit: one move per pass at most. */
+  held[0] = 40;
+  infsim_gm_free(gm);
+  gm = ledger(3, 3, held, owner);
+  const infsim_dgfm_limits one = {.max_moves = 1, .max_blocks = 1000};
+  assert_int_equal(pass(gm, 3, &one, m), 1);
+  const infsim_dgfm_limits few = {.max_moves = 10, .max_blocks = 2};
+  assert_int_equal(pass(gm, 3, &few, m), 0);
+  infsim_gm_free(gm);
+}
+
+/* r0 (owner 0, full) spans 0:50, 1:8, 2:2; i1 has spare: the 2 at i2 join
+ * the 8 at i1. */
+static void test_consolidate(void **state) {
+  (void)state;
+  int64_t held[4 * 3] = {50, 8, 2, /* r0 */ 50, 0, 0, /* r1 fills 0 */ 0, 60, 0, /* r2 at 1 */ 0, 0, 90 /* r3 */};
+  int32_t owner[4] = {0, 0, 1, 2};
+  infsim_gm *gm = ledger(3, 4, held, owner);
+  infsim_dgfm_move m[64];
+  assert_int_equal(pass(gm, 3, &wide, m), 1);
+  assert_dmove(&m[0], INFSIM_DGFM_CONSOLIDATE, 0, 2, 1, 2);
+  infsim_gm_free(gm);
+}
+
+/* As above but i1 is full too: r0's 2 at i2 swap with 2 of q's blocks at
+ * i1, q owned by i2 (they go home). */
+static void test_swap(void **state) {
+  (void)state;
+  int64_t held[4 * 3] = {50, 8, 2, /* r0 */ 50, 0, 0, /* r1 */ 0, 87, 0, /* r2 fills 1 */ 0, 5, 60 /* q = r3 */};
+  int32_t owner[4] = {0, 0, 1, 2};
+  infsim_gm *gm = ledger(3, 4, held, owner);
+  assert_int_equal(infsim_gm_spare_blocks(gm, 1), 0);
+  infsim_dgfm_move m[64];
+  size_t n = pass(gm, 3, &wide, m);
+  /* i2 has 33 spare: q's 5 at i1 come home. The room that frees at i1 is
+   * not counted until the move is done, so r0 waits for the next pass. */
+  assert_int_equal(n, 1);
+  assert_dmove(&m[0], INFSIM_DGFM_RECALL, 3, 1, 2, 5);
+  infsim_gm_free(gm);
+  /* With i2 full (q cannot come home), the swap. */
+  held[3 * 3 + 2] = 98 - 2; /* i2: r0's 2 + q's 96 = 98, free 2 < reserve */
+  gm = ledger(3, 4, held, owner);
+  assert_int_equal(infsim_gm_spare_blocks(gm, 2), 0);
+  n = pass(gm, 3, &wide, m);
+  assert_int_equal(n, 2);
+  assert_dmove(&m[0], INFSIM_DGFM_SWAP, 0, 2, 1, 2);
+  assert_dmove(&m[1], INFSIM_DGFM_SWAP, 3, 1, 2, 2);
+  assert_int_equal(m[0].pair, 1);
+  assert_int_equal(m[1].pair, 0);
+  infsim_gm_free(gm);
+}
+
+static int span(const int64_t *row, int32_t inst) {
+  int s = 0;
+  for (int32_t i = 0; i < inst; i++) s += row[i] > 0;
+  return s;
+}
+
+/* Random ledgers; the pass's moves applied to a table. */
+static void test_random_ledgers_properties(void **state) {
+  (void)state;
+  enum { INST = 6, REQS = 30 };
+  gsl_rng *rng = infsim_rng_new(5, "test.dgfm");
+  int moved_total = 0, swaps = 0;
+  for (int trial = 0; trial < 300; trial++) {
+    int64_t held[REQS * INST] = {0}, used[INST] = {0};
+    int32_t owner[REQS];
+    for (int64_t r = 0; r < REQS; r++) {
+      owner[r] = (int32_t)gsl_rng_uniform_int(rng, INST);
+      int pieces = 1 + (int)gsl_rng_uniform_int(rng, 4);
+      for (int k = 0; k < pieces; k++) {
+        int32_t i = k == 0 ? owner[r] : (int32_t)gsl_rng_uniform_int(rng, INST);
+        int64_t b = 1 + (int64_t)gsl_rng_uniform_int(rng, 12);
+        if (used[i] + b > CAPB) continue;
+        held[r * INST + i] += b;
+        used[i] += b;
+      }
+    }
+    infsim_gm *gm = ledger(INST, REQS, held, owner);
+    infsim_dgfm_limits lim = {.max_moves = 1 + (int64_t)gsl_rng_uniform_int(rng, 12),
+                              .max_blocks = 1 + (int64_t)gsl_rng_uniform_int(rng, 200)};
+    infsim_dgfm_move m[64];
+    size_t n = pass(gm, INST, &lim, m);
+    assert_true((int64_t)n <= lim.max_moves);
+    int64_t before_span[REQS], total[REQS], blocks = 0;
+    for (int64_t r = 0; r < REQS; r++) {
+      before_span[r] = span(&held[r * INST], INST);
+      total[r] = 0;
+      for (int32_t i = 0; i < INST; i++) total[r] += held[r * INST + i];
+    }
+    for (size_t k = 0; k < n; k++) {
+      const infsim_gm_move *mv = &m[k].move;
+      blocks += mv->blocks;
+      assert_true(held[mv->req * INST + mv->from] >= mv->blocks);
+      if (m[k].kind == INFSIM_DGFM_SWAP) {
+        const infsim_gm_move *o = &m[m[k].pair].move;
+        assert_int_equal(o->from, mv->to);
+        assert_int_equal(o->to, mv->from);
+        assert_int_equal(o->blocks, mv->blocks);
+        if (m[k].pair < (int32_t)k) swaps++;
+      } else {
+        assert_true(CAPB - used[mv->to] - mv->blocks >= RESERVE);
+        if (m[k].kind == INFSIM_DGFM_RECALL) assert_int_equal(mv->to, owner[mv->req]);
+      }
+      held[mv->req * INST + mv->from] -= mv->blocks;
+      held[mv->req * INST + mv->to] += mv->blocks;
+      used[mv->from] -= mv->blocks;
+      used[mv->to] += mv->blocks;
+    }
+    assert_true(blocks <= lim.max_blocks);
+    for (int32_t i = 0; i < INST; i++) assert_true(used[i] <= CAPB);
+    for (int64_t r = 0; r < REQS; r++) {
+      int64_t t = 0;
+      for (int32_t i = 0; i < INST; i++) t += held[r * INST + i];
+      assert_int_equal(t, total[r]);
+      assert_true(span(&held[r * INST], INST) <= before_span[r]);
+    }
+    moved_total += (int)n;
+    infsim_gm_free(gm);
+  }
+  assert_true(moved_total > 300); /* the pass had work to do */
+  assert_true(swaps > 0);
+  gsl_rng_free(rng);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_recall_smallest_first),
+      cmocka_unit_test(test_consolidate),
+      cmocka_unit_test(test_swap),
+      cmocka_unit_test(test_random_ledgers_properties),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

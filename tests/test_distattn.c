@@ -1,0 +1,134 @@
+/*
+** test_distattn.c: DistAttention's cost against sums worked out by hand,
+** on linear stand-in curves whose values are easy to add up:
+**   decode_attn(n, C) = 1000 + 2 n + 0.5 C ns, merge(n, k) = 100 + 3 k ns,
+**   prefill_attn(t, p) = 10 t + 0.01 p ns.
+** Two instances, one request split over both, no contention: its decode
+** step is the hand-computed sum of holder MA, transfers and merge, with
+** and without overlap; the creditor's iteration grows by the MA it does
+** for the owner; the owner's step is never shorter than the remote path.
+*/
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "infsim/distattn.h"
+
+static double decode_attn(void *self, int64_t n, int64_t ctx) {
+  (void)self;
+  return 1000.0 + 2.0 * (double)n + 0.5 * (double)ctx;
+}
+static double merge(void *self, int64_t n, int64_t k) {
+  (void)self;
+  (void)n;
+  return 100.0 + 3.0 * (double)k;
+}
+static double prefill_attn(void *self, int64_t t, int64_t p) {
+  (void)self;
+  return 10.0 * (double)t + 0.01 * (double)p;
+}
+
+static infsim_cost_curves curves(void) {
+  infsim_cost_curves c = {0};
+  c.decode_attn_layer_ns = decode_attn;
+  c.merge_layer_ns = merge;
+  c.prefill_attn_layer_ns = prefill_attn;
+  return c;
+}
+
+/* LLaMA2-7B on one GPU: 32 heads of 128, 32 layers, fp16 on the wire. */
+static const infsim_distattn_shape k7b = {.heads = 32, .head_dim = 128, .layers = 32, .wire_bytes_per_value = 2,
+                                          .overlap = true};
+
+static void test_wire_sizes(void **state) {
+  (void)state;
+  /* Query 32 x 128 x 2 = 8192 B; partial 32 x 129 x 2 = 8256 B: together
+   * about one token of LLaMA2-7B's KV per layer (2 x 4096 x 2 = 16384 B),
+   * as the paper's notes say. fp32 doubles both. */
+  assert_float_equal(infsim_distattn_query_bytes(&k7b, 1), 8192, 0);
+  assert_float_equal(infsim_distattn_partial_bytes(&k7b, 1), 8256, 0);
+  infsim_distattn_shape f32 = k7b;
+  f32.wire_bytes_per_value = 4;
+  assert_float_equal(infsim_distattn_partial_bytes(&f32, 3), 3 * 16512, 0);
+}
+
+/* One request of 4000 tokens: 1000 at its owner, 3000 at a holder over a
+ * 25 GB/s route with 5 us latency. By hand, per layer:
+ *   A   = 1000 + 2 + 500                         = 1502
+ *   MA  = 1000 + 2 + 1500                        = 2502
+ *   R   = 2 x 5000 + (8192 + 8256) / 25 = 10000 + 657.92 + 2502 = 13159.92
+ *   M   = 100 + 3 x 2                            = 106
+ *   overlap: max(1502, 13159.92) + 106 = 13265.92; off: 14767.92. */
+static void test_split_request_decode_step(void **state) {
+  (void)state;
+  infsim_cost_curves c = curves();
+  infsim_distattn_holder h = {.requests = 1, .context_tokens = 3000, .bytes_per_s = 25e9, .latency_ns = 5000};
+  infsim_distattn_layer l = infsim_distattn_decode_layer(&c, &k7b, 1, 1000, 1, &h, 1);
+  assert_float_equal(l.local_ns, 1502, 1e-9);
+  assert_float_equal(l.remote_ns, 13159.92, 1e-6);
+  assert_float_equal(l.merge_ns, 106, 1e-9);
+  assert_float_equal(l.attention_ns, 13265.92, 1e-6);
+  infsim_distattn_shape off = k7b;
+  off.overlap = false;
+  l = infsim_distattn_decode_layer(&c, &off, 1, 1000, 1, &h, 1);
+  assert_float_equal(l.attention_ns, 14767.92, 1e-6);
+  /* The creditor's step grows by its MA for the guest, all 32 layers. */
+  assert_float_equal(infsim_distattn_creditor_step_ns(&c, &k7b, 1, 3000), 32 * 2502.0, 1e-9);
+  assert_float_equal(infsim_distattn_creditor_step_ns(&c, &k7b, 0, 0), 0, 0);
+  /* No remote KV: only the local attention, no merge. */
+  l = infsim_distattn_decode_layer(&c, &k7b, 1, 4000, 0, NULL, 0);
+  assert_float_equal(l.attention_ns, 1000 + 2 + 2000, 1e-9);
+  /* Steady traffic at a 20 ms step: 32 x 16448 B / 0.02 s. */
+  assert_float_equal(infsim_distattn_steady_bytes_per_s(&k7b, 1, 20000000), 32 * 16448 / 0.02, 1e-3);
+}
+
+/* Two holders in parallel: the slower bounds the layer; with local work
+ * longer than both, overlap hides them (only the merge shows). */
+static void test_holders_in_parallel(void **state) {
+  (void)state;
+  infsim_cost_curves c = curves();
+  infsim_distattn_holder h[2] = {
+      {.requests = 2, .context_tokens = 1000, .bytes_per_s = 300e9, .latency_ns = 1000},
+      {.requests = 1, .context_tokens = 8000, .bytes_per_s = 25e9, .latency_ns = 5000}};
+  /* R_0 = 2000 + 2 x 16448 / 300 + (1000 + 4 + 500) = 2000 + 109.6533.. + 1504
+   * R_1 = 10000 + 16448 / 25 + (1000 + 2 + 4000) = 10000 + 657.92 + 5002 */
+  double r1 = 10000 + 657.92 + 5002;
+  infsim_distattn_layer l = infsim_distattn_decode_layer(&c, &k7b, 3, 600, 2, h, 2);
+  assert_float_equal(l.remote_ns, r1, 1e-6);
+  assert_float_equal(l.merge_ns, 100 + 3 * (2 + 3), 1e-9); /* 2 requests, 2 local + 3 remote partials */
+  assert_true(l.attention_ns >= l.remote_ns);             /* no earlier than the last partial */
+  /* Local attention of 30,000 tokens (16,006 ns) hides both. */
+  l = infsim_distattn_decode_layer(&c, &k7b, 3, 30000, 2, h, 2);
+  assert_float_equal(l.attention_ns, 1000 + 6 + 15000 + l.merge_ns, 1e-9);
+}
+
+/* A prefill chunk of 100 tokens whose first 2000 tokens sit at a holder,
+ * its new KV (100 tokens x 16384 B per layer = 1,638,400 B) written there:
+ *   local = 10 x 100 + 0.01 x 5050            = 1050.5
+ *   MA_j  = 10 x 100 + 0.01 x 100 x 2000      = 3000
+ *   wire  = 2 x 5000 + (819200 + 825600 + 1638400) / 25 = 10000 + 131328
+ *   M     = 100 + 3 x 200                     = 700 */
+static void test_prefill_over_remote_blocks(void **state) {
+  (void)state;
+  infsim_cost_curves c = curves();
+  infsim_distattn_holder h = {.context_tokens = 2000, .bytes_per_s = 25e9, .latency_ns = 5000,
+                              .write_bytes = 1638400};
+  infsim_distattn_layer l = infsim_distattn_prefill_layer(&c, &k7b, 100, 5050, &h, 1);
+  assert_float_equal(l.local_ns, 1050.5, 1e-9);
+  assert_float_equal(l.remote_ns, 10000 + 131328 + 3000, 1e-6);
+  assert_float_equal(l.merge_ns, 700, 1e-9);
+  assert_float_equal(l.attention_ns, 10000 + 131328 + 3000 + 700, 1e-6);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_wire_sizes),
+      cmocka_unit_test(test_split_request_decode_step),
+      cmocka_unit_test(test_holders_in_parallel),
+      cmocka_unit_test(test_prefill_over_remote_blocks),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

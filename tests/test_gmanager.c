@@ -1,0 +1,292 @@
+/*
+** test_gmanager.c: the gManager's ledger against an independent truth
+** table (per request, per holder) driven by random allocations, moves and
+** finishes: the ledger stays zero-sum, placement agrees with holders, an
+** older report never overwrites a newer one, and a ledger rebuilt from
+** full heartbeats after a loss equals the one kept all along. The planners
+** against hand-solved cases.
+*/
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <gsl/gsl_rng.h>
+
+#include "infsim/gmanager.h"
+#include "infsim/rng.h"
+
+enum { I = 6, R = 40, CAP = 200 };
+
+typedef struct {
+  int64_t held[R][I];
+  int32_t owner[R];
+  int64_t used[I];
+} truth;
+
+static void send_entry(infsim_gm *gm, const truth *t, int64_t r, int32_t holder, int64_t at) {
+  infsim_gm_entry e = {r, t->owner[r], holder, t->held[r][holder]};
+  infsim_gm_heartbeat(gm, holder, at, CAP - t->used[holder], &e, 1, false);
+}
+
+static void assert_agrees(const infsim_gm *gm, const truth *t) {
+  infsim_gm_check(gm);
+  int64_t lent = 0, borrowed = 0;
+  for (int32_t i = 0; i < I; i++) {
+    int64_t held = 0, l = 0, b = 0;
+    for (int64_t r = 0; r < R; r++) {
+      held += t->held[r][i];
+      if (t->owner[r] >= 0 && t->owner[r] != i) l += t->held[r][i];
+      if (t->owner[r] == i)
+        for (int32_t j = 0; j < I; j++)
+          if (j != i) b += t->held[r][j];
+    }
+    assert_int_equal(infsim_gm_held(gm, i), held);
+    assert_int_equal(infsim_gm_lent(gm, i), l);
+    assert_int_equal(infsim_gm_borrowed(gm, i), b);
+    lent += l;
+    borrowed += b;
+  }
+  assert_int_equal(lent, borrowed);
+  for (int64_t r = 0; r < R; r++) {
+    infsim_gm_entry e[I];
+    size_t n = infsim_gm_placement(gm, r, e, I);
+    size_t expect = 0;
+    for (int32_t i = 0; i < I; i++) {
+      expect += t->held[r][i] > 0;
+      assert_int_equal(infsim_gm_held_by(gm, r, i), t->held[r][i]);
+    }
+    assert_int_equal(n, expect);
+    for (size_t k = 0; k < n; k++) assert_int_equal(e[k].blocks, t->held[r][e[k].holder]);
+  }
+}
+
+/* Random life of requests: allocate at the owner or elsewhere, move
+ * blocks (confirmed moves), free some, finish. */
+static void random_history(gsl_rng *rng, truth *t, infsim_gm *a, infsim_gm *b, int steps) {
+  memset(t, 0, sizeof *t);
+  for (int64_t r = 0; r < R; r++) t->owner[r] = -1;
+  for (int s = 1; s <= steps; s++) {
+    int64_t r = (int64_t)gsl_rng_uniform_int(rng, R);
+    int32_t i = (int32_t)gsl_rng_uniform_int(rng, I);
+    int op = (int)gsl_rng_uniform_int(rng, 4);
+    int64_t now = s * 1000;
+    if (t->owner[r] < 0) t->owner[r] = i; /* first blocks: at their owner */
+    if (op == 0 || op == 1) {            /* allocate n at holder i */
+      int64_t n = 1 + (int64_t)gsl_rng_uniform_int(rng, 8);
+      if (t->used[i] + n > CAP) continue;
+      t->held[r][i] += n;
+      t->used[i] += n;
+      send_entry(a, t, r, i, now);
+      send_entry(b, t, r, i, now);
+    } else if (op == 2) { /* move some of r from one holder to i, confirmed */
+      int32_t from = (int32_t)gsl_rng_uniform_int(rng, I);
+      int64_t n = t->held[r][from] / 2;
+      if (from == i || n == 0 || t->used[i] + n > CAP) continue;
+      t->held[r][from] -= n;
+      t->used[from] -= n;
+      t->held[r][i] += n;
+      t->used[i] += n;
+      infsim_gm_move m = {r, from, i, n, false};
+      infsim_gm_record_move(a, &m, now);
+      infsim_gm_record_move(b, &m, now);
+      /* An older heartbeat of `from`, delayed, arrives now: ignored. */
+      infsim_gm_entry old = {r, t->owner[r], from, t->held[r][from] + n};
+      infsim_gm_heartbeat(a, from, now - 500, 0, &old, 1, false);
+    } else { /* finish: every holder frees it */
+      for (int32_t j = 0; j < I; j++) t->used[j] -= t->held[r][j];
+      memset(t->held[r], 0, sizeof t->held[r]);
+      t->owner[r] = -1;
+      infsim_gm_forget(a, r, now);
+      infsim_gm_forget(b, r, now);
+    }
+    assert_agrees(a, t);
+  }
+}
+
+static void test_ledger_zero_sum_and_placement(void **state) {
+  (void)state;
+  gsl_rng *rng = infsim_rng_new(3, "test.gmanager");
+  truth *t = malloc(sizeof *t);
+  infsim_gm *a = NULL, *b = NULL;
+  assert_int_equal(infsim_gm_new(I, 2, CAP, R, 0, &a, NULL), INFSIM_OK);
+  assert_int_equal(infsim_gm_new(I, 2, CAP, R, 0, &b, NULL), INFSIM_OK);
+  random_history(rng, t, a, b, 3000);
+  assert_true(infsim_gm_same_ledger(a, b));
+  /* Something was actually split (the test would be empty otherwise). */
+  const int64_t *split;
+  size_t ns = infsim_gm_split_requests(a, &split);
+  assert_true(ns > 0);
+  for (size_t k = 0; k < ns; k++) {
+    int64_t r = split[k], away = 0;
+    for (int32_t i = 0; i < I; i++)
+      if (i != t->owner[r]) away += t->held[r][i];
+    assert_true(away > 0);
+  }
+  infsim_gm_free(a);
+  infsim_gm_free(b);
+  free(t);
+  gsl_rng_free(rng);
+}
+
+/* A report from after a request finished is applied; one from before is
+ * not (a finished request never comes back from a delayed heartbeat). */
+static void test_forget_floor(void **state) {
+  (void)state;
+  infsim_gm *gm = NULL;
+  assert_int_equal(infsim_gm_new(2, 2, 100, 4, 0, &gm, NULL), INFSIM_OK);
+  infsim_gm_entry e = {1, 0, 1, 7};
+  infsim_gm_heartbeat(gm, 1, 100, 93, &e, 1, false);
+  assert_int_equal(infsim_gm_borrowed(gm, 0), 7);
+  infsim_gm_forget(gm, 1, 200);
+  assert_int_equal(infsim_gm_borrowed(gm, 0), 0);
+  infsim_gm_heartbeat(gm, 1, 150, 93, &e, 1, false); /* delayed */
+  assert_int_equal(infsim_gm_held_by(gm, 1, 1), 0);
+  infsim_gm_heartbeat(gm, 1, 250, 93, &e, 1, false); /* new life (e.g. after recompute) */
+  assert_int_equal(infsim_gm_held_by(gm, 1, 1), 7);
+  infsim_gm_check(gm);
+  infsim_gm_free(gm);
+}
+
+/* The gManager is lost; every instance sends a full heartbeat of what it
+ * holds; the rebuilt ledger equals one that was never lost. */
+static void test_rebuild_equals_original(void **state) {
+  (void)state;
+  gsl_rng *rng = infsim_rng_new(4, "test.gmanager");
+  truth *t = malloc(sizeof *t);
+  infsim_gm *a = NULL, *b = NULL;
+  assert_int_equal(infsim_gm_new(I, 3, CAP, R, 0, &a, NULL), INFSIM_OK);
+  assert_int_equal(infsim_gm_new(I, 3, CAP, R, 0, &b, NULL), INFSIM_OK);
+  random_history(rng, t, a, b, 1500);
+  infsim_gm_reset(a);
+  for (int32_t i = 0; i < I; i++) assert_int_equal(infsim_gm_held(a, i), 0);
+  /* Full reports; one instance first sends a stale full report listing a
+   * request it no longer holds, then the fresh one drops it. */
+  for (int32_t i = 0; i < I; i++) {
+    infsim_gm_entry e[R];
+    size_t n = 0;
+    for (int64_t r = 0; r < R; r++)
+      if (t->held[r][i] > 0) e[n++] = (infsim_gm_entry){r, t->owner[r], i, t->held[r][i]};
+    if (i == 0) {
+      infsim_gm_entry ghost[R + 1];
+      memcpy(ghost, e, n * sizeof *e);
+      int64_t g = 0;
+      while (g < R && t->held[g][0] > 0) g++;
+      ghost[n] = (infsim_gm_entry){g, 0, 0, 3};
+      infsim_gm_heartbeat(a, i, 1000000, 0, ghost, n + 1, true);
+      assert_int_equal(infsim_gm_held_by(a, g, 0), 3);
+    }
+    infsim_gm_heartbeat(a, i, 2000000, CAP - t->used[i], e, n, true);
+  }
+  assert_true(infsim_gm_same_ledger(a, b));
+  assert_agrees(a, t);
+  infsim_gm_free(a);
+  infsim_gm_free(b);
+  free(t);
+  gsl_rng_free(rng);
+}
+
+/* Hand case: 4 instances, 2 per node, 100 blocks each, reserve 10.
+ * Debtor 0 (no free) owns r0 (40 blocks at 0, 5 at 3), r1 (20 at 0), r2
+ * (30 at 0). Free: i1 30, i2 60, i3 50, so spare 20, 50, 40. */
+static infsim_gm *hand_case(void) {
+  infsim_gm *gm = NULL;
+  assert_int_equal(infsim_gm_new(4, 2, 100, 8, 10, &gm, NULL), INFSIM_OK);
+  infsim_gm_entry at0[3] = {{0, 0, 0, 40}, {1, 0, 0, 20}, {2, 0, 0, 30}};
+  infsim_gm_heartbeat(gm, 0, 1, 0, at0, 3, false);
+  infsim_gm_heartbeat(gm, 1, 1, 30, NULL, 0, false);
+  infsim_gm_heartbeat(gm, 2, 1, 60, NULL, 0, false);
+  infsim_gm_entry at3 = {0, 0, 3, 5};
+  infsim_gm_heartbeat(gm, 3, 1, 50, &at3, 1, false);
+  infsim_gm_check(gm);
+  return gm;
+}
+
+static void assert_move(const infsim_gm_move *m, int64_t req, int32_t to, int64_t blocks, bool fresh) {
+  assert_int_equal(m->req, req);
+  assert_int_equal(m->from, 0);
+  assert_int_equal(m->to, to);
+  assert_int_equal(m->blocks, blocks);
+  assert_int_equal(m->fresh, fresh);
+}
+
+static void test_planners_hand_cases(void **state) {
+  (void)state;
+  infsim_gm_move m[8];
+  infsim_gm *gm = hand_case();
+  int32_t ids[4];
+  assert_int_equal(infsim_gm_creditors(gm, ids), 3);
+  assert_int_equal(ids[0], 2);
+  assert_int_equal(ids[1], 3);
+  assert_int_equal(ids[2], 1);
+  assert_int_equal(infsim_gm_debtors(gm, ids), 1);
+  assert_int_equal(ids[0], 0);
+  /* r2 needs 45: it is then the longest (30 + 45 > 45): its new blocks go
+   * to the most spare creditor, i2 (50). */
+  assert_int_equal(infsim_gm_plan(gm, INFSIM_PLAN_GREEDY, 0, 2, 45, m, 8), 1);
+  assert_move(&m[0], 2, 2, 45, true);
+  assert_int_equal(infsim_gm_spare_blocks(gm, 2), 5); /* deducted */
+  infsim_gm_unpropose(gm, &m[0]);
+  assert_int_equal(infsim_gm_spare_blocks(gm, 2), 50);
+  /* r1 needs 10: r0 (45) is the longest: 10 of its blocks go to i2. */
+  assert_int_equal(infsim_gm_plan(gm, INFSIM_PLAN_GREEDY, 0, 1, 10, m, 8), 1);
+  assert_move(&m[0], 0, 2, 10, false);
+  infsim_gm_unpropose(gm, &m[0]);
+  /* Same node: i1 first (spare 20), then the most spare (i2). */
+  assert_int_equal(infsim_gm_plan(gm, INFSIM_PLAN_SAME_NODE, 0, 1, 10, m, 8), 1);
+  assert_move(&m[0], 0, 1, 10, false);
+  infsim_gm_unpropose(gm, &m[0]);
+  /* r1 needs 24 (20 + 24 < 45: r0 still the longest): i1's 20, then 4 at
+   * the most spare, i2. */
+  assert_int_equal(infsim_gm_plan(gm, INFSIM_PLAN_SAME_NODE, 0, 1, 24, m, 8), 2);
+  assert_move(&m[0], 0, 1, 20, false);
+  assert_move(&m[1], 0, 2, 4, false);
+  infsim_gm_unpropose(gm, &m[0]);
+  infsim_gm_unpropose(gm, &m[1]);
+  /* Affinity: r0 already has blocks at i3, so i3 first. */
+  assert_int_equal(infsim_gm_plan(gm, INFSIM_PLAN_AFFINITY, 0, 1, 10, m, 8), 1);
+  assert_move(&m[0], 0, 3, 10, false);
+  infsim_gm_unpropose(gm, &m[0]);
+  /* More than the cluster's spare (110): r2 takes it all, nothing is
+   * proposed beyond it. */
+  size_t n = infsim_gm_plan(gm, INFSIM_PLAN_GREEDY, 0, 2, 200, m, 8);
+  int64_t sum = 0;
+  for (size_t k = 0; k < n; k++) sum += m[k].blocks;
+  assert_int_equal(n, 3);
+  assert_int_equal(sum, 110);
+  assert_int_equal(infsim_gm_creditors(gm, ids), 0);
+  /* A confirmed move updates the ledger: r0's 10 blocks from 0 to 2. */
+  infsim_gm_move mv = {0, 0, 2, 10, false};
+  infsim_gm_record_move(gm, &mv, 5);
+  assert_int_equal(infsim_gm_held_by(gm, 0, 0), 30);
+  assert_int_equal(infsim_gm_lent(gm, 2), 10);
+  assert_int_equal(infsim_gm_borrowed(gm, 0), 15);
+  infsim_gm_move fresh = {2, 0, 1, 4, true};
+  infsim_gm_record_move(gm, &fresh, 6);
+  assert_int_equal(infsim_gm_held_by(gm, 2, 0), 30); /* new blocks take nothing from the owner */
+  assert_int_equal(infsim_gm_blocks(gm, 2), 34);
+  infsim_gm_check(gm);
+  infsim_gm_free(gm);
+}
+
+static void test_planner_names(void **state) {
+  (void)state;
+  infsim_gm_planner p;
+  for (int k = 0; k < 3; k++) {
+    assert_true(infsim_gm_planner_from_name(infsim_gm_planner_name((infsim_gm_planner)k), &p));
+    assert_int_equal(p, k);
+  }
+  assert_false(infsim_gm_planner_from_name("best", &p));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_ledger_zero_sum_and_placement), cmocka_unit_test(test_forget_floor),
+      cmocka_unit_test(test_rebuild_equals_original),       cmocka_unit_test(test_planners_hand_cases),
+      cmocka_unit_test(test_planner_names),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

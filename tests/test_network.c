@@ -1,0 +1,265 @@
+/*
+** test_network.c: the max-min fair network against closed forms and a
+** hand-solved allocation: n equal flows get 1/n of a link each and end
+** together at n x bytes / bandwidth; unequal demands over two links get
+** the progressive-filling answer worked out by hand; path latency is added
+** once per flow; every link carries exactly the bytes of the flows that
+** crossed it; random workloads keep the max-min optimality invariant.
+*/
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include <cmocka.h>
+#include <gsl/gsl_rng.h>
+
+#include "infsim/network.h"
+#include "infsim/rng.h"
+
+typedef struct {
+  int64_t ids[64];
+  int64_t tags[64];
+  int64_t at_ns[64];
+  int n;
+} done_log;
+
+static void log_done(void *ctx, int64_t id, int64_t tag, int64_t at_ns) {
+  done_log *d = ctx;
+  assert_true(d->n < 64);
+  d->ids[d->n] = id;
+  d->tags[d->n] = tag;
+  d->at_ns[d->n] = at_ns;
+  d->n++;
+}
+
+static infsim_network *one_link(double bytes_per_s, int64_t latency_ns) {
+  infsim_network *net = NULL;
+  assert_int_equal(infsim_network_new(&net, NULL), INFSIM_OK);
+  int32_t id = -1;
+  assert_int_equal(infsim_network_add_link(net, INFSIM_LINK_NIC, "a", "b", bytes_per_s, latency_ns, &id, NULL),
+                   INFSIM_OK);
+  assert_int_equal(id, 0);
+  return net;
+}
+
+/* n flows of B bytes on one link of bandwidth W: each gets W / n and all
+ * end at n B / W (processor sharing, closed form). */
+static void test_equal_flows_share_a_link(void **state) {
+  (void)state;
+  const double bw = 1e9; /* 1 GB/s: 1 byte per ns */
+  for (int n = 1; n <= 8; n++) {
+    infsim_network *net = one_link(bw, 0);
+    const int32_t path[1] = {0};
+    int64_t id[8];
+    for (int i = 0; i < n; i++)
+      assert_int_equal(infsim_network_add_flow(net, 1000000, path, 1, 0, 0, i, &id[i], NULL), INFSIM_OK);
+    for (int i = 0; i < n; i++) assert_float_equal(infsim_network_rate(net, id[i]), bw / n, bw * 1e-12);
+    infsim_network_check(net);
+    int64_t expect_ns = (int64_t)n * 1000000; /* n x bytes / bw, bw = 1 byte/ns */
+    assert_int_equal(infsim_network_next_ns(net), expect_ns);
+    done_log d = {0};
+    assert_int_equal(infsim_network_advance(net, expect_ns - 1, log_done, &d), 0);
+    assert_int_equal(infsim_network_advance(net, expect_ns, log_done, &d), (size_t)n);
+    for (int i = 0; i < n; i++) {
+      assert_int_equal(d.at_ns[i], expect_ns);
+      assert_int_equal(d.ids[i], id[i]); /* ties end in id order */
+    }
+    infsim_link_info li = infsim_network_link(net, 0);
+    assert_float_equal(li.bytes, n * 1e6, 1e-3);
+    assert_int_equal(li.busy_ns, expect_ns);
+    assert_int_equal(infsim_network_flow_count(net), 0);
+    infsim_network_free(net);
+  }
+}
+
+/* Link A (10 GB/s) and link B (4 GB/s); flows: f1 on A, f2 on A and B, f3
+ * on B, f4 on A capped at 1 GB/s. Filling by hand: all rise together; at
+ * level 1 f4 stops at its cap; at level 2 link B is full (f2 + f3 = 4):
+ * f2 = f3 = 2; f1 alone takes A's rest, 10 - 1 - 2 = 7. */
+static void test_unequal_demands_two_links(void **state) {
+  (void)state;
+  infsim_network *net = NULL;
+  assert_int_equal(infsim_network_new(&net, NULL), INFSIM_OK);
+  assert_int_equal(infsim_network_add_link(net, INFSIM_LINK_NVLINK, "x", "y", 10e9, 0, NULL, NULL), INFSIM_OK);
+  assert_int_equal(infsim_network_add_link(net, INFSIM_LINK_NIC, "y", "z", 4e9, 0, NULL, NULL), INFSIM_OK);
+  const int32_t a[1] = {0}, ab[2] = {0, 1}, b[1] = {1};
+  int64_t f1, f2, f3, f4;
+  assert_int_equal(infsim_network_add_flow(net, 7000000000, a, 1, 0, 0, 1, &f1, NULL), INFSIM_OK);
+  assert_int_equal(infsim_network_add_flow(net, 1000000000, ab, 2, 0, 0, 2, &f2, NULL), INFSIM_OK);
+  assert_int_equal(infsim_network_add_flow(net, 5000000000, b, 1, 0, 0, 3, &f3, NULL), INFSIM_OK);
+  assert_int_equal(infsim_network_add_flow(net, 3000000000, a, 1, 0, 1e9, 4, &f4, NULL), INFSIM_OK);
+  assert_float_equal(infsim_network_rate(net, f1), 7e9, 1);
+  assert_float_equal(infsim_network_rate(net, f2), 2e9, 1);
+  assert_float_equal(infsim_network_rate(net, f3), 2e9, 1);
+  assert_float_equal(infsim_network_rate(net, f4), 1e9, 1);
+  infsim_network_check(net);
+  /* f2 (1 GB at 2 GB/s) and f1 (7 GB at 7 GB/s) end first, at 0.5 s and
+   * 1 s. After f2: B has f3 alone (4 GB/s), A has f1 (9 GB/s, f4 capped).
+   * f1 has 7 - 3.5 = 3.5 GB left at 9 GB/s: ends at 0.5 + 3.5/9 s. */
+  done_log d = {0};
+  assert_int_equal(infsim_network_advance(net, 500000000, log_done, &d), 1);
+  assert_int_equal(d.ids[0], f2);
+  assert_float_equal(infsim_network_rate(net, f1), 9e9, 1);
+  assert_float_equal(infsim_network_rate(net, f3), 4e9, 1);
+  assert_float_equal(infsim_network_rate(net, f4), 1e9, 1);
+  int64_t f1_end = 500000000 + (int64_t)(3.5e9 / 9e9 * 1e9 + 0.999999);
+  assert_int_equal(infsim_network_next_ns(net), f1_end);
+  infsim_network_free(net);
+}
+
+/* Latency is paid once: a flow over two links of latency L1, L2 ends at
+ * start + L1 + L2 + bytes / bw, and takes no bandwidth before that. */
+static void test_latency_added_once(void **state) {
+  (void)state;
+  infsim_network *net = NULL;
+  assert_int_equal(infsim_network_new(&net, NULL), INFSIM_OK);
+  assert_int_equal(infsim_network_add_link(net, INFSIM_LINK_NIC, "a", "b", 1e9, 3000, NULL, NULL), INFSIM_OK);
+  assert_int_equal(infsim_network_add_link(net, INFSIM_LINK_NIC, "b", "c", 2e9, 7000, NULL, NULL), INFSIM_OK);
+  const int32_t path[2] = {0, 1};
+  int64_t id;
+  assert_int_equal(infsim_network_add_flow(net, 50000, path, 2, 1000, 0, 0, &id, NULL), INFSIM_OK);
+  assert_int_equal(infsim_network_next_ns(net), 1000 + 10000); /* it starts competing */
+  assert_float_equal(infsim_network_rate(net, id), 0, 0);
+  done_log d = {0};
+  assert_int_equal(infsim_network_advance(net, 11000, log_done, &d), 0);
+  assert_float_equal(infsim_network_rate(net, id), 1e9, 1);
+  assert_int_equal(infsim_network_advance(net, 1000000, log_done, &d), 1);
+  assert_int_equal(d.at_ns[0], 1000 + 10000 + 50000); /* bottleneck 1 byte/ns */
+  assert_int_equal(infsim_network_link(net, 0).busy_ns, 50000);
+  /* A zero-byte message takes exactly the latency. */
+  assert_int_equal(infsim_network_add_flow(net, 0, path, 2, 2000000, 0, 7, &id, NULL), INFSIM_OK);
+  assert_int_equal(infsim_network_advance(net, 3000000, log_done, &d), 1);
+  assert_int_equal(d.at_ns[1], 2000000 + 10000);
+  assert_int_equal(d.tags[1], 7);
+  infsim_network_free(net);
+}
+
+/* A steady flow takes its demand while the link has room, its max-min
+ * share when it has not, and is never completed. */
+static void test_steady_flow(void **state) {
+  (void)state;
+  infsim_network *net = one_link(10e9, 0);
+  const int32_t path[1] = {0};
+  int64_t s, f;
+  assert_int_equal(infsim_network_add_steady(net, 2e9, path, 1, 0, 0, &s, NULL), INFSIM_OK);
+  assert_float_equal(infsim_network_rate(net, s), 2e9, 1);
+  assert_int_equal(infsim_network_next_ns(net), INT64_MAX);
+  assert_int_equal(infsim_network_add_flow(net, 8000000000, path, 1, 0, 0, 0, &f, NULL), INFSIM_OK);
+  assert_float_equal(infsim_network_rate(net, f), 8e9, 1); /* the rest of the link */
+  done_log d = {0};
+  assert_int_equal(infsim_network_advance(net, 2000000000, log_done, &d), 1);
+  assert_int_equal(d.at_ns[0], 1000000000);
+  double carried = infsim_network_remove(net, s, 2000000000);
+  assert_float_equal(carried, 4e9, 1); /* 2 GB/s for 2 s */
+  assert_float_equal(infsim_network_link(net, 0).bytes, 12e9, 10);
+  assert_float_equal(infsim_network_remove(net, s, 2000000000), -1, 0);
+  /* Three steady demands of 5 on a link of 10: 10/3 each (max-min). */
+  int64_t t[3];
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(infsim_network_add_steady(net, 5e9, path, 1, 2000000000, i, &t[i], NULL), INFSIM_OK);
+  for (int i = 0; i < 3; i++) assert_float_equal(infsim_network_rate(net, t[i]), 10e9 / 3, 1);
+  infsim_network_check(net);
+  infsim_network_free(net);
+}
+
+/* Cluster routes: the right links and kinds. */
+static void test_cluster_routes(void **state) {
+  (void)state;
+  infsim_topology t = {.instances = 6, .instances_per_node = 4, .nvlink_bytes_per_s = 300e9,
+                       .nic_bytes_per_s = 25e9, .pcie_bytes_per_s = 25e9, .nvlink_latency_ns = 1000,
+                       .nic_latency_ns = 5000, .pcie_latency_ns = 2000};
+  infsim_network *net = NULL;
+  assert_int_equal(infsim_network_new_cluster(&t, &net, NULL), INFSIM_OK);
+  assert_int_equal(infsim_network_link_count(net), 6 * 4 + 2 * 2);
+  int32_t p[INFSIM_NET_MAX_PATH];
+  assert_int_equal(infsim_network_route(net, 1, 1, p), 0);
+  assert_int_equal(infsim_network_route(net, 1, 3, p), 2);
+  assert_int_equal(infsim_network_link(net, p[0]).kind, INFSIM_LINK_NVLINK);
+  assert_string_equal(infsim_network_link(net, p[0]).src, "i1");
+  assert_string_equal(infsim_network_link(net, p[1]).dst, "i3");
+  assert_int_equal(infsim_network_route(net, 1, 5, p), 2);
+  assert_int_equal(infsim_network_link(net, p[0]).kind, INFSIM_LINK_NIC);
+  assert_string_equal(infsim_network_link(net, p[0]).src, "sw0");
+  assert_string_equal(infsim_network_link(net, p[1]).dst, "sw1");
+  assert_int_equal(infsim_network_route(net, 5, 6 + 1, p), 1); /* instance 5 to node 1's host */
+  assert_int_equal(infsim_network_link(net, p[0]).kind, INFSIM_LINK_PCIE);
+  assert_string_equal(infsim_network_link(net, p[0]).dst, "h1");
+  assert_int_equal(infsim_network_route(net, 6 + 0, 2, p), 1);
+  assert_string_equal(infsim_network_link(net, p[0]).dst, "i2");
+  assert_int_equal(infsim_network_node_of(net, 5), 1);
+  assert_int_equal(infsim_network_node_of(net, 6), 0);
+  infsim_network_free(net);
+}
+
+static void sum_done(void *ctx, int64_t id, int64_t tag, int64_t at_ns) {
+  (void)id;
+  (void)at_ns;
+  ((double *)ctx)[0] += (double)tag; /* tag = bytes x path length */
+  ((double *)ctx)[1] += 1;
+}
+
+/* Random flows over a cluster: after every change the allocation is
+ * max-min (checker), and at the end every link's bytes sum to the bytes x
+ * hops of the flows that finished (byte conservation). */
+static void test_random_flows_conserve_bytes(void **state) {
+  (void)state;
+  gsl_rng *rng = infsim_rng_new(11, "test.network");
+  infsim_topology t = {.instances = 8, .instances_per_node = 4, .nvlink_bytes_per_s = 300e9,
+                       .nic_bytes_per_s = 25e9, .pcie_bytes_per_s = 25e9, .nvlink_latency_ns = 1000,
+                       .nic_latency_ns = 5000, .pcie_latency_ns = 2000};
+  infsim_network *net = NULL;
+  assert_int_equal(infsim_network_new_cluster(&t, &net, NULL), INFSIM_OK);
+  int64_t now = 0;
+  double got[2] = {0, 0}, expect = 0;
+  int flows = 0;
+  for (int i = 0; i < 2000; i++) {
+    now += (int64_t)gsl_rng_uniform_int(rng, 200000);
+    infsim_network_advance(net, now, sum_done, got);
+    int32_t src = (int32_t)gsl_rng_uniform_int(rng, 10), dst = (int32_t)gsl_rng_uniform_int(rng, 10);
+    int32_t p[INFSIM_NET_MAX_PATH];
+    int len = infsim_network_route(net, src, dst, p);
+    if (len == 0) continue;
+    int64_t bytes = (int64_t)gsl_rng_uniform_int(rng, 20000000);
+    double bound = gsl_rng_uniform(rng) < 0.3 ? 1e9 + gsl_rng_uniform(rng) * 20e9 : 0;
+    int64_t id;
+    assert_int_equal(infsim_network_add_flow(net, bytes, p, len, now, bound, bytes * len, &id, NULL), INFSIM_OK);
+    expect += (double)(bytes * len);
+    flows++;
+    infsim_network_check(net);
+  }
+  infsim_network_advance(net, INT64_MAX - 1, sum_done, got);
+  assert_int_equal(infsim_network_flow_count(net), 0);
+  assert_float_equal(got[1], flows, 0);
+  assert_float_equal(got[0], expect, 0);
+  double links = 0;
+  for (size_t l = 0; l < infsim_network_link_count(net); l++) links += infsim_network_link(net, (int32_t)l).bytes;
+  assert_float_equal(links, expect, expect * 1e-9);
+  infsim_network_free(net);
+  gsl_rng_free(rng);
+}
+
+static void test_bad_input(void **state) {
+  (void)state;
+  infsim_network *net = one_link(1e9, 0);
+  infsim_error err = {0};
+  int64_t id;
+  const int32_t bad[2] = {0, 0}, none[1] = {3};
+  assert_int_equal(infsim_network_add_flow(net, 10, bad, 2, 0, 0, 0, &id, &err), INFSIM_EINPUT);
+  assert_int_equal(infsim_network_add_flow(net, 10, none, 1, 0, 0, 0, &id, &err), INFSIM_EINPUT);
+  assert_int_equal(infsim_network_add_flow(net, -1, bad, 1, 0, 0, 0, &id, &err), INFSIM_EINPUT);
+  assert_int_equal(infsim_network_add_link(net, INFSIM_LINK_NIC, "a", "b", 0, 0, NULL, &err), INFSIM_EINPUT);
+  assert_int_equal(infsim_network_flow_count(net), 0);
+  infsim_network_free(net);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_equal_flows_share_a_link),    cmocka_unit_test(test_unequal_demands_two_links),
+      cmocka_unit_test(test_latency_added_once),          cmocka_unit_test(test_steady_flow),
+      cmocka_unit_test(test_cluster_routes),              cmocka_unit_test(test_random_flows_conserve_bytes),
+      cmocka_unit_test(test_bad_input),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
