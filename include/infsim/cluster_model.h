@@ -52,6 +52,11 @@ typedef struct {
   float rope_theta;      /* 10000 for LLaMA2 */
   float norm_eps;        /* 1e-5 for LLaMA2 */
   bool decode_graphs;    /* CUDA: replay decode-only forwards as CUDA graphs */
+  /* Pad decode-only forwards to 1, 2, 4, 8, then a multiple of 8 requests
+   * (dummy rows over a scratch block outside the pool), so that a few
+   * graphs serve every batch size (vLLM pads to graph sizes the same way).
+   * params_from_shape sets it with decode_graphs. */
+  bool pad_decodes;
 } infsim_cmodel_params;
 
 /* Parameters for a model shape from hardware.h (head_dim must be 128). */
