@@ -176,8 +176,9 @@ int infsim_cmd_cluster(int argc, char **argv) {
   infsim_run_result_free(res);
   infsim_run_setup_free(setup);
   free(sets);
-  /* A fault leaves ranks that cannot finish on their own: end them all. */
-  if (st != INFSIM_OK && st != INFSIM_EINPUT) infsim_cluster_mpi_abort(rc);
+  /* A fault in the run (not in its setup, which every rank fails alike)
+   * leaves ranks that cannot finish on their own: end them all. */
+  if (st == INFSIM_ERUN) infsim_cluster_mpi_abort(rc);
   infsim_cluster_mpi_finalize();
   return rc;
 done:

@@ -118,6 +118,15 @@ timeout 60 mpirun -np 2 --oversubscribe "$INFSIM" cluster "$W/missing.yaml" --tr
 [ $? -eq 2 ] || fail "a missing config should exit 2"
 [ ! -e "$W/bad" ] || fail "bad input wrote outputs"
 
+# The cuda executor without a GPU (CI machines): skipped, exit 77, nothing written.
+if ! command -v nvidia-smi >/dev/null; then
+  timeout 60 mpirun -np 2 --oversubscribe "$INFSIM" cluster "$W/c.yaml" --trace "$W/t.csv" --out "$W/gpu" \
+    --executor cuda >"$W/glog" 2>&1
+  rc=$?
+  [ "$rc" -eq 77 ] || { cat "$W/glog"; fail "--executor cuda without a GPU should exit 77 (got $rc)"; }
+  [ ! -e "$W/gpu" ] || fail "--executor cuda without a GPU wrote outputs"
+fi
+
 # What cluster mode does not do: refused as bad input, nothing written.
 for set in scheduler.preemption=swap cluster.gpus_per_instance=2; do
   timeout 60 mpirun -np 2 --oversubscribe "$INFSIM" cluster "$W/c.yaml" --trace "$W/t.csv" --out "$W/no" \
