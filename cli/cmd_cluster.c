@@ -170,14 +170,17 @@ int infsim_cmd_cluster(int argc, char **argv) {
       printf("cluster: %lld ranks, %s executor: %lld completed, %lld rejected of %lld; %.1f output tok/s over %.2f s\n",
              (long long)infsim_run_result_params(res)->instances, infsim_kernel_backend_name(o.executor), (long long)sum->completed, (long long)sum->rejected,
              (long long)sum->arrived, sum->throughput_tok_s, sum->span_s);
+      printf("latency (s): TTFT p50 %.4f p99 %.4f, TPOT p50 %.4f p99 %.4f, E2E p50 %.4f p99 %.4f\n",
+             sum->ttft_s.p50, sum->ttft_s.p99, sum->tpot_s.p50, sum->tpot_s.p99, sum->e2e_s.p50, sum->e2e_s.p99);
       printf("outputs: %s/\n", out_dir);
     }
   }
   infsim_run_result_free(res);
   infsim_run_setup_free(setup);
   free(sets);
-  /* A fault leaves ranks that cannot finish on their own: end them all. */
-  if (st != INFSIM_OK && st != INFSIM_EINPUT) infsim_cluster_mpi_abort(rc);
+  /* A fault in the run (not in its setup, which every rank fails alike)
+   * leaves ranks that cannot finish on their own: end them all. */
+  if (st == INFSIM_ERUN) infsim_cluster_mpi_abort(rc);
   infsim_cluster_mpi_finalize();
   return rc;
 done:

@@ -23,15 +23,24 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "infsim/config.h"
+#include "infsim/costmodel.h"
+#include "infsim/params.h"
+#include "infsim/run.h"
 #include "infsim/status.h"
 #include "infsim/text.h"
 
 static const char k_usage[] =
-    "usage: infsim compare SIM_OUT CLUSTER_OUT [--plot FILE.png|FILE.svg] [--no-plot]\n"
+    "usage: infsim compare SIM_OUT CLUSTER_OUT [--plot FILE.png|FILE.svg] [--no-plot] [--reprice CONFIG.yaml]\n"
     "\n"
     "Prints the relative error (sim - cluster) / cluster of throughput, TTFT, TPOT and E2E\n"
     "(mean, p50, p90, p99) and, when both directories hold iterations.csv, of the per-step\n"
     "iteration time; draws the sim/cluster ratios (default CLUSTER_OUT/compare.png).\n"
+    "\n"
+    "  --reprice CONFIG  also price every iteration of CLUSTER_OUT/iterations.csv with the cost\n"
+    "                    model CONFIG gives (its gpu, calibration, policy) and print the relative\n"
+    "                    error of each predicted against its measured time (median, p95)\n"
+    "\n"
     "Exit codes: 0 ok, 1 gnuplot failed, 2 bad input.\n";
 
 enum { MAX_ROWS = 40 };
@@ -220,8 +229,152 @@ static int draw(const cmp_table *t, const char *out_path) {
   return 0;
 }
 
+/* ---- re-pricing measured iterations ------------------------------------ */
+
+/* One iterations.csv row's batch as the cost model takes it. The CSV has no
+ * logits count: decodes plus one completing prefill when the row has
+ * prefill tokens (exact for decode rows; off by a few LM-head rows at
+ * most otherwise). */
+typedef struct {
+  double measured_s;
+  int64_t steps;
+  infsim_batch_agg agg;
+} priced_row;
+
+static infsim_status reprice_rows(const char *dir, priced_row **out, size_t *n, infsim_error *err) {
+  static const char *cols[] = {"start_s",         "end_s",         "steps",          "prefill_tokens",
+                               "prefill_attention_pairs", "decode_requests", "decode_context_tokens",
+                               "remote_holders",  "remote_context_tokens"};
+  enum { NCOL = sizeof cols / sizeof cols[0] };
+  char path[4096];
+  snprintf(path, sizeof path, "%s/iterations.csv", dir);
+  infsim_line_reader lr;
+  infsim_status st = infsim_lines_open(&lr, path, err);
+  if (st != INFSIM_OK) return st;
+  infsim_fields f = {0};
+  int idx[NCOL];
+  bool header = true;
+  size_t cap = 0;
+  *out = NULL;
+  *n = 0;
+  const char *why = NULL;
+  while (st == INFSIM_OK && infsim_lines_next(&lr) == 1) {
+    if (infsim_line_blank(&lr)) continue;
+    if (!infsim_csv_split(lr.buf, lr.len, &f, &why)) {
+      st = infsim_fail(err, INFSIM_EINPUT, "%s:%lld: %s", path, (long long)lr.line_no, why);
+      break;
+    }
+    if (header) {
+      header = false;
+      for (int c = 0; c < NCOL && st == INFSIM_OK; c++)
+        if ((idx[c] = infsim_fields_find(&f, cols[c])) < 0)
+          st = infsim_fail(err, INFSIM_EINPUT, "%s:1: no column %s", path, cols[c]);
+      continue;
+    }
+    double v[NCOL];
+    for (int c = 0; c < NCOL && st == INFSIM_OK; c++) {
+      char *end = NULL;
+      v[c] = idx[c] < (int)f.count ? strtod(f.fields[idx[c]].text, &end) : NAN;
+      if (!end || *end || !(v[c] >= 0))
+        st = infsim_fail(err, INFSIM_EINPUT, "%s:%lld: %s: not a number >= 0", path, (long long)lr.line_no,
+                         cols[c]);
+    }
+    if (st != INFSIM_OK) break;
+    if (*n == cap) {
+      cap = cap ? 2 * cap : 256;
+      priced_row *p = realloc(*out, cap * sizeof *p);
+      if (!p) {
+        st = infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+        break;
+      }
+      *out = p;
+    }
+    priced_row *r = &(*out)[(*n)++];
+    memset(r, 0, sizeof *r);
+    r->measured_s = v[1] - v[0];
+    r->steps = v[2] >= 1 ? (int64_t)v[2] : 1;
+    r->agg.prefill_tokens = (int64_t)v[3];
+    r->agg.prefill_attn_pairs = (int64_t)v[4];
+    r->agg.decode_requests = (int64_t)v[5];
+    r->agg.decode_context_tokens = (int64_t)v[6];
+    r->agg.remote_partials = (int64_t)v[7];
+    r->agg.remote_context_tokens = (int64_t)v[8];
+    r->agg.remote_requests = r->agg.remote_partials < r->agg.decode_requests ? r->agg.remote_partials
+                                                                             : r->agg.decode_requests;
+    r->agg.logits_tokens = r->agg.decode_requests + (r->agg.prefill_tokens > 0);
+  }
+  infsim_fields_free(&f);
+  infsim_lines_close(&lr);
+  return st;
+}
+
+static infsim_status load_cost_model(const char *config_path, infsim_cost_model *cm, infsim_error *err) {
+  infsim_config *cfg = infsim_config_new();
+  if (!cfg) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  infsim_run_params p;
+  infsim_status st = infsim_config_load_yaml(cfg, config_path, err);
+  if (st == INFSIM_OK) st = infsim_run_params_from_config(cfg, &p, err);
+  if (st == INFSIM_OK) {
+    infsim_config_mark_used(cfg, "workload"); /* the trace is not needed to price a batch */
+    st = infsim_config_check_unused(cfg, err);
+  }
+  if (st == INFSIM_OK) st = infsim_run_cost_model(&p, cm, err);
+  infsim_config_free(cfg);
+  return st;
+}
+
+/* |predicted - measured| / measured per step, all rows and by kind. */
+static infsim_status reprice(const char *dir, const char *config_path, infsim_error *err) {
+  infsim_cost_model cm;
+  infsim_status st = load_cost_model(config_path, &cm, err);
+  if (st != INFSIM_OK) return st;
+  priced_row *rows = NULL;
+  size_t n = 0;
+  st = reprice_rows(dir, &rows, &n, err);
+  double *e[3] = {malloc((n ? n : 1) * sizeof(double)), malloc((n ? n : 1) * sizeof(double)),
+                  malloc((n ? n : 1) * sizeof(double))};
+  size_t ne[3] = {0, 0, 0};
+  double signed_sum = 0.0;
+  size_t used = 0;
+  if (st == INFSIM_OK && (!e[0] || !e[1] || !e[2])) st = infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  for (size_t i = 0; i < n && st == INFSIM_OK; i++) {
+    const priced_row *r = &rows[i];
+    if (!(r->measured_s > 0)) continue;
+    int64_t ns;
+    if (r->agg.prefill_tokens == 0 && r->agg.decode_requests > 0) {
+      infsim_decode_run run;
+      infsim_cost_decode_run_init(&cm, r->agg.decode_requests, &run);
+      ns = infsim_cost_decode_run_ns(&cm, &run, r->agg.decode_context_tokens, r->steps);
+    } else {
+      ns = infsim_cost_iteration_ns(&cm, &r->agg);
+    }
+    double rel = ((double)ns * 1e-9 - r->measured_s) / r->measured_s;
+    signed_sum += rel;
+    used++;
+    int kind = r->agg.prefill_tokens > 0 ? 2 : 1;
+    e[0][ne[0]++] = fabs(rel);
+    e[kind][ne[kind]++] = fabs(rel);
+  }
+  if (st == INFSIM_OK) {
+    printf("\nrepriced: %zu iterations of %s by the cost model of %s (%s)\n", used, dir, config_path,
+           cm.curves.name);
+    const char *names[] = {"all", "decode only", "with prefill"};
+    for (int k = 0; k < 3; k++) {
+      if (ne[k] == 0) continue;
+      qsort(e[k], ne[k], sizeof(double), cmp_double);
+      printf("  %-14s |predicted - measured| / measured: median %.1f%%, p95 %.1f%% (%zu rows)\n", names[k],
+             100.0 * pct(e[k], ne[k], 0.5), 100.0 * pct(e[k], ne[k], 0.95), ne[k]);
+    }
+    if (used) printf("  mean signed error %+.1f%%\n", 100.0 * signed_sum / (double)used);
+  }
+  for (int k = 0; k < 3; k++) free(e[k]);
+  free(rows);
+  infsim_cost_model_destroy(&cm);
+  return st;
+}
+
 int infsim_cmd_compare(int argc, char **argv) {
-  const char *dirs[2] = {NULL, NULL}, *plot = NULL;
+  const char *dirs[2] = {NULL, NULL}, *plot = NULL, *reprice_config = NULL;
   bool no_plot = false;
   int nd = 0;
   for (int i = 1; i < argc; i++) {
@@ -232,6 +385,8 @@ int infsim_cmd_compare(int argc, char **argv) {
       no_plot = true;
     } else if (strcmp(argv[i], "--plot") == 0 && i + 1 < argc) {
       plot = argv[++i];
+    } else if (strcmp(argv[i], "--reprice") == 0 && i + 1 < argc) {
+      reprice_config = argv[++i];
     } else if (argv[i][0] == '-' || nd == 2) {
       fprintf(stderr, "infsim compare: unexpected argument '%s'\n%s", argv[i], k_usage);
       return 2;
@@ -284,7 +439,11 @@ int infsim_cmd_compare(int argc, char **argv) {
              100.0 * rel_err(&t.rows[i]));
     if (!(have_it[0] && have_it[1]))
       printf("(per-iteration rows need iterations.csv in both: metrics.iterations: true)\n");
-    if (!no_plot) {
+    if (reprice_config && (st = reprice(dirs[1], reprice_config, &err)) != INFSIM_OK) {
+      fprintf(stderr, "infsim compare: %s\n", err.msg);
+      rc = infsim_status_exit_code(st);
+    }
+    if (!no_plot && rc == 0) {
       char def[4096];
       int len = snprintf(def, sizeof def, "%s/compare.png", dirs[1]);
       if (len < 0 || (size_t)len >= sizeof def) def[0] = 0;

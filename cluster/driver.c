@@ -83,7 +83,7 @@ static void nap_us(long us) {
 
 /* The model every rank builds: the run's shape, sized for its batches. */
 static infsim_status model_params(const infsim_run_params *p, const infsim_sched_params *sp,
-                                  const infsim_trace *trace, bool graphs, infsim_cmodel_params *out,
+                                  const infsim_trace *trace, bool graphs, bool cuda, infsim_cmodel_params *out,
                                   infsim_error *err) {
   int64_t longest = 1;
   for (size_t i = 0; i < trace->count; i++) {
@@ -98,6 +98,7 @@ static infsim_status model_params(const infsim_run_params *p, const infsim_sched
                                                      blocks, out, err);
   out->seed = p->seed;
   out->decode_graphs = graphs;
+  out->pad_decodes = graphs && cuda; /* padding only pays where graphs replay */
   return st;
 }
 
@@ -262,7 +263,8 @@ infsim_status infsim_cluster_run(const infsim_run_setup *setup, const infsim_clu
     sp.gpu_blocks_per_instance = INFSIM_CLUSTER_CPU_BLOCKS;
   sp.max_steps_per_event = 1;
   infsim_cmodel_params mp;
-  if ((st = model_params(p, &sp, infsim_run_setup_trace(setup), o->decode_graphs, &mp, err)) != INFSIM_OK)
+  if ((st = model_params(p, &sp, infsim_run_setup_trace(setup), o->decode_graphs,
+                         o->executor == INFSIM_KBACKEND_CUDA, &mp, err)) != INFSIM_OK)
     return st;
   infsim_kernels *k = NULL;
   infsim_ctransport *t = NULL;

@@ -102,6 +102,7 @@ infsim_status infsim_cmodel_params_from_shape(const infsim_model_shape *m, int32
   out->rope_theta = 10000.0f;
   out->norm_eps = 1e-5f;
   out->decode_graphs = true;
+  out->pad_decodes = true;
   return INFSIM_OK;
 }
 
@@ -128,7 +129,8 @@ static infsim_status alloc_bytes(infsim_cmodel *m, void **buf, int64_t bytes, in
 static infsim_status make_weights(infsim_cmodel *m, infsim_error *err) {
   const infsim_kernel_model *s = &m->p.shape;
   int64_t H = s->hidden, d = s->head_dim, qkv_n = (s->heads + 2 * s->kv_heads) * d, I = s->intermediate;
-  int64_t pool = m->p.pool_blocks * s->kv_heads * m->p.block_tokens * d * 2;
+  /* One slot past the pool: the scratch block that padding rows attend. */
+  int64_t pool = (m->p.pool_blocks + 1) * s->kv_heads * m->p.block_tokens * d * 2;
   uint64_t seed = m->p.seed * 1000003u;
   infsim_status st;
 #define FILL(buf, count, fan_in)                                                                           \
@@ -487,6 +489,32 @@ static infsim_status launch_all(infsim_cmodel *m, const icl_plan *pl, const infs
 /* The MA grid's context for a captured decode step: a power of two (so
  * that a few graphs serve a growing context), at most what a block table
  * row holds (the kernel sizes its grid by it and checks it fits). */
+/* Rows a decode-only forward of n requests is padded to. */
+static int32_t padded_decodes(const infsim_cmodel *m, int32_t n) {
+  int64_t p = n <= 8 ? 1 : (n + 7) / 8 * 8;
+  while (n <= 8 && p < n) p *= 2;
+  if (p > m->p.max_requests) p = m->p.max_requests;
+  if (p > m->p.max_tokens) p = m->p.max_tokens;
+  return (int32_t)(p > n ? p : n);
+}
+
+/* Dummy decode rows [decodes, to): the fixed token at position 0,
+ * appending to and attending the scratch slot (pool_blocks) alone. */
+static void pad_rows(infsim_cmodel *m, icl_plan *pl, int32_t to) {
+  const int64_t B = m->p.max_blocks_per_request;
+  int32_t *h = m->ints_host;
+  for (int32_t i = pl->decodes; i < to; i++) {
+    h[m->off_tokens + i] = INFSIM_CMODEL_NEXT_TOKEN;
+    h[m->off_pos + i] = 0;
+    for (int64_t s = 0; s < B; s++) h[m->off_tables + i * B + s] = (int32_t)m->p.pool_blocks;
+    h[m->off_dec_pos + i] = 0;
+    h[m->off_dec_ctx + i] = 1;
+    h[m->off_logit_rows + i] = i;
+  }
+  pl->decodes = pl->logits = to;
+  pl->tokens = to;
+}
+
 static int32_t bucket_of(const infsim_cmodel *m, int32_t ctx) {
   int64_t cap = m->p.max_blocks_per_request * m->p.block_tokens, b = 256;
   while (b < ctx) b *= 2;
@@ -505,8 +533,10 @@ infsim_status infsim_cmodel_forward(infsim_cmodel *m, const infsim_cmodel_part *
   if (st != INFSIM_OK) return st;
   if (pl.remote > 0 && !remote)
     return infsim_fail(err, INFSIM_EINPUT, "cluster: model: parts with remote KV but no remote attention");
-  m->rows = pl.tokens;
-  bool graph = m->graphs && pl.decodes == count && pl.remote == 0 && m->inspect_layer < 0;
+  m->rows = pl.tokens; /* the real rows: padding comes after them */
+  bool decode_only = pl.decodes == count && pl.remote == 0;
+  if (decode_only && m->p.pad_decodes) pad_rows(m, &pl, padded_decodes(m, count));
+  bool graph = m->graphs && decode_only && m->inspect_layer < 0;
   if (graph) pl.max_ctx = bucket_of(m, pl.max_ctx);
   if ((st = infsim_kernels_upload(m->k, m->ints, m->ints_host, m->ints_count * 4, err)) != INFSIM_OK) return st;
   if (!graph) return launch_all(m, &pl, remote, err);

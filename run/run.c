@@ -150,6 +150,15 @@ infsim_status infsim_run_sched_params(const infsim_run_params *p, infsim_sched_p
   return size_cluster(p, layout.gpus_per_instance, layout.instances, out, err);
 }
 
+infsim_status infsim_run_cost_model(const infsim_run_params *p, infsim_cost_model *out, infsim_error *err) {
+  const infsim_policy_ops *policy = infsim_policy_lookup(p->sched.policy_name);
+  if (policy == NULL) return infsim_fail(err, INFSIM_EINPUT, "policy.name: unknown policy '%s'", p->sched.policy_name);
+  infsim_policy_layout layout = policy->layout(p->sched.policy_settings, p->instances, p->gpus_per_instance);
+  infsim_instance_layout il = instance_layout(p, layout.gpus_per_instance);
+  return infsim_cost_model_build(p->gpu_profile, p->calibration_db, p->calibration_db_given, &p->model, &il,
+                                 &p->roofline, out, err);
+}
+
 static void *copy_of(const void *src, size_t n, size_t size) {
   void *dst = malloc(n ? n * size : 1);
   if (dst != NULL && n) memcpy(dst, src, n * size);

@@ -312,11 +312,44 @@ static void test_bad_parts_are_refused(void **state) {
   infsim_cmodel_free(m);
 }
 
+/* Padding a decode-only forward (dummy rows over the scratch block) leaves
+ * the real rows bit for bit as they are without it. */
+static void test_padding_leaves_real_rows_alone(void **state) {
+  fixture *f = *state;
+  infsim_error err;
+  uint16_t hidden[2][5 * 256];
+  for (int pad = 0; pad < 2; pad++) {
+    infsim_cmodel_params p = f->p;
+    p.pad_decodes = pad == 1;
+    infsim_cmodel *m;
+    assert_int_equal(infsim_cmodel_new(f->k, &p, &m, &err), INFSIM_OK);
+    static int32_t slots[5][2] = {{0, 1}, {2, 3}, {4, 5}, {6, 7}, {8, 9}};
+    infsim_cmodel_part parts[5];
+    for (int r = 0; r < 5; r++)
+      parts[r] = (infsim_cmodel_part){.req = r, .prompt_tokens = 10 + r, .query_tokens = 10 + r, .slots = slots[r],
+                                      .slot_count = 2};
+    assert_int_equal(infsim_cmodel_forward(m, parts, 5, NULL, &err), INFSIM_OK);
+    for (int step = 0; step < 3; step++) { /* 5 requests (8 rows padded), then 3 (4 rows) */
+      int n = step == 0 ? 5 : 3;
+      for (int r = 0; r < n; r++) {
+        parts[r].context_tokens = 10 + r + step;
+        parts[r].query_tokens = 1;
+      }
+      assert_int_equal(infsim_cmodel_forward(m, parts, n, NULL, &err), INFSIM_OK);
+      if (step == 0) assert_int_equal(infsim_cmodel_hidden(m, hidden[pad], &err), INFSIM_OK);
+    }
+    assert_int_equal(infsim_cmodel_hidden(m, hidden[pad] + 5 * 256 - 3 * 256, &err), INFSIM_OK);
+    infsim_cmodel_free(m);
+  }
+  assert_memory_equal(hidden[0], hidden[1], sizeof hidden[0]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_batch_attention_matches_naive, setup, teardown),
       cmocka_unit_test_setup_teardown(test_split_request_merges_to_unsplit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_parts_are_refused, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_padding_leaves_real_rows_alone, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

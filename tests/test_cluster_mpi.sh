@@ -31,4 +31,17 @@ took=$(( $(date +%s) - start ))
 [ "$rc" -eq 0 ] || { echo "FAIL: hang check exited $rc"; exit 1; }
 grep -q "timed out after 2 s waiting for rank 1" "$tmp/hang" || { echo "FAIL: the hung rank was not named"; exit 1; }
 [ "$took" -lt 30 ] || { echo "FAIL: the hang took $took s to detect"; exit 1; }
+# NCCL data plane: only where this build has it and two GPUs are visible
+# (each rank on its own GPU); CI machines have none.
+if command -v nvidia-smi >/dev/null && [ "$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')" -ge 2 ]; then
+  timeout 120 mpirun -np 2 --oversubscribe bash -c \
+    'CUDA_VISIBLE_DEVICES=$OMPI_COMM_WORLD_LOCAL_RANK exec "$0" --transport nccl --executor cuda' "$check" \
+    >"$tmp/nccl" 2>&1
+  rc=$?
+  cat "$tmp/nccl"
+  if [ "$rc" -ne 77 ]; then
+    [ "$rc" -eq 0 ] || { echo "FAIL: NCCL check exited $rc"; exit 1; }
+    grep -q "^data plane: .* ok" "$tmp/nccl" || { echo "FAIL: NCCL data plane"; exit 1; }
+  fi
+fi
 echo "ok"

@@ -112,11 +112,28 @@ grep -q "instance 1 (rank 1) has not finished its batch after 2 s" "$W/hlog" || 
 [ -s "$W/hang/summary.json" ] && [ -s "$W/hang/requests.csv" ] || fail "no results so far after the fault"
 [ "$took" -lt 60 ] || fail "the hang took $took s to stop the run"
 
+# A rank that exits: mpirun signals the others; rank 0 stops, keeps its results.
+timeout 120 mpirun -np 2 --oversubscribe "$INFSIM" cluster "$W/c.yaml" --trace "$W/t.csv" --out "$W/die" \
+  --executor cpu --timeout 30 --inject-fault die:1:2 >"$W/dlog" 2>&1
+rc=$?
+[ "$rc" -ne 0 ] || fail "a dead rank should fail the run"
+grep -q "interrupted" "$W/dlog" || { cat "$W/dlog"; fail "rank 0 did not report the interruption"; }
+[ -s "$W/die/summary.json" ] && [ -s "$W/die/requests.csv" ] || fail "no results so far after a rank died"
+
 # Bad input: exit 2, nothing written.
 timeout 60 mpirun -np 2 --oversubscribe "$INFSIM" cluster "$W/missing.yaml" --trace "$W/t.csv" --out "$W/bad" \
   --executor cpu >/dev/null 2>&1
 [ $? -eq 2 ] || fail "a missing config should exit 2"
 [ ! -e "$W/bad" ] || fail "bad input wrote outputs"
+
+# The cuda executor without a GPU (CI machines): skipped, exit 77, nothing written.
+if ! command -v nvidia-smi >/dev/null; then
+  timeout 60 mpirun -np 2 --oversubscribe "$INFSIM" cluster "$W/c.yaml" --trace "$W/t.csv" --out "$W/gpu" \
+    --executor cuda >"$W/glog" 2>&1
+  rc=$?
+  [ "$rc" -eq 77 ] || { cat "$W/glog"; fail "--executor cuda without a GPU should exit 77 (got $rc)"; }
+  [ ! -e "$W/gpu" ] || fail "--executor cuda without a GPU wrote outputs"
+fi
 
 # What cluster mode does not do: refused as bad input, nothing written.
 for set in scheduler.preemption=swap cluster.gpus_per_instance=2; do

@@ -42,6 +42,42 @@ want "iteration decode (s) mean" 0.0
 want "iteration decode (s) p50" 25.0
 want "iteration decode (s) p99" -16.7
 want "iteration prefill (s) mean" 25.0
+# --reprice: a simulated run's own iterations, priced again by the same
+# cost model, come out exactly (error 0, decode runs of several steps
+# included); stretched by 1.25 they are off by exactly 20%; a different GPU
+# prices them differently.
+printf 'model: llama2-7b\ngpu: a100-80gb\ncluster:\n  instances: 2\nmetrics:\n  iterations: true\n' >"$W/r.yaml"
+python3 -c "
+import random; r = random.Random(5); t = 0
+print('arrival_time_s,prompt_tokens,output_tokens')
+for i in range(60):
+    t += r.expovariate(4); print(f'{t:.4f},{r.randint(50, 3000)},{r.randint(2, 300)}')" >"$W/r.csv"
+"$INFSIM" run "$W/r.yaml" --trace "$W/r.csv" --out "$W/rs" --quiet || fail "run for --reprice"
+awk -F, 'NR > 1 && $4 > 1' "$W/rs/iterations.csv" | grep -q . || fail "no multi-step decode rows to re-price"
+"$INFSIM" compare "$W/rs" "$W/rs" --no-plot --reprice "$W/r.yaml" >"$W/rp" 2>&1 || fail "--reprice exited $?"
+grep -E "^  (all|decode only|with prefill) .*median 0\.0%, p95 0\.0%" "$W/rp" | wc -l | grep -qx 3 ||
+  fail "re-pricing the simulator's own iterations should be exact: $(cat "$W/rp")"
+mkdir -p "$W/slow"
+cp "$W/rs/summary.json" "$W/slow/"
+python3 - "$W/rs/iterations.csv" "$W/slow/iterations.csv" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+w = csv.DictWriter(open(sys.argv[2], 'w', newline=''), fieldnames=rows[0].keys())
+w.writeheader()
+for r in rows:
+    r['end_s'] = f"{float(r['start_s']) + 1.25 * (float(r['end_s']) - float(r['start_s'])):.9f}"
+    w.writerow(r)
+PY
+"$INFSIM" compare "$W/rs" "$W/slow" --no-plot --reprice "$W/r.yaml" >"$W/rp2" 2>&1 || fail "--reprice (slow) exited $?"
+grep -q "all .*median 20\.0%, p95 20\.0%" "$W/rp2" || fail "1.25x measured times should be 20% off: $(cat "$W/rp2")"
+grep -q "mean signed error -20\.0%" "$W/rp2" || fail "the signed error should be -20%"
+sed 's/a100-80gb/h100-sxm/' "$W/r.yaml" >"$W/h.yaml"
+"$INFSIM" compare "$W/rs" "$W/rs" --no-plot --reprice "$W/h.yaml" >"$W/rp3" 2>&1 || fail "--reprice (h100) exited $?"
+grep -q "all .*median 0\.0%" "$W/rp3" && fail "another GPU's cost model should not price the same"
+printf 'model: llama2-7b\nnot_a_key: 1\n' >"$W/bad.yaml"
+"$INFSIM" compare "$W/rs" "$W/rs" --no-plot --reprice "$W/bad.yaml" >/dev/null 2>&1
+[ $? -eq 2 ] || fail "--reprice with an unknown config key should exit 2"
+
 # bad input
 echo '{"throughput_tok_s": "fast"}' >"$W/cl/summary.json"
 "$INFSIM" compare "$W/sim" "$W/cl" --no-plot >"$W/bad" 2>&1

@@ -52,6 +52,11 @@ typedef struct {
   float rope_theta;      /* 10000 for LLaMA2 */
   float norm_eps;        /* 1e-5 for LLaMA2 */
   bool decode_graphs;    /* CUDA: replay decode-only forwards as CUDA graphs */
+  /* Pad decode-only forwards to 1, 2, 4, 8, then a multiple of 8 requests
+   * (dummy rows over a scratch block outside the pool), so that a few
+   * graphs serve every batch size (vLLM pads to graph sizes the same way).
+   * params_from_shape sets it with decode_graphs. */
+  bool pad_decodes;
 } infsim_cmodel_params;
 
 /* Parameters for a model shape from hardware.h (head_dim must be 128). */
@@ -117,12 +122,13 @@ void infsim_cmodel_claim(infsim_cmodel *m, int32_t slot, int64_t req, int32_t in
 /* Tests: keep layer `layer`'s q, k, v (after RoPE) and attention output of
  * the next forwards (-1: none), and read them back: q[T][h][d],
  * k[T][g][d], v[T][g][d], attn[T][h d] (bf16, host; T = tokens of the
- * last forward, parts in order). */
+ * last forward). Rows: the decode parts first, one row each, then each
+ * prefill part's tokens, both in the order the parts were given. */
 void infsim_cmodel_inspect(infsim_cmodel *m, int32_t layer);
 const uint16_t *infsim_cmodel_inspected(const infsim_cmodel *m, int64_t *tokens, const uint16_t **k,
                                         const uint16_t **v, const uint16_t **attn);
 /* The residual stream after the last layer (before the final norm) of the
- * last forward: hidden[T][hidden] bf16 into host. */
+ * last forward: hidden[T][hidden] bf16 into host, rows as above. */
 infsim_status infsim_cmodel_hidden(infsim_cmodel *m, uint16_t *host, infsim_error *err);
 /* Token id at position pos of request req with prompt_tokens of prompt. */
 int32_t infsim_cmodel_token(const infsim_cmodel_params *p, int64_t req, int64_t prompt_tokens, int64_t pos);

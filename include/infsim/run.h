@@ -67,6 +67,11 @@ void infsim_run_result_free(infsim_run_result *res);
  * mode hands the same scheduler. */
 infsim_status infsim_run_sched_params(const infsim_run_params *p, infsim_sched_params *out, infsim_error *err);
 
+/* The cost model a run of p prices its iterations with (the policy's
+ * layout, the calibration profile or the roofline): what re-prices the
+ * iterations a cluster run measured. Free with infsim_cost_model_destroy. */
+infsim_status infsim_run_cost_model(const infsim_run_params *p, infsim_cost_model *out, infsim_error *err);
+
 /* What a run made elsewhere recorded (cluster mode, on the wall clock). */
 typedef struct {
   const infsim_request_record *requests; /* one per trace request */
