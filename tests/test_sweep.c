@@ -211,7 +211,8 @@ typedef struct {
 static int sweep_setup(void **state) {
   sweep_fixture *s = calloc(1, sizeof *s);
   if (s == NULL) return -1;
-  snprintf(s->dir, sizeof s->dir, "/tmp/infsim_sweep_XXXXXX");
+  const char *tmp = getenv("TMPDIR");
+  snprintf(s->dir, sizeof s->dir, "%.200s/infsim_sweep_XXXXXX", tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
   if (mkdtemp(s->dir) == NULL) return -1;
   snprintf(s->db_path, sizeof s->db_path, "%s/r.db", s->dir);
   pthread_mutex_init(&s->f.lock, NULL);
