@@ -15,6 +15,7 @@
 #include "cli_opts.h"
 #include "commands.h"
 #include "infsim/capacity.h"
+#include "infsim/run.h"
 
 static const char k_usage[] =
     "usage: infsim capacity CONFIG.yaml --slo BOUNDS [--target rate|instances] [--seeds N]\n"
@@ -37,24 +38,53 @@ static const char k_usage[] =
     "  --out RESULTS.db    keep every run in a sweep DB: a repeated search reruns nothing\n"
     "  --progress MODE     as for infsim sweep, per value tried (default none)\n"
     "  --trace, --set, --jobs   as for infsim sweep\n"
-    "  --json              print the answer as JSON (value, failed_at, steps, ...)\n"
+    "  --json              print the answer as JSON (value, failed_at, steps, and for rate\n"
+    "                      rate_rps: the scale times the trace's mean arrival rate)\n"
     "\n"
     "Exit codes: 0 ok (also when no value meets the SLO: see the output), 1 run failed,\n"
     "2 bad input.\n";
 
-static json_t *result_json(const infsim_capacity_opts *o, const infsim_capacity_result *r, const char *slo_text) {
+/* The trace's own mean arrival rate (requests over the span of arrivals, as
+ * `infsim trace stats` gives it),
+ * which a rate scale multiplies; 0 when it cannot be told. */
+static double base_rate_rps(const infsim_capacity_opts *o) {
+  infsim_run_args a = {.config_path = o->sweep.config_path,
+                       .trace_path = o->sweep.trace_path,
+                       .sets = o->sweep.sets,
+                       .set_count = (int)o->sweep.set_count};
+  infsim_run_setup *setup = NULL;
+  infsim_error err = {0};
+  double rate = 0;
+  if (infsim_run_setup_load(&a, &setup, &err) == INFSIM_OK) {
+    const infsim_trace *t = infsim_run_setup_trace(setup);
+    if (t->count >= 2 && t->requests[t->count - 1].arrival_ns > t->requests[0].arrival_ns)
+      rate = (double)t->count * 1e9 / (double)(t->requests[t->count - 1].arrival_ns - t->requests[0].arrival_ns);
+  }
+  infsim_run_setup_free(setup);
+  return rate;
+}
+
+static json_t *result_json(const infsim_capacity_opts *o, const infsim_capacity_result *r, const char *slo_text,
+                           double base_rps) {
   json_t *steps = json_array();
   for (size_t i = 0; i < r->step_count; i++)
     json_array_append_new(steps, json_pack("{s:f, s:b, s:s}", "value", r->steps[i].value, "met", r->steps[i].met,
                                            "why", r->steps[i].why));
-  return json_pack("{s:s, s:s, s:b, s:b, s:f, s:f, s:f, s:i, s:i, s:i, s:o}", "target",
+  json_t *j = json_pack("{s:s, s:s, s:b, s:b, s:f, s:f, s:f, s:i, s:i, s:i, s:o}", "target",
                    o->target == INFSIM_TARGET_RATE ? "rate_scale" : "instances", "slo", slo_text, "found", r->found,
                    "capped", r->capped, "value", r->value, "failed_at", r->failed_at, "tolerance",
                    o->target == INFSIM_TARGET_RATE ? o->tolerance : 0.0, "seeds", (json_int_t)o->sweep.seeds, "runs",
                    (json_int_t)r->runs, "runs_skipped", (json_int_t)r->runs_skipped, "steps", steps);
+  if (j != NULL && o->target == INFSIM_TARGET_RATE && base_rps > 0) {
+    /* The scales as arrival rates: the trace's mean rate times the scale. */
+    json_object_set_new(j, "base_rate_rps", json_real(base_rps));
+    json_object_set_new(j, "rate_rps", json_real(r->value * base_rps));
+    json_object_set_new(j, "failed_at_rps", json_real(r->failed_at * base_rps));
+  }
+  return j;
 }
 
-static void print_result(const infsim_capacity_opts *o, const infsim_capacity_result *r) {
+static void print_result(const infsim_capacity_opts *o, const infsim_capacity_result *r, double base_rps) {
   bool rate = o->target == INFSIM_TARGET_RATE;
   printf("%-10s %-8s %s\n", rate ? "rate scale" : "instances", "SLO", "first bound missed");
   for (size_t i = 0; i < r->step_count; i++)
@@ -64,6 +94,10 @@ static void print_result(const infsim_capacity_opts *o, const infsim_capacity_re
            o->max_value);
   else if (r->capped)
     printf("capacity: the SLO is met even at rate scale %g (the largest tried): raise --max\n", r->value);
+  else if (rate && base_rps > 0)
+    printf("capacity: rate scale %.6g (%.4g requests/s) meets the SLO, %.6g (%.4g requests/s) misses it "
+           "(tolerance %g%%), %d seed(s)\n",
+           r->value, r->value * base_rps, r->failed_at, r->failed_at * base_rps, 100 * o->tolerance, o->sweep.seeds);
   else if (rate)
     printf("capacity: rate scale %.6g meets the SLO, %.6g misses it (tolerance %g%%), %d seed(s)\n", r->value,
            r->failed_at, 100 * o->tolerance, o->sweep.seeds);
@@ -181,16 +215,17 @@ int infsim_cmd_capacity(int argc, char **argv) {
   o.sweep.db_path = out_path;
   infsim_capacity_result r;
   if (infsim_capacity_search(&o, &r, &err) != INFSIM_OK) goto fail;
+  double base_rps = r.is_root && o.target == INFSIM_TARGET_RATE && r.found ? base_rate_rps(&o) : 0;
   if (!r.is_root) {
     /* an MPI worker rank: rank 0 prints */
   } else if (json) {
-    json_t *j = result_json(&o, &r, slo_text);
+    json_t *j = result_json(&o, &r, slo_text, base_rps);
     char *text = j != NULL ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     if (text != NULL) puts(text);
     free(text);
     json_decref(j);
   } else {
-    print_result(&o, &r);
+    print_result(&o, &r, base_rps);
   }
   rc = 0;
   goto done;

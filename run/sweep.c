@@ -161,6 +161,20 @@ void sweep_fail_locked(sweep_ctx *c, infsim_status st, const infsim_error *err) 
   c->stop = true;
 }
 
+void sweep_job_context(const sweep_ctx *c, size_t j, infsim_error *err) {
+  const infsim_grid *g = c->o->grid;
+  size_t axes = g != NULL ? infsim_grid_axis_count(g) : 0;
+  if (axes == 0) return; /* one point: the message says it all */
+  char ctx[256];
+  int at = snprintf(ctx, sizeof ctx, "grid point ");
+  for (size_t a = 0; a < axes && at > 0 && (size_t)at < sizeof ctx; a++)
+    at += snprintf(ctx + at, sizeof ctx - (size_t)at, "%s%s=%s", a > 0 ? ", " : "", infsim_grid_axis_key(g, a),
+                   infsim_grid_value(g, j / (size_t)c->o->seeds, a));
+  char msg[INFSIM_ERROR_MSG_BYTES];
+  snprintf(msg, sizeof msg, "%s", err->msg);
+  infsim_fail(err, err->status, "%.200s: %s", ctx, msg);
+}
+
 infsim_status sweep_record_locked(sweep_ctx *c, size_t j, const char *key, uint64_t seed, json_t *summary,
                                   double run_wall_s, int64_t pid, bool ran, infsim_error *err) {
   infsim_status st = INFSIM_OK;
@@ -214,7 +228,11 @@ void sweep_do_job(sweep_ctx *c, size_t j) {
   pthread_mutex_lock(&c->lock);
   if (st == INFSIM_OK) st = sweep_record_locked(c, j, key, seed, summary, wall_s, (int64_t)getpid(), !found, &err);
   else json_decref(summary);
-  if (st != INFSIM_OK) sweep_fail_locked(c, st, &err);
+  if (st != INFSIM_OK) {
+    err.status = st;
+    sweep_job_context(c, j, &err);
+    sweep_fail_locked(c, st, &err);
+  }
   pthread_mutex_unlock(&c->lock);
 }
 
@@ -302,6 +320,7 @@ infsim_status infsim_sweep_run(const infsim_sweep_opts *opts, infsim_sweep_outco
   char key[INFSIM_SHA256_HEX_BYTES];
   infsim_status st = sweep_prepare_job(&c, 0, &handle, key, &c.base_seed, err);
   if (st == INFSIM_OK) c.runner->release(c.runner->self, handle);
+  else sweep_job_context(&c, 0, err);
   if (st == INFSIM_OK && c.db == NULL && opts->db_path != NULL && !mpi) {
     st = infsim_sweep_db_open(opts->db_path, &c.db, err);
     own_db = st == INFSIM_OK;

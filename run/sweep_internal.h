@@ -50,6 +50,11 @@ bool sweep_lookup_locked(sweep_ctx *c, const char *key, json_t **summary);
 infsim_status sweep_record_locked(sweep_ctx *c, size_t j, const char *key, uint64_t seed, json_t *summary,
                                   double run_wall_s, int64_t pid, bool ran, infsim_error *err);
 
+/* Prefixes a job's error message with its grid point ("grid point
+ * scheduler.max_batch_size=0: ..."): the config's messages name the key
+ * but not which point of the grid set it. */
+void sweep_job_context(const sweep_ctx *c, size_t j, infsim_error *err);
+
 /* Under the lock: the first failure stops the sweep. */
 void sweep_fail_locked(sweep_ctx *c, infsim_status st, const infsim_error *err);
 

@@ -118,6 +118,7 @@ static void serve(sweep_ctx *c, int ranks) {
         st = (infsim_status)json_integer_value(json_object_get(m, "status"));
         if (st == INFSIM_OK) st = INFSIM_ERUN;
         infsim_fail(&err, st, "%s", msg);
+        sweep_job_context(c, j, &err);
       } else {
         bool ran = json_is_true(json_object_get(m, "ran"));
         json_t *summary = NULL;

@@ -71,6 +71,16 @@ for st in r["steps"]:
                       (st["value"],)).fetchone()
     assert st["met"] == meets(t, p), st
 PY
+# rate_rps is the scale times the trace's mean rate (count / arrival span),
+# here from the same generated trace written out by `infsim trace gen`.
+"$INFSIM" trace gen --config "$work/c.yaml" -o "$work/gen.csv" >/dev/null 2>&1 || fail "trace gen --config"
+base=$(awk -F, 'NR == 2 { first = $1 } NR > 1 { last = $1; n++ } END { printf "%.12g", n / (last - first) }' "$work/gen.csv")
+python3 -c "
+import json, sys
+r = json.load(open('$work/rate.json'))
+assert abs(r['base_rate_rps'] - $base) <= 1e-9 * $base, (r['base_rate_rps'], $base)
+assert abs(r['rate_rps'] - r['value'] * $base) <= 1e-9 * r['rate_rps']" || fail "rate_rps is not the scale times the trace's rate"
+
 # The same search again: every run comes from the DB.
 "$INFSIM" capacity "$work/c.yaml" --slo "$slo" --tolerance 0.01 --out "$work/cap.db" --json >"$work/rate2.json" 2>/dev/null \
   || fail "repeated capacity exited $?"

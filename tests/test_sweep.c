@@ -211,7 +211,8 @@ typedef struct {
 static int sweep_setup(void **state) {
   sweep_fixture *s = calloc(1, sizeof *s);
   if (s == NULL) return -1;
-  snprintf(s->dir, sizeof s->dir, "/tmp/infsim_sweep_XXXXXX");
+  const char *tmp = getenv("TMPDIR");
+  snprintf(s->dir, sizeof s->dir, "%.200s/infsim_sweep_XXXXXX", tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
   if (mkdtemp(s->dir) == NULL) return -1;
   snprintf(s->db_path, sizeof s->db_path, "%s/r.db", s->dir);
   pthread_mutex_init(&s->f.lock, NULL);
@@ -315,7 +316,7 @@ static void test_sweep_failure_keeps_finished_rows(void **state) {
   s->f.fail_x = 13;
   const char *axes[] = {"x=1,2,13,4,5,6,7,8,9", "y=1"};
   assert_int_equal(sweep_once(s, axes, 2, 1, &out, &err), INFSIM_EINPUT);
-  assert_string_equal(err.msg, "c.yaml: x: unlucky 13");
+  assert_string_equal(err.msg, "grid point x=13, y=1: c.yaml: x: unlucky 13"); /* names the point */
   /* Three threads: what started before the failure finishes; the rest never starts. */
   assert_true(out.ran >= 2 && out.ran < 9);
   assert_int_equal(check_rows(s->db_path), (int)out.ran);
