@@ -6,7 +6,10 @@
 ** vtable. Only SQLite is needed here: the curves are evaluated in closed
 ** form (piecewise linear, or a lookup of knots; calib.h), so the simulator
 ** does not link GSL for them. A run of decode steps is summed in closed
-** form too (infsim_calib_decode_sum), so pricing k steps costs O(1).
+** form too (infsim_calib_decode_sum), so pricing k steps costs O(1). The
+** vtable handed to the simulator serves the same curves through their fast
+** forms (calib_fast.c: tables per token count and per request count), which
+** agree with the evaluation here to rounding.
 **
 ** Invariants: a curve never decreases in its kernel's work variable with
 ** the others held fixed, except GEMM lookups where the measured knots step

@@ -15,10 +15,12 @@
 ** where the larger one crosses 0), it is one straight line per segment,
 ** stored as (start, value at start, slope) from two evaluations of the
 ** fitted curve at the segment's ends. Then:
-**   one step   a binary search over the segments and one multiply-add;
+**   one step   the segment found last for this request count if it holds
+**              the context, else a binary search; then one multiply-add;
 **   a run      the context first + j x step crosses the segments in order;
 **              each crossed segment adds count x its value at the mean
-**              context of its steps (exact for a straight line), O(1) each.
+**              context of its steps (exact for a straight line), O(1) each;
+**              a run inside one segment (most) is one multiply-add.
 ** The four GEMMs of a layer depend on the token count alone: their sum is
 ** kept per token count, computed by the fitted curves themselves on first
 ** use (so it is the same double, bit for bit).

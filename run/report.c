@@ -202,7 +202,11 @@ enum { ROWS_PER_INSERT = 32, REQUEST_COLS = 14, SAMPLE_COLS = 8 };
 
 static void bind_request(sqlite3_stmt *q, int base, size_t i, const infsim_request_record *r) {
   bool done = r->state == INFSIM_REQ_FINISHED;
-  sqlite3_bind_int64(q, base + 1, (sqlite3_int64)i);
+  /* id is the rowid, 0, 1, 2, ...: given for row 0, then left NULL so that
+   * SQLite appends at max(rowid) + 1 = i without the seek it makes to check
+   * an explicit rowid is free (a b-tree descent per row). */
+  if (i == 0) sqlite3_bind_int64(q, base + 1, 0);
+  else sqlite3_bind_null(q, base + 1);
   bind_time(q, base + 2, r->arrival_ns);
   sqlite3_bind_int64(q, base + 3, r->prompt_tokens);
   sqlite3_bind_int64(q, base + 4, r->output_tokens);

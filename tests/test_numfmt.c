@@ -57,7 +57,8 @@ static void check_fixed(int64_t v, int decimals) {
   /* Independent truth: printf of the two parts, in unsigned arithmetic. */
   uint64_t mag = v < 0 ? 0 - (uint64_t)v : (uint64_t)v, scale = 1;
   for (int i = 0; i < decimals; i++) scale *= 10;
-  snprintf(want, sizeof want, "%s%" PRIu64 ".%0*" PRIu64, v < 0 ? "-" : "", mag / scale, decimals, mag % scale);
+  int w = snprintf(want, sizeof want, "%s%" PRIu64 ".%0*" PRIu64, v < 0 ? "-" : "", mag / scale, decimals, mag % scale);
+  assert_true(w > 0 && (size_t)w < sizeof want);
   if (strcmp(got, want) != 0) fail_msg("fixed(%" PRId64 ", %d): got '%s', want '%s'", v, decimals, got, want);
 }
 

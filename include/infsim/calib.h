@@ -199,9 +199,11 @@ void infsim_calib_curve_pieces(const infsim_calib_curve *c, infsim_calib_kernel 
  *    alone, cut where it bends (hinges, ratio bends at context = bend x
  *    requests, crossings of the pieces A and B, the clamp at 0) into
  *    segments where it is a straight line (start, value there, slope). One
- *    step is a binary search over the segments; a run of steps (context
- *    first + j x step) sums each segment it crosses in closed form, O(1)
- *    per segment, with no sorting.
+ *    step finds its segment (the one found last for that request count,
+ *    else a binary search) and is one multiply-add; a run of steps
+ *    (context first + j x step) that stays in one segment is one
+ *    multiply-add too, and one that crosses sums each segment it crosses
+ *    in closed form, O(1) per segment, with no sorting.
  * Tables are filled on first use of a token or request count, into memory
  * reserved when the fast form is made, so evaluation never allocates; a
  * fast form belongs to one simulation (one thread). Outside the tables,
