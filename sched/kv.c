@@ -22,12 +22,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Blocks of a request in one pool other than its owner's GPU memory. */
+typedef struct {
+  int32_t pool;
+  int32_t blocks;
+} kv_holding;
+
 typedef struct {
   int64_t *ids;
   int32_t count;
   int32_t capacity;
   int32_t owner;   /* instance, -1 unset */
   int32_t foreign; /* blocks not in the owner's GPU pool (borrowed or swapped) */
+  kv_holding *holdings; /* where the foreign blocks are, one entry a pool */
+  int32_t n_holdings;
+  int32_t split_slot; /* index in the owner's split list, -1 when no other GPU holds any */
 } kv_table;
 
 typedef struct {
@@ -40,6 +49,11 @@ typedef struct {
   /* GPU pools only: blocks held here by requests owned here / elsewhere */
   int64_t local;
   int64_t lent;
+  int64_t guests; /* distinct requests owned elsewhere with blocks here */
+  /* GPU pools only: requests owned here with blocks in another GPU pool */
+  int64_t *split;
+  int64_t n_split;
+  int64_t cap_split;
 } kv_pool;
 
 struct infsim_kv {
@@ -72,7 +86,10 @@ infsim_status infsim_kv_new(int32_t instances, int64_t gpu_blocks, int32_t hosts
     return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   }
   for (int32_t p = 0; p < instances + hosts; p++) kv->pools[p].capacity = p < instances ? gpu_blocks : host_blocks;
-  for (int64_t r = 0; r < requests; r++) kv->tables[r].owner = -1;
+  for (int64_t r = 0; r < requests; r++) {
+    kv->tables[r].owner = -1;
+    kv->tables[r].split_slot = -1;
+  }
   *out = kv;
   return INFSIM_OK;
 }
@@ -82,9 +99,13 @@ void infsim_kv_free(infsim_kv *kv) {
   if (kv->pools != NULL)
     for (int32_t p = 0; p < kv->instances + kv->hosts; p++) {
       free(kv->pools[p].free_slots);
+      free(kv->pools[p].split);
     }
   if (kv->tables != NULL)
-    for (int64_t r = 0; r < kv->requests; r++) free(kv->tables[r].ids);
+    for (int64_t r = 0; r < kv->requests; r++) {
+      free(kv->tables[r].ids);
+      free(kv->tables[r].holdings);
+    }
   free(kv->pools);
   free(kv->tables);
   free(kv->borrowed);
@@ -134,15 +155,73 @@ static bool grow(void **items, int64_t *capacity, int64_t need, size_t item_byte
   return true;
 }
 
+/* Adds req to / removes it from its owner's list of split requests. */
+static bool split_add(infsim_kv *kv, int64_t req) {
+  kv_table *t = &kv->tables[req];
+  kv_pool *o = &kv->pools[t->owner];
+  if (!grow((void **)&o->split, &o->cap_split, o->n_split + 1, sizeof *o->split)) return false;
+  t->split_slot = (int32_t)o->n_split;
+  o->split[o->n_split++] = req;
+  return true;
+}
+
+static void split_remove(infsim_kv *kv, int64_t req) {
+  kv_table *t = &kv->tables[req];
+  kv_pool *o = &kv->pools[t->owner];
+  int64_t last = o->split[--o->n_split];
+  o->split[t->split_slot] = last;
+  kv->tables[last].split_slot = t->split_slot;
+  t->split_slot = -1;
+}
+
+/* True when req has blocks in a GPU pool other than its owner's. */
+static bool is_split(const infsim_kv *kv, const kv_table *t) {
+  for (int32_t i = 0; i < t->n_holdings; i++)
+    if (t->holdings[i].pool < kv->instances) return true;
+  return false;
+}
+
+/* Keeps req's holding in pool (not its owner's GPU pool) right after n
+ * blocks came (n > 0) or went (n < 0): the holding list, the pool's
+ * guests, the owner's split list. False when memory is short. */
+static bool hold(infsim_kv *kv, int32_t pool, int64_t req, int64_t n) {
+  kv_table *t = &kv->tables[req];
+  int32_t i = 0;
+  while (i < t->n_holdings && t->holdings[i].pool != pool) i++;
+  if (i == t->n_holdings) {
+    assert(n > 0);
+    int64_t cap = t->n_holdings;
+    kv_holding *h = realloc(t->holdings, (size_t)(cap + 1) * sizeof *h);
+    if (h == NULL) return false;
+    t->holdings = h;
+    t->holdings[t->n_holdings++] = (kv_holding){pool, 0};
+    if (pool < kv->instances) {
+      kv->pools[pool].guests++;
+      if (t->split_slot < 0 && !split_add(kv, req)) return false;
+    }
+  }
+  t->holdings[i].blocks += (int32_t)n;
+  assert(t->holdings[i].blocks >= 0);
+  if (t->holdings[i].blocks == 0) {
+    if (pool < kv->instances) kv->pools[pool].guests--;
+    t->holdings[i] = t->holdings[--t->n_holdings];
+    if (t->split_slot >= 0 && !is_split(kv, t)) split_remove(kv, req);
+  }
+  return true;
+}
+
 /* Counts n blocks of req held in pool `pool` (n < 0: given back). */
-static void account(infsim_kv *kv, int32_t pool, int64_t req, int64_t n) {
+static bool account(infsim_kv *kv, int32_t pool, int64_t req, int64_t n) {
   int32_t owner = kv->tables[req].owner;
   kv_pool *p = &kv->pools[pool];
   p->in_use += n;
-  if (pool != owner) kv->tables[req].foreign += (int32_t)n;
+  if (pool != owner) {
+    kv->tables[req].foreign += (int32_t)n;
+    if (!hold(kv, pool, req, n)) return false;
+  }
   if (pool >= kv->instances) {
     kv->swapped[owner] += n;
-    return;
+    return true;
   }
   if (pool == owner) {
     p->local += n;
@@ -152,6 +231,7 @@ static void account(infsim_kv *kv, int32_t pool, int64_t req, int64_t n) {
     kv->lent_total += n;
     if (kv->lent_total > kv->lent_peak) kv->lent_peak = kv->lent_total;
   }
+  return true;
 }
 
 /* Writes n new ids of pool `pool` to out (the pool has n free): recycled
@@ -175,8 +255,7 @@ static bool take_slots(infsim_kv *kv, int32_t pool, int64_t req, int64_t n, int6
   for (int64_t i = recycled; i < n; i++) dst[i] = base + next++;
   p->free_count -= recycled;
   p->high_water = next;
-  account(kv, pool, req, n);
-  return true;
+  return account(kv, pool, req, n);
 }
 
 /* Gives back ids[0..n) of req, wherever they are. */
@@ -191,7 +270,7 @@ static void give_back(infsim_kv *kv, int64_t req, const int64_t *ids, int64_t n)
     for (int64_t k = 0; k < n; k++) stack[k] = ids[k] - base;
     p->free_count += n;
     assert(p->free_count <= p->free_capacity);
-    account(kv, t->owner, req, -n);
+    (void)account(kv, t->owner, req, -n); /* local: never allocates */
     return;
   }
   while (i < n) {
@@ -206,7 +285,8 @@ static void give_back(infsim_kv *kv, int64_t req, const int64_t *ids, int64_t n)
     for (int64_t k = 0; k < j - i; k++) stack[k] = src[k] - base;
     p->free_count += j - i;
     assert(p->free_count <= p->free_capacity);
-    account(kv, pool, req, -(j - i));
+    /* a shrinking holding never allocates */
+    (void)account(kv, pool, req, -(j - i));
     i = j;
   }
 }
@@ -255,6 +335,9 @@ void infsim_kv_release(infsim_kv *kv, int64_t req) {
   free(t->ids);
   t->ids = NULL;
   t->capacity = 0;
+  free(t->holdings);
+  t->holdings = NULL;
+  assert(t->n_holdings == 0 && t->split_slot < 0);
 }
 
 /* Re-homes table entries [first, first + n) into pool `to` (all or nothing). */
@@ -302,10 +385,27 @@ int64_t infsim_kv_foreign_blocks(const infsim_kv *kv, int64_t req) { return kv->
 
 int64_t infsim_kv_blocks_at(const infsim_kv *kv, int64_t req, int32_t holder) {
   const kv_table *t = &kv->tables[req];
-  int64_t n = 0;
-  for (int32_t i = 0; i < t->count; i++) n += infsim_kv_holder_of(kv, t->ids[i]) == holder;
-  return n;
+  if (holder == t->owner) return t->count - t->foreign;
+  for (int32_t i = 0; i < t->n_holdings; i++)
+    if (t->holdings[i].pool == holder) return t->holdings[i].blocks;
+  return 0;
 }
+
+int32_t infsim_kv_holdings(const infsim_kv *kv, int64_t req, int32_t *pools, int64_t *blocks, int32_t max) {
+  const kv_table *t = &kv->tables[req];
+  for (int32_t i = 0; i < t->n_holdings && i < max; i++) {
+    pools[i] = t->holdings[i].pool;
+    blocks[i] = t->holdings[i].blocks;
+  }
+  return t->n_holdings;
+}
+
+const int64_t *infsim_kv_split_requests(const infsim_kv *kv, int32_t instance, int64_t *n) {
+  *n = kv->pools[instance].n_split;
+  return kv->pools[instance].split;
+}
+
+int64_t infsim_kv_guests(const infsim_kv *kv, int32_t instance) { return kv->pools[instance].guests; }
 
 void infsim_kv_check_request(const infsim_kv *kv, int64_t req) {
 #ifndef NDEBUG
@@ -317,7 +417,16 @@ void infsim_kv_check_request(const infsim_kv *kv, int64_t req) {
     foreign += pool != t->owner;
   }
   assert(foreign == t->foreign);
+  int64_t held = 0;
+  for (int32_t i = 0; i < t->n_holdings; i++) {
+    assert(t->holdings[i].pool != t->owner && t->holdings[i].blocks > 0);
+    held += t->holdings[i].blocks;
+  }
+  assert(held == foreign);
+  assert((t->split_slot >= 0) == is_split(kv, t));
+  assert(t->split_slot < 0 || kv->pools[t->owner].split[t->split_slot] == req);
   (void)foreign;
+  (void)held;
 #else
   (void)kv;
   (void)req;

@@ -70,6 +70,18 @@ static void expect_counts(const infsim_kv *kv, const shadow_req *sh, const int32
         lent += sh[r].at[i];
       }
     }
+    int64_t guests = 0, split = 0;
+    for (int r = 0; r < REQUESTS; r++) {
+      if (owner[r] != i && sh[r].at[i] > 0) guests++;
+      bool elsewhere = false;
+      for (int32_t j = 0; j < INSTANCES; j++) elsewhere |= j != owner[r] && sh[r].at[j] > 0;
+      if (owner[r] == i && elsewhere) split++;
+    }
+    assert_int_equal(infsim_kv_guests(kv, i), guests);
+    int64_t n_split = 0;
+    const int64_t *sp = infsim_kv_split_requests(kv, i, &n_split);
+    assert_int_equal(n_split, split);
+    for (int64_t k = 0; k < n_split; k++) assert_int_equal(owner[sp[k]], i);
     infsim_kv_counts c = infsim_kv_counts_of(kv, i);
     assert_int_equal(c.local, local);
     assert_int_equal(c.lent, lent);
@@ -85,6 +97,13 @@ static void expect_counts(const infsim_kv *kv, const shadow_req *sh, const int32
     }
     assert_int_equal(infsim_kv_blocks(kv, r), total);
     assert_int_equal(infsim_kv_foreign_blocks(kv, r), total - sh[r].at[owner[r]]);
+    int32_t pools[2 * INSTANCES];
+    int64_t blocks[2 * INSTANCES];
+    int32_t nh = infsim_kv_holdings(kv, r, pools, blocks, 2 * INSTANCES);
+    int64_t want_nh = 0;
+    for (int q = 0; q < 2 * INSTANCES; q++) want_nh += q != owner[r] && sh[r].at[q] > 0;
+    assert_int_equal(nh, want_nh);
+    for (int32_t k = 0; k < nh; k++) assert_int_equal(blocks[k], sh[r].at[pools[k]]);
     infsim_kv_check_request(kv, r);
   }
   infsim_kv_check(kv);

@@ -84,8 +84,17 @@ const int64_t *infsim_kv_table(const infsim_kv *kv, int64_t req, int64_t *n);
 int64_t infsim_kv_blocks(const infsim_kv *kv, int64_t req);
 /* Blocks of req not in its owner's GPU memory (borrowed or swapped); O(1). */
 int64_t infsim_kv_foreign_blocks(const infsim_kv *kv, int64_t req);
-/* Blocks of req held by GPU pool `holder`. O(table length). */
+/* Blocks of req held by GPU pool `holder`. O(holders). */
 int64_t infsim_kv_blocks_at(const infsim_kv *kv, int64_t req, int32_t holder);
+/* The pools other than its owner's GPU memory where req has blocks (other
+ * GPUs, host pools as instances + h), with their block counts; writes at
+ * most max entries and returns how many there are. O(holders). */
+int32_t infsim_kv_holdings(const infsim_kv *kv, int64_t req, int32_t *pools, int64_t *blocks, int32_t max);
+/* The requests owned by instance with blocks in another instance's GPU
+ * memory (split requests), in no particular order. */
+const int64_t *infsim_kv_split_requests(const infsim_kv *kv, int32_t instance, int64_t *n);
+/* Distinct requests owned elsewhere with blocks in instance's GPU memory. */
+int64_t infsim_kv_guests(const infsim_kv *kv, int32_t instance);
 
 /* Where a block lives: a GPU pool id in [0, instances), or
  * instances + h for host pool h. */
