@@ -78,8 +78,8 @@ int main(int argc, char **argv) {
   infsim_model_shape model;
   if (!infsim_model_builtin("llama2-7b", &model)) return 1;
   infsim_instance_layout layout = {.tp = 1, .pp = 1, .tp_link_bytes_per_s = 450e9, .pp_link_bytes_per_s = 25e9,
-                                   .link_latency_ns = 5000, .iteration_overhead_ns = 500000,
-                                   .wire_bytes_per_value = 2, .remote_link_bytes_per_s = 25e9, .overlap_remote = 1};
+                                   .link_latency_ns = 5000, .iteration_overhead_ns = 500000
+                                  };
   infsim_roofline_eff eff = {.gemm_flops_eff = 0.7, .attn_flops_eff = 0.5, .hbm_eff = 0.8, .layer_overhead_ns = 10000};
   infsim_cost_model models[2];
   infsim_error err = {0};

@@ -3,9 +3,10 @@
 **
 ** iteration = CPU overhead
 **           + layers x (GEMMs + prefill attention + local decode attention
-**                       + DistAttention merge + 2 TP all-reduces)
-**           + LM head + (pp - 1) pipeline hand-offs
-**           + remote attention that local work does not hide.
+**                       + 2 TP all-reduces)
+**           + LM head + (pp - 1) pipeline hand-offs.
+** DistAttention's remote part (KV held by other instances) is priced per
+** holder by distattn.h, from the batch's holders, on top of this.
 **
 ** Pipeline stages run one after another for one batch (no micro-batching,
 ** as vLLM's pipeline mode for a single batch), so stages split the layers
@@ -14,11 +15,6 @@
 ** (after attention and after the MLP), Megatron-LM's layout. Links stay
 ** spec-based: one GPU cannot measure them.
 **
-** DistAttention (paper sec. 4): remote holders run micro-attention on their
-** rBlocks while the owner runs its local part; per layer the owner sends the
-** query and receives, per (request, holder), the partial output (H x d) and
-** one LSE per head at wire precision. With overlap on, only the part of the
-** remote path (transfer + remote MA) longer than the local attention shows.
 */
 #include "infsim/costmodel.h"
 
@@ -63,22 +59,6 @@ static double handoff_ns(const infsim_cost_model *cm, int64_t tokens) {
          (double)infsim_cost_transfer_ns(act_bytes, cm->layout.pp_link_bytes_per_s, cm->layout.link_latency_ns);
 }
 
-static double remote_attention_ns(const infsim_cost_model *cm, const infsim_batch_agg *agg, double local_attn_ns) {
-  if (agg->remote_partials <= 0) return 0.0;
-  const infsim_cost_curves *c = &cm->curves;
-  const infsim_model_shape *m = &cm->model;
-  double heads_shard = (double)m->heads / (double)cm->layout.tp;
-  /* query out + partial back + one LSE per head, per (request, holder) */
-  double values = heads_shard * (2.0 * (double)m->head_dim + 1.0);
-  double bytes = (double)agg->remote_partials * values * cm->layout.wire_bytes_per_value;
-  double wire_ns = bytes / cm->layout.remote_link_bytes_per_s * 1e9 + 2.0 * (double)cm->layout.link_latency_ns;
-  double remote_ma_ns = c->decode_attn_layer_ns(c->self, agg->remote_requests, agg->remote_context_tokens);
-  double remote_ns = wire_ns + remote_ma_ns;
-  double merge_ns = c->merge_layer_ns(c->self, agg->remote_requests, agg->remote_partials + agg->remote_requests);
-  if (cm->layout.overlap_remote) return fmax(0.0, remote_ns - local_attn_ns) + merge_ns;
-  return remote_ns + merge_ns;
-}
-
 int64_t infsim_cost_iteration_ns(const infsim_cost_model *cm, const infsim_batch_agg *agg) {
   const infsim_cost_curves *c = &cm->curves;
   const infsim_model_shape *m = &cm->model;
@@ -87,10 +67,8 @@ int64_t infsim_cost_iteration_ns(const infsim_cost_model *cm, const infsim_batch
   if (tokens > 0) layer_ns += c->gemm_layer_ns(c->self, tokens);
   if (agg->prefill_tokens > 0)
     layer_ns += c->prefill_attn_layer_ns(c->self, agg->prefill_tokens, agg->prefill_attn_pairs);
-  double local_attn_ns = 0.0;
   if (agg->decode_requests > 0)
-    local_attn_ns = c->decode_attn_layer_ns(c->self, agg->decode_requests, agg->decode_context_tokens);
-  layer_ns += local_attn_ns + remote_attention_ns(cm, agg, local_attn_ns);
+    layer_ns += c->decode_attn_layer_ns(c->self, agg->decode_requests, agg->decode_context_tokens);
   layer_ns += 2.0 * allreduce_ns(cm, tokens);
 
   layer_ns += c->layer_overhead_ns;

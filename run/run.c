@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "infsim/policy_infinite.h"
 #include "infsim/sim.h"
 #include "run_internal.h"
 
@@ -113,11 +114,8 @@ static infsim_instance_layout instance_layout(const infsim_run_params *p, int64_
   l.pp = (gpus + l.tp - 1) / l.tp;
   l.tp_link_bytes_per_s = p->intra_node_bytes_per_s;
   l.pp_link_bytes_per_s = p->inter_node_bytes_per_s;
-  l.remote_link_bytes_per_s = p->inter_node_bytes_per_s;
   l.link_latency_ns = p->link_latency_ns;
   l.iteration_overhead_ns = p->iteration_overhead_ns;
-  l.wire_bytes_per_value = 2.0;
-  l.overlap_remote = 1;
   return l;
 }
 
@@ -217,8 +215,26 @@ infsim_status infsim_run_simulate(const infsim_run_params *p, const infsim_trace
   if (st != INFSIM_OK) return st;
   sc.sample_interval_ns = p->sample_interval_ns;
   sc.pcie_bytes_per_s = p->pcie_bytes_per_s;
-  sc.link_bytes_per_s = p->inter_node_bytes_per_s;
-  sc.link_latency_ns = p->link_latency_ns;
+  /* The network: an instance's GPUs reach their node's switch together
+   * (NVLink per GPU x GPUs), nodes reach each other through one NIC. */
+  int64_t per_node = p->gpus_per_node / layout.gpus_per_instance;
+  sc.topology = (infsim_topology){.instances = sc.sched.instances,
+                                  .instances_per_node = (int32_t)(per_node > 0 ? per_node : 1),
+                                  .nvlink_bytes_per_s = p->intra_node_bytes_per_s * (double)il.tp,
+                                  .nic_bytes_per_s = p->inter_node_bytes_per_s,
+                                  .pcie_bytes_per_s = p->pcie_bytes_per_s * (double)il.tp,
+                                  .nvlink_latency_ns = p->link_latency_ns,
+                                  .nic_latency_ns = p->link_latency_ns,
+                                  .pcie_latency_ns = p->link_latency_ns};
+  bool overlap = true;
+  sc.distattn = (infsim_distattn_shape){.heads = p->model.heads / il.tp, .head_dim = p->model.head_dim,
+                                        .layers = p->model.layers};
+  infsim_policy_infinite_wire(p->sched.policy_name, p->sched.policy_settings, &sc.distattn.wire_bytes_per_value,
+                              &overlap, &sc.gmanager_node);
+  sc.distattn.overlap = overlap;
+  if (sc.gmanager_node >= (sc.sched.instances + sc.topology.instances_per_node - 1) / sc.topology.instances_per_node)
+    return infsim_fail(err, INFSIM_EINPUT, "policy.gmanager_node: node %d does not exist (%d instances, %d a node)",
+                       (int)sc.gmanager_node, (int)sc.sched.instances, (int)sc.topology.instances_per_node);
   sc.record_iterations = p->record_iterations;
 
   infsim_run_result *res = calloc(1, sizeof *res);

@@ -302,6 +302,98 @@ static infsim_status fill_entries(infsim_sched *s, const instance *in, bool deco
   return INFSIM_OK;
 }
 
+/* The holder entry of instance j in the batch's list (added if new). */
+static infsim_batch_holder *holder_entry(infsim_sched *s, infsim_batch *b, int32_t j, infsim_error *err) {
+  for (int32_t i = 0; i < b->holder_count; i++)
+    if (s->holders[i].holder == j) return &s->holders[i];
+  if (b->holder_count == s->holder_capacity) {
+    int32_t cap = s->holder_capacity ? 2 * s->holder_capacity : 8;
+    infsim_batch_holder *h = realloc(s->holders, (size_t)cap * sizeof *h);
+    if (h == NULL) {
+      infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+      return NULL;
+    }
+    s->holders = h;
+    s->holder_capacity = cap;
+  }
+  infsim_batch_holder *e = &s->holders[b->holder_count++];
+  *e = (infsim_batch_holder){.holder = j};
+  b->holders = s->holders;
+  return e;
+}
+
+/* A prompt chunk of a split request: its earlier KV and its new KV per
+ * holder, from the block table (token order): O(blocks it covers). */
+static infsim_status add_split_chunk(infsim_sched *s, const instance *in, int32_t req, int64_t chunk,
+                                     infsim_batch *b, infsim_error *err) {
+  const req_sched *r = &s->rs[req];
+  int64_t n = 0;
+  const int64_t *ids = infsim_kv_table(s->kv, req, &n);
+  int64_t bt = s->p.block_tokens, first = r->prefilled, end = r->prefilled + chunk;
+  for (int64_t blk = 0; blk < n && blk * bt < end; blk++) {
+    int32_t j = infsim_kv_holder_of(s->kv, ids[blk]);
+    if (j == in->id || j >= s->n_instances) continue;
+    int64_t lo = blk * bt, hi = lo + bt;
+    int64_t before = (hi < first ? hi : first) - lo;               /* earlier tokens in this block */
+    int64_t written = (hi < end ? hi : end) - (lo > first ? lo : first); /* this chunk's tokens in it */
+    infsim_batch_holder *e = holder_entry(s, b, j, err);
+    if (e == NULL) return INFSIM_ENOMEM;
+    if (before > 0) {
+      e->prefill_context_tokens += before;
+      b->agg.prefill_attn_pairs -= chunk * before; /* those pairs are computed there */
+    }
+    if (written > 0) e->write_tokens += written;
+  }
+  for (int32_t i = 0; i < b->holder_count; i++)
+    if (s->holders[i].prefill_context_tokens > 0 || s->holders[i].write_tokens > 0) s->holders[i].prefill_tokens += chunk;
+  return INFSIM_OK;
+}
+
+/* DistAttention's share of a batch: the instance's split requests in it
+ * (KV partly at other instances) and the KV it holds for others. Only
+ * split requests cost anything: O(split requests x holders). */
+static infsim_status add_remote(infsim_sched *s, const instance *in, bool decode, infsim_batch *b, infsim_error *err) {
+  infsim_kv_counts c = infsim_kv_counts_of(s->kv, in->id);
+  b->agg.guest_requests = infsim_kv_guests(s->kv, in->id);
+  b->agg.guest_context_tokens = c.lent * s->p.block_tokens;
+  int64_t n_split = 0;
+  const int64_t *split = infsim_kv_split_requests(s->kv, in->id, &n_split);
+  enum { MAX_HOLDINGS = 64 };
+  int32_t pools[MAX_HOLDINGS];
+  int64_t blocks[MAX_HOLDINGS];
+  for (int64_t k = 0; k < n_split; k++) {
+    int32_t req = (int32_t)split[k];
+    const req_sched *r = &s->rs[req];
+    if (s->rec[req].state != INFSIM_REQ_RUNNING) continue;
+    if (decode && r->decoding) {
+      int32_t nh = infsim_kv_holdings(s->kv, req, pools, blocks, MAX_HOLDINGS);
+      if (nh > MAX_HOLDINGS) nh = MAX_HOLDINGS;
+      int64_t remote_tokens = 0, holders = 0;
+      for (int32_t i = 0; i < nh; i++) {
+        if (pools[i] >= s->n_instances) continue; /* host memory: not attended */
+        infsim_batch_holder *e = holder_entry(s, b, pools[i], err);
+        if (e == NULL) return INFSIM_ENOMEM;
+        e->decode_requests++;
+        e->decode_context_tokens += blocks[i] * s->p.block_tokens;
+        remote_tokens += blocks[i] * s->p.block_tokens;
+        holders++;
+      }
+      if (remote_tokens > b->agg.decode_context_tokens) remote_tokens = b->agg.decode_context_tokens;
+      b->agg.remote_requests++;
+      b->agg.remote_partials += holders;
+      b->agg.remote_context_tokens += remote_tokens;
+      b->agg.decode_context_tokens -= remote_tokens;
+      continue;
+    }
+    for (int32_t i = 0; i < in->chunk_count; i++)
+      if (in->chunks[i].req == req) {
+        infsim_status st = add_split_chunk(s, in, req, in->chunks[i].chunk_tokens, b, err);
+        if (st != INFSIM_OK) return st;
+      }
+  }
+  return INFSIM_OK;
+}
+
 /* Forms the next batch and offers it to the executor, if there is work. */
 static infsim_status start_batch(infsim_sched *s, instance *in, infsim_error *err) {
   infsim_status st;
@@ -349,6 +441,7 @@ static infsim_status start_batch(infsim_sched *s, instance *in, infsim_error *er
     bool admission_waits = preempted && (in->waiting.count > 0 || in->swapped.count > 0);
     b.steps = admission_waits ? 1 : decode_steps(s, in);
   }
+  if ((st = add_remote(s, in, decode, &b, err)) != INFSIM_OK) return st;
   b.swap_in_bytes = in->swap_in_bytes;
   b.swap_out_bytes = in->swap_out_bytes;
   in->swap_in_bytes = in->swap_out_bytes = 0;

@@ -579,3 +579,15 @@ bool infsim_policy_infinite_stats(const struct infsim_sched *s, infsim_distkv_st
   out->retries = c->retries;
   return true;
 }
+
+void infsim_policy_infinite_wire(const char *policy_name, const void *settings, double *wire_bytes_per_value,
+                                 bool *overlap, int32_t *gmanager_node) {
+  *wire_bytes_per_value = 2.0; /* fp16: the paper's sizes imply it (DESIGN.md) */
+  *overlap = true;
+  *gmanager_node = 0;
+  if (strcmp(policy_name, infsim_policy_infinite.name) != 0) return;
+  const infinite_settings *p = settings;
+  *wire_bytes_per_value = (double)p->wire_bytes_per_value;
+  *overlap = p->overlap;
+  *gmanager_node = p->gmanager_node;
+}

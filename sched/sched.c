@@ -102,6 +102,7 @@ void infsim_sched_free(infsim_sched *s) {
   free(s->rec);
   free(s->rs);
   free(s->entries);
+  free(s->holders);
   free(s);
 }
 

@@ -75,6 +75,8 @@ struct infsim_sched {
   infsim_sched_observer observer;
   infsim_batch_entry *entries; /* for executors that want them */
   int32_t entry_capacity;
+  infsim_batch_holder *holders; /* a batch's remote holders (DistAttention) */
+  int32_t holder_capacity;
 };
 
 /* instance.c */

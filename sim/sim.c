@@ -47,7 +47,12 @@ infsim_status infsim_sim_new(const infsim_sim_config *c, infsim_cost_model *cost
     infsim_sim_free(s);
     return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   }
-  infsim_status st = infsim_sched_new(&c->sched, trace->requests, trace->count, sim_executor_make(s),
+  infsim_status st = infsim_network_new_cluster(&c->topology, &s->net, err);
+  if (st != INFSIM_OK) {
+    infsim_sim_free(s);
+    return st;
+  }
+  st = infsim_sched_new(&c->sched, trace->requests, trace->count, sim_executor_make(s),
                                       sim_transport_make(s), &s->sched, err);
   if (st != INFSIM_OK) {
     infsim_sim_free(s);
@@ -65,6 +70,8 @@ void infsim_sim_free(infsim_sim *s) {
   free(s->exec);
   free(s->iterations);
   free(s->msgs);
+  free(s->net_done);
+  infsim_network_free(s->net);
   free(s->samples);
   infsim_event_heap_free(&s->heap);
   infsim_cost_model_destroy(&s->cost);
@@ -140,6 +147,7 @@ infsim_status infsim_sim_run(infsim_sim *s, infsim_error *err) {
   infsim_event ev;
   while (infsim_event_heap_pop(&s->heap, &ev)) {
     if (ev.priority == EV_ITERATION_DONE && !sim_executor_current(s, ev.target, (uint32_t)ev.arg)) continue;
+    if (ev.priority == EV_MESSAGE && ev.target == NETWORK_TARGET && (uint32_t)ev.arg != s->net_generation) continue;
     if (ev.priority == EV_SAMPLE && infsim_sched_all_done(s->sched) && s->next_arrival >= t->count) continue;
     assert(ev.time_ns >= s->now_ns); /* time never goes back */
     s->now_ns = ev.time_ns;
@@ -152,6 +160,10 @@ infsim_status infsim_sim_run(infsim_sim *s, infsim_error *err) {
         break;
       }
       case EV_MESSAGE: {
+        if (ev.target == NETWORK_TARGET) {
+          st = sim_transport_network_event(s, (uint32_t)ev.arg, err);
+          break;
+        }
         int64_t sent_ns = 0;
         infsim_msg msg = sim_transport_take(s, (int32_t)ev.arg, &sent_ns);
         if (msg.kind != INFSIM_MSG_TIMER) infsim_timeline_message(s->c.timeline, &msg, sent_ns, s->now_ns);
@@ -204,6 +216,10 @@ const infsim_iteration_row *infsim_sim_iterations(const infsim_sim *s, size_t *c
 }
 
 const infsim_run_counters *infsim_sim_counters(const infsim_sim *s) { return &s->counters; }
+
+const infsim_network *infsim_sim_network(const infsim_sim *s) { return s->net; }
+
+const infsim_sched *infsim_sim_sched(const infsim_sim *s) { return s->sched; }
 
 int64_t infsim_sim_sample_interval_used_ns(const infsim_sim *s) { return s->sample_interval_ns; }
 

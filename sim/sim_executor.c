@@ -11,12 +11,59 @@
 ** than wrapping or clamping.
 */
 #include <assert.h>
+#include <math.h>
 #include <stdlib.h>
 
 #include "sim_internal.h"
 
 static int64_t decode_run_ns(const infsim_sim *s, const sim_exec_instance *x, int64_t steps) {
-  return infsim_cost_decode_run_ns(&s->cost, &x->run, x->first_context, steps);
+  int64_t base = infsim_cost_decode_run_ns(&s->cost, &x->run, x->first_context, steps);
+  if (x->distattn_step_ns <= 0.0 || base == INT64_MAX) return base;
+  double extra = (double)steps * x->distattn_step_ns;
+  return extra < 9.2e18 - (double)base ? base + (int64_t)llround(extra) : INT64_MAX;
+}
+
+/* What DistAttention adds to one step of the batch, all layers (distattn.h):
+ * on the owner's side, the remote path beyond what local attention hides
+ * (or all of it without overlap) and the merge, for its decoding requests
+ * and prompt chunks with KV at other instances; on the holder's side, the
+ * micro-attention it computes for its guests. Remote KV does not grow over
+ * a run of steps (new tokens go to the owner's blocks), so the first
+ * step's figure is used for every step of the run; the local attention it
+ * is set against grows, so this is an upper bound that stays within one
+ * step's growth. */
+static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b) {
+  const infsim_batch_agg *a = &b->agg;
+  const infsim_cost_curves *c = &s->cost.curves;
+  const infsim_distattn_shape *shape = &s->c.distattn;
+  double extra = infsim_distattn_creditor_step_ns(c, shape, a->guest_requests, a->guest_context_tokens);
+  if (b->holder_count == 0) return extra;
+  enum { MAX_HOLDERS = 64 };
+  infsim_distattn_holder dec[MAX_HOLDERS], pre[MAX_HOLDERS];
+  int k = 0;
+  bool prefill = false;
+  double kv_bytes_per_token_layer = 2.0 * (double)s->cost.model.kv_heads * (double)s->cost.model.head_dim *
+                                    (double)s->cost.model.dtype_bytes;
+  for (int32_t i = 0; i < b->holder_count && k < MAX_HOLDERS; i++, k++) {
+    const infsim_batch_holder *h = &b->holders[i];
+    double bw = 0;
+    int64_t lat = 0;
+    sim_transport_route(s, b->instance, h->holder, &bw, &lat);
+    dec[k] = (infsim_distattn_holder){h->decode_requests, h->decode_context_tokens, bw, lat, 0};
+    pre[k] = (infsim_distattn_holder){h->prefill_tokens, h->prefill_context_tokens, bw, lat,
+                                      (int64_t)((double)h->write_tokens * kv_bytes_per_token_layer)};
+    prefill |= h->prefill_tokens > 0;
+  }
+  if (a->remote_requests > 0) {
+    infsim_distattn_layer l = infsim_distattn_decode_layer(c, shape, a->decode_requests, a->decode_context_tokens,
+                                                           a->remote_requests, dec, k);
+    extra += (double)shape->layers * (l.attention_ns - l.local_ns);
+  }
+  if (prefill && a->prefill_tokens > 0) {
+    infsim_distattn_layer l = infsim_distattn_prefill_layer(c, shape, a->prefill_tokens, a->prefill_attn_pairs, pre, k);
+    extra += (double)shape->layers * (l.attention_ns - l.local_ns);
+  }
+  return extra;
 }
 
 static infsim_status time_overflow(const infsim_batch *b, int64_t now_ns, infsim_error *err) {
@@ -56,9 +103,13 @@ static infsim_status exec_submit(void *self, const infsim_batch *b, int64_t now_
                           infsim_cost_transfer_ns(b->swap_in_bytes, s->c.pcie_bytes_per_s, 0));
   int64_t compute;
   x->decode_only = b->agg.prefill_tokens == 0;
+  x->distattn_step_ns = distattn_step_ns(s, b);
   if (!x->decode_only) {
     assert(b->steps == 1);
     compute = infsim_cost_iteration_ns(&s->cost, &b->agg);
+    if (compute != INT64_MAX && x->distattn_step_ns > 0.0)
+      compute = x->distattn_step_ns < 9.2e18 - (double)compute ? compute + (int64_t)llround(x->distattn_step_ns)
+                                                               : INT64_MAX;
   } else {
     infsim_cost_decode_run_init(&s->cost, b->agg.decode_requests, &x->run);
     x->first_context = b->agg.decode_context_tokens;

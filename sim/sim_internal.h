@@ -11,7 +11,9 @@
 
 /* Event priorities at equal time: finished batches free memory before
  * messages and arrivals look for it; samples see the state after all. */
-enum { EV_ITERATION_DONE = 0, EV_MESSAGE = 1, EV_ARRIVAL = 2, EV_SAMPLE = 3 };
+enum { EV_ITERATION_DONE = 0, EV_MESSAGE = 1, EV_NETWORK = 1, EV_ARRIVAL = 2, EV_SAMPLE = 3 };
+/* EV_NETWORK shares EV_MESSAGE's priority; the two are told apart by target. */
+enum { NETWORK_TARGET = -3 };
 
 /* The simulated executor's view of one instance's batch in flight. */
 typedef struct {
@@ -21,6 +23,7 @@ typedef struct {
   int64_t steps;
   int64_t first_context;
   infsim_decode_run run; /* cost of its decode steps (decode-only batches) */
+  double distattn_step_ns; /* DistAttention's extra per step, both sides (priced at the first step) */
   bool decode_only;
   infsim_batch_agg agg; /* its first step's aggregates (timelines) */
   int64_t row; /* its iterations.csv row, or -1 */
@@ -47,6 +50,12 @@ struct infsim_sim {
   size_t n_iterations;
   size_t cap_iterations;
   /* transport */
+  infsim_network *net;
+  uint32_t net_generation;  /* the live EV_NETWORK event's */
+  int64_t net_scheduled_ns; /* its time, or INT64_MAX */
+  int64_t *net_done;        /* slots of messages whose flows ended, to deliver */
+  size_t n_net_done;
+  size_t cap_net_done;
   msg_slot *msgs;
   int32_t msg_capacity;
   int32_t msg_free;
@@ -70,5 +79,10 @@ bool sim_executor_current(const infsim_sim *s, int32_t instance, uint32_t genera
 infsim_transport sim_transport_make(infsim_sim *s);
 /* Takes the message of an EV_MESSAGE event out of the pool. */
 infsim_msg sim_transport_take(infsim_sim *s, int32_t slot, int64_t *sent_ns);
+/* An EV_NETWORK event: advances the network to now, delivering the
+ * messages whose flows ended, and schedules the next. */
+infsim_status sim_transport_network_event(infsim_sim *s, uint32_t generation, infsim_error *err);
+/* The route's bandwidth (its narrowest link) and latency between two instances. */
+void sim_transport_route(const infsim_sim *s, int32_t src, int32_t dst, double *bytes_per_s, int64_t *latency_ns);
 
 #endif

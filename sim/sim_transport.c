@@ -1,14 +1,23 @@
 /*
-** sim_transport.c: the simulated transport (transport.h): a message is
-** delivered as an engine event after the link latency plus its bytes over
-** the link between instances. Messages in flight live in a pool with a
-** free list, so a message costs no allocation once the pool has grown.
+** sim_transport.c: the simulated transport (transport.h) over the
+** simulated network (network.h): every message is a flow of its bytes
+** along the route between its endpoints, sharing links max-min fairly with
+** the flows in flight, and is delivered when the flow ends (its route's
+** latency plus its bytes at its share of the links). The gManager is an
+** endpoint at its node's host memory. Timers bypass the network.
+**
+** Messages in flight live in a pool with a free list, so a message costs no
+** allocation once the pool has grown. The network changes rates only when a
+** flow starts or ends; one EV_NETWORK event stands at the next such time,
+** and a generation number drops events made stale by a newer flow.
 */
 #include <stdlib.h>
 
 #include "sim_internal.h"
 
-static infsim_status put(infsim_sim *s, const infsim_msg *msg, int64_t now_ns, int64_t at_ns, infsim_error *err) {
+/* A pool slot for msg, sent at now_ns. */
+static infsim_status take_slot(infsim_sim *s, const infsim_msg *msg, int64_t now_ns, int32_t *out,
+                               infsim_error *err) {
   if (s->msg_free < 0) {
     int32_t cap = s->msg_capacity ? 2 * s->msg_capacity : 64;
     msg_slot *slots = realloc(s->msgs, (size_t)cap * sizeof *slots);
@@ -22,7 +31,8 @@ static infsim_status put(infsim_sim *s, const infsim_msg *msg, int64_t now_ns, i
   s->msg_free = s->msgs[slot].next_free;
   s->msgs[slot].msg = *msg;
   s->msgs[slot].sent_ns = now_ns;
-  return infsim_event_heap_push(&s->heap, at_ns, EV_MESSAGE, msg->dst, slot, err);
+  *out = slot;
+  return INFSIM_OK;
 }
 
 infsim_msg sim_transport_take(infsim_sim *s, int32_t slot, int64_t *sent_ns) {
@@ -33,24 +43,101 @@ infsim_msg sim_transport_take(infsim_sim *s, int32_t slot, int64_t *sent_ns) {
   return m;
 }
 
+/* The network endpoint of a transport endpoint. */
+static int32_t endpoint_of(const infsim_sim *s, int32_t e) {
+  if (e == INFSIM_ENDPOINT_GMANAGER) return s->n_instances + s->c.gmanager_node;
+  return e;
+}
+
+/* Keeps one live EV_NETWORK event at the network's next change. */
+static infsim_status reschedule(infsim_sim *s, infsim_error *err) {
+  int64_t next = infsim_network_next_ns(s->net);
+  if (next == s->net_scheduled_ns) return INFSIM_OK;
+  s->net_scheduled_ns = next;
+  s->net_generation++;
+  if (next == INT64_MAX) return INFSIM_OK;
+  return infsim_event_heap_push(&s->heap, next, EV_NETWORK, NETWORK_TARGET, s->net_generation, err);
+}
+
 static infsim_status net_send(void *self, const infsim_msg *msg, int64_t now_ns, infsim_error *err) {
   infsim_sim *s = self;
-  int64_t delay = infsim_cost_transfer_ns(msg->bytes, s->c.link_bytes_per_s, s->c.link_latency_ns);
-  if (msg->bytes <= 0) delay = s->c.link_latency_ns;
-  s->bytes_sent += msg->bytes;
-  return put(s, msg, now_ns, now_ns + delay, err);
+  int32_t slot = 0;
+  infsim_status st = take_slot(s, msg, now_ns, &slot, err);
+  if (st != INFSIM_OK) return st;
+  s->bytes_sent += msg->bytes > 0 ? msg->bytes : 0;
+  int32_t path[INFSIM_NET_MAX_PATH];
+  int len = infsim_network_route(s->net, endpoint_of(s, msg->src), endpoint_of(s, msg->dst), path);
+  if (len == 0) /* to itself: no link to cross */
+    return infsim_event_heap_push(&s->heap, now_ns, EV_MESSAGE, msg->dst, slot, err);
+  int64_t id = 0;
+  st = infsim_network_add_flow(s->net, msg->bytes > 0 ? msg->bytes : 0, path, len, now_ns, 0.0, slot, &id, err);
+  if (st != INFSIM_OK) return st;
+  return reschedule(s, err);
 }
 
 static infsim_status net_timer(void *self, const infsim_msg *msg, int64_t at_ns, infsim_error *err) {
+  infsim_sim *s = self;
   infsim_msg m = *msg;
   m.dst = m.src;
-  infsim_sim *s = self;
-  return put(s, &m, s->now_ns, at_ns, err);
+  int32_t slot = 0;
+  infsim_status st = take_slot(s, &m, s->now_ns, &slot, err);
+  if (st != INFSIM_OK) return st;
+  return infsim_event_heap_push(&s->heap, at_ns, EV_MESSAGE, m.dst, slot, err);
 }
 
 static int64_t net_bytes_sent(const void *self) { return ((const infsim_sim *)self)->bytes_sent; }
 
+static void flow_done(void *ctx, int64_t id, int64_t tag, int64_t at_ns) {
+  (void)id;
+  (void)at_ns;
+  infsim_sim *s = ctx;
+  if (s->n_net_done == s->cap_net_done) {
+    size_t cap = s->cap_net_done ? 2 * s->cap_net_done : 64;
+    int64_t *p = realloc(s->net_done, cap * sizeof *p);
+    if (p == NULL) abort(); /* a lost completion would hang the run: fail loudly */
+    s->net_done = p;
+    s->cap_net_done = cap;
+  }
+  s->net_done[s->n_net_done++] = tag;
+}
+
+infsim_status sim_transport_network_event(infsim_sim *s, uint32_t generation, infsim_error *err) {
+  if (generation != s->net_generation) return INFSIM_OK; /* stale */
+  s->net_scheduled_ns = INT64_MAX;
+  s->n_net_done = 0;
+  infsim_network_advance(s->net, s->now_ns, flow_done, s);
+  infsim_status st = INFSIM_OK;
+  /* Deliver in completion order; a delivery may send more (a new flow). */
+  size_t n = s->n_net_done;
+  int64_t *done = malloc((n ? n : 1) * sizeof *done);
+  if (done == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  for (size_t i = 0; i < n; i++) done[i] = s->net_done[i];
+  for (size_t i = 0; i < n && st == INFSIM_OK; i++) {
+    int64_t sent_ns = 0;
+    infsim_msg msg = sim_transport_take(s, (int32_t)done[i], &sent_ns);
+    infsim_timeline_message(s->c.timeline, &msg, sent_ns, s->now_ns);
+    st = infsim_sched_deliver(s->sched, &msg, s->now_ns, err);
+  }
+  free(done);
+  if (st != INFSIM_OK) return st;
+  return reschedule(s, err);
+}
+
+void sim_transport_route(const infsim_sim *s, int32_t src, int32_t dst, double *bytes_per_s, int64_t *latency_ns) {
+  int32_t path[INFSIM_NET_MAX_PATH];
+  int len = infsim_network_route(s->net, src, dst, path);
+  *bytes_per_s = 0.0;
+  *latency_ns = 0;
+  for (int i = 0; i < len; i++) {
+    infsim_link_info l = infsim_network_link(s->net, path[i]);
+    if (*bytes_per_s == 0.0 || l.bytes_per_s < *bytes_per_s) *bytes_per_s = l.bytes_per_s;
+    *latency_ns += l.latency_ns;
+  }
+  if (*bytes_per_s == 0.0) *bytes_per_s = 1e18; /* the same instance: no link */
+}
+
 infsim_transport sim_transport_make(infsim_sim *s) {
   s->msg_free = -1;
+  s->net_scheduled_ns = INT64_MAX;
   return (infsim_transport){.self = s, .send = net_send, .timer = net_timer, .bytes_sent = net_bytes_sent};
 }

@@ -22,6 +22,10 @@ typedef struct {
   int64_t remote_requests;       /* requests with part of their KV remote */
   int64_t remote_context_tokens; /* KV tokens attended remotely (sum over holders) */
   int64_t remote_partials;       /* (request, holder) pairs whose partials are merged */
+  /* DistAttention, creditor side: KV this instance holds for requests
+   * owned elsewhere, whose micro-attention it computes in its iterations. */
+  int64_t guest_requests;
+  int64_t guest_context_tokens;
 } infsim_batch_agg;
 
 #endif

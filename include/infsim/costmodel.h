@@ -4,7 +4,7 @@
 ** The cost of an iteration is a function of the batch's aggregates, never
 ** of a per-request list, so it is O(1) whatever the batch size (DESIGN.md):
 ** prefill tokens, prefill attention pairs, decode requests and their summed
-** context, and per remote KV holder the same decode aggregates.
+** context; DistAttention's per-holder part is distattn.h's.
 **
 ** Decode-only runs (the same requests, contexts one token longer each
 ** step) are priced in closed form where the curves allow, so simulating k
@@ -78,9 +78,6 @@ typedef struct {
   double pp_link_bytes_per_s; /* link between stages (NIC when stages span nodes) */
   int64_t link_latency_ns;
   int64_t iteration_overhead_ns; /* scheduler + sampling per iteration (CPU side) */
-  double wire_bytes_per_value;   /* DistAttention partial precision on the wire (2 = fp16) */
-  double remote_link_bytes_per_s; /* link to remote KV holders */
-  int overlap_remote;            /* 1: remote MA overlaps local work (paper, sec. 4) */
 } infsim_instance_layout;
 
 typedef struct {

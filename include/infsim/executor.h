@@ -32,12 +32,25 @@ typedef struct {
   int64_t context_tokens; /* KV tokens before this part (its cached prefix) */
 } infsim_batch_entry;
 
+/* KV of this batch's requests held by another instance (DistAttention):
+ * the owner sends queries there and merges the partials that come back. */
+typedef struct {
+  int32_t holder;
+  int64_t decode_requests;       /* decoding requests with blocks there */
+  int64_t decode_context_tokens; /* their KV tokens there */
+  int64_t prefill_tokens;        /* query tokens of prompt chunks with earlier KV there */
+  int64_t prefill_context_tokens; /* that earlier KV, tokens */
+  int64_t write_tokens;          /* new prompt KV stored there (moved over the link) */
+} infsim_batch_holder;
+
 typedef struct {
   int32_t instance;
-  infsim_batch_agg agg; /* the first step's aggregates */
+  infsim_batch_agg agg; /* the first step's aggregates; decode_context_tokens counts local KV only */
+  const infsim_batch_holder *holders; /* remote holders of the batch's KV (none: NULL) */
+  int32_t holder_count;
   /* Identical decode steps (>= 1 when decode_requests > 0, else 1): step j
    * attends agg.decode_context_tokens + j x agg.decode_requests tokens. */
-  int64_t steps;
+  int64_t steps; /* remote KV stays put over the steps: new tokens go to the owner's blocks */
   int64_t swap_in_bytes;  /* KV brought back from host memory before the batch */
   int64_t swap_out_bytes; /* KV sent to host memory (preemption by swap) */
   const infsim_batch_entry *entries; /* NULL unless the executor wants them */

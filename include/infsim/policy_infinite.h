@@ -32,6 +32,13 @@ typedef struct {
   int64_t gmanager_rebuilds;
 } infsim_distkv_stats;
 
+/* What the simulated executor and transport need of the policy's
+ * settings: DistAttention's wire precision (bytes per value) and overlap,
+ * and the node whose host runs the gManager. Defaults (fp16, overlap,
+ * node 0) for any other policy. */
+void infsim_policy_infinite_wire(const char *policy_name, const void *settings, double *wire_bytes_per_value,
+                                 bool *overlap, int32_t *gmanager_node);
+
 /* The counters of a scheduler running infinite-llm; false for any other policy. */
 bool infsim_policy_infinite_stats(const struct infsim_sched *s, infsim_distkv_stats *out);
 

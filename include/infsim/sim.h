@@ -16,6 +16,8 @@
 #include <stdint.h>
 
 #include "infsim/costmodel.h"
+#include "infsim/distattn.h"
+#include "infsim/network.h"
 #include "infsim/sched.h"
 #include "infsim/status.h"
 #include "infsim/timeline.h"
@@ -29,8 +31,9 @@ typedef struct {
   int64_t sample_interval_ns;
   int64_t max_samples_per_instance; /* 0: INFSIM_MAX_SAMPLES_PER_INSTANCE */
   double pcie_bytes_per_s;          /* host <-> GPU, for swapped KV */
-  double link_bytes_per_s;          /* between instances (the simulated transport) */
-  int64_t link_latency_ns;
+  infsim_topology topology;         /* the simulated network's links */
+  int32_t gmanager_node;            /* whose host memory endpoint the gManager is */
+  infsim_distattn_shape distattn;   /* DistAttention's wire and overlap (infinite-llm) */
   bool record_iterations;           /* keep one row per batch (iterations.csv) */
   struct infsim_timeline *timeline; /* borrowed; NULL: none */
 } infsim_sim_config;
@@ -63,5 +66,8 @@ const infsim_run_counters *infsim_sim_counters(const infsim_sim *s);
 int64_t infsim_sim_sample_interval_used_ns(const infsim_sim *s);
 /* "roofline:GPU" or "calibrated:PROFILE". */
 const char *infsim_sim_cost_model_name(const infsim_sim *s);
+/* The simulated network (links.csv) and the scheduler (policy counters). */
+const infsim_network *infsim_sim_network(const infsim_sim *s);
+const infsim_sched *infsim_sim_sched(const infsim_sim *s);
 
 #endif
