@@ -35,7 +35,7 @@ static void on_signal(int sig) {
 static const char k_usage[] =
     "usage: mpirun -np N infsim cluster CONFIG.yaml --trace FILE --out DIR [--executor cuda|cpu]\n"
     "                      [--transport nccl|mpi] [--set key=value]... [--seed N] [--timeout S]\n"
-    "                      [--kv-blocks N] [--no-graphs] [--quiet]\n"
+    "                      [--kv-blocks N] [--no-graphs] [--verify] [--quiet]\n"
     "\n"
     "Runs the scheduler of `infsim run` on real kernels, one MPI rank per instance (N =\n"
     "cluster.instances), replaying the trace's arrivals on the wall clock, and writes the same\n"
@@ -48,6 +48,8 @@ static const char k_usage[] =
     "  --timeout S      a batch or a rank silent longer than S seconds is a fault (default 120)\n"
     "  --kv-blocks N    KV blocks per instance (default: the run's sizing; at most 4096 on cpu)\n"
     "  --no-graphs      cuda: launch decode steps kernel by kernel instead of as CUDA graphs\n"
+    "  --verify         also run every batch request by request on a twin model and fail when a\n"
+    "                   request's numbers differ (checks numbers, not speed: times include it)\n"
     "\n"
     "Exit codes: 0 ok, 1 run failed (results so far written), 2 bad input, 77 no GPU for cuda.\n";
 
@@ -87,6 +89,8 @@ int infsim_cmd_cluster(int argc, char **argv) {
       quiet = 1;
     } else if (strcmp(a, "--no-graphs") == 0) {
       o.decode_graphs = false;
+    } else if (strcmp(a, "--verify") == 0) {
+      o.verify = true;
     } else if (strcmp(a, "--trace") == 0) {
       args.trace_path = argv[++i];
     } else if (strcmp(a, "--out") == 0) {

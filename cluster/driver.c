@@ -184,7 +184,7 @@ static infsim_status drive(const infsim_run_setup *setup, const infsim_cluster_o
 
 static infsim_status run_rank0(const infsim_run_setup *setup, const infsim_cluster_opts *o,
                                const infsim_sched_params *sp, infsim_ctransport *t, infsim_cmodel *model,
-                               infsim_run_result **out, infsim_error *err) {
+                               infsim_cmodel *shadow, infsim_run_result **out, infsim_error *err) {
   const infsim_trace *trace = infsim_run_setup_trace(setup);
   const infsim_run_params *p = infsim_run_setup_params(setup);
   icl_loop loop = {0};
@@ -194,7 +194,7 @@ static infsim_status run_rank0(const infsim_run_setup *setup, const infsim_clust
   int64_t events = 0;
   MPI_Barrier(MPI_COMM_WORLD);
   double t0 = infsim_cluster_now_s();
-  infsim_status st = infsim_cexec_new(t, model, trace->requests, trace->count, t0, &x, err);
+  infsim_status st = infsim_cexec_new(t, model, shadow, trace->requests, trace->count, t0, &x, err);
   infsim_transport net = {.self = &loop, .send = loop_send, .timer = loop_timer, .bytes_sent = loop_bytes};
   if (st == INFSIM_OK)
     st = infsim_sched_new(sp, trace->requests, trace->count, infsim_cexec_seam(x), net, &s, err);
@@ -268,9 +268,10 @@ infsim_status infsim_cluster_run(const infsim_run_setup *setup, const infsim_clu
     return st;
   infsim_kernels *k = NULL;
   infsim_ctransport *t = NULL;
-  infsim_cmodel *model = NULL;
+  infsim_cmodel *model = NULL, *shadow = NULL;
   st = infsim_kernels_open(o->executor, &k, err);
   if (st == INFSIM_OK) st = infsim_cmodel_new(k, &mp, &model, err);
+  if (st == INFSIM_OK && o->verify) st = infsim_cmodel_new(k, &mp, &shadow, err);
   /* Every rank must be ready (or know that one failed) before the clock starts. */
   int ok = st == INFSIM_OK, all_ok = 0;
   MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
@@ -278,14 +279,15 @@ infsim_status infsim_cluster_run(const infsim_run_setup *setup, const infsim_clu
   if (st == INFSIM_OK) st = infsim_ctransport_open(o->transport, k, o->timeout_s, &t, err);
   if (st == INFSIM_OK) {
     if (rank == 0) {
-      st = run_rank0(setup, o, &sp, t, model, out, err);
+      st = run_rank0(setup, o, &sp, t, model, shadow, out, err);
     } else {
       MPI_Barrier(MPI_COMM_WORLD);
       infsim_cexec_fault hook = {.kind = (int)o->fault, .after = rank == o->fault_rank ? o->fault_after : -1};
-      st = infsim_cexec_serve(t, model, &hook, err);
+      st = infsim_cexec_serve(t, model, shadow, &hook, err);
     }
   }
   infsim_ctransport_close(t);
+  infsim_cmodel_free(shadow);
   infsim_cmodel_free(model);
   infsim_kernels_close(k);
   return st;

@@ -53,6 +53,7 @@ typedef struct {
   infsim_status status;
   infsim_error err;
   infsim_cmodel *model;
+  infsim_cmodel *shadow; /* NULL unless verifying */
 } icl_local;
 
 typedef struct {
@@ -82,7 +83,8 @@ struct infsim_cexec {
 static int64_t now_ns(const infsim_cexec *x) { return (int64_t)((infsim_cluster_now_s() - x->t0_s) * 1e9); }
 
 /* Runs one wire batch on m and waits for the device. */
-static infsim_status run_wire(infsim_cmodel *m, const char *buf, int64_t bytes, infsim_error *err) {
+static infsim_status run_wire(infsim_cmodel *m, infsim_cmodel *shadow, const char *buf, int64_t bytes,
+                              infsim_error *err) {
   icl_wire_head h;
   if (bytes < (int64_t)sizeof h) return infsim_fail(err, INFSIM_ERUN, "cluster: short batch message");
   memcpy(&h, buf, sizeof h);
@@ -112,7 +114,10 @@ static infsim_status run_wire(infsim_cmodel *m, const char *buf, int64_t bytes, 
                                     .slot_count = w.slot_count};
     at += w.slot_count;
   }
-  if (st == INFSIM_OK) st = infsim_cmodel_forward(m, parts, h.count, NULL, err);
+  /* With a shadow (--verify) the parts also run one by one and are
+   * compared, inside the batch's measured time: verified runs check
+   * numbers, not speed. */
+  if (st == INFSIM_OK) st = infsim_cmodel_forward_verified(m, shadow, parts, h.count, err);
   if (st == INFSIM_OK) st = infsim_kernels_sync(infsim_cmodel_kernels(m), err);
   free(parts);
   free(slots);
@@ -127,7 +132,7 @@ static void *local_main(void *arg) {
     if (l->stop) break;
     pthread_mutex_unlock(&l->mu);
     infsim_error err;
-    infsim_status st = run_wire(l->model, l->buf, l->buf_bytes, &err);
+    infsim_status st = run_wire(l->model, l->shadow, l->buf, l->buf_bytes, &err);
     double end = infsim_cluster_now_s();
     pthread_mutex_lock(&l->mu);
     l->has_work = false;
@@ -146,8 +151,9 @@ static int64_t wire_cap_for(const infsim_cmodel_params *p) {
 
 static infsim_status submit(void *self, const infsim_batch *batch, int64_t now, int64_t *end_ns, infsim_error *err);
 
-infsim_status infsim_cexec_new(infsim_ctransport *t, infsim_cmodel *local, const infsim_trace_request *requests,
-                               size_t count, double t0_s, infsim_cexec **out, infsim_error *err) {
+infsim_status infsim_cexec_new(infsim_ctransport *t, infsim_cmodel *local, infsim_cmodel *shadow,
+                               const infsim_trace_request *requests, size_t count, double t0_s, infsim_cexec **out,
+                               infsim_error *err) {
   *out = NULL;
   infsim_cexec *x = calloc(1, sizeof *x);
   if (!x) return infsim_fail(err, INFSIM_ENOMEM, "cluster: out of memory");
@@ -161,6 +167,7 @@ infsim_status infsim_cexec_new(infsim_ctransport *t, infsim_cmodel *local, const
   x->wire = malloc((size_t)x->wire_cap);
   x->local.buf = malloc((size_t)x->wire_cap);
   x->local.model = local;
+  x->local.shadow = shadow;
   if (!x->inst || !x->wire || !x->local.buf) {
     infsim_cexec_free(x);
     return infsim_fail(err, INFSIM_ENOMEM, "cluster: out of memory");
@@ -401,8 +408,8 @@ static void injected_fault(const infsim_cexec_fault *fault, int32_t rank) {
   for (;;) sleep(60);
 }
 
-infsim_status infsim_cexec_serve(infsim_ctransport *t, infsim_cmodel *m, const infsim_cexec_fault *fault,
-                                 infsim_error *err) {
+infsim_status infsim_cexec_serve(infsim_ctransport *t, infsim_cmodel *m, infsim_cmodel *shadow,
+                                 const infsim_cexec_fault *fault, infsim_error *err) {
   int64_t served = 0;
   int64_t cap = wire_cap_for(infsim_cmodel_params_of(m));
   char *buf = malloc((size_t)cap);
@@ -425,7 +432,7 @@ infsim_status infsim_cexec_serve(infsim_ctransport *t, infsim_cmodel *m, const i
     icl_wire_done d = {0};
     memcpy(&d.seq, buf, sizeof d.seq);
     infsim_error run_err = {0};
-    d.status = run_wire(m, buf, bytes, &run_err);
+    d.status = run_wire(m, shadow, buf, bytes, &run_err);
     if (d.status != INFSIM_OK) memcpy(d.msg, run_err.msg, sizeof d.msg);
     st = infsim_ctransport_send(t, 0, ICL_TAG_DONE, &d, sizeof d, err);
     if (st != INFSIM_OK) break;

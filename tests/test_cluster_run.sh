@@ -8,9 +8,11 @@
 # - 1, per instance: nothing lost or run twice between the scheduler and the
 # ranks); `infsim compare` against `infsim run` of the same config prints
 # every row and draws its plot; a rank that hangs is named within the
-# timeout and the results so far are written; bad input exits 2. The
-# attention the ranks compute is checked by test_cluster_model and
-# test_cluster_mpi. Skips (77) without mpirun or cluster mode.
+# timeout and the results so far are written; bad input exits 2. With
+# --verify every batch the ranks run is also run request by request on a
+# twin model and must agree bit for bit (the attention itself is checked
+# against a naive reference by test_cluster_model and test_cluster_mpi).
+# Skips (77) without mpirun or cluster mode.
 set -u
 INFSIM=${INFSIM:?INFSIM must name the built CLI}
 command -v mpirun >/dev/null || { echo "mpirun not found: skipped"; exit 77; }
@@ -43,7 +45,7 @@ YAML
 printf 'arrival_time_s,prompt_tokens,output_tokens\n0,24,6\n0.01,40,5\n0.02,16,9\n0.04,33,4\n0.05,20,7\n0.07,48,3\n0.08,12,8\n0.1,30,5\n' >"$W/t.csv"
 
 timeout 300 mpirun -np 2 --oversubscribe "$INFSIM" cluster "$W/c.yaml" --trace "$W/t.csv" --out "$W/cl" \
-  --executor cpu --transport mpi --timeout 60 >"$W/log" 2>&1
+  --executor cpu --transport mpi --timeout 60 --verify >"$W/log" 2>&1
 rc=$?
 [ "$rc" -eq 0 ] || { cat "$W/log"; fail "cluster run exited $rc"; }
 python3 - "$W/cl" "$W/t.csv" <<'PY' || fail "cluster outputs break an invariant"

@@ -59,8 +59,9 @@ static int check(void) {
   infsim_model_shape tiny = k_tiny;
   infsim_cmodel_params p;
   infsim_cmodel_params_from_shape(&tiny, 16, 32, 256, 8, 8, &p, &err);
-  infsim_cmodel *mc, *mg;
-  if (infsim_cmodel_new(kc, &p, &mc, &err) != INFSIM_OK || infsim_cmodel_new(kg, &p, &mg, &err) != INFSIM_OK)
+  infsim_cmodel *mc, *mg, *twin;
+  if (infsim_cmodel_new(kc, &p, &mc, &err) != INFSIM_OK || infsim_cmodel_new(kg, &p, &mg, &err) != INFSIM_OK ||
+      infsim_cmodel_new(kg, &p, &twin, &err) != INFSIM_OK)
     return die("model", &err);
   int32_t sa[] = {5, 0, 17, 9}, sb[] = {2, 11, 30}, sc[] = {23, 1, 14, 6};
   infsim_cmodel_part pre[] = {{.req = 0, .prompt_tokens = 37, .query_tokens = 37, .slots = sa, .slot_count = 4},
@@ -79,8 +80,9 @@ static int check(void) {
       }
       rows = 3;
     }
+    /* On CUDA each batch is also checked request by request on a twin. */
     if (infsim_cmodel_forward(mc, parts, 3, NULL, &err) != INFSIM_OK ||
-        infsim_cmodel_forward(mg, parts, 3, NULL, &err) != INFSIM_OK)
+        infsim_cmodel_forward_verified(mg, twin, parts, 3, &err) != INFSIM_OK)
       return die("forward", &err);
     if (infsim_cmodel_hidden(mc, hc, &err) != INFSIM_OK || infsim_cmodel_hidden(mg, hg, &err) != INFSIM_OK)
       return die("hidden", &err);
@@ -92,6 +94,7 @@ static int check(void) {
   printf("check: %lld decode steps replayed as CUDA graphs\n", replays);
   infsim_cmodel_free(mc);
   infsim_cmodel_free(mg);
+  infsim_cmodel_free(twin);
   infsim_kernels_close(kc);
   infsim_kernels_close(kg);
   /* Two layers of bf16 GEMMs with different summation orders: a few bf16 ulps. */

@@ -36,6 +36,7 @@ typedef struct {
   double timeout_s;   /* > 0: a batch or a message later than this is a fault */
   int64_t kv_blocks;  /* KV blocks per instance; 0: the run's sizing, at most INFSIM_CLUSTER_CPU_BLOCKS on cpu */
   bool decode_graphs; /* cuda: replay decode steps as CUDA graphs */
+  bool verify;        /* every batch also runs request by request on a twin model and must agree (slow) */
   /* Set asynchronously (SIGTERM, SIGINT) to stop the run, keeping results. */
   const volatile sig_atomic_t *interrupted;
   infsim_cluster_fault fault;

@@ -37,10 +37,12 @@
 typedef struct infsim_cexec infsim_cexec;
 
 /* instances == the transport's ranks; local is rank 0's model (instance
- * 0); requests give each request's prompt length (borrowed). t0_s is the
+ * 0), shadow NULL or its verification twin (infsim_cmodel_forward_verified);
+ * requests give each request's prompt length (borrowed). t0_s is the
  * run's start on infsim_cluster_now_s's clock. */
-infsim_status infsim_cexec_new(infsim_ctransport *t, infsim_cmodel *local, const infsim_trace_request *requests,
-                               size_t count, double t0_s, infsim_cexec **out, infsim_error *err);
+infsim_status infsim_cexec_new(infsim_ctransport *t, infsim_cmodel *local, infsim_cmodel *shadow,
+                               const infsim_trace_request *requests, size_t count, double t0_s, infsim_cexec **out,
+                               infsim_error *err);
 /* Stops the workers (infsim_cexec_stop) if not done yet, and frees. */
 void infsim_cexec_free(infsim_cexec *x);
 
@@ -71,9 +73,9 @@ typedef struct {
   int32_t after;
 } infsim_cexec_fault;
 
-/* Ranks 1..N-1: runs batches from rank 0 on m until told to stop. fault
- * may be NULL. */
-infsim_status infsim_cexec_serve(infsim_ctransport *t, infsim_cmodel *m, const infsim_cexec_fault *fault,
-                                 infsim_error *err);
+/* Ranks 1..N-1: runs batches from rank 0 on m (each verified on shadow
+ * unless NULL) until told to stop. fault may be NULL. */
+infsim_status infsim_cexec_serve(infsim_ctransport *t, infsim_cmodel *m, infsim_cmodel *shadow,
+                                 const infsim_cexec_fault *fault, infsim_error *err);
 
 #endif

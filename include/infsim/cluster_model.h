@@ -101,6 +101,15 @@ infsim_kernels *infsim_cmodel_kernels(infsim_cmodel *m);
 infsim_status infsim_cmodel_forward(infsim_cmodel *m, const infsim_cmodel_part *parts, int32_t count,
                                     const infsim_cmodel_remote *remote, infsim_error *err);
 
+/* Runs the forward on m, then (shadow not NULL) each part alone on shadow,
+ * a model made with the same parameters and fed the same parts so far;
+ * INFSIM_ERUN when a part's rows differ from its solo rows (bit for bit on
+ * the CPU, to bf16 rounding on CUDA): the end-to-end check that batching
+ * and the block tables leave every request's numbers alone. Waits for the
+ * device. Parts with remote KV are not supported here. */
+infsim_status infsim_cmodel_forward_verified(infsim_cmodel *m, infsim_cmodel *shadow, const infsim_cmodel_part *parts,
+                                             int32_t count, infsim_error *err);
+
 /* Holder side of DistAttention: decode attention for layer `layer` of n
  * queries q[n][h][d] (bf16, host) over the blocks slots[i][0..slot_counts[i])
  * holding tokens[i] tokens, into out[n][h][d] and lse[n][h] (host, f32). */
