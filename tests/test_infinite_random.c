@@ -26,9 +26,11 @@ enum { CASES = 100 }; /* issue 10: 100 in CI */
 static void test_random_configs(void **state) {
   (void)state;
   int64_t borrowed_runs = 0;
-  /* INFSIM_CASE_SEED=N replays one case. */
-  const char *only = getenv("INFSIM_CASE_SEED");
-  uint64_t first = only ? strtoull(only, NULL, 10) : 1, last = only ? first : CASES;
+  /* INFSIM_CASE_SEED=N replays one case; INFSIM_CASES=N runs N cases
+   * (1,000 for the note in docs/distkv.md). */
+  const char *only = getenv("INFSIM_CASE_SEED"), *many = getenv("INFSIM_CASES");
+  uint64_t cases = many ? strtoull(many, NULL, 10) : CASES;
+  uint64_t first = only ? strtoull(only, NULL, 10) : 1, last = only ? first : cases;
   for (uint64_t seed = first; seed <= last; seed++) {
     gsl_rng *rng = infsim_rng_new(seed, "test.infinite_random");
     char inst[64], loss[64], gm[64], planner[64], seedset[64], dgfm[64];
@@ -71,7 +73,7 @@ static void test_random_configs(void **state) {
     infsim_trace_free(&t);
     gsl_rng_free(rng);
   }
-  if (!only) assert_true(borrowed_runs > CASES / 2); /* the cases exercise borrowing */
+  if (!only) assert_true(borrowed_runs > (int64_t)cases / 2); /* the cases exercise borrowing */
 }
 
 int main(void) {
