@@ -8,6 +8,7 @@
 #include "infsim/run.h"
 
 #include <assert.h>
+#include <math.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 
 #include "infsim/atomic_file.h"
 #include "infsim/numfmt.h"
+#include "infsim/policy_infinite.h"
 #include "run_internal.h"
 
 enum { INFSIM_RESULTS_DB_VERSION = 1 };
@@ -51,6 +53,17 @@ json_t *infsim_run_result_summary_json(const infsim_run_result *res) {
   json_object_set_new(o, "kv_blocks_per_instance", json_integer(c->kv_blocks_per_instance));
   json_object_set_new(o, "borrowed_blocks_peak", json_integer(c->borrowed_blocks_peak));
   json_object_set_new(o, "network_bytes", json_integer(c->network_bytes));
+  infsim_distkv_stats dk;
+  if (res->sim != NULL && infsim_policy_infinite_stats(infsim_sim_sched(res->sim), &dk))
+    json_object_set_new(o, "distkv",
+                        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "borrows",
+                                  (json_int_t)dk.borrows, "borrows_failed", (json_int_t)dk.borrows_failed, "kv_moves",
+                                  (json_int_t)dk.kv_moves, "kv_moved_bytes", (json_int_t)dk.kv_moved_bytes, "recalls",
+                                  (json_int_t)dk.recalls, "swaps", (json_int_t)dk.swaps, "consolidations",
+                                  (json_int_t)dk.consolidations, "messages", (json_int_t)dk.messages,
+                                  "messages_lost", (json_int_t)dk.messages_lost, "retries", (json_int_t)dk.retries,
+                                  "blocks_recomputed", (json_int_t)dk.blocks_recomputed, "heartbeats",
+                                  (json_int_t)dk.heartbeats));
   json_object_set_new(o, "mean_waiting_requests", json_real(sum->mean_waiting_requests));
   json_object_set_new(o, "mean_running_requests", json_real(sum->mean_running_requests));
   json_object_set_new(o, "sample_interval_s_used", json_real((double)infsim_run_result_sample_interval_ns(res) * 1e-9));
@@ -376,13 +389,34 @@ static infsim_status write_iterations_csv(FILE *f, const char *path, const infsi
   return outbuf_close(w, path, err);
 }
 
+/* links.csv: every link of the simulated network, what it carried. */
+static infsim_status write_links_csv(FILE *f, const char *path, const infsim_run_result *res, infsim_error *err) {
+  const infsim_network *net = infsim_sim_network(res->sim);
+  infsim_outbuf *w = outbuf_open(f, "link,kind,src,dst,bytes,busy_s\n");
+  if (w == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  size_t n = infsim_network_link_count(net);
+  for (size_t i = 0; i < n; i++) {
+    infsim_link_info l = infsim_network_link(net, (int32_t)i);
+    char *p = infsim_outbuf_reserve(w, ROW_MAX_BYTES);
+    p = infsim_fmt_i64(p, (int64_t)i);
+    p += sprintf(p, ",%s,%s,%s,", infsim_link_kind_name(l.kind), l.src, l.dst);
+    p = infsim_fmt_i64(p, (int64_t)llround(l.bytes));
+    *p++ = ',';
+    p = put_time(p, l.busy_ns);
+    *p++ = '\n';
+    infsim_outbuf_commit(w, p);
+  }
+  return outbuf_close(w, path, err);
+}
+
 infsim_status infsim_run_write(const infsim_run_result *res, const char *dir, infsim_output_set which,
                                infsim_error *err) {
-  enum { SUMMARY, REQUESTS, TIMESERIES, DB, ITERATIONS, N_FILES };
+  enum { SUMMARY, REQUESTS, TIMESERIES, DB, ITERATIONS, LINKS, N_FILES };
   static const char *const k_names[N_FILES] = {"summary.json", "requests.csv", "timeseries.csv", "results.db",
-                                               "iterations.csv"};
+                                               "iterations.csv", "links.csv"};
   bool wanted[N_FILES] = {true, which == INFSIM_OUTPUT_ALL, which == INFSIM_OUTPUT_ALL, which == INFSIM_OUTPUT_ALL,
-                          which == INFSIM_OUTPUT_ALL && res->params.record_iterations};
+                          which == INFSIM_OUTPUT_ALL && res->params.record_iterations,
+                          which == INFSIM_OUTPUT_ALL && res->sim != NULL};
   infsim_atomic_file files[N_FILES];
   memset(files, 0, sizeof files);
   json_t *summary_json = infsim_run_result_summary_json(res);
@@ -416,6 +450,7 @@ infsim_status infsim_run_write(const infsim_run_result *res, const char *dir, in
     if (st == INFSIM_OK && wanted[REQUESTS]) st = write_requests_csv(files[REQUESTS].fp, files[REQUESTS].final_path, res, err);
     if (st == INFSIM_OK && wanted[TIMESERIES]) st = write_timeseries_csv(files[TIMESERIES].fp, files[TIMESERIES].final_path, res, err);
     if (st == INFSIM_OK && wanted[ITERATIONS]) st = write_iterations_csv(files[ITERATIONS].fp, files[ITERATIONS].final_path, res, err);
+    if (st == INFSIM_OK && wanted[LINKS]) st = write_links_csv(files[LINKS].fp, files[LINKS].final_path, res, err);
     if (threaded) pthread_join(worker, NULL);
     if (st == INFSIM_OK && job.status != INFSIM_OK) {
       *err = job.err;

@@ -123,6 +123,7 @@ typedef struct {
    * waiting for the rest would wait for each other forever. */
   int64_t gatherer;
   int64_t *retry_after_ns; /* per instance: no new borrow before (after a failure) */
+  int32_t *failures;       /* per instance: borrows failed in a row (sets the back-off) */
   infsim_distkv_stats st;
   infsim_status pending; /* a failure inside a callback, reported by on_message */
   infsim_error pending_err;
@@ -306,13 +307,22 @@ static void env_borrow_done(void *self, int32_t debtor, int64_t req, bool ok, in
   infinite *p = self;
   if (p->pending != INFSIM_OK) return;
   if (!ok) {
-    /* Back off for a timeout, then let admission (and with it a new
-     * borrow) try again: an idle instance has no batch end to wait for. */
-    p->retry_after_ns[debtor] = now + p->set.timeout_ns;
+    /* Back off, then let admission (and with it a new borrow) try again:
+     * an idle instance has no batch end to wait for. The back-off doubles
+     * with each failure in a row, from one timeout up to the larger of 100
+     * timeouts and 10 heartbeats (1 s by default): under a lasting
+     * shortage, retrying faster than the gManager's view changes only
+     * floods the network with borrows that fail the same way. */
+    int32_t k = p->failures[debtor] < 20 ? p->failures[debtor] : 20;
+    int64_t cap = 100 * p->set.timeout_ns > 10 * p->set.heartbeat_ns ? 100 * p->set.timeout_ns : 10 * p->set.heartbeat_ns;
+    int64_t wait = p->set.timeout_ns << k;
+    p->failures[debtor]++;
+    p->retry_after_ns[debtor] = now + (wait < cap ? wait : cap);
     p->pending = arm(p, debtor, TIMER_KICK, p->retry_after_ns[debtor], &p->pending_err);
     return;
   }
   /* Room arrived: admission may go on. */
+  p->failures[debtor] = 0;
   p->pending = instance_kick(p->s, &p->s->inst[debtor], &p->pending_err);
 }
 
@@ -407,8 +417,9 @@ static infsim_status create(const void *settings, struct infsim_sched *s, int32_
   p->hb = calloc((size_t)instances, sizeof *p->hb);
   p->lent = calloc((size_t)instances, sizeof *p->lent);
   p->retry_after_ns = calloc((size_t)instances, sizeof *p->retry_after_ns);
+  p->failures = calloc((size_t)instances, sizeof *p->failures);
   p->gatherer = -1;
-  if (!p->hb || !p->lent || !p->retry_after_ns) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  if (!p->hb || !p->lent || !p->retry_after_ns || !p->failures) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   if (set->message_loss > 0 || set->message_delay_prob > 0) p->fault_rng = infsim_rng_new(s->p.seed, "faults.messages");
   int64_t per_node = set->gpus_per_node / set->gpus_per_instance;
   if (per_node < 1) per_node = 1;
@@ -445,6 +456,7 @@ static void destroy(void *self) {
   free(p->hb);
   free(p->lent);
   free(p->retry_after_ns);
+  free(p->failures);
   infsim_contract_free(p->contract);
   infsim_dgfm_free(p->dgfm);
   infsim_gm_free(p->gm);

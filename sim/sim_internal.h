@@ -14,6 +14,8 @@
 enum { EV_ITERATION_DONE = 0, EV_MESSAGE = 1, EV_NETWORK = 1, EV_ARRIVAL = 2, EV_SAMPLE = 3 };
 /* EV_NETWORK shares EV_MESSAGE's priority; the two are told apart by target. */
 enum { NETWORK_TARGET = -3 };
+/* Messages this small skip the max-min network (sim_transport.c). */
+enum { INFSIM_CONTROL_MSG_BYTES = 64 * 1024 };
 
 /* The simulated executor's view of one instance's batch in flight. */
 typedef struct {

@@ -6,11 +6,20 @@
 ** latency plus its bytes at its share of the links). The gManager is an
 ** endpoint at its node's host memory. Timers bypass the network.
 **
+** Control messages (at most INFSIM_CONTROL_MSG_BYTES: heartbeats, borrow
+** requests, proposals, acknowledgements) take the route's latency plus
+** their bytes at its narrowest link's bandwidth, without entering the
+** max-min sharing: they are tiny beside KV moves, and a heartbeat every few
+** tens of milliseconds from every instance would otherwise recompute the
+** network's rates thousands of times a simulated second. Their bytes count
+** in network_bytes, not in links.csv.
+**
 ** Messages in flight live in a pool with a free list, so a message costs no
 ** allocation once the pool has grown. The network changes rates only when a
 ** flow starts or ends; one EV_NETWORK event stands at the next such time,
 ** and a generation number drops events made stale by a newer flow.
 */
+#include <math.h>
 #include <stdlib.h>
 
 #include "sim_internal.h"
@@ -69,6 +78,13 @@ static infsim_status net_send(void *self, const infsim_msg *msg, int64_t now_ns,
   int len = infsim_network_route(s->net, endpoint_of(s, msg->src), endpoint_of(s, msg->dst), path);
   if (len == 0) /* to itself: no link to cross */
     return infsim_event_heap_push(&s->heap, now_ns, EV_MESSAGE, msg->dst, slot, err);
+  if (msg->bytes <= INFSIM_CONTROL_MSG_BYTES) {
+    double bw = 0;
+    int64_t lat = 0;
+    sim_transport_route(s, endpoint_of(s, msg->src), endpoint_of(s, msg->dst), &bw, &lat);
+    int64_t at = now_ns + lat + (int64_t)ceil((double)(msg->bytes > 0 ? msg->bytes : 0) / bw * 1e9);
+    return infsim_event_heap_push(&s->heap, at, EV_MESSAGE, msg->dst, slot, err);
+  }
   int64_t id = 0;
   st = infsim_network_add_flow(s->net, msg->bytes > 0 ? msg->bytes : 0, path, len, now_ns, 0.0, slot, &id, err);
   if (st != INFSIM_OK) return st;

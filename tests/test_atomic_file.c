@@ -67,7 +67,7 @@ static int teardown(void **state) {
 
 static void put(const char *dir, const char *name, const char *text) {
   char p[1024];
-  snprintf(p, sizeof p, "%s/%s", dir, name);
+  assert_true((size_t)snprintf(p, sizeof p, "%s/%s", dir, name) < sizeof p);
   FILE *fp = fopen(p, "w");
   assert_non_null(fp);
   fputs(text, fp);
