@@ -231,9 +231,10 @@ static infsim_status send_ctl(infinite *p, infsim_msg_kind kind, int32_t src, in
 
 /* ---- KV moves (the contract's env) ---- */
 
+/* Free blocks as one step at a time would show them (sched.h). */
 static int64_t env_free(void *self, int32_t instance) {
   infinite *p = self;
-  return infsim_kv_free_blocks(p->s->kv, instance);
+  return infsim_sched_free_blocks_now(p->s, instance, p->s->now_ns);
 }
 
 static void note_lent(infinite *p, int32_t holder, int64_t req) {
@@ -277,12 +278,11 @@ static int64_t move_tail(infinite *p, int64_t req, int32_t from, int32_t to, int
 }
 
 static int64_t env_commit(void *self, const infsim_gm_move *m, int64_t now) {
-  (void)now;
   infinite *p = self;
   infsim_sched *s = p->s;
   infsim_request_record *rec = &s->rec[m->req];
   int32_t owner = infsim_kv_owner(s->kv, m->req);
-  int64_t room = infsim_kv_free_blocks(s->kv, m->to);
+  int64_t room = infsim_sched_free_blocks_now(s, m->to, now);
   int64_t n = m->blocks < room ? m->blocks : room;
   if (n <= 0 || owner < 0) return 0;
   bool new_holder = m->to != owner && infsim_kv_blocks_at(s->kv, m->req, m->to) == 0;
@@ -297,6 +297,10 @@ static int64_t env_commit(void *self, const infsim_gm_move *m, int64_t now) {
     n = move_tail(p, m->req, m->from, m->to, n);
     if (n == 0) return 0;
   }
+  /* The instances whose KV changed see it from their next decode step on. */
+  infsim_sched_touch(s, m->to, now);
+  if (m->from >= 0 && m->from != m->to) infsim_sched_touch(s, m->from, now);
+  if (owner != m->to && owner != m->from) infsim_sched_touch(s, owner, now);
   if (m->to != owner) note_lent(p, m->to, m->req);
   if (new_holder) rec->instances_touched++;
   return n;
@@ -347,7 +351,7 @@ static infsim_status send_heartbeat(infinite *p, int32_t i, int64_t now, infsim_
   h->n = 0;
   h->full = h->full_next;
   h->snapshot_ns = now;
-  h->free_blocks = infsim_kv_free_blocks(s->kv, i) - infsim_contract_reserved(p->contract, i);
+  h->free_blocks = infsim_sched_free_blocks_now(s, i, now) - infsim_contract_reserved(p->contract, i);
   const instance *in = &s->inst[i];
   for (int32_t k = 0; k < in->running_count; k++) {
     int64_t r = in->running[k];

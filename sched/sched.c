@@ -158,6 +158,30 @@ const infsim_run_counters *infsim_sched_counters(infsim_sched *s, int64_t now_ns
 
 infsim_kv *infsim_sched_kv(infsim_sched *s) { return s->kv; }
 
+/* The instance is in a batch of several decode steps (no prompt chunk). */
+static bool in_decode_run(const infsim_sched *s, const instance *in) {
+  return in->busy && in->chunk_count == 0 && in->iter_steps > 1 && s->exec.steps_done != NULL;
+}
+
+int64_t infsim_sched_free_blocks_now(infsim_sched *s, int32_t id, int64_t now_ns) {
+  const instance *in = &s->inst[id];
+  int64_t free_blocks = infsim_kv_free_blocks(s->kv, id);
+  if (!in_decode_run(s, in)) return free_blocks;
+  int64_t done = s->exec.steps_done(s->exec.self, id, now_ns);
+  /* boundaries at steps in (step, step + done] are due: O(decoding requests) */
+  int64_t due = 0;
+  for (int32_t i = 0; i < in->boundaries.count; i++) {
+    const step_event *e = &in->boundaries.items[i];
+    if (e->epoch == s->rs[e->req].epoch && e->step > in->step && e->step <= in->step + done) due++;
+  }
+  return free_blocks - due;
+}
+
+void infsim_sched_touch(infsim_sched *s, int32_t id, int64_t now_ns) {
+  instance *in = &s->inst[id];
+  if (in_decode_run(s, in)) in->iter_steps = s->exec.cut(s->exec.self, id, now_ns);
+}
+
 void infsim_sched_observe(infsim_sched *s, infsim_sched_observer observer) { s->observer = observer; }
 
 int32_t infsim_sched_instances(const infsim_sched *s) { return s->n_instances; }

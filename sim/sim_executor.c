@@ -16,10 +16,35 @@
 
 #include "sim_internal.h"
 
+/* Local decode attention of steps [0, k) of the run, one layer. */
+static double local_attn_sum(const infsim_sim *s, const sim_exec_instance *x, int64_t k) {
+  const infsim_cost_curves *c = &s->cost.curves;
+  int64_t n = x->run.requests;
+  if (k <= 0) return 0.0;
+  if (c->decode_attn_sum_layer_ns != NULL) return c->decode_attn_sum_layer_ns(c->self, n, x->first_context, n, k);
+  double sum = 0.0;
+  for (int64_t j = 0; j < k; j++) sum += c->decode_attn_layer_ns(c->self, n, x->first_context + j * n);
+  return sum;
+}
+
+/* DistAttention's share of the first `steps` steps, all layers, exactly
+ * as the same steps one at a time would price it: without overlap each
+ * step pays R + M; with overlap it pays max(0, R - A_j) + M, and A_j only
+ * grows, so the sum is R min(k, j*) - sum_{j < min(k, j*)} A_j + k M. */
+static double distattn_run_ns(const infsim_sim *s, const sim_exec_instance *x, int64_t steps) {
+  double layers = (double)s->c.distattn.layers;
+  double extra = (double)steps * x->da_guest_ns;
+  if (x->da_remote_ns <= 0.0) return extra;
+  if (!s->c.distattn.overlap) return extra + layers * (double)steps * (x->da_remote_ns + x->da_merge_ns);
+  int64_t k = steps < x->da_cross ? steps : x->da_cross;
+  double hidden = (double)k * x->da_remote_ns - local_attn_sum(s, x, k);
+  return extra + layers * (hidden + (double)steps * x->da_merge_ns);
+}
+
 static int64_t decode_run_ns(const infsim_sim *s, const sim_exec_instance *x, int64_t steps) {
   int64_t base = infsim_cost_decode_run_ns(&s->cost, &x->run, x->first_context, steps);
-  if (x->distattn_step_ns <= 0.0 || base == INT64_MAX) return base;
-  double extra = (double)steps * x->distattn_step_ns;
+  if ((x->da_remote_ns <= 0.0 && x->da_guest_ns <= 0.0) || base == INT64_MAX) return base;
+  double extra = distattn_run_ns(s, x, steps);
   return extra < 9.2e18 - (double)base ? base + (int64_t)llround(extra) : INT64_MAX;
 }
 
@@ -32,11 +57,14 @@ static int64_t decode_run_ns(const infsim_sim *s, const sim_exec_instance *x, in
  * step's figure is used for every step of the run; the local attention it
  * is set against grows, so this is an upper bound that stays within one
  * step's growth. */
-static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b) {
+static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exec_instance *x) {
   const infsim_batch_agg *a = &b->agg;
   const infsim_cost_curves *c = &s->cost.curves;
   const infsim_distattn_shape *shape = &s->c.distattn;
   double extra = infsim_distattn_creditor_step_ns(c, shape, a->guest_requests, a->guest_context_tokens);
+  x->da_guest_ns = extra;
+  x->da_remote_ns = x->da_merge_ns = 0.0;
+  x->da_cross = 0;
   if (b->holder_count == 0) return extra;
   enum { MAX_HOLDERS = 64 };
   infsim_distattn_holder dec[MAX_HOLDERS], pre[MAX_HOLDERS];
@@ -58,6 +86,18 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b) {
     infsim_distattn_layer l = infsim_distattn_decode_layer(c, shape, a->decode_requests, a->decode_context_tokens,
                                                            a->remote_requests, dec, k);
     extra += (double)shape->layers * (l.attention_ns - l.local_ns);
+    x->da_remote_ns = l.remote_ns;
+    x->da_merge_ns = l.merge_ns;
+    /* j*: the first step whose local attention hides R (bisection: A_j grows) */
+    int64_t lo = 0, hi = INT64_C(1) << 40;
+    int64_t n = a->decode_requests;
+    while (lo < hi) {
+      int64_t mid = lo + (hi - lo) / 2;
+      int64_t ctx = a->decode_context_tokens + mid * n;
+      if (ctx < 0 || c->decode_attn_layer_ns(c->self, n, ctx) >= l.remote_ns) hi = mid;
+      else lo = mid + 1;
+    }
+    x->da_cross = lo;
   }
   if (prefill && a->prefill_tokens > 0) {
     infsim_distattn_layer l = infsim_distattn_prefill_layer(c, shape, a->prefill_tokens, a->prefill_attn_pairs, pre, k);
@@ -103,7 +143,8 @@ static infsim_status exec_submit(void *self, const infsim_batch *b, int64_t now_
                           infsim_cost_transfer_ns(b->swap_in_bytes, s->c.pcie_bytes_per_s, 0));
   int64_t compute;
   x->decode_only = b->agg.prefill_tokens == 0;
-  x->distattn_step_ns = distattn_step_ns(s, b);
+  x->distattn_step_ns = distattn_step_ns(s, b, x);
+  if (!x->decode_only) x->da_remote_ns = x->da_guest_ns = 0.0; /* a prompt batch: one step, priced below */
   if (!x->decode_only) {
     assert(b->steps == 1);
     compute = infsim_cost_iteration_ns(&s->cost, &b->agg);
@@ -156,10 +197,29 @@ static int64_t exec_cut(void *self, int32_t instance, int64_t t_ns) {
   return lo;
 }
 
+static int64_t exec_steps_done(void *self, int32_t instance, int64_t t_ns) {
+  infsim_sim *s = self;
+  const sim_exec_instance *x = &s->exec[instance];
+  if (!x->decode_only) return 0;
+  int64_t t0 = x->start_ns + x->lead_ns;
+  int64_t lo = 0, hi = x->steps; /* the most steps whose end is <= t */
+  while (lo < hi) {
+    int64_t mid = lo + (hi - lo + 1) / 2;
+    if (t0 + decode_run_ns(s, x, mid) <= t_ns) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
 bool sim_executor_current(const infsim_sim *s, int32_t instance, uint32_t generation) {
   return s->exec[instance].generation == generation;
 }
 
 infsim_executor sim_executor_make(infsim_sim *s) {
-  return (infsim_executor){.self = s, .wants_entries = false, .max_steps = 0, .submit = exec_submit, .cut = exec_cut};
+  return (infsim_executor){.self = s,
+                           .wants_entries = false,
+                           .max_steps = 0,
+                           .submit = exec_submit,
+                           .cut = exec_cut,
+                           .steps_done = exec_steps_done};
 }

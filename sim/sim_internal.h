@@ -25,7 +25,14 @@ typedef struct {
   int64_t steps;
   int64_t first_context;
   infsim_decode_run run; /* cost of its decode steps (decode-only batches) */
-  double distattn_step_ns; /* DistAttention's extra per step, both sides (priced at the first step) */
+  /* DistAttention over a run of decode steps (distattn.h): per layer, the
+   * slowest holder's path R and the merge M stay put while the local
+   * attention A_j grows; with overlap a step pays max(0, R - A_j) + M. */
+  double distattn_step_ns; /* a prompt batch's extra (one step) */
+  double da_remote_ns;     /* R, per layer */
+  double da_merge_ns;      /* M, per layer */
+  double da_guest_ns;      /* the creditor's MA for guests, per step (all layers) */
+  int64_t da_cross;        /* the first step j with A_j >= R (overlap hides R from there) */
   bool decode_only;
   infsim_batch_agg agg; /* its first step's aggregates (timelines) */
   int64_t row; /* its iterations.csv row, or -1 */

@@ -72,6 +72,9 @@ typedef struct {
    * first step boundary at or after t_ns (an arrival could join there).
    * Returns the steps it now covers (unchanged when none ends sooner). */
   int64_t (*cut)(void *self, int32_t instance, int64_t t_ns);
+  /* The steps of the instance's running batch that have ended by t_ns
+   * (NULL: executors that run one step at a time). */
+  int64_t (*steps_done)(void *self, int32_t instance, int64_t t_ns);
 } infsim_executor;
 
 #endif

@@ -135,6 +135,18 @@ const infsim_run_counters *infsim_sched_counters(infsim_sched *s, int64_t now_ns
 infsim_kv *infsim_sched_kv(infsim_sched *s);
 int32_t infsim_sched_instances(const infsim_sched *s);
 
+/* An instance's free KV blocks as one decode step at a time would have
+ * them at now_ns: a batch of several steps books its block boundaries at
+ * its end, so the blocks its steps ended by now_ns have already taken are
+ * left out. What policies read of another instance's memory. */
+int64_t infsim_sched_free_blocks_now(infsim_sched *s, int32_t instance, int64_t now_ns);
+
+/* Something outside the instance's own schedule (a borrow, a move, a
+ * recall) changed its KV at now_ns: a batch of several decode steps in
+ * flight ends at its first step boundary at or after now_ns, so the next
+ * step sees the change, as it would one step at a time. */
+void infsim_sched_touch(infsim_sched *s, int32_t instance, int64_t now_ns);
+
 /* Who wants to hear of the scheduler's decisions (timelines, studies). */
 typedef struct {
   void *self;
