@@ -90,11 +90,24 @@ static void leave_decode(instance *in, req_sched *r) {
   r->decoding = false;
 }
 
+/* req's KV at other instances is about to go: their guest work changes
+ * from their next decode step on, as one step at a time would see it. */
+static void touch_holders(infsim_sched *s, int32_t req) {
+  if (infsim_kv_foreign_blocks(s->kv, req) == 0) return;
+  enum { MAX_HOLDINGS = 64 };
+  int32_t pools[MAX_HOLDINGS];
+  int64_t blocks[MAX_HOLDINGS];
+  int32_t nh = infsim_kv_holdings(s->kv, req, pools, blocks, MAX_HOLDINGS);
+  for (int32_t i = 0; i < nh && i < MAX_HOLDINGS; i++)
+    if (pools[i] < s->n_instances) infsim_sched_touch(s, pools[i], s->now_ns);
+}
+
 static void finish_request(infsim_sched *s, instance *in, int32_t req) {
   req_sched *r = &s->rs[req];
   infsim_request_record *rec = &s->rec[req];
   if (r->decoding) leave_decode(in, r);
   running_remove(s, in, req);
+  touch_holders(s, req);
   infsim_kv_release(s->kv, req);
   r->epoch++;
   rec->state = INFSIM_REQ_FINISHED;
@@ -137,6 +150,7 @@ static infsim_status preempt(infsim_sched *s, instance *in, int32_t req, infsim_
   s->counters.preemptions++;
   sched_counts_changed(s, 1, -1);
   int64_t blocks = infsim_kv_blocks(s->kv, req);
+  touch_holders(s, req);
   if (was_decoding && s->p.preemption == INFSIM_PREEMPT_SWAP &&
       blocks <= infsim_kv_host_free_blocks(s->kv, in->id)) {
     /* Swap out: the KV goes to host memory over PCIe; the request keeps its progress. */
@@ -453,7 +467,11 @@ static infsim_status start_batch(infsim_sched *s, instance *in, infsim_error *er
 }
 
 infsim_status instance_kick(infsim_sched *s, instance *in, infsim_error *err) {
-  return in->busy ? INFSIM_OK : start_batch(s, in, err);
+  if (!in->busy) return start_batch(s, in, err);
+  /* Busy with several decode steps: the next step boundary is where one
+   * step at a time would look again (admission, a landed borrow). */
+  infsim_sched_touch(s, in->id, s->now_ns);
+  return INFSIM_OK;
 }
 
 infsim_status instance_arrive(infsim_sched *s, instance *in, int32_t req, infsim_error *err) {
@@ -488,8 +506,10 @@ infsim_status instance_arrive(infsim_sched *s, instance *in, int32_t req, infsim
   if (!in->busy) return start_batch(s, in, err);
   /* A request that arrives while a multi-step decode batch runs could join
    * at its next step boundary: ask the executor to end the batch there. */
+  /* It could join, or (short of blocks) a policy that gets blocks would
+   * start doing so at that boundary, as one step at a time would. */
   bool could_join = in->waiting.count == 1 && in->swapped.count == 0 && in->running_count < s->p.max_batch_size &&
-                    blocks_for(s, r->prefill_target) <= free_blocks(s, in);
+                    (blocks_for(s, r->prefill_target) <= free_blocks(s, in) || s->policy->short_of_blocks != NULL);
   if (could_join && in->iter_steps > 1 && in->chunk_count == 0)
     in->iter_steps = s->exec.cut(s->exec.self, in->id, rec->arrival_ns);
   return INFSIM_OK;

@@ -355,7 +355,7 @@ static infsim_status send_heartbeat(infinite *p, int32_t i, int64_t now, infsim_
   const instance *in = &s->inst[i];
   for (int32_t k = 0; k < in->running_count; k++) {
     int64_t r = in->running[k];
-    hb_add(p, h, i, r, i, infsim_kv_blocks_at(s->kv, r, i));
+    hb_add(p, h, i, r, i, infsim_sched_blocks_now(s, r, i, now));
   }
   /* Requests the gManager has here that stopped running (finished,
    * preempted, swapped out): their entries drop. */
@@ -363,11 +363,11 @@ static infsim_status send_heartbeat(infinite *p, int32_t i, int64_t now, infsim_
   size_t no = infsim_gm_owned(p->gm, i, &owned);
   for (size_t k = 0; k < no; k++)
     if (s->rec[owned[k]].state != INFSIM_REQ_RUNNING)
-      hb_add(p, h, i, owned[k], i, infsim_kv_blocks_at(s->kv, owned[k], i));
+      hb_add(p, h, i, owned[k], i, infsim_sched_blocks_now(s, owned[k], i, now));
   req_list *l = &p->lent[i];
   for (size_t k = 0; k < l->n;) {
     int64_t r = l->r[k];
-    int64_t b = infsim_kv_blocks_at(s->kv, r, i);
+    int64_t b = infsim_sched_blocks_now(s, r, i, now);
     int32_t owner = infsim_kv_owner(s->kv, r);
     hb_add(p, h, i, r, owner >= 0 ? owner : i, b);
     if (b == 0)

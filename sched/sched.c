@@ -158,6 +158,15 @@ const infsim_run_counters *infsim_sched_counters(infsim_sched *s, int64_t now_ns
 
 infsim_kv *infsim_sched_kv(infsim_sched *s) { return s->kv; }
 
+/* Blocks that one step at a time would have booked for the boundary
+ * event e once `done` steps of the running batch have ended: the event's
+ * own step and every block_tokens steps after it (the batch books them
+ * all at its end). */
+static int64_t boundaries_due(const infsim_sched *s, const instance *in, const step_event *e, int64_t done) {
+  if (e->epoch != s->rs[e->req].epoch || e->step <= in->step || e->step > in->step + done) return 0;
+  return 1 + (in->step + done - e->step) / s->p.block_tokens;
+}
+
 /* The instance is in a batch of several decode steps (no prompt chunk). */
 static bool in_decode_run(const infsim_sched *s, const instance *in) {
   return in->busy && in->chunk_count == 0 && in->iter_steps > 1 && s->exec.steps_done != NULL;
@@ -168,13 +177,21 @@ int64_t infsim_sched_free_blocks_now(infsim_sched *s, int32_t id, int64_t now_ns
   int64_t free_blocks = infsim_kv_free_blocks(s->kv, id);
   if (!in_decode_run(s, in)) return free_blocks;
   int64_t done = s->exec.steps_done(s->exec.self, id, now_ns);
-  /* boundaries at steps in (step, step + done] are due: O(decoding requests) */
   int64_t due = 0;
-  for (int32_t i = 0; i < in->boundaries.count; i++) {
-    const step_event *e = &in->boundaries.items[i];
-    if (e->epoch == s->rs[e->req].epoch && e->step > in->step && e->step <= in->step + done) due++;
-  }
+  for (int32_t i = 0; i < in->boundaries.count; i++) due += boundaries_due(s, in, &in->boundaries.items[i], done);
   return free_blocks - due;
+}
+
+int64_t infsim_sched_blocks_now(infsim_sched *s, int64_t req, int32_t holder, int64_t now_ns) {
+  int64_t blocks = infsim_kv_blocks_at(s->kv, req, holder);
+  int32_t owner = infsim_kv_owner(s->kv, req);
+  if (owner != holder || owner < 0) return blocks;
+  const instance *in = &s->inst[owner];
+  if (!in_decode_run(s, in)) return blocks;
+  int64_t done = s->exec.steps_done(s->exec.self, owner, now_ns);
+  for (int32_t i = 0; i < in->boundaries.count; i++)
+    if (in->boundaries.items[i].req == req) blocks += boundaries_due(s, in, &in->boundaries.items[i], done);
+  return blocks;
 }
 
 void infsim_sched_touch(infsim_sched *s, int32_t id, int64_t now_ns) {

@@ -141,6 +141,9 @@ int32_t infsim_sched_instances(const infsim_sched *s);
  * left out. What policies read of another instance's memory. */
 int64_t infsim_sched_free_blocks_now(infsim_sched *s, int32_t instance, int64_t now_ns);
 
+/* req's blocks held by `holder` as one step at a time would show them. */
+int64_t infsim_sched_blocks_now(infsim_sched *s, int64_t req, int32_t holder, int64_t now_ns);
+
 /* Something outside the instance's own schedule (a borrow, a move, a
  * recall) changed its KV at now_ns: a batch of several decode steps in
  * flight ends at its first step boundary at or after now_ns, so the next

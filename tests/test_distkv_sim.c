@@ -1,0 +1,127 @@
+/*
+** test_distkv_sim.c: DistKV-LLM in the simulator against independent truth.
+**
+**  - A request split over two instances, nothing else running: every decode
+**    step of its owner equals, to the ns, the sum computed here by hand from
+**    the curves: local MA, and per layer max(local, R) + merge with R = both
+**    route latencies + (query + partial, fp16) / NVLink + the holder's MA.
+**  - Macro-steps equal single steps with borrowing on: the same schedule,
+**    finish times within 1 us, on a cluster where 200K-token prompts borrow
+**    (DGFM on and off, heartbeats every 5 and 50 ms).
+*/
+#include <math.h>
+#include <setjmp.h>
+#include <stdbool.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include <cmocka.h>
+
+#include "sim_fixture.h"
+
+static void test_split_decode_step_by_hand(void **state) {
+  (void)state;
+  const char *const settings[] = {"model=llama2-7b", "gpu=a100-80gb", "cluster.instances=2",
+                                  "policy.name=infinite-llm", "scheduler.max_steps_per_event=1",
+                                  "metrics.iterations=true", NULL};
+  infsim_run_params p = fixture_params(settings);
+  infsim_trace t = {0};
+  fixture_add(&t, 0, 150000, 40); /* 9,375 blocks: more than one A100-80GB holds for LLaMA2-7B */
+  infsim_run_result *res = fixture_run(&p, &t);
+  size_t n = 0;
+  const infsim_request_record *r = infsim_run_result_requests(res, &n);
+  assert_int_equal(r[0].state, INFSIM_REQ_FINISHED);
+  assert_true(infsim_run_result_counters(res)->borrowed_blocks_peak > 0);
+
+  infsim_instance_layout layout = {.tp = 1, .pp = 1, .iteration_overhead_ns = p.iteration_overhead_ns,
+                                   .link_latency_ns = p.link_latency_ns};
+  infsim_cost_model cm;
+  assert_int_equal(infsim_cost_model_build("a100-80gb", "/nonexistent.db", false, &p.model, &layout, &p.roofline,
+                                           &cm, NULL),
+                   INFSIM_OK);
+  const infsim_cost_curves *c = &cm.curves;
+  double layers = (double)p.model.layers;
+  double bytes = 32.0 * 128 * 2 + 32.0 * 129 * 2;        /* query out, partial + LSE back, fp16 */
+  double wire = 2.0 * (2.0 * 5000) + bytes / 300e9 * 1e9; /* NVLink up + down, each way */
+  const infsim_iteration_row *rows = infsim_run_result_iterations(res, &n);
+  int checked = 0;
+  for (size_t i = 0; i < n; i++) {
+    const infsim_iteration_row *row = &rows[i];
+    if (row->instance != 0 || row->agg.prefill_tokens > 0 || row->agg.remote_partials == 0) continue;
+    assert_int_equal(row->steps, 1);
+    assert_int_equal(row->agg.decode_requests, 1);
+    infsim_decode_run run;
+    infsim_cost_decode_run_init(&cm, 1, &run);
+    int64_t base = infsim_cost_decode_run_ns(&cm, &run, row->agg.decode_context_tokens, 1);
+    double a = c->decode_attn_layer_ns(c->self, 1, row->agg.decode_context_tokens);
+    double remote = wire + c->decode_attn_layer_ns(c->self, 1, row->agg.remote_context_tokens);
+    double merge = c->merge_layer_ns(c->self, 1, 2);
+    double want = (double)base + layers * (fmax(a, remote) - a + merge);
+    if (fabs((double)(row->end_ns - row->start_ns) - want) > 1.0)
+      fail_msg("step at %.6f s: %lld ns, by hand %.1f ns", (double)row->start_ns * 1e-9,
+               (long long)(row->end_ns - row->start_ns), want);
+    checked++;
+  }
+  assert_true(checked >= 30); /* the decode steps of the split request */
+  infsim_cost_model_destroy(&cm);
+  infsim_run_result_free(res);
+  infsim_trace_free(&t);
+}
+
+/* 100 requests on 8 instances, every 25th a 200K-token prompt. */
+static infsim_trace long_trace(void) {
+  infsim_trace t = {0};
+  uint64_t x = 2;
+  double time_s = 0;
+  for (int i = 0; i < 100; i++) {
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    double u = (double)(x >> 11) / 9007199254740992.0;
+    time_s += -log(1.0 - u) / 2.0;
+    bool big = i % 25 == 0;
+    fixture_add(&t, (int64_t)llround(time_s * 1e9), big ? 200000 : 500 + (int64_t)(x >> 40) % 3500,
+                big ? 64 : 50 + (int64_t)(x >> 20) % 350);
+  }
+  return t;
+}
+
+static void check_macro_equals_single(const char *knob) {
+  const char *macro[] = {"model=llama2-7b", "gpu=a100-80gb", "cluster.instances=8", "policy.name=infinite-llm",
+                         knob, NULL};
+  const char *single[] = {"model=llama2-7b", "gpu=a100-80gb", "cluster.instances=8", "policy.name=infinite-llm",
+                          knob, "scheduler.max_steps_per_event=1", NULL};
+  infsim_run_params pm = fixture_params(macro), ps = fixture_params(single);
+  infsim_trace t = long_trace();
+  infsim_run_result *a = fixture_run(&pm, &t), *b = fixture_run(&ps, &t);
+  assert_true(infsim_run_result_counters(a)->borrowed_blocks_peak > 0);
+  assert_true(infsim_run_result_counters(a)->events < infsim_run_result_counters(b)->events);
+  size_t n = 0;
+  const infsim_request_record *ra = infsim_run_result_requests(a, &n), *rb = infsim_run_result_requests(b, &n);
+  for (size_t i = 0; i < n; i++) {
+    assert_int_equal(ra[i].state, INFSIM_REQ_FINISHED);
+    assert_int_equal(ra[i].instance, rb[i].instance);
+    assert_int_equal(ra[i].preemptions, rb[i].preemptions);
+    if (llabs(ra[i].finish_ns - rb[i].finish_ns) > 1000 || llabs(ra[i].first_token_ns - rb[i].first_token_ns) > 1000)
+      fail_msg("%s: request %zu finishes at %lld (macro) vs %lld ns (single)", knob, i, (long long)ra[i].finish_ns,
+               (long long)rb[i].finish_ns);
+  }
+  infsim_run_result_free(a);
+  infsim_run_result_free(b);
+  infsim_trace_free(&t);
+}
+
+static void test_macro_steps_equal_single_steps_with_borrowing(void **state) {
+  (void)state;
+  check_macro_equals_single("policy.dgfm=true");
+  check_macro_equals_single("policy.dgfm=false");
+  check_macro_equals_single("policy.heartbeat_ms=5");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_split_decode_step_by_hand),
+      cmocka_unit_test(test_macro_steps_equal_single_steps_with_borrowing),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
