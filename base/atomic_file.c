@@ -336,19 +336,21 @@ static void set_rollback(infsim_atomic_set *set) {
     set_member *mem = &set->m[k];
     if (mem->af.direct) continue;
     if (mem->renamed) {
-      if (mem->backup[0] != '\0') {
-        if (rename(mem->backup, mem->af.final_path) == 0) mem->backup[0] = '\0';
-      } else {
-        unlink(mem->af.final_path);
-      }
+      /* The old file goes back over the new one; with no old file, the new
+       * one goes. A backup that cannot be put back stays, under its
+       * temporary name: losing the old data would be worse than debris. */
+      if (mem->backup[0] == '\0') unlink(mem->af.final_path);
+      else if (rename(mem->backup, mem->af.final_path) == 0) mem->backup[0] = '\0';
     } else {
-      if (mem->backup[0] != '\0' && mem->backup_by_rename && rename(mem->backup, mem->af.final_path) == 0)
-        mem->backup[0] = '\0';
       infsim_atomic_abort(&mem->af);
+      if (mem->backup[0] != '\0') {
+        /* A hard link is a spare name of a file still in place; a renamed
+         * original goes back to its name. */
+        if (!mem->backup_by_rename) unlink(mem->backup);
+        else rename(mem->backup, mem->af.final_path);
+        mem->backup[0] = '\0';
+      }
     }
-    /* A hard-link backup whose original is still in place is a spare name. */
-    if (mem->backup[0] != '\0' && !mem->backup_by_rename) unlink(mem->backup);
-    mem->backup[0] = '\0';
   }
 }
 

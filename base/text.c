@@ -75,11 +75,13 @@ int infsim_lines_next(infsim_line_reader *lr) {
       lr->line_no++;
       lr->why = "NUL byte";
       lr->why_column = (int64_t)(lr->len + (size_t)(nul - start)) + 1;
+      errno = EILSEQ; /* for callers that print strerror(errno) */
       return -1;
     }
     if (lr->len + take > INFSIM_LINE_MAX_BYTES) {
       lr->line_no++;
       lr->why = "line too long";
+      errno = EOVERFLOW;
       return -1;
     }
     if (!line_append(lr, start, take)) {

@@ -128,4 +128,25 @@ PY
 "$INFSIM" run "$W/sim.yaml" --trace "$W/g.csv" --out "$W/r2" >/dev/null 2>&1 || fail "run --trace g.csv"
 "$INFSIM" run "$W/sim.yaml" --out "$W/r3" >/dev/null 2>&1 || fail "run with the generator"
 cmp -s "$W/r2/requests.csv" "$W/r3/requests.csv" || fail "trace gen + run --trace differs from run generating the same workload"
+# Where outputs go (atomic_file.h): through a symlink to its target, onto a
+# device directly (it stays a device), never over a directory; and debris
+# of a dead run in the output's directory goes, a live one's stays.
+mkdir -p "$W/o"
+"$INFSIM" trace gen --requests 3 -o "$W/o/real.csv" 2>/dev/null || fail "gen real.csv"
+ln -s real.csv "$W/o/link.csv"
+"$INFSIM" trace gen --requests 5 -o "$W/o/link.csv" 2>/dev/null || fail "gen through a symlink"
+[ -L "$W/o/link.csv" ] || fail "the symlink was replaced by a file"
+[ "$(wc -l <"$W/o/real.csv")" -eq 6 ] || fail "the symlink's target does not hold the new trace"
+"$INFSIM" trace gen --requests 5 -o /dev/null 2>/dev/null || fail "gen -o /dev/null"
+[ -c /dev/null ] || fail "/dev/null is no longer a character device"
+host=$(hostname | sed 's/[^A-Za-z0-9-]/-/g')
+sh -c 'exit 0' & dead=$!; wait $dead
+printf x >"$W/o/real.csv.tmp.$host.$dead.AbCdEf"
+printf x >"$W/o/real.csv.tmp.$host.$$.AbCdEf"
+"$INFSIM" trace gen --requests 2 -o "$W/o/new.csv" 2>/dev/null || fail "gen new.csv"
+[ ! -e "$W/o/real.csv.tmp.$host.$dead.AbCdEf" ] || fail "debris of a dead process was not removed"
+[ -e "$W/o/real.csv.tmp.$host.$$.AbCdEf" ] || fail "a live process's temporary file was removed"
+mkdir "$W/o/dir.csv"
+"$INFSIM" trace gen --requests 2 -o "$W/o/dir.csv" 2>"$W/err"; rc=$?
+[ $rc -eq 2 ] || fail "gen -o DIR: exit $rc, want 2"
 echo "ok: trace gen and stats"

@@ -10,7 +10,7 @@ secs=${2:-10}
 shift $(( $# >= 2 ? 2 : $# ))
 src=$(cd "$(dirname "$0")" && pwd)
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(config trace_csv import_azure import_mooncake import_burstgpt calib_raw calib_db costmodel)
+[ ${#targets[@]} -gt 0 ] || targets=(config workload trace_csv import_azure import_mooncake import_burstgpt calib_raw calib_db costmodel)
 crashes=${CRASHDIR:-$PWD/fuzz-crashes}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
