@@ -59,6 +59,12 @@ enum { CPU_TIER_OFF = 0, CPU_TIER_MA = 1, CPU_TIER_FETCH = 2 };
 enum { CONTROL_BYTES = 64, HEARTBEAT_BYTES = 32, HEARTBEAT_ENTRY_BYTES = 24 };
 /* DGFM moves per pass are bounded by policy.dgfm_max_moves, at most this. */
 enum { DGFM_MOVES_CAP = 256 };
+/* A quiet instance (nothing to report, free memory within 1% of its last
+ * report) heartbeats ever more rarely, up to 2^QUIET_SHIFT_MAX periods, so
+ * that a cluster that does not borrow pays few events; any borrow, move
+ * or change brings the period back. The same for DGFM passes that find
+ * nothing. */
+enum { QUIET_SHIFT_MAX = 6 };
 
 typedef struct {
   int32_t dispatch; /* infsim_dispatch_kind */
@@ -124,6 +130,8 @@ typedef struct {
   int64_t gatherer;
   int64_t *retry_after_ns; /* per instance: no new borrow before (after a failure) */
   int32_t *failures;       /* per instance: borrows failed in a row (sets the back-off) */
+  int32_t *hb_shift;       /* per instance: heartbeat period x 2^shift while quiet */
+  int32_t dgfm_shift;      /* DGFM period x 2^shift while passes find nothing */
   infsim_distkv_stats st;
   infsim_status pending; /* a failure inside a callback, reported by on_message */
   infsim_error pending_err;
@@ -302,6 +310,8 @@ static int64_t env_commit(void *self, const infsim_gm_move *m, int64_t now) {
   if (m->from >= 0 && m->from != m->to) infsim_sched_touch(s, m->from, now);
   if (owner != m->to && owner != m->from) infsim_sched_touch(s, owner, now);
   if (m->to != owner) note_lent(p, m->to, m->req);
+  p->hb_shift[m->from] = p->hb_shift[m->to] = 0; /* takes effect at their next heartbeat */
+  p->dgfm_shift = 0;
   if (new_holder) rec->instances_touched++;
   return n;
 }
@@ -375,6 +385,14 @@ static infsim_status send_heartbeat(infinite *p, int32_t i, int64_t now, infsim_
     else
       k++;
   }
+  int64_t capacity = s->p.gpu_blocks_per_instance;
+  int64_t last_free = infsim_gm_free_blocks(p->gm, i);
+  int64_t moved = h->free_blocks > last_free ? h->free_blocks - last_free : last_free - h->free_blocks;
+  bool quiet = h->n == 0 && !h->full && moved * 100 <= capacity;
+  if (!quiet)
+    p->hb_shift[i] = 0;
+  else if (p->hb_shift[i] < QUIET_SHIFT_MAX)
+    p->hb_shift[i]++;
   h->gen++;
   p->st.heartbeats++;
   return send_ctl(p, INFSIM_MSG_HEARTBEAT, i, INFSIM_ENDPOINT_GMANAGER, h->gen, -1, (int64_t)h->n,
@@ -394,6 +412,10 @@ static void take_heartbeat(infinite *p, const infsim_msg *m) {
 static infsim_status run_dgfm(infinite *p, int64_t now, infsim_error *err) {
   infsim_dgfm_limits lim = {.max_moves = p->set.dgfm_max_moves, .max_blocks = p->set.dgfm_max_blocks};
   size_t n = infsim_dgfm_pass(p->dgfm, p->gm, &lim, p->moves, DGFM_MOVES_CAP);
+  if (n > 0)
+    p->dgfm_shift = 0;
+  else if (p->dgfm_shift < QUIET_SHIFT_MAX)
+    p->dgfm_shift++;
   for (size_t k = 0; k < n; k++) {
     const infsim_dgfm_move *d = &p->moves[k];
     if (d->kind == INFSIM_DGFM_RECALL) p->st.recalls++;
@@ -422,8 +444,10 @@ static infsim_status create(const void *settings, struct infsim_sched *s, int32_
   p->lent = calloc((size_t)instances, sizeof *p->lent);
   p->retry_after_ns = calloc((size_t)instances, sizeof *p->retry_after_ns);
   p->failures = calloc((size_t)instances, sizeof *p->failures);
+  p->hb_shift = calloc((size_t)instances, sizeof *p->hb_shift);
   p->gatherer = -1;
-  if (!p->hb || !p->lent || !p->retry_after_ns || !p->failures) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  if (!p->hb || !p->lent || !p->retry_after_ns || !p->failures || !p->hb_shift)
+    return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   if (set->message_loss > 0 || set->message_delay_prob > 0) p->fault_rng = infsim_rng_new(s->p.seed, "faults.messages");
   int64_t per_node = set->gpus_per_node / set->gpus_per_instance;
   if (per_node < 1) per_node = 1;
@@ -461,6 +485,7 @@ static void destroy(void *self) {
   free(p->lent);
   free(p->retry_after_ns);
   free(p->failures);
+  free(p->hb_shift);
   infsim_contract_free(p->contract);
   infsim_dgfm_free(p->dgfm);
   infsim_gm_free(p->gm);
@@ -533,11 +558,13 @@ static infsim_status on_message(void *self, const infsim_msg *m, int64_t now, in
     switch (m->a) {
     case TIMER_HEARTBEAT:
       st = send_heartbeat(p, m->src, now, err);
-      if (st == INFSIM_OK && more) st = arm(p, m->src, TIMER_HEARTBEAT, now + p->set.heartbeat_ns, err);
+      if (st == INFSIM_OK && more)
+        st = arm(p, m->src, TIMER_HEARTBEAT, now + (p->set.heartbeat_ns << p->hb_shift[m->src]), err);
       break;
     case TIMER_DGFM:
       if (!p->gm_down) st = run_dgfm(p, now, err);
-      if (st == INFSIM_OK && more) st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_DGFM, now + p->set.dgfm_period_ns, err);
+      if (st == INFSIM_OK && more)
+        st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_DGFM, now + (p->set.dgfm_period_ns << p->dgfm_shift), err);
       break;
     case TIMER_KICK:
       st = instance_kick(p->s, &p->s->inst[m->src], err);
