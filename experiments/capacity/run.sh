@@ -48,7 +48,7 @@ for t in azure mooncake; do
         n=$(jq -r 'if .found then .value else "none" end' "$j")
         echo "${trace_name[$t]},${gpu_name[$g]},${policy_name[$p]},$ttft,$n" >>"$out/capacity-all.csv"
         # capacity.csv (the plot's) holds the SLOs some count meets.
-        [ "$n" = none ] || echo "${trace_name[$t]} on ${gpu_name[$g]}, ${policy_name[$p]},$ttft,$n,TTFT p99 bound (TPOT p99 <= 100 ms)" \
+        [ "$n" = none ] || echo "${trace_name[$t]} on ${gpu_name[$g]} (${policy_name[$p]}),$ttft,$n,TTFT p99 bound (TPOT p99 <= 100 ms)" \
           >>"$out/capacity.csv"
         echo "$t $g $p ttft_p99<=${ttft}s: $n instances" >&2
       done
