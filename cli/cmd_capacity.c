@@ -20,7 +20,7 @@
 static const char k_usage[] =
     "usage: infsim capacity CONFIG.yaml --slo BOUNDS [--target rate|instances] [--seeds N]\n"
     "                       [--tolerance X] [--start X] [--max X] [--trace FILE] [--set key=value]...\n"
-    "                       [--out RESULTS.db] [--jobs N] [--progress MODE] [--json]\n"
+    "                       [--probes K] [--out RESULTS.db] [--jobs N] [--progress MODE] [--json]\n"
     "\n"
     "Finds the highest arrival rate (--target rate: the trace's arrival times divided by a scale\n"
     "factor) or the fewest instances (--target instances: cluster.instances) at which every\n"
@@ -35,6 +35,9 @@ static const char k_usage[] =
     "                      passing one (default 0.02); instances are found exactly\n"
     "  --start X           first value tried (default 1: scale 1, or 1 instance)\n"
     "  --max X             largest value tried (default 1024 for a scale, 4096 instances)\n"
+    "  --probes K          values tried at once per round, run in parallel (1 to 8, default 1):\n"
+    "                      fewer rounds; where the SLO is not monotone near the threshold the\n"
+    "                      answer can differ from K = 1\n"
     "  --out RESULTS.db    keep every run in a sweep DB: a repeated search reruns nothing\n"
     "  --progress MODE     as for infsim sweep, per value tried (default none)\n"
     "  --trace, --set, --jobs   as for infsim sweep\n"
@@ -120,7 +123,7 @@ int infsim_cmd_capacity(int argc, char **argv) {
   const char *config_path = NULL, *out_path = NULL, *trace_path = NULL, *slo_text = NULL, *progress_text = "none";
   const char *target = "rate";
   double tolerance = 0.02, start = 1, max = 0;
-  long seeds = 1, jobs = 0;
+  long seeds = 1, jobs = 0, probes = 1;
   bool json = false;
   const char **sets = calloc((size_t)argc, sizeof *sets);
   size_t set_count = 0;
@@ -150,6 +153,8 @@ int infsim_cmd_capacity(int argc, char **argv) {
       bad = !cli_parse_int(v, 1, INFSIM_SWEEP_MAX_SEEDS, &seeds);
     else if (got == 0 && (got = cli_option_value(argc, argv, &i, "--jobs", &v)) > 0)
       bad = !cli_parse_int(v, 1, 4096, &jobs);
+    else if (got == 0 && (got = cli_option_value(argc, argv, &i, "--probes", &v)) > 0)
+      bad = !cli_parse_int(v, 1, 8, &probes);
     else if (got == 0 && (got = cli_option_value(argc, argv, &i, "--tolerance", &v)) > 0)
       bad = !parse_positive(v, &tolerance) || tolerance >= 1;
     else if (got == 0 && (got = cli_option_value(argc, argv, &i, "--start", &v)) > 0)
@@ -180,7 +185,7 @@ int infsim_cmd_capacity(int argc, char **argv) {
     fputs(k_usage, stderr);
     goto done;
   }
-  infsim_capacity_opts o = {.tolerance = tolerance, .start = start};
+  infsim_capacity_opts o = {.tolerance = tolerance, .start = start, .probes = (int)probes};
   if (strcmp(target, "rate") == 0) {
     o.target = INFSIM_TARGET_RATE;
     o.min_value = 1.0 / 1024;

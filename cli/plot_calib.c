@@ -188,6 +188,11 @@ infsim_status plot_calib_db(plot_job *pj, const char *path, infsim_error *err) {
       plot_number(pj, name, n);
       snprintf(name, sizeof name, "p%d_title", panel);
       plot_assign(pj, name, kname);
+      /* One variable: a true curve (lines). Several in one slice (prefill:
+       * tokens move with pairs, not in step): fitted values at the
+       * measured points, open circles, as a line through them would zigzag. */
+      snprintf(name, sizeof name, "p%d_curve", panel);
+      plot_number(pj, name, (info->var_mask & (info->var_mask - 1)) == 0 || n > 1);
       snprintf(name, sizeof name, "p%d_xlabel", panel);
       plot_assign(pj, name, infsim_calib_var_name((infsim_calib_var)info->hinge_var));
     }

@@ -4,9 +4,12 @@
 **
 ** Invariants of the search: `met_at` always met the SLO and `missed_at`
 ** always missed it (when set); for rate met_at < missed_at, for instances
-** missed_at < met_at; each step halves the distance between them, so the
-** search ends after O(log(range / tolerance)) evaluations, well inside
-** INFSIM_CAPACITY_MAX_STEPS for the bounded ranges the options allow.
+** missed_at < met_at. With k values tried at once (opts->probes), each
+** bracketing round moves k doublings
+** and each bisection round cuts the bracket k + 1 ways; with k = 1 it is
+** the plain sequence. The search ends after O(log(range / tolerance))
+** rounds, well inside INFSIM_CAPACITY_MAX_STEPS values for the bounded
+** ranges the options allow.
 */
 #include <errno.h>
 #include <math.h>
@@ -99,16 +102,20 @@ bool infsim_slo_met(const infsim_slo *slo, const json_t *summary, char *why, siz
 
 /* ---- the search ---- */
 
-/* One evaluation: every seed's run at `value`; met when all meet. */
-static infsim_status evaluate(const infsim_capacity_opts *o, double value, infsim_capacity_result *r,
-                              bool *met, infsim_error *err) {
-  if (r->step_count == INFSIM_CAPACITY_MAX_STEPS)
+enum { CAPACITY_MAX_CANDIDATES = 8 };
+
+/* One round: every seed's run at each of values[0..n), as one sweep (so
+ * they run in parallel); met[i] when all seeds meet the SLO at values[i]. */
+static infsim_status evaluate(const infsim_capacity_opts *o, const double *values, size_t n,
+                              infsim_capacity_result *r, bool *met, infsim_error *err) {
+  if (r->step_count + n > INFSIM_CAPACITY_MAX_STEPS)
     return infsim_fail(err, INFSIM_ERUN, "capacity search did not converge in %d steps", INFSIM_CAPACITY_MAX_STEPS);
-  char spec[96];
-  if (o->target == INFSIM_TARGET_RATE)
-    snprintf(spec, sizeof spec, "%s=%.17g", INFSIM_RATE_SCALE_KEY, value);
-  else
-    snprintf(spec, sizeof spec, "cluster.instances=%.0f", value);
+  char spec[64 + CAPACITY_MAX_CANDIDATES * 32];
+  int at = snprintf(spec, sizeof spec, "%s=",
+                    o->target == INFSIM_TARGET_RATE ? INFSIM_RATE_SCALE_KEY : "cluster.instances");
+  for (size_t i = 0; i < n; i++)
+    at += snprintf(spec + at, sizeof spec - (size_t)at, o->target == INFSIM_TARGET_RATE ? "%s%.17g" : "%s%.0f",
+                   i > 0 ? "," : "", values[i]);
   infsim_grid *g = infsim_grid_new();
   if (g == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   infsim_status st = infsim_grid_add(g, spec, err);
@@ -117,24 +124,39 @@ static infsim_status evaluate(const infsim_capacity_opts *o, double value, infsi
   so.keep_summaries = true;
   infsim_sweep_outcome out;
   if (st == INFSIM_OK) st = infsim_sweep_run(&so, &out, err);
-  infsim_capacity_step *step = &r->steps[r->step_count++];
-  step->value = value;
-  step->met = true;
-  step->why[0] = '\0';
-  if (st == INFSIM_OK) {
+  for (size_t i = 0; i < n; i++) {
+    infsim_capacity_step *step = &r->steps[r->step_count++];
+    step->value = values[i];
+    step->met = true;
+    step->why[0] = '\0';
     /* Under MPI every rank holds the summaries (sweep_mpi.c), so every
-     * rank takes the same next step. */
+     * rank takes the same next step. Point i's seeds follow each other. */
+    for (size_t s = 0; st == INFSIM_OK && s < (size_t)so.seeds && step->met; s++) {
+      const json_t *sum = out.summaries[i * (size_t)so.seeds + s];
+      step->met = sum != NULL && infsim_slo_met(&o->slo, sum, step->why, sizeof step->why);
+    }
+    met[i] = step->met;
+  }
+  if (st == INFSIM_OK) {
     r->runs += out.ran;
     r->runs_skipped += out.skipped;
     r->is_root = out.is_root;
-    for (size_t i = 0; i < out.total && step->met; i++)
-      step->met = out.summaries[i] != NULL &&
-                  infsim_slo_met(&o->slo, out.summaries[i], step->why, sizeof step->why);
+    infsim_sweep_outcome_free(&out);
   }
-  if (st == INFSIM_OK) infsim_sweep_outcome_free(&out);
   infsim_grid_free(g);
-  *met = step->met;
   return st;
+}
+
+/* The next value one bracketing step from v: double or halve. */
+static double bracket_step(const infsim_capacity_opts *o, double v, bool more_load) {
+  double next;
+  if (o->target == INFSIM_TARGET_RATE)
+    next = more_load ? v * 2 : v / 2;
+  else
+    next = more_load ? floor(v / 2) : v * 2;
+  if (next > o->max_value) next = o->max_value;
+  if (next < o->min_value) next = o->min_value;
+  return next;
 }
 
 infsim_status infsim_capacity_search(const infsim_capacity_opts *o, infsim_capacity_result *r, infsim_error *err) {
@@ -149,28 +171,43 @@ infsim_status infsim_capacity_search(const infsim_capacity_opts *o, infsim_capac
   if (!rate && (o->start != floor(o->start) || o->min_value != floor(o->min_value) ||
                 o->max_value != floor(o->max_value)))
     return infsim_fail(err, INFSIM_EINPUT, "capacity: instance counts must be whole numbers");
-  /* "good" moves toward more load: rate up, instances down. */
+  /* Values tried at once (one: the plain bracket-and-bisect sequence).
+   * With k at once a round cuts the bracket k + 1 ways instead of two. */
+  if (o->probes < 0 || o->probes > CAPACITY_MAX_CANDIDATES)
+    return infsim_fail(err, INFSIM_EINPUT, "--probes: expected an integer in [1, %d], got %d", CAPACITY_MAX_CANDIDATES,
+                       o->probes);
+  size_t k = o->probes > 1 ? (size_t)o->probes : 1;
+  double cand[CAPACITY_MAX_CANDIDATES];
+  bool met[CAPACITY_MAX_CANDIDATES];
+
+  /* "More load": rate up, instances down. met_at met the SLO, missed_at
+   * missed it; the search keeps missed_at on the more-load side. */
   double met_at = NAN, missed_at = NAN, v = o->start;
-  bool met;
-  infsim_status st = evaluate(o, v, r, &met, err);
+  infsim_status st = evaluate(o, &v, 1, r, met, err);
   if (st != INFSIM_OK) return st;
-  if (met) met_at = v;
+  if (met[0]) met_at = v;
   else missed_at = v;
-  /* Bracket: double (or halve) until the other side is seen or a limit hit. */
+  /* Bracket: double (or halve) until the other side is seen or a limit
+   * hit; k steps at once, read in order until the first change. */
   while (isnan(met_at) || isnan(missed_at)) {
-    bool toward_load = !isnan(met_at); /* met so far: push the load up */
-    double next;
-    if (rate)
-      next = toward_load ? v * 2 : v / 2;
-    else
-      next = toward_load ? floor(v / 2) : v * 2;
-    if (next > o->max_value) next = o->max_value;
-    if (next < o->min_value) next = o->min_value;
-    if (next == v) break; /* at a limit */
-    v = next;
-    if ((st = evaluate(o, v, r, &met, err)) != INFSIM_OK) return st;
-    if (met) met_at = v;
-    else missed_at = v;
+    bool more_load = !isnan(met_at);
+    size_t n = 0;
+    for (double c = bracket_step(o, v, more_load); n < k && c != (n > 0 ? cand[n - 1] : v);
+         c = bracket_step(o, c, more_load))
+      cand[n++] = c;
+    if (n == 0) break; /* at a limit */
+    if ((st = evaluate(o, cand, n, r, met, err)) != INFSIM_OK) return st;
+    for (size_t i = 0; i < n; i++) {
+      if (met[i] && more_load) {
+        met_at = v = cand[i];
+      } else if (!met[i] && !more_load) {
+        missed_at = v = cand[i];
+      } else {
+        if (met[i]) met_at = cand[i];
+        else missed_at = cand[i];
+        break;
+      }
+    }
   }
   if (isnan(met_at)) return INFSIM_OK; /* nothing in range met the SLO */
   r->found = true;
@@ -179,19 +216,29 @@ infsim_status infsim_capacity_search(const infsim_capacity_opts *o, infsim_capac
     r->value = met_at;
     return INFSIM_OK;
   }
-  /* Bisect. */
+  /* Bisect (k + 1 ways), reading the candidates from less load to more. */
   for (;;) {
-    double mid;
+    size_t n = 0;
     if (rate) {
       if (missed_at - met_at <= o->tolerance * met_at) break;
-      mid = 0.5 * (met_at + missed_at);
+      for (size_t i = 1; i <= k; i++) cand[n++] = met_at + (missed_at - met_at) * (double)i / (double)(k + 1);
     } else {
       if (met_at - missed_at <= 1) break;
-      mid = floor(0.5 * (met_at + missed_at));
+      for (size_t i = 1; i <= k; i++) {
+        double c = floor(met_at - (met_at - missed_at) * (double)i / (double)(k + 1));
+        if (c <= missed_at) c = missed_at + 1;
+        if (c >= met_at) c = met_at - 1;
+        if (n == 0 || c < cand[n - 1]) cand[n++] = c; /* distinct, decreasing */
+      }
     }
-    if ((st = evaluate(o, mid, r, &met, err)) != INFSIM_OK) return st;
-    if (met) met_at = mid;
-    else missed_at = mid;
+    if ((st = evaluate(o, cand, n, r, met, err)) != INFSIM_OK) return st;
+    for (size_t i = 0; i < n; i++) {
+      if (!met[i]) {
+        missed_at = cand[i];
+        break;
+      }
+      met_at = cand[i];
+    }
   }
   r->value = met_at;
   r->failed_at = missed_at;

@@ -9,7 +9,8 @@
 ** is kept as text too, so nothing is lost in flattening.
 **
 ** Invariants: each insert is one transaction (a row is there whole or not
-** at all); `columns` mirrors the table's columns. Not thread-safe: one
+** at all); `columns` holds a subset of the table's columns (other processes
+** may add some), read again inside the transaction before adding any. Not thread-safe: one
 ** caller at a time (the sweep driver holds a lock around every call).
 */
 #include <errno.h>
@@ -223,7 +224,23 @@ static const char *sql_type(const row_cell *cell) {
   return " TEXT";
 }
 
+static void forget_columns(infsim_sweep_db *d) {
+  for (size_t i = 0; i < d->column_count; i++) free(d->columns[i]);
+  free(d->columns);
+  d->columns = NULL;
+  d->column_count = 0;
+}
+
+/* Inside the insert's write transaction: another process may have added a
+ * column since this one read them, so the cache is read again before
+ * adding any (else ALTER TABLE would fail on a duplicate name). */
 static infsim_status add_columns(infsim_sweep_db *d, const row_cells *c, infsim_error *err) {
+  bool missing = false;
+  for (size_t i = 0; i < c->n && !missing; i++) missing = !has_column(d, c->cells[i].name);
+  if (!missing) return INFSIM_OK;
+  forget_columns(d);
+  infsim_status st = load_columns(d, err);
+  if (st != INFSIM_OK) return st;
   for (size_t i = 0; i < c->n; i++) {
     if (has_column(d, c->cells[i].name)) continue;
     char *sql = NULL;
@@ -360,10 +377,7 @@ infsim_status infsim_sweep_db_insert(infsim_sweep_db *d, const infsim_sweep_row 
     if (st != INFSIM_OK) {
       sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
       /* Columns added inside the rolled-back transaction are gone again. */
-      for (size_t i = 0; i < d->column_count; i++) free(d->columns[i]);
-      free(d->columns);
-      d->columns = NULL;
-      d->column_count = 0;
+      forget_columns(d);
       infsim_error ignored;
       load_columns(d, &ignored);
     }

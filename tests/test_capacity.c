@@ -14,6 +14,7 @@
 */
 #include <math.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -84,7 +85,7 @@ typedef struct {
   uint64_t seed;
 } job;
 
-static int g_executed; /* the stand-in runs on one thread (jobs = 1) */
+static atomic_int g_executed; /* runs of the stand-in, from any thread */
 
 static double p99_of(double scale, long instances, uint64_t seed) {
   return 0.2 * scale * scale * (10.0 / (double)instances) * (1 + 0.05 * ((double)seed - 7));
@@ -110,7 +111,7 @@ static infsim_status exec(void *self, void *handle, json_t **summary, infsim_err
   (void)self;
   (void)err;
   job *j = handle;
-  g_executed++;
+  atomic_fetch_add(&g_executed, 1);
   *summary = json_pack("{s:{s:i, s:f}}", "ttft_s", "count", 100, "p99", p99_of(j->scale, j->instances, j->seed));
   return INFSIM_OK;
 }
@@ -143,14 +144,14 @@ static void test_rate_within_tolerance_of_closed_form(void **state) {
     infsim_capacity_opts o = opts_for(INFSIM_TARGET_RATE, "ttft_p99=2s", 1, starts[i]);
     infsim_capacity_result r;
     infsim_error err = {0};
-    g_executed = 0;
+    atomic_store(&g_executed, 0);
     assert_int_equal(infsim_capacity_search(&o, &r, &err), INFSIM_OK);
     assert_true(r.found && !r.capped);
     assert_true(p99_of(r.value, 10, 7) <= 2.0);    /* met */
     assert_true(p99_of(r.failed_at, 10, 7) > 2.0); /* missed */
     assert_true(r.failed_at - r.value <= 0.01 * r.value);
     assert_true(r.value <= truth && truth < r.failed_at);
-    assert_int_equal(g_executed, (int)r.step_count); /* one run per step, one seed */
+    assert_int_equal(atomic_load(&g_executed), (int)r.step_count); /* one run per step, one seed */
     assert_true(r.step_count < 20);
   }
 }
@@ -190,6 +191,37 @@ static void test_worst_seed_decides(void **state) {
   assert_true(saw);
 }
 
+/* Three values per round (probes 3, run on three threads): the same
+ * answers as the one-at-a-time search on a monotone SLO, in fewer rounds. */
+static void test_parallel_rounds_same_answers(void **state) {
+  (void)state;
+  infsim_capacity_result one, three;
+  infsim_error err = {0};
+  const double starts[] = {1, 64, 8};
+  for (size_t i = 0; i < 3; i++) {
+    infsim_capacity_opts o = opts_for(INFSIM_TARGET_INSTANCES, "ttft_p99=250ms", 1, starts[i]);
+    assert_int_equal(infsim_capacity_search(&o, &one, &err), INFSIM_OK);
+    o.sweep.jobs = 3;
+    o.probes = 3;
+    assert_int_equal(infsim_capacity_search(&o, &three, &err), INFSIM_OK);
+    assert_true(three.value == 8 && three.failed_at == 7);
+    assert_true(one.value == three.value && one.failed_at == three.failed_at);
+  }
+  infsim_capacity_opts o = opts_for(INFSIM_TARGET_RATE, "ttft_p99=2s", 1, 1);
+  o.sweep.jobs = 3;
+  o.probes = 3;
+  assert_int_equal(infsim_capacity_search(&o, &three, &err), INFSIM_OK);
+  assert_true(three.found && !three.capped);
+  assert_true(p99_of(three.value, 10, 7) <= 2.0 && p99_of(three.failed_at, 10, 7) > 2.0);
+  assert_true(three.failed_at - three.value <= 0.01 * three.value);
+  /* Rounds: values tried / 3 rounded up, plus the start, fewer than the
+   * one-at-a-time search's values (each its own round). */
+  o.sweep.jobs = 1;
+  o.probes = 1;
+  assert_int_equal(infsim_capacity_search(&o, &one, &err), INFSIM_OK);
+  assert_true((three.step_count - 1 + 2) / 3 + 1 < one.step_count);
+}
+
 static void test_never_and_always_met(void **state) {
   (void)state;
   infsim_capacity_result r;
@@ -215,6 +247,7 @@ int main(void) {
       cmocka_unit_test(test_rate_within_tolerance_of_closed_form),
       cmocka_unit_test(test_instances_exact_from_below_and_above),
       cmocka_unit_test(test_worst_seed_decides),
+      cmocka_unit_test(test_parallel_rounds_same_answers),
       cmocka_unit_test(test_never_and_always_met),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -113,6 +113,15 @@ keys = {k for (k,) in sqlite3.connect(f"{w}/capi.db").execute("SELECT key FROM r
 assert keys and keys <= keys_bf, "the search ran jobs the brute force does not know"
 PY
 
+# Three values per round: the same fewest instances (a monotone SLO here).
+"$INFSIM" capacity "$work/c.yaml" --slo "$slo" --target instances --seeds 2 --set workload.rate_rps=24 --probes 3 \
+  --jobs 3 --json >"$work/inst3.json" 2>/dev/null || fail "capacity --probes 3 exited $?"
+python3 -c "
+import json
+a, b = json.load(open('$work/inst.json')), json.load(open('$work/inst3.json'))
+assert (a['value'], a['failed_at']) == (b['value'], b['failed_at']), (a['value'], b['value'])" \
+  || fail "--probes 3 changed the fewest instances"
+
 # ---- bad input ----
 expect2() {
   local msg=$1; shift
@@ -123,6 +132,7 @@ expect2() {
 expect2 "--slo ttft_p99=2: ttft_p99: expected a positive time in s or ms" "$work/c.yaml" --slo ttft_p99=2
 expect2 "--target: expected rate or instances, got 'gpus'" "$work/c.yaml" --slo ttft_p99=2s --target gpus
 expect2 "--slo is required" "$work/c.yaml"
+expect2 "--probes: bad value '9'" "$work/c.yaml" --slo ttft_p99=2s --probes 9
 expect2 "expected whole instance counts" "$work/c.yaml" --slo ttft_p99=2s --target instances --start 1.5
 
 [ $failures = 0 ] || { echo "$failures failure(s)"; exit 1; }

@@ -339,6 +339,28 @@ static void test_db_refuses_foreign_file(void **state) {
   assert_int_equal(infsim_sweep_db_open(s->db_path, &sd, &err), INFSIM_EINPUT);
 }
 
+/* Two handles on one DB (two sweeps at once): a column the first adds is
+ * not added again by the second, whose cache predates it. */
+static void test_db_two_writers_share_new_columns(void **state) {
+  sweep_fixture *s = *state;
+  infsim_error err = {0};
+  infsim_sweep_db *a, *b;
+  assert_int_equal(infsim_sweep_db_open(s->db_path, &a, &err), INFSIM_OK);
+  assert_int_equal(infsim_sweep_db_open(s->db_path, &b, &err), INFSIM_OK);
+  json_t *sum = json_pack("{s:i, s:{s:f}}", "completed", 3, "ttft_s", "p99", 0.5);
+  infsim_sweep_row row = {.key = "k1", .summary = sum, .host = "h"};
+  assert_int_equal(infsim_sweep_db_insert(a, &row, &err), INFSIM_OK);
+  row.key = "k2";
+  assert_int_equal(infsim_sweep_db_insert(b, &row, &err), INFSIM_OK);
+  json_t *got = infsim_sweep_db_summary(a, "k2");
+  assert_non_null(got);
+  assert_int_equal(json_integer_value(json_object_get(got, "completed")), 3);
+  json_decref(got);
+  json_decref(sum);
+  infsim_sweep_db_close(a);
+  infsim_sweep_db_close(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sha256_fips_vectors),
@@ -348,6 +370,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_sweep_runs_each_job_once_and_resumes, sweep_setup, sweep_teardown),
       cmocka_unit_test_setup_teardown(test_sweep_failure_keeps_finished_rows, sweep_setup, sweep_teardown),
       cmocka_unit_test_setup_teardown(test_db_refuses_foreign_file, sweep_setup, sweep_teardown),
+      cmocka_unit_test_setup_teardown(test_db_two_writers_share_new_columns, sweep_setup, sweep_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

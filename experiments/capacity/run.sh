@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Capacity study: the fewest LLaMA2-7B instances (one GPU each) that serve
 # the Azure code trace and the Mooncake conversation trace within an SLO,
-# on A100-80GB and on H100-SXM, for TTFT p99 bounds from 0.5 s to 20 s
+# on A100-80GB and on H100-SXM, for TTFT p99 bounds from 0.5 s to 20 s,
+# without KV borrowing (and with it: POLICIES="vllm-multi infinite-llm")
 # (TPOT p99 <= 100 ms throughout); then the highest arrival rate 8 GPUs
 # take at TTFT p99 <= 2 s. One command:
 #
 #   experiments/capacity/run.sh [PATH/TO/infsim]      (default: build/infsim)
+#   POLICIES="vllm-multi infinite-llm" experiments/capacity/run.sh
 #
 # Writes out/ here: capacity.db (every run, a sweep DB: rerunning reruns
 # nothing), capacity.csv, rate.csv, table.md and plots/ (infsim plot).
@@ -26,20 +28,30 @@ fi
 declare -A trace=([azure]="$root/data/traces/azure-code.csv" [mooncake]="$here/traces/mooncake-conversation.csv")
 declare -A trace_name=([azure]="Azure code" [mooncake]="Mooncake conv.")
 declare -A gpu_name=([a100]="A100-80GB" [h100]="H100-SXM")
+# Without borrowing (vllm-multi) and with it (infinite-llm: DistKV-LLM
+# lends free KV blocks across instances, so a prompt longer than one
+# GPU's memory is served, not rejected).
+# POLICIES="vllm-multi infinite-llm" adds the second (slow: an overloaded
+# infinite-llm run on Mooncake takes minutes, the brute force has 40).
+declare -A policy_name=([vllm-multi]="no borrowing" [infinite-llm]="borrowing")
+read -r -a policies <<<"${POLICIES:-vllm-multi}"
 
 echo "series,slo_s,instances,slo" >"$out/capacity.csv"
-echo "trace,gpu,slo_s,instances" >"$out/capacity-all.csv"
+echo "trace,gpu,policy,slo_s,instances" >"$out/capacity-all.csv"
 for t in azure mooncake; do
   for g in a100 h100; do
-    for ttft in 0.5 1 2 5 10 20; do
-      "$infsim" capacity "$here/$g.yaml" --trace "${trace[$t]}" --target instances --start 8 --max 256 \
-        --slo "ttft_p99=${ttft}s,tpot_p99=100ms" --out "$out/capacity.db" --json >"$out/cap-$t-$g-$ttft.json"
-      n=$(jq -r 'if .found then .value else "none" end' "$out/cap-$t-$g-$ttft.json")
-      echo "${trace_name[$t]},${gpu_name[$g]},$ttft,$n" >>"$out/capacity-all.csv"
-      # capacity.csv (the plot's) holds the SLOs some count meets.
-      [ "$n" = none ] || echo "${trace_name[$t]} on ${gpu_name[$g]},$ttft,$n,TTFT p99 bound (TPOT p99 <= 100 ms)" \
-        >>"$out/capacity.csv"
-      echo "$t $g ttft_p99<=${ttft}s: $n instances" >&2
+    for p in "${policies[@]}"; do
+      for ttft in 0.5 1 2 5 10 20; do
+        j="$out/cap-$t-$g-$p-$ttft.json"
+        "$infsim" capacity "$here/$g.yaml" --trace "${trace[$t]}" --set policy.name=$p --target instances --start 8 \
+          --max 256 --slo "ttft_p99=${ttft}s,tpot_p99=100ms" --out "$out/capacity.db" --json >"$j"
+        n=$(jq -r 'if .found then .value else "none" end' "$j")
+        echo "${trace_name[$t]},${gpu_name[$g]},${policy_name[$p]},$ttft,$n" >>"$out/capacity-all.csv"
+        # capacity.csv (the plot's) holds the SLOs some count meets.
+        [ "$n" = none ] || echo "${trace_name[$t]} on ${gpu_name[$g]} (${policy_name[$p]}),$ttft,$n,TTFT p99 bound (TPOT p99 <= 100 ms)" \
+          >>"$out/capacity.csv"
+        echo "$t $g $p ttft_p99<=${ttft}s: $n instances" >&2
+      done
     done
   done
 done
@@ -61,13 +73,15 @@ done
 
 # The lowest TTFT p99 any number of instances reaches: the longest prompts'
 # prefill on one GPU (256 instances: nothing queues).
-echo "trace,gpu,ttft_p99_s,tpot_p99_s" >"$out/floor.csv"
+echo "trace,gpu,policy,ttft_p99_s,tpot_p99_s,rejected" >"$out/floor.csv"
 for t in azure mooncake; do
   for g in a100 h100; do
-    "$infsim" run "$here/$g.yaml" --trace "${trace[$t]}" --set cluster.instances=256 --out "$out/floor-$t-$g" \
-      --quiet --summary-only
-    jq -r --arg t "${trace_name[$t]}" --arg g "${gpu_name[$g]}" '[$t, $g, .ttft_s.p99, .tpot_s.p99] | @csv' \
-      "$out/floor-$t-$g/summary.json" >>"$out/floor.csv"
+    for p in "${policies[@]}"; do
+      "$infsim" run "$here/$g.yaml" --trace "${trace[$t]}" --set cluster.instances=256 --set policy.name=$p \
+        --out "$out/floor-$t-$g-$p" --quiet --summary-only
+      jq -r --arg t "${trace_name[$t]}" --arg g "${gpu_name[$g]}" --arg p "${policy_name[$p]}" \
+        '[$t, $g, $p, .ttft_s.p99, .tpot_s.p99, .rejected] | @csv' "$out/floor-$t-$g-$p/summary.json" >>"$out/floor.csv"
+    done
   done
 done
 
@@ -75,18 +89,21 @@ done
 # same counts (where the answer is within 20).
 for t in azure mooncake; do
   for g in a100 h100; do
-    "$infsim" sweep "$here/$g.yaml" --trace "${trace[$t]}" --grid cluster.instances=1:20:1 --label "$t $g" \
-      --out "$out/bruteforce.db" --progress none >/dev/null
+    for p in "${policies[@]}"; do
+      "$infsim" sweep "$here/$g.yaml" --trace "${trace[$t]}" --set policy.name=$p --grid cluster.instances=1:20:1 \
+        --label "$t $g $p" --out "$out/bruteforce.db" --progress none >/dev/null
+    done
   done
 done
 python3 - "$out" <<'PY'
 import csv, sqlite3, sys
 out = sys.argv[1]
-names = {"Azure code": "azure", "Mooncake conv.": "mooncake", "A100-80GB": "a100", "H100-SXM": "h100"}
+names = {"Azure code": "azure", "Mooncake conv.": "mooncake", "A100-80GB": "a100", "H100-SXM": "h100",
+         "no borrowing": "vllm-multi", "borrowing": "infinite-llm"}
 db = sqlite3.connect(f"{out}/bruteforce.db")
 bad = 0
 for row in csv.DictReader(open(f"{out}/capacity-all.csv")):
-    label = f"{names[row['trace']]} {names[row['gpu']]}"
+    label = f"{names[row['trace']]} {names[row['gpu']]} {names[row['policy']]}"
     ok = {n: t <= float(row["slo_s"]) and p <= 0.1 for n, t, p in db.execute(
         'SELECT "cluster.instances", ttft_s_p99, tpot_s_p99 FROM runs WHERE label = ?', (label,))}
     fewest = next((n for n in range(1, 21) if all(ok[m] for m in range(n, 21))), None)
@@ -100,14 +117,14 @@ PY
 
 # The tables for the README.
 {
-  echo "| trace | GPU | TTFT p99 <= 0.5 s | <= 1 s | <= 2 s | <= 5 s | <= 10 s | <= 20 s |"
-  echo "|---|---|---|---|---|---|---|---|"
-  tail -n +2 "$out/capacity-all.csv" | awk -F, '{ k = $1 " | " $2; v[k] = v[k] " | " $4; if (!(k in seen)) { seen[k] = 1; order[++n] = k } }
+  echo "| trace | GPU | KV | TTFT p99 <= 0.5 s | <= 1 s | <= 2 s | <= 5 s | <= 10 s | <= 20 s |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  tail -n +2 "$out/capacity-all.csv" | awk -F, '{ k = $1 " | " $2 " | " $3; v[k] = v[k] " | " $5; if (!(k in seen)) { seen[k] = 1; order[++n] = k } }
     END { for (i = 1; i <= n; i++) print "| " order[i] v[order[i]] " |" }'
   echo
-  echo "| trace | GPU | lowest TTFT p99 (s) | TPOT p99 then (ms) |"
-  echo "|---|---|---|---|"
-  tail -n +2 "$out/floor.csv" | tr -d '"' | awk -F, '{ printf "| %s | %s | %.2f | %.1f |\n", $1, $2, $3, 1000 * $4 }'
+  echo "| trace | GPU | KV | lowest TTFT p99 (s) | TPOT p99 then (ms) | rejected |"
+  echo "|---|---|---|---|---|---|"
+  tail -n +2 "$out/floor.csv" | tr -d '"' | awk -F, '{ printf "| %s | %s | %s | %.2f | %.1f | %d |\n", $1, $2, $3, $4, 1000 * $5, $6 }'
   echo
   echo "| trace | GPU | SLO (16 GPUs) | highest rate scale | misses at | requests/s |"
   echo "|---|---|---|---|---|---|"

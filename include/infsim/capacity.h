@@ -11,8 +11,12 @@
 ** The search assumes the SLO is met below a threshold and missed above it
 ** (rate) or the other way round (instances). It brackets the threshold by
 ** doubling or halving from a start, then bisects: for rate to a stated
-** relative tolerance, for instances exactly. Every evaluation is a small
-** sweep (sweep.h): with a results DB a repeated search reruns nothing.
+** relative tolerance, for instances exactly. Every round is a small sweep
+** (sweep.h): with a results DB a repeated search reruns nothing. With
+** probes > 1 a round tries several values at once (run in parallel): the
+** bracket shrinks probes + 1 ways per round instead of two. Where the SLO
+** is not monotone near the threshold the answer can depend on the probes,
+** so they are an option, never the machine's core count.
 */
 #ifndef INFSIM_CAPACITY_H
 #define INFSIM_CAPACITY_H
@@ -57,6 +61,7 @@ typedef struct {
   double start;         /* first value tried: rate scale (e.g. 1) or instance count */
   double min_value;     /* rate: smallest scale tried (1/1024); instances: 1 */
   double max_value;     /* rate: largest scale (1024); instances: e.g. 4096 */
+  int probes;           /* values tried at once per round, 1..8 (0: 1) */
 } infsim_capacity_opts;
 
 typedef struct {
