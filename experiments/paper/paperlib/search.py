@@ -83,10 +83,12 @@ def context(runner, config, settings, search, tolerance=None):
     out = search["context_output_tokens"]
     top = search["context_max_tokens"]
     probes = []
+    kv = {}
 
     def ok(prompt):
         r = runner.run(config, settings, None, rows=[(0, prompt, out)])
         probes.append((prompt, r["completed"]))
+        kv["blocks"] = r.get("kv_blocks_per_instance")
         return r["completed"] == 1
 
     p = search["context_start_tokens"]
@@ -94,7 +96,8 @@ def context(runner, config, settings, search, tolerance=None):
         lo, hi = p, None
         while hi is None:
             if p >= top:
-                return {"tokens": lo + out, "probes": probes, "note": "completes at the largest size tried"}
+                return {"tokens": lo + out, "probes": probes, "note": "completes at the largest size tried",
+                        "kv_blocks_per_instance": kv["blocks"]}
             p = min(2 * p, top)
             if ok(p):
                 lo = p
@@ -105,7 +108,7 @@ def context(runner, config, settings, search, tolerance=None):
         while lo is None:
             p //= 2
             if p < 1:
-                return {"tokens": 0, "probes": probes, "note": "nothing completes"}
+                return {"tokens": 0, "probes": probes, "note": "nothing completes", "kv_blocks_per_instance": kv["blocks"]}
             if ok(p):
                 lo = p
             else:
@@ -116,4 +119,4 @@ def context(runner, config, settings, search, tolerance=None):
             lo = mid
         else:
             hi = mid
-    return {"tokens": lo + out, "probes": probes, "note": ""}
+    return {"tokens": lo + out, "probes": probes, "note": "", "kv_blocks_per_instance": kv["blocks"]}

@@ -69,7 +69,8 @@ def slo_stats(requests_csv, slo):
 
 
 class Runner:
-    def __init__(self, infsim, out_dir, slo, log):
+    def __init__(self, infsim, out_dir, slo, log, timeout_s=None):
+        self.timeout_s = timeout_s
         self.infsim = infsim
         self.cache_dir = os.path.join(out_dir, "cache")
         os.makedirs(self.cache_dir, exist_ok=True)
@@ -128,7 +129,14 @@ class Runner:
             for k, v in sorted(settings.items()):
                 cmd += ["--set", "%s=%s" % (k, v)]
             t0 = time.monotonic()
-            r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   timeout=self.timeout_s)
+            except subprocess.TimeoutExpired:
+                keep_dir = work + "-timed-out"
+                shutil.copytree(work, keep_dir, dirs_exist_ok=True)
+                raise RuntimeError("%s: no result after %g s (trace kept in %s)" % (" ".join(cmd), self.timeout_s,
+                                                                                  keep_dir))
             wall = time.monotonic() - t0
             if r.returncode != 0:
                 if "policy.name" in r.stderr:
@@ -137,6 +145,7 @@ class Runner:
             with open(os.path.join(work, "out", "summary.json")) as f:
                 s = json.load(f)
             res = {k: s.get(k) for k in ("arrived", "completed", "rejected", "throughput_tok_s", "requests_per_s",
+                                         "kv_blocks_per_instance",
                                          "preemptions", "sim_time_s", "wall_s", "events", "network_bytes",
                                          "borrowed_blocks_peak", "max_context_tokens", "cost_model", "version")}
             for k in ("ttft_s", "tpot_s"):
