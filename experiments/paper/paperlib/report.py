@@ -73,6 +73,24 @@ def main_table(res, st):
     return "\n".join(rows)
 
 
+def saturated_table(res, st):
+    """Every request at time 0, no SLO: offline throughput (rejected requests produce nothing)."""
+    rows = ["| model | trace | vllm-multi tok/s (rejected) | vllm-single tok/s (rejected) | infinite-llm tok/s (rejected) | "
+            "IL / multi | IL / single |", "|---|---|---|---|---|---|---|"]
+    keys = list(dict.fromkeys((c["model"], c["trace"]) for c in res["main"]))
+    for m, t in keys:
+        v = {}
+        txt = {}
+        for s in st["systems"]:
+            x = (find(res["main"], model=m, trace=t, system=s) or {}).get("saturated")
+            v[s] = x["throughput_tok_s"] if x else None
+            txt[s] = "%s (%d)" % (fmt(x["throughput_tok_s"]), x["rejected"]) if x else "-"
+        rows.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+            m, t, txt["vllm-multi"], txt["vllm-single"], txt["infinite-llm"],
+            fmt_ratio(ratio(v["infinite-llm"], v["vllm-multi"])), fmt_ratio(ratio(v["infinite-llm"], v["vllm-single"]))))
+    return "\n".join(rows)
+
+
 def context_table(res, st):
     p = st["paper"]["context_vs_multi_v1"]
     rows = ["| model | vllm-multi tokens | vllm-single tokens | infinite-llm tokens | IL / multi (paper v1: %g-%gx) |"
@@ -177,7 +195,8 @@ def render(res, st):
             "load is sustained when >= %.0f%% of arrived requests (rejected ones count) meet it." % (
                 slo["ttft_base_s"], slo["ttft_per_prompt_token_s"], slo["tpot_s"], 100 * slo["attainment"]), ""]
     if "main" in res:
-        out += ["## Throughput at the highest sustained load", "", main_table(res, st), ""]
+        out += ["## Throughput at the highest sustained load", "", main_table(res, st), "",
+                "## Saturated throughput (every request at time 0, no SLO)", "", saturated_table(res, st), ""]
     if "context" in res:
         out += ["## Longest context served on an idle cluster (prompt + output tokens)", "", context_table(res, st), ""]
     if "scaling" in res:

@@ -96,8 +96,19 @@ class Study:
         st = self.c["study"]
         cells = [(m, t, s) for m in self.models() for t in self.trace_names() for s in st["systems"]]
         res = self.pmap(lambda c: self.capacity(c[0], c[2], c[1]), cells)
-        return [{"model": m, "trace": t, "group": st["traces"][t]["group"], "system": s, "result": r}
-                for (m, t, s), r in zip(cells, res)]
+        sat = self.pmap(lambda c: self.saturated(c[0], c[2], c[1]), cells)
+        return [{"model": m, "trace": t, "group": st["traces"][t]["group"], "system": s, "result": r, "saturated": x}
+                for (m, t, s), r, x in zip(cells, res, sat)]
+
+    def saturated(self, model, system, trace_name):
+        """Throughput with every request arriving at once (no SLO): what the
+        system's batches can do, the measure closest to an offline run."""
+        if not self.available(system):
+            return None
+        rows = [(0, p, o) for _, p, o in tr.read_trace_ns(self.trace(trace_name))]
+        r = self.c["runner"].run(self.cfg(model), self.settings(system), None, rows=rows)
+        return {"throughput_tok_s": r["throughput_tok_s"], "completed": r["completed"], "rejected": r["rejected"],
+                "arrived": r["arrived"]}
 
     def context(self):
         st = self.c["study"]
