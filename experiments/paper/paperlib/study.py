@@ -71,9 +71,13 @@ class Study:
             return {"skipped": "policy %s not in the built binary" % self.c["under_test"]}
         path = self.trace(trace_name, seed_offset)
         spec = self.c["study"]["traces"][trace_name]
-        res = srch.capacity(self.c["runner"], config or self.cfg(model), self.settings(system, extra), path,
-                            self.native_rps(path), spec["start_rate_rps"], self.c["study"]["search"], seed=seed,
-                            tolerance=self.tol())
+        try:
+            res = srch.capacity(self.c["runner"], config or self.cfg(model), self.settings(system, extra), path,
+                                self.native_rps(path), spec["start_rate_rps"], self.c["study"]["search"], seed=seed,
+                                tolerance=self.tol())
+        except RuntimeError as e:  # a run that failed or timed out: the cell says so, the study goes on
+            self.c["log"]("capacity %s %s %s %s: ERROR %s" % (model, system, trace_name, extra or "", e))
+            return {"skipped": "error: %s" % str(e).split(": ")[-1][:120]}
         self.c["log"]("capacity %s %s %s %s: %.4g req/s, %.1f tok/s %s" % (
             model, system, trace_name, extra or "", res["rate_rps"], res["throughput_tok_s"], res["note"]))
         return res
@@ -106,7 +110,11 @@ class Study:
         if not self.available(system):
             return None
         rows = [(0, p, o) for _, p, o in tr.read_trace_ns(self.trace(trace_name))]
-        r = self.c["runner"].run(self.cfg(model), self.settings(system), None, rows=rows)
+        try:
+            r = self.c["runner"].run(self.cfg(model), self.settings(system), None, rows=rows)
+        except RuntimeError as e:
+            self.c["log"]("saturated %s %s %s: ERROR %s" % (model, system, trace_name, e))
+            return None
         return {"throughput_tok_s": r["throughput_tok_s"], "completed": r["completed"], "rejected": r["rejected"],
                 "arrived": r["arrived"]}
 
@@ -119,7 +127,11 @@ class Study:
             m, s = c
             if not self.available(s):
                 return {"skipped": "policy not in the built binary"}
-            r = srch.context(self.c["runner"], self.cfg(m), self.settings(s), st["search"], tolerance=tol)
+            try:
+                r = srch.context(self.c["runner"], self.cfg(m), self.settings(s), st["search"], tolerance=tol)
+            except RuntimeError as e:
+                self.c["log"]("context %s %s: ERROR %s" % (m, s, e))
+                return {"skipped": "error: %s" % str(e).split(": ")[-1][:120]}
             self.c["log"]("context %s %s: %d tokens %s" % (m, s, r["tokens"], r["note"]))
             return r
         return [{"model": m, "system": s, "result": r} for (m, s), r in zip(cells, self.pmap(one, cells))]
@@ -155,8 +167,13 @@ class Study:
                 reqs = sc["big_requests_per_instance"] * n
                 path = "%s/traces/big-%d.csv" % (self.c["out"], n)
                 tr.poisson_with_lengths(self.c["infsim"], spec, reqs, per_inst * n, spec["seed"], path)
-                r = self.c["runner"].run(self.cfg(sc["model"]), self.settings(s, {"cluster.instances": str(n)}),
-                                         path)
+                try:
+                    r = self.c["runner"].run(self.cfg(sc["model"]), self.settings(s, {"cluster.instances": str(n)}),
+                                             path)
+                except RuntimeError as e:
+                    self.c["log"]("big %s %d: ERROR %s" % (s, n, e))
+                    out.append({"system": s, "skipped": "error at %d instances" % n})
+                    continue
                 dk = r.get("distkv") or {}
                 msgs = dk.get("messages")
                 out.append({"system": s, "instances": n, "rate_rps": per_inst * n, "run": r,
