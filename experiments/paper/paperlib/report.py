@@ -185,6 +185,9 @@ def render(res, st):
            "machine: %s; commit %s; started %s; wall %.1f s; %d simulator runs (%d from cache)%s" % (
                res["machine"], res["commit"], res["started"], res["wall_s"], res["sim_runs"], res["cached_runs"],
                "; QUICK mode" if res["quick"] else ""), ""]
+    if res.get("override"):
+        out += ["**Explanation run, not the frozen study: every run had %s.**" % ", ".join(
+            "%s=%s" % kv for kv in sorted(res["override"].items())), ""]
     if res["policy_under_test"] != "infinite-llm":
         out += ["**infinite-llm columns are the stand-in policy `%s`, not infinite-llm.**" % res["policy_under_test"],
                 ""]

@@ -37,6 +37,10 @@ class Study:
             s["policy.name"] = self.c["under_test"]
             if not real:  # a stand-in policy reads none of infinite-llm's knobs
                 s = {k: v for k, v in s.items() if k == "policy.name" or not k.startswith("policy.")}
+        for k, v in self.c["override"].items():  # explanation runs only
+            if k.startswith("policy.") and system != "infinite-llm":
+                continue
+            s[k] = v
         return s
 
     def available(self, system):
@@ -88,12 +92,14 @@ class Study:
 
     def models(self):
         st = self.c["study"]
-        return st["quick"]["models"] if self.c["quick"] else st["models"]
+        ms = st["quick"]["models"] if self.c["quick"] else st["models"]
+        return [m for m in ms if not self.c.get("models_filter") or m in self.c["models_filter"]]
 
     def trace_names(self, group=None):
         st = self.c["study"]
         names = st["quick"]["traces"] if self.c["quick"] else sorted(st["traces"])
-        return [n for n in names if group is None or st["traces"][n]["group"] == group]
+        return [n for n in names if (group is None or st["traces"][n]["group"] == group)
+                and (not self.c.get("traces_filter") or n in self.c["traces_filter"])]
 
     # -- sections ------------------------------------------------------------
     def main(self):
