@@ -185,6 +185,9 @@ def render(res, st):
            "machine: %s; commit %s; started %s; wall %.1f s; %d simulator runs (%d from cache)%s" % (
                res["machine"], res["commit"], res["started"], res["wall_s"], res["sim_runs"], res["cached_runs"],
                "; QUICK mode" if res["quick"] else ""), ""]
+    if res.get("timeouts_as_misses") is not None:
+        out += ["**%d runs passed the time limit and were counted as loads not sustained (--timeout-is-miss).**"
+                % res["timeouts_as_misses"], ""]
     if res.get("override"):
         out += ["**Explanation run, not the frozen study: every run had %s.**" % ", ".join(
             "%s=%s" % kv for kv in sorted(res["override"].items())), ""]

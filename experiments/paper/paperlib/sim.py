@@ -69,8 +69,10 @@ def slo_stats(requests_csv, slo):
 
 
 class Runner:
-    def __init__(self, infsim, out_dir, slo, log, timeout_s=None):
+    def __init__(self, infsim, out_dir, slo, log, timeout_s=None, timeout_is_miss=False):
         self.timeout_s = timeout_s
+        self.timeout_is_miss = timeout_is_miss
+        self.timeouts = 0
         self.infsim = infsim
         self.cache_dir = os.path.join(out_dir, "cache")
         os.makedirs(self.cache_dir, exist_ok=True)
@@ -133,6 +135,14 @@ class Runner:
                 r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                    timeout=self.timeout_s)
             except subprocess.TimeoutExpired:
+                if self.timeout_is_miss:  # preview of a policy that stalls under overload: recorded as such
+                    res = {"timed_out": True, "arrived": len(rows), "completed": 0, "rejected": 0,
+                           "throughput_tok_s": 0.0, "offered_rps": None, "process_wall_s": self.timeout_s,
+                           "slo": {"attainment": 0.0, "requests": len(rows), "met": 0, "ttft_p99_s": None,
+                                   "sustained": False}}
+                    with self.lock:
+                        self.timeouts += 1
+                    return res
                 keep_dir = work + "-timed-out"
                 shutil.copytree(work, keep_dir, dirs_exist_ok=True)
                 raise RuntimeError("%s: no result after %g s (trace kept in %s)" % (" ".join(cmd), self.timeout_s,
