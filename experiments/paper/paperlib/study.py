@@ -38,8 +38,10 @@ class Study:
             if not real:  # a stand-in policy reads none of infinite-llm's knobs
                 s = {k: v for k, v in s.items() if k == "policy.name" or not k.startswith("policy.")}
         for k, v in self.c["override"].items():  # explanation runs only
-            if k.startswith("policy.") and system != "infinite-llm":
-                continue
+            if k == "policy.dispatch" and system == "vllm-single":
+                continue  # one instance: no dispatcher (the policy rejects the key)
+            if k.startswith("policy.") and k != "policy.dispatch" and system != "infinite-llm":
+                continue  # infinite-llm's own knobs
             s[k] = v
         return s
 
