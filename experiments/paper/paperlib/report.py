@@ -134,13 +134,13 @@ def ablation_table(res):
             "|---|---|---|---|---|---|"]
     for c in res["ablations"]:
         r = c["result"]
+        sets = " ".join("%s=%s" % kv for kv in c["set"].items()) or "(frozen settings)"
         if "skipped" in r:
-            rows.append("| %s | %s | - | - | - | - |" % (c["name"], c["set"]))
+            rows.append("| %s | %s | - | - | - | - |" % (c["name"], sets))
             continue
         run = r["run"] or {}
         rows.append("| %s | %s | %s | %s | %s | %s |" % (
-            c["name"], " ".join("%s=%s" % kv for kv in c["set"].items()) or "(frozen settings)",
-            fmt(r["rate_rps"], 4), fmt(r["throughput_tok_s"]), fmt_ratio(ratio(r["throughput_tok_s"], base)),
+            c["name"], sets, fmt(r["rate_rps"], 4), fmt(r["throughput_tok_s"]), fmt_ratio(ratio(r["throughput_tok_s"], base)),
             fmt(run.get("ttft_s_p99"), 1)))
     return "\n".join(rows)
 

@@ -166,6 +166,9 @@ class Study:
         spec = st["traces"][sc["trace"]]
         out = []
         for s in ("vllm-multi", "infinite-llm"):
+            if not self.available(s):
+                out.append({"system": s, "skipped": "policy not in the built binary"})
+                continue
             ref = [x for x in small if x["instances"] == ref_n and x["system"] == s]
             if not ref or "skipped" in ref[0]["result"] or not ref[0]["result"]["rate_rps"]:
                 out.append({"system": s, "skipped": "no sustained load at %d instances" % ref_n})
