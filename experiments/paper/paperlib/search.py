@@ -19,7 +19,11 @@ bisection's log2(log(range)/log(tolerance)) steps.
 import math
 
 
-def capacity(runner, config, settings, trace_path, native_rps, start_rps, search, seed=1, tolerance=None):
+def capacity(runner, config, settings, trace_path, native_rps, start_rps, search, seed=1, tolerance=None,
+             fixed_rejections=True):
+    """fixed_rejections: the policy rejects only requests no instance can ever
+    hold (vLLM's kv_capacity), whatever the load; infinite-llm's admission
+    against the cluster's spare depends on the load, so it must be False."""
     tol = tolerance or search["tolerance"]
     steps = search["max_bracket_steps"]
     runs = []
@@ -46,7 +50,7 @@ def capacity(runner, config, settings, trace_path, native_rps, start_rps, search
             return _result(lo, best, native_rps, runs, "still sustained at the highest speed tried")
     else:
         hi, lo = s, None
-        if _rejections_decide(r, runner.slo):
+        if fixed_rejections and _rejections_decide(r, runner.slo):
             return _result(0.0, None, native_rps, runs, "more requests rejected than the SLO allows")
         for _ in range(steps):
             s /= 2

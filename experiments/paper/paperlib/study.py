@@ -80,7 +80,7 @@ class Study:
         try:
             res = srch.capacity(self.c["runner"], config or self.cfg(model), self.settings(system, extra), path,
                                 self.native_rps(path), spec["start_rate_rps"], self.c["study"]["search"], seed=seed,
-                                tolerance=self.tol())
+                                tolerance=self.tol(), fixed_rejections=system != "infinite-llm")
         except RuntimeError as e:  # a run that failed or timed out: the cell says so, the study goes on
             self.c["log"]("capacity %s %s %s %s: ERROR %s" % (model, system, trace_name, extra or "", e))
             return {"skipped": "error: %s" % str(e).split(": ")[-1][:120]}
