@@ -121,9 +121,10 @@ def render(res, st, d, log):
         if base:
             _gnuplot(d, "ablations", "\n".join(rows) + "\n",
                      HIST + "set title 'Ablations of infinite-llm (LLaMA2-7B, trace %s)'\nunset key\n"
-                     "set ylabel 'sustained throughput / default (x)'\nset xlabel 'variant'\nset yrange [0:*]\n"
+                     "set ylabel 'sustained throughput / default (x)'\nset xlabel 'variant'\nset yrange [0:%g]\n"
                      "plot 'ablations.dat' using 2:xtic(1), 1 with lines lc rgb 'black' dt 2\n"
-                     % st["ablations"]["trace"], log)
+                     % (st["ablations"]["trace"], 1.15 * max([1.0] + [float(r.split()[-1]) for r in rows
+                                                                    if r.split()[-1] != "NaN"])), log)
         else:
             log("ablations plot skipped: no default result")
     if "planners" in res:
