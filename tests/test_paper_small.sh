@@ -16,6 +16,7 @@
 #   policy is not in the binary.
 set -euo pipefail
 : "${INFSIM:?}" "${INFSIM_SRC:?}"
+export PYTHONDONTWRITEBYTECODE=1  # leave the source tree as it is
 DATA=""
 for d in "${INFSIM_DATA:-}" "$INFSIM_SRC/../shared/data" "$INFSIM_SRC/../../shared/data"; do
   [ -n "$d" ] && [ -f "$d/azure-2023-code.csv" ] && [ -f "$d/mooncake-conversation.jsonl" ] && { DATA=$d; break; }
