@@ -123,6 +123,9 @@ class Study:
         except RuntimeError as e:
             self.c["log"]("saturated %s %s %s: ERROR %s" % (model, system, trace_name, e))
             return None
+        if r.get("timed_out"):
+            self.c["log"]("saturated %s %s %s: past the time limit" % (model, system, trace_name))
+            return None
         return {"throughput_tok_s": r["throughput_tok_s"], "completed": r["completed"], "rejected": r["rejected"],
                 "arrived": r["arrived"]}
 
