@@ -1,0 +1,214 @@
+"""The study's tables in Markdown (OUT/table.md), ours beside the paper's.
+
+Cells read "-" where a system was not run (its policy missing from the
+binary) and "0" where it sustained no load at all within the SLO.
+"""
+import statistics
+
+
+def fmt(x, nd=1):
+    if x is None:
+        return "-"
+    if isinstance(x, str):
+        return x
+    if abs(x) >= 1e4:
+        return "{:,.0f}".format(x)
+    return ("%." + str(nd) + "f") % x
+
+
+def thr(cell):
+    r = cell.get("result") if cell else None
+    if not r or "skipped" in r:
+        return None
+    return r["throughput_tok_s"]
+
+
+def ratio(a, b):
+    if a is None or b is None:
+        return None
+    if b == 0:
+        return float("inf") if a > 0 else None
+    return a / b
+
+
+def fmt_ratio(x):
+    if x is None:
+        return "-"
+    if x == float("inf"):
+        return "inf (baseline 0)"
+    return "%.2fx" % x
+
+
+def find(cells, **kw):
+    for c in cells:
+        if all(c.get(k) == v for k, v in kw.items()):
+            return c
+    return None
+
+
+def main_table(res, st):
+    p = st["paper"]
+    rows = ["| model | trace | group | vllm-multi tok/s | vllm-single tok/s | infinite-llm tok/s | "
+            "IL / multi (paper short: %.2f-%.2fx) | IL / single (paper long: %.1f-%.1fx; short: %.1f-%.1fx) |" % (
+                p["short_vs_multi"][0], p["short_vs_multi"][1], p["long_vs_single"][0], p["long_vs_single"][1],
+                p["short_vs_single"][0], p["short_vs_single"][1]),
+            "|---|---|---|---|---|---|---|---|"]
+    cells = res["main"]
+    seen = []
+    for c in cells:
+        k = (c["model"], c["trace"])
+        if k in seen:
+            continue
+        seen.append(k)
+        t = {s: thr(find(cells, model=k[0], trace=k[1], system=s)) for s in st["systems"]}
+        rr = {s: (find(cells, model=k[0], trace=k[1], system=s) or {}).get("result", {}) for s in st["systems"]}
+
+        def cell(s):
+            if t[s] is None:
+                return "error (see log)" if str(rr[s].get("skipped", "")).startswith("error") else "-"
+            return "%s (%s req/s)" % (fmt(t[s]), fmt(rr[s].get("rate_rps"), 3))
+        rows.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            k[0], k[1], c["group"], cell("vllm-multi"), cell("vllm-single"), cell("infinite-llm"),
+            fmt_ratio(ratio(t["infinite-llm"], t["vllm-multi"])), fmt_ratio(ratio(t["infinite-llm"], t["vllm-single"]))))
+    return "\n".join(rows)
+
+
+def saturated_table(res, st):
+    """Every request at time 0, no SLO: offline throughput (rejected requests produce nothing)."""
+    rows = ["| model | trace | vllm-multi tok/s (rejected) | vllm-single tok/s (rejected) | infinite-llm tok/s (rejected) | "
+            "IL / multi | IL / single |", "|---|---|---|---|---|---|---|"]
+    keys = list(dict.fromkeys((c["model"], c["trace"]) for c in res["main"]))
+    for m, t in keys:
+        v = {}
+        txt = {}
+        for s in st["systems"]:
+            x = (find(res["main"], model=m, trace=t, system=s) or {}).get("saturated")
+            v[s] = x["throughput_tok_s"] if x else None
+            txt[s] = "%s (%d)" % (fmt(x["throughput_tok_s"]), x["rejected"]) if x else "-"
+        rows.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+            m, t, txt["vllm-multi"], txt["vllm-single"], txt["infinite-llm"],
+            fmt_ratio(ratio(v["infinite-llm"], v["vllm-multi"])), fmt_ratio(ratio(v["infinite-llm"], v["vllm-single"]))))
+    return "\n".join(rows)
+
+
+def context_table(res, st):
+    p = st["paper"]["context_vs_multi_v1"]
+    rows = ["| model | vllm-multi tokens | vllm-single tokens | infinite-llm tokens | IL / multi (paper v1: %g-%gx) |"
+            % (p[0], p[1]), "|---|---|---|---|---|"]
+    for m in dict.fromkeys(c["model"] for c in res["context"]):
+        t = {}
+        for s in st["systems"]:
+            c = find(res["context"], model=m, system=s)
+            t[s] = None if not c or "skipped" in c["result"] else c["result"]["tokens"]
+        rows.append("| %s | %s | %s | %s | %s |" % (m, fmt(t["vllm-multi"]), fmt(t["vllm-single"]),
+                                                   fmt(t["infinite-llm"]),
+                                                   fmt_ratio(ratio(t["infinite-llm"], t["vllm-multi"]))))
+    return "\n".join(rows)
+
+
+def scaling_table(res):
+    small = res["scaling"]["small"]
+    rows = ["| instances | vllm-multi tok/s per instance | infinite-llm tok/s per instance |", "|---|---|---|"]
+    for n in dict.fromkeys(c["instances"] for c in small):
+        v = [thr(find(small, instances=n, system=s)) for s in ("vllm-multi", "infinite-llm")]
+        rows.append("| %d | %s | %s |" % (n, fmt(None if v[0] is None else v[0] / n),
+                                          fmt(None if v[1] is None else v[1] / n)))
+    rows += ["", "| system | instances | offered req/s | tok/s per instance | SLO met | gManager-side messages/s | "
+             "network bytes | bytes by link kind | simulator wall s |", "|---|---|---|---|---|---|---|---|---|"]
+    for b in res["scaling"]["big"]:
+        if "skipped" in b:
+            rows.append("| %s | - | - | - | - | - | - | %s | - |" % (b["system"], b["skipped"]))
+            continue
+        r = b["run"]
+        links = ", ".join("%s %.3g" % kv for kv in sorted((r.get("links") or {}).items())) or "-"
+        rows.append("| %s | %d | %s | %s | %.1f%% | %s | %s | %s | %.2f |" % (
+            b["system"], b["instances"], fmt(b["rate_rps"], 2), fmt(r["throughput_tok_s"] / b["instances"]),
+            100 * r["slo"]["attainment"], fmt(b["messages_per_s"]), fmt(r.get("network_bytes"), 0), links,
+            b["wall_s"]))
+    return "\n".join(rows)
+
+
+def ablation_table(res):
+    base = thr(find(res["ablations"], name="default"))
+    rows = ["| variant | settings | sustained req/s | tok/s | vs default | p99 TTFT s at that load |",
+            "|---|---|---|---|---|---|"]
+    for c in res["ablations"]:
+        r = c["result"]
+        sets = " ".join("%s=%s" % kv for kv in c["set"].items()) or "(frozen settings)"
+        if "skipped" in r:
+            rows.append("| %s | %s | - | - | - | - |" % (c["name"], sets))
+            continue
+        run = r["run"] or {}
+        rows.append("| %s | %s | %s | %s | %s | %s |" % (
+            c["name"], sets, fmt(r["rate_rps"], 4), fmt(r["throughput_tok_s"]), fmt_ratio(ratio(r["throughput_tok_s"], base)),
+            fmt(run.get("ttft_s_p99"), 1)))
+    return "\n".join(rows)
+
+
+def planner_rows(res):
+    """Per (trace, planner): throughput over seeds: mean, min, max, and each seed's ratio to greedy."""
+    out = []
+    cells = res["planners"]
+    for t in dict.fromkeys(c["trace"] for c in cells):
+        for p in dict.fromkeys(c["planner"] for c in cells):
+            vals, ttft, rel = [], [], []
+            for c in cells:
+                if c["trace"] != t or c["planner"] != p or "skipped" in c["result"]:
+                    continue
+                vals.append(c["result"]["throughput_tok_s"])
+                ttft.append((c["result"]["run"] or {}).get("ttft_s_p99"))
+                g = thr(find(cells, trace=t, planner="greedy", seed=c["seed"]))
+                rel.append(ratio(c["result"]["throughput_tok_s"], g))
+            out.append({"trace": t, "planner": p, "tok_s": vals, "ttft_p99_s": ttft, "vs_greedy": rel})
+    return out
+
+
+def planner_table(res):
+    rows = ["| trace | planner | seeds | tok/s mean | min - max | vs greedy per seed (mean, min - max) | "
+            "p99 TTFT s mean |", "|---|---|---|---|---|---|---|"]
+    for r in planner_rows(res):
+        if not r["tok_s"]:
+            rows.append("| %s | %s | 0 | - | - | - | - |" % (r["trace"], r["planner"]))
+            continue
+        rel = [x for x in r["vs_greedy"] if x is not None and x != float("inf")]
+        tt = [x for x in r["ttft_p99_s"] if x is not None]
+        rows.append("| %s | %s | %d | %s | %s - %s | %s | %s |" % (
+            r["trace"], r["planner"], len(r["tok_s"]), fmt(statistics.mean(r["tok_s"])), fmt(min(r["tok_s"])),
+            fmt(max(r["tok_s"])),
+            ("%.3f (%.3f - %.3f)" % (statistics.mean(rel), min(rel), max(rel))) if rel else "-",
+            fmt(statistics.mean(tt)) if tt else "-"))
+    return "\n".join(rows)
+
+
+def render(res, st):
+    out = ["# Infinite-LLM reproduced in infsim: results", "",
+           "machine: %s; commit %s; started %s; wall %.1f s; %d simulator runs (%d from cache)%s" % (
+               res["machine"], res["commit"], res["started"], res["wall_s"], res["sim_runs"], res["cached_runs"],
+               "; QUICK mode" if res["quick"] else ""), ""]
+    if res.get("timeouts_as_misses") is not None:
+        out += ["**%d runs passed the time limit and were counted as loads not sustained (--timeout-is-miss).**"
+                % res["timeouts_as_misses"], ""]
+    if res.get("override"):
+        out += ["**Explanation run, not the frozen study: every run had %s.**" % ", ".join(
+            "%s=%s" % kv for kv in sorted(res["override"].items())), ""]
+    if res["policy_under_test"] != "infinite-llm":
+        out += ["**infinite-llm columns are the stand-in policy `%s`, not infinite-llm.**" % res["policy_under_test"],
+                ""]
+    if not res["policy_available"]:
+        out += ["**policy `%s` is not in the binary: its cells are '-'.**" % res["policy_under_test"], ""]
+    slo = st["slo"]
+    out += ["SLO: a request meets it when it completes with TTFT <= %g s + %g s x prompt tokens and TPOT <= %g s; a "
+            "load is sustained when >= %.0f%% of arrived requests (rejected ones count) meet it." % (
+                slo["ttft_base_s"], slo["ttft_per_prompt_token_s"], slo["tpot_s"], 100 * slo["attainment"]), ""]
+    if "main" in res:
+        out += ["## Throughput at the highest sustained load", "", main_table(res, st), "",
+                "## Saturated throughput (every request at time 0, no SLO)", "", saturated_table(res, st), ""]
+    if "context" in res:
+        out += ["## Longest context served on an idle cluster (prompt + output tokens)", "", context_table(res, st), ""]
+    if "scaling" in res:
+        out += ["## Scaling", "", scaling_table(res), ""]
+    if "ablations" in res:
+        out += ["## Ablations (infinite-llm)", "", ablation_table(res), ""]
+    if "planners" in res:
+        out += ["## Planners over seeds", "", planner_table(res), ""]
+    return "\n".join(out) + "\n"

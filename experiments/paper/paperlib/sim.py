@@ -1,0 +1,189 @@
+"""One simulator run of the paper study, its SLO check, and a result cache.
+
+A run is `infsim run CONFIG --trace T --set ... --seed S`; the trace is the
+study trace with arrival times divided by a speed-up (trace time scaled). The
+SLO is the study's (study.json "slo"): a request meets it when it completed,
+its TTFT <= ttft_base_s + ttft_per_prompt_token_s x prompt tokens (prefill
+grows with the prompt, so one fixed bound would fail every 1M-token prompt on
+any system) and its TPOT <= tpot_s; a load is sustained when at least
+`attainment` of all arrived requests, rejected ones included, met it.
+
+Results are cached under OUT/cache by a hash of everything that decides them
+(binary, config text, settings, trace bytes, speed-up, seed), so a rerun
+after an interruption redoes nothing.
+
+Invariants: a cached result is only ever read for the exact same inputs; a
+failed run (exit status other than 0) raises, it is never taken as a miss.
+"""
+import csv
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+
+from . import traces
+
+
+class PolicyMissing(Exception):
+    pass
+
+
+def file_sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def percentile(values, q):
+    """Nearest-rank percentile (the simulator's definition)."""
+    if not values:
+        return None
+    v = sorted(values)
+    k = max(1, int(-(-q * len(v) // 100)))
+    return v[min(k, len(v)) - 1]
+
+
+def slo_stats(requests_csv, slo):
+    met = total = 0
+    ttft = []
+    with open(requests_csv, newline="") as f:
+        for r in csv.DictReader(f):
+            total += 1
+            if r["status"] != "completed":
+                continue
+            t = float(r["ttft_s"])
+            ttft.append(t)
+            ok = t <= slo["ttft_base_s"] + slo["ttft_per_prompt_token_s"] * int(r["prompt_tokens"])
+            if int(r["output_tokens"]) >= 2 and float(r["tpot_s"]) > slo["tpot_s"]:
+                ok = False
+            met += ok
+    att = met / total if total else 0.0
+    return {"attainment": att, "requests": total, "met": met, "ttft_p99_s": percentile(ttft, 99),
+            "sustained": total > 0 and att >= slo["attainment"]}
+
+
+class Runner:
+    def __init__(self, infsim, out_dir, slo, log, timeout_s=None, timeout_is_miss=False):
+        self.timeout_s = timeout_s
+        self.timeout_is_miss = timeout_is_miss
+        self.timeouts = 0
+        self.infsim = infsim
+        self.cache_dir = os.path.join(out_dir, "cache")
+        os.makedirs(self.cache_dir, exist_ok=True)
+        self.slo = slo
+        self.log = log
+        self.binary_hash = file_sha256(infsim)
+        self.lock = threading.Lock()
+        self.runs = 0
+        self.cached = 0
+        self.sim_wall_s = 0.0
+        self._trace_cache = {}
+
+    def _trace_rows(self, path):
+        with self.lock:
+            if path not in self._trace_cache:
+                self._trace_cache[path] = (traces.read_trace_ns(path), file_sha256(path))
+            return self._trace_cache[path]
+
+    def policy_available(self, config, name):
+        """Whether the built binary knows policy `name` (an unknown policy is exit 2
+        with a message naming policy.name)."""
+        with tempfile.TemporaryDirectory() as d:
+            t = os.path.join(d, "one.csv")
+            traces.write_trace(t, [(0, 16, 2)])
+            r = subprocess.run([self.infsim, "run", config, "--trace", t, "--summary-only", "--out",
+                                os.path.join(d, "o"), "--set", "policy.name=" + name],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            return r.returncode == 0
+
+    def run(self, config, settings, trace_path, speedup=1.0, seed=1, rows=None, keep=None):
+        """Runs once; returns a dict: the summary's numbers plus the SLO check.
+
+        rows: the trace's rows (arrival_ns, prompt, output) instead of a file."""
+        if rows is None:
+            base_rows, trace_hash = self._trace_rows(trace_path)
+            rows = traces.scaled(base_rows, speedup) if speedup != 1.0 else base_rows
+        else:
+            trace_hash = hashlib.sha256(repr(rows).encode()).hexdigest()
+        with open(config, "rb") as f:
+            config_text = f.read()
+        key_src = json.dumps([self.binary_hash, hashlib.sha256(config_text).hexdigest(), sorted(settings.items()),
+                              trace_hash, repr(speedup), seed, self.slo], sort_keys=True)
+        key = hashlib.sha256(key_src.encode()).hexdigest()[:32]
+        cpath = os.path.join(self.cache_dir, key + ".json")
+        if os.path.exists(cpath) and keep is None:
+            with open(cpath) as f:
+                with self.lock:
+                    self.cached += 1
+                return json.load(f)
+        work = tempfile.mkdtemp(prefix="run-", dir=self.cache_dir)
+        try:
+            t = os.path.join(work, "trace.csv")
+            traces.write_trace(t, rows)
+            cmd = [self.infsim, "run", config, "--trace", t, "--out", os.path.join(work, "out"),
+                   "--seed", str(seed)]
+            for k, v in sorted(settings.items()):
+                cmd += ["--set", "%s=%s" % (k, v)]
+            t0 = time.monotonic()
+            try:
+                r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   timeout=self.timeout_s)
+            except subprocess.TimeoutExpired:
+                if self.timeout_is_miss:  # preview of a policy that stalls under overload: recorded as such
+                    res = {"timed_out": True, "arrived": len(rows), "completed": 0, "rejected": 0,
+                           "throughput_tok_s": 0.0, "offered_rps": None, "process_wall_s": self.timeout_s,
+                           "slo": {"attainment": 0.0, "requests": len(rows), "met": 0, "ttft_p99_s": None,
+                                   "sustained": False}}
+                    with self.lock:
+                        self.timeouts += 1
+                    return res
+                keep_dir = work + "-timed-out"
+                shutil.copytree(work, keep_dir, dirs_exist_ok=True)
+                raise RuntimeError("%s: no result after %g s (trace kept in %s)" % (" ".join(cmd), self.timeout_s,
+                                                                                  keep_dir))
+            wall = time.monotonic() - t0
+            if r.returncode != 0:
+                if "policy.name" in r.stderr:
+                    raise PolicyMissing(r.stderr.strip())
+                raise RuntimeError("%s: exit %d: %s" % (" ".join(cmd), r.returncode, r.stderr.strip()))
+            with open(os.path.join(work, "out", "summary.json")) as f:
+                s = json.load(f)
+            res = {k: s.get(k) for k in ("arrived", "completed", "rejected", "throughput_tok_s", "requests_per_s",
+                                         "kv_blocks_per_instance",
+                                         "preemptions", "sim_time_s", "wall_s", "events", "network_bytes",
+                                         "borrowed_blocks_peak", "max_context_tokens", "cost_model", "version")}
+            for k in ("ttft_s", "tpot_s"):
+                res[k + "_p50"] = (s.get(k) or {}).get("p50")
+                res[k + "_p99"] = (s.get(k) or {}).get("p99")
+            res["distkv"] = s.get("distkv")
+            res["process_wall_s"] = wall
+            res["offered_rps"] = len(rows) / (rows[-1][0] / 1e9) if rows[-1][0] > 0 else None
+            res["slo"] = slo_stats(os.path.join(work, "out", "requests.csv"), self.slo)
+            links = os.path.join(work, "out", "links.csv")
+            if os.path.exists(links):
+                res["links"] = _links_summary(links)
+            if keep is not None:
+                shutil.copytree(os.path.join(work, "out"), keep, dirs_exist_ok=True)
+            with open(cpath + ".tmp", "w") as f:
+                json.dump(res, f)
+            os.replace(cpath + ".tmp", cpath)
+            with self.lock:
+                self.runs += 1
+                self.sim_wall_s += wall
+            return res
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _links_summary(path):
+    by_kind = {}
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            by_kind[r["kind"]] = by_kind.get(r["kind"], 0) + int(float(r["bytes"]))
+    return by_kind
