@@ -33,6 +33,7 @@ static void print_help(FILE *out) {
           "A run directory (DIR/requests.csv, DIR/timeseries.csv), with gnuplot:\n"
           "  kv_usage          KV cache blocks in use over time, per instance\n"
           "  kv_borrowing      KV blocks lent and borrowed over time, per instance\n"
+          "  link_bytes        bytes each network link carried (links.csv), busiest first\n"
           "  requests          running and waiting requests over time, per instance\n"
           "  ttft_cdf          CDF of time to first token (completed requests)\n"
           "  tpot_cdf          CDF of time per output token (completed, >= 2 output tokens)\n"

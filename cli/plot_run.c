@@ -248,6 +248,55 @@ static bool write_pairs(FILE *fp, const dvec *x, const dvec *y) {
 }
 
 
+typedef struct {
+  char label[48];
+  double gb;
+} link_row;
+
+static int cmp_link_desc(const void *a, const void *b) {
+  double x = ((const link_row *)a)->gb, y = ((const link_row *)b)->gb;
+  return (x < y) - (x > y);
+}
+
+/* links.csv (link,kind,src,dst,bytes,busy_s) into datafile rows of the
+ * busiest links that carried anything; *drawn gets their count. A run
+ * without links.csv (an older one, cluster mode) draws nothing. */
+static bool write_links(FILE *out, const char *dir, size_t *drawn) {
+  enum { MAX_DRAWN = 40 };
+  char path[PLOT_PATH_BYTES + 32], line[256];
+  snprintf(path, sizeof path, "%s/links.csv", dir);
+  *drawn = 0;
+  FILE *fp = fopen(path, "r");
+  if (fp == NULL) return true;
+  link_row *rows = NULL;
+  size_t n = 0, cap = 0;
+  bool ok = fgets(line, sizeof line, fp) != NULL; /* the header */
+  while (ok && fgets(line, sizeof line, fp) != NULL) {
+    char kind[16], src[16], dst[16];
+    long long id = 0;
+    double bytes = 0;
+    if (sscanf(line, "%lld,%15[^,],%15[^,],%15[^,],%lf", &id, kind, src, dst, &bytes) != 5) continue;
+    if (bytes <= 0) continue;
+    if (n == cap) {
+      cap = cap ? 2 * cap : 64;
+      link_row *r = realloc(rows, cap * sizeof *r);
+      if (r == NULL) {
+        ok = false;
+        break;
+      }
+      rows = r;
+    }
+    snprintf(rows[n].label, sizeof rows[n].label, "%s>%s %s", src, dst, kind);
+    rows[n++].gb = bytes / 1e9;
+  }
+  fclose(fp);
+  if (n > 0) qsort(rows, n, sizeof *rows, cmp_link_desc);
+  for (size_t i = 0; ok && i < n && i < MAX_DRAWN; i++) fprintf(out, "%zu \"%s\" %.9g\n", i, rows[i].label, rows[i].gb);
+  *drawn = n < MAX_DRAWN ? n : MAX_DRAWN;
+  free(rows);
+  return ok && !ferror(out);
+}
+
 infsim_status plot_run_dir(plot_job *pj, const char *dir, infsim_error *err) {
   char path[PLOT_PATH_BYTES + 32];
   plot_data pd = {0};
@@ -259,18 +308,19 @@ infsim_status plot_run_dir(plot_job *pj, const char *dir, infsim_error *err) {
   }
   char *ids = NULL;
   size_t nids = 0;
-  static const char *const names[] = {"ts.dat", "e2e_arrival.dat", "ttft.dat", "tpot.dat", "e2e.dat"};
-  FILE *fp[5] = {0};
-  for (int i = 0; st == INFSIM_OK && i < 5; i++)
+  static const char *const names[] = {"ts.dat", "e2e_arrival.dat", "ttft.dat", "tpot.dat", "e2e.dat", "links.dat"};
+  FILE *fp[6] = {0};
+  size_t links_drawn = 0;
+  for (int i = 0; st == INFSIM_OK && i < 6; i++)
     if ((fp[i] = plot_data_open(pj, names[i])) == NULL)
       st = infsim_fail(err, INFSIM_EIO, "%s: cannot write plot data: %s", pj->work_dir, strerror(errno));
   if (st == INFSIM_OK) {
     bool ok = write_timeseries(fp[0], &pd, &ids, &nids) && write_pairs(fp[1], &pd.arrival_s, &pd.e2e_s) &&
               plot_write_cdf(fp[2], &pd.ttft_s) && plot_write_cdf(fp[3], &pd.tpot_s) &&
-              plot_write_cdf(fp[4], &pd.e2e_s);
+              plot_write_cdf(fp[4], &pd.e2e_s) && write_links(fp[5], dir, &links_drawn);
     if (!ok) st = infsim_fail(err, INFSIM_EIO, "%s: cannot write plot data", pj->work_dir);
   }
-  for (int i = 0; i < 5; i++)
+  for (int i = 0; i < 6; i++)
     if (fp[i] != NULL && fclose(fp[i]) != 0 && st == INFSIM_OK)
       st = infsim_fail(err, INFSIM_EIO, "%s: cannot write plot data", pj->work_dir);
   const struct {
@@ -284,6 +334,7 @@ infsim_status plot_run_dir(plot_job *pj, const char *dir, infsim_error *err) {
       {"tpot_cdf", "CDF of TPOT", "cdf", "tpot.dat", "TPOT", pd.tpot_s.n},
       {"e2e_cdf", "CDF of E2E latency", "cdf", "e2e.dat", "E2E latency", pd.e2e_s.n},
       {"e2e_vs_arrival", "E2E latency by arrival time", "e2e_vs_arrival", "e2e_arrival.dat", "", pd.e2e_s.n},
+      {"link_bytes", "Bytes per network link", "link_bytes", "links.dat", "", links_drawn},
   };
   for (size_t i = 0; st == INFSIM_OK && i < sizeof specs / sizeof specs[0]; i++) {
     plot_start(pj, specs[i].stem, specs[i].data);

@@ -24,7 +24,7 @@ ok &= i['distkv']['borrows'] > 0
 sys.exit(0 if ok else 1)
 PY
 grep -q "infinite-llm" "$W/log" && grep -q "borrowed blocks (peak)" "$W/log" || fail "no comparison table printed"
-for f in vllm-multi/plots/ttft_cdf.png infinite-llm/plots/kv_borrowing.png plots/compare_ttft_cdf.png; do
+for f in vllm-multi/plots/ttft_cdf.png infinite-llm/plots/kv_borrowing.png infinite-llm/plots/link_bytes.png plots/compare_ttft_cdf.png; do
   [ -s "$W/out/$f" ] || fail "missing plot $f"
 done
 echo "$((failures == 0 ? 1 : 0)) passed, $failures failed"
