@@ -178,7 +178,7 @@ infsim_status infsim_capacity_search(const infsim_capacity_opts *o, infsim_capac
                        o->probes);
   size_t k = o->probes > 1 ? (size_t)o->probes : 1;
   double cand[CAPACITY_MAX_CANDIDATES];
-  bool met[CAPACITY_MAX_CANDIDATES];
+  bool met[CAPACITY_MAX_CANDIDATES] = {false};
 
   /* "More load": rate up, instances down. met_at met the SLO, missed_at
    * missed it; the search keeps missed_at on the more-load side. */
