@@ -43,6 +43,7 @@ for i in range(1, 40): s += 'a%d: &a%d {x: *a%d, y: *a%d}\n' % (i, i, i - 1, i -
 open('c.yaml', 'w').write(s)"
   "$INFSIM" run c.yaml --out o
 }
+case_config_newline_value() { printf 'seed: "1\\n2"\n' >c.yaml; "$INFSIM" run c.yaml --out o; }
 case_config_binary() { "$INFSIM" run /dev/zero --out o; }
 case_set_syntax() { "$INFSIM" run ok.yaml --out o --set seed; }
 case_set_utf8() { "$INFSIM" run ok.yaml --out o --set "model.name=$(printf '\377')"; }
