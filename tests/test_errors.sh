@@ -43,9 +43,11 @@ for i in range(1, 40): s += 'a%d: &a%d {x: *a%d, y: *a%d}\n' % (i, i, i - 1, i -
 open('c.yaml', 'w').write(s)"
   "$INFSIM" run c.yaml --out o
 }
+case_config_newline_value() { printf 'seed: "1\\n2"\n' >c.yaml; "$INFSIM" run c.yaml --out o; }
 case_config_binary() { "$INFSIM" run /dev/zero --out o; }
 case_set_syntax() { "$INFSIM" run ok.yaml --out o --set seed; }
 case_set_utf8() { "$INFSIM" run ok.yaml --out o --set "model.name=$(printf '\377')"; }
+case_workload_tiny_duration() { "$INFSIM" trace gen --duration_s 4e-11 -o t.csv; }
 case_trace_missing_column() { printf 'arrival_time_s,prompt_tokens\n0,1\n' >t.csv; "$INFSIM" trace stats t.csv; }
 case_trace_repeated_column() { printf 'arrival_time_s,prompt_tokens,output_tokens,prompt_tokens\n0,1,1,2\n' >t.csv; "$INFSIM" trace stats t.csv; }
 case_trace_nul() { printf '%s\n0,"1\0",1\n' "$T_HEADER" >t.csv; "$INFSIM" trace stats t.csv; }

@@ -256,6 +256,11 @@ static infsim_status read_arrivals(infsim_config *cfg, const char *prefix, arriv
   infsim_status st = infsim_config_double(cfg, key, 0.0, 0.0, WORKLOAD_MAX_DURATION_S, &duration_s, err);
   if (st != INFSIM_OK) return st;
   a->duration_ns = llround(duration_s * 1e9);
+  /* A positive duration that rounds to 0 ns would silently mean "count
+   * mode, 1000 requests" (found by fuzzing): refuse it. */
+  if (duration_s > 0 && a->duration_ns < 1)
+    return infsim_fail(err, INFSIM_EINPUT, "%s: %s: must be 0 (a request count instead) or at least 1e-9 s, got %g",
+                       infsim_config_origin(cfg, key), key, duration_s);
   key_of(kreq, sizeof kreq, prefix, NULL, "requests");
   if (a->duration_ns > 0) {
     if (infsim_config_has(cfg, kreq))

@@ -36,7 +36,9 @@ typedef struct {
 } infsim_error;
 
 /* Records status and a printf-style message in err (which may be NULL);
- * returns status so that callers can `return infsim_fail(...)`. */
+ * returns status so that callers can `return infsim_fail(...)`. Control
+ * characters in the message (a quoted value's newline) are written as C
+ * escapes, so a message is always one line. */
 infsim_status infsim_fail(infsim_error *err, infsim_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
