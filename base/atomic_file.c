@@ -261,7 +261,7 @@ typedef struct {
 } set_member;
 
 struct infsim_atomic_set {
-  set_member *m;
+  set_member **m; /* each member allocated apart: temp_path pointers handed out stay valid */
   size_t n, cap;
   bool done; /* committed or aborted */
 };
@@ -272,34 +272,38 @@ static infsim_status set_add(infsim_atomic_set *set, const char *path, bool want
   assert(set != NULL && !set->done);
   if (set->n == set->cap) {
     size_t cap = set->cap == 0 ? 4 : 2 * set->cap;
-    set_member *p = realloc(set->m, cap * sizeof *p);
+    set_member **p = realloc(set->m, cap * sizeof *p);
     if (p == NULL) return infsim_fail(err, INFSIM_ENOMEM, "%s: out of memory", path);
     set->m = p;
     set->cap = cap;
   }
-  set_member *mem = &set->m[set->n];
-  memset(mem, 0, sizeof *mem);
+  set_member *mem = calloc(1, sizeof *mem);
+  if (mem == NULL) return infsim_fail(err, INFSIM_ENOMEM, "%s: out of memory", path);
   infsim_status st = open_dest(&mem->af, path, want_stream, want_stream, err);
-  if (st != INFSIM_OK) return st;
+  if (st != INFSIM_OK) {
+    free(mem);
+    return st;
+  }
   for (size_t i = 0; i < set->n; i++)
-    if (strcmp(set->m[i].af.final_path, mem->af.final_path) == 0) {
+    if (strcmp(set->m[i]->af.final_path, mem->af.final_path) == 0) {
       infsim_atomic_abort(&mem->af);
+      free(mem);
       return infsim_fail(err, INFSIM_EINPUT, "%s: the same file twice in one output set", path);
     }
-  set->n++;
+  set->m[set->n++] = mem;
   return INFSIM_OK;
 }
 
 infsim_status infsim_atomic_set_add(infsim_atomic_set *set, const char *path, FILE **fp, infsim_error *err) {
   infsim_status st = set_add(set, path, true, err);
-  *fp = st == INFSIM_OK ? set->m[set->n - 1].af.fp : NULL;
+  *fp = st == INFSIM_OK ? set->m[set->n - 1]->af.fp : NULL;
   return st;
 }
 
 infsim_status infsim_atomic_set_add_path(infsim_atomic_set *set, const char *path, const char **temp_path,
                                          infsim_error *err) {
   infsim_status st = set_add(set, path, false, err);
-  *temp_path = st == INFSIM_OK ? set->m[set->n - 1].af.temp_path : NULL;
+  *temp_path = st == INFSIM_OK ? set->m[set->n - 1]->af.temp_path : NULL;
   return st;
 }
 
@@ -333,7 +337,7 @@ static infsim_status keep_old(set_member *mem, infsim_error *err) {
 /* Undoes a failed commit: new files out, old files back, temps removed. */
 static void set_rollback(infsim_atomic_set *set) {
   for (size_t k = set->n; k-- > 0;) {
-    set_member *mem = &set->m[k];
+    set_member *mem = set->m[k];
     if (mem->af.direct) continue;
     if (mem->renamed) {
       /* The old file goes back over the new one; with no old file, the new
@@ -362,14 +366,14 @@ infsim_status infsim_atomic_set_commit(infsim_atomic_set *set, infsim_error *err
    * regular destination as it was. */
   for (int pass = 0; pass < 2 && st == INFSIM_OK; pass++)
     for (size_t i = 0; i < set->n && st == INFSIM_OK; i++) {
-      infsim_atomic_file *af = &set->m[i].af;
+      infsim_atomic_file *af = &set->m[i]->af;
       if (af->direct != (pass == 0)) continue;
       errno = 0;
       if (!close_stream(af))
         st = infsim_fail(err, INFSIM_EIO, "%s: cannot write: %s", af->final_path, strerror(errno));
     }
   for (size_t i = 0; i < set->n && st == INFSIM_OK; i++) {
-    set_member *mem = &set->m[i];
+    set_member *mem = set->m[i];
     if (mem->af.direct) continue;
     st = keep_old(mem, err);
     if (st != INFSIM_OK) break;
@@ -388,9 +392,9 @@ infsim_status infsim_atomic_set_commit(infsim_atomic_set *set, infsim_error *err
     return st;
   }
   for (size_t i = 0; i < set->n; i++)
-    if (set->m[i].backup[0] != '\0') {
-      unlink(set->m[i].backup);
-      set->m[i].backup[0] = '\0';
+    if (set->m[i]->backup[0] != '\0') {
+      unlink(set->m[i]->backup);
+      set->m[i]->backup[0] = '\0';
     }
   return INFSIM_OK;
 }
@@ -398,7 +402,8 @@ infsim_status infsim_atomic_set_commit(infsim_atomic_set *set, infsim_error *err
 void infsim_atomic_set_free(infsim_atomic_set *set) {
   if (set == NULL) return;
   if (!set->done)
-    for (size_t i = 0; i < set->n; i++) infsim_atomic_abort(&set->m[i].af);
+    for (size_t i = 0; i < set->n; i++) infsim_atomic_abort(&set->m[i]->af);
+  for (size_t i = 0; i < set->n; i++) free(set->m[i]);
   free(set->m);
   free(set);
 }

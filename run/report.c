@@ -417,61 +417,53 @@ infsim_status infsim_run_write(const infsim_run_result *res, const char *dir, in
   bool wanted[N_FILES] = {true, which == INFSIM_OUTPUT_ALL, which == INFSIM_OUTPUT_ALL, which == INFSIM_OUTPUT_ALL,
                           which == INFSIM_OUTPUT_ALL && res->params.record_iterations,
                           which == INFSIM_OUTPUT_ALL && res->sim != NULL};
-  infsim_atomic_file files[N_FILES];
-  memset(files, 0, sizeof files);
+  /* All or nothing (atomic_file.h's sets): an old set of outputs stays
+   * whole, or the new set is whole. */
+  FILE *fp[N_FILES] = {0};
+  char paths[N_FILES][INFSIM_PATH_BYTES];
+  const char *db_temp = NULL;
   json_t *summary_json = infsim_run_result_summary_json(res);
-  if (summary_json == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  infsim_atomic_set *set = infsim_atomic_set_new();
+  if (summary_json == NULL || set == NULL) {
+    json_decref(summary_json);
+    infsim_atomic_set_free(set);
+    return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  }
   infsim_status st = infsim_make_dirs(dir, err);
   for (int i = 0; st == INFSIM_OK && i < N_FILES; i++) {
     if (!wanted[i]) continue;
-    char path[INFSIM_PATH_BYTES];
-    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, k_names[i]) >= sizeof path) {
+    if ((size_t)snprintf(paths[i], sizeof paths[i], "%s/%s", dir, k_names[i]) >= sizeof paths[i]) {
       st = infsim_fail(err, INFSIM_EINPUT, "%s: output directory path too long", dir);
       break;
     }
-    st = infsim_atomic_open(&files[i], path, err);
+    st = i == DB ? infsim_atomic_set_add_path(set, paths[i], &db_temp, err)
+                 : infsim_atomic_set_add(set, paths[i], &fp[i], err);
   }
   if (st == INFSIM_OK) {
     /* SQLite writes the database itself, on a second thread while this one
      * writes the CSV files: the two take about the same time. */
-    db_job job = {NULL, res, summary_json, {0}, INFSIM_OK};
+    db_job job = {db_temp, res, summary_json, {0}, INFSIM_OK};
     pthread_t worker;
     bool threaded = false;
     if (wanted[DB]) {
-      fclose(files[DB].fp);
-      files[DB].fp = NULL;
-      job.path = files[DB].temp_path;
       threaded = pthread_create(&worker, NULL, db_job_run, &job) == 0;
       if (!threaded) db_job_run(&job);
     }
-    if (json_dumpf(summary_json, files[SUMMARY].fp, JSON_INDENT(2) | JSON_REAL_PRECISION(12)) != 0)
-      st = infsim_fail(err, INFSIM_EIO, "%s: cannot write", files[SUMMARY].final_path);
-    fputc('\n', files[SUMMARY].fp);
-    if (st == INFSIM_OK && wanted[REQUESTS]) st = write_requests_csv(files[REQUESTS].fp, files[REQUESTS].final_path, res, err);
-    if (st == INFSIM_OK && wanted[TIMESERIES]) st = write_timeseries_csv(files[TIMESERIES].fp, files[TIMESERIES].final_path, res, err);
-    if (st == INFSIM_OK && wanted[ITERATIONS]) st = write_iterations_csv(files[ITERATIONS].fp, files[ITERATIONS].final_path, res, err);
-    if (st == INFSIM_OK && wanted[LINKS]) st = write_links_csv(files[LINKS].fp, files[LINKS].final_path, res, err);
+    if (json_dumpf(summary_json, fp[SUMMARY], JSON_INDENT(2) | JSON_REAL_PRECISION(12)) != 0)
+      st = infsim_fail(err, INFSIM_EIO, "%s: cannot write", paths[SUMMARY]);
+    fputc('\n', fp[SUMMARY]);
+    if (st == INFSIM_OK && wanted[REQUESTS]) st = write_requests_csv(fp[REQUESTS], paths[REQUESTS], res, err);
+    if (st == INFSIM_OK && wanted[TIMESERIES]) st = write_timeseries_csv(fp[TIMESERIES], paths[TIMESERIES], res, err);
+    if (st == INFSIM_OK && wanted[ITERATIONS]) st = write_iterations_csv(fp[ITERATIONS], paths[ITERATIONS], res, err);
+    if (st == INFSIM_OK && wanted[LINKS]) st = write_links_csv(fp[LINKS], paths[LINKS], res, err);
     if (threaded) pthread_join(worker, NULL);
     if (st == INFSIM_OK && job.status != INFSIM_OK) {
       *err = job.err;
       st = job.status;
     }
   }
-  for (int i = 0; i < N_FILES && st == INFSIM_OK; i++) {
-    if (!wanted[i]) continue;
-    if (files[i].fp == NULL) { /* the database: rename only */
-      chmod(files[i].temp_path, 0644);
-      if (rename(files[i].temp_path, files[i].final_path) != 0)
-        st = infsim_fail(err, INFSIM_EIO, "%s: cannot rename", files[i].final_path);
-      files[i].temp_path[0] = '\0';
-      continue;
-    }
-    st = infsim_atomic_commit(&files[i], err);
-    files[i].temp_path[0] = '\0';
-  }
-  if (st != INFSIM_OK)
-    for (int i = 0; i < N_FILES; i++)
-      if (wanted[i]) infsim_atomic_abort(&files[i]);
+  if (st == INFSIM_OK) st = infsim_atomic_set_commit(set, err);
+  infsim_atomic_set_free(set); /* after a failure: every temporary file goes */
   if (st == INFSIM_OK && res->timeline != NULL) {
     infsim_run_result *mut = (infsim_run_result *)res; /* the timeline is handed over once */
     st = infsim_timeline_commit(mut->timeline, err);

@@ -9,7 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <math.h>
+
+#include <gsl/gsl_randist.h>
+
 #include "infsim/config.h"
+#include "infsim/rng.h"
 #include "infsim/run.h"
 #include "infsim/trace.h"
 
@@ -49,6 +54,23 @@ static inline infsim_run_result *fixture_run(const infsim_run_params *p, const i
 static inline void fixture_add(infsim_trace *t, int64_t arrival_ns, int64_t prompt, int64_t output) {
   infsim_error err = {0};
   if (infsim_trace_append(t, (infsim_trace_request){arrival_ns, prompt, output}, &err) != INFSIM_OK) abort();
+}
+
+/* n requests, Poisson arrivals at rate_per_s, prompt and output lengths
+ * uniform in [1, max]; the draws come from stream `stream` of seed. */
+static inline infsim_trace fixture_random_trace(size_t n, double rate_per_s, int64_t max_prompt, int64_t max_output,
+                                                uint64_t seed, const char *stream) {
+  gsl_rng *rng = infsim_rng_new(seed, stream);
+  infsim_trace t = {0};
+  double time_s = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    time_s += gsl_ran_exponential(rng, 1.0 / rate_per_s);
+    int64_t prompt = 1 + (int64_t)gsl_rng_uniform_int(rng, (unsigned long)max_prompt);
+    int64_t output = 1 + (int64_t)gsl_rng_uniform_int(rng, (unsigned long)max_output);
+    fixture_add(&t, (int64_t)llround(time_s * 1e9), prompt, output);
+  }
+  gsl_rng_free(rng);
+  return t;
 }
 
 #endif

@@ -23,16 +23,7 @@
 #include "sim_fixture.h"
 
 static infsim_trace poisson(size_t n, double rate, int64_t max_prompt, int64_t max_output, uint64_t seed) {
-  gsl_rng *rng = infsim_rng_new(seed, "test.overload");
-  infsim_trace t = {0};
-  double time_s = 0.0;
-  for (size_t i = 0; i < n; i++) {
-    time_s += gsl_ran_exponential(rng, 1.0 / rate);
-    fixture_add(&t, (int64_t)llround(time_s * 1e9), 1 + (int64_t)gsl_rng_uniform_int(rng, (unsigned long)max_prompt),
-                1 + (int64_t)gsl_rng_uniform_int(rng, (unsigned long)max_output));
-  }
-  gsl_rng_free(rng);
-  return t;
+  return fixture_random_trace(n, rate, max_prompt, max_output, seed, "test.overload");
 }
 
 /* Runs, then checks the properties every overloaded run must keep. */

@@ -121,5 +121,16 @@ ok &= all(e['ts'] <= 3e6 and e['ts'] + e.get('dur', 0) >= 2e6 for e in win)
 sys.exit(0 if ok else 1)
 PY
 
+# All or nothing: with a directory where one output should go, the run
+# fails with exit 2 and the earlier outputs stay as they were, no temp file.
+"$INFSIM" run "$W/one.yaml" --trace "$W/three.csv" --out "$W/aon" --quiet || fail "all-or-nothing: first run failed"
+rm "$W/aon/links.csv" && mkdir "$W/aon/links.csv"
+sum_before=$(cat "$W/aon/summary.json" "$W/aon/requests.csv" "$W/aon/results.db" | md5sum)
+"$INFSIM" run "$W/one.yaml" --trace "$W/three.csv" --out "$W/aon" --quiet --seed 7 2>/dev/null
+[ $? -eq 2 ] || fail "all-or-nothing: a directory in place of links.csv did not exit 2"
+[ "$(cat "$W/aon/summary.json" "$W/aon/requests.csv" "$W/aon/results.db" | md5sum)" = "$sum_before" ] ||
+  fail "all-or-nothing: the old outputs changed"
+ls "$W/aon" | grep -q tmp && fail "all-or-nothing: temporary files left"
+
 echo "$((failures == 0 ? 1 : 0)) passed, $failures failed"
 [ "$failures" -eq 0 ]

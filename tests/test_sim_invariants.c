@@ -18,18 +18,8 @@
 #include "infsim/rng.h"
 #include "sim_fixture.h"
 
-static infsim_trace random_trace(size_t n, double rate_per_s, int64_t max_prompt, int64_t max_output, uint64_t seed) {
-  gsl_rng *rng = infsim_rng_new(seed, "test.trace");
-  infsim_trace t = {0};
-  double time_s = 0.0;
-  for (size_t i = 0; i < n; i++) {
-    time_s += gsl_ran_exponential(rng, 1.0 / rate_per_s);
-    int64_t prompt = 1 + (int64_t)gsl_rng_uniform_int(rng, (unsigned long)max_prompt);
-    int64_t output = 1 + (int64_t)gsl_rng_uniform_int(rng, (unsigned long)max_output);
-    fixture_add(&t, (int64_t)llround(time_s * 1e9), prompt, output);
-  }
-  gsl_rng_free(rng);
-  return t;
+static infsim_trace random_trace(size_t n, double rate, int64_t max_prompt, int64_t max_output, uint64_t seed) {
+  return fixture_random_trace(n, rate, max_prompt, max_output, seed, "test.trace");
 }
 
 /* The cost model of a one-GPU instance, built directly (not by the simulator). */
