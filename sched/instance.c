@@ -94,11 +94,10 @@ static void leave_decode(instance *in, req_sched *r) {
  * from their next decode step on, as one step at a time would see it. */
 static void touch_holders(infsim_sched *s, int32_t req) {
   if (infsim_kv_foreign_blocks(s->kv, req) == 0) return;
-  enum { MAX_HOLDINGS = 64 };
-  int32_t pools[MAX_HOLDINGS];
-  int64_t blocks[MAX_HOLDINGS];
-  int32_t nh = infsim_kv_holdings(s->kv, req, pools, blocks, MAX_HOLDINGS);
-  for (int32_t i = 0; i < nh && i < MAX_HOLDINGS; i++)
+  int32_t pools[INFSIM_KV_MAX_HOLDINGS];
+  int64_t blocks[INFSIM_KV_MAX_HOLDINGS];
+  int32_t nh = infsim_kv_holdings(s->kv, req, pools, blocks, INFSIM_KV_MAX_HOLDINGS);
+  for (int32_t i = 0; i < nh && i < INFSIM_KV_MAX_HOLDINGS; i++)
     if (pools[i] < s->n_instances) infsim_sched_touch(s, pools[i], s->now_ns);
 }
 
@@ -344,6 +343,8 @@ static infsim_status add_split_chunk(infsim_sched *s, const instance *in, int32_
   int64_t n = 0;
   const int64_t *ids = infsim_kv_table(s->kv, req, &n);
   int64_t bt = s->p.block_tokens, first = r->prefilled, end = r->prefilled + chunk;
+  int32_t touched[INFSIM_KV_MAX_HOLDINGS]; /* holders this chunk reaches: its queries go there once */
+  int32_t n_touched = 0;
   for (int64_t blk = 0; blk < n && blk * bt < end; blk++) {
     int32_t j = infsim_kv_holder_of(s->kv, ids[blk]);
     if (j == in->id || j >= s->n_instances) continue;
@@ -357,9 +358,13 @@ static infsim_status add_split_chunk(infsim_sched *s, const instance *in, int32_
       b->agg.prefill_attn_pairs -= chunk * before; /* those pairs are computed there */
     }
     if (written > 0) e->write_tokens += written;
+    int32_t k = 0;
+    while (k < n_touched && touched[k] != j) k++;
+    if (k == n_touched && n_touched < INFSIM_KV_MAX_HOLDINGS) {
+      touched[n_touched++] = j;
+      e->prefill_tokens += chunk; /* counted once per chunk, not once per batch's chunks */
+    }
   }
-  for (int32_t i = 0; i < b->holder_count; i++)
-    if (s->holders[i].prefill_context_tokens > 0 || s->holders[i].write_tokens > 0) s->holders[i].prefill_tokens += chunk;
   return INFSIM_OK;
 }
 
@@ -372,16 +377,15 @@ static infsim_status add_remote(infsim_sched *s, const instance *in, bool decode
   b->agg.guest_context_tokens = c.lent * s->p.block_tokens;
   int64_t n_split = 0;
   const int64_t *split = infsim_kv_split_requests(s->kv, in->id, &n_split);
-  enum { MAX_HOLDINGS = 64 };
-  int32_t pools[MAX_HOLDINGS];
-  int64_t blocks[MAX_HOLDINGS];
+  int32_t pools[INFSIM_KV_MAX_HOLDINGS];
+  int64_t blocks[INFSIM_KV_MAX_HOLDINGS];
   for (int64_t k = 0; k < n_split; k++) {
     int32_t req = (int32_t)split[k];
     const req_sched *r = &s->rs[req];
     if (s->rec[req].state != INFSIM_REQ_RUNNING) continue;
     if (decode && r->decoding) {
-      int32_t nh = infsim_kv_holdings(s->kv, req, pools, blocks, MAX_HOLDINGS);
-      if (nh > MAX_HOLDINGS) nh = MAX_HOLDINGS;
+      int32_t nh = infsim_kv_holdings(s->kv, req, pools, blocks, INFSIM_KV_MAX_HOLDINGS);
+      if (nh > INFSIM_KV_MAX_HOLDINGS) nh = INFSIM_KV_MAX_HOLDINGS;
       int64_t remote_tokens = 0, holders = 0;
       for (int32_t i = 0; i < nh; i++) {
         if (pools[i] >= s->n_instances) continue; /* host memory: not attended */

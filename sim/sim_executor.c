@@ -66,13 +66,12 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
   x->da_remote_ns = x->da_merge_ns = 0.0;
   x->da_cross = 0;
   if (b->holder_count == 0) return extra;
-  enum { MAX_HOLDERS = 64 };
-  infsim_distattn_holder dec[MAX_HOLDERS], pre[MAX_HOLDERS];
+  infsim_distattn_holder dec[INFSIM_KV_MAX_HOLDINGS], pre[INFSIM_KV_MAX_HOLDINGS];
   int k = 0;
   bool prefill = false;
   double kv_bytes_per_token_layer = 2.0 * (double)s->cost.model.kv_heads * (double)s->cost.model.head_dim *
                                     (double)s->cost.model.dtype_bytes;
-  for (int32_t i = 0; i < b->holder_count && k < MAX_HOLDERS; i++, k++) {
+  for (int32_t i = 0; i < b->holder_count && k < INFSIM_KV_MAX_HOLDINGS; i++, k++) {
     const infsim_batch_holder *h = &b->holders[i];
     double bw = 0;
     int64_t lat = 0;

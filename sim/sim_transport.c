@@ -123,18 +123,14 @@ infsim_status sim_transport_network_event(infsim_sim *s, uint32_t generation, in
   s->n_net_done = 0;
   infsim_network_advance(s->net, s->now_ns, flow_done, s);
   infsim_status st = INFSIM_OK;
-  /* Deliver in completion order; a delivery may send more (a new flow). */
-  size_t n = s->n_net_done;
-  int64_t *done = malloc((n ? n : 1) * sizeof *done);
-  if (done == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
-  for (size_t i = 0; i < n; i++) done[i] = s->net_done[i];
-  for (size_t i = 0; i < n && st == INFSIM_OK; i++) {
+  /* Deliver in completion order. A delivery may send more (a new flow),
+   * which never advances the network: net_done stays as it is meanwhile. */
+  for (size_t i = 0; i < s->n_net_done && st == INFSIM_OK; i++) {
     int64_t sent_ns = 0;
-    infsim_msg msg = sim_transport_take(s, (int32_t)done[i], &sent_ns);
+    infsim_msg msg = sim_transport_take(s, (int32_t)s->net_done[i], &sent_ns);
     infsim_timeline_message(s->c.timeline, &msg, sent_ns, s->now_ns);
     st = infsim_sched_deliver(s->sched, &msg, s->now_ns, err);
   }
-  free(done);
   if (st != INFSIM_OK) return st;
   return reschedule(s, err);
 }

@@ -90,6 +90,9 @@ int64_t infsim_kv_blocks_at(const infsim_kv *kv, int64_t req, int32_t holder);
  * GPUs, host pools as instances + h), with their block counts; writes at
  * most max entries and returns how many there are. O(holders). */
 int32_t infsim_kv_holdings(const infsim_kv *kv, int64_t req, int32_t *pools, int64_t *blocks, int32_t max);
+/* Holdings (or holders of a batch) that pricing and the scheduler read at
+ * most: DGFM keeps a request on few instances, far below this. */
+enum { INFSIM_KV_MAX_HOLDINGS = 64 };
 /* The requests owned by instance with blocks in another instance's GPU
  * memory (split requests), in no particular order. */
 const int64_t *infsim_kv_split_requests(const infsim_kv *kv, int32_t instance, int64_t *n);
