@@ -31,18 +31,7 @@ with open(sys.argv[1], 'w') as f:
         f.write(f'{t:.6f},{r.randint(1, 3000)},{r.randint(1, 400)},x{i}\n')
 PY
 
-# expect_bad NAME PATTERN ARGS...: exit 2, stderr matches PATTERN, no output dir.
-expect_bad() {
-  local name=$1 pattern=$2
-  shift 2
-  rm -rf "$W/bad"
-  "$INFSIM" run "$@" --out "$W/bad" >/dev/null 2>"$W/err"
-  local rc=$?
-  [ $rc -eq 2 ] || fail "$name: exit $rc, want 2 ($(cat "$W/err"))"
-  grep -Eq -e "$pattern" "$W/err" || fail "$name: message '$(cat "$W/err")' does not match '$pattern'"
-  [ "$(wc -l <"$W/err")" -eq 1 ] || fail "$name: message is not one line"
-  [ ! -e "$W/bad" ] || fail "$name: wrote $W/bad"
-}
+. "$(dirname "$0")/run_lib.sh"
 
 "$INFSIM" run --help | grep -q -- '--set key=value' || fail "--help does not document --set"
 expect_bad "missing config" "nope.yaml" "$W/nope.yaml" --trace "$W/t.csv"

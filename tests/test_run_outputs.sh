@@ -50,18 +50,7 @@ timeout 60 "$INFSIM" run "$W/one.yaml" --trace "$W/three.csv" --out "$W/tiny" --
   fail "1 us interval run failed or hung"
 [ "$(($(wc -l <"$W/tiny/timeseries.csv") - 1))" -le 100000 ] || fail "1 us interval: too many samples"
 
-# expect_bad NAME PATTERN ARGS...: exit 2, one-line message matching PATTERN, nothing written.
-expect_bad() {
-  local name=$1 pattern=$2
-  shift 2
-  rm -rf "$W/bad"
-  "$INFSIM" run "$@" --out "$W/bad" >/dev/null 2>"$W/err"
-  local rc=$?
-  [ $rc -eq 2 ] || fail "$name: exit $rc, want 2 ($(cat "$W/err"))"
-  grep -Eq -e "$pattern" "$W/err" || fail "$name: message '$(cat "$W/err")' does not match '$pattern'"
-  [ "$(wc -l <"$W/err")" -eq 1 ] || fail "$name: message is not one line"
-  [ ! -e "$W/bad" ] || fail "$name: wrote $W/bad"
-}
+. "$(dirname "$0")/run_lib.sh"
 expect_bad "block size" "scheduler.block_tokens.*multiple of 16" "$W/one.yaml" --trace "$W/three.csv" --set scheduler.block_tokens=24
 expect_bad "block size below 16" "scheduler.block_tokens" "$W/one.yaml" --trace "$W/three.csv" --set scheduler.block_tokens=8
 expect_bad "tp above heads" "tensor parallelism 8 exceeds the 2 attention heads" "$W/one.yaml" --trace "$W/three.csv" \
