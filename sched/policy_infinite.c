@@ -333,6 +333,9 @@ static void env_borrow_done(void *self, int32_t debtor, int64_t req, bool ok, in
     p->failures[debtor]++;
     p->retry_after_ns[debtor] = now + (wait < cap ? wait : cap);
     p->pending = arm(p, debtor, TIMER_KICK, p->retry_after_ns[debtor], &p->pending_err);
+    /* A request stalled at a block boundary is preempted now (vLLM). */
+    if (p->pending == INFSIM_OK && p->s->inst[debtor].stalled.count > 0)
+      p->pending = instance_kick(p->s, &p->s->inst[debtor], &p->pending_err);
     return;
   }
   /* Room arrived: admission may go on. */
@@ -528,7 +531,10 @@ static infsim_short_action short_of_blocks(void *self, int32_t instance, int64_t
   infinite *p = self;
   infsim_short_action act = p->set.when_short == WHEN_SHORT_WAIT ? INFSIM_SHORT_WAIT : INFSIM_SHORT_PREEMPT;
   if (p->pending != INFSIM_OK || infsim_contract_in_flight(p->contract, instance, req)) return act;
-  if (now < p->retry_after_ns[instance]) return act; /* a kick timer is armed */
+  /* After a failed borrow a kick timer is armed: admission waits for it, a
+   * decoding request at a block boundary does not wait (vLLM preempts). */
+  if (now < p->retry_after_ns[instance])
+    return p->s->rec[req].state == INFSIM_REQ_RUNNING ? INFSIM_SHORT_PREEMPT : act;
   /* A prompt being admitted may take new blocks at the creditor (one such
    * prompt at a time); a decoding request grows locally, room made by
    * moving KV away. */
