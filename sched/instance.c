@@ -151,11 +151,13 @@ infsim_status preempt(infsim_sched *s, instance *in, int32_t req, infsim_error *
   sched_counts_changed(s, 1, -1);
   int64_t blocks = infsim_kv_blocks(s->kv, req);
   touch_holders(s, req);
+  int32_t host = in->id / s->p.instances_per_host; /* its node's host memory */
   if ((was_decoding || was_stalled) && s->p.preemption == INFSIM_PREEMPT_SWAP &&
-      blocks <= infsim_kv_host_free_blocks(s->kv, in->id)) {
+      blocks <= infsim_kv_host_free_blocks(s->kv, host) && in->swap_blocks + blocks <= s->p.host_blocks_per_instance) {
     /* Swap out: the KV goes to host memory over PCIe; the request keeps its progress. */
-    infsim_status st = infsim_kv_swap_out(s->kv, req, in->id, err);
+    infsim_status st = infsim_kv_swap_out(s->kv, req, host, err);
     if (st != INFSIM_OK) return st;
+    in->swap_blocks += blocks;
     in->swap_out_bytes += blocks * s->p.block_bytes;
     r->kv0 = kv;
     rec->state = INFSIM_REQ_SWAPPED;
@@ -244,6 +246,7 @@ static infsim_status admit(infsim_sched *s, instance *in, int64_t token_budget, 
     int64_t need = blocks_for(s, r->kv0 + 1);
     if (short_of(s, in, req, need)) return INFSIM_OK; /* FCFS: nobody overtakes a stuck swap-in */
     deque_pop_front(&in->swapped);
+    in->swap_blocks -= held;
     in->swap_in_bytes += held * s->p.block_bytes;
     if (held > need) infsim_kv_release_tail(s->kv, req, held - need);
     if ((st = infsim_kv_swap_in(s->kv, req, in->id, err)) != INFSIM_OK) return st;
@@ -359,7 +362,7 @@ static infsim_status add_split_chunk(infsim_sched *s, const instance *in, int32_
   int32_t n_touched = 0;
   for (int64_t blk = 0; blk < n && blk * bt < end; blk++) {
     int32_t j = infsim_kv_holder_of(s->kv, ids[blk]);
-    if (j == in->id || j >= s->n_instances) continue;
+    if (j == in->id) continue; /* host memory (the CPU tier) is a holder too */
     int64_t lo = blk * bt, hi = lo + bt;
     int64_t before = (hi < first ? hi : first) - lo;               /* earlier tokens in this block */
     int64_t written = (hi < end ? hi : end) - (lo > first ? lo : first); /* this chunk's tokens in it */
@@ -400,7 +403,6 @@ static infsim_status add_remote(infsim_sched *s, const instance *in, bool decode
       if (nh > INFSIM_KV_MAX_HOLDINGS) nh = INFSIM_KV_MAX_HOLDINGS;
       int64_t remote_tokens = 0, holders = 0;
       for (int32_t i = 0; i < nh; i++) {
-        if (pools[i] >= s->n_instances) continue; /* host memory: not attended */
         infsim_batch_holder *e = holder_entry(s, b, pools[i], err);
         if (e == NULL) return INFSIM_ENOMEM;
         e->decode_requests++;

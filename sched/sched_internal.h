@@ -51,6 +51,7 @@ typedef struct {
   int32_t chunk_count;
   int64_t swap_in_bytes;  /* host -> GPU KV to charge to the next batch */
   int64_t swap_out_bytes; /* GPU -> host */
+  int64_t swap_blocks;    /* in host memory for its swapped requests (at most host_blocks_per_instance) */
 } instance;
 
 struct infsim_sched {
