@@ -52,7 +52,8 @@ enum {
   TIMER_DGFM = 0x7201,
   TIMER_GM_LOST = 0x7202,
   TIMER_GM_BACK = 0x7203,
-  TIMER_KICK = 0x7204 /* an instance whose borrow failed tries admission again */
+  TIMER_KICK = 0x7204, /* an instance whose borrow failed tries admission again */
+  TIMER_INSTANCE_LOST = 0x7205 /* faults.lose_instance */
 };
 enum { WHEN_SHORT_WAIT = 0, WHEN_SHORT_PREEMPT = 1 };
 /* Wire sizes (docs/distkv.md): a control message, a heartbeat's header and entry. */
@@ -91,6 +92,8 @@ typedef struct {
   int64_t message_delay_ns;
   int64_t lose_gmanager_at_ns; /* -1: never */
   int64_t gmanager_restart_ns;
+  int32_t lose_instance; /* -1: none */
+  int64_t lose_instance_at_ns;
 } infinite_settings;
 
 _Static_assert(sizeof(infinite_settings) <= INFSIM_POLICY_SETTINGS_BYTES, "policy settings too large");
@@ -133,6 +136,7 @@ typedef struct {
   int32_t *failures;       /* per instance: borrows failed in a row (sets the back-off) */
   int32_t *hb_shift;       /* per instance: heartbeat period x 2^shift while quiet */
   int32_t dgfm_shift;      /* DGFM period x 2^shift while passes find nothing */
+  bool *lost;              /* per instance: lost (faults.lose_instance) */
   infsim_distkv_stats st;
   infsim_status pending; /* a failure inside a callback, reported by on_message */
   infsim_error pending_err;
@@ -181,7 +185,20 @@ static infsim_status read_config(infsim_config *cfg, void *settings, infsim_erro
   TRY(infsim_config_double(cfg, "faults.message_delay_ms", 0.0, 0.0, 3600000.0, &delay_ms, err));
   TRY(infsim_config_double(cfg, "faults.lose_gmanager_at_s", -1.0, -1.0, 1e9, &lose_gm_s, err));
   TRY(infsim_config_int(cfg, "faults.gmanager_restart_ms", 100, 0, 3600000, &restart_ms, err));
+  int64_t lose = -1, instances = 0;
+  double lose_at_s = 0;
+  TRY(infsim_config_int(cfg, "faults.lose_instance", -1, -1, INT32_MAX, &lose, err));
+  TRY(infsim_config_double(cfg, "faults.lose_instance_at_s", 0.0, 0.0, 1e9, &lose_at_s, err));
+  TRY(infsim_config_int(cfg, "cluster.instances", 4, 1, 1000000, &instances, err));
 #undef TRY
+  if (lose >= instances)
+    return infsim_config_fail(cfg, "faults.lose_instance", err, "instance %lld does not exist (cluster.instances: %lld)",
+                              (long long)lose, (long long)instances);
+  if (lose >= 0 && instances < 2)
+    return infsim_config_fail(cfg, "faults.lose_instance", err,
+                              "losing the only instance leaves nobody to serve its requests");
+  p->lose_instance = (int32_t)lose;
+  p->lose_instance_at_ns = (int64_t)(lose_at_s * 1e9);
   p->dispatch = dispatch;
   p->planner = planner;
   p->when_short = when_short;
@@ -460,8 +477,9 @@ static infsim_status create(const void *settings, struct infsim_sched *s, int32_
   p->retry_after_ns = calloc((size_t)instances, sizeof *p->retry_after_ns);
   p->failures = calloc((size_t)instances, sizeof *p->failures);
   p->hb_shift = calloc((size_t)instances, sizeof *p->hb_shift);
+  p->lost = calloc((size_t)instances, sizeof *p->lost);
   p->gatherer = -1;
-  if (!p->hb || !p->lent || !p->retry_after_ns || !p->failures || !p->hb_shift)
+  if (!p->hb || !p->lent || !p->retry_after_ns || !p->failures || !p->hb_shift || !p->lost)
     return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   if (set->message_loss > 0 || set->message_delay_prob > 0) p->fault_rng = infsim_rng_new(s->p.seed, "faults.messages");
   int64_t per_node = set->gpus_per_node / set->gpus_per_instance;
@@ -488,6 +506,8 @@ static infsim_status create(const void *settings, struct infsim_sched *s, int32_
   if (st == INFSIM_OK && set->dgfm) st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_DGFM, set->dgfm_period_ns, err);
   if (st == INFSIM_OK && set->lose_gmanager_at_ns >= 0)
     st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_GM_LOST, set->lose_gmanager_at_ns, err);
+  if (st == INFSIM_OK && set->lose_instance >= 0)
+    st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_INSTANCE_LOST, set->lose_instance_at_ns, err);
   return st;
 }
 
@@ -503,6 +523,7 @@ static void destroy(void *self) {
   free(p->retry_after_ns);
   free(p->failures);
   free(p->hb_shift);
+  free(p->lost);
   infsim_contract_free(p->contract);
   infsim_cpu_tier_free(p->tier);
   infsim_dgfm_free(p->dgfm);
@@ -512,13 +533,50 @@ static void destroy(void *self) {
   free(p);
 }
 
+/* Never a lost instance: least-loaded sees it infinitely loaded,
+ * round-robin skips it. */
 static int32_t dispatch(void *self, int64_t req) {
   (void)req;
-  return infsim_dispatcher_pick(((infinite *)self)->disp);
+  infinite *p = self;
+  int32_t i = infsim_dispatcher_pick(p->disp);
+  for (int32_t k = 0; k < p->instances && p->lost[i]; k++) i = infsim_dispatcher_pick(p->disp);
+  return i;
 }
 
 static void load_changed(void *self, int32_t instance, int64_t load) {
-  infsim_dispatcher_set_load(((infinite *)self)->disp, instance, load);
+  infinite *p = self;
+  infsim_dispatcher_set_load(p->disp, instance, p->lost[instance] ? INT64_MAX / 4 : load);
+}
+
+/* ---- the loss of an instance (faults.lose_instance) ---- */
+
+static void forget_request(void *self, int64_t req) {
+  infinite *p = self;
+  infsim_gm_forget(p->gm, req, p->s->now_ns);
+}
+
+/* A message to a lost instance, or from it to anyone but its node's host
+ * memory (the CPU tier's copies end by themselves), dies with it. */
+static bool dead_letter(const infinite *p, const infsim_msg *m) {
+  if (m->dst >= 0 && m->dst < p->instances && p->lost[m->dst]) return true;
+  return m->src >= 0 && m->src < p->instances && p->lost[m->src] && m->dst < p->instances;
+}
+
+static infsim_status lose_instance(infinite *p, int32_t i, int64_t now, infsim_error *err) {
+  p->lost[i] = true;
+  infsim_dispatcher_set_load(p->disp, i, INT64_MAX / 4);
+  /* The most one request can ever hold now: its instance whole, the other
+   * instances left less their reserve, host memory with the tier. */
+  int64_t cap = p->s->p.gpu_blocks_per_instance;
+  int64_t reserve = (int64_t)(p->set.reserve_frac * (double)cap), alive = 0;
+  for (int32_t k = 0; k < p->instances; k++) alive += !p->lost[k];
+  int64_t most = cap + (alive - 1) * (cap - reserve);
+  if (p->tier) most += p->s->p.host_blocks; /* its own node's */
+  p->s->loss.max_blocks = most;
+  infsim_status st = instance_lose(p->s, i, forget_request, p, err);
+  /* The gManager hears of it at once: nothing held there, no memory. */
+  if (!p->gm_down) infsim_gm_heartbeat(p->gm, i, now, 0, NULL, 0, true);
+  return st;
 }
 
 /* Servable when this instance and the others' spare (the gManager's view)
@@ -569,7 +627,9 @@ static infsim_status on_message(void *self, const infsim_msg *m, int64_t now, in
   infinite *p = self;
   infsim_status st = INFSIM_OK;
   bool more = !infsim_sched_all_done(p->s); /* periodic timers stop with the run */
-  if (p->tier && infsim_cpu_tier_handles(p->tier, m)) {
+  if (dead_letter(p, m)) {
+    /* dropped */
+  } else if (p->tier && infsim_cpu_tier_handles(p->tier, m)) {
     st = infsim_cpu_tier_deliver(p->tier, m, now, err);
   } else if (infsim_contract_handles(m)) {
     st = infsim_contract_deliver(p->contract, m, now, err);
@@ -600,6 +660,9 @@ static infsim_status on_message(void *self, const infsim_msg *m, int64_t now, in
       infsim_gm_reset(p->gm);
       infsim_contract_set_gm_down(p->contract, true);
       st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_GM_BACK, now + p->set.gmanager_restart_ns, err);
+      break;
+    case TIMER_INSTANCE_LOST:
+      st = lose_instance(p, p->set.lose_instance, now, err);
       break;
     case TIMER_GM_BACK:
       /* A new gManager: every instance's next heartbeat is a full one. */
@@ -647,6 +710,9 @@ bool infsim_policy_infinite_stats(const struct infsim_sched *s, infsim_distkv_st
   out->kv_moves = c->kv_moves;
   out->kv_moved_bytes = c->kv_moved_bytes;
   out->retries = c->retries;
+  out->blocks_recomputed = s->loss.blocks_recomputed;
+  out->instances_lost = s->loss.instances_lost;
+  out->requests_requeued = s->loss.requests_requeued;
   if (p->tier) {
     const infsim_cpu_tier_counters *h = infsim_cpu_tier_counters_of(p->tier);
     out->host_moves = h->moves;
