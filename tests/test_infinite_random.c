@@ -27,7 +27,7 @@ enum { CASES = 100 }; /* issue 10: 100 in CI */
 
 static void test_random_configs(void **state) {
   (void)state;
-  int64_t borrowed_runs = 0;
+  int64_t borrowed_runs = 0, host_runs = 0, recompute_runs = 0;
   /* INFSIM_CASE_SEED=N replays one case; INFSIM_CASES=N runs N cases
    * (1,000 for the note in docs/distkv.md). */
   const char *only = getenv("INFSIM_CASE_SEED"), *many = getenv("INFSIM_CASES");
@@ -80,11 +80,20 @@ static void test_random_configs(void **state) {
       }
     }
     borrowed_runs += infsim_run_result_counters(res)->borrowed_blocks_peak > 0;
+    infsim_distkv_stats dk;
+    assert_true(infsim_run_result_distkv(res, &dk));
+    host_runs += dk.host_blocks > 0;
+    recompute_runs += dk.instances_lost > 0 && dk.blocks_recomputed > 0;
     infsim_run_result_free(res);
     infsim_trace_free(&t);
     gsl_rng_free(rng);
   }
-  if (!only) assert_true(borrowed_runs > (int64_t)cases / 2); /* the cases exercise borrowing */
+  fprintf(stderr, "%lld of %llu runs borrowed, %lld used host memory, %lld lost an instance with KV on it\n",
+          (long long)borrowed_runs, (unsigned long long)cases, (long long)host_runs, (long long)recompute_runs);
+  if (!only) { /* the cases exercise borrowing, the CPU tier and the loss of a creditor */
+    assert_true(borrowed_runs > (int64_t)cases / 2);
+    assert_true(host_runs >= (int64_t)cases / 20 && recompute_runs >= (int64_t)cases / 20);
+  }
 }
 
 int main(void) {
