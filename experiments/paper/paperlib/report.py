@@ -65,7 +65,8 @@ def main_table(res, st):
 
         def cell(s):
             if t[s] is None:
-                return "error (see log)" if str(rr[s].get("skipped", "")).startswith("error") else "-"
+                why = str(rr[s].get("skipped", ""))
+                return "error (see log)" if why.startswith("error") else "not run" if why == "not run" else "-"
             return "%s (%s req/s)" % (fmt(t[s]), fmt(rr[s].get("rate_rps"), 3))
         rows.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
             k[0], k[1], c["group"], cell("vllm-multi"), cell("vllm-single"), cell("infinite-llm"),

@@ -41,6 +41,10 @@ class PolicyMissing(Exception):
     pass
 
 
+class NotCached(RuntimeError):
+    """--cached-only: the run is not in the cache (the cell is reported as not run)."""
+
+
 def file_sha256(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -96,7 +100,7 @@ HOST_DEPENDENT = ("wall_s", "version", "config", "events")
 
 class Runner:
     def __init__(self, infsim, out_dir, slo, log, timeout_s=None, timeout_is_miss=False, cache_dir=None,
-                 cache_key="behavior", commit="unknown"):
+                 cache_key="behavior", commit="unknown", cached_only=False):
         self.timeout_s = timeout_s
         self.timeout_is_miss = timeout_is_miss
         self.timeouts = 0
@@ -105,6 +109,7 @@ class Runner:
         os.makedirs(self.cache_dir, exist_ok=True)
         self.cache_key = cache_key
         self.commit = commit
+        self.cached_only = cached_only
         self._fingerprints = {}
         self._fp_locks = {}
         self.slo = slo
@@ -146,6 +151,14 @@ class Runner:
         with lk:
             if fkey in self._fingerprints:
                 return self._fingerprints[fkey]
+            # the same binary behaves the same: its fingerprints are kept on disk
+            with open(config, "rb") as f:
+                disk = os.path.join(self.cache_dir, "fp-" + hashlib.sha256(json.dumps(
+                    [self.binary_hash, hashlib.sha256(f.read()).hexdigest(), fkey[1]]).encode()).hexdigest()[:32])
+            if os.path.exists(disk):
+                with open(disk) as f:
+                    self._fingerprints[fkey] = f.read().strip()
+                return self._fingerprints[fkey]
             h = hashlib.sha256()
             with tempfile.TemporaryDirectory(dir=self.cache_dir, prefix="canary-") as d:
                 paths = []
@@ -173,6 +186,9 @@ class Runner:
                                         sort_keys=True).encode())
             fp = "behavior:" + h.hexdigest()
             self._fingerprints[fkey] = fp
+            with open(disk + ".tmp", "w") as f:
+                f.write(fp + "\n")
+            os.replace(disk + ".tmp", disk)
             return fp
 
     def run(self, config, settings, trace_path, speedup=1.0, seed=1, rows=None, keep=None):
@@ -196,6 +212,8 @@ class Runner:
                 with self.lock:
                     self.cached += 1
                 return json.load(f)
+        if self.cached_only:
+            raise NotCached("not run: no cached run")
         work = tempfile.mkdtemp(prefix="run-", dir=self.cache_dir)
         try:
             t = os.path.join(work, "trace.csv")

@@ -12,7 +12,15 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from . import search as srch
+from . import sim
 from . import traces as tr
+
+
+def skip_reason(e):
+    """What a cell says when its search could not finish."""
+    if isinstance(e, sim.NotCached):
+        return "not run"
+    return "error: %s" % str(e).split(": ")[-1][:120]
 
 
 class Study:
@@ -83,7 +91,7 @@ class Study:
                                 tolerance=self.tol(), fixed_rejections=system != "infinite-llm")
         except RuntimeError as e:  # a run that failed or timed out: the cell says so, the study goes on
             self.c["log"]("capacity %s %s %s %s: ERROR %s" % (model, system, trace_name, extra or "", e))
-            return {"skipped": "error: %s" % str(e).split(": ")[-1][:120]}
+            return {"skipped": skip_reason(e)}
         self.c["log"]("capacity %s %s %s %s: %.4g req/s, %.1f tok/s %s" % (
             model, system, trace_name, extra or "", res["rate_rps"], res["throughput_tok_s"], res["note"]))
         return res
@@ -106,7 +114,7 @@ class Study:
     # -- sections ------------------------------------------------------------
     def main(self):
         st = self.c["study"]
-        cells = [(m, t, s) for m in self.models() for t in self.trace_names() for s in st["systems"]]
+        cells = [(m, t, s) for m in self.models() for t in self.trace_names() for s in st["systems_run"]]
         res = self.pmap(lambda c: self.capacity(c[0], c[2], c[1]), cells)
         sat = self.pmap(lambda c: self.saturated(c[0], c[2], c[1]), cells)
         return [{"model": m, "trace": t, "group": st["traces"][t]["group"], "system": s, "result": r, "saturated": x}
@@ -131,7 +139,7 @@ class Study:
 
     def context(self):
         st = self.c["study"]
-        cells = [(m, s) for m in self.models() for s in st["systems"]]
+        cells = [(m, s) for m in self.models() for s in st["systems_run"]]
         tol = st["quick"]["context_tolerance"] if self.c["quick"] else None
 
         def one(c):
@@ -142,7 +150,7 @@ class Study:
                 r = srch.context(self.c["runner"], self.cfg(m), self.settings(s), st["search"], tolerance=tol)
             except RuntimeError as e:
                 self.c["log"]("context %s %s: ERROR %s" % (m, s, e))
-                return {"skipped": "error: %s" % str(e).split(": ")[-1][:120]}
+                return {"skipped": skip_reason(e)}
             self.c["log"]("context %s %s: %d tokens %s" % (m, s, r["tokens"], r["note"]))
             return r
         return [{"model": m, "system": s, "result": r} for (m, s), r in zip(cells, self.pmap(one, cells))]
@@ -151,7 +159,7 @@ class Study:
         st = self.c["study"]
         sc = st["scaling"]
         sizes = st["quick"]["scaling_instances"] if self.c["quick"] else sc["instances"]
-        cells = [(n, s) for n in sizes for s in ("vllm-multi", "infinite-llm") if s in st["systems"]]
+        cells = [(n, s) for n in sizes for s in ("vllm-multi", "infinite-llm") if s in st["systems_run"]]
         res = self.pmap(lambda c: self.capacity(sc["model"], c[1], sc["trace"],
                                                 {"cluster.instances": str(c[0])}), cells)
         small = [{"instances": n, "system": s, "result": r} for (n, s), r in zip(cells, res)]
@@ -177,7 +185,7 @@ class Study:
         per_inst = ref[0]["result"]["rate_rps"] / ref_n
         out = []
         for s in ("vllm-multi", "infinite-llm"):
-            if not self.available(s) or s not in st["systems"]:
+            if not self.available(s) or s not in st["systems_run"]:
                 out.append({"system": s, "skipped": "not run (policy not in the binary or not in --systems)"})
                 continue
             for n in sizes:
@@ -189,7 +197,7 @@ class Study:
                                              path)
                 except RuntimeError as e:
                     self.c["log"]("big %s %d: ERROR %s" % (s, n, e))
-                    out.append({"system": s, "instances": n, "skipped": "error: %s" % str(e).split(": ")[-1][:120]})
+                    out.append({"system": s, "instances": n, "skipped": skip_reason(e)})
                     continue
                 if r.get("timed_out"):
                     out.append({"system": s, "instances": n, "skipped": "past the run time limit"})
