@@ -6,7 +6,7 @@
 ** Per layer (LLaMA2: pre-norm, RoPE, no QK-norm, SwiGLU MLP):
 **   xn = rmsnorm(x); qkv = xn Wqkv; RoPE on q, k; split q, k, v;
 **   decodes: append k, v at the request's next slot, MA decode over its
-**   local blocks (+ the remote partial, merged by LSE);
+**   local blocks (+ the remote partial, merged by LSE in the same launch);
 **   prefills: the prefill kernel appends k, v and attends causally;
 **   x += attn Wo; x += down(silu(xn2 Wgate) * (xn2 Wup)), xn2 = rmsnorm(x);
 ** then the final norm and the LM head on each part's last row (the logits
@@ -55,7 +55,8 @@ struct infsim_cmodel {
   void *embed, *final_norm, *lm_head;
   /* activations */
   void *x, *xn, *qkv, *q, *kk, *v, *attn, *tmp, *gu, *act, *last, *last_n, *logits;
-  float *dec_out, *dec_lse, *merged, *merged_lse; /* dec_*: [2][R]..: local, remote */
+  float *dec_out, *dec_lse; /* decode attention [R][h][d], [R][h] (merged with the remote partial, if any) */
+  float *rem_out, *rem_lse; /* the remote partial the MA decode merges, same shapes */
   /* per-forward int32 inputs, device and host mirror */
   int32_t *ints, *ints_host;
   int64_t ints_count;
@@ -171,10 +172,10 @@ static infsim_status make_activations(infsim_cmodel *m, infsim_error *err) {
   if ((st = alloc_bytes(m, &m->last, R * H * 2, err)) != INFSIM_OK) return st;
   if ((st = alloc_bytes(m, &m->last_n, R * H * 2, err)) != INFSIM_OK) return st;
   if ((st = alloc_bytes(m, &m->logits, R * m->p.vocab * 2, err)) != INFSIM_OK) return st;
-  if ((st = alloc_bytes(m, (void **)&m->dec_out, 2 * R * h * d * 4, err)) != INFSIM_OK) return st;
-  if ((st = alloc_bytes(m, (void **)&m->dec_lse, 2 * R * h * 4, err)) != INFSIM_OK) return st;
-  if ((st = alloc_bytes(m, (void **)&m->merged, R * h * d * 4, err)) != INFSIM_OK) return st;
-  if ((st = alloc_bytes(m, (void **)&m->merged_lse, R * h * 4, err)) != INFSIM_OK) return st;
+  if ((st = alloc_bytes(m, (void **)&m->dec_out, R * h * d * 4, err)) != INFSIM_OK) return st;
+  if ((st = alloc_bytes(m, (void **)&m->dec_lse, R * h * 4, err)) != INFSIM_OK) return st;
+  if ((st = alloc_bytes(m, (void **)&m->rem_out, R * h * d * 4, err)) != INFSIM_OK) return st;
+  if ((st = alloc_bytes(m, (void **)&m->rem_lse, R * h * 4, err)) != INFSIM_OK) return st;
   m->off_tokens = 0;
   m->off_pos = round16(T);
   m->off_tables = m->off_pos + round16(T);
@@ -265,7 +266,7 @@ void infsim_cmodel_free(infsim_cmodel *m) {
     }
   void *bufs[] = {m->embed, m->final_norm, m->lm_head, m->x,      m->xn,      m->qkv,     m->q,
                   m->kk,    m->v,          m->attn,    m->tmp,    m->gu,      m->act,     m->last,
-                  m->last_n, m->logits,    m->dec_out, m->dec_lse, m->merged, m->merged_lse, m->ints};
+                  m->last_n, m->logits,    m->dec_out, m->dec_lse, m->rem_out, m->rem_lse, m->ints};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) infsim_kernels_free(m->k, bufs[i]);
   free(m->layers);
   free(m->ints_host);
@@ -360,8 +361,11 @@ static infsim_status keep(infsim_cmodel *m, uint16_t **dst, const void *src, int
   return infsim_kernels_download(m->k, p, src, elems * 2, err);
 }
 
-static infsim_status remote_merge(infsim_cmodel *m, const icl_plan *pl, int32_t layer,
-                                  const infsim_cmodel_remote *remote, infsim_error *err) {
+/* Fetches the remote partial of this layer's decodes (the holders' output
+ * and LSE for the parts with remote KV) into rem_out / rem_lse, for the MA
+ * decode to merge. */
+static infsim_status remote_partial(infsim_cmodel *m, const icl_plan *pl, int32_t layer,
+                                    const infsim_cmodel_remote *remote, infsim_error *err) {
   const int64_t h = m->p.shape.heads, d = m->p.shape.head_dim, D = pl->decodes;
   infsim_status st;
   /* Rows of the remote partial: neutral (lse -inf, out 0) except the parts with remote KV. */
@@ -389,13 +393,8 @@ static infsim_status remote_merge(infsim_cmodel *m, const icl_plan *pl, int32_t 
   }
   free(q_all), free(out), free(lse), free(ids);
   if (st != INFSIM_OK) return st;
-  /* Partial 1 sits right after partial 0 (the local one) in dec_out / dec_lse. */
-  if ((st = infsim_kernels_upload(m->k, m->dec_out + D * h * d, m->rout_host, D * h * d * 4, err)) != INFSIM_OK)
-    return st;
-  if ((st = infsim_kernels_upload(m->k, m->dec_lse + D * h, m->rlse_host, D * h * 4, err)) != INFSIM_OK) return st;
-  infsim_merge_args ma = {.num_partials = 2, .rows = D * h, .head_dim = (int32_t)d, .part_out = m->dec_out,
-                          .part_lse = m->dec_lse, .out = m->merged, .lse = m->merged_lse};
-  return infsim_kernels_merge(m->k, &ma, err);
+  if ((st = infsim_kernels_upload(m->k, m->rem_out, m->rout_host, D * h * d * 4, err)) != INFSIM_OK) return st;
+  return infsim_kernels_upload(m->k, m->rem_lse, m->rlse_host, D * h * 4, err);
 }
 
 static infsim_status attention(infsim_cmodel *m, const icl_plan *pl, int32_t layer,
@@ -415,13 +414,16 @@ static infsim_status attention(infsim_cmodel *m, const icl_plan *pl, int32_t lay
                                .block_table = m->ints + m->off_tables, .block_table_stride = (int32_t)B,
                                .context_tokens = m->ints + m->off_dec_ctx, .max_context_tokens = pl->max_ctx,
                                .softmax_scale = 1.0f / sqrtf((float)d), .out = m->dec_out, .lse = m->dec_lse};
-    if ((st = infsim_kernels_ma_decode(m->k, &a, err)) != INFSIM_OK) return st;
-    const float *dec = m->dec_out;
     if (pl->remote > 0) {
-      if ((st = remote_merge(m, pl, layer, remote, err)) != INFSIM_OK) return st;
-      dec = m->merged;
+      /* The holders' partial is merged inside the MA decode (no merge launch). */
+      if ((st = remote_partial(m, pl, layer, remote, err)) != INFSIM_OK) return st;
+      a.num_remote = 1;
+      a.remote_dtype = INFSIM_KDTYPE_F32;
+      a.remote_out = m->rem_out;
+      a.remote_lse = m->rem_lse;
     }
-    if ((st = m->ops->cast_f32(m->k, dec, D * h * d, m->attn, err)) != INFSIM_OK) return st;
+    if ((st = infsim_kernels_ma_decode(m->k, &a, err)) != INFSIM_OK) return st;
+    if ((st = m->ops->cast_f32(m->k, m->dec_out, D * h * d, m->attn, err)) != INFSIM_OK) return st;
   }
   for (int32_t j = D; j < pl->count; j++) {
     const infsim_cmodel_part *pt = &pl->parts[pl->order[j]];
