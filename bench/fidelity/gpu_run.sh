@@ -4,7 +4,9 @@
 # runs of `infsim cluster` (one instance, e2e_cluster.py), then the model's
 # speed against torch_forward.py at the same shapes and the joined table.
 # Everything lands in $OUT/fidelity.tar.gz (refreshed after each stage, so
-# a stage cut short still leaves the earlier ones) and $OUT/log.txt.
+# a stage cut short still leaves the earlier ones) and $OUT/log.txt, with
+# the SM clock, power and temperature every half second (clocks.csv).
+# SPEED=0 leaves out the speed stage.
 #   here:  cmake -S . -B build-gpu -DINFSIM_CUDA=ON -DINFSIM_MPI=OFF -DINFSIM_NCCL=OFF -DCMAKE_BUILD_TYPE=Release
 #          cmake --build build-gpu -j2 --target infsim_cli bench_cluster_model
 #          /work/shared/tools/device-libs libgsl27 libgslcblas0 libsqlite3-0 libyaml-0-2 libjansson4
@@ -26,6 +28,9 @@ pack() { tar czf "$out/fidelity.tar.gz.tmp" -C "$res" . && mv "$out/fidelity.tar
 exec > >(tee "$out/log.txt") 2>&1
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.max.mem,memory.total --format=csv,noheader | tee "$res/gpu.txt"
 date -u +%FT%TZ | tee -a "$res/gpu.txt"
+nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,clocks_throttle_reasons.active \
+  --format=csv -lms 500 >"$res/clocks.csv" 2>&1 &
+smi=$!
 ./bench_cluster_model --check 2>&1 | tee "$res/check.txt"
 # infsim cluster with the cuda executor on the tiny model, every batch
 # checked request by request (--verify): a quick sign the executor path works.
@@ -39,8 +44,11 @@ timeout ${E2E_S:-300} python3 e2e_cluster.py --infsim ./infsim --config e2e-llam
   --executor cuda --set calibration.db="$here/calibration.db"
 echo "e2e: exit $?"
 pack
-timeout ${OURS_S:-120} ./bench_cluster_model --time 2>&1 | tee "$res/ours.csv"
-pack
-timeout ${TORCH_S:-150} python3 torch_forward.py 2>&1 | tee "$res/torch.csv"
-python3 speed_table.py "$res/ours.csv" "$res/torch.csv" | tee "$res/table.txt"
+if [ "${SPEED:-1}" != 0 ]; then
+  timeout ${OURS_S:-120} ./bench_cluster_model --time 2>&1 | tee "$res/ours.csv"
+  pack
+  timeout ${TORCH_S:-150} python3 torch_forward.py 2>&1 | tee "$res/torch.csv"
+  python3 speed_table.py "$res/ours.csv" "$res/torch.csv" | tee "$res/table.txt"
+fi
+kill "$smi"
 pack
