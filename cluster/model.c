@@ -34,7 +34,9 @@
 
 #include "ops.h"
 
-enum { ICL_GRAPHS = 32 };
+/* Graphs kept: every (padded size, context bucket) a run can meet, 13 sizes
+ * x up to 12 buckets (256 .. 512K), captured once (infsim_cmodel_capture_graphs). */
+enum { ICL_GRAPHS = 160 };
 
 typedef struct {
   void *qkv, *o, *gate_up, *down, *attn_norm, *mlp_norm;
@@ -78,7 +80,7 @@ struct infsim_cmodel {
   int32_t *claim_idx;
   icl_graph graph[ICL_GRAPHS];
   int32_t graph_next;
-  int64_t graph_replays;
+  int64_t graph_replays, graph_captures;
 };
 
 static int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
@@ -491,10 +493,13 @@ static infsim_status launch_all(infsim_cmodel *m, const icl_plan *pl, const infs
 /* The MA grid's context for a captured decode step: a power of two (so
  * that a few graphs serve a growing context), at most what a block table
  * row holds (the kernel sizes its grid by it and checks it fits). */
-/* Rows a decode-only forward of n requests is padded to. */
+/* Rows a decode-only forward of n requests is padded to: 1, 2, 4, ..., 32,
+ * then a multiple of 32. Padding rows cost little (decode GEMMs read the
+ * weights once whatever the rows, and a padding row attends one token), and
+ * few sizes keep few graphs. */
 static int32_t padded_decodes(const infsim_cmodel *m, int32_t n) {
-  int64_t p = n <= 8 ? 1 : (n + 7) / 8 * 8;
-  while (n <= 8 && p < n) p *= 2;
+  int64_t p = n <= 32 ? 1 : (n + 31) / 32 * 32;
+  while (n <= 32 && p < n) p *= 2;
   if (p > m->p.max_requests) p = m->p.max_requests;
   if (p > m->p.max_tokens) p = m->p.max_tokens;
   return (int32_t)(p > n ? p : n);
@@ -523,6 +528,42 @@ static int32_t bucket_of(const infsim_cmodel *m, int32_t ctx) {
   return (int32_t)(b < cap ? b : cap);
 }
 
+/* Replays the graph of this decode-only plan's (size, bucket), or runs the
+ * launches and records them as one (the inputs are on the device already). */
+static infsim_status run_graph(infsim_cmodel *m, const icl_plan *pl, infsim_error *err) {
+  infsim_status st;
+  for (int i = 0; i < ICL_GRAPHS; i++) {
+    icl_graph *gr = &m->graph[i];
+    if (gr->exec && gr->decodes == pl->decodes && gr->bucket == pl->max_ctx && gr->logits == pl->logits) {
+      m->graph_replays++;
+      return icl_graph_launch(m->k, gr->exec, err);
+    }
+  }
+  /* First forward of this shape: run it (which also sizes every workspace
+   * and plan the kernels keep), then record the same launches for the next. */
+  if ((st = launch_all(m, pl, NULL, err)) != INFSIM_OK) return st;
+  icl_graph *gr = &m->graph[m->graph_next];
+  m->graph_next = (m->graph_next + 1) % ICL_GRAPHS;
+  icl_graph_free(gr->exec);
+  gr->exec = NULL;
+  if ((st = icl_graph_begin(m->k, err)) != INFSIM_OK) return st;
+  infsim_status run = launch_all(m, pl, NULL, err);
+  void *exec = NULL;
+  infsim_error end_err;
+  infsim_status end = icl_graph_end(m->k, &exec, &end_err);
+  if (run != INFSIM_OK) {
+    icl_graph_free(exec);
+    return run;
+  }
+  if (end != INFSIM_OK) {
+    if (err) *err = end_err;
+    return end;
+  }
+  *gr = (icl_graph){pl->decodes, pl->max_ctx, pl->logits, exec};
+  m->graph_captures++;
+  return INFSIM_OK;
+}
+
 infsim_status infsim_cmodel_forward(infsim_cmodel *m, const infsim_cmodel_part *parts, int32_t count,
                                     const infsim_cmodel_remote *remote, infsim_error *err) {
   if (count < 1 || count > m->p.max_requests)
@@ -542,35 +583,34 @@ infsim_status infsim_cmodel_forward(infsim_cmodel *m, const infsim_cmodel_part *
   if (graph) pl.max_ctx = bucket_of(m, pl.max_ctx);
   if ((st = infsim_kernels_upload(m->k, m->ints, m->ints_host, m->ints_count * 4, err)) != INFSIM_OK) return st;
   if (!graph) return launch_all(m, &pl, remote, err);
-  for (int i = 0; i < ICL_GRAPHS; i++) {
-    icl_graph *gr = &m->graph[i];
-    if (gr->exec && gr->decodes == pl.decodes && gr->bucket == pl.max_ctx && gr->logits == pl.logits) {
-      m->graph_replays++;
-      return icl_graph_launch(m->k, gr->exec, err);
+  return run_graph(m, &pl, err);
+}
+
+infsim_status infsim_cmodel_capture_graphs(infsim_cmodel *m, int64_t max_decodes, int64_t *captured,
+                                           infsim_error *err) {
+  int64_t before = m->graph_captures;
+  infsim_status st = INFSIM_OK;
+  if (m->graphs && m->p.pad_decodes) {
+    int64_t cap = m->p.max_blocks_per_request * m->p.block_tokens;
+    int32_t last = 0;
+    for (int32_t n = 1; n <= max_decodes && st == INFSIM_OK; n++) {
+      int32_t size = padded_decodes(m, n);
+      if (size == last) continue;
+      last = size;
+      for (int64_t b = 256;; b *= 2) {
+        /* Padding rows only: they append to and attend the scratch slot. */
+        icl_plan pl = {.max_ctx = bucket_of(m, (int32_t)(b < cap ? b : cap))};
+        pad_rows(m, &pl, size);
+        m->rows = 0;
+        st = infsim_kernels_upload(m->k, m->ints, m->ints_host, m->ints_count * 4, err);
+        if (st == INFSIM_OK) st = run_graph(m, &pl, err);
+        if (st != INFSIM_OK || b >= cap) break;
+      }
     }
+    if (st == INFSIM_OK) st = infsim_kernels_sync(m->k, err);
   }
-  /* First forward of this shape: run it (which also sizes every workspace
-   * and plan the kernels keep), then record the same launches for the next. */
-  if ((st = launch_all(m, &pl, remote, err)) != INFSIM_OK) return st;
-  icl_graph *gr = &m->graph[m->graph_next];
-  m->graph_next = (m->graph_next + 1) % ICL_GRAPHS;
-  icl_graph_free(gr->exec);
-  gr->exec = NULL;
-  if ((st = icl_graph_begin(m->k, err)) != INFSIM_OK) return st;
-  infsim_status run = launch_all(m, &pl, remote, err);
-  void *exec = NULL;
-  infsim_error end_err;
-  infsim_status end = icl_graph_end(m->k, &exec, &end_err);
-  if (run != INFSIM_OK) {
-    icl_graph_free(exec);
-    return run;
-  }
-  if (end != INFSIM_OK) {
-    if (err) *err = end_err;
-    return end;
-  }
-  *gr = (icl_graph){pl.decodes, pl.max_ctx, pl.logits, exec};
-  return INFSIM_OK;
+  if (captured) *captured = m->graph_captures - before;
+  return st;
 }
 
 infsim_status infsim_cmodel_attend_partial(infsim_cmodel *m, int32_t layer, const uint16_t *q, int32_t n,
