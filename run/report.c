@@ -28,6 +28,20 @@ static json_t *stat_json(const infsim_stat *st) {
                    "p90", st->p90, "p99", st->p99);
 }
 
+/* {"name": {"peak": P, "final": F, "capacity": C}, ...} (high_water.h). */
+json_t *infsim_run_result_high_water_json(const infsim_run_result *res) {
+  infsim_high_water_set set;
+  infsim_run_result_high_water(res, &set);
+  json_t *o = json_object();
+  for (int i = 0; i < set.count; i++) {
+    const infsim_high_water *m = &set.mark[i];
+    json_object_set_new(o, m->name,
+                        json_pack("{s:I, s:I, s:I}", "peak", (json_int_t)m->peak, "final", (json_int_t)m->final,
+                                  "capacity", (json_int_t)m->capacity));
+  }
+  return o;
+}
+
 json_t *infsim_run_result_summary_json(const infsim_run_result *res) {
   const infsim_run_counters *c = infsim_run_result_counters(res);
   const infsim_summary *sum = &res->summary;
@@ -69,8 +83,10 @@ json_t *infsim_run_result_summary_json(const infsim_run_result *res) {
     json_object_set_new(d, "host_blocks", json_integer((json_int_t)dk.host_blocks));
     json_object_set_new(d, "instances_lost", json_integer((json_int_t)dk.instances_lost));
     json_object_set_new(d, "requests_requeued", json_integer((json_int_t)dk.requests_requeued));
+    json_object_set_new(d, "gmanager_rebuilds", json_integer((json_int_t)dk.gmanager_rebuilds));
     json_object_set_new(o, "distkv", d);
   }
+  if (res->sim != NULL) json_object_set_new(o, "high_water", infsim_run_result_high_water_json(res));
   json_object_set_new(o, "mean_waiting_requests", json_real(sum->mean_waiting_requests));
   json_object_set_new(o, "mean_running_requests", json_real(sum->mean_running_requests));
   json_object_set_new(o, "sample_interval_s_used", json_real((double)infsim_run_result_sample_interval_ns(res) * 1e-9));

@@ -51,6 +51,7 @@ static int64_t generated_now(const instance *in, const req_sched *r) {
 static void running_add(infsim_sched *s, instance *in, int32_t req) {
   s->rs[req].run_slot = in->running_count;
   in->running[in->running_count++] = req;
+  if (in->running_count > in->running_peak) in->running_peak = in->running_count;
   s->rec[req].state = INFSIM_REQ_RUNNING;
 }
 
@@ -576,6 +577,7 @@ infsim_status instance_init(infsim_sched *s, instance *in, int32_t id, infsim_er
   size_t slots = (size_t)s->p.max_batch_size;
   if (slots > s->n_requests) slots = s->n_requests > 0 ? s->n_requests : 1;
   in->running = malloc(slots * sizeof *in->running);
+  in->running_capacity = (int32_t)slots;
   in->chunks = malloc(slots * sizeof *in->chunks);
   if (in->running == NULL || in->chunks == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   return INFSIM_OK;

@@ -142,6 +142,15 @@ int64_t infsim_kv_first_block(const infsim_kv *kv, int32_t pool) { return (int64
 
 int64_t infsim_kv_borrowed_peak(const infsim_kv *kv) { return kv->lent_peak; }
 
+/* Slots are recycled before fresh ones are taken, so the slots ever handed
+ * out are the most blocks ever in use at once. */
+void infsim_kv_pool_usage(const infsim_kv *kv, int32_t pool, int64_t *in_use, int64_t *peak, int64_t *capacity) {
+  const kv_pool *p = &kv->pools[pool];
+  *in_use = p->in_use;
+  *peak = p->high_water;
+  *capacity = p->capacity;
+}
+
 /* ---- pools --------------------------------------------------------------- */
 
 static bool grow(void **items, int64_t *capacity, int64_t need, size_t item_bytes) {

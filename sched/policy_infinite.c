@@ -91,6 +91,7 @@ typedef struct {
   double message_delay_prob;
   int64_t message_delay_ns;
   int64_t lose_gmanager_at_ns; /* -1: never */
+  int64_t lose_gmanager_every_ns; /* 0: once; else again this long after each loss */
   int64_t gmanager_restart_ns;
   int32_t lose_instance; /* -1: none */
   int64_t lose_instance_at_ns;
@@ -153,7 +154,7 @@ static infsim_status read_config(infsim_config *cfg, void *settings, infsim_erro
   static const char *const k_wire[] = {"fp16", "fp32", NULL};
   int dispatch = 0, planner = 0, when_short = 0, tier = 0, wire = 0;
   int64_t heartbeat_ms = 0, timeout_ms = 0, retries = 0, dgfm_ms = 0, gm_node = 0, restart_ms = 0;
-  double move_GBps = 0, delay_ms = 0, lose_gm_s = 0;
+  double move_GBps = 0, delay_ms = 0, lose_gm_s = 0, lose_gm_every_s = 0;
   infsim_status st;
 #define TRY(x)                           \
   do {                                   \
@@ -185,6 +186,7 @@ static infsim_status read_config(infsim_config *cfg, void *settings, infsim_erro
   TRY(infsim_config_double(cfg, "faults.message_delay_ms", 0.0, 0.0, 3600000.0, &delay_ms, err));
   TRY(infsim_config_double(cfg, "faults.lose_gmanager_at_s", -1.0, -1.0, 1e9, &lose_gm_s, err));
   TRY(infsim_config_int(cfg, "faults.gmanager_restart_ms", 100, 0, 3600000, &restart_ms, err));
+  TRY(infsim_config_double(cfg, "faults.lose_gmanager_every_s", 0.0, 0.0, 1e9, &lose_gm_every_s, err));
   int64_t lose = -1, instances = 0;
   double lose_at_s = 0;
   TRY(infsim_config_int(cfg, "faults.lose_instance", -1, -1, INT32_MAX, &lose, err));
@@ -213,6 +215,12 @@ static infsim_status read_config(infsim_config *cfg, void *settings, infsim_erro
   p->message_delay_ns = (int64_t)(delay_ms * 1e6);
   p->lose_gmanager_at_ns = lose_gm_s < 0 ? -1 : (int64_t)(lose_gm_s * 1e9);
   p->gmanager_restart_ns = restart_ms * 1000000;
+  p->lose_gmanager_every_ns = (int64_t)(lose_gm_every_s * 1e9);
+  /* A loss while the last one's replacement is still starting would
+   * overlap two restarts. */
+  if (lose_gm_every_s > 0 && p->lose_gmanager_every_ns <= p->gmanager_restart_ns)
+    return infsim_config_fail(cfg, "faults.lose_gmanager_every_s", err,
+                              "must exceed faults.gmanager_restart_ms (%lld ms)", (long long)restart_ms);
   return INFSIM_OK;
 }
 
@@ -660,6 +668,8 @@ static infsim_status on_message(void *self, const infsim_msg *m, int64_t now, in
       infsim_gm_reset(p->gm);
       infsim_contract_set_gm_down(p->contract, true);
       st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_GM_BACK, now + p->set.gmanager_restart_ns, err);
+      if (st == INFSIM_OK && more && p->set.lose_gmanager_every_ns > 0)
+        st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_GM_LOST, now + p->set.lose_gmanager_every_ns, err);
       break;
     case TIMER_INSTANCE_LOST:
       st = lose_instance(p, p->set.lose_instance, now, err);
@@ -720,6 +730,17 @@ bool infsim_policy_infinite_stats(const struct infsim_sched *s, infsim_distkv_st
     out->host_blocks = h->blocks;
   }
   return true;
+}
+
+void infsim_policy_infinite_high_water(const struct infsim_sched *s, infsim_high_water_set *out) {
+  if (s->policy != &infsim_policy_infinite || !s->policy_self) return;
+  const infinite *p = s->policy_self;
+  int64_t ledger_now, ledger_peak, split_now, split_peak;
+  infsim_gm_high_water(p->gm, &ledger_now, &ledger_peak, &split_now, &split_peak);
+  /* Both are bounded by the requests of the run (one record each). */
+  infsim_high_water_note(out, "gmanager_ledger_requests", ledger_peak, ledger_now, (int64_t)s->n_requests);
+  infsim_high_water_note(out, "gmanager_split_requests", split_peak, split_now, (int64_t)s->n_requests);
+  infsim_contract_high_water(p->contract, out);
 }
 
 void infsim_policy_infinite_wire(const char *policy_name, const void *settings, double *wire_bytes_per_value,

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "infsim/policy_infinite.h"
 #include "sched_internal.h"
 
 const char *infsim_reject_reason_name(infsim_reject_reason r) {
@@ -205,6 +206,31 @@ void infsim_sched_touch(infsim_sched *s, int32_t id, int64_t now_ns) {
 void infsim_sched_observe(infsim_sched *s, infsim_sched_observer observer) { s->observer = observer; }
 
 int32_t infsim_sched_instances(const infsim_sched *s) { return s->n_instances; }
+
+void infsim_sched_high_water(const infsim_sched *s, infsim_high_water_set *out) {
+  for (int32_t i = 0; i < s->n_instances; i++) {
+    const instance *in = &s->inst[i];
+    infsim_high_water_note(out, "instance_waiting", in->waiting.peak, in->waiting.count, in->waiting.capacity);
+    infsim_high_water_note(out, "instance_swapped", in->swapped.peak, in->swapped.count, in->swapped.capacity);
+    infsim_high_water_note(out, "instance_prefilling", in->prefilling.peak, in->prefilling.count,
+                           in->prefilling.capacity);
+    infsim_high_water_note(out, "instance_running", in->running_peak, in->running_count, in->running_capacity);
+    infsim_high_water_note(out, "instance_finish_events", in->finishes.peak, in->finishes.count,
+                           in->finishes.capacity);
+    infsim_high_water_note(out, "instance_block_boundary_events", in->boundaries.peak, in->boundaries.count,
+                           in->boundaries.capacity);
+    int64_t used, peak, capacity;
+    infsim_kv_pool_usage(s->kv, i, &used, &peak, &capacity);
+    infsim_high_water_note(out, "kv_gpu_blocks", peak, used, capacity);
+  }
+  int32_t hosts = (s->n_instances + s->p.instances_per_host - 1) / s->p.instances_per_host;
+  for (int32_t h = 0; h < hosts; h++) { /* a node's host memory: swap space and the CPU tier */
+    int64_t used, peak, capacity;
+    infsim_kv_pool_usage(s->kv, s->n_instances + h, &used, &peak, &capacity);
+    infsim_high_water_note(out, "kv_host_blocks", peak, used, capacity);
+  }
+  infsim_policy_infinite_high_water(s, out);
+}
 
 void infsim_sched_check(const infsim_sched *s) {
 #ifndef NDEBUG

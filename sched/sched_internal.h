@@ -49,6 +49,8 @@ typedef struct {
   req_deque doomed;     /* its requests with KV on a lost instance, dropped at the next batch boundary */
   int32_t *running;     /* every request holding GPU blocks */
   int32_t running_count;
+  int32_t running_peak;
+  int32_t running_capacity;
   int64_t decode_n; /* decoding requests */
   int64_t kv_sum;   /* sum of their KV tokens as of `step` */
   int64_t step;     /* decode iterations done */

@@ -110,6 +110,9 @@ int64_t infsim_kv_first_block(const infsim_kv *kv, int32_t pool);
 
 /* The most blocks lent cluster-wide at any moment so far. */
 int64_t infsim_kv_borrowed_peak(const infsim_kv *kv);
+/* Pool `pool` (GPU pools first, then host pools, as infsim_kv_holder_of):
+ * blocks in use now, the most ever in use at once, and its capacity. */
+void infsim_kv_pool_usage(const infsim_kv *kv, int32_t pool, int64_t *in_use, int64_t *peak, int64_t *capacity);
 
 /* Debug builds: the invariants above; aborts with the broken one.
  * infsim_kv_check is O(pools); infsim_kv_check_request checks one table
