@@ -158,7 +158,8 @@ infsim_status preempt_as(infsim_sched *s, instance *in, int32_t req, bool may_sw
   touch_holders(s, req);
   int32_t host = in->id / s->p.instances_per_host; /* its node's host memory */
   if ((was_decoding || was_stalled) && may_swap && s->p.preemption == INFSIM_PREEMPT_SWAP &&
-      blocks <= infsim_kv_host_free_blocks(s->kv, host) && in->swap_blocks + blocks <= s->p.host_blocks_per_instance) {
+      blocks <= infsim_kv_host_free_blocks(s->kv, host) && in->swap_blocks + blocks <= s->p.host_blocks_per_instance &&
+      blocks < s->p.gpu_blocks_per_instance) { /* a request larger than its GPU could never swap back in */
     /* Swap out: the KV goes to host memory over PCIe; the request keeps its progress. */
     infsim_status st = infsim_kv_swap_out(s->kv, req, host, err);
     if (st != INFSIM_OK) return st;

@@ -320,7 +320,7 @@ static int64_t env_commit(void *self, const infsim_gm_move *m, int64_t now) {
   bool new_holder = m->to != owner && infsim_kv_blocks_at(s->kv, m->req, m->to) == 0;
   if (m->fresh) {
     /* New blocks only for a prompt still waiting for admission. */
-    if (rec->state != INFSIM_REQ_WAITING || m->from != owner) return 0;
+    if (rec->state != INFSIM_REQ_WAITING || m->from != owner || p->gatherer != m->req) return 0;
     infsim_status st = infsim_kv_alloc(s->kv, m->req, m->to, n, NULL);
     assert(st == INFSIM_OK);
     (void)st;
@@ -379,6 +379,9 @@ static void env_borrow_done(void *self, int32_t debtor, int64_t req, bool ok, in
   }
   borrow_ended(self, debtor, req, ok, now);
 }
+
+/* A fresh move may still land for req: it is the one gathering prompt. */
+static bool may_gather(void *self, int64_t req) { return ((infinite *)self)->gatherer == req; }
 
 /* ---- heartbeats ---- */
 
@@ -507,7 +510,7 @@ static infsim_status create(const void *settings, struct infsim_sched *s, int32_
                              .borrow_done = env_borrow_done};
   st = infsim_contract_new(&cp, p->gm, t, env, instances, &p->contract, err);
   if (st == INFSIM_OK && set->cpu_tier != INFSIM_CPU_TIER_OFF)
-    st = infsim_cpu_tier_new(s, p->base, set->borrow_ahead_blocks, borrow_ended, p, &p->tier, err);
+    st = infsim_cpu_tier_new(s, p->base, set->borrow_ahead_blocks, borrow_ended, may_gather, p, &p->tier, err);
   /* Heartbeats staggered over one period, so they do not all arrive at once. */
   for (int32_t i = 0; st == INFSIM_OK && i < instances; i++)
     st = arm(p, i, TIMER_HEARTBEAT, set->heartbeat_ns * (i + 1) / instances, err);
@@ -609,6 +612,22 @@ static bool at_head(const infinite *p, int64_t req) {
   return in->waiting.count > 0 && deque_front(&in->waiting) == req;
 }
 
+/* The gatherer lost the head of its queue (a preempted request came back
+ * in front): the blocks it gathered (no KV yet) go back, or two prompts
+ * each holding part of the memory would wait for each other forever. */
+static void drop_gathered(infinite *p) {
+  int64_t req = p->gatherer;
+  infsim_sched *s = p->s;
+  p->gatherer = -1;
+  if (s->rec[req].state != INFSIM_REQ_WAITING || infsim_kv_blocks(s->kv, req) == 0) return;
+  int32_t pools[INFSIM_KV_MAX_HOLDINGS];
+  int64_t blocks[INFSIM_KV_MAX_HOLDINGS];
+  int32_t n = infsim_kv_holdings(s->kv, req, pools, blocks, INFSIM_KV_MAX_HOLDINGS);
+  for (int32_t i = 0; i < n && i < INFSIM_KV_MAX_HOLDINGS; i++)
+    if (pools[i] < p->instances) infsim_sched_touch(s, pools[i], s->now_ns);
+  infsim_kv_release(s->kv, req);
+}
+
 static infsim_short_action short_of_blocks(void *self, int32_t instance, int64_t req, int64_t need, int64_t now) {
   infinite *p = self;
   infsim_short_action act = p->set.when_short == WHEN_SHORT_WAIT ? INFSIM_SHORT_WAIT : INFSIM_SHORT_PREEMPT;
@@ -623,7 +642,7 @@ static infsim_short_action short_of_blocks(void *self, int32_t instance, int64_t
    * prompt at a time); a decoding request grows locally, room made by
    * moving KV away. */
   const infsim_request_record *rec = p->s->rec;
-  if (p->gatherer >= 0 && !at_head(p, p->gatherer)) p->gatherer = -1;
+  if (p->gatherer >= 0 && !at_head(p, p->gatherer)) drop_gathered(p);
   bool fresh_ok = rec[req].state == INFSIM_REQ_WAITING && (p->gatherer < 0 || p->gatherer == req);
   if (fresh_ok) p->gatherer = req;
   p->pending = infsim_contract_borrow(p->contract, instance, req, need + p->set.borrow_ahead_blocks, fresh_ok, now,

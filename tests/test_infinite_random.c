@@ -3,8 +3,8 @@
 ** traces, memory tight enough that borrowing happens all along (LLaMA2-7B
 ** with a fifth of an A100's memory: a few hundred blocks per instance),
 ** with random faults (messages lost, the gManager lost, an instance
-** lost), the CPU tier in each mode or off, and either answer to a borrow
-** in flight (wait or preempt). Every run must end with each request completed, or
+** lost), the CPU tier in each mode or off, either answer to a borrow in
+** flight (wait or preempt), preemption by recompute or swap. Every run must end with each request completed, or
 ** rejected only when it is larger than one instance and the others lack
 ** the room; debug builds check the
 ** scheduler's, the KV manager's, the ledger's and the protocol's
@@ -36,7 +36,7 @@ static void test_random_configs(void **state) {
   for (uint64_t seed = first; seed <= last; seed++) {
     gsl_rng *rng = infsim_rng_new(seed, "test.infinite_random");
     char inst[64], loss[64], gm[64], planner[64], seedset[64], dgfm[64], tier[64], host[64], lose[64], lose_at[64],
-        when[64];
+        when[64], preempt[64];
     int instances = 2 + (int)gsl_rng_uniform_int(rng, 5);
     static const char *const planners[] = {"greedy", "same-node", "affinity"};
     snprintf(inst, sizeof inst, "cluster.instances=%d", instances);
@@ -52,10 +52,11 @@ static void test_random_configs(void **state) {
     snprintf(lose, sizeof lose, "faults.lose_instance=%d", lose_one ? (int)gsl_rng_uniform_int(rng, instances) : -1);
     snprintf(lose_at, sizeof lose_at, "faults.lose_instance_at_s=%.3f", 0.2 + 3.0 * gsl_rng_uniform(rng));
     snprintf(when, sizeof when, "policy.when_short=%s", gsl_rng_uniform(rng) < 0.7 ? "wait" : "preempt");
+    snprintf(preempt, sizeof preempt, "scheduler.preemption=%s", gsl_rng_uniform(rng) < 0.7 ? "recompute" : "swap");
     const char *settings[] = {"model=llama2-7b", "gpu=a100-80gb", "scheduler.gpu_memory_utilization=0.2",
                               "scheduler.chunked_prefill=true", "scheduler.max_batched_tokens=2048",
                               "policy.name=infinite-llm", "cluster.gpus_per_node=2",
-                              inst, loss, gm, planner, dgfm, seedset, tier, host, lose, lose_at, when, NULL};
+                              inst, loss, gm, planner, dgfm, seedset, tier, host, lose, lose_at, when, preempt, NULL};
     infsim_run_params p = fixture_params(settings);
     infsim_trace t = {0};
     int64_t at = 0;
@@ -65,8 +66,8 @@ static void test_random_configs(void **state) {
       int64_t prompt = 16 + (int64_t)gsl_rng_uniform_int(rng, gsl_rng_uniform(rng) < 0.2 ? 12000 : 3000);
       fixture_add(&t, at, prompt, 1 + (int64_t)gsl_rng_uniform_int(rng, 300));
     }
-    fprintf(stderr, "case seed %llu: %d instances, %d requests, %s %s %s %s %s %s %s %s\n", (unsigned long long)seed,
-            instances, n, loss, gm, planner, tier, host, lose, lose_at, when);
+    fprintf(stderr, "case seed %llu: %d instances, %d requests, %s %s %s %s %s %s %s %s %s\n",
+            (unsigned long long)seed, instances, n, loss, gm, planner, tier, host, lose, lose_at, when, preempt);
     infsim_run_result *res = fixture_run(&p, &t);
     size_t count = 0;
     const infsim_request_record *r = infsim_run_result_requests(res, &count);
