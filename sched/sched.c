@@ -95,7 +95,7 @@ infsim_status infsim_sched_new(const infsim_sched_params *p, const infsim_trace_
 void infsim_sched_free(infsim_sched *s) {
   if (s == NULL) return;
   if (s->inst != NULL)
-    for (int32_t i = 0; i < s->n_instances; i++) instance_free(&s->inst[i]);
+    for (int32_t i = 0; i < s->n_instances; i++) instance_free(s, &s->inst[i]);
   if (s->policy_self != NULL) s->policy->destroy(s->policy_self);
   infsim_kv_free(s->kv);
   free(s->inst);
@@ -103,6 +103,7 @@ void infsim_sched_free(infsim_sched *s) {
   free(s->rs);
   free(s->entries);
   free(s->holders);
+  free(s->due);
   free(s);
 }
 
@@ -158,15 +159,6 @@ const infsim_run_counters *infsim_sched_counters(infsim_sched *s, int64_t now_ns
 
 infsim_kv *infsim_sched_kv(infsim_sched *s) { return s->kv; }
 
-/* Blocks that one step at a time would have booked for the boundary
- * event e once `done` steps of the running batch have ended: the event's
- * own step and every block_tokens steps after it (the batch books them
- * all at its end). */
-static int64_t boundaries_due(const infsim_sched *s, const instance *in, const step_event *e, int64_t done) {
-  if (e->epoch != s->rs[e->req].epoch || e->step <= in->step || e->step > in->step + done) return 0;
-  return 1 + (in->step + done - e->step) / s->p.block_tokens;
-}
-
 /* The instance is in a batch of several decode steps (no prompt chunk). */
 static bool in_decode_run(const infsim_sched *s, const instance *in) {
   return in->busy && in->chunk_count == 0 && in->iter_steps > 1 && s->exec.steps_done != NULL;
@@ -177,9 +169,7 @@ int64_t infsim_sched_free_blocks_now(infsim_sched *s, int32_t id, int64_t now_ns
   int64_t free_blocks = infsim_kv_free_blocks(s->kv, id);
   if (!in_decode_run(s, in)) return free_blocks;
   int64_t done = s->exec.steps_done(s->exec.self, id, now_ns);
-  int64_t due = 0;
-  for (int32_t i = 0; i < in->boundaries.count; i++) due += boundaries_due(s, in, &in->boundaries.items[i], done);
-  return free_blocks - due;
+  return free_blocks - instance_blocks_due(s, in, -1, done);
 }
 
 int64_t infsim_sched_blocks_now(infsim_sched *s, int64_t req, int32_t holder, int64_t now_ns) {
@@ -189,9 +179,7 @@ int64_t infsim_sched_blocks_now(infsim_sched *s, int64_t req, int32_t holder, in
   const instance *in = &s->inst[owner];
   if (!in_decode_run(s, in)) return blocks;
   int64_t done = s->exec.steps_done(s->exec.self, owner, now_ns);
-  for (int32_t i = 0; i < in->boundaries.count; i++)
-    if (in->boundaries.items[i].req == req) blocks += boundaries_due(s, in, &in->boundaries.items[i], done);
-  return blocks;
+  return blocks + instance_blocks_due(s, in, (int32_t)req, done);
 }
 
 void infsim_sched_touch(infsim_sched *s, int32_t id, int64_t now_ns) {
