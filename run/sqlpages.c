@@ -1,0 +1,503 @@
+/*
+** sqlpages.c: SQLite database files written page by page (sqlpages.h).
+**
+** A table is a b-tree of pages: leaves (type 13) hold the rows as cells
+** (payload length, rowid, record), interior pages (type 5) hold a child
+** page and the largest rowid under it per cell, and the right-most child
+** in the header. Rows come in rowid order, so leaves fill left to right:
+** each is written once full, and the interior levels are built from the
+** list of (page, largest rowid) once the table ends. Page 1 (the header
+** and the sqlite_schema leaf) is written last, when the root pages are
+** known. Page numbers are the order pages are written in, from 2.
+*/
+#include "infsim/sqlpages.h"
+
+#include <math.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+  PAGE_BYTES = 4096,
+  HEADER_BYTES = 100,            /* the database header, on page 1 */
+  LEAF_HEADER = 8,               /* b-tree page header of a leaf */
+  INTERIOR_HEADER = 12,          /* ... and of an interior page (right-most child) */
+  MAX_LOCAL = PAGE_BYTES - 35,   /* the most payload a table leaf cell holds without overflow */
+  MAX_TABLES = 8,
+  MAX_COLUMNS = 64,
+  BUFFER_PAGES = 64,             /* pages written per write() */
+  LEAF_TABLE = 13,
+  INTERIOR_TABLE = 5,
+};
+
+typedef struct {
+  uint32_t page;
+  int64_t max_rowid;
+} child;
+
+typedef struct {
+  char *name;
+  char *sql;
+  uint32_t root;
+} table_entry;
+
+struct infsim_sqlpages {
+  char *path;
+  FILE *f;
+  uint32_t next_page; /* the number the next written page gets */
+  uint8_t *buffer;    /* pages not yet written */
+  int32_t buffered;
+  /* the current table */
+  bool in_table;
+  int32_t columns;
+  uint8_t real[MAX_COLUMNS];
+  bool rowid_alias;
+  int64_t last_rowid;
+  bool any_row;
+  uint8_t leaf[PAGE_BYTES];
+  int32_t cells;
+  int32_t content; /* offset of the lowest cell in leaf */
+  child *kids;     /* the pages of the level being built */
+  int64_t n_kids, cap_kids;
+  table_entry tables[MAX_TABLES];
+  int32_t n_tables;
+};
+
+static void put16(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)(v >> 8);
+  p[1] = (uint8_t)v;
+}
+
+static void put32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)(v >> 24);
+  p[1] = (uint8_t)(v >> 16);
+  p[2] = (uint8_t)(v >> 8);
+  p[3] = (uint8_t)v;
+}
+
+/* SQLite's varint: 7 bits a byte, high bit set on all but the last, the
+ * ninth byte (if any) whole. Returns the bytes written. */
+static int put_varint(uint8_t *p, uint64_t v) {
+  if (v < 0x80) {
+    p[0] = (uint8_t)v;
+    return 1;
+  }
+  if (v < 0x4000) {
+    p[0] = (uint8_t)((v >> 7) | 0x80);
+    p[1] = (uint8_t)(v & 0x7f);
+    return 2;
+  }
+  uint8_t tmp[10];
+  int n = 0;
+  if (v >> 56) {
+    p[8] = (uint8_t)v;
+    v >>= 8;
+    for (int i = 7; i >= 0; i--) {
+      p[i] = (uint8_t)((v & 0x7f) | 0x80);
+      v >>= 7;
+    }
+    return 9;
+  }
+  do {
+    tmp[n++] = (uint8_t)((v & 0x7f) | 0x80);
+    v >>= 7;
+  } while (v != 0);
+  tmp[0] &= 0x7f;
+  for (int i = 0; i < n; i++) p[i] = tmp[n - 1 - i];
+  return n;
+}
+
+static int varint_bytes(uint64_t v) {
+  int n = 1;
+  while (n < 9 && v >= 0x80) {
+    v >>= 7;
+    n++;
+  }
+  return n;
+}
+
+/* The serial type of an integer (the smallest that holds it, 8 and 9 for
+ * 0 and 1) and its body bytes: sqlite3VdbeSerialType's rule. */
+static uint32_t int_serial(int64_t i, int *bytes) {
+  uint64_t u = i < 0 ? ~(uint64_t)i : (uint64_t)i;
+  if (u <= 127) {
+    if (i == 0 || i == 1) {
+      *bytes = 0;
+      return 8 + (uint32_t)i;
+    }
+    *bytes = 1;
+    return 1;
+  }
+  if (u <= 32767) return *bytes = 2, 2;
+  if (u <= 8388607) return *bytes = 3, 3;
+  if (u <= 2147483647) return *bytes = 4, 4;
+  if (u <= 0x00007fffffffffffULL) return *bytes = 6, 5;
+  return *bytes = 8, 6;
+}
+
+static void put_int_body(uint8_t *p, int64_t i, int bytes) {
+  uint64_t u = (uint64_t)i;
+  for (int k = bytes - 1; k >= 0; k--) {
+    p[k] = (uint8_t)u;
+    u >>= 8;
+  }
+}
+
+/* Encodes a record (sqlite fileformat 2.1): header size, serial types,
+ * bodies. rowid_alias: column 0 is stored as NULL. Returns its bytes. */
+static int32_t encode_record(const infsim_sqlpages *w, const infsim_sql_value *v, uint8_t *out) {
+  uint32_t types[MAX_COLUMNS];
+  int bytes[MAX_COLUMNS];
+  int64_t ints[MAX_COLUMNS];
+  int32_t header = 0, body = 0;
+  for (int32_t c = 0; c < w->columns; c++) {
+    const infsim_sql_value *x = &v[c];
+    uint32_t t;
+    int n = 0;
+    if (x->type == INFSIM_SQL_NULL || (c == 0 && w->rowid_alias) || (x->type == INFSIM_SQL_REAL && isnan(x->r))) {
+      /* NaN too: SQLite binds it as NULL */
+      t = 0;
+    } else if (x->type == INFSIM_SQL_INT) {
+      ints[c] = x->i;
+      t = int_serial(x->i, &n);
+    } else if (x->type == INFSIM_SQL_REAL) {
+      /* SQLite keeps an integral REAL-column value as an integer unless
+       * that takes 8 bytes (sqlite3VdbeIntegerAffinity, OP_MakeRecord). */
+      double r = x->r;
+      t = 7;
+      n = 8;
+      if (w->real[c] && r > -9.2e18 && r < 9.2e18) {
+        int64_t ix = (int64_t)r;
+        int m = 0;
+        if ((double)ix == r) {
+          uint32_t it = int_serial(ix, &m);
+          if (it != 6) {
+            t = it;
+            n = m;
+            ints[c] = ix;
+          }
+        }
+      }
+    } else {
+      t = 13 + 2 * (uint32_t)x->text_bytes;
+      n = x->text_bytes;
+    }
+    types[c] = t;
+    bytes[c] = n;
+    header += t < 0x80 ? 1 : varint_bytes(t);
+    body += n;
+  }
+  int32_t header_bytes = header + 1; /* the size varint counts itself; 1 byte while under 128 */
+  if (header_bytes >= 0x80) header_bytes = header + varint_bytes((uint64_t)header + 2);
+  uint8_t *p = out + put_varint(out, (uint64_t)header_bytes);
+  for (int32_t c = 0; c < w->columns; c++) {
+    if (types[c] < 0x80) *p++ = (uint8_t)types[c];
+    else p += put_varint(p, types[c]);
+  }
+  for (int32_t c = 0; c < w->columns; c++) {
+    uint32_t t = types[c];
+    if (t == 0 || t == 8 || t == 9) continue;
+    if (t == 7) {
+      uint64_t u;
+      memcpy(&u, &v[c].r, sizeof u);
+      put_int_body(p, (int64_t)u, 8);
+    } else if (t >= 13) {
+      memcpy(p, v[c].text, (size_t)bytes[c]);
+    } else {
+      put_int_body(p, ints[c], bytes[c]);
+    }
+    p += bytes[c];
+  }
+  (void)body;
+  return (int32_t)(p - out);
+}
+
+/* ---- pages --------------------------------------------------------------- */
+
+static infsim_status io_fail(infsim_sqlpages *w, infsim_error *err) {
+  return infsim_fail(err, INFSIM_EIO, "%s: write failed", w->path);
+}
+
+/* Appends a finished page (not page 1); returns its number, 0 on failure. */
+static uint32_t emit_page(infsim_sqlpages *w, const uint8_t *page) {
+  memcpy(w->buffer + (size_t)w->buffered * PAGE_BYTES, page, PAGE_BYTES);
+  if (++w->buffered == BUFFER_PAGES) {
+    if (fwrite(w->buffer, PAGE_BYTES, BUFFER_PAGES, w->f) != BUFFER_PAGES) return 0;
+    w->buffered = 0;
+  }
+  return w->next_page++;
+}
+
+static bool add_kid(infsim_sqlpages *w, uint32_t page, int64_t max_rowid) {
+  if (w->n_kids == w->cap_kids) {
+    int64_t cap = w->cap_kids ? 2 * w->cap_kids : 256;
+    child *k = realloc(w->kids, (size_t)cap * sizeof *k);
+    if (k == NULL) return false;
+    w->kids = k;
+    w->cap_kids = cap;
+  }
+  w->kids[w->n_kids++] = (child){page, max_rowid};
+  return true;
+}
+
+static void leaf_reset(infsim_sqlpages *w) {
+  w->cells = 0;
+  w->content = PAGE_BYTES;
+}
+
+/* Writes the current leaf (header at offset `at`: 100 on page 1). */
+static void leaf_finish(uint8_t *page, int at, int32_t cells, int32_t content) {
+  page[at] = LEAF_TABLE;
+  put16(page + at + 1, 0); /* no freeblocks */
+  put16(page + at + 3, (uint32_t)cells);
+  put16(page + at + 5, (uint32_t)content); /* an empty page's is the page size */
+  page[at + 7] = 0;                         /* no fragments */
+}
+
+static infsim_status flush_leaf(infsim_sqlpages *w, infsim_error *err) {
+  leaf_finish(w->leaf, 0, w->cells, w->content);
+  /* unused bytes between the cell pointers and the content: zeros, as SQLite leaves them */
+  memset(w->leaf + LEAF_HEADER + 2 * w->cells, 0, (size_t)(w->content - LEAF_HEADER - 2 * w->cells));
+  uint32_t page = emit_page(w, w->leaf);
+  if (page == 0) return io_fail(w, err);
+  if (!add_kid(w, page, w->last_rowid)) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  leaf_reset(w);
+  return INFSIM_OK;
+}
+
+/* Builds the interior levels over w->kids until one page is left: the
+ * table's root. A page takes children while their cells fit; the last
+ * page never has a lone child (it borrows one from the page before). */
+static infsim_status build_interior(infsim_sqlpages *w, uint32_t *root, infsim_error *err) {
+  uint8_t page[PAGE_BYTES];
+  while (w->n_kids > 1) {
+    /* group boundaries: starts[g] = first child of page g */
+    int64_t n = w->n_kids, groups = 0;
+    int64_t *starts = malloc((size_t)(n + 1) * sizeof *starts);
+    if (starts == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+    int64_t i = 0;
+    while (i < n) {
+      starts[groups++] = i;
+      int32_t used = INTERIOR_HEADER; /* the first child is the right pointer until another comes */
+      i++;
+      while (i < n) {
+        int32_t cell = 2 + 4 + varint_bytes((uint64_t)w->kids[i - 1].max_rowid);
+        if (used + cell > PAGE_BYTES) break;
+        used += cell;
+        i++;
+      }
+    }
+    if (groups > 1 && n - starts[groups - 1] == 1) starts[groups - 1]--;
+    starts[groups] = n;
+    int64_t out = 0;
+    for (int64_t g = 0; g < groups; g++) {
+      int64_t a = starts[g], b = starts[g + 1]; /* children a..b-1; b-1 is the right-most */
+      int32_t cells = (int32_t)(b - 1 - a), content = PAGE_BYTES;
+      memset(page, 0, PAGE_BYTES);
+      for (int32_t c = 0; c < cells; c++) {
+        uint8_t cell[13];
+        put32(cell, w->kids[a + c].page);
+        int len = 4 + put_varint(cell + 4, (uint64_t)w->kids[a + c].max_rowid);
+        content -= len;
+        memcpy(page + content, cell, (size_t)len);
+        put16(page + INTERIOR_HEADER + 2 * c, (uint32_t)content);
+      }
+      page[0] = INTERIOR_TABLE;
+      put16(page + 3, (uint32_t)cells);
+      put16(page + 5, (uint32_t)content);
+      put32(page + 8, w->kids[b - 1].page);
+      uint32_t number = emit_page(w, page);
+      if (number == 0) {
+        free(starts);
+        return io_fail(w, err);
+      }
+      /* this level's pages replace its children in place (out <= a) */
+      w->kids[out++] = (child){number, w->kids[b - 1].max_rowid};
+    }
+    free(starts);
+    w->n_kids = out;
+  }
+  *root = w->kids[0].page;
+  return INFSIM_OK;
+}
+
+static infsim_status end_table(infsim_sqlpages *w, infsim_error *err) {
+  if (!w->in_table) return INFSIM_OK;
+  w->in_table = false;
+  infsim_status st = INFSIM_OK;
+  if (w->cells > 0 || w->n_kids == 0) st = flush_leaf(w, err); /* an empty table is one empty leaf */
+  if (st == INFSIM_OK) st = build_interior(w, &w->tables[w->n_tables - 1].root, err);
+  w->n_kids = 0;
+  return st;
+}
+
+/* ---- the interface ------------------------------------------------------- */
+
+static void sqlpages_free(infsim_sqlpages *w) {
+  if (w == NULL) return;
+  if (w->f != NULL) fclose(w->f);
+  for (int32_t t = 0; t < w->n_tables; t++) {
+    free(w->tables[t].name);
+    free(w->tables[t].sql);
+  }
+  free(w->kids);
+  free(w->buffer);
+  free(w->path);
+  free(w);
+}
+
+static char *copy_text(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *c = malloc(n);
+  if (c != NULL) memcpy(c, s, n);
+  return c;
+}
+
+infsim_status infsim_sqlpages_open(const char *path, infsim_sqlpages **out, infsim_error *err) {
+  infsim_sqlpages *w = calloc(1, sizeof *w);
+  if (w == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  w->path = copy_text(path);
+  w->buffer = malloc((size_t)BUFFER_PAGES * PAGE_BYTES);
+  if (w->path == NULL || w->buffer == NULL) {
+    sqlpages_free(w);
+    return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  }
+  w->f = fopen(path, "wb");
+  if (w->f == NULL) {
+    sqlpages_free(w);
+    return infsim_fail(err, INFSIM_EIO, "%s: cannot create database", path);
+  }
+  /* page 1 is written last: its place is kept with zeros */
+  static const uint8_t zeros[PAGE_BYTES];
+  if (fwrite(zeros, PAGE_BYTES, 1, w->f) != 1) {
+    sqlpages_free(w);
+    return infsim_fail(err, INFSIM_EIO, "%s: write failed", path);
+  }
+  w->next_page = 2;
+  *out = w;
+  return INFSIM_OK;
+}
+
+infsim_status infsim_sqlpages_table(infsim_sqlpages *w, const char *name, const char *create_sql, int32_t columns,
+                                    const uint8_t *real_columns, int rowid_alias, infsim_error *err) {
+  infsim_status st = end_table(w, err);
+  if (st != INFSIM_OK) return st;
+  if (w->n_tables == MAX_TABLES || columns < 1 || columns > MAX_COLUMNS)
+    return infsim_fail(err, INFSIM_ERUN, "%s: table %s: too many tables or columns", w->path, name);
+  table_entry *t = &w->tables[w->n_tables];
+  t->name = copy_text(name);
+  t->sql = copy_text(create_sql);
+  if (t->name == NULL || t->sql == NULL) {
+    free(t->name);
+    free(t->sql);
+    return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  }
+  w->n_tables++;
+  w->in_table = true;
+  w->columns = columns;
+  for (int32_t c = 0; c < columns; c++) w->real[c] = real_columns != NULL && real_columns[c];
+  w->rowid_alias = rowid_alias != 0;
+  w->any_row = false;
+  w->n_kids = 0;
+  leaf_reset(w);
+  return INFSIM_OK;
+}
+
+infsim_status infsim_sqlpages_row(infsim_sqlpages *w, int64_t rowid, const infsim_sql_value *values,
+                                  infsim_error *err) {
+  if (!w->in_table || (w->any_row && rowid <= w->last_rowid))
+    return infsim_fail(err, INFSIM_ERUN, "%s: rows out of rowid order", w->path);
+  /* the longest record: a 9-byte varint per column in the header, then bodies */
+  int64_t most = 10 + 9 * (int64_t)w->columns;
+  for (int32_t c = 0; c < w->columns; c++)
+    most += values[c].type == INFSIM_SQL_TEXT ? values[c].text_bytes : 8;
+  if (most > MAX_LOCAL) return infsim_fail(err, INFSIM_ERUN, "%s: a row of %lld bytes needs overflow pages", w->path,
+                                           (long long)most);
+  uint8_t record[PAGE_BYTES];
+  int32_t payload = encode_record(w, values, record);
+  int32_t len = varint_bytes((uint64_t)payload) + varint_bytes((uint64_t)rowid) + payload;
+  if (w->content - len < LEAF_HEADER + 2 * (w->cells + 1)) {
+    infsim_status st = flush_leaf(w, err);
+    if (st != INFSIM_OK) return st;
+  }
+  w->content -= len;
+  uint8_t *cell = w->leaf + w->content;
+  cell += put_varint(cell, (uint64_t)payload);
+  cell += put_varint(cell, (uint64_t)rowid);
+  memcpy(cell, record, (size_t)payload);
+  put16(w->leaf + LEAF_HEADER + 2 * w->cells, (uint32_t)w->content);
+  w->cells++;
+  w->last_rowid = rowid;
+  w->any_row = true;
+  return INFSIM_OK;
+}
+
+/* Page 1: the database header, then the sqlite_schema leaf, a row per
+ * table (type, name, tbl_name, rootpage, sql). */
+static infsim_status write_page1(infsim_sqlpages *w, int32_t user_version, infsim_error *err) {
+  uint8_t page[PAGE_BYTES];
+  memset(page, 0, sizeof page);
+  memcpy(page, "SQLite format 3", 16);
+  put16(page + 16, PAGE_BYTES);
+  page[18] = 1; /* legacy (rollback journal) write and read versions */
+  page[19] = 1;
+  page[20] = 0; /* no reserved bytes per page */
+  page[21] = 64;
+  page[22] = 32;
+  page[23] = 32;
+  uint32_t pages = w->next_page - 1;
+  put32(page + 24, 1);     /* file change counter */
+  put32(page + 28, pages); /* database size, valid: the change counter equals offset 92 */
+  put32(page + 40, 1);     /* schema cookie */
+  put32(page + 44, 4);     /* schema format */
+  put32(page + 56, 1);     /* UTF-8 */
+  put32(page + 60, (uint32_t)user_version);
+  put32(page + 92, 1);
+  put32(page + 96, (uint32_t)sqlite3_libversion_number());
+  int32_t content = PAGE_BYTES;
+  for (int32_t t = 0; t < w->n_tables; t++) {
+    const table_entry *e = &w->tables[t];
+    int32_t name_bytes = (int32_t)strlen(e->name), sql_bytes = (int32_t)strlen(e->sql);
+    infsim_sql_value v[5] = {
+        {.type = INFSIM_SQL_TEXT, .text = "table", .text_bytes = 5},
+        {.type = INFSIM_SQL_TEXT, .text = e->name, .text_bytes = name_bytes},
+        {.type = INFSIM_SQL_TEXT, .text = e->name, .text_bytes = name_bytes},
+        {.type = INFSIM_SQL_INT, .i = e->root},
+        {.type = INFSIM_SQL_TEXT, .text = e->sql, .text_bytes = sql_bytes},
+    };
+    infsim_sqlpages schema = {.columns = 5};
+    uint8_t record[PAGE_BYTES];
+    if (20 + 9 * 5 + 2 * name_bytes + sql_bytes + 16 > PAGE_BYTES / 2)
+      return infsim_fail(err, INFSIM_ERUN, "%s: table %s: schema text too long", w->path, e->name);
+    int32_t payload = encode_record(&schema, v, record);
+    uint8_t head[18];
+    int32_t h = put_varint(head, (uint64_t)payload);
+    h += put_varint(head + h, (uint64_t)t + 1);
+    if (content - h - payload < HEADER_BYTES + LEAF_HEADER + 2 * (t + 1))
+      return infsim_fail(err, INFSIM_ERUN, "%s: the schema does not fit in page 1", w->path);
+    content -= h + payload;
+    memcpy(page + content, head, (size_t)h);
+    memcpy(page + content + h, record, (size_t)payload);
+    put16(page + HEADER_BYTES + LEAF_HEADER + 2 * t, (uint32_t)content);
+  }
+  leaf_finish(page, HEADER_BYTES, w->n_tables, content);
+  if (fseek(w->f, 0, SEEK_SET) != 0 || fwrite(page, PAGE_BYTES, 1, w->f) != 1) return io_fail(w, err);
+  return INFSIM_OK;
+}
+
+infsim_status infsim_sqlpages_close(infsim_sqlpages *w, int32_t user_version, infsim_error *err) {
+  infsim_status st = end_table(w, err);
+  if (st == INFSIM_OK && w->buffered > 0 &&
+      fwrite(w->buffer, PAGE_BYTES, (size_t)w->buffered, w->f) != (size_t)w->buffered)
+    st = io_fail(w, err);
+  if (st == INFSIM_OK) st = write_page1(w, user_version, err);
+  if (st == INFSIM_OK) {
+    int rc = fclose(w->f);
+    w->f = NULL;
+    if (rc != 0) st = io_fail(w, err);
+  }
+  sqlpages_free(w);
+  return st;
+}
