@@ -137,81 +137,87 @@ static uint32_t int_serial(int64_t i, int *bytes) {
   return *bytes = 8, 6;
 }
 
-static void put_int_body(uint8_t *p, int64_t i, int bytes) {
-  uint64_t u = (uint64_t)i;
-  for (int k = bytes - 1; k >= 0; k--) {
-    p[k] = (uint8_t)u;
-    u >>= 8;
-  }
+/* The low `bytes` bytes of u, big-endian. */
+static void put_int_body(uint8_t *p, uint64_t u, int bytes) {
+  uint64_t be = __builtin_bswap64(u << (64 - 8 * bytes));
+  memcpy(p, &be, (size_t)bytes);
 }
 
-/* Encodes a record (sqlite fileformat 2.1): header size, serial types,
- * bodies. rowid_alias: column 0 is stored as NULL. Returns its bytes. */
-static int32_t encode_record(const infsim_sqlpages *w, const infsim_sql_value *v, uint8_t *out) {
+/* A record being encoded: serial types and body bytes per column. */
+typedef struct {
   uint32_t types[MAX_COLUMNS];
-  int bytes[MAX_COLUMNS];
-  int64_t ints[MAX_COLUMNS];
+  uint8_t bytes[MAX_COLUMNS];
+  int64_t ints[MAX_COLUMNS]; /* integer bodies (REAL columns' integral values too) */
+  int32_t header_bytes;
+  int32_t payload;
+} record_plan;
+
+/* Serial types and sizes of a record (sqlite fileformat 2.1: header size,
+ * serial types, bodies); rowid_alias: column 0 is stored as NULL. */
+static void plan_record(const infsim_sql_value *v, int32_t columns, const uint8_t *real, bool rowid_alias,
+                        record_plan *rp) {
   int32_t header = 0, body = 0;
-  for (int32_t c = 0; c < w->columns; c++) {
+  for (int32_t c = 0; c < columns; c++) {
     const infsim_sql_value *x = &v[c];
-    uint32_t t;
+    uint32_t t = 0;
     int n = 0;
-    if (x->type == INFSIM_SQL_NULL || (c == 0 && w->rowid_alias) || (x->type == INFSIM_SQL_REAL && isnan(x->r))) {
-      /* NaN too: SQLite binds it as NULL */
-      t = 0;
-    } else if (x->type == INFSIM_SQL_INT) {
-      ints[c] = x->i;
+    if (x->type == INFSIM_SQL_INT) {
+      rp->ints[c] = x->i;
       t = int_serial(x->i, &n);
-    } else if (x->type == INFSIM_SQL_REAL) {
-      /* SQLite keeps an integral REAL-column value as an integer unless
-       * that takes 8 bytes (sqlite3VdbeIntegerAffinity, OP_MakeRecord). */
+    } else if (x->type == INFSIM_SQL_REAL && !isnan(x->r)) { /* NaN: SQLite binds it as NULL */
       double r = x->r;
       t = 7;
       n = 8;
-      if (w->real[c] && r > -9.2e18 && r < 9.2e18) {
-        int64_t ix = (int64_t)r;
+      /* SQLite keeps an integral REAL-column value as an integer unless
+       * that takes 8 bytes (sqlite3VdbeIntegerAffinity, OP_MakeRecord). */
+      if (real[c] && r > -9.2e18 && r < 9.2e18 && (double)(int64_t)r == r) {
         int m = 0;
-        if ((double)ix == r) {
-          uint32_t it = int_serial(ix, &m);
-          if (it != 6) {
-            t = it;
-            n = m;
-            ints[c] = ix;
-          }
+        uint32_t it = int_serial((int64_t)r, &m);
+        if (it != 6) {
+          t = it;
+          n = m;
+          rp->ints[c] = (int64_t)r;
         }
       }
-    } else {
+    } else if (x->type == INFSIM_SQL_TEXT) {
       t = 13 + 2 * (uint32_t)x->text_bytes;
       n = x->text_bytes;
     }
-    types[c] = t;
-    bytes[c] = n;
+    if (c == 0 && rowid_alias) t = 0, n = 0;
+    rp->types[c] = t;
+    rp->bytes[c] = (uint8_t)(n > 255 ? 0 : n); /* text lengths are read from the value */
     header += t < 0x80 ? 1 : varint_bytes(t);
     body += n;
   }
   int32_t header_bytes = header + 1; /* the size varint counts itself; 1 byte while under 128 */
   if (header_bytes >= 0x80) header_bytes = header + varint_bytes((uint64_t)header + 2);
-  uint8_t *p = out + put_varint(out, (uint64_t)header_bytes);
-  for (int32_t c = 0; c < w->columns; c++) {
-    if (types[c] < 0x80) *p++ = (uint8_t)types[c];
-    else p += put_varint(p, types[c]);
+  rp->header_bytes = header_bytes;
+  rp->payload = header_bytes + body;
+}
+
+/* Writes the planned record at out. */
+static void write_record(const infsim_sql_value *v, int32_t columns, const record_plan *rp, uint8_t *out) {
+  uint8_t *p = out + put_varint(out, (uint64_t)rp->header_bytes);
+  for (int32_t c = 0; c < columns; c++) {
+    if (rp->types[c] < 0x80) *p++ = (uint8_t)rp->types[c];
+    else p += put_varint(p, rp->types[c]);
   }
-  for (int32_t c = 0; c < w->columns; c++) {
-    uint32_t t = types[c];
+  for (int32_t c = 0; c < columns; c++) {
+    uint32_t t = rp->types[c];
     if (t == 0 || t == 8 || t == 9) continue;
     if (t == 7) {
       uint64_t u;
       memcpy(&u, &v[c].r, sizeof u);
-      put_int_body(p, (int64_t)u, 8);
+      put_int_body(p, u, 8);
+      p += 8;
     } else if (t >= 13) {
-      memcpy(p, v[c].text, (size_t)bytes[c]);
+      memcpy(p, v[c].text, (size_t)v[c].text_bytes);
+      p += v[c].text_bytes;
     } else {
-      put_int_body(p, ints[c], bytes[c]);
+      put_int_body(p, (uint64_t)rp->ints[c], rp->bytes[c]);
+      p += rp->bytes[c];
     }
-    p += bytes[c];
   }
-  (void)body;
-  return (int32_t)(p - out);
 }
 
 /* ---- pages --------------------------------------------------------------- */
@@ -409,14 +415,15 @@ infsim_status infsim_sqlpages_row(infsim_sqlpages *w, int64_t rowid, const infsi
                                   infsim_error *err) {
   if (!w->in_table || (w->any_row && rowid <= w->last_rowid))
     return infsim_fail(err, INFSIM_ERUN, "%s: rows out of rowid order", w->path);
-  /* the longest record: a 9-byte varint per column in the header, then bodies */
-  int64_t most = 10 + 9 * (int64_t)w->columns;
   for (int32_t c = 0; c < w->columns; c++)
-    most += values[c].type == INFSIM_SQL_TEXT ? values[c].text_bytes : 8;
-  if (most > MAX_LOCAL) return infsim_fail(err, INFSIM_ERUN, "%s: a row of %lld bytes needs overflow pages", w->path,
-                                           (long long)most);
-  uint8_t record[PAGE_BYTES];
-  int32_t payload = encode_record(w, values, record);
+    if (values[c].type == INFSIM_SQL_TEXT && (values[c].text_bytes < 0 || values[c].text_bytes > MAX_LOCAL))
+      return infsim_fail(err, INFSIM_ERUN, "%s: a text of %lld bytes needs overflow pages", w->path,
+                         (long long)values[c].text_bytes);
+  record_plan rp;
+  plan_record(values, w->columns, w->real, w->rowid_alias, &rp);
+  int32_t payload = rp.payload;
+  if (payload > MAX_LOCAL)
+    return infsim_fail(err, INFSIM_ERUN, "%s: a row of %d bytes needs overflow pages", w->path, (int)payload);
   int32_t len = varint_bytes((uint64_t)payload) + varint_bytes((uint64_t)rowid) + payload;
   if (w->content - len < LEAF_HEADER + 2 * (w->cells + 1)) {
     infsim_status st = flush_leaf(w, err);
@@ -426,7 +433,7 @@ infsim_status infsim_sqlpages_row(infsim_sqlpages *w, int64_t rowid, const infsi
   uint8_t *cell = w->leaf + w->content;
   cell += put_varint(cell, (uint64_t)payload);
   cell += put_varint(cell, (uint64_t)rowid);
-  memcpy(cell, record, (size_t)payload);
+  write_record(values, w->columns, &rp, cell);
   put16(w->leaf + LEAF_HEADER + 2 * w->cells, (uint32_t)w->content);
   w->cells++;
   w->last_rowid = rowid;
@@ -467,11 +474,14 @@ static infsim_status write_page1(infsim_sqlpages *w, int32_t user_version, infsi
         {.type = INFSIM_SQL_INT, .i = e->root},
         {.type = INFSIM_SQL_TEXT, .text = e->sql, .text_bytes = sql_bytes},
     };
-    infsim_sqlpages schema = {.columns = 5};
-    uint8_t record[PAGE_BYTES];
+    static const uint8_t no_real[5] = {0};
     if (20 + 9 * 5 + 2 * name_bytes + sql_bytes + 16 > PAGE_BYTES / 2)
       return infsim_fail(err, INFSIM_ERUN, "%s: table %s: schema text too long", w->path, e->name);
-    int32_t payload = encode_record(&schema, v, record);
+    record_plan rp;
+    plan_record(v, 5, no_real, false, &rp);
+    int32_t payload = rp.payload;
+    uint8_t record[PAGE_BYTES];
+    write_record(v, 5, &rp, record);
     uint8_t head[18];
     int32_t h = put_varint(head, (uint64_t)payload);
     h += put_varint(head + h, (uint64_t)t + 1);
