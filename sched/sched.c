@@ -104,6 +104,7 @@ void infsim_sched_free(infsim_sched *s) {
   free(s->entries);
   free(s->holders);
   free(s->due);
+  free(s->due_reqs);
   free(s);
 }
 

@@ -83,7 +83,8 @@ struct infsim_sched {
   int32_t entry_capacity;
   infsim_batch_holder *holders; /* a batch's remote holders (DistAttention) */
   int32_t holder_capacity;
-  step_event *due; /* the boundaries of one step, when blocks may run short */
+  step_event *due;   /* the boundaries of one step, when blocks may run short */
+  int32_t *due_reqs; /* ... and their requests, when they cannot */
   int32_t due_capacity;
 };
 
