@@ -90,7 +90,9 @@ static infsim_status join_decode(infsim_sched *s, instance *in, int32_t req, int
   assert(boundary >= r->step0);
   r->next_boundary = boundary;
   if (boundary < in->boundary_from) in->boundary_from = boundary; /* due at this very step */
-  return req_set_add(&in->phases[boundary % phase_count(s)], req, err);
+  int64_t phase = boundary & (phase_count(s) - 1);
+  in->phase_mask |= UINT32_C(1) << phase;
+  return req_set_add(&in->phases[phase], req, err);
 }
 
 static void leave_decode(const infsim_sched *s, instance *in, int32_t req) {
@@ -99,7 +101,9 @@ static void leave_decode(const infsim_sched *s, instance *in, int32_t req) {
   in->decode_n--;
   in->kv_sum -= kv_now(in, r);
   r->decoding = false;
-  req_set_remove(&in->phases[r->next_boundary % phase_count(s)], req);
+  int64_t phase = r->next_boundary & (phase_count(s) - 1);
+  req_set_remove(&in->phases[phase], req);
+  if (in->phases[phase].count == 0) in->phase_mask &= ~(UINT32_C(1) << phase);
 }
 
 /* req's KV at other instances is about to go: their guest work changes
@@ -198,7 +202,7 @@ static infsim_status take_boundary_block(infsim_sched *s, instance *in, int32_t 
 static infsim_status apply_boundaries_at(infsim_sched *s, instance *in, int64_t t, bool *preempted,
                                          infsim_error *err) {
   infsim_status st;
-  const req_set *set = &in->phases[t % phase_count(s)];
+  const req_set *set = &in->phases[t & (phase_count(s) - 1)];
   if (set->count > s->due_capacity) {
     step_event *due = realloc(s->due, (size_t)set->count * sizeof *due);
     int32_t *due_reqs = realloc(s->due_reqs, (size_t)set->count * sizeof *due_reqs);
@@ -252,13 +256,15 @@ static int64_t boundaries_through(const infsim_sched *s, const req_sched *r, int
  * False, nothing done, when they do not. */
 static bool apply_boundaries_bulk(infsim_sched *s, instance *in, int64_t to, infsim_status *st, infsim_error *err) {
   int64_t total = 0;
-  for (int64_t p = 0; p < phase_count(s); p++)
-    for (int32_t i = 0; i < in->phases[p].count; i++) total += boundaries_through(s, &s->rs[in->phases[p].items[i]], to);
+  for (uint32_t m = in->phase_mask; m != 0; m &= m - 1) {
+    const req_set *set = &in->phases[__builtin_ctz(m)];
+    for (int32_t i = 0; i < set->count; i++) total += boundaries_through(s, &s->rs[set->items[i]], to);
+  }
   if (total > free_blocks(s, in)) return false;
   *st = INFSIM_OK;
-  for (int64_t p = 0; p < phase_count(s) && *st == INFSIM_OK; p++)
-    for (int32_t i = 0; i < in->phases[p].count && *st == INFSIM_OK; i++) {
-      int32_t req = in->phases[p].items[i];
+  for (uint32_t m = in->phase_mask; m != 0 && *st == INFSIM_OK; m &= m - 1)
+    for (int32_t i = 0; i < in->phases[__builtin_ctz(m)].count && *st == INFSIM_OK; i++) {
+      int32_t req = in->phases[__builtin_ctz(m)].items[i];
       req_sched *r = &s->rs[req];
       int64_t n = boundaries_through(s, r, to);
       if (n == 0) continue;
@@ -286,7 +292,7 @@ static infsim_status apply_step_events(infsim_sched *s, instance *in, bool *pree
   /* A long stretch: one pass over the decoding requests, unless blocks run short. */
   if (to - from >= phase_count(s) && apply_boundaries_bulk(s, in, to, &st, err)) return st;
   for (int64_t t = from; t <= to; t++)
-    if (in->phases[t % phase_count(s)].count > 0 &&
+    if ((in->phase_mask >> (t & (phase_count(s) - 1)) & 1) &&
         (st = apply_boundaries_at(s, in, t, preempted, err)) != INFSIM_OK)
       return st;
   return INFSIM_OK;
@@ -364,7 +370,8 @@ static infsim_status admit(infsim_sched *s, instance *in, int64_t token_budget, 
 static int64_t next_boundary(const infsim_sched *s, const instance *in) {
   int64_t np = phase_count(s);
   for (int64_t t = in->step + 1; np == s->p.block_tokens && t <= in->step + np; t++) {
-    const req_set *set = &in->phases[t % np];
+    if (!(in->phase_mask >> (t & (np - 1)) & 1)) continue;
+    const req_set *set = &in->phases[t & (np - 1)];
     for (int32_t i = 0; i < set->count; i++)
       if (s->rs[set->items[i]].next_boundary == t) return t;
   }
@@ -710,7 +717,7 @@ void instance_check(const infsim_sched *s, const instance *in) {
       assert(infsim_kv_blocks(s->kv, q) >= blocks_for(s, kv_now(in, r)));
       /* the next boundary is the step its blocks fill, in its phase's set */
       assert(r->next_boundary == r->step0 + infsim_kv_blocks(s->kv, q) * s->p.block_tokens - r->kv0);
-      const req_set *set = &in->phases[r->next_boundary % phase_count(s)];
+      const req_set *set = &in->phases[r->next_boundary & (phase_count(s) - 1)];
       int32_t k = 0;
       while (k < set->count && set->items[k] != q) k++;
       assert(k < set->count);
@@ -722,6 +729,7 @@ void instance_check(const infsim_sched *s, const instance *in) {
   int64_t members = 0;
   for (int64_t p = 0; p < phase_count(s); p++) {
     members += in->phases[p].count;
+    assert((in->phases[p].count > 0) == ((in->phase_mask >> p) & 1));
     for (int32_t i = 1; i < in->phases[p].count; i++) assert(in->phases[p].items[i - 1] < in->phases[p].items[i]);
   }
   assert(members == decode_n);

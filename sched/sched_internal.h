@@ -47,6 +47,7 @@ typedef struct {
    * t + 2 x block_tokens..., so it stays in set t mod 16 while it decodes
    * (16 sets, as block_tokens is a multiple of 16; fewer otherwise). */
   req_set *phases;
+  uint32_t phase_mask; /* bit p: phases[p] has members */
   int64_t boundary_from; /* the first step whose boundaries are not yet applied */
   /* the batch in flight */
   bool busy;
