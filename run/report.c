@@ -199,17 +199,13 @@ static const char k_summary_sql[] = "CREATE TABLE summary(key TEXT PRIMARY KEY, 
 
 enum { REQUEST_COLS = 14, SAMPLE_COLS = 8 };
 
-static infsim_sql_value sql_int(int64_t i) { return (infsim_sql_value){.type = INFSIM_SQL_INT, .i = i}; }
-
-static infsim_sql_value sql_text(const char *text) {
-  return (infsim_sql_value){.type = INFSIM_SQL_TEXT, .text = text, .text_bytes = (int32_t)strlen(text)};
-}
-
 /* A time in seconds, NULL where it did not happen (ns < 0). */
-static infsim_sql_value sql_time(int64_t ns) {
-  if (ns < 0) return (infsim_sql_value){.type = INFSIM_SQL_NULL};
-  return (infsim_sql_value){.type = INFSIM_SQL_REAL, .r = (double)ns * 1e-9};
+static void row_time(infsim_sqlrow *row, int64_t ns) {
+  if (ns < 0) infsim_sqlrow_null(row);
+  else infsim_sqlrow_real(row, (double)ns * 1e-9);
 }
+
+static void row_text(infsim_sqlrow *row, const char *text) { infsim_sqlrow_text(row, text, (int32_t)strlen(text)); }
 
 /* requests and timeseries, rows in rowid order: written page by page
  * (sqlpages.h), about a tenth of SQLite's work per row. */
@@ -217,44 +213,46 @@ static infsim_status write_db_tables(const char *path, const infsim_run_result *
   infsim_sqlpages *w = NULL;
   infsim_status st = infsim_sqlpages_open(path, &w, err);
   if (st != INFSIM_OK) return st;
-  static const uint8_t request_real[REQUEST_COLS] = {0, 1, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 0, 0};
-  static const uint8_t sample_real[SAMPLE_COLS] = {1, 0, 0, 0, 0, 0, 0, 0};
+  infsim_sqlrow *row = malloc(sizeof *row);
+  if (row == NULL) st = infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   size_t n = 0;
   const infsim_request_record *rec = infsim_run_result_requests(res, &n);
-  st = infsim_sqlpages_table(w, "requests", k_requests_sql, REQUEST_COLS, request_real, 1, err);
-  const infsim_sql_value completed = sql_text("completed"), rejected = sql_text("rejected");
+  if (st == INFSIM_OK) st = infsim_sqlpages_table(w, "requests", k_requests_sql, REQUEST_COLS, err);
   for (size_t i = 0; st == INFSIM_OK && i < n; i++) {
     const infsim_request_record *r = &rec[i];
-    /* id is the rowid: 0, 1, 2, ... */
-    infsim_sql_value v[REQUEST_COLS] = {
-        sql_int((int64_t)i),
-        sql_time(r->arrival_ns),
-        sql_int(r->prompt_tokens),
-        sql_int(r->output_tokens),
-        r->state == INFSIM_REQ_FINISHED ? completed : rejected,
-        sql_text(infsim_reject_reason_name((infsim_reject_reason)r->reason)),
-        sql_int(r->instance),
-        sql_time(r->first_token_ns),
-        sql_time(r->finish_ns),
-        sql_time(r->first_token_ns < 0 ? -1 : r->first_token_ns - r->arrival_ns),
-        sql_time(tpot_ns(r)),
-        sql_time(r->finish_ns < 0 ? -1 : r->finish_ns - r->arrival_ns),
-        sql_int(r->preemptions),
-        sql_int(r->instances_touched),
-    };
-    st = infsim_sqlpages_row(w, (int64_t)i, v, err);
+    infsim_sqlrow_begin(row);
+    infsim_sqlrow_null(row); /* id: the rowid, 0, 1, 2, ... */
+    row_time(row, r->arrival_ns);
+    infsim_sqlrow_int(row, r->prompt_tokens);
+    infsim_sqlrow_int(row, r->output_tokens);
+    row_text(row, r->state == INFSIM_REQ_FINISHED ? "completed" : "rejected");
+    row_text(row, infsim_reject_reason_name((infsim_reject_reason)r->reason));
+    infsim_sqlrow_int(row, r->instance);
+    row_time(row, r->first_token_ns);
+    row_time(row, r->finish_ns);
+    row_time(row, r->first_token_ns < 0 ? -1 : r->first_token_ns - r->arrival_ns);
+    row_time(row, tpot_ns(r));
+    row_time(row, r->finish_ns < 0 ? -1 : r->finish_ns - r->arrival_ns);
+    infsim_sqlrow_int(row, r->preemptions);
+    infsim_sqlrow_int(row, r->instances_touched);
+    st = infsim_sqlpages_append(w, (int64_t)i, row, err);
   }
   const infsim_sample_row *samples = infsim_run_result_samples(res, &n);
-  if (st == INFSIM_OK) st = infsim_sqlpages_table(w, "timeseries", k_timeseries_sql, SAMPLE_COLS, sample_real, 0, err);
+  if (st == INFSIM_OK) st = infsim_sqlpages_table(w, "timeseries", k_timeseries_sql, SAMPLE_COLS, err);
   for (size_t i = 0; st == INFSIM_OK && i < n; i++) {
     const infsim_sample_row *r = &samples[i];
-    infsim_sql_value v[SAMPLE_COLS] = {
-        sql_time(r->time_ns),           sql_int(r->instance),       sql_int(r->running),
-        sql_int(r->waiting),            sql_int(r->kv_used_blocks), sql_int(r->kv_free_blocks),
-        sql_int(r->kv_lent_blocks),     sql_int(r->kv_borrowed_blocks),
-    };
-    st = infsim_sqlpages_row(w, (int64_t)i + 1, v, err); /* SQLite's own rowids: 1, 2, ... */
+    infsim_sqlrow_begin(row);
+    row_time(row, r->time_ns);
+    infsim_sqlrow_int(row, r->instance);
+    infsim_sqlrow_int(row, r->running);
+    infsim_sqlrow_int(row, r->waiting);
+    infsim_sqlrow_int(row, r->kv_used_blocks);
+    infsim_sqlrow_int(row, r->kv_free_blocks);
+    infsim_sqlrow_int(row, r->kv_lent_blocks);
+    infsim_sqlrow_int(row, r->kv_borrowed_blocks);
+    st = infsim_sqlpages_append(w, (int64_t)i + 1, row, err); /* SQLite's own rowids: 1, 2, ... */
   }
+  free(row);
   infsim_status closed = infsim_sqlpages_close(w, INFSIM_RESULTS_DB_VERSION, err);
   return st != INFSIM_OK ? st : closed;
 }

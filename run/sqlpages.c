@@ -12,7 +12,6 @@
 */
 #include "infsim/sqlpages.h"
 
-#include <math.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -26,7 +25,7 @@ enum {
   INTERIOR_HEADER = 12,          /* ... and of an interior page (right-most child) */
   MAX_LOCAL = PAGE_BYTES - 35,   /* the most payload a table leaf cell holds without overflow */
   MAX_TABLES = 8,
-  MAX_COLUMNS = 64,
+  MAX_COLUMNS = 64,              /* a row's serial types fit in infsim_sqlrow's header */
   BUFFER_PAGES = 64,             /* pages written per write() */
   LEAF_TABLE = 13,
   INTERIOR_TABLE = 5,
@@ -52,8 +51,6 @@ struct infsim_sqlpages {
   /* the current table */
   bool in_table;
   int32_t columns;
-  uint8_t real[MAX_COLUMNS];
-  bool rowid_alias;
   int64_t last_rowid;
   bool any_row;
   uint8_t leaf[PAGE_BYTES];
@@ -118,106 +115,30 @@ static int varint_bytes(uint64_t v) {
   return n;
 }
 
-/* The serial type of an integer (the smallest that holds it, 8 and 9 for
- * 0 and 1) and its body bytes: sqlite3VdbeSerialType's rule. */
-static uint32_t int_serial(int64_t i, int *bytes) {
-  uint64_t u = i < 0 ? ~(uint64_t)i : (uint64_t)i;
-  if (u <= 127) {
-    if (i == 0 || i == 1) {
-      *bytes = 0;
-      return 8 + (uint32_t)i;
-    }
-    *bytes = 1;
-    return 1;
+void infsim_sqlrow_text(infsim_sqlrow *r, const char *text, int32_t bytes) {
+  if (bytes < 0 || !infsim_sqlrow_room(r, bytes)) {
+    r->too_big = 1;
+    return;
   }
-  if (u <= 32767) return *bytes = 2, 2;
-  if (u <= 8388607) return *bytes = 3, 3;
-  if (u <= 2147483647) return *bytes = 4, 4;
-  if (u <= 0x00007fffffffffffULL) return *bytes = 6, 5;
-  return *bytes = 8, 6;
+  r->header_bytes += put_varint(r->header + r->header_bytes, 13 + 2 * (uint64_t)bytes);
+  memcpy(r->body + r->body_bytes, text, (size_t)bytes);
+  r->body_bytes += bytes;
 }
 
-/* The low `bytes` bytes of u, big-endian. */
-static void put_int_body(uint8_t *p, uint64_t u, int bytes) {
-  uint64_t be = __builtin_bswap64(u << (64 - 8 * bytes));
-  memcpy(p, &be, (size_t)bytes);
+/* The record's bytes: header size varint, serial types, bodies. */
+static int32_t record_bytes(const infsim_sqlrow *r, int32_t *size_varint) {
+  int32_t with_self = r->header_bytes + 1; /* the size varint counts itself */
+  if (with_self >= 0x80) with_self = r->header_bytes + varint_bytes((uint64_t)r->header_bytes + 2);
+  *size_varint = with_self;
+  return with_self + r->body_bytes;
 }
 
-/* A record being encoded: serial types and body bytes per column. */
-typedef struct {
-  uint32_t types[MAX_COLUMNS];
-  uint8_t bytes[MAX_COLUMNS];
-  int64_t ints[MAX_COLUMNS]; /* integer bodies (REAL columns' integral values too) */
-  int32_t header_bytes;
-  int32_t payload;
-} record_plan;
-
-/* Serial types and sizes of a record (sqlite fileformat 2.1: header size,
- * serial types, bodies); rowid_alias: column 0 is stored as NULL. */
-static void plan_record(const infsim_sql_value *v, int32_t columns, const uint8_t *real, bool rowid_alias,
-                        record_plan *rp) {
-  int32_t header = 0, body = 0;
-  for (int32_t c = 0; c < columns; c++) {
-    const infsim_sql_value *x = &v[c];
-    uint32_t t = 0;
-    int n = 0;
-    if (x->type == INFSIM_SQL_INT) {
-      rp->ints[c] = x->i;
-      t = int_serial(x->i, &n);
-    } else if (x->type == INFSIM_SQL_REAL && !isnan(x->r)) { /* NaN: SQLite binds it as NULL */
-      double r = x->r;
-      t = 7;
-      n = 8;
-      /* SQLite keeps an integral REAL-column value as an integer unless
-       * that takes 8 bytes (sqlite3VdbeIntegerAffinity, OP_MakeRecord). */
-      if (real[c] && r > -9.2e18 && r < 9.2e18 && (double)(int64_t)r == r) {
-        int m = 0;
-        uint32_t it = int_serial((int64_t)r, &m);
-        if (it != 6) {
-          t = it;
-          n = m;
-          rp->ints[c] = (int64_t)r;
-        }
-      }
-    } else if (x->type == INFSIM_SQL_TEXT) {
-      t = 13 + 2 * (uint32_t)x->text_bytes;
-      n = x->text_bytes;
-    }
-    if (c == 0 && rowid_alias) t = 0, n = 0;
-    rp->types[c] = t;
-    rp->bytes[c] = (uint8_t)(n > 255 ? 0 : n); /* text lengths are read from the value */
-    header += t < 0x80 ? 1 : varint_bytes(t);
-    body += n;
-  }
-  int32_t header_bytes = header + 1; /* the size varint counts itself; 1 byte while under 128 */
-  if (header_bytes >= 0x80) header_bytes = header + varint_bytes((uint64_t)header + 2);
-  rp->header_bytes = header_bytes;
-  rp->payload = header_bytes + body;
-}
-
-/* Writes the planned record at out. */
-static void write_record(const infsim_sql_value *v, int32_t columns, const record_plan *rp, uint8_t *out) {
-  uint8_t *p = out + put_varint(out, (uint64_t)rp->header_bytes);
-  for (int32_t c = 0; c < columns; c++) {
-    if (rp->types[c] < 0x80) *p++ = (uint8_t)rp->types[c];
-    else p += put_varint(p, rp->types[c]);
-  }
-  for (int32_t c = 0; c < columns; c++) {
-    uint32_t t = rp->types[c];
-    if (t == 0 || t == 8 || t == 9) continue;
-    if (t == 7) {
-      uint64_t u;
-      memcpy(&u, &v[c].r, sizeof u);
-      put_int_body(p, u, 8);
-      p += 8;
-    } else if (t >= 13) {
-      memcpy(p, v[c].text, (size_t)v[c].text_bytes);
-      p += v[c].text_bytes;
-    } else {
-      put_int_body(p, (uint64_t)rp->ints[c], rp->bytes[c]);
-      p += rp->bytes[c];
-    }
-  }
+static uint8_t *put_record(uint8_t *p, const infsim_sqlrow *r, int32_t size_varint) {
+  p += put_varint(p, (uint64_t)size_varint);
+  memcpy(p, r->header, (size_t)r->header_bytes);
+  p += r->header_bytes;
+  memcpy(p, r->body, (size_t)r->body_bytes);
+  return p + r->body_bytes;
 }
 
 /* ---- pages --------------------------------------------------------------- */
@@ -387,7 +308,7 @@ infsim_status infsim_sqlpages_open(const char *path, infsim_sqlpages **out, infs
 }
 
 infsim_status infsim_sqlpages_table(infsim_sqlpages *w, const char *name, const char *create_sql, int32_t columns,
-                                    const uint8_t *real_columns, int rowid_alias, infsim_error *err) {
+                                    infsim_error *err) {
   infsim_status st = end_table(w, err);
   if (st != INFSIM_OK) return st;
   if (w->n_tables == MAX_TABLES || columns < 1 || columns > MAX_COLUMNS)
@@ -403,25 +324,20 @@ infsim_status infsim_sqlpages_table(infsim_sqlpages *w, const char *name, const 
   w->n_tables++;
   w->in_table = true;
   w->columns = columns;
-  for (int32_t c = 0; c < columns; c++) w->real[c] = real_columns != NULL && real_columns[c];
-  w->rowid_alias = rowid_alias != 0;
   w->any_row = false;
   w->n_kids = 0;
   leaf_reset(w);
   return INFSIM_OK;
 }
 
-infsim_status infsim_sqlpages_row(infsim_sqlpages *w, int64_t rowid, const infsim_sql_value *values,
-                                  infsim_error *err) {
+infsim_status infsim_sqlpages_append(infsim_sqlpages *w, int64_t rowid, const infsim_sqlrow *row, infsim_error *err) {
   if (!w->in_table || (w->any_row && rowid <= w->last_rowid))
     return infsim_fail(err, INFSIM_ERUN, "%s: rows out of rowid order", w->path);
-  for (int32_t c = 0; c < w->columns; c++)
-    if (values[c].type == INFSIM_SQL_TEXT && (values[c].text_bytes < 0 || values[c].text_bytes > MAX_LOCAL))
-      return infsim_fail(err, INFSIM_ERUN, "%s: a text of %lld bytes needs overflow pages", w->path,
-                         (long long)values[c].text_bytes);
-  record_plan rp;
-  plan_record(values, w->columns, w->real, w->rowid_alias, &rp);
-  int32_t payload = rp.payload;
+  if (row->columns != w->columns || row->too_big)
+    return infsim_fail(err, INFSIM_ERUN, "%s: a row of %d columns for %d, or too long for a page", w->path,
+                       (int)row->columns, (int)w->columns);
+  int32_t size_varint = 0;
+  int32_t payload = record_bytes(row, &size_varint);
   if (payload > MAX_LOCAL)
     return infsim_fail(err, INFSIM_ERUN, "%s: a row of %d bytes needs overflow pages", w->path, (int)payload);
   int32_t len = varint_bytes((uint64_t)payload) + varint_bytes((uint64_t)rowid) + payload;
@@ -433,7 +349,7 @@ infsim_status infsim_sqlpages_row(infsim_sqlpages *w, int64_t rowid, const infsi
   uint8_t *cell = w->leaf + w->content;
   cell += put_varint(cell, (uint64_t)payload);
   cell += put_varint(cell, (uint64_t)rowid);
-  write_record(values, w->columns, &rp, cell);
+  put_record(cell, row, size_varint);
   put16(w->leaf + LEAF_HEADER + 2 * w->cells, (uint32_t)w->content);
   w->cells++;
   w->last_rowid = rowid;
@@ -467,21 +383,19 @@ static infsim_status write_page1(infsim_sqlpages *w, int32_t user_version, infsi
   for (int32_t t = 0; t < w->n_tables; t++) {
     const table_entry *e = &w->tables[t];
     int32_t name_bytes = (int32_t)strlen(e->name), sql_bytes = (int32_t)strlen(e->sql);
-    infsim_sql_value v[5] = {
-        {.type = INFSIM_SQL_TEXT, .text = "table", .text_bytes = 5},
-        {.type = INFSIM_SQL_TEXT, .text = e->name, .text_bytes = name_bytes},
-        {.type = INFSIM_SQL_TEXT, .text = e->name, .text_bytes = name_bytes},
-        {.type = INFSIM_SQL_INT, .i = e->root},
-        {.type = INFSIM_SQL_TEXT, .text = e->sql, .text_bytes = sql_bytes},
-    };
-    static const uint8_t no_real[5] = {0};
     if (20 + 9 * 5 + 2 * name_bytes + sql_bytes + 16 > PAGE_BYTES / 2)
       return infsim_fail(err, INFSIM_ERUN, "%s: table %s: schema text too long", w->path, e->name);
-    record_plan rp;
-    plan_record(v, 5, no_real, false, &rp);
-    int32_t payload = rp.payload;
+    infsim_sqlrow row;
+    infsim_sqlrow_begin(&row);
+    infsim_sqlrow_text(&row, "table", 5);
+    infsim_sqlrow_text(&row, e->name, name_bytes);
+    infsim_sqlrow_text(&row, e->name, name_bytes);
+    infsim_sqlrow_int(&row, e->root);
+    infsim_sqlrow_text(&row, e->sql, sql_bytes);
+    int32_t size_varint = 0;
+    int32_t payload = record_bytes(&row, &size_varint);
     uint8_t record[PAGE_BYTES];
-    write_record(v, 5, &rp, record);
+    put_record(record, &row, size_varint);
     uint8_t head[18];
     int32_t h = put_varint(head, (uint64_t)payload);
     h += put_varint(head + h, (uint64_t)t + 1);

@@ -21,6 +21,30 @@
 
 enum { COLS = 5 };
 
+/* A value as the test draws it; `real` marks a REAL column's. */
+typedef enum { V_NULL, V_INT, V_REAL, V_TEXT } value_type;
+typedef struct {
+  value_type type;
+  int64_t i;
+  double r;
+  const char *text;
+  int32_t text_bytes;
+} value;
+
+/* Adds v to row the way the results writer does: REAL columns through
+ * infsim_sqlrow_real, an ANY column's double through infsim_sqlrow_float. */
+static void add(infsim_sqlrow *row, const value *v, int real_column) {
+  switch (v->type) {
+  case V_NULL: infsim_sqlrow_null(row); break;
+  case V_INT: infsim_sqlrow_int(row, v->i); break;
+  case V_REAL:
+    if (real_column) infsim_sqlrow_real(row, v->r);
+    else infsim_sqlrow_float(row, v->r);
+    break;
+  case V_TEXT: infsim_sqlrow_text(row, v->text, v->text_bytes); break;
+  }
+}
+
 static const char k_mixed_sql[] =
     "CREATE TABLE mixed(id INTEGER PRIMARY KEY, r REAL, i INTEGER NOT NULL, t TEXT, a ANY) STRICT";
 static const char k_plain_sql[] = "CREATE TABLE plain(x REAL NOT NULL, y INTEGER) STRICT";
@@ -60,33 +84,33 @@ static double pick_real(uint64_t *rng, int nullable) {
 
 static char g_text[600];
 
-static infsim_sql_value pick(uint64_t *rng, int column, const char *kind) {
-  infsim_sql_value v = {.type = INFSIM_SQL_NULL};
+static value pick(uint64_t *rng, int column, const char *kind) {
+  value v = {.type = V_NULL};
   uint64_t u = next(rng);
   if (kind[column] == 'r') {
-    if (u % 7 != 0) v = (infsim_sql_value){.type = INFSIM_SQL_REAL, .r = pick_real(rng, 1)};
+    if (u % 7 != 0) v = (value){.type = V_REAL, .r = pick_real(rng, 1)};
   } else if (kind[column] == 'R') {
-    v = (infsim_sql_value){.type = INFSIM_SQL_REAL, .r = pick_real(rng, 0)};
+    v = (value){.type = V_REAL, .r = pick_real(rng, 0)};
   } else if (kind[column] == 'i' || kind[column] == 'I') {
-    if (kind[column] == 'I' || u % 5 != 0) v = (infsim_sql_value){.type = INFSIM_SQL_INT, .i = pick_int(rng)};
+    if (kind[column] == 'I' || u % 5 != 0) v = (value){.type = V_INT, .i = pick_int(rng)};
   } else if (kind[column] == 't') {
     int32_t n = (int32_t)(next(rng) % (u % 4 == 0 ? 500 : 20));
-    v = (infsim_sql_value){.type = INFSIM_SQL_TEXT, .text = g_text, .text_bytes = n};
+    v = (value){.type = V_TEXT, .text = g_text, .text_bytes = n};
   } else { /* ANY: any class */
     uint64_t k = u % 4;
-    if (k == 1) v = (infsim_sql_value){.type = INFSIM_SQL_INT, .i = pick_int(rng)};
-    if (k == 2) v = (infsim_sql_value){.type = INFSIM_SQL_REAL, .r = pick_real(rng, 1)};
-    if (k == 3) v = (infsim_sql_value){.type = INFSIM_SQL_TEXT, .text = g_text + 7, .text_bytes = 11};
+    if (k == 1) v = (value){.type = V_INT, .i = pick_int(rng)};
+    if (k == 2) v = (value){.type = V_REAL, .r = pick_real(rng, 1)};
+    if (k == 3) v = (value){.type = V_TEXT, .text = g_text + 7, .text_bytes = 11};
   }
   return v;
 }
 
-static void bind(sqlite3_stmt *q, int col, const infsim_sql_value *v) {
+static void bind(sqlite3_stmt *q, int col, const value *v) {
   switch (v->type) {
-  case INFSIM_SQL_NULL: sqlite3_bind_null(q, col); break;
-  case INFSIM_SQL_INT: sqlite3_bind_int64(q, col, v->i); break;
-  case INFSIM_SQL_REAL: sqlite3_bind_double(q, col, v->r); break;
-  case INFSIM_SQL_TEXT: sqlite3_bind_text(q, col, v->text, v->text_bytes, SQLITE_STATIC); break;
+  case V_NULL: sqlite3_bind_null(q, col); break;
+  case V_INT: sqlite3_bind_int64(q, col, v->i); break;
+  case V_REAL: sqlite3_bind_double(q, col, v->r); break;
+  case V_TEXT: sqlite3_bind_text(q, col, v->text, v->text_bytes, SQLITE_STATIC); break;
   }
 }
 
@@ -161,34 +185,49 @@ static void test_same_as_sqlite(void **state) {
 
   infsim_sqlpages *w = NULL;
   assert_int_equal(infsim_sqlpages_open(ours, &w, NULL), INFSIM_OK);
-  static const uint8_t mixed_real[COLS] = {0, 1, 0, 0, 0}, plain_real[2] = {1, 0};
-  assert_int_equal(infsim_sqlpages_table(w, "mixed", k_mixed_sql, COLS, mixed_real, 1, NULL), INFSIM_OK);
+  infsim_sqlrow *row = malloc(sizeof *row);
+  assert_non_null(row);
+  assert_int_equal(infsim_sqlpages_table(w, "mixed", k_mixed_sql, COLS, NULL), INFSIM_OK);
   uint64_t rng = 88172645463325252ULL;
   int64_t rowid = -5; /* negative rowids, gaps, then huge ones */
   enum { MIXED_ROWS = 20000, PLAIN_ROWS = 3000 };
   for (int k = 0; k < MIXED_ROWS; k++) {
     rowid += k < MIXED_ROWS - 3 ? 1 + (int64_t)(next(&rng) % 3) : INT64_C(1) << 61;
-    infsim_sql_value v[COLS];
+    value v[COLS];
     for (int c = 0; c < COLS; c++) v[c] = pick(&rng, c, "-rIta");
-    v[0] = (infsim_sql_value){.type = INFSIM_SQL_INT, .i = rowid};
-    assert_int_equal(infsim_sqlpages_row(w, rowid, v, NULL), INFSIM_OK);
+    v[0] = (value){.type = V_INT, .i = rowid};
+    infsim_sqlrow_begin(row);
+    infsim_sqlrow_null(row); /* the INTEGER PRIMARY KEY: the rowid */
+    for (int c = 1; c < COLS; c++) add(row, &v[c], c == 1);
+    assert_int_equal(infsim_sqlpages_append(w, rowid, row, NULL), INFSIM_OK);
     for (int c = 0; c < COLS; c++) bind(ins_mixed, c + 1, &v[c]);
     assert_int_equal(sqlite3_step(ins_mixed), SQLITE_DONE);
     sqlite3_reset(ins_mixed);
   }
-  assert_int_equal(infsim_sqlpages_table(w, "plain", k_plain_sql, 2, plain_real, 0, NULL), INFSIM_OK);
+  assert_int_equal(infsim_sqlpages_table(w, "plain", k_plain_sql, 2, NULL), INFSIM_OK);
   for (int k = 0; k < PLAIN_ROWS; k++) {
-    infsim_sql_value v[2] = {pick(&rng, 0, "Ri"), pick(&rng, 1, "Ri")};
-    assert_int_equal(infsim_sqlpages_row(w, k + 1, v, NULL), INFSIM_OK);
+    value v[2] = {pick(&rng, 0, "Ri"), pick(&rng, 1, "Ri")};
+    infsim_sqlrow_begin(row);
+    add(row, &v[0], 1);
+    add(row, &v[1], 0);
+    assert_int_equal(infsim_sqlpages_append(w, k + 1, row, NULL), INFSIM_OK);
     for (int c = 0; c < 2; c++) bind(ins_plain, c + 1, &v[c]);
     assert_int_equal(sqlite3_step(ins_plain), SQLITE_DONE);
     sqlite3_reset(ins_plain);
   }
   /* a rowid out of order is refused, not written */
-  infsim_sql_value one[2] = {{.type = INFSIM_SQL_REAL, .r = 1.0}, {.type = INFSIM_SQL_NULL}};
-  assert_int_equal(infsim_sqlpages_row(w, 3, one, NULL), INFSIM_ERUN);
-  assert_int_equal(infsim_sqlpages_table(w, "empty", k_empty_sql, 1, NULL, 0, NULL), INFSIM_OK);
+  value one[2] = {{.type = V_REAL, .r = 1.0}, {.type = V_NULL}};
+  infsim_sqlrow_begin(row);
+  add(row, &one[0], 1);
+  add(row, &one[1], 0);
+  assert_int_equal(infsim_sqlpages_append(w, 3, row, NULL), INFSIM_ERUN);
+  /* so is a row with a column too few */
+  infsim_sqlrow_begin(row);
+  add(row, &one[0], 1);
+  assert_int_equal(infsim_sqlpages_append(w, 1 << 20, row, NULL), INFSIM_ERUN);
+  assert_int_equal(infsim_sqlpages_table(w, "empty", k_empty_sql, 1, NULL), INFSIM_OK);
   assert_int_equal(infsim_sqlpages_close(w, 7, NULL), INFSIM_OK);
+  free(row);
   sqlite3_finalize(ins_mixed);
   sqlite3_finalize(ins_plain);
   exec(r, "COMMIT");
