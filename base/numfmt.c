@@ -76,6 +76,14 @@ static void put_digits(char *end, uint64_t v, int n) {
 }
 
 char *infsim_fmt_u64(char *out, uint64_t v) {
+  if (v < 10) { /* counts of a few: most columns of a row */
+    *out = (char)('0' + v);
+    return out + 1;
+  }
+  if (v < 100) {
+    memcpy(out, &k_pairs[2 * v], 2);
+    return out + 2;
+  }
   int n = digits_u64(v);
   put_digits(out + n, v, n);
   return out + n;

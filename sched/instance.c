@@ -36,13 +36,11 @@ static const step_event *heap_top(const infsim_sched *s, step_heap *h) {
 
 /* ---- request bookkeeping ------------------------------------------------- */
 
-/* How many phase sets an instance keeps: the largest power of two up to
- * 16 that divides block_tokens (16 for every allowed block size), so a
- * request's boundaries, block_tokens steps apart, stay in one set. */
-static int64_t phase_count(const infsim_sched *s) {
-  int64_t low_bit = s->p.block_tokens & -s->p.block_tokens;
-  return low_bit < 16 ? low_bit : 16;
-}
+/* How many phase sets an instance keeps (set by instance_init): the
+ * largest power of two up to 16 that divides block_tokens (16 for every
+ * allowed block size), so a request's boundaries, block_tokens steps
+ * apart, stay in one set. */
+static int64_t phase_count(const infsim_sched *s) { return s->n_phases; }
 
 static int64_t blocks_for(const infsim_sched *s, int64_t tokens) {
   return (tokens + s->p.block_tokens - 1) / s->p.block_tokens;
@@ -668,6 +666,8 @@ infsim_status instance_init(infsim_sched *s, instance *in, int32_t id, infsim_er
   if (slots > s->n_requests) slots = s->n_requests > 0 ? s->n_requests : 1;
   in->running = malloc(slots * sizeof *in->running);
   in->chunks = malloc(slots * sizeof *in->chunks);
+  int64_t low_bit = s->p.block_tokens & -s->p.block_tokens;
+  s->n_phases = low_bit < 16 ? low_bit : 16;
   in->phases = calloc((size_t)phase_count(s), sizeof *in->phases);
   if (in->running == NULL || in->chunks == NULL || in->phases == NULL)
     return infsim_fail(err, INFSIM_ENOMEM, "out of memory");

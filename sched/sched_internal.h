@@ -84,6 +84,7 @@ struct infsim_sched {
   int32_t entry_capacity;
   infsim_batch_holder *holders; /* a batch's remote holders (DistAttention) */
   int32_t holder_capacity;
+  int64_t n_phases;  /* phase sets per instance (instance.c) */
   step_event *due;   /* the boundaries of one step, when blocks may run short */
   int32_t *due_reqs; /* ... and their requests, when they cannot */
   int32_t due_capacity;
