@@ -29,6 +29,20 @@ static json_t *stat_json(const infsim_stat *st) {
                    "p90", st->p90, "p99", st->p99);
 }
 
+/* {"name": {"peak": P, "final": F, "capacity": C}, ...} (high_water.h). */
+json_t *infsim_run_result_high_water_json(const infsim_run_result *res) {
+  infsim_high_water_set set;
+  infsim_run_result_high_water(res, &set);
+  json_t *o = json_object();
+  for (int i = 0; i < set.count; i++) {
+    const infsim_high_water *m = &set.mark[i];
+    json_object_set_new(o, m->name,
+                        json_pack("{s:I, s:I, s:I}", "peak", (json_int_t)m->peak, "final", (json_int_t)m->final,
+                                  "capacity", (json_int_t)m->capacity));
+  }
+  return o;
+}
+
 json_t *infsim_run_result_summary_json(const infsim_run_result *res) {
   const infsim_run_counters *c = infsim_run_result_counters(res);
   const infsim_summary *sum = &res->summary;
@@ -55,16 +69,25 @@ json_t *infsim_run_result_summary_json(const infsim_run_result *res) {
   json_object_set_new(o, "borrowed_blocks_peak", json_integer(c->borrowed_blocks_peak));
   json_object_set_new(o, "network_bytes", json_integer(c->network_bytes));
   infsim_distkv_stats dk;
-  if (res->sim != NULL && infsim_policy_infinite_stats(infsim_sim_sched(res->sim), &dk))
-    json_object_set_new(o, "distkv",
-                        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "borrows",
+  if (res->sim != NULL && infsim_policy_infinite_stats(infsim_sim_sched(res->sim), &dk)) {
+    json_t *d = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "borrows",
                                   (json_int_t)dk.borrows, "borrows_failed", (json_int_t)dk.borrows_failed, "kv_moves",
                                   (json_int_t)dk.kv_moves, "kv_moved_bytes", (json_int_t)dk.kv_moved_bytes, "recalls",
                                   (json_int_t)dk.recalls, "swaps", (json_int_t)dk.swaps, "consolidations",
                                   (json_int_t)dk.consolidations, "messages", (json_int_t)dk.messages,
                                   "messages_lost", (json_int_t)dk.messages_lost, "retries", (json_int_t)dk.retries,
                                   "blocks_recomputed", (json_int_t)dk.blocks_recomputed, "heartbeats",
-                                  (json_int_t)dk.heartbeats));
+                                  (json_int_t)dk.heartbeats);
+    /* The CPU tier and the loss of an instance (docs/distkv.md). */
+    json_object_set_new(d, "host_moves", json_integer((json_int_t)dk.host_moves));
+    json_object_set_new(d, "host_moved_bytes", json_integer((json_int_t)dk.host_moved_bytes));
+    json_object_set_new(d, "host_blocks", json_integer((json_int_t)dk.host_blocks));
+    json_object_set_new(d, "instances_lost", json_integer((json_int_t)dk.instances_lost));
+    json_object_set_new(d, "requests_requeued", json_integer((json_int_t)dk.requests_requeued));
+    json_object_set_new(d, "gmanager_rebuilds", json_integer((json_int_t)dk.gmanager_rebuilds));
+    json_object_set_new(o, "distkv", d);
+  }
+  if (res->sim != NULL) json_object_set_new(o, "high_water", infsim_run_result_high_water_json(res));
   json_object_set_new(o, "mean_waiting_requests", json_real(sum->mean_waiting_requests));
   json_object_set_new(o, "mean_running_requests", json_real(sum->mean_running_requests));
   json_object_set_new(o, "sample_interval_s_used", json_real((double)infsim_run_result_sample_interval_ns(res) * 1e-9));

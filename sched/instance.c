@@ -57,6 +57,7 @@ static int64_t generated_now(const instance *in, const req_sched *r) {
 static void running_add(infsim_sched *s, instance *in, int32_t req) {
   s->rs[req].run_slot = in->running_count;
   in->running[in->running_count++] = req;
+  if (in->running_count > in->running_peak) in->running_peak = in->running_count;
   s->rec[req].state = INFSIM_REQ_RUNNING;
 }
 
@@ -71,7 +72,7 @@ static void running_remove(infsim_sched *s, instance *in, int32_t req) {
 /* A request whose prefill just completed (or that was swapped back in)
  * starts decoding at the current step: schedule its finish and its first
  * KV block boundary. */
-static infsim_status join_decode(infsim_sched *s, instance *in, int32_t req, int64_t kv_tokens, infsim_error *err) {
+infsim_status join_decode(infsim_sched *s, instance *in, int32_t req, int64_t kv_tokens, infsim_error *err) {
   req_sched *r = &s->rs[req];
   r->decoding = true;
   r->kv0 = kv_tokens;
@@ -90,10 +91,11 @@ static infsim_status join_decode(infsim_sched *s, instance *in, int32_t req, int
   if (boundary < in->boundary_from) in->boundary_from = boundary; /* due at this very step */
   int64_t phase = boundary & (phase_count(s) - 1);
   in->phase_mask |= UINT32_C(1) << phase;
+  if (in->decode_n > in->phase_peak) in->phase_peak = (int32_t)in->decode_n; /* every decoding request is in a set */
   return req_set_add(&in->phases[phase], req, err);
 }
 
-static void leave_decode(const infsim_sched *s, instance *in, int32_t req) {
+void leave_decode(const infsim_sched *s, instance *in, int32_t req) {
   req_sched *r = &s->rs[req];
   assert(r->decoding);
   in->decode_n--;
@@ -134,7 +136,7 @@ static void finish_request(infsim_sched *s, instance *in, int32_t req) {
 
 /* The policy's victim, else the running request that arrived last (vLLM's
  * lowest priority). */
-static int32_t pick_victim(infsim_sched *s, const instance *in) {
+int32_t pick_victim(infsim_sched *s, const instance *in) {
   if (s->policy->pick_victim != NULL) {
     int64_t v = s->policy->pick_victim(s->policy_self, in->id);
     if (v >= 0) return (int32_t)v;
@@ -149,13 +151,14 @@ static int32_t pick_victim(infsim_sched *s, const instance *in) {
   return victim;
 }
 
-static infsim_status preempt(infsim_sched *s, instance *in, int32_t req, infsim_error *err) {
+infsim_status preempt(infsim_sched *s, instance *in, int32_t req, infsim_error *err) {
   req_sched *r = &s->rs[req];
   infsim_request_record *rec = &s->rec[req];
-  bool was_decoding = r->decoding;
-  int64_t kv = was_decoding ? kv_now(in, r) : 0;
+  bool was_decoding = r->decoding, was_stalled = r->stalled;
+  int64_t kv = was_decoding ? kv_now(in, r) : was_stalled ? r->kv0 : 0;
   r->generated0 = generated_now(in, r);
   if (was_decoding) leave_decode(s, in, req);
+  else if (was_stalled) boundary_wait_forget(s, in, req);
   else deque_remove(&in->prefilling, req);
   running_remove(s, in, req);
   r->epoch++;
@@ -164,11 +167,13 @@ static infsim_status preempt(infsim_sched *s, instance *in, int32_t req, infsim_
   sched_counts_changed(s, 1, -1);
   int64_t blocks = infsim_kv_blocks(s->kv, req);
   touch_holders(s, req);
-  if (was_decoding && s->p.preemption == INFSIM_PREEMPT_SWAP &&
-      blocks <= infsim_kv_host_free_blocks(s->kv, in->id)) {
+  int32_t host = in->id / s->p.instances_per_host; /* its node's host memory */
+  if ((was_decoding || was_stalled) && s->p.preemption == INFSIM_PREEMPT_SWAP &&
+      blocks <= infsim_kv_host_free_blocks(s->kv, host) && in->swap_blocks + blocks <= s->p.host_blocks_per_instance) {
     /* Swap out: the KV goes to host memory over PCIe; the request keeps its progress. */
-    infsim_status st = infsim_kv_swap_out(s->kv, req, in->id, err);
+    infsim_status st = infsim_kv_swap_out(s->kv, req, host, err);
     if (st != INFSIM_OK) return st;
+    in->swap_blocks += blocks;
     in->swap_out_bytes += blocks * s->p.block_bytes;
     r->kv0 = kv;
     rec->state = INFSIM_REQ_SWAPPED;
@@ -229,16 +234,27 @@ static infsim_status apply_boundaries_at(infsim_sched *s, instance *in, int64_t 
   }
   for (int32_t i = 0; i < n; i++) {
     step_event ev = s->due[i];
-    /* Take one block, preempting latest arrivals if none is free. */
+    /* Take one block, preempting latest arrivals if none is free, unless
+     * the policy is getting blocks and the request may wait for them. */
+    bool stall = false;
     while (free_blocks(s, in) < 1) {
+      infsim_short_action act = INFSIM_SHORT_PREEMPT;
       if (s->policy->short_of_blocks != NULL)
-        (void)s->policy->short_of_blocks(s->policy_self, in->id, ev.req, 1, s->now_ns);
+        act = s->policy->short_of_blocks(s->policy_self, in->id, ev.req, 1, s->now_ns);
+      if (act == INFSIM_SHORT_WAIT && ev.step == in->step && s->rs[ev.req].epoch == ev.epoch) {
+        stall = true;
+        break;
+      }
       int32_t victim = pick_victim(s, in);
       *preempted = true;
       if ((st = preempt(s, in, victim, err)) != INFSIM_OK) return st;
       if (victim == ev.req) break;
     }
     if (s->rs[ev.req].epoch != ev.epoch) continue; /* the requester itself was preempted */
+    if (stall) {
+      if ((st = boundary_wait_stall(s, in, ev.req, err)) != INFSIM_OK) return st;
+      continue;
+    }
     if ((st = take_boundary_block(s, in, ev.req, err)) != INFSIM_OK) return st;
   }
   return INFSIM_OK;
@@ -318,6 +334,7 @@ static infsim_status admit(infsim_sched *s, instance *in, int64_t token_budget, 
     int64_t need = blocks_for(s, r->kv0 + 1);
     if (short_of(s, in, req, need)) return INFSIM_OK; /* FCFS: nobody overtakes a stuck swap-in */
     deque_pop_front(&in->swapped);
+    in->swap_blocks -= held;
     in->swap_in_bytes += held * s->p.block_bytes;
     if (held > need) infsim_kv_release_tail(s->kv, req, held - need);
     if ((st = infsim_kv_swap_in(s->kv, req, in->id, err)) != INFSIM_OK) return st;
@@ -459,7 +476,7 @@ static infsim_status add_split_chunk(infsim_sched *s, const instance *in, int32_
   int32_t n_touched = 0;
   for (int64_t blk = 0; blk < n && blk * bt < end; blk++) {
     int32_t j = infsim_kv_holder_of(s->kv, ids[blk]);
-    if (j == in->id || j >= s->n_instances) continue;
+    if (j == in->id) continue; /* host memory (the CPU tier) is a holder too */
     int64_t lo = blk * bt, hi = lo + bt;
     int64_t before = (hi < first ? hi : first) - lo;               /* earlier tokens in this block */
     int64_t written = (hi < end ? hi : end) - (lo > first ? lo : first); /* this chunk's tokens in it */
@@ -500,7 +517,6 @@ static infsim_status add_remote(infsim_sched *s, const instance *in, bool decode
       if (nh > INFSIM_KV_MAX_HOLDINGS) nh = INFSIM_KV_MAX_HOLDINGS;
       int64_t remote_tokens = 0, holders = 0;
       for (int32_t i = 0; i < nh; i++) {
-        if (pools[i] >= s->n_instances) continue; /* host memory: not attended */
         infsim_batch_holder *e = holder_entry(s, b, pools[i], err);
         if (e == NULL) return INFSIM_ENOMEM;
         e->decode_requests++;
@@ -529,8 +545,10 @@ static infsim_status start_batch(infsim_sched *s, instance *in, infsim_error *er
   infsim_status st;
   bool preempted = false;
   if ((st = apply_step_events(s, in, &preempted, err)) != INFSIM_OK) return st;
+  if (in->stalled.count > 0 && (st = boundary_wait_resume(s, in, &preempted, err)) != INFSIM_OK) return st;
   int64_t budget = s->p.max_batched_tokens - (s->p.chunked_prefill ? in->decode_n : 0);
-  if (!preempted && (st = admit(s, in, budget, err)) != INFSIM_OK) return st;
+  /* Stalled requests are served first: nobody is admitted past them. */
+  if (!preempted && in->stalled.count == 0 && (st = admit(s, in, budget, err)) != INFSIM_OK) return st;
   sched_load_changed(s, in);
 
   infsim_batch b = {0};
@@ -665,6 +683,7 @@ infsim_status instance_init(infsim_sched *s, instance *in, int32_t id, infsim_er
   size_t slots = (size_t)s->p.max_batch_size;
   if (slots > s->n_requests) slots = s->n_requests > 0 ? s->n_requests : 1;
   in->running = malloc(slots * sizeof *in->running);
+  in->running_capacity = (int32_t)slots;
   in->chunks = malloc(slots * sizeof *in->chunks);
   int64_t low_bit = s->p.block_tokens & -s->p.block_tokens;
   s->n_phases = low_bit < 16 ? low_bit : 16;
@@ -678,6 +697,7 @@ void instance_free(const infsim_sched *s, instance *in) {
   deque_free(&in->waiting);
   deque_free(&in->swapped);
   deque_free(&in->prefilling);
+  deque_free(&in->stalled);
   free(in->running);
   free(in->chunks);
   step_heap_free(&in->finishes);
@@ -722,6 +742,12 @@ void instance_check(const infsim_sched *s, const instance *in) {
       while (k < set->count && set->items[k] != q) k++;
       assert(k < set->count);
     }
+  }
+  for (int32_t i = 0; i < in->stalled.count; i++) {
+    int32_t q = deque_at(&in->stalled, i);
+    assert(s->rec[q].state == INFSIM_REQ_RUNNING && s->rs[q].stalled && !s->rs[q].decoding);
+    assert(infsim_kv_blocks(s->kv, q) >= blocks_for(s, s->rs[q].kv0));
+    (void)q;
   }
   for (int32_t i = 0; i < in->swapped.count; i++)
     assert(s->rec[deque_at(&in->swapped, i)].state == INFSIM_REQ_SWAPPED);

@@ -39,6 +39,7 @@
 #include <gsl/gsl_rng.h>
 
 #include "infsim/contract.h"
+#include "infsim/cpu_tier.h"
 #include "infsim/dgfm.h"
 #include "infsim/dispatch.h"
 #include "infsim/gmanager.h"
@@ -54,7 +55,6 @@ enum {
   TIMER_KICK = 0x7204 /* an instance whose borrow failed tries admission again */
 };
 enum { WHEN_SHORT_WAIT = 0, WHEN_SHORT_PREEMPT = 1 };
-enum { CPU_TIER_OFF = 0, CPU_TIER_MA = 1, CPU_TIER_FETCH = 2 };
 /* Wire sizes (docs/distkv.md): a control message, a heartbeat's header and entry. */
 enum { CONTROL_BYTES = 64, HEARTBEAT_BYTES = 32, HEARTBEAT_ENTRY_BYTES = 24 };
 /* DGFM moves per pass are bounded by policy.dgfm_max_moves, at most this. */
@@ -71,7 +71,7 @@ typedef struct {
   int32_t planner;  /* infsim_gm_planner */
   int32_t when_short;
   int32_t max_retries;
-  int32_t cpu_tier;
+  int32_t cpu_tier; /* infsim_cpu_tier_mode */
   int32_t gmanager_node;
   int32_t wire_bytes_per_value;
   bool dgfm;
@@ -90,6 +90,7 @@ typedef struct {
   double message_delay_prob;
   int64_t message_delay_ns;
   int64_t lose_gmanager_at_ns; /* -1: never */
+  int64_t lose_gmanager_every_ns; /* 0: once; else again this long after each loss */
   int64_t gmanager_restart_ns;
 } infinite_settings;
 
@@ -118,6 +119,7 @@ typedef struct {
   infsim_gm *gm;
   infsim_dgfm *dgfm;
   infsim_contract *contract;
+  infsim_cpu_tier *tier; /* NULL: policy.cpu_tier off */
   infsim_transport base; /* the scheduler's transport */
   gsl_rng *fault_rng;
   hb_buf *hb;
@@ -148,7 +150,7 @@ static infsim_status read_config(infsim_config *cfg, void *settings, infsim_erro
   static const char *const k_wire[] = {"fp16", "fp32", NULL};
   int dispatch = 0, planner = 0, when_short = 0, tier = 0, wire = 0;
   int64_t heartbeat_ms = 0, timeout_ms = 0, retries = 0, dgfm_ms = 0, gm_node = 0, restart_ms = 0;
-  double move_GBps = 0, delay_ms = 0, lose_gm_s = 0;
+  double move_GBps = 0, delay_ms = 0, lose_gm_s = 0, lose_gm_every_s = 0;
   infsim_status st;
 #define TRY(x)                           \
   do {                                   \
@@ -180,9 +182,8 @@ static infsim_status read_config(infsim_config *cfg, void *settings, infsim_erro
   TRY(infsim_config_double(cfg, "faults.message_delay_ms", 0.0, 0.0, 3600000.0, &delay_ms, err));
   TRY(infsim_config_double(cfg, "faults.lose_gmanager_at_s", -1.0, -1.0, 1e9, &lose_gm_s, err));
   TRY(infsim_config_int(cfg, "faults.gmanager_restart_ms", 100, 0, 3600000, &restart_ms, err));
+  TRY(infsim_config_double(cfg, "faults.lose_gmanager_every_s", 0.0, 0.0, 1e9, &lose_gm_every_s, err));
 #undef TRY
-  if (tier != CPU_TIER_OFF)
-    return infsim_config_fail(cfg, "policy.cpu_tier", err, "the CPU tier is not modelled yet; use off");
   p->dispatch = dispatch;
   p->planner = planner;
   p->when_short = when_short;
@@ -197,6 +198,12 @@ static infsim_status read_config(infsim_config *cfg, void *settings, infsim_erro
   p->message_delay_ns = (int64_t)(delay_ms * 1e6);
   p->lose_gmanager_at_ns = lose_gm_s < 0 ? -1 : (int64_t)(lose_gm_s * 1e9);
   p->gmanager_restart_ns = restart_ms * 1000000;
+  p->lose_gmanager_every_ns = (int64_t)(lose_gm_every_s * 1e9);
+  /* A loss while the last one's replacement is still starting would
+   * overlap two restarts. */
+  if (lose_gm_every_s > 0 && p->lose_gmanager_every_ns <= p->gmanager_restart_ns)
+    return infsim_config_fail(cfg, "faults.lose_gmanager_every_s", err,
+                              "must exceed faults.gmanager_restart_ms (%lld ms)", (long long)restart_ms);
   return INFSIM_OK;
 }
 
@@ -316,7 +323,8 @@ static int64_t env_commit(void *self, const infsim_gm_move *m, int64_t now) {
   return n;
 }
 
-static void env_borrow_done(void *self, int32_t debtor, int64_t req, bool ok, int64_t now) {
+/* A borrow (or a move to host memory) for req on debtor ended. */
+static void borrow_ended(void *self, int32_t debtor, int64_t req, bool ok, int64_t now) {
   (void)req;
   infinite *p = self;
   if (p->pending != INFSIM_OK) return;
@@ -333,11 +341,26 @@ static void env_borrow_done(void *self, int32_t debtor, int64_t req, bool ok, in
     p->failures[debtor]++;
     p->retry_after_ns[debtor] = now + (wait < cap ? wait : cap);
     p->pending = arm(p, debtor, TIMER_KICK, p->retry_after_ns[debtor], &p->pending_err);
+    /* A request stalled at a block boundary is preempted now (vLLM). */
+    if (p->pending == INFSIM_OK && p->s->inst[debtor].stalled.count > 0)
+      p->pending = instance_kick(p->s, &p->s->inst[debtor], &p->pending_err);
     return;
   }
   /* Room arrived: admission may go on. */
   p->failures[debtor] = 0;
   p->pending = instance_kick(p->s, &p->s->inst[debtor], &p->pending_err);
+}
+
+/* No GPU creditor: host memory, last (cpu_tier.h), else the back-off. */
+static void env_borrow_done(void *self, int32_t debtor, int64_t req, bool ok, int64_t now) {
+  infinite *p = self;
+  if (!ok && p->tier && p->pending == INFSIM_OK) {
+    bool started = false;
+    bool fresh_ok = p->gatherer == req && p->s->rec[req].state == INFSIM_REQ_WAITING;
+    p->pending = infsim_cpu_tier_fallback(p->tier, debtor, req, fresh_ok, now, &started, &p->pending_err);
+    if (started || p->pending != INFSIM_OK) return;
+  }
+  borrow_ended(self, debtor, req, ok, now);
 }
 
 /* ---- heartbeats ---- */
@@ -465,6 +488,8 @@ static infsim_status create(const void *settings, struct infsim_sched *s, int32_
   infsim_contract_env env = {.self = p, .free_blocks = env_free, .commit = env_commit,
                              .borrow_done = env_borrow_done};
   st = infsim_contract_new(&cp, p->gm, t, env, instances, &p->contract, err);
+  if (st == INFSIM_OK && set->cpu_tier != INFSIM_CPU_TIER_OFF)
+    st = infsim_cpu_tier_new(s, p->base, set->borrow_ahead_blocks, borrow_ended, p, &p->tier, err);
   /* Heartbeats staggered over one period, so they do not all arrive at once. */
   for (int32_t i = 0; st == INFSIM_OK && i < instances; i++)
     st = arm(p, i, TIMER_HEARTBEAT, set->heartbeat_ns * (i + 1) / instances, err);
@@ -487,6 +512,7 @@ static void destroy(void *self) {
   free(p->failures);
   free(p->hb_shift);
   infsim_contract_free(p->contract);
+  infsim_cpu_tier_free(p->tier);
   infsim_dgfm_free(p->dgfm);
   infsim_gm_free(p->gm);
   infsim_dispatcher_free(p->disp);
@@ -511,6 +537,7 @@ static bool accept_oversized(void *self, int32_t instance, int64_t req, int64_t 
   int64_t room = p->s->p.gpu_blocks_per_instance;
   for (int32_t i = 0; i < p->instances; i++)
     if (i != instance) room += infsim_gm_spare_blocks(p->gm, i);
+  if (p->tier) room += infsim_cpu_tier_room(p->tier, instance);
   return blocks_needed <= room;
 }
 
@@ -527,8 +554,13 @@ static bool at_head(const infinite *p, int64_t req) {
 static infsim_short_action short_of_blocks(void *self, int32_t instance, int64_t req, int64_t need, int64_t now) {
   infinite *p = self;
   infsim_short_action act = p->set.when_short == WHEN_SHORT_WAIT ? INFSIM_SHORT_WAIT : INFSIM_SHORT_PREEMPT;
-  if (p->pending != INFSIM_OK || infsim_contract_in_flight(p->contract, instance, req)) return act;
-  if (now < p->retry_after_ns[instance]) return act; /* a kick timer is armed */
+  if (p->pending != INFSIM_OK || infsim_contract_in_flight(p->contract, instance, req) ||
+      (p->tier && infsim_cpu_tier_in_flight(p->tier, instance, req)))
+    return act;
+  /* After a failed borrow a kick timer is armed: admission waits for it, a
+   * decoding request at a block boundary does not wait (vLLM preempts). */
+  if (now < p->retry_after_ns[instance])
+    return p->s->rec[req].state == INFSIM_REQ_RUNNING ? INFSIM_SHORT_PREEMPT : act;
   /* A prompt being admitted may take new blocks at the creditor (one such
    * prompt at a time); a decoding request grows locally, room made by
    * moving KV away. */
@@ -545,7 +577,9 @@ static infsim_status on_message(void *self, const infsim_msg *m, int64_t now, in
   infinite *p = self;
   infsim_status st = INFSIM_OK;
   bool more = !infsim_sched_all_done(p->s); /* periodic timers stop with the run */
-  if (infsim_contract_handles(m)) {
+  if (p->tier && infsim_cpu_tier_handles(p->tier, m)) {
+    st = infsim_cpu_tier_deliver(p->tier, m, now, err);
+  } else if (infsim_contract_handles(m)) {
     st = infsim_contract_deliver(p->contract, m, now, err);
   } else if (m->kind == INFSIM_MSG_HEARTBEAT) {
     take_heartbeat(p, m);
@@ -574,6 +608,8 @@ static infsim_status on_message(void *self, const infsim_msg *m, int64_t now, in
       infsim_gm_reset(p->gm);
       infsim_contract_set_gm_down(p->contract, true);
       st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_GM_BACK, now + p->set.gmanager_restart_ns, err);
+      if (st == INFSIM_OK && more && p->set.lose_gmanager_every_ns > 0)
+        st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_GM_LOST, now + p->set.lose_gmanager_every_ns, err);
       break;
     case TIMER_GM_BACK:
       /* A new gManager: every instance's next heartbeat is a full one. */
@@ -593,6 +629,7 @@ static infsim_status on_message(void *self, const infsim_msg *m, int64_t now, in
 #ifdef INFSIM_CHECK_INVARIANTS
   infsim_gm_check(p->gm);
   infsim_contract_check(p->contract);
+  if (p->tier) infsim_cpu_tier_check(p->tier);
 #endif
   return st;
 }
@@ -620,7 +657,24 @@ bool infsim_policy_infinite_stats(const struct infsim_sched *s, infsim_distkv_st
   out->kv_moves = c->kv_moves;
   out->kv_moved_bytes = c->kv_moved_bytes;
   out->retries = c->retries;
+  if (p->tier) {
+    const infsim_cpu_tier_counters *h = infsim_cpu_tier_counters_of(p->tier);
+    out->host_moves = h->moves;
+    out->host_moved_bytes = h->moved_bytes;
+    out->host_blocks = h->blocks;
+  }
   return true;
+}
+
+void infsim_policy_infinite_high_water(const struct infsim_sched *s, infsim_high_water_set *out) {
+  if (s->policy != &infsim_policy_infinite || !s->policy_self) return;
+  const infinite *p = s->policy_self;
+  int64_t ledger_now, ledger_peak, split_now, split_peak;
+  infsim_gm_high_water(p->gm, &ledger_now, &ledger_peak, &split_now, &split_peak);
+  /* Both are bounded by the requests of the run (one record each). */
+  infsim_high_water_note(out, "gmanager_ledger_requests", ledger_peak, ledger_now, (int64_t)s->n_requests);
+  infsim_high_water_note(out, "gmanager_split_requests", split_peak, split_now, (int64_t)s->n_requests);
+  infsim_contract_high_water(p->contract, out);
 }
 
 void infsim_policy_infinite_wire(const char *policy_name, const void *settings, double *wire_bytes_per_value,
@@ -633,4 +687,9 @@ void infsim_policy_infinite_wire(const char *policy_name, const void *settings, 
   *wire_bytes_per_value = (double)p->wire_bytes_per_value;
   *overlap = p->overlap;
   *gmanager_node = p->gmanager_node;
+}
+
+int32_t infsim_policy_infinite_cpu_tier(const char *policy_name, const void *settings) {
+  if (strcmp(policy_name, infsim_policy_infinite.name) != 0) return INFSIM_CPU_TIER_OFF;
+  return ((const infinite_settings *)settings)->cpu_tier;
 }

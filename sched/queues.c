@@ -23,7 +23,7 @@ infsim_status deque_push_back(req_deque *q, int32_t v, infsim_error *err) {
   infsim_status st = deque_reserve(q, err);
   if (st != INFSIM_OK) return st;
   q->items[(q->head + q->count) % q->capacity] = v;
-  q->count++;
+  if (++q->count > q->peak) q->peak = q->count;
   return INFSIM_OK;
 }
 
@@ -32,7 +32,7 @@ infsim_status deque_push_front(req_deque *q, int32_t v, infsim_error *err) {
   if (st != INFSIM_OK) return st;
   q->head = (q->head + q->capacity - 1) % q->capacity;
   q->items[q->head] = v;
-  q->count++;
+  if (++q->count > q->peak) q->peak = q->count;
   return INFSIM_OK;
 }
 
@@ -73,6 +73,7 @@ infsim_status step_heap_push(step_heap *h, step_event ev, infsim_error *err) {
     h->capacity = cap;
   }
   int32_t i = h->count++;
+  if (h->count > h->peak) h->peak = h->count;
   while (i > 0) {
     int32_t parent = (i - 1) / 2;
     if (!step_event_before(&ev, &h->items[parent])) break;

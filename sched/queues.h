@@ -22,6 +22,7 @@ typedef struct {
   int32_t head;
   int32_t count;
   int32_t capacity;
+  int32_t peak; /* most items at once (summary.json's high_water) */
 } req_deque;
 
 infsim_status deque_push_back(req_deque *q, int32_t v, infsim_error *err);
@@ -43,6 +44,7 @@ typedef struct {
   step_event *items;
   int32_t count;
   int32_t capacity;
+  int32_t peak; /* most events at once */
 } step_heap;
 
 infsim_status step_heap_push(step_heap *h, step_event ev, infsim_error *err);

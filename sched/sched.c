@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "infsim/policy_infinite.h"
 #include "sched_internal.h"
 
 const char *infsim_reject_reason_name(infsim_reject_reason r) {
@@ -79,9 +80,12 @@ infsim_status infsim_sched_new(const infsim_sched_params *p, const infsim_trace_
                                         INFSIM_REQ_PENDING, INFSIM_REJECT_NONE};
     s->rs[i].run_slot = -1;
   }
-  /* One host pool per instance for now: its swap space. */
-  st = infsim_kv_new(s->n_instances, p->gpu_blocks_per_instance, s->n_instances, p->host_blocks_per_instance,
-                     (int64_t)count, &s->kv, err);
+  /* One host pool per node (kv.h's host pool h is node h's memory). */
+  if (s->p.instances_per_host < 1) s->p.instances_per_host = 1;
+  if (s->p.host_blocks <= 0) s->p.host_blocks = s->p.host_blocks_per_instance * s->p.instances_per_host;
+  int32_t hosts = (s->n_instances + s->p.instances_per_host - 1) / s->p.instances_per_host;
+  st = infsim_kv_new(s->n_instances, p->gpu_blocks_per_instance, hosts, s->p.host_blocks, (int64_t)count, &s->kv,
+                     err);
   for (int32_t i = 0; st == INFSIM_OK && i < s->n_instances; i++) st = instance_init(s, &s->inst[i], i, err);
   if (st == INFSIM_OK) st = policy->create(p->policy_settings, s, s->n_instances, &s->policy_self, err);
   if (st != INFSIM_OK) {
@@ -191,6 +195,35 @@ void infsim_sched_touch(infsim_sched *s, int32_t id, int64_t now_ns) {
 void infsim_sched_observe(infsim_sched *s, infsim_sched_observer observer) { s->observer = observer; }
 
 int32_t infsim_sched_instances(const infsim_sched *s) { return s->n_instances; }
+
+void infsim_sched_high_water(const infsim_sched *s, infsim_high_water_set *out) {
+  for (int32_t i = 0; i < s->n_instances; i++) {
+    const instance *in = &s->inst[i];
+    infsim_high_water_note(out, "instance_waiting", in->waiting.peak, in->waiting.count, in->waiting.capacity);
+    infsim_high_water_note(out, "instance_swapped", in->swapped.peak, in->swapped.count, in->swapped.capacity);
+    infsim_high_water_note(out, "instance_prefilling", in->prefilling.peak, in->prefilling.count,
+                           in->prefilling.capacity);
+    infsim_high_water_note(out, "instance_running", in->running_peak, in->running_count, in->running_capacity);
+    infsim_high_water_note(out, "instance_finish_events", in->finishes.peak, in->finishes.count,
+                           in->finishes.capacity);
+    int64_t members = 0, slots = 0; /* decoding requests in the block-boundary phase sets */
+    for (int64_t p = 0; p < s->n_phases; p++) {
+      members += in->phases[p].count;
+      slots += in->phases[p].capacity;
+    }
+    infsim_high_water_note(out, "instance_block_boundary_events", in->phase_peak, members, slots);
+    int64_t used, peak, capacity;
+    infsim_kv_pool_usage(s->kv, i, &used, &peak, &capacity);
+    infsim_high_water_note(out, "kv_gpu_blocks", peak, used, capacity);
+  }
+  int32_t hosts = (s->n_instances + s->p.instances_per_host - 1) / s->p.instances_per_host;
+  for (int32_t h = 0; h < hosts; h++) { /* a node's host memory: swap space and the CPU tier */
+    int64_t used, peak, capacity;
+    infsim_kv_pool_usage(s->kv, s->n_instances + h, &used, &peak, &capacity);
+    infsim_high_water_note(out, "kv_host_blocks", peak, used, capacity);
+  }
+  infsim_policy_infinite_high_water(s, out);
+}
 
 void infsim_sched_check(const infsim_sched *s) {
 #ifndef NDEBUG
