@@ -91,6 +91,12 @@ static void test_seconds_exact(void **state) {
       {"2.5e1", INT64_C(25000000000)},
       {"1000000000", INT64_C(1000000000000000000)}, /* the bound itself */
       {"0.30000000000000004", 300000000},           /* what %.17g prints for 0.1+0.2 */
+      {"999999999.999999999", INT64_C(999999999999999999)}, /* the plain form's largest */
+      {"0", 0},
+      {"12", INT64_C(12000000000)},
+      {"1.000000001", INT64_C(1000000001)},
+      {"1.0000000015", INT64_C(1000000002)}, /* ten fractional digits: rounded */
+      {"0000000000012.5", INT64_C(12500000000)},
   };
   for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
     int64_t ns = -1;
