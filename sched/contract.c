@@ -178,6 +178,12 @@ int64_t infsim_contract_pending(const infsim_contract *c, int32_t debtor) {
   return n;
 }
 
+int64_t infsim_contract_planned_in_flight(const infsim_contract *c) {
+  int64_t n = 0;
+  for (size_t k = 0; k < c->nb; k++) n += c->b[k].planned;
+  return n;
+}
+
 /* Sends the message of the borrow's current step and arms its timer. */
 static infsim_status step(infsim_contract *c, borrow *b, int64_t now, infsim_error *err) {
   infsim_status st = INFSIM_OK;

@@ -144,8 +144,8 @@ static void run(world *w, infsim_contract *c) {
 }
 
 /* Debtor 0 is full with r0 (60 blocks) and r1 (40); instance 1 has 50
- * free, 2 has 30, 3 none. r1 needs 10: greedy moves 10 of r0 (the
- * longest) to instance 1 (most spare). Six hops: request, propose,
+ * free, 2 has 30, 3 none. r1 needs 10 and may not take new blocks
+ * remotely: greedy moves 10 of r0 (the longest) to instance 1 (most spare). Six hops: request, propose,
  * reserve, ack, move (10 MB at 25 GB/s = 400 us), confirm. */
 static void test_clean_borrow(void **state) {
   (void)state;
@@ -158,8 +158,8 @@ static void test_clean_borrow(void **state) {
   place(w, gm, 3, 2, 2, 70);
   place(w, gm, 4, 3, 3, 100);
   infsim_contract *c = contract(w, gm, 3);
-  assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, true, 0, NULL), INFSIM_OK);
-  assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, true, 0, NULL), INFSIM_OK); /* already in flight */
+  assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, false, 0, NULL), INFSIM_OK);
+  assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, false, 0, NULL), INFSIM_OK); /* already in flight */
   assert_true(infsim_contract_in_flight(c, 0, 1));
   run(w, c);
   assert_int_equal(w->done_ok, 1);
@@ -253,10 +253,11 @@ static void test_creditor_first_come_first_served(void **state) {
   place(w, gm, 3, 3, 3, 100);
   w->free_blocks[1] = 20;
   infsim_contract *c = contract(w, gm, 1);
-  /* New requests 1 (on 0) and 6 (on 2) need 10 each: each debtor's
-   * longest request (r0, r2) sends 10 blocks away, KV to copy. */
-  assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, true, 0, NULL), INFSIM_OK);
-  assert_int_equal(infsim_contract_borrow(c, 2, 6, 10, true, 1000, NULL), INFSIM_OK);
+  /* Requests 1 (on 0) and 6 (on 2) need 10 each and may not take new
+   * blocks remotely: each debtor's longest request (r0, r2) sends 10
+   * blocks away, KV to copy. */
+  assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, false, 0, NULL), INFSIM_OK);
+  assert_int_equal(infsim_contract_borrow(c, 2, 6, 10, false, 1000, NULL), INFSIM_OK);
   run(w, c);
   assert_int_equal(w->done_ok, 1);
   assert_int_equal(w->done_fail, 1);

@@ -105,6 +105,8 @@ infsim_status infsim_contract_move(infsim_contract *c, const infsim_gm_move *m, 
 bool infsim_contract_in_flight(const infsim_contract *c, int32_t debtor, int64_t req);
 /* Borrows in flight from debtor (any request). */
 int64_t infsim_contract_pending(const infsim_contract *c, int32_t debtor);
+/* Moves the gManager planned itself (infsim_contract_move) still in flight. */
+int64_t infsim_contract_planned_in_flight(const infsim_contract *c);
 
 /* True for the message kinds and timers this module handles. */
 bool infsim_contract_handles(const infsim_msg *msg);

@@ -30,6 +30,7 @@ typedef struct {
   int64_t blocks_recomputed; /* lost with a creditor (faults): 0 until instance loss is modelled */
   int64_t heartbeats;
   int64_t gmanager_rebuilds;
+  int64_t gathers_undone;    /* gathered prompts that gave their blocks back to an older one */
 } infsim_distkv_stats;
 
 /* What the simulated executor and transport need of the policy's
