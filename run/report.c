@@ -54,16 +54,23 @@ json_t *infsim_run_result_summary_json(const infsim_run_result *res) {
   json_object_set_new(o, "borrowed_blocks_peak", json_integer(c->borrowed_blocks_peak));
   json_object_set_new(o, "network_bytes", json_integer(c->network_bytes));
   infsim_distkv_stats dk;
-  if (res->sim != NULL && infsim_policy_infinite_stats(infsim_sim_sched(res->sim), &dk))
-    json_object_set_new(o, "distkv",
-                        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "borrows",
+  if (res->sim != NULL && infsim_policy_infinite_stats(infsim_sim_sched(res->sim), &dk)) {
+    json_t *d = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "borrows",
                                   (json_int_t)dk.borrows, "borrows_failed", (json_int_t)dk.borrows_failed, "kv_moves",
                                   (json_int_t)dk.kv_moves, "kv_moved_bytes", (json_int_t)dk.kv_moved_bytes, "recalls",
                                   (json_int_t)dk.recalls, "swaps", (json_int_t)dk.swaps, "consolidations",
                                   (json_int_t)dk.consolidations, "messages", (json_int_t)dk.messages,
                                   "messages_lost", (json_int_t)dk.messages_lost, "retries", (json_int_t)dk.retries,
                                   "blocks_recomputed", (json_int_t)dk.blocks_recomputed, "heartbeats",
-                                  (json_int_t)dk.heartbeats));
+                                  (json_int_t)dk.heartbeats);
+    /* The CPU tier and the loss of an instance (docs/distkv.md). */
+    json_object_set_new(d, "host_moves", json_integer((json_int_t)dk.host_moves));
+    json_object_set_new(d, "host_moved_bytes", json_integer((json_int_t)dk.host_moved_bytes));
+    json_object_set_new(d, "host_blocks", json_integer((json_int_t)dk.host_blocks));
+    json_object_set_new(d, "instances_lost", json_integer((json_int_t)dk.instances_lost));
+    json_object_set_new(d, "requests_requeued", json_integer((json_int_t)dk.requests_requeued));
+    json_object_set_new(o, "distkv", d);
+  }
   json_object_set_new(o, "mean_waiting_requests", json_real(sum->mean_waiting_requests));
   json_object_set_new(o, "mean_running_requests", json_real(sum->mean_running_requests));
   json_object_set_new(o, "sample_interval_s_used", json_real((double)infsim_run_result_sample_interval_ns(res) * 1e-9));

@@ -187,7 +187,10 @@ size_t infsim_dgfm_pass(infsim_dgfm *d, const infsim_gm *gm, const infsim_dgfm_l
   const int64_t *split;
   size_t nreqs = infsim_gm_split_requests(gm, &split);
   d->reqs = reserve(d->reqs, &d->reqs_cap, nreqs, sizeof *d->reqs);
-  for (size_t k = 0; k < nreqs; k++) d->reqs[k] = split[k];
+  size_t kept = 0;
+  for (size_t k = 0; k < nreqs; k++)
+    if (infsim_gm_held_by(gm, split[k], infsim_gm_owner(gm, split[k])) > 0) d->reqs[kept++] = split[k];
+  nreqs = kept;
   if (nreqs > 1) qsort(d->reqs, nreqs, sizeof *d->reqs, by_id);
 
   /* 1. Recalls, smallest piece first over the whole graph. */

@@ -65,7 +65,7 @@ static void running_remove(infsim_sched *s, instance *in, int32_t req) {
 /* A request whose prefill just completed (or that was swapped back in)
  * starts decoding at the current step: schedule its finish and its first
  * KV block boundary. */
-static infsim_status join_decode(infsim_sched *s, instance *in, int32_t req, int64_t kv_tokens, infsim_error *err) {
+infsim_status join_decode(infsim_sched *s, instance *in, int32_t req, int64_t kv_tokens, infsim_error *err) {
   req_sched *r = &s->rs[req];
   r->decoding = true;
   r->kv0 = kv_tokens;
@@ -83,7 +83,7 @@ static infsim_status join_decode(infsim_sched *s, instance *in, int32_t req, int
   return INFSIM_OK;
 }
 
-static void leave_decode(instance *in, req_sched *r) {
+void leave_decode(instance *in, req_sched *r) {
   assert(r->decoding);
   in->decode_n--;
   in->kv_sum -= kv_now(in, r);
@@ -120,7 +120,7 @@ static void finish_request(infsim_sched *s, instance *in, int32_t req) {
 
 /* The policy's victim, else the running request that arrived last (vLLM's
  * lowest priority). */
-static int32_t pick_victim(infsim_sched *s, const instance *in) {
+int32_t pick_victim(infsim_sched *s, const instance *in) {
   if (s->policy->pick_victim != NULL) {
     int64_t v = s->policy->pick_victim(s->policy_self, in->id);
     if (v >= 0) return (int32_t)v;
@@ -135,13 +135,14 @@ static int32_t pick_victim(infsim_sched *s, const instance *in) {
   return victim;
 }
 
-static infsim_status preempt(infsim_sched *s, instance *in, int32_t req, infsim_error *err) {
+infsim_status preempt(infsim_sched *s, instance *in, int32_t req, infsim_error *err) {
   req_sched *r = &s->rs[req];
   infsim_request_record *rec = &s->rec[req];
-  bool was_decoding = r->decoding;
-  int64_t kv = was_decoding ? kv_now(in, r) : 0;
+  bool was_decoding = r->decoding, was_stalled = r->stalled;
+  int64_t kv = was_decoding ? kv_now(in, r) : was_stalled ? r->kv0 : 0;
   r->generated0 = generated_now(in, r);
   if (was_decoding) leave_decode(in, r);
+  else if (was_stalled) boundary_wait_forget(s, in, req);
   else deque_remove(&in->prefilling, req);
   running_remove(s, in, req);
   r->epoch++;
@@ -150,11 +151,13 @@ static infsim_status preempt(infsim_sched *s, instance *in, int32_t req, infsim_
   sched_counts_changed(s, 1, -1);
   int64_t blocks = infsim_kv_blocks(s->kv, req);
   touch_holders(s, req);
-  if (was_decoding && s->p.preemption == INFSIM_PREEMPT_SWAP &&
-      blocks <= infsim_kv_host_free_blocks(s->kv, in->id)) {
+  int32_t host = in->id / s->p.instances_per_host; /* its node's host memory */
+  if ((was_decoding || was_stalled) && s->p.preemption == INFSIM_PREEMPT_SWAP &&
+      blocks <= infsim_kv_host_free_blocks(s->kv, host) && in->swap_blocks + blocks <= s->p.host_blocks_per_instance) {
     /* Swap out: the KV goes to host memory over PCIe; the request keeps its progress. */
-    infsim_status st = infsim_kv_swap_out(s->kv, req, in->id, err);
+    infsim_status st = infsim_kv_swap_out(s->kv, req, host, err);
     if (st != INFSIM_OK) return st;
+    in->swap_blocks += blocks;
     in->swap_out_bytes += blocks * s->p.block_bytes;
     r->kv0 = kv;
     rec->state = INFSIM_REQ_SWAPPED;
@@ -189,10 +192,17 @@ static infsim_status apply_step_events(infsim_sched *s, instance *in, bool *pree
   while ((top = heap_top(s, &in->boundaries)) != NULL && top->step <= in->step) {
     step_event ev = *top;
     step_heap_pop(&in->boundaries);
-    /* Take one block, preempting latest arrivals if none is free. */
+    /* Take one block, preempting latest arrivals if none is free, unless
+     * the policy is getting blocks and the request may wait for them. */
+    bool stall = false;
     while (free_blocks(s, in) < 1) {
+      infsim_short_action act = INFSIM_SHORT_PREEMPT;
       if (s->policy->short_of_blocks != NULL)
-        (void)s->policy->short_of_blocks(s->policy_self, in->id, ev.req, 1, s->now_ns);
+        act = s->policy->short_of_blocks(s->policy_self, in->id, ev.req, 1, s->now_ns);
+      if (act == INFSIM_SHORT_WAIT && ev.step == in->step && s->rs[ev.req].epoch == ev.epoch) {
+        stall = true;
+        break;
+      }
       int32_t victim = pick_victim(s, in);
       *preempted = true;
       if ((st = preempt(s, in, victim, err)) != INFSIM_OK) return st;
@@ -200,6 +210,10 @@ static infsim_status apply_step_events(infsim_sched *s, instance *in, bool *pree
     }
     req_sched *r = &s->rs[ev.req];
     if (r->epoch != ev.epoch) continue; /* the requester itself was preempted */
+    if (stall) {
+      if ((st = boundary_wait_stall(s, in, ev.req, err)) != INFSIM_OK) return st;
+      continue;
+    }
     if ((st = infsim_kv_alloc(s->kv, ev.req, in->id, 1, err)) != INFSIM_OK) return st;
     int64_t next = ev.step + s->p.block_tokens;
     int64_t finish_step = r->step0 + (s->rec[ev.req].output_tokens - r->generated0);
@@ -232,6 +246,7 @@ static infsim_status admit(infsim_sched *s, instance *in, int64_t token_budget, 
     int64_t need = blocks_for(s, r->kv0 + 1);
     if (short_of(s, in, req, need)) return INFSIM_OK; /* FCFS: nobody overtakes a stuck swap-in */
     deque_pop_front(&in->swapped);
+    in->swap_blocks -= held;
     in->swap_in_bytes += held * s->p.block_bytes;
     if (held > need) infsim_kv_release_tail(s->kv, req, held - need);
     if ((st = infsim_kv_swap_in(s->kv, req, in->id, err)) != INFSIM_OK) return st;
@@ -347,7 +362,7 @@ static infsim_status add_split_chunk(infsim_sched *s, const instance *in, int32_
   int32_t n_touched = 0;
   for (int64_t blk = 0; blk < n && blk * bt < end; blk++) {
     int32_t j = infsim_kv_holder_of(s->kv, ids[blk]);
-    if (j == in->id || j >= s->n_instances) continue;
+    if (j == in->id) continue; /* host memory (the CPU tier) is a holder too */
     int64_t lo = blk * bt, hi = lo + bt;
     int64_t before = (hi < first ? hi : first) - lo;               /* earlier tokens in this block */
     int64_t written = (hi < end ? hi : end) - (lo > first ? lo : first); /* this chunk's tokens in it */
@@ -388,7 +403,6 @@ static infsim_status add_remote(infsim_sched *s, const instance *in, bool decode
       if (nh > INFSIM_KV_MAX_HOLDINGS) nh = INFSIM_KV_MAX_HOLDINGS;
       int64_t remote_tokens = 0, holders = 0;
       for (int32_t i = 0; i < nh; i++) {
-        if (pools[i] >= s->n_instances) continue; /* host memory: not attended */
         infsim_batch_holder *e = holder_entry(s, b, pools[i], err);
         if (e == NULL) return INFSIM_ENOMEM;
         e->decode_requests++;
@@ -417,8 +431,10 @@ static infsim_status start_batch(infsim_sched *s, instance *in, infsim_error *er
   infsim_status st;
   bool preempted = false;
   if ((st = apply_step_events(s, in, &preempted, err)) != INFSIM_OK) return st;
+  if (in->stalled.count > 0 && (st = boundary_wait_resume(s, in, &preempted, err)) != INFSIM_OK) return st;
   int64_t budget = s->p.max_batched_tokens - (s->p.chunked_prefill ? in->decode_n : 0);
-  if (!preempted && (st = admit(s, in, budget, err)) != INFSIM_OK) return st;
+  /* Stalled requests are served first: nobody is admitted past them. */
+  if (!preempted && in->stalled.count == 0 && (st = admit(s, in, budget, err)) != INFSIM_OK) return st;
   sched_load_changed(s, in);
 
   infsim_batch b = {0};
@@ -562,6 +578,7 @@ void instance_free(instance *in) {
   deque_free(&in->waiting);
   deque_free(&in->swapped);
   deque_free(&in->prefilling);
+  deque_free(&in->stalled);
   free(in->running);
   free(in->chunks);
   step_heap_free(&in->finishes);
@@ -583,6 +600,12 @@ void instance_check(const infsim_sched *s, const instance *in) {
       kv_sum += kv_now(in, r);
       assert(infsim_kv_blocks(s->kv, q) >= blocks_for(s, kv_now(in, r)));
     }
+  }
+  for (int32_t i = 0; i < in->stalled.count; i++) {
+    int32_t q = deque_at(&in->stalled, i);
+    assert(s->rec[q].state == INFSIM_REQ_RUNNING && s->rs[q].stalled && !s->rs[q].decoding);
+    assert(infsim_kv_blocks(s->kv, q) >= blocks_for(s, s->rs[q].kv0));
+    (void)q;
   }
   for (int32_t i = 0; i < in->swapped.count; i++)
     assert(s->rec[deque_at(&in->swapped, i)].state == INFSIM_REQ_SWAPPED);

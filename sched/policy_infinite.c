@@ -39,6 +39,7 @@
 #include <gsl/gsl_rng.h>
 
 #include "infsim/contract.h"
+#include "infsim/cpu_tier.h"
 #include "infsim/dgfm.h"
 #include "infsim/dispatch.h"
 #include "infsim/gmanager.h"
@@ -54,7 +55,6 @@ enum {
   TIMER_KICK = 0x7204 /* an instance whose borrow failed tries admission again */
 };
 enum { WHEN_SHORT_WAIT = 0, WHEN_SHORT_PREEMPT = 1 };
-enum { CPU_TIER_OFF = 0, CPU_TIER_MA = 1, CPU_TIER_FETCH = 2 };
 /* Wire sizes (docs/distkv.md): a control message, a heartbeat's header and entry. */
 enum { CONTROL_BYTES = 64, HEARTBEAT_BYTES = 32, HEARTBEAT_ENTRY_BYTES = 24 };
 /* DGFM moves per pass are bounded by policy.dgfm_max_moves, at most this. */
@@ -71,7 +71,7 @@ typedef struct {
   int32_t planner;  /* infsim_gm_planner */
   int32_t when_short;
   int32_t max_retries;
-  int32_t cpu_tier;
+  int32_t cpu_tier; /* infsim_cpu_tier_mode */
   int32_t gmanager_node;
   int32_t wire_bytes_per_value;
   bool dgfm;
@@ -108,6 +108,10 @@ typedef struct {
   uint32_t gen;
   bool full;      /* this buffer is a full report */
   bool full_next; /* the next report must be full (after a gManager restart) */
+  /* The report rides on the borrow request (seq, attempt) when carried. */
+  bool carried;
+  uint32_t carrier_seq;
+  int64_t carrier_attempt;
 } hb_buf;
 
 typedef struct {
@@ -123,6 +127,7 @@ typedef struct {
   infsim_gm *gm;
   infsim_dgfm *dgfm;
   infsim_contract *contract;
+  infsim_cpu_tier *tier; /* NULL: policy.cpu_tier off */
   infsim_transport base; /* the scheduler's transport */
   gsl_rng *fault_rng;
   hb_buf *hb;     /* per instance: its last heartbeat sent (applied when it arrives) */
@@ -132,11 +137,12 @@ typedef struct {
   bool gm_down;
   /* Waiting prompts larger than their instance's memory that gather new
    * blocks at creditors (each at the head of its instance's queue), oldest
-   * first, with the blocks each still lacks (docs/distkv.md, "Gathering"). */
+   * first (docs/distkv.md, "Gathering"). */
   int64_t *gatherers;
-  int64_t *gather_need;
   int32_t n_gatherers;
   int64_t *retry_after_ns; /* per instance: no new borrow before (after a failure) */
+  int64_t *gather_after_ns; /* per instance: its prompt waiting for its turn to gather asks again then */
+  int32_t *gather_waits;    /* per instance: such waits in a row (sets their back-off) */
   int32_t *failures;       /* per instance: borrows failed in a row (sets the back-off) */
   int32_t *hb_shift;       /* per instance: heartbeat period x 2^shift while quiet */
   int32_t dgfm_shift;      /* DGFM period x 2^shift while passes find nothing */
@@ -192,8 +198,6 @@ static infsim_status read_config(infsim_config *cfg, void *settings, infsim_erro
   TRY(infsim_config_double(cfg, "faults.lose_gmanager_at_s", -1.0, -1.0, 1e9, &lose_gm_s, err));
   TRY(infsim_config_int(cfg, "faults.gmanager_restart_ms", 100, 0, 3600000, &restart_ms, err));
 #undef TRY
-  if (tier != CPU_TIER_OFF)
-    return infsim_config_fail(cfg, "policy.cpu_tier", err, "the CPU tier is not modelled yet; use off");
   p->dispatch = dispatch;
   p->planner = planner;
   p->when_short = when_short;
@@ -218,8 +222,27 @@ static infsim_policy_layout layout(const void *settings, int64_t instances, int6
 
 /* ---- the transport, with faults ---- */
 
-static infsim_status lossy_send(void *self, const infsim_msg *m, int64_t now, infsim_error *err) {
+static void report(infinite *p, int32_t i, int64_t now);
+static int64_t report_bytes(const hb_buf *h);
+
+/* Every message of the policy and the contract leaves through here. A
+ * borrow request carries its debtor's report (as a heartbeat would), so
+ * the gManager plans from the debtor's own view of its requests: a stale
+ * ledger would propose moving KV of requests that have finished. */
+static infsim_status lossy_send(void *self, const infsim_msg *msg, int64_t now, infsim_error *err) {
   infinite *p = self;
+  infsim_msg carrier;
+  const infsim_msg *m = msg;
+  if (msg->kind == INFSIM_MSG_BORROW_REQUEST && msg->src >= 0 && msg->src < p->instances) {
+    report(p, msg->src, now);
+    hb_buf *h = &p->hb[msg->src];
+    h->carried = true;
+    h->carrier_seq = msg->seq;
+    h->carrier_attempt = msg->a;
+    carrier = *msg;
+    carrier.bytes += report_bytes(h);
+    m = &carrier;
+  }
   p->st.messages++;
   if (p->fault_rng && p->set.message_loss > 0 && gsl_rng_uniform(p->fault_rng) < p->set.message_loss) {
     p->st.messages_lost++;
@@ -330,6 +353,7 @@ static int64_t env_commit(void *self, const infsim_gm_move *m, int64_t now) {
 }
 
 static void wound_youngest(infinite *p, int64_t oldest, int64_t now);
+static int32_t gatherer_slot(const infinite *p, int64_t req);
 
 /* Back off, then let admission (and with it a new borrow) try again: an
  * idle instance has no batch end to wait for. The back-off doubles with
@@ -337,26 +361,67 @@ static void wound_youngest(infinite *p, int64_t oldest, int64_t now);
  * and 10 heartbeats (1 s by default): under a lasting shortage, retrying
  * faster than the gManager's view changes only floods the network with
  * borrows that fail the same way. */
-static void back_off(infinite *p, int32_t instance, int64_t now) {
-  int32_t k = p->failures[instance] < 20 ? p->failures[instance] : 20;
-  int64_t cap = 100 * p->set.timeout_ns > 10 * p->set.heartbeat_ns ? 100 * p->set.timeout_ns : 10 * p->set.heartbeat_ns;
-  int64_t wait = p->set.timeout_ns << k;
-  p->failures[instance]++;
-  p->retry_after_ns[instance] = now + (wait < cap ? wait : cap);
-  p->pending = arm(p, instance, TIMER_KICK, p->retry_after_ns[instance], &p->pending_err);
+static int64_t back_off_cap(const infinite *p) {
+  return 100 * p->set.timeout_ns > 10 * p->set.heartbeat_ns ? 100 * p->set.timeout_ns : 10 * p->set.heartbeat_ns;
 }
 
-static void env_borrow_done(void *self, int32_t debtor, int64_t req, bool ok, int64_t now) {
+/* The k-th back-off in a row ends at *until; a kick timer is armed then. */
+static void back_off(infinite *p, int32_t instance, int32_t *k, int64_t *until, int64_t now) {
+  int64_t cap = back_off_cap(p);
+  int64_t wait = p->set.timeout_ns << (*k < 20 ? *k : 20);
+  (*k)++;
+  *until = now + (wait < cap ? wait : cap);
+  p->pending = arm(p, instance, TIMER_KICK, *until, &p->pending_err);
+}
+
+/* A borrow (or a move to host memory) for req on debtor ended. A
+ * gathering prompt's failures back off on their own clock, so that the
+ * successes of its instance's other borrows do not make it ask again at
+ * every batch end while the cluster is full (nor its failures hold back
+ * their borrows). */
+static void borrow_ended(void *self, int32_t debtor, int64_t req, bool ok, int64_t now) {
   infinite *p = self;
   if (p->pending != INFSIM_OK) return;
-  if (!ok) {
-    back_off(p, debtor, now);
+  bool gathering = gatherer_slot(p, req) >= 0;
+  if (!ok && gathering) {
+    back_off(p, debtor, &p->gather_waits[debtor], &p->gather_after_ns[debtor], now);
     wound_youngest(p, req, now);
     return;
   }
+  if (!ok) {
+    back_off(p, debtor, &p->failures[debtor], &p->retry_after_ns[debtor], now);
+    /* A request stalled at a block boundary is preempted now (vLLM). */
+    if (p->pending == INFSIM_OK && p->s->inst[debtor].stalled.count > 0)
+      p->pending = instance_kick(p->s, &p->s->inst[debtor], &p->pending_err);
+    return;
+  }
   /* Room arrived: admission may go on. */
-  p->failures[debtor] = 0;
+  if (gathering)
+    p->gather_waits[debtor] = 0;
+  else
+    p->failures[debtor] = 0;
   p->pending = instance_kick(p->s, &p->s->inst[debtor], &p->pending_err);
+}
+
+/* A DGFM move ended at its source: blocks left it, so admission there
+ * may go on; a failed one changes nothing (the next pass plans anew). */
+static void env_move_done(void *self, int32_t source, int64_t req, bool ok, int64_t now) {
+  (void)req;
+  (void)now;
+  infinite *p = self;
+  if (ok && p->pending == INFSIM_OK) p->pending = instance_kick(p->s, &p->s->inst[source], &p->pending_err);
+}
+
+/* No GPU creditor: host memory, last (cpu_tier.h), else the back-off. */
+static void env_borrow_done(void *self, int32_t debtor, int64_t req, bool ok, int64_t now) {
+  infinite *p = self;
+  if (!ok && p->tier && p->pending == INFSIM_OK) {
+    bool started = false;
+    bool fresh_ok = gatherer_slot(p, req) >= 0 && p->s->rec[req].state == INFSIM_REQ_WAITING;
+    p->pending = infsim_cpu_tier_fallback(p->tier, debtor, req, fresh_ok, now, &started, &p->pending_err);
+    if (started || p->pending != INFSIM_OK) return;
+  }
+  borrow_ended(self, debtor, req, ok, now);
 }
 
 /* ---- heartbeats ---- */
@@ -439,14 +504,40 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, hb_
   return debt;
 }
 
+/* Instance i's full report as of now becomes its report in flight (a new
+ * generation; the buffers swap). */
+static void report(infinite *p, int32_t i, int64_t now) {
+  hb_buf *h = &p->hb[i], *t = &p->hb_next;
+  t->full = h->full_next;
+  hb_collect(p, i, now, false, t);
+  /* The lent entries reported at 0 leave the list: the report goes now. */
+  req_list *l = &p->lent[i];
+  for (size_t k = 0; k < l->n;)
+    if (infsim_sched_blocks_now(p->s, l->r[k], i, now) == 0)
+      l->r[k] = l->r[--l->n];
+    else
+      k++;
+  hb_buf sent = *t;
+  sent.gen = h->gen + 1;
+  sent.full_next = h->full_next;
+  sent.carried = false;
+  t->e = h->e;
+  t->cap = h->cap;
+  t->gone = h->gone;
+  t->cap_gone = h->cap_gone;
+  *h = sent;
+}
+
+static int64_t report_bytes(const hb_buf *h) { return HEARTBEAT_ENTRY_BYTES * (int64_t)(h->n + h->n_gone); }
+
 /* A heartbeat tick of instance i. A quiet instance (no debt changed, its
  * free memory within policy.heartbeat_band of what the gManager has)
  * sends nothing and doubles its period, up to 2^QUIET_SHIFT_MAX; entries
- * of requests wholly on their owner ride along with the next heartbeat
- * that goes. */
+ * of requests wholly on their owner ride along with the next report that
+ * goes (a heartbeat, or a borrow request: lossy_send). */
 static infsim_status send_heartbeat(infinite *p, int32_t i, int64_t now, infsim_error *err) {
-  hb_buf *h = &p->hb[i], *t = &p->hb_next;
-  t->full = h->full_next;
+  hb_buf *t = &p->hb_next;
+  t->full = p->hb[i].full_next;
   bool debt = hb_collect(p, i, now, !t->full, t);
   int64_t last_free = infsim_gm_free_blocks(p->gm, i);
   int64_t moved = t->free_blocks > last_free ? t->free_blocks - last_free : last_free - t->free_blocks;
@@ -456,35 +547,45 @@ static infsim_status send_heartbeat(infinite *p, int32_t i, int64_t now, infsim_
     return INFSIM_OK;
   }
   p->hb_shift[i] = 0;
-  if (!t->full) hb_collect(p, i, now, false, t);
-  /* The lent entries reported at 0 leave the list: the report goes now. */
-  req_list *l = &p->lent[i];
-  for (size_t k = 0; k < l->n;)
-    if (infsim_sched_blocks_now(p->s, l->r[k], i, now) == 0)
-      l->r[k] = l->r[--l->n];
-    else
-      k++;
-  /* The collected report becomes the one in flight (the buffers swap). */
-  hb_buf sent = *t;
-  sent.gen = h->gen + 1;
-  sent.full_next = h->full_next;
-  t->e = h->e;
-  t->cap = h->cap;
-  t->gone = h->gone;
-  t->cap_gone = h->cap_gone;
-  *h = sent;
+  report(p, i, now);
+  const hb_buf *h = &p->hb[i];
   p->st.heartbeats++;
   return send_ctl(p, INFSIM_MSG_HEARTBEAT, i, INFSIM_ENDPOINT_GMANAGER, h->gen, -1, (int64_t)(h->n + h->n_gone),
-                  HEARTBEAT_BYTES + HEARTBEAT_ENTRY_BYTES * (int64_t)(h->n + h->n_gone), 0, 0, now, err);
+                  HEARTBEAT_BYTES + report_bytes(h), 0, 0, now, err);
+}
+
+/* A creditor refused a reservation the gManager proposed from its view:
+ * the view is wrong, so the creditor reports at once (else the gManager
+ * would propose the same blocks until its next heartbeat, which may be
+ * periods away when it was quiet). */
+static void env_refused(void *self, int32_t creditor, int64_t now) {
+  infinite *p = self;
+  if (p->pending != INFSIM_OK) return;
+  p->hb_shift[creditor] = 0;
+  report(p, creditor, now);
+  const hb_buf *h = &p->hb[creditor];
+  p->st.heartbeats++;
+  p->pending = send_ctl(p, INFSIM_MSG_HEARTBEAT, creditor, INFSIM_ENDPOINT_GMANAGER, h->gen, -1,
+                        (int64_t)(h->n + h->n_gone), HEARTBEAT_BYTES + report_bytes(h), 0, 0, now, &p->pending_err);
+}
+
+/* The gManager takes instance `from`'s report in flight. */
+static void apply_report(infinite *p, int32_t from) {
+  if (p->gm_down) return;
+  hb_buf *h = &p->hb[from];
+  for (size_t k = 0; k < h->n_gone; k++) infsim_gm_forget(p->gm, h->gone[k], h->snapshot_ns);
+  infsim_gm_heartbeat(p->gm, from, h->snapshot_ns, h->free_blocks, h->e, h->n, h->full);
+  if (h->full) h->full_next = false;
 }
 
 static void take_heartbeat(infinite *p, const infsim_msg *m) {
-  if (p->gm_down) return;
-  hb_buf *h = &p->hb[m->src];
-  if (m->seq != h->gen) return; /* a newer one is on its way */
-  for (size_t k = 0; k < h->n_gone; k++) infsim_gm_forget(p->gm, h->gone[k], h->snapshot_ns);
-  infsim_gm_heartbeat(p->gm, m->src, h->snapshot_ns, h->free_blocks, h->e, h->n, h->full);
-  if (h->full) h->full_next = false;
+  if (m->seq == p->hb[m->src].gen) apply_report(p, m->src); /* else a newer one is on its way */
+}
+
+/* A borrow request reached the gManager: the report it carries first. */
+static void take_carried_report(infinite *p, const infsim_msg *m) {
+  const hb_buf *h = &p->hb[m->src];
+  if (h->carried && h->carrier_seq == m->seq && h->carrier_attempt == m->a) apply_report(p, m->src);
 }
 
 /* ---- DGFM ---- */
@@ -534,9 +635,11 @@ static infsim_status create(const void *settings, struct infsim_sched *s, int32_
   p->retry_after_ns = calloc((size_t)instances, sizeof *p->retry_after_ns);
   p->failures = calloc((size_t)instances, sizeof *p->failures);
   p->hb_shift = calloc((size_t)instances, sizeof *p->hb_shift);
+  p->gather_after_ns = calloc((size_t)instances, sizeof *p->gather_after_ns);
+  p->gather_waits = calloc((size_t)instances, sizeof *p->gather_waits);
   p->gatherers = calloc((size_t)instances, sizeof *p->gatherers);
-  p->gather_need = calloc((size_t)instances, sizeof *p->gather_need);
-  if (!p->hb || !p->lent || !p->retry_after_ns || !p->failures || !p->hb_shift || !p->gatherers || !p->gather_need)
+  if (!p->hb || !p->lent || !p->retry_after_ns || !p->failures || !p->hb_shift || !p->gatherers ||
+      !p->gather_after_ns || !p->gather_waits)
     return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   if (set->message_loss > 0 || set->message_delay_prob > 0) p->fault_rng = infsim_rng_new(s->p.seed, "faults.messages");
   int64_t per_node = set->gpus_per_node / set->gpus_per_instance;
@@ -553,8 +656,11 @@ static infsim_status create(const void *settings, struct infsim_sched *s, int32_
                                .planner = (infsim_gm_planner)set->planner};
   infsim_transport t = {.self = p, .send = lossy_send, .timer = pass_timer, .bytes_sent = p->base.bytes_sent};
   infsim_contract_env env = {.self = p, .free_blocks = env_free, .commit = env_commit,
-                             .borrow_done = env_borrow_done};
+                             .borrow_done = env_borrow_done, .move_done = env_move_done,
+                             .refused = env_refused};
   st = infsim_contract_new(&cp, p->gm, t, env, instances, &p->contract, err);
+  if (st == INFSIM_OK && set->cpu_tier != INFSIM_CPU_TIER_OFF)
+    st = infsim_cpu_tier_new(s, p->base, set->borrow_ahead_blocks, borrow_ended, p, &p->tier, err);
   /* Heartbeats staggered over one period, so they do not all arrive at once. */
   for (int32_t i = 0; st == INFSIM_OK && i < instances; i++)
     st = arm(p, i, TIMER_HEARTBEAT, set->heartbeat_ns * (i + 1) / instances, err);
@@ -582,8 +688,10 @@ static void destroy(void *self) {
   free(p->failures);
   free(p->hb_shift);
   free(p->gatherers);
-  free(p->gather_need);
+  free(p->gather_after_ns);
+  free(p->gather_waits);
   infsim_contract_free(p->contract);
+  infsim_cpu_tier_free(p->tier);
   infsim_dgfm_free(p->dgfm);
   infsim_gm_free(p->gm);
   infsim_dispatcher_free(p->disp);
@@ -606,12 +714,13 @@ static void load_changed(void *self, int32_t instance, int64_t load) {
  * instance; one that must wait for the cluster's memory to free up waits
  * in its instance's queue (gathering, below). */
 static bool accept_oversized(void *self, int32_t instance, int64_t req, int64_t blocks_needed) {
-  (void)instance;
   (void)req;
   const infinite *p = self;
   int64_t capacity = p->s->p.gpu_blocks_per_instance;
   int64_t reserve = (int64_t)(p->set.reserve_frac * (double)capacity);
-  return blocks_needed <= capacity + (int64_t)(p->instances - 1) * (capacity - reserve);
+  int64_t room = capacity + (int64_t)(p->instances - 1) * (capacity - reserve);
+  if (p->tier) room += infsim_cpu_tier_room(p->tier, instance);
+  return blocks_needed <= room;
 }
 
 /* True while req waits at the head of its instance's queue (admission
@@ -631,41 +740,44 @@ static int32_t gatherer_slot(const infinite *p, int64_t req) {
 }
 
 static void drop_gatherer(infinite *p, int32_t k) {
-  for (int32_t j = k + 1; j < p->n_gatherers; j++) {
-    p->gatherers[j - 1] = p->gatherers[j];
-    p->gather_need[j - 1] = p->gather_need[j];
-  }
+  for (int32_t j = k + 1; j < p->n_gatherers; j++) p->gatherers[j - 1] = p->gatherers[j];
   p->n_gatherers--;
 }
 
 /* A prompt may gather new blocks at creditors when it is larger than its
  * instance's memory less the reserve (smaller ones make room by moving KV
  * away instead: their KV then stays local) and either it is the oldest
- * gatherer or every gatherer's remaining need, its own included, fits the
- * creditors' spare in the gManager's view: prompts that could not all
- * complete do not start, so that two of them never hold parts of the
- * cluster while each waits for the rest. GATHER_LATER: such a prompt that
- * must wait for its turn. */
-typedef enum { GATHER_NO = 0, GATHER_YES, GATHER_LATER } gather_verdict;
+ * gatherer or what all gatherers still lack, its own included, fits the
+ * cluster's spare in the gManager's view (every instance's, the
+ * gatherers' own included: a gatherer's blocks may land at another's
+ * instance): prompts that could not all complete do not start, so that
+ * two of them never hold parts of the cluster while each waits for the
+ * rest. GATHER_LATER: it must wait for its turn. */
+typedef enum { GATHER_YES = 0, GATHER_LATER } gather_verdict;
 
-static gather_verdict may_gather(infinite *p, int32_t instance, int64_t req, int64_t need) {
+static int64_t prompt_blocks(const infinite *p, int64_t req) {
+  const infsim_sched *s = p->s;
+  return (s->rs[req].prefill_target + s->p.block_tokens - 1) / s->p.block_tokens;
+}
+
+/* A waiting prompt larger than its instance's memory less the reserve. */
+static bool big_prompt(const infinite *p, int64_t req) {
+  const infsim_sched *s = p->s;
+  int64_t reserve = (int64_t)(p->set.reserve_frac * (double)s->p.gpu_blocks_per_instance);
+  return s->rec[req].state == INFSIM_REQ_WAITING && prompt_blocks(p, req) > s->p.gpu_blocks_per_instance - reserve;
+}
+
+/* For a big prompt (big_prompt). */
+static gather_verdict may_gather(infinite *p, int32_t instance, int64_t req) {
   const infsim_sched *s = p->s;
   for (int32_t k = p->n_gatherers; k-- > 0;)
     if (!at_head(p, p->gatherers[k])) drop_gatherer(p, k);
-  int32_t k = gatherer_slot(p, req);
-  if (k >= 0) {
-    p->gather_need[k] = need;
-    return GATHER_YES;
-  }
-  int64_t reserve = (int64_t)(p->set.reserve_frac * (double)s->p.gpu_blocks_per_instance);
-  int64_t prompt_blocks = (s->rs[req].prefill_target + s->p.block_tokens - 1) / s->p.block_tokens;
-  if (s->rec[req].state != INFSIM_REQ_WAITING || prompt_blocks <= s->p.gpu_blocks_per_instance - reserve)
-    return GATHER_NO;
+  if (gatherer_slot(p, req) >= 0) return GATHER_YES;
   if (!at_head(p, req)) return GATHER_LATER;
-  int64_t owed = need, spare = 0;
-  for (int32_t j = 0; j < p->n_gatherers; j++) owed += p->gather_need[j];
-  for (int32_t i = 0; i < p->instances; i++)
-    if (i != instance) spare += infsim_gm_spare_blocks(p->gm, i);
+  int64_t owed = prompt_blocks(p, req) - infsim_kv_blocks(s->kv, req), spare = 0;
+  for (int32_t j = 0; j < p->n_gatherers; j++) owed += prompt_blocks(p, p->gatherers[j]) - infsim_kv_blocks(s->kv, p->gatherers[j]);
+  for (int32_t i = 0; i < p->instances; i++) spare += infsim_gm_spare_blocks(p->gm, i);
+  if (p->tier) spare += infsim_cpu_tier_room(p->tier, instance);
   if (p->n_gatherers > 0 && owed > spare) return GATHER_LATER;
   /* Oldest first: by arrival, then id. */
   int32_t at = p->n_gatherers;
@@ -675,11 +787,9 @@ static gather_verdict may_gather(infinite *p, int32_t instance, int64_t req, int
         (s->rec[q].arrival_ns == s->rec[req].arrival_ns && q < req))
       break;
     p->gatherers[at] = q;
-    p->gather_need[at] = p->gather_need[at - 1];
     at--;
   }
   p->gatherers[at] = req;
-  p->gather_need[at] = need;
   p->n_gatherers++;
   return GATHER_YES;
 }
@@ -710,24 +820,34 @@ static void wound_youngest(infinite *p, int64_t oldest, int64_t now) {
 static infsim_short_action short_of_blocks(void *self, int32_t instance, int64_t req, int64_t need, int64_t now) {
   infinite *p = self;
   infsim_short_action act = p->set.when_short == WHEN_SHORT_WAIT ? INFSIM_SHORT_WAIT : INFSIM_SHORT_PREEMPT;
-  if (p->pending != INFSIM_OK || infsim_contract_in_flight(p->contract, instance, req)) return act;
-  if (now < p->retry_after_ns[instance]) return act; /* a kick timer is armed */
-  /* A prompt larger than its instance gathers new blocks at creditors;
-   * any other shortage moves existing KV away (the debtor's longest
-   * request), so a request's new KV stays local. A gatherer asks for the
-   * reserve on top, so that its instance keeps room for its other
-   * requests' growth once it is admitted. */
-  gather_verdict g = may_gather(p, instance, req, need);
-  if (g == GATHER_LATER) {
-    /* Moving other KV away would not make room for it: it waits for the
-     * gathering budget. */
-    back_off(p, instance, now);
+  if (p->pending != INFSIM_OK || infsim_contract_in_flight(p->contract, instance, req) ||
+      (p->tier && infsim_cpu_tier_in_flight(p->tier, instance, req)))
+    return act;
+  /* A prompt larger than its instance gathers new blocks at creditors
+   * (after a failed or refused gathering, on its own back-off); any other
+   * shortage moves existing KV away (the debtor's longest request), so a
+   * request's new KV stays local. A gatherer asks for the reserve on top,
+   * so that its instance keeps room for its other requests' growth once
+   * it is admitted. */
+  int64_t reserve = (int64_t)(p->set.reserve_frac * (double)p->s->p.gpu_blocks_per_instance);
+  if (big_prompt(p, req)) {
+    if (now < p->gather_after_ns[instance]) return act;
+    if (may_gather(p, instance, req) == GATHER_LATER) {
+      /* Moving other KV away would not make room for it: it waits for
+       * its turn, asking again after its back-off. */
+      back_off(p, instance, &p->gather_waits[instance], &p->gather_after_ns[instance], now);
+      return act;
+    }
+    p->pending = infsim_contract_borrow(p->contract, instance, req, need + p->set.borrow_ahead_blocks + reserve, true,
+                                        now, &p->pending_err);
     return act;
   }
-  bool fresh_ok = g == GATHER_YES;
-  int64_t reserve = (int64_t)(p->set.reserve_frac * (double)p->s->p.gpu_blocks_per_instance);
-  int64_t ask = need + p->set.borrow_ahead_blocks + (fresh_ok ? reserve : 0);
-  p->pending = infsim_contract_borrow(p->contract, instance, req, ask, fresh_ok, now, &p->pending_err);
+  /* After a failed borrow a kick timer is armed: admission waits for it, a
+   * decoding request at a block boundary does not wait (vLLM preempts). */
+  if (now < p->retry_after_ns[instance])
+    return p->s->rec[req].state == INFSIM_REQ_RUNNING ? INFSIM_SHORT_PREEMPT : act;
+  p->pending = infsim_contract_borrow(p->contract, instance, req, need + p->set.borrow_ahead_blocks, false, now,
+                                      &p->pending_err);
   return act;
 }
 
@@ -735,7 +855,10 @@ static infsim_status on_message(void *self, const infsim_msg *m, int64_t now, in
   infinite *p = self;
   infsim_status st = INFSIM_OK;
   bool more = !infsim_sched_all_done(p->s); /* periodic timers stop with the run */
-  if (infsim_contract_handles(m)) {
+  if (p->tier && infsim_cpu_tier_handles(p->tier, m)) {
+    st = infsim_cpu_tier_deliver(p->tier, m, now, err);
+  } else if (infsim_contract_handles(m)) {
+    if (m->kind == INFSIM_MSG_BORROW_REQUEST) take_carried_report(p, m);
     st = infsim_contract_deliver(p->contract, m, now, err);
   } else if (m->kind == INFSIM_MSG_HEARTBEAT) {
     take_heartbeat(p, m);
@@ -783,6 +906,7 @@ static infsim_status on_message(void *self, const infsim_msg *m, int64_t now, in
 #ifdef INFSIM_CHECK_INVARIANTS
   infsim_gm_check(p->gm);
   infsim_contract_check(p->contract);
+  if (p->tier) infsim_cpu_tier_check(p->tier);
 #endif
   return st;
 }
@@ -810,6 +934,12 @@ bool infsim_policy_infinite_stats(const struct infsim_sched *s, infsim_distkv_st
   out->kv_moves = c->kv_moves;
   out->kv_moved_bytes = c->kv_moved_bytes;
   out->retries = c->retries;
+  if (p->tier) {
+    const infsim_cpu_tier_counters *h = infsim_cpu_tier_counters_of(p->tier);
+    out->host_moves = h->moves;
+    out->host_moved_bytes = h->moved_bytes;
+    out->host_blocks = h->blocks;
+  }
   return true;
 }
 
@@ -823,4 +953,9 @@ void infsim_policy_infinite_wire(const char *policy_name, const void *settings, 
   *wire_bytes_per_value = (double)p->wire_bytes_per_value;
   *overlap = p->overlap;
   *gmanager_node = p->gmanager_node;
+}
+
+int32_t infsim_policy_infinite_cpu_tier(const char *policy_name, const void *settings) {
+  if (strcmp(policy_name, infsim_policy_infinite.name) != 0) return INFSIM_CPU_TIER_OFF;
+  return ((const infinite_settings *)settings)->cpu_tier;
 }

@@ -79,9 +79,12 @@ infsim_status infsim_sched_new(const infsim_sched_params *p, const infsim_trace_
                                         INFSIM_REQ_PENDING, INFSIM_REJECT_NONE};
     s->rs[i].run_slot = -1;
   }
-  /* One host pool per instance for now: its swap space. */
-  st = infsim_kv_new(s->n_instances, p->gpu_blocks_per_instance, s->n_instances, p->host_blocks_per_instance,
-                     (int64_t)count, &s->kv, err);
+  /* One host pool per node (kv.h's host pool h is node h's memory). */
+  if (s->p.instances_per_host < 1) s->p.instances_per_host = 1;
+  if (s->p.host_blocks <= 0) s->p.host_blocks = s->p.host_blocks_per_instance * s->p.instances_per_host;
+  int32_t hosts = (s->n_instances + s->p.instances_per_host - 1) / s->p.instances_per_host;
+  st = infsim_kv_new(s->n_instances, p->gpu_blocks_per_instance, hosts, s->p.host_blocks, (int64_t)count, &s->kv,
+                     err);
   for (int32_t i = 0; st == INFSIM_OK && i < s->n_instances; i++) st = instance_init(s, &s->inst[i], i, err);
   if (st == INFSIM_OK) st = policy->create(p->policy_settings, s, s->n_instances, &s->policy_self, err);
   if (st != INFSIM_OK) {

@@ -23,6 +23,7 @@ typedef struct {
   int32_t run_slot;
   uint32_t epoch; /* bumped on preemption: stale step events are skipped */
   bool decoding;
+  bool stalled; /* at a block boundary, waiting for the policy's blocks (boundary_wait.c) */
 } req_sched;
 
 typedef struct {
@@ -35,6 +36,7 @@ typedef struct {
   req_deque waiting;
   req_deque swapped;
   req_deque prefilling; /* admitted, prompt not done, in admission order */
+  req_deque stalled;    /* running, out of the batch at a block boundary (boundary_wait.c) */
   int32_t *running;     /* every request holding GPU blocks */
   int32_t running_count;
   int64_t decode_n; /* decoding requests */
@@ -49,6 +51,7 @@ typedef struct {
   int32_t chunk_count;
   int64_t swap_in_bytes;  /* host -> GPU KV to charge to the next batch */
   int64_t swap_out_bytes; /* GPU -> host */
+  int64_t swap_blocks;    /* in host memory for its swapped requests (at most host_blocks_per_instance) */
 } instance;
 
 struct infsim_sched {
@@ -89,6 +92,24 @@ infsim_status instance_iteration_done(infsim_sched *s, instance *in, infsim_erro
 /* Starts the next batch if the instance is idle and has work. */
 infsim_status instance_kick(infsim_sched *s, instance *in, infsim_error *err);
 void instance_check(const infsim_sched *s, const instance *in);
+/* Shared with boundary_wait.c and instance_loss.c. */
+infsim_status join_decode(infsim_sched *s, instance *in, int32_t req, int64_t kv_tokens, infsim_error *err);
+void leave_decode(instance *in, req_sched *r);
+int32_t pick_victim(infsim_sched *s, const instance *in);
+infsim_status preempt(infsim_sched *s, instance *in, int32_t req, infsim_error *err);
+
+/* boundary_wait.c: a decoding request at a block boundary with no free
+ * block while the policy gets blocks (INFSIM_SHORT_WAIT) leaves the batch,
+ * keeping its KV, instead of preempting (policy.when_short: wait). */
+/* Takes req (decoding, its blocks full at the current step) out of the batch. */
+infsim_status boundary_wait_stall(infsim_sched *s, instance *in, int32_t req, infsim_error *err);
+/* Gives stalled requests their block, first stalled first, while blocks
+ * are free; for the first that finds none the policy is asked again and,
+ * unless it still answers WAIT, a victim is preempted (vLLM). Sets
+ * *preempted when one was. */
+infsim_status boundary_wait_resume(infsim_sched *s, instance *in, bool *preempted, infsim_error *err);
+/* req leaves the stalled queue (preempted, or its instance lost). */
+void boundary_wait_forget(infsim_sched *s, instance *in, int32_t req);
 
 /* sched.c */
 void sched_counts_changed(infsim_sched *s, int64_t d_waiting, int64_t d_running);

@@ -76,9 +76,12 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
     double bw = 0;
     int64_t lat = 0;
     sim_transport_route(s, b->instance, h->holder, &bw, &lat);
-    dec[k] = (infsim_distattn_holder){h->decode_requests, h->decode_context_tokens, bw, lat, 0};
+    /* host memory (the CPU tier) per policy.cpu_tier; a prompt chunk fetches it */
+    int32_t kind = h->holder >= s->n_instances ? shape->host_kind : INFSIM_HOLDER_GPU;
+    dec[k] = (infsim_distattn_holder){h->decode_requests, h->decode_context_tokens, bw, lat, 0, kind};
     pre[k] = (infsim_distattn_holder){h->prefill_tokens, h->prefill_context_tokens, bw, lat,
-                                      (int64_t)((double)h->write_tokens * kv_bytes_per_token_layer)};
+                                      (int64_t)((double)h->write_tokens * kv_bytes_per_token_layer),
+                                      kind == INFSIM_HOLDER_GPU ? INFSIM_HOLDER_GPU : INFSIM_HOLDER_HOST_FETCH};
     prefill |= h->prefill_tokens > 0;
   }
   if (a->remote_requests > 0) {

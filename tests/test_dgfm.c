@@ -114,6 +114,15 @@ static void test_recall_keeps_headroom(void **state) {
   lim.recall_headroom_blocks = 2; /* 10 - 9 < 2: nothing, although 3 would fit */
   assert_int_equal(pass(gm, 3, &lim, m), 0);
   infsim_gm_free(gm);
+  /* A request whose owner holds none of it (a prompt gathering blocks
+   * before its admission) is left alone, room or not. */
+  held[0] = 0;
+  held[3] = 85;
+  gm = ledger(3, 4, held, owner);
+  assert_int_equal(infsim_gm_spare_blocks(gm, 0), 10);
+  assert_int_equal(pass(gm, 3, &wide, m), 0);
+  infsim_gm_free(gm);
+  held[0] = 40;
   /* Spare 8 < remote 9: nothing comes home even without headroom. */
   held[3] = 47;
   gm = ledger(3, 4, held, owner);
@@ -203,8 +212,9 @@ static void test_random_ledgers_properties(void **state) {
     infsim_dgfm_move m[64];
     size_t n = pass(gm, INST, &lim, m);
     assert_true((int64_t)n <= lim.max_moves);
-    int64_t before_span[REQS], total[REQS], blocks = 0;
+    int64_t before_span[REQS], total[REQS], local0[REQS], blocks = 0;
     for (int64_t r = 0; r < REQS; r++) {
+      local0[r] = held[r * INST + owner[r]];
       before_span[r] = span(&held[r * INST], INST);
       total[r] = 0;
       for (int32_t i = 0; i < INST; i++) total[r] += held[r * INST + i];
@@ -212,6 +222,7 @@ static void test_random_ledgers_properties(void **state) {
     for (size_t k = 0; k < n; k++) {
       const infsim_gm_move *mv = &m[k].move;
       blocks += mv->blocks;
+      assert_true(local0[mv->req] > 0); /* no gathering prompt moves */
       assert_true(held[mv->req * INST + mv->from] >= mv->blocks);
       if (m[k].kind != INFSIM_DGFM_RECALL && lim.max_piece_blocks > 0) assert_true(mv->blocks <= lim.max_piece_blocks);
       if (m[k].kind == INFSIM_DGFM_RECALL) {

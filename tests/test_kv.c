@@ -74,7 +74,7 @@ static void expect_counts(const infsim_kv *kv, const shadow_req *sh, const int32
     for (int r = 0; r < REQUESTS; r++) {
       if (owner[r] != i && sh[r].at[i] > 0) guests++;
       bool elsewhere = false;
-      for (int32_t j = 0; j < INSTANCES; j++) elsewhere |= j != owner[r] && sh[r].at[j] > 0;
+      for (int32_t j = 0; j < 2 * INSTANCES; j++) elsewhere |= j != owner[r] && sh[r].at[j] > 0; /* host too */
       if (owner[r] == i && elsewhere) split++;
     }
     assert_int_equal(infsim_kv_guests(kv, i), guests);

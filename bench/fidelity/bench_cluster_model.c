@@ -127,9 +127,12 @@ static int timing(int layers, bool smoke) {
   infsim_model_shape s = smoke ? k_tiny : k_llama2_7b;
   if (!smoke) s.layers = layers;
   const int bt = 16;
-  const int64_t max_tokens_kv = smoke ? 2048 : 131072; /* 64 GiB of KV at 32 layers */
+  /* The issue's grid is batch 1-256 x context 512-32K; the shapes whose KV
+   * fits 96 GiB (at 32 layers) are timed, the same ones torch_forward.py
+   * times. */
+  const int64_t max_tokens_kv = smoke ? 2048 : 196608;
   infsim_cmodel_params p;
-  const int max_ctx = smoke ? 128 : 4096, max_prefill = smoke ? 64 : 8192;
+  const int max_ctx = smoke ? 128 : 32768, max_prefill = smoke ? 64 : 16384;
   infsim_cmodel_params_from_shape(&s, bt, max_tokens_kv / bt + 256, max_prefill, 256, max_ctx / bt + 2, &p, &err);
   /* One model at a time (two would hold the weights twice): with graphs, then without. */
   printf("# %s, %s shape with %lld layers, bf16, block %d\n", dev.name, s.name, (long long)s.layers, bt);
@@ -141,9 +144,9 @@ static int timing(int layers, bool smoke) {
     p.decode_graphs = g == 1;
     infsim_cmodel *mm;
     if (infsim_cmodel_new(k, &p, &mm, &err) != INFSIM_OK) return die("model", &err);
-    const int batches[] = {1, 8, 32, 64, 128}, contexts[] = {512, 1024, 2048, 4096};
+    const int batches[] = {1, 8, 32, 64, 128, 256}, contexts[] = {512, 2048, 8192, 32768};
     const int smoke_batches[] = {1, 2}, smoke_contexts[] = {32, 64};
-    int nb = smoke ? 2 : 5, nc = smoke ? 2 : 4;
+    int nb = smoke ? 2 : 6, nc = smoke ? 2 : 4;
     for (int bi = 0; bi < nb; bi++)
       for (int ci = 0; ci < nc; ci++) {
         int b = smoke ? smoke_batches[bi] : batches[bi], c = smoke ? smoke_contexts[ci] : contexts[ci];
@@ -162,8 +165,8 @@ static int timing(int layers, bool smoke) {
         fflush(stdout);
       }
     if (g == 1) {
-      const int prefills[] = {128, 512, 1024, 2048, 4096, 8192}, smoke_prefills[] = {16, 64};
-      for (int i = 0; i < (smoke ? 2 : 6); i++) {
+      const int prefills[] = {128, 512, 2048, 8192, 16384}, smoke_prefills[] = {16, 64};
+      for (int i = 0; i < (smoke ? 2 : 5); i++) {
         int n = smoke ? smoke_prefills[i] : prefills[i];
         parts[0] = (infsim_cmodel_part){.req = 0, .prompt_tokens = n, .query_tokens = n, .slots = slots,
                                         .slot_count = n / bt + 1};

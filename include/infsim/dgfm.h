@@ -38,6 +38,10 @@
 ** block_tokens x p decode steps, which a large piece's request seldom
 ** has left.
 **
+** A request whose owner holds none of its blocks is a prompt still
+** gathering blocks at creditors before its admission: it is left alone
+** (recalling its pieces would undo the gathering).
+**
 ** Each request takes part in at most one move (or pair) per pass, and a
 ** pass stops at limits on moves and blocks (DESIGN: bounds on everything),
 ** so a pass costs O(split requests^2) at worst and its moves can be priced

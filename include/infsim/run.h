@@ -28,6 +28,7 @@
 
 #include "infsim/metrics.h"
 #include "infsim/params.h"
+#include "infsim/policy_infinite.h"
 #include "infsim/sched.h"
 #include "infsim/sim.h"
 #include "infsim/status.h"
@@ -96,6 +97,9 @@ const infsim_summary *infsim_run_result_summary(const infsim_run_result *res);
 const infsim_request_record *infsim_run_result_requests(const infsim_run_result *res, size_t *count);
 const infsim_sample_row *infsim_run_result_samples(const infsim_run_result *res, size_t *count);
 const infsim_run_counters *infsim_run_result_counters(const infsim_run_result *res);
+/* summary.json's distkv counters of an infinite-llm run just simulated;
+ * false for other policies and for results read back from records. */
+bool infsim_run_result_distkv(const infsim_run_result *res, infsim_distkv_stats *out);
 /* iterations.csv's rows (empty unless metrics.iterations). */
 const infsim_iteration_row *infsim_run_result_iterations(const infsim_run_result *res, size_t *count);
 /* The time series' interval after any doubling (sim.h). */

@@ -35,7 +35,9 @@ typedef enum { INFSIM_PREEMPT_RECOMPUTE = 0, INFSIM_PREEMPT_SWAP = 1 } infsim_pr
 typedef struct {
   int32_t instances;
   int64_t gpu_blocks_per_instance; /* KV blocks each instance's GPUs hold */
-  int64_t host_blocks_per_instance; /* host memory for swapped KV */
+  int64_t host_blocks_per_instance; /* swap space: the most an instance swaps out at once */
+  int32_t instances_per_host;       /* instances of a node, which share its host memory (0: 1) */
+  int64_t host_blocks;              /* one node's host memory pool (0: its instances' swap space) */
   int64_t block_tokens;
   int64_t block_bytes; /* one block, all layers */
   int64_t max_batch_size;
