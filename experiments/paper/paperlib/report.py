@@ -131,6 +131,23 @@ def scaling_table(res):
     return "\n".join(rows)
 
 
+def ablation_equal_load_table(res):
+    """Every variant at the default's sustained load (one run each)."""
+    rows = ["| variant | SLO met | p99 TTFT s | p50 TPOT ms | preemptions | borrows | KV moved GB | network GB |",
+            "|---|---|---|---|---|---|---|---|"]
+    for c in res["ablations"]:
+        e = c.get("equal_load")
+        if not e:
+            rows.append("| %s | - | - | - | - | - | - | - |" % c["name"])
+            continue
+        dk = e.get("distkv") or {}
+        rows.append("| %s | %.1f%% | %s | %s | %s | %s | %s | %s |" % (
+            c["name"], 100 * e["attainment"], fmt(e["ttft_p99_s"]),
+            fmt(None if e.get("tpot_p50_s") is None else 1e3 * e["tpot_p50_s"]), fmt(e.get("preemptions"), 0),
+            fmt(dk.get("borrows"), 0), fmt(dk.get("kv_moved_bytes", 0) / 1e9), fmt((e.get("network_bytes") or 0) / 1e9)))
+    return "\n".join(rows)
+
+
 def ablation_table(res):
     base = thr(find(res["ablations"], name="default"))
     rows = ["| variant | settings | sustained req/s | tok/s | vs default | p99 TTFT s at that load |",
@@ -273,7 +290,8 @@ def render(res, st):
     if "scaling" in res:
         out += ["## Scaling", "", scaling_table(res), ""]
     if "ablations" in res:
-        out += ["## Ablations (infinite-llm)", "", ablation_table(res), ""]
+        out += ["## Ablations (infinite-llm)", "", ablation_table(res), "",
+                "### Every variant at the default's sustained load", "", ablation_equal_load_table(res), ""]
     if "planners" in res:
         out += ["## Planners over seeds", "", planner_table(res), "",
                 "### Planners at greedy's sustained load (equal offered load, per seed)", "",
