@@ -26,45 +26,55 @@ enum { DIGIT_BITS = 11, DIGITS = (64 + DIGIT_BITS - 1) / DIGIT_BITS, RADIX = 1 <
  * comparison callback cost about 500 instructions a value. False, values
  * untouched, when memory is short or a value is NaN or -0.0 (which
  * compares equal to +0.0 and would come out as it). */
+/* 8-byte keys in a buffer of doubles or of keys, by bytes (no aliasing). */
+static uint64_t key_at(const void *keys, size_t i) {
+  uint64_t k;
+  memcpy(&k, (const char *)keys + i * sizeof k, sizeof k);
+  return k;
+}
+
+static void set_key(void *keys, size_t i, uint64_t k) { memcpy((char *)keys + i * sizeof k, &k, sizeof k); }
+
 static bool radix_sort(double *values, size_t n) {
-  uint64_t *keys = malloc(2 * n * sizeof *keys);
+  for (size_t i = 0; i < n; i++)
+    if (isnan(values[i]) || (values[i] == 0.0 && signbit(values[i]))) return false;
+  /* The keys take the values' place (one scratch array of n, not two). */
+  void *scratch = malloc(n * sizeof(uint64_t));
   size_t(*counts)[RADIX] = calloc(DIGITS, sizeof *counts);
-  if (keys == NULL || counts == NULL) {
-    free(keys);
+  if (scratch == NULL || counts == NULL) {
+    free(scratch);
     free(counts);
     return false;
   }
-  uint64_t *src = keys, *dst = keys + n;
   for (size_t i = 0; i < n; i++) {
-    if (isnan(values[i]) || (values[i] == 0.0 && signbit(values[i]))) {
-      free(keys);
-      free(counts);
-      return false;
-    }
     uint64_t k = order_key(values[i]);
-    src[i] = k;
+    set_key(values, i, k);
     for (int d = 0; d < DIGITS; d++) counts[d][(k >> (d * DIGIT_BITS)) & (RADIX - 1)]++;
   }
+  void *src = values, *dst = scratch;
   for (int d = 0; d < DIGITS; d++) {
     size_t *c = counts[d];
-    if (c[(src[0] >> (d * DIGIT_BITS)) & (RADIX - 1)] == n) continue; /* one digit value: order unchanged */
+    if (c[(key_at(src, 0) >> (d * DIGIT_BITS)) & (RADIX - 1)] == n) continue; /* one digit value: order unchanged */
     size_t at = 0;
     for (int b = 0; b < RADIX; b++) {
       size_t here = c[b];
       c[b] = at;
       at += here;
     }
-    for (size_t i = 0; i < n; i++) dst[c[(src[i] >> (d * DIGIT_BITS)) & (RADIX - 1)]++] = src[i];
-    uint64_t *t = src;
+    for (size_t i = 0; i < n; i++) {
+      uint64_t k = key_at(src, i);
+      set_key(dst, c[(k >> (d * DIGIT_BITS)) & (RADIX - 1)]++, k);
+    }
+    void *t = src;
     src = dst;
     dst = t;
   }
   for (size_t i = 0; i < n; i++) {
-    uint64_t k = src[i];
+    uint64_t k = key_at(src, i);
     uint64_t bits = (k >> 63) ? k & ~(UINT64_C(1) << 63) : ~k;
     memcpy(&values[i], &bits, sizeof bits);
   }
-  free(keys);
+  free(scratch);
   free(counts);
   return true;
 }

@@ -231,7 +231,7 @@ static void row_time(infsim_sqlrow *row, int64_t ns) {
 static void row_text(infsim_sqlrow *row, const char *text) { infsim_sqlrow_text(row, text, (int32_t)strlen(text)); }
 
 /* requests and timeseries, rows in rowid order: written page by page
- * (sqlpages.h), about a tenth of SQLite's work per row. */
+ * (sqlpages.h), about an eighth of SQLite's work per row. */
 static infsim_status write_db_tables(const char *path, const infsim_run_result *res, infsim_error *err) {
   infsim_sqlpages *w = NULL;
   infsim_status st = infsim_sqlpages_open(path, &w, err);

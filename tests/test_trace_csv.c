@@ -224,6 +224,30 @@ static void test_write_read_round_trip(void **state) {
   assert_int_equal(back.count, t.count);
   assert_memory_equal(back.requests, t.requests, t.count * sizeof t.requests[0]);
   infsim_trace_free(&back);
+  /* The same rows dressed so that the plain-row path declines them (blanks,
+   * quotes, CRLF, an extra column, exponents) read back the same. */
+  FILE *fp = fopen(f->path, "w");
+  assert_non_null(fp);
+  fputs("arrival_time_s,prompt_tokens,output_tokens\n", fp);
+  for (size_t i = 0; i < t.count; i++) {
+    const infsim_trace_request *r = &t.requests[i];
+    char sec[32];
+    infsim_format_seconds(r->arrival_ns, sec);
+    long long p = (long long)r->prompt_tokens, o = (long long)r->output_tokens;
+    switch (i % 6) {
+    case 0: fprintf(fp, "%s,%lld,%lld\n", sec, p, o); break;
+    case 1: fprintf(fp, " %s , %lld,%lld \n", sec, p, o); break;
+    case 2: fprintf(fp, "\"%s\",\"%lld\",%lld\r\n", sec, p, o); break;
+    case 3: fprintf(fp, "%s,%lld,%lld,extra\n", sec, p, o); break;
+    case 4: fprintf(fp, "%se0,%lld,%lld\n", sec, p, o); break;
+    default: fprintf(fp, "%s,%lld,%lld\t\n", sec, p, o); break;
+    }
+  }
+  assert_int_equal(fclose(fp), 0);
+  assert_int_equal(infsim_trace_read_csv(f->path, &back, &err), INFSIM_OK);
+  assert_int_equal(back.count, t.count);
+  assert_memory_equal(back.requests, t.requests, t.count * sizeof t.requests[0]);
+  infsim_trace_free(&back);
 
   /* A failed write leaves nothing: the destination directory does not exist. */
   char bad[600];

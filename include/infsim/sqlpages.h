@@ -1,7 +1,7 @@
 /*
 ** sqlpages.h: writes a new SQLite database file page by page, for tables
 ** whose rows arrive in ascending rowid order (a run's requests and time
-** series), without SQLite: about a tenth of SQLite's work per row.
+** series), without SQLite: about an eighth of SQLite's work per row.
 **
 ** The file is what SQLite would hold after the same CREATE TABLEs and
 ** INSERTs, value for value (same storage classes; a REAL column keeps an
