@@ -243,7 +243,12 @@ void infsim_gm_record_move(infsim_gm *gm, const infsim_gm_move *m, int64_t now_n
   /* New blocks placed remotely take nothing from `from`; a copy takes what
    * the ledger knows there (a stale view may know fewer). */
   int64_t taken = m->fresh ? 0 : at_from < m->blocks ? at_from : m->blocks;
-  if (owner < 0) owner = m->from; /* first blocks of a request: only its owner places them */
+  /* First blocks of a request: only its owner places new ones. A copy of
+   * a request the ledger does not know (its entries dropped while the
+   * confirm was late) may come from a creditor, so `from` need not be the
+   * owner: leave it to the holders' next heartbeats. */
+  if (owner < 0 && !m->fresh) return;
+  if (owner < 0) owner = m->from;
   set_entry(gm, m->req, owner, m->to, at_to + m->blocks, now_ns);
   if (taken > 0) set_entry(gm, m->req, owner, m->from, at_from - taken, now_ns);
 }
