@@ -110,6 +110,7 @@ class Runner:
         self.cache_key = cache_key
         self.commit = commit
         self.cached_only = cached_only
+        self.alternates = []  # Runners of older binaries, read when cached_only finds nothing for this one
         self._fingerprints = {}
         self._fp_locks = {}
         self.slo = slo
@@ -213,6 +214,11 @@ class Runner:
                     self.cached += 1
                 return json.load(f)
         if self.cached_only:
+            for alt in self.alternates:  # older binaries, newest first: their cells say which commit measured them
+                try:
+                    return alt.run(config, settings, trace_path, speedup=speedup, seed=seed, rows=rows)
+                except NotCached:
+                    pass
             raise NotCached("not run: no cached run")
         work = tempfile.mkdtemp(prefix="run-", dir=self.cache_dir)
         try:
