@@ -51,7 +51,7 @@ def _columns_with_data(rows, systems):
 
 
 HIST = ("set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.8 border -1\n"
-        "set boxwidth 0.9\nset grid ytics\nset key inside top left box opaque\nset xtics rotate by -30\n")
+        "set boxwidth 0.9\nset grid ytics\nset key outside top center horizontal box\nset xtics rotate by -30\n")
 
 
 def render(res, st, d, log):

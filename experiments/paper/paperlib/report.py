@@ -219,15 +219,17 @@ def equal_load_table(res):
 def provenance_table(res):
     """Every cell: how many simulator runs its search made, their wall time
     (as measured when each ran) and the commits that measured them."""
-    rows = ["| section | cell | runs | simulator wall s | commits |", "|---|---|---|---|---|"]
+    rows = ["| section | cell | runs | runs past the CPU limit (counted as misses) | simulator wall s | commits |",
+            "|---|---|---|---|---|---|"]
 
     def add(sec, name, r):
         if not r or "skipped" in r:
-            rows.append("| %s | %s | - | - | %s |" % (sec, name, (r or {}).get("skipped", "not run")))
+            rows.append("| %s | %s | - | - | - | %s |" % (sec, name, (r or {}).get("skipped", "not run")))
             return
         n = len(r.get("probes") or [1])
-        rows.append("| %s | %s | %d | %.1f | %s |" % (sec, name, n, r.get("sim_wall_s") or 0.0,
-                                                     ", ".join(x for x in r.get("commits") or [] if x)))
+        rows.append("| %s | %s | %d | %d | %.1f | %s |" % (sec, name, n, r.get("limited_probes") or 0,
+                                                          r.get("sim_wall_s") or 0.0,
+                                                          ", ".join(x for x in r.get("commits") or [] if x)))
     for c in res.get("main", []):
         add("main", "%s %s %s" % (c["model"], c["trace"], c["system"]), c["result"])
         add("saturated", "%s %s %s" % (c["model"], c["trace"], c["system"]), c.get("saturated"))
