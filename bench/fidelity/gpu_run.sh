@@ -28,6 +28,9 @@ pack() { tar czf "$out/fidelity.tar.gz.tmp" -C "$res" . && mv "$out/fidelity.tar
 exec > >(tee "$out/log.txt") 2>&1
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.max.mem,memory.total --format=csv,noheader | tee "$res/gpu.txt"
 date -u +%FT%TZ | tee -a "$res/gpu.txt"
+# What MPI the machine has (cluster mode's several ranks need one).
+{ command -v mpirun mpiexec; ldconfig -p | grep -i -E 'libmpi|libpmix' | head -5
+  python3 -c 'import mpi4py; print("mpi4py", mpi4py.__version__, mpi4py.get_config())' 2>&1 | head -3; } >"$res/mpi.txt" 2>&1
 nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,clocks_throttle_reasons.active \
   --format=csv -lms 500 >"$res/clocks.csv" 2>&1 &
 smi=$!
