@@ -206,6 +206,11 @@ infsim_status infsim_run_execute(const infsim_run_setup *setup, infsim_run_resul
 
 infsim_status infsim_run_simulate(const infsim_run_params *p, const infsim_trace *trace, json_t *config,
                                   infsim_run_result **out, infsim_error *err) {
+  return infsim_run_simulate_watched(p, trace, config, NULL, out, err);
+}
+
+infsim_status infsim_run_simulate_watched(const infsim_run_params *p, const infsim_trace *trace, json_t *config,
+                                          const infsim_sim_watch *watch, infsim_run_result **out, infsim_error *err) {
   *out = NULL;
   const infsim_policy_ops *policy = infsim_policy_lookup(p->sched.policy_name);
   if (policy == NULL) return infsim_fail(err, INFSIM_EINPUT, "policy.name: unknown policy '%s'", p->sched.policy_name);
@@ -249,6 +254,7 @@ infsim_status infsim_run_simulate(const infsim_run_params *p, const infsim_trace
     return infsim_fail(err, INFSIM_EINPUT, "policy.gmanager_node: node %d does not exist (%d instances, %d a node)",
                        (int)sc.gmanager_node, (int)sc.sched.instances, (int)sc.topology.instances_per_node);
   sc.record_iterations = p->record_iterations;
+  if (watch != NULL) sc.watch = *watch;
 
   infsim_run_result *res = calloc(1, sizeof *res);
   if (res == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
@@ -286,6 +292,11 @@ infsim_status infsim_run_simulate(const infsim_run_params *p, const infsim_trace
   }
   *out = res;
   return INFSIM_OK;
+}
+
+void infsim_run_result_high_water(const infsim_run_result *res, infsim_high_water_set *out) {
+  out->count = 0;
+  if (res->sim != NULL) infsim_sim_high_water(res->sim, out);
 }
 
 void infsim_run_result_free(infsim_run_result *res) {

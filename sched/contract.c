@@ -84,11 +84,14 @@ struct infsim_contract {
   size_t nr, cr;
   proposal *g;
   size_t ng, cg;
+  size_t peak_b, peak_r, peak_g; /* most borrows, reservations, proposals at once */
   infsim_contract_counters n;
 };
 
-/* Grows an array by doubling; the arrays hold what is in flight. */
-static infsim_status grow(void **arr, size_t *cap, size_t count, size_t elem, infsim_error *err) {
+/* Grows an array by doubling for one more element (which the caller then
+ * adds: *peak counts it); the arrays hold what is in flight. */
+static infsim_status grow(void **arr, size_t *cap, size_t count, size_t elem, size_t *peak, infsim_error *err) {
+  if (count + 1 > *peak) *peak = count + 1;
   if (count < *cap) return INFSIM_OK;
   size_t c = *cap ? 2 * *cap : 16;
   void *q = realloc(*arr, c * elem);
@@ -262,7 +265,7 @@ infsim_status infsim_contract_borrow(infsim_contract *c, int32_t debtor, int64_t
                                      int64_t now_ns, infsim_error *err) {
   assert(debtor >= 0 && debtor < c->instances && need > 0);
   if (infsim_contract_in_flight(c, debtor, req)) return INFSIM_OK;
-  infsim_status st = grow((void **)&c->b, &c->cb, c->nb, sizeof *c->b, err);
+  infsim_status st = grow((void **)&c->b, &c->cb, c->nb, sizeof *c->b, &c->peak_b, err);
   if (st != INFSIM_OK) return st;
   borrow *b = &c->b[c->nb++];
   *b = (borrow){.id = c->next_id++, .debtor = debtor, .req = req, .need = need, .st = B_ASKING, .fresh_ok = fresh_ok};
@@ -274,8 +277,8 @@ infsim_status infsim_contract_move(infsim_contract *c, const infsim_gm_move *m, 
                                    infsim_error *err) {
   assert(m->from >= 0 && m->from < c->instances && m->to >= 0 && m->to < c->instances && m->blocks > 0);
   if (infsim_contract_in_flight(c, m->from, m->req)) return INFSIM_OK;
-  infsim_status st = grow((void **)&c->b, &c->cb, c->nb, sizeof *c->b, err);
-  if (st == INFSIM_OK) st = grow((void **)&c->g, &c->cg, c->ng, sizeof *c->g, err);
+  infsim_status st = grow((void **)&c->b, &c->cb, c->nb, sizeof *c->b, &c->peak_b, err);
+  if (st == INFSIM_OK) st = grow((void **)&c->g, &c->cg, c->ng, sizeof *c->g, &c->peak_g, err);
   if (st != INFSIM_OK) return st;
   borrow *b = &c->b[c->nb++];
   *b = (borrow){.id = c->next_id++, .debtor = m->from, .req = m->req, .need = m->blocks, .st = B_RESERVING,
@@ -377,7 +380,7 @@ static infsim_status creditor_reserve(infsim_contract *c, const infsim_msg *m, i
   int32_t me = m->dst;
   resv *r = find_resv(c, m->src, m->seq, m->a);
   if (!r) {
-    infsim_status st = grow((void **)&c->r, &c->cr, c->nr, sizeof *c->r, err);
+    infsim_status st = grow((void **)&c->r, &c->cr, c->nr, sizeof *c->r, &c->peak_r, err);
     if (st != INFSIM_OK) return st;
     r = &c->r[c->nr++];
     bool fresh = (m->b & RESERVE_FRESH) != 0, exchange = (m->b & RESERVE_EXCHANGE) != 0;
@@ -461,7 +464,7 @@ static infsim_status gm_deliver(infsim_contract *c, const infsim_msg *m, int64_t
   case INFSIM_MSG_BORROW_REQUEST:
     g = find_prop(c, m->src, m->seq, m->a);
     if (!g) {
-      if ((st = grow((void **)&c->g, &c->cg, c->ng, sizeof *c->g, err)) != INFSIM_OK) return st;
+      if ((st = grow((void **)&c->g, &c->cg, c->ng, sizeof *c->g, &c->peak_g, err)) != INFSIM_OK) return st;
       g = &c->g[c->ng++];
       *g = (proposal){.debtor = m->src, .id = m->seq, .attempt = m->a,
                       .expires_ns = now + KEEP_TIMEOUTS * c->p.timeout_ns};
@@ -516,6 +519,21 @@ void infsim_contract_set_gm_down(infsim_contract *c, bool down) {
 }
 
 int64_t infsim_contract_reserved(const infsim_contract *c, int32_t instance) { return c->reserved[instance]; }
+
+void infsim_contract_high_water(const infsim_contract *c, infsim_high_water_set *out) {
+  /* Final counts are of the entries still in play: reservations holding
+   * blocks, proposals whose move is not confirmed. A kept answer (waiting
+   * only to answer a repeat) holds nothing and is dropped when it expires,
+   * which may fall after the run's last event. Peak and capacity count
+   * every record. */
+  int64_t live_r = 0;
+  for (size_t k = 0; k < c->nr; k++) live_r += c->r[k].st == R_RESERVED;
+  infsim_high_water_note(out, "contract_borrows", (int64_t)c->peak_b, (int64_t)c->nb, (int64_t)c->cb);
+  infsim_high_water_note(out, "contract_reservations", (int64_t)c->peak_r, live_r, (int64_t)c->cr);
+  int64_t live_g = 0; /* proposals of a move not confirmed yet */
+  for (size_t k = 0; k < c->ng; k++) live_g += c->g[k].has_move && !c->g[k].confirmed;
+  infsim_high_water_note(out, "contract_proposals", (int64_t)c->peak_g, live_g, (int64_t)c->cg);
+}
 
 const infsim_contract_counters *infsim_contract_counters_of(const infsim_contract *c) { return &c->n; }
 

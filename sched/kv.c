@@ -142,6 +142,15 @@ int64_t infsim_kv_first_block(const infsim_kv *kv, int32_t pool) { return (int64
 
 int64_t infsim_kv_borrowed_peak(const infsim_kv *kv) { return kv->lent_peak; }
 
+/* Slots are recycled before fresh ones are taken, so the slots ever handed
+ * out are the most blocks ever in use at once. */
+void infsim_kv_pool_usage(const infsim_kv *kv, int32_t pool, int64_t *in_use, int64_t *peak, int64_t *capacity) {
+  const kv_pool *p = &kv->pools[pool];
+  *in_use = p->in_use;
+  *peak = p->high_water;
+  *capacity = p->capacity;
+}
+
 /* ---- pools --------------------------------------------------------------- */
 
 static bool grow(void **items, int64_t *capacity, int64_t need, size_t item_bytes) {
@@ -316,6 +325,28 @@ infsim_status infsim_kv_alloc(infsim_kv *kv, int64_t req, int32_t holder, int64_
   if (!table_reserve(t, n) || !take_slots(kv, holder, req, n, t->ids + t->count))
     return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   t->count += (int32_t)n;
+  return INFSIM_OK;
+}
+
+infsim_status infsim_kv_alloc_each(infsim_kv *kv, const int32_t *reqs, int32_t n, int32_t holder,
+                                   infsim_error *err) {
+  kv_pool *p = &kv->pools[holder];
+  if (p->capacity - p->in_use < n)
+    return infsim_fail(err, INFSIM_ERUN, "KV manager: instance %d has %lld free blocks, %d asked for", (int)holder,
+                       (long long)(p->capacity - p->in_use), (int)n);
+  int64_t base = (int64_t)holder * kv->stride;
+  for (int32_t i = 0; i < n; i++) {
+    kv_table *t = &kv->tables[reqs[i]];
+    if (t->count < t->capacity && p->free_count > 0 && holder == t->owner) {
+      /* as infsim_kv_alloc's fast path: one recycled block, local */
+      t->ids[t->count++] = base + p->free_slots[--p->free_count];
+      p->in_use++;
+      p->local++;
+      continue;
+    }
+    infsim_status st = infsim_kv_alloc(kv, reqs[i], holder, 1, err);
+    if (st != INFSIM_OK) return st;
+  }
   return INFSIM_OK;
 }
 

@@ -93,6 +93,7 @@ typedef struct {
   double message_delay_prob;
   int64_t message_delay_ns;
   int64_t lose_gmanager_at_ns; /* -1: never */
+  int64_t lose_gmanager_every_ns; /* 0: once; else again this long after each loss */
   int64_t gmanager_restart_ns;
 } infinite_settings;
 
@@ -147,6 +148,7 @@ typedef struct {
   int32_t *hb_shift;       /* per instance: heartbeat period x 2^shift while quiet */
   int32_t dgfm_shift;      /* DGFM period x 2^shift while passes find nothing */
   infsim_distkv_stats st;
+  int64_t messages_since_ledger_check; /* debug builds */
   infsim_status pending; /* a failure inside a callback, reported by on_message */
   infsim_error pending_err;
 } infinite;
@@ -162,7 +164,7 @@ static infsim_status read_config(infsim_config *cfg, void *settings, infsim_erro
   static const char *const k_wire[] = {"fp16", "fp32", NULL};
   int dispatch = 0, planner = 0, when_short = 0, tier = 0, wire = 0;
   int64_t heartbeat_ms = 0, timeout_ms = 0, retries = 0, dgfm_ms = 0, gm_node = 0, restart_ms = 0;
-  double move_GBps = 0, delay_ms = 0, lose_gm_s = 0;
+  double move_GBps = 0, delay_ms = 0, lose_gm_s = 0, lose_gm_every_s = 0;
   infsim_status st;
 #define TRY(x)                           \
   do {                                   \
@@ -197,6 +199,7 @@ static infsim_status read_config(infsim_config *cfg, void *settings, infsim_erro
   TRY(infsim_config_double(cfg, "faults.message_delay_ms", 0.0, 0.0, 3600000.0, &delay_ms, err));
   TRY(infsim_config_double(cfg, "faults.lose_gmanager_at_s", -1.0, -1.0, 1e9, &lose_gm_s, err));
   TRY(infsim_config_int(cfg, "faults.gmanager_restart_ms", 100, 0, 3600000, &restart_ms, err));
+  TRY(infsim_config_double(cfg, "faults.lose_gmanager_every_s", 0.0, 0.0, 1e9, &lose_gm_every_s, err));
 #undef TRY
   p->dispatch = dispatch;
   p->planner = planner;
@@ -212,6 +215,12 @@ static infsim_status read_config(infsim_config *cfg, void *settings, infsim_erro
   p->message_delay_ns = (int64_t)(delay_ms * 1e6);
   p->lose_gmanager_at_ns = lose_gm_s < 0 ? -1 : (int64_t)(lose_gm_s * 1e9);
   p->gmanager_restart_ns = restart_ms * 1000000;
+  p->lose_gmanager_every_ns = (int64_t)(lose_gm_every_s * 1e9);
+  /* A loss while the last one's replacement is still starting would
+   * overlap two restarts. */
+  if (lose_gm_every_s > 0 && p->lose_gmanager_every_ns <= p->gmanager_restart_ns)
+    return infsim_config_fail(cfg, "faults.lose_gmanager_every_s", err,
+                              "must exceed faults.gmanager_restart_ms (%lld ms)", (long long)restart_ms);
   return INFSIM_OK;
 }
 
@@ -888,6 +897,8 @@ static infsim_status on_message(void *self, const infsim_msg *m, int64_t now, in
       infsim_gm_reset(p->gm);
       infsim_contract_set_gm_down(p->contract, true);
       st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_GM_BACK, now + p->set.gmanager_restart_ns, err);
+      if (st == INFSIM_OK && more && p->set.lose_gmanager_every_ns > 0)
+        st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_GM_LOST, now + p->set.lose_gmanager_every_ns, err);
       break;
     case TIMER_GM_BACK:
       /* A new gManager: every instance's next heartbeat is a full one. */
@@ -905,7 +916,13 @@ static infsim_status on_message(void *self, const infsim_msg *m, int64_t now, in
     if (err) *err = p->pending_err;
   }
 #ifdef INFSIM_CHECK_INVARIANTS
-  infsim_gm_check(p->gm);
+  /* The ledger's check is O(requests): after every message up to 64
+   * requests, else every requests/64 messages, so checking stays O(64) a
+   * message on a soak's million requests. */
+  if (++p->messages_since_ledger_check >= (int64_t)p->s->n_requests / 64) {
+    p->messages_since_ledger_check = 0;
+    infsim_gm_check(p->gm);
+  }
   infsim_contract_check(p->contract);
   if (p->tier) infsim_cpu_tier_check(p->tier);
 #endif
@@ -942,6 +959,17 @@ bool infsim_policy_infinite_stats(const struct infsim_sched *s, infsim_distkv_st
     out->host_blocks = h->blocks;
   }
   return true;
+}
+
+void infsim_policy_infinite_high_water(const struct infsim_sched *s, infsim_high_water_set *out) {
+  if (s->policy != &infsim_policy_infinite || !s->policy_self) return;
+  const infinite *p = s->policy_self;
+  int64_t ledger_now, ledger_peak, split_now, split_peak;
+  infsim_gm_high_water(p->gm, &ledger_now, &ledger_peak, &split_now, &split_peak);
+  /* Both are bounded by the requests of the run (one record each). */
+  infsim_high_water_note(out, "gmanager_ledger_requests", ledger_peak, ledger_now, (int64_t)s->n_requests);
+  infsim_high_water_note(out, "gmanager_split_requests", split_peak, split_now, (int64_t)s->n_requests);
+  infsim_contract_high_water(p->contract, out);
 }
 
 void infsim_policy_infinite_wire(const char *policy_name, const void *settings, double *wire_bytes_per_value,

@@ -115,11 +115,15 @@ grep -q "instance 1 (rank 1) has not finished its batch after 2 s" "$W/hlog" || 
 [ -s "$W/hang/summary.json" ] && [ -s "$W/hang/requests.csv" ] || fail "no results so far after the fault"
 [ "$took" -lt 60 ] || fail "the hang took $took s to stop the run"
 
-# A rank that exits: mpirun signals the others; rank 0 stops, keeps its results.
+# A rank that exits: mpirun signals the others; rank 0 stops within the
+# timeout, keeps its results.
+start=$(date +%s)
 timeout 120 mpirun -np 2 --oversubscribe "$INFSIM" cluster "$W/c.yaml" --trace "$W/t.csv" --out "$W/die" \
   --executor cpu --timeout 30 --inject-fault die:1:2 >"$W/dlog" 2>&1
 rc=$?
+took=$(( $(date +%s) - start ))
 [ "$rc" -ne 0 ] || fail "a dead rank should fail the run"
+[ "$took" -lt 60 ] || fail "the dead rank took $took s to stop the run"
 grep -q "interrupted" "$W/dlog" || { cat "$W/dlog"; fail "rank 0 did not report the interruption"; }
 [ -s "$W/die/summary.json" ] && [ -s "$W/die/requests.csv" ] || fail "no results so far after a rank died"
 

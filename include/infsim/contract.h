@@ -40,6 +40,7 @@
 #include <stdint.h>
 
 #include "infsim/gmanager.h"
+#include "infsim/high_water.h"
 #include "infsim/status.h"
 #include "infsim/transport.h"
 
@@ -126,6 +127,8 @@ void infsim_contract_set_gm_down(infsim_contract *c, bool down);
 /* Blocks set aside at a creditor for moves that have not landed. */
 int64_t infsim_contract_reserved(const infsim_contract *c, int32_t instance);
 const infsim_contract_counters *infsim_contract_counters_of(const infsim_contract *c);
+/* The protocol's tables in flight (borrows, reservations, proposals). */
+void infsim_contract_high_water(const infsim_contract *c, infsim_high_water_set *out);
 
 /* Aborts when an invariant of the header comment is broken. */
 void infsim_contract_check(const infsim_contract *c);

@@ -151,6 +151,11 @@ void infsim_gm_propose(infsim_gm *gm, const infsim_gm_move *m);
  * views aside). */
 bool infsim_gm_same_ledger(const infsim_gm *a, const infsim_gm *b);
 
+/* Requests with entries in the ledger (now, most at once) and split
+ * requests (now, most at once): the ledger's high-water marks. */
+void infsim_gm_high_water(const infsim_gm *gm, int64_t *ledger_now, int64_t *ledger_peak, int64_t *split_now,
+                          int64_t *split_peak);
+
 /* Aborts when an invariant of the header comment is broken. */
 void infsim_gm_check(const infsim_gm *gm);
 

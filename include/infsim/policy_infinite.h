@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "infsim/high_water.h"
 #include "infsim/policy.h"
 
 struct infsim_sched;
@@ -51,5 +52,9 @@ int32_t infsim_policy_infinite_cpu_tier(const char *policy_name, const void *set
 
 /* The counters of a scheduler running infinite-llm; false for any other policy. */
 bool infsim_policy_infinite_stats(const struct infsim_sched *s, infsim_distkv_stats *out);
+
+/* Adds the gManager ledger's and the protocol's high-water marks of a
+ * scheduler running infinite-llm; nothing for any other policy. */
+void infsim_policy_infinite_high_water(const struct infsim_sched *s, infsim_high_water_set *out);
 
 #endif

@@ -61,6 +61,9 @@ infsim_status infsim_run_execute(const infsim_run_setup *setup, infsim_run_resul
  * outlive the result); config, if not NULL, is summary.json's `config`. */
 infsim_status infsim_run_simulate(const infsim_run_params *p, const infsim_trace *trace, json_t *config,
                                   infsim_run_result **out, infsim_error *err);
+/* The same, with someone watching the run as it goes (sim.h). */
+infsim_status infsim_run_simulate_watched(const infsim_run_params *p, const infsim_trace *trace, json_t *config,
+                                          const infsim_sim_watch *watch, infsim_run_result **out, infsim_error *err);
 void infsim_run_result_free(infsim_run_result *res);
 
 /* The scheduler's parameters a run of p uses (the policy's layout, KV
@@ -107,6 +110,10 @@ int64_t infsim_run_result_sample_interval_ns(const infsim_run_result *res);
 /* "roofline:GPU" or "calibrated:PROFILE". */
 const char *infsim_run_result_cost_model(const infsim_run_result *res);
 double infsim_run_result_wall_s(const infsim_run_result *res);
+/* The run's high-water marks (none for a result from records). */
+void infsim_run_result_high_water(const infsim_run_result *res, infsim_high_water_set *out);
+/* summary.json's high_water object (new reference; a simulated result only). */
+json_t *infsim_run_result_high_water_json(const infsim_run_result *res);
 /* summary.json's object (new reference). */
 json_t *infsim_run_result_summary_json(const infsim_run_result *res);
 

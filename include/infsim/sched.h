@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "infsim/executor.h"
+#include "infsim/high_water.h"
 #include "infsim/kv.h"
 #include "infsim/policy.h"
 #include "infsim/status.h"
@@ -160,6 +161,10 @@ typedef struct {
 } infsim_sched_observer;
 
 void infsim_sched_observe(infsim_sched *s, infsim_sched_observer observer);
+
+/* The high-water marks of the instances' queues and KV pools, and the
+ * policy's (high_water.h). */
+void infsim_sched_high_water(const infsim_sched *s, infsim_high_water_set *out);
 
 /* Debug builds: every instance's block and queue invariants. */
 void infsim_sched_check(const infsim_sched *s);
