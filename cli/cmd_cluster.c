@@ -21,7 +21,6 @@
 #include "commands.h"
 #include "infsim/run.h"
 
-#ifdef INFSIM_HAVE_CLUSTER
 #include "infsim/cluster.h"
 
 static volatile sig_atomic_t g_interrupted;
@@ -30,7 +29,6 @@ static void on_signal(int sig) {
   (void)sig;
   g_interrupted = 1;
 }
-#endif
 
 static const char k_usage[] =
     "usage: mpirun -np N infsim cluster CONFIG.yaml --trace FILE --out DIR [--executor cuda|cpu]\n"
@@ -40,7 +38,8 @@ static const char k_usage[] =
     "Runs the scheduler of `infsim run` on real kernels, one MPI rank per instance (N =\n"
     "cluster.instances), replaying the trace's arrivals on the wall clock, and writes the same\n"
     "outputs as `run` (summary.json, requests.csv, timeseries.csv, results.db; iterations.csv\n"
-    "with metrics.iterations) with measured times. Models have synthetic weights.\n"
+    "with metrics.iterations) with measured times. Models have synthetic weights. One instance\n"
+    "needs no mpirun (and a build without MPI runs only that).\n"
     "\n"
     "  --executor E     cuda (default; one GPU per rank: set CUDA_VISIBLE_DEVICES per rank) or\n"
     "                   cpu (the reference kernels; the `tiny` model)\n"
@@ -59,10 +58,6 @@ int infsim_cmd_cluster(int argc, char **argv) {
       fputs(k_usage, stdout);
       return 0;
     }
-#ifndef INFSIM_HAVE_CLUSTER
-  fprintf(stderr, "infsim cluster: this build has no cluster mode (it needs MPI: libopenmpi-dev)\n");
-  return 1;
-#else
   infsim_run_args args = {0};
   const char *out_dir = NULL;
   int quiet = 0, rc = 2;
@@ -190,5 +185,4 @@ int infsim_cmd_cluster(int argc, char **argv) {
 done:
   free(sets);
   return rc;
-#endif
 }

@@ -16,7 +16,6 @@
 */
 #include "infsim/cluster.h"
 
-#include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,7 +191,7 @@ static infsim_status run_rank0(const infsim_run_setup *setup, const infsim_clust
   infsim_cexec *x = NULL;
   infsim_sched *s = NULL;
   int64_t events = 0;
-  MPI_Barrier(MPI_COMM_WORLD);
+  infsim_cluster_barrier();
   double t0 = infsim_cluster_now_s();
   infsim_status st = infsim_cexec_new(t, model, shadow, trace->requests, trace->count, t0, &x, err);
   infsim_transport net = {.self = &loop, .send = loop_send, .timer = loop_timer, .bytes_sent = loop_bytes};
@@ -251,9 +250,11 @@ infsim_status infsim_cluster_run(const infsim_run_setup *setup, const infsim_clu
     return infsim_fail(err, INFSIM_EINPUT,
                        "cluster.gpus_per_instance: %lld: cluster mode runs one GPU (or CPU) per instance; set 1",
                        (long long)p->gpus_per_instance);
-  int size = 1, rank = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  int32_t size = infsim_cluster_size(), rank = infsim_cluster_rank();
+  if (size != sp.instances && !infsim_cluster_has_mpi())
+    return infsim_fail(err, INFSIM_EINPUT, "cluster: %d instances, and this build has no MPI: it runs one "
+                       "instance (cluster.instances: 1), or build with MPI and run under mpirun -np %d",
+                       sp.instances, sp.instances);
   if (size != sp.instances)
     return infsim_fail(err, INFSIM_EINPUT, "cluster: %d ranks for %d instances: run one rank per instance "
                        "(mpirun -np %d)", size, sp.instances, sp.instances);
@@ -272,16 +273,19 @@ infsim_status infsim_cluster_run(const infsim_run_setup *setup, const infsim_clu
   st = infsim_kernels_open(o->executor, &k, err);
   if (st == INFSIM_OK) st = infsim_cmodel_new(k, &mp, &model, err);
   if (st == INFSIM_OK && o->verify) st = infsim_cmodel_new(k, &mp, &shadow, err);
+  /* Decode graphs are recorded before the clock starts, as a serving engine
+   * does at start-up: a step that first meets its shape mid-run would pay
+   * a capture the simulator knows nothing of. */
+  if (st == INFSIM_OK) st = infsim_cmodel_capture_graphs(model, sp.max_batch_size, NULL, err);
   /* Every rank must be ready (or know that one failed) before the clock starts. */
-  int ok = st == INFSIM_OK, all_ok = 0;
-  MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  bool all_ok = infsim_cluster_all(st == INFSIM_OK);
   if (st == INFSIM_OK && !all_ok) st = infsim_fail(err, INFSIM_ERUN, "cluster: another rank failed to start");
   if (st == INFSIM_OK) st = infsim_ctransport_open(o->transport, k, o->timeout_s, &t, err);
   if (st == INFSIM_OK) {
     if (rank == 0) {
       st = run_rank0(setup, o, &sp, t, model, shadow, out, err);
     } else {
-      MPI_Barrier(MPI_COMM_WORLD);
+      infsim_cluster_barrier();
       infsim_cexec_fault hook = {.kind = (int)o->fault, .after = rank == o->fault_rank ? o->fault_after : -1};
       st = infsim_cexec_serve(t, model, shadow, &hook, err);
     }

@@ -32,23 +32,6 @@ struct infsim_ctransport {
   icl_nccl *nccl;
 };
 
-const char *infsim_ctransport_kind_name(infsim_ctransport_kind kind) {
-  return kind == INFSIM_CTRANSPORT_NCCL ? "nccl" : "mpi";
-}
-
-bool infsim_ctransport_kind_parse(const char *name, infsim_ctransport_kind *out) {
-  if (strcmp(name, "mpi") == 0) *out = INFSIM_CTRANSPORT_MPI;
-  else if (strcmp(name, "nccl") == 0) *out = INFSIM_CTRANSPORT_NCCL;
-  else return false;
-  return true;
-}
-
-double infsim_cluster_now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 infsim_status infsim_cluster_mpi_init(int *argc, char ***argv, infsim_error *err) {
   int done = 0;
   MPI_Initialized(&done);
@@ -74,6 +57,23 @@ int32_t infsim_cluster_rank(void) {
   if (init) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   return rank;
 }
+
+int32_t infsim_cluster_size(void) {
+  int init = 0, size = 1;
+  MPI_Initialized(&init);
+  if (init) MPI_Comm_size(MPI_COMM_WORLD, &size);
+  return size;
+}
+
+void infsim_cluster_barrier(void) { MPI_Barrier(MPI_COMM_WORLD); }
+
+bool infsim_cluster_all(bool ok) {
+  int mine = ok, all = 0;
+  MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  return all != 0;
+}
+
+bool infsim_cluster_has_mpi(void) { return true; }
 
 static void nap(void) {
   struct timespec ts = {0, 20000};

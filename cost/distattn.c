@@ -40,7 +40,12 @@ infsim_distattn_layer infsim_distattn_decode_layer(const infsim_cost_curves *c, 
   for (int j = 0; j < k; j++) {
     if (h[j].requests <= 0) continue;
     double bytes = infsim_distattn_query_bytes(s, h[j].requests) + infsim_distattn_partial_bytes(s, h[j].requests);
-    double r = wire_ns(&h[j], bytes) + c->decode_attn_layer_ns(c->self, h[j].requests, h[j].context_tokens);
+    double kv = (double)h[j].context_tokens * s->kv_bytes_per_token_layer;
+    double gpu_ma = c->decode_attn_layer_ns(c->self, h[j].requests, h[j].context_tokens);
+    double r = wire_ns(&h[j], bytes) + gpu_ma;
+    if (h[j].kind == INFSIM_HOLDER_HOST_MA) r = wire_ns(&h[j], bytes) + kv / s->cpu_attn_bytes_per_s * 1e9;
+    if (h[j].kind == INFSIM_HOLDER_HOST_FETCH)
+      r = (double)h[j].latency_ns + kv / h[j].bytes_per_s * 1e9 + gpu_ma; /* one way: the blocks come */
     out.remote_ns = fmax(out.remote_ns, r);
     partials += h[j].requests;
   }
@@ -61,7 +66,12 @@ infsim_distattn_layer infsim_distattn_prefill_layer(const infsim_cost_curves *c,
   for (int j = 0; j < k; j++) {
     double bytes = (double)h[j].write_bytes;
     double ma = 0;
-    if (h[j].context_tokens > 0) {
+    if (h[j].context_tokens > 0 && h[j].kind != INFSIM_HOLDER_GPU) {
+      /* host KV comes to the GPU and is attended there */
+      bytes += (double)h[j].context_tokens * s->kv_bytes_per_token_layer;
+      ma = c->prefill_attn_layer_ns(c->self, tokens, tokens * h[j].context_tokens);
+      holders++;
+    } else if (h[j].context_tokens > 0) {
       bytes += infsim_distattn_query_bytes(s, tokens) + infsim_distattn_partial_bytes(s, tokens);
       ma = c->prefill_attn_layer_ns(c->self, tokens, tokens * h[j].context_tokens);
       holders++;

@@ -92,6 +92,19 @@ infsim_status infsim_run_params_from_config(infsim_config *cfg, infsim_run_param
   TRY(infsim_config_double(cfg, "scheduler.swap_space_gib", 4.0, 0.0, 1e6, &swap_gib, err));
   sp->preemption = (infsim_preemption_mode)preempt;
   p->swap_space_bytes = (int64_t)(swap_gib * 1024.0 * 1024.0 * 1024.0);
+  /* A node's host memory is one pool: swap space and the CPU tier. By
+   * default it is its instances' swap space together, so a run without
+   * the CPU tier is unchanged. */
+  double host_gib = -1.0, cpu_attn_GBps = 0;
+  if (infsim_config_has(cfg, "cluster.host_memory_gib"))
+    TRY(infsim_config_double(cfg, "cluster.host_memory_gib", 0.0, 0.0, 1e7, &host_gib, err));
+  p->host_memory_bytes = host_gib < 0 ? -1.0 : host_gib * 1024.0 * 1024.0 * 1024.0;
+  /* CPU micro-attention streams the KV once per step: about half of one
+   * socket's peak DRAM bandwidth (DGX A100: AMD EPYC 7742, 8 x DDR4-3200 =
+   * 204.8 GB/s; DGX H100: Xeon 8480C, 8 x DDR5-4800 = 307 GB/s); see
+   * docs/distkv.md, "CPU tier". */
+  TRY(infsim_config_double(cfg, "cluster.cpu_attn_GBps", 100.0, 0.001, 1e6, &cpu_attn_GBps, err));
+  p->cpu_attn_bytes_per_s = cpu_attn_GBps * 1e9;
 
   int policy = 0;
   const char *const *names = infsim_policy_names();

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "infsim/cpu_tier.h"
 #include "infsim/policy_infinite.h"
 #include "infsim/sim.h"
 #include "run_internal.h"
@@ -138,6 +139,10 @@ static infsim_status size_cluster(const infsim_run_params *p, int64_t gpus_per_i
                        (double)infsim_model_weight_bytes(m) / (1 << 30));
   sp->gpu_blocks_per_instance = (int64_t)(kv_bytes / (double)sp->block_bytes);
   sp->host_blocks_per_instance = p->swap_space_bytes / sp->block_bytes;
+  int64_t per_node = p->gpus_per_node / gpus_per_instance;
+  sp->instances_per_host = (int32_t)(per_node > 0 ? per_node : 1);
+  sp->host_blocks = p->host_memory_bytes < 0 ? sp->host_blocks_per_instance * sp->instances_per_host
+                                             : (int64_t)(p->host_memory_bytes / (double)sp->block_bytes);
   return INFSIM_OK;
 }
 
@@ -201,6 +206,11 @@ infsim_status infsim_run_execute(const infsim_run_setup *setup, infsim_run_resul
 
 infsim_status infsim_run_simulate(const infsim_run_params *p, const infsim_trace *trace, json_t *config,
                                   infsim_run_result **out, infsim_error *err) {
+  return infsim_run_simulate_watched(p, trace, config, NULL, out, err);
+}
+
+infsim_status infsim_run_simulate_watched(const infsim_run_params *p, const infsim_trace *trace, json_t *config,
+                                          const infsim_sim_watch *watch, infsim_run_result **out, infsim_error *err) {
   *out = NULL;
   const infsim_policy_ops *policy = infsim_policy_lookup(p->sched.policy_name);
   if (policy == NULL) return infsim_fail(err, INFSIM_EINPUT, "policy.name: unknown policy '%s'", p->sched.policy_name);
@@ -232,10 +242,19 @@ infsim_status infsim_run_simulate(const infsim_run_params *p, const infsim_trace
   infsim_policy_infinite_wire(p->sched.policy_name, p->sched.policy_settings, &sc.distattn.wire_bytes_per_value,
                               &overlap, &sc.gmanager_node);
   sc.distattn.overlap = overlap;
+  /* The CPU tier: host holders' path (distattn.h), per TP shard. */
+  int32_t tier = infsim_policy_infinite_cpu_tier(p->sched.policy_name, p->sched.policy_settings);
+  sc.distattn.host_kind = tier == INFSIM_CPU_TIER_MA      ? INFSIM_HOLDER_HOST_MA
+                          : tier == INFSIM_CPU_TIER_FETCH ? INFSIM_HOLDER_HOST_FETCH
+                                                          : INFSIM_HOLDER_GPU;
+  sc.distattn.kv_bytes_per_token_layer =
+      (double)infsim_model_kv_bytes_per_token(&p->model) / (double)p->model.layers / (double)il.tp;
+  sc.distattn.cpu_attn_bytes_per_s = p->cpu_attn_bytes_per_s / (double)il.tp;
   if (sc.gmanager_node >= (sc.sched.instances + sc.topology.instances_per_node - 1) / sc.topology.instances_per_node)
     return infsim_fail(err, INFSIM_EINPUT, "policy.gmanager_node: node %d does not exist (%d instances, %d a node)",
                        (int)sc.gmanager_node, (int)sc.sched.instances, (int)sc.topology.instances_per_node);
   sc.record_iterations = p->record_iterations;
+  if (watch != NULL) sc.watch = *watch;
 
   infsim_run_result *res = calloc(1, sizeof *res);
   if (res == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
@@ -273,6 +292,11 @@ infsim_status infsim_run_simulate(const infsim_run_params *p, const infsim_trace
   }
   *out = res;
   return INFSIM_OK;
+}
+
+void infsim_run_result_high_water(const infsim_run_result *res, infsim_high_water_set *out) {
+  out->count = 0;
+  if (res->sim != NULL) infsim_sim_high_water(res->sim, out);
 }
 
 void infsim_run_result_free(infsim_run_result *res) {
@@ -316,6 +340,10 @@ const infsim_iteration_row *infsim_run_result_iterations(const infsim_run_result
 
 const infsim_run_counters *infsim_run_result_counters(const infsim_run_result *res) {
   return res->sim == NULL ? &res->counters : infsim_sim_counters(res->sim);
+}
+
+bool infsim_run_result_distkv(const infsim_run_result *res, infsim_distkv_stats *out) {
+  return res->sim != NULL && infsim_policy_infinite_stats(infsim_sim_sched(res->sim), out);
 }
 
 const char *infsim_run_result_cost_model(const infsim_run_result *res) { return res->cost_model; }

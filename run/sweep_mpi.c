@@ -78,9 +78,13 @@ static void hand_out(sweep_ctx *c, int to, int *active) {
   }
 }
 
-static void serve(sweep_ctx *c, int ranks) {
-  int active = ranks - 1;
-  while (active > 0) {
+/* Serves the workers until every one has stopped or, with first_round,
+** until every one has asked for its first job: rank 0's threads start only
+** then, so that a slow-starting worker still gets a job while there are
+** at least as many jobs as workers. */
+static void serve(sweep_ctx *c, int ranks, int *active, bool first_round) {
+  int readied = 0;
+  while (first_round ? readied < ranks - 1 : *active > 0) {
     int ready = 0;
     MPI_Status probed;
     MPI_Iprobe(MPI_ANY_SOURCE, TAG_MSG, MPI_COMM_WORLD, &ready, &probed);
@@ -100,9 +104,10 @@ static void serve(sweep_ctx *c, int ranks) {
       infsim_fail(&err, INFSIM_ERUN, "rank %d sent a malformed message", from);
       sweep_fail_locked(c, INFSIM_ERUN, &err);
       pthread_mutex_unlock(&c->lock);
-      hand_out(c, from, &active);
+      hand_out(c, from, active);
     } else if (strcmp(type, "ready") == 0) {
-      hand_out(c, from, &active);
+      readied++;
+      hand_out(c, from, active);
     } else if (strcmp(type, "key") == 0) {
       json_t *summary = NULL;
       pthread_mutex_lock(&c->lock);
@@ -133,7 +138,7 @@ static void serve(sweep_ctx *c, int ranks) {
       }
       if (st != INFSIM_OK) sweep_fail_locked(c, st, &err);
       pthread_mutex_unlock(&c->lock);
-      hand_out(c, from, &active);
+      hand_out(c, from, active);
     }
     json_decref(m);
   }
@@ -245,11 +250,13 @@ infsim_status sweep_run_mpi(sweep_ctx *c, infsim_error *err) {
         pthread_mutex_unlock(&c->lock);
       }
     }
+    int active = ranks - 1;
+    serve(c, ranks, &active, true);
     pthread_t *ids = calloc((size_t)c->o->jobs, sizeof *ids);
     int started = 0;
     while (ids != NULL && started < c->o->jobs && pthread_create(&ids[started], NULL, sweep_worker, c) == 0)
       started++;
-    serve(c, ranks);
+    serve(c, ranks, &active, false);
     if (started == 0 && ranks == 1) sweep_worker(c);
     for (int i = 0; i < started; i++) pthread_join(ids[i], NULL);
     free(ids);

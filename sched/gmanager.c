@@ -54,6 +54,8 @@ struct infsim_gm {
   gm_inst *inst;
   int64_t *split;
   size_t split_n, split_cap;
+  size_t split_peak;
+  int64_t tracked, tracked_peak; /* requests with entries in the ledger */
   /* scratch of the planner */
   int32_t *order, *rank;
   int64_t *cand;
@@ -149,7 +151,10 @@ static void list_remove(infsim_gm *gm, int64_t *arr, size_t *n, int64_t *pos, bo
 static void update_split(infsim_gm *gm, int64_t r) {
   gm_req *q = &gm->req[r];
   bool is_split = q->remote > 0;
-  if (is_split && q->split_pos < 0) list_add(&gm->split, &gm->split_n, &gm->split_cap, r, &q->split_pos);
+  if (is_split && q->split_pos < 0) {
+    list_add(&gm->split, &gm->split_n, &gm->split_cap, r, &q->split_pos);
+    if (gm->split_n > gm->split_peak) gm->split_peak = gm->split_n;
+  }
   if (!is_split && q->split_pos >= 0) list_remove(gm, gm->split, &gm->split_n, &q->split_pos, true);
 }
 
@@ -167,6 +172,7 @@ static void set_entry(infsim_gm *gm, int64_t r, int32_t owner, int32_t holder, i
     size_t cap = o->owned_cap;
     list_add(&o->owned, &o->owned_n, &cap, r, &q->owned_pos);
     o->owned_cap = cap;
+    if (++gm->tracked > gm->tracked_peak) gm->tracked_peak = gm->tracked;
   }
   assert(owner < 0 || owner == q->owner); /* ownership never changes */
   gm_hold *e = NULL;
@@ -197,6 +203,7 @@ static void set_entry(infsim_gm *gm, int64_t r, int32_t owner, int32_t holder, i
   if (q->total == 0) { /* nothing left anywhere: the request leaves its owner's list */
     gm_inst *o = &gm->inst[q->owner];
     list_remove(gm, o->owned, &o->owned_n, &q->owned_pos, false);
+    gm->tracked--;
     q->owner = -1;
     q->n = 0; /* its zero entries go; its floor keeps stale reports out */
     q->floor_ns = at > q->floor_ns ? at : q->floor_ns;
@@ -236,24 +243,26 @@ void infsim_gm_record_move(infsim_gm *gm, const infsim_gm_move *m, int64_t now_n
   /* New blocks placed remotely take nothing from `from`; a copy takes what
    * the ledger knows there (a stale view may know fewer). */
   int64_t taken = m->fresh ? 0 : at_from < m->blocks ? at_from : m->blocks;
-  if (owner < 0) owner = m->from; /* first blocks of a request: only its owner places them */
+  /* First blocks of a request: only its owner places new ones. A copy of
+   * a request the ledger does not know (its entries dropped while the
+   * confirm was late) may come from a creditor, so `from` need not be the
+   * owner: leave it to the holders' next heartbeats. */
+  if (owner < 0 && !m->fresh) return;
+  if (owner < 0) owner = m->from;
   set_entry(gm, m->req, owner, m->to, at_to + m->blocks, now_ns);
   if (taken > 0) set_entry(gm, m->req, owner, m->from, at_from - taken, now_ns);
 }
 
 void infsim_gm_forget(infsim_gm *gm, int64_t req, int64_t now_ns) {
   gm_req *q = &gm->req[req];
-  while (q->owner >= 0) {
-    assert(q->n > 0);
-    gm_hold *e = &q->h[q->n - 1];
-    if (e->blocks == 0) {
-      q->n--;
-      continue;
-    }
-    e->as_of_ns = now_ns < e->as_of_ns ? e->as_of_ns : now_ns;
-    set_entry(gm, req, q->owner, e->holder, 0, e->as_of_ns);
+  /* Entries set after now_ns (a move confirmed since, a new life after a
+   * recompute) are newer than the news and stay. */
+  for (int32_t k = q->n; k-- > 0;) {
+    if (k >= q->n) continue; /* the list emptied under us */
+    const gm_hold *e = &q->h[k];
+    if (e->blocks > 0 && e->as_of_ns <= now_ns) set_entry(gm, req, -1, e->holder, 0, now_ns);
   }
-  q->n = 0;
+  if (q->owner < 0) q->n = 0;
   if (now_ns > q->floor_ns) q->floor_ns = now_ns;
 }
 
@@ -270,6 +279,15 @@ void infsim_gm_reset(infsim_gm *gm) {
     in->lent = in->borrowed = in->held = 0;
   }
   gm->split_n = 0;
+  gm->tracked = 0;
+}
+
+void infsim_gm_high_water(const infsim_gm *gm, int64_t *ledger_now, int64_t *ledger_peak, int64_t *split_now,
+                          int64_t *split_peak) {
+  *ledger_now = gm->tracked;
+  *ledger_peak = gm->tracked_peak;
+  *split_now = (int64_t)gm->split_n;
+  *split_peak = (int64_t)gm->split_peak;
 }
 
 int32_t infsim_gm_instances(const infsim_gm *gm) { return gm->instances; }
@@ -343,11 +361,6 @@ static size_t order_creditors(const infsim_gm *gm, int32_t exclude, const int32_
 
 size_t infsim_gm_creditors(const infsim_gm *gm, int32_t *out) { return order_creditors(gm, -1, NULL, out); }
 
-/* A candidate's length for "longest first": its blocks, plus `need` for
- * the request that needs them. */
-static int64_t cand_len(const infsim_gm *gm, int64_t r, int64_t req, int64_t need) {
-  return gm->req[r].total + (r == req ? need : 0);
-}
 
 size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, int64_t req, int64_t need,
                       infsim_gm_move *out, size_t cap) {
@@ -366,13 +379,16 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
     int64_t r = d->owned[k];
     if (r != req && infsim_gm_held_by(gm, r, debtor) > 0) gm->cand[nc++] = r;
   }
-  /* Longest first, ties by id (deterministic). */
-  for (size_t i = 1; i < nc; i++) {
+  /* Longest first, ties by id (deterministic); but a request that may take
+   * new blocks goes first whatever its length: new blocks placed at a
+   * creditor cost no copy, moving another request's KV does. */
+  size_t fixed = req >= 0 ? 1 : 0;
+  for (size_t i = fixed + 1; i < nc; i++) {
     int64_t r = gm->cand[i];
     size_t j = i;
-    while (j > 0) {
+    while (j > fixed) {
       int64_t p = gm->cand[j - 1];
-      int64_t lp = cand_len(gm, p, req, need), lr = cand_len(gm, r, req, need);
+      int64_t lp = gm->req[p].total, lr = gm->req[r].total;
       if (lp > lr || (lp == lr && p < r)) break;
       gm->cand[j] = p;
       j--;
@@ -409,6 +425,7 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
 }
 
 void infsim_gm_unpropose(infsim_gm *gm, const infsim_gm_move *m) { gm->inst[m->to].free_view += m->blocks; }
+void infsim_gm_propose(infsim_gm *gm, const infsim_gm_move *m) { gm->inst[m->to].free_view -= m->blocks; }
 
 bool infsim_gm_same_ledger(const infsim_gm *a, const infsim_gm *b) {
   if (a->requests != b->requests || a->instances != b->instances) return false;
@@ -428,8 +445,10 @@ void infsim_gm_check(const infsim_gm *gm) {
   int64_t *held = calloc((size_t)gm->instances, sizeof *held);
   assert(lent && borrowed && held);
   size_t split = 0;
+  int64_t tracked = 0;
   for (int64_t r = 0; r < gm->requests; r++) {
     const gm_req *q = &gm->req[r];
+    tracked += q->owner >= 0;
     int64_t total = 0, remote = 0;
     for (int32_t k = 0; k < q->n; k++) {
       const gm_hold *e = &q->h[k];
@@ -453,7 +472,9 @@ void infsim_gm_check(const infsim_gm *gm) {
     }
     if (q->owner >= 0) assert(q->owned_pos >= 0 && gm->inst[q->owner].owned[q->owned_pos] == r);
   }
-  assert(split == gm->split_n);
+  assert(split == gm->split_n && split <= gm->split_peak);
+  assert(tracked == gm->tracked && tracked <= gm->tracked_peak);
+  (void)tracked;
   int64_t sum_lent = 0, sum_borrowed = 0;
   for (int32_t i = 0; i < gm->instances; i++) {
     assert(lent[i] == gm->inst[i].lent && borrowed[i] == gm->inst[i].borrowed && held[i] == gm->inst[i].held);

@@ -142,6 +142,15 @@ int64_t infsim_kv_first_block(const infsim_kv *kv, int32_t pool) { return (int64
 
 int64_t infsim_kv_borrowed_peak(const infsim_kv *kv) { return kv->lent_peak; }
 
+/* Slots are recycled before fresh ones are taken, so the slots ever handed
+ * out are the most blocks ever in use at once. */
+void infsim_kv_pool_usage(const infsim_kv *kv, int32_t pool, int64_t *in_use, int64_t *peak, int64_t *capacity) {
+  const kv_pool *p = &kv->pools[pool];
+  *in_use = p->in_use;
+  *peak = p->high_water;
+  *capacity = p->capacity;
+}
+
 /* ---- pools --------------------------------------------------------------- */
 
 static bool grow(void **items, int64_t *capacity, int64_t need, size_t item_bytes) {
@@ -174,11 +183,11 @@ static void split_remove(infsim_kv *kv, int64_t req) {
   t->split_slot = -1;
 }
 
-/* True when req has blocks in a GPU pool other than its owner's. */
+/* True when req has blocks outside its owner's GPU pool (another GPU, or
+ * host memory: the CPU tier and swap). */
 static bool is_split(const infsim_kv *kv, const kv_table *t) {
-  for (int32_t i = 0; i < t->n_holdings; i++)
-    if (t->holdings[i].pool < kv->instances) return true;
-  return false;
+  (void)kv;
+  return t->n_holdings > 0;
 }
 
 /* Keeps req's holding in pool (not its owner's GPU pool) right after n
@@ -195,10 +204,8 @@ static bool hold(infsim_kv *kv, int32_t pool, int64_t req, int64_t n) {
     if (h == NULL) return false;
     t->holdings = h;
     t->holdings[t->n_holdings++] = (kv_holding){pool, 0};
-    if (pool < kv->instances) {
-      kv->pools[pool].guests++;
-      if (t->split_slot < 0 && !split_add(kv, req)) return false;
-    }
+    if (pool < kv->instances) kv->pools[pool].guests++;
+    if (t->split_slot < 0 && !split_add(kv, req)) return false;
   }
   t->holdings[i].blocks += (int32_t)n;
   assert(t->holdings[i].blocks >= 0);
@@ -321,6 +328,28 @@ infsim_status infsim_kv_alloc(infsim_kv *kv, int64_t req, int32_t holder, int64_
   return INFSIM_OK;
 }
 
+infsim_status infsim_kv_alloc_each(infsim_kv *kv, const int32_t *reqs, int32_t n, int32_t holder,
+                                   infsim_error *err) {
+  kv_pool *p = &kv->pools[holder];
+  if (p->capacity - p->in_use < n)
+    return infsim_fail(err, INFSIM_ERUN, "KV manager: instance %d has %lld free blocks, %d asked for", (int)holder,
+                       (long long)(p->capacity - p->in_use), (int)n);
+  int64_t base = (int64_t)holder * kv->stride;
+  for (int32_t i = 0; i < n; i++) {
+    kv_table *t = &kv->tables[reqs[i]];
+    if (t->count < t->capacity && p->free_count > 0 && holder == t->owner) {
+      /* as infsim_kv_alloc's fast path: one recycled block, local */
+      t->ids[t->count++] = base + p->free_slots[--p->free_count];
+      p->in_use++;
+      p->local++;
+      continue;
+    }
+    infsim_status st = infsim_kv_alloc(kv, reqs[i], holder, 1, err);
+    if (st != INFSIM_OK) return st;
+  }
+  return INFSIM_OK;
+}
+
 void infsim_kv_release_tail(infsim_kv *kv, int64_t req, int64_t n) {
   kv_table *t = &kv->tables[req];
   assert(n <= t->count);
@@ -370,7 +399,7 @@ infsim_status infsim_kv_swap_in(infsim_kv *kv, int64_t req, int32_t holder, infs
 
 infsim_status infsim_kv_move(infsim_kv *kv, int64_t req, int64_t first, int64_t n, int32_t holder,
                              infsim_error *err) {
-  assert(holder < kv->instances);
+  assert(holder < kv->instances + kv->hosts);
   return rehome(kv, req, first, n, holder, err);
 }
 
@@ -444,10 +473,19 @@ void infsim_kv_check(const infsim_kv *kv) {
     borrowed += kv->borrowed[i];
   }
   assert(lent == borrowed && lent == kv->lent_total);
+  /* Host pools as holders: what they hold is what the instances' requests
+   * have in host memory (swapped or the CPU tier). */
+  int64_t host_held = 0, host_owed = 0;
   for (int32_t q = 0; q < kv->instances + kv->hosts; q++) {
     const kv_pool *p = &kv->pools[q];
     assert(p->in_use + p->free_count == p->high_water);
+    assert(p->in_use <= p->capacity);
+    if (q >= kv->instances) host_held += p->in_use;
   }
+  for (int32_t i = 0; i < kv->instances; i++) host_owed += kv->swapped[i];
+  assert(host_held == host_owed);
+  (void)host_held;
+  (void)host_owed;
 
   (void)lent;
   (void)borrowed;

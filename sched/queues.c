@@ -23,7 +23,7 @@ infsim_status deque_push_back(req_deque *q, int32_t v, infsim_error *err) {
   infsim_status st = deque_reserve(q, err);
   if (st != INFSIM_OK) return st;
   q->items[(q->head + q->count) % q->capacity] = v;
-  q->count++;
+  if (++q->count > q->peak) q->peak = q->count;
   return INFSIM_OK;
 }
 
@@ -32,7 +32,7 @@ infsim_status deque_push_front(req_deque *q, int32_t v, infsim_error *err) {
   if (st != INFSIM_OK) return st;
   q->head = (q->head + q->capacity - 1) % q->capacity;
   q->items[q->head] = v;
-  q->count++;
+  if (++q->count > q->peak) q->peak = q->count;
   return INFSIM_OK;
 }
 
@@ -73,6 +73,7 @@ infsim_status step_heap_push(step_heap *h, step_event ev, infsim_error *err) {
     h->capacity = cap;
   }
   int32_t i = h->count++;
+  if (h->count > h->peak) h->peak = h->count;
   while (i > 0) {
     int32_t parent = (i - 1) / 2;
     if (!step_event_before(&ev, &h->items[parent])) break;
@@ -101,4 +102,36 @@ void step_heap_free(step_heap *h) {
   free(h->items);
   h->items = NULL;
   h->count = h->capacity = 0;
+}
+
+infsim_status req_set_add(req_set *q, int32_t v, infsim_error *err) {
+  if (q->count == q->capacity) {
+    int32_t cap = q->capacity ? 2 * q->capacity : 16;
+    int32_t *items = realloc(q->items, (size_t)cap * sizeof *items);
+    if (items == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+    q->items = items;
+    q->capacity = cap;
+  }
+  int32_t i = q->count++;
+  while (i > 0 && q->items[i - 1] > v) {
+    q->items[i] = q->items[i - 1];
+    i--;
+  }
+  assert(i == 0 || q->items[i - 1] != v);
+  q->items[i] = v;
+  return INFSIM_OK;
+}
+
+void req_set_remove(req_set *q, int32_t v) {
+  int32_t i = 0;
+  while (i < q->count && q->items[i] != v) i++;
+  assert(i < q->count);
+  for (; i + 1 < q->count; i++) q->items[i] = q->items[i + 1];
+  q->count--;
+}
+
+void req_set_free(req_set *q) {
+  free(q->items);
+  q->items = NULL;
+  q->count = q->capacity = 0;
 }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "infsim/policy_infinite.h"
 #include "sched_internal.h"
 
 const char *infsim_reject_reason_name(infsim_reject_reason r) {
@@ -79,9 +80,12 @@ infsim_status infsim_sched_new(const infsim_sched_params *p, const infsim_trace_
                                         INFSIM_REQ_PENDING, INFSIM_REJECT_NONE};
     s->rs[i].run_slot = -1;
   }
-  /* One host pool per instance for now: its swap space. */
-  st = infsim_kv_new(s->n_instances, p->gpu_blocks_per_instance, s->n_instances, p->host_blocks_per_instance,
-                     (int64_t)count, &s->kv, err);
+  /* One host pool per node (kv.h's host pool h is node h's memory). */
+  if (s->p.instances_per_host < 1) s->p.instances_per_host = 1;
+  if (s->p.host_blocks <= 0) s->p.host_blocks = s->p.host_blocks_per_instance * s->p.instances_per_host;
+  int32_t hosts = (s->n_instances + s->p.instances_per_host - 1) / s->p.instances_per_host;
+  st = infsim_kv_new(s->n_instances, p->gpu_blocks_per_instance, hosts, s->p.host_blocks, (int64_t)count, &s->kv,
+                     err);
   for (int32_t i = 0; st == INFSIM_OK && i < s->n_instances; i++) st = instance_init(s, &s->inst[i], i, err);
   if (st == INFSIM_OK) st = policy->create(p->policy_settings, s, s->n_instances, &s->policy_self, err);
   if (st != INFSIM_OK) {
@@ -95,7 +99,7 @@ infsim_status infsim_sched_new(const infsim_sched_params *p, const infsim_trace_
 void infsim_sched_free(infsim_sched *s) {
   if (s == NULL) return;
   if (s->inst != NULL)
-    for (int32_t i = 0; i < s->n_instances; i++) instance_free(&s->inst[i]);
+    for (int32_t i = 0; i < s->n_instances; i++) instance_free(s, &s->inst[i]);
   if (s->policy_self != NULL) s->policy->destroy(s->policy_self);
   infsim_kv_free(s->kv);
   free(s->inst);
@@ -103,6 +107,8 @@ void infsim_sched_free(infsim_sched *s) {
   free(s->rs);
   free(s->entries);
   free(s->holders);
+  free(s->due);
+  free(s->due_reqs);
   free(s);
 }
 
@@ -158,15 +164,6 @@ const infsim_run_counters *infsim_sched_counters(infsim_sched *s, int64_t now_ns
 
 infsim_kv *infsim_sched_kv(infsim_sched *s) { return s->kv; }
 
-/* Blocks that one step at a time would have booked for the boundary
- * event e once `done` steps of the running batch have ended: the event's
- * own step and every block_tokens steps after it (the batch books them
- * all at its end). */
-static int64_t boundaries_due(const infsim_sched *s, const instance *in, const step_event *e, int64_t done) {
-  if (e->epoch != s->rs[e->req].epoch || e->step <= in->step || e->step > in->step + done) return 0;
-  return 1 + (in->step + done - e->step) / s->p.block_tokens;
-}
-
 /* The instance is in a batch of several decode steps (no prompt chunk). */
 static bool in_decode_run(const infsim_sched *s, const instance *in) {
   return in->busy && in->chunk_count == 0 && in->iter_steps > 1 && s->exec.steps_done != NULL;
@@ -177,9 +174,7 @@ int64_t infsim_sched_free_blocks_now(infsim_sched *s, int32_t id, int64_t now_ns
   int64_t free_blocks = infsim_kv_free_blocks(s->kv, id);
   if (!in_decode_run(s, in)) return free_blocks;
   int64_t done = s->exec.steps_done(s->exec.self, id, now_ns);
-  int64_t due = 0;
-  for (int32_t i = 0; i < in->boundaries.count; i++) due += boundaries_due(s, in, &in->boundaries.items[i], done);
-  return free_blocks - due;
+  return free_blocks - instance_blocks_due(s, in, -1, done);
 }
 
 int64_t infsim_sched_blocks_now(infsim_sched *s, int64_t req, int32_t holder, int64_t now_ns) {
@@ -189,9 +184,7 @@ int64_t infsim_sched_blocks_now(infsim_sched *s, int64_t req, int32_t holder, in
   const instance *in = &s->inst[owner];
   if (!in_decode_run(s, in)) return blocks;
   int64_t done = s->exec.steps_done(s->exec.self, owner, now_ns);
-  for (int32_t i = 0; i < in->boundaries.count; i++)
-    if (in->boundaries.items[i].req == req) blocks += boundaries_due(s, in, &in->boundaries.items[i], done);
-  return blocks;
+  return blocks + instance_blocks_due(s, in, (int32_t)req, done);
 }
 
 void infsim_sched_touch(infsim_sched *s, int32_t id, int64_t now_ns) {
@@ -202,6 +195,35 @@ void infsim_sched_touch(infsim_sched *s, int32_t id, int64_t now_ns) {
 void infsim_sched_observe(infsim_sched *s, infsim_sched_observer observer) { s->observer = observer; }
 
 int32_t infsim_sched_instances(const infsim_sched *s) { return s->n_instances; }
+
+void infsim_sched_high_water(const infsim_sched *s, infsim_high_water_set *out) {
+  for (int32_t i = 0; i < s->n_instances; i++) {
+    const instance *in = &s->inst[i];
+    infsim_high_water_note(out, "instance_waiting", in->waiting.peak, in->waiting.count, in->waiting.capacity);
+    infsim_high_water_note(out, "instance_swapped", in->swapped.peak, in->swapped.count, in->swapped.capacity);
+    infsim_high_water_note(out, "instance_prefilling", in->prefilling.peak, in->prefilling.count,
+                           in->prefilling.capacity);
+    infsim_high_water_note(out, "instance_running", in->running_peak, in->running_count, in->running_capacity);
+    infsim_high_water_note(out, "instance_finish_events", in->finishes.peak, in->finishes.count,
+                           in->finishes.capacity);
+    int64_t members = 0, slots = 0; /* decoding requests in the block-boundary phase sets */
+    for (int64_t p = 0; p < s->n_phases; p++) {
+      members += in->phases[p].count;
+      slots += in->phases[p].capacity;
+    }
+    infsim_high_water_note(out, "instance_block_boundary_events", in->phase_peak, members, slots);
+    int64_t used, peak, capacity;
+    infsim_kv_pool_usage(s->kv, i, &used, &peak, &capacity);
+    infsim_high_water_note(out, "kv_gpu_blocks", peak, used, capacity);
+  }
+  int32_t hosts = (s->n_instances + s->p.instances_per_host - 1) / s->p.instances_per_host;
+  for (int32_t h = 0; h < hosts; h++) { /* a node's host memory: swap space and the CPU tier */
+    int64_t used, peak, capacity;
+    infsim_kv_pool_usage(s->kv, s->n_instances + h, &used, &peak, &capacity);
+    infsim_high_water_note(out, "kv_host_blocks", peak, used, capacity);
+  }
+  infsim_policy_infinite_high_water(s, out);
+}
 
 void infsim_sched_check(const infsim_sched *s) {
 #ifndef NDEBUG

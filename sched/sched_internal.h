@@ -20,9 +20,11 @@ typedef struct {
   int64_t generated0; /* tokens generated as of step0 */
   int64_t kv0;        /* KV tokens as of step0 */
   int64_t step0;
+  int64_t next_boundary; /* decoding: the step of its next KV block boundary */
   int32_t run_slot;
   uint32_t epoch; /* bumped on preemption: stale step events are skipped */
   bool decoding;
+  bool stalled; /* at a block boundary, waiting for the policy's blocks (boundary_wait.c) */
 } req_sched;
 
 typedef struct {
@@ -35,13 +37,23 @@ typedef struct {
   req_deque waiting;
   req_deque swapped;
   req_deque prefilling; /* admitted, prompt not done, in admission order */
+  req_deque stalled;    /* running, out of the batch at a block boundary (boundary_wait.c) */
   int32_t *running;     /* every request holding GPU blocks */
   int32_t running_count;
+  int32_t running_peak;
+  int32_t running_capacity;
   int64_t decode_n; /* decoding requests */
   int64_t kv_sum;   /* sum of their KV tokens as of `step` */
   int64_t step;     /* decode iterations done */
   step_heap finishes;
-  step_heap boundaries;
+  /* Decoding requests by the phase of their block boundaries: a request
+   * whose KV fills a block at step t needs one more at t + block_tokens,
+   * t + 2 x block_tokens..., so it stays in set t mod 16 while it decodes
+   * (16 sets, as block_tokens is a multiple of 16; fewer otherwise). */
+  req_set *phases;
+  uint32_t phase_mask;   /* bit p: phases[p] has members */
+  int32_t phase_peak;    /* most members at once (summary.json's high_water) */
+  int64_t boundary_from; /* the first step whose boundaries are not yet applied */
   /* the batch in flight */
   bool busy;
   int64_t iter_steps; /* decode steps in it (0: prefill only) */
@@ -49,6 +61,7 @@ typedef struct {
   int32_t chunk_count;
   int64_t swap_in_bytes;  /* host -> GPU KV to charge to the next batch */
   int64_t swap_out_bytes; /* GPU -> host */
+  int64_t swap_blocks;    /* in host memory for its swapped requests (at most host_blocks_per_instance) */
 } instance;
 
 struct infsim_sched {
@@ -77,11 +90,15 @@ struct infsim_sched {
   int32_t entry_capacity;
   infsim_batch_holder *holders; /* a batch's remote holders (DistAttention) */
   int32_t holder_capacity;
+  int64_t n_phases;  /* phase sets per instance (instance.c) */
+  step_event *due;   /* the boundaries of one step, when blocks may run short */
+  int32_t *due_reqs; /* ... and their requests, when they cannot */
+  int32_t due_capacity;
 };
 
 /* instance.c */
 infsim_status instance_init(infsim_sched *s, instance *in, int32_t id, infsim_error *err);
-void instance_free(instance *in);
+void instance_free(const infsim_sched *s, instance *in);
 /* A dispatched request joins the instance's waiting queue (or is rejected). */
 infsim_status instance_arrive(infsim_sched *s, instance *in, int32_t req, infsim_error *err);
 /* The batch in flight ended at s->now_ns. */
@@ -89,6 +106,28 @@ infsim_status instance_iteration_done(infsim_sched *s, instance *in, infsim_erro
 /* Starts the next batch if the instance is idle and has work. */
 infsim_status instance_kick(infsim_sched *s, instance *in, infsim_error *err);
 void instance_check(const infsim_sched *s, const instance *in);
+/* Blocks that one step at a time would have booked at the boundaries of
+ * req (every decoding request when req < 0) once `done` steps of the
+ * running batch have ended (the batch books them all at its end). */
+int64_t instance_blocks_due(const infsim_sched *s, const instance *in, int32_t req, int64_t done);
+/* Shared with boundary_wait.c and instance_loss.c. */
+infsim_status join_decode(infsim_sched *s, instance *in, int32_t req, int64_t kv_tokens, infsim_error *err);
+void leave_decode(const infsim_sched *s, instance *in, int32_t req);
+int32_t pick_victim(infsim_sched *s, const instance *in);
+infsim_status preempt(infsim_sched *s, instance *in, int32_t req, infsim_error *err);
+
+/* boundary_wait.c: a decoding request at a block boundary with no free
+ * block while the policy gets blocks (INFSIM_SHORT_WAIT) leaves the batch,
+ * keeping its KV, instead of preempting (policy.when_short: wait). */
+/* Takes req (decoding, its blocks full at the current step) out of the batch. */
+infsim_status boundary_wait_stall(infsim_sched *s, instance *in, int32_t req, infsim_error *err);
+/* Gives stalled requests their block, first stalled first, while blocks
+ * are free; for the first that finds none the policy is asked again and,
+ * unless it still answers WAIT, a victim is preempted (vLLM). Sets
+ * *preempted when one was. */
+infsim_status boundary_wait_resume(infsim_sched *s, instance *in, bool *preempted, infsim_error *err);
+/* req leaves the stalled queue (preempted, or its instance lost). */
+void boundary_wait_forget(infsim_sched *s, instance *in, int32_t req);
 
 /* sched.c */
 void sched_counts_changed(infsim_sched *s, int64_t d_waiting, int64_t d_running);

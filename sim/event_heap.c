@@ -15,6 +15,7 @@ void infsim_event_heap_init(infsim_event_heap *h) {
   h->items = NULL;
   h->count = 0;
   h->capacity = 0;
+  h->peak = 0;
   h->next_seq = 0;
 }
 
@@ -34,6 +35,7 @@ infsim_status infsim_event_heap_push(infsim_event_heap *h, int64_t time_ns, int3
   }
   infsim_event ev = {time_ns, priority, target, h->next_seq++, arg};
   size_t i = h->count++;
+  if (h->count > h->peak) h->peak = h->count;
   while (i > 0) {
     size_t parent = (i - 1) / 2;
     if (!event_before(&ev, &h->items[parent])) break;

@@ -51,6 +51,7 @@ struct infsim_network {
   size_t link_count, link_cap;
   net_flow *flows;
   size_t flow_cap, flow_count;
+  size_t flow_peak; /* most flows at once */
   uint32_t *generation; /* per slot */
   size_t *free_slots;
   size_t free_count;
@@ -352,6 +353,7 @@ static infsim_status new_flow(infsim_network *net, const int32_t *path, int path
   f->active_at_ns = start_ns + latency_ns;
   f->finish_ns = INT64_MAX;
   net->flow_count++;
+  if (net->flow_count > net->flow_peak) net->flow_peak = net->flow_count;
   *out = f;
   return INFSIM_OK;
 }
@@ -485,6 +487,11 @@ double infsim_network_rate(const infsim_network *net, int64_t id) {
 }
 
 size_t infsim_network_flow_count(const infsim_network *net) { return net->flow_count; }
+
+size_t infsim_network_flow_peak(const infsim_network *net, size_t *slots) {
+  *slots = net->flow_cap;
+  return net->flow_peak;
+}
 
 int64_t infsim_network_now_ns(const infsim_network *net) { return net->now_ns; }
 

@@ -41,6 +41,7 @@ infsim_status infsim_sim_new(const infsim_sim_config *c, infsim_cost_model *cost
   s->n_instances = c->sched.instances;
   s->sample_interval_ns = c->sample_interval_ns > 0 ? c->sample_interval_ns : 1000000000;
   s->max_ticks = c->max_samples_per_instance > 0 ? c->max_samples_per_instance : INFSIM_MAX_SAMPLES_PER_INSTANCE;
+  s->next_watch_ns = c->watch.every_ns;
   infsim_event_heap_init(&s->heap);
   s->exec = calloc((size_t)s->n_instances, sizeof *s->exec);
   if (s->exec == NULL) {
@@ -102,6 +103,7 @@ static infsim_status take_sample(infsim_sim *s, infsim_error *err) {
   }
   infsim_sched_sample(s->sched, s->now_ns, &s->samples[s->n_samples]);
   s->n_samples += n;
+  if (s->n_samples > s->samples_peak) s->samples_peak = s->n_samples;
   if ((int64_t)(s->n_samples / n) >= s->max_ticks) thin_samples(s);
   return INFSIM_OK;
 }
@@ -188,6 +190,12 @@ infsim_status infsim_sim_run(infsim_sim *s, infsim_error *err) {
     }
     if (st != INFSIM_OK) return st;
     check_invariants(s);
+    const infsim_sim_watch *w = &s->c.watch;
+    while (w->every_ns > 0 && s->now_ns >= s->next_watch_ns) {
+      w->tick(w->self, s, s->next_watch_ns);
+      s->next_watch_ns = s->next_watch_ns <= INT64_MAX - w->every_ns ? s->next_watch_ns + w->every_ns : INT64_MAX;
+      if (s->next_watch_ns == INT64_MAX) break;
+    }
   }
   if (!infsim_sched_all_done(s->sched))
     return infsim_fail(err, INFSIM_ERUN, "run ended with %lld of %zu requests unfinished (seed %llu)",
@@ -220,6 +228,20 @@ const infsim_run_counters *infsim_sim_counters(const infsim_sim *s) { return &s-
 const infsim_network *infsim_sim_network(const infsim_sim *s) { return s->net; }
 
 const infsim_sched *infsim_sim_sched(const infsim_sim *s) { return s->sched; }
+
+void infsim_sim_high_water(const infsim_sim *s, infsim_high_water_set *out) {
+  out->count = 0;
+  infsim_high_water_note(out, "event_heap", (int64_t)s->heap.peak, (int64_t)s->heap.count, (int64_t)s->heap.capacity);
+  infsim_high_water_note(out, "messages_in_flight", s->msgs_peak, s->msgs_in_use, s->msg_capacity);
+  size_t flow_slots = 0;
+  size_t flow_peak = infsim_network_flow_peak(s->net, &flow_slots);
+  infsim_high_water_note(out, "network_flows", (int64_t)flow_peak, (int64_t)infsim_network_flow_count(s->net),
+                         (int64_t)flow_slots);
+  /* Rows of the time series: bounded by max_samples_per_instance ticks. */
+  infsim_high_water_note(out, "timeseries_rows", (int64_t)s->samples_peak, (int64_t)s->n_samples,
+                         s->max_ticks * (int64_t)s->n_instances);
+  infsim_sched_high_water(s->sched, out);
+}
 
 int64_t infsim_sim_sample_interval_used_ns(const infsim_sim *s) { return s->sample_interval_ns; }
 

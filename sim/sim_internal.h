@@ -23,6 +23,7 @@ typedef struct {
   int64_t start_ns;
   int64_t lead_ns;  /* swap traffic before the batch's compute */
   int64_t steps;
+  int64_t compute_ns; /* the batch's time after lead_ns */
   int64_t first_context;
   infsim_decode_run run; /* cost of its decode steps (decode-only batches) */
   /* DistAttention over a run of decode steps (distattn.h): per layer, the
@@ -68,15 +69,19 @@ struct infsim_sim {
   msg_slot *msgs;
   int32_t msg_capacity;
   int32_t msg_free;
+  int32_t msgs_in_use; /* messages and timers in flight */
+  int32_t msgs_peak;
   int64_t bytes_sent;
   /* samples */
   infsim_sample_row *samples;
   size_t n_samples;
   size_t cap_samples;
+  size_t samples_peak; /* most rows held at once (thinning drops some) */
   int64_t sample_interval_ns;
   int64_t max_ticks;
   infsim_run_counters counters;
   int64_t events_since_full_check;
+  int64_t next_watch_ns; /* the watch's next tick */
 };
 
 /* sim_executor.c */

@@ -40,6 +40,7 @@ static infsim_status take_slot(infsim_sim *s, const infsim_msg *msg, int64_t now
   s->msg_free = s->msgs[slot].next_free;
   s->msgs[slot].msg = *msg;
   s->msgs[slot].sent_ns = now_ns;
+  if (++s->msgs_in_use > s->msgs_peak) s->msgs_peak = s->msgs_in_use;
   *out = slot;
   return INFSIM_OK;
 }
@@ -49,6 +50,7 @@ infsim_msg sim_transport_take(infsim_sim *s, int32_t slot, int64_t *sent_ns) {
   *sent_ns = s->msgs[slot].sent_ns;
   s->msgs[slot].next_free = s->msg_free;
   s->msg_free = slot;
+  s->msgs_in_use--;
   return m;
 }
 

@@ -45,6 +45,10 @@ open('c.yaml', 'w').write(s)"
 }
 case_config_newline_value() { printf 'seed: "1\\n2"\n' >c.yaml; "$INFSIM" run c.yaml --out o; }
 case_config_binary() { "$INFSIM" run /dev/zero --out o; }
+case_fault_gmanager_period() {
+  printf 'policy:\n  name: infinite-llm\nfaults:\n  lose_gmanager_at_s: 1\n  lose_gmanager_every_s: 0.05\n' >c.yaml
+  "$INFSIM" run c.yaml --out o
+}
 case_set_syntax() { "$INFSIM" run ok.yaml --out o --set seed; }
 case_set_utf8() { "$INFSIM" run ok.yaml --out o --set "model.name=$(printf '\377')"; }
 case_workload_tiny_duration() { "$INFSIM" trace gen --duration_s 4e-11 -o t.csv; }

@@ -12,6 +12,7 @@
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -26,8 +27,10 @@ static infsim_trace poisson(size_t n, double rate, int64_t max_prompt, int64_t m
   return fixture_random_trace(n, rate, max_prompt, max_output, seed, "test.overload");
 }
 
-/* Runs, then checks the properties every overloaded run must keep. */
-static infsim_summary check_run(const infsim_run_params *p, const infsim_trace *t, int64_t *rejected_out) {
+/* Runs, then checks the properties every overloaded run must keep; the
+ * last request's record goes to *last (the giant prompt of some cases). */
+static infsim_summary check_run_last(const infsim_run_params *p, const infsim_trace *t, int64_t *rejected_out,
+                                     infsim_request_record *last) {
   infsim_run_result *res = fixture_run(p, t);
   size_t n = 0;
   const infsim_request_record *r = infsim_run_result_requests(res, &n);
@@ -52,8 +55,13 @@ static infsim_summary check_run(const infsim_run_params *p, const infsim_trace *
                  (double)infsim_model_weight_bytes(&p->model);
   if (s.throughput_tok_s > bound) fail_msg("throughput %.1f tok/s above the roofline bound %.1f", s.throughput_tok_s, bound);
   *rejected_out = rejected;
+  if (last != NULL) *last = r[n - 1];
   infsim_run_result_free(res);
   return s;
+}
+
+static infsim_summary check_run(const infsim_run_params *p, const infsim_trace *t, int64_t *rejected_out) {
+  return check_run_last(p, t, rejected_out, NULL);
 }
 
 static void test_overload_2x_and_10x(void **state) {
@@ -92,17 +100,63 @@ static void test_tiny_memory_and_giant_prompts(void **state) {
     infsim_trace t = poisson(600, 50.0, 1500, 400, 5);
     fixture_add(&t, t.requests[t.count - 1].arrival_ns + 1, 200000, 10); /* longer than any instance */
     int64_t rejected = 0;
-    infsim_summary s = check_run(&p, &t, &rejected);
+    infsim_request_record giant;
+    infsim_summary s = check_run_last(&p, &t, &rejected, &giant);
     assert_true(rejected >= 1);
+    assert_int_equal(giant.state, INFSIM_REQ_REJECTED);
+    assert_int_equal(giant.reason, INFSIM_REJECT_KV_CAPACITY);
     assert_int_equal(s.completed + rejected, (int64_t)t.count);
     infsim_trace_free(&t);
   }
+}
+
+/* The same under infinite-llm (borrowing on): 10x what the cluster serves,
+ * a fifth of the GPU's memory (300 blocks, 4,800 tokens an instance),
+ * prompts up to 8,000 tokens (longer than one instance: served by
+ * borrowing, unless the others lack the room) and one of 100,000 tokens,
+ * more than the whole cluster's 19,200, which must be rejected for KV
+ * capacity. */
+static void test_overload_with_borrowing(void **state) {
+  (void)state;
+  const char *const settings[] = {"model=llama2-7b", "gpu=a100-80gb", "cluster.instances=4",
+                                  "cluster.gpus_per_node=2", "scheduler.gpu_memory_utilization=0.2",
+                                  "scheduler.max_batch_size=32", "policy.name=infinite-llm", NULL};
+  infsim_run_params p = fixture_params(settings);
+  infsim_trace burst = poisson(300, 1e6, 2000, 200, 7);
+  int64_t rejected = 0;
+  infsim_summary cap = check_run(&p, &burst, &rejected);
+  assert_int_equal(rejected, 0);
+  infsim_trace t = poisson(800, 10.0 * cap.requests_per_s, 8000, 200, 8);
+  fixture_add(&t, t.requests[t.count - 1].arrival_ns + 1, 100000, 10);
+  infsim_request_record giant;
+  infsim_summary s = check_run_last(&p, &t, &rejected, &giant);
+  assert_int_equal(s.completed + rejected, (int64_t)t.count);
+  assert_true(s.requests_per_s < 10.0 * cap.requests_per_s);
+  assert_int_equal(giant.state, INFSIM_REQ_REJECTED);
+  assert_int_equal(giant.reason, INFSIM_REJECT_KV_CAPACITY);
+  /* Rejected are only requests larger than one instance (when the others
+   * lack the room); some such requests are served by borrowing. */
+  infsim_run_result *res = fixture_run(&p, &t);
+  size_t n = 0;
+  const infsim_request_record *r = infsim_run_result_requests(res, &n);
+  int64_t capacity = infsim_run_result_counters(res)->kv_blocks_per_instance, oversized_served = 0;
+  for (size_t i = 0; i < n; i++) {
+    bool oversized = r[i].prompt_tokens + r[i].output_tokens > capacity * p.sched.block_tokens;
+    if (r[i].state == INFSIM_REQ_REJECTED) assert_true(oversized);
+    oversized_served += oversized && r[i].state == INFSIM_REQ_FINISHED;
+  }
+  assert_true(oversized_served > 10);
+  assert_true(infsim_run_result_counters(res)->borrowed_blocks_peak > 0);
+  infsim_run_result_free(res);
+  infsim_trace_free(&t);
+  infsim_trace_free(&burst);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_overload_2x_and_10x),
       cmocka_unit_test(test_tiny_memory_and_giant_prompts),
+      cmocka_unit_test(test_overload_with_borrowing),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

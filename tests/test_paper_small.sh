@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The paper study in small (experiments/paper/run --ci: LLaMA2-7B, 4 instances,
-# a 240-request short trace and a 12-request long one, seconds), checked against
-# independent truth:
+# The paper study in small (experiments/paper/run --ci: LLaMA2-7B, 16 instances
+# on two nodes, a 240-request short trace and a 24-request long one, seconds of
+# CPU), checked against independent truth:
 # - the freeze guard: a changed frozen file stops the study (exit 2);
 # - longest context of the baselines = one instance's KV (blocks x block tokens
 #   from the simulator's own summary) within the bisection's tolerance;
@@ -9,11 +9,18 @@
 #   it failed (the bisection brackets the answer);
 # - vllm-multi sustains nothing on the long trace exactly when more than 10% of
 #   its requests exceed one instance's KV (counted from the trace file);
-# - with policy infinite-llm in the binary, the ratios point the paper's way:
-#   a longer context than vllm-multi (> 2x on 4 instances), ahead of vllm-multi
-#   where borrowing matters (the long trace), not behind it on the short trace
-#   by more than the search's resolution. Skipped, with a message, while the
-#   policy is not in the binary.
+# - with policy infinite-llm in the binary, each ratio of the paper's table
+#   points the way experiments/paper/README.md reports it:
+#   context: infinite-llm / vllm-multi > 2 (paper v1: 2-19x), and its longest
+#     context is the cluster's pool less the creditors' reserve (closed form:
+#     (1 - reserve_frac) x instances x one instance's KV, within the
+#     bisection's tolerance);
+#   long trace: ahead of vllm-multi (borrowing matters: vllm-multi rejects)
+#     and of vllm-single (paper 1.4-3.4x);
+#   short trace: ahead of vllm-single (paper 1.4-5.3x) and not behind
+#     vllm-multi by more than the search's resolution (the paper has 1.35-1.73x;
+#     the README explains why ours is about 1x).
+#   Skipped, with a message, while the policy is not in the binary.
 set -euo pipefail
 : "${INFSIM:?}" "${INFSIM_SRC:?}"
 export PYTHONDONTWRITEBYTECODE=1  # leave the source tree as it is
@@ -81,16 +88,25 @@ check(expect_zero == got_zero, "vllm-multi on the long trace: %d of %d requests 
 if not res["policy_available"]:
     print("SKIP: policy infinite-llm is not in the built binary: the ratio directions are not checked")
 else:
+    study = json.load(open(os.path.join(sys.argv[2], "study.json")))
     il_ctx, m_ctx = ctx["infinite-llm"]["tokens"], ctx["vllm-multi"]["tokens"]
     check(il_ctx > 2 * m_ctx, "infinite-llm serves a longer context than vllm-multi: %d vs %d tokens" % (il_ctx, m_ctx))
-    il, m = main[("L1", "infinite-llm")]["throughput_tok_s"], main[("L1", "vllm-multi")]["throughput_tok_s"]
-    check(il > m, "long trace (borrowing matters): infinite-llm %.1f tok/s ahead of vllm-multi %.1f" % (il, m))
-    il, m = main[("S2", "infinite-llm")]["throughput_tok_s"], main[("S2", "vllm-multi")]["throughput_tok_s"]
+    pool = (1 - study["infinite_llm"]["policy.reserve_frac"]) * ci["instances"] * cap_multi
+    check(pool / ci["context_tolerance"] ** 2 < il_ctx <= ci["instances"] * cap_multi,
+          "infinite-llm's longest context %d is the pool less the reserve (%.0f) within the tolerance"
+          % (il_ctx, pool))
+    thr = {k: r["throughput_tok_s"] for k, r in main.items()}
+    check(thr[("L1", "infinite-llm")] > thr[("L1", "vllm-multi")],
+          "long trace (borrowing matters): infinite-llm %.1f tok/s ahead of vllm-multi %.1f"
+          % (thr[("L1", "infinite-llm")], thr[("L1", "vllm-multi")]))
+    check(thr[("L1", "infinite-llm")] > thr[("L1", "vllm-single")],
+          "long trace: infinite-llm %.1f tok/s ahead of vllm-single %.1f (paper 1.4-3.4x)"
+          % (thr[("L1", "infinite-llm")], thr[("L1", "vllm-single")]))
+    check(thr[("S2", "infinite-llm")] > thr[("S2", "vllm-single")],
+          "short trace: infinite-llm %.1f tok/s ahead of vllm-single %.1f (paper 1.4-5.3x)"
+          % (thr[("S2", "infinite-llm")], thr[("S2", "vllm-single")]))
+    il, m = thr[("S2", "infinite-llm")], thr[("S2", "vllm-multi")]
     check(il >= m / ci["tolerance"], "short trace: infinite-llm %.1f tok/s not behind vllm-multi %.1f by more "
           "than the search's resolution (%gx)" % (il, m, ci["tolerance"]))
-    s = main[("L1", "vllm-single")]["throughput_tok_s"]
-    il = main[("L1", "infinite-llm")]["throughput_tok_s"]
-    print("info long trace: infinite-llm / vllm-single = %s (the paper: 1.4-3.4x on 32 GPUs)"
-          % ("%.2f" % (il / s) if s else "inf"))
 sys.exit(1 if fails else 0)
 EOF

@@ -12,7 +12,8 @@ One forward's time is the mean of 20 (decode) or 10 (prefill) after 3
 warm-ups, with a device sync after each (as the executor waits for each
 batch). CSV on stdout: kind,batch,context,tokens,ms,graphs.
 
-  python3 torch_forward.py [--layers N]
+  python3 torch_forward.py [--layers N] [--eager-decode]
+(--eager-decode also times decode launched op by op, graphs = 0.)
 """
 import argparse
 import math
@@ -107,16 +108,17 @@ def timed(fn, reps):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--layers", type=int, default=32)
+    ap.add_argument("--eager-decode", action="store_true")
     args = ap.parse_args()
     dev = torch.device("cuda")
     torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = True
     m = Model(args.layers, dev)
     print(f"# {torch.cuda.get_device_name()}, torch {torch.__version__}, llama2-7b shape with {args.layers} layers")
     print("kind,batch,context,tokens,ms,graphs")
-    max_kv_tokens = 131072
+    max_kv_tokens = 196608  # bench_cluster_model's bound: 96 GiB of KV at 32 layers
     with torch.inference_mode():
-        for b in (1, 8, 32, 64, 128):
-            for c in (512, 1024, 2048, 4096):
+        for b in (1, 8, 32, 64, 128, 256):
+            for c in (512, 2048, 8192, 32768):
                 if b * (c + 16) > max_kv_tokens:
                     continue
                 caches = [
@@ -139,11 +141,12 @@ def main():
                     m.decode(tok, pos, caches)
                 ms = timed(graph.replay, 20)
                 print(f"decode,{b},{c},{b},{ms:.4f},1", flush=True)
-                ms = timed(lambda: m.decode(tok, pos, caches), 20)
-                print(f"decode,{b},{c},{b},{ms:.4f},0", flush=True)
+                if args.eager_decode:
+                    ms = timed(lambda: m.decode(tok, pos, caches), 20)
+                    print(f"decode,{b},{c},{b},{ms:.4f},0", flush=True)
                 del caches, graph
                 torch.cuda.empty_cache()
-        for n in (128, 512, 1024, 2048, 4096, 8192):
+        for n in (128, 512, 2048, 8192, 16384):
             tok = torch.randint(0, VOCAB, (n,), device=dev)
             ms = timed(lambda: m.prefill(tok), 10)
             print(f"prefill,1,0,{n},{ms:.4f},0", flush=True)

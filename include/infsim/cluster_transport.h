@@ -13,7 +13,10 @@
 ** the caller (faults: DESIGN.md).
 **
 ** MPI must be initialized first (infsim_cluster_mpi_init) and finalized
-** after every transport is closed.
+** after every transport is closed. A build without MPI (INFSIM_MPI=OFF, or
+** no MPI found) has the same functions over a world of one rank
+** (transport_single.c): cluster mode then runs one instance, in one
+** process, and any message to another rank is an error.
 */
 #ifndef INFSIM_CLUSTER_TRANSPORT_H
 #define INFSIM_CLUSTER_TRANSPORT_H
@@ -35,8 +38,15 @@ bool infsim_ctransport_kind_parse(const char *name, infsim_ctransport_kind *out)
 infsim_status infsim_cluster_mpi_init(int *argc, char ***argv, infsim_error *err);
 void infsim_cluster_mpi_finalize(void);
 void infsim_cluster_mpi_abort(int code);
-/* This process's rank in MPI_COMM_WORLD (0 before MPI_Init). */
+/* This process's rank in MPI_COMM_WORLD (0 before MPI_Init), and the
+ * number of ranks (1 before MPI_Init). */
 int32_t infsim_cluster_rank(void);
+int32_t infsim_cluster_size(void);
+/* Collectives over every rank: a barrier, and whether ok holds on all. */
+void infsim_cluster_barrier(void);
+bool infsim_cluster_all(bool ok);
+/* Whether this build carries messages between processes (MPI). */
+bool infsim_cluster_has_mpi(void);
 /* Seconds of a monotonic wall clock (the same on every rank of a host). */
 double infsim_cluster_now_s(void);
 

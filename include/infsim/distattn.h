@@ -19,6 +19,15 @@
 ** Prefill chunks attend to remote KV the same way, with the prefill
 ** attention curve and the chunk's tokens as queries.
 **
+** Host memory (the CPU tier) is a holder over PCIe, with its own path:
+**   ma     R_j = 2 lat_j + (Q_j + P_j) / bw_j + C_j x kv / cpu_bw
+**          (the CPU streams the KV once: bandwidth-bound),
+**   fetch  R_j = lat_j + C_j x kv / bw_j + decode_attn(n_j, C_j)
+**          (the blocks come to the owner's GPU, attended there),
+** kv the KV bytes of one token and layer (on one TP shard), merged like
+** any holder's partial. A prompt chunk always fetches host KV (its many
+** queries make the GPU the place to attend it).
+**
 ** All times are per layer in ns (double: the cost model rounds once per
 ** iteration), from the calibrated curves of costmodel.h.
 */
@@ -36,7 +45,16 @@ typedef struct {
   int64_t layers;
   double wire_bytes_per_value; /* 2: fp16 (default), 4: fp32 */
   bool overlap;
+  int32_t host_kind;              /* infsim_distattn_holder_kind of host holders (CPU tier) */
+  double kv_bytes_per_token_layer; /* one token's K and V, one layer, one TP shard */
+  double cpu_attn_bytes_per_s;    /* host memory bandwidth CPU MA reaches, one shard's share */
 } infsim_distattn_shape;
+
+typedef enum {
+  INFSIM_HOLDER_GPU = 0,        /* another instance: MA on its GPU */
+  INFSIM_HOLDER_HOST_MA = 1,    /* host memory, MA on the CPU (policy.cpu_tier: ma) */
+  INFSIM_HOLDER_HOST_FETCH = 2  /* host memory, blocks shipped to the owner each step (fetch) */
+} infsim_distattn_holder_kind;
 
 /* One remote holder of a batch's KV, and the route to it. */
 typedef struct {
@@ -45,6 +63,7 @@ typedef struct {
   double bytes_per_s;     /* route bandwidth (the flow's max-min rate) */
   int64_t latency_ns;     /* one way */
   int64_t write_bytes;    /* new KV written there this layer (prefill into borrowed blocks) */
+  int32_t kind;           /* infsim_distattn_holder_kind */
 } infsim_distattn_holder;
 
 typedef struct {

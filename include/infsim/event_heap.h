@@ -28,6 +28,7 @@ typedef struct {
   infsim_event *items;
   size_t count;
   size_t capacity;
+  size_t peak; /* most events at once */
   uint64_t next_seq;
 } infsim_event_heap;
 

@@ -23,7 +23,8 @@
 **
 ** Invariants (infsim_kv_check, debug builds): every in-use block is in
 ** exactly one table; free + local + lent == capacity per holder; the sum
-** of lent over instances equals the sum of borrowed (zero-sum ledger).
+** of lent over instances equals the sum of borrowed (zero-sum ledger); the
+** blocks host pools hold equal the sum of swapped (host pools as holders).
 */
 #ifndef INFSIM_KV_H
 #define INFSIM_KV_H
@@ -63,6 +64,11 @@ int64_t infsim_kv_host_free_blocks(const infsim_kv *kv, int32_t host);
 /* Appends n new blocks held by GPU pool `holder` to req's table; fails
  * (INFSIM_ERUN, a bug) when the holder has fewer than n free. */
 infsim_status infsim_kv_alloc(infsim_kv *kv, int64_t req, int32_t holder, int64_t n, infsim_error *err);
+/* One new block held by GPU pool `holder` appended to the table of each
+ * of reqs[0..n) (decode steps' block boundaries, one call a step); fails
+ * (INFSIM_ERUN) when the holder has fewer than n free. */
+infsim_status infsim_kv_alloc_each(infsim_kv *kv, const int32_t *reqs, int32_t n, int32_t holder,
+                                   infsim_error *err);
 /* Frees every block of req, wherever it is. */
 void infsim_kv_release(infsim_kv *kv, int64_t req);
 /* Frees the last n blocks of req's table (a shrink, e.g. a recall that recomputes). */
@@ -74,8 +80,9 @@ void infsim_kv_release_tail(infsim_kv *kv, int64_t req, int64_t n);
 infsim_status infsim_kv_swap_out(infsim_kv *kv, int64_t req, int32_t host, infsim_error *err);
 infsim_status infsim_kv_swap_in(infsim_kv *kv, int64_t req, int32_t holder, infsim_error *err);
 
-/* Moves the blocks of req's table at [first, first + n) to GPU pool
- * `holder` (lending, recall, DGFM swaps): new ids there, old ones freed. */
+/* Moves the blocks of req's table at [first, first + n) to pool `holder`,
+ * a GPU or a host pool (lending, recall, DGFM swaps, the CPU tier): new ids
+ * there, old ones freed. */
 infsim_status infsim_kv_move(infsim_kv *kv, int64_t req, int64_t first, int64_t n, int32_t holder,
                              infsim_error *err);
 
@@ -93,8 +100,9 @@ int32_t infsim_kv_holdings(const infsim_kv *kv, int64_t req, int32_t *pools, int
 /* Holdings (or holders of a batch) that pricing and the scheduler read at
  * most: DGFM keeps a request on few instances, far below this. */
 enum { INFSIM_KV_MAX_HOLDINGS = 64 };
-/* The requests owned by instance with blocks in another instance's GPU
- * memory (split requests), in no particular order. */
+/* The requests owned by instance with blocks outside its GPU memory
+ * (another instance's GPU or host memory: split, CPU tier or swapped), in
+ * no particular order. */
 const int64_t *infsim_kv_split_requests(const infsim_kv *kv, int32_t instance, int64_t *n);
 /* Distinct requests owned elsewhere with blocks in instance's GPU memory. */
 int64_t infsim_kv_guests(const infsim_kv *kv, int32_t instance);
@@ -107,6 +115,9 @@ int64_t infsim_kv_first_block(const infsim_kv *kv, int32_t pool);
 
 /* The most blocks lent cluster-wide at any moment so far. */
 int64_t infsim_kv_borrowed_peak(const infsim_kv *kv);
+/* Pool `pool` (GPU pools first, then host pools, as infsim_kv_holder_of):
+ * blocks in use now, the most ever in use at once, and its capacity. */
+void infsim_kv_pool_usage(const infsim_kv *kv, int32_t pool, int64_t *in_use, int64_t *peak, int64_t *capacity);
 
 /* Debug builds: the invariants above; aborts with the broken one.
  * infsim_kv_check is O(pools); infsim_kv_check_request checks one table

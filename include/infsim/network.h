@@ -133,6 +133,8 @@ size_t infsim_network_advance(infsim_network *net, int64_t t_ns, infsim_flow_don
 double infsim_network_rate(const infsim_network *net, int64_t id);
 /* The flows now in the network (waiting out their latency or moving). */
 size_t infsim_network_flow_count(const infsim_network *net);
+/* The most flows at once so far; *slots: flow slots allocated. */
+size_t infsim_network_flow_peak(const infsim_network *net, size_t *slots);
 int64_t infsim_network_now_ns(const infsim_network *net);
 
 /* Aborts when an invariant of the header comment is broken. */

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "infsim/high_water.h"
 #include "infsim/policy.h"
 
 struct infsim_sched;
@@ -27,9 +28,15 @@ typedef struct {
   int64_t messages;          /* protocol, heartbeats and DGFM messages sent */
   int64_t messages_lost;     /* dropped by faults.message_loss */
   int64_t retries;
-  int64_t blocks_recomputed; /* lost with a creditor (faults): 0 until instance loss is modelled */
+  int64_t blocks_recomputed; /* KV blocks dropped by a lost instance's requests and its guests (faults) */
+  int64_t instances_lost;    /* faults.lose_instance */
+  int64_t requests_requeued; /* the lost instance's requests, dispatched again */
   int64_t heartbeats;
   int64_t gmanager_rebuilds;
+  int64_t host_moves;       /* moves to host memory (CPU tier) that landed */
+  int64_t host_moved_bytes; /* KV copied GPU -> host by them */
+  int64_t host_blocks;      /* blocks they placed in host memory */
+  int64_t gathers_undone;   /* gathered prompts that gave their blocks back to an older one */
 } infsim_distkv_stats;
 
 /* What the simulated executor and transport need of the policy's
@@ -39,7 +46,15 @@ typedef struct {
 void infsim_policy_infinite_wire(const char *policy_name, const void *settings, double *wire_bytes_per_value,
                                  bool *overlap, int32_t *gmanager_node);
 
+/* policy.cpu_tier (infsim_cpu_tier_mode) of infinite-llm's settings; off
+ * for any other policy. */
+int32_t infsim_policy_infinite_cpu_tier(const char *policy_name, const void *settings);
+
 /* The counters of a scheduler running infinite-llm; false for any other policy. */
 bool infsim_policy_infinite_stats(const struct infsim_sched *s, infsim_distkv_stats *out);
+
+/* Adds the gManager ledger's and the protocol's high-water marks of a
+ * scheduler running infinite-llm; nothing for any other policy. */
+void infsim_policy_infinite_high_water(const struct infsim_sched *s, infsim_high_water_set *out);
 
 #endif

@@ -28,6 +28,7 @@
 
 #include "infsim/metrics.h"
 #include "infsim/params.h"
+#include "infsim/policy_infinite.h"
 #include "infsim/sched.h"
 #include "infsim/sim.h"
 #include "infsim/status.h"
@@ -60,6 +61,9 @@ infsim_status infsim_run_execute(const infsim_run_setup *setup, infsim_run_resul
  * outlive the result); config, if not NULL, is summary.json's `config`. */
 infsim_status infsim_run_simulate(const infsim_run_params *p, const infsim_trace *trace, json_t *config,
                                   infsim_run_result **out, infsim_error *err);
+/* The same, with someone watching the run as it goes (sim.h). */
+infsim_status infsim_run_simulate_watched(const infsim_run_params *p, const infsim_trace *trace, json_t *config,
+                                          const infsim_sim_watch *watch, infsim_run_result **out, infsim_error *err);
 void infsim_run_result_free(infsim_run_result *res);
 
 /* The scheduler's parameters a run of p uses (the policy's layout, KV
@@ -96,6 +100,9 @@ const infsim_summary *infsim_run_result_summary(const infsim_run_result *res);
 const infsim_request_record *infsim_run_result_requests(const infsim_run_result *res, size_t *count);
 const infsim_sample_row *infsim_run_result_samples(const infsim_run_result *res, size_t *count);
 const infsim_run_counters *infsim_run_result_counters(const infsim_run_result *res);
+/* summary.json's distkv counters of an infinite-llm run just simulated;
+ * false for other policies and for results read back from records. */
+bool infsim_run_result_distkv(const infsim_run_result *res, infsim_distkv_stats *out);
 /* iterations.csv's rows (empty unless metrics.iterations). */
 const infsim_iteration_row *infsim_run_result_iterations(const infsim_run_result *res, size_t *count);
 /* The time series' interval after any doubling (sim.h). */
@@ -103,6 +110,10 @@ int64_t infsim_run_result_sample_interval_ns(const infsim_run_result *res);
 /* "roofline:GPU" or "calibrated:PROFILE". */
 const char *infsim_run_result_cost_model(const infsim_run_result *res);
 double infsim_run_result_wall_s(const infsim_run_result *res);
+/* The run's high-water marks (none for a result from records). */
+void infsim_run_result_high_water(const infsim_run_result *res, infsim_high_water_set *out);
+/* summary.json's high_water object (new reference; a simulated result only). */
+json_t *infsim_run_result_high_water_json(const infsim_run_result *res);
 /* summary.json's object (new reference). */
 json_t *infsim_run_result_summary_json(const infsim_run_result *res);
 

@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "infsim/executor.h"
+#include "infsim/high_water.h"
 #include "infsim/kv.h"
 #include "infsim/policy.h"
 #include "infsim/status.h"
@@ -35,7 +36,9 @@ typedef enum { INFSIM_PREEMPT_RECOMPUTE = 0, INFSIM_PREEMPT_SWAP = 1 } infsim_pr
 typedef struct {
   int32_t instances;
   int64_t gpu_blocks_per_instance; /* KV blocks each instance's GPUs hold */
-  int64_t host_blocks_per_instance; /* host memory for swapped KV */
+  int64_t host_blocks_per_instance; /* swap space: the most an instance swaps out at once */
+  int32_t instances_per_host;       /* instances of a node, which share its host memory (0: 1) */
+  int64_t host_blocks;              /* one node's host memory pool (0: its instances' swap space) */
   int64_t block_tokens;
   int64_t block_bytes; /* one block, all layers */
   int64_t max_batch_size;
@@ -158,6 +161,10 @@ typedef struct {
 } infsim_sched_observer;
 
 void infsim_sched_observe(infsim_sched *s, infsim_sched_observer observer);
+
+/* The high-water marks of the instances' queues and KV pools, and the
+ * policy's (high_water.h). */
+void infsim_sched_high_water(const infsim_sched *s, infsim_high_water_set *out);
 
 /* Debug builds: every instance's block and queue invariants. */
 void infsim_sched_check(const infsim_sched *s);

@@ -17,6 +17,7 @@
 
 #include "infsim/costmodel.h"
 #include "infsim/distattn.h"
+#include "infsim/high_water.h"
 #include "infsim/network.h"
 #include "infsim/sched.h"
 #include "infsim/status.h"
@@ -25,6 +26,17 @@
 
 /* At most this many samples per instance: the interval doubles as needed. */
 enum { INFSIM_MAX_SAMPLES_PER_INSTANCE = 100000 };
+
+typedef struct infsim_sim infsim_sim;
+
+/* Someone who looks at a run while it goes (a soak's memory reports):
+ * tick is called once the clock has passed each multiple of every_ns,
+ * with that multiple, between two events. */
+typedef struct {
+  void *self;
+  int64_t every_ns; /* 0: never */
+  void (*tick)(void *self, const infsim_sim *s, int64_t at_ns);
+} infsim_sim_watch;
 
 typedef struct {
   infsim_sched_params sched;
@@ -36,6 +48,7 @@ typedef struct {
   infsim_distattn_shape distattn;   /* DistAttention's wire and overlap (infinite-llm) */
   bool record_iterations;           /* keep one row per batch (iterations.csv) */
   struct infsim_timeline *timeline; /* borrowed; NULL: none */
+  infsim_sim_watch watch;
 } infsim_sim_config;
 
 /* One row of iterations.csv: a batch (steps > 1: a run of identical decode steps). */
@@ -48,8 +61,6 @@ typedef struct {
   int64_t swap_in_bytes; /* host <-> GPU KV moved before the batch (not in iterations.csv) */
   int64_t swap_out_bytes;
 } infsim_iteration_row;
-
-typedef struct infsim_sim infsim_sim;
 
 /* A run of the trace's requests (borrowed: the trace must outlive the sim).
  * The cost model is moved in: the sim destroys it. */
@@ -64,6 +75,9 @@ const infsim_sample_row *infsim_sim_samples(const infsim_sim *s, size_t *count);
 const infsim_iteration_row *infsim_sim_iterations(const infsim_sim *s, size_t *count);
 const infsim_run_counters *infsim_sim_counters(const infsim_sim *s);
 int64_t infsim_sim_sample_interval_used_ns(const infsim_sim *s);
+/* The run's high-water marks so far (high_water.h; summary.json's
+ * high_water object, docs/high-water.md). */
+void infsim_sim_high_water(const infsim_sim *s, infsim_high_water_set *out);
 /* "roofline:GPU" or "calibrated:PROFILE". */
 const char *infsim_sim_cost_model_name(const infsim_sim *s);
 /* The simulated network (links.csv) and the scheduler (policy counters). */

@@ -65,7 +65,8 @@ def main_table(res, st):
 
         def cell(s):
             if t[s] is None:
-                return "error (see log)" if str(rr[s].get("skipped", "")).startswith("error") else "-"
+                why = str(rr[s].get("skipped", ""))
+                return "error (see log)" if why.startswith("error") else "not run" if why == "not run" else "-"
             return "%s (%s req/s)" % (fmt(t[s]), fmt(rr[s].get("rate_rps"), 3))
         rows.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
             k[0], k[1], c["group"], cell("vllm-multi"), cell("vllm-single"), cell("infinite-llm"),
@@ -113,18 +114,37 @@ def scaling_table(res):
         v = [thr(find(small, instances=n, system=s)) for s in ("vllm-multi", "infinite-llm")]
         rows.append("| %d | %s | %s |" % (n, fmt(None if v[0] is None else v[0] / n),
                                           fmt(None if v[1] is None else v[1] / n)))
-    rows += ["", "| system | instances | offered req/s | tok/s per instance | SLO met | gManager-side messages/s | "
-             "network bytes | bytes by link kind | simulator wall s |", "|---|---|---|---|---|---|---|---|---|"]
+    rows += ["", "| system | instances | offered req/s | tok/s per instance | SLO met | protocol messages/s "
+             "(all) | heartbeats/s (to the gManager) | network bytes | bytes by link kind | simulator wall s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for b in res["scaling"]["big"]:
         if "skipped" in b:
-            rows.append("| %s | - | - | - | - | - | - | %s | - |" % (b["system"], b["skipped"]))
+            rows.append("| %s | %s | - | - | - | - | - | - | %s | - |" % (b["system"], b.get("instances", "-"),
+                                                                        b["skipped"]))
             continue
         r = b["run"]
         links = ", ".join("%s %.3g" % kv for kv in sorted((r.get("links") or {}).items())) or "-"
-        rows.append("| %s | %d | %s | %s | %.1f%% | %s | %s | %s | %.2f |" % (
+        rows.append("| %s | %d | %s | %s | %.1f%% | %s | %s | %s | %s | %.2f |" % (
             b["system"], b["instances"], fmt(b["rate_rps"], 2), fmt(r["throughput_tok_s"] / b["instances"]),
-            100 * r["slo"]["attainment"], fmt(b["messages_per_s"]), fmt(r.get("network_bytes"), 0), links,
-            b["wall_s"]))
+            100 * r["slo"]["attainment"], fmt(b["messages_per_s"]), fmt(b.get("heartbeats_per_s")),
+            fmt(r.get("network_bytes"), 0), links, b["wall_s"]))
+    return "\n".join(rows)
+
+
+def ablation_equal_load_table(res):
+    """Every variant at the default's sustained load (one run each)."""
+    rows = ["| variant | SLO met | p99 TTFT s | p50 TPOT ms | preemptions | borrows | KV moved GB | network GB |",
+            "|---|---|---|---|---|---|---|---|"]
+    for c in res["ablations"]:
+        e = c.get("equal_load")
+        if not e:
+            rows.append("| %s | - | - | - | - | - | - | - |" % c["name"])
+            continue
+        dk = e.get("distkv") or {}
+        rows.append("| %s | %.1f%% | %s | %s | %s | %s | %s | %s |" % (
+            c["name"], 100 * e["attainment"], fmt(e["ttft_p99_s"]),
+            fmt(None if e.get("tpot_p50_s") is None else 1e3 * e["tpot_p50_s"]), fmt(e.get("preemptions"), 0),
+            fmt(dk.get("borrows"), 0), fmt(dk.get("kv_moved_bytes", 0) / 1e9), fmt((e.get("network_bytes") or 0) / 1e9)))
     return "\n".join(rows)
 
 
@@ -163,6 +183,70 @@ def planner_rows(res):
     return out
 
 
+def spread(xs, nd=3):
+    xs = [x for x in xs if x is not None and x != float("inf")]
+    if not xs:
+        return "-"
+    return ("%." + str(nd) + "f (%." + str(nd) + "f - %." + str(nd) + "f)") % (statistics.mean(xs), min(xs), max(xs))
+
+
+def equal_load_table(res):
+    """Every planner at greedy's sustained load, per seed: p99 TTFT and the
+    borrowing work relative to greedy on the same seed."""
+    rows = ["| trace | planner | seeds | SLO met (mean, min - max) | p99 TTFT / greedy's (mean, min - max) | "
+            "KV moved GB mean | borrows mean | network GB mean |", "|---|---|---|---|---|---|---|---|"]
+    cells = res["planners"]
+    for t in dict.fromkeys(c["trace"] for c in cells):
+        for p in dict.fromkeys(c["planner"] for c in cells):
+            mine = [c for c in cells if c["trace"] == t and c["planner"] == p and c.get("equal_load")]
+            if not mine:
+                rows.append("| %s | %s | 0 | - | - | - | - | - |" % (t, p))
+                continue
+            rel = []
+            for c in mine:
+                g = find(cells, trace=t, planner="greedy", seed=c["seed"])
+                gt = (g or {}).get("equal_load") or {}
+                rel.append(ratio(c["equal_load"]["ttft_p99_s"], gt.get("ttft_p99_s")))
+            dk = [c["equal_load"].get("distkv") or {} for c in mine]
+            rows.append("| %s | %s | %d | %s | %s | %s | %s | %s |" % (
+                t, p, len(mine), spread([c["equal_load"]["attainment"] for c in mine]), spread(rel),
+                fmt(statistics.mean([d.get("kv_moved_bytes", 0) / 1e9 for d in dk])),
+                fmt(statistics.mean([d.get("borrows", 0) for d in dk])),
+                fmt(statistics.mean([(c["equal_load"].get("network_bytes") or 0) / 1e9 for c in mine]))))
+    return "\n".join(rows)
+
+
+def provenance_table(res):
+    """Every cell: how many simulator runs its search made, their wall time
+    (as measured when each ran) and the commits that measured them."""
+    rows = ["| section | cell | runs | runs past the CPU limit (counted as misses) | simulator wall s | commits |",
+            "|---|---|---|---|---|---|"]
+
+    def add(sec, name, r):
+        if not r or "skipped" in r:
+            rows.append("| %s | %s | - | - | - | %s |" % (sec, name, (r or {}).get("skipped", "not run")))
+            return
+        n = len(r.get("probes") or [1])
+        rows.append("| %s | %s | %d | %d | %.1f | %s |" % (sec, name, n, r.get("limited_probes") or 0,
+                                                          r.get("sim_wall_s") or 0.0,
+                                                          ", ".join(x for x in r.get("commits") or [] if x)))
+    for c in res.get("main", []):
+        add("main", "%s %s %s" % (c["model"], c["trace"], c["system"]), c["result"])
+        add("saturated", "%s %s %s" % (c["model"], c["trace"], c["system"]), c.get("saturated"))
+    for c in res.get("context", []):
+        add("context", "%s %s" % (c["model"], c["system"]), c["result"])
+    for c in (res.get("scaling") or {}).get("small", []):
+        add("scaling", "%d %s" % (c["instances"], c["system"]), c["result"])
+    for c in (res.get("scaling") or {}).get("big", []):
+        add("scaling", "%s %s (one run)" % (c.get("instances", "-"), c["system"]),
+            None if "skipped" in c else {"sim_wall_s": c["wall_s"], "commits": [c["run"].get("commit")]})
+    for c in res.get("ablations", []):
+        add("ablations", c["name"], c["result"])
+    for c in res.get("planners", []):
+        add("planners", "%s %s seed %d" % (c["trace"], c["planner"], c["seed"]), c["result"])
+    return "\n".join(rows)
+
+
 def planner_table(res):
     rows = ["| trace | planner | seeds | tok/s mean | min - max | vs greedy per seed (mean, min - max) | "
             "p99 TTFT s mean |", "|---|---|---|---|---|---|---|"]
@@ -182,9 +266,9 @@ def planner_table(res):
 
 def render(res, st):
     out = ["# Infinite-LLM reproduced in infsim: results", "",
-           "machine: %s; commit %s; started %s; wall %.1f s; %d simulator runs (%d from cache)%s" % (
-               res["machine"], res["commit"], res["started"], res["wall_s"], res["sim_runs"], res["cached_runs"],
-               "; QUICK mode" if res["quick"] else ""), ""]
+           "machine: %s; commit %s (infsim sha256 %s); started %s; wall %.1f s; %d simulator runs (%d from cache); "
+           "size %s" % (res["machine"], res["commit"], res.get("binary_sha256", "?")[:12], res["started"],
+                        res["wall_s"], res["sim_runs"], res["cached_runs"], res.get("size") or "full"), ""]
     if res.get("timeouts_as_misses") is not None:
         out += ["**%d runs passed the time limit and were counted as loads not sustained (--timeout-is-miss).**"
                 % res["timeouts_as_misses"], ""]
@@ -208,7 +292,11 @@ def render(res, st):
     if "scaling" in res:
         out += ["## Scaling", "", scaling_table(res), ""]
     if "ablations" in res:
-        out += ["## Ablations (infinite-llm)", "", ablation_table(res), ""]
+        out += ["## Ablations (infinite-llm)", "", ablation_table(res), "",
+                "### Every variant at the default's sustained load", "", ablation_equal_load_table(res), ""]
     if "planners" in res:
-        out += ["## Planners over seeds", "", planner_table(res), ""]
+        out += ["## Planners over seeds", "", planner_table(res), "",
+                "### Planners at greedy's sustained load (equal offered load, per seed)", "",
+                equal_load_table(res), ""]
+    out += ["## Provenance of every cell", "", provenance_table(res), ""]
     return "\n".join(out) + "\n"

@@ -27,10 +27,12 @@ def capacity(runner, config, settings, trace_path, native_rps, start_rps, search
     tol = tolerance or search["tolerance"]
     steps = search["max_bracket_steps"]
     runs = []
+    raw = []
 
     def probe(speed):
         r = runner.run(config, settings, trace_path, speedup=speed, seed=seed)
         runs.append((speed, r["slo"]["attainment"], r["throughput_tok_s"]))
+        raw.append(r)
         return r
 
     s = start_rps / native_rps
@@ -47,11 +49,11 @@ def capacity(runner, config, settings, trace_path, native_rps, start_rps, search
                 break
             lo, best = s, r
         if hi is None:
-            return _result(lo, best, native_rps, runs, "still sustained at the highest speed tried")
+            return _result(lo, best, native_rps, runs, "still sustained at the highest speed tried", raw)
     else:
         hi, lo = s, None
         if fixed_rejections and _rejections_decide(r, runner.slo):
-            return _result(0.0, None, native_rps, runs, "more requests rejected than the SLO allows")
+            return _result(0.0, None, native_rps, runs, "more requests rejected than the SLO allows", raw)
         for _ in range(steps):
             s /= 2
             r = probe(s)
@@ -60,7 +62,7 @@ def capacity(runner, config, settings, trace_path, native_rps, start_rps, search
                 break
             hi = s
         if lo is None:
-            return _result(0.0, None, native_rps, runs, "no load sustained")
+            return _result(0.0, None, native_rps, runs, "no load sustained", raw)
     while hi / lo > tol:
         mid = math.sqrt(lo * hi)
         r = probe(mid)
@@ -68,7 +70,7 @@ def capacity(runner, config, settings, trace_path, native_rps, start_rps, search
             lo, best = mid, r
         else:
             hi = mid
-    return _result(lo, best, native_rps, runs, "")
+    return _result(lo, best, native_rps, runs, "", raw)
 
 
 def _rejections_decide(run, slo):
@@ -77,9 +79,17 @@ def _rejections_decide(run, slo):
     return run["arrived"] and run["rejected"] > (1.0 - slo["attainment"]) * run["arrived"]
 
 
-def _result(speed, run, native_rps, runs, note):
-    return {"speedup": speed, "rate_rps": speed * native_rps, "run": run, "probes": runs, "note": note,
-            "throughput_tok_s": run["throughput_tok_s"] if run else 0.0}
+def provenance(raw):
+    """Simulator wall time of a search's runs (as measured when each ran, cached
+    or not) and the commits that measured them."""
+    return {"sim_wall_s": sum(r.get("process_wall_s") or 0.0 for r in raw),
+            "commits": sorted(set(r.get("commit") or "unknown" for r in raw)),
+            "limited_probes": sum(1 for r in raw if r.get("timed_out"))}
+
+
+def _result(speed, run, native_rps, runs, note, raw):
+    return dict({"speedup": speed, "rate_rps": speed * native_rps, "run": run, "probes": runs, "note": note,
+                 "throughput_tok_s": run["throughput_tok_s"] if run else 0.0}, **provenance(raw))
 
 
 def context(runner, config, settings, search, tolerance=None):
@@ -88,10 +98,12 @@ def context(runner, config, settings, search, tolerance=None):
     top = search["context_max_tokens"]
     probes = []
     kv = {}
+    raw = []
 
     def ok(prompt):
         r = runner.run(config, settings, None, rows=[(0, prompt, out)])
         probes.append((prompt, r["completed"]))
+        raw.append(r)
         kv["blocks"] = r.get("kv_blocks_per_instance")
         return r["completed"] == 1
 
@@ -100,8 +112,8 @@ def context(runner, config, settings, search, tolerance=None):
         lo, hi = p, None
         while hi is None:
             if p >= top:
-                return {"tokens": lo + out, "probes": probes, "note": "completes at the largest size tried",
-                        "kv_blocks_per_instance": kv["blocks"]}
+                return dict({"tokens": lo + out, "probes": probes, "note": "completes at the largest size tried",
+                             "kv_blocks_per_instance": kv["blocks"]}, **provenance(raw))
             p = min(2 * p, top)
             if ok(p):
                 lo = p
@@ -112,7 +124,8 @@ def context(runner, config, settings, search, tolerance=None):
         while lo is None:
             p //= 2
             if p < 1:
-                return {"tokens": 0, "probes": probes, "note": "nothing completes", "kv_blocks_per_instance": kv["blocks"]}
+                return dict({"tokens": 0, "probes": probes, "note": "nothing completes",
+                             "kv_blocks_per_instance": kv["blocks"]}, **provenance(raw))
             if ok(p):
                 lo = p
             else:
@@ -123,4 +136,5 @@ def context(runner, config, settings, search, tolerance=None):
             lo = mid
         else:
             hi = mid
-    return {"tokens": lo + out, "probes": probes, "note": "", "kv_blocks_per_instance": kv["blocks"]}
+    return dict({"tokens": lo + out, "probes": probes, "note": "", "kv_blocks_per_instance": kv["blocks"]},
+                **provenance(raw))

@@ -12,7 +12,15 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from . import search as srch
+from . import sim
 from . import traces as tr
+
+
+def skip_reason(e):
+    """What a cell says when its search could not finish."""
+    if isinstance(e, sim.NotCached):
+        return "not run"
+    return "error: %s" % str(e).split(": ")[-1][:120]
 
 
 class Study:
@@ -83,7 +91,7 @@ class Study:
                                 tolerance=self.tol(), fixed_rejections=system != "infinite-llm")
         except RuntimeError as e:  # a run that failed or timed out: the cell says so, the study goes on
             self.c["log"]("capacity %s %s %s %s: ERROR %s" % (model, system, trace_name, extra or "", e))
-            return {"skipped": "error: %s" % str(e).split(": ")[-1][:120]}
+            return {"skipped": skip_reason(e)}
         self.c["log"]("capacity %s %s %s %s: %.4g req/s, %.1f tok/s %s" % (
             model, system, trace_name, extra or "", res["rate_rps"], res["throughput_tok_s"], res["note"]))
         return res
@@ -106,9 +114,9 @@ class Study:
     # -- sections ------------------------------------------------------------
     def main(self):
         st = self.c["study"]
-        cells = [(m, t, s) for m in self.models() for t in self.trace_names() for s in st["systems"]]
+        cells = [(m, t, s) for m in self.models() for t in self.trace_names() for s in st["systems_run"]]
         res = self.pmap(lambda c: self.capacity(c[0], c[2], c[1]), cells)
-        sat = self.pmap(lambda c: self.saturated(c[0], c[2], c[1]), cells)
+        sat = self.pmap(lambda c: self.saturated(c[0], c[2], c[1]), cells) if self.c["saturated"] else [None] * len(cells)
         return [{"model": m, "trace": t, "group": st["traces"][t]["group"], "system": s, "result": r, "saturated": x}
                 for (m, t, s), r, x in zip(cells, res, sat)]
 
@@ -127,11 +135,11 @@ class Study:
             self.c["log"]("saturated %s %s %s: past the time limit" % (model, system, trace_name))
             return None
         return {"throughput_tok_s": r["throughput_tok_s"], "completed": r["completed"], "rejected": r["rejected"],
-                "arrived": r["arrived"]}
+                "arrived": r["arrived"], "sim_wall_s": r.get("process_wall_s"), "commits": [r.get("commit")]}
 
     def context(self):
         st = self.c["study"]
-        cells = [(m, s) for m in self.models() for s in st["systems"]]
+        cells = [(m, s) for m in self.models() for s in st["systems_run"]]
         tol = st["quick"]["context_tolerance"] if self.c["quick"] else None
 
         def one(c):
@@ -142,7 +150,7 @@ class Study:
                 r = srch.context(self.c["runner"], self.cfg(m), self.settings(s), st["search"], tolerance=tol)
             except RuntimeError as e:
                 self.c["log"]("context %s %s: ERROR %s" % (m, s, e))
-                return {"skipped": "error: %s" % str(e).split(": ")[-1][:120]}
+                return {"skipped": skip_reason(e)}
             self.c["log"]("context %s %s: %d tokens %s" % (m, s, r["tokens"], r["note"]))
             return r
         return [{"model": m, "system": s, "result": r} for (m, s), r in zip(cells, self.pmap(one, cells))]
@@ -151,7 +159,7 @@ class Study:
         st = self.c["study"]
         sc = st["scaling"]
         sizes = st["quick"]["scaling_instances"] if self.c["quick"] else sc["instances"]
-        cells = [(n, s) for n in sizes for s in ("vllm-multi", "infinite-llm")]
+        cells = [(n, s) for n in sizes for s in ("vllm-multi", "infinite-llm") if s in st["systems_run"]]
         res = self.pmap(lambda c: self.capacity(sc["model"], c[1], sc["trace"],
                                                 {"cluster.instances": str(c[0])}), cells)
         small = [{"instances": n, "system": s, "result": r} for (n, s), r in zip(cells, res)]
@@ -159,24 +167,27 @@ class Study:
         return {"small": small, "big": big}
 
     def _big(self, small):
-        """256 and 1,024 instances at the per-instance load the reference size
-        sustained (Poisson arrivals, the scaling trace's length distributions)."""
+        """256 and 1,024 instances at the same per-instance load for every
+        system: the rate per instance that vllm-multi sustained at the
+        reference size (Poisson arrivals, the scaling trace's length laws).
+        One load for all systems, so that messages, bytes and wall time
+        compare; each system's own sustained rate is in the small table."""
         st = self.c["study"]
         sc = st["scaling"]
         q = self.c["quick"]
         ref_n = st["quick"]["big_from_instances"] if q else sc["big_from_instances"]
         sizes = st["quick"]["big_instances"] if q else sc["big_instances"]
         spec = st["traces"][sc["trace"]]
+        ref = [x for x in small if x["instances"] == ref_n and x["system"] == "vllm-multi"]
+        if not ref or "skipped" in ref[0]["result"] or not ref[0]["result"]["rate_rps"]:
+            return [{"system": s, "skipped": "vllm-multi sustained no load at %d instances" % ref_n}
+                    for s in ("vllm-multi", "infinite-llm")]
+        per_inst = ref[0]["result"]["rate_rps"] / ref_n
         out = []
         for s in ("vllm-multi", "infinite-llm"):
-            if not self.available(s):
-                out.append({"system": s, "skipped": "policy not in the built binary"})
+            if not self.available(s) or s not in st["systems_run"]:
+                out.append({"system": s, "skipped": "not run (policy not in the binary or not in --systems)"})
                 continue
-            ref = [x for x in small if x["instances"] == ref_n and x["system"] == s]
-            if not ref or "skipped" in ref[0]["result"] or not ref[0]["result"]["rate_rps"]:
-                out.append({"system": s, "skipped": "no sustained load at %d instances" % ref_n})
-                continue
-            per_inst = ref[0]["result"]["rate_rps"] / ref_n
             for n in sizes:
                 reqs = sc["big_requests_per_instance"] * n
                 path = "%s/traces/big-%d.csv" % (self.c["out"], n)
@@ -186,12 +197,16 @@ class Study:
                                              path)
                 except RuntimeError as e:
                     self.c["log"]("big %s %d: ERROR %s" % (s, n, e))
-                    out.append({"system": s, "skipped": "error at %d instances" % n})
+                    out.append({"system": s, "instances": n, "skipped": skip_reason(e)})
+                    continue
+                if r.get("timed_out"):
+                    out.append({"system": s, "instances": n, "skipped": "past the run time limit"})
                     continue
                 dk = r.get("distkv") or {}
-                msgs = dk.get("messages")
+                span = r["sim_time_s"] or None
                 out.append({"system": s, "instances": n, "rate_rps": per_inst * n, "run": r,
-                            "messages_per_s": msgs / r["sim_time_s"] if msgs is not None and r["sim_time_s"] else None,
+                            "messages_per_s": dk["messages"] / span if "messages" in dk and span else None,
+                            "heartbeats_per_s": dk["heartbeats"] / span if "heartbeats" in dk and span else None,
                             "wall_s": r["process_wall_s"]})
                 self.c["log"]("big %s %d: %.1f tok/s, wall %.1f s" % (s, n, r["throughput_tok_s"], r["process_wall_s"]))
         return out
@@ -202,9 +217,35 @@ class Study:
         names = st["quick"]["ablations"] if self.c["quick"] else [v["name"] for v in ab["variants"]]
         variants = [v for v in ab["variants"] if v["name"] in names]
         res = self.pmap(lambda v: self.capacity(ab["model"], "infinite-llm", ab["trace"], v["set"]), variants)
-        return [{"name": v["name"], "set": v["set"], "result": r} for v, r in zip(variants, res)]
+        out = [{"name": v["name"], "set": v["set"], "result": r} for v, r in zip(variants, res)]
+        base = next((c["result"] for c in out if c["name"] == "default"), None)
+        for c, e in zip(out, self.pmap(lambda c: self.at_load(ab["model"], ab["trace"], c["set"], base, c["result"]),
+                                       out)):
+            c["equal_load"] = e
+        return out
+
+    def at_load(self, model, trace_name, extra, ref, mine, seed=1, seed_offset=0):
+        """One run of infinite-llm with `extra` at the speed-up `ref` sustained
+        (a variant compared at equal offered load): what the SLO check and the
+        summary say of it."""
+        if not ref or "skipped" in ref or not ref["speedup"] or "skipped" in mine:
+            return None
+        path = self.trace(trace_name, seed_offset)
+        try:
+            r = self.c["runner"].run(self.cfg(model), self.settings("infinite-llm", extra), path,
+                                     speedup=ref["speedup"], seed=seed)
+        except RuntimeError as e:
+            self.c["log"]("%s %s at the reference load: ERROR %s" % (trace_name, extra, e))
+            return None
+        return {"rate_rps": ref["rate_rps"], "throughput_tok_s": r["throughput_tok_s"],
+                "attainment": r["slo"]["attainment"], "ttft_p99_s": r["slo"]["ttft_p99_s"],
+                "tpot_p50_s": r.get("tpot_s_p50"), "distkv": r.get("distkv"), "network_bytes": r.get("network_bytes"),
+                "links": r.get("links"), "preemptions": r.get("preemptions")}
 
     def planners(self):
+        """Each planner's capacity per (trace, seed); then, at greedy's sustained
+        load of that trace and seed, one run of every planner: p99 TTFT and the
+        borrowing work at equal offered load (the issue's second criterion)."""
         st = self.c["study"]
         pl = st["planners"]
         seeds = st["quick"]["planner_seeds"] if self.c["quick"] else pl["seeds"]
@@ -212,4 +253,11 @@ class Study:
         cells = [(t, p, sd) for t in traces for p in pl["planners"] for sd in seeds]
         res = self.pmap(lambda c: self.capacity(pl["model"], "infinite-llm", c[0], {"policy.planner": c[1]},
                                                 seed=c[2], seed_offset=c[2] - 1), cells)
-        return [{"trace": t, "planner": p, "seed": sd, "result": r} for (t, p, sd), r in zip(cells, res)]
+        out = [{"trace": t, "planner": p, "seed": sd, "result": r} for (t, p, sd), r in zip(cells, res)]
+        greedy = {(c["trace"], c["seed"]): c["result"] for c in out if c["planner"] == "greedy"}
+        eq = self.pmap(lambda c: self.at_load(pl["model"], c["trace"], {"policy.planner": c["planner"]},
+                                              greedy.get((c["trace"], c["seed"])), c["result"], seed=c["seed"],
+                                              seed_offset=c["seed"] - 1), out)
+        for c, e in zip(out, eq):
+            c["equal_load"] = e
+        return out

@@ -113,6 +113,14 @@ def poisson_with_lengths(infsim, spec, requests, rate_rps, seed, path):
     return path
 
 
+def poisson(infsim, requests, rate_rps, prompt, output, seed, path):
+    """A Poisson trace with the given length laws (the cache's canaries)."""
+    cmd = [infsim, "trace", "gen", "--requests", str(requests), "--rate_rps", repr(rate_rps), "--seed", str(seed)]
+    cmd += _gen_args("prompt", prompt) + _gen_args("output", output) + ["-o", path]
+    _run(cmd)
+    return path
+
+
 def stats(infsim, path):
     import json
     return json.loads(_run([infsim, "trace", "stats", "--json", path]))

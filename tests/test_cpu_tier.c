@@ -1,0 +1,120 @@
+/*
+** test_cpu_tier.c: host memory as a KV creditor (policy.cpu_tier,
+** sched/cpu_tier.c) against hand-computed truth.
+**
+** One LLaMA2-7B instance on A100-80GB with a fifth of the memory (a few
+** hundred blocks) and 8 GiB of host memory; one prompt 100 blocks longer
+** than the instance holds. No other GPU can lend:
+**  - with the tier off it is rejected (kv_capacity);
+**  - with it on the prompt gathers its first blocks in host memory and
+**    completes, and every decode step of it equals the sum computed here
+**    from the curves and the links, per layer max(local MA, R) + merge:
+**      ma:    R = 2 x 5 us + (query + partial, fp16) / 25 GB/s
+**                 + host KV bytes / 100 GB/s (cluster.cpu_attn_GBps),
+**      fetch: R = 5 us + host KV bytes / 25 GB/s + decode_attn(1, host tokens),
+**    25 GB/s being cluster.pcie_GBps's default on an A100 host.
+*/
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "sim_fixture.h"
+
+static infsim_run_result *run_tier(const char *tier, infsim_run_params *p, infsim_trace *t) {
+  const char *const settings[] = {"model=llama2-7b", "gpu=a100-80gb", "cluster.instances=1",
+                                  "scheduler.gpu_memory_utilization=0.2", "cluster.host_memory_gib=8",
+                                  "policy.name=infinite-llm", "scheduler.max_steps_per_event=1",
+                                  "metrics.iterations=true", tier, NULL};
+  *p = fixture_params(settings);
+  infsim_sched_params sp;
+  if (infsim_run_sched_params(p, &sp, NULL) != INFSIM_OK) abort();
+  *t = (infsim_trace){0};
+  fixture_add(t, 0, (sp.gpu_blocks_per_instance + 100) * 16, 40);
+  return fixture_run(p, t);
+}
+
+static void test_off_rejects(void **state) {
+  (void)state;
+  infsim_run_params p;
+  infsim_trace t;
+  infsim_run_result *res = run_tier("policy.cpu_tier=off", &p, &t);
+  size_t n = 0;
+  const infsim_request_record *r = infsim_run_result_requests(res, &n);
+  assert_int_equal(r[0].state, INFSIM_REQ_REJECTED);
+  assert_int_equal(r[0].reason, INFSIM_REJECT_KV_CAPACITY);
+  infsim_run_result_free(res);
+  infsim_trace_free(&t);
+}
+
+static void check_steps(const char *tier, bool fetch) {
+  infsim_run_params p;
+  infsim_trace t;
+  infsim_run_result *res = run_tier(tier, &p, &t);
+  size_t n = 0;
+  const infsim_request_record *r = infsim_run_result_requests(res, &n);
+  assert_int_equal(r[0].state, INFSIM_REQ_FINISHED);
+  assert_int_equal(r[0].preemptions, 0);
+  infsim_distkv_stats dk;
+  assert_true(infsim_run_result_distkv(res, &dk));
+  assert_true(dk.host_moves >= 1 && dk.host_blocks >= 100); /* fresh blocks for the prompt's first 100+ */
+
+  infsim_instance_layout layout = {.tp = 1, .pp = 1, .iteration_overhead_ns = p.iteration_overhead_ns,
+                                   .link_latency_ns = p.link_latency_ns};
+  infsim_cost_model cm;
+  assert_int_equal(infsim_cost_model_build("a100-80gb", "/nonexistent.db", false, &p.model, &layout, &p.roofline,
+                                           &cm, NULL),
+                   INFSIM_OK);
+  const infsim_cost_curves *c = &cm.curves;
+  double layers = 32.0, pcie = 25e9, cpu = 100e9, lat = 5000.0;
+  double kv_per_token = 2.0 * 32 * 128 * 2;         /* K and V of one token, one layer, fp16 */
+  double wire = 32.0 * 128 * 2 + 32.0 * 129 * 2;   /* query out, partial + LSE back, fp16 */
+  const infsim_iteration_row *rows = infsim_run_result_iterations(res, &n);
+  int checked = 0;
+  for (size_t i = 0; i < n; i++) {
+    const infsim_iteration_row *row = &rows[i];
+    if (row->agg.prefill_tokens > 0 || row->agg.remote_partials == 0) continue;
+    assert_int_equal(row->agg.decode_requests, 1);
+    double host_tokens = (double)row->agg.remote_context_tokens;
+    infsim_decode_run run;
+    infsim_cost_decode_run_init(&cm, 1, &run);
+    int64_t base = infsim_cost_decode_run_ns(&cm, &run, row->agg.decode_context_tokens, 1);
+    double a = c->decode_attn_layer_ns(c->self, 1, row->agg.decode_context_tokens);
+    double remote = fetch ? lat + host_tokens * kv_per_token / pcie * 1e9 +
+                                c->decode_attn_layer_ns(c->self, 1, row->agg.remote_context_tokens)
+                          : 2 * lat + wire / pcie * 1e9 + host_tokens * kv_per_token / cpu * 1e9;
+    double want = (double)base + layers * (fmax(a, remote) - a + c->merge_layer_ns(c->self, 1, 2));
+    if (fabs((double)(row->end_ns - row->start_ns) - want) > 1.0)
+      fail_msg("%s: step at %.6f s: %lld ns, by hand %.1f ns", tier, (double)row->start_ns * 1e-9,
+               (long long)(row->end_ns - row->start_ns), want);
+    checked++;
+  }
+  assert_int_equal(checked, 39); /* every decode step after the prompt's */
+  infsim_cost_model_destroy(&cm);
+  infsim_run_result_free(res);
+  infsim_trace_free(&t);
+}
+
+static void test_ma_step_by_hand(void **state) {
+  (void)state;
+  check_steps("policy.cpu_tier=ma", false);
+}
+
+static void test_fetch_step_by_hand(void **state) {
+  (void)state;
+  check_steps("policy.cpu_tier=fetch", true);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_off_rejects),
+      cmocka_unit_test(test_ma_step_by_hand),
+      cmocka_unit_test(test_fetch_step_by_hand),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
