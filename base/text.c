@@ -238,6 +238,16 @@ bool infsim_fields_find_unique(const infsim_fields *f, const char *name, int *in
 }
 
 bool infsim_parse_count(const char *text, size_t len, int64_t max, int64_t *out, const char **why) {
+  if (len > 0 && len <= 18) {
+    /* Up to 18 digits cannot overflow: no range check per digit. */
+    int64_t v = 0;
+    size_t i = 0;
+    while (i < len && (unsigned)(text[i] - '0') <= 9) v = 10 * v + (text[i++] - '0');
+    if (i == len && v <= max) {
+      *out = v;
+      return true;
+    }
+  }
   if (len == 0) {
     *why = "empty";
     return false;
@@ -297,7 +307,30 @@ const char *infsim_quote_excerpt(const char *text, size_t len, char buf[64]) {
 /* Seconds: digits [. digits] [e|E [+|-] digits]. The value is
  * mantissa x 10^exp10 with the mantissa's significant digits kept in a
  * buffer; nanoseconds are its digits shifted by exp10 + 9 places. */
+/* The common form, digits '.' up to 9 digits, below the largest arrival:
+ * integer seconds and nanoseconds read directly. False for anything else
+ * (the general parser decides). */
+static bool parse_plain_seconds(const char *text, size_t len, int64_t *out_ns) {
+  size_t i = 0;
+  int64_t whole = 0;
+  while (i < len && i < 10 && (unsigned)(text[i] - '0') <= 9) whole = 10 * whole + (text[i++] - '0');
+  if (i == 0 || whole >= INFSIM_TRACE_MAX_ARRIVAL_S) return false;
+  int64_t frac = 0;
+  if (i < len) {
+    if (text[i] != '.' || len - i - 1 > 9 || len - i - 1 == 0) return false;
+    size_t digits = 0;
+    for (i++; i < len; i++, digits++) {
+      if ((unsigned)(text[i] - '0') > 9) return false;
+      frac = 10 * frac + (text[i] - '0');
+    }
+    for (; digits < 9; digits++) frac *= 10;
+  }
+  *out_ns = whole * INT64_C(1000000000) + frac;
+  return true;
+}
+
 bool infsim_parse_seconds_ns(const char *text, size_t len, int64_t *out_ns, const char **why) {
+  if (parse_plain_seconds(text, len, out_ns)) return true;
   enum { MAX_DIGITS = 64 };
   char digits[MAX_DIGITS];
   int ndig = 0;         /* significant digits kept (leading zeros dropped) */

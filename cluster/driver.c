@@ -273,6 +273,10 @@ infsim_status infsim_cluster_run(const infsim_run_setup *setup, const infsim_clu
   st = infsim_kernels_open(o->executor, &k, err);
   if (st == INFSIM_OK) st = infsim_cmodel_new(k, &mp, &model, err);
   if (st == INFSIM_OK && o->verify) st = infsim_cmodel_new(k, &mp, &shadow, err);
+  /* Decode graphs are recorded before the clock starts, as a serving engine
+   * does at start-up: a step that first meets its shape mid-run would pay
+   * a capture the simulator knows nothing of. */
+  if (st == INFSIM_OK) st = infsim_cmodel_capture_graphs(model, sp.max_batch_size, NULL, err);
   /* Every rank must be ready (or know that one failed) before the clock starts. */
   bool all_ok = infsim_cluster_all(st == INFSIM_OK);
   if (st == INFSIM_OK && !all_ok) st = infsim_fail(err, INFSIM_ERUN, "cluster: another rank failed to start");

@@ -6,7 +6,7 @@
 ** Per layer (LLaMA2: pre-norm, RoPE, no QK-norm, SwiGLU MLP):
 **   xn = rmsnorm(x); qkv = xn Wqkv; RoPE on q, k; split q, k, v;
 **   decodes: append k, v at the request's next slot, MA decode over its
-**   local blocks (+ the remote partial, merged by LSE);
+**   local blocks (+ the remote partial, merged by LSE in the same launch);
 **   prefills: the prefill kernel appends k, v and attends causally;
 **   x += attn Wo; x += down(silu(xn2 Wgate) * (xn2 Wup)), xn2 = rmsnorm(x);
 ** then the final norm and the LM head on each part's last row (the logits
@@ -34,7 +34,9 @@
 
 #include "ops.h"
 
-enum { ICL_GRAPHS = 32 };
+/* Graphs kept: every (padded size, context bucket) a run can meet, 13 sizes
+ * x up to 12 buckets (256 .. 512K), captured once (infsim_cmodel_capture_graphs). */
+enum { ICL_GRAPHS = 160 };
 
 typedef struct {
   void *qkv, *o, *gate_up, *down, *attn_norm, *mlp_norm;
@@ -55,7 +57,8 @@ struct infsim_cmodel {
   void *embed, *final_norm, *lm_head;
   /* activations */
   void *x, *xn, *qkv, *q, *kk, *v, *attn, *tmp, *gu, *act, *last, *last_n, *logits;
-  float *dec_out, *dec_lse, *merged, *merged_lse; /* dec_*: [2][R]..: local, remote */
+  float *dec_out, *dec_lse; /* decode attention [R][h][d], [R][h] (merged with the remote partial, if any) */
+  float *rem_out, *rem_lse; /* the remote partial the MA decode merges, same shapes */
   /* per-forward int32 inputs, device and host mirror */
   int32_t *ints, *ints_host;
   int64_t ints_count;
@@ -77,7 +80,7 @@ struct infsim_cmodel {
   int32_t *claim_idx;
   icl_graph graph[ICL_GRAPHS];
   int32_t graph_next;
-  int64_t graph_replays;
+  int64_t graph_replays, graph_captures;
 };
 
 static int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
@@ -171,10 +174,10 @@ static infsim_status make_activations(infsim_cmodel *m, infsim_error *err) {
   if ((st = alloc_bytes(m, &m->last, R * H * 2, err)) != INFSIM_OK) return st;
   if ((st = alloc_bytes(m, &m->last_n, R * H * 2, err)) != INFSIM_OK) return st;
   if ((st = alloc_bytes(m, &m->logits, R * m->p.vocab * 2, err)) != INFSIM_OK) return st;
-  if ((st = alloc_bytes(m, (void **)&m->dec_out, 2 * R * h * d * 4, err)) != INFSIM_OK) return st;
-  if ((st = alloc_bytes(m, (void **)&m->dec_lse, 2 * R * h * 4, err)) != INFSIM_OK) return st;
-  if ((st = alloc_bytes(m, (void **)&m->merged, R * h * d * 4, err)) != INFSIM_OK) return st;
-  if ((st = alloc_bytes(m, (void **)&m->merged_lse, R * h * 4, err)) != INFSIM_OK) return st;
+  if ((st = alloc_bytes(m, (void **)&m->dec_out, R * h * d * 4, err)) != INFSIM_OK) return st;
+  if ((st = alloc_bytes(m, (void **)&m->dec_lse, R * h * 4, err)) != INFSIM_OK) return st;
+  if ((st = alloc_bytes(m, (void **)&m->rem_out, R * h * d * 4, err)) != INFSIM_OK) return st;
+  if ((st = alloc_bytes(m, (void **)&m->rem_lse, R * h * 4, err)) != INFSIM_OK) return st;
   m->off_tokens = 0;
   m->off_pos = round16(T);
   m->off_tables = m->off_pos + round16(T);
@@ -265,7 +268,7 @@ void infsim_cmodel_free(infsim_cmodel *m) {
     }
   void *bufs[] = {m->embed, m->final_norm, m->lm_head, m->x,      m->xn,      m->qkv,     m->q,
                   m->kk,    m->v,          m->attn,    m->tmp,    m->gu,      m->act,     m->last,
-                  m->last_n, m->logits,    m->dec_out, m->dec_lse, m->merged, m->merged_lse, m->ints};
+                  m->last_n, m->logits,    m->dec_out, m->dec_lse, m->rem_out, m->rem_lse, m->ints};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) infsim_kernels_free(m->k, bufs[i]);
   free(m->layers);
   free(m->ints_host);
@@ -360,8 +363,11 @@ static infsim_status keep(infsim_cmodel *m, uint16_t **dst, const void *src, int
   return infsim_kernels_download(m->k, p, src, elems * 2, err);
 }
 
-static infsim_status remote_merge(infsim_cmodel *m, const icl_plan *pl, int32_t layer,
-                                  const infsim_cmodel_remote *remote, infsim_error *err) {
+/* Fetches the remote partial of this layer's decodes (the holders' output
+ * and LSE for the parts with remote KV) into rem_out / rem_lse, for the MA
+ * decode to merge. */
+static infsim_status remote_partial(infsim_cmodel *m, const icl_plan *pl, int32_t layer,
+                                    const infsim_cmodel_remote *remote, infsim_error *err) {
   const int64_t h = m->p.shape.heads, d = m->p.shape.head_dim, D = pl->decodes;
   infsim_status st;
   /* Rows of the remote partial: neutral (lse -inf, out 0) except the parts with remote KV. */
@@ -389,13 +395,8 @@ static infsim_status remote_merge(infsim_cmodel *m, const icl_plan *pl, int32_t 
   }
   free(q_all), free(out), free(lse), free(ids);
   if (st != INFSIM_OK) return st;
-  /* Partial 1 sits right after partial 0 (the local one) in dec_out / dec_lse. */
-  if ((st = infsim_kernels_upload(m->k, m->dec_out + D * h * d, m->rout_host, D * h * d * 4, err)) != INFSIM_OK)
-    return st;
-  if ((st = infsim_kernels_upload(m->k, m->dec_lse + D * h, m->rlse_host, D * h * 4, err)) != INFSIM_OK) return st;
-  infsim_merge_args ma = {.num_partials = 2, .rows = D * h, .head_dim = (int32_t)d, .part_out = m->dec_out,
-                          .part_lse = m->dec_lse, .out = m->merged, .lse = m->merged_lse};
-  return infsim_kernels_merge(m->k, &ma, err);
+  if ((st = infsim_kernels_upload(m->k, m->rem_out, m->rout_host, D * h * d * 4, err)) != INFSIM_OK) return st;
+  return infsim_kernels_upload(m->k, m->rem_lse, m->rlse_host, D * h * 4, err);
 }
 
 static infsim_status attention(infsim_cmodel *m, const icl_plan *pl, int32_t layer,
@@ -415,13 +416,16 @@ static infsim_status attention(infsim_cmodel *m, const icl_plan *pl, int32_t lay
                                .block_table = m->ints + m->off_tables, .block_table_stride = (int32_t)B,
                                .context_tokens = m->ints + m->off_dec_ctx, .max_context_tokens = pl->max_ctx,
                                .softmax_scale = 1.0f / sqrtf((float)d), .out = m->dec_out, .lse = m->dec_lse};
-    if ((st = infsim_kernels_ma_decode(m->k, &a, err)) != INFSIM_OK) return st;
-    const float *dec = m->dec_out;
     if (pl->remote > 0) {
-      if ((st = remote_merge(m, pl, layer, remote, err)) != INFSIM_OK) return st;
-      dec = m->merged;
+      /* The holders' partial is merged inside the MA decode (no merge launch). */
+      if ((st = remote_partial(m, pl, layer, remote, err)) != INFSIM_OK) return st;
+      a.num_remote = 1;
+      a.remote_dtype = INFSIM_KDTYPE_F32;
+      a.remote_out = m->rem_out;
+      a.remote_lse = m->rem_lse;
     }
-    if ((st = m->ops->cast_f32(m->k, dec, D * h * d, m->attn, err)) != INFSIM_OK) return st;
+    if ((st = infsim_kernels_ma_decode(m->k, &a, err)) != INFSIM_OK) return st;
+    if ((st = m->ops->cast_f32(m->k, m->dec_out, D * h * d, m->attn, err)) != INFSIM_OK) return st;
   }
   for (int32_t j = D; j < pl->count; j++) {
     const infsim_cmodel_part *pt = &pl->parts[pl->order[j]];
@@ -489,10 +493,13 @@ static infsim_status launch_all(infsim_cmodel *m, const icl_plan *pl, const infs
 /* The MA grid's context for a captured decode step: a power of two (so
  * that a few graphs serve a growing context), at most what a block table
  * row holds (the kernel sizes its grid by it and checks it fits). */
-/* Rows a decode-only forward of n requests is padded to. */
+/* Rows a decode-only forward of n requests is padded to: 1, 2, 4, ..., 32,
+ * then a multiple of 32. Padding rows cost little (decode GEMMs read the
+ * weights once whatever the rows, and a padding row attends one token), and
+ * few sizes keep few graphs. */
 static int32_t padded_decodes(const infsim_cmodel *m, int32_t n) {
-  int64_t p = n <= 8 ? 1 : (n + 7) / 8 * 8;
-  while (n <= 8 && p < n) p *= 2;
+  int64_t p = n <= 32 ? 1 : (n + 31) / 32 * 32;
+  while (n <= 32 && p < n) p *= 2;
   if (p > m->p.max_requests) p = m->p.max_requests;
   if (p > m->p.max_tokens) p = m->p.max_tokens;
   return (int32_t)(p > n ? p : n);
@@ -521,6 +528,42 @@ static int32_t bucket_of(const infsim_cmodel *m, int32_t ctx) {
   return (int32_t)(b < cap ? b : cap);
 }
 
+/* Replays the graph of this decode-only plan's (size, bucket), or runs the
+ * launches and records them as one (the inputs are on the device already). */
+static infsim_status run_graph(infsim_cmodel *m, const icl_plan *pl, infsim_error *err) {
+  infsim_status st;
+  for (int i = 0; i < ICL_GRAPHS; i++) {
+    icl_graph *gr = &m->graph[i];
+    if (gr->exec && gr->decodes == pl->decodes && gr->bucket == pl->max_ctx && gr->logits == pl->logits) {
+      m->graph_replays++;
+      return icl_graph_launch(m->k, gr->exec, err);
+    }
+  }
+  /* First forward of this shape: run it (which also sizes every workspace
+   * and plan the kernels keep), then record the same launches for the next. */
+  if ((st = launch_all(m, pl, NULL, err)) != INFSIM_OK) return st;
+  icl_graph *gr = &m->graph[m->graph_next];
+  m->graph_next = (m->graph_next + 1) % ICL_GRAPHS;
+  icl_graph_free(gr->exec);
+  gr->exec = NULL;
+  if ((st = icl_graph_begin(m->k, err)) != INFSIM_OK) return st;
+  infsim_status run = launch_all(m, pl, NULL, err);
+  void *exec = NULL;
+  infsim_error end_err;
+  infsim_status end = icl_graph_end(m->k, &exec, &end_err);
+  if (run != INFSIM_OK) {
+    icl_graph_free(exec);
+    return run;
+  }
+  if (end != INFSIM_OK) {
+    if (err) *err = end_err;
+    return end;
+  }
+  *gr = (icl_graph){pl->decodes, pl->max_ctx, pl->logits, exec};
+  m->graph_captures++;
+  return INFSIM_OK;
+}
+
 infsim_status infsim_cmodel_forward(infsim_cmodel *m, const infsim_cmodel_part *parts, int32_t count,
                                     const infsim_cmodel_remote *remote, infsim_error *err) {
   if (count < 1 || count > m->p.max_requests)
@@ -540,35 +583,34 @@ infsim_status infsim_cmodel_forward(infsim_cmodel *m, const infsim_cmodel_part *
   if (graph) pl.max_ctx = bucket_of(m, pl.max_ctx);
   if ((st = infsim_kernels_upload(m->k, m->ints, m->ints_host, m->ints_count * 4, err)) != INFSIM_OK) return st;
   if (!graph) return launch_all(m, &pl, remote, err);
-  for (int i = 0; i < ICL_GRAPHS; i++) {
-    icl_graph *gr = &m->graph[i];
-    if (gr->exec && gr->decodes == pl.decodes && gr->bucket == pl.max_ctx && gr->logits == pl.logits) {
-      m->graph_replays++;
-      return icl_graph_launch(m->k, gr->exec, err);
+  return run_graph(m, &pl, err);
+}
+
+infsim_status infsim_cmodel_capture_graphs(infsim_cmodel *m, int64_t max_decodes, int64_t *captured,
+                                           infsim_error *err) {
+  int64_t before = m->graph_captures;
+  infsim_status st = INFSIM_OK;
+  if (m->graphs && m->p.pad_decodes) {
+    int64_t cap = m->p.max_blocks_per_request * m->p.block_tokens;
+    int32_t last = 0;
+    for (int32_t n = 1; n <= max_decodes && st == INFSIM_OK; n++) {
+      int32_t size = padded_decodes(m, n);
+      if (size == last) continue;
+      last = size;
+      for (int64_t b = 256;; b *= 2) {
+        /* Padding rows only: they append to and attend the scratch slot. */
+        icl_plan pl = {.max_ctx = bucket_of(m, (int32_t)(b < cap ? b : cap))};
+        pad_rows(m, &pl, size);
+        m->rows = 0;
+        st = infsim_kernels_upload(m->k, m->ints, m->ints_host, m->ints_count * 4, err);
+        if (st == INFSIM_OK) st = run_graph(m, &pl, err);
+        if (st != INFSIM_OK || b >= cap) break;
+      }
     }
+    if (st == INFSIM_OK) st = infsim_kernels_sync(m->k, err);
   }
-  /* First forward of this shape: run it (which also sizes every workspace
-   * and plan the kernels keep), then record the same launches for the next. */
-  if ((st = launch_all(m, &pl, remote, err)) != INFSIM_OK) return st;
-  icl_graph *gr = &m->graph[m->graph_next];
-  m->graph_next = (m->graph_next + 1) % ICL_GRAPHS;
-  icl_graph_free(gr->exec);
-  gr->exec = NULL;
-  if ((st = icl_graph_begin(m->k, err)) != INFSIM_OK) return st;
-  infsim_status run = launch_all(m, &pl, remote, err);
-  void *exec = NULL;
-  infsim_error end_err;
-  infsim_status end = icl_graph_end(m->k, &exec, &end_err);
-  if (run != INFSIM_OK) {
-    icl_graph_free(exec);
-    return run;
-  }
-  if (end != INFSIM_OK) {
-    if (err) *err = end_err;
-    return end;
-  }
-  *gr = (icl_graph){pl.decodes, pl.max_ctx, pl.logits, exec};
-  return INFSIM_OK;
+  if (captured) *captured = m->graph_captures - before;
+  return st;
 }
 
 infsim_status infsim_cmodel_attend_partial(infsim_cmodel *m, int32_t layer, const uint16_t *q, int32_t n,

@@ -19,6 +19,7 @@
 #include "infsim/atomic_file.h"
 #include "infsim/numfmt.h"
 #include "infsim/policy_infinite.h"
+#include "infsim/sqlpages.h"
 #include "run_internal.h"
 
 enum { INFSIM_RESULTS_DB_VERSION = 1 };
@@ -207,6 +208,78 @@ static infsim_status write_timeseries_csv(FILE *f, const char *path, const infsi
   return outbuf_close(w, path, err);
 }
 
+/* The tables' CREATE statements, as sqlite_schema keeps them. */
+static const char k_requests_sql[] =
+    "CREATE TABLE requests(id INTEGER PRIMARY KEY, arrival_s REAL NOT NULL, prompt_tokens INTEGER NOT NULL,"
+    " output_tokens INTEGER NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL, instance INTEGER NOT NULL,"
+    " first_token_s REAL, finish_s REAL, ttft_s REAL, tpot_s REAL, e2e_s REAL, preemptions INTEGER NOT NULL,"
+    " instances_touched INTEGER NOT NULL) STRICT";
+static const char k_timeseries_sql[] =
+    "CREATE TABLE timeseries(time_s REAL NOT NULL, instance INTEGER NOT NULL, running INTEGER NOT NULL,"
+    " waiting INTEGER NOT NULL, kv_used_blocks INTEGER NOT NULL, kv_free_blocks INTEGER NOT NULL,"
+    " kv_lent_blocks INTEGER NOT NULL, kv_borrowed_blocks INTEGER NOT NULL) STRICT";
+static const char k_summary_sql[] = "CREATE TABLE summary(key TEXT PRIMARY KEY, value ANY) STRICT";
+
+enum { REQUEST_COLS = 14, SAMPLE_COLS = 8 };
+
+/* A time in seconds, NULL where it did not happen (ns < 0). */
+static void row_time(infsim_sqlrow *row, int64_t ns) {
+  if (ns < 0) infsim_sqlrow_null(row);
+  else infsim_sqlrow_real(row, (double)ns * 1e-9);
+}
+
+static void row_text(infsim_sqlrow *row, const char *text) { infsim_sqlrow_text(row, text, (int32_t)strlen(text)); }
+
+/* requests and timeseries, rows in rowid order: written page by page
+ * (sqlpages.h), about an eighth of SQLite's work per row. */
+static infsim_status write_db_tables(const char *path, const infsim_run_result *res, infsim_error *err) {
+  infsim_sqlpages *w = NULL;
+  infsim_status st = infsim_sqlpages_open(path, &w, err);
+  if (st != INFSIM_OK) return st;
+  infsim_sqlrow *row = malloc(sizeof *row);
+  if (row == NULL) st = infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  size_t n = 0;
+  const infsim_request_record *rec = infsim_run_result_requests(res, &n);
+  if (st == INFSIM_OK) st = infsim_sqlpages_table(w, "requests", k_requests_sql, REQUEST_COLS, err);
+  for (size_t i = 0; st == INFSIM_OK && i < n; i++) {
+    const infsim_request_record *r = &rec[i];
+    infsim_sqlrow_begin(row);
+    infsim_sqlrow_null(row); /* id: the rowid, 0, 1, 2, ... */
+    row_time(row, r->arrival_ns);
+    infsim_sqlrow_int(row, r->prompt_tokens);
+    infsim_sqlrow_int(row, r->output_tokens);
+    row_text(row, r->state == INFSIM_REQ_FINISHED ? "completed" : "rejected");
+    row_text(row, infsim_reject_reason_name((infsim_reject_reason)r->reason));
+    infsim_sqlrow_int(row, r->instance);
+    row_time(row, r->first_token_ns);
+    row_time(row, r->finish_ns);
+    row_time(row, r->first_token_ns < 0 ? -1 : r->first_token_ns - r->arrival_ns);
+    row_time(row, tpot_ns(r));
+    row_time(row, r->finish_ns < 0 ? -1 : r->finish_ns - r->arrival_ns);
+    infsim_sqlrow_int(row, r->preemptions);
+    infsim_sqlrow_int(row, r->instances_touched);
+    st = infsim_sqlpages_append(w, (int64_t)i, row, err);
+  }
+  const infsim_sample_row *samples = infsim_run_result_samples(res, &n);
+  if (st == INFSIM_OK) st = infsim_sqlpages_table(w, "timeseries", k_timeseries_sql, SAMPLE_COLS, err);
+  for (size_t i = 0; st == INFSIM_OK && i < n; i++) {
+    const infsim_sample_row *r = &samples[i];
+    infsim_sqlrow_begin(row);
+    row_time(row, r->time_ns);
+    infsim_sqlrow_int(row, r->instance);
+    infsim_sqlrow_int(row, r->running);
+    infsim_sqlrow_int(row, r->waiting);
+    infsim_sqlrow_int(row, r->kv_used_blocks);
+    infsim_sqlrow_int(row, r->kv_free_blocks);
+    infsim_sqlrow_int(row, r->kv_lent_blocks);
+    infsim_sqlrow_int(row, r->kv_borrowed_blocks);
+    st = infsim_sqlpages_append(w, (int64_t)i + 1, row, err); /* SQLite's own rowids: 1, 2, ... */
+  }
+  free(row);
+  infsim_status closed = infsim_sqlpages_close(w, INFSIM_RESULTS_DB_VERSION, err);
+  return st != INFSIM_OK ? st : closed;
+}
+
 static infsim_status sql_exec(sqlite3 *db, const char *sql, const char *path, infsim_error *err) {
   char *msg = NULL;
   if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK) return INFSIM_OK;
@@ -215,134 +288,20 @@ static infsim_status sql_exec(sqlite3 *db, const char *sql, const char *path, in
   return st;
 }
 
-static void bind_time(sqlite3_stmt *st, int col, int64_t ns) {
-  if (ns < 0) sqlite3_bind_null(st, col);
-  else sqlite3_bind_double(st, col, (double)ns * 1e-9);
-}
-
-static const char k_schema[] =
-    "CREATE TABLE requests(id INTEGER PRIMARY KEY, arrival_s REAL NOT NULL, prompt_tokens INTEGER NOT NULL,"
-    " output_tokens INTEGER NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL, instance INTEGER NOT NULL,"
-    " first_token_s REAL, finish_s REAL, ttft_s REAL, tpot_s REAL, e2e_s REAL, preemptions INTEGER NOT NULL,"
-    " instances_touched INTEGER NOT NULL) STRICT;"
-    "CREATE TABLE timeseries(time_s REAL NOT NULL, instance INTEGER NOT NULL, running INTEGER NOT NULL,"
-    " waiting INTEGER NOT NULL, kv_used_blocks INTEGER NOT NULL, kv_free_blocks INTEGER NOT NULL,"
-    " kv_lent_blocks INTEGER NOT NULL, kv_borrowed_blocks INTEGER NOT NULL) STRICT;"
-    "CREATE TABLE summary(key TEXT PRIMARY KEY, value ANY) STRICT;";
-
-/* Rows go in ROWS_PER_INSERT at a time, in one INSERT of that many VALUES
- * groups: SQLite's work per statement (start, halt, reset) is then paid
- * once per group instead of once per row. 32 rows x 14 columns stays under
- * the 999 parameters of older SQLite builds. */
-enum { ROWS_PER_INSERT = 32, REQUEST_COLS = 14, SAMPLE_COLS = 8 };
-
-static void bind_request(sqlite3_stmt *q, int base, size_t i, const infsim_request_record *r) {
-  bool done = r->state == INFSIM_REQ_FINISHED;
-  /* id is the rowid, 0, 1, 2, ...: given for row 0, then left NULL so that
-   * SQLite appends at max(rowid) + 1 = i without the seek it makes to check
-   * an explicit rowid is free (a b-tree descent per row). */
-  if (i == 0) sqlite3_bind_int64(q, base + 1, 0);
-  else sqlite3_bind_null(q, base + 1);
-  bind_time(q, base + 2, r->arrival_ns);
-  sqlite3_bind_int64(q, base + 3, r->prompt_tokens);
-  sqlite3_bind_int64(q, base + 4, r->output_tokens);
-  sqlite3_bind_text(q, base + 5, done ? "completed" : "rejected", -1, SQLITE_STATIC);
-  sqlite3_bind_text(q, base + 6, infsim_reject_reason_name((infsim_reject_reason)r->reason), -1, SQLITE_STATIC);
-  sqlite3_bind_int64(q, base + 7, r->instance);
-  bind_time(q, base + 8, r->first_token_ns);
-  bind_time(q, base + 9, r->finish_ns);
-  bind_time(q, base + 10, r->first_token_ns < 0 ? -1 : r->first_token_ns - r->arrival_ns);
-  bind_time(q, base + 11, tpot_ns(r));
-  bind_time(q, base + 12, r->finish_ns < 0 ? -1 : r->finish_ns - r->arrival_ns);
-  sqlite3_bind_int64(q, base + 13, r->preemptions);
-  sqlite3_bind_int64(q, base + 14, r->instances_touched);
-}
-
-static void bind_sample(sqlite3_stmt *q, int base, size_t i, const infsim_sample_row *r) {
-  (void)i;
-  bind_time(q, base + 1, r->time_ns);
-  sqlite3_bind_int64(q, base + 2, r->instance);
-  sqlite3_bind_int64(q, base + 3, r->running);
-  sqlite3_bind_int64(q, base + 4, r->waiting);
-  sqlite3_bind_int64(q, base + 5, r->kv_used_blocks);
-  sqlite3_bind_int64(q, base + 6, r->kv_free_blocks);
-  sqlite3_bind_int64(q, base + 7, r->kv_lent_blocks);
-  sqlite3_bind_int64(q, base + 8, r->kv_borrowed_blocks);
-}
-
-/* "INSERT INTO table VALUES(?,..,?),(..)" with `rows` groups of `cols`. */
-static sqlite3_stmt *prepare_insert(sqlite3 *db, const char *table, int cols, int rows) {
-  char sql[ROWS_PER_INSERT * (2 * REQUEST_COLS + 3) + 64];
-  int len = snprintf(sql, sizeof sql, "INSERT INTO %s VALUES", table);
-  for (int r = 0; r < rows; r++) {
-    sql[len++] = r ? ',' : ' ';
-    sql[len++] = '(';
-    for (int c = 0; c < cols; c++) {
-      if (c) sql[len++] = ',';
-      sql[len++] = '?';
-    }
-    sql[len++] = ')';
-  }
-  sql[len] = '\0';
-  sqlite3_stmt *q = NULL;
-  if (sqlite3_prepare_v2(db, sql, len + 1, &q, NULL) != SQLITE_OK) return NULL;
-  return q;
-}
-
-/* Inserts rows [0, n) of one table: groups of ROWS_PER_INSERT, then the rest one by one. */
-static infsim_status insert_rows(sqlite3 *db, const char *path, const char *table, int cols, size_t n,
-                                 const void *rows, size_t row_bytes,
-                                 void (*bind)(sqlite3_stmt *, int, size_t, const void *), infsim_error *err) {
-  sqlite3_stmt *group = prepare_insert(db, table, cols, ROWS_PER_INSERT);
-  sqlite3_stmt *one = prepare_insert(db, table, cols, 1);
-  infsim_status st = INFSIM_OK;
-  if (group == NULL || one == NULL) st = infsim_fail(err, INFSIM_EIO, "%s: %s", path, sqlite3_errmsg(db));
-  const char *base = rows;
-  size_t i = 0;
-  for (; st == INFSIM_OK && i + ROWS_PER_INSERT <= n; i += ROWS_PER_INSERT) {
-    for (int k = 0; k < ROWS_PER_INSERT; k++) bind(group, k * cols, i + (size_t)k, base + (i + (size_t)k) * row_bytes);
-    if (sqlite3_step(group) != SQLITE_DONE) st = infsim_fail(err, INFSIM_EIO, "%s: %s", path, sqlite3_errmsg(db));
-    sqlite3_reset(group);
-  }
-  for (; st == INFSIM_OK && i < n; i++) {
-    bind(one, 0, i, base + i * row_bytes);
-    if (sqlite3_step(one) != SQLITE_DONE) st = infsim_fail(err, INFSIM_EIO, "%s: %s", path, sqlite3_errmsg(db));
-    sqlite3_reset(one);
-  }
-  sqlite3_finalize(group);
-  sqlite3_finalize(one);
-  return st;
-}
-
-static void bind_request_any(sqlite3_stmt *q, int base, size_t i, const void *row) { bind_request(q, base, i, row); }
-static void bind_sample_any(sqlite3_stmt *q, int base, size_t i, const void *row) { bind_sample(q, base, i, row); }
-
+/* The big tables page by page, then the summary (a few dozen rows and an
+ * index) through SQLite, which opens the file as any other database. */
 static infsim_status write_db(const char *path, const infsim_run_result *res, json_t *summary, infsim_error *err) {
+  infsim_status st = write_db_tables(path, res, err);
+  if (st != INFSIM_OK) return st;
   sqlite3 *db = NULL;
   /* One thread uses this connection: no mutex around every call (NOMUTEX). */
-  if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+  if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
     sqlite3_close(db);
-    return infsim_fail(err, INFSIM_EIO, "%s: cannot create database", path);
+    return infsim_fail(err, INFSIM_EIO, "%s: cannot open database", path);
   }
-  char pragma[64];
-  snprintf(pragma, sizeof pragma, "PRAGMA user_version=%d;", INFSIM_RESULTS_DB_VERSION);
-  /* Rows are appended in rowid order, so the page cache only needs the
-   * right edge of each b-tree: 8 MiB (cache_size=-8192) writes the same file
-   * with the same CPU time as 64 MiB, and peak memory is 45 MB lower on a
-   * million requests (bench/README.md, scaling). */
-  infsim_status st = sql_exec(db,
-                              "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA locking_mode=EXCLUSIVE;"
-                              " PRAGMA cache_size=-8192; BEGIN;",
-                              path, err);
-  if (st == INFSIM_OK) st = sql_exec(db, k_schema, path, err);
-  if (st == INFSIM_OK) st = sql_exec(db, pragma, path, err);
-  size_t n = 0;
-  const infsim_request_record *rec = infsim_run_result_requests(res, &n);
-  if (st == INFSIM_OK)
-    st = insert_rows(db, path, "requests", REQUEST_COLS, n, rec, sizeof *rec, bind_request_any, err);
-  const infsim_sample_row *samples = infsim_run_result_samples(res, &n);
-  if (st == INFSIM_OK)
-    st = insert_rows(db, path, "timeseries", SAMPLE_COLS, n, samples, sizeof *samples, bind_sample_any, err);
+  st = sql_exec(db, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA locking_mode=EXCLUSIVE; BEGIN;", path,
+                err);
+  if (st == INFSIM_OK) st = sql_exec(db, k_summary_sql, path, err);
   sqlite3_stmt *ins = NULL;
   /* summary: scalar fields as typed values, objects as JSON text */
   if (st == INFSIM_OK && sqlite3_prepare_v2(db, "INSERT INTO summary VALUES(?,?)", -1, &ins, NULL) != SQLITE_OK)

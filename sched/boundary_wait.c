@@ -29,7 +29,7 @@ infsim_status boundary_wait_stall(infsim_sched *s, instance *in, int32_t req, in
   r->generated0 += in->step - r->step0;
   r->kv0 += in->step - r->step0;
   r->step0 = in->step;
-  leave_decode(in, r);
+  leave_decode(s, in, req);
   r->stalled = true;
   r->epoch++; /* its finish and boundary events are stale: rejoining pushes new ones */
   return deque_push_back(&in->stalled, req, err);

@@ -5,12 +5,17 @@
 ** State lives in three short arrays searched linearly (borrows in flight,
 ** creditors' reservations and kept answers, the gManager's proposals):
 ** they hold what is in flight, tens of entries, not the run's history.
-** Kept answers and proposals are dropped by a timer KEEP_TIMEOUTS
-** timeouts after they were given, long past any retry of the step.
+** Kept answers and proposals expire KEEP_TIMEOUTS timeouts after they
+** were given, long past any retry of the step; expired ones are swept
+** whenever a message is delivered (before it is handled, as a timer at
+** the same time would have dropped them), so they cost no event.
 **
-** Timers carry a generation number: a borrow or reservation bumps it when
-** it moves on, and a timer whose generation is stale is ignored, so no
-** timer needs cancelling.
+** A borrow has one timer at a time, however many steps it goes through:
+** each step sets the borrow's deadline, and the timer, when it fires
+** before the deadline (an earlier step's), is set again for it. A borrow
+** that ends before its first deadline (the common case) costs one timer
+** event, not one per step. Timers carry a generation number: a timer
+** whose generation is stale is ignored, so no timer needs cancelling.
 */
 #include "infsim/contract.h"
 
@@ -20,6 +25,8 @@
 /* How long answers are kept for repeats, and a reservation's lease, in
  * timeouts: a retry of a step comes within max_retries timeouts. */
 enum { KEEP_TIMEOUTS = 8, LEASE_TIMEOUTS = 4 };
+/* RESERVE's b: flags. */
+enum { RESERVE_FRESH = 1, RESERVE_EXCHANGE = 2, RESERVE_WHOLE = 4 };
 
 typedef enum { B_ASKING = 0, B_RESERVING, B_MOVING } borrow_state;
 
@@ -31,7 +38,9 @@ typedef struct {
   infsim_gm_move mv;
   int64_t attempt;
   int32_t retries;
-  int64_t gen;
+  int64_t gen;         /* of the live timer */
+  int64_t timer_ns;    /* when the live timer fires */
+  int64_t deadline_ns; /* the current step times out then */
   bool exchange; /* a DGFM swap half */
   bool planned;  /* the gManager's own move: no new plan after a refusal */
   bool fresh_ok; /* req's new blocks may go to the creditor */
@@ -45,7 +54,8 @@ typedef struct {
   int64_t attempt;
   infsim_gm_move mv;
   resv_state st;
-  int64_t gen;
+  int64_t gen;        /* of its lease timer */
+  int64_t expires_ns; /* a kept answer (not a reservation) is dropped then */
 } resv;
 
 typedef struct {
@@ -55,6 +65,7 @@ typedef struct {
   infsim_gm_move mv;
   bool has_move;
   bool confirmed;
+  int64_t expires_ns; /* dropped then */
 } proposal;
 
 struct infsim_contract {
@@ -131,8 +142,7 @@ bool infsim_contract_handles(const infsim_msg *m) {
   case INFSIM_MSG_CONFIRM: return true;
   case INFSIM_MSG_RELEASE: return m->seq != 0; /* seq 0: a finished request's release, not ours */
   case INFSIM_MSG_TIMER:
-    return m->a == INFSIM_CONTRACT_TIMER_STEP || m->a == INFSIM_CONTRACT_TIMER_LEASE ||
-           m->a == INFSIM_CONTRACT_TIMER_GC;
+    return m->a == INFSIM_CONTRACT_TIMER_STEP || m->a == INFSIM_CONTRACT_TIMER_LEASE;
   default: return false;
   }
 }
@@ -181,6 +191,12 @@ int64_t infsim_contract_pending(const infsim_contract *c, int32_t debtor) {
   return n;
 }
 
+int64_t infsim_contract_planned_in_flight(const infsim_contract *c) {
+  int64_t n = 0;
+  for (size_t k = 0; k < c->nb; k++) n += c->b[k].planned;
+  return n;
+}
+
 /* Sends the message of the borrow's current step and arms its timer. */
 static infsim_status step(infsim_contract *c, borrow *b, int64_t now, infsim_error *err) {
   infsim_status st = INFSIM_OK;
@@ -192,7 +208,9 @@ static infsim_status step(infsim_contract *c, borrow *b, int64_t now, infsim_err
     break;
   case B_RESERVING:
     st = msg_send(c, INFSIM_MSG_RESERVE, b->debtor, b->mv.to, b->id, b->mv.req, b->mv.blocks, 0, b->attempt,
-              b->exchange ? 2 : b->mv.fresh, now, err);
+                  (b->mv.fresh ? RESERVE_FRESH : 0) | (b->exchange ? RESERVE_EXCHANGE : 0) |
+                      (b->planned ? RESERVE_WHOLE : 0),
+                  now, err);
     break;
   case B_MOVING:
     st = msg_send(c, INFSIM_MSG_MOVE, b->debtor, b->mv.to, b->id, b->mv.req, b->mv.blocks, move_bytes(c, &b->mv),
@@ -201,19 +219,27 @@ static infsim_status step(infsim_contract *c, borrow *b, int64_t now, infsim_err
     break;
   }
   if (st != INFSIM_OK) return st;
+  b->deadline_ns = now + wait;
+  if (b->gen != 0 && b->timer_ns <= b->deadline_ns) return INFSIM_OK; /* the live timer fires first: it re-arms */
   b->gen = ++c->next_gen;
-  return timer(c, b->debtor, INFSIM_CONTRACT_TIMER_STEP, b->id, b->req, 0, b->gen, now + wait, err);
+  b->timer_ns = b->deadline_ns;
+  return timer(c, b->debtor, INFSIM_CONTRACT_TIMER_STEP, b->id, b->req, 0, b->gen, b->timer_ns, err);
 }
 
 static void end_borrow(infsim_contract *c, borrow *b, bool ok, int64_t now) {
   int32_t debtor = b->debtor;
   int64_t req = b->req;
+  bool planned = b->planned;
   if (ok)
     c->n.borrows++;
   else
     c->n.failed++;
   *b = c->b[--c->nb];
-  c->env.borrow_done(c->env.self, debtor, req, ok, now);
+  if (planned) {
+    if (c->env.move_done) c->env.move_done(c->env.self, debtor, req, ok, now);
+  } else {
+    c->env.borrow_done(c->env.self, debtor, req, ok, now);
+  }
 }
 
 static infsim_status give_up(infsim_contract *c, borrow *b, int64_t now, infsim_error *err) {
@@ -259,10 +285,8 @@ infsim_status infsim_contract_move(infsim_contract *c, const infsim_gm_move *m, 
                 .mv = *m, .exchange = exchange, .planned = true};
   if (c->next_id == 0) c->next_id = 1;
   /* The gManager knows its own plan: the creditor's CONFIRM finds it. */
-  c->g[c->ng++] = (proposal){.debtor = m->from, .id = b->id, .attempt = 0, .mv = *m, .has_move = true};
-  st = timer(c, INFSIM_ENDPOINT_GMANAGER, INFSIM_CONTRACT_TIMER_GC, b->id, m->from, 0, 0,
-             now_ns + KEEP_TIMEOUTS * c->p.timeout_ns, err);
-  if (st != INFSIM_OK) return st;
+  c->g[c->ng++] = (proposal){.debtor = m->from, .id = b->id, .attempt = 0, .mv = *m, .has_move = true,
+                              .expires_ns = now_ns + KEEP_TIMEOUTS * c->p.timeout_ns};
   return step(c, b, now_ns, err);
 }
 
@@ -283,6 +307,7 @@ static infsim_status debtor_deliver(infsim_contract *c, const infsim_msg *m, int
   case INFSIM_MSG_RESERVE_ACK:
     if (b->st != B_RESERVING || m->b != b->attempt) return INFSIM_OK;
     if (m->a == 0) return new_attempt(c, b, now, err);
+    b->mv.blocks = m->blocks; /* what the creditor granted */
     if (b->mv.fresh) {
       end_borrow(c, b, true, now);
       return INFSIM_OK;
@@ -295,7 +320,12 @@ static infsim_status debtor_deliver(infsim_contract *c, const infsim_msg *m, int
     end_borrow(c, b, true, now);
     return INFSIM_OK;
   case INFSIM_MSG_TIMER:
-    if (m->b != b->gen) return INFSIM_OK; /* the step it guarded is over */
+    if (m->b != b->gen) return INFSIM_OK; /* a timer replaced by an earlier one */
+    if (now < b->deadline_ns) { /* a later step moved the deadline */
+      b->timer_ns = b->deadline_ns;
+      return timer(c, b->debtor, INFSIM_CONTRACT_TIMER_STEP, b->id, b->req, 0, b->gen, b->timer_ns, err);
+    }
+    b->gen = 0; /* no live timer: the resend arms one */
     if (++b->retries > c->p.max_retries) return give_up(c, b, now, err);
     c->n.retries++;
     return step(c, b, now, err); /* resend, same attempt */
@@ -330,10 +360,10 @@ static bool commit(infsim_contract *c, resv *r, int64_t now) {
   return n > 0;
 }
 
-static infsim_status keep(infsim_contract *c, resv *r, int64_t now, infsim_error *err) {
-  r->gen = ++c->next_gen;
-  return timer(c, r->mv.to, INFSIM_CONTRACT_TIMER_GC, r->id, r->debtor, r->attempt, r->gen,
-               now + KEEP_TIMEOUTS * c->p.timeout_ns, err);
+/* The answer is kept for repeats until it expires (swept, no timer). */
+static void keep(infsim_contract *c, resv *r, int64_t now) {
+  r->gen = ++c->next_gen; /* its lease timer, if any, is over */
+  r->expires_ns = now + KEEP_TIMEOUTS * c->p.timeout_ns;
 }
 
 static infsim_status confirm(infsim_contract *c, const resv *r, bool to_gm, int64_t now, infsim_error *err) {
@@ -353,17 +383,25 @@ static infsim_status creditor_reserve(infsim_contract *c, const infsim_msg *m, i
     infsim_status st = grow((void **)&c->r, &c->cr, c->nr, sizeof *c->r, &c->peak_r, err);
     if (st != INFSIM_OK) return st;
     r = &c->r[c->nr++];
+    bool fresh = (m->b & RESERVE_FRESH) != 0, exchange = (m->b & RESERVE_EXCHANGE) != 0;
+    bool whole = exchange || (m->b & RESERVE_WHOLE) != 0;
     *r = (resv){.debtor = m->src, .id = m->seq, .attempt = m->a,
-                .mv = {.req = m->req, .from = m->src, .to = me, .blocks = m->blocks, .fresh = m->b == 1},
+                .mv = {.req = m->req, .from = m->src, .to = me, .blocks = m->blocks, .fresh = fresh},
                 .st = R_REFUSED};
     /* First come, first served: the creditor's own truth, less what it has
-     * promised already, less the reserve it keeps for itself. */
-    int64_t spare = c->env.free_blocks(c->env.self, me) - c->reserved[me] - (m->b == 2 ? 0 : c->p.reserve_blocks);
-    if (spare >= m->blocks) {
+     * promised already, less the reserve it keeps for itself. A borrow
+     * gets what is there when that is less than it asked (the gManager's
+     * view lags by a heartbeat); the gManager's own moves all or nothing
+     * (half a piece moved does not shorten a request's span). */
+    int64_t spare = c->env.free_blocks(c->env.self, me) - c->reserved[me] - (exchange ? 0 : c->p.reserve_blocks);
+    int64_t grant = spare >= m->blocks ? m->blocks : whole || spare <= 0 ? 0 : spare;
+    if (grant > 0) {
       r->st = R_RESERVED;
-      c->reserved[me] += m->blocks;
+      r->mv.blocks = grant;
+      c->reserved[me] += grant;
     } else {
       c->n.refused++;
+      if (c->env.refused) c->env.refused(c->env.self, me, now);
     }
     if (r->st == R_RESERVED && r->mv.fresh) {
       commit(c, r, now);
@@ -374,7 +412,7 @@ static infsim_status creditor_reserve(infsim_contract *c, const infsim_msg *m, i
       st = timer(c, me, INFSIM_CONTRACT_TIMER_LEASE, r->id, r->debtor, r->attempt, r->gen,
                  now + LEASE_TIMEOUTS * c->p.timeout_ns + move_ns(c, &r->mv), err);
     } else {
-      st = keep(c, r, now, err);
+      keep(c, r, now);
     }
     if (st != INFSIM_OK) return st;
   }
@@ -384,7 +422,6 @@ static infsim_status creditor_reserve(infsim_contract *c, const infsim_msg *m, i
 
 static infsim_status creditor_deliver(infsim_contract *c, const infsim_msg *m, int64_t now, infsim_error *err) {
   resv *r;
-  infsim_status st;
   switch ((infsim_msg_kind)m->kind) {
   case INFSIM_MSG_RESERVE: return creditor_reserve(c, m, now, err);
   case INFSIM_MSG_MOVE:
@@ -396,17 +433,16 @@ static infsim_status creditor_deliver(infsim_contract *c, const infsim_msg *m, i
     }
     if (r->st != R_RESERVED) return confirm(c, r, false, now, err); /* a repeat */
     commit(c, r, now);
-    if ((st = confirm(c, r, true, now, err)) != INFSIM_OK) return st;
-    return keep(c, r, now, err);
+    keep(c, r, now);
+    return confirm(c, r, true, now, err);
   case INFSIM_MSG_RELEASE:
     r = find_resv(c, m->src, m->seq, m->a);
     if (r && r->st == R_RESERVED) drop_resv(c, r);
     return INFSIM_OK;
   case INFSIM_MSG_TIMER:
     r = find_resv(c, (int32_t)m->req, m->seq, m->blocks);
-    if (!r || r->gen != m->b) return INFSIM_OK;
-    if (m->a == INFSIM_CONTRACT_TIMER_LEASE && r->st != R_RESERVED) return INFSIM_OK;
-    drop_resv(c, r); /* a lease that ran out, or an answer kept long enough */
+    if (!r || r->gen != m->b || r->st != R_RESERVED) return INFSIM_OK;
+    drop_resv(c, r); /* a lease that ran out */
     return INFSIM_OK;
   default: return INFSIM_OK;
   }
@@ -430,15 +466,13 @@ static infsim_status gm_deliver(infsim_contract *c, const infsim_msg *m, int64_t
     if (!g) {
       if ((st = grow((void **)&c->g, &c->cg, c->ng, sizeof *c->g, &c->peak_g, err)) != INFSIM_OK) return st;
       g = &c->g[c->ng++];
-      *g = (proposal){.debtor = m->src, .id = m->seq, .attempt = m->a};
+      *g = (proposal){.debtor = m->src, .id = m->seq, .attempt = m->a,
+                      .expires_ns = now + KEEP_TIMEOUTS * c->p.timeout_ns};
       infsim_gm_move plan[8];
       size_t n = infsim_gm_plan(c->gm, c->p.planner, m->src, m->b ? m->req : -1, m->blocks, plan, 8);
       for (size_t k = 1; k < n; k++) infsim_gm_unpropose(c->gm, &plan[k]); /* one move per borrow */
       g->has_move = n > 0;
       if (n > 0) g->mv = plan[0];
-      if ((st = timer(c, INFSIM_ENDPOINT_GMANAGER, INFSIM_CONTRACT_TIMER_GC, g->id, g->debtor, g->attempt, 0,
-                      now + KEEP_TIMEOUTS * c->p.timeout_ns, err)) != INFSIM_OK)
-        return st;
     }
     return msg_send(c, INFSIM_MSG_BORROW_PROPOSE, INFSIM_ENDPOINT_GMANAGER, g->debtor, g->id, g->has_move ? g->mv.req : -1,
                 g->has_move ? g->mv.blocks : 0, 0, g->has_move ? g->mv.to : -1,
@@ -452,16 +486,21 @@ static infsim_status gm_deliver(infsim_contract *c, const infsim_msg *m, int64_t
       g->confirmed = true;
     }
     return INFSIM_OK;
-  case INFSIM_MSG_TIMER:
-    g = find_prop(c, (int32_t)m->req, m->seq, m->blocks);
-    if (g) *g = c->g[--c->ng];
-    return INFSIM_OK;
   default: return INFSIM_OK;
   }
 }
 
+/* Drops kept answers and proposals that expired by now. */
+static void sweep(infsim_contract *c, int64_t now) {
+  for (size_t k = c->nr; k-- > 0;)
+    if (c->r[k].st != R_RESERVED && c->r[k].expires_ns <= now) c->r[k] = c->r[--c->nr];
+  for (size_t k = c->ng; k-- > 0;)
+    if (c->g[k].expires_ns <= now) c->g[k] = c->g[--c->ng];
+}
+
 infsim_status infsim_contract_deliver(infsim_contract *c, const infsim_msg *m, int64_t now_ns, infsim_error *err) {
   assert(infsim_contract_handles(m));
+  sweep(c, now_ns);
   if (m->dst == INFSIM_ENDPOINT_GMANAGER) return gm_deliver(c, m, now_ns, err);
   assert(m->dst >= 0 && m->dst < c->instances);
   switch ((infsim_msg_kind)m->kind) {

@@ -142,7 +142,7 @@ static void defragment(infsim_dgfm *d, const infsim_gm *gm, int64_t r, size_t nr
   piece *pc = d->instances <= 64 ? local : malloc((size_t)d->instances * sizeof *pc);
   assert(pc);
   size_t m = remote_pieces(d, gm, r, pc);
-  if (m >= 2) {
+  if (m >= 2 && (e->lim->max_piece_blocks <= 0 || pc[0].blocks <= e->lim->max_piece_blocks)) {
     const piece small = pc[0];
     const int32_t s = small.holder;
     const int64_t p = small.blocks;
@@ -187,7 +187,10 @@ size_t infsim_dgfm_pass(infsim_dgfm *d, const infsim_gm *gm, const infsim_dgfm_l
   const int64_t *split;
   size_t nreqs = infsim_gm_split_requests(gm, &split);
   d->reqs = reserve(d->reqs, &d->reqs_cap, nreqs, sizeof *d->reqs);
-  for (size_t k = 0; k < nreqs; k++) d->reqs[k] = split[k];
+  size_t kept = 0;
+  for (size_t k = 0; k < nreqs; k++)
+    if (infsim_gm_held_by(gm, split[k], infsim_gm_owner(gm, split[k])) > 0) d->reqs[kept++] = split[k];
+  nreqs = kept;
   if (nreqs > 1) qsort(d->reqs, nreqs, sizeof *d->reqs, by_id);
 
   /* 1. Recalls, smallest piece first over the whole graph. */
@@ -203,7 +206,9 @@ size_t infsim_dgfm_pass(infsim_dgfm *d, const infsim_gm *gm, const infsim_dgfm_l
   for (size_t k = 0; k < np; k++) {
     const piece *pc = &d->pieces[k];
     int32_t owner = infsim_gm_owner(gm, pc->req);
-    if (touched(d, pc->req) || d->spare[owner] < pc->blocks || !room(&e, 1, pc->blocks)) continue;
+    int64_t remote = infsim_gm_blocks(gm, pc->req) - infsim_gm_held_by(gm, pc->req, owner);
+    if (touched(d, pc->req) || d->spare[owner] - remote < lim->recall_headroom_blocks || !room(&e, 1, pc->blocks))
+      continue;
     emit(&e, pc->req, pc->holder, owner, pc->blocks, INFSIM_DGFM_RECALL, -1);
     d->spare[owner] -= pc->blocks;
     touch(d, pc->req);

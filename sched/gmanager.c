@@ -255,17 +255,14 @@ void infsim_gm_record_move(infsim_gm *gm, const infsim_gm_move *m, int64_t now_n
 
 void infsim_gm_forget(infsim_gm *gm, int64_t req, int64_t now_ns) {
   gm_req *q = &gm->req[req];
-  while (q->owner >= 0) {
-    assert(q->n > 0);
-    gm_hold *e = &q->h[q->n - 1];
-    if (e->blocks == 0) {
-      q->n--;
-      continue;
-    }
-    e->as_of_ns = now_ns < e->as_of_ns ? e->as_of_ns : now_ns;
-    set_entry(gm, req, q->owner, e->holder, 0, e->as_of_ns);
+  /* Entries set after now_ns (a move confirmed since, a new life after a
+   * recompute) are newer than the news and stay. */
+  for (int32_t k = q->n; k-- > 0;) {
+    if (k >= q->n) continue; /* the list emptied under us */
+    const gm_hold *e = &q->h[k];
+    if (e->blocks > 0 && e->as_of_ns <= now_ns) set_entry(gm, req, -1, e->holder, 0, now_ns);
   }
-  q->n = 0;
+  if (q->owner < 0) q->n = 0;
   if (now_ns > q->floor_ns) q->floor_ns = now_ns;
 }
 
@@ -364,11 +361,6 @@ static size_t order_creditors(const infsim_gm *gm, int32_t exclude, const int32_
 
 size_t infsim_gm_creditors(const infsim_gm *gm, int32_t *out) { return order_creditors(gm, -1, NULL, out); }
 
-/* A candidate's length for "longest first": its blocks, plus `need` for
- * the request that needs them. */
-static int64_t cand_len(const infsim_gm *gm, int64_t r, int64_t req, int64_t need) {
-  return gm->req[r].total + (r == req ? need : 0);
-}
 
 size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, int64_t req, int64_t need,
                       infsim_gm_move *out, size_t cap) {
@@ -387,13 +379,16 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
     int64_t r = d->owned[k];
     if (r != req && infsim_gm_held_by(gm, r, debtor) > 0) gm->cand[nc++] = r;
   }
-  /* Longest first, ties by id (deterministic). */
-  for (size_t i = 1; i < nc; i++) {
+  /* Longest first, ties by id (deterministic); but a request that may take
+   * new blocks goes first whatever its length: new blocks placed at a
+   * creditor cost no copy, moving another request's KV does. */
+  size_t fixed = req >= 0 ? 1 : 0;
+  for (size_t i = fixed + 1; i < nc; i++) {
     int64_t r = gm->cand[i];
     size_t j = i;
-    while (j > 0) {
+    while (j > fixed) {
       int64_t p = gm->cand[j - 1];
-      int64_t lp = cand_len(gm, p, req, need), lr = cand_len(gm, r, req, need);
+      int64_t lp = gm->req[p].total, lr = gm->req[r].total;
       if (lp > lr || (lp == lr && p < r)) break;
       gm->cand[j] = p;
       j--;
@@ -430,6 +425,7 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
 }
 
 void infsim_gm_unpropose(infsim_gm *gm, const infsim_gm_move *m) { gm->inst[m->to].free_view += m->blocks; }
+void infsim_gm_propose(infsim_gm *gm, const infsim_gm_move *m) { gm->inst[m->to].free_view -= m->blocks; }
 
 bool infsim_gm_same_ledger(const infsim_gm *a, const infsim_gm *b) {
   if (a->requests != b->requests || a->instances != b->instances) return false;

@@ -28,13 +28,19 @@
 
 #include "sched_internal.h"
 
-/* The first live event (stale ones, of preempted requests, are dropped), or NULL. */
+/* The first live finish (stale ones, of preempted requests, are dropped), or NULL. */
 static const step_event *heap_top(const infsim_sched *s, step_heap *h) {
   while (h->count > 0 && h->items[0].epoch != s->rs[h->items[0].req].epoch) step_heap_pop(h);
   return h->count > 0 ? &h->items[0] : NULL;
 }
 
 /* ---- request bookkeeping ------------------------------------------------- */
+
+/* How many phase sets an instance keeps (set by instance_init): the
+ * largest power of two up to 16 that divides block_tokens (16 for every
+ * allowed block size), so a request's boundaries, block_tokens steps
+ * apart, stay in one set. */
+static int64_t phase_count(const infsim_sched *s) { return s->n_phases; }
 
 static int64_t blocks_for(const infsim_sched *s, int64_t tokens) {
   return (tokens + s->p.block_tokens - 1) / s->p.block_tokens;
@@ -77,18 +83,27 @@ infsim_status join_decode(infsim_sched *s, instance *in, int32_t req, int64_t kv
   infsim_status st = step_heap_push(&in->finishes, (step_event){finish_step, req, r->epoch}, err);
   if (st != INFSIM_OK) return st;
   /* Before decode step s+1 the KV grows from kv(s) to kv(s)+1 tokens: a new
-   * block is needed once kv(s) fills the blocks held. */
+   * block is needed once kv(s) fills the blocks held. A boundary at or
+   * after the finish never comes (the request is gone by then). */
   int64_t boundary = r->step0 + infsim_kv_blocks(s->kv, req) * s->p.block_tokens - kv_tokens;
   assert(boundary >= r->step0);
-  if (boundary < finish_step) return step_heap_push(&in->boundaries, (step_event){boundary, req, r->epoch}, err);
-  return INFSIM_OK;
+  r->next_boundary = boundary;
+  if (boundary < in->boundary_from) in->boundary_from = boundary; /* due at this very step */
+  int64_t phase = boundary & (phase_count(s) - 1);
+  in->phase_mask |= UINT32_C(1) << phase;
+  if (in->decode_n > in->phase_peak) in->phase_peak = (int32_t)in->decode_n; /* every decoding request is in a set */
+  return req_set_add(&in->phases[phase], req, err);
 }
 
-void leave_decode(instance *in, req_sched *r) {
+void leave_decode(const infsim_sched *s, instance *in, int32_t req) {
+  req_sched *r = &s->rs[req];
   assert(r->decoding);
   in->decode_n--;
   in->kv_sum -= kv_now(in, r);
   r->decoding = false;
+  int64_t phase = r->next_boundary & (phase_count(s) - 1);
+  req_set_remove(&in->phases[phase], req);
+  if (in->phases[phase].count == 0) in->phase_mask &= ~(UINT32_C(1) << phase);
 }
 
 /* req's KV at other instances is about to go: their guest work changes
@@ -105,7 +120,7 @@ static void touch_holders(infsim_sched *s, int32_t req) {
 static void finish_request(infsim_sched *s, instance *in, int32_t req) {
   req_sched *r = &s->rs[req];
   infsim_request_record *rec = &s->rec[req];
-  if (r->decoding) leave_decode(in, r);
+  if (r->decoding) leave_decode(s, in, req);
   running_remove(s, in, req);
   touch_holders(s, req);
   infsim_kv_release(s->kv, req);
@@ -142,7 +157,7 @@ infsim_status preempt(infsim_sched *s, instance *in, int32_t req, infsim_error *
   bool was_decoding = r->decoding, was_stalled = r->stalled;
   int64_t kv = was_decoding ? kv_now(in, r) : was_stalled ? r->kv0 : 0;
   r->generated0 = generated_now(in, r);
-  if (was_decoding) leave_decode(in, r);
+  if (was_decoding) leave_decode(s, in, req);
   else if (was_stalled) boundary_wait_forget(s, in, req);
   else deque_remove(&in->prefilling, req);
   running_remove(s, in, req);
@@ -177,22 +192,48 @@ infsim_status preempt(infsim_sched *s, instance *in, int32_t req, infsim_error *
 
 /* ---- the scheduler ------------------------------------------------------- */
 
-/* Applies the step events due by the current step: finishes (due exactly
- * now: a multi-step batch never runs past one), then block boundaries, in
- * step order (a bulk batch may have passed several). Sets *preempted if any
- * request had to give up its memory. */
-static infsim_status apply_step_events(infsim_sched *s, instance *in, bool *preempted, infsim_error *err) {
+/* Takes the block of req's boundary at its step (due now), its next one
+ * block_tokens steps later. */
+static infsim_status take_boundary_block(infsim_sched *s, instance *in, int32_t req, infsim_error *err) {
+  req_sched *r = &s->rs[req];
+  r->next_boundary += s->p.block_tokens;
+  return infsim_kv_alloc(s->kv, req, in->id, 1, err);
+}
+
+/* The block boundaries at step t, in request order, preempting latest
+ * arrivals when no block is free (as one boundary at a time would). */
+static infsim_status apply_boundaries_at(infsim_sched *s, instance *in, int64_t t, bool *preempted,
+                                         infsim_error *err) {
   infsim_status st;
-  const step_event *top;
-  while ((top = heap_top(s, &in->finishes)) != NULL && top->step <= in->step) {
-    assert(top->step == in->step);
-    int32_t req = top->req;
-    step_heap_pop(&in->finishes);
-    finish_request(s, in, req);
+  const req_set *set = &in->phases[t & (phase_count(s) - 1)];
+  if (set->count > s->due_capacity) {
+    step_event *due = realloc(s->due, (size_t)set->count * sizeof *due);
+    int32_t *due_reqs = realloc(s->due_reqs, (size_t)set->count * sizeof *due_reqs);
+    if (due != NULL) s->due = due;
+    if (due_reqs != NULL) s->due_reqs = due_reqs;
+    if (due == NULL || due_reqs == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+    s->due_capacity = set->count;
   }
-  while ((top = heap_top(s, &in->boundaries)) != NULL && top->step <= in->step) {
-    step_event ev = *top;
-    step_heap_pop(&in->boundaries);
+  if (set->count <= free_blocks(s, in)) {
+    /* Enough blocks for every one: nobody is preempted, the set stays put,
+     * and the blocks are taken in one call. */
+    int32_t n = 0;
+    for (int32_t i = 0; i < set->count; i++) {
+      int32_t req = set->items[i];
+      if (s->rs[req].next_boundary != t) continue; /* a first boundary further on */
+      s->rs[req].next_boundary += s->p.block_tokens;
+      s->due_reqs[n++] = req;
+    }
+    return infsim_kv_alloc_each(s->kv, s->due_reqs, n, in->id, err);
+  }
+  /* Preemption may take members out of the set: walk a copy. */
+  int32_t n = 0;
+  for (int32_t i = 0; i < set->count; i++) {
+    int32_t req = set->items[i];
+    if (s->rs[req].next_boundary == t) s->due[n++] = (step_event){t, req, s->rs[req].epoch};
+  }
+  for (int32_t i = 0; i < n; i++) {
+    step_event ev = s->due[i];
     /* Take one block, preempting latest arrivals if none is free, unless
      * the policy is getting blocks and the request may wait for them. */
     bool stall = false;
@@ -209,19 +250,65 @@ static infsim_status apply_step_events(infsim_sched *s, instance *in, bool *pree
       if ((st = preempt(s, in, victim, err)) != INFSIM_OK) return st;
       if (victim == ev.req) break;
     }
-    req_sched *r = &s->rs[ev.req];
-    if (r->epoch != ev.epoch) continue; /* the requester itself was preempted */
+    if (s->rs[ev.req].epoch != ev.epoch) continue; /* the requester itself was preempted */
     if (stall) {
       if ((st = boundary_wait_stall(s, in, ev.req, err)) != INFSIM_OK) return st;
       continue;
     }
-    if ((st = infsim_kv_alloc(s->kv, ev.req, in->id, 1, err)) != INFSIM_OK) return st;
-    int64_t next = ev.step + s->p.block_tokens;
-    int64_t finish_step = r->step0 + (s->rec[ev.req].output_tokens - r->generated0);
-    if (next < finish_step &&
-        (st = step_heap_push(&in->boundaries, (step_event){next, ev.req, r->epoch}, err)) != INFSIM_OK)
-      return st;
+    if ((st = take_boundary_block(s, in, ev.req, err)) != INFSIM_OK) return st;
   }
+  return INFSIM_OK;
+}
+
+/* Boundaries of a decoding request at steps up to `last`. */
+static int64_t boundaries_through(const infsim_sched *s, const req_sched *r, int64_t last) {
+  return r->next_boundary <= last ? 1 + (last - r->next_boundary) / s->p.block_tokens : 0;
+}
+
+/* Every boundary at steps [from, to] when the free blocks cover them all
+ * (no preemption: the order does not matter), each request's at once.
+ * False, nothing done, when they do not. */
+static bool apply_boundaries_bulk(infsim_sched *s, instance *in, int64_t to, infsim_status *st, infsim_error *err) {
+  int64_t total = 0;
+  for (uint32_t m = in->phase_mask; m != 0; m &= m - 1) {
+    const req_set *set = &in->phases[__builtin_ctz(m)];
+    for (int32_t i = 0; i < set->count; i++) total += boundaries_through(s, &s->rs[set->items[i]], to);
+  }
+  if (total > free_blocks(s, in)) return false;
+  *st = INFSIM_OK;
+  for (uint32_t m = in->phase_mask; m != 0 && *st == INFSIM_OK; m &= m - 1)
+    for (int32_t i = 0; i < in->phases[__builtin_ctz(m)].count && *st == INFSIM_OK; i++) {
+      int32_t req = in->phases[__builtin_ctz(m)].items[i];
+      req_sched *r = &s->rs[req];
+      int64_t n = boundaries_through(s, r, to);
+      if (n == 0) continue;
+      r->next_boundary += n * s->p.block_tokens;
+      *st = infsim_kv_alloc(s->kv, req, in->id, n, err);
+    }
+  return true;
+}
+
+/* Applies the step events due by the current step: finishes (due exactly
+ * now: a multi-step batch never runs past one), then block boundaries, in
+ * step order (a bulk batch may have passed several), each step's in
+ * request order. Sets *preempted if any request had to give up its memory. */
+static infsim_status apply_step_events(infsim_sched *s, instance *in, bool *preempted, infsim_error *err) {
+  infsim_status st;
+  const step_event *top;
+  while ((top = heap_top(s, &in->finishes)) != NULL && top->step <= in->step) {
+    assert(top->step == in->step);
+    int32_t req = top->req;
+    step_heap_pop(&in->finishes);
+    finish_request(s, in, req);
+  }
+  int64_t from = in->boundary_from, to = in->step;
+  in->boundary_from = to + 1;
+  /* A long stretch: one pass over the decoding requests, unless blocks run short. */
+  if (to - from >= phase_count(s) && apply_boundaries_bulk(s, in, to, &st, err)) return st;
+  for (int64_t t = from; t <= to; t++)
+    if ((in->phase_mask >> (t & (phase_count(s) - 1)) & 1) &&
+        (st = apply_boundaries_at(s, in, t, preempted, err)) != INFSIM_OK)
+      return st;
   return INFSIM_OK;
 }
 
@@ -287,6 +374,32 @@ static infsim_status admit(infsim_sched *s, instance *in, int64_t token_budget, 
   return INFSIM_OK;
 }
 
+/* The step of the next block boundary after the current step (every one
+ * up to it is applied), INT64_MAX when none. With a set per phase
+ * (block_tokens 16), the set of each step ahead in turn: its first member
+ * is almost always due then; a first boundary further on (a request
+ * holding more blocks than its KV fills) is found by the full scan, as
+ * are all with larger blocks. A boundary at or after its
+ * request's finish may be returned: it lies beyond the nearest finish,
+ * which limits the batch anyway. */
+static int64_t next_boundary(const infsim_sched *s, const instance *in) {
+  int64_t np = phase_count(s);
+  for (int64_t t = in->step + 1; np == s->p.block_tokens && t <= in->step + np; t++) {
+    if (!(in->phase_mask >> (t & (np - 1)) & 1)) continue;
+    const req_set *set = &in->phases[t & (np - 1)];
+    for (int32_t i = 0; i < set->count; i++)
+      if (s->rs[set->items[i]].next_boundary == t) return t;
+  }
+  int64_t next = INT64_MAX;
+  for (int64_t p = 0; p < np; p++)
+    for (int32_t i = 0; i < in->phases[p].count; i++) {
+      int64_t b = s->rs[in->phases[p].items[i]].next_boundary;
+      assert(b > in->step);
+      if (b < next) next = b;
+    }
+  return next;
+}
+
 /* How many identical-shape decode iterations may run as one batch: up to
  * the next finish, and past block boundaries only when the free blocks
  * cover every boundary the run could meet (each decoding request needs at
@@ -299,8 +412,8 @@ static int64_t decode_steps(const infsim_sched *s, instance *in) {
   if (s->max_steps > 0 && k > s->max_steps) k = s->max_steps;
   int64_t worst_blocks = in->decode_n * ((k + s->p.block_tokens - 1) / s->p.block_tokens);
   if (worst_blocks <= free_blocks(s, in)) return k;
-  const step_event *b = heap_top(s, &in->boundaries);
-  if (b != NULL && b->step - in->step < k) k = b->step - in->step;
+  int64_t b = next_boundary(s, in);
+  if (b - in->step < k) k = b - in->step;
   assert(k >= 1);
   return k;
 }
@@ -572,11 +685,15 @@ infsim_status instance_init(infsim_sched *s, instance *in, int32_t id, infsim_er
   in->running = malloc(slots * sizeof *in->running);
   in->running_capacity = (int32_t)slots;
   in->chunks = malloc(slots * sizeof *in->chunks);
-  if (in->running == NULL || in->chunks == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  int64_t low_bit = s->p.block_tokens & -s->p.block_tokens;
+  s->n_phases = low_bit < 16 ? low_bit : 16;
+  in->phases = calloc((size_t)phase_count(s), sizeof *in->phases);
+  if (in->running == NULL || in->chunks == NULL || in->phases == NULL)
+    return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   return INFSIM_OK;
 }
 
-void instance_free(instance *in) {
+void instance_free(const infsim_sched *s, instance *in) {
   deque_free(&in->waiting);
   deque_free(&in->swapped);
   deque_free(&in->prefilling);
@@ -584,7 +701,24 @@ void instance_free(instance *in) {
   free(in->running);
   free(in->chunks);
   step_heap_free(&in->finishes);
-  step_heap_free(&in->boundaries);
+  if (in->phases != NULL)
+    for (int64_t p = 0; p < phase_count(s); p++) req_set_free(&in->phases[p]);
+  free(in->phases);
+  in->phases = NULL;
+}
+
+int64_t instance_blocks_due(const infsim_sched *s, const instance *in, int32_t req, int64_t done) {
+  int64_t due = 0;
+  for (int64_t p = 0; p < phase_count(s); p++)
+    for (int32_t i = 0; i < in->phases[p].count; i++) {
+      int32_t q = in->phases[p].items[i];
+      if (req >= 0 && q != req) continue;
+      const req_sched *r = &s->rs[q];
+      int64_t finish_step = r->step0 + (s->rec[q].output_tokens - r->generated0);
+      /* one step at a time books none at or after the finish */
+      if (r->next_boundary > in->step && r->next_boundary < finish_step) due += boundaries_through(s, r, in->step + done);
+    }
+  return due;
 }
 
 void instance_check(const infsim_sched *s, const instance *in) {
@@ -601,6 +735,12 @@ void instance_check(const infsim_sched *s, const instance *in) {
       decode_n++;
       kv_sum += kv_now(in, r);
       assert(infsim_kv_blocks(s->kv, q) >= blocks_for(s, kv_now(in, r)));
+      /* the next boundary is the step its blocks fill, in its phase's set */
+      assert(r->next_boundary == r->step0 + infsim_kv_blocks(s->kv, q) * s->p.block_tokens - r->kv0);
+      const req_set *set = &in->phases[r->next_boundary & (phase_count(s) - 1)];
+      int32_t k = 0;
+      while (k < set->count && set->items[k] != q) k++;
+      assert(k < set->count);
     }
   }
   for (int32_t i = 0; i < in->stalled.count; i++) {
@@ -612,6 +752,14 @@ void instance_check(const infsim_sched *s, const instance *in) {
   for (int32_t i = 0; i < in->swapped.count; i++)
     assert(s->rec[deque_at(&in->swapped, i)].state == INFSIM_REQ_SWAPPED);
   assert(decode_n == in->decode_n);
+  int64_t members = 0;
+  for (int64_t p = 0; p < phase_count(s); p++) {
+    members += in->phases[p].count;
+    assert((in->phases[p].count > 0) == ((in->phase_mask >> p) & 1));
+    for (int32_t i = 1; i < in->phases[p].count; i++) assert(in->phases[p].items[i - 1] < in->phases[p].items[i]);
+  }
+  assert(members == decode_n);
+  (void)members;
   assert(kv_sum == in->kv_sum); /* both as of `step`, the last boundary */
   (void)decode_n;
   (void)kv_sum;

@@ -328,6 +328,28 @@ infsim_status infsim_kv_alloc(infsim_kv *kv, int64_t req, int32_t holder, int64_
   return INFSIM_OK;
 }
 
+infsim_status infsim_kv_alloc_each(infsim_kv *kv, const int32_t *reqs, int32_t n, int32_t holder,
+                                   infsim_error *err) {
+  kv_pool *p = &kv->pools[holder];
+  if (p->capacity - p->in_use < n)
+    return infsim_fail(err, INFSIM_ERUN, "KV manager: instance %d has %lld free blocks, %d asked for", (int)holder,
+                       (long long)(p->capacity - p->in_use), (int)n);
+  int64_t base = (int64_t)holder * kv->stride;
+  for (int32_t i = 0; i < n; i++) {
+    kv_table *t = &kv->tables[reqs[i]];
+    if (t->count < t->capacity && p->free_count > 0 && holder == t->owner) {
+      /* as infsim_kv_alloc's fast path: one recycled block, local */
+      t->ids[t->count++] = base + p->free_slots[--p->free_count];
+      p->in_use++;
+      p->local++;
+      continue;
+    }
+    infsim_status st = infsim_kv_alloc(kv, reqs[i], holder, 1, err);
+    if (st != INFSIM_OK) return st;
+  }
+  return INFSIM_OK;
+}
+
 void infsim_kv_release_tail(infsim_kv *kv, int64_t req, int64_t n) {
   kv_table *t = &kv->tables[req];
   assert(n <= t->count);

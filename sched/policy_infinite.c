@@ -81,8 +81,11 @@ typedef struct {
   int64_t dgfm_period_ns;
   int64_t dgfm_max_moves;
   int64_t dgfm_max_blocks;
+  int64_t dgfm_max_piece_blocks;
   int64_t borrow_ahead_blocks;
   double reserve_frac;
+  double recall_headroom_frac;
+  double heartbeat_band;
   double move_bytes_per_s;
   int64_t gpus_per_node;
   int64_t gpus_per_instance;
@@ -99,11 +102,17 @@ _Static_assert(sizeof(infinite_settings) <= INFSIM_POLICY_SETTINGS_BYTES, "polic
 typedef struct {
   infsim_gm_entry *e;
   size_t n, cap;
+  int64_t *gone; /* requests of this owner that left the GPUs (finished, preempted, swapped) */
+  size_t n_gone, cap_gone;
   int64_t free_blocks;
   int64_t snapshot_ns;
   uint32_t gen;
   bool full;      /* this buffer is a full report */
   bool full_next; /* the next report must be full (after a gManager restart) */
+  /* The report rides on the borrow request (seq, attempt) when carried. */
+  bool carried;
+  uint32_t carrier_seq;
+  int64_t carrier_attempt;
 } hb_buf;
 
 typedef struct {
@@ -122,15 +131,19 @@ typedef struct {
   infsim_cpu_tier *tier; /* NULL: policy.cpu_tier off */
   infsim_transport base; /* the scheduler's transport */
   gsl_rng *fault_rng;
-  hb_buf *hb;
+  hb_buf *hb;     /* per instance: its last heartbeat sent (applied when it arrives) */
+  hb_buf hb_next; /* a heartbeat being collected */
   req_list *lent; /* per instance: requests of others it may hold blocks of */
   infsim_dgfm_move moves[DGFM_MOVES_CAP];
   bool gm_down;
-  /* The one waiting request that may gather new blocks at creditors, or
-   * -1. One at a time: two prompts each holding part of the cluster while
-   * waiting for the rest would wait for each other forever. */
-  int64_t gatherer;
+  /* Waiting prompts larger than their instance's memory that gather new
+   * blocks at creditors (each at the head of its instance's queue), oldest
+   * first (docs/distkv.md, "Gathering"). */
+  int64_t *gatherers;
+  int32_t n_gatherers;
   int64_t *retry_after_ns; /* per instance: no new borrow before (after a failure) */
+  int64_t *gather_after_ns; /* per instance: its prompt waiting for its turn to gather asks again then */
+  int32_t *gather_waits;    /* per instance: such waits in a row (sets their back-off) */
   int32_t *failures;       /* per instance: borrows failed in a row (sets the back-off) */
   int32_t *hb_shift;       /* per instance: heartbeat period x 2^shift while quiet */
   int32_t dgfm_shift;      /* DGFM period x 2^shift while passes find nothing */
@@ -160,6 +173,7 @@ static infsim_status read_config(infsim_config *cfg, void *settings, infsim_erro
   TRY(infsim_config_enum(cfg, "policy.dispatch", "least-loaded", k_dispatch, &dispatch, err));
   TRY(infsim_config_enum(cfg, "policy.planner", "greedy", k_planner, &planner, err));
   TRY(infsim_config_int(cfg, "policy.heartbeat_ms", 50, 1, 3600000, &heartbeat_ms, err));
+  TRY(infsim_config_double(cfg, "policy.heartbeat_band", 0.05, 0.0, 1.0, &p->heartbeat_band, err));
   TRY(infsim_config_double(cfg, "policy.reserve_frac", 0.05, 0.0, 0.9, &p->reserve_frac, err));
   TRY(infsim_config_int(cfg, "policy.borrow_ahead_blocks", 32, 0, 1 << 20, &p->borrow_ahead_blocks, err));
   TRY(infsim_config_enum(cfg, "policy.when_short", "wait", k_short, &when_short, err));
@@ -170,6 +184,8 @@ static infsim_status read_config(infsim_config *cfg, void *settings, infsim_erro
   TRY(infsim_config_int(cfg, "policy.dgfm_period_ms", 100, 1, 3600000, &dgfm_ms, err));
   TRY(infsim_config_int(cfg, "policy.dgfm_max_moves", 16, 1, DGFM_MOVES_CAP, &p->dgfm_max_moves, err));
   TRY(infsim_config_int(cfg, "policy.dgfm_max_blocks", 4096, 1, INT64_MAX / 2, &p->dgfm_max_blocks, err));
+  TRY(infsim_config_double(cfg, "policy.dgfm_recall_headroom", 0.1, 0.0, 1.0, &p->recall_headroom_frac, err));
+  TRY(infsim_config_int(cfg, "policy.dgfm_max_piece_blocks", 16, 0, INT64_MAX / 2, &p->dgfm_max_piece_blocks, err));
   TRY(infsim_config_bool(cfg, "policy.overlap", true, &p->overlap, err));
   TRY(infsim_config_enum(cfg, "policy.wire_precision", "fp16", k_wire, &wire, err));
   TRY(infsim_config_enum(cfg, "policy.cpu_tier", "off", k_tier, &tier, err));
@@ -215,8 +231,27 @@ static infsim_policy_layout layout(const void *settings, int64_t instances, int6
 
 /* ---- the transport, with faults ---- */
 
-static infsim_status lossy_send(void *self, const infsim_msg *m, int64_t now, infsim_error *err) {
+static void report(infinite *p, int32_t i, int64_t now);
+static int64_t report_bytes(const hb_buf *h);
+
+/* Every message of the policy and the contract leaves through here. A
+ * borrow request carries its debtor's report (as a heartbeat would), so
+ * the gManager plans from the debtor's own view of its requests: a stale
+ * ledger would propose moving KV of requests that have finished. */
+static infsim_status lossy_send(void *self, const infsim_msg *msg, int64_t now, infsim_error *err) {
   infinite *p = self;
+  infsim_msg carrier;
+  const infsim_msg *m = msg;
+  if (msg->kind == INFSIM_MSG_BORROW_REQUEST && msg->src >= 0 && msg->src < p->instances) {
+    report(p, msg->src, now);
+    hb_buf *h = &p->hb[msg->src];
+    h->carried = true;
+    h->carrier_seq = msg->seq;
+    h->carrier_attempt = msg->a;
+    carrier = *msg;
+    carrier.bytes += report_bytes(h);
+    m = &carrier;
+  }
   p->st.messages++;
   if (p->fault_rng && p->set.message_loss > 0 && gsl_rng_uniform(p->fault_rng) < p->set.message_loss) {
     p->st.messages_lost++;
@@ -293,6 +328,8 @@ static int64_t move_tail(infinite *p, int64_t req, int32_t from, int32_t to, int
   return moved;
 }
 
+static int32_t gatherer_slot(const infinite *p, int64_t req);
+
 static int64_t env_commit(void *self, const infsim_gm_move *m, int64_t now) {
   infinite *p = self;
   infsim_sched *s = p->s;
@@ -304,7 +341,7 @@ static int64_t env_commit(void *self, const infsim_gm_move *m, int64_t now) {
   bool new_holder = m->to != owner && infsim_kv_blocks_at(s->kv, m->req, m->to) == 0;
   if (m->fresh) {
     /* New blocks only for a prompt still waiting for admission. */
-    if (rec->state != INFSIM_REQ_WAITING || m->from != owner) return 0;
+    if (rec->state != INFSIM_REQ_WAITING || m->from != owner || gatherer_slot(p, m->req) < 0) return 0;
     infsim_status st = infsim_kv_alloc(s->kv, m->req, m->to, n, NULL);
     assert(st == INFSIM_OK);
     (void)st;
@@ -324,32 +361,64 @@ static int64_t env_commit(void *self, const infsim_gm_move *m, int64_t now) {
   return n;
 }
 
-/* A borrow (or a move to host memory) for req on debtor ended. */
+static void wound_youngest(infinite *p, int64_t oldest, int64_t now);
+static int32_t gatherer_slot(const infinite *p, int64_t req);
+
+/* Back off, then let admission (and with it a new borrow) try again: an
+ * idle instance has no batch end to wait for. The back-off doubles with
+ * each failure in a row, from one timeout up to the larger of 100 timeouts
+ * and 10 heartbeats (1 s by default): under a lasting shortage, retrying
+ * faster than the gManager's view changes only floods the network with
+ * borrows that fail the same way. */
+static int64_t back_off_cap(const infinite *p) {
+  return 100 * p->set.timeout_ns > 10 * p->set.heartbeat_ns ? 100 * p->set.timeout_ns : 10 * p->set.heartbeat_ns;
+}
+
+/* The k-th back-off in a row ends at *until; a kick timer is armed then. */
+static void back_off(infinite *p, int32_t instance, int32_t *k, int64_t *until, int64_t now) {
+  int64_t cap = back_off_cap(p);
+  int64_t wait = p->set.timeout_ns << (*k < 20 ? *k : 20);
+  (*k)++;
+  *until = now + (wait < cap ? wait : cap);
+  p->pending = arm(p, instance, TIMER_KICK, *until, &p->pending_err);
+}
+
+/* A borrow (or a move to host memory) for req on debtor ended. A
+ * gathering prompt's failures back off on their own clock, so that the
+ * successes of its instance's other borrows do not make it ask again at
+ * every batch end while the cluster is full (nor its failures hold back
+ * their borrows). */
 static void borrow_ended(void *self, int32_t debtor, int64_t req, bool ok, int64_t now) {
-  (void)req;
   infinite *p = self;
   if (p->pending != INFSIM_OK) return;
+  bool gathering = gatherer_slot(p, req) >= 0;
+  if (!ok && gathering) {
+    back_off(p, debtor, &p->gather_waits[debtor], &p->gather_after_ns[debtor], now);
+    wound_youngest(p, req, now);
+    return;
+  }
   if (!ok) {
-    /* Back off, then let admission (and with it a new borrow) try again:
-     * an idle instance has no batch end to wait for. The back-off doubles
-     * with each failure in a row, from one timeout up to the larger of 100
-     * timeouts and 10 heartbeats (1 s by default): under a lasting
-     * shortage, retrying faster than the gManager's view changes only
-     * floods the network with borrows that fail the same way. */
-    int32_t k = p->failures[debtor] < 20 ? p->failures[debtor] : 20;
-    int64_t cap = 100 * p->set.timeout_ns > 10 * p->set.heartbeat_ns ? 100 * p->set.timeout_ns : 10 * p->set.heartbeat_ns;
-    int64_t wait = p->set.timeout_ns << k;
-    p->failures[debtor]++;
-    p->retry_after_ns[debtor] = now + (wait < cap ? wait : cap);
-    p->pending = arm(p, debtor, TIMER_KICK, p->retry_after_ns[debtor], &p->pending_err);
+    back_off(p, debtor, &p->failures[debtor], &p->retry_after_ns[debtor], now);
     /* A request stalled at a block boundary is preempted now (vLLM). */
     if (p->pending == INFSIM_OK && p->s->inst[debtor].stalled.count > 0)
       p->pending = instance_kick(p->s, &p->s->inst[debtor], &p->pending_err);
     return;
   }
   /* Room arrived: admission may go on. */
-  p->failures[debtor] = 0;
+  if (gathering)
+    p->gather_waits[debtor] = 0;
+  else
+    p->failures[debtor] = 0;
   p->pending = instance_kick(p->s, &p->s->inst[debtor], &p->pending_err);
+}
+
+/* A DGFM move ended at its source: blocks left it, so admission there
+ * may go on; a failed one changes nothing (the next pass plans anew). */
+static void env_move_done(void *self, int32_t source, int64_t req, bool ok, int64_t now) {
+  (void)req;
+  (void)now;
+  infinite *p = self;
+  if (ok && p->pending == INFSIM_OK) p->pending = instance_kick(p->s, &p->s->inst[source], &p->pending_err);
 }
 
 /* No GPU creditor: host memory, last (cpu_tier.h), else the back-off. */
@@ -357,7 +426,7 @@ static void env_borrow_done(void *self, int32_t debtor, int64_t req, bool ok, in
   infinite *p = self;
   if (!ok && p->tier && p->pending == INFSIM_OK) {
     bool started = false;
-    bool fresh_ok = p->gatherer == req && p->s->rec[req].state == INFSIM_REQ_WAITING;
+    bool fresh_ok = gatherer_slot(p, req) >= 0 && p->s->rec[req].state == INFSIM_REQ_WAITING;
     p->pending = infsim_cpu_tier_fallback(p->tier, debtor, req, fresh_ok, now, &started, &p->pending_err);
     if (started || p->pending != INFSIM_OK) return;
   }
@@ -366,9 +435,11 @@ static void env_borrow_done(void *self, int32_t debtor, int64_t req, bool ok, in
 
 /* ---- heartbeats ---- */
 
-static void hb_add(infinite *p, hb_buf *h, int32_t holder, int64_t req, int32_t owner, int64_t blocks) {
-  if (!h->full && infsim_gm_held_by(p->gm, req, holder) == blocks) return;
-  if (h->full && blocks == 0) return;
+/* Adds (req, holder)'s entry to h if it differs from the gManager's ledger
+ * (every non-zero entry for a full report); true when added. */
+static bool hb_add(infinite *p, hb_buf *h, int32_t holder, int64_t req, int32_t owner, int64_t blocks) {
+  if (!h->full && infsim_gm_held_by(p->gm, req, holder) == blocks) return false;
+  if (h->full && blocks == 0) return false;
   if (h->n == h->cap) {
     size_t cap = h->cap ? 2 * h->cap : 32;
     infsim_gm_entry *e = realloc(h->e, cap * sizeof *e);
@@ -377,64 +448,167 @@ static void hb_add(infinite *p, hb_buf *h, int32_t holder, int64_t req, int32_t 
     h->cap = cap;
   }
   h->e[h->n++] = (infsim_gm_entry){req, owner, holder, blocks};
+  return true;
 }
 
-static infsim_status send_heartbeat(infinite *p, int32_t i, int64_t now, infsim_error *err) {
+static void hb_gone(hb_buf *h, int64_t req) {
+  if (h->n_gone == h->cap_gone) {
+    size_t cap = h->cap_gone ? 2 * h->cap_gone : 16;
+    int64_t *g = realloc(h->gone, cap * sizeof *g);
+    assert(g); /* bounded by requests in flight */
+    h->gone = g;
+    h->cap_gone = cap;
+  }
+  h->gone[h->n_gone++] = req;
+}
+
+/* True when the gManager's ledger has req's KV partly away from its owner. */
+static bool gm_split(const infinite *p, int64_t req) {
+  int32_t owner = infsim_gm_owner(p->gm, req);
+  return owner >= 0 && infsim_gm_blocks(p->gm, req) != infsim_gm_held_by(p->gm, req, owner);
+}
+
+/* Instance i's report as of now into h; true when a debt changed: an
+ * entry of a request split in the truth or in the ledger, or one it holds
+ * for another owner (docs/distkv.md, "gManager and heartbeats"). With
+ * debts_only, entries of requests wholly on their owner are left out
+ * (a tick that finds the instance quiet need not price them: reading a
+ * request's blocks inside a run of decode steps costs a search). */
+static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, hb_buf *h) {
   infsim_sched *s = p->s;
-  hb_buf *h = &p->hb[i];
-  h->n = 0;
-  h->full = h->full_next;
+  bool debt = false;
+  h->n = h->n_gone = 0;
   h->snapshot_ns = now;
   h->free_blocks = infsim_sched_free_blocks_now(s, i, now) - infsim_contract_reserved(p->contract, i);
   const instance *in = &s->inst[i];
   for (int32_t k = 0; k < in->running_count; k++) {
     int64_t r = in->running[k];
-    hb_add(p, h, i, r, i, infsim_sched_blocks_now(s, r, i, now));
+    bool split = infsim_kv_foreign_blocks(s->kv, r) > 0 || gm_split(p, r);
+    if ((split || !debts_only) && hb_add(p, h, i, r, i, infsim_sched_blocks_now(s, r, i, now))) debt |= split;
   }
   /* Requests the gManager has here that stopped running (finished,
-   * preempted, swapped out): their entries drop. */
+   * preempted, swapped out): the owner says they are gone (no GPU blocks
+   * anywhere: the gManager drops every entry, however rarely their
+   * holders report), or, for a prompt gathering blocks, reports its own. */
   const int64_t *owned;
   size_t no = infsim_gm_owned(p->gm, i, &owned);
-  for (size_t k = 0; k < no; k++)
-    if (s->rec[owned[k]].state != INFSIM_REQ_RUNNING)
-      hb_add(p, h, i, owned[k], i, infsim_sched_blocks_now(s, owned[k], i, now));
+  for (size_t k = 0; k < no; k++) {
+    int64_t r = owned[k];
+    int32_t state = s->rec[r].state;
+    if (state == INFSIM_REQ_RUNNING) continue;
+    if (state == INFSIM_REQ_SWAPPED || infsim_kv_blocks(s->kv, r) == 0) {
+      bool split = gm_split(p, r);
+      if (split || !debts_only) hb_gone(h, r);
+      debt |= split;
+    } else if (hb_add(p, h, i, r, i, infsim_sched_blocks_now(s, r, i, now))) {
+      debt = true;
+    }
+  }
   req_list *l = &p->lent[i];
-  for (size_t k = 0; k < l->n;) {
+  for (size_t k = 0; k < l->n; k++) {
     int64_t r = l->r[k];
-    int64_t b = infsim_sched_blocks_now(s, r, i, now);
     int32_t owner = infsim_kv_owner(s->kv, r);
-    hb_add(p, h, i, r, owner >= 0 ? owner : i, b);
-    if (b == 0)
+    debt |= hb_add(p, h, i, r, owner >= 0 ? owner : i, infsim_sched_blocks_now(s, r, i, now));
+  }
+  return debt;
+}
+
+/* Instance i's full report as of now becomes its report in flight (a new
+ * generation; the buffers swap). */
+static void report(infinite *p, int32_t i, int64_t now) {
+  hb_buf *h = &p->hb[i], *t = &p->hb_next;
+  t->full = h->full_next;
+  hb_collect(p, i, now, false, t);
+  /* The lent entries reported at 0 leave the list: the report goes now. */
+  req_list *l = &p->lent[i];
+  for (size_t k = 0; k < l->n;)
+    if (infsim_sched_blocks_now(p->s, l->r[k], i, now) == 0)
       l->r[k] = l->r[--l->n];
     else
       k++;
-  }
-  int64_t capacity = s->p.gpu_blocks_per_instance;
+  hb_buf sent = *t;
+  sent.gen = h->gen + 1;
+  sent.full_next = h->full_next;
+  sent.carried = false;
+  t->e = h->e;
+  t->cap = h->cap;
+  t->gone = h->gone;
+  t->cap_gone = h->cap_gone;
+  *h = sent;
+}
+
+static int64_t report_bytes(const hb_buf *h) { return HEARTBEAT_ENTRY_BYTES * (int64_t)(h->n + h->n_gone); }
+
+/* A heartbeat tick of instance i. A quiet instance (no debt changed, its
+ * free memory within policy.heartbeat_band of what the gManager has)
+ * sends nothing and doubles its period, up to 2^QUIET_SHIFT_MAX; entries
+ * of requests wholly on their owner ride along with the next report that
+ * goes (a heartbeat, or a borrow request: lossy_send). */
+static infsim_status send_heartbeat(infinite *p, int32_t i, int64_t now, infsim_error *err) {
+  hb_buf *t = &p->hb_next;
+  t->full = p->hb[i].full_next;
+  bool debt = hb_collect(p, i, now, !t->full, t);
   int64_t last_free = infsim_gm_free_blocks(p->gm, i);
-  int64_t moved = h->free_blocks > last_free ? h->free_blocks - last_free : last_free - h->free_blocks;
-  bool quiet = h->n == 0 && !h->full && moved * 100 <= capacity;
-  if (!quiet)
-    p->hb_shift[i] = 0;
-  else if (p->hb_shift[i] < QUIET_SHIFT_MAX)
-    p->hb_shift[i]++;
-  h->gen++;
+  int64_t moved = t->free_blocks > last_free ? t->free_blocks - last_free : last_free - t->free_blocks;
+  bool quiet = !debt && !t->full && (double)moved <= p->set.heartbeat_band * (double)p->s->p.gpu_blocks_per_instance;
+  if (quiet) {
+    if (p->hb_shift[i] < QUIET_SHIFT_MAX) p->hb_shift[i]++;
+    return INFSIM_OK;
+  }
+  p->hb_shift[i] = 0;
+  report(p, i, now);
+  const hb_buf *h = &p->hb[i];
   p->st.heartbeats++;
-  return send_ctl(p, INFSIM_MSG_HEARTBEAT, i, INFSIM_ENDPOINT_GMANAGER, h->gen, -1, (int64_t)h->n,
-                  HEARTBEAT_BYTES + HEARTBEAT_ENTRY_BYTES * (int64_t)h->n, 0, 0, now, err);
+  return send_ctl(p, INFSIM_MSG_HEARTBEAT, i, INFSIM_ENDPOINT_GMANAGER, h->gen, -1, (int64_t)(h->n + h->n_gone),
+                  HEARTBEAT_BYTES + report_bytes(h), 0, 0, now, err);
+}
+
+/* A creditor refused a reservation the gManager proposed from its view:
+ * the view is wrong, so the creditor reports at once (else the gManager
+ * would propose the same blocks until its next heartbeat, which may be
+ * periods away when it was quiet). */
+static void env_refused(void *self, int32_t creditor, int64_t now) {
+  infinite *p = self;
+  if (p->pending != INFSIM_OK) return;
+  p->hb_shift[creditor] = 0;
+  report(p, creditor, now);
+  const hb_buf *h = &p->hb[creditor];
+  p->st.heartbeats++;
+  p->pending = send_ctl(p, INFSIM_MSG_HEARTBEAT, creditor, INFSIM_ENDPOINT_GMANAGER, h->gen, -1,
+                        (int64_t)(h->n + h->n_gone), HEARTBEAT_BYTES + report_bytes(h), 0, 0, now, &p->pending_err);
+}
+
+/* The gManager takes instance `from`'s report in flight. */
+static void apply_report(infinite *p, int32_t from) {
+  if (p->gm_down) return;
+  hb_buf *h = &p->hb[from];
+  for (size_t k = 0; k < h->n_gone; k++) infsim_gm_forget(p->gm, h->gone[k], h->snapshot_ns);
+  infsim_gm_heartbeat(p->gm, from, h->snapshot_ns, h->free_blocks, h->e, h->n, h->full);
+  if (h->full) h->full_next = false;
 }
 
 static void take_heartbeat(infinite *p, const infsim_msg *m) {
-  if (p->gm_down) return;
-  hb_buf *h = &p->hb[m->src];
-  if (m->seq != h->gen) return; /* a newer one is on its way */
-  infsim_gm_heartbeat(p->gm, m->src, h->snapshot_ns, h->free_blocks, h->e, h->n, h->full);
-  if (h->full) h->full_next = false;
+  if (m->seq == p->hb[m->src].gen) apply_report(p, m->src); /* else a newer one is on its way */
+}
+
+/* A borrow request reached the gManager: the report it carries first. */
+static void take_carried_report(infinite *p, const infsim_msg *m) {
+  const hb_buf *h = &p->hb[m->src];
+  if (h->carried && h->carrier_seq == m->seq && h->carrier_attempt == m->a) apply_report(p, m->src);
 }
 
 /* ---- DGFM ---- */
 
 static infsim_status run_dgfm(infinite *p, int64_t now, infsim_error *err) {
-  infsim_dgfm_limits lim = {.max_moves = p->set.dgfm_max_moves, .max_blocks = p->set.dgfm_max_blocks};
+  /* A pass plans from the view its last moves will change: it waits until
+   * they have landed (or failed), so that passes never pile moves onto the
+   * same links and blocks. */
+  if (infsim_contract_planned_in_flight(p->contract) > 0) return INFSIM_OK;
+  infsim_dgfm_limits lim = {
+      .max_moves = p->set.dgfm_max_moves,
+      .max_blocks = p->set.dgfm_max_blocks,
+      .max_piece_blocks = p->set.dgfm_max_piece_blocks,
+      .recall_headroom_blocks = (int64_t)(p->set.recall_headroom_frac * (double)p->s->p.gpu_blocks_per_instance)};
   size_t n = infsim_dgfm_pass(p->dgfm, p->gm, &lim, p->moves, DGFM_MOVES_CAP);
   if (n > 0)
     p->dgfm_shift = 0;
@@ -442,6 +616,7 @@ static infsim_status run_dgfm(infinite *p, int64_t now, infsim_error *err) {
     p->dgfm_shift++;
   for (size_t k = 0; k < n; k++) {
     const infsim_dgfm_move *d = &p->moves[k];
+    if (d->kind != INFSIM_DGFM_SWAP) infsim_gm_propose(p->gm, &d->move); /* a swap frees as much as it takes */
     if (d->kind == INFSIM_DGFM_RECALL) p->st.recalls++;
     if (d->kind == INFSIM_DGFM_CONSOLIDATE) p->st.consolidations++;
     if (d->kind == INFSIM_DGFM_SWAP && d->pair > (int32_t)k) p->st.swaps++;
@@ -469,8 +644,11 @@ static infsim_status create(const void *settings, struct infsim_sched *s, int32_
   p->retry_after_ns = calloc((size_t)instances, sizeof *p->retry_after_ns);
   p->failures = calloc((size_t)instances, sizeof *p->failures);
   p->hb_shift = calloc((size_t)instances, sizeof *p->hb_shift);
-  p->gatherer = -1;
-  if (!p->hb || !p->lent || !p->retry_after_ns || !p->failures || !p->hb_shift)
+  p->gather_after_ns = calloc((size_t)instances, sizeof *p->gather_after_ns);
+  p->gather_waits = calloc((size_t)instances, sizeof *p->gather_waits);
+  p->gatherers = calloc((size_t)instances, sizeof *p->gatherers);
+  if (!p->hb || !p->lent || !p->retry_after_ns || !p->failures || !p->hb_shift || !p->gatherers ||
+      !p->gather_after_ns || !p->gather_waits)
     return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   if (set->message_loss > 0 || set->message_delay_prob > 0) p->fault_rng = infsim_rng_new(s->p.seed, "faults.messages");
   int64_t per_node = set->gpus_per_node / set->gpus_per_instance;
@@ -487,7 +665,8 @@ static infsim_status create(const void *settings, struct infsim_sched *s, int32_
                                .planner = (infsim_gm_planner)set->planner};
   infsim_transport t = {.self = p, .send = lossy_send, .timer = pass_timer, .bytes_sent = p->base.bytes_sent};
   infsim_contract_env env = {.self = p, .free_blocks = env_free, .commit = env_commit,
-                             .borrow_done = env_borrow_done};
+                             .borrow_done = env_borrow_done, .move_done = env_move_done,
+                             .refused = env_refused};
   st = infsim_contract_new(&cp, p->gm, t, env, instances, &p->contract, err);
   if (st == INFSIM_OK && set->cpu_tier != INFSIM_CPU_TIER_OFF)
     st = infsim_cpu_tier_new(s, p->base, set->borrow_ahead_blocks, borrow_ended, p, &p->tier, err);
@@ -504,14 +683,22 @@ static void destroy(void *self) {
   infinite *p = self;
   if (!p) return;
   if (p->hb)
-    for (int32_t i = 0; i < p->instances; i++) free(p->hb[i].e);
+    for (int32_t i = 0; i < p->instances; i++) {
+      free(p->hb[i].e);
+      free(p->hb[i].gone);
+    }
   if (p->lent)
     for (int32_t i = 0; i < p->instances; i++) free(p->lent[i].r);
   free(p->hb);
+  free(p->hb_next.e);
+  free(p->hb_next.gone);
   free(p->lent);
   free(p->retry_after_ns);
   free(p->failures);
   free(p->hb_shift);
+  free(p->gatherers);
+  free(p->gather_after_ns);
+  free(p->gather_waits);
   infsim_contract_free(p->contract);
   infsim_cpu_tier_free(p->tier);
   infsim_dgfm_free(p->dgfm);
@@ -530,14 +717,17 @@ static void load_changed(void *self, int32_t instance, int64_t load) {
   infsim_dispatcher_set_load(((infinite *)self)->disp, instance, load);
 }
 
-/* Servable when this instance and the others' spare (the gManager's view)
- * hold it; the rest of the cluster keeps its reserve. */
+/* Servable when this instance's memory and what the others can lend (their
+ * memory less the reserve each keeps) hold it: a request is refused only
+ * when it could never be served, as vLLM refuses one larger than an
+ * instance; one that must wait for the cluster's memory to free up waits
+ * in its instance's queue (gathering, below). */
 static bool accept_oversized(void *self, int32_t instance, int64_t req, int64_t blocks_needed) {
   (void)req;
-  infinite *p = self;
-  int64_t room = p->s->p.gpu_blocks_per_instance;
-  for (int32_t i = 0; i < p->instances; i++)
-    if (i != instance) room += infsim_gm_spare_blocks(p->gm, i);
+  const infinite *p = self;
+  int64_t capacity = p->s->p.gpu_blocks_per_instance;
+  int64_t reserve = (int64_t)(p->set.reserve_frac * (double)capacity);
+  int64_t room = capacity + (int64_t)(p->instances - 1) * (capacity - reserve);
   if (p->tier) room += infsim_cpu_tier_room(p->tier, instance);
   return blocks_needed <= room;
 }
@@ -552,24 +742,120 @@ static bool at_head(const infinite *p, int64_t req) {
   return in->waiting.count > 0 && deque_front(&in->waiting) == req;
 }
 
+static int32_t gatherer_slot(const infinite *p, int64_t req) {
+  for (int32_t k = 0; k < p->n_gatherers; k++)
+    if (p->gatherers[k] == req) return k;
+  return -1;
+}
+
+static void drop_gatherer(infinite *p, int32_t k) {
+  for (int32_t j = k + 1; j < p->n_gatherers; j++) p->gatherers[j - 1] = p->gatherers[j];
+  p->n_gatherers--;
+}
+
+/* A prompt may gather new blocks at creditors when it is larger than its
+ * instance's memory less the reserve (smaller ones make room by moving KV
+ * away instead: their KV then stays local) and either it is the oldest
+ * gatherer or what all gatherers still lack, its own included, fits the
+ * cluster's spare in the gManager's view (every instance's, the
+ * gatherers' own included: a gatherer's blocks may land at another's
+ * instance): prompts that could not all complete do not start, so that
+ * two of them never hold parts of the cluster while each waits for the
+ * rest. GATHER_LATER: it must wait for its turn. */
+typedef enum { GATHER_YES = 0, GATHER_LATER } gather_verdict;
+
+static int64_t prompt_blocks(const infinite *p, int64_t req) {
+  const infsim_sched *s = p->s;
+  return (s->rs[req].prefill_target + s->p.block_tokens - 1) / s->p.block_tokens;
+}
+
+/* A waiting prompt larger than its instance's memory less the reserve. */
+static bool big_prompt(const infinite *p, int64_t req) {
+  const infsim_sched *s = p->s;
+  int64_t reserve = (int64_t)(p->set.reserve_frac * (double)s->p.gpu_blocks_per_instance);
+  return s->rec[req].state == INFSIM_REQ_WAITING && prompt_blocks(p, req) > s->p.gpu_blocks_per_instance - reserve;
+}
+
+/* For a big prompt (big_prompt). */
+static gather_verdict may_gather(infinite *p, int32_t instance, int64_t req) {
+  const infsim_sched *s = p->s;
+  for (int32_t k = p->n_gatherers; k-- > 0;)
+    if (!at_head(p, p->gatherers[k])) drop_gatherer(p, k);
+  if (gatherer_slot(p, req) >= 0) return GATHER_YES;
+  if (!at_head(p, req)) return GATHER_LATER;
+  int64_t owed = prompt_blocks(p, req) - infsim_kv_blocks(s->kv, req), spare = 0;
+  for (int32_t j = 0; j < p->n_gatherers; j++) owed += prompt_blocks(p, p->gatherers[j]) - infsim_kv_blocks(s->kv, p->gatherers[j]);
+  for (int32_t i = 0; i < p->instances; i++) spare += infsim_gm_spare_blocks(p->gm, i);
+  if (p->tier) spare += infsim_cpu_tier_room(p->tier, instance);
+  if (p->n_gatherers > 0 && owed > spare) return GATHER_LATER;
+  /* Oldest first: by arrival, then id. */
+  int32_t at = p->n_gatherers;
+  while (at > 0) {
+    int64_t q = p->gatherers[at - 1];
+    if (s->rec[q].arrival_ns < s->rec[req].arrival_ns ||
+        (s->rec[q].arrival_ns == s->rec[req].arrival_ns && q < req))
+      break;
+    p->gatherers[at] = q;
+    at--;
+  }
+  p->gatherers[at] = req;
+  p->n_gatherers++;
+  return GATHER_YES;
+}
+
+/* req's KV at other instances changed: their guest work changes from
+ * their next decode step on, as one step at a time would see it. */
+static void touch_holders(infinite *p, int64_t req, int64_t now) {
+  int32_t pools[INFSIM_KV_MAX_HOLDINGS];
+  int64_t blocks[INFSIM_KV_MAX_HOLDINGS];
+  int32_t nh = infsim_kv_holdings(p->s->kv, req, pools, blocks, INFSIM_KV_MAX_HOLDINGS);
+  for (int32_t i = 0; i < nh && i < INFSIM_KV_MAX_HOLDINGS; i++)
+    if (pools[i] < p->instances) infsim_sched_touch(p->s, pools[i], now);
+}
+
+/* The oldest gatherer found no room: the youngest other gatherer gives
+ * back what it gathered (it starts over when the budget allows), so the
+ * oldest always completes once memory frees up, as a lone gatherer would. */
+static void wound_youngest(infinite *p, int64_t oldest, int64_t now) {
+  if (p->n_gatherers < 2 || p->gatherers[0] != oldest) return;
+  int64_t victim = p->gatherers[p->n_gatherers - 1];
+  drop_gatherer(p, p->n_gatherers - 1);
+  if (infsim_kv_blocks(p->s->kv, victim) == 0) return;
+  touch_holders(p, victim, now);
+  infsim_kv_release(p->s->kv, victim);
+  p->st.gathers_undone++;
+}
+
 static infsim_short_action short_of_blocks(void *self, int32_t instance, int64_t req, int64_t need, int64_t now) {
   infinite *p = self;
   infsim_short_action act = p->set.when_short == WHEN_SHORT_WAIT ? INFSIM_SHORT_WAIT : INFSIM_SHORT_PREEMPT;
   if (p->pending != INFSIM_OK || infsim_contract_in_flight(p->contract, instance, req) ||
       (p->tier && infsim_cpu_tier_in_flight(p->tier, instance, req)))
     return act;
+  /* A prompt larger than its instance gathers new blocks at creditors
+   * (after a failed or refused gathering, on its own back-off); any other
+   * shortage moves existing KV away (the debtor's longest request), so a
+   * request's new KV stays local. A gatherer asks for the reserve on top,
+   * so that its instance keeps room for its other requests' growth once
+   * it is admitted. */
+  int64_t reserve = (int64_t)(p->set.reserve_frac * (double)p->s->p.gpu_blocks_per_instance);
+  if (big_prompt(p, req)) {
+    if (now < p->gather_after_ns[instance]) return act;
+    if (may_gather(p, instance, req) == GATHER_LATER) {
+      /* Moving other KV away would not make room for it: it waits for
+       * its turn, asking again after its back-off. */
+      back_off(p, instance, &p->gather_waits[instance], &p->gather_after_ns[instance], now);
+      return act;
+    }
+    p->pending = infsim_contract_borrow(p->contract, instance, req, need + p->set.borrow_ahead_blocks + reserve, true,
+                                        now, &p->pending_err);
+    return act;
+  }
   /* After a failed borrow a kick timer is armed: admission waits for it, a
    * decoding request at a block boundary does not wait (vLLM preempts). */
   if (now < p->retry_after_ns[instance])
     return p->s->rec[req].state == INFSIM_REQ_RUNNING ? INFSIM_SHORT_PREEMPT : act;
-  /* A prompt being admitted may take new blocks at the creditor (one such
-   * prompt at a time); a decoding request grows locally, room made by
-   * moving KV away. */
-  const infsim_request_record *rec = p->s->rec;
-  if (p->gatherer >= 0 && !at_head(p, p->gatherer)) p->gatherer = -1;
-  bool fresh_ok = rec[req].state == INFSIM_REQ_WAITING && (p->gatherer < 0 || p->gatherer == req);
-  if (fresh_ok) p->gatherer = req;
-  p->pending = infsim_contract_borrow(p->contract, instance, req, need + p->set.borrow_ahead_blocks, fresh_ok, now,
+  p->pending = infsim_contract_borrow(p->contract, instance, req, need + p->set.borrow_ahead_blocks, false, now,
                                       &p->pending_err);
   return act;
 }
@@ -581,6 +867,7 @@ static infsim_status on_message(void *self, const infsim_msg *m, int64_t now, in
   if (p->tier && infsim_cpu_tier_handles(p->tier, m)) {
     st = infsim_cpu_tier_deliver(p->tier, m, now, err);
   } else if (infsim_contract_handles(m)) {
+    if (m->kind == INFSIM_MSG_BORROW_REQUEST) take_carried_report(p, m);
     st = infsim_contract_deliver(p->contract, m, now, err);
   } else if (m->kind == INFSIM_MSG_HEARTBEAT) {
     take_heartbeat(p, m);

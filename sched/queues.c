@@ -103,3 +103,35 @@ void step_heap_free(step_heap *h) {
   h->items = NULL;
   h->count = h->capacity = 0;
 }
+
+infsim_status req_set_add(req_set *q, int32_t v, infsim_error *err) {
+  if (q->count == q->capacity) {
+    int32_t cap = q->capacity ? 2 * q->capacity : 16;
+    int32_t *items = realloc(q->items, (size_t)cap * sizeof *items);
+    if (items == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+    q->items = items;
+    q->capacity = cap;
+  }
+  int32_t i = q->count++;
+  while (i > 0 && q->items[i - 1] > v) {
+    q->items[i] = q->items[i - 1];
+    i--;
+  }
+  assert(i == 0 || q->items[i - 1] != v);
+  q->items[i] = v;
+  return INFSIM_OK;
+}
+
+void req_set_remove(req_set *q, int32_t v) {
+  int32_t i = 0;
+  while (i < q->count && q->items[i] != v) i++;
+  assert(i < q->count);
+  for (; i + 1 < q->count; i++) q->items[i] = q->items[i + 1];
+  q->count--;
+}
+
+void req_set_free(req_set *q) {
+  free(q->items);
+  q->items = NULL;
+  q->count = q->capacity = 0;
+}

@@ -3,10 +3,12 @@
 **
 ** req_deque: a ring buffer of request ids (waiting, swapped and
 ** prefilling queues). step_heap: a min-heap of step events ordered by
-** (step, req): the finishes and KV block boundaries of an instance's
-** decoding requests, keyed by the decode step at which they fall due. An
-** event carries its request's epoch, bumped on preemption, so events of a
-** preempted request are recognised as stale and dropped when they surface.
+** (step, req): the finishes of an instance's decoding requests, keyed by
+** the decode step at which they fall due. An event carries its request's
+** epoch, bumped on preemption, so events of a preempted request are
+** recognised as stale and dropped when they surface. req_set: request ids
+** in ascending order (the decoding requests whose KV block boundaries
+** fall on one phase of the step count).
 */
 #ifndef INFSIM_SCHED_QUEUES_H
 #define INFSIM_SCHED_QUEUES_H
@@ -48,5 +50,17 @@ typedef struct {
 infsim_status step_heap_push(step_heap *h, step_event ev, infsim_error *err);
 void step_heap_pop(step_heap *h);
 void step_heap_free(step_heap *h);
+
+typedef struct {
+  int32_t *items;
+  int32_t count;
+  int32_t capacity;
+} req_set;
+
+/* Adds v (not present), keeping the order; O(count). */
+infsim_status req_set_add(req_set *q, int32_t v, infsim_error *err);
+/* Removes v (which must be present); O(count). */
+void req_set_remove(req_set *q, int32_t v);
+void req_set_free(req_set *q);
 
 #endif

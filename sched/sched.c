@@ -99,7 +99,7 @@ infsim_status infsim_sched_new(const infsim_sched_params *p, const infsim_trace_
 void infsim_sched_free(infsim_sched *s) {
   if (s == NULL) return;
   if (s->inst != NULL)
-    for (int32_t i = 0; i < s->n_instances; i++) instance_free(&s->inst[i]);
+    for (int32_t i = 0; i < s->n_instances; i++) instance_free(s, &s->inst[i]);
   if (s->policy_self != NULL) s->policy->destroy(s->policy_self);
   infsim_kv_free(s->kv);
   free(s->inst);
@@ -107,6 +107,8 @@ void infsim_sched_free(infsim_sched *s) {
   free(s->rs);
   free(s->entries);
   free(s->holders);
+  free(s->due);
+  free(s->due_reqs);
   free(s);
 }
 
@@ -162,15 +164,6 @@ const infsim_run_counters *infsim_sched_counters(infsim_sched *s, int64_t now_ns
 
 infsim_kv *infsim_sched_kv(infsim_sched *s) { return s->kv; }
 
-/* Blocks that one step at a time would have booked for the boundary
- * event e once `done` steps of the running batch have ended: the event's
- * own step and every block_tokens steps after it (the batch books them
- * all at its end). */
-static int64_t boundaries_due(const infsim_sched *s, const instance *in, const step_event *e, int64_t done) {
-  if (e->epoch != s->rs[e->req].epoch || e->step <= in->step || e->step > in->step + done) return 0;
-  return 1 + (in->step + done - e->step) / s->p.block_tokens;
-}
-
 /* The instance is in a batch of several decode steps (no prompt chunk). */
 static bool in_decode_run(const infsim_sched *s, const instance *in) {
   return in->busy && in->chunk_count == 0 && in->iter_steps > 1 && s->exec.steps_done != NULL;
@@ -181,9 +174,7 @@ int64_t infsim_sched_free_blocks_now(infsim_sched *s, int32_t id, int64_t now_ns
   int64_t free_blocks = infsim_kv_free_blocks(s->kv, id);
   if (!in_decode_run(s, in)) return free_blocks;
   int64_t done = s->exec.steps_done(s->exec.self, id, now_ns);
-  int64_t due = 0;
-  for (int32_t i = 0; i < in->boundaries.count; i++) due += boundaries_due(s, in, &in->boundaries.items[i], done);
-  return free_blocks - due;
+  return free_blocks - instance_blocks_due(s, in, -1, done);
 }
 
 int64_t infsim_sched_blocks_now(infsim_sched *s, int64_t req, int32_t holder, int64_t now_ns) {
@@ -193,9 +184,7 @@ int64_t infsim_sched_blocks_now(infsim_sched *s, int64_t req, int32_t holder, in
   const instance *in = &s->inst[owner];
   if (!in_decode_run(s, in)) return blocks;
   int64_t done = s->exec.steps_done(s->exec.self, owner, now_ns);
-  for (int32_t i = 0; i < in->boundaries.count; i++)
-    if (in->boundaries.items[i].req == req) blocks += boundaries_due(s, in, &in->boundaries.items[i], done);
-  return blocks;
+  return blocks + instance_blocks_due(s, in, (int32_t)req, done);
 }
 
 void infsim_sched_touch(infsim_sched *s, int32_t id, int64_t now_ns) {
@@ -217,8 +206,12 @@ void infsim_sched_high_water(const infsim_sched *s, infsim_high_water_set *out) 
     infsim_high_water_note(out, "instance_running", in->running_peak, in->running_count, in->running_capacity);
     infsim_high_water_note(out, "instance_finish_events", in->finishes.peak, in->finishes.count,
                            in->finishes.capacity);
-    infsim_high_water_note(out, "instance_block_boundary_events", in->boundaries.peak, in->boundaries.count,
-                           in->boundaries.capacity);
+    int64_t members = 0, slots = 0; /* decoding requests in the block-boundary phase sets */
+    for (int64_t p = 0; p < s->n_phases; p++) {
+      members += in->phases[p].count;
+      slots += in->phases[p].capacity;
+    }
+    infsim_high_water_note(out, "instance_block_boundary_events", in->phase_peak, members, slots);
     int64_t used, peak, capacity;
     infsim_kv_pool_usage(s->kv, i, &used, &peak, &capacity);
     infsim_high_water_note(out, "kv_gpu_blocks", peak, used, capacity);

@@ -20,6 +20,7 @@ typedef struct {
   int64_t generated0; /* tokens generated as of step0 */
   int64_t kv0;        /* KV tokens as of step0 */
   int64_t step0;
+  int64_t next_boundary; /* decoding: the step of its next KV block boundary */
   int32_t run_slot;
   uint32_t epoch; /* bumped on preemption: stale step events are skipped */
   bool decoding;
@@ -45,7 +46,14 @@ typedef struct {
   int64_t kv_sum;   /* sum of their KV tokens as of `step` */
   int64_t step;     /* decode iterations done */
   step_heap finishes;
-  step_heap boundaries;
+  /* Decoding requests by the phase of their block boundaries: a request
+   * whose KV fills a block at step t needs one more at t + block_tokens,
+   * t + 2 x block_tokens..., so it stays in set t mod 16 while it decodes
+   * (16 sets, as block_tokens is a multiple of 16; fewer otherwise). */
+  req_set *phases;
+  uint32_t phase_mask;   /* bit p: phases[p] has members */
+  int32_t phase_peak;    /* most members at once (summary.json's high_water) */
+  int64_t boundary_from; /* the first step whose boundaries are not yet applied */
   /* the batch in flight */
   bool busy;
   int64_t iter_steps; /* decode steps in it (0: prefill only) */
@@ -82,11 +90,15 @@ struct infsim_sched {
   int32_t entry_capacity;
   infsim_batch_holder *holders; /* a batch's remote holders (DistAttention) */
   int32_t holder_capacity;
+  int64_t n_phases;  /* phase sets per instance (instance.c) */
+  step_event *due;   /* the boundaries of one step, when blocks may run short */
+  int32_t *due_reqs; /* ... and their requests, when they cannot */
+  int32_t due_capacity;
 };
 
 /* instance.c */
 infsim_status instance_init(infsim_sched *s, instance *in, int32_t id, infsim_error *err);
-void instance_free(instance *in);
+void instance_free(const infsim_sched *s, instance *in);
 /* A dispatched request joins the instance's waiting queue (or is rejected). */
 infsim_status instance_arrive(infsim_sched *s, instance *in, int32_t req, infsim_error *err);
 /* The batch in flight ended at s->now_ns. */
@@ -94,9 +106,13 @@ infsim_status instance_iteration_done(infsim_sched *s, instance *in, infsim_erro
 /* Starts the next batch if the instance is idle and has work. */
 infsim_status instance_kick(infsim_sched *s, instance *in, infsim_error *err);
 void instance_check(const infsim_sched *s, const instance *in);
+/* Blocks that one step at a time would have booked at the boundaries of
+ * req (every decoding request when req < 0) once `done` steps of the
+ * running batch have ended (the batch books them all at its end). */
+int64_t instance_blocks_due(const infsim_sched *s, const instance *in, int32_t req, int64_t done);
 /* Shared with boundary_wait.c and instance_loss.c. */
 infsim_status join_decode(infsim_sched *s, instance *in, int32_t req, int64_t kv_tokens, infsim_error *err);
-void leave_decode(instance *in, req_sched *r);
+void leave_decode(const infsim_sched *s, instance *in, int32_t req);
 int32_t pick_victim(infsim_sched *s, const instance *in);
 infsim_status preempt(infsim_sched *s, instance *in, int32_t req, infsim_error *err);
 

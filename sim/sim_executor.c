@@ -3,8 +3,9 @@
 ** the cost model on the virtual clock and schedules its end as an engine
 ** event. A batch of k identical decode steps is priced in closed form
 ** (costmodel.h's decode runs), so it costs O(1) whatever k; cutting it
-** short finds the first step boundary at or after a time by bisection, the
-** run's time being non-decreasing in its steps.
+** short finds the first step boundary at or after a time (the run's time
+** being non-decreasing in its steps) from the step its share of the run's
+** time points at, by bisection where that misses.
 **
 ** Every time sum is checked: a batch that would end beyond what int64
 ** nanoseconds hold (about 292 years) fails the run with the reason rather
@@ -165,6 +166,7 @@ static infsim_status exec_submit(void *self, const infsim_batch *b, int64_t now_
   x->agg = b->agg;
   x->lead_ns = lead;
   x->steps = b->steps;
+  x->compute_ns = compute;
   x->generation++;
   *end_ns = end;
   infsim_status st = record_row(s, x, b, end, err);
@@ -177,7 +179,29 @@ static int64_t exec_cut(void *self, int32_t instance, int64_t t_ns) {
   sim_exec_instance *x = &s->exec[instance];
   assert(x->decode_only && x->steps > 1);
   int64_t t0 = x->start_ns + x->lead_ns;
+  /* The first k in [1, steps) whose end is at or after t_ns, else steps.
+   * A run's steps take nearly equal times, so the share of the run's time
+   * before t_ns points at k: that step and one beside it settle it almost
+   * always; bisection between what they leave. Invariant: steps below lo
+   * end before t_ns, and hi is steps or a step ending at or after it. */
   int64_t lo = 1, hi = x->steps;
+  double share = x->compute_ns > 0 ? (double)(t_ns - t0) / (double)x->compute_ns : 0.0;
+  int64_t guess = share > 0.0 ? (int64_t)ceil(share * (double)x->steps) : 1;
+  if (guess < 1) guess = 1;
+  if (guess > x->steps - 1) guess = x->steps - 1;
+  if (t0 + decode_run_ns(s, x, guess) >= t_ns) {
+    hi = guess;
+    if (guess > 1) {
+      if (t0 + decode_run_ns(s, x, guess - 1) >= t_ns) hi = guess - 1;
+      else lo = guess;
+    }
+  } else {
+    lo = guess + 1;
+    if (lo < hi) {
+      if (t0 + decode_run_ns(s, x, lo) >= t_ns) hi = lo;
+      else lo++;
+    }
+  }
   while (lo < hi) {
     int64_t mid = lo + (hi - lo) / 2;
     if (t0 + decode_run_ns(s, x, mid) >= t_ns) hi = mid;

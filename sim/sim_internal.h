@@ -23,6 +23,7 @@ typedef struct {
   int64_t start_ns;
   int64_t lead_ns;  /* swap traffic before the batch's compute */
   int64_t steps;
+  int64_t compute_ns; /* the batch's time after lead_ns */
   int64_t first_context;
   infsim_decode_run run; /* cost of its decode steps (decode-only batches) */
   /* DistAttention over a run of decode steps (distattn.h): per layer, the

@@ -68,6 +68,14 @@ PY
 "$INFSIM" compare "$W/sim" "$W/cl" --no-plot >"$W/cmp" 2>&1 || { cat "$W/cmp"; fail "compare failed"; }
 grep -qF "throughput (tok/s)" "$W/cmp" || fail "compare lacks its throughput row"
 
+# The cuda executor without a GPU (CI machines): skipped, exit 77, nothing written.
+if ! command -v nvidia-smi >/dev/null; then
+  timeout 60 "$INFSIM" cluster "$W/c.yaml" --trace "$W/t.csv" --out "$W/gpu" --executor cuda >"$W/glog" 2>&1
+  rc=$?
+  [ "$rc" -eq 77 ] || { cat "$W/glog"; fail "--executor cuda without a GPU should exit 77 (got $rc)"; }
+  [ ! -e "$W/gpu" ] || fail "--executor cuda without a GPU wrote outputs"
+fi
+
 # Two instances need two ranks.
 timeout 60 "$INFSIM" cluster "$W/c.yaml" --trace "$W/t.csv" --out "$W/two" --executor cpu \
   --set cluster.instances=2 >"$W/two.log" 2>&1

@@ -127,7 +127,8 @@ static infsim_contract *contract(world *w, infsim_gm *gm, int32_t max_retries) {
                               .block_bytes = BLOCK_BYTES, .control_bytes = 64, .move_bytes_per_s = BW,
                               .planner = INFSIM_PLAN_GREEDY};
   infsim_transport t = {.self = w, .send = w_send, .timer = w_timer};
-  infsim_contract_env env = {.self = w, .free_blocks = w_free, .commit = w_commit, .borrow_done = w_done};
+  infsim_contract_env env = {.self = w, .free_blocks = w_free, .commit = w_commit, .borrow_done = w_done,
+                             .move_done = w_done};
   infsim_contract *c = NULL;
   assert_int_equal(infsim_contract_new(&p, gm, t, env, INST, &c, NULL), INFSIM_OK);
   return c;
@@ -144,8 +145,8 @@ static void run(world *w, infsim_contract *c) {
 }
 
 /* Debtor 0 is full with r0 (60 blocks) and r1 (40); instance 1 has 50
- * free, 2 has 30, 3 none. r1 needs 10: greedy moves 10 of r0 (the
- * longest) to instance 1 (most spare). Six hops: request, propose,
+ * free, 2 has 30, 3 none. r1 needs 10 and may not take new blocks
+ * remotely: greedy moves 10 of r0 (the longest) to instance 1 (most spare). Six hops: request, propose,
  * reserve, ack, move (10 MB at 25 GB/s = 400 us), confirm. */
 static void test_clean_borrow(void **state) {
   (void)state;
@@ -158,8 +159,8 @@ static void test_clean_borrow(void **state) {
   place(w, gm, 3, 2, 2, 70);
   place(w, gm, 4, 3, 3, 100);
   infsim_contract *c = contract(w, gm, 3);
-  assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, true, 0, NULL), INFSIM_OK);
-  assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, true, 0, NULL), INFSIM_OK); /* already in flight */
+  assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, false, 0, NULL), INFSIM_OK);
+  assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, false, 0, NULL), INFSIM_OK); /* already in flight */
   assert_true(infsim_contract_in_flight(c, 0, 1));
   run(w, c);
   assert_int_equal(w->done_ok, 1);
@@ -209,10 +210,10 @@ static void test_fresh_blocks(void **state) {
   world_free(w);
 }
 
-/* The gManager believes instance 1 has 50 free; it has 8. The creditor
- * refuses (its own truth decides), the debtor asks again, gets the same
- * creditor (the view is stale until a heartbeat), and gives up after
- * max_retries; nothing is reserved or moved. */
+/* The gManager believes instance 1 has 50 free; it has 5, its reserve.
+ * The creditor refuses (its own truth decides), the debtor asks again,
+ * gets the same creditor (the view is stale until a heartbeat), and gives
+ * up after max_retries; nothing is reserved or moved. */
 static void test_stale_view_refused_then_given_up(void **state) {
   (void)state;
   world *w = world_new();
@@ -222,7 +223,7 @@ static void test_stale_view_refused_then_given_up(void **state) {
   place(w, gm, 2, 1, 1, 50);
   place(w, gm, 3, 2, 2, 70);
   place(w, gm, 4, 3, 3, 100);
-  w->free_blocks[1] = 8; /* something else took them; no heartbeat yet */
+  w->free_blocks[1] = RESERVE; /* something else took them; no heartbeat yet */
   infsim_contract *c = contract(w, gm, 2);
   assert_int_equal(infsim_contract_borrow(c, 0, 0, 10, true, 0, NULL), INFSIM_OK);
   run(w, c);
@@ -242,7 +243,8 @@ static void test_stale_view_refused_then_given_up(void **state) {
 /* First come, first served at the creditor: two debtors are sent to
  * instance 1 (the gManager believes it has 100 free; it has 20, 15 above
  * its reserve). The first reservation holds 10 until its KV lands; the
- * second, arriving meanwhile, is refused and never gets in. */
+ * second, arriving meanwhile, gets the 5 left (a borrow takes what is
+ * there), and a third, after both, is refused. */
 static void test_creditor_first_come_first_served(void **state) {
   (void)state;
   world *w = world_new();
@@ -253,17 +255,23 @@ static void test_creditor_first_come_first_served(void **state) {
   place(w, gm, 3, 3, 3, 100);
   w->free_blocks[1] = 20;
   infsim_contract *c = contract(w, gm, 1);
-  /* New requests 1 (on 0) and 6 (on 2) need 10 each: each debtor's
-   * longest request (r0, r2) sends 10 blocks away, KV to copy. */
-  assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, true, 0, NULL), INFSIM_OK);
-  assert_int_equal(infsim_contract_borrow(c, 2, 6, 10, true, 1000, NULL), INFSIM_OK);
+  /* Requests 1 (on 0) and 6 (on 2) need 10 each and may not take new
+   * blocks remotely: each debtor's longest request (r0, r2) sends 10
+   * blocks away, KV to copy. */
+  assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, false, 0, NULL), INFSIM_OK);
+  assert_int_equal(infsim_contract_borrow(c, 2, 6, 10, false, 1000, NULL), INFSIM_OK);
   run(w, c);
-  assert_int_equal(w->done_ok, 1);
-  assert_int_equal(w->done_fail, 1);
-  assert_int_equal(w->kinds[INFSIM_MSG_MOVE], 1);
-  assert_int_equal(w->free_blocks[1], 10);
+  assert_int_equal(w->done_ok, 2);
+  assert_int_equal(w->done_fail, 0);
+  assert_int_equal(w->kinds[INFSIM_MSG_MOVE], 2);
+  assert_int_equal(w->free_blocks[1], RESERVE);
   assert_int_equal(w->held[0][1], 10);
+  assert_int_equal(w->held[2][1], 5);
   assert_int_equal(infsim_contract_reserved(c, 1), 0);
+  assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, false, 0, NULL), INFSIM_OK);
+  run(w, c);
+  assert_int_equal(w->done_fail, 1);
+  assert_int_equal(w->held[0][1], 10);
   infsim_contract_free(c);
   infsim_gm_free(gm);
   world_free(w);

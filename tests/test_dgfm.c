@@ -93,6 +93,44 @@ static void test_recall_smallest_first(void **state) {
   infsim_gm_free(gm);
 }
 
+/* Recall only into an owner that keeps room: the owner's spare must cover
+ * the request's whole remote part plus the headroom, else nothing comes
+ * home (it would be short again at its next block boundaries and send the
+ * blocks away once more). */
+static void test_recall_keeps_headroom(void **state) {
+  (void)state;
+  /* r0 owned by 0: 40 at 0, 3 at 1, 6 at 2 (remote 9); r1 fills the rest
+   * of 0 but 15 (spare 10); r2 and r3 fill i1 and i2 (no spare there: no
+   * consolidation). */
+  int64_t held[4 * 3] = {40, 3, 6, /* r0 */ 45, 0, 0, /* r1 */ 0, 92, 0, /* r2 */ 0, 0, 89 /* r3 */};
+  int32_t owner[4] = {0, 0, 1, 2};
+  infsim_gm *gm = ledger(3, 4, held, owner);
+  assert_int_equal(infsim_gm_spare_blocks(gm, 0), 10);
+  infsim_dgfm_move m[64];
+  infsim_dgfm_limits lim = wide;
+  lim.recall_headroom_blocks = 1; /* 10 - 9 = 1: the smaller piece comes home */
+  assert_int_equal(pass(gm, 3, &lim, m), 1);
+  assert_dmove(&m[0], INFSIM_DGFM_RECALL, 0, 1, 0, 3);
+  lim.recall_headroom_blocks = 2; /* 10 - 9 < 2: nothing, although 3 would fit */
+  assert_int_equal(pass(gm, 3, &lim, m), 0);
+  infsim_gm_free(gm);
+  /* A request whose owner holds none of it (a prompt gathering blocks
+   * before its admission) is left alone, room or not. */
+  held[0] = 0;
+  held[3] = 85;
+  gm = ledger(3, 4, held, owner);
+  assert_int_equal(infsim_gm_spare_blocks(gm, 0), 10);
+  assert_int_equal(pass(gm, 3, &wide, m), 0);
+  infsim_gm_free(gm);
+  held[0] = 40;
+  /* Spare 8 < remote 9: nothing comes home even without headroom. */
+  held[3] = 47;
+  gm = ledger(3, 4, held, owner);
+  assert_int_equal(infsim_gm_spare_blocks(gm, 0), 8);
+  assert_int_equal(pass(gm, 3, &wide, m), 0);
+  infsim_gm_free(gm);
+}
+
 /* r0 (owner 0, full) spans 0:50, 1:8, 2:2; i1 has spare: the 2 at i2 join
  * the 8 at i1. */
 static void test_consolidate(void **state) {
@@ -103,6 +141,12 @@ static void test_consolidate(void **state) {
   infsim_dgfm_move m[64];
   assert_int_equal(pass(gm, 3, &wide, m), 1);
   assert_dmove(&m[0], INFSIM_DGFM_CONSOLIDATE, 0, 2, 1, 2);
+  /* A piece larger than max_piece_blocks stays: the copy would not pay. */
+  infsim_dgfm_limits small = wide;
+  small.max_piece_blocks = 1;
+  assert_int_equal(pass(gm, 3, &small, m), 0);
+  small.max_piece_blocks = 2;
+  assert_int_equal(pass(gm, 3, &small, m), 1);
   infsim_gm_free(gm);
 }
 
@@ -162,12 +206,15 @@ static void test_random_ledgers_properties(void **state) {
     }
     infsim_gm *gm = ledger(INST, REQS, held, owner);
     infsim_dgfm_limits lim = {.max_moves = 1 + (int64_t)gsl_rng_uniform_int(rng, 12),
-                              .max_blocks = 1 + (int64_t)gsl_rng_uniform_int(rng, 200)};
+                              .max_blocks = 1 + (int64_t)gsl_rng_uniform_int(rng, 200),
+                              .recall_headroom_blocks = (int64_t)gsl_rng_uniform_int(rng, 16),
+                              .max_piece_blocks = (int64_t)gsl_rng_uniform_int(rng, 13)};
     infsim_dgfm_move m[64];
     size_t n = pass(gm, INST, &lim, m);
     assert_true((int64_t)n <= lim.max_moves);
-    int64_t before_span[REQS], total[REQS], blocks = 0;
+    int64_t before_span[REQS], total[REQS], local0[REQS], blocks = 0;
     for (int64_t r = 0; r < REQS; r++) {
+      local0[r] = held[r * INST + owner[r]];
       before_span[r] = span(&held[r * INST], INST);
       total[r] = 0;
       for (int32_t i = 0; i < INST; i++) total[r] += held[r * INST + i];
@@ -175,7 +222,17 @@ static void test_random_ledgers_properties(void **state) {
     for (size_t k = 0; k < n; k++) {
       const infsim_gm_move *mv = &m[k].move;
       blocks += mv->blocks;
+      assert_true(local0[mv->req] > 0); /* no gathering prompt moves */
       assert_true(held[mv->req * INST + mv->from] >= mv->blocks);
+      if (m[k].kind != INFSIM_DGFM_RECALL && lim.max_piece_blocks > 0) assert_true(mv->blocks <= lim.max_piece_blocks);
+      if (m[k].kind == INFSIM_DGFM_RECALL) {
+        /* The owner keeps the headroom after taking the whole remote part. */
+        int32_t o = owner[mv->req];
+        int64_t remote = 0;
+        for (int32_t i = 0; i < INST; i++)
+          if (i != o) remote += held[mv->req * INST + i];
+        assert_true(CAPB - used[o] - RESERVE - remote >= lim.recall_headroom_blocks);
+      }
       if (m[k].kind == INFSIM_DGFM_SWAP) {
         const infsim_gm_move *o = &m[m[k].pair].move;
         assert_int_equal(o->from, mv->to);
@@ -210,6 +267,7 @@ static void test_random_ledgers_properties(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_recall_smallest_first),
+      cmocka_unit_test(test_recall_keeps_headroom),
       cmocka_unit_test(test_consolidate),
       cmocka_unit_test(test_swap),
       cmocka_unit_test(test_random_ledgers_properties),

@@ -147,6 +147,15 @@ static void test_forget_floor(void **state) {
   assert_int_equal(infsim_gm_held_by(gm, 1, 1), 0);
   infsim_gm_heartbeat(gm, 1, 250, 93, &e, 1, false); /* new life (e.g. after recompute) */
   assert_int_equal(infsim_gm_held_by(gm, 1, 1), 7);
+  /* News of an end older than an entry leaves the entry: a move confirmed
+   * at 300 survives an owner's report (snapshot 280) that the request had
+   * left the GPUs; the older entry at 1 goes. */
+  infsim_gm_move mv = {1, 0, 0, 3, true};
+  infsim_gm_record_move(gm, &mv, 300);
+  infsim_gm_forget(gm, 1, 280);
+  assert_int_equal(infsim_gm_held_by(gm, 1, 1), 0);
+  assert_int_equal(infsim_gm_held_by(gm, 1, 0), 3);
+  assert_int_equal(infsim_gm_blocks(gm, 1), 3);
   infsim_gm_check(gm);
   infsim_gm_free(gm);
 }
@@ -231,23 +240,28 @@ static void test_planners_hand_cases(void **state) {
   assert_int_equal(infsim_gm_spare_blocks(gm, 2), 5); /* deducted */
   infsim_gm_unpropose(gm, &m[0]);
   assert_int_equal(infsim_gm_spare_blocks(gm, 2), 50);
-  /* r1 needs 10: r0 (45) is the longest: 10 of its blocks go to i2. */
-  assert_int_equal(infsim_gm_plan(gm, INFSIM_PLAN_GREEDY, 0, 1, 10, m, 8), 1);
+  /* 10 blocks, no request may take new ones: r0 (45) is the longest: 10
+   * of its blocks go to i2. */
+  assert_int_equal(infsim_gm_plan(gm, INFSIM_PLAN_GREEDY, 0, -1, 10, m, 8), 1);
   assert_move(&m[0], 0, 2, 10, false);
   infsim_gm_unpropose(gm, &m[0]);
+  /* r1 (20) may take new blocks: its 10 go to i2 although r0 is longer
+   * (new blocks cost no copy). */
+  assert_int_equal(infsim_gm_plan(gm, INFSIM_PLAN_GREEDY, 0, 1, 10, m, 8), 1);
+  assert_move(&m[0], 1, 2, 10, true);
+  infsim_gm_unpropose(gm, &m[0]);
   /* Same node: i1 first (spare 20), then the most spare (i2). */
-  assert_int_equal(infsim_gm_plan(gm, INFSIM_PLAN_SAME_NODE, 0, 1, 10, m, 8), 1);
+  assert_int_equal(infsim_gm_plan(gm, INFSIM_PLAN_SAME_NODE, 0, -1, 10, m, 8), 1);
   assert_move(&m[0], 0, 1, 10, false);
   infsim_gm_unpropose(gm, &m[0]);
-  /* r1 needs 24 (20 + 24 < 45: r0 still the longest): i1's 20, then 4 at
-   * the most spare, i2. */
-  assert_int_equal(infsim_gm_plan(gm, INFSIM_PLAN_SAME_NODE, 0, 1, 24, m, 8), 2);
+  /* 24 blocks: i1's 20, then 4 at the most spare, i2. */
+  assert_int_equal(infsim_gm_plan(gm, INFSIM_PLAN_SAME_NODE, 0, -1, 24, m, 8), 2);
   assert_move(&m[0], 0, 1, 20, false);
   assert_move(&m[1], 0, 2, 4, false);
   infsim_gm_unpropose(gm, &m[0]);
   infsim_gm_unpropose(gm, &m[1]);
   /* Affinity: r0 already has blocks at i3, so i3 first. */
-  assert_int_equal(infsim_gm_plan(gm, INFSIM_PLAN_AFFINITY, 0, 1, 10, m, 8), 1);
+  assert_int_equal(infsim_gm_plan(gm, INFSIM_PLAN_AFFINITY, 0, -1, 10, m, 8), 1);
   assert_move(&m[0], 0, 3, 10, false);
   infsim_gm_unpropose(gm, &m[0]);
   /* More than the cluster's spare (110): r2 takes it all, nothing is

@@ -11,6 +11,12 @@
 **    records, whatever its heartbeats and DGFM timers do.
 **  - With messages lost and the gManager lost mid-run, every request still
 **    completes (timeouts, retries, rebuild from heartbeats).
+**  - An idle hour costs no more periodic events than docs/distkv.md
+**    counts: quiet heartbeats back off to one per 64 periods per
+**    instance, DGFM passes that find nothing to one per 64 periods.
+**  - Two prompts larger than an instance that cannot both be in the
+**    cluster's memory at once both complete (the gathering budget lets
+**    one gather at a time), the second after the first.
 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -118,11 +124,67 @@ static void test_faults_still_complete(void **state) {
   free(t);
 }
 
+/* Idle for an hour between two small requests: infinite-llm's events
+ * beyond vllm-multi's (same schedule: nothing borrowed) are its
+ * heartbeat ticks and DGFM passes. A timer whose period doubles from P up
+ * to 64 P ticks at most 7 + T / (64 P) times in T. */
+static void test_idle_cluster_periodic_events(void **state) {
+  (void)state;
+  infsim_trace *t = calloc(1, sizeof *t);
+  int64_t idle_ns = INT64_C(3600) * 1000000000;
+  fixture_add(t, 0, 500, 20);
+  fixture_add(t, idle_ns, 500, 20);
+  infsim_run_params pm = params("vllm-multi", NULL, NULL);
+  infsim_run_params pi = params("infinite-llm", NULL, NULL);
+  infsim_run_result *rm = fixture_run(&pm, t);
+  infsim_run_result *ri = fixture_run(&pi, t);
+  int64_t extra = infsim_run_result_counters(ri)->events - infsim_run_result_counters(rm)->events;
+  const double hb_s = 0.050, dgfm_s = 0.100, span_s = (double)idle_ns * 1e-9 + 1.0;
+  double bound = 8 * (7 + span_s / (64 * hb_s)) + (7 + span_s / (64 * dgfm_s));
+  assert_int_equal(infsim_run_result_counters(ri)->borrowed_blocks_peak, 0);
+  if ((double)extra > bound || (double)extra < 0.9 * bound)
+    fail_msg("%lld periodic events in an idle hour, documented bound %.0f", (long long)extra, bound);
+  infsim_run_result_free(rm);
+  infsim_run_result_free(ri);
+  infsim_trace_free(t);
+  free(t);
+}
+
+/* Three instances; two 170K-token prompts (10,627 blocks each with their
+ * output, an instance holds 6,976): either fits the cluster (one instance
+ * and two less their reserves), both together do not. They arrive
+ * together on two instances: the older gathers first, the other gets the
+ * memory after it, and both complete. */
+static void test_gatherers_that_cannot_coexist_take_turns(void **state) {
+  (void)state;
+  infsim_trace *t = calloc(1, sizeof *t);
+  fixture_add(t, 0, 170000, 20);
+  fixture_add(t, 1000, 170000, 20);
+  const char *settings[] = {"model=llama2-7b", "gpu=a100-80gb", "cluster.instances=3", "policy.name=infinite-llm",
+                            "scheduler.chunked_prefill=true", NULL};
+  infsim_run_params p = fixture_params(settings);
+  infsim_run_result *r = fixture_run(&p, t);
+  size_t n = 0;
+  const infsim_request_record *rec = infsim_run_result_requests(r, &n);
+  int64_t capacity = infsim_run_result_counters(r)->kv_blocks_per_instance;
+  int64_t need = (170000 + 19 + 15) / 16;
+  assert_true(2 * need > 3 * capacity && need <= capacity + 2 * (capacity - capacity / 20));
+  assert_int_equal(rec[0].state, INFSIM_REQ_FINISHED);
+  assert_int_equal(rec[1].state, INFSIM_REQ_FINISHED);
+  assert_int_not_equal(rec[0].instance, rec[1].instance);
+  assert_true(rec[1].first_token_ns > rec[0].finish_ns);
+  infsim_run_result_free(r);
+  infsim_trace_free(t);
+  free(t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_oversized_served_only_by_infinite),
       cmocka_unit_test(test_no_shortage_equals_vllm_multi),
       cmocka_unit_test(test_faults_still_complete),
+      cmocka_unit_test(test_idle_cluster_periodic_events),
+      cmocka_unit_test(test_gatherers_that_cannot_coexist_take_turns),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

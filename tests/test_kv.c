@@ -126,7 +126,20 @@ static void test_random_operations_match_shadow(void **state) {
     int64_t blocks = infsim_kv_blocks(kv, r);
     int64_t on_gpu = 0;
     for (int q = 0; q < INSTANCES; q++) on_gpu += sh[r].at[q];
-    if (op <= 1) { /* allocate at a random holder */
+    if (op == 0 && rand() % 2 == 0) { /* one block for each of a few requests (decode boundaries) */
+      int32_t reqs[4];
+      int32_t n = 1 + rand() % 4;
+      for (int32_t k = 0; k < n; k++) reqs[k] = (r + k) % REQUESTS;
+      int64_t free_before = infsim_kv_counts_of(kv, h).free;
+      infsim_status st = infsim_kv_alloc_each(kv, reqs, n, h, NULL);
+      if (free_before >= n) {
+        assert_int_equal(st, INFSIM_OK);
+        for (int32_t k = 0; k < n; k++) sh[reqs[k]].at[h]++;
+      } else {
+        assert_int_equal(st, INFSIM_ERUN);
+        assert_int_equal(infsim_kv_counts_of(kv, h).free, free_before);
+      }
+    } else if (op <= 1) { /* allocate at a random holder */
       int64_t n = 1 + rand() % 4;
       infsim_error err = {0};
       infsim_status st = infsim_kv_alloc(kv, r, h, n, &err);

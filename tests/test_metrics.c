@@ -6,6 +6,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -25,6 +27,63 @@ static void test_nearest_rank(void **state) {
   assert_true(st.p50 == 2 && st.p90 == 3 && st.p99 == 3);
   infsim_stat_compute(NULL, 0, &st);
   assert_true(st.count == 0 && st.mean == 0 && st.p50 == 0 && st.p99 == 0);
+}
+
+/* A small deterministic generator: uniform in [0, 1). */
+static double uniform(uint64_t *x) {
+  *x ^= *x << 13;
+  *x ^= *x >> 7;
+  *x ^= *x << 17;
+  return (double)(*x >> 11) * 0x1p-53;
+}
+
+static int compare_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* The sort behind the statistics leaves the array exactly as qsort does,
+ * bit for bit (so the mean, summed in sorted order, is the same double):
+ * values of every sign and magnitude, many ties, infinities, subnormals;
+ * arrays with -0.0 or NaN take another path and still come out sorted. */
+static void test_sort_matches_qsort(void **state) {
+  (void)state;
+  uint64_t rng = 15;
+  enum { MAX_N = 5000 };
+  double *v = malloc(MAX_N * sizeof *v), *ref = malloc(MAX_N * sizeof *ref);
+  assert_non_null(v);
+  assert_non_null(ref);
+  for (int trial = 0; trial < 300; trial++) {
+    size_t n = 1 + (size_t)(uniform(&rng) * (trial < 100 ? 40 : MAX_N));
+    int kind = trial % 6;
+    for (size_t i = 0; i < n; i++) {
+      double u = uniform(&rng);
+      switch (kind) {
+      case 0: v[i] = u * 10.0; break;                                  /* like latencies */
+      case 1: v[i] = (double)(int)(u * 7.0) - 3.0; break;              /* few values, ties, +0 */
+      case 2: v[i] = ldexp(u - 0.5, (int)(uniform(&rng) * 2000) - 1000); break; /* all exponents */
+      case 3: v[i] = u < 0.1 ? INFINITY : u < 0.2 ? -INFINITY : u < 0.3 ? 4.9e-324 : -u; break;
+      case 4: v[i] = 1e-9 * (double)(int64_t)(u * 1e9); break;         /* ns differences in seconds */
+      default: v[i] = u < 0.05 ? -0.0 : u < 0.1 ? NAN : u - 0.5; break; /* the other path */
+      }
+    }
+    memcpy(ref, v, n * sizeof *v);
+    qsort(ref, n, sizeof *ref, compare_double);
+    infsim_stat st;
+    infsim_stat_compute(v, n, &st);
+    if (kind == 5) {
+      for (size_t i = 1; i < n; i++) assert_false(v[i] < v[i - 1]);
+      continue;
+    }
+    assert_memory_equal(v, ref, n * sizeof *v);
+    double sum = 0.0;
+    for (size_t i = 0; i < n; i++) sum += ref[i];
+    assert_true(memcmp(&st.mean, &(double){sum / (double)n}, sizeof sum) == 0 || isnan(sum));
+    assert_true(st.p50 == infsim_percentile_sorted(ref, n, 50.0));
+    assert_true(st.p99 == infsim_percentile_sorted(ref, n, 99.0));
+  }
+  free(v);
+  free(ref);
 }
 
 static infsim_request_record done(int64_t arrival_s, int64_t first_s, int64_t finish_s, int64_t out) {
@@ -69,6 +128,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_nearest_rank),
       cmocka_unit_test(test_summary_definitions),
+      cmocka_unit_test(test_sort_matches_qsort),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -91,6 +91,12 @@ static void test_seconds_exact(void **state) {
       {"2.5e1", INT64_C(25000000000)},
       {"1000000000", INT64_C(1000000000000000000)}, /* the bound itself */
       {"0.30000000000000004", 300000000},           /* what %.17g prints for 0.1+0.2 */
+      {"999999999.999999999", INT64_C(999999999999999999)}, /* the plain form's largest */
+      {"0", 0},
+      {"12", INT64_C(12000000000)},
+      {"1.000000001", INT64_C(1000000001)},
+      {"1.0000000015", INT64_C(1000000002)}, /* ten fractional digits: rounded */
+      {"0000000000012.5", INT64_C(12500000000)},
   };
   for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
     int64_t ns = -1;
@@ -214,6 +220,30 @@ static void test_write_read_round_trip(void **state) {
   assert_int_equal(infsim_trace_write_csv(f->path, &t, &err), INFSIM_OK);
   assert_int_equal(count_files(f->dir), 1); /* no temporary file left */
   infsim_trace back;
+  assert_int_equal(infsim_trace_read_csv(f->path, &back, &err), INFSIM_OK);
+  assert_int_equal(back.count, t.count);
+  assert_memory_equal(back.requests, t.requests, t.count * sizeof t.requests[0]);
+  infsim_trace_free(&back);
+  /* The same rows dressed so that the plain-row path declines them (blanks,
+   * quotes, CRLF, an extra column, exponents) read back the same. */
+  FILE *fp = fopen(f->path, "w");
+  assert_non_null(fp);
+  fputs("arrival_time_s,prompt_tokens,output_tokens\n", fp);
+  for (size_t i = 0; i < t.count; i++) {
+    const infsim_trace_request *r = &t.requests[i];
+    char sec[32];
+    infsim_format_seconds(r->arrival_ns, sec);
+    long long p = (long long)r->prompt_tokens, o = (long long)r->output_tokens;
+    switch (i % 6) {
+    case 0: fprintf(fp, "%s,%lld,%lld\n", sec, p, o); break;
+    case 1: fprintf(fp, " %s , %lld,%lld \n", sec, p, o); break;
+    case 2: fprintf(fp, "\"%s\",\"%lld\",%lld\r\n", sec, p, o); break;
+    case 3: fprintf(fp, "%s,%lld,%lld,extra\n", sec, p, o); break;
+    case 4: fprintf(fp, "%se0,%lld,%lld\n", sec, p, o); break;
+    default: fprintf(fp, "%s,%lld,%lld\t\n", sec, p, o); break;
+    }
+  }
+  assert_int_equal(fclose(fp), 0);
   assert_int_equal(infsim_trace_read_csv(f->path, &back, &err), INFSIM_OK);
   assert_int_equal(back.count, t.count);
   assert_memory_equal(back.requests, t.requests, t.count * sizeof t.requests[0]);

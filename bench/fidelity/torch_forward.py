@@ -12,7 +12,8 @@ One forward's time is the mean of 20 (decode) or 10 (prefill) after 3
 warm-ups, with a device sync after each (as the executor waits for each
 batch). CSV on stdout: kind,batch,context,tokens,ms,graphs.
 
-  python3 torch_forward.py [--layers N]
+  python3 torch_forward.py [--layers N] [--eager-decode]
+(--eager-decode also times decode launched op by op, graphs = 0.)
 """
 import argparse
 import math
@@ -107,6 +108,7 @@ def timed(fn, reps):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--layers", type=int, default=32)
+    ap.add_argument("--eager-decode", action="store_true")
     args = ap.parse_args()
     dev = torch.device("cuda")
     torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = True
@@ -139,8 +141,9 @@ def main():
                     m.decode(tok, pos, caches)
                 ms = timed(graph.replay, 20)
                 print(f"decode,{b},{c},{b},{ms:.4f},1", flush=True)
-                ms = timed(lambda: m.decode(tok, pos, caches), 20)
-                print(f"decode,{b},{c},{b},{ms:.4f},0", flush=True)
+                if args.eager_decode:
+                    ms = timed(lambda: m.decode(tok, pos, caches), 20)
+                    print(f"decode,{b},{c},{b},{ms:.4f},0", flush=True)
                 del caches, graph
                 torch.cuda.empty_cache()
         for n in (128, 512, 2048, 8192, 16384):

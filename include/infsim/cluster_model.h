@@ -52,10 +52,10 @@ typedef struct {
   float rope_theta;      /* 10000 for LLaMA2 */
   float norm_eps;        /* 1e-5 for LLaMA2 */
   bool decode_graphs;    /* CUDA: replay decode-only forwards as CUDA graphs */
-  /* Pad decode-only forwards to 1, 2, 4, 8, then a multiple of 8 requests
-   * (dummy rows over a scratch block outside the pool), so that a few
-   * graphs serve every batch size (vLLM pads to graph sizes the same way).
-   * params_from_shape sets it with decode_graphs. */
+  /* Pad decode-only forwards to 1, 2, 4, ..., 32, then a multiple of 32
+   * requests (dummy rows over a scratch block outside the pool), so that a
+   * few graphs serve every batch size (vLLM pads to graph sizes the same
+   * way). params_from_shape sets it with decode_graphs. */
   bool pad_decodes;
 } infsim_cmodel_params;
 
@@ -143,5 +143,13 @@ infsim_status infsim_cmodel_hidden(infsim_cmodel *m, uint16_t *host, infsim_erro
 int32_t infsim_cmodel_token(const infsim_cmodel_params *p, int64_t req, int64_t prompt_tokens, int64_t pos);
 /* Forwards so far that ran as a replayed CUDA graph. */
 int64_t infsim_cmodel_graph_replays(const infsim_cmodel *m);
+/* Records, before serving, the decode graph of every padded size up to
+ * max_decodes requests at every context bucket a block-table row allows
+ * (as vLLM captures its graphs at start-up), so that no decode step of a
+ * run pays a capture. Runs padding rows only (no KV of the pool is touched);
+ * *captured (may be NULL) counts the new graphs. Without graphs (CPU, or
+ * decode_graphs off) it does nothing. */
+infsim_status infsim_cmodel_capture_graphs(infsim_cmodel *m, int64_t max_decodes, int64_t *captured,
+                                           infsim_error *err);
 
 #endif

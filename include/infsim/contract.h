@@ -6,9 +6,10 @@
 **
 **   debtor D -> gManager   BORROW_REQUEST (req r, need n, attempt, fresh allowed)
 **   gManager -> D          BORROW_PROPOSE (move: request q, creditor C, b blocks, fresh)
-**   D -> C                 RESERVE        (C sets b blocks aside if its spare allows: FCFS;
-**                                          b = 2 marks an exchange, which needs free, not spare)
-**   C -> D                 RESERVE_ACK    (ok or refused; fresh blocks are committed here)
+**   D -> C                 RESERVE        (C sets b blocks aside, or what its spare allows: FCFS;
+**                                          an exchange needs free, not spare; the gManager's
+**                                          own moves are all or nothing)
+**   C -> D                 RESERVE_ACK    (blocks granted, or refused; fresh blocks are committed here)
 **   D -> C                 MOVE           (b blocks of KV; nothing for fresh blocks)
 **   C -> D, C -> gManager  CONFIRM        (the blocks are q's, held by C)
 **   D -> C                 RELEASE        (D gives up: C drops the reservation)
@@ -44,7 +45,7 @@
 #include "infsim/transport.h"
 
 /* Timers of this module carry a = one of these (policies use others). */
-enum { INFSIM_CONTRACT_TIMER_STEP = 0x7100, INFSIM_CONTRACT_TIMER_LEASE = 0x7101, INFSIM_CONTRACT_TIMER_GC = 0x7102 };
+enum { INFSIM_CONTRACT_TIMER_STEP = 0x7100, INFSIM_CONTRACT_TIMER_LEASE = 0x7101 };
 
 typedef struct {
   void *self;
@@ -58,6 +59,12 @@ typedef struct {
   /* A borrow for req on debtor ended: ok, or given up (the caller falls
    * back, e.g. to preemption). */
   void (*borrow_done)(void *self, int32_t debtor, int64_t req, bool ok, int64_t now_ns);
+  /* Optional: a move the gManager planned (infsim_contract_move) ended at
+   * its source: ok when its blocks left. */
+  void (*move_done)(void *self, int32_t source, int64_t req, bool ok, int64_t now_ns);
+  /* Optional: creditor refused a reservation (the gManager's view of it
+   * was wrong: it may want to report at once). */
+  void (*refused)(void *self, int32_t creditor, int64_t now_ns);
 } infsim_contract_env;
 
 typedef struct {
@@ -106,6 +113,8 @@ infsim_status infsim_contract_move(infsim_contract *c, const infsim_gm_move *m, 
 bool infsim_contract_in_flight(const infsim_contract *c, int32_t debtor, int64_t req);
 /* Borrows in flight from debtor (any request). */
 int64_t infsim_contract_pending(const infsim_contract *c, int32_t debtor);
+/* Moves the gManager planned itself (infsim_contract_move) still in flight. */
+int64_t infsim_contract_planned_in_flight(const infsim_contract *c);
 
 /* True for the message kinds and timers this module handles. */
 bool infsim_contract_handles(const infsim_msg *msg);

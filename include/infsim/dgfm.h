@@ -9,11 +9,16 @@
 ** attention. The paper names two remedies, recall and swap, and leaves the
 ** algorithm open; ours, per pass:
 **
-**  1. Recall. Pieces (request, holder away from its owner) whose owner has
-**     spare memory for the whole piece come home, smallest piece first:
-**     each recall removes one holder from a request's span, and smallest
-**     first removes the most holders for the spare at hand. Partial pieces
-**     are not recalled (they would not shrink the span).
+**  1. Recall. Pieces (request, holder away from its owner) come home,
+**     smallest piece first, when the owner has spare memory for the
+**     request's whole remote part and would keep `recall_headroom_blocks`
+**     spare after taking it: each recall removes one holder from a
+**     request's span, and smallest first removes the most holders for the
+**     spare at hand. An owner that would be short again at its next block
+**     boundaries gets nothing back (its shortage would send the blocks
+**     away again: borrow ping-pong), nor does a request that can never
+**     come home whole. Partial pieces are not recalled (they would not
+**     shrink the span).
 **  2. Consolidate. For a request still spanning 3 or more holders, or 2
 **     away from its owner, its smallest remote piece moves to another of
 **     its holders with spare for it (its largest piece first): one holder
@@ -25,6 +30,17 @@
 **     and T is unchanged (the pair runs block by block, so it needs no
 **     spare), r spans one holder fewer, and q none more (one fewer if its
 **     piece at T was exactly p and it held blocks at S).
+**
+** Consolidations and swaps move a piece only when it is at most
+** `max_piece_blocks`: what they buy (one holder fewer: one query and
+** partial less per decode step, about one token of KV per layer) repays
+** the copy of p blocks (block_tokens x p tokens of KV) only after about
+** block_tokens x p decode steps, which a large piece's request seldom
+** has left.
+**
+** A request whose owner holds none of its blocks is a prompt still
+** gathering blocks at creditors before its admission: it is left alone
+** (recalling its pieces would undo the gathering).
 **
 ** Each request takes part in at most one move (or pair) per pass, and a
 ** pass stops at limits on moves and blocks (DESIGN: bounds on everything),
@@ -59,6 +75,8 @@ typedef struct {
 typedef struct {
   int64_t max_moves;  /* per pass (a swap counts 2) */
   int64_t max_blocks; /* per pass, over all moves */
+  int64_t recall_headroom_blocks; /* spare an owner keeps after a recall (step 1) */
+  int64_t max_piece_blocks;       /* largest piece consolidated or swapped (steps 2, 3); 0: any */
 } infsim_dgfm_limits;
 
 typedef struct infsim_dgfm infsim_dgfm;

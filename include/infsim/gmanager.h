@@ -90,8 +90,9 @@ void infsim_gm_heartbeat(infsim_gm *gm, int32_t from, int64_t snapshot_ns, int64
                          const infsim_gm_entry *entries, size_t n, bool full);
 /* A move confirmed at now_ns (the debtor's CONFIRM). */
 void infsim_gm_record_move(infsim_gm *gm, const infsim_gm_move *m, int64_t now_ns);
-/* req finished or was dropped everywhere at now_ns; reports about it
- * from before now_ns are ignored from then on. */
+/* req finished or was dropped everywhere at now_ns (its owner says so);
+ * reports about it from before now_ns are ignored from then on, and
+ * entries set after now_ns stay. */
 void infsim_gm_forget(infsim_gm *gm, int64_t req, int64_t now_ns);
 /* The gManager was lost: an empty ledger, every instance's free memory
  * unknown (0) until it reports again. */
@@ -128,18 +129,23 @@ size_t infsim_gm_creditors(const infsim_gm *gm, int32_t *out);
 
 /* Plans `need` blocks for `debtor`, where request `req` (owned there)
  * needs them: moves into out[0..cap), returning how many; their blocks
- * sum to `need` or less (when spare is short). Every planner takes the
+ * sum to `need` or less (when spare is short). req >= 0 means req may take
+ * new blocks at creditors (-1: only existing KV moves). Every planner takes
+ * req first (its new blocks placed at the creditor cost no copy), then the
  * debtor's requests longest first (v2: the longest request is the one to
- * spread; req counts with its blocks plus `need`) and gives each creditors
- * in the planner's order. A move of `req` itself is new blocks placed at
- * the creditor (nothing to copy); a move of another request is that many
- * of its blocks held at the debtor, to be copied there, which frees as
- * many on the debtor. Proposals are deducted from the creditors' spare. */
+ * spread), and gives each creditors in the planner's order. A move of
+ * another request is that many of its blocks held at the debtor, to be
+ * copied there, which frees as many on the debtor. Proposals are deducted
+ * from the creditors' spare. */
 size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, int64_t req, int64_t need,
                       infsim_gm_move *out, size_t cap);
 /* A proposal that did not happen (refused, timed out): gives its blocks
  * back to the creditor's spare in the gManager's view. */
 void infsim_gm_unpropose(infsim_gm *gm, const infsim_gm_move *m);
+/* A move the gManager planned outside infsim_gm_plan (DGFM): deducted from
+ * its destination's free memory in the view at once, as proposals are, so
+ * that the next plan or pass does not count the same blocks again. */
+void infsim_gm_propose(infsim_gm *gm, const infsim_gm_move *m);
 
 /* True when both ledgers hold the same entries and owners (free memory
  * views aside). */

@@ -64,6 +64,11 @@ int64_t infsim_kv_host_free_blocks(const infsim_kv *kv, int32_t host);
 /* Appends n new blocks held by GPU pool `holder` to req's table; fails
  * (INFSIM_ERUN, a bug) when the holder has fewer than n free. */
 infsim_status infsim_kv_alloc(infsim_kv *kv, int64_t req, int32_t holder, int64_t n, infsim_error *err);
+/* One new block held by GPU pool `holder` appended to the table of each
+ * of reqs[0..n) (decode steps' block boundaries, one call a step); fails
+ * (INFSIM_ERUN) when the holder has fewer than n free. */
+infsim_status infsim_kv_alloc_each(infsim_kv *kv, const int32_t *reqs, int32_t n, int32_t holder,
+                                   infsim_error *err);
 /* Frees every block of req, wherever it is. */
 void infsim_kv_release(infsim_kv *kv, int64_t req);
 /* Frees the last n blocks of req's table (a shrink, e.g. a recall that recomputes). */

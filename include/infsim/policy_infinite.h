@@ -36,6 +36,7 @@ typedef struct {
   int64_t host_moves;       /* moves to host memory (CPU tier) that landed */
   int64_t host_moved_bytes; /* KV copied GPU -> host by them */
   int64_t host_blocks;      /* blocks they placed in host memory */
+  int64_t gathers_undone;   /* gathered prompts that gave their blocks back to an older one */
 } infsim_distkv_stats;
 
 /* What the simulated executor and transport need of the policy's

@@ -7,6 +7,8 @@ context.png     longest context served on an idle cluster, per model
 scaling.png     throughput per instance against instances
 ablations.png   sustained throughput of each ablation, relative to default
 planners.png    throughput per planner over seeds (mean, min-max bars)
+planners-equal-load.png  p99 TTFT of each planner at greedy's sustained load,
+                over greedy's on the same seed (mean, min-max bars)
 
 A plot whose data are all missing is skipped with a line in the log.
 """
@@ -49,7 +51,7 @@ def _columns_with_data(rows, systems):
 
 
 HIST = ("set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.8 border -1\n"
-        "set boxwidth 0.9\nset grid ytics\nset key inside top left box opaque\nset xtics rotate by -30\n")
+        "set boxwidth 0.9\nset grid ytics\nset key outside top center horizontal box\nset xtics rotate by -30\n")
 
 
 def render(res, st, d, log):
@@ -144,3 +146,25 @@ def render(res, st, d, log):
                      "lc rgb 'black' pt 0\n", log)
         else:
             log("planners plot skipped: no results")
+        rows = []
+        for t in dict.fromkeys(c["trace"] for c in res["planners"]):
+            for p in dict.fromkeys(c["planner"] for c in res["planners"]):
+                rel = []
+                for c in res["planners"]:
+                    g = report.find(res["planners"], trace=t, planner="greedy", seed=c["seed"])
+                    if c["trace"] == t and c["planner"] == p and c.get("equal_load") and g and g.get("equal_load"):
+                        x = report.ratio(c["equal_load"]["ttft_p99_s"], g["equal_load"]["ttft_p99_s"])
+                        if x is not None and x != float("inf"):
+                            rel.append(x)
+                if rel:
+                    rows.append('"%s %s" %s %s %s' % (t, p, _v(sum(rel) / len(rel)), _v(min(rel)), _v(max(rel))))
+        if rows:
+            _gnuplot(d, "planners-equal-load", "\n".join(rows) + "\n",
+                     "set title \"Planners at greedy's sustained load: p99 TTFT over greedy's, same seed "
+                     "(bars: min to max over seeds)\"\n"
+                     "set style fill solid 0.7 border -1\nset boxwidth 0.6\nset grid ytics\nunset key\n"
+                     "set ylabel 'p99 TTFT / greedy p99 TTFT (x; below 1 is better)'\n"
+                     "set xlabel 'trace and planner'\nset yrange [0:%g]\nset xtics rotate by -30\n"
+                     "plot 'planners-equal-load.dat' using 0:2:xtic(1) with boxes, '' using 0:2:3:4 with yerrorbars "
+                     "lc rgb 'black' pt 0, 1 with lines lc rgb 'black' dt 2\n"
+                     % max(1.25, 1.1 * max(float(r.split()[-1]) for r in rows)), log)

@@ -131,6 +131,23 @@ def scaling_table(res):
     return "\n".join(rows)
 
 
+def ablation_equal_load_table(res):
+    """Every variant at the default's sustained load (one run each)."""
+    rows = ["| variant | SLO met | p99 TTFT s | p50 TPOT ms | preemptions | borrows | KV moved GB | network GB |",
+            "|---|---|---|---|---|---|---|---|"]
+    for c in res["ablations"]:
+        e = c.get("equal_load")
+        if not e:
+            rows.append("| %s | - | - | - | - | - | - | - |" % c["name"])
+            continue
+        dk = e.get("distkv") or {}
+        rows.append("| %s | %.1f%% | %s | %s | %s | %s | %s | %s |" % (
+            c["name"], 100 * e["attainment"], fmt(e["ttft_p99_s"]),
+            fmt(None if e.get("tpot_p50_s") is None else 1e3 * e["tpot_p50_s"]), fmt(e.get("preemptions"), 0),
+            fmt(dk.get("borrows"), 0), fmt(dk.get("kv_moved_bytes", 0) / 1e9), fmt((e.get("network_bytes") or 0) / 1e9)))
+    return "\n".join(rows)
+
+
 def ablation_table(res):
     base = thr(find(res["ablations"], name="default"))
     rows = ["| variant | settings | sustained req/s | tok/s | vs default | p99 TTFT s at that load |",
@@ -202,15 +219,17 @@ def equal_load_table(res):
 def provenance_table(res):
     """Every cell: how many simulator runs its search made, their wall time
     (as measured when each ran) and the commits that measured them."""
-    rows = ["| section | cell | runs | simulator wall s | commits |", "|---|---|---|---|---|"]
+    rows = ["| section | cell | runs | runs past the CPU limit (counted as misses) | simulator wall s | commits |",
+            "|---|---|---|---|---|---|"]
 
     def add(sec, name, r):
         if not r or "skipped" in r:
-            rows.append("| %s | %s | - | - | %s |" % (sec, name, (r or {}).get("skipped", "not run")))
+            rows.append("| %s | %s | - | - | - | %s |" % (sec, name, (r or {}).get("skipped", "not run")))
             return
         n = len(r.get("probes") or [1])
-        rows.append("| %s | %s | %d | %.1f | %s |" % (sec, name, n, r.get("sim_wall_s") or 0.0,
-                                                     ", ".join(x for x in r.get("commits") or [] if x)))
+        rows.append("| %s | %s | %d | %d | %.1f | %s |" % (sec, name, n, r.get("limited_probes") or 0,
+                                                          r.get("sim_wall_s") or 0.0,
+                                                          ", ".join(x for x in r.get("commits") or [] if x)))
     for c in res.get("main", []):
         add("main", "%s %s %s" % (c["model"], c["trace"], c["system"]), c["result"])
         add("saturated", "%s %s %s" % (c["model"], c["trace"], c["system"]), c.get("saturated"))
@@ -273,7 +292,8 @@ def render(res, st):
     if "scaling" in res:
         out += ["## Scaling", "", scaling_table(res), ""]
     if "ablations" in res:
-        out += ["## Ablations (infinite-llm)", "", ablation_table(res), ""]
+        out += ["## Ablations (infinite-llm)", "", ablation_table(res), "",
+                "### Every variant at the default's sustained load", "", ablation_equal_load_table(res), ""]
     if "planners" in res:
         out += ["## Planners over seeds", "", planner_table(res), "",
                 "### Planners at greedy's sustained load (equal offered load, per seed)", "",

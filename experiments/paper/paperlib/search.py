@@ -83,7 +83,8 @@ def provenance(raw):
     """Simulator wall time of a search's runs (as measured when each ran, cached
     or not) and the commits that measured them."""
     return {"sim_wall_s": sum(r.get("process_wall_s") or 0.0 for r in raw),
-            "commits": sorted(set(r.get("commit") or "unknown" for r in raw))}
+            "commits": sorted(set(r.get("commit") or "unknown" for r in raw)),
+            "limited_probes": sum(1 for r in raw if r.get("timed_out"))}
 
 
 def _result(speed, run, native_rps, runs, note, raw):

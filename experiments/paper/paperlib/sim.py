@@ -28,6 +28,7 @@ import csv
 import hashlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -100,7 +101,7 @@ HOST_DEPENDENT = ("wall_s", "version", "config", "events")
 
 class Runner:
     def __init__(self, infsim, out_dir, slo, log, timeout_s=None, timeout_is_miss=False, cache_dir=None,
-                 cache_key="behavior", commit="unknown", cached_only=False):
+                 cache_key="behavior", commit="unknown", cached_only=False, cpu_limit_s=None):
         self.timeout_s = timeout_s
         self.timeout_is_miss = timeout_is_miss
         self.timeouts = 0
@@ -110,6 +111,8 @@ class Runner:
         self.cache_key = cache_key
         self.commit = commit
         self.cached_only = cached_only
+        self.cpu_limit_s = cpu_limit_s
+        self.alternates = []  # Runners of older binaries, read when cached_only finds nothing for this one
         self._fingerprints = {}
         self._fp_locks = {}
         self.slo = slo
@@ -209,10 +212,21 @@ class Runner:
         cpath = os.path.join(self.cache_dir, key + ".json")
         if os.path.exists(cpath) and keep is None:
             with open(cpath) as f:
+                res = json.load(f)
+            # a run stopped at a CPU limit stands only for runs with that limit or a lower one
+            if not res.get("cpu_limited") or (self.cpu_limit_s and self.timeout_is_miss
+                                               and self.cpu_limit_s <= res["cpu_limited"]):
                 with self.lock:
                     self.cached += 1
-                return json.load(f)
+                    if res.get("cpu_limited"):
+                        self.timeouts += 1
+                return res
         if self.cached_only:
+            for alt in self.alternates:  # older binaries, newest first: their cells say which commit measured them
+                try:
+                    return alt.run(config, settings, trace_path, speedup=speedup, seed=seed, rows=rows)
+                except NotCached:
+                    pass
             raise NotCached("not run: no cached run")
         work = tempfile.mkdtemp(prefix="run-", dir=self.cache_dir)
         try:
@@ -223,9 +237,14 @@ class Runner:
             for k, v in sorted(settings.items()):
                 cmd += ["--set", "%s=%s" % (k, v)]
             t0 = time.monotonic()
+            lim = self.cpu_limit_s
+
+            def limit_cpu():
+                if lim:
+                    resource.setrlimit(resource.RLIMIT_CPU, (int(lim), int(lim) + 5))
             try:
                 r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   timeout=self.timeout_s)
+                                   timeout=self.timeout_s, preexec_fn=limit_cpu)
             except subprocess.TimeoutExpired:
                 if self.timeout_is_miss:  # preview of a policy that stalls under overload: recorded as such
                     res = {"timed_out": True, "arrived": len(rows), "completed": 0, "rejected": 0,
@@ -240,6 +259,18 @@ class Runner:
                 raise RuntimeError("%s: no result after %g s (trace kept in %s)" % (" ".join(cmd), self.timeout_s,
                                                                                   keep_dir))
             wall = time.monotonic() - t0
+            if lim and r.returncode in (-24, -9) and self.timeout_is_miss:  # SIGXCPU / SIGKILL at the CPU limit
+                res = {"timed_out": True, "cpu_limited": lim, "arrived": len(rows), "completed": 0, "rejected": 0,
+                       "throughput_tok_s": 0.0, "offered_rps": None, "process_wall_s": wall,
+                       "binary_sha256": self.binary_hash, "commit": self.commit,
+                       "slo": {"attainment": 0.0, "requests": len(rows), "met": 0, "ttft_p99_s": None,
+                               "sustained": False}}
+                with open(cpath + ".tmp", "w") as f:
+                    json.dump(res, f)
+                os.replace(cpath + ".tmp", cpath)
+                with self.lock:
+                    self.timeouts += 1
+                return res
             if r.returncode != 0:
                 if "policy.name" in r.stderr:
                     raise PolicyMissing(r.stderr.strip())

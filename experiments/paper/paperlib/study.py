@@ -116,7 +116,7 @@ class Study:
         st = self.c["study"]
         cells = [(m, t, s) for m in self.models() for t in self.trace_names() for s in st["systems_run"]]
         res = self.pmap(lambda c: self.capacity(c[0], c[2], c[1]), cells)
-        sat = self.pmap(lambda c: self.saturated(c[0], c[2], c[1]), cells)
+        sat = self.pmap(lambda c: self.saturated(c[0], c[2], c[1]), cells) if self.c["saturated"] else [None] * len(cells)
         return [{"model": m, "trace": t, "group": st["traces"][t]["group"], "system": s, "result": r, "saturated": x}
                 for (m, t, s), r, x in zip(cells, res, sat)]
 
@@ -217,7 +217,30 @@ class Study:
         names = st["quick"]["ablations"] if self.c["quick"] else [v["name"] for v in ab["variants"]]
         variants = [v for v in ab["variants"] if v["name"] in names]
         res = self.pmap(lambda v: self.capacity(ab["model"], "infinite-llm", ab["trace"], v["set"]), variants)
-        return [{"name": v["name"], "set": v["set"], "result": r} for v, r in zip(variants, res)]
+        out = [{"name": v["name"], "set": v["set"], "result": r} for v, r in zip(variants, res)]
+        base = next((c["result"] for c in out if c["name"] == "default"), None)
+        for c, e in zip(out, self.pmap(lambda c: self.at_load(ab["model"], ab["trace"], c["set"], base, c["result"]),
+                                       out)):
+            c["equal_load"] = e
+        return out
+
+    def at_load(self, model, trace_name, extra, ref, mine, seed=1, seed_offset=0):
+        """One run of infinite-llm with `extra` at the speed-up `ref` sustained
+        (a variant compared at equal offered load): what the SLO check and the
+        summary say of it."""
+        if not ref or "skipped" in ref or not ref["speedup"] or "skipped" in mine:
+            return None
+        path = self.trace(trace_name, seed_offset)
+        try:
+            r = self.c["runner"].run(self.cfg(model), self.settings("infinite-llm", extra), path,
+                                     speedup=ref["speedup"], seed=seed)
+        except RuntimeError as e:
+            self.c["log"]("%s %s at the reference load: ERROR %s" % (trace_name, extra, e))
+            return None
+        return {"rate_rps": ref["rate_rps"], "throughput_tok_s": r["throughput_tok_s"],
+                "attainment": r["slo"]["attainment"], "ttft_p99_s": r["slo"]["ttft_p99_s"],
+                "tpot_p50_s": r.get("tpot_s_p50"), "distkv": r.get("distkv"), "network_bytes": r.get("network_bytes"),
+                "links": r.get("links"), "preemptions": r.get("preemptions")}
 
     def planners(self):
         """Each planner's capacity per (trace, seed); then, at greedy's sustained
@@ -232,21 +255,9 @@ class Study:
                                                 seed=c[2], seed_offset=c[2] - 1), cells)
         out = [{"trace": t, "planner": p, "seed": sd, "result": r} for (t, p, sd), r in zip(cells, res)]
         greedy = {(c["trace"], c["seed"]): c["result"] for c in out if c["planner"] == "greedy"}
-
-        def at_greedy_load(c):
-            g = greedy.get((c["trace"], c["seed"]))
-            if not g or "skipped" in g or not g["speedup"] or "skipped" in c["result"]:
-                return None
-            path = self.trace(c["trace"], c["seed"] - 1)
-            try:
-                r = self.c["runner"].run(self.cfg(pl["model"]), self.settings("infinite-llm", {
-                    "policy.planner": c["planner"]}), path, speedup=g["speedup"], seed=c["seed"])
-            except RuntimeError as e:
-                self.c["log"]("planner %s at greedy's load: ERROR %s" % (c["planner"], e))
-                return None
-            return {"rate_rps": g["rate_rps"], "throughput_tok_s": r["throughput_tok_s"],
-                    "attainment": r["slo"]["attainment"], "ttft_p99_s": r["slo"]["ttft_p99_s"],
-                    "distkv": r.get("distkv"), "network_bytes": r.get("network_bytes"), "links": r.get("links")}
-        for c, e in zip(out, self.pmap(at_greedy_load, out)):
+        eq = self.pmap(lambda c: self.at_load(pl["model"], c["trace"], {"policy.planner": c["planner"]},
+                                              greedy.get((c["trace"], c["seed"])), c["result"], seed=c["seed"],
+                                              seed_offset=c["seed"] - 1), out)
+        for c, e in zip(out, eq):
             c["equal_load"] = e
         return out
