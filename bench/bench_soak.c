@@ -17,13 +17,11 @@
 **    memory in quarantine.
 **  - marks: 0 <= final <= peak <= capacity for every mark;
 **  - nothing left: at the end no KV block is in use in any pool, no
-**    borrow of the protocol in flight, no message in flight and no event
-**    queued (a block or record left is one leaked). The protocol keeps
-**    answers and proposals until they expire (swept by the next message),
-**    and the gManager's ledger is a view learned from heartbeats, which
-**    stop with the run: it may still list the last requests to finish. The
-**    marks of these are held to their hourly peaks instead, which must
-**    level off.
+**    borrow, reservation or proposal of the protocol, no message in flight
+**    and no event queued (a block or record left is one leaked). The
+**    gManager's ledger is a view learned from heartbeats, which stop with
+**    the run: it may still list the last requests to finish, so its
+**    marks are held to their hourly peaks instead, which must level off.
 ** Writes DIR/summary.json (with its high_water object) and DIR/soak.csv
 ** (one row per report).
 */
@@ -139,7 +137,8 @@ static int check(const soak_log *log, const infsim_high_water_set *end, double t
   static const char *const must_be_empty[] = {
       "event_heap",           "messages_in_flight",       "network_flows",      "instance_waiting",
       "instance_swapped",     "instance_prefilling",      "instance_running",   "kv_gpu_blocks",
-      "kv_host_blocks",       "contract_borrows"};
+      "kv_host_blocks",
+      "contract_borrows",     "contract_reservations",    "contract_proposals"};
   for (int i = 0; i < end->count; i++) {
     const infsim_high_water *m = &end->mark[i];
     printf("soak: high water %-32s peak %12lld  final %12lld  capacity %12lld\n", m->name, (long long)m->peak,

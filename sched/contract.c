@@ -521,9 +521,18 @@ void infsim_contract_set_gm_down(infsim_contract *c, bool down) {
 int64_t infsim_contract_reserved(const infsim_contract *c, int32_t instance) { return c->reserved[instance]; }
 
 void infsim_contract_high_water(const infsim_contract *c, infsim_high_water_set *out) {
+  /* Final counts are of the entries still in play: reservations holding
+   * blocks, proposals whose move is not confirmed. A kept answer (waiting
+   * only to answer a repeat) holds nothing and is dropped when it expires,
+   * which may fall after the run's last event. Peak and capacity count
+   * every record. */
+  int64_t live_r = 0;
+  for (size_t k = 0; k < c->nr; k++) live_r += c->r[k].st == R_RESERVED;
   infsim_high_water_note(out, "contract_borrows", (int64_t)c->peak_b, (int64_t)c->nb, (int64_t)c->cb);
-  infsim_high_water_note(out, "contract_reservations", (int64_t)c->peak_r, (int64_t)c->nr, (int64_t)c->cr);
-  infsim_high_water_note(out, "contract_proposals", (int64_t)c->peak_g, (int64_t)c->ng, (int64_t)c->cg);
+  infsim_high_water_note(out, "contract_reservations", (int64_t)c->peak_r, live_r, (int64_t)c->cr);
+  int64_t live_g = 0; /* proposals of a move not confirmed yet */
+  for (size_t k = 0; k < c->ng; k++) live_g += c->g[k].has_move && !c->g[k].confirmed;
+  infsim_high_water_note(out, "contract_proposals", (int64_t)c->peak_g, live_g, (int64_t)c->cg);
 }
 
 const infsim_contract_counters *infsim_contract_counters_of(const infsim_contract *c) { return &c->n; }

@@ -6,7 +6,8 @@
 **  - no request lost: every request completed, or rejected with a reason
 **    and only when it is larger than one instance's memory;
 **  - no block leaked: at the end no KV block is in use in any GPU or host
-**    pool, the protocol holds no borrow, and no message is in flight (summary.json's
+**    pool, the protocol holds no borrow,
+**    reservation or proposal, and no message is in flight (summary.json's
 **    high_water finals, docs/high-water.md);
 **  - a zero-sum ledger all along: at every time-series sample the blocks
 **    lent over all instances equal the blocks borrowed, and each
@@ -98,12 +99,10 @@ static infsim_run_result *run_and_check(const infsim_run_params *p, const infsim
   infsim_high_water_set hw;
   infsim_run_result_high_water(res, &hw);
   /* (The gManager's ledger is a view learned from heartbeats, which stop
-   * with the run: it may still list the last requests to finish. The
-   * protocol keeps answers and proposals until they expire, swept when
-   * the next message comes.) */
-  static const char *const drained[] = {"kv_gpu_blocks",      "kv_host_blocks",  "contract_borrows",
-                                        "messages_in_flight", "event_heap",      "instance_running",
-                                        "instance_waiting"};
+   * with the run: it may still list the last requests to finish.) */
+  static const char *const drained[] = {"kv_gpu_blocks",      "kv_host_blocks",        "contract_borrows",
+                                        "contract_reservations", "contract_proposals", "messages_in_flight",
+                                        "event_heap",         "instance_running",      "instance_waiting"};
   for (size_t i = 0; i < sizeof drained / sizeof drained[0]; i++) {
     const infsim_high_water *m = mark(&hw, drained[i]);
     if (m->final != 0) fail_msg("%s: %lld left at the end", m->name, (long long)m->final);
