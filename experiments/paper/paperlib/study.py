@@ -92,6 +92,7 @@ class Study:
         except RuntimeError as e:  # a run that failed or timed out: the cell says so, the study goes on
             self.c["log"]("capacity %s %s %s %s: ERROR %s" % (model, system, trace_name, extra or "", e))
             return {"skipped": skip_reason(e)}
+        res["native_rps"] = self.native_rps(path)  # probes are speed-ups of it: the attainment curve's x
         self.c["log"]("capacity %s %s %s %s: %.4g req/s, %.1f tok/s %s" % (
             model, system, trace_name, extra or "", res["rate_rps"], res["throughput_tok_s"], res["note"]))
         return res
