@@ -2,7 +2,8 @@
 # device_call.sh: everything one GPU-machine call does, from a folder holding
 # bin/ (bench_kernels, kernels_gpu_check, infsim built with CUDA), bench/ and
 # calibrate/ scripts, and .devlibs/ (runtime libraries the image lacks).
-#   device_call.sh STEPS...   steps: check, memcheck, racecheck, bench=KINDS,
+#   device_call.sh STEPS...   steps: check, gate (stop here unless check
+#                             passed), memcheck, racecheck, bench=KINDS,
 #                             bench2=KINDS (bin2/: a build-time variant), torch, calib
 # Writes under $OUT: run.log (everything), gpu_check.log, bench.log,
 # kernels.csv, summary.md, torch.log, sanitize.log, calib.tgz (at most 8).
@@ -18,11 +19,14 @@ done
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,clocks.max.mem,temperature.gpu,power.draw \
   --format=csv
+check_rc=none
 for step in "$@"; do
   t0=$(date +%s)
   case $step in
     check) timeout 120 bin/kernels_gpu_check > "$out/gpu_check.log" 2>&1
-           echo "gpu_check exit $?"; grep -E "^\[  (PASSED|FAILED) \]|ERROR|FAILED" "$out/gpu_check.log" | head -12 ;;
+           check_rc=$?
+           echo "gpu_check exit $check_rc"; grep -E "^\[  (PASSED|FAILED) \]|ERROR|FAILED|prefill r=" "$out/gpu_check.log" | head -12 ;;
+    gate) [ "$check_rc" = 0 ] || { echo "gate: GPU checks did not pass (exit $check_rc): stopping"; exit 1; } ;;
     memcheck|racecheck)
            timeout 150 compute-sanitizer --tool "$step" --print-limit 10 bin/kernels_gpu_check >> "$out/sanitize.log" 2>&1
            echo "$step exit $?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Hazard|FAILED" "$out/sanitize.log" | tail -3 ;;
