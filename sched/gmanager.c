@@ -381,24 +381,24 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
   }
   /* Longest first, ties by id (deterministic); but a request that may take
    * new blocks goes first whatever its length: new blocks placed at a
-   * creditor cost no copy, moving another request's KV does. */
+   * creditor cost no copy, moving another request's KV does. The next
+   * candidate is selected when it is needed (a plan seldom goes past the
+   * first), not sorted up front. */
   size_t fixed = req >= 0 ? 1 : 0;
-  for (size_t i = fixed + 1; i < nc; i++) {
-    int64_t r = gm->cand[i];
-    size_t j = i;
-    while (j > fixed) {
-      int64_t p = gm->cand[j - 1];
-      int64_t lp = gm->req[p].total, lr = gm->req[r].total;
-      if (lp > lr || (lp == lr && p < r)) break;
-      gm->cand[j] = p;
-      j--;
-    }
-    gm->cand[j] = r;
-  }
   int32_t *rank = gm->rank;
   size_t n = 0;
   int64_t left = need;
   for (size_t c = 0; c < nc && left > 0 && n < cap; c++) {
+    if (c >= fixed) {
+      size_t best = c;
+      for (size_t k = c + 1; k < nc; k++) {
+        int64_t q = gm->cand[k], b = gm->cand[best];
+        if (gm->req[q].total > gm->req[b].total || (gm->req[q].total == gm->req[b].total && q < b)) best = k;
+      }
+      int64_t t = gm->cand[c];
+      gm->cand[c] = gm->cand[best];
+      gm->cand[best] = t;
+    }
     int64_t r = gm->cand[c];
     int64_t movable = r == req ? need : infsim_gm_held_by(gm, r, debtor);
     if (movable > left) movable = left;

@@ -474,12 +474,18 @@ static infsim_status add_split_chunk(infsim_sched *s, const instance *in, int32_
   int64_t bt = s->p.block_tokens, first = r->prefilled, end = r->prefilled + chunk;
   int32_t touched[INFSIM_KV_MAX_HOLDINGS]; /* holders this chunk reaches: its queries go there once */
   int32_t n_touched = 0;
-  for (int64_t blk = 0; blk < n && blk * bt < end; blk++) {
+  /* Runs of blocks of one holder (a pool's ids are one range): one
+   * holder entry per run, a compare per block. */
+  for (int64_t blk = 0; blk < n && blk * bt < end;) {
     int32_t j = infsim_kv_holder_of(s->kv, ids[blk]);
+    int64_t pool_lo = infsim_kv_first_block(s->kv, j), pool_hi = infsim_kv_first_block(s->kv, j + 1);
+    int64_t run = blk;
+    while (blk < n && blk * bt < end && ids[blk] >= pool_lo && ids[blk] < pool_hi) blk++;
     if (j == in->id) continue; /* host memory (the CPU tier) is a holder too */
-    int64_t lo = blk * bt, hi = lo + bt;
-    int64_t before = (hi < first ? hi : first) - lo;               /* earlier tokens in this block */
-    int64_t written = (hi < end ? hi : end) - (lo > first ? lo : first); /* this chunk's tokens in it */
+    int64_t lo = run * bt, hi = blk * bt;
+    int64_t before = (hi < first ? hi : first) - lo; /* earlier tokens in these blocks */
+    int64_t from = lo > first ? lo : first, to = hi < end ? hi : end;
+    int64_t written = to - from; /* this chunk's tokens in them */
     infsim_batch_holder *e = holder_entry(s, b, j, err);
     if (e == NULL) return INFSIM_ENOMEM;
     if (before > 0) {

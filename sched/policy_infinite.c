@@ -231,7 +231,7 @@ static infsim_policy_layout layout(const void *settings, int64_t instances, int6
 
 /* ---- the transport, with faults ---- */
 
-static void report(infinite *p, int32_t i, int64_t now);
+static void report(infinite *p, int32_t i, int64_t now, bool debts_only);
 static int64_t report_bytes(const hb_buf *h);
 
 /* Every message of the policy and the contract leaves through here. A
@@ -243,7 +243,7 @@ static infsim_status lossy_send(void *self, const infsim_msg *msg, int64_t now, 
   infsim_msg carrier;
   const infsim_msg *m = msg;
   if (msg->kind == INFSIM_MSG_BORROW_REQUEST && msg->src >= 0 && msg->src < p->instances) {
-    report(p, msg->src, now);
+    report(p, msg->src, now, true);
     hb_buf *h = &p->hb[msg->src];
     h->carried = true;
     h->carrier_seq = msg->seq;
@@ -355,7 +355,6 @@ static int64_t env_commit(void *self, const infsim_gm_move *m, int64_t now) {
   if (m->from >= 0 && m->from != m->to) infsim_sched_touch(s, m->from, now);
   if (owner != m->to && owner != m->from) infsim_sched_touch(s, owner, now);
   if (m->to != owner) note_lent(p, m->to, m->req);
-  p->hb_shift[m->from] = p->hb_shift[m->to] = 0; /* takes effect at their next heartbeat */
   p->dgfm_shift = 0;
   if (new_holder) rec->instances_touched++;
   return n;
@@ -497,9 +496,8 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, hb_
     int32_t state = s->rec[r].state;
     if (state == INFSIM_REQ_RUNNING) continue;
     if (state == INFSIM_REQ_SWAPPED || infsim_kv_blocks(s->kv, r) == 0) {
-      bool split = gm_split(p, r);
-      if (split || !debts_only) hb_gone(h, r);
-      debt |= split;
+      hb_gone(h, r); /* cheap, and keeps the planner off finished requests */
+      debt |= gm_split(p, r);
     } else if (hb_add(p, h, i, r, i, infsim_sched_blocks_now(s, r, i, now))) {
       debt = true;
     }
@@ -513,12 +511,14 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, hb_
   return debt;
 }
 
-/* Instance i's full report as of now becomes its report in flight (a new
- * generation; the buffers swap). */
-static void report(infinite *p, int32_t i, int64_t now) {
+/* Instance i's report as of now becomes its report in flight (a new
+ * generation; the buffers swap): every entry that changed, or with
+ * debts_only its debts, free memory and the requests that left the GPUs
+ * (a borrow request's report: what the planner must not get wrong). */
+static void report(infinite *p, int32_t i, int64_t now, bool debts_only) {
   hb_buf *h = &p->hb[i], *t = &p->hb_next;
   t->full = h->full_next;
-  hb_collect(p, i, now, false, t);
+  hb_collect(p, i, now, debts_only && !t->full, t);
   /* The lent entries reported at 0 leave the list: the report goes now. */
   req_list *l = &p->lent[i];
   for (size_t k = 0; k < l->n;)
@@ -541,7 +541,8 @@ static int64_t report_bytes(const hb_buf *h) { return HEARTBEAT_ENTRY_BYTES * (i
 
 /* A heartbeat tick of instance i. A quiet instance (no debt changed, its
  * free memory within policy.heartbeat_band of what the gManager has)
- * sends nothing and doubles its period, up to 2^QUIET_SHIFT_MAX; entries
+ * sends nothing and doubles its period, up to 2^QUIET_SHIFT_MAX; one that
+ * sends halves it (down to one period). Entries
  * of requests wholly on their owner ride along with the next report that
  * goes (a heartbeat, or a borrow request: lossy_send). */
 static infsim_status send_heartbeat(infinite *p, int32_t i, int64_t now, infsim_error *err) {
@@ -555,8 +556,8 @@ static infsim_status send_heartbeat(infinite *p, int32_t i, int64_t now, infsim_
     if (p->hb_shift[i] < QUIET_SHIFT_MAX) p->hb_shift[i]++;
     return INFSIM_OK;
   }
-  p->hb_shift[i] = 0;
-  report(p, i, now);
+  if (p->hb_shift[i] > 0) p->hb_shift[i]--; /* halves: a busy instance settles near its pace of change */
+  report(p, i, now, false);
   const hb_buf *h = &p->hb[i];
   p->st.heartbeats++;
   return send_ctl(p, INFSIM_MSG_HEARTBEAT, i, INFSIM_ENDPOINT_GMANAGER, h->gen, -1, (int64_t)(h->n + h->n_gone),
@@ -571,7 +572,7 @@ static void env_refused(void *self, int32_t creditor, int64_t now) {
   infinite *p = self;
   if (p->pending != INFSIM_OK) return;
   p->hb_shift[creditor] = 0;
-  report(p, creditor, now);
+  report(p, creditor, now, true);
   const hb_buf *h = &p->hb[creditor];
   p->st.heartbeats++;
   p->pending = send_ctl(p, INFSIM_MSG_HEARTBEAT, creditor, INFSIM_ENDPOINT_GMANAGER, h->gen, -1,

@@ -91,8 +91,10 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
     extra += (double)shape->layers * (l.attention_ns - l.local_ns);
     x->da_remote_ns = l.remote_ns;
     x->da_merge_ns = l.merge_ns;
-    /* j*: the first step whose local attention hides R (bisection: A_j grows) */
-    int64_t lo = 0, hi = INT64_C(1) << 40;
+    /* j*: the first step whose local attention hides R (bisection: A_j
+     * grows), or the batch's steps when none of them does: pricing reads
+     * min(steps, j*) of a run never longer than the batch. */
+    int64_t lo = 0, hi = b->steps > 0 ? b->steps : 1;
     int64_t n = a->decode_requests;
     while (lo < hi) {
       int64_t mid = lo + (hi - lo) / 2;
@@ -225,8 +227,9 @@ static int64_t exec_cut(void *self, int32_t instance, int64_t t_ns) {
 
 static int64_t exec_steps_done(void *self, int32_t instance, int64_t t_ns) {
   infsim_sim *s = self;
-  const sim_exec_instance *x = &s->exec[instance];
+  sim_exec_instance *x = &s->exec[instance];
   if (!x->decode_only) return 0;
+  if (x->done_generation == x->generation && x->done_at_ns == t_ns) return x->done_steps;
   int64_t t0 = x->start_ns + x->lead_ns;
   int64_t lo = 0, hi = x->steps; /* the most steps whose end is <= t */
   while (lo < hi) {
@@ -234,6 +237,9 @@ static int64_t exec_steps_done(void *self, int32_t instance, int64_t t_ns) {
     if (t0 + decode_run_ns(s, x, mid) <= t_ns) lo = mid;
     else hi = mid - 1;
   }
+  x->done_generation = x->generation;
+  x->done_at_ns = t_ns;
+  x->done_steps = lo;
   return lo;
 }
 

@@ -37,6 +37,10 @@ typedef struct {
   bool decode_only;
   infsim_batch_agg agg; /* its first step's aggregates (timelines) */
   int64_t row; /* its iterations.csv row, or -1 */
+  /* The last steps_done answer (a policy reads many requests' blocks at
+   * one time): valid for this generation and time. */
+  uint32_t done_generation;
+  int64_t done_at_ns, done_steps;
 } sim_exec_instance;
 
 typedef struct {

@@ -3,6 +3,8 @@ per plot, kept beside the PNG so a plot can be redrawn or restyled by hand.
 
 throughput.png  sustained throughput per system, per model and trace (log y)
 ratios.png      infinite-llm / baseline ratios against the paper's ranges
+attainment-MODEL.png  SLO attainment against offered load, every probe of
+                every capacity search of the model (one panel per trace)
 context.png     longest context served on an idle cluster, per model
 scaling.png     throughput per instance against instances
 ablations.png   sustained throughput of each ablation, relative to default
@@ -90,6 +92,8 @@ def render(res, st, d, log):
                          p["long_vs_single"][1], p["short_vs_multi"][0], p["short_vs_multi"][1],
                          p["long_vs_single"][0], p["long_vs_single"][1], p["short_vs_single"][0],
                          p["short_vs_single"][1]), log)
+    if "main" in res:
+        _attainment(res, st, d, log)
     if "context" in res:
         rows = []
         for m in dict.fromkeys(c["model"] for c in res["context"]):
@@ -168,3 +172,44 @@ def render(res, st, d, log):
                      "plot 'planners-equal-load.dat' using 0:2:xtic(1) with boxes, '' using 0:2:3:4 with yerrorbars "
                      "lc rgb 'black' pt 0, 1 with lines lc rgb 'black' dt 2\n"
                      % max(1.25, 1.1 * max(float(r.split()[-1]) for r in rows)), log)
+
+
+def _attainment(res, st, d, log):
+    """Every probe of every capacity search: where the 90% line is crossed,
+    and how flat the curve is there (a flat curve makes the crossing, the
+    reported capacity, sensitive to a few requests)."""
+    colors = {"vllm-multi": "#9400d3", "vllm-single": "#009e73", "infinite-llm": "#e69f00"}
+    for m in dict.fromkeys(c["model"] for c in res["main"]):
+        traces = list(dict.fromkeys(c["trace"] for c in res["main"] if c["model"] == m))
+        plots = []
+        for i, t in enumerate(traces):
+            lines = []
+            for s in st["systems"]:
+                c = report.find(res["main"], model=m, trace=t, system=s)
+                r = (c or {}).get("result") or {}
+                if "probes" not in r or not r.get("native_rps"):
+                    continue
+                name = "att-%s-%s-%s" % (m, t, s)
+                pts = sorted((sp * r["native_rps"], 100 * a) for sp, a, _ in r["probes"])
+                with open(os.path.join(d, name + ".dat"), "w") as f:
+                    f.write("".join("%.6g %.4g\n" % p for p in pts))
+                lines.append("'%s.dat' using 1:2 with linespoints lw 2 pt 7 lc rgb '%s' title '%s'"
+                             % (name, colors.get(s, "black"), s))
+            if lines:
+                plots.append("set title '%s'\nplot %s, %g with lines lc rgb 'black' dt 2 title 'SLO bar'\n"
+                             % (t, ", ".join(lines), 100 * st["slo"]["attainment"]))
+        if not plots:
+            continue
+        cols = 3 if len(plots) > 2 else len(plots)
+        rows_n = -(-len(plots) // cols)
+        script = ("set terminal pngcairo size %d,%d background rgb 'white' font 'Sans,10'\n"
+                  "set output 'attainment-%s.png'\nset multiplot layout %d,%d title "
+                  "'%s: SLO attainment against offered load (every probe of the capacity searches)'\n"
+                  "set logscale x\nset xlabel 'offered load (req/s, log scale)'\nset ylabel 'requests meeting the "
+                  "SLO (%%)'\nset yrange [0:105]\nset grid\nset key bottom left font ',9'\n"
+                  % (560 * cols, 420 * rows_n, m, rows_n, cols, m)) + "".join(plots) + "unset multiplot\n"
+        with open(os.path.join(d, "attainment-%s.gp" % m), "w") as f:
+            f.write(script)
+        r = subprocess.run(["gnuplot", "attainment-%s.gp" % m], cwd=d, capture_output=True, text=True)
+        log(("gnuplot attainment-%s failed: %s" % (m, r.stderr.strip())) if r.returncode else
+            "plot %s" % os.path.join(d, "attainment-%s.png" % m))

@@ -92,6 +92,7 @@ class Study:
         except RuntimeError as e:  # a run that failed or timed out: the cell says so, the study goes on
             self.c["log"]("capacity %s %s %s %s: ERROR %s" % (model, system, trace_name, extra or "", e))
             return {"skipped": skip_reason(e)}
+        res["native_rps"] = self.native_rps(path)  # probes are speed-ups of it: the attainment curve's x
         self.c["log"]("capacity %s %s %s %s: %.4g req/s, %.1f tok/s %s" % (
             model, system, trace_name, extra or "", res["rate_rps"], res["throughput_tok_s"], res["note"]))
         return res
@@ -160,6 +161,9 @@ class Study:
         sc = st["scaling"]
         sizes = st["quick"]["scaling_instances"] if self.c["quick"] else sc["instances"]
         cells = [(n, s) for n in sizes for s in ("vllm-multi", "infinite-llm") if s in st["systems_run"]]
+        if self.c.get("big_only"):  # only the reference run the big sizes' load comes from
+            ref_n = st["quick"]["big_from_instances"] if self.c["quick"] else sc["big_from_instances"]
+            cells = [(ref_n, "vllm-multi")]
         res = self.pmap(lambda c: self.capacity(sc["model"], c[1], sc["trace"],
                                                 {"cluster.instances": str(c[0])}), cells)
         small = [{"instances": n, "system": s, "result": r} for (n, s), r in zip(cells, res)]
