@@ -530,8 +530,13 @@ void infsim_contract_high_water(const infsim_contract *c, infsim_high_water_set 
   for (size_t k = 0; k < c->nr; k++) live_r += c->r[k].st == R_RESERVED;
   infsim_high_water_note(out, "contract_borrows", (int64_t)c->peak_b, (int64_t)c->nb, (int64_t)c->cb);
   infsim_high_water_note(out, "contract_reservations", (int64_t)c->peak_r, live_r, (int64_t)c->cr);
-  int64_t live_g = 0; /* proposals of a move not confirmed yet */
-  for (size_t k = 0; k < c->ng; k++) live_g += c->g[k].has_move && !c->g[k].confirmed;
+  int64_t live_g = 0; /* proposals of a move not confirmed yet, of a borrow still in flight (the others
+                        * only wait to expire, swept at the next delivery) */
+  for (size_t k = 0; k < c->ng; k++) {
+    bool in_flight = false;
+    for (size_t j = 0; j < c->nb && !in_flight; j++) in_flight = c->b[j].debtor == c->g[k].debtor && c->b[j].id == c->g[k].id;
+    live_g += c->g[k].has_move && !c->g[k].confirmed && in_flight;
+  }
   infsim_high_water_note(out, "contract_proposals", (int64_t)c->peak_g, live_g, (int64_t)c->cg);
 }
 
