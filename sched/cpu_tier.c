@@ -29,6 +29,7 @@ struct infsim_cpu_tier {
   infsim_transport net;
   int64_t ahead;
   infsim_cpu_tier_done_fn done;
+  bool (*may_gather)(void *self, int64_t req);
   void *done_self;
   int64_t *reserved; /* per host */
   tier_move *m;
@@ -46,15 +47,16 @@ static int32_t hosts_of(const infsim_sched *s) {
 }
 
 infsim_status infsim_cpu_tier_new(infsim_sched *s, infsim_transport net, int64_t ahead_blocks,
-                                  infsim_cpu_tier_done_fn done, void *done_self, infsim_cpu_tier **out,
-                                  infsim_error *err) {
+                                  infsim_cpu_tier_done_fn done, bool (*may_gather)(void *self, int64_t req),
+                                  void *done_self, infsim_cpu_tier **out, infsim_error *err) {
   infsim_cpu_tier *t = calloc(1, sizeof *t);
   if (t) t->reserved = calloc((size_t)hosts_of(s), sizeof *t->reserved);
   if (!t || !t->reserved) {
     infsim_cpu_tier_free(t);
     return infsim_fail(err, INFSIM_ENOMEM, "CPU tier: out of memory");
   }
-  *t = (infsim_cpu_tier){.s = s, .net = net, .ahead = ahead_blocks, .done = done, .done_self = done_self,
+  *t = (infsim_cpu_tier){.s = s, .net = net, .ahead = ahead_blocks, .done = done, .may_gather = may_gather,
+                         .done_self = done_self,
                          .reserved = t->reserved, .next_id = 1};
   *out = t;
   return INFSIM_OK;
@@ -186,7 +188,7 @@ infsim_status infsim_cpu_tier_deliver(infsim_cpu_tier *t, const infsim_msg *msg,
   bool owned = infsim_kv_owner(s->kv, mv.victim) == mv.debtor;
   if (mv.fresh) {
     /* New blocks only for a prompt still waiting for admission. */
-    if (!owned || rec->state != INFSIM_REQ_WAITING) n = 0;
+    if (!owned || rec->state != INFSIM_REQ_WAITING || !t->may_gather(t->done_self, mv.victim)) n = 0;
     if (n > 0) {
       infsim_status st = infsim_kv_alloc(s->kv, mv.victim, pool, n, NULL);
       assert(st == INFSIM_OK);

@@ -152,6 +152,10 @@ int32_t pick_victim(infsim_sched *s, const instance *in) {
 }
 
 infsim_status preempt(infsim_sched *s, instance *in, int32_t req, infsim_error *err) {
+  return preempt_as(s, in, req, true, true, err);
+}
+
+infsim_status preempt_as(infsim_sched *s, instance *in, int32_t req, bool may_swap, bool counted, infsim_error *err) {
   req_sched *r = &s->rs[req];
   infsim_request_record *rec = &s->rec[req];
   bool was_decoding = r->decoding, was_stalled = r->stalled;
@@ -162,14 +166,15 @@ infsim_status preempt(infsim_sched *s, instance *in, int32_t req, infsim_error *
   else deque_remove(&in->prefilling, req);
   running_remove(s, in, req);
   r->epoch++;
-  rec->preemptions++;
-  s->counters.preemptions++;
+  rec->preemptions += counted;
+  s->counters.preemptions += counted;
   sched_counts_changed(s, 1, -1);
   int64_t blocks = infsim_kv_blocks(s->kv, req);
   touch_holders(s, req);
   int32_t host = in->id / s->p.instances_per_host; /* its node's host memory */
-  if ((was_decoding || was_stalled) && s->p.preemption == INFSIM_PREEMPT_SWAP &&
-      blocks <= infsim_kv_host_free_blocks(s->kv, host) && in->swap_blocks + blocks <= s->p.host_blocks_per_instance) {
+  if ((was_decoding || was_stalled) && may_swap && s->p.preemption == INFSIM_PREEMPT_SWAP &&
+      blocks <= infsim_kv_host_free_blocks(s->kv, host) && in->swap_blocks + blocks <= s->p.host_blocks_per_instance &&
+      blocks < s->p.gpu_blocks_per_instance) { /* a request larger than its GPU could never swap back in */
     /* Swap out: the KV goes to host memory over PCIe; the request keeps its progress. */
     infsim_status st = infsim_kv_swap_out(s->kv, req, host, err);
     if (st != INFSIM_OK) return st;
@@ -551,6 +556,7 @@ static infsim_status start_batch(infsim_sched *s, instance *in, infsim_error *er
   infsim_status st;
   bool preempted = false;
   if ((st = apply_step_events(s, in, &preempted, err)) != INFSIM_OK) return st;
+  if (in->doomed.count > 0 && (st = instance_loss_apply(s, in, &preempted, err)) != INFSIM_OK) return st;
   if (in->stalled.count > 0 && (st = boundary_wait_resume(s, in, &preempted, err)) != INFSIM_OK) return st;
   int64_t budget = s->p.max_batched_tokens - (s->p.chunked_prefill ? in->decode_n : 0);
   /* Stalled requests are served first: nobody is admitted past them. */
@@ -607,6 +613,7 @@ static infsim_status start_batch(infsim_sched *s, instance *in, infsim_error *er
 }
 
 infsim_status instance_kick(infsim_sched *s, instance *in, infsim_error *err) {
+  if (in->lost) return INFSIM_OK;
   if (!in->busy) return start_batch(s, in, err);
   /* Busy with several decode steps: the next step boundary is where one
    * step at a time would look again (admission, a landed borrow). */
@@ -657,6 +664,7 @@ infsim_status instance_arrive(infsim_sched *s, instance *in, int32_t req, infsim
 
 infsim_status instance_iteration_done(infsim_sched *s, instance *in, infsim_error *err) {
   infsim_status st;
+  if (in->lost) return INFSIM_OK; /* the batch died with its instance */
   s->counters.iterations += in->iter_steps > 0 ? in->iter_steps : 1;
   if (in->iter_steps > 0) {
     in->step += in->iter_steps;
@@ -704,6 +712,7 @@ void instance_free(const infsim_sched *s, instance *in) {
   deque_free(&in->swapped);
   deque_free(&in->prefilling);
   deque_free(&in->stalled);
+  deque_free(&in->doomed);
   free(in->running);
   free(in->chunks);
   step_heap_free(&in->finishes);
@@ -729,6 +738,7 @@ int64_t instance_blocks_due(const infsim_sched *s, const instance *in, int32_t r
 
 void instance_check(const infsim_sched *s, const instance *in) {
   int64_t decode_n = 0, kv_sum = 0;
+  if (in->lost) instance_loss_check(s, in);
   for (int32_t i = 0; i < in->running_count; i++) {
     int32_t q = in->running[i];
     const req_sched *r = &s->rs[q];

@@ -52,7 +52,8 @@ enum {
   TIMER_DGFM = 0x7201,
   TIMER_GM_LOST = 0x7202,
   TIMER_GM_BACK = 0x7203,
-  TIMER_KICK = 0x7204 /* an instance whose borrow failed tries admission again */
+  TIMER_KICK = 0x7204, /* an instance whose borrow failed tries admission again */
+  TIMER_INSTANCE_LOST = 0x7205 /* faults.lose_instance */
 };
 enum { WHEN_SHORT_WAIT = 0, WHEN_SHORT_PREEMPT = 1 };
 /* Wire sizes (docs/distkv.md): a control message, a heartbeat's header and entry. */
@@ -95,6 +96,8 @@ typedef struct {
   int64_t lose_gmanager_at_ns; /* -1: never */
   int64_t lose_gmanager_every_ns; /* 0: once; else again this long after each loss */
   int64_t gmanager_restart_ns;
+  int32_t lose_instance; /* -1: none */
+  int64_t lose_instance_at_ns;
 } infinite_settings;
 
 _Static_assert(sizeof(infinite_settings) <= INFSIM_POLICY_SETTINGS_BYTES, "policy settings too large");
@@ -147,6 +150,7 @@ typedef struct {
   int32_t *failures;       /* per instance: borrows failed in a row (sets the back-off) */
   int32_t *hb_shift;       /* per instance: heartbeat period x 2^shift while quiet */
   int32_t dgfm_shift;      /* DGFM period x 2^shift while passes find nothing */
+  bool *lost;              /* per instance: lost (faults.lose_instance) */
   infsim_distkv_stats st;
   int64_t messages_since_ledger_check; /* debug builds */
   infsim_status pending; /* a failure inside a callback, reported by on_message */
@@ -200,7 +204,20 @@ static infsim_status read_config(infsim_config *cfg, void *settings, infsim_erro
   TRY(infsim_config_double(cfg, "faults.lose_gmanager_at_s", -1.0, -1.0, 1e9, &lose_gm_s, err));
   TRY(infsim_config_int(cfg, "faults.gmanager_restart_ms", 100, 0, 3600000, &restart_ms, err));
   TRY(infsim_config_double(cfg, "faults.lose_gmanager_every_s", 0.0, 0.0, 1e9, &lose_gm_every_s, err));
+  int64_t lose = -1, instances = 0;
+  double lose_at_s = 0;
+  TRY(infsim_config_int(cfg, "faults.lose_instance", -1, -1, INT32_MAX, &lose, err));
+  TRY(infsim_config_double(cfg, "faults.lose_instance_at_s", 0.0, 0.0, 1e9, &lose_at_s, err));
+  TRY(infsim_config_int(cfg, "cluster.instances", 4, 1, 1000000, &instances, err));
 #undef TRY
+  if (lose >= instances)
+    return infsim_config_fail(cfg, "faults.lose_instance", err, "instance %lld does not exist (cluster.instances: %lld)",
+                              (long long)lose, (long long)instances);
+  if (lose >= 0 && instances < 2)
+    return infsim_config_fail(cfg, "faults.lose_instance", err,
+                              "losing the only instance leaves nobody to serve its requests");
+  p->lose_instance = (int32_t)lose;
+  p->lose_instance_at_ns = (int64_t)(lose_at_s * 1e9);
   p->dispatch = dispatch;
   p->planner = planner;
   p->when_short = when_short;
@@ -417,7 +434,11 @@ static void env_move_done(void *self, int32_t source, int64_t req, bool ok, int6
   (void)req;
   (void)now;
   infinite *p = self;
-  if (ok && p->pending == INFSIM_OK) p->pending = instance_kick(p->s, &p->s->inst[source], &p->pending_err);
+  /* A request stalled at a block boundary waited on this move (it was in
+   * flight for its request): it looks again either way. */
+  bool stalled = p->s->inst[source].stalled.count > 0;
+  if ((ok || stalled) && p->pending == INFSIM_OK)
+    p->pending = instance_kick(p->s, &p->s->inst[source], &p->pending_err);
 }
 
 /* No GPU creditor: host memory, last (cpu_tier.h), else the back-off. */
@@ -431,6 +452,9 @@ static void env_borrow_done(void *self, int32_t debtor, int64_t req, bool ok, in
   }
   borrow_ended(self, debtor, req, ok, now);
 }
+
+/* A fresh move to host memory may still land for req: it gathers. */
+static bool tier_may_gather(void *self, int64_t req) { return gatherer_slot((infinite *)self, req) >= 0; }
 
 /* ---- heartbeats ---- */
 
@@ -645,11 +669,12 @@ static infsim_status create(const void *settings, struct infsim_sched *s, int32_
   p->retry_after_ns = calloc((size_t)instances, sizeof *p->retry_after_ns);
   p->failures = calloc((size_t)instances, sizeof *p->failures);
   p->hb_shift = calloc((size_t)instances, sizeof *p->hb_shift);
+  p->lost = calloc((size_t)instances, sizeof *p->lost);
   p->gather_after_ns = calloc((size_t)instances, sizeof *p->gather_after_ns);
   p->gather_waits = calloc((size_t)instances, sizeof *p->gather_waits);
   p->gatherers = calloc((size_t)instances, sizeof *p->gatherers);
   if (!p->hb || !p->lent || !p->retry_after_ns || !p->failures || !p->hb_shift || !p->gatherers ||
-      !p->gather_after_ns || !p->gather_waits)
+      !p->gather_after_ns || !p->gather_waits || !p->lost)
     return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   if (set->message_loss > 0 || set->message_delay_prob > 0) p->fault_rng = infsim_rng_new(s->p.seed, "faults.messages");
   int64_t per_node = set->gpus_per_node / set->gpus_per_instance;
@@ -670,13 +695,15 @@ static infsim_status create(const void *settings, struct infsim_sched *s, int32_
                              .refused = env_refused};
   st = infsim_contract_new(&cp, p->gm, t, env, instances, &p->contract, err);
   if (st == INFSIM_OK && set->cpu_tier != INFSIM_CPU_TIER_OFF)
-    st = infsim_cpu_tier_new(s, p->base, set->borrow_ahead_blocks, borrow_ended, p, &p->tier, err);
+    st = infsim_cpu_tier_new(s, p->base, set->borrow_ahead_blocks, borrow_ended, tier_may_gather, p, &p->tier, err);
   /* Heartbeats staggered over one period, so they do not all arrive at once. */
   for (int32_t i = 0; st == INFSIM_OK && i < instances; i++)
     st = arm(p, i, TIMER_HEARTBEAT, set->heartbeat_ns * (i + 1) / instances, err);
   if (st == INFSIM_OK && set->dgfm) st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_DGFM, set->dgfm_period_ns, err);
   if (st == INFSIM_OK && set->lose_gmanager_at_ns >= 0)
     st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_GM_LOST, set->lose_gmanager_at_ns, err);
+  if (st == INFSIM_OK && set->lose_instance >= 0)
+    st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_INSTANCE_LOST, set->lose_instance_at_ns, err);
   return st;
 }
 
@@ -697,6 +724,7 @@ static void destroy(void *self) {
   free(p->retry_after_ns);
   free(p->failures);
   free(p->hb_shift);
+  free(p->lost);
   free(p->gatherers);
   free(p->gather_after_ns);
   free(p->gather_waits);
@@ -709,13 +737,50 @@ static void destroy(void *self) {
   free(p);
 }
 
+/* Never a lost instance: least-loaded sees it infinitely loaded,
+ * round-robin skips it. */
 static int32_t dispatch(void *self, int64_t req) {
   (void)req;
-  return infsim_dispatcher_pick(((infinite *)self)->disp);
+  infinite *p = self;
+  int32_t i = infsim_dispatcher_pick(p->disp);
+  for (int32_t k = 0; k < p->instances && p->lost[i]; k++) i = infsim_dispatcher_pick(p->disp);
+  return i;
 }
 
 static void load_changed(void *self, int32_t instance, int64_t load) {
-  infsim_dispatcher_set_load(((infinite *)self)->disp, instance, load);
+  infinite *p = self;
+  infsim_dispatcher_set_load(p->disp, instance, p->lost[instance] ? INT64_MAX / 4 : load);
+}
+
+/* ---- the loss of an instance (faults.lose_instance) ---- */
+
+static void forget_request(void *self, int64_t req) {
+  infinite *p = self;
+  infsim_gm_forget(p->gm, req, p->s->now_ns);
+}
+
+/* A message to a lost instance, or from it to anyone but its node's host
+ * memory (the CPU tier's copies end by themselves), dies with it. */
+static bool dead_letter(const infinite *p, const infsim_msg *m) {
+  if (m->dst >= 0 && m->dst < p->instances && p->lost[m->dst]) return true;
+  return m->src >= 0 && m->src < p->instances && p->lost[m->src] && m->dst < p->instances;
+}
+
+static infsim_status lose_instance(infinite *p, int32_t i, int64_t now, infsim_error *err) {
+  p->lost[i] = true;
+  infsim_dispatcher_set_load(p->disp, i, INT64_MAX / 4);
+  /* The most one request can ever hold now: its instance whole, the other
+   * instances left less their reserve, host memory with the tier. */
+  int64_t cap = p->s->p.gpu_blocks_per_instance;
+  int64_t reserve = (int64_t)(p->set.reserve_frac * (double)cap), alive = 0;
+  for (int32_t k = 0; k < p->instances; k++) alive += !p->lost[k];
+  int64_t most = cap + (alive - 1) * (cap - reserve);
+  if (p->tier) most += p->s->p.host_blocks; /* its own node's */
+  p->s->loss.max_blocks = most;
+  infsim_status st = instance_lose(p->s, i, forget_request, p, err);
+  /* The gManager hears of it at once: nothing held there, no memory. */
+  if (!p->gm_down) infsim_gm_heartbeat(p->gm, i, now, 0, NULL, 0, true);
+  return st;
 }
 
 /* Servable when this instance's memory and what the others can lend (their
@@ -728,7 +793,9 @@ static bool accept_oversized(void *self, int32_t instance, int64_t req, int64_t 
   const infinite *p = self;
   int64_t capacity = p->s->p.gpu_blocks_per_instance;
   int64_t reserve = (int64_t)(p->set.reserve_frac * (double)capacity);
-  int64_t room = capacity + (int64_t)(p->instances - 1) * (capacity - reserve);
+  int64_t alive = 0; /* a lost instance lends nothing */
+  for (int32_t i = 0; i < p->instances; i++) alive += !p->lost[i];
+  int64_t room = capacity + (alive - 1) * (capacity - reserve);
   if (p->tier) room += infsim_cpu_tier_room(p->tier, instance);
   return blocks_needed <= room;
 }
@@ -752,6 +819,29 @@ static int32_t gatherer_slot(const infinite *p, int64_t req) {
 static void drop_gatherer(infinite *p, int32_t k) {
   for (int32_t j = k + 1; j < p->n_gatherers; j++) p->gatherers[j - 1] = p->gatherers[j];
   p->n_gatherers--;
+}
+
+/* req's KV at other instances changed: their guest work changes from
+ * their next decode step on, as one step at a time would see it. */
+static void touch_holders(infinite *p, int64_t req, int64_t now) {
+  int32_t pools[INFSIM_KV_MAX_HOLDINGS];
+  int64_t blocks[INFSIM_KV_MAX_HOLDINGS];
+  int32_t nh = infsim_kv_holdings(p->s->kv, req, pools, blocks, INFSIM_KV_MAX_HOLDINGS);
+  for (int32_t i = 0; i < nh && i < INFSIM_KV_MAX_HOLDINGS; i++)
+    if (pools[i] < p->instances) infsim_sched_touch(p->s, pools[i], now);
+}
+
+/* A gatherer that lost the head of its queue (a preempted request came
+ * back in front) gives back what it gathered (no KV yet): holding it while
+ * the request in front waits for memory could deadlock the two (found with
+ * host memory full of a former gatherer's blocks). */
+static void undo_gathering(infinite *p, int32_t k) {
+  int64_t req = p->gatherers[k];
+  drop_gatherer(p, k);
+  if (p->s->rec[req].state != INFSIM_REQ_WAITING || infsim_kv_blocks(p->s->kv, req) == 0) return;
+  touch_holders(p, req, p->s->now_ns);
+  infsim_kv_release(p->s->kv, req);
+  p->st.gathers_undone++;
 }
 
 /* A prompt may gather new blocks at creditors when it is larger than its
@@ -781,7 +871,7 @@ static bool big_prompt(const infinite *p, int64_t req) {
 static gather_verdict may_gather(infinite *p, int32_t instance, int64_t req) {
   const infsim_sched *s = p->s;
   for (int32_t k = p->n_gatherers; k-- > 0;)
-    if (!at_head(p, p->gatherers[k])) drop_gatherer(p, k);
+    if (!at_head(p, p->gatherers[k])) undo_gathering(p, k);
   if (gatherer_slot(p, req) >= 0) return GATHER_YES;
   if (!at_head(p, req)) return GATHER_LATER;
   int64_t owed = prompt_blocks(p, req) - infsim_kv_blocks(s->kv, req), spare = 0;
@@ -802,16 +892,6 @@ static gather_verdict may_gather(infinite *p, int32_t instance, int64_t req) {
   p->gatherers[at] = req;
   p->n_gatherers++;
   return GATHER_YES;
-}
-
-/* req's KV at other instances changed: their guest work changes from
- * their next decode step on, as one step at a time would see it. */
-static void touch_holders(infinite *p, int64_t req, int64_t now) {
-  int32_t pools[INFSIM_KV_MAX_HOLDINGS];
-  int64_t blocks[INFSIM_KV_MAX_HOLDINGS];
-  int32_t nh = infsim_kv_holdings(p->s->kv, req, pools, blocks, INFSIM_KV_MAX_HOLDINGS);
-  for (int32_t i = 0; i < nh && i < INFSIM_KV_MAX_HOLDINGS; i++)
-    if (pools[i] < p->instances) infsim_sched_touch(p->s, pools[i], now);
 }
 
 /* The oldest gatherer found no room: the youngest other gatherer gives
@@ -865,7 +945,9 @@ static infsim_status on_message(void *self, const infsim_msg *m, int64_t now, in
   infinite *p = self;
   infsim_status st = INFSIM_OK;
   bool more = !infsim_sched_all_done(p->s); /* periodic timers stop with the run */
-  if (p->tier && infsim_cpu_tier_handles(p->tier, m)) {
+  if (dead_letter(p, m)) {
+    /* dropped */
+  } else if (p->tier && infsim_cpu_tier_handles(p->tier, m)) {
     st = infsim_cpu_tier_deliver(p->tier, m, now, err);
   } else if (infsim_contract_handles(m)) {
     if (m->kind == INFSIM_MSG_BORROW_REQUEST) take_carried_report(p, m);
@@ -899,6 +981,9 @@ static infsim_status on_message(void *self, const infsim_msg *m, int64_t now, in
       st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_GM_BACK, now + p->set.gmanager_restart_ns, err);
       if (st == INFSIM_OK && more && p->set.lose_gmanager_every_ns > 0)
         st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_GM_LOST, now + p->set.lose_gmanager_every_ns, err);
+      break;
+    case TIMER_INSTANCE_LOST:
+      st = lose_instance(p, p->set.lose_instance, now, err);
       break;
     case TIMER_GM_BACK:
       /* A new gManager: every instance's next heartbeat is a full one. */
@@ -952,6 +1037,9 @@ bool infsim_policy_infinite_stats(const struct infsim_sched *s, infsim_distkv_st
   out->kv_moves = c->kv_moves;
   out->kv_moved_bytes = c->kv_moved_bytes;
   out->retries = c->retries;
+  out->blocks_recomputed = s->loss.blocks_recomputed;
+  out->instances_lost = s->loss.instances_lost;
+  out->requests_requeued = s->loss.requests_requeued;
   if (p->tier) {
     const infsim_cpu_tier_counters *h = infsim_cpu_tier_counters_of(p->tier);
     out->host_moves = h->moves;

@@ -13,6 +13,15 @@
 #include "infsim/sched.h"
 #include "queues.h"
 
+/* What the loss of instances cost (instance_loss.c). */
+typedef struct {
+  int64_t instances_lost;
+  int64_t blocks_recomputed; /* blocks of KV the dropped requests had computed */
+  int64_t requests_requeued; /* the lost instances' requests, dispatched again */
+  int64_t requests_rejected; /* too large for what is left of the cluster */
+  int64_t max_blocks;        /* the most blocks one request can ever get now (0: no loss yet) */
+} instance_loss_counts;
+
 /* Scheduling state of a request (records hold what is reported). */
 typedef struct {
   int64_t prefill_target; /* tokens the current prefill must process */
@@ -38,6 +47,7 @@ typedef struct {
   req_deque swapped;
   req_deque prefilling; /* admitted, prompt not done, in admission order */
   req_deque stalled;    /* running, out of the batch at a block boundary (boundary_wait.c) */
+  req_deque doomed;     /* its requests with KV on a lost instance, dropped at the next batch boundary */
   int32_t *running;     /* every request holding GPU blocks */
   int32_t running_count;
   int32_t running_peak;
@@ -62,6 +72,7 @@ typedef struct {
   int64_t swap_in_bytes;  /* host -> GPU KV to charge to the next batch */
   int64_t swap_out_bytes; /* GPU -> host */
   int64_t swap_blocks;    /* in host memory for its swapped requests (at most host_blocks_per_instance) */
+  bool lost;              /* faults.lose_instance: gone, with its memory (instance_loss.c) */
 } instance;
 
 struct infsim_sched {
@@ -94,6 +105,7 @@ struct infsim_sched {
   step_event *due;   /* the boundaries of one step, when blocks may run short */
   int32_t *due_reqs; /* ... and their requests, when they cannot */
   int32_t due_capacity;
+  instance_loss_counts loss; /* faults.lose_instance (instance_loss.c) */
 };
 
 /* instance.c */
@@ -115,6 +127,31 @@ infsim_status join_decode(infsim_sched *s, instance *in, int32_t req, int64_t kv
 void leave_decode(const infsim_sched *s, instance *in, int32_t req);
 int32_t pick_victim(infsim_sched *s, const instance *in);
 infsim_status preempt(infsim_sched *s, instance *in, int32_t req, infsim_error *err);
+/* preempt, optionally never to swap (the KV is gone) and not counted as a preemption. */
+infsim_status preempt_as(infsim_sched *s, instance *in, int32_t req, bool may_swap, bool counted, infsim_error *err);
+
+/* instance_loss.c: an instance is lost (faults.lose_instance). */
+/* Instance `lost` is gone at s->now_ns with its GPU memory and swap
+ * space (docs/distkv.md, "Faults"). Its own requests drop all their KV
+ * (wherever held) and are dispatched again through the policy (which must
+ * not pick `lost` any more), to prefill their prompt and the tokens
+ * generated so far. A waiting request of another instance drops the
+ * blocks it gathered there; a running one is doomed: at its owner's next
+ * batch boundary (its batch in flight is cut at the next step) it is
+ * preempted by recompute, its KV being incomplete. dropped(self, req) is
+ * told of every request whose KV is dropped or doomed. The lost instance
+ * never runs again. Counts go to s->loss. */
+infsim_status instance_lose(infsim_sched *s, int32_t lost, void (*dropped)(void *self, int64_t req), void *self,
+                            infsim_error *err);
+/* A request needing more than s->loss.max_blocks in all (the policy sets
+ * it at the loss: what the instances left and host memory could ever give
+ * one request) can never complete: it is rejected (kv_capacity) when the
+ * loss is applied or its KV is dropped, instead of waiting forever. */
+/* At a batch boundary of `in`: preempts its doomed requests (those still
+ * running with blocks on a lost instance) by recompute. */
+infsim_status instance_loss_apply(infsim_sched *s, instance *in, bool *preempted, infsim_error *err);
+/* Debug builds: a lost instance holds nothing and has nothing queued. */
+void instance_loss_check(const infsim_sched *s, const instance *in);
 
 /* boundary_wait.c: a decoding request at a block boundary with no free
  * block while the policy gets blocks (INFSIM_SHORT_WAIT) leaves the batch,

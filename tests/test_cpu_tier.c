@@ -6,17 +6,21 @@
 ** hundred blocks) and 8 GiB of host memory; one prompt 100 blocks longer
 ** than the instance holds. No other GPU can lend:
 **  - with the tier off it is rejected (kv_capacity);
+**  - with a second instance to lend, host memory is not used (it is last);
 **  - with it on the prompt gathers its first blocks in host memory and
 **    completes, and every decode step of it equals the sum computed here
 **    from the curves and the links, per layer max(local MA, R) + merge:
 **      ma:    R = 2 x 5 us + (query + partial, fp16) / 25 GB/s
 **                 + host KV bytes / 100 GB/s (cluster.cpu_attn_GBps),
 **      fetch: R = 5 us + host KV bytes / 25 GB/s + decode_attn(1, host tokens),
-**    25 GB/s being cluster.pcie_GBps's default on an A100 host.
+**    25 GB/s being cluster.pcie_GBps's default on an A100 host;
+**  - with a small request beside it, macro-steps equal single steps
+**    (finish times within 1 us).
 */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -26,17 +30,68 @@
 
 #include "sim_fixture.h"
 
-static infsim_run_result *run_tier(const char *tier, infsim_run_params *p, infsim_trace *t) {
-  const char *const settings[] = {"model=llama2-7b", "gpu=a100-80gb", "cluster.instances=1",
+static infsim_run_result *run_steps(const char *instances, const char *tier, const char *steps, bool small,
+                                    infsim_run_params *p, infsim_trace *t) {
+  const char *const settings[] = {"model=llama2-7b", "gpu=a100-80gb", instances,
                                   "scheduler.gpu_memory_utilization=0.2", "cluster.host_memory_gib=8",
-                                  "policy.name=infinite-llm", "scheduler.max_steps_per_event=1",
-                                  "metrics.iterations=true", tier, NULL};
+                                  "policy.name=infinite-llm", steps, "metrics.iterations=true", tier, NULL};
   *p = fixture_params(settings);
   infsim_sched_params sp;
   if (infsim_run_sched_params(p, &sp, NULL) != INFSIM_OK) abort();
   *t = (infsim_trace){0};
   fixture_add(t, 0, (sp.gpu_blocks_per_instance + 100) * 16, 40);
+  if (small) fixture_add(t, 200000000, 300, 300); /* a small one beside it */
   return fixture_run(p, t);
+}
+
+static infsim_run_result *run_on(const char *instances, const char *tier, infsim_run_params *p, infsim_trace *t) {
+  return run_steps(instances, tier, "scheduler.max_steps_per_event=1", false, p, t);
+}
+
+/* Macro-steps equal single steps with host memory holding KV (the
+ * oversized prompt and a small request beside it). */
+static void test_macro_steps_equal_single_steps(void **state) {
+  (void)state;
+  infsim_run_params pa, pb;
+  infsim_trace ta, tb;
+  infsim_run_result *a =
+      run_steps("cluster.instances=1", "policy.cpu_tier=ma", "scheduler.max_steps_per_event=0", true, &pa, &ta);
+  infsim_run_result *b =
+      run_steps("cluster.instances=1", "policy.cpu_tier=ma", "scheduler.max_steps_per_event=1", true, &pb, &tb);
+  assert_true(infsim_run_result_counters(a)->events < infsim_run_result_counters(b)->events);
+  size_t n = 0;
+  const infsim_request_record *ra = infsim_run_result_requests(a, &n), *rb = infsim_run_result_requests(b, &n);
+  for (size_t i = 0; i < n; i++) {
+    assert_int_equal(ra[i].state, INFSIM_REQ_FINISHED);
+    if (llabs(ra[i].finish_ns - rb[i].finish_ns) > 1000 || llabs(ra[i].first_token_ns - rb[i].first_token_ns) > 1000)
+      fail_msg("request %zu finishes at %lld (macro) vs %lld ns (single)", i, (long long)ra[i].finish_ns,
+               (long long)rb[i].finish_ns);
+  }
+  infsim_run_result_free(a);
+  infsim_run_result_free(b);
+  infsim_trace_free(&ta);
+  infsim_trace_free(&tb);
+}
+
+static infsim_run_result *run_tier(const char *tier, infsim_run_params *p, infsim_trace *t) {
+  return run_on("cluster.instances=1", tier, p, t);
+}
+
+/* Host memory comes last: with a second GPU to lend, it is not used. */
+static void test_gpu_creditor_first(void **state) {
+  (void)state;
+  infsim_run_params p;
+  infsim_trace t;
+  infsim_run_result *res = run_on("cluster.instances=2", "policy.cpu_tier=ma", &p, &t);
+  size_t n = 0;
+  const infsim_request_record *r = infsim_run_result_requests(res, &n);
+  assert_int_equal(r[0].state, INFSIM_REQ_FINISHED);
+  infsim_distkv_stats dk;
+  assert_true(infsim_run_result_distkv(res, &dk));
+  assert_true(infsim_run_result_counters(res)->borrowed_blocks_peak >= 100);
+  assert_int_equal(dk.host_blocks, 0);
+  infsim_run_result_free(res);
+  infsim_trace_free(&t);
 }
 
 static void test_off_rejects(void **state) {
@@ -113,6 +168,8 @@ static void test_fetch_step_by_hand(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_off_rejects),
+      cmocka_unit_test(test_gpu_creditor_first),
+      cmocka_unit_test(test_macro_steps_equal_single_steps),
       cmocka_unit_test(test_ma_step_by_hand),
       cmocka_unit_test(test_fetch_step_by_hand),
   };

@@ -45,6 +45,14 @@ open('c.yaml', 'w').write(s)"
 }
 case_config_newline_value() { printf 'seed: "1\\n2"\n' >c.yaml; "$INFSIM" run c.yaml --out o; }
 case_config_binary() { "$INFSIM" run /dev/zero --out o; }
+case_lose_instance_missing() {
+  printf 'model: tiny\npolicy:\n  name: infinite-llm\nfaults:\n  lose_instance: 4\n' >c.yaml
+  "$INFSIM" run c.yaml --out o
+}
+case_lose_only_instance() {
+  printf 'model: tiny\ncluster:\n  instances: 1\npolicy:\n  name: infinite-llm\nfaults:\n  lose_instance: 0\n' >c.yaml
+  "$INFSIM" run c.yaml --out o
+}
 case_fault_gmanager_period() {
   printf 'policy:\n  name: infinite-llm\nfaults:\n  lose_gmanager_at_s: 1\n  lose_gmanager_every_s: 0.05\n' >c.yaml
   "$INFSIM" run c.yaml --out o

@@ -49,9 +49,11 @@ typedef struct {
 
 /* The tier of the scheduler's host pools; net carries the copies (never
  * lost: a PCIe copy inside a node is not a network message). */
+/* may_gather(self, req): req may still take new blocks (the policy's one
+ * gathering prompt) when its fresh move lands. */
 infsim_status infsim_cpu_tier_new(struct infsim_sched *s, infsim_transport net, int64_t ahead_blocks,
-                                  infsim_cpu_tier_done_fn done, void *done_self, infsim_cpu_tier **out,
-                                  infsim_error *err);
+                                  infsim_cpu_tier_done_fn done, bool (*may_gather)(void *self, int64_t req),
+                                  void *self, infsim_cpu_tier **out, infsim_error *err);
 void infsim_cpu_tier_free(infsim_cpu_tier *t);
 
 /* Free blocks of instance's node's host pool, less moves in flight there. */

@@ -39,7 +39,10 @@ typedef struct {
 /* What to do when an instance needs blocks it does not have free. */
 typedef enum {
   INFSIM_SHORT_PREEMPT = 0, /* preempt a victim (vLLM) */
-  INFSIM_SHORT_WAIT = 1,    /* the policy is getting blocks (e.g. a borrow in flight): wait */
+  INFSIM_SHORT_WAIT = 1,    /* the policy is getting blocks (e.g. a borrow in flight): wait; at a
+                             * decode block boundary the request leaves the batch meanwhile
+                             * (boundary_wait.c), and the policy must kick the instance when the
+                             * borrow ends */
 } infsim_short_action;
 
 typedef struct infsim_policy_ops {
