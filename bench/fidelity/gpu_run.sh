@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One call on the lent GPU machine (CUDA 13 and torch there; no MPI, GSL,
-# SQLite or YAML): the cuda executor's correctness check, the end-to-end
+# One call on the lent GPU machine (CUDA 13, torch and Open MPI there; no
+# GSL, SQLite or YAML): the cuda executor's correctness check, the end-to-end
 # runs of `infsim cluster` (one instance, e2e_cluster.py), then the model's
 # speed against torch_forward.py at the same shapes and the joined table.
 # Everything lands in $OUT/fidelity.tar.gz (refreshed after each stage, so
@@ -9,6 +9,7 @@
 # SPEED=0 leaves out the speed stage.
 #   here:  cmake -S . -B build-gpu -DINFSIM_CUDA=ON -DINFSIM_MPI=OFF -DINFSIM_NCCL=OFF -DCMAKE_BUILD_TYPE=Release
 #          cmake --build build-gpu -j2 --target infsim_cli bench_cluster_model
+#          (one instance needs no MPI; mpi.txt records the machine's, seen there 2026-12-02)
 #          /work/shared/tools/device-libs libgsl27 libgslcblas0 libsqlite3-0 libyaml-0-2 libjansson4
 #          copy build-gpu/{infsim,bench_cluster_model}, .devlibs, data/calibration.db,
 #          data/traces/azure-code.csv and bench/fidelity/*.{sh,py,yaml} into one folder the call carries

@@ -161,6 +161,9 @@ class Study:
         sc = st["scaling"]
         sizes = st["quick"]["scaling_instances"] if self.c["quick"] else sc["instances"]
         cells = [(n, s) for n in sizes for s in ("vllm-multi", "infinite-llm") if s in st["systems_run"]]
+        if self.c.get("big_only"):  # only the reference run the big sizes' load comes from
+            ref_n = st["quick"]["big_from_instances"] if self.c["quick"] else sc["big_from_instances"]
+            cells = [(ref_n, "vllm-multi")]
         res = self.pmap(lambda c: self.capacity(sc["model"], c[1], sc["trace"],
                                                 {"cluster.instances": str(c[0])}), cells)
         small = [{"instances": n, "system": s, "result": r} for (n, s), r in zip(cells, res)]
