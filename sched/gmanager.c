@@ -464,6 +464,8 @@ void infsim_gm_check(const infsim_gm *gm) {
       }
     }
     assert(total == q->total && remote == q->remote);
+    (void)total; /* read only by the asserts */
+    (void)remote;
     assert((q->owner >= 0) == (total > 0));
     assert((q->split_pos >= 0) == (remote > 0));
     if (q->split_pos >= 0) {
@@ -482,6 +484,8 @@ void infsim_gm_check(const infsim_gm *gm) {
     sum_borrowed += borrowed[i];
   }
   assert(sum_lent == sum_borrowed);
+  (void)sum_lent;
+  (void)sum_borrowed;
   free(lent);
   free(borrowed);
   free(held);

@@ -53,7 +53,7 @@ def _columns_with_data(rows, systems):
 
 
 HIST = ("set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.8 border -1\n"
-        "set boxwidth 0.9\nset grid ytics\nset key outside top center horizontal box\nset xtics rotate by -30\n")
+        "set boxwidth 0.9\nset grid ytics\nset key outside top center horizontal box\nset xtics rotate by -30\nset rmargin 9\n")
 
 
 def render(res, st, d, log):
@@ -126,7 +126,7 @@ def render(res, st, d, log):
         rows = ['"%s" %s' % (c["name"], _v(report.ratio(report.thr(c), base))) for c in res["ablations"]]
         if base:
             _gnuplot(d, "ablations", "\n".join(rows) + "\n",
-                     HIST + "set title 'Ablations of infinite-llm (LLaMA2-7B, trace %s)'\nunset key\n"
+                     HIST + "set rmargin 9\nset title 'Ablations of infinite-llm (LLaMA2-7B, trace %s)'\nunset key\n"
                      "set ylabel 'sustained throughput / default (x)'\nset xlabel 'variant'\nset yrange [0:%g]\n"
                      "plot 'ablations.dat' using 2:xtic(1), 1 with lines lc rgb 'black' dt 2\n"
                      % (st["ablations"]["trace"], 1.15 * max([1.0] + [float(r.split()[-1]) for r in rows
