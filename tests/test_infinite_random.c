@@ -169,18 +169,23 @@ static void test_admitted_gatherer_stalled_ends(void **state) {
   run_gatherer_case(15, "swap");
 }
 
-/* Case seed 568 (3 instances, message loss, gManager loss at 0.5 s, swap
- * preemption, policy.when_short: wait) left two requests stalled at a
- * decode block boundary with no borrow in flight, the first a gatherer
- * admitted long before (the same cause as above; main's later changes
- * took this case off that path). It must end, every request served. */
-static void test_case_568_ends(void **state) {
+/* Cases the draws found, each run in CI. Seed 568 (3 instances, message
+ * loss, gManager loss at 0.5 s, swap preemption, policy.when_short: wait)
+ * left two requests stalled at a decode block boundary with no borrow in
+ * flight, the first a gatherer admitted long before (the same cause as
+ * above; main's later changes took this case off that path). Seed 4420
+ * (5 instances, an instance lost, the CPU tier, recompute): a request
+ * preempted for another's block at the same boundary went on preempting
+ * for its own, until nobody ran (an assertion failed). Each must end,
+ * every request served. */
+static void test_found_cases(void **state) {
   (void)state;
   case_counts n = {0};
   run_case(568, &n);
+  run_case(4420, &n);
 }
 
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_admitted_gatherer_stalled_ends), cmocka_unit_test(test_case_568_ends), cmocka_unit_test(test_random_configs)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_admitted_gatherer_stalled_ends), cmocka_unit_test(test_found_cases), cmocka_unit_test(test_random_configs)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
