@@ -93,6 +93,23 @@ static int32_t creditor_after(const infsim_run_result *res, int64_t from_ns, int
   return -1;
 }
 
+/* Nothing is left on the lost instance once its guests' owners reached a
+ * batch boundary (a step, well under 100 ms here): no request, no block
+ * used, lent or borrowed at any sample from then on. */
+static void check_lost_empty(const infsim_run_result *res, int32_t lost, int64_t lost_ns) {
+  size_t rows = 0, after = 0;
+  const infsim_sample_row *s = infsim_run_result_samples(res, &rows);
+  for (size_t i = 0; i < rows; i++) {
+    if (s[i].instance != lost || s[i].time_ns < lost_ns + 100000000) continue;
+    after++;
+    if (s[i].running || s[i].waiting || s[i].kv_used_blocks || s[i].kv_lent_blocks || s[i].kv_borrowed_blocks)
+      fail_msg("lost instance %d at %lld ns: %d running, %d waiting, %lld blocks used, %lld lent, %lld borrowed",
+               (int)lost, (long long)s[i].time_ns, (int)s[i].running, (int)s[i].waiting, (long long)s[i].kv_used_blocks,
+               (long long)s[i].kv_lent_blocks, (long long)s[i].kv_borrowed_blocks);
+  }
+  assert_true(after >= 10);
+}
+
 static const infsim_high_water *mark(const infsim_high_water_set *set, const char *name) {
   for (int i = 0; i < set->count; i++)
     if (strcmp(set->mark[i].name, name) == 0) return &set->mark[i];
@@ -196,6 +213,7 @@ static void test_each_fault(void **state) {
   assert_int_equal(distkv_field(r5, "instances_lost"), 1);
   assert_true(distkv_field(r5, "blocks_recomputed") > 0);
   assert_true(distkv_field(r5, "requests_requeued") > 0);
+  check_lost_empty(r5, creditor, at_ns);
   assert_true(infsim_run_result_counters(r5)->end_ns > infsim_run_result_counters(base)->end_ns);
 
   const char *const all[] = {"faults.message_loss=0.05", "faults.message_delay_prob=0.1", "faults.message_delay_ms=30",
@@ -204,6 +222,7 @@ static void test_each_fault(void **state) {
   infsim_run_result *r4 = run_and_check(&p4, &t);
   assert_true(distkv_field(r4, "messages_lost") > 0 && distkv_field(r4, "gmanager_rebuilds") >= 10);
   assert_true(distkv_field(r4, "instances_lost") == 1 && distkv_field(r4, "blocks_recomputed") > 0);
+  check_lost_empty(r4, creditor, at_ns);
   assert_true(infsim_run_result_counters(r4)->borrowed_blocks_peak > 0);
 
   infsim_run_result_free(base);
