@@ -15,8 +15,11 @@
 **    checked apart from the debug builds' invariants after every event,
 **    which check the gManager's view the same way);
 ** and the fault must have happened: messages lost and retried, late
-** messages changing the schedule against the same run without faults, and
-** exactly as many gManager rebuilds as losses fall before the run's end.
+** messages changing the schedule against the same run without faults,
+** exactly as many gManager rebuilds as losses fall before the run's end,
+** and a creditor instance (one holding blocks lent to others, found in the
+** run without faults, which is the same up to the loss) lost mid-run with
+** KV recomputed.
 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -43,7 +46,7 @@ static const char *const k_base[] = {"model=llama2-7b",
 enum { BASE = sizeof k_base / sizeof k_base[0] };
 
 static infsim_run_params params_with(const char *const *faults) {
-  const char *settings[BASE + 8] = {0};
+  const char *settings[BASE + 10] = {0};
   size_t n = 0;
   for (size_t i = 0; i < BASE; i++) settings[n++] = k_base[i];
   for (size_t i = 0; faults[i] != NULL; i++) settings[n++] = faults[i];
@@ -73,6 +76,38 @@ static int64_t distkv_field(const infsim_run_result *res, const char *key) {
   int64_t x = (int64_t)json_integer_value(v);
   json_decref(s);
   return x;
+}
+
+/* A creditor mid-run in the run without faults: the first sample at or
+ * after from_ns where an instance holds blocks lent to others. Writes its
+ * time and returns the instance. */
+static int32_t creditor_after(const infsim_run_result *res, int64_t from_ns, int64_t *at_ns) {
+  size_t rows = 0;
+  const infsim_sample_row *s = infsim_run_result_samples(res, &rows);
+  for (size_t i = 0; i < rows; i++)
+    if (s[i].time_ns >= from_ns && s[i].kv_lent_blocks > 0) {
+      *at_ns = s[i].time_ns;
+      return s[i].instance;
+    }
+  fail_msg("no instance lends blocks after %lld ns", (long long)from_ns);
+  return -1;
+}
+
+/* Nothing is left on the lost instance once its guests' owners reached a
+ * batch boundary (a step, well under 100 ms here): no request, no block
+ * used, lent or borrowed at any sample from then on. */
+static void check_lost_empty(const infsim_run_result *res, int32_t lost, int64_t lost_ns) {
+  size_t rows = 0, after = 0;
+  const infsim_sample_row *s = infsim_run_result_samples(res, &rows);
+  for (size_t i = 0; i < rows; i++) {
+    if (s[i].instance != lost || s[i].time_ns < lost_ns + 100000000) continue;
+    after++;
+    if (s[i].running || s[i].waiting || s[i].kv_used_blocks || s[i].kv_lent_blocks || s[i].kv_borrowed_blocks)
+      fail_msg("lost instance %d at %lld ns: %d running, %d waiting, %lld blocks used, %lld lent, %lld borrowed",
+               (int)lost, (long long)s[i].time_ns, (int)s[i].running, (int)s[i].waiting, (long long)s[i].kv_used_blocks,
+               (long long)s[i].kv_lent_blocks, (long long)s[i].kv_borrowed_blocks);
+  }
+  assert_true(after >= 10);
 }
 
 static const infsim_high_water *mark(const infsim_high_water_set *set, const char *name) {
@@ -163,11 +198,31 @@ static void test_each_fault(void **state) {
   assert_int_equal(distkv_field(r3, "gmanager_rebuilds"), losses);
   assert_true(losses >= 6);
 
+  /* A creditor lost mid-run (the sample's time, a few seconds in): the
+   * rest runs on three instances, and the KV computed by its own requests
+   * and by those with blocks lent there is computed again. */
+  int64_t at_ns = 0;
+  int32_t creditor = creditor_after(base, 4000000000, &at_ns);
+  char lose[64], lose_at[64];
+  snprintf(lose, sizeof lose, "faults.lose_instance=%d", (int)creditor);
+  snprintf(lose_at, sizeof lose_at, "faults.lose_instance_at_s=%.3f", (double)at_ns * 1e-9);
+  assert_true(at_ns < infsim_run_result_counters(base)->end_ns / 2); /* mid-run, not near the end */
+  const char *const inst[] = {lose, lose_at, NULL};
+  infsim_run_params p5 = params_with(inst);
+  infsim_run_result *r5 = run_and_check(&p5, &t);
+  assert_int_equal(distkv_field(r5, "instances_lost"), 1);
+  assert_true(distkv_field(r5, "blocks_recomputed") > 0);
+  assert_true(distkv_field(r5, "requests_requeued") > 0);
+  check_lost_empty(r5, creditor, at_ns);
+  assert_true(infsim_run_result_counters(r5)->end_ns > infsim_run_result_counters(base)->end_ns);
+
   const char *const all[] = {"faults.message_loss=0.05", "faults.message_delay_prob=0.1", "faults.message_delay_ms=30",
-                             "faults.lose_gmanager_at_s=0.3", "faults.lose_gmanager_every_s=1", NULL};
+                             "faults.lose_gmanager_at_s=0.3", "faults.lose_gmanager_every_s=1", lose, lose_at, NULL};
   infsim_run_params p4 = params_with(all);
   infsim_run_result *r4 = run_and_check(&p4, &t);
   assert_true(distkv_field(r4, "messages_lost") > 0 && distkv_field(r4, "gmanager_rebuilds") >= 10);
+  assert_true(distkv_field(r4, "instances_lost") == 1 && distkv_field(r4, "blocks_recomputed") > 0);
+  check_lost_empty(r4, creditor, at_ns);
   assert_true(infsim_run_result_counters(r4)->borrowed_blocks_peak > 0);
 
   infsim_run_result_free(base);
@@ -175,6 +230,7 @@ static void test_each_fault(void **state) {
   infsim_run_result_free(r2);
   infsim_run_result_free(r3);
   infsim_run_result_free(r4);
+  infsim_run_result_free(r5);
   infsim_trace_free(&t);
 }
 
