@@ -239,6 +239,9 @@ static infsim_status apply_boundaries_at(infsim_sched *s, instance *in, int64_t 
   }
   for (int32_t i = 0; i < n; i++) {
     step_event ev = s->due[i];
+    /* A victim of an earlier due request's shortage is gone: it must not
+     * preempt others (nor, with nobody left running, a victim of -1). */
+    if (s->rs[ev.req].epoch != ev.epoch) continue;
     /* Take one block, preempting latest arrivals if none is free, unless
      * the policy is getting blocks and the request may wait for them. */
     bool stall = false;

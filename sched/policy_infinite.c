@@ -407,7 +407,13 @@ static void back_off(infinite *p, int32_t instance, int32_t *k, int64_t *until, 
 static void borrow_ended(void *self, int32_t debtor, int64_t req, bool ok, int64_t now) {
   infinite *p = self;
   if (p->pending != INFSIM_OK) return;
-  bool gathering = gatherer_slot(p, req) >= 0;
+  /* A gatherer stays listed after its admission (until the next big
+   * prompt's turn sweeps it): once decoding, its borrows at a block
+   * boundary are an ordinary request's. Taking its failures for a
+   * gatherer's set no retry back-off and kicked nobody: stalled at a
+   * boundary it asked again at every gathering back-off, never preempted,
+   * and waited for ever when the cluster stayed full. */
+  bool gathering = gatherer_slot(p, req) >= 0 && p->s->rec[req].state == INFSIM_REQ_WAITING;
   if (!ok && gathering) {
     back_off(p, debtor, &p->gather_waits[debtor], &p->gather_after_ns[debtor], now);
     wound_youngest(p, req, now);
