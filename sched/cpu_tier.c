@@ -147,31 +147,6 @@ bool infsim_cpu_tier_handles(const infsim_cpu_tier *t, const infsim_msg *msg) {
   return msg->dst >= t->s->n_instances;
 }
 
-/* Moves up to n of req's blocks held at `from` to pool `to`, newest first
- * (the oldest stay with the owner's local attention). */
-static int64_t move_tail(infsim_kv *kv, int64_t req, int32_t from, int32_t to, int64_t n) {
-  int64_t len = 0, moved = 0;
-  const int64_t *ids = infsim_kv_table(kv, req, &len);
-  int64_t i = len - 1;
-  while (moved < n && i >= 0) {
-    if (infsim_kv_holder_of(kv, ids[i]) != from) {
-      i--;
-      continue;
-    }
-    int64_t cnt = 0;
-    while (i >= 0 && infsim_kv_holder_of(kv, ids[i]) == from && cnt < n - moved) {
-      cnt++;
-      i--;
-    }
-    infsim_status st = infsim_kv_move(kv, req, i + 1, cnt, to, NULL);
-    assert(st == INFSIM_OK); /* the caller checked the room */
-    (void)st;
-    moved += cnt;
-    ids = infsim_kv_table(kv, req, &len);
-  }
-  return moved;
-}
-
 infsim_status infsim_cpu_tier_deliver(infsim_cpu_tier *t, const infsim_msg *msg, int64_t now_ns, infsim_error *err) {
   (void)err;
   infsim_sched *s = t->s;
@@ -195,7 +170,7 @@ infsim_status infsim_cpu_tier_deliver(infsim_cpu_tier *t, const infsim_msg *msg,
       (void)st;
     }
   } else if (owned && (rec->state == INFSIM_REQ_RUNNING || rec->state == INFSIM_REQ_WAITING)) {
-    n = move_tail(s->kv, mv.victim, mv.debtor, pool, n);
+    n = infsim_kv_move_tail(s->kv, mv.victim, mv.debtor, pool, n);
     t->n.moved_bytes += n * s->p.block_bytes;
   } else {
     n = 0;

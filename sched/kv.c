@@ -403,6 +403,29 @@ infsim_status infsim_kv_move(infsim_kv *kv, int64_t req, int64_t first, int64_t 
   return rehome(kv, req, first, n, holder, err);
 }
 
+int64_t infsim_kv_move_tail(infsim_kv *kv, int64_t req, int32_t from, int32_t to, int64_t n) {
+  int64_t len = 0, moved = 0;
+  const int64_t *ids = infsim_kv_table(kv, req, &len);
+  int64_t i = len - 1;
+  while (moved < n && i >= 0) {
+    if (infsim_kv_holder_of(kv, ids[i]) != from) {
+      i--;
+      continue;
+    }
+    int64_t cnt = 0;
+    while (i >= 0 && infsim_kv_holder_of(kv, ids[i]) == from && cnt < n - moved) {
+      cnt++;
+      i--;
+    }
+    infsim_status st = infsim_kv_move(kv, req, i + 1, cnt, to, NULL);
+    assert(st == INFSIM_OK); /* the caller checked the room */
+    (void)st;
+    moved += cnt;
+    ids = infsim_kv_table(kv, req, &len); /* the move may have reallocated it */
+  }
+  return moved;
+}
+
 const int64_t *infsim_kv_table(const infsim_kv *kv, int64_t req, int64_t *n) {
   *n = kv->tables[req].count;
   return kv->tables[req].ids;

@@ -319,32 +319,6 @@ static void note_lent(infinite *p, int32_t holder, int64_t req) {
   l->r[l->n++] = req;
 }
 
-/* Moves up to n of req's blocks held at `from` to `to`, last ones first
- * (the newest KV: the oldest stays with the owner's local attention). */
-static int64_t move_tail(infinite *p, int64_t req, int32_t from, int32_t to, int64_t n) {
-  infsim_kv *kv = p->s->kv;
-  int64_t len = 0, moved = 0;
-  const int64_t *ids = infsim_kv_table(kv, req, &len);
-  int64_t i = len - 1;
-  while (moved < n && i >= 0) {
-    if (infsim_kv_holder_of(kv, ids[i]) != from) {
-      i--;
-      continue;
-    }
-    int64_t cnt = 0;
-    while (i >= 0 && infsim_kv_holder_of(kv, ids[i]) == from && cnt < n - moved) {
-      cnt++;
-      i--;
-    }
-    infsim_status st = infsim_kv_move(kv, req, i + 1, cnt, to, NULL);
-    assert(st == INFSIM_OK); /* the caller checked the room */
-    (void)st;
-    moved += cnt;
-    ids = infsim_kv_table(kv, req, &len);
-  }
-  return moved;
-}
-
 static int32_t gatherer_slot(const infinite *p, int64_t req);
 
 static int64_t env_commit(void *self, const infsim_gm_move *m, int64_t now) {
@@ -364,7 +338,7 @@ static int64_t env_commit(void *self, const infsim_gm_move *m, int64_t now) {
     (void)st;
   } else {
     if (rec->state != INFSIM_REQ_RUNNING && rec->state != INFSIM_REQ_WAITING) return 0;
-    n = move_tail(p, m->req, m->from, m->to, n);
+    n = infsim_kv_move_tail(p->s->kv, m->req, m->from, m->to, n);
     if (n == 0) return 0;
   }
   /* The instances whose KV changed see it from their next decode step on. */

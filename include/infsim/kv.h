@@ -85,6 +85,10 @@ infsim_status infsim_kv_swap_in(infsim_kv *kv, int64_t req, int32_t holder, infs
  * there, old ones freed. */
 infsim_status infsim_kv_move(infsim_kv *kv, int64_t req, int64_t first, int64_t n, int32_t holder,
                              infsim_error *err);
+/* Moves up to n of req's blocks held at `from` to pool `to`, the newest
+ * first (the oldest KV stays with the owner's local attention); returns
+ * how many moved. The caller has checked that `to` has the room. */
+int64_t infsim_kv_move_tail(infsim_kv *kv, int64_t req, int32_t from, int32_t to, int64_t n);
 
 /* req's block table (global ids, token order) and its length. */
 const int64_t *infsim_kv_table(const infsim_kv *kv, int64_t req, int64_t *n);
