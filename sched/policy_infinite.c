@@ -305,17 +305,23 @@ static int64_t env_free(void *self, int32_t instance) {
   return infsim_sched_free_blocks_now(p->s, instance, p->s->now_ns);
 }
 
+/* Room for one more item in a growable array of n items (capacity *cap,
+ * doubled, first `first` items). The policy's lists are bounded by the
+ * requests in flight. */
+static void room_for_one(void **items, size_t *cap, size_t n, size_t item_bytes, size_t first) {
+  if (n < *cap) return;
+  size_t grown = *cap ? 2 * *cap : first;
+  void *bigger = realloc(*items, grown * item_bytes);
+  assert(bigger);
+  *items = bigger;
+  *cap = grown;
+}
+
 static void note_lent(infinite *p, int32_t holder, int64_t req) {
   req_list *l = &p->lent[holder];
   for (size_t k = 0; k < l->n; k++)
     if (l->r[k] == req) return;
-  if (l->n == l->cap) {
-    size_t cap = l->cap ? 2 * l->cap : 16;
-    int64_t *r = realloc(l->r, cap * sizeof *r);
-    assert(r); /* bounded by requests in flight */
-    l->r = r;
-    l->cap = cap;
-  }
+  room_for_one((void **)&l->r, &l->cap, l->n, sizeof *l->r, 16);
   l->r[l->n++] = req;
 }
 
@@ -443,25 +449,13 @@ static bool tier_may_gather(void *self, int64_t req) { return gatherer_slot((inf
 static bool hb_add(infinite *p, hb_buf *h, int32_t holder, int64_t req, int32_t owner, int64_t blocks) {
   if (!h->full && infsim_gm_held_by(p->gm, req, holder) == blocks) return false;
   if (h->full && blocks == 0) return false;
-  if (h->n == h->cap) {
-    size_t cap = h->cap ? 2 * h->cap : 32;
-    infsim_gm_entry *e = realloc(h->e, cap * sizeof *e);
-    assert(e); /* bounded by requests in flight */
-    h->e = e;
-    h->cap = cap;
-  }
+  room_for_one((void **)&h->e, &h->cap, h->n, sizeof *h->e, 32);
   h->e[h->n++] = (infsim_gm_entry){req, owner, holder, blocks};
   return true;
 }
 
 static void hb_gone(hb_buf *h, int64_t req) {
-  if (h->n_gone == h->cap_gone) {
-    size_t cap = h->cap_gone ? 2 * h->cap_gone : 16;
-    int64_t *g = realloc(h->gone, cap * sizeof *g);
-    assert(g); /* bounded by requests in flight */
-    h->gone = g;
-    h->cap_gone = cap;
-  }
+  room_for_one((void **)&h->gone, &h->cap_gone, h->n_gone, sizeof *h->gone, 16);
   h->gone[h->n_gone++] = req;
 }
 
