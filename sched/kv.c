@@ -63,25 +63,42 @@ typedef struct {
 } kv_holding;
 
 /* A growable list of runs; cap is 0 or a power of two of at least
- * KV_RUN_MIN (the size classes of the spare lists). A table of a prompt
- * and its decode blocks is about 5-20 runs. */
+ * KV_RUN_MIN (the size classes of the spare lists). With claims, a table
+ * of a prompt and its decode blocks is a few runs (p50k: 3.6 on average
+ * when it is released). */
 typedef struct {
   infsim_kv_run *at;
   int32_t n;
   int32_t cap;
 } run_list;
 
+/* One per request of the run, finished ones included: kept to 48 bytes
+ * (a million requests: 48 MB). */
 typedef struct {
-  run_list runs;
-  int32_t count;   /* blocks */
-  int32_t owner;   /* instance, -1 unset */
-  int32_t foreign; /* blocks not in the owner's GPU pool (borrowed or swapped) */
-  int32_t n_holdings;
+  infsim_kv_run *at; /* the runs: a run_list of 2^cap_log2 (0: none) */
+  int32_t n;
+  uint16_t claim;   /* free slots right after the last run set aside for it (owner's pool), <= 256 */
+  uint8_t cap_log2;
   kv_holding *holdings; /* where the foreign blocks are, one entry a pool */
-  int32_t split_slot;   /* index in the owner's split list, -1 when no other pool holds any */
-  int32_t claim;        /* free slots right after the last run set aside for it (owner's pool) */
-  int32_t claim_slot;   /* index in the owner pool's claimers, -1 when no claim */
+  int32_t count;        /* blocks */
+  int32_t owner;        /* instance, -1 unset */
+  int32_t foreign;      /* blocks not in the owner's GPU pool (borrowed or swapped) */
+  int32_t n_holdings;
+  int32_t split_slot; /* index in the owner's split list, -1 when no other pool holds any */
+  int32_t claim_slot; /* index in the owner pool's claimers, -1 when no claim */
 } kv_table;
+
+_Static_assert(sizeof(kv_table) <= 48, "kv_table: one per request, 48 bytes at most");
+
+static run_list table_runs(const kv_table *t) {
+  return (run_list){t->at, t->n, t->at != NULL ? INT32_C(1) << t->cap_log2 : 0};
+}
+
+static void table_set_runs(kv_table *t, run_list l) {
+  t->at = l.at;
+  t->n = l.n;
+  t->cap_log2 = (uint8_t)(l.cap > 0 ? __builtin_ctz((unsigned)l.cap) : 0);
+}
 
 /* 64^8 slots: more than any pool's capacity can be. */
 enum { KV_LEVELS_MAX = 8 };
@@ -106,9 +123,9 @@ typedef struct {
   uint64_t *bits[KV_LEVELS_MAX];
   int64_t words[KV_LEVELS_MAX];
   int32_t levels; /* the top level is one word at full capacity */
-  /* Freed one-block runs (decode boundaries' blocks, mostly), not in the
-   * bitmap: a stack, taken first by one-block requests. Room for every
-   * slot below the mark: giving back never allocates. */
+  /* Freed one-block runs, not in the bitmap: a stack (O(1) each way),
+   * growing by doubling with the most singles at once; when it cannot
+   * grow, a single goes to the bitmap instead. */
   int64_t *singles;
   int64_t n_singles;
   int64_t cap_singles;
@@ -132,7 +149,7 @@ typedef struct {
 } kv_pool;
 
 /* Spare run arrays of 2^(c + 3) runs on list c (linked through their first bytes). */
-enum { KV_RUN_CLASSES = 28, KV_RUN_MIN = 16 };
+enum { KV_RUN_CLASSES = 28, KV_RUN_MIN = 8 };
 
 struct infsim_kv {
   int32_t instances;
@@ -157,16 +174,8 @@ static int32_t levels_for(int64_t slots) {
   return levels;
 }
 
-/* Room for bits of slots [0, slots) (new words are zero: not free) and
- * singles up to as many. */
+/* Room for bits of slots [0, slots) (new words are zero: not free). */
 static bool pool_reserve(kv_pool *p, int64_t slots) {
-  if (slots > p->cap_singles) {
-    int64_t cap = 2 * p->cap_singles > slots ? 2 * p->cap_singles : slots;
-    int64_t *st = realloc(p->singles, (size_t)cap * sizeof *st);
-    if (st == NULL) return false;
-    p->singles = st;
-    p->cap_singles = cap;
-  }
   int64_t need = (slots + 63) >> 6;
   if (need <= p->words[0]) return true;
   /* Each level covers the whole of the level below as allocated. */
@@ -251,8 +260,15 @@ static void slots_take(kv_pool *p, int64_t a, int64_t b) {
 
 /* A run of `blocks` slots from s (in use) is free again: a single on the stack, more in the bitmap. */
 static void run_give(kv_pool *p, int64_t s, int64_t blocks) {
-  if (blocks == 1) {
-    assert(p->n_singles < p->cap_singles);
+  if (blocks == 1 && p->n_singles == p->cap_singles) {
+    int64_t cap = p->cap_singles ? 2 * p->cap_singles : 64;
+    int64_t *st = realloc(p->singles, (size_t)cap * sizeof *st);
+    if (st != NULL) {
+      p->singles = st;
+      p->cap_singles = cap;
+    }
+  }
+  if (blocks == 1 && p->n_singles < p->cap_singles) {
     p->singles[p->n_singles++] = s;
   } else {
     slots_give(p, s, s + blocks);
@@ -434,7 +450,7 @@ void infsim_kv_free(infsim_kv *kv) {
     }
   if (kv->tables != NULL)
     for (int64_t r = 0; r < kv->requests; r++) {
-      free(kv->tables[r].runs.at);
+      free(kv->tables[r].at);
       free(kv->tables[r].holdings);
     }
   for (int32_t c = 0; c < KV_RUN_CLASSES; c++)
@@ -600,7 +616,7 @@ static void claim_forget(infsim_kv *kv, int64_t req) {
 static void claim_drop(infsim_kv *kv, int64_t req) {
   kv_table *t = &kv->tables[req];
   if (t->claim == 0) return;
-  const infsim_kv_run *last = &t->runs.at[t->runs.n - 1];
+  const infsim_kv_run *last = &t->at[t->n - 1];
   int64_t end = last->first + last->blocks - (int64_t)t->owner * kv->stride;
   slots_give(&kv->pools[t->owner], end, end + t->claim);
   claim_forget(kv, req);
@@ -621,8 +637,8 @@ static void claim_make(infsim_kv *kv, int64_t req) {
   kv_table *t = &kv->tables[req];
   assert(t->claim == 0);
   int32_t pool = t->owner;
-  if (pool < 0 || pool >= kv->instances || t->runs.n == 0) return;
-  const infsim_kv_run *last = &t->runs.at[t->runs.n - 1];
+  if (pool < 0 || pool >= kv->instances || t->n == 0) return;
+  const infsim_kv_run *last = &t->at[t->n - 1];
   if (infsim_kv_holder_of(kv, last->first) != pool) return;
   kv_pool *p = &kv->pools[pool];
   int64_t want = claim_size(t->count);
@@ -641,7 +657,7 @@ static void claim_make(infsim_kv *kv, int64_t req) {
   else
     p->high_water += c;
   p->claimed += c;
-  t->claim = (int32_t)c;
+  t->claim = (uint16_t)c;
   t->claim_slot = (int32_t)p->n_claimers;
   p->claimers[p->n_claimers++] = req;
 }
@@ -758,15 +774,20 @@ infsim_status infsim_kv_alloc(infsim_kv *kv, int64_t req, int32_t holder, int64_
   if (t->claim > 0 && holder == t->owner) {
     /* The claimed slots first: they continue the last run. */
     int64_t k = left < t->claim ? left : t->claim;
-    t->runs.at[t->runs.n - 1].blocks += k;
+    t->at[t->n - 1].blocks += k;
     kv->pools[holder].claimed -= k;
-    t->claim -= (int32_t)k;
+    t->claim = (uint16_t)(t->claim - k);
     if (t->claim == 0) claim_forget(kv, req);
     left -= k;
   } else if (t->claim > 0) {
     claim_drop(kv, req); /* blocks elsewhere end the table: the claim no longer follows it */
   }
-  if (left > 0 && !take(kv, holder, &t->runs, left)) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  if (left > 0) {
+    run_list l = table_runs(t);
+    bool ok = take(kv, holder, &l, left);
+    table_set_runs(t, l);
+    if (!ok) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  }
   t->count += (int32_t)n;
   if (holder != t->owner) return account(kv, holder, req, n) ? INFSIM_OK : infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   kv_pool *p = &kv->pools[holder]; /* as account() for local blocks */
@@ -789,7 +810,7 @@ infsim_status infsim_kv_alloc_each(infsim_kv *kv, const int32_t *reqs, int32_t n
     kv_table *t = &kv->tables[reqs[i]];
     if (t->claim > 0 && holder == t->owner) {
       /* The common case: the next claimed slot continues the last run. */
-      t->runs.at[t->runs.n - 1].blocks++;
+      t->at[t->n - 1].blocks++;
       t->count++;
       claimed++;
       if (--t->claim == 0) claim_forget(kv, reqs[i]);
@@ -820,11 +841,11 @@ void infsim_kv_release_tail(infsim_kv *kv, int64_t req, int64_t n) {
     kv_pool *p = &kv->pools[t->owner];
     int64_t base = (int64_t)t->owner * kv->stride, left = n;
     while (left > 0) {
-      infsim_kv_run *r = &t->runs.at[t->runs.n - 1];
+      infsim_kv_run *r = &t->at[t->n - 1];
       int64_t c = r->blocks < left ? r->blocks : left;
       r->blocks -= c;
       run_give(p, r->first + r->blocks - base, c);
-      if (r->blocks == 0) t->runs.n--;
+      if (r->blocks == 0) t->n--;
       left -= c;
     }
     (void)account(kv, t->owner, req, -n);
@@ -834,7 +855,7 @@ void infsim_kv_release_tail(infsim_kv *kv, int64_t req, int64_t n) {
   int32_t pool = -1;
   int64_t pending = 0, left = n;
   while (left > 0) {
-    infsim_kv_run *r = &t->runs.at[t->runs.n - 1];
+    infsim_kv_run *r = &t->at[t->n - 1];
     int64_t c = r->blocks < left ? r->blocks : left;
     int32_t q = infsim_kv_holder_of(kv, r->first);
     if (q != pool && pending > 0) (void)account(kv, pool, req, -pending);
@@ -842,7 +863,7 @@ void infsim_kv_release_tail(infsim_kv *kv, int64_t req, int64_t n) {
     pool = q;
     r->blocks -= c;
     give(kv, r->first + r->blocks, c);
-    if (r->blocks == 0) t->runs.n--;
+    if (r->blocks == 0) t->n--;
     pending += c;
     left -= c;
   }
@@ -856,16 +877,17 @@ void infsim_kv_release(infsim_kv *kv, int64_t req) {
     kv_pool *p = &kv->pools[t->owner];
     int64_t base = (int64_t)t->owner * kv->stride, claim = t->claim;
     if (claim > 0) claim_forget(kv, req); /* its slots go back with the last run, as one range */
-    for (int32_t i = 0; i < t->runs.n; i++)
-      run_give(p, t->runs.at[i].first - base, t->runs.at[i].blocks + (i == t->runs.n - 1 ? claim : 0));
-    assert(p->n_singles <= p->cap_singles);
+    for (int32_t i = 0; i < t->n; i++)
+      run_give(p, t->at[i].first - base, t->at[i].blocks + (i == t->n - 1 ? claim : 0));
     (void)account(kv, t->owner, req, -(int64_t)t->count);
-    t->runs.n = 0;
+    t->n = 0;
     t->count = 0;
   }
   if (t->count > 0 || t->claim > 0) infsim_kv_release_tail(kv, req, t->count);
   /* A finished request's table goes back: memory stays bounded by live requests. */
-  runs_put(kv, &t->runs);
+  run_list l = table_runs(t);
+  runs_put(kv, &l);
+  table_set_runs(t, l);
   free(t->holdings);
   t->holdings = NULL;
   assert(t->n_holdings == 0 && t->split_slot < 0);
@@ -880,8 +902,8 @@ static infsim_status rehome(infsim_kv *kv, int64_t req, int64_t first, int64_t n
   assert(first >= 0 && n >= 0 && first + n <= t->count);
   claim_drop(kv, req);
   int64_t arriving = 0, pos = 0;
-  for (int32_t i = 0; i < t->runs.n && pos < first + n; i++) {
-    const infsim_kv_run *r = &t->runs.at[i];
+  for (int32_t i = 0; i < t->n && pos < first + n; i++) {
+    const infsim_kv_run *r = &t->at[i];
     int64_t a = pos > first ? pos : first, b = pos + r->blocks < first + n ? pos + r->blocks : first + n;
     if (b > a && infsim_kv_holder_of(kv, r->first) != to) arriving += b - a;
     pos += r->blocks;
@@ -894,8 +916,8 @@ static infsim_status rehome(infsim_kv *kv, int64_t req, int64_t first, int64_t n
   run_list *out = &kv->scratch;
   out->n = 0;
   pos = 0;
-  for (int32_t i = 0; i < t->runs.n; i++) {
-    infsim_kv_run r = t->runs.at[i];
+  for (int32_t i = 0; i < t->n; i++) {
+    infsim_kv_run r = t->at[i];
     int64_t lo = pos, hi = pos + r.blocks;
     pos = hi;
     int32_t from = infsim_kv_holder_of(kv, r.first);
@@ -912,8 +934,8 @@ static infsim_status rehome(infsim_kv *kv, int64_t req, int64_t first, int64_t n
     if (hi > b && !list_push(kv, out, r.first + (b - lo), hi - b))
       return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   }
-  run_list old = t->runs;
-  t->runs = *out;
+  run_list old = table_runs(t);
+  table_set_runs(t, *out);
   *out = old;
   return INFSIM_OK;
 }
@@ -939,8 +961,8 @@ int64_t infsim_kv_move_tail(infsim_kv *kv, int64_t req, int32_t from, int32_t to
     /* The last stretch of consecutive blocks held at `from` below limit
      * (up to n - moved of them): [lo, hi). */
     int64_t hi = -1, lo = -1, pos = t->count;
-    for (int32_t i = t->runs.n - 1; i >= 0; i--) {
-      const infsim_kv_run *r = &t->runs.at[i];
+    for (int32_t i = t->n - 1; i >= 0; i--) {
+      const infsim_kv_run *r = &t->at[i];
       int64_t rlo = pos - r->blocks, rhi = pos < limit ? pos : limit;
       pos = rlo;
       if (rlo >= limit) continue;
@@ -964,8 +986,8 @@ int64_t infsim_kv_move_tail(infsim_kv *kv, int64_t req, int32_t from, int32_t to
 }
 
 const infsim_kv_run *infsim_kv_runs(const infsim_kv *kv, int64_t req, int64_t *n) {
-  *n = kv->tables[req].runs.n;
-  return kv->tables[req].runs.at;
+  *n = kv->tables[req].n;
+  return kv->tables[req].at;
 }
 
 int64_t infsim_kv_blocks(const infsim_kv *kv, int64_t req) { return kv->tables[req].count; }
@@ -1002,16 +1024,16 @@ void infsim_kv_check_request(const infsim_kv *kv, int64_t req) {
 #ifndef NDEBUG
   const kv_table *t = &kv->tables[req];
   int64_t foreign = 0, count = 0;
-  assert(t->runs.n <= t->runs.cap);
-  for (int32_t i = 0; i < t->runs.n; i++) {
-    const infsim_kv_run *r = &t->runs.at[i];
+  assert(t->n <= table_runs(t).cap);
+  for (int32_t i = 0; i < t->n; i++) {
+    const infsim_kv_run *r = &t->at[i];
     int32_t pool = infsim_kv_holder_of(kv, r->first);
     assert(r->blocks > 0 && pool >= 0 && pool < kv->instances + kv->hosts);
     const kv_pool *p = &kv->pools[pool];
     int64_t s = r->first - infsim_kv_first_block(kv, pool);
     assert(s + r->blocks <= p->high_water); /* one pool, slots handed out */
     for (int64_t k = s; k < s + r->blocks; k++) assert(!slot_free(p, k));
-    assert(i == 0 || t->runs.at[i - 1].first + t->runs.at[i - 1].blocks != r->first); /* maximal runs */
+    assert(i == 0 || t->at[i - 1].first + t->at[i - 1].blocks != r->first); /* maximal runs */
     foreign += pool != t->owner ? r->blocks : 0;
     count += r->blocks;
   }
@@ -1019,7 +1041,7 @@ void infsim_kv_check_request(const infsim_kv *kv, int64_t req) {
   assert(foreign == t->foreign);
   if (t->claim > 0) {
     /* the claim follows the last run, in the owner's pool, its slots not free bits */
-    const infsim_kv_run *last = &t->runs.at[t->runs.n - 1];
+    const infsim_kv_run *last = &t->at[t->n - 1];
     assert(infsim_kv_holder_of(kv, last->first) == t->owner);
     const kv_pool *p = &kv->pools[t->owner];
     int64_t end = last->first + last->blocks - infsim_kv_first_block(kv, t->owner);
