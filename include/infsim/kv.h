@@ -15,10 +15,12 @@
 ** Ownership is the request's (infsim_kv_set_owner); holding is the block's.
 **
 ** A table is held as runs of consecutive ids (a prompt's blocks are one
-** run where the free slots allow): taking or giving back n blocks costs
-** O(runs + n / 64), not O(n). Freed slots are reused before fresh ones
-** above a high-water mark, so memory grows with blocks in use at once, not
-** with the holder's capacity. Ids are int64: pool p's slot i is
+** run where the free slots allow, and a request's next blocks continue its
+** last run: free slots after it are set aside for it, counted free, and
+** given way when others need them): taking or giving back n blocks costs
+** O(runs + n / 64), not O(n). Freed slots are reused before fresh ones, so
+** memory grows with blocks in use at once (and those set aside), not with
+** the holder's capacity. Ids are int64: pool p's slot i is
 ** infsim_kv_first_block(p) + i. A real executor hands the block tables to
 ** the MA kernels (block id - infsim_kv_first_block(holder) is the slot in
 ** that GPU's pool).
