@@ -222,15 +222,15 @@ static infsim_status encode(infsim_cexec *x, const infsim_batch *b, int64_t *byt
   for (int32_t i = 0; i < b->entry_count; i++) {
     const infsim_batch_entry *e = &b->entries[i];
     int64_t n = 0;
-    const infsim_kv_run *runs = infsim_kv_runs(b->kv, e->req, &n);
+    const int64_t *table = infsim_kv_table(b->kv, e->req, &n);
     icl_wire_part w = {.req = e->req, .query = (int32_t)e->query_tokens, .context = (int32_t)e->context_tokens};
     assert((size_t)e->req < x->request_count);
     w.prompt = (int32_t)x->requests[e->req].prompt_tokens;
     int32_t start = (int32_t)at;
     bool remote = false;
     for (int64_t j = 0; j < n; j++) {
-      if (infsim_kv_holder_of(b->kv, runs[j].first) == b->instance) {
-        for (int64_t k = 0; k < runs[j].blocks; k++) slots[at++] = (int32_t)(runs[j].first + k - first);
+      if (infsim_kv_holder_of(b->kv, table[j]) == b->instance) {
+        slots[at++] = (int32_t)(table[j] - first);
       } else {
         remote = true;
       }

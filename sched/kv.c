@@ -148,6 +148,12 @@ typedef struct {
   int64_t cap_split;
 } kv_pool;
 
+/* A table written out as ids, for the callers that want them one by one. */
+typedef struct {
+  int64_t *ids;
+  int64_t cap;
+} kv_flat;
+
 /* Spare run arrays of 2^(c + 3) runs on list c (linked through their first bytes). */
 enum { KV_RUN_CLASSES = 28, KV_RUN_MIN = 8 };
 
@@ -164,6 +170,9 @@ struct infsim_kv {
   int64_t lent_peak;
   void *spare[KV_RUN_CLASSES];
   run_list scratch; /* a table being rebuilt by a move */
+  kv_flat *flat;    /* infsim_kv_table's ids (behind a pointer: written from a const kv) */
+  infsim_kv_rehome_fn rehome_hook;
+  void *rehome_self;
 };
 
 /* ---- bitmaps ------------------------------------------------------------- */
@@ -411,7 +420,8 @@ infsim_status infsim_kv_new(int32_t instances, int64_t gpu_blocks, int32_t hosts
   kv->tables = calloc((size_t)(requests > 0 ? requests : 1), sizeof *kv->tables);
   kv->borrowed = calloc((size_t)instances, sizeof *kv->borrowed);
   kv->swapped = calloc((size_t)instances, sizeof *kv->swapped);
-  if (kv->pools == NULL || kv->tables == NULL || kv->borrowed == NULL || kv->swapped == NULL) {
+  kv->flat = calloc(1, sizeof *kv->flat);
+  if (kv->pools == NULL || kv->tables == NULL || kv->borrowed == NULL || kv->swapped == NULL || kv->flat == NULL) {
     infsim_kv_free(kv);
     return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   }
@@ -460,6 +470,8 @@ void infsim_kv_free(infsim_kv *kv) {
       free(a);
     }
   free(kv->scratch.at);
+  if (kv->flat != NULL) free(kv->flat->ids);
+  free(kv->flat);
   free(kv->pools);
   free(kv->tables);
   free(kv->borrowed);
@@ -493,6 +505,11 @@ int64_t infsim_kv_host_free_blocks(const infsim_kv *kv, int32_t host) {
 int32_t infsim_kv_holder_of(const infsim_kv *kv, int64_t block) { return (int32_t)(block / kv->stride); }
 
 int64_t infsim_kv_first_block(const infsim_kv *kv, int32_t pool) { return (int64_t)pool * kv->stride; }
+
+void infsim_kv_set_rehome_hook(infsim_kv *kv, infsim_kv_rehome_fn fn, void *self) {
+  kv->rehome_hook = fn;
+  kv->rehome_self = self;
+}
 
 int64_t infsim_kv_borrowed_peak(const infsim_kv *kv) { return kv->lent_peak; }
 
@@ -927,10 +944,21 @@ static infsim_status rehome(infsim_kv *kv, int64_t req, int64_t first, int64_t n
     }
     int64_t a = lo > first ? lo : first, b = hi < first + n ? hi : first + n;
     if (a > lo && !list_push(kv, out, r.first, a - lo)) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
-    give(kv, r.first + (a - lo), b - a);
-    (void)account(kv, from, req, -(b - a));
+    /* New ids first, then the hook sees each block's old and new id, then
+     * the old ones are freed (another pool: the order changes no count). */
+    int32_t n0 = out->n;
+    int64_t last0 = n0 > 0 ? out->at[n0 - 1].blocks : 0;
     if (!take(kv, to, out, b - a) || !account(kv, to, req, b - a))
       return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+    if (kv->rehome_hook != NULL) {
+      int64_t k = 0, old_first = r.first + (a - lo);
+      for (int32_t j = n0 > 0 ? n0 - 1 : 0; j < out->n; j++)
+        for (int64_t q = j == n0 - 1 ? last0 : 0; q < out->at[j].blocks; q++, k++)
+          kv->rehome_hook(kv->rehome_self, req, a + k, old_first + k, out->at[j].first + q);
+      assert(k == b - a);
+    }
+    give(kv, r.first + (a - lo), b - a);
+    (void)account(kv, from, req, -(b - a));
     if (hi > b && !list_push(kv, out, r.first + (b - lo), hi - b))
       return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   }
@@ -983,6 +1011,23 @@ int64_t infsim_kv_move_tail(infsim_kv *kv, int64_t req, int32_t from, int32_t to
     limit = lo;
   }
   return moved;
+}
+
+const int64_t *infsim_kv_table(const infsim_kv *kv, int64_t req, int64_t *n) {
+  const kv_table *t = &kv->tables[req];
+  kv_flat *f = kv->flat;
+  if (t->count > f->cap) {
+    int64_t cap = 2 * f->cap > t->count ? 2 * f->cap : t->count;
+    int64_t *ids = realloc(f->ids, (size_t)cap * sizeof *ids);
+    if (ids == NULL) abort(); /* out of memory in an accessor that cannot fail */
+    f->ids = ids;
+    f->cap = cap;
+  }
+  int64_t k = 0;
+  for (int32_t i = 0; i < t->n; i++)
+    for (int64_t q = 0; q < t->at[i].blocks; q++) f->ids[k++] = t->at[i].first + q;
+  *n = k;
+  return f->ids;
 }
 
 const infsim_kv_run *infsim_kv_runs(const infsim_kv *kv, int64_t req, int64_t *n) {

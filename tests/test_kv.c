@@ -130,6 +130,10 @@ static void expect_same(const infsim_kv *kv, const shape *sh, const ref_req *ref
   for (int32_t r = 0; r < sh->requests; r++) {
     int64_t n = table_ids(kv, r, ids, table_room(sh));
     assert_int_equal(n, ref[r].n);
+    int64_t flat_n = 0;
+    const int64_t *flat = infsim_kv_table(kv, r, &flat_n); /* the ids written out: the same */
+    assert_int_equal(flat_n, n);
+    for (int64_t i = 0; i < n; i++) assert_int_equal(flat[i], ids[i]);
     for (int64_t i = 0; i < n; i++) {
       int32_t q = infsim_kv_holder_of(kv, ids[i]);
       assert_int_equal(q, ref[r].pool[i]); /* block for block, token order */
@@ -192,6 +196,23 @@ static void expect_same(const infsim_kv *kv, const shape *sh, const ref_req *ref
   free(at);
 }
 
+/* What the rehome hook reported since the last check. */
+typedef struct {
+  int64_t req[4096], index[4096], from[4096], to[4096];
+  int64_t n;
+} hook_log;
+
+static void on_rehome(void *self, int64_t req, int64_t index, int64_t from, int64_t to) {
+  hook_log *h = self;
+  if (h->n < 4096) {
+    h->req[h->n] = req;
+    h->index[h->n] = index;
+    h->from[h->n] = from;
+    h->to[h->n] = to;
+  }
+  h->n++;
+}
+
 static void random_against_reference(const shape *sh) {
   infsim_kv *kv = NULL;
   assert_int_equal(
@@ -207,9 +228,18 @@ static void random_against_reference(const shape *sh) {
   }
   srand(sh->seed);
   int64_t ops[9] = {0};
+  static hook_log log;
+  infsim_kv_set_rehome_hook(kv, on_rehome, &log);
+  int64_t *before = calloc((size_t)table_room(sh), sizeof *before);
+  assert_non_null(before);
   for (int32_t step = 0; step < sh->steps; step++) {
     int32_t r = rand() % sh->requests, op = rand() % 9, h = rand() % sh->instances;
     ref_req *R = &ref[r];
+    int64_t n_before = table_ids(kv, r, before, table_room(sh));
+    int32_t *pools_before = malloc((size_t)(R->n > 0 ? R->n : 1) * sizeof *pools_before);
+    assert_non_null(pools_before);
+    if (R->n > 0) memcpy(pools_before, R->pool, (size_t)R->n * sizeof *pools_before);
+    log.n = 0;
     int32_t home = R->owner, host = sh->instances + R->owner;
     bool in_host = ref_at(R, host) > 0;
     if (op == 0) { /* one block each for a few requests (one decode step's boundaries) */
@@ -291,7 +321,22 @@ static void random_against_reference(const shape *sh) {
     }
     ops[op]++;
     expect_same(kv, sh, ref, ids, used);
+    /* The hook saw exactly the blocks whose pool changed (moves and swaps
+     * only), each with its id before and after. */
+    int64_t moved = 0;
+    if (op >= 5 && op <= 7)
+      for (int64_t i = 0; i < n_before && i < R->n; i++) moved += pools_before[i] != R->pool[i];
+    assert_int_equal(log.n, moved);
+    int64_t n_after = table_ids(kv, r, ids, table_room(sh));
+    for (int64_t k = 0; k < log.n && k < 4096; k++) {
+      assert_int_equal(log.req[k], r);
+      assert_true(log.index[k] >= 0 && log.index[k] < n_before && log.index[k] < n_after);
+      assert_int_equal(log.from[k], before[log.index[k]]);
+      assert_int_equal(log.to[k], ids[log.index[k]]);
+    }
+    free(pools_before);
   }
+  free(before);
   for (int32_t k = 0; k < 9; k++) assert_true(ops[k] > 0); /* every operation ran */
   int64_t in_use = 0, peak = 0, capacity = 0;
   infsim_kv_pool_usage(kv, 0, &in_use, &peak, &capacity);

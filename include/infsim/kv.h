@@ -94,6 +94,10 @@ infsim_status infsim_kv_move(infsim_kv *kv, int64_t req, int64_t first, int64_t 
  * how many moved. The caller has checked that `to` has the room. */
 int64_t infsim_kv_move_tail(infsim_kv *kv, int64_t req, int32_t from, int32_t to, int64_t n);
 
+/* req's block table (global ids, token order) and its length. Written
+ * out from its runs into a buffer the manager keeps (O(its blocks)): valid
+ * until the next call; infsim_kv_runs reads the table as it is held. */
+const int64_t *infsim_kv_table(const infsim_kv *kv, int64_t req, int64_t *n);
 /* `blocks` consecutive ids from `first`, all in one pool. */
 typedef struct {
   int64_t first;
@@ -132,6 +136,13 @@ int64_t infsim_kv_borrowed_peak(const infsim_kv *kv);
 /* Pool `pool` (GPU pools first, then host pools, as infsim_kv_holder_of):
  * blocks in use now, the most ever in use at once, and its capacity. */
 void infsim_kv_pool_usage(const infsim_kv *kv, int32_t pool, int64_t *in_use, int64_t *peak, int64_t *capacity);
+
+/* Called for each block a move (infsim_kv_move, move_tail) or a swap
+ * rehomes, before the old id is freed: request req's block at table index
+ * `index` leaves id `from` for id `to`. Cluster mode copies the KV bytes
+ * there; the simulator sets none (NULL). */
+typedef void (*infsim_kv_rehome_fn)(void *self, int64_t req, int64_t index, int64_t from, int64_t to);
+void infsim_kv_set_rehome_hook(infsim_kv *kv, infsim_kv_rehome_fn fn, void *self);
 
 /* Debug builds: the invariants above; aborts with the broken one.
  * infsim_kv_check is O(pools); infsim_kv_check_request checks one table
