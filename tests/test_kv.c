@@ -288,7 +288,10 @@ static void random_against_reference(const shape *sh) {
       }
     } else if (op == 6 && R->n > 0) { /* the newest blocks at one pool to another (tail move) */
       int32_t from = rand() % 2 ? h : home, to = rand() % 2 ? home : (rand() % 2 ? host : (h + 1) % sh->instances);
-      if (from == to) continue;
+      if (from == to) {
+        free(pools_before);
+        continue;
+      }
       int64_t n = 1 + rand() % R->n, room = to < sh->instances ? infsim_kv_counts_of(kv, to).free
                                                                 : infsim_kv_host_free_blocks(kv, to - sh->instances);
       if (n > room) n = room;

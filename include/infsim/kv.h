@@ -96,7 +96,8 @@ int64_t infsim_kv_move_tail(infsim_kv *kv, int64_t req, int32_t from, int32_t to
 
 /* req's block table (global ids, token order) and its length. Written
  * out from its runs into a buffer the manager keeps (O(its blocks)): valid
- * until the next call; infsim_kv_runs reads the table as it is held. */
+ * until the next call, one caller at a time; infsim_kv_runs reads the
+ * table as it is held. */
 const int64_t *infsim_kv_table(const infsim_kv *kv, int64_t req, int64_t *n);
 /* `blocks` consecutive ids from `first`, all in one pool. */
 typedef struct {
