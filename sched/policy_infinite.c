@@ -77,6 +77,7 @@ typedef struct {
   int32_t wire_bytes_per_value;
   bool dgfm;
   bool overlap;
+  bool own_first; /* policy.own_work_first */
   int64_t heartbeat_ns;
   int64_t timeout_ns;
   int64_t dgfm_period_ns;
@@ -179,6 +180,7 @@ static infsim_status read_config(infsim_config *cfg, void *settings, infsim_erro
   TRY(infsim_config_int(cfg, "policy.heartbeat_ms", 50, 1, 3600000, &heartbeat_ms, err));
   TRY(infsim_config_double(cfg, "policy.heartbeat_band", 0.05, 0.0, 1.0, &p->heartbeat_band, err));
   TRY(infsim_config_double(cfg, "policy.reserve_frac", 0.05, 0.0, 0.9, &p->reserve_frac, err));
+  TRY(infsim_config_bool(cfg, "policy.own_work_first", true, &p->own_first, err));
   TRY(infsim_config_int(cfg, "policy.borrow_ahead_blocks", 32, 0, 1 << 20, &p->borrow_ahead_blocks, err));
   TRY(infsim_config_enum(cfg, "policy.when_short", "wait", k_short, &when_short, err));
   TRY(infsim_config_int(cfg, "policy.timeout_ms", 10, 1, 3600000, &timeout_ms, err));
@@ -299,10 +301,40 @@ static infsim_status send_ctl(infinite *p, infsim_msg_kind kind, int32_t src, in
 
 /* ---- KV moves (the contract's env) ---- */
 
-/* Free blocks as one step at a time would show them (sched.h). */
+/* Blocks instance i's own queued work needs to be admitted, with
+ * policy.own_work_first (else 0): its swapped requests' KV and its waiting
+ * prompts' blocks (less those placed elsewhere already), at most its
+ * memory. The walk stops at a waiting prompt larger than its instance
+ * less the reserve: that one gathers (the gathering budget counts it) and
+ * admission is FCFS, so nothing behind it is admitted first (counting
+ * them kept a gatherer elsewhere from the memory the big prompt waited
+ * for: tests/test_infinite_random, case seed 390). It stops at the
+ * instance's memory too, so a long queue costs what fills one GPU.
+ * (docs/distkv.md, "Own work first".) */
+static bool big_prompt(const infinite *p, int64_t req);
+
+static int64_t own_demand(const infinite *p, int32_t i) {
+  if (!p->set.own_first) return 0;
+  const infsim_sched *s = p->s;
+  const instance *in = &s->inst[i];
+  int64_t cap = s->p.gpu_blocks_per_instance, bt = s->p.block_tokens, d = 0;
+  for (int32_t k = 0; k < in->swapped.count && d < cap; k++)
+    d += (s->rs[deque_at(&in->swapped, k)].kv0 + 1 + bt - 1) / bt;
+  for (int32_t k = 0; k < in->waiting.count && d < cap; k++) {
+    int32_t r = deque_at(&in->waiting, k);
+    if (big_prompt(p, r)) break; /* FCFS: nothing behind it is admitted first */
+    int64_t need = (s->rs[r].prefill_target + bt - 1) / bt - infsim_kv_blocks(s->kv, r);
+    if (need > 0) d += need;
+  }
+  return d < cap ? d : cap;
+}
+
+/* What a creditor may lend from (the contract's reservations): free blocks
+ * as one step at a time would show them (sched.h), less what its own
+ * queued work needs (own_demand). */
 static int64_t env_free(void *self, int32_t instance) {
   infinite *p = self;
-  return infsim_sched_free_blocks_now(p->s, instance, p->s->now_ns);
+  return infsim_sched_free_blocks_now(p->s, instance, p->s->now_ns) - own_demand(p, instance);
 }
 
 /* Room for one more item in a growable array of n items (capacity *cap,
@@ -359,6 +391,7 @@ static int64_t env_commit(void *self, const infsim_gm_move *m, int64_t now) {
 
 static void wound_youngest(infinite *p, int64_t oldest, int64_t now);
 static int32_t gatherer_slot(const infinite *p, int64_t req);
+static bool undo_gathering_at(infinite *p, int32_t holder, int64_t now);
 
 /* Back off, then let admission (and with it a new borrow) try again: an
  * idle instance has no batch end to wait for. The back-off doubles with
@@ -400,6 +433,15 @@ static void borrow_ended(void *self, int32_t debtor, int64_t req, bool ok, int64
     return;
   }
   if (!ok) {
+    /* Own work first: no creditor could take the guests' blocks, so a
+     * prompt still gathering gives back what it holds here (no KV yet):
+     * this instance's own work would otherwise wait for the gatherer's
+     * admission and end, and the gatherer for memory the others keep
+     * for their own queues. It gathers again when the budget allows. */
+    if (p->set.own_first && undo_gathering_at(p, debtor, now) && p->pending == INFSIM_OK) {
+      p->pending = instance_kick(p->s, &p->s->inst[debtor], &p->pending_err);
+      return;
+    }
     back_off(p, debtor, &p->failures[debtor], &p->retry_after_ns[debtor], now);
     /* A request stalled at a block boundary is preempted now (vLLM). */
     if (p->pending == INFSIM_OK && p->s->inst[debtor].stalled.count > 0)
@@ -476,7 +518,10 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, hb_
   bool debt = false;
   h->n = h->n_gone = 0;
   h->snapshot_ns = now;
-  h->free_blocks = infsim_sched_free_blocks_now(s, i, now) - infsim_contract_reserved(p->contract, i);
+  /* Free memory as lendable: less what it promised others and what its
+   * own queued work needs (own_demand), so the gManager neither proposes
+   * it nor counts it in the gathering budget. */
+  h->free_blocks = infsim_sched_free_blocks_now(s, i, now) - infsim_contract_reserved(p->contract, i) - own_demand(p, i);
   const instance *in = &s->inst[i];
   for (int32_t k = 0; k < in->running_count; k++) {
     int64_t r = in->running[k];
@@ -656,6 +701,7 @@ static infsim_status create(const void *settings, struct infsim_sched *s, int32_
   int64_t reserve = (int64_t)(set->reserve_frac * (double)s->p.gpu_blocks_per_instance);
   infsim_status st = infsim_gm_new(instances, (int32_t)per_node, s->p.gpu_blocks_per_instance,
                                    (int64_t)s->n_requests, reserve, &p->gm, err);
+  if (st == INFSIM_OK) infsim_gm_set_guests_first(p->gm, set->own_first);
   if (st == INFSIM_OK) st = infsim_dgfm_new(instances, &p->dgfm, err);
   if (st == INFSIM_OK) st = infsim_dispatcher_new((infsim_dispatch_kind)set->dispatch, instances, &p->disp, err);
   if (st != INFSIM_OK) return st;
@@ -814,6 +860,23 @@ static void undo_gathering(infinite *p, int32_t k) {
   touch_holders(p, req, p->s->now_ns);
   infsim_kv_release(p->s->kv, req);
   p->st.gathers_undone++;
+}
+
+/* The youngest prompt still gathering (waiting) with blocks at holder
+ * gives back all it gathered; true when one did. */
+static bool undo_gathering_at(infinite *p, int32_t holder, int64_t now) {
+  for (int32_t k = p->n_gatherers; k-- > 0;) {
+    int64_t req = p->gatherers[k];
+    if (p->s->rec[req].state != INFSIM_REQ_WAITING || p->s->rec[req].instance == holder ||
+        infsim_kv_blocks_at(p->s->kv, req, holder) == 0)
+      continue;
+    drop_gatherer(p, k);
+    touch_holders(p, req, now);
+    infsim_kv_release(p->s->kv, req);
+    p->st.gathers_undone++;
+    return true;
+  }
+  return false;
 }
 
 /* A prompt may gather new blocks at creditors when it is larger than its
