@@ -1045,6 +1045,14 @@ static infsim_status on_message(void *self, const infsim_msg *m, int64_t now, in
   }
   infsim_contract_check(p->contract);
   if (p->tier) infsim_cpu_tier_check(p->tier);
+  /* A lost instance holds nothing in the gManager's ledger (its entries
+   * went at the loss, its own requests were forgotten) and no
+   * reservation for anyone (docs/distkv.md, "Faults"). */
+  for (int32_t i = 0; p->s->loss.instances_lost > 0 && i < p->instances; i++)
+    if (p->lost[i]) {
+      assert(infsim_gm_held(p->gm, i) == 0 && infsim_gm_borrowed(p->gm, i) == 0);
+      assert(infsim_contract_reserved(p->contract, i) == 0);
+    }
 #endif
   return st;
 }
