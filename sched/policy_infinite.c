@@ -798,8 +798,20 @@ static infsim_status lose_instance(infinite *p, int32_t i, int64_t now, infsim_e
   if (p->tier) most += p->s->p.host_blocks; /* its own node's */
   p->s->loss.max_blocks = most;
   infsim_status st = instance_lose(p->s, i, forget_request, p, err);
-  /* The gManager hears of it at once: nothing held there, no memory. */
-  if (!p->gm_down) infsim_gm_heartbeat(p->gm, i, now, 0, NULL, 0, true);
+  /* The gManager hears of it at once: nothing held there, no memory, and
+   * nothing owned there (its requests were dispatched again; requests it
+   * finished but had not reported yet never would be: a lost instance
+   * sends nothing). */
+  if (!p->gm_down) {
+    const int64_t *owned;
+    size_t n = infsim_gm_owned(p->gm, i, &owned);
+    int64_t *copy = n ? malloc(n * sizeof *copy) : NULL;
+    if (n && !copy) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+    if (n) memcpy(copy, owned, n * sizeof *copy);
+    for (size_t k = 0; k < n; k++) infsim_gm_forget(p->gm, copy[k], now);
+    free(copy);
+    infsim_gm_heartbeat(p->gm, i, now, 0, NULL, 0, true);
+  }
   return st;
 }
 
