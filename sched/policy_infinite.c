@@ -53,7 +53,8 @@ enum {
   TIMER_GM_LOST = 0x7202,
   TIMER_GM_BACK = 0x7203,
   TIMER_KICK = 0x7204, /* an instance whose borrow failed tries admission again */
-  TIMER_INSTANCE_LOST = 0x7205 /* faults.lose_instance */
+  TIMER_INSTANCE_LOST = 0x7205, /* faults.lose_instance */
+  TIMER_INSTANCE_LOST_RANDOM = 0x7206 /* faults.lose_instance_every_s */
 };
 enum { WHEN_SHORT_WAIT = 0, WHEN_SHORT_PREEMPT = 1 };
 /* Wire sizes (docs/distkv.md): a control message, a heartbeat's header and entry. */
@@ -99,6 +100,7 @@ typedef struct {
   int64_t gmanager_restart_ns;
   int32_t lose_instance; /* -1: none */
   int64_t lose_instance_at_ns;
+  double lose_instance_every_s; /* 0: none; else the mean time between random losses */
 } infinite_settings;
 
 _Static_assert(sizeof(infinite_settings) <= INFSIM_POLICY_SETTINGS_BYTES, "policy settings too large");
@@ -135,6 +137,8 @@ typedef struct {
   infsim_cpu_tier *tier; /* NULL: policy.cpu_tier off */
   infsim_transport base; /* the scheduler's transport */
   gsl_rng *fault_rng;
+  gsl_rng *loss_rng; /* faults.lose_instance_every_s: when and which */
+  int64_t next_loss_ns; /* ... the next such loss */
   hb_buf *hb;     /* per instance: its last heartbeat sent (applied when it arrives) */
   hb_buf hb_next; /* a heartbeat being collected */
   req_list *lent; /* per instance: requests of others it may hold blocks of */
@@ -210,6 +214,7 @@ static infsim_status read_config(infsim_config *cfg, void *settings, infsim_erro
   double lose_at_s = 0;
   TRY(infsim_config_int(cfg, "faults.lose_instance", -1, -1, INT32_MAX, &lose, err));
   TRY(infsim_config_double(cfg, "faults.lose_instance_at_s", 0.0, 0.0, 1e9, &lose_at_s, err));
+  TRY(infsim_config_double(cfg, "faults.lose_instance_every_s", 0.0, 0.0, 1e9, &p->lose_instance_every_s, err));
   TRY(infsim_config_int(cfg, "cluster.instances", 4, 1, 1000000, &instances, err));
 #undef TRY
   if (lose >= instances)
@@ -217,6 +222,9 @@ static infsim_status read_config(infsim_config *cfg, void *settings, infsim_erro
                               (long long)lose, (long long)instances);
   if (lose >= 0 && instances < 2)
     return infsim_config_fail(cfg, "faults.lose_instance", err,
+                              "losing the only instance leaves nobody to serve its requests");
+  if (p->lose_instance_every_s > 0 && instances < 2)
+    return infsim_config_fail(cfg, "faults.lose_instance_every_s", err,
                               "losing the only instance leaves nobody to serve its requests");
   p->lose_instance = (int32_t)lose;
   p->lose_instance_at_ns = (int64_t)(lose_at_s * 1e9);
@@ -671,6 +679,33 @@ static infsim_status run_dgfm(infinite *p, int64_t now, infsim_error *err) {
   return INFSIM_OK;
 }
 
+/* ---- random losses of instances (faults.lose_instance_every_s) ---- */
+
+/* Losses form a Poisson process of mean gap faults.lose_instance_every_s
+ * (independent failures of a constant rate, the usual model of hardware
+ * failures between repairs), on a random stream of their own: the next
+ * one after `now`. */
+static int64_t next_loss_ns(infinite *p, int64_t now) {
+  double gap_s = p->set.lose_instance_every_s * -log1p(-gsl_rng_uniform(p->loss_rng));
+  double at = (double)now + gap_s * 1e9;
+  return at < (double)INT64_MAX / 2 ? (int64_t)at : INT64_MAX / 2;
+}
+
+/* The loss timer wakes at the next loss, or one longest heartbeat period
+ * (64 x policy.heartbeat_ms) from now if that comes first, so that it
+ * stops within that long of the run's last request instead of firing
+ * long after (a far draw of the exponential gap). */
+static int64_t loss_wake_ns(const infinite *p, int64_t now) {
+  int64_t horizon = now + (p->set.heartbeat_ns << QUIET_SHIFT_MAX);
+  return p->next_loss_ns < horizon ? p->next_loss_ns : horizon;
+}
+
+static int32_t alive_count(const infinite *p) {
+  int32_t alive = 0;
+  for (int32_t k = 0; k < p->instances; k++) alive += !p->lost[k];
+  return alive;
+}
+
 /* ---- hooks ---- */
 
 static infsim_status create(const void *settings, struct infsim_sched *s, int32_t instances, void **self,
@@ -696,6 +731,7 @@ static infsim_status create(const void *settings, struct infsim_sched *s, int32_
       !p->gather_after_ns || !p->gather_waits || !p->lost)
     return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   if (set->message_loss > 0 || set->message_delay_prob > 0) p->fault_rng = infsim_rng_new(s->p.seed, "faults.messages");
+  if (set->lose_instance_every_s > 0) p->loss_rng = infsim_rng_new(s->p.seed, "faults.instances");
   int64_t per_node = set->gpus_per_node / set->gpus_per_instance;
   if (per_node < 1) per_node = 1;
   int64_t reserve = (int64_t)(set->reserve_frac * (double)s->p.gpu_blocks_per_instance);
@@ -724,6 +760,10 @@ static infsim_status create(const void *settings, struct infsim_sched *s, int32_
     st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_GM_LOST, set->lose_gmanager_at_ns, err);
   if (st == INFSIM_OK && set->lose_instance >= 0)
     st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_INSTANCE_LOST, set->lose_instance_at_ns, err);
+  if (st == INFSIM_OK && p->loss_rng) {
+    p->next_loss_ns = next_loss_ns(p, 0);
+    st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_INSTANCE_LOST_RANDOM, loss_wake_ns(p, 0), err);
+  }
   return st;
 }
 
@@ -754,6 +794,7 @@ static void destroy(void *self) {
   infsim_gm_free(p->gm);
   infsim_dispatcher_free(p->disp);
   if (p->fault_rng) gsl_rng_free(p->fault_rng);
+  if (p->loss_rng) gsl_rng_free(p->loss_rng);
   free(p);
 }
 
@@ -1030,8 +1071,24 @@ static infsim_status on_message(void *self, const infsim_msg *m, int64_t now, in
         st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_GM_LOST, now + p->set.lose_gmanager_every_ns, err);
       break;
     case TIMER_INSTANCE_LOST:
-      st = lose_instance(p, p->set.lose_instance, now, err);
+      if (!p->lost[p->set.lose_instance] && alive_count(p) > 1) st = lose_instance(p, p->set.lose_instance, now, err);
       break;
+    case TIMER_INSTANCE_LOST_RANDOM: {
+      /* A live instance, uniformly; never the last one (nobody would be
+       * left to serve), and none after the run's last request. Lost
+       * instances do not come back. */
+      if (!more || alive_count(p) < 2) break;
+      if (now >= p->next_loss_ns) {
+        int32_t pick = (int32_t)gsl_rng_uniform_int(p->loss_rng, (unsigned long)alive_count(p)), i = 0;
+        for (;; i++)
+          if (!p->lost[i] && pick-- == 0) break;
+        st = lose_instance(p, i, now, err);
+        p->next_loss_ns = next_loss_ns(p, now);
+      }
+      if (st == INFSIM_OK && alive_count(p) > 1)
+        st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_INSTANCE_LOST_RANDOM, loss_wake_ns(p, now), err);
+      break;
+    }
     case TIMER_GM_BACK:
       /* A new gManager: every instance's next heartbeat is a full one. */
       p->gm_down = false;
