@@ -839,6 +839,10 @@ static infsim_status lose_instance(infinite *p, int32_t i, int64_t now, infsim_e
   if (p->tier) most += p->s->p.host_blocks; /* its own node's */
   p->s->loss.max_blocks = most;
   infsim_status st = instance_lose(p->s, i, forget_request, p, err);
+  /* Its reservations went with its memory; its borrows and the DGFM moves
+   * it was running end with it (their timers, addressed to it, are dead
+   * letters: a DGFM move left in flight would stop every later pass). */
+  infsim_contract_instance_lost(p->contract, i);
   /* The gManager hears of it at once: nothing held there, no memory, and
    * nothing owned there (its requests were dispatched again; requests it
    * finished but had not reported yet never would be: a lost instance
