@@ -79,6 +79,7 @@ typedef struct {
   bool dgfm;
   bool overlap;
   bool own_first; /* policy.own_work_first */
+  bool tier_recall; /* policy.cpu_tier_recall */
   int64_t heartbeat_ns;
   int64_t timeout_ns;
   int64_t dgfm_period_ns;
@@ -199,6 +200,7 @@ static infsim_status read_config(infsim_config *cfg, void *settings, infsim_erro
   TRY(infsim_config_bool(cfg, "policy.overlap", true, &p->overlap, err));
   TRY(infsim_config_enum(cfg, "policy.wire_precision", "fp16", k_wire, &wire, err));
   TRY(infsim_config_enum(cfg, "policy.cpu_tier", "off", k_tier, &tier, err));
+  TRY(infsim_config_bool(cfg, "policy.cpu_tier_recall", true, &p->tier_recall, err));
   TRY(infsim_config_int(cfg, "policy.gmanager_node", 0, 0, 1 << 20, &gm_node, err));
   /* The layout keys run/params.c reads too (same defaults): nodes matter
    * to the same-node planner. */
@@ -823,7 +825,9 @@ static void forget_request(void *self, int64_t req) {
 /* A message to a lost instance, or from it to anyone but its node's host
  * memory (the CPU tier's copies end by themselves), dies with it. */
 static bool dead_letter(const infinite *p, const infsim_msg *m) {
-  if (m->dst >= 0 && m->dst < p->instances && p->lost[m->dst]) return true;
+  /* (A recall from host memory to a lost instance arrives: the tier drops
+   * it and its record.) */
+  if (m->dst >= 0 && m->dst < p->instances && p->lost[m->dst]) return m->src < p->instances;
   return m->src >= 0 && m->src < p->instances && p->lost[m->src] && m->dst < p->instances;
 }
 
@@ -1055,6 +1059,16 @@ static infsim_status on_message(void *self, const infsim_msg *m, int64_t now, in
     switch (m->a) {
     case TIMER_HEARTBEAT:
       st = send_heartbeat(p, m->src, now, err);
+      /* The rManager's periodic look at its host blocks: they come home
+       * when the GPU has room for a request's whole host part and keeps
+       * what it must (the reserve, DGFM's recall headroom, its promises
+       * to others and its own queue's needs). */
+      if (st == INFSIM_OK && p->tier && p->set.tier_recall && !p->lost[m->src])
+        st = infsim_cpu_tier_recall(p->tier, m->src,
+                                    (int64_t)((p->set.reserve_frac + p->set.recall_headroom_frac) *
+                                              (double)p->s->p.gpu_blocks_per_instance) +
+                                        infsim_contract_reserved(p->contract, m->src) + own_demand(p, m->src),
+                                    now, err);
       if (st == INFSIM_OK && more)
         st = arm(p, m->src, TIMER_HEARTBEAT, now + (p->set.heartbeat_ns << p->hb_shift[m->src]), err);
       break;
@@ -1159,8 +1173,9 @@ bool infsim_policy_infinite_stats(const struct infsim_sched *s, infsim_distkv_st
   if (p->tier) {
     const infsim_cpu_tier_counters *h = infsim_cpu_tier_counters_of(p->tier);
     out->host_moves = h->moves;
-    out->host_moved_bytes = h->moved_bytes;
+    out->host_moved_bytes = h->moved_bytes + h->recalled_bytes; /* both ways over PCIe */
     out->host_blocks = h->blocks;
+    out->recalls += h->recalls; /* DGFM's and the tier's */
   }
   return true;
 }

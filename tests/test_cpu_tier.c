@@ -15,7 +15,13 @@
 **      fetch: R = 5 us + host KV bytes / 25 GB/s + decode_attn(1, host tokens),
 **    25 GB/s being cluster.pcie_GBps's default on an A100 host;
 **  - with a small request beside it, macro-steps equal single steps
-**    (finish times within 1 us).
+**    (finish times within 1 us);
+**  - recall: a request whose newest blocks went to host memory to make
+**    room for a second one gets them back once the second finishes (its
+**    whole host part fits the GPU with the reserve and the recall
+**    headroom kept), no earlier than the copy over PCIe takes (bytes /
+**    25 GB/s + 5 us), and decodes from then on with no host partial;
+**    policy.cpu_tier_recall: false keeps them in host memory to its end.
 */
 #include <math.h>
 #include <setjmp.h>
@@ -165,6 +171,74 @@ static void test_fetch_step_by_hand(void **state) {
   check_steps("policy.cpu_tier=fetch", true);
 }
 
+/* One instance of C blocks (300), CPU tier ma: R (C/2 blocks of prompt,
+ * 1,500 tokens out) decodes; S (C/2 + 60 blocks, 20 out) arrives at 0.2 s
+ * and is short: R's newest blocks go to host memory (the shortfall and
+ * policy.borrow_ahead_blocks). S finishes within a second; R then has
+ * room for its host part, 10% headroom and the 5% reserve to spare. */
+static infsim_run_result *run_recall(const char *recall, int64_t *block_bytes, infsim_trace *t) {
+  const char *const settings[] = {"model=llama2-7b", "gpu=a100-80gb", "cluster.instances=1",
+                                  "scheduler.gpu_memory_utilization=0.2", "cluster.host_memory_gib=8",
+                                  "policy.name=infinite-llm", "policy.cpu_tier=ma", "metrics.iterations=true",
+                                  recall, NULL};
+  infsim_run_params p = fixture_params(settings);
+  infsim_sched_params sp;
+  if (infsim_run_sched_params(&p, &sp, NULL) != INFSIM_OK) abort();
+  *block_bytes = sp.block_bytes;
+  int64_t c = sp.gpu_blocks_per_instance;
+  *t = (infsim_trace){0};
+  fixture_add(t, 0, c / 2 * 16, 1500);
+  fixture_add(t, 200000000, (c / 2 + 60) * 16, 20);
+  return fixture_run(&p, t);
+}
+
+static void test_host_blocks_recalled(void **state) {
+  (void)state;
+  infsim_trace ton, toff;
+  int64_t bb = 0;
+  infsim_run_result *on = run_recall("policy.cpu_tier_recall=true", &bb, &ton);
+  infsim_run_result *off = run_recall("policy.cpu_tier_recall=false", &bb, &toff);
+  size_t n = 0;
+  const infsim_request_record *a = infsim_run_result_requests(on, &n), *b = infsim_run_result_requests(off, &n);
+  for (size_t k = 0; k < n; k++) {
+    assert_int_equal(a[k].state, INFSIM_REQ_FINISHED);
+    assert_int_equal(b[k].state, INFSIM_REQ_FINISHED);
+  }
+  infsim_distkv_stats da, db;
+  assert_true(infsim_run_result_distkv(on, &da) && infsim_run_result_distkv(off, &db));
+  int64_t host = da.host_blocks;
+  assert_true(host > 60 && host == db.host_blocks);
+  assert_int_equal(da.recalls, 1);
+  assert_int_equal(db.recalls, 0);
+  /* Both ways over PCIe with the recall, one way without. */
+  assert_int_equal(da.host_moved_bytes, 2 * host * bb);
+  assert_int_equal(db.host_moved_bytes, host * bb);
+  /* The first step of R with no host part starts no earlier than S's end
+   * plus the copy; every step of R after it has none, every one between
+   * S's admission and it had one. */
+  double copy_ns = (double)(host * bb) / 25e9 * 1e9 + 5000.0;
+  const infsim_iteration_row *rows = infsim_run_result_iterations(on, &n);
+  int64_t home_ns = -1;
+  for (size_t i = 0; i < n; i++) {
+    const infsim_iteration_row *row = &rows[i];
+    if (row->start_ns < a[1].finish_ns || row->agg.prefill_tokens > 0) continue;
+    if (home_ns < 0 && row->agg.remote_partials == 0) home_ns = row->start_ns;
+    if (home_ns >= 0) assert_int_equal(row->agg.remote_partials, 0);
+  }
+  assert_true(home_ns >= 0 && (double)home_ns >= (double)a[1].finish_ns + copy_ns);
+  assert_true(home_ns < a[0].finish_ns);
+  const infsim_iteration_row *rows_off = infsim_run_result_iterations(off, &n);
+  for (size_t i = 0; i < n; i++)
+    if (rows_off[i].start_ns > b[1].finish_ns && rows_off[i].agg.prefill_tokens == 0)
+      assert_int_equal(rows_off[i].agg.remote_partials, 1);
+  /* Attended on the GPU again, R ends sooner. */
+  assert_true(a[0].finish_ns < b[0].finish_ns);
+  infsim_run_result_free(on);
+  infsim_run_result_free(off);
+  infsim_trace_free(&ton);
+  infsim_trace_free(&toff);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_off_rejects),
@@ -172,6 +246,7 @@ int main(void) {
       cmocka_unit_test(test_macro_steps_equal_single_steps),
       cmocka_unit_test(test_ma_step_by_hand),
       cmocka_unit_test(test_fetch_step_by_hand),
+      cmocka_unit_test(test_host_blocks_recalled),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
