@@ -21,7 +21,12 @@
 **    whole host part fits the GPU with the reserve and the recall
 **    headroom kept), no earlier than the copy over PCIe takes (bytes /
 **    25 GB/s + 5 us), and decodes from then on with no host partial;
-**    policy.cpu_tier_recall: false keeps them in host memory to its end.
+**    policy.cpu_tier_recall: false keeps them in host memory to its end;
+**  - the node's CPU memory bandwidth is shared: two instances of one node
+**    each decode a request with 93 blocks in host memory at once
+**    (recall off); every decode step equals the sum by hand with the CPU
+**    MA at 100 GB/s / m, m the instances of the node whose steps attend
+**    host KV at its start (from the iteration rows: 2 while both do).
 */
 #include <math.h>
 #include <setjmp.h>
@@ -239,6 +244,79 @@ static void test_host_blocks_recalled(void **state) {
   infsim_trace_free(&toff);
 }
 
+/* Two instances of one node, each the recall scenario's R and S at the
+ * same times (S one blocks short on each: neither GPU lends, each keeps
+ * its memory for its own queued S, policy.own_work_first), single steps,
+ * recall off: both R decode with 93 blocks in host memory for 600 steps. */
+static void test_cpu_attn_shared_per_node(void **state) {
+  (void)state;
+  const char *const settings[] = {"model=llama2-7b", "gpu=a100-80gb", "cluster.instances=2",
+                                  "scheduler.gpu_memory_utilization=0.2", "cluster.host_memory_gib=8",
+                                  "policy.name=infinite-llm", "policy.cpu_tier=ma", "policy.cpu_tier_recall=false",
+                                  "scheduler.max_steps_per_event=1", "metrics.iterations=true", NULL};
+  infsim_run_params p = fixture_params(settings);
+  infsim_sched_params sp;
+  if (infsim_run_sched_params(&p, &sp, NULL) != INFSIM_OK) abort();
+  int64_t cap = sp.gpu_blocks_per_instance;
+  infsim_trace t = {0};
+  fixture_add(&t, 0, cap / 2 * 16, 600);
+  fixture_add(&t, 1000000, cap / 2 * 16, 600);
+  fixture_add(&t, 200000000, (cap / 2 + 60) * 16, 20);
+  fixture_add(&t, 200000000, (cap / 2 + 60) * 16, 20);
+  infsim_run_result *res = fixture_run(&p, &t);
+  size_t n = 0;
+  const infsim_request_record *r = infsim_run_result_requests(res, &n);
+  for (size_t k = 0; k < n; k++) assert_int_equal(r[k].state, INFSIM_REQ_FINISHED);
+  assert_int_not_equal(r[0].instance, r[1].instance);
+
+  infsim_instance_layout layout = {.tp = 1, .pp = 1, .iteration_overhead_ns = p.iteration_overhead_ns,
+                                   .link_latency_ns = p.link_latency_ns};
+  infsim_cost_model cm;
+  assert_int_equal(infsim_cost_model_build("a100-80gb", "/nonexistent.db", false, &p.model, &layout, &p.roofline,
+                                           &cm, NULL),
+                   INFSIM_OK);
+  const infsim_cost_curves *c = &cm.curves;
+  double layers = 32.0, pcie = 25e9, cpu = 100e9, lat = 5000.0;
+  double kv_per_token = 2.0 * 32 * 128 * 2;       /* K and V of one token, one layer, fp16 */
+  double wire = 32.0 * 128 * 2 + 32.0 * 129 * 2; /* query out, partial + LSE back, fp16 */
+  const infsim_iteration_row *rows = infsim_run_result_iterations(res, &n);
+  int shared = 0, alone = 0;
+  for (size_t i = 0; i < n; i++) {
+    const infsim_iteration_row *row = &rows[i];
+    if (row->agg.prefill_tokens > 0 || row->agg.remote_partials == 0) continue;
+    assert_int_equal(row->agg.remote_partials, 1);
+    /* m: this instance and each other one whose step attending host KV
+     * (a decode step, or a prompt batch's decodes) is in flight or ends
+     * at this step's start. */
+    double m = 1;
+    for (size_t j = 0; j < n; j++)
+      if (rows[j].instance != row->instance && rows[j].agg.remote_partials > 0 &&
+          rows[j].start_ns <= row->start_ns && row->start_ns <= rows[j].end_ns) {
+        m = 2;
+        break;
+      }
+    int64_t nd = row->agg.decode_requests;
+    infsim_decode_run run;
+    infsim_cost_decode_run_init(&cm, nd, &run);
+    int64_t base = infsim_cost_decode_run_ns(&cm, &run, row->agg.decode_context_tokens, 1);
+    double a = c->decode_attn_layer_ns(c->self, nd, row->agg.decode_context_tokens);
+    double remote = 2 * lat + wire / pcie * 1e9 + (double)row->agg.remote_context_tokens * kv_per_token / (cpu / m) * 1e9;
+    double want = (double)base + layers * (fmax(a, remote) - a + c->merge_layer_ns(c->self, 1, 2));
+    if (fabs((double)(row->end_ns - row->start_ns) - want) > 1.0)
+      fail_msg("instance %d, step at %.6f s: %lld ns, by hand %.1f ns (m = %g)", row->instance,
+               (double)row->start_ns * 1e-9, (long long)(row->end_ns - row->start_ns), want, m);
+    if (m == 2)
+      shared++;
+    else
+      alone++;
+  }
+  /* Both decode with host KV for most of their 600 steps. */
+  assert_true(shared > 1000);
+  infsim_cost_model_destroy(&cm);
+  infsim_run_result_free(res);
+  infsim_trace_free(&t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_off_rejects),
@@ -247,6 +325,7 @@ int main(void) {
       cmocka_unit_test(test_ma_step_by_hand),
       cmocka_unit_test(test_fetch_step_by_hand),
       cmocka_unit_test(test_host_blocks_recalled),
+      cmocka_unit_test(test_cpu_attn_shared_per_node),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
