@@ -103,6 +103,10 @@ infsim_status instance_loss_apply(infsim_sched *s, instance *in, bool *preempted
   return INFSIM_OK;
 }
 
+void instance_loss_reject_if_too_large(infsim_sched *s, instance *in, int32_t req) {
+  if (s->rec[req].state == INFSIM_REQ_WAITING && too_large(s, req)) reject_waiting(s, in, req);
+}
+
 /* Waiting requests of live instances that can never complete now. */
 static void reject_too_large(infsim_sched *s) {
   for (int64_t q = 0; q < s->arrived; q++) {
