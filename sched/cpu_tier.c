@@ -201,7 +201,8 @@ static void land_home(infsim_cpu_tier *t, const tier_move *mv, int64_t now_ns) {
   int64_t n = 0;
   if (!s->inst[mv->debtor].lost && infsim_kv_owner(s->kv, mv->victim) == mv->debtor &&
       s->rec[mv->victim].state == INFSIM_REQ_RUNNING) {
-    int64_t room = infsim_sched_free_blocks_now(s, mv->debtor, now_ns), there = infsim_kv_blocks_at(s->kv, mv->victim, pool);
+    int64_t room = infsim_sched_free_blocks_now(s, mv->debtor, now_ns);
+    int64_t there = infsim_kv_blocks_at(s->kv, mv->victim, pool);
     n = mv->blocks < room ? mv->blocks : room;
     if (n > there) n = there;
     if (n > 0) n = infsim_kv_move_tail(s->kv, mv->victim, pool, mv->debtor, n);

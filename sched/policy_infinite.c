@@ -531,7 +531,8 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, hb_
   /* Free memory as lendable: less what it promised others and what its
    * own queued work needs (own_demand), so the gManager neither proposes
    * it nor counts it in the gathering budget. */
-  h->free_blocks = infsim_sched_free_blocks_now(s, i, now) - infsim_contract_reserved(p->contract, i) - own_demand(p, i);
+  h->free_blocks =
+      infsim_sched_free_blocks_now(s, i, now) - infsim_contract_reserved(p->contract, i) - own_demand(p, i);
   const instance *in = &s->inst[i];
   for (int32_t k = 0; k < in->running_count; k++) {
     int64_t r = in->running[k];

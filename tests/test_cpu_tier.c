@@ -300,7 +300,8 @@ static void test_cpu_attn_shared_per_node(void **state) {
     infsim_cost_decode_run_init(&cm, nd, &run);
     int64_t base = infsim_cost_decode_run_ns(&cm, &run, row->agg.decode_context_tokens, 1);
     double a = c->decode_attn_layer_ns(c->self, nd, row->agg.decode_context_tokens);
-    double remote = 2 * lat + wire / pcie * 1e9 + (double)row->agg.remote_context_tokens * kv_per_token / (cpu / m) * 1e9;
+    double remote =
+        2 * lat + wire / pcie * 1e9 + (double)row->agg.remote_context_tokens * kv_per_token / (cpu / m) * 1e9;
     double want = (double)base + layers * (fmax(a, remote) - a + c->merge_layer_ns(c->self, 1, 2));
     if (fabs((double)(row->end_ns - row->start_ns) - want) > 1.0)
       fail_msg("instance %d, step at %.6f s: %lld ns, by hand %.1f ns (m = %g)", row->instance,

@@ -77,7 +77,8 @@ static void run_case(uint64_t seed, case_counts *n) {
   const char *settings[] = {"model=llama2-7b", "gpu=a100-80gb", "scheduler.gpu_memory_utilization=0.2",
                             "scheduler.chunked_prefill=true", "scheduler.max_batched_tokens=2048",
                             "policy.name=infinite-llm", "cluster.gpus_per_node=2",
-                            inst, loss, gm, planner, dgfm, seedset, tier, host, lose, lose_at, when, preempt, own, every, NULL};
+                            inst, loss, gm, planner, dgfm, seedset, tier, host, lose, lose_at, when, preempt, own,
+                            every, NULL};
   infsim_run_params p = fixture_params(settings);
   infsim_trace t = {0};
   int64_t at = 0;
