@@ -936,6 +936,9 @@ static bool undo_gathering_at(infinite *p, int32_t holder, int64_t now) {
     touch_holders(p, req, now);
     infsim_kv_release(p->s->kv, req);
     p->st.gathers_undone++;
+    /* Its instance asks again (its borrows in flight land nothing now). */
+    if (p->pending == INFSIM_OK)
+      p->pending = instance_kick(p->s, &p->s->inst[p->s->rec[req].instance], &p->pending_err);
     return true;
   }
   return false;
