@@ -35,6 +35,13 @@ seed_fixtures() {
       { printf '\0\0\0\0\0\0'; printf 'TIMESTAMP,ContextTokens,GeneratedTokens\n';
         tail -n +2 "$root/data/traces/azure-code.csv" | head -40 |
           awk -F, '{ s = int($1); printf "2023-11-16 18:%02d:%02d.%06d0,%d,%d\n", s / 60, s % 60, ($1 - s) * 1e6, $2, $3 }'; } >"$dir/fixture-code" ;;
+    import_mooncake)
+      # Mooncake's JSONL: timestamp in ms, lengths, and the prompt's block
+      # hashes (shared prefixes), rebuilt from the shipped trace.
+      { printf '\0\0\0\0\0\0'
+        tail -n +2 "$root/data/traces/mooncake-conversation-15min.csv" | head -30 |
+          awk -F, '{ printf "{\"timestamp\": %d, \"input_length\": %d, \"output_length\": %d, \"hash_ids\": [%d, %d]}\n",
+                     $1 * 1000, $2, $3, NR % 4, 100 + NR }'; } >"$dir/fixture-conversation" ;;
     calib_raw)
       for f in "$root"/data/calibration/raw-h200-llama2-7b.csv; do head_lines "$f" "$len" >"$dir/fixture-$(basename "$f")"; done ;;
   esac
