@@ -725,16 +725,24 @@ void instance_free(const infsim_sched *s, instance *in) {
   in->phases = NULL;
 }
 
+/* Blocks due by step in->step + done for decoding request q. A request is
+ * in one of its instance's phase sets exactly while it decodes there
+ * (join_decode, leave_decode), so one request's count is read directly,
+ * O(1), instead of searching the sets. */
+static int64_t request_blocks_due(const infsim_sched *s, const instance *in, int32_t q, int64_t done) {
+  const req_sched *r = &s->rs[q];
+  int64_t finish_step = r->step0 + (s->rec[q].output_tokens - r->generated0);
+  /* one step at a time books none at or after the finish */
+  if (r->next_boundary > in->step && r->next_boundary < finish_step) return boundaries_through(s, r, in->step + done);
+  return 0;
+}
+
 int64_t instance_blocks_due(const infsim_sched *s, const instance *in, int32_t req, int64_t done) {
+  if (req >= 0) return s->rs[req].decoding && s->rec[req].instance == in->id ? request_blocks_due(s, in, req, done) : 0;
   int64_t due = 0;
   for (int64_t p = 0; p < phase_count(s); p++)
     for (int32_t i = 0; i < in->phases[p].count; i++) {
-      int32_t q = in->phases[p].items[i];
-      if (req >= 0 && q != req) continue;
-      const req_sched *r = &s->rs[q];
-      int64_t finish_step = r->step0 + (s->rec[q].output_tokens - r->generated0);
-      /* one step at a time books none at or after the finish */
-      if (r->next_boundary > in->step && r->next_boundary < finish_step) due += boundaries_through(s, r, in->step + done);
+      due += request_blocks_due(s, in, in->phases[p].items[i], done);
     }
   return due;
 }

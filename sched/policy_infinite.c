@@ -460,10 +460,7 @@ static void hb_gone(hb_buf *h, int64_t req) {
 }
 
 /* True when the gManager's ledger has req's KV partly away from its owner. */
-static bool gm_split(const infinite *p, int64_t req) {
-  int32_t owner = infsim_gm_owner(p->gm, req);
-  return owner >= 0 && infsim_gm_blocks(p->gm, req) != infsim_gm_held_by(p->gm, req, owner);
-}
+static bool gm_split(const infinite *p, int64_t req) { return infsim_gm_remote_blocks(p->gm, req) > 0; }
 
 /* Instance i's report as of now into h; true when a debt changed: an
  * entry of a request split in the truth or in the ledger, or one it holds
