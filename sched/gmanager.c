@@ -412,7 +412,8 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
     int64_t r = gm->cand[c];
     int64_t movable = r == req ? need : infsim_gm_held_by(gm, r, debtor);
     if (movable > left) movable = left;
-    for (int32_t i = 0; i < gm->instances; i++) {
+    /* The greedy planner ranks every creditor alike: no ranks. */
+    for (int32_t i = 0; planner != INFSIM_PLAN_GREEDY && i < gm->instances; i++) {
       bool same_node = infsim_gm_node_of(gm, i) == infsim_gm_node_of(gm, debtor);
       switch (planner) {
       case INFSIM_PLAN_GREEDY: rank[i] = 0; break;
@@ -420,7 +421,7 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
       case INFSIM_PLAN_AFFINITY: rank[i] = infsim_gm_held_by(gm, r, i) > 0 ? 0 : same_node ? 1 : 2; break;
       }
     }
-    size_t nk = order_creditors(gm, debtor, rank, gm->order);
+    size_t nk = order_creditors(gm, debtor, planner == INFSIM_PLAN_GREEDY ? NULL : rank, gm->order);
     for (size_t k = 0; k < nk && movable > 0 && n < cap; k++) {
       int32_t to = gm->order[k];
       int64_t b = infsim_gm_spare_blocks(gm, to);
