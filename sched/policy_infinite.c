@@ -111,6 +111,7 @@ typedef struct {
   int64_t snapshot_ns;
   uint32_t gen;
   bool full;      /* this buffer is a full report */
+  bool free_known; /* free_blocks is as of now: the next collection keeps it */
   bool full_next; /* the next report must be full (after a gManager restart) */
   /* The report rides on the borrow request (seq, attempt) when carried. */
   bool carried;
@@ -472,8 +473,11 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, hb_
   infsim_sched *s = p->s;
   bool debt = false;
   h->n = h->n_gone = 0;
+  /* A tick that sends collects again at once (report): its free memory,
+   * as of the same moment, is known. */
+  if (!h->free_known) h->free_blocks = infsim_sched_free_blocks_now(s, i, now) - infsim_contract_reserved(p->contract, i);
+  h->free_known = false;
   h->snapshot_ns = now;
-  h->free_blocks = infsim_sched_free_blocks_now(s, i, now) - infsim_contract_reserved(p->contract, i);
   const instance *in = &s->inst[i];
   for (int32_t k = 0; k < in->running_count; k++) {
     int64_t r = in->running[k];
@@ -552,6 +556,7 @@ static infsim_status send_heartbeat(infinite *p, int32_t i, int64_t now, infsim_
     return INFSIM_OK;
   }
   if (p->hb_shift[i] > 0) p->hb_shift[i]--; /* halves: a busy instance settles near its pace of change */
+  t->free_known = true;
   report(p, i, now, false);
   const hb_buf *h = &p->hb[i];
   p->st.heartbeats++;
