@@ -788,6 +788,14 @@ void instance_check(const infsim_sched *s, const instance *in) {
   assert(members == decode_n);
   (void)members;
   assert(kv_sum == in->kv_sum); /* both as of `step`, the last boundary */
+  /* One request's blocks due, read directly, add up to the instance's,
+   * found by scanning its phase sets (a few steps into a decode run). */
+  for (int64_t done = 0; done <= 2 * s->p.block_tokens + 2; done += s->p.block_tokens + 1) {
+    int64_t each = 0;
+    for (int32_t i = 0; i < in->running_count; i++) each += instance_blocks_due(s, in, in->running[i], done);
+    assert(each == instance_blocks_due(s, in, -1, done));
+    (void)each;
+  }
   (void)decode_n;
   (void)kv_sum;
 }
