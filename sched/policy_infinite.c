@@ -468,7 +468,10 @@ static bool gm_split(const infinite *p, int64_t req) { return infsim_gm_remote_b
  * for another owner (docs/distkv.md, "gManager and heartbeats"). With
  * debts_only, entries of requests wholly on their owner are left out
  * (a tick that finds the instance quiet need not price them: reading a
- * request's blocks inside a run of decode steps costs a search). */
+ * request's blocks inside a run of decode steps costs a search). Without
+ * debts_only the collection goes out whatever it finds (a report): its
+ * running requests are not told apart, and the answer does not count
+ * them. */
 static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, hb_buf *h) {
   infsim_sched *s = p->s;
   bool debt = false;
@@ -481,8 +484,12 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, hb_
   const instance *in = &s->inst[i];
   for (int32_t k = 0; k < in->running_count; k++) {
     int64_t r = in->running[k];
+    if (!debts_only) {
+      hb_add(p, h, i, r, i, infsim_sched_blocks_now(s, r, i, now));
+      continue;
+    }
     bool split = infsim_kv_foreign_blocks(s->kv, r) > 0 || gm_split(p, r);
-    if ((split || !debts_only) && hb_add(p, h, i, r, i, infsim_sched_blocks_now(s, r, i, now))) debt |= split;
+    if (split && hb_add(p, h, i, r, i, infsim_sched_blocks_now(s, r, i, now))) debt = true;
   }
   /* Requests the gManager has here that stopped running (finished,
    * preempted, swapped out): the owner says they are gone (no GPU blocks
