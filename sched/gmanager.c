@@ -412,8 +412,7 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
     int64_t r = gm->cand[c];
     int64_t movable = r == req ? need : infsim_gm_held_by(gm, r, debtor);
     if (movable > left) movable = left;
-    /* The greedy planner ranks every creditor alike: no ranks. */
-    for (int32_t i = 0; planner != INFSIM_PLAN_GREEDY && i < gm->instances; i++) {
+    for (int32_t i = 0; i < gm->instances; i++) {
       bool same_node = infsim_gm_node_of(gm, i) == infsim_gm_node_of(gm, debtor);
       switch (planner) {
       case INFSIM_PLAN_GREEDY: rank[i] = 0; break;
@@ -421,32 +420,9 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
       case INFSIM_PLAN_AFFINITY: rank[i] = infsim_gm_held_by(gm, r, i) > 0 ? 0 : same_node ? 1 : 2; break;
       }
     }
-    /* Creditors in order_creditors' order, picked one at a time (a plan
-     * seldom takes more than one or two): the eligible ones with their
-     * spare as of now, then the best left each time by (rank, most spare,
-     * id). */
-    size_t nk = 0;
-    for (int32_t i = 0; i < gm->instances; i++) {
-      int64_t si = infsim_gm_spare_blocks(gm, i);
-      if (i == debtor || si == 0) continue;
-      gm->order[nk] = i;
-      gm->spare[nk++] = si;
-    }
+    size_t nk = order_creditors(gm, debtor, rank, gm->order);
     for (size_t k = 0; k < nk && movable > 0 && n < cap; k++) {
-      size_t best = k;
-      for (size_t j = k + 1; j < nk; j++) {
-        int32_t rj = planner == INFSIM_PLAN_GREEDY ? 0 : rank[gm->order[j]];
-        int32_t rb = planner == INFSIM_PLAN_GREEDY ? 0 : rank[gm->order[best]];
-        if (rj < rb || (rj == rb && (gm->spare[j] > gm->spare[best] ||
-                                     (gm->spare[j] == gm->spare[best] && gm->order[j] < gm->order[best]))))
-          best = j;
-      }
-      int32_t to = gm->order[best];
-      int64_t sb = gm->spare[best];
-      gm->order[best] = gm->order[k];
-      gm->spare[best] = gm->spare[k];
-      gm->order[k] = to;
-      gm->spare[k] = sb;
+      int32_t to = gm->order[k];
       int64_t b = infsim_gm_spare_blocks(gm, to);
       if (b > movable) b = movable;
       out[n++] = (infsim_gm_move){.req = r, .from = debtor, .to = to, .blocks = b, .fresh = r == req};
