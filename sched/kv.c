@@ -945,11 +945,16 @@ static infsim_status rehome(infsim_kv *kv, int64_t req, int64_t first, int64_t n
     int64_t a = lo > first ? lo : first, b = hi < first + n ? hi : first + n;
     if (a > lo && !list_push(kv, out, r.first, a - lo)) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
     /* New ids first, then the hook sees each block's old and new id, then
-     * the old ones are freed (another pool: the order changes no count). */
+     * the old ones are freed (another pool: the order changes no slot).
+     * Counted as moving one block at a time would: all but one leave,
+     * all arrive, the last leaves; a move between two lenders then lends
+     * one block more for a moment, not b - a (borrowed_blocks_peak). */
     int32_t n0 = out->n;
     int64_t last0 = n0 > 0 ? out->at[n0 - 1].blocks : 0;
+    if (b - a > 1) (void)account(kv, from, req, -(b - a - 1));
     if (!take(kv, to, out, b - a) || !account(kv, to, req, b - a))
       return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+    (void)account(kv, from, req, -1);
     if (kv->rehome_hook != NULL) {
       int64_t k = 0, old_first = r.first + (a - lo);
       for (int32_t j = n0 > 0 ? n0 - 1 : 0; j < out->n; j++)
@@ -958,7 +963,6 @@ static infsim_status rehome(infsim_kv *kv, int64_t req, int64_t first, int64_t n
       assert(k == b - a);
     }
     give(kv, r.first + (a - lo), b - a);
-    (void)account(kv, from, req, -(b - a));
     if (hi > b && !list_push(kv, out, r.first + (b - lo), hi - b))
       return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   }

@@ -232,6 +232,10 @@ static void random_against_reference(const shape *sh) {
   infsim_kv_set_rehome_hook(kv, on_rehome, &log);
   int64_t *before = calloc((size_t)table_room(sh), sizeof *before);
   assert_non_null(before);
+  /* Blocks lent cluster-wide and the most at any moment, as moving blocks
+   * one at a time in table order counts them (each arrives, then leaves
+   * where it was): the reference for infsim_kv_borrowed_peak. */
+  int64_t lent = 0, lent_peak = 0;
   for (int32_t step = 0; step < sh->steps; step++) {
     int32_t r = rand() % sh->requests, op = rand() % 9, h = rand() % sh->instances;
     ref_req *R = &ref[r];
@@ -324,6 +328,20 @@ static void random_against_reference(const shape *sh) {
     }
     ops[op]++;
     expect_same(kv, sh, ref, ids, used);
+    if (op >= 5 && op <= 7)
+      for (int64_t i = 0; i < n_before && i < R->n; i++) {
+        if (pools_before[i] == R->pool[i]) continue;
+        lent += R->pool[i] < sh->instances && R->pool[i] != R->owner;
+        if (lent > lent_peak) lent_peak = lent;
+        lent -= pools_before[i] < sh->instances && pools_before[i] != R->owner;
+      }
+    int64_t lent_now = 0;
+    for (int32_t q = 0; q < sh->requests; q++)
+      for (int64_t i = 0; i < ref[q].n; i++) lent_now += ref[q].pool[i] < sh->instances && ref[q].pool[i] != ref[q].owner;
+    if (op >= 5 && op <= 7) assert_int_equal(lent, lent_now);
+    lent = lent_now;
+    if (lent > lent_peak) lent_peak = lent; /* allocations only add, releases only take away */
+    assert_int_equal(infsim_kv_borrowed_peak(kv), lent_peak);
     /* The hook saw exactly the blocks whose pool changed (moves and swaps
      * only), each with its id before and after. */
     int64_t moved = 0;
