@@ -101,42 +101,74 @@ typedef struct {
   int ok;
 } trial;
 
+/* What every solve of one fit reuses: the design, the targets and weights,
+ * the coefficients and GSL's SVD workspace, sized once for the most points
+ * (nmax) and columns the fit can ask for. A fit runs hundreds of solves
+ * (every candidate bend, every NNLS round, every cross-validation fold);
+ * allocating these per solve cost more than the solve itself. A solve on
+ * n <= nmax points uses n x p views of the buffers, laid out as a fresh
+ * n x p matrix would be, and GSL's workspace is documented to take any
+ * n <= nmax, p <= pmax, so the results are those of a per-solve
+ * allocation. */
+typedef struct {
+  size_t nmax;
+  double *X, *y, *w, *c, *cov;
+  gsl_multifit_linear_workspace *ws;
+} solver;
+
+static void solver_free(solver *sv) {
+  gsl_multifit_linear_free(sv->ws);
+  free(sv->X);
+  free(sv->y);
+  free(sv->w);
+  free(sv->c);
+  free(sv->cov);
+  memset(sv, 0, sizeof *sv);
+}
+
+/* 0 out of memory. */
+static int solver_init(solver *sv, size_t nmax) {
+  memset(sv, 0, sizeof *sv);
+  sv->nmax = nmax ? nmax : 1;
+  sv->X = malloc(sv->nmax * MAX_COLS * sizeof *sv->X);
+  sv->y = malloc(sv->nmax * sizeof *sv->y);
+  sv->w = malloc(sv->nmax * sizeof *sv->w);
+  sv->c = malloc(MAX_COLS * sizeof *sv->c);
+  sv->cov = malloc(MAX_COLS * MAX_COLS * sizeof *sv->cov);
+  sv->ws = gsl_multifit_linear_alloc(sv->nmax, MAX_COLS);
+  if (sv->X && sv->y && sv->w && sv->c && sv->cov && sv->ws) return 1;
+  solver_free(sv);
+  return 0;
+}
+
 /* One weighted solve over the columns of d. */
-static int solve(const design *d, const infsim_calib_kernel_info *info, const infsim_calib_point *pts, size_t n,
-                 const bends *b, double *coef, double *chisq) {
-  if ((size_t)d->n > n) return 0;
-  gsl_matrix *X = gsl_matrix_alloc(n, (size_t)d->n);
-  gsl_vector *y = gsl_vector_alloc(n);
-  gsl_vector *w = gsl_vector_alloc(n);
-  gsl_vector *c = gsl_vector_alloc((size_t)d->n);
-  gsl_matrix *cov = gsl_matrix_alloc((size_t)d->n, (size_t)d->n);
-  gsl_multifit_linear_workspace *ws = gsl_multifit_linear_alloc(n, (size_t)d->n);
-  int ok = X && y && w && c && cov && ws;
-  if (ok) {
-    for (size_t i = 0; i < n; i++) {
-      double r = ratio_of(info, pts[i].x), den = info->ratio_num >= 0 ? pts[i].x[info->ratio_den] : 0;
-      for (int j = 0; j < d->n; j++)
-        gsl_matrix_set(X, i, (size_t)j, column_value(d->kind[j], pts[i].x, r, den, b));
-      gsl_vector_set(y, i, pts[i].t_ns);
-      gsl_vector_set(w, i, 1.0 / (pts[i].t_ns * pts[i].t_ns));
-    }
-    ok = gsl_multifit_wlinear(X, w, y, c, cov, chisq, ws) == GSL_SUCCESS && isfinite(*chisq);
-    for (int j = 0; ok && j < d->n; j++) {
-      coef[j] = gsl_vector_get(c, (size_t)j);
-      ok = isfinite(coef[j]);
-    }
+static int solve(solver *sv, const design *d, const infsim_calib_kernel_info *info, const infsim_calib_point *pts,
+                 size_t n, const bends *b, double *coef, double *chisq) {
+  if ((size_t)d->n > n || n > sv->nmax) return 0;
+  size_t p = (size_t)d->n;
+  gsl_matrix_view X = gsl_matrix_view_array(sv->X, n, p);
+  gsl_vector_view y = gsl_vector_view_array(sv->y, n);
+  gsl_vector_view w = gsl_vector_view_array(sv->w, n);
+  gsl_vector_view c = gsl_vector_view_array(sv->c, p);
+  gsl_matrix_view cov = gsl_matrix_view_array(sv->cov, p, p);
+  for (size_t i = 0; i < n; i++) {
+    double r = ratio_of(info, pts[i].x), den = info->ratio_num >= 0 ? pts[i].x[info->ratio_den] : 0;
+    for (size_t j = 0; j < p; j++) sv->X[i * p + j] = column_value(d->kind[j], pts[i].x, r, den, b);
+    sv->y[i] = pts[i].t_ns;
+    sv->w[i] = 1.0 / (pts[i].t_ns * pts[i].t_ns);
   }
-  gsl_multifit_linear_free(ws);
-  gsl_matrix_free(cov);
-  gsl_vector_free(c);
-  gsl_vector_free(w);
-  gsl_vector_free(y);
-  gsl_matrix_free(X);
+  int ok = gsl_multifit_wlinear(&X.matrix, &w.vector, &y.vector, &c.vector, &cov.matrix, chisq, sv->ws) ==
+               GSL_SUCCESS &&
+           isfinite(*chisq);
+  for (size_t j = 0; ok && j < p; j++) {
+    coef[j] = sv->c[j];
+    ok = isfinite(coef[j]);
+  }
   return ok;
 }
 
 /* Fits with the bends b fixed, slopes >= 0. */
-static trial fit_fixed(infsim_calib_kernel k, const infsim_calib_point *pts, size_t n, bends b) {
+static trial fit_fixed(solver *sv, infsim_calib_kernel k, const infsim_calib_point *pts, size_t n, bends b) {
   const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
   trial t;
   memset(&t, 0, sizeof t);
@@ -153,7 +185,7 @@ static trial fit_fixed(infsim_calib_kernel k, const infsim_calib_point *pts, siz
   double coef[MAX_COLS];
   for (;;) {
     double chisq = 0;
-    if (!solve(&d, info, pts, n, &b, coef, &chisq)) return t;
+    if (!solve(sv, &d, info, pts, n, &b, coef, &chisq)) return t;
     int worst = -1;
     for (int j = 1; j < d.n; j++)
       if (coef[j] < 0 && (worst < 0 || coef[j] < coef[worst])) worst = j;
@@ -226,7 +258,7 @@ static bends bends_of(const infsim_calib_curve *c) {
  * fitted on the others; the sum of squared relative errors. Extra terms
  * are kept only where this falls: a term that only fits noise raises it.
  * HUGE_VAL where a fold cannot be fitted; -1 out of memory. */
-static double cv_error(infsim_calib_kernel k, const infsim_calib_point *pts, size_t n, bends b) {
+static double cv_error(solver *sv, infsim_calib_kernel k, const infsim_calib_point *pts, size_t n, bends b) {
   size_t folds = n < 5 ? n : 5;
   infsim_calib_point *train = malloc((n ? n : 1) * sizeof *train);
   if (train == NULL) return -1;
@@ -235,7 +267,7 @@ static double cv_error(infsim_calib_kernel k, const infsim_calib_point *pts, siz
     size_t m = 0;
     for (size_t i = 0; i < n; i++)
       if (i % folds != f) train[m++] = pts[i];
-    trial t = fit_fixed(k, train, m, b);
+    trial t = fit_fixed(sv, k, train, m, b);
     if (!t.ok) {
       sum = HUGE_VAL;
       break;
@@ -252,7 +284,7 @@ static double cv_error(infsim_calib_kernel k, const infsim_calib_point *pts, siz
 /* The best bend in the shape ratio with the other bends of `base` fixed:
  * every measured ratio, then a log grid between the best one's neighbours.
  * u: scratch of n doubles. */
-static trial ratio_bend_at_cap(infsim_calib_kernel k, const infsim_calib_point *pts, size_t n, bends base, double *u) {
+static trial ratio_bend_at_cap(solver *sv, infsim_calib_kernel k, const infsim_calib_point *pts, size_t n, bends base, double *u) {
   const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
   trial rb = {.ok = 0};
   for (size_t i = 0; i < n; i++) u[i] = ratio_of(info, pts[i].x);
@@ -270,12 +302,12 @@ static trial ratio_bend_at_cap(infsim_calib_kernel k, const infsim_calib_point *
       double at = u[1 + j * inner / want];
       if (base.n_rb == 0 || at > base.rb[base.n_rb - 1]) base.rb[base.n_rb++] = at;
     }
-    return base.n_rb > 0 ? fit_fixed(k, pts, n, base) : rb;
+    return base.n_rb > 0 ? fit_fixed(sv, k, pts, n, base) : rb;
   }
   base.n_rb = 1;
   for (size_t i = 1; i + 1 < m; i++) {
     base.rb[0] = u[i];
-    trial t = fit_fixed(k, pts, n, base);
+    trial t = fit_fixed(sv, k, pts, n, base);
     if (t.ok && (!rb.ok || t.chisq < rb.chisq)) {
       rb = t;
       rb_i = i;
@@ -285,7 +317,7 @@ static trial ratio_bend_at_cap(infsim_calib_kernel k, const infsim_calib_point *
     double lo = fmax(u[rb_i - 1], 1e-9), hi = u[rb_i + 1];
     for (int s = 1; s < REFINE_STEPS; s++) {
       base.rb[0] = lo * pow(hi / lo, (double)s / REFINE_STEPS);
-      trial t = fit_fixed(k, pts, n, base);
+      trial t = fit_fixed(sv, k, pts, n, base);
       if (t.ok && t.chisq < rb.chisq) rb = t;
     }
   }
@@ -294,10 +326,10 @@ static trial ratio_bend_at_cap(infsim_calib_kernel k, const infsim_calib_point *
 
 /* The ratio term's bends as above for every cap (none, then each measured
  * value of the denominator), keeping the best. u: scratch of n doubles. */
-static trial best_ratio_bend(infsim_calib_kernel k, const infsim_calib_point *pts, size_t n, bends base, double *u) {
+static trial best_ratio_bend(solver *sv, infsim_calib_kernel k, const infsim_calib_point *pts, size_t n, bends base, double *u) {
   const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
   base.cap = 0;
-  trial best = ratio_bend_at_cap(k, pts, n, base, u);
+  trial best = ratio_bend_at_cap(sv, k, pts, n, base, u);
   double caps[64];
   size_t n_caps = 0;
   for (size_t i = 0; i < n; i++) {
@@ -308,7 +340,7 @@ static trial best_ratio_bend(infsim_calib_kernel k, const infsim_calib_point *pt
   }
   for (size_t j = 0; j < n_caps; j++) {
     base.cap = caps[j];
-    trial t = ratio_bend_at_cap(k, pts, n, base, u);
+    trial t = ratio_bend_at_cap(sv, k, pts, n, base, u);
     if (t.ok && (!best.ok || t.chisq < best.chisq)) best = t;
   }
   return best;
@@ -327,8 +359,8 @@ static int worth(double with, double without, double gain, size_t n) {
 }
 
 /* Straight, one bend or two on variable h, the best; u: scratch of n. */
-static trial fit_bends_on(infsim_calib_kernel k, const infsim_calib_point *pts, size_t n, int h, double *u) {
-  trial best = fit_fixed(k, pts, n, (bends){.var = -1});
+static trial fit_bends_on(solver *sv, infsim_calib_kernel k, const infsim_calib_point *pts, size_t n, int h, double *u) {
+  trial best = fit_fixed(sv, k, pts, n, (bends){.var = -1});
   /* Distinct values of the hinge variable; the bend goes strictly inside. */
   for (size_t i = 0; i < n; i++) u[i] = pts[i].x[h];
   qsort(u, n, sizeof *u, cmp_double);
@@ -337,7 +369,7 @@ static trial fit_bends_on(infsim_calib_kernel k, const infsim_calib_point *pts, 
     if (m == 0 || u[i] != u[m - 1]) u[m++] = u[i];
   size_t best_i = 0;
   for (size_t i = 1; i + 1 < m; i++) {
-    trial t = fit_fixed(k, pts, n, (bends){.var = h, .k1 = u[i], .k2 = 0});
+    trial t = fit_fixed(sv, k, pts, n, (bends){.var = h, .k1 = u[i], .k2 = 0});
     if (t.ok && (!best.ok || t.chisq < best.chisq)) {
       best = t;
       best_i = i;
@@ -349,7 +381,7 @@ static trial fit_bends_on(infsim_calib_kernel k, const infsim_calib_point *pts, 
     double lo = fmax(u[best_i - 1], 1e-9), hi = u[best_i + 1];
     for (int s = 1; s < REFINE_STEPS; s++) {
       double at = lo * pow(hi / lo, (double)s / REFINE_STEPS);
-      trial t = fit_fixed(k, pts, n, (bends){.var = h, .k1 = at, .k2 = 0});
+      trial t = fit_fixed(sv, k, pts, n, (bends){.var = h, .k1 = at, .k2 = 0});
       if (t.ok && t.chisq < best.chisq) best = t;
     }
   }
@@ -362,7 +394,7 @@ static trial fit_bends_on(infsim_calib_kernel k, const infsim_calib_point *pts, 
     for (size_t i = 1; i + 1 < m; i++) {
       if (u[i] == k_one) continue;
       bends b = u[i] < k_one ? (bends){.var = h, .k1 = u[i], .k2 = k_one} : (bends){.var = h, .k1 = k_one, .k2 = u[i]};
-      trial t = fit_fixed(k, pts, n, b);
+      trial t = fit_fixed(sv, k, pts, n, b);
       if (t.ok && (!two.ok || t.chisq < two.chisq)) two = t;
     }
     for (int pass = 0; two.ok && pass < 4; pass++) {
@@ -378,7 +410,7 @@ static trial fit_bends_on(infsim_calib_kernel k, const infsim_calib_point *pts, 
         double x = lo * pow(hi / lo, (double)s / REFINE_STEPS);
         bends b = pass % 2 == 0 ? (bends){.var = h, .k1 = k1, .k2 = x} : (bends){.var = h, .k1 = x, .k2 = k2};
         if (!(b.k1 < b.k2)) continue;
-        trial t = fit_fixed(k, pts, n, b);
+        trial t = fit_fixed(sv, k, pts, n, b);
         if (t.ok && t.chisq < two.chisq) two = t;
       }
     }
@@ -389,21 +421,21 @@ static trial fit_bends_on(infsim_calib_kernel k, const infsim_calib_point *pts, 
 
 /* The additive piece: bends on the hinge variable, then the shape-ratio
  * terms that cross-validation keeps. *oom set when memory ran out. */
-static trial fit_additive(infsim_calib_kernel k, const infsim_calib_point *pts, size_t n, int *oom) {
+static trial fit_additive(solver *sv, infsim_calib_kernel k, const infsim_calib_point *pts, size_t n, int *oom) {
   const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
   double *u = malloc((n ? n : 1) * sizeof *u);
   if (u == NULL) {
     *oom = 1;
-    return fit_fixed(k, pts, n, (bends){.var = -1});
+    return fit_fixed(sv, k, pts, n, (bends){.var = -1});
   }
-  trial best = fit_bends_on(k, pts, n, info->hinge_var, u);
+  trial best = fit_bends_on(sv, k, pts, n, info->hinge_var, u);
   /* A bend in the shape ratio (one request's walk changes pace where the
    * kernel starts splitting it over more blocks), searched the same way
    * with the bends above fixed. */
   if (best.ok && info->ratio_num >= 0) {
-    double cv_best = cv_error(k, pts, n, bends_of(&best.curve));
-    trial rb = best_ratio_bend(k, pts, n, bends_of(&best.curve), u);
-    double cv = rb.ok ? cv_error(k, pts, n, bends_of(&rb.curve)) : HUGE_VAL;
+    double cv_best = cv_error(sv, k, pts, n, bends_of(&best.curve));
+    trial rb = best_ratio_bend(sv, k, pts, n, bends_of(&best.curve), u);
+    double cv = rb.ok ? cv_error(sv, k, pts, n, bends_of(&rb.curve)) : HUGE_VAL;
     if (cv < 0 || cv_best < 0) *oom = 1;
     if (rb.ok && worth(cv, cv_best, k_cv_gain, n)) best = rb, cv_best = cv;
     /* The tail and head terms and the bend in the denominator: every
@@ -427,10 +459,10 @@ static trial fit_additive(infsim_calib_kernel k, const infsim_calib_point *pts, 
         if (pass == 0) tb.tail_cap = d;
         else if (pass == 1) tb.den_hinge = d;
         else tb.head_cap = d;
-        trial t = fit_fixed(k, pts, n, tb);
+        trial t = fit_fixed(sv, k, pts, n, tb);
         if (t.ok && (!cand.ok || t.chisq < cand.chisq)) cand = t;
       }
-      cv = cand.ok ? cv_error(k, pts, n, bends_of(&cand.curve)) : HUGE_VAL;
+      cv = cand.ok ? cv_error(sv, k, pts, n, bends_of(&cand.curve)) : HUGE_VAL;
       if (cv < 0) *oom = 1;
       if (cand.ok && worth(cv, cv_best, k_cv_gain, n)) best = cand, cv_best = cv;
     }
@@ -457,7 +489,7 @@ static double predict_rel_chisq(infsim_calib_kernel k, const infsim_calib_curve 
  * 2009): assign each point to the piece that predicts more, refit each piece
  * on its points, until the assignment settles. Kept only where it cuts the
  * squared relative error by at least 30%. */
-static trial fit_with_alt(infsim_calib_kernel k, const infsim_calib_point *pts, size_t n, trial a,
+static trial fit_with_alt(solver *sv, infsim_calib_kernel k, const infsim_calib_point *pts, size_t n, trial a,
                           const infsim_calib_curve *split_by, double start, int *oom) {
   enum { MAX_ITER = 12, MIN_PIECE_POINTS = 4 };
   double base = predict_rel_chisq(k, &a.curve, pts, n);
@@ -481,13 +513,13 @@ static trial fit_with_alt(infsim_calib_kernel k, const infsim_calib_point *pts, 
     size_t j = 0;
     for (size_t i = 0; i < n; i++)
       if (!in_b[i]) sub[j++] = pts[i];
-    trial ta = fit_additive(k, sub, na, oom);
+    trial ta = fit_additive(sv, k, sub, na, oom);
     j = 0;
     for (size_t i = 0; i < n; i++)
       if (in_b[i]) sub[j++] = pts[i];
-    trial tb = fit_fixed(k, sub, nb, (bends){.var = -1});
+    trial tb = fit_fixed(sv, k, sub, nb, (bends){.var = -1});
     if (tb.ok && info->ratio_num >= 0 && scratch) {
-      trial tr = best_ratio_bend(k, sub, nb, (bends){.var = -1}, scratch);
+      trial tr = best_ratio_bend(sv, k, sub, nb, (bends){.var = -1}, scratch);
       if (tr.ok && worth(tr.chisq, tb.chisq, 0.9, nb)) tb = tr;
     }
     if (*oom || !ta.ok || !tb.ok) break;
@@ -592,8 +624,10 @@ infsim_status infsim_calib_fit_points(infsim_calib_kernel k, const infsim_calib_
     if (!(pts[i].t_ns > 0) || !isfinite(pts[i].t_ns))
       return infsim_fail(err, INFSIM_EINPUT, "%s: point %zu: t_ns: not a positive finite time", info->name, i);
   gsl_error_handler_t *old = gsl_set_error_handler_off();
-  int oom = 0;
-  trial best = fit_additive(k, pts, n, &oom);
+  solver sv_store, *sv = &sv_store;
+  int oom = !solver_init(sv, n);
+  trial best = {.ok = 0};
+  if (!oom) best = fit_additive(sv, k, pts, n, &oom);
   if (best.ok && !oom) {
     best.chisq = predict_rel_chisq(k, &best.curve, pts, n);
     /* The alternating fit finds a local optimum: start it from several
@@ -601,12 +635,12 @@ infsim_status infsim_calib_fit_points(infsim_calib_kernel k, const infsim_calib_
      * misses and from those of one straight line (which the shape terms
      * may have made too small to split on where two limits bind). */
     static const double k_starts[] = {0.03, 0.1, 0.2};
-    trial one = best, line = fit_fixed(k, pts, n, (bends){.var = -1});
+    trial one = best, line = fit_fixed(sv, k, pts, n, (bends){.var = -1});
     for (int from = 0; from < 2; from++) {
       const infsim_calib_curve *split_by = from == 0 ? &one.curve : &line.curve;
       if (from == 1 && !line.ok) break;
       for (size_t s = 0; s < sizeof k_starts / sizeof k_starts[0] && !oom; s++) {
-        trial t = fit_with_alt(k, pts, n, one, split_by, k_starts[s], &oom);
+        trial t = fit_with_alt(sv, k, pts, n, one, split_by, k_starts[s], &oom);
         if (t.chisq < best.chisq) best = t;
       }
     }
@@ -622,6 +656,7 @@ infsim_status infsim_calib_fit_points(infsim_calib_kernel k, const infsim_calib_
     if (got < 0) oom = 1;
     if (got > 0) best.curve = lk;
   }
+  solver_free(sv);
   gsl_set_error_handler(old);
   if (oom) return infsim_fail(err, INFSIM_ENOMEM, "%s: out of memory", info->name);
   if (!best.ok)

@@ -16,6 +16,13 @@
 **   merge         requests x holders
 **   kv_copy       rBlock copies within the GPU, 1 .. thousands of blocks
 **   host_copy     device -> pinned host -> device staging
+**   layer_prefill, layer_decode (TP 1): whole layers of the cluster model
+**                 (cluster_model.h) as the cuda executor runs them: one
+**                 upload, the launches (decode as a replayed CUDA graph),
+**                 a sync, back to back with no L2 flush (steady state, the
+**                 clock as it settles under load); one layer's time is
+**                 half the difference between a 3-layer and a 1-layer
+**                 model's forward (embedding and LM head cancel out)
 ** Inputs are random (values do not change the time of these kernels);
 ** block tables are shuffled so paged reads are scattered as in a serving
 ** engine. The L2 cache is flushed before each timed call on the GPU, since
@@ -23,11 +30,14 @@
 ** Output is CSV (calib_internal.h), written atomically, with no library.
 */
 #include <math.h>
+#include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "calib_internal.h"
 #include "infsim/atomic_file.h"
+#include "infsim/cluster_model.h"
 #include "infsim/hardware.h"
 #include "infsim/kernels.h"
 
@@ -141,6 +151,22 @@ static infsim_status emit(runner *r, infsim_calib_kernel kernel, infsim_kernel_o
   /* A CPU clock can read 0 for a sub-resolution call; a time is > 0. */
   row.median_ns = fmax(t.median_ms * 1e6, 1.0);
   row.spread_ns = fmax((t.p90_ms - t.p10_ms) * 1e6, 0.0);
+  calib_raw_write_row(r->out, &row);
+  r->rows++;
+  return INFSIM_OK;
+}
+
+/* A row timed outside infsim_kernels_time_ms (whole layers). */
+static infsim_status emit_measured(runner *r, infsim_calib_kernel kernel, const int64_t agg[INFSIM_CALIB_VARS],
+                                   double ns, int repeats) {
+  calib_raw_row row = r->proto;
+  snprintf(row.kernel, sizeof row.kernel, "%s", infsim_calib_kernel_get(kernel)->name);
+  memcpy(row.agg, agg, sizeof row.agg);
+  row.local_fraction = 1.0;
+  row.repeats = repeats;
+  /* A difference of two noisy medians can be <= 0 on a CPU: a time is > 0. */
+  row.median_ns = fmax(ns, 1.0);
+  row.spread_ns = 0.0;
   calib_raw_write_row(r->out, &row);
   r->rows++;
   return INFSIM_OK;
@@ -394,6 +420,140 @@ cleanup:
   return st;
 }
 
+/* Whole-layer grid: prompts, and decode batches x contexts (KV of a batch
+ * at most layer_kv_tokens). Arrays end with 0. */
+typedef struct {
+  int64_t prompts[12], batch[12], context[6], kv_tokens;
+  int warmup, repeats, heat_ms;
+} layer_grid;
+
+static const layer_grid k_layers_gpu = {
+    .prompts = {64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384},
+    .batch = {1, 2, 4, 8, 16, 32, 64, 128, 256},
+    .context = {512, 2048, 8192},
+    .kv_tokens = 262144,
+    .warmup = 3,
+    .repeats = 15,
+    .heat_ms = 2000,
+};
+
+static const layer_grid k_layers_cpu = {
+    .prompts = {16, 32, 48, 64, 96, 128},
+    .batch = {1, 2, 4},
+    .context = {32, 64},
+    .kv_tokens = 512,
+    .warmup = 1,
+    .repeats = 3,
+    .heat_ms = 0,
+};
+
+static double wall_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_dbl(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Median wall time of one forward (upload, launches, sync) over `repeats`
+ * after `warmup`, back to back. */
+static infsim_status time_forward(infsim_cmodel *m, const infsim_cmodel_part *parts, int32_t n, int warmup,
+                                  int repeats, double *median_ns, infsim_error *err) {
+  double t[64];
+  infsim_status st = INFSIM_OK;
+  if (repeats > 64) repeats = 64;
+  for (int i = 0; i < warmup + repeats && st == INFSIM_OK; i++) {
+    double t0 = wall_s();
+    st = infsim_cmodel_forward(m, parts, n, NULL, err);
+    if (st == INFSIM_OK) st = infsim_kernels_sync(infsim_cmodel_kernels(m), err);
+    if (i >= warmup) t[i - warmup] = (wall_s() - t0) * 1e9;
+  }
+  if (st != INFSIM_OK) return st;
+  qsort(t, (size_t)repeats, sizeof *t, cmp_dbl);
+  *median_ns = t[repeats / 2];
+  return INFSIM_OK;
+}
+
+static infsim_status run_layers(runner *r, infsim_error *err) {
+  /* The cluster model runs whole, unsharded layers: TP 1 only. */
+  if (r->tp != 1) return INFSIM_OK;
+  const layer_grid *g = r->cuda ? &k_layers_gpu : &k_layers_cpu;
+  int64_t max_prompt = 0, max_batch = 0, max_ctx = 0;
+  for (int i = 0; g->prompts[i]; i++) max_prompt = g->prompts[i];
+  for (int i = 0; g->batch[i]; i++) max_batch = g->batch[i];
+  for (int i = 0; g->context[i]; i++) max_ctx = g->context[i];
+  int64_t pool = g->kv_tokens / BLOCK_TOKENS + max_batch + max_prompt / BLOCK_TOKENS + 1;
+  infsim_cmodel *m[2] = {NULL, NULL}; /* 1 and 3 layers */
+  int32_t *slots = malloc((size_t)pool * sizeof *slots);
+  infsim_cmodel_part *parts = malloc((size_t)max_batch * sizeof *parts);
+  infsim_status st = INFSIM_OK;
+  if (!slots || !parts) st = infsim_fail(err, INFSIM_ENOMEM, "calibrate: out of memory");
+  for (int64_t i = 0; st == INFSIM_OK && i < pool; i++) slots[i] = (int32_t)i;
+  for (int v = 0; v < 2 && st == INFSIM_OK; v++) {
+    infsim_model_shape s = *r->m;
+    s.layers = v == 0 ? 1 : 3;
+    infsim_cmodel_params p;
+    st = infsim_cmodel_params_from_shape(&s, BLOCK_TOKENS, pool, max_prompt > max_batch ? max_prompt : max_batch,
+                                         max_batch, (max_prompt > max_ctx ? max_prompt : max_ctx) / BLOCK_TOKENS + 2,
+                                         &p, err);
+    /* As the cuda executor: decode steps replayed as graphs, padded to the graphs' sizes. */
+    p.decode_graphs = p.pad_decodes = r->cuda;
+    if (st == INFSIM_OK) st = infsim_cmodel_new(r->k, &p, &m[v], err);
+  }
+  /* Sustained load first: under a power cap the clock settles below its
+   * idle maximum within a second or two of serving. */
+  if (st == INFSIM_OK && g->heat_ms > 0) {
+    parts[0] = (infsim_cmodel_part){.req = 0, .prompt_tokens = (int32_t)max_prompt,
+                                    .query_tokens = (int32_t)(max_prompt < 4096 ? max_prompt : 4096),
+                                    .slots = slots, .slot_count = (int32_t)(max_prompt / BLOCK_TOKENS + 1)};
+    for (double t0 = wall_s(); st == INFSIM_OK && wall_s() - t0 < g->heat_ms * 1e-3;) {
+      double ignored;
+      st = time_forward(m[1], parts, 1, 0, 4, &ignored, err);
+    }
+  }
+  /* Prompts, then decode batches; one layer = (t(3) - t(1)) / 2. */
+  for (int i = 0; st == INFSIM_OK && g->prompts[i]; i++) {
+    int64_t n = g->prompts[i];
+    parts[0] = (infsim_cmodel_part){.req = 0, .prompt_tokens = (int32_t)n, .query_tokens = (int32_t)n,
+                                    .slots = slots, .slot_count = (int32_t)(n / BLOCK_TOKENS + 1)};
+    double t1 = 0, t3 = 0;
+    st = time_forward(m[0], parts, 1, g->warmup, g->repeats, &t1, err);
+    if (st == INFSIM_OK) st = time_forward(m[1], parts, 1, g->warmup, g->repeats, &t3, err);
+    if (st != INFSIM_OK) break;
+    int64_t agg[INFSIM_CALIB_VARS] = {[INFSIM_CALIB_TOKENS] = n, [INFSIM_CALIB_PAIRS] = n * (n + 1) / 2,
+                                      [INFSIM_CALIB_REQUESTS] = 1};
+    st = emit_measured(r, INFSIM_CALIB_LAYER_PREFILL, agg, (t3 - t1) / 2, g->repeats);
+  }
+  for (int bi = 0; st == INFSIM_OK && g->batch[bi]; bi++)
+    for (int ci = 0; st == INFSIM_OK && g->context[ci]; ci++) {
+      int64_t b = g->batch[bi], c = g->context[ci], per = c / BLOCK_TOKENS + 1;
+      if (b * c > g->kv_tokens) continue;
+      /* The KV is not computed (its values do not change the time): each
+       * request's blocks are declared its own. */
+      for (int64_t q = 0; q < b; q++) {
+        parts[q] = (infsim_cmodel_part){.req = q, .prompt_tokens = (int32_t)c, .query_tokens = 1,
+                                        .context_tokens = (int32_t)c, .slots = slots + q * per,
+                                        .slot_count = (int32_t)per};
+        for (int v = 0; v < 2; v++)
+          for (int64_t j = 0; j < per; j++) infsim_cmodel_claim(m[v], slots[q * per + j], q, (int32_t)j);
+      }
+      double t1 = 0, t3 = 0;
+      st = time_forward(m[0], parts, (int32_t)b, g->warmup, g->repeats, &t1, err);
+      if (st == INFSIM_OK) st = time_forward(m[1], parts, (int32_t)b, g->warmup, g->repeats, &t3, err);
+      if (st != INFSIM_OK) break;
+      int64_t agg[INFSIM_CALIB_VARS] = {[INFSIM_CALIB_REQUESTS] = b, [INFSIM_CALIB_CONTEXT_TOKENS] = b * c};
+      st = emit_measured(r, INFSIM_CALIB_LAYER_DECODE, agg, (t3 - t1) / 2, g->repeats);
+    }
+  infsim_cmodel_free(m[0]);
+  infsim_cmodel_free(m[1]);
+  free(slots);
+  free(parts);
+  return st;
+}
+
 /* TP degrees that shard this model evenly (kernels.h's rule). */
 static int tp_valid(const infsim_model_shape *m, int64_t tp) {
   const infsim_kernel_model km = {m->hidden, m->heads, m->kv_heads, m->head_dim, m->intermediate};
@@ -461,8 +621,8 @@ infsim_status infsim_calib_run(const infsim_calib_run_opts *opts, infsim_error *
   for (int i = 0; r.log && i < n_tp; i++) fprintf(r.log, " %lld", (long long)tps[i]);
   if (r.log) fprintf(r.log, "\n");
   static infsim_status (*const k_sections[])(runner *, infsim_error *) = {run_gemms, run_prefill, run_decode,
-                                                                         run_merge, run_copies};
-  static const char *const k_section_names[] = {"gemm", "prefill", "decode", "merge", "copies"};
+                                                                         run_merge, run_copies, run_layers};
+  static const char *const k_section_names[] = {"gemm", "prefill", "decode", "merge", "copies", "layers"};
   for (int i = 0; i < n_tp && st == INFSIM_OK; i++) {
     r.tp = tps[i];
     r.proto.tp = tps[i];

@@ -33,7 +33,7 @@ static void on_signal(int sig) {
 static const char k_usage[] =
     "usage: mpirun -np N infsim cluster CONFIG.yaml --trace FILE --out DIR [--executor cuda|cpu]\n"
     "                      [--transport nccl|mpi] [--set key=value]... [--seed N] [--timeout S]\n"
-    "                      [--kv-blocks N] [--no-graphs] [--verify] [--quiet]\n"
+    "                      [--kv-blocks N] [--no-graphs] [--verify] [--outputs DIR] [--quiet]\n"
     "\n"
     "Runs the scheduler of `infsim run` on real kernels, one MPI rank per instance (N =\n"
     "cluster.instances), replaying the trace's arrivals on the wall clock, and writes the same\n"
@@ -49,6 +49,8 @@ static const char k_usage[] =
     "  --no-graphs      cuda: launch decode steps kernel by kernel instead of as CUDA graphs\n"
     "  --verify         also run every batch request by request on a twin model and fail when a\n"
     "                   request's numbers differ (checks numbers, not speed: times include it)\n"
+    "  --outputs DIR    rank r writes DIR/outputs-r.txt (DIR must exist): each batch part's last\n"
+    "                   hidden row, `req position values...`, to compare against another run\n"
     "\n"
     "Exit codes: 0 ok, 1 run failed (results so far written), 2 bad input, 77 no GPU for cuda.\n";
 
@@ -74,7 +76,7 @@ int infsim_cmd_cluster(int argc, char **argv) {
     bool takes_value = strcmp(a, "--trace") == 0 || strcmp(a, "--out") == 0 || strcmp(a, "--seed") == 0 ||
                        strcmp(a, "--set") == 0 || strcmp(a, "--executor") == 0 || strcmp(a, "--transport") == 0 ||
                        strcmp(a, "--timeout") == 0 || strcmp(a, "--kv-blocks") == 0 ||
-                       strcmp(a, "--inject-fault") == 0;
+                       strcmp(a, "--inject-fault") == 0 || strcmp(a, "--outputs") == 0;
     if (takes_value && !has_value) {
       fprintf(stderr, "infsim cluster: %s needs a value\n", a);
       goto done;
@@ -86,6 +88,8 @@ int infsim_cmd_cluster(int argc, char **argv) {
       o.decode_graphs = false;
     } else if (strcmp(a, "--verify") == 0) {
       o.verify = true;
+    } else if (strcmp(a, "--outputs") == 0) {
+      o.outputs_dir = argv[++i];
     } else if (strcmp(a, "--trace") == 0) {
       args.trace_path = argv[++i];
     } else if (strcmp(a, "--out") == 0) {

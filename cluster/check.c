@@ -41,9 +41,9 @@ static int fail(const char *what, const infsim_error *err) {
 
 /* Rank 0's side of DistAttention: ship q, get the partial back. */
 static infsim_status remote_attend(void *self, int32_t layer, const int32_t *parts, int32_t n, const uint16_t *q,
-                                   float *out, float *lse, infsim_error *err) {
+                                   const uint16_t *k, const uint16_t *v, float *out, float *lse, infsim_error *err) {
   remote_ctx *rc = self;
-  (void)parts;
+  (void)parts, (void)k, (void)v; /* the new token is appended locally here */
   int32_t head[2] = {layer, n};
   int64_t h = 2, d = 128;
   infsim_status st = infsim_ctransport_send(rc->t, 1, TAG_QUERY, head, sizeof head, err);
@@ -166,6 +166,7 @@ static int rank1(infsim_ctransport *t, infsim_kernels *k, const infsim_cmodel_pa
     if (infsim_ctransport_recv(t, 0, TAG_MOVE, block, bytes, 0, NULL, NULL, NULL, &err) != INFSIM_OK)
       return fail("move", &err);
     infsim_cmodel_block_write(holder, mine[i], block, &err);
+    infsim_cmodel_claim(holder, mine[i], 3, 1 + i); /* request 3's blocks 1 and 2 */
   }
   free(block);
   uint16_t q[8 * 256];
@@ -178,10 +179,9 @@ static int rank1(infsim_ctransport *t, infsim_kernels *k, const infsim_cmodel_pa
     int32_t n = head[1];
     if (infsim_ctransport_recv(t, 0, TAG_QUERY, q, sizeof q, 0, NULL, NULL, NULL, &err) != INFSIM_OK)
       return fail("query", &err);
-    const int32_t *tables[8];
-    int32_t counts[8], tokens[8];
-    for (int32_t i = 0; i < n; i++) tables[i] = mine, counts[i] = 2, tokens[i] = 32;
-    if (infsim_cmodel_attend_partial(holder, head[0], q, n, tables, counts, tokens, out, lse, &err) != INFSIM_OK)
+    infsim_cmodel_query qs[8];
+    for (int32_t i = 0; i < n; i++) qs[i] = (infsim_cmodel_query){.req = 3, .slots = mine, .slot_count = 2, .tokens = 32};
+    if (infsim_cmodel_attend_partial(holder, head[0], qs, n, q, NULL, NULL, out, lse, &err) != INFSIM_OK)
       return fail("partial", &err);
     if (infsim_ctransport_send(t, 0, TAG_PARTIAL, out, (int64_t)n * 256 * 4, &err) != INFSIM_OK ||
         infsim_ctransport_send(t, 0, TAG_PARTIAL, lse, (int64_t)n * 2 * 4, &err) != INFSIM_OK)

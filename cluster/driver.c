@@ -16,6 +16,7 @@
 */
 #include "infsim/cluster.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 
 #include "infsim/cluster_executor.h"
 #include "infsim/cluster_model.h"
+#include "infsim/kv.h"
 
 typedef struct {
   infsim_msg msg;
@@ -149,6 +151,7 @@ static infsim_status drive(const infsim_run_setup *setup, const infsim_cluster_o
       st = infsim_cexec_poll(x, &got, &inst, &end, err);
       if (st == INFSIM_OK && got) {
         if (end < now) end = now; /* the scheduler's clock only moves forward */
+        if (end > now) now = end; /* an answer stamped after this pass began: later calls use its time */
         st = infsim_sched_iteration_done(s, inst, end, err);
         progressed = true;
         ++*events;
@@ -183,7 +186,7 @@ static infsim_status drive(const infsim_run_setup *setup, const infsim_cluster_o
 
 static infsim_status run_rank0(const infsim_run_setup *setup, const infsim_cluster_opts *o,
                                const infsim_sched_params *sp, infsim_ctransport *t, infsim_cmodel *model,
-                               infsim_cmodel *shadow, infsim_run_result **out, infsim_error *err) {
+                               infsim_cmodel *shadow, FILE *outputs, infsim_run_result **out, infsim_error *err) {
   const infsim_trace *trace = infsim_run_setup_trace(setup);
   const infsim_run_params *p = infsim_run_setup_params(setup);
   icl_loop loop = {0};
@@ -193,12 +196,33 @@ static infsim_status run_rank0(const infsim_run_setup *setup, const infsim_clust
   int64_t events = 0;
   infsim_cluster_barrier();
   double t0 = infsim_cluster_now_s();
-  infsim_status st = infsim_cexec_new(t, model, shadow, trace->requests, trace->count, t0, &x, err);
+  infsim_status st = infsim_cexec_new(t, model, shadow, outputs, trace->requests, trace->count, t0, &x, err);
   infsim_transport net = {.self = &loop, .send = loop_send, .timer = loop_timer, .bytes_sent = loop_bytes};
   if (st == INFSIM_OK)
     st = infsim_sched_new(sp, trace->requests, trace->count, infsim_cexec_seam(x), net, &s, err);
+  if (st == INFSIM_OK) infsim_cexec_attach_kv(x, infsim_sched_kv(s));
   if (st == INFSIM_OK) st = drive(setup, o, s, x, &loop, t0, &smp, &events, err);
+  if (st == INFSIM_OK) {
+    /* Every request done: the KV ledger must be empty everywhere (no block
+     * left on an owner or a creditor, none still lent). */
+    const infsim_kv *kv = infsim_sched_kv(s);
+    infsim_kv_check(kv);
+    for (int32_t i = 0; i < sp->instances && st == INFSIM_OK; i++) {
+      int64_t in_use = 0, peak = 0, cap = 0;
+      infsim_kv_pool_usage(kv, i, &in_use, &peak, &cap);
+      if (in_use != 0)
+        st = infsim_fail(err, INFSIM_ERUN, "cluster: KV ledger: instance %d still holds %lld blocks after every "
+                         "request finished", i, (long long)in_use);
+    }
+  }
   double wall = infsim_cluster_now_s() - t0;
+  if (x) {
+    int64_t moves = 0, move_bytes = 0, queries = 0;
+    infsim_cexec_stats(x, &moves, &move_bytes, &queries);
+    if (moves > 0 || queries > 0)
+      printf("cluster: %lld KV blocks moved between instances (%lld bytes), %lld DistAttention queries routed\n",
+             (long long)moves, (long long)move_bytes, (long long)queries);
+  }
   infsim_error stop_err;
   infsim_status stopped = x ? infsim_cexec_stop(x, &stop_err) : INFSIM_OK;
   if (st == INFSIM_OK && stopped != INFSIM_OK) {
@@ -277,19 +301,28 @@ infsim_status infsim_cluster_run(const infsim_run_setup *setup, const infsim_clu
    * does at start-up: a step that first meets its shape mid-run would pay
    * a capture the simulator knows nothing of. */
   if (st == INFSIM_OK) st = infsim_cmodel_capture_graphs(model, sp.max_batch_size, NULL, err);
+  FILE *outputs = NULL;
+  if (st == INFSIM_OK && o->outputs_dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/outputs-%d.txt", o->outputs_dir, rank);
+    outputs = fopen(path, "w");
+    if (!outputs) st = infsim_fail(err, INFSIM_EIO, "%s: cannot write: %s", path, strerror(errno));
+  }
   /* Every rank must be ready (or know that one failed) before the clock starts. */
   bool all_ok = infsim_cluster_all(st == INFSIM_OK);
   if (st == INFSIM_OK && !all_ok) st = infsim_fail(err, INFSIM_ERUN, "cluster: another rank failed to start");
   if (st == INFSIM_OK) st = infsim_ctransport_open(o->transport, k, o->timeout_s, &t, err);
   if (st == INFSIM_OK) {
     if (rank == 0) {
-      st = run_rank0(setup, o, &sp, t, model, shadow, out, err);
+      st = run_rank0(setup, o, &sp, t, model, shadow, outputs, out, err);
     } else {
       infsim_cluster_barrier();
       infsim_cexec_fault hook = {.kind = (int)o->fault, .after = rank == o->fault_rank ? o->fault_after : -1};
-      st = infsim_cexec_serve(t, model, shadow, &hook, err);
+      st = infsim_cexec_serve(t, model, shadow, outputs, &hook, err);
     }
   }
+  if (outputs && fclose(outputs) != 0 && st == INFSIM_OK)
+    st = infsim_fail(err, INFSIM_EIO, "%s: outputs: write failed", o->outputs_dir);
   infsim_ctransport_close(t);
   infsim_cmodel_free(shadow);
   infsim_cmodel_free(model);

@@ -63,8 +63,15 @@ struct infsim_cmodel {
   int32_t *ints, *ints_host;
   int64_t ints_count;
   int64_t off_tokens, off_pos, off_tables, off_dec_pos, off_dec_ctx, off_logit_rows;
+  /* holder side (infsim_cmodel_attend_partial), apart from the forward's
+   * buffers so that a holder can serve a query between two layers of its
+   * own forward */
+  void *hq, *hk, *hv;
+  float *hout, *hlse;
+  int32_t *hints, *hints_host;
+  int64_t hints_count;
   /* host scratch for the remote partials */
-  uint16_t *rq_host;
+  uint16_t *rq_host, *rk_host, *rv_host;
   float *rout_host, *rlse_host;
   int32_t *rparts;
   /* last forward */
@@ -187,6 +194,17 @@ static infsim_status make_activations(infsim_cmodel *m, infsim_error *err) {
   m->ints_count = m->off_logit_rows + round16(R);
   if ((st = alloc_bytes(m, (void **)&m->ints, m->ints_count * 4, err)) != INFSIM_OK) return st;
   m->ints_host = calloc((size_t)m->ints_count, 4);
+  if ((st = alloc_bytes(m, &m->hq, R * h * d * 2, err)) != INFSIM_OK) return st;
+  if ((st = alloc_bytes(m, &m->hk, R * g * d * 2, err)) != INFSIM_OK) return st;
+  if ((st = alloc_bytes(m, &m->hv, R * g * d * 2, err)) != INFSIM_OK) return st;
+  if ((st = alloc_bytes(m, (void **)&m->hout, R * h * d * 4, err)) != INFSIM_OK) return st;
+  if ((st = alloc_bytes(m, (void **)&m->hlse, R * h * 4, err)) != INFSIM_OK) return st;
+  m->hints_count = R * m->p.max_blocks_per_request + 2 * R;
+  if ((st = alloc_bytes(m, (void **)&m->hints, m->hints_count * 4, err)) != INFSIM_OK) return st;
+  m->hints_host = calloc((size_t)m->hints_count, 4);
+  m->rk_host = malloc((size_t)(R * g * d) * 2);
+  m->rv_host = malloc((size_t)(R * g * d) * 2);
+  if (!m->hints_host || !m->rk_host || !m->rv_host) return infsim_fail(err, INFSIM_ENOMEM, "cluster: model: out of memory");
   m->rq_host = malloc((size_t)(R * h * d) * 2);
   m->rout_host = malloc((size_t)(R * h * d) * 4);
   m->rlse_host = malloc((size_t)(R * h) * 4);
@@ -202,7 +220,8 @@ static infsim_status make_activations(infsim_cmodel *m, infsim_error *err) {
 /* Checks the blocks a part reads and claims the ones it starts (see claim_req). */
 static infsim_status claim_blocks(infsim_cmodel *m, const infsim_cmodel_part *pt, infsim_error *err) {
   const int64_t bt = m->p.block_tokens;
-  int64_t before = (int64_t)pt->context_tokens - pt->remote_tokens, after = before + pt->query_tokens;
+  int64_t before = (int64_t)pt->context_tokens - pt->remote_tokens;
+  int64_t after = before + (pt->append_remote ? 0 : pt->query_tokens);
   for (int64_t i = 0; i * bt < after; i++) {
     int32_t slot = pt->slots[i];
     bool fresh = i * bt >= before; /* the part writes this block from its start */
@@ -268,11 +287,15 @@ void infsim_cmodel_free(infsim_cmodel *m) {
     }
   void *bufs[] = {m->embed, m->final_norm, m->lm_head, m->x,      m->xn,      m->qkv,     m->q,
                   m->kk,    m->v,          m->attn,    m->tmp,    m->gu,      m->act,     m->last,
-                  m->last_n, m->logits,    m->dec_out, m->dec_lse, m->rem_out, m->rem_lse, m->ints};
+                  m->last_n, m->logits,    m->dec_out, m->dec_lse, m->rem_out, m->rem_lse, m->ints,
+                  m->hq,    m->hk,         m->hv,      m->hout,   m->hlse,    m->hints};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) infsim_kernels_free(m->k, bufs[i]);
   free(m->layers);
   free(m->ints_host);
   free(m->rq_host);
+  free(m->rk_host);
+  free(m->rv_host);
+  free(m->hints_host);
   free(m->rout_host);
   free(m->rlse_host);
   free(m->rparts);
@@ -315,11 +338,17 @@ static infsim_status lay_out(infsim_cmodel *m, icl_plan *pl, infsim_error *err) 
   pl->decodes = pl->remote = pl->max_ctx = pl->logits = 0;
   for (int32_t j = 0; j < pl->count; j++) {
     const infsim_cmodel_part *pt = &pl->parts[pl->order[j]];
-    int64_t local = (int64_t)pt->context_tokens - pt->remote_tokens + pt->query_tokens;
+    /* Local tokens after the part: the new token stays out when a holder appends it. */
+    int64_t local = (int64_t)pt->context_tokens - pt->remote_tokens + (pt->append_remote ? 0 : pt->query_tokens);
+    /* The local blocks hold a prefix of the local tokens: remote blocks are
+     * whole, except the last block (the one the new token goes to) when a
+     * holder appends; then every local block is full. */
+    int64_t full_local = (int64_t)pt->context_tokens - pt->remote_tokens;
     if (pt->query_tokens < 1 || pt->context_tokens < 0 || pt->remote_tokens < 0 ||
-        pt->remote_tokens > pt->context_tokens || pt->remote_tokens % bt ||
-        (pt->remote_tokens > 0 && !is_decode(pt)) || pt->slot_count > B || local > (int64_t)pt->slot_count * bt ||
-        row + pt->query_tokens > m->p.max_tokens)
+        pt->remote_tokens > pt->context_tokens || (!pt->append_remote && pt->remote_tokens % bt) ||
+        (pt->append_remote && (full_local % bt || pt->remote_tokens == 0 || full_local / bt >= B)) ||
+        ((pt->remote_tokens > 0 || pt->append_remote) && !is_decode(pt)) || pt->slot_count > B ||
+        local > (int64_t)pt->slot_count * bt || row + pt->query_tokens > m->p.max_tokens)
       return infsim_fail(err, INFSIM_EINPUT,
                          "cluster: model: part %d (request %lld): %d query + %d context tokens (%d remote) do not fit "
                          "%d blocks or the forward's %lld tokens",
@@ -332,6 +361,9 @@ static infsim_status lay_out(infsim_cmodel *m, icl_plan *pl, infsim_error *err) 
       h[m->off_tables + j * B + s] = pt->slots[s];
     }
     for (int32_t s = pt->slot_count; s < B; s++) h[m->off_tables + j * B + s] = 0;
+    /* A holder appends the new token: the local append goes to the scratch
+     * block past the pool, which nothing reads as KV. */
+    if (pt->append_remote) h[m->off_tables + j * B + full_local / bt] = (int32_t)m->p.pool_blocks;
     pl->row[j] = row;
     for (int32_t t = 0; t < pt->query_tokens; t++) {
       int64_t pos = (int64_t)pt->context_tokens + t;
@@ -342,7 +374,7 @@ static infsim_status lay_out(infsim_cmodel *m, icl_plan *pl, infsim_error *err) 
       h[m->off_dec_pos + pl->decodes] = pt->context_tokens - pt->remote_tokens;
       h[m->off_dec_ctx + pl->decodes] = (int32_t)local;
       if (local > pl->max_ctx) pl->max_ctx = (int32_t)local;
-      if (pt->remote_tokens > 0) pl->remote++;
+      if (pt->remote_tokens > 0 || pt->append_remote) pl->remote++;
       pl->decodes++;
     }
     h[m->off_logit_rows + pl->logits++] = (int32_t)(row + pt->query_tokens - 1);
@@ -373,22 +405,31 @@ static infsim_status remote_partial(infsim_cmodel *m, const icl_plan *pl, int32_
   /* Rows of the remote partial: neutral (lse -inf, out 0) except the parts with remote KV. */
   for (int64_t i = 0; i < D * h; i++) m->rlse_host[i] = -INFINITY;
   memset(m->rout_host, 0, (size_t)(D * h * d) * 4);
+  const int64_t g = m->p.shape.kv_heads;
   int32_t n = 0;
   for (int32_t j = 0; j < D; j++)
-    if (pl->parts[pl->order[j]].remote_tokens > 0) m->rparts[n++] = j;
-  uint16_t *q_all = malloc((size_t)(D * h * d) * 2);
+    if (pl->parts[pl->order[j]].remote_tokens > 0 || pl->parts[pl->order[j]].append_remote) m->rparts[n++] = j;
+  uint16_t *q_all = malloc((size_t)(D * h * d) * 2), *k_all = malloc((size_t)(D * g * d) * 2),
+           *v_all = malloc((size_t)(D * g * d) * 2);
   float *out = malloc((size_t)(n * h * d) * 4), *lse = malloc((size_t)(n * h) * 4);
   int32_t *ids = malloc((size_t)n * 4);
-  if (!q_all || !out || !lse || !ids) {
-    free(q_all), free(out), free(lse), free(ids);
+  if (!q_all || !k_all || !v_all || !out || !lse || !ids) {
+    free(q_all), free(k_all), free(v_all), free(out), free(lse), free(ids);
     return infsim_fail(err, INFSIM_ENOMEM, "cluster: model: out of memory");
   }
+  /* Decode rows come first: row j of q, k and v is decode j's (after RoPE). */
   st = infsim_kernels_download(m->k, q_all, m->q, D * h * d * 2, err);
+  if (st == INFSIM_OK) st = infsim_kernels_download(m->k, k_all, m->kk, D * g * d * 2, err);
+  if (st == INFSIM_OK) st = infsim_kernels_download(m->k, v_all, m->v, D * g * d * 2, err);
   for (int32_t i = 0; i < n && st == INFSIM_OK; i++) {
     memcpy(m->rq_host + i * h * d, q_all + m->rparts[i] * h * d, (size_t)(h * d) * 2);
+    memcpy(m->rk_host + i * g * d, k_all + m->rparts[i] * g * d, (size_t)(g * d) * 2);
+    memcpy(m->rv_host + i * g * d, v_all + m->rparts[i] * g * d, (size_t)(g * d) * 2);
     ids[i] = pl->order[m->rparts[i]];
   }
-  if (st == INFSIM_OK) st = remote->attend(remote->self, layer, ids, n, m->rq_host, out, lse, err);
+  if (st == INFSIM_OK)
+    st = remote->attend(remote->self, layer, ids, n, m->rq_host, m->rk_host, m->rv_host, out, lse, err);
+  free(k_all), free(v_all);
   for (int32_t i = 0; i < n && st == INFSIM_OK; i++) {
     memcpy(m->rout_host + m->rparts[i] * h * d, out + i * h * d, (size_t)(h * d) * 4);
     memcpy(m->rlse_host + m->rparts[i] * h, lse + i * h, (size_t)h * 4);
@@ -613,35 +654,77 @@ infsim_status infsim_cmodel_capture_graphs(infsim_cmodel *m, int64_t max_decodes
   return st;
 }
 
-infsim_status infsim_cmodel_attend_partial(infsim_cmodel *m, int32_t layer, const uint16_t *q, int32_t n,
-                                           const int32_t *const *slots, const int32_t *slot_counts,
-                                           const int32_t *tokens, float *out, float *lse, infsim_error *err) {
+infsim_status infsim_cmodel_attend_partial(infsim_cmodel *m, int32_t layer, const infsim_cmodel_query *qs, int32_t n,
+                                           const uint16_t *q, const uint16_t *k_new, const uint16_t *v_new,
+                                           float *out, float *lse, infsim_error *err) {
   const int64_t h = m->p.shape.heads, g = m->p.shape.kv_heads, d = m->p.shape.head_dim,
-                B = m->p.max_blocks_per_request;
+                B = m->p.max_blocks_per_request, bt = m->p.block_tokens;
   if (n < 1 || n > m->p.max_requests || layer < 0 || layer >= m->p.layers)
     return infsim_fail(err, INFSIM_EINPUT, "cluster: model: partial of %d queries at layer %d", n, layer);
-  int32_t max_ctx = 0;
+  int32_t max_ctx = 0, appends = 0;
+  int32_t *tables = m->hints_host, *ctx = m->hints_host + n * B, *pos = m->hints_host + n * B + n;
   for (int32_t i = 0; i < n; i++) {
-    if (slot_counts[i] > B || tokens[i] < 0 || tokens[i] > (int64_t)slot_counts[i] * m->p.block_tokens)
-      return infsim_fail(err, INFSIM_EINPUT, "cluster: model: partial %d: %d tokens in %d blocks", i, tokens[i],
-                         slot_counts[i]);
-    for (int32_t s = 0; s < B; s++) m->ints_host[m->off_tables + i * B + s] = s < slot_counts[i] ? slots[i][s] : 0;
-    m->ints_host[m->off_dec_ctx + i] = tokens[i];
-    if (tokens[i] > max_ctx) max_ctx = tokens[i];
+    const infsim_cmodel_query *x = &qs[i];
+    if (x->slot_count > B || x->slot_count < 0 || x->tokens < 0 || x->tokens > (int64_t)x->slot_count * bt ||
+        (x->append && x->tokens < 1))
+      return infsim_fail(err, INFSIM_EINPUT, "cluster: model: partial %d: %d tokens in %d blocks", i, x->tokens,
+                         x->slot_count);
+    for (int32_t s = 0; s < x->slot_count; s++) {
+      int32_t slot = x->slots[s];
+      if (slot < 0 || slot >= m->p.pool_blocks)
+        return infsim_fail(err, INFSIM_EINPUT, "cluster: model: partial %d: slot %d outside the pool", i, slot);
+      /* A holder's blocks must hold the asking request's KV (a block that
+       * arrives empty is the request's from its first appended token). */
+      bool fresh = x->append && (int64_t)s * bt >= x->tokens - 1 && m->claim_req[slot] < 0;
+      if (fresh) {
+        m->claim_req[slot] = x->req;
+        m->claim_idx[slot] = -1;
+      } else if ((int64_t)s * bt < x->tokens && m->claim_req[slot] != x->req) {
+        return infsim_fail(err, INFSIM_ERUN,
+                           "cluster: model: a query of request %lld reads slot %d, which holds KV of request %lld: "
+                           "the block tables and the KV moved have come apart",
+                           (long long)x->req, slot, (long long)m->claim_req[slot]);
+      }
+    }
+    for (int32_t s = 0; s < B; s++) tables[i * B + s] = s < x->slot_count ? x->slots[s] : 0;
+    ctx[i] = x->tokens;
+    /* Rows without an append write theirs to the scratch block past the pool. */
+    pos[i] = x->append ? x->tokens - 1 : 0;
+    appends += x->append;
+    if (x->tokens > max_ctx) max_ctx = x->tokens;
   }
   infsim_status st;
-  if ((st = infsim_kernels_upload(m->k, m->ints, m->ints_host, m->ints_count * 4, err)) != INFSIM_OK) return st;
-  if ((st = infsim_kernels_upload(m->k, m->q, q, n * h * d * 2, err)) != INFSIM_OK) return st;
   icl_layer *L = &m->layers[layer];
+  if ((st = infsim_kernels_upload(m->k, m->hq, q, n * h * d * 2, err)) != INFSIM_OK) return st;
+  if (appends > 0) {
+    /* The owner's new token goes into this holder's last block first, so
+     * that the partial attends it. Rows without an append are pointed at
+     * the scratch block (table row of one entry) for the one launch. */
+    int32_t *atab = malloc((size_t)(n * B) * 4);
+    if (!atab) return infsim_fail(err, INFSIM_ENOMEM, "cluster: model: out of memory");
+    memcpy(atab, tables, (size_t)(n * B) * 4);
+    for (int32_t i = 0; i < n; i++)
+      if (!qs[i].append) atab[i * B] = (int32_t)m->p.pool_blocks;
+    st = infsim_kernels_upload(m->k, m->hints, atab, n * B * 4, err);
+    free(atab);
+    if (st == INFSIM_OK) st = infsim_kernels_upload(m->k, m->hints + n * B + n, pos, n * 4, err);
+    if (st == INFSIM_OK) st = infsim_kernels_upload(m->k, m->hk, k_new, n * g * d * 2, err);
+    if (st == INFSIM_OK) st = infsim_kernels_upload(m->k, m->hv, v_new, n * g * d * 2, err);
+    if (st == INFSIM_OK)
+      st = m->ops->kv_append(m->k, m->hk, m->hv, m->hints, (int32_t)B, m->hints + n * B + n, n, g, d,
+                             m->p.block_tokens, L->k_pool, L->v_pool, err);
+    if (st != INFSIM_OK) return st;
+  }
+  if ((st = infsim_kernels_upload(m->k, m->hints, m->hints_host, (n * B + n) * 4, err)) != INFSIM_OK) return st;
   infsim_ma_decode_args a = {.num_requests = n, .num_q_heads = (int32_t)h, .num_kv_heads = (int32_t)g,
                              .head_dim = (int32_t)d, .block_tokens = m->p.block_tokens, .dtype = INFSIM_KDTYPE_BF16,
-                             .q = m->q, .k_pool = L->k_pool, .v_pool = L->v_pool,
-                             .block_table = m->ints + m->off_tables, .block_table_stride = (int32_t)B,
-                             .context_tokens = m->ints + m->off_dec_ctx, .max_context_tokens = max_ctx,
-                             .softmax_scale = 1.0f / sqrtf((float)d), .out = m->dec_out, .lse = m->dec_lse};
+                             .q = m->hq, .k_pool = L->k_pool, .v_pool = L->v_pool,
+                             .block_table = m->hints, .block_table_stride = (int32_t)B,
+                             .context_tokens = m->hints + n * B, .max_context_tokens = max_ctx,
+                             .softmax_scale = 1.0f / sqrtf((float)d), .out = m->hout, .lse = m->hlse};
   if ((st = infsim_kernels_ma_decode(m->k, &a, err)) != INFSIM_OK) return st;
-  if ((st = infsim_kernels_download(m->k, out, m->dec_out, n * h * d * 4, err)) != INFSIM_OK) return st;
-  return infsim_kernels_download(m->k, lse, m->dec_lse, n * h * 4, err);
+  if ((st = infsim_kernels_download(m->k, out, m->hout, n * h * d * 4, err)) != INFSIM_OK) return st;
+  return infsim_kernels_download(m->k, lse, m->hlse, n * h * 4, err);
 }
 
 int64_t infsim_cmodel_block_bytes(const infsim_cmodel *m) {

@@ -22,7 +22,17 @@
 enum { ICL_DATA_TAG = 1 << 20 };
 enum { ICL_STAGE_BYTES = 8 << 20 }; /* host staging chunk */
 
+/* A send in flight (infsim_ctransport_isend): its buffer is ours until done. */
+typedef struct {
+  MPI_Request req;
+  void *buf;
+  int32_t dst;
+  double since_s;
+} icl_isend;
+
 struct infsim_ctransport {
+  icl_isend *pending;
+  size_t n_pending, cap_pending;
   infsim_ctransport_kind kind;
   infsim_kernels *k;
   double timeout_s;
@@ -136,6 +146,18 @@ infsim_status infsim_ctransport_open(infsim_ctransport_kind kind, infsim_kernels
 
 void infsim_ctransport_close(infsim_ctransport *t) {
   if (!t) return;
+  /* Sends still pending: a last chance to complete, then given up. */
+  double deadline = infsim_cluster_now_s() + 1.0;
+  while (t->n_pending > 0 && infsim_cluster_now_s() < deadline) {
+    infsim_ctransport_progress(t, NULL);
+    if (t->n_pending > 0) nap();
+  }
+  for (size_t i = 0; i < t->n_pending; i++) {
+    MPI_Cancel(&t->pending[i].req);
+    MPI_Request_free(&t->pending[i].req);
+    free(t->pending[i].buf);
+  }
+  free(t->pending);
   icl_nccl_close(t->nccl);
   if (t->stage) infsim_kernels_host_free(t->k, t->stage);
   free(t);
@@ -198,6 +220,74 @@ bool infsim_ctransport_probe(infsim_ctransport *t, int32_t src, int32_t tag) {
   MPI_Iprobe(src < 0 ? MPI_ANY_SOURCE : src, tag < 0 ? MPI_ANY_TAG : tag, MPI_COMM_WORLD, &flag, &status);
   (void)t;
   return flag != 0;
+}
+
+bool infsim_ctransport_probe_msg(infsim_ctransport *t, int32_t src, int32_t tag, int32_t *from, int32_t *tag_out,
+                                 int64_t *bytes) {
+  int flag = 0;
+  MPI_Status status;
+  MPI_Iprobe(src < 0 ? MPI_ANY_SOURCE : src, tag < 0 ? MPI_ANY_TAG : tag, MPI_COMM_WORLD, &flag, &status);
+  (void)t;
+  if (!flag) return false;
+  int count = 0;
+  MPI_Get_count(&status, MPI_BYTE, &count);
+  if (from) *from = status.MPI_SOURCE;
+  if (tag_out) *tag_out = status.MPI_TAG;
+  if (bytes) *bytes = count;
+  return true;
+}
+
+infsim_status infsim_ctransport_isend(infsim_ctransport *t, int32_t dst, int32_t tag, void *buf, int64_t bytes,
+                                      infsim_error *err) {
+  infsim_status st = check_peer(t, dst, false, err);
+  if (st == INFSIM_OK && (tag < 0 || tag >= ICL_DATA_TAG))
+    st = infsim_fail(err, INFSIM_EINPUT, "cluster: control tag %d", tag);
+  if (st == INFSIM_OK && bytes > INT32_MAX)
+    st = infsim_fail(err, INFSIM_EINPUT, "cluster: message of %lld bytes", (long long)bytes);
+  if (st == INFSIM_OK && t->n_pending == t->cap_pending) {
+    size_t cap = t->cap_pending ? 2 * t->cap_pending : 16;
+    icl_isend *p = realloc(t->pending, cap * sizeof *p);
+    if (!p) st = infsim_fail(err, INFSIM_ENOMEM, "cluster: out of memory");
+    else t->pending = p, t->cap_pending = cap;
+  }
+  if (st != INFSIM_OK) {
+    free(buf);
+    return st;
+  }
+  icl_isend *s = &t->pending[t->n_pending];
+  if (MPI_Isend(buf, (int)bytes, MPI_BYTE, dst, tag, MPI_COMM_WORLD, &s->req) != MPI_SUCCESS) {
+    free(buf);
+    return infsim_fail(err, INFSIM_ERUN, "cluster: rank %d: MPI_Isend to rank %d failed", t->rank, dst);
+  }
+  s->buf = buf;
+  s->dst = dst;
+  s->since_s = infsim_cluster_now_s();
+  t->n_pending++;
+  t->bytes_sent += bytes;
+  return INFSIM_OK;
+}
+
+infsim_status infsim_ctransport_progress(infsim_ctransport *t, infsim_error *err) {
+  double now = infsim_cluster_now_s();
+  size_t kept = 0;
+  infsim_status st = INFSIM_OK;
+  for (size_t i = 0; i < t->n_pending; i++) {
+    int flag = 0;
+    MPI_Status status;
+    if (MPI_Test(&t->pending[i].req, &flag, &status) != MPI_SUCCESS && st == INFSIM_OK)
+      st = infsim_fail(err, INFSIM_ERUN, "cluster: rank %d: MPI error sending to rank %d", t->rank,
+                       t->pending[i].dst);
+    if (flag) {
+      free(t->pending[i].buf);
+      continue;
+    }
+    if (now - t->pending[i].since_s > t->timeout_s && st == INFSIM_OK)
+      st = infsim_fail(err, INFSIM_ERUN, "cluster: rank %d: timed out after %g s sending to rank %d (dead or hung?)",
+                       t->rank, t->timeout_s, t->pending[i].dst);
+    t->pending[kept++] = t->pending[i];
+  }
+  t->n_pending = kept;
+  return st;
 }
 
 static infsim_status recv_raw(infsim_ctransport *t, int32_t src, void *buf, int64_t bytes, infsim_error *err) {

@@ -68,6 +68,14 @@ static const infsim_calib_kernel_info k_kernels[INFSIM_CALIB_KERNELS] = {
                                INFSIM_CALIB_BYTES, 1, 0),
     [INFSIM_CALIB_HOST_COPY] = K("host_copy", VAR_BIT_BYTES, INFSIM_CALIB_BYTES, INFSIM_CALIB_BYTES, -1, -1,
                                  INFSIM_CALIB_BYTES, 1, 0),
+    /* The rest of a layer beyond its kernels: element-wise work grows with
+     * the tokens (prefill) or the rows (decode: one per request); the
+     * decode rest is taken as independent of the context, so that a run of
+     * decode steps keeps its closed form. */
+    [INFSIM_CALIB_LAYER_PREFILL] = K("layer_prefill", VAR_BIT_TOKENS | VAR_BIT_PAIRS, INFSIM_CALIB_TOKENS,
+                                     INFSIM_CALIB_TOKENS, -1, -1, INFSIM_CALIB_TOKENS, 0, 0),
+    [INFSIM_CALIB_LAYER_DECODE] = K("layer_decode", VAR_BIT_REQUESTS, INFSIM_CALIB_REQUESTS, INFSIM_CALIB_REQUESTS,
+                                    -1, -1, INFSIM_CALIB_REQUESTS, 0, 0),
 };
 #undef K
 
@@ -311,6 +319,20 @@ static double calib_decode_attn_sum_layer_ns(void *self, int64_t requests, int64
   return infsim_calib_fast_decode_sum_ns(self, requests, first_context, context_step, steps);
 }
 
+/* What a layer takes beyond its kernel curves (profiles with whole-layer
+ * measurements only): the prefill rest at the prompt tokens, plus the
+ * decode rest at the decoding requests. */
+static double calib_layer_rest_ns(void *self, int64_t prefill_tokens, int64_t prefill_pairs, int64_t decode_requests) {
+  double t = 0.0;
+  if (prefill_tokens > 0)
+    t += eval2(self, INFSIM_CALIB_LAYER_PREFILL, INFSIM_CALIB_TOKENS, (double)prefill_tokens, INFSIM_CALIB_PAIRS,
+               (double)prefill_pairs);
+  if (decode_requests > 0)
+    t += eval2(self, INFSIM_CALIB_LAYER_DECODE, INFSIM_CALIB_REQUESTS, (double)decode_requests,
+               INFSIM_CALIB_REQUESTS, (double)decode_requests);
+  return t;
+}
+
 static void calib_destroy(void *self) { infsim_calib_fast_free(self); }
 
 /* ---- curves in the DB ---- */
@@ -436,7 +458,9 @@ static infsim_status db_fail(sqlite3 *db, const char *db_path, infsim_error *err
 }
 
 /* Kernels a calibrated profile must have for the simulator to use it. */
-static int kernel_required(int k) { return k != INFSIM_CALIB_HOST_COPY; }
+static int kernel_required(int k) {
+  return k != INFSIM_CALIB_HOST_COPY && k != INFSIM_CALIB_LAYER_PREFILL && k != INFSIM_CALIB_LAYER_DECODE;
+}
 
 infsim_status infsim_cost_curves_calibrated(const char *db_path, const char *profile,
                                             const infsim_model_shape *model, int64_t tp, int *found,
@@ -524,6 +548,10 @@ infsim_status infsim_cost_curves_calibrated(const char *db_path, const char *pro
   out->merge_layer_ns = calib_merge_layer_ns;
   out->kv_copy_ns = calib_kv_copy_ns;
   out->destroy = calib_destroy;
+  /* Both rests or neither: half a correction would price prefills and
+   * decodes on different footings. */
+  unsigned rests = (1u << INFSIM_CALIB_LAYER_PREFILL) | (1u << INFSIM_CALIB_LAYER_DECODE);
+  out->layer_rest_ns = (have & rests) == rests ? calib_layer_rest_ns : NULL;
   snprintf(out->name, sizeof out->name, "calibrated:%s", profile);
   *found = 1;
 done:

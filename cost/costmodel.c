@@ -72,6 +72,8 @@ int64_t infsim_cost_iteration_ns(const infsim_cost_model *cm, const infsim_batch
   layer_ns += 2.0 * allreduce_ns(cm, tokens);
 
   layer_ns += c->layer_overhead_ns;
+  if (c->layer_rest_ns != NULL)
+    layer_ns += c->layer_rest_ns(c->self, agg->prefill_tokens, agg->prefill_attn_pairs, agg->decode_requests);
 
   double total_ns = (double)cm->layout.iteration_overhead_ns + (double)m->layers * layer_ns;
   total_ns += lm_head_ns(cm, agg->logits_tokens) + handoff_ns(cm, tokens);
@@ -83,6 +85,7 @@ void infsim_cost_decode_run_init(const infsim_cost_model *cm, int64_t decode_req
   const infsim_model_shape *m = &cm->model;
   double layer_ns =
       c->gemm_layer_ns(c->self, decode_requests) + 2.0 * allreduce_ns(cm, decode_requests) + c->layer_overhead_ns;
+  if (c->layer_rest_ns != NULL) layer_ns += c->layer_rest_ns(c->self, 0, 0, decode_requests);
   double fixed_ns = (double)cm->layout.iteration_overhead_ns + (double)m->layers * layer_ns;
   fixed_ns += lm_head_ns(cm, decode_requests) + handoff_ns(cm, decode_requests);
   run->fixed_ns = fixed_ns;

@@ -142,6 +142,7 @@ infsim_status infsim_cost_curves_roofline(const infsim_model_shape *model, const
   out->kv_copy_ns = roofline_kv_copy_ns;
   out->destroy = roofline_destroy;
   out->layer_overhead_ns = (double)eff->layer_overhead_ns;
+  out->layer_rest_ns = NULL; /* cost.layer_overhead_us stands for it */
   snprintf(out->name, sizeof out->name, "roofline:%s", gpu->name);
   return INFSIM_OK;
 }

@@ -28,10 +28,11 @@
 ** rest of a request's KV sent, fp32 or fp16 outputs): no launch of their
 ** own. With splits, the last CTA's split merge takes them as extra entries
 ** beside the local splits (one weight pass, one accumulation pass). With
-** one split, each CTA stages its rows' remote LSEs in shared memory while
-** it loads Q and prefetches their outputs into L2, then folds them into its
-** result before the single store. An empty partial (LSE -inf) is never
-** read, so whatever bytes it holds cannot reach the output.
+** one split, each CTA folds them into its result before the single store.
+** Either way their bytes are prefetched into L2 near the end of the KV
+** stream and loaded while the CTA's own merge runs, so no round trip to
+** them sits on the kernel's critical path. An empty partial (LSE -inf) is
+** never read, so whatever bytes it holds cannot reach the output.
 */
 #include "cuda_common.cuh"
 #include "mma_util.cuh"
@@ -57,9 +58,8 @@ constexpr int SMEM_Q_BYTES = 16 * D * 2;
 constexpr int SMEM_MERGE_BYTES = WARPS * (16 * D + 32) * 4;
 static_assert(SMEM_MERGE_BYTES <= SMEM_PIPE_BYTES, "merge area must fit in the pipeline area");
 constexpr int MAX_REMOTE = INFSIM_KERNEL_MAX_REMOTE;
-/* Pipeline, Q tile, the last-CTA flag (16 bytes), remote LSEs [16][MAX_REMOTE]. */
-constexpr int SMEM_RLSE_OFFSET = SMEM_PIPE_BYTES + SMEM_Q_BYTES + 16;
-constexpr int SMEM_BYTES = SMEM_RLSE_OFFSET + 16 * MAX_REMOTE * 4;
+/* Pipeline, Q tile, the last-CTA flag (16 bytes). */
+constexpr int SMEM_BYTES = SMEM_PIPE_BYTES + SMEM_Q_BYTES + 16;
 /* Split merge: weights [16][splits + remote] + 32 floats + split-group sums. */
 constexpr int MAX_SPLITS = STAGES >= 3 ? 1024 : 512;
 static_assert((16 * (MAX_SPLITS + MAX_REMOTE) + 32 + 4 * 2 * D) * 4 <= SMEM_PIPE_BYTES + SMEM_Q_BYTES,
@@ -98,12 +98,21 @@ __device__ __forceinline__ void load_tile(uint16_t *ks, uint16_t *vs, const uint
   }
 }
 
-/* Four consecutive dims [x, x + 4) of remote partial j, row grow, as floats. */
+/* Four consecutive dims [x, x + 4) of remote partial j, row grow, as raw
+ * bits (fp32: four words; fp16: two, in .x and .y); raw_to_float4 converts.
+ * Kept raw so that a load issued early is not waited on by its conversion
+ * before the work it is meant to overlap. */
 template <bool F16>
-__device__ __forceinline__ float4 load_remote4(const DecodeParams &p, int j, int64_t grow, int x) {
+__device__ __forceinline__ uint4 load_remote_raw(const DecodeParams &p, int j, int64_t grow, int x) {
   const int64_t e = ((int64_t)j * p.rows + grow) * D + x;
-  if (!F16) return __ldg((const float4 *)((const float *)p.rem_out + e));
+  if (!F16) return __ldg((const uint4 *)((const float *)p.rem_out + e));
   const uint2 u = __ldg((const uint2 *)((const uint16_t *)p.rem_out + e));
+  return make_uint4(u.x, u.y, 0u, 0u);
+}
+
+template <bool F16>
+__device__ __forceinline__ float4 raw_to_float4(const uint4 &u) {
+  if (!F16) return make_float4(__uint_as_float(u.x), __uint_as_float(u.y), __uint_as_float(u.z), __uint_as_float(u.w));
   const float2 a = __half22float2(*(const __half2 *)&u.x), b = __half22float2(*(const __half2 *)&u.y);
   return make_float4(a.x, a.y, b.x, b.y);
 }
@@ -115,47 +124,73 @@ __device__ __forceinline__ void fma4(float4 &acc, float w, const float4 &v) {
   acc.w += w * v.w;
 }
 
+/* Issues the loads of remote partials j0, j0 + jstep, .. (four at most,
+ * j < nrem), chunks i < n (n <= 4) of row grow at dims x0 + i * xstep, into
+ * v[u][i]; unconditionally (the memory of an empty partial exists; its
+ * bytes, NaN say, are never added, see fold_remote_batch). */
+template <bool F16>
+__device__ __forceinline__ void load_remote_batch(const DecodeParams &p, int64_t grow, int j0, int jstep, int x0,
+                                                  int xstep, int n, uint4 (&v)[4][4]) {
+#pragma unroll
+  for (int u = 0; u < 4; u++)
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+      if (i < n && j0 + u * jstep < p.nrem) v[u][i] = load_remote_raw<F16>(p, j0 + u * jstep, grow, x0 + i * xstep);
+}
+
+/* acc[i] += w_j * v[u][i] for the batch load_remote_batch issued, with w_j =
+ * weight(j) (0 = empty or negligible: not added). Returns the weights' sum. */
+template <bool F16, typename Weight>
+__device__ __forceinline__ float fold_remote_batch(const DecodeParams &p, int j0, int jstep, int n,
+                                                   const uint4 (&v)[4][4], float4 *acc, Weight weight) {
+  float sum = 0.f;
+#pragma unroll
+  for (int u = 0; u < 4; u++) {
+    if (j0 + u * jstep >= p.nrem) break;
+    const float w = weight(j0 + u * jstep);
+    sum += w;
+    if (w != 0.f)
+#pragma unroll
+      for (int i = 0; i < 4; i++)
+        if (i < n) fma4(acc[i], w, raw_to_float4<F16>(v[u][i]));
+  }
+  return sum;
+}
+
 /* acc[i] += w_j * remote_j[row grow, dims x0 + i * xstep ..+4] for the
- * remote partials j = j0, j0 + jstep, ... (i < n chunks, n <= 4), with
- * w_j = weight(j) (0 = empty or negligible: not added). The loads of four
- * partials are issued before any is used, and unconditionally (the memory
- * of an empty partial exists; its bytes, NaN say, are never added), so the
- * added latency is one round trip per four partials, not one per partial
- * (the first version, with the load behind the emptiness test: ~1 us per
- * partial on an H200). Returns the sum of the weights. */
+ * remote partials j = j0, j0 + jstep, ... (i < n chunks, n <= 4). The loads
+ * of four partials are issued before any is used, so the added latency is
+ * one round trip per four partials, not one per partial (the first
+ * version, with the load behind the emptiness test: ~1 us per partial on
+ * an H200). Returns the sum of the weights. */
 template <bool F16, typename Weight>
 __device__ __forceinline__ float add_remote(const DecodeParams &p, int64_t grow, int j0, int jstep, int x0, int xstep,
                                             int n, float4 *acc, Weight weight) {
   float sum = 0.f;
   for (int j = j0; j < p.nrem; j += 4 * jstep) {
-    float4 v[4][4];
-#pragma unroll
-    for (int u = 0; u < 4; u++)
-#pragma unroll
-      for (int i = 0; i < 4; i++)
-        if (i < n && j + u * jstep < p.nrem) v[u][i] = load_remote4<F16>(p, j + u * jstep, grow, x0 + i * xstep);
-#pragma unroll
-    for (int u = 0; u < 4; u++) {
-      if (j + u * jstep >= p.nrem) break;
-      const float w = weight(j + u * jstep);
-      sum += w;
-      if (w != 0.f)
-#pragma unroll
-        for (int i = 0; i < 4; i++)
-          if (i < n) fma4(acc[i], w, v[u][i]);
-    }
+    uint4 v[4][4];
+    load_remote_batch<F16>(p, grow, j, jstep, x0, xstep, n, v);
+    sum += fold_remote_batch<F16>(p, j, jstep, n, v, acc, weight);
   }
   return sum;
 }
 
 /* L2 prefetch of the remote partials' rows q0 .. q0 + nq - 1 of request r
- * (adjacent: nq * D elements per partial), lines tid, tid + nthreads, .. */
-__device__ __forceinline__ void prefetch_remote(const DecodeParams &p, int64_t grow0, int nq, int tid, int nthreads) {
+ * (adjacent: nq * D elements per partial), lines tid, tid + nthreads, ..;
+ * with lse, their LSEs too (nq adjacent floats per partial: its first and
+ * last line). */
+__device__ __forceinline__ void prefetch_remote(const DecodeParams &p, int64_t grow0, int nq, int tid, int nthreads,
+                                                bool lse) {
   const int esz = p.rem_f16 ? 2 : 4, lines = nq * D * esz / 128;
   for (int i = tid; i < lines * p.nrem; i += nthreads) {
     const char *a = (const char *)p.rem_out + ((int64_t)(i / lines) * p.rows + grow0) * D * esz + (int64_t)(i % lines) * 128;
     asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
   }
+  if (lse)
+    for (int i = tid; i < 2 * p.nrem; i += nthreads) {
+      const float *a = p.rem_lse + (int64_t)(i / 2) * p.rows + grow0 + (i % 2) * (nq - 1);
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
+    }
 }
 
 template <bool BF16>
@@ -181,20 +216,7 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
   const int tile_end = min(ntiles_req, tile_begin + tiles_per_split);
   const int tok_end = min(ctx, tile_end * TILE);
 
-  float *rlse = (float *)(smem_raw + SMEM_RLSE_OFFSET); /* [nq][nrem], one-split path */
   const int64_t grow0 = r * p.h + q0;
-  if (p.nrem > 0) {
-    /* Remote partials of this CTA's rows. One split: LSEs to shared memory
-     * now (read at the end), outputs prefetched into L2 as each warp nears
-     * the end of its tiles (a prefetch at the start would be evicted by the
-     * KV streamed meanwhile). Several splits: the first split's CTA
-     * prefetches them for the last CTA's merge (split CTAs are short). */
-    if (p.splits == 1)
-      for (int i = threadIdx.x; i < nq * p.nrem; i += THREADS)
-        rlse[i] = __ldg(p.rem_lse + (int64_t)(i % p.nrem) * p.rows + grow0 + i / p.nrem);
-    else if (split == 0)
-      prefetch_remote(p, grow0, nq, threadIdx.x, THREADS);
-  }
 
   /* Q tile [16][D], rows past the group zero. */
   for (int c = threadIdx.x; c < 16 * D / 8; c += THREADS) {
@@ -234,13 +256,20 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
 #pragma unroll
   for (int j = 0; j < STAGES - 1; j++) issue(j);
 
-  /* One split: this warp prefetches its quarter of the remote partials two
-   * tiles before its end (or now, if it has no more than two). */
-  const int prefetch_at = p.nrem > 0 && p.splits == 1 ? max(my_n - 2, 0) : -1;
-  if (prefetch_at == 0) prefetch_remote(p, grow0, nq, threadIdx.x, THREADS);
+  /* Remote partials of this CTA's rows: outputs and LSEs are prefetched
+   * into L2 as each warp nears the end of its tiles (two tiles before, or
+   * now if it has no more than two; a prefetch at the start would be
+   * evicted by the KV streamed meanwhile), by every CTA with one split and
+   * by the first split's CTA with several (for the last CTA's merge). No
+   * remote byte is waited on before the KV stream: the first version loaded
+   * the LSEs into shared memory before the first K/V tile (one HBM round
+   * trip added to every CTA's prologue, ~1.5 us at batch 32 on an H100),
+   * and with splits read them from HBM in the last CTA's weight pass. */
+  const int prefetch_at = p.nrem > 0 && (p.splits == 1 || split == 0) ? max(my_n - 2, 0) : -1;
+  if (prefetch_at == 0) prefetch_remote(p, grow0, nq, threadIdx.x, THREADS, true);
   for (int j = 0; j < my_n; j++) {
     __syncwarp();
-    if (j == prefetch_at && j > 0) prefetch_remote(p, grow0, nq, threadIdx.x, THREADS);
+    if (j == prefetch_at && j > 0) prefetch_remote(p, grow0, nq, threadIdx.x, THREADS, true);
     issue(j + STAGES - 1);
     cp_async_wait<STAGES - 1>();
     __syncwarp();
@@ -310,6 +339,25 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
     }
   }
   cp_async_wait<0>();
+  /* One split: issue this thread's loads of the first four remote partials
+   * (its merge row and dims, below) and of their LSEs into registers now,
+   * so that their round trips overlap the wait for the other warps and the
+   * cross-warp merge instead of following it. (The LSEs were staged in
+   * shared memory before: the store waited for the load ahead of the
+   * barrier, so the CTA's last warp paid the round trip in full.) */
+  const int row = threadIdx.x / 8, d0 = (threadIdx.x % 8) * 16;
+  const int64_t grow = r * p.h + q0 + row; /* global (request, head) row */
+  uint4 rv[4][4];
+  float rl4[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+  if (p.nrem > 0 && p.splits == 1 && row < nq) {
+    if (p.rem_f16)
+      load_remote_batch<true>(p, grow, 0, 1, d0, 4, 4, rv);
+    else
+      load_remote_batch<false>(p, grow, 0, 1, d0, 4, 4, rv);
+#pragma unroll
+    for (int u = 0; u < 4; u++)
+      if (u < p.nrem) rl4[u] = __ldcg(p.rem_lse + (int64_t)u * p.rows + grow);
+  }
   l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
   l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
   l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
@@ -337,7 +385,6 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
   }
   __syncthreads();
   /* Thread t: row t / 8, dims (t % 8) * 16 .. +16. */
-  const int row = threadIdx.x / 8, d0 = (threadIdx.x % 8) * 16;
   float M = -INFINITY;
 #pragma unroll
   for (int w = 0; w < WARPS; w++) M = fmaxf(M, mm[w * 16 + row]);
@@ -357,7 +404,6 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
     res[x] = acc * inv;
   }
   const float lse_nat = wsum > 0.f ? (M + log2f(wsum)) * LN2 : -INFINITY;
-  const int64_t grow = r * p.h + q0 + row; /* global (request, head) row */
 
   if (p.splits == 1) {
     if (row < nq) {
@@ -369,16 +415,33 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
         /* Merge with the remote partials: weights exp(lse - M) over the
          * local and remote LSEs (natural log), empty ones neither weighted
          * nor read. */
-        const float *rl = rlse + row * p.nrem;
+        /* LSE of partial j: the first four from registers (selected by
+         * constant indices: a run-time index would put rl4 in local
+         * memory), any others from L2. */
+        auto lse_of = [&](int j) {
+          return j == 0   ? rl4[0]
+                 : j == 1 ? rl4[1]
+                 : j == 2 ? rl4[2]
+                 : j == 3 ? rl4[3]
+                          : __ldcg(p.rem_lse + (int64_t)j * p.rows + grow);
+        };
         float M = lse_nat;
-        for (int j = 0; j < p.nrem; j++) M = fmaxf(M, rl[j]);
+        for (int j = 0; j < p.nrem; j++) M = fmaxf(M, lse_of(j));
         if (M != -INFINITY) {
           const float wl = lse_nat == -INFINITY ? 0.f : __expf(lse_nat - M);
 #pragma unroll
           for (int i = 0; i < 4; i++) o4[i] = make_float4(o4[i].x * wl, o4[i].y * wl, o4[i].z * wl, o4[i].w * wl);
-          auto weight = [&](int j) { return rl[j] == -INFINITY ? 0.f : __expf(rl[j] - M); };
-          const float sum = wl + (p.rem_f16 ? add_remote<true>(p, grow, 0, 1, d0, 4, 4, o4, weight)
-                                            : add_remote<false>(p, grow, 0, 1, d0, 4, 4, o4, weight));
+          auto weight = [&](int j) {
+            const float l = lse_of(j);
+            return l == -INFINITY ? 0.f : __expf(l - M);
+          };
+          /* The first four partials were loaded after the stream; any
+           * others now, four at a time. */
+          const float sum =
+              wl + (p.rem_f16 ? fold_remote_batch<true>(p, 0, 1, 4, rv, o4, weight) +
+                                    add_remote<true>(p, grow, 4, 1, d0, 4, 4, o4, weight)
+                              : fold_remote_batch<false>(p, 0, 1, 4, rv, o4, weight) +
+                                    add_remote<false>(p, grow, 4, 1, d0, 4, 4, o4, weight));
           const float inv = 1.f / sum;
 #pragma unroll
           for (int i = 0; i < 4; i++) o4[i] = make_float4(o4[i].x * inv, o4[i].y * inv, o4[i].z * inv, o4[i].w * inv);
@@ -422,17 +485,40 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
   float *rsum = wsm + 16 * ST;    /* [16] sum of weights per row */
   float *rmax = rsum + 16;        /* [16] max LSE per row */
   float *part = rmax + 16;        /* [SG][nqp][D] sums of split groups > 0 */
+  int nqp = 1;
+  while (nqp < nq) nqp <<= 1;
+  const int P = THREADS / nqp;     /* threads per row: 8 .. 128 */
+  const int CH = P < 32 ? P : 32;  /* threads across a row's 32 float4 chunks */
+  const int SG = P / CH;           /* split groups: 1, 2 or 4 */
+  const int NC = 32 / CH;          /* float4 chunks per thread: 1 .. 4 */
+  const int mrow = threadIdx.x / P, u = threadIdx.x % P;
+  const int ch0 = u % CH, sg = u / CH;
+  const int64_t mgrow = r * p.h + q0 + mrow;
+  /* This thread's share of the first remote partials (j = sg, sg + SG, ..),
+   * loaded before the weight pass so that their round trip overlaps it. */
+  if (p.nrem > 0 && mrow < nq) {
+    if (p.rem_f16)
+      load_remote_batch<true>(p, mgrow, sg, SG, ch0 * 4, CH * 4, NC, rv);
+    else
+      load_remote_batch<false>(p, mgrow, sg, SG, ch0 * 4, CH * 4, NC, rv);
+  }
   for (int rr = warp; rr < nq; rr += WARPS) {
     const int64_t wgrow = r * p.h + q0 + rr;
     const float *lrow = p.ws_lse + wgrow * S;
+    /* Each LSE is read from L2 once (kept in the weight slot until its
+     * weight replaces it): the weights no longer wait on a second round
+     * trip per row. */
     float mx = -INFINITY;
-    for (int j = lane; j < ST; j += 32)
-      mx = fmaxf(mx, j < S ? __ldcg(lrow + j) : __ldg(p.rem_lse + (int64_t)(j - S) * p.rows + wgrow));
+    for (int j = lane; j < ST; j += 32) {
+      const float lj = __ldcg(j < S ? lrow + j : p.rem_lse + (int64_t)(j - S) * p.rows + wgrow);
+      wsm[rr * ST + j] = lj;
+      mx = fmaxf(mx, lj);
+    }
 #pragma unroll
     for (int off = 16; off; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
     float sm = 0.f;
     for (int j = lane; j < ST; j += 32) {
-      const float lj = j < S ? __ldcg(lrow + j) : __ldg(p.rem_lse + (int64_t)(j - S) * p.rows + wgrow);
+      const float lj = wsm[rr * ST + j];
       const float w = (mx == -INFINITY || lj == -INFINITY) ? 0.f : __expf(lj - mx);
       wsm[rr * ST + j] = w;
       sm += w;
@@ -445,29 +531,23 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
     }
   }
   __syncthreads();
-  int nqp = 1;
-  while (nqp < nq) nqp <<= 1;
-  const int P = THREADS / nqp;     /* threads per row: 8 .. 128 */
-  const int CH = P < 32 ? P : 32;  /* threads across a row's 32 float4 chunks */
-  const int SG = P / CH;           /* split groups: 1, 2 or 4 */
-  const int NC = 32 / CH;          /* float4 chunks per thread: 1 .. 4 */
-  const int mrow = threadIdx.x / P, u = threadIdx.x % P;
-  const int ch0 = u % CH, sg = u / CH;
   float4 acc[4];
 #pragma unroll
   for (int i = 0; i < 4; i++) acc[i] = make_float4(0.f, 0.f, 0.f, 0.f);
-  const int64_t mgrow = r * p.h + q0 + mrow;
   if (mrow < nq) {
     const float4 *src = (const float4 *)(p.ws_out + mgrow * S * D);
     const float *wr = wsm + mrow * ST;
-    /* Remote partials: the same weighted sum (empty ones not added), one
-     * round trip per four partials before the splits' own. */
+    /* Remote partials: the same weighted sum (empty ones not added); the
+     * batch loaded above, then any others four at a time. */
     if (p.nrem > 0) {
       auto weight = [&](int j) { return wr[S + j]; };
-      if (p.rem_f16)
-        add_remote<true>(p, mgrow, sg, SG, ch0 * 4, CH * 4, NC, acc, weight);
-      else
-        add_remote<false>(p, mgrow, sg, SG, ch0 * 4, CH * 4, NC, acc, weight);
+      if (p.rem_f16) {
+        fold_remote_batch<true>(p, sg, SG, NC, rv, acc, weight);
+        add_remote<true>(p, mgrow, sg + 4 * SG, SG, ch0 * 4, CH * 4, NC, acc, weight);
+      } else {
+        fold_remote_batch<false>(p, sg, SG, NC, rv, acc, weight);
+        add_remote<false>(p, mgrow, sg + 4 * SG, SG, ch0 * 4, CH * 4, NC, acc, weight);
+      }
     }
 #pragma unroll 8
     for (int j = sg; j < S; j += SG) {

@@ -518,6 +518,15 @@ void infsim_contract_set_gm_down(infsim_contract *c, bool down) {
   if (down) c->ng = 0; /* its proposals are lost with it */
 }
 
+void infsim_contract_instance_lost(infsim_contract *c, int32_t instance) {
+  for (size_t k = c->nr; k-- > 0;)
+    if (c->r[k].mv.to == instance) drop_resv(c, &c->r[k]); /* its memory is gone */
+  for (size_t k = c->nb; k-- > 0;)
+    if (c->b[k].debtor == instance) c->b[k] = c->b[--c->nb]; /* nobody is left to finish it */
+  for (size_t k = c->ng; k-- > 0;)
+    if (c->g[k].debtor == instance) c->g[k] = c->g[--c->ng];
+}
+
 int64_t infsim_contract_reserved(const infsim_contract *c, int32_t instance) { return c->reserved[instance]; }
 
 void infsim_contract_high_water(const infsim_contract *c, infsim_high_water_set *out) {

@@ -3,7 +3,8 @@
 **
 ** Moves in flight live in a short array searched linearly (a few per
 ** instance at most: one per debtor and request); each carries the pool
-** blocks it will take, reserved at its host until it lands.
+** blocks it will take, reserved at its host until it lands. Recalls
+** (host -> GPU, `home`) live there too and reserve nothing at the host.
 */
 #include "infsim/cpu_tier.h"
 
@@ -22,6 +23,7 @@ typedef struct {
   int64_t victim; /* the request whose blocks go (req itself when fresh) */
   int64_t blocks;
   bool fresh;
+  bool home; /* a recall: host memory -> the owner's GPU */
 } tier_move;
 
 struct infsim_cpu_tier {
@@ -112,6 +114,16 @@ static int64_t pick_victim_blocks(const infsim_sched *s, int32_t debtor, int64_t
   return best;
 }
 
+static infsim_status room_for_move(infsim_cpu_tier *t, infsim_error *err) {
+  if (t->nm < t->cm) return INFSIM_OK;
+  size_t cap = t->cm ? 2 * t->cm : 16;
+  tier_move *m = realloc(t->m, cap * sizeof *m);
+  if (!m) return infsim_fail(err, INFSIM_ENOMEM, "CPU tier: out of memory");
+  t->m = m;
+  t->cm = cap;
+  return INFSIM_OK;
+}
+
 infsim_status infsim_cpu_tier_fallback(infsim_cpu_tier *t, int32_t debtor, int64_t req, bool fresh_ok,
                                        int64_t now_ns, bool *started, infsim_error *err) {
   infsim_sched *s = t->s;
@@ -125,13 +137,8 @@ infsim_status infsim_cpu_tier_fallback(infsim_cpu_tier *t, int32_t debtor, int64
   if (n > room) n = room;
   if (!fresh && n > infsim_kv_blocks_at(s->kv, victim, debtor)) n = infsim_kv_blocks_at(s->kv, victim, debtor);
   if (n <= 0) return INFSIM_OK;
-  if (t->nm == t->cm) {
-    size_t cap = t->cm ? 2 * t->cm : 16;
-    tier_move *m = realloc(t->m, cap * sizeof *m);
-    if (!m) return infsim_fail(err, INFSIM_ENOMEM, "CPU tier: out of memory");
-    t->m = m;
-    t->cm = cap;
-  }
+  infsim_status st = room_for_move(t, err);
+  if (st != INFSIM_OK) return st;
   int32_t host = host_of(t, debtor);
   tier_move *mv = &t->m[t->nm++];
   *mv = (tier_move){.id = t->next_id++, .debtor = debtor, .host = host, .req = req, .victim = victim, .blocks = n,
@@ -144,7 +151,70 @@ infsim_status infsim_cpu_tier_fallback(infsim_cpu_tier *t, int32_t debtor, int64
 }
 
 bool infsim_cpu_tier_handles(const infsim_cpu_tier *t, const infsim_msg *msg) {
-  return msg->dst >= t->s->n_instances;
+  return msg->dst >= t->s->n_instances || msg->src >= t->s->n_instances;
+}
+
+infsim_status infsim_cpu_tier_recall(infsim_cpu_tier *t, int32_t owner, int64_t keep_free, int64_t now_ns,
+                                     infsim_error *err) {
+  infsim_sched *s = t->s;
+  const instance *in = &s->inst[owner];
+  if (in->lost) return INFSIM_OK;
+  int32_t host = host_of(t, owner), pool = s->n_instances + host;
+  int64_t room = infsim_sched_free_blocks_now(s, owner, now_ns) - keep_free;
+  for (size_t k = 0; k < t->nm; k++)
+    if (t->m[k].home && t->m[k].debtor == owner) room -= t->m[k].blocks; /* landing here soon */
+  while (room > 0) {
+    /* Smallest host part first (as DGFM recalls GPU pieces): the most
+     * requests come home whole. Decoding requests only: a prompt still
+     * prefilling reads its host KV by fetching it anyway. */
+    int64_t best = -1, best_blocks = 0;
+    for (int32_t k = 0; k < in->running_count; k++) {
+      int64_t r = in->running[k];
+      if (!s->rs[r].decoding) continue;
+      int64_t b = infsim_kv_blocks_at(s->kv, r, pool);
+      if (b == 0 || b > room || infsim_cpu_tier_in_flight(t, owner, r)) continue;
+      if (best < 0 || b < best_blocks || (b == best_blocks && r < best)) {
+        best = r;
+        best_blocks = b;
+      }
+    }
+    if (best < 0) return INFSIM_OK;
+    infsim_status st = room_for_move(t, err);
+    if (st != INFSIM_OK) return st;
+    tier_move *mv = &t->m[t->nm++];
+    *mv = (tier_move){.id = t->next_id++, .debtor = owner, .host = host, .req = best, .victim = best,
+                      .blocks = best_blocks, .home = true};
+    infsim_msg m = {.kind = INFSIM_MSG_MOVE, .src = pool, .dst = owner, .seq = mv->id, .req = best,
+                    .blocks = best_blocks, .bytes = best_blocks * s->p.block_bytes};
+    if ((st = t->net.send(t->net.self, &m, now_ns, err)) != INFSIM_OK) return st;
+    room -= best_blocks;
+  }
+  return INFSIM_OK;
+}
+
+/* A recall reached the owner's GPU: what is still in host memory moves,
+ * as far as the GPU's free blocks allow now (nothing was reserved there:
+ * the recall left keep_free as headroom). */
+static void land_home(infsim_cpu_tier *t, const tier_move *mv, int64_t now_ns) {
+  infsim_sched *s = t->s;
+  int32_t pool = s->n_instances + mv->host;
+  int64_t n = 0;
+  if (!s->inst[mv->debtor].lost && infsim_kv_owner(s->kv, mv->victim) == mv->debtor &&
+      s->rec[mv->victim].state == INFSIM_REQ_RUNNING) {
+    int64_t room = infsim_sched_free_blocks_now(s, mv->debtor, now_ns);
+    int64_t there = infsim_kv_blocks_at(s->kv, mv->victim, pool);
+    n = mv->blocks < room ? mv->blocks : room;
+    if (n > there) n = there;
+    if (n > 0) n = infsim_kv_move_tail(s->kv, mv->victim, pool, mv->debtor, n);
+  }
+  if (n > 0) {
+    t->n.recalls++;
+    t->n.recalled_blocks += n;
+    t->n.recalled_bytes += n * s->p.block_bytes;
+    infsim_sched_touch(s, mv->debtor, now_ns); /* its next decode step sees the change */
+  }
+  /* A request of it that ran short meanwhile waited for this move: it looks again. */
+  t->done(t->done_self, mv->debtor, mv->req, true, now_ns);
 }
 
 infsim_status infsim_cpu_tier_deliver(infsim_cpu_tier *t, const infsim_msg *msg, int64_t now_ns, infsim_error *err) {
@@ -155,6 +225,10 @@ infsim_status infsim_cpu_tier_deliver(infsim_cpu_tier *t, const infsim_msg *msg,
   if (k == t->nm) return INFSIM_OK; /* not ours any more (its instance was lost) */
   tier_move mv = t->m[k];
   t->m[k] = t->m[--t->nm];
+  if (mv.home) {
+    land_home(t, &mv, now_ns);
+    return INFSIM_OK;
+  }
   t->reserved[mv.host] -= mv.blocks;
   int32_t pool = s->n_instances + mv.host;
   const infsim_request_record *rec = &s->rec[mv.victim];
@@ -190,7 +264,8 @@ void infsim_cpu_tier_check(const infsim_cpu_tier *t) {
   int32_t hosts = hosts_of(t->s);
   int64_t *sum = calloc((size_t)hosts, sizeof *sum);
   assert(sum);
-  for (size_t k = 0; k < t->nm; k++) sum[t->m[k].host] += t->m[k].blocks;
+  for (size_t k = 0; k < t->nm; k++)
+    if (!t->m[k].home) sum[t->m[k].host] += t->m[k].blocks;
   for (int32_t h = 0; h < hosts; h++)
     assert(sum[h] == t->reserved[h] && sum[h] >= 0);
   free(sum);

@@ -61,6 +61,7 @@ struct infsim_gm {
   int32_t *order, *rank;
   int64_t *cand;
   size_t cand_cap;
+  bool guests_first; /* the planner moves a debtor's guests before its own requests */
 };
 
 const char *infsim_gm_planner_name(infsim_gm_planner p) {
@@ -369,15 +370,36 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
                       infsim_gm_move *out, size_t cap) {
   assert(debtor >= 0 && debtor < gm->instances && need >= 0);
   gm_inst *d = &gm->inst[debtor];
-  /* Candidates: the debtor's requests with blocks there, and req. */
-  if (gm->cand_cap < d->owned_n + 1) {
+  /* Candidates: req, the guests held at the debtor (guests_first), the
+   * debtor's requests with blocks there. */
+  size_t want = d->owned_n + 1 + (gm->guests_first ? gm->split_n : 0);
+  if (gm->cand_cap < want) {
     free(gm->cand);
-    gm->cand_cap = d->owned_n + 1;
+    gm->cand_cap = want;
     gm->cand = malloc(gm->cand_cap * sizeof *gm->cand);
     assert(gm->cand);
   }
   size_t nc = 0;
   if (req >= 0) gm->cand[nc++] = req;
+  size_t fixed = nc;
+  /* Own work first (policy.own_work_first): a holder short of memory for
+   * its own requests moves its guests' pieces on before any of its own
+   * KV, most blocks held there first (ties by id). A guest is already
+   * split, so moving its piece adds no holder to a request's span where
+   * moving an own request would. */
+  if (gm->guests_first)
+    for (size_t k = 0; k < gm->split_n; k++) {
+      int64_t r = gm->split[k], h = infsim_gm_held_by(gm, r, debtor);
+      if (r == req || gm->req[r].owner == debtor || h <= 0) continue;
+      size_t j = nc++;
+      for (; j > fixed; j--) {
+        int64_t q = gm->cand[j - 1], hq = infsim_gm_held_by(gm, q, debtor);
+        if (hq > h || (hq == h && q < r)) break;
+        gm->cand[j] = q;
+      }
+      gm->cand[j] = r;
+    }
+  fixed = nc;
   for (size_t k = 0; k < d->owned_n; k++) {
     int64_t r = d->owned[k];
     if (r != req && infsim_gm_held_by(gm, r, debtor) > 0) gm->cand[nc++] = r;
@@ -387,7 +409,6 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
    * creditor cost no copy, moving another request's KV does. The next
    * candidate is selected when it is needed (a plan seldom goes past the
    * first), not sorted up front. */
-  size_t fixed = req >= 0 ? 1 : 0;
   int32_t *rank = gm->rank;
   size_t n = 0;
   int64_t left = need;
@@ -433,6 +454,8 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
   }
   return n;
 }
+
+void infsim_gm_set_guests_first(infsim_gm *gm, bool on) { gm->guests_first = on; }
 
 void infsim_gm_unpropose(infsim_gm *gm, const infsim_gm_move *m) { gm->inst[m->to].free_view += m->blocks; }
 void infsim_gm_propose(infsim_gm *gm, const infsim_gm_move *m) { gm->inst[m->to].free_view -= m->blocks; }

@@ -152,7 +152,9 @@ int32_t pick_victim(infsim_sched *s, const instance *in) {
 }
 
 infsim_status preempt(infsim_sched *s, instance *in, int32_t req, infsim_error *err) {
-  return preempt_as(s, in, req, true, true, err);
+  infsim_status st = preempt_as(s, in, req, true, true, err);
+  if (st == INFSIM_OK) instance_loss_reject_if_too_large(s, in, req); /* after a loss: it may never fit again */
+  return st;
 }
 
 infsim_status preempt_as(infsim_sched *s, instance *in, int32_t req, bool may_swap, bool counted, infsim_error *err) {

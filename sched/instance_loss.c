@@ -103,6 +103,10 @@ infsim_status instance_loss_apply(infsim_sched *s, instance *in, bool *preempted
   return INFSIM_OK;
 }
 
+void instance_loss_reject_if_too_large(infsim_sched *s, instance *in, int32_t req) {
+  if (s->rec[req].state == INFSIM_REQ_WAITING && too_large(s, req)) reject_waiting(s, in, req);
+}
+
 /* Waiting requests of live instances that can never complete now. */
 static void reject_too_large(infsim_sched *s) {
   for (int64_t q = 0; q < s->arrived; q++) {
@@ -143,6 +147,9 @@ infsim_status instance_lose(infsim_sched *s, int32_t lost, void (*dropped)(void 
     s->rec[req].state = INFSIM_REQ_WAITING;
     if ((st = deque_push_back(&in->waiting, req, err)) != INFSIM_OK) return st;
   }
+  /* Requests it was to drop for an earlier loss were its own running
+   * ones, requeued above with everything else. */
+  while (in->doomed.count > 0) deque_pop_front(&in->doomed);
   in->lost = true;
   in->busy = true; /* never starts a batch again; its batch in flight is ignored */
   in->iter_steps = 0;
@@ -178,9 +185,35 @@ infsim_status instance_lose(infsim_sched *s, int32_t lost, void (*dropped)(void 
   return INFSIM_OK;
 }
 
+/* A lost instance holds nothing once its loss is processed: no queued
+ * work, none of its own requests' blocks anywhere (they were dropped with
+ * its queues), and the only blocks left in its memory are those of other
+ * instances' running requests still to be dropped at their owner's next
+ * batch boundary (in the owner's doomed queue). Counted both ways: the
+ * distinct doomed requests with blocks here equal the guests here, so a
+ * guest nobody will drop (a leak), or a doomed request dropped without its
+ * blocks here freed, breaks it. */
 void instance_loss_check(const infsim_sched *s, const instance *in) {
   assert(in->lost && in->running_count == 0 && in->waiting.count == 0 && in->swapped.count == 0);
-  assert(in->prefilling.count == 0 && in->stalled.count == 0 && in->decode_n == 0);
-  (void)s;
-  (void)in;
+  assert(in->prefilling.count == 0 && in->stalled.count == 0 && in->decode_n == 0 && in->doomed.count == 0);
+  infsim_kv_counts c = infsim_kv_counts_of(s->kv, in->id);
+  assert(c.local == 0 && c.borrowed == 0 && c.swapped == 0 && in->swap_blocks == 0);
+  int64_t doomed_here = 0, doomed_blocks = 0;
+  for (int32_t o = 0; o < s->n_instances; o++) {
+    const req_deque *d = &s->inst[o].doomed;
+    for (int32_t k = 0; k < d->count; k++) {
+      int32_t q = deque_at(d, k);
+      int64_t here = infsim_kv_blocks_at(s->kv, q, in->id);
+      bool again = false; /* a request doomed by two losses is listed twice */
+      for (int32_t j = 0; j < k && !again; j++) again = deque_at(d, j) == q;
+      if (here == 0 || again) continue;
+      assert(s->rec[q].state == INFSIM_REQ_RUNNING && infsim_kv_owner(s->kv, q) == o);
+      doomed_here++;
+      doomed_blocks += here;
+    }
+  }
+  assert(doomed_here == infsim_kv_guests(s->kv, in->id) && doomed_blocks == c.lent);
+  (void)c;
+  (void)doomed_here;
+  (void)doomed_blocks;
 }

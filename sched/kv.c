@@ -67,6 +67,8 @@ struct infsim_kv {
   int64_t *swapped;  /* per instance */
   int64_t lent_total;
   int64_t lent_peak;
+  infsim_kv_rehome_fn rehome_hook;
+  void *rehome_self;
 };
 
 infsim_status infsim_kv_new(int32_t instances, int64_t gpu_blocks, int32_t hosts, int64_t host_blocks,
@@ -137,6 +139,11 @@ int64_t infsim_kv_host_free_blocks(const infsim_kv *kv, int32_t host) {
 }
 
 int32_t infsim_kv_holder_of(const infsim_kv *kv, int64_t block) { return (int32_t)(block / kv->stride); }
+
+void infsim_kv_set_rehome_hook(infsim_kv *kv, infsim_kv_rehome_fn fn, void *self) {
+  kv->rehome_hook = fn;
+  kv->rehome_self = self;
+}
 
 int64_t infsim_kv_first_block(const infsim_kv *kv, int32_t pool) { return (int64_t)pool * kv->stride; }
 
@@ -383,6 +390,7 @@ static infsim_status rehome(infsim_kv *kv, int64_t req, int64_t first, int64_t n
     if (infsim_kv_holder_of(kv, t->ids[i]) == to) continue;
     int64_t id;
     if (!take_slots(kv, to, req, 1, &id)) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+    if (kv->rehome_hook) kv->rehome_hook(kv->rehome_self, req, i, t->ids[i], id);
     give_back(kv, req, &t->ids[i], 1);
     t->ids[i] = id;
   }

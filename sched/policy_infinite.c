@@ -53,7 +53,8 @@ enum {
   TIMER_GM_LOST = 0x7202,
   TIMER_GM_BACK = 0x7203,
   TIMER_KICK = 0x7204, /* an instance whose borrow failed tries admission again */
-  TIMER_INSTANCE_LOST = 0x7205 /* faults.lose_instance */
+  TIMER_INSTANCE_LOST = 0x7205, /* faults.lose_instance */
+  TIMER_INSTANCE_LOST_RANDOM = 0x7206 /* faults.lose_instance_every_s */
 };
 enum { WHEN_SHORT_WAIT = 0, WHEN_SHORT_PREEMPT = 1 };
 /* Wire sizes (docs/distkv.md): a control message, a heartbeat's header and entry. */
@@ -77,6 +78,8 @@ typedef struct {
   int32_t wire_bytes_per_value;
   bool dgfm;
   bool overlap;
+  bool own_first; /* policy.own_work_first */
+  bool tier_recall; /* policy.cpu_tier_recall */
   int64_t heartbeat_ns;
   int64_t timeout_ns;
   int64_t dgfm_period_ns;
@@ -98,6 +101,7 @@ typedef struct {
   int64_t gmanager_restart_ns;
   int32_t lose_instance; /* -1: none */
   int64_t lose_instance_at_ns;
+  double lose_instance_every_s; /* 0: none; else the mean time between random losses */
 } infinite_settings;
 
 _Static_assert(sizeof(infinite_settings) <= INFSIM_POLICY_SETTINGS_BYTES, "policy settings too large");
@@ -134,6 +138,8 @@ typedef struct {
   infsim_cpu_tier *tier; /* NULL: policy.cpu_tier off */
   infsim_transport base; /* the scheduler's transport */
   gsl_rng *fault_rng;
+  gsl_rng *loss_rng; /* faults.lose_instance_every_s: when and which */
+  int64_t next_loss_ns; /* ... the next such loss */
   hb_buf *hb;     /* per instance: its last heartbeat sent (applied when it arrives) */
   hb_buf hb_next; /* a heartbeat being collected */
   req_list *lent; /* per instance: requests of others it may hold blocks of */
@@ -179,6 +185,7 @@ static infsim_status read_config(infsim_config *cfg, void *settings, infsim_erro
   TRY(infsim_config_int(cfg, "policy.heartbeat_ms", 50, 1, 3600000, &heartbeat_ms, err));
   TRY(infsim_config_double(cfg, "policy.heartbeat_band", 0.05, 0.0, 1.0, &p->heartbeat_band, err));
   TRY(infsim_config_double(cfg, "policy.reserve_frac", 0.05, 0.0, 0.9, &p->reserve_frac, err));
+  TRY(infsim_config_bool(cfg, "policy.own_work_first", true, &p->own_first, err));
   TRY(infsim_config_int(cfg, "policy.borrow_ahead_blocks", 32, 0, 1 << 20, &p->borrow_ahead_blocks, err));
   TRY(infsim_config_enum(cfg, "policy.when_short", "wait", k_short, &when_short, err));
   TRY(infsim_config_int(cfg, "policy.timeout_ms", 10, 1, 3600000, &timeout_ms, err));
@@ -193,6 +200,7 @@ static infsim_status read_config(infsim_config *cfg, void *settings, infsim_erro
   TRY(infsim_config_bool(cfg, "policy.overlap", true, &p->overlap, err));
   TRY(infsim_config_enum(cfg, "policy.wire_precision", "fp16", k_wire, &wire, err));
   TRY(infsim_config_enum(cfg, "policy.cpu_tier", "off", k_tier, &tier, err));
+  TRY(infsim_config_bool(cfg, "policy.cpu_tier_recall", true, &p->tier_recall, err));
   TRY(infsim_config_int(cfg, "policy.gmanager_node", 0, 0, 1 << 20, &gm_node, err));
   /* The layout keys run/params.c reads too (same defaults): nodes matter
    * to the same-node planner. */
@@ -208,6 +216,7 @@ static infsim_status read_config(infsim_config *cfg, void *settings, infsim_erro
   double lose_at_s = 0;
   TRY(infsim_config_int(cfg, "faults.lose_instance", -1, -1, INT32_MAX, &lose, err));
   TRY(infsim_config_double(cfg, "faults.lose_instance_at_s", 0.0, 0.0, 1e9, &lose_at_s, err));
+  TRY(infsim_config_double(cfg, "faults.lose_instance_every_s", 0.0, 0.0, 1e9, &p->lose_instance_every_s, err));
   TRY(infsim_config_int(cfg, "cluster.instances", 4, 1, 1000000, &instances, err));
 #undef TRY
   if (lose >= instances)
@@ -215,6 +224,9 @@ static infsim_status read_config(infsim_config *cfg, void *settings, infsim_erro
                               (long long)lose, (long long)instances);
   if (lose >= 0 && instances < 2)
     return infsim_config_fail(cfg, "faults.lose_instance", err,
+                              "losing the only instance leaves nobody to serve its requests");
+  if (p->lose_instance_every_s > 0 && instances < 2)
+    return infsim_config_fail(cfg, "faults.lose_instance_every_s", err,
                               "losing the only instance leaves nobody to serve its requests");
   p->lose_instance = (int32_t)lose;
   p->lose_instance_at_ns = (int64_t)(lose_at_s * 1e9);
@@ -299,10 +311,40 @@ static infsim_status send_ctl(infinite *p, infsim_msg_kind kind, int32_t src, in
 
 /* ---- KV moves (the contract's env) ---- */
 
-/* Free blocks as one step at a time would show them (sched.h). */
+/* Blocks instance i's own queued work needs to be admitted, with
+ * policy.own_work_first (else 0): its swapped requests' KV and its waiting
+ * prompts' blocks (less those placed elsewhere already), at most its
+ * memory. The walk stops at a waiting prompt larger than its instance
+ * less the reserve: that one gathers (the gathering budget counts it) and
+ * admission is FCFS, so nothing behind it is admitted first (counting
+ * them kept a gatherer elsewhere from the memory the big prompt waited
+ * for: tests/test_infinite_random, case seed 390). It stops at the
+ * instance's memory too, so a long queue costs what fills one GPU.
+ * (docs/distkv.md, "Own work first".) */
+static bool big_prompt(const infinite *p, int64_t req);
+
+static int64_t own_demand(const infinite *p, int32_t i) {
+  if (!p->set.own_first) return 0;
+  const infsim_sched *s = p->s;
+  const instance *in = &s->inst[i];
+  int64_t cap = s->p.gpu_blocks_per_instance, bt = s->p.block_tokens, d = 0;
+  for (int32_t k = 0; k < in->swapped.count && d < cap; k++)
+    d += (s->rs[deque_at(&in->swapped, k)].kv0 + 1 + bt - 1) / bt;
+  for (int32_t k = 0; k < in->waiting.count && d < cap; k++) {
+    int32_t r = deque_at(&in->waiting, k);
+    if (big_prompt(p, r)) break; /* FCFS: nothing behind it is admitted first */
+    int64_t need = (s->rs[r].prefill_target + bt - 1) / bt - infsim_kv_blocks(s->kv, r);
+    if (need > 0) d += need;
+  }
+  return d < cap ? d : cap;
+}
+
+/* What a creditor may lend from (the contract's reservations): free blocks
+ * as one step at a time would show them (sched.h), less what its own
+ * queued work needs (own_demand). */
 static int64_t env_free(void *self, int32_t instance) {
   infinite *p = self;
-  return infsim_sched_free_blocks_now(p->s, instance, p->s->now_ns);
+  return infsim_sched_free_blocks_now(p->s, instance, p->s->now_ns) - own_demand(p, instance);
 }
 
 /* Room for one more item in a growable array of n items (capacity *cap,
@@ -359,6 +401,7 @@ static int64_t env_commit(void *self, const infsim_gm_move *m, int64_t now) {
 
 static void wound_youngest(infinite *p, int64_t oldest, int64_t now);
 static int32_t gatherer_slot(const infinite *p, int64_t req);
+static bool undo_gathering_at(infinite *p, int32_t holder, int64_t now);
 
 /* Back off, then let admission (and with it a new borrow) try again: an
  * idle instance has no batch end to wait for. The back-off doubles with
@@ -400,6 +443,15 @@ static void borrow_ended(void *self, int32_t debtor, int64_t req, bool ok, int64
     return;
   }
   if (!ok) {
+    /* Own work first: no creditor could take the guests' blocks, so a
+     * prompt still gathering gives back what it holds here (no KV yet):
+     * this instance's own work would otherwise wait for the gatherer's
+     * admission and end, and the gatherer for memory the others keep
+     * for their own queues. It gathers again when the budget allows. */
+    if (p->set.own_first && undo_gathering_at(p, debtor, now) && p->pending == INFSIM_OK) {
+      p->pending = instance_kick(p->s, &p->s->inst[debtor], &p->pending_err);
+      return;
+    }
     back_off(p, debtor, &p->failures[debtor], &p->retry_after_ns[debtor], now);
     /* A request stalled at a block boundary is preempted now (vLLM). */
     if (p->pending == INFSIM_OK && p->s->inst[debtor].stalled.count > 0)
@@ -476,7 +528,11 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, hb_
   bool debt = false;
   h->n = h->n_gone = 0;
   h->snapshot_ns = now;
-  h->free_blocks = infsim_sched_free_blocks_now(s, i, now) - infsim_contract_reserved(p->contract, i);
+  /* Free memory as lendable: less what it promised others and what its
+   * own queued work needs (own_demand), so the gManager neither proposes
+   * it nor counts it in the gathering budget. */
+  h->free_blocks =
+      infsim_sched_free_blocks_now(s, i, now) - infsim_contract_reserved(p->contract, i) - own_demand(p, i);
   const instance *in = &s->inst[i];
   for (int32_t k = 0; k < in->running_count; k++) {
     int64_t r = in->running[k];
@@ -626,6 +682,33 @@ static infsim_status run_dgfm(infinite *p, int64_t now, infsim_error *err) {
   return INFSIM_OK;
 }
 
+/* ---- random losses of instances (faults.lose_instance_every_s) ---- */
+
+/* Losses form a Poisson process of mean gap faults.lose_instance_every_s
+ * (independent failures of a constant rate, the usual model of hardware
+ * failures between repairs), on a random stream of their own: the next
+ * one after `now`. */
+static int64_t next_loss_ns(infinite *p, int64_t now) {
+  double gap_s = p->set.lose_instance_every_s * -log1p(-gsl_rng_uniform(p->loss_rng));
+  double at = (double)now + gap_s * 1e9;
+  return at < (double)INT64_MAX / 2 ? (int64_t)at : INT64_MAX / 2;
+}
+
+/* The loss timer wakes at the next loss, or one longest heartbeat period
+ * (64 x policy.heartbeat_ms) from now if that comes first, so that it
+ * stops within that long of the run's last request instead of firing
+ * long after (a far draw of the exponential gap). */
+static int64_t loss_wake_ns(const infinite *p, int64_t now) {
+  int64_t horizon = now + (p->set.heartbeat_ns << QUIET_SHIFT_MAX);
+  return p->next_loss_ns < horizon ? p->next_loss_ns : horizon;
+}
+
+static int32_t alive_count(const infinite *p) {
+  int32_t alive = 0;
+  for (int32_t k = 0; k < p->instances; k++) alive += !p->lost[k];
+  return alive;
+}
+
 /* ---- hooks ---- */
 
 static infsim_status create(const void *settings, struct infsim_sched *s, int32_t instances, void **self,
@@ -651,11 +734,13 @@ static infsim_status create(const void *settings, struct infsim_sched *s, int32_
       !p->gather_after_ns || !p->gather_waits || !p->lost)
     return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   if (set->message_loss > 0 || set->message_delay_prob > 0) p->fault_rng = infsim_rng_new(s->p.seed, "faults.messages");
+  if (set->lose_instance_every_s > 0) p->loss_rng = infsim_rng_new(s->p.seed, "faults.instances");
   int64_t per_node = set->gpus_per_node / set->gpus_per_instance;
   if (per_node < 1) per_node = 1;
   int64_t reserve = (int64_t)(set->reserve_frac * (double)s->p.gpu_blocks_per_instance);
   infsim_status st = infsim_gm_new(instances, (int32_t)per_node, s->p.gpu_blocks_per_instance,
                                    (int64_t)s->n_requests, reserve, &p->gm, err);
+  if (st == INFSIM_OK) infsim_gm_set_guests_first(p->gm, set->own_first);
   if (st == INFSIM_OK) st = infsim_dgfm_new(instances, &p->dgfm, err);
   if (st == INFSIM_OK) st = infsim_dispatcher_new((infsim_dispatch_kind)set->dispatch, instances, &p->disp, err);
   if (st != INFSIM_OK) return st;
@@ -678,6 +763,10 @@ static infsim_status create(const void *settings, struct infsim_sched *s, int32_
     st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_GM_LOST, set->lose_gmanager_at_ns, err);
   if (st == INFSIM_OK && set->lose_instance >= 0)
     st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_INSTANCE_LOST, set->lose_instance_at_ns, err);
+  if (st == INFSIM_OK && p->loss_rng) {
+    p->next_loss_ns = next_loss_ns(p, 0);
+    st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_INSTANCE_LOST_RANDOM, loss_wake_ns(p, 0), err);
+  }
   return st;
 }
 
@@ -708,6 +797,7 @@ static void destroy(void *self) {
   infsim_gm_free(p->gm);
   infsim_dispatcher_free(p->disp);
   if (p->fault_rng) gsl_rng_free(p->fault_rng);
+  if (p->loss_rng) gsl_rng_free(p->loss_rng);
   free(p);
 }
 
@@ -736,7 +826,9 @@ static void forget_request(void *self, int64_t req) {
 /* A message to a lost instance, or from it to anyone but its node's host
  * memory (the CPU tier's copies end by themselves), dies with it. */
 static bool dead_letter(const infinite *p, const infsim_msg *m) {
-  if (m->dst >= 0 && m->dst < p->instances && p->lost[m->dst]) return true;
+  /* (A recall from host memory to a lost instance arrives: the tier drops
+   * it and its record.) */
+  if (m->dst >= 0 && m->dst < p->instances && p->lost[m->dst]) return m->src < p->instances;
   return m->src >= 0 && m->src < p->instances && p->lost[m->src] && m->dst < p->instances;
 }
 
@@ -752,8 +844,24 @@ static infsim_status lose_instance(infinite *p, int32_t i, int64_t now, infsim_e
   if (p->tier) most += p->s->p.host_blocks; /* its own node's */
   p->s->loss.max_blocks = most;
   infsim_status st = instance_lose(p->s, i, forget_request, p, err);
-  /* The gManager hears of it at once: nothing held there, no memory. */
-  if (!p->gm_down) infsim_gm_heartbeat(p->gm, i, now, 0, NULL, 0, true);
+  /* Its reservations went with its memory; its borrows and the DGFM moves
+   * it was running end with it (their timers, addressed to it, are dead
+   * letters: a DGFM move left in flight would stop every later pass). */
+  infsim_contract_instance_lost(p->contract, i);
+  /* The gManager hears of it at once: nothing held there, no memory, and
+   * nothing owned there (its requests were dispatched again; requests it
+   * finished but had not reported yet never would be: a lost instance
+   * sends nothing). */
+  if (!p->gm_down) {
+    const int64_t *owned;
+    size_t n = infsim_gm_owned(p->gm, i, &owned);
+    int64_t *copy = n ? malloc(n * sizeof *copy) : NULL;
+    if (n && !copy) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+    if (n) memcpy(copy, owned, n * sizeof *copy);
+    for (size_t k = 0; k < n; k++) infsim_gm_forget(p->gm, copy[k], now);
+    free(copy);
+    infsim_gm_heartbeat(p->gm, i, now, 0, NULL, 0, true);
+  }
   return st;
 }
 
@@ -814,6 +922,26 @@ static void undo_gathering(infinite *p, int32_t k) {
   touch_holders(p, req, p->s->now_ns);
   infsim_kv_release(p->s->kv, req);
   p->st.gathers_undone++;
+}
+
+/* The youngest prompt still gathering (waiting) with blocks at holder
+ * gives back all it gathered; true when one did. */
+static bool undo_gathering_at(infinite *p, int32_t holder, int64_t now) {
+  for (int32_t k = p->n_gatherers; k-- > 0;) {
+    int64_t req = p->gatherers[k];
+    if (p->s->rec[req].state != INFSIM_REQ_WAITING || p->s->rec[req].instance == holder ||
+        infsim_kv_blocks_at(p->s->kv, req, holder) == 0)
+      continue;
+    drop_gatherer(p, k);
+    touch_holders(p, req, now);
+    infsim_kv_release(p->s->kv, req);
+    p->st.gathers_undone++;
+    /* Its instance asks again (its borrows in flight land nothing now). */
+    if (p->pending == INFSIM_OK)
+      p->pending = instance_kick(p->s, &p->s->inst[p->s->rec[req].instance], &p->pending_err);
+    return true;
+  }
+  return false;
 }
 
 /* A prompt may gather new blocks at creditors when it is larger than its
@@ -935,6 +1063,16 @@ static infsim_status on_message(void *self, const infsim_msg *m, int64_t now, in
     switch (m->a) {
     case TIMER_HEARTBEAT:
       st = send_heartbeat(p, m->src, now, err);
+      /* The rManager's periodic look at its host blocks: they come home
+       * when the GPU has room for a request's whole host part and keeps
+       * what it must (the reserve, DGFM's recall headroom, its promises
+       * to others and its own queue's needs). */
+      if (st == INFSIM_OK && p->tier && p->set.tier_recall && !p->lost[m->src])
+        st = infsim_cpu_tier_recall(p->tier, m->src,
+                                    (int64_t)((p->set.reserve_frac + p->set.recall_headroom_frac) *
+                                              (double)p->s->p.gpu_blocks_per_instance) +
+                                        infsim_contract_reserved(p->contract, m->src) + own_demand(p, m->src),
+                                    now, err);
       if (st == INFSIM_OK && more)
         st = arm(p, m->src, TIMER_HEARTBEAT, now + (p->set.heartbeat_ns << p->hb_shift[m->src]), err);
       break;
@@ -955,8 +1093,24 @@ static infsim_status on_message(void *self, const infsim_msg *m, int64_t now, in
         st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_GM_LOST, now + p->set.lose_gmanager_every_ns, err);
       break;
     case TIMER_INSTANCE_LOST:
-      st = lose_instance(p, p->set.lose_instance, now, err);
+      if (!p->lost[p->set.lose_instance] && alive_count(p) > 1) st = lose_instance(p, p->set.lose_instance, now, err);
       break;
+    case TIMER_INSTANCE_LOST_RANDOM: {
+      /* A live instance, uniformly; never the last one (nobody would be
+       * left to serve), and none after the run's last request. Lost
+       * instances do not come back. */
+      if (!more || alive_count(p) < 2) break;
+      if (now >= p->next_loss_ns) {
+        int32_t pick = (int32_t)gsl_rng_uniform_int(p->loss_rng, (unsigned long)alive_count(p)), i = 0;
+        for (;; i++)
+          if (!p->lost[i] && pick-- == 0) break;
+        st = lose_instance(p, i, now, err);
+        p->next_loss_ns = next_loss_ns(p, now);
+      }
+      if (st == INFSIM_OK && alive_count(p) > 1)
+        st = arm(p, INFSIM_ENDPOINT_GMANAGER, TIMER_INSTANCE_LOST_RANDOM, loss_wake_ns(p, now), err);
+      break;
+    }
     case TIMER_GM_BACK:
       /* A new gManager: every instance's next heartbeat is a full one. */
       p->gm_down = false;
@@ -982,6 +1136,14 @@ static infsim_status on_message(void *self, const infsim_msg *m, int64_t now, in
   }
   infsim_contract_check(p->contract);
   if (p->tier) infsim_cpu_tier_check(p->tier);
+  /* A lost instance holds nothing in the gManager's ledger (its entries
+   * went at the loss, its own requests were forgotten) and no
+   * reservation for anyone (docs/distkv.md, "Faults"). */
+  for (int32_t i = 0; p->s->loss.instances_lost > 0 && i < p->instances; i++)
+    if (p->lost[i]) {
+      assert(infsim_gm_held(p->gm, i) == 0 && infsim_gm_borrowed(p->gm, i) == 0);
+      assert(infsim_contract_reserved(p->contract, i) == 0);
+    }
 #endif
   return st;
 }
@@ -1015,8 +1177,9 @@ bool infsim_policy_infinite_stats(const struct infsim_sched *s, infsim_distkv_st
   if (p->tier) {
     const infsim_cpu_tier_counters *h = infsim_cpu_tier_counters_of(p->tier);
     out->host_moves = h->moves;
-    out->host_moved_bytes = h->moved_bytes;
+    out->host_moved_bytes = h->moved_bytes + h->recalled_bytes; /* both ways over PCIe */
     out->host_blocks = h->blocks;
+    out->recalls += h->recalls; /* DGFM's and the tier's */
   }
   return true;
 }

@@ -147,6 +147,10 @@ infsim_status instance_lose(infsim_sched *s, int32_t lost, void (*dropped)(void 
  * it at the loss: what the instances left and host memory could ever give
  * one request) can never complete: it is rejected (kv_capacity) when the
  * loss is applied or its KV is dropped, instead of waiting forever. */
+/* After a loss, a request preempted by recompute whose whole context
+ * needs more than s->loss.max_blocks (it ran on what it had, short of its
+ * last blocks) is rejected (kv_capacity) rather than waiting for ever. */
+void instance_loss_reject_if_too_large(infsim_sched *s, instance *in, int32_t req);
 /* At a batch boundary of `in`: preempts its doomed requests (those still
  * running with blocks on a lost instance) by recompute. */
 infsim_status instance_loss_apply(infsim_sched *s, instance *in, bool *preempted, infsim_error *err);

@@ -58,10 +58,24 @@ static int64_t decode_run_ns(const infsim_sim *s, const sim_exec_instance *x, in
  * step's figure is used for every step of the run; the local attention it
  * is set against grows, so this is an upper bound that stays within one
  * step's growth. */
-static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exec_instance *x) {
+/* Instances of `instance`'s node, other than it, whose latest batch
+ * attends host KV on the CPU and has not ended before now: their CPU
+ * micro-attention shares the node's host memory bandwidth
+ * (cluster.cpu_attn_GBps is per node) with a batch starting now. */
+static int64_t host_ma_neighbours(const infsim_sim *s, int32_t instance, int64_t now_ns) {
+  int32_t per = s->c.topology.instances_per_node > 0 ? s->c.topology.instances_per_node : 1;
+  int32_t first = instance / per * per, n = 0;
+  for (int32_t j = first; j < first + per && j < s->n_instances; j++)
+    if (j != instance && s->exec[j].host_ma && s->exec[j].end_ns >= now_ns) n++;
+  return n;
+}
+
+static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exec_instance *x, int64_t now_ns) {
   const infsim_batch_agg *a = &b->agg;
   const infsim_cost_curves *c = &s->cost.curves;
-  const infsim_distattn_shape *shape = &s->c.distattn;
+  infsim_distattn_shape shared = s->c.distattn;
+  const infsim_distattn_shape *shape = &shared;
+  x->host_ma = false;
   double extra = infsim_distattn_creditor_step_ns(c, shape, a->guest_requests, a->guest_context_tokens);
   x->da_guest_ns = extra;
   x->da_remote_ns = x->da_merge_ns = 0.0;
@@ -85,7 +99,13 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
                                       (int64_t)((double)h->write_tokens * kv_bytes_per_token_layer),
                                       kind == INFSIM_HOLDER_GPU ? INFSIM_HOLDER_GPU : INFSIM_HOLDER_HOST_FETCH};
     prefill |= h->prefill_tokens > 0;
+    x->host_ma |= kind == INFSIM_HOLDER_HOST_MA && h->decode_requests > 0;
   }
+  /* The node's CPU memory bandwidth, shared equally by the instances
+   * attending host KV on it at once; fixed for the batch (as every
+   * holder's term is, from its first step). */
+  if (x->host_ma && a->remote_requests > 0)
+    shared.cpu_attn_bytes_per_s /= (double)(1 + host_ma_neighbours(s, b->instance, now_ns));
   if (a->remote_requests > 0) {
     infsim_distattn_layer l = infsim_distattn_decode_layer(c, shape, a->decode_requests, a->decode_context_tokens,
                                                            a->remote_requests, dec, k);
@@ -151,7 +171,7 @@ static infsim_status exec_submit(void *self, const infsim_batch *b, int64_t now_
                           infsim_cost_transfer_ns(b->swap_in_bytes, s->c.pcie_bytes_per_s, 0));
   int64_t compute;
   x->decode_only = b->agg.prefill_tokens == 0;
-  x->distattn_step_ns = distattn_step_ns(s, b, x);
+  x->distattn_step_ns = distattn_step_ns(s, b, x, now_ns);
   if (!x->decode_only) x->da_remote_ns = x->da_guest_ns = 0.0; /* a prompt batch: one step, priced below */
   if (!x->decode_only) {
     assert(b->steps == 1);
@@ -172,6 +192,7 @@ static infsim_status exec_submit(void *self, const infsim_batch *b, int64_t now_
   x->lead_ns = lead;
   x->steps = b->steps;
   x->compute_ns = compute;
+  x->end_ns = end;
   x->generation++;
   *end_ns = end;
   infsim_status st = record_row(s, x, b, end, err);
@@ -215,6 +236,7 @@ static int64_t exec_cut(void *self, int32_t instance, int64_t t_ns) {
   if (lo == x->steps) return x->steps;
   int64_t end = t0 + decode_run_ns(s, x, lo);
   x->steps = lo;
+  x->end_ns = end;
   x->generation++;
   if (x->row >= 0) {
     s->iterations[x->row].steps = lo;

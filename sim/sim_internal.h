@@ -35,6 +35,8 @@ typedef struct {
   double da_guest_ns;      /* the creditor's MA for guests, per step (all layers) */
   int64_t da_cross;        /* the first step j with A_j >= R (overlap hides R from there) */
   double da_step_bytes;    /* what one step sends to and gets from the holders, all layers */
+  bool host_ma;            /* its decode steps attend host KV on the CPU (policy.cpu_tier: ma) */
+  int64_t end_ns;          /* the batch's end (after cuts) */
   bool decode_only;
   infsim_batch_agg agg; /* its first step's aggregates (timelines) */
   int64_t row; /* its iterations.csv row, or -1 */

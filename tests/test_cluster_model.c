@@ -200,12 +200,13 @@ typedef struct {
   infsim_cmodel *holder;
   const int32_t *slots;
   int32_t count, tokens;
-  bool drop; /* answer empty partials (the negative control) */
+  bool drop;   /* answer empty partials (the negative control) */
+  bool append; /* the holder appends the new token (its last block is the request's last) */
   int calls;
 } remote_ctx;
 
 static infsim_status remote_attend(void *self, int32_t layer, const int32_t *parts, int32_t n, const uint16_t *q,
-                                   float *out, float *lse, infsim_error *err) {
+                                   const uint16_t *k, const uint16_t *v, float *out, float *lse, infsim_error *err) {
   remote_ctx *rc = self;
   assert_int_equal(n, 1);
   assert_int_equal(parts[0], 0);
@@ -215,8 +216,9 @@ static infsim_status remote_attend(void *self, int32_t layer, const int32_t *par
     lse[0] = lse[1] = -INFINITY;
     return INFSIM_OK;
   }
-  const int32_t *tables[] = {rc->slots};
-  return infsim_cmodel_attend_partial(rc->holder, layer, q, n, tables, &rc->count, &rc->tokens, out, lse, err);
+  infsim_cmodel_query x = {.req = 3, .slots = rc->slots, .slot_count = rc->count, .tokens = rc->tokens,
+                           .append = rc->append};
+  return infsim_cmodel_attend_partial(rc->holder, layer, &x, 1, q, k, v, out, lse, err);
 }
 
 static void split_decode(fixture *f, bool drop, uint16_t *hidden, uint16_t *attn_out, int *calls) {
@@ -234,6 +236,7 @@ static void split_decode(fixture *f, bool drop, uint16_t *hidden, uint16_t *attn
   for (int i = 0; i < 2; i++) {
     assert_int_equal(infsim_cmodel_block_read(owner, slots[1 + i], buf, &err), INFSIM_OK);
     assert_int_equal(infsim_cmodel_block_write(holder, moved_to[i], buf, &err), INFSIM_OK);
+    infsim_cmodel_claim(holder, moved_to[i], 3, 1 + i); /* the receiver names the moved block */
   }
   /* Scrub the owner's copies so that only the holder has those tokens. */
   memset(buf, 0x7f, (size_t)bytes);
@@ -285,6 +288,62 @@ static void test_split_request_merges_to_unsplit(void **state) {
   /* Negative control: without the holder's partial the output is wrong. */
   split_decode(f, true, got_hidden, got_attn, &calls);
   assert_true(max_rel_diff(got_attn, want_attn, 256) > 0.05);
+}
+
+/* A request whose last, part-filled block moved to a holder: the holder
+ * appends each new token there and attends it; two decode steps equal the
+ * unsplit request's (the first token appended at the holder is read back
+ * by the second step), and a block of another request is refused. */
+static void test_append_at_holder(void **state) {
+  fixture *f = *state;
+  infsim_error err;
+  infsim_cmodel *ref, *owner, *holder;
+  assert_int_equal(infsim_cmodel_new(f->k, &f->p, &ref, &err), INFSIM_OK);
+  assert_int_equal(infsim_cmodel_new(f->k, &f->p, &owner, &err), INFSIM_OK);
+  assert_int_equal(infsim_cmodel_new(f->k, &f->p, &holder, &err), INFSIM_OK);
+  int32_t slots[] = {0, 1, 2, 3};
+  infsim_cmodel_part pre = {.req = 3, .prompt_tokens = 56, .query_tokens = 56, .slots = slots, .slot_count = 4};
+  assert_int_equal(infsim_cmodel_forward(ref, &pre, 1, NULL, &err), INFSIM_OK);
+  assert_int_equal(infsim_cmodel_forward(owner, &pre, 1, NULL, &err), INFSIM_OK);
+  /* Blocks 1 (full) and 3 (8 of 16 tokens) go to the holder's slots 6 and 2. */
+  int64_t bytes = infsim_cmodel_block_bytes(owner);
+  void *buf = malloc((size_t)bytes);
+  int32_t from[] = {1, 3}, to[] = {6, 2};
+  for (int i = 0; i < 2; i++) {
+    assert_int_equal(infsim_cmodel_block_read(owner, from[i], buf, &err), INFSIM_OK);
+    assert_int_equal(infsim_cmodel_block_write(holder, to[i], buf, &err), INFSIM_OK);
+    infsim_cmodel_claim(holder, to[i], 3, from[i]);
+    memset(buf, 0x7f, (size_t)bytes);
+    assert_int_equal(infsim_cmodel_block_write(owner, from[i], buf, &err), INFSIM_OK);
+  }
+  free(buf);
+  int32_t local[] = {0, 2};
+  for (int step = 0; step < 2; step++) {
+    int32_t ctx = 56 + step;
+    infsim_cmodel_part want = {.req = 3, .prompt_tokens = 56, .query_tokens = 1, .context_tokens = ctx,
+                               .slots = slots, .slot_count = 4};
+    assert_int_equal(infsim_cmodel_forward(ref, &want, 1, NULL, &err), INFSIM_OK);
+    uint16_t want_hidden[256], got_hidden[256];
+    assert_int_equal(infsim_cmodel_hidden(ref, want_hidden, &err), INFSIM_OK);
+    remote_ctx rc = {.holder = holder, .slots = to, .count = 2, .tokens = ctx - 32 + 1, .append = true};
+    infsim_cmodel_remote remote = {.self = &rc, .attend = remote_attend};
+    infsim_cmodel_part dec = {.req = 3, .prompt_tokens = 56, .query_tokens = 1, .context_tokens = ctx,
+                              .remote_tokens = ctx - 32, .append_remote = true, .slots = local, .slot_count = 2};
+    assert_int_equal(infsim_cmodel_forward(owner, &dec, 1, &remote, &err), INFSIM_OK);
+    assert_int_equal(infsim_cmodel_hidden(owner, got_hidden, &err), INFSIM_OK);
+    assert_int_equal(rc.calls, 2);
+    assert_true(max_rel_diff(got_hidden, want_hidden, 256) < 0.02);
+  }
+  /* A holder block that holds another request's KV is refused. */
+  infsim_cmodel_claim(holder, 6, 4, 1);
+  remote_ctx rc = {.holder = holder, .slots = to, .count = 2, .tokens = 27, .append = true};
+  infsim_cmodel_remote remote = {.self = &rc, .attend = remote_attend};
+  infsim_cmodel_part dec = {.req = 3, .prompt_tokens = 56, .query_tokens = 1, .context_tokens = 58,
+                            .remote_tokens = 26, .append_remote = true, .slots = local, .slot_count = 2};
+  assert_int_equal(infsim_cmodel_forward(owner, &dec, 1, &remote, &err), INFSIM_ERUN);
+  infsim_cmodel_free(ref);
+  infsim_cmodel_free(owner);
+  infsim_cmodel_free(holder);
 }
 
 static void test_bad_parts_are_refused(void **state) {
@@ -347,6 +406,7 @@ static void test_padding_leaves_real_rows_alone(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_batch_attention_matches_naive, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_append_at_holder, setup, teardown),
       cmocka_unit_test_setup_teardown(test_split_request_merges_to_unsplit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_parts_are_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_padding_leaves_real_rows_alone, setup, teardown),

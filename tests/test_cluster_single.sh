@@ -15,6 +15,7 @@ W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+. "$(dirname "$0")/cluster_lib.sh"
 
 cat >"$W/c.yaml" <<'YAML'
 model: tiny
@@ -34,47 +35,14 @@ timeout 300 "$INFSIM" cluster "$W/c.yaml" --trace "$W/t.csv" --out "$W/cl" --exe
   --verify >"$W/log" 2>&1
 rc=$?
 [ "$rc" -eq 0 ] || { cat "$W/log"; fail "one-instance cluster run exited $rc"; }
-python3 - "$W/cl" "$W/t.csv" <<'PY' || fail "one-instance outputs break an invariant"
-import csv, json, sys
-d, trace = sys.argv[1], sys.argv[2]
-s = json.load(open(f'{d}/summary.json'))
-reqs = list(csv.DictReader(open(f'{d}/requests.csv')))
-its = list(csv.DictReader(open(f'{d}/iterations.csv')))
-tr = list(csv.DictReader(open(trace)))
-ok = True
-def bad(msg):
-    global ok
-    ok = False
-    print(msg)
-if s['completed'] != len(tr) or s['rejected'] != 0: bad(f"summary counts {s['completed']}/{len(tr)}")
-if s['cost_model'] != 'measured:cpu': bad(f"cost_model {s['cost_model']}")
-want = [sum(int(t['prompt_tokens']) for t in tr), sum(int(t['output_tokens']) - 1 for t in tr)]
-for r in reqs:
-    a, f1, f = float(r['arrival_s']), float(r['first_token_s']), float(r['finish_s'])
-    if r['status'] != 'completed' or not (a <= f1 <= f): bad(f"request {r['id']}: {r['status']} {a} {f1} {f}")
-done, last_end = [0, 0], 0.0
-for it in its:
-    st, en = float(it['start_s']), float(it['end_s'])
-    if int(it['instance']) != 0 or int(it['steps']) != 1: bad(f'iteration {it}')
-    if st < last_end - 1e-9 or en < st: bad(f'overlapping or backwards iteration {it}')
-    last_end = en
-    done[0] += int(it['prefill_tokens'])
-    done[1] += int(it['decode_requests'])
-if done != want: bad(f'work run {done} != work implied by the trace {want}')
-sys.exit(0 if ok else 1)
-PY
+check_cluster_outputs "$W/cl" "$W/t.csv" 1 || fail "one-instance outputs break an invariant"
 
 "$INFSIM" run "$W/c.yaml" --trace "$W/t.csv" --out "$W/sim" --quiet || fail "sim run"
 "$INFSIM" compare "$W/sim" "$W/cl" --no-plot >"$W/cmp" 2>&1 || { cat "$W/cmp"; fail "compare failed"; }
 grep -qF "throughput (tok/s)" "$W/cmp" || fail "compare lacks its throughput row"
 
 # The cuda executor without a GPU (CI machines): skipped, exit 77, nothing written.
-if ! command -v nvidia-smi >/dev/null; then
-  timeout 60 "$INFSIM" cluster "$W/c.yaml" --trace "$W/t.csv" --out "$W/gpu" --executor cuda >"$W/glog" 2>&1
-  rc=$?
-  [ "$rc" -eq 77 ] || { cat "$W/glog"; fail "--executor cuda without a GPU should exit 77 (got $rc)"; }
-  [ ! -e "$W/gpu" ] || fail "--executor cuda without a GPU wrote outputs"
-fi
+expect_no_gpu "$INFSIM" cluster "$W/c.yaml" --trace "$W/t.csv"
 
 # Two instances need two ranks.
 timeout 60 "$INFSIM" cluster "$W/c.yaml" --trace "$W/t.csv" --out "$W/two" --executor cpu \

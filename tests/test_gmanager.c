@@ -4,7 +4,8 @@
 ** finishes: the ledger stays zero-sum, placement agrees with holders, an
 ** older report never overwrites a newer one, and a ledger rebuilt from
 ** full heartbeats after a loss equals the one kept all along. The planners
-** against hand-solved cases.
+** against hand-solved cases, with and without guests first (a debtor's
+** guests move before its own requests: policy.own_work_first).
 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -286,6 +287,33 @@ static void test_planners_hand_cases(void **state) {
   infsim_gm_free(gm);
 }
 
+/* Own work first (infsim_gm_set_guests_first): the hand case, where i3
+ * also owns r3 (30 blocks at 3) and holds r0's 5 as a guest. i3 short of
+ * 8 blocks moves the guest's 5 first, then 3 of r3; without the switch, 8
+ * of its own r3 (its longest). Both to i2, the most spare. */
+static void test_guests_first(void **state) {
+  (void)state;
+  infsim_gm_move m[8];
+  infsim_gm *gm = hand_case();
+  infsim_gm_entry at3[2] = {{0, 0, 3, 5}, {3, 3, 3, 30}};
+  infsim_gm_heartbeat(gm, 3, 2, 20, at3, 2, false);
+  infsim_gm_check(gm);
+  assert_int_equal(infsim_gm_plan(gm, INFSIM_PLAN_GREEDY, 3, -1, 8, m, 8), 1);
+  assert_true(m[0].req == 3 && m[0].from == 3 && m[0].to == 2 && m[0].blocks == 8 && !m[0].fresh);
+  infsim_gm_unpropose(gm, &m[0]);
+  infsim_gm_set_guests_first(gm, true);
+  assert_int_equal(infsim_gm_plan(gm, INFSIM_PLAN_GREEDY, 3, -1, 8, m, 8), 2);
+  assert_true(m[0].req == 0 && m[0].from == 3 && m[0].to == 2 && m[0].blocks == 5 && !m[0].fresh);
+  assert_true(m[1].req == 3 && m[1].from == 3 && m[1].to == 2 && m[1].blocks == 3 && !m[1].fresh);
+  infsim_gm_unpropose(gm, &m[0]);
+  infsim_gm_unpropose(gm, &m[1]);
+  /* The owner of a piece is no guest of its own: i0, short, still moves
+   * its longest request r0 first (45 blocks, 40 of them at 0). */
+  assert_int_equal(infsim_gm_plan(gm, INFSIM_PLAN_GREEDY, 0, -1, 10, m, 8), 1);
+  assert_move(&m[0], 0, 2, 10, false);
+  infsim_gm_free(gm);
+}
+
 static void test_planner_names(void **state) {
   (void)state;
   infsim_gm_planner p;
@@ -301,6 +329,7 @@ int main(void) {
       cmocka_unit_test(test_ledger_zero_sum_and_placement), cmocka_unit_test(test_forget_floor),
       cmocka_unit_test(test_rebuild_equals_original),       cmocka_unit_test(test_planners_hand_cases),
       cmocka_unit_test(test_planner_names),
+      cmocka_unit_test(test_guests_first),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,8 @@
 ** traces, memory tight enough that borrowing happens all along (LLaMA2-7B
 ** with a fifth of an A100's memory: a few hundred blocks per instance),
 ** with random faults (messages lost, the gManager lost, an instance
-** lost), the CPU tier in each mode or off, either answer to a borrow in
+** lost at a set time or at random: faults.lose_instance_every_s),
+** policy.own_work_first on or off, the CPU tier in each mode or off, either answer to a borrow in
 ** flight (wait or preempt), preemption by recompute or swap. Every run must end with each request completed, or
 ** rejected only when it is larger than one instance and the others lack
 ** the room; debug builds check the
@@ -64,10 +65,20 @@ static void run_case(uint64_t seed, case_counts *n) {
   snprintf(lose_at, sizeof lose_at, "faults.lose_instance_at_s=%.3f", 0.2 + 3.0 * gsl_rng_uniform(rng));
   snprintf(when, sizeof when, "policy.when_short=%s", gsl_rng_uniform(rng) < 0.7 ? "wait" : "preempt");
   snprintf(preempt, sizeof preempt, "scheduler.preemption=%s", gsl_rng_uniform(rng) < 0.7 ? "recompute" : "swap");
+  /* Drawn from a stream of its own, so that the other draws of a case
+   * seed (and the found cases below) stay what they were. */
+  char own[64], every[64];
+  gsl_rng *rng_own = infsim_rng_new(seed, "test.infinite_random.own");
+  snprintf(own, sizeof own, "policy.own_work_first=%s", gsl_rng_uniform(rng_own) < 0.7 ? "true" : "false");
+  /* Random losses in 20% of cases, one every 1-5 s on average. */
+  double every_s = gsl_rng_uniform(rng_own) < 0.2 ? 1.0 + 4.0 * gsl_rng_uniform(rng_own) : 0.0;
+  snprintf(every, sizeof every, "faults.lose_instance_every_s=%.3f", every_s);
+  gsl_rng_free(rng_own);
   const char *settings[] = {"model=llama2-7b", "gpu=a100-80gb", "scheduler.gpu_memory_utilization=0.2",
                             "scheduler.chunked_prefill=true", "scheduler.max_batched_tokens=2048",
                             "policy.name=infinite-llm", "cluster.gpus_per_node=2",
-                            inst, loss, gm, planner, dgfm, seedset, tier, host, lose, lose_at, when, preempt, NULL};
+                            inst, loss, gm, planner, dgfm, seedset, tier, host, lose, lose_at, when, preempt, own,
+                            every, NULL};
   infsim_run_params p = fixture_params(settings);
   infsim_trace t = {0};
   int64_t at = 0;
@@ -77,8 +88,9 @@ static void run_case(uint64_t seed, case_counts *n) {
     int64_t prompt = 16 + (int64_t)gsl_rng_uniform_int(rng, gsl_rng_uniform(rng) < 0.2 ? 12000 : 3000);
     fixture_add(&t, at, prompt, 1 + (int64_t)gsl_rng_uniform_int(rng, 300));
   }
-  fprintf(stderr, "case seed %llu: %d instances, %d requests, %s %s %s %s %s %s %s %s %s\n", (unsigned long long)seed,
-          instances, n_requests, loss, gm, planner, tier, host, lose, lose_at, when, preempt);
+  fprintf(stderr, "case seed %llu: %d instances, %d requests, %s %s %s %s %s %s %s %s %s %s %s\n",
+          (unsigned long long)seed, instances, n_requests, loss, gm, planner, tier, host, lose, lose_at, when, preempt,
+          own, every);
   infsim_sim_watch watch = {.self = &seed, .every_ns = 1000000000, .tick = on_tick};
   infsim_run_result *res = NULL;
   infsim_error err = {0};

@@ -704,5 +704,12 @@ int main(void) {
       cmocka_unit_test(test_timing_is_ordered),       cmocka_unit_test(test_norm_rope_matches_cpu),
       cmocka_unit_test(test_decode_merges_remote_partials),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  /* INFSIM_GPU_TEST_ONLY=SUBSTRING runs the tests whose names contain it
+   * (a compute-sanitizer pass over one path fits a short GPU call). */
+  const char *only = getenv("INFSIM_GPU_TEST_ONLY");
+  struct CMUnitTest run[sizeof tests / sizeof tests[0]];
+  size_t n = 0;
+  for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
+    if (!only || strstr(tests[i].name, only)) run[n++] = tests[i];
+  return _cmocka_run_group_tests("tests", run, n, setup, teardown);
 }

@@ -108,6 +108,12 @@ typedef enum {
   INFSIM_CALIB_MERGE,       /* aggregation of partials */
   INFSIM_CALIB_KV_COPY,     /* rBlock copy within one GPU */
   INFSIM_CALIB_HOST_COPY,   /* device -> host -> device staging (swap, no-P2P transfer) */
+  /* Whole layers as the cuda executor runs them (measured rows: the
+   * layer's time; fitted curve: what the layer takes beyond the kernel
+   * curves above composed at the same aggregates, i.e. the element-wise
+   * steps, launch gaps and the clock under sustained load). Optional. */
+  INFSIM_CALIB_LAYER_PREFILL, /* one prompt: tokens, pairs */
+  INFSIM_CALIB_LAYER_DECODE,  /* decodes as a replayed CUDA graph: requests (context rides along) */
   INFSIM_CALIB_KERNELS
 } infsim_calib_kernel;
 

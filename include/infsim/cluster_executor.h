@@ -13,7 +13,10 @@
 ** arrives, which the driver reads with infsim_cexec_poll and hands to the
 ** scheduler as infsim_sched_iteration_done.
 ** Ranks 1..N-1 call infsim_cexec_serve, which runs what arrives until told
-** to stop.
+** to stop. Rank 0 routes everything between instances: DistAttention
+** queries and partials, and the KV blocks of every move the KV manager
+** makes (executor.c says in what order, so that the KV is where the block
+** tables say whenever a batch reads it).
 **
 ** Faults: a batch unanswered after the transport's timeout, or a rank 0
 ** silent that long (it sends keep-alives when idle), is an INFSIM_ERUN
@@ -25,11 +28,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "infsim/batch.h"
 #include "infsim/cluster_model.h"
 #include "infsim/cluster_transport.h"
 #include "infsim/executor.h"
+#include "infsim/kv.h"
 #include "infsim/sim.h"
 #include "infsim/status.h"
 #include "infsim/trace.h"
@@ -38,11 +43,20 @@ typedef struct infsim_cexec infsim_cexec;
 
 /* instances == the transport's ranks; local is rank 0's model (instance
  * 0), shadow NULL or its verification twin (infsim_cmodel_forward_verified);
- * requests give each request's prompt length (borrowed). t0_s is the
- * run's start on infsim_cluster_now_s's clock. */
-infsim_status infsim_cexec_new(infsim_ctransport *t, infsim_cmodel *local, infsim_cmodel *shadow,
+ * outputs NULL or where instance 0 writes each part's last hidden row
+ * ("req position values...", for comparing runs); requests give each
+ * request's prompt length (borrowed). t0_s is the run's start on
+ * infsim_cluster_now_s's clock. */
+infsim_status infsim_cexec_new(infsim_ctransport *t, infsim_cmodel *local, infsim_cmodel *shadow, FILE *outputs,
                                const infsim_trace_request *requests, size_t count, double t0_s, infsim_cexec **out,
                                infsim_error *err);
+/* The scheduler's KV manager: every block a move rehomes is copied between
+ * the instances' pools (before any batch reads it there). Call before the
+ * first batch. */
+void infsim_cexec_attach_kv(infsim_cexec *x, infsim_kv *kv);
+/* KV blocks moved between instances (and their bytes), and DistAttention
+ * queries routed (one per owner, holder and layer). */
+void infsim_cexec_stats(const infsim_cexec *x, int64_t *moves, int64_t *move_bytes, int64_t *queries);
 /* Stops the workers (infsim_cexec_stop) if not done yet, and frees. */
 void infsim_cexec_free(infsim_cexec *x);
 
@@ -75,7 +89,7 @@ typedef struct {
 
 /* Ranks 1..N-1: runs batches from rank 0 on m (each verified on shadow
  * unless NULL) until told to stop. fault may be NULL. */
-infsim_status infsim_cexec_serve(infsim_ctransport *t, infsim_cmodel *m, infsim_cmodel *shadow,
+infsim_status infsim_cexec_serve(infsim_ctransport *t, infsim_cmodel *m, infsim_cmodel *shadow, FILE *outputs,
                                  const infsim_cexec_fault *fault, infsim_error *err);
 
 #endif

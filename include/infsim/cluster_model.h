@@ -71,19 +71,37 @@ typedef struct {
   int32_t prompt_tokens;  /* positions below this hold prompt tokens */
   int32_t query_tokens;   /* >= 1: 1 with context_tokens > 0 is a decode */
   int32_t context_tokens; /* KV tokens before this part, on every holder */
-  int32_t remote_tokens;  /* of those, held elsewhere (decode only; whole blocks) */
+  int32_t remote_tokens;  /* of those, held elsewhere (decode only; whole blocks, unless append_remote) */
   const int32_t *slots;   /* local blocks, token order: enough for the local tokens after the part */
   int32_t slot_count;
+  /* Decode whose new token goes to a holder (the block it falls in is
+   * remote: moved away part-filled): the holder appends its K/V and
+   * attends it; every local block is full, the remote share may end
+   * mid-block. */
+  bool append_remote;
 } infsim_cmodel_part;
+
+/* One query of the holder side: the asking request's blocks here (slots of
+ * this holder's pool, token order), the tokens they hold after the step,
+ * and whether the new token is appended here (into the last of them). */
+typedef struct {
+  int64_t req;
+  const int32_t *slots;
+  int32_t slot_count;
+  int32_t tokens;
+  bool append;
+} infsim_cmodel_query;
 
 /* Decode attention of the remote share of some parts for one layer. */
 typedef struct {
   void *self;
   /* parts[i] (indices into the forward's parts) with queries q[i][h][d]
-   * (bf16, after RoPE): write the partial over their remote KV into
-   * out[i][h][d] and lse[i][h] (host memory; empty: lse -inf, out 0). */
+   * and the new token's k[i][g][d], v[i][g][d] (bf16, after RoPE; a holder
+   * appends them where the part says append_remote): write the partial
+   * over their remote KV into out[i][h][d] and lse[i][h] (host memory;
+   * empty: lse -inf, out 0). */
   infsim_status (*attend)(void *self, int32_t layer, const int32_t *parts, int32_t n, const uint16_t *q,
-                          float *out, float *lse, infsim_error *err);
+                          const uint16_t *k, const uint16_t *v, float *out, float *lse, infsim_error *err);
 } infsim_cmodel_remote;
 
 typedef struct infsim_cmodel infsim_cmodel;
@@ -111,11 +129,15 @@ infsim_status infsim_cmodel_forward_verified(infsim_cmodel *m, infsim_cmodel *sh
                                              int32_t count, infsim_error *err);
 
 /* Holder side of DistAttention: decode attention for layer `layer` of n
- * queries q[n][h][d] (bf16, host) over the blocks slots[i][0..slot_counts[i])
- * holding tokens[i] tokens, into out[n][h][d] and lse[n][h] (host, f32). */
-infsim_status infsim_cmodel_attend_partial(infsim_cmodel *m, int32_t layer, const uint16_t *q, int32_t n,
-                                           const int32_t *const *slots, const int32_t *slot_counts,
-                                           const int32_t *tokens, float *out, float *lse, infsim_error *err);
+ * queries q[n][h][d] (bf16, host) over each query's blocks here, after
+ * appending k_new[i], v_new[i] ([g][d] bf16, host) where qs[i].append,
+ * into out[n][h][d] and lse[n][h] (host, f32). k_new and v_new may be
+ * NULL when no query appends. Uses buffers of its own: a holder may serve
+ * it between two layers of its own forward. Checks that each block read
+ * holds the asking request's KV (INFSIM_ERUN otherwise). */
+infsim_status infsim_cmodel_attend_partial(infsim_cmodel *m, int32_t layer, const infsim_cmodel_query *qs, int32_t n,
+                                           const uint16_t *q, const uint16_t *k_new, const uint16_t *v_new,
+                                           float *out, float *lse, infsim_error *err);
 
 /* Bytes of one rBlock over all layers (K and V), and its copy to or from
  * host memory, as a KV move carries it: [layer][k|v][g][block_tokens][d]. */

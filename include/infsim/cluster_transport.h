@@ -78,6 +78,17 @@ infsim_status infsim_ctransport_recv(infsim_ctransport *t, int32_t src, int32_t 
                                      infsim_error *err);
 /* Whether a message from src (-1: any) with tag (-1: any) is waiting. */
 bool infsim_ctransport_probe(infsim_ctransport *t, int32_t src, int32_t tag);
+/* The same, filling the waiting message's sender, tag and size. */
+bool infsim_ctransport_probe_msg(infsim_ctransport *t, int32_t src, int32_t tag, int32_t *from, int32_t *tag_out,
+                                 int64_t *bytes);
+/* Sends without waiting: takes buf (malloc'ed; freed once sent, or on
+ * failure). A rank that must never block on a busy peer (cluster mode's
+ * rank 0, which routes everything) sends this way; messages to one peer
+ * keep their order. infsim_ctransport_progress completes what it can and
+ * fails naming the peer of a send older than the timeout. */
+infsim_status infsim_ctransport_isend(infsim_ctransport *t, int32_t dst, int32_t tag, void *buf, int64_t bytes,
+                                      infsim_error *err);
+infsim_status infsim_ctransport_progress(infsim_ctransport *t, infsim_error *err);
 
 /* ---- data plane (kernels buffers) -------------------------------------- */
 

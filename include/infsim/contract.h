@@ -125,6 +125,10 @@ infsim_status infsim_contract_deliver(infsim_contract *c, const infsim_msg *msg,
 void infsim_contract_set_gm_down(infsim_contract *c, bool down);
 
 /* Blocks set aside at a creditor for moves that have not landed. */
+/* instance was lost: its reservations (as a creditor) go with its memory,
+ * its borrows and moves (as a debtor or DGFM source) and the gManager's
+ * proposals to it end without a callback (nobody is left to finish them). */
+void infsim_contract_instance_lost(infsim_contract *c, int32_t instance);
 int64_t infsim_contract_reserved(const infsim_contract *c, int32_t instance);
 const infsim_contract_counters *infsim_contract_counters_of(const infsim_contract *c);
 /* The protocol's tables in flight (borrows, reservations, proposals). */

@@ -54,6 +54,10 @@ typedef struct {
    * curves hold measured launch costs, so 0). */
   double layer_overhead_ns;
   char name[2 * INFSIM_NAME_BYTES]; /* "roofline:a100-80gb" or "calibrated:PROFILE" */
+  /* Optional (NULL: none): what one layer takes beyond the curves above,
+   * fitted on whole layers measured as the cuda executor runs them
+   * (calibrated profiles with layer_prefill and layer_decode fits). */
+  double (*layer_rest_ns)(void *self, int64_t prefill_tokens, int64_t prefill_pairs, int64_t decode_requests);
 } infsim_cost_curves;
 
 /* Roofline efficiency factors (fraction of peak reached), config keys

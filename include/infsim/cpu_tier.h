@@ -16,8 +16,11 @@
 ** debtor's request with the most blocks on it) are copied, which frees as
 ** many on the GPU. The amount is the shortfall plus
 ** policy.borrow_ahead_blocks, at most what the pool has free less what
-** moves in flight will take. Blocks in host memory stay there until their
-** request finishes or is preempted (DGFM moves GPU pieces only).
+** moves in flight will take. Blocks in host memory come back to the
+** owner's GPU when it has room again (infsim_cpu_tier_recall, at the
+** owner's heartbeat ticks: a copy over its PCIe link from the host, as the
+** way out); else they stay until their request finishes or is preempted
+** (DGFM moves GPU pieces only).
 **
 ** Invariants: per host, reserved blocks are the sum of the moves in
 ** flight to it (infsim_cpu_tier_check). A swap-out may take a reserved
@@ -45,6 +48,9 @@ typedef struct {
   int64_t moves;       /* moves that landed */
   int64_t moved_bytes; /* KV copied GPU -> host (fresh blocks copy nothing) */
   int64_t blocks;      /* blocks placed in host memory */
+  int64_t recalls;         /* recalls that landed (host -> GPU) */
+  int64_t recalled_blocks; /* blocks they brought back */
+  int64_t recalled_bytes;  /* KV copied host -> GPU */
 } infsim_cpu_tier_counters;
 
 /* The tier of the scheduler's host pools; net carries the copies (never
@@ -68,7 +74,15 @@ bool infsim_cpu_tier_in_flight(const infsim_cpu_tier *t, int32_t debtor, int64_t
 infsim_status infsim_cpu_tier_fallback(infsim_cpu_tier *t, int32_t debtor, int64_t req, bool fresh_ok,
                                        int64_t now_ns, bool *started, infsim_error *err);
 
-/* True for messages to a host endpoint (the tier's copies). */
+/* Recalls to instance's GPU the host blocks of its decoding requests
+ * whose whole host part fits its free blocks less keep_free (and less
+ * recalls in flight to it), smallest host part first: each a MOVE of its
+ * blocks from the node's host endpoint over the instance's PCIe link,
+ * landing what room is left when it arrives. One at a time per request. */
+infsim_status infsim_cpu_tier_recall(infsim_cpu_tier *t, int32_t instance, int64_t keep_free, int64_t now_ns,
+                                     infsim_error *err);
+
+/* True for messages to or from a host endpoint (the tier's copies). */
 bool infsim_cpu_tier_handles(const infsim_cpu_tier *t, const infsim_msg *msg);
 /* A copy reached host memory: the blocks move (what is still there to
  * move, as far as room allows), then done() is called. */

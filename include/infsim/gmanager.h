@@ -145,6 +145,10 @@ size_t infsim_gm_creditors(const infsim_gm *gm, int32_t *out);
  * from the creditors' spare. */
 size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, int64_t req, int64_t need,
                       infsim_gm_move *out, size_t cap);
+/* With on, infsim_gm_plan takes, after req, the guests the debtor holds
+ * (pieces of other owners' requests), most blocks held there first, before
+ * the debtor's own requests (policy.own_work_first). Off by default. */
+void infsim_gm_set_guests_first(infsim_gm *gm, bool on);
 /* A proposal that did not happen (refused, timed out): gives its blocks
  * back to the creditor's spare in the gManager's view. */
 void infsim_gm_unpropose(infsim_gm *gm, const infsim_gm_move *m);

@@ -123,6 +123,13 @@ int64_t infsim_kv_borrowed_peak(const infsim_kv *kv);
  * blocks in use now, the most ever in use at once, and its capacity. */
 void infsim_kv_pool_usage(const infsim_kv *kv, int32_t pool, int64_t *in_use, int64_t *peak, int64_t *capacity);
 
+/* Called for each block a move (infsim_kv_move, move_tail) or a swap
+ * rehomes, before the old id is freed: request req's block at table index
+ * `index` leaves id `from` for id `to`. Cluster mode copies the KV bytes
+ * there; the simulator sets none (NULL). */
+typedef void (*infsim_kv_rehome_fn)(void *self, int64_t req, int64_t index, int64_t from, int64_t to);
+void infsim_kv_set_rehome_hook(infsim_kv *kv, infsim_kv_rehome_fn fn, void *self);
+
 /* Debug builds: the invariants above; aborts with the broken one.
  * infsim_kv_check is O(pools); infsim_kv_check_request checks one table
  * (its holders exist, its foreign count is right) in O(its blocks). */

@@ -19,41 +19,7 @@ work=${WORKDIR:-$build/campaign}
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(trace_csv config workload calib_raw import_burstgpt import_mooncake import_azure costmodel calib_db)
 
-# Longest input worth mutating: a few KB covers every syntax the readers
-# know (a header, quoting, several rows or keys); longer inputs only slow
-# each execution down.
-max_len_of() {
-  case $1 in
-    costmodel) echo 256 ;;
-    workload) echo 1024 ;;
-    calib_db) echo 1024 ;;
-    *) echo 4096 ;;
-  esac
-}
-
-# head -c cut to whole lines, so a fixture stays a valid file.
-head_lines() { head -c "$2" "$1" | sed '$d'; }
-
-seed_fixtures() {
-  local t=$1 dir=$2 len=$3 f
-  case $t in
-    config)
-      for f in "$root"/experiments/*/*.yaml "$root"/experiments/*/*/*.yaml; do
-        [ -f "$f" ] && head -c "$len" "$f" >"$dir/fixture-$(basename "$(dirname "$f")")-$(basename "$f")"
-      done ;;
-    trace_csv)
-      for f in "$root"/data/traces/*.csv; do head_lines "$f" "$len" >"$dir/fixture-$(basename "$f")"; done ;;
-    import_burstgpt)
-      { printf '\0\0\0\0\0\0'; head_lines "$root/tests/fixtures/burstgpt-sample.csv" $((len - 6)); } >"$dir/fixture-sample" ;;
-    import_azure)
-      # The Azure format is TIMESTAMP,ContextTokens,GeneratedTokens.
-      { printf '\0\0\0\0\0\0'; printf 'TIMESTAMP,ContextTokens,GeneratedTokens\n';
-        tail -n +2 "$root/data/traces/azure-code.csv" | head -40 |
-          awk -F, '{ s = int($1); printf "2023-11-16 18:%02d:%02d.%06d0,%d,%d\n", s / 60, s % 60, ($1 - s) * 1e6, $2, $3 }'; } >"$dir/fixture-code" ;;
-    calib_raw)
-      for f in "$root"/data/calibration/raw-h200-llama2-7b.csv; do head_lines "$f" "$len" >"$dir/fixture-$(basename "$f")"; done ;;
-  esac
-}
+. "$src/seeds.sh"
 
 mkdir -p "$work"
 status=0

@@ -8,6 +8,9 @@
 ** touched). Checked: show, the curve loader and fit end in success or bad
 ** input (exit 2), never an I/O error or a crash; curves that load evaluate
 ** to finite, non-negative times that do not fall as work grows.
+** An input that leaves the copy byte for byte the template (most do: a
+** syntax error, a query, a change that matches no row) skips the readers,
+** which already ran once on the template: it costs 0.1 ms instead of 5.
 */
 #include <ctype.h>
 #include <math.h>
@@ -19,6 +22,12 @@
 
 static uint8_t *g_template; /* the fitted DB's bytes, made on first use */
 static size_t g_template_size;
+static long g_inputs, g_changed; /* SQL inputs run; those that changed the DB */
+
+/* How many inputs reached the readers, for a campaign's note. */
+static void report_changed(void) {
+  fprintf(stderr, "fuzz_calib_db: %ld of %ld SQL inputs changed the DB and ran the readers\n", g_changed, g_inputs);
+}
 
 static void make_template(void) {
   char raw[512], db[512];
@@ -69,25 +78,42 @@ static int reaches_out(const char *sql) {
   return 0;
 }
 
+/* What a connection may leave next to the DB: removed before each input,
+ * so that no input sees what an earlier one left (a crash replays alone). */
+static void remove_sidecars(const char *db) {
+  static const char *const k_ext[] = {"-journal", "-wal", "-shm"};
+  char path[600];
+  for (size_t i = 0; i < sizeof k_ext / sizeof k_ext[0]; i++) {
+    snprintf(path, sizeof path, "%s%s", db, k_ext[i]);
+    unlink(path);
+  }
+}
+
+/* Whether the DB file holds exactly the template's bytes, with no sidecar
+ * file that SQLite would read along with it. */
+static int same_as_template(const char *db) {
+  static uint8_t *buf;
+  if (buf == NULL && (buf = malloc(g_template_size + 1)) == NULL) return 0;
+  char path[600];
+  static const char *const k_ext[] = {"-journal", "-wal"};
+  for (size_t i = 0; i < sizeof k_ext / sizeof k_ext[0]; i++) {
+    snprintf(path, sizeof path, "%s%s", db, k_ext[i]);
+    if (access(path, F_OK) == 0) return 0;
+  }
+  FILE *fp = fopen(db, "rb");
+  if (fp == NULL) return 0;
+  size_t got = fread(buf, 1, g_template_size + 1, fp);
+  fclose(fp);
+  return got == g_template_size && memcmp(buf, g_template, g_template_size) == 0;
+}
+
 static void check_status(infsim_status st, const infsim_error *err, const char *what) {
   FUZZ_CHECK(st == INFSIM_OK || st == INFSIM_EINPUT || st == INFSIM_ENOMEM, "%s: status %d: %s", what, (int)st,
              err->msg);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  if (g_template == NULL) make_template();
-  if (size > 4000) return 0;
-  char sql[4096];
-  memcpy(sql, data, size);
-  sql[size] = '\0';
-  if (strlen(sql) != size || reaches_out(sql)) return 0;
-  char db[512];
-  fuzz_path("work.db", db);
-  fuzz_write("work.db", g_template, g_template_size, db);
-  sqlite3 *h = NULL;
-  if (sqlite3_open(db, &h) == SQLITE_OK) sqlite3_exec(h, sql, NULL, NULL, NULL);
-  sqlite3_close(h);
-
+/* Runs show, the curve loader and fit on the DB at `db`, checking them. */
+static void check_readers(const char *db) {
   infsim_error err = {0};
   FILE *devnull = fopen("/dev/null", "w");
   check_status(infsim_calib_show(db, NULL, devnull, &err), &err, "show");
@@ -114,5 +140,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int goal = 0;
   check_status(infsim_calib_fit_db(db, devnull, &goal, &err), &err, "fit");
   fclose(devnull);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  char db[512];
+  fuzz_path("work.db", db);
+  if (g_template == NULL) {
+    make_template();
+    atexit(report_changed);
+    /* The template itself, once: the inputs that leave it unchanged skip
+     * the readers below. */
+    remove_sidecars(db);
+    fuzz_write("work.db", g_template, g_template_size, db);
+    check_readers(db);
+  }
+  if (size > 4000) return 0;
+  char sql[4096];
+  memcpy(sql, data, size);
+  sql[size] = '\0';
+  if (strlen(sql) != size || reaches_out(sql)) return 0;
+  remove_sidecars(db);
+  fuzz_write("work.db", g_template, g_template_size, db);
+  sqlite3 *h = NULL;
+  if (sqlite3_open(db, &h) == SQLITE_OK) sqlite3_exec(h, sql, NULL, NULL, NULL);
+  sqlite3_close(h);
+  /* Most inputs change nothing (a syntax error, a query, an update that
+   * matches no row): the readers would see the template's bytes, checked
+   * above, and the code under test is deterministic, so they are skipped. */
+  g_inputs++;
+  if (same_as_template(db)) return 0;
+  g_changed++;
+  check_readers(db);
   return 0;
 }
