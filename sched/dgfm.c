@@ -126,13 +126,18 @@ static void emit(emitter *e, int64_t req, int32_t from, int32_t to, int64_t bloc
   e->blocks += blocks;
 }
 
-/* req's entries held away from its owner, smallest first. */
-static size_t remote_pieces(infsim_dgfm *d, const infsim_gm *gm, int64_t r, piece *out) {
+/* req's entries held away from its owner, smallest first; unsorted (and
+ * of no use to defragment) when fewer than two, or when the smallest is
+ * above max_piece (> 0). */
+static size_t remote_pieces(infsim_dgfm *d, const infsim_gm *gm, int64_t r, int64_t max_piece, piece *out) {
   size_t n = infsim_gm_placement(gm, r, d->entries, (size_t)d->instances), m = 0;
+  int64_t smallest = INT64_MAX;
   for (size_t k = 0; k < n; k++)
-    if (d->entries[k].holder != d->entries[k].owner)
+    if (d->entries[k].holder != d->entries[k].owner) {
       out[m++] = (piece){r, d->entries[k].holder, d->entries[k].blocks};
-  if (m > 1) qsort(out, m, sizeof *out, by_size);
+      if (d->entries[k].blocks < smallest) smallest = d->entries[k].blocks;
+    }
+  if (m > 1 && (max_piece <= 0 || smallest <= max_piece)) qsort(out, m, sizeof *out, by_size);
   return m;
 }
 
@@ -141,7 +146,7 @@ static void defragment(infsim_dgfm *d, const infsim_gm *gm, int64_t r, size_t nr
   piece local[64];
   piece *pc = d->instances <= 64 ? local : malloc((size_t)d->instances * sizeof *pc);
   assert(pc);
-  size_t m = remote_pieces(d, gm, r, pc);
+  size_t m = remote_pieces(d, gm, r, e->lim->max_piece_blocks, pc);
   if (m >= 2 && (e->lim->max_piece_blocks <= 0 || pc[0].blocks <= e->lim->max_piece_blocks)) {
     const piece small = pc[0];
     const int32_t s = small.holder;
@@ -193,9 +198,14 @@ size_t infsim_dgfm_pass(infsim_dgfm *d, const infsim_gm *gm, const infsim_dgfm_l
   nreqs = kept;
   if (nreqs > 1) qsort(d->reqs, nreqs, sizeof *d->reqs, by_id);
 
-  /* 1. Recalls, smallest piece first over the whole graph. */
+  /* 1. Recalls, smallest piece first over the whole graph. An owner's
+   * spare only shrinks during the pass, so a piece whose owner lacks the
+   * headroom now never qualifies: only the others are collected and
+   * sorted (owners short of memory, the usual case, cost nothing). */
   size_t np = 0;
   for (size_t k = 0; k < nreqs; k++) {
+    int32_t owner = infsim_gm_owner(gm, d->reqs[k]);
+    if (d->spare[owner] - infsim_gm_remote_blocks(gm, d->reqs[k]) < lim->recall_headroom_blocks) continue;
     d->pieces = reserve(d->pieces, &d->pieces_cap, np + (size_t)d->instances, sizeof *d->pieces);
     size_t n = infsim_gm_placement(gm, d->reqs[k], d->entries, (size_t)d->instances);
     for (size_t j = 0; j < n; j++)
@@ -206,7 +216,7 @@ size_t infsim_dgfm_pass(infsim_dgfm *d, const infsim_gm *gm, const infsim_dgfm_l
   for (size_t k = 0; k < np; k++) {
     const piece *pc = &d->pieces[k];
     int32_t owner = infsim_gm_owner(gm, pc->req);
-    int64_t remote = infsim_gm_blocks(gm, pc->req) - infsim_gm_held_by(gm, pc->req, owner);
+    int64_t remote = infsim_gm_remote_blocks(gm, pc->req);
     if (touched(d, pc->req) || d->spare[owner] - remote < lim->recall_headroom_blocks || !room(&e, 1, pc->blocks))
       continue;
     emit(&e, pc->req, pc->holder, owner, pc->blocks, INFSIM_DGFM_RECALL, -1);

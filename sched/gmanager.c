@@ -59,6 +59,7 @@ struct infsim_gm {
   int64_t tracked, tracked_peak; /* requests with entries in the ledger */
   /* scratch of the planner */
   int32_t *order, *rank;
+  int64_t *spare; /* the order's spare blocks, position by position */
   int64_t *cand;
   size_t cand_cap;
   bool guests_first; /* the planner moves a debtor's guests before its own requests */
@@ -99,7 +100,8 @@ infsim_status infsim_gm_new(int32_t instances, int32_t instances_per_node, int64
   gm->inst = calloc((size_t)instances, sizeof *gm->inst);
   gm->order = calloc((size_t)instances, sizeof *gm->order);
   gm->rank = calloc((size_t)instances, sizeof *gm->rank);
-  if (!gm->req || !gm->inst || !gm->order || !gm->rank) {
+  gm->spare = calloc((size_t)instances, sizeof *gm->spare);
+  if (!gm->req || !gm->inst || !gm->order || !gm->rank || !gm->spare) {
     infsim_gm_free(gm);
     return infsim_fail(err, INFSIM_ENOMEM, "gmanager: out of memory");
   }
@@ -120,6 +122,7 @@ void infsim_gm_free(infsim_gm *gm) {
   free(gm->split);
   free(gm->order);
   free(gm->rank);
+  free(gm->spare);
   free(gm->cand);
   free(gm);
 }
@@ -298,6 +301,7 @@ int32_t infsim_gm_instances(const infsim_gm *gm) { return gm->instances; }
 int32_t infsim_gm_node_of(const infsim_gm *gm, int32_t i) { return i / gm->per_node; }
 int32_t infsim_gm_owner(const infsim_gm *gm, int64_t req) { return gm->req[req].owner; }
 int64_t infsim_gm_blocks(const infsim_gm *gm, int64_t req) { return gm->req[req].total; }
+int64_t infsim_gm_remote_blocks(const infsim_gm *gm, int64_t req) { return gm->req[req].remote; }
 
 int64_t infsim_gm_held_by(const infsim_gm *gm, int64_t req, int32_t holder) {
   const gm_req *q = &gm->req[req];
@@ -344,21 +348,27 @@ size_t infsim_gm_debtors(const infsim_gm *gm, int32_t *out) {
 }
 
 /* Creditor order: `rank` groups first (lower first), then spare, most
- * first, then id. Insertion sort: instances are few. */
+ * first, then id. Insertion sort over the instances' spare, read once:
+ * instances are few. */
 static size_t order_creditors(const infsim_gm *gm, int32_t exclude, const int32_t *rank, int32_t *out) {
   size_t n = 0;
+  int64_t *spare = gm->spare;
   for (int32_t i = 0; i < gm->instances; i++) {
-    if (i == exclude || infsim_gm_spare_blocks(gm, i) == 0) continue;
+    int64_t si = infsim_gm_spare_blocks(gm, i);
+    if (i == exclude || si == 0) continue;
+    int32_t ri = rank ? rank[i] : 0;
     size_t j = n++;
     while (j > 0) {
       int32_t p = out[j - 1];
-      int32_t rp = rank ? rank[p] : 0, ri = rank ? rank[i] : 0;
-      bool after = rp < ri || (rp == ri && infsim_gm_spare_blocks(gm, p) >= infsim_gm_spare_blocks(gm, i));
+      int32_t rp = rank ? rank[p] : 0;
+      bool after = rp < ri || (rp == ri && spare[j - 1] >= si);
       if (after) break;
       out[j] = p;
+      spare[j] = spare[j - 1];
       j--;
     }
     out[j] = i;
+    spare[j] = si;
   }
   return n;
 }

@@ -727,16 +727,36 @@ void instance_free(const infsim_sched *s, instance *in) {
   in->phases = NULL;
 }
 
+/* Blocks due by step in->step + done for decoding request q. A request is
+ * in one of its instance's phase sets exactly while it decodes there
+ * (join_decode, leave_decode), so one request's count is read directly,
+ * O(1), instead of searching the sets. */
+static int64_t request_blocks_due(const infsim_sched *s, const instance *in, int32_t q, int64_t done) {
+  const req_sched *r = &s->rs[q];
+  int64_t finish_step = r->step0 + (s->rec[q].output_tokens - r->generated0);
+  /* one step at a time books none at or after the finish */
+  if (r->next_boundary > in->step && r->next_boundary < finish_step) return boundaries_through(s, r, in->step + done);
+  return 0;
+}
+
 int64_t instance_blocks_due(const infsim_sched *s, const instance *in, int32_t req, int64_t done) {
-  int64_t due = 0;
+  if (req >= 0) return s->rs[req].decoding && s->rec[req].instance == in->id ? request_blocks_due(s, in, req, done) : 0;
+  int64_t due = 0, np = phase_count(s);
+  if (done < np) {
+    /* Every next boundary lies after `step`, so one due within `done` <
+     * np steps is step t's own: the set of t's phase holds it, with
+     * next_boundary == t (the others there are np or more steps later). */
+    for (int64_t t = in->step + 1; t <= in->step + done; t++) {
+      if (!(in->phase_mask >> (t & (np - 1)) & 1)) continue;
+      const req_set *set = &in->phases[t & (np - 1)];
+      for (int32_t i = 0; i < set->count; i++)
+        if (s->rs[set->items[i]].next_boundary == t) due += request_blocks_due(s, in, set->items[i], done);
+    }
+    return due;
+  }
   for (int64_t p = 0; p < phase_count(s); p++)
     for (int32_t i = 0; i < in->phases[p].count; i++) {
-      int32_t q = in->phases[p].items[i];
-      if (req >= 0 && q != req) continue;
-      const req_sched *r = &s->rs[q];
-      int64_t finish_step = r->step0 + (s->rec[q].output_tokens - r->generated0);
-      /* one step at a time books none at or after the finish */
-      if (r->next_boundary > in->step && r->next_boundary < finish_step) due += boundaries_through(s, r, in->step + done);
+      due += request_blocks_due(s, in, in->phases[p].items[i], done);
     }
   return due;
 }
@@ -782,6 +802,15 @@ void instance_check(const infsim_sched *s, const instance *in) {
   assert(members == decode_n);
   (void)members;
   assert(kv_sum == in->kv_sum); /* both as of `step`, the last boundary */
+  /* One request's blocks due, read directly, add up to the instance's,
+   * found by scanning its phase sets (a few steps into a decode run). */
+  const int64_t dones[] = {0, 1, phase_count(s) - 1, phase_count(s), 2 * s->p.block_tokens + 2};
+  for (size_t d = 0; d < sizeof dones / sizeof *dones; d++) {
+    int64_t done = dones[d], each = 0;
+    for (int32_t i = 0; i < in->running_count; i++) each += instance_blocks_due(s, in, in->running[i], done);
+    assert(each == instance_blocks_due(s, in, -1, done));
+    (void)each;
+  }
   (void)decode_n;
   (void)kv_sum;
 }

@@ -115,6 +115,7 @@ typedef struct {
   int64_t snapshot_ns;
   uint32_t gen;
   bool full;      /* this buffer is a full report */
+  bool free_known; /* free_blocks is as of now: the next collection keeps it */
   bool full_next; /* the next report must be full (after a gManager restart) */
   /* The report rides on the borrow request (seq, attempt) when carried. */
   bool carried;
@@ -512,32 +513,40 @@ static void hb_gone(hb_buf *h, int64_t req) {
 }
 
 /* True when the gManager's ledger has req's KV partly away from its owner. */
-static bool gm_split(const infinite *p, int64_t req) {
-  int32_t owner = infsim_gm_owner(p->gm, req);
-  return owner >= 0 && infsim_gm_blocks(p->gm, req) != infsim_gm_held_by(p->gm, req, owner);
-}
+static bool gm_split(const infinite *p, int64_t req) { return infsim_gm_remote_blocks(p->gm, req) > 0; }
 
 /* Instance i's report as of now into h; true when a debt changed: an
  * entry of a request split in the truth or in the ledger, or one it holds
  * for another owner (docs/distkv.md, "gManager and heartbeats"). With
  * debts_only, entries of requests wholly on their owner are left out
  * (a tick that finds the instance quiet need not price them: reading a
- * request's blocks inside a run of decode steps costs a search). */
+ * request's blocks inside a run of decode steps costs a search). Without
+ * debts_only the collection goes out whatever it finds (a report): its
+ * running requests are not told apart, and the answer does not count
+ * them. */
 static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, hb_buf *h) {
   infsim_sched *s = p->s;
   bool debt = false;
   h->n = h->n_gone = 0;
-  h->snapshot_ns = now;
   /* Free memory as lendable: less what it promised others and what its
    * own queued work needs (own_demand), so the gManager neither proposes
-   * it nor counts it in the gathering budget. */
-  h->free_blocks =
-      infsim_sched_free_blocks_now(s, i, now) - infsim_contract_reserved(p->contract, i) - own_demand(p, i);
+   * it nor counts it in the gathering budget. A tick that sends collects
+   * again at once (report): its free memory, as of the same moment, is
+   * known. */
+  if (!h->free_known)
+    h->free_blocks =
+        infsim_sched_free_blocks_now(s, i, now) - infsim_contract_reserved(p->contract, i) - own_demand(p, i);
+  h->free_known = false;
+  h->snapshot_ns = now;
   const instance *in = &s->inst[i];
   for (int32_t k = 0; k < in->running_count; k++) {
     int64_t r = in->running[k];
+    if (!debts_only) {
+      hb_add(p, h, i, r, i, infsim_sched_blocks_now(s, r, i, now));
+      continue;
+    }
     bool split = infsim_kv_foreign_blocks(s->kv, r) > 0 || gm_split(p, r);
-    if ((split || !debts_only) && hb_add(p, h, i, r, i, infsim_sched_blocks_now(s, r, i, now))) debt |= split;
+    if (split && hb_add(p, h, i, r, i, infsim_sched_blocks_now(s, r, i, now))) debt = true;
   }
   /* Requests the gManager has here that stopped running (finished,
    * preempted, swapped out): the owner says they are gone (no GPU blocks
@@ -611,6 +620,7 @@ static infsim_status send_heartbeat(infinite *p, int32_t i, int64_t now, infsim_
     return INFSIM_OK;
   }
   if (p->hb_shift[i] > 0) p->hb_shift[i]--; /* halves: a busy instance settles near its pace of change */
+  t->free_known = true;
   report(p, i, now, false);
   const hb_buf *h = &p->hb[i];
   p->st.heartbeats++;

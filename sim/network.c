@@ -43,6 +43,7 @@ typedef struct {
   int64_t active_at_ns;    /* start + path latency */
   double rate_bytes_per_s;
   int64_t finish_ns;       /* INT64_MAX: none under current rates */
+  int32_t cls;             /* its path's class (flows with no rate bound) */
 } net_flow;
 
 struct infsim_network {
@@ -61,6 +62,15 @@ struct infsim_network {
   int64_t next_ns;
   bool cluster;
   infsim_topology topo;
+  /* scratch of the filling (recompute): classes of unbounded flows by
+   * path, each flow slot's class, the bounded flows, a hash of paths */
+  struct flow_class_s *classes;
+  size_t class_count, class_cap;
+  int32_t *live; /* classes with active flows */
+  int32_t *buckets;
+  size_t bucket_count;
+  size_t *bounded;
+  size_t bounded_cap;
 };
 
 const char *infsim_link_kind_name(infsim_link_kind k) {
@@ -89,6 +99,10 @@ void infsim_network_free(infsim_network *net) {
   free(net->done_scratch);
   free(net->done_ids);
   free(net->done_tags);
+  free(net->classes);
+  free(net->live);
+  free(net->bounded);
+  free(net->buckets);
   free(net);
 }
 
@@ -208,6 +222,86 @@ static bool is_active(const infsim_network *net, const net_flow *f) {
   return f->id >= 0 && f->active_at_ns <= net->now_ns;
 }
 
+/* Flows with no rate bound and the same path always get the same rate
+ * (the filling treats them alike), so the filling works on classes of
+ * them, one per path, plus the bounded flows one by one: a round costs
+ * O(links + paths in use + bounded flows), not O(flows). A saturated
+ * network holds thousands of flows over a few hundred paths. The
+ * arithmetic is the per-flow filling's, in the same order, so rates are
+ * bit for bit the same. A path's class is found once, when a flow is
+ * created (a hash of paths; classes are never dropped: there are at most
+ * as many as the topology has routes). */
+typedef struct flow_class_s {
+  int32_t path[INFSIM_NET_MAX_PATH];
+  int path_len;
+  int32_t flows; /* scratch of the filling: its active flows, all unfixed or all fixed */
+  bool fixed;
+  double rate_bytes_per_s;
+} flow_class;
+
+static uint64_t path_hash(const int32_t *path, int path_len) {
+  uint64_t h = 0xcbf29ce484222325ull ^ (uint64_t)path_len;
+  for (int k = 0; k < path_len; k++) h = (h ^ (uint32_t)path[k]) * 0x100000001b3ull;
+  return h ^ (h >> 29);
+}
+
+static bool same_path(const flow_class *k, const int32_t *path, int path_len) {
+  if (k->path_len != path_len) return false;
+  for (int j = 0; j < path_len; j++)
+    if (k->path[j] != path[j]) return false;
+  return true;
+}
+
+/* Puts class c in the hash (open addressing; buckets at most half full). */
+static void bucket_insert(infsim_network *net, int32_t c) {
+  const flow_class *k = &net->classes[c];
+  size_t mask = net->bucket_count - 1;
+  size_t b = (size_t)path_hash(k->path, k->path_len) & mask;
+  while (net->buckets[b] >= 0) b = (b + 1) & mask;
+  net->buckets[b] = c;
+}
+
+/* The class of path, added when new; -1 when out of memory. */
+static int32_t class_for(infsim_network *net, const int32_t *path, int path_len) {
+  if (net->bucket_count > 0) {
+    size_t mask = net->bucket_count - 1;
+    for (size_t b = (size_t)path_hash(path, path_len) & mask; net->buckets[b] >= 0; b = (b + 1) & mask)
+      if (same_path(&net->classes[net->buckets[b]], path, path_len)) return net->buckets[b];
+  }
+  if (net->class_count == net->class_cap) {
+    size_t cap = net->class_cap ? 2 * net->class_cap : 64;
+    flow_class *k = realloc(net->classes, cap * sizeof *k);
+    if (!k) return -1;
+    net->classes = k;
+    int32_t *live = realloc(net->live, cap * sizeof *live);
+    if (!live) return -1;
+    net->live = live;
+    net->class_cap = cap;
+  }
+  if (2 * (net->class_count + 1) > net->bucket_count) {
+    size_t n = net->bucket_count ? 2 * net->bucket_count : 128;
+    int32_t *bk = realloc(net->buckets, n * sizeof *bk);
+    if (!bk) return -1;
+    net->buckets = bk;
+    net->bucket_count = n;
+    for (size_t j = 0; j < n; j++) bk[j] = -1;
+    for (size_t c = 0; c < net->class_count; c++) bucket_insert(net, (int32_t)c);
+  }
+  int32_t c = (int32_t)net->class_count++;
+  flow_class *k = &net->classes[c];
+  memset(k, 0, sizeof *k);
+  memcpy(k->path, path, (size_t)path_len * sizeof *path);
+  k->path_len = path_len;
+  bucket_insert(net, c);
+  return c;
+}
+
+static bool on_full_link(const infsim_network *net, const int32_t *path, int path_len) {
+  bool on_full = false;
+  for (int k = 0; k < path_len; k++) on_full |= net->links[path[k]].residual_bytes_per_s == 0;
+  return on_full;
+}
+
 /* Progressive filling over the flows that compete now; then each flow's
  * end under the new rates and the network's next change. */
 static void recompute(infsim_network *net) {
@@ -216,7 +310,13 @@ static void recompute(infsim_network *net) {
     net->links[l].unfixed = 0;
     net->links[l].load_bytes_per_s = 0;
   }
-  size_t unfixed = 0;
+  if (net->bounded_cap < net->flow_cap) {
+    size_t *bd = realloc(net->bounded, net->flow_cap * sizeof *bd);
+    assert(bd); /* the size of the flow table; out of memory here is fatal */
+    net->bounded = bd;
+    net->bounded_cap = net->flow_cap;
+  }
+  size_t unfixed = 0, n_live = 0, n_bounded = 0;
   for (size_t s = 0; s < net->flow_cap; s++) {
     net_flow *f = &net->flows[s];
     if (f->id < 0) continue;
@@ -225,6 +325,15 @@ static void recompute(infsim_network *net) {
     if (f->fixed) continue;
     unfixed++;
     for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].unfixed++;
+    if (f->bound_bytes_per_s > 0) {
+      net->bounded[n_bounded++] = s;
+    } else {
+      flow_class *k = &net->classes[f->cls];
+      if (k->flows++ == 0) {
+        k->fixed = false;
+        net->live[n_live++] = f->cls;
+      }
+    }
   }
   double level = 0;
   while (unfixed > 0) {
@@ -233,9 +342,9 @@ static void recompute(infsim_network *net) {
       net_link *L = &net->links[l];
       if (L->unfixed > 0) delta = fmin(delta, L->residual_bytes_per_s / L->unfixed);
     }
-    for (size_t s = 0; s < net->flow_cap; s++) {
-      net_flow *f = &net->flows[s];
-      if (f->id >= 0 && !f->fixed && f->bound_bytes_per_s > 0) delta = fmin(delta, f->bound_bytes_per_s - level);
+    for (size_t b = 0; b < n_bounded; b++) {
+      const net_flow *f = &net->flows[net->bounded[b]];
+      if (!f->fixed) delta = fmin(delta, f->bound_bytes_per_s - level);
     }
     assert(isfinite(delta));
     delta = fmax(delta, 0);
@@ -248,13 +357,18 @@ static void recompute(infsim_network *net) {
       if (L->residual_bytes_per_s <= SATURATED_FRAC * L->info.bytes_per_s) L->residual_bytes_per_s = 0;
     }
     size_t fixed_now = 0;
-    for (size_t s = 0; s < net->flow_cap; s++) {
-      net_flow *f = &net->flows[s];
-      if (f->id < 0 || f->fixed) continue;
-      bool at_bound = f->bound_bytes_per_s > 0 && level >= f->bound_bytes_per_s * (1 - SATURATED_FRAC);
-      bool on_full = false;
-      for (int k = 0; k < f->path_len; k++) on_full |= net->links[f->path[k]].residual_bytes_per_s == 0;
-      if (!at_bound && !on_full) continue;
+    for (size_t c = 0; c < n_live; c++) {
+      flow_class *k = &net->classes[net->live[c]];
+      if (k->fixed || !on_full_link(net, k->path, k->path_len)) continue;
+      k->fixed = true;
+      k->rate_bytes_per_s = level;
+      fixed_now += (size_t)k->flows;
+    }
+    for (size_t b = 0; b < n_bounded; b++) {
+      net_flow *f = &net->flows[net->bounded[b]];
+      if (f->fixed) continue;
+      bool at_bound = level >= f->bound_bytes_per_s * (1 - SATURATED_FRAC);
+      if (!at_bound && !on_full_link(net, f->path, f->path_len)) continue;
       f->fixed = true;
       f->rate_bytes_per_s = at_bound ? fmin(level, f->bound_bytes_per_s) : level;
       fixed_now++;
@@ -262,9 +376,14 @@ static void recompute(infsim_network *net) {
     /* Fixed flows leave the counts only now, so that every flow of a link
      * that filled in this round saw it full. */
     for (size_t l = 0; l < net->link_count; l++) net->links[l].unfixed = 0;
-    for (size_t s = 0; s < net->flow_cap; s++) {
-      net_flow *f = &net->flows[s];
-      if (f->id >= 0 && !f->fixed)
+    for (size_t c = 0; c < n_live; c++) {
+      const flow_class *k = &net->classes[net->live[c]];
+      if (!k->fixed)
+        for (int j = 0; j < k->path_len; j++) net->links[k->path[j]].unfixed += k->flows;
+    }
+    for (size_t b = 0; b < n_bounded; b++) {
+      const net_flow *f = &net->flows[net->bounded[b]];
+      if (!f->fixed)
         for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].unfixed++;
     }
     assert(fixed_now > 0); /* the link or bound that set delta fixes someone */
@@ -279,6 +398,10 @@ static void recompute(infsim_network *net) {
       if (f->active_at_ns < net->next_ns) net->next_ns = f->active_at_ns;
       continue;
     }
+    if (!(f->bound_bytes_per_s > 0)) {
+      f->fixed = true;
+      f->rate_bytes_per_s = net->classes[f->cls].rate_bytes_per_s;
+    }
     for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].load_bytes_per_s += f->rate_bytes_per_s;
     if (f->steady) continue;
     if (f->remaining_bytes <= 0)
@@ -287,6 +410,7 @@ static void recompute(infsim_network *net) {
       f->finish_ns = net->now_ns + (int64_t)ceil(f->remaining_bytes * 1e9 / f->rate_bytes_per_s);
     if (f->finish_ns < net->next_ns) net->next_ns = f->finish_ns;
   }
+  for (size_t c = 0; c < n_live; c++) net->classes[net->live[c]].flows = 0;
 }
 
 /* Integrates the current rates up to t (no change of rates before t). */
@@ -322,6 +446,8 @@ static infsim_status new_flow(infsim_network *net, const int32_t *path, int path
       if (path[j] == path[k]) return infsim_fail(err, INFSIM_EINPUT, "network: link %d twice in a path", (int)path[k]);
   }
   assert(start_ns >= net->now_ns);
+  int32_t cls = class_for(net, path, path_len);
+  if (cls < 0) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
   if (net->free_count == 0) {
     size_t cap = net->flow_cap ? 2 * net->flow_cap : 16;
     net_flow *f = realloc(net->flows, cap * sizeof *f);
@@ -352,6 +478,7 @@ static infsim_status new_flow(infsim_network *net, const int32_t *path, int path
   }
   f->active_at_ns = start_ns + latency_ns;
   f->finish_ns = INT64_MAX;
+  f->cls = cls;
   net->flow_count++;
   if (net->flow_count > net->flow_peak) net->flow_peak = net->flow_count;
   *out = f;

@@ -9,6 +9,7 @@
 */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -184,12 +185,57 @@ static int span(const int64_t *row, int32_t inst) {
   return s;
 }
 
+/* Step 1 of a pass worked out from the table by its definition (dgfm.h):
+ * every remote piece of a request whose owner holds blocks, smallest
+ * first (then request, then holder); a piece comes home when its request
+ * moved in no earlier recall, its owner's spare less the request's whole
+ * remote part keeps the headroom, and the limits allow. Returns how many
+ * recalls, written to want. */
+static size_t recalls_by_definition(const int64_t *held, const int32_t *owner, int32_t inst, int64_t reqs,
+                                    const infsim_dgfm_limits *lim, infsim_gm_move *want) {
+  int64_t spare[16], pb[512], pr[512];
+  int32_t ph[512];
+  bool moved[128] = {false};
+  assert_true(inst <= 16 && reqs <= 128);
+  for (int32_t i = 0; i < inst; i++) {
+    int64_t used = 0;
+    for (int64_t r = 0; r < reqs; r++) used += held[r * inst + i];
+    spare[i] = CAPB - used - RESERVE > 0 ? CAPB - used - RESERVE : 0;
+  }
+  size_t np = 0;
+  for (int64_t r = 0; r < reqs; r++)
+    for (int32_t i = 0; i < inst && held[r * inst + owner[r]] > 0; i++)
+      if (i != owner[r] && held[r * inst + i] > 0) {
+        /* insertion by (blocks, request, holder) */
+        size_t j = np++;
+        while (j > 0 && (pb[j - 1] > held[r * inst + i] || (pb[j - 1] == held[r * inst + i] && pr[j - 1] > r))) {
+          pb[j] = pb[j - 1], pr[j] = pr[j - 1], ph[j] = ph[j - 1];
+          j--;
+        }
+        pb[j] = held[r * inst + i], pr[j] = r, ph[j] = i;
+      }
+  size_t n = 0;
+  int64_t blocks = 0;
+  for (size_t k = 0; k < np; k++) {
+    int64_t r = pr[k], remote = 0;
+    for (int32_t i = 0; i < inst; i++)
+      if (i != owner[r]) remote += held[r * inst + i];
+    if (moved[r] || spare[owner[r]] - remote < lim->recall_headroom_blocks) continue;
+    if ((int64_t)n + 1 > lim->max_moves || n + 1 > 64 || blocks + pb[k] > lim->max_blocks) continue;
+    want[n++] = (infsim_gm_move){.req = r, .from = ph[k], .to = owner[r], .blocks = pb[k]};
+    blocks += pb[k];
+    spare[owner[r]] -= pb[k];
+    moved[r] = true;
+  }
+  return n;
+}
+
 /* Random ledgers; the pass's moves applied to a table. */
 static void test_random_ledgers_properties(void **state) {
   (void)state;
   enum { INST = 6, REQS = 30 };
   gsl_rng *rng = infsim_rng_new(5, "test.dgfm");
-  int moved_total = 0, swaps = 0;
+  int moved_total = 0, swaps = 0, recalls = 0;
   for (int trial = 0; trial < 300; trial++) {
     int64_t held[REQS * INST] = {0}, used[INST] = {0};
     int32_t owner[REQS];
@@ -212,6 +258,13 @@ static void test_random_ledgers_properties(void **state) {
     infsim_dgfm_move m[64];
     size_t n = pass(gm, INST, &lim, m);
     assert_true((int64_t)n <= lim.max_moves);
+    /* Its recalls come first and are exactly those of the definition. */
+    infsim_gm_move want[64];
+    size_t nw = recalls_by_definition(held, owner, INST, REQS, &lim, want), nr = 0;
+    while (nr < n && m[nr].kind == INFSIM_DGFM_RECALL) nr++;
+    assert_int_equal(nr, nw);
+    for (size_t k = 0; k < nw; k++) assert_dmove(&m[k], INFSIM_DGFM_RECALL, want[k].req, want[k].from, want[k].to, want[k].blocks);
+    recalls += (int)nw;
     int64_t before_span[REQS], total[REQS], local0[REQS], blocks = 0;
     for (int64_t r = 0; r < REQS; r++) {
       local0[r] = held[r * INST + owner[r]];
@@ -261,6 +314,7 @@ static void test_random_ledgers_properties(void **state) {
   }
   assert_true(moved_total > 300); /* the pass had work to do */
   assert_true(swaps > 0);
+  assert_true(recalls > 50);
   gsl_rng_free(rng);
 }
 

@@ -9,6 +9,7 @@
 */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -324,12 +325,57 @@ static void test_planner_names(void **state) {
   assert_false(infsim_gm_planner_from_name("best", &p));
 }
 
+/* Random free memory with many ties: a plan for more than the cluster's
+ * spare takes every creditor once, in the order worked out here by
+ * sorting (rank, most spare, id), each for all its spare. */
+static void test_plan_order_random(void **state) {
+  (void)state;
+  enum { INST = 9, PER_NODE = 4 };
+  gsl_rng *rng = infsim_rng_new(3, "test.gmanager.order");
+  for (int trial = 0; trial < 300; trial++) {
+    infsim_gm *gm = NULL;
+    assert_int_equal(infsim_gm_new(INST, PER_NODE, 100, 4, 5, &gm, NULL), INFSIM_OK);
+    int64_t spare[INST], total = 0;
+    for (int32_t i = 0; i < INST; i++) {
+      int64_t free_blocks = 5 + 10 * (int64_t)gsl_rng_uniform_int(rng, 4); /* spare 0, 10, 20 or 30 */
+      infsim_gm_heartbeat(gm, i, 1, free_blocks, NULL, 0, false);
+      spare[i] = free_blocks - 5;
+      total += spare[i];
+    }
+    int32_t debtor = (int32_t)gsl_rng_uniform_int(rng, INST);
+    infsim_gm_planner planner = (infsim_gm_planner)gsl_rng_uniform_int(rng, 3);
+    int32_t want[INST], rank[INST];
+    size_t nw = 0;
+    for (int32_t i = 0; i < INST; i++) {
+      bool same_node = i / PER_NODE == debtor / PER_NODE;
+      rank[i] = planner == INFSIM_PLAN_GREEDY ? 0 : planner == INFSIM_PLAN_SAME_NODE ? !same_node : 2 - same_node;
+      if (i != debtor && spare[i] > 0) want[nw++] = i;
+    }
+    for (size_t a = 0; a < nw; a++) /* selection sort by (rank, -spare, id) */
+      for (size_t b = a + 1; b < nw; b++) {
+        int32_t x = want[a], y = want[b];
+        bool before = rank[y] < rank[x] || (rank[y] == rank[x] && (spare[y] > spare[x] || (spare[y] == spare[x] && y < x)));
+        if (before) want[a] = y, want[b] = x;
+      }
+    infsim_gm_move m[16];
+    size_t n = infsim_gm_plan(gm, planner, debtor, 1, total + 5, m, 16);
+    assert_int_equal(n, nw);
+    for (size_t k = 0; k < n; k++) {
+      assert_int_equal(m[k].to, want[k]);
+      assert_int_equal(m[k].blocks, spare[want[k]]);
+    }
+    infsim_gm_free(gm);
+  }
+  gsl_rng_free(rng);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ledger_zero_sum_and_placement), cmocka_unit_test(test_forget_floor),
       cmocka_unit_test(test_rebuild_equals_original),       cmocka_unit_test(test_planners_hand_cases),
       cmocka_unit_test(test_planner_names),
       cmocka_unit_test(test_guests_first),
+      cmocka_unit_test(test_plan_order_random),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

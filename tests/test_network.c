@@ -4,10 +4,14 @@
 ** together at n x bytes / bandwidth; unequal demands over two links get
 ** the progressive-filling answer worked out by hand; path latency is added
 ** once per flow; every link carries exactly the bytes of the flows that
-** crossed it; random workloads keep the max-min optimality invariant.
+** crossed it; random workloads keep the max-min optimality invariant;
+** crowded paths (hundreds of flows on a few paths) get the rates of a
+** flow-by-flow progressive filling written here.
 */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -240,6 +244,120 @@ static void test_random_flows_conserve_bytes(void **state) {
   gsl_rng_free(rng);
 }
 
+/* Max-min rates by progressive filling, flow by flow (the textbook
+ * water-filling: every unfixed flow's rate rises together; a flow is fixed
+ * when a link it crosses is full or it reaches its bound). The independent
+ * truth for the network's filling, which works on classes of flows. */
+typedef struct {
+  int64_t id;
+  int32_t path[INFSIM_NET_MAX_PATH];
+  int len;
+  double bound; /* 0: none */
+} ref_flow;
+
+static void ref_rates(const double *cap, int links, const ref_flow *f, int n, double *rate) {
+  double residual[16];
+  bool fixed[512];
+  assert_true(links <= 16 && n <= 512);
+  for (int l = 0; l < links; l++) residual[l] = cap[l];
+  for (int k = 0; k < n; k++) fixed[k] = false;
+  int left = n;
+  double level = 0;
+  while (left > 0) {
+    int count[16] = {0};
+    for (int k = 0; k < n; k++)
+      for (int j = 0; j < f[k].len && !fixed[k]; j++) count[f[k].path[j]]++;
+    double delta = INFINITY;
+    for (int l = 0; l < links; l++)
+      if (count[l] > 0 && residual[l] / count[l] < delta) delta = residual[l] / count[l];
+    for (int k = 0; k < n; k++)
+      if (!fixed[k] && f[k].bound > 0 && f[k].bound - level < delta) delta = f[k].bound - level;
+    if (delta < 0) delta = 0;
+    level += delta;
+    for (int l = 0; l < links; l++) {
+      residual[l] -= delta * count[l];
+      if (residual[l] <= 1e-9 * cap[l]) residual[l] = 0;
+    }
+    for (int k = 0; k < n; k++) {
+      if (fixed[k]) continue;
+      bool full = false;
+      for (int j = 0; j < f[k].len; j++) full |= count[f[k].path[j]] > 0 && residual[f[k].path[j]] == 0;
+      bool at_bound = f[k].bound > 0 && level >= f[k].bound * (1 - 1e-9);
+      if (!full && !at_bound) continue;
+      fixed[k] = true;
+      rate[k] = at_bound && f[k].bound < level ? f[k].bound : level;
+      left--;
+    }
+  }
+}
+
+static void drop_done(void *ctx, int64_t id, int64_t tag, int64_t at_ns) {
+  (void)tag;
+  (void)at_ns;
+  ref_flow *live = ((ref_flow **)ctx)[0];
+  int *n = ((int **)ctx)[1];
+  for (int k = 0; k < *n; k++)
+    if (live[k].id == id) {
+      live[k] = live[--*n];
+      return;
+    }
+  fail_msg("flow %lld ended but was not live", (long long)id);
+}
+
+/* Hundreds of flows crowd five paths over six links (many share a path,
+ * as KV moves do on a saturated NIC), some with rate bounds, some steady;
+ * flows start, are removed and end at random. After every change each
+ * live flow's rate equals the flow-by-flow filling's. */
+static void test_crowded_paths_match_flow_by_flow_filling(void **state) {
+  (void)state;
+  gsl_rng *rng = infsim_rng_new(17, "test.network.crowded");
+  const double cap[6] = {10e9, 25e9, 25e9, 40e9, 5e9, 300e9};
+  const int32_t paths[5][3] = {{0, 1, -1}, {1, 2, -1}, {3, -1, -1}, {0, 4, 5}, {2, 3, 5}};
+  const int lens[5] = {2, 2, 1, 3, 3};
+  infsim_network *net = NULL;
+  assert_int_equal(infsim_network_new(&net, NULL), INFSIM_OK);
+  for (int l = 0; l < 6; l++)
+    assert_int_equal(infsim_network_add_link(net, INFSIM_LINK_NIC, "a", "b", cap[l], 0, NULL, NULL), INFSIM_OK);
+  static ref_flow live[512];
+  int n = 0;
+  void *ctx[2] = {live, &n};
+  double rate[512];
+  int64_t now = 0;
+  for (int step = 0; step < 3000; step++) {
+    double u = gsl_rng_uniform(rng);
+    if (u < 0.6 && n < 400) {
+      int p = (int)gsl_rng_uniform_int(rng, 5);
+      ref_flow *f = &live[n];
+      f->len = lens[p];
+      for (int j = 0; j < f->len; j++) f->path[j] = paths[p][j];
+      double v = gsl_rng_uniform(rng);
+      if (v < 0.1) {
+        f->bound = 0.05e9 + gsl_rng_uniform(rng) * 2e9;
+        assert_int_equal(infsim_network_add_steady(net, f->bound, f->path, f->len, now, 0, &f->id, NULL), INFSIM_OK);
+      } else {
+        f->bound = v < 0.25 ? 0.01e9 + gsl_rng_uniform(rng) * 1e9 : 0;
+        int64_t bytes = 1 + (int64_t)gsl_rng_uniform_int(rng, 50000000);
+        assert_int_equal(infsim_network_add_flow(net, bytes, f->path, f->len, now, f->bound, 0, &f->id, NULL),
+                         INFSIM_OK);
+      }
+      n++;
+    } else if (u < 0.75 && n > 0) {
+      int k = (int)gsl_rng_uniform_int(rng, (unsigned long)n);
+      assert_true(infsim_network_remove(net, live[k].id, now) >= 0);
+      live[k] = live[--n];
+    } else {
+      now += (int64_t)gsl_rng_uniform_int(rng, 2000000);
+      infsim_network_advance(net, now, drop_done, ctx);
+    }
+    assert_int_equal((int)infsim_network_flow_count(net), n);
+    ref_rates(cap, 6, live, n, rate);
+    for (int k = 0; k < n; k++)
+      assert_float_equal(infsim_network_rate(net, live[k].id), rate[k], 1e-6 * rate[k] + 1e-3);
+  }
+  infsim_network_free(net);
+  gsl_rng_free(rng);
+}
+
 static void test_bad_input(void **state) {
   (void)state;
   infsim_network *net = one_link(1e9, 0);
@@ -260,6 +378,7 @@ int main(void) {
       cmocka_unit_test(test_latency_added_once),          cmocka_unit_test(test_steady_flow),
       cmocka_unit_test(test_cluster_routes),              cmocka_unit_test(test_random_flows_conserve_bytes),
       cmocka_unit_test(test_bad_input),
+      cmocka_unit_test(test_crowded_paths_match_flow_by_flow_filling),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

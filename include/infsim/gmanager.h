@@ -109,6 +109,8 @@ int32_t infsim_gm_node_of(const infsim_gm *gm, int32_t instance);
 int32_t infsim_gm_owner(const infsim_gm *gm, int64_t req);
 int64_t infsim_gm_blocks(const infsim_gm *gm, int64_t req); /* over all holders */
 int64_t infsim_gm_held_by(const infsim_gm *gm, int64_t req, int32_t holder);
+/* req's blocks held away from its owner (0 when unknown); O(1). */
+int64_t infsim_gm_remote_blocks(const infsim_gm *gm, int64_t req);
 /* req's placement: its entries, into out[0..cap); returns how many it has. */
 size_t infsim_gm_placement(const infsim_gm *gm, int64_t req, infsim_gm_entry *out, size_t cap);
 
