@@ -245,8 +245,7 @@ static int64_t exec_cut(void *self, int32_t instance, int64_t t_ns) {
   /* The heap only grows here by one event; a failed push (out of memory)
    * leaves the old end, which the scheduler's step count then contradicts:
    * treat it as fatal. */
-  infsim_error err = {0};
-  if (infsim_event_heap_push(&s->heap, end, EV_ITERATION_DONE, instance, x->generation, &err) != INFSIM_OK) abort();
+  if (infsim_event_heap_push(&s->heap, end, EV_ITERATION_DONE, instance, x->generation, NULL) != INFSIM_OK) abort();
   return lo;
 }
 
