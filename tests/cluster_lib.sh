@@ -1,6 +1,16 @@
 # cluster_lib.sh: sourced by the shell tests of `infsim cluster` after they
-# set INFSIM, W (a scratch directory) and fail().
-#
+# set INFSIM. Sourcing it lets Open MPI run as root, keeps LeakSanitizer off
+# (MPI's own allocations are not ours), and makes W (a scratch directory,
+# removed at exit), `failures` and fail(). need_mpirun skips (77) a test
+# that needs mpirun where there is none.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+need_mpirun() { command -v mpirun >/dev/null || { echo "mpirun not found: skipped"; exit 77; }; }
+
 # check_cluster_outputs DIR TRACE INSTANCES: the invariants of a cluster
 # run's outputs that hold whatever the timings: every request of TRACE
 # arrived at its trace time and completed with arrival <= first token <=

@@ -16,15 +16,9 @@
 # test_cluster_single).
 set -u
 INFSIM=${INFSIM:?INFSIM must name the built CLI}
-command -v mpirun >/dev/null || { echo "mpirun not found: skipped"; exit 77; }
 "$INFSIM" cluster --help >/dev/null 2>&1 || true
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
-W=$(mktemp -d)
-trap 'rm -rf "$W"' EXIT
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 . "$(dirname "$0")/cluster_lib.sh"
+need_mpirun
 
 cat >"$W/c.yaml" <<'YAML'
 model: tiny

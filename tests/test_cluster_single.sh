@@ -9,12 +9,6 @@
 # run one by one. Two instances without mpirun are refused (exit 2).
 set -u
 INFSIM=${INFSIM:?INFSIM must name the built CLI}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
-W=$(mktemp -d)
-trap 'rm -rf "$W"' EXIT
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 . "$(dirname "$0")/cluster_lib.sh"
 
 cat >"$W/c.yaml" <<'YAML'
