@@ -5,7 +5,9 @@
 ** holder). Checked: the message sequence and the time a borrow ends on a
 ** clean network (sum of the hops worked out by hand); fresh blocks for an
 ** oversized request; a stale gManager view refused by the creditor,
-** retried, then given up; and under random loss and delay: every borrow
+** retried, then given up; a move slower than its timeout sent once and
+** landing at the hand-summed time; a lost move sent again once; and
+** under random loss and delay: every borrow
 ** ends exactly once, no reservation is left, blocks are conserved and no
 ** creditor lends into its reserve.
 */
