@@ -84,6 +84,17 @@ char *infsim_fmt_u64(char *out, uint64_t v) {
     memcpy(out, &k_pairs[2 * v], 2);
     return out + 2;
   }
+  if (v < 10000) { /* token counts, seconds of an hour-long run */
+    uint32_t w = (uint32_t)v;
+    if (w < 1000) {
+      out[0] = (char)('0' + w / 100);
+      memcpy(out + 1, &k_pairs[2 * (w % 100)], 2);
+      return out + 3;
+    }
+    memcpy(out, &k_pairs[2 * (w / 100)], 2);
+    memcpy(out + 2, &k_pairs[2 * (w % 100)], 2);
+    return out + 4;
+  }
   int n = digits_u64(v);
   put_digits(out + n, v, n);
   return out + n;

@@ -47,6 +47,7 @@ infsim_distattn_layer infsim_distattn_decode_layer(const infsim_cost_curves *c, 
     if (h[j].kind == INFSIM_HOLDER_HOST_FETCH)
       r = (double)h[j].latency_ns + kv / h[j].bytes_per_s * 1e9 + gpu_ma; /* one way: the blocks come */
     out.remote_ns = fmax(out.remote_ns, r);
+    out.bytes += h[j].kind == INFSIM_HOLDER_HOST_FETCH ? kv : bytes;
     partials += h[j].requests;
   }
   /* Each request with a remote part merges its local partial and one per
@@ -77,6 +78,7 @@ infsim_distattn_layer infsim_distattn_prefill_layer(const infsim_cost_curves *c,
       holders++;
     }
     if (bytes > 0) out.remote_ns = fmax(out.remote_ns, wire_ns(&h[j], bytes) + ma);
+    out.bytes += bytes;
   }
   /* Every query token merges its local partial and one per holder. */
   if (holders > 0) out.merge_ns = c->merge_layer_ns(c->self, tokens, tokens * (holders + 1));

@@ -16,6 +16,7 @@
 ** Invariants: gmanager.h; infsim_gm_check recomputes every sum.
 */
 #include "infsim/gmanager.h"
+#include "infsim/planner.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -69,12 +70,14 @@ const char *infsim_gm_planner_name(infsim_gm_planner p) {
   case INFSIM_PLAN_GREEDY: return "greedy";
   case INFSIM_PLAN_SAME_NODE: return "same-node";
   case INFSIM_PLAN_AFFINITY: return "affinity";
+  case INFSIM_PLAN_FIT: return "fit";
+  case INFSIM_PLAN_LEVEL: return "level";
   }
   return "?";
 }
 
 bool infsim_gm_planner_from_name(const char *name, infsim_gm_planner *out) {
-  for (int p = INFSIM_PLAN_GREEDY; p <= INFSIM_PLAN_AFFINITY; p++)
+  for (int p = INFSIM_PLAN_GREEDY; p <= INFSIM_PLAN_LEVEL; p++)
     if (strcmp(name, infsim_gm_planner_name((infsim_gm_planner)p)) == 0) {
       *out = (infsim_gm_planner)p;
       return true;
@@ -439,12 +442,19 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
       case INFSIM_PLAN_GREEDY: rank[i] = 0; break;
       case INFSIM_PLAN_SAME_NODE: rank[i] = same_node ? 0 : 1; break;
       case INFSIM_PLAN_AFFINITY: rank[i] = infsim_gm_held_by(gm, r, i) > 0 ? 0 : same_node ? 1 : 2; break;
+      case INFSIM_PLAN_FIT:
+        rank[i] = infsim_planner_fit_rank(infsim_gm_spare_blocks(gm, i), movable, infsim_gm_held_by(gm, r, i) > 0,
+                                          same_node);
+        break;
+      case INFSIM_PLAN_LEVEL: rank[i] = 0; break;
       }
     }
     size_t nk = order_creditors(gm, debtor, rank, gm->order);
+    int64_t level = planner == INFSIM_PLAN_LEVEL ? infsim_planner_water_level(gm, gm->order, nk, movable) : 0;
     for (size_t k = 0; k < nk && movable > 0 && n < cap; k++) {
       int32_t to = gm->order[k];
       int64_t b = infsim_gm_spare_blocks(gm, to);
+      if (planner == INFSIM_PLAN_LEVEL) b = infsim_planner_level_piece(b, level, movable);
       if (b > movable) b = movable;
       out[n++] = (infsim_gm_move){.req = r, .from = debtor, .to = to, .blocks = b, .fresh = r == req};
       gm->inst[to].free_view -= b;

@@ -475,22 +475,22 @@ static infsim_batch_holder *holder_entry(infsim_sched *s, infsim_batch *b, int32
 }
 
 /* A prompt chunk of a split request: its earlier KV and its new KV per
- * holder, from the block table (token order): O(blocks it covers). */
+ * holder, from the block table (token order): O(runs it covers). */
 static infsim_status add_split_chunk(infsim_sched *s, const instance *in, int32_t req, int64_t chunk,
                                      infsim_batch *b, infsim_error *err) {
   const req_sched *r = &s->rs[req];
   int64_t n = 0;
-  const int64_t *ids = infsim_kv_table(s->kv, req, &n);
+  const infsim_kv_run *runs = infsim_kv_runs(s->kv, req, &n);
   int64_t bt = s->p.block_tokens, first = r->prefilled, end = r->prefilled + chunk;
   int32_t touched[INFSIM_KV_MAX_HOLDINGS]; /* holders this chunk reaches: its queries go there once */
   int32_t n_touched = 0;
-  /* Runs of blocks of one holder (a pool's ids are one range): one
-   * holder entry per run, a compare per block. */
-  for (int64_t blk = 0; blk < n && blk * bt < end;) {
-    int32_t j = infsim_kv_holder_of(s->kv, ids[blk]);
-    int64_t pool_lo = infsim_kv_first_block(s->kv, j), pool_hi = infsim_kv_first_block(s->kv, j + 1);
+  /* One holder entry per run of the table (a run lies in one pool): the
+   * sums below add up the same over any split of the blocks. */
+  for (int64_t i = 0, blk = 0; i < n && blk * bt < end; i++) {
+    int32_t j = infsim_kv_holder_of(s->kv, runs[i].first);
     int64_t run = blk;
-    while (blk < n && blk * bt < end && ids[blk] >= pool_lo && ids[blk] < pool_hi) blk++;
+    blk += runs[i].blocks;
+    if (blk * bt > end) blk = (end + bt - 1) / bt; /* the blocks this chunk reaches */
     if (j == in->id) continue; /* host memory (the CPU tier) is a holder too */
     int64_t lo = run * bt, hi = blk * bt;
     int64_t before = (hi < first ? hi : first) - lo; /* earlier tokens in these blocks */

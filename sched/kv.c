@@ -1,16 +1,50 @@
 /*
-** kv.c: the KV manager (kv.h): block ids, per-request block tables, and
-** each block's holder and state.
+** kv.c: the KV manager (kv.h): block ids, per-request block tables kept as
+** runs of consecutive ids, and each pool's free slots as a bitmap.
 **
-** A pool is one instance's GPU memory or one host's memory. Its slots are
-** handed out from a stack of freed slots, else from a high-water mark, so a
-** pool's arrays grow with the blocks in use at once, not with its
-** capacity (a tiny model has millions of blocks an instance). A block's
-** global id is pool x stride + slot.
+** A pool is one instance's GPU memory or one host's memory. A block's
+** global id is pool x stride + slot. A pool's free slots below its
+** high-water mark are the set bits of a bitmap with summary levels above
+** it (bit i of level k + 1 is set when word i of level k is non-zero), so
+** the lowest or the highest free slot is one word per level, and a run of
+** slots is taken or given back 64 slots a word. Freed neighbours coalesce
+** by themselves: the bitmap has no notion of who freed what. Slots above
+** the mark were never handed out and have no bits yet: a pool's memory
+** grows with the blocks in use at once (and the claims below), not with
+** its capacity (a tiny model has millions of blocks an instance). The most
+** blocks ever in use at once is counted apart (peak).
 **
-** Invariants (infsim_kv_check):
-**  - every slot below a pool's high-water mark is either on its free stack
-**    or in exactly one table (in_use + free stack == high-water mark);
+** A request's table is a list of runs (first id, blocks), token order.
+** Decode steps add one block per request every block_tokens steps, the
+** requests of a batch in turn: placed one by one, each request's blocks
+** would interleave with the others' and every one would be a run of its
+** own. So a table holds a claim: free slots right after its last run, set
+** aside after each allocation (twice the table's blocks, 32 to 256) and
+** counted as free; a decode block is the claim's next slot (the run grows
+** by one, no search), and the claim's rest goes back with the table. When
+** a pool's unclaimed free slots run short, claims go back to the bitmap,
+** the latest first, so a claim never makes an allocation fail. Where the
+** other blocks go:
+**  - after the table's last run when the slots there are free;
+**  - a prompt (many blocks): the smallest of the last few freed runs that
+**    holds it whole, else the lowest free slots (freed prompts and their
+**    claims, coalesced);
+**  - one block with no claim: the start of the highest free word's top
+**    run, so the next ones can claim the rest;
+**  - fresh slots at the mark when the bitmap has none.
+** Freed one-block runs go on a stack of singles (O(1) each way), used when
+** the bitmap is empty and put back in it when a prompt finds it short.
+** Taking or giving back n blocks costs O(runs + n / 64), not O(n); a
+** request's table costs O(runs) memory. Tables' run arrays are recycled
+** through per-size free lists: steady state allocates nothing.
+**
+** Invariants (infsim_kv_check, infsim_kv_check_request):
+**  - every slot below a pool's high-water mark is either free (its bit
+**    set, or on the singles stack), claimed by one table, or in exactly one
+**    run of one table (in_use + free bits + singles + claimed == mark);
+**  - a run lies in one pool, its slots not free; a table's runs are
+**    maximal (no run continues the one before it) and sum to its count; a
+**    claim follows the table's last run in its owner's pool;
 **  - per instance: local + lent + free == capacity; borrowed and swapped
 **    count the instance's requests' blocks held elsewhere;
 **  - sum of lent == sum of borrowed over instances.
@@ -28,33 +62,100 @@ typedef struct {
   int32_t blocks;
 } kv_holding;
 
+/* A growable list of runs; cap is 0 or a power of two of at least
+ * KV_RUN_MIN (the size classes of the spare lists). With claims, a table
+ * of a prompt and its decode blocks is a few runs (p50k: 3.6 on average
+ * when it is released). */
 typedef struct {
-  int64_t *ids;
-  int32_t count;
-  int32_t capacity;
-  int32_t owner;   /* instance, -1 unset */
-  int32_t foreign; /* blocks not in the owner's GPU pool (borrowed or swapped) */
+  infsim_kv_run *at;
+  int32_t n;
+  int32_t cap;
+} run_list;
+
+/* One per request of the run, finished ones included: kept to 48 bytes
+ * (a million requests: 48 MB). */
+typedef struct {
+  infsim_kv_run *at; /* the runs: a run_list of 2^cap_log2 (0: none) */
+  int32_t n;
+  uint16_t claim;   /* free slots right after the last run set aside for it (owner's pool), <= 256 */
+  uint8_t cap_log2;
   kv_holding *holdings; /* where the foreign blocks are, one entry a pool */
+  int32_t count;        /* blocks */
+  int32_t owner;        /* instance, -1 unset */
+  int32_t foreign;      /* blocks not in the owner's GPU pool (borrowed or swapped) */
   int32_t n_holdings;
-  int32_t split_slot; /* index in the owner's split list, -1 when no other GPU holds any */
+  int32_t split_slot; /* index in the owner's split list, -1 when no other pool holds any */
+  int32_t claim_slot; /* index in the owner pool's claimers, -1 when no claim */
 } kv_table;
+
+_Static_assert(sizeof(kv_table) <= 48, "kv_table: one per request, 48 bytes at most");
+
+static run_list table_runs(const kv_table *t) {
+  return (run_list){t->at, t->n, t->at != NULL ? INT32_C(1) << t->cap_log2 : 0};
+}
+
+static void table_set_runs(kv_table *t, run_list l) {
+  t->at = l.at;
+  t->n = l.n;
+  t->cap_log2 = (uint8_t)(l.cap > 0 ? __builtin_ctz((unsigned)l.cap) : 0);
+}
+
+/* 64^8 slots: more than any pool's capacity can be. */
+enum { KV_LEVELS_MAX = 8 };
 
 typedef struct {
   int64_t capacity;
-  int64_t high_water; /* slots ever handed out */
-  int64_t *free_slots;
-  int64_t free_count;
-  int64_t free_capacity;
+  int64_t high_water; /* slots ever handed out (blocks in use, free below it, or claimed) */
   int64_t in_use;
+  int64_t peak; /* the most blocks in use at once */
+  /* Claims: free slots set aside right after a table's last run, so its
+   * next blocks (a decode step's boundary, mostly) continue the run and
+   * need no search; they count as free and are given back to the bitmap
+   * when the pool is short of unclaimed slots or the table changes. */
+  int64_t claimed;
+  int64_t *claimers; /* requests with a claim here */
+  int64_t n_claimers;
+  int64_t cap_claimers;
+  /* Free slots below the mark: the set bits of bits[0], and singles.
+   * bits[0]: a bit per slot, 1 = free; bits[k + 1]: a bit per word of
+   * bits[k], 1 = that word is non-zero. words[k] words allocated. */
+  int64_t free_bits;
+  uint64_t *bits[KV_LEVELS_MAX];
+  int64_t words[KV_LEVELS_MAX];
+  int32_t levels; /* the top level is one word at full capacity */
+  /* Freed one-block runs, not in the bitmap: a stack (O(1) each way),
+   * growing by doubling with the most singles at once; when it cannot
+   * grow, a single goes to the bitmap instead. */
+  int64_t *singles;
+  int64_t n_singles;
+  int64_t cap_singles;
+  /* The last KV_HOLES runs of two or more blocks given back (first slot,
+   * length; length 0: none): a prompt takes the smallest that holds it
+   * whole, if still free, before the lowest free runs. Admission follows
+   * finishes, so the hole a finished prompt left is the natural place for
+   * the next one; lowest-first alone fills leftover slivers first and
+   * cuts a prompt into several runs. */
+  int64_t hole_first[8];
+  int64_t hole_len[8];
+  int32_t hole_next;
   /* GPU pools only: blocks held here by requests owned here / elsewhere */
   int64_t local;
   int64_t lent;
   int64_t guests; /* distinct requests owned elsewhere with blocks here */
-  /* GPU pools only: requests owned here with blocks in another GPU pool */
+  /* GPU pools only: requests owned here with blocks in another pool */
   int64_t *split;
   int64_t n_split;
   int64_t cap_split;
 } kv_pool;
+
+/* A table written out as ids, for the callers that want them one by one. */
+typedef struct {
+  int64_t *ids;
+  int64_t cap;
+} kv_flat;
+
+/* Spare run arrays of 2^(c + 3) runs on list c (linked through their first bytes). */
+enum { KV_RUN_CLASSES = 28, KV_RUN_MIN = 8 };
 
 struct infsim_kv {
   int32_t instances;
@@ -67,9 +168,245 @@ struct infsim_kv {
   int64_t *swapped;  /* per instance */
   int64_t lent_total;
   int64_t lent_peak;
+  void *spare[KV_RUN_CLASSES];
+  run_list scratch; /* a table being rebuilt by a move */
+  kv_flat *flat;    /* infsim_kv_table's ids (behind a pointer: written from a const kv) */
   infsim_kv_rehome_fn rehome_hook;
   void *rehome_self;
 };
+
+/* ---- bitmaps ------------------------------------------------------------- */
+
+static int32_t levels_for(int64_t slots) {
+  int32_t levels = 1;
+  for (int64_t w = (slots + 63) >> 6; w > 1; w = (w + 63) >> 6) levels++;
+  return levels;
+}
+
+/* Room for bits of slots [0, slots) (new words are zero: not free). */
+static bool pool_reserve(kv_pool *p, int64_t slots) {
+  int64_t need = (slots + 63) >> 6;
+  if (need <= p->words[0]) return true;
+  /* Each level covers the whole of the level below as allocated. */
+  for (int32_t k = 0; k < p->levels; k++, need = (p->words[k - 1] + 63) >> 6) {
+    if (need <= p->words[k]) continue;
+    int64_t cap = 2 * p->words[k] > need ? 2 * p->words[k] : need;
+    uint64_t *b = realloc(p->bits[k], (size_t)cap * sizeof *b);
+    if (b == NULL) return false;
+    memset(b + p->words[k], 0, (size_t)(cap - p->words[k]) * sizeof *b);
+    p->bits[k] = b;
+    p->words[k] = cap;
+  }
+  return true;
+}
+
+static bool slot_free(const kv_pool *p, int64_t s) { return (p->bits[0][s >> 6] >> (s & 63)) & 1; }
+
+/* Bits [from, from + len) of a word, 1 <= len <= 64 - from. */
+static uint64_t word_mask(int64_t from, int64_t len) { return (~UINT64_C(0) >> (64 - len)) << from; }
+
+/* Word w of level 0 went from zero to non-zero / from non-zero to zero. */
+static void summary_set(kv_pool *p, int64_t w) {
+  for (int32_t k = 1; k < p->levels; k++, w >>= 6) {
+    uint64_t old = p->bits[k][w >> 6];
+    p->bits[k][w >> 6] = old | (UINT64_C(1) << (w & 63));
+    if (old != 0) return;
+  }
+}
+
+static void summary_clear(kv_pool *p, int64_t w) {
+  for (int32_t k = 1; k < p->levels; k++, w >>= 6) {
+    p->bits[k][w >> 6] &= ~(UINT64_C(1) << (w & 63));
+    if (p->bits[k][w >> 6] != 0) return;
+  }
+}
+
+
+enum { KV_HOLES = 8 };
+
+/* Slots [a, b) (in use, below the mark) become free bits. */
+static void slots_give(kv_pool *p, int64_t a, int64_t b) {
+  p->free_bits += b - a;
+  uint64_t *l0 = p->bits[0];
+  if ((a >> 6) == ((b - 1) >> 6)) { /* one word: most runs */
+    uint64_t old = l0[a >> 6];
+    assert((old & word_mask(a & 63, b - a)) == 0);
+    l0[a >> 6] = old | word_mask(a & 63, b - a);
+    if (old == 0) summary_set(p, a >> 6);
+    return;
+  }
+  while (a < b) {
+    int64_t w = a >> 6, end = (w + 1) << 6 < b ? (w + 1) << 6 : b;
+    uint64_t old = l0[w], m = word_mask(a & 63, end - a);
+    assert((old & m) == 0); /* a double free */
+    l0[w] = old | m;
+    if (old == 0) summary_set(p, w);
+    a = end;
+  }
+}
+
+/* Slots [a, b) (free bits) are taken. */
+static void slots_take(kv_pool *p, int64_t a, int64_t b) {
+  p->free_bits -= b - a;
+  uint64_t *l0 = p->bits[0];
+  if ((a >> 6) == ((b - 1) >> 6)) { /* one word: most runs */
+    uint64_t m = word_mask(a & 63, b - a);
+    assert((l0[a >> 6] & m) == m);
+    l0[a >> 6] &= ~m;
+    if (l0[a >> 6] == 0) summary_clear(p, a >> 6);
+    return;
+  }
+  while (a < b) {
+    int64_t w = a >> 6, end = (w + 1) << 6 < b ? (w + 1) << 6 : b;
+    uint64_t m = word_mask(a & 63, end - a);
+    assert((l0[w] & m) == m); /* taking a slot in use */
+    l0[w] &= ~m;
+    if (l0[w] == 0) summary_clear(p, w);
+    a = end;
+  }
+}
+
+
+/* A run of `blocks` slots from s (in use) is free again: a single on the stack, more in the bitmap. */
+static void run_give(kv_pool *p, int64_t s, int64_t blocks) {
+  if (blocks == 1 && p->n_singles == p->cap_singles) {
+    int64_t cap = p->cap_singles ? 2 * p->cap_singles : 64;
+    int64_t *st = realloc(p->singles, (size_t)cap * sizeof *st);
+    if (st != NULL) {
+      p->singles = st;
+      p->cap_singles = cap;
+    }
+  }
+  if (blocks == 1 && p->n_singles < p->cap_singles) {
+    p->singles[p->n_singles++] = s;
+  } else {
+    slots_give(p, s, s + blocks);
+    p->hole_first[p->hole_next] = s;
+    p->hole_len[p->hole_next] = blocks;
+    p->hole_next = (p->hole_next + 1) % KV_HOLES;
+  }
+}
+
+
+
+/* The lowest non-zero word of level 0 (the pool has a free bit). */
+static int64_t lowest_word(const kv_pool *p) {
+  int64_t i = 0;
+  for (int32_t k = p->levels - 1; k > 0; k--) i = (i << 6) | __builtin_ctzll(p->bits[k][i]);
+  return i;
+}
+
+/* Takes the lowest run of free bits, at most max of them (max >= 1):
+ * its first slot in *first, its length returned. One pass: find, measure
+ * and clear, a word at a time. */
+static int64_t take_lowest(kv_pool *p, int64_t max, int64_t *first) {
+  uint64_t *l0 = p->bits[0];
+  int64_t j = lowest_word(p);
+  uint64_t w = l0[j];
+  int32_t b = __builtin_ctzll(w);
+  uint64_t x = ~(w >> b); /* zeros where the run goes on; the top b bits are ones */
+  int64_t ones = x == 0 ? 64 : __builtin_ctzll(x);
+  int64_t got = ones < max ? ones : max;
+  *first = (j << 6) + b;
+  l0[j] = w & ~word_mask(b, got);
+  if (l0[j] == 0) summary_clear(p, j);
+  /* The run reaches the word's top: it may go on in the next words. */
+  while (got < max && b + ones == 64 && ((j + 1) << 6) < p->high_water) {
+    j++;
+    w = l0[j];
+    b = 0;
+    ones = ~w == 0 ? 64 : __builtin_ctzll(~w);
+    if (ones == 0) break;
+    int64_t len = ones < max - got ? ones : max - got;
+    l0[j] = w & ~word_mask(0, len);
+    if (l0[j] == 0) summary_clear(p, j);
+    got += len;
+  }
+  p->free_bits -= got;
+  return got;
+}
+
+/* One free slot for a one-block request: the first of a run of free bits,
+ * whose free neighbours above it the request can then claim (its next
+ * decode blocks continue the run); else a single; else a fresh one at the
+ * mark (room reserved). Taken. */
+static int64_t one_slot(kv_pool *p) {
+  if (p->free_bits > 0) {
+    /* The highest free word's top run, from its start: the request can
+     * claim the rest, and these blocks stay away from the low slots that
+     * prompts fill. */
+    int64_t j = 0;
+    for (int32_t k = p->levels - 1; k > 0; k--) j = (j << 6) | (63 - __builtin_clzll(p->bits[k][j]));
+    uint64_t w = p->bits[0][j];
+    int32_t top = 63 - __builtin_clzll(w);
+    uint64_t below = ~(w << (63 - top)); /* zeros where the run goes on downwards from top */
+    int32_t ones = below == 0 ? 64 : __builtin_clzll(below);
+    int64_t s = (j << 6) + top - ones + 1;
+    slots_take(p, s, s + 1);
+    return s;
+  }
+  if (p->n_singles > 0) return p->singles[--p->n_singles];
+  return p->high_water++;
+}
+
+/* How many free slots follow from slot s on (s included), at most max. */
+static int64_t free_run(const kv_pool *p, int64_t s, int64_t max) {
+  int64_t n = 0;
+  while (n < max && s + n < p->high_water) {
+    int64_t at = s + n;
+    uint64_t w = p->bits[0][at >> 6] >> (at & 63); /* the bits above the word's top come in as 0 */
+    int64_t ones = ~w == 0 ? 64 : __builtin_ctzll(~w);
+    n += ones;
+    if (ones < 64 - (at & 63)) break;
+  }
+  return n < max ? n : max;
+}
+
+/* ---- run lists ----------------------------------------------------------- */
+
+static int32_t run_class(int32_t cap) { return __builtin_ctz((unsigned)cap) - 3; }
+
+static infsim_kv_run *runs_get(infsim_kv *kv, int32_t cap) {
+  int32_t c = run_class(cap);
+  void *a = kv->spare[c];
+  if (a == NULL) return malloc((size_t)cap * sizeof(infsim_kv_run));
+  memcpy(&kv->spare[c], a, sizeof a); /* the next spare */
+  return a;
+}
+
+static void runs_put(infsim_kv *kv, run_list *l) {
+  if (l->at != NULL) {
+    int32_t c = run_class(l->cap);
+    memcpy(l->at, &kv->spare[c], sizeof kv->spare[c]);
+    kv->spare[c] = l->at;
+  }
+  *l = (run_list){0};
+}
+
+static bool list_grow(infsim_kv *kv, run_list *l) {
+  if (l->cap >= INT32_MAX / 2) return false;
+  int32_t cap = l->cap ? 2 * l->cap : KV_RUN_MIN;
+  infsim_kv_run *a = runs_get(kv, cap);
+  if (a == NULL) return false;
+  if (l->n > 0) memcpy(a, l->at, (size_t)l->n * sizeof *a);
+  int32_t n = l->n;
+  runs_put(kv, l);
+  *l = (run_list){a, n, cap};
+  return true;
+}
+
+/* Appends blocks [first, first + blocks) to l, continuing its last run when they follow it. */
+static inline bool list_push(infsim_kv *kv, run_list *l, int64_t first, int64_t blocks) {
+  if (l->n > 0 && l->at[l->n - 1].first + l->at[l->n - 1].blocks == first) {
+    l->at[l->n - 1].blocks += blocks;
+    return true;
+  }
+  if (l->n == l->cap && !list_grow(kv, l)) return false;
+  l->at[l->n++] = (infsim_kv_run){first, blocks};
+  return true;
+}
+
+/* ---- setup --------------------------------------------------------------- */
 
 infsim_status infsim_kv_new(int32_t instances, int64_t gpu_blocks, int32_t hosts, int64_t host_blocks,
                             int64_t requests, infsim_kv **out, infsim_error *err) {
@@ -83,14 +420,30 @@ infsim_status infsim_kv_new(int32_t instances, int64_t gpu_blocks, int32_t hosts
   kv->tables = calloc((size_t)(requests > 0 ? requests : 1), sizeof *kv->tables);
   kv->borrowed = calloc((size_t)instances, sizeof *kv->borrowed);
   kv->swapped = calloc((size_t)instances, sizeof *kv->swapped);
-  if (kv->pools == NULL || kv->tables == NULL || kv->borrowed == NULL || kv->swapped == NULL) {
+  kv->flat = calloc(1, sizeof *kv->flat);
+  if (kv->pools == NULL || kv->tables == NULL || kv->borrowed == NULL || kv->swapped == NULL || kv->flat == NULL) {
     infsim_kv_free(kv);
     return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   }
-  for (int32_t p = 0; p < instances + hosts; p++) kv->pools[p].capacity = p < instances ? gpu_blocks : host_blocks;
+  for (int32_t q = 0; q < instances + hosts; q++) {
+    kv_pool *p = &kv->pools[q];
+    p->capacity = q < instances ? gpu_blocks : host_blocks;
+    p->levels = levels_for(p->capacity);
+    assert(p->levels <= KV_LEVELS_MAX);
+    /* one word a level to start: the top word is always there */
+    for (int32_t k = 0; k < p->levels; k++) {
+      p->bits[k] = calloc(1, sizeof *p->bits[k]);
+      p->words[k] = 1;
+      if (p->bits[k] == NULL) {
+        infsim_kv_free(kv);
+        return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+      }
+    }
+  }
   for (int64_t r = 0; r < requests; r++) {
     kv->tables[r].owner = -1;
     kv->tables[r].split_slot = -1;
+    kv->tables[r].claim_slot = -1;
   }
   *out = kv;
   return INFSIM_OK;
@@ -99,15 +452,26 @@ infsim_status infsim_kv_new(int32_t instances, int64_t gpu_blocks, int32_t hosts
 void infsim_kv_free(infsim_kv *kv) {
   if (kv == NULL) return;
   if (kv->pools != NULL)
-    for (int32_t p = 0; p < kv->instances + kv->hosts; p++) {
-      free(kv->pools[p].free_slots);
-      free(kv->pools[p].split);
+    for (int32_t q = 0; q < kv->instances + kv->hosts; q++) {
+      for (int32_t k = 0; k < KV_LEVELS_MAX; k++) free(kv->pools[q].bits[k]);
+      free(kv->pools[q].singles);
+      free(kv->pools[q].claimers);
+      free(kv->pools[q].split);
     }
   if (kv->tables != NULL)
     for (int64_t r = 0; r < kv->requests; r++) {
-      free(kv->tables[r].ids);
+      free(kv->tables[r].at);
       free(kv->tables[r].holdings);
     }
+  for (int32_t c = 0; c < KV_RUN_CLASSES; c++)
+    while (kv->spare[c] != NULL) {
+      void *a = kv->spare[c];
+      memcpy(&kv->spare[c], a, sizeof a);
+      free(a);
+    }
+  free(kv->scratch.at);
+  if (kv->flat != NULL) free(kv->flat->ids);
+  free(kv->flat);
   free(kv->pools);
   free(kv->tables);
   free(kv->borrowed);
@@ -116,7 +480,7 @@ void infsim_kv_free(infsim_kv *kv) {
 }
 
 void infsim_kv_set_owner(infsim_kv *kv, int64_t req, int32_t instance) {
-  assert(kv->tables[req].count == 0); /* ownership moves only with an empty table */
+  assert(kv->tables[req].count == 0 && kv->tables[req].claim == 0); /* ownership moves only with an empty table */
   kv->tables[req].owner = instance;
 }
 
@@ -140,25 +504,23 @@ int64_t infsim_kv_host_free_blocks(const infsim_kv *kv, int32_t host) {
 
 int32_t infsim_kv_holder_of(const infsim_kv *kv, int64_t block) { return (int32_t)(block / kv->stride); }
 
+int64_t infsim_kv_first_block(const infsim_kv *kv, int32_t pool) { return (int64_t)pool * kv->stride; }
+
 void infsim_kv_set_rehome_hook(infsim_kv *kv, infsim_kv_rehome_fn fn, void *self) {
   kv->rehome_hook = fn;
   kv->rehome_self = self;
 }
 
-int64_t infsim_kv_first_block(const infsim_kv *kv, int32_t pool) { return (int64_t)pool * kv->stride; }
-
 int64_t infsim_kv_borrowed_peak(const infsim_kv *kv) { return kv->lent_peak; }
 
-/* Slots are recycled before fresh ones are taken, so the slots ever handed
- * out are the most blocks ever in use at once. */
 void infsim_kv_pool_usage(const infsim_kv *kv, int32_t pool, int64_t *in_use, int64_t *peak, int64_t *capacity) {
   const kv_pool *p = &kv->pools[pool];
   *in_use = p->in_use;
-  *peak = p->high_water;
+  *peak = p->peak;
   *capacity = p->capacity;
 }
 
-/* ---- pools --------------------------------------------------------------- */
+/* ---- ownership bookkeeping ------------------------------------------------ */
 
 static bool grow(void **items, int64_t *capacity, int64_t need, size_t item_bytes) {
   if (need <= *capacity) return true;
@@ -190,13 +552,6 @@ static void split_remove(infsim_kv *kv, int64_t req) {
   t->split_slot = -1;
 }
 
-/* True when req has blocks outside its owner's GPU pool (another GPU, or
- * host memory: the CPU tier and swap). */
-static bool is_split(const infsim_kv *kv, const kv_table *t) {
-  (void)kv;
-  return t->n_holdings > 0;
-}
-
 /* Keeps req's holding in pool (not its owner's GPU pool) right after n
  * blocks came (n > 0) or went (n < 0): the holding list, the pool's
  * guests, the owner's split list. False when memory is short. */
@@ -206,8 +561,7 @@ static bool hold(infsim_kv *kv, int32_t pool, int64_t req, int64_t n) {
   while (i < t->n_holdings && t->holdings[i].pool != pool) i++;
   if (i == t->n_holdings) {
     assert(n > 0);
-    int64_t cap = t->n_holdings;
-    kv_holding *h = realloc(t->holdings, (size_t)(cap + 1) * sizeof *h);
+    kv_holding *h = realloc(t->holdings, (size_t)(t->n_holdings + 1) * sizeof *h);
     if (h == NULL) return false;
     t->holdings = h;
     t->holdings[t->n_holdings++] = (kv_holding){pool, 0};
@@ -219,16 +573,18 @@ static bool hold(infsim_kv *kv, int32_t pool, int64_t req, int64_t n) {
   if (t->holdings[i].blocks == 0) {
     if (pool < kv->instances) kv->pools[pool].guests--;
     t->holdings[i] = t->holdings[--t->n_holdings];
-    if (t->split_slot >= 0 && !is_split(kv, t)) split_remove(kv, req);
+    if (t->split_slot >= 0 && t->n_holdings == 0) split_remove(kv, req);
   }
   return true;
 }
 
-/* Counts n blocks of req held in pool `pool` (n < 0: given back). */
+/* Counts n blocks of req held in pool `pool` (n < 0: given back). A
+ * shrinking holding never allocates: false only when n > 0. */
 static bool account(infsim_kv *kv, int32_t pool, int64_t req, int64_t n) {
   int32_t owner = kv->tables[req].owner;
   kv_pool *p = &kv->pools[pool];
   p->in_use += n;
+  if (p->in_use > p->peak) p->peak = p->in_use;
   if (pool != owner) {
     kv->tables[req].foreign += (int32_t)n;
     if (!hold(kv, pool, req, n)) return false;
@@ -248,68 +604,177 @@ static bool account(infsim_kv *kv, int32_t pool, int64_t req, int64_t n) {
   return true;
 }
 
-/* Writes n new ids of pool `pool` to out (the pool has n free): recycled
- * slots first, then fresh ones above the high-water mark. False when
- * memory for the free stack is short. */
-static bool take_slots(infsim_kv *kv, int32_t pool, int64_t req, int64_t n, int64_t *out) {
+/* ---- claims ---------------------------------------------------------------- */
+
+/* A claim's size: twice the table, 32 to 256 blocks. Measured on p50k
+ * (whole-process instructions): half the table (8-64) left a decode block
+ * without a claim at one boundary in six; as big as the table (16-128)
+ * about matched one block at a time; twice (32-256) beat it. A claim
+ * costs nothing while the pool has room, and gives way when it has not. */
+static int64_t claim_size(int64_t blocks) {
+  int64_t c = 2 * blocks;
+  return c < 32 ? 32 : c > 256 ? 256 : c;
+}
+
+/* req's claim ends: its slots stay as they are (the caller has put them
+ * somewhere: the table, or back in the bitmap). */
+static void claim_forget(infsim_kv *kv, int64_t req) {
+  kv_table *t = &kv->tables[req];
+  kv_pool *p = &kv->pools[t->owner];
+  p->claimed -= t->claim;
+  t->claim = 0;
+  int64_t moved = p->claimers[--p->n_claimers];
+  p->claimers[t->claim_slot] = moved;
+  kv->tables[moved].claim_slot = t->claim_slot;
+  t->claim_slot = -1;
+}
+
+/* req's claimed slots go back to the bitmap. */
+static void claim_drop(infsim_kv *kv, int64_t req) {
+  kv_table *t = &kv->tables[req];
+  if (t->claim == 0) return;
+  const infsim_kv_run *last = &t->at[t->n - 1];
+  int64_t end = last->first + last->blocks - (int64_t)t->owner * kv->stride;
+  slots_give(&kv->pools[t->owner], end, end + t->claim);
+  claim_forget(kv, req);
+}
+
+/* Claims of pool `pool` back to the bitmap, the latest first, until it
+ * and the singles hold `need` free slots. */
+static void claims_revoke(infsim_kv *kv, int32_t pool, int64_t need) {
+  kv_pool *p = &kv->pools[pool];
+  while (p->n_claimers > 0 && p->free_bits + p->n_singles < need) claim_drop(kv, p->claimers[p->n_claimers - 1]);
+}
+
+/* Sets aside the free slots right after req's last run (in its owner's
+ * GPU pool), if the pool has plenty unclaimed: free bits there, or fresh
+ * slots when the run ends at the mark. Optional: nothing happens when
+ * memory for the list is short. */
+static void claim_make(infsim_kv *kv, int64_t req) {
+  kv_table *t = &kv->tables[req];
+  assert(t->claim == 0);
+  int32_t pool = t->owner;
+  if (pool < 0 || pool >= kv->instances || t->n == 0) return;
+  const infsim_kv_run *last = &t->at[t->n - 1];
+  if (infsim_kv_holder_of(kv, last->first) != pool) return;
+  kv_pool *p = &kv->pools[pool];
+  int64_t want = claim_size(t->count);
+  if (p->capacity - p->in_use - p->claimed < 4 * want) return; /* tight: claims would only be revoked */
+  int64_t end = last->first + last->blocks - (int64_t)pool * kv->stride, c;
+  if (end < p->high_water) {
+    if (!slot_free(p, end)) return;
+    c = free_run(p, end, want);
+  } else {
+    c = p->capacity - p->high_water < want ? p->capacity - p->high_water : want;
+    if (c <= 0 || !pool_reserve(p, p->high_water + c)) return;
+  }
+  if (!grow((void **)&p->claimers, &p->cap_claimers, p->n_claimers + 1, sizeof *p->claimers)) return;
+  if (end < p->high_water)
+    slots_take(p, end, end + c);
+  else
+    p->high_water += c;
+  p->claimed += c;
+  t->claim = (uint16_t)c;
+  t->claim_slot = (int32_t)p->n_claimers;
+  p->claimers[p->n_claimers++] = req;
+}
+
+/* ---- taking and giving back ----------------------------------------------- */
+
+/* Appends n blocks of pool `pool` (which has them free) to l: after l's
+ * last run where free; then, for one block, one_slot(); for more, the
+ * lowest free runs of the bitmap (with the singles put back in it when it
+ * alone is short); then fresh slots at the mark. Nothing changes when memory is short (false). Counting is the
+ * caller's. */
+static bool take(infsim_kv *kv, int32_t pool, run_list *l, int64_t n) {
   kv_pool *p = &kv->pools[pool];
   assert(p->capacity - p->in_use >= n);
+  int64_t free_slots = p->free_bits + p->n_singles;
+  if (n > free_slots + (p->capacity - p->high_water)) {
+    claims_revoke(kv, pool, n); /* the rest of the free slots are claimed */
+    free_slots = p->free_bits + p->n_singles;
+  }
+  if (n > free_slots && !pool_reserve(p, p->high_water + n - free_slots)) return false;
   int64_t base = (int64_t)pool * kv->stride;
-  int64_t recycled = n < p->free_count ? n : p->free_count;
-  int64_t fresh = n - recycled;
-  /* The free stack can hold every slot ever handed out: giving back never allocates. */
-  if (fresh > 0 && !grow((void **)&p->free_slots, &p->free_capacity, p->high_water + fresh, sizeof *p->free_slots))
-    return false;
-  /* Locals, not the pool's fields, in the loops: out may alias nothing the
-   * compiler can see, and the loops vectorize. */
-  const int64_t *restrict stack = p->free_slots + p->free_count - recycled;
-  int64_t *restrict dst = out;
-  for (int64_t i = 0; i < recycled; i++) dst[i] = base + stack[recycled - 1 - i];
-  int64_t next = p->high_water;
-  for (int64_t i = recycled; i < n; i++) dst[i] = base + next++;
-  p->free_count -= recycled;
-  p->high_water = next;
-  return account(kv, pool, req, n);
-}
-
-/* Gives back ids[0..n) of req, wherever they are. */
-static void give_back(infsim_kv *kv, int64_t req, const int64_t *ids, int64_t n) {
-  int64_t i = 0;
-  const kv_table *t = &kv->tables[req];
-  if (t->foreign == 0 && n > 0) {
-    /* Every block in the owner's pool (no borrowing, no swap): one run, no scan. */
-    kv_pool *p = &kv->pools[t->owner];
-    int64_t base = (int64_t)t->owner * kv->stride;
-    int64_t *restrict stack = p->free_slots + p->free_count;
-    for (int64_t k = 0; k < n; k++) stack[k] = ids[k] - base;
-    p->free_count += n;
-    assert(p->free_count <= p->free_capacity);
-    (void)account(kv, t->owner, req, -n); /* local: never allocates */
-    return;
+  int32_t runs0 = l->n;
+  int64_t last0 = runs0 > 0 ? l->at[runs0 - 1].blocks : 0;
+  int64_t left = n;
+  if (runs0 > 0) {
+    int64_t s = l->at[runs0 - 1].first + last0 - base;
+    if (s >= 0 && s < p->high_water && slot_free(p, s)) {
+      int64_t len = free_run(p, s, left);
+      slots_take(p, s, s + len);
+      l->at[runs0 - 1].blocks += len;
+      left -= len;
+    }
   }
-  while (i < n) {
-    /* a run of ids in one pool: most tables are one or two runs */
-    int32_t pool = infsim_kv_holder_of(kv, ids[i]);
-    kv_pool *p = &kv->pools[pool];
-    int64_t base = (int64_t)pool * kv->stride, end = base + kv->stride, j = i;
-    while (j < n && ids[j] >= base && ids[j] < end) j++;
-    /* then a plain copy, which vectorizes */
-    int64_t *restrict stack = p->free_slots + p->free_count;
-    const int64_t *restrict src = ids + i;
-    for (int64_t k = 0; k < j - i; k++) stack[k] = src[k] - base;
-    p->free_count += j - i;
-    assert(p->free_count <= p->free_capacity);
-    /* a shrinking holding never allocates */
-    (void)account(kv, pool, req, -(j - i));
-    i = j;
+  if (left == 1) {
+    int64_t s = one_slot(p);
+    if (!list_push(kv, l, base + s, 1)) {
+      run_give(p, s, 1);
+      goto undo;
+    }
+    left = 0;
   }
-}
-
-static bool table_reserve(kv_table *t, int64_t extra) {
-  int64_t cap = t->capacity;
-  if (!grow((void **)&t->ids, &cap, (int64_t)t->count + extra, sizeof *t->ids)) return false;
-  t->capacity = (int32_t)cap;
+  if (left > p->free_bits && p->n_singles > 0) {
+    /* The bitmap alone is short: the singles join it, to coalesce with
+     * their free neighbours before the lowest runs are taken. */
+    for (int64_t i = 0; i < p->n_singles; i++) slots_give(p, p->singles[i], p->singles[i] + 1);
+    p->n_singles = 0;
+  }
+  if (left > 1 && left <= p->free_bits) {
+    /* The smallest remembered hole that holds all of it, if still free. */
+    int32_t best = -1;
+    for (int32_t h = 0; h < KV_HOLES; h++)
+      if (p->hole_len[h] >= left && (best < 0 || p->hole_len[h] < p->hole_len[best])) best = h;
+    if (best >= 0) {
+      int64_t s = p->hole_first[best];
+      if (s + left <= p->high_water && slot_free(p, s) && free_run(p, s, left) == left) {
+        slots_take(p, s, s + left);
+        if (!list_push(kv, l, base + s, left)) {
+          slots_give(p, s, s + left);
+          goto undo;
+        }
+        p->hole_first[best] += left;
+        p->hole_len[best] -= left;
+        left = 0;
+      } else {
+        p->hole_len[best] = 0; /* taken since */
+      }
+    }
+  }
+  while (left > 0 && p->free_bits > 0) {
+    int64_t s = 0, len = take_lowest(p, left, &s);
+    if (!list_push(kv, l, base + s, len)) {
+      slots_give(p, s, s + len);
+      goto undo;
+    }
+    left -= len;
+  }
+  if (left > 0) {
+    int64_t s = p->high_water;
+    p->high_water += left;
+    if (!list_push(kv, l, base + s, left)) {
+      slots_give(p, s, s + left); /* below the mark now: free */
+      goto undo;
+    }
+  }
   return true;
+undo:
+  for (int32_t i = l->n - 1; i >= runs0; i--) run_give(p, l->at[i].first - base, l->at[i].blocks);
+  l->n = runs0;
+  if (runs0 > 0 && l->at[runs0 - 1].blocks > last0) {
+    int64_t s = l->at[runs0 - 1].first - base;
+    slots_give(p, s + last0, s + l->at[runs0 - 1].blocks);
+    l->at[runs0 - 1].blocks = last0;
+  }
+  return false;
+}
+
+/* Blocks [first, first + n) (ids of one pool, in use) become free. */
+static void give(infsim_kv *kv, int64_t first, int64_t n) {
+  int32_t pool = infsim_kv_holder_of(kv, first);
+  run_give(&kv->pools[pool], first - (int64_t)pool * kv->stride, n);
 }
 
 /* ---- tables -------------------------------------------------------------- */
@@ -321,17 +786,31 @@ infsim_status infsim_kv_alloc(infsim_kv *kv, int64_t req, int32_t holder, int64_
   if (infsim_kv_free_blocks(kv, holder) < n)
     return infsim_fail(err, INFSIM_ERUN, "KV manager: instance %d has %lld free blocks, %lld asked for request %lld",
                        (int)holder, (long long)infsim_kv_free_blocks(kv, holder), (long long)n, (long long)req);
-  kv_pool *p = &kv->pools[holder];
-  if (n == 1 && t->count < t->capacity && p->free_count > 0 && holder == t->owner) {
-    /* The common case, a decode step's block boundary: one recycled block, local. */
-    t->ids[t->count++] = (int64_t)holder * kv->stride + p->free_slots[--p->free_count];
-    p->in_use++;
-    p->local++;
-    return INFSIM_OK;
+  if (t->count + n > INT32_MAX) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  int64_t left = n;
+  if (t->claim > 0 && holder == t->owner) {
+    /* The claimed slots first: they continue the last run. */
+    int64_t k = left < t->claim ? left : t->claim;
+    t->at[t->n - 1].blocks += k;
+    kv->pools[holder].claimed -= k;
+    t->claim = (uint16_t)(t->claim - k);
+    if (t->claim == 0) claim_forget(kv, req);
+    left -= k;
+  } else if (t->claim > 0) {
+    claim_drop(kv, req); /* blocks elsewhere end the table: the claim no longer follows it */
   }
-  if (!table_reserve(t, n) || !take_slots(kv, holder, req, n, t->ids + t->count))
-    return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  if (left > 0) {
+    run_list l = table_runs(t);
+    bool ok = take(kv, holder, &l, left);
+    table_set_runs(t, l);
+    if (!ok) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  }
   t->count += (int32_t)n;
+  if (holder != t->owner) return account(kv, holder, req, n) ? INFSIM_OK : infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  kv_pool *p = &kv->pools[holder]; /* as account() for local blocks */
+  p->local += n;
+  if ((p->in_use += n) > p->peak) p->peak = p->in_use;
+  if (t->claim == 0) claim_make(kv, req);
   return INFSIM_OK;
 }
 
@@ -341,59 +820,155 @@ infsim_status infsim_kv_alloc_each(infsim_kv *kv, const int32_t *reqs, int32_t n
   if (p->capacity - p->in_use < n)
     return infsim_fail(err, INFSIM_ERUN, "KV manager: instance %d has %lld free blocks, %d asked for", (int)holder,
                        (long long)(p->capacity - p->in_use), (int)n);
-  int64_t base = (int64_t)holder * kv->stride;
+  /* Blocks taken from claims are counted in the pool at once (before
+   * any other allocation reads the counts, and at the end). */
+  int64_t claimed = 0;
   for (int32_t i = 0; i < n; i++) {
     kv_table *t = &kv->tables[reqs[i]];
-    if (t->count < t->capacity && p->free_count > 0 && holder == t->owner) {
-      /* as infsim_kv_alloc's fast path: one recycled block, local */
-      t->ids[t->count++] = base + p->free_slots[--p->free_count];
-      p->in_use++;
-      p->local++;
+    if (t->claim > 0 && holder == t->owner) {
+      /* The common case: the next claimed slot continues the last run. */
+      t->at[t->n - 1].blocks++;
+      t->count++;
+      claimed++;
+      if (--t->claim == 0) claim_forget(kv, reqs[i]);
       continue;
     }
+    p->claimed -= claimed;
+    p->local += claimed;
+    p->in_use += claimed;
+    claimed = 0;
+    if (p->in_use > p->peak) p->peak = p->in_use;
     infsim_status st = infsim_kv_alloc(kv, reqs[i], holder, 1, err);
     if (st != INFSIM_OK) return st;
   }
+  p->claimed -= claimed;
+  p->local += claimed;
+  p->in_use += claimed;
+  if (p->in_use > p->peak) p->peak = p->in_use;
   return INFSIM_OK;
 }
 
 void infsim_kv_release_tail(infsim_kv *kv, int64_t req, int64_t n) {
   kv_table *t = &kv->tables[req];
-  assert(n <= t->count);
+  assert(n >= 0 && n <= t->count);
+  claim_drop(kv, req);
   t->count -= (int32_t)n;
-  give_back(kv, req, t->ids + t->count, n);
+  if (t->foreign == 0) {
+    /* Every block in the owner's pool (no borrowing, no swap): no pool lookups. */
+    kv_pool *p = &kv->pools[t->owner];
+    int64_t base = (int64_t)t->owner * kv->stride, left = n;
+    while (left > 0) {
+      infsim_kv_run *r = &t->at[t->n - 1];
+      int64_t c = r->blocks < left ? r->blocks : left;
+      r->blocks -= c;
+      run_give(p, r->first + r->blocks - base, c);
+      if (r->blocks == 0) t->n--;
+      left -= c;
+    }
+    (void)account(kv, t->owner, req, -n);
+    return;
+  }
+  /* Pool by pool: each stretch of runs in one pool counted at once. */
+  int32_t pool = -1;
+  int64_t pending = 0, left = n;
+  while (left > 0) {
+    infsim_kv_run *r = &t->at[t->n - 1];
+    int64_t c = r->blocks < left ? r->blocks : left;
+    int32_t q = infsim_kv_holder_of(kv, r->first);
+    if (q != pool && pending > 0) (void)account(kv, pool, req, -pending);
+    if (q != pool) pending = 0;
+    pool = q;
+    r->blocks -= c;
+    give(kv, r->first + r->blocks, c);
+    if (r->blocks == 0) t->n--;
+    pending += c;
+    left -= c;
+  }
+  if (pending > 0) (void)account(kv, pool, req, -pending);
 }
 
 void infsim_kv_release(infsim_kv *kv, int64_t req) {
   kv_table *t = &kv->tables[req];
-  infsim_kv_release_tail(kv, req, t->count);
-  /* A finished request's table is gone: memory stays bounded by live requests. */
-  free(t->ids);
-  t->ids = NULL;
-  t->capacity = 0;
+  if (t->foreign == 0 && t->count > 0) {
+    /* All in the owner's pool: each run back whole, one count. */
+    kv_pool *p = &kv->pools[t->owner];
+    int64_t base = (int64_t)t->owner * kv->stride, claim = t->claim;
+    if (claim > 0) claim_forget(kv, req); /* its slots go back with the last run, as one range */
+    for (int32_t i = 0; i < t->n; i++)
+      run_give(p, t->at[i].first - base, t->at[i].blocks + (i == t->n - 1 ? claim : 0));
+    (void)account(kv, t->owner, req, -(int64_t)t->count);
+    t->n = 0;
+    t->count = 0;
+  }
+  if (t->count > 0 || t->claim > 0) infsim_kv_release_tail(kv, req, t->count);
+  /* A finished request's table goes back: memory stays bounded by live requests. */
+  run_list l = table_runs(t);
+  runs_put(kv, &l);
+  table_set_runs(t, l);
   free(t->holdings);
   t->holdings = NULL;
   assert(t->n_holdings == 0 && t->split_slot < 0);
 }
 
-/* Re-homes table entries [first, first + n) into pool `to` (all or nothing). */
+/* Re-homes table entries [first, first + n) into pool `to` (all or nothing
+ * when `to` is short; out of memory leaves the table unusable: the run
+ * stops). The table is rebuilt in kv->scratch: runs before, the moved
+ * blocks' new runs, runs after. */
 static infsim_status rehome(infsim_kv *kv, int64_t req, int64_t first, int64_t n, int32_t to, infsim_error *err) {
   kv_table *t = &kv->tables[req];
-  assert(first >= 0 && first + n <= t->count);
-  int64_t arriving = 0;
-  for (int64_t i = first; i < first + n; i++) arriving += infsim_kv_holder_of(kv, t->ids[i]) != to;
+  assert(first >= 0 && n >= 0 && first + n <= t->count);
+  claim_drop(kv, req);
+  int64_t arriving = 0, pos = 0;
+  for (int32_t i = 0; i < t->n && pos < first + n; i++) {
+    const infsim_kv_run *r = &t->at[i];
+    int64_t a = pos > first ? pos : first, b = pos + r->blocks < first + n ? pos + r->blocks : first + n;
+    if (b > a && infsim_kv_holder_of(kv, r->first) != to) arriving += b - a;
+    pos += r->blocks;
+  }
   const kv_pool *p = &kv->pools[to];
   if (p->capacity - p->in_use < arriving)
     return infsim_fail(err, INFSIM_ERUN, "KV manager: pool %d has %lld free blocks, %lld needed for request %lld",
                        (int)to, (long long)(p->capacity - p->in_use), (long long)arriving, (long long)req);
-  for (int64_t i = first; i < first + n; i++) {
-    if (infsim_kv_holder_of(kv, t->ids[i]) == to) continue;
-    int64_t id;
-    if (!take_slots(kv, to, req, 1, &id)) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
-    if (kv->rehome_hook) kv->rehome_hook(kv->rehome_self, req, i, t->ids[i], id);
-    give_back(kv, req, &t->ids[i], 1);
-    t->ids[i] = id;
+  if (arriving == 0) return INFSIM_OK;
+  run_list *out = &kv->scratch;
+  out->n = 0;
+  pos = 0;
+  for (int32_t i = 0; i < t->n; i++) {
+    infsim_kv_run r = t->at[i];
+    int64_t lo = pos, hi = pos + r.blocks;
+    pos = hi;
+    int32_t from = infsim_kv_holder_of(kv, r.first);
+    if (hi <= first || lo >= first + n || from == to) {
+      if (!list_push(kv, out, r.first, r.blocks)) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+      continue;
+    }
+    int64_t a = lo > first ? lo : first, b = hi < first + n ? hi : first + n;
+    if (a > lo && !list_push(kv, out, r.first, a - lo)) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+    /* New ids first, then the hook sees each block's old and new id, then
+     * the old ones are freed (another pool: the order changes no slot).
+     * Counted as moving one block at a time would: all but one leave,
+     * all arrive, the last leaves; a move between two lenders then lends
+     * one block more for a moment, not b - a (borrowed_blocks_peak). */
+    int32_t n0 = out->n;
+    int64_t last0 = n0 > 0 ? out->at[n0 - 1].blocks : 0;
+    if (b - a > 1) (void)account(kv, from, req, -(b - a - 1));
+    if (!take(kv, to, out, b - a) || !account(kv, to, req, b - a))
+      return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+    (void)account(kv, from, req, -1);
+    if (kv->rehome_hook != NULL) {
+      int64_t k = 0, old_first = r.first + (a - lo);
+      for (int32_t j = n0 > 0 ? n0 - 1 : 0; j < out->n; j++)
+        for (int64_t q = j == n0 - 1 ? last0 : 0; q < out->at[j].blocks; q++, k++)
+          kv->rehome_hook(kv->rehome_self, req, a + k, old_first + k, out->at[j].first + q);
+      assert(k == b - a);
+    }
+    give(kv, r.first + (a - lo), b - a);
+    if (hi > b && !list_push(kv, out, r.first + (b - lo), hi - b))
+      return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   }
+  run_list old = table_runs(t);
+  table_set_runs(t, *out);
+  *out = old;
   return INFSIM_OK;
 }
 
@@ -412,31 +987,56 @@ infsim_status infsim_kv_move(infsim_kv *kv, int64_t req, int64_t first, int64_t 
 }
 
 int64_t infsim_kv_move_tail(infsim_kv *kv, int64_t req, int32_t from, int32_t to, int64_t n) {
-  int64_t len = 0, moved = 0;
-  const int64_t *ids = infsim_kv_table(kv, req, &len);
-  int64_t i = len - 1;
-  while (moved < n && i >= 0) {
-    if (infsim_kv_holder_of(kv, ids[i]) != from) {
-      i--;
-      continue;
+  const kv_table *t = &kv->tables[req];
+  int64_t moved = 0, limit = t->count; /* blocks from limit on are done */
+  while (moved < n) {
+    /* The last stretch of consecutive blocks held at `from` below limit
+     * (up to n - moved of them): [lo, hi). */
+    int64_t hi = -1, lo = -1, pos = t->count;
+    for (int32_t i = t->n - 1; i >= 0; i--) {
+      const infsim_kv_run *r = &t->at[i];
+      int64_t rlo = pos - r->blocks, rhi = pos < limit ? pos : limit;
+      pos = rlo;
+      if (rlo >= limit) continue;
+      bool at_from = infsim_kv_holder_of(kv, r->first) == from;
+      if (!at_from) {
+        if (hi >= 0) break;
+        continue;
+      }
+      if (hi < 0) hi = rhi;
+      lo = rlo > hi - (n - moved) ? rlo : hi - (n - moved);
+      if (lo > rlo) break;
     }
-    int64_t cnt = 0;
-    while (i >= 0 && infsim_kv_holder_of(kv, ids[i]) == from && cnt < n - moved) {
-      cnt++;
-      i--;
-    }
-    infsim_status st = infsim_kv_move(kv, req, i + 1, cnt, to, NULL);
+    if (hi < 0) break;
+    infsim_status st = rehome(kv, req, lo, hi - lo, to, NULL);
     assert(st == INFSIM_OK); /* the caller checked the room */
     (void)st;
-    moved += cnt;
-    ids = infsim_kv_table(kv, req, &len); /* the move may have reallocated it */
+    moved += hi - lo;
+    limit = lo;
   }
   return moved;
 }
 
 const int64_t *infsim_kv_table(const infsim_kv *kv, int64_t req, int64_t *n) {
-  *n = kv->tables[req].count;
-  return kv->tables[req].ids;
+  const kv_table *t = &kv->tables[req];
+  kv_flat *f = kv->flat;
+  if (t->count > f->cap) {
+    int64_t cap = 2 * f->cap > t->count ? 2 * f->cap : t->count;
+    int64_t *ids = realloc(f->ids, (size_t)cap * sizeof *ids);
+    if (ids == NULL) abort(); /* out of memory in an accessor that cannot fail */
+    f->ids = ids;
+    f->cap = cap;
+  }
+  int64_t k = 0;
+  for (int32_t i = 0; i < t->n; i++)
+    for (int64_t q = 0; q < t->at[i].blocks; q++) f->ids[k++] = t->at[i].first + q;
+  *n = k;
+  return f->ids;
+}
+
+const infsim_kv_run *infsim_kv_runs(const infsim_kv *kv, int64_t req, int64_t *n) {
+  *n = kv->tables[req].n;
+  return kv->tables[req].at;
 }
 
 int64_t infsim_kv_blocks(const infsim_kv *kv, int64_t req) { return kv->tables[req].count; }
@@ -467,31 +1067,83 @@ const int64_t *infsim_kv_split_requests(const infsim_kv *kv, int32_t instance, i
 
 int64_t infsim_kv_guests(const infsim_kv *kv, int32_t instance) { return kv->pools[instance].guests; }
 
+/* ---- checks -------------------------------------------------------------- */
+
 void infsim_kv_check_request(const infsim_kv *kv, int64_t req) {
 #ifndef NDEBUG
   const kv_table *t = &kv->tables[req];
-  int64_t foreign = 0;
-  for (int32_t i = 0; i < t->count; i++) {
-    int32_t pool = infsim_kv_holder_of(kv, t->ids[i]);
-    assert(pool >= 0 && pool < kv->instances + kv->hosts);
-    foreign += pool != t->owner;
+  int64_t foreign = 0, count = 0;
+  assert(t->n <= table_runs(t).cap);
+  for (int32_t i = 0; i < t->n; i++) {
+    const infsim_kv_run *r = &t->at[i];
+    int32_t pool = infsim_kv_holder_of(kv, r->first);
+    assert(r->blocks > 0 && pool >= 0 && pool < kv->instances + kv->hosts);
+    const kv_pool *p = &kv->pools[pool];
+    int64_t s = r->first - infsim_kv_first_block(kv, pool);
+    assert(s + r->blocks <= p->high_water); /* one pool, slots handed out */
+    for (int64_t k = s; k < s + r->blocks; k++) assert(!slot_free(p, k));
+    assert(i == 0 || t->at[i - 1].first + t->at[i - 1].blocks != r->first); /* maximal runs */
+    foreign += pool != t->owner ? r->blocks : 0;
+    count += r->blocks;
   }
+  assert(count == t->count);
   assert(foreign == t->foreign);
+  if (t->claim > 0) {
+    /* the claim follows the last run, in the owner's pool, its slots not free bits */
+    const infsim_kv_run *last = &t->at[t->n - 1];
+    assert(infsim_kv_holder_of(kv, last->first) == t->owner);
+    const kv_pool *p = &kv->pools[t->owner];
+    int64_t end = last->first + last->blocks - infsim_kv_first_block(kv, t->owner);
+    assert(end + t->claim <= p->high_water && p->claimers[t->claim_slot] == req);
+    for (int64_t k = end; k < end + t->claim; k++) assert(!slot_free(p, k));
+  } else {
+    assert(t->claim_slot < 0);
+  }
   int64_t held = 0;
   for (int32_t i = 0; i < t->n_holdings; i++) {
     assert(t->holdings[i].pool != t->owner && t->holdings[i].blocks > 0);
     held += t->holdings[i].blocks;
   }
   assert(held == foreign);
-  assert((t->split_slot >= 0) == is_split(kv, t));
+  assert((t->split_slot >= 0) == (t->n_holdings > 0));
   assert(t->split_slot < 0 || kv->pools[t->owner].split[t->split_slot] == req);
   (void)foreign;
   (void)held;
+  (void)count;
 #else
   (void)kv;
   (void)req;
 #endif
 }
+
+#ifndef NDEBUG
+/* A pool's bitmap and singles against its counts and summaries: O(its
+ * slots), so only for pools of up to 2^16 slots handed out. */
+static void check_bitmap(const kv_pool *p) {
+  if (p->high_water > 65536) return;
+  int64_t words = (p->high_water + 63) >> 6, set = 0;
+  for (int64_t w = 0; w < words; w++) {
+    set += __builtin_popcountll(p->bits[0][w]);
+    if (w == words - 1 && (p->high_water & 63) != 0) assert((p->bits[0][w] >> (p->high_water & 63)) == 0);
+  }
+  assert(set == p->free_bits);
+  /* singles: distinct, below the mark, not in the bitmap */
+  bool *seen = calloc((size_t)(p->high_water + 1), sizeof *seen);
+  for (int64_t i = 0; i < p->n_singles && seen != NULL; i++) {
+    int64_t s = p->singles[i];
+    assert(s >= 0 && s < p->high_water && !seen[s] && !slot_free(p, s));
+    seen[s] = true;
+  }
+  free(seen);
+  for (int32_t k = 1; k < p->levels; k++, words = (words + 63) >> 6)
+    for (int64_t w = 0; w < words; w++) {
+      bool any = p->bits[k - 1][w] != 0, marked = (p->bits[k][w >> 6] >> (w & 63)) & 1;
+      assert(any == marked);
+      (void)any;
+      (void)marked;
+    }
+}
+#endif
 
 void infsim_kv_check(const infsim_kv *kv) {
 #ifndef NDEBUG
@@ -499,7 +1151,6 @@ void infsim_kv_check(const infsim_kv *kv) {
   for (int32_t i = 0; i < kv->instances; i++) {
     const kv_pool *p = &kv->pools[i];
     assert(p->local + p->lent == p->in_use);
-    assert(p->in_use <= p->capacity);
     lent += p->lent;
     borrowed += kv->borrowed[i];
   }
@@ -509,15 +1160,24 @@ void infsim_kv_check(const infsim_kv *kv) {
   int64_t host_held = 0, host_owed = 0;
   for (int32_t q = 0; q < kv->instances + kv->hosts; q++) {
     const kv_pool *p = &kv->pools[q];
-    assert(p->in_use + p->free_count == p->high_water);
+    assert(p->in_use + p->free_bits + p->n_singles + p->claimed == p->high_water);
+    assert(p->in_use + p->claimed <= p->capacity && p->in_use <= p->peak);
+    int64_t claimed = 0;
+    for (int64_t i = 0; i < p->n_claimers; i++) {
+      const kv_table *t = &kv->tables[p->claimers[i]];
+      assert(t->owner == q && t->claim > 0 && t->claim_slot == i);
+      claimed += t->claim;
+    }
+    assert(claimed == p->claimed);
+    (void)claimed;
     assert(p->in_use <= p->capacity);
+    check_bitmap(p);
     if (q >= kv->instances) host_held += p->in_use;
   }
   for (int32_t i = 0; i < kv->instances; i++) host_owed += kv->swapped[i];
   assert(host_held == host_owed);
   (void)host_held;
   (void)host_owed;
-
   (void)lent;
   (void)borrowed;
 #else

@@ -170,7 +170,7 @@ typedef struct {
 static infsim_status read_config(infsim_config *cfg, void *settings, infsim_error *err) {
   infinite_settings *p = settings;
   static const char *const k_dispatch[] = {"least-loaded", "round-robin", NULL};
-  static const char *const k_planner[] = {"greedy", "same-node", "affinity", NULL};
+  static const char *const k_planner[] = {"greedy", "same-node", "affinity", "fit", "level", NULL};
   static const char *const k_short[] = {"wait", "preempt", NULL};
   static const char *const k_tier[] = {"off", "ma", "fetch", NULL};
   static const char *const k_wire[] = {"fp16", "fp32", NULL};

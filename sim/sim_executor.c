@@ -80,6 +80,7 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
   x->da_guest_ns = extra;
   x->da_remote_ns = x->da_merge_ns = 0.0;
   x->da_cross = 0;
+  x->da_step_bytes = 0.0;
   if (b->holder_count == 0) return extra;
   infsim_distattn_holder dec[INFSIM_KV_MAX_HOLDINGS], pre[INFSIM_KV_MAX_HOLDINGS];
   int k = 0;
@@ -109,6 +110,7 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
     infsim_distattn_layer l = infsim_distattn_decode_layer(c, shape, a->decode_requests, a->decode_context_tokens,
                                                            a->remote_requests, dec, k);
     extra += (double)shape->layers * (l.attention_ns - l.local_ns);
+    x->da_step_bytes += (double)shape->layers * l.bytes;
     x->da_remote_ns = l.remote_ns;
     x->da_merge_ns = l.merge_ns;
     /* j*: the first step whose local attention hides R (bisection: A_j
@@ -127,6 +129,7 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
   if (prefill && a->prefill_tokens > 0) {
     infsim_distattn_layer l = infsim_distattn_prefill_layer(c, shape, a->prefill_tokens, a->prefill_attn_pairs, pre, k);
     extra += (double)shape->layers * (l.attention_ns - l.local_ns);
+    x->da_step_bytes += (double)shape->layers * l.bytes;
   }
   return extra;
 }
@@ -242,8 +245,7 @@ static int64_t exec_cut(void *self, int32_t instance, int64_t t_ns) {
   /* The heap only grows here by one event; a failed push (out of memory)
    * leaves the old end, which the scheduler's step count then contradicts:
    * treat it as fatal. */
-  infsim_error err = {0};
-  if (infsim_event_heap_push(&s->heap, end, EV_ITERATION_DONE, instance, x->generation, &err) != INFSIM_OK) abort();
+  if (infsim_event_heap_push(&s->heap, end, EV_ITERATION_DONE, instance, x->generation, NULL) != INFSIM_OK) abort();
   return lo;
 }
 

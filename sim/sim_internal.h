@@ -34,6 +34,7 @@ typedef struct {
   double da_merge_ns;      /* M, per layer */
   double da_guest_ns;      /* the creditor's MA for guests, per step (all layers) */
   int64_t da_cross;        /* the first step j with A_j >= R (overlap hides R from there) */
+  double da_step_bytes;    /* what one step sends to and gets from the holders, all layers */
   bool host_ma;            /* its decode steps attend host KV on the CPU (policy.cpu_tier: ma) */
   int64_t end_ns;          /* the batch's end (after cuts) */
   bool decode_only;
@@ -78,6 +79,9 @@ struct infsim_sim {
   int32_t msgs_in_use; /* messages and timers in flight */
   int32_t msgs_peak;
   int64_t bytes_sent;
+  /* DistAttention's queries, partials and KV written to holders, counted
+   * per finished step (the cost model prices them; they are no messages) */
+  double distattn_bytes;
   /* samples */
   infsim_sample_row *samples;
   size_t n_samples;

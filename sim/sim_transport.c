@@ -14,6 +14,13 @@
 ** network's rates thousands of times a simulated second. Their bytes count
 ** in network_bytes, not in links.csv.
 **
+** DistAttention's per-step traffic (queries out, partials back, a prompt
+** chunk's KV written to the holders of its blocks) is priced by the cost
+** model inside each step (distattn.h), not sent as messages: its bytes
+** are added to network_bytes per finished step, and are not in links.csv
+** either. Without them a long prompt spread over creditors showed no
+** network bytes at all.
+**
 ** Messages in flight live in a pool with a free list, so a message costs no
 ** allocation once the pool has grown. The network changes rates only when a
 ** flow starts or ends; one EV_NETWORK event stands at the next such time,
@@ -107,7 +114,11 @@ static infsim_status net_timer(void *self, const infsim_msg *msg, int64_t at_ns,
   return infsim_event_heap_push(&s->heap, at_ns, EV_MESSAGE, m.dst, slot, err);
 }
 
-static int64_t net_bytes_sent(const void *self) { return ((const infsim_sim *)self)->bytes_sent; }
+/* Messages' bytes plus DistAttention's per-step traffic (sim_internal.h). */
+static int64_t net_bytes_sent(const void *self) {
+  const infsim_sim *s = self;
+  return s->bytes_sent + (int64_t)llround(s->distattn_bytes);
+}
 
 /* A scan of the pool: asked only when a protocol step times out (a KV
  * move's status probe, a reservation's lease), not per message. A message

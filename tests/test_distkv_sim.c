@@ -5,6 +5,11 @@
 **    step of its owner equals, to the ns, the sum computed here by hand from
 **    the curves: local MA, and per layer max(local, R) + merge with R = both
 **    route latencies + (query + partial, fp16) / NVLink + the holder's MA.
+**  - The split request's traffic is in network_bytes: at least the KV its
+**    owner could not hold, written to the holder during prefill (its bytes
+**    per token from the model's shape), plus exactly one query and one
+**    partial per layer for each decode step with a remote part; at most
+**    every prompt token written and queried remotely, plus control messages.
 **  - Macro-steps equal single steps with borrowing on: the same schedule,
 **    finish times within 1 us, on a cluster where 200K-token prompts borrow
 **    (DGFM on and off, heartbeats every 5 and 50 ms).
@@ -70,6 +75,56 @@ static void test_split_decode_step_by_hand(void **state) {
   infsim_trace_free(&t);
 }
 
+/* LLaMA2-7B: 32 layers, 32 heads of 128, fp16 KV and wire: one token's KV
+ * over all layers, and one query out plus one partial (and LSE) back. */
+static const double kv_token_bytes = 2.0 * 32 * 128 * 2 * 32;
+static const double qp_step_bytes = (32.0 * 128 * 2 + 32.0 * 129 * 2) * 32;
+
+typedef struct {
+  double network;     /* network_bytes */
+  double decode;      /* by hand: decode steps with a remote part x holders x Q + P */
+  double prefill_max; /* by hand: every prefill token queried remotely */
+  double spilled;     /* prompt tokens beyond the owner's KV */
+} split_traffic;
+
+static split_traffic run_split(int64_t prompt, int64_t output) {
+  const char *const settings[] = {"model=llama2-7b", "gpu=a100-80gb", "cluster.instances=2",
+                                  "policy.name=infinite-llm", "metrics.iterations=true", NULL};
+  infsim_run_params p = fixture_params(settings);
+  infsim_trace t = {0};
+  fixture_add(&t, 0, prompt, output);
+  infsim_run_result *res = fixture_run(&p, &t);
+  const infsim_run_counters *c = infsim_run_result_counters(res);
+  assert_true(c->borrowed_blocks_peak > 0);
+  split_traffic out = {(double)c->network_bytes, 0, 0, (double)(prompt - c->kv_blocks_per_instance * 16)};
+  size_t n = 0;
+  const infsim_iteration_row *rows = infsim_run_result_iterations(res, &n);
+  for (size_t i = 0; i < n; i++) {
+    if (rows[i].agg.prefill_tokens > 0) out.prefill_max += (double)rows[i].agg.prefill_tokens * qp_step_bytes;
+    else out.decode += (double)rows[i].steps * (double)rows[i].agg.remote_partials * qp_step_bytes;
+  }
+  infsim_run_result_free(res);
+  infsim_trace_free(&t);
+  return out;
+}
+
+static void test_split_request_traffic_counted(void **state) {
+  (void)state;
+  const int64_t prompt = 150000;
+  split_traffic a = run_split(prompt, 40), b = run_split(prompt, 2040);
+  assert_true(a.spilled > 0 && a.decode > 0);
+  /* prefill: the spilled KV went to the holder; at most all of it did, with every chunk's queries */
+  double low = a.spilled * kv_token_bytes + a.decode, high = (double)prompt * kv_token_bytes + a.prefill_max + a.decode;
+  if (a.network < low || a.network > high + 16e6)
+    fail_msg("network_bytes %.0f, by hand between %.0f and %.0f", a.network, low, high);
+  /* decode: the same prompt with 2,000 more tokens adds exactly their
+   * steps' queries and partials (and a few control messages) */
+  double extra = b.network - a.network, want = b.decode - a.decode;
+  assert_true(want > 1e9);
+  if (fabs(extra - want) > 0.001 * want)
+    fail_msg("2,000 more decode steps added %.0f network bytes, by hand %.0f", extra, want);
+}
+
 /* 100 requests on 8 instances, every 25th a 200K-token prompt. */
 static infsim_trace long_trace(void) {
   infsim_trace t = {0};
@@ -121,6 +176,7 @@ static void test_macro_steps_equal_single_steps_with_borrowing(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_split_decode_step_by_hand),
+      cmocka_unit_test(test_split_request_traffic_counted),
       cmocka_unit_test(test_macro_steps_equal_single_steps_with_borrowing),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

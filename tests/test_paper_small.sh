@@ -20,6 +20,9 @@
 #   short trace: ahead of vllm-single (paper 1.4-5.3x) and not behind
 #     vllm-multi by more than the search's resolution (the paper has 1.35-1.73x;
 #     the README explains why ours is about 1x).
+#   planners (seed 1, the long trace): the level planner (include/infsim/
+#     planner.h) sustains more than greedy, and at greedy's sustained load
+#     its p99 TTFT is lower (README.md, "Planners").
 #   Skipped, with a message, while the policy is not in the binary.
 set -euo pipefail
 : "${INFSIM:?}" "${INFSIM_SRC:?}"
@@ -44,7 +47,10 @@ grep -q "frozen file changed: experiments/paper/study.json" "$TMP/guard.log" || 
 
 # 2. The study in small.
 "$INFSIM_SRC/experiments/paper/run" --ci --infsim "$INFSIM" --data "$DATA" --out "$TMP/out" --jobs 2 \
-  --sections main,context --no-plots --run-timeout 120 2>"$TMP/run.log" || { cat "$TMP/run.log"; exit 1; }
+  --sections main,context,planners --planners greedy,level --no-plots --run-timeout 120 2>"$TMP/run.log" || {
+  cat "$TMP/run.log"
+  exit 1
+}
 
 python3 - "$TMP/out/results.json" "$INFSIM_SRC/experiments/paper" <<'EOF'
 import csv, glob, json, os, sys
@@ -108,5 +114,13 @@ else:
     il, m = thr[("S2", "infinite-llm")], thr[("S2", "vllm-multi")]
     check(il >= m / ci["tolerance"], "short trace: infinite-llm %.1f tok/s not behind vllm-multi %.1f by more "
           "than the search's resolution (%gx)" % (il, m, ci["tolerance"]))
+    pl = {c["planner"]: c for c in res["planners"] if c["trace"] == "L1" and c["seed"] == 1}
+    g, lv = pl["greedy"], pl["level"]
+    check(lv["result"]["throughput_tok_s"] > g["result"]["throughput_tok_s"],
+          "planners, long trace: level sustains %.1f tok/s, more than greedy's %.1f"
+          % (lv["result"]["throughput_tok_s"], g["result"]["throughput_tok_s"]))
+    check(lv["equal_load"]["ttft_p99_s"] < g["equal_load"]["ttft_p99_s"],
+          "planners, long trace at greedy's load: level's p99 TTFT %.1f s below greedy's %.1f s"
+          % (lv["equal_load"]["ttft_p99_s"], g["equal_load"]["ttft_p99_s"]))
 sys.exit(1 if fails else 0)
 EOF

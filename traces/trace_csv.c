@@ -66,24 +66,46 @@ static infsim_status parse_row(const infsim_line_reader *lr, const infsim_fields
   return INFSIM_OK;
 }
 
+/* Up to n digits at *p (before end) into *v; how many there were. */
+static int take_digits(const char **p, const char *end, int n, int64_t *v) {
+  const char *q = *p, *stop = end - *p > n ? *p + n : end;
+  int64_t x = 0;
+  while (q < stop && (unsigned)(*q - '0') <= 9) x = 10 * x + (*q++ - '0');
+  int got = (int)(q - *p);
+  *p = q;
+  *v = x;
+  return got;
+}
+
 /* A row of the usual shape, "seconds,count,count" with the columns in
- * that order and nothing else on the line: the three fields parsed where
- * they lie, without splitting the line. False for anything else (blanks,
- * quotes, more fields, a bad value): the general path then decides, with
- * its messages. The fields go to the same parsers, so the values are the
- * same either way. */
+ * that order and nothing else on the line, parsed in one pass where it
+ * lies. It takes what the general parsers' own fast forms take, to the
+ * same values: seconds of 1-10 integer digits below
+ * INFSIM_TRACE_MAX_ARRIVAL_S, optionally '.' and 1-9 decimals (as
+ * infsim_parse_seconds_ns's plain form); counts of 1-18 digits up to
+ * INFSIM_TRACE_MAX_TOKENS (as infsim_parse_count's). False for anything
+ * else (blanks, quotes, signs, more fields, a bad value): the general
+ * path then decides, with its messages. */
 static bool parse_plain_row(const char *line, size_t len, int64_t prev_ns, infsim_trace_request *req) {
-  const char *c1 = memchr(line, ',', len);
-  if (c1 == NULL) return false;
-  const char *c2 = memchr(c1 + 1, ',', len - (size_t)(c1 + 1 - line));
-  if (c2 == NULL) return false;
-  const char *why = NULL;
-  return infsim_parse_seconds_ns(line, (size_t)(c1 - line), &req->arrival_ns, &why) && req->arrival_ns >= prev_ns &&
-         infsim_parse_count(c1 + 1, (size_t)(c2 - c1 - 1), INFSIM_TRACE_MAX_TOKENS, &req->prompt_tokens, &why) &&
-         req->prompt_tokens >= 1 &&
-         infsim_parse_count(c2 + 1, (size_t)(line + len - c2 - 1), INFSIM_TRACE_MAX_TOKENS, &req->output_tokens,
-                            &why) &&
-         req->output_tokens >= 1;
+  static const int64_t k_scale[10] = {1000000000, 100000000, 10000000, 1000000, 100000,
+                                      10000,      1000,      100,      10,      1};
+  const char *p = line, *end = line + len;
+  int64_t whole = 0, frac = 0;
+  if (take_digits(&p, end, 10, &whole) == 0 || whole >= INFSIM_TRACE_MAX_ARRIVAL_S) return false;
+  if (p < end && *p == '.') {
+    p++;
+    int decimals = take_digits(&p, end, 9, &frac);
+    if (decimals == 0) return false;
+    frac *= k_scale[decimals];
+  }
+  if (p == end || *p++ != ',') return false;
+  req->arrival_ns = whole * INT64_C(1000000000) + frac;
+  if (req->arrival_ns < prev_ns) return false;
+  if (take_digits(&p, end, 18, &req->prompt_tokens) == 0 || p == end || *p++ != ',' ||
+      req->prompt_tokens > INFSIM_TRACE_MAX_TOKENS || req->prompt_tokens < 1)
+    return false;
+  return take_digits(&p, end, 18, &req->output_tokens) > 0 && p == end &&
+         req->output_tokens <= INFSIM_TRACE_MAX_TOKENS && req->output_tokens >= 1;
 }
 
 infsim_status infsim_trace_read_csv(const char *path, infsim_trace *trace, infsim_error *err) {

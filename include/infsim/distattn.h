@@ -71,6 +71,7 @@ typedef struct {
   double remote_ns;    /* max_j R_j */
   double merge_ns;     /* M */
   double attention_ns; /* the layer's attention, overlap applied */
+  double bytes;        /* what crosses the routes to all holders, this layer: Q_j + P_j, KV written or fetched */
 } infsim_distattn_layer;
 
 /* Q_j and P_j of n queries. */

@@ -49,10 +49,16 @@ typedef enum {
   /* Creditors already holding blocks of the moved request first (the
    * request then spans no new instance: fewer partials to merge, less work
    * for DGFM), then the same node, then the most spare. */
-  INFSIM_PLAN_AFFINITY = 2
+  INFSIM_PLAN_AFFINITY = 2,
+  /* Pieces whole, to a holder of the request, the same node or any
+   * (planner.h). */
+  INFSIM_PLAN_FIT = 3,
+  /* Creditors levelled by water-filling, not drained one by one
+   * (planner.h). */
+  INFSIM_PLAN_LEVEL = 4
 } infsim_gm_planner;
 
-/* "greedy", "same-node", "affinity". */
+/* "greedy", "same-node", "affinity", "fit", "level". */
 const char *infsim_gm_planner_name(infsim_gm_planner p);
 /* The planner named `name`; false when there is none. */
 bool infsim_gm_planner_from_name(const char *name, infsim_gm_planner *out);

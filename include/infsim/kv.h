@@ -14,12 +14,16 @@
 **  - swapped: in host memory (preemption by swap, or the CPU tier).
 ** Ownership is the request's (infsim_kv_set_owner); holding is the block's.
 **
-** Allocation is O(1) per block: freed ids go on a per-holder stack, new
-** ids come from a high-water mark, so memory grows with blocks in use at
-** once, not with the holder's capacity. Ids are int64: pool p's slot i is
-** infsim_kv_first_block(p) + i. A real executor hands the block
-** tables to the MA kernels (block id - infsim_kv_first_block(holder) is
-** the slot in that GPU's pool).
+** A table is held as runs of consecutive ids (a prompt's blocks are one
+** run where the free slots allow, and a request's next blocks continue its
+** last run: free slots after it are set aside for it, counted free, and
+** given way when others need them): taking or giving back n blocks costs
+** O(runs + n / 64), not O(n). Freed slots are reused before fresh ones, so
+** memory grows with blocks in use at once (and those set aside), not with
+** the holder's capacity. Ids are int64: pool p's slot i is
+** infsim_kv_first_block(p) + i. A real executor hands the block tables to
+** the MA kernels (block id - infsim_kv_first_block(holder) is the slot in
+** that GPU's pool).
 **
 ** Invariants (infsim_kv_check, debug builds): every in-use block is in
 ** exactly one table; free + local + lent == capacity per holder; the sum
@@ -90,8 +94,19 @@ infsim_status infsim_kv_move(infsim_kv *kv, int64_t req, int64_t first, int64_t 
  * how many moved. The caller has checked that `to` has the room. */
 int64_t infsim_kv_move_tail(infsim_kv *kv, int64_t req, int32_t from, int32_t to, int64_t n);
 
-/* req's block table (global ids, token order) and its length. */
+/* req's block table (global ids, token order) and its length. Written
+ * out from its runs into a buffer the manager keeps (O(its blocks)): valid
+ * until the next call, one caller at a time; infsim_kv_runs reads the
+ * table as it is held. */
 const int64_t *infsim_kv_table(const infsim_kv *kv, int64_t req, int64_t *n);
+/* `blocks` consecutive ids from `first`, all in one pool. */
+typedef struct {
+  int64_t first;
+  int64_t blocks;
+} infsim_kv_run;
+/* req's block table as runs (token order; a run never continues the one
+ * before it) and how many; valid until req's table next changes. */
+const infsim_kv_run *infsim_kv_runs(const infsim_kv *kv, int64_t req, int64_t *n);
 int64_t infsim_kv_blocks(const infsim_kv *kv, int64_t req);
 /* Blocks of req not in its owner's GPU memory (borrowed or swapped); O(1). */
 int64_t infsim_kv_foreign_blocks(const infsim_kv *kv, int64_t req);

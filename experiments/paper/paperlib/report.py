@@ -84,6 +84,10 @@ def saturated_table(res, st):
         txt = {}
         for s in st["systems"]:
             x = (find(res["main"], model=m, trace=t, system=s) or {}).get("saturated")
+            if x and x.get("timed_out"):  # a run stopped at the CPU limit has no throughput to show
+                v[s] = None
+                txt[s] = "stopped at %g CPU-s" % x["cpu_limit_s"] if x.get("cpu_limit_s") else "stopped (time limit)"
+                continue
             v[s] = x["throughput_tok_s"] if x else None
             txt[s] = "%s (%d)" % (fmt(x["throughput_tok_s"]), x["rejected"]) if x else "-"
         rows.append("| %s | %s | %s | %s | %s | %s | %s |" % (
@@ -115,7 +119,8 @@ def scaling_table(res):
         rows.append("| %d | %s | %s |" % (n, fmt(None if v[0] is None else v[0] / n),
                                           fmt(None if v[1] is None else v[1] / n)))
     rows += ["", "| system | instances | offered req/s | tok/s per instance | SLO met | protocol messages/s "
-             "(all) | heartbeats/s (to the gManager) | network bytes | bytes by link kind | simulator wall s |",
+             "(all) | heartbeats/s (to the gManager) | network bytes (messages + DistAttention) | links.csv bytes by link kind "
+             "(messages only) | simulator wall s |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for b in res["scaling"]["big"]:
         if "skipped" in b:

@@ -134,7 +134,8 @@ class Study:
             return None
         if r.get("timed_out"):
             self.c["log"]("saturated %s %s %s: past the time limit" % (model, system, trace_name))
-            return None
+            return {"timed_out": True, "cpu_limit_s": r.get("cpu_limited"), "limited_probes": 1,
+                    "sim_wall_s": r.get("process_wall_s"), "commits": [r.get("commit")]}
         return {"throughput_tok_s": r["throughput_tok_s"], "completed": r["completed"], "rejected": r["rejected"],
                 "arrived": r["arrived"], "sim_wall_s": r.get("process_wall_s"), "commits": [r.get("commit")]}
 
