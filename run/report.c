@@ -79,6 +79,12 @@ json_t *infsim_run_result_summary_json(const infsim_run_result *res) {
                                   "blocks_recomputed", (json_int_t)dk.blocks_recomputed, "heartbeats",
                                   (json_int_t)dk.heartbeats);
     /* The CPU tier and the loss of an instance (docs/distkv.md). */
+    /* KV payloads put on the wire (first sends and resends) and status
+     * probes (docs/distkv.md, "Contract protocol"). */
+    json_object_set_new(d, "kv_sends", json_integer((json_int_t)dk.kv_sends));
+    json_object_set_new(d, "kv_resends", json_integer((json_int_t)dk.kv_resends));
+    json_object_set_new(d, "kv_sent_bytes", json_integer((json_int_t)dk.kv_sent_bytes));
+    json_object_set_new(d, "probes", json_integer((json_int_t)dk.probes));
     json_object_set_new(d, "host_moves", json_integer((json_int_t)dk.host_moves));
     json_object_set_new(d, "host_moved_bytes", json_integer((json_int_t)dk.host_moved_bytes));
     json_object_set_new(d, "host_blocks", json_integer((json_int_t)dk.host_blocks));

@@ -16,6 +16,24 @@
 ** that ends before its first deadline (the common case) costs one timer
 ** event, not one per step. Timers carry a generation number: a timer
 ** whose generation is stale is ignored, so no timer needs cancelling.
+**
+** A MOVE past its deadline is not sent again: a slow transfer (a narrow
+** or crowded link) is not a lost one, and sending the whole payload again
+** while the first copy is still arriving only crowds the link more (a
+** congestion collapse: in an overloaded run thousands of copies of the
+** same moves shared the links, each timing out in turn). The debtor sends
+** a PROBE instead; the creditor answers from what it sees at its end (the
+** move landed: CONFIRM as before; its bytes are arriving; nothing came).
+** The payload goes again only when nothing came (a lost message, or one
+** held back before it left), as TCP retransmits only unacknowledged data
+** after its timer and backs its timer off (RFC 6298); while bytes arrive
+** the debtor probes again at a doubling interval (up to
+** probe_backoff_max times the move's first timeout), so a long transfer
+** costs a few control messages. The creditor's lease on a reservation is
+** extended the same way while a MOVE into it is arriving, and by each
+** probe (its debtor is alive and may resend), so slow data does not land
+** after its reservation was dropped; with nothing arriving and no probe,
+** it still runs out and a lost debtor leaks nothing.
 */
 #include "infsim/contract.h"
 
@@ -41,6 +59,8 @@ typedef struct {
   int64_t gen;         /* of the live timer */
   int64_t timer_ns;    /* when the live timer fires */
   int64_t deadline_ns; /* the current step times out then */
+  int32_t arriving;    /* "arriving" answers in a row to this MOVE's probes */
+  bool probing;        /* a PROBE awaits its answer */
   bool exchange; /* a DGFM swap half */
   bool planned;  /* the gManager's own move: no new plan after a refusal */
   bool fresh_ok; /* req's new blocks may go to the creditor */
@@ -55,6 +75,8 @@ typedef struct {
   infsim_gm_move mv;
   resv_state st;
   int64_t gen;        /* of its lease timer */
+  int64_t lease_ns;   /* a reservation runs out then (its timer re-arms until then) */
+  int32_t extensions; /* lease extensions for a MOVE arriving */
   int64_t expires_ns; /* a kept answer (not a reservation) is dropped then */
 } resv;
 
@@ -105,8 +127,9 @@ infsim_status infsim_contract_new(const infsim_contract_params *p, infsim_gm *gm
                                   infsim_contract_env env, int32_t instances, infsim_contract **out,
                                   infsim_error *err) {
   if (p->timeout_ns <= 0 || p->max_retries < 0 || p->reserve_blocks < 0 || p->block_bytes <= 0 ||
-      !(p->move_bytes_per_s > 0) || instances < 1)
-    return infsim_fail(err, INFSIM_EINPUT, "contract: timeout, block bytes and move rate must be > 0");
+      !(p->move_bytes_per_s > 0) || p->probe_backoff_max < 1 || instances < 1)
+    return infsim_fail(err, INFSIM_EINPUT,
+                       "contract: timeout, block bytes, move rate and probe back-off must be > 0");
   infsim_contract *c = calloc(1, sizeof *c);
   if (c) c->reserved = calloc((size_t)instances, sizeof *c->reserved);
   if (!c || !c->reserved) {
@@ -139,7 +162,8 @@ bool infsim_contract_handles(const infsim_msg *m) {
   case INFSIM_MSG_RESERVE:
   case INFSIM_MSG_RESERVE_ACK:
   case INFSIM_MSG_MOVE:
-  case INFSIM_MSG_CONFIRM: return true;
+  case INFSIM_MSG_CONFIRM:
+  case INFSIM_MSG_PROBE: return true;
   case INFSIM_MSG_RELEASE: return m->seq != 0; /* seq 0: a finished request's release, not ours */
   case INFSIM_MSG_TIMER:
     return m->a == INFSIM_CONTRACT_TIMER_STEP || m->a == INFSIM_CONTRACT_TIMER_LEASE;
@@ -171,6 +195,21 @@ static int64_t move_ns(const infsim_contract *c, const infsim_gm_move *mv) {
   return (int64_t)(2.0 * (double)move_bytes(c, mv) / c->p.move_bytes_per_s * 1e9);
 }
 
+/* t doubled k times, at most max_mult x t. */
+static int64_t backed_off(int64_t t, int32_t k, int32_t max_mult) {
+  int64_t mult = 1;
+  while (k-- > 0 && mult < max_mult) mult *= 2;
+  return t * (mult < max_mult ? mult : max_mult);
+}
+
+/* True when the KV of the MOVE (debtor, seq, attempt) to creditor is
+ * arriving there now (transport.h: in_flight; without it, never). */
+static bool arriving(const infsim_contract *c, int32_t debtor, int32_t creditor, uint32_t seq, int64_t attempt,
+                     int64_t now) {
+  infsim_msg m = {.kind = INFSIM_MSG_MOVE, .src = debtor, .dst = creditor, .seq = seq, .a = attempt};
+  return c->net.in_flight != NULL && c->net.in_flight(c->net.self, &m, now);
+}
+
 /* ---- debtor ---- */
 
 static borrow *find_borrow(infsim_contract *c, int32_t debtor, uint32_t id) {
@@ -197,6 +236,15 @@ int64_t infsim_contract_planned_in_flight(const infsim_contract *c) {
   return n;
 }
 
+/* The current step times out at deadline; one timer per borrow. */
+static infsim_status set_deadline(infsim_contract *c, borrow *b, int64_t deadline, infsim_error *err) {
+  b->deadline_ns = deadline;
+  if (b->gen != 0 && b->timer_ns <= b->deadline_ns) return INFSIM_OK; /* the live timer fires first: it re-arms */
+  b->gen = ++c->next_gen;
+  b->timer_ns = b->deadline_ns;
+  return timer(c, b->debtor, INFSIM_CONTRACT_TIMER_STEP, b->id, b->req, 0, b->gen, b->timer_ns, err);
+}
+
 /* Sends the message of the borrow's current step and arms its timer. */
 static infsim_status step(infsim_contract *c, borrow *b, int64_t now, infsim_error *err) {
   infsim_status st = INFSIM_OK;
@@ -216,14 +264,24 @@ static infsim_status step(infsim_contract *c, borrow *b, int64_t now, infsim_err
     st = msg_send(c, INFSIM_MSG_MOVE, b->debtor, b->mv.to, b->id, b->mv.req, b->mv.blocks, move_bytes(c, &b->mv),
               b->attempt, 0, now, err);
     wait += move_ns(c, &b->mv);
+    b->probing = false;
+    c->n.kv_sends++;
+    c->n.kv_sent_bytes += move_bytes(c, &b->mv);
     break;
   }
   if (st != INFSIM_OK) return st;
-  b->deadline_ns = now + wait;
-  if (b->gen != 0 && b->timer_ns <= b->deadline_ns) return INFSIM_OK; /* the live timer fires first: it re-arms */
-  b->gen = ++c->next_gen;
-  b->timer_ns = b->deadline_ns;
-  return timer(c, b->debtor, INFSIM_CONTRACT_TIMER_STEP, b->id, b->req, 0, b->gen, b->timer_ns, err);
+  return set_deadline(c, b, now + wait, err);
+}
+
+/* A MOVE past its deadline: ask the creditor what it sees, one timeout
+ * for the answer. */
+static infsim_status probe(infsim_contract *c, borrow *b, int64_t now, infsim_error *err) {
+  c->n.probes++;
+  b->probing = true;
+  infsim_status st = msg_send(c, INFSIM_MSG_PROBE, b->debtor, b->mv.to, b->id, b->mv.req, b->mv.blocks, 0,
+                              b->attempt, 0, now, err);
+  if (st != INFSIM_OK) return st;
+  return set_deadline(c, b, now + c->p.timeout_ns, err);
 }
 
 static void end_borrow(infsim_contract *c, borrow *b, bool ok, int64_t now) {
@@ -313,10 +371,25 @@ static infsim_status debtor_deliver(infsim_contract *c, const infsim_msg *m, int
       return INFSIM_OK;
     }
     b->st = B_MOVING;
+    b->arriving = 0;
     return step(c, b, now, err);
   case INFSIM_MSG_CONFIRM:
     if (b->st != B_MOVING || m->b != b->attempt) return INFSIM_OK;
-    if (m->a == 0) return new_attempt(c, b, now, err);
+    if (m->a == INFSIM_CONFIRM_ARRIVING || m->a == INFSIM_CONFIRM_NOT_SEEN) {
+      if (!b->probing) return INFSIM_OK; /* a late or repeated answer: a newer step is under way */
+      b->probing = false;
+      if (m->a == INFSIM_CONFIRM_ARRIVING) { /* slow, not lost: wait longer, then ask again */
+        int64_t wait = backed_off(c->p.timeout_ns + move_ns(c, &b->mv), ++b->arriving, c->p.probe_backoff_max);
+        return set_deadline(c, b, now + wait, err);
+      }
+      /* Nothing came: the payload was lost or held back. Send it again. */
+      if (++b->retries > c->p.max_retries) return give_up(c, b, now, err);
+      c->n.retries++;
+      c->n.kv_resends++;
+      b->arriving = 0;
+      return step(c, b, now, err);
+    }
+    if (m->a == INFSIM_CONFIRM_REFUSED) return new_attempt(c, b, now, err);
     end_borrow(c, b, true, now);
     return INFSIM_OK;
   case INFSIM_MSG_TIMER:
@@ -326,8 +399,10 @@ static infsim_status debtor_deliver(infsim_contract *c, const infsim_msg *m, int
       return timer(c, b->debtor, INFSIM_CONTRACT_TIMER_STEP, b->id, b->req, 0, b->gen, b->timer_ns, err);
     }
     b->gen = 0; /* no live timer: the resend arms one */
+    if (b->st == B_MOVING && !b->probing) return probe(c, b, now, err); /* not a retry: nothing was lost yet */
     if (++b->retries > c->p.max_retries) return give_up(c, b, now, err);
     c->n.retries++;
+    if (b->st == B_MOVING) return probe(c, b, now, err); /* the probe or its answer was lost: ask again */
     return step(c, b, now, err); /* resend, same attempt */
   default: return INFSIM_OK;
   }
@@ -366,9 +441,22 @@ static void keep(infsim_contract *c, resv *r, int64_t now) {
   r->expires_ns = now + KEEP_TIMEOUTS * c->p.timeout_ns;
 }
 
+/* A reservation's lease: LEASE_TIMEOUTS timeouts plus twice the move's
+ * transfer time at policy.move_GBps; doubled with each extension for a
+ * MOVE arriving (at most probe_backoff_max times). */
+static int64_t lease_len(const infsim_contract *c, const resv *r) {
+  return backed_off(LEASE_TIMEOUTS * c->p.timeout_ns + move_ns(c, &r->mv), r->extensions, c->p.probe_backoff_max);
+}
+
+static infsim_status arm_lease(infsim_contract *c, resv *r, int64_t at, infsim_error *err) {
+  r->lease_ns = at;
+  return timer(c, r->mv.to, INFSIM_CONTRACT_TIMER_LEASE, r->id, r->debtor, r->attempt, r->gen, at, err);
+}
+
 static infsim_status confirm(infsim_contract *c, const resv *r, bool to_gm, int64_t now, infsim_error *err) {
   bool ok = r->st == R_COMMITTED;
-  infsim_status st = msg_send(c, INFSIM_MSG_CONFIRM, r->mv.to, r->debtor, r->id, r->mv.req, r->mv.blocks, 0, ok,
+  infsim_status st = msg_send(c, INFSIM_MSG_CONFIRM, r->mv.to, r->debtor, r->id, r->mv.req, r->mv.blocks, 0,
+                              ok ? INFSIM_CONFIRM_LANDED : INFSIM_CONFIRM_REFUSED,
                           r->attempt, now, err);
   if (st == INFSIM_OK && ok && to_gm)
     st = msg_send(c, INFSIM_MSG_CONFIRM, r->mv.to, INFSIM_ENDPOINT_GMANAGER, r->id, r->mv.req, r->mv.blocks, 0,
@@ -409,8 +497,7 @@ static infsim_status creditor_reserve(infsim_contract *c, const infsim_msg *m, i
     }
     if (r->st == R_RESERVED) {
       r->gen = ++c->next_gen;
-      st = timer(c, me, INFSIM_CONTRACT_TIMER_LEASE, r->id, r->debtor, r->attempt, r->gen,
-                 now + LEASE_TIMEOUTS * c->p.timeout_ns + move_ns(c, &r->mv), err);
+      st = arm_lease(c, r, now + lease_len(c, r), err);
     } else {
       keep(c, r, now);
     }
@@ -435,6 +522,22 @@ static infsim_status creditor_deliver(infsim_contract *c, const infsim_msg *m, i
     commit(c, r, now);
     keep(c, r, now);
     return confirm(c, r, true, now, err);
+  case INFSIM_MSG_PROBE: {
+    r = find_resv(c, m->src, m->seq, m->a);
+    if (!r) { /* no reservation (its lease ran out, or it never was): refuse, a new plan follows */
+      resv gone = {.debtor = m->src, .id = m->seq, .attempt = m->a,
+                   .mv = {.req = m->req, .from = m->src, .to = m->dst, .blocks = m->blocks}, .st = R_REFUSED};
+      return confirm(c, &gone, false, now, err);
+    }
+    if (r->st != R_RESERVED) return confirm(c, r, false, now, err); /* it landed (or was refused): as before */
+    bool in = arriving(c, r->debtor, r->mv.to, r->id, r->attempt, now);
+    /* The debtor is alive: keep the blocks at least one more lease, for
+     * the KV arriving or the one it is about to send again. The live
+     * timer, firing earlier, re-arms for the later time. */
+    if (now + lease_len(c, r) > r->lease_ns) r->lease_ns = now + lease_len(c, r);
+    return msg_send(c, INFSIM_MSG_CONFIRM, r->mv.to, r->debtor, r->id, r->mv.req, r->mv.blocks, 0,
+                    in ? INFSIM_CONFIRM_ARRIVING : INFSIM_CONFIRM_NOT_SEEN, r->attempt, now, err);
+  }
   case INFSIM_MSG_RELEASE:
     r = find_resv(c, m->src, m->seq, m->a);
     if (r && r->st == R_RESERVED) drop_resv(c, r);
@@ -442,7 +545,12 @@ static infsim_status creditor_deliver(infsim_contract *c, const infsim_msg *m, i
   case INFSIM_MSG_TIMER:
     r = find_resv(c, (int32_t)m->req, m->seq, m->blocks);
     if (!r || r->gen != m->b || r->st != R_RESERVED) return INFSIM_OK;
-    drop_resv(c, r); /* a lease that ran out */
+    if (now < r->lease_ns) return arm_lease(c, r, r->lease_ns, err); /* a probe extended it */
+    if (arriving(c, r->debtor, r->mv.to, r->id, r->attempt, now)) { /* slow data, not none: wait for it */
+      r->extensions++;
+      return arm_lease(c, r, now + lease_len(c, r), err);
+    }
+    drop_resv(c, r); /* a lease that ran out: nothing arrived */
     return INFSIM_OK;
   default: return INFSIM_OK;
   }

@@ -73,6 +73,7 @@ typedef struct {
   int32_t planner;  /* infsim_gm_planner */
   int32_t when_short;
   int32_t max_retries;
+  int32_t probe_backoff_max;
   int32_t cpu_tier; /* infsim_cpu_tier_mode */
   int32_t gmanager_node;
   int32_t wire_bytes_per_value;
@@ -192,6 +193,9 @@ static infsim_status read_config(infsim_config *cfg, void *settings, infsim_erro
   TRY(infsim_config_int(cfg, "policy.timeout_ms", 10, 1, 3600000, &timeout_ms, err));
   TRY(infsim_config_int(cfg, "policy.max_retries", 3, 0, 100, &retries, err));
   TRY(infsim_config_double(cfg, "policy.move_GBps", 25.0, 0.001, 1e6, &move_GBps, err));
+  int64_t probe_max = 0;
+  TRY(infsim_config_int(cfg, "policy.probe_backoff_max", 64, 1, 1 << 20, &probe_max, err));
+  p->probe_backoff_max = (int32_t)probe_max;
   TRY(infsim_config_bool(cfg, "policy.dgfm", true, &p->dgfm, err));
   TRY(infsim_config_int(cfg, "policy.dgfm_period_ms", 100, 1, 3600000, &dgfm_ms, err));
   TRY(infsim_config_int(cfg, "policy.dgfm_max_moves", 16, 1, DGFM_MOVES_CAP, &p->dgfm_max_moves, err));
@@ -296,6 +300,11 @@ static infsim_status lossy_send(void *self, const infsim_msg *msg, int64_t now, 
 static infsim_status pass_timer(void *self, const infsim_msg *m, int64_t at, infsim_error *err) {
   infinite *p = self;
   return p->base.timer(p->base.self, m, at, err);
+}
+
+static bool pass_in_flight(const void *self, const infsim_msg *m, int64_t now) {
+  const infinite *p = self;
+  return p->base.in_flight != NULL && p->base.in_flight(p->base.self, m, now);
 }
 
 static infsim_status arm(infinite *p, int32_t endpoint, int64_t kind, int64_t at, infsim_error *err) {
@@ -757,8 +766,10 @@ static infsim_status create(const void *settings, struct infsim_sched *s, int32_
   infsim_contract_params cp = {.timeout_ns = set->timeout_ns, .max_retries = set->max_retries,
                                .reserve_blocks = reserve, .block_bytes = s->p.block_bytes,
                                .control_bytes = CONTROL_BYTES, .move_bytes_per_s = set->move_bytes_per_s,
+                               .probe_backoff_max = set->probe_backoff_max,
                                .planner = (infsim_gm_planner)set->planner};
-  infsim_transport t = {.self = p, .send = lossy_send, .timer = pass_timer, .bytes_sent = p->base.bytes_sent};
+  infsim_transport t = {.self = p, .send = lossy_send, .timer = pass_timer, .bytes_sent = p->base.bytes_sent,
+                         .in_flight = pass_in_flight};
   infsim_contract_env env = {.self = p, .free_blocks = env_free, .commit = env_commit,
                              .borrow_done = env_borrow_done, .move_done = env_move_done,
                              .refused = env_refused};
@@ -1181,6 +1192,10 @@ bool infsim_policy_infinite_stats(const struct infsim_sched *s, infsim_distkv_st
   out->kv_moves = c->kv_moves;
   out->kv_moved_bytes = c->kv_moved_bytes;
   out->retries = c->retries;
+  out->kv_sends = c->kv_sends;
+  out->kv_resends = c->kv_resends;
+  out->kv_sent_bytes = c->kv_sent_bytes;
+  out->probes = c->probes;
   out->blocks_recomputed = s->loss.blocks_recomputed;
   out->instances_lost = s->loss.instances_lost;
   out->requests_requeued = s->loss.requests_requeued;

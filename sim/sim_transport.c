@@ -38,7 +38,10 @@ static infsim_status take_slot(infsim_sim *s, const infsim_msg *msg, int64_t now
     int32_t cap = s->msg_capacity ? 2 * s->msg_capacity : 64;
     msg_slot *slots = realloc(s->msgs, (size_t)cap * sizeof *slots);
     if (slots == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
-    for (int32_t i = s->msg_capacity; i < cap; i++) slots[i].next_free = i + 1 < cap ? i + 1 : -1;
+    for (int32_t i = s->msg_capacity; i < cap; i++) {
+      slots[i].next_free = i + 1 < cap ? i + 1 : -1;
+      slots[i].msg.kind = -1; /* free: net_in_flight skips it */
+    }
     s->msgs = slots;
     s->msg_free = s->msg_capacity;
     s->msg_capacity = cap;
@@ -56,6 +59,7 @@ infsim_msg sim_transport_take(infsim_sim *s, int32_t slot, int64_t *sent_ns) {
   infsim_msg m = s->msgs[slot].msg;
   *sent_ns = s->msgs[slot].sent_ns;
   s->msgs[slot].next_free = s->msg_free;
+  s->msgs[slot].msg.kind = -1;
   s->msg_free = slot;
   s->msgs_in_use--;
   return m;
@@ -116,6 +120,26 @@ static int64_t net_bytes_sent(const void *self) {
   return s->bytes_sent + (int64_t)llround(s->distattn_bytes);
 }
 
+/* A scan of the pool: asked only when a protocol step times out (a KV
+ * move's status probe, a reservation's lease), not per message. A message
+ * is in flight at its receiver from the time its first bytes arrive (sent
+ * plus the route's latency; a delayed message is sent late) until it is
+ * delivered (its slot is freed then). */
+static bool net_in_flight(const void *self, const infsim_msg *m, int64_t now_ns) {
+  const infsim_sim *s = self;
+  for (int32_t i = 0; i < s->msg_capacity; i++) {
+    const msg_slot *q = &s->msgs[i];
+    if (q->msg.kind != m->kind || q->msg.src != m->src || q->msg.dst != m->dst || q->msg.seq != m->seq ||
+        q->msg.a != m->a)
+      continue;
+    double bw = 0;
+    int64_t lat = 0;
+    sim_transport_route(s, endpoint_of(s, m->src), endpoint_of(s, m->dst), &bw, &lat);
+    if (q->sent_ns + lat <= now_ns) return true;
+  }
+  return false;
+}
+
 static void flow_done(void *ctx, int64_t id, int64_t tag, int64_t at_ns) {
   (void)id;
   (void)at_ns;
@@ -164,5 +188,6 @@ void sim_transport_route(const infsim_sim *s, int32_t src, int32_t dst, double *
 infsim_transport sim_transport_make(infsim_sim *s) {
   s->msg_free = -1;
   s->net_scheduled_ns = INT64_MAX;
-  return (infsim_transport){.self = s, .send = net_send, .timer = net_timer, .bytes_sent = net_bytes_sent};
+  return (infsim_transport){.self = s, .send = net_send, .timer = net_timer, .bytes_sent = net_bytes_sent,
+                            .in_flight = net_in_flight};
 }

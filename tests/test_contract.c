@@ -5,7 +5,9 @@
 ** holder). Checked: the message sequence and the time a borrow ends on a
 ** clean network (sum of the hops worked out by hand); fresh blocks for an
 ** oversized request; a stale gManager view refused by the creditor,
-** retried, then given up; and under random loss and delay: every borrow
+** retried, then given up; a move slower than its timeout sent once and
+** landing at the hand-summed time; a lost move sent again once; and
+** under random loss and delay: every borrow
 ** ends exactly once, no reservation is left, blocks are conserved and no
 ** creditor lends into its reserve.
 */
@@ -32,9 +34,14 @@ typedef struct {
   infsim_event_heap heap;
   infsim_msg *msgs;
   int64_t n_msgs;
+  int64_t *arrive_ns; /* per message: its first byte reaches dst then */
+  bool *delivered;
   int kinds[INFSIM_MSG_KIND_COUNT];
   gsl_rng *rng; /* NULL: no faults */
   double loss;
+  double bw;      /* link bandwidth (BW unless a test narrows it) */
+  int drop_kind;  /* the first drop_count messages of this kind are lost */
+  int drop_count;
   /* memory */
   int64_t free_blocks[INST];
   int64_t held[REQS][INST];
@@ -49,12 +56,30 @@ typedef struct {
 static infsim_status w_send(void *self, const infsim_msg *m, int64_t now, infsim_error *err) {
   world *w = self;
   w->kinds[m->kind]++;
+  if (m->kind == w->drop_kind && w->drop_count > 0) {
+    w->drop_count--;
+    return INFSIM_OK; /* lost */
+  }
   if (w->rng && gsl_rng_uniform(w->rng) < w->loss) return INFSIM_OK; /* lost */
-  int64_t delay = LAT_NS + (int64_t)((double)m->bytes / BW * 1e9);
-  if (w->rng && gsl_rng_uniform(w->rng) < 0.2) delay += (int64_t)gsl_rng_uniform_int(w->rng, 40000000);
+  int64_t held = 0; /* a delay before the message leaves */
+  if (w->rng && gsl_rng_uniform(w->rng) < 0.2) held = (int64_t)gsl_rng_uniform_int(w->rng, 40000000);
+  int64_t first = now + held + LAT_NS;
   assert_true(w->n_msgs < MAXMSG);
   w->msgs[w->n_msgs] = *m;
-  return infsim_event_heap_push(&w->heap, now + delay, 0, 0, w->n_msgs++, err);
+  w->arrive_ns[w->n_msgs] = first;
+  return infsim_event_heap_push(&w->heap, first + (int64_t)((double)m->bytes / w->bw * 1e9), 0, 0, w->n_msgs++, err);
+}
+
+/* transport.h's in_flight: sent, its first byte arrived, not delivered. */
+static bool w_in_flight(const void *self, const infsim_msg *m, int64_t now) {
+  const world *w = self;
+  for (int64_t k = 0; k < w->n_msgs; k++) {
+    const infsim_msg *q = &w->msgs[k];
+    if (q->kind == m->kind && q->src == m->src && q->dst == m->dst && q->seq == m->seq && q->a == m->a &&
+        !w->delivered[k] && w->arrive_ns[k] <= now)
+      return true;
+  }
+  return false;
 }
 
 static infsim_status w_timer(void *self, const infsim_msg *m, int64_t at, infsim_error *err) {
@@ -98,6 +123,10 @@ static void w_done(void *self, int32_t debtor, int64_t req, bool ok, int64_t now
 static world *world_new(void) {
   world *w = calloc(1, sizeof *w);
   w->msgs = calloc(MAXMSG, sizeof *w->msgs);
+  w->arrive_ns = calloc(MAXMSG, sizeof *w->arrive_ns);
+  w->delivered = calloc(MAXMSG, sizeof *w->delivered);
+  w->bw = BW;
+  w->drop_kind = -1;
   infsim_event_heap_init(&w->heap);
   for (int i = 0; i < INST; i++) w->free_blocks[i] = CAPB;
   return w;
@@ -106,6 +135,8 @@ static world *world_new(void) {
 static void world_free(world *w) {
   infsim_event_heap_free(&w->heap);
   free(w->msgs);
+  free(w->arrive_ns);
+  free(w->delivered);
   if (w->rng) gsl_rng_free(w->rng);
   free(w);
 }
@@ -125,8 +156,8 @@ static void heartbeat_free(world *w, infsim_gm *gm) {
 static infsim_contract *contract(world *w, infsim_gm *gm, int32_t max_retries) {
   infsim_contract_params p = {.timeout_ns = 10000000, .max_retries = max_retries, .reserve_blocks = RESERVE,
                               .block_bytes = BLOCK_BYTES, .control_bytes = 64, .move_bytes_per_s = BW,
-                              .planner = INFSIM_PLAN_GREEDY};
-  infsim_transport t = {.self = w, .send = w_send, .timer = w_timer};
+                              .probe_backoff_max = 64, .planner = INFSIM_PLAN_GREEDY};
+  infsim_transport t = {.self = w, .send = w_send, .timer = w_timer, .in_flight = w_in_flight};
   infsim_contract_env env = {.self = w, .free_blocks = w_free, .commit = w_commit, .borrow_done = w_done,
                              .move_done = w_done};
   infsim_contract *c = NULL;
@@ -138,6 +169,7 @@ static void run(world *w, infsim_contract *c) {
   infsim_event ev;
   while (infsim_event_heap_pop(&w->heap, &ev)) {
     infsim_msg m = w->msgs[ev.arg];
+    w->delivered[ev.arg] = true;
     assert_true(infsim_contract_handles(&m));
     assert_int_equal(infsim_contract_deliver(c, &m, ev.time_ns, NULL), INFSIM_OK);
     infsim_contract_check(c);
@@ -177,6 +209,96 @@ static void test_clean_borrow(void **state) {
   assert_int_equal(n->kv_moved_bytes, 10 * BLOCK_BYTES);
   assert_int_equal(n->messages, 7);
   assert_int_equal(w->kinds[INFSIM_MSG_CONFIRM], 2); /* to the debtor and the gManager */
+  assert_int_equal(infsim_contract_reserved(c, 1), 0);
+  assert_int_equal(infsim_contract_pending(c, 0), 0);
+  infsim_contract_free(c);
+  infsim_gm_free(gm);
+  world_free(w);
+}
+
+/* The clean borrow's move over a link 250 times narrower (0.1 GB/s): its
+ * 10 MB take 100 ms, far past the MOVE's timeout (10 ms + 2 x 0.4 ms at
+ * the 25 GB/s the contract assumes) and past the reservation's first
+ * lease (4 x 10 ms + 0.8 ms). Slow is not lost: the KV is sent exactly
+ * once, the debtor only probes (at 10.8 ms after the send, then 21.6 and
+ * 43.2 ms after each "arriving" answer: three probes before 100 ms), the
+ * creditor keeps the reservation while the bytes arrive, and the borrow
+ * ends when the one copy lands: six hops of 5 us latency, five control
+ * messages of 64 B at 0.1 GB/s (640 ns each) and the 100 ms transfer. */
+static void test_slow_move_sent_once(void **state) {
+  (void)state;
+  world *w = world_new();
+  w->bw = 0.1e9;
+  infsim_gm *gm = NULL;
+  assert_int_equal(infsim_gm_new(INST, 2, CAPB, REQS, RESERVE, &gm, NULL), INFSIM_OK);
+  place(w, gm, 0, 0, 0, 60);
+  place(w, gm, 1, 0, 0, 40);
+  place(w, gm, 2, 1, 1, 50);
+  place(w, gm, 3, 2, 2, 70);
+  place(w, gm, 4, 3, 3, 100);
+  infsim_contract *c = contract(w, gm, 3);
+  assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, false, 0, NULL), INFSIM_OK);
+  run(w, c);
+  assert_int_equal(w->done_ok, 1);
+  assert_int_equal(w->done_fail, 0);
+  assert_int_equal(w->done_at_ns, 6 * LAT_NS + 5 * 640 + 100000000);
+  assert_int_equal(w->kinds[INFSIM_MSG_MOVE], 1);
+  const infsim_contract_counters *n = infsim_contract_counters_of(c);
+  assert_int_equal(n->kv_sends, 1);
+  assert_int_equal(n->kv_resends, 0);
+  assert_int_equal(n->kv_sent_bytes, 10 * BLOCK_BYTES);
+  assert_int_equal(n->kv_moves, 1);
+  assert_int_equal(n->kv_moved_bytes, 10 * BLOCK_BYTES);
+  assert_int_equal(n->retries, 0);
+  assert_int_equal(n->probes, 3);
+  assert_int_equal(w->kinds[INFSIM_MSG_PROBE], 3);
+  assert_int_equal(w->held[0][1], 10);
+  assert_int_equal(w->held[0][0], 50);
+  /* (The gManager's proposal expired at 80 ms, 8 timeouts: the ledger
+   * learns of this move from the debtor's next report, not its CONFIRM.) */
+  assert_int_equal(infsim_contract_reserved(c, 1), 0);
+  infsim_contract_free(c);
+  infsim_gm_free(gm);
+  world_free(w);
+}
+
+/* The clean borrow with its MOVE lost. The debtor's timer fires at the
+ * MOVE's deadline (sent at 4 hops of 5,002 ns = 20,008 ns; deadline
+ * 10 ms + 2 x 0.4 ms later), its probe finds nothing at the creditor, the
+ * KV goes again on the answer and lands: two more control hops, the
+ * 400 us transfer plus its latency, the confirmation. One resend, one
+ * retry, the blocks moved once, nothing left reserved. */
+static void test_lost_move_resent(void **state) {
+  (void)state;
+  world *w = world_new();
+  w->drop_kind = INFSIM_MSG_MOVE;
+  w->drop_count = 1;
+  infsim_gm *gm = NULL;
+  assert_int_equal(infsim_gm_new(INST, 2, CAPB, REQS, RESERVE, &gm, NULL), INFSIM_OK);
+  place(w, gm, 0, 0, 0, 60);
+  place(w, gm, 1, 0, 0, 40);
+  place(w, gm, 2, 1, 1, 50);
+  place(w, gm, 3, 2, 2, 70);
+  place(w, gm, 4, 3, 3, 100);
+  infsim_contract *c = contract(w, gm, 3);
+  assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, false, 0, NULL), INFSIM_OK);
+  run(w, c);
+  assert_int_equal(w->done_ok, 1);
+  assert_int_equal(w->done_fail, 0);
+  int64_t hop = LAT_NS + 2; /* 64 B at 25 GB/s: 2.56 ns, truncated */
+  assert_int_equal(w->done_at_ns, 4 * hop + 10800000 + 2 * hop + LAT_NS + 400000 + hop);
+  assert_int_equal(w->kinds[INFSIM_MSG_MOVE], 2);
+  const infsim_contract_counters *n = infsim_contract_counters_of(c);
+  assert_int_equal(n->kv_sends, 2);
+  assert_int_equal(n->kv_resends, 1);
+  assert_int_equal(n->retries, 1);
+  assert_int_equal(n->probes, 1);
+  assert_int_equal(n->kv_moves, 1);
+  assert_int_equal(n->kv_moved_bytes, 10 * BLOCK_BYTES);
+  assert_int_equal(w->held[0][1], 10);
+  assert_int_equal(w->held[0][0], 50);
+  assert_int_equal(w->free_blocks[0], 10);
+  assert_int_equal(w->free_blocks[1], 40);
   assert_int_equal(infsim_contract_reserved(c, 1), 0);
   assert_int_equal(infsim_contract_pending(c, 0), 0);
   infsim_contract_free(c);
@@ -379,6 +501,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_clean_borrow),
       cmocka_unit_test(test_fresh_blocks),
+      cmocka_unit_test(test_slow_move_sent_once),
+      cmocka_unit_test(test_lost_move_resent),
       cmocka_unit_test(test_stale_view_refused_then_given_up),
       cmocka_unit_test(test_creditor_first_come_first_served),
       cmocka_unit_test(test_planned_moves),

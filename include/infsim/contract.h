@@ -13,6 +13,8 @@
 **   D -> C                 MOVE           (b blocks of KV; nothing for fresh blocks)
 **   C -> D, C -> gManager  CONFIRM        (the blocks are q's, held by C)
 **   D -> C                 RELEASE        (D gives up: C drops the reservation)
+**   D -> C                 PROBE          (a MOVE past its timeout: has it arrived?)
+**   C -> D                 CONFIRM        (answer: landed, refused, arriving, or nothing seen)
 **
 ** One borrow is one move: the gManager proposes the first move of its
 ** plan; a need larger than one creditor's spare takes more borrows.
@@ -20,10 +22,16 @@
 ** Receivers de-duplicate: the gManager answers a repeated request with the
 ** same proposal, a creditor a repeated RESERVE or MOVE with the same
 ** answer. The debtor keeps one timer per step; on timeout it resends (same
-** attempt), a refusal or failed move starts a new attempt (a new plan);
+** attempt), except a MOVE: its KV is not sent again on a timeout, only a
+** PROBE, and the creditor answers what it sees (the data landed, is
+** arriving, or nothing came); the KV is sent again only when nothing came
+** (lost or delayed before it left), and an arriving move is probed again
+** later, at a doubling interval. A refusal or failed move starts a new
+** attempt (a new plan);
 ** after max_retries the borrow fails (the debtor sends RELEASE and is told
 ** through borrow_done). A creditor's reservation is a lease that expires
-** when no MOVE comes, so a lost debtor leaks nothing; its answers are
+** when no MOVE comes, so a lost debtor leaks nothing; a MOVE arriving into
+** it, or a probe from its debtor, extends it; its answers are
 ** kept a while for repeats, then dropped.
 **
 ** What a move does to KV memory is the caller's (env.commit): the module
@@ -46,6 +54,15 @@
 
 /* Timers of this module carry a = one of these (policies use others). */
 enum { INFSIM_CONTRACT_TIMER_STEP = 0x7100, INFSIM_CONTRACT_TIMER_LEASE = 0x7101 };
+/* CONFIRM's a: the move landed, was refused (no reservation: the lease
+ * ran out, or the blocks are gone), or (answers to a PROBE) its KV is
+ * arriving, or the creditor has seen none of it. */
+enum {
+  INFSIM_CONFIRM_REFUSED = 0,
+  INFSIM_CONFIRM_LANDED = 1,
+  INFSIM_CONFIRM_ARRIVING = 2,
+  INFSIM_CONFIRM_NOT_SEEN = 3
+};
 
 typedef struct {
   void *self;
@@ -74,6 +91,8 @@ typedef struct {
   int64_t block_bytes;      /* one block's KV, all layers */
   int64_t control_bytes;    /* a control message on the wire */
   double move_bytes_per_s;  /* for the MOVE timeout: 2 x b x block_bytes at this rate */
+  int32_t probe_backoff_max; /* an arriving move's probe interval (and its lease's extension)
+                              * doubles up to this many times the first (>= 1) */
   infsim_gm_planner planner;
 } infsim_contract_params;
 
@@ -85,6 +104,10 @@ typedef struct {
   int64_t messages;       /* sent */
   int64_t retries;        /* resends and new attempts */
   int64_t refused;        /* reservations refused by creditors */
+  int64_t kv_sends;       /* MOVE payloads sent (non-fresh), resends included */
+  int64_t kv_resends;     /* ... of them resent: the creditor had seen nothing */
+  int64_t kv_sent_bytes;  /* bytes of all of them */
+  int64_t probes;         /* PROBEs sent */
 } infsim_contract_counters;
 
 typedef struct infsim_contract infsim_contract;

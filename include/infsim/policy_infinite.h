@@ -37,6 +37,10 @@ typedef struct {
   int64_t host_moved_bytes; /* KV copied GPU -> host by them */
   int64_t host_blocks;      /* blocks they placed in host memory */
   int64_t gathers_undone;   /* gathered prompts that gave their blocks back to an older one */
+  int64_t kv_sends;         /* KV move payloads put on the wire, resends included */
+  int64_t kv_resends;       /* ... of them resends (the creditor had seen nothing of the first) */
+  int64_t kv_sent_bytes;    /* their bytes */
+  int64_t probes;           /* status probes of moves past their timeout */
 } infsim_distkv_stats;
 
 /* What the simulated executor and transport need of the policy's

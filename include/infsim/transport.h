@@ -14,6 +14,7 @@
 #ifndef INFSIM_TRANSPORT_H
 #define INFSIM_TRANSPORT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "infsim/status.h"
@@ -33,7 +34,8 @@ enum { INFSIM_ENDPOINT_GMANAGER = -2 };
   X(HEARTBEAT)      /* instance -> gManager: changed ledger entries */            \
   X(QUERY)          /* owner -> holder: DistAttention query */                    \
   X(PARTIAL)        /* holder -> owner: partial output + LSE */                   \
-  X(TIMER)          /* an endpoint to itself: a timeout or a period */
+  X(TIMER)          /* an endpoint to itself: a timeout or a period */         \
+  X(PROBE)          /* debtor -> creditor: has my MOVE arrived? (CONFIRM answers) */
 
 typedef enum {
 #define INFSIM_MSG_ENUM_(name) INFSIM_MSG_##name,
@@ -64,6 +66,12 @@ typedef struct {
   infsim_status (*timer)(void *self, const infsim_msg *msg, int64_t at_ns, infsim_error *err);
   /* Bytes carried so far (summary.json's network_bytes). */
   int64_t (*bytes_sent)(const void *self);
+  /* Optional (NULL: never known): true when a message of msg's kind, src,
+   * dst, seq and a has started arriving at dst by now_ns and has not been
+   * delivered yet (its first bytes are on dst's link: the receiver sees a
+   * transfer in progress). A lost message, or one delayed before it left,
+   * is not in flight. */
+  bool (*in_flight)(const void *self, const infsim_msg *msg, int64_t now_ns);
 } infsim_transport;
 
 #endif
