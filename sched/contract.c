@@ -36,6 +36,7 @@
 ** it still runs out and a lost debtor leaks nothing.
 */
 #include "infsim/contract.h"
+#include "infsim/grow.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -114,12 +115,7 @@ struct infsim_contract {
  * adds: *peak counts it); the arrays hold what is in flight. */
 static infsim_status grow(void **arr, size_t *cap, size_t count, size_t elem, size_t *peak, infsim_error *err) {
   if (count + 1 > *peak) *peak = count + 1;
-  if (count < *cap) return INFSIM_OK;
-  size_t c = *cap ? 2 * *cap : 16;
-  void *q = realloc(*arr, c * elem);
-  if (!q) return infsim_fail(err, INFSIM_ENOMEM, "contract: out of memory");
-  *arr = q;
-  *cap = c;
+  if (!infsim_grow(arr, cap, count + 1, elem, 16)) return infsim_fail(err, INFSIM_ENOMEM, "contract: out of memory");
   return INFSIM_OK;
 }
 

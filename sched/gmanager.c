@@ -16,6 +16,7 @@
 ** Invariants: gmanager.h; infsim_gm_check recomputes every sum.
 */
 #include "infsim/gmanager.h"
+#include "infsim/grow.h"
 #include "infsim/planner.h"
 
 #include <assert.h>
@@ -63,6 +64,7 @@ struct infsim_gm {
   int64_t *cand;
   size_t cand_cap;
   bool guests_first; /* the planner moves a debtor's guests before its own requests */
+  bool out_of_memory; /* a ledger list could not grow (infsim_gm_out_of_memory) */
 };
 
 const char *infsim_gm_planner_name(infsim_gm_planner p) {
@@ -127,21 +129,23 @@ void infsim_gm_free(infsim_gm *gm) {
   free(gm);
 }
 
-/* Growth of the small arrays; out of memory in the ledger is fatal (the
- * arrays are bounded by requests in flight). */
-static void *grow(void *p, size_t *cap, size_t elem) {
-  size_t c = *cap ? 2 * *cap : 4;
-  void *q = realloc(p, c * elem);
-  assert(q);
-  *cap = c;
-  return q;
+/* Room for one more item in a ledger list of n. The lists are bounded by
+ * the requests in flight, so a failure means the machine is out of memory:
+ * it is kept (the entry is not added) and the policy ends the run with
+ * INFSIM_ENOMEM at its next message (infsim_gm_out_of_memory). */
+static bool room(infsim_gm *gm, void **arr, size_t *cap, size_t n, size_t elem) {
+  if (infsim_grow(arr, cap, n + 1, elem, 4)) return true;
+  gm->out_of_memory = true;
+  return false;
 }
 
-static void list_add(int64_t **arr, size_t *n, size_t *cap, int64_t r, int64_t *pos) {
-  if (*n == *cap) *arr = grow(*arr, cap, sizeof **arr);
+static void list_add(infsim_gm *gm, int64_t **arr, size_t *n, size_t *cap, int64_t r, int64_t *pos) {
+  if (!room(gm, (void **)arr, cap, *n, sizeof **arr)) return;
   *pos = (int64_t)*n;
   (*arr)[(*n)++] = r;
 }
+
+bool infsim_gm_out_of_memory(const infsim_gm *gm) { return gm->out_of_memory; }
 
 /* Removes r (at *pos) by moving the last element into its place. */
 static void list_remove(infsim_gm *gm, int64_t *arr, size_t *n, int64_t *pos, bool split) {
@@ -159,7 +163,7 @@ static void update_split(infsim_gm *gm, int64_t r) {
   gm_req *q = &gm->req[r];
   bool is_split = q->remote > 0;
   if (is_split && q->split_pos < 0) {
-    list_add(&gm->split, &gm->split_n, &gm->split_cap, r, &q->split_pos);
+    list_add(gm, &gm->split, &gm->split_n, &gm->split_cap, r, &q->split_pos);
     if (gm->split_n > gm->split_peak) gm->split_peak = gm->split_n;
   }
   if (!is_split && q->split_pos >= 0) list_remove(gm, gm->split, &gm->split_n, &q->split_pos, true);
@@ -177,7 +181,7 @@ static void set_entry(infsim_gm *gm, int64_t r, int32_t owner, int32_t holder, i
     q->owner = owner;
     gm_inst *o = &gm->inst[owner];
     size_t cap = o->owned_cap;
-    list_add(&o->owned, &o->owned_n, &cap, r, &q->owned_pos);
+    list_add(gm, &o->owned, &o->owned_n, &cap, r, &q->owned_pos);
     o->owned_cap = cap;
     if (++gm->tracked > gm->tracked_peak) gm->tracked_peak = gm->tracked;
   }
@@ -187,11 +191,9 @@ static void set_entry(infsim_gm *gm, int64_t r, int32_t owner, int32_t holder, i
     if (q->h[k].holder == holder) e = &q->h[k];
   if (!e) {
     if (blocks == 0) return;
-    if (q->n == q->cap) {
-      size_t cap = (size_t)q->cap;
-      q->h = grow(q->h, &cap, sizeof *q->h);
-      q->cap = (int32_t)cap;
-    }
+    size_t cap = (size_t)q->cap;
+    if (!room(gm, (void **)&q->h, &cap, (size_t)q->n, sizeof *q->h)) return;
+    q->cap = (int32_t)cap;
     e = &q->h[q->n++];
     *e = (gm_hold){.holder = holder, .blocks = 0, .as_of_ns = at};
   }

@@ -50,6 +50,7 @@
 **  - sum of lent == sum of borrowed over instances.
 */
 #include "infsim/kv.h"
+#include "infsim/grow.h"
 
 #include <assert.h>
 #include <stdbool.h>
@@ -523,13 +524,9 @@ void infsim_kv_pool_usage(const infsim_kv *kv, int32_t pool, int64_t *in_use, in
 /* ---- ownership bookkeeping ------------------------------------------------ */
 
 static bool grow(void **items, int64_t *capacity, int64_t need, size_t item_bytes) {
-  if (need <= *capacity) return true;
-  int64_t cap = *capacity ? 2 * *capacity : 64;
-  while (cap < need) cap *= 2;
-  void *p = realloc(*items, (size_t)cap * item_bytes);
-  if (p == NULL) return false;
-  *items = p;
-  *capacity = cap;
+  size_t cap = (size_t)*capacity;
+  if (!infsim_grow(items, &cap, (size_t)need, item_bytes, 64)) return false;
+  *capacity = (int64_t)cap;
   return true;
 }
 

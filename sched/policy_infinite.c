@@ -43,6 +43,7 @@
 #include "infsim/dgfm.h"
 #include "infsim/dispatch.h"
 #include "infsim/gmanager.h"
+#include "infsim/grow.h"
 #include "infsim/rng.h"
 #include "sched_internal.h"
 
@@ -357,24 +358,22 @@ static int64_t env_free(void *self, int32_t instance) {
   return infsim_sched_free_blocks_now(p->s, instance, p->s->now_ns) - own_demand(p, instance);
 }
 
-/* Room for one more item in a growable array of n items (capacity *cap,
- * doubled, first `first` items). The policy's lists are bounded by the
- * requests in flight. */
-static void room_for_one(void **items, size_t *cap, size_t n, size_t item_bytes, size_t first) {
-  if (n < *cap) return;
-  size_t grown = *cap ? 2 * *cap : first;
-  void *bigger = realloc(*items, grown * item_bytes);
-  assert(bigger);
-  *items = bigger;
-  *cap = grown;
+/* Room for one more item in a growable array of n items. The policy's
+ * lists are bounded by the requests in flight, so a failure means the
+ * machine is out of memory: the item is not added and the failure is
+ * pending (hooks such as short_of_blocks cannot return a status; on_message
+ * reports it, and a heartbeat timer comes soon). */
+static bool room_for_one(infinite *p, void **items, size_t *cap, size_t n, size_t item_bytes, size_t first) {
+  if (infsim_grow(items, cap, n + 1, item_bytes, first)) return true;
+  if (p->pending == INFSIM_OK) p->pending = infsim_fail(&p->pending_err, INFSIM_ENOMEM, "out of memory");
+  return false;
 }
 
 static void note_lent(infinite *p, int32_t holder, int64_t req) {
   req_list *l = &p->lent[holder];
   for (size_t k = 0; k < l->n; k++)
     if (l->r[k] == req) return;
-  room_for_one((void **)&l->r, &l->cap, l->n, sizeof *l->r, 16);
-  l->r[l->n++] = req;
+  if (room_for_one(p, (void **)&l->r, &l->cap, l->n, sizeof *l->r, 16)) l->r[l->n++] = req;
 }
 
 static int32_t gatherer_slot(const infinite *p, int64_t req);
@@ -511,14 +510,13 @@ static bool tier_may_gather(void *self, int64_t req) { return gatherer_slot((inf
 static bool hb_add(infinite *p, hb_buf *h, int32_t holder, int64_t req, int32_t owner, int64_t blocks) {
   if (!h->full && infsim_gm_held_by(p->gm, req, holder) == blocks) return false;
   if (h->full && blocks == 0) return false;
-  room_for_one((void **)&h->e, &h->cap, h->n, sizeof *h->e, 32);
+  if (!room_for_one(p, (void **)&h->e, &h->cap, h->n, sizeof *h->e, 32)) return false;
   h->e[h->n++] = (infsim_gm_entry){req, owner, holder, blocks};
   return true;
 }
 
-static void hb_gone(hb_buf *h, int64_t req) {
-  room_for_one((void **)&h->gone, &h->cap_gone, h->n_gone, sizeof *h->gone, 16);
-  h->gone[h->n_gone++] = req;
+static void hb_gone(infinite *p, hb_buf *h, int64_t req) {
+  if (room_for_one(p, (void **)&h->gone, &h->cap_gone, h->n_gone, sizeof *h->gone, 16)) h->gone[h->n_gone++] = req;
 }
 
 /* True when the gManager's ledger has req's KV partly away from its owner. */
@@ -568,7 +566,7 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, hb_
     int32_t state = s->rec[r].state;
     if (state == INFSIM_REQ_RUNNING) continue;
     if (state == INFSIM_REQ_SWAPPED || infsim_kv_blocks(s->kv, r) == 0) {
-      hb_gone(h, r); /* cheap, and keeps the planner off finished requests */
+      hb_gone(p, h, r); /* cheap, and keeps the planner off finished requests */
       debt |= gm_split(p, r);
     } else if (hb_add(p, h, i, r, i, infsim_sched_blocks_now(s, r, i, now))) {
       debt = true;
@@ -1143,6 +1141,8 @@ static infsim_status on_message(void *self, const infsim_msg *m, int64_t now, in
       st = infsim_fail(err, INFSIM_ERUN, "infinite-llm: unknown timer %lld", (long long)m->a);
     }
   }
+  if (st == INFSIM_OK && p->pending == INFSIM_OK && infsim_gm_out_of_memory(p->gm))
+    p->pending = infsim_fail(&p->pending_err, INFSIM_ENOMEM, "gManager: out of memory");
   if (st == INFSIM_OK && p->pending != INFSIM_OK) {
     st = p->pending;
     if (err) *err = p->pending_err;

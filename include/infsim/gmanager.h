@@ -87,6 +87,11 @@ typedef struct {
 infsim_status infsim_gm_new(int32_t instances, int32_t instances_per_node, int64_t capacity_blocks, int64_t requests,
                             int64_t reserve_blocks, infsim_gm **out, infsim_error *err);
 void infsim_gm_free(infsim_gm *gm);
+/* True once a ledger list could not grow (the machine is out of memory):
+ * the entry was not recorded, and the policy ends the run with
+ * INFSIM_ENOMEM. The ledger's functions return no status, so the failure
+ * is kept here. */
+bool infsim_gm_out_of_memory(const infsim_gm *gm);
 
 /* A heartbeat from `from`, describing its state at snapshot_ns: its free
  * blocks and entries it holds (blocks 0: it no longer holds any of that

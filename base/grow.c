@@ -1,0 +1,22 @@
+/*
+** grow.c: room in a growable array (grow.h).
+*/
+#include "infsim/grow.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+
+bool infsim_grow(void **items, size_t *cap, size_t need, size_t item_bytes, size_t first) {
+  if (need <= *cap) return true;
+  size_t c = *cap ? *cap : (first ? first : 1);
+  while (c < need) {
+    if (c > SIZE_MAX / 2) return false;
+    c *= 2;
+  }
+  if (item_bytes != 0 && c > SIZE_MAX / item_bytes) return false;
+  void *bigger = realloc(*items, c * item_bytes);
+  if (bigger == NULL) return false;
+  *items = bigger;
+  *cap = c;
+  return true;
+}
