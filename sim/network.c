@@ -518,6 +518,7 @@ infsim_status infsim_network_add_steady(infsim_network *net, double rate_bytes_p
   infsim_status st = new_flow(net, path, path_len, start_ns, &f, err);
   if (st != INFSIM_OK) return st;
   f->steady = true;
+  f->active_at_ns = start_ns; /* its user prices the path latency per step */
   f->bound_bytes_per_s = rate_bytes_per_s;
   f->tag = tag;
   *id = f->id;

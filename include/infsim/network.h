@@ -26,6 +26,8 @@
 ** and partials of a request split over instances, over a decode run) is one
 ** flow whose rate bound is its demand, kept until removed. It takes its
 ** demand when the links have room and its max-min share when they do not.
+** It competes from its start (no path latency: its user prices the latency
+** of each step's messages), so its rate is known as soon as it is added.
 **
 ** Invariants (infsim_network_check): no link carries more than its
 ** bandwidth; every active flow is limited by a saturated link of its path
