@@ -17,9 +17,9 @@
 ** DistAttention's per-step traffic (queries out, partials back, a prompt
 ** chunk's KV written to the holders of its blocks) is priced by the cost
 ** model inside each step (distattn.h), not sent as messages: its bytes
-** are added to network_bytes per finished step, and are not in links.csv
-** either. Without them a long prompt spread over creditors showed no
-** network bytes at all.
+** are added to network_bytes per finished step. A decode run's queries
+** and partials are also steady flows over the run (sim_executor.c), so
+** they share links and are in links.csv; a prompt batch's are not.
 **
 ** Messages in flight live in a pool with a free list, so a message costs no
 ** allocation once the pool has grown. The network changes rates only when a
