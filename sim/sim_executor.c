@@ -191,7 +191,9 @@ static infsim_status record_row(infsim_sim *s, sim_exec_instance *x, const infsi
 infsim_status sim_executor_run_ended(infsim_sim *s, int32_t instance, infsim_error *err) {
   sim_exec_instance *x = &s->exec[instance];
   if (x->da_flows == 0) return INFSIM_OK;
+  infsim_network_hold(s->net);
   for (int i = 0; i < x->da_flows; i++) infsim_network_remove(s->net, x->da_flow[i], s->now_ns);
+  infsim_network_release(s->net);
   x->da_flows = 0;
   return sim_transport_reschedule(s, err);
 }
@@ -225,12 +227,18 @@ static infsim_status start_flows(infsim_sim *s, sim_exec_instance *x, int32_t ow
   double span_s = (double)(x->lead_ns + x->compute_ns) * 1e-9;
   if (!(span_s > 0.0)) return INFSIM_OK;
   double floor_ns = 0.0;
+  infsim_network_sync(s->net, now_ns);
+  infsim_network_hold(s->net);
   for (int r = 0; r < x->da_routes; r++) {
     infsim_status st = add_steady(s, x, owner, x->da_holder[r], x->da_out_bytes[r], span_s, now_ns, err);
     if (st == INFSIM_OK)
       st = add_steady(s, x, x->da_holder[r], owner, x->da_back_bytes[r], span_s, now_ns, err);
-    if (st != INFSIM_OK) return st;
+    if (st != INFSIM_OK) {
+      infsim_network_release(s->net);
+      return st;
+    }
   }
+  infsim_network_release(s->net);
   /* the shares, once every flow of the run competes */
   int f = 0;
   for (int r = 0; r < x->da_routes; r++)
