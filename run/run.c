@@ -338,6 +338,10 @@ const infsim_iteration_row *infsim_run_result_iterations(const infsim_run_result
   return infsim_sim_iterations(res->sim, count);
 }
 
+const infsim_network *infsim_run_result_network(const infsim_run_result *res) {
+  return res->sim != NULL ? infsim_sim_network(res->sim) : NULL;
+}
+
 const infsim_run_counters *infsim_run_result_counters(const infsim_run_result *res) {
   return res->sim == NULL ? &res->counters : infsim_sim_counters(res->sim);
 }

@@ -60,6 +60,7 @@ struct infsim_network {
   int64_t *done_ids, *done_tags;
   size_t done_cap;
   int64_t next_ns;
+  bool held, dirty; /* infsim_network_hold: rates recomputed once, at release */
   bool cluster;
   infsim_topology topo;
   /* scratch of the filling (recompute): classes of unbounded flows by
@@ -488,7 +489,9 @@ static infsim_status new_flow(infsim_network *net, const int32_t *path, int path
 /* A new flow changes rates only if it competes at once; otherwise its
  * activation is the only new moment. */
 static void admitted(infsim_network *net, net_flow *f) {
-  if (is_active(net, f))
+  if (is_active(net, f) && net->held)
+    net->dirty = true;
+  else if (is_active(net, f))
     recompute(net);
   else if (f->active_at_ns < net->next_ns)
     net->next_ns = f->active_at_ns;
@@ -510,6 +513,19 @@ infsim_status infsim_network_add_flow(infsim_network *net, int64_t bytes, const 
   return INFSIM_OK;
 }
 
+/* Whether extra bytes/s on f's path leave every link of it below
+ * saturation (with a margin above the filling's): a link that stays
+ * unsaturated bounds no flow, so every other max-min rate stays as it is
+ * when a steady flow of that rate comes or (extra = 0, its rate still on
+ * the links) goes; no recompute then. */
+static bool unsaturated(const infsim_network *net, const net_flow *f, double extra) {
+  for (int k = 0; k < f->path_len; k++) {
+    const net_link *l = &net->links[f->path[k]];
+    if (l->load_bytes_per_s + extra > l->info.bytes_per_s * (1 - 1e-6)) return false;
+  }
+  return true;
+}
+
 infsim_status infsim_network_add_steady(infsim_network *net, double rate_bytes_per_s, const int32_t *path,
                                         int path_len, int64_t start_ns, int64_t tag, int64_t *id, infsim_error *err) {
   if (!(rate_bytes_per_s > 0) || !isfinite(rate_bytes_per_s))
@@ -518,9 +534,15 @@ infsim_status infsim_network_add_steady(infsim_network *net, double rate_bytes_p
   infsim_status st = new_flow(net, path, path_len, start_ns, &f, err);
   if (st != INFSIM_OK) return st;
   f->steady = true;
+  f->active_at_ns = start_ns; /* its user prices the path latency per step */
   f->bound_bytes_per_s = rate_bytes_per_s;
   f->tag = tag;
   *id = f->id;
+  if (is_active(net, f) && unsaturated(net, f, rate_bytes_per_s)) {
+    f->rate_bytes_per_s = rate_bytes_per_s;
+    for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].load_bytes_per_s += rate_bytes_per_s;
+    return INFSIM_OK;
+  }
   admitted(net, f);
   return INFSIM_OK;
 }
@@ -539,12 +561,32 @@ double infsim_network_remove(infsim_network *net, int64_t id, int64_t now_ns) {
   progress(net, now_ns);
   double carried = f->carried_bytes;
   bool was_active = is_active(net, f);
+  if (was_active && f->steady && unsaturated(net, f, 0.0)) {
+    for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].load_bytes_per_s -= f->rate_bytes_per_s;
+    drop(net, f);
+    return carried;
+  }
   drop(net, f);
-  if (was_active)
+  if (net->held)
+    net->dirty = true;
+  else if (was_active)
     recompute(net);
   else if (net->next_ns == f->active_at_ns)
     recompute(net); /* only to refresh the cached next change */
   return carried;
+}
+
+void infsim_network_sync(infsim_network *net, int64_t t_ns) {
+  assert(t_ns <= net->next_ns || t_ns == net->now_ns);
+  if (t_ns > net->now_ns) progress(net, t_ns);
+}
+
+void infsim_network_hold(infsim_network *net) { net->held = true; }
+
+void infsim_network_release(infsim_network *net) {
+  net->held = false;
+  if (net->dirty) recompute(net);
+  net->dirty = false;
 }
 
 int64_t infsim_network_next_ns(const infsim_network *net) { return net->next_ns; }

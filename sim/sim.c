@@ -159,7 +159,8 @@ infsim_status infsim_sim_run(infsim_sim *s, infsim_error *err) {
         const sim_exec_instance *x = &s->exec[ev.target];
         s->distattn_bytes += (double)x->steps * x->da_step_bytes;
         infsim_timeline_batch(s->c.timeline, ev.target, x->start_ns, s->now_ns, x->steps, &x->agg);
-        st = infsim_sched_iteration_done(s->sched, ev.target, s->now_ns, err);
+        st = sim_executor_run_ended(s, ev.target, err);
+        if (st == INFSIM_OK) st = infsim_sched_iteration_done(s->sched, ev.target, s->now_ns, err);
         break;
       }
       case EV_MESSAGE: {

@@ -42,11 +42,24 @@ static double distattn_run_ns(const infsim_sim *s, const sim_exec_instance *x, i
   return extra + layers * (hidden + (double)steps * x->da_merge_ns);
 }
 
-static int64_t decode_run_ns(const infsim_sim *s, const sim_exec_instance *x, int64_t steps) {
+/* The first `steps` steps with every route at its full rate. */
+static int64_t full_rate_run_ns(const infsim_sim *s, const sim_exec_instance *x, int64_t steps) {
   int64_t base = infsim_cost_decode_run_ns(&s->cost, &x->run, x->first_context, steps);
   if ((x->da_remote_ns <= 0.0 && x->da_guest_ns <= 0.0) || base == INT64_MAX) return base;
   double extra = distattn_run_ns(s, x, steps);
   return extra < 9.2e18 - (double)base ? base + (int64_t)llround(extra) : INT64_MAX;
+}
+
+/* The first `steps` steps, each no shorter than the floor its contended
+ * routes set: the steps before da_floor_steps take the floor, the rest
+ * their full-rate time (steps only grow, so those are the ones above it). */
+static int64_t decode_run_ns(const infsim_sim *s, const sim_exec_instance *x, int64_t steps) {
+  if (x->da_floor_ns <= 0.0) return full_rate_run_ns(s, x, steps);
+  int64_t m = steps < x->da_floor_steps ? steps : x->da_floor_steps;
+  int64_t all = full_rate_run_ns(s, x, steps), before = full_rate_run_ns(s, x, m);
+  if (all == INT64_MAX) return all;
+  double floored = x->da_floor_ns * (double)m;
+  return floored < 9.2e18 - (double)(all - before) ? all - before + (int64_t)llround(floored) : INT64_MAX;
 }
 
 /* What DistAttention adds to one step of the batch, all layers (distattn.h):
@@ -81,6 +94,7 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
   x->da_remote_ns = x->da_merge_ns = 0.0;
   x->da_cross = 0;
   x->da_step_bytes = 0.0;
+  x->da_routes = 0;
   if (b->holder_count == 0) return extra;
   infsim_distattn_holder dec[INFSIM_KV_MAX_HOLDINGS], pre[INFSIM_KV_MAX_HOLDINGS];
   int k = 0;
@@ -99,6 +113,17 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
                                       (int64_t)((double)h->write_tokens * kv_bytes_per_token_layer),
                                       kind == INFSIM_HOLDER_GPU ? INFSIM_HOLDER_GPU : INFSIM_HOLDER_HOST_FETCH};
     prefill |= h->prefill_tokens > 0;
+    if (h->decode_requests > 0 && b->agg.prefill_tokens == 0) {
+      /* one step's traffic on this route, each way (as distattn.c counts it) */
+      double layers = (double)shape->layers, kv = (double)h->decode_context_tokens * shape->kv_bytes_per_token_layer;
+      int r = x->da_routes++;
+      x->da_holder[r] = h->holder;
+      x->da_out_bytes[r] = kind == INFSIM_HOLDER_HOST_FETCH ? 0.0
+                                                            : layers * infsim_distattn_query_bytes(shape, h->decode_requests);
+      x->da_back_bytes[r] = layers * (kind == INFSIM_HOLDER_HOST_FETCH
+                                          ? kv
+                                          : infsim_distattn_partial_bytes(shape, h->decode_requests));
+    }
     x->host_ma |= kind == INFSIM_HOLDER_HOST_MA && h->decode_requests > 0;
   }
   /* The node's CPU memory bandwidth, shared equally by the instances
@@ -163,10 +188,88 @@ static infsim_status record_row(infsim_sim *s, sim_exec_instance *x, const infsi
   return INFSIM_OK;
 }
 
+infsim_status sim_executor_run_ended(infsim_sim *s, int32_t instance, infsim_error *err) {
+  sim_exec_instance *x = &s->exec[instance];
+  if (x->da_flows == 0) return INFSIM_OK;
+  infsim_network_hold(s->net);
+  for (int i = 0; i < x->da_flows; i++) infsim_network_remove(s->net, x->da_flow[i], s->now_ns);
+  infsim_network_release(s->net);
+  x->da_flows = 0;
+  return sim_transport_reschedule(s, err);
+}
+
+static infsim_status add_steady(infsim_sim *s, sim_exec_instance *x, int32_t src, int32_t dst, double bytes,
+                                double span_s, int64_t now_ns, infsim_error *err) {
+  int32_t path[INFSIM_NET_MAX_PATH];
+  int len = infsim_network_route(s->net, src, dst, path);
+  if (bytes <= 0.0 || len == 0) return INFSIM_OK;
+  double demand = bytes * (double)x->steps / span_s;
+  int64_t id = 0;
+  infsim_status st = infsim_network_add_steady(s->net, demand, path, len, now_ns, 0, &id, err);
+  if (st != INFSIM_OK) return st;
+  x->da_flow[x->da_flows++] = id;
+  return INFSIM_OK;
+}
+
+/* A decode run with remote holders: its queries and partials are steady
+ * flows of their full-rate demand (each route's bytes over the run / the
+ * run's span), sharing links max-min with KV moves and other runs' flows.
+ * Where a link cannot carry a flow's demand, the flow gets its share, and
+ * a step takes at least that route's bytes per step at the share (the
+ * link bounds the run's throughput). The price is fixed as of the run's
+ * start: flows starting or ending later change the shares, and the next
+ * run prices with them. */
+static infsim_status start_flows(infsim_sim *s, sim_exec_instance *x, int32_t owner, int64_t now_ns,
+                                 infsim_error *err) {
+  x->da_floor_ns = 0.0;
+  x->da_floor_steps = 0;
+  if (x->da_routes == 0 || x->steps < 1) return INFSIM_OK;
+  double span_s = (double)(x->lead_ns + x->compute_ns) * 1e-9;
+  if (!(span_s > 0.0)) return INFSIM_OK;
+  double floor_ns = 0.0;
+  infsim_network_sync(s->net, now_ns);
+  infsim_network_hold(s->net);
+  for (int r = 0; r < x->da_routes; r++) {
+    infsim_status st = add_steady(s, x, owner, x->da_holder[r], x->da_out_bytes[r], span_s, now_ns, err);
+    if (st == INFSIM_OK)
+      st = add_steady(s, x, x->da_holder[r], owner, x->da_back_bytes[r], span_s, now_ns, err);
+    if (st != INFSIM_OK) {
+      infsim_network_release(s->net);
+      return st;
+    }
+  }
+  infsim_network_release(s->net);
+  /* the shares, once every flow of the run competes */
+  int f = 0;
+  for (int r = 0; r < x->da_routes; r++)
+    for (int dir = 0; dir < 2; dir++) {
+      double bytes = dir == 0 ? x->da_out_bytes[r] : x->da_back_bytes[r];
+      int32_t path[INFSIM_NET_MAX_PATH];
+      if (bytes <= 0.0 || infsim_network_route(s->net, owner, x->da_holder[r], path) == 0) continue;
+      double demand = bytes * (double)x->steps / span_s, rate = infsim_network_rate(s->net, x->da_flow[f++]);
+      if (rate > 0.0 && rate < demand * (1.0 - 1e-9)) floor_ns = fmax(floor_ns, bytes / rate * 1e9);
+    }
+  if (floor_ns > 0.0) {
+    /* the first step at or above the floor (steps only grow) */
+    int64_t lo = 0, hi = x->steps;
+    while (lo < hi) {
+      int64_t mid = lo + (hi - lo) / 2;
+      if ((double)(full_rate_run_ns(s, x, mid + 1) - full_rate_run_ns(s, x, mid)) >= floor_ns) hi = mid;
+      else lo = mid + 1;
+    }
+    x->da_floor_ns = floor_ns;
+    x->da_floor_steps = lo;
+  }
+  return sim_transport_reschedule(s, err);
+}
+
 static infsim_status exec_submit(void *self, const infsim_batch *b, int64_t now_ns, int64_t *end_ns,
                                  infsim_error *err) {
   infsim_sim *s = self;
   sim_exec_instance *x = &s->exec[b->instance];
+  infsim_status st = sim_executor_run_ended(s, b->instance, err); /* none left: a run ends before the next */
+  if (st != INFSIM_OK) return st;
+  x->da_floor_ns = 0.0;
   int64_t lead = add_time(infsim_cost_transfer_ns(b->swap_out_bytes, s->c.pcie_bytes_per_s, 0),
                           infsim_cost_transfer_ns(b->swap_in_bytes, s->c.pcie_bytes_per_s, 0));
   int64_t compute;
@@ -187,6 +290,18 @@ static infsim_status exec_submit(void *self, const infsim_batch *b, int64_t now_
   int64_t start = add_time(now_ns, lead < 0 ? INT64_MAX : lead);
   int64_t end = start < 0 || compute == INT64_MAX ? -1 : add_time(start, compute);
   if (end < 0) return time_overflow(b, now_ns, err);
+  if (x->decode_only && x->da_routes > 0) {
+    x->steps = b->steps;
+    x->lead_ns = lead;
+    x->compute_ns = compute;
+    st = start_flows(s, x, b->instance, now_ns, err);
+    if (st != INFSIM_OK) return st;
+    if (x->da_floor_ns > 0.0) {
+      compute = decode_run_ns(s, x, b->steps);
+      end = compute == INT64_MAX ? -1 : add_time(start, compute);
+      if (end < 0) return time_overflow(b, now_ns, err);
+    }
+  }
   x->start_ns = now_ns;
   x->agg = b->agg;
   x->lead_ns = lead;
@@ -195,7 +310,7 @@ static infsim_status exec_submit(void *self, const infsim_batch *b, int64_t now_
   x->end_ns = end;
   x->generation++;
   *end_ns = end;
-  infsim_status st = record_row(s, x, b, end, err);
+  st = record_row(s, x, b, end, err);
   if (st != INFSIM_OK) return st;
   return infsim_event_heap_push(&s->heap, end, EV_ITERATION_DONE, b->instance, x->generation, err);
 }

@@ -36,6 +36,19 @@ typedef struct {
   int64_t da_cross;        /* the first step j with A_j >= R (overlap hides R from there) */
   double da_step_bytes;    /* what one step sends to and gets from the holders, all layers */
   bool host_ma;            /* its decode steps attend host KV on the CPU (policy.cpu_tier: ma) */
+  /* Per remote holder of a decode run: what one step sends there and gets
+   * back (all layers), and the run's steady flows (network.h), one per
+   * direction, from its start until it ends. */
+  int32_t da_holder[INFSIM_KV_MAX_HOLDINGS];
+  double da_out_bytes[INFSIM_KV_MAX_HOLDINGS], da_back_bytes[INFSIM_KV_MAX_HOLDINGS];
+  int da_routes;
+  int64_t da_flow[2 * INFSIM_KV_MAX_HOLDINGS];
+  int da_flows;
+  /* Links short of the flows' demand: no step is shorter than the slowest
+   * route's bytes per step at its max-min share (da_floor_ns); steps before
+   * da_floor_steps are held to it (a run's steps only grow). */
+  double da_floor_ns;
+  int64_t da_floor_steps;
   int64_t end_ns;          /* the batch's end (after cuts) */
   bool decode_only;
   infsim_batch_agg agg; /* its first step's aggregates (timelines) */
@@ -105,6 +118,11 @@ infsim_transport sim_transport_make(infsim_sim *s);
 infsim_msg sim_transport_take(infsim_sim *s, int32_t slot, int64_t *sent_ns);
 /* An EV_NETWORK event: advances the network to now, delivering the
  * messages whose flows ended, and schedules the next. */
+/* Keeps one live EV_NETWORK event at the network's next change (after
+ * flows are added or removed outside a network event). */
+infsim_status sim_transport_reschedule(infsim_sim *s, infsim_error *err);
+/* Ends the steady DistAttention flows of the instance's run (at its end). */
+infsim_status sim_executor_run_ended(infsim_sim *s, int32_t instance, infsim_error *err);
 infsim_status sim_transport_network_event(infsim_sim *s, uint32_t generation, infsim_error *err);
 /* The route's bandwidth (its narrowest link) and latency between two instances. */
 void sim_transport_route(const infsim_sim *s, int32_t src, int32_t dst, double *bytes_per_s, int64_t *latency_ns);

@@ -17,9 +17,9 @@
 ** DistAttention's per-step traffic (queries out, partials back, a prompt
 ** chunk's KV written to the holders of its blocks) is priced by the cost
 ** model inside each step (distattn.h), not sent as messages: its bytes
-** are added to network_bytes per finished step, and are not in links.csv
-** either. Without them a long prompt spread over creditors showed no
-** network bytes at all.
+** are added to network_bytes per finished step. A decode run's queries
+** and partials are also steady flows over the run (sim_executor.c), so
+** they share links and are in links.csv; a prompt batch's are not.
 **
 ** Messages in flight live in a pool with a free list, so a message costs no
 ** allocation once the pool has grown. The network changes rates only when a
@@ -72,7 +72,7 @@ static int32_t endpoint_of(const infsim_sim *s, int32_t e) {
 }
 
 /* Keeps one live EV_NETWORK event at the network's next change. */
-static infsim_status reschedule(infsim_sim *s, infsim_error *err) {
+infsim_status sim_transport_reschedule(infsim_sim *s, infsim_error *err) {
   int64_t next = infsim_network_next_ns(s->net);
   if (next == s->net_scheduled_ns) return INFSIM_OK;
   s->net_scheduled_ns = next;
@@ -101,7 +101,7 @@ static infsim_status net_send(void *self, const infsim_msg *msg, int64_t now_ns,
   int64_t id = 0;
   st = infsim_network_add_flow(s->net, msg->bytes > 0 ? msg->bytes : 0, path, len, now_ns, 0.0, slot, &id, err);
   if (st != INFSIM_OK) return st;
-  return reschedule(s, err);
+  return sim_transport_reschedule(s, err);
 }
 
 static infsim_status net_timer(void *self, const infsim_msg *msg, int64_t at_ns, infsim_error *err) {
@@ -169,7 +169,7 @@ infsim_status sim_transport_network_event(infsim_sim *s, uint32_t generation, in
     st = infsim_sched_deliver(s->sched, &msg, s->now_ns, err);
   }
   if (st != INFSIM_OK) return st;
-  return reschedule(s, err);
+  return sim_transport_reschedule(s, err);
 }
 
 void sim_transport_route(const infsim_sim *s, int32_t src, int32_t dst, double *bytes_per_s, int64_t *latency_ns) {

@@ -5,6 +5,8 @@
 **    step of its owner equals, to the ns, the sum computed here by hand from
 **    the curves: local MA, and per layer max(local, R) + merge with R = both
 **    route latencies + (query + partial, fp16) / NVLink + the holder's MA.
+**    Its queries and partials are on the links (links.csv's bytes), to
+**    the byte: one steady flow per direction over each step.
 **  - The split request's traffic is in network_bytes: at least the KV its
 **    owner could not hold, written to the holder during prefill (its bytes
 **    per token from the model's shape), plus exactly one query and one
@@ -21,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -70,6 +73,30 @@ static void test_split_decode_step_by_hand(void **state) {
     checked++;
   }
   assert_true(checked >= 30); /* the decode steps of the split request */
+  /* links.csv: the holder's NVLink up carries the partials (and LSE) of
+   * every decode step with a remote part, the owner's up link the queries
+   * (its prompt's KV went to the holder inside prefill steps, priced by
+   * the cost model, not as flows) */
+  double partials = 0, queries = 0;
+  for (size_t i = 0; i < n; i++)
+    if (rows[i].agg.prefill_tokens == 0) {
+      partials += (double)rows[i].steps * (double)rows[i].agg.remote_partials * layers * 32.0 * 129 * 2;
+      queries += (double)rows[i].steps * (double)rows[i].agg.remote_partials * layers * 32.0 * 128 * 2;
+    }
+  const infsim_network *net = infsim_run_result_network(res);
+  bool up = false, down = false;
+  for (int32_t l = 0; l < (int32_t)infsim_network_link_count(net); l++) {
+    infsim_link_info li = infsim_network_link(net, l);
+    if (strcmp(li.src, "i1") == 0 && strcmp(li.dst, "sw0") == 0) {
+      if (fabs(li.bytes - partials) > 1e-6 * partials) fail_msg("i1->sw0 %.0f bytes, by hand %.0f", li.bytes, partials);
+      up = true;
+    }
+    if (strcmp(li.src, "i0") == 0 && strcmp(li.dst, "sw0") == 0) {
+      if (fabs(li.bytes - queries) > 1e-6 * queries) fail_msg("i0->sw0 %.0f bytes, by hand %.0f", li.bytes, queries);
+      down = true;
+    }
+  }
+  assert_true(up && down && partials > 0);
   infsim_cost_model_destroy(&cm);
   infsim_run_result_free(res);
   infsim_trace_free(&t);

@@ -168,6 +168,47 @@ static void test_steady_flow(void **state) {
   infsim_network_free(net);
 }
 
+/* Steady flows on links that stay unsaturated change no other rate (the
+ * network skips its filling then): link A of 10 GB/s, link B of 4; a
+ * byte flow over A and B gets 4 (B's bottleneck). A steady 3 on A fits:
+ * 4 and 3. A steady 5 on A does not: filling, the steady 3 stops at 3,
+ * then A's last 1 is split by the byte flow and the 5: 3.5 each (A full,
+ * B not). Removing it at 1 s gives 4 and 3 back; removing the steady 3 at
+ * 1.5 s, 4 alone: the byte flow moved 2 + 1.75 GB by 1 s, its last 4.25
+ * GB end at 2.0625 s; A carried 8 GB + 3 GB/s x 1.5 s + 3.5 GB/s x 0.5 s. */
+static void test_steady_flows_on_free_links(void **state) {
+  (void)state;
+  infsim_network *net = one_link(10e9, 0);
+  int32_t b = -1;
+  assert_int_equal(infsim_network_add_link(net, INFSIM_LINK_NIC, "b", "c", 4e9, 0, &b, NULL), INFSIM_OK);
+  const int32_t ab[2] = {0, 1}, a[1] = {0};
+  int64_t f, s3, s5;
+  assert_int_equal(infsim_network_add_flow(net, 8000000000, ab, 2, 0, 0, 0, &f, NULL), INFSIM_OK);
+  assert_float_equal(infsim_network_rate(net, f), 4e9, 1);
+  assert_int_equal(infsim_network_add_steady(net, 3e9, a, 1, 0, 1, &s3, NULL), INFSIM_OK);
+  assert_float_equal(infsim_network_rate(net, f), 4e9, 1);
+  assert_float_equal(infsim_network_rate(net, s3), 3e9, 1);
+  infsim_network_check(net);
+  infsim_network_sync(net, 500000000);
+  assert_int_equal(infsim_network_add_steady(net, 5e9, a, 1, 500000000, 2, &s5, NULL), INFSIM_OK);
+  assert_float_equal(infsim_network_rate(net, f), 3.5e9, 1);
+  assert_float_equal(infsim_network_rate(net, s3), 3e9, 1);
+  assert_float_equal(infsim_network_rate(net, s5), 3.5e9, 1);
+  infsim_network_check(net);
+  assert_float_equal(infsim_network_remove(net, s5, 1000000000), 1.75e9, 1);
+  assert_float_equal(infsim_network_rate(net, f), 4e9, 1);
+  assert_float_equal(infsim_network_rate(net, s3), 3e9, 1);
+  infsim_network_check(net);
+  assert_float_equal(infsim_network_remove(net, s3, 1500000000), 4.5e9, 1);
+  assert_float_equal(infsim_network_rate(net, f), 4e9, 1);
+  infsim_network_check(net);
+  done_log d = {0};
+  assert_int_equal(infsim_network_advance(net, 3000000000, log_done, &d), 1);
+  assert_int_equal(d.at_ns[0], 2062500000);
+  assert_float_equal(infsim_network_link(net, 0).bytes, 8e9 + 4.5e9 + 1.75e9, 10);
+  infsim_network_free(net);
+}
+
 /* Cluster routes: the right links and kinds. */
 static void test_cluster_routes(void **state) {
   (void)state;
@@ -376,6 +417,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_equal_flows_share_a_link),    cmocka_unit_test(test_unequal_demands_two_links),
       cmocka_unit_test(test_latency_added_once),          cmocka_unit_test(test_steady_flow),
+      cmocka_unit_test(test_steady_flows_on_free_links),
       cmocka_unit_test(test_cluster_routes),              cmocka_unit_test(test_random_flows_conserve_bytes),
       cmocka_unit_test(test_bad_input),
       cmocka_unit_test(test_crowded_paths_match_flow_by_flow_filling),

@@ -26,6 +26,8 @@
 ** and partials of a request split over instances, over a decode run) is one
 ** flow whose rate bound is its demand, kept until removed. It takes its
 ** demand when the links have room and its max-min share when they do not.
+** It competes from its start (no path latency: its user prices the latency
+** of each step's messages), so its rate is known as soon as it is added.
 **
 ** Invariants (infsim_network_check): no link carries more than its
 ** bandwidth; every active flow is limited by a saturated link of its path
@@ -117,6 +119,15 @@ infsim_status infsim_network_add_steady(infsim_network *net, double rate_bytes_p
  * (>= the network's time; the network advances there first, completing
  * what ends before). Returns the bytes it carried. Unknown ids: -1. */
 double infsim_network_remove(infsim_network *net, int64_t id, int64_t now_ns);
+
+/* Several adds and removes at one time (a decode run's flows): after
+ * hold, they recompute no rates (rates and next_ns read meanwhile are
+ * stale); release recomputes once, as the last of them alone would. */
+void infsim_network_hold(infsim_network *net);
+/* Moves the network's time to t_ns (no later than its next change), so
+ * that a flow added at t_ns competes at once. */
+void infsim_network_sync(infsim_network *net, int64_t t_ns);
+void infsim_network_release(infsim_network *net);
 
 /* The earliest time at which something changes (a flow ends or starts
  * competing), or INT64_MAX when nothing will. The driver advances there. */

@@ -100,6 +100,9 @@ const infsim_summary *infsim_run_result_summary(const infsim_run_result *res);
 const infsim_request_record *infsim_run_result_requests(const infsim_run_result *res, size_t *count);
 const infsim_sample_row *infsim_run_result_samples(const infsim_run_result *res, size_t *count);
 const infsim_run_counters *infsim_run_result_counters(const infsim_run_result *res);
+/* The simulated network (links.csv's rows) of a run just simulated; NULL
+ * for results read back from records. */
+const infsim_network *infsim_run_result_network(const infsim_run_result *res);
 /* summary.json's distkv counters of an infinite-llm run just simulated;
  * false for other policies and for results read back from records. */
 bool infsim_run_result_distkv(const infsim_run_result *res, infsim_distkv_stats *out);
