@@ -1018,12 +1018,19 @@ static gather_verdict may_gather(infinite *p, int32_t instance, int64_t req) {
  * oldest always completes once memory frees up, as a lone gatherer would. */
 static void wound_youngest(infinite *p, int64_t oldest, int64_t now) {
   if (p->n_gatherers < 2 || p->gatherers[0] != oldest) return;
-  int64_t victim = p->gatherers[p->n_gatherers - 1];
-  drop_gatherer(p, p->n_gatherers - 1);
-  if (infsim_kv_blocks(p->s->kv, victim) == 0) return;
-  touch_holders(p, victim, now);
-  infsim_kv_release(p->s->kv, victim);
-  p->st.gathers_undone++;
+  /* The youngest still waiting: one already admitted prefills into what
+   * it gathered, and taking that back would leave it prefilling with no
+   * KV (tests/test_infinite_random, seed 10578). */
+  for (int32_t k = p->n_gatherers; k-- > 1;) {
+    int64_t victim = p->gatherers[k];
+    if (p->s->rec[victim].state != INFSIM_REQ_WAITING) continue;
+    drop_gatherer(p, k);
+    if (infsim_kv_blocks(p->s->kv, victim) == 0) return;
+    touch_holders(p, victim, now);
+    infsim_kv_release(p->s->kv, victim);
+    p->st.gathers_undone++;
+    return;
+  }
 }
 
 static infsim_short_action short_of_blocks(void *self, int32_t instance, int64_t req, int64_t need, int64_t now) {

@@ -188,13 +188,18 @@ static void test_admitted_gatherer_stalled_ends(void **state) {
  * above; main's later changes took this case off that path). Seed 4420
  * (5 instances, an instance lost, the CPU tier, recompute): a request
  * preempted for another's block at the same boundary went on preempting
- * for its own, until nobody ran (an assertion failed). Each must end,
- * every request served. */
+ * for its own, until nobody ran (an assertion failed). Seed 10578 (5
+ * instances, the CPU tier fetching, swap, message loss): the oldest
+ * gatherer's failed borrow took back the youngest gatherer's blocks after
+ * that one had been admitted, and it finished its 4,844-token prefill
+ * holding no KV (an assertion failed). Each must end, every request
+ * served. */
 static void test_found_cases(void **state) {
   (void)state;
   case_counts n = {0};
   run_case(568, &n);
   run_case(4420, &n);
+  run_case(10578, &n);
 }
 
 int main(void) {
