@@ -192,14 +192,18 @@ static void test_admitted_gatherer_stalled_ends(void **state) {
  * instances, the CPU tier fetching, swap, message loss): the oldest
  * gatherer's failed borrow took back the youngest gatherer's blocks after
  * that one had been admitted, and it finished its 4,844-token prefill
- * holding no KV (an assertion failed). Each must end, every request
- * served. */
+ * holding no KV (an assertion failed). Seed 19570 (6 instances, random
+ * instance losses): a borrow request carrying a report collected at the
+ * very nanosecond of a loss brought a lost owner's debt back into the
+ * ledger (the lost-instance invariant failed). Each must end, every
+ * request served. */
 static void test_found_cases(void **state) {
   (void)state;
   case_counts n = {0};
   run_case(568, &n);
   run_case(4420, &n);
   run_case(10578, &n);
+  run_case(19570, &n);
 }
 
 int main(void) {
