@@ -408,7 +408,7 @@ static int64_t env_commit(void *self, const infsim_gm_move *m, int64_t now) {
   return n;
 }
 
-static void wound_youngest(infinite *p, int64_t oldest, int64_t now);
+static void wound_youngest(infinite *p, int64_t oldest);
 static int32_t gatherer_slot(const infinite *p, int64_t req);
 static bool undo_gathering_at(infinite *p, int32_t holder, int64_t now);
 
@@ -448,7 +448,7 @@ static void borrow_ended(void *self, int32_t debtor, int64_t req, bool ok, int64
   bool gathering = gatherer_slot(p, req) >= 0 && p->s->rec[req].state == INFSIM_REQ_WAITING;
   if (!ok && gathering) {
     back_off(p, debtor, &p->gather_waits[debtor], &p->gather_after_ns[debtor], now);
-    wound_youngest(p, req, now);
+    wound_youngest(p, req);
     return;
   }
   if (!ok) {
@@ -1021,21 +1021,16 @@ static gather_verdict may_gather(infinite *p, int32_t instance, int64_t req) {
 /* The oldest gatherer found no room: the youngest other gatherer gives
  * back what it gathered (it starts over when the budget allows), so the
  * oldest always completes once memory frees up, as a lone gatherer would. */
-static void wound_youngest(infinite *p, int64_t oldest, int64_t now) {
+static void wound_youngest(infinite *p, int64_t oldest) {
   if (p->n_gatherers < 2 || p->gatherers[0] != oldest) return;
   /* The youngest still waiting: one already admitted prefills into what
    * it gathered, and taking that back would leave it prefilling with no
    * KV (tests/test_infinite_random, seed 10578). */
-  for (int32_t k = p->n_gatherers; k-- > 1;) {
-    int64_t victim = p->gatherers[k];
-    if (p->s->rec[victim].state != INFSIM_REQ_WAITING) continue;
-    drop_gatherer(p, k);
-    if (infsim_kv_blocks(p->s->kv, victim) == 0) return;
-    touch_holders(p, victim, now);
-    infsim_kv_release(p->s->kv, victim);
-    p->st.gathers_undone++;
-    return;
-  }
+  for (int32_t k = p->n_gatherers; k-- > 1;)
+    if (p->s->rec[p->gatherers[k]].state == INFSIM_REQ_WAITING) {
+      undo_gathering(p, k);
+      return;
+    }
 }
 
 static infsim_short_action short_of_blocks(void *self, int32_t instance, int64_t req, int64_t need, int64_t now) {
