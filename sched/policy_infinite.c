@@ -410,7 +410,7 @@ static int64_t env_commit(void *self, const infsim_gm_move *m, int64_t now) {
 
 static void wound_youngest(infinite *p, int64_t oldest);
 static int32_t gatherer_slot(const infinite *p, int64_t req);
-static bool undo_gathering_at(infinite *p, int32_t holder, int64_t now);
+static bool undo_gathering_at(infinite *p, int32_t holder);
 
 /* Back off, then let admission (and with it a new borrow) try again: an
  * idle instance has no batch end to wait for. The back-off doubles with
@@ -457,7 +457,7 @@ static void borrow_ended(void *self, int32_t debtor, int64_t req, bool ok, int64
      * this instance's own work would otherwise wait for the gatherer's
      * admission and end, and the gatherer for memory the others keep
      * for their own queues. It gathers again when the budget allows. */
-    if (p->set.own_first && undo_gathering_at(p, debtor, now) && p->pending == INFSIM_OK) {
+    if (p->set.own_first && undo_gathering_at(p, debtor) && p->pending == INFSIM_OK) {
       p->pending = instance_kick(p->s, &p->s->inst[debtor], &p->pending_err);
       return;
     }
@@ -950,16 +950,13 @@ static void undo_gathering(infinite *p, int32_t k) {
 
 /* The youngest prompt still gathering (waiting) with blocks at holder
  * gives back all it gathered; true when one did. */
-static bool undo_gathering_at(infinite *p, int32_t holder, int64_t now) {
+static bool undo_gathering_at(infinite *p, int32_t holder) {
   for (int32_t k = p->n_gatherers; k-- > 0;) {
     int64_t req = p->gatherers[k];
     if (p->s->rec[req].state != INFSIM_REQ_WAITING || p->s->rec[req].instance == holder ||
         infsim_kv_blocks_at(p->s->kv, req, holder) == 0)
       continue;
-    drop_gatherer(p, k);
-    touch_holders(p, req, now);
-    infsim_kv_release(p->s->kv, req);
-    p->st.gathers_undone++;
+    undo_gathering(p, k);
     /* Its instance asks again (its borrows in flight land nothing now). */
     if (p->pending == INFSIM_OK)
       p->pending = instance_kick(p->s, &p->s->inst[p->s->rec[req].instance], &p->pending_err);
