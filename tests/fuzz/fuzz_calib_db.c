@@ -45,11 +45,24 @@ enum { SEEN_SLOTS = 1 << 18, SEEN_KEY_BYTES = 16 };
 static uint8_t (*g_seen)[SEEN_KEY_BYTES];
 static long g_seen_count;
 
+/* The key of a DB's bytes: the SHA-256 of its size and of each 4 KB chunk
+ * that differs from the template's, with its offset (the template fixes
+ * the others). An input changes a page or two of the template's nine, and
+ * hashing all of it took an eighth of the target's time. */
 static void db_key(const uint8_t *bytes, size_t size, uint8_t key[SEEN_KEY_BYTES]) {
+  enum { CHUNK_BYTES = 4096 };
   infsim_sha256 h;
   uint8_t digest[INFSIM_SHA256_BYTES];
   infsim_sha256_init(&h);
-  infsim_sha256_update(&h, bytes, size);
+  uint64_t size64 = size;
+  infsim_sha256_update(&h, &size64, sizeof size64);
+  for (size_t off = 0; off < size; off += CHUNK_BYTES) {
+    size_t n = size - off < CHUNK_BYTES ? size - off : CHUNK_BYTES;
+    if (off + n <= g_template_size && memcmp(bytes + off, g_template + off, n) == 0) continue;
+    uint64_t off64 = off;
+    infsim_sha256_update(&h, &off64, sizeof off64);
+    infsim_sha256_update(&h, bytes + off, n);
+  }
   infsim_sha256_final(&h, digest);
   memcpy(key, digest, SEEN_KEY_BYTES);
   if (memcmp(key, (uint8_t[SEEN_KEY_BYTES]){0}, SEEN_KEY_BYTES) == 0) key[0] = 1; /* zeros mark empty slots */
