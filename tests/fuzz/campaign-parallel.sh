@@ -185,8 +185,8 @@ status=0
   done
   # fuzz_calib_db says how many of its inputs changed the DB.
   if [ -d "$work/logs/calib_db" ]; then
-    cat "$work/logs/calib_db"/*.log 2>/dev/null | awk '/^fuzz_calib_db: [0-9]+ of [0-9]+ SQL inputs/ { c += $2; a += $4 }
-      END { if (a) printf "fuzz_calib_db: %d of %d SQL inputs changed the DB and ran the readers\n", c, a }'
+    cat "$work/logs/calib_db"/*.log 2>/dev/null | awk '/^fuzz_calib_db: [0-9]+ of [0-9]+ SQL inputs/ { c += $2; a += $4; r += $10 }
+      END { if (a) printf "fuzz_calib_db: %d of %d SQL inputs changed the DB, %d of them into one not seen before (its process ran the readers)\n", c, a, r }'
   fi
 } | tee "$work/summary.txt"
 exit $status
