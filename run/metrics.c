@@ -19,13 +19,6 @@ static uint64_t order_key(double v) {
 
 enum { DIGIT_BITS = 11, DIGITS = (64 + DIGIT_BITS - 1) / DIGIT_BITS, RADIX = 1 << DIGIT_BITS };
 
-/* Sorts values[0..n) ascending, stably, as qsort with a (x > y) - (x < y)
- * comparison and glibc's stable merge sort would (the same array, bit for
- * bit: the mean summed in sorted order stays the same), in O(n) per digit:
- * LSD radix on the order keys, skipping digits every key shares. qsort's
- * comparison callback cost about 500 instructions a value. False, values
- * untouched, when memory is short or a value is NaN or -0.0 (which
- * compares equal to +0.0 and would come out as it). */
 /* 8-byte keys in a buffer of doubles or of keys, by bytes (no aliasing). */
 static uint64_t key_at(const void *keys, size_t i) {
   uint64_t k;
@@ -35,10 +28,10 @@ static uint64_t key_at(const void *keys, size_t i) {
 
 static void set_key(void *keys, size_t i, uint64_t k) { memcpy((char *)keys + i * sizeof k, &k, sizeof k); }
 
-static bool radix_sort(double *values, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (isnan(values[i]) || (values[i] == 0.0 && signbit(values[i]))) return false;
-  /* The keys take the values' place (one scratch array of n, not two). */
+/* Sorts the n keys stored in buf (8 bytes each, read and written by
+ * bytes) ascending, stably: LSD radix, skipping digits every key shares.
+ * False, buf untouched, when memory is short. */
+static bool radix_sort_keys(void *buf, size_t n) {
   void *scratch = malloc(n * sizeof(uint64_t));
   size_t(*counts)[RADIX] = calloc(DIGITS, sizeof *counts);
   if (scratch == NULL || counts == NULL) {
@@ -47,11 +40,10 @@ static bool radix_sort(double *values, size_t n) {
     return false;
   }
   for (size_t i = 0; i < n; i++) {
-    uint64_t k = order_key(values[i]);
-    set_key(values, i, k);
+    uint64_t k = key_at(buf, i);
     for (int d = 0; d < DIGITS; d++) counts[d][(k >> (d * DIGIT_BITS)) & (RADIX - 1)]++;
   }
-  void *src = values, *dst = scratch;
+  void *src = buf, *dst = scratch;
   for (int d = 0; d < DIGITS; d++) {
     size_t *c = counts[d];
     if (c[(key_at(src, 0) >> (d * DIGIT_BITS)) & (RADIX - 1)] == n) continue; /* one digit value: order unchanged */
@@ -69,14 +61,31 @@ static bool radix_sort(double *values, size_t n) {
     src = dst;
     dst = t;
   }
-  for (size_t i = 0; i < n; i++) {
-    uint64_t k = key_at(src, i);
-    uint64_t bits = (k >> 63) ? k & ~(UINT64_C(1) << 63) : ~k;
-    memcpy(&values[i], &bits, sizeof bits);
-  }
+  if (src != buf) memcpy(buf, src, n * sizeof(uint64_t));
   free(scratch);
   free(counts);
   return true;
+}
+
+/* Sorts values[0..n) ascending, stably, as qsort with a (x > y) - (x < y)
+ * comparison and glibc's stable merge sort would (the same array, bit for
+ * bit: the mean summed in sorted order stays the same), in O(n) per digit:
+ * LSD radix on the order keys. qsort's comparison callback cost about 500
+ * instructions a value. False, values untouched, when memory is short or
+ * a value is NaN or -0.0 (which compares equal to +0.0 and would come out
+ * as it). */
+static bool radix_sort(double *values, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (isnan(values[i]) || (values[i] == 0.0 && signbit(values[i]))) return false;
+  /* The keys take the values' place (one scratch array of n, not two). */
+  for (size_t i = 0; i < n; i++) set_key(values, i, order_key(values[i]));
+  bool sorted = radix_sort_keys(values, n);
+  for (size_t i = 0; i < n; i++) {
+    uint64_t k = key_at(values, i);
+    uint64_t bits = (k >> 63) ? k & ~(UINT64_C(1) << 63) : ~k;
+    memcpy(&values[i], &bits, sizeof bits);
+  }
+  return sorted;
 }
 
 static int compare_double(const void *a, const void *b) {
@@ -84,12 +93,17 @@ static int compare_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-double infsim_percentile_sorted(const double *sorted, size_t n, double p) {
-  if (n == 0) return 0.0;
+/* The nearest rank of percentile p among n > 0 values, 1..n. */
+static size_t nearest_rank(size_t n, double p) {
   size_t rank = (size_t)ceil(p / 100.0 * (double)n);
   if (rank < 1) rank = 1;
   if (rank > n) rank = n;
-  return sorted[rank - 1];
+  return rank;
+}
+
+double infsim_percentile_sorted(const double *sorted, size_t n, double p) {
+  if (n == 0) return 0.0;
+  return sorted[nearest_rank(n, p) - 1];
 }
 
 void infsim_stat_compute(double *values, size_t n, infsim_stat *out) {
@@ -105,12 +119,40 @@ void infsim_stat_compute(double *values, size_t n, infsim_stat *out) {
   out->p99 = infsim_percentile_sorted(values, n, 99.0);
 }
 
+static int compare_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+/* Seconds of a time in ns, as the summary computes them. */
+static double ns_seconds(int64_t ns) { return (double)ns * 1e-9; }
+
+void infsim_stat_compute_ns(int64_t *ns, size_t n, infsim_stat *out) {
+  memset(out, 0, sizeof *out);
+  if (n == 0) return;
+  /* Sorting the integers sorts the seconds: x * 1e-9 never decreases as x
+   * grows, and equal seconds are the same bits whatever their order. The
+   * keys (the sign bit flipped) have fewer digits that differ than a
+   * double's (whose low mantissa bits vary in every value). */
+  for (size_t i = 0; i < n; i++) set_key(ns, i, (uint64_t)ns[i] ^ (UINT64_C(1) << 63));
+  bool sorted = radix_sort_keys(ns, n);
+  for (size_t i = 0; i < n; i++) ns[i] = (int64_t)(key_at(ns, i) ^ (UINT64_C(1) << 63));
+  if (!sorted) qsort(ns, n, sizeof *ns, compare_i64);
+  double sum = 0.0;
+  for (size_t i = 0; i < n; i++) sum += ns_seconds(ns[i]);
+  out->count = (int64_t)n;
+  out->mean = sum / (double)n;
+  out->p50 = ns_seconds(ns[nearest_rank(n, 50.0) - 1]);
+  out->p90 = ns_seconds(ns[nearest_rank(n, 90.0) - 1]);
+  out->p99 = ns_seconds(ns[nearest_rank(n, 99.0) - 1]);
+}
+
 infsim_status infsim_summary_compute(const infsim_run_params *p, const infsim_request_record *rec, size_t n,
                                      const infsim_run_counters *c, infsim_summary *out, infsim_error *err) {
   memset(out, 0, sizeof *out);
-  double *ttft = malloc((n ? n : 1) * sizeof *ttft);
+  int64_t *ttft = malloc((n ? n : 1) * sizeof *ttft); /* ns: sorted as integers (infsim_stat_compute_ns) */
   double *tpot = malloc((n ? n : 1) * sizeof *tpot);
-  double *e2e = malloc((n ? n : 1) * sizeof *e2e);
+  int64_t *e2e = malloc((n ? n : 1) * sizeof *e2e);
   if (ttft == NULL || tpot == NULL || e2e == NULL) {
     free(ttft);
     free(tpot);
@@ -132,10 +174,10 @@ infsim_status infsim_summary_compute(const infsim_run_params *p, const infsim_re
     output_tokens += (double)r->output_tokens;
     if (r->finish_ns > last_finish_ns) last_finish_ns = r->finish_ns;
     if (r->arrival_ns < p->warmup_ns) continue;
-    double t_first = (double)(r->first_token_ns - r->arrival_ns) * 1e-9;
-    double t_e2e = (double)(r->finish_ns - r->arrival_ns) * 1e-9;
-    ttft[n_ttft++] = t_first;
-    e2e[n_e2e++] = t_e2e;
+    double t_first = ns_seconds(r->first_token_ns - r->arrival_ns);
+    double t_e2e = ns_seconds(r->finish_ns - r->arrival_ns);
+    ttft[n_ttft++] = r->first_token_ns - r->arrival_ns;
+    e2e[n_e2e++] = r->finish_ns - r->arrival_ns;
     int meets = t_first <= p->slo_ttft_s;
     if (r->output_tokens >= 2) {
       double t_tpot = (t_e2e - t_first) / (double)(r->output_tokens - 1);
@@ -153,9 +195,9 @@ infsim_status infsim_summary_compute(const infsim_run_params *p, const infsim_re
   }
   int64_t counted = (int64_t)n_e2e + rejected_counted; /* a rejection is a miss */
   out->slo_attainment = counted ? (double)meeting_slo / (double)counted : 0.0;
-  infsim_stat_compute(ttft, n_ttft, &out->ttft_s);
+  infsim_stat_compute_ns(ttft, n_ttft, &out->ttft_s);
   infsim_stat_compute(tpot, n_tpot, &out->tpot_s);
-  infsim_stat_compute(e2e, n_e2e, &out->e2e_s);
+  infsim_stat_compute_ns(e2e, n_e2e, &out->e2e_s);
   if (c->end_ns > 0) {
     out->mean_waiting_requests = c->waiting_integral_ns / (double)c->end_ns;
     out->mean_running_requests = c->running_integral_ns / (double)c->end_ns;

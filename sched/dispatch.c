@@ -1,8 +1,8 @@
 /*
 ** dispatch.c: round-robin and least-loaded dispatch (see dispatch.h).
 **
-** Invariant: heap[pos[i]] == i for every instance i, and the heap is
-** ordered by (load, id).
+** Invariant (least-loaded; round-robin keeps only the loads): heap[pos[i]]
+** == i for every instance i, and the heap is ordered by (load, id).
 */
 #include "infsim/dispatch.h"
 
@@ -87,6 +87,7 @@ int32_t infsim_dispatcher_pick(infsim_dispatcher *d) {
 void infsim_dispatcher_set_load(infsim_dispatcher *d, int32_t instance, int64_t load) {
   int64_t old = d->load[instance];
   d->load[instance] = load;
+  if (d->kind == INFSIM_DISPATCH_ROUND_ROBIN) return; /* its picks never read the heap */
   if (load < old) sift_up(d, d->pos[instance]);
   else if (load > old) sift_down(d, d->pos[instance]);
 }

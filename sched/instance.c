@@ -213,27 +213,24 @@ static infsim_status apply_boundaries_at(infsim_sched *s, instance *in, int64_t 
                                          infsim_error *err) {
   infsim_status st;
   const req_set *set = &in->phases[t & (phase_count(s) - 1)];
-  if (set->count > s->due_capacity) {
-    step_event *due = realloc(s->due, (size_t)set->count * sizeof *due);
-    int32_t *due_reqs = realloc(s->due_reqs, (size_t)set->count * sizeof *due_reqs);
-    if (due != NULL) s->due = due;
-    if (due_reqs != NULL) s->due_reqs = due_reqs;
-    if (due == NULL || due_reqs == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
-    s->due_capacity = set->count;
-  }
   if (set->count <= free_blocks(s, in)) {
     /* Enough blocks for every one: nobody is preempted, the set stays put,
-     * and the blocks are taken in one call. */
-    int32_t n = 0;
+     * and each takes its block as it is met (its claim's next slot). */
     for (int32_t i = 0; i < set->count; i++) {
       int32_t req = set->items[i];
       if (s->rs[req].next_boundary != t) continue; /* a first boundary further on */
       s->rs[req].next_boundary += s->p.block_tokens;
-      s->due_reqs[n++] = req;
+      if ((st = infsim_kv_alloc_one(s->kv, req, in->id, err)) != INFSIM_OK) return st;
     }
-    return infsim_kv_alloc_each(s->kv, s->due_reqs, n, in->id, err);
+    return INFSIM_OK;
   }
   /* Preemption may take members out of the set: walk a copy. */
+  if (set->count > s->due_capacity) {
+    step_event *due = realloc(s->due, (size_t)set->count * sizeof *due);
+    if (due == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+    s->due = due;
+    s->due_capacity = set->count;
+  }
   int32_t n = 0;
   for (int32_t i = 0; i < set->count; i++) {
     int32_t req = set->items[i];

@@ -811,37 +811,33 @@ infsim_status infsim_kv_alloc(infsim_kv *kv, int64_t req, int32_t holder, int64_
   return INFSIM_OK;
 }
 
+infsim_status infsim_kv_alloc_one(infsim_kv *kv, int64_t req, int32_t holder, infsim_error *err) {
+  kv_table *t = &kv->tables[req];
+  if (t->claim > 0 && holder == t->owner) {
+    /* The common case: the next claimed slot continues the last run (a
+     * claimed slot counts as free, so the pool has it). */
+    kv_pool *p = &kv->pools[holder];
+    t->at[t->n - 1].blocks++;
+    t->count++;
+    p->claimed--;
+    p->local++;
+    if (++p->in_use > p->peak) p->peak = p->in_use;
+    if (--t->claim == 0) claim_forget(kv, req);
+    return INFSIM_OK;
+  }
+  return infsim_kv_alloc(kv, req, holder, 1, err);
+}
+
 infsim_status infsim_kv_alloc_each(infsim_kv *kv, const int32_t *reqs, int32_t n, int32_t holder,
                                    infsim_error *err) {
   kv_pool *p = &kv->pools[holder];
   if (p->capacity - p->in_use < n)
     return infsim_fail(err, INFSIM_ERUN, "KV manager: instance %d has %lld free blocks, %d asked for", (int)holder,
                        (long long)(p->capacity - p->in_use), (int)n);
-  /* Blocks taken from claims are counted in the pool at once (before
-   * any other allocation reads the counts, and at the end). */
-  int64_t claimed = 0;
   for (int32_t i = 0; i < n; i++) {
-    kv_table *t = &kv->tables[reqs[i]];
-    if (t->claim > 0 && holder == t->owner) {
-      /* The common case: the next claimed slot continues the last run. */
-      t->at[t->n - 1].blocks++;
-      t->count++;
-      claimed++;
-      if (--t->claim == 0) claim_forget(kv, reqs[i]);
-      continue;
-    }
-    p->claimed -= claimed;
-    p->local += claimed;
-    p->in_use += claimed;
-    claimed = 0;
-    if (p->in_use > p->peak) p->peak = p->in_use;
-    infsim_status st = infsim_kv_alloc(kv, reqs[i], holder, 1, err);
+    infsim_status st = infsim_kv_alloc_one(kv, reqs[i], holder, err);
     if (st != INFSIM_OK) return st;
   }
-  p->claimed -= claimed;
-  p->local += claimed;
-  p->in_use += claimed;
-  if (p->in_use > p->peak) p->peak = p->in_use;
   return INFSIM_OK;
 }
 

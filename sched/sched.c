@@ -108,7 +108,6 @@ void infsim_sched_free(infsim_sched *s) {
   free(s->entries);
   free(s->holders);
   free(s->due);
-  free(s->due_reqs);
   free(s);
 }
 

@@ -102,8 +102,7 @@ struct infsim_sched {
   infsim_batch_holder *holders; /* a batch's remote holders (DistAttention) */
   int32_t holder_capacity;
   int64_t n_phases;  /* phase sets per instance (instance.c) */
-  step_event *due;   /* the boundaries of one step, when blocks may run short */
-  int32_t *due_reqs; /* ... and their requests, when they cannot */
+  step_event *due; /* the boundaries of one step, when blocks may run short */
   int32_t due_capacity;
   instance_loss_counts loss; /* faults.lose_instance (instance_loss.c) */
 };

@@ -326,30 +326,32 @@ static int64_t exec_cut(void *self, int32_t instance, int64_t t_ns) {
    * always; bisection between what they leave. Invariant: steps below lo
    * end before t_ns, and hi is steps or a step ending at or after it. */
   int64_t lo = 1, hi = x->steps;
+  int64_t hi_end = -1; /* hi's end once priced (the cut's end: not priced again) */
   double share = x->compute_ns > 0 ? (double)(t_ns - t0) / (double)x->compute_ns : 0.0;
   int64_t guess = share > 0.0 ? (int64_t)ceil(share * (double)x->steps) : 1;
   if (guess < 1) guess = 1;
   if (guess > x->steps - 1) guess = x->steps - 1;
-  if (t0 + decode_run_ns(s, x, guess) >= t_ns) {
-    hi = guess;
+  int64_t e = t0 + decode_run_ns(s, x, guess);
+  if (e >= t_ns) {
+    hi = guess, hi_end = e;
     if (guess > 1) {
-      if (t0 + decode_run_ns(s, x, guess - 1) >= t_ns) hi = guess - 1;
+      if ((e = t0 + decode_run_ns(s, x, guess - 1)) >= t_ns) hi = guess - 1, hi_end = e;
       else lo = guess;
     }
   } else {
     lo = guess + 1;
     if (lo < hi) {
-      if (t0 + decode_run_ns(s, x, lo) >= t_ns) hi = lo;
+      if ((e = t0 + decode_run_ns(s, x, lo)) >= t_ns) hi = lo, hi_end = e;
       else lo++;
     }
   }
   while (lo < hi) {
     int64_t mid = lo + (hi - lo) / 2;
-    if (t0 + decode_run_ns(s, x, mid) >= t_ns) hi = mid;
+    if ((e = t0 + decode_run_ns(s, x, mid)) >= t_ns) hi = mid, hi_end = e;
     else lo = mid + 1;
   }
   if (lo == x->steps) return x->steps;
-  int64_t end = t0 + decode_run_ns(s, x, lo);
+  int64_t end = hi_end >= 0 ? hi_end : t0 + decode_run_ns(s, x, lo);
   x->steps = lo;
   x->end_ns = end;
   x->generation++;

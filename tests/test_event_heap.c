@@ -1,9 +1,11 @@
 /*
-** test_event_heap.c: the event heap pops in (time, priority, insertion)
-** order whatever the push order, checked against a sorted reference.
+** test_event_heap.c: the event queue pops in (time, priority, insertion)
+** order whatever the push order, in its sorted layout and its heap layout,
+** checked against a sorted reference and a linear-scan one.
 */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -79,10 +81,70 @@ static void test_interleaved_use_is_monotone(void **state) {
   gsl_rng_free(rng);
 }
 
+/* The reference queue: an unordered list, the first event found by a
+ * linear scan in (time, priority, insertion) order. */
+typedef struct {
+  infsim_event items[512];
+  int n;
+} ref_queue;
+
+static int ref_first(const ref_queue *q) {
+  int best = 0;
+  for (int i = 1; i < q->n; i++)
+    if (reference_order(&q->items[i], &q->items[best]) < 0) best = i;
+  return best;
+}
+
+/* Random pushes and pops against the reference, the queue growing and
+ * shrinking across INFSIM_EVENT_SORTED_MAX (sorted layout, then the heap),
+ * with many ties in time and priority: every pop and peek is the
+ * reference's first event. */
+static void test_random_operations_match_a_reference(void **state) {
+  (void)state;
+  gsl_rng *rng = infsim_rng_new(3, "test.heap.ref");
+  for (int round = 0; round < 40; round++) {
+    infsim_event_heap h;
+    infsim_event_heap_init(&h);
+    ref_queue *q = calloc(1, sizeof *q);
+    uint64_t seq = 0;
+    int64_t now = 0;
+    /* Some rounds stay small (the sorted layout throughout), others grow
+     * well past the switch. */
+    int limit = round % 2 == 0 ? INFSIM_EVENT_SORTED_MAX : 3 * INFSIM_EVENT_SORTED_MAX;
+    for (int op = 0; op < 5000; op++) {
+      bool push = q->n == 0 || (q->n < limit && gsl_rng_uniform(rng) < (op % 1000 < 600 ? 0.7 : 0.35));
+      if (push) {
+        int64_t t = now + (int64_t)gsl_rng_uniform_int(rng, 8); /* ties, as events at one time are */
+        int32_t prio = (int32_t)gsl_rng_uniform_int(rng, 4);
+        assert_int_equal(infsim_event_heap_push(&h, t, prio, op, op, NULL), INFSIM_OK);
+        q->items[q->n++] = (infsim_event){t, prio, op, seq++, op};
+      } else {
+        int k = ref_first(q);
+        infsim_event want = q->items[k], got;
+        assert_int_equal(infsim_event_heap_peek(&h)->arg, want.arg);
+        assert_true(infsim_event_heap_pop(&h, &got));
+        assert_int_equal(got.arg, want.arg);
+        assert_int_equal(got.time_ns, want.time_ns);
+        assert_int_equal(got.priority, want.priority);
+        assert_int_equal(got.seq, want.seq);
+        q->items[k] = q->items[--q->n];
+        now = got.time_ns;
+      }
+      assert_int_equal(h.count, (size_t)q->n);
+    }
+    if (limit > INFSIM_EVENT_SORTED_MAX) assert_true(h.heap); /* the heap layout was exercised */
+    else assert_false(h.heap);
+    free(q);
+    infsim_event_heap_free(&h);
+  }
+  gsl_rng_free(rng);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_pops_in_time_priority_insertion_order),
       cmocka_unit_test(test_interleaved_use_is_monotone),
+      cmocka_unit_test(test_random_operations_match_a_reference),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -86,6 +86,43 @@ static void test_sort_matches_qsort(void **state) {
   free(ref);
 }
 
+/* Statistics of ns durations sorted as integers equal, bit for bit,
+ * those of their seconds (ns x 1e-9) sorted as doubles: latencies, ties,
+ * negatives, values past 2^53 (where the doubles round) and single values. */
+static void test_ns_stats_match_seconds(void **state) {
+  (void)state;
+  uint64_t rng = 16;
+  enum { MAX_N = 5000 };
+  int64_t *ns = malloc(MAX_N * sizeof *ns);
+  double *sec = malloc(MAX_N * sizeof *sec);
+  assert_non_null(ns);
+  assert_non_null(sec);
+  for (int trial = 0; trial < 200; trial++) {
+    size_t n = 1 + (size_t)(uniform(&rng) * (trial < 50 ? 20 : MAX_N));
+    int kind = trial % 4;
+    for (size_t i = 0; i < n; i++) {
+      double u = uniform(&rng);
+      switch (kind) {
+      case 0: ns[i] = (int64_t)(u * 6e10); break;                       /* up to a minute */
+      case 1: ns[i] = (int64_t)(u * 5.0) * 1000; break;                  /* few values, ties, 0 */
+      case 2: ns[i] = (int64_t)((u - 0.5) * 2e12); break;                /* negatives */
+      default: ns[i] = (int64_t)(u * 9e18) - (int64_t)(uniform(&rng) * 4e18); break; /* beyond 2^53 */
+      }
+      sec[i] = (double)ns[i] * 1e-9;
+    }
+    infsim_stat a, b;
+    infsim_stat_compute_ns(ns, n, &a);
+    infsim_stat_compute(sec, n, &b);
+    assert_memory_equal(&a, &b, sizeof a);
+    for (size_t i = 0; i < n; i++) assert_true((double)ns[i] * 1e-9 == sec[i]); /* sorted the same way */
+  }
+  infsim_stat st;
+  infsim_stat_compute_ns(NULL, 0, &st);
+  assert_int_equal(st.count, 0);
+  free(ns);
+  free(sec);
+}
+
 static infsim_request_record done(int64_t arrival_s, int64_t first_s, int64_t finish_s, int64_t out) {
   return (infsim_request_record){arrival_s * 1000000000, 10, out, first_s * 1000000000, finish_s * 1000000000,
                                  0, 0, 1, INFSIM_REQ_FINISHED, 0};
@@ -129,6 +166,7 @@ int main(void) {
       cmocka_unit_test(test_nearest_rank),
       cmocka_unit_test(test_summary_definitions),
       cmocka_unit_test(test_sort_matches_qsort),
+      cmocka_unit_test(test_ns_stats_match_seconds),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -383,6 +383,78 @@ static void test_repeated_column(void **state) {
   infsim_trace_free(&t);
 }
 
+/* Rows of the plain shape with fields of every length the fast row
+ * parser meets (1-10 integer digits, leading zeros, 1-9 decimals, counts
+ * of 1-18 digits), so fields start and end at every offset of its 8-byte
+ * reads: every value read equals the one worked out from the digits. */
+static void test_plain_rows_every_length(void **state) {
+  fixture *f = *state;
+  enum { ROWS = 3000 };
+  FILE *fp = fopen(f->path, "w");
+  assert_non_null(fp);
+  fputs("arrival_time_s,prompt_tokens,output_tokens\n", fp);
+  int64_t *want = malloc(3 * ROWS * sizeof *want);
+  assert_non_null(want);
+  srand(15);
+  for (int i = 0; i < ROWS; i++) {
+    /* seconds: i, zero-padded to 1-10 digits; then 1-9 random decimals */
+    int width = 1 + rand() % 10, decimals = 1 + rand() % 9;
+    char frac[10];
+    int64_t frac_ns = 0, scale = 100000000;
+    for (int d = 0; d < decimals; d++, scale /= 10) {
+      frac[d] = (char)('0' + rand() % 10);
+      frac_ns += (frac[d] - '0') * scale;
+    }
+    frac[decimals] = '\0';
+    if (width < 4 && i >= 10) width = 4;
+    fprintf(fp, "%0*d.%s", width, i, frac);
+    want[3 * i] = (int64_t)i * 1000000000 + frac_ns;
+    for (int c = 1; c < 3; c++) {
+      /* a count of 1-9 significant digits, zero-padded to at most 18 */
+      int digits = 1 + rand() % 9, pad = rand() % 4 == 0 ? rand() % (19 - digits) : 0;
+      int64_t v = 1 + rand() % 9;
+      for (int d = 1; d < digits; d++) v = 10 * v + rand() % 10;
+      if (v > INFSIM_TRACE_MAX_TOKENS) v = INFSIM_TRACE_MAX_TOKENS;
+      fprintf(fp, ",%0*lld", digits + pad, (long long)v);
+      want[3 * i + c] = v;
+    }
+    fputc('\n', fp);
+  }
+  fclose(fp);
+  infsim_trace t;
+  infsim_error err = {0};
+  assert_int_equal(infsim_trace_read_csv(f->path, &t, &err), INFSIM_OK);
+  assert_int_equal(t.count, ROWS);
+  for (int i = 0; i < ROWS; i++) {
+    assert_int_equal(t.requests[i].arrival_ns, want[3 * i]);
+    assert_int_equal(t.requests[i].prompt_tokens, want[3 * i + 1]);
+    assert_int_equal(t.requests[i].output_tokens, want[3 * i + 2]);
+  }
+  infsim_trace_free(&t);
+  free(want);
+  /* A non-digit where a digit was, at every place of the row: the bytes
+   * just above '9' (whose nibbles look like a digit's) and just below '0'
+   * included, and bytes of 0xFA and up (adding 6 carries out of them):
+   * the row is refused, as the general parsers refuse it. */
+  const char row[] = "1234567.123456789,123456789,98765";
+  const char bad[] = {':', ';', '?', '/', 'a', (char)0xFA, (char)0xFF};
+  write_text(f->path, "arrival_time_s,prompt_tokens,output_tokens\n1234567.123456789,123456789,98765\n");
+  assert_int_equal(infsim_trace_read_csv(f->path, &t, &err), INFSIM_OK); /* as it is, the row is good */
+  assert_int_equal(t.requests[0].arrival_ns, INT64_C(1234567123456789));
+  assert_int_equal(t.requests[0].prompt_tokens, 123456789);
+  infsim_trace_free(&t);
+  for (size_t pos = 0; pos + 1 < sizeof row; pos++) {
+    if (row[pos] < '0' || row[pos] > '9') continue;
+    for (size_t b = 0; b < sizeof bad; b++) {
+      char text[128];
+      snprintf(text, sizeof text, "arrival_time_s,prompt_tokens,output_tokens\n%s\n", row);
+      text[strlen("arrival_time_s,prompt_tokens,output_tokens\n") + pos] = bad[b];
+      write_text(f->path, text);
+      assert_int_equal(infsim_trace_read_csv(f->path, &t, &err), INFSIM_EINPUT);
+    }
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_seconds_exact),
@@ -393,6 +465,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_read_malformed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_write_read_round_trip, setup, teardown),
       cmocka_unit_test(test_stats),
+      cmocka_unit_test_setup_teardown(test_plain_rows_every_length, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

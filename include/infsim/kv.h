@@ -68,6 +68,12 @@ int64_t infsim_kv_host_free_blocks(const infsim_kv *kv, int32_t host);
 /* Appends n new blocks held by GPU pool `holder` to req's table; fails
  * (INFSIM_ERUN, a bug) when the holder has fewer than n free. */
 infsim_status infsim_kv_alloc(infsim_kv *kv, int64_t req, int32_t holder, int64_t n, infsim_error *err);
+/* One new block held by GPU pool `holder` appended to req's table: a
+ * decode step's block boundary. O(1) when the table's claim (kv.c) has a
+ * slot left, else as infsim_kv_alloc(kv, req, holder, 1, err) but for
+ * the claim: a table whose claim ran out here gets a new one only at its
+ * next other allocation. */
+infsim_status infsim_kv_alloc_one(infsim_kv *kv, int64_t req, int32_t holder, infsim_error *err);
 /* One new block held by GPU pool `holder` appended to the table of each
  * of reqs[0..n) (decode steps' block boundaries, one call a step); fails
  * (INFSIM_ERUN) when the holder has fewer than n free. */
