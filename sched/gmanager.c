@@ -377,10 +377,35 @@ static size_t order_creditors(const infsim_gm *gm, int32_t exclude, const int32_
 
 size_t infsim_gm_creditors(const infsim_gm *gm, int32_t *out) { return order_creditors(gm, -1, NULL, out); }
 
+/* The first creditor of order_creditors' order (rank groups, then most
+ * spare, then id), or -1 when no instance but `exclude` has spare: one
+ * scan. A plan gives a piece to creditors in this order until the piece
+ * is placed, which seldom takes more than one or two of them; a creditor
+ * it takes is left with no spare or the piece is placed, so scanning again
+ * gives the next one in the order without sorting them all. */
+static int32_t first_creditor(const infsim_gm *gm, int32_t exclude, const int32_t *rank) {
+  int32_t best = -1, best_rank = 0;
+  int64_t best_spare = 0;
+  for (int32_t i = 0; i < gm->instances; i++) {
+    int64_t si = infsim_gm_spare_blocks(gm, i);
+    if (i == exclude || si == 0) continue;
+    int32_t ri = rank ? rank[i] : 0;
+    if (best < 0 || ri < best_rank || (ri == best_rank && si > best_spare)) {
+      best = i;
+      best_rank = ri;
+      best_spare = si;
+    }
+  }
+  return best;
+}
+
 
 size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, int64_t req, int64_t need,
                       infsim_gm_move *out, size_t cap) {
   assert(debtor >= 0 && debtor < gm->instances && need >= 0);
+  /* Which instances are creditors (those with spare) does not depend on
+   * the request whose blocks move: with none, nothing can be planned. */
+  if (first_creditor(gm, debtor, NULL) < 0) return 0;
   gm_inst *d = &gm->inst[debtor];
   /* Candidates: req, the guests held at the debtor (guests_first), the
    * debtor's requests with blocks there. */
@@ -438,30 +463,47 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
     int64_t r = gm->cand[c];
     int64_t movable = r == req ? need : infsim_gm_held_by(gm, r, debtor);
     if (movable > left) movable = left;
-    for (int32_t i = 0; i < gm->instances; i++) {
+    /* Greedy and level rank every creditor alike (no ranks). */
+    bool ranked = planner != INFSIM_PLAN_GREEDY && planner != INFSIM_PLAN_LEVEL;
+    for (int32_t i = 0; ranked && i < gm->instances; i++) {
       bool same_node = infsim_gm_node_of(gm, i) == infsim_gm_node_of(gm, debtor);
       switch (planner) {
-      case INFSIM_PLAN_GREEDY: rank[i] = 0; break;
       case INFSIM_PLAN_SAME_NODE: rank[i] = same_node ? 0 : 1; break;
       case INFSIM_PLAN_AFFINITY: rank[i] = infsim_gm_held_by(gm, r, i) > 0 ? 0 : same_node ? 1 : 2; break;
       case INFSIM_PLAN_FIT:
         rank[i] = infsim_planner_fit_rank(infsim_gm_spare_blocks(gm, i), movable, infsim_gm_held_by(gm, r, i) > 0,
                                           same_node);
         break;
-      case INFSIM_PLAN_LEVEL: rank[i] = 0; break;
+      default: break;
       }
     }
-    size_t nk = order_creditors(gm, debtor, rank, gm->order);
-    int64_t level = planner == INFSIM_PLAN_LEVEL ? infsim_planner_water_level(gm, gm->order, nk, movable) : 0;
-    for (size_t k = 0; k < nk && movable > 0 && n < cap; k++) {
-      int32_t to = gm->order[k];
+    const int32_t *ranks = ranked ? rank : NULL;
+    if (planner == INFSIM_PLAN_LEVEL) {
+      /* The water level is over every creditor's spare: the whole order. */
+      size_t nk = order_creditors(gm, debtor, NULL, gm->order);
+      if (nk == 0) break; /* no spare left for this or any later candidate */
+      int64_t level = infsim_planner_water_level(gm, gm->order, nk, movable);
+      for (size_t k = 0; k < nk && movable > 0 && n < cap; k++) {
+        int32_t to = gm->order[k];
+        int64_t b = infsim_planner_level_piece(infsim_gm_spare_blocks(gm, to), level, movable);
+        if (b > movable) b = movable;
+        out[n++] = (infsim_gm_move){.req = r, .from = debtor, .to = to, .blocks = b, .fresh = r == req};
+        gm->inst[to].free_view -= b;
+        movable -= b;
+        left -= b;
+      }
+      continue;
+    }
+    int32_t to = first_creditor(gm, debtor, ranks);
+    if (to < 0) break; /* no spare left for this or any later candidate */
+    for (;;) {
       int64_t b = infsim_gm_spare_blocks(gm, to);
-      if (planner == INFSIM_PLAN_LEVEL) b = infsim_planner_level_piece(b, level, movable);
       if (b > movable) b = movable;
       out[n++] = (infsim_gm_move){.req = r, .from = debtor, .to = to, .blocks = b, .fresh = r == req};
       gm->inst[to].free_view -= b;
       movable -= b;
       left -= b;
+      if (movable == 0 || n == cap || (to = first_creditor(gm, debtor, ranks)) < 0) break;
     }
   }
   return n;
