@@ -531,18 +531,20 @@ static bool gm_split(const infinite *p, int64_t req) { return infsim_gm_remote_b
  * debts_only the collection goes out whatever it finds (a report): its
  * running requests are not told apart, and the answer does not count
  * them. */
+/* Instance i's free memory as lendable: less what it promised others and
+ * what its own queued work needs (own_demand), so the gManager neither
+ * proposes it nor counts it in the gathering budget. */
+static int64_t hb_free_blocks(infinite *p, int32_t i, int64_t now) {
+  return infsim_sched_free_blocks_now(p->s, i, now) - infsim_contract_reserved(p->contract, i) - own_demand(p, i);
+}
+
 static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, hb_buf *h) {
   infsim_sched *s = p->s;
   bool debt = false;
   h->n = h->n_gone = 0;
-  /* Free memory as lendable: less what it promised others and what its
-   * own queued work needs (own_demand), so the gManager neither proposes
-   * it nor counts it in the gathering budget. A tick that sends collects
-   * again at once (report): its free memory, as of the same moment, is
-   * known. */
-  if (!h->free_known)
-    h->free_blocks =
-        infsim_sched_free_blocks_now(s, i, now) - infsim_contract_reserved(p->contract, i) - own_demand(p, i);
+  /* A tick that sends collects again at once (report): its free memory,
+   * as of the same moment, is known. */
+  if (!h->free_known) h->free_blocks = hb_free_blocks(p, i, now);
   h->free_known = false;
   h->snapshot_ns = now;
   const instance *in = &s->inst[i];
@@ -618,16 +620,25 @@ static int64_t report_bytes(const hb_buf *h) { return HEARTBEAT_ENTRY_BYTES * (i
 static infsim_status send_heartbeat(infinite *p, int32_t i, int64_t now, infsim_error *err) {
   hb_buf *t = &p->hb_next;
   t->full = p->hb[i].full_next;
-  bool debt = hb_collect(p, i, now, !t->full, t);
+  int64_t free_blocks = hb_free_blocks(p, i, now);
   int64_t last_free = infsim_gm_free_blocks(p->gm, i);
-  int64_t moved = t->free_blocks > last_free ? t->free_blocks - last_free : last_free - t->free_blocks;
-  bool quiet = !debt && !t->full && (double)moved <= p->set.heartbeat_band * (double)p->s->p.gpu_blocks_per_instance;
+  int64_t moved = free_blocks > last_free ? free_blocks - last_free : last_free - free_blocks;
+  /* Only a tick whose free memory stayed in the band, and that owes no
+   * full report, can be quiet: only it needs to look for changed debts
+   * (a tick that sends collects everything, below). */
+  bool quiet = !t->full && (double)moved <= p->set.heartbeat_band * (double)p->s->p.gpu_blocks_per_instance;
+  if (quiet) {
+    t->free_known = true;
+    t->free_blocks = free_blocks;
+    quiet = !hb_collect(p, i, now, true, t);
+  }
   if (quiet) {
     if (p->hb_shift[i] < QUIET_SHIFT_MAX) p->hb_shift[i]++;
     return INFSIM_OK;
   }
   if (p->hb_shift[i] > 0) p->hb_shift[i]--; /* halves: a busy instance settles near its pace of change */
   t->free_known = true;
+  t->free_blocks = free_blocks;
   report(p, i, now, false);
   const hb_buf *h = &p->hb[i];
   p->st.heartbeats++;
