@@ -510,7 +510,7 @@ static bool tier_may_gather(void *self, int64_t req) { return gatherer_slot((inf
 static bool hb_add(infinite *p, hb_buf *h, int32_t holder, int64_t req, int32_t owner, int64_t blocks) {
   if (!h->full && infsim_gm_held_by(p->gm, req, holder) == blocks) return false;
   if (h->full && blocks == 0) return false;
-  if (!room_for_one(p, (void **)&h->e, &h->cap, h->n, sizeof *h->e, 32)) return false;
+  if (h->n >= h->cap && !room_for_one(p, (void **)&h->e, &h->cap, h->n, sizeof *h->e, 32)) return false;
   h->e[h->n++] = (infsim_gm_entry){req, owner, holder, blocks};
   return true;
 }
@@ -548,14 +548,14 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, hb_
   h->free_known = false;
   h->snapshot_ns = now;
   const instance *in = &s->inst[i];
+  /* The executor's steps done are looked up once for all running requests. */
+  int64_t done = in->running_count > 0 ? sched_steps_done_now(s, in, now) : -1;
   for (int32_t k = 0; k < in->running_count; k++) {
     int64_t r = in->running[k];
-    if (!debts_only) {
-      hb_add(p, h, i, r, i, infsim_sched_blocks_now(s, r, i, now));
-      continue;
-    }
-    bool split = infsim_kv_foreign_blocks(s->kv, r) > 0 || gm_split(p, r);
-    if (split && hb_add(p, h, i, r, i, infsim_sched_blocks_now(s, r, i, now))) debt = true;
+    if (debts_only && infsim_kv_foreign_blocks(s->kv, r) == 0 && !gm_split(p, r)) continue;
+    int64_t b = sched_blocks_now_done(s, in, r, done);
+    assert(b == infsim_sched_blocks_now(s, r, i, now));
+    if (hb_add(p, h, i, r, i, b) && debts_only) debt = true;
   }
   /* Requests the gManager has here that stopped running (finished,
    * preempted, swapped out): the owner says they are gone (no GPU blocks
