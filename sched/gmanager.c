@@ -11,7 +11,7 @@
 ** lent, borrowed and held, updated with every entry change, and the list
 ** of requests it owns (the planner's candidates). Split requests (some
 ** blocks away from the owner) are kept in an array with each request's
-** position in it, for O(1) insertion and removal.
+** position in it, for O(1) insertion and removal, and counted per owner.
 **
 ** Invariants: gmanager.h; infsim_gm_check recomputes every sum.
 */
@@ -44,6 +44,7 @@ typedef struct {
   int64_t free_view;
   int64_t free_as_of_ns;
   int64_t lent, borrowed, held;
+  int64_t split_owned; /* its requests in gm->split */
   int64_t *owned;
   size_t owned_n, owned_cap;
 } gm_inst;
@@ -165,8 +166,12 @@ static void update_split(infsim_gm *gm, int64_t r) {
   if (is_split && q->split_pos < 0) {
     list_add(gm, &gm->split, &gm->split_n, &gm->split_cap, r, &q->split_pos);
     if (gm->split_n > gm->split_peak) gm->split_peak = gm->split_n;
+    if (q->split_pos >= 0) gm->inst[q->owner].split_owned++;
   }
-  if (!is_split && q->split_pos >= 0) list_remove(gm, gm->split, &gm->split_n, &q->split_pos, true);
+  if (!is_split && q->split_pos >= 0) {
+    list_remove(gm, gm->split, &gm->split_n, &q->split_pos, true);
+    gm->inst[q->owner].split_owned--;
+  }
 }
 
 /* Sets the entry (r, holder) to blocks as of `at`; owner given when the
@@ -286,6 +291,7 @@ void infsim_gm_reset(infsim_gm *gm) {
     in->free_view = 0;
     in->free_as_of_ns = 0;
     in->lent = in->borrowed = in->held = 0;
+    in->split_owned = 0;
   }
   gm->split_n = 0;
   gm->tracked = 0;
@@ -336,6 +342,8 @@ size_t infsim_gm_owned(const infsim_gm *gm, int32_t instance, const int64_t **re
   *reqs = gm->inst[instance].owned;
   return gm->inst[instance].owned_n;
 }
+
+int64_t infsim_gm_split_owned(const infsim_gm *gm, int32_t instance) { return gm->inst[instance].split_owned; }
 
 size_t infsim_gm_split_requests(const infsim_gm *gm, const int64_t **reqs) {
   *reqs = gm->split;
@@ -530,7 +538,8 @@ void infsim_gm_check(const infsim_gm *gm) {
   int64_t *lent = calloc((size_t)gm->instances, sizeof *lent);
   int64_t *borrowed = calloc((size_t)gm->instances, sizeof *borrowed);
   int64_t *held = calloc((size_t)gm->instances, sizeof *held);
-  assert(lent && borrowed && held);
+  int64_t *split_owned = calloc((size_t)gm->instances, sizeof *split_owned);
+  assert(lent && borrowed && held && split_owned);
   size_t split = 0;
   int64_t tracked = 0;
   for (int64_t r = 0; r < gm->requests; r++) {
@@ -558,6 +567,7 @@ void infsim_gm_check(const infsim_gm *gm) {
     if (q->split_pos >= 0) {
       assert(gm->split[q->split_pos] == r);
       split++;
+      split_owned[q->owner]++;
     }
     if (q->owner >= 0) assert(q->owned_pos >= 0 && gm->inst[q->owner].owned[q->owned_pos] == r);
   }
@@ -567,6 +577,7 @@ void infsim_gm_check(const infsim_gm *gm) {
   int64_t sum_lent = 0, sum_borrowed = 0;
   for (int32_t i = 0; i < gm->instances; i++) {
     assert(lent[i] == gm->inst[i].lent && borrowed[i] == gm->inst[i].borrowed && held[i] == gm->inst[i].held);
+    assert(split_owned[i] == gm->inst[i].split_owned);
     sum_lent += lent[i];
     sum_borrowed += borrowed[i];
   }
@@ -576,4 +587,5 @@ void infsim_gm_check(const infsim_gm *gm) {
   free(lent);
   free(borrowed);
   free(held);
+  free(split_owned);
 }

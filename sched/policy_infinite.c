@@ -550,7 +550,18 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, hb_
   const instance *in = &s->inst[i];
   /* The executor's steps done are looked up once for all running requests. */
   int64_t done = in->running_count > 0 ? sched_steps_done_now(s, in, now) : -1;
-  for (int32_t k = 0; k < in->running_count; k++) {
+  /* With debts_only, only split running requests count: split in the
+   * truth (their blocks away from i: the KV manager's split requests of
+   * i) or in the ledger (its split requests owned by i; a running
+   * request's owner is where it runs). With none of either, none does. */
+  int64_t kv_split = 0;
+  (void)infsim_kv_split_requests(s->kv, i, &kv_split);
+  bool none_split = debts_only && kv_split == 0 && infsim_gm_split_owned(p->gm, i) == 0;
+#ifdef INFSIM_CHECK_INVARIANTS
+  for (int32_t k = 0; none_split && k < in->running_count; k++)
+    assert(infsim_kv_foreign_blocks(s->kv, in->running[k]) == 0 && !gm_split(p, in->running[k]));
+#endif
+  for (int32_t k = 0; k < in->running_count && !none_split; k++) {
     int64_t r = in->running[k];
     if (debts_only && infsim_kv_foreign_blocks(s->kv, r) == 0 && !gm_split(p, r)) continue;
     int64_t b = sched_blocks_now_done(s, in, r, done);
