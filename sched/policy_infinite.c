@@ -364,7 +364,7 @@ static int64_t env_free(void *self, int32_t instance) {
  * pending (hooks such as short_of_blocks cannot return a status; on_message
  * reports it, and a heartbeat timer comes soon). */
 static bool room_for_one(infinite *p, void **items, size_t *cap, size_t n, size_t item_bytes, size_t first) {
-  if (infsim_grow(items, cap, n + 1, item_bytes, first)) return true;
+  if (n < *cap || infsim_grow(items, cap, n + 1, item_bytes, first)) return true; /* no call while there is room */
   if (p->pending == INFSIM_OK) p->pending = infsim_fail(&p->pending_err, INFSIM_ENOMEM, "out of memory");
   return false;
 }
@@ -510,7 +510,7 @@ static bool tier_may_gather(void *self, int64_t req) { return gatherer_slot((inf
 static bool hb_add(infinite *p, hb_buf *h, int32_t holder, int64_t req, int32_t owner, int64_t blocks) {
   if (!h->full && infsim_gm_held_by(p->gm, req, holder) == blocks) return false;
   if (h->full && blocks == 0) return false;
-  if (h->n >= h->cap && !room_for_one(p, (void **)&h->e, &h->cap, h->n, sizeof *h->e, 32)) return false;
+  if (!room_for_one(p, (void **)&h->e, &h->cap, h->n, sizeof *h->e, 32)) return false;
   h->e[h->n++] = (infsim_gm_entry){req, owner, holder, blocks};
   return true;
 }
