@@ -522,6 +522,13 @@ static void hb_gone(infinite *p, hb_buf *h, int64_t req) {
 /* True when the gManager's ledger has req's KV partly away from its owner. */
 static bool gm_split(const infinite *p, int64_t req) { return infsim_gm_remote_blocks(p->gm, req) > 0; }
 
+/* Instance i's free memory as lendable: less what it promised others and
+ * what its own queued work needs (own_demand), so the gManager neither
+ * proposes it nor counts it in the gathering budget. */
+static int64_t hb_free_blocks(infinite *p, int32_t i, int64_t now) {
+  return infsim_sched_free_blocks_now(p->s, i, now) - infsim_contract_reserved(p->contract, i) - own_demand(p, i);
+}
+
 /* Instance i's report as of now into h; true when a debt changed: an
  * entry of a request split in the truth or in the ledger, or one it holds
  * for another owner (docs/distkv.md, "gManager and heartbeats"). With
@@ -531,13 +538,6 @@ static bool gm_split(const infinite *p, int64_t req) { return infsim_gm_remote_b
  * debts_only the collection goes out whatever it finds (a report): its
  * running requests are not told apart, and the answer does not count
  * them. */
-/* Instance i's free memory as lendable: less what it promised others and
- * what its own queued work needs (own_demand), so the gManager neither
- * proposes it nor counts it in the gathering budget. */
-static int64_t hb_free_blocks(infinite *p, int32_t i, int64_t now) {
-  return infsim_sched_free_blocks_now(p->s, i, now) - infsim_contract_reserved(p->contract, i) - own_demand(p, i);
-}
-
 static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, hb_buf *h) {
   infsim_sched *s = p->s;
   bool debt = false;
@@ -548,8 +548,6 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, hb_
   h->free_known = false;
   h->snapshot_ns = now;
   const instance *in = &s->inst[i];
-  /* The executor's steps done are looked up once for all running requests. */
-  int64_t done = in->running_count > 0 ? sched_steps_done_now(s, in, now) : -1;
   /* With debts_only, only split running requests count: split in the
    * truth (their blocks away from i: the KV manager's split requests of
    * i) or in the ledger (its split requests owned by i; a running
@@ -561,6 +559,8 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, hb_
   for (int32_t k = 0; none_split && k < in->running_count; k++)
     assert(infsim_kv_foreign_blocks(s->kv, in->running[k]) == 0 && !gm_split(p, in->running[k]));
 #endif
+  /* The executor's steps done are looked up once for all running requests. */
+  int64_t done = in->running_count > 0 && !none_split ? sched_steps_done_now(s, in, now) : -1;
   for (int32_t k = 0; k < in->running_count && !none_split; k++) {
     int64_t r = in->running[k];
     if (debts_only && infsim_kv_foreign_blocks(s->kv, r) == 0 && !gm_split(p, r)) continue;
