@@ -174,10 +174,33 @@ static void update_split(infsim_gm *gm, int64_t r) {
   }
 }
 
+static void set_entry_any(infsim_gm *gm, int64_t r, int32_t owner, int32_t holder, int64_t blocks, int64_t at);
+
 /* Sets the entry (r, holder) to blocks as of `at`; owner given when the
  * request is new to the ledger. */
 static void set_entry(infsim_gm *gm, int64_t r, int32_t owner, int32_t holder, int64_t blocks, int64_t at) {
   assert(r >= 0 && r < gm->requests && holder >= 0 && holder < gm->instances && blocks >= 0);
+  gm_req *q = &gm->req[r];
+  if (holder == q->owner && blocks > 0 && at >= q->floor_ns) {
+    /* The usual entry, an owner's own blocks that stay above zero: its
+     * remote blocks stay as they were and its total above zero, so the
+     * lists (split, owned) stay as they are and only the sums move. */
+    for (int32_t k = 0; k < q->n; k++)
+      if (q->h[k].holder == holder) {
+        gm_hold *e = &q->h[k];
+        if (at < e->as_of_ns) return; /* an older report than what we know */
+        q->total += blocks - e->blocks;
+        gm->inst[holder].held += blocks - e->blocks;
+        e->blocks = blocks;
+        e->as_of_ns = at;
+        return;
+      }
+  }
+  set_entry_any(gm, r, owner, holder, blocks, at);
+}
+
+/* set_entry, every case. */
+static void set_entry_any(infsim_gm *gm, int64_t r, int32_t owner, int32_t holder, int64_t blocks, int64_t at) {
   gm_req *q = &gm->req[r];
   if (at < q->floor_ns) return;
   if (q->owner < 0) {
