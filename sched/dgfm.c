@@ -88,6 +88,24 @@ static int by_id(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+/* Ids ascending (distinct, so any sort gives the same order). The split
+ * list is mostly in id order already (requests split in about the order
+ * they arrive; a removal moves the last one into the hole), and a pass's
+ * list is short: insertion sort, which is then about linear, up to 64
+ * ids; qsort beyond, where its O(n log n) bound matters. */
+static void sort_ids(int64_t *a, size_t n) {
+  if (n > 64) {
+    qsort(a, n, sizeof *a, by_id);
+    return;
+  }
+  for (size_t k = 1; k < n; k++) {
+    int64_t x = a[k];
+    size_t j = k;
+    for (; j > 0 && a[j - 1] > x; j--) a[j] = a[j - 1];
+    a[j] = x;
+  }
+}
+
 static int by_size(const void *a, const void *b) {
   const piece *x = a, *y = b;
   if (x->blocks != y->blocks) return x->blocks < y->blocks ? -1 : 1;
@@ -196,7 +214,7 @@ size_t infsim_dgfm_pass(infsim_dgfm *d, const infsim_gm *gm, const infsim_dgfm_l
   for (size_t k = 0; k < nreqs; k++)
     if (infsim_gm_held_by(gm, split[k], infsim_gm_owner(gm, split[k])) > 0) d->reqs[kept++] = split[k];
   nreqs = kept;
-  if (nreqs > 1) qsort(d->reqs, nreqs, sizeof *d->reqs, by_id);
+  sort_ids(d->reqs, nreqs);
 
   /* 1. Recalls, smallest piece first over the whole graph. An owner's
    * spare only shrinks during the pass, so a piece whose owner lacks the

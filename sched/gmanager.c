@@ -11,7 +11,7 @@
 ** lent, borrowed and held, updated with every entry change, and the list
 ** of requests it owns (the planner's candidates). Split requests (some
 ** blocks away from the owner) are kept in an array with each request's
-** position in it, for O(1) insertion and removal.
+** position in it, for O(1) insertion and removal, and counted per owner.
 **
 ** Invariants: gmanager.h; infsim_gm_check recomputes every sum.
 */
@@ -44,6 +44,7 @@ typedef struct {
   int64_t free_view;
   int64_t free_as_of_ns;
   int64_t lent, borrowed, held;
+  int64_t split_owned; /* its requests in gm->split */
   int64_t *owned;
   size_t owned_n, owned_cap;
 } gm_inst;
@@ -165,14 +166,41 @@ static void update_split(infsim_gm *gm, int64_t r) {
   if (is_split && q->split_pos < 0) {
     list_add(gm, &gm->split, &gm->split_n, &gm->split_cap, r, &q->split_pos);
     if (gm->split_n > gm->split_peak) gm->split_peak = gm->split_n;
+    if (q->split_pos >= 0) gm->inst[q->owner].split_owned++;
   }
-  if (!is_split && q->split_pos >= 0) list_remove(gm, gm->split, &gm->split_n, &q->split_pos, true);
+  if (!is_split && q->split_pos >= 0) {
+    list_remove(gm, gm->split, &gm->split_n, &q->split_pos, true);
+    gm->inst[q->owner].split_owned--;
+  }
 }
+
+static void set_entry_any(infsim_gm *gm, int64_t r, int32_t owner, int32_t holder, int64_t blocks, int64_t at);
 
 /* Sets the entry (r, holder) to blocks as of `at`; owner given when the
  * request is new to the ledger. */
 static void set_entry(infsim_gm *gm, int64_t r, int32_t owner, int32_t holder, int64_t blocks, int64_t at) {
   assert(r >= 0 && r < gm->requests && holder >= 0 && holder < gm->instances && blocks >= 0);
+  gm_req *q = &gm->req[r];
+  if (holder == q->owner && blocks > 0 && at >= q->floor_ns) {
+    /* The usual entry, an owner's own blocks that stay above zero: its
+     * remote blocks stay as they were and its total above zero, so the
+     * lists (split, owned) stay as they are and only the sums move. */
+    for (int32_t k = 0; k < q->n; k++)
+      if (q->h[k].holder == holder) {
+        gm_hold *e = &q->h[k];
+        if (at < e->as_of_ns) return; /* an older report than what we know */
+        q->total += blocks - e->blocks;
+        gm->inst[holder].held += blocks - e->blocks;
+        e->blocks = blocks;
+        e->as_of_ns = at;
+        return;
+      }
+  }
+  set_entry_any(gm, r, owner, holder, blocks, at);
+}
+
+/* set_entry, every case. */
+static void set_entry_any(infsim_gm *gm, int64_t r, int32_t owner, int32_t holder, int64_t blocks, int64_t at) {
   gm_req *q = &gm->req[r];
   if (at < q->floor_ns) return;
   if (q->owner < 0) {
@@ -286,6 +314,7 @@ void infsim_gm_reset(infsim_gm *gm) {
     in->free_view = 0;
     in->free_as_of_ns = 0;
     in->lent = in->borrowed = in->held = 0;
+    in->split_owned = 0;
   }
   gm->split_n = 0;
   gm->tracked = 0;
@@ -337,6 +366,8 @@ size_t infsim_gm_owned(const infsim_gm *gm, int32_t instance, const int64_t **re
   return gm->inst[instance].owned_n;
 }
 
+int64_t infsim_gm_split_owned(const infsim_gm *gm, int32_t instance) { return gm->inst[instance].split_owned; }
+
 size_t infsim_gm_split_requests(const infsim_gm *gm, const int64_t **reqs) {
   *reqs = gm->split;
   return gm->split_n;
@@ -377,10 +408,35 @@ static size_t order_creditors(const infsim_gm *gm, int32_t exclude, const int32_
 
 size_t infsim_gm_creditors(const infsim_gm *gm, int32_t *out) { return order_creditors(gm, -1, NULL, out); }
 
+/* The first creditor of order_creditors' order (rank groups, then most
+ * spare, then id), or -1 when no instance but `exclude` has spare: one
+ * scan. A plan gives a piece to creditors in this order until the piece
+ * is placed, which seldom takes more than one or two of them; a creditor
+ * it takes is left with no spare or the piece is placed, so scanning again
+ * gives the next one in the order without sorting them all. */
+static int32_t first_creditor(const infsim_gm *gm, int32_t exclude, const int32_t *rank) {
+  int32_t best = -1, best_rank = 0;
+  int64_t best_spare = 0;
+  for (int32_t i = 0; i < gm->instances; i++) {
+    int64_t si = infsim_gm_spare_blocks(gm, i);
+    if (i == exclude || si == 0) continue;
+    int32_t ri = rank ? rank[i] : 0;
+    if (best < 0 || ri < best_rank || (ri == best_rank && si > best_spare)) {
+      best = i;
+      best_rank = ri;
+      best_spare = si;
+    }
+  }
+  return best;
+}
+
 
 size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, int64_t req, int64_t need,
                       infsim_gm_move *out, size_t cap) {
   assert(debtor >= 0 && debtor < gm->instances && need >= 0);
+  /* Which instances are creditors (those with spare) does not depend on
+   * the request whose blocks move: with none, nothing can be planned. */
+  if (first_creditor(gm, debtor, NULL) < 0) return 0;
   gm_inst *d = &gm->inst[debtor];
   /* Candidates: req, the guests held at the debtor (guests_first), the
    * debtor's requests with blocks there. */
@@ -438,30 +494,47 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
     int64_t r = gm->cand[c];
     int64_t movable = r == req ? need : infsim_gm_held_by(gm, r, debtor);
     if (movable > left) movable = left;
-    for (int32_t i = 0; i < gm->instances; i++) {
+    /* Greedy and level rank every creditor alike (no ranks). */
+    bool ranked = planner != INFSIM_PLAN_GREEDY && planner != INFSIM_PLAN_LEVEL;
+    for (int32_t i = 0; ranked && i < gm->instances; i++) {
       bool same_node = infsim_gm_node_of(gm, i) == infsim_gm_node_of(gm, debtor);
       switch (planner) {
-      case INFSIM_PLAN_GREEDY: rank[i] = 0; break;
       case INFSIM_PLAN_SAME_NODE: rank[i] = same_node ? 0 : 1; break;
       case INFSIM_PLAN_AFFINITY: rank[i] = infsim_gm_held_by(gm, r, i) > 0 ? 0 : same_node ? 1 : 2; break;
       case INFSIM_PLAN_FIT:
         rank[i] = infsim_planner_fit_rank(infsim_gm_spare_blocks(gm, i), movable, infsim_gm_held_by(gm, r, i) > 0,
                                           same_node);
         break;
-      case INFSIM_PLAN_LEVEL: rank[i] = 0; break;
+      default: break;
       }
     }
-    size_t nk = order_creditors(gm, debtor, rank, gm->order);
-    int64_t level = planner == INFSIM_PLAN_LEVEL ? infsim_planner_water_level(gm, gm->order, nk, movable) : 0;
-    for (size_t k = 0; k < nk && movable > 0 && n < cap; k++) {
-      int32_t to = gm->order[k];
+    const int32_t *ranks = ranked ? rank : NULL;
+    if (planner == INFSIM_PLAN_LEVEL) {
+      /* The water level is over every creditor's spare: the whole order. */
+      size_t nk = order_creditors(gm, debtor, NULL, gm->order);
+      if (nk == 0) break; /* no spare left for this or any later candidate */
+      int64_t level = infsim_planner_water_level(gm, gm->order, nk, movable);
+      for (size_t k = 0; k < nk && movable > 0 && n < cap; k++) {
+        int32_t to = gm->order[k];
+        int64_t b = infsim_planner_level_piece(infsim_gm_spare_blocks(gm, to), level, movable);
+        if (b > movable) b = movable;
+        out[n++] = (infsim_gm_move){.req = r, .from = debtor, .to = to, .blocks = b, .fresh = r == req};
+        gm->inst[to].free_view -= b;
+        movable -= b;
+        left -= b;
+      }
+      continue;
+    }
+    int32_t to = first_creditor(gm, debtor, ranks);
+    if (to < 0) break; /* no spare left for this or any later candidate */
+    for (;;) {
       int64_t b = infsim_gm_spare_blocks(gm, to);
-      if (planner == INFSIM_PLAN_LEVEL) b = infsim_planner_level_piece(b, level, movable);
       if (b > movable) b = movable;
       out[n++] = (infsim_gm_move){.req = r, .from = debtor, .to = to, .blocks = b, .fresh = r == req};
       gm->inst[to].free_view -= b;
       movable -= b;
       left -= b;
+      if (movable == 0 || n == cap || (to = first_creditor(gm, debtor, ranks)) < 0) break;
     }
   }
   return n;
@@ -488,7 +561,8 @@ void infsim_gm_check(const infsim_gm *gm) {
   int64_t *lent = calloc((size_t)gm->instances, sizeof *lent);
   int64_t *borrowed = calloc((size_t)gm->instances, sizeof *borrowed);
   int64_t *held = calloc((size_t)gm->instances, sizeof *held);
-  assert(lent && borrowed && held);
+  int64_t *split_owned = calloc((size_t)gm->instances, sizeof *split_owned);
+  assert(lent && borrowed && held && split_owned);
   size_t split = 0;
   int64_t tracked = 0;
   for (int64_t r = 0; r < gm->requests; r++) {
@@ -516,6 +590,7 @@ void infsim_gm_check(const infsim_gm *gm) {
     if (q->split_pos >= 0) {
       assert(gm->split[q->split_pos] == r);
       split++;
+      split_owned[q->owner]++;
     }
     if (q->owner >= 0) assert(q->owned_pos >= 0 && gm->inst[q->owner].owned[q->owned_pos] == r);
   }
@@ -525,6 +600,7 @@ void infsim_gm_check(const infsim_gm *gm) {
   int64_t sum_lent = 0, sum_borrowed = 0;
   for (int32_t i = 0; i < gm->instances; i++) {
     assert(lent[i] == gm->inst[i].lent && borrowed[i] == gm->inst[i].borrowed && held[i] == gm->inst[i].held);
+    assert(split_owned[i] == gm->inst[i].split_owned);
     sum_lent += lent[i];
     sum_borrowed += borrowed[i];
   }
@@ -534,4 +610,5 @@ void infsim_gm_check(const infsim_gm *gm) {
   free(lent);
   free(borrowed);
   free(held);
+  free(split_owned);
 }

@@ -364,7 +364,7 @@ static int64_t env_free(void *self, int32_t instance) {
  * pending (hooks such as short_of_blocks cannot return a status; on_message
  * reports it, and a heartbeat timer comes soon). */
 static bool room_for_one(infinite *p, void **items, size_t *cap, size_t n, size_t item_bytes, size_t first) {
-  if (infsim_grow(items, cap, n + 1, item_bytes, first)) return true;
+  if (n < *cap || infsim_grow(items, cap, n + 1, item_bytes, first)) return true; /* no call while there is room */
   if (p->pending == INFSIM_OK) p->pending = infsim_fail(&p->pending_err, INFSIM_ENOMEM, "out of memory");
   return false;
 }
@@ -522,6 +522,13 @@ static void hb_gone(infinite *p, hb_buf *h, int64_t req) {
 /* True when the gManager's ledger has req's KV partly away from its owner. */
 static bool gm_split(const infinite *p, int64_t req) { return infsim_gm_remote_blocks(p->gm, req) > 0; }
 
+/* Instance i's free memory as lendable: less what it promised others and
+ * what its own queued work needs (own_demand), so the gManager neither
+ * proposes it nor counts it in the gathering budget. */
+static int64_t hb_free_blocks(infinite *p, int32_t i, int64_t now) {
+  return infsim_sched_free_blocks_now(p->s, i, now) - infsim_contract_reserved(p->contract, i) - own_demand(p, i);
+}
+
 /* Instance i's report as of now into h; true when a debt changed: an
  * entry of a request split in the truth or in the ledger, or one it holds
  * for another owner (docs/distkv.md, "gManager and heartbeats"). With
@@ -535,25 +542,31 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, hb_
   infsim_sched *s = p->s;
   bool debt = false;
   h->n = h->n_gone = 0;
-  /* Free memory as lendable: less what it promised others and what its
-   * own queued work needs (own_demand), so the gManager neither proposes
-   * it nor counts it in the gathering budget. A tick that sends collects
-   * again at once (report): its free memory, as of the same moment, is
-   * known. */
-  if (!h->free_known)
-    h->free_blocks =
-        infsim_sched_free_blocks_now(s, i, now) - infsim_contract_reserved(p->contract, i) - own_demand(p, i);
+  /* A tick that sends collects again at once (report): its free memory,
+   * as of the same moment, is known. */
+  if (!h->free_known) h->free_blocks = hb_free_blocks(p, i, now);
   h->free_known = false;
   h->snapshot_ns = now;
   const instance *in = &s->inst[i];
-  for (int32_t k = 0; k < in->running_count; k++) {
+  /* With debts_only, only split running requests count: split in the
+   * truth (their blocks away from i: the KV manager's split requests of
+   * i) or in the ledger (its split requests owned by i; a running
+   * request's owner is where it runs). With none of either, none does. */
+  int64_t kv_split = 0;
+  (void)infsim_kv_split_requests(s->kv, i, &kv_split);
+  bool none_split = debts_only && kv_split == 0 && infsim_gm_split_owned(p->gm, i) == 0;
+#ifdef INFSIM_CHECK_INVARIANTS
+  for (int32_t k = 0; none_split && k < in->running_count; k++)
+    assert(infsim_kv_foreign_blocks(s->kv, in->running[k]) == 0 && !gm_split(p, in->running[k]));
+#endif
+  /* The executor's steps done are looked up once for all running requests. */
+  int64_t done = in->running_count > 0 && !none_split ? sched_steps_done_now(s, in, now) : -1;
+  for (int32_t k = 0; k < in->running_count && !none_split; k++) {
     int64_t r = in->running[k];
-    if (!debts_only) {
-      hb_add(p, h, i, r, i, infsim_sched_blocks_now(s, r, i, now));
-      continue;
-    }
-    bool split = infsim_kv_foreign_blocks(s->kv, r) > 0 || gm_split(p, r);
-    if (split && hb_add(p, h, i, r, i, infsim_sched_blocks_now(s, r, i, now))) debt = true;
+    if (debts_only && infsim_kv_foreign_blocks(s->kv, r) == 0 && !gm_split(p, r)) continue;
+    int64_t b = sched_blocks_now_done(s, in, r, done);
+    assert(b == infsim_sched_blocks_now(s, r, i, now));
+    if (hb_add(p, h, i, r, i, b) && debts_only) debt = true;
   }
   /* Requests the gManager has here that stopped running (finished,
    * preempted, swapped out): the owner says they are gone (no GPU blocks
@@ -618,16 +631,25 @@ static int64_t report_bytes(const hb_buf *h) { return HEARTBEAT_ENTRY_BYTES * (i
 static infsim_status send_heartbeat(infinite *p, int32_t i, int64_t now, infsim_error *err) {
   hb_buf *t = &p->hb_next;
   t->full = p->hb[i].full_next;
-  bool debt = hb_collect(p, i, now, !t->full, t);
+  int64_t free_blocks = hb_free_blocks(p, i, now);
   int64_t last_free = infsim_gm_free_blocks(p->gm, i);
-  int64_t moved = t->free_blocks > last_free ? t->free_blocks - last_free : last_free - t->free_blocks;
-  bool quiet = !debt && !t->full && (double)moved <= p->set.heartbeat_band * (double)p->s->p.gpu_blocks_per_instance;
+  int64_t moved = free_blocks > last_free ? free_blocks - last_free : last_free - free_blocks;
+  /* Only a tick whose free memory stayed in the band, and that owes no
+   * full report, can be quiet: only it needs to look for changed debts
+   * (a tick that sends collects everything, below). */
+  bool quiet = !t->full && (double)moved <= p->set.heartbeat_band * (double)p->s->p.gpu_blocks_per_instance;
+  if (quiet) {
+    t->free_known = true;
+    t->free_blocks = free_blocks;
+    quiet = !hb_collect(p, i, now, true, t);
+  }
   if (quiet) {
     if (p->hb_shift[i] < QUIET_SHIFT_MAX) p->hb_shift[i]++;
     return INFSIM_OK;
   }
   if (p->hb_shift[i] > 0) p->hb_shift[i]--; /* halves: a busy instance settles near its pace of change */
   t->free_known = true;
+  t->free_blocks = free_blocks;
   report(p, i, now, false);
   const hb_buf *h = &p->hb[i];
   p->st.heartbeats++;

@@ -186,6 +186,16 @@ int64_t infsim_sched_blocks_now(infsim_sched *s, int64_t req, int32_t holder, in
   return blocks + instance_blocks_due(s, in, (int32_t)req, done);
 }
 
+int64_t sched_steps_done_now(infsim_sched *s, const instance *in, int64_t now_ns) {
+  return in_decode_run(s, in) ? s->exec.steps_done(s->exec.self, in->id, now_ns) : -1;
+}
+
+int64_t sched_blocks_now_done(const infsim_sched *s, const instance *in, int64_t req, int64_t done) {
+  int64_t blocks = infsim_kv_blocks_at(s->kv, req, in->id);
+  if (done < 0 || infsim_kv_owner(s->kv, req) != in->id) return blocks;
+  return blocks + instance_blocks_due(s, in, (int32_t)req, done);
+}
+
 void infsim_sched_touch(infsim_sched *s, int32_t id, int64_t now_ns) {
   instance *in = &s->inst[id];
   if (in_decode_run(s, in)) in->iter_steps = s->exec.cut(s->exec.self, id, now_ns);

@@ -121,6 +121,12 @@ void instance_check(const infsim_sched *s, const instance *in);
  * req (every decoding request when req < 0) once `done` steps of the
  * running batch have ended (the batch books them all at its end). */
 int64_t instance_blocks_due(const infsim_sched *s, const instance *in, int32_t req, int64_t done);
+/* Steps of `in`'s run of decode steps done by now_ns (as
+ * infsim_sched_blocks_now reads them), or -1 when it is in no such run. */
+int64_t sched_steps_done_now(infsim_sched *s, const instance *in, int64_t now_ns);
+/* infsim_sched_blocks_now(s, req, in->id, now_ns), given `done` from
+ * sched_steps_done_now at now_ns: for many requests of one instance. */
+int64_t sched_blocks_now_done(const infsim_sched *s, const instance *in, int64_t req, int64_t done);
 /* Shared with boundary_wait.c and instance_loss.c. */
 infsim_status join_decode(infsim_sched *s, instance *in, int32_t req, int64_t kv_tokens, infsim_error *err);
 void leave_decode(const infsim_sched *s, instance *in, int32_t req);

@@ -151,6 +151,41 @@ static void test_consolidate(void **state) {
   infsim_gm_free(gm);
 }
 
+/* Consolidations go request by request in id order, whatever order the
+ * ledger learned the split requests in: instance 0 is full (no recalls),
+ * requests 1..n own a block there and hold one at i1 and one at i2 (the
+ * piece at i1 can join the one at i2); with room for one move only the
+ * lowest id moves. The entries reach the ledger highest id first, so its
+ * split list starts in descending order; a few or many split requests. */
+static void consolidation_order(int64_t n) {
+  enum { INST = 3 };
+  infsim_gm *gm = NULL;
+  assert_true(n < CAPB - RESERVE - 5);
+  assert_int_equal(infsim_gm_new(INST, INST, CAPB, n + 1, RESERVE, &gm, NULL), INFSIM_OK);
+  infsim_gm_entry *e = calloc((size_t)n + 1, sizeof *e);
+  assert_non_null(e);
+  for (int32_t i = 0; i < INST; i++) {
+    size_t k = 0;
+    for (int64_t r = n; r >= 1; r--) e[k++] = (infsim_gm_entry){r, 0, i, 1};
+    if (i == 0) e[k++] = (infsim_gm_entry){0, 0, 0, CAPB - n}; /* fills instance 0 */
+    infsim_gm_heartbeat(gm, i, 1, i == 0 ? 0 : CAPB - n, e, k, true);
+  }
+  infsim_gm_check(gm);
+  infsim_dgfm_limits one = wide;
+  one.max_moves = 1;
+  infsim_dgfm_move m[64];
+  assert_int_equal(pass(gm, INST, &one, m), 1);
+  assert_dmove(&m[0], INFSIM_DGFM_CONSOLIDATE, 1, 1, 2, 1);
+  free(e);
+  infsim_gm_free(gm);
+}
+
+static void test_consolidation_order(void **state) {
+  (void)state;
+  consolidation_order(10);
+  consolidation_order(80);
+}
+
 /* As above but i1 is full too: r0's 2 at i2 swap with 2 of q's blocks at
  * i1, q owned by i2 (they go home). */
 static void test_swap(void **state) {
@@ -324,6 +359,7 @@ int main(void) {
       cmocka_unit_test(test_recall_keeps_headroom),
       cmocka_unit_test(test_consolidate),
       cmocka_unit_test(test_swap),
+      cmocka_unit_test(test_consolidation_order),
       cmocka_unit_test(test_random_ledgers_properties),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -38,14 +38,19 @@ static void assert_agrees(const infsim_gm *gm, const truth *t) {
   infsim_gm_check(gm);
   int64_t lent = 0, borrowed = 0;
   for (int32_t i = 0; i < I; i++) {
-    int64_t held = 0, l = 0, b = 0;
+    int64_t held = 0, l = 0, b = 0, split_owned = 0;
     for (int64_t r = 0; r < R; r++) {
       held += t->held[r][i];
       if (t->owner[r] >= 0 && t->owner[r] != i) l += t->held[r][i];
-      if (t->owner[r] == i)
+      if (t->owner[r] == i) {
+        int64_t away = 0;
         for (int32_t j = 0; j < I; j++)
-          if (j != i) b += t->held[r][j];
+          if (j != i) away += t->held[r][j];
+        b += away;
+        split_owned += away > 0;
+      }
     }
+    assert_int_equal(infsim_gm_split_owned(gm, i), split_owned);
     assert_int_equal(infsim_gm_held(gm, i), held);
     assert_int_equal(infsim_gm_lent(gm, i), l);
     assert_int_equal(infsim_gm_borrowed(gm, i), b);
