@@ -263,17 +263,19 @@ static void fit_line(const infsim_calib_point *pts, size_t n, infsim_calib_fit_r
 
 /* Skewed decode layers (layer_decode_long): each measured layer less its
  * GEMMs and decode rest is the layer's attention; where that exceeds the
- * decode curve at the batch's totals, the longest request's CTAs bound it,
- * and the line in the tokens one of them walks is fitted to those points.
+ * decode curve at the batch's totals (and stays under the curve with every
+ * request as long), the longest request's CTAs bound it, and the line in
+ * the tokens one of them walks is fitted to those points.
  * before[]: the layer priced without the term (every point); after[]: with
  * a line fitted on the even points, on the odd ones. */
 static infsim_status long_layers(const infsim_calib_curve *fitted, const infsim_calib_split_shape *shape,
                                  infsim_calib_point *pts, size_t n, double *before, double *after, size_t *n_after,
                                  infsim_calib_fit_result *fit, infsim_error *err) {
   double *layer = malloc(n * sizeof *layer), *base = malloc(n * sizeof *base), *curve = malloc(n * sizeof *curve);
+  double *uniform = malloc(n * sizeof *uniform);
   infsim_calib_point *all = malloc(n * sizeof *all), *even = malloc(n * sizeof *even);
-  if (!layer || !base || !curve || !all || !even) {
-    free(layer), free(base), free(curve), free(all), free(even);
+  if (!layer || !base || !curve || !uniform || !all || !even) {
+    free(layer), free(base), free(curve), free(uniform), free(all), free(even);
     return infsim_fail(err, INFSIM_ENOMEM, "calibrate fit: out of memory");
   }
   size_t n_all = 0, n_even = 0;
@@ -290,6 +292,9 @@ static infsim_status long_layers(const infsim_calib_curve *fitted, const infsim_
       gemm += infsim_calib_curve_eval(&fitted[j], j, g);
     base[i] = gemm + infsim_calib_curve_eval(&fitted[INFSIM_CALIB_LAYER_DECODE], INFSIM_CALIB_LAYER_DECODE, g);
     curve[i] = infsim_calib_curve_eval(&fitted[INFSIM_CALIB_DECODE_ATTN], INFSIM_CALIB_DECODE_ATTN, d);
+    /* The cost model's cap: the batch with every request as long. */
+    d[INFSIM_CALIB_CONTEXT_TOKENS] = x[INFSIM_CALIB_REQUESTS] * x[INFSIM_CALIB_TOKENS];
+    uniform[i] = infsim_calib_curve_eval(&fitted[INFSIM_CALIB_DECODE_ATTN], INFSIM_CALIB_DECODE_ATTN, d);
     layer[i] = pts[i].t_ns;
     before[i] = fabs(base[i] + curve[i] - layer[i]) / layer[i];
     infsim_calib_split_shape sh = *shape;
@@ -299,7 +304,9 @@ static infsim_status long_layers(const infsim_calib_curve *fitted, const infsim_
     double attn = layer[i] - base[i];
     pts[i].x[INFSIM_CALIB_TOKENS] = (double)w; /* the points become (tokens walked, attention) */
     pts[i].t_ns = attn;
-    if (w > 0 && attn > curve[i]) {
+    /* Points at the curve or at the cap (every request as long) say
+     * nothing of the line: kept 1% clear of both. */
+    if (w > 0 && attn > 1.01 * curve[i] && attn < 0.99 * uniform[i]) {
       all[n_all++] = pts[i];
       if (i % 2 == 0) even[n_even++] = pts[i];
     }
@@ -310,11 +317,11 @@ static infsim_status long_layers(const infsim_calib_curve *fitted, const infsim_
     fit_line(even, n_even, &half);
     for (size_t i = 1; i < n; i += 2) {
       double line = infsim_calib_curve_eval(&half.curve, INFSIM_CALIB_LAYER_DECODE_LONG, pts[i].x);
-      after[(*n_after)++] = fabs(base[i] + fmax(curve[i], line) - layer[i]) / layer[i];
+      after[(*n_after)++] = fabs(base[i] + fmax(curve[i], fmin(line, uniform[i])) - layer[i]) / layer[i];
     }
   }
   fit_line(all, n_all, fit);
-  free(layer), free(base), free(curve), free(all), free(even);
+  free(layer), free(base), free(curve), free(uniform), free(all), free(even);
   return INFSIM_OK;
 }
 

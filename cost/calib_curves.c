@@ -338,8 +338,9 @@ static double calib_layer_rest_ns(void *self, int64_t prefill_tokens, int64_t pr
   return t;
 }
 
-static double calib_decode_longest_layer_ns(void *self, int64_t requests, int64_t max_context_tokens, bool graph) {
-  return infsim_calib_fast_longest_ns(self, requests, max_context_tokens, graph ? 1 : 0);
+static double calib_decode_longest_layer_ns(void *self, int64_t requests, int64_t context_tokens,
+                                            int64_t max_context_tokens, bool graph) {
+  return infsim_calib_fast_longest_ns(self, requests, context_tokens, max_context_tokens, graph ? 1 : 0);
 }
 
 static void calib_destroy(void *self) { infsim_calib_fast_free(self); }

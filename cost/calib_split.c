@@ -58,16 +58,76 @@ static int64_t splits_for(const infsim_calib_split_shape *s, int64_t rows, int64
   return splits;
 }
 
-int64_t infsim_calib_longest_cta_tokens(const infsim_calib_split_shape *s, int64_t requests,
-                                        int64_t max_context_tokens, int graph) {
-  if (s == NULL || s->sm_count <= 0 || s->kv_heads <= 0 || requests <= 0 || max_context_tokens <= 0) return 0;
+/* sum over i in [0, n) of floor((a i + b) / m), for a, b >= 0 and m > 0,
+ * in O(log m): the Euclid-like reduction of the floor-sum identity (the
+ * terms with a >= m or b >= m taken out whole, then the lattice points
+ * under the line counted from the other axis). */
+static int64_t floor_sum(int64_t n, int64_t m, int64_t a, int64_t b) {
+  int64_t sum = 0;
+  while (n > 0) {
+    if (a >= m) {
+      sum += n * (n - 1) / 2 * (a / m);
+      a %= m;
+    }
+    if (b >= m) {
+      sum += n * (b / m);
+      b %= m;
+    }
+    int64_t top = a * n + b; /* the line's value at i = n */
+    if (top < m) break;
+    /* Points (i, j), 1 <= j <= floor((a i + b) / m): counted by rows j,
+     * each the i with a i + b >= j m, which is another floor sum with the
+     * roles of a and m swapped. */
+    n = top / m;
+    b = top % m;
+    int64_t t = m;
+    m = a;
+    a = t;
+  }
+  return sum;
+}
+
+/* The grid's CTA rows, splits and slots as the kernel launches them. */
+static void grid_of(const infsim_calib_split_shape *s, int64_t requests, int64_t max_context_tokens, int graph,
+                    int64_t *rows_per_request, int64_t *cta_rows, int64_t *splits, int64_t *slots) {
   int64_t rows = requests, grid_context = max_context_tokens;
   if (graph) {
     rows = padded_rows(requests);
     grid_context = GRAPH_MIN_CONTEXT;
     while (grid_context < max_context_tokens) grid_context *= 2;
   }
-  int64_t splits = splits_for(s, rows, grid_context);
-  int64_t tiles = (max_context_tokens + TILE_TOKENS - 1) / TILE_TOKENS;
+  int64_t group = s->kv_heads > 0 ? s->q_heads / s->kv_heads : 1;
+  if (group < 1) group = 1;
+  *rows_per_request = s->kv_heads * ((group + HEADS_PER_CTA - 1) / HEADS_PER_CTA);
+  *cta_rows = rows * *rows_per_request;
+  *splits = splits_for(s, rows, grid_context);
+  *slots = s->sm_count * CTAS_PER_SM;
+}
+
+double infsim_calib_longest_cta_waits(const infsim_calib_split_shape *s, int64_t requests,
+                                      int64_t max_context_tokens, int graph) {
+  if (s == NULL || s->sm_count <= 0 || s->kv_heads <= 0 || requests <= 0 || max_context_tokens <= 0) return 0.0;
+  int64_t per, cta_rows, splits, slots;
+  grid_of(s, requests, max_context_tokens, graph, &per, &cta_rows, &splits, &slots);
+  /* The grid is (CTA row, split), rows fastest: the long request's last
+   * split starts once the CTAs before it have left their slots, a wave of
+   * slots at a time. Its place among the requests is not in the
+   * aggregates: the mean over all places. */
+  return (double)floor_sum(requests, slots, per, (splits - 1) * cta_rows) / (double)requests;
+}
+
+int64_t infsim_calib_cta_tokens(const infsim_calib_split_shape *s, int64_t requests, int64_t max_context_tokens,
+                                int64_t context_tokens, int graph) {
+  if (s == NULL || s->sm_count <= 0 || s->kv_heads <= 0 || requests <= 0 || max_context_tokens <= 0 ||
+      context_tokens <= 0)
+    return 0;
+  int64_t per, cta_rows, splits, slots;
+  grid_of(s, requests, max_context_tokens, graph, &per, &cta_rows, &splits, &slots);
+  int64_t tiles = (context_tokens + TILE_TOKENS - 1) / TILE_TOKENS;
   return (tiles + splits - 1) / splits * TILE_TOKENS;
+}
+
+int64_t infsim_calib_longest_cta_tokens(const infsim_calib_split_shape *s, int64_t requests,
+                                        int64_t max_context_tokens, int graph) {
+  return infsim_calib_cta_tokens(s, requests, max_context_tokens, max_context_tokens, graph);
 }

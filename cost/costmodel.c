@@ -19,6 +19,7 @@
 #include "infsim/costmodel.h"
 
 #include <math.h>
+#include <stdint.h>
 
 /* Rounds a time to the ns, at least floor_ns; INT64_MAX when it does not
  * fit in int64 (or is not a number): llround would be undefined there. */
@@ -69,9 +70,16 @@ int64_t infsim_cost_iteration_ns(const infsim_cost_model *cm, const infsim_batch
     layer_ns += c->prefill_attn_layer_ns(c->self, agg->prefill_tokens, agg->prefill_attn_pairs);
   if (agg->decode_requests > 0) {
     double attn_ns = c->decode_attn_layer_ns(c->self, agg->decode_requests, agg->decode_context_tokens);
-    if (c->decode_longest_layer_ns != NULL && agg->decode_max_context_tokens > 0) {
-      double longest_ns = c->decode_longest_layer_ns(c->self, agg->decode_requests, agg->decode_max_context_tokens,
-                                                     agg->prefill_tokens == 0);
+    if (c->decode_longest_layer_ns != NULL && agg->decode_max_context_tokens > 0 &&
+        agg->decode_max_context_tokens <= INT64_MAX / agg->decode_requests) {
+      double longest_ns = c->decode_longest_layer_ns(c->self, agg->decode_requests, agg->decode_context_tokens,
+                                                     agg->decode_max_context_tokens, agg->prefill_tokens == 0);
+      /* At most what the batch would take with every request that long:
+       * each CTA then walks as much as the longest one's (the curve was
+       * fitted there; at one request the two are the same batch). */
+      double uniform_ns =
+          c->decode_attn_layer_ns(c->self, agg->decode_requests, agg->decode_requests * agg->decode_max_context_tokens);
+      if (longest_ns > uniform_ns) longest_ns = uniform_ns;
       if (longest_ns > attn_ns) attn_ns = longest_ns;
     }
     layer_ns += attn_ns;
@@ -117,9 +125,21 @@ int64_t infsim_cost_decode_run_ns(const infsim_cost_model *cm, const infsim_deco
    * microseconds: the first step's bound, steps times, keeps the run
    * closed-form and non-decreasing in steps (the larger of the two sums,
    * not the sum of the larger: they cross at most once in a run). */
-  if (c->decode_longest_layer_ns != NULL && run->first_max_context_tokens > 0) {
+  if (c->decode_longest_layer_ns != NULL && run->first_max_context_tokens > 0 &&
+      run->first_max_context_tokens <= INT64_MAX / run->requests / 2) {
     double longest_ns =
-        (double)steps * c->decode_longest_layer_ns(c->self, run->requests, run->first_max_context_tokens, true);
+        (double)steps *
+        c->decode_longest_layer_ns(c->self, run->requests, first_context, run->first_max_context_tokens, true);
+    /* Capped as one step is, by the batch with every request that long. */
+    const int64_t uniform = run->requests * run->first_max_context_tokens;
+    double uniform_ns = 0.0;
+    if (c->decode_attn_sum_layer_ns != NULL) {
+      uniform_ns = c->decode_attn_sum_layer_ns(c->self, run->requests, uniform, run->requests, steps);
+    } else {
+      for (int64_t j = 0; j < steps; j++)
+        uniform_ns += c->decode_attn_layer_ns(c->self, run->requests, uniform + j * run->requests);
+    }
+    if (longest_ns > uniform_ns) longest_ns = uniform_ns;
     if (longest_ns > attn_ns) attn_ns = longest_ns;
   }
   /* at least 1 ns an iteration */

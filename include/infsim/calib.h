@@ -256,12 +256,23 @@ typedef struct {
  * bucket), else eagerly (a batch with prompt chunks). 0 when unknown. */
 int64_t infsim_calib_longest_cta_tokens(const infsim_calib_split_shape *s, int64_t requests,
                                         int64_t max_context_tokens, int graph);
+/* KV tokens one CTA walks of a request of context_tokens in that grid. */
+int64_t infsim_calib_cta_tokens(const infsim_calib_split_shape *s, int64_t requests, int64_t max_context_tokens,
+                                int64_t context_tokens, int graph);
+/* Waves of CTAs that run before the longest request's last split starts,
+ * the mean over its place among the requests (the grid runs CTA rows
+ * first, split by split; the aggregates do not say where it is). 0 within
+ * one wave. */
+double infsim_calib_longest_cta_waits(const infsim_calib_split_shape *s, int64_t requests,
+                                      int64_t max_context_tokens, int graph);
 /* Sets the shape the fast form's longest-CTA term uses (none: no term). */
 void infsim_calib_fast_set_split(infsim_calib_fast *f, const infsim_calib_split_shape *s);
-/* The fitted layer_decode_long line at the longest CTA's tokens: the
- * layer's decode attention as bounded by the longest request; 0 when the
- * profile has no such curve or shape. */
-double infsim_calib_fast_longest_ns(infsim_calib_fast *f, int64_t requests, int64_t max_context_tokens, int graph);
+/* The layer's decode attention as bounded by the longest request: the
+ * fitted layer_decode_long line at its CTA's tokens, after the waves that
+ * start before it (each the line at a CTA's tokens of the others' mean
+ * context); 0 when the profile has no such curve or shape. */
+double infsim_calib_fast_longest_ns(infsim_calib_fast *f, int64_t requests, int64_t context_tokens,
+                                    int64_t max_context_tokens, int graph);
 
 
 /* The `fit` columns that hold a curve, in the order

@@ -62,7 +62,8 @@ typedef struct {
    * the batch's longest request (the MA decode's longest CTA; calib.h);
    * the layer's decode attention is the larger of this and
    * decode_attn_layer_ns. graph: a decode-only step (replayed padded). */
-  double (*decode_longest_layer_ns)(void *self, int64_t requests, int64_t max_context_tokens, bool graph);
+  double (*decode_longest_layer_ns)(void *self, int64_t requests, int64_t context_tokens, int64_t max_context_tokens,
+                                   bool graph);
 } infsim_cost_curves;
 
 /* Roofline efficiency factors (fraction of peak reached), config keys
