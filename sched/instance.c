@@ -79,8 +79,10 @@ infsim_status join_decode(infsim_sched *s, instance *in, int32_t req, int64_t kv
   r->step0 = in->step;
   in->decode_n++;
   in->kv_sum += kv_tokens;
-  infsim_status added = decode_max_add(s, in, req, err);
-  if (added != INFSIM_OK) return added;
+  if (s->p.longest_context) {
+    infsim_status added = decode_max_add(s, in, req, err);
+    if (added != INFSIM_OK) return added;
+  }
   int64_t finish_step = r->step0 + (s->rec[req].output_tokens - r->generated0);
   infsim_status st = step_heap_push(&in->finishes, (step_event){finish_step, req, r->epoch}, err);
   if (st != INFSIM_OK) return st;
@@ -611,7 +613,8 @@ static infsim_status start_batch(infsim_sched *s, instance *in, infsim_error *er
   if ((st = add_remote(s, in, decode, &b, err)) != INFSIM_OK) return st;
   /* The longest context, as step 0 attends it; not known where part of
    * the batch's KV is held elsewhere (priced from the totals then). */
-  if (decode && b.agg.remote_requests == 0) b.agg.decode_max_context_tokens = decode_max_kv(s, in) + 1;
+  if (decode && s->p.longest_context && b.agg.remote_requests == 0)
+    b.agg.decode_max_context_tokens = decode_max_kv(s, in) + 1;
   b.swap_in_bytes = in->swap_in_bytes;
   b.swap_out_bytes = in->swap_out_bytes;
   in->swap_in_bytes = in->swap_out_bytes = 0;
@@ -809,7 +812,7 @@ void instance_check(const infsim_sched *s, const instance *in) {
   assert(members == decode_n);
   (void)members;
   assert(kv_sum == in->kv_sum); /* both as of `step`, the last boundary */
-  decode_max_check(s, in, kv_max);
+  if (s->p.longest_context) decode_max_check(s, in, kv_max);
   (void)kv_max;
   /* One request's blocks due, read directly, add up to the instance's,
    * found by scanning its phase sets (a few steps into a decode run). */
