@@ -214,6 +214,117 @@ static infsim_status layer_rests(int k, const infsim_calib_curve *fitted, infsim
   return st;
 }
 
+/* The profile's model heads (query, KV); nonzero when not found. */
+static int profile_heads(sqlite3 *db, int64_t profile_id, int64_t *heads, int64_t *kv_heads) {
+  sqlite3_stmt *q = NULL;
+  int bad = 1;
+  if (sqlite3_prepare_v2(db, "SELECT heads, kv_heads FROM profile WHERE id = ?1", -1, &q, NULL) == SQLITE_OK) {
+    sqlite3_bind_int64(q, 1, profile_id);
+    if (sqlite3_step(q) == SQLITE_ROW) {
+      *heads = sqlite3_column_int64(q, 0);
+      *kv_heads = sqlite3_column_int64(q, 1);
+      bad = 0;
+    }
+  }
+  sqlite3_finalize(q);
+  return bad;
+}
+
+/* Weighted (1/t^2) least-squares line t = a + b w through pts (x[TOKENS]
+ * = w), a and b >= 0 (a line through 0 when the free one starts below). */
+static void fit_line(const infsim_calib_point *pts, size_t n, infsim_calib_fit_result *out) {
+  double sw = 0, swx = 0, swy = 0, swxx = 0, swxy = 0;
+  for (size_t i = 0; i < n; i++) {
+    double w = 1.0 / (pts[i].t_ns * pts[i].t_ns), x = pts[i].x[INFSIM_CALIB_TOKENS], y = pts[i].t_ns;
+    sw += w, swx += w * x, swy += w * y, swxx += w * x * x, swxy += w * x * y;
+  }
+  double det = sw * swxx - swx * swx, a = 0, b = 0;
+  if (det > 0) {
+    a = (swxx * swy - swx * swxy) / det;
+    b = (sw * swxy - swx * swy) / det;
+  }
+  if (!(det > 0) || a < 0 || b < 0) {
+    a = 0;
+    b = swxx > 0 ? fmax(swxy / swxx, 0.0) : 0.0;
+  }
+  memset(out, 0, sizeof *out);
+  out->curve.hinge_var = -1;
+  out->curve.c_const = a;
+  out->curve.c_var[INFSIM_CALIB_TOKENS] = b;
+  out->points = n;
+  double ss = 0;
+  for (size_t i = 0; i < n; i++) {
+    double e = fabs(a + b * pts[i].x[INFSIM_CALIB_TOKENS] - pts[i].t_ns) / pts[i].t_ns;
+    ss += e * e;
+    if (e > out->max_rel_err) out->max_rel_err = e;
+  }
+  out->rms_rel_err = n ? sqrt(ss / (double)n) : 0;
+}
+
+/* Skewed decode layers (layer_decode_long): each measured layer less its
+ * GEMMs and decode rest is the layer's attention; where that exceeds the
+ * decode curve at the batch's totals (and stays under the curve with every
+ * request as long), the longest request's CTAs bound it, and the line in
+ * the tokens one of them walks is fitted to those points.
+ * before[]: the layer priced without the term (every point); after[]: with
+ * a line fitted on the even points, on the odd ones. */
+static infsim_status long_layers(const infsim_calib_curve *fitted, const infsim_calib_split_shape *shape,
+                                 infsim_calib_point *pts, size_t n, double *before, double *after, size_t *n_after,
+                                 infsim_calib_fit_result *fit, infsim_error *err) {
+  double *layer = malloc(n * sizeof *layer), *base = malloc(n * sizeof *base), *curve = malloc(n * sizeof *curve);
+  double *uniform = malloc(n * sizeof *uniform);
+  infsim_calib_point *all = malloc(n * sizeof *all), *even = malloc(n * sizeof *even);
+  if (!layer || !base || !curve || !uniform || !all || !even) {
+    free(layer), free(base), free(curve), free(uniform), free(all), free(even);
+    return infsim_fail(err, INFSIM_ENOMEM, "calibrate fit: out of memory");
+  }
+  size_t n_all = 0, n_even = 0;
+  for (size_t i = 0; i < n; i++) {
+    const double *x = pts[i].x;
+    double g[INFSIM_CALIB_VARS] = {0};
+    g[INFSIM_CALIB_TOKENS] = x[INFSIM_CALIB_REQUESTS];
+    g[INFSIM_CALIB_REQUESTS] = x[INFSIM_CALIB_REQUESTS];
+    double d[INFSIM_CALIB_VARS] = {0};
+    d[INFSIM_CALIB_REQUESTS] = x[INFSIM_CALIB_REQUESTS];
+    d[INFSIM_CALIB_CONTEXT_TOKENS] = x[INFSIM_CALIB_CONTEXT_TOKENS];
+    double gemm = 0;
+    for (int j = INFSIM_CALIB_GEMM_QKV; j <= INFSIM_CALIB_GEMM_DOWN; j++)
+      gemm += infsim_calib_curve_eval(&fitted[j], j, g);
+    base[i] = gemm + infsim_calib_curve_eval(&fitted[INFSIM_CALIB_LAYER_DECODE], INFSIM_CALIB_LAYER_DECODE, g);
+    curve[i] = infsim_calib_curve_eval(&fitted[INFSIM_CALIB_DECODE_ATTN], INFSIM_CALIB_DECODE_ATTN, d);
+    /* The cost model's cap: the batch with every request as long. */
+    d[INFSIM_CALIB_CONTEXT_TOKENS] = x[INFSIM_CALIB_REQUESTS] * x[INFSIM_CALIB_TOKENS];
+    uniform[i] = infsim_calib_curve_eval(&fitted[INFSIM_CALIB_DECODE_ATTN], INFSIM_CALIB_DECODE_ATTN, d);
+    layer[i] = pts[i].t_ns;
+    before[i] = fabs(base[i] + curve[i] - layer[i]) / layer[i];
+    infsim_calib_split_shape sh = *shape;
+    sh.sm_count = (int64_t)x[INFSIM_CALIB_PARTIALS];
+    int64_t w = infsim_calib_longest_cta_tokens(&sh, (int64_t)x[INFSIM_CALIB_REQUESTS],
+                                                (int64_t)x[INFSIM_CALIB_TOKENS], 1);
+    double attn = layer[i] - base[i];
+    pts[i].x[INFSIM_CALIB_TOKENS] = (double)w; /* the points become (tokens walked, attention) */
+    pts[i].t_ns = attn;
+    /* Points at the curve or at the cap (every request as long) say
+     * nothing of the line: kept 1% clear of both. */
+    if (w > 0 && attn > 1.01 * curve[i] && attn < 0.99 * uniform[i]) {
+      all[n_all++] = pts[i];
+      if (i % 2 == 0) even[n_even++] = pts[i];
+    }
+  }
+  *n_after = 0;
+  if (n_even >= 2) {
+    infsim_calib_fit_result half;
+    fit_line(even, n_even, &half);
+    for (size_t i = 1; i < n; i += 2) {
+      double line = infsim_calib_curve_eval(&half.curve, INFSIM_CALIB_LAYER_DECODE_LONG, pts[i].x);
+      after[(*n_after)++] = fabs(base[i] + fmax(curve[i], fmin(line, uniform[i])) - layer[i]) / layer[i];
+    }
+  }
+  fit_line(all, n_all, fit);
+  free(layer), free(base), free(curve), free(uniform), free(all), free(even);
+  return INFSIM_OK;
+}
+
 /* Fits all kernels of one (profile, tp); adds held-out errors to `all`. */
 static infsim_status fit_group(sqlite3 *db, const char *db_path, int64_t profile_id, const char *profile,
                                const char *model, int64_t tp, const char *now, FILE *report, err_list *all,
@@ -232,6 +343,40 @@ static infsim_status fit_group(sqlite3 *db, const char *db_path, int64_t profile
     unsigned needs = 0xfu << INFSIM_CALIB_GEMM_QKV | 1u << attn;
     /* A layer needs the curves it is composed of (and two points). */
     if (st != INFSIM_OK || n == 0 || (is_layer(k) && ((have & needs) != needs || n < 2))) {
+      free(pts);
+      continue;
+    }
+    if (k == INFSIM_CALIB_LAYER_DECODE_LONG) {
+      /* After the decode layers' rest, which it builds on; skipped without
+       * it, or without the GPU's multiprocessors or the model's heads. */
+      int64_t heads = 0, kv_heads = 0;
+      if (!(have & (1u << INFSIM_CALIB_LAYER_DECODE)) || (have & needs) != needs || n < 2 ||
+          profile_heads(db, profile_id, &heads, &kv_heads) != 0 || kv_heads <= 0) {
+        free(pts);
+        continue;
+      }
+      infsim_calib_split_shape shape = {heads / tp, kv_heads / tp, 0};
+      double *before = malloc(n * sizeof *before), *after = malloc((n / 2 + 1) * sizeof *after);
+      size_t n_after = 0;
+      infsim_calib_fit_result fit;
+      if (!before || !after) st = infsim_fail(err, INFSIM_ENOMEM, "%s: out of memory", db_path);
+      if (st == INFSIM_OK) st = long_layers(fitted, &shape, pts, n, before, after, &n_after, &fit, err);
+      double b50 = 0, b95 = 0, a50 = 0, a95 = 0;
+      if (st == INFSIM_OK) {
+        b50 = infsim_calib_percentile(before, n, 50);
+        b95 = infsim_calib_percentile(before, n, 95);
+        a50 = n_after ? infsim_calib_percentile(after, n_after, 50) : 0;
+        a95 = n_after ? infsim_calib_percentile(after, n_after, 95) : 0;
+        st = store_fit(db, db_path, profile_id, tp, info->name, &fit, a50, a95, now, err);
+      }
+      if (st == INFSIM_OK && report)
+        fprintf(report,
+                "%-14s %-11s %3lld %-13s %6zu skewed decode layers vs composed: median %.2f%%, p95 %.2f%%; with the "
+                "longest CTA (%.4g + %.4g ns/token walked; held out, %zu points): median %.2f%%, p95 %.2f%%\n",
+                profile, model, (long long)tp, info->name, n, 100 * b50, 100 * b95, fit.curve.c_const,
+                fit.curve.c_var[INFSIM_CALIB_TOKENS], n_after, 100 * a50, 100 * a95);
+      free(before);
+      free(after);
       free(pts);
       continue;
     }
@@ -256,6 +401,10 @@ static infsim_status fit_group(sqlite3 *db, const char *db_path, int64_t profile
         a50 = n_after ? infsim_calib_percentile(after, n_after, 50) : 0;
         a95 = n_after ? infsim_calib_percentile(after, n_after, 95) : 0;
         st = store_fit(db, db_path, profile_id, tp, info->name, &fit, a50, a95, now, err);
+      }
+      if (st == INFSIM_OK) {
+        fitted[k] = fit.curve;
+        have |= 1u << k;
       }
       if (st == INFSIM_OK && report)
         fprintf(report,

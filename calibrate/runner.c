@@ -424,6 +424,9 @@ cleanup:
  * at most layer_kv_tokens). Arrays end with 0. */
 typedef struct {
   int64_t prompts[12], batch[12], context[6], kv_tokens;
+  /* Skewed decode batches: long_batch requests, one at each long_context,
+   * the others at short_context. */
+  int64_t long_batch[12], long_context[6], short_context;
   int warmup, repeats, heat_ms;
 } layer_grid;
 
@@ -432,6 +435,9 @@ static const layer_grid k_layers_gpu = {
     .batch = {1, 2, 4, 8, 16, 32, 64, 128, 256},
     .context = {512, 2048, 8192},
     .kv_tokens = 262144,
+    .long_batch = {2, 3, 5, 6, 8, 12, 16, 24, 40, 64, 96},
+    .long_context = {1024, 2048, 4096, 8192, 16384},
+    .short_context = 256,
     .warmup = 3,
     .repeats = 15,
     .heat_ms = 2000,
@@ -442,6 +448,9 @@ static const layer_grid k_layers_cpu = {
     .batch = {1, 2, 4},
     .context = {32, 64},
     .kv_tokens = 512,
+    .long_batch = {2, 3},
+    .long_context = {64, 96},
+    .short_context = 16,
     .warmup = 1,
     .repeats = 3,
     .heat_ms = 0,
@@ -485,6 +494,9 @@ static infsim_status run_layers(runner *r, infsim_error *err) {
   for (int i = 0; g->prompts[i]; i++) max_prompt = g->prompts[i];
   for (int i = 0; g->batch[i]; i++) max_batch = g->batch[i];
   for (int i = 0; g->context[i]; i++) max_ctx = g->context[i];
+  for (int i = 0; g->long_context[i]; i++)
+    if (g->long_context[i] > max_ctx) max_ctx = g->long_context[i];
+  const int64_t max_ctx_cap = max_ctx;
   int64_t pool = g->kv_tokens / BLOCK_TOKENS + max_batch + max_prompt / BLOCK_TOKENS + 1;
   infsim_cmodel *m[2] = {NULL, NULL}; /* 1 and 3 layers */
   int32_t *slots = malloc((size_t)pool * sizeof *slots);
@@ -546,6 +558,39 @@ static infsim_status run_layers(runner *r, infsim_error *err) {
       if (st != INFSIM_OK) break;
       int64_t agg[INFSIM_CALIB_VARS] = {[INFSIM_CALIB_REQUESTS] = b, [INFSIM_CALIB_CONTEXT_TOKENS] = b * c};
       st = emit_measured(r, INFSIM_CALIB_LAYER_DECODE, agg, (t3 - t1) / 2, g->repeats);
+    }
+  /* One long request among short ones: the MA decode cuts every request
+   * into the splits the padded batch and the longest context choose, so
+   * the long request's CTAs walk far more KV than the others and bound the
+   * kernel (kernels/ma_decode.cu); the uniform batches above never show it. */
+  int sm_count = 1;
+  if (st == INFSIM_OK) {
+    infsim_kernel_device dev;
+    st = infsim_kernels_describe(r->k, &dev, err);
+    if (st == INFSIM_OK && dev.sm_count > 0) sm_count = dev.sm_count;
+  }
+  for (int bi = 0; st == INFSIM_OK && g->long_batch[bi]; bi++)
+    for (int ci = 0; st == INFSIM_OK && g->long_context[ci]; ci++) {
+      int64_t b = g->long_batch[bi], lc = g->long_context[ci], sc = g->short_context, total = 0;
+      if (b > max_batch || lc > max_ctx_cap) continue;
+      int64_t at = 0;
+      for (int64_t q = 0; q < b; q++) {
+        int64_t c = q == 0 ? lc : sc, per = c / BLOCK_TOKENS + 1;
+        parts[q] = (infsim_cmodel_part){.req = q, .prompt_tokens = (int32_t)c, .query_tokens = 1,
+                                        .context_tokens = (int32_t)c, .slots = slots + at,
+                                        .slot_count = (int32_t)per};
+        for (int v = 0; v < 2; v++)
+          for (int64_t j = 0; j < per; j++) infsim_cmodel_claim(m[v], slots[at + j], q, (int32_t)j);
+        at += per;
+        total += c;
+      }
+      double t1 = 0, t3 = 0;
+      st = time_forward(m[0], parts, (int32_t)b, g->warmup, g->repeats, &t1, err);
+      if (st == INFSIM_OK) st = time_forward(m[1], parts, (int32_t)b, g->warmup, g->repeats, &t3, err);
+      if (st != INFSIM_OK) break;
+      int64_t agg[INFSIM_CALIB_VARS] = {[INFSIM_CALIB_TOKENS] = lc, [INFSIM_CALIB_REQUESTS] = b,
+                                        [INFSIM_CALIB_CONTEXT_TOKENS] = total, [INFSIM_CALIB_PARTIALS] = sm_count};
+      st = emit_measured(r, INFSIM_CALIB_LAYER_DECODE_LONG, agg, (t3 - t1) / 2, g->repeats);
     }
   infsim_cmodel_free(m[0]);
   infsim_cmodel_free(m[1]);

@@ -40,6 +40,8 @@ static const char k_usage[] =
     "  --reprice CONFIG  also price every iteration of CLUSTER_OUT/iterations.csv with the cost\n"
     "                    model CONFIG gives (its gpu, calibration, policy) and print the relative\n"
     "                    error of each predicted against its measured time (median, p95)\n"
+    "  --reprice-rows F  with --reprice: write each row's batch, measured and predicted time\n"
+    "                    (per step) to F (CSV)\n"
     "\n"
     "Exit codes: 0 ok, 1 gnuplot failed, 2 bad input.\n";
 
@@ -253,6 +255,7 @@ static infsim_status reprice_rows(const char *dir, priced_row **out, size_t *n, 
   if (st != INFSIM_OK) return st;
   infsim_fields f = {0};
   int idx[NCOL];
+  int max_idx = -1; /* decode_max_context_tokens: optional (older files lack it) */
   bool header = true;
   size_t cap = 0;
   *out = NULL;
@@ -269,6 +272,7 @@ static infsim_status reprice_rows(const char *dir, priced_row **out, size_t *n, 
       for (int c = 0; c < NCOL && st == INFSIM_OK; c++)
         if ((idx[c] = infsim_fields_find(&f, cols[c])) < 0)
           st = infsim_fail(err, INFSIM_EINPUT, "%s:1: no column %s", path, cols[c]);
+      max_idx = infsim_fields_find(&f, "decode_max_context_tokens");
       continue;
     }
     double v[NCOL];
@@ -302,6 +306,16 @@ static infsim_status reprice_rows(const char *dir, priced_row **out, size_t *n, 
     r->agg.remote_requests = r->agg.remote_partials < r->agg.decode_requests ? r->agg.remote_partials
                                                                              : r->agg.decode_requests;
     r->agg.logits_tokens = r->agg.decode_requests + (r->agg.prefill_tokens > 0);
+    if (max_idx >= 0 && max_idx < (int)f.count) {
+      char *end = NULL;
+      double m = strtod(f.fields[max_idx].text, &end);
+      if (!end || *end || !(m >= 0)) {
+        st = infsim_fail(err, INFSIM_EINPUT, "%s:%lld: decode_max_context_tokens: not a number >= 0", path,
+                         (long long)lr.line_no);
+        break;
+      }
+      r->agg.decode_max_context_tokens = (int64_t)m;
+    }
   }
   infsim_fields_free(&f);
   infsim_lines_close(&lr);
@@ -324,7 +338,7 @@ static infsim_status load_cost_model(const char *config_path, infsim_cost_model 
 }
 
 /* |predicted - measured| / measured per step, all rows and by kind. */
-static infsim_status reprice(const char *dir, const char *config_path, infsim_error *err) {
+static infsim_status reprice(const char *dir, const char *config_path, const char *rows_path, infsim_error *err) {
   infsim_cost_model cm;
   infsim_status st = load_cost_model(config_path, &cm, err);
   if (st != INFSIM_OK) return st;
@@ -337,6 +351,16 @@ static infsim_status reprice(const char *dir, const char *config_path, infsim_er
   double signed_sum = 0.0;
   size_t used = 0;
   if (st == INFSIM_OK && (!e[0] || !e[1] || !e[2])) st = infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  FILE *rf = NULL;
+  char rows_tmp[4200];
+  if (st == INFSIM_OK && rows_path) {
+    snprintf(rows_tmp, sizeof rows_tmp, "%s.tmp", rows_path);
+    if (!(rf = fopen(rows_tmp, "w")))
+      st = infsim_fail(err, INFSIM_EIO, "%s: cannot write", rows_tmp);
+    else
+      fprintf(rf, "row,steps,prefill_tokens,decode_requests,decode_context_tokens,decode_max_context_tokens,"
+                  "measured_s,predicted_s\n");
+  }
   for (size_t i = 0; i < n && st == INFSIM_OK; i++) {
     const priced_row *r = &rows[i];
     if (!(r->measured_s > 0)) continue;
@@ -344,11 +368,17 @@ static infsim_status reprice(const char *dir, const char *config_path, infsim_er
     if (r->agg.prefill_tokens == 0 && r->agg.decode_requests > 0) {
       infsim_decode_run run;
       infsim_cost_decode_run_init(&cm, r->agg.decode_requests, &run);
+      run.first_max_context_tokens = r->agg.decode_max_context_tokens;
       ns = infsim_cost_decode_run_ns(&cm, &run, r->agg.decode_context_tokens, r->steps);
     } else {
       ns = infsim_cost_iteration_ns(&cm, &r->agg);
     }
     double rel = ((double)ns * 1e-9 - r->measured_s) / r->measured_s;
+    if (rf)
+      fprintf(rf, "%zu,%lld,%lld,%lld,%lld,%lld,%.9f,%.9f\n", i, (long long)r->steps,
+              (long long)r->agg.prefill_tokens, (long long)r->agg.decode_requests,
+              (long long)r->agg.decode_context_tokens, (long long)r->agg.decode_max_context_tokens, r->measured_s,
+              (double)ns * 1e-9 / (double)r->steps);
     signed_sum += rel;
     used++;
     int kind = r->agg.prefill_tokens > 0 ? 2 : 1;
@@ -367,6 +397,12 @@ static infsim_status reprice(const char *dir, const char *config_path, infsim_er
     }
     if (used) printf("  mean signed error %+.1f%%\n", 100.0 * signed_sum / (double)used);
   }
+  if (rf) {
+    bool ok = fclose(rf) == 0;
+    if (st == INFSIM_OK && (!ok || rename(rows_tmp, rows_path) != 0))
+      st = infsim_fail(err, INFSIM_EIO, "%s: cannot write", rows_path);
+    if (st != INFSIM_OK) unlink(rows_tmp);
+  }
   for (int k = 0; k < 3; k++) free(e[k]);
   free(rows);
   infsim_cost_model_destroy(&cm);
@@ -374,7 +410,7 @@ static infsim_status reprice(const char *dir, const char *config_path, infsim_er
 }
 
 int infsim_cmd_compare(int argc, char **argv) {
-  const char *dirs[2] = {NULL, NULL}, *plot = NULL, *reprice_config = NULL;
+  const char *dirs[2] = {NULL, NULL}, *plot = NULL, *reprice_config = NULL, *rows_path = NULL;
   bool no_plot = false;
   int nd = 0;
   for (int i = 1; i < argc; i++) {
@@ -387,6 +423,8 @@ int infsim_cmd_compare(int argc, char **argv) {
       plot = argv[++i];
     } else if (strcmp(argv[i], "--reprice") == 0 && i + 1 < argc) {
       reprice_config = argv[++i];
+    } else if (strcmp(argv[i], "--reprice-rows") == 0 && i + 1 < argc) {
+      rows_path = argv[++i];
     } else if (argv[i][0] == '-' || nd == 2) {
       fprintf(stderr, "infsim compare: unexpected argument '%s'\n%s", argv[i], k_usage);
       return 2;
@@ -439,7 +477,7 @@ int infsim_cmd_compare(int argc, char **argv) {
              100.0 * rel_err(&t.rows[i]));
     if (!(have_it[0] && have_it[1]))
       printf("(per-iteration rows need iterations.csv in both: metrics.iterations: true)\n");
-    if (reprice_config && (st = reprice(dirs[1], reprice_config, &err)) != INFSIM_OK) {
+    if (reprice_config && (st = reprice(dirs[1], reprice_config, rows_path, &err)) != INFSIM_OK) {
       fprintf(stderr, "infsim compare: %s\n", err.msg);
       rc = infsim_status_exit_code(st);
     }

@@ -264,6 +264,7 @@ infsim_status infsim_cluster_run(const infsim_run_setup *setup, const infsim_clu
   const infsim_run_params *p = infsim_run_setup_params(setup);
   infsim_sched_params sp;
   infsim_status st = infsim_run_sched_params(p, &sp, err);
+  sp.longest_context = true; /* iterations.csv, re-priced against the simulator */
   if (st != INFSIM_OK) return st;
   /* What the executors do not do yet: refuse it rather than run something else. */
   if (sp.preemption == INFSIM_PREEMPT_SWAP)

@@ -76,6 +76,11 @@ static const infsim_calib_kernel_info k_kernels[INFSIM_CALIB_KERNELS] = {
                                      INFSIM_CALIB_TOKENS, -1, -1, INFSIM_CALIB_TOKENS, 0, 0),
     [INFSIM_CALIB_LAYER_DECODE] = K("layer_decode", VAR_BIT_REQUESTS, INFSIM_CALIB_REQUESTS, INFSIM_CALIB_REQUESTS,
                                     -1, -1, INFSIM_CALIB_REQUESTS, 0, 0),
+    /* A line in the tokens the longest request's CTA walks (calib_fit
+     * turns the measured layer into its attention, the rows' longest
+     * context into those tokens). */
+    [INFSIM_CALIB_LAYER_DECODE_LONG] = K("layer_decode_long", VAR_BIT_TOKENS, INFSIM_CALIB_TOKENS,
+                                         INFSIM_CALIB_TOKENS, -1, -1, INFSIM_CALIB_TOKENS, 0, 0),
 };
 #undef K
 
@@ -333,6 +338,11 @@ static double calib_layer_rest_ns(void *self, int64_t prefill_tokens, int64_t pr
   return t;
 }
 
+static double calib_decode_longest_layer_ns(void *self, int64_t requests, int64_t context_tokens,
+                                            int64_t max_context_tokens, bool graph) {
+  return infsim_calib_fast_longest_ns(self, requests, context_tokens, max_context_tokens, graph ? 1 : 0);
+}
+
 static void calib_destroy(void *self) { infsim_calib_fast_free(self); }
 
 /* ---- curves in the DB ---- */
@@ -459,7 +469,26 @@ static infsim_status db_fail(sqlite3 *db, const char *db_path, infsim_error *err
 
 /* Kernels a calibrated profile must have for the simulator to use it. */
 static int kernel_required(int k) {
-  return k != INFSIM_CALIB_HOST_COPY && k != INFSIM_CALIB_LAYER_PREFILL && k != INFSIM_CALIB_LAYER_DECODE;
+  return k != INFSIM_CALIB_HOST_COPY && k != INFSIM_CALIB_LAYER_PREFILL && k != INFSIM_CALIB_LAYER_DECODE &&
+         k != INFSIM_CALIB_LAYER_DECODE_LONG;
+}
+
+/* The multiprocessors recorded with a profile's layer_decode_long rows (0: none). */
+static infsim_status long_sm_count(sqlite3 *db, const char *db_path, const char *profile,
+                                   const infsim_model_shape *model, int64_t tp, int64_t *sm, infsim_error *err) {
+  static const char sql[] = "SELECT MAX(m.partials) FROM measurement m JOIN profile p ON p.id = m.profile_id"
+                            " WHERE p.name = ?1 AND p.model = ?2 AND m.tp = ?3 AND m.kernel = 'layer_decode_long'";
+  sqlite3_stmt *q = NULL;
+  *sm = 0;
+  if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK) return db_fail(db, db_path, err);
+  sqlite3_bind_text(q, 1, profile, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 2, model->name, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(q, 3, tp);
+  int rc = sqlite3_step(q);
+  if (rc == SQLITE_ROW && sqlite3_column_type(q, 0) == SQLITE_INTEGER) *sm = sqlite3_column_int64(q, 0);
+  infsim_status st = rc == SQLITE_ROW || rc == SQLITE_DONE ? INFSIM_OK : db_fail(db, db_path, err);
+  sqlite3_finalize(q);
+  return st;
 }
 
 infsim_status infsim_cost_curves_calibrated(const char *db_path, const char *profile,
@@ -552,6 +581,22 @@ infsim_status infsim_cost_curves_calibrated(const char *db_path, const char *pro
    * decodes on different footings. */
   unsigned rests = (1u << INFSIM_CALIB_LAYER_PREFILL) | (1u << INFSIM_CALIB_LAYER_DECODE);
   out->layer_rest_ns = (have & rests) == rests ? calib_layer_rest_ns : NULL;
+  /* The longest-CTA term needs the GPU's multiprocessors, recorded with
+   * the skewed decode layers it was fitted on (their partials column). */
+  if (out->layer_rest_ns != NULL && (have & (1u << INFSIM_CALIB_LAYER_DECODE_LONG))) {
+    int64_t sm = 0;
+    st = long_sm_count(db, db_path, profile, model, tp, &sm, err);
+    if (st != INFSIM_OK) {
+      infsim_calib_fast_free(fast);
+      memset(out, 0, sizeof *out);
+      goto done;
+    }
+    if (sm > 0 && tp > 0) {
+      infsim_calib_split_shape sh = {model->heads / tp, model->kv_heads / tp, sm};
+      infsim_calib_fast_set_split(fast, &sh);
+      out->decode_longest_layer_ns = calib_decode_longest_layer_ns;
+    }
+  }
   snprintf(out->name, sizeof out->name, "calibrated:%s", profile);
   *found = 1;
 done:

@@ -62,6 +62,7 @@ struct infsim_calib_fast {
   int32_t *seg_count;   /* [DECODE_REQUESTS + 1]; 0: not yet built */
   int32_t *seg_hint;    /* [DECODE_REQUESTS + 1]: the segment last found */
   segment *segs;        /* MAX_SEGS per request count */
+  infsim_calib_split_shape split; /* sm_count 0: no longest-CTA term */
 };
 
 infsim_calib_fast *infsim_calib_fast_new(const infsim_calib_curve curves[INFSIM_CALIB_KERNELS]) {
@@ -79,6 +80,26 @@ infsim_calib_fast *infsim_calib_fast_new(const infsim_calib_curve curves[INFSIM_
     return NULL;
   }
   return f;
+}
+
+void infsim_calib_fast_set_split(infsim_calib_fast *f, const infsim_calib_split_shape *s) { f->split = *s; }
+
+double infsim_calib_fast_longest_ns(infsim_calib_fast *f, int64_t requests, int64_t context_tokens,
+                                    int64_t max_context_tokens, int graph) {
+  int64_t w = infsim_calib_longest_cta_tokens(&f->split, requests, max_context_tokens, graph);
+  if (w <= 0) return 0.0;
+  const infsim_calib_curve *line = &f->curve[INFSIM_CALIB_LAYER_DECODE_LONG];
+  double x[INFSIM_CALIB_VARS] = {0};
+  x[INFSIM_CALIB_TOKENS] = (double)w;
+  double t = infsim_calib_curve_eval(line, INFSIM_CALIB_LAYER_DECODE_LONG, x);
+  double waits = infsim_calib_longest_cta_waits(&f->split, requests, max_context_tokens, graph);
+  if (waits > 0 && requests > 1) {
+    int64_t others = (context_tokens - max_context_tokens) / (requests - 1);
+    int64_t wo = infsim_calib_cta_tokens(&f->split, requests, max_context_tokens, others > 0 ? others : 1, graph);
+    x[INFSIM_CALIB_TOKENS] = (double)wo;
+    t += waits * infsim_calib_curve_eval(line, INFSIM_CALIB_LAYER_DECODE_LONG, x);
+  }
+  return t;
 }
 
 void infsim_calib_fast_free(infsim_calib_fast *f) {

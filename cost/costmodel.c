@@ -19,6 +19,7 @@
 #include "infsim/costmodel.h"
 
 #include <math.h>
+#include <stdint.h>
 
 /* Rounds a time to the ns, at least floor_ns; INT64_MAX when it does not
  * fit in int64 (or is not a number): llround would be undefined there. */
@@ -74,8 +75,22 @@ int64_t infsim_cost_iteration_ns(const infsim_cost_model *cm, const infsim_batch
   if (tokens > 0) layer_ns += c->gemm_layer_ns(c->self, tokens);
   if (agg->prefill_tokens > 0)
     layer_ns += c->prefill_attn_layer_ns(c->self, agg->prefill_tokens, agg->prefill_attn_pairs);
-  if (agg->decode_requests > 0)
-    layer_ns += c->decode_attn_layer_ns(c->self, agg->decode_requests, agg->decode_context_tokens);
+  if (agg->decode_requests > 0) {
+    double attn_ns = c->decode_attn_layer_ns(c->self, agg->decode_requests, agg->decode_context_tokens);
+    if (c->decode_longest_layer_ns != NULL && agg->decode_max_context_tokens > 0 &&
+        agg->decode_max_context_tokens <= INT64_MAX / agg->decode_requests) {
+      double longest_ns = c->decode_longest_layer_ns(c->self, agg->decode_requests, agg->decode_context_tokens,
+                                                     agg->decode_max_context_tokens, agg->prefill_tokens == 0);
+      /* At most what the batch would take with every request that long:
+       * each CTA then walks as much as the longest one's (the curve was
+       * fitted there; at one request the two are the same batch). */
+      double uniform_ns =
+          c->decode_attn_layer_ns(c->self, agg->decode_requests, agg->decode_requests * agg->decode_max_context_tokens);
+      if (longest_ns > uniform_ns) longest_ns = uniform_ns;
+      if (longest_ns > attn_ns) attn_ns = longest_ns;
+    }
+    layer_ns += attn_ns;
+  }
   layer_ns += 2.0 * allreduce_ns(cm, tokens);
 
   layer_ns += c->layer_overhead_ns;
@@ -97,6 +112,7 @@ void infsim_cost_decode_run_init(const infsim_cost_model *cm, int64_t decode_req
   fixed_ns += lm_head_ns(cm, decode_requests) + handoff_ns(cm, decode_requests);
   run->fixed_ns = fixed_ns;
   run->requests = decode_requests;
+  run->first_max_context_tokens = 0;
 }
 
 int64_t infsim_cost_decode_run_ns(const infsim_cost_model *cm, const infsim_decode_run *run, int64_t first_context,
@@ -109,6 +125,29 @@ int64_t infsim_cost_decode_run_ns(const infsim_cost_model *cm, const infsim_deco
   } else {
     for (int64_t j = 0; j < steps; j++)
       attn_ns += c->decode_attn_layer_ns(c->self, run->requests, first_context + j * run->requests);
+  }
+  /* The longest request bounds a step when its CTAs walk longer than the
+   * whole batch's KV takes at full bandwidth. Over a run its context grows
+   * by one token a step, a few ns a step against hundreds of
+   * microseconds: the first step's bound, steps times, keeps the run
+   * closed-form and non-decreasing in steps (the larger of the two sums,
+   * not the sum of the larger: they cross at most once in a run). */
+  if (c->decode_longest_layer_ns != NULL && run->first_max_context_tokens > 0 &&
+      run->first_max_context_tokens <= INT64_MAX / run->requests / 2) {
+    double longest_ns =
+        (double)steps *
+        c->decode_longest_layer_ns(c->self, run->requests, first_context, run->first_max_context_tokens, true);
+    /* Capped as one step is, by the batch with every request that long. */
+    const int64_t uniform = run->requests * run->first_max_context_tokens;
+    double uniform_ns = 0.0;
+    if (c->decode_attn_sum_layer_ns != NULL) {
+      uniform_ns = c->decode_attn_sum_layer_ns(c->self, run->requests, uniform, run->requests, steps);
+    } else {
+      for (int64_t j = 0; j < steps; j++)
+        uniform_ns += c->decode_attn_layer_ns(c->self, run->requests, uniform + j * run->requests);
+    }
+    if (longest_ns > uniform_ns) longest_ns = uniform_ns;
+    if (longest_ns > attn_ns) attn_ns = longest_ns;
   }
   /* at least 1 ns an iteration */
   return round_ns((double)steps * run->fixed_ns + (double)cm->model.layers * attn_ns, steps);

@@ -353,7 +353,8 @@ static infsim_status write_iterations_csv(FILE *f, const char *path, const infsi
   size_t n = 0;
   const infsim_iteration_row *rows = infsim_run_result_iterations(res, &n);
   infsim_outbuf *w = outbuf_open(f, "instance,start_s,end_s,steps,prefill_tokens,prefill_attention_pairs,"
-                                    "decode_requests,decode_context_tokens,remote_holders,remote_context_tokens\n");
+                                    "decode_requests,decode_context_tokens,remote_holders,remote_context_tokens,"
+                                    "decode_max_context_tokens\n");
   if (w == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   for (size_t i = 0; i < n; i++) {
     const infsim_iteration_row *r = &rows[i];
@@ -369,7 +370,8 @@ static infsim_status write_iterations_csv(FILE *f, const char *path, const infsi
                             r->agg.decode_requests,
                             r->agg.decode_context_tokens,
                             r->agg.remote_partials,
-                            r->agg.remote_context_tokens};
+                            r->agg.remote_context_tokens,
+                            r->agg.decode_max_context_tokens};
     p = put_int_cols(p, cols, sizeof cols / sizeof cols[0]);
     *p++ = '\n';
     infsim_outbuf_commit(w, p);

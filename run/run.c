@@ -274,6 +274,7 @@ infsim_status infsim_run_simulate_watched(const infsim_run_params *p, const infs
                                &p->roofline, &cost, err);
   if (st == INFSIM_OK) {
     snprintf(res->cost_model, sizeof res->cost_model, "%s", cost.curves.name);
+    sc.sched.longest_context = p->record_iterations || cost.curves.decode_longest_layer_ns != NULL;
     st = infsim_sim_new(&sc, &cost, trace, &res->sim, err);
   }
   if (st == INFSIM_OK) {

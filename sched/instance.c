@@ -79,6 +79,10 @@ infsim_status join_decode(infsim_sched *s, instance *in, int32_t req, int64_t kv
   r->step0 = in->step;
   in->decode_n++;
   in->kv_sum += kv_tokens;
+  if (s->p.longest_context) {
+    infsim_status added = decode_max_add(s, in, req, err);
+    if (added != INFSIM_OK) return added;
+  }
   int64_t finish_step = r->step0 + (s->rec[req].output_tokens - r->generated0);
   infsim_status st = step_heap_push(&in->finishes, (step_event){finish_step, req, r->epoch}, err);
   if (st != INFSIM_OK) return st;
@@ -604,6 +608,10 @@ static infsim_status start_batch(infsim_sched *s, instance *in, infsim_error *er
     b.steps = admission_waits ? 1 : decode_steps(s, in);
   }
   if ((st = add_remote(s, in, decode, &b, err)) != INFSIM_OK) return st;
+  /* The longest context, as step 0 attends it; not known where part of
+   * the batch's KV is held elsewhere (priced from the totals then). */
+  if (decode && s->p.longest_context && b.agg.remote_requests == 0)
+    b.agg.decode_max_context_tokens = decode_max_kv(s, in) + 1;
   b.swap_in_bytes = in->swap_in_bytes;
   b.swap_out_bytes = in->swap_out_bytes;
   in->swap_in_bytes = in->swap_out_bytes = 0;
@@ -718,6 +726,7 @@ void instance_free(const infsim_sched *s, instance *in) {
   free(in->running);
   free(in->chunks);
   step_heap_free(&in->finishes);
+  decode_max_free(in);
   if (in->phases != NULL)
     for (int64_t p = 0; p < phase_count(s); p++) req_set_free(&in->phases[p]);
   free(in->phases);
@@ -759,7 +768,7 @@ int64_t instance_blocks_due(const infsim_sched *s, const instance *in, int32_t r
 }
 
 void instance_check(const infsim_sched *s, const instance *in) {
-  int64_t decode_n = 0, kv_sum = 0;
+  int64_t decode_n = 0, kv_sum = 0, kv_max = 0;
   if (in->lost) instance_loss_check(s, in);
   for (int32_t i = 0; i < in->running_count; i++) {
     int32_t q = in->running[i];
@@ -772,6 +781,7 @@ void instance_check(const infsim_sched *s, const instance *in) {
     if (r->decoding) {
       decode_n++;
       kv_sum += kv_now(in, r);
+      if (kv_now(in, r) > kv_max) kv_max = kv_now(in, r);
       assert(infsim_kv_blocks(s->kv, q) >= blocks_for(s, kv_now(in, r)));
       /* the next boundary is the step its blocks fill, in its phase's set */
       assert(r->next_boundary == r->step0 + infsim_kv_blocks(s->kv, q) * s->p.block_tokens - r->kv0);
@@ -799,6 +809,8 @@ void instance_check(const infsim_sched *s, const instance *in) {
   assert(members == decode_n);
   (void)members;
   assert(kv_sum == in->kv_sum); /* both as of `step`, the last boundary */
+  if (s->p.longest_context) decode_max_check(s, in, kv_max);
+  (void)kv_max;
   /* One request's blocks due, read directly, add up to the instance's,
    * found by scanning its phase sets (a few steps into a decode run). */
   const int64_t dones[] = {0, 1, phase_count(s) - 1, phase_count(s), 2 * s->p.block_tokens + 2};

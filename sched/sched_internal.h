@@ -73,6 +73,11 @@ typedef struct {
   int64_t swap_out_bytes; /* GPU -> host */
   int64_t swap_blocks;    /* in host memory for its swapped requests (at most host_blocks_per_instance) */
   bool lost;              /* faults.lose_instance: gone, with its memory (instance_loss.c) */
+  /* Decoding requests by kv0 - step0 (their KV now is that + step), a
+   * max-heap whose entries go stale when their request leaves decode
+   * (decode_max.c): the batch's longest context in O(log n). */
+  struct decode_max_entry *longest;
+  int32_t longest_count, longest_capacity;
 } instance;
 
 struct infsim_sched {
@@ -134,6 +139,20 @@ int32_t pick_victim(infsim_sched *s, const instance *in);
 infsim_status preempt(infsim_sched *s, instance *in, int32_t req, infsim_error *err);
 /* preempt, optionally never to swap (the KV is gone) and not counted as a preemption. */
 infsim_status preempt_as(infsim_sched *s, instance *in, int32_t req, bool may_swap, bool counted, infsim_error *err);
+
+/* decode_max.c: the longest KV among an instance's decoding requests. */
+struct decode_max_entry {
+  int64_t key; /* kv0 - step0 of the request as it joined */
+  int64_t step0;
+  int32_t req;
+};
+/* req joined decode (join_decode): remember it. */
+infsim_status decode_max_add(const infsim_sched *s, instance *in, int32_t req, infsim_error *err);
+/* The most KV tokens a decoding request of `in` holds as of in->step (0: none). */
+int64_t decode_max_kv(const infsim_sched *s, instance *in);
+void decode_max_free(instance *in);
+/* Invariants (debug builds): a heap, whose largest live entry is kv_max - in->step. */
+void decode_max_check(const infsim_sched *s, const instance *in, int64_t kv_max);
 
 /* instance_loss.c: an instance is lost (faults.lose_instance). */
 /* Instance `lost` is gone at s->now_ns with its GPU memory and swap

@@ -284,6 +284,7 @@ static infsim_status exec_submit(void *self, const infsim_batch *b, int64_t now_
                                                                : INT64_MAX;
   } else {
     infsim_cost_decode_run_init(&s->cost, b->agg.decode_requests, &x->run);
+    x->run.first_max_context_tokens = b->agg.decode_max_context_tokens;
     x->first_context = b->agg.decode_context_tokens;
     compute = decode_run_ns(s, x, b->steps);
   }

@@ -35,6 +35,9 @@ static inline infsim_run_params fixture_params(const char *const *settings) {
   }
   /* Tests run on the roofline unless they name a DB. */
   if (!p.calibration_db_given) snprintf(p.calibration_db, sizeof p.calibration_db, "/nonexistent/calibration.db");
+  /* Iterations kept: the scheduler then keeps the batches' longest context,
+   * whose heap the debug builds' invariant checks compare with a walk. */
+  p.record_iterations = true;
   infsim_config_free(cfg);
   return p;
 }

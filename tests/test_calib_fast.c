@@ -140,7 +140,8 @@ static void test_shipped_db_every_point(void **state) {
     }
     sqlite3_finalize(q);
     /* Every kernel; the whole-layer rests where the profile measured layers. */
-    unsigned rests = (1u << INFSIM_CALIB_LAYER_PREFILL) | (1u << INFSIM_CALIB_LAYER_DECODE);
+    unsigned rests = (1u << INFSIM_CALIB_LAYER_PREFILL) | (1u << INFSIM_CALIB_LAYER_DECODE) |
+                     (1u << INFSIM_CALIB_LAYER_DECODE_LONG);
     assert_int_equal(have | rests, (1u << INFSIM_CALIB_KERNELS) - 1);
     infsim_calib_fast *fast = infsim_calib_fast_new(curves);
     assert_non_null(fast);

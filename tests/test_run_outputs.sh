@@ -75,7 +75,8 @@ s = json.load(open(f'{d}/summary.json'))
 ok = sum(int(r['steps']) for r in rows) == s['iterations']
 ok &= all(float(r['end_s']) > float(r['start_s']) for r in rows)
 ok &= list(rows[0].keys()) == ['instance', 'start_s', 'end_s', 'steps', 'prefill_tokens', 'prefill_attention_pairs',
-                               'decode_requests', 'decode_context_tokens', 'remote_holders', 'remote_context_tokens']
+                               'decode_requests', 'decode_context_tokens', 'remote_holders', 'remote_context_tokens',
+                               'decode_max_context_tokens']
 sys.exit(0 if ok else 1)
 PY
 

@@ -35,6 +35,12 @@ def compare(args, name):
         cfg = f"{d}/reprice-config.json"
         with open(cfg, "w") as f:
             json.dump(resolved, f)
+    # Runs measured before iterations.csv had the longest context: rebuilt
+    # from requests.csv (exact; longest_context.py checks it row by row).
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(f"{cl}/iterations.csv") as f:
+        if "decode_max_context_tokens" not in f.readline():
+            subprocess.run([sys.executable, f"{here}/longest_context.py", cl], check=True)
     out = subprocess.run([args.infsim, "compare", sim, cl, "--no-plot", "--reprice", cfg], check=True,
                          capture_output=True, text=True).stdout
     with open(f"{d}/compare-{name}.txt", "w") as f:

@@ -26,6 +26,10 @@ typedef struct {
    * owned elsewhere, whose micro-attention it computes in its iterations. */
   int64_t guest_requests;
   int64_t guest_context_tokens;
+  /* The longest local context among the decoding requests (0: not known;
+   * priced as if every request had the mean). The MA decode's grid and
+   * split count follow it, and its longest CTA bounds the kernel's time. */
+  int64_t decode_max_context_tokens;
 } infsim_batch_agg;
 
 #endif

@@ -114,6 +114,11 @@ typedef enum {
    * steps, launch gaps and the clock under sustained load). Optional. */
   INFSIM_CALIB_LAYER_PREFILL, /* one prompt: tokens, pairs */
   INFSIM_CALIB_LAYER_DECODE,  /* decodes as a replayed CUDA graph: requests (context rides along) */
+  /* Decode layers whose batch has one long request among short ones
+   * (tokens: the longest context; partials: the GPU's multiprocessors).
+   * Fitted curve: the MA decode's longest CTA, a line in the tokens one
+   * CTA of the longest request walks (costmodel.h). Optional. */
+  INFSIM_CALIB_LAYER_DECODE_LONG,
   INFSIM_CALIB_KERNELS
 } infsim_calib_kernel;
 
@@ -232,6 +237,43 @@ double infsim_calib_fast_decode_ns(infsim_calib_fast *f, int64_t requests, int64
  * context_step), as infsim_calib_decode_sum. */
 double infsim_calib_fast_decode_sum_ns(infsim_calib_fast *f, int64_t requests, int64_t first_context,
                                        int64_t context_step, int64_t steps);
+
+/* The MA decode's longest CTA (layer_decode_long). The kernel cuts every
+ * request of a batch into the same number of splits, chosen from the
+ * batch's rows and its longest context (kernels/ma_decode.cu), and the
+ * cuda executor replays decode steps as graphs padded to a few batch
+ * sizes with the context rounded up to a power of two (cluster/model.c):
+ * a batch with one long request among short ones waits for the long
+ * one's CTAs, whatever the batch's total context. */
+typedef struct {
+  int64_t q_heads, kv_heads; /* of one TP shard */
+  int64_t sm_count;          /* the GPU's multiprocessors (0: unknown) */
+} infsim_calib_split_shape;
+
+/* KV tokens one CTA of the longest request walks in a decode of
+ * `requests` requests whose longest context is max_context_tokens, as the
+ * kernel splits it; graph: as a replayed decode step (padded rows, context
+ * bucket), else eagerly (a batch with prompt chunks). 0 when unknown. */
+int64_t infsim_calib_longest_cta_tokens(const infsim_calib_split_shape *s, int64_t requests,
+                                        int64_t max_context_tokens, int graph);
+/* KV tokens one CTA walks of a request of context_tokens in that grid. */
+int64_t infsim_calib_cta_tokens(const infsim_calib_split_shape *s, int64_t requests, int64_t max_context_tokens,
+                                int64_t context_tokens, int graph);
+/* Waves of CTAs that run before the longest request's last split starts,
+ * the mean over its place among the requests (the grid runs CTA rows
+ * first, split by split; the aggregates do not say where it is). 0 within
+ * one wave. */
+double infsim_calib_longest_cta_waits(const infsim_calib_split_shape *s, int64_t requests,
+                                      int64_t max_context_tokens, int graph);
+/* Sets the shape the fast form's longest-CTA term uses (none: no term). */
+void infsim_calib_fast_set_split(infsim_calib_fast *f, const infsim_calib_split_shape *s);
+/* The layer's decode attention as bounded by the longest request: the
+ * fitted layer_decode_long line at its CTA's tokens, after the waves that
+ * start before it (each the line at a CTA's tokens of the others' mean
+ * context); 0 when the profile has no such curve or shape. */
+double infsim_calib_fast_longest_ns(infsim_calib_fast *f, int64_t requests, int64_t context_tokens,
+                                    int64_t max_context_tokens, int graph);
+
 
 /* The `fit` columns that hold a curve, in the order
  * infsim_calib_curve_from_row reads them, each prefixed by "f.". */

@@ -58,6 +58,12 @@ typedef struct {
    * fitted on whole layers measured as the cuda executor runs them
    * (calibrated profiles with layer_prefill and layer_decode fits). */
   double (*layer_rest_ns)(void *self, int64_t prefill_tokens, int64_t prefill_pairs, int64_t decode_requests);
+  /* Optional (NULL: none): decode attention of one layer as bounded by
+   * the batch's longest request (the MA decode's longest CTA; calib.h);
+   * the layer's decode attention is the larger of this and
+   * decode_attn_layer_ns. graph: a decode-only step (replayed padded). */
+  double (*decode_longest_layer_ns)(void *self, int64_t requests, int64_t context_tokens, int64_t max_context_tokens,
+                                   bool graph);
 } infsim_cost_curves;
 
 /* Roofline efficiency factors (fraction of peak reached), config keys
@@ -101,6 +107,9 @@ int64_t infsim_cost_iteration_ns(const infsim_cost_model *cm, const infsim_batch
 typedef struct {
   double fixed_ns;   /* overhead + GEMMs + all-reduces + LM head + hand-offs */
   int64_t requests;  /* decode requests in every step */
+  /* The first step's longest context (0: not known; init sets 0, the
+   * caller sets it): each later step's is one token longer. */
+  int64_t first_max_context_tokens;
 } infsim_decode_run;
 
 void infsim_cost_decode_run_init(const infsim_cost_model *cm, int64_t decode_requests, infsim_decode_run *run);

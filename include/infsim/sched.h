@@ -50,6 +50,11 @@ typedef struct {
   char policy_name[64];
   unsigned char policy_settings[INFSIM_POLICY_SETTINGS_BYTES];
   uint64_t seed;
+  /* Keep the decoding requests' longest context for the batch aggregates
+   * (decode_max_context_tokens; otherwise 0): set where something reads
+   * it (iterations.csv, a cost model with the longest-CTA term, cluster
+   * mode), since keeping it costs a heap push and pop per request. */
+  bool longest_context;
 } infsim_sched_params;
 
 typedef enum {

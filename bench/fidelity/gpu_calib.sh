@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# One call on the lent GPU machine that re-measures the shipped calibration
+# with the kernels as built (every model of the profile, TP 1, 2, 4, 8; TP 1
+# adds whole layers, skewed decode batches among them) and the end-to-end
+# runs of e2e_cluster.py (one instance, loads from its own maximum), which
+# give the iteration-level rows too. Everything lands in $OUT/calib.tar.gz
+# (refreshed after each stage) and $OUT/log.txt; the SM clock, power and
+# throttle reasons every half second in clocks.csv.
+#   here:  cmake -S . -B build-gpu -DINFSIM_CUDA=ON -DINFSIM_MPI=ON -DINFSIM_NCCL=OFF -DCMAKE_BUILD_TYPE=Release
+#          cmake --build build-gpu -j2 --target infsim_cli
+#          /work/shared/tools/device-libs libgsl27 libgslcblas0 libsqlite3-0 libyaml-0-2 libjansson4
+#          copy data/calibration.db, build-gpu/infsim, .devlibs, data/traces/azure-code.csv and
+#          bench/fidelity/*.{sh,py,yaml} into one folder the call carries
+#   there: bash FOLDER/gpu_calib.sh        (results under $OUT)
+# Stages can be left out: CALIB=0, E2E=0; MODELS="llama2-7b ..." picks the models.
+set -u
+export NCCL_NVLS_ENABLE=0 PYTHONUNBUFFERED=1
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+cd "$(dirname "$0")"
+here=$PWD
+out=${OUT:-.}
+res=/tmp/calib
+mkdir -p "$res"
+export LD_LIBRARY_PATH="$here/.devlibs/usr/lib/x86_64-linux-gnu:$here/.devlibs/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib; do
+  [ -d "$d" ] && export LD_LIBRARY_PATH="$d:$LD_LIBRARY_PATH"
+done
+pack() { tar czf "$out/calib.tar.gz.tmp" -C "$res" . && mv "$out/calib.tar.gz.tmp" "$out/calib.tar.gz"; }
+exec > >(tee "$out/log.txt") 2>&1
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.max.mem,memory.total,power.limit \
+  --format=csv,noheader | tee "$res/gpu.txt"
+date -u +%FT%TZ | tee -a "$res/gpu.txt"
+nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,clocks_throttle_reasons.active \
+  --format=csv -lms 500 >"$res/clocks.csv" 2>&1 &
+smi=$!
+infsim=./infsim
+./infsim --help >/dev/null 2>&1 || { echo "infsim does not start here: $(./infsim --help 2>&1 | head -2)"; }
+case "$(head -1 "$res/gpu.txt")" in
+  *H200*) profile=h200 ;;
+  *H100*) profile=h100-sxm ;;
+  *) profile=unknown ;;
+esac
+sed "s/^gpu: .*/gpu: $profile/" e2e-llama2-7b-h200.yaml >"$res/e2e.yaml"
+if [ "${CALIB:-1}" != 0 ]; then
+  for m in ${MODELS:-llama2-7b llama2-13b llama2-70b}; do
+    t0=$(date +%s)
+    timeout 150 $infsim calibrate run --backend cuda --model "$m" --out "$res/raw-$profile-$m.csv"
+    echo "calibrate $m: exit $? in $(($(date +%s) - t0)) s"
+    pack
+  done
+fi
+if [ "${E2E:-1}" != 0 ]; then
+  t0=$(date +%s)
+  timeout ${E2E_S:-270} python3 e2e_cluster.py --infsim $infsim --config "$res/e2e.yaml" \
+    --trace azure-code.csv --out "$res/e2e" --requests ${E2E_REQUESTS:-300} --max-span-s ${E2E_SPAN_S:-30} -- \
+    --executor cuda --set calibration.db="$here/calibration.db"
+  echo "e2e: exit $? in $(($(date +%s) - t0)) s"
+fi
+kill "$smi"
+pack

@@ -1,0 +1,133 @@
+/*
+** calib_split.c: the MA decode's split rule, for the longest-CTA term of
+** calibrated decode pricing (calib.h).
+**
+** A replica of what decides the grid, kept to the kernel's and the
+** executor's rules (kernels/ma_decode.cu launch(), cluster/model.c
+** padded_decodes() and bucket_of()); the fitted layer_decode_long line
+** turns its result into time, so a change of either rule shows as a
+** layer_decode_long fit that no longer holds out (calibrate fit).
+*/
+#include <math.h>
+
+#include "infsim/calib.h"
+
+enum {
+  TILE_TOKENS = 16,      /* tokens per warp tile */
+  MIN_SPLIT_TILES = 8,   /* each split keeps >= 2 tiles per warp (4 warps) */
+  MAX_SPLITS = 1024,
+  CTAS_PER_SM = 2,       /* 3 pipeline stages: two CTAs fit an SM's shared memory */
+  HEADS_PER_CTA = 16,    /* query heads of one KV head a CTA serves */
+  GRAPH_MIN_CONTEXT = 256,
+};
+
+static int64_t padded_rows(int64_t n) {
+  if (n > 32) return (n + 31) / 32 * 32;
+  int64_t p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+static int64_t splits_for(const infsim_calib_split_shape *s, int64_t rows, int64_t grid_context) {
+  int64_t group = s->kv_heads > 0 ? s->q_heads / s->kv_heads : 1;
+  if (group < 1) group = 1;
+  const int64_t cta_rows = rows * s->kv_heads * ((group + HEADS_PER_CTA - 1) / HEADS_PER_CTA);
+  const int64_t slots = s->sm_count * CTAS_PER_SM;
+  const int64_t tiles = (grid_context + TILE_TOKENS - 1) / TILE_TOKENS;
+  int64_t cap = (tiles + MIN_SPLIT_TILES - 1) / MIN_SPLIT_TILES;
+  const int64_t best = (int64_t)(16.0 * pow((double)grid_context / 4096.0, 0.4) + 0.5);
+  if (cap > best) cap = best;
+  if (cap > MAX_SPLITS) cap = MAX_SPLITS;
+  if (cap < 1) cap = 1;
+  if (cta_rows < slots) {
+    int64_t sp = slots / cta_rows;
+    return sp < cap ? sp : cap;
+  }
+  /* Several waves: the fewest splits that fill >= 95% of the waves' slots. */
+  double best_fill = -1.0;
+  int64_t splits = 1;
+  for (int64_t sp = 1; sp <= cap; sp++) {
+    int64_t ctas = cta_rows * sp, waves = (ctas + slots - 1) / slots;
+    double fill = (double)ctas / (double)(waves * slots);
+    if (fill > best_fill + 1e-9) {
+      best_fill = fill;
+      splits = sp;
+    }
+    if (fill >= 0.95 || ctas >= 8 * slots) break;
+  }
+  return splits;
+}
+
+/* sum over i in [0, n) of floor((a i + b) / m), for a, b >= 0 and m > 0,
+ * in O(log m): the Euclid-like reduction of the floor-sum identity (the
+ * terms with a >= m or b >= m taken out whole, then the lattice points
+ * under the line counted from the other axis). */
+static int64_t floor_sum(int64_t n, int64_t m, int64_t a, int64_t b) {
+  int64_t sum = 0;
+  while (n > 0) {
+    if (a >= m) {
+      sum += n * (n - 1) / 2 * (a / m);
+      a %= m;
+    }
+    if (b >= m) {
+      sum += n * (b / m);
+      b %= m;
+    }
+    int64_t top = a * n + b; /* the line's value at i = n */
+    if (top < m) break;
+    /* Points (i, j), 1 <= j <= floor((a i + b) / m): counted by rows j,
+     * each the i with a i + b >= j m, which is another floor sum with the
+     * roles of a and m swapped. */
+    n = top / m;
+    b = top % m;
+    int64_t t = m;
+    m = a;
+    a = t;
+  }
+  return sum;
+}
+
+/* The grid's CTA rows, splits and slots as the kernel launches them. */
+static void grid_of(const infsim_calib_split_shape *s, int64_t requests, int64_t max_context_tokens, int graph,
+                    int64_t *rows_per_request, int64_t *cta_rows, int64_t *splits, int64_t *slots) {
+  int64_t rows = requests, grid_context = max_context_tokens;
+  if (graph) {
+    rows = padded_rows(requests);
+    grid_context = GRAPH_MIN_CONTEXT;
+    while (grid_context < max_context_tokens) grid_context *= 2;
+  }
+  int64_t group = s->kv_heads > 0 ? s->q_heads / s->kv_heads : 1;
+  if (group < 1) group = 1;
+  *rows_per_request = s->kv_heads * ((group + HEADS_PER_CTA - 1) / HEADS_PER_CTA);
+  *cta_rows = rows * *rows_per_request;
+  *splits = splits_for(s, rows, grid_context);
+  *slots = s->sm_count * CTAS_PER_SM;
+}
+
+double infsim_calib_longest_cta_waits(const infsim_calib_split_shape *s, int64_t requests,
+                                      int64_t max_context_tokens, int graph) {
+  if (s == NULL || s->sm_count <= 0 || s->kv_heads <= 0 || requests <= 0 || max_context_tokens <= 0) return 0.0;
+  int64_t per, cta_rows, splits, slots;
+  grid_of(s, requests, max_context_tokens, graph, &per, &cta_rows, &splits, &slots);
+  /* The grid is (CTA row, split), rows fastest: the long request's last
+   * split starts once the CTAs before it have left their slots, a wave of
+   * slots at a time. Its place among the requests is not in the
+   * aggregates: the mean over all places. */
+  return (double)floor_sum(requests, slots, per, (splits - 1) * cta_rows) / (double)requests;
+}
+
+int64_t infsim_calib_cta_tokens(const infsim_calib_split_shape *s, int64_t requests, int64_t max_context_tokens,
+                                int64_t context_tokens, int graph) {
+  if (s == NULL || s->sm_count <= 0 || s->kv_heads <= 0 || requests <= 0 || max_context_tokens <= 0 ||
+      context_tokens <= 0)
+    return 0;
+  int64_t per, cta_rows, splits, slots;
+  grid_of(s, requests, max_context_tokens, graph, &per, &cta_rows, &splits, &slots);
+  int64_t tiles = (context_tokens + TILE_TOKENS - 1) / TILE_TOKENS;
+  return (tiles + splits - 1) / splits * TILE_TOKENS;
+}
+
+int64_t infsim_calib_longest_cta_tokens(const infsim_calib_split_shape *s, int64_t requests,
+                                        int64_t max_context_tokens, int graph) {
+  return infsim_calib_cta_tokens(s, requests, max_context_tokens, max_context_tokens, graph);
+}
