@@ -331,7 +331,7 @@ infsim_status launch(ik_cuda *c, const infsim_prefill_args *a, infsim_error *err
   if (rows == 0 && keys == 0 && hopper) rows = keys = 128;
   if (rows == 0) rows = ctas128 >= 2 * (int64_t)c->sm_count ? 128 : 64;
   if (rows == 128 && keys == 128) {
-    if (hopper) return ik_prefill_sm90(c, p, BF16, a->num_requests, err);
+    if (hopper) return ik_prefill_sm90(c, p, BF16, a->num_requests, a->sm90_pipeline ? a->sm90_pipeline : 1, err);
     keys = 64;
   }
   if (keys == 0) keys = 64;
