@@ -21,6 +21,10 @@
 ** every fragment passes through registers via ldmatrix; wgmma reads both
 ** operands of S = Q K^T straight from shared memory and runs at full rate.
 **
+** A second kernel below (version 14, the default) keeps three K and three
+** V tiles and runs the softmax of one key tile under the P V product of
+** the one before; this one stays as pipeline 1.
+**
 ** Built for sm_90a only in effect: in other passes the body traps, and
 ** prefill.cu never launches it on a device other than compute capability 9.0.
 */
@@ -257,7 +261,8 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_kernel(ik_prefill_par
  * shared memory), so S = Q K^T reads only K from shared memory.
  * 32 + 6 x 32 KiB + 1 KiB alignment = 225 KiB of shared memory. */
 constexpr int NST = 3;
-constexpr int SMEM_OV = (int)(Q_BYTES + 2 * NST * TILE_BYTES) + 1024;
+constexpr int RUN_SLOTS = 4; /* staged pool offsets of the 8 16-key runs of a tile: tiles j+1 .. j+3 and one spare */
+constexpr int SMEM_OV = (int)(Q_BYTES + 2 * NST * TILE_BYTES) + RUN_SLOTS * 8 * 8 + 1024;
 
 #ifndef IK_SM90_DIAG /* 1: no K/V loads past the first tiles, 2: no softmax (bench-only timing splits) */
 #define IK_SM90_DIAG 0
@@ -270,6 +275,8 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_ov_kernel(ik_prefill_
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   const uint32_t sbase = (smem_addr(smem_raw) + 1023u) & ~1023u;
   const uint32_t q_s = sbase, k_s = sbase + Q_BYTES, v_s = k_s + NST * TILE_BYTES;
+  const uint32_t run_s = v_s + NST * TILE_BYTES;
+  const int64_t *runoff = (const int64_t *)(smem_raw + (run_s - smem_addr(smem_raw)));
 
   const int tid = threadIdx.x, wg = tid / 128, warp = (tid % 128) / 32, lane = tid % 32;
   const int qt = gridDim.x - 1 - blockIdx.x;
@@ -304,11 +311,45 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_ov_kernel(ik_prefill_
       cp_async16_s(dst + sw128(KT, row, ch), pool + off, ok);
     }
   };
+  /* Pool offset (elements) of run i (keys 16 i .. 16 i + 15) of key tile
+   * kt: runs past the last key take the last key's run, so every address
+   * stays inside a block the table names (those rows are zero-filled). */
+  const int last_run = (total - 1) & ~15;
+  auto run_offset = [&](int32_t block, int kt, int i) {
+    const int start = min(kt * KT + 16 * i, last_run);
+    const int slot = POW2 ? start & (p.bt - 1) : start % p.bt;
+    return ((int64_t)block * p.g + kh) * (int64_t)(p.bt * D) + slot * D;
+  };
+  auto run_block = [&](int kt, int i) {
+    const int start = min(kt * KT + 16 * i, last_run);
+    return table[POW2 ? start >> p.bt_shift : start / p.bt];
+  };
   load(k_s, p.k_pool, 0);
   cp_async_commit(); /* group: Q, K_0 */
   load(k_s, p.k_pool, 1);
   load(v_s, p.v_pool, 0);
   cp_async_commit(); /* group: K_1, V_0 */
+  /* Runs of tiles 0-2 staged for the loads of iterations 0-1 (the barrier
+   * at the top of iteration 0 publishes them); iteration j stages tile
+   * j + 3, so no load waits on a block-table read of its own (at 255
+   * registers ptxas chained each table read to its copy). */
+  if (tid < 3 * 8) {
+    const int kt = tid / 8, i = tid % 8;
+    *(int64_t *)(smem_raw + (run_s - smem_addr(smem_raw)) + 8 * (kt * 8 + i)) = run_offset(run_block(kt, i), kt, i);
+  }
+  /* Copies of a tile from its staged runs: thread's row in each run and chunk
+   * are fixed (row = tid / 16 + 16 i, chunk = tid % 16). */
+  auto load_staged = [&](uint32_t base, const uint16_t *pool, int kt) {
+    const uint32_t dst = base + (uint32_t)(kt % NST) * TILE_BYTES;
+    const int64_t *ro = runoff + (kt % RUN_SLOTS) * 8;
+    const int rr = tid >> 4, ch = tid & 15;
+#pragma unroll
+    for (int i = 0; i < KT * 16 / THREADS; i++) {
+      const int row = rr + 16 * i;
+      const bool ok = kt < n_kt && kt * KT + row < total;
+      cp_async16_s(dst + sw128(KT, row, ch), pool + ro[i] + rr * D + ch * 8, ok);
+    }
+  };
 
   const int wrow = wg * 64;
   const int wg_first = min(p.past + qbase + wrow, total - 1);
@@ -358,10 +399,19 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_ov_kernel(ik_prefill_
   };
   auto load_ahead = [&](int j) {
     if (IK_SM90_DIAG != 1 || j == 0) {
-      load(k_s, p.k_pool, j + 2);
-      load(v_s, p.v_pool, j + 1);
+      load_staged(k_s, p.k_pool, j + 2);
+      load_staged(v_s, p.v_pool, j + 1);
     }
     cp_async_commit();
+  };
+  /* Tile j + 3's runs: every thread reads run tid % 8's block (one line for
+   * all) right after its products are issued, threads 0-7 store the offset
+   * after the softmax (predicated: no branch while wgmmas are in flight). */
+  auto stage_store = [&](int j, int32_t block) {
+    const int64_t v = run_offset(block, j + 3, tid & 7);
+    const uint32_t at = run_s + 8u * (uint32_t)(((j + 3) % RUN_SLOTS) * 8 + (tid & 7));
+    asm volatile("{\n.reg .pred q;\nsetp.lt.s32 q, %2, 8;\n@q st.shared.b64 [%0], %1;\n}\n" ::"r"(at), "l"(v), "r"(tid)
+                 : "memory");
   };
   auto mask = [&](float (&s)[64], int kt) {
 #pragma unroll
@@ -450,12 +500,14 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_ov_kernel(ik_prefill_
     wgmma_fence();
     issue_s(s, 0);
     if (PINGPONG) named_bar_arrive(other_bar);
+    const int32_t blk = run_block(3, tid & 7);
     load_ahead(0);
     wgmma_wait<0>();
     reg_fence(s);
     if (first_masked == 0) mask(s, 0);
     float a0, a1, ps0, ps1;
     softmax(s, a0, a1, ps0, ps1);
+    stage_store(0, blk);
     finish(s, 0.f, 0.f, ps0, ps1);
   }
   /* Iteration j >= 1: S_j and P_{j-1} V_{j-1} issued together; S_j's softmax
@@ -470,12 +522,18 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_ov_kernel(ik_prefill_
     issue_s(s, j);
     issue_pv(j - 1);
     if (PINGPONG) named_bar_arrive(other_bar);
+    const int32_t blk = run_block(j + 3, tid & 7);
     load_ahead(j);
     wgmma_wait<1>();
     reg_fence(s);
     if (decltype(masked)::value) mask(s, j);
     float a0, a1, ps0, ps1;
     softmax(s, a0, a1, ps0, ps1);
+    /* The exponents and sums before the wait, or ptxas sinks most of them
+     * below it and the softmax no longer overlaps P V. */
+    reg_fence(s);
+    asm volatile("" : "+f"(ps0), "+f"(ps1)::"memory");
+    stage_store(j, blk);
     wgmma_wait<0>();
     reg_fence(o);
 #pragma unroll
