@@ -319,7 +319,9 @@ infsim_status launch(ik_cuda *c, const infsim_prefill_args *a, infsim_error *err
   IK_LAUNCHED();
   /* Auto: on compute capability 9.0 the wgmma kernel (128 x 128), which won
    * at every measured shape, 1K to 16K tokens on 8 to 64 heads, even where
-   * its CTAs fill under half the SMs (bench/README.md, kernels/NOTES.md).
+   * its CTAs fill under half the SMs (bench/README.md, kernels/NOTES.md),
+   * with pipeline 2 (version 14: 1-4% ahead of version 6 at 4K-16K tokens,
+   * equal at 1K, on the H200).
    * Elsewhere 128 queries x 64 keys once there are enough 128-query tiles
    * to fill the SMs twice over, else 64 x 64 (fewer, fatter CTAs leave SMs
    * idle on short prompts). 128 x 128 asked for on another device runs
@@ -331,7 +333,7 @@ infsim_status launch(ik_cuda *c, const infsim_prefill_args *a, infsim_error *err
   if (rows == 0 && keys == 0 && hopper) rows = keys = 128;
   if (rows == 0) rows = ctas128 >= 2 * (int64_t)c->sm_count ? 128 : 64;
   if (rows == 128 && keys == 128) {
-    if (hopper) return ik_prefill_sm90(c, p, BF16, a->num_requests, err);
+    if (hopper) return ik_prefill_sm90(c, p, BF16, a->num_requests, a->sm90_pipeline ? a->sm90_pipeline : 2, err);
     keys = 64;
   }
   if (keys == 0) keys = 64;

@@ -24,7 +24,10 @@ struct ik_prefill_params {
 /* Queries per CTA of the Hopper kernel (so callers can count its CTAs). */
 enum { IK_PREFILL_SM90_ROWS = 128 };
 
-/* Launches the wgmma kernel (128 queries x 128 keys per tile) on c->stream. */
-infsim_status ik_prefill_sm90(ik_cuda *c, const ik_prefill_params &p, bool bf16, int reqs, infsim_error *err);
+/* Launches a wgmma kernel (128 queries x 128 keys per tile) on c->stream:
+ * pipeline 1 = version 6, 2 = version 14, 3 = version 14 with Q in
+ * registers (infsim_prefill_args.sm90_pipeline; kernels/NOTES.md). */
+infsim_status ik_prefill_sm90(ik_cuda *c, const ik_prefill_params &p, bool bf16, int reqs, int pipeline,
+                              infsim_error *err);
 
 #endif

@@ -21,12 +21,18 @@
 ** every fragment passes through registers via ldmatrix; wgmma reads both
 ** operands of S = Q K^T straight from shared memory and runs at full rate.
 **
+** A second kernel below (version 14, the default) keeps three K and three
+** V tiles and runs the softmax of one key tile under the P V product of
+** the one before; this one stays as pipeline 1.
+**
 ** Built for sm_90a only in effect: in other passes the body traps, and
 ** prefill.cu never launches it on a device other than compute capability 9.0.
 */
 #include "mma_util.cuh"
 #include "prefill.cuh"
 #include "wgmma_util.cuh"
+
+#include <type_traits>
 
 namespace {
 
@@ -240,6 +246,343 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_kernel(ik_prefill_par
 #endif
 }
 
+/* Version 14 (kernels/NOTES.md): the same CTA tile with three K and three V
+ * buffers and the softmax of key tile j run while O += P_{j-1} V_{j-1} is on
+ * the tensor cores (FlashAttention-3's intra-warpgroup overlap, Shah et al.
+ * 2024, section 3.2 and its Algorithm 2: S_j and P_{j-1} V_{j-1} issued
+ * back to back, the rescale of O after both complete). V_j is read one
+ * iteration after K_j, so K and V rotate separately: iteration j loads
+ * K_{j+2} and V_{j+1} into the buffers that K_{j-1} and V_{j-2} left (their
+ * products were waited for in iteration j - 1, and the barrier at the top
+ * of iteration j says every thread is past it), two iterations ahead of
+ * their use. Tiles that cross the diagonal run a second copy of the loop
+ * body with the mask (no branch between a wgmma's issue and its wait).
+ * QREG: Q is held in registers as the wgmmas' A operand (read once from
+ * shared memory), so S = Q K^T reads only K from shared memory.
+ * 32 + 6 x 32 KiB + 1 KiB alignment = 225 KiB of shared memory. */
+constexpr int NST = 3;
+constexpr int RUN_SLOTS = 4; /* staged pool offsets of the 8 16-key runs of a tile: tiles j+1 .. j+3 and one spare */
+constexpr int SMEM_OV = (int)(Q_BYTES + 2 * NST * TILE_BYTES) + RUN_SLOTS * 8 * 8 + 1024;
+
+#ifndef IK_SM90_DIAG /* 1: no K/V loads past the first tiles, 2: no softmax (bench-only timing splits) */
+#define IK_SM90_DIAG 0
+#endif
+
+template <bool BF16, bool POW2, bool PINGPONG, bool QREG>
+__global__ void __launch_bounds__(THREADS, 1) prefill_sm90_ov_kernel(ik_prefill_params p) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr float LN2 = 0.6931471805599453f;
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  const uint32_t sbase = (smem_addr(smem_raw) + 1023u) & ~1023u;
+  const uint32_t q_s = sbase, k_s = sbase + Q_BYTES, v_s = k_s + NST * TILE_BYTES;
+  const uint32_t run_s = v_s + NST * TILE_BYTES;
+  const int64_t *runoff = (const int64_t *)(smem_raw + (run_s - smem_addr(smem_raw)));
+
+  const int tid = threadIdx.x, wg = tid / 128, warp = (tid % 128) / 32, lane = tid % 32;
+  const int qt = gridDim.x - 1 - blockIdx.x;
+  const int hh = blockIdx.y, kh = hh / p.group;
+  const int64_t r = blockIdx.z;
+  const int total = p.past + p.new_tokens;
+  const int qbase = qt * QT;
+  const int last_pos = min(p.past + qbase + QT - 1, total - 1);
+  const int n_kt = last_pos / KT + 1;
+  const int32_t *table = p.block_table + r * p.bt_stride;
+
+#pragma unroll
+  for (int i = 0; i < QT * 16 / THREADS; i++) {
+    const int c = tid + THREADS * i, row = c >> 4, ch = c & 15;
+    const bool ok = qbase + row < p.new_tokens;
+    const uint16_t *src = p.q + (ok ? ((r * p.new_tokens + qbase + row) * p.h + hh) * D + ch * 8 : 0);
+    cp_async16_s(q_s + sw128(QT, row, ch), src, ok);
+  }
+  /* Branch-free, as in the kernel above: keys past the end and tiles past
+   * the last read a valid key and zero-fill. */
+  auto load = [&](uint32_t base, const uint16_t *pool, int kt) {
+    const uint32_t dst = base + (uint32_t)(kt % NST) * TILE_BYTES;
+#pragma unroll
+    for (int i = 0; i < KT * 16 / THREADS; i++) {
+      const int c = tid + THREADS * i, row = c >> 4, ch = c & 15;
+      const int key = kt * KT + row;
+      const bool ok = kt < n_kt && key < total;
+      const int kc = min(key, total - 1);
+      const int bi = POW2 ? kc >> p.bt_shift : kc / p.bt;
+      const int slot = POW2 ? kc & (p.bt - 1) : kc % p.bt;
+      const int64_t off = ((int64_t)table[bi] * p.g + kh) * (int64_t)(p.bt * D) + slot * D + ch * 8;
+      cp_async16_s(dst + sw128(KT, row, ch), pool + off, ok);
+    }
+  };
+  /* Pool offset (elements) of run i (keys 16 i .. 16 i + 15) of key tile
+   * kt: runs past the last key take the last key's run, so every address
+   * stays inside a block the table names (those rows are zero-filled). */
+  const int last_run = (total - 1) & ~15;
+  auto run_offset = [&](int32_t block, int kt, int i) {
+    const int start = min(kt * KT + 16 * i, last_run);
+    const int slot = POW2 ? start & (p.bt - 1) : start % p.bt;
+    return ((int64_t)block * p.g + kh) * (int64_t)(p.bt * D) + slot * D;
+  };
+  auto run_block = [&](int kt, int i) {
+    const int start = min(kt * KT + 16 * i, last_run);
+    return table[POW2 ? start >> p.bt_shift : start / p.bt];
+  };
+  load(k_s, p.k_pool, 0);
+  cp_async_commit(); /* group: Q, K_0 */
+  load(k_s, p.k_pool, 1);
+  load(v_s, p.v_pool, 0);
+  cp_async_commit(); /* group: K_1, V_0 */
+  /* Runs of tiles 0-2 staged for the loads of iterations 0-1 (the barrier
+   * at the top of iteration 0 publishes them); iteration j stages tile
+   * j + 3, so no load waits on a block-table read of its own (at 255
+   * registers ptxas chained each table read to its copy). */
+  if (tid < 3 * 8) {
+    const int kt = tid / 8, i = tid % 8;
+    *(int64_t *)(smem_raw + (run_s - smem_addr(smem_raw)) + 8 * (kt * 8 + i)) = run_offset(run_block(kt, i), kt, i);
+  }
+  /* Copies of a tile from its staged runs: thread's row in each run and chunk
+   * are fixed (row = tid / 16 + 16 i, chunk = tid % 16). */
+  auto load_staged = [&](uint32_t base, const uint16_t *pool, int kt) {
+    const uint32_t dst = base + (uint32_t)(kt % NST) * TILE_BYTES;
+    const int64_t *ro = runoff + (kt % RUN_SLOTS) * 8;
+    const int rr = tid >> 4, ch = tid & 15;
+#pragma unroll
+    for (int i = 0; i < KT * 16 / THREADS; i++) {
+      const int row = rr + 16 * i;
+      const bool ok = kt < n_kt && kt * KT + row < total;
+      cp_async16_s(dst + sw128(KT, row, ch), pool + ro[i] + rr * D + ch * 8, ok);
+    }
+  };
+
+  const int wrow = wg * 64;
+  const int wg_first = min(p.past + qbase + wrow, total - 1);
+  const int pos0 = min(p.past + qbase + wrow + warp * 16 + lane / 4, total - 1);
+  const int pos1 = min(p.past + qbase + wrow + warp * 16 + lane / 4 + 8, total - 1);
+  /* First key tile that crosses this warpgroup's diagonal (tile kt needs the
+   * mask when its last key, kt KT + KT - 1, is past the first row's position). */
+  const int first_masked = (wg_first + 1) / KT;
+
+  float o[64];
+#pragma unroll
+  for (int i = 0; i < 64; i++) o[i] = 0.f;
+  uint32_t pf[KT / 16][4];
+  uint32_t qf[QREG ? 8 : 1][4];
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+  const int my_bar = 1 + wg, other_bar = 2 - wg;
+  if (PINGPONG && wg == 1) named_bar_arrive(1);
+
+  /* Top of iteration j: K_j and V_{j-1} landed (each thread waits for its own
+   * copies: all groups but the newest), then every thread's copies are
+   * visible to the tensor cores after the fence and the barrier. */
+  auto top = [&]() {
+    cp_async_wait<1>();
+    fence_proxy_async();
+    named_bar_sync(0);
+    if (PINGPONG) named_bar_sync(my_bar);
+  };
+  auto issue_s = [&](float (&s)[64], int kt) {
+    const uint32_t ks = k_s + (uint32_t)(kt % NST) * TILE_BYTES;
+#pragma unroll
+    for (int kk = 0; kk < 8; kk++) {
+      const uint64_t db = wg_desc(ks + (kk >> 2) * (KT * 128) + (kk & 3) * 32, 16, 1024);
+      if (QREG) {
+        wgmma_rs_m64n128k16_sd<BF16, 0>(s, qf[QREG ? kk : 0], db, kk > 0);
+      } else {
+        const uint64_t da = wg_desc(q_s + (kk >> 2) * (QT * 128) + wrow * 128 + (kk & 3) * 32, 16, 1024);
+        wgmma_ss_m64n128k16<BF16>(s, da, db, kk > 0);
+      }
+    }
+    wgmma_commit();
+  };
+  auto issue_pv = [&](int kt) {
+    const uint32_t vs = v_s + (uint32_t)(kt % NST) * TILE_BYTES;
+#pragma unroll
+    for (int kg = 0; kg < KT / 16; kg++) wgmma_rs_m64n128k16<BF16>(o, pf[kg], wg_desc(vs + kg * 2048, KT * 128, 1024));
+    wgmma_commit();
+  };
+  auto load_ahead = [&](int j) {
+    if (IK_SM90_DIAG != 1 || j == 0) {
+      load_staged(k_s, p.k_pool, j + 2);
+      load_staged(v_s, p.v_pool, j + 1);
+    }
+    cp_async_commit();
+  };
+  /* Tile j + 3's runs: every thread reads run tid % 8's block (one line for
+   * all) right after its products are issued, threads 0-7 store the offset
+   * after the softmax (predicated: no branch while wgmmas are in flight). */
+  auto stage_store = [&](int j, int32_t block) {
+    const int64_t v = run_offset(block, j + 3, tid & 7);
+    const uint32_t at = run_s + 8u * (uint32_t)(((j + 3) % RUN_SLOTS) * 8 + (tid & 7));
+    asm volatile("{\n.reg .pred q;\nsetp.lt.s32 q, %2, 8;\n@q st.shared.b64 [%0], %1;\n}\n" ::"r"(at), "l"(v), "r"(tid)
+                 : "memory");
+  };
+  auto mask = [&](float (&s)[64], int kt) {
+#pragma unroll
+    for (int nt = 0; nt < KT / 8; nt++) {
+#pragma unroll
+      for (int e = 0; e < 2; e++) {
+        const int key = kt * KT + nt * 8 + 2 * (lane % 4) + e;
+        if (key > pos0) s[nt * 4 + e] = -INFINITY;
+        if (key > pos1) s[nt * 4 + 2 + e] = -INFINITY;
+      }
+    }
+  };
+  /* Row max of the raw scores, new running max (scaled, base 2), exponents
+   * in place; returns the factors that rescale the old O and l. */
+  auto softmax = [&](float (&s)[64], float &a0, float &a1, float &ps0, float &ps1) {
+    float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+    for (int nt = 0; nt < KT / 8; nt++) {
+#pragma unroll
+      for (int e = 0; e < 2; e++) {
+        mx0 = fmaxf(mx0, s[nt * 4 + e]);
+        mx1 = fmaxf(mx1, s[nt * 4 + 2 + e]);
+      }
+    }
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    const float mn0 = fmaxf(m0, mx0 * p.scale_log2), mn1 = fmaxf(m1, mx1 * p.scale_log2);
+    a0 = fast_exp2(m0 - mn0);
+    a1 = fast_exp2(m1 - mn1);
+    m0 = mn0;
+    m1 = mn1;
+    ps0 = 0.f;
+    ps1 = 0.f;
+#pragma unroll
+    for (int nt = 0; nt < KT / 8; nt++) {
+#pragma unroll
+      for (int e = 0; e < 2; e++) {
+        if (IK_SM90_DIAG != 2) {
+          s[nt * 4 + e] = fast_exp2(fmaf(s[nt * 4 + e], p.scale_log2, -mn0));
+          s[nt * 4 + 2 + e] = fast_exp2(fmaf(s[nt * 4 + 2 + e], p.scale_log2, -mn1));
+        }
+        ps0 += s[nt * 4 + e];
+        ps1 += s[nt * 4 + 2 + e];
+      }
+    }
+  };
+  auto finish = [&](float (&s)[64], float a0, float a1, float ps0, float ps1) {
+    l0 = l0 * a0 + ps0;
+    l1 = l1 * a1 + ps1;
+#pragma unroll
+    for (int kg = 0; kg < KT / 16; kg++) {
+      pf[kg][0] = pack2<BF16>(s[8 * kg + 0], s[8 * kg + 1]);
+      pf[kg][1] = pack2<BF16>(s[8 * kg + 2], s[8 * kg + 3]);
+      pf[kg][2] = pack2<BF16>(s[8 * kg + 4], s[8 * kg + 5]);
+      pf[kg][3] = pack2<BF16>(s[8 * kg + 6], s[8 * kg + 7]);
+    }
+#pragma unroll
+    for (int i = 0; i < 16; i++) {
+      o[4 * i + 0] *= a0;
+      o[4 * i + 1] *= a0;
+      o[4 * i + 2] *= a1;
+      o[4 * i + 3] *= a1;
+    }
+  };
+
+  /* Iteration 0: S_0 alone (no P V yet; O is zero, so no rescale). */
+  {
+    top();
+    if (QREG) {
+      /* A fragment of k-step kk: rows g and g + 8 of the warp's 16, columns
+       * 16 kk + 2 t (+ 8), t = lane % 4 (mma.sync m16n8k16's A layout). */
+      const int row = wrow + warp * 16 + lane / 4, col = 2 * (lane % 4);
+#pragma unroll
+      for (int kk = 0; kk < (QREG ? 8 : 0); kk++) {
+#pragma unroll
+        for (int x = 0; x < 4; x++) {
+          const int rr = row + 8 * (x & 1), cc = 16 * kk + col + 8 * (x >> 1);
+          const uint32_t at = q_s + sw128(QT, rr, cc >> 3) + (cc & 7) * 2;
+          asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(qf[QREG ? kk : 0][x]) : "r"(at));
+        }
+      }
+    }
+    float s[64];
+    wgmma_fence();
+    issue_s(s, 0);
+    if (PINGPONG) named_bar_arrive(other_bar);
+    const int32_t blk = run_block(3, tid & 7);
+    load_ahead(0);
+    wgmma_wait<0>();
+    reg_fence(s);
+    if (first_masked == 0) mask(s, 0);
+    float a0, a1, ps0, ps1;
+    softmax(s, a0, a1, ps0, ps1);
+    stage_store(0, blk);
+    finish(s, 0.f, 0.f, ps0, ps1);
+  }
+  /* Iteration j >= 1: S_j and P_{j-1} V_{j-1} issued together; S_j's softmax
+   * while the second runs; O rescaled once both are done. */
+  auto step = [&](int j, auto masked) {
+    top();
+    float s[64];
+    reg_fence(o);
+#pragma unroll
+    for (int kg = 0; kg < KT / 16; kg++) reg_fence(pf[kg]);
+    wgmma_fence();
+    issue_s(s, j);
+    issue_pv(j - 1);
+    if (PINGPONG) named_bar_arrive(other_bar);
+    const int32_t blk = run_block(j + 3, tid & 7);
+    load_ahead(j);
+    wgmma_wait<1>();
+    reg_fence(s);
+    if (decltype(masked)::value) mask(s, j);
+    float a0, a1, ps0, ps1;
+    softmax(s, a0, a1, ps0, ps1);
+    /* The exponents and sums before the wait, or ptxas sinks most of them
+     * below it and the softmax no longer overlaps P V. */
+    reg_fence(s);
+    asm volatile("" : "+f"(ps0), "+f"(ps1)::"memory");
+    stage_store(j, blk);
+    wgmma_wait<0>();
+    reg_fence(o);
+#pragma unroll
+    for (int kg = 0; kg < KT / 16; kg++) reg_fence(pf[kg]);
+    finish(s, a0, a1, ps0, ps1);
+  };
+  const int mid = max(1, min(first_masked, n_kt));
+  for (int j = 1; j < mid; j++) step(j, std::false_type());
+  for (int j = mid; j < n_kt; j++) step(j, std::true_type());
+  /* The last P V, after the barrier that makes V_{n-1} visible. */
+  top();
+  reg_fence(o);
+#pragma unroll
+  for (int kg = 0; kg < KT / 16; kg++) reg_fence(pf[kg]);
+  wgmma_fence();
+  issue_pv(n_kt - 1);
+  if (PINGPONG) named_bar_arrive(other_bar);
+  wgmma_wait<0>();
+  reg_fence(o);
+  cp_async_wait<0>(); /* the zero-filled tiles past the last */
+  if (PINGPONG && wg == 0) named_bar_sync(1);
+
+  const int cl = 2 * (lane % 4);
+#pragma unroll
+  for (int half = 0; half < 2; half++) {
+    float lsum = half ? l1 : l0;
+    lsum += __shfl_xor_sync(0xffffffffu, lsum, 1);
+    lsum += __shfl_xor_sync(0xffffffffu, lsum, 2);
+    const int i = qbase + wrow + warp * 16 + lane / 4 + 8 * half;
+    if (i >= p.new_tokens) continue;
+    const float inv = 1.f / lsum;
+    const int64_t row = (r * p.new_tokens + i) * p.h + hh;
+#pragma unroll
+    for (int nt = 0; nt < 16; nt++) {
+      const float x0 = o[nt * 4 + 2 * half] * inv, x1 = o[nt * 4 + 2 * half + 1] * inv;
+      const int64_t at = row * D + nt * 8 + cl;
+      if (p.out_f32)
+        *(float2 *)((float *)p.out + at) = make_float2(x0, x1);
+      else
+        *(uint32_t *)((uint16_t *)p.out + at) = pack2<BF16>(x0, x1);
+    }
+    if (p.lse && lane % 4 == 0) p.lse[row] = ((half ? m1 : m0) + log2f(lsum)) * LN2;
+  }
+#else
+  (void)p;
+  __trap();
+#endif
+}
+
 /* Ping-pong on by default; -DIK_SM90_PINGPONG=0 builds the lockstep variant
  * that kernels/NOTES.md (step 6) compares it with. */
 #ifndef IK_SM90_PINGPONG
@@ -247,23 +590,32 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_kernel(ik_prefill_par
 #endif
 
 template <bool BF16, bool POW2>
-infsim_status launch(ik_cuda *c, const ik_prefill_params &p, int reqs, infsim_error *err) {
+infsim_status launch(ik_cuda *c, const ik_prefill_params &p, int reqs, int pipeline, infsim_error *err) {
+  /* prefill_ready bits 0-3 belong to prefill.cu; 4-5 version 6, 6-9 version 14. */
   auto kern = prefill_sm90_kernel<BF16, POW2, IK_SM90_PINGPONG != 0>;
-  const int bit = 1 << (POW2 ? 4 : 5); /* prefill_ready bits 0-3 belong to prefill.cu */
+  int smem = SMEM, bit = 1 << (POW2 ? 4 : 5);
+  if (pipeline == 2) {
+    kern = prefill_sm90_ov_kernel<BF16, POW2, IK_SM90_PINGPONG != 0, false>;
+    smem = SMEM_OV, bit = 1 << (POW2 ? 6 : 7);
+  } else if (pipeline == 3) {
+    kern = prefill_sm90_ov_kernel<BF16, POW2, IK_SM90_PINGPONG != 0, true>;
+    smem = SMEM_OV, bit = 1 << (POW2 ? 8 : 9);
+  }
   if (!(c->prefill_ready[BF16 ? 1 : 0] & bit)) {
-    IK_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
+    IK_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     c->prefill_ready[BF16 ? 1 : 0] |= bit;
   }
   dim3 grid((unsigned)((p.new_tokens + QT - 1) / QT), (unsigned)p.h, (unsigned)reqs);
-  kern<<<grid, THREADS, SMEM, c->stream>>>(p);
+  kern<<<grid, THREADS, smem, c->stream>>>(p);
   IK_LAUNCHED();
   return INFSIM_OK;
 }
 
 } /* namespace */
 
-infsim_status ik_prefill_sm90(ik_cuda *c, const ik_prefill_params &p, bool bf16, int reqs, infsim_error *err) {
+infsim_status ik_prefill_sm90(ik_cuda *c, const ik_prefill_params &p, bool bf16, int reqs, int pipeline,
+                              infsim_error *err) {
   const bool pow2 = p.bt_shift >= 0;
-  if (bf16) return pow2 ? launch<true, true>(c, p, reqs, err) : launch<true, false>(c, p, reqs, err);
-  return pow2 ? launch<false, true>(c, p, reqs, err) : launch<false, false>(c, p, reqs, err);
+  if (bf16) return pow2 ? launch<true, true>(c, p, reqs, pipeline, err) : launch<true, false>(c, p, reqs, pipeline, err);
+  return pow2 ? launch<false, true>(c, p, reqs, pipeline, err) : launch<false, false>(c, p, reqs, pipeline, err);
 }

@@ -500,10 +500,14 @@ static void prefill_case(fixture *f, infsim_kdtype t, infsim_kdtype out_t, int32
     a.out = out.g, a.lse = lse.g;
     /* Every tile shape (each rewrites the same K/V into the pool); 128 x 128
      * is the wgmma kernel on compute capability 9.0, 128 x 64 elsewhere. */
-    const int tiles[5][2] = {{64, 64}, {128, 32}, {128, 64}, {128, 128}, {0, 0}};
-    for (int variant = 0; variant < 5; variant++) {
+    /* Third column: the wgmma kernel's pipeline (1 = version 6, 2 and 3 =
+     * version 14 with Q in shared memory or registers). */
+    const int tiles[7][3] = {{64, 64, 0}, {128, 32, 0}, {128, 64, 0}, {128, 128, 1},
+                             {128, 128, 2}, {128, 128, 3}, {0, 0, 0}};
+    for (int variant = 0; variant < 7; variant++) {
     a.q_tile_rows = tiles[variant][0];
     a.k_tile_tokens = tiles[variant][1];
+    a.sm90_pipeline = tiles[variant][2];
     must(infsim_kernels_memset(f->gpu, out.g, 0xff, out.bytes, &err), &err);
     must(infsim_kernels_memset(f->gpu, lse.g, 0xff, lse.bytes, &err), &err);
     must(infsim_kernels_prefill(f->gpu, &a, &err), &err);
@@ -521,8 +525,8 @@ static void prefill_case(fixture *f, infsim_kdtype t, infsim_kdtype out_t, int32
     }
     double e = rel_err(gf, cf, n_out), el = lse_err(gl, lse.c, (int64_t)reqs * n * h);
     if (e > bound || el > 2e-4)
-      fail_msg("prefill r=%d h=%d g=%d bt=%d past=%d new=%d tile=%dx%d: out err %.3g (bound %.3g), lse err %.3g",
-               reqs, h, g, bt, past, n, a.q_tile_rows, a.k_tile_tokens, e, bound, el);
+      fail_msg("prefill r=%d h=%d g=%d bt=%d past=%d new=%d tile=%dx%d pipeline %d: out err %.3g (bound %.3g), "
+               "lse err %.3g", reqs, h, g, bt, past, n, a.q_tile_rows, a.k_tile_tokens, a.sm90_pipeline, e, bound, el);
     free(go), free(gl), free(gf), free(cf);
     }
     pair *all[] = {&q, &kn, &vn, &out, &lse};
@@ -546,6 +550,12 @@ static void test_prefill_matches_cpu(void **state) {
   /* More 128-query tiles than an H200 has SMs (192, then 128 with a cached
    * prefix): several waves of CTAs, or several tiles per persistent CTA. */
   prefill_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_BF16, 2, 32, 4, 32, 300, 150);
+  /* Long enough for unmasked key tiles before the diagonal (version 14's
+   * first loop); the chunk after 960 cached tokens leaves the first
+   * query tile's lower warpgroup a tile with no visible key (it runs
+   * fully masked). */
+  prefill_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 2, 1, 16, 960, 300);
+  prefill_case(f, INFSIM_KDTYPE_F16, INFSIM_KDTYPE_F16, 1, 2, 2, 64, 600, 40);
 }
 
 static void test_gemm_matches_cpu(void **state) {

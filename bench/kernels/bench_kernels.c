@@ -247,14 +247,20 @@ static void bench_prefill(bench *b) {
                                .out_dtype = INFSIM_KDTYPE_BF16, .out = out, .lse = lse};
       /* auto first and 128 x 128 next to it (the same kernel on Hopper: their
        * spread shows the run-to-run noise; the long 16K runs heat the card). */
-      const int tiles[5][2] = {{0, 0}, {128, 128}, {64, 64}, {128, 32}, {128, 64}};
-      for (int v = 0; v < (h == 32 ? 1 : 5); v++) { /* 32/32 (MHA, 7B-like): auto only */
+      /* {rows, keys, wgmma pipeline}: the wgmma kernel's pipelines 2 and 3
+       * (version 14) beside version 6 on compute capability 9.0. */
+      const int tiles[7][3] = {{0, 0, 0}, {128, 128, 1}, {128, 128, 2}, {128, 128, 3},
+                               {64, 64, 0}, {128, 32, 0}, {128, 64, 0}};
+      for (int v = 0; v < (h == 32 ? 4 : 7); v++) { /* 32/32 (MHA, 7B-like): auto and the wgmma ones */
         a.q_tile_rows = tiles[v][0];
         a.k_tile_tokens = tiles[v][1];
+        a.sm90_pipeline = tiles[v][2];
         infsim_kernel_timing t = btime(b, infsim_kernel_op_prefill, &a, 10, false);
         char variant[32];
         if (v == 0)
           snprintf(variant, sizeof variant, "causal-auto");
+        else if (tiles[v][2] > 1)
+          snprintf(variant, sizeof variant, "causal-q%dk%dp%d", tiles[v][0], tiles[v][1], tiles[v][2]);
         else
           snprintf(variant, sizeof variant, "causal-q%dk%d", tiles[v][0], tiles[v][1]);
         row_info r = {"prefill", variant, "bf16", 1, N, h, g, bt, 0, 0, 0, 0, 0, 0,
@@ -290,10 +296,14 @@ static void bench_prefill(bench *b) {
                              .v_new = vn, .k_pool = kp, .v_pool = vp, .block_table = table,
                              .block_table_stride = (int32_t)(N / bt), .softmax_scale = 0.08838834764f,
                              .out_dtype = INFSIM_KDTYPE_BF16, .out = out};
-    infsim_kernel_timing t = btime(b, infsim_kernel_op_prefill, &a, 10, false);
     const double pairs = (double)c * (double)L + (double)c * (double)(c + 1) / 2.0;
-    row_info r = {"prefill_chunk", "causal-auto", "bf16", 1, L, h, g, bt, 0, 0, c, 0, 0, 0, 4.0 * h * D * pairs};
-    emit(b, &r, &t);
+    for (int pl = 0; pl < 4; pl += pl ? 1 : 2) { /* auto, then the version-14 pipelines 2 and 3 */
+      a.sm90_pipeline = pl;
+      infsim_kernel_timing t = btime(b, infsim_kernel_op_prefill, &a, 10, false);
+      row_info r = {"prefill_chunk", pl == 0 ? "causal-auto" : pl == 2 ? "causal-p2" : "causal-p3", "bf16", 1, L, h,
+                    g, bt, 0, 0, c, 0, 0, 0, 4.0 * h * D * pairs};
+      emit(b, &r, &t);
+    }
     void *all[] = {q, kn, vn, kp, vp, out, table};
     for (int i = 0; i < 7; i++) infsim_kernels_free(b->k, all[i]);
   }

@@ -220,6 +220,11 @@ typedef struct {
    * auto picks there; 128 x 64 on other devices). */
   int32_t q_tile_rows;
   int32_t k_tile_tokens;
+  /* The wgmma kernel's pipeline (128 x 128 on compute capability 9.0 only;
+   * ignored elsewhere): 0 = auto (2), 1 = two K/V stages with S, softmax and
+   * P V in turn, 2 = three stages with the softmax of one key tile under
+   * the P V of the one before, 3 = as 2 with Q held in registers. */
+  int32_t sm90_pipeline;
 } infsim_prefill_args;
 
 infsim_status infsim_kernels_prefill(infsim_kernels *k, const infsim_prefill_args *a, infsim_error *err);
