@@ -28,7 +28,20 @@ typedef struct {
   double residual_bytes_per_s; /* scratch of the filling */
   int32_t unfixed;             /* scratch: unfixed flows crossing it */
   double load_bytes_per_s;     /* sum of the rates crossing it */
+  uint32_t probe_epoch;        /* scratch of infsim_network_probe: on the probe's paths */
+  int32_t probe_unfixed;
+  double probe_residual_bytes_per_s;
 } net_link;
+
+/* A flow taking part in infsim_network_probe's filling: one of the new
+ * flows (no bound), or a flow already there, bounded by its rate. */
+typedef struct {
+  int32_t path[INFSIM_NET_MAX_PATH]; /* its links on the probe's paths */
+  int path_len;
+  bool fixed;
+  double bound_bytes_per_s;
+  double rate_bytes_per_s;
+} probe_part;
 
 typedef struct {
   int64_t id; /* -1: free slot */
@@ -72,6 +85,12 @@ struct infsim_network {
   size_t bucket_count;
   size_t *bounded;
   size_t bounded_cap;
+  /* scratch of infsim_network_probe */
+  uint32_t probe_epoch;
+  probe_part *parts;
+  size_t parts_cap;
+  int32_t *touched;
+  size_t touched_cap;
 };
 
 const char *infsim_link_kind_name(infsim_link_kind k) {
@@ -104,6 +123,8 @@ void infsim_network_free(infsim_network *net) {
   free(net->live);
   free(net->bounded);
   free(net->buckets);
+  free(net->parts);
+  free(net->touched);
   free(net);
 }
 
@@ -653,6 +674,112 @@ size_t infsim_network_advance(infsim_network *net, int64_t t_ns, infsim_flow_don
 double infsim_network_rate(const infsim_network *net, int64_t id) {
   const net_flow *f = lookup(net, id);
   return f ? f->rate_bytes_per_s : -1;
+}
+
+/* A free part of the probe's scratch (grown by doubling; out of memory
+ * here is fatal, as in the filling's scratch). */
+static probe_part *probe_slot(infsim_network *net, size_t i) {
+  if (i == net->parts_cap) {
+    size_t cap = net->parts_cap ? 2 * net->parts_cap : 64;
+    probe_part *p = realloc(net->parts, cap * sizeof *p);
+    assert(p);
+    net->parts = p;
+    net->parts_cap = cap;
+  }
+  return &net->parts[i];
+}
+
+void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens,
+                          double *rates) {
+  if (n <= 0) return;
+  size_t want = (size_t)n * INFSIM_NET_MAX_PATH;
+  if (net->touched_cap < want) {
+    int32_t *t = realloc(net->touched, want * sizeof *t);
+    assert(t);
+    net->touched = t;
+    net->touched_cap = want;
+  }
+  uint32_t epoch = ++net->probe_epoch;
+  size_t nt = 0, parts = 0, unfixed = 0;
+  bool loaded = false;
+  for (int i = 0; i < n; i++) {
+    probe_part *p = probe_slot(net, parts++);
+    assert(lens[i] >= 0 && lens[i] <= INFSIM_NET_MAX_PATH);
+    p->path_len = lens[i];
+    p->fixed = lens[i] == 0;
+    p->bound_bytes_per_s = INFINITY;
+    p->rate_bytes_per_s = p->fixed ? INFINITY : 0.0;
+    unfixed += !p->fixed;
+    for (int k = 0; k < lens[i]; k++) {
+      net_link *L = &net->links[paths[i][k]];
+      p->path[k] = paths[i][k];
+      if (L->probe_epoch == epoch) continue;
+      L->probe_epoch = epoch;
+      L->probe_residual_bytes_per_s = L->info.bytes_per_s;
+      L->probe_unfixed = 0;
+      loaded |= L->load_bytes_per_s > 0;
+      net->touched[nt++] = paths[i][k];
+    }
+  }
+  /* The flows already on these links, each bounded by its rate now. */
+  for (size_t s = 0; loaded && s < net->flow_cap; s++) {
+    const net_flow *f = &net->flows[s];
+    if (!is_active(net, f) || !(f->rate_bytes_per_s > 0)) continue;
+    int len = 0;
+    int32_t on[INFSIM_NET_MAX_PATH];
+    for (int k = 0; k < f->path_len; k++)
+      if (net->links[f->path[k]].probe_epoch == epoch) on[len++] = f->path[k];
+    if (len == 0) continue;
+    probe_part *p = probe_slot(net, parts++);
+    memcpy(p->path, on, (size_t)len * sizeof *on);
+    p->path_len = len;
+    p->fixed = false;
+    p->bound_bytes_per_s = f->rate_bytes_per_s;
+    p->rate_bytes_per_s = 0.0;
+    unfixed++;
+  }
+  for (size_t i = 0; i < parts; i++)
+    for (int k = 0; k < net->parts[i].path_len && !net->parts[i].fixed; k++)
+      net->links[net->parts[i].path[k]].probe_unfixed++;
+  /* Progressive filling, as recompute's. */
+  double level = 0.0;
+  while (unfixed > 0) {
+    double delta = INFINITY;
+    for (size_t t = 0; t < nt; t++) {
+      const net_link *L = &net->links[net->touched[t]];
+      if (L->probe_unfixed > 0) delta = fmin(delta, L->probe_residual_bytes_per_s / L->probe_unfixed);
+    }
+    for (size_t i = 0; i < parts; i++)
+      if (!net->parts[i].fixed) delta = fmin(delta, net->parts[i].bound_bytes_per_s - level);
+    assert(isfinite(delta));
+    level += fmax(delta, 0.0);
+    for (size_t t = 0; t < nt; t++) {
+      net_link *L = &net->links[net->touched[t]];
+      if (L->probe_unfixed == 0) continue;
+      L->probe_residual_bytes_per_s -= fmax(delta, 0.0) * L->probe_unfixed;
+      if (L->probe_residual_bytes_per_s <= SATURATED_FRAC * L->info.bytes_per_s) L->probe_residual_bytes_per_s = 0;
+    }
+    size_t fixed_now = 0;
+    for (size_t i = 0; i < parts; i++) {
+      probe_part *p = &net->parts[i];
+      if (p->fixed) continue;
+      bool full = level >= p->bound_bytes_per_s * (1 - SATURATED_FRAC);
+      for (int k = 0; k < p->path_len && !full; k++) full = net->links[p->path[k]].probe_residual_bytes_per_s == 0;
+      if (!full) continue;
+      p->fixed = true;
+      p->rate_bytes_per_s = fmin(level, p->bound_bytes_per_s);
+      fixed_now++;
+    }
+    /* Fixed parts leave the counts only now, so that every part of a link
+     * that filled in this round saw it full. */
+    for (size_t t = 0; t < nt; t++) net->links[net->touched[t]].probe_unfixed = 0;
+    for (size_t i = 0; i < parts; i++)
+      for (int k = 0; k < net->parts[i].path_len && !net->parts[i].fixed; k++)
+        net->links[net->parts[i].path[k]].probe_unfixed++;
+    assert(fixed_now > 0); /* the link or bound that set delta fixes someone */
+    unfixed -= fixed_now;
+  }
+  for (int i = 0; i < n; i++) rates[i] = net->parts[i].rate_bytes_per_s;
 }
 
 size_t infsim_network_flow_count(const infsim_network *net) { return net->flow_count; }
