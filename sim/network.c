@@ -91,6 +91,8 @@ struct infsim_network {
   size_t parts_cap;
   int32_t *touched;
   size_t touched_cap;
+  int32_t *act;
+  size_t act_cap;
 };
 
 const char *infsim_link_kind_name(infsim_link_kind k) {
@@ -125,6 +127,7 @@ void infsim_network_free(infsim_network *net) {
   free(net->buckets);
   free(net->parts);
   free(net->touched);
+  free(net->act);
   free(net);
 }
 
@@ -357,20 +360,44 @@ static void recompute(infsim_network *net) {
       }
     }
   }
+  /* Each round first finds the level x at which the first link would
+   * fill with every unfixed flow growing; every bounded flow whose bound
+   * is at most x reaches it before any link fills (fixing a flow at its
+   * bound only leaves more room), so all of them are fixed at once and x
+   * is found again; when none is left below x, the level moves to x and
+   * the flows of the links that filled are fixed there. Rounds: a few
+   * batches of bounds plus one per link that fills, not one per distinct
+   * bound (a network of many steady flows). */
   double level = 0;
   while (unfixed > 0) {
     double delta = INFINITY;
     for (size_t l = 0; l < net->link_count; l++) {
-      net_link *L = &net->links[l];
-      if (L->unfixed > 0) delta = fmin(delta, L->residual_bytes_per_s / L->unfixed);
-    }
-    for (size_t b = 0; b < n_bounded; b++) {
-      const net_flow *f = &net->flows[net->bounded[b]];
-      if (!f->fixed) delta = fmin(delta, f->bound_bytes_per_s - level);
+      const net_link *L = &net->links[l];
+      if (L->unfixed > 0 && L->residual_bytes_per_s / L->unfixed < delta)
+        delta = L->residual_bytes_per_s / L->unfixed;
     }
     assert(isfinite(delta));
-    delta = fmax(delta, 0);
-    level += delta;
+    delta = delta > 0 ? delta : 0;
+    double x = level + delta;
+    size_t fixed_now = 0;
+    for (size_t b = 0; b < n_bounded; b++) {
+      net_flow *f = &net->flows[net->bounded[b]];
+      if (f->fixed || f->bound_bytes_per_s > x) continue;
+      f->fixed = true;
+      f->rate_bytes_per_s = f->bound_bytes_per_s;
+      double more = f->bound_bytes_per_s > level ? f->bound_bytes_per_s - level : 0;
+      for (int k = 0; k < f->path_len; k++) {
+        net_link *L = &net->links[f->path[k]];
+        L->residual_bytes_per_s -= more;
+        L->unfixed--;
+      }
+      fixed_now++;
+    }
+    if (fixed_now > 0) {
+      unfixed -= fixed_now;
+      continue;
+    }
+    level = x;
     /* Which links are now full (the one that set delta at least). */
     for (size_t l = 0; l < net->link_count; l++) {
       net_link *L = &net->links[l];
@@ -378,7 +405,6 @@ static void recompute(infsim_network *net) {
       L->residual_bytes_per_s -= delta * L->unfixed;
       if (L->residual_bytes_per_s <= SATURATED_FRAC * L->info.bytes_per_s) L->residual_bytes_per_s = 0;
     }
-    size_t fixed_now = 0;
     for (size_t c = 0; c < n_live; c++) {
       flow_class *k = &net->classes[net->live[c]];
       if (k->fixed || !on_full_link(net, k->path, k->path_len)) continue;
@@ -392,7 +418,7 @@ static void recompute(infsim_network *net) {
       bool at_bound = level >= f->bound_bytes_per_s * (1 - SATURATED_FRAC);
       if (!at_bound && !on_full_link(net, f->path, f->path_len)) continue;
       f->fixed = true;
-      f->rate_bytes_per_s = at_bound ? fmin(level, f->bound_bytes_per_s) : level;
+      f->rate_bytes_per_s = at_bound && f->bound_bytes_per_s < level ? f->bound_bytes_per_s : level;
       fixed_now++;
     }
     /* Fixed flows leave the counts only now, so that every flow of a link
@@ -408,7 +434,7 @@ static void recompute(infsim_network *net) {
       if (!f->fixed)
         for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].unfixed++;
     }
-    assert(fixed_now > 0); /* the link or bound that set delta fixes someone */
+    assert(fixed_now > 0); /* the link that set delta fixes someone */
     unfixed -= fixed_now;
   }
   net->next_ns = INT64_MAX;
@@ -700,7 +726,7 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
     net->touched_cap = want;
   }
   uint32_t epoch = ++net->probe_epoch;
-  size_t nt = 0, parts = 0, unfixed = 0;
+  size_t nt = 0, parts = 0;
   bool loaded = false;
   for (int i = 0; i < n; i++) {
     probe_part *p = probe_slot(net, parts++);
@@ -709,7 +735,6 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
     p->fixed = lens[i] == 0;
     p->bound_bytes_per_s = INFINITY;
     p->rate_bytes_per_s = p->fixed ? INFINITY : 0.0;
-    unfixed += !p->fixed;
     for (int k = 0; k < lens[i]; k++) {
       net_link *L = &net->links[paths[i][k]];
       p->path[k] = paths[i][k];
@@ -736,50 +761,89 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
     p->fixed = false;
     p->bound_bytes_per_s = f->rate_bytes_per_s;
     p->rate_bytes_per_s = 0.0;
-    unfixed++;
   }
-  for (size_t i = 0; i < parts; i++)
-    for (int k = 0; k < net->parts[i].path_len && !net->parts[i].fixed; k++)
-      net->links[net->parts[i].path[k]].probe_unfixed++;
-  /* Progressive filling, as recompute's. */
+  /* The unfixed parts, kept packed so that later rounds skip the fixed. */
+  if (net->act_cap < parts) {
+    int32_t *a = realloc(net->act, parts * sizeof *a);
+    assert(a);
+    net->act = a;
+    net->act_cap = parts;
+  }
+  int32_t *act = net->act;
+  size_t na = 0;
+  for (size_t i = 0; i < parts; i++) {
+    const probe_part *p = &net->parts[i];
+    if (p->fixed) continue;
+    act[na++] = (int32_t)i;
+    for (int k = 0; k < p->path_len; k++) net->links[p->path[k]].probe_unfixed++;
+  }
+  /* Progressive filling, in recompute's rounds: bounds below the level at
+   * which the first link fills are taken at once, then that link fills. */
   double level = 0.0;
-  while (unfixed > 0) {
+  while (na > 0) {
     double delta = INFINITY;
     for (size_t t = 0; t < nt; t++) {
       const net_link *L = &net->links[net->touched[t]];
-      if (L->probe_unfixed > 0) delta = fmin(delta, L->probe_residual_bytes_per_s / L->probe_unfixed);
+      if (L->probe_unfixed > 0 && L->probe_residual_bytes_per_s / L->probe_unfixed < delta)
+        delta = L->probe_residual_bytes_per_s / L->probe_unfixed;
     }
-    for (size_t i = 0; i < parts; i++)
-      if (!net->parts[i].fixed) delta = fmin(delta, net->parts[i].bound_bytes_per_s - level);
     assert(isfinite(delta));
-    level += fmax(delta, 0.0);
+    delta = delta > 0 ? delta : 0;
+    double x = level + delta;
+    size_t kept = 0;
+    for (size_t a = 0; a < na; a++) {
+      probe_part *p = &net->parts[act[a]];
+      if (p->bound_bytes_per_s > x) {
+        act[kept++] = act[a];
+        continue;
+      }
+      p->fixed = true;
+      p->rate_bytes_per_s = p->bound_bytes_per_s;
+      double more = p->bound_bytes_per_s > level ? p->bound_bytes_per_s - level : 0;
+      for (int k = 0; k < p->path_len; k++) {
+        net_link *L = &net->links[p->path[k]];
+        L->probe_residual_bytes_per_s -= more;
+        L->probe_unfixed--;
+      }
+    }
+    if (kept < na) {
+      na = kept;
+      continue;
+    }
+    level = x;
     for (size_t t = 0; t < nt; t++) {
       net_link *L = &net->links[net->touched[t]];
       if (L->probe_unfixed == 0) continue;
-      L->probe_residual_bytes_per_s -= fmax(delta, 0.0) * L->probe_unfixed;
+      L->probe_residual_bytes_per_s -= delta * L->probe_unfixed;
       if (L->probe_residual_bytes_per_s <= SATURATED_FRAC * L->info.bytes_per_s) L->probe_residual_bytes_per_s = 0;
     }
-    size_t fixed_now = 0;
-    for (size_t i = 0; i < parts; i++) {
-      probe_part *p = &net->parts[i];
-      if (p->fixed) continue;
-      bool full = level >= p->bound_bytes_per_s * (1 - SATURATED_FRAC);
+    /* Parts on a full link stop at the level; they leave the counts only
+     * after the scan, so that every part of a link that filled sees it. */
+    kept = 0;
+    for (size_t a = 0; a < na; a++) {
+      probe_part *p = &net->parts[act[a]];
+      bool full = false;
       for (int k = 0; k < p->path_len && !full; k++) full = net->links[p->path[k]].probe_residual_bytes_per_s == 0;
-      if (!full) continue;
+      if (!full) {
+        act[kept++] = act[a];
+        continue;
+      }
       p->fixed = true;
-      p->rate_bytes_per_s = fmin(level, p->bound_bytes_per_s);
-      fixed_now++;
+      p->rate_bytes_per_s = level < p->bound_bytes_per_s ? level : p->bound_bytes_per_s;
+      for (int k = 0; k < p->path_len; k++) net->links[p->path[k]].probe_unfixed--;
     }
-    /* Fixed parts leave the counts only now, so that every part of a link
-     * that filled in this round saw it full. */
-    for (size_t t = 0; t < nt; t++) net->links[net->touched[t]].probe_unfixed = 0;
-    for (size_t i = 0; i < parts; i++)
-      for (int k = 0; k < net->parts[i].path_len && !net->parts[i].fixed; k++)
-        net->links[net->parts[i].path[k]].probe_unfixed++;
-    assert(fixed_now > 0); /* the link or bound that set delta fixes someone */
-    unfixed -= fixed_now;
+    assert(kept < na); /* the link that set delta fixes someone */
+    na = kept;
   }
   for (int i = 0; i < n; i++) rates[i] = net->parts[i].rate_bytes_per_s;
+}
+
+void infsim_network_account(infsim_network *net, const int32_t *path, int path_len, double bytes, int64_t busy_ns) {
+  for (int k = 0; k < path_len; k++) {
+    assert(path[k] >= 0 && (size_t)path[k] < net->link_count);
+    net->links[path[k]].info.bytes += bytes;
+    net->links[path[k]].info.busy_ns += busy_ns;
+  }
 }
 
 size_t infsim_network_flow_count(const infsim_network *net) { return net->flow_count; }

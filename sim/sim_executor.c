@@ -150,7 +150,7 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
    * once) and the flows already on those links (other runs' steady flows,
    * KV moves). */
   int32_t paths[2 * INFSIM_KV_MAX_HOLDINGS][INFSIM_NET_MAX_PATH];
-  int lens[2 * INFSIM_KV_MAX_HOLDINGS], which[2 * INFSIM_KV_MAX_HOLDINGS], n = 0;
+  int lens[2 * INFSIM_KV_MAX_HOLDINGS], which[2 * INFSIM_KV_MAX_HOLDINGS], route[2 * INFSIM_KV_MAX_HOLDINGS], n = 0;
   double rates[2 * INFSIM_KV_MAX_HOLDINGS];
   double layers = (double)shape->layers;
   for (int j = 0; j < k; j++) {
@@ -163,10 +163,12 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
     x->da_back_bytes[r] = layers * back;
     if (out > 0) {
       lens[n] = infsim_network_route(s->net, b->instance, b->holders[j].holder, paths[n]);
+      route[n] = r;
       which[n++] = j;
     }
     if (back > 0) {
       lens[n] = infsim_network_route(s->net, b->holders[j].holder, b->instance, paths[n]);
+      route[n] = r;
       which[n++] = -1 - j;
     }
   }
@@ -175,8 +177,8 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
     int j = which[i] >= 0 ? which[i] : -1 - which[i];
     double rate = isfinite(rates[i]) ? rates[i] : dec[j].bytes_per_s;
     assert(rate > 0);
-    if (which[i] >= 0) dec[j].bytes_per_s = pre[j].bytes_per_s = rate;
-    else dec[j].back_bytes_per_s = pre[j].back_bytes_per_s = rate;
+    if (which[i] >= 0) dec[j].bytes_per_s = pre[j].bytes_per_s = x->da_out_rate[route[i]] = rate;
+    else dec[j].back_bytes_per_s = pre[j].back_bytes_per_s = x->da_back_rate[route[i]] = rate;
   }
   /* The node's CPU memory bandwidth, shared equally by the instances
    * attending host KV on it at once; fixed for the batch (as every
@@ -240,8 +242,28 @@ static infsim_status record_row(infsim_sim *s, sim_exec_instance *x, const infsi
   return INFSIM_OK;
 }
 
+/* A prompt batch's DistAttention traffic, once its step ended: its bytes
+ * on every link of each route, and the time they took there at the share
+ * the step priced them at. Not flows: a prompt batch is one step, and a
+ * steady flow per holder and direction over it doubled the flows in the
+ * network (each filling and each step's probe walks them all) for load
+ * that lasts one step; other owners' steps and KV moves do not see it. */
+static void account_prompt(infsim_sim *s, sim_exec_instance *x, int32_t owner) {
+  x->da_prompt_pending = false;
+  for (int r = 0; r < x->da_routes; r++)
+    for (int dir = 0; dir < 2; dir++) {
+      double bytes = dir == 0 ? x->da_out_bytes[r] : x->da_back_bytes[r];
+      double rate = dir == 0 ? x->da_out_rate[r] : x->da_back_rate[r];
+      int32_t path[INFSIM_NET_MAX_PATH];
+      int len = dir == 0 ? infsim_network_route(s->net, owner, x->da_holder[r], path)
+                         : infsim_network_route(s->net, x->da_holder[r], owner, path);
+      if (bytes > 0.0 && len > 0) infsim_network_account(s->net, path, len, bytes, (int64_t)llround(bytes / rate * 1e9));
+    }
+}
+
 infsim_status sim_executor_run_ended(infsim_sim *s, int32_t instance, infsim_error *err) {
   sim_exec_instance *x = &s->exec[instance];
+  if (x->da_prompt_pending) account_prompt(s, x, instance);
   if (x->da_flows == 0) return INFSIM_OK;
   infsim_network_hold(s->net);
   for (int i = 0; i < x->da_flows; i++) infsim_network_remove(s->net, x->da_flow[i], s->now_ns);
@@ -263,20 +285,18 @@ static infsim_status add_steady(infsim_sim *s, sim_exec_instance *x, int32_t src
   return INFSIM_OK;
 }
 
-/* A batch with remote holders (a decode run, or a prompt batch of one
- * step): per holder and direction, its traffic is a steady flow of demand
- * = the route's bytes over the batch / the batch's span, sharing links
- * max-min with KV moves and other batches' flows from its start to its
- * end: the load other owners' steps meet when they take their shares
- * (distattn_step_ns), and the bytes in links.csv. Where a link cannot
- * carry a decode run's demand, the flow gets its share, and a step takes
- * at least that route's bytes per step at the share (the link bounds the
- * run's throughput); a prompt batch's one step is priced at its
- * transfers' shares already. The price is fixed as of the run's start:
- * flows starting or ending later change the shares, and the next run
- * prices with them. */
+/* A decode run with remote holders: per holder and direction, its
+ * traffic is a steady flow of demand = the route's bytes over the run /
+ * the run's span, sharing links max-min with KV moves and other runs'
+ * flows from its start to its end: the load other owners' steps meet when
+ * they take their shares (distattn_step_ns), and the bytes in links.csv.
+ * Where a link cannot carry a flow's demand, the flow gets its share, and
+ * a step takes at least that route's bytes per step at the share (the
+ * link bounds the run's throughput). The price is fixed as of the run's
+ * start: flows starting or ending later change the shares, and the next
+ * run prices with them. */
 static infsim_status start_flows(infsim_sim *s, sim_exec_instance *x, int32_t owner, int64_t now_ns,
-                                 bool with_floor, infsim_error *err) {
+                                 infsim_error *err) {
   x->da_floor_ns = 0.0;
   x->da_floor_steps = 0;
   if (x->da_routes == 0 || x->steps < 1) return INFSIM_OK;
@@ -295,7 +315,6 @@ static infsim_status start_flows(infsim_sim *s, sim_exec_instance *x, int32_t ow
     }
   }
   infsim_network_release(s->net);
-  if (!with_floor) return sim_transport_reschedule(s, err);
   /* the shares, once every flow of the run competes */
   int f = 0;
   for (int r = 0; r < x->da_routes; r++)
@@ -324,6 +343,7 @@ static infsim_status exec_submit(void *self, const infsim_batch *b, int64_t now_
                                  infsim_error *err) {
   infsim_sim *s = self;
   sim_exec_instance *x = &s->exec[b->instance];
+  x->da_prompt_pending = false; /* a prompt batch that never ended (its instance lost) carried nothing */
   infsim_status st = sim_executor_run_ended(s, b->instance, err); /* none left: a run ends before the next */
   if (st != INFSIM_OK) return st;
   x->da_floor_ns = 0.0;
@@ -347,11 +367,12 @@ static infsim_status exec_submit(void *self, const infsim_batch *b, int64_t now_
   int64_t start = add_time(now_ns, lead < 0 ? INT64_MAX : lead);
   int64_t end = start < 0 || compute == INT64_MAX ? -1 : add_time(start, compute);
   if (end < 0) return time_overflow(b, now_ns, err);
-  if (x->da_routes > 0) {
+  x->da_prompt_pending = !x->decode_only && x->da_routes > 0;
+  if (x->decode_only && x->da_routes > 0) {
     x->steps = b->steps;
     x->lead_ns = lead;
     x->compute_ns = compute;
-    st = start_flows(s, x, b->instance, now_ns, x->decode_only, err);
+    st = start_flows(s, x, b->instance, now_ns, err);
     if (st != INFSIM_OK) return st;
     if (x->da_floor_ns > 0.0) {
       compute = decode_run_ns(s, x, b->steps);

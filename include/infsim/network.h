@@ -152,6 +152,11 @@ size_t infsim_network_advance(infsim_network *net, int64_t t_ns, infsim_flow_don
  * other runs' steady flows and KV moves). */
 void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens,
                           double *rates);
+/* Traffic carried outside the flows (priced by its user at a share it
+ * probed: a prompt batch's DistAttention transfers): `bytes` go on every
+ * link of path[0..path_len), and busy_ns on each (the time they took at
+ * that share; added to the flows' busy time, not merged with it). */
+void infsim_network_account(infsim_network *net, const int32_t *path, int path_len, double bytes, int64_t busy_ns);
 /* A flow's current rate (0 before it starts competing); -1 if unknown or ended. */
 double infsim_network_rate(const infsim_network *net, int64_t id);
 /* The flows now in the network (waiting out their latency or moving). */
