@@ -28,6 +28,8 @@ typedef struct {
   double residual_bytes_per_s; /* scratch of the filling */
   int32_t unfixed;             /* scratch: unfixed flows crossing it */
   double load_bytes_per_s;     /* sum of the rates crossing it */
+  double top_bytes_per_s;      /* no flow crossing it goes faster (an upper bound: kept when one leaves) */
+  int32_t flows_on;            /* flows whose path crosses it (waiting out their latency or not) */
   uint32_t probe_epoch;        /* scratch of infsim_network_probe: on the probe's paths */
   int32_t probe_unfixed;
   double probe_residual_bytes_per_s;
@@ -334,6 +336,7 @@ static void recompute(infsim_network *net) {
     net->links[l].residual_bytes_per_s = net->links[l].info.bytes_per_s;
     net->links[l].unfixed = 0;
     net->links[l].load_bytes_per_s = 0;
+    net->links[l].top_bytes_per_s = 0;
   }
   if (net->bounded_cap < net->flow_cap) {
     size_t *bd = realloc(net->bounded, net->flow_cap * sizeof *bd);
@@ -450,7 +453,11 @@ static void recompute(infsim_network *net) {
       f->fixed = true;
       f->rate_bytes_per_s = net->classes[f->cls].rate_bytes_per_s;
     }
-    for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].load_bytes_per_s += f->rate_bytes_per_s;
+    for (int k = 0; k < f->path_len; k++) {
+      net_link *L = &net->links[f->path[k]];
+      L->load_bytes_per_s += f->rate_bytes_per_s;
+      if (f->rate_bytes_per_s > L->top_bytes_per_s) L->top_bytes_per_s = f->rate_bytes_per_s;
+    }
     if (f->steady) continue;
     if (f->remaining_bytes <= 0)
       f->finish_ns = net->now_ns;
@@ -524,6 +531,7 @@ static infsim_status new_flow(infsim_network *net, const int32_t *path, int path
     f->path[k] = path[k];
     latency_ns += net->links[path[k]].info.latency_ns;
   }
+  for (int k = 0; k < path_len; k++) net->links[path[k]].flows_on++;
   f->active_at_ns = start_ns + latency_ns;
   f->finish_ns = INT64_MAX;
   f->cls = cls;
@@ -587,7 +595,11 @@ infsim_status infsim_network_add_steady(infsim_network *net, double rate_bytes_p
   *id = f->id;
   if (is_active(net, f) && unsaturated(net, f, rate_bytes_per_s)) {
     f->rate_bytes_per_s = rate_bytes_per_s;
-    for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].load_bytes_per_s += rate_bytes_per_s;
+    for (int k = 0; k < f->path_len; k++) {
+      net_link *L = &net->links[f->path[k]];
+      L->load_bytes_per_s += rate_bytes_per_s;
+      if (rate_bytes_per_s > L->top_bytes_per_s) L->top_bytes_per_s = rate_bytes_per_s;
+    }
     return INFSIM_OK;
   }
   admitted(net, f);
@@ -596,6 +608,7 @@ infsim_status infsim_network_add_steady(infsim_network *net, double rate_bytes_p
 
 static void drop(infsim_network *net, net_flow *f) {
   size_t slot = (size_t)(f - net->flows);
+  for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].flows_on--;
   f->id = -1;
   net->free_slots[net->free_count++] = slot;
   net->flow_count--;
@@ -738,16 +751,37 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
     for (int k = 0; k < lens[i]; k++) {
       net_link *L = &net->links[paths[i][k]];
       p->path[k] = paths[i][k];
-      if (L->probe_epoch == epoch) continue;
-      L->probe_epoch = epoch;
-      L->probe_residual_bytes_per_s = L->info.bytes_per_s;
-      L->probe_unfixed = 0;
-      loaded |= L->load_bytes_per_s > 0;
-      net->touched[nt++] = paths[i][k];
+      if (L->probe_epoch != epoch) {
+        L->probe_epoch = epoch;
+        L->probe_residual_bytes_per_s = L->info.bytes_per_s;
+        L->probe_unfixed = 0;
+        loaded |= L->load_bytes_per_s > 0;
+        net->touched[nt++] = paths[i][k];
+      }
+      L->probe_unfixed++;
     }
   }
+  /* No link fills below x_low: at most the new flows and every flow on it
+   * grow there. A flow already there whose rate is below it keeps its rate
+   * (the filling's first round would fix it there): it only takes its
+   * rate off the links' room, without taking part. */
+  double x_low = INFINITY;
+  for (size_t t = 0; t < nt; t++) {
+    const net_link *L = &net->links[net->touched[t]];
+    double x = L->info.bytes_per_s / (double)(L->probe_unfixed + L->flows_on);
+    if (x < x_low) x_low = x;
+  }
+  /* When no flow on these links goes faster than x_low, they all keep
+   * their rates: the links' room is what their loads leave, and the flows
+   * need not be walked. */
+  bool walk = false;
+  for (size_t t = 0; t < nt && loaded; t++) walk |= net->links[net->touched[t]].top_bytes_per_s > x_low;
+  for (size_t t = 0; t < nt && loaded && !walk; t++) {
+    net_link *L = &net->links[net->touched[t]];
+    L->probe_residual_bytes_per_s = L->load_bytes_per_s < L->info.bytes_per_s ? L->info.bytes_per_s - L->load_bytes_per_s : 0;
+  }
   /* The flows already on these links, each bounded by its rate now. */
-  for (size_t s = 0; loaded && s < net->flow_cap; s++) {
+  for (size_t s = 0; walk && s < net->flow_cap; s++) {
     const net_flow *f = &net->flows[s];
     if (!is_active(net, f) || !(f->rate_bytes_per_s > 0)) continue;
     int len = 0;
@@ -755,8 +789,15 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
     for (int k = 0; k < f->path_len; k++)
       if (net->links[f->path[k]].probe_epoch == epoch) on[len++] = f->path[k];
     if (len == 0) continue;
+    if (f->rate_bytes_per_s <= x_low) {
+      for (int k = 0; k < len; k++) net->links[on[k]].probe_residual_bytes_per_s -= f->rate_bytes_per_s;
+      continue;
+    }
     probe_part *p = probe_slot(net, parts++);
-    memcpy(p->path, on, (size_t)len * sizeof *on);
+    for (int k = 0; k < len; k++) {
+      p->path[k] = on[k];
+      net->links[on[k]].probe_unfixed++;
+    }
     p->path_len = len;
     p->fixed = false;
     p->bound_bytes_per_s = f->rate_bytes_per_s;
@@ -771,12 +812,8 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
   }
   int32_t *act = net->act;
   size_t na = 0;
-  for (size_t i = 0; i < parts; i++) {
-    const probe_part *p = &net->parts[i];
-    if (p->fixed) continue;
-    act[na++] = (int32_t)i;
-    for (int k = 0; k < p->path_len; k++) net->links[p->path[k]].probe_unfixed++;
-  }
+  for (size_t i = 0; i < parts; i++)
+    if (!net->parts[i].fixed) act[na++] = (int32_t)i;
   /* Progressive filling, in recompute's rounds: bounds below the level at
    * which the first link fills are taken at once, then that link fills. */
   double level = 0.0;
