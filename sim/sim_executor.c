@@ -42,7 +42,8 @@ static double distattn_run_ns(const infsim_sim *s, const sim_exec_instance *x, i
   return extra + layers * (hidden + (double)steps * x->da_merge_ns);
 }
 
-/* The first `steps` steps with every route at its full rate. */
+/* The first `steps` steps with every route at the rates its step's
+ * transfers get (distattn_step_ns), before any floor. */
 static int64_t full_rate_run_ns(const infsim_sim *s, const sim_exec_instance *x, int64_t steps) {
   int64_t base = infsim_cost_decode_run_ns(&s->cost, &x->run, x->first_context, steps);
   if ((x->da_remote_ns <= 0.0 && x->da_guest_ns <= 0.0) || base == INT64_MAX) return base;
