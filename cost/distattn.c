@@ -19,10 +19,15 @@ double infsim_distattn_partial_bytes(const infsim_distattn_shape *s, int64_t que
   return (double)queries * (double)s->heads * (double)(s->head_dim + 1) * s->wire_bytes_per_value;
 }
 
-/* R_j without the MA: both latencies and the bytes over the route. */
-static double wire_ns(const infsim_distattn_holder *h, double bytes) {
+static double back_rate(const infsim_distattn_holder *h) {
+  return h->back_bytes_per_s > 0 ? h->back_bytes_per_s : h->bytes_per_s;
+}
+
+/* R_j without the MA: both latencies, `out` bytes to the holder and
+ * `back` bytes from it, each at its direction's rate. */
+static double wire_ns(const infsim_distattn_holder *h, double out, double back) {
   assert(h->bytes_per_s > 0);
-  return 2.0 * (double)h->latency_ns + bytes / h->bytes_per_s * 1e9;
+  return 2.0 * (double)h->latency_ns + (out / h->bytes_per_s + back / back_rate(h)) * 1e9;
 }
 
 static double combine(const infsim_distattn_shape *s, infsim_distattn_layer *out) {
@@ -39,13 +44,14 @@ infsim_distattn_layer infsim_distattn_decode_layer(const infsim_cost_curves *c, 
   int64_t partials = 0;
   for (int j = 0; j < k; j++) {
     if (h[j].requests <= 0) continue;
-    double bytes = infsim_distattn_query_bytes(s, h[j].requests) + infsim_distattn_partial_bytes(s, h[j].requests);
+    double q = infsim_distattn_query_bytes(s, h[j].requests), p = infsim_distattn_partial_bytes(s, h[j].requests);
+    double bytes = q + p;
     double kv = (double)h[j].context_tokens * s->kv_bytes_per_token_layer;
     double gpu_ma = c->decode_attn_layer_ns(c->self, h[j].requests, h[j].context_tokens);
-    double r = wire_ns(&h[j], bytes) + gpu_ma;
-    if (h[j].kind == INFSIM_HOLDER_HOST_MA) r = wire_ns(&h[j], bytes) + kv / s->cpu_attn_bytes_per_s * 1e9;
+    double r = wire_ns(&h[j], q, p) + gpu_ma;
+    if (h[j].kind == INFSIM_HOLDER_HOST_MA) r = wire_ns(&h[j], q, p) + kv / s->cpu_attn_bytes_per_s * 1e9;
     if (h[j].kind == INFSIM_HOLDER_HOST_FETCH)
-      r = (double)h[j].latency_ns + kv / h[j].bytes_per_s * 1e9 + gpu_ma; /* one way: the blocks come */
+      r = (double)h[j].latency_ns + kv / back_rate(&h[j]) * 1e9 + gpu_ma; /* one way: the blocks come */
     out.remote_ns = fmax(out.remote_ns, r);
     out.bytes += h[j].kind == INFSIM_HOLDER_HOST_FETCH ? kv : bytes;
     partials += h[j].requests;
@@ -65,20 +71,21 @@ infsim_distattn_layer infsim_distattn_prefill_layer(const infsim_cost_curves *c,
   out.local_ns = c->prefill_attn_layer_ns(c->self, tokens, local_pairs);
   int holders = 0;
   for (int j = 0; j < k; j++) {
-    double bytes = (double)h[j].write_bytes;
+    double to = (double)h[j].write_bytes, back = 0; /* new KV goes to the holder */
     double ma = 0;
     if (h[j].context_tokens > 0 && h[j].kind != INFSIM_HOLDER_GPU) {
       /* host KV comes to the GPU and is attended there */
-      bytes += (double)h[j].context_tokens * s->kv_bytes_per_token_layer;
+      back = (double)h[j].context_tokens * s->kv_bytes_per_token_layer;
       ma = c->prefill_attn_layer_ns(c->self, tokens, tokens * h[j].context_tokens);
       holders++;
     } else if (h[j].context_tokens > 0) {
-      bytes += infsim_distattn_query_bytes(s, tokens) + infsim_distattn_partial_bytes(s, tokens);
+      to += infsim_distattn_query_bytes(s, tokens);
+      back = infsim_distattn_partial_bytes(s, tokens);
       ma = c->prefill_attn_layer_ns(c->self, tokens, tokens * h[j].context_tokens);
       holders++;
     }
-    if (bytes > 0) out.remote_ns = fmax(out.remote_ns, wire_ns(&h[j], bytes) + ma);
-    out.bytes += bytes;
+    if (to + back > 0) out.remote_ns = fmax(out.remote_ns, wire_ns(&h[j], to, back) + ma);
+    out.bytes += to + back;
   }
   /* Every query token merges its local partial and one per holder. */
   if (holders > 0) out.merge_ns = c->merge_layer_ns(c->self, tokens, tokens * (holders + 1));

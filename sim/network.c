@@ -28,7 +28,22 @@ typedef struct {
   double residual_bytes_per_s; /* scratch of the filling */
   int32_t unfixed;             /* scratch: unfixed flows crossing it */
   double load_bytes_per_s;     /* sum of the rates crossing it */
+  double top_bytes_per_s;      /* no flow crossing it goes faster (an upper bound: kept when one leaves) */
+  int32_t flows_on;            /* flows whose path crosses it (waiting out their latency or not) */
+  uint32_t probe_epoch;        /* scratch of infsim_network_probe: on the probe's paths */
+  int32_t probe_unfixed;
+  double probe_residual_bytes_per_s;
 } net_link;
+
+/* A flow taking part in infsim_network_probe's filling: one of the new
+ * flows (no bound), or a flow already there, bounded by its rate. */
+typedef struct {
+  int32_t path[INFSIM_NET_MAX_PATH]; /* its links on the probe's paths */
+  int path_len;
+  bool fixed;
+  double bound_bytes_per_s;
+  double rate_bytes_per_s;
+} probe_part;
 
 typedef struct {
   int64_t id; /* -1: free slot */
@@ -72,6 +87,14 @@ struct infsim_network {
   size_t bucket_count;
   size_t *bounded;
   size_t bounded_cap;
+  /* scratch of infsim_network_probe */
+  uint32_t probe_epoch;
+  probe_part *parts;
+  size_t parts_cap;
+  int32_t *touched;
+  size_t touched_cap;
+  int32_t *act;
+  size_t act_cap;
 };
 
 const char *infsim_link_kind_name(infsim_link_kind k) {
@@ -104,6 +127,9 @@ void infsim_network_free(infsim_network *net) {
   free(net->live);
   free(net->bounded);
   free(net->buckets);
+  free(net->parts);
+  free(net->touched);
+  free(net->act);
   free(net);
 }
 
@@ -310,6 +336,7 @@ static void recompute(infsim_network *net) {
     net->links[l].residual_bytes_per_s = net->links[l].info.bytes_per_s;
     net->links[l].unfixed = 0;
     net->links[l].load_bytes_per_s = 0;
+    net->links[l].top_bytes_per_s = 0;
   }
   if (net->bounded_cap < net->flow_cap) {
     size_t *bd = realloc(net->bounded, net->flow_cap * sizeof *bd);
@@ -336,20 +363,44 @@ static void recompute(infsim_network *net) {
       }
     }
   }
+  /* Each round first finds the level x at which the first link would
+   * fill with every unfixed flow growing; every bounded flow whose bound
+   * is at most x reaches it before any link fills (fixing a flow at its
+   * bound only leaves more room), so all of them are fixed at once and x
+   * is found again; when none is left below x, the level moves to x and
+   * the flows of the links that filled are fixed there. Rounds: a few
+   * batches of bounds plus one per link that fills, not one per distinct
+   * bound (a network of many steady flows). */
   double level = 0;
   while (unfixed > 0) {
     double delta = INFINITY;
     for (size_t l = 0; l < net->link_count; l++) {
-      net_link *L = &net->links[l];
-      if (L->unfixed > 0) delta = fmin(delta, L->residual_bytes_per_s / L->unfixed);
-    }
-    for (size_t b = 0; b < n_bounded; b++) {
-      const net_flow *f = &net->flows[net->bounded[b]];
-      if (!f->fixed) delta = fmin(delta, f->bound_bytes_per_s - level);
+      const net_link *L = &net->links[l];
+      if (L->unfixed > 0 && L->residual_bytes_per_s / L->unfixed < delta)
+        delta = L->residual_bytes_per_s / L->unfixed;
     }
     assert(isfinite(delta));
-    delta = fmax(delta, 0);
-    level += delta;
+    delta = delta > 0 ? delta : 0;
+    double x = level + delta;
+    size_t fixed_now = 0;
+    for (size_t b = 0; b < n_bounded; b++) {
+      net_flow *f = &net->flows[net->bounded[b]];
+      if (f->fixed || f->bound_bytes_per_s > x) continue;
+      f->fixed = true;
+      f->rate_bytes_per_s = f->bound_bytes_per_s;
+      double more = f->bound_bytes_per_s > level ? f->bound_bytes_per_s - level : 0;
+      for (int k = 0; k < f->path_len; k++) {
+        net_link *L = &net->links[f->path[k]];
+        L->residual_bytes_per_s -= more;
+        L->unfixed--;
+      }
+      fixed_now++;
+    }
+    if (fixed_now > 0) {
+      unfixed -= fixed_now;
+      continue;
+    }
+    level = x;
     /* Which links are now full (the one that set delta at least). */
     for (size_t l = 0; l < net->link_count; l++) {
       net_link *L = &net->links[l];
@@ -357,7 +408,6 @@ static void recompute(infsim_network *net) {
       L->residual_bytes_per_s -= delta * L->unfixed;
       if (L->residual_bytes_per_s <= SATURATED_FRAC * L->info.bytes_per_s) L->residual_bytes_per_s = 0;
     }
-    size_t fixed_now = 0;
     for (size_t c = 0; c < n_live; c++) {
       flow_class *k = &net->classes[net->live[c]];
       if (k->fixed || !on_full_link(net, k->path, k->path_len)) continue;
@@ -371,7 +421,7 @@ static void recompute(infsim_network *net) {
       bool at_bound = level >= f->bound_bytes_per_s * (1 - SATURATED_FRAC);
       if (!at_bound && !on_full_link(net, f->path, f->path_len)) continue;
       f->fixed = true;
-      f->rate_bytes_per_s = at_bound ? fmin(level, f->bound_bytes_per_s) : level;
+      f->rate_bytes_per_s = at_bound && f->bound_bytes_per_s < level ? f->bound_bytes_per_s : level;
       fixed_now++;
     }
     /* Fixed flows leave the counts only now, so that every flow of a link
@@ -387,7 +437,7 @@ static void recompute(infsim_network *net) {
       if (!f->fixed)
         for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].unfixed++;
     }
-    assert(fixed_now > 0); /* the link or bound that set delta fixes someone */
+    assert(fixed_now > 0); /* the link that set delta fixes someone */
     unfixed -= fixed_now;
   }
   net->next_ns = INT64_MAX;
@@ -403,7 +453,11 @@ static void recompute(infsim_network *net) {
       f->fixed = true;
       f->rate_bytes_per_s = net->classes[f->cls].rate_bytes_per_s;
     }
-    for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].load_bytes_per_s += f->rate_bytes_per_s;
+    for (int k = 0; k < f->path_len; k++) {
+      net_link *L = &net->links[f->path[k]];
+      L->load_bytes_per_s += f->rate_bytes_per_s;
+      if (f->rate_bytes_per_s > L->top_bytes_per_s) L->top_bytes_per_s = f->rate_bytes_per_s;
+    }
     if (f->steady) continue;
     if (f->remaining_bytes <= 0)
       f->finish_ns = net->now_ns;
@@ -477,6 +531,7 @@ static infsim_status new_flow(infsim_network *net, const int32_t *path, int path
     f->path[k] = path[k];
     latency_ns += net->links[path[k]].info.latency_ns;
   }
+  for (int k = 0; k < path_len; k++) net->links[path[k]].flows_on++;
   f->active_at_ns = start_ns + latency_ns;
   f->finish_ns = INT64_MAX;
   f->cls = cls;
@@ -540,7 +595,11 @@ infsim_status infsim_network_add_steady(infsim_network *net, double rate_bytes_p
   *id = f->id;
   if (is_active(net, f) && unsaturated(net, f, rate_bytes_per_s)) {
     f->rate_bytes_per_s = rate_bytes_per_s;
-    for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].load_bytes_per_s += rate_bytes_per_s;
+    for (int k = 0; k < f->path_len; k++) {
+      net_link *L = &net->links[f->path[k]];
+      L->load_bytes_per_s += rate_bytes_per_s;
+      if (rate_bytes_per_s > L->top_bytes_per_s) L->top_bytes_per_s = rate_bytes_per_s;
+    }
     return INFSIM_OK;
   }
   admitted(net, f);
@@ -549,6 +608,7 @@ infsim_status infsim_network_add_steady(infsim_network *net, double rate_bytes_p
 
 static void drop(infsim_network *net, net_flow *f) {
   size_t slot = (size_t)(f - net->flows);
+  for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].flows_on--;
   f->id = -1;
   net->free_slots[net->free_count++] = slot;
   net->flow_count--;
@@ -653,6 +713,174 @@ size_t infsim_network_advance(infsim_network *net, int64_t t_ns, infsim_flow_don
 double infsim_network_rate(const infsim_network *net, int64_t id) {
   const net_flow *f = lookup(net, id);
   return f ? f->rate_bytes_per_s : -1;
+}
+
+/* A free part of the probe's scratch (grown by doubling; out of memory
+ * here is fatal, as in the filling's scratch). */
+static probe_part *probe_slot(infsim_network *net, size_t i) {
+  if (i == net->parts_cap) {
+    size_t cap = net->parts_cap ? 2 * net->parts_cap : 64;
+    probe_part *p = realloc(net->parts, cap * sizeof *p);
+    assert(p);
+    net->parts = p;
+    net->parts_cap = cap;
+  }
+  return &net->parts[i];
+}
+
+void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens,
+                          double *rates) {
+  if (n <= 0) return;
+  size_t want = (size_t)n * INFSIM_NET_MAX_PATH;
+  if (net->touched_cap < want) {
+    int32_t *t = realloc(net->touched, want * sizeof *t);
+    assert(t);
+    net->touched = t;
+    net->touched_cap = want;
+  }
+  uint32_t epoch = ++net->probe_epoch;
+  size_t nt = 0, parts = 0;
+  bool loaded = false;
+  for (int i = 0; i < n; i++) {
+    probe_part *p = probe_slot(net, parts++);
+    assert(lens[i] >= 0 && lens[i] <= INFSIM_NET_MAX_PATH);
+    p->path_len = lens[i];
+    p->fixed = lens[i] == 0;
+    p->bound_bytes_per_s = INFINITY;
+    p->rate_bytes_per_s = p->fixed ? INFINITY : 0.0;
+    for (int k = 0; k < lens[i]; k++) {
+      net_link *L = &net->links[paths[i][k]];
+      p->path[k] = paths[i][k];
+      if (L->probe_epoch != epoch) {
+        L->probe_epoch = epoch;
+        L->probe_residual_bytes_per_s = L->info.bytes_per_s;
+        L->probe_unfixed = 0;
+        loaded |= L->load_bytes_per_s > 0;
+        net->touched[nt++] = paths[i][k];
+      }
+      L->probe_unfixed++;
+    }
+  }
+  /* No link fills below x_low: at most the new flows and every flow on it
+   * grow there. A flow already there whose rate is below it keeps its rate
+   * (the filling's first round would fix it there): it only takes its
+   * rate off the links' room, without taking part. */
+  double x_low = INFINITY;
+  for (size_t t = 0; t < nt; t++) {
+    const net_link *L = &net->links[net->touched[t]];
+    double x = L->info.bytes_per_s / (double)(L->probe_unfixed + L->flows_on);
+    if (x < x_low) x_low = x;
+  }
+  /* When no flow on these links goes faster than x_low, they all keep
+   * their rates: the links' room is what their loads leave, and the flows
+   * need not be walked. */
+  bool walk = false;
+  for (size_t t = 0; t < nt && loaded; t++) walk |= net->links[net->touched[t]].top_bytes_per_s > x_low;
+  for (size_t t = 0; t < nt && loaded && !walk; t++) {
+    net_link *L = &net->links[net->touched[t]];
+    L->probe_residual_bytes_per_s = L->load_bytes_per_s < L->info.bytes_per_s ? L->info.bytes_per_s - L->load_bytes_per_s : 0;
+  }
+  /* The flows already on these links, each bounded by its rate now. */
+  for (size_t s = 0; walk && s < net->flow_cap; s++) {
+    const net_flow *f = &net->flows[s];
+    if (!is_active(net, f) || !(f->rate_bytes_per_s > 0)) continue;
+    int len = 0;
+    int32_t on[INFSIM_NET_MAX_PATH];
+    for (int k = 0; k < f->path_len; k++)
+      if (net->links[f->path[k]].probe_epoch == epoch) on[len++] = f->path[k];
+    if (len == 0) continue;
+    if (f->rate_bytes_per_s <= x_low) {
+      for (int k = 0; k < len; k++) net->links[on[k]].probe_residual_bytes_per_s -= f->rate_bytes_per_s;
+      continue;
+    }
+    probe_part *p = probe_slot(net, parts++);
+    for (int k = 0; k < len; k++) {
+      p->path[k] = on[k];
+      net->links[on[k]].probe_unfixed++;
+    }
+    p->path_len = len;
+    p->fixed = false;
+    p->bound_bytes_per_s = f->rate_bytes_per_s;
+    p->rate_bytes_per_s = 0.0;
+  }
+  /* The unfixed parts, kept packed so that later rounds skip the fixed. */
+  if (net->act_cap < parts) {
+    int32_t *a = realloc(net->act, parts * sizeof *a);
+    assert(a);
+    net->act = a;
+    net->act_cap = parts;
+  }
+  int32_t *act = net->act;
+  size_t na = 0;
+  for (size_t i = 0; i < parts; i++)
+    if (!net->parts[i].fixed) act[na++] = (int32_t)i;
+  /* Progressive filling, in recompute's rounds: bounds below the level at
+   * which the first link fills are taken at once, then that link fills. */
+  double level = 0.0;
+  while (na > 0) {
+    double delta = INFINITY;
+    for (size_t t = 0; t < nt; t++) {
+      const net_link *L = &net->links[net->touched[t]];
+      if (L->probe_unfixed > 0 && L->probe_residual_bytes_per_s / L->probe_unfixed < delta)
+        delta = L->probe_residual_bytes_per_s / L->probe_unfixed;
+    }
+    assert(isfinite(delta));
+    delta = delta > 0 ? delta : 0;
+    double x = level + delta;
+    size_t kept = 0;
+    for (size_t a = 0; a < na; a++) {
+      probe_part *p = &net->parts[act[a]];
+      if (p->bound_bytes_per_s > x) {
+        act[kept++] = act[a];
+        continue;
+      }
+      p->fixed = true;
+      p->rate_bytes_per_s = p->bound_bytes_per_s;
+      double more = p->bound_bytes_per_s > level ? p->bound_bytes_per_s - level : 0;
+      for (int k = 0; k < p->path_len; k++) {
+        net_link *L = &net->links[p->path[k]];
+        L->probe_residual_bytes_per_s -= more;
+        L->probe_unfixed--;
+      }
+    }
+    if (kept < na) {
+      na = kept;
+      continue;
+    }
+    level = x;
+    for (size_t t = 0; t < nt; t++) {
+      net_link *L = &net->links[net->touched[t]];
+      if (L->probe_unfixed == 0) continue;
+      L->probe_residual_bytes_per_s -= delta * L->probe_unfixed;
+      if (L->probe_residual_bytes_per_s <= SATURATED_FRAC * L->info.bytes_per_s) L->probe_residual_bytes_per_s = 0;
+    }
+    /* Parts on a full link stop at the level; they leave the counts only
+     * after the scan, so that every part of a link that filled sees it. */
+    kept = 0;
+    for (size_t a = 0; a < na; a++) {
+      probe_part *p = &net->parts[act[a]];
+      bool full = false;
+      for (int k = 0; k < p->path_len && !full; k++) full = net->links[p->path[k]].probe_residual_bytes_per_s == 0;
+      if (!full) {
+        act[kept++] = act[a];
+        continue;
+      }
+      p->fixed = true;
+      p->rate_bytes_per_s = level < p->bound_bytes_per_s ? level : p->bound_bytes_per_s;
+      for (int k = 0; k < p->path_len; k++) net->links[p->path[k]].probe_unfixed--;
+    }
+    assert(kept < na); /* the link that set delta fixes someone */
+    na = kept;
+  }
+  for (int i = 0; i < n; i++) rates[i] = net->parts[i].rate_bytes_per_s;
+}
+
+void infsim_network_account(infsim_network *net, const int32_t *path, int path_len, double bytes, int64_t busy_ns) {
+  for (int k = 0; k < path_len; k++) {
+    assert(path[k] >= 0 && (size_t)path[k] < net->link_count);
+    net->links[path[k]].info.bytes += bytes;
+    net->links[path[k]].info.busy_ns += busy_ns;
+  }
 }
 
 size_t infsim_network_flow_count(const infsim_network *net) { return net->flow_count; }

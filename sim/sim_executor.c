@@ -42,7 +42,8 @@ static double distattn_run_ns(const infsim_sim *s, const sim_exec_instance *x, i
   return extra + layers * (hidden + (double)steps * x->da_merge_ns);
 }
 
-/* The first `steps` steps with every route at its full rate. */
+/* The first `steps` steps with every route at the rates its step's
+ * transfers get (distattn_step_ns), before any floor. */
 static int64_t full_rate_run_ns(const infsim_sim *s, const sim_exec_instance *x, int64_t steps) {
   int64_t base = infsim_cost_decode_run_ns(&s->cost, &x->run, x->first_context, steps);
   if ((x->da_remote_ns <= 0.0 && x->da_guest_ns <= 0.0) || base == INT64_MAX) return base;
@@ -83,6 +84,32 @@ static int64_t host_ma_neighbours(const infsim_sim *s, int32_t instance, int64_t
   return n;
 }
 
+/* What one step sends to holder h and gets back from it, per layer, as
+ * distattn.c prices it: decode queries and partials (a fetch ships the
+ * host KV back instead), a prompt chunk's queries and the KV it writes
+ * there, and its partials (or the host KV it fetches). */
+static void holder_layer_bytes(const infsim_distattn_shape *shape, const infsim_batch *b, const infsim_batch_holder *h,
+                               int32_t kind, bool prefill, double kv_write_bytes, double *out, double *back) {
+  *out = *back = 0.0;
+  if (h->decode_requests > 0 && b->agg.remote_requests > 0) {
+    if (kind == INFSIM_HOLDER_HOST_FETCH) {
+      *back += (double)h->decode_context_tokens * shape->kv_bytes_per_token_layer;
+    } else {
+      *out += infsim_distattn_query_bytes(shape, h->decode_requests);
+      *back += infsim_distattn_partial_bytes(shape, h->decode_requests);
+    }
+  }
+  if (!prefill || b->agg.prefill_tokens <= 0) return;
+  *out += kv_write_bytes;
+  if (h->prefill_context_tokens <= 0) return;
+  if (kind == INFSIM_HOLDER_GPU) {
+    *out += infsim_distattn_query_bytes(shape, b->agg.prefill_tokens);
+    *back += infsim_distattn_partial_bytes(shape, b->agg.prefill_tokens);
+  } else {
+    *back += (double)h->prefill_context_tokens * shape->kv_bytes_per_token_layer;
+  }
+}
+
 static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exec_instance *x, int64_t now_ns) {
   const infsim_batch_agg *a = &b->agg;
   const infsim_cost_curves *c = &s->cost.curves;
@@ -97,6 +124,8 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
   x->da_routes = 0;
   if (b->holder_count == 0) return extra;
   infsim_distattn_holder dec[INFSIM_KV_MAX_HOLDINGS], pre[INFSIM_KV_MAX_HOLDINGS];
+  int32_t kinds[INFSIM_KV_MAX_HOLDINGS];
+  double writes[INFSIM_KV_MAX_HOLDINGS];
   int k = 0;
   bool prefill = false;
   double kv_bytes_per_token_layer = 2.0 * (double)s->cost.model.kv_heads * (double)s->cost.model.head_dim *
@@ -108,23 +137,49 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
     sim_transport_route(s, b->instance, h->holder, &bw, &lat);
     /* host memory (the CPU tier) per policy.cpu_tier; a prompt chunk fetches it */
     int32_t kind = h->holder >= s->n_instances ? shape->host_kind : INFSIM_HOLDER_GPU;
-    dec[k] = (infsim_distattn_holder){h->decode_requests, h->decode_context_tokens, bw, lat, 0, kind};
-    pre[k] = (infsim_distattn_holder){h->prefill_tokens, h->prefill_context_tokens, bw, lat,
-                                      (int64_t)((double)h->write_tokens * kv_bytes_per_token_layer),
+    kinds[k] = kind;
+    writes[k] = (double)h->write_tokens * kv_bytes_per_token_layer;
+    dec[k] = (infsim_distattn_holder){h->decode_requests, h->decode_context_tokens, bw, bw, lat, 0, kind};
+    pre[k] = (infsim_distattn_holder){h->prefill_tokens, h->prefill_context_tokens, bw, bw, lat, (int64_t)writes[k],
                                       kind == INFSIM_HOLDER_GPU ? INFSIM_HOLDER_GPU : INFSIM_HOLDER_HOST_FETCH};
     prefill |= h->prefill_tokens > 0;
-    if (h->decode_requests > 0 && b->agg.prefill_tokens == 0) {
-      /* one step's traffic on this route, each way (as distattn.c counts it) */
-      double layers = (double)shape->layers, kv = (double)h->decode_context_tokens * shape->kv_bytes_per_token_layer;
-      int r = x->da_routes++;
-      x->da_holder[r] = h->holder;
-      x->da_out_bytes[r] = kind == INFSIM_HOLDER_HOST_FETCH ? 0.0
-                                                            : layers * infsim_distattn_query_bytes(shape, h->decode_requests);
-      x->da_back_bytes[r] = layers * (kind == INFSIM_HOLDER_HOST_FETCH
-                                          ? kv
-                                          : infsim_distattn_partial_bytes(shape, h->decode_requests));
-    }
     x->host_ma |= kind == INFSIM_HOLDER_HOST_MA && h->decode_requests > 0;
+  }
+  /* The step's traffic, per holder and direction, and the rate each gets:
+   * its max-min share beside the step's other transfers (the owner's NIC
+   * or NVLink carries all of its holders' queries out and partials in at
+   * once) and the flows already on those links (other runs' steady flows,
+   * KV moves). */
+  int32_t paths[2 * INFSIM_KV_MAX_HOLDINGS][INFSIM_NET_MAX_PATH];
+  int lens[2 * INFSIM_KV_MAX_HOLDINGS], which[2 * INFSIM_KV_MAX_HOLDINGS], route[2 * INFSIM_KV_MAX_HOLDINGS], n = 0;
+  double rates[2 * INFSIM_KV_MAX_HOLDINGS];
+  double layers = (double)shape->layers;
+  for (int j = 0; j < k; j++) {
+    double out = 0, back = 0;
+    holder_layer_bytes(shape, b, &b->holders[j], kinds[j], prefill, (double)(int64_t)writes[j], &out, &back);
+    if (out <= 0 && back <= 0) continue;
+    int r = x->da_routes++;
+    x->da_holder[r] = b->holders[j].holder;
+    x->da_out_bytes[r] = layers * out;
+    x->da_back_bytes[r] = layers * back;
+    if (out > 0) {
+      lens[n] = infsim_network_route(s->net, b->instance, b->holders[j].holder, paths[n]);
+      route[n] = r;
+      which[n++] = j;
+    }
+    if (back > 0) {
+      lens[n] = infsim_network_route(s->net, b->holders[j].holder, b->instance, paths[n]);
+      route[n] = r;
+      which[n++] = -1 - j;
+    }
+  }
+  infsim_network_probe(s->net, n, (const int32_t(*)[INFSIM_NET_MAX_PATH])paths, lens, rates);
+  for (int i = 0; i < n; i++) {
+    int j = which[i] >= 0 ? which[i] : -1 - which[i];
+    double rate = isfinite(rates[i]) ? rates[i] : dec[j].bytes_per_s;
+    assert(rate > 0);
+    if (which[i] >= 0) dec[j].bytes_per_s = pre[j].bytes_per_s = x->da_out_rate[route[i]] = rate;
+    else dec[j].back_bytes_per_s = pre[j].back_bytes_per_s = x->da_back_rate[route[i]] = rate;
   }
   /* The node's CPU memory bandwidth, shared equally by the instances
    * attending host KV on it at once; fixed for the batch (as every
@@ -142,11 +197,11 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
      * grows), or the batch's steps when none of them does: pricing reads
      * min(steps, j*) of a run never longer than the batch. */
     int64_t lo = 0, hi = b->steps > 0 ? b->steps : 1;
-    int64_t n = a->decode_requests;
+    int64_t nd = a->decode_requests;
     while (lo < hi) {
       int64_t mid = lo + (hi - lo) / 2;
-      int64_t ctx = a->decode_context_tokens + mid * n;
-      if (ctx < 0 || c->decode_attn_layer_ns(c->self, n, ctx) >= l.remote_ns) hi = mid;
+      int64_t ctx = a->decode_context_tokens + mid * nd;
+      if (ctx < 0 || c->decode_attn_layer_ns(c->self, nd, ctx) >= l.remote_ns) hi = mid;
       else lo = mid + 1;
     }
     x->da_cross = lo;
@@ -188,8 +243,28 @@ static infsim_status record_row(infsim_sim *s, sim_exec_instance *x, const infsi
   return INFSIM_OK;
 }
 
+/* A prompt batch's DistAttention traffic, once its step ended: its bytes
+ * on every link of each route, and the time they took there at the share
+ * the step priced them at. Not flows: a prompt batch is one step, and a
+ * steady flow per holder and direction over it doubled the flows in the
+ * network (each filling and each step's probe walks them all) for load
+ * that lasts one step; other owners' steps and KV moves do not see it. */
+static void account_prompt(infsim_sim *s, sim_exec_instance *x, int32_t owner) {
+  x->da_prompt_pending = false;
+  for (int r = 0; r < x->da_routes; r++)
+    for (int dir = 0; dir < 2; dir++) {
+      double bytes = dir == 0 ? x->da_out_bytes[r] : x->da_back_bytes[r];
+      double rate = dir == 0 ? x->da_out_rate[r] : x->da_back_rate[r];
+      int32_t path[INFSIM_NET_MAX_PATH];
+      int len = dir == 0 ? infsim_network_route(s->net, owner, x->da_holder[r], path)
+                         : infsim_network_route(s->net, x->da_holder[r], owner, path);
+      if (bytes > 0.0 && len > 0) infsim_network_account(s->net, path, len, bytes, (int64_t)llround(bytes / rate * 1e9));
+    }
+}
+
 infsim_status sim_executor_run_ended(infsim_sim *s, int32_t instance, infsim_error *err) {
   sim_exec_instance *x = &s->exec[instance];
+  if (x->da_prompt_pending) account_prompt(s, x, instance);
   if (x->da_flows == 0) return INFSIM_OK;
   infsim_network_hold(s->net);
   for (int i = 0; i < x->da_flows; i++) infsim_network_remove(s->net, x->da_flow[i], s->now_ns);
@@ -211,9 +286,11 @@ static infsim_status add_steady(infsim_sim *s, sim_exec_instance *x, int32_t src
   return INFSIM_OK;
 }
 
-/* A decode run with remote holders: its queries and partials are steady
- * flows of their full-rate demand (each route's bytes over the run / the
- * run's span), sharing links max-min with KV moves and other runs' flows.
+/* A decode run with remote holders: per holder and direction, its
+ * traffic is a steady flow of demand = the route's bytes over the run /
+ * the run's span, sharing links max-min with KV moves and other runs'
+ * flows from its start to its end: the load other owners' steps meet when
+ * they take their shares (distattn_step_ns), and the bytes in links.csv.
  * Where a link cannot carry a flow's demand, the flow gets its share, and
  * a step takes at least that route's bytes per step at the share (the
  * link bounds the run's throughput). The price is fixed as of the run's
@@ -267,6 +344,7 @@ static infsim_status exec_submit(void *self, const infsim_batch *b, int64_t now_
                                  infsim_error *err) {
   infsim_sim *s = self;
   sim_exec_instance *x = &s->exec[b->instance];
+  x->da_prompt_pending = false; /* a prompt batch that never ended (its instance lost) carried nothing */
   infsim_status st = sim_executor_run_ended(s, b->instance, err); /* none left: a run ends before the next */
   if (st != INFSIM_OK) return st;
   x->da_floor_ns = 0.0;
@@ -291,6 +369,7 @@ static infsim_status exec_submit(void *self, const infsim_batch *b, int64_t now_
   int64_t start = add_time(now_ns, lead < 0 ? INT64_MAX : lead);
   int64_t end = start < 0 || compute == INT64_MAX ? -1 : add_time(start, compute);
   if (end < 0) return time_overflow(b, now_ns, err);
+  x->da_prompt_pending = !x->decode_only && x->da_routes > 0;
   if (x->decode_only && x->da_routes > 0) {
     x->steps = b->steps;
     x->lead_ns = lead;

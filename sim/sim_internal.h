@@ -36,12 +36,14 @@ typedef struct {
   int64_t da_cross;        /* the first step j with A_j >= R (overlap hides R from there) */
   double da_step_bytes;    /* what one step sends to and gets from the holders, all layers */
   bool host_ma;            /* its decode steps attend host KV on the CPU (policy.cpu_tier: ma) */
-  /* Per remote holder of a decode run: what one step sends there and gets
-   * back (all layers), and the run's steady flows (network.h), one per
-   * direction, from its start until it ends. */
+  /* Per remote holder of a batch: what one step sends there and gets back
+   * (all layers), at what rates, and a decode run's steady flows
+   * (network.h), one per direction, from its start until it ends. */
   int32_t da_holder[INFSIM_KV_MAX_HOLDINGS];
   double da_out_bytes[INFSIM_KV_MAX_HOLDINGS], da_back_bytes[INFSIM_KV_MAX_HOLDINGS];
+  double da_out_rate[INFSIM_KV_MAX_HOLDINGS], da_back_rate[INFSIM_KV_MAX_HOLDINGS]; /* the step's shares */
   int da_routes;
+  bool da_prompt_pending; /* a prompt batch's traffic goes on the links when it ends */
   int64_t da_flow[2 * INFSIM_KV_MAX_HOLDINGS];
   int da_flows;
   /* Links short of the flows' demand: no step is shorter than the slowest

@@ -17,9 +17,12 @@
 ** DistAttention's per-step traffic (queries out, partials back, a prompt
 ** chunk's KV written to the holders of its blocks) is priced by the cost
 ** model inside each step (distattn.h), not sent as messages: its bytes
-** are added to network_bytes per finished step. A decode run's queries
-** and partials are also steady flows over the run (sim_executor.c), so
-** they share links and are in links.csv; a prompt batch's are not.
+** are added to network_bytes per finished step. Each step prices them at
+** the max-min shares they get on the route's links beside each other and
+** the flows there (infsim_network_probe). A decode run's queries and
+** partials are also steady flows over the run (sim_executor.c), so they
+** share links and are in links.csv; a prompt batch's bytes go into
+** links.csv when it ends, not as flows.
 **
 ** Messages in flight live in a pool with a free list, so a message costs no
 ** allocation once the pool has grown. The network changes rates only when a

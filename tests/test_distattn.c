@@ -6,7 +6,8 @@
 ** Two instances, one request split over both, no contention: its decode
 ** step is the hand-computed sum of holder MA, transfers and merge, with
 ** and without overlap; the creditor's iteration grows by the MA it does
-** for the owner; the owner's step is never shorter than the remote path.
+** for the owner; the owner's step is never shorter than the remote path;
+** queries and partials each go at their own direction's rate.
 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -85,6 +86,31 @@ static void test_split_request_decode_step(void **state) {
   assert_float_equal(infsim_distattn_steady_bytes_per_s(&k7b, 1, 20000000), 32 * 16448 / 0.02, 1e-3);
 }
 
+/* Each way at its own rate (the share the step's transfers get on the
+ * route's links): the query of test_split_request_decode_step out at 8
+ * GB/s (a 24 GB/s NIC shared by three holders), its partial back at 6:
+ *   R = 10000 + 8192 / 8 + 8256 / 6 + 2502 = 10000 + 1024 + 1376 + 2502.
+ * A host holder fetching its KV (fetch) ships 3000 x 16384 B back at 6. */
+static void test_rates_each_way(void **state) {
+  (void)state;
+  infsim_cost_curves c = curves();
+  infsim_distattn_holder h = {.requests = 1, .context_tokens = 3000, .bytes_per_s = 8e9, .back_bytes_per_s = 6e9,
+                              .latency_ns = 5000};
+  infsim_distattn_layer l = infsim_distattn_decode_layer(&c, &k7b, 1, 1000, 1, &h, 1);
+  assert_float_equal(l.remote_ns, 10000 + 1024 + 1376 + 2502, 1e-6);
+  infsim_distattn_shape host = k7b;
+  host.kv_bytes_per_token_layer = 16384;
+  h.kind = INFSIM_HOLDER_HOST_FETCH;
+  l = infsim_distattn_decode_layer(&c, &host, 1, 1000, 1, &h, 1);
+  assert_float_equal(l.remote_ns, 5000 + 3000 * 16384 / 6.0 + 2502, 1e-6);
+  /* A prompt chunk: its queries and the KV it writes go out at 8, its
+   * partials come back at 6 (test_prefill_over_remote_blocks's sizes). */
+  infsim_distattn_holder w = {.context_tokens = 2000, .bytes_per_s = 8e9, .back_bytes_per_s = 6e9,
+                              .latency_ns = 5000, .write_bytes = 1638400};
+  l = infsim_distattn_prefill_layer(&c, &k7b, 100, 5050, &w, 1);
+  assert_float_equal(l.remote_ns, 10000 + (819200 + 1638400) / 8.0 + 825600 / 6.0 + 3000, 1e-6);
+}
+
 /* Two holders in parallel: the slower bounds the layer; with local work
  * longer than both, overlap hides them (only the merge shows). */
 static void test_holders_in_parallel(void **state) {
@@ -127,6 +153,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_wire_sizes),
       cmocka_unit_test(test_split_request_decode_step),
+      cmocka_unit_test(test_rates_each_way),
       cmocka_unit_test(test_holders_in_parallel),
       cmocka_unit_test(test_prefill_over_remote_blocks),
   };

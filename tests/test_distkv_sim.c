@@ -6,7 +6,8 @@
 **    the curves: local MA, and per layer max(local, R) + merge with R = both
 **    route latencies + (query + partial, fp16) / NVLink + the holder's MA.
 **    Its queries and partials are on the links (links.csv's bytes), to
-**    the byte: one steady flow per direction over each step.
+**    the byte: one steady flow per direction over each step, prompt
+**    chunks' queries, partials and the KV written to the holder included.
 **  - The split request's traffic is in network_bytes: at least the KV its
 **    owner could not hold, written to the holder during prefill (its bytes
 **    per token from the model's shape), plus exactly one query and one
@@ -74,15 +75,25 @@ static void test_split_decode_step_by_hand(void **state) {
   }
   assert_true(checked >= 30); /* the decode steps of the split request */
   /* links.csv: the holder's NVLink up carries the partials (and LSE) of
-   * every decode step with a remote part, the owner's up link the queries
-   * (its prompt's KV went to the holder inside prefill steps, priced by
-   * the cost model, not as flows) */
+   * every decode step with a remote part, the owner's up link the queries;
+   * prompt batches are flows too: the prompt's first blocks were gathered
+   * at the holder before it started, so every chunk after the first
+   * queries them (a query out, a partial back per token and layer), and
+   * the KV of those blocks (the borrowed blocks, full) went there */
   double partials = 0, queries = 0;
-  for (size_t i = 0; i < n; i++)
-    if (rows[i].agg.prefill_tokens == 0) {
-      partials += (double)rows[i].steps * (double)rows[i].agg.remote_partials * layers * 32.0 * 129 * 2;
-      queries += (double)rows[i].steps * (double)rows[i].agg.remote_partials * layers * 32.0 * 128 * 2;
+  bool first_chunk = true;
+  for (size_t i = 0; i < n; i++) {
+    const infsim_iteration_row *row = &rows[i];
+    double per = row->agg.prefill_tokens > 0 ? (double)row->agg.prefill_tokens
+                                             : (double)row->steps * (double)row->agg.remote_partials;
+    if (row->instance != 0 || (row->agg.prefill_tokens > 0 && first_chunk)) {
+      first_chunk &= row->instance != 0;
+      continue;
     }
+    partials += per * layers * 32.0 * 129 * 2;
+    queries += per * layers * 32.0 * 128 * 2;
+  }
+  queries += (double)infsim_run_result_counters(res)->borrowed_blocks_peak * 16 * layers * 2.0 * 32 * 128 * 2;
   const infsim_network *net = infsim_run_result_network(res);
   bool up = false, down = false;
   for (int32_t l = 0; l < (int32_t)infsim_network_link_count(net); l++) {
@@ -200,11 +211,90 @@ static void test_macro_steps_equal_single_steps_with_borrowing(void **state) {
   check_macro_equals_single("policy.heartbeat_ms=5");
 }
 
+/* One 400,000-token prompt (25,000 blocks of LLaMA2-7B: more than three
+ * A100-80GB instances hold) on four instances, `per_node` to a node, NIC
+ * 25 GB/s, NVLink 300 GB/s: its owner i0 holds part of its KV and i1, i2,
+ * i3 the rest. Every decode step of the owner (single steps, DGFM off, no
+ * other traffic) equals the sum by hand in which each route's queries and
+ * partials go at the share the step's transfers get on shared links:
+ * nic_share[j] of the NIC (holders across nodes share the owner's node's
+ * NIC: its way out for the queries, its way in for the partials), or the
+ * whole NVLink for a holder on the owner's node (NVLink up and down, not
+ * the NIC). Holder j's context is its lent blocks (timeseries.csv) x 16. */
+static void check_owner_nic_shared(const char *per_node, const double *share) {
+  const char *const settings[] = {"model=llama2-7b", "gpu=a100-80gb", "cluster.instances=4", per_node,
+                                  "cluster.inter_node_GBps=25", "cluster.intra_node_GBps=300",
+                                  "policy.name=infinite-llm", "policy.dgfm=false", "scheduler.max_steps_per_event=1",
+                                  "metrics.iterations=true", "metrics.sample_interval_s=0.05", NULL};
+  infsim_run_params p = fixture_params(settings);
+  infsim_trace t = {0};
+  fixture_add(&t, 0, 400000, 40);
+  infsim_run_result *res = fixture_run(&p, &t);
+  size_t n = 0;
+  const infsim_request_record *r = infsim_run_result_requests(res, &n);
+  assert_int_equal(r[0].state, INFSIM_REQ_FINISHED);
+  assert_int_equal(r[0].instances_touched, 4);
+  /* the holders' blocks, once the prompt is in (they stay put while it decodes) */
+  int64_t lent[4] = {0};
+  const infsim_sample_row *smp = infsim_run_result_samples(res, &n);
+  for (size_t i = 0; i < n; i++)
+    if (smp[i].time_ns >= r[0].first_token_ns && smp[i].time_ns <= r[0].finish_ns)
+      lent[smp[i].instance] = smp[i].kv_lent_blocks;
+  assert_true(lent[1] > 0 && lent[2] > 0 && lent[3] > 0 && lent[0] == 0);
+
+  infsim_instance_layout layout = {.tp = 1, .pp = 1, .iteration_overhead_ns = p.iteration_overhead_ns,
+                                   .link_latency_ns = p.link_latency_ns};
+  infsim_cost_model cm;
+  assert_int_equal(infsim_cost_model_build("a100-80gb", "/nonexistent.db", false, &p.model, &layout, &p.roofline,
+                                           &cm, NULL),
+                   INFSIM_OK);
+  const infsim_cost_curves *c = &cm.curves;
+  double layers = (double)p.model.layers;
+  double bytes = 32.0 * 128 * 2 + 32.0 * 129 * 2; /* query out, partial + LSE back, fp16 */
+  const infsim_iteration_row *rows = infsim_run_result_iterations(res, &n);
+  int checked = 0;
+  for (size_t i = 0; i < n; i++) {
+    const infsim_iteration_row *row = &rows[i];
+    if (row->instance != 0 || row->agg.prefill_tokens > 0 || row->agg.remote_partials == 0) continue;
+    assert_int_equal(row->agg.remote_partials, 3);
+    assert_int_equal(row->agg.remote_context_tokens, 16 * (lent[1] + lent[2] + lent[3]));
+    infsim_decode_run run;
+    infsim_cost_decode_run_init(&cm, 1, &run);
+    int64_t base = infsim_cost_decode_run_ns(&cm, &run, row->agg.decode_context_tokens, 1);
+    double a = c->decode_attn_layer_ns(c->self, 1, row->agg.decode_context_tokens), remote = 0;
+    for (int j = 1; j < 4; j++) {
+      /* both ways: 2 links of 5 us, the bytes at the route's share */
+      double wire = 2.0 * (2.0 * 5000) + bytes / share[j] * 1e9;
+      remote = fmax(remote, wire + c->decode_attn_layer_ns(c->self, 1, 16 * lent[j]));
+    }
+    double want = (double)base + layers * (fmax(a, remote) - a + c->merge_layer_ns(c->self, 1, 4));
+    if (fabs((double)(row->end_ns - row->start_ns) - want) > 1.0)
+      fail_msg("%s: step at %.6f s: %lld ns, by hand %.1f ns", per_node, (double)row->start_ns * 1e-9,
+               (long long)(row->end_ns - row->start_ns), want);
+    checked++;
+  }
+  assert_true(checked >= 30);
+  infsim_cost_model_destroy(&cm);
+  infsim_run_result_free(res);
+  infsim_trace_free(&t);
+}
+
+/* A node per instance: the three partials come in at 25/3 GB/s each
+ * (and the queries leave at as much). Two instances a node: i1's traffic
+ * stays on NVLink (300 GB/s), i2 and i3 share the NIC, 12.5 GB/s each. */
+static void test_owner_nic_shared_by_its_holders(void **state) {
+  (void)state;
+  const double apart[4] = {0, 25e9 / 3, 25e9 / 3, 25e9 / 3}, pairs[4] = {0, 300e9, 12.5e9, 12.5e9};
+  check_owner_nic_shared("cluster.gpus_per_node=1", apart);
+  check_owner_nic_shared("cluster.gpus_per_node=2", pairs);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_split_decode_step_by_hand),
       cmocka_unit_test(test_split_request_traffic_counted),
       cmocka_unit_test(test_macro_steps_equal_single_steps_with_borrowing),
+      cmocka_unit_test(test_owner_nic_shared_by_its_holders),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,7 +6,9 @@
 ** once per flow; every link carries exactly the bytes of the flows that
 ** crossed it; random workloads keep the max-min optimality invariant;
 ** crowded paths (hundreds of flows on a few paths) get the rates of a
-** flow-by-flow progressive filling written here.
+** flow-by-flow progressive filling written here; the shares a step's
+** transfers would get (a probe) match a hand-solved allocation and the
+** network's own once they are added.
 */
 #include <math.h>
 #include <setjmp.h>
@@ -399,6 +401,72 @@ static void test_crowded_paths_match_flow_by_flow_filling(void **state) {
   gsl_rng_free(rng);
 }
 
+/* The shares a step's transfers would get (infsim_network_probe), on 4
+ * nodes of one instance, NIC B = 24 GB/s each way. Owner i0 with holders
+ * i1, i2, i3: alone, its three partials share its node's NIC in, B/3 = 8
+ * GB/s each (and its queries its NIC out, as much). With three KV moves
+ * leaving node 2 (8 GB/s each) i2's partial meets them on node 2's NIC
+ * out: 4 flows there, B/4 = 6; the NIC in gives i1's and i3's the rest,
+ * (24 - 6) / 2 = 9 each. With another run's steady flow of 2.4 GB/s into
+ * node 0 too: it keeps its 2.4, i2's partial 6, and i1's and i3's split
+ * 24 - 2.4 - 6: 7.8 each. Probing changes no rate; adding the partials as
+ * flows gives the network's own max-min answer, the probe's. */
+static void test_probe_shares_of_a_step(void **state) {
+  (void)state;
+  const double B = 24e9;
+  infsim_topology t = {.instances = 4, .instances_per_node = 1, .nvlink_bytes_per_s = 300e9,
+                       .nic_bytes_per_s = B, .pcie_bytes_per_s = 25e9, .nvlink_latency_ns = 1000,
+                       .nic_latency_ns = 5000, .pcie_latency_ns = 2000};
+  infsim_network *net = NULL;
+  assert_int_equal(infsim_network_new_cluster(&t, &net, NULL), INFSIM_OK);
+  int32_t paths[7][INFSIM_NET_MAX_PATH];
+  int lens[7];
+  double rates[7];
+  for (int j = 1; j <= 3; j++) {
+    lens[j - 1] = infsim_network_route(net, j, 0, paths[j - 1]); /* partials in */
+    lens[j + 2] = infsim_network_route(net, 0, j, paths[j + 2]); /* queries out */
+  }
+  lens[6] = infsim_network_route(net, 0, 0, paths[6]); /* no link */
+  infsim_network_probe(net, 7, (const int32_t(*)[INFSIM_NET_MAX_PATH])paths, lens, rates);
+  for (int i = 0; i < 6; i++) assert_float_equal(rates[i], B / 3, 1);
+  assert_true(isinf(rates[6]));
+
+  int32_t p[INFSIM_NET_MAX_PATH];
+  int64_t move[3], steady, part[3];
+  const int to[3] = {1, 3, 3};
+  for (int i = 0; i < 3; i++) {
+    int len = infsim_network_route(net, 2, to[i], p);
+    assert_int_equal(infsim_network_add_flow(net, 1000000000000, p, len, 0, 0, i, &move[i], NULL), INFSIM_OK);
+  }
+  done_log d = {0};
+  infsim_network_advance(net, 10000, log_done, &d); /* past their latency */
+  for (int i = 0; i < 3; i++) assert_float_equal(infsim_network_rate(net, move[i]), B / 3, 1);
+  int64_t next = infsim_network_next_ns(net);
+  infsim_network_probe(net, 3, (const int32_t(*)[INFSIM_NET_MAX_PATH])paths, lens, rates);
+  assert_float_equal(rates[0], 9e9, 1);
+  assert_float_equal(rates[1], 6e9, 1);
+  assert_float_equal(rates[2], 9e9, 1);
+  for (int i = 0; i < 3; i++) assert_float_equal(infsim_network_rate(net, move[i]), B / 3, 1);
+  assert_int_equal(infsim_network_next_ns(net), next);
+
+  int len = infsim_network_route(net, 1, 0, p);
+  assert_int_equal(infsim_network_add_steady(net, 2.4e9, p, len, 10000, 9, &steady, NULL), INFSIM_OK);
+  infsim_network_probe(net, 3, (const int32_t(*)[INFSIM_NET_MAX_PATH])paths, lens, rates);
+  assert_float_equal(rates[0], 7.8e9, 1);
+  assert_float_equal(rates[1], 6e9, 1);
+  assert_float_equal(rates[2], 7.8e9, 1);
+  assert_float_equal(infsim_network_rate(net, steady), 2.4e9, 1);
+  infsim_network_check(net);
+  for (int j = 0; j < 3; j++)
+    assert_int_equal(infsim_network_add_flow(net, 1000000000, paths[j], lens[j], 10000, 0, 10 + j, &part[j], NULL),
+                     INFSIM_OK);
+  infsim_network_advance(net, 20000, log_done, &d);
+  for (int j = 0; j < 3; j++) assert_float_equal(infsim_network_rate(net, part[j]), rates[j], 1);
+  for (int i = 0; i < 3; i++) assert_float_equal(infsim_network_rate(net, move[i]), 6e9, 1);
+  infsim_network_check(net);
+  infsim_network_free(net);
+}
+
 static void test_bad_input(void **state) {
   (void)state;
   infsim_network *net = one_link(1e9, 0);
@@ -421,6 +489,7 @@ int main(void) {
       cmocka_unit_test(test_cluster_routes),              cmocka_unit_test(test_random_flows_conserve_bytes),
       cmocka_unit_test(test_bad_input),
       cmocka_unit_test(test_crowded_paths_match_flow_by_flow_filling),
+      cmocka_unit_test(test_probe_shares_of_a_step),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,7 +7,10 @@
 **   partial back P_j = n_j x H x (d + 1) x w bytes (normalized partial and
 **                one LSE per head, at wire precision w),
 **   holder MA   MA_j = decode_attn(n_j, C_j) on the holder's GPU,
-**   remote path R_j = 2 lat_j + (Q_j + P_j) / bw_j + MA_j,
+**   remote path R_j = 2 lat_j + Q_j / bw_j + P_j / bw'_j + MA_j,
+**                bw_j and bw'_j the rates the queries out and the partials
+**                back get: the max-min shares of the step's flows on the
+**                route's links (the simulated executor probes the network),
 **   merge       M = merge(n_r, n_r + sum_j n_j),
 **   local       A = decode_attn(n, C_local),
 **   attention   = max(A, max_j R_j) + M with overlap (paper sec. 4),
@@ -20,9 +23,9 @@
 ** attention curve and the chunk's tokens as queries.
 **
 ** Host memory (the CPU tier) is a holder over PCIe, with its own path:
-**   ma     R_j = 2 lat_j + (Q_j + P_j) / bw_j + C_j x kv / cpu_bw
+**   ma     R_j = 2 lat_j + Q_j / bw_j + P_j / bw'_j + C_j x kv / cpu_bw
 **          (the CPU streams the KV once: bandwidth-bound),
-**   fetch  R_j = lat_j + C_j x kv / bw_j + decode_attn(n_j, C_j)
+**   fetch  R_j = lat_j + C_j x kv / bw'_j + decode_attn(n_j, C_j)
 **          (the blocks come to the owner's GPU, attended there),
 ** kv the KV bytes of one token and layer (on one TP shard), merged like
 ** any holder's partial. A prompt chunk always fetches host KV (its many
@@ -60,7 +63,8 @@ typedef enum {
 typedef struct {
   int64_t requests;       /* n_j: requests (or prefill query tokens) with KV there */
   int64_t context_tokens; /* C_j: their KV tokens there */
-  double bytes_per_s;     /* route bandwidth (the flow's max-min rate) */
+  double bytes_per_s;     /* owner -> holder: the rate the step's queries (and KV written) get */
+  double back_bytes_per_s; /* holder -> owner: the partials' (or fetched KV's) rate; 0: bytes_per_s */
   int64_t latency_ns;     /* one way */
   int64_t write_bytes;    /* new KV written there this layer (prefill into borrowed blocks) */
   int32_t kind;           /* infsim_distattn_holder_kind */

@@ -140,6 +140,23 @@ typedef void (*infsim_flow_done_fn)(void *ctx, int64_t id, int64_t tag, int64_t 
  * at or before it. Returns the number completed. */
 size_t infsim_network_advance(infsim_network *net, int64_t t_ns, infsim_flow_done_fn done, void *ctx);
 
+/* The max-min rates that n new uncapped flows (paths[i][0..lens[i]),
+ * lens[i] >= 0) would get if they all competed now, beside the flows
+ * already competing, into rates[0..n); changes nothing. A flow of no
+ * link gets INFINITY. The filling runs over the new flows' links only:
+ * a flow already there takes part bounded by its current rate (the
+ * newcomers may take share from it, it gains none elsewhere), so the
+ * answer is the network's max-min allocation with the new flows whenever
+ * the flows they meet are limited on these links or by their own bounds
+ * (a DistAttention step's queries or partials over a few links, beside
+ * other runs' steady flows and KV moves). */
+void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens,
+                          double *rates);
+/* Traffic carried outside the flows (priced by its user at a share it
+ * probed: a prompt batch's DistAttention transfers): `bytes` go on every
+ * link of path[0..path_len), and busy_ns on each (the time they took at
+ * that share; added to the flows' busy time, not merged with it). */
+void infsim_network_account(infsim_network *net, const int32_t *path, int path_len, double bytes, int64_t busy_ns);
 /* A flow's current rate (0 before it starts competing); -1 if unknown or ended. */
 double infsim_network_rate(const infsim_network *net, int64_t id);
 /* The flows now in the network (waiting out their latency or moving). */

@@ -120,7 +120,7 @@ def scaling_table(res):
                                           fmt(None if v[1] is None else v[1] / n)))
     rows += ["", "| system | instances | offered req/s | tok/s per instance | SLO met | protocol messages/s "
              "(all) | heartbeats/s (to the gManager) | network bytes (messages + DistAttention) | links.csv bytes by link kind "
-             "(messages, KV moves, decode DistAttention flows) | simulator wall s |",
+             "(messages, KV moves, DistAttention traffic) | simulator wall s |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for b in res["scaling"]["big"]:
         if "skipped" in b:
