@@ -66,6 +66,12 @@ struct infsim_gm {
   size_t cand_cap;
   bool guests_first; /* the planner moves a debtor's guests before its own requests */
   bool out_of_memory; /* a ledger list could not grow (infsim_gm_out_of_memory) */
+  /* the spread planner's costs and scratch (instances each) */
+  int64_t spread_remote, spread_near;
+  infsim_planner_creditor *sp_c;
+  bool *sp_use;
+  int64_t *sp_take;
+  int32_t *sp_id;
 };
 
 const char *infsim_gm_planner_name(infsim_gm_planner p) {
@@ -75,12 +81,13 @@ const char *infsim_gm_planner_name(infsim_gm_planner p) {
   case INFSIM_PLAN_AFFINITY: return "affinity";
   case INFSIM_PLAN_FIT: return "fit";
   case INFSIM_PLAN_LEVEL: return "level";
+  case INFSIM_PLAN_SPREAD: return "spread";
   }
   return "?";
 }
 
 bool infsim_gm_planner_from_name(const char *name, infsim_gm_planner *out) {
-  for (int p = INFSIM_PLAN_GREEDY; p <= INFSIM_PLAN_LEVEL; p++)
+  for (int p = INFSIM_PLAN_GREEDY; p <= INFSIM_PLAN_SPREAD; p++)
     if (strcmp(name, infsim_gm_planner_name((infsim_gm_planner)p)) == 0) {
       *out = (infsim_gm_planner)p;
       return true;
@@ -104,7 +111,12 @@ infsim_status infsim_gm_new(int32_t instances, int32_t instances_per_node, int64
   gm->order = calloc((size_t)instances, sizeof *gm->order);
   gm->rank = calloc((size_t)instances, sizeof *gm->rank);
   gm->spare = calloc((size_t)instances, sizeof *gm->spare);
-  if (!gm->req || !gm->inst || !gm->order || !gm->rank || !gm->spare) {
+  gm->sp_c = calloc((size_t)instances, sizeof *gm->sp_c);
+  gm->sp_use = calloc((size_t)instances, sizeof *gm->sp_use);
+  gm->sp_take = calloc((size_t)instances, sizeof *gm->sp_take);
+  gm->sp_id = calloc((size_t)instances, sizeof *gm->sp_id);
+  if (!gm->req || !gm->inst || !gm->order || !gm->rank || !gm->spare || !gm->sp_c || !gm->sp_use || !gm->sp_take ||
+      !gm->sp_id) {
     infsim_gm_free(gm);
     return infsim_fail(err, INFSIM_ENOMEM, "gmanager: out of memory");
   }
@@ -126,6 +138,10 @@ void infsim_gm_free(infsim_gm *gm) {
   free(gm->order);
   free(gm->rank);
   free(gm->spare);
+  free(gm->sp_c);
+  free(gm->sp_use);
+  free(gm->sp_take);
+  free(gm->sp_id);
   free(gm->cand);
   free(gm);
 }
@@ -431,6 +447,50 @@ static int32_t first_creditor(const infsim_gm *gm, int32_t exclude, const int32_
 }
 
 
+/* The spread planner's moves of `*movable` new blocks of r for `debtor`
+ * (planner.h): every other instance with spare or blocks of r, its
+ * placement, then the moves, the debtor's node first (a prompt's first
+ * blocks are attended by every later chunk: the cheap holders take them;
+ * measured: remote first was no better), most blocks first. True when no
+ * instance has spare left. */
+static bool spread_moves(infsim_gm *gm, int32_t debtor, int64_t r, int64_t *movable, int64_t *left,
+                         infsim_gm_move *out, size_t *n, size_t cap) {
+  size_t nk = 0;
+  int32_t node = infsim_gm_node_of(gm, debtor);
+  bool any = false;
+  for (int32_t i = 0; i < gm->instances; i++) {
+    if (i == debtor) continue;
+    int64_t s = infsim_gm_spare_blocks(gm, i), h = infsim_gm_held_by(gm, r, i);
+    if (s == 0 && h == 0) continue;
+    any |= s > 0;
+    gm->sp_id[nk] = i;
+    gm->sp_c[nk++] = (infsim_planner_creditor){.spare = s, .held = h, .remote = infsim_gm_node_of(gm, i) != node};
+  }
+  if (!any) return true;
+  infsim_planner_spread(gm->sp_c, nk, *movable, gm->spread_remote, gm->spread_near, gm->sp_use, gm->sp_take);
+  for (int pass = 0; pass < 2; pass++)
+    for (;;) {
+      size_t bk = nk;
+      for (size_t k = 0; k < nk; k++)
+        if (gm->sp_take[k] > 0 && gm->sp_c[k].remote == (pass == 1) && (bk == nk || gm->sp_take[k] > gm->sp_take[bk]))
+          bk = k;
+      if (bk == nk || *movable == 0 || *n == cap) break;
+      int64_t b = gm->sp_take[bk] < *movable ? gm->sp_take[bk] : *movable;
+      gm->sp_take[bk] = 0;
+      int32_t to = gm->sp_id[bk];
+      out[(*n)++] = (infsim_gm_move){.req = r, .from = debtor, .to = to, .blocks = b, .fresh = true};
+      gm->inst[to].free_view -= b;
+      *movable -= b;
+      *left -= b;
+    }
+  return false;
+}
+
+void infsim_gm_set_spread_costs(infsim_gm *gm, int64_t remote_blocks, int64_t near_blocks) {
+  gm->spread_remote = remote_blocks;
+  gm->spread_near = near_blocks;
+}
+
 size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, int64_t req, int64_t need,
                       infsim_gm_move *out, size_t cap) {
   assert(debtor >= 0 && debtor < gm->instances && need >= 0);
@@ -494,8 +554,8 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
     int64_t r = gm->cand[c];
     int64_t movable = r == req ? need : infsim_gm_held_by(gm, r, debtor);
     if (movable > left) movable = left;
-    /* Greedy and level rank every creditor alike (no ranks). */
-    bool ranked = planner != INFSIM_PLAN_GREEDY && planner != INFSIM_PLAN_LEVEL;
+    /* Greedy, level and spread rank every creditor alike (no ranks). */
+    bool ranked = planner != INFSIM_PLAN_GREEDY && planner != INFSIM_PLAN_LEVEL && planner != INFSIM_PLAN_SPREAD;
     for (int32_t i = 0; ranked && i < gm->instances; i++) {
       bool same_node = infsim_gm_node_of(gm, i) == infsim_gm_node_of(gm, debtor);
       switch (planner) {
@@ -523,6 +583,12 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
         movable -= b;
         left -= b;
       }
+      continue;
+    }
+    /* spread places a gathering prompt's new blocks; the KV of other
+     * requests that must move goes as greedy's does. */
+    if (planner == INFSIM_PLAN_SPREAD && r == req) {
+      if (spread_moves(gm, debtor, r, &movable, &left, out, &n, cap)) break;
       continue;
     }
     int32_t to = first_creditor(gm, debtor, ranks);

@@ -1,5 +1,5 @@
 /*
-** planner.c: the fit and level borrow planners' rules (planner.h).
+** planner.c: the fit, level and spread borrow planners' rules (planner.h).
 */
 #include "infsim/planner.h"
 
@@ -46,4 +46,128 @@ int64_t infsim_planner_level_piece(int64_t spare, int64_t level, int64_t left) {
   if (piece > left) piece = left;
   if (piece > spare) piece = spare;
   return piece;
+}
+
+double infsim_planner_holder_tokens(const infsim_model_shape *m, double wire_bytes_per_value, double attn_flops_per_s,
+                                    double link_bytes_per_s) {
+  assert(attn_flops_per_s > 0 && link_bytes_per_s > 0);
+  double hd = (double)m->heads * (double)m->head_dim;
+  /* Per query token and layer: the query out and the partial back (d + 1
+   * values per head, docs/distkv.md "Prefill"). The chunk's new KV goes
+   * to one holder only, the one filling, whose micro-attention is then
+   * the smallest: the slowest holder is a full one, which carries these. */
+  double bytes = hd * wire_bytes_per_value + (double)m->heads * (double)(m->head_dim + 1) * wire_bytes_per_value;
+  /* Per query token, layer and key token: QK^T and PV, 2 x d FLOPs each per
+   * head (the roofline's prefill attention, cost/roofline.c). Tensor
+   * parallelism divides both the heads a shard sends and those it
+   * computes: it cancels. */
+  double flops = 4.0 * hd;
+  return (bytes / link_bytes_per_s) / (flops / attn_flops_per_s);
+}
+
+/* Step cost of a holder of the request, in blocks: what it holds, plus its
+ * link's term for every holder behind that link. */
+static int64_t base_cost(const infsim_planner_creditor *c, int64_t remote_blocks, int64_t near_blocks, int64_t rr,
+                         int64_t nn) {
+  return c->held + (c->remote ? remote_blocks * rr : near_blocks * nn);
+}
+
+/* Blocks creditor c takes at step cost `cost`: what lifts it to the cost,
+ * within its spare. */
+static int64_t take_at(const infsim_planner_creditor *c, int64_t base, int64_t cost) {
+  int64_t t = cost - base;
+  if (t < 0) t = 0;
+  return t > c->spare ? c->spare : t;
+}
+
+/* Marks in use[] the creditors a choice of m new remote holders may give
+ * to: every near one, every remote one already holding, and the m remote
+ * non-holders with the most spare (ties: lower index). False when fewer
+ * than m remote non-holders have spare. */
+static bool choose(const infsim_planner_creditor *c, size_t n, int64_t m, bool *use) {
+  for (size_t k = 0; k < n; k++) use[k] = !c[k].remote || c[k].held > 0;
+  for (int64_t j = 0; j < m; j++) {
+    size_t bk = n;
+    for (size_t k = 0; k < n; k++)
+      if (!use[k] && c[k].spare > 0 && (bk == n || c[k].spare > c[bk].spare)) bk = k;
+    if (bk == n) return false;
+    use[bk] = true;
+  }
+  return true;
+}
+
+/* The least step cost at which the creditors in use take `need` blocks
+ * (their spare covers it), with rr remote and nn near holders. */
+static int64_t least_cost(const infsim_planner_creditor *c, size_t n, const bool *use, int64_t need,
+                          int64_t remote_blocks, int64_t near_blocks, int64_t rr, int64_t nn) {
+  int64_t lo = -1, hi = 0;
+  for (size_t k = 0; k < n; k++) {
+    int64_t top = base_cost(&c[k], remote_blocks, near_blocks, rr, nn) + c[k].spare;
+    if (use[k] && top > hi) hi = top;
+  }
+  /* takes grow with the cost: bisection (lo does not cover, hi does) */
+  while (hi - lo > 1) {
+    int64_t mid = lo + (hi - lo) / 2, sum = 0;
+    for (size_t k = 0; k < n; k++)
+      if (use[k]) sum += take_at(&c[k], base_cost(&c[k], remote_blocks, near_blocks, rr, nn), mid);
+    if (sum >= need) hi = mid;
+    else lo = mid;
+  }
+  return hi;
+}
+
+int64_t infsim_planner_spread(const infsim_planner_creditor *c, size_t n, int64_t need, int64_t remote_blocks,
+                              int64_t near_blocks, bool *use, int64_t *take) {
+  assert(need >= 0 && remote_blocks >= 0 && near_blocks >= 0);
+  int64_t r0 = 0, nn = 0, total = 0;
+  for (size_t k = 0; k < n; k++) {
+    if (c[k].held > 0 && c[k].remote) r0++;
+    /* every near creditor counts as a holder on the owner's NVLink: a
+     * level over them reaches all of them but for a tiny need */
+    if (!c[k].remote && (c[k].held > 0 || c[k].spare > 0)) nn++;
+    total += c[k].spare;
+  }
+  if (total <= need) {
+    for (size_t k = 0; k < n; k++) {
+      use[k] = c[k].spare > 0;
+      take[k] = c[k].spare;
+    }
+    return -1;
+  }
+  /* One more remote holder lowers the level the need reaches and adds
+   * remote_blocks to every remote holder's cost: try each count, keep the
+   * cheapest (the fewest on ties). */
+  int64_t best = -1, best_m = 0;
+  for (int64_t m = 0; choose(c, n, m, use); m++) {
+    int64_t room = 0, floor = 0;
+    for (size_t k = 0; k < n; k++) {
+      if (!use[k]) continue;
+      room += c[k].spare;
+      int64_t b = base_cost(&c[k], remote_blocks, near_blocks, r0 + m, nn);
+      if (c[k].held > 0 && b > floor) floor = b; /* a holder's cost stands even if it takes nothing */
+    }
+    if (room < need) continue;
+    int64_t cost = least_cost(c, n, use, need, remote_blocks, near_blocks, r0 + m, nn);
+    if (cost < floor) cost = floor;
+    if (best < 0 || cost < best) {
+      best = cost;
+      best_m = m;
+    }
+  }
+  choose(c, n, best_m, use);
+  int64_t level = least_cost(c, n, use, need, remote_blocks, near_blocks, r0 + best_m, nn), sum = 0;
+  for (size_t k = 0; k < n; k++) {
+    take[k] = use[k] ? take_at(&c[k], base_cost(&c[k], remote_blocks, near_blocks, r0 + best_m, nn), level) : 0;
+    sum += take[k];
+  }
+  /* The level's last step may overshoot: give back from remote takes
+   * first (near ones are the cheaper holders), in index order. */
+  for (int pass = 0; pass < 2 && sum > need; pass++)
+    for (size_t k = 0; k < n && sum > need; k++) {
+      if (c[k].remote != (pass == 0) || take[k] == 0) continue;
+      int64_t cut = take[k] < sum - need ? take[k] : sum - need;
+      take[k] -= cut;
+      sum -= cut;
+    }
+  return best;
 }

@@ -44,6 +44,9 @@
 #include "infsim/dispatch.h"
 #include "infsim/gmanager.h"
 #include "infsim/grow.h"
+#include "infsim/costmodel.h"
+#include "infsim/hardware.h"
+#include "infsim/planner.h"
 #include "infsim/rng.h"
 #include "sched_internal.h"
 
@@ -93,6 +96,8 @@ typedef struct {
   double recall_headroom_frac;
   double heartbeat_band;
   double move_bytes_per_s;
+  double spread_remote_tokens; /* the spread planner's W over the NIC and NVLink (planner.h) */
+  double spread_near_tokens;
   int64_t gpus_per_node;
   int64_t gpus_per_instance;
   double message_loss;
@@ -171,7 +176,7 @@ typedef struct {
 static infsim_status read_config(infsim_config *cfg, void *settings, infsim_error *err) {
   infinite_settings *p = settings;
   static const char *const k_dispatch[] = {"least-loaded", "round-robin", NULL};
-  static const char *const k_planner[] = {"greedy", "same-node", "affinity", "fit", "level", NULL};
+  static const char *const k_planner[] = {"greedy", "same-node", "affinity", "fit", "level", "spread", NULL};
   static const char *const k_short[] = {"wait", "preempt", NULL};
   static const char *const k_tier[] = {"off", "ma", "fetch", NULL};
   static const char *const k_wire[] = {"fp16", "fp32", NULL};
@@ -234,6 +239,28 @@ static infsim_status read_config(infsim_config *cfg, void *settings, infsim_erro
   if (p->lose_instance_every_s > 0 && instances < 2)
     return infsim_config_fail(cfg, "faults.lose_instance_every_s", err,
                               "losing the only instance leaves nobody to serve its requests");
+  if (planner == INFSIM_PLAN_SPREAD) {
+    /* spread weighs a holder's link against micro-attention: the run's
+     * model, GPU, roofline attention rate and links, read with the
+     * defaults run/params.c gives them (it calls this function: it cannot
+     * be asked). */
+    infsim_model_shape model;
+    infsim_gpu_spec gpu;
+    const char *gpu_key = NULL;
+    double attn_eff = 0, intra_GBps = 0, inter_GBps = 0;
+    if ((st = infsim_model_from_config(cfg, &model, err)) != INFSIM_OK) return st;
+    if ((st = infsim_config_string(cfg, "gpu", "a100-80gb", &gpu_key, err)) != INFSIM_OK) return st;
+    if (!infsim_gpu_for_key(gpu_key, &gpu)) return infsim_config_fail(cfg, "gpu", err, "unknown GPU '%s'", gpu_key);
+    if ((st = infsim_config_double(cfg, "cost.attention_efficiency", 0.5, 0.01, 1.0, &attn_eff, err)) != INFSIM_OK ||
+        (st = infsim_config_double(cfg, "cluster.intra_node_GBps", gpu.nvlink_bytes_per_s / 1e9, 0.001, 1e6,
+                                   &intra_GBps, err)) != INFSIM_OK ||
+        (st = infsim_config_double(cfg, "cluster.inter_node_GBps", gpu.nic_bytes_per_s / 8e9, 0.001, 1e6, &inter_GBps,
+                                   err)) != INFSIM_OK)
+      return st;
+    double attn = gpu.peak_flops * attn_eff, wire_b = wire == 0 ? 2.0 : 4.0;
+    p->spread_remote_tokens = infsim_planner_holder_tokens(&model, wire_b, attn, inter_GBps * 1e9);
+    p->spread_near_tokens = infsim_planner_holder_tokens(&model, wire_b, attn, intra_GBps * 1e9);
+  }
   p->lose_instance = (int32_t)lose;
   p->lose_instance_at_ns = (int64_t)(lose_at_s * 1e9);
   p->dispatch = dispatch;
@@ -780,6 +807,9 @@ static infsim_status create(const void *settings, struct infsim_sched *s, int32_
   infsim_status st = infsim_gm_new(instances, (int32_t)per_node, s->p.gpu_blocks_per_instance,
                                    (int64_t)s->n_requests, reserve, &p->gm, err);
   if (st == INFSIM_OK) infsim_gm_set_guests_first(p->gm, set->own_first);
+  if (st == INFSIM_OK)
+    infsim_gm_set_spread_costs(p->gm, llround(set->spread_remote_tokens / (double)s->p.block_tokens),
+                               llround(set->spread_near_tokens / (double)s->p.block_tokens));
   if (st == INFSIM_OK) st = infsim_dgfm_new(instances, &p->dgfm, err);
   if (st == INFSIM_OK) st = infsim_dispatcher_new((infsim_dispatch_kind)set->dispatch, instances, &p->disp, err);
   if (st != INFSIM_OK) return st;

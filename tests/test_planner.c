@@ -1,6 +1,6 @@
 /*
-** test_planner.c: the fit and level borrow planners (planner.h) against
-** hand-solved cases.
+** test_planner.c: the fit, level and spread borrow planners (planner.h)
+** against hand-solved cases.
 **
 **  - level, one ask: 4 instances of 10,000 blocks (reserve 500), debtor 0
 **    full, creditors with 3,000 / 8,000 / 6,000 spare, a 9,000-block need:
@@ -15,6 +15,23 @@
 **  - fit: a piece no same-node creditor can take whole goes whole to the
 **    most spare one that can (same-node splits it); a request already
 **    held somewhere goes there when that holder can take it all.
+**  - spread, the rule: near creditors A, B (3,000 spare each), remote C,
+**    D, E (8,000 each), a 9,000-block need, W_remote 1,000, W_near 100
+**    (two near holders: base 200 each). No new remote holder: 6,000 < the
+**    need. One (C, base 1,000): A, B take 3,000 each, C 3,000: cost 4,000.
+**    Two (base 2,000): A, B 3,000, C, D 1,500 each: cost 3,500. Three
+**    (base 3,000): 1,000 each: 4,000. So two, at 3,500: 3,000 / 3,000 /
+**    1,500 / 1,500 / 0 (greedy: C 8,000 and D 1,000, C's cost 10,000;
+**    level: 3,000 at each remote one, three remote holders).
+**  - spread in the gManager: big_case (instance 1 on the debtor's node, 2
+**    and 3 on the other), W 1,000 / 100: one remote holder costs 7,000
+**    (2 takes 6,000), two cost 5,000: 3,000 at each of 1, 2, 3, the near
+**    one first; asked one move at a time (each confirmed) it ends the
+**    same.
+**  - W for LLaMA2-7B, fp16, A100 attention at 156 TFLOP/s: query 8,192 B
+**    + partial 8,256 B per token and layer = 16,448 B; over 25 GB/s that
+**    is 657.92 ns, and a key token costs 4 x 4,096 / 156e12 s =
+**    0.105026 ns: 6,264.4 tokens; over 300 GB/s 522.0.
 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -144,6 +161,70 @@ static void test_fit(void **state) {
   infsim_gm_free(gm);
 }
 
+static void test_spread_rule(void **state) {
+  (void)state;
+  infsim_planner_creditor c[5] = {
+      {3000, 0, false}, {3000, 0, false}, {8000, 0, true}, {8000, 0, true}, {8000, 0, true}};
+  bool use[5];
+  int64_t take[5];
+  assert_int_equal(infsim_planner_spread(c, 5, 9000, 1000, 100, use, take), 3500);
+  int64_t want[5] = {3000, 3000, 1500, 1500, 0};
+  for (int k = 0; k < 5; k++) assert_int_equal(take[k], want[k]);
+  assert_false(use[4]);
+  /* spare short of the need: everything there is */
+  assert_int_equal(infsim_planner_spread(c, 5, 40000, 1000, 100, use, take), -1);
+  assert_int_equal(take[2], 8000);
+  /* a remote holder with no spare left still counts: its cost (held +
+   * W x remote holders) is a floor, and a new remote holder raises it */
+  infsim_planner_creditor h[3] = {{0, 6000, true}, {3000, 0, false}, {8000, 0, true}};
+  assert_int_equal(infsim_planner_spread(h, 3, 2000, 1000, 100, use, take), 7000);
+  assert_int_equal(take[1], 2000);
+  assert_int_equal(take[2], 0);
+}
+
+static void test_spread_in_the_gmanager(void **state) {
+  (void)state;
+  infsim_gm *gm = big_case();
+  infsim_gm_set_spread_costs(gm, 1000, 100);
+  infsim_gm_move m[8];
+  int32_t to[3] = {1, 2, 3};
+  assert_int_equal(infsim_gm_plan(gm, INFSIM_PLAN_SPREAD, 0, 0, 9000, m, 8), 3);
+  for (int k = 0; k < 3; k++) {
+    assert_int_equal(m[k].to, to[k]);
+    assert_int_equal(m[k].blocks, 3000);
+    assert_true(m[k].fresh);
+  }
+  infsim_gm_free(gm);
+  /* One move per ask, as the contract takes them, each confirmed before
+   * the next ask: the holders' blocks then count (third ask: 3 alone
+   * costs 5,000, 2 taking it all 7,000). */
+  gm = big_case();
+  infsim_gm_set_spread_costs(gm, 1000, 100);
+  int64_t need = 9000;
+  for (int asks = 0; need > 0; asks++) {
+    assert_true(asks < 3);
+    size_t n = infsim_gm_plan(gm, INFSIM_PLAN_SPREAD, 0, 0, need, m, 8);
+    assert_true(n > 0);
+    assert_int_equal(m[0].to, to[asks]);
+    for (size_t k = 1; k < n; k++) infsim_gm_unpropose(gm, &m[k]);
+    infsim_gm_record_move(gm, &m[0], 10 + asks);
+    need -= m[0].blocks;
+  }
+  assert_int_equal(infsim_gm_spare_blocks(gm, 1), 0);
+  assert_int_equal(infsim_gm_spare_blocks(gm, 2), 5000);
+  assert_int_equal(infsim_gm_spare_blocks(gm, 3), 3000);
+  infsim_gm_free(gm);
+}
+
+static void test_spread_costs(void **state) {
+  (void)state;
+  infsim_model_shape m;
+  assert_true(infsim_model_builtin("llama2-7b", &m));
+  assert_float_equal(infsim_planner_holder_tokens(&m, 2.0, 156e12, 25e9), 16448.0 / 25e9 / (16384.0 / 156e12), 1e-6);
+  assert_float_equal(infsim_planner_holder_tokens(&m, 2.0, 156e12, 25e9), 6264.375, 1e-3);
+  assert_float_equal(infsim_planner_holder_tokens(&m, 2.0, 156e12, 300e9), 522.03125, 1e-3);
+}
+
 static void test_names(void **state) {
   (void)state;
   infsim_gm_planner p;
@@ -151,12 +232,15 @@ static void test_names(void **state) {
   assert_int_equal(p, INFSIM_PLAN_FIT);
   assert_true(infsim_gm_planner_from_name("level", &p));
   assert_int_equal(p, INFSIM_PLAN_LEVEL);
+  assert_true(infsim_gm_planner_from_name("spread", &p));
+  assert_int_equal(p, INFSIM_PLAN_SPREAD);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_level_one_ask), cmocka_unit_test(test_level_successive_asks),
-      cmocka_unit_test(test_level_small_need_is_greedy), cmocka_unit_test(test_fit), cmocka_unit_test(test_names),
+      cmocka_unit_test(test_level_small_need_is_greedy), cmocka_unit_test(test_fit), cmocka_unit_test(test_spread_rule),
+      cmocka_unit_test(test_spread_in_the_gmanager), cmocka_unit_test(test_spread_costs), cmocka_unit_test(test_names),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

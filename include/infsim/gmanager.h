@@ -55,7 +55,11 @@ typedef enum {
   INFSIM_PLAN_FIT = 3,
   /* Creditors levelled by water-filling, not drained one by one
    * (planner.h). */
-  INFSIM_PLAN_LEVEL = 4
+  INFSIM_PLAN_LEVEL = 4,
+  /* A request's new blocks spread to keep its prompt chunks' step short:
+   * the owner's node first, levelled, and few holders behind the NIC
+   * (planner.h). */
+  INFSIM_PLAN_SPREAD = 5
 } infsim_gm_planner;
 
 /* "greedy", "same-node", "affinity", "fit", "level". */
@@ -158,6 +162,10 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
  * (pieces of other owners' requests), most blocks held there first, before
  * the debtor's own requests (policy.own_work_first). Off by default. */
 void infsim_gm_set_guests_first(infsim_gm *gm, bool on);
+/* The spread planner's costs, in blocks of micro-attention: what one more
+ * holder behind the owner's NIC (remote) or its NVLink (near) adds to
+ * every holder's step on that link (planner.h). */
+void infsim_gm_set_spread_costs(infsim_gm *gm, int64_t remote_blocks, int64_t near_blocks);
 /* A proposal that did not happen (refused, timed out): gives its blocks
  * back to the creditor's spare in the gManager's view. */
 void infsim_gm_unpropose(infsim_gm *gm, const infsim_gm_move *m);

@@ -18,6 +18,22 @@
 **    The contract takes one move per borrow and the debtor asks again for
 **    the rest; each ask sees the same level, so successive borrows level
 **    every creditor to L: each keeps spare - share, the most it can.
+**  - spread: a prompt gathering its blocks (its new blocks at creditors)
+**    is placed to keep its chunks' step short. Each later chunk's queries
+**    go to every holder of the prompt's earlier KV and its partials come
+**    back, and the chunk's new KV goes to the holder taking it; a step
+**    waits for the slowest holder (docs/distkv.md, "Prefill"): its
+**    micro-attention grows with what it holds, its transfers with the
+**    holders sharing its link, since the owner's NIC (or NVLink) is split
+**    max-min among them. In blocks of micro-attention, holder j costs
+**    held_j + W_link x (holders behind that link), W_remote for the NIC,
+**    W_near for NVLink (infsim_planner_holder_tokens). spread picks the
+**    number of new holders behind the NIC (the most spare first) and the
+**    level at which the holders take the need, at the least largest cost:
+**    the owner's node first and levelled (NVLink is 12x an A100 node's
+**    NIC), few holders across nodes, each larger. The paper's greedy
+**    drains the most spare creditors, wherever they are; level spreads
+**    thin over every creditor, paying a NIC share per holder.
 */
 #ifndef INFSIM_PLANNER_H
 #define INFSIM_PLANNER_H
@@ -27,6 +43,7 @@
 #include <stdint.h>
 
 #include "infsim/gmanager.h"
+#include "infsim/hardware.h"
 
 /* level's smallest piece, in blocks (4,096 tokens at 16 per block): a need
  * below it goes to one creditor, the most spare, as greedy's does. */
@@ -43,5 +60,32 @@ int64_t infsim_planner_water_level(const infsim_gm *gm, const int32_t *creditors
 /* level's piece at a creditor with `spare` blocks, at water level `level`,
  * of `left` blocks still needed. */
 int64_t infsim_planner_level_piece(int64_t spare, int64_t level, int64_t left);
+
+/* One creditor as spread sees it: its spare, the blocks of the request it
+ * holds already, and whether it is on another node than the request's
+ * owner (reached over the NIC). A holder with no spare is listed too (its
+ * cost stands). */
+typedef struct {
+  int64_t spare;
+  int64_t held;
+  bool remote;
+} infsim_planner_creditor;
+
+/* spread's placement of `need` blocks over c[0..n): take[k] blocks at
+ * creditor k (use[k]: k is among those it chose). remote_blocks and
+ * near_blocks: W_remote and W_near in blocks. Returns the largest
+ * holder's cost it reaches, in blocks (-1 when the creditors' spare does
+ * not cover the need: then every creditor gives all its spare). */
+int64_t infsim_planner_spread(const infsim_planner_creditor *c, size_t n, int64_t need, int64_t remote_blocks,
+                              int64_t near_blocks, bool *use, int64_t *take);
+
+/* W for a link of link_bytes_per_s: the key tokens of micro-attention
+ * whose time equals what one holder's transfers per query token and layer
+ * (query out, partial back) take on that link, with attention at
+ * attn_flops_per_s (the roofline's: peak x cost.attention_efficiency).
+ * LLaMA2-7B, fp16, A100 (156 TFLOP/s), a 25 GB/s NIC: 6,266 tokens (392
+ * blocks of 16); 300 GB/s NVLink: 522 (33 blocks). */
+double infsim_planner_holder_tokens(const infsim_model_shape *m, double wire_bytes_per_value, double attn_flops_per_s,
+                                    double link_bytes_per_s);
 
 #endif
