@@ -74,6 +74,13 @@ static void run_case(uint64_t seed, case_counts *n) {
   double every_s = gsl_rng_uniform(rng_own) < 0.2 ? 1.0 + 4.0 * gsl_rng_uniform(rng_own) : 0.0;
   snprintf(every, sizeof every, "faults.lose_instance_every_s=%.3f", every_s);
   gsl_rng_free(rng_own);
+  /* The other planners in 40% of cases, from a stream of their own for
+   * the same reason. */
+  gsl_rng *rng_planner = infsim_rng_new(seed, "test.infinite_random.planner");
+  static const char *const more_planners[] = {"fit", "level", "spread"};
+  if (gsl_rng_uniform(rng_planner) < 0.4)
+    snprintf(planner, sizeof planner, "policy.planner=%s", more_planners[gsl_rng_uniform_int(rng_planner, 3)]);
+  gsl_rng_free(rng_planner);
   const char *settings[] = {"model=llama2-7b", "gpu=a100-80gb", "scheduler.gpu_memory_utilization=0.2",
                             "scheduler.chunked_prefill=true", "scheduler.max_batched_tokens=2048",
                             "policy.name=infinite-llm", "cluster.gpus_per_node=2",
