@@ -801,10 +801,18 @@ infsim_status infsim_contract_cancel(infsim_contract *c, int64_t req, int64_t no
        * has none. */
       drop_borrow(c, b);
     } else {
+      infsim_status st = INFSIM_OK;
+      if (b->st == B_MOVING && b->payload > 0 && c->net.abort) {
+        /* The sender stops its payload: the link carries no more of it. */
+        infsim_msg mv = {.kind = INFSIM_MSG_MOVE, .src = b->debtor, .dst = b->mv.to, .seq = b->id, .a = b->attempt};
+        int64_t unsent = 0;
+        st = c->net.abort(c->net.self, &mv, now_ns, &unsent, err);
+        c->n.kv_sent_bytes -= unsent;
+      }
       b->st = B_CANCELLING;
       b->retries = 0;
       b->probing = false;
-      infsim_status st = step(c, b, now_ns, err);
+      if (st == INFSIM_OK) st = step(c, b, now_ns, err);
       if (st != INFSIM_OK) return st;
     }
     if (c->env.cancelled) c->env.cancelled(c->env.self, debtor, for_req, now_ns);

@@ -308,6 +308,12 @@ static bool pass_in_flight(const void *self, const infsim_msg *m, int64_t now) {
   return p->base.in_flight != NULL && p->base.in_flight(p->base.self, m, now);
 }
 
+static infsim_status pass_abort(void *self, const infsim_msg *m, int64_t now, int64_t *unsent, infsim_error *err) {
+  infinite *p = self;
+  *unsent = 0;
+  return p->base.abort != NULL ? p->base.abort(p->base.self, m, now, unsent, err) : INFSIM_OK;
+}
+
 static infsim_status arm(infinite *p, int32_t endpoint, int64_t kind, int64_t at, infsim_error *err) {
   infsim_msg m = {.kind = INFSIM_MSG_TIMER, .src = endpoint, .dst = endpoint, .req = -1, .a = kind};
   return p->base.timer(p->base.self, &m, at, err);
@@ -846,7 +852,7 @@ static infsim_status create(const void *settings, struct infsim_sched *s, int32_
                                .probe_backoff_max = set->probe_backoff_max,
                                .planner = (infsim_gm_planner)set->planner};
   infsim_transport t = {.self = p, .send = lossy_send, .timer = pass_timer, .bytes_sent = p->base.bytes_sent,
-                         .in_flight = pass_in_flight};
+                         .in_flight = pass_in_flight, .abort = pass_abort};
   infsim_contract_env env = {.self = p, .free_blocks = env_free, .commit = env_commit,
                              .borrow_done = env_borrow_done, .move_done = env_move_done,
                              .refused = env_refused, .move_bytes = env_move_bytes,

@@ -49,7 +49,8 @@
 **
 ** A move whose request ended while it was on the way (infsim_contract_cancel)
 ** is cancelled: the debtor sends RELEASE asking for an answer, with the
-** usual timeout and retries; the creditor drops the reservation (or, if none
+** usual timeout and retries, and stops its payload on the way (transport.h:
+** abort); the creditor drops the reservation (or, if none
 ** came yet, keeps a refusal, so a late RESERVE or MOVE reserves nothing)
 ** and answers with a CONFIRM.
 **
@@ -140,7 +141,7 @@ typedef struct {
   int64_t refused;        /* reservations refused by creditors */
   int64_t kv_sends;       /* MOVE payloads sent (non-fresh), resends included */
   int64_t kv_resends;     /* ... of them resent: the creditor had seen nothing */
-  int64_t kv_sent_bytes;  /* bytes of all of them */
+  int64_t kv_sent_bytes;  /* bytes of all of them (less what a cancel stopped before it was carried) */
   int64_t probes;         /* PROBEs sent by debtors */
   int64_t cancelled;      /* borrows and moves cancelled: their request ended on the way */
   int64_t ledger_probes;  /* PROBEs sent by the gManager about its records not confirmed */
