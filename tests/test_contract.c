@@ -246,8 +246,24 @@ static infsim_contract *contract_planned_by(world *w, infsim_gm *gm, int32_t max
   return c;
 }
 
+static void teardown(world *w, infsim_gm *gm, infsim_contract *c) {
+  infsim_contract_free(c);
+  infsim_gm_free(gm);
+  world_free(w);
+}
+
 static infsim_contract *contract(world *w, infsim_gm *gm, int32_t max_retries) {
   return contract_planned_by(w, gm, max_retries, INFSIM_PLAN_GREEDY);
+}
+
+/* Starts the clean borrow (below: r1 on debtor 0 needs 10 blocks, greedy
+ * moves 10 of r0 to instance 1) at 0 ns in w, whose faults and links the
+ * caller has set. */
+static infsim_contract *start_clean_borrow(world *w, infsim_gm **gm) {
+  *gm = clean_cluster(w);
+  infsim_contract *c = contract(w, *gm, 3);
+  assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, false, 0, NULL), INFSIM_OK);
+  return c;
 }
 
 /* Delivers every event due by until_ns. */
@@ -273,9 +289,8 @@ static void run(world *w, infsim_contract *c) { run_until(w, c, INT64_MAX); }
 static void test_clean_borrow(void **state) {
   (void)state;
   world *w = world_new();
-  infsim_gm *gm = clean_cluster(w);
-  infsim_contract *c = contract(w, gm, 3);
-  assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, false, 0, NULL), INFSIM_OK);
+  infsim_gm *gm = NULL;
+  infsim_contract *c = start_clean_borrow(w, &gm);
   assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, false, 0, NULL), INFSIM_OK); /* already in flight */
   assert_true(infsim_contract_in_flight(c, 0, 1));
   run(w, c);
@@ -295,9 +310,7 @@ static void test_clean_borrow(void **state) {
   assert_int_equal(w->kinds[INFSIM_MSG_CONFIRM], 2); /* to the debtor and the gManager */
   assert_int_equal(infsim_contract_reserved(c, 1), 0);
   assert_int_equal(infsim_contract_pending(c, 0), 0);
-  infsim_contract_free(c);
-  infsim_gm_free(gm);
-  world_free(w);
+  teardown(w, gm, c);
 }
 
 /* The clean borrow's move over a link 250 times narrower (0.1 GB/s): its
@@ -318,9 +331,8 @@ static void test_slow_move_sent_once(void **state) {
   (void)state;
   world *w = world_new();
   w->bw = 0.1e9;
-  infsim_gm *gm = clean_cluster(w);
-  infsim_contract *c = contract(w, gm, 3);
-  assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, false, 0, NULL), INFSIM_OK);
+  infsim_gm *gm = NULL;
+  infsim_contract *c = start_clean_borrow(w, &gm);
   run(w, c);
   assert_int_equal(w->done_ok, 1);
   assert_int_equal(w->done_fail, 0);
@@ -343,9 +355,7 @@ static void test_slow_move_sent_once(void **state) {
   assert_int_equal(infsim_gm_borrowed(gm, 0), 10);
   assert_int_equal(infsim_contract_proposals(c), 0); /* confirmed, then dropped at its next check */
   assert_int_equal(infsim_contract_reserved(c, 1), 0);
-  infsim_contract_free(c);
-  infsim_gm_free(gm);
-  world_free(w);
+  teardown(w, gm, c);
 }
 
 /* The clean borrow with its MOVE lost. The debtor's timer fires at the
@@ -359,9 +369,8 @@ static void test_lost_move_resent(void **state) {
   world *w = world_new();
   w->drop_kind = INFSIM_MSG_MOVE;
   w->drop_count = 1;
-  infsim_gm *gm = clean_cluster(w);
-  infsim_contract *c = contract(w, gm, 3);
-  assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, false, 0, NULL), INFSIM_OK);
+  infsim_gm *gm = NULL;
+  infsim_contract *c = start_clean_borrow(w, &gm);
   run(w, c);
   assert_int_equal(w->done_ok, 1);
   assert_int_equal(w->done_fail, 0);
@@ -381,9 +390,7 @@ static void test_lost_move_resent(void **state) {
   assert_int_equal(w->free_blocks[1], 40);
   assert_int_equal(infsim_contract_reserved(c, 1), 0);
   assert_int_equal(infsim_contract_pending(c, 0), 0);
-  infsim_contract_free(c);
-  infsim_gm_free(gm);
-  world_free(w);
+  teardown(w, gm, c);
 }
 
 /* The clean borrow (greedy's move of r0's 10 blocks from 0 to 1), where
@@ -398,10 +405,9 @@ static void test_move_priced_by_kv_carried(void **state) {
   const int64_t transfer_ns[] = {160000, 2};
   for (int k = 0; k < 2; k++) {
     world *w = world_new();
-    infsim_gm *gm = clean_cluster(w);
     w->kv[0] = kv_blocks[k];
-    infsim_contract *c = contract(w, gm, 3);
-    assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, false, 0, NULL), INFSIM_OK);
+    infsim_gm *gm = NULL;
+    infsim_contract *c = start_clean_borrow(w, &gm);
     run(w, c);
     assert_int_equal(w->done_ok, 1);
     assert_int_equal(w->done_at_ns, 6 * LAT_NS + transfer_ns[k] + 5 * (64 * 1000000000LL / 25000000000LL));
@@ -413,9 +419,7 @@ static void test_move_priced_by_kv_carried(void **state) {
     assert_int_equal(n->kv_moves, 1);
     assert_int_equal(n->kv_moved_bytes, kv_blocks[k] * BLOCK_BYTES);
     assert_int_equal(infsim_gm_held_by(gm, 0, 1), 10);
-    infsim_contract_free(c);
-    infsim_gm_free(gm);
-    world_free(w);
+    teardown(w, gm, c);
   }
 }
 
@@ -445,9 +449,8 @@ static void test_cancel_when_request_ends(void **state) {
       w->drop_kind = INFSIM_MSG_RELEASE;
       w->drop_count = 1;
     }
-    infsim_gm *gm = clean_cluster(w);
-    infsim_contract *c = contract(w, gm, 3);
-    assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, false, 0, NULL), INFSIM_OK);
+    infsim_gm *gm = NULL;
+    infsim_contract *c = start_clean_borrow(w, &gm);
     int64_t end_ns = 50000000, hop = LAT_NS + 640;
     run_until(w, c, end_ns);
     assert_int_equal(infsim_contract_reserved(c, 1), 10); /* the KV is on its way */
@@ -474,9 +477,7 @@ static void test_cancel_when_request_ends(void **state) {
     assert_int_equal(w->free_blocks[1], 50); /* nothing of r0 there, nothing held for it */
     assert_int_equal(infsim_gm_held_by(gm, 0, 1), 0);
     for (int32_t i = 0; i < INST; i++) assert_int_equal(infsim_contract_reserved(c, i), 0);
-    infsim_contract_free(c);
-    infsim_gm_free(gm);
-    world_free(w);
+    teardown(w, gm, c);
   }
 }
 
@@ -491,9 +492,8 @@ static void test_cancel_overtakes_reserve(void **state) {
   world *w = world_new();
   w->delay_kind = INFSIM_MSG_RESERVE;
   w->delay_ns = 20000000;
-  infsim_gm *gm = clean_cluster(w);
-  infsim_contract *c = contract(w, gm, 3);
-  assert_int_equal(infsim_contract_borrow(c, 0, 1, 10, false, 0, NULL), INFSIM_OK);
+  infsim_gm *gm = NULL;
+  infsim_contract *c = start_clean_borrow(w, &gm);
   run_until(w, c, 1000000);
   w_end(w, 0);
   assert_int_equal(infsim_contract_cancel(c, 0, 1000000, NULL), INFSIM_OK);
@@ -509,9 +509,7 @@ static void test_cancel_overtakes_reserve(void **state) {
   assert_int_equal(w->commits, 0);
   assert_int_equal(w->free_blocks[1], 50);
   for (int32_t i = 0; i < INST; i++) assert_int_equal(infsim_contract_reserved(c, i), 0);
-  infsim_contract_free(c);
-  infsim_gm_free(gm);
-  world_free(w);
+  teardown(w, gm, c);
 }
 
 /* A move between instances of node 0 (same-node planner: debtor 0's r0 to
@@ -552,9 +550,7 @@ static void test_ledger_record_bounded(void **state) {
     assert_int_equal(infsim_gm_held_by(gm, 4, 2), 10);
     assert_int_equal(w->held[0][1], 0);
     for (int32_t i = 0; i < INST; i++) assert_int_equal(infsim_contract_reserved(c, i), 0);
-    infsim_contract_free(c);
-    infsim_gm_free(gm);
-    world_free(w);
+    teardown(w, gm, c);
   }
 }
 
@@ -579,9 +575,7 @@ static void test_fresh_blocks(void **state) {
   assert_int_equal(infsim_contract_counters_of(c)->kv_moved_bytes, 0);
   assert_int_equal(infsim_gm_held_by(gm, 5, 1), 45);
   assert_int_equal(infsim_gm_borrowed(gm, 0), 45);
-  infsim_contract_free(c);
-  infsim_gm_free(gm);
-  world_free(w);
+  teardown(w, gm, c);
 }
 
 /* The gManager believes instance 1 has 50 free; it has 5, its reserve.
@@ -609,9 +603,7 @@ static void test_stale_view_refused_then_given_up(void **state) {
   assert_int_equal(n->failed, 1);
   assert_int_equal(w->kinds[INFSIM_MSG_RELEASE], 1);
   for (int32_t i = 0; i < INST; i++) assert_int_equal(infsim_contract_reserved(c, i), 0);
-  infsim_contract_free(c);
-  infsim_gm_free(gm);
-  world_free(w);
+  teardown(w, gm, c);
 }
 
 /* First come, first served at the creditor: two debtors are sent to
@@ -646,9 +638,7 @@ static void test_creditor_first_come_first_served(void **state) {
   run(w, c);
   assert_int_equal(w->done_fail, 1);
   assert_int_equal(w->held[0][1], 10);
-  infsim_contract_free(c);
-  infsim_gm_free(gm);
-  world_free(w);
+  teardown(w, gm, c);
 }
 
 /* DGFM's own moves: a recall of r0's 10 blocks from instance 1 to its
@@ -683,9 +673,7 @@ static void test_planned_moves(void **state) {
   assert_int_equal(infsim_contract_move(c, &again, false, w->done_at_ns, NULL), INFSIM_OK);
   run(w, c);
   assert_int_equal(w->done_fail, 1);
-  infsim_contract_free(c);
-  infsim_gm_free(gm);
-  world_free(w);
+  teardown(w, gm, c);
 }
 
 /* Random borrows under 15% message loss and random delays (some past the
@@ -741,9 +729,7 @@ static void test_lossy_network_leaks_nothing(void **state) {
     oks += w->done_ok;
     fails += w->done_fail;
     retries += n->retries;
-    infsim_contract_free(c);
-    infsim_gm_free(gm);
-    world_free(w);
+    teardown(w, gm, c);
   }
   /* The faults were felt: retries happened, and borrows both landed and failed. */
   assert_true(oks > 100 && fails > 0 && retries > 50);
@@ -812,9 +798,7 @@ static void test_cancels_under_loss_leak_nothing(void **state) {
       assert_int_equal(held + w->free_blocks[i], CAPB);
     }
     cancels += w->cancelled;
-    infsim_contract_free(c);
-    infsim_gm_free(gm);
-    world_free(w);
+    teardown(w, gm, c);
   }
   assert_true(cancels > 30); /* the ends met moves on the way (62 with these seeds) */
 }
