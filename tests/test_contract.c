@@ -581,7 +581,9 @@ static void test_fresh_blocks(void **state) {
 /* The gManager believes instance 1 has 50 free; it has 5, its reserve.
  * The creditor refuses (its own truth decides), the debtor asks again,
  * gets the same creditor (the view is stale until a heartbeat), and gives
- * up after max_retries; nothing is reserved or moved. */
+ * up after max_retries; nothing is reserved or moved. Each new attempt
+ * tells the gManager that the one before was refused: of its three
+ * records, the last attempt's alone is left (until its check). */
 static void test_stale_view_refused_then_given_up(void **state) {
   (void)state;
   world *w = world_new();
@@ -603,6 +605,7 @@ static void test_stale_view_refused_then_given_up(void **state) {
   assert_int_equal(n->failed, 1);
   assert_int_equal(w->kinds[INFSIM_MSG_RELEASE], 1);
   for (int32_t i = 0; i < INST; i++) assert_int_equal(infsim_contract_reserved(c, i), 0);
+  assert_int_equal(infsim_contract_proposals(c), 1);
   teardown(w, gm, c);
 }
 
