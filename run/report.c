@@ -85,6 +85,10 @@ json_t *infsim_run_result_summary_json(const infsim_run_result *res) {
     json_object_set_new(d, "kv_resends", json_integer((json_int_t)dk.kv_resends));
     json_object_set_new(d, "kv_sent_bytes", json_integer((json_int_t)dk.kv_sent_bytes));
     json_object_set_new(d, "probes", json_integer((json_int_t)dk.probes));
+    /* Moves cancelled as their request ended, the gManager's checks of
+     * moves proposed and not confirmed (docs/distkv.md, "Contract protocol"). */
+    json_object_set_new(d, "kv_moves_cancelled", json_integer((json_int_t)dk.kv_moves_cancelled));
+    json_object_set_new(d, "ledger_probes", json_integer((json_int_t)dk.ledger_probes));
     json_object_set_new(d, "host_moves", json_integer((json_int_t)dk.host_moves));
     json_object_set_new(d, "host_moved_bytes", json_integer((json_int_t)dk.host_moved_bytes));
     json_object_set_new(d, "host_blocks", json_integer((json_int_t)dk.host_blocks));

@@ -34,6 +34,39 @@
 ** probe (its debtor is alive and may resend), so slow data does not land
 ** after its reservation was dropped; with nothing arriving and no probe,
 ** it still runs out and a lost debtor leaks nothing.
+**
+** The gManager's record of a move it proposed lives until the move is
+** confirmed, refused or known lost, not for a fixed time: a slow move
+** (the probes above may wait 64 move timeouts) lands long after any fixed
+** expiry, and its CONFIRM then found no record, so the ledger learnt of
+** it only from a later heartbeat. A record still unconfirmed when its
+** answer would have expired (KEEP_TIMEOUTS) is checked by the gManager:
+** a PROBE to the creditor, which answers from its own record as it
+** answers a debtor's (a reservation dropped unused is kept as a refusal
+** for that). Landed: the ledger records it; refused, or no record at all
+** (the reservation never came, or its answer expired long ago): the
+** record goes; arriving or nothing seen yet: asked again after the
+** debtor's back-off. A creditor that answers none of max_retries + 1
+** probes in a row is taken for lost. The first check is made when a
+** message next arrives (a sweep, like the kept answers', no event in the
+** common case where the move was confirmed long before); the later ones
+** on a timer of the gManager's, so that an unanswered probe is retried in
+** a quiet cluster too. A debtor's next attempt says the one before was
+** refused: its record goes when that request arrives.
+**
+** A move whose request ends on the way (finished, rejected, its KV lost)
+** is cancelled (infsim_contract_cancel): the debtor sends RELEASE asking
+** for an answer and retries it on the step's timeout, as any step; the
+** creditor drops the reservation at once (before, it held the blocks
+** until its lease ran out, and longer while the dead request's payload
+** kept arriving) and keeps a refusal, so that the payload landing later,
+** or a RESERVE overtaken by the cancel, reserves and commits nothing.
+** The debtor's side ends at once for its policy (env.cancelled); the
+** record lives on, not counted as in flight, only to resend the cancel.
+**
+** A MOVE carries the KV its blocks hold (env.move_bytes: the blocks of a
+** prompt not prefilled yet, or of one still gathering, hold none), not
+** blocks x block_bytes; a move with none is a control message.
 */
 #include "infsim/contract.h"
 #include "infsim/grow.h"
@@ -46,8 +79,12 @@
 enum { KEEP_TIMEOUTS = 8, LEASE_TIMEOUTS = 4 };
 /* RESERVE's b: flags. */
 enum { RESERVE_FRESH = 1, RESERVE_EXCHANGE = 2, RESERVE_WHOLE = 4 };
+/* RELEASE's b: a cancel, answered by a CONFIRM (a give-up is not). */
+enum { RELEASE_CANCEL = 1 };
+/* CONFIRM to the gManager: b = attempt << STATUS_BITS | status (INFSIM_CONFIRM_*). */
+enum { STATUS_BITS = 3 };
 
-typedef enum { B_ASKING = 0, B_RESERVING, B_MOVING } borrow_state;
+typedef enum { B_ASKING = 0, B_RESERVING, B_MOVING, B_CANCELLING } borrow_state;
 
 typedef struct {
   uint32_t id;
@@ -61,6 +98,7 @@ typedef struct {
   int64_t timer_ns;    /* when the live timer fires */
   int64_t deadline_ns; /* the current step times out then */
   int32_t arriving;    /* "arriving" answers in a row to this MOVE's probes */
+  int64_t payload;     /* bytes of KV the last MOVE carried */
   bool probing;        /* a PROBE awaits its answer */
   bool exchange; /* a DGFM swap half */
   bool planned;  /* the gManager's own move: no new plan after a refusal */
@@ -88,7 +126,9 @@ typedef struct {
   infsim_gm_move mv;
   bool has_move;
   bool confirmed;
-  int64_t expires_ns; /* dropped then */
+  int32_t strikes;    /* probes to the creditor in a row not answered (or unknown to it) */
+  int32_t waits;      /* answers "arriving" or "nothing seen yet" in a row */
+  int64_t expires_ns; /* dropped then; a move not confirmed: checked then */
 } proposal;
 
 struct infsim_contract {
@@ -162,7 +202,8 @@ bool infsim_contract_handles(const infsim_msg *m) {
   case INFSIM_MSG_PROBE: return true;
   case INFSIM_MSG_RELEASE: return m->seq != 0; /* seq 0: a finished request's release, not ours */
   case INFSIM_MSG_TIMER:
-    return m->a == INFSIM_CONTRACT_TIMER_STEP || m->a == INFSIM_CONTRACT_TIMER_LEASE;
+    return m->a == INFSIM_CONTRACT_TIMER_STEP || m->a == INFSIM_CONTRACT_TIMER_LEASE ||
+           m->a == INFSIM_CONTRACT_TIMER_LEDGER;
   default: return false;
   }
 }
@@ -183,12 +224,27 @@ static infsim_status timer(infsim_contract *c, int32_t at_endpoint, int64_t kind
   return c->net.timer(c->net.self, &m, at, err);
 }
 
+/* The most a move can carry: its blocks, full. */
 static int64_t move_bytes(const infsim_contract *c, const infsim_gm_move *mv) {
   return mv->fresh ? 0 : mv->blocks * c->p.block_bytes;
 }
 
+/* What a MOVE of mv sent now carries: the KV its blocks hold (env). */
+static int64_t payload_bytes(const infsim_contract *c, const infsim_gm_move *mv, int64_t now) {
+  if (mv->fresh) return 0;
+  if (!c->env.move_bytes) return move_bytes(c, mv);
+  int64_t b = c->env.move_bytes(c->env.self, mv, now);
+  assert(b >= 0 && b <= move_bytes(c, mv));
+  return b;
+}
+
+/* Twice the transfer time of `bytes` at policy.move_GBps. */
+static int64_t transfer_ns(const infsim_contract *c, int64_t bytes) {
+  return (int64_t)(2.0 * (double)bytes / c->p.move_bytes_per_s * 1e9);
+}
+
 static int64_t move_ns(const infsim_contract *c, const infsim_gm_move *mv) {
-  return (int64_t)(2.0 * (double)move_bytes(c, mv) / c->p.move_bytes_per_s * 1e9);
+  return transfer_ns(c, move_bytes(c, mv));
 }
 
 /* t doubled k times, at most max_mult x t. */
@@ -216,19 +272,19 @@ static borrow *find_borrow(infsim_contract *c, int32_t debtor, uint32_t id) {
 
 bool infsim_contract_in_flight(const infsim_contract *c, int32_t debtor, int64_t req) {
   for (size_t k = 0; k < c->nb; k++)
-    if (c->b[k].debtor == debtor && c->b[k].req == req) return true;
+    if (c->b[k].debtor == debtor && c->b[k].req == req && c->b[k].st != B_CANCELLING) return true;
   return false;
 }
 
 int64_t infsim_contract_pending(const infsim_contract *c, int32_t debtor) {
   int64_t n = 0;
-  for (size_t k = 0; k < c->nb; k++) n += c->b[k].debtor == debtor;
+  for (size_t k = 0; k < c->nb; k++) n += c->b[k].debtor == debtor && c->b[k].st != B_CANCELLING;
   return n;
 }
 
 int64_t infsim_contract_planned_in_flight(const infsim_contract *c) {
   int64_t n = 0;
-  for (size_t k = 0; k < c->nb; k++) n += c->b[k].planned;
+  for (size_t k = 0; k < c->nb; k++) n += c->b[k].planned && c->b[k].st != B_CANCELLING;
   return n;
 }
 
@@ -257,12 +313,18 @@ static infsim_status step(infsim_contract *c, borrow *b, int64_t now, infsim_err
                   now, err);
     break;
   case B_MOVING:
-    st = msg_send(c, INFSIM_MSG_MOVE, b->debtor, b->mv.to, b->id, b->mv.req, b->mv.blocks, move_bytes(c, &b->mv),
-              b->attempt, 0, now, err);
-    wait += move_ns(c, &b->mv);
+    /* b: the KV carried (a MOVE of blocks holding none is a control message). */
+    b->payload = payload_bytes(c, &b->mv, now);
+    st = msg_send(c, INFSIM_MSG_MOVE, b->debtor, b->mv.to, b->id, b->mv.req, b->mv.blocks, b->payload, b->attempt,
+                  b->payload, now, err);
+    wait += transfer_ns(c, b->payload);
     b->probing = false;
     c->n.kv_sends++;
-    c->n.kv_sent_bytes += move_bytes(c, &b->mv);
+    c->n.kv_sent_bytes += b->payload;
+    break;
+  case B_CANCELLING:
+    st = msg_send(c, INFSIM_MSG_RELEASE, b->debtor, b->mv.to, b->id, b->mv.req, b->mv.blocks, 0, b->attempt,
+                  RELEASE_CANCEL, now, err);
     break;
   }
   if (st != INFSIM_OK) return st;
@@ -296,7 +358,14 @@ static void end_borrow(infsim_contract *c, borrow *b, bool ok, int64_t now) {
   }
 }
 
+/* A cancelled borrow's record goes (its policy was told at the cancel). */
+static void drop_borrow(infsim_contract *c, borrow *b) { *b = c->b[--c->nb]; }
+
 static infsim_status give_up(infsim_contract *c, borrow *b, int64_t now, infsim_error *err) {
+  if (b->st == B_CANCELLING) { /* no answer to the cancel: the creditor's lease bounds what it holds */
+    drop_borrow(c, b);
+    return INFSIM_OK;
+  }
   if (b->st != B_ASKING) {
     infsim_status st = msg_send(c, INFSIM_MSG_RELEASE, b->debtor, b->mv.to, b->id, b->mv.req, b->mv.blocks, 0,
                             b->attempt, 0, now, err);
@@ -347,6 +416,11 @@ infsim_status infsim_contract_move(infsim_contract *c, const infsim_gm_move *m, 
 static infsim_status debtor_deliver(infsim_contract *c, const infsim_msg *m, int64_t now, infsim_error *err) {
   borrow *b = find_borrow(c, m->dst, m->seq);
   if (!b) return INFSIM_OK; /* a late answer to a borrow that ended */
+  if (b->st == B_CANCELLING && m->kind != INFSIM_MSG_TIMER) {
+    /* Only the cancel's answer ends it; the others are late answers. */
+    if (m->kind == INFSIM_MSG_CONFIRM && m->b == b->attempt) drop_borrow(c, b);
+    return INFSIM_OK;
+  }
   switch ((infsim_msg_kind)m->kind) {
   case INFSIM_MSG_BORROW_PROPOSE:
     if (b->st != B_ASKING || (m->b >> 1) != b->attempt) return INFSIM_OK;
@@ -375,7 +449,7 @@ static infsim_status debtor_deliver(infsim_contract *c, const infsim_msg *m, int
       if (!b->probing) return INFSIM_OK; /* a late or repeated answer: a newer step is under way */
       b->probing = false;
       if (m->a == INFSIM_CONFIRM_ARRIVING) { /* slow, not lost: wait longer, then ask again */
-        int64_t wait = backed_off(c->p.timeout_ns + move_ns(c, &b->mv), ++b->arriving, c->p.probe_backoff_max);
+        int64_t wait = backed_off(c->p.timeout_ns + transfer_ns(c, b->payload), ++b->arriving, c->p.probe_backoff_max);
         return set_deadline(c, b, now + wait, err);
       }
       /* Nothing came: the payload was lost or held back. Send it again. */
@@ -417,16 +491,19 @@ static void drop_resv(infsim_contract *c, resv *r) {
   *r = c->r[--c->nr];
 }
 
-/* Commits a reserved or fresh move; true when it happened. */
-static bool commit(infsim_contract *c, resv *r, int64_t now) {
+/* Commits a reserved or fresh move whose data (payload bytes of KV for
+ * the blocks asked) arrived; true when it happened. Blocks the creditor
+ * cannot take any more (env.commit gives fewer) carried their share. */
+static bool commit(infsim_contract *c, resv *r, int64_t payload, int64_t now) {
   if (r->st == R_RESERVED) c->reserved[r->mv.to] -= r->mv.blocks;
+  int64_t asked = r->mv.blocks;
   int64_t n = c->env.commit(c->env.self, &r->mv, now);
   assert(n >= 0 && n <= r->mv.blocks);
   r->st = n > 0 ? R_COMMITTED : R_REFUSED;
   if (n > 0) {
     r->mv.blocks = n;
     c->n.kv_moves++;
-    c->n.kv_moved_bytes += move_bytes(c, &r->mv);
+    c->n.kv_moved_bytes += payload * n / asked;
   }
   return n > 0;
 }
@@ -435,6 +512,16 @@ static bool commit(infsim_contract *c, resv *r, int64_t now) {
 static void keep(infsim_contract *c, resv *r, int64_t now) {
   r->gen = ++c->next_gen; /* its lease timer, if any, is over */
   r->expires_ns = now + KEEP_TIMEOUTS * c->p.timeout_ns;
+}
+
+/* A reservation given up unused (its lease ran out, its debtor released
+ * or cancelled it): the blocks are free again, and the refusal is kept,
+ * so that data or a probe coming later is refused, and the gManager,
+ * asking, learns that the move will not land. */
+static void refuse_resv(infsim_contract *c, resv *r, int64_t now) {
+  if (r->st == R_RESERVED) c->reserved[r->mv.to] -= r->mv.blocks;
+  r->st = R_REFUSED;
+  keep(c, r, now);
 }
 
 /* A reservation's lease: LEASE_TIMEOUTS timeouts plus twice the move's
@@ -456,8 +543,23 @@ static infsim_status confirm(infsim_contract *c, const resv *r, bool to_gm, int6
                           r->attempt, now, err);
   if (st == INFSIM_OK && ok && to_gm)
     st = msg_send(c, INFSIM_MSG_CONFIRM, r->mv.to, INFSIM_ENDPOINT_GMANAGER, r->id, r->mv.req, r->mv.blocks, 0,
-              r->debtor, r->attempt, now, err);
+                  r->debtor, r->attempt << STATUS_BITS | INFSIM_CONFIRM_LANDED, now, err);
   return st;
+}
+
+/* The gManager asks what became of the move (m->b, m->seq, m->a) it
+ * proposed: the creditor answers from its record, as to its debtor, but
+ * extends no lease (the gManager is not the debtor: a lost debtor's
+ * reservation must still run out). */
+static infsim_status answer_gm(infsim_contract *c, const infsim_msg *m, int64_t now, infsim_error *err) {
+  const resv *r = find_resv(c, (int32_t)m->b, m->seq, m->a);
+  int64_t status = !r                     ? INFSIM_CONFIRM_UNKNOWN
+                   : r->st == R_COMMITTED ? INFSIM_CONFIRM_LANDED
+                   : r->st == R_REFUSED   ? INFSIM_CONFIRM_REFUSED
+                   : arriving(c, r->debtor, r->mv.to, r->id, r->attempt, now) ? INFSIM_CONFIRM_ARRIVING
+                                                                             : INFSIM_CONFIRM_NOT_SEEN;
+  return msg_send(c, INFSIM_MSG_CONFIRM, m->dst, INFSIM_ENDPOINT_GMANAGER, m->seq, m->req,
+                  r ? r->mv.blocks : m->blocks, 0, m->b, m->a << STATUS_BITS | status, now, err);
 }
 
 static infsim_status creditor_reserve(infsim_contract *c, const infsim_msg *m, int64_t now, infsim_error *err) {
@@ -488,7 +590,7 @@ static infsim_status creditor_reserve(infsim_contract *c, const infsim_msg *m, i
       if (c->env.refused) c->env.refused(c->env.self, me, now);
     }
     if (r->st == R_RESERVED && r->mv.fresh) {
-      commit(c, r, now);
+      commit(c, r, 0, now);
       if (r->st == R_COMMITTED && (st = confirm(c, r, true, now, err)) != INFSIM_OK) return st;
     }
     if (r->st == R_RESERVED) {
@@ -515,10 +617,11 @@ static infsim_status creditor_deliver(infsim_contract *c, const infsim_msg *m, i
       return confirm(c, &gone, false, now, err);
     }
     if (r->st != R_RESERVED) return confirm(c, r, false, now, err); /* a repeat */
-    commit(c, r, now);
+    commit(c, r, m->b, now);
     keep(c, r, now);
     return confirm(c, r, true, now, err);
   case INFSIM_MSG_PROBE: {
+    if (m->src == INFSIM_ENDPOINT_GMANAGER) return answer_gm(c, m, now, err);
     r = find_resv(c, m->src, m->seq, m->a);
     if (!r) { /* no reservation (its lease ran out, or it never was): refuse, a new plan follows */
       resv gone = {.debtor = m->src, .id = m->seq, .attempt = m->a,
@@ -534,10 +637,21 @@ static infsim_status creditor_deliver(infsim_contract *c, const infsim_msg *m, i
     return msg_send(c, INFSIM_MSG_CONFIRM, r->mv.to, r->debtor, r->id, r->mv.req, r->mv.blocks, 0,
                     in ? INFSIM_CONFIRM_ARRIVING : INFSIM_CONFIRM_NOT_SEEN, r->attempt, now, err);
   }
-  case INFSIM_MSG_RELEASE:
+  case INFSIM_MSG_RELEASE: {
     r = find_resv(c, m->src, m->seq, m->a);
-    if (r && r->st == R_RESERVED) drop_resv(c, r);
-    return INFSIM_OK;
+    if (r && r->st == R_RESERVED) refuse_resv(c, r, now);
+    if (!(m->b & RELEASE_CANCEL)) return INFSIM_OK;
+    if (!r) { /* the RESERVE has not come (lost, or overtaken): refuse it when it does */
+      infsim_status st = grow((void **)&c->r, &c->cr, c->nr, sizeof *c->r, &c->peak_r, err);
+      if (st != INFSIM_OK) return st;
+      r = &c->r[c->nr++];
+      *r = (resv){.debtor = m->src, .id = m->seq, .attempt = m->a,
+                  .mv = {.req = m->req, .from = m->src, .to = m->dst, .blocks = m->blocks}, .st = R_REFUSED};
+      keep(c, r, now);
+    }
+    /* Landed before the cancel came: its request's blocks went with it. */
+    return confirm(c, r, false, now, err);
+  }
   case INFSIM_MSG_TIMER:
     r = find_resv(c, (int32_t)m->req, m->seq, m->blocks);
     if (!r || r->gen != m->b || r->st != R_RESERVED) return INFSIM_OK;
@@ -546,7 +660,7 @@ static infsim_status creditor_deliver(infsim_contract *c, const infsim_msg *m, i
       r->extensions++;
       return arm_lease(c, r, now + lease_len(c, r), err);
     }
-    drop_resv(c, r); /* a lease that ran out: nothing arrived */
+    refuse_resv(c, r, now); /* a lease that ran out: nothing arrived */
     return INFSIM_OK;
   default: return INFSIM_OK;
   }
@@ -560,12 +674,61 @@ static proposal *find_prop(infsim_contract *c, int32_t debtor, uint32_t id, int6
   return NULL;
 }
 
+static void drop_prop(infsim_contract *c, proposal *g) { *g = c->g[--c->ng]; }
+
+/* The gManager's record g, not confirmed, is due for a check now: it asks
+ * the creditor, or takes the move for lost after max_retries + 1 probes
+ * in a row with no answer; the next check is a timeout later, on a timer
+ * (the probe or its answer may be lost in a quiet cluster). */
+static infsim_status check_prop(infsim_contract *c, proposal *g, int64_t now, infsim_error *err) {
+  if (g->strikes > c->p.max_retries) {
+    c->n.ledger_lost++;
+    drop_prop(c, g);
+    return INFSIM_OK;
+  }
+  g->strikes++;
+  c->n.ledger_probes++;
+  g->expires_ns = now + c->p.timeout_ns;
+  infsim_status st = msg_send(c, INFSIM_MSG_PROBE, INFSIM_ENDPOINT_GMANAGER, g->mv.to, g->id, g->mv.req,
+                              g->mv.blocks, 0, g->attempt, g->debtor, now, err);
+  if (st != INFSIM_OK) return st;
+  return timer(c, INFSIM_ENDPOINT_GMANAGER, INFSIM_CONTRACT_TIMER_LEDGER, g->id, g->mv.req, g->debtor, 0,
+               g->expires_ns, err);
+}
+
+/* The creditor's answer about the move of record g. */
+static infsim_status gm_answer(infsim_contract *c, proposal *g, const infsim_msg *m, int64_t now, infsim_error *err) {
+  switch (m->b & ((1 << STATUS_BITS) - 1)) {
+  case INFSIM_CONFIRM_LANDED: {
+    infsim_gm_move done = g->mv;
+    done.blocks = m->blocks; /* what the creditor committed */
+    infsim_gm_record_move(c->gm, &done, now);
+    g->confirmed = true; /* kept until expires_ns for repeats, then swept */
+    return INFSIM_OK;
+  }
+  case INFSIM_CONFIRM_ARRIVING:
+  case INFSIM_CONFIRM_NOT_SEEN: { /* it may still land: ask again later, as its debtor would */
+    g->strikes = 0;
+    g->expires_ns = now + backed_off(c->p.timeout_ns + move_ns(c, &g->mv), ++g->waits, c->p.probe_backoff_max);
+    return timer(c, INFSIM_ENDPOINT_GMANAGER, INFSIM_CONTRACT_TIMER_LEDGER, g->id, g->mv.req, g->debtor, 0,
+                 g->expires_ns, err);
+  }
+  case INFSIM_CONFIRM_UNKNOWN: /* no reservation came this long after the proposal, or it ended long ago */
+  case INFSIM_CONFIRM_REFUSED:
+  default: drop_prop(c, g); return INFSIM_OK;
+  }
+}
+
 static infsim_status gm_deliver(infsim_contract *c, const infsim_msg *m, int64_t now, infsim_error *err) {
   if (c->gm_down) return INFSIM_OK; /* lost with the gManager */
   proposal *g;
   infsim_status st;
   switch ((infsim_msg_kind)m->kind) {
   case INFSIM_MSG_BORROW_REQUEST:
+    /* A debtor asks again only after a refusal: its earlier attempts' moves will not land. */
+    for (size_t k = c->ng; m->a > 0 && k-- > 0;)
+      if (c->g[k].debtor == m->src && c->g[k].id == m->seq && c->g[k].attempt < m->a && !c->g[k].confirmed)
+        drop_prop(c, &c->g[k]);
     g = find_prop(c, m->src, m->seq, m->a);
     if (!g) {
       if ((st = grow((void **)&c->g, &c->cg, c->ng, sizeof *c->g, &c->peak_g, err)) != INFSIM_OK) return st;
@@ -582,29 +745,35 @@ static infsim_status gm_deliver(infsim_contract *c, const infsim_msg *m, int64_t
                 g->has_move ? g->mv.blocks : 0, 0, g->has_move ? g->mv.to : -1,
                 (g->attempt << 1) | (g->has_move && g->mv.fresh), now, err);
   case INFSIM_MSG_CONFIRM:
-    g = find_prop(c, (int32_t)m->a, m->seq, m->b);
-    if (g && g->has_move && !g->confirmed) {
-      infsim_gm_move done = g->mv;
-      done.blocks = m->blocks; /* what the creditor committed */
-      infsim_gm_record_move(c->gm, &done, now);
-      g->confirmed = true;
-    }
+    g = find_prop(c, (int32_t)m->a, m->seq, m->b >> STATUS_BITS);
+    if (g && g->has_move && !g->confirmed) return gm_answer(c, g, m, now, err);
     return INFSIM_OK;
-  default: return INFSIM_OK;
+  default: return INFSIM_OK; /* its timers: the sweep before did their work */
   }
 }
 
-/* Drops kept answers and proposals that expired by now. */
-static void sweep(infsim_contract *c, int64_t now) {
+/* Drops kept answers and proposals that expired by now; a proposal of a
+ * move not confirmed is checked instead (check_prop). */
+static infsim_status sweep(infsim_contract *c, int64_t now, infsim_error *err) {
   for (size_t k = c->nr; k-- > 0;)
     if (c->r[k].st != R_RESERVED && c->r[k].expires_ns <= now) c->r[k] = c->r[--c->nr];
-  for (size_t k = c->ng; k-- > 0;)
-    if (c->g[k].expires_ns <= now) c->g[k] = c->g[--c->ng];
+  for (size_t k = c->ng; k-- > 0;) {
+    proposal *g = &c->g[k];
+    if (g->expires_ns > now) continue;
+    if (!g->has_move || g->confirmed) {
+      drop_prop(c, g);
+      continue;
+    }
+    infsim_status st = check_prop(c, g, now, err);
+    if (st != INFSIM_OK) return st;
+  }
+  return INFSIM_OK;
 }
 
 infsim_status infsim_contract_deliver(infsim_contract *c, const infsim_msg *m, int64_t now_ns, infsim_error *err) {
   assert(infsim_contract_handles(m));
-  sweep(c, now_ns);
+  infsim_status st = sweep(c, now_ns, err);
+  if (st != INFSIM_OK) return st;
   if (m->dst == INFSIM_ENDPOINT_GMANAGER) return gm_deliver(c, m, now_ns, err);
   assert(m->dst >= 0 && m->dst < c->instances);
   switch ((infsim_msg_kind)m->kind) {
@@ -615,6 +784,40 @@ infsim_status infsim_contract_deliver(infsim_contract *c, const infsim_msg *m, i
     return m->a == INFSIM_CONTRACT_TIMER_STEP ? debtor_deliver(c, m, now_ns, err) : creditor_deliver(c, m, now_ns, err);
   default: return creditor_deliver(c, m, now_ns, err);
   }
+}
+
+infsim_status infsim_contract_cancel(infsim_contract *c, int64_t req, int64_t now_ns, infsim_error *err) {
+  for (size_t k = c->nb; k-- > 0;) {
+    borrow *b = &c->b[k];
+    bool moves_it = b->st != B_ASKING && b->st != B_CANCELLING && b->mv.req == req;
+    bool asks_for_it = b->st == B_ASKING && b->req == req;
+    if (!moves_it && !asks_for_it) continue;
+    int32_t debtor = b->debtor;
+    int64_t for_req = b->req;
+    c->n.cancelled++;
+    if (asks_for_it) {
+      /* No creditor yet: the proposal, when it comes, finds no borrow,
+       * and the gManager's record of it goes when its creditor says it
+       * has none. */
+      drop_borrow(c, b);
+    } else {
+      infsim_status st = INFSIM_OK;
+      if (b->st == B_MOVING && b->payload > 0 && c->net.abort) {
+        /* The sender stops its payload: the link carries no more of it. */
+        infsim_msg mv = {.kind = INFSIM_MSG_MOVE, .src = b->debtor, .dst = b->mv.to, .seq = b->id, .a = b->attempt};
+        int64_t unsent = 0;
+        st = c->net.abort(c->net.self, &mv, now_ns, &unsent, err);
+        c->n.kv_sent_bytes -= unsent;
+      }
+      b->st = B_CANCELLING;
+      b->retries = 0;
+      b->probing = false;
+      if (st == INFSIM_OK) st = step(c, b, now_ns, err);
+      if (st != INFSIM_OK) return st;
+    }
+    if (c->env.cancelled) c->env.cancelled(c->env.self, debtor, for_req, now_ns);
+  }
+  return INFSIM_OK;
 }
 
 void infsim_contract_set_gm_down(infsim_contract *c, bool down) {
@@ -628,10 +831,18 @@ void infsim_contract_instance_lost(infsim_contract *c, int32_t instance) {
   for (size_t k = c->nb; k-- > 0;)
     if (c->b[k].debtor == instance) c->b[k] = c->b[--c->nb]; /* nobody is left to finish it */
   for (size_t k = c->ng; k-- > 0;)
-    if (c->g[k].debtor == instance) c->g[k] = c->g[--c->ng];
+    if (c->g[k].debtor == instance || (c->g[k].has_move && c->g[k].mv.to == instance)) drop_prop(c, &c->g[k]);
 }
 
 int64_t infsim_contract_reserved(const infsim_contract *c, int32_t instance) { return c->reserved[instance]; }
+
+int64_t infsim_contract_proposals(const infsim_contract *c) { return (int64_t)c->ng; }
+
+bool infsim_contract_proposal_open(const infsim_contract *c, int32_t debtor, int64_t req) {
+  for (size_t k = 0; k < c->ng; k++)
+    if (c->g[k].debtor == debtor && c->g[k].has_move && c->g[k].mv.req == req && !c->g[k].confirmed) return true;
+  return false;
+}
 
 void infsim_contract_high_water(const infsim_contract *c, infsim_high_water_set *out) {
   /* Final counts are of the entries still in play: reservations holding
@@ -662,7 +873,8 @@ void infsim_contract_check(const infsim_contract *c) {
     if (c->r[k].st == R_RESERVED) sum[c->r[k].mv.to] += c->r[k].mv.blocks;
   for (int32_t i = 0; i < c->instances; i++) assert(sum[i] == c->reserved[i] && sum[i] >= 0);
   for (size_t k = 0; k < c->nb; k++) {
-    assert(c->b[k].st == B_ASKING || c->b[k].st == B_RESERVING || c->b[k].st == B_MOVING);
+    assert(c->b[k].st == B_ASKING || c->b[k].st == B_RESERVING || c->b[k].st == B_MOVING ||
+           c->b[k].st == B_CANCELLING);
     for (size_t j = 0; j < k; j++) assert(c->b[j].id != c->b[k].id);
   }
   free(sum);

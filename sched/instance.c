@@ -133,7 +133,7 @@ static void finish_request(infsim_sched *s, instance *in, int32_t req) {
   rec->finish_ns = s->now_ns;
   int64_t ctx = rec->prompt_tokens + rec->output_tokens;
   if (ctx > s->counters.max_context_tokens) s->counters.max_context_tokens = ctx;
-  sched_request_done(s);
+  sched_request_done(s, req);
   sched_counts_changed(s, 0, -1);
   sched_load_changed(s, in);
 }
@@ -650,7 +650,7 @@ infsim_status instance_arrive(infsim_sched *s, instance *in, int32_t req, infsim
   if (reason != INFSIM_REJECT_NONE) {
     rec->state = INFSIM_REQ_REJECTED;
     rec->reason = (uint8_t)reason;
-    sched_request_done(s);
+    sched_request_done(s, req);
     return INFSIM_OK;
   }
   r->prefill_target = rec->prompt_tokens;

@@ -38,7 +38,7 @@ static void reject_waiting(infsim_sched *s, instance *in, int32_t req) {
   s->rec[req].reason = INFSIM_REJECT_KV_CAPACITY;
   s->loss.requests_rejected++;
   sched_counts_changed(s, -1, 0);
-  sched_request_done(s);
+  sched_request_done(s, req);
   sched_load_changed(s, in);
 }
 
@@ -167,7 +167,7 @@ infsim_status instance_lose(infsim_sched *s, int32_t lost, void (*dropped)(void 
       s->rec[req].reason = INFSIM_REJECT_KV_CAPACITY;
       s->loss.requests_rejected++;
       sched_counts_changed(s, -1, 0);
-      sched_request_done(s);
+      sched_request_done(s, req);
       continue;
     }
     int32_t target = s->policy->dispatch(s->policy_self, req);

@@ -335,6 +335,12 @@ static bool pass_in_flight(const void *self, const infsim_msg *m, int64_t now) {
   return p->base.in_flight != NULL && p->base.in_flight(p->base.self, m, now);
 }
 
+static infsim_status pass_abort(void *self, const infsim_msg *m, int64_t now, int64_t *unsent, infsim_error *err) {
+  infinite *p = self;
+  *unsent = 0;
+  return p->base.abort != NULL ? p->base.abort(p->base.self, m, now, unsent, err) : INFSIM_OK;
+}
+
 static infsim_status arm(infinite *p, int32_t endpoint, int64_t kind, int64_t at, infsim_error *err) {
   infsim_msg m = {.kind = INFSIM_MSG_TIMER, .src = endpoint, .dst = endpoint, .req = -1, .a = kind};
   return p->base.timer(p->base.self, &m, at, err);
@@ -513,6 +519,63 @@ static void env_move_done(void *self, int32_t source, int64_t req, bool ok, int6
   bool stalled = p->s->inst[source].stalled.count > 0;
   if ((ok || stalled) && p->pending == INFSIM_OK)
     p->pending = instance_kick(p->s, &p->s->inst[source], &p->pending_err);
+}
+
+/* A borrow or a planned move was cancelled, its request having ended: the
+ * blocks it was to free at the debtor are free already, so a request
+ * there waiting on it looks again for room. Not at once: this comes from
+ * inside the scheduler's own step (request_ended): a kick timer now. */
+static void env_cancelled(void *self, int32_t debtor, int64_t req, int64_t now) {
+  (void)req;
+  infinite *p = self;
+  if (p->pending == INFSIM_OK) p->pending = arm(p, debtor, TIMER_KICK, now, &p->pending_err);
+}
+
+/* The request ended (finished or rejected): its moves on the way are
+ * cancelled (contract.h). */
+static void request_ended(void *self, int32_t instance, int64_t req, int64_t now) {
+  (void)instance;
+  infinite *p = self;
+  if (p->pending == INFSIM_OK) p->pending = infsim_contract_cancel(p->contract, req, now, &p->pending_err);
+}
+
+/* Table positions, from the head, of req's blocks that hold KV now: all
+ * of a decoding request's (a block is taken at the boundary where its
+ * first token is written) or a stalled one's; a prefilling one's up to
+ * its chunks done; none of a waiting prompt's (blocks gathered for it) or
+ * of one that left the GPUs. */
+static int64_t kv_positions(const infinite *p, int64_t req) {
+  const infsim_sched *s = p->s;
+  const req_sched *r = &s->rs[req];
+  if (s->rec[req].state != INFSIM_REQ_RUNNING) return 0;
+  if (r->decoding || r->stalled) return infsim_kv_blocks(s->kv, req);
+  return (r->prefilled + s->p.block_tokens - 1) / s->p.block_tokens;
+}
+
+/* The bytes of KV moving m now carries (contract.h: env.move_bytes): the
+ * blocks that would leave m->from are its newest there, as
+ * infsim_kv_move_tail takes them (at most m->blocks); only those that hold
+ * KV cost a copy. Blocks that left m->from meanwhile (freed, or moved
+ * already) move nothing; a prompt's blocks not prefilled yet are
+ * allocated at the destination, their KV written there by its prefill
+ * (priced with the prefill: docs/distkv.md, "Prefill"). */
+static int64_t env_move_bytes(void *self, const infsim_gm_move *m, int64_t now) {
+  (void)now;
+  const infinite *p = self;
+  const infsim_kv *kv = p->s->kv;
+  int64_t written = kv_positions(p, m->req);
+  if (written == 0) return 0;
+  int64_t n_runs = 0, pos = infsim_kv_blocks(kv, m->req), left = m->blocks, with_kv = 0;
+  const infsim_kv_run *runs = infsim_kv_runs(kv, m->req, &n_runs);
+  for (int64_t k = n_runs; k-- > 0 && left > 0;) {
+    int64_t hi = pos;
+    pos -= runs[k].blocks;
+    if (infsim_kv_holder_of(kv, runs[k].first) != m->from) continue;
+    int64_t take = runs[k].blocks < left ? runs[k].blocks : left, lo = hi - take;
+    left -= take;
+    if (lo < written) with_kv += (hi < written ? hi : written) - lo;
+  }
+  return with_kv * p->s->p.block_bytes;
 }
 
 /* No GPU creditor: host memory, last (cpu_tier.h), else the back-off. */
@@ -819,10 +882,11 @@ static infsim_status create(const void *settings, struct infsim_sched *s, int32_
                                .probe_backoff_max = set->probe_backoff_max,
                                .planner = (infsim_gm_planner)set->planner};
   infsim_transport t = {.self = p, .send = lossy_send, .timer = pass_timer, .bytes_sent = p->base.bytes_sent,
-                         .in_flight = pass_in_flight};
+                         .in_flight = pass_in_flight, .abort = pass_abort};
   infsim_contract_env env = {.self = p, .free_blocks = env_free, .commit = env_commit,
                              .borrow_done = env_borrow_done, .move_done = env_move_done,
-                             .refused = env_refused};
+                             .refused = env_refused, .move_bytes = env_move_bytes,
+                             .cancelled = env_cancelled};
   st = infsim_contract_new(&cp, p->gm, t, env, instances, &p->contract, err);
   if (st == INFSIM_OK && set->cpu_tier != INFSIM_CPU_TIER_OFF)
     st = infsim_cpu_tier_new(s, p->base, set->borrow_ahead_blocks, borrow_ended, tier_may_gather, p, &p->tier, err);
@@ -897,6 +961,8 @@ static void load_changed(void *self, int32_t instance, int64_t load) {
 static void forget_request(void *self, int64_t req) {
   infinite *p = self;
   infsim_gm_forget(p->gm, req, p->s->now_ns + 1);
+  /* Its KV is gone (or doomed): moves of it on the way are cancelled. */
+  if (p->pending == INFSIM_OK) p->pending = infsim_contract_cancel(p->contract, req, p->s->now_ns, &p->pending_err);
 }
 
 /* A message to a lost instance, or from it to anyone but its node's host
@@ -919,11 +985,13 @@ static infsim_status lose_instance(infinite *p, int32_t i, int64_t now, infsim_e
   int64_t most = cap + (alive - 1) * (cap - reserve);
   if (p->tier) most += p->s->p.host_blocks; /* its own node's */
   p->s->loss.max_blocks = most;
-  infsim_status st = instance_lose(p->s, i, forget_request, p, err);
   /* Its reservations went with its memory; its borrows and the DGFM moves
    * it was running end with it (their timers, addressed to it, are dead
-   * letters: a DGFM move left in flight would stop every later pass). */
+   * letters: a DGFM move left in flight would stop every later pass).
+   * First, so that the cancels of the requests it drops (forget_request)
+   * find none of its own borrows to cancel from a lost sender. */
   infsim_contract_instance_lost(p->contract, i);
+  infsim_status st = instance_lose(p->s, i, forget_request, p, err);
   /* The gManager hears of it at once: nothing held there, no memory, and
    * nothing owned there (its requests were dispatched again; requests it
    * finished but had not reported yet never would be: a lost instance
@@ -1236,6 +1304,7 @@ const infsim_policy_ops infsim_policy_infinite = {
     .short_of_blocks = short_of_blocks,
     .on_message = on_message,
     .destroy = destroy,
+    .request_ended = request_ended,
 };
 
 bool infsim_policy_infinite_stats(const struct infsim_sched *s, infsim_distkv_stats *out) {
@@ -1252,6 +1321,8 @@ bool infsim_policy_infinite_stats(const struct infsim_sched *s, infsim_distkv_st
   out->kv_resends = c->kv_resends;
   out->kv_sent_bytes = c->kv_sent_bytes;
   out->probes = c->probes;
+  out->kv_moves_cancelled = c->cancelled;
+  out->ledger_probes = c->ledger_probes;
   out->blocks_recomputed = s->loss.blocks_recomputed;
   out->instances_lost = s->loss.instances_lost;
   out->requests_requeued = s->loss.requests_requeued;

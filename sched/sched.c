@@ -43,9 +43,10 @@ void sched_load_changed(infsim_sched *s, const instance *in) {
 }
 
 /* A request finished or was rejected now: the run's span ends no earlier. */
-void sched_request_done(infsim_sched *s) {
+void sched_request_done(infsim_sched *s, int32_t req) {
   s->done_requests++;
   if (s->now_ns > s->counters.end_ns) s->counters.end_ns = s->now_ns;
+  if (s->policy->request_ended != NULL) s->policy->request_ended(s->policy_self, s->rec[req].instance, req, s->now_ns);
 }
 
 infsim_status infsim_sched_new(const infsim_sched_params *p, const infsim_trace_request *requests, size_t count,

@@ -197,6 +197,7 @@ void boundary_wait_forget(infsim_sched *s, instance *in, int32_t req);
 /* sched.c */
 void sched_counts_changed(infsim_sched *s, int64_t d_waiting, int64_t d_running);
 void sched_load_changed(infsim_sched *s, const instance *in);
-void sched_request_done(infsim_sched *s);
+/* req finished or was rejected now (the policy hears of it). */
+void sched_request_done(infsim_sched *s, int32_t req);
 
 #endif

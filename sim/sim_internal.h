@@ -64,6 +64,7 @@ typedef struct {
 typedef struct {
   infsim_msg msg;
   int64_t sent_ns;
+  int64_t flow; /* its network flow, or -1 (a control message, a timer) */
   int32_t next_free;
 } msg_slot;
 

@@ -53,6 +53,7 @@ static infsim_status take_slot(infsim_sim *s, const infsim_msg *msg, int64_t now
   s->msg_free = s->msgs[slot].next_free;
   s->msgs[slot].msg = *msg;
   s->msgs[slot].sent_ns = now_ns;
+  s->msgs[slot].flow = -1;
   if (++s->msgs_in_use > s->msgs_peak) s->msgs_peak = s->msgs_in_use;
   *out = slot;
   return INFSIM_OK;
@@ -63,6 +64,7 @@ infsim_msg sim_transport_take(infsim_sim *s, int32_t slot, int64_t *sent_ns) {
   *sent_ns = s->msgs[slot].sent_ns;
   s->msgs[slot].next_free = s->msg_free;
   s->msgs[slot].msg.kind = -1;
+  s->msgs[slot].flow = -1;
   s->msg_free = slot;
   s->msgs_in_use--;
   return m;
@@ -104,6 +106,7 @@ static infsim_status net_send(void *self, const infsim_msg *msg, int64_t now_ns,
   int64_t id = 0;
   st = infsim_network_add_flow(s->net, msg->bytes > 0 ? msg->bytes : 0, path, len, now_ns, 0.0, slot, &id, err);
   if (st != INFSIM_OK) return st;
+  s->msgs[slot].flow = id;
   return sim_transport_reschedule(s, err);
 }
 
@@ -141,6 +144,33 @@ static bool net_in_flight(const void *self, const infsim_msg *m, int64_t now_ns)
     if (q->sent_ns + lat <= now_ns) return true;
   }
   return false;
+}
+
+/* transport.h's abort: a scan of the pool, as net_in_flight's (asked only
+ * when a move is cancelled). A stopped flow leaves the network at now_ns
+ * with the bytes it carried (links.csv keeps those); its slot is freed,
+ * so it is never delivered. */
+static infsim_status net_abort(void *self, const infsim_msg *m, int64_t now_ns, int64_t *unsent_bytes,
+                               infsim_error *err) {
+  infsim_sim *s = self;
+  *unsent_bytes = 0;
+  bool stopped = false;
+  for (int32_t i = 0; i < s->msg_capacity; i++) {
+    msg_slot *q = &s->msgs[i];
+    if (q->flow < 0 || q->msg.kind != m->kind || q->msg.src != m->src || q->msg.dst != m->dst ||
+        q->msg.seq != m->seq || q->msg.a != m->a)
+      continue;
+    double carried = infsim_network_remove(s->net, q->flow, now_ns);
+    if (carried < 0) continue; /* its flow ended at now_ns: it is being delivered */
+    int64_t unsent = q->msg.bytes - (int64_t)llround(carried);
+    if (unsent < 0) unsent = 0;
+    *unsent_bytes += unsent;
+    s->bytes_sent -= unsent;
+    int64_t sent_ns = 0;
+    (void)sim_transport_take(s, i, &sent_ns);
+    stopped = true;
+  }
+  return stopped ? sim_transport_reschedule(s, err) : INFSIM_OK;
 }
 
 static void flow_done(void *ctx, int64_t id, int64_t tag, int64_t at_ns) {
@@ -192,5 +222,5 @@ infsim_transport sim_transport_make(infsim_sim *s) {
   s->msg_free = -1;
   s->net_scheduled_ns = INT64_MAX;
   return (infsim_transport){.self = s, .send = net_send, .timer = net_timer, .bytes_sent = net_bytes_sent,
-                            .in_flight = net_in_flight};
+                            .in_flight = net_in_flight, .abort = net_abort};
 }

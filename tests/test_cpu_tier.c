@@ -84,6 +84,17 @@ static void test_macro_steps_equal_single_steps(void **state) {
   infsim_trace_free(&tb);
 }
 
+/* The cost curves the runs here price with (the roofline of one A100-80GB
+ * per instance, as the tests name no calibration DB), for the sums by hand. */
+static const infsim_cost_curves *roofline_curves(const infsim_run_params *p, infsim_cost_model *cm) {
+  infsim_instance_layout layout = {.tp = 1, .pp = 1, .iteration_overhead_ns = p->iteration_overhead_ns,
+                                   .link_latency_ns = p->link_latency_ns};
+  assert_int_equal(infsim_cost_model_build("a100-80gb", "/nonexistent.db", false, &p->model, &layout, &p->roofline,
+                                           cm, NULL),
+                   INFSIM_OK);
+  return &cm->curves;
+}
+
 static infsim_run_result *run_tier(const char *tier, infsim_run_params *p, infsim_trace *t) {
   return run_on("cluster.instances=1", tier, p, t);
 }
@@ -130,13 +141,8 @@ static void check_steps(const char *tier, bool fetch) {
   assert_true(infsim_run_result_distkv(res, &dk));
   assert_true(dk.host_moves >= 1 && dk.host_blocks >= 100); /* fresh blocks for the prompt's first 100+ */
 
-  infsim_instance_layout layout = {.tp = 1, .pp = 1, .iteration_overhead_ns = p.iteration_overhead_ns,
-                                   .link_latency_ns = p.link_latency_ns};
   infsim_cost_model cm;
-  assert_int_equal(infsim_cost_model_build("a100-80gb", "/nonexistent.db", false, &p.model, &layout, &p.roofline,
-                                           &cm, NULL),
-                   INFSIM_OK);
-  const infsim_cost_curves *c = &cm.curves;
+  const infsim_cost_curves *c = roofline_curves(&p, &cm);
   double layers = 32.0, pcie = 25e9, cpu = 100e9, lat = 5000.0;
   double kv_per_token = 2.0 * 32 * 128 * 2;         /* K and V of one token, one layer, fp16 */
   double wire = 32.0 * 128 * 2 + 32.0 * 129 * 2;   /* query out, partial + LSE back, fp16 */
@@ -269,13 +275,8 @@ static void test_cpu_attn_shared_per_node(void **state) {
   for (size_t k = 0; k < n; k++) assert_int_equal(r[k].state, INFSIM_REQ_FINISHED);
   assert_int_not_equal(r[0].instance, r[1].instance);
 
-  infsim_instance_layout layout = {.tp = 1, .pp = 1, .iteration_overhead_ns = p.iteration_overhead_ns,
-                                   .link_latency_ns = p.link_latency_ns};
   infsim_cost_model cm;
-  assert_int_equal(infsim_cost_model_build("a100-80gb", "/nonexistent.db", false, &p.model, &layout, &p.roofline,
-                                           &cm, NULL),
-                   INFSIM_OK);
-  const infsim_cost_curves *c = &cm.curves;
+  const infsim_cost_curves *c = roofline_curves(&p, &cm);
   double layers = 32.0, pcie = 25e9, cpu = 100e9, lat = 5000.0;
   double kv_per_token = 2.0 * 32 * 128 * 2;       /* K and V of one token, one layer, fp16 */
   double wire = 32.0 * 128 * 2 + 32.0 * 129 * 2; /* query out, partial + LSE back, fp16 */

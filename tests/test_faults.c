@@ -257,6 +257,9 @@ static void test_slow_links_send_each_move_once(void **state) {
   /* Every byte moved was sent (a move whose request ended on the way, a
    * second or more on these links, commits nothing, so more is sent). */
   assert_true(sent >= moved);
+  /* Such moves were cancelled as their requests ended (docs/distkv.md,
+   * "Contract protocol"), and nothing leaked (run_and_check). */
+  assert_true(distkv_field(r, "kv_moves_cancelled") > 0);
   infsim_run_result_free(r);
   infsim_trace_free(&t);
 }

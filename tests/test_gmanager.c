@@ -114,14 +114,35 @@ static void random_history(gsl_rng *rng, truth *t, infsim_gm *a, infsim_gm *b, i
   }
 }
 
+/* Two ledgers (instances per_node to a node) fed the same random history
+ * of `steps` events from stream `seed`, and its truth. */
+typedef struct {
+  gsl_rng *rng;
+  truth *t;
+  infsim_gm *a, *b;
+} twin_ledgers;
+
+static twin_ledgers twins_after(uint64_t seed, int32_t per_node, int steps) {
+  twin_ledgers x = {.rng = infsim_rng_new(seed, "test.gmanager"), .t = malloc(sizeof(truth))};
+  assert_non_null(x.t);
+  assert_int_equal(infsim_gm_new(I, per_node, CAP, R, 0, &x.a, NULL), INFSIM_OK);
+  assert_int_equal(infsim_gm_new(I, per_node, CAP, R, 0, &x.b, NULL), INFSIM_OK);
+  random_history(x.rng, x.t, x.a, x.b, steps);
+  return x;
+}
+
+static void twins_free(twin_ledgers *x) {
+  infsim_gm_free(x->a);
+  infsim_gm_free(x->b);
+  free(x->t);
+  gsl_rng_free(x->rng);
+}
+
 static void test_ledger_zero_sum_and_placement(void **state) {
   (void)state;
-  gsl_rng *rng = infsim_rng_new(3, "test.gmanager");
-  truth *t = malloc(sizeof *t);
-  infsim_gm *a = NULL, *b = NULL;
-  assert_int_equal(infsim_gm_new(I, 2, CAP, R, 0, &a, NULL), INFSIM_OK);
-  assert_int_equal(infsim_gm_new(I, 2, CAP, R, 0, &b, NULL), INFSIM_OK);
-  random_history(rng, t, a, b, 3000);
+  twin_ledgers x = twins_after(3, 2, 3000);
+  infsim_gm *a = x.a, *b = x.b;
+  const truth *t = x.t;
   assert_true(infsim_gm_same_ledger(a, b));
   /* Something was actually split (the test would be empty otherwise). */
   const int64_t *split;
@@ -133,10 +154,7 @@ static void test_ledger_zero_sum_and_placement(void **state) {
       if (i != t->owner[r]) away += t->held[r][i];
     assert_true(away > 0);
   }
-  infsim_gm_free(a);
-  infsim_gm_free(b);
-  free(t);
-  gsl_rng_free(rng);
+  twins_free(&x);
 }
 
 /* A report from after a request finished is applied; one from before is
@@ -171,12 +189,9 @@ static void test_forget_floor(void **state) {
  * holds; the rebuilt ledger equals one that was never lost. */
 static void test_rebuild_equals_original(void **state) {
   (void)state;
-  gsl_rng *rng = infsim_rng_new(4, "test.gmanager");
-  truth *t = malloc(sizeof *t);
-  infsim_gm *a = NULL, *b = NULL;
-  assert_int_equal(infsim_gm_new(I, 3, CAP, R, 0, &a, NULL), INFSIM_OK);
-  assert_int_equal(infsim_gm_new(I, 3, CAP, R, 0, &b, NULL), INFSIM_OK);
-  random_history(rng, t, a, b, 1500);
+  twin_ledgers x = twins_after(4, 3, 1500);
+  infsim_gm *a = x.a, *b = x.b;
+  const truth *t = x.t;
   infsim_gm_reset(a);
   for (int32_t i = 0; i < I; i++) assert_int_equal(infsim_gm_held(a, i), 0);
   /* Full reports; one instance first sends a stale full report listing a
@@ -199,10 +214,7 @@ static void test_rebuild_equals_original(void **state) {
   }
   assert_true(infsim_gm_same_ledger(a, b));
   assert_agrees(a, t);
-  infsim_gm_free(a);
-  infsim_gm_free(b);
-  free(t);
-  gsl_rng_free(rng);
+  twins_free(&x);
 }
 
 /* Hand case: 4 instances, 2 per node, 100 blocks each, reserve 10.

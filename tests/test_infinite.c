@@ -22,6 +22,9 @@
 **    at once, by moving the guest's blocks on to another creditor, and
 **    the long prompt still completes; with policy.own_work_first off they
 **    wait until the loan comes back (the long prompt finishes).
+**  - Evictions are priced by the KV that moves: there, the guest's blocks
+**    moved on belong to a prompt still gathering (no KV yet), and no byte
+**    of KV is sent or counted as moved.
 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -236,6 +239,33 @@ static void test_creditor_serves_own_requests_first(void **state) {
   infsim_trace_free(&t_off);
 }
 
+static int64_t distkv_field(const infsim_run_result *res, const char *key) {
+  json_t *s = infsim_run_result_summary_json(res);
+  json_t *v = json_object_get(json_object_get(s, "distkv"), key);
+  assert_non_null(v);
+  int64_t x = (int64_t)json_integer_value(v);
+  json_decref(s);
+  return x;
+}
+
+/* The own-work-first run: the first short prompt reaches instance 1 at
+ * 5 ms while the long prompt still gathers there; instance 1 moves the
+ * guest's blocks on (back to its owner and to instance 2). They hold no
+ * KV (the prompt waits for admission), so the moves copy nothing: 0 bytes
+ * sent and moved (priced as full copies before: the 934 blocks moved, at
+ * 8 MiB each for LLaMA2-7B, came to 7.8 GB). */
+static void test_evicted_gatherer_costs_nothing(void **state) {
+  (void)state;
+  infsim_trace t = {0};
+  infsim_run_result *r = NULL;
+  run_own_first("policy.own_work_first=true", &r, &t);
+  assert_true(distkv_field(r, "kv_sends") >= 2); /* the evictions: MOVEs, not fresh blocks */
+  assert_int_equal(distkv_field(r, "kv_sent_bytes"), 0);
+  assert_int_equal(distkv_field(r, "kv_moved_bytes"), 0);
+  infsim_run_result_free(r);
+  infsim_trace_free(&t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_oversized_served_only_by_infinite),
@@ -244,6 +274,7 @@ int main(void) {
       cmocka_unit_test(test_idle_cluster_periodic_events),
       cmocka_unit_test(test_gatherers_that_cannot_coexist_take_turns),
       cmocka_unit_test(test_creditor_serves_own_requests_first),
+      cmocka_unit_test(test_evicted_gatherer_costs_nothing),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -70,6 +70,11 @@ typedef struct infsim_policy_ops {
   /* A message or timer for the policy (protocol, heartbeats, DGFM). */
   infsim_status (*on_message)(void *self, const struct infsim_msg_s *msg, int64_t now_ns, infsim_error *err);
   void (*destroy)(void *self);
+  /* Request `req` of `instance` ended now (finished or rejected); its
+   * blocks, wherever held, are free already. Called inside the
+   * scheduler's own step: the policy may send messages and arm timers,
+   * not run an instance. */
+  void (*request_ended)(void *self, int32_t instance, int64_t req, int64_t now_ns);
 } infsim_policy_ops;
 
 /* The policy named `name`, or NULL. */

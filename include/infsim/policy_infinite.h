@@ -41,6 +41,8 @@ typedef struct {
   int64_t kv_resends;       /* ... of them resends (the creditor had seen nothing of the first) */
   int64_t kv_sent_bytes;    /* their bytes */
   int64_t probes;           /* status probes of moves past their timeout */
+  int64_t kv_moves_cancelled; /* moves (and borrows asking) whose request ended on the way */
+  int64_t ledger_probes;    /* the gManager's checks of proposed moves not confirmed in 8 timeouts */
 } infsim_distkv_stats;
 
 /* What the simulated executor and transport need of the policy's

@@ -72,6 +72,13 @@ typedef struct {
    * transfer in progress). A lost message, or one delayed before it left,
    * is not in flight. */
   bool (*in_flight)(const void *self, const infsim_msg *msg, int64_t now_ns);
+  /* Optional (NULL: nothing sent can be stopped): stops every message of
+   * msg's kind, src, dst, seq and a still on its way as a transfer of its
+   * own (a KV payload; control messages are not stopped): it is never
+   * delivered, and the bytes it had not carried by now_ns are not sent
+   * (network_bytes and links.csv leave them out). *unsent_bytes: those
+   * bytes, 0 when nothing was stopped. */
+  infsim_status (*abort)(void *self, const infsim_msg *msg, int64_t now_ns, int64_t *unsent_bytes, infsim_error *err);
 } infsim_transport;
 
 #endif
