@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "infsim/params.h"
+#include "infsim/policy_infinite.h"
 
 #ifndef INFSIM_DATA_DIR
 #define INFSIM_DATA_DIR "data"
@@ -111,6 +112,9 @@ infsim_status infsim_run_params_from_config(infsim_config *cfg, infsim_run_param
   TRY(infsim_config_enum(cfg, "policy.name", "vllm-multi", names, &policy, err));
   snprintf(sp->policy_name, sizeof sp->policy_name, "%s", names[policy]);
   TRY(infsim_policy_lookup(names[policy])->read_config(cfg, sp->policy_settings, err));
+  infsim_policy_infinite_set_link_costs(sp->policy_name, sp->policy_settings, &p->model,
+                                        p->gpu.peak_flops * p->roofline.attn_flops_eff, p->inter_node_bytes_per_s,
+                                        p->intra_node_bytes_per_s);
 
   double warmup_s = 0, sample_s = 0;
   TRY(infsim_config_double(cfg, "slo.ttft_s", 10.0, 0.0, 1e9, &p->slo_ttft_s, err));

@@ -44,8 +44,6 @@
 #include "infsim/dispatch.h"
 #include "infsim/gmanager.h"
 #include "infsim/grow.h"
-#include "infsim/costmodel.h"
-#include "infsim/hardware.h"
 #include "infsim/planner.h"
 #include "infsim/rng.h"
 #include "sched_internal.h"
@@ -239,28 +237,6 @@ static infsim_status read_config(infsim_config *cfg, void *settings, infsim_erro
   if (p->lose_instance_every_s > 0 && instances < 2)
     return infsim_config_fail(cfg, "faults.lose_instance_every_s", err,
                               "losing the only instance leaves nobody to serve its requests");
-  if (planner == INFSIM_PLAN_SPREAD) {
-    /* spread weighs a holder's link against micro-attention: the run's
-     * model, GPU, roofline attention rate and links, read with the
-     * defaults run/params.c gives them (it calls this function: it cannot
-     * be asked). */
-    infsim_model_shape model;
-    infsim_gpu_spec gpu;
-    const char *gpu_key = NULL;
-    double attn_eff = 0, intra_GBps = 0, inter_GBps = 0;
-    if ((st = infsim_model_from_config(cfg, &model, err)) != INFSIM_OK) return st;
-    if ((st = infsim_config_string(cfg, "gpu", "a100-80gb", &gpu_key, err)) != INFSIM_OK) return st;
-    if (!infsim_gpu_for_key(gpu_key, &gpu)) return infsim_config_fail(cfg, "gpu", err, "unknown GPU '%s'", gpu_key);
-    if ((st = infsim_config_double(cfg, "cost.attention_efficiency", 0.5, 0.01, 1.0, &attn_eff, err)) != INFSIM_OK ||
-        (st = infsim_config_double(cfg, "cluster.intra_node_GBps", gpu.nvlink_bytes_per_s / 1e9, 0.001, 1e6,
-                                   &intra_GBps, err)) != INFSIM_OK ||
-        (st = infsim_config_double(cfg, "cluster.inter_node_GBps", gpu.nic_bytes_per_s / 8e9, 0.001, 1e6, &inter_GBps,
-                                   err)) != INFSIM_OK)
-      return st;
-    double attn = gpu.peak_flops * attn_eff, wire_b = wire == 0 ? 2.0 : 4.0;
-    p->spread_remote_tokens = infsim_planner_holder_tokens(&model, wire_b, attn, inter_GBps * 1e9);
-    p->spread_near_tokens = infsim_planner_holder_tokens(&model, wire_b, attn, intra_GBps * 1e9);
-  }
   p->lose_instance = (int32_t)lose;
   p->lose_instance_at_ns = (int64_t)(lose_at_s * 1e9);
   p->dispatch = dispatch;
@@ -1357,6 +1333,16 @@ void infsim_policy_infinite_wire(const char *policy_name, const void *settings, 
   *wire_bytes_per_value = (double)p->wire_bytes_per_value;
   *overlap = p->overlap;
   *gmanager_node = p->gmanager_node;
+}
+
+void infsim_policy_infinite_set_link_costs(const char *policy_name, void *settings, const infsim_model_shape *model,
+                                           double attn_flops_per_s, double nic_bytes_per_s, double nvlink_bytes_per_s) {
+  if (strcmp(policy_name, infsim_policy_infinite.name) != 0) return;
+  infinite_settings *p = settings;
+  if (p->planner != INFSIM_PLAN_SPREAD) return;
+  double wire_b = (double)p->wire_bytes_per_value;
+  p->spread_remote_tokens = infsim_planner_holder_tokens(model, wire_b, attn_flops_per_s, nic_bytes_per_s);
+  p->spread_near_tokens = infsim_planner_holder_tokens(model, wire_b, attn_flops_per_s, nvlink_bytes_per_s);
 }
 
 int32_t infsim_policy_infinite_cpu_tier(const char *policy_name, const void *settings) {
