@@ -276,7 +276,9 @@ void infsim_calib_fast_set_split(infsim_calib_fast *f, const infsim_calib_split_
 /* The layer's decode attention as bounded by the longest request: the
  * fitted layer_decode_long line at its CTA's tokens, after the waves that
  * start before it (each the line at a CTA's tokens of the others' mean
- * context); 0 when the profile has no such curve or shape. */
+ * context); over several waves at least the decode curve at the batch
+ * less the long request's tail past its shared tokens, plus that tail on
+ * the line; 0 when the profile has no such curve or shape. */
 double infsim_calib_fast_longest_ns(infsim_calib_fast *f, int64_t requests, int64_t context_tokens,
                                     int64_t max_context_tokens, int graph);
 
