@@ -99,6 +99,23 @@ double infsim_calib_fast_longest_ns(infsim_calib_fast *f, int64_t requests, int6
     x[INFSIM_CALIB_TOKENS] = (double)wo;
     t += waits * infsim_calib_curve_eval(line, INFSIM_CALIB_LAYER_DECODE_LONG, x);
   }
+  /* Over several waves the long request's CTAs do not walk alone from the
+   * start: while the others' CTAs stream, each CTA gets its share of the
+   * bandwidth, and only the tokens past that share are walked at one
+   * CTA's speed (the line's slope) once the others are done. The batch
+   * less that tail streams as the decode curve says. */
+  int64_t shared = infsim_calib_longest_cta_shared_tokens(&f->split, requests, context_tokens, max_context_tokens,
+                                                          graph);
+  if (shared > 0 && shared < w) {
+    int64_t splits = (max_context_tokens + w - 1) / w; /* each of its CTAs walks w of its tokens */
+    int64_t tail_tokens = (w - shared) * splits;
+    double bulk = infsim_calib_fast_decode_ns(f, requests, context_tokens - tail_tokens);
+    x[INFSIM_CALIB_TOKENS] = (double)w;
+    double tw = infsim_calib_curve_eval(line, INFSIM_CALIB_LAYER_DECODE_LONG, x);
+    x[INFSIM_CALIB_TOKENS] = (double)shared;
+    double ts = infsim_calib_curve_eval(line, INFSIM_CALIB_LAYER_DECODE_LONG, x);
+    if (bulk + tw - ts > t) t = bulk + tw - ts;
+  }
   return t;
 }
 

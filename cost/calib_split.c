@@ -131,3 +131,46 @@ int64_t infsim_calib_longest_cta_tokens(const infsim_calib_split_shape *s, int64
                                         int64_t max_context_tokens, int graph) {
   return infsim_calib_cta_tokens(s, requests, max_context_tokens, max_context_tokens, graph);
 }
+
+/* sum over p in [0, n) of min(cap, max(0, b + a p)), for a > 0, cap >= 0:
+ * the terms are 0, then an arithmetic run, then cap. */
+static int64_t clipped_run_sum(int64_t n, int64_t a, int64_t b, int64_t cap) {
+  int64_t lo = b > 0 ? 0 : (-b) / a + 1;                  /* first p with b + a p > 0 */
+  int64_t hi = cap - b <= 0 ? 0 : (cap - b + a - 1) / a; /* first p with b + a p >= cap */
+  if (lo > n) lo = n;
+  if (hi > n) hi = n;
+  if (hi < lo) hi = lo;
+  int64_t k = hi - lo;
+  return k * b + a * (lo + hi - 1) * k / 2 + (n - hi) * cap;
+}
+
+int64_t infsim_calib_longest_cta_shared_tokens(const infsim_calib_split_shape *s, int64_t requests,
+                                               int64_t context_tokens, int64_t max_context_tokens, int graph) {
+  if (s == NULL || s->sm_count <= 0 || s->kv_heads <= 0 || requests <= 1 || max_context_tokens <= 0 ||
+      context_tokens <= max_context_tokens)
+    return 0;
+  int64_t per, cta_rows, splits, slots;
+  grid_of(s, requests, max_context_tokens, graph, &per, &cta_rows, &splits, &slots);
+  /* The batch's real CTAs (a padded row walks one token: not counted).
+   * Within one wave every CTA is resident from the start and the line
+   * alone prices the batch (H200, LLaMA2-7B: decode batches of 5-8
+   * requests, one wave, within +2 % of it at 80 % load; +5 % with this
+   * term). */
+  const int64_t real = requests * per * splits, mine = per * splits;
+  if (real <= slots) return 0;
+  /* Several waves: while the others' CTAs stream through the slots, the
+   * kernel is bandwidth-bound and each resident CTA gets an equal share,
+   * so a CTA of the long request advances as far as the others' CTA
+   * tokens per slot they hold beside it. */
+  const int64_t others_ctas = real - mine;
+  const double share = (double)((context_tokens - max_context_tokens) * per) / (double)(slots - mine);
+  /* It shares only what is left when its last split's CTAs get a slot:
+   * after (splits - 1) cta_rows + p per + per - slots CTAs have left, p
+   * its place among the requests, which the aggregates do not say: the
+   * mean over the places, as for the waves before it. */
+  const int64_t before = clipped_run_sum(requests, per, (splits - 1) * cta_rows + per - slots, others_ctas);
+  const double done = (double)before / (double)requests / (double)others_ctas;
+  const int64_t x = (int64_t)(share * (1.0 - done));
+  const int64_t w = infsim_calib_cta_tokens(s, requests, max_context_tokens, max_context_tokens, graph);
+  return x < w ? x : w;
+}

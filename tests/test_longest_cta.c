@@ -12,7 +12,11 @@
 ** larger of the curve at the batch's totals and the longest-CTA term, the
 ** latter at most the curve with every request as long; for one iteration
 ** and, over a run of decode steps, of the sums; no term without the
-** longest context.
+** longest context;
+** (4) the tokens a CTA of the longest request walks while the others'
+** CTAs stream beside it over several waves (by hand and against a plain
+** loop), and the fast form's layer time with it: the batch less the long
+** request's tail on the decode curve, then the tail on the line.
 */
 #include <math.h>
 #include <setjmp.h>
@@ -90,6 +94,81 @@ static void waits(void **state) {
           for (int64_t i = 0; i < n; i++) sum += ((splits - 1) * rows * per + i * per) / (2 * sh->sm_count);
           assert_true(fabs(infsim_calib_longest_cta_waits(sh, n, ctx, graph) - (double)sum / (double)n) < 1e-9);
         }
+}
+
+/* The others' CTA tokens per slot beside the long request's CTAs, times
+ * the share of them left when its last CTA gets a slot (the mean over its
+ * place): by hand, and against a loop over the places. */
+static void shared_tokens(void **state) {
+  (void)state;
+  const infsim_calib_split_shape s7 = {32, 32, 132};
+  /* 12 requests, 6000 + 11 x 2000 tokens, a replayed step: 16 padded rows,
+   * 512 CTA rows, 1 split (512 / 528 slots filled), 384 real CTAs in 264
+   * slots. The others' 22000 x 32 CTA tokens over 264 - 32 slots:
+   * 3034.48 each; places 8-11 start after 24, 56, 88, 120 of the others'
+   * 352 CTAs have left: 288 / 12 / 352 done on the mean, so 3034.48 x
+   * (1 - 0.0682) = 2827.6. */
+  assert_int_equal(infsim_calib_longest_cta_shared_tokens(&s7, 12, 28000, 6000, 1), 2827);
+  /* One wave (5 requests, 8 padded rows, 160 real CTAs): no term. */
+  assert_int_equal(infsim_calib_longest_cta_shared_tokens(&s7, 5, 14000, 6000, 1), 0);
+  /* One request, or no other context: nothing beside it. */
+  assert_int_equal(infsim_calib_longest_cta_shared_tokens(&s7, 1, 6000, 6000, 1), 0);
+  assert_int_equal(infsim_calib_longest_cta_shared_tokens(&s7, 12, 6000, 6000, 1), 0);
+  /* At most its own CTA's tokens: 40 requests of which 39 are long too. */
+  assert_int_equal(infsim_calib_longest_cta_shared_tokens(&s7, 40, 40 * 6000, 6000, 1), 6000);
+  const infsim_calib_split_shape shapes[] = {{32, 32, 132}, {64, 8, 132}, {8, 1, 114}, {40, 40, 7}};
+  for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
+    for (int graph = 0; graph <= 1; graph++)
+      for (int64_t n = 2; n <= 300; n += (n < 40 ? 1 : 7))
+        for (int64_t ctx = 100; ctx <= 70000; ctx *= 7) {
+          const infsim_calib_split_shape *sh = &shapes[k];
+          int64_t group = sh->q_heads / sh->kv_heads, per = sh->kv_heads * ((group + 15) / 16);
+          int64_t rows = n;
+          if (graph) rows = n > 32 ? (n + 31) / 32 * 32 : n <= 2 ? 2 : n <= 4 ? 4 : n <= 8 ? 8 : n <= 16 ? 16 : 32;
+          int64_t tiles = (ctx + 15) / 16, w = infsim_calib_longest_cta_tokens(sh, n, ctx, graph) / 16;
+          int64_t splits = 1;
+          while ((tiles + splits - 1) / splits != w) splits++;
+          int64_t slots = 2 * sh->sm_count, real = n * per * splits, mine = per * splits, others = real - mine;
+          int64_t total = ctx + (n - 1) * (ctx / 3 + 1);
+          int64_t want = 0;
+          if (real > slots) {
+            int64_t before = 0;
+            for (int64_t p = 0; p < n; p++) {
+              int64_t d = (splits - 1) * rows * per + p * per + per - slots;
+              before += d < 0 ? 0 : d > others ? others : d;
+            }
+            double share = (double)((total - ctx) * per) / (double)(slots - mine);
+            want = (int64_t)(share * (1.0 - (double)before / (double)n / (double)others));
+            if (want > w * 16) want = w * 16;
+          }
+          assert_int_equal(infsim_calib_longest_cta_shared_tokens(sh, n, total, ctx, graph), want);
+        }
+}
+
+/* The fast form: decode curve 1000 + 4 ns a context token, longest-CTA
+ * line 18000 + 15 ns a token walked. */
+static void fast_shared(void **state) {
+  (void)state;
+  infsim_calib_curve *curves = calloc(INFSIM_CALIB_KERNELS, sizeof *curves);
+  assert_non_null(curves);
+  for (int k = 0; k < INFSIM_CALIB_KERNELS; k++) curves[k].hinge_var = -1;
+  curves[INFSIM_CALIB_DECODE_ATTN].c_const = 1000;
+  curves[INFSIM_CALIB_DECODE_ATTN].c_var[INFSIM_CALIB_CONTEXT_TOKENS] = 4;
+  curves[INFSIM_CALIB_LAYER_DECODE_LONG].c_const = 18000;
+  curves[INFSIM_CALIB_LAYER_DECODE_LONG].c_var[INFSIM_CALIB_TOKENS] = 15;
+  infsim_calib_fast *f = infsim_calib_fast_new(curves);
+  assert_non_null(f);
+  const infsim_calib_split_shape s7 = {32, 32, 132};
+  infsim_calib_fast_set_split(f, &s7);
+  /* The batch of shared_tokens: the line at 6000 tokens after a quarter
+   * wave of the others' 2000-token CTAs, 108000 + 0.25 x 48000 = 120000,
+   * against the batch less the tail (28000 - 3173 tokens on the curve,
+   * 100308) and the tail on the line (15 x 3173 = 47595): 147903. */
+  assert_true(fabs(infsim_calib_fast_longest_ns(f, 12, 28000, 6000, 1) - 147903.0) < 1e-6);
+  /* One wave: the line alone, 108000 (5 requests: no wait). */
+  assert_true(fabs(infsim_calib_fast_longest_ns(f, 5, 14000, 6000, 1) - 108000.0) < 1e-6);
+  infsim_calib_fast_free(f);
+  free(curves);
 }
 
 /* Hand-made curves: per layer, attention = the total context in ns;
@@ -196,6 +275,7 @@ static void composition(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(split_rule), cmocka_unit_test(waits),
+                                     cmocka_unit_test(shared_tokens), cmocka_unit_test(fast_shared),
                                      cmocka_unit_test(composition)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

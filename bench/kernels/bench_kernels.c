@@ -489,7 +489,7 @@ int main(int argc, char **argv) {
               "usage: bench_kernels --out FILE.csv [--quick] [--only KINDS]\n"
               "KINDS: a comma list of decode, merge, fused, mixed, prefill, gemm, copy, norm_rope, flush, splits\n"
               "(splits: decode against fixed split counts at small batches, splits_big: at the\n"
-              "1-4 GiB shapes; only when named).\n"
+              "1-4 GiB shapes, fused_warm: the fused merge with and without the L2 flush; only when named).\n"
               "Times the CUDA kernels at LLaMA2-70B shapes; one CSV row per measurement.\n");
       return strcmp(argv[i], "--help") == 0 ? 0 : 2;
     }
@@ -521,6 +521,7 @@ int main(int argc, char **argv) {
   if (wants(only, "norm_rope")) bench_norm_rope(&b);
   if (only && wants(only, "splits")) bench_splits(&b);
   if (only && wants(only, "splits_big")) bench_splits_big(&b);
+  if (only && wants(only, "fused_warm")) bench_fused_warm(&b);
   if (wants(only, "flush")) bench_flush(&b);
   fclose(b.csv);
   infsim_kernels_close(b.k);

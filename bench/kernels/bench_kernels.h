@@ -50,6 +50,7 @@ infsim_status d2d_op(infsim_kernels *k, void *arg, infsim_error *err);
 /* bench_decode_more.c */
 void bench_splits_big(bench *b);
 void bench_fused(bench *b);
+void bench_fused_warm(bench *b);
 void bench_mixed(bench *b);
 void bench_flush(bench *b);
 
