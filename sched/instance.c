@@ -455,10 +455,29 @@ static infsim_status fill_entries(infsim_sched *s, const instance *in, bool deco
   return INFSIM_OK;
 }
 
-/* The holder entry of instance j in the batch's list (added if new). */
+/* The holder entry of instance j in the batch's list (added if new).
+ * O(1): holder_at[j] is where j was last put in the list; it is j's entry
+ * in this batch exactly when it is within the list and names j (a holder
+ * is in the list at most once), so nothing resets it between batches. A
+ * prompt chunk of a long split request looks its holders up once per run
+ * of its block table: millions of times an hour on a fragmented table. */
 static infsim_batch_holder *holder_entry(infsim_sched *s, infsim_batch *b, int32_t j, infsim_error *err) {
-  for (int32_t i = 0; i < b->holder_count; i++)
-    if (s->holders[i].holder == j) return &s->holders[i];
+  assert(j >= 0);
+  if (j < s->holder_at_capacity) {
+    int32_t i = s->holder_at[j];
+    if (i >= 0 && i < b->holder_count && s->holders[i].holder == j) return &s->holders[i];
+  } else {
+    int32_t cap = s->holder_at_capacity ? 2 * s->holder_at_capacity : 64;
+    while (cap <= j) cap *= 2;
+    int32_t *at = realloc(s->holder_at, (size_t)cap * sizeof *at);
+    if (at == NULL) {
+      infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+      return NULL;
+    }
+    for (int32_t i = s->holder_at_capacity; i < cap; i++) at[i] = -1;
+    s->holder_at = at;
+    s->holder_at_capacity = cap;
+  }
   if (b->holder_count == s->holder_capacity) {
     int32_t cap = s->holder_capacity ? 2 * s->holder_capacity : 8;
     infsim_batch_holder *h = realloc(s->holders, (size_t)cap * sizeof *h);
@@ -469,6 +488,7 @@ static infsim_batch_holder *holder_entry(infsim_sched *s, infsim_batch *b, int32
     s->holders = h;
     s->holder_capacity = cap;
   }
+  s->holder_at[j] = b->holder_count;
   infsim_batch_holder *e = &s->holders[b->holder_count++];
   *e = (infsim_batch_holder){.holder = j};
   b->holders = s->holders;

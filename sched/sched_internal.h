@@ -106,6 +106,8 @@ struct infsim_sched {
   int32_t entry_capacity;
   infsim_batch_holder *holders; /* a batch's remote holders (DistAttention) */
   int32_t holder_capacity;
+  int32_t *holder_at; /* per holder (pool id): its index in holders when it is in the batch's list (else stale) */
+  int32_t holder_at_capacity;
   int64_t n_phases;  /* phase sets per instance (instance.c) */
   step_event *due; /* the boundaries of one step, when blocks may run short */
   int32_t due_capacity;
