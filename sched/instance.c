@@ -455,18 +455,10 @@ static infsim_status fill_entries(infsim_sched *s, const instance *in, bool deco
   return INFSIM_OK;
 }
 
-/* The holder entry of instance j in the batch's list (added if new).
- * O(1): holder_at[j] is where j was last put in the list; it is j's entry
- * in this batch exactly when it is within the list and names j (a holder
- * is in the list at most once), so nothing resets it between batches. A
- * prompt chunk of a long split request looks its holders up once per run
- * of its block table: millions of times an hour on a fragmented table. */
-static infsim_batch_holder *holder_entry(infsim_sched *s, infsim_batch *b, int32_t j, infsim_error *err) {
-  assert(j >= 0);
-  if (j < s->holder_at_capacity) {
-    int32_t i = s->holder_at[j];
-    if (i >= 0 && i < b->holder_count && s->holders[i].holder == j) return &s->holders[i];
-  } else {
+/* Instance j's new entry at the end of the batch's list; NULL when out
+ * of memory. */
+static infsim_batch_holder *holder_add(infsim_sched *s, infsim_batch *b, int32_t j, infsim_error *err) {
+  if (j >= s->holder_at_capacity) {
     int32_t cap = s->holder_at_capacity ? 2 * s->holder_at_capacity : 64;
     while (cap <= j) cap *= 2;
     int32_t *at = realloc(s->holder_at, (size_t)cap * sizeof *at);
@@ -493,6 +485,21 @@ static infsim_batch_holder *holder_entry(infsim_sched *s, infsim_batch *b, int32
   *e = (infsim_batch_holder){.holder = j};
   b->holders = s->holders;
   return e;
+}
+
+/* The holder entry of instance j in the batch's list (added if new).
+ * O(1): holder_at[j] is where j was last put in the list; it is j's entry
+ * in this batch exactly when it is within the list and names j (a holder
+ * is in the list at most once), so nothing resets it between batches. A
+ * prompt chunk of a long split request looks its holders up once per run
+ * of its block table: millions of times an hour on a fragmented table. */
+static inline infsim_batch_holder *holder_entry(infsim_sched *s, infsim_batch *b, int32_t j, infsim_error *err) {
+  assert(j >= 0);
+  if (j < s->holder_at_capacity) {
+    int32_t i = s->holder_at[j];
+    if (i >= 0 && i < b->holder_count && s->holders[i].holder == j) return &s->holders[i];
+  }
+  return holder_add(s, b, j, err);
 }
 
 /* A prompt chunk of a split request: its earlier KV and its new KV per
