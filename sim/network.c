@@ -95,7 +95,21 @@ struct infsim_network {
   size_t touched_cap;
   int32_t *act;
   size_t act_cap;
+  /* Every route's rate and latency in a cluster network, built once
+   * (routes and links do not change during a run): NULL where the
+   * endpoints are too many for a table (then computed per call). */
+  struct net_route_s *routes;
+  int32_t route_endpoints;
 };
+
+typedef struct net_route_s {
+  double bytes_per_s; /* the path's narrowest link; 0: no link */
+  int64_t latency_ns; /* over its links */
+} net_route;
+
+/* Endpoints up to which a cluster network keeps a table of its routes'
+ * rates: 256^2 routes of 16 bytes, 1 MiB. */
+#define ROUTE_TABLE_MAX_ENDPOINTS 256
 
 const char *infsim_link_kind_name(infsim_link_kind k) {
   switch (k) {
@@ -130,6 +144,7 @@ void infsim_network_free(infsim_network *net) {
   free(net->parts);
   free(net->touched);
   free(net->act);
+  free(net->routes);
   free(net);
 }
 
@@ -170,6 +185,8 @@ static int32_t nodes_of(const infsim_topology *t) {
   return (t->instances + t->instances_per_node - 1) / t->instances_per_node;
 }
 
+static void route_table(infsim_network *net);
+
 infsim_status infsim_network_new_cluster(const infsim_topology *t, infsim_network **out, infsim_error *err) {
   if (t->instances < 1 || t->instances_per_node < 1)
     return infsim_fail(err, INFSIM_EINPUT, "network: instances and instances per node must be >= 1");
@@ -204,6 +221,7 @@ infsim_status infsim_network_new_cluster(const infsim_topology *t, infsim_networ
     infsim_network_free(net);
     return st;
   }
+  route_table(net);
   *out = net;
   return INFSIM_OK;
 }
@@ -235,6 +253,54 @@ int infsim_network_route(const infsim_network *net, int32_t src, int32_t dst, in
   links[0] = src_gpu ? 4 * src + 2 : 4 * dst + 3;
   return 1;
 }
+
+static void route_rate_compute(const infsim_network *net, const int32_t *path, int len, double *bytes_per_s,
+                               int64_t *latency_ns) {
+  *bytes_per_s = 0.0;
+  *latency_ns = 0;
+  for (int i = 0; i < len; i++) {
+    const infsim_link_info *l = &net->links[path[i]].info;
+    if (*bytes_per_s == 0.0 || l->bytes_per_s < *bytes_per_s) *bytes_per_s = l->bytes_per_s;
+    *latency_ns += l->latency_ns;
+  }
+}
+
+/* The table of every route's rate and latency, when the endpoints are few
+ * enough; without memory for it, they are computed per call.
+ * DistAttention pricing looks up the rate to each holder of every batch,
+ * and every message its route's: hundreds of thousands of lookups an
+ * hour, each a path and a walk of its links. */
+static void route_table(infsim_network *net) {
+  int32_t e = net->topo.instances + nodes_of(&net->topo);
+  if (e > ROUTE_TABLE_MAX_ENDPOINTS) return;
+  net_route *r = malloc((size_t)e * (size_t)e * sizeof *r);
+  if (r == NULL) return;
+  for (int32_t src = 0; src < e; src++)
+    for (int32_t dst = 0; dst < e; dst++) {
+      net_route *q = &r[(size_t)src * (size_t)e + (size_t)dst];
+      int32_t path[INFSIM_NET_MAX_PATH];
+      int len = infsim_network_route(net, src, dst, path);
+      route_rate_compute(net, path, len, &q->bytes_per_s, &q->latency_ns);
+    }
+  net->routes = r;
+  net->route_endpoints = e;
+}
+
+void infsim_network_route_rate(const infsim_network *net, int32_t src, int32_t dst, double *bytes_per_s,
+                               int64_t *latency_ns) {
+  if (net->routes == NULL) {
+    int32_t path[INFSIM_NET_MAX_PATH];
+    int len = infsim_network_route(net, src, dst, path);
+    route_rate_compute(net, path, len, bytes_per_s, latency_ns);
+    return;
+  }
+  assert(src >= 0 && src < net->route_endpoints && dst >= 0 && dst < net->route_endpoints);
+  const net_route *q = &net->routes[(size_t)src * (size_t)net->route_endpoints + (size_t)dst];
+  *bytes_per_s = q->bytes_per_s;
+  *latency_ns = q->latency_ns;
+}
+
+bool infsim_network_route_table(const infsim_network *net) { return net->routes != NULL; }
 
 /* ---- flows ---- */
 

@@ -240,6 +240,61 @@ static void test_cluster_routes(void **state) {
   infsim_network_free(net);
 }
 
+/* Every route's rate and latency (the table of a small cluster; computed
+ * per call in one of more than 256 endpoints) against its path's links:
+ * the narrowest bandwidth and the latencies' sum; and a few by hand. */
+static void check_route_rates(infsim_network *net, int32_t endpoints) {
+  for (int32_t src = 0; src < endpoints; src++)
+    for (int32_t dst = 0; dst < endpoints; dst++) {
+      int32_t p[INFSIM_NET_MAX_PATH];
+      int len = infsim_network_route(net, src, dst, p);
+      double bw = 0;
+      int64_t lat = 0;
+      for (int k = 0; k < len; k++) {
+        infsim_link_info l = infsim_network_link(net, p[k]);
+        if (bw == 0 || l.bytes_per_s < bw) bw = l.bytes_per_s;
+        lat += l.latency_ns;
+      }
+      double got_bw = -1;
+      int64_t got_lat = -1;
+      infsim_network_route_rate(net, src, dst, &got_bw, &got_lat);
+      assert_true(got_bw == bw);
+      assert_int_equal(got_lat, lat);
+    }
+}
+
+static void test_route_rates(void **state) {
+  (void)state;
+  infsim_topology t = {.instances = 6, .instances_per_node = 4, .nvlink_bytes_per_s = 300e9,
+                       .nic_bytes_per_s = 25e9, .pcie_bytes_per_s = 54e9, .nvlink_latency_ns = 1000,
+                       .nic_latency_ns = 5000, .pcie_latency_ns = 2000};
+  infsim_network *net = NULL;
+  assert_int_equal(infsim_network_new_cluster(&t, &net, NULL), INFSIM_OK);
+  assert_true(infsim_network_route_table(net));
+  check_route_rates(net, 6 + 2);
+  double bw;
+  int64_t lat;
+  infsim_network_route_rate(net, 1, 3, &bw, &lat); /* NVLink up and down */
+  assert_true(bw == 300e9);
+  assert_int_equal(lat, 2000);
+  infsim_network_route_rate(net, 1, 5, &bw, &lat); /* NIC out and in */
+  assert_true(bw == 25e9);
+  assert_int_equal(lat, 10000);
+  infsim_network_route_rate(net, 5, 6 + 1, &bw, &lat); /* PCIe to its host */
+  assert_true(bw == 54e9);
+  assert_int_equal(lat, 2000);
+  infsim_network_route_rate(net, 4, 4, &bw, &lat);
+  assert_true(bw == 0);
+  assert_int_equal(lat, 0);
+  infsim_network_free(net);
+  t.instances = 300;
+  t.instances_per_node = 8;
+  assert_int_equal(infsim_network_new_cluster(&t, &net, NULL), INFSIM_OK);
+  assert_false(infsim_network_route_table(net));
+  check_route_rates(net, 300 + 38);
+  infsim_network_free(net);
+}
+
 static void sum_done(void *ctx, int64_t id, int64_t tag, int64_t at_ns) {
   (void)id;
   (void)at_ns;
@@ -488,6 +543,7 @@ int main(void) {
       cmocka_unit_test(test_steady_flows_on_free_links),
       cmocka_unit_test(test_cluster_routes),              cmocka_unit_test(test_random_flows_conserve_bytes),
       cmocka_unit_test(test_bad_input),
+      cmocka_unit_test(test_route_rates),
       cmocka_unit_test(test_crowded_paths_match_flow_by_flow_filling),
       cmocka_unit_test(test_probe_shares_of_a_step),
   };
