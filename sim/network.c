@@ -95,6 +95,15 @@ struct infsim_network {
   size_t touched_cap;
   int32_t *act;
   size_t act_cap;
+  /* Per link, when its load last went above 0 (-1: idle): its busy time
+   * is kept at its changes between idle and loaded, not added at every
+   * progress (load_changed). Beside the links, not in them: the filling
+   * and the probe index links, which a larger net_link makes dearer. */
+  int64_t *busy_from_ns;
+  /* The slots of the flows moving bytes (rate > 0), one bit each: what
+   * progress integrates, in slot order as a scan of every slot would, but
+   * a word at a time. */
+  uint64_t *moving;
   /* Every route's rate and latency in a cluster network, built once
    * (routes and links do not change during a run): NULL where the
    * endpoints are too many for a table (then computed per call). */
@@ -145,6 +154,8 @@ void infsim_network_free(infsim_network *net) {
   free(net->touched);
   free(net->act);
   free(net->routes);
+  free(net->busy_from_ns);
+  free(net->moving);
   free(net);
 }
 
@@ -157,6 +168,9 @@ infsim_status infsim_network_add_link(infsim_network *net, infsim_link_kind kind
     net_link *l = realloc(net->links, cap * sizeof *l);
     if (!l) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
     net->links = l;
+    int64_t *b = realloc(net->busy_from_ns, cap * sizeof *b);
+    if (!b) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
+    net->busy_from_ns = b;
     net->link_cap = cap;
   }
   net_link *l = &net->links[net->link_count];
@@ -166,6 +180,7 @@ infsim_status infsim_network_add_link(infsim_network *net, infsim_link_kind kind
   snprintf(l->info.dst, sizeof l->info.dst, "%s", dst);
   l->info.bytes_per_s = bytes_per_s;
   l->info.latency_ns = latency_ns;
+  net->busy_from_ns[net->link_count] = -1;
   if (id) *id = (int32_t)net->link_count;
   net->link_count++;
   return INFSIM_OK;
@@ -175,8 +190,28 @@ size_t infsim_network_link_count(const infsim_network *net) { return net->link_c
 
 infsim_link_info infsim_network_link(const infsim_network *net, int32_t link) {
   assert(link >= 0 && (size_t)link < net->link_count);
-  return net->links[link].info;
+  infsim_link_info i = net->links[link].info;
+  if (net->busy_from_ns[link] >= 0) i.busy_ns += net->now_ns - net->busy_from_ns[link];
+  return i;
 }
+
+/* After any change of link l's load: loads change only at the network's
+ * now, and progress integrates from there with the loads as they are, so
+ * counting the busy time from the changes between idle and loaded gives
+ * the same integers as adding each progress's span to the loaded links. */
+static void load_changed(infsim_network *net, size_t l) {
+  bool busy = net->links[l].load_bytes_per_s > 0;
+  int64_t *from = &net->busy_from_ns[l];
+  if (busy && *from < 0) {
+    *from = net->now_ns;
+  } else if (!busy && *from >= 0) {
+    net->links[l].info.busy_ns += net->now_ns - *from;
+    *from = -1;
+  }
+}
+
+static void moving_set(infsim_network *net, size_t s) { net->moving[s / 64] |= (uint64_t)1 << (s % 64); }
+static void moving_clear(infsim_network *net, size_t s) { net->moving[s / 64] &= ~((uint64_t)1 << (s % 64)); }
 
 /* Cluster layout: instance i owns links 4i (NVLink up), 4i+1 (NVLink
  * down), 4i+2 (PCIe up), 4i+3 (PCIe down); node n owns 4I+2n (NIC out)
@@ -411,6 +446,7 @@ static void recompute(infsim_network *net) {
     net->bounded_cap = net->flow_cap;
   }
   size_t unfixed = 0, n_live = 0, n_bounded = 0;
+  if (net->moving) memset(net->moving, 0, (net->flow_cap + 63) / 64 * sizeof *net->moving);
   for (size_t s = 0; s < net->flow_cap; s++) {
     net_flow *f = &net->flows[s];
     if (f->id < 0) continue;
@@ -524,6 +560,7 @@ static void recompute(infsim_network *net) {
       L->load_bytes_per_s += f->rate_bytes_per_s;
       if (f->rate_bytes_per_s > L->top_bytes_per_s) L->top_bytes_per_s = f->rate_bytes_per_s;
     }
+    if (f->rate_bytes_per_s > 0) moving_set(net, s);
     if (f->steady) continue;
     if (f->remaining_bytes <= 0)
       f->finish_ns = net->now_ns;
@@ -532,6 +569,7 @@ static void recompute(infsim_network *net) {
     if (f->finish_ns < net->next_ns) net->next_ns = f->finish_ns;
   }
   for (size_t c = 0; c < n_live; c++) net->classes[net->live[c]].flows = 0;
+  for (size_t l = 0; l < net->link_count; l++) load_changed(net, l);
 }
 
 /* Integrates the current rates up to t (no change of rates before t). */
@@ -539,20 +577,19 @@ static void progress(infsim_network *net, int64_t t) {
   assert(t >= net->now_ns);
   int64_t dt = t - net->now_ns;
   if (dt == 0) return;
-  for (size_t s = 0; s < net->flow_cap; s++) {
-    net_flow *f = &net->flows[s];
-    if (!is_active(net, f) || f->rate_bytes_per_s <= 0) continue;
-    double moved = f->rate_bytes_per_s * (double)dt * 1e-9;
-    if (!f->steady) {
-      moved = fmin(moved, f->remaining_bytes);
-      f->remaining_bytes -= moved;
+  for (size_t w = 0; w < (net->flow_cap + 63) / 64; w++)
+    for (uint64_t bits = net->moving[w]; bits != 0; bits &= bits - 1) {
+      net_flow *f = &net->flows[w * 64 + (size_t)__builtin_ctzll(bits)];
+      assert(is_active(net, f) && f->rate_bytes_per_s > 0);
+      double moved = f->rate_bytes_per_s * (double)dt * 1e-9;
+      if (!f->steady) {
+        moved = fmin(moved, f->remaining_bytes);
+        f->remaining_bytes -= moved;
+      }
+      f->carried_bytes += moved;
+      for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].info.bytes += moved;
     }
-    f->carried_bytes += moved;
-    for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].info.bytes += moved;
-  }
-  for (size_t l = 0; l < net->link_count; l++)
-    if (net->links[l].load_bytes_per_s > 0) net->links[l].info.busy_ns += dt;
-  net->now_ns = t;
+  net->now_ns = t; /* the loaded links' busy time: load_changed */
 }
 
 static infsim_status new_flow(infsim_network *net, const int32_t *path, int path_len, int64_t start_ns,
@@ -580,6 +617,10 @@ static infsim_status new_flow(infsim_network *net, const int32_t *path, int path
     size_t *fs = realloc(net->free_slots, cap * sizeof *fs);
     if (!fs) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
     net->free_slots = fs;
+    uint64_t *mv = realloc(net->moving, (cap + 63) / 64 * sizeof *mv);
+    if (!mv) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
+    net->moving = mv;
+    for (size_t w = (net->flow_cap + 63) / 64; w < (cap + 63) / 64; w++) mv[w] = 0;
     for (size_t s = cap; s-- > net->flow_cap;) {
       net->flows[s].id = -1;
       net->generation[s] = 0;
@@ -665,7 +706,9 @@ infsim_status infsim_network_add_steady(infsim_network *net, double rate_bytes_p
       net_link *L = &net->links[f->path[k]];
       L->load_bytes_per_s += rate_bytes_per_s;
       if (rate_bytes_per_s > L->top_bytes_per_s) L->top_bytes_per_s = rate_bytes_per_s;
+      load_changed(net, (size_t)f->path[k]);
     }
+    moving_set(net, (size_t)(f - net->flows));
     return INFSIM_OK;
   }
   admitted(net, f);
@@ -674,6 +717,7 @@ infsim_status infsim_network_add_steady(infsim_network *net, double rate_bytes_p
 
 static void drop(infsim_network *net, net_flow *f) {
   size_t slot = (size_t)(f - net->flows);
+  moving_clear(net, slot);
   for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].flows_on--;
   f->id = -1;
   net->free_slots[net->free_count++] = slot;
@@ -688,7 +732,10 @@ double infsim_network_remove(infsim_network *net, int64_t id, int64_t now_ns) {
   double carried = f->carried_bytes;
   bool was_active = is_active(net, f);
   if (was_active && f->steady && unsaturated(net, f, 0.0)) {
-    for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].load_bytes_per_s -= f->rate_bytes_per_s;
+    for (int k = 0; k < f->path_len; k++) {
+      net->links[f->path[k]].load_bytes_per_s -= f->rate_bytes_per_s;
+      load_changed(net, (size_t)f->path[k]);
+    }
     drop(net, f);
     return carried;
   }

@@ -295,6 +295,61 @@ static void test_route_rates(void **state) {
   infsim_network_free(net);
 }
 
+/* Steady flows coming and going at random over a cluster, some on free
+ * links (no refilling), some crowding a NIC (refilled): every link's busy
+ * time is the time at least one of them crossed it, counted here from the
+ * flows alone, and its bytes what they carried at their rates. */
+static void test_busy_time_of_steady_flows(void **state) {
+  (void)state;
+  gsl_rng *rng = infsim_rng_new(5, "test.network.busy");
+  infsim_topology t = {.instances = 8, .instances_per_node = 4, .nvlink_bytes_per_s = 300e9,
+                       .nic_bytes_per_s = 25e9, .pcie_bytes_per_s = 25e9, .nvlink_latency_ns = 1000,
+                       .nic_latency_ns = 5000, .pcie_latency_ns = 2000};
+  infsim_network *net = NULL;
+  assert_int_equal(infsim_network_new_cluster(&t, &net, NULL), INFSIM_OK);
+  enum { LINKS = 8 * 4 + 2 * 2, SLOTS = 24 };
+  int64_t id[SLOTS], on[LINKS] = {0}, busy[LINKS] = {0}, now = 0;
+  int32_t paths[SLOTS][INFSIM_NET_MAX_PATH];
+  int lens[SLOTS] = {0};
+  double done = 0, expect = 0;
+  for (int i = 0; i < SLOTS; i++) id[i] = -1;
+  for (int step = 0; step < 3000; step++) {
+    int64_t dt = (int64_t)gsl_rng_uniform_int(rng, 100000);
+    for (int l = 0; l < LINKS; l++)
+      if (on[l] > 0) busy[l] += dt;
+    for (int j = 0; j < SLOTS; j++) /* rates hold between two changes */
+      if (id[j] >= 0) expect += infsim_network_rate(net, id[j]) * (double)dt * 1e-9 * lens[j];
+    now += dt;
+    infsim_network_advance(net, now, NULL, NULL);
+    int i = (int)gsl_rng_uniform_int(rng, SLOTS);
+    if (id[i] >= 0) {
+      done += infsim_network_remove(net, id[i], now) * lens[i];
+      id[i] = -1;
+      for (int k = 0; k < lens[i]; k++) on[paths[i][k]]--;
+    } else {
+      int32_t src = (int32_t)gsl_rng_uniform_int(rng, 10), dst = (int32_t)gsl_rng_uniform_int(rng, 10);
+      lens[i] = infsim_network_route(net, src, dst, paths[i]);
+      if (lens[i] == 0) continue;
+      /* whole GB/s: loads that flows leave without a refilling come back
+       * to exactly 0 (a fraction left by rounding would count as busy) */
+      double rate = gsl_rng_uniform(rng) < 0.5 ? 1e9 : 1e9 * (double)(4 + gsl_rng_uniform_int(rng, 10));
+      assert_int_equal(infsim_network_add_steady(net, rate, paths[i], lens[i], now, i, &id[i], NULL), INFSIM_OK);
+      for (int k = 0; k < lens[i]; k++) on[paths[i][k]]++;
+    }
+    infsim_network_check(net);
+    for (int l = 0; l < LINKS; l++) assert_int_equal(infsim_network_link(net, l).busy_ns, busy[l]);
+  }
+  for (int i = 0; i < SLOTS; i++)
+    if (id[i] >= 0) done += infsim_network_remove(net, id[i], now) * lens[i];
+  double bytes = 0;
+  for (int l = 0; l < LINKS; l++) bytes += infsim_network_link(net, l).bytes;
+  assert_true(bytes > 0);
+  assert_float_equal(bytes, expect, expect * 1e-9); /* each flow's rate x time, on every link of its path */
+  assert_float_equal(done, expect, expect * 1e-9);  /* and what remove said each carried */
+  infsim_network_free(net);
+  gsl_rng_free(rng);
+}
+
 static void sum_done(void *ctx, int64_t id, int64_t tag, int64_t at_ns) {
   (void)id;
   (void)at_ns;
@@ -544,6 +599,7 @@ int main(void) {
       cmocka_unit_test(test_cluster_routes),              cmocka_unit_test(test_random_flows_conserve_bytes),
       cmocka_unit_test(test_bad_input),
       cmocka_unit_test(test_route_rates),
+      cmocka_unit_test(test_busy_time_of_steady_flows),
       cmocka_unit_test(test_crowded_paths_match_flow_by_flow_filling),
       cmocka_unit_test(test_probe_shares_of_a_step),
   };
