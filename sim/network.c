@@ -58,7 +58,7 @@ typedef struct {
   int64_t active_at_ns;    /* start + path latency */
   double rate_bytes_per_s;
   int64_t finish_ns;       /* INT64_MAX: none under current rates */
-  int32_t cls;             /* its path's class (flows with no rate bound) */
+  int32_t cls;             /* its path's class (flows with no rate bound; -1 for the others) */
 } net_flow;
 
 struct infsim_network {
@@ -592,7 +592,9 @@ static void progress(infsim_network *net, int64_t t) {
   net->now_ns = t; /* the loaded links' busy time: load_changed */
 }
 
-static infsim_status new_flow(infsim_network *net, const int32_t *path, int path_len, int64_t start_ns,
+/* A new flow over path; `bounded`: it will have a rate bound, so it
+ * takes part in the filling on its own and needs no class. */
+static infsim_status new_flow(infsim_network *net, const int32_t *path, int path_len, int64_t start_ns, bool bounded,
                               net_flow **out, infsim_error *err) {
   if (path_len < 1 || path_len > INFSIM_NET_MAX_PATH)
     return infsim_fail(err, INFSIM_EINPUT, "network: a flow's path has 1 to %d links, not %d", INFSIM_NET_MAX_PATH,
@@ -604,8 +606,8 @@ static infsim_status new_flow(infsim_network *net, const int32_t *path, int path
       if (path[j] == path[k]) return infsim_fail(err, INFSIM_EINPUT, "network: link %d twice in a path", (int)path[k]);
   }
   assert(start_ns >= net->now_ns);
-  int32_t cls = class_for(net, path, path_len);
-  if (cls < 0) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
+  int32_t cls = bounded ? -1 : class_for(net, path, path_len);
+  if (!bounded && cls < 0) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
   if (net->free_count == 0) {
     size_t cap = net->flow_cap ? 2 * net->flow_cap : 16;
     net_flow *f = realloc(net->flows, cap * sizeof *f);
@@ -665,7 +667,7 @@ infsim_status infsim_network_add_flow(infsim_network *net, int64_t bytes, const 
   if (bytes < 0 || rate_bound_bytes_per_s < 0 || !isfinite(rate_bound_bytes_per_s))
     return infsim_fail(err, INFSIM_EINPUT, "network: a flow needs bytes >= 0 and a rate bound >= 0");
   net_flow *f = NULL;
-  infsim_status st = new_flow(net, path, path_len, start_ns, &f, err);
+  infsim_status st = new_flow(net, path, path_len, start_ns, rate_bound_bytes_per_s > 0, &f, err);
   if (st != INFSIM_OK) return st;
   f->remaining_bytes = (double)bytes;
   f->bound_bytes_per_s = rate_bound_bytes_per_s;
@@ -693,7 +695,7 @@ infsim_status infsim_network_add_steady(infsim_network *net, double rate_bytes_p
   if (!(rate_bytes_per_s > 0) || !isfinite(rate_bytes_per_s))
     return infsim_fail(err, INFSIM_EINPUT, "network: a steady flow needs a rate > 0");
   net_flow *f = NULL;
-  infsim_status st = new_flow(net, path, path_len, start_ns, &f, err);
+  infsim_status st = new_flow(net, path, path_len, start_ns, true, &f, err);
   if (st != INFSIM_OK) return st;
   f->steady = true;
   f->active_at_ns = start_ns; /* its user prices the path latency per step */
