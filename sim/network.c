@@ -111,6 +111,7 @@ struct infsim_network {
    * endpoints are too many for a table (then computed per call). */
   struct net_route_s *routes;
   int32_t route_endpoints;
+  int32_t *node; /* per endpoint of a cluster network, its node (every route asks for two) */
 };
 
 typedef struct net_route_s {
@@ -156,6 +157,7 @@ void infsim_network_free(infsim_network *net) {
   free(net->touched);
   free(net->act);
   free(net->routes);
+  free(net->node);
   free(net->busy_from_ns);
   free(net->moving);
   free(net->act_links);
@@ -255,10 +257,15 @@ infsim_status infsim_network_new_cluster(const infsim_topology *t, infsim_networ
     if (st == INFSIM_OK)
       st = infsim_network_add_link(net, INFSIM_LINK_NIC, "fabric", b, t->nic_bytes_per_s, t->nic_latency_ns, NULL, err);
   }
+  int32_t endpoints = t->instances + nodes_of(t);
+  net->node = st == INFSIM_OK ? malloc((size_t)endpoints * sizeof *net->node) : NULL;
+  if (st == INFSIM_OK && net->node == NULL) st = infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
   if (st != INFSIM_OK) {
     infsim_network_free(net);
     return st;
   }
+  for (int32_t ep = 0; ep < endpoints; ep++)
+    net->node[ep] = ep < t->instances ? ep / t->instances_per_node : ep - t->instances;
   route_table(net);
   *out = net;
   return INFSIM_OK;
@@ -268,7 +275,8 @@ int32_t infsim_network_node_of(const infsim_network *net, int32_t ep) {
   assert(net->cluster);
   const infsim_topology *t = &net->topo;
   assert(ep >= 0 && ep < t->instances + nodes_of(t));
-  return ep < t->instances ? ep / t->instances_per_node : ep - t->instances;
+  (void)t;
+  return net->node[ep];
 }
 
 int infsim_network_route(const infsim_network *net, int32_t src, int32_t dst, int32_t *links) {
