@@ -889,7 +889,7 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
     net->touched_cap = want;
   }
   uint32_t epoch = ++net->probe_epoch;
-  size_t nt = 0, parts = 0;
+  size_t nt = 0, parts = 0, walked = 0; /* walked: parts for flows already there, not fixed at their bound */
   bool loaded = false;
   for (int i = 0; i < n; i++) {
     probe_part *p = probe_slot(net, parts++);
@@ -944,6 +944,7 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
       continue;
     }
     probe_part *p = probe_slot(net, parts++);
+    walked++;
     for (int k = 0; k < len; k++) {
       p->path[k] = on[k];
       net->links[on[k]].probe_unfixed++;
@@ -977,8 +978,10 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
     assert(isfinite(delta));
     delta = delta > 0 ? delta : 0;
     double x = level + delta;
-    size_t kept = 0;
-    for (size_t a = 0; a < na; a++) {
+    /* Only the flows already there have bounds (the new parts have none,
+     * and none of those is below x): without them, nothing to scan. */
+    size_t kept = 0, walked_before = walked;
+    for (size_t a = 0; a < na && walked_before > 0; a++) {
       probe_part *p = &net->parts[act[a]];
       if (p->bound_bytes_per_s > x) {
         act[kept++] = act[a];
@@ -986,6 +989,7 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
       }
       p->fixed = true;
       p->rate_bytes_per_s = p->bound_bytes_per_s;
+      walked--;
       double more = p->bound_bytes_per_s > level ? p->bound_bytes_per_s - level : 0;
       for (int k = 0; k < p->path_len; k++) {
         net_link *L = &net->links[p->path[k]];
@@ -993,7 +997,7 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
         L->probe_unfixed--;
       }
     }
-    if (kept < na) {
+    if (walked_before > walked) {
       na = kept;
       continue;
     }
