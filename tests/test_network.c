@@ -577,6 +577,68 @@ static void test_probe_shares_of_a_step(void **state) {
   infsim_network_free(net);
 }
 
+/* The probe against the filling itself: random flows on a cluster, then
+ * a random step's transfers probed; the same transfers as flows of a
+ * network holding the flows there at their rates as bounds (what the
+ * probe lets them keep at most) get the probe's shares. */
+static int random_route(const infsim_network *net, gsl_rng *rng, int32_t *path) {
+  return infsim_network_route(net, (int32_t)gsl_rng_uniform_int(rng, 10), (int32_t)gsl_rng_uniform_int(rng, 10), path);
+}
+
+static void test_probe_matches_filling_with_rates_as_bounds(void **state) {
+  (void)state;
+  gsl_rng *rng = infsim_rng_new(17, "test.network.probe");
+  infsim_topology t = {.instances = 8, .instances_per_node = 4, .nvlink_bytes_per_s = 300e9,
+                       .nic_bytes_per_s = 25e9, .pcie_bytes_per_s = 25e9, .nvlink_latency_ns = 1000,
+                       .nic_latency_ns = 5000, .pcie_latency_ns = 2000};
+  for (int c = 0; c < 300; c++) {
+    infsim_network *net = NULL, *ref = NULL;
+    assert_int_equal(infsim_network_new_cluster(&t, &net, NULL), INFSIM_OK);
+    assert_int_equal(infsim_network_new_cluster(&t, &ref, NULL), INFSIM_OK);
+    enum { FLOWS = 24, PARTS = 8 };
+    int32_t fp[FLOWS][INFSIM_NET_MAX_PATH], pp[PARTS][INFSIM_NET_MAX_PATH];
+    int fl[FLOWS], pl[PARTS];
+    int nf = (int)gsl_rng_uniform_int(rng, FLOWS + 1), np = 1 + (int)gsl_rng_uniform_int(rng, PARTS);
+    int64_t id[FLOWS];
+    for (int i = 0; i < nf; i++) {
+      do fl[i] = random_route(net, rng, fp[i]);
+      while (fl[i] == 0);
+      if (gsl_rng_uniform(rng) < 0.5) {
+        double bound = gsl_rng_uniform(rng) < 0.5 ? 0 : 1e9 * (double)(1 + gsl_rng_uniform_int(rng, 20));
+        assert_int_equal(infsim_network_add_flow(net, INT64_C(1) << 50, fp[i], fl[i], 0, bound, i, &id[i], NULL),
+                         INFSIM_OK);
+      } else {
+        double rate = 1e9 * (double)(1 + gsl_rng_uniform_int(rng, 15));
+        assert_int_equal(infsim_network_add_steady(net, rate, fp[i], fl[i], 0, i, &id[i], NULL), INFSIM_OK);
+      }
+    }
+    infsim_network_advance(net, 1000000, NULL, NULL); /* every flow past its latency */
+    for (int j = 0; j < np; j++)
+      do pl[j] = random_route(net, rng, pp[j]);
+      while (pl[j] == 0);
+    double rates[PARTS];
+    infsim_network_probe(net, np, (const int32_t(*)[INFSIM_NET_MAX_PATH])pp, pl, rates);
+    int64_t rid;
+    for (int i = 0; i < nf; i++) {
+      double r = infsim_network_rate(net, id[i]);
+      assert_true(r > 0);
+      assert_int_equal(infsim_network_add_steady(ref, r, fp[i], fl[i], 0, i, &rid, NULL), INFSIM_OK);
+    }
+    int64_t part[PARTS];
+    for (int j = 0; j < np; j++)
+      assert_int_equal(infsim_network_add_steady(ref, 1e30, pp[j], pl[j], 0, 100 + j, &part[j], NULL), INFSIM_OK);
+    infsim_network_check(ref);
+    for (int j = 0; j < np; j++) {
+      double want = infsim_network_rate(ref, part[j]);
+      if (fabs(rates[j] - want) > 1e-6 * want)
+        fail_msg("case %d part %d: probe %.6g, filling %.6g", c, j, rates[j], want);
+    }
+    infsim_network_free(net);
+    infsim_network_free(ref);
+  }
+  gsl_rng_free(rng);
+}
+
 static void test_bad_input(void **state) {
   (void)state;
   infsim_network *net = one_link(1e9, 0);
@@ -600,6 +662,7 @@ int main(void) {
       cmocka_unit_test(test_bad_input),
       cmocka_unit_test(test_route_rates),
       cmocka_unit_test(test_busy_time_of_steady_flows),
+      cmocka_unit_test(test_probe_matches_filling_with_rates_as_bounds),
       cmocka_unit_test(test_crowded_paths_match_flow_by_flow_filling),
       cmocka_unit_test(test_probe_shares_of_a_step),
   };
