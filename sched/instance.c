@@ -455,10 +455,21 @@ static infsim_status fill_entries(infsim_sched *s, const instance *in, bool deco
   return INFSIM_OK;
 }
 
-/* The holder entry of instance j in the batch's list (added if new). */
-static infsim_batch_holder *holder_entry(infsim_sched *s, infsim_batch *b, int32_t j, infsim_error *err) {
-  for (int32_t i = 0; i < b->holder_count; i++)
-    if (s->holders[i].holder == j) return &s->holders[i];
+/* Instance j's new entry at the end of the batch's list; NULL when out
+ * of memory. */
+static infsim_batch_holder *holder_add(infsim_sched *s, infsim_batch *b, int32_t j, infsim_error *err) {
+  if (j >= s->holder_at_capacity) {
+    int32_t cap = s->holder_at_capacity ? 2 * s->holder_at_capacity : 64;
+    while (cap <= j) cap *= 2;
+    int32_t *at = realloc(s->holder_at, (size_t)cap * sizeof *at);
+    if (at == NULL) {
+      infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+      return NULL;
+    }
+    for (int32_t i = s->holder_at_capacity; i < cap; i++) at[i] = -1;
+    s->holder_at = at;
+    s->holder_at_capacity = cap;
+  }
   if (b->holder_count == s->holder_capacity) {
     int32_t cap = s->holder_capacity ? 2 * s->holder_capacity : 8;
     infsim_batch_holder *h = realloc(s->holders, (size_t)cap * sizeof *h);
@@ -469,15 +480,96 @@ static infsim_batch_holder *holder_entry(infsim_sched *s, infsim_batch *b, int32
     s->holders = h;
     s->holder_capacity = cap;
   }
+  s->holder_at[j] = b->holder_count;
   infsim_batch_holder *e = &s->holders[b->holder_count++];
   *e = (infsim_batch_holder){.holder = j};
   b->holders = s->holders;
   return e;
 }
 
+/* The holder entry of instance j in the batch's list (added if new).
+ * O(1): holder_at[j] is where j was last put in the list; it is j's entry
+ * in this batch exactly when it is within the list and names j (a holder
+ * is in the list at most once), so nothing resets it between batches. A
+ * prompt chunk of a long split request looks its holders up once per run
+ * of its block table: millions of times an hour on a fragmented table. */
+static inline infsim_batch_holder *holder_entry(infsim_sched *s, infsim_batch *b, int32_t j, infsim_error *err) {
+  assert(j >= 0);
+  if (j < s->holder_at_capacity) {
+    int32_t i = s->holder_at[j];
+    if (i >= 0 && i < b->holder_count && s->holders[i].holder == j) return &s->holders[i];
+  }
+  return holder_add(s, b, j, err);
+}
+
+/* Run `run` (of `tokens` tokens, at holder j) joins the memo; false when
+ * out of memory (the memo is then dropped: it is only a shortcut). */
+static bool memo_add(split_memo *m, const infsim_kv_run *run, int32_t j, int64_t tokens, int32_t owner) {
+  if (m->runs == m->copy_capacity) {
+    int64_t cap = m->copy_capacity ? 2 * m->copy_capacity : 64;
+    infsim_kv_run *c = realloc(m->copy, (size_t)cap * sizeof *c);
+    if (c == NULL) return false;
+    m->copy = c;
+    m->copy_capacity = cap;
+  }
+  m->copy[m->runs++] = *run;
+  m->blocks += run->blocks;
+  if (j == owner) return true;
+  int32_t h = 0;
+  while (h < m->holders && m->holder[h] != j) h++;
+  if (h == m->holders) {
+    if (m->holders == m->holder_capacity) {
+      int32_t cap = m->holder_capacity ? 2 * m->holder_capacity : 8;
+      int32_t *hl = realloc(m->holder, (size_t)cap * sizeof *hl);
+      if (hl == NULL) return false;
+      m->holder = hl;
+      int64_t *tk = realloc(m->tokens, (size_t)cap * sizeof *tk);
+      if (tk == NULL) return false;
+      m->tokens = tk;
+      m->holder_capacity = cap;
+    }
+    m->holder[m->holders] = j;
+    m->tokens[m->holders++] = 0;
+  }
+  m->tokens[h] += tokens;
+  return true;
+}
+
+#ifndef NDEBUG
+/* The memo against its reference: the holders of runs [0, m->runs) of
+ * the table as it is now, in first-appearance order, and their tokens. */
+static void memo_check(const infsim_sched *s, const split_memo *m, const infsim_kv_run *runs, int32_t owner) {
+  int32_t holders = 0;
+  int64_t blocks = 0;
+  for (int64_t i = 0; i < m->runs; i++) {
+    blocks += runs[i].blocks;
+    int32_t j = infsim_kv_holder_of(s->kv, runs[i].first);
+    if (j == owner) continue;
+    int32_t h = 0;
+    while (h < holders && m->holder[h] != j) h++;
+    assert(h < m->holders && m->holder[h] == j); /* first seen in the memo's order */
+    if (h == holders) holders++;
+  }
+  assert(holders == m->holders && blocks == m->blocks);
+  for (int32_t h = 0; h < m->holders; h++) {
+    int64_t tokens = 0;
+    for (int64_t i = 0; i < m->runs; i++)
+      if (infsim_kv_holder_of(s->kv, runs[i].first) == m->holder[h]) tokens += runs[i].blocks * s->p.block_tokens;
+    assert(tokens == m->tokens[h]);
+  }
+}
+#endif
+
 /* A prompt chunk of a split request: its earlier KV and its new KV per
- * holder, from the block table (token order): O(runs it covers). */
-static infsim_status add_split_chunk(infsim_sched *s, const instance *in, int32_t req, int64_t chunk,
+ * holder, from the block table (token order): O(runs it covers). The
+ * runs wholly before the chunk count all their tokens as earlier KV at
+ * their holder, so the instance keeps their sums per holder (in the order
+ * the holders first appear: the batch's list takes them in that order)
+ * with a copy of those runs; the next chunk of the same prompt, finding
+ * the table's first runs as copied and still wholly before it, takes the
+ * sums and reads only the runs after them. A 120K-token prompt's chunks
+ * read a table of thousands of runs from its start each time otherwise. */
+static infsim_status add_split_chunk(infsim_sched *s, instance *in, int32_t req, int64_t chunk,
                                      infsim_batch *b, infsim_error *err) {
   const req_sched *r = &s->rs[req];
   int64_t n = 0;
@@ -485,12 +577,41 @@ static infsim_status add_split_chunk(infsim_sched *s, const instance *in, int32_
   int64_t bt = s->p.block_tokens, first = r->prefilled, end = r->prefilled + chunk;
   int32_t touched[INFSIM_KV_MAX_HOLDINGS]; /* holders this chunk reaches: its queries go there once */
   int32_t n_touched = 0;
+  split_memo *m = &in->memo;
+  bool memo = m->req == req && m->runs > 0 && m->runs <= n && m->blocks * bt <= first &&
+              memcmp(m->copy, runs, (size_t)m->runs * sizeof *runs) == 0;
+  if (!memo) {
+    m->req = req;
+    m->runs = m->blocks = 0;
+    m->holders = 0;
+  }
+#ifndef NDEBUG
+  memo_check(s, m, runs, in->id);
+#endif
+  for (int32_t h = 0; h < m->holders; h++) {
+    infsim_batch_holder *e = holder_entry(s, b, m->holder[h], err);
+    if (e == NULL) return INFSIM_ENOMEM;
+    e->prefill_context_tokens += m->tokens[h];
+    b->agg.prefill_attn_pairs -= chunk * m->tokens[h];
+    if (n_touched < INFSIM_KV_MAX_HOLDINGS) {
+      touched[n_touched++] = m->holder[h];
+      e->prefill_tokens += chunk;
+    }
+  }
+  bool growing = true; /* the runs so far are wholly before `end` and in the memo */
   /* One holder entry per run of the table (a run lies in one pool): the
    * sums below add up the same over any split of the blocks. */
-  for (int64_t i = 0, blk = 0; i < n && blk * bt < end; i++) {
+  for (int64_t i = m->runs, blk = m->blocks; i < n && blk * bt < end; i++) {
     int32_t j = infsim_kv_holder_of(s->kv, runs[i].first);
     int64_t run = blk;
     blk += runs[i].blocks;
+    if (growing && blk * bt <= end && !memo_add(m, &runs[i], j, runs[i].blocks * bt, in->id)) {
+      m->runs = m->blocks = 0; /* out of memory for the memo: none */
+      m->holders = 0;
+      m->req = -1;
+      growing = false;
+    }
+    growing &= blk * bt <= end;
     if (blk * bt > end) blk = (end + bt - 1) / bt; /* the blocks this chunk reaches */
     if (j == in->id) continue; /* host memory (the CPU tier) is a holder too */
     int64_t lo = run * bt, hi = blk * bt;
@@ -511,13 +632,16 @@ static infsim_status add_split_chunk(infsim_sched *s, const instance *in, int32_
       e->prefill_tokens += chunk; /* counted once per chunk, not once per batch's chunks */
     }
   }
+#ifndef NDEBUG
+  memo_check(s, m, runs, in->id);
+#endif
   return INFSIM_OK;
 }
 
 /* DistAttention's share of a batch: the instance's split requests in it
  * (KV partly at other instances) and the KV it holds for others. Only
  * split requests cost anything: O(split requests x holders). */
-static infsim_status add_remote(infsim_sched *s, const instance *in, bool decode, infsim_batch *b, infsim_error *err) {
+static infsim_status add_remote(infsim_sched *s, instance *in, bool decode, infsim_batch *b, infsim_error *err) {
   infsim_kv_counts c = infsim_kv_counts_of(s->kv, in->id);
   b->agg.guest_requests = infsim_kv_guests(s->kv, in->id);
   b->agg.guest_context_tokens = c.lent * s->p.block_tokens;
@@ -725,6 +849,9 @@ void instance_free(const infsim_sched *s, instance *in) {
   deque_free(&in->doomed);
   free(in->running);
   free(in->chunks);
+  free(in->memo.copy);
+  free(in->memo.holder);
+  free(in->memo.tokens);
   step_heap_free(&in->finishes);
   decode_max_free(in);
   if (in->phases != NULL)

@@ -108,6 +108,7 @@ void infsim_sched_free(infsim_sched *s) {
   free(s->rs);
   free(s->entries);
   free(s->holders);
+  free(s->holder_at);
   free(s->due);
   free(s);
 }

@@ -41,6 +41,20 @@ typedef struct {
   int64_t chunk_tokens;
 } prefill_chunk;
 
+/* A split prompt's earlier runs, as add_split_chunk last read them
+ * (instance.c): a copy of the table's first `runs` runs (`blocks` blocks,
+ * all before the prompt's next chunk) and, per holder other than the
+ * owner in the order they first appear there, their tokens. */
+typedef struct {
+  int32_t req;
+  int64_t runs, blocks;
+  infsim_kv_run *copy;
+  int64_t copy_capacity;
+  int32_t *holder;
+  int64_t *tokens;
+  int32_t holders, holder_capacity;
+} split_memo;
+
 typedef struct {
   int32_t id;
   req_deque waiting;
@@ -78,6 +92,7 @@ typedef struct {
    * (decode_max.c): the batch's longest context in O(log n). */
   struct decode_max_entry *longest;
   int32_t longest_count, longest_capacity;
+  split_memo memo;
 } instance;
 
 struct infsim_sched {
@@ -106,6 +121,8 @@ struct infsim_sched {
   int32_t entry_capacity;
   infsim_batch_holder *holders; /* a batch's remote holders (DistAttention) */
   int32_t holder_capacity;
+  int32_t *holder_at; /* per holder (pool id): its index in holders when it is in the batch's list (else stale) */
+  int32_t holder_at_capacity;
   int64_t n_phases;  /* phase sets per instance (instance.c) */
   step_event *due; /* the boundaries of one step, when blocks may run short */
   int32_t due_capacity;

@@ -58,7 +58,7 @@ typedef struct {
   int64_t active_at_ns;    /* start + path latency */
   double rate_bytes_per_s;
   int64_t finish_ns;       /* INT64_MAX: none under current rates */
-  int32_t cls;             /* its path's class (flows with no rate bound) */
+  int32_t cls;             /* its path's class (flows with no rate bound; -1 for the others) */
 } net_flow;
 
 struct infsim_network {
@@ -95,7 +95,33 @@ struct infsim_network {
   size_t touched_cap;
   int32_t *act;
   size_t act_cap;
+  /* Per link, when its load last went above 0 (-1: idle): its busy time
+   * is kept at its changes between idle and loaded, not added at every
+   * progress (load_changed). Beside the links, not in them: the filling
+   * and the probe index links, which a larger net_link makes dearer. */
+  int64_t *busy_from_ns;
+  /* The slots of the flows moving bytes (rate > 0), one bit each: what
+   * progress integrates, in slot order as a scan of every slot would, but
+   * a word at a time. */
+  uint64_t *moving;
+  size_t *act_links; /* scratch of the filling: links with unfixed flows */
+  size_t act_links_cap;
+  /* Every route's rate and latency in a cluster network, built once
+   * (routes and links do not change during a run): NULL where the
+   * endpoints are too many for a table (then computed per call). */
+  struct net_route_s *routes;
+  int32_t route_endpoints;
+  int32_t *node; /* per endpoint of a cluster network, its node (every route asks for two) */
 };
+
+typedef struct net_route_s {
+  double bytes_per_s; /* the path's narrowest link; 0: no link */
+  int64_t latency_ns; /* over its links */
+} net_route;
+
+/* Endpoints up to which a cluster network keeps a table of its routes'
+ * rates: 256^2 routes of 16 bytes, 1 MiB. */
+#define ROUTE_TABLE_MAX_ENDPOINTS 256
 
 const char *infsim_link_kind_name(infsim_link_kind k) {
   switch (k) {
@@ -130,6 +156,11 @@ void infsim_network_free(infsim_network *net) {
   free(net->parts);
   free(net->touched);
   free(net->act);
+  free(net->routes);
+  free(net->node);
+  free(net->busy_from_ns);
+  free(net->moving);
+  free(net->act_links);
   free(net);
 }
 
@@ -142,6 +173,9 @@ infsim_status infsim_network_add_link(infsim_network *net, infsim_link_kind kind
     net_link *l = realloc(net->links, cap * sizeof *l);
     if (!l) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
     net->links = l;
+    int64_t *b = realloc(net->busy_from_ns, cap * sizeof *b);
+    if (!b) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
+    net->busy_from_ns = b;
     net->link_cap = cap;
   }
   net_link *l = &net->links[net->link_count];
@@ -151,6 +185,7 @@ infsim_status infsim_network_add_link(infsim_network *net, infsim_link_kind kind
   snprintf(l->info.dst, sizeof l->info.dst, "%s", dst);
   l->info.bytes_per_s = bytes_per_s;
   l->info.latency_ns = latency_ns;
+  net->busy_from_ns[net->link_count] = -1;
   if (id) *id = (int32_t)net->link_count;
   net->link_count++;
   return INFSIM_OK;
@@ -160,8 +195,28 @@ size_t infsim_network_link_count(const infsim_network *net) { return net->link_c
 
 infsim_link_info infsim_network_link(const infsim_network *net, int32_t link) {
   assert(link >= 0 && (size_t)link < net->link_count);
-  return net->links[link].info;
+  infsim_link_info i = net->links[link].info;
+  if (net->busy_from_ns[link] >= 0) i.busy_ns += net->now_ns - net->busy_from_ns[link];
+  return i;
 }
+
+/* After any change of link l's load: loads change only at the network's
+ * now, and progress integrates from there with the loads as they are, so
+ * counting the busy time from the changes between idle and loaded gives
+ * the same integers as adding each progress's span to the loaded links. */
+static void load_changed(infsim_network *net, size_t l) {
+  bool busy = net->links[l].load_bytes_per_s > 0;
+  int64_t *from = &net->busy_from_ns[l];
+  if (busy && *from < 0) {
+    *from = net->now_ns;
+  } else if (!busy && *from >= 0) {
+    net->links[l].info.busy_ns += net->now_ns - *from;
+    *from = -1;
+  }
+}
+
+static void moving_set(infsim_network *net, size_t s) { net->moving[s / 64] |= (uint64_t)1 << (s % 64); }
+static void moving_clear(infsim_network *net, size_t s) { net->moving[s / 64] &= ~((uint64_t)1 << (s % 64)); }
 
 /* Cluster layout: instance i owns links 4i (NVLink up), 4i+1 (NVLink
  * down), 4i+2 (PCIe up), 4i+3 (PCIe down); node n owns 4I+2n (NIC out)
@@ -169,6 +224,8 @@ infsim_link_info infsim_network_link(const infsim_network *net, int32_t link) {
 static int32_t nodes_of(const infsim_topology *t) {
   return (t->instances + t->instances_per_node - 1) / t->instances_per_node;
 }
+
+static void route_table(infsim_network *net);
 
 infsim_status infsim_network_new_cluster(const infsim_topology *t, infsim_network **out, infsim_error *err) {
   if (t->instances < 1 || t->instances_per_node < 1)
@@ -200,10 +257,16 @@ infsim_status infsim_network_new_cluster(const infsim_topology *t, infsim_networ
     if (st == INFSIM_OK)
       st = infsim_network_add_link(net, INFSIM_LINK_NIC, "fabric", b, t->nic_bytes_per_s, t->nic_latency_ns, NULL, err);
   }
+  int32_t endpoints = t->instances + nodes_of(t);
+  net->node = st == INFSIM_OK ? malloc((size_t)endpoints * sizeof *net->node) : NULL;
+  if (st == INFSIM_OK && net->node == NULL) st = infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
   if (st != INFSIM_OK) {
     infsim_network_free(net);
     return st;
   }
+  for (int32_t ep = 0; ep < endpoints; ep++)
+    net->node[ep] = ep < t->instances ? ep / t->instances_per_node : ep - t->instances;
+  route_table(net);
   *out = net;
   return INFSIM_OK;
 }
@@ -212,7 +275,8 @@ int32_t infsim_network_node_of(const infsim_network *net, int32_t ep) {
   assert(net->cluster);
   const infsim_topology *t = &net->topo;
   assert(ep >= 0 && ep < t->instances + nodes_of(t));
-  return ep < t->instances ? ep / t->instances_per_node : ep - t->instances;
+  (void)t;
+  return net->node[ep];
 }
 
 int infsim_network_route(const infsim_network *net, int32_t src, int32_t dst, int32_t *links) {
@@ -235,6 +299,54 @@ int infsim_network_route(const infsim_network *net, int32_t src, int32_t dst, in
   links[0] = src_gpu ? 4 * src + 2 : 4 * dst + 3;
   return 1;
 }
+
+static void route_rate_compute(const infsim_network *net, const int32_t *path, int len, double *bytes_per_s,
+                               int64_t *latency_ns) {
+  *bytes_per_s = 0.0;
+  *latency_ns = 0;
+  for (int i = 0; i < len; i++) {
+    const infsim_link_info *l = &net->links[path[i]].info;
+    if (*bytes_per_s == 0.0 || l->bytes_per_s < *bytes_per_s) *bytes_per_s = l->bytes_per_s;
+    *latency_ns += l->latency_ns;
+  }
+}
+
+/* The table of every route's rate and latency, when the endpoints are few
+ * enough; without memory for it, they are computed per call.
+ * DistAttention pricing looks up the rate to each holder of every batch,
+ * and every message its route's: hundreds of thousands of lookups an
+ * hour, each a path and a walk of its links. */
+static void route_table(infsim_network *net) {
+  int32_t e = net->topo.instances + nodes_of(&net->topo);
+  if (e > ROUTE_TABLE_MAX_ENDPOINTS) return;
+  net_route *r = malloc((size_t)e * (size_t)e * sizeof *r);
+  if (r == NULL) return;
+  for (int32_t src = 0; src < e; src++)
+    for (int32_t dst = 0; dst < e; dst++) {
+      net_route *q = &r[(size_t)src * (size_t)e + (size_t)dst];
+      int32_t path[INFSIM_NET_MAX_PATH];
+      int len = infsim_network_route(net, src, dst, path);
+      route_rate_compute(net, path, len, &q->bytes_per_s, &q->latency_ns);
+    }
+  net->routes = r;
+  net->route_endpoints = e;
+}
+
+void infsim_network_route_rate(const infsim_network *net, int32_t src, int32_t dst, double *bytes_per_s,
+                               int64_t *latency_ns) {
+  if (net->routes == NULL) {
+    int32_t path[INFSIM_NET_MAX_PATH];
+    int len = infsim_network_route(net, src, dst, path);
+    route_rate_compute(net, path, len, bytes_per_s, latency_ns);
+    return;
+  }
+  assert(src >= 0 && src < net->route_endpoints && dst >= 0 && dst < net->route_endpoints);
+  const net_route *q = &net->routes[(size_t)src * (size_t)net->route_endpoints + (size_t)dst];
+  *bytes_per_s = q->bytes_per_s;
+  *latency_ns = q->latency_ns;
+}
+
+bool infsim_network_route_table(const infsim_network *net) { return net->routes != NULL; }
 
 /* ---- flows ---- */
 
@@ -323,6 +435,14 @@ static int32_t class_for(infsim_network *net, const int32_t *path, int path_len)
   return c;
 }
 
+/* The links of act[0..n) still crossed by unfixed flows, in their order. */
+static size_t pack_links(const infsim_network *net, size_t *act, size_t n) {
+  size_t m = 0;
+  for (size_t a = 0; a < n; a++)
+    if (net->links[act[a]].unfixed > 0) act[m++] = act[a];
+  return m;
+}
+
 static bool on_full_link(const infsim_network *net, const int32_t *path, int path_len) {
   bool on_full = false;
   for (int k = 0; k < path_len; k++) on_full |= net->links[path[k]].residual_bytes_per_s == 0;
@@ -344,7 +464,14 @@ static void recompute(infsim_network *net) {
     net->bounded = bd;
     net->bounded_cap = net->flow_cap;
   }
+  if (net->act_links_cap < net->link_count) {
+    size_t *al = realloc(net->act_links, net->link_count * sizeof *al);
+    assert(al); /* the size of the link table; out of memory here is fatal */
+    net->act_links = al;
+    net->act_links_cap = net->link_count;
+  }
   size_t unfixed = 0, n_live = 0, n_bounded = 0;
+  if (net->moving) memset(net->moving, 0, (net->flow_cap + 63) / 64 * sizeof *net->moving);
   for (size_t s = 0; s < net->flow_cap; s++) {
     net_flow *f = &net->flows[s];
     if (f->id < 0) continue;
@@ -370,12 +497,20 @@ static void recompute(infsim_network *net) {
    * is found again; when none is left below x, the level moves to x and
    * the flows of the links that filled are fixed there. Rounds: a few
    * batches of bounds plus one per link that fills, not one per distinct
-   * bound (a network of many steady flows). */
+   * bound (a network of many steady flows). Links that no unfixed flow
+   * crosses take no part in a round, and none joins later (counts only
+   * fall), so the rounds scan only the links still crossed by unfixed
+   * flows (act, packed after each round in its first order): the same
+   * arithmetic on the same values, rates bit for bit those of a scan of
+   * every link. */
+  size_t *act = net->act_links, n_act = 0;
+  for (size_t l = 0; l < net->link_count; l++)
+    if (net->links[l].unfixed > 0) act[n_act++] = l;
   double level = 0;
   while (unfixed > 0) {
     double delta = INFINITY;
-    for (size_t l = 0; l < net->link_count; l++) {
-      const net_link *L = &net->links[l];
+    for (size_t a = 0; a < n_act; a++) {
+      const net_link *L = &net->links[act[a]];
       if (L->unfixed > 0 && L->residual_bytes_per_s / L->unfixed < delta)
         delta = L->residual_bytes_per_s / L->unfixed;
     }
@@ -398,12 +533,13 @@ static void recompute(infsim_network *net) {
     }
     if (fixed_now > 0) {
       unfixed -= fixed_now;
+      n_act = pack_links(net, act, n_act);
       continue;
     }
     level = x;
     /* Which links are now full (the one that set delta at least). */
-    for (size_t l = 0; l < net->link_count; l++) {
-      net_link *L = &net->links[l];
+    for (size_t a = 0; a < n_act; a++) {
+      net_link *L = &net->links[act[a]];
       if (L->unfixed == 0) continue;
       L->residual_bytes_per_s -= delta * L->unfixed;
       if (L->residual_bytes_per_s <= SATURATED_FRAC * L->info.bytes_per_s) L->residual_bytes_per_s = 0;
@@ -426,7 +562,7 @@ static void recompute(infsim_network *net) {
     }
     /* Fixed flows leave the counts only now, so that every flow of a link
      * that filled in this round saw it full. */
-    for (size_t l = 0; l < net->link_count; l++) net->links[l].unfixed = 0;
+    for (size_t a = 0; a < n_act; a++) net->links[act[a]].unfixed = 0;
     for (size_t c = 0; c < n_live; c++) {
       const flow_class *k = &net->classes[net->live[c]];
       if (!k->fixed)
@@ -439,6 +575,7 @@ static void recompute(infsim_network *net) {
     }
     assert(fixed_now > 0); /* the link that set delta fixes someone */
     unfixed -= fixed_now;
+    n_act = pack_links(net, act, n_act);
   }
   net->next_ns = INT64_MAX;
   for (size_t s = 0; s < net->flow_cap; s++) {
@@ -458,6 +595,7 @@ static void recompute(infsim_network *net) {
       L->load_bytes_per_s += f->rate_bytes_per_s;
       if (f->rate_bytes_per_s > L->top_bytes_per_s) L->top_bytes_per_s = f->rate_bytes_per_s;
     }
+    if (f->rate_bytes_per_s > 0) moving_set(net, s);
     if (f->steady) continue;
     if (f->remaining_bytes <= 0)
       f->finish_ns = net->now_ns;
@@ -466,6 +604,7 @@ static void recompute(infsim_network *net) {
     if (f->finish_ns < net->next_ns) net->next_ns = f->finish_ns;
   }
   for (size_t c = 0; c < n_live; c++) net->classes[net->live[c]].flows = 0;
+  for (size_t l = 0; l < net->link_count; l++) load_changed(net, l);
 }
 
 /* Integrates the current rates up to t (no change of rates before t). */
@@ -473,23 +612,24 @@ static void progress(infsim_network *net, int64_t t) {
   assert(t >= net->now_ns);
   int64_t dt = t - net->now_ns;
   if (dt == 0) return;
-  for (size_t s = 0; s < net->flow_cap; s++) {
-    net_flow *f = &net->flows[s];
-    if (!is_active(net, f) || f->rate_bytes_per_s <= 0) continue;
-    double moved = f->rate_bytes_per_s * (double)dt * 1e-9;
-    if (!f->steady) {
-      moved = fmin(moved, f->remaining_bytes);
-      f->remaining_bytes -= moved;
+  for (size_t w = 0; w < (net->flow_cap + 63) / 64; w++)
+    for (uint64_t bits = net->moving[w]; bits != 0; bits &= bits - 1) {
+      net_flow *f = &net->flows[w * 64 + (size_t)__builtin_ctzll(bits)];
+      assert(is_active(net, f) && f->rate_bytes_per_s > 0);
+      double moved = f->rate_bytes_per_s * (double)dt * 1e-9;
+      if (!f->steady) {
+        moved = fmin(moved, f->remaining_bytes);
+        f->remaining_bytes -= moved;
+      }
+      f->carried_bytes += moved;
+      for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].info.bytes += moved;
     }
-    f->carried_bytes += moved;
-    for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].info.bytes += moved;
-  }
-  for (size_t l = 0; l < net->link_count; l++)
-    if (net->links[l].load_bytes_per_s > 0) net->links[l].info.busy_ns += dt;
-  net->now_ns = t;
+  net->now_ns = t; /* the loaded links' busy time: load_changed */
 }
 
-static infsim_status new_flow(infsim_network *net, const int32_t *path, int path_len, int64_t start_ns,
+/* A new flow over path; `bounded`: it will have a rate bound, so it
+ * takes part in the filling on its own and needs no class. */
+static infsim_status new_flow(infsim_network *net, const int32_t *path, int path_len, int64_t start_ns, bool bounded,
                               net_flow **out, infsim_error *err) {
   if (path_len < 1 || path_len > INFSIM_NET_MAX_PATH)
     return infsim_fail(err, INFSIM_EINPUT, "network: a flow's path has 1 to %d links, not %d", INFSIM_NET_MAX_PATH,
@@ -501,8 +641,8 @@ static infsim_status new_flow(infsim_network *net, const int32_t *path, int path
       if (path[j] == path[k]) return infsim_fail(err, INFSIM_EINPUT, "network: link %d twice in a path", (int)path[k]);
   }
   assert(start_ns >= net->now_ns);
-  int32_t cls = class_for(net, path, path_len);
-  if (cls < 0) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
+  int32_t cls = bounded ? -1 : class_for(net, path, path_len);
+  if (!bounded && cls < 0) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
   if (net->free_count == 0) {
     size_t cap = net->flow_cap ? 2 * net->flow_cap : 16;
     net_flow *f = realloc(net->flows, cap * sizeof *f);
@@ -514,6 +654,10 @@ static infsim_status new_flow(infsim_network *net, const int32_t *path, int path
     size_t *fs = realloc(net->free_slots, cap * sizeof *fs);
     if (!fs) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
     net->free_slots = fs;
+    uint64_t *mv = realloc(net->moving, (cap + 63) / 64 * sizeof *mv);
+    if (!mv) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
+    net->moving = mv;
+    for (size_t w = (net->flow_cap + 63) / 64; w < (cap + 63) / 64; w++) mv[w] = 0;
     for (size_t s = cap; s-- > net->flow_cap;) {
       net->flows[s].id = -1;
       net->generation[s] = 0;
@@ -558,7 +702,7 @@ infsim_status infsim_network_add_flow(infsim_network *net, int64_t bytes, const 
   if (bytes < 0 || rate_bound_bytes_per_s < 0 || !isfinite(rate_bound_bytes_per_s))
     return infsim_fail(err, INFSIM_EINPUT, "network: a flow needs bytes >= 0 and a rate bound >= 0");
   net_flow *f = NULL;
-  infsim_status st = new_flow(net, path, path_len, start_ns, &f, err);
+  infsim_status st = new_flow(net, path, path_len, start_ns, rate_bound_bytes_per_s > 0, &f, err);
   if (st != INFSIM_OK) return st;
   f->remaining_bytes = (double)bytes;
   f->bound_bytes_per_s = rate_bound_bytes_per_s;
@@ -586,7 +730,7 @@ infsim_status infsim_network_add_steady(infsim_network *net, double rate_bytes_p
   if (!(rate_bytes_per_s > 0) || !isfinite(rate_bytes_per_s))
     return infsim_fail(err, INFSIM_EINPUT, "network: a steady flow needs a rate > 0");
   net_flow *f = NULL;
-  infsim_status st = new_flow(net, path, path_len, start_ns, &f, err);
+  infsim_status st = new_flow(net, path, path_len, start_ns, true, &f, err);
   if (st != INFSIM_OK) return st;
   f->steady = true;
   f->active_at_ns = start_ns; /* its user prices the path latency per step */
@@ -599,7 +743,9 @@ infsim_status infsim_network_add_steady(infsim_network *net, double rate_bytes_p
       net_link *L = &net->links[f->path[k]];
       L->load_bytes_per_s += rate_bytes_per_s;
       if (rate_bytes_per_s > L->top_bytes_per_s) L->top_bytes_per_s = rate_bytes_per_s;
+      load_changed(net, (size_t)f->path[k]);
     }
+    moving_set(net, (size_t)(f - net->flows));
     return INFSIM_OK;
   }
   admitted(net, f);
@@ -608,6 +754,7 @@ infsim_status infsim_network_add_steady(infsim_network *net, double rate_bytes_p
 
 static void drop(infsim_network *net, net_flow *f) {
   size_t slot = (size_t)(f - net->flows);
+  moving_clear(net, slot);
   for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].flows_on--;
   f->id = -1;
   net->free_slots[net->free_count++] = slot;
@@ -622,7 +769,10 @@ double infsim_network_remove(infsim_network *net, int64_t id, int64_t now_ns) {
   double carried = f->carried_bytes;
   bool was_active = is_active(net, f);
   if (was_active && f->steady && unsaturated(net, f, 0.0)) {
-    for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].load_bytes_per_s -= f->rate_bytes_per_s;
+    for (int k = 0; k < f->path_len; k++) {
+      net->links[f->path[k]].load_bytes_per_s -= f->rate_bytes_per_s;
+      load_changed(net, (size_t)f->path[k]);
+    }
     drop(net, f);
     return carried;
   }
@@ -739,7 +889,7 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
     net->touched_cap = want;
   }
   uint32_t epoch = ++net->probe_epoch;
-  size_t nt = 0, parts = 0;
+  size_t nt = 0, parts = 0, walked = 0; /* walked: parts for flows already there, not fixed at their bound */
   bool loaded = false;
   for (int i = 0; i < n; i++) {
     probe_part *p = probe_slot(net, parts++);
@@ -794,6 +944,7 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
       continue;
     }
     probe_part *p = probe_slot(net, parts++);
+    walked++;
     for (int k = 0; k < len; k++) {
       p->path[k] = on[k];
       net->links[on[k]].probe_unfixed++;
@@ -827,8 +978,10 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
     assert(isfinite(delta));
     delta = delta > 0 ? delta : 0;
     double x = level + delta;
-    size_t kept = 0;
-    for (size_t a = 0; a < na; a++) {
+    /* Only the flows already there have bounds (the new parts have none,
+     * and none of those is below x): without them, nothing to scan. */
+    size_t kept = 0, walked_before = walked;
+    for (size_t a = 0; a < na && walked_before > 0; a++) {
       probe_part *p = &net->parts[act[a]];
       if (p->bound_bytes_per_s > x) {
         act[kept++] = act[a];
@@ -836,6 +989,7 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
       }
       p->fixed = true;
       p->rate_bytes_per_s = p->bound_bytes_per_s;
+      walked--;
       double more = p->bound_bytes_per_s > level ? p->bound_bytes_per_s - level : 0;
       for (int k = 0; k < p->path_len; k++) {
         net_link *L = &net->links[p->path[k]];
@@ -843,7 +997,7 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
         L->probe_unfixed--;
       }
     }
-    if (kept < na) {
+    if (walked_before > walked) {
       na = kept;
       continue;
     }

@@ -206,15 +206,7 @@ infsim_status sim_transport_network_event(infsim_sim *s, uint32_t generation, in
 }
 
 void sim_transport_route(const infsim_sim *s, int32_t src, int32_t dst, double *bytes_per_s, int64_t *latency_ns) {
-  int32_t path[INFSIM_NET_MAX_PATH];
-  int len = infsim_network_route(s->net, src, dst, path);
-  *bytes_per_s = 0.0;
-  *latency_ns = 0;
-  for (int i = 0; i < len; i++) {
-    infsim_link_info l = infsim_network_link(s->net, path[i]);
-    if (*bytes_per_s == 0.0 || l.bytes_per_s < *bytes_per_s) *bytes_per_s = l.bytes_per_s;
-    *latency_ns += l.latency_ns;
-  }
+  infsim_network_route_rate(s->net, src, dst, bytes_per_s, latency_ns);
   if (*bytes_per_s == 0.0) *bytes_per_s = 1e18; /* the same instance: no link */
 }
 

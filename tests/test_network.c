@@ -240,6 +240,116 @@ static void test_cluster_routes(void **state) {
   infsim_network_free(net);
 }
 
+/* Every route's rate and latency (the table of a small cluster; computed
+ * per call in one of more than 256 endpoints) against its path's links:
+ * the narrowest bandwidth and the latencies' sum; and a few by hand. */
+static void check_route_rates(infsim_network *net, int32_t endpoints) {
+  for (int32_t src = 0; src < endpoints; src++)
+    for (int32_t dst = 0; dst < endpoints; dst++) {
+      int32_t p[INFSIM_NET_MAX_PATH];
+      int len = infsim_network_route(net, src, dst, p);
+      double bw = 0;
+      int64_t lat = 0;
+      for (int k = 0; k < len; k++) {
+        infsim_link_info l = infsim_network_link(net, p[k]);
+        if (bw == 0 || l.bytes_per_s < bw) bw = l.bytes_per_s;
+        lat += l.latency_ns;
+      }
+      double got_bw = -1;
+      int64_t got_lat = -1;
+      infsim_network_route_rate(net, src, dst, &got_bw, &got_lat);
+      assert_true(got_bw == bw);
+      assert_int_equal(got_lat, lat);
+    }
+}
+
+static void test_route_rates(void **state) {
+  (void)state;
+  infsim_topology t = {.instances = 6, .instances_per_node = 4, .nvlink_bytes_per_s = 300e9,
+                       .nic_bytes_per_s = 25e9, .pcie_bytes_per_s = 54e9, .nvlink_latency_ns = 1000,
+                       .nic_latency_ns = 5000, .pcie_latency_ns = 2000};
+  infsim_network *net = NULL;
+  assert_int_equal(infsim_network_new_cluster(&t, &net, NULL), INFSIM_OK);
+  assert_true(infsim_network_route_table(net));
+  check_route_rates(net, 6 + 2);
+  double bw;
+  int64_t lat;
+  infsim_network_route_rate(net, 1, 3, &bw, &lat); /* NVLink up and down */
+  assert_true(bw == 300e9);
+  assert_int_equal(lat, 2000);
+  infsim_network_route_rate(net, 1, 5, &bw, &lat); /* NIC out and in */
+  assert_true(bw == 25e9);
+  assert_int_equal(lat, 10000);
+  infsim_network_route_rate(net, 5, 6 + 1, &bw, &lat); /* PCIe to its host */
+  assert_true(bw == 54e9);
+  assert_int_equal(lat, 2000);
+  infsim_network_route_rate(net, 4, 4, &bw, &lat);
+  assert_true(bw == 0);
+  assert_int_equal(lat, 0);
+  infsim_network_free(net);
+  t.instances = 300;
+  t.instances_per_node = 8;
+  assert_int_equal(infsim_network_new_cluster(&t, &net, NULL), INFSIM_OK);
+  assert_false(infsim_network_route_table(net));
+  check_route_rates(net, 300 + 38);
+  infsim_network_free(net);
+}
+
+/* Steady flows coming and going at random over a cluster, some on free
+ * links (no refilling), some crowding a NIC (refilled): every link's busy
+ * time is the time at least one of them crossed it, counted here from the
+ * flows alone, and its bytes what they carried at their rates. */
+static void test_busy_time_of_steady_flows(void **state) {
+  (void)state;
+  gsl_rng *rng = infsim_rng_new(5, "test.network.busy");
+  infsim_topology t = {.instances = 8, .instances_per_node = 4, .nvlink_bytes_per_s = 300e9,
+                       .nic_bytes_per_s = 25e9, .pcie_bytes_per_s = 25e9, .nvlink_latency_ns = 1000,
+                       .nic_latency_ns = 5000, .pcie_latency_ns = 2000};
+  infsim_network *net = NULL;
+  assert_int_equal(infsim_network_new_cluster(&t, &net, NULL), INFSIM_OK);
+  enum { LINKS = 8 * 4 + 2 * 2, SLOTS = 24 };
+  int64_t id[SLOTS], on[LINKS] = {0}, busy[LINKS] = {0}, now = 0;
+  int32_t paths[SLOTS][INFSIM_NET_MAX_PATH];
+  int lens[SLOTS] = {0};
+  double done = 0, expect = 0;
+  for (int i = 0; i < SLOTS; i++) id[i] = -1;
+  for (int step = 0; step < 3000; step++) {
+    int64_t dt = (int64_t)gsl_rng_uniform_int(rng, 100000);
+    for (int l = 0; l < LINKS; l++)
+      if (on[l] > 0) busy[l] += dt;
+    for (int j = 0; j < SLOTS; j++) /* rates hold between two changes */
+      if (id[j] >= 0) expect += infsim_network_rate(net, id[j]) * (double)dt * 1e-9 * lens[j];
+    now += dt;
+    infsim_network_advance(net, now, NULL, NULL);
+    int i = (int)gsl_rng_uniform_int(rng, SLOTS);
+    if (id[i] >= 0) {
+      done += infsim_network_remove(net, id[i], now) * lens[i];
+      id[i] = -1;
+      for (int k = 0; k < lens[i]; k++) on[paths[i][k]]--;
+    } else {
+      int32_t src = (int32_t)gsl_rng_uniform_int(rng, 10), dst = (int32_t)gsl_rng_uniform_int(rng, 10);
+      lens[i] = infsim_network_route(net, src, dst, paths[i]);
+      if (lens[i] == 0) continue;
+      /* whole GB/s: loads that flows leave without a refilling come back
+       * to exactly 0 (a fraction left by rounding would count as busy) */
+      double rate = gsl_rng_uniform(rng) < 0.5 ? 1e9 : 1e9 * (double)(4 + gsl_rng_uniform_int(rng, 10));
+      assert_int_equal(infsim_network_add_steady(net, rate, paths[i], lens[i], now, i, &id[i], NULL), INFSIM_OK);
+      for (int k = 0; k < lens[i]; k++) on[paths[i][k]]++;
+    }
+    infsim_network_check(net);
+    for (int l = 0; l < LINKS; l++) assert_int_equal(infsim_network_link(net, l).busy_ns, busy[l]);
+  }
+  for (int i = 0; i < SLOTS; i++)
+    if (id[i] >= 0) done += infsim_network_remove(net, id[i], now) * lens[i];
+  double bytes = 0;
+  for (int l = 0; l < LINKS; l++) bytes += infsim_network_link(net, l).bytes;
+  assert_true(bytes > 0);
+  assert_float_equal(bytes, expect, expect * 1e-9); /* each flow's rate x time, on every link of its path */
+  assert_float_equal(done, expect, expect * 1e-9);  /* and what remove said each carried */
+  infsim_network_free(net);
+  gsl_rng_free(rng);
+}
+
 static void sum_done(void *ctx, int64_t id, int64_t tag, int64_t at_ns) {
   (void)id;
   (void)at_ns;
@@ -467,6 +577,68 @@ static void test_probe_shares_of_a_step(void **state) {
   infsim_network_free(net);
 }
 
+/* The probe against the filling itself: random flows on a cluster, then
+ * a random step's transfers probed; the same transfers as flows of a
+ * network holding the flows there at their rates as bounds (what the
+ * probe lets them keep at most) get the probe's shares. */
+static int random_route(const infsim_network *net, gsl_rng *rng, int32_t *path) {
+  return infsim_network_route(net, (int32_t)gsl_rng_uniform_int(rng, 10), (int32_t)gsl_rng_uniform_int(rng, 10), path);
+}
+
+static void test_probe_matches_filling_with_rates_as_bounds(void **state) {
+  (void)state;
+  gsl_rng *rng = infsim_rng_new(17, "test.network.probe");
+  infsim_topology t = {.instances = 8, .instances_per_node = 4, .nvlink_bytes_per_s = 300e9,
+                       .nic_bytes_per_s = 25e9, .pcie_bytes_per_s = 25e9, .nvlink_latency_ns = 1000,
+                       .nic_latency_ns = 5000, .pcie_latency_ns = 2000};
+  for (int c = 0; c < 300; c++) {
+    infsim_network *net = NULL, *ref = NULL;
+    assert_int_equal(infsim_network_new_cluster(&t, &net, NULL), INFSIM_OK);
+    assert_int_equal(infsim_network_new_cluster(&t, &ref, NULL), INFSIM_OK);
+    enum { FLOWS = 24, PARTS = 8 };
+    int32_t fp[FLOWS][INFSIM_NET_MAX_PATH], pp[PARTS][INFSIM_NET_MAX_PATH];
+    int fl[FLOWS], pl[PARTS];
+    int nf = (int)gsl_rng_uniform_int(rng, FLOWS + 1), np = 1 + (int)gsl_rng_uniform_int(rng, PARTS);
+    int64_t id[FLOWS];
+    for (int i = 0; i < nf; i++) {
+      do fl[i] = random_route(net, rng, fp[i]);
+      while (fl[i] == 0);
+      if (gsl_rng_uniform(rng) < 0.5) {
+        double bound = gsl_rng_uniform(rng) < 0.5 ? 0 : 1e9 * (double)(1 + gsl_rng_uniform_int(rng, 20));
+        assert_int_equal(infsim_network_add_flow(net, INT64_C(1) << 50, fp[i], fl[i], 0, bound, i, &id[i], NULL),
+                         INFSIM_OK);
+      } else {
+        double rate = 1e9 * (double)(1 + gsl_rng_uniform_int(rng, 15));
+        assert_int_equal(infsim_network_add_steady(net, rate, fp[i], fl[i], 0, i, &id[i], NULL), INFSIM_OK);
+      }
+    }
+    infsim_network_advance(net, 1000000, NULL, NULL); /* every flow past its latency */
+    for (int j = 0; j < np; j++)
+      do pl[j] = random_route(net, rng, pp[j]);
+      while (pl[j] == 0);
+    double rates[PARTS];
+    infsim_network_probe(net, np, (const int32_t(*)[INFSIM_NET_MAX_PATH])pp, pl, rates);
+    int64_t rid;
+    for (int i = 0; i < nf; i++) {
+      double r = infsim_network_rate(net, id[i]);
+      assert_true(r > 0);
+      assert_int_equal(infsim_network_add_steady(ref, r, fp[i], fl[i], 0, i, &rid, NULL), INFSIM_OK);
+    }
+    int64_t part[PARTS];
+    for (int j = 0; j < np; j++)
+      assert_int_equal(infsim_network_add_steady(ref, 1e30, pp[j], pl[j], 0, 100 + j, &part[j], NULL), INFSIM_OK);
+    infsim_network_check(ref);
+    for (int j = 0; j < np; j++) {
+      double want = infsim_network_rate(ref, part[j]);
+      if (fabs(rates[j] - want) > 1e-6 * want)
+        fail_msg("case %d part %d: probe %.6g, filling %.6g", c, j, rates[j], want);
+    }
+    infsim_network_free(net);
+    infsim_network_free(ref);
+  }
+  gsl_rng_free(rng);
+}
+
 static void test_bad_input(void **state) {
   (void)state;
   infsim_network *net = one_link(1e9, 0);
@@ -488,6 +660,9 @@ int main(void) {
       cmocka_unit_test(test_steady_flows_on_free_links),
       cmocka_unit_test(test_cluster_routes),              cmocka_unit_test(test_random_flows_conserve_bytes),
       cmocka_unit_test(test_bad_input),
+      cmocka_unit_test(test_route_rates),
+      cmocka_unit_test(test_busy_time_of_steady_flows),
+      cmocka_unit_test(test_probe_matches_filling_with_rates_as_bounds),
       cmocka_unit_test(test_crowded_paths_match_flow_by_flow_filling),
       cmocka_unit_test(test_probe_shares_of_a_step),
   };

@@ -38,6 +38,7 @@
 #ifndef INFSIM_NETWORK_H
 #define INFSIM_NETWORK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -101,6 +102,14 @@ infsim_status infsim_network_new_cluster(const infsim_topology *topo, infsim_net
  * dst's node (GPUDirect RDMA on both ends: the NIC, not the GPU's PCIe, is
  * what limits it). */
 int infsim_network_route(const infsim_network *net, int32_t src, int32_t dst, int32_t *links);
+/* The narrowest bandwidth (0: src == dst) and the latency sum of the
+ * route from src to dst: O(1) from a table built with the network while
+ * it has at most 256 endpoints (instances + nodes); computed per call
+ * beyond. */
+void infsim_network_route_rate(const infsim_network *net, int32_t src, int32_t dst, double *bytes_per_s,
+                               int64_t *latency_ns);
+/* Whether the cluster network keeps that table (tests). */
+bool infsim_network_route_table(const infsim_network *net);
 /* The node of an endpoint of a cluster network. */
 int32_t infsim_network_node_of(const infsim_network *net, int32_t endpoint);
 
