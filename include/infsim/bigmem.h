@@ -1,0 +1,32 @@
+/*
+** bigmem.h: large zeroed arrays, on transparent huge pages where the
+** kernel gives them.
+**
+** Why: a run's per-request arrays (scheduler state, records, KV tables:
+** some 170 bytes a request) are each touched once, and the kernel's first
+** touch of a 4 KiB page costs about 1.8 us on the dev VM (allocation and
+** accounting, not the zeroing): 2,000 of them were 3.7 ms of the p50k
+** case's 60 (bench/README.md). A 2 MiB page is one fault and costs about
+** 0.1 us per 4 KiB it holds. Arrays of at least INFSIM_BIG_MIN_BYTES are
+** mapped 2 MiB-aligned and marked MADV_HUGEPAGE (Linux, THP "always" or
+** "madvise"); smaller ones, or where the mapping fails, come from calloc.
+** Where the kernel has no huge page to give, it gives small ones: the
+** same memory as calloc's. The rounding up to 2 MiB costs at most that
+** much memory per array.
+**
+** Memory from infsim_big_calloc goes back with infsim_big_free only.
+*/
+#ifndef INFSIM_BIGMEM_H
+#define INFSIM_BIGMEM_H
+
+#include <stddef.h>
+
+enum { INFSIM_BIG_MIN_BYTES = 256 * 1024 };
+
+/* count x size zeroed bytes, aligned for any type; NULL when out of
+ * memory or count x size overflows (count 0: a valid, empty block). */
+void *infsim_big_calloc(size_t count, size_t size);
+/* NULL is a no-op. */
+void infsim_big_free(void *p);
+
+#endif
