@@ -7,7 +7,7 @@
 ** touch of a 4 KiB page costs about 1.8 us on the dev VM (allocation and
 ** accounting, not the zeroing): 2,000 of them were 3.7 ms of the p50k
 ** case's 60 (bench/README.md). A 2 MiB page is one fault and costs about
-** 0.1 us per 4 KiB it holds. Arrays of at least INFSIM_BIG_MIN_BYTES are
+** 0.35 us per 4 KiB it holds, most of it clearing the page. Arrays of at least INFSIM_BIG_MIN_BYTES are
 ** mapped 2 MiB-aligned and marked MADV_HUGEPAGE (Linux, THP "always" or
 ** "madvise"); smaller ones, or where the mapping fails, come from calloc.
 ** Where the kernel has no huge page to give, it gives small ones: the
@@ -21,7 +21,10 @@
 
 #include <stddef.h>
 
-enum { INFSIM_BIG_MIN_BYTES = 256 * 1024 };
+/* Below this a huge page costs more than the small pages it replaces:
+ * 170 us to clear 2 MiB against 1.9 us per 4 KiB page touched (dev VM,
+ * fresh processes), even at about 360 KiB. */
+enum { INFSIM_BIG_MIN_BYTES = 512 * 1024 };
 
 /* count x size zeroed bytes, aligned for any type; NULL when out of
  * memory or count x size overflows (count 0: a valid, empty block). */
