@@ -122,6 +122,36 @@ static bool parse_plain_row(const char *line, size_t len, int64_t prev_ns, infsi
          req->output_tokens <= INFSIM_TRACE_MAX_TOKENS && req->output_tokens >= 1;
 }
 
+/* parse_plain_row on the line at p where it lies in the reader's buffer
+ * (which ends at end): the bytes it takes with its '\n', or 0 when they
+ * are not such a row followed by '\n' (a "\r\n" ending, a line that
+ * runs past end), and the caller reads the line the general way. The
+ * same rows to the same values: a line holds no '\n', so each field
+ * stops where the line's would. */
+static size_t parse_plain_line(const char *p0, const char *end, int64_t prev_ns, infsim_trace_request *req) {
+  static const int64_t k_scale[10] = {1000000000, 100000000, 10000000, 1000000, 100000,
+                                      10000,      1000,      100,      10,      1};
+  const char *p = p0;
+  int64_t whole = 0, frac = 0;
+  if (take_digits(&p, end, 10, &whole) == 0 || whole >= INFSIM_TRACE_MAX_ARRIVAL_S) return 0;
+  if (p < end && *p == '.') {
+    p++;
+    int decimals = take_digits(&p, end, 9, &frac);
+    if (decimals == 0) return 0;
+    frac *= k_scale[decimals];
+  }
+  if (p == end || *p++ != ',') return 0;
+  req->arrival_ns = whole * INT64_C(1000000000) + frac;
+  if (req->arrival_ns < prev_ns) return 0;
+  if (take_digits(&p, end, 18, &req->prompt_tokens) == 0 || p == end || *p++ != ',' ||
+      req->prompt_tokens > INFSIM_TRACE_MAX_TOKENS || req->prompt_tokens < 1)
+    return 0;
+  if (take_digits(&p, end, 18, &req->output_tokens) == 0 || p == end || *p != '\n' ||
+      req->output_tokens > INFSIM_TRACE_MAX_TOKENS || req->output_tokens < 1)
+    return 0;
+  return (size_t)(p + 1 - p0);
+}
+
 infsim_status infsim_trace_read_csv(const char *path, infsim_trace *trace, infsim_error *err) {
   memset(trace, 0, sizeof *trace);
   infsim_line_reader lr;
@@ -145,10 +175,25 @@ infsim_status infsim_trace_read_csv(const char *path, infsim_trace *trace, infsi
   int col[3] = {-1, -1, -1};
   bool have_header = false;
   int64_t prev_ns = 0, prev_line = 0;
-  int rc;
-  while ((rc = infsim_lines_next(&lr)) == 1) {
-    if (infsim_line_blank(&lr)) continue;
+  int rc = 0;
+  for (;;) {
     infsim_trace_request req;
+    /* Rows of the usual shape straight from the read-ahead buffer. */
+    if (have_header && col[0] == 0 && col[1] == 1 && col[2] == 2) {
+      size_t avail, took;
+      const char *at = infsim_lines_unread(&lr, &avail);
+      while ((took = parse_plain_line(at, at + avail, prev_ns, &req)) > 0) {
+        if ((st = infsim_trace_append(trace, req, err)) != INFSIM_OK) break;
+        infsim_lines_consume(&lr, took);
+        at += took;
+        avail -= took;
+        prev_ns = req.arrival_ns;
+        prev_line = lr.line_no;
+      }
+      if (st != INFSIM_OK) break;
+    }
+    if ((rc = infsim_lines_next(&lr)) != 1) break;
+    if (infsim_line_blank(&lr)) continue;
     if (have_header && col[0] == 0 && col[1] == 1 && col[2] == 2 && parse_plain_row(lr.buf, lr.len, prev_ns, &req)) {
       if ((st = infsim_trace_append(trace, req, err)) != INFSIM_OK) break;
       prev_ns = req.arrival_ns;
