@@ -25,7 +25,7 @@ static void *from_heap(size_t bytes) {
 void *infsim_big_calloc(size_t count, size_t size) {
   if (size != 0 && count > (SIZE_MAX - 2 * (size_t)HUGE_BYTES) / size) return NULL;
   size_t bytes = count * size;
-  if (bytes < INFSIM_BIG_MIN_BYTES) return from_heap(bytes);
+  if (bytes < INFSIM_BIG_MIN_BYTES || bytes > INFSIM_BIG_MAX_BYTES) return from_heap(bytes);
 #if defined(MAP_ANONYMOUS) && defined(MADV_HUGEPAGE)
   size_t total = (HEADER_BYTES + bytes + HUGE_BYTES - 1) / HUGE_BYTES * HUGE_BYTES;
   char *raw = mmap(NULL, total + HUGE_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -27,7 +27,8 @@
 static void test_zeroed_disjoint(void **state) {
   (void)state;
   static const size_t sizes[] = {0, 1, 63, 4096, INFSIM_BIG_MIN_BYTES - 1, INFSIM_BIG_MIN_BYTES,
-                                 2 * 1024 * 1024 - 64, 2 * 1024 * 1024, 3200000, 9 * 1024 * 1024 + 7};
+                                 2 * 1024 * 1024 - 64, 2 * 1024 * 1024, 3200000, 9 * 1024 * 1024 + 7,
+                                 INFSIM_BIG_MAX_BYTES, INFSIM_BIG_MAX_BYTES + 1, 40 * 1024 * 1024};
   enum { N = sizeof sizes / sizeof sizes[0] };
   unsigned char *blocks[N];
   for (size_t i = 0; i < N; i++) {
