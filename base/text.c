@@ -114,6 +114,12 @@ int infsim_lines_next(infsim_line_reader *lr) {
   return 1;
 }
 
+void infsim_lines_consume(infsim_line_reader *lr, size_t n) {
+  lr->in_pos += n;
+  lr->len = 0;
+  lr->line_no++;
+}
+
 infsim_status infsim_lines_fail(const infsim_line_reader *lr, infsim_error *err) {
   if (lr->why_column > 0)
     return infsim_fail(err, INFSIM_EINPUT, "%s:%lld: NUL byte at column %lld (not a text file?)", lr->path,

@@ -120,6 +120,11 @@ static bool parse_positive(const char *text, double *out) {
 }
 
 int infsim_cmd_capacity(int argc, char **argv) {
+  /* Under mpirun the ranks share the jobs: that runs in the MPI executable. */
+  if (infsim_sweep_mpi_launched()) {
+    int handed = cli_mpi_handoff(argc, argv);
+    if (handed >= 0) return handed;
+  }
   const char *config_path = NULL, *out_path = NULL, *trace_path = NULL, *slo_text = NULL, *progress_text = "none";
   const char *target = "rate";
   double tolerance = 0.02, start = 1, max = 0;
@@ -211,7 +216,7 @@ int infsim_cmd_capacity(int argc, char **argv) {
                                 .seeds = (int)seeds,
                                 .jobs = jobs > 0 ? (int)jobs : mpi ? 1 : cli_cores(),
                                 .progress_label = "capacity",
-                                .use_mpi = true};
+                                .ranks = cli_sweep_ranks()};
   if (!cli_parse_progress(progress_text, &o.sweep.progress)) {
     fprintf(stderr, "infsim capacity: --progress: expected auto, bar, lines or none, got '%s'\n", progress_text);
     goto done;

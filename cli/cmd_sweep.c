@@ -37,6 +37,11 @@ static const char k_usage[] =
     "Exit codes: 0 ok, 1 run failed, 2 bad input.\n";
 
 int infsim_cmd_sweep(int argc, char **argv) {
+  /* Under mpirun the ranks share the jobs: that runs in the MPI executable. */
+  if (infsim_sweep_mpi_launched()) {
+    int handed = cli_mpi_handoff(argc, argv);
+    if (handed >= 0) return handed;
+  }
   const char *config_path = NULL, *out_path = NULL, *trace_path = NULL, *progress_text = "auto", *label = NULL;
   long seeds = 1, jobs = 0;
   infsim_grid *grid = infsim_grid_new();
@@ -106,7 +111,7 @@ int infsim_cmd_sweep(int argc, char **argv) {
                          .set_count = set_count,
                          .grid = grid,
                          .seeds = (int)seeds,
-                         .use_mpi = true,
+                         .ranks = cli_sweep_ranks(),
                          .progress_label = "sweep",
                          .label = label};
   bool mpi = infsim_sweep_mpi_launched();

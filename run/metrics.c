@@ -2,6 +2,7 @@
 ** metrics.c: summary statistics (definitions in metrics.h).
 */
 #include "infsim/metrics.h"
+#include "infsim/bigmem.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -30,12 +31,13 @@ static void set_key(void *keys, size_t i, uint64_t k) { memcpy((char *)keys + i 
 
 /* Sorts the n keys stored in buf (8 bytes each, read and written by
  * bytes) ascending, stably: LSD radix, skipping digits every key shares.
- * False, buf untouched, when memory is short. */
-static bool radix_sort_keys(void *buf, size_t n) {
-  void *scratch = malloc(n * sizeof(uint64_t));
+ * spare: room for n keys, or NULL to allocate it here. False, buf
+ * untouched, when memory is short. */
+static bool radix_sort_keys(void *buf, size_t n, void *spare) {
+  void *scratch = spare != NULL ? spare : infsim_big_calloc(n, sizeof(uint64_t));
   size_t(*counts)[RADIX] = calloc(DIGITS, sizeof *counts);
   if (scratch == NULL || counts == NULL) {
-    free(scratch);
+    if (spare == NULL) infsim_big_free(scratch);
     free(counts);
     return false;
   }
@@ -62,7 +64,7 @@ static bool radix_sort_keys(void *buf, size_t n) {
     dst = t;
   }
   if (src != buf) memcpy(buf, src, n * sizeof(uint64_t));
-  free(scratch);
+  if (spare == NULL) infsim_big_free(scratch);
   free(counts);
   return true;
 }
@@ -74,12 +76,12 @@ static bool radix_sort_keys(void *buf, size_t n) {
  * instructions a value. False, values untouched, when memory is short or
  * a value is NaN or -0.0 (which compares equal to +0.0 and would come out
  * as it). */
-static bool radix_sort(double *values, size_t n) {
+static bool radix_sort(double *values, size_t n, void *spare) {
   for (size_t i = 0; i < n; i++)
     if (isnan(values[i]) || (values[i] == 0.0 && signbit(values[i]))) return false;
   /* The keys take the values' place (one scratch array of n, not two). */
   for (size_t i = 0; i < n; i++) set_key(values, i, order_key(values[i]));
-  bool sorted = radix_sort_keys(values, n);
+  bool sorted = radix_sort_keys(values, n, spare);
   for (size_t i = 0; i < n; i++) {
     uint64_t k = key_at(values, i);
     uint64_t bits = (k >> 63) ? k & ~(UINT64_C(1) << 63) : ~k;
@@ -106,10 +108,11 @@ double infsim_percentile_sorted(const double *sorted, size_t n, double p) {
   return sorted[nearest_rank(n, p) - 1];
 }
 
-void infsim_stat_compute(double *values, size_t n, infsim_stat *out) {
+/* infsim_stat_compute with room for n keys (spare), or NULL. */
+static void stat_compute(double *values, size_t n, void *spare, infsim_stat *out) {
   memset(out, 0, sizeof *out);
   if (n == 0) return;
-  if (!radix_sort(values, n)) qsort(values, n, sizeof *values, compare_double);
+  if (!radix_sort(values, n, spare)) qsort(values, n, sizeof *values, compare_double);
   double sum = 0.0;
   for (size_t i = 0; i < n; i++) sum += values[i];
   out->count = (int64_t)n;
@@ -127,7 +130,10 @@ static int compare_i64(const void *a, const void *b) {
 /* Seconds of a time in ns, as the summary computes them. */
 static double ns_seconds(int64_t ns) { return (double)ns * 1e-9; }
 
-void infsim_stat_compute_ns(int64_t *ns, size_t n, infsim_stat *out) {
+void infsim_stat_compute(double *values, size_t n, infsim_stat *out) { stat_compute(values, n, NULL, out); }
+
+/* infsim_stat_compute_ns with room for n keys (spare), or NULL. */
+static void stat_compute_ns(int64_t *ns, size_t n, void *spare, infsim_stat *out) {
   memset(out, 0, sizeof *out);
   if (n == 0) return;
   /* Sorting the integers sorts the seconds: x * 1e-9 never decreases as x
@@ -135,7 +141,7 @@ void infsim_stat_compute_ns(int64_t *ns, size_t n, infsim_stat *out) {
    * keys (the sign bit flipped) have fewer digits that differ than a
    * double's (whose low mantissa bits vary in every value). */
   for (size_t i = 0; i < n; i++) set_key(ns, i, (uint64_t)ns[i] ^ (UINT64_C(1) << 63));
-  bool sorted = radix_sort_keys(ns, n);
+  bool sorted = radix_sort_keys(ns, n, spare);
   for (size_t i = 0; i < n; i++) ns[i] = (int64_t)(key_at(ns, i) ^ (UINT64_C(1) << 63));
   if (!sorted) qsort(ns, n, sizeof *ns, compare_i64);
   double sum = 0.0;
@@ -147,18 +153,19 @@ void infsim_stat_compute_ns(int64_t *ns, size_t n, infsim_stat *out) {
   out->p99 = ns_seconds(ns[nearest_rank(n, 99.0) - 1]);
 }
 
+void infsim_stat_compute_ns(int64_t *ns, size_t n, infsim_stat *out) { stat_compute_ns(ns, n, NULL, out); }
+
 infsim_status infsim_summary_compute(const infsim_run_params *p, const infsim_request_record *rec, size_t n,
                                      const infsim_run_counters *c, infsim_summary *out, infsim_error *err) {
   memset(out, 0, sizeof *out);
-  int64_t *ttft = malloc((n ? n : 1) * sizeof *ttft); /* ns: sorted as integers (infsim_stat_compute_ns) */
-  double *tpot = malloc((n ? n : 1) * sizeof *tpot);
-  int64_t *e2e = malloc((n ? n : 1) * sizeof *e2e);
-  if (ttft == NULL || tpot == NULL || e2e == NULL) {
-    free(ttft);
-    free(tpot);
-    free(e2e);
-    return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
-  }
+  /* One block for the three and the sorts' scratch (bigmem.h: few page
+   * faults, one allocation). */
+  size_t room = n ? n : 1;
+  int64_t *ttft = infsim_big_calloc(4 * room, sizeof(int64_t)); /* ns: sorted as integers (infsim_stat_compute_ns) */
+  if (ttft == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  double *tpot = (double *)(void *)(ttft + room);
+  int64_t *e2e = ttft + 2 * room;
+  void *spare = ttft + 3 * room;
   size_t n_ttft = 0, n_tpot = 0, n_e2e = 0;
   int64_t first_arrival_ns = n ? rec[0].arrival_ns : 0, last_finish_ns = first_arrival_ns;
   double output_tokens = 0.0;
@@ -195,15 +202,13 @@ infsim_status infsim_summary_compute(const infsim_run_params *p, const infsim_re
   }
   int64_t counted = (int64_t)n_e2e + rejected_counted; /* a rejection is a miss */
   out->slo_attainment = counted ? (double)meeting_slo / (double)counted : 0.0;
-  infsim_stat_compute_ns(ttft, n_ttft, &out->ttft_s);
-  infsim_stat_compute(tpot, n_tpot, &out->tpot_s);
-  infsim_stat_compute_ns(e2e, n_e2e, &out->e2e_s);
+  stat_compute_ns(ttft, n_ttft, spare, &out->ttft_s);
+  stat_compute(tpot, n_tpot, spare, &out->tpot_s);
+  stat_compute_ns(e2e, n_e2e, spare, &out->e2e_s);
   if (c->end_ns > 0) {
     out->mean_waiting_requests = c->waiting_integral_ns / (double)c->end_ns;
     out->mean_running_requests = c->running_integral_ns / (double)c->end_ns;
   }
-  free(ttft);
-  free(tpot);
-  free(e2e);
+  infsim_big_free(ttft); /* tpot and e2e too */
   return INFSIM_OK;
 }

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "infsim/atomic_file.h"
+#include "infsim/bigmem.h"
 #include "infsim/numfmt.h"
 #include "infsim/policy_infinite.h"
 #include "infsim/sqlpages.h"
@@ -128,7 +129,7 @@ static char *put_text(char *p, const char *text) {
 }
 
 static infsim_outbuf *outbuf_open(FILE *fp, const char *header) {
-  infsim_outbuf *w = malloc(sizeof *w);
+  infsim_outbuf *w = infsim_big_calloc(1, sizeof *w); /* bigmem.h: one page fault, not 64 */
   if (w == NULL) return NULL;
   infsim_outbuf_init(w, fp);
   infsim_outbuf_str(w, header, strlen(header));
@@ -137,7 +138,7 @@ static infsim_outbuf *outbuf_open(FILE *fp, const char *header) {
 
 static infsim_status outbuf_close(infsim_outbuf *w, const char *path, infsim_error *err) {
   infsim_status st = infsim_outbuf_finish(w, path, err);
-  free(w);
+  infsim_big_free(w);
   return st;
 }
 

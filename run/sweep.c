@@ -289,10 +289,7 @@ infsim_status infsim_sweep_run(const infsim_sweep_opts *opts, infsim_sweep_outco
     return infsim_fail(err, INFSIM_EINPUT, "grid x seeds exceeds %d runs", INFSIM_GRID_MAX_POINTS);
 
   sweep_ctx c = {.o = opts, .total = points * (size_t)opts->seeds, .out = out, .db = opts->db};
-  bool mpi = false;
-#ifdef INFSIM_HAVE_MPI
-  mpi = opts->use_mpi && infsim_sweep_mpi_launched();
-#endif
+  bool mpi = opts->ranks != NULL && infsim_sweep_mpi_launched();
   /* Under MPI rank 0 opens it (sweep_mpi.c); workers never touch it. It
    * is opened (created) only once the first job loaded: a bad config
    * leaves no DB behind. */
@@ -326,11 +323,9 @@ infsim_status infsim_sweep_run(const infsim_sweep_opts *opts, infsim_sweep_outco
     own_db = st == INFSIM_OK;
   }
   if (st == INFSIM_OK) {
-#ifdef INFSIM_HAVE_MPI
     if (mpi)
-      st = sweep_run_mpi(&c, err);
+      st = opts->ranks(&c, err);
     else
-#endif
       st = run_local(&c, err);
   }
   if (st == INFSIM_OK && c.status != INFSIM_OK) {

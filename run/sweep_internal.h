@@ -10,7 +10,7 @@
 
 #include "infsim/sweep.h"
 
-typedef struct {
+typedef struct infsim_sweep_ctx {
   const infsim_sweep_opts *o;
   const infsim_sweep_runner *runner;
   uint64_t base_seed; /* of seed index 0 */
@@ -63,11 +63,5 @@ void sweep_do_job(sweep_ctx *c, size_t j);
 
 /* The local worker thread. */
 void *sweep_worker(void *arg);
-
-#ifdef INFSIM_HAVE_MPI
-/* sweep_mpi.c: runs the sweep over MPI ranks (rank 0 hands out jobs and
- * writes the DB; its own threads run jobs too). */
-infsim_status sweep_run_mpi(sweep_ctx *c, infsim_error *err);
-#endif
 
 #endif

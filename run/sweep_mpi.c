@@ -1,8 +1,10 @@
 /*
 ** sweep_mpi.c: a sweep spread over MPI ranks (sweep.h, sweep_internal.h).
-** Built only where CMake finds MPI; used only when the process was started
-** by mpirun (infsim_sweep_mpi_launched), so a plain `infsim sweep` never
-** initializes MPI.
+** Built only where CMake finds MPI, into libinfsim_sweep_mpi (not
+** libinfsim): only the MPI executable (infsim-mpi) links it and passes
+** infsim_sweep_mpi as the sweep's `ranks`; used only when the process was
+** started by mpirun (infsim_sweep_mpi_launched), so a plain `infsim sweep`
+** never initializes MPI.
 **
 ** Rank 0 hands out jobs one at a time, on request, and alone touches the
 ** results DB: a worker asks for a job, loads it and sends its key, learns
@@ -233,7 +235,7 @@ static void share_outcome(sweep_ctx *c, int rank) {
   free(text);
 }
 
-infsim_status sweep_run_mpi(sweep_ctx *c, infsim_error *err) {
+infsim_status infsim_sweep_mpi(sweep_ctx *c, infsim_error *err) {
   infsim_status st = ensure_mpi(err);
   if (st != INFSIM_OK) return st;
   int rank = 0, ranks = 1;

@@ -51,6 +51,7 @@
 */
 #include "infsim/kv.h"
 #include "infsim/grow.h"
+#include "infsim/bigmem.h"
 
 #include <assert.h>
 #include <stdbool.h>
@@ -418,7 +419,7 @@ infsim_status infsim_kv_new(int32_t instances, int64_t gpu_blocks, int32_t hosts
   kv->requests = requests;
   kv->stride = (gpu_blocks > host_blocks ? gpu_blocks : host_blocks) + 1;
   kv->pools = calloc((size_t)(instances + hosts), sizeof *kv->pools);
-  kv->tables = calloc((size_t)(requests > 0 ? requests : 1), sizeof *kv->tables);
+  kv->tables = infsim_big_calloc((size_t)(requests > 0 ? requests : 1), sizeof *kv->tables); /* bigmem.h */
   kv->borrowed = calloc((size_t)instances, sizeof *kv->borrowed);
   kv->swapped = calloc((size_t)instances, sizeof *kv->swapped);
   kv->flat = calloc(1, sizeof *kv->flat);
@@ -474,7 +475,7 @@ void infsim_kv_free(infsim_kv *kv) {
   if (kv->flat != NULL) free(kv->flat->ids);
   free(kv->flat);
   free(kv->pools);
-  free(kv->tables);
+  infsim_big_free(kv->tables);
   free(kv->borrowed);
   free(kv->swapped);
   free(kv);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "infsim/bigmem.h"
 #include "infsim/policy_infinite.h"
 #include "sched_internal.h"
 
@@ -68,8 +69,9 @@ infsim_status infsim_sched_new(const infsim_sched_params *p, const infsim_trace_
   s->max_steps = p->max_steps_per_event;
   if (exec.max_steps > 0 && (s->max_steps == 0 || exec.max_steps < s->max_steps)) s->max_steps = exec.max_steps;
   s->counters.kv_blocks_per_instance = p->gpu_blocks_per_instance;
-  s->rec = calloc(count ? count : 1, sizeof *s->rec);
-  s->rs = calloc(count ? count : 1, sizeof *s->rs);
+  /* Per-request arrays, first touched here (bigmem.h: huge pages). */
+  s->rec = infsim_big_calloc(count, sizeof *s->rec);
+  s->rs = infsim_big_calloc(count, sizeof *s->rs);
   s->inst = calloc((size_t)s->n_instances, sizeof *s->inst);
   if (s->rec == NULL || s->rs == NULL || s->inst == NULL) {
     infsim_sched_free(s);
@@ -104,8 +106,8 @@ void infsim_sched_free(infsim_sched *s) {
   if (s->policy_self != NULL) s->policy->destroy(s->policy_self);
   infsim_kv_free(s->kv);
   free(s->inst);
-  free(s->rec);
-  free(s->rs);
+  infsim_big_free(s->rec);
+  infsim_big_free(s->rs);
   free(s->entries);
   free(s->holders);
   free(s->holder_at);

@@ -113,16 +113,16 @@ static void holder_layer_bytes(const infsim_distattn_shape *shape, const infsim_
 static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exec_instance *x, int64_t now_ns) {
   const infsim_batch_agg *a = &b->agg;
   const infsim_cost_curves *c = &s->cost.curves;
-  infsim_distattn_shape shared = s->c.distattn;
-  const infsim_distattn_shape *shape = &shared;
   x->host_ma = false;
-  double extra = infsim_distattn_creditor_step_ns(c, shape, a->guest_requests, a->guest_context_tokens);
+  double extra = infsim_distattn_creditor_step_ns(c, &s->c.distattn, a->guest_requests, a->guest_context_tokens);
   x->da_guest_ns = extra;
   x->da_remote_ns = x->da_merge_ns = 0.0;
   x->da_cross = 0;
   x->da_step_bytes = 0.0;
   x->da_routes = 0;
-  if (b->holder_count == 0) return extra;
+  if (b->holder_count == 0) return extra; /* most batches: no copy of the shape below */
+  infsim_distattn_shape shared = s->c.distattn;
+  const infsim_distattn_shape *shape = &shared;
   infsim_distattn_holder dec[INFSIM_KV_MAX_HOLDINGS], pre[INFSIM_KV_MAX_HOLDINGS];
   int32_t kinds[INFSIM_KV_MAX_HOLDINGS];
   double writes[INFSIM_KV_MAX_HOLDINGS];

@@ -119,7 +119,7 @@ static void test_grid_rejects_bad_specs(void **state) {
 static void test_point_key_depends_on_each_part(void **state) {
   (void)state;
   infsim_trace_request reqs[2] = {{0, 100, 10}, {1000, 200, 20}};
-  infsim_trace t = {reqs, 2, 2};
+  infsim_trace t = {reqs, 2, 2, false};
   uint8_t d1[INFSIM_SHA256_BYTES], d2[INFSIM_SHA256_BYTES];
   infsim_trace_digest(&t, d1);
   reqs[1].output_tokens = 21;

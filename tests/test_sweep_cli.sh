@@ -121,8 +121,14 @@ expect2 "unknown key 'scheduler.no_such_key'" "$work/c.yaml" --out "$work/x.db" 
 [ -e "$work/x.db" ] && fail "a bad config key left $work/x.db behind"
 expect2 "not a sweep results DB" "$work/c.yaml" --out "$INFSIM_SRC/data/calibration.db"
 
-# MPI: the same summaries, spread over ranks.
-if command -v mpirun >/dev/null && ldd "$INFSIM" 2>/dev/null | grep -q libmpi; then
+# MPI: the same summaries, spread over ranks. An MPI build's `infsim`
+# links no MPI and hands the sweep to infsim-mpi beside it (commands.h);
+# that one must be what links MPI, and `infsim` must not.
+mpi_exe="$(dirname "$INFSIM")/infsim-mpi"
+if [ -x "$mpi_exe" ] && ldd "$INFSIM" 2>/dev/null | grep -q libmpi; then
+  fail "$INFSIM links MPI although $mpi_exe exists"
+fi
+if command -v mpirun >/dev/null && ldd "$mpi_exe" 2>/dev/null | grep -q libmpi; then
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
   # Under ASan: Open MPI's own never-freed allocations are not ours; full
   # stacks (no fast unwinding) let the suppressions see its frames.

@@ -455,6 +455,54 @@ static void test_plain_rows_every_length(void **state) {
   }
 }
 
+/* Rows read where they lie in the reader's buffer, among lines that need
+ * the general path (CRLF endings, blanks around fields, blank lines, a
+ * last line without a newline), across many 64 KiB read-ahead blocks:
+ * every value as written, and the line numbers in a later error message
+ * counted over both paths. */
+static void test_in_place_rows_and_line_numbers(void **state) {
+  fixture *f = *state;
+  enum { ROWS = 20000 };
+  FILE *fp = fopen(f->path, "w");
+  assert_non_null(fp);
+  fputs("arrival_time_s,prompt_tokens,output_tokens\n", fp);
+  int64_t line = 1, last_good_line = 0;
+  for (int i = 0; i < ROWS; i++) {
+    int64_t p = 1 + (i * 7919) % 4000, o = 1 + (i * 104729) % 2000;
+    switch (i % 97) {
+      case 3: fprintf(fp, "%d.%03d,%lld,%lld\r\n", i, i % 1000, (long long)p, (long long)o); break;
+      case 5: fprintf(fp, " %d.%03d , %lld,%lld\n", i, i % 1000, (long long)p, (long long)o); break;
+      case 7: fprintf(fp, "\n%d.%03d,%lld,%lld\n", i, i % 1000, (long long)p, (long long)o); line++; break;
+      default: fprintf(fp, "%d.%03d,%lld,%lld\n", i, i % 1000, (long long)p, (long long)o);
+    }
+    line++;
+  }
+  last_good_line = line;
+  fprintf(fp, "%d.5,1,1", ROWS + 1); /* no final newline */
+  fclose(fp);
+  infsim_trace t;
+  infsim_error err = {0};
+  assert_int_equal(infsim_trace_read_csv(f->path, &t, &err), INFSIM_OK);
+  assert_int_equal(t.count, ROWS + 1);
+  for (int i = 0; i < ROWS; i++) {
+    if (t.requests[i].arrival_ns != (int64_t)i * 1000000000 + (int64_t)(i % 1000) * 1000000 ||
+        t.requests[i].prompt_tokens != 1 + (i * 7919) % 4000 || t.requests[i].output_tokens != 1 + (i * 104729) % 2000)
+      fail_msg("row %d read wrong", i);
+  }
+  assert_int_equal(t.requests[ROWS].arrival_ns, (int64_t)(ROWS + 1) * 1000000000 + 500000000);
+  infsim_trace_free(&t);
+  /* The same file with a row going back in time after the last one. */
+  fp = fopen(f->path, "a");
+  assert_non_null(fp);
+  fputs("\n1.0,1,1\n", fp);
+  fclose(fp);
+  assert_int_equal(infsim_trace_read_csv(f->path, &t, &err), INFSIM_EINPUT);
+  char want[256];
+  snprintf(want, sizeof want, "t.csv:%lld: arrival_time_s: goes back in time (1 s after %d.5 s on line %lld)",
+           (long long)last_good_line + 2, ROWS + 1, (long long)last_good_line + 1);
+  if (strstr(err.msg, want) == NULL) fail_msg("got '%s', want '...%s'", err.msg, want);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_seconds_exact),
@@ -466,6 +514,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_write_read_round_trip, setup, teardown),
       cmocka_unit_test(test_stats),
       cmocka_unit_test_setup_teardown(test_plain_rows_every_length, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_in_place_rows_and_line_numbers, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,20 +10,34 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "infsim/atomic_file.h"
+#include "infsim/bigmem.h"
 #include "infsim/trace.h"
 #include "infsim/text.h"
 
 void infsim_trace_free(infsim_trace *trace) {
-  free(trace->requests);
+  if (trace->big)
+    infsim_big_free(trace->requests);
+  else
+    free(trace->requests);
   memset(trace, 0, sizeof *trace);
 }
 
 infsim_status infsim_trace_append(infsim_trace *trace, infsim_trace_request req, infsim_error *err) {
   if (trace->count == trace->capacity) {
     size_t cap = trace->capacity == 0 ? 1024 : 2 * trace->capacity;
-    infsim_trace_request *p = realloc(trace->requests, cap * sizeof *p);
+    infsim_trace_request *p;
+    if (trace->big) {
+      p = infsim_big_calloc(cap, sizeof *p);
+      if (p != NULL) {
+        if (trace->count > 0) memcpy(p, trace->requests, trace->count * sizeof *p);
+        infsim_big_free(trace->requests);
+      }
+    } else {
+      p = realloc(trace->requests, cap * sizeof *p);
+    }
     if (p == NULL) return infsim_fail(err, INFSIM_ENOMEM, "trace: out of memory at %zu requests", trace->count);
     trace->requests = p;
     trace->capacity = cap;
@@ -108,20 +122,78 @@ static bool parse_plain_row(const char *line, size_t len, int64_t prev_ns, infsi
          req->output_tokens <= INFSIM_TRACE_MAX_TOKENS && req->output_tokens >= 1;
 }
 
+/* parse_plain_row on the line at p where it lies in the reader's buffer
+ * (which ends at end): the bytes it takes with its '\n', or 0 when they
+ * are not such a row followed by '\n' (a "\r\n" ending, a line that
+ * runs past end), and the caller reads the line the general way. The
+ * same rows to the same values: a line holds no '\n', so each field
+ * stops where the line's would. */
+static size_t parse_plain_line(const char *p0, const char *end, int64_t prev_ns, infsim_trace_request *req) {
+  static const int64_t k_scale[10] = {1000000000, 100000000, 10000000, 1000000, 100000,
+                                      10000,      1000,      100,      10,      1};
+  const char *p = p0;
+  int64_t whole = 0, frac = 0;
+  if (take_digits(&p, end, 10, &whole) == 0 || whole >= INFSIM_TRACE_MAX_ARRIVAL_S) return 0;
+  if (p < end && *p == '.') {
+    p++;
+    int decimals = take_digits(&p, end, 9, &frac);
+    if (decimals == 0) return 0;
+    frac *= k_scale[decimals];
+  }
+  if (p == end || *p++ != ',') return 0;
+  req->arrival_ns = whole * INT64_C(1000000000) + frac;
+  if (req->arrival_ns < prev_ns) return 0;
+  if (take_digits(&p, end, 18, &req->prompt_tokens) == 0 || p == end || *p++ != ',' ||
+      req->prompt_tokens > INFSIM_TRACE_MAX_TOKENS || req->prompt_tokens < 1)
+    return 0;
+  if (take_digits(&p, end, 18, &req->output_tokens) == 0 || p == end || *p != '\n' ||
+      req->output_tokens > INFSIM_TRACE_MAX_TOKENS || req->output_tokens < 1)
+    return 0;
+  return (size_t)(p + 1 - p0);
+}
+
 infsim_status infsim_trace_read_csv(const char *path, infsim_trace *trace, infsim_error *err) {
   memset(trace, 0, sizeof *trace);
   infsim_line_reader lr;
   infsim_status st = infsim_lines_open(&lr, path, err);
   if (st != INFSIM_OK) return st;
+  /* A row takes at least 6 bytes ("0,1,1\n"): room for every row of the
+   * file at once, on huge pages (bigmem.h), so that the array is neither
+   * copied as it grows nor faulted in 4 KiB at a time. Only the part
+   * written is touched; without the room, append grows it. */
+  struct stat sb;
+  if (fstat(fileno(lr.fp), &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0) {
+    size_t rows = (size_t)sb.st_size / 6 + 1;
+    trace->requests = infsim_big_calloc(rows, sizeof *trace->requests);
+    if (trace->requests != NULL) {
+      trace->capacity = rows;
+      trace->big = true;
+    }
+  }
   infsim_fields f = {0};
   const char *why = NULL;
   int col[3] = {-1, -1, -1};
   bool have_header = false;
   int64_t prev_ns = 0, prev_line = 0;
-  int rc;
-  while ((rc = infsim_lines_next(&lr)) == 1) {
-    if (infsim_line_blank(&lr)) continue;
+  int rc = 0;
+  for (;;) {
     infsim_trace_request req;
+    /* Rows of the usual shape straight from the read-ahead buffer. */
+    if (have_header && col[0] == 0 && col[1] == 1 && col[2] == 2) {
+      size_t avail, took;
+      const char *at = infsim_lines_unread(&lr, &avail);
+      while ((took = parse_plain_line(at, at + avail, prev_ns, &req)) > 0) {
+        if ((st = infsim_trace_append(trace, req, err)) != INFSIM_OK) break;
+        infsim_lines_consume(&lr, took);
+        at += took;
+        avail -= took;
+        prev_ns = req.arrival_ns;
+        prev_line = lr.line_no;
+      }
+      if (st != INFSIM_OK) break;
+    }
+    if ((rc = infsim_lines_next(&lr)) != 1) break;
+    if (infsim_line_blank(&lr)) continue;
     if (have_header && col[0] == 0 && col[1] == 1 && col[2] == 2 && parse_plain_row(lr.buf, lr.len, prev_ns, &req)) {
       if ((st = infsim_trace_append(trace, req, err)) != INFSIM_OK) break;
       prev_ns = req.arrival_ns;

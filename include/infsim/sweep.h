@@ -150,6 +150,11 @@ typedef enum {
   INFSIM_PROGRESS_LINES, /* plain lines, at most about one a second (a log) */
 } infsim_progress_mode;
 
+/* A sweep in progress (run/sweep_internal.h), as the function that
+ * spreads its jobs over processes sees it. */
+typedef struct infsim_sweep_ctx infsim_sweep_ctx;
+typedef infsim_status (*infsim_sweep_ranks_fn)(infsim_sweep_ctx *c, infsim_error *err);
+
 typedef struct {
   const char *config_path;
   const char *trace_path;        /* NULL: the config decides */
@@ -165,7 +170,11 @@ typedef struct {
   const char *progress_label;    /* prefix of progress lines ("sweep") */
   const char *label;             /* stored in each row's `label` (not part of the key), or NULL */
   bool keep_summaries;           /* fill outcome.summaries */
-  bool use_mpi;                  /* under mpirun: spread jobs over ranks (sweep_mpi.c) */
+  /* Under mpirun: spreads the jobs over the ranks. infsim_sweep_mpi
+   * (libinfsim_sweep_mpi, below) or NULL: this process's threads only.
+   * libinfsim itself links no MPI, so that a plain `infsim run` does not
+   * load it; the MPI executable (infsim-mpi) passes infsim_sweep_mpi. */
+  infsim_sweep_ranks_fn ranks;
 } infsim_sweep_opts;
 
 typedef struct {
@@ -186,5 +195,9 @@ void infsim_sweep_outcome_free(infsim_sweep_outcome *out);
 
 /* True when this process was started by mpirun/srun with more than one rank. */
 bool infsim_sweep_mpi_launched(void);
+
+/* run/sweep_mpi.c, in libinfsim_sweep_mpi (built where MPI is found):
+ * rank 0 hands out the jobs and writes the DB, every rank runs jobs. */
+infsim_status infsim_sweep_mpi(infsim_sweep_ctx *c, infsim_error *err);
 
 #endif

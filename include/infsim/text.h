@@ -53,6 +53,16 @@ infsim_status infsim_lines_fail(const infsim_line_reader *lr, infsim_error *err)
 void infsim_lines_close(infsim_line_reader *lr);
 /* True when the current line holds only spaces and tabs. */
 bool infsim_line_blank(const infsim_line_reader *lr);
+/* For a parser that reads lines of one known shape where they lie (no
+ * copy into buf): the bytes read ahead and not yet consumed, a complete
+ * line only if a '\n' is among them. infsim_lines_consume(lr, n) then
+ * takes n of them, the last a '\n', as the next line (line_no advances;
+ * buf does not hold it). Anything else goes through infsim_lines_next. */
+static inline const char *infsim_lines_unread(const infsim_line_reader *lr, size_t *n) {
+  *n = lr->in_len - lr->in_pos;
+  return lr->in + lr->in_pos;
+}
+void infsim_lines_consume(infsim_line_reader *lr, size_t n);
 
 typedef struct {
   const char *text; /* NUL-terminated, surrounding blanks removed, quotes undone */

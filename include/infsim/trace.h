@@ -37,6 +37,9 @@ typedef struct {
   infsim_trace_request *requests;
   size_t count;
   size_t capacity;
+  /* requests came from infsim_big_calloc (bigmem.h), not malloc; false
+   * in a zeroed struct. infsim_trace_free and _append know which. */
+  bool big;
 } infsim_trace;
 
 /* Bounds the reader and the generator enforce (named so messages and docs agree). */
