@@ -5,8 +5,8 @@
 # blocks between the instances; each run's output rows (--outputs) are
 # compared with a one-instance run that borrows nothing. The tiny model,
 # then the LLaMA2-7B shape. Results in $OUT/borrow.tar.gz and $OUT/log.txt.
-#   here: build-gpu (MPI + CUDA) as gpu_layers.sh says; copy infsim,
-#         .devlibs and bench/fidelity/*.{sh,py} into one folder the call carries
+#   here: build-gpu (MPI + CUDA) as gpu_layers.sh says; copy infsim and
+#         infsim-mpi (cluster mode runs in it: cli/mpi_handoff.c), .devlibs and bench/fidelity/*.{sh,py} into one folder the call carries
 #   there: bash FOLDER/gpu_borrow.sh
 set -u
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1

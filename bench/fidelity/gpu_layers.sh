@@ -10,10 +10,10 @@
 # $OUT/log.txt; the SM clock, power and throttle reasons every half second
 # in clocks.csv.
 #   here:  cmake -S . -B build-gpu -DINFSIM_CUDA=ON -DINFSIM_MPI=ON -DINFSIM_NCCL=OFF -DCMAKE_BUILD_TYPE=Release
-#          cmake --build build-gpu -j2 --target infsim_cli bench_cluster_model infsim_cluster_check
+#          cmake --build build-gpu -j2 --target infsim_cli infsim_mpi_cli bench_cluster_model infsim_cluster_check
 #          (and build-gpu-nompi with -DINFSIM_MPI=OFF: used when the MPI build cannot start there)
 #          /work/shared/tools/device-libs libgsl27 libgslcblas0 libsqlite3-0 libyaml-0-2 libjansson4
-#          copy data/calibration.db, the binaries (MPI build as infsim, bench_cluster_model, infsim_cluster_check; the
+#          copy data/calibration.db, the binaries (MPI build as infsim with its infsim-mpi beside it, bench_cluster_model, infsim_cluster_check; the
 #          other as infsim-nompi, bench_cluster_model-nompi), .devlibs, data/traces/azure-code.csv
 #          and bench/fidelity/*.{sh,py,yaml} into one folder the call carries
 #   there: bash FOLDER/gpu_layers.sh        (results under $OUT)
