@@ -157,7 +157,8 @@ def main():
     if pid is None:
         sys.exit(f"fit-clock.py: {a.db}: no profile {a.profile} of {a.model}")
     db.execute("INSERT OR REPLACE INTO clock_fit VALUES (?, ?, ?, ?, ?, ?, ?)",
-               (pid[0], a.tp, tau, g, n, "clocks " + a.clocks + "; runs " + " ".join(a.runs),datetime.datetime.now(datetime.timezone.utc).isoformat()))
+               (pid[0], a.tp, tau, g, n, f"clocks {a.clocks}; runs {' '.join(a.runs)}",
+                datetime.datetime.now(datetime.timezone.utc).isoformat()))
     db.commit()
 
 
