@@ -238,6 +238,7 @@ static int draw(const cmp_table *t, const char *out_path) {
  * prefill tokens (exact for decode rows; off by a few LM-head rows at
  * most otherwise). */
 typedef struct {
+  double start_s;
   double measured_s;
   int64_t steps;
   infsim_batch_agg agg;
@@ -295,6 +296,7 @@ static infsim_status reprice_rows(const char *dir, priced_row **out, size_t *n, 
     }
     priced_row *r = &(*out)[(*n)++];
     memset(r, 0, sizeof *r);
+    r->start_s = v[0];
     r->measured_s = v[1] - v[0];
     r->steps = v[2] >= 1 ? (int64_t)v[2] : 1;
     r->agg.prefill_tokens = (int64_t)v[3];
@@ -359,26 +361,42 @@ static infsim_status reprice(const char *dir, const char *config_path, const cha
       st = infsim_fail(err, INFSIM_EIO, "%s: cannot write", rows_tmp);
     else
       fprintf(rf, "row,steps,prefill_tokens,decode_requests,decode_context_tokens,decode_max_context_tokens,"
-                  "measured_s,predicted_s\n");
+                  "measured_s,predicted_s,busy_fraction,compute_bound_s\n");
   }
+  /* The clock term's compute load follows the measured timeline: each
+   * row at its compute share from its start to its end, idle between
+   * rows. compute_bound_s: the part the term scales. */
+  double busy_u = 0.0, busy_t_s = 0.0;
   for (size_t i = 0; i < n && st == INFSIM_OK; i++) {
     const priced_row *r = &rows[i];
+    if (r->start_s > busy_t_s) {
+      busy_u = infsim_cost_busy_fraction(&cm.curves, busy_u, (int64_t)((r->start_s - busy_t_s) * 1e9), 0.0);
+      busy_t_s = r->start_s;
+    }
+    double row_u = busy_u, share = infsim_cost_compute_share(&cm, &r->agg);
+    if (r->start_s + r->measured_s > busy_t_s) {
+      busy_u = infsim_cost_busy_fraction(&cm.curves, busy_u,
+                                         (int64_t)((r->start_s + r->measured_s - busy_t_s) * 1e9), share);
+      busy_t_s = r->start_s + r->measured_s;
+    }
     if (!(r->measured_s > 0)) continue;
     int64_t ns;
+    double bound_s = 0.0;
     if (r->agg.prefill_tokens == 0 && r->agg.decode_requests > 0) {
       infsim_decode_run run;
       infsim_cost_decode_run_init(&cm, r->agg.decode_requests, &run);
       run.first_max_context_tokens = r->agg.decode_max_context_tokens;
       ns = infsim_cost_decode_run_ns(&cm, &run, r->agg.decode_context_tokens, r->steps);
     } else {
-      ns = infsim_cost_iteration_ns(&cm, &r->agg);
+      ns = infsim_cost_iteration_busy_ns(&cm, &r->agg, row_u);
+      bound_s = share * (double)infsim_cost_iteration_ns(&cm, &r->agg) * 1e-9;
     }
     double rel = ((double)ns * 1e-9 - r->measured_s) / r->measured_s;
     if (rf)
-      fprintf(rf, "%zu,%lld,%lld,%lld,%lld,%lld,%.9f,%.9f\n", i, (long long)r->steps,
+      fprintf(rf, "%zu,%lld,%lld,%lld,%lld,%lld,%.9f,%.9f,%.6f,%.9f\n", i, (long long)r->steps,
               (long long)r->agg.prefill_tokens, (long long)r->agg.decode_requests,
               (long long)r->agg.decode_context_tokens, (long long)r->agg.decode_max_context_tokens, r->measured_s,
-              (double)ns * 1e-9 / (double)r->steps);
+              (double)ns * 1e-9 / (double)r->steps, row_u, bound_s);
     signed_sum += rel;
     used++;
     int kind = r->agg.prefill_tokens > 0 ? 2 : 1;

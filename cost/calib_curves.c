@@ -491,6 +491,45 @@ static infsim_status long_sm_count(sqlite3 *db, const char *db_path, const char 
   return st;
 }
 
+/* The clock-after-idle fit of a profile, model and TP degree (tau_s 0:
+ * none; the term stays off). Table clock_fit is optional: a DB without
+ * it (or without a row) has no fit. Written by calibrate/fit-clock.py
+ * from end-to-end runs' iterations, not by `calibrate fit`. */
+static infsim_status clock_fit(sqlite3 *db, const char *db_path, const char *profile, const infsim_model_shape *model,
+                               int64_t tp, double *tau_s, double *gain, infsim_error *err) {
+  static const char sql[] = "SELECT c.tau_s, c.idle_gain FROM clock_fit c JOIN profile p ON p.id = c.profile_id"
+                            " WHERE p.name = ?1 AND p.model = ?2 AND c.tp = ?3";
+  sqlite3_stmt *q = NULL;
+  *tau_s = *gain = 0.0;
+  if (sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'clock_fit'", -1, &q,
+                         NULL) != SQLITE_OK || sqlite3_step(q) != SQLITE_ROW) {
+    sqlite3_finalize(q);
+    return db_fail(db, db_path, err);
+  }
+  int have = sqlite3_column_int(q, 0);
+  sqlite3_finalize(q);
+  if (!have) return INFSIM_OK;
+  if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK) return db_fail(db, db_path, err);
+  sqlite3_bind_text(q, 1, profile, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 2, model->name, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(q, 3, tp);
+  int rc = sqlite3_step(q);
+  infsim_status st = INFSIM_OK;
+  if (rc == SQLITE_ROW) {
+    double t = sqlite3_column_double(q, 0), g = sqlite3_column_double(q, 1);
+    /* gain 1 would price a prefill after idle at nothing */
+    if (!(t > 0.0 && t < 1e6) || !(g >= 0.0 && g < 1.0))
+      st = infsim_fail(err, INFSIM_EINPUT, "%s: clock_fit: %s: tau_s %g, idle_gain %g: want 0 < tau_s < 1e6 and 0 <="
+                       " idle_gain < 1", db_path, profile, t, g);
+    else
+      *tau_s = t, *gain = g;
+  } else if (rc != SQLITE_DONE) {
+    st = db_fail(db, db_path, err);
+  }
+  sqlite3_finalize(q);
+  return st;
+}
+
 infsim_status infsim_cost_curves_calibrated(const char *db_path, const char *profile,
                                             const infsim_model_shape *model, int64_t tp, int *found,
                                             infsim_cost_curves *out, infsim_error *err) {
@@ -597,6 +636,15 @@ infsim_status infsim_cost_curves_calibrated(const char *db_path, const char *pro
       out->decode_longest_layer_ns = calib_decode_longest_layer_ns;
     }
   }
+  double tau_s = 0.0, gain = 0.0;
+  st = clock_fit(db, db_path, profile, model, tp, &tau_s, &gain, err);
+  if (st != INFSIM_OK) {
+    infsim_calib_fast_free(fast);
+    memset(out, 0, sizeof *out);
+    goto done;
+  }
+  out->clock_tau_ns = tau_s * 1e9;
+  out->clock_idle_gain = gain;
   snprintf(out->name, sizeof out->name, "calibrated:%s", profile);
   *found = 1;
 done:

@@ -67,14 +67,33 @@ static double handoff_ns(const infsim_cost_model *cm, int64_t tokens) {
          (double)infsim_cost_transfer_ns(act_bytes, cm->layout.pp_link_bytes_per_s, cm->layout.link_latency_ns);
 }
 
-int64_t infsim_cost_iteration_ns(const infsim_cost_model *cm, const infsim_batch_agg *agg) {
+double infsim_cost_busy_fraction(const infsim_cost_curves *c, double u, int64_t dt_ns, double w) {
+  if (!(c->clock_tau_ns > 0.0)) return 1.0;
+  double keep = dt_ns > 0 ? exp(-(double)dt_ns / c->clock_tau_ns) : 1.0;
+  return w - (w - u) * keep;
+}
+
+/* One layer's time (factor 1) and the part of it the clock scales: the
+ * GEMMs, prefill attention and prefill rest of a batch with prefill
+ * tokens (at thousands of tokens compute-bound; a decode step's GEMMs
+ * are bound by the weights' bandwidth, which the SM clock does not set). */
+static double layer_parts_ns(const infsim_cost_model *cm, const infsim_batch_agg *agg, bool split_rest,
+                             double *bound_ns) {
   const infsim_cost_curves *c = &cm->curves;
-  const infsim_model_shape *m = &cm->model;
   int64_t tokens = agg->prefill_tokens + agg->decode_requests;
-  double layer_ns = 0.0;
-  if (tokens > 0) layer_ns += c->gemm_layer_ns(c->self, tokens);
-  if (agg->prefill_tokens > 0)
-    layer_ns += c->prefill_attn_layer_ns(c->self, agg->prefill_tokens, agg->prefill_attn_pairs);
+  /* summed in the order the layer was always summed, so that a batch
+   * prices to the same ns with the term off */
+  double layer_ns = 0.0, bound = 0.0;
+  if (tokens > 0) {
+    double gemm_ns = c->gemm_layer_ns(c->self, tokens);
+    layer_ns += gemm_ns;
+    if (agg->prefill_tokens > 0) bound += gemm_ns;
+  }
+  if (agg->prefill_tokens > 0) {
+    double prefill_ns = c->prefill_attn_layer_ns(c->self, agg->prefill_tokens, agg->prefill_attn_pairs);
+    layer_ns += prefill_ns;
+    bound += prefill_ns;
+  }
   if (agg->decode_requests > 0) {
     double attn_ns = c->decode_attn_layer_ns(c->self, agg->decode_requests, agg->decode_context_tokens);
     if (c->decode_longest_layer_ns != NULL && agg->decode_max_context_tokens > 0 &&
@@ -83,7 +102,7 @@ int64_t infsim_cost_iteration_ns(const infsim_cost_model *cm, const infsim_batch
                                                      agg->decode_max_context_tokens, agg->prefill_tokens == 0);
       /* At most what the batch would take with every request that long:
        * each CTA then walks as much as the longest one's (the curve was
-       * fitted there; at one request the two are the same batch). */
+       * fitted there; at one request it is the same batch). */
       double uniform_ns =
           c->decode_attn_layer_ns(c->self, agg->decode_requests, agg->decode_requests * agg->decode_max_context_tokens);
       if (longest_ns > uniform_ns) longest_ns = uniform_ns;
@@ -92,16 +111,54 @@ int64_t infsim_cost_iteration_ns(const infsim_cost_model *cm, const infsim_batch
     layer_ns += attn_ns;
   }
   layer_ns += 2.0 * allreduce_ns(cm, tokens);
-
   layer_ns += c->layer_overhead_ns;
-  if (c->layer_rest_ns != NULL)
-    layer_ns += c->layer_rest_ns(c->self, agg->prefill_tokens, agg->prefill_attn_pairs, agg->decode_requests);
-
-  double total_ns = (double)cm->layout.iteration_overhead_ns + (double)m->layers * layer_ns;
-  total_ns += lm_head_ns(cm, agg->logits_tokens) + handoff_ns(cm, tokens);
-  return round_ns(total_ns, 1);
+  if (c->layer_rest_ns != NULL) {
+    double rest_ns = c->layer_rest_ns(c->self, agg->prefill_tokens, agg->prefill_attn_pairs, agg->decode_requests);
+    layer_ns += rest_ns;
+    /* the prefill's share of the rest, beside the decode rows' (split
+     * only where something reads it: one curve call fewer) */
+    if (agg->prefill_tokens > 0 && split_rest)
+      bound += rest_ns - c->layer_rest_ns(c->self, 0, 0, agg->decode_requests);
+  }
+  *bound_ns = bound;
+  return layer_ns;
 }
 
+static double iteration_total_ns(const infsim_cost_model *cm, const infsim_batch_agg *agg, double layer_ns) {
+  int64_t tokens = agg->prefill_tokens + agg->decode_requests;
+  double total_ns = (double)cm->layout.iteration_overhead_ns + (double)cm->model.layers * layer_ns;
+  total_ns += lm_head_ns(cm, agg->logits_tokens) + handoff_ns(cm, tokens);
+  return total_ns;
+}
+
+double infsim_cost_compute_share(const infsim_cost_model *cm, const infsim_batch_agg *agg) {
+  if (agg->prefill_tokens <= 0) return 0.0;
+  double bound = 0.0, layer_ns = layer_parts_ns(cm, agg, true, &bound);
+  double total = iteration_total_ns(cm, agg, layer_ns);
+  return total > 0.0 ? (double)cm->model.layers * bound / total : 0.0;
+}
+
+int64_t infsim_cost_iteration_ns(const infsim_cost_model *cm, const infsim_batch_agg *agg) {
+  return infsim_cost_iteration_busy_ns(cm, agg, 1.0);
+}
+
+int64_t infsim_cost_iteration_busy_ns(const infsim_cost_model *cm, const infsim_batch_agg *agg, double busy_fraction) {
+  const infsim_cost_curves *c = &cm->curves;
+  bool on = c->clock_tau_ns > 0.0 && c->clock_idle_gain > 0.0 && busy_fraction < 1.0;
+  double bound = 0.0, layer_ns = layer_parts_ns(cm, agg, on, &bound);
+  double total_ns = iteration_total_ns(cm, agg, layer_ns);
+  if (on && bound > 0.0 && total_ns > 0.0) {
+    /* The load's mean over the batch, which drives it toward its own
+     * compute share w over its (sustained-clock) time d:
+     * w - (w - u0) (tau / d) (1 - e^(-d / tau)). */
+    double w = (double)cm->model.layers * bound / total_ns, tau = c->clock_tau_ns;
+    double u0 = busy_fraction > 0.0 ? busy_fraction : 0.0;
+    double mean_u = w - (w - u0) * tau / total_ns * -expm1(-total_ns / tau);
+    if (mean_u > 1.0) mean_u = 1.0;
+    total_ns -= c->clock_idle_gain * (1.0 - mean_u) * (double)cm->model.layers * bound;
+  }
+  return round_ns(total_ns, 1);
+}
 void infsim_cost_decode_run_init(const infsim_cost_model *cm, int64_t decode_requests, infsim_decode_run *run) {
   const infsim_cost_curves *c = &cm->curves;
   const infsim_model_shape *m = &cm->model;

@@ -354,9 +354,16 @@ static infsim_status exec_submit(void *self, const infsim_batch *b, int64_t now_
   x->decode_only = b->agg.prefill_tokens == 0;
   x->distattn_step_ns = distattn_step_ns(s, b, x, now_ns);
   if (!x->decode_only) x->da_remote_ns = x->da_guest_ns = 0.0; /* a prompt batch: one step, priced below */
+  /* The compute load now (the clock term; 1 with it off): the latest
+   * batch's compute share through its compute (to its end after cuts),
+   * idle since. */
+  const infsim_cost_curves *cc = &s->cost.curves;
+  int64_t busy_from = x->start_ns + x->lead_ns, busy_to = x->end_ns < now_ns ? x->end_ns : now_ns;
+  double busy_u = infsim_cost_busy_fraction(cc, x->busy_u_at_start, busy_to - busy_from, x->compute_share);
+  busy_u = infsim_cost_busy_fraction(cc, busy_u, now_ns - busy_to, 0.0);
   if (!x->decode_only) {
     assert(b->steps == 1);
-    compute = infsim_cost_iteration_ns(&s->cost, &b->agg);
+    compute = infsim_cost_iteration_busy_ns(&s->cost, &b->agg, busy_u);
     if (compute != INT64_MAX && x->distattn_step_ns > 0.0)
       compute = x->distattn_step_ns < 9.2e18 - (double)compute ? compute + (int64_t)llround(x->distattn_step_ns)
                                                                : INT64_MAX;
@@ -382,6 +389,9 @@ static infsim_status exec_submit(void *self, const infsim_batch *b, int64_t now_
       if (end < 0) return time_overflow(b, now_ns, err);
     }
   }
+  /* idle through the swap lead */
+  x->busy_u_at_start = infsim_cost_busy_fraction(cc, busy_u, lead, 0.0);
+  x->compute_share = cc->clock_tau_ns > 0.0 ? infsim_cost_compute_share(&s->cost, &b->agg) : 0.0;
   x->start_ns = now_ns;
   x->agg = b->agg;
   x->lead_ns = lead;

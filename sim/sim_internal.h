@@ -59,6 +59,10 @@ typedef struct {
    * one time): valid for this generation and time. */
   uint32_t done_generation;
   int64_t done_at_ns, done_steps;
+  /* The clock term (costmodel.h): the instance's busy fraction when its
+   * latest batch's compute started (0 at the start: an idle GPU). */
+  double busy_u_at_start;
+  double compute_share; /* its compute-bound share (costmodel.h) */
 } sim_exec_instance;
 
 typedef struct {

@@ -64,6 +64,18 @@ typedef struct {
    * decode_attn_layer_ns. graph: a decode-only step (replayed padded). */
   double (*decode_longest_layer_ns)(void *self, int64_t requests, int64_t context_tokens, int64_t max_context_tokens,
                                    bool graph);
+  /* The GPU clock after idle time (tau 0: off; calibrated profiles with a
+   * clock fit). Under a power cap the SM clock falls within a fraction of
+   * a second of compute-bound work (prefill GEMMs and attention) and
+   * recovers as fast once it stops, decode steps included (bound by
+   * memory, they draw less). The instance's compute load u is an
+   * exponentially weighted mean, time constant clock_tau_ns, of each
+   * batch's compute-bound share of its time (0 while idle or decoding);
+   * a batch's compute-bound part takes 1 - clock_idle_gain x (1 - u) of
+   * its curve time, u its mean over the batch; the curves were timed
+   * under sustained prefills (u = 1). */
+  double clock_tau_ns;
+  double clock_idle_gain;
 } infsim_cost_curves;
 
 /* Roofline efficiency factors (fraction of peak reached), config keys
@@ -99,6 +111,20 @@ typedef struct {
 /* Time of one iteration of an instance for the aggregates, in ns (>= 1);
  * INT64_MAX when it would not fit in int64 (the caller fails the run). */
 int64_t infsim_cost_iteration_ns(const infsim_cost_model *cm, const infsim_batch_agg *agg);
+
+/* The compute load dt_ns after it was u, the work running all along
+ * having compute-bound share w (0 idle): w - (w - u) e^(-dt/tau), closed
+ * form of the exponentially weighted mean. With the clock term off it is
+ * 1: the calibration's sustained load. */
+double infsim_cost_busy_fraction(const infsim_cost_curves *c, double u, int64_t dt_ns, double w);
+
+/* The compute-bound share of a batch's time (0 for decode-only batches):
+ * what infsim_cost_busy_fraction takes as w while the batch runs. */
+double infsim_cost_compute_share(const infsim_cost_model *cm, const infsim_batch_agg *agg);
+
+/* infsim_cost_iteration_ns for a batch starting at compute load u (the
+ * clock term; u = 1 or the term off: the same time). */
+int64_t infsim_cost_iteration_busy_ns(const infsim_cost_model *cm, const infsim_batch_agg *agg, double busy_fraction);
 
 /* Decode-only iterations in a row differ only in their context: the part
  * that does not depend on it is computed once (infsim_cost_decode_run_init)
