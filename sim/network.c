@@ -54,7 +54,8 @@ typedef struct {
   bool fixed;              /* scratch of the filling */
   double bound_bytes_per_s; /* 0: none */
   double remaining_bytes;  /* unused for steady flows */
-  double carried_bytes;
+  double carried_bytes;   /* and remaining_bytes: as of from_ns */
+  int64_t from_ns;         /* when its rate was set (carried and remaining are folded up to it) */
   int64_t active_at_ns;    /* start + path latency */
   double rate_bytes_per_s;
   int64_t finish_ns;       /* INT64_MAX: none under current rates */
@@ -95,15 +96,10 @@ struct infsim_network {
   size_t touched_cap;
   int32_t *act;
   size_t act_cap;
-  /* Per link, when its load last went above 0 (-1: idle): its busy time
-   * is kept at its changes between idle and loaded, not added at every
-   * progress (load_changed). Beside the links, not in them: the filling
-   * and the probe index links, which a larger net_link makes dearer. */
-  int64_t *busy_from_ns;
-  /* The slots of the flows moving bytes (rate > 0), one bit each: what
-   * progress integrates, in slot order as a scan of every slot would, but
-   * a word at a time. */
-  uint64_t *moving;
+  /* Per link, its time accounts (link_acct). Beside the links, not in
+   * them: the filling and the probe index links, which a larger net_link
+   * makes dearer. */
+  struct link_acct_s *acct;
   size_t *act_links; /* scratch of the filling: links with unfixed flows */
   size_t act_links_cap;
   /* Every route's rate and latency in a cluster network, built once
@@ -113,6 +109,19 @@ struct infsim_network {
   int32_t route_endpoints;
   int32_t *node; /* per endpoint of a cluster network, its node (every route asks for two) */
 };
+
+/* A link's bytes and busy time are kept at its changes, not at every
+ * advance of the clock: between two changes of its load, its bytes grow
+ * by load x time (the sum of its flows' rates, integrated at once rather
+ * than flow by flow: the same model, another summation order), and it is
+ * busy while at least one flow moves bytes on it (a count, not load > 0:
+ * adding and removing steady flows without a filling can leave a rounding
+ * remainder in the load with no flow on the link). */
+typedef struct link_acct_s {
+  int64_t busy_from_ns;  /* since when it has moving flows; -1: none */
+  int64_t bytes_from_ns; /* its bytes are folded up to here */
+  int32_t moving;        /* flows with rate > 0 crossing it */
+} link_acct;
 
 typedef struct net_route_s {
   double bytes_per_s; /* the path's narrowest link; 0: no link */
@@ -158,8 +167,7 @@ void infsim_network_free(infsim_network *net) {
   free(net->act);
   free(net->routes);
   free(net->node);
-  free(net->busy_from_ns);
-  free(net->moving);
+  free(net->acct);
   free(net->act_links);
   free(net);
 }
@@ -173,9 +181,9 @@ infsim_status infsim_network_add_link(infsim_network *net, infsim_link_kind kind
     net_link *l = realloc(net->links, cap * sizeof *l);
     if (!l) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
     net->links = l;
-    int64_t *b = realloc(net->busy_from_ns, cap * sizeof *b);
+    link_acct *b = realloc(net->acct, cap * sizeof *b);
     if (!b) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
-    net->busy_from_ns = b;
+    net->acct = b;
     net->link_cap = cap;
   }
   net_link *l = &net->links[net->link_count];
@@ -185,7 +193,7 @@ infsim_status infsim_network_add_link(infsim_network *net, infsim_link_kind kind
   snprintf(l->info.dst, sizeof l->info.dst, "%s", dst);
   l->info.bytes_per_s = bytes_per_s;
   l->info.latency_ns = latency_ns;
-  net->busy_from_ns[net->link_count] = -1;
+  net->acct[net->link_count] = (link_acct){-1, net->now_ns, 0};
   if (id) *id = (int32_t)net->link_count;
   net->link_count++;
   return INFSIM_OK;
@@ -196,17 +204,26 @@ size_t infsim_network_link_count(const infsim_network *net) { return net->link_c
 infsim_link_info infsim_network_link(const infsim_network *net, int32_t link) {
   assert(link >= 0 && (size_t)link < net->link_count);
   infsim_link_info i = net->links[link].info;
-  if (net->busy_from_ns[link] >= 0) i.busy_ns += net->now_ns - net->busy_from_ns[link];
+  const link_acct *a = &net->acct[link];
+  if (a->busy_from_ns >= 0) i.busy_ns += net->now_ns - a->busy_from_ns;
+  i.bytes += net->links[link].load_bytes_per_s * (double)(net->now_ns - a->bytes_from_ns) * 1e-9;
   return i;
 }
 
-/* After any change of link l's load: loads change only at the network's
- * now, and progress integrates from there with the loads as they are, so
- * counting the busy time from the changes between idle and loaded gives
- * the same integers as adding each progress's span to the loaded links. */
+/* Link l's bytes up to now, before its load changes. */
+static void fold_link(infsim_network *net, size_t l) {
+  link_acct *a = &net->acct[l];
+  int64_t dt = net->now_ns - a->bytes_from_ns;
+  if (dt > 0 && net->links[l].load_bytes_per_s > 0)
+    net->links[l].info.bytes += net->links[l].load_bytes_per_s * (double)dt * 1e-9;
+  a->bytes_from_ns = net->now_ns;
+}
+
+/* After any change of link l's moving flows: they change only at the
+ * network's now, so its busy time is the sum of its spans between them. */
 static void load_changed(infsim_network *net, size_t l) {
-  bool busy = net->links[l].load_bytes_per_s > 0;
-  int64_t *from = &net->busy_from_ns[l];
+  bool busy = net->acct[l].moving > 0;
+  int64_t *from = &net->acct[l].busy_from_ns;
   if (busy && *from < 0) {
     *from = net->now_ns;
   } else if (!busy && *from >= 0) {
@@ -215,8 +232,23 @@ static void load_changed(infsim_network *net, size_t l) {
   }
 }
 
-static void moving_set(infsim_network *net, size_t s) { net->moving[s / 64] |= (uint64_t)1 << (s % 64); }
-static void moving_clear(infsim_network *net, size_t s) { net->moving[s / 64] &= ~((uint64_t)1 << (s % 64)); }
+/* A flow's bytes up to now, at its current rate since from_ns. A flow
+ * that would pass its end (its end is rounded up to whole ns) moves only
+ * its remaining bytes; its links, which integrate the rate, give back
+ * the excess. */
+static void fold_flow(infsim_network *net, net_flow *f) {
+  int64_t dt = net->now_ns - f->from_ns;
+  f->from_ns = net->now_ns;
+  if (dt <= 0 || !(f->rate_bytes_per_s > 0)) return;
+  double moved = f->rate_bytes_per_s * (double)dt * 1e-9;
+  if (!f->steady) {
+    if (moved > f->remaining_bytes)
+      for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].info.bytes -= moved - f->remaining_bytes;
+    moved = fmin(moved, f->remaining_bytes);
+    f->remaining_bytes -= moved;
+  }
+  f->carried_bytes += moved;
+}
 
 /* Cluster layout: instance i owns links 4i (NVLink up), 4i+1 (NVLink
  * down), 4i+2 (PCIe up), 4i+3 (PCIe down); node n owns 4I+2n (NIC out)
@@ -453,6 +485,8 @@ static bool on_full_link(const infsim_network *net, const int32_t *path, int pat
  * end under the new rates and the network's next change. */
 static void recompute(infsim_network *net) {
   for (size_t l = 0; l < net->link_count; l++) {
+    fold_link(net, l);
+    net->acct[l].moving = 0;
     net->links[l].residual_bytes_per_s = net->links[l].info.bytes_per_s;
     net->links[l].unfixed = 0;
     net->links[l].load_bytes_per_s = 0;
@@ -471,10 +505,10 @@ static void recompute(infsim_network *net) {
     net->act_links_cap = net->link_count;
   }
   size_t unfixed = 0, n_live = 0, n_bounded = 0;
-  if (net->moving) memset(net->moving, 0, (net->flow_cap + 63) / 64 * sizeof *net->moving);
   for (size_t s = 0; s < net->flow_cap; s++) {
     net_flow *f = &net->flows[s];
     if (f->id < 0) continue;
+    fold_flow(net, f);
     f->rate_bytes_per_s = 0;
     f->fixed = !is_active(net, f);
     if (f->fixed) continue;
@@ -590,12 +624,13 @@ static void recompute(infsim_network *net) {
       f->fixed = true;
       f->rate_bytes_per_s = net->classes[f->cls].rate_bytes_per_s;
     }
+    bool moving = f->rate_bytes_per_s > 0;
     for (int k = 0; k < f->path_len; k++) {
       net_link *L = &net->links[f->path[k]];
       L->load_bytes_per_s += f->rate_bytes_per_s;
       if (f->rate_bytes_per_s > L->top_bytes_per_s) L->top_bytes_per_s = f->rate_bytes_per_s;
+      net->acct[f->path[k]].moving += moving;
     }
-    if (f->rate_bytes_per_s > 0) moving_set(net, s);
     if (f->steady) continue;
     if (f->remaining_bytes <= 0)
       f->finish_ns = net->now_ns;
@@ -607,24 +642,11 @@ static void recompute(infsim_network *net) {
   for (size_t l = 0; l < net->link_count; l++) load_changed(net, l);
 }
 
-/* Integrates the current rates up to t (no change of rates before t). */
+/* Moves the clock to t (no change of rates before t): links and flows
+ * integrate their rates when they change (fold_link, fold_flow). */
 static void progress(infsim_network *net, int64_t t) {
   assert(t >= net->now_ns);
-  int64_t dt = t - net->now_ns;
-  if (dt == 0) return;
-  for (size_t w = 0; w < (net->flow_cap + 63) / 64; w++)
-    for (uint64_t bits = net->moving[w]; bits != 0; bits &= bits - 1) {
-      net_flow *f = &net->flows[w * 64 + (size_t)__builtin_ctzll(bits)];
-      assert(is_active(net, f) && f->rate_bytes_per_s > 0);
-      double moved = f->rate_bytes_per_s * (double)dt * 1e-9;
-      if (!f->steady) {
-        moved = fmin(moved, f->remaining_bytes);
-        f->remaining_bytes -= moved;
-      }
-      f->carried_bytes += moved;
-      for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].info.bytes += moved;
-    }
-  net->now_ns = t; /* the loaded links' busy time: load_changed */
+  net->now_ns = t;
 }
 
 /* A new flow over path; `bounded`: it will have a rate bound, so it
@@ -654,10 +676,6 @@ static infsim_status new_flow(infsim_network *net, const int32_t *path, int path
     size_t *fs = realloc(net->free_slots, cap * sizeof *fs);
     if (!fs) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
     net->free_slots = fs;
-    uint64_t *mv = realloc(net->moving, (cap + 63) / 64 * sizeof *mv);
-    if (!mv) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
-    net->moving = mv;
-    for (size_t w = (net->flow_cap + 63) / 64; w < (cap + 63) / 64; w++) mv[w] = 0;
     for (size_t s = cap; s-- > net->flow_cap;) {
       net->flows[s].id = -1;
       net->generation[s] = 0;
@@ -677,6 +695,7 @@ static infsim_status new_flow(infsim_network *net, const int32_t *path, int path
   }
   for (int k = 0; k < path_len; k++) net->links[path[k]].flows_on++;
   f->active_at_ns = start_ns + latency_ns;
+  f->from_ns = net->now_ns;
   f->finish_ns = INT64_MAX;
   f->cls = cls;
   net->flow_count++;
@@ -741,11 +760,12 @@ infsim_status infsim_network_add_steady(infsim_network *net, double rate_bytes_p
     f->rate_bytes_per_s = rate_bytes_per_s;
     for (int k = 0; k < f->path_len; k++) {
       net_link *L = &net->links[f->path[k]];
+      fold_link(net, (size_t)f->path[k]);
       L->load_bytes_per_s += rate_bytes_per_s;
       if (rate_bytes_per_s > L->top_bytes_per_s) L->top_bytes_per_s = rate_bytes_per_s;
+      net->acct[f->path[k]].moving++;
       load_changed(net, (size_t)f->path[k]);
     }
-    moving_set(net, (size_t)(f - net->flows));
     return INFSIM_OK;
   }
   admitted(net, f);
@@ -754,8 +774,11 @@ infsim_status infsim_network_add_steady(infsim_network *net, double rate_bytes_p
 
 static void drop(infsim_network *net, net_flow *f) {
   size_t slot = (size_t)(f - net->flows);
-  moving_clear(net, slot);
-  for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].flows_on--;
+  bool moving = f->rate_bytes_per_s > 0;
+  for (int k = 0; k < f->path_len; k++) {
+    net->links[f->path[k]].flows_on--;
+    net->acct[f->path[k]].moving -= moving;
+  }
   f->id = -1;
   net->free_slots[net->free_count++] = slot;
   net->flow_count--;
@@ -766,14 +789,16 @@ double infsim_network_remove(infsim_network *net, int64_t id, int64_t now_ns) {
   if (!f) return -1;
   assert(now_ns <= net->next_ns || now_ns == net->now_ns); /* advance first: nothing may end before now */
   progress(net, now_ns);
+  fold_flow(net, f);
   double carried = f->carried_bytes;
   bool was_active = is_active(net, f);
   if (was_active && f->steady && unsaturated(net, f, 0.0)) {
     for (int k = 0; k < f->path_len; k++) {
+      fold_link(net, (size_t)f->path[k]);
       net->links[f->path[k]].load_bytes_per_s -= f->rate_bytes_per_s;
-      load_changed(net, (size_t)f->path[k]);
     }
     drop(net, f);
+    for (int k = 0; k < f->path_len; k++) load_changed(net, (size_t)f->path[k]);
     return carried;
   }
   drop(net, f);
@@ -835,6 +860,7 @@ size_t infsim_network_advance(infsim_network *net, int64_t t_ns, infsim_flow_don
         net->done_cap = cap;
       }
       net->done_scratch[n++] = s;
+      fold_flow(net, f);
       /* The rounding of its end to whole ns leaves a sliver: it is on the
        * wire too, so every link of the path gets the flow's full bytes. */
       for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].info.bytes += f->remaining_bytes;
@@ -1055,6 +1081,17 @@ void infsim_network_check(const infsim_network *net) {
     assert(f->rate_bytes_per_s >= 0);
     assert(f->steady || f->remaining_bytes >= 0);
     for (int k = 0; k < f->path_len; k++) load[f->path[k]] += f->rate_bytes_per_s;
+  }
+  /* Busy means moving flows: the count agrees with the flows. */
+  for (size_t l = 0; l < net->link_count; l++) {
+    int32_t moving = 0;
+    for (size_t s = 0; s < net->flow_cap; s++) {
+      const net_flow *f = &net->flows[s];
+      if (!is_active(net, f) || !(f->rate_bytes_per_s > 0)) continue;
+      for (int k = 0; k < f->path_len; k++) moving += f->path[k] == (int32_t)l;
+    }
+    assert(moving == net->acct[l].moving);
+    assert((moving > 0) == (net->acct[l].busy_from_ns >= 0));
   }
   for (size_t l = 0; l < net->link_count; l++) assert(load[l] <= net->links[l].info.bytes_per_s * (1 + 1e-6));
   /* Max-min: a flow below its bound crosses a full link on which no flow

@@ -273,19 +273,6 @@ infsim_status sim_executor_run_ended(infsim_sim *s, int32_t instance, infsim_err
   return sim_transport_reschedule(s, err);
 }
 
-static infsim_status add_steady(infsim_sim *s, sim_exec_instance *x, int32_t src, int32_t dst, double bytes,
-                                double span_s, int64_t now_ns, infsim_error *err) {
-  int32_t path[INFSIM_NET_MAX_PATH];
-  int len = infsim_network_route(s->net, src, dst, path);
-  if (bytes <= 0.0 || len == 0) return INFSIM_OK;
-  double demand = bytes * (double)x->steps / span_s;
-  int64_t id = 0;
-  infsim_status st = infsim_network_add_steady(s->net, demand, path, len, now_ns, 0, &id, err);
-  if (st != INFSIM_OK) return st;
-  x->da_flow[x->da_flows++] = id;
-  return INFSIM_OK;
-}
-
 /* A decode run with remote holders: per holder and direction, its
  * traffic is a steady flow of demand = the route's bytes over the run /
  * the run's span, sharing links max-min with KV moves and other runs'
@@ -304,28 +291,33 @@ static infsim_status start_flows(infsim_sim *s, sim_exec_instance *x, int32_t ow
   double span_s = (double)(x->lead_ns + x->compute_ns) * 1e-9;
   if (!(span_s > 0.0)) return INFSIM_OK;
   double floor_ns = 0.0;
+  double bytes[2 * INFSIM_KV_MAX_HOLDINGS], demand[2 * INFSIM_KV_MAX_HOLDINGS];
   infsim_network_sync(s->net, now_ns);
   infsim_network_hold(s->net);
-  for (int r = 0; r < x->da_routes; r++) {
-    infsim_status st = add_steady(s, x, owner, x->da_holder[r], x->da_out_bytes[r], span_s, now_ns, err);
-    if (st == INFSIM_OK)
-      st = add_steady(s, x, x->da_holder[r], owner, x->da_back_bytes[r], span_s, now_ns, err);
-    if (st != INFSIM_OK) {
-      infsim_network_release(s->net);
-      return st;
-    }
-  }
-  infsim_network_release(s->net);
-  /* the shares, once every flow of the run competes */
-  int f = 0;
   for (int r = 0; r < x->da_routes; r++)
     for (int dir = 0; dir < 2; dir++) {
-      double bytes = dir == 0 ? x->da_out_bytes[r] : x->da_back_bytes[r];
+      double b = dir == 0 ? x->da_out_bytes[r] : x->da_back_bytes[r];
+      if (b <= 0.0) continue;
       int32_t path[INFSIM_NET_MAX_PATH];
-      if (bytes <= 0.0 || infsim_network_route(s->net, owner, x->da_holder[r], path) == 0) continue;
-      double demand = bytes * (double)x->steps / span_s, rate = infsim_network_rate(s->net, x->da_flow[f++]);
-      if (rate > 0.0 && rate < demand * (1.0 - 1e-9)) floor_ns = fmax(floor_ns, bytes / rate * 1e9);
+      int len = dir == 0 ? infsim_network_route(s->net, owner, x->da_holder[r], path)
+                         : infsim_network_route(s->net, x->da_holder[r], owner, path);
+      if (len == 0) continue;
+      int f = x->da_flows;
+      bytes[f] = b;
+      demand[f] = b * (double)x->steps / span_s;
+      infsim_status st = infsim_network_add_steady(s->net, demand[f], path, len, now_ns, 0, &x->da_flow[f], err);
+      if (st != INFSIM_OK) {
+        infsim_network_release(s->net);
+        return st;
+      }
+      x->da_flows++;
     }
+  infsim_network_release(s->net);
+  /* the shares, once every flow of the run competes */
+  for (int f = 0; f < x->da_flows; f++) {
+    double rate = infsim_network_rate(s->net, x->da_flow[f]);
+    if (rate > 0.0 && rate < demand[f] * (1.0 - 1e-9)) floor_ns = fmax(floor_ns, bytes[f] / rate * 1e9);
+  }
   if (floor_ns > 0.0) {
     /* the first step at or above the floor (steps only grow) */
     int64_t lo = 0, hi = x->steps;
