@@ -87,7 +87,7 @@ infsim_status infsim_sched_new(const infsim_sched_params *p, const infsim_trace_
   if (s->p.instances_per_host < 1) s->p.instances_per_host = 1;
   if (s->p.host_blocks <= 0) s->p.host_blocks = s->p.host_blocks_per_instance * s->p.instances_per_host;
   int32_t hosts = (s->n_instances + s->p.instances_per_host - 1) / s->p.instances_per_host;
-  st = infsim_kv_new(s->n_instances, p->gpu_blocks_per_instance, hosts, s->p.host_blocks, (int64_t)count, &s->kv,
+  st = infsim_kv_new(s->n_instances, p->gpu_blocks_per_instance, hosts, s->p.host_blocks, 0, &s->kv,
                      err);
   for (int32_t i = 0; st == INFSIM_OK && i < s->n_instances; i++) st = instance_init(s, &s->inst[i], i, err);
   if (st == INFSIM_OK) st = policy->create(p->policy_settings, s, s->n_instances, &s->policy_self, err);
@@ -135,6 +135,8 @@ static infsim_status rs_admit(infsim_sched *s, int64_t req, infsim_error *err) {
     s->rs = ring;
     s->rs_mask = cap - 1;
   }
+  infsim_status st = infsim_kv_admit(s->kv, req, s->oldest, err);
+  if (st != INFSIM_OK) return st;
   s->rs[req & s->rs_mask] = (req_sched){.run_slot = -1};
   if (req - s->oldest + 1 > s->rs_span_peak) s->rs_span_peak = req - s->oldest + 1;
   return INFSIM_OK;

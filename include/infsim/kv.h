@@ -56,6 +56,17 @@ infsim_status infsim_kv_new(int32_t instances, int64_t gpu_blocks, int32_t hosts
                             int64_t requests, infsim_kv **out, infsim_error *err);
 void infsim_kv_free(infsim_kv *kv);
 
+/* Tables for requests in flight only (the scheduler's use): request req
+ * is about to be served, and every request before `oldest` is done (its
+ * table released). Those are forgotten: their table slots go to later
+ * requests, and the accessors read them as holding nothing, with no owner
+ * (-1). Memory then grows with the span oldest..req, not with the run
+ * (infsim_kv_new's `requests` is then best 0). Calls come in request
+ * order, `oldest` never going back. */
+infsim_status infsim_kv_admit(infsim_kv *kv, int64_t req, int64_t oldest, infsim_error *err);
+/* Table slots allocated (what the tables' memory grows with). */
+int64_t infsim_kv_table_slots(const infsim_kv *kv);
+
 /* The instance that owns (serves) req; -1 before it is set. Blocks of req
  * held by any other instance count as lent there and borrowed here. */
 void infsim_kv_set_owner(infsim_kv *kv, int64_t req, int32_t instance);
