@@ -351,6 +351,13 @@ bool infsim_run_result_distkv(const infsim_run_result *res, infsim_distkv_stats 
   return res->sim != NULL && infsim_policy_infinite_stats(infsim_sim_sched(res->sim), out);
 }
 
+bool infsim_run_result_request_slots(const infsim_run_result *res, int64_t *state_slots, int64_t *table_slots,
+                                     int64_t *span_peak) {
+  if (res->sim == NULL) return false;
+  infsim_sched_request_slots(infsim_sim_sched(res->sim), state_slots, table_slots, span_peak);
+  return true;
+}
+
 const char *infsim_run_result_cost_model(const infsim_run_result *res) { return res->cost_model; }
 
 double infsim_run_result_wall_s(const infsim_run_result *res) { return res->wall_s; }

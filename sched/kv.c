@@ -170,6 +170,8 @@ struct infsim_kv {
   kv_table *tables;
   int64_t mask;
   int64_t base;
+  const void *owners; /* forgotten requests' owners: int32_t at owners + req x owners_stride (or none) */
+  size_t owners_stride;
   int64_t *borrowed; /* per instance */
   int64_t *swapped;  /* per instance */
   int64_t lent_total;
@@ -541,7 +543,17 @@ void infsim_kv_set_owner(infsim_kv *kv, int64_t req, int32_t instance) {
   tab(kv, req)->owner = instance;
 }
 
-int32_t infsim_kv_owner(const infsim_kv *kv, int64_t req) { return rtab(kv, req)->owner; }
+void infsim_kv_keep_owners(infsim_kv *kv, const void *first, size_t stride) {
+  kv->owners = first;
+  kv->owners_stride = stride;
+}
+
+int32_t infsim_kv_owner(const infsim_kv *kv, int64_t req) {
+  if (req >= kv->base || kv->owners == NULL) return rtab(kv, req)->owner;
+  int32_t owner;
+  memcpy(&owner, (const char *)kv->owners + (size_t)req * kv->owners_stride, sizeof owner);
+  return owner;
+}
 
 infsim_kv_counts infsim_kv_counts_of(const infsim_kv *kv, int32_t instance) {
   const kv_pool *p = &kv->pools[instance];

@@ -89,6 +89,7 @@ infsim_status infsim_sched_new(const infsim_sched_params *p, const infsim_trace_
   int32_t hosts = (s->n_instances + s->p.instances_per_host - 1) / s->p.instances_per_host;
   st = infsim_kv_new(s->n_instances, p->gpu_blocks_per_instance, hosts, s->p.host_blocks, 0, &s->kv,
                      err);
+  if (st == INFSIM_OK) infsim_kv_keep_owners(s->kv, &s->rec[0].instance, sizeof *s->rec); /* set with the owner */
   for (int32_t i = 0; st == INFSIM_OK && i < s->n_instances; i++) st = instance_init(s, &s->inst[i], i, err);
   if (st == INFSIM_OK) st = policy->create(p->policy_settings, s, s->n_instances, &s->policy_self, err);
   if (st != INFSIM_OK) {
@@ -265,6 +266,13 @@ void infsim_sched_high_water(const infsim_sched *s, infsim_high_water_set *out) 
     infsim_high_water_note(out, "kv_host_blocks", peak, used, capacity);
   }
   infsim_policy_infinite_high_water(s, out);
+}
+
+void infsim_sched_request_slots(const infsim_sched *s, int64_t *state_slots, int64_t *table_slots,
+                                int64_t *span_peak) {
+  *state_slots = s->rs_mask + 1;
+  *table_slots = infsim_kv_table_slots(s->kv);
+  *span_peak = s->rs_span_peak;
 }
 
 void infsim_sched_check(const infsim_sched *s) {

@@ -117,6 +117,9 @@ double infsim_run_result_wall_s(const infsim_run_result *res);
 void infsim_run_result_high_water(const infsim_run_result *res, infsim_high_water_set *out);
 /* summary.json's high_water object (new reference; a simulated result only). */
 json_t *infsim_run_result_high_water_json(const infsim_run_result *res);
+/* infsim_sched_request_slots of a run just simulated (false for results from records). */
+bool infsim_run_result_request_slots(const infsim_run_result *res, int64_t *state_slots, int64_t *table_slots,
+                                     int64_t *span_peak);
 /* summary.json's object (new reference). */
 json_t *infsim_run_result_summary_json(const infsim_run_result *res);
 
