@@ -529,9 +529,11 @@ infsim_status infsim_kv_admit(infsim_kv *kv, int64_t req, int64_t oldest, infsim
   }
   kv_table *t = &kv->tables[req & kv->mask];
   assert(t->count == 0 && t->claim == 0 && t->n_holdings == 0 && t->split_slot < 0 && t->claim_slot < 0);
-  run_list l = table_runs(t);
-  runs_put(kv, &l);
-  free(t->holdings);
+  if (t->at != NULL || t->holdings != NULL) { /* a forgotten table's spare run array */
+    run_list l = table_runs(t);
+    runs_put(kv, &l);
+    free(t->holdings);
+  }
   *t = kv_forgotten;
   return INFSIM_OK;
 }
