@@ -74,8 +74,8 @@ typedef struct {
   int32_t cap;
 } run_list;
 
-/* One per request of the run, finished ones included: kept to 48 bytes
- * (a million requests: 48 MB). */
+/* One per request in flight (infsim_kv_admit; without it, one per request
+ * of the run): kept to 48 bytes all the same. */
 typedef struct {
   infsim_kv_run *at; /* the runs: a run_list of 2^cap_log2 (0: none) */
   int32_t n;

@@ -63,7 +63,6 @@ infsim_status infsim_sched_new(const infsim_sched_params *p, const infsim_trace_
   s->policy = policy;
   s->exec = exec;
   s->net = net;
-  s->requests = requests;
   s->n_requests = count;
   s->n_instances = p->instances;
   s->max_steps = p->max_steps_per_event;

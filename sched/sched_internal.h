@@ -108,7 +108,6 @@ struct infsim_sched {
   int64_t max_steps; /* decode steps one batch may cover (0: no limit) */
   int32_t n_instances;
   instance *inst;
-  const infsim_trace_request *requests;
   size_t n_requests;
   infsim_request_record *rec;
   /* Scheduling state of the requests from `oldest` (every request before

@@ -57,6 +57,11 @@ json_t *infsim_run_setup_config(const infsim_run_setup *setup);
 /* Simulates the setup (which stays untouched: one setup can run many times;
  * it must outlive the result). */
 infsim_status infsim_run_execute(const infsim_run_setup *setup, infsim_run_result **out, infsim_error *err);
+/* The same for one run only: the setup's trace is freed as soon as the
+ * scheduler holds its rows (its records keep arrival and lengths), so a
+ * run's memory does not keep the trace besides them. The setup cannot run
+ * again; infsim_run_setup_trace reads an empty trace. */
+infsim_status infsim_run_execute_consume(infsim_run_setup *setup, infsim_run_result **out, infsim_error *err);
 /* The same from parameters and a trace (both borrowed: the trace must
  * outlive the result); config, if not NULL, is summary.json's `config`. */
 infsim_status infsim_run_simulate(const infsim_run_params *p, const infsim_trace *trace, json_t *config,
