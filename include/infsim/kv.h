@@ -52,7 +52,7 @@ typedef struct {
 
 /* `instances` GPU pools of gpu_blocks each, and `hosts` host pools of
  * host_blocks each (host pool h serves the instances that map to it);
- * request ids are 0..requests-1. */
+ * request ids are 0..requests-1, or any, in order, through infsim_kv_admit. */
 infsim_status infsim_kv_new(int32_t instances, int64_t gpu_blocks, int32_t hosts, int64_t host_blocks,
                             int64_t requests, infsim_kv **out, infsim_error *err);
 void infsim_kv_free(infsim_kv *kv);
@@ -61,9 +61,10 @@ void infsim_kv_free(infsim_kv *kv);
  * is about to be served, and every request before `oldest` is done (its
  * table released). Those are forgotten: their table slots go to later
  * requests, and the accessors read them as holding nothing, with the
- * owner infsim_kv_keep_owners points at (else -1). Memory then grows with the span oldest..req, not with the run
- * (infsim_kv_new's `requests` is then best 0). Calls come in request
- * order, `oldest` never going back. */
+ * owner infsim_kv_keep_owners points at (else -1). Memory then grows
+ * with the span oldest..req, not with the run (infsim_kv_new's
+ * `requests` is then best 0). Calls come in request order, `oldest`
+ * never going back. */
 infsim_status infsim_kv_admit(infsim_kv *kv, int64_t req, int64_t oldest, infsim_error *err);
 /* Where the owners of forgotten requests are kept (the scheduler's
  * records): request r's is the int32_t at first + r x stride, so
