@@ -146,7 +146,7 @@ int infsim_cmd_run(int argc, char **argv) {
   if ((timeline != NULL || window != NULL) &&
       set_timeline(infsim_run_setup_params_mut(setup), timeline, window, &err) != INFSIM_OK)
     goto fail;
-  if (infsim_run_execute(setup, &res, &err) != INFSIM_OK) goto fail;
+  if (infsim_run_execute_consume(setup, &res, &err) != INFSIM_OK) goto fail; /* one run: the trace can go */
   if (infsim_run_write(res, out_dir, summary_only ? INFSIM_OUTPUT_SUMMARY : INFSIM_OUTPUT_ALL, &err) != INFSIM_OK)
     goto fail;
   if (!quiet) print_table(res, out_dir);

@@ -155,18 +155,29 @@ static void stat_compute_ns(int64_t *ns, size_t n, void *spare, infsim_stat *out
 
 void infsim_stat_compute_ns(int64_t *ns, size_t n, infsim_stat *out) { stat_compute_ns(ns, n, NULL, out); }
 
+/* Whether record r enters the latency statistics (finished after the warmup). */
+static bool counted_latency(const infsim_run_params *p, const infsim_request_record *r) {
+  return r->state == INFSIM_REQ_FINISHED && r->arrival_ns >= p->warmup_ns;
+}
+
+/* r's time per output token after the first (r has two or more). */
+static double tpot_of(const infsim_request_record *r) {
+  double t_first = ns_seconds(r->first_token_ns - r->arrival_ns);
+  double t_e2e = ns_seconds(r->finish_ns - r->arrival_ns);
+  return (t_e2e - t_first) / (double)(r->output_tokens - 1);
+}
+
 infsim_status infsim_summary_compute(const infsim_run_params *p, const infsim_request_record *rec, size_t n,
                                      const infsim_run_counters *c, infsim_summary *out, infsim_error *err) {
   memset(out, 0, sizeof *out);
-  /* One block for the three and the sorts' scratch (bigmem.h: few page
-   * faults, one allocation). */
+  /* One array for the values of one statistic at a time and one for the
+   * sorts' scratch (bigmem.h: few page faults, one allocation): 16 bytes a
+   * request at the end of a run, when the records are all there is. */
   size_t room = n ? n : 1;
-  int64_t *ttft = infsim_big_calloc(4 * room, sizeof(int64_t)); /* ns: sorted as integers (infsim_stat_compute_ns) */
-  if (ttft == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
-  double *tpot = (double *)(void *)(ttft + room);
-  int64_t *e2e = ttft + 2 * room;
-  void *spare = ttft + 3 * room;
-  size_t n_ttft = 0, n_tpot = 0, n_e2e = 0;
+  int64_t *values = infsim_big_calloc(2 * room, sizeof(int64_t));
+  if (values == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  void *spare = values + room;
+  size_t n_e2e = 0;
   int64_t first_arrival_ns = n ? rec[0].arrival_ns : 0, last_finish_ns = first_arrival_ns;
   double output_tokens = 0.0;
   int64_t meeting_slo = 0, rejected_counted = 0;
@@ -181,16 +192,10 @@ infsim_status infsim_summary_compute(const infsim_run_params *p, const infsim_re
     output_tokens += (double)r->output_tokens;
     if (r->finish_ns > last_finish_ns) last_finish_ns = r->finish_ns;
     if (r->arrival_ns < p->warmup_ns) continue;
+    n_e2e++;
     double t_first = ns_seconds(r->first_token_ns - r->arrival_ns);
-    double t_e2e = ns_seconds(r->finish_ns - r->arrival_ns);
-    ttft[n_ttft++] = r->first_token_ns - r->arrival_ns;
-    e2e[n_e2e++] = r->finish_ns - r->arrival_ns;
     int meets = t_first <= p->slo_ttft_s;
-    if (r->output_tokens >= 2) {
-      double t_tpot = (t_e2e - t_first) / (double)(r->output_tokens - 1);
-      tpot[n_tpot++] = t_tpot;
-      meets = meets && t_tpot <= p->slo_tpot_s;
-    }
+    if (r->output_tokens >= 2) meets = meets && tpot_of(r) <= p->slo_tpot_s;
     meeting_slo += meets;
   }
   out->arrived = (int64_t)n;
@@ -202,13 +207,25 @@ infsim_status infsim_summary_compute(const infsim_run_params *p, const infsim_re
   }
   int64_t counted = (int64_t)n_e2e + rejected_counted; /* a rejection is a miss */
   out->slo_attainment = counted ? (double)meeting_slo / (double)counted : 0.0;
-  stat_compute_ns(ttft, n_ttft, spare, &out->ttft_s);
-  stat_compute(tpot, n_tpot, spare, &out->tpot_s);
-  stat_compute_ns(e2e, n_e2e, spare, &out->e2e_s);
+  /* TTFT in ns (sorted as integers: infsim_stat_compute_ns), then TPOT,
+   * then E2E, each in record order. */
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++)
+    if (counted_latency(p, &rec[i])) values[k++] = rec[i].first_token_ns - rec[i].arrival_ns;
+  stat_compute_ns(values, k, spare, &out->ttft_s);
+  double *tpot = (double *)(void *)values;
+  k = 0;
+  for (size_t i = 0; i < n; i++)
+    if (counted_latency(p, &rec[i]) && rec[i].output_tokens >= 2) tpot[k++] = tpot_of(&rec[i]);
+  stat_compute(tpot, k, spare, &out->tpot_s);
+  k = 0;
+  for (size_t i = 0; i < n; i++)
+    if (counted_latency(p, &rec[i])) values[k++] = rec[i].finish_ns - rec[i].arrival_ns;
+  stat_compute_ns(values, k, spare, &out->e2e_s);
   if (c->end_ns > 0) {
     out->mean_waiting_requests = c->waiting_integral_ns / (double)c->end_ns;
     out->mean_running_requests = c->running_integral_ns / (double)c->end_ns;
   }
-  infsim_big_free(ttft); /* tpot and e2e too */
+  infsim_big_free(values);
   return INFSIM_OK;
 }

@@ -200,6 +200,10 @@ infsim_status infsim_run_result_from_records(const infsim_run_params *p, const i
   return INFSIM_OK;
 }
 
+static infsim_status simulate(const infsim_run_params *p, const infsim_trace *trace, infsim_trace *drop,
+                              json_t *config, const infsim_sim_watch *watch, infsim_run_result **out,
+                              infsim_error *err);
+
 infsim_status infsim_run_execute(const infsim_run_setup *setup, infsim_run_result **out, infsim_error *err) {
   return infsim_run_simulate(&setup->params, &setup->trace, setup->config, out, err);
 }
@@ -211,6 +215,18 @@ infsim_status infsim_run_simulate(const infsim_run_params *p, const infsim_trace
 
 infsim_status infsim_run_simulate_watched(const infsim_run_params *p, const infsim_trace *trace, json_t *config,
                                           const infsim_sim_watch *watch, infsim_run_result **out, infsim_error *err) {
+  return simulate(p, trace, NULL, config, watch, out, err);
+}
+
+infsim_status infsim_run_execute_consume(infsim_run_setup *setup, infsim_run_result **out, infsim_error *err) {
+  return simulate(&setup->params, &setup->trace, &setup->trace, setup->config, NULL, out, err);
+}
+
+/* infsim_run_simulate_watched; `drop` (the trace, or NULL) is freed once
+ * the scheduler holds its rows in its records. */
+static infsim_status simulate(const infsim_run_params *p, const infsim_trace *trace, infsim_trace *drop,
+                              json_t *config, const infsim_sim_watch *watch, infsim_run_result **out,
+                              infsim_error *err) {
   *out = NULL;
   const infsim_policy_ops *policy = infsim_policy_lookup(p->sched.policy_name);
   if (policy == NULL) return infsim_fail(err, INFSIM_EINPUT, "policy.name: unknown policy '%s'", p->sched.policy_name);
@@ -276,6 +292,10 @@ infsim_status infsim_run_simulate_watched(const infsim_run_params *p, const infs
     snprintf(res->cost_model, sizeof res->cost_model, "%s", cost.curves.name);
     sc.sched.longest_context = p->record_iterations || cost.curves.decode_longest_layer_ns != NULL;
     st = infsim_sim_new(&sc, &cost, trace, &res->sim, err);
+  }
+  if (drop != NULL) { /* its rows are the records' now (24 bytes a request less) */
+    infsim_trace_free(drop);
+    res->trace = NULL;
   }
   if (st == INFSIM_OK) {
     double t0 = wall_now_s();
@@ -349,6 +369,13 @@ const infsim_run_counters *infsim_run_result_counters(const infsim_run_result *r
 
 bool infsim_run_result_distkv(const infsim_run_result *res, infsim_distkv_stats *out) {
   return res->sim != NULL && infsim_policy_infinite_stats(infsim_sim_sched(res->sim), out);
+}
+
+bool infsim_run_result_request_slots(const infsim_run_result *res, int64_t *state_slots, int64_t *table_slots,
+                                     int64_t *span_peak) {
+  if (res->sim == NULL) return false;
+  infsim_sched_request_slots(infsim_sim_sched(res->sim), state_slots, table_slots, span_peak);
+  return true;
 }
 
 const char *infsim_run_result_cost_model(const infsim_run_result *res) { return res->cost_model; }

@@ -23,7 +23,7 @@
 #include "sched_internal.h"
 
 infsim_status boundary_wait_stall(infsim_sched *s, instance *in, int32_t req, infsim_error *err) {
-  req_sched *r = &s->rs[req];
+  req_sched *r = rs_of(s, req);
   assert(r->decoding && !r->stalled);
   /* As of now: generated tokens and KV (its blocks are exactly full). */
   r->generated0 += in->step - r->step0;
@@ -36,16 +36,16 @@ infsim_status boundary_wait_stall(infsim_sched *s, instance *in, int32_t req, in
 }
 
 void boundary_wait_forget(infsim_sched *s, instance *in, int32_t req) {
-  assert(s->rs[req].stalled);
+  assert(rs_of(s, req)->stalled);
   deque_remove(&in->stalled, req);
-  s->rs[req].stalled = false;
+  rs_of(s, req)->stalled = false;
 }
 
 infsim_status boundary_wait_resume(infsim_sched *s, instance *in, bool *preempted, infsim_error *err) {
   infsim_status st;
   while (in->stalled.count > 0) {
     int32_t req = deque_front(&in->stalled);
-    req_sched *r = &s->rs[req];
+    req_sched *r = rs_of(s, req);
     if (infsim_kv_free_blocks(s->kv, in->id) >= 1) {
       deque_pop_front(&in->stalled);
       r->stalled = false;

@@ -93,8 +93,8 @@ static int64_t blocks_for(const infsim_sched *s, int64_t tokens) {
 static int64_t shortfall(const infsim_sched *s, int32_t debtor, int64_t req) {
   const infsim_request_record *rec = &s->rec[req];
   int64_t have = infsim_kv_blocks(s->kv, req) + infsim_kv_free_blocks(s->kv, debtor), want = have + 1;
-  if (rec->state == INFSIM_REQ_WAITING) want = blocks_for(s, s->rs[req].prefill_target);
-  if (rec->state == INFSIM_REQ_SWAPPED) want = blocks_for(s, s->rs[req].kv0 + 1);
+  if (rec->state == INFSIM_REQ_WAITING) want = blocks_for(s, rs_of(s, req)->prefill_target);
+  if (rec->state == INFSIM_REQ_SWAPPED) want = blocks_for(s, rs_of(s, req)->kv0 + 1);
   return want > have ? want - have : 1;
 }
 
@@ -170,7 +170,7 @@ infsim_status infsim_cpu_tier_recall(infsim_cpu_tier *t, int32_t owner, int64_t 
     int64_t best = -1, best_blocks = 0;
     for (int32_t k = 0; k < in->running_count; k++) {
       int64_t r = in->running[k];
-      if (!s->rs[r].decoding) continue;
+      if (!rs_of(s, r)->decoding) continue;
       int64_t b = infsim_kv_blocks_at(s->kv, r, pool);
       if (b == 0 || b > room || infsim_cpu_tier_in_flight(t, owner, r)) continue;
       if (best < 0 || b < best_blocks || (b == best_blocks && r < best)) {

@@ -20,7 +20,8 @@
 typedef struct decode_max_entry entry;
 
 static bool entry_live(const infsim_sched *s, int32_t in_id, const entry *e) {
-  const req_sched *r = &s->rs[e->req];
+  if (sched_forgotten(s, e->req)) return false; /* finished long ago */
+  const req_sched *r = rs_of(s, e->req);
   return r->decoding && s->rec[e->req].instance == in_id && r->step0 == e->step0 && r->kv0 - r->step0 == e->key;
 }
 
@@ -65,7 +66,7 @@ infsim_status decode_max_add(const infsim_sched *s, instance *in, int32_t req, i
     in->longest = h;
     in->longest_capacity = cap;
   }
-  const req_sched *r = &s->rs[req];
+  const req_sched *r = rs_of(s, req);
   in->longest[in->longest_count] = (entry){r->kv0 - r->step0, r->step0, req};
   sift_up(in->longest, in->longest_count++);
   return INFSIM_OK;

@@ -30,7 +30,9 @@
 
 /* The first live finish (stale ones, of preempted requests, are dropped), or NULL. */
 static const step_event *heap_top(const infsim_sched *s, step_heap *h) {
-  while (h->count > 0 && h->items[0].epoch != s->rs[h->items[0].req].epoch) step_heap_pop(h);
+  while (h->count > 0 &&
+         (sched_forgotten(s, h->items[0].req) || h->items[0].epoch != rs_of(s, h->items[0].req)->epoch))
+    step_heap_pop(h);
   return h->count > 0 ? &h->items[0] : NULL;
 }
 
@@ -55,25 +57,25 @@ static int64_t generated_now(const instance *in, const req_sched *r) {
 }
 
 static void running_add(infsim_sched *s, instance *in, int32_t req) {
-  s->rs[req].run_slot = in->running_count;
+  rs_of(s, req)->run_slot = in->running_count;
   in->running[in->running_count++] = req;
   if (in->running_count > in->running_peak) in->running_peak = in->running_count;
   s->rec[req].state = INFSIM_REQ_RUNNING;
 }
 
 static void running_remove(infsim_sched *s, instance *in, int32_t req) {
-  int32_t slot = s->rs[req].run_slot;
+  int32_t slot = rs_of(s, req)->run_slot;
   int32_t last = in->running[--in->running_count];
   in->running[slot] = last;
-  s->rs[last].run_slot = slot;
-  s->rs[req].run_slot = -1;
+  rs_of(s, last)->run_slot = slot;
+  rs_of(s, req)->run_slot = -1;
 }
 
 /* A request whose prefill just completed (or that was swapped back in)
  * starts decoding at the current step: schedule its finish and its first
  * KV block boundary. */
 infsim_status join_decode(infsim_sched *s, instance *in, int32_t req, int64_t kv_tokens, infsim_error *err) {
-  req_sched *r = &s->rs[req];
+  req_sched *r = rs_of(s, req);
   r->decoding = true;
   r->kv0 = kv_tokens;
   r->step0 = in->step;
@@ -100,7 +102,7 @@ infsim_status join_decode(infsim_sched *s, instance *in, int32_t req, int64_t kv
 }
 
 void leave_decode(const infsim_sched *s, instance *in, int32_t req) {
-  req_sched *r = &s->rs[req];
+  req_sched *r = rs_of(s, req);
   assert(r->decoding);
   in->decode_n--;
   in->kv_sum -= kv_now(in, r);
@@ -122,7 +124,7 @@ static void touch_holders(infsim_sched *s, int32_t req) {
 }
 
 static void finish_request(infsim_sched *s, instance *in, int32_t req) {
-  req_sched *r = &s->rs[req];
+  req_sched *r = rs_of(s, req);
   infsim_request_record *rec = &s->rec[req];
   if (r->decoding) leave_decode(s, in, req);
   running_remove(s, in, req);
@@ -162,7 +164,7 @@ infsim_status preempt(infsim_sched *s, instance *in, int32_t req, infsim_error *
 }
 
 infsim_status preempt_as(infsim_sched *s, instance *in, int32_t req, bool may_swap, bool counted, infsim_error *err) {
-  req_sched *r = &s->rs[req];
+  req_sched *r = rs_of(s, req);
   infsim_request_record *rec = &s->rec[req];
   bool was_decoding = r->decoding, was_stalled = r->stalled;
   int64_t kv = was_decoding ? kv_now(in, r) : was_stalled ? r->kv0 : 0;
@@ -206,7 +208,7 @@ infsim_status preempt_as(infsim_sched *s, instance *in, int32_t req, bool may_sw
 /* Takes the block of req's boundary at its step (due now), its next one
  * block_tokens steps later. */
 static infsim_status take_boundary_block(infsim_sched *s, instance *in, int32_t req, infsim_error *err) {
-  req_sched *r = &s->rs[req];
+  req_sched *r = rs_of(s, req);
   r->next_boundary += s->p.block_tokens;
   return infsim_kv_alloc(s->kv, req, in->id, 1, err);
 }
@@ -222,8 +224,8 @@ static infsim_status apply_boundaries_at(infsim_sched *s, instance *in, int64_t 
      * and each takes its block as it is met (its claim's next slot). */
     for (int32_t i = 0; i < set->count; i++) {
       int32_t req = set->items[i];
-      if (s->rs[req].next_boundary != t) continue; /* a first boundary further on */
-      s->rs[req].next_boundary += s->p.block_tokens;
+      if (rs_of(s, req)->next_boundary != t) continue; /* a first boundary further on */
+      rs_of(s, req)->next_boundary += s->p.block_tokens;
       if ((st = infsim_kv_alloc_one(s->kv, req, in->id, err)) != INFSIM_OK) return st;
     }
     return INFSIM_OK;
@@ -238,13 +240,13 @@ static infsim_status apply_boundaries_at(infsim_sched *s, instance *in, int64_t 
   int32_t n = 0;
   for (int32_t i = 0; i < set->count; i++) {
     int32_t req = set->items[i];
-    if (s->rs[req].next_boundary == t) s->due[n++] = (step_event){t, req, s->rs[req].epoch};
+    if (rs_of(s, req)->next_boundary == t) s->due[n++] = (step_event){t, req, rs_of(s, req)->epoch};
   }
   for (int32_t i = 0; i < n; i++) {
     step_event ev = s->due[i];
     /* A victim of an earlier due request's shortage is gone: it must not
      * preempt others (nor, with nobody left running, a victim of -1). */
-    if (s->rs[ev.req].epoch != ev.epoch) continue;
+    if (rs_of(s, ev.req)->epoch != ev.epoch) continue;
     /* Take one block, preempting latest arrivals if none is free, unless
      * the policy is getting blocks and the request may wait for them. */
     bool stall = false;
@@ -252,7 +254,7 @@ static infsim_status apply_boundaries_at(infsim_sched *s, instance *in, int64_t 
       infsim_short_action act = INFSIM_SHORT_PREEMPT;
       if (s->policy->short_of_blocks != NULL)
         act = s->policy->short_of_blocks(s->policy_self, in->id, ev.req, 1, s->now_ns);
-      if (act == INFSIM_SHORT_WAIT && ev.step == in->step && s->rs[ev.req].epoch == ev.epoch) {
+      if (act == INFSIM_SHORT_WAIT && ev.step == in->step && rs_of(s, ev.req)->epoch == ev.epoch) {
         stall = true;
         break;
       }
@@ -261,7 +263,7 @@ static infsim_status apply_boundaries_at(infsim_sched *s, instance *in, int64_t 
       if ((st = preempt(s, in, victim, err)) != INFSIM_OK) return st;
       if (victim == ev.req) break;
     }
-    if (s->rs[ev.req].epoch != ev.epoch) continue; /* the requester itself was preempted */
+    if (rs_of(s, ev.req)->epoch != ev.epoch) continue; /* the requester itself was preempted */
     if (stall) {
       if ((st = boundary_wait_stall(s, in, ev.req, err)) != INFSIM_OK) return st;
       continue;
@@ -283,14 +285,14 @@ static bool apply_boundaries_bulk(infsim_sched *s, instance *in, int64_t to, inf
   int64_t total = 0;
   for (uint32_t m = in->phase_mask; m != 0; m &= m - 1) {
     const req_set *set = &in->phases[__builtin_ctz(m)];
-    for (int32_t i = 0; i < set->count; i++) total += boundaries_through(s, &s->rs[set->items[i]], to);
+    for (int32_t i = 0; i < set->count; i++) total += boundaries_through(s, rs_of(s, set->items[i]), to);
   }
   if (total > free_blocks(s, in)) return false;
   *st = INFSIM_OK;
   for (uint32_t m = in->phase_mask; m != 0 && *st == INFSIM_OK; m &= m - 1)
     for (int32_t i = 0; i < in->phases[__builtin_ctz(m)].count && *st == INFSIM_OK; i++) {
       int32_t req = in->phases[__builtin_ctz(m)].items[i];
-      req_sched *r = &s->rs[req];
+      req_sched *r = rs_of(s, req);
       int64_t n = boundaries_through(s, r, to);
       if (n == 0) continue;
       r->next_boundary += n * s->p.block_tokens;
@@ -338,7 +340,7 @@ static infsim_status admit(infsim_sched *s, instance *in, int64_t token_budget, 
   infsim_status st;
   while (in->swapped.count > 0 && in->running_count < s->p.max_batch_size) {
     int32_t req = deque_front(&in->swapped);
-    req_sched *r = &s->rs[req];
+    req_sched *r = rs_of(s, req);
     /* Back in with room for the next token: its first boundary lies ahead,
      * so no block is due before the iteration that starts now. */
     int64_t held = infsim_kv_blocks(s->kv, req);
@@ -357,12 +359,12 @@ static infsim_status admit(infsim_sched *s, instance *in, int64_t token_budget, 
   if (in->swapped.count > 0) return INFSIM_OK;
   int64_t queued_tokens = 0; /* prefill tokens already claimed by admitted prompts */
   for (int32_t i = 0; i < in->prefilling.count; i++) {
-    const req_sched *r = &s->rs[deque_at(&in->prefilling, i)];
+    const req_sched *r = rs_of(s, deque_at(&in->prefilling, i));
     queued_tokens += r->prefill_target - r->prefilled;
   }
   while (in->waiting.count > 0 && in->running_count < s->p.max_batch_size) {
     int32_t req = deque_front(&in->waiting);
-    req_sched *r = &s->rs[req];
+    req_sched *r = rs_of(s, req);
     /* Blocks a borrowing policy already placed for it elsewhere count. */
     int64_t need = blocks_for(s, r->prefill_target) - infsim_kv_blocks(s->kv, req);
     if (need < 0) need = 0;
@@ -399,12 +401,12 @@ static int64_t next_boundary(const infsim_sched *s, const instance *in) {
     if (!(in->phase_mask >> (t & (np - 1)) & 1)) continue;
     const req_set *set = &in->phases[t & (np - 1)];
     for (int32_t i = 0; i < set->count; i++)
-      if (s->rs[set->items[i]].next_boundary == t) return t;
+      if (rs_of(s, set->items[i])->next_boundary == t) return t;
   }
   int64_t next = INT64_MAX;
   for (int64_t p = 0; p < np; p++)
     for (int32_t i = 0; i < in->phases[p].count; i++) {
-      int64_t b = s->rs[in->phases[p].items[i]].next_boundary;
+      int64_t b = rs_of(s, in->phases[p].items[i])->next_boundary;
       assert(b > in->step);
       if (b < next) next = b;
     }
@@ -442,12 +444,12 @@ static infsim_status fill_entries(infsim_sched *s, const instance *in, bool deco
   }
   int32_t n = 0;
   for (int32_t i = 0; i < in->chunk_count; i++) {
-    const req_sched *r = &s->rs[in->chunks[i].req];
+    const req_sched *r = rs_of(s, in->chunks[i].req);
     s->entries[n++] = (infsim_batch_entry){in->chunks[i].req, in->chunks[i].chunk_tokens, r->prefilled};
   }
   if (decode)
     for (int32_t i = 0; i < in->running_count; i++) {
-      const req_sched *r = &s->rs[in->running[i]];
+      const req_sched *r = rs_of(s, in->running[i]);
       if (r->decoding) s->entries[n++] = (infsim_batch_entry){in->running[i], 1, kv_now(in, r)};
     }
   b->entries = s->entries;
@@ -571,7 +573,7 @@ static void memo_check(const infsim_sched *s, const split_memo *m, const infsim_
  * read a table of thousands of runs from its start each time otherwise. */
 static infsim_status add_split_chunk(infsim_sched *s, instance *in, int32_t req, int64_t chunk,
                                      infsim_batch *b, infsim_error *err) {
-  const req_sched *r = &s->rs[req];
+  const req_sched *r = rs_of(s, req);
   int64_t n = 0;
   const infsim_kv_run *runs = infsim_kv_runs(s->kv, req, &n);
   int64_t bt = s->p.block_tokens, first = r->prefilled, end = r->prefilled + chunk;
@@ -651,7 +653,7 @@ static infsim_status add_remote(infsim_sched *s, instance *in, bool decode, infs
   int64_t blocks[INFSIM_KV_MAX_HOLDINGS];
   for (int64_t k = 0; k < n_split; k++) {
     int32_t req = (int32_t)split[k];
-    const req_sched *r = &s->rs[req];
+    const req_sched *r = rs_of(s, req);
     if (s->rec[req].state != INFSIM_REQ_RUNNING) continue;
     if (decode && r->decoding) {
       int32_t nh = infsim_kv_holdings(s->kv, req, pools, blocks, INFSIM_KV_MAX_HOLDINGS);
@@ -702,7 +704,7 @@ static infsim_status start_batch(infsim_sched *s, instance *in, infsim_error *er
     int64_t left = s->p.chunked_prefill ? budget : INT64_MAX;
     for (int32_t i = 0; i < in->prefilling.count && left > 0; i++) {
       int32_t req = deque_at(&in->prefilling, i);
-      const req_sched *r = &s->rs[req];
+      const req_sched *r = rs_of(s, req);
       int64_t remaining = r->prefill_target - r->prefilled;
       int64_t chunk = remaining < left ? remaining : left;
       if (chunk <= 0) break;
@@ -757,7 +759,7 @@ infsim_status instance_kick(infsim_sched *s, instance *in, infsim_error *err) {
 
 infsim_status instance_arrive(infsim_sched *s, instance *in, int32_t req, infsim_error *err) {
   infsim_request_record *rec = &s->rec[req];
-  req_sched *r = &s->rs[req];
+  req_sched *r = rs_of(s, req);
   rec->instance = in->id;
   rec->instances_touched = 1;
   infsim_kv_set_owner(s->kv, req, in->id);
@@ -806,7 +808,7 @@ infsim_status instance_iteration_done(infsim_sched *s, instance *in, infsim_erro
   }
   for (int32_t i = 0; i < in->chunk_count; i++) {
     int32_t req = in->chunks[i].req;
-    req_sched *r = &s->rs[req];
+    req_sched *r = rs_of(s, req);
     infsim_request_record *rec = &s->rec[req];
     r->prefilled += in->chunks[i].chunk_tokens;
     if (r->prefilled < r->prefill_target) continue;
@@ -865,7 +867,7 @@ void instance_free(const infsim_sched *s, instance *in) {
  * (join_decode, leave_decode), so one request's count is read directly,
  * O(1), instead of searching the sets. */
 static int64_t request_blocks_due(const infsim_sched *s, const instance *in, int32_t q, int64_t done) {
-  const req_sched *r = &s->rs[q];
+  const req_sched *r = rs_of(s, q);
   int64_t finish_step = r->step0 + (s->rec[q].output_tokens - r->generated0);
   /* one step at a time books none at or after the finish */
   if (r->next_boundary > in->step && r->next_boundary < finish_step) return boundaries_through(s, r, in->step + done);
@@ -873,7 +875,7 @@ static int64_t request_blocks_due(const infsim_sched *s, const instance *in, int
 }
 
 int64_t instance_blocks_due(const infsim_sched *s, const instance *in, int32_t req, int64_t done) {
-  if (req >= 0) return s->rs[req].decoding && s->rec[req].instance == in->id ? request_blocks_due(s, in, req, done) : 0;
+  if (req >= 0) return rs_of(s, req)->decoding && s->rec[req].instance == in->id ? request_blocks_due(s, in, req, done) : 0;
   int64_t due = 0, np = phase_count(s);
   if (done < np) {
     /* Every next boundary lies after `step`, so one due within `done` <
@@ -883,7 +885,7 @@ int64_t instance_blocks_due(const infsim_sched *s, const instance *in, int32_t r
       if (!(in->phase_mask >> (t & (np - 1)) & 1)) continue;
       const req_set *set = &in->phases[t & (np - 1)];
       for (int32_t i = 0; i < set->count; i++)
-        if (s->rs[set->items[i]].next_boundary == t) due += request_blocks_due(s, in, set->items[i], done);
+        if (rs_of(s, set->items[i])->next_boundary == t) due += request_blocks_due(s, in, set->items[i], done);
     }
     return due;
   }
@@ -899,7 +901,7 @@ void instance_check(const infsim_sched *s, const instance *in) {
   if (in->lost) instance_loss_check(s, in);
   for (int32_t i = 0; i < in->running_count; i++) {
     int32_t q = in->running[i];
-    const req_sched *r = &s->rs[q];
+    const req_sched *r = rs_of(s, q);
     assert(s->rec[q].state == INFSIM_REQ_RUNNING);
     assert(r->run_slot == i);
     /* A table's own check is O(its blocks): every event for ordinary
@@ -920,8 +922,8 @@ void instance_check(const infsim_sched *s, const instance *in) {
   }
   for (int32_t i = 0; i < in->stalled.count; i++) {
     int32_t q = deque_at(&in->stalled, i);
-    assert(s->rec[q].state == INFSIM_REQ_RUNNING && s->rs[q].stalled && !s->rs[q].decoding);
-    assert(infsim_kv_blocks(s->kv, q) >= blocks_for(s, s->rs[q].kv0));
+    assert(s->rec[q].state == INFSIM_REQ_RUNNING && rs_of(s, q)->stalled && !rs_of(s, q)->decoding);
+    assert(infsim_kv_blocks(s->kv, q) >= blocks_for(s, rs_of(s, q)->kv0));
     (void)q;
   }
   for (int32_t i = 0; i < in->swapped.count; i++)

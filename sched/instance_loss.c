@@ -44,7 +44,7 @@ static void reject_waiting(infsim_sched *s, instance *in, int32_t req) {
 
 /* Blocks of KV req has computed (what recomputing it redoes). */
 static int64_t computed_blocks(const infsim_sched *s, const instance *in, int32_t req) {
-  const req_sched *r = &s->rs[req];
+  const req_sched *r = rs_of(s, req);
   switch ((infsim_req_state)s->rec[req].state) {
   case INFSIM_REQ_RUNNING:
     if (r->decoding) return blocks_for(s, r->kv0 + (in->step - r->step0));
@@ -68,7 +68,7 @@ static bool touches_lost(const infsim_sched *s, int32_t req) {
 /* Other instances' requests with blocks on `lost`. */
 static infsim_status doom_guests(infsim_sched *s, int32_t lost, void (*dropped)(void *, int64_t), void *self,
                                  infsim_error *err) {
-  for (int64_t q = 0; q < s->arrived; q++) {
+  for (int64_t q = s->oldest; q < s->arrived; q++) { /* those before are done */
     int32_t owner = infsim_kv_owner(s->kv, q);
     if (owner == lost || owner < 0 || infsim_kv_blocks_at(s->kv, q, lost) == 0) continue;
     instance *o = &s->inst[owner];
@@ -109,7 +109,7 @@ void instance_loss_reject_if_too_large(infsim_sched *s, instance *in, int32_t re
 
 /* Waiting requests of live instances that can never complete now. */
 static void reject_too_large(infsim_sched *s) {
-  for (int64_t q = 0; q < s->arrived; q++) {
+  for (int64_t q = s->oldest; q < s->arrived; q++) { /* those before are done */
     if (s->rec[q].state != INFSIM_REQ_WAITING || !too_large(s, (int32_t)q)) continue;
     instance *in = &s->inst[s->rec[q].instance];
     if (!in->lost) reject_waiting(s, in, (int32_t)q);
@@ -137,7 +137,7 @@ infsim_status instance_lose(infsim_sched *s, int32_t lost, void (*dropped)(void 
   }
   while (in->swapped.count > 0) {
     int32_t req = deque_front(&in->swapped);
-    req_sched *r = &s->rs[req];
+    req_sched *r = rs_of(s, req);
     deque_pop_front(&in->swapped);
     s->loss.blocks_recomputed += computed_blocks(s, in, req);
     in->swap_blocks -= infsim_kv_blocks(s->kv, req);

@@ -74,8 +74,8 @@ typedef struct {
   int32_t cap;
 } run_list;
 
-/* One per request of the run, finished ones included: kept to 48 bytes
- * (a million requests: 48 MB). */
+/* One per request in flight (infsim_kv_admit; without it, one per request
+ * of the run): kept to 48 bytes all the same. */
 typedef struct {
   infsim_kv_run *at; /* the runs: a run_list of 2^cap_log2 (0: none) */
   int32_t n;
@@ -164,8 +164,14 @@ struct infsim_kv {
   int32_t hosts;
   int64_t stride;
   kv_pool *pools; /* instances GPU pools, then hosts host pools */
+  /* The tables of requests base.. (those before base are forgotten:
+   * done, their tables back), request r at tables[r & mask], a ring of
+   * mask + 1 slots; without infsim_kv_admit, every request of kv_new. */
   kv_table *tables;
-  int64_t requests;
+  int64_t mask;
+  int64_t base;
+  const void *owners; /* forgotten requests' owners: int32_t at owners + req x owners_stride (or none) */
+  size_t owners_stride;
   int64_t *borrowed; /* per instance */
   int64_t *swapped;  /* per instance */
   int64_t lent_total;
@@ -176,6 +182,23 @@ struct infsim_kv {
   infsim_kv_rehome_fn rehome_hook;
   void *rehome_self;
 };
+
+/* A request's table (not forgotten); through a const kv for the checks. */
+static inline kv_table *tab(const infsim_kv *kv, int64_t req) {
+  assert(req >= kv->base);
+  return &kv->tables[req & kv->mask];
+}
+
+/* What the accessors read of a forgotten request: nothing anywhere, no owner. */
+static const kv_table kv_forgotten = {.owner = -1, .split_slot = -1, .claim_slot = -1};
+
+static inline const kv_table *rtab(const infsim_kv *kv, int64_t req) {
+  return req >= kv->base ? &kv->tables[req & kv->mask] : &kv_forgotten;
+}
+
+static void tables_empty(kv_table *at, int64_t n) {
+  for (int64_t r = 0; r < n; r++) at[r] = kv_forgotten;
+}
 
 /* ---- bitmaps ------------------------------------------------------------- */
 
@@ -416,10 +439,12 @@ infsim_status infsim_kv_new(int32_t instances, int64_t gpu_blocks, int32_t hosts
   if (kv == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   kv->instances = instances;
   kv->hosts = hosts;
-  kv->requests = requests;
   kv->stride = (gpu_blocks > host_blocks ? gpu_blocks : host_blocks) + 1;
   kv->pools = calloc((size_t)(instances + hosts), sizeof *kv->pools);
-  kv->tables = infsim_big_calloc((size_t)(requests > 0 ? requests : 1), sizeof *kv->tables); /* bigmem.h */
+  int64_t slots = 1;
+  while (slots < requests) slots *= 2;
+  kv->mask = slots - 1;
+  kv->tables = calloc((size_t)slots, sizeof *kv->tables);
   kv->borrowed = calloc((size_t)instances, sizeof *kv->borrowed);
   kv->swapped = calloc((size_t)instances, sizeof *kv->swapped);
   kv->flat = calloc(1, sizeof *kv->flat);
@@ -442,11 +467,7 @@ infsim_status infsim_kv_new(int32_t instances, int64_t gpu_blocks, int32_t hosts
       }
     }
   }
-  for (int64_t r = 0; r < requests; r++) {
-    kv->tables[r].owner = -1;
-    kv->tables[r].split_slot = -1;
-    kv->tables[r].claim_slot = -1;
-  }
+  tables_empty(kv->tables, slots);
   *out = kv;
   return INFSIM_OK;
 }
@@ -461,7 +482,7 @@ void infsim_kv_free(infsim_kv *kv) {
       free(kv->pools[q].split);
     }
   if (kv->tables != NULL)
-    for (int64_t r = 0; r < kv->requests; r++) {
+    for (int64_t r = 0; r <= kv->mask; r++) {
       free(kv->tables[r].at);
       free(kv->tables[r].holdings);
     }
@@ -475,18 +496,66 @@ void infsim_kv_free(infsim_kv *kv) {
   if (kv->flat != NULL) free(kv->flat->ids);
   free(kv->flat);
   free(kv->pools);
-  infsim_big_free(kv->tables);
+  free(kv->tables);
   free(kv->borrowed);
   free(kv->swapped);
   free(kv);
 }
 
-void infsim_kv_set_owner(infsim_kv *kv, int64_t req, int32_t instance) {
-  assert(kv->tables[req].count == 0 && kv->tables[req].claim == 0); /* ownership moves only with an empty table */
-  kv->tables[req].owner = instance;
+infsim_status infsim_kv_admit(infsim_kv *kv, int64_t req, int64_t oldest, infsim_error *err) {
+  assert(oldest >= kv->base && oldest <= req);
+  kv->base = oldest;
+  if (req - oldest > kv->mask) {
+    int64_t slots = kv->mask + 1;
+    while (req - oldest >= slots) slots *= 2;
+    kv_table *ring = malloc((size_t)slots * sizeof *ring);
+    if (ring == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+    tables_empty(ring, slots);
+    for (int64_t r = oldest; r < req; r++) {
+      kv_table *from = &kv->tables[r & kv->mask];
+      ring[r & (slots - 1)] = *from;
+      *from = kv_forgotten;
+    }
+    for (int64_t r = 0; r <= kv->mask; r++) { /* the forgotten: released, maybe with a spare run array */
+      kv_table *f = &kv->tables[r];
+      assert(f->count == 0 && f->claim == 0 && f->n_holdings == 0);
+      run_list l = table_runs(f);
+      runs_put(kv, &l);
+      free(f->holdings);
+    }
+    free(kv->tables);
+    kv->tables = ring;
+    kv->mask = slots - 1;
+  }
+  kv_table *t = &kv->tables[req & kv->mask];
+  assert(t->count == 0 && t->claim == 0 && t->n_holdings == 0 && t->split_slot < 0 && t->claim_slot < 0);
+  if (t->at != NULL || t->holdings != NULL) { /* a forgotten table's spare run array */
+    run_list l = table_runs(t);
+    runs_put(kv, &l);
+    free(t->holdings);
+  }
+  *t = kv_forgotten;
+  return INFSIM_OK;
 }
 
-int32_t infsim_kv_owner(const infsim_kv *kv, int64_t req) { return kv->tables[req].owner; }
+int64_t infsim_kv_table_slots(const infsim_kv *kv) { return kv->mask + 1; }
+
+void infsim_kv_set_owner(infsim_kv *kv, int64_t req, int32_t instance) {
+  assert(tab(kv, req)->count == 0 && tab(kv, req)->claim == 0); /* ownership moves only with an empty table */
+  tab(kv, req)->owner = instance;
+}
+
+void infsim_kv_keep_owners(infsim_kv *kv, const void *first, size_t stride) {
+  kv->owners = first;
+  kv->owners_stride = stride;
+}
+
+int32_t infsim_kv_owner(const infsim_kv *kv, int64_t req) {
+  if (req >= kv->base || kv->owners == NULL) return rtab(kv, req)->owner;
+  int32_t owner;
+  memcpy(&owner, (const char *)kv->owners + (size_t)req * kv->owners_stride, sizeof owner);
+  return owner;
+}
 
 infsim_kv_counts infsim_kv_counts_of(const infsim_kv *kv, int32_t instance) {
   const kv_pool *p = &kv->pools[instance];
@@ -533,7 +602,7 @@ static bool grow(void **items, int64_t *capacity, int64_t need, size_t item_byte
 
 /* Adds req to / removes it from its owner's list of split requests. */
 static bool split_add(infsim_kv *kv, int64_t req) {
-  kv_table *t = &kv->tables[req];
+  kv_table *t = tab(kv, req);
   kv_pool *o = &kv->pools[t->owner];
   if (!grow((void **)&o->split, &o->cap_split, o->n_split + 1, sizeof *o->split)) return false;
   t->split_slot = (int32_t)o->n_split;
@@ -542,11 +611,11 @@ static bool split_add(infsim_kv *kv, int64_t req) {
 }
 
 static void split_remove(infsim_kv *kv, int64_t req) {
-  kv_table *t = &kv->tables[req];
+  kv_table *t = tab(kv, req);
   kv_pool *o = &kv->pools[t->owner];
   int64_t last = o->split[--o->n_split];
   o->split[t->split_slot] = last;
-  kv->tables[last].split_slot = t->split_slot;
+  tab(kv, last)->split_slot = t->split_slot;
   t->split_slot = -1;
 }
 
@@ -554,7 +623,7 @@ static void split_remove(infsim_kv *kv, int64_t req) {
  * blocks came (n > 0) or went (n < 0): the holding list, the pool's
  * guests, the owner's split list. False when memory is short. */
 static bool hold(infsim_kv *kv, int32_t pool, int64_t req, int64_t n) {
-  kv_table *t = &kv->tables[req];
+  kv_table *t = tab(kv, req);
   int32_t i = 0;
   while (i < t->n_holdings && t->holdings[i].pool != pool) i++;
   if (i == t->n_holdings) {
@@ -579,12 +648,12 @@ static bool hold(infsim_kv *kv, int32_t pool, int64_t req, int64_t n) {
 /* Counts n blocks of req held in pool `pool` (n < 0: given back). A
  * shrinking holding never allocates: false only when n > 0. */
 static bool account(infsim_kv *kv, int32_t pool, int64_t req, int64_t n) {
-  int32_t owner = kv->tables[req].owner;
+  int32_t owner = tab(kv, req)->owner;
   kv_pool *p = &kv->pools[pool];
   p->in_use += n;
   if (p->in_use > p->peak) p->peak = p->in_use;
   if (pool != owner) {
-    kv->tables[req].foreign += (int32_t)n;
+    tab(kv, req)->foreign += (int32_t)n;
     if (!hold(kv, pool, req, n)) return false;
   }
   if (pool >= kv->instances) {
@@ -617,19 +686,19 @@ static int64_t claim_size(int64_t blocks) {
 /* req's claim ends: its slots stay as they are (the caller has put them
  * somewhere: the table, or back in the bitmap). */
 static void claim_forget(infsim_kv *kv, int64_t req) {
-  kv_table *t = &kv->tables[req];
+  kv_table *t = tab(kv, req);
   kv_pool *p = &kv->pools[t->owner];
   p->claimed -= t->claim;
   t->claim = 0;
   int64_t moved = p->claimers[--p->n_claimers];
   p->claimers[t->claim_slot] = moved;
-  kv->tables[moved].claim_slot = t->claim_slot;
+  tab(kv, moved)->claim_slot = t->claim_slot;
   t->claim_slot = -1;
 }
 
 /* req's claimed slots go back to the bitmap. */
 static void claim_drop(infsim_kv *kv, int64_t req) {
-  kv_table *t = &kv->tables[req];
+  kv_table *t = tab(kv, req);
   if (t->claim == 0) return;
   const infsim_kv_run *last = &t->at[t->n - 1];
   int64_t end = last->first + last->blocks - (int64_t)t->owner * kv->stride;
@@ -654,7 +723,7 @@ static void claims_revoke(infsim_kv *kv, int32_t pool, int64_t need) {
  * give way to them anyway: claims_revoke). Optional: nothing happens when
  * memory for the list is short. */
 static void claim_make(infsim_kv *kv, int64_t req) {
-  kv_table *t = &kv->tables[req];
+  kv_table *t = tab(kv, req);
   assert(t->claim == 0);
   int32_t pool = t->owner;
   if (pool < 0 || pool >= kv->instances || t->n == 0) return;
@@ -785,7 +854,7 @@ static void give(infsim_kv *kv, int64_t first, int64_t n) {
 /* ---- tables -------------------------------------------------------------- */
 
 infsim_status infsim_kv_alloc(infsim_kv *kv, int64_t req, int32_t holder, int64_t n, infsim_error *err) {
-  kv_table *t = &kv->tables[req];
+  kv_table *t = tab(kv, req);
   assert(t->owner >= 0);
   if (n <= 0) return INFSIM_OK;
   if (infsim_kv_free_blocks(kv, holder) < n)
@@ -820,7 +889,7 @@ infsim_status infsim_kv_alloc(infsim_kv *kv, int64_t req, int32_t holder, int64_
 }
 
 infsim_status infsim_kv_alloc_one(infsim_kv *kv, int64_t req, int32_t holder, infsim_error *err) {
-  kv_table *t = &kv->tables[req];
+  kv_table *t = tab(kv, req);
   if (t->claim > 0 && holder == t->owner) {
     /* The common case: the next claimed slot continues the last run (a
      * claimed slot counts as free, so the pool has it). */
@@ -850,7 +919,7 @@ infsim_status infsim_kv_alloc_each(infsim_kv *kv, const int32_t *reqs, int32_t n
 }
 
 void infsim_kv_release_tail(infsim_kv *kv, int64_t req, int64_t n) {
-  kv_table *t = &kv->tables[req];
+  kv_table *t = tab(kv, req);
   assert(n >= 0 && n <= t->count);
   claim_drop(kv, req);
   t->count -= (int32_t)n;
@@ -889,7 +958,7 @@ void infsim_kv_release_tail(infsim_kv *kv, int64_t req, int64_t n) {
 }
 
 void infsim_kv_release(infsim_kv *kv, int64_t req) {
-  kv_table *t = &kv->tables[req];
+  kv_table *t = tab(kv, req);
   if (t->foreign == 0 && t->count > 0) {
     /* All in the owner's pool: each run back whole, one count. */
     kv_pool *p = &kv->pools[t->owner];
@@ -916,7 +985,7 @@ void infsim_kv_release(infsim_kv *kv, int64_t req) {
  * stops). The table is rebuilt in kv->scratch: runs before, the moved
  * blocks' new runs, runs after. */
 static infsim_status rehome(infsim_kv *kv, int64_t req, int64_t first, int64_t n, int32_t to, infsim_error *err) {
-  kv_table *t = &kv->tables[req];
+  kv_table *t = tab(kv, req);
   assert(first >= 0 && n >= 0 && first + n <= t->count);
   claim_drop(kv, req);
   int64_t arriving = 0, pos = 0;
@@ -974,11 +1043,11 @@ static infsim_status rehome(infsim_kv *kv, int64_t req, int64_t first, int64_t n
 }
 
 infsim_status infsim_kv_swap_out(infsim_kv *kv, int64_t req, int32_t host, infsim_error *err) {
-  return rehome(kv, req, 0, kv->tables[req].count, kv->instances + host, err);
+  return rehome(kv, req, 0, tab(kv, req)->count, kv->instances + host, err);
 }
 
 infsim_status infsim_kv_swap_in(infsim_kv *kv, int64_t req, int32_t holder, infsim_error *err) {
-  return rehome(kv, req, 0, kv->tables[req].count, holder, err);
+  return rehome(kv, req, 0, tab(kv, req)->count, holder, err);
 }
 
 infsim_status infsim_kv_move(infsim_kv *kv, int64_t req, int64_t first, int64_t n, int32_t holder,
@@ -988,7 +1057,7 @@ infsim_status infsim_kv_move(infsim_kv *kv, int64_t req, int64_t first, int64_t 
 }
 
 int64_t infsim_kv_move_tail(infsim_kv *kv, int64_t req, int32_t from, int32_t to, int64_t n) {
-  const kv_table *t = &kv->tables[req];
+  const kv_table *t = tab(kv, req);
   int64_t moved = 0, limit = t->count; /* blocks from limit on are done */
   while (moved < n) {
     /* The last stretch of consecutive blocks held at `from` below limit
@@ -1019,7 +1088,7 @@ int64_t infsim_kv_move_tail(infsim_kv *kv, int64_t req, int32_t from, int32_t to
 }
 
 const int64_t *infsim_kv_table(const infsim_kv *kv, int64_t req, int64_t *n) {
-  const kv_table *t = &kv->tables[req];
+  const kv_table *t = rtab(kv, req);
   kv_flat *f = kv->flat;
   if (t->count > f->cap) {
     int64_t cap = 2 * f->cap > t->count ? 2 * f->cap : t->count;
@@ -1036,16 +1105,17 @@ const int64_t *infsim_kv_table(const infsim_kv *kv, int64_t req, int64_t *n) {
 }
 
 const infsim_kv_run *infsim_kv_runs(const infsim_kv *kv, int64_t req, int64_t *n) {
-  *n = kv->tables[req].n;
-  return kv->tables[req].at;
+  const kv_table *t = rtab(kv, req);
+  *n = t->n;
+  return t->at;
 }
 
-int64_t infsim_kv_blocks(const infsim_kv *kv, int64_t req) { return kv->tables[req].count; }
+int64_t infsim_kv_blocks(const infsim_kv *kv, int64_t req) { return rtab(kv, req)->count; }
 
-int64_t infsim_kv_foreign_blocks(const infsim_kv *kv, int64_t req) { return kv->tables[req].foreign; }
+int64_t infsim_kv_foreign_blocks(const infsim_kv *kv, int64_t req) { return rtab(kv, req)->foreign; }
 
 int64_t infsim_kv_blocks_at(const infsim_kv *kv, int64_t req, int32_t holder) {
-  const kv_table *t = &kv->tables[req];
+  const kv_table *t = rtab(kv, req);
   if (holder == t->owner) return t->count - t->foreign;
   for (int32_t i = 0; i < t->n_holdings; i++)
     if (t->holdings[i].pool == holder) return t->holdings[i].blocks;
@@ -1053,7 +1123,7 @@ int64_t infsim_kv_blocks_at(const infsim_kv *kv, int64_t req, int32_t holder) {
 }
 
 int32_t infsim_kv_holdings(const infsim_kv *kv, int64_t req, int32_t *pools, int64_t *blocks, int32_t max) {
-  const kv_table *t = &kv->tables[req];
+  const kv_table *t = rtab(kv, req);
   for (int32_t i = 0; i < t->n_holdings && i < max; i++) {
     pools[i] = t->holdings[i].pool;
     blocks[i] = t->holdings[i].blocks;
@@ -1072,7 +1142,7 @@ int64_t infsim_kv_guests(const infsim_kv *kv, int32_t instance) { return kv->poo
 
 void infsim_kv_check_request(const infsim_kv *kv, int64_t req) {
 #ifndef NDEBUG
-  const kv_table *t = &kv->tables[req];
+  const kv_table *t = tab(kv, req);
   int64_t foreign = 0, count = 0;
   assert(t->n <= table_runs(t).cap);
   for (int32_t i = 0; i < t->n; i++) {
@@ -1165,7 +1235,7 @@ void infsim_kv_check(const infsim_kv *kv) {
     assert(p->in_use + p->claimed <= p->capacity && p->in_use <= p->peak);
     int64_t claimed = 0;
     for (int64_t i = 0; i < p->n_claimers; i++) {
-      const kv_table *t = &kv->tables[p->claimers[i]];
+      const kv_table *t = tab(kv, p->claimers[i]);
       assert(t->owner == q && t->claim > 0 && t->claim_slot == i);
       claimed += t->claim;
     }

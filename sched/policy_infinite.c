@@ -349,11 +349,11 @@ static int64_t own_demand(const infinite *p, int32_t i) {
   const instance *in = &s->inst[i];
   int64_t cap = s->p.gpu_blocks_per_instance, bt = s->p.block_tokens, d = 0;
   for (int32_t k = 0; k < in->swapped.count && d < cap; k++)
-    d += (s->rs[deque_at(&in->swapped, k)].kv0 + 1 + bt - 1) / bt;
+    d += (rs_of(s, deque_at(&in->swapped, k))->kv0 + 1 + bt - 1) / bt;
   for (int32_t k = 0; k < in->waiting.count && d < cap; k++) {
     int32_t r = deque_at(&in->waiting, k);
     if (big_prompt(p, r)) break; /* FCFS: nothing behind it is admitted first */
-    int64_t need = (s->rs[r].prefill_target + bt - 1) / bt - infsim_kv_blocks(s->kv, r);
+    int64_t need = (rs_of(s, r)->prefill_target + bt - 1) / bt - infsim_kv_blocks(s->kv, r);
     if (need > 0) d += need;
   }
   return d < cap ? d : cap;
@@ -522,7 +522,7 @@ static void request_ended(void *self, int32_t instance, int64_t req, int64_t now
  * of one that left the GPUs. */
 static int64_t kv_positions(const infinite *p, int64_t req) {
   const infsim_sched *s = p->s;
-  const req_sched *r = &s->rs[req];
+  const req_sched *r = rs_of(s, req);
   if (s->rec[req].state != INFSIM_REQ_RUNNING) return 0;
   if (r->decoding || r->stalled) return infsim_kv_blocks(s->kv, req);
   return (r->prefilled + s->p.block_tokens - 1) / s->p.block_tokens;
@@ -1074,7 +1074,7 @@ typedef enum { GATHER_YES = 0, GATHER_LATER } gather_verdict;
 
 static int64_t prompt_blocks(const infinite *p, int64_t req) {
   const infsim_sched *s = p->s;
-  return (s->rs[req].prefill_target + s->p.block_tokens - 1) / s->p.block_tokens;
+  return (rs_of(s, req)->prefill_target + s->p.block_tokens - 1) / s->p.block_tokens;
 }
 
 /* A waiting prompt larger than its instance's memory less the reserve. */

@@ -63,7 +63,6 @@ infsim_status infsim_sched_new(const infsim_sched_params *p, const infsim_trace_
   s->policy = policy;
   s->exec = exec;
   s->net = net;
-  s->requests = requests;
   s->n_requests = count;
   s->n_instances = p->instances;
   s->max_steps = p->max_steps_per_event;
@@ -71,7 +70,8 @@ infsim_status infsim_sched_new(const infsim_sched_params *p, const infsim_trace_
   s->counters.kv_blocks_per_instance = p->gpu_blocks_per_instance;
   /* Per-request arrays, first touched here (bigmem.h: huge pages). */
   s->rec = infsim_big_calloc(count, sizeof *s->rec);
-  s->rs = infsim_big_calloc(count, sizeof *s->rs);
+  s->rs_mask = SCHED_RS_MIN - 1;
+  s->rs = calloc(SCHED_RS_MIN, sizeof *s->rs);
   s->inst = calloc((size_t)s->n_instances, sizeof *s->inst);
   if (s->rec == NULL || s->rs == NULL || s->inst == NULL) {
     infsim_sched_free(s);
@@ -81,14 +81,14 @@ infsim_status infsim_sched_new(const infsim_sched_params *p, const infsim_trace_
     const infsim_trace_request *t = &requests[i];
     s->rec[i] = (infsim_request_record){t->arrival_ns, t->prompt_tokens, t->output_tokens, -1, -1, -1, 0, 0,
                                         INFSIM_REQ_PENDING, INFSIM_REJECT_NONE};
-    s->rs[i].run_slot = -1;
   }
   /* One host pool per node (kv.h's host pool h is node h's memory). */
   if (s->p.instances_per_host < 1) s->p.instances_per_host = 1;
   if (s->p.host_blocks <= 0) s->p.host_blocks = s->p.host_blocks_per_instance * s->p.instances_per_host;
   int32_t hosts = (s->n_instances + s->p.instances_per_host - 1) / s->p.instances_per_host;
-  st = infsim_kv_new(s->n_instances, p->gpu_blocks_per_instance, hosts, s->p.host_blocks, (int64_t)count, &s->kv,
+  st = infsim_kv_new(s->n_instances, p->gpu_blocks_per_instance, hosts, s->p.host_blocks, 0, &s->kv,
                      err);
+  if (st == INFSIM_OK) infsim_kv_keep_owners(s->kv, &s->rec[0].instance, sizeof *s->rec); /* set with the owner */
   for (int32_t i = 0; st == INFSIM_OK && i < s->n_instances; i++) st = instance_init(s, &s->inst[i], i, err);
   if (st == INFSIM_OK) st = policy->create(p->policy_settings, s, s->n_instances, &s->policy_self, err);
   if (st != INFSIM_OK) {
@@ -107,7 +107,7 @@ void infsim_sched_free(infsim_sched *s) {
   infsim_kv_free(s->kv);
   free(s->inst);
   infsim_big_free(s->rec);
-  infsim_big_free(s->rs);
+  free(s->rs);
   free(s->entries);
   free(s->holders);
   free(s->holder_at);
@@ -115,9 +115,38 @@ void infsim_sched_free(infsim_sched *s) {
   free(s);
 }
 
+static bool request_done(const infsim_sched *s, int64_t req) {
+  uint8_t st = s->rec[req].state;
+  return st == INFSIM_REQ_FINISHED || st == INFSIM_REQ_REJECTED;
+}
+
+/* Request req arrives: the requests done since the last arrival leave the
+ * front of the state ring (their slots go to later requests), and the
+ * ring doubles while req would not fit behind the oldest one in flight. */
+static infsim_status rs_admit(infsim_sched *s, int64_t req, infsim_error *err) {
+  while (s->oldest < s->arrived && request_done(s, s->oldest)) s->oldest++;
+  if (req - s->oldest > s->rs_mask) {
+    int64_t cap = s->rs_mask + 1;
+    while (req - s->oldest >= cap) cap *= 2;
+    req_sched *ring = malloc((size_t)cap * sizeof *ring);
+    if (ring == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+    for (int64_t q = s->oldest; q < s->arrived; q++) ring[q & (cap - 1)] = s->rs[q & s->rs_mask];
+    free(s->rs);
+    s->rs = ring;
+    s->rs_mask = cap - 1;
+  }
+  infsim_status st = infsim_kv_admit(s->kv, req, s->oldest, err);
+  if (st != INFSIM_OK) return st;
+  s->rs[req & s->rs_mask] = (req_sched){.run_slot = -1};
+  if (req - s->oldest + 1 > s->rs_span_peak) s->rs_span_peak = req - s->oldest + 1;
+  return INFSIM_OK;
+}
+
 infsim_status infsim_sched_arrive(infsim_sched *s, int64_t req, int64_t now_ns, infsim_error *err) {
-  assert(req >= 0 && (size_t)req < s->n_requests && now_ns >= s->now_ns);
+  assert(req >= 0 && (size_t)req < s->n_requests && now_ns >= s->now_ns && req >= s->arrived);
   s->now_ns = now_ns;
+  infsim_status st = rs_admit(s, req, err);
+  if (st != INFSIM_OK) return st;
   s->arrived = req + 1;
   int32_t target = s->policy->dispatch(s->policy_self, req);
   assert(target >= 0 && target < s->n_instances);
@@ -236,6 +265,13 @@ void infsim_sched_high_water(const infsim_sched *s, infsim_high_water_set *out) 
     infsim_high_water_note(out, "kv_host_blocks", peak, used, capacity);
   }
   infsim_policy_infinite_high_water(s, out);
+}
+
+void infsim_sched_request_slots(const infsim_sched *s, int64_t *state_slots, int64_t *table_slots,
+                                int64_t *span_peak) {
+  *state_slots = s->rs_mask + 1;
+  *table_slots = infsim_kv_table_slots(s->kv);
+  *span_peak = s->rs_span_peak;
 }
 
 void infsim_sched_check(const infsim_sched *s) {

@@ -7,6 +7,7 @@
 #ifndef INFSIM_SCHED_INTERNAL_H
 #define INFSIM_SCHED_INTERNAL_H
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -95,6 +96,8 @@ typedef struct {
   split_memo memo;
 } instance;
 
+enum { SCHED_RS_MIN = 64 }; /* the state ring's first size (a power of two) */
+
 struct infsim_sched {
   infsim_sched_params p;
   const infsim_policy_ops *policy;
@@ -105,10 +108,16 @@ struct infsim_sched {
   int64_t max_steps; /* decode steps one batch may cover (0: no limit) */
   int32_t n_instances;
   instance *inst;
-  const infsim_trace_request *requests;
   size_t n_requests;
   infsim_request_record *rec;
+  /* Scheduling state of the requests from `oldest` (every request before
+   * it is done) to the latest arrived, request r at rs[r & rs_mask]: a
+   * ring that grows (doubling) only when that span outgrows it, so it
+   * holds what is in flight, not what has finished (rs_of). */
   req_sched *rs;
+  int64_t rs_mask;
+  int64_t oldest; /* moved on at arrivals only: a slot is reused only by an arrival */
+  int64_t rs_span_peak; /* the most requests from oldest to the latest arrived at an arrival */
   int64_t arrived;
   int64_t done_requests; /* finished + rejected */
   infsim_run_counters counters;
@@ -128,6 +137,18 @@ struct infsim_sched {
   int32_t due_capacity;
   instance_loss_counts loss; /* faults.lose_instance (instance_loss.c) */
 };
+
+/* The state of request req, which arrived and is not before s->oldest
+ * (a request before it is done, and its slot may belong to a later one:
+ * code holding ids of requests that may have finished checks
+ * sched_forgotten first). */
+static inline req_sched *rs_of(const infsim_sched *s, int64_t req) {
+  assert(req >= s->oldest && req < s->arrived);
+  return &s->rs[req & s->rs_mask];
+}
+
+/* req is done and its state may be gone (rs_of must not be asked). */
+static inline bool sched_forgotten(const infsim_sched *s, int64_t req) { return req < s->oldest; }
 
 /* instance.c */
 infsim_status instance_init(infsim_sched *s, instance *in, int32_t id, infsim_error *err);

@@ -37,7 +37,6 @@ infsim_status infsim_sim_new(const infsim_sim_config *c, infsim_cost_model *cost
   s->cost = *cost; /* moved in */
   cost->curves.destroy = NULL;
   cost->curves.self = NULL;
-  s->trace = trace;
   s->n_instances = c->sched.instances;
   s->sample_interval_ns = c->sample_interval_ns > 0 ? c->sample_interval_ns : 1000000000;
   s->max_ticks = c->max_samples_per_instance > 0 ? c->max_samples_per_instance : INFSIM_MAX_SAMPLES_PER_INSTANCE;
@@ -144,16 +143,19 @@ static void check_invariants(infsim_sim *s) {
  * it by name). */
 __attribute__((noinline)) infsim_status infsim_sim_run(infsim_sim *s, infsim_error *err) {
   infsim_status st;
-  const infsim_trace *t = s->trace;
-  if (t->count > 0 &&
-      (st = infsim_event_heap_push(&s->heap, t->requests[0].arrival_ns, EV_ARRIVAL, -1, 0, err)) != INFSIM_OK)
+  /* Arrival times from the records, which hold the trace's rows: the
+   * trace itself may be gone (infsim_run_execute_consume). */
+  size_t count = 0;
+  const infsim_request_record *arrivals = infsim_sched_requests(s->sched, &count);
+  if (count > 0 &&
+      (st = infsim_event_heap_push(&s->heap, arrivals[0].arrival_ns, EV_ARRIVAL, -1, 0, err)) != INFSIM_OK)
     return st;
   if ((st = infsim_event_heap_push(&s->heap, 0, EV_SAMPLE, -1, 0, err)) != INFSIM_OK) return st;
   infsim_event ev;
   while (infsim_event_heap_pop(&s->heap, &ev)) {
     if (ev.priority == EV_ITERATION_DONE && !sim_executor_current(s, ev.target, (uint32_t)ev.arg)) continue;
     if (ev.priority == EV_MESSAGE && ev.target == NETWORK_TARGET && (uint32_t)ev.arg != s->net_generation) continue;
-    if (ev.priority == EV_SAMPLE && infsim_sched_all_done(s->sched) && s->next_arrival >= t->count) continue;
+    if (ev.priority == EV_SAMPLE && infsim_sched_all_done(s->sched) && s->next_arrival >= count) continue;
     assert(ev.time_ns >= s->now_ns); /* time never goes back */
     s->now_ns = ev.time_ns;
     s->counters.events++;
@@ -180,13 +182,13 @@ __attribute__((noinline)) infsim_status infsim_sim_run(infsim_sim *s, infsim_err
       case EV_ARRIVAL:
         s->next_arrival = (size_t)ev.arg + 1;
         st = infsim_sched_arrive(s->sched, ev.arg, s->now_ns, err);
-        if (st == INFSIM_OK && s->next_arrival < t->count)
-          st = infsim_event_heap_push(&s->heap, t->requests[s->next_arrival].arrival_ns, EV_ARRIVAL, -1,
+        if (st == INFSIM_OK && s->next_arrival < count)
+          st = infsim_event_heap_push(&s->heap, arrivals[s->next_arrival].arrival_ns, EV_ARRIVAL, -1,
                                       (int64_t)s->next_arrival, err);
         break;
       case EV_SAMPLE:
         st = take_sample(s, err);
-        if (st == INFSIM_OK && !(infsim_sched_all_done(s->sched) && s->next_arrival >= t->count))
+        if (st == INFSIM_OK && !(infsim_sched_all_done(s->sched) && s->next_arrival >= count))
           st = schedule_sample(s, err);
         break;
       default:
@@ -204,7 +206,7 @@ __attribute__((noinline)) infsim_status infsim_sim_run(infsim_sim *s, infsim_err
   }
   if (!infsim_sched_all_done(s->sched))
     return infsim_fail(err, INFSIM_ERUN, "run ended with %lld of %zu requests unfinished (seed %llu)",
-                       (long long)((int64_t)t->count - infsim_sched_done_count(s->sched)), t->count,
+                       (long long)((int64_t)count - infsim_sched_done_count(s->sched)), count,
                        (unsigned long long)s->c.sched.seed);
   /* The run's span ends at the last finish or rejection, whatever the sampling. */
   const infsim_run_counters *c = infsim_sched_counters(s->sched, 0);

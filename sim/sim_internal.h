@@ -75,7 +75,6 @@ typedef struct {
 struct infsim_sim {
   infsim_sim_config c;
   infsim_cost_model cost;
-  const infsim_trace *trace;
   infsim_sched *sched;
   int32_t n_instances;
   infsim_event_heap heap;

@@ -33,6 +33,7 @@
 #ifndef INFSIM_KV_H
 #define INFSIM_KV_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "infsim/status.h"
@@ -51,10 +52,26 @@ typedef struct {
 
 /* `instances` GPU pools of gpu_blocks each, and `hosts` host pools of
  * host_blocks each (host pool h serves the instances that map to it);
- * request ids are 0..requests-1. */
+ * request ids are 0..requests-1, or any, in order, through infsim_kv_admit. */
 infsim_status infsim_kv_new(int32_t instances, int64_t gpu_blocks, int32_t hosts, int64_t host_blocks,
                             int64_t requests, infsim_kv **out, infsim_error *err);
 void infsim_kv_free(infsim_kv *kv);
+
+/* Tables for requests in flight only (the scheduler's use): request req
+ * is about to be served, and every request before `oldest` is done (its
+ * table released). Those are forgotten: their table slots go to later
+ * requests, and the accessors read them as holding nothing, with the
+ * owner infsim_kv_keep_owners points at (else -1). Memory then grows
+ * with the span oldest..req, not with the run (infsim_kv_new's
+ * `requests` is then best 0). Calls come in request order, `oldest`
+ * never going back. */
+infsim_status infsim_kv_admit(infsim_kv *kv, int64_t req, int64_t oldest, infsim_error *err);
+/* Where the owners of forgotten requests are kept (the scheduler's
+ * records): request r's is the int32_t at first + r x stride, so
+ * infsim_kv_owner still answers for them. */
+void infsim_kv_keep_owners(infsim_kv *kv, const void *first, size_t stride);
+/* Table slots allocated (what the tables' memory grows with). */
+int64_t infsim_kv_table_slots(const infsim_kv *kv);
 
 /* The instance that owns (serves) req; -1 before it is set. Blocks of req
  * held by any other instance count as lent there and borrowed here. */

@@ -57,6 +57,11 @@ json_t *infsim_run_setup_config(const infsim_run_setup *setup);
 /* Simulates the setup (which stays untouched: one setup can run many times;
  * it must outlive the result). */
 infsim_status infsim_run_execute(const infsim_run_setup *setup, infsim_run_result **out, infsim_error *err);
+/* The same for one run only: the setup's trace is freed as soon as the
+ * scheduler holds its rows (its records keep arrival and lengths), so a
+ * run's memory does not keep the trace besides them. The setup cannot run
+ * again; infsim_run_setup_trace reads an empty trace. */
+infsim_status infsim_run_execute_consume(infsim_run_setup *setup, infsim_run_result **out, infsim_error *err);
 /* The same from parameters and a trace (both borrowed: the trace must
  * outlive the result); config, if not NULL, is summary.json's `config`. */
 infsim_status infsim_run_simulate(const infsim_run_params *p, const infsim_trace *trace, json_t *config,
@@ -117,6 +122,9 @@ double infsim_run_result_wall_s(const infsim_run_result *res);
 void infsim_run_result_high_water(const infsim_run_result *res, infsim_high_water_set *out);
 /* summary.json's high_water object (new reference; a simulated result only). */
 json_t *infsim_run_result_high_water_json(const infsim_run_result *res);
+/* infsim_sched_request_slots of a run just simulated (false for results from records). */
+bool infsim_run_result_request_slots(const infsim_run_result *res, int64_t *state_slots, int64_t *table_slots,
+                                     int64_t *span_peak);
 /* summary.json's object (new reference). */
 json_t *infsim_run_result_summary_json(const infsim_run_result *res);
 

@@ -170,6 +170,12 @@ void infsim_sched_observe(infsim_sched *s, infsim_sched_observer observer);
 /* The high-water marks of the instances' queues and KV pools, and the
  * policy's (high_water.h). */
 void infsim_sched_high_water(const infsim_sched *s, infsim_high_water_set *out);
+/* What per-request state costs: the slots of the scheduler's state ring
+ * and of the KV manager's tables (each grows, doubling, only with the
+ * requests in flight, from the oldest not done to the latest arrived),
+ * and the most requests that span held at an arrival. */
+void infsim_sched_request_slots(const infsim_sched *s, int64_t *state_slots, int64_t *table_slots,
+                                int64_t *span_peak);
 
 /* Debug builds: every instance's block and queue invariants. */
 void infsim_sched_check(const infsim_sched *s);

@@ -62,7 +62,8 @@ typedef struct {
   int64_t swap_out_bytes;
 } infsim_iteration_row;
 
-/* A run of the trace's requests (borrowed: the trace must outlive the sim).
+/* A run of the trace's requests (copied into the scheduler's records: the
+ * trace may go once this returns).
  * The cost model is moved in: the sim destroys it. */
 infsim_status infsim_sim_new(const infsim_sim_config *c, infsim_cost_model *cost, const infsim_trace *trace,
                              infsim_sim **out, infsim_error *err);
