@@ -875,7 +875,12 @@ static int64_t request_blocks_due(const infsim_sched *s, const instance *in, int
 }
 
 int64_t instance_blocks_due(const infsim_sched *s, const instance *in, int32_t req, int64_t done) {
-  if (req >= 0) return rs_of(s, req)->decoding && s->rec[req].instance == in->id ? request_blocks_due(s, in, req, done) : 0;
+  /* A forgotten request finished: nothing of it decodes (a report may
+   * still name it, lent or owned, until its entries leave). */
+  if (req >= 0)
+    return !sched_forgotten(s, req) && rs_of(s, req)->decoding && s->rec[req].instance == in->id
+               ? request_blocks_due(s, in, req, done)
+               : 0;
   int64_t due = 0, np = phase_count(s);
   if (done < np) {
     /* Every next boundary lies after `step`, so one due within `done` <

@@ -522,8 +522,8 @@ static void request_ended(void *self, int32_t instance, int64_t req, int64_t now
  * of one that left the GPUs. */
 static int64_t kv_positions(const infinite *p, int64_t req) {
   const infsim_sched *s = p->s;
+  if (s->rec[req].state != INFSIM_REQ_RUNNING) return 0; /* a finished one's state may be gone */
   const req_sched *r = rs_of(s, req);
-  if (s->rec[req].state != INFSIM_REQ_RUNNING) return 0;
   if (r->decoding || r->stalled) return infsim_kv_blocks(s->kv, req);
   return (r->prefilled + s->p.block_tokens - 1) / s->p.block_tokens;
 }

@@ -202,8 +202,11 @@ static void test_admitted_gatherer_stalled_ends(void **state) {
  * holding no KV (an assertion failed). Seed 19570 (6 instances, random
  * instance losses): a borrow request carrying a report collected at the
  * very nanosecond of a loss brought a lost owner's debt back into the
- * ledger (the lost-instance invariant failed). Each must end, every
- * request served. */
+ * ledger (the lost-instance invariant failed). Seeds 2714 and 3292,
+ * once finished requests' state was recycled: a report priced the due
+ * blocks of a finished request it still listed as lent, and a move's
+ * bytes read a finished request's state (both read a slot a later
+ * request owns). Each must end, every request served. */
 static void test_found_cases(void **state) {
   (void)state;
   case_counts n = {0};
@@ -211,6 +214,8 @@ static void test_found_cases(void **state) {
   run_case(4420, &n);
   run_case(10578, &n);
   run_case(19570, &n);
+  run_case(2714, &n);
+  run_case(3292, &n);
 }
 
 int main(void) {
