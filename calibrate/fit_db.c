@@ -166,6 +166,21 @@ static int err_list_add(err_list *l, const double *v, size_t n) {
   return 1;
 }
 
+/* Median and p95 of a layer's relative errors before the fit's term
+ * (every point) and after it (held-out points; 0 when none). */
+typedef struct {
+  double b50, b95, a50, a95;
+} error_percentiles;
+
+static error_percentiles errors_before_after(double *before, size_t n, double *after, size_t n_after) {
+  error_percentiles e = {infsim_calib_percentile(before, n, 50), infsim_calib_percentile(before, n, 95), 0, 0};
+  if (n_after > 0) {
+    e.a50 = infsim_calib_percentile(after, n_after, 50);
+    e.a95 = infsim_calib_percentile(after, n_after, 95);
+  }
+  return e;
+}
+
 static int is_layer(int k) { return k == INFSIM_CALIB_LAYER_PREFILL || k == INFSIM_CALIB_LAYER_DECODE; }
 
 /* The kernel curves composed as the cost model composes one layer of a
@@ -361,20 +376,17 @@ static infsim_status fit_group(sqlite3 *db, const char *db_path, int64_t profile
       infsim_calib_fit_result fit;
       if (!before || !after) st = infsim_fail(err, INFSIM_ENOMEM, "%s: out of memory", db_path);
       if (st == INFSIM_OK) st = long_layers(fitted, &shape, pts, n, before, after, &n_after, &fit, err);
-      double b50 = 0, b95 = 0, a50 = 0, a95 = 0;
+      error_percentiles e = {0};
       if (st == INFSIM_OK) {
-        b50 = infsim_calib_percentile(before, n, 50);
-        b95 = infsim_calib_percentile(before, n, 95);
-        a50 = n_after ? infsim_calib_percentile(after, n_after, 50) : 0;
-        a95 = n_after ? infsim_calib_percentile(after, n_after, 95) : 0;
-        st = store_fit(db, db_path, profile_id, tp, info->name, &fit, a50, a95, now, err);
+        e = errors_before_after(before, n, after, n_after);
+        st = store_fit(db, db_path, profile_id, tp, info->name, &fit, e.a50, e.a95, now, err);
       }
       if (st == INFSIM_OK && report)
         fprintf(report,
                 "%-14s %-11s %3lld %-13s %6zu skewed decode layers vs composed: median %.2f%%, p95 %.2f%%; with the "
                 "longest CTA (%.4g + %.4g ns/token walked; held out, %zu points): median %.2f%%, p95 %.2f%%\n",
-                profile, model, (long long)tp, info->name, n, 100 * b50, 100 * b95, fit.curve.c_const,
-                fit.curve.c_var[INFSIM_CALIB_TOKENS], n_after, 100 * a50, 100 * a95);
+                profile, model, (long long)tp, info->name, n, 100 * e.b50, 100 * e.b95, fit.curve.c_const,
+                fit.curve.c_var[INFSIM_CALIB_TOKENS], n_after, 100 * e.a50, 100 * e.a95);
       free(before);
       free(after);
       free(pts);
@@ -394,13 +406,10 @@ static infsim_status fit_group(sqlite3 *db, const char *db_path, int64_t profile
         st = infsim_fail(err, inner.status, "%s: profile %s, model %s, tp %lld: %s", db_path, profile, model,
                          (long long)tp, inner.msg);
       }
-      double b50 = 0, b95 = 0, a50 = 0, a95 = 0;
+      error_percentiles e = {0};
       if (st == INFSIM_OK) {
-        b50 = infsim_calib_percentile(before, n, 50);
-        b95 = infsim_calib_percentile(before, n, 95);
-        a50 = n_after ? infsim_calib_percentile(after, n_after, 50) : 0;
-        a95 = n_after ? infsim_calib_percentile(after, n_after, 95) : 0;
-        st = store_fit(db, db_path, profile_id, tp, info->name, &fit, a50, a95, now, err);
+        e = errors_before_after(before, n, after, n_after);
+        st = store_fit(db, db_path, profile_id, tp, info->name, &fit, e.a50, e.a95, now, err);
       }
       if (st == INFSIM_OK) {
         fitted[k] = fit.curve;
@@ -410,7 +419,7 @@ static infsim_status fit_group(sqlite3 *db, const char *db_path, int64_t profile
         fprintf(report,
                 "%-14s %-11s %3lld %-13s %6zu whole layer vs composed kernels: median %.2f%%, p95 %.2f%%; with the "
                 "fitted rest (held out, %zu points): median %.2f%%, p95 %.2f%%\n",
-                profile, model, (long long)tp, info->name, n, 100 * b50, 100 * b95, n_after, 100 * a50, 100 * a95);
+                profile, model, (long long)tp, info->name, n, 100 * e.b50, 100 * e.b95, n_after, 100 * e.a50, 100 * e.a95);
       free(before);
       free(after);
       free(pts);
