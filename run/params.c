@@ -125,7 +125,7 @@ infsim_status infsim_run_params_from_config(infsim_config *cfg, infsim_run_param
   }
   infsim_policy_infinite_set_link_costs(sp->policy_name, sp->policy_settings, &p->model,
                                         p->gpu.peak_flops * p->roofline.attn_flops_eff, p->inter_node_bytes_per_s,
-                                        p->intra_node_bytes_per_s);
+                                        p->intra_node_bytes_per_s, p->distattn_relay == INFSIM_DISTATTN_RELAY_NODE);
 
   double warmup_s = 0, sample_s = 0;
   TRY(infsim_config_double(cfg, "slo.ttft_s", 10.0, 0.0, 1e9, &p->slo_ttft_s, err));
