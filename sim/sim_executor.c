@@ -116,14 +116,13 @@ static void holder_layer_bytes(const infsim_distattn_shape *shape, const infsim_
 }
 
 /* A new route of the step from `from` to `to` carrying out / back bytes a
- * layer, at the nominal rate of its path until the probe sets its share;
- * its probe entries appended to paths / lens / route. Returns its index. */
-static int add_route(const infsim_sim *s, sim_exec_instance *x, int32_t from, int32_t to, double out, double back,
-                     int32_t (*paths)[INFSIM_NET_MAX_PATH], int *lens, int *route, int *dir, int *n) {
+ * layer, at bw, the nominal rate of its path (sim_transport_route), until
+ * the probe sets its share; its probe entries appended to paths / lens /
+ * route. Returns its index. */
+static int add_route(const infsim_sim *s, sim_exec_instance *x, int32_t from, int32_t to, double bw, double out,
+                     double back, int32_t (*paths)[INFSIM_NET_MAX_PATH], int *lens, int *route, int *dir, int *n) {
   int r = x->da_routes++;
-  double layers = (double)s->c.distattn.layers, bw = 0;
-  int64_t lat = 0;
-  sim_transport_route(s, from, to, &bw, &lat);
+  double layers = (double)s->c.distattn.layers;
   x->da_from[r] = from;
   x->da_holder[r] = to;
   x->da_out_bytes[r] = layers * out;
@@ -140,6 +139,14 @@ static int add_route(const infsim_sim *s, sim_exec_instance *x, int32_t from, in
     dir[(*n)++] = 1;
   }
   return r;
+}
+
+/* The nominal rate of the route from `from` to `to` (sim_transport_route). */
+static double nominal_bytes_per_s(const infsim_sim *s, int32_t from, int32_t to) {
+  double bw = 0;
+  int64_t lat = 0;
+  sim_transport_route(s, from, to, &bw, &lat);
+  return bw;
 }
 
 static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exec_instance *x, int64_t now_ns) {
@@ -181,7 +188,8 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
     x->host_ma |= kind == INFSIM_HOLDER_HOST_MA && h->decode_requests > 0;
   }
   bool chunk = prefill && a->prefill_tokens > 0;
-  if (shape->relay == INFSIM_DISTATTN_RELAY_NODE) {
+  bool relay = shape->relay == INFSIM_DISTATTN_RELAY_NODE; /* off: every holder reached directly (via 0) */
+  if (relay) {
     int32_t node[INFSIM_KV_MAX_HOLDINGS];
     for (int j = 0; j < k; j++) node[j] = infsim_network_node_of(s->net, b->holders[j].holder);
     int32_t own = infsim_network_node_of(s->net, b->instance);
@@ -204,10 +212,11 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
     holder_layer_bytes(shape, b, &b->holders[j], kinds[j], prefill, (double)(int64_t)writes[j], dq, pre[j].via == 0,
                        &out, &back);
     direct[j] = dec_hop[j] = pre_hop[j] = -1;
-    if (out > 0 || back > 0)
-      direct[j] = add_route(s, x, b->instance, b->holders[j].holder, out, back, paths, lens, route, dir, &n);
+    if (out > 0 || back > 0) /* dec[j]'s rate is still the nominal one of the owner's route to it */
+      direct[j] = add_route(s, x, b->instance, b->holders[j].holder, dec[j].bytes_per_s, out, back, paths, lens,
+                            route, dir, &n);
   }
-  for (int j = 0; j < k; j++) {
+  for (int j = 0; j < k && relay; j++) {
     double dq = 0, dp = 0, cq = 0, cp = 0;
     if (dec[j].via != 0) {
       dq = infsim_distattn_query_bytes(shape, dec[j].requests);
@@ -218,16 +227,21 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
       cp = infsim_distattn_partial_bytes(shape, a->prefill_tokens);
     }
     if (dec[j].via != 0 && pre[j].via == dec[j].via) { /* one relay for both: one route */
-      dec_hop[j] = pre_hop[j] = add_route(s, x, b->holders[dec[j].via - 1].holder, b->holders[j].holder, dq + cq,
-                                          dp + cp, paths, lens, route, dir, &n);
+      int32_t from = b->holders[dec[j].via - 1].holder;
+      dec_hop[j] = pre_hop[j] = add_route(s, x, from, b->holders[j].holder, nominal_bytes_per_s(s, from, b->holders[j].holder),
+                                          dq + cq, dp + cp, paths, lens, route, dir, &n);
       continue;
     }
-    if (dec[j].via != 0)
-      dec_hop[j] = add_route(s, x, b->holders[dec[j].via - 1].holder, b->holders[j].holder, dq, dp, paths, lens,
-                             route, dir, &n);
-    if (pre[j].via != 0)
-      pre_hop[j] = add_route(s, x, b->holders[pre[j].via - 1].holder, b->holders[j].holder, cq, cp, paths, lens,
-                             route, dir, &n);
+    if (dec[j].via != 0) {
+      int32_t from = b->holders[dec[j].via - 1].holder;
+      dec_hop[j] = add_route(s, x, from, b->holders[j].holder, nominal_bytes_per_s(s, from, b->holders[j].holder), dq,
+                             dp, paths, lens, route, dir, &n);
+    }
+    if (pre[j].via != 0) {
+      int32_t from = b->holders[pre[j].via - 1].holder;
+      pre_hop[j] = add_route(s, x, from, b->holders[j].holder, nominal_bytes_per_s(s, from, b->holders[j].holder), cq,
+                             cp, paths, lens, route, dir, &n);
+    }
   }
   infsim_network_probe(s->net, n, (const int32_t(*)[INFSIM_NET_MAX_PATH])paths, lens, rates);
   for (int i = 0; i < n; i++) {
@@ -237,6 +251,13 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
     else x->da_back_rate[route[i]] = rates[i];
   }
   for (int j = 0; j < k; j++) {
+    if (!relay) {
+      if (direct[j] >= 0) {
+        dec[j].bytes_per_s = pre[j].bytes_per_s = x->da_out_rate[direct[j]];
+        dec[j].back_bytes_per_s = pre[j].back_bytes_per_s = x->da_back_rate[direct[j]];
+      }
+      continue;
+    }
     if (direct[j] >= 0) {
       dec[j].bytes_per_s = pre[j].bytes_per_s = x->da_out_rate[direct[j]];
       dec[j].back_bytes_per_s = pre[j].back_bytes_per_s = x->da_back_rate[direct[j]];
