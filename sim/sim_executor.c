@@ -48,7 +48,7 @@ static int64_t full_rate_run_ns(const infsim_sim *s, const sim_exec_instance *x,
   int64_t base = infsim_cost_decode_run_ns(&s->cost, &x->run, x->first_context, steps);
   if ((x->da_remote_ns <= 0.0 && x->da_guest_ns <= 0.0) || base == INT64_MAX) return base;
   double extra = distattn_run_ns(s, x, steps);
-  return extra < 9.2e18 - (double)base ? base + (int64_t)llround(extra) : INT64_MAX;
+  return extra < 9.2e18 - (double)base ? base + infsim_cost_round_ns(extra) : INT64_MAX;
 }
 
 /* The first `steps` steps, each no shorter than the floor its contended
@@ -60,7 +60,7 @@ static int64_t decode_run_ns(const infsim_sim *s, const sim_exec_instance *x, in
   int64_t all = full_rate_run_ns(s, x, steps), before = full_rate_run_ns(s, x, m);
   if (all == INT64_MAX) return all;
   double floored = x->da_floor_ns * (double)m;
-  return floored < 9.2e18 - (double)(all - before) ? all - before + (int64_t)llround(floored) : INT64_MAX;
+  return floored < 9.2e18 - (double)(all - before) ? all - before + infsim_cost_round_ns(floored) : INT64_MAX;
 }
 
 /* What DistAttention adds to one step of the batch, all layers (distattn.h):
@@ -206,15 +206,33 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
   int lens[2 * SIM_DA_MAX_ROUTES], route[2 * SIM_DA_MAX_ROUTES], dir[2 * SIM_DA_MAX_ROUTES], n = 0;
   int direct[INFSIM_KV_MAX_HOLDINGS], dec_hop[INFSIM_KV_MAX_HOLDINGS], pre_hop[INFSIM_KV_MAX_HOLDINGS];
   double rates[2 * SIM_DA_MAX_ROUTES];
+  double layers = (double)shape->layers;
   for (int j = 0; j < k; j++) {
     double out = 0, back = 0;
     int64_t dq = dec[j].via != 0 ? 0 : dec[j].relay_queries > 0 ? dec[j].relay_queries : b->holders[j].decode_requests;
     holder_layer_bytes(shape, b, &b->holders[j], kinds[j], prefill, (double)(int64_t)writes[j], dq, pre[j].via == 0,
                        &out, &back);
     direct[j] = dec_hop[j] = pre_hop[j] = -1;
-    if (out > 0 || back > 0) /* dec[j]'s rate is still the nominal one of the owner's route to it */
-      direct[j] = add_route(s, x, b->instance, b->holders[j].holder, dec[j].bytes_per_s, out, back, paths, lens,
-                            route, dir, &n);
+    if (out <= 0 && back <= 0) continue;
+    /* add_route's work, written out: the owner's routes are most of the
+     * step's pricing, and a call per holder costs more than its body */
+    int r = direct[j] = x->da_routes++;
+    int32_t to = b->holders[j].holder;
+    x->da_from[r] = b->instance;
+    x->da_holder[r] = to;
+    x->da_out_bytes[r] = layers * out;
+    x->da_back_bytes[r] = layers * back;
+    x->da_out_rate[r] = x->da_back_rate[r] = dec[j].bytes_per_s; /* still the route's nominal rate */
+    if (out > 0) {
+      lens[n] = infsim_network_route(s->net, b->instance, to, paths[n]);
+      route[n] = r;
+      dir[n++] = 0;
+    }
+    if (back > 0) {
+      lens[n] = infsim_network_route(s->net, to, b->instance, paths[n]);
+      route[n] = r;
+      dir[n++] = 1;
+    }
   }
   for (int j = 0; j < k && relay; j++) {
     double dq = 0, dp = 0, cq = 0, cp = 0;
@@ -457,7 +475,7 @@ static infsim_status exec_submit(void *self, const infsim_batch *b, int64_t now_
     assert(b->steps == 1);
     compute = infsim_cost_iteration_busy_ns(&s->cost, &b->agg, busy_u);
     if (compute != INT64_MAX && x->distattn_step_ns > 0.0)
-      compute = x->distattn_step_ns < 9.2e18 - (double)compute ? compute + (int64_t)llround(x->distattn_step_ns)
+      compute = x->distattn_step_ns < 9.2e18 - (double)compute ? compute + infsim_cost_round_ns(x->distattn_step_ns)
                                                                : INT64_MAX;
   } else {
     infsim_cost_decode_run_init(&s->cost, b->agg.decode_requests, &x->run);

@@ -151,6 +151,30 @@ static void test_kv_copy(void **state) {
   infsim_cost_model_destroy(&cm);
 }
 
+/* The library-free rounding equals llround (half away from zero) on
+ * random times of every magnitude pricing sees, on exact halves, on
+ * both sides of 2^52 (where doubles stop having fractions) and on
+ * negatives. */
+static void test_round_ns_is_llround(void **state) {
+  (void)state;
+  uint64_t x = 0x9e3779b97f4a7c15u;
+  for (int i = 0; i < 200000; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift64 */
+    double mag = ldexp(1.0, (int)(x % 62));
+    double v = (double)(x >> 11) / 9007199254740992.0 * mag; /* [0, mag) */
+    if (i % 4 == 1) v = floor(v) + 0.5;
+    if (i % 4 == 2) v = nextafter(floor(v) + 0.5, 0.0);
+    if (i % 8 == 3) v = -v;
+    if (!(fabs(v) < 9.2e18)) continue;
+    if (infsim_cost_round_ns(v) != (int64_t)llround(v)) fail_msg("%.17g: %lld, llround %lld", v,
+                                                                 (long long)infsim_cost_round_ns(v), (long long)llround(v));
+  }
+  double edge[] = {0.0, -0.0, 0.5, -0.5, 1.5, 2.5, 0.49999999999999994, 4503599627370495.5, 4503599627370496.0,
+                   9007199254740993.0, 9.1e18, -9.1e18};
+  for (size_t i = 0; i < sizeof edge / sizeof edge[0]; i++)
+    assert_int_equal(infsim_cost_round_ns(edge[i]), (int64_t)llround(edge[i]));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_gemm_and_attention_by_hand),
@@ -158,6 +182,7 @@ int main(void) {
       cmocka_unit_test(test_decode_run_closed_form_equals_loop),
       cmocka_unit_test(test_layer_overhead_is_per_layer),
       cmocka_unit_test(test_kv_copy),
+      cmocka_unit_test(test_round_ns_is_llround),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
