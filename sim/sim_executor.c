@@ -478,7 +478,15 @@ static infsim_status exec_submit(void *self, const infsim_batch *b, int64_t now_
       compute = x->distattn_step_ns < 9.2e18 - (double)compute ? compute + infsim_cost_round_ns(x->distattn_step_ns)
                                                                : INT64_MAX;
   } else {
-    infsim_cost_decode_run_init(&s->cost, b->agg.decode_requests, &x->run);
+    /* A run's fixed part depends on its size only: the instance's last
+     * run of this size left it in x->run (a size's fixed part is > 0) */
+    if (x->run.requests != b->agg.decode_requests || !(x->run.fixed_ns > 0.0))
+      infsim_cost_decode_run_init(&s->cost, b->agg.decode_requests, &x->run);
+#ifdef INFSIM_CHECK_INVARIANTS
+    infsim_decode_run fresh;
+    infsim_cost_decode_run_init(&s->cost, b->agg.decode_requests, &fresh);
+    assert(fresh.fixed_ns == x->run.fixed_ns && fresh.requests == x->run.requests);
+#endif
     x->run.first_max_context_tokens = b->agg.decode_max_context_tokens;
     x->first_context = b->agg.decode_context_tokens;
     compute = decode_run_ns(s, x, b->steps);
