@@ -180,15 +180,22 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
     writes[k] = (double)h->write_tokens * kv_bytes_per_token_layer;
     dec[k] = (infsim_distattn_holder){.requests = h->decode_requests, .context_tokens = h->decode_context_tokens,
                                       .bytes_per_s = bw, .back_bytes_per_s = bw, .latency_ns = lat, .kind = kind};
-    pre[k] = (infsim_distattn_holder){.requests = h->prefill_tokens, .context_tokens = h->prefill_context_tokens,
-                                      .bytes_per_s = bw, .back_bytes_per_s = bw, .latency_ns = lat,
-                                      .write_bytes = (int64_t)writes[k],
-                                      .kind = kind == INFSIM_HOLDER_GPU ? INFSIM_HOLDER_GPU : INFSIM_HOLDER_HOST_FETCH};
     prefill |= h->prefill_tokens > 0;
     x->host_ma |= kind == INFSIM_HOLDER_HOST_MA && h->decode_requests > 0;
   }
   bool chunk = prefill && a->prefill_tokens > 0;
   bool relay = shape->relay == INFSIM_DISTATTN_RELAY_NODE; /* off: every holder reached directly (via 0) */
+  /* The prompt chunk's holders: read only with a chunk (or by relay's
+   * pass), so a decode batch without relay leaves them unset. */
+  if (chunk || relay)
+    for (int j = 0; j < k; j++) {
+      const infsim_batch_holder *h = &b->holders[j];
+      pre[j] = (infsim_distattn_holder){.requests = h->prefill_tokens, .context_tokens = h->prefill_context_tokens,
+                                        .bytes_per_s = dec[j].bytes_per_s, .back_bytes_per_s = dec[j].bytes_per_s,
+                                        .latency_ns = dec[j].latency_ns, .write_bytes = (int64_t)writes[j],
+                                        .kind = kinds[j] == INFSIM_HOLDER_GPU ? INFSIM_HOLDER_GPU
+                                                                              : INFSIM_HOLDER_HOST_FETCH};
+    }
   if (relay) {
     int32_t node[INFSIM_KV_MAX_HOLDINGS];
     for (int j = 0; j < k; j++) node[j] = infsim_network_node_of(s->net, b->holders[j].holder);
@@ -210,8 +217,8 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
   for (int j = 0; j < k; j++) {
     double out = 0, back = 0;
     int64_t dq = dec[j].via != 0 ? 0 : dec[j].relay_queries > 0 ? dec[j].relay_queries : b->holders[j].decode_requests;
-    holder_layer_bytes(shape, b, &b->holders[j], kinds[j], prefill, (double)(int64_t)writes[j], dq, pre[j].via == 0,
-                       &out, &back);
+    holder_layer_bytes(shape, b, &b->holders[j], kinds[j], prefill, (double)(int64_t)writes[j], dq,
+                       !chunk || pre[j].via == 0, &out, &back);
     direct[j] = dec_hop[j] = pre_hop[j] = -1;
     if (out <= 0 && back <= 0) continue;
     /* add_route's work, written out: the owner's routes are most of the
@@ -271,8 +278,9 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
   for (int j = 0; j < k; j++) {
     if (!relay) {
       if (direct[j] >= 0) {
-        dec[j].bytes_per_s = pre[j].bytes_per_s = x->da_out_rate[direct[j]];
-        dec[j].back_bytes_per_s = pre[j].back_bytes_per_s = x->da_back_rate[direct[j]];
+        dec[j].bytes_per_s = x->da_out_rate[direct[j]];
+        dec[j].back_bytes_per_s = x->da_back_rate[direct[j]];
+        if (chunk) pre[j].bytes_per_s = dec[j].bytes_per_s, pre[j].back_bytes_per_s = dec[j].back_bytes_per_s;
       }
       continue;
     }
