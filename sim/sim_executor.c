@@ -153,7 +153,16 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
   const infsim_batch_agg *a = &b->agg;
   const infsim_cost_curves *c = &s->cost.curves;
   x->host_ma = false;
-  double extra = infsim_distattn_creditor_step_ns(c, &s->c.distattn, a->guest_requests, a->guest_context_tokens);
+  if (a->guest_requests != x->guest_requests || a->guest_context_tokens != x->guest_tokens) {
+    x->guest_requests = a->guest_requests;
+    x->guest_tokens = a->guest_context_tokens;
+    x->guest_step_ns = infsim_distattn_creditor_step_ns(c, &s->c.distattn, a->guest_requests, a->guest_context_tokens);
+  }
+#ifdef INFSIM_CHECK_INVARIANTS
+  assert(x->guest_step_ns ==
+         infsim_distattn_creditor_step_ns(c, &s->c.distattn, a->guest_requests, a->guest_context_tokens));
+#endif
+  double extra = x->guest_step_ns;
   x->da_guest_ns = extra;
   x->da_remote_ns = x->da_merge_ns = 0.0;
   x->da_cross = 0;

@@ -69,6 +69,11 @@ typedef struct {
    * latest batch's compute started (0 at the start: an idle GPU). */
   double busy_u_at_start;
   double compute_share; /* its compute-bound share (costmodel.h) */
+  /* The creditor's micro-attention for its guests, last priced: for
+   * guest_requests over guest_tokens (its guests' KV does not grow while
+   * their owners' runs go on: the next batches mostly ask the same). */
+  int64_t guest_requests, guest_tokens;
+  double guest_step_ns;
 } sim_exec_instance;
 
 typedef struct {
