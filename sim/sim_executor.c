@@ -223,12 +223,17 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
   int direct[INFSIM_KV_MAX_HOLDINGS], dec_hop[INFSIM_KV_MAX_HOLDINGS], pre_hop[INFSIM_KV_MAX_HOLDINGS];
   double rates[2 * SIM_DA_MAX_ROUTES];
   double layers = (double)shape->layers;
+  int entry_holder[2 * SIM_DA_MAX_ROUTES]; /* without relay: the holder of probe entry i */
   for (int j = 0; j < k; j++) {
     double out = 0, back = 0;
-    int64_t dq = dec[j].via != 0 ? 0 : dec[j].relay_queries > 0 ? dec[j].relay_queries : b->holders[j].decode_requests;
+    int64_t dq = !relay          ? b->holders[j].decode_requests
+                 : dec[j].via != 0 ? 0
+                 : dec[j].relay_queries > 0 ? dec[j].relay_queries
+                                            : b->holders[j].decode_requests;
     holder_layer_bytes(shape, b, &b->holders[j], kinds[j], prefill, (double)(int64_t)writes[j], dq,
-                       !chunk || pre[j].via == 0, &out, &back);
-    direct[j] = dec_hop[j] = pre_hop[j] = -1;
+                       !relay || !chunk || pre[j].via == 0, &out, &back);
+    direct[j] = -1;
+    if (relay) dec_hop[j] = pre_hop[j] = -1;
     if (out <= 0 && back <= 0) continue;
     /* add_route's work, written out: the owner's routes are most of the
      * step's pricing, and a call per holder costs more than its body */
@@ -242,11 +247,13 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
     if (out > 0) {
       lens[n] = infsim_network_route(s->net, b->instance, to, paths[n]);
       route[n] = r;
+      entry_holder[n] = j;
       dir[n++] = 0;
     }
     if (back > 0) {
       lens[n] = infsim_network_route(s->net, to, b->instance, paths[n]);
       route[n] = r;
+      entry_holder[n] = j;
       dir[n++] = 1;
     }
   }
@@ -278,21 +285,25 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
     }
   }
   infsim_network_probe(s->net, n, (const int32_t(*)[INFSIM_NET_MAX_PATH])paths, lens, rates);
-  for (int i = 0; i < n; i++) {
+  if (!relay) {
+    /* every entry is a holder's own route: its rate is the holder's too
+     * (a route left at its nominal rate keeps the holder's nominal one) */
+    for (int i = 0; i < n; i++) {
+      if (!isfinite(rates[i])) continue; /* the path's nominal rate */
+      assert(rates[i] > 0);
+      if (dir[i] == 0) x->da_out_rate[route[i]] = dec[entry_holder[i]].bytes_per_s = rates[i];
+      else x->da_back_rate[route[i]] = dec[entry_holder[i]].back_bytes_per_s = rates[i];
+    }
+    if (chunk)
+      for (int j = 0; j < k; j++) pre[j].bytes_per_s = dec[j].bytes_per_s, pre[j].back_bytes_per_s = dec[j].back_bytes_per_s;
+  }
+  for (int i = 0; i < n && relay; i++) {
     if (!isfinite(rates[i])) continue; /* the path's nominal rate */
     assert(rates[i] > 0);
     if (dir[i] == 0) x->da_out_rate[route[i]] = rates[i];
     else x->da_back_rate[route[i]] = rates[i];
   }
-  for (int j = 0; j < k; j++) {
-    if (!relay) {
-      if (direct[j] >= 0) {
-        dec[j].bytes_per_s = x->da_out_rate[direct[j]];
-        dec[j].back_bytes_per_s = x->da_back_rate[direct[j]];
-        if (chunk) pre[j].bytes_per_s = dec[j].bytes_per_s, pre[j].back_bytes_per_s = dec[j].back_bytes_per_s;
-      }
-      continue;
-    }
+  for (int j = 0; j < k && relay; j++) {
     if (direct[j] >= 0) {
       dec[j].bytes_per_s = pre[j].bytes_per_s = x->da_out_rate[direct[j]];
       dec[j].back_bytes_per_s = pre[j].back_bytes_per_s = x->da_back_rate[direct[j]];
