@@ -506,10 +506,15 @@ static infsim_status exec_submit(void *self, const infsim_batch *b, int64_t now_
       compute = x->distattn_step_ns < 9.2e18 - (double)compute ? compute + infsim_cost_round_ns(x->distattn_step_ns)
                                                                : INT64_MAX;
   } else {
-    /* A run's fixed part depends on its size only: the instance's last
-     * run of this size left it in x->run (a size's fixed part is > 0) */
-    if (x->run.requests != b->agg.decode_requests || !(x->run.fixed_ns > 0.0))
-      infsim_cost_decode_run_init(&s->cost, b->agg.decode_requests, &x->run);
+    /* A run's fixed part depends on its size only: kept per size (a
+     * size's fixed part is > 0; 0: not priced yet) */
+    int64_t n = b->agg.decode_requests;
+    if (n > 0 && n < SIM_RUN_FIXED_SIZES && s->run_fixed_ns[n] > 0.0) {
+      x->run = (infsim_decode_run){.fixed_ns = s->run_fixed_ns[n], .requests = n, .first_max_context_tokens = 0};
+    } else {
+      infsim_cost_decode_run_init(&s->cost, n, &x->run);
+      if (n > 0 && n < SIM_RUN_FIXED_SIZES) s->run_fixed_ns[n] = x->run.fixed_ns;
+    }
 #ifdef INFSIM_CHECK_INVARIANTS
     infsim_decode_run fresh;
     infsim_cost_decode_run_init(&s->cost, b->agg.decode_requests, &fresh);
