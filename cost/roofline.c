@@ -41,14 +41,14 @@ typedef struct {
   double decode_flops_ns_per_ctx, decode_bytes_ns_per_ctx;
 } roofline;
 
-/* fmax(a, b) for times (never both zeros of different signs here), as a
- * comparison rather than libm's call: a NaN loses, as with fmax. */
-static double max_of(double a, double b) { return a > b || b != b ? a : b; }
-
+/* fmax(compute, memory) as one comparison (a single maxsd) rather than
+ * libm's call: the same, as the memory time is never NaN (finite bytes
+ * over a built-in GPU's bandwidth, > 0), a NaN compute time loses as with
+ * fmax, and the two are never zeros of different signs. */
 static double bound_ns(const roofline *r, double flops, double flops_per_s, double bytes) {
   double t_compute_s = flops / flops_per_s;
   double t_memory_s = bytes / r->hbm_bytes_per_s;
-  return max_of(t_compute_s, t_memory_s) * 1e9;
+  return (t_compute_s > t_memory_s ? t_compute_s : t_memory_s) * 1e9;
 }
 
 static double roofline_gemm_layer_ns(void *self, int64_t tokens) {
