@@ -649,6 +649,27 @@ static void progress(infsim_network *net, int64_t t) {
   net->now_ns = t;
 }
 
+/* Doubles the flow slots (the new ones free, the lowest on top). */
+static bool grow_flows(infsim_network *net) {
+  size_t cap = net->flow_cap ? 2 * net->flow_cap : 16;
+  net_flow *f = realloc(net->flows, cap * sizeof *f);
+  if (!f) return false;
+  net->flows = f;
+  uint32_t *g = realloc(net->generation, cap * sizeof *g);
+  if (!g) return false;
+  net->generation = g;
+  size_t *fs = realloc(net->free_slots, cap * sizeof *fs);
+  if (!fs) return false;
+  net->free_slots = fs;
+  for (size_t s = cap; s-- > net->flow_cap;) {
+    net->flows[s].id = -1;
+    net->generation[s] = 0;
+    net->free_slots[net->free_count++] = s;
+  }
+  net->flow_cap = cap;
+  return true;
+}
+
 /* A new flow over path; `bounded`: it will have a rate bound, so it
  * takes part in the filling on its own and needs no class. */
 static infsim_status new_flow(infsim_network *net, const int32_t *path, int path_len, int64_t start_ns, bool bounded,
@@ -665,24 +686,7 @@ static infsim_status new_flow(infsim_network *net, const int32_t *path, int path
   assert(start_ns >= net->now_ns);
   int32_t cls = bounded ? -1 : class_for(net, path, path_len);
   if (!bounded && cls < 0) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
-  if (net->free_count == 0) {
-    size_t cap = net->flow_cap ? 2 * net->flow_cap : 16;
-    net_flow *f = realloc(net->flows, cap * sizeof *f);
-    if (!f) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
-    net->flows = f;
-    uint32_t *g = realloc(net->generation, cap * sizeof *g);
-    if (!g) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
-    net->generation = g;
-    size_t *fs = realloc(net->free_slots, cap * sizeof *fs);
-    if (!fs) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
-    net->free_slots = fs;
-    for (size_t s = cap; s-- > net->flow_cap;) {
-      net->flows[s].id = -1;
-      net->generation[s] = 0;
-      net->free_slots[net->free_count++] = s;
-    }
-    net->flow_cap = cap;
-  }
+  if (net->free_count == 0 && !grow_flows(net)) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
   size_t slot = net->free_slots[--net->free_count];
   net_flow *f = &net->flows[slot];
   memset(f, 0, sizeof *f);
@@ -822,6 +826,100 @@ void infsim_network_release(infsim_network *net) {
   net->held = false;
   if (net->dirty) recompute(net);
   net->dirty = false;
+}
+
+/* A decode run's flows start and end together, a dozen at a time, some
+ * hundred thousand times an hour: these do what the calls one by one
+ * under hold and release do, in the same order and with the same
+ * arithmetic (so rates, link bytes and busy times are bit for bit the
+ * same), without the per-call checks and lookups. */
+bool infsim_network_add_steady_set(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_MAX_PATH],
+                                   const int *lens, const double *rates, int64_t start_ns, int64_t *ids) {
+  assert(start_ns >= net->now_ns);
+  bool dirty = false, all_active = start_ns <= net->now_ns;
+  for (int i = 0; i < n; i++) {
+    const int32_t *path = paths[i];
+    int len = lens[i];
+    double rate = rates[i];
+    assert(len >= 1 && len <= INFSIM_NET_MAX_PATH && rate > 0 && isfinite(rate));
+    if (net->free_count == 0 && !grow_flows(net)) abort(); /* a flow lost would misprice the run: fatal */
+    size_t slot = net->free_slots[--net->free_count];
+    net_flow *f = &net->flows[slot];
+    *f = (net_flow){.id = (int64_t)((uint64_t)++net->generation[slot] << 32 | slot),
+                    .path_len = len,
+                    .steady = true,
+                    .bound_bytes_per_s = rate,
+                    .from_ns = net->now_ns,
+                    .active_at_ns = start_ns,
+                    .finish_ns = INT64_MAX,
+                    .cls = -1};
+    for (int k = 0; k < len; k++) {
+      assert(path[k] >= 0 && (size_t)path[k] < net->link_count);
+      f->path[k] = path[k];
+      net->links[path[k]].flows_on++;
+    }
+    net->flow_count++;
+    if (net->flow_count > net->flow_peak) net->flow_peak = net->flow_count;
+    ids[i] = f->id;
+    if (!all_active) {
+      if (start_ns < net->next_ns) net->next_ns = start_ns;
+      continue;
+    }
+    if (!unsaturated(net, f, rate)) {
+      dirty = true;
+      continue;
+    }
+    f->rate_bytes_per_s = rate;
+    for (int k = 0; k < len; k++) {
+      net_link *L = &net->links[path[k]];
+      fold_link(net, (size_t)path[k]);
+      L->load_bytes_per_s += rate;
+      if (rate > L->top_bytes_per_s) L->top_bytes_per_s = rate;
+      net->acct[path[k]].moving++;
+      load_changed(net, (size_t)path[k]);
+    }
+  }
+  if (dirty && net->held)
+    net->dirty = true;
+  else if (dirty)
+    recompute(net);
+  return all_active && !dirty;
+}
+
+void infsim_network_remove_steady_set(infsim_network *net, const int64_t *ids, int n, int64_t now_ns) {
+  bool dirty = false;
+  for (int i = 0; i < n; i++) {
+    net_flow *f = lookup(net, ids[i]);
+    if (!f) continue;
+    assert(f->steady);
+    assert(now_ns <= net->next_ns || now_ns == net->now_ns); /* advance first: nothing may end before now */
+    progress(net, now_ns);
+    /* (its carried bytes are not folded: nobody reads them once it is gone) */
+    bool moving = f->rate_bytes_per_s > 0;
+    if (is_active(net, f) && unsaturated(net, f, 0.0)) {
+      for (int k = 0; k < f->path_len; k++) {
+        size_t l = (size_t)f->path[k];
+        fold_link(net, l);
+        net->links[l].load_bytes_per_s -= f->rate_bytes_per_s;
+        net->links[l].flows_on--;
+        net->acct[l].moving -= moving;
+        load_changed(net, l);
+      }
+    } else {
+      for (int k = 0; k < f->path_len; k++) {
+        net->links[f->path[k]].flows_on--;
+        net->acct[f->path[k]].moving -= moving;
+      }
+      dirty = true; /* as a removal under hold marks it, active or not */
+    }
+    f->id = -1;
+    net->free_slots[net->free_count++] = (size_t)(f - net->flows);
+    net->flow_count--;
+  }
+  if (dirty && net->held)
+    net->dirty = true;
+  else if (dirty)
+    recompute(net);
 }
 
 int64_t infsim_network_next_ns(const infsim_network *net) { return net->next_ns; }

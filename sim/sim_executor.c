@@ -266,9 +266,7 @@ infsim_status sim_executor_run_ended(infsim_sim *s, int32_t instance, infsim_err
   sim_exec_instance *x = &s->exec[instance];
   if (x->da_prompt_pending) account_prompt(s, x, instance);
   if (x->da_flows == 0) return INFSIM_OK;
-  infsim_network_hold(s->net);
-  for (int i = 0; i < x->da_flows; i++) infsim_network_remove(s->net, x->da_flow[i], s->now_ns);
-  infsim_network_release(s->net);
+  infsim_network_remove_steady_set(s->net, x->da_flow, x->da_flows, s->now_ns);
   x->da_flows = 0;
   return sim_transport_reschedule(s, err);
 }
@@ -292,27 +290,25 @@ static infsim_status start_flows(infsim_sim *s, sim_exec_instance *x, int32_t ow
   if (!(span_s > 0.0)) return INFSIM_OK;
   double floor_ns = 0.0;
   double bytes[2 * INFSIM_KV_MAX_HOLDINGS], demand[2 * INFSIM_KV_MAX_HOLDINGS];
+  int32_t paths[2 * INFSIM_KV_MAX_HOLDINGS][INFSIM_NET_MAX_PATH];
+  int lens[2 * INFSIM_KV_MAX_HOLDINGS];
   infsim_network_sync(s->net, now_ns);
-  infsim_network_hold(s->net);
   for (int r = 0; r < x->da_routes; r++)
     for (int dir = 0; dir < 2; dir++) {
       double b = dir == 0 ? x->da_out_bytes[r] : x->da_back_bytes[r];
       if (b <= 0.0) continue;
-      int32_t path[INFSIM_NET_MAX_PATH];
-      int len = dir == 0 ? infsim_network_route(s->net, owner, x->da_holder[r], path)
-                         : infsim_network_route(s->net, x->da_holder[r], owner, path);
-      if (len == 0) continue;
       int f = x->da_flows;
+      lens[f] = dir == 0 ? infsim_network_route(s->net, owner, x->da_holder[r], paths[f])
+                         : infsim_network_route(s->net, x->da_holder[r], owner, paths[f]);
+      if (lens[f] == 0) continue;
       bytes[f] = b;
       demand[f] = b * (double)x->steps / span_s;
-      infsim_status st = infsim_network_add_steady(s->net, demand[f], path, len, now_ns, 0, &x->da_flow[f], err);
-      if (st != INFSIM_OK) {
-        infsim_network_release(s->net);
-        return st;
-      }
       x->da_flows++;
     }
-  infsim_network_release(s->net);
+  /* every flow at its demand: no step is held to a share */
+  if (infsim_network_add_steady_set(s->net, x->da_flows, (const int32_t(*)[INFSIM_NET_MAX_PATH])paths, lens, demand,
+                                    now_ns, x->da_flow))
+    return sim_transport_reschedule(s, err);
   /* the shares, once every flow of the run competes */
   for (int f = 0; f < x->da_flows; f++) {
     double rate = infsim_network_rate(s->net, x->da_flow[f]);
