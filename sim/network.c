@@ -70,6 +70,7 @@ struct infsim_network {
   size_t flow_cap, flow_count;
   size_t flow_peak; /* most flows at once */
   uint32_t *generation; /* per slot */
+  uint64_t *used;       /* a bit per slot: holds a flow (the scans visit only those, in slot order) */
   size_t *free_slots;
   size_t free_count;
   size_t *done_scratch; /* slots of flows ending at one instant */
@@ -154,6 +155,7 @@ void infsim_network_free(infsim_network *net) {
   free(net->links);
   free(net->flows);
   free(net->generation);
+  free(net->used);
   free(net->free_slots);
   free(net->done_scratch);
   free(net->done_ids);
@@ -389,6 +391,29 @@ static net_flow *lookup(const infsim_network *net, int64_t id) {
   return &net->flows[slot];
 }
 
+/* The first slot at or after s that holds a flow, or flow_cap: the scans
+ * over the flows (each filling's, a probe's walk, the ends at an advance)
+ * visit the flows in slot order, as a scan of every slot does, without
+ * the free slots (a table grown to its peak holds a few flows most of the
+ * time). */
+static inline size_t next_used(const infsim_network *net, size_t s) {
+  size_t words = (net->flow_cap + 63) / 64, w = s / 64;
+  if (w >= words) return net->flow_cap;
+  uint64_t b = net->used[w] & (~0ull << (s % 64));
+  while (b == 0) {
+    if (++w == words) return net->flow_cap;
+    b = net->used[w];
+  }
+  return w * 64 + (size_t)__builtin_ctzll(b);
+}
+
+static inline void set_used(infsim_network *net, size_t s, bool on) {
+  if (on)
+    net->used[s / 64] |= 1ull << (s % 64);
+  else
+    net->used[s / 64] &= ~(1ull << (s % 64));
+}
+
 static bool is_active(const infsim_network *net, const net_flow *f) {
   return f->id >= 0 && f->active_at_ns <= net->now_ns;
 }
@@ -484,7 +509,14 @@ static bool on_full_link(const infsim_network *net, const int32_t *path, int pat
 /* Progressive filling over the flows that compete now; then each flow's
  * end under the new rates and the network's next change. */
 static void recompute(infsim_network *net) {
+  /* A link that no flow crosses and that carries no load (most of a
+   * cluster's PCIe and NVLink links) keeps its bytes and its idle time as
+   * they are; its unfixed count is 0 outside a filling. */
   for (size_t l = 0; l < net->link_count; l++) {
+    if (net->links[l].flows_on == 0 && net->links[l].load_bytes_per_s == 0) {
+      net->links[l].top_bytes_per_s = 0;
+      continue;
+    }
     fold_link(net, l);
     net->acct[l].moving = 0;
     net->links[l].residual_bytes_per_s = net->links[l].info.bytes_per_s;
@@ -505,9 +537,8 @@ static void recompute(infsim_network *net) {
     net->act_links_cap = net->link_count;
   }
   size_t unfixed = 0, n_live = 0, n_bounded = 0;
-  for (size_t s = 0; s < net->flow_cap; s++) {
+  for (size_t s = next_used(net, 0); s < net->flow_cap; s = next_used(net, s + 1)) {
     net_flow *f = &net->flows[s];
-    if (f->id < 0) continue;
     fold_flow(net, f);
     f->rate_bytes_per_s = 0;
     f->fixed = !is_active(net, f);
@@ -612,9 +643,8 @@ static void recompute(infsim_network *net) {
     n_act = pack_links(net, act, n_act);
   }
   net->next_ns = INT64_MAX;
-  for (size_t s = 0; s < net->flow_cap; s++) {
+  for (size_t s = next_used(net, 0); s < net->flow_cap; s = next_used(net, s + 1)) {
     net_flow *f = &net->flows[s];
-    if (f->id < 0) continue;
     f->finish_ns = INT64_MAX;
     if (!is_active(net, f)) {
       if (f->active_at_ns < net->next_ns) net->next_ns = f->active_at_ns;
@@ -639,7 +669,8 @@ static void recompute(infsim_network *net) {
     if (f->finish_ns < net->next_ns) net->next_ns = f->finish_ns;
   }
   for (size_t c = 0; c < n_live; c++) net->classes[net->live[c]].flows = 0;
-  for (size_t l = 0; l < net->link_count; l++) load_changed(net, l);
+  for (size_t l = 0; l < net->link_count; l++)
+    if (net->links[l].flows_on > 0 || net->acct[l].busy_from_ns >= 0) load_changed(net, l);
 }
 
 /* Moves the clock to t (no change of rates before t): links and flows
@@ -661,6 +692,11 @@ static bool grow_flows(infsim_network *net) {
   size_t *fs = realloc(net->free_slots, cap * sizeof *fs);
   if (!fs) return false;
   net->free_slots = fs;
+  size_t words = (cap + 63) / 64, had = (net->flow_cap + 63) / 64;
+  uint64_t *u = realloc(net->used, words * sizeof *u);
+  if (!u) return false;
+  net->used = u;
+  for (size_t w = had; w < words; w++) u[w] = 0;
   for (size_t s = cap; s-- > net->flow_cap;) {
     net->flows[s].id = -1;
     net->generation[s] = 0;
@@ -688,6 +724,7 @@ static infsim_status new_flow(infsim_network *net, const int32_t *path, int path
   if (!bounded && cls < 0) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
   if (net->free_count == 0 && !grow_flows(net)) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
   size_t slot = net->free_slots[--net->free_count];
+  set_used(net, slot, true);
   net_flow *f = &net->flows[slot];
   memset(f, 0, sizeof *f);
   f->id = (int64_t)((uint64_t)++net->generation[slot] << 32 | slot);
@@ -784,6 +821,7 @@ static void drop(infsim_network *net, net_flow *f) {
     net->acct[f->path[k]].moving -= moving;
   }
   f->id = -1;
+  set_used(net, slot, false);
   net->free_slots[net->free_count++] = slot;
   net->flow_count--;
 }
@@ -844,6 +882,7 @@ bool infsim_network_add_steady_set(infsim_network *net, int n, const int32_t (*p
     assert(len >= 1 && len <= INFSIM_NET_MAX_PATH && rate > 0 && isfinite(rate));
     if (net->free_count == 0 && !grow_flows(net)) abort(); /* a flow lost would misprice the run: fatal */
     size_t slot = net->free_slots[--net->free_count];
+    set_used(net, slot, true);
     net_flow *f = &net->flows[slot];
     *f = (net_flow){.id = (int64_t)((uint64_t)++net->generation[slot] << 32 | slot),
                     .path_len = len,
@@ -913,6 +952,7 @@ void infsim_network_remove_steady_set(infsim_network *net, const int64_t *ids, i
       dirty = true; /* as a removal under hold marks it, active or not */
     }
     f->id = -1;
+    set_used(net, (size_t)(f - net->flows), false);
     net->free_slots[net->free_count++] = (size_t)(f - net->flows);
     net->flow_count--;
   }
@@ -943,9 +983,9 @@ size_t infsim_network_advance(infsim_network *net, int64_t t_ns, infsim_flow_don
     int64_t e = net->next_ns;
     progress(net, e);
     size_t n = 0;
-    for (size_t s = 0; s < net->flow_cap; s++) {
+    for (size_t s = next_used(net, 0); s < net->flow_cap; s = next_used(net, s + 1)) {
       net_flow *f = &net->flows[s];
-      if (f->id < 0 || f->steady || f->finish_ns > e) continue;
+      if (f->steady || f->finish_ns > e) continue;
       if (n == net->done_cap) {
         size_t cap = net->done_cap ? 2 * net->done_cap : 16;
         size_t *d = realloc(net->done_scratch, cap * sizeof *d);
@@ -1055,7 +1095,7 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
     L->probe_residual_bytes_per_s = L->load_bytes_per_s < L->info.bytes_per_s ? L->info.bytes_per_s - L->load_bytes_per_s : 0;
   }
   /* The flows already on these links, each bounded by its rate now. */
-  for (size_t s = 0; walk && s < net->flow_cap; s++) {
+  for (size_t s = walk ? next_used(net, 0) : net->flow_cap; s < net->flow_cap; s = next_used(net, s + 1)) {
     const net_flow *f = &net->flows[s];
     if (!is_active(net, f) || !(f->rate_bytes_per_s > 0)) continue;
     int len = 0;
