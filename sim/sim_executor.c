@@ -17,6 +17,17 @@
 
 #include "sim_internal.h"
 
+/* llround(x) for |x| < 9.2e18 without the library call (the steps done,
+ * a cut and every run with DistAttention terms price through here, about
+ * a million times an hour): the integer part by truncation, then half away
+ * from zero by the fractional part, which x - trunc(x) gives exactly (as
+ * costmodel.c's round_ns). */
+static inline int64_t round_half_away(double x) {
+  int64_t out = (int64_t)x;
+  double frac = x - (double)out;
+  return out + (frac >= 0.5) - (frac <= -0.5);
+}
+
 /* Local decode attention of steps [0, k) of the run, one layer. */
 static double local_attn_sum(const infsim_sim *s, const sim_exec_instance *x, int64_t k) {
   const infsim_cost_curves *c = &s->cost.curves;
@@ -48,7 +59,7 @@ static int64_t full_rate_run_ns(const infsim_sim *s, const sim_exec_instance *x,
   int64_t base = infsim_cost_decode_run_ns(&s->cost, &x->run, x->first_context, steps);
   if ((x->da_remote_ns <= 0.0 && x->da_guest_ns <= 0.0) || base == INT64_MAX) return base;
   double extra = distattn_run_ns(s, x, steps);
-  return extra < 9.2e18 - (double)base ? base + (int64_t)llround(extra) : INT64_MAX;
+  return extra < 9.2e18 - (double)base ? base + round_half_away(extra) : INT64_MAX;
 }
 
 /* The first `steps` steps, each no shorter than the floor its contended
@@ -60,7 +71,7 @@ static int64_t decode_run_ns(const infsim_sim *s, const sim_exec_instance *x, in
   int64_t all = full_rate_run_ns(s, x, steps), before = full_rate_run_ns(s, x, m);
   if (all == INT64_MAX) return all;
   double floored = x->da_floor_ns * (double)m;
-  return floored < 9.2e18 - (double)(all - before) ? all - before + (int64_t)llround(floored) : INT64_MAX;
+  return floored < 9.2e18 - (double)(all - before) ? all - before + round_half_away(floored) : INT64_MAX;
 }
 
 /* What DistAttention adds to one step of the batch, all layers (distattn.h):
@@ -258,7 +269,7 @@ static void account_prompt(infsim_sim *s, sim_exec_instance *x, int32_t owner) {
       int32_t path[INFSIM_NET_MAX_PATH];
       int len = dir == 0 ? infsim_network_route(s->net, owner, x->da_holder[r], path)
                          : infsim_network_route(s->net, x->da_holder[r], owner, path);
-      if (bytes > 0.0 && len > 0) infsim_network_account(s->net, path, len, bytes, (int64_t)llround(bytes / rate * 1e9));
+      if (bytes > 0.0 && len > 0) infsim_network_account(s->net, path, len, bytes, round_half_away(bytes / rate * 1e9));
     }
 }
 
@@ -333,7 +344,8 @@ static infsim_status exec_submit(void *self, const infsim_batch *b, int64_t now_
   infsim_sim *s = self;
   sim_exec_instance *x = &s->exec[b->instance];
   x->da_prompt_pending = false; /* a prompt batch that never ended (its instance lost) carried nothing */
-  infsim_status st = sim_executor_run_ended(s, b->instance, err); /* none left: a run ends before the next */
+  /* none left: a run ends before the next (the call only when it has flows) */
+  infsim_status st = x->da_flows > 0 ? sim_executor_run_ended(s, b->instance, err) : INFSIM_OK;
   if (st != INFSIM_OK) return st;
   x->da_floor_ns = 0.0;
   int64_t lead = add_time(infsim_cost_transfer_ns(b->swap_out_bytes, s->c.pcie_bytes_per_s, 0),
