@@ -1014,10 +1014,12 @@ size_t infsim_network_advance(infsim_network *net, int64_t t_ns, infsim_flow_don
       net->done_tags[k] = f->tag;
       drop(net, f);
     }
+    /* One filling, also when nothing ended (a flow started competing):
+     * a second one at the same time, with nothing changed, found the same
+     * rates. */
     recompute(net);
     for (size_t k = 0; k < n; k++)
       if (done) done(ctx, net->done_ids[k], net->done_tags[k], e);
-    if (n == 0) recompute(net); /* a flow started competing */
     completed += n;
   }
   progress(net, t_ns);
