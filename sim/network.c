@@ -1215,6 +1215,8 @@ int64_t infsim_network_now_ns(const infsim_network *net) { return net->now_ns; }
 void infsim_network_check(const infsim_network *net) {
   double *load = calloc(net->link_count ? net->link_count : 1, sizeof *load);
   assert(load);
+  /* The scans' bit per slot: set exactly where a flow is. */
+  for (size_t s = 0; s < net->flow_cap; s++) assert((net->flows[s].id >= 0) == (next_used(net, s) == s));
   for (size_t s = 0; s < net->flow_cap; s++) {
     const net_flow *f = &net->flows[s];
     if (!is_active(net, f)) continue;
