@@ -50,6 +50,7 @@
 
 #include <cmocka.h>
 
+#include "distkv_fixture.h"
 #include "sim_fixture.h"
 
 static infsim_run_result *run_steps(const char *instances, const char *tier, const char *steps, bool small,
@@ -98,11 +99,7 @@ static void test_macro_steps_equal_single_steps(void **state) {
 /* The cost curves the runs here price with (the roofline of one A100-80GB
  * per instance, as the tests name no calibration DB), for the sums by hand. */
 static const infsim_cost_curves *roofline_curves(const infsim_run_params *p, infsim_cost_model *cm) {
-  infsim_instance_layout layout = {.tp = 1, .pp = 1, .iteration_overhead_ns = p->iteration_overhead_ns,
-                                   .link_latency_ns = p->link_latency_ns};
-  assert_int_equal(infsim_cost_model_build("a100-80gb", "/nonexistent.db", false, &p->model, &layout, &p->roofline,
-                                           cm, NULL),
-                   INFSIM_OK);
+  fixture_a100_roofline(p, cm);
   return &cm->curves;
 }
 

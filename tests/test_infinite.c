@@ -35,6 +35,7 @@
 
 #include <cmocka.h>
 
+#include "distkv_fixture.h"
 #include "sim_fixture.h"
 
 static infsim_trace *long_trace(void) {
@@ -239,15 +240,6 @@ static void test_creditor_serves_own_requests_first(void **state) {
   infsim_trace_free(&t_off);
 }
 
-static int64_t distkv_field(const infsim_run_result *res, const char *key) {
-  json_t *s = infsim_run_result_summary_json(res);
-  json_t *v = json_object_get(json_object_get(s, "distkv"), key);
-  assert_non_null(v);
-  int64_t x = (int64_t)json_integer_value(v);
-  json_decref(s);
-  return x;
-}
-
 /* The own-work-first run: the first short prompt reaches instance 1 at
  * 5 ms while the long prompt still gathers there; instance 1 moves the
  * guest's blocks on (back to its owner and to instance 2). They hold no
@@ -259,9 +251,9 @@ static void test_evicted_gatherer_costs_nothing(void **state) {
   infsim_trace t = {0};
   infsim_run_result *r = NULL;
   run_own_first("policy.own_work_first=true", &r, &t);
-  assert_true(distkv_field(r, "kv_sends") >= 2); /* the evictions: MOVEs, not fresh blocks */
-  assert_int_equal(distkv_field(r, "kv_sent_bytes"), 0);
-  assert_int_equal(distkv_field(r, "kv_moved_bytes"), 0);
+  assert_true(fixture_distkv_field(r, "kv_sends") >= 2); /* the evictions: MOVEs, not fresh blocks */
+  assert_int_equal(fixture_distkv_field(r, "kv_sent_bytes"), 0);
+  assert_int_equal(fixture_distkv_field(r, "kv_moved_bytes"), 0);
   infsim_run_result_free(r);
   infsim_trace_free(&t);
 }
