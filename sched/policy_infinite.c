@@ -96,6 +96,7 @@ typedef struct {
   double move_bytes_per_s;
   double spread_remote_tokens; /* the spread planner's W over the NIC and NVLink (planner.h) */
   double spread_near_tokens;
+  bool spread_relay; /* node relay: the spread planner counts NIC crossings per node */
   int64_t gpus_per_node;
   int64_t gpus_per_instance;
   double message_loss;
@@ -864,6 +865,7 @@ static infsim_status create(const void *settings, struct infsim_sched *s, int32_
   if (st == INFSIM_OK)
     infsim_gm_set_spread_costs(p->gm, llround(set->spread_remote_tokens / (double)s->p.block_tokens),
                                llround(set->spread_near_tokens / (double)s->p.block_tokens));
+  if (st == INFSIM_OK) infsim_gm_set_spread_relay(p->gm, set->spread_relay);
   if (st == INFSIM_OK) st = infsim_dgfm_new(instances, &p->dgfm, err);
   if (st == INFSIM_OK) st = infsim_dispatcher_new((infsim_dispatch_kind)set->dispatch, instances, &p->disp, err);
   if (st != INFSIM_OK) return st;
@@ -1355,10 +1357,12 @@ void infsim_policy_infinite_wire(const char *policy_name, const void *settings, 
 }
 
 void infsim_policy_infinite_set_link_costs(const char *policy_name, void *settings, const infsim_model_shape *model,
-                                           double attn_flops_per_s, double nic_bytes_per_s, double nvlink_bytes_per_s) {
+                                           double attn_flops_per_s, double nic_bytes_per_s, double nvlink_bytes_per_s,
+                                           bool relay) {
   if (strcmp(policy_name, infsim_policy_infinite.name) != 0) return;
   infinite_settings *p = settings;
   if (p->planner != INFSIM_PLAN_SPREAD) return;
+  p->spread_relay = relay;
   double wire_b = (double)p->wire_bytes_per_value;
   p->spread_remote_tokens = infsim_planner_holder_tokens(model, wire_b, attn_flops_per_s, nic_bytes_per_s);
   p->spread_near_tokens = infsim_planner_holder_tokens(model, wire_b, attn_flops_per_s, nvlink_bytes_per_s);
