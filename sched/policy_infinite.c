@@ -498,10 +498,11 @@ static void env_move_done(void *self, int32_t source, int64_t req, bool ok, int6
     p->pending = instance_kick(p->s, &p->s->inst[source], &p->pending_err);
 }
 
-/* A borrow or a planned move was cancelled, its request having ended: the
- * blocks it was to free at the debtor are free already, so a request
- * there waiting on it looks again for room. Not at once: this comes from
- * inside the scheduler's own step (request_ended): a kick timer now. */
+/* A borrow, a planned move or a move to host memory was cancelled, its
+ * request's KV having ended: the blocks it was to free at the debtor are
+ * free already, so a request there waiting on it looks again for room.
+ * Not at once: this comes from inside the scheduler's own step
+ * (request_ended, kv_dropped): a kick timer now. */
 static void env_cancelled(void *self, int32_t debtor, int64_t req, int64_t now) {
   (void)req;
   infinite *p = self;
@@ -524,8 +525,9 @@ static void request_ended(void *self, int32_t instance, int64_t req, int64_t now
 
 /* The request was preempted by recompute: its KV is gone (its prefill
  * starts again), so moving it is pointless: its moves are cancelled as
- * for a request that ended. A move landing later would otherwise take
- * the blocks of its new prefill, were it admitted again meanwhile. */
+ * for a request that ended. A move landing later would find its blocks
+ * freed, or take the blocks of its new prefill, were it admitted again
+ * meanwhile. */
 static void kv_dropped(void *self, int32_t instance, int64_t req, int64_t now) {
   (void)instance;
   cancel_moves_of(self, req, now);
