@@ -17,6 +17,17 @@
 
 #include "sim_internal.h"
 
+/* llround(x) for |x| < 9.2e18 without the library call (the steps done,
+ * a cut and every run with DistAttention terms price through here, about
+ * a million times an hour): the integer part by truncation, then half away
+ * from zero by the fractional part, which x - trunc(x) gives exactly (as
+ * costmodel.c's round_ns). */
+static inline int64_t round_half_away(double x) {
+  int64_t out = (int64_t)x;
+  double frac = x - (double)out;
+  return out + (frac >= 0.5) - (frac <= -0.5);
+}
+
 /* Local decode attention of steps [0, k) of the run, one layer. */
 static double local_attn_sum(const infsim_sim *s, const sim_exec_instance *x, int64_t k) {
   const infsim_cost_curves *c = &s->cost.curves;
@@ -48,7 +59,7 @@ static int64_t full_rate_run_ns(const infsim_sim *s, const sim_exec_instance *x,
   int64_t base = infsim_cost_decode_run_ns(&s->cost, &x->run, x->first_context, steps);
   if ((x->da_remote_ns <= 0.0 && x->da_guest_ns <= 0.0) || base == INT64_MAX) return base;
   double extra = distattn_run_ns(s, x, steps);
-  return extra < 9.2e18 - (double)base ? base + (int64_t)llround(extra) : INT64_MAX;
+  return extra < 9.2e18 - (double)base ? base + round_half_away(extra) : INT64_MAX;
 }
 
 /* The first `steps` steps, each no shorter than the floor its contended
@@ -60,7 +71,7 @@ static int64_t decode_run_ns(const infsim_sim *s, const sim_exec_instance *x, in
   int64_t all = full_rate_run_ns(s, x, steps), before = full_rate_run_ns(s, x, m);
   if (all == INT64_MAX) return all;
   double floored = x->da_floor_ns * (double)m;
-  return floored < 9.2e18 - (double)(all - before) ? all - before + (int64_t)llround(floored) : INT64_MAX;
+  return floored < 9.2e18 - (double)(all - before) ? all - before + round_half_away(floored) : INT64_MAX;
 }
 
 /* What DistAttention adds to one step of the batch, all layers (distattn.h):
@@ -339,7 +350,7 @@ static void account_prompt(infsim_sim *s, sim_exec_instance *x) {
       double rate = dir == 0 ? x->da_out_rate[r] : x->da_back_rate[r];
       int32_t path[INFSIM_NET_MAX_PATH];
       int len = route_path(s, x, r, dir, path);
-      if (bytes > 0.0 && len > 0) infsim_network_account(s->net, path, len, bytes, (int64_t)llround(bytes / rate * 1e9));
+      if (bytes > 0.0 && len > 0) infsim_network_account(s->net, path, len, bytes, round_half_away(bytes / rate * 1e9));
     }
 }
 
@@ -347,9 +358,7 @@ infsim_status sim_executor_run_ended(infsim_sim *s, int32_t instance, infsim_err
   sim_exec_instance *x = &s->exec[instance];
   if (x->da_prompt_pending) account_prompt(s, x);
   if (x->da_flows == 0) return INFSIM_OK;
-  infsim_network_hold(s->net);
-  for (int i = 0; i < x->da_flows; i++) infsim_network_remove(s->net, x->da_flow[i], s->now_ns);
-  infsim_network_release(s->net);
+  infsim_network_remove_steady_set(s->net, x->da_flow, x->da_flows, s->now_ns);
   x->da_flows = 0;
   return sim_transport_reschedule(s, err);
 }
@@ -372,26 +381,24 @@ static infsim_status start_flows(infsim_sim *s, sim_exec_instance *x, int64_t no
   if (!(span_s > 0.0)) return INFSIM_OK;
   double floor_ns = 0.0;
   double bytes[2 * SIM_DA_MAX_ROUTES], demand[2 * SIM_DA_MAX_ROUTES];
+  int32_t paths[2 * SIM_DA_MAX_ROUTES][INFSIM_NET_MAX_PATH];
+  int lens[2 * SIM_DA_MAX_ROUTES];
   infsim_network_sync(s->net, now_ns);
-  infsim_network_hold(s->net);
   for (int r = 0; r < x->da_routes; r++)
     for (int dir = 0; dir < 2; dir++) {
       double b = dir == 0 ? x->da_out_bytes[r] : x->da_back_bytes[r];
       if (b <= 0.0) continue;
-      int32_t path[INFSIM_NET_MAX_PATH];
-      int len = route_path(s, x, r, dir, path);
-      if (len == 0) continue;
       int f = x->da_flows;
+      lens[f] = route_path(s, x, r, dir, paths[f]);
+      if (lens[f] == 0) continue;
       bytes[f] = b;
       demand[f] = b * (double)x->steps / span_s;
-      infsim_status st = infsim_network_add_steady(s->net, demand[f], path, len, now_ns, 0, &x->da_flow[f], err);
-      if (st != INFSIM_OK) {
-        infsim_network_release(s->net);
-        return st;
-      }
       x->da_flows++;
     }
-  infsim_network_release(s->net);
+  /* every flow at its demand: no step is held to a share */
+  if (infsim_network_add_steady_set(s->net, x->da_flows, (const int32_t(*)[INFSIM_NET_MAX_PATH])paths, lens, demand,
+                                    now_ns, x->da_flow))
+    return sim_transport_reschedule(s, err);
   /* the shares, once every flow of the run competes */
   for (int f = 0; f < x->da_flows; f++) {
     double rate = infsim_network_rate(s->net, x->da_flow[f]);
@@ -416,7 +423,8 @@ static infsim_status exec_submit(void *self, const infsim_batch *b, int64_t now_
   infsim_sim *s = self;
   sim_exec_instance *x = &s->exec[b->instance];
   x->da_prompt_pending = false; /* a prompt batch that never ended (its instance lost) carried nothing */
-  infsim_status st = sim_executor_run_ended(s, b->instance, err); /* none left: a run ends before the next */
+  /* none left: a run ends before the next (the call only when it has flows) */
+  infsim_status st = x->da_flows > 0 ? sim_executor_run_ended(s, b->instance, err) : INFSIM_OK;
   if (st != INFSIM_OK) return st;
   x->da_floor_ns = 0.0;
   int64_t lead = add_time(infsim_cost_transfer_ns(b->swap_out_bytes, s->c.pcie_bytes_per_s, 0),
