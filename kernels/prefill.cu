@@ -16,8 +16,8 @@
 ** Query tiles run heaviest first (causal imbalance).
 ** Output normalized, in fp32 or the input dtype; LSE in natural log.
 **
-** On compute capability 9.0 the attention launch goes to the wgmma kernel
-** of prefill_sm90.cu instead (same parameters, same results within
+** On compute capability 9.0 the attention launch goes to the wgmma kernels
+** of prefill_sm90.cu and prefill_sm90_ws.cu instead (same parameters, same results within
 ** rounding); this file's kernel stays the sm_80 path.
 */
 #include "mma_util.cuh"
@@ -320,8 +320,8 @@ infsim_status launch(ik_cuda *c, const infsim_prefill_args *a, infsim_error *err
   /* Auto: on compute capability 9.0 the wgmma kernel (128 x 128), which won
    * at every measured shape, 1K to 16K tokens on 8 to 64 heads, even where
    * its CTAs fill under half the SMs (bench/README.md, kernels/NOTES.md),
-   * with version 15 (pipelines 4 and 5, chosen below: 8-22% ahead of
-   * version 14 at every measured shape on the H200).
+   * with version 15 (pipelines 4 and 5, chosen below: 12-67% ahead of
+   * version 14 at 1K-16K tokens on 8 to 64 heads and on chunks, H200).
    * Elsewhere 128 queries x 64 keys once there are enough 128-query tiles
    * to fill the SMs twice over, else 64 x 64 (fewer, fatter CTAs leave SMs
    * idle on short prompts). 128 x 128 asked for on another device runs
@@ -338,8 +338,9 @@ infsim_status launch(ik_cuda *c, const infsim_prefill_args *a, infsim_error *err
        * where they are few and short (up to 4 per SM, prompts up to 4K
        * tokens: the static dealing evens out the causal imbalance and the
        * next tile's loads overlap the last one's end), else one CTA per
-       * work tile (the hardware's greedy dealing keeps the heads of one KV
-       * head together in L2). */
+       * work tile (the hardware deals a head's query tiles side by side,
+       * so their K/V stays in L2; the persistent order puts all heads of a
+       * query tile side by side: 0.85-0.90x at 16K on 32/32 heads). */
       const bool persist = ctas128 <= 4 * (int64_t)c->sm_count && a->past_tokens + a->new_tokens <= 4096;
       return ik_prefill_sm90(c, p, BF16, a->num_requests, a->sm90_pipeline ? a->sm90_pipeline : persist ? 5 : 4, err);
     }

@@ -21,9 +21,12 @@ namespace {
  * section 3.1). So each consumer warpgroup waits only for the tile it
  * needs, not for the other warpgroup at a CTA barrier, and the two drift
  * as far as the ping-pong turns let them.
- * TMA is not used: the pool is contiguous per 16-key run only (one box per
- * run; version 12 measured it slower). The producer reads the table itself:
- * its latency now delays only copies issued two tiles ahead.
+ * TMA is not used: the pool is contiguous per 16-key run only (two boxes
+ * per run; version 12 issued them from a per-lane loop and was slower). The
+ * 16-byte copies still cost ~14% at 16K, and copying the same tile every
+ * time costs as much, so it is their path into shared memory, not HBM or
+ * the table (NOTES.md 15). The producer reads the table itself, two words
+ * per lane per tile, before it waits for the buffer.
  * PERSIST (pipeline 5): one CTA per SM takes work tiles (query tile, head,
  * request) heaviest first, dealt round-robin in a snake order (the
  * direction alternates each round, so no CTA is first in every round), and
@@ -31,7 +34,6 @@ namespace {
  * first K/V while the consumers finish the last P V and store O. Q has one
  * buffer, freed on its own mbarrier after a tile's last S = Q K^T. */
 constexpr int WS_THREADS = 384;
-
 constexpr int WS_BARS = 4 * NST + 1; /* K full, V full, K empty, V empty (one per buffer), Q empty */
 constexpr int SMEM_WS = (int)(Q_BYTES + 2 * NST * TILE_BYTES) + WS_BARS * 8 + 1024;
 

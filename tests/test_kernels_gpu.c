@@ -548,7 +548,7 @@ static void prefill_case(fixture *f, infsim_kdtype t, infsim_kdtype out_t, int32
   prefill_case_of(f, t, out_t, reqs, h, g, bt, first, second, 0x1ffu);
 }
 
-/* Version 14 (the Hopper default) alone at a size compute-sanitizer's
+/* Version 14 (pipeline 2) alone at a size compute-sanitizer's
  * racecheck finishes in a short call: 520 prompt tokens give the last
  * query tile four unmasked key tiles before its diagonal (the K/V ring of
  * three buffers and the staged block-table runs wrap around), and the
