@@ -22,7 +22,8 @@ namespace {
  * needs, not for the other warpgroup at a CTA barrier, and the two drift
  * as far as the ping-pong turns let them.
  * TMA is not used: the pool is contiguous per 16-key run only (two boxes
- * per run; version 12 issued them from a per-lane loop and was slower). The
+ * per run; version 12 issued them from a per-lane loop, version 15's fifth
+ * call from one lane of this producer: both slower than cp.async). The
  * 16-byte copies still cost ~14% at 16K, and copying the same tile every
  * time costs as much, so it is their path into shared memory, not HBM or
  * the table (NOTES.md 15). The producer reads the table itself, two words
