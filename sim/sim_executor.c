@@ -269,8 +269,9 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
     }
     if (dec[j].via != 0 && pre[j].via == dec[j].via) { /* one relay for both: one route */
       int32_t from = b->holders[dec[j].via - 1].holder;
-      dec_hop[j] = pre_hop[j] = add_route(s, x, from, b->holders[j].holder, nominal_bytes_per_s(s, from, b->holders[j].holder),
-                                          dq + cq, dp + cp, paths, lens, route, dir, &n);
+      int32_t to = b->holders[j].holder;
+      dec_hop[j] = pre_hop[j] =
+          add_route(s, x, from, to, nominal_bytes_per_s(s, from, to), dq + cq, dp + cp, paths, lens, route, dir, &n);
       continue;
     }
     if (dec[j].via != 0) {
@@ -295,7 +296,10 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
       else x->da_back_rate[route[i]] = dec[entry_holder[i]].back_bytes_per_s = rates[i];
     }
     if (chunk)
-      for (int j = 0; j < k; j++) pre[j].bytes_per_s = dec[j].bytes_per_s, pre[j].back_bytes_per_s = dec[j].back_bytes_per_s;
+      for (int j = 0; j < k; j++) {
+        pre[j].bytes_per_s = dec[j].bytes_per_s;
+        pre[j].back_bytes_per_s = dec[j].back_bytes_per_s;
+      }
   }
   for (int i = 0; i < n && relay; i++) {
     if (!isfinite(rates[i])) continue; /* the path's nominal rate */
@@ -406,7 +410,8 @@ static void account_prompt(infsim_sim *s, sim_exec_instance *x) {
       double rate = dir == 0 ? x->da_out_rate[r] : x->da_back_rate[r];
       int32_t path[INFSIM_NET_MAX_PATH];
       int len = route_path(s, x, r, dir, path);
-      if (bytes > 0.0 && len > 0) infsim_network_account(s->net, path, len, bytes, (int64_t)llround(bytes / rate * 1e9));
+      if (bytes > 0.0 && len > 0)
+        infsim_network_account(s->net, path, len, bytes, infsim_cost_round_ns(bytes / rate * 1e9));
     }
 }
 
@@ -414,9 +419,7 @@ infsim_status sim_executor_run_ended(infsim_sim *s, int32_t instance, infsim_err
   sim_exec_instance *x = &s->exec[instance];
   if (x->da_prompt_pending) account_prompt(s, x);
   if (x->da_flows == 0) return INFSIM_OK;
-  infsim_network_hold(s->net);
-  for (int i = 0; i < x->da_flows; i++) infsim_network_remove(s->net, x->da_flow[i], s->now_ns);
-  infsim_network_release(s->net);
+  infsim_network_remove_steady_set(s->net, x->da_flow, x->da_flows, s->now_ns);
   x->da_flows = 0;
   return sim_transport_reschedule(s, err);
 }
@@ -439,26 +442,24 @@ static infsim_status start_flows(infsim_sim *s, sim_exec_instance *x, int64_t no
   if (!(span_s > 0.0)) return INFSIM_OK;
   double floor_ns = 0.0;
   double bytes[2 * SIM_DA_MAX_ROUTES], demand[2 * SIM_DA_MAX_ROUTES];
+  int32_t paths[2 * SIM_DA_MAX_ROUTES][INFSIM_NET_MAX_PATH];
+  int lens[2 * SIM_DA_MAX_ROUTES];
   infsim_network_sync(s->net, now_ns);
-  infsim_network_hold(s->net);
   for (int r = 0; r < x->da_routes; r++)
     for (int dir = 0; dir < 2; dir++) {
       double b = dir == 0 ? x->da_out_bytes[r] : x->da_back_bytes[r];
       if (b <= 0.0) continue;
-      int32_t path[INFSIM_NET_MAX_PATH];
-      int len = route_path(s, x, r, dir, path);
-      if (len == 0) continue;
       int f = x->da_flows;
+      lens[f] = route_path(s, x, r, dir, paths[f]);
+      if (lens[f] == 0) continue;
       bytes[f] = b;
       demand[f] = b * (double)x->steps / span_s;
-      infsim_status st = infsim_network_add_steady(s->net, demand[f], path, len, now_ns, 0, &x->da_flow[f], err);
-      if (st != INFSIM_OK) {
-        infsim_network_release(s->net);
-        return st;
-      }
       x->da_flows++;
     }
-  infsim_network_release(s->net);
+  /* every flow at its demand: no step is held to a share */
+  if (infsim_network_add_steady_set(s->net, x->da_flows, (const int32_t(*)[INFSIM_NET_MAX_PATH])paths, lens, demand,
+                                    now_ns, x->da_flow))
+    return sim_transport_reschedule(s, err);
   /* the shares, once every flow of the run competes */
   for (int f = 0; f < x->da_flows; f++) {
     double rate = infsim_network_rate(s->net, x->da_flow[f]);
@@ -483,7 +484,8 @@ static infsim_status exec_submit(void *self, const infsim_batch *b, int64_t now_
   infsim_sim *s = self;
   sim_exec_instance *x = &s->exec[b->instance];
   x->da_prompt_pending = false; /* a prompt batch that never ended (its instance lost) carried nothing */
-  infsim_status st = sim_executor_run_ended(s, b->instance, err); /* none left: a run ends before the next */
+  /* none left: a run ends before the next (the call only when it has flows) */
+  infsim_status st = x->da_flows > 0 ? sim_executor_run_ended(s, b->instance, err) : INFSIM_OK;
   if (st != INFSIM_OK) return st;
   x->da_floor_ns = 0.0;
   int64_t lead = add_time(infsim_cost_transfer_ns(b->swap_out_bytes, s->c.pcie_bytes_per_s, 0),

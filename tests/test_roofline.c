@@ -177,9 +177,9 @@ static void test_kernels_bit_exact_against_formula(void **state) {
                            ((double)ctx * 2.0 * kvs * d * b + (double)n * 2.0 * hs * d * b) /
                                (g.hbm_bytes_per_s * k_eff.hbm_eff)) * 1e9;
         assert_true(c->decode_attn_layer_ns(c->self, n, ctx) == want);
+        double hbm = g.hbm_bytes_per_s * k_eff.hbm_eff;
         want = fmax(2.0 * (double)tok * params / (g.peak_flops * k_eff.gemm_flops_eff),
-                    (params * b + 4.0 * (double)tok * (double)cm.model.hidden * b) / (g.hbm_bytes_per_s * k_eff.hbm_eff)) *
-               1e9;
+                    (params * b + 4.0 * (double)tok * (double)cm.model.hidden * b) / hbm) * 1e9;
         assert_true(c->gemm_layer_ns(c->self, tok) == want);
         want = fmax(4.0 * (double)pairs * d * hs / (g.peak_flops * k_eff.attn_flops_eff),
                     (double)tok * d * b * (2.0 * hs + 2.0 * kvs) / (g.hbm_bytes_per_s * k_eff.hbm_eff)) * 1e9;
@@ -213,8 +213,8 @@ static void test_round_ns_is_llround(void **state) {
     if (i % 4 == 2) v = nextafter(floor(v) + 0.5, 0.0);
     if (i % 8 == 3) v = -v;
     if (!(fabs(v) < 9.2e18)) continue;
-    if (infsim_cost_round_ns(v) != (int64_t)llround(v)) fail_msg("%.17g: %lld, llround %lld", v,
-                                                                 (long long)infsim_cost_round_ns(v), (long long)llround(v));
+    if (infsim_cost_round_ns(v) != (int64_t)llround(v))
+      fail_msg("%.17g: %lld, llround %lld", v, (long long)infsim_cost_round_ns(v), (long long)llround(v));
   }
   double edge[] = {0.0, -0.0, 0.5, -0.5, 1.5, 2.5, 0.49999999999999994, 4503599627370495.5, 4503599627370496.0,
                    9007199254740993.0, 9.1e18, -9.1e18};
