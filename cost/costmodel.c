@@ -21,18 +21,21 @@
 #include <math.h>
 #include <stdint.h>
 
+int64_t infsim_cost_round_ns(double ns) {
+  /* The integer part by truncation, then half away from zero by the
+   * fractional part, which x - trunc(x) gives exactly (below 2^52 both lie
+   * on x's grid; above, x is an integer and it is 0). */
+  int64_t out = (int64_t)ns;
+  double frac = ns - (double)out;
+  return out + (frac >= 0.5) - (frac <= -0.5);
+}
+
 /* Rounds a time to the ns, at least floor_ns; INT64_MAX when it does not
  * fit in int64 (or is not a number): llround would be undefined there. */
 static int64_t round_ns(double ns, int64_t floor_ns) {
   if (!(ns < 9.2e18)) return INT64_MAX;
   if (!(ns > -9.2e18)) return (int64_t)llround(ns) < floor_ns ? floor_ns : (int64_t)llround(ns);
-  /* llround's result without the library call (every priced batch comes
-   * here): the integer part by truncation, then half away from zero by
-   * the fractional part, which x - trunc(x) gives exactly (below 2^52 both
-   * lie on x's grid; above, x is an integer and it is 0). */
-  int64_t out = (int64_t)ns;
-  double frac = ns - (double)out;
-  out += (frac >= 0.5) - (frac <= -0.5);
+  int64_t out = infsim_cost_round_ns(ns); /* every priced batch comes here */
   return out < floor_ns ? floor_ns : out;
 }
 

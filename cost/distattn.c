@@ -19,6 +19,10 @@ double infsim_distattn_partial_bytes(const infsim_distattn_shape *s, int64_t que
   return (double)queries * (double)s->heads * (double)(s->head_dim + 1) * s->wire_bytes_per_value;
 }
 
+/* fmax(a, b) for times (never both zeros of different signs here), as a
+ * comparison rather than libm's call: a NaN loses, as with fmax. */
+static double max_of(double a, double b) { return a > b || b != b ? a : b; }
+
 static double back_rate(const infsim_distattn_holder *h) {
   return h->back_bytes_per_s > 0 ? h->back_bytes_per_s : h->bytes_per_s;
 }
@@ -31,7 +35,7 @@ static double wire_ns(const infsim_distattn_holder *h, double out, double back) 
 }
 
 static double combine(const infsim_distattn_shape *s, infsim_distattn_layer *out) {
-  out->attention_ns = s->overlap ? fmax(out->local_ns, out->remote_ns) + out->merge_ns
+  out->attention_ns = s->overlap ? max_of(out->local_ns, out->remote_ns) + out->merge_ns
                                  : out->local_ns + out->remote_ns + out->merge_ns;
   return out->attention_ns;
 }
@@ -94,7 +98,7 @@ infsim_distattn_layer infsim_distattn_decode_layer(const infsim_cost_curves *c, 
       for (int i = j + 1; i < k; i++) {
         if (h[i].via != j + 1 || h[i].requests <= 0) continue;
         double qi = infsim_distattn_query_bytes(s, h[i].requests), pi = infsim_distattn_partial_bytes(s, h[i].requests);
-        done = fmax(done, in + hop_ns(&h[i], qi, pi) + c->decode_attn_layer_ns(c->self, h[i].requests, h[i].context_tokens));
+        done = max_of(done, in + hop_ns(&h[i], qi, pi) + c->decode_attn_layer_ns(c->self, h[i].requests, h[i].context_tokens));
         bytes += qi + pi;
         held += h[i].requests;
       }
@@ -103,7 +107,7 @@ infsim_distattn_layer infsim_distattn_decode_layer(const infsim_cost_curves *c, 
     } else {
       partials += h[j].requests;
     }
-    out.remote_ns = fmax(out.remote_ns, r);
+    out.remote_ns = max_of(out.remote_ns, r);
     out.bytes += h[j].kind == INFSIM_HOLDER_HOST_FETCH ? kv : bytes;
   }
   /* Each request with a remote part merges its local partial and one per
@@ -150,17 +154,17 @@ infsim_distattn_layer infsim_distattn_prefill_layer(const infsim_cost_curves *c,
         double kv_at = h[i].write_bytes > 0
                            ? (double)h[i].latency_ns + (double)h[i].write_bytes / h[i].bytes_per_s * 1e9 : 0;
         double ma_i = c->prefill_attn_layer_ns(c->self, tokens, tokens * h[i].context_tokens);
-        done = fmax(done, fmax(q_at, kv_at) + ma_i + (double)h[i].hop_latency_ns + p / hop_back_rate(&h[i]) * 1e9);
+        done = max_of(done, max_of(q_at, kv_at) + ma_i + (double)h[i].hop_latency_ns + p / hop_back_rate(&h[i]) * 1e9);
         out.bytes += q + p;
         m++;
       }
       double r = done + c->merge_layer_ns(c->self, tokens, tokens * m) + (double)h[j].latency_ns +
                  back / back_rate(&h[j]) * 1e9;
-      out.remote_ns = fmax(out.remote_ns, r);
+      out.remote_ns = max_of(out.remote_ns, r);
       out.bytes += to + back;
       continue;
     }
-    if (to + back > 0) out.remote_ns = fmax(out.remote_ns, wire_ns(&h[j], to, back) + ma);
+    if (to + back > 0) out.remote_ns = max_of(out.remote_ns, wire_ns(&h[j], to, back) + ma);
     out.bytes += to + back;
   }
   /* Every query token merges its local partial and one per holder (per

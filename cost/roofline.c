@@ -31,12 +31,24 @@ typedef struct {
   double heads_shard;    /* query heads on one shard */
   double kv_heads_shard; /* KV heads on one shard (at least one: replicated when tp > kv_heads) */
   double layer_params_shard;
+  /* Products every kernel's price divides by, formed once (the same
+   * operands in the same order: the same doubles as formed per call). */
+  double hbm_bytes_per_s;   /* gpu.hbm_bytes_per_s x eff.hbm_eff */
+  double gemm_flops_per_s;  /* gpu.peak_flops x eff.gemm_flops_eff */
+  double attn_flops_per_s;  /* gpu.peak_flops x eff.attn_flops_eff */
+  double merge_flops_per_s; /* gpu.peak_flops x 1 */
+  /* roofline_decode_attn_sum_layer_ns's slopes in the context, ns a token */
+  double decode_flops_ns_per_ctx, decode_bytes_ns_per_ctx;
 } roofline;
 
-static double bound_ns(const roofline *r, double flops, double flops_eff, double bytes) {
-  double t_compute_s = flops / (r->gpu.peak_flops * flops_eff);
-  double t_memory_s = bytes / (r->gpu.hbm_bytes_per_s * r->eff.hbm_eff);
-  return fmax(t_compute_s, t_memory_s) * 1e9;
+/* fmax(compute, memory) as one comparison (a single maxsd) rather than
+ * libm's call: the same, as the memory time is never NaN (finite bytes
+ * over a built-in GPU's bandwidth, > 0), a NaN compute time loses as with
+ * fmax, and the two are never zeros of different signs. */
+static double bound_ns(const roofline *r, double flops, double flops_per_s, double bytes) {
+  double t_compute_s = flops / flops_per_s;
+  double t_memory_s = bytes / r->hbm_bytes_per_s;
+  return (t_compute_s > t_memory_s ? t_compute_s : t_memory_s) * 1e9;
 }
 
 static double roofline_gemm_layer_ns(void *self, int64_t tokens) {
@@ -45,7 +57,7 @@ static double roofline_gemm_layer_ns(void *self, int64_t tokens) {
   double flops = 2.0 * (double)tokens * r->layer_params_shard;
   double bytes = r->layer_params_shard * (double)r->model.dtype_bytes +
                  4.0 * (double)tokens * (double)r->model.hidden * (double)r->model.dtype_bytes;
-  return bound_ns(r, flops, r->eff.gemm_flops_eff, bytes);
+  return bound_ns(r, flops, r->gemm_flops_per_s, bytes);
 }
 
 static double roofline_prefill_attn_layer_ns(void *self, int64_t tokens, int64_t pairs) {
@@ -54,7 +66,7 @@ static double roofline_prefill_attn_layer_ns(void *self, int64_t tokens, int64_t
   double d = (double)r->model.head_dim, b = (double)r->model.dtype_bytes;
   double flops = 4.0 * (double)pairs * d * r->heads_shard;
   double bytes = (double)tokens * d * b * (2.0 * r->heads_shard + 2.0 * r->kv_heads_shard);
-  return bound_ns(r, flops, r->eff.attn_flops_eff, bytes);
+  return bound_ns(r, flops, r->attn_flops_per_s, bytes);
 }
 
 static double roofline_decode_attn_layer_ns(void *self, int64_t requests, int64_t context_tokens) {
@@ -63,7 +75,7 @@ static double roofline_decode_attn_layer_ns(void *self, int64_t requests, int64_
   double d = (double)r->model.head_dim, b = (double)r->model.dtype_bytes;
   double flops = 4.0 * (double)context_tokens * d * r->heads_shard;
   double bytes = (double)context_tokens * 2.0 * r->kv_heads_shard * d * b + (double)requests * 2.0 * r->heads_shard * d * b;
-  return bound_ns(r, flops, r->eff.attn_flops_eff, bytes);
+  return bound_ns(r, flops, r->attn_flops_per_s, bytes);
 }
 
 /* Sum over j < k of max(a1 x_j + b1, a2 x_j + b2) for x_j = x0 + h j: the
@@ -96,12 +108,9 @@ static double roofline_decode_attn_sum_layer_ns(void *self, int64_t requests, in
   if (requests <= 0 || steps <= 0) return 0.0;
   double d = (double)r->model.head_dim, b = (double)r->model.dtype_bytes;
   /* the terms of roofline_decode_attn_layer_ns as lines in the context */
-  double flops_per_ctx = 4.0 * d * r->heads_shard / (r->gpu.peak_flops * r->eff.attn_flops_eff) * 1e9;
-  double hbm = r->gpu.hbm_bytes_per_s * r->eff.hbm_eff;
-  double bytes_per_ctx = 2.0 * r->kv_heads_shard * d * b / hbm * 1e9;
-  double bytes_fixed = (double)requests * 2.0 * r->heads_shard * d * b / hbm * 1e9;
-  return sum_max_of_lines(flops_per_ctx, 0.0, bytes_per_ctx, bytes_fixed, (double)first_context,
-                          (double)context_step, steps);
+  double bytes_fixed = (double)requests * 2.0 * r->heads_shard * d * b / r->hbm_bytes_per_s * 1e9;
+  return sum_max_of_lines(r->decode_flops_ns_per_ctx, 0.0, r->decode_bytes_ns_per_ctx, bytes_fixed,
+                          (double)first_context, (double)context_step, steps);
 }
 
 static double roofline_merge_layer_ns(void *self, int64_t requests, int64_t partials) {
@@ -109,13 +118,13 @@ static double roofline_merge_layer_ns(void *self, int64_t requests, int64_t part
   if (requests <= 0 || partials <= 0) return 0.0;
   double bytes = (double)partials * r->heads_shard * ((double)r->model.head_dim + 1.0) * 4.0 +
                  (double)requests * r->heads_shard * (double)r->model.head_dim * 4.0;
-  return bound_ns(r, 0.0, 1.0, bytes);
+  return bound_ns(r, 0.0, r->merge_flops_per_s, bytes);
 }
 
 static double roofline_kv_copy_ns(void *self, int64_t bytes) {
   const roofline *r = self;
   if (bytes <= 0) return 0.0;
-  return bound_ns(r, 0.0, 1.0, 2.0 * (double)bytes); /* read + write */
+  return bound_ns(r, 0.0, r->merge_flops_per_s, 2.0 * (double)bytes); /* read + write */
 }
 
 static void roofline_destroy(void *self) { free(self); }
@@ -133,6 +142,13 @@ infsim_status infsim_cost_curves_roofline(const infsim_model_shape *model, const
   r->heads_shard = (double)model->heads / r->tp;
   r->kv_heads_shard = fmax(1.0, (double)model->kv_heads / r->tp);
   r->layer_params_shard = (double)infsim_model_layer_gemm_params(model) / r->tp;
+  r->hbm_bytes_per_s = gpu->hbm_bytes_per_s * eff->hbm_eff;
+  r->gemm_flops_per_s = gpu->peak_flops * eff->gemm_flops_eff;
+  r->attn_flops_per_s = gpu->peak_flops * eff->attn_flops_eff;
+  r->merge_flops_per_s = gpu->peak_flops * 1.0;
+  double d = (double)model->head_dim, b = (double)model->dtype_bytes;
+  r->decode_flops_ns_per_ctx = 4.0 * d * r->heads_shard / r->attn_flops_per_s * 1e9;
+  r->decode_bytes_ns_per_ctx = 2.0 * r->kv_heads_shard * d * b / r->hbm_bytes_per_s * 1e9;
   out->self = r;
   out->gemm_layer_ns = roofline_gemm_layer_ns;
   out->prefill_attn_layer_ns = roofline_prefill_attn_layer_ns;

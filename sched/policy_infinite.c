@@ -621,8 +621,10 @@ static int64_t hb_free_blocks(infinite *p, int32_t i, int64_t now) {
  * request's blocks inside a run of decode steps costs a search). Without
  * debts_only the collection goes out whatever it finds (a report): its
  * running requests are not told apart, and the answer does not count
- * them. */
-static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, hb_buf *h) {
+ * them. With ask_only (and debts_only), the answer alone is wanted: the
+ * first debt settles it, and h's entries are left partial (a tick that
+ * finds one collects again for its report). */
+static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, bool ask_only, hb_buf *h) {
   infsim_sched *s = p->s;
   bool debt = false;
   h->n = h->n_gone = 0;
@@ -651,6 +653,7 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, hb_
     int64_t b = sched_blocks_now_done(s, in, r, done);
     assert(b == infsim_sched_blocks_now(s, r, i, now));
     if (hb_add(p, h, i, r, i, b) && debts_only) debt = true;
+    if (debt && ask_only) return true;
   }
   /* Requests the gManager has here that stopped running (finished,
    * preempted, swapped out): the owner says they are gone (no GPU blocks
@@ -668,12 +671,14 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, hb_
     } else if (hb_add(p, h, i, r, i, infsim_sched_blocks_now(s, r, i, now))) {
       debt = true;
     }
+    if (debt && ask_only) return true;
   }
   req_list *l = &p->lent[i];
   for (size_t k = 0; k < l->n; k++) {
     int64_t r = l->r[k];
     int32_t owner = infsim_kv_owner(s->kv, r);
     debt |= hb_add(p, h, i, r, owner >= 0 ? owner : i, infsim_sched_blocks_now(s, r, i, now));
+    if (debt && ask_only) return true;
   }
   return debt;
 }
@@ -685,7 +690,7 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, hb_
 static void report(infinite *p, int32_t i, int64_t now, bool debts_only) {
   hb_buf *h = &p->hb[i], *t = &p->hb_next;
   t->full = h->full_next;
-  hb_collect(p, i, now, debts_only && !t->full, t);
+  hb_collect(p, i, now, debts_only && !t->full, false, t);
   /* The lent entries reported at 0 leave the list: the report goes now. */
   req_list *l = &p->lent[i];
   for (size_t k = 0; k < l->n;)
@@ -725,7 +730,7 @@ static infsim_status send_heartbeat(infinite *p, int32_t i, int64_t now, infsim_
   if (quiet) {
     t->free_known = true;
     t->free_blocks = free_blocks;
-    quiet = !hb_collect(p, i, now, true, t);
+    quiet = !hb_collect(p, i, now, true, true, t); /* a tick that sends collects again (report) */
   }
   if (quiet) {
     if (p->hb_shift[i] < QUIET_SHIFT_MAX) p->hb_shift[i]++;

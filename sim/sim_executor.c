@@ -17,17 +17,6 @@
 
 #include "sim_internal.h"
 
-/* llround(x) for |x| < 9.2e18 without the library call (the steps done,
- * a cut and every run with DistAttention terms price through here, about
- * a million times an hour): the integer part by truncation, then half away
- * from zero by the fractional part, which x - trunc(x) gives exactly (as
- * costmodel.c's round_ns). */
-static inline int64_t round_half_away(double x) {
-  int64_t out = (int64_t)x;
-  double frac = x - (double)out;
-  return out + (frac >= 0.5) - (frac <= -0.5);
-}
-
 /* Local decode attention of steps [0, k) of the run, one layer. */
 static double local_attn_sum(const infsim_sim *s, const sim_exec_instance *x, int64_t k) {
   const infsim_cost_curves *c = &s->cost.curves;
@@ -59,7 +48,7 @@ static int64_t full_rate_run_ns(const infsim_sim *s, const sim_exec_instance *x,
   int64_t base = infsim_cost_decode_run_ns(&s->cost, &x->run, x->first_context, steps);
   if ((x->da_remote_ns <= 0.0 && x->da_guest_ns <= 0.0) || base == INT64_MAX) return base;
   double extra = distattn_run_ns(s, x, steps);
-  return extra < 9.2e18 - (double)base ? base + round_half_away(extra) : INT64_MAX;
+  return extra < 9.2e18 - (double)base ? base + infsim_cost_round_ns(extra) : INT64_MAX;
 }
 
 /* The first `steps` steps, each no shorter than the floor its contended
@@ -71,7 +60,7 @@ static int64_t decode_run_ns(const infsim_sim *s, const sim_exec_instance *x, in
   int64_t all = full_rate_run_ns(s, x, steps), before = full_rate_run_ns(s, x, m);
   if (all == INT64_MAX) return all;
   double floored = x->da_floor_ns * (double)m;
-  return floored < 9.2e18 - (double)(all - before) ? all - before + round_half_away(floored) : INT64_MAX;
+  return floored < 9.2e18 - (double)(all - before) ? all - before + infsim_cost_round_ns(floored) : INT64_MAX;
 }
 
 /* What DistAttention adds to one step of the batch, all layers (distattn.h):
@@ -127,14 +116,13 @@ static void holder_layer_bytes(const infsim_distattn_shape *shape, const infsim_
 }
 
 /* A new route of the step from `from` to `to` carrying out / back bytes a
- * layer, at the nominal rate of its path until the probe sets its share;
- * its probe entries appended to paths / lens / route. Returns its index. */
-static int add_route(const infsim_sim *s, sim_exec_instance *x, int32_t from, int32_t to, double out, double back,
-                     int32_t (*paths)[INFSIM_NET_MAX_PATH], int *lens, int *route, int *dir, int *n) {
+ * layer, at bw, the nominal rate of its path (sim_transport_route), until
+ * the probe sets its share; its probe entries appended to paths / lens /
+ * route. Returns its index. */
+static int add_route(const infsim_sim *s, sim_exec_instance *x, int32_t from, int32_t to, double bw, double out,
+                     double back, int32_t (*paths)[INFSIM_NET_MAX_PATH], int *lens, int *route, int *dir, int *n) {
   int r = x->da_routes++;
-  double layers = (double)s->c.distattn.layers, bw = 0;
-  int64_t lat = 0;
-  sim_transport_route(s, from, to, &bw, &lat);
+  double layers = (double)s->c.distattn.layers;
   x->da_from[r] = from;
   x->da_holder[r] = to;
   x->da_out_bytes[r] = layers * out;
@@ -153,11 +141,28 @@ static int add_route(const infsim_sim *s, sim_exec_instance *x, int32_t from, in
   return r;
 }
 
+/* The nominal rate of the route from `from` to `to` (sim_transport_route). */
+static double nominal_bytes_per_s(const infsim_sim *s, int32_t from, int32_t to) {
+  double bw = 0;
+  int64_t lat = 0;
+  sim_transport_route(s, from, to, &bw, &lat);
+  return bw;
+}
+
 static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exec_instance *x, int64_t now_ns) {
   const infsim_batch_agg *a = &b->agg;
   const infsim_cost_curves *c = &s->cost.curves;
   x->host_ma = false;
-  double extra = infsim_distattn_creditor_step_ns(c, &s->c.distattn, a->guest_requests, a->guest_context_tokens);
+  if (a->guest_requests != x->guest_requests || a->guest_context_tokens != x->guest_tokens) {
+    x->guest_requests = a->guest_requests;
+    x->guest_tokens = a->guest_context_tokens;
+    x->guest_step_ns = infsim_distattn_creditor_step_ns(c, &s->c.distattn, a->guest_requests, a->guest_context_tokens);
+  }
+#ifdef INFSIM_CHECK_INVARIANTS
+  assert(x->guest_step_ns ==
+         infsim_distattn_creditor_step_ns(c, &s->c.distattn, a->guest_requests, a->guest_context_tokens));
+#endif
+  double extra = x->guest_step_ns;
   x->da_guest_ns = extra;
   x->da_remote_ns = x->da_merge_ns = 0.0;
   x->da_cross = 0;
@@ -184,15 +189,23 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
     writes[k] = (double)h->write_tokens * kv_bytes_per_token_layer;
     dec[k] = (infsim_distattn_holder){.requests = h->decode_requests, .context_tokens = h->decode_context_tokens,
                                       .bytes_per_s = bw, .back_bytes_per_s = bw, .latency_ns = lat, .kind = kind};
-    pre[k] = (infsim_distattn_holder){.requests = h->prefill_tokens, .context_tokens = h->prefill_context_tokens,
-                                      .bytes_per_s = bw, .back_bytes_per_s = bw, .latency_ns = lat,
-                                      .write_bytes = (int64_t)writes[k],
-                                      .kind = kind == INFSIM_HOLDER_GPU ? INFSIM_HOLDER_GPU : INFSIM_HOLDER_HOST_FETCH};
     prefill |= h->prefill_tokens > 0;
     x->host_ma |= kind == INFSIM_HOLDER_HOST_MA && h->decode_requests > 0;
   }
   bool chunk = prefill && a->prefill_tokens > 0;
-  if (shape->relay == INFSIM_DISTATTN_RELAY_NODE) {
+  bool relay = shape->relay == INFSIM_DISTATTN_RELAY_NODE; /* off: every holder reached directly (via 0) */
+  /* The prompt chunk's holders: read only with a chunk (or by relay's
+   * pass), so a decode batch without relay leaves them unset. */
+  if (chunk || relay)
+    for (int j = 0; j < k; j++) {
+      const infsim_batch_holder *h = &b->holders[j];
+      pre[j] = (infsim_distattn_holder){.requests = h->prefill_tokens, .context_tokens = h->prefill_context_tokens,
+                                        .bytes_per_s = dec[j].bytes_per_s, .back_bytes_per_s = dec[j].bytes_per_s,
+                                        .latency_ns = dec[j].latency_ns, .write_bytes = (int64_t)writes[j],
+                                        .kind = kinds[j] == INFSIM_HOLDER_GPU ? INFSIM_HOLDER_GPU
+                                                                              : INFSIM_HOLDER_HOST_FETCH};
+    }
+  if (relay) {
     int32_t node[INFSIM_KV_MAX_HOLDINGS];
     for (int j = 0; j < k; j++) node[j] = infsim_network_node_of(s->net, b->holders[j].holder);
     int32_t own = infsim_network_node_of(s->net, b->instance);
@@ -209,16 +222,42 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
   int lens[2 * SIM_DA_MAX_ROUTES], route[2 * SIM_DA_MAX_ROUTES], dir[2 * SIM_DA_MAX_ROUTES], n = 0;
   int direct[INFSIM_KV_MAX_HOLDINGS], dec_hop[INFSIM_KV_MAX_HOLDINGS], pre_hop[INFSIM_KV_MAX_HOLDINGS];
   double rates[2 * SIM_DA_MAX_ROUTES];
+  double layers = (double)shape->layers;
+  int entry_holder[2 * SIM_DA_MAX_ROUTES]; /* without relay: the holder of probe entry i */
   for (int j = 0; j < k; j++) {
     double out = 0, back = 0;
-    int64_t dq = dec[j].via != 0 ? 0 : dec[j].relay_queries > 0 ? dec[j].relay_queries : b->holders[j].decode_requests;
-    holder_layer_bytes(shape, b, &b->holders[j], kinds[j], prefill, (double)(int64_t)writes[j], dq, pre[j].via == 0,
-                       &out, &back);
-    direct[j] = dec_hop[j] = pre_hop[j] = -1;
-    if (out > 0 || back > 0)
-      direct[j] = add_route(s, x, b->instance, b->holders[j].holder, out, back, paths, lens, route, dir, &n);
+    int64_t dq = !relay          ? b->holders[j].decode_requests
+                 : dec[j].via != 0 ? 0
+                 : dec[j].relay_queries > 0 ? dec[j].relay_queries
+                                            : b->holders[j].decode_requests;
+    holder_layer_bytes(shape, b, &b->holders[j], kinds[j], prefill, (double)(int64_t)writes[j], dq,
+                       !relay || !chunk || pre[j].via == 0, &out, &back);
+    direct[j] = -1;
+    if (relay) dec_hop[j] = pre_hop[j] = -1;
+    if (out <= 0 && back <= 0) continue;
+    /* add_route's work, written out: the owner's routes are most of the
+     * step's pricing, and a call per holder costs more than its body */
+    int r = direct[j] = x->da_routes++;
+    int32_t to = b->holders[j].holder;
+    x->da_from[r] = b->instance;
+    x->da_holder[r] = to;
+    x->da_out_bytes[r] = layers * out;
+    x->da_back_bytes[r] = layers * back;
+    x->da_out_rate[r] = x->da_back_rate[r] = dec[j].bytes_per_s; /* still the route's nominal rate */
+    if (out > 0) {
+      lens[n] = infsim_network_route(s->net, b->instance, to, paths[n]);
+      route[n] = r;
+      entry_holder[n] = j;
+      dir[n++] = 0;
+    }
+    if (back > 0) {
+      lens[n] = infsim_network_route(s->net, to, b->instance, paths[n]);
+      route[n] = r;
+      entry_holder[n] = j;
+      dir[n++] = 1;
+    }
   }
-  for (int j = 0; j < k; j++) {
+  for (int j = 0; j < k && relay; j++) {
     double dq = 0, dp = 0, cq = 0, cp = 0;
     if (dec[j].via != 0) {
       dq = infsim_distattn_query_bytes(shape, dec[j].requests);
@@ -229,25 +268,46 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
       cp = infsim_distattn_partial_bytes(shape, a->prefill_tokens);
     }
     if (dec[j].via != 0 && pre[j].via == dec[j].via) { /* one relay for both: one route */
-      dec_hop[j] = pre_hop[j] = add_route(s, x, b->holders[dec[j].via - 1].holder, b->holders[j].holder, dq + cq,
-                                          dp + cp, paths, lens, route, dir, &n);
+      int32_t from = b->holders[dec[j].via - 1].holder;
+      int32_t to = b->holders[j].holder;
+      dec_hop[j] = pre_hop[j] =
+          add_route(s, x, from, to, nominal_bytes_per_s(s, from, to), dq + cq, dp + cp, paths, lens, route, dir, &n);
       continue;
     }
-    if (dec[j].via != 0)
-      dec_hop[j] = add_route(s, x, b->holders[dec[j].via - 1].holder, b->holders[j].holder, dq, dp, paths, lens,
-                             route, dir, &n);
-    if (pre[j].via != 0)
-      pre_hop[j] = add_route(s, x, b->holders[pre[j].via - 1].holder, b->holders[j].holder, cq, cp, paths, lens,
-                             route, dir, &n);
+    if (dec[j].via != 0) {
+      int32_t from = b->holders[dec[j].via - 1].holder;
+      dec_hop[j] = add_route(s, x, from, b->holders[j].holder, nominal_bytes_per_s(s, from, b->holders[j].holder), dq,
+                             dp, paths, lens, route, dir, &n);
+    }
+    if (pre[j].via != 0) {
+      int32_t from = b->holders[pre[j].via - 1].holder;
+      pre_hop[j] = add_route(s, x, from, b->holders[j].holder, nominal_bytes_per_s(s, from, b->holders[j].holder), cq,
+                             cp, paths, lens, route, dir, &n);
+    }
   }
   infsim_network_probe(s->net, n, (const int32_t(*)[INFSIM_NET_MAX_PATH])paths, lens, rates);
-  for (int i = 0; i < n; i++) {
+  if (!relay) {
+    /* every entry is a holder's own route: its rate is the holder's too
+     * (a route left at its nominal rate keeps the holder's nominal one) */
+    for (int i = 0; i < n; i++) {
+      if (!isfinite(rates[i])) continue; /* the path's nominal rate */
+      assert(rates[i] > 0);
+      if (dir[i] == 0) x->da_out_rate[route[i]] = dec[entry_holder[i]].bytes_per_s = rates[i];
+      else x->da_back_rate[route[i]] = dec[entry_holder[i]].back_bytes_per_s = rates[i];
+    }
+    if (chunk)
+      for (int j = 0; j < k; j++) {
+        pre[j].bytes_per_s = dec[j].bytes_per_s;
+        pre[j].back_bytes_per_s = dec[j].back_bytes_per_s;
+      }
+  }
+  for (int i = 0; i < n && relay; i++) {
     if (!isfinite(rates[i])) continue; /* the path's nominal rate */
     assert(rates[i] > 0);
     if (dir[i] == 0) x->da_out_rate[route[i]] = rates[i];
     else x->da_back_rate[route[i]] = rates[i];
   }
-  for (int j = 0; j < k; j++) {
+  for (int j = 0; j < k && relay; j++) {
     if (direct[j] >= 0) {
       dec[j].bytes_per_s = pre[j].bytes_per_s = x->da_out_rate[direct[j]];
       dec[j].back_bytes_per_s = pre[j].back_bytes_per_s = x->da_back_rate[direct[j]];
@@ -350,7 +410,8 @@ static void account_prompt(infsim_sim *s, sim_exec_instance *x) {
       double rate = dir == 0 ? x->da_out_rate[r] : x->da_back_rate[r];
       int32_t path[INFSIM_NET_MAX_PATH];
       int len = route_path(s, x, r, dir, path);
-      if (bytes > 0.0 && len > 0) infsim_network_account(s->net, path, len, bytes, round_half_away(bytes / rate * 1e9));
+      if (bytes > 0.0 && len > 0)
+        infsim_network_account(s->net, path, len, bytes, infsim_cost_round_ns(bytes / rate * 1e9));
     }
 }
 
@@ -444,10 +505,23 @@ static infsim_status exec_submit(void *self, const infsim_batch *b, int64_t now_
     assert(b->steps == 1);
     compute = infsim_cost_iteration_busy_ns(&s->cost, &b->agg, busy_u);
     if (compute != INT64_MAX && x->distattn_step_ns > 0.0)
-      compute = x->distattn_step_ns < 9.2e18 - (double)compute ? compute + (int64_t)llround(x->distattn_step_ns)
+      compute = x->distattn_step_ns < 9.2e18 - (double)compute ? compute + infsim_cost_round_ns(x->distattn_step_ns)
                                                                : INT64_MAX;
   } else {
-    infsim_cost_decode_run_init(&s->cost, b->agg.decode_requests, &x->run);
+    /* A run's fixed part depends on its size only: kept per size (a
+     * size's fixed part is > 0; 0: not priced yet) */
+    int64_t n = b->agg.decode_requests;
+    if (n > 0 && n < SIM_RUN_FIXED_SIZES && s->run_fixed_ns[n] > 0.0) {
+      x->run = (infsim_decode_run){.fixed_ns = s->run_fixed_ns[n], .requests = n, .first_max_context_tokens = 0};
+    } else {
+      infsim_cost_decode_run_init(&s->cost, n, &x->run);
+      if (n > 0 && n < SIM_RUN_FIXED_SIZES) s->run_fixed_ns[n] = x->run.fixed_ns;
+    }
+#ifdef INFSIM_CHECK_INVARIANTS
+    infsim_decode_run fresh;
+    infsim_cost_decode_run_init(&s->cost, b->agg.decode_requests, &fresh);
+    assert(fresh.fixed_ns == x->run.fixed_ns && fresh.requests == x->run.requests);
+#endif
     x->run.first_max_context_tokens = b->agg.decode_max_context_tokens;
     x->first_context = b->agg.decode_context_tokens;
     compute = decode_run_ns(s, x, b->steps);

@@ -22,6 +22,9 @@ enum { INFSIM_CONTROL_MSG_BYTES = 64 * 1024 };
  * decode and its prompt chunk relay -> holder). */
 enum { SIM_DA_MAX_ROUTES = 3 * INFSIM_KV_MAX_HOLDINGS };
 
+/* Decode run sizes whose fixed part the simulator keeps (run_fixed_ns). */
+enum { SIM_RUN_FIXED_SIZES = 512 };
+
 /* The simulated executor's view of one instance's batch in flight. */
 typedef struct {
   uint32_t generation; /* bumped when a batch starts or is cut: older events are stale */
@@ -69,6 +72,11 @@ typedef struct {
    * latest batch's compute started (0 at the start: an idle GPU). */
   double busy_u_at_start;
   double compute_share; /* its compute-bound share (costmodel.h) */
+  /* The creditor's micro-attention for its guests, last priced: for
+   * guest_requests over guest_tokens (its guests' KV does not grow while
+   * their owners' runs go on: the next batches mostly ask the same). */
+  int64_t guest_requests, guest_tokens;
+  double guest_step_ns;
 } sim_exec_instance;
 
 typedef struct {
@@ -117,6 +125,10 @@ struct infsim_sim {
   infsim_run_counters counters;
   int64_t events_since_full_check;
   int64_t next_watch_ns; /* the watch's next tick */
+  /* A decode run's fixed part by its size (costmodel.h's decode run
+   * init; the one cost model prices every instance), 0 until a run of
+   * that size is priced: most runs are of a few dozen requests. */
+  double run_fixed_ns[SIM_RUN_FIXED_SIZES];
 };
 
 /* sim_executor.c */

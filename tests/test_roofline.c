@@ -151,6 +151,77 @@ static void test_kv_copy(void **state) {
   infsim_cost_model_destroy(&cm);
 }
 
+/* The kernels priced from products formed once equal, bit for bit, the
+ * roofline formed per call (the header's counts, fmax of the two times),
+ * on random batches of 7B and 70B at tp 1, 2 and 8; and the closed-form
+ * decode sum stays the step-by-step sum. */
+static void test_kernels_bit_exact_against_formula(void **state) {
+  (void)state;
+  const char *models[] = {"llama2-7b", "llama2-70b"};
+  const int64_t tps[] = {1, 2, 8};
+  uint64_t x = 0x2545f4914f6cdd1du;
+  for (int m = 0; m < 2; m++)
+    for (int t = 0; t < 3; t++) {
+      infsim_cost_model cm = model_on(models[m], "a100-80gb", tps[t]);
+      const infsim_cost_curves *c = &cm.curves;
+      infsim_gpu_spec g;
+      assert_true(infsim_gpu_builtin("a100-80gb", &g));
+      double tp = (double)tps[t], d = (double)cm.model.head_dim, b = (double)cm.model.dtype_bytes;
+      double hs = (double)cm.model.heads / tp, kvs = fmax(1.0, (double)cm.model.kv_heads / tp);
+      double params = (double)infsim_model_layer_gemm_params(&cm.model) / tp;
+      for (int i = 0; i < 20000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        int64_t n = 1 + (int64_t)(x % 512), ctx = (int64_t)((x >> 9) % 2000000), tok = 1 + (int64_t)((x >> 30) % 16384);
+        int64_t pairs = tok * (1 + (int64_t)((x >> 44) % 4096));
+        double want = fmax(4.0 * (double)ctx * d * hs / (g.peak_flops * k_eff.attn_flops_eff),
+                           ((double)ctx * 2.0 * kvs * d * b + (double)n * 2.0 * hs * d * b) /
+                               (g.hbm_bytes_per_s * k_eff.hbm_eff)) * 1e9;
+        assert_true(c->decode_attn_layer_ns(c->self, n, ctx) == want);
+        double hbm = g.hbm_bytes_per_s * k_eff.hbm_eff;
+        want = fmax(2.0 * (double)tok * params / (g.peak_flops * k_eff.gemm_flops_eff),
+                    (params * b + 4.0 * (double)tok * (double)cm.model.hidden * b) / hbm) * 1e9;
+        assert_true(c->gemm_layer_ns(c->self, tok) == want);
+        want = fmax(4.0 * (double)pairs * d * hs / (g.peak_flops * k_eff.attn_flops_eff),
+                    (double)tok * d * b * (2.0 * hs + 2.0 * kvs) / (g.hbm_bytes_per_s * k_eff.hbm_eff)) * 1e9;
+        assert_true(c->prefill_attn_layer_ns(c->self, tok, pairs) == want);
+        want = fmax(0.0, ((double)(n + tok) * hs * (d + 1.0) * 4.0 + (double)n * hs * d * 4.0) /
+                             (g.hbm_bytes_per_s * k_eff.hbm_eff)) * 1e9;
+        assert_true(c->merge_layer_ns(c->self, n, n + tok) == want);
+        if (i % 100 == 0) {
+          int64_t steps = 1 + (int64_t)((x >> 20) % 300);
+          double loop = 0.0;
+          for (int64_t j = 0; j < steps; j++) loop += c->decode_attn_layer_ns(c->self, n, ctx + j * n);
+          assert_close(c->decode_attn_sum_layer_ns(c->self, n, ctx, n, steps), loop, 1e-9);
+        }
+      }
+      infsim_cost_model_destroy(&cm);
+    }
+}
+
+/* The library-free rounding equals llround (half away from zero) on
+ * random times of every magnitude pricing sees, on exact halves, on
+ * both sides of 2^52 (where doubles stop having fractions) and on
+ * negatives. */
+static void test_round_ns_is_llround(void **state) {
+  (void)state;
+  uint64_t x = 0x9e3779b97f4a7c15u;
+  for (int i = 0; i < 200000; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift64 */
+    double mag = ldexp(1.0, (int)(x % 62));
+    double v = (double)(x >> 11) / 9007199254740992.0 * mag; /* [0, mag) */
+    if (i % 4 == 1) v = floor(v) + 0.5;
+    if (i % 4 == 2) v = nextafter(floor(v) + 0.5, 0.0);
+    if (i % 8 == 3) v = -v;
+    if (!(fabs(v) < 9.2e18)) continue;
+    if (infsim_cost_round_ns(v) != (int64_t)llround(v))
+      fail_msg("%.17g: %lld, llround %lld", v, (long long)infsim_cost_round_ns(v), (long long)llround(v));
+  }
+  double edge[] = {0.0, -0.0, 0.5, -0.5, 1.5, 2.5, 0.49999999999999994, 4503599627370495.5, 4503599627370496.0,
+                   9007199254740993.0, 9.1e18, -9.1e18};
+  for (size_t i = 0; i < sizeof edge / sizeof edge[0]; i++)
+    assert_int_equal(infsim_cost_round_ns(edge[i]), (int64_t)llround(edge[i]));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_gemm_and_attention_by_hand),
@@ -158,6 +229,8 @@ int main(void) {
       cmocka_unit_test(test_decode_run_closed_form_equals_loop),
       cmocka_unit_test(test_layer_overhead_is_per_layer),
       cmocka_unit_test(test_kv_copy),
+      cmocka_unit_test(test_round_ns_is_llround),
+      cmocka_unit_test(test_kernels_bit_exact_against_formula),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

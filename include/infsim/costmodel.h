@@ -165,4 +165,8 @@ int64_t infsim_cost_transfer_ns(int64_t bytes, double bytes_per_s, int64_t laten
 
 void infsim_cost_model_destroy(infsim_cost_model *cm);
 
+/* llround(ns) for |ns| < 9.2e18 (the caller checks), without the library
+ * call: pricing rounds a time on every run it prices. */
+int64_t infsim_cost_round_ns(double ns);
+
 #endif
