@@ -321,33 +321,38 @@ static int64_t lowest_word(const kv_pool *p) {
   return i;
 }
 
-/* Takes the lowest run of free bits, at most max of them (max >= 1):
- * its first slot in *first, its length returned. One pass: find, measure
- * and clear, a word at a time. */
-static int64_t take_lowest(kv_pool *p, int64_t max, int64_t *first) {
+static inline bool list_push(infsim_kv *kv, run_list *l, int64_t first, int64_t blocks);
+
+/* Takes the lowest free slots, up to `left` of them, into l, lowest
+ * first: each word's free runs in turn, the summary levels walked once a
+ * word, not once a run (a prompt on a fragmented pool takes dozens of
+ * short runs; list_push joins a run that goes on into the next word).
+ * The same slots and runs as taking the lowest run again and again.
+ * Returns how many were taken, or -1 when memory for l is short (what
+ * was taken before stays in l, for the caller to undo). */
+static int64_t take_lowest(infsim_kv *kv, kv_pool *p, run_list *l, int64_t base, int64_t left) {
   uint64_t *l0 = p->bits[0];
-  int64_t j = lowest_word(p);
-  uint64_t w = l0[j];
-  int32_t b = __builtin_ctzll(w);
-  uint64_t x = ~(w >> b); /* zeros where the run goes on; the top b bits are ones */
-  int64_t ones = x == 0 ? 64 : __builtin_ctzll(x);
-  int64_t got = ones < max ? ones : max;
-  *first = (j << 6) + b;
-  l0[j] = w & ~word_mask(b, got);
-  if (l0[j] == 0) summary_clear(p, j);
-  /* The run reaches the word's top: it may go on in the next words. */
-  while (got < max && b + ones == 64 && ((j + 1) << 6) < p->high_water) {
-    j++;
-    w = l0[j];
-    b = 0;
-    ones = ~w == 0 ? 64 : __builtin_ctzll(~w);
-    if (ones == 0) break;
-    int64_t len = ones < max - got ? ones : max - got;
-    l0[j] = w & ~word_mask(0, len);
-    if (l0[j] == 0) summary_clear(p, j);
-    got += len;
+  int64_t got = 0;
+  while (got < left && p->free_bits > 0) {
+    int64_t j = lowest_word(p);
+    uint64_t w = l0[j];
+    do {
+      int32_t b = __builtin_ctzll(w);
+      uint64_t x = ~(w >> b); /* zeros where the run goes on; the top b bits are ones */
+      int64_t ones = x == 0 ? 64 : __builtin_ctzll(x);
+      int64_t len = ones < left - got ? ones : left - got;
+      uint64_t m = word_mask(b, len);
+      if (!list_push(kv, l, base + (j << 6) + b, len)) {
+        l0[j] = w;
+        return -1;
+      }
+      w &= ~m;
+      p->free_bits -= len;
+      got += len;
+    } while (w != 0 && got < left);
+    l0[j] = w;
+    if (w == 0) summary_clear(p, j);
   }
-  p->free_bits -= got;
   return got;
 }
 
@@ -817,13 +822,10 @@ static bool take(infsim_kv *kv, int32_t pool, run_list *l, int64_t n) {
       }
     }
   }
-  while (left > 0 && p->free_bits > 0) {
-    int64_t s = 0, len = take_lowest(p, left, &s);
-    if (!list_push(kv, l, base + s, len)) {
-      slots_give(p, s, s + len);
-      goto undo;
-    }
-    left -= len;
+  if (left > 0 && p->free_bits > 0) {
+    int64_t got = take_lowest(kv, p, l, base, left);
+    if (got < 0) goto undo;
+    left -= got;
   }
   if (left > 0) {
     int64_t s = p->high_water;
