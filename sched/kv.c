@@ -971,9 +971,14 @@ static infsim_status rehome(infsim_kv *kv, int64_t req, int64_t first, int64_t n
   kv_table *t = tab(kv, req);
   assert(first >= 0 && n >= 0 && first + n <= t->count);
   claim_drop(kv, req);
-  int64_t arriving = 0, pos = 0;
+  int64_t arriving = 0, pos = 0, pos0 = -1;
+  int32_t i0 = 0; /* the first run reaching past `first`, from table entry pos0 */
   for (int32_t i = 0; i < t->n && pos < first + n; i++) {
     const infsim_kv_run *r = &t->at[i];
+    if (pos0 < 0 && pos + r->blocks > first) {
+      i0 = i;
+      pos0 = pos;
+    }
     int64_t a = pos > first ? pos : first, b = pos + r->blocks < first + n ? pos + r->blocks : first + n;
     if (b > a && infsim_kv_holder_of(kv, r->first) != to) arriving += b - a;
     pos += r->blocks;
@@ -984,10 +989,27 @@ static infsim_status rehome(infsim_kv *kv, int64_t req, int64_t first, int64_t n
                        (int)to, (long long)(p->capacity - p->in_use), (long long)arriving, (long long)req);
   if (arriving == 0) return INFSIM_OK;
   run_list *out = &kv->scratch;
+  /* The runs before the moved stretch stay as they are (maximal: none
+   * continues another), copied whole: a move of a long table's tail (the
+   * DGFM's, lending's) touches its last runs only. */
   out->n = 0;
-  pos = 0;
-  for (int32_t i = 0; i < t->n; i++) {
+  while (out->cap < i0 + 1)
+    if (!list_grow(kv, out)) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  if (i0 > 0) memcpy(out->at, t->at, (size_t)i0 * sizeof *out->at);
+  out->n = i0;
+  pos = pos0;
+  for (int32_t i = i0; i < t->n; i++) {
     infsim_kv_run r = t->at[i];
+    if (pos >= first + n && out->n > 0 && out->at[out->n - 1].first + out->at[out->n - 1].blocks != r.first) {
+      /* Past the stretch, and the first run after it is its own: the rest
+       * are maximal too, copied whole. */
+      int32_t rest = t->n - i;
+      while (out->cap < out->n + rest)
+        if (!list_grow(kv, out)) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+      memcpy(out->at + out->n, t->at + i, (size_t)rest * sizeof *out->at);
+      out->n += rest;
+      break;
+    }
     int64_t lo = pos, hi = pos + r.blocks;
     pos = hi;
     int32_t from = infsim_kv_holder_of(kv, r.first);
