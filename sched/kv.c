@@ -885,6 +885,35 @@ infsim_status infsim_kv_alloc_one(infsim_kv *kv, int64_t req, int32_t holder, in
     if (--t->claim == 0) claim_forget(kv, req);
     return INFSIM_OK;
   }
+  kv_pool *p = &kv->pools[holder];
+  if (t->claim == 0 && holder == t->owner && t->n > 0 && p->free_bits > 0 && p->in_use < p->capacity &&
+      t->count < INT32_MAX) {
+    /* No claim left, the bitmap not empty (a pool kept full by lending,
+     * half a million times an hour): infsim_kv_alloc's path for one block
+     * without its general cases (the same slot, the same counts): the slot
+     * after the last run if free, else one_slot(); then a new claim. */
+    int64_t base = (int64_t)holder * kv->stride;
+    infsim_kv_run *last = &t->at[t->n - 1];
+    int64_t s = last->first + last->blocks - base;
+    if (s >= 0 && s < p->high_water && slot_free(p, s)) {
+      slots_take(p, s, s + 1);
+      last->blocks++;
+    } else {
+      s = one_slot(p);
+      run_list l = table_runs(t);
+      bool ok = list_push(kv, &l, base + s, 1);
+      table_set_runs(t, l);
+      if (!ok) {
+        run_give(p, s, 1);
+        return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+      }
+    }
+    t->count++;
+    p->local++;
+    if (++p->in_use > p->peak) p->peak = p->in_use;
+    claim_make(kv, req);
+    return INFSIM_OK;
+  }
   return infsim_kv_alloc(kv, req, holder, 1, err);
 }
 
