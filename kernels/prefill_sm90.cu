@@ -21,33 +21,24 @@
 ** every fragment passes through registers via ldmatrix; wgmma reads both
 ** operands of S = Q K^T straight from shared memory and runs at full rate.
 **
-** A second kernel below (version 14, the default) keeps three K and three
+** A second kernel below (version 14, pipeline 2) keeps three K and three
 ** V tiles and runs the softmax of one key tile under the P V product of
-** the one before; this one stays as pipeline 1.
+** the one before; this one stays as pipeline 1. Version 15 (the default,
+** pipelines 4 and 5) is in prefill_sm90_ws.cu.
 **
 ** Built for sm_90a only in effect: in other passes the body traps, and
 ** prefill.cu never launches it on a device other than compute capability 9.0.
 */
-#include "mma_util.cuh"
-#include "prefill.cuh"
-#include "wgmma_util.cuh"
-
-#include <type_traits>
+#include "prefill_sm90.cuh"
 
 namespace {
 
-constexpr int D = 128;
-constexpr int QT = IK_PREFILL_SM90_ROWS; /* queries per CTA */
-constexpr int KT = 128;                  /* keys per tile */
-constexpr int THREADS = 256;
-constexpr uint32_t Q_BYTES = QT * D * 2, TILE_BYTES = KT * D * 2;
 /* Q, then 2 stages of (K, V); plus slack to align the base to 1024 bytes. */
 constexpr int SMEM = (int)(Q_BYTES + 2 * 2 * TILE_BYTES) + 1024;
 
 template <bool BF16, bool POW2, bool PINGPONG>
 __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_kernel(ik_prefill_params p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr float LN2 = 0.6931471805599453f;
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   const uint32_t sbase = (smem_addr(smem_raw) + 1023u) & ~1023u;
   const uint32_t q_s = sbase;
@@ -219,27 +210,7 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_kernel(ik_prefill_par
 
   cp_async_wait<0>(); /* the zero-filled tile past the last */
   if (PINGPONG && wg == 0) named_bar_sync(1); /* warpgroup 1's last arrival */
-  const int cl = 2 * (lane % 4);
-#pragma unroll
-  for (int half = 0; half < 2; half++) {
-    float lsum = half ? l1 : l0;
-    lsum += __shfl_xor_sync(0xffffffffu, lsum, 1);
-    lsum += __shfl_xor_sync(0xffffffffu, lsum, 2);
-    const int i = qbase + wrow + warp * 16 + lane / 4 + 8 * half;
-    if (i >= p.new_tokens) continue;
-    const float inv = 1.f / lsum;
-    const int64_t row = (r * p.new_tokens + i) * p.h + hh;
-#pragma unroll
-    for (int nt = 0; nt < 16; nt++) {
-      const float x0 = o[nt * 4 + 2 * half] * inv, x1 = o[nt * 4 + 2 * half + 1] * inv;
-      const int64_t at = row * D + nt * 8 + cl;
-      if (p.out_f32)
-        *(float2 *)((float *)p.out + at) = make_float2(x0, x1);
-      else
-        *(uint32_t *)((uint16_t *)p.out + at) = pack2<BF16>(x0, x1);
-    }
-    if (p.lse && lane % 4 == 0) p.lse[row] = ((half ? m1 : m0) + log2f(lsum)) * LN2;
-  }
+  store_rows<BF16>(p, o, m0, m1, l0, l1, r, hh, qbase + wrow + warp * 16, lane);
 #else
   (void)p;
   __trap();
@@ -260,18 +231,13 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_kernel(ik_prefill_par
  * QREG: Q is held in registers as the wgmmas' A operand (read once from
  * shared memory), so S = Q K^T reads only K from shared memory.
  * 32 + 6 x 32 KiB + 1 KiB alignment = 225 KiB of shared memory. */
-constexpr int NST = 3;
 constexpr int RUN_SLOTS = 4; /* staged pool offsets of the 8 16-key runs of a tile: tiles j+1 .. j+3 and one spare */
 constexpr int SMEM_OV = (int)(Q_BYTES + 2 * NST * TILE_BYTES) + RUN_SLOTS * 8 * 8 + 1024;
 
-#ifndef IK_SM90_DIAG /* 1: no K/V loads past the first tiles, 2: no softmax (bench-only timing splits) */
-#define IK_SM90_DIAG 0
-#endif
 
 template <bool BF16, bool POW2, bool PINGPONG, bool QREG>
 __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_ov_kernel(ik_prefill_params p) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr float LN2 = 0.6931471805599453f;
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   const uint32_t sbase = (smem_addr(smem_raw) + 1023u) & ~1023u;
   const uint32_t q_s = sbase, k_s = sbase + Q_BYTES, v_s = k_s + NST * TILE_BYTES;
@@ -556,42 +522,17 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_ov_kernel(ik_prefill_
   cp_async_wait<0>(); /* the zero-filled tiles past the last */
   if (PINGPONG && wg == 0) named_bar_sync(1);
 
-  const int cl = 2 * (lane % 4);
-#pragma unroll
-  for (int half = 0; half < 2; half++) {
-    float lsum = half ? l1 : l0;
-    lsum += __shfl_xor_sync(0xffffffffu, lsum, 1);
-    lsum += __shfl_xor_sync(0xffffffffu, lsum, 2);
-    const int i = qbase + wrow + warp * 16 + lane / 4 + 8 * half;
-    if (i >= p.new_tokens) continue;
-    const float inv = 1.f / lsum;
-    const int64_t row = (r * p.new_tokens + i) * p.h + hh;
-#pragma unroll
-    for (int nt = 0; nt < 16; nt++) {
-      const float x0 = o[nt * 4 + 2 * half] * inv, x1 = o[nt * 4 + 2 * half + 1] * inv;
-      const int64_t at = row * D + nt * 8 + cl;
-      if (p.out_f32)
-        *(float2 *)((float *)p.out + at) = make_float2(x0, x1);
-      else
-        *(uint32_t *)((uint16_t *)p.out + at) = pack2<BF16>(x0, x1);
-    }
-    if (p.lse && lane % 4 == 0) p.lse[row] = ((half ? m1 : m0) + log2f(lsum)) * LN2;
-  }
+  store_rows<BF16>(p, o, m0, m1, l0, l1, r, hh, qbase + wrow + warp * 16, lane);
 #else
   (void)p;
   __trap();
 #endif
 }
 
-/* Ping-pong on by default; -DIK_SM90_PINGPONG=0 builds the lockstep variant
- * that kernels/NOTES.md (step 6) compares it with. */
-#ifndef IK_SM90_PINGPONG
-#define IK_SM90_PINGPONG 1
-#endif
-
 template <bool BF16, bool POW2>
 infsim_status launch(ik_cuda *c, const ik_prefill_params &p, int reqs, int pipeline, infsim_error *err) {
-  /* prefill_ready bits 0-3 belong to prefill.cu; 4-5 version 6, 6-9 version 14. */
+  /* prefill_ready bits 0-3 belong to prefill.cu; 4-5 version 6, 6-9 version 14, 10-13 version 15
+   * (prefill_sm90_ws.cu). */
   auto kern = prefill_sm90_kernel<BF16, POW2, IK_SM90_PINGPONG != 0>;
   int smem = SMEM, bit = 1 << (POW2 ? 4 : 5);
   if (pipeline == 2) {
@@ -600,6 +541,8 @@ infsim_status launch(ik_cuda *c, const ik_prefill_params &p, int reqs, int pipel
   } else if (pipeline == 3) {
     kern = prefill_sm90_ov_kernel<BF16, POW2, IK_SM90_PINGPONG != 0, true>;
     smem = SMEM_OV, bit = 1 << (POW2 ? 8 : 9);
+  } else if (pipeline >= 4) {
+    return ik_prefill_sm90_ws(c, p, BF16, reqs, pipeline == 5, err);
   }
   if (!(c->prefill_ready[BF16 ? 1 : 0] & bit)) {
     IK_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));

@@ -55,6 +55,47 @@ __device__ __forceinline__ void wgmma_wait() {
 __device__ __forceinline__ void named_bar_sync(int id) { asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory"); }
 __device__ __forceinline__ void named_bar_arrive(int id) { asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory"); }
 
+/* mbarriers in shared memory (PTX ISA, "mbarrier"): a phase completes when
+ * `count` arrivals have come; waiters name the parity of the phase they wait
+ * for (phase k has parity k & 1). Arrive releases and the wait acquires at
+ * CTA scope, so the arriving thread's writes before it are visible to the
+ * waiter after it. */
+__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+  asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(bar) : "memory");
+}
+/* Arrives only where `pred` holds, through a predicate, not a branch (this
+ * runs while wgmmas are in flight, where a branch makes ptxas serialize
+ * them: kernels/NOTES.md, version 5). */
+__device__ __forceinline__ void mbar_arrive_if(uint32_t bar, bool pred) {
+  asm volatile("{\n.reg .pred q;\n.reg .b64 st;\nsetp.ne.b32 q, %1, 0;\n@q mbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(bar),
+               "r"((int)pred)
+               : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  asm volatile(
+      "{\n.reg .pred done;\nWAIT:\nmbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n@!done bra WAIT;\n}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+/* Register budget per thread of the calling warpgroup (sm_90a): the
+ * producer gives registers up, the consumers take them (FlashAttention-3's
+ * warp specialization, Shah et al. 2024, section 3.1). */
+template <int N>
+__device__ __forceinline__ void setmaxnreg_dec() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+#endif
+}
+template <int N>
+__device__ __forceinline__ void setmaxnreg_inc() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+#endif
+}
+
 /* Keeps the compiler from moving accesses to registers an in-flight wgmma
  * reads or writes across the fence/wait (it sees only the asm statement). */
 template <int N>

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "infsim/distattn.h"
 #include "infsim/params.h"
 #include "infsim/policy_infinite.h"
 
@@ -112,9 +113,19 @@ infsim_status infsim_run_params_from_config(infsim_config *cfg, infsim_run_param
   TRY(infsim_config_enum(cfg, "policy.name", "vllm-multi", names, &policy, err));
   snprintf(sp->policy_name, sizeof sp->policy_name, "%s", names[policy]);
   TRY(infsim_policy_lookup(names[policy])->read_config(cfg, sp->policy_settings, err));
+  /* How DistAttention's queries reach a remote node's holders: a copy
+   * each (none, the paper's), or one copy per node fanned out there over
+   * NVLink by the node's first holder (node; docs/distkv.md, "Node
+   * relay"). Only Infinite-LLM splits KV over instances. */
+  if (strcmp(sp->policy_name, infsim_policy_infinite.name) == 0) {
+    static const char *const k_relay[] = {"none", "node", NULL};
+    int relay = 0;
+    TRY(infsim_config_enum(cfg, "policy.distattn_relay", "none", k_relay, &relay, err));
+    p->distattn_relay = relay == 1 ? INFSIM_DISTATTN_RELAY_NODE : INFSIM_DISTATTN_RELAY_NONE;
+  }
   infsim_policy_infinite_set_link_costs(sp->policy_name, sp->policy_settings, &p->model,
                                         p->gpu.peak_flops * p->roofline.attn_flops_eff, p->inter_node_bytes_per_s,
-                                        p->intra_node_bytes_per_s);
+                                        p->intra_node_bytes_per_s, p->distattn_relay == INFSIM_DISTATTN_RELAY_NODE);
 
   double warmup_s = 0, sample_s = 0;
   TRY(infsim_config_double(cfg, "slo.ttft_s", 10.0, 0.0, 1e9, &p->slo_ttft_s, err));

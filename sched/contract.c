@@ -1,9 +1,11 @@
 /*
-** contract.c: the contract protocol's three roles (contract.h): debtor,
-** creditor, gManager.
+** contract.c: the contract protocol's debtor and creditor (contract.h),
+** and the module's entry points; the gManager's side (its proposals and
+** their records until a move is confirmed, its probes of creditors) is in
+** contract_ledger.c, the state both share in contract_internal.h.
 **
-** State lives in three short arrays searched linearly (borrows in flight,
-** creditors' reservations and kept answers, the gManager's proposals):
+** State lives in short arrays searched linearly (borrows in flight,
+** creditors' reservations and kept answers; the gManager's proposals):
 ** they hold what is in flight, tens of entries, not the run's history.
 ** Kept answers and proposals expire KEEP_TIMEOUTS timeouts after they
 ** were given, long past any retry of the step; expired ones are swept
@@ -35,24 +37,11 @@
 ** after its reservation was dropped; with nothing arriving and no probe,
 ** it still runs out and a lost debtor leaks nothing.
 **
-** The gManager's record of a move it proposed lives until the move is
-** confirmed, refused or known lost, not for a fixed time: a slow move
-** (the probes above may wait 64 move timeouts) lands long after any fixed
-** expiry, and its CONFIRM then found no record, so the ledger learnt of
-** it only from a later heartbeat. A record still unconfirmed when its
-** answer would have expired (KEEP_TIMEOUTS) is checked by the gManager:
-** a PROBE to the creditor, which answers from its own record as it
-** answers a debtor's (a reservation dropped unused is kept as a refusal
-** for that). Landed: the ledger records it; refused, or no record at all
-** (the reservation never came, or its answer expired long ago): the
-** record goes; arriving or nothing seen yet: asked again after the
-** debtor's back-off. A creditor that answers none of max_retries + 1
-** probes in a row is taken for lost. The first check is made when a
-** message next arrives (a sweep, like the kept answers', no event in the
-** common case where the move was confirmed long before); the later ones
-** on a timer of the gManager's, so that an unanswered probe is retried in
-** a quiet cluster too. A debtor's next attempt says the one before was
-** refused: its record goes when that request arrives.
+** The gManager keeps its record of a move it proposed until the move is
+** confirmed, refused or known lost, checking it with a PROBE to the
+** creditor when it is slow to be confirmed (contract_ledger.c); the
+** creditor answers from its own record, as it answers a debtor's probe
+** (answer_gm below), and extends no lease for it.
 **
 ** A move whose request ends on the way (finished, rejected, its KV lost)
 ** is cancelled (infsim_contract_cancel): the debtor sends RELEASE asking
@@ -68,25 +57,20 @@
 ** prompt not prefilled yet, or of one still gathering, hold none), not
 ** blocks x block_bytes; a move with none is a control message.
 */
-#include "infsim/contract.h"
+#include "contract_internal.h"
 #include "infsim/grow.h"
 
 #include <assert.h>
 #include <stdlib.h>
 
-/* How long answers are kept for repeats, and a reservation's lease, in
- * timeouts: a retry of a step comes within max_retries timeouts. */
-enum { KEEP_TIMEOUTS = 8, LEASE_TIMEOUTS = 4 };
 /* RESERVE's b: flags. */
 enum { RESERVE_FRESH = 1, RESERVE_EXCHANGE = 2, RESERVE_WHOLE = 4 };
 /* RELEASE's b: a cancel, answered by a CONFIRM (a give-up is not). */
 enum { RELEASE_CANCEL = 1 };
-/* CONFIRM to the gManager: b = attempt << STATUS_BITS | status (INFSIM_CONFIRM_*). */
-enum { STATUS_BITS = 3 };
 
 typedef enum { B_ASKING = 0, B_RESERVING, B_MOVING, B_CANCELLING } borrow_state;
 
-typedef struct {
+typedef struct contract_borrow {
   uint32_t id;
   int32_t debtor;
   int64_t req, need;
@@ -107,7 +91,7 @@ typedef struct {
 
 typedef enum { R_RESERVED = 0, R_COMMITTED, R_REFUSED } resv_state;
 
-typedef struct {
+typedef struct contract_resv {
   int32_t debtor;
   uint32_t id;
   int64_t attempt;
@@ -119,41 +103,8 @@ typedef struct {
   int64_t expires_ns; /* a kept answer (not a reservation) is dropped then */
 } resv;
 
-typedef struct {
-  int32_t debtor;
-  uint32_t id;
-  int64_t attempt;
-  infsim_gm_move mv;
-  bool has_move;
-  bool confirmed;
-  int32_t strikes;    /* probes to the creditor in a row not answered (or unknown to it) */
-  int32_t waits;      /* answers "arriving" or "nothing seen yet" in a row */
-  int64_t expires_ns; /* dropped then; a move not confirmed: checked then */
-} proposal;
-
-struct infsim_contract {
-  infsim_contract_params p;
-  infsim_gm *gm;
-  infsim_transport net;
-  infsim_contract_env env;
-  int32_t instances;
-  bool gm_down;
-  uint32_t next_id;
-  int64_t next_gen;
-  int64_t *reserved; /* per instance */
-  borrow *b;
-  size_t nb, cb;
-  resv *r;
-  size_t nr, cr;
-  proposal *g;
-  size_t ng, cg;
-  size_t peak_b, peak_r, peak_g; /* most borrows, reservations, proposals at once */
-  infsim_contract_counters n;
-};
-
-/* Grows an array by doubling for one more element (which the caller then
- * adds: *peak counts it); the arrays hold what is in flight. */
-static infsim_status grow(void **arr, size_t *cap, size_t count, size_t elem, size_t *peak, infsim_error *err) {
+/* The arrays hold what is in flight. */
+infsim_status contract_grow(void **arr, size_t *cap, size_t count, size_t elem, size_t *peak, infsim_error *err) {
   if (count + 1 > *peak) *peak = count + 1;
   if (!infsim_grow(arr, cap, count + 1, elem, 16)) return infsim_fail(err, INFSIM_ENOMEM, "contract: out of memory");
   return INFSIM_OK;
@@ -208,17 +159,17 @@ bool infsim_contract_handles(const infsim_msg *m) {
   }
 }
 
-static infsim_status msg_send(infsim_contract *c, infsim_msg_kind kind, int32_t src, int32_t dst, uint32_t seq,
-                          int64_t req, int64_t blocks, int64_t bytes, int64_t a, int64_t b, int64_t now,
-                          infsim_error *err) {
+infsim_status contract_send(infsim_contract *c, infsim_msg_kind kind, int32_t src, int32_t dst, uint32_t seq,
+                            int64_t req, int64_t blocks, int64_t bytes, int64_t a, int64_t b, int64_t now,
+                            infsim_error *err) {
   infsim_msg m = {.kind = kind, .src = src, .dst = dst, .seq = seq, .req = req, .blocks = blocks,
                   .bytes = bytes > 0 ? bytes : c->p.control_bytes, .a = a, .b = b};
   c->n.messages++;
   return c->net.send(c->net.self, &m, now, err);
 }
 
-static infsim_status timer(infsim_contract *c, int32_t at_endpoint, int64_t kind, uint32_t seq, int64_t req,
-                           int64_t blocks, int64_t gen, int64_t at, infsim_error *err) {
+infsim_status contract_timer(infsim_contract *c, int32_t at_endpoint, int64_t kind, uint32_t seq, int64_t req,
+                             int64_t blocks, int64_t gen, int64_t at, infsim_error *err) {
   infsim_msg m = {.kind = INFSIM_MSG_TIMER, .src = at_endpoint, .dst = at_endpoint, .seq = seq, .req = req,
                   .blocks = blocks, .a = kind, .b = gen};
   return c->net.timer(c->net.self, &m, at, err);
@@ -243,12 +194,11 @@ static int64_t transfer_ns(const infsim_contract *c, int64_t bytes) {
   return (int64_t)(2.0 * (double)bytes / c->p.move_bytes_per_s * 1e9);
 }
 
-static int64_t move_ns(const infsim_contract *c, const infsim_gm_move *mv) {
+int64_t contract_move_ns(const infsim_contract *c, const infsim_gm_move *mv) {
   return transfer_ns(c, move_bytes(c, mv));
 }
 
-/* t doubled k times, at most max_mult x t. */
-static int64_t backed_off(int64_t t, int32_t k, int32_t max_mult) {
+int64_t contract_backed_off(int64_t t, int32_t k, int32_t max_mult) {
   int64_t mult = 1;
   while (k-- > 0 && mult < max_mult) mult *= 2;
   return t * (mult < max_mult ? mult : max_mult);
@@ -294,7 +244,7 @@ static infsim_status set_deadline(infsim_contract *c, borrow *b, int64_t deadlin
   if (b->gen != 0 && b->timer_ns <= b->deadline_ns) return INFSIM_OK; /* the live timer fires first: it re-arms */
   b->gen = ++c->next_gen;
   b->timer_ns = b->deadline_ns;
-  return timer(c, b->debtor, INFSIM_CONTRACT_TIMER_STEP, b->id, b->req, 0, b->gen, b->timer_ns, err);
+  return contract_timer(c, b->debtor, INFSIM_CONTRACT_TIMER_STEP, b->id, b->req, 0, b->gen, b->timer_ns, err);
 }
 
 /* Sends the message of the borrow's current step and arms its timer. */
@@ -303,11 +253,11 @@ static infsim_status step(infsim_contract *c, borrow *b, int64_t now, infsim_err
   int64_t wait = c->p.timeout_ns;
   switch (b->st) {
   case B_ASKING:
-    st = msg_send(c, INFSIM_MSG_BORROW_REQUEST, b->debtor, INFSIM_ENDPOINT_GMANAGER, b->id, b->req, b->need, 0,
+    st = contract_send(c, INFSIM_MSG_BORROW_REQUEST, b->debtor, INFSIM_ENDPOINT_GMANAGER, b->id, b->req, b->need, 0,
               b->attempt, b->fresh_ok, now, err);
     break;
   case B_RESERVING:
-    st = msg_send(c, INFSIM_MSG_RESERVE, b->debtor, b->mv.to, b->id, b->mv.req, b->mv.blocks, 0, b->attempt,
+    st = contract_send(c, INFSIM_MSG_RESERVE, b->debtor, b->mv.to, b->id, b->mv.req, b->mv.blocks, 0, b->attempt,
                   (b->mv.fresh ? RESERVE_FRESH : 0) | (b->exchange ? RESERVE_EXCHANGE : 0) |
                       (b->planned ? RESERVE_WHOLE : 0),
                   now, err);
@@ -315,7 +265,7 @@ static infsim_status step(infsim_contract *c, borrow *b, int64_t now, infsim_err
   case B_MOVING:
     /* b: the KV carried (a MOVE of blocks holding none is a control message). */
     b->payload = payload_bytes(c, &b->mv, now);
-    st = msg_send(c, INFSIM_MSG_MOVE, b->debtor, b->mv.to, b->id, b->mv.req, b->mv.blocks, b->payload, b->attempt,
+    st = contract_send(c, INFSIM_MSG_MOVE, b->debtor, b->mv.to, b->id, b->mv.req, b->mv.blocks, b->payload, b->attempt,
                   b->payload, now, err);
     wait += transfer_ns(c, b->payload);
     b->probing = false;
@@ -323,7 +273,7 @@ static infsim_status step(infsim_contract *c, borrow *b, int64_t now, infsim_err
     c->n.kv_sent_bytes += b->payload;
     break;
   case B_CANCELLING:
-    st = msg_send(c, INFSIM_MSG_RELEASE, b->debtor, b->mv.to, b->id, b->mv.req, b->mv.blocks, 0, b->attempt,
+    st = contract_send(c, INFSIM_MSG_RELEASE, b->debtor, b->mv.to, b->id, b->mv.req, b->mv.blocks, 0, b->attempt,
                   RELEASE_CANCEL, now, err);
     break;
   }
@@ -336,7 +286,7 @@ static infsim_status step(infsim_contract *c, borrow *b, int64_t now, infsim_err
 static infsim_status probe(infsim_contract *c, borrow *b, int64_t now, infsim_error *err) {
   c->n.probes++;
   b->probing = true;
-  infsim_status st = msg_send(c, INFSIM_MSG_PROBE, b->debtor, b->mv.to, b->id, b->mv.req, b->mv.blocks, 0,
+  infsim_status st = contract_send(c, INFSIM_MSG_PROBE, b->debtor, b->mv.to, b->id, b->mv.req, b->mv.blocks, 0,
                               b->attempt, 0, now, err);
   if (st != INFSIM_OK) return st;
   return set_deadline(c, b, now + c->p.timeout_ns, err);
@@ -367,7 +317,7 @@ static infsim_status give_up(infsim_contract *c, borrow *b, int64_t now, infsim_
     return INFSIM_OK;
   }
   if (b->st != B_ASKING) {
-    infsim_status st = msg_send(c, INFSIM_MSG_RELEASE, b->debtor, b->mv.to, b->id, b->mv.req, b->mv.blocks, 0,
+    infsim_status st = contract_send(c, INFSIM_MSG_RELEASE, b->debtor, b->mv.to, b->id, b->mv.req, b->mv.blocks, 0,
                             b->attempt, 0, now, err);
     if (st != INFSIM_OK) return st;
   }
@@ -388,7 +338,7 @@ infsim_status infsim_contract_borrow(infsim_contract *c, int32_t debtor, int64_t
                                      int64_t now_ns, infsim_error *err) {
   assert(debtor >= 0 && debtor < c->instances && need > 0);
   if (infsim_contract_in_flight(c, debtor, req)) return INFSIM_OK;
-  infsim_status st = grow((void **)&c->b, &c->cb, c->nb, sizeof *c->b, &c->peak_b, err);
+  infsim_status st = contract_grow((void **)&c->b, &c->cb, c->nb, sizeof *c->b, &c->peak_b, err);
   if (st != INFSIM_OK) return st;
   borrow *b = &c->b[c->nb++];
   *b = (borrow){.id = c->next_id++, .debtor = debtor, .req = req, .need = need, .st = B_ASKING, .fresh_ok = fresh_ok};
@@ -400,16 +350,14 @@ infsim_status infsim_contract_move(infsim_contract *c, const infsim_gm_move *m, 
                                    infsim_error *err) {
   assert(m->from >= 0 && m->from < c->instances && m->to >= 0 && m->to < c->instances && m->blocks > 0);
   if (infsim_contract_in_flight(c, m->from, m->req)) return INFSIM_OK;
-  infsim_status st = grow((void **)&c->b, &c->cb, c->nb, sizeof *c->b, &c->peak_b, err);
-  if (st == INFSIM_OK) st = grow((void **)&c->g, &c->cg, c->ng, sizeof *c->g, &c->peak_g, err);
+  infsim_status st = contract_grow((void **)&c->b, &c->cb, c->nb, sizeof *c->b, &c->peak_b, err);
+  if (st == INFSIM_OK) st = contract_gm_room(c, err);
   if (st != INFSIM_OK) return st;
   borrow *b = &c->b[c->nb++];
   *b = (borrow){.id = c->next_id++, .debtor = m->from, .req = m->req, .need = m->blocks, .st = B_RESERVING,
                 .mv = *m, .exchange = exchange, .planned = true};
   if (c->next_id == 0) c->next_id = 1;
-  /* The gManager knows its own plan: the creditor's CONFIRM finds it. */
-  c->g[c->ng++] = (proposal){.debtor = m->from, .id = b->id, .attempt = 0, .mv = *m, .has_move = true,
-                              .expires_ns = now_ns + KEEP_TIMEOUTS * c->p.timeout_ns};
+  contract_gm_note_plan(c, b->id, m, now_ns);
   return step(c, b, now_ns, err);
 }
 
@@ -449,7 +397,8 @@ static infsim_status debtor_deliver(infsim_contract *c, const infsim_msg *m, int
       if (!b->probing) return INFSIM_OK; /* a late or repeated answer: a newer step is under way */
       b->probing = false;
       if (m->a == INFSIM_CONFIRM_ARRIVING) { /* slow, not lost: wait longer, then ask again */
-        int64_t wait = backed_off(c->p.timeout_ns + transfer_ns(c, b->payload), ++b->arriving, c->p.probe_backoff_max);
+        int64_t wait =
+            contract_backed_off(c->p.timeout_ns + transfer_ns(c, b->payload), ++b->arriving, c->p.probe_backoff_max);
         return set_deadline(c, b, now + wait, err);
       }
       /* Nothing came: the payload was lost or held back. Send it again. */
@@ -466,7 +415,7 @@ static infsim_status debtor_deliver(infsim_contract *c, const infsim_msg *m, int
     if (m->b != b->gen) return INFSIM_OK; /* a timer replaced by an earlier one */
     if (now < b->deadline_ns) { /* a later step moved the deadline */
       b->timer_ns = b->deadline_ns;
-      return timer(c, b->debtor, INFSIM_CONTRACT_TIMER_STEP, b->id, b->req, 0, b->gen, b->timer_ns, err);
+      return contract_timer(c, b->debtor, INFSIM_CONTRACT_TIMER_STEP, b->id, b->req, 0, b->gen, b->timer_ns, err);
     }
     b->gen = 0; /* no live timer: the resend arms one */
     if (b->st == B_MOVING && !b->probing) return probe(c, b, now, err); /* not a retry: nothing was lost yet */
@@ -528,21 +477,22 @@ static void refuse_resv(infsim_contract *c, resv *r, int64_t now) {
  * transfer time at policy.move_GBps; doubled with each extension for a
  * MOVE arriving (at most probe_backoff_max times). */
 static int64_t lease_len(const infsim_contract *c, const resv *r) {
-  return backed_off(LEASE_TIMEOUTS * c->p.timeout_ns + move_ns(c, &r->mv), r->extensions, c->p.probe_backoff_max);
+  return contract_backed_off(LEASE_TIMEOUTS * c->p.timeout_ns + contract_move_ns(c, &r->mv), r->extensions,
+                             c->p.probe_backoff_max);
 }
 
 static infsim_status arm_lease(infsim_contract *c, resv *r, int64_t at, infsim_error *err) {
   r->lease_ns = at;
-  return timer(c, r->mv.to, INFSIM_CONTRACT_TIMER_LEASE, r->id, r->debtor, r->attempt, r->gen, at, err);
+  return contract_timer(c, r->mv.to, INFSIM_CONTRACT_TIMER_LEASE, r->id, r->debtor, r->attempt, r->gen, at, err);
 }
 
 static infsim_status confirm(infsim_contract *c, const resv *r, bool to_gm, int64_t now, infsim_error *err) {
   bool ok = r->st == R_COMMITTED;
-  infsim_status st = msg_send(c, INFSIM_MSG_CONFIRM, r->mv.to, r->debtor, r->id, r->mv.req, r->mv.blocks, 0,
+  infsim_status st = contract_send(c, INFSIM_MSG_CONFIRM, r->mv.to, r->debtor, r->id, r->mv.req, r->mv.blocks, 0,
                               ok ? INFSIM_CONFIRM_LANDED : INFSIM_CONFIRM_REFUSED,
                           r->attempt, now, err);
   if (st == INFSIM_OK && ok && to_gm)
-    st = msg_send(c, INFSIM_MSG_CONFIRM, r->mv.to, INFSIM_ENDPOINT_GMANAGER, r->id, r->mv.req, r->mv.blocks, 0,
+    st = contract_send(c, INFSIM_MSG_CONFIRM, r->mv.to, INFSIM_ENDPOINT_GMANAGER, r->id, r->mv.req, r->mv.blocks, 0,
                   r->debtor, r->attempt << STATUS_BITS | INFSIM_CONFIRM_LANDED, now, err);
   return st;
 }
@@ -558,7 +508,7 @@ static infsim_status answer_gm(infsim_contract *c, const infsim_msg *m, int64_t 
                    : r->st == R_REFUSED   ? INFSIM_CONFIRM_REFUSED
                    : arriving(c, r->debtor, r->mv.to, r->id, r->attempt, now) ? INFSIM_CONFIRM_ARRIVING
                                                                              : INFSIM_CONFIRM_NOT_SEEN;
-  return msg_send(c, INFSIM_MSG_CONFIRM, m->dst, INFSIM_ENDPOINT_GMANAGER, m->seq, m->req,
+  return contract_send(c, INFSIM_MSG_CONFIRM, m->dst, INFSIM_ENDPOINT_GMANAGER, m->seq, m->req,
                   r ? r->mv.blocks : m->blocks, 0, m->b, m->a << STATUS_BITS | status, now, err);
 }
 
@@ -566,7 +516,7 @@ static infsim_status creditor_reserve(infsim_contract *c, const infsim_msg *m, i
   int32_t me = m->dst;
   resv *r = find_resv(c, m->src, m->seq, m->a);
   if (!r) {
-    infsim_status st = grow((void **)&c->r, &c->cr, c->nr, sizeof *c->r, &c->peak_r, err);
+    infsim_status st = contract_grow((void **)&c->r, &c->cr, c->nr, sizeof *c->r, &c->peak_r, err);
     if (st != INFSIM_OK) return st;
     r = &c->r[c->nr++];
     bool fresh = (m->b & RESERVE_FRESH) != 0, exchange = (m->b & RESERVE_EXCHANGE) != 0;
@@ -601,7 +551,7 @@ static infsim_status creditor_reserve(infsim_contract *c, const infsim_msg *m, i
     }
     if (st != INFSIM_OK) return st;
   }
-  return msg_send(c, INFSIM_MSG_RESERVE_ACK, me, r->debtor, r->id, r->mv.req, r->mv.blocks, 0, r->st != R_REFUSED,
+  return contract_send(c, INFSIM_MSG_RESERVE_ACK, me, r->debtor, r->id, r->mv.req, r->mv.blocks, 0, r->st != R_REFUSED,
               r->attempt, now, err);
 }
 
@@ -634,7 +584,7 @@ static infsim_status creditor_deliver(infsim_contract *c, const infsim_msg *m, i
      * the KV arriving or the one it is about to send again. The live
      * timer, firing earlier, re-arms for the later time. */
     if (now + lease_len(c, r) > r->lease_ns) r->lease_ns = now + lease_len(c, r);
-    return msg_send(c, INFSIM_MSG_CONFIRM, r->mv.to, r->debtor, r->id, r->mv.req, r->mv.blocks, 0,
+    return contract_send(c, INFSIM_MSG_CONFIRM, r->mv.to, r->debtor, r->id, r->mv.req, r->mv.blocks, 0,
                     in ? INFSIM_CONFIRM_ARRIVING : INFSIM_CONFIRM_NOT_SEEN, r->attempt, now, err);
   }
   case INFSIM_MSG_RELEASE: {
@@ -642,7 +592,7 @@ static infsim_status creditor_deliver(infsim_contract *c, const infsim_msg *m, i
     if (r && r->st == R_RESERVED) refuse_resv(c, r, now);
     if (!(m->b & RELEASE_CANCEL)) return INFSIM_OK;
     if (!r) { /* the RESERVE has not come (lost, or overtaken): refuse it when it does */
-      infsim_status st = grow((void **)&c->r, &c->cr, c->nr, sizeof *c->r, &c->peak_r, err);
+      infsim_status st = contract_grow((void **)&c->r, &c->cr, c->nr, sizeof *c->r, &c->peak_r, err);
       if (st != INFSIM_OK) return st;
       r = &c->r[c->nr++];
       *r = (resv){.debtor = m->src, .id = m->seq, .attempt = m->a,
@@ -666,115 +616,19 @@ static infsim_status creditor_deliver(infsim_contract *c, const infsim_msg *m, i
   }
 }
 
-/* ---- gManager ---- */
-
-static proposal *find_prop(infsim_contract *c, int32_t debtor, uint32_t id, int64_t attempt) {
-  for (size_t k = 0; k < c->ng; k++)
-    if (c->g[k].debtor == debtor && c->g[k].id == id && c->g[k].attempt == attempt) return &c->g[k];
-  return NULL;
-}
-
-static void drop_prop(infsim_contract *c, proposal *g) { *g = c->g[--c->ng]; }
-
-/* The gManager's record g, not confirmed, is due for a check now: it asks
- * the creditor, or takes the move for lost after max_retries + 1 probes
- * in a row with no answer; the next check is a timeout later, on a timer
- * (the probe or its answer may be lost in a quiet cluster). */
-static infsim_status check_prop(infsim_contract *c, proposal *g, int64_t now, infsim_error *err) {
-  if (g->strikes > c->p.max_retries) {
-    c->n.ledger_lost++;
-    drop_prop(c, g);
-    return INFSIM_OK;
-  }
-  g->strikes++;
-  c->n.ledger_probes++;
-  g->expires_ns = now + c->p.timeout_ns;
-  infsim_status st = msg_send(c, INFSIM_MSG_PROBE, INFSIM_ENDPOINT_GMANAGER, g->mv.to, g->id, g->mv.req,
-                              g->mv.blocks, 0, g->attempt, g->debtor, now, err);
-  if (st != INFSIM_OK) return st;
-  return timer(c, INFSIM_ENDPOINT_GMANAGER, INFSIM_CONTRACT_TIMER_LEDGER, g->id, g->mv.req, g->debtor, 0,
-               g->expires_ns, err);
-}
-
-/* The creditor's answer about the move of record g. */
-static infsim_status gm_answer(infsim_contract *c, proposal *g, const infsim_msg *m, int64_t now, infsim_error *err) {
-  switch (m->b & ((1 << STATUS_BITS) - 1)) {
-  case INFSIM_CONFIRM_LANDED: {
-    infsim_gm_move done = g->mv;
-    done.blocks = m->blocks; /* what the creditor committed */
-    infsim_gm_record_move(c->gm, &done, now);
-    g->confirmed = true; /* kept until expires_ns for repeats, then swept */
-    return INFSIM_OK;
-  }
-  case INFSIM_CONFIRM_ARRIVING:
-  case INFSIM_CONFIRM_NOT_SEEN: { /* it may still land: ask again later, as its debtor would */
-    g->strikes = 0;
-    g->expires_ns = now + backed_off(c->p.timeout_ns + move_ns(c, &g->mv), ++g->waits, c->p.probe_backoff_max);
-    return timer(c, INFSIM_ENDPOINT_GMANAGER, INFSIM_CONTRACT_TIMER_LEDGER, g->id, g->mv.req, g->debtor, 0,
-                 g->expires_ns, err);
-  }
-  case INFSIM_CONFIRM_UNKNOWN: /* no reservation came this long after the proposal, or it ended long ago */
-  case INFSIM_CONFIRM_REFUSED:
-  default: drop_prop(c, g); return INFSIM_OK;
-  }
-}
-
-static infsim_status gm_deliver(infsim_contract *c, const infsim_msg *m, int64_t now, infsim_error *err) {
-  if (c->gm_down) return INFSIM_OK; /* lost with the gManager */
-  proposal *g;
-  infsim_status st;
-  switch ((infsim_msg_kind)m->kind) {
-  case INFSIM_MSG_BORROW_REQUEST:
-    /* A debtor asks again only after a refusal: its earlier attempts' moves will not land. */
-    for (size_t k = c->ng; m->a > 0 && k-- > 0;)
-      if (c->g[k].debtor == m->src && c->g[k].id == m->seq && c->g[k].attempt < m->a && !c->g[k].confirmed)
-        drop_prop(c, &c->g[k]);
-    g = find_prop(c, m->src, m->seq, m->a);
-    if (!g) {
-      if ((st = grow((void **)&c->g, &c->cg, c->ng, sizeof *c->g, &c->peak_g, err)) != INFSIM_OK) return st;
-      g = &c->g[c->ng++];
-      *g = (proposal){.debtor = m->src, .id = m->seq, .attempt = m->a,
-                      .expires_ns = now + KEEP_TIMEOUTS * c->p.timeout_ns};
-      infsim_gm_move plan[8];
-      size_t n = infsim_gm_plan(c->gm, c->p.planner, m->src, m->b ? m->req : -1, m->blocks, plan, 8);
-      for (size_t k = 1; k < n; k++) infsim_gm_unpropose(c->gm, &plan[k]); /* one move per borrow */
-      g->has_move = n > 0;
-      if (n > 0) g->mv = plan[0];
-    }
-    return msg_send(c, INFSIM_MSG_BORROW_PROPOSE, INFSIM_ENDPOINT_GMANAGER, g->debtor, g->id, g->has_move ? g->mv.req : -1,
-                g->has_move ? g->mv.blocks : 0, 0, g->has_move ? g->mv.to : -1,
-                (g->attempt << 1) | (g->has_move && g->mv.fresh), now, err);
-  case INFSIM_MSG_CONFIRM:
-    g = find_prop(c, (int32_t)m->a, m->seq, m->b >> STATUS_BITS);
-    if (g && g->has_move && !g->confirmed) return gm_answer(c, g, m, now, err);
-    return INFSIM_OK;
-  default: return INFSIM_OK; /* its timers: the sweep before did their work */
-  }
-}
-
-/* Drops kept answers and proposals that expired by now; a proposal of a
- * move not confirmed is checked instead (check_prop). */
+/* Drops kept answers and the gManager's records that expired by now; a
+ * record of a move not confirmed is checked instead (contract_ledger.c). */
 static infsim_status sweep(infsim_contract *c, int64_t now, infsim_error *err) {
   for (size_t k = c->nr; k-- > 0;)
     if (c->r[k].st != R_RESERVED && c->r[k].expires_ns <= now) c->r[k] = c->r[--c->nr];
-  for (size_t k = c->ng; k-- > 0;) {
-    proposal *g = &c->g[k];
-    if (g->expires_ns > now) continue;
-    if (!g->has_move || g->confirmed) {
-      drop_prop(c, g);
-      continue;
-    }
-    infsim_status st = check_prop(c, g, now, err);
-    if (st != INFSIM_OK) return st;
-  }
-  return INFSIM_OK;
+  return contract_gm_sweep(c, now, err);
 }
 
 infsim_status infsim_contract_deliver(infsim_contract *c, const infsim_msg *m, int64_t now_ns, infsim_error *err) {
   assert(infsim_contract_handles(m));
   infsim_status st = sweep(c, now_ns, err);
   if (st != INFSIM_OK) return st;
-  if (m->dst == INFSIM_ENDPOINT_GMANAGER) return gm_deliver(c, m, now_ns, err);
+  if (m->dst == INFSIM_ENDPOINT_GMANAGER) return contract_gm_deliver(c, m, now_ns, err);
   assert(m->dst >= 0 && m->dst < c->instances);
   switch ((infsim_msg_kind)m->kind) {
   case INFSIM_MSG_BORROW_PROPOSE:
@@ -820,29 +674,15 @@ infsim_status infsim_contract_cancel(infsim_contract *c, int64_t req, int64_t no
   return INFSIM_OK;
 }
 
-void infsim_contract_set_gm_down(infsim_contract *c, bool down) {
-  c->gm_down = down;
-  if (down) c->ng = 0; /* its proposals are lost with it */
-}
-
 void infsim_contract_instance_lost(infsim_contract *c, int32_t instance) {
   for (size_t k = c->nr; k-- > 0;)
     if (c->r[k].mv.to == instance) drop_resv(c, &c->r[k]); /* its memory is gone */
   for (size_t k = c->nb; k-- > 0;)
     if (c->b[k].debtor == instance) c->b[k] = c->b[--c->nb]; /* nobody is left to finish it */
-  for (size_t k = c->ng; k-- > 0;)
-    if (c->g[k].debtor == instance || (c->g[k].has_move && c->g[k].mv.to == instance)) drop_prop(c, &c->g[k]);
+  contract_gm_instance_lost(c, instance);
 }
 
 int64_t infsim_contract_reserved(const infsim_contract *c, int32_t instance) { return c->reserved[instance]; }
-
-int64_t infsim_contract_proposals(const infsim_contract *c) { return (int64_t)c->ng; }
-
-bool infsim_contract_proposal_open(const infsim_contract *c, int32_t debtor, int64_t req) {
-  for (size_t k = 0; k < c->ng; k++)
-    if (c->g[k].debtor == debtor && c->g[k].has_move && c->g[k].mv.req == req && !c->g[k].confirmed) return true;
-  return false;
-}
 
 void infsim_contract_high_water(const infsim_contract *c, infsim_high_water_set *out) {
   /* Final counts are of the entries still in play: reservations holding

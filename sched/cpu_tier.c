@@ -5,6 +5,15 @@
 ** instance at most: one per debtor and request); each carries the pool
 ** blocks it will take, reserved at its host until it lands. Recalls
 ** (host -> GPU, `home`) live there too and reserve nothing at the host.
+**
+** A move whose request's KV ends on the way is cancelled at once
+** (infsim_cpu_tier_cancel), as the contract protocol cancels a GPU
+** creditor's move (contract.h), but with no message: the host pool is the
+** node's own memory, so the debtor frees the reservation itself, and
+** stops the copy on the PCIe link. Before, the copy ran to its end and
+** landed on a finished request (committing nothing) or, for a request
+** preempted by recompute and admitted again meanwhile, moved the blocks
+** of its new prefill; the pool's blocks stayed reserved until then.
 */
 #include "infsim/cpu_tier.h"
 
@@ -32,8 +41,10 @@ struct infsim_cpu_tier {
   int64_t ahead;
   infsim_cpu_tier_done_fn done;
   bool (*may_gather)(void *self, int64_t req);
+  infsim_cpu_tier_cancelled_fn cancelled;
   void *done_self;
   int64_t *reserved; /* per host */
+  int64_t peak_reserved; /* most reserved at one host at once */
   tier_move *m;
   size_t nm, cm;
   uint32_t next_id;
@@ -50,7 +61,8 @@ static int32_t hosts_of(const infsim_sched *s) {
 
 infsim_status infsim_cpu_tier_new(infsim_sched *s, infsim_transport net, int64_t ahead_blocks,
                                   infsim_cpu_tier_done_fn done, bool (*may_gather)(void *self, int64_t req),
-                                  void *done_self, infsim_cpu_tier **out, infsim_error *err) {
+                                  infsim_cpu_tier_cancelled_fn cancelled, void *done_self, infsim_cpu_tier **out,
+                                  infsim_error *err) {
   infsim_cpu_tier *t = calloc(1, sizeof *t);
   if (t) t->reserved = calloc((size_t)hosts_of(s), sizeof *t->reserved);
   if (!t || !t->reserved) {
@@ -58,7 +70,7 @@ infsim_status infsim_cpu_tier_new(infsim_sched *s, infsim_transport net, int64_t
     return infsim_fail(err, INFSIM_ENOMEM, "CPU tier: out of memory");
   }
   *t = (infsim_cpu_tier){.s = s, .net = net, .ahead = ahead_blocks, .done = done, .may_gather = may_gather,
-                         .done_self = done_self,
+                         .cancelled = cancelled, .done_self = done_self,
                          .reserved = t->reserved, .next_id = 1};
   *out = t;
   return INFSIM_OK;
@@ -144,6 +156,7 @@ infsim_status infsim_cpu_tier_fallback(infsim_cpu_tier *t, int32_t debtor, int64
   *mv = (tier_move){.id = t->next_id++, .debtor = debtor, .host = host, .req = req, .victim = victim, .blocks = n,
                     .fresh = fresh};
   t->reserved[host] += n;
+  if (t->reserved[host] > t->peak_reserved) t->peak_reserved = t->reserved[host];
   *started = true;
   infsim_msg m = {.kind = INFSIM_MSG_MOVE, .src = debtor, .dst = s->n_instances + host, .seq = mv->id,
                   .req = victim, .blocks = n, .bytes = fresh ? FRESH_MSG_BYTES : n * s->p.block_bytes};
@@ -258,7 +271,36 @@ infsim_status infsim_cpu_tier_deliver(infsim_cpu_tier *t, const infsim_msg *msg,
   return INFSIM_OK;
 }
 
+infsim_status infsim_cpu_tier_cancel(infsim_cpu_tier *t, int64_t req, int64_t now_ns, infsim_error *err) {
+  infsim_sched *s = t->s;
+  for (size_t k = t->nm; k-- > 0;) {
+    if (t->m[k].victim != req) continue;
+    tier_move mv = t->m[k];
+    t->m[k] = t->m[--t->nm];
+    if (!mv.home) t->reserved[mv.host] -= mv.blocks; /* the pool's blocks are free for others now */
+    t->n.cancelled++;
+    if (t->net.abort) {
+      /* The copy stops where it is: the link carries no more of it (a
+       * fresh move's control message is not stopped: it lands on no
+       * record and is dropped). */
+      int32_t pool = s->n_instances + mv.host;
+      infsim_msg m = {.kind = INFSIM_MSG_MOVE, .src = mv.home ? pool : mv.debtor, .dst = mv.home ? mv.debtor : pool,
+                      .seq = mv.id};
+      int64_t unsent = 0;
+      infsim_status st = t->net.abort(t->net.self, &m, now_ns, &unsent, err);
+      if (st != INFSIM_OK) return st;
+    }
+    if (t->cancelled) t->cancelled(t->done_self, mv.debtor, mv.req, now_ns);
+  }
+  return INFSIM_OK;
+}
+
 const infsim_cpu_tier_counters *infsim_cpu_tier_counters_of(const infsim_cpu_tier *t) { return &t->n; }
+
+void infsim_cpu_tier_high_water(const infsim_cpu_tier *t, infsim_high_water_set *out) {
+  for (int32_t h = 0; h < hosts_of(t->s); h++)
+    infsim_high_water_note(out, "cpu_tier_reserved", t->peak_reserved, t->reserved[h], t->s->p.host_blocks);
+}
 
 void infsim_cpu_tier_check(const infsim_cpu_tier *t) {
   int32_t hosts = hosts_of(t->s);

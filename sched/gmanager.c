@@ -68,6 +68,7 @@ struct infsim_gm {
   bool out_of_memory; /* a ledger list could not grow (infsim_gm_out_of_memory) */
   /* the spread planner's costs and scratch (instances each) */
   int64_t spread_remote, spread_near;
+  bool spread_relay; /* node relay: a remote node's holders share one NIC crossing */
   infsim_planner_creditor *sp_c;
   bool *sp_use;
   int64_t *sp_take;
@@ -464,10 +465,12 @@ static bool spread_moves(infsim_gm *gm, int32_t debtor, int64_t r, int64_t *mova
     if (s == 0 && h == 0) continue;
     any |= s > 0;
     gm->sp_id[nk] = i;
-    gm->sp_c[nk++] = (infsim_planner_creditor){.spare = s, .held = h, .remote = infsim_gm_node_of(gm, i) != node};
+    gm->sp_c[nk++] = (infsim_planner_creditor){.spare = s, .held = h, .remote = infsim_gm_node_of(gm, i) != node,
+                                               .node = infsim_gm_node_of(gm, i)};
   }
   if (!any) return true;
-  infsim_planner_spread(gm->sp_c, nk, *movable, gm->spread_remote, gm->spread_near, gm->sp_use, gm->sp_take);
+  infsim_planner_spread(gm->sp_c, nk, *movable, gm->spread_remote, gm->spread_near, gm->spread_relay, gm->sp_use,
+                        gm->sp_take);
   for (int pass = 0; pass < 2; pass++)
     for (;;) {
       size_t bk = nk;
@@ -490,6 +493,8 @@ void infsim_gm_set_spread_costs(infsim_gm *gm, int64_t remote_blocks, int64_t ne
   gm->spread_remote = remote_blocks;
   gm->spread_near = near_blocks;
 }
+
+void infsim_gm_set_spread_relay(infsim_gm *gm, bool relay) { gm->spread_relay = relay; }
 
 size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, int64_t req, int64_t need,
                       infsim_gm_move *out, size_t cap) {

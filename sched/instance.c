@@ -196,6 +196,7 @@ infsim_status preempt_as(infsim_sched *s, instance *in, int32_t req, bool may_sw
   /* Recompute: drop the KV; the prompt and every token generated so far are
    * prefilled again, and that prefill yields the next token. */
   infsim_kv_release(s->kv, req);
+  if (s->policy->kv_dropped != NULL) s->policy->kv_dropped(s->policy_self, in->id, req, s->now_ns);
   if (s->observer.preempted != NULL) s->observer.preempted(s->observer.self, in->id, req, s->now_ns, false);
   r->prefill_target = rec->prompt_tokens + r->generated0;
   r->prefilled = 0;

@@ -96,6 +96,7 @@ typedef struct {
   double move_bytes_per_s;
   double spread_remote_tokens; /* the spread planner's W over the NIC and NVLink (planner.h) */
   double spread_near_tokens;
+  bool spread_relay; /* node relay: the spread planner counts NIC crossings per node */
   int64_t gpus_per_node;
   int64_t gpus_per_instance;
   double message_loss;
@@ -497,22 +498,39 @@ static void env_move_done(void *self, int32_t source, int64_t req, bool ok, int6
     p->pending = instance_kick(p->s, &p->s->inst[source], &p->pending_err);
 }
 
-/* A borrow or a planned move was cancelled, its request having ended: the
- * blocks it was to free at the debtor are free already, so a request
- * there waiting on it looks again for room. Not at once: this comes from
- * inside the scheduler's own step (request_ended): a kick timer now. */
+/* A borrow, a planned move or a move to host memory was cancelled, its
+ * request's KV having ended: the blocks it was to free at the debtor are
+ * free already, so a request there waiting on it looks again for room.
+ * Not at once: this comes from inside the scheduler's own step
+ * (request_ended, kv_dropped): a kick timer now. */
 static void env_cancelled(void *self, int32_t debtor, int64_t req, int64_t now) {
   (void)req;
   infinite *p = self;
   if (p->pending == INFSIM_OK) p->pending = arm(p, debtor, TIMER_KICK, now, &p->pending_err);
 }
 
+/* req's KV ended: every move of it on the way is cancelled, to a GPU
+ * creditor (contract.h) or to and from host memory (cpu_tier.h). */
+static void cancel_moves_of(infinite *p, int64_t req, int64_t now) {
+  if (p->pending == INFSIM_OK) p->pending = infsim_contract_cancel(p->contract, req, now, &p->pending_err);
+  if (p->tier && p->pending == INFSIM_OK) p->pending = infsim_cpu_tier_cancel(p->tier, req, now, &p->pending_err);
+}
+
 /* The request ended (finished or rejected): its moves on the way are
- * cancelled (contract.h). */
+ * cancelled. */
 static void request_ended(void *self, int32_t instance, int64_t req, int64_t now) {
   (void)instance;
-  infinite *p = self;
-  if (p->pending == INFSIM_OK) p->pending = infsim_contract_cancel(p->contract, req, now, &p->pending_err);
+  cancel_moves_of(self, req, now);
+}
+
+/* The request was preempted by recompute: its KV is gone (its prefill
+ * starts again), so moving it is pointless: its moves are cancelled as
+ * for a request that ended. A move landing later would find its blocks
+ * freed, or take the blocks of its new prefill, were it admitted again
+ * meanwhile. */
+static void kv_dropped(void *self, int32_t instance, int64_t req, int64_t now) {
+  (void)instance;
+  cancel_moves_of(self, req, now);
 }
 
 /* Table positions, from the head, of req's blocks that hold KV now: all
@@ -849,6 +867,7 @@ static infsim_status create(const void *settings, struct infsim_sched *s, int32_
   if (st == INFSIM_OK)
     infsim_gm_set_spread_costs(p->gm, llround(set->spread_remote_tokens / (double)s->p.block_tokens),
                                llround(set->spread_near_tokens / (double)s->p.block_tokens));
+  if (st == INFSIM_OK) infsim_gm_set_spread_relay(p->gm, set->spread_relay);
   if (st == INFSIM_OK) st = infsim_dgfm_new(instances, &p->dgfm, err);
   if (st == INFSIM_OK) st = infsim_dispatcher_new((infsim_dispatch_kind)set->dispatch, instances, &p->disp, err);
   if (st != INFSIM_OK) return st;
@@ -865,7 +884,8 @@ static infsim_status create(const void *settings, struct infsim_sched *s, int32_
                              .cancelled = env_cancelled};
   st = infsim_contract_new(&cp, p->gm, t, env, instances, &p->contract, err);
   if (st == INFSIM_OK && set->cpu_tier != INFSIM_CPU_TIER_OFF)
-    st = infsim_cpu_tier_new(s, p->base, set->borrow_ahead_blocks, borrow_ended, tier_may_gather, p, &p->tier, err);
+    st = infsim_cpu_tier_new(s, p->base, set->borrow_ahead_blocks, borrow_ended, tier_may_gather, env_cancelled, p,
+                             &p->tier, err);
   /* Heartbeats staggered over one period, so they do not all arrive at once. */
   for (int32_t i = 0; st == INFSIM_OK && i < instances; i++)
     st = arm(p, i, TIMER_HEARTBEAT, set->heartbeat_ns * (i + 1) / instances, err);
@@ -938,7 +958,7 @@ static void forget_request(void *self, int64_t req) {
   infinite *p = self;
   infsim_gm_forget(p->gm, req, p->s->now_ns + 1);
   /* Its KV is gone (or doomed): moves of it on the way are cancelled. */
-  if (p->pending == INFSIM_OK) p->pending = infsim_contract_cancel(p->contract, req, p->s->now_ns, &p->pending_err);
+  cancel_moves_of(p, req, p->s->now_ns);
 }
 
 /* A message to a lost instance, or from it to anyone but its node's host
@@ -1281,6 +1301,7 @@ const infsim_policy_ops infsim_policy_infinite = {
     .on_message = on_message,
     .destroy = destroy,
     .request_ended = request_ended,
+    .kv_dropped = kv_dropped,
 };
 
 bool infsim_policy_infinite_stats(const struct infsim_sched *s, infsim_distkv_stats *out) {
@@ -1308,6 +1329,7 @@ bool infsim_policy_infinite_stats(const struct infsim_sched *s, infsim_distkv_st
     out->host_moved_bytes = h->moved_bytes + h->recalled_bytes; /* both ways over PCIe */
     out->host_blocks = h->blocks;
     out->recalls += h->recalls; /* DGFM's and the tier's */
+    out->kv_moves_cancelled += h->cancelled; /* the GPU creditors' and the tier's */
   }
   return true;
 }
@@ -1321,6 +1343,7 @@ void infsim_policy_infinite_high_water(const struct infsim_sched *s, infsim_high
   infsim_high_water_note(out, "gmanager_ledger_requests", ledger_peak, ledger_now, (int64_t)s->n_requests);
   infsim_high_water_note(out, "gmanager_split_requests", split_peak, split_now, (int64_t)s->n_requests);
   infsim_contract_high_water(p->contract, out);
+  if (p->tier) infsim_cpu_tier_high_water(p->tier, out);
 }
 
 void infsim_policy_infinite_wire(const char *policy_name, const void *settings, double *wire_bytes_per_value,
@@ -1336,10 +1359,12 @@ void infsim_policy_infinite_wire(const char *policy_name, const void *settings, 
 }
 
 void infsim_policy_infinite_set_link_costs(const char *policy_name, void *settings, const infsim_model_shape *model,
-                                           double attn_flops_per_s, double nic_bytes_per_s, double nvlink_bytes_per_s) {
+                                           double attn_flops_per_s, double nic_bytes_per_s, double nvlink_bytes_per_s,
+                                           bool relay) {
   if (strcmp(policy_name, infsim_policy_infinite.name) != 0) return;
   infinite_settings *p = settings;
   if (p->planner != INFSIM_PLAN_SPREAD) return;
+  p->spread_relay = relay;
   double wire_b = (double)p->wire_bytes_per_value;
   p->spread_remote_tokens = infsim_planner_holder_tokens(model, wire_b, attn_flops_per_s, nic_bytes_per_s);
   p->spread_near_tokens = infsim_planner_holder_tokens(model, wire_b, attn_flops_per_s, nvlink_bytes_per_s);

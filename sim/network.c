@@ -70,6 +70,7 @@ struct infsim_network {
   size_t flow_cap, flow_count;
   size_t flow_peak; /* most flows at once */
   uint32_t *generation; /* per slot */
+  uint64_t *used;       /* a bit per slot: holds a flow (the scans visit only those, in slot order) */
   size_t *free_slots;
   size_t free_count;
   size_t *done_scratch; /* slots of flows ending at one instant */
@@ -154,6 +155,7 @@ void infsim_network_free(infsim_network *net) {
   free(net->links);
   free(net->flows);
   free(net->generation);
+  free(net->used);
   free(net->free_slots);
   free(net->done_scratch);
   free(net->done_ids);
@@ -389,6 +391,29 @@ static net_flow *lookup(const infsim_network *net, int64_t id) {
   return &net->flows[slot];
 }
 
+/* The first slot at or after s that holds a flow, or flow_cap: the scans
+ * over the flows (each filling's, a probe's walk, the ends at an advance)
+ * visit the flows in slot order, as a scan of every slot does, without
+ * the free slots (a table grown to its peak holds a few flows most of the
+ * time). */
+static inline size_t next_used(const infsim_network *net, size_t s) {
+  size_t words = (net->flow_cap + 63) / 64, w = s / 64;
+  if (w >= words) return net->flow_cap;
+  uint64_t b = net->used[w] & (~0ull << (s % 64));
+  while (b == 0) {
+    if (++w == words) return net->flow_cap;
+    b = net->used[w];
+  }
+  return w * 64 + (size_t)__builtin_ctzll(b);
+}
+
+static inline void set_used(infsim_network *net, size_t s, bool on) {
+  if (on)
+    net->used[s / 64] |= 1ull << (s % 64);
+  else
+    net->used[s / 64] &= ~(1ull << (s % 64));
+}
+
 static bool is_active(const infsim_network *net, const net_flow *f) {
   return f->id >= 0 && f->active_at_ns <= net->now_ns;
 }
@@ -484,7 +509,14 @@ static bool on_full_link(const infsim_network *net, const int32_t *path, int pat
 /* Progressive filling over the flows that compete now; then each flow's
  * end under the new rates and the network's next change. */
 static void recompute(infsim_network *net) {
+  /* A link that no flow crosses and that carries no load (most of a
+   * cluster's PCIe and NVLink links) keeps its bytes and its idle time as
+   * they are; its unfixed count is 0 outside a filling. */
   for (size_t l = 0; l < net->link_count; l++) {
+    if (net->links[l].flows_on == 0 && net->links[l].load_bytes_per_s == 0) {
+      net->links[l].top_bytes_per_s = 0;
+      continue;
+    }
     fold_link(net, l);
     net->acct[l].moving = 0;
     net->links[l].residual_bytes_per_s = net->links[l].info.bytes_per_s;
@@ -505,9 +537,8 @@ static void recompute(infsim_network *net) {
     net->act_links_cap = net->link_count;
   }
   size_t unfixed = 0, n_live = 0, n_bounded = 0;
-  for (size_t s = 0; s < net->flow_cap; s++) {
+  for (size_t s = next_used(net, 0); s < net->flow_cap; s = next_used(net, s + 1)) {
     net_flow *f = &net->flows[s];
-    if (f->id < 0) continue;
     fold_flow(net, f);
     f->rate_bytes_per_s = 0;
     f->fixed = !is_active(net, f);
@@ -612,9 +643,8 @@ static void recompute(infsim_network *net) {
     n_act = pack_links(net, act, n_act);
   }
   net->next_ns = INT64_MAX;
-  for (size_t s = 0; s < net->flow_cap; s++) {
+  for (size_t s = next_used(net, 0); s < net->flow_cap; s = next_used(net, s + 1)) {
     net_flow *f = &net->flows[s];
-    if (f->id < 0) continue;
     f->finish_ns = INT64_MAX;
     if (!is_active(net, f)) {
       if (f->active_at_ns < net->next_ns) net->next_ns = f->active_at_ns;
@@ -639,7 +669,8 @@ static void recompute(infsim_network *net) {
     if (f->finish_ns < net->next_ns) net->next_ns = f->finish_ns;
   }
   for (size_t c = 0; c < n_live; c++) net->classes[net->live[c]].flows = 0;
-  for (size_t l = 0; l < net->link_count; l++) load_changed(net, l);
+  for (size_t l = 0; l < net->link_count; l++)
+    if (net->links[l].flows_on > 0 || net->acct[l].busy_from_ns >= 0) load_changed(net, l);
 }
 
 /* Moves the clock to t (no change of rates before t): links and flows
@@ -647,6 +678,32 @@ static void recompute(infsim_network *net) {
 static void progress(infsim_network *net, int64_t t) {
   assert(t >= net->now_ns);
   net->now_ns = t;
+}
+
+/* Doubles the flow slots (the new ones free, the lowest on top). */
+static bool grow_flows(infsim_network *net) {
+  size_t cap = net->flow_cap ? 2 * net->flow_cap : 16;
+  net_flow *f = realloc(net->flows, cap * sizeof *f);
+  if (!f) return false;
+  net->flows = f;
+  uint32_t *g = realloc(net->generation, cap * sizeof *g);
+  if (!g) return false;
+  net->generation = g;
+  size_t *fs = realloc(net->free_slots, cap * sizeof *fs);
+  if (!fs) return false;
+  net->free_slots = fs;
+  size_t words = (cap + 63) / 64, had = (net->flow_cap + 63) / 64;
+  uint64_t *u = realloc(net->used, words * sizeof *u);
+  if (!u) return false;
+  net->used = u;
+  for (size_t w = had; w < words; w++) u[w] = 0;
+  for (size_t s = cap; s-- > net->flow_cap;) {
+    net->flows[s].id = -1;
+    net->generation[s] = 0;
+    net->free_slots[net->free_count++] = s;
+  }
+  net->flow_cap = cap;
+  return true;
 }
 
 /* A new flow over path; `bounded`: it will have a rate bound, so it
@@ -665,25 +722,9 @@ static infsim_status new_flow(infsim_network *net, const int32_t *path, int path
   assert(start_ns >= net->now_ns);
   int32_t cls = bounded ? -1 : class_for(net, path, path_len);
   if (!bounded && cls < 0) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
-  if (net->free_count == 0) {
-    size_t cap = net->flow_cap ? 2 * net->flow_cap : 16;
-    net_flow *f = realloc(net->flows, cap * sizeof *f);
-    if (!f) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
-    net->flows = f;
-    uint32_t *g = realloc(net->generation, cap * sizeof *g);
-    if (!g) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
-    net->generation = g;
-    size_t *fs = realloc(net->free_slots, cap * sizeof *fs);
-    if (!fs) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
-    net->free_slots = fs;
-    for (size_t s = cap; s-- > net->flow_cap;) {
-      net->flows[s].id = -1;
-      net->generation[s] = 0;
-      net->free_slots[net->free_count++] = s;
-    }
-    net->flow_cap = cap;
-  }
+  if (net->free_count == 0 && !grow_flows(net)) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
   size_t slot = net->free_slots[--net->free_count];
+  set_used(net, slot, true);
   net_flow *f = &net->flows[slot];
   memset(f, 0, sizeof *f);
   f->id = (int64_t)((uint64_t)++net->generation[slot] << 32 | slot);
@@ -780,6 +821,7 @@ static void drop(infsim_network *net, net_flow *f) {
     net->acct[f->path[k]].moving -= moving;
   }
   f->id = -1;
+  set_used(net, slot, false);
   net->free_slots[net->free_count++] = slot;
   net->flow_count--;
 }
@@ -824,6 +866,102 @@ void infsim_network_release(infsim_network *net) {
   net->dirty = false;
 }
 
+/* A decode run's flows start and end together, a dozen at a time, some
+ * hundred thousand times an hour: these do what the calls one by one
+ * under hold and release do, in the same order and with the same
+ * arithmetic (so rates, link bytes and busy times are bit for bit the
+ * same), without the per-call checks and lookups. */
+bool infsim_network_add_steady_set(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_MAX_PATH],
+                                   const int *lens, const double *rates, int64_t start_ns, int64_t *ids) {
+  assert(start_ns >= net->now_ns);
+  bool dirty = false, all_active = start_ns <= net->now_ns;
+  for (int i = 0; i < n; i++) {
+    const int32_t *path = paths[i];
+    int len = lens[i];
+    double rate = rates[i];
+    assert(len >= 1 && len <= INFSIM_NET_MAX_PATH && rate > 0 && isfinite(rate));
+    if (net->free_count == 0 && !grow_flows(net)) abort(); /* a flow lost would misprice the run: fatal */
+    size_t slot = net->free_slots[--net->free_count];
+    set_used(net, slot, true);
+    net_flow *f = &net->flows[slot];
+    *f = (net_flow){.id = (int64_t)((uint64_t)++net->generation[slot] << 32 | slot),
+                    .path_len = len,
+                    .steady = true,
+                    .bound_bytes_per_s = rate,
+                    .from_ns = net->now_ns,
+                    .active_at_ns = start_ns,
+                    .finish_ns = INT64_MAX,
+                    .cls = -1};
+    for (int k = 0; k < len; k++) {
+      assert(path[k] >= 0 && (size_t)path[k] < net->link_count);
+      f->path[k] = path[k];
+      net->links[path[k]].flows_on++;
+    }
+    net->flow_count++;
+    if (net->flow_count > net->flow_peak) net->flow_peak = net->flow_count;
+    ids[i] = f->id;
+    if (!all_active) {
+      if (start_ns < net->next_ns) net->next_ns = start_ns;
+      continue;
+    }
+    if (!unsaturated(net, f, rate)) {
+      dirty = true;
+      continue;
+    }
+    f->rate_bytes_per_s = rate;
+    for (int k = 0; k < len; k++) {
+      net_link *L = &net->links[path[k]];
+      fold_link(net, (size_t)path[k]);
+      L->load_bytes_per_s += rate;
+      if (rate > L->top_bytes_per_s) L->top_bytes_per_s = rate;
+      net->acct[path[k]].moving++;
+      load_changed(net, (size_t)path[k]);
+    }
+  }
+  if (dirty && net->held)
+    net->dirty = true;
+  else if (dirty)
+    recompute(net);
+  return all_active && !dirty;
+}
+
+void infsim_network_remove_steady_set(infsim_network *net, const int64_t *ids, int n, int64_t now_ns) {
+  bool dirty = false;
+  for (int i = 0; i < n; i++) {
+    net_flow *f = lookup(net, ids[i]);
+    if (!f) continue;
+    assert(f->steady);
+    assert(now_ns <= net->next_ns || now_ns == net->now_ns); /* advance first: nothing may end before now */
+    progress(net, now_ns);
+    /* (its carried bytes are not folded: nobody reads them once it is gone) */
+    bool moving = f->rate_bytes_per_s > 0;
+    if (is_active(net, f) && unsaturated(net, f, 0.0)) {
+      for (int k = 0; k < f->path_len; k++) {
+        size_t l = (size_t)f->path[k];
+        fold_link(net, l);
+        net->links[l].load_bytes_per_s -= f->rate_bytes_per_s;
+        net->links[l].flows_on--;
+        net->acct[l].moving -= moving;
+        load_changed(net, l);
+      }
+    } else {
+      for (int k = 0; k < f->path_len; k++) {
+        net->links[f->path[k]].flows_on--;
+        net->acct[f->path[k]].moving -= moving;
+      }
+      dirty = true; /* as a removal under hold marks it, active or not */
+    }
+    f->id = -1;
+    set_used(net, (size_t)(f - net->flows), false);
+    net->free_slots[net->free_count++] = (size_t)(f - net->flows);
+    net->flow_count--;
+  }
+  if (dirty && net->held)
+    net->dirty = true;
+  else if (dirty)
+    recompute(net);
+}
+
 int64_t infsim_network_next_ns(const infsim_network *net) { return net->next_ns; }
 
 /* Insertion sort by id: a handful of flows end at one instant. */
@@ -845,9 +983,9 @@ size_t infsim_network_advance(infsim_network *net, int64_t t_ns, infsim_flow_don
     int64_t e = net->next_ns;
     progress(net, e);
     size_t n = 0;
-    for (size_t s = 0; s < net->flow_cap; s++) {
+    for (size_t s = next_used(net, 0); s < net->flow_cap; s = next_used(net, s + 1)) {
       net_flow *f = &net->flows[s];
-      if (f->id < 0 || f->steady || f->finish_ns > e) continue;
+      if (f->steady || f->finish_ns > e) continue;
       if (n == net->done_cap) {
         size_t cap = net->done_cap ? 2 * net->done_cap : 16;
         size_t *d = realloc(net->done_scratch, cap * sizeof *d);
@@ -876,10 +1014,12 @@ size_t infsim_network_advance(infsim_network *net, int64_t t_ns, infsim_flow_don
       net->done_tags[k] = f->tag;
       drop(net, f);
     }
+    /* One filling, also when nothing ended (a flow started competing):
+     * a second one at the same time, with nothing changed, found the same
+     * rates. */
     recompute(net);
     for (size_t k = 0; k < n; k++)
       if (done) done(ctx, net->done_ids[k], net->done_tags[k], e);
-    if (n == 0) recompute(net); /* a flow started competing */
     completed += n;
   }
   progress(net, t_ns);
@@ -957,7 +1097,7 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
     L->probe_residual_bytes_per_s = L->load_bytes_per_s < L->info.bytes_per_s ? L->info.bytes_per_s - L->load_bytes_per_s : 0;
   }
   /* The flows already on these links, each bounded by its rate now. */
-  for (size_t s = 0; walk && s < net->flow_cap; s++) {
+  for (size_t s = walk ? next_used(net, 0) : net->flow_cap; s < net->flow_cap; s = next_used(net, s + 1)) {
     const net_flow *f = &net->flows[s];
     if (!is_active(net, f) || !(f->rate_bytes_per_s > 0)) continue;
     int len = 0;
@@ -1075,6 +1215,8 @@ int64_t infsim_network_now_ns(const infsim_network *net) { return net->now_ns; }
 void infsim_network_check(const infsim_network *net) {
   double *load = calloc(net->link_count ? net->link_count : 1, sizeof *load);
   assert(load);
+  /* The scans' bit per slot: set exactly where a flow is. */
+  for (size_t s = 0; s < net->flow_cap; s++) assert((net->flows[s].id >= 0) == (next_used(net, s) == s));
   for (size_t s = 0; s < net->flow_cap; s++) {
     const net_flow *f = &net->flows[s];
     if (!is_active(net, f)) continue;

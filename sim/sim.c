@@ -236,6 +236,8 @@ const infsim_network *infsim_sim_network(const infsim_sim *s) { return s->net; }
 
 const infsim_sched *infsim_sim_sched(const infsim_sim *s) { return s->sched; }
 
+int64_t infsim_sim_now_ns(const infsim_sim *s) { return s->now_ns; }
+
 void infsim_sim_high_water(const infsim_sim *s, infsim_high_water_set *out) {
   out->count = 0;
   infsim_high_water_note(out, "event_heap", (int64_t)s->heap.peak, (int64_t)s->heap.count, (int64_t)s->heap.capacity);

@@ -17,6 +17,17 @@
 
 #include "sim_internal.h"
 
+/* llround(x) for |x| < 9.2e18 without the library call (the steps done,
+ * a cut and every run with DistAttention terms price through here, about
+ * a million times an hour): the integer part by truncation, then half away
+ * from zero by the fractional part, which x - trunc(x) gives exactly (as
+ * costmodel.c's round_ns). */
+static inline int64_t round_half_away(double x) {
+  int64_t out = (int64_t)x;
+  double frac = x - (double)out;
+  return out + (frac >= 0.5) - (frac <= -0.5);
+}
+
 /* Local decode attention of steps [0, k) of the run, one layer. */
 static double local_attn_sum(const infsim_sim *s, const sim_exec_instance *x, int64_t k) {
   const infsim_cost_curves *c = &s->cost.curves;
@@ -48,7 +59,7 @@ static int64_t full_rate_run_ns(const infsim_sim *s, const sim_exec_instance *x,
   int64_t base = infsim_cost_decode_run_ns(&s->cost, &x->run, x->first_context, steps);
   if ((x->da_remote_ns <= 0.0 && x->da_guest_ns <= 0.0) || base == INT64_MAX) return base;
   double extra = distattn_run_ns(s, x, steps);
-  return extra < 9.2e18 - (double)base ? base + (int64_t)llround(extra) : INT64_MAX;
+  return extra < 9.2e18 - (double)base ? base + round_half_away(extra) : INT64_MAX;
 }
 
 /* The first `steps` steps, each no shorter than the floor its contended
@@ -60,7 +71,7 @@ static int64_t decode_run_ns(const infsim_sim *s, const sim_exec_instance *x, in
   int64_t all = full_rate_run_ns(s, x, steps), before = full_rate_run_ns(s, x, m);
   if (all == INT64_MAX) return all;
   double floored = x->da_floor_ns * (double)m;
-  return floored < 9.2e18 - (double)(all - before) ? all - before + (int64_t)llround(floored) : INT64_MAX;
+  return floored < 9.2e18 - (double)(all - before) ? all - before + round_half_away(floored) : INT64_MAX;
 }
 
 /* What DistAttention adds to one step of the batch, all layers (distattn.h):
@@ -87,27 +98,59 @@ static int64_t host_ma_neighbours(const infsim_sim *s, int32_t instance, int64_t
 /* What one step sends to holder h and gets back from it, per layer, as
  * distattn.c prices it: decode queries and partials (a fetch ships the
  * host KV back instead), a prompt chunk's queries and the KV it writes
- * there, and its partials (or the host KV it fetches). */
+ * there, and its partials (or the host KV it fetches). With node relay
+ * (distattn.h) this is the owner's route to h: decode_queries are the
+ * node's at a relay, 0 at a relayed holder (its queries come from the
+ * relay), and a relayed holder gets no chunk queries (chunk_queries
+ * false) but its KV written. */
 static void holder_layer_bytes(const infsim_distattn_shape *shape, const infsim_batch *b, const infsim_batch_holder *h,
-                               int32_t kind, bool prefill, double kv_write_bytes, double *out, double *back) {
+                               int32_t kind, bool prefill, double kv_write_bytes, int64_t decode_queries,
+                               bool chunk_queries, double *out, double *back) {
   *out = *back = 0.0;
-  if (h->decode_requests > 0 && b->agg.remote_requests > 0) {
+  if (decode_queries > 0 && b->agg.remote_requests > 0) {
     if (kind == INFSIM_HOLDER_HOST_FETCH) {
       *back += (double)h->decode_context_tokens * shape->kv_bytes_per_token_layer;
     } else {
-      *out += infsim_distattn_query_bytes(shape, h->decode_requests);
-      *back += infsim_distattn_partial_bytes(shape, h->decode_requests);
+      *out += infsim_distattn_query_bytes(shape, decode_queries);
+      *back += infsim_distattn_partial_bytes(shape, decode_queries);
     }
   }
   if (!prefill || b->agg.prefill_tokens <= 0) return;
   *out += kv_write_bytes;
-  if (h->prefill_context_tokens <= 0) return;
+  if (h->prefill_context_tokens <= 0 || !chunk_queries) return;
   if (kind == INFSIM_HOLDER_GPU) {
     *out += infsim_distattn_query_bytes(shape, b->agg.prefill_tokens);
     *back += infsim_distattn_partial_bytes(shape, b->agg.prefill_tokens);
   } else {
     *back += (double)h->prefill_context_tokens * shape->kv_bytes_per_token_layer;
   }
+}
+
+/* A new route of the step from `from` to `to` carrying out / back bytes a
+ * layer, at the nominal rate of its path until the probe sets its share;
+ * its probe entries appended to paths / lens / route. Returns its index. */
+static int add_route(const infsim_sim *s, sim_exec_instance *x, int32_t from, int32_t to, double out, double back,
+                     int32_t (*paths)[INFSIM_NET_MAX_PATH], int *lens, int *route, int *dir, int *n) {
+  int r = x->da_routes++;
+  double layers = (double)s->c.distattn.layers, bw = 0;
+  int64_t lat = 0;
+  sim_transport_route(s, from, to, &bw, &lat);
+  x->da_from[r] = from;
+  x->da_holder[r] = to;
+  x->da_out_bytes[r] = layers * out;
+  x->da_back_bytes[r] = layers * back;
+  x->da_out_rate[r] = x->da_back_rate[r] = bw;
+  if (out > 0) {
+    lens[*n] = infsim_network_route(s->net, from, to, paths[*n]);
+    route[*n] = r;
+    dir[(*n)++] = 0;
+  }
+  if (back > 0) {
+    lens[*n] = infsim_network_route(s->net, to, from, paths[*n]);
+    route[*n] = r;
+    dir[(*n)++] = 1;
+  }
+  return r;
 }
 
 static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exec_instance *x, int64_t now_ns) {
@@ -139,47 +182,91 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
     int32_t kind = h->holder >= s->n_instances ? shape->host_kind : INFSIM_HOLDER_GPU;
     kinds[k] = kind;
     writes[k] = (double)h->write_tokens * kv_bytes_per_token_layer;
-    dec[k] = (infsim_distattn_holder){h->decode_requests, h->decode_context_tokens, bw, bw, lat, 0, kind};
-    pre[k] = (infsim_distattn_holder){h->prefill_tokens, h->prefill_context_tokens, bw, bw, lat, (int64_t)writes[k],
-                                      kind == INFSIM_HOLDER_GPU ? INFSIM_HOLDER_GPU : INFSIM_HOLDER_HOST_FETCH};
+    dec[k] = (infsim_distattn_holder){.requests = h->decode_requests, .context_tokens = h->decode_context_tokens,
+                                      .bytes_per_s = bw, .back_bytes_per_s = bw, .latency_ns = lat, .kind = kind};
+    pre[k] = (infsim_distattn_holder){.requests = h->prefill_tokens, .context_tokens = h->prefill_context_tokens,
+                                      .bytes_per_s = bw, .back_bytes_per_s = bw, .latency_ns = lat,
+                                      .write_bytes = (int64_t)writes[k],
+                                      .kind = kind == INFSIM_HOLDER_GPU ? INFSIM_HOLDER_GPU : INFSIM_HOLDER_HOST_FETCH};
     prefill |= h->prefill_tokens > 0;
     x->host_ma |= kind == INFSIM_HOLDER_HOST_MA && h->decode_requests > 0;
   }
-  /* The step's traffic, per holder and direction, and the rate each gets:
+  bool chunk = prefill && a->prefill_tokens > 0;
+  if (shape->relay == INFSIM_DISTATTN_RELAY_NODE) {
+    int32_t node[INFSIM_KV_MAX_HOLDINGS];
+    for (int j = 0; j < k; j++) node[j] = infsim_network_node_of(s->net, b->holders[j].holder);
+    int32_t own = infsim_network_node_of(s->net, b->instance);
+    if (a->remote_requests > 0) infsim_distattn_relay_assign(dec, node, k, own, a->remote_requests, false);
+    if (chunk) infsim_distattn_relay_assign(pre, node, k, own, a->prefill_tokens, true);
+  }
+  /* The step's traffic, per route and direction, and the rate each gets:
    * its max-min share beside the step's other transfers (the owner's NIC
    * or NVLink carries all of its holders' queries out and partials in at
    * once) and the flows already on those links (other runs' steady flows,
-   * KV moves). */
-  int32_t paths[2 * INFSIM_KV_MAX_HOLDINGS][INFSIM_NET_MAX_PATH];
-  int lens[2 * INFSIM_KV_MAX_HOLDINGS], which[2 * INFSIM_KV_MAX_HOLDINGS], route[2 * INFSIM_KV_MAX_HOLDINGS], n = 0;
-  double rates[2 * INFSIM_KV_MAX_HOLDINGS];
-  double layers = (double)shape->layers;
+   * KV moves). A route per holder from the owner; with node relay, one
+   * more from the relay to each holder it forwards to. */
+  int32_t paths[2 * SIM_DA_MAX_ROUTES][INFSIM_NET_MAX_PATH];
+  int lens[2 * SIM_DA_MAX_ROUTES], route[2 * SIM_DA_MAX_ROUTES], dir[2 * SIM_DA_MAX_ROUTES], n = 0;
+  int direct[INFSIM_KV_MAX_HOLDINGS], dec_hop[INFSIM_KV_MAX_HOLDINGS], pre_hop[INFSIM_KV_MAX_HOLDINGS];
+  double rates[2 * SIM_DA_MAX_ROUTES];
   for (int j = 0; j < k; j++) {
     double out = 0, back = 0;
-    holder_layer_bytes(shape, b, &b->holders[j], kinds[j], prefill, (double)(int64_t)writes[j], &out, &back);
-    if (out <= 0 && back <= 0) continue;
-    int r = x->da_routes++;
-    x->da_holder[r] = b->holders[j].holder;
-    x->da_out_bytes[r] = layers * out;
-    x->da_back_bytes[r] = layers * back;
-    if (out > 0) {
-      lens[n] = infsim_network_route(s->net, b->instance, b->holders[j].holder, paths[n]);
-      route[n] = r;
-      which[n++] = j;
+    int64_t dq = dec[j].via != 0 ? 0 : dec[j].relay_queries > 0 ? dec[j].relay_queries : b->holders[j].decode_requests;
+    holder_layer_bytes(shape, b, &b->holders[j], kinds[j], prefill, (double)(int64_t)writes[j], dq, pre[j].via == 0,
+                       &out, &back);
+    direct[j] = dec_hop[j] = pre_hop[j] = -1;
+    if (out > 0 || back > 0)
+      direct[j] = add_route(s, x, b->instance, b->holders[j].holder, out, back, paths, lens, route, dir, &n);
+  }
+  for (int j = 0; j < k; j++) {
+    double dq = 0, dp = 0, cq = 0, cp = 0;
+    if (dec[j].via != 0) {
+      dq = infsim_distattn_query_bytes(shape, dec[j].requests);
+      dp = infsim_distattn_partial_bytes(shape, dec[j].requests);
     }
-    if (back > 0) {
-      lens[n] = infsim_network_route(s->net, b->holders[j].holder, b->instance, paths[n]);
-      route[n] = r;
-      which[n++] = -1 - j;
+    if (pre[j].via != 0) {
+      cq = infsim_distattn_query_bytes(shape, a->prefill_tokens);
+      cp = infsim_distattn_partial_bytes(shape, a->prefill_tokens);
     }
+    if (dec[j].via != 0 && pre[j].via == dec[j].via) { /* one relay for both: one route */
+      dec_hop[j] = pre_hop[j] = add_route(s, x, b->holders[dec[j].via - 1].holder, b->holders[j].holder, dq + cq,
+                                          dp + cp, paths, lens, route, dir, &n);
+      continue;
+    }
+    if (dec[j].via != 0)
+      dec_hop[j] = add_route(s, x, b->holders[dec[j].via - 1].holder, b->holders[j].holder, dq, dp, paths, lens,
+                             route, dir, &n);
+    if (pre[j].via != 0)
+      pre_hop[j] = add_route(s, x, b->holders[pre[j].via - 1].holder, b->holders[j].holder, cq, cp, paths, lens,
+                             route, dir, &n);
   }
   infsim_network_probe(s->net, n, (const int32_t(*)[INFSIM_NET_MAX_PATH])paths, lens, rates);
   for (int i = 0; i < n; i++) {
-    int j = which[i] >= 0 ? which[i] : -1 - which[i];
-    double rate = isfinite(rates[i]) ? rates[i] : dec[j].bytes_per_s;
-    assert(rate > 0);
-    if (which[i] >= 0) dec[j].bytes_per_s = pre[j].bytes_per_s = x->da_out_rate[route[i]] = rate;
-    else dec[j].back_bytes_per_s = pre[j].back_bytes_per_s = x->da_back_rate[route[i]] = rate;
+    if (!isfinite(rates[i])) continue; /* the path's nominal rate */
+    assert(rates[i] > 0);
+    if (dir[i] == 0) x->da_out_rate[route[i]] = rates[i];
+    else x->da_back_rate[route[i]] = rates[i];
+  }
+  for (int j = 0; j < k; j++) {
+    if (direct[j] >= 0) {
+      dec[j].bytes_per_s = pre[j].bytes_per_s = x->da_out_rate[direct[j]];
+      dec[j].back_bytes_per_s = pre[j].back_bytes_per_s = x->da_back_rate[direct[j]];
+    }
+    if (dec_hop[j] >= 0 || pre_hop[j] >= 0) {
+      int r = dec_hop[j] >= 0 ? dec_hop[j] : pre_hop[j];
+      double bw = 0;
+      int64_t lat = 0;
+      sim_transport_route(s, x->da_from[r], x->da_holder[r], &bw, &lat);
+      dec[j].hop_latency_ns = pre[j].hop_latency_ns = lat;
+    }
+    if (dec_hop[j] >= 0) {
+      dec[j].hop_bytes_per_s = x->da_out_rate[dec_hop[j]];
+      dec[j].hop_back_bytes_per_s = x->da_back_rate[dec_hop[j]];
+    }
+    if (pre_hop[j] >= 0) {
+      pre[j].hop_bytes_per_s = x->da_out_rate[pre_hop[j]];
+      pre[j].hop_back_bytes_per_s = x->da_back_rate[pre_hop[j]];
+    }
   }
   /* The node's CPU memory bandwidth, shared equally by the instances
    * attending host KV on it at once; fixed for the batch (as every
@@ -206,12 +293,18 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
     }
     x->da_cross = lo;
   }
-  if (prefill && a->prefill_tokens > 0) {
+  if (chunk) {
     infsim_distattn_layer l = infsim_distattn_prefill_layer(c, shape, a->prefill_tokens, a->prefill_attn_pairs, pre, k);
     extra += (double)shape->layers * (l.attention_ns - l.local_ns);
     x->da_step_bytes += (double)shape->layers * l.bytes;
   }
   return extra;
+}
+
+/* The links of route r's direction dir (0: out from da_from, 1: back). */
+static int route_path(const infsim_sim *s, const sim_exec_instance *x, int r, int dir, int32_t *path) {
+  return dir == 0 ? infsim_network_route(s->net, x->da_from[r], x->da_holder[r], path)
+                  : infsim_network_route(s->net, x->da_holder[r], x->da_from[r], path);
 }
 
 static infsim_status time_overflow(const infsim_batch *b, int64_t now_ns, infsim_error *err) {
@@ -249,26 +342,23 @@ static infsim_status record_row(infsim_sim *s, sim_exec_instance *x, const infsi
  * steady flow per holder and direction over it doubled the flows in the
  * network (each filling and each step's probe walks them all) for load
  * that lasts one step; other owners' steps and KV moves do not see it. */
-static void account_prompt(infsim_sim *s, sim_exec_instance *x, int32_t owner) {
+static void account_prompt(infsim_sim *s, sim_exec_instance *x) {
   x->da_prompt_pending = false;
   for (int r = 0; r < x->da_routes; r++)
     for (int dir = 0; dir < 2; dir++) {
       double bytes = dir == 0 ? x->da_out_bytes[r] : x->da_back_bytes[r];
       double rate = dir == 0 ? x->da_out_rate[r] : x->da_back_rate[r];
       int32_t path[INFSIM_NET_MAX_PATH];
-      int len = dir == 0 ? infsim_network_route(s->net, owner, x->da_holder[r], path)
-                         : infsim_network_route(s->net, x->da_holder[r], owner, path);
-      if (bytes > 0.0 && len > 0) infsim_network_account(s->net, path, len, bytes, (int64_t)llround(bytes / rate * 1e9));
+      int len = route_path(s, x, r, dir, path);
+      if (bytes > 0.0 && len > 0) infsim_network_account(s->net, path, len, bytes, round_half_away(bytes / rate * 1e9));
     }
 }
 
 infsim_status sim_executor_run_ended(infsim_sim *s, int32_t instance, infsim_error *err) {
   sim_exec_instance *x = &s->exec[instance];
-  if (x->da_prompt_pending) account_prompt(s, x, instance);
+  if (x->da_prompt_pending) account_prompt(s, x);
   if (x->da_flows == 0) return INFSIM_OK;
-  infsim_network_hold(s->net);
-  for (int i = 0; i < x->da_flows; i++) infsim_network_remove(s->net, x->da_flow[i], s->now_ns);
-  infsim_network_release(s->net);
+  infsim_network_remove_steady_set(s->net, x->da_flow, x->da_flows, s->now_ns);
   x->da_flows = 0;
   return sim_transport_reschedule(s, err);
 }
@@ -283,36 +373,32 @@ infsim_status sim_executor_run_ended(infsim_sim *s, int32_t instance, infsim_err
  * link bounds the run's throughput). The price is fixed as of the run's
  * start: flows starting or ending later change the shares, and the next
  * run prices with them. */
-static infsim_status start_flows(infsim_sim *s, sim_exec_instance *x, int32_t owner, int64_t now_ns,
-                                 infsim_error *err) {
+static infsim_status start_flows(infsim_sim *s, sim_exec_instance *x, int64_t now_ns, infsim_error *err) {
   x->da_floor_ns = 0.0;
   x->da_floor_steps = 0;
   if (x->da_routes == 0 || x->steps < 1) return INFSIM_OK;
   double span_s = (double)(x->lead_ns + x->compute_ns) * 1e-9;
   if (!(span_s > 0.0)) return INFSIM_OK;
   double floor_ns = 0.0;
-  double bytes[2 * INFSIM_KV_MAX_HOLDINGS], demand[2 * INFSIM_KV_MAX_HOLDINGS];
+  double bytes[2 * SIM_DA_MAX_ROUTES], demand[2 * SIM_DA_MAX_ROUTES];
+  int32_t paths[2 * SIM_DA_MAX_ROUTES][INFSIM_NET_MAX_PATH];
+  int lens[2 * SIM_DA_MAX_ROUTES];
   infsim_network_sync(s->net, now_ns);
-  infsim_network_hold(s->net);
   for (int r = 0; r < x->da_routes; r++)
     for (int dir = 0; dir < 2; dir++) {
       double b = dir == 0 ? x->da_out_bytes[r] : x->da_back_bytes[r];
       if (b <= 0.0) continue;
-      int32_t path[INFSIM_NET_MAX_PATH];
-      int len = dir == 0 ? infsim_network_route(s->net, owner, x->da_holder[r], path)
-                         : infsim_network_route(s->net, x->da_holder[r], owner, path);
-      if (len == 0) continue;
       int f = x->da_flows;
+      lens[f] = route_path(s, x, r, dir, paths[f]);
+      if (lens[f] == 0) continue;
       bytes[f] = b;
       demand[f] = b * (double)x->steps / span_s;
-      infsim_status st = infsim_network_add_steady(s->net, demand[f], path, len, now_ns, 0, &x->da_flow[f], err);
-      if (st != INFSIM_OK) {
-        infsim_network_release(s->net);
-        return st;
-      }
       x->da_flows++;
     }
-  infsim_network_release(s->net);
+  /* every flow at its demand: no step is held to a share */
+  if (infsim_network_add_steady_set(s->net, x->da_flows, (const int32_t(*)[INFSIM_NET_MAX_PATH])paths, lens, demand,
+                                    now_ns, x->da_flow))
+    return sim_transport_reschedule(s, err);
   /* the shares, once every flow of the run competes */
   for (int f = 0; f < x->da_flows; f++) {
     double rate = infsim_network_rate(s->net, x->da_flow[f]);
@@ -337,7 +423,8 @@ static infsim_status exec_submit(void *self, const infsim_batch *b, int64_t now_
   infsim_sim *s = self;
   sim_exec_instance *x = &s->exec[b->instance];
   x->da_prompt_pending = false; /* a prompt batch that never ended (its instance lost) carried nothing */
-  infsim_status st = sim_executor_run_ended(s, b->instance, err); /* none left: a run ends before the next */
+  /* none left: a run ends before the next (the call only when it has flows) */
+  infsim_status st = x->da_flows > 0 ? sim_executor_run_ended(s, b->instance, err) : INFSIM_OK;
   if (st != INFSIM_OK) return st;
   x->da_floor_ns = 0.0;
   int64_t lead = add_time(infsim_cost_transfer_ns(b->swap_out_bytes, s->c.pcie_bytes_per_s, 0),
@@ -373,7 +460,7 @@ static infsim_status exec_submit(void *self, const infsim_batch *b, int64_t now_
     x->steps = b->steps;
     x->lead_ns = lead;
     x->compute_ns = compute;
-    st = start_flows(s, x, b->instance, now_ns, err);
+    st = start_flows(s, x, now_ns, err);
     if (st != INFSIM_OK) return st;
     if (x->da_floor_ns > 0.0) {
       compute = decode_run_ns(s, x, b->steps);

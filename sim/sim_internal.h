@@ -17,6 +17,11 @@ enum { NETWORK_TARGET = -3 };
 /* Messages this small skip the max-min network (sim_transport.c). */
 enum { INFSIM_CONTROL_MSG_BYTES = 64 * 1024 };
 
+/* A step's DistAttention routes: one per holder (owner -> holder), and
+ * with node relay (distattn.h) up to two more per relayed holder (its
+ * decode and its prompt chunk relay -> holder). */
+enum { SIM_DA_MAX_ROUTES = 3 * INFSIM_KV_MAX_HOLDINGS };
+
 /* The simulated executor's view of one instance's batch in flight. */
 typedef struct {
   uint32_t generation; /* bumped when a batch starts or is cut: older events are stale */
@@ -36,15 +41,16 @@ typedef struct {
   int64_t da_cross;        /* the first step j with A_j >= R (overlap hides R from there) */
   double da_step_bytes;    /* what one step sends to and gets from the holders, all layers */
   bool host_ma;            /* its decode steps attend host KV on the CPU (policy.cpu_tier: ma) */
-  /* Per remote holder of a batch: what one step sends there and gets back
+  /* Per route of a batch's DistAttention (from da_from, the owner or a
+   * node's relay, to da_holder): what one step sends there and gets back
    * (all layers), at what rates, and a decode run's steady flows
    * (network.h), one per direction, from its start until it ends. */
-  int32_t da_holder[INFSIM_KV_MAX_HOLDINGS];
-  double da_out_bytes[INFSIM_KV_MAX_HOLDINGS], da_back_bytes[INFSIM_KV_MAX_HOLDINGS];
-  double da_out_rate[INFSIM_KV_MAX_HOLDINGS], da_back_rate[INFSIM_KV_MAX_HOLDINGS]; /* the step's shares */
+  int32_t da_holder[SIM_DA_MAX_ROUTES], da_from[SIM_DA_MAX_ROUTES];
+  double da_out_bytes[SIM_DA_MAX_ROUTES], da_back_bytes[SIM_DA_MAX_ROUTES];
+  double da_out_rate[SIM_DA_MAX_ROUTES], da_back_rate[SIM_DA_MAX_ROUTES]; /* the step's shares */
   int da_routes;
   bool da_prompt_pending; /* a prompt batch's traffic goes on the links when it ends */
-  int64_t da_flow[2 * INFSIM_KV_MAX_HOLDINGS];
+  int64_t da_flow[2 * SIM_DA_MAX_ROUTES];
   int da_flows;
   /* Links short of the flows' demand: no step is shorter than the slowest
    * route's bytes per step at its max-min share (da_floor_ns); steps before

@@ -214,18 +214,27 @@ static void place(world *w, infsim_gm *gm, int64_t r, int32_t owner, int32_t i, 
   infsim_gm_heartbeat(gm, i, 0, w->free_blocks[i], &e, 1, false);
 }
 
+/* Blocks of request r, owned by owner, at holder. */
+typedef struct {
+  int64_t r;
+  int32_t owner, holder;
+  int64_t blocks;
+} placed;
+
+/* A gManager over w's instances (two a node) with rows[0..n) placed. */
+static infsim_gm *cluster_of(world *w, const placed *rows, size_t n) {
+  infsim_gm *gm = NULL;
+  assert_int_equal(infsim_gm_new(INST, 2, CAPB, REQS, RESERVE, &gm, NULL), INFSIM_OK);
+  for (size_t k = 0; k < n; k++) place(w, gm, rows[k].r, rows[k].owner, rows[k].holder, rows[k].blocks);
+  return gm;
+}
+
 /* The cluster of the clean borrow (below): debtor 0 full with r0 (60
  * blocks) and r1 (40); instance 1 holds r2 (50, 50 free), 2 holds r3
  * (70, 30 free), 3 holds r4 (100, none free). Two instances a node. */
 static infsim_gm *clean_cluster(world *w) {
-  infsim_gm *gm = NULL;
-  assert_int_equal(infsim_gm_new(INST, 2, CAPB, REQS, RESERVE, &gm, NULL), INFSIM_OK);
-  place(w, gm, 0, 0, 0, 60);
-  place(w, gm, 1, 0, 0, 40);
-  place(w, gm, 2, 1, 1, 50);
-  place(w, gm, 3, 2, 2, 70);
-  place(w, gm, 4, 3, 3, 100);
-  return gm;
+  const placed rows[] = {{0, 0, 0, 60}, {1, 0, 0, 40}, {2, 1, 1, 50}, {3, 2, 2, 70}, {4, 3, 3, 100}};
+  return cluster_of(w, rows, sizeof rows / sizeof *rows);
 }
 
 static void heartbeat_free(world *w, infsim_gm *gm) {
@@ -281,6 +290,23 @@ static void run_until(world *w, infsim_contract *c, int64_t until_ns) {
 }
 
 static void run(world *w, infsim_contract *c) { run_until(w, c, INT64_MAX); }
+
+/* The clean borrow's r0 ends at end_ns: the run goes on until then, its
+ * blocks are freed wherever held, and its moves are cancelled. */
+static void end_r0_at(world *w, infsim_contract *c, int64_t end_ns) {
+  run_until(w, c, end_ns);
+  w_end(w, 0);
+  assert_int_equal(infsim_contract_cancel(c, 0, end_ns, NULL), INFSIM_OK);
+}
+
+/* After r0's move was cancelled and the run ended: nothing committed,
+ * nothing of r0 at instance 1 nor held for it, nothing reserved. */
+static void check_cancel_left_nothing(const world *w, infsim_contract *c) {
+  assert_int_equal(infsim_contract_counters_of(c)->cancelled, 1);
+  assert_int_equal(w->commits, 0);
+  assert_int_equal(w->free_blocks[1], 50);
+  for (int32_t i = 0; i < INST; i++) assert_int_equal(infsim_contract_reserved(c, i), 0);
+}
 
 /* Debtor 0 is full with r0 (60 blocks) and r1 (40); instance 1 has 50
  * free, 2 has 30, 3 none. r1 needs 10 and may not take new blocks
@@ -454,8 +480,7 @@ static void test_cancel_when_request_ends(void **state) {
     int64_t end_ns = 50000000, hop = LAT_NS + 640;
     run_until(w, c, end_ns);
     assert_int_equal(infsim_contract_reserved(c, 1), 10); /* the KV is on its way */
-    w_end(w, 0);
-    assert_int_equal(infsim_contract_cancel(c, 0, end_ns, NULL), INFSIM_OK);
+    end_r0_at(w, c, end_ns);
     assert_int_equal(w->cancelled, 1);
     assert_false(infsim_contract_in_flight(c, 0, 1)); /* over for the debtor's policy */
     assert_int_equal(infsim_contract_pending(c, 0), 0);
@@ -466,17 +491,14 @@ static void test_cancel_when_request_ends(void **state) {
     assert_int_equal(infsim_contract_reserved(c, 1), 0);
     run(w, c);
     const infsim_contract_counters *n = infsim_contract_counters_of(c);
-    assert_int_equal(n->cancelled, 1);
     assert_int_equal(n->retries, lose_first);
     assert_int_equal(w->kinds[INFSIM_MSG_RELEASE], 1 + lose_first);
     assert_int_equal(n->kv_sends, 1);
     assert_int_equal(n->kv_sent_bytes, can_stop ? 4997244 : 10 * BLOCK_BYTES);
     assert_int_equal(n->kv_moves, 0);
-    assert_int_equal(w->commits, 0);
     assert_int_equal(w->done_ok + w->done_fail, 0);
-    assert_int_equal(w->free_blocks[1], 50); /* nothing of r0 there, nothing held for it */
     assert_int_equal(infsim_gm_held_by(gm, 0, 1), 0);
-    for (int32_t i = 0; i < INST; i++) assert_int_equal(infsim_contract_reserved(c, i), 0);
+    check_cancel_left_nothing(w, c);
     teardown(w, gm, c);
   }
 }
@@ -494,21 +516,16 @@ static void test_cancel_overtakes_reserve(void **state) {
   w->delay_ns = 20000000;
   infsim_gm *gm = NULL;
   infsim_contract *c = start_clean_borrow(w, &gm);
-  run_until(w, c, 1000000);
-  w_end(w, 0);
-  assert_int_equal(infsim_contract_cancel(c, 0, 1000000, NULL), INFSIM_OK);
+  end_r0_at(w, c, 1000000);
   int64_t hop = LAT_NS + 2, reserve_at = 2 * hop + 20000000 + hop;
   run_until(w, c, reserve_at);
   assert_int_equal(w->kinds[INFSIM_MSG_RESERVE_ACK], 1);
   assert_int_equal(infsim_contract_reserved(c, 1), 0);
   run(w, c);
-  const infsim_contract_counters *n = infsim_contract_counters_of(c);
-  assert_int_equal(n->cancelled, 1);
-  assert_int_equal(n->refused, 0); /* the kept refusal answered it: the creditor never looked at its memory */
+  /* the kept refusal answered it: the creditor never looked at its memory */
+  assert_int_equal(infsim_contract_counters_of(c)->refused, 0);
   assert_int_equal(w->kinds[INFSIM_MSG_MOVE], 0);
-  assert_int_equal(w->commits, 0);
-  assert_int_equal(w->free_blocks[1], 50);
-  for (int32_t i = 0; i < INST; i++) assert_int_equal(infsim_contract_reserved(c, i), 0);
+  check_cancel_left_nothing(w, c);
   teardown(w, gm, c);
 }
 
@@ -559,12 +576,8 @@ static void test_ledger_record_bounded(void **state) {
 static void test_fresh_blocks(void **state) {
   (void)state;
   world *w = world_new();
-  infsim_gm *gm = NULL;
-  assert_int_equal(infsim_gm_new(INST, 2, CAPB, REQS, RESERVE, &gm, NULL), INFSIM_OK);
-  place(w, gm, 0, 0, 0, 60);
-  place(w, gm, 2, 1, 1, 50);
-  place(w, gm, 3, 2, 2, 70);
-  place(w, gm, 4, 3, 3, 100);
+  const placed rows[] = {{0, 0, 0, 60}, {2, 1, 1, 50}, {3, 2, 2, 70}, {4, 3, 3, 100}};
+  infsim_gm *gm = cluster_of(w, rows, sizeof rows / sizeof *rows);
   infsim_contract *c = contract(w, gm, 3);
   assert_int_equal(infsim_contract_borrow(c, 0, 5, 70, true, 0, NULL), INFSIM_OK);
   run(w, c);
@@ -587,12 +600,8 @@ static void test_fresh_blocks(void **state) {
 static void test_stale_view_refused_then_given_up(void **state) {
   (void)state;
   world *w = world_new();
-  infsim_gm *gm = NULL;
-  assert_int_equal(infsim_gm_new(INST, 2, CAPB, REQS, RESERVE, &gm, NULL), INFSIM_OK);
-  place(w, gm, 0, 0, 0, 100);
-  place(w, gm, 2, 1, 1, 50);
-  place(w, gm, 3, 2, 2, 70);
-  place(w, gm, 4, 3, 3, 100);
+  const placed rows[] = {{0, 0, 0, 100}, {2, 1, 1, 50}, {3, 2, 2, 70}, {4, 3, 3, 100}};
+  infsim_gm *gm = cluster_of(w, rows, sizeof rows / sizeof *rows);
   w->free_blocks[1] = RESERVE; /* something else took them; no heartbeat yet */
   infsim_contract *c = contract(w, gm, 2);
   assert_int_equal(infsim_contract_borrow(c, 0, 0, 10, true, 0, NULL), INFSIM_OK);
@@ -617,11 +626,8 @@ static void test_stale_view_refused_then_given_up(void **state) {
 static void test_creditor_first_come_first_served(void **state) {
   (void)state;
   world *w = world_new();
-  infsim_gm *gm = NULL;
-  assert_int_equal(infsim_gm_new(INST, 2, CAPB, REQS, RESERVE, &gm, NULL), INFSIM_OK);
-  place(w, gm, 0, 0, 0, 100);
-  place(w, gm, 2, 2, 2, 100);
-  place(w, gm, 3, 3, 3, 100);
+  const placed rows[] = {{0, 0, 0, 100}, {2, 2, 2, 100}, {3, 3, 3, 100}};
+  infsim_gm *gm = cluster_of(w, rows, sizeof rows / sizeof *rows);
   w->free_blocks[1] = 20;
   infsim_contract *c = contract(w, gm, 1);
   /* Requests 1 (on 0) and 6 (on 2) need 10 each and may not take new
@@ -650,12 +656,9 @@ static void test_creditor_first_come_first_served(void **state) {
 static void test_planned_moves(void **state) {
   (void)state;
   world *w = world_new();
-  infsim_gm *gm = NULL;
-  assert_int_equal(infsim_gm_new(INST, 2, CAPB, REQS, RESERVE, &gm, NULL), INFSIM_OK);
-  place(w, gm, 0, 0, 0, 50);
-  place(w, gm, 0, 0, 1, 10);
-  place(w, gm, 1, 2, 2, 97); /* instance 2: 3 free, below its reserve */
-  place(w, gm, 2, 3, 1, 4);
+  /* instance 2: 3 free, below its reserve */
+  const placed rows[] = {{0, 0, 0, 50}, {0, 0, 1, 10}, {1, 2, 2, 97}, {2, 3, 1, 4}};
+  infsim_gm *gm = cluster_of(w, rows, sizeof rows / sizeof *rows);
   infsim_contract *c = contract(w, gm, 3);
   w->exchanges = true;
   infsim_gm_move recall = {.req = 0, .from = 1, .to = 0, .blocks = 10};

@@ -26,7 +26,18 @@
 **    each decode a request with 93 blocks in host memory at once
 **    (recall off); every decode step equals the sum by hand with the CPU
 **    MA at 100 GB/s / m, m the instances of the node whose steps attend
-**    host KV at its start (from the iteration rows: 2 while both do).
+**    host KV at its start (from the iteration rows: 2 while both do);
+**  - a move to host memory whose request ends on the way is cancelled:
+**    over a PCIe link of 0.1 GB/s (the recall scenario's move of R's
+**    blocks takes seconds), R finishes while its blocks are on the way:
+**    the host pool's reservation is free at R's end (not at the landing,
+**    seconds later), the link carried exactly R's bytes up to then
+**    (summed by hand from the protocol's hops: the borrow request with
+**    its report and the gManager's answer before the copy), nothing
+**    lands, nothing is left reserved or in flight;
+**  - the same when R is preempted by recompute on the way (R alone fills
+**    its GPU before its copy lands and preempts itself): the link carries
+**    R's bytes up to the preemption plus the moves that landed.
 */
 #include <math.h>
 #include <setjmp.h>
@@ -39,6 +50,7 @@
 
 #include <cmocka.h>
 
+#include "distkv_fixture.h"
 #include "sim_fixture.h"
 
 static infsim_run_result *run_steps(const char *instances, const char *tier, const char *steps, bool small,
@@ -87,11 +99,7 @@ static void test_macro_steps_equal_single_steps(void **state) {
 /* The cost curves the runs here price with (the roofline of one A100-80GB
  * per instance, as the tests name no calibration DB), for the sums by hand. */
 static const infsim_cost_curves *roofline_curves(const infsim_run_params *p, infsim_cost_model *cm) {
-  infsim_instance_layout layout = {.tp = 1, .pp = 1, .iteration_overhead_ns = p->iteration_overhead_ns,
-                                   .link_latency_ns = p->link_latency_ns};
-  assert_int_equal(infsim_cost_model_build("a100-80gb", "/nonexistent.db", false, &p->model, &layout, &p->roofline,
-                                           cm, NULL),
-                   INFSIM_OK);
+  fixture_a100_roofline(p, cm);
   return &cm->curves;
 }
 
@@ -319,6 +327,224 @@ static void test_cpu_attn_shared_per_node(void **state) {
   infsim_trace_free(&t);
 }
 
+/* What a run looked like at each tick of its watch, as of the event
+ * handled last (at now_ns): the host pool's blocks reserved for moves in
+ * flight (high-water mark cpu_tier_reserved's final), the bytes its
+ * PCIe link up from instance 0 has carried, and the watched request's
+ * state. */
+typedef struct {
+  int64_t now_ns, reserved, preemptions;
+  double pcie_up_bytes;
+  int32_t state;
+} tick_row;
+
+typedef struct {
+  tick_row *row;
+  size_t n, cap;
+  size_t req; /* the request watched */
+} tick_log;
+
+/* Bytes on the PCIe link from instance 0 up to its host (links.csv). */
+static double pcie_up_bytes(const infsim_network *net) {
+  for (int32_t l = 0; l < (int32_t)infsim_network_link_count(net); l++) {
+    infsim_link_info li = infsim_network_link(net, l);
+    if (li.kind == INFSIM_LINK_PCIE && strcmp(li.src, "i0") == 0 && strcmp(li.dst, "h0") == 0) return li.bytes;
+  }
+  fail_msg("no PCIe link i0 -> h0");
+  return 0;
+}
+
+static void on_tick(void *self, const infsim_sim *s, int64_t at_ns) {
+  tick_log *log = self;
+  infsim_high_water_set hw;
+  infsim_sim_high_water(s, &hw);
+  int64_t reserved = -1;
+  for (int i = 0; i < hw.count; i++)
+    if (strcmp(hw.mark[i].name, "cpu_tier_reserved") == 0) reserved = hw.mark[i].final;
+  assert_true(reserved >= 0);
+  size_t n = 0;
+  const infsim_request_record *r = infsim_sim_requests(s, &n);
+  if (log->n == log->cap) {
+    log->cap = log->cap ? 2 * log->cap : 4096;
+    log->row = realloc(log->row, log->cap * sizeof *log->row);
+    assert_non_null(log->row);
+  }
+  (void)at_ns;
+  log->row[log->n++] = (tick_row){infsim_sim_now_ns(s), reserved, r[log->req].preemptions,
+                                  pcie_up_bytes(infsim_sim_network(s)), r[log->req].state};
+}
+
+enum { TICK_NS = 100000 }; /* far below a step (milliseconds): one batch boundary per tick at most */
+
+typedef struct {
+  int64_t at_ns, blocks, out;
+} arrival;
+
+/* One instance of 300 blocks, CPU tier ma over PCIe at 0.1 GB/s; the
+ * requests a[0..n) (the last one is S, found short when it arrives: a
+ * request's newest blocks start for host memory), request `watched`
+ * watched every TICK_NS. */
+static infsim_run_result *run_slow_pcie(const arrival *a, size_t n, size_t watched, const char *extra,
+                                        int64_t *block_bytes, infsim_trace *t, tick_log *log) {
+  const char *const settings[] = {"model=llama2-7b", "gpu=a100-80gb", "cluster.instances=1",
+                                  "scheduler.gpu_memory_utilization=0.2", "cluster.host_memory_gib=8",
+                                  "cluster.pcie_GBps=0.1", "policy.name=infinite-llm", "policy.cpu_tier=ma",
+                                  "metrics.iterations=true", extra, NULL};
+  infsim_run_params p = fixture_params(settings);
+  infsim_sched_params sp;
+  if (infsim_run_sched_params(&p, &sp, NULL) != INFSIM_OK) abort();
+  assert_int_equal(sp.gpu_blocks_per_instance, 300);
+  *block_bytes = sp.block_bytes;
+  *t = (infsim_trace){0};
+  for (size_t k = 0; k < n; k++) fixture_add(t, a[k].at_ns, a[k].blocks * 16, a[k].out);
+  *log = (tick_log){.req = watched};
+  infsim_sim_watch watch = {.self = log, .every_ns = TICK_NS, .tick = on_tick};
+  infsim_run_result *res = NULL;
+  infsim_error err = {0};
+  assert_int_equal(infsim_run_simulate_watched(&p, t, NULL, &watch, &res, &err), INFSIM_OK);
+  return res;
+}
+
+/* When the copy to host memory leaves (the sum by hand): S is found short
+ * at the first batch boundary after its arrival (the start of the next
+ * row); its borrow request (a control message of 64 B carrying the
+ * debtor's report, 24 B an entry: none here, nothing is split) crosses
+ * the PCIe link to the gManager at node 0's host (5 us + 64 B at 0.1
+ * GB/s), whose answer (64 B: no creditor) comes back the same way; the
+ * copy leaves then, and its first byte is on the link 5 us later. */
+static int64_t copy_first_byte_ns(const infsim_run_result *res, int64_t s_at_ns) {
+  size_t n = 0;
+  const infsim_iteration_row *rows = infsim_run_result_iterations(res, &n);
+  int64_t short_ns = -1;
+  for (size_t i = 0; i < n && short_ns < 0; i++)
+    if (rows[i].start_ns >= s_at_ns) short_ns = rows[i].start_ns;
+  assert_true(short_ns >= 0);
+  return short_ns + (5000 + 640) + (5000 + 640) + 5000;
+}
+
+/* Nothing is left at the end: no block reserved, in host memory or on a
+ * GPU, no protocol record, message or flow. */
+static void check_nothing_left(const infsim_run_result *res) {
+  infsim_high_water_set hw;
+  infsim_run_result_high_water(res, &hw);
+  const char *const drained[] = {"cpu_tier_reserved", "kv_host_blocks", "kv_gpu_blocks", "contract_borrows",
+                                 "contract_reservations", "messages_in_flight", "network_flows"};
+  for (size_t k = 0; k < sizeof drained / sizeof *drained; k++) {
+    bool found = false;
+    for (int i = 0; i < hw.count; i++)
+      if (strcmp(hw.mark[i].name, drained[k]) == 0) {
+        found = true;
+        if (hw.mark[i].final != 0) fail_msg("%s: %lld left", drained[k], (long long)hw.mark[i].final);
+      }
+    assert_true(found);
+  }
+}
+
+/* R: 150 blocks of prompt, 60 tokens out; S: 210 blocks at 0.2 s. S's
+ * shortfall (61 blocks) plus policy.borrow_ahead_blocks (32) of R go to
+ * host memory: 93 blocks of 8 MiB, 7.8 s at 0.1 GB/s. R finishes about
+ * half a second after S's arrival: the move is cancelled then. */
+static void test_host_move_cancelled_when_request_ends(void **state) {
+  (void)state;
+  int64_t bb = 0;
+  infsim_trace t;
+  tick_log log;
+  const arrival a[] = {{0, 150, 60}, {200000000, 210, 20}};
+  infsim_run_result *res = run_slow_pcie(a, 2, 0, "policy.cpu_tier_recall=true", &bb, &t, &log);
+  size_t n = 0;
+  const infsim_request_record *r = infsim_run_result_requests(res, &n);
+  assert_int_equal(r[0].state, INFSIM_REQ_FINISHED);
+  assert_int_equal(r[1].state, INFSIM_REQ_FINISHED);
+  int64_t first_ns = copy_first_byte_ns(res, a[1].at_ns), end_ns = r[0].finish_ns;
+  assert_true(end_ns > first_ns && end_ns < first_ns + 93 * bb * 10); /* 10 ns a byte: it had not landed */
+  /* Reserved from the copy's start to R's end, free from R's end on (seen
+   * at the event of R's end itself). */
+  int before = 0, at_end = 0;
+  for (size_t k = 0; k < log.n; k++) {
+    const tick_row *row = &log.row[k];
+    if (row->now_ns > first_ns && row->now_ns < end_ns) {
+      assert_int_equal(row->reserved, 93);
+      before++;
+    }
+    if (row->now_ns >= end_ns) assert_int_equal(row->reserved, 0);
+    at_end += row->now_ns == end_ns;
+  }
+  assert_true(before > 0 && at_end > 0);
+  /* The link carried the copy's bytes up to R's end, no more. */
+  double carried = (double)(end_ns - first_ns) * 0.1;
+  if (fabs(pcie_up_bytes(infsim_run_result_network(res)) - carried) > 1.0)
+    fail_msg("i0 -> h0: %.0f bytes, by hand %.0f", pcie_up_bytes(infsim_run_result_network(res)), carried);
+  infsim_distkv_stats dk;
+  assert_true(infsim_run_result_distkv(res, &dk));
+  assert_int_equal(dk.kv_moves_cancelled, 1);
+  assert_int_equal(dk.host_moves, 0);
+  assert_int_equal(dk.host_blocks, 0);
+  check_nothing_left(res);
+  free(log.row);
+  infsim_run_result_free(res);
+  infsim_trace_free(&t);
+}
+
+/* A (100 blocks of prompt) and R (190, arriving after A) decode; S (50
+ * blocks) arrives at 0.5 s, short: that and the 32 ahead, of R (the
+ * request with the most blocks), go to host memory: over 70 blocks, some
+ * 6 s at 0.1 GB/s. A and R take the GPU's last few free blocks at their
+ * block boundaries within about a second; at the next one the instance
+ * preempts R, the latest arrival, by recompute (policy.when_short:
+ * preempt): its KV is dropped, its move cancelled then. */
+static void test_host_move_cancelled_when_preempted(void **state) {
+  (void)state;
+  int64_t bb = 0;
+  infsim_trace t;
+  tick_log log;
+  const arrival a[] = {{0, 100, 500}, {1000000, 190, 500}, {500000000, 50, 20}};
+  infsim_run_result *res = run_slow_pcie(a, 3, 1, "policy.when_short=preempt", &bb, &t, &log);
+  size_t n = 0;
+  const infsim_request_record *r = infsim_run_result_requests(res, &n);
+  for (size_t k = 0; k < n; k++) assert_int_equal(r[k].state, INFSIM_REQ_FINISHED);
+  assert_true(r[1].preemptions >= 1);
+  int64_t first_ns = copy_first_byte_ns(res, a[2].at_ns);
+  /* The preemption: a batch boundary (a row's end), the last one at or
+   * before the first tick's event that sees R preempted. */
+  int64_t seen_ns = -1;
+  for (size_t k = 0; k < log.n && seen_ns < 0; k++)
+    if (log.row[k].preemptions > 0) seen_ns = log.row[k].now_ns;
+  const infsim_iteration_row *rows = infsim_run_result_iterations(res, &n);
+  int64_t preempt_ns = -1;
+  for (size_t i = 0; i < n; i++)
+    if (rows[i].end_ns <= seen_ns && rows[i].end_ns > preempt_ns) preempt_ns = rows[i].end_ns;
+  /* R's blocks on the way: reserved from the copy's start to the
+   * preemption (the same all along), free at the preemption's event. */
+  int64_t moving = -1;
+  int before = 0, at_preempt = 0;
+  for (size_t k = 0; k < log.n; k++) {
+    const tick_row *row = &log.row[k];
+    if (row->now_ns > first_ns && row->now_ns < preempt_ns) {
+      if (moving < 0) moving = row->reserved;
+      assert_int_equal(row->reserved, moving);
+      before++;
+    }
+    if (row->now_ns == preempt_ns) {
+      assert_int_equal(row->reserved, 0);
+      /* The link carried R's bytes up to then, no more (later moves,
+       * of other requests, add theirs). */
+      double carried = (double)(preempt_ns - first_ns) * 0.1;
+      if (fabs(row->pcie_up_bytes - carried) > 1.0)
+        fail_msg("i0 -> h0 at the preemption: %.0f bytes, by hand %.0f", row->pcie_up_bytes, carried);
+      at_preempt++;
+    }
+  }
+  assert_true(before > 0 && at_preempt > 0 && moving > 70);
+  assert_true(preempt_ns > first_ns && preempt_ns < first_ns + moving * bb * 10); /* it had not landed */
+  infsim_distkv_stats dk;
+  assert_true(infsim_run_result_distkv(res, &dk));
+  assert_true(dk.kv_moves_cancelled >= 1);
+  check_nothing_left(res);
+  free(log.row);
+  infsim_run_result_free(res);
+  infsim_trace_free(&t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_off_rejects),
@@ -328,6 +554,8 @@ int main(void) {
       cmocka_unit_test(test_fetch_step_by_hand),
       cmocka_unit_test(test_host_blocks_recalled),
       cmocka_unit_test(test_cpu_attn_shared_per_node),
+      cmocka_unit_test(test_host_move_cancelled_when_request_ends),
+      cmocka_unit_test(test_host_move_cancelled_when_preempted),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,13 @@
 ** and without overlap; the creditor's iteration grows by the MA it does
 ** for the owner; the owner's step is never shorter than the remote path;
 ** queries and partials each go at their own direction's rate.
+** Node relay: two nodes, the owner on node 0 and three holders on node 1;
+** the queries cross the owner's NIC once (one query out, one partial back
+** per layer instead of three), fan out over node 1's NVLink, and the
+** layer is the hand-computed sum of NIC transfer, fan-out, holder MA,
+** relay merge, return and owner merge; a prompt chunk's KV written to a
+** relayed holder goes to it directly. Roles: only GPU holders on other
+** nodes than the owner's, two or more a node, are relayed.
 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -149,6 +156,95 @@ static void test_prefill_over_remote_blocks(void **state) {
   assert_float_equal(l.attention_ns, 10000 + 131328 + 3000 + 700, 1e-6);
 }
 
+/* Node relay's roles: holders 0-2 on node 1 (2 takes no queries), 3 on
+ * the owner's node 0, 4 alone on node 2, 5 on node 1 but host memory, 6
+ * on node 1. Decode caps the node's queries at the batch's remote
+ * requests; a chunk sends all its tokens. */
+static void test_relay_roles(void **state) {
+  (void)state;
+  infsim_distattn_holder h[7] = {{.requests = 2, .context_tokens = 10}, {.requests = 1, .context_tokens = 10},
+                                 {.requests = 0, .context_tokens = 0},  {.requests = 1, .context_tokens = 10},
+                                 {.requests = 1, .context_tokens = 10}, {.requests = 1, .context_tokens = 10,
+                                                                         .kind = INFSIM_HOLDER_HOST_FETCH},
+                                 {.requests = 3, .context_tokens = 10}};
+  const int32_t node[7] = {1, 1, 1, 0, 2, 1, 1};
+  infsim_distattn_relay_assign(h, node, 7, 0, 4, false);
+  const int32_t via[7] = {0, 1, 0, 0, 0, 0, 1};
+  for (int j = 0; j < 7; j++) assert_int_equal(h[j].via, via[j]);
+  assert_int_equal(h[0].relay_queries, 4); /* 2 + 1 + 3 requests, at most the batch's 4 remote ones */
+  for (int j = 1; j < 7; j++) assert_int_equal(h[j].relay_queries, 0);
+  infsim_distattn_relay_assign(h, node, 7, 0, 100, true);
+  assert_int_equal(h[0].relay_queries, 100);
+  for (int j = 0; j < 7; j++) assert_int_equal(h[j].via, via[j]);
+  /* the owner on node 1: node 2's lone holder and node 0's stay direct */
+  infsim_distattn_relay_assign(h, node, 7, 1, 100, true);
+  for (int j = 0; j < 7; j++) assert_int_equal(h[j].via + (int)h[j].relay_queries, 0);
+}
+
+/* One request decoding with 1000 tokens at its owner (node 0) and 3000,
+ * 2000, 1000 at holders 0-2 on node 1; holder 0 relays. NIC route 25
+ * GB/s, 5 us one way; relay <-> holder 300 GB/s, 1 us. By hand, per layer:
+ *   in    = 5000 + 8192 / 25                     = 5327.68
+ *   relay = in + MA_0 (1000 + 2 + 1500)          = 7829.68
+ *   F_1   = 2000 + 16448 / 300 + (1000 + 2 + 1000) = 4056.82666..
+ *   F_2   = 2000 + 16448 / 300 + (1000 + 2 + 500)  = 3556.82666..
+ *   R     = in + F_1 + merge(1, 3) + 5000 + 8256 / 25
+ *         = 9384.50666.. + 109 + 5330.24        = 14823.74666..
+ *   owner merge(1, 2) = 106 (its partial and the node's), A = 1502:
+ *   attention = 14823.74666.. + 106.
+ * Bytes: one query and partial on the NIC, two over NVLink: 3 x 16448. */
+static void test_relay_decode_by_hand(void **state) {
+  (void)state;
+  infsim_cost_curves c = curves();
+  infsim_distattn_holder h[3];
+  const int64_t ctx[3] = {3000, 2000, 1000};
+  for (int j = 0; j < 3; j++)
+    h[j] = (infsim_distattn_holder){.requests = 1, .context_tokens = ctx[j], .bytes_per_s = 25e9,
+                                    .latency_ns = 5000, .hop_bytes_per_s = 300e9, .hop_latency_ns = 1000};
+  const int32_t node[3] = {1, 1, 1};
+  infsim_distattn_relay_assign(h, node, 3, 0, 1, false);
+  assert_int_equal(h[0].relay_queries, 1);
+  infsim_distattn_layer l = infsim_distattn_decode_layer(&c, &k7b, 1, 1000, 1, h, 3);
+  double r = 5000 + 327.68 + 2000 + 16448 / 300.0 + 2002 + 109 + 5000 + 330.24;
+  assert_float_equal(l.remote_ns, r, 1e-6);
+  assert_float_equal(l.merge_ns, 106, 1e-9);
+  assert_float_equal(l.attention_ns, r + 106, 1e-6);
+  assert_float_equal(l.bytes, 3 * 16448, 1e-9);
+  /* relay off: each holder direct (here at the NIC's 25 GB/s each),
+   * three queries and partials on the NIC, four partials merged */
+  for (int j = 0; j < 3; j++) h[j].via = 0, h[j].relay_queries = 0;
+  l = infsim_distattn_decode_layer(&c, &k7b, 1, 1000, 1, h, 3);
+  assert_float_equal(l.remote_ns, 10000 + 657.92 + 2502, 1e-6);
+  assert_float_equal(l.merge_ns, 112, 1e-9);
+  assert_float_equal(l.bytes, 3 * 16448, 1e-9);
+}
+
+/* A chunk of 100 tokens over the same three holders of 2000 tokens each
+ * (MA 3000 each); its new KV (1,638,400 B) goes to holder 2 directly.
+ *   in    = 5000 + 819200 / 25                     = 37768
+ *   q_at  = in + 1000 + 819200 / 300               = 41498.66..
+ *   kv_at = 5000 + 1638400 / 25                    = 70536 (holder 2)
+ *   F     = max(q_at, kv_at) + 3000 + 1000 + 825600 / 300 = 77288
+ *   R     = 77288 + merge(100, 300) + 5000 + 825600 / 25 = 77288 + 1000 + 38024
+ *   owner merge(100, 200) = 700.
+ * Bytes: Q + P + KV on the NIC, 2 (Q + P) over NVLink. */
+static void test_relay_prefill_by_hand(void **state) {
+  (void)state;
+  infsim_cost_curves c = curves();
+  infsim_distattn_holder h[3];
+  for (int j = 0; j < 3; j++)
+    h[j] = (infsim_distattn_holder){.requests = 100, .context_tokens = 2000, .bytes_per_s = 25e9,
+                                    .latency_ns = 5000, .hop_bytes_per_s = 300e9, .hop_latency_ns = 1000};
+  h[2].write_bytes = 1638400;
+  const int32_t node[3] = {1, 1, 1};
+  infsim_distattn_relay_assign(h, node, 3, 0, 100, true);
+  infsim_distattn_layer l = infsim_distattn_prefill_layer(&c, &k7b, 100, 5050, h, 3);
+  assert_float_equal(l.remote_ns, 77288 + 1000 + 38024, 1e-6);
+  assert_float_equal(l.merge_ns, 700, 1e-9);
+  assert_float_equal(l.attention_ns, 77288 + 1000 + 38024 + 700, 1e-6);
+  assert_float_equal(l.bytes, 819200 + 825600 + 1638400 + 2 * (819200 + 825600), 1e-6);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_wire_sizes),
@@ -156,6 +252,9 @@ int main(void) {
       cmocka_unit_test(test_rates_each_way),
       cmocka_unit_test(test_holders_in_parallel),
       cmocka_unit_test(test_prefill_over_remote_blocks),
+      cmocka_unit_test(test_relay_roles),
+      cmocka_unit_test(test_relay_decode_by_hand),
+      cmocka_unit_test(test_relay_prefill_by_hand),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

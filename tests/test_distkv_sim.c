@@ -28,6 +28,7 @@
 
 #include <cmocka.h>
 
+#include "distkv_fixture.h"
 #include "sim_fixture.h"
 
 static void test_split_decode_step_by_hand(void **state) {
@@ -44,12 +45,8 @@ static void test_split_decode_step_by_hand(void **state) {
   assert_int_equal(r[0].state, INFSIM_REQ_FINISHED);
   assert_true(infsim_run_result_counters(res)->borrowed_blocks_peak > 0);
 
-  infsim_instance_layout layout = {.tp = 1, .pp = 1, .iteration_overhead_ns = p.iteration_overhead_ns,
-                                   .link_latency_ns = p.link_latency_ns};
   infsim_cost_model cm;
-  assert_int_equal(infsim_cost_model_build("a100-80gb", "/nonexistent.db", false, &p.model, &layout, &p.roofline,
-                                           &cm, NULL),
-                   INFSIM_OK);
+  fixture_a100_roofline(&p, &cm);
   const infsim_cost_curves *c = &cm.curves;
   double layers = (double)p.model.layers;
   double bytes = 32.0 * 128 * 2 + 32.0 * 129 * 2;        /* query out, partial + LSE back, fp16 */
@@ -242,12 +239,8 @@ static void check_owner_nic_shared(const char *per_node, const double *share) {
       lent[smp[i].instance] = smp[i].kv_lent_blocks;
   assert_true(lent[1] > 0 && lent[2] > 0 && lent[3] > 0 && lent[0] == 0);
 
-  infsim_instance_layout layout = {.tp = 1, .pp = 1, .iteration_overhead_ns = p.iteration_overhead_ns,
-                                   .link_latency_ns = p.link_latency_ns};
   infsim_cost_model cm;
-  assert_int_equal(infsim_cost_model_build("a100-80gb", "/nonexistent.db", false, &p.model, &layout, &p.roofline,
-                                           &cm, NULL),
-                   INFSIM_OK);
+  fixture_a100_roofline(&p, &cm);
   const infsim_cost_curves *c = &cm.curves;
   double layers = (double)p.model.layers;
   double bytes = 32.0 * 128 * 2 + 32.0 * 129 * 2; /* query out, partial + LSE back, fp16 */

@@ -30,6 +30,7 @@
 
 #include <cmocka.h>
 
+#include "distkv_fixture.h"
 #include "sim_fixture.h"
 
 enum { REQUESTS = 240, INSTANCES = 4 };
@@ -67,15 +68,6 @@ static infsim_trace fault_trace(void) {
   }
   gsl_rng_free(rng);
   return t;
-}
-
-static int64_t distkv_field(const infsim_run_result *res, const char *key) {
-  json_t *s = infsim_run_result_summary_json(res);
-  json_t *v = json_object_get(json_object_get(s, "distkv"), key);
-  assert_non_null(v);
-  int64_t x = (int64_t)json_integer_value(v);
-  json_decref(s);
-  return x;
 }
 
 /* A creditor mid-run in the run without faults: the first sample at or
@@ -168,17 +160,17 @@ static void test_each_fault(void **state) {
   infsim_run_params p0 = params_with(none);
   infsim_run_result *base = run_and_check(&p0, &t);
   assert_true(infsim_run_result_counters(base)->borrowed_blocks_peak > 0); /* borrowing happens */
-  assert_int_equal(distkv_field(base, "messages_lost"), 0);
+  assert_int_equal(fixture_distkv_field(base, "messages_lost"), 0);
 
   const char *const lost[] = {"faults.message_loss=0.1", NULL};
   infsim_run_params p1 = params_with(lost);
   infsim_run_result *r1 = run_and_check(&p1, &t);
-  assert_true(distkv_field(r1, "messages_lost") > 0);
-  assert_true(distkv_field(r1, "retries") > 0);
+  assert_true(fixture_distkv_field(r1, "messages_lost") > 0);
+  assert_true(fixture_distkv_field(r1, "retries") > 0);
   /* Lost KV moves were sent again (their creditor saw nothing come) and
    * nothing leaked (run_and_check). Without faults nothing is resent. */
-  assert_true(distkv_field(r1, "kv_resends") > 0);
-  assert_int_equal(distkv_field(base, "kv_resends"), 0);
+  assert_true(fixture_distkv_field(r1, "kv_resends") > 0);
+  assert_int_equal(fixture_distkv_field(base, "kv_resends"), 0);
 
   /* Late by 30 ms on average: past the 10 ms protocol timeout, so retries
    * and duplicates meet. */
@@ -190,7 +182,7 @@ static void test_each_fault(void **state) {
   size_t differ = 0;
   for (size_t k = 0; k < n; k++) differ += a[k].finish_ns != b[k].finish_ns;
   assert_true(differ > 0);
-  assert_true(distkv_field(r2, "retries") > distkv_field(base, "retries"));
+  assert_true(fixture_distkv_field(r2, "retries") > fixture_distkv_field(base, "retries"));
 
   /* Lost at 0.5 s, then every 2 s while requests remain: losses at
    * 0.5 + 2j for j = 0, 1, ... up to the first one after the last finish. */
@@ -199,7 +191,7 @@ static void test_each_fault(void **state) {
   infsim_run_result *r3 = run_and_check(&p3, &t);
   int64_t end_ns = infsim_run_result_counters(r3)->end_ns;
   int64_t losses = (end_ns - 500000000) / 2000000000 + 2;
-  assert_int_equal(distkv_field(r3, "gmanager_rebuilds"), losses);
+  assert_int_equal(fixture_distkv_field(r3, "gmanager_rebuilds"), losses);
   assert_true(losses >= 6);
 
   /* A creditor lost mid-run (the sample's time, a few seconds in): the
@@ -214,9 +206,9 @@ static void test_each_fault(void **state) {
   const char *const inst[] = {lose, lose_at, NULL};
   infsim_run_params p5 = params_with(inst);
   infsim_run_result *r5 = run_and_check(&p5, &t);
-  assert_int_equal(distkv_field(r5, "instances_lost"), 1);
-  assert_true(distkv_field(r5, "blocks_recomputed") > 0);
-  assert_true(distkv_field(r5, "requests_requeued") > 0);
+  assert_int_equal(fixture_distkv_field(r5, "instances_lost"), 1);
+  assert_true(fixture_distkv_field(r5, "blocks_recomputed") > 0);
+  assert_true(fixture_distkv_field(r5, "requests_requeued") > 0);
   check_lost_empty(r5, creditor, at_ns);
   assert_true(infsim_run_result_counters(r5)->end_ns > infsim_run_result_counters(base)->end_ns);
 
@@ -224,8 +216,8 @@ static void test_each_fault(void **state) {
                              "faults.lose_gmanager_at_s=0.3", "faults.lose_gmanager_every_s=1", lose, lose_at, NULL};
   infsim_run_params p4 = params_with(all);
   infsim_run_result *r4 = run_and_check(&p4, &t);
-  assert_true(distkv_field(r4, "messages_lost") > 0 && distkv_field(r4, "gmanager_rebuilds") >= 10);
-  assert_true(distkv_field(r4, "instances_lost") == 1 && distkv_field(r4, "blocks_recomputed") > 0);
+  assert_true(fixture_distkv_field(r4, "messages_lost") > 0 && fixture_distkv_field(r4, "gmanager_rebuilds") >= 10);
+  assert_true(fixture_distkv_field(r4, "instances_lost") == 1 && fixture_distkv_field(r4, "blocks_recomputed") > 0);
   check_lost_empty(r4, creditor, at_ns);
   assert_true(infsim_run_result_counters(r4)->borrowed_blocks_peak > 0);
 
@@ -249,17 +241,17 @@ static void test_slow_links_send_each_move_once(void **state) {
   const char *const slow[] = {"cluster.intra_node_GBps=0.2", "cluster.inter_node_GBps=0.2", NULL};
   infsim_run_params p = params_with(slow);
   infsim_run_result *r = run_and_check(&p, &t);
-  int64_t sends = distkv_field(r, "kv_sends"), moved = distkv_field(r, "kv_moved_bytes");
-  int64_t sent = distkv_field(r, "kv_sent_bytes"), probes = distkv_field(r, "probes");
+  int64_t sends = fixture_distkv_field(r, "kv_sends"), moved = fixture_distkv_field(r, "kv_moved_bytes");
+  int64_t sent = fixture_distkv_field(r, "kv_sent_bytes"), probes = fixture_distkv_field(r, "probes");
   assert_true(sends > 0 && moved > 0);
   assert_true(probes > 0); /* moves did outlast their timeout */
-  assert_int_equal(distkv_field(r, "kv_resends"), 0);
+  assert_int_equal(fixture_distkv_field(r, "kv_resends"), 0);
   /* Every byte moved was sent (a move whose request ended on the way, a
    * second or more on these links, commits nothing, so more is sent). */
   assert_true(sent >= moved);
   /* Such moves were cancelled as their requests ended (docs/distkv.md,
    * "Contract protocol"), and nothing leaked (run_and_check). */
-  assert_true(distkv_field(r, "kv_moves_cancelled") > 0);
+  assert_true(fixture_distkv_field(r, "kv_moves_cancelled") > 0);
   infsim_run_result_free(r);
   infsim_trace_free(&t);
 }

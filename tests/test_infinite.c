@@ -25,6 +25,10 @@
 **  - Evictions are priced by the KV that moves: there, the guest's blocks
 **    moved on belong to a prompt still gathering (no KV yet), and no byte
 **    of KV is sent or counted as moved.
+**  - A request preempted by recompute while its borrow is on the way (its
+**    KV dropped): the borrow is cancelled, no payload goes out for it
+**    (left to go on, a move of its freed blocks was sent, refused and
+**    given up).
 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -35,6 +39,7 @@
 
 #include <cmocka.h>
 
+#include "distkv_fixture.h"
 #include "sim_fixture.h"
 
 static infsim_trace *long_trace(void) {
@@ -239,15 +244,6 @@ static void test_creditor_serves_own_requests_first(void **state) {
   infsim_trace_free(&t_off);
 }
 
-static int64_t distkv_field(const infsim_run_result *res, const char *key) {
-  json_t *s = infsim_run_result_summary_json(res);
-  json_t *v = json_object_get(json_object_get(s, "distkv"), key);
-  assert_non_null(v);
-  int64_t x = (int64_t)json_integer_value(v);
-  json_decref(s);
-  return x;
-}
-
 /* The own-work-first run: the first short prompt reaches instance 1 at
  * 5 ms while the long prompt still gathers there; instance 1 moves the
  * guest's blocks on (back to its owner and to instance 2). They hold no
@@ -259,10 +255,44 @@ static void test_evicted_gatherer_costs_nothing(void **state) {
   infsim_trace t = {0};
   infsim_run_result *r = NULL;
   run_own_first("policy.own_work_first=true", &r, &t);
-  assert_true(distkv_field(r, "kv_sends") >= 2); /* the evictions: MOVEs, not fresh blocks */
-  assert_int_equal(distkv_field(r, "kv_sent_bytes"), 0);
-  assert_int_equal(distkv_field(r, "kv_moved_bytes"), 0);
+  assert_true(fixture_distkv_field(r, "kv_sends") >= 2); /* the evictions: MOVEs, not fresh blocks */
+  assert_int_equal(fixture_distkv_field(r, "kv_sent_bytes"), 0);
+  assert_int_equal(fixture_distkv_field(r, "kv_moved_bytes"), 0);
   infsim_run_result_free(r);
+  infsim_trace_free(&t);
+}
+
+/* Two instances of a fifth of an A100-80GB each; R's prompt fills all but
+ * one block of instance 0, so at its second decode block boundary it is
+ * short and borrows (a move of its newest 33 blocks to instance 1), and
+ * with policy.when_short: preempt the instance preempts R, the only one
+ * running, by recompute at that boundary: its KV is dropped while its
+ * borrow is on the way, so the borrow is cancelled (kv_dropped) and no
+ * payload of its KV goes out for it. */
+static void test_recompute_cancels_moves_of_dropped_kv(void **state) {
+  (void)state;
+  const char *const settings[] = {"model=llama2-7b", "gpu=a100-80gb", "cluster.instances=2",
+                                  "scheduler.gpu_memory_utilization=0.2", "policy.name=infinite-llm",
+                                  "policy.dgfm=false", "policy.when_short=preempt", NULL};
+  infsim_run_params p = fixture_params(settings);
+  infsim_sched_params sp;
+  if (infsim_run_sched_params(&p, &sp, NULL) != INFSIM_OK) abort();
+  infsim_trace t = {0};
+  fixture_add(&t, 0, (sp.gpu_blocks_per_instance - 1) * 16, 64);
+  infsim_run_result *res = fixture_run(&p, &t);
+  size_t n = 0;
+  const infsim_request_record *r = infsim_run_result_requests(res, &n);
+  assert_int_equal(r[0].state, INFSIM_REQ_FINISHED);
+  assert_int_equal(r[0].preemptions, 1);
+  /* The borrow of its dropped KV ends at the preemption, before any
+   * payload (a move of freed blocks: refused, retried and given up when
+   * it went on); R's later borrow (new blocks for its prefill again,
+   * larger than its instance) lands. */
+  assert_int_equal(fixture_distkv_field(res, "kv_moves_cancelled"), 1);
+  assert_int_equal(fixture_distkv_field(res, "kv_sends"), 0);
+  assert_int_equal(fixture_distkv_field(res, "borrows_failed"), 0);
+  assert_int_equal(fixture_distkv_field(res, "borrows"), 1);
+  infsim_run_result_free(res);
   infsim_trace_free(&t);
 }
 
@@ -275,6 +305,7 @@ int main(void) {
       cmocka_unit_test(test_gatherers_that_cannot_coexist_take_turns),
       cmocka_unit_test(test_creditor_serves_own_requests_first),
       cmocka_unit_test(test_evicted_gatherer_costs_nothing),
+      cmocka_unit_test(test_recompute_cancels_moves_of_dropped_kv),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

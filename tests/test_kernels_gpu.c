@@ -502,10 +502,11 @@ static void prefill_case_of(fixture *f, infsim_kdtype t, infsim_kdtype out_t, in
     /* Every tile shape (each rewrites the same K/V into the pool); 128 x 128
      * is the wgmma kernel on compute capability 9.0, 128 x 64 elsewhere. */
     /* Third column: the wgmma kernel's pipeline (1 = version 6, 2 and 3 =
-     * version 14 with Q in shared memory or registers). */
-    const int tiles[7][3] = {{64, 64, 0}, {128, 32, 0}, {128, 64, 0}, {128, 128, 1},
-                             {128, 128, 2}, {128, 128, 3}, {0, 0, 0}};
-    for (int variant = 0; variant < 7; variant++) {
+     * version 14 with Q in shared memory or registers, 4 and 5 = version 15
+     * with one CTA per work tile or one per SM over them). */
+    const int tiles[9][3] = {{64, 64, 0}, {128, 32, 0}, {128, 64, 0}, {128, 128, 1}, {128, 128, 2},
+                             {128, 128, 3}, {0, 0, 0},    {128, 128, 4}, {128, 128, 5}};
+    for (int variant = 0; variant < 9; variant++) {
     if (!(variants >> variant & 1u)) continue;
     a.q_tile_rows = tiles[variant][0];
     a.k_tile_tokens = tiles[variant][1];
@@ -544,10 +545,10 @@ static void prefill_case_of(fixture *f, infsim_kdtype t, infsim_kdtype out_t, in
 
 static void prefill_case(fixture *f, infsim_kdtype t, infsim_kdtype out_t, int32_t reqs, int32_t h, int32_t g,
                          int32_t bt, int32_t first, int32_t second) {
-  prefill_case_of(f, t, out_t, reqs, h, g, bt, first, second, 0x7fu);
+  prefill_case_of(f, t, out_t, reqs, h, g, bt, first, second, 0x1ffu);
 }
 
-/* Version 14 (the Hopper default) alone at a size compute-sanitizer's
+/* Version 14 (pipeline 2) alone at a size compute-sanitizer's
  * racecheck finishes in a short call: 520 prompt tokens give the last
  * query tile four unmasked key tiles before its diagonal (the K/V ring of
  * three buffers and the staged block-table runs wrap around), and the
@@ -557,6 +558,23 @@ static void prefill_case(fixture *f, infsim_kdtype t, infsim_kdtype out_t, int32
 static void test_prefill_small_v14(void **state) {
   fixture *f = *state;
   prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 2, 1, 16, 520, 130, 1u << 4);
+}
+
+/* Version 15 at the same racecheck size: besides the wrapping rings, its
+ * producer waits on every K and V buffer's "empty" barrier more than once
+ * (phases of both parities) and the two consumer warpgroups release each
+ * buffer separately. */
+static void test_prefill_small_v15(void **state) {
+  fixture *f = *state;
+  prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 2, 1, 16, 520, 130, 3u << 7);
+}
+
+/* Version 15's persistent grid with more work tiles than SMs (192, then 128
+ * after the prefix): CTAs take several tiles, of different lengths, and the
+ * rings and Q's buffer carry over from one to the next. */
+static void test_prefill_persist_v15(void **state) {
+  fixture *f = *state;
+  prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_BF16, 2, 32, 4, 32, 300, 150, 1u << 8);
 }
 
 static void test_prefill_matches_cpu(void **state) {
@@ -732,6 +750,7 @@ int main(void) {
       cmocka_unit_test(test_gemm_matches_cpu),        cmocka_unit_test(test_kv_copy_and_staged_copy),
       cmocka_unit_test(test_timing_is_ordered),       cmocka_unit_test(test_norm_rope_matches_cpu),
       cmocka_unit_test(test_decode_merges_remote_partials), cmocka_unit_test(test_prefill_small_v14),
+      cmocka_unit_test(test_prefill_small_v15), cmocka_unit_test(test_prefill_persist_v15),
   };
   /* INFSIM_GPU_TEST_ONLY=SUBSTRING runs the tests whose names contain it
    * (a compute-sanitizer pass over one path fits a short GPU call). */

@@ -11,7 +11,8 @@
 ** network's own once they are added; links are busy while they carry
 ** moving flows, whatever rounding is left in their load; a link's bytes,
 ** kept as its load x time, agree with its flows' rates x time summed flow
-** by flow.
+** by flow; a run's steady flows started and ended as a set leave the
+** network bit for bit as the calls one by one do.
 */
 #include <math.h>
 #include <setjmp.h>
@@ -472,6 +473,103 @@ static void test_link_bytes_per_link_match_per_flow(void **state) {
   gsl_rng_free(rng);
 }
 
+/* Two networks bit for bit alike after every step: a decode run's
+ * steady flows started and ended with infsim_network_add_steady_set and
+ * infsim_network_remove_steady_set in one, with the calls one by one
+ * under hold and release in the other, beside KV moves (sized flows)
+ * added to both. Demands go from a sliver to more than a NIC, so both the
+ * paths without a refilling and those with one are taken. */
+static void test_steady_sets_match_calls_one_by_one(void **state) {
+  (void)state;
+  gsl_rng *rng = infsim_rng_new(23, "test.network.steady_sets");
+  infsim_topology t = {.instances = 8, .instances_per_node = 4, .nvlink_bytes_per_s = 300e9,
+                       .nic_bytes_per_s = 25e9, .pcie_bytes_per_s = 25e9, .nvlink_latency_ns = 1000,
+                       .nic_latency_ns = 5000, .pcie_latency_ns = 2000};
+  infsim_network *one = NULL, *set = NULL;
+  assert_int_equal(infsim_network_new_cluster(&t, &one, NULL), INFSIM_OK);
+  assert_int_equal(infsim_network_new_cluster(&t, &set, NULL), INFSIM_OK);
+  enum { OWNERS = 8, MAXF = 12, LINKS = 8 * 4 + 2 * 2 };
+  int64_t ids_one[OWNERS][MAXF], ids_set[OWNERS][MAXF];
+  int flows[OWNERS] = {0};
+  int64_t moves_one[256], moves_set[256];
+  int n_moves = 0, refilled = 0, free_runs = 0;
+  int64_t now = 0;
+  for (int step = 0; step < 3000; step++) {
+    now += (int64_t)gsl_rng_uniform_int(rng, 200000);
+    if (infsim_network_next_ns(one) < now) now = infsim_network_next_ns(one);
+    assert_int_equal(infsim_network_next_ns(one), infsim_network_next_ns(set));
+    infsim_network_advance(one, now, NULL, NULL);
+    infsim_network_advance(set, now, NULL, NULL);
+    int32_t o = (int32_t)gsl_rng_uniform_int(rng, OWNERS);
+    double u = gsl_rng_uniform(rng);
+    if (u < 0.15 && n_moves < 256) {
+      int32_t dst = (int32_t)gsl_rng_uniform_int(rng, OWNERS + 2), path[INFSIM_NET_MAX_PATH];
+      int len = infsim_network_route(one, o, dst, path);
+      int64_t bytes = 1 + (int64_t)gsl_rng_uniform_int(rng, 50000000);
+      if (len > 0) {
+        assert_int_equal(infsim_network_add_flow(one, bytes, path, len, now, 0, 1, &moves_one[n_moves], NULL), INFSIM_OK);
+        assert_int_equal(infsim_network_add_flow(set, bytes, path, len, now, 0, 1, &moves_set[n_moves], NULL), INFSIM_OK);
+        n_moves++;
+      }
+    } else if (flows[o] > 0) { /* the run ends */
+      infsim_network_hold(one);
+      for (int f = 0; f < flows[o]; f++) infsim_network_remove(one, ids_one[o][f], now);
+      infsim_network_release(one);
+      infsim_network_remove_steady_set(set, ids_set[o], flows[o], now);
+      flows[o] = 0;
+    } else { /* a run starts, to a few holders, both ways */
+      int32_t paths[MAXF][INFSIM_NET_MAX_PATH];
+      int lens[MAXF], n = 0;
+      double rates[MAXF];
+      int holders = 1 + (int)gsl_rng_uniform_int(rng, MAXF / 2);
+      for (int h = 0; h < holders; h++) {
+        int32_t holder = (int32_t)gsl_rng_uniform_int(rng, OWNERS + 2);
+        if (holder == o) continue;
+        for (int dir = 0; dir < 2; dir++) {
+          lens[n] = dir == 0 ? infsim_network_route(one, o, holder, paths[n]) : infsim_network_route(one, holder, o, paths[n]);
+          rates[n] = 1e9 * pow(10.0, -2.0 + 3.5 * gsl_rng_uniform(rng)); /* 10 MB/s to 30 GB/s */
+          n++;
+        }
+      }
+      infsim_network_hold(one);
+      for (int f = 0; f < n; f++)
+        assert_int_equal(infsim_network_add_steady(one, rates[f], paths[f], lens[f], now, 0, &ids_one[o][f], NULL),
+                         INFSIM_OK);
+      infsim_network_release(one);
+      bool at_demand = infsim_network_add_steady_set(set, n, (const int32_t(*)[INFSIM_NET_MAX_PATH])paths, lens, rates,
+                                                     now, ids_set[o]);
+      bool all = true;
+      for (int f = 0; f < n; f++) all &= infsim_network_rate(one, ids_one[o][f]) == rates[f];
+      if (at_demand) assert_true(all); /* its answer: every flow at its demand */
+      refilled += !at_demand;
+      free_runs += at_demand;
+      flows[o] = n;
+    }
+    infsim_network_check(set);
+    assert_int_equal(infsim_network_flow_count(one), infsim_network_flow_count(set));
+    assert_int_equal(infsim_network_next_ns(one), infsim_network_next_ns(set));
+    for (int32_t w = 0; w < OWNERS; w++)
+      for (int f = 0; f < flows[w]; f++) {
+        assert_int_equal(ids_one[w][f], ids_set[w][f]);
+        double a = infsim_network_rate(one, ids_one[w][f]), b = infsim_network_rate(set, ids_set[w][f]);
+        assert_memory_equal(&a, &b, sizeof a);
+      }
+    for (int m = 0; m < n_moves; m++) {
+      double a = infsim_network_rate(one, moves_one[m]), b = infsim_network_rate(set, moves_set[m]);
+      assert_memory_equal(&a, &b, sizeof a);
+    }
+    for (int32_t l = 0; l < LINKS; l++) {
+      infsim_link_info a = infsim_network_link(one, l), b = infsim_network_link(set, l);
+      assert_memory_equal(&a.bytes, &b.bytes, sizeof a.bytes);
+      assert_int_equal(a.busy_ns, b.busy_ns);
+    }
+  }
+  assert_true(refilled > 50 && free_runs > 50); /* both ways were taken */
+  infsim_network_free(one);
+  infsim_network_free(set);
+  gsl_rng_free(rng);
+}
+
 static void sum_done(void *ctx, int64_t id, int64_t tag, int64_t at_ns) {
   (void)id;
   (void)at_ns;
@@ -789,6 +887,7 @@ int main(void) {
       cmocka_unit_test(test_probe_shares_of_a_step),
       cmocka_unit_test(test_busy_means_flows_not_load),
       cmocka_unit_test(test_link_bytes_per_link_match_per_flow),
+      cmocka_unit_test(test_steady_sets_match_calls_one_by_one),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

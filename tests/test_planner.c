@@ -164,22 +164,42 @@ static void test_fit(void **state) {
 static void test_spread_rule(void **state) {
   (void)state;
   infsim_planner_creditor c[5] = {
-      {3000, 0, false}, {3000, 0, false}, {8000, 0, true}, {8000, 0, true}, {8000, 0, true}};
+      {3000, 0, false, 0}, {3000, 0, false, 0}, {8000, 0, true, 1}, {8000, 0, true, 2}, {8000, 0, true, 3}};
   bool use[5];
   int64_t take[5];
-  assert_int_equal(infsim_planner_spread(c, 5, 9000, 1000, 100, use, take), 3500);
+  assert_int_equal(infsim_planner_spread(c, 5, 9000, 1000, 100, false, use, take), 3500);
   int64_t want[5] = {3000, 3000, 1500, 1500, 0};
   for (int k = 0; k < 5; k++) assert_int_equal(take[k], want[k]);
   assert_false(use[4]);
   /* spare short of the need: everything there is */
-  assert_int_equal(infsim_planner_spread(c, 5, 40000, 1000, 100, use, take), -1);
+  assert_int_equal(infsim_planner_spread(c, 5, 40000, 1000, 100, false, use, take), -1);
   assert_int_equal(take[2], 8000);
   /* a remote holder with no spare left still counts: its cost (held +
    * W x remote holders) is a floor, and a new remote holder raises it */
-  infsim_planner_creditor h[3] = {{0, 6000, true}, {3000, 0, false}, {8000, 0, true}};
-  assert_int_equal(infsim_planner_spread(h, 3, 2000, 1000, 100, use, take), 7000);
+  infsim_planner_creditor h[3] = {{0, 6000, true, 1}, {3000, 0, false, 0}, {8000, 0, true, 2}};
+  assert_int_equal(infsim_planner_spread(h, 3, 2000, 1000, 100, false, use, take), 7000);
   assert_int_equal(take[1], 2000);
   assert_int_equal(take[2], 0);
+}
+
+/* Node relay: three remote creditors of 3,000 spare on node 1 and one of
+ * 9,000 on node 2, a 6,000-block need, W 1,000 / 100. Per holder (no
+ * relay) each remote holder adds 1,000 to every one: two holders, 3,000
+ * each, cost 5,000 (three also cost 5,000: the fewer wins). With relay a
+ * holder costs held + 1,000 x remote nodes + 100 x holders on its node:
+ * all four, node 1's at base 2,300, node 2's at 2,100, level 3,750
+ * (1,650 + 3 x 1,450 = 6,000), where two cost 5,100 and three 4,167. */
+static void test_spread_with_relay(void **state) {
+  (void)state;
+  infsim_planner_creditor c[4] = {{3000, 0, true, 1}, {3000, 0, true, 1}, {3000, 0, true, 1}, {9000, 0, true, 2}};
+  bool use[4];
+  int64_t take[4];
+  assert_int_equal(infsim_planner_spread(c, 4, 6000, 1000, 100, false, use, take), 5000);
+  const int64_t apart[4] = {3000, 0, 0, 3000};
+  for (int k = 0; k < 4; k++) assert_int_equal(take[k], apart[k]);
+  assert_int_equal(infsim_planner_spread(c, 4, 6000, 1000, 100, true, use, take), 3750);
+  const int64_t relayed[4] = {1450, 1450, 1450, 1650};
+  for (int k = 0; k < 4; k++) assert_int_equal(take[k], relayed[k]);
 }
 
 static void test_spread_in_the_gmanager(void **state) {
@@ -240,6 +260,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_level_one_ask), cmocka_unit_test(test_level_successive_asks),
       cmocka_unit_test(test_level_small_need_is_greedy), cmocka_unit_test(test_fit), cmocka_unit_test(test_spread_rule),
+      cmocka_unit_test(test_spread_with_relay),
       cmocka_unit_test(test_spread_in_the_gmanager), cmocka_unit_test(test_spread_costs), cmocka_unit_test(test_names),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

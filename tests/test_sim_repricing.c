@@ -21,6 +21,7 @@
 #include <gsl/gsl_randist.h>
 
 #include "infsim/rng.h"
+#include "distkv_fixture.h"
 #include "sim_fixture.h"
 
 static infsim_trace random_trace(size_t n, double rate, int64_t max_prompt, int64_t max_output, uint64_t seed) {
@@ -44,12 +45,8 @@ static void check_every_batch_repriced(const char *preemption, const char *chunk
   infsim_trace t = random_trace(300, 40.0, 1500, 500, 7);
   infsim_run_result *res = fixture_run(&p, &t);
 
-  infsim_instance_layout layout = {.tp = 1, .pp = 1, .iteration_overhead_ns = p.iteration_overhead_ns,
-                                   .link_latency_ns = p.link_latency_ns};
   infsim_cost_model cm;
-  assert_int_equal(infsim_cost_model_build("a100-80gb", "/nonexistent.db", false, &p.model, &layout, &p.roofline,
-                                           &cm, NULL),
-                   INFSIM_OK);
+  fixture_a100_roofline(&p, &cm);
   size_t n = 0;
   const infsim_iteration_row *rows = infsim_run_result_iterations(res, &n);
   assert_true(n > 100);

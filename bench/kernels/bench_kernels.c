@@ -248,10 +248,11 @@ static void bench_prefill(bench *b) {
       /* auto first and 128 x 128 next to it (the same kernel on Hopper: their
        * spread shows the run-to-run noise; the long 16K runs heat the card). */
       /* {rows, keys, wgmma pipeline}: the wgmma kernel's pipelines 2 and 3
-       * (version 14) beside version 6 on compute capability 9.0. */
-      const int tiles[7][3] = {{0, 0, 0}, {128, 128, 1}, {128, 128, 2}, {128, 128, 3},
-                               {64, 64, 0}, {128, 32, 0}, {128, 64, 0}};
-      for (int v = 0; v < (h == 32 ? 4 : 7); v++) { /* 32/32 (MHA, 7B-like): auto and the wgmma ones */
+       * (version 14) and 4-5 (version 15) beside version 6 on compute
+       * capability 9.0. */
+      const int tiles[9][3] = {{0, 0, 0},     {128, 128, 1}, {128, 128, 2}, {128, 128, 3}, {128, 128, 4},
+                               {128, 128, 5}, {64, 64, 0},   {128, 32, 0},  {128, 64, 0}};
+      for (int v = 0; v < (h == 32 ? 6 : 9); v++) { /* 32/32 (MHA, 7B-like): auto and the wgmma ones */
         a.q_tile_rows = tiles[v][0];
         a.k_tile_tokens = tiles[v][1];
         a.sm90_pipeline = tiles[v][2];
@@ -297,11 +298,11 @@ static void bench_prefill(bench *b) {
                              .block_table_stride = (int32_t)(N / bt), .softmax_scale = 0.08838834764f,
                              .out_dtype = INFSIM_KDTYPE_BF16, .out = out};
     const double pairs = (double)c * (double)L + (double)c * (double)(c + 1) / 2.0;
-    for (int pl = 0; pl < 4; pl += pl ? 1 : 2) { /* auto, then the version-14 pipelines 2 and 3 */
+    for (int pl = 0; pl < 6; pl += pl ? 1 : 2) { /* auto, then pipelines 2-3 (version 14) and 4-5 (version 15) */
       a.sm90_pipeline = pl;
       infsim_kernel_timing t = btime(b, infsim_kernel_op_prefill, &a, 10, false);
-      row_info r = {"prefill_chunk", pl == 0 ? "causal-auto" : pl == 2 ? "causal-p2" : "causal-p3", "bf16", 1, L, h,
-                    g, bt, 0, 0, c, 0, 0, 0, 4.0 * h * D * pairs};
+      const char *names[6] = {"causal-auto", "", "causal-p2", "causal-p3", "causal-p4", "causal-p5"};
+      row_info r = {"prefill_chunk", names[pl], "bf16", 1, L, h, g, bt, 0, 0, c, 0, 0, 0, 4.0 * h * D * pairs};
       emit(b, &r, &t);
     }
     void *all[] = {q, kn, vn, kp, vp, out, table};

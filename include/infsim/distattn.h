@@ -31,6 +31,22 @@
 ** any holder's partial. A prompt chunk always fetches host KV (its many
 ** queries make the GPU the place to attend it).
 **
+** Node relay (policy.distattn_relay: node; docs/distkv.md, "Node
+** relay"): the holders of one remote node that get the same queries take
+** them through one of them, the relay r (the node's first such holder):
+** the queries cross the owner's NIC once, the relay forwards them over
+** its node's NVLink, merges the node's partials and sends one back:
+**   R_N = lat_r + Q_N / bw_r + max(MA_r, max_i F_i) + merge(n_N, sum n_i)
+**         + lat_r + P_N / bw'_r,
+**   F_i = 2 hlat_i + Q_i / hbw_i + P_i / hbw'_i + MA_i (relay <-> holder i),
+** Q_N and P_N for the queries the node takes (a chunk's tokens; for
+** decodes the requests with KV there, at most the sum over its holders),
+** and the owner merges one partial per node instead of one per holder. A
+** prompt chunk's KV written to a relayed holder goes to it directly
+** (owner -> holder over the NIC) in parallel with the queries: F_i starts
+** from the later of the two arrivals. Without relay (the paper's
+** DistAttention) every holder gets its own copy of the queries.
+**
 ** All times are per layer in ns (double: the cost model rounds once per
 ** iteration), from the calibrated curves of costmodel.h.
 */
@@ -51,7 +67,14 @@ typedef struct {
   int32_t host_kind;              /* infsim_distattn_holder_kind of host holders (CPU tier) */
   double kv_bytes_per_token_layer; /* one token's K and V, one layer, one TP shard */
   double cpu_attn_bytes_per_s;    /* host memory bandwidth CPU MA reaches, one shard's share */
+  int32_t relay;                  /* infsim_distattn_relay (policy.distattn_relay) */
 } infsim_distattn_shape;
+
+/* How a step's queries reach the holders on other nodes. */
+typedef enum {
+  INFSIM_DISTATTN_RELAY_NONE = 0, /* one copy per holder (the paper) */
+  INFSIM_DISTATTN_RELAY_NODE = 1  /* one copy per node, fanned out there over NVLink */
+} infsim_distattn_relay;
 
 typedef enum {
   INFSIM_HOLDER_GPU = 0,        /* another instance: MA on its GPU */
@@ -68,6 +91,16 @@ typedef struct {
   int64_t latency_ns;     /* one way */
   int64_t write_bytes;    /* new KV written there this layer (prefill into borrowed blocks) */
   int32_t kind;           /* infsim_distattn_holder_kind */
+  /* Node relay (all 0: the holder is reached directly). A relayed holder
+   * has via = 1 + the index in h[] of its relay, and the route between
+   * them; its bytes_per_s is then the direct route's, which only the KV
+   * written there takes. A relay has relay_queries > 0: the queries it
+   * takes for its node (decode: requests; prefill: the chunk's tokens). */
+  int32_t via;
+  int64_t relay_queries;
+  double hop_bytes_per_s;      /* relay -> holder */
+  double hop_back_bytes_per_s; /* holder -> relay; 0: hop_bytes_per_s */
+  int64_t hop_latency_ns;      /* one way */
 } infsim_distattn_holder;
 
 typedef struct {
@@ -81,6 +114,16 @@ typedef struct {
 /* Q_j and P_j of n queries. */
 double infsim_distattn_query_bytes(const infsim_distattn_shape *s, int64_t queries);
 double infsim_distattn_partial_bytes(const infsim_distattn_shape *s, int64_t queries);
+
+/* Node relay's roles over h[0..k) (sets via and relay_queries): on each
+ * node but the owner's, the GPU holders taking the step's queries
+ * (decode: requests > 0; prefill: context_tokens > 0), when two or more,
+ * take them through the first of them. node[j]: holder j's node.
+ * queries: decode, the batch's remote requests (a bound on a node's
+ * distinct requests beside the sum over its holders); prefill, the
+ * chunk's tokens. */
+void infsim_distattn_relay_assign(infsim_distattn_holder *h, const int32_t *node, int k, int32_t owner_node,
+                                  int64_t queries, bool prefill);
 
 /* A decode step's attention, one layer: n requests over local_context
  * tokens here, of which remote_requests have KV at the k holders. */

@@ -166,6 +166,9 @@ void infsim_gm_set_guests_first(infsim_gm *gm, bool on);
  * holder behind the owner's NIC (remote) or its NVLink (near) adds to
  * every holder's step on that link (planner.h). */
 void infsim_gm_set_spread_costs(infsim_gm *gm, int64_t remote_blocks, int64_t near_blocks);
+/* With node relay (policy.distattn_relay: node) the spread planner counts
+ * the NIC per remote node, not per holder (planner.h). Off by default. */
+void infsim_gm_set_spread_relay(infsim_gm *gm, bool relay);
 /* A proposal that did not happen (refused, timed out): gives its blocks
  * back to the creditor's spare in the gManager's view. */
 void infsim_gm_unpropose(infsim_gm *gm, const infsim_gm_move *m);

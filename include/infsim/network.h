@@ -138,6 +138,18 @@ void infsim_network_hold(infsim_network *net);
 void infsim_network_sync(infsim_network *net, int64_t t_ns);
 void infsim_network_release(infsim_network *net);
 
+/* A decode run's steady flows, all at once: the same as hold, then
+ * infsim_network_add_steady of each (paths[i][0..lens[i]), demand
+ * rates[i] > 0, tag 0) at start_ns (the network's time), then release;
+ * ids[i] gets each one's id. Returns whether every one got its demand
+ * without a refilling (then each one's rate is its demand). Paths are
+ * the network's routes (not checked here as add_steady checks them). */
+bool infsim_network_add_steady_set(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_MAX_PATH],
+                                   const int *lens, const double *rates, int64_t start_ns, int64_t *ids);
+/* The same as hold, then infsim_network_remove of each of ids[0..n)
+ * (steady flows) at now_ns, then release. */
+void infsim_network_remove_steady_set(infsim_network *net, const int64_t *ids, int n, int64_t now_ns);
+
 /* The earliest time at which something changes (a flow ends or starts
  * competing), or INT64_MAX when nothing will. The driver advances there. */
 int64_t infsim_network_next_ns(const infsim_network *net);

@@ -40,6 +40,7 @@ typedef struct {
   int64_t swap_space_bytes; /* per instance, host memory for swapped KV */
   double host_memory_bytes; /* per node: one pool (swap and the CPU tier); < 0: instances x swap space */
   double cpu_attn_bytes_per_s; /* host memory bandwidth CPU micro-attention reaches (CPU tier) */
+  int32_t distattn_relay;      /* policy.distattn_relay: infsim_distattn_relay (distattn.h) */
   int64_t iteration_overhead_ns;
 
   /* The scheduler's share; instances and block counts are filled by the

@@ -34,6 +34,11 @@
 **    NIC), few holders across nodes, each larger. The paper's greedy
 **    drains the most spare creditors, wherever they are; level spreads
 **    thin over every creditor, paying a NIC share per holder.
+**    With node relay (policy.distattn_relay: node, distattn.h) the owner's
+**    NIC carries one copy per remote node, not per holder, and the node's
+**    relay fans the queries out over its NVLink: a remote holder on node N
+**    then costs held + W_remote x (remote nodes holding) + W_near x
+**    (holders on N), so holders behind a NIC already crossed are cheap.
 */
 #ifndef INFSIM_PLANNER_H
 #define INFSIM_PLANNER_H
@@ -69,15 +74,17 @@ typedef struct {
   int64_t spare;
   int64_t held;
   bool remote;
+  int32_t node; /* its node (read with relay only) */
 } infsim_planner_creditor;
 
 /* spread's placement of `need` blocks over c[0..n): take[k] blocks at
  * creditor k (use[k]: k is among those it chose). remote_blocks and
- * near_blocks: W_remote and W_near in blocks. Returns the largest
+ * near_blocks: W_remote and W_near in blocks; relay: node relay's costs
+ * (per remote node, then per holder on the node). Returns the largest
  * holder's cost it reaches, in blocks (-1 when the creditors' spare does
  * not cover the need: then every creditor gives all its spare). */
 int64_t infsim_planner_spread(const infsim_planner_creditor *c, size_t n, int64_t need, int64_t remote_blocks,
-                              int64_t near_blocks, bool *use, int64_t *take);
+                              int64_t near_blocks, bool relay, bool *use, int64_t *take);
 
 /* W for a link of link_bytes_per_s: the key tokens of micro-attention
  * whose time equals what one holder's transfers per query token and layer

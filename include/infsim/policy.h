@@ -75,6 +75,10 @@ typedef struct infsim_policy_ops {
    * scheduler's own step: the policy may send messages and arm timers,
    * not run an instance. */
   void (*request_ended)(void *self, int32_t instance, int64_t req, int64_t now_ns);
+  /* Optional: request `req` of `instance` was preempted by recompute now:
+   * its KV is dropped (freed wherever held) and its prefill starts again.
+   * Called as request_ended is. */
+  void (*kv_dropped)(void *self, int32_t instance, int64_t req, int64_t now_ns);
 } infsim_policy_ops;
 
 /* The policy named `name`, or NULL. */

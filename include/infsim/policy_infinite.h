@@ -56,9 +56,11 @@ void infsim_policy_infinite_wire(const char *policy_name, const void *settings, 
 /* The spread planner weighs a holder's link against micro-attention
  * (planner.h): the run (run/params.c), which knows the model, the GPU's
  * roofline attention rate and the links, gives them here, so that the
- * scheduler needs no cost model. Nothing for another policy or planner. */
+ * scheduler needs no cost model; relay: policy.distattn_relay is node.
+ * Nothing for another policy or planner. */
 void infsim_policy_infinite_set_link_costs(const char *policy_name, void *settings, const infsim_model_shape *model,
-                                           double attn_flops_per_s, double nic_bytes_per_s, double nvlink_bytes_per_s);
+                                           double attn_flops_per_s, double nic_bytes_per_s, double nvlink_bytes_per_s,
+                                           bool relay);
 
 /* policy.cpu_tier (infsim_cpu_tier_mode) of infinite-llm's settings; off
  * for any other policy. */

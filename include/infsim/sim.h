@@ -84,5 +84,8 @@ const char *infsim_sim_cost_model_name(const infsim_sim *s);
 /* The simulated network (links.csv) and the scheduler (policy counters). */
 const infsim_network *infsim_sim_network(const infsim_sim *s);
 const infsim_sched *infsim_sim_sched(const infsim_sim *s);
+/* The simulated clock: the time of the event handled last (a watch's tick
+ * sees the state as of then, which may lie past the tick's multiple). */
+int64_t infsim_sim_now_ns(const infsim_sim *s);
 
 #endif

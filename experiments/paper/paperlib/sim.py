@@ -15,8 +15,9 @@ interruption redoes nothing. The simulator's behaviour is either the binary
 itself (`--cache-key binary`: any rebuild reruns everything) or, by default,
 a fingerprint of it for the run's policy and settings (`--cache-key
 behavior`): the bytes of requests.csv and the deterministic summary numbers
-of three small canary runs (a loaded short trace and a long one on 4
-instances, and one request larger than an instance). A new binary whose
+of four small canary runs (a loaded short trace and a long one on 4
+instances, one request larger than an instance, and the long one again
+with two instances a node: across a NIC). A new binary whose
 canaries give the same bytes for a policy and settings reuses that policy's
 cached runs; every cached run records the binary and the commit that
 measured it, and the report says which commits its cells come from.
@@ -28,6 +29,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -85,7 +87,10 @@ def slo_stats(requests_csv, slo):
 # Canary runs of the behaviour fingerprint: (requests, Poisson rate req/s,
 # prompt law, output law). Short and loaded (batching, preemption), long and
 # beyond one instance (borrowing, DGFM, DistAttention); then one request of
-# CANARY_BIG_PROMPT tokens alone (admission of an oversized prompt).
+# CANARY_BIG_PROMPT tokens alone (admission of an oversized prompt); then the
+# long one again with two instances a node (KV and DistAttention across a NIC,
+# node relay: on one node none of it shows). CANARY_SET names the set in the
+# fingerprints kept on disk.
 CANARIES = [
     (150, 3.0, {"dist": "lognormal", "median": 4096, "sigma": 1.2, "min": 16, "max": 56000},
      {"dist": "lognormal", "median": 256, "sigma": 0.8, "min": 1, "max": 2000}),
@@ -94,9 +99,20 @@ CANARIES = [
 ]
 CANARY_INSTANCES = 4
 CANARY_BIG_PROMPT = 300000
+CANARY_SET = 2
 # summary.json numbers that depend on the host, not on the simulated behaviour
 # (events: a faster simulator may need fewer events for the same behaviour)
 HOST_DEPENDENT = ("wall_s", "version", "config", "events")
+
+
+def gpus_per_instance(config, settings):
+    """cluster.gpus_per_instance of these settings, else of the config file
+    (the study's configs are flat YAML), else 1."""
+    if "cluster.gpus_per_instance" in settings:
+        return int(settings["cluster.gpus_per_instance"])
+    with open(config) as f:
+        m = re.search(r"^\s*gpus_per_instance:\s*(\d+)", f.read(), re.M)
+    return int(m.group(1)) if m else 1
 
 
 class Runner:
@@ -157,7 +173,8 @@ class Runner:
             # the same binary behaves the same: its fingerprints are kept on disk
             with open(config, "rb") as f:
                 disk = os.path.join(self.cache_dir, "fp-" + hashlib.sha256(json.dumps(
-                    [self.binary_hash, hashlib.sha256(f.read()).hexdigest(), fkey[1]]).encode()).hexdigest()[:32])
+                    [self.binary_hash, hashlib.sha256(f.read()).hexdigest(), fkey[1], CANARY_SET]).encode()
+                ).hexdigest()[:32])
             if os.path.exists(disk):
                 with open(disk) as f:
                     self._fingerprints[fkey] = f.read().strip()
@@ -171,10 +188,15 @@ class Runner:
                     paths.append(t)
                 paths.append(os.path.join(d, "big.csv"))
                 traces.write_trace(paths[-1], [(0, CANARY_BIG_PROMPT, 64)])
+                # the long canary again on two nodes of two instances: the others
+                # fit on one node, where nothing crosses a NIC
+                paths.append(paths[1])
+                apart = dict(s)
+                apart["cluster.gpus_per_node"] = str(2 * gpus_per_instance(config, s))
                 for i, t in enumerate(paths):
                     o = os.path.join(d, "o%d" % i)
                     cmd = [self.infsim, "run", config, "--trace", t, "--out", o, "--seed", "1"]
-                    for k, v in sorted(s.items()):
+                    for k, v in sorted((apart if i == len(paths) - 1 else s).items()):
                         cmd += ["--set", "%s=%s" % (k, v)]
                     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                        timeout=self.timeout_s)

@@ -1,0 +1,393 @@
+/*
+** prefill_sm90_ws.cu: prefill version 15 on Hopper (sm_90a), the default
+** there: version 14's two consumer warpgroups (prefill_sm90.cu) fed by a
+** producer warpgroup. Same contract and results as the kernels in
+** prefill_sm90.cu; prefill.cu appends the new K/V before launching it and
+** never launches it on a device other than compute capability 9.0 (in
+** other passes the body traps). Measurements: kernels/NOTES.md, 15.
+*/
+#include "prefill_sm90.cuh"
+
+namespace {
+
+/* Version 15 (kernels/NOTES.md): version 14's consumer loop with the copies
+ * taken off the consumer warps. A third warpgroup, the producer, gives its
+ * registers up (setmaxnreg: 24 a thread, the consumers get 240) and loads
+ * Q, then K_{j+1} and V_j in turn through the block table by cp.async into
+ * the same three K and three V buffers; each copy group is announced on its
+ * buffer's "full" mbarrier once it has landed, and the consumers free a
+ * buffer on its "empty" mbarrier when the wgmma that read it has completed
+ * (FlashAttention-3's producer/consumer pipeline, Shah et al. 2024,
+ * section 3.1). So each consumer warpgroup waits only for the tile it
+ * needs, not for the other warpgroup at a CTA barrier, and the two drift
+ * as far as the ping-pong turns let them.
+ * TMA is not used: the pool is contiguous per 16-key run only (two boxes
+ * per run; version 12 issued them from a per-lane loop, version 15's fifth
+ * call from one lane of this producer: both slower than cp.async). The
+ * 16-byte copies still cost ~14% at 16K, and copying the same tile every
+ * time costs as much, so it is their path into shared memory, not HBM or
+ * the table (NOTES.md 15). The producer reads the table itself, two words
+ * per lane per tile, before it waits for the buffer.
+ * PERSIST (pipeline 5): one CTA per SM takes work tiles (query tile, head,
+ * request) heaviest first, dealt round-robin in a snake order (the
+ * direction alternates each round, so no CTA is first in every round), and
+ * the rings run on across them: the producer loads the next tile's Q and
+ * first K/V while the consumers finish the last P V and store O. Q has one
+ * buffer, freed on its own mbarrier after a tile's last S = Q K^T. */
+constexpr int WS_THREADS = 384;
+constexpr int WS_BARS = 4 * NST + 1; /* K full, V full, K empty, V empty (one per buffer), Q empty */
+constexpr int SMEM_WS = (int)(Q_BYTES + 2 * NST * TILE_BYTES) + WS_BARS * 8 + 1024;
+
+template <bool BF16, bool POW2, bool PINGPONG, bool PERSIST>
+__global__ void __launch_bounds__(WS_THREADS, 1) prefill_sm90_ws_kernel(ik_prefill_params p, int reqs) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int WS_PRODUCER_REGS = 24, WS_CONSUMER_REGS = 240; /* 128 x 24 + 256 x 240 <= 64K registers */
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  const uint32_t sbase = (smem_addr(smem_raw) + 1023u) & ~1023u;
+  const uint32_t q_s = sbase, k_s = sbase + Q_BYTES, v_s = k_s + NST * TILE_BYTES;
+  const uint32_t bars = v_s + NST * TILE_BYTES;
+  /* Barrier of buffer b: K full, V full, K empty, V empty. */
+  auto kfull = [&](int b) { return bars + 8u * (uint32_t)b; };
+  auto vfull = [&](int b) { return bars + 8u * (uint32_t)(NST + b); };
+  auto kempty = [&](int b) { return bars + 8u * (uint32_t)(2 * NST + b); };
+  auto vempty = [&](int b) { return bars + 8u * (uint32_t)(3 * NST + b); };
+  const uint32_t qempty = bars + 8u * (uint32_t)(4 * NST);
+
+  const int tid = threadIdx.x, wg = tid / 128;
+  const int total = p.past + p.new_tokens;
+  const int nq = (p.new_tokens + QT - 1) / QT;
+  /* Work tile k of this CTA (k = 0 only without PERSIST): false past the last. */
+  int qt = 0, hh = 0, qbase = 0, n_kt = 0;
+  int64_t r = 0;
+  auto tile = [&](int k) {
+    if (PERSIST) {
+      const int per = p.h * reqs, cta = (k & 1) ? (int)gridDim.x - 1 - (int)blockIdx.x : (int)blockIdx.x;
+      const int w = k * (int)gridDim.x + cta;
+      if (w >= nq * per) return false;
+      qt = nq - 1 - w / per;
+      hh = w % per % p.h;
+      r = w % per / p.h;
+    } else {
+      if (k > 0) return false;
+      qt = (int)gridDim.x - 1 - (int)blockIdx.x;
+      hh = blockIdx.y;
+      r = blockIdx.z;
+    }
+    qbase = qt * QT;
+    n_kt = min(p.past + qbase + QT - 1, total - 1) / KT + 1;
+    return true;
+  };
+
+  if (tid == 0) {
+    for (int b = 0; b < NST; b++) {
+      mbar_init(kfull(b), 128); /* every producer thread, once its copies landed */
+      mbar_init(vfull(b), 128);
+      mbar_init(kempty(b), 8); /* one lane of each consumer warp, after its wgmma wait */
+      mbar_init(vempty(b), 8);
+    }
+    mbar_init(qempty, 8);
+  }
+  __syncthreads();
+
+  if (wg == 0) {
+    /* Producer. Warp w copies keys 32 w .. 32 w + 31 of a tile (two 16-key
+     * runs), lane l chunk l % 16 of every second row from l / 16, so each
+     * lane needs two table words per tile, read together before the wait for
+     * the buffer: one table round trip per tile, off the copies' path (at
+     * one word per copy pair the first version waited for four in a row). */
+    setmaxnreg_dec<WS_PRODUCER_REGS>();
+    const int pw = tid >> 5, lr = (tid >> 4) & 1, ch = tid & 15;
+    const int last_run = (total - 1) & ~15;
+    const int32_t *table = p.block_table;
+    int kh = 0;
+    /* Start of this warp's run h of tile kt; runs past the last key take the
+     * last key's run, so every address stays inside a block the table names
+     * (those rows zero-fill). */
+    auto run_start = [&](int kt, int h) { return min((IK_SM90_DIAG == 3 ? 0 : kt) * KT + 32 * pw + 16 * h, last_run); };
+    auto run_block = [&](int kt, int h) {
+      const int start = run_start(kt, h);
+      return table[POW2 ? start >> p.bt_shift : start / p.bt];
+    };
+    auto load_tile = [&](uint32_t dst, const uint16_t *pool, int kt, int32_t blk0, int32_t blk1) {
+#pragma unroll 1
+      for (int h = 0; h < 2; h++) {
+        const int start = run_start(kt, h);
+        const int slot = POW2 ? start & (p.bt - 1) : start % p.bt;
+        const uint16_t *src =
+            pool + ((int64_t)(h ? blk1 : blk0) * p.g + kh) * (int64_t)(p.bt * D) + (slot + lr) * D + ch * 8;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+          const int row = 32 * pw + 16 * h + lr + 2 * i;
+          cp_async16_s(dst + sw128(KT, row, ch), src + 2 * i * D, kt * KT + row < total);
+        }
+      }
+    };
+    /* The n-th K (or V) tile this CTA loads, counted over its work tiles,
+     * goes to buffer n % 3; filling it waits until tile n - 3's reads are
+     * done (that buffer's empty barrier, completion n / 3 - 1). */
+    int base = 0; /* K (and V) tiles of this CTA's earlier work tiles */
+    for (int k = 0; tile(k); k++) {
+    table = p.block_table + r * p.bt_stride;
+    kh = hh / p.group;
+    if (k > 0) mbar_wait(qempty, (uint32_t)((k - 1) & 1)); /* the last S of the previous tile done */
+    /* Group 0: Q and K_0 (Q rows past new_tokens zero-filled). */
+#pragma unroll 4
+    for (int i = 0; i < QT * 16 / 128; i++) {
+      const int c = tid + 128 * i, row = c >> 4, cq = c & 15;
+      const bool ok = qbase + row < p.new_tokens;
+      const uint16_t *src = p.q + (ok ? ((r * p.new_tokens + qbase + row) * p.h + hh) * D + cq * 8 : 0);
+      cp_async16_s(q_s + sw128(QT, row, cq), src, ok);
+    }
+    {
+      const int b = base % NST;
+      const int32_t b0 = run_block(0, 0), b1 = run_block(0, 1);
+      if (base >= NST) mbar_wait(kempty(b), (uint32_t)((base / NST + 1) & 1));
+      load_tile(k_s + (uint32_t)b * TILE_BYTES, p.k_pool, 0, b0, b1);
+    }
+    cp_async_commit();
+    /* Then K_{t+1} and V_t for t = 0, 1, ...: the order the consumers use
+     * them in. Each group is announced after the next one is issued (two in
+     * flight per thread; three measured no faster): wait for all but the
+     * newest, make the copies visible to the tensor cores' proxy, arrive. */
+    uint32_t pending = kfull(base % NST);
+    auto announce = [&](uint32_t next) {
+      cp_async_wait<1>();
+      fence_proxy_async();
+      mbar_arrive(pending);
+      pending = next;
+    };
+    for (int t = 0; t < n_kt; t++) {
+      const int kt = t + 1;
+      if (kt < n_kt) {
+        const int n = base + kt, b = n % NST;
+        const int32_t b0 = run_block(kt, 0), b1 = run_block(kt, 1);
+        if (n >= NST) mbar_wait(kempty(b), (uint32_t)((n / NST + 1) & 1)); /* S of tile n - 3 done */
+        if (IK_SM90_DIAG != 1 || kt < NST) load_tile(k_s + (uint32_t)b * TILE_BYTES, p.k_pool, kt, b0, b1);
+        cp_async_commit();
+        announce(kfull(b));
+      }
+      const int n = base + t, b = n % NST;
+      const int32_t b0 = run_block(t, 0), b1 = run_block(t, 1);
+      if (n >= NST) mbar_wait(vempty(b), (uint32_t)((n / NST + 1) & 1)); /* P V of tile n - 3 done */
+      if (IK_SM90_DIAG != 1 || t < NST) load_tile(v_s + (uint32_t)b * TILE_BYTES, p.v_pool, t, b0, b1);
+      cp_async_commit();
+      announce(vfull(b));
+    }
+    cp_async_wait<0>();
+    fence_proxy_async();
+    mbar_arrive(pending);
+    base += n_kt;
+    }
+    return;
+  }
+
+  /* Consumers: warpgroups 1 and 2, 64 query rows each; the loop is version
+   * 14's (S_j and P_{j-1} V_{j-1} issued back to back, S_j's softmax under
+   * the second), with mbarrier waits instead of the CTA barrier. */
+  setmaxnreg_inc<WS_CONSUMER_REGS>();
+  const int cw = wg - 1, warp = (tid % 128) / 32, lane = tid % 32;
+  const int wrow = cw * 64;
+  const bool releaser = lane == 0;
+  int pos0 = 0, pos1 = 0, base = 0;
+
+  float o[64];
+  uint32_t pf[KT / 16][4];
+  float m0, m1, l0, l1;
+  const int my_bar = 1 + cw, other_bar = 2 - cw; /* named barriers over the 256 consumer threads */
+  if (PINGPONG && cw == 1) named_bar_arrive(1);
+
+  auto issue_s = [&](float (&s)[64], int kt) {
+    const uint32_t ks = k_s + (uint32_t)((base + kt) % NST) * TILE_BYTES;
+#pragma unroll
+    for (int kk = 0; kk < 8; kk++) {
+      const uint64_t da = wg_desc(q_s + (kk >> 2) * (QT * 128) + wrow * 128 + (kk & 3) * 32, 16, 1024);
+      const uint64_t db = wg_desc(ks + (kk >> 2) * (KT * 128) + (kk & 3) * 32, 16, 1024);
+      wgmma_ss_m64n128k16<BF16>(s, da, db, kk > 0);
+    }
+    wgmma_commit();
+  };
+  auto issue_pv = [&](int kt) {
+    const uint32_t vs = v_s + (uint32_t)((base + kt) % NST) * TILE_BYTES;
+#pragma unroll
+    for (int kg = 0; kg < KT / 16; kg++) wgmma_rs_m64n128k16<BF16>(o, pf[kg], wg_desc(vs + kg * 2048, KT * 128, 1024));
+    wgmma_commit();
+  };
+  /* Barrier and phase of this CTA's n-th K or V tile (see the producer). */
+  auto kready = [&](int kt) { mbar_wait(kfull((base + kt) % NST), (uint32_t)(((base + kt) / NST) & 1)); };
+  auto vready = [&](int kt) { mbar_wait(vfull((base + kt) % NST), (uint32_t)(((base + kt) / NST) & 1)); };
+  auto mask = [&](float (&s)[64], int kt) {
+#pragma unroll
+    for (int nt = 0; nt < KT / 8; nt++) {
+#pragma unroll
+      for (int e = 0; e < 2; e++) {
+        const int key = kt * KT + nt * 8 + 2 * (lane % 4) + e;
+        if (key > pos0) s[nt * 4 + e] = -INFINITY;
+        if (key > pos1) s[nt * 4 + 2 + e] = -INFINITY;
+      }
+    }
+  };
+  auto softmax = [&](float (&s)[64], float &a0, float &a1, float &ps0, float &ps1) {
+    float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+    for (int nt = 0; nt < KT / 8; nt++) {
+#pragma unroll
+      for (int e = 0; e < 2; e++) {
+        mx0 = fmaxf(mx0, s[nt * 4 + e]);
+        mx1 = fmaxf(mx1, s[nt * 4 + 2 + e]);
+      }
+    }
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    const float mn0 = fmaxf(m0, mx0 * p.scale_log2), mn1 = fmaxf(m1, mx1 * p.scale_log2);
+    a0 = fast_exp2(m0 - mn0);
+    a1 = fast_exp2(m1 - mn1);
+    m0 = mn0;
+    m1 = mn1;
+    ps0 = 0.f;
+    ps1 = 0.f;
+#pragma unroll
+    for (int nt = 0; nt < KT / 8; nt++) {
+#pragma unroll
+      for (int e = 0; e < 2; e++) {
+        if (IK_SM90_DIAG != 2) {
+          s[nt * 4 + e] = fast_exp2(fmaf(s[nt * 4 + e], p.scale_log2, -mn0));
+          s[nt * 4 + 2 + e] = fast_exp2(fmaf(s[nt * 4 + 2 + e], p.scale_log2, -mn1));
+        }
+        ps0 += s[nt * 4 + e];
+        ps1 += s[nt * 4 + 2 + e];
+      }
+    }
+  };
+  auto finish = [&](float (&s)[64], float a0, float a1, float ps0, float ps1) {
+    l0 = l0 * a0 + ps0;
+    l1 = l1 * a1 + ps1;
+#pragma unroll
+    for (int kg = 0; kg < KT / 16; kg++) {
+      pf[kg][0] = pack2<BF16>(s[8 * kg + 0], s[8 * kg + 1]);
+      pf[kg][1] = pack2<BF16>(s[8 * kg + 2], s[8 * kg + 3]);
+      pf[kg][2] = pack2<BF16>(s[8 * kg + 4], s[8 * kg + 5]);
+      pf[kg][3] = pack2<BF16>(s[8 * kg + 6], s[8 * kg + 7]);
+    }
+#pragma unroll
+    for (int i = 0; i < 16; i++) {
+      o[4 * i + 0] *= a0;
+      o[4 * i + 1] *= a0;
+      o[4 * i + 2] *= a1;
+      o[4 * i + 3] *= a1;
+    }
+  };
+
+  for (int k = 0; tile(k); k++) {
+  const int wg_first = min(p.past + qbase + wrow, total - 1);
+  pos0 = min(p.past + qbase + wrow + warp * 16 + lane / 4, total - 1);
+  pos1 = min(p.past + qbase + wrow + warp * 16 + lane / 4 + 8, total - 1);
+  const int first_masked = (wg_first + 1) / KT;
+#pragma unroll
+  for (int i = 0; i < 64; i++) o[i] = 0.f;
+  m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+  /* Iteration 0: S_0 alone (Q arrived with K_0). */
+  {
+    kready(0);
+    if (PINGPONG) named_bar_sync(my_bar);
+    float s[64];
+    wgmma_fence();
+    issue_s(s, 0);
+    if (PINGPONG) named_bar_arrive(other_bar);
+    wgmma_wait<0>();
+    reg_fence(s);
+    mbar_arrive_if(kempty(base % NST), releaser);
+    mbar_arrive_if(qempty, releaser && n_kt == 1);
+    if (first_masked == 0) mask(s, 0);
+    float a0, a1, ps0, ps1;
+    softmax(s, a0, a1, ps0, ps1);
+    finish(s, 0.f, 0.f, ps0, ps1);
+  }
+  /* Iteration j >= 1: wait for K_j and V_{j-1} (no branch may sit between
+   * a wgmma's issue and its wait, so both waits come first), issue both
+   * products, free K_j's buffer (and Q after the last S) once S_j is done
+   * and V_{j-1}'s once P V is. */
+  auto step = [&](int j, auto masked) {
+    kready(j);
+    vready(j - 1);
+    if (PINGPONG) named_bar_sync(my_bar);
+    float s[64];
+    reg_fence(o);
+#pragma unroll
+    for (int kg = 0; kg < KT / 16; kg++) reg_fence(pf[kg]);
+    wgmma_fence();
+    issue_s(s, j);
+    issue_pv(j - 1);
+    if (PINGPONG) named_bar_arrive(other_bar);
+    wgmma_wait<1>();
+    reg_fence(s);
+    mbar_arrive_if(kempty((base + j) % NST), releaser);
+    mbar_arrive_if(qempty, releaser && j == n_kt - 1);
+    if (decltype(masked)::value) mask(s, j);
+    float a0, a1, ps0, ps1;
+    softmax(s, a0, a1, ps0, ps1);
+    /* The exponents and sums before the wait (version 14: else ptxas sinks
+     * them below it and the softmax no longer overlaps P V). */
+    reg_fence(s);
+    asm volatile("" : "+f"(ps0), "+f"(ps1)::"memory");
+    wgmma_wait<0>();
+    reg_fence(o);
+#pragma unroll
+    for (int kg = 0; kg < KT / 16; kg++) reg_fence(pf[kg]);
+    mbar_arrive_if(vempty((base + j - 1) % NST), releaser);
+    finish(s, a0, a1, ps0, ps1);
+  };
+  const int mid = max(1, min(first_masked, n_kt));
+  for (int j = 1; j < mid; j++) step(j, std::false_type());
+  for (int j = mid; j < n_kt; j++) step(j, std::true_type());
+  /* The last P V. */
+  vready(n_kt - 1);
+  if (PINGPONG) named_bar_sync(my_bar);
+  reg_fence(o);
+#pragma unroll
+  for (int kg = 0; kg < KT / 16; kg++) reg_fence(pf[kg]);
+  wgmma_fence();
+  issue_pv(n_kt - 1);
+  if (PINGPONG) named_bar_arrive(other_bar);
+  wgmma_wait<0>();
+  reg_fence(o);
+  mbar_arrive_if(vempty((base + n_kt - 1) % NST), releaser);
+  store_rows<BF16>(p, o, m0, m1, l0, l1, r, hh, qbase + wrow + warp * 16, lane);
+  base += n_kt;
+  }
+  if (PINGPONG && cw == 0) named_bar_sync(1); /* warpgroup 2's last arrival */
+#else
+  (void)p;
+  __trap();
+#endif
+}
+
+/* One CTA per (query tile, head, request), or (persist) one per SM over all
+ * of them. prefill_ready bits 10-13 (prefill_sm90.cu names the others). */
+template <bool BF16, bool POW2>
+infsim_status launch_ws(ik_cuda *c, const ik_prefill_params &p, int reqs, bool persist, infsim_error *err) {
+  auto kern = persist ? prefill_sm90_ws_kernel<BF16, POW2, IK_SM90_PINGPONG != 0, true>
+                      : prefill_sm90_ws_kernel<BF16, POW2, IK_SM90_PINGPONG != 0, false>;
+  const int bit = 1 << (10 + (persist ? 2 : 0) + (POW2 ? 0 : 1));
+  if (!(c->prefill_ready[BF16 ? 1 : 0] & bit)) {
+    IK_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_WS));
+    c->prefill_ready[BF16 ? 1 : 0] |= bit;
+  }
+  const int64_t nq = (p.new_tokens + QT - 1) / QT, work = nq * p.h * reqs;
+  dim3 grid((unsigned)nq, (unsigned)p.h, (unsigned)reqs);
+  if (persist) grid = dim3((unsigned)(work < c->sm_count ? work : c->sm_count), 1, 1);
+  kern<<<grid, WS_THREADS, SMEM_WS, c->stream>>>(p, reqs);
+  IK_LAUNCHED();
+  return INFSIM_OK;
+}
+
+} /* namespace */
+
+infsim_status ik_prefill_sm90_ws(ik_cuda *c, const ik_prefill_params &p, bool bf16, int reqs, bool persist,
+                                 infsim_error *err) {
+  const bool pow2 = p.bt_shift >= 0;
+  if (bf16)
+    return pow2 ? launch_ws<true, true>(c, p, reqs, persist, err) : launch_ws<true, false>(c, p, reqs, persist, err);
+  return pow2 ? launch_ws<false, true>(c, p, reqs, persist, err) : launch_ws<false, false>(c, p, reqs, persist, err);
+}
