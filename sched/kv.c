@@ -32,16 +32,18 @@
 **  - one block with no claim: the start of the highest free word's top
 **    run, so the next ones can claim the rest;
 **  - fresh slots at the mark when the bitmap has none.
-** Freed one-block runs go on a stack of singles (O(1) each way), used when
-** the bitmap is empty and put back in it when a prompt finds it short.
+** Freed runs go straight back to the bitmap, one-block runs too: kept
+** apart (a stack of singles, used only when the bitmap was empty) they
+** could not coalesce with their free neighbours, and on a pool kept full
+** by lending (infinite-llm's creditors) prompts were cut into more runs.
 ** Taking or giving back n blocks costs O(runs + n / 64), not O(n); a
 ** request's table costs O(runs) memory. Tables' run arrays are recycled
 ** through per-size free lists: steady state allocates nothing.
 **
 ** Invariants (infsim_kv_check, infsim_kv_check_request):
 **  - every slot below a pool's high-water mark is either free (its bit
-**    set, or on the singles stack), claimed by one table, or in exactly one
-**    run of one table (in_use + free bits + singles + claimed == mark);
+**    set), claimed by one table, or in exactly one run of one table
+**    (in_use + free bits + claimed == mark);
 **  - a run lies in one pool, its slots not free; a table's runs are
 **    maximal (no run continues the one before it) and sum to its count; a
 **    claim follows the table's last run in its owner's pool;
@@ -118,19 +120,13 @@ typedef struct {
   int64_t *claimers; /* requests with a claim here */
   int64_t n_claimers;
   int64_t cap_claimers;
-  /* Free slots below the mark: the set bits of bits[0], and singles.
+  /* Free slots below the mark: the set bits of bits[0].
    * bits[0]: a bit per slot, 1 = free; bits[k + 1]: a bit per word of
    * bits[k], 1 = that word is non-zero. words[k] words allocated. */
   int64_t free_bits;
   uint64_t *bits[KV_LEVELS_MAX];
   int64_t words[KV_LEVELS_MAX];
   int32_t levels; /* the top level is one word at full capacity */
-  /* Freed one-block runs, not in the bitmap: a stack (O(1) each way),
-   * growing by doubling with the most singles at once; when it cannot
-   * grow, a single goes to the bitmap instead. */
-  int64_t *singles;
-  int64_t n_singles;
-  int64_t cap_singles;
   /* The last KV_HOLES runs of two or more blocks given back (first slot,
    * length; length 0: none): a prompt takes the smallest that holds it
    * whole, if still free, before the lowest free runs. Admission follows
@@ -292,20 +288,11 @@ static void slots_take(kv_pool *p, int64_t a, int64_t b) {
 }
 
 
-/* A run of `blocks` slots from s (in use) is free again: a single on the stack, more in the bitmap. */
+/* A run of `blocks` slots from s (in use) is free again; two or more
+ * are remembered as a hole (a one-block hole holds no prompt). */
 static void run_give(kv_pool *p, int64_t s, int64_t blocks) {
-  if (blocks == 1 && p->n_singles == p->cap_singles) {
-    int64_t cap = p->cap_singles ? 2 * p->cap_singles : 64;
-    int64_t *st = realloc(p->singles, (size_t)cap * sizeof *st);
-    if (st != NULL) {
-      p->singles = st;
-      p->cap_singles = cap;
-    }
-  }
-  if (blocks == 1 && p->n_singles < p->cap_singles) {
-    p->singles[p->n_singles++] = s;
-  } else {
-    slots_give(p, s, s + blocks);
+  slots_give(p, s, s + blocks);
+  if (blocks > 1) {
     p->hole_first[p->hole_next] = s;
     p->hole_len[p->hole_next] = blocks;
     p->hole_next = (p->hole_next + 1) % KV_HOLES;
@@ -321,40 +308,45 @@ static int64_t lowest_word(const kv_pool *p) {
   return i;
 }
 
-/* Takes the lowest run of free bits, at most max of them (max >= 1):
- * its first slot in *first, its length returned. One pass: find, measure
- * and clear, a word at a time. */
-static int64_t take_lowest(kv_pool *p, int64_t max, int64_t *first) {
+static inline bool list_push(infsim_kv *kv, run_list *l, int64_t first, int64_t blocks);
+
+/* Takes the lowest free slots, up to `left` of them, into l, lowest
+ * first: each word's free runs in turn, the summary levels walked once a
+ * word, not once a run (a prompt on a fragmented pool takes dozens of
+ * short runs; list_push joins a run that goes on into the next word).
+ * The same slots and runs as taking the lowest run again and again.
+ * Returns how many were taken, or -1 when memory for l is short (what
+ * was taken before stays in l, for the caller to undo). */
+static int64_t take_lowest(infsim_kv *kv, kv_pool *p, run_list *l, int64_t base, int64_t left) {
   uint64_t *l0 = p->bits[0];
-  int64_t j = lowest_word(p);
-  uint64_t w = l0[j];
-  int32_t b = __builtin_ctzll(w);
-  uint64_t x = ~(w >> b); /* zeros where the run goes on; the top b bits are ones */
-  int64_t ones = x == 0 ? 64 : __builtin_ctzll(x);
-  int64_t got = ones < max ? ones : max;
-  *first = (j << 6) + b;
-  l0[j] = w & ~word_mask(b, got);
-  if (l0[j] == 0) summary_clear(p, j);
-  /* The run reaches the word's top: it may go on in the next words. */
-  while (got < max && b + ones == 64 && ((j + 1) << 6) < p->high_water) {
-    j++;
-    w = l0[j];
-    b = 0;
-    ones = ~w == 0 ? 64 : __builtin_ctzll(~w);
-    if (ones == 0) break;
-    int64_t len = ones < max - got ? ones : max - got;
-    l0[j] = w & ~word_mask(0, len);
-    if (l0[j] == 0) summary_clear(p, j);
-    got += len;
+  int64_t got = 0;
+  while (got < left && p->free_bits > 0) {
+    int64_t j = lowest_word(p);
+    uint64_t w = l0[j];
+    do {
+      int32_t b = __builtin_ctzll(w);
+      uint64_t x = ~(w >> b); /* zeros where the run goes on; the top b bits are ones */
+      int64_t ones = x == 0 ? 64 : __builtin_ctzll(x);
+      int64_t len = ones < left - got ? ones : left - got;
+      uint64_t m = word_mask(b, len);
+      if (!list_push(kv, l, base + (j << 6) + b, len)) {
+        l0[j] = w;
+        return -1;
+      }
+      w &= ~m;
+      p->free_bits -= len;
+      got += len;
+    } while (w != 0 && got < left);
+    l0[j] = w;
+    if (w == 0) summary_clear(p, j);
   }
-  p->free_bits -= got;
   return got;
 }
 
 /* One free slot for a one-block request: the first of a run of free bits,
  * whose free neighbours above it the request can then claim (its next
- * decode blocks continue the run); else a single; else a fresh one at the
- * mark (room reserved). Taken. */
+ * decode blocks continue the run); else a fresh one at the mark (room
+ * reserved). Taken. */
 static int64_t one_slot(kv_pool *p) {
   if (p->free_bits > 0) {
     /* The highest free word's top run, from its start: the request can
@@ -370,7 +362,6 @@ static int64_t one_slot(kv_pool *p) {
     slots_take(p, s, s + 1);
     return s;
   }
-  if (p->n_singles > 0) return p->singles[--p->n_singles];
   return p->high_water++;
 }
 
@@ -477,7 +468,6 @@ void infsim_kv_free(infsim_kv *kv) {
   if (kv->pools != NULL)
     for (int32_t q = 0; q < kv->instances + kv->hosts; q++) {
       for (int32_t k = 0; k < KV_LEVELS_MAX; k++) free(kv->pools[q].bits[k]);
-      free(kv->pools[q].singles);
       free(kv->pools[q].claimers);
       free(kv->pools[q].split);
     }
@@ -707,20 +697,23 @@ static void claim_drop(infsim_kv *kv, int64_t req) {
 }
 
 /* Claims of pool `pool` back to the bitmap, the latest first, until it
- * and the singles hold `need` free slots. */
+ * holds `need` free slots. */
 static void claims_revoke(infsim_kv *kv, int32_t pool, int64_t need) {
   kv_pool *p = &kv->pools[pool];
-  while (p->n_claimers > 0 && p->free_bits + p->n_singles < need) claim_drop(kv, p->claimers[p->n_claimers - 1]);
+  while (p->n_claimers > 0 && p->free_bits < need) claim_drop(kv, p->claimers[p->n_claimers - 1]);
 }
 
 /* Sets aside the free slots right after req's last run (in its owner's
  * GPU pool): free bits there, or fresh slots when the run ends at the
- * mark. A claim takes at most a quarter of the pool's unclaimed free
+ * mark. A claim takes at most a sixteenth of the pool's unclaimed free
  * slots, and none is made below 8: a pool kept tight (a creditor that has
  * lent most of its memory) still gives its decoding requests short claims,
  * so their block boundaries stay O(1) instead of searching the bitmap,
- * while three quarters stay unclaimed for arrivals and borrowers (claims
- * give way to them anyway: claims_revoke). Optional: nothing happens when
+ * while most free slots stay unclaimed, coalesced in the bitmap, for
+ * prompts and borrowers (claims give way to them anyway: claims_revoke).
+ * On bench/distkv_speed's hour (creditors kept full by lending), a quarter
+ * cut prompts into more runs: 3.383G instructions, an eighth 3.349G, a
+ * sixteenth 3.339G, the outputs the same. Optional: nothing happens when
  * memory for the list is short. */
 static void claim_make(infsim_kv *kv, int64_t req) {
   kv_table *t = tab(kv, req);
@@ -731,7 +724,7 @@ static void claim_make(infsim_kv *kv, int64_t req) {
   if (infsim_kv_holder_of(kv, last->first) != pool) return;
   kv_pool *p = &kv->pools[pool];
   int64_t want = claim_size(t->count);
-  int64_t slack = (p->capacity - p->in_use - p->claimed) / 4;
+  int64_t slack = (p->capacity - p->in_use - p->claimed) / 16;
   if (want > slack) want = slack;
   if (want < 8) return;
   int64_t end = last->first + last->blocks - (int64_t)pool * kv->stride, c;
@@ -757,16 +750,15 @@ static void claim_make(infsim_kv *kv, int64_t req) {
 
 /* Appends n blocks of pool `pool` (which has them free) to l: after l's
  * last run where free; then, for one block, one_slot(); for more, the
- * lowest free runs of the bitmap (with the singles put back in it when it
- * alone is short); then fresh slots at the mark. Nothing changes when memory is short (false). Counting is the
+ * lowest free runs of the bitmap; then fresh slots at the mark. Nothing changes when memory is short (false). Counting is the
  * caller's. */
 static bool take(infsim_kv *kv, int32_t pool, run_list *l, int64_t n) {
   kv_pool *p = &kv->pools[pool];
   assert(p->capacity - p->in_use >= n);
-  int64_t free_slots = p->free_bits + p->n_singles;
+  int64_t free_slots = p->free_bits;
   if (n > free_slots + (p->capacity - p->high_water)) {
     claims_revoke(kv, pool, n); /* the rest of the free slots are claimed */
-    free_slots = p->free_bits + p->n_singles;
+    free_slots = p->free_bits;
   }
   if (n > free_slots && !pool_reserve(p, p->high_water + n - free_slots)) return false;
   int64_t base = (int64_t)pool * kv->stride;
@@ -790,12 +782,6 @@ static bool take(infsim_kv *kv, int32_t pool, run_list *l, int64_t n) {
     }
     left = 0;
   }
-  if (left > p->free_bits && p->n_singles > 0) {
-    /* The bitmap alone is short: the singles join it, to coalesce with
-     * their free neighbours before the lowest runs are taken. */
-    for (int64_t i = 0; i < p->n_singles; i++) slots_give(p, p->singles[i], p->singles[i] + 1);
-    p->n_singles = 0;
-  }
   if (left > 1 && left <= p->free_bits) {
     /* The smallest remembered hole that holds all of it, if still free. */
     int32_t best = -1;
@@ -817,13 +803,10 @@ static bool take(infsim_kv *kv, int32_t pool, run_list *l, int64_t n) {
       }
     }
   }
-  while (left > 0 && p->free_bits > 0) {
-    int64_t s = 0, len = take_lowest(p, left, &s);
-    if (!list_push(kv, l, base + s, len)) {
-      slots_give(p, s, s + len);
-      goto undo;
-    }
-    left -= len;
+  if (left > 0 && p->free_bits > 0) {
+    int64_t got = take_lowest(kv, p, l, base, left);
+    if (got < 0) goto undo;
+    left -= got;
   }
   if (left > 0) {
     int64_t s = p->high_water;
@@ -900,6 +883,35 @@ infsim_status infsim_kv_alloc_one(infsim_kv *kv, int64_t req, int32_t holder, in
     p->local++;
     if (++p->in_use > p->peak) p->peak = p->in_use;
     if (--t->claim == 0) claim_forget(kv, req);
+    return INFSIM_OK;
+  }
+  kv_pool *p = &kv->pools[holder];
+  if (t->claim == 0 && holder == t->owner && t->n > 0 && p->free_bits > 0 && p->in_use < p->capacity &&
+      t->count < INT32_MAX) {
+    /* No claim left, the bitmap not empty (a pool kept full by lending,
+     * half a million times an hour): infsim_kv_alloc's path for one block
+     * without its general cases (the same slot, the same counts): the slot
+     * after the last run if free, else one_slot(); then a new claim. */
+    int64_t base = (int64_t)holder * kv->stride;
+    infsim_kv_run *last = &t->at[t->n - 1];
+    int64_t s = last->first + last->blocks - base;
+    if (s >= 0 && s < p->high_water && slot_free(p, s)) {
+      slots_take(p, s, s + 1);
+      last->blocks++;
+    } else {
+      s = one_slot(p);
+      run_list l = table_runs(t);
+      bool ok = list_push(kv, &l, base + s, 1);
+      table_set_runs(t, l);
+      if (!ok) {
+        run_give(p, s, 1);
+        return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+      }
+    }
+    t->count++;
+    p->local++;
+    if (++p->in_use > p->peak) p->peak = p->in_use;
+    claim_make(kv, req);
     return INFSIM_OK;
   }
   return infsim_kv_alloc(kv, req, holder, 1, err);
@@ -988,9 +1000,14 @@ static infsim_status rehome(infsim_kv *kv, int64_t req, int64_t first, int64_t n
   kv_table *t = tab(kv, req);
   assert(first >= 0 && n >= 0 && first + n <= t->count);
   claim_drop(kv, req);
-  int64_t arriving = 0, pos = 0;
+  int64_t arriving = 0, pos = 0, pos0 = -1;
+  int32_t i0 = 0; /* the first run reaching past `first`, from table entry pos0 */
   for (int32_t i = 0; i < t->n && pos < first + n; i++) {
     const infsim_kv_run *r = &t->at[i];
+    if (pos0 < 0 && pos + r->blocks > first) {
+      i0 = i;
+      pos0 = pos;
+    }
     int64_t a = pos > first ? pos : first, b = pos + r->blocks < first + n ? pos + r->blocks : first + n;
     if (b > a && infsim_kv_holder_of(kv, r->first) != to) arriving += b - a;
     pos += r->blocks;
@@ -1001,10 +1018,27 @@ static infsim_status rehome(infsim_kv *kv, int64_t req, int64_t first, int64_t n
                        (int)to, (long long)(p->capacity - p->in_use), (long long)arriving, (long long)req);
   if (arriving == 0) return INFSIM_OK;
   run_list *out = &kv->scratch;
+  /* The runs before the moved stretch stay as they are (maximal: none
+   * continues another), copied whole: a move of a long table's tail (the
+   * DGFM's, lending's) touches its last runs only. */
   out->n = 0;
-  pos = 0;
-  for (int32_t i = 0; i < t->n; i++) {
+  while (out->cap < i0 + 1)
+    if (!list_grow(kv, out)) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  if (i0 > 0) memcpy(out->at, t->at, (size_t)i0 * sizeof *out->at);
+  out->n = i0;
+  pos = pos0;
+  for (int32_t i = i0; i < t->n; i++) {
     infsim_kv_run r = t->at[i];
+    if (pos >= first + n && out->n > 0 && out->at[out->n - 1].first + out->at[out->n - 1].blocks != r.first) {
+      /* Past the stretch, and the first run after it is its own: the rest
+       * are maximal too, copied whole. */
+      int32_t rest = t->n - i;
+      while (out->cap < out->n + rest)
+        if (!list_grow(kv, out)) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+      memcpy(out->at + out->n, t->at + i, (size_t)rest * sizeof *out->at);
+      out->n += rest;
+      break;
+    }
     int64_t lo = pos, hi = pos + r.blocks;
     pos = hi;
     int32_t from = infsim_kv_holder_of(kv, r.first);
@@ -1188,7 +1222,7 @@ void infsim_kv_check_request(const infsim_kv *kv, int64_t req) {
 }
 
 #ifndef NDEBUG
-/* A pool's bitmap and singles against its counts and summaries: O(its
+/* A pool's bitmap against its counts and summaries: O(its
  * slots), so only for pools of up to 2^16 slots handed out. */
 static void check_bitmap(const kv_pool *p) {
   if (p->high_water > 65536) return;
@@ -1198,14 +1232,6 @@ static void check_bitmap(const kv_pool *p) {
     if (w == words - 1 && (p->high_water & 63) != 0) assert((p->bits[0][w] >> (p->high_water & 63)) == 0);
   }
   assert(set == p->free_bits);
-  /* singles: distinct, below the mark, not in the bitmap */
-  bool *seen = calloc((size_t)(p->high_water + 1), sizeof *seen);
-  for (int64_t i = 0; i < p->n_singles && seen != NULL; i++) {
-    int64_t s = p->singles[i];
-    assert(s >= 0 && s < p->high_water && !seen[s] && !slot_free(p, s));
-    seen[s] = true;
-  }
-  free(seen);
   for (int32_t k = 1; k < p->levels; k++, words = (words + 63) >> 6)
     for (int64_t w = 0; w < words; w++) {
       bool any = p->bits[k - 1][w] != 0, marked = (p->bits[k][w >> 6] >> (w & 63)) & 1;
@@ -1231,7 +1257,7 @@ void infsim_kv_check(const infsim_kv *kv) {
   int64_t host_held = 0, host_owed = 0;
   for (int32_t q = 0; q < kv->instances + kv->hosts; q++) {
     const kv_pool *p = &kv->pools[q];
-    assert(p->in_use + p->free_bits + p->n_singles + p->claimed == p->high_water);
+    assert(p->in_use + p->free_bits + p->claimed == p->high_water);
     assert(p->in_use + p->claimed <= p->capacity && p->in_use <= p->peak);
     int64_t claimed = 0;
     for (int64_t i = 0; i < p->n_claimers; i++) {

@@ -1,96 +1,96 @@
 /*
-** event_heap.c: the engine's event queue (see event_heap.h): a sorted
-** array while small, a binary min-heap once large.
+** event_heap.c: the engine's event queue (see event_heap.h): a radix heap
+** on the event time, ties broken by priority, then insertion order.
 */
 #include "infsim/event_heap.h"
 
+#include <assert.h>
 #include <stdlib.h>
+#include <string.h>
 
-static int event_before(const infsim_event *a, const infsim_event *b) {
+static inline int event_before(const infsim_event *a, const infsim_event *b) {
   if (a->time_ns != b->time_ns) return a->time_ns < b->time_ns;
   return a->priority != b->priority ? a->priority < b->priority : a->seq < b->seq;
 }
 
-void infsim_event_heap_init(infsim_event_heap *h) {
-  h->items = NULL;
-  h->count = 0;
-  h->capacity = 0;
-  h->peak = 0;
-  h->next_seq = 0;
-  h->heap = 0;
+/* The bucket of an event due at t, seen from the last popped time. */
+static inline int bucket_of(const infsim_event_heap *h, int64_t t) {
+  uint64_t x = (uint64_t)t ^ (uint64_t)h->last_ns;
+  return x == 0 ? 0 : 64 - __builtin_clzll(x);
 }
 
+void infsim_event_heap_init(infsim_event_heap *h) { memset(h, 0, sizeof *h); }
+
 void infsim_event_heap_free(infsim_event_heap *h) {
-  free(h->items);
+  for (int k = 0; k < INFSIM_EVENT_BUCKETS; k++) free(h->bucket[k].items);
   infsim_event_heap_init(h);
 }
 
-/* The sorted array (latest first) becomes a min-heap: reversed, it is
- * sorted earliest first, and a sorted array is a heap. */
-static void become_heap(infsim_event_heap *h) {
-  for (size_t i = 0, j = h->count - 1; i < j; i++, j--) {
-    infsim_event t = h->items[i];
-    h->items[i] = h->items[j];
-    h->items[j] = t;
+/* Appends ev to bucket k, room made; false when memory is short. */
+static inline int bucket_add(infsim_event_heap *h, int k, const infsim_event *ev) {
+  infsim_event_bucket *b = &h->bucket[k];
+  if (b->n == b->capacity) {
+    uint32_t cap = b->capacity ? 2 * b->capacity : 4;
+    infsim_event *items = realloc(b->items, (size_t)cap * sizeof *items);
+    if (items == NULL) return 0;
+    b->items = items;
+    h->capacity += cap - b->capacity;
+    b->capacity = cap;
   }
-  h->heap = 1;
+  b->items[b->n++] = *ev;
+  if (k > 0) h->nonempty |= UINT64_C(1) << (k - 1);
+  return 1;
 }
 
 infsim_status infsim_event_heap_push(infsim_event_heap *h, int64_t time_ns, int32_t priority, int32_t target,
                                      int64_t arg, infsim_error *err) {
-  if (h->count == h->capacity) {
-    size_t cap = h->capacity ? 2 * h->capacity : 64;
-    infsim_event *items = realloc(h->items, cap * sizeof *items);
-    if (items == NULL) return infsim_fail(err, INFSIM_ENOMEM, "event heap: out of memory");
-    h->items = items;
-    h->capacity = cap;
-  }
-  if (!h->heap && h->count == INFSIM_EVENT_SORTED_MAX) become_heap(h);
-  infsim_event ev = {time_ns, priority, target, h->next_seq++, arg};
-  size_t i = h->count++;
-  if (h->count > h->peak) h->peak = h->count;
-  if (!h->heap) {
-    /* Sorted layout: the events due before the new one move up a place
-     * (usually few: new events mostly fall behind the batch ends queued). */
-    while (i > 0 && event_before(&h->items[i - 1], &ev)) {
-      h->items[i] = h->items[i - 1];
-      i--;
-    }
-    h->items[i] = ev;
-    return INFSIM_OK;
-  }
-  while (i > 0) {
-    size_t parent = (i - 1) / 2;
-    if (!event_before(&ev, &h->items[parent])) break;
-    h->items[i] = h->items[parent];
-    i = parent;
-  }
-  h->items[i] = ev;
+  assert(time_ns >= h->last_ns); /* the clock never goes back */
+  infsim_event ev = {time_ns, priority, target, h->next_seq, arg};
+  if (!bucket_add(h, bucket_of(h, time_ns), &ev)) return infsim_fail(err, INFSIM_ENOMEM, "event heap: out of memory");
+  h->next_seq++;
+  if (++h->count > h->peak) h->peak = h->count;
   return INFSIM_OK;
+}
+
+/* Bucket 0 empty, the heap not: the lowest non-empty bucket's earliest
+ * time becomes the last popped time and its events go to lower buckets
+ * (each to a strictly lower one: they share its bits above k - 1; the
+ * earliest ones to bucket 0). */
+static void refill(infsim_event_heap *h) {
+  int k = __builtin_ctzll(h->nonempty) + 1;
+  infsim_event_bucket *b = &h->bucket[k];
+  int64_t min = b->items[0].time_ns;
+  for (uint32_t i = 1; i < b->n; i++)
+    if (b->items[i].time_ns < min) min = b->items[i].time_ns;
+  h->last_ns = min;
+  h->nonempty &= ~(UINT64_C(1) << (k - 1));
+  for (uint32_t i = 0; i < b->n; i++) {
+    int to = bucket_of(h, b->items[i].time_ns);
+    assert(to < k);
+    /* out of memory in a pop, which cannot fail: as the KV manager's accessors */
+    if (!bucket_add(h, to, &b->items[i])) abort();
+  }
+  b->n = 0;
 }
 
 int infsim_event_heap_pop(infsim_event_heap *h, infsim_event *out) {
   if (h->count == 0) return 0;
-  if (!h->heap) {
-    *out = h->items[--h->count]; /* sorted layout: the earliest is last */
-    return 1;
-  }
-  *out = h->items[0];
-  infsim_event last = h->items[--h->count];
-  size_t i = 0, n = h->count;
-  for (;;) {
-    size_t child = 2 * i + 1;
-    if (child >= n) break;
-    if (child + 1 < n && event_before(&h->items[child + 1], &h->items[child])) child++;
-    if (!event_before(&h->items[child], &last)) break;
-    h->items[i] = h->items[child];
-    i = child;
-  }
-  if (n > 0) h->items[i] = last;
+  if (h->bucket[0].n == 0) refill(h);
+  infsim_event_bucket *b = &h->bucket[0];
+  uint32_t best = 0;
+  for (uint32_t i = 1; i < b->n; i++)
+    if (event_before(&b->items[i], &b->items[best])) best = i;
+  *out = b->items[best];
+  b->items[best] = b->items[--b->n];
+  h->count--;
   return 1;
 }
 
 const infsim_event *infsim_event_heap_peek(const infsim_event_heap *h) {
   if (h->count == 0) return NULL;
-  return h->heap ? &h->items[0] : &h->items[h->count - 1];
+  const infsim_event_bucket *b = h->bucket[0].n > 0 ? &h->bucket[0] : &h->bucket[__builtin_ctzll(h->nonempty) + 1];
+  uint32_t best = 0;
+  for (uint32_t i = 1; i < b->n; i++)
+    if (event_before(&b->items[i], &b->items[best])) best = i;
+  return &b->items[best];
 }

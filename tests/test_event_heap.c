@@ -1,7 +1,8 @@
 /*
 ** test_event_heap.c: the event queue pops in (time, priority, insertion)
-** order whatever the push order, in its sorted layout and its heap layout,
-** checked against a sorted reference and a linear-scan one.
+** order whatever the push order, with times close together (ties) and
+** spread over many bits (events moving down the radix buckets), checked
+** against a sorted reference and a linear-scan one.
 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -96,7 +97,7 @@ static int ref_first(const ref_queue *q) {
 }
 
 /* Random pushes and pops against the reference, the queue growing and
- * shrinking across INFSIM_EVENT_SORTED_MAX (sorted layout, then the heap),
+ * shrinking (from empty to a few hundred events),
  * with many ties in time and priority: every pop and peek is the
  * reference's first event. */
 static void test_random_operations_match_a_reference(void **state) {
@@ -108,9 +109,8 @@ static void test_random_operations_match_a_reference(void **state) {
     ref_queue *q = calloc(1, sizeof *q);
     uint64_t seq = 0;
     int64_t now = 0;
-    /* Some rounds stay small (the sorted layout throughout), others grow
-     * well past the switch. */
-    int limit = round % 2 == 0 ? INFSIM_EVENT_SORTED_MAX : 3 * INFSIM_EVENT_SORTED_MAX;
+    /* Some rounds stay small, others grow larger. */
+    int limit = round % 2 == 0 ? 128 : 384;
     for (int op = 0; op < 5000; op++) {
       bool push = q->n == 0 || (q->n < limit && gsl_rng_uniform(rng) < (op % 1000 < 600 ? 0.7 : 0.35));
       if (push) {
@@ -132,8 +132,47 @@ static void test_random_operations_match_a_reference(void **state) {
       }
       assert_int_equal(h.count, (size_t)q->n);
     }
-    if (limit > INFSIM_EVENT_SORTED_MAX) assert_true(h.heap); /* the heap layout was exercised */
-    else assert_false(h.heap);
+    free(q);
+    infsim_event_heap_free(&h);
+  }
+  gsl_rng_free(rng);
+}
+
+/* Times spread from the next nanosecond to 2^50 ns ahead (and a few near
+ * the top of int64), pushed and popped at random against the reference:
+ * events cross many radix buckets before they come out. */
+static void test_wide_times_match_a_reference(void **state) {
+  (void)state;
+  gsl_rng *rng = infsim_rng_new(4, "test.heap.wide");
+  for (int round = 0; round < 20; round++) {
+    infsim_event_heap h;
+    infsim_event_heap_init(&h);
+    ref_queue *q = calloc(1, sizeof *q);
+    uint64_t seq = 0;
+    int64_t now = round % 4 == 3 ? INT64_MAX / 2 : 0;
+    for (int op = 0; op < 5000; op++) {
+      bool push = q->n == 0 || (q->n < 300 && gsl_rng_uniform(rng) < 0.55);
+      if (push) {
+        int bits = (int)gsl_rng_uniform_int(rng, 51);
+        uint64_t r64 = ((uint64_t)gsl_rng_get(rng) << 32) ^ (uint64_t)gsl_rng_get(rng);
+        int64_t ahead = bits == 0 ? 0 : (int64_t)(r64 & ((UINT64_C(1) << bits) - 1));
+        if (gsl_rng_uniform(rng) < 0.2) ahead = (int64_t)gsl_rng_uniform_int(rng, 3); /* ties too */
+        int32_t prio = (int32_t)gsl_rng_uniform_int(rng, 4);
+        assert_int_equal(infsim_event_heap_push(&h, now + ahead, prio, op, op, NULL), INFSIM_OK);
+        q->items[q->n++] = (infsim_event){now + ahead, prio, op, seq++, op};
+      } else {
+        int k = ref_first(q);
+        infsim_event want = q->items[k], got;
+        assert_int_equal(infsim_event_heap_peek(&h)->arg, want.arg);
+        assert_true(infsim_event_heap_pop(&h, &got));
+        assert_int_equal(got.arg, want.arg);
+        assert_int_equal(got.time_ns, want.time_ns);
+        assert_int_equal(got.seq, want.seq);
+        q->items[k] = q->items[--q->n];
+        now = got.time_ns;
+      }
+      assert_int_equal(h.count, (size_t)q->n);
+    }
     free(q);
     infsim_event_heap_free(&h);
   }
@@ -145,6 +184,7 @@ int main(void) {
       cmocka_unit_test(test_pops_in_time_priority_insertion_order),
       cmocka_unit_test(test_interleaved_use_is_monotone),
       cmocka_unit_test(test_random_operations_match_a_reference),
+      cmocka_unit_test(test_wide_times_match_a_reference),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

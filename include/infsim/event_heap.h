@@ -4,17 +4,21 @@
 ** Fixed-size events ordered by (time_ns, priority, seq): ties in time
 ** break by the event kind's priority, then by insertion order, so a run is
 ** deterministic whatever the queue's internal layout (libuv's timer heap
-** habit). Events are values stored in one array that grows by doubling:
-** pushing allocates only when the array is full, never per event.
+** habit).
 **
-** Two layouts of that array: while the queue has never held more than
-** INFSIM_EVENT_SORTED_MAX events it is kept sorted, latest first, so a pop
-** takes the last element and a push shifts the few events due before the
-** new one (a run on a few instances holds a handful: one batch end per
-** instance, an arrival, a sample tick, stale batch ends); past that it
-** becomes a binary min-heap for good (the sorted array, reversed, is one),
-** O(log n) either way for thousands of instances. The order events come
-** out in is the same in both.
+** The engine's clock never goes back: every event pushed is due at or
+** after the last one popped. The queue is a radix heap on that promise
+** (Ahuja, Mehlhorn, Orlin and Tarjan, "Faster algorithms for the shortest
+** path problem", J. ACM 37(2), 1990): bucket 0 holds the events due at
+** the last popped time, bucket k (1..64) those whose time first differs
+** from it in bit k - 1 (from the top), so a push is O(1) and an event
+** moves to a lower bucket at most 64 times in its life (in practice a
+** few: most are due within a few bits' range of each other). A pop takes
+** bucket 0's first event by (priority, seq) (it holds the few events of
+** one time); when bucket 0 is empty, the lowest non-empty bucket's
+** earliest time becomes the last popped time and its events spread over
+** lower buckets. Each bucket is an array that grows by doubling: pushing
+** allocates only when one is full, never per event.
 */
 #ifndef INFSIM_EVENT_HEAP_H
 #define INFSIM_EVENT_HEAP_H
@@ -32,20 +36,27 @@ typedef struct {
   int64_t arg;      /* kind-specific: a generation number, a request id */
 } infsim_event;
 
-/* Events in a queue of at most this many at once stay a sorted array. */
-enum { INFSIM_EVENT_SORTED_MAX = 128 };
-
 typedef struct {
   infsim_event *items;
+  uint32_t n;
+  uint32_t capacity;
+} infsim_event_bucket;
+
+enum { INFSIM_EVENT_BUCKETS = 65 };
+
+typedef struct {
+  infsim_event_bucket bucket[INFSIM_EVENT_BUCKETS];
+  uint64_t nonempty; /* bit k - 1 set: bucket k (1..64) holds events */
+  int64_t last_ns;   /* the last popped time (0 before any): no event is due before it */
   size_t count;
-  size_t capacity;
-  size_t peak; /* most events at once */
+  size_t capacity; /* events the buckets have room for, all together */
+  size_t peak;     /* most events at once */
   uint64_t next_seq;
-  int heap; /* 0: items sorted latest first; 1: a binary min-heap (once more than INFSIM_EVENT_SORTED_MAX) */
 } infsim_event_heap;
 
 void infsim_event_heap_init(infsim_event_heap *h);
 void infsim_event_heap_free(infsim_event_heap *h);
+/* time_ns is at or after the last popped event's (the engine's clock). */
 infsim_status infsim_event_heap_push(infsim_event_heap *h, int64_t time_ns, int32_t priority, int32_t target,
                                      int64_t arg, infsim_error *err);
 /* Removes the first event into *out; returns 0 when the heap is empty. */
