@@ -100,9 +100,11 @@ CANARIES = [
 CANARY_INSTANCES = 4
 CANARY_BIG_PROMPT = 300000
 CANARY_SET = 2
-# summary.json numbers that depend on the host, not on the simulated behaviour
-# (events: a faster simulator may need fewer events for the same behaviour)
-HOST_DEPENDENT = ("wall_s", "version", "config", "events")
+# summary.json numbers that depend on the host or the implementation, not on
+# the simulated behaviour (events: a faster simulator may need fewer events
+# for the same behaviour; high_water: the capacities its arrays grew to,
+# which a different data structure changes without changing any result)
+HOST_DEPENDENT = ("wall_s", "version", "config", "events", "high_water")
 
 
 def gpus_per_instance(config, settings):
