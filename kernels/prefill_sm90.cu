@@ -118,14 +118,7 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_kernel(ik_prefill_par
     {
       float s[64];
       wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < 8; kk++) {
-        /* k-step kk covers columns 16 kk .. 16 kk + 15: half kk / 4, 32 bytes in. */
-        const uint64_t da = wg_desc(q_s + (kk >> 2) * (QT * 128) + wrow * 128 + (kk & 3) * 32, 16, 1024);
-        const uint64_t db = wg_desc(ks + (kk >> 2) * (KT * 128) + (kk & 3) * 32, 16, 1024);
-        wgmma_ss_m64n128k16<BF16>(s, da, db, kk > 0);
-      }
-      wgmma_commit();
+      issue_s_ss<BF16>(s, q_s + wrow * 128, ks);
       if (PINGPONG) named_bar_arrive(other_bar);
       issue(kt + 1);
       wgmma_wait<0>();
@@ -134,17 +127,11 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_kernel(ik_prefill_par
       /* Scores stay unscaled until the exponent: the launcher sends only
        * positive scales here, so max(s) * scale = max(s * scale) and each
        * exponent is one FFMA. Masking only on tiles that cross the diagonal. */
-      if (kt * KT + KT - 1 > wg_first) {
-#pragma unroll
-        for (int nt = 0; nt < KT / 8; nt++) {
-#pragma unroll
-          for (int e = 0; e < 2; e++) {
-            const int key = kt * KT + nt * 8 + 2 * (lane % 4) + e;
-            if (key > pos0) s[nt * 4 + e] = -INFINITY;
-            if (key > pos1) s[nt * 4 + 2 + e] = -INFINITY;
-          }
-        }
-      }
+      if (kt * KT + KT - 1 > wg_first) mask_tile(s, kt, lane, pos0, pos1);
+      /* The softmax and the rescale stay written out here: through
+       * softmax_tile and finish_tile (prefill_sm90.cuh) ptxas orders this
+       * kernel's instructions differently (same registers, no spills, but
+       * another schedule), so they would not be the same kernel. */
       float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
       for (int nt = 0; nt < KT / 8; nt++) {
@@ -194,13 +181,7 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_kernel(ik_prefill_par
       }
       reg_fence(o);
       wgmma_fence();
-#pragma unroll
-      for (int kg = 0; kg < KT / 16; kg++) {
-        /* Keys 16 kg .. 16 kg + 15 are rows of V: two 8-row groups, 2 KiB in. */
-        const uint64_t db = wg_desc(vs + kg * 2048, KT * 128, 1024);
-        wgmma_rs_m64n128k16<BF16>(o, pf[kg], db);
-      }
-      wgmma_commit();
+      issue_pv_tile<BF16>(o, pf, vs);
       wgmma_wait<0>();
       reg_fence(o);
 #pragma unroll

@@ -64,8 +64,9 @@ __device__ __forceinline__ void store_rows(const ik_prefill_params &p, const flo
   }
 }
 
-/* The consumer math versions 14 and 15 share, one key tile at a time for a
- * warpgroup's 64 query rows; each kernel keeps its own waits, barriers and
+/* The consumer math versions 14 and 15 share (version 6 the S and P V
+ * issue and the mask), one key tile at a time for a warpgroup's 64 query
+ * rows; each kernel keeps its own waits, barriers and
  * fences around these (kernels/NOTES.md, steps 14 and 15: their order is
  * tuned, and these inline to the same instructions as the code they
  * replaced). */
@@ -76,6 +77,7 @@ template <bool BF16>
 __device__ __forceinline__ void issue_s_ss(float (&s)[64], uint32_t qw, uint32_t ks) {
 #pragma unroll
   for (int kk = 0; kk < 8; kk++) {
+    /* k-step kk covers columns 16 kk .. 16 kk + 15: half kk / 4, 32 bytes in. */
     const uint64_t da = wg_desc(qw + (kk >> 2) * (QT * 128) + (kk & 3) * 32, 16, 1024);
     const uint64_t db = wg_desc(ks + (kk >> 2) * (KT * 128) + (kk & 3) * 32, 16, 1024);
     wgmma_ss_m64n128k16<BF16>(s, da, db, kk > 0);
@@ -84,7 +86,8 @@ __device__ __forceinline__ void issue_s_ss(float (&s)[64], uint32_t qw, uint32_t
 }
 
 /* Issues O += P V of the tile whose V sits at vs (P from registers) and
- * commits. */
+ * commits. Keys 16 kg .. 16 kg + 15 are rows of V: two 8-row groups, 2 KiB
+ * in. */
 template <bool BF16>
 __device__ __forceinline__ void issue_pv_tile(float (&o)[64], const uint32_t (&pf)[KT / 16][4], uint32_t vs) {
 #pragma unroll
