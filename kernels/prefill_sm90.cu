@@ -183,9 +183,7 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_kernel(ik_prefill_par
       wgmma_fence();
       issue_pv_tile<BF16>(o, pf, vs);
       wgmma_wait<0>();
-      reg_fence(o);
-#pragma unroll
-      for (int kg = 0; kg < KT / 16; kg++) reg_fence(pf[kg]);
+      reg_fence_op(o, pf);
     }
   }
 
@@ -398,9 +396,7 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_ov_kernel(ik_prefill_
   auto step = [&](int j, auto masked) {
     top();
     float s[64];
-    reg_fence(o);
-#pragma unroll
-    for (int kg = 0; kg < KT / 16; kg++) reg_fence(pf[kg]);
+    reg_fence_op(o, pf);
     wgmma_fence();
     issue_s(s, j);
     issue_pv(j - 1);
@@ -418,9 +414,7 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_ov_kernel(ik_prefill_
     asm volatile("" : "+f"(ps0), "+f"(ps1)::"memory");
     stage_store(j, blk);
     wgmma_wait<0>();
-    reg_fence(o);
-#pragma unroll
-    for (int kg = 0; kg < KT / 16; kg++) reg_fence(pf[kg]);
+    reg_fence_op(o, pf);
     finish(s, a0, a1, ps0, ps1);
   };
   const int mid = max(1, min(first_masked, n_kt));
@@ -428,9 +422,7 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_ov_kernel(ik_prefill_
   for (int j = mid; j < n_kt; j++) step(j, std::true_type());
   /* The last P V, after the barrier that makes V_{n-1} visible. */
   top();
-  reg_fence(o);
-#pragma unroll
-  for (int kg = 0; kg < KT / 16; kg++) reg_fence(pf[kg]);
+  reg_fence_op(o, pf);
   wgmma_fence();
   issue_pv(n_kt - 1);
   if (PINGPONG) named_bar_arrive(other_bar);

@@ -95,6 +95,14 @@ __device__ __forceinline__ void issue_pv_tile(float (&o)[64], const uint32_t (&p
   wgmma_commit();
 }
 
+/* Compiler fence on O and P (wgmma_util.cuh, reg_fence): around the waits
+ * of a P V, so no use or write of either moves across them. */
+__device__ __forceinline__ void reg_fence_op(float (&o)[64], uint32_t (&pf)[KT / 16][4]) {
+  reg_fence(o);
+#pragma unroll
+  for (int kg = 0; kg < KT / 16; kg++) reg_fence(pf[kg]);
+}
+
 /* Causal mask of key tile kt: keys past the thread's two rows' positions
  * (pos0, pos1) get -inf. */
 __device__ __forceinline__ void mask_tile(float (&s)[64], int kt, int lane, int pos0, int pos1) {

@@ -245,9 +245,7 @@ __global__ void __launch_bounds__(WS_THREADS, 1) prefill_sm90_ws_kernel(ik_prefi
     vready(j - 1);
     if (PINGPONG) named_bar_sync(my_bar);
     float s[64];
-    reg_fence(o);
-#pragma unroll
-    for (int kg = 0; kg < KT / 16; kg++) reg_fence(pf[kg]);
+    reg_fence_op(o, pf);
     wgmma_fence();
     issue_s(s, j);
     issue_pv(j - 1);
@@ -264,9 +262,7 @@ __global__ void __launch_bounds__(WS_THREADS, 1) prefill_sm90_ws_kernel(ik_prefi
     reg_fence(s);
     asm volatile("" : "+f"(ps0), "+f"(ps1)::"memory");
     wgmma_wait<0>();
-    reg_fence(o);
-#pragma unroll
-    for (int kg = 0; kg < KT / 16; kg++) reg_fence(pf[kg]);
+    reg_fence_op(o, pf);
     mbar_arrive_if(vempty((base + j - 1) % NST), releaser);
     finish(s, a0, a1, ps0, ps1);
   };
@@ -276,9 +272,7 @@ __global__ void __launch_bounds__(WS_THREADS, 1) prefill_sm90_ws_kernel(ik_prefi
   /* The last P V. */
   vready(n_kt - 1);
   if (PINGPONG) named_bar_sync(my_bar);
-  reg_fence(o);
-#pragma unroll
-  for (int kg = 0; kg < KT / 16; kg++) reg_fence(pf[kg]);
+  reg_fence_op(o, pf);
   wgmma_fence();
   issue_pv(n_kt - 1);
   if (PINGPONG) named_bar_arrive(other_bar);
