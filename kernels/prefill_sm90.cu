@@ -118,14 +118,7 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_kernel(ik_prefill_par
     {
       float s[64];
       wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < 8; kk++) {
-        /* k-step kk covers columns 16 kk .. 16 kk + 15: half kk / 4, 32 bytes in. */
-        const uint64_t da = wg_desc(q_s + (kk >> 2) * (QT * 128) + wrow * 128 + (kk & 3) * 32, 16, 1024);
-        const uint64_t db = wg_desc(ks + (kk >> 2) * (KT * 128) + (kk & 3) * 32, 16, 1024);
-        wgmma_ss_m64n128k16<BF16>(s, da, db, kk > 0);
-      }
-      wgmma_commit();
+      issue_s_ss<BF16>(s, q_s + wrow * 128, ks);
       if (PINGPONG) named_bar_arrive(other_bar);
       issue(kt + 1);
       wgmma_wait<0>();
@@ -134,17 +127,11 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_kernel(ik_prefill_par
       /* Scores stay unscaled until the exponent: the launcher sends only
        * positive scales here, so max(s) * scale = max(s * scale) and each
        * exponent is one FFMA. Masking only on tiles that cross the diagonal. */
-      if (kt * KT + KT - 1 > wg_first) {
-#pragma unroll
-        for (int nt = 0; nt < KT / 8; nt++) {
-#pragma unroll
-          for (int e = 0; e < 2; e++) {
-            const int key = kt * KT + nt * 8 + 2 * (lane % 4) + e;
-            if (key > pos0) s[nt * 4 + e] = -INFINITY;
-            if (key > pos1) s[nt * 4 + 2 + e] = -INFINITY;
-          }
-        }
-      }
+      if (kt * KT + KT - 1 > wg_first) mask_tile(s, kt, lane, pos0, pos1);
+      /* The softmax and the rescale stay written out here: through
+       * softmax_tile and finish_tile (prefill_sm90.cuh) ptxas orders this
+       * kernel's instructions differently (same registers, no spills, but
+       * another schedule), so they would not be the same kernel. */
       float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
       for (int nt = 0; nt < KT / 8; nt++) {
@@ -194,17 +181,9 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_kernel(ik_prefill_par
       }
       reg_fence(o);
       wgmma_fence();
-#pragma unroll
-      for (int kg = 0; kg < KT / 16; kg++) {
-        /* Keys 16 kg .. 16 kg + 15 are rows of V: two 8-row groups, 2 KiB in. */
-        const uint64_t db = wg_desc(vs + kg * 2048, KT * 128, 1024);
-        wgmma_rs_m64n128k16<BF16>(o, pf[kg], db);
-      }
-      wgmma_commit();
+      issue_pv_tile<BF16>(o, pf, vs);
       wgmma_wait<0>();
-      reg_fence(o);
-#pragma unroll
-      for (int kg = 0; kg < KT / 16; kg++) reg_fence(pf[kg]);
+      reg_fence_op(o, pf);
     }
   }
 
@@ -345,24 +324,18 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_ov_kernel(ik_prefill_
   };
   auto issue_s = [&](float (&s)[64], int kt) {
     const uint32_t ks = k_s + (uint32_t)(kt % NST) * TILE_BYTES;
+    if (QREG) {
 #pragma unroll
-    for (int kk = 0; kk < 8; kk++) {
-      const uint64_t db = wg_desc(ks + (kk >> 2) * (KT * 128) + (kk & 3) * 32, 16, 1024);
-      if (QREG) {
+      for (int kk = 0; kk < 8; kk++) {
+        const uint64_t db = wg_desc(ks + (kk >> 2) * (KT * 128) + (kk & 3) * 32, 16, 1024);
         wgmma_rs_m64n128k16_sd<BF16, 0>(s, qf[QREG ? kk : 0], db, kk > 0);
-      } else {
-        const uint64_t da = wg_desc(q_s + (kk >> 2) * (QT * 128) + wrow * 128 + (kk & 3) * 32, 16, 1024);
-        wgmma_ss_m64n128k16<BF16>(s, da, db, kk > 0);
       }
+      wgmma_commit();
+    } else {
+      issue_s_ss<BF16>(s, q_s + wrow * 128, ks);
     }
-    wgmma_commit();
   };
-  auto issue_pv = [&](int kt) {
-    const uint32_t vs = v_s + (uint32_t)(kt % NST) * TILE_BYTES;
-#pragma unroll
-    for (int kg = 0; kg < KT / 16; kg++) wgmma_rs_m64n128k16<BF16>(o, pf[kg], wg_desc(vs + kg * 2048, KT * 128, 1024));
-    wgmma_commit();
-  };
+  auto issue_pv = [&](int kt) { issue_pv_tile<BF16>(o, pf, v_s + (uint32_t)(kt % NST) * TILE_BYTES); };
   auto load_ahead = [&](int j) {
     if (IK_SM90_DIAG != 1 || j == 0) {
       load_staged(k_s, p.k_pool, j + 2);
@@ -379,70 +352,12 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_ov_kernel(ik_prefill_
     asm volatile("{\n.reg .pred q;\nsetp.lt.s32 q, %2, 8;\n@q st.shared.b64 [%0], %1;\n}\n" ::"r"(at), "l"(v), "r"(tid)
                  : "memory");
   };
-  auto mask = [&](float (&s)[64], int kt) {
-#pragma unroll
-    for (int nt = 0; nt < KT / 8; nt++) {
-#pragma unroll
-      for (int e = 0; e < 2; e++) {
-        const int key = kt * KT + nt * 8 + 2 * (lane % 4) + e;
-        if (key > pos0) s[nt * 4 + e] = -INFINITY;
-        if (key > pos1) s[nt * 4 + 2 + e] = -INFINITY;
-      }
-    }
-  };
-  /* Row max of the raw scores, new running max (scaled, base 2), exponents
-   * in place; returns the factors that rescale the old O and l. */
+  auto mask = [&](float (&s)[64], int kt) { mask_tile(s, kt, lane, pos0, pos1); };
   auto softmax = [&](float (&s)[64], float &a0, float &a1, float &ps0, float &ps1) {
-    float mx0 = -INFINITY, mx1 = -INFINITY;
-#pragma unroll
-    for (int nt = 0; nt < KT / 8; nt++) {
-#pragma unroll
-      for (int e = 0; e < 2; e++) {
-        mx0 = fmaxf(mx0, s[nt * 4 + e]);
-        mx1 = fmaxf(mx1, s[nt * 4 + 2 + e]);
-      }
-    }
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-    const float mn0 = fmaxf(m0, mx0 * p.scale_log2), mn1 = fmaxf(m1, mx1 * p.scale_log2);
-    a0 = fast_exp2(m0 - mn0);
-    a1 = fast_exp2(m1 - mn1);
-    m0 = mn0;
-    m1 = mn1;
-    ps0 = 0.f;
-    ps1 = 0.f;
-#pragma unroll
-    for (int nt = 0; nt < KT / 8; nt++) {
-#pragma unroll
-      for (int e = 0; e < 2; e++) {
-        if (IK_SM90_DIAG != 2) {
-          s[nt * 4 + e] = fast_exp2(fmaf(s[nt * 4 + e], p.scale_log2, -mn0));
-          s[nt * 4 + 2 + e] = fast_exp2(fmaf(s[nt * 4 + 2 + e], p.scale_log2, -mn1));
-        }
-        ps0 += s[nt * 4 + e];
-        ps1 += s[nt * 4 + 2 + e];
-      }
-    }
+    softmax_tile(s, p.scale_log2, m0, m1, a0, a1, ps0, ps1);
   };
   auto finish = [&](float (&s)[64], float a0, float a1, float ps0, float ps1) {
-    l0 = l0 * a0 + ps0;
-    l1 = l1 * a1 + ps1;
-#pragma unroll
-    for (int kg = 0; kg < KT / 16; kg++) {
-      pf[kg][0] = pack2<BF16>(s[8 * kg + 0], s[8 * kg + 1]);
-      pf[kg][1] = pack2<BF16>(s[8 * kg + 2], s[8 * kg + 3]);
-      pf[kg][2] = pack2<BF16>(s[8 * kg + 4], s[8 * kg + 5]);
-      pf[kg][3] = pack2<BF16>(s[8 * kg + 6], s[8 * kg + 7]);
-    }
-#pragma unroll
-    for (int i = 0; i < 16; i++) {
-      o[4 * i + 0] *= a0;
-      o[4 * i + 1] *= a0;
-      o[4 * i + 2] *= a1;
-      o[4 * i + 3] *= a1;
-    }
+    finish_tile<BF16>(s, a0, a1, ps0, ps1, l0, l1, pf, o);
   };
 
   /* Iteration 0: S_0 alone (no P V yet; O is zero, so no rescale). */
@@ -481,9 +396,7 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_ov_kernel(ik_prefill_
   auto step = [&](int j, auto masked) {
     top();
     float s[64];
-    reg_fence(o);
-#pragma unroll
-    for (int kg = 0; kg < KT / 16; kg++) reg_fence(pf[kg]);
+    reg_fence_op(o, pf);
     wgmma_fence();
     issue_s(s, j);
     issue_pv(j - 1);
@@ -501,9 +414,7 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_ov_kernel(ik_prefill_
     asm volatile("" : "+f"(ps0), "+f"(ps1)::"memory");
     stage_store(j, blk);
     wgmma_wait<0>();
-    reg_fence(o);
-#pragma unroll
-    for (int kg = 0; kg < KT / 16; kg++) reg_fence(pf[kg]);
+    reg_fence_op(o, pf);
     finish(s, a0, a1, ps0, ps1);
   };
   const int mid = max(1, min(first_masked, n_kt));
@@ -511,9 +422,7 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_ov_kernel(ik_prefill_
   for (int j = mid; j < n_kt; j++) step(j, std::true_type());
   /* The last P V, after the barrier that makes V_{n-1} visible. */
   top();
-  reg_fence(o);
-#pragma unroll
-  for (int kg = 0; kg < KT / 16; kg++) reg_fence(pf[kg]);
+  reg_fence_op(o, pf);
   wgmma_fence();
   issue_pv(n_kt - 1);
   if (PINGPONG) named_bar_arrive(other_bar);

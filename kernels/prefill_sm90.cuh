@@ -64,6 +64,122 @@ __device__ __forceinline__ void store_rows(const ik_prefill_params &p, const flo
   }
 }
 
+/* The consumer math versions 14 and 15 share (version 6 the S and P V
+ * issue and the mask), one key tile at a time for a warpgroup's 64 query
+ * rows; each kernel keeps its own waits, barriers and
+ * fences around these (kernels/NOTES.md, steps 14 and 15: their order is
+ * tuned, and these inline to the same instructions as the code they
+ * replaced). */
+
+/* Issues S = Q K^T of the tile whose K sits at ks, Q's 64 rows of this
+ * warpgroup at qw (both shared memory, 128-byte swizzled), and commits. */
+template <bool BF16>
+__device__ __forceinline__ void issue_s_ss(float (&s)[64], uint32_t qw, uint32_t ks) {
+#pragma unroll
+  for (int kk = 0; kk < 8; kk++) {
+    /* k-step kk covers columns 16 kk .. 16 kk + 15: half kk / 4, 32 bytes in. */
+    const uint64_t da = wg_desc(qw + (kk >> 2) * (QT * 128) + (kk & 3) * 32, 16, 1024);
+    const uint64_t db = wg_desc(ks + (kk >> 2) * (KT * 128) + (kk & 3) * 32, 16, 1024);
+    wgmma_ss_m64n128k16<BF16>(s, da, db, kk > 0);
+  }
+  wgmma_commit();
+}
+
+/* Issues O += P V of the tile whose V sits at vs (P from registers) and
+ * commits. Keys 16 kg .. 16 kg + 15 are rows of V: two 8-row groups, 2 KiB
+ * in. */
+template <bool BF16>
+__device__ __forceinline__ void issue_pv_tile(float (&o)[64], const uint32_t (&pf)[KT / 16][4], uint32_t vs) {
+#pragma unroll
+  for (int kg = 0; kg < KT / 16; kg++) wgmma_rs_m64n128k16<BF16>(o, pf[kg], wg_desc(vs + kg * 2048, KT * 128, 1024));
+  wgmma_commit();
+}
+
+/* Compiler fence on O and P (wgmma_util.cuh, reg_fence): around the waits
+ * of a P V, so no use or write of either moves across them. */
+__device__ __forceinline__ void reg_fence_op(float (&o)[64], uint32_t (&pf)[KT / 16][4]) {
+  reg_fence(o);
+#pragma unroll
+  for (int kg = 0; kg < KT / 16; kg++) reg_fence(pf[kg]);
+}
+
+/* Causal mask of key tile kt: keys past the thread's two rows' positions
+ * (pos0, pos1) get -inf. */
+__device__ __forceinline__ void mask_tile(float (&s)[64], int kt, int lane, int pos0, int pos1) {
+#pragma unroll
+  for (int nt = 0; nt < KT / 8; nt++) {
+#pragma unroll
+    for (int e = 0; e < 2; e++) {
+      const int key = kt * KT + nt * 8 + 2 * (lane % 4) + e;
+      if (key > pos0) s[nt * 4 + e] = -INFINITY;
+      if (key > pos1) s[nt * 4 + 2 + e] = -INFINITY;
+    }
+  }
+}
+
+/* Online softmax (Milakov and Gimelshein, arXiv:1805.02867): row max of the
+ * raw scores, new running max m0/m1 (scaled, base 2), exponents in place and
+ * their row sums ps0/ps1; a0/a1 are the factors that rescale the old O and
+ * l. */
+__device__ __forceinline__ void softmax_tile(float (&s)[64], float scale_log2, float &m0, float &m1, float &a0,
+                                             float &a1, float &ps0, float &ps1) {
+  float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+  for (int nt = 0; nt < KT / 8; nt++) {
+#pragma unroll
+    for (int e = 0; e < 2; e++) {
+      mx0 = fmaxf(mx0, s[nt * 4 + e]);
+      mx1 = fmaxf(mx1, s[nt * 4 + 2 + e]);
+    }
+  }
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+  const float mn0 = fmaxf(m0, mx0 * scale_log2), mn1 = fmaxf(m1, mx1 * scale_log2);
+  a0 = fast_exp2(m0 - mn0);
+  a1 = fast_exp2(m1 - mn1);
+  m0 = mn0;
+  m1 = mn1;
+  ps0 = 0.f;
+  ps1 = 0.f;
+#pragma unroll
+  for (int nt = 0; nt < KT / 8; nt++) {
+#pragma unroll
+    for (int e = 0; e < 2; e++) {
+      if (IK_SM90_DIAG != 2) {
+        s[nt * 4 + e] = fast_exp2(fmaf(s[nt * 4 + e], scale_log2, -mn0));
+        s[nt * 4 + 2 + e] = fast_exp2(fmaf(s[nt * 4 + 2 + e], scale_log2, -mn1));
+      }
+      ps0 += s[nt * 4 + e];
+      ps1 += s[nt * 4 + 2 + e];
+    }
+  }
+}
+
+/* After softmax_tile: the sums l0/l1 rescaled and extended, P packed into
+ * the A fragments pf of the next P V, and O rescaled. */
+template <bool BF16>
+__device__ __forceinline__ void finish_tile(const float (&s)[64], float a0, float a1, float ps0, float ps1, float &l0,
+                                            float &l1, uint32_t (&pf)[KT / 16][4], float (&o)[64]) {
+  l0 = l0 * a0 + ps0;
+  l1 = l1 * a1 + ps1;
+#pragma unroll
+  for (int kg = 0; kg < KT / 16; kg++) {
+    pf[kg][0] = pack2<BF16>(s[8 * kg + 0], s[8 * kg + 1]);
+    pf[kg][1] = pack2<BF16>(s[8 * kg + 2], s[8 * kg + 3]);
+    pf[kg][2] = pack2<BF16>(s[8 * kg + 4], s[8 * kg + 5]);
+    pf[kg][3] = pack2<BF16>(s[8 * kg + 6], s[8 * kg + 7]);
+  }
+#pragma unroll
+  for (int i = 0; i < 16; i++) {
+    o[4 * i + 0] *= a0;
+    o[4 * i + 1] *= a0;
+    o[4 * i + 2] *= a1;
+    o[4 * i + 3] *= a1;
+  }
+}
+
 } /* namespace */
 
 /* Version 15 (pipeline 4; `persist`: pipeline 5) on c->stream. */

@@ -197,86 +197,18 @@ __global__ void __launch_bounds__(WS_THREADS, 1) prefill_sm90_ws_kernel(ik_prefi
   if (PINGPONG && cw == 1) named_bar_arrive(1);
 
   auto issue_s = [&](float (&s)[64], int kt) {
-    const uint32_t ks = k_s + (uint32_t)((base + kt) % NST) * TILE_BYTES;
-#pragma unroll
-    for (int kk = 0; kk < 8; kk++) {
-      const uint64_t da = wg_desc(q_s + (kk >> 2) * (QT * 128) + wrow * 128 + (kk & 3) * 32, 16, 1024);
-      const uint64_t db = wg_desc(ks + (kk >> 2) * (KT * 128) + (kk & 3) * 32, 16, 1024);
-      wgmma_ss_m64n128k16<BF16>(s, da, db, kk > 0);
-    }
-    wgmma_commit();
+    issue_s_ss<BF16>(s, q_s + wrow * 128, k_s + (uint32_t)((base + kt) % NST) * TILE_BYTES);
   };
-  auto issue_pv = [&](int kt) {
-    const uint32_t vs = v_s + (uint32_t)((base + kt) % NST) * TILE_BYTES;
-#pragma unroll
-    for (int kg = 0; kg < KT / 16; kg++) wgmma_rs_m64n128k16<BF16>(o, pf[kg], wg_desc(vs + kg * 2048, KT * 128, 1024));
-    wgmma_commit();
-  };
+  auto issue_pv = [&](int kt) { issue_pv_tile<BF16>(o, pf, v_s + (uint32_t)((base + kt) % NST) * TILE_BYTES); };
   /* Barrier and phase of this CTA's n-th K or V tile (see the producer). */
   auto kready = [&](int kt) { mbar_wait(kfull((base + kt) % NST), (uint32_t)(((base + kt) / NST) & 1)); };
   auto vready = [&](int kt) { mbar_wait(vfull((base + kt) % NST), (uint32_t)(((base + kt) / NST) & 1)); };
-  auto mask = [&](float (&s)[64], int kt) {
-#pragma unroll
-    for (int nt = 0; nt < KT / 8; nt++) {
-#pragma unroll
-      for (int e = 0; e < 2; e++) {
-        const int key = kt * KT + nt * 8 + 2 * (lane % 4) + e;
-        if (key > pos0) s[nt * 4 + e] = -INFINITY;
-        if (key > pos1) s[nt * 4 + 2 + e] = -INFINITY;
-      }
-    }
-  };
+  auto mask = [&](float (&s)[64], int kt) { mask_tile(s, kt, lane, pos0, pos1); };
   auto softmax = [&](float (&s)[64], float &a0, float &a1, float &ps0, float &ps1) {
-    float mx0 = -INFINITY, mx1 = -INFINITY;
-#pragma unroll
-    for (int nt = 0; nt < KT / 8; nt++) {
-#pragma unroll
-      for (int e = 0; e < 2; e++) {
-        mx0 = fmaxf(mx0, s[nt * 4 + e]);
-        mx1 = fmaxf(mx1, s[nt * 4 + 2 + e]);
-      }
-    }
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-    const float mn0 = fmaxf(m0, mx0 * p.scale_log2), mn1 = fmaxf(m1, mx1 * p.scale_log2);
-    a0 = fast_exp2(m0 - mn0);
-    a1 = fast_exp2(m1 - mn1);
-    m0 = mn0;
-    m1 = mn1;
-    ps0 = 0.f;
-    ps1 = 0.f;
-#pragma unroll
-    for (int nt = 0; nt < KT / 8; nt++) {
-#pragma unroll
-      for (int e = 0; e < 2; e++) {
-        if (IK_SM90_DIAG != 2) {
-          s[nt * 4 + e] = fast_exp2(fmaf(s[nt * 4 + e], p.scale_log2, -mn0));
-          s[nt * 4 + 2 + e] = fast_exp2(fmaf(s[nt * 4 + 2 + e], p.scale_log2, -mn1));
-        }
-        ps0 += s[nt * 4 + e];
-        ps1 += s[nt * 4 + 2 + e];
-      }
-    }
+    softmax_tile(s, p.scale_log2, m0, m1, a0, a1, ps0, ps1);
   };
   auto finish = [&](float (&s)[64], float a0, float a1, float ps0, float ps1) {
-    l0 = l0 * a0 + ps0;
-    l1 = l1 * a1 + ps1;
-#pragma unroll
-    for (int kg = 0; kg < KT / 16; kg++) {
-      pf[kg][0] = pack2<BF16>(s[8 * kg + 0], s[8 * kg + 1]);
-      pf[kg][1] = pack2<BF16>(s[8 * kg + 2], s[8 * kg + 3]);
-      pf[kg][2] = pack2<BF16>(s[8 * kg + 4], s[8 * kg + 5]);
-      pf[kg][3] = pack2<BF16>(s[8 * kg + 6], s[8 * kg + 7]);
-    }
-#pragma unroll
-    for (int i = 0; i < 16; i++) {
-      o[4 * i + 0] *= a0;
-      o[4 * i + 1] *= a0;
-      o[4 * i + 2] *= a1;
-      o[4 * i + 3] *= a1;
-    }
+    finish_tile<BF16>(s, a0, a1, ps0, ps1, l0, l1, pf, o);
   };
 
   for (int k = 0; tile(k); k++) {
@@ -313,9 +245,7 @@ __global__ void __launch_bounds__(WS_THREADS, 1) prefill_sm90_ws_kernel(ik_prefi
     vready(j - 1);
     if (PINGPONG) named_bar_sync(my_bar);
     float s[64];
-    reg_fence(o);
-#pragma unroll
-    for (int kg = 0; kg < KT / 16; kg++) reg_fence(pf[kg]);
+    reg_fence_op(o, pf);
     wgmma_fence();
     issue_s(s, j);
     issue_pv(j - 1);
@@ -332,9 +262,7 @@ __global__ void __launch_bounds__(WS_THREADS, 1) prefill_sm90_ws_kernel(ik_prefi
     reg_fence(s);
     asm volatile("" : "+f"(ps0), "+f"(ps1)::"memory");
     wgmma_wait<0>();
-    reg_fence(o);
-#pragma unroll
-    for (int kg = 0; kg < KT / 16; kg++) reg_fence(pf[kg]);
+    reg_fence_op(o, pf);
     mbar_arrive_if(vempty((base + j - 1) % NST), releaser);
     finish(s, a0, a1, ps0, ps1);
   };
@@ -344,9 +272,7 @@ __global__ void __launch_bounds__(WS_THREADS, 1) prefill_sm90_ws_kernel(ik_prefi
   /* The last P V. */
   vready(n_kt - 1);
   if (PINGPONG) named_bar_sync(my_bar);
-  reg_fence(o);
-#pragma unroll
-  for (int kg = 0; kg < KT / 16; kg++) reg_fence(pf[kg]);
+  reg_fence_op(o, pf);
   wgmma_fence();
   issue_pv(n_kt - 1);
   if (PINGPONG) named_bar_arrive(other_bar);
