@@ -42,6 +42,11 @@ typedef struct {
 } gm_req;
 
 typedef struct {
+  gm_hold *h;
+  int32_t cap;
+} gm_spare_holds;
+
+typedef struct {
   int64_t free_view;
   int64_t free_as_of_ns;
   int64_t lent, borrowed, held;
@@ -60,6 +65,11 @@ struct infsim_gm {
   size_t split_n, split_cap;
   size_t split_peak;
   int64_t tracked, tracked_peak; /* requests with entries in the ledger */
+  /* Entry arrays of requests that left the ledger, for the next ones to
+   * take: a request's first entry would cost an allocation otherwise
+   * (each request's, tens of thousands in a ten-minute run). */
+  gm_spare_holds *spare_h;
+  size_t spare_h_n, spare_h_cap;
   /* scratch of the planner */
   int32_t *order, *rank;
   int64_t *spare; /* the order's spare blocks, position by position */
@@ -145,6 +155,8 @@ void infsim_gm_free(infsim_gm *gm) {
   free(gm->sp_take);
   free(gm->sp_id);
   free(gm->cand);
+  for (size_t k = 0; k < gm->spare_h_n; k++) free(gm->spare_h[k].h);
+  free(gm->spare_h);
   free(gm);
 }
 
@@ -234,6 +246,11 @@ static void set_entry_any(infsim_gm *gm, int64_t r, int32_t owner, int32_t holde
     if (q->h[k].holder == holder) e = &q->h[k];
   if (!e) {
     if (blocks == 0) return;
+    if (q->h == NULL && gm->spare_h_n > 0) {
+      gm_spare_holds sp = gm->spare_h[--gm->spare_h_n];
+      q->h = sp.h;
+      q->cap = sp.cap;
+    }
     size_t cap = (size_t)q->cap;
     if (!room(gm, (void **)&q->h, &cap, (size_t)q->n, sizeof *q->h)) return;
     q->cap = (int32_t)cap;
@@ -260,6 +277,11 @@ static void set_entry_any(infsim_gm *gm, int64_t r, int32_t owner, int32_t holde
     q->owner = -1;
     q->n = 0; /* its zero entries go; its floor keeps stale reports out */
     q->own_k = -1;
+    if (infsim_grow((void **)&gm->spare_h, &gm->spare_h_cap, gm->spare_h_n + 1, sizeof *gm->spare_h, 64)) {
+      gm->spare_h[gm->spare_h_n++] = (gm_spare_holds){q->h, q->cap}; /* else it stays with q */
+      q->h = NULL;
+      q->cap = 0;
+    }
     q->floor_ns = at > q->floor_ns ? at : q->floor_ns;
   }
 }
