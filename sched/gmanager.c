@@ -32,6 +32,7 @@ typedef struct {
 typedef struct {
   int32_t owner; /* -1: no entries */
   int32_t n, cap;
+  int32_t own_k; /* index of the owner's entry in h, or -1: most lookups are the owner's */
   int64_t total;
   int64_t floor_ns;  /* reports older than this are ignored (forgotten) */
   int64_t split_pos; /* index in gm->split, or -1 */
@@ -39,6 +40,11 @@ typedef struct {
   int64_t remote;    /* blocks held away from the owner */
   gm_hold *h;
 } gm_req;
+
+typedef struct {
+  gm_hold *h;
+  int32_t cap;
+} gm_spare_holds;
 
 typedef struct {
   int64_t free_view;
@@ -59,6 +65,11 @@ struct infsim_gm {
   size_t split_n, split_cap;
   size_t split_peak;
   int64_t tracked, tracked_peak; /* requests with entries in the ledger */
+  /* Entry arrays of requests that left the ledger, for the next ones to
+   * take: a request's first entry would cost an allocation otherwise
+   * (each request's, tens of thousands in a ten-minute run). */
+  gm_spare_holds *spare_h;
+  size_t spare_h_n, spare_h_cap;
   /* scratch of the planner */
   int32_t *order, *rank;
   int64_t *spare; /* the order's spare blocks, position by position */
@@ -121,7 +132,7 @@ infsim_status infsim_gm_new(int32_t instances, int32_t instances_per_node, int64
     infsim_gm_free(gm);
     return infsim_fail(err, INFSIM_ENOMEM, "gmanager: out of memory");
   }
-  for (int64_t r = 0; r < requests; r++) gm->req[r] = (gm_req){.owner = -1, .split_pos = -1, .owned_pos = -1};
+  for (int64_t r = 0; r < requests; r++) gm->req[r] = (gm_req){.owner = -1, .own_k = -1, .split_pos = -1, .owned_pos = -1};
   for (int32_t i = 0; i < instances; i++) gm->inst[i].free_view = capacity_blocks;
   *out = gm;
   return INFSIM_OK;
@@ -144,6 +155,8 @@ void infsim_gm_free(infsim_gm *gm) {
   free(gm->sp_take);
   free(gm->sp_id);
   free(gm->cand);
+  for (size_t k = 0; k < gm->spare_h_n; k++) free(gm->spare_h[k].h);
+  free(gm->spare_h);
   free(gm);
 }
 
@@ -198,20 +211,17 @@ static void set_entry_any(infsim_gm *gm, int64_t r, int32_t owner, int32_t holde
 static void set_entry(infsim_gm *gm, int64_t r, int32_t owner, int32_t holder, int64_t blocks, int64_t at) {
   assert(r >= 0 && r < gm->requests && holder >= 0 && holder < gm->instances && blocks >= 0);
   gm_req *q = &gm->req[r];
-  if (holder == q->owner && blocks > 0 && at >= q->floor_ns) {
+  if (holder == q->owner && blocks > 0 && at >= q->floor_ns && q->own_k >= 0) {
     /* The usual entry, an owner's own blocks that stay above zero: its
      * remote blocks stay as they were and its total above zero, so the
      * lists (split, owned) stay as they are and only the sums move. */
-    for (int32_t k = 0; k < q->n; k++)
-      if (q->h[k].holder == holder) {
-        gm_hold *e = &q->h[k];
-        if (at < e->as_of_ns) return; /* an older report than what we know */
-        q->total += blocks - e->blocks;
-        gm->inst[holder].held += blocks - e->blocks;
-        e->blocks = blocks;
-        e->as_of_ns = at;
-        return;
-      }
+    gm_hold *e = &q->h[q->own_k];
+    if (at < e->as_of_ns) return; /* an older report than what we know */
+    q->total += blocks - e->blocks;
+    gm->inst[holder].held += blocks - e->blocks;
+    e->blocks = blocks;
+    e->as_of_ns = at;
+    return;
   }
   set_entry_any(gm, r, owner, holder, blocks, at);
 }
@@ -236,9 +246,15 @@ static void set_entry_any(infsim_gm *gm, int64_t r, int32_t owner, int32_t holde
     if (q->h[k].holder == holder) e = &q->h[k];
   if (!e) {
     if (blocks == 0) return;
+    if (q->h == NULL && gm->spare_h_n > 0) {
+      gm_spare_holds sp = gm->spare_h[--gm->spare_h_n];
+      q->h = sp.h;
+      q->cap = sp.cap;
+    }
     size_t cap = (size_t)q->cap;
     if (!room(gm, (void **)&q->h, &cap, (size_t)q->n, sizeof *q->h)) return;
     q->cap = (int32_t)cap;
+    if (holder == q->owner) q->own_k = q->n;
     e = &q->h[q->n++];
     *e = (gm_hold){.holder = holder, .blocks = 0, .as_of_ns = at};
   }
@@ -260,6 +276,12 @@ static void set_entry_any(infsim_gm *gm, int64_t r, int32_t owner, int32_t holde
     gm->tracked--;
     q->owner = -1;
     q->n = 0; /* its zero entries go; its floor keeps stale reports out */
+    q->own_k = -1;
+    if (infsim_grow((void **)&gm->spare_h, &gm->spare_h_cap, gm->spare_h_n + 1, sizeof *gm->spare_h, 64)) {
+      gm->spare_h[gm->spare_h_n++] = (gm_spare_holds){q->h, q->cap}; /* else it stays with q */
+      q->h = NULL;
+      q->cap = 0;
+    }
     q->floor_ns = at > q->floor_ns ? at : q->floor_ns;
   }
 }
@@ -316,14 +338,17 @@ void infsim_gm_forget(infsim_gm *gm, int64_t req, int64_t now_ns) {
     const gm_hold *e = &q->h[k];
     if (e->blocks > 0 && e->as_of_ns <= now_ns) set_entry(gm, req, -1, e->holder, 0, now_ns);
   }
-  if (q->owner < 0) q->n = 0;
+  if (q->owner < 0) {
+    q->n = 0;
+    q->own_k = -1;
+  }
   if (now_ns > q->floor_ns) q->floor_ns = now_ns;
 }
 
 void infsim_gm_reset(infsim_gm *gm) {
   for (int64_t r = 0; r < gm->requests; r++) {
     free(gm->req[r].h);
-    gm->req[r] = (gm_req){.owner = -1, .split_pos = -1, .owned_pos = -1};
+    gm->req[r] = (gm_req){.owner = -1, .own_k = -1, .split_pos = -1, .owned_pos = -1};
   }
   for (int32_t i = 0; i < gm->instances; i++) {
     gm_inst *in = &gm->inst[i];
@@ -353,6 +378,7 @@ int64_t infsim_gm_remote_blocks(const infsim_gm *gm, int64_t req) { return gm->r
 
 int64_t infsim_gm_held_by(const infsim_gm *gm, int64_t req, int32_t holder) {
   const gm_req *q = &gm->req[req];
+  if (holder == q->owner) return q->own_k >= 0 ? q->h[q->own_k].blocks : 0;
   for (int32_t k = 0; k < q->n; k++)
     if (q->h[k].holder == holder) return q->h[k].blocks;
   return 0;
@@ -640,9 +666,11 @@ void infsim_gm_check(const infsim_gm *gm) {
     const gm_req *q = &gm->req[r];
     tracked += q->owner >= 0;
     int64_t total = 0, remote = 0;
+    int32_t own_k = -1;
     for (int32_t k = 0; k < q->n; k++) {
       const gm_hold *e = &q->h[k];
       assert(e->blocks >= 0);
+      if (e->holder == q->owner) own_k = k;
       for (int32_t j = 0; j < k; j++) assert(q->h[j].holder != e->holder); /* one entry per holder */
       total += e->blocks;
       held[e->holder] += e->blocks;
@@ -654,6 +682,8 @@ void infsim_gm_check(const infsim_gm *gm) {
       }
     }
     assert(total == q->total && remote == q->remote);
+    assert(own_k == q->own_k); /* the owner's entry where the lookups take it */
+    (void)own_k;
     (void)total; /* read only by the asserts */
     (void)remote;
     assert((q->owner >= 0) == (total > 0));

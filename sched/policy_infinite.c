@@ -590,8 +590,10 @@ static bool tier_may_gather(void *self, int64_t req) { return gatherer_slot((inf
 /* ---- heartbeats ---- */
 
 /* Adds (req, holder)'s entry to h if it differs from the gManager's ledger
- * (every non-zero entry for a full report); true when added. */
-static bool hb_add(infinite *p, hb_buf *h, int32_t holder, int64_t req, int32_t owner, int64_t blocks) {
+ * (every non-zero entry for a full report); true when added. Inline: a
+ * report calls it for each running, owned and lent request, and the call
+ * cost about as much as the check. */
+static inline bool hb_add(infinite *p, hb_buf *h, int32_t holder, int64_t req, int32_t owner, int64_t blocks) {
   if (!h->full && infsim_gm_held_by(p->gm, req, holder) == blocks) return false;
   if (h->full && blocks == 0) return false;
   if (!room_for_one(p, (void **)&h->e, &h->cap, h->n, sizeof *h->e, 32)) return false;
@@ -711,6 +713,13 @@ static void report(infinite *p, int32_t i, int64_t now, bool debts_only) {
 
 static int64_t report_bytes(const hb_buf *h) { return HEARTBEAT_ENTRY_BYTES * (int64_t)(h->n + h->n_gone); }
 
+/* True when free memory free_blocks is within policy.heartbeat_band of
+ * the gManager's last_free. */
+static bool in_band(const infinite *p, int64_t free_blocks, int64_t last_free) {
+  int64_t moved = free_blocks > last_free ? free_blocks - last_free : last_free - free_blocks;
+  return (double)moved <= p->set.heartbeat_band * (double)p->s->p.gpu_blocks_per_instance;
+}
+
 /* A heartbeat tick of instance i. A quiet instance (no debt changed, its
  * free memory within policy.heartbeat_band of what the gManager has)
  * sends nothing and doubles its period, up to 2^QUIET_SHIFT_MAX; one that
@@ -720,15 +729,35 @@ static int64_t report_bytes(const hb_buf *h) { return HEARTBEAT_ENTRY_BYTES * (i
 static infsim_status send_heartbeat(infinite *p, int32_t i, int64_t now, infsim_error *err) {
   hb_buf *t = &p->hb_next;
   t->full = p->hb[i].full_next;
-  int64_t free_blocks = hb_free_blocks(p, i, now);
   int64_t last_free = infsim_gm_free_blocks(p->gm, i);
-  int64_t moved = free_blocks > last_free ? free_blocks - last_free : last_free - free_blocks;
   /* Only a tick whose free memory stayed in the band, and that owes no
    * full report, can be quiet: only it needs to look for changed debts
-   * (a tick that sends collects everything, below). */
-  bool quiet = !t->full && (double)moved <= p->set.heartbeat_band * (double)p->s->p.gpu_blocks_per_instance;
+   * (a tick that sends collects everything, below). The free memory's
+   * bounds over the current batch settle the band most of the time (|x -
+   * last_free| is largest at an end of the range); only a tick that sends,
+   * or one they leave open, asks for the exact count. */
+  int64_t lo = 0, hi = 0, free_blocks = 0;
+  bool free_known = false;
+  if (!t->full) {
+    infsim_sched_free_blocks_bounds(p->s, i, &lo, &hi);
+    int64_t adjust = infsim_contract_reserved(p->contract, i) + own_demand(p, i);
+    lo -= adjust;
+    hi -= adjust;
+    free_known = lo == hi;
+    free_blocks = hi;
+#ifdef INFSIM_CHECK_INVARIANTS
+    int64_t exact = hb_free_blocks(p, i, now);
+    assert(lo <= exact && exact <= hi);
+#endif
+  }
+  bool quiet = !t->full && in_band(p, lo, last_free) && in_band(p, hi, last_free);
+  if (!t->full && !quiet && !free_known) {
+    free_blocks = hb_free_blocks(p, i, now);
+    free_known = true;
+    quiet = in_band(p, free_blocks, last_free);
+  }
   if (quiet) {
-    t->free_known = true;
+    t->free_known = true; /* unread unless the tick sends: then it is set again below */
     t->free_blocks = free_blocks;
     quiet = !hb_collect(p, i, now, true, true, t); /* a tick that sends collects again (report) */
   }
@@ -737,6 +766,7 @@ static infsim_status send_heartbeat(infinite *p, int32_t i, int64_t now, infsim_
     return INFSIM_OK;
   }
   if (p->hb_shift[i] > 0) p->hb_shift[i]--; /* halves: a busy instance settles near its pace of change */
+  if (!free_known) free_blocks = hb_free_blocks(p, i, now);
   t->free_known = true;
   t->free_blocks = free_blocks;
   report(p, i, now, false);

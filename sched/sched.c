@@ -209,6 +209,16 @@ int64_t infsim_sched_free_blocks_now(infsim_sched *s, int32_t id, int64_t now_ns
   return free_blocks - instance_blocks_due(s, in, -1, done);
 }
 
+void infsim_sched_free_blocks_bounds(const infsim_sched *s, int32_t id, int64_t *lo, int64_t *hi) {
+  const instance *in = &s->inst[id];
+  *lo = *hi = infsim_kv_free_blocks(s->kv, id);
+  if (!in_decode_run(s, in)) return;
+  /* A decoding request's next boundary lies after `step`, so by step
+   * step + d (d <= iter_steps) it has taken at most 1 + (d - 1) /
+   * block_tokens blocks (boundaries_through in instance.c). */
+  *lo -= in->decode_n * (1 + (in->iter_steps - 1) / s->p.block_tokens);
+}
+
 int64_t infsim_sched_blocks_now(infsim_sched *s, int64_t req, int32_t holder, int64_t now_ns) {
   int64_t blocks = infsim_kv_blocks_at(s->kv, req, holder);
   int32_t owner = infsim_kv_owner(s->kv, req);

@@ -148,6 +148,10 @@ int32_t infsim_sched_instances(const infsim_sched *s);
  * its end, so the blocks its steps ended by now_ns have already taken are
  * left out. What policies read of another instance's memory. */
 int64_t infsim_sched_free_blocks_now(infsim_sched *s, int32_t instance, int64_t now_ns);
+/* Bounds lo <= infsim_sched_free_blocks_now(s, instance, t) <= hi for any
+ * t within the instance's current batch, without asking the executor how
+ * many of its steps ended (a search over the run's step times). */
+void infsim_sched_free_blocks_bounds(const infsim_sched *s, int32_t instance, int64_t *lo, int64_t *hi);
 
 /* req's blocks held by `holder` as one step at a time would show them. */
 int64_t infsim_sched_blocks_now(infsim_sched *s, int64_t req, int32_t holder, int64_t now_ns);
