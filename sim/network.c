@@ -32,6 +32,7 @@ typedef struct {
   int32_t flows_on;            /* flows whose path crosses it (waiting out their latency or not) */
   uint32_t probe_epoch;        /* scratch of infsim_network_probe: on the probe's paths */
   int32_t probe_unfixed;
+  int32_t probe_local; /* its place in the probe's touched list (in the padding: net_link keeps its size) */
   double probe_residual_bytes_per_s;
 } net_link;
 
@@ -41,6 +42,7 @@ typedef struct {
   int32_t path[INFSIM_NET_MAX_PATH]; /* its links on the probe's paths */
   int path_len;
   bool fixed;
+  uint64_t mask; /* a bit per link of its path, by probe_local (used when the probe touches at most 64 links) */
   double bound_bytes_per_s;
   double rate_bytes_per_s;
 } probe_part;
@@ -1031,18 +1033,30 @@ double infsim_network_rate(const infsim_network *net, int64_t id) {
   return f ? f->rate_bytes_per_s : -1;
 }
 
-/* A free part of the probe's scratch (grown by doubling; out of memory
- * here is fatal, as in the filling's scratch). */
-static probe_part *probe_slot(infsim_network *net, size_t i) {
-  if (i == net->parts_cap) {
-    size_t cap = net->parts_cap ? 2 * net->parts_cap : 64;
+/* The probe's scratch grown to hold at least `want` parts (by doubling;
+ * out of memory here is fatal, as in the filling's scratch). */
+static void probe_reserve(infsim_network *net, size_t want) {
+  if (net->parts_cap < want) {
+    size_t cap = net->parts_cap ? net->parts_cap : 64;
+    while (cap < want) cap *= 2;
     probe_part *p = realloc(net->parts, cap * sizeof *p);
     assert(p);
     net->parts = p;
     net->parts_cap = cap;
   }
-  return &net->parts[i];
+  if (net->act_cap < want) {
+    size_t cap = net->act_cap ? net->act_cap : 64;
+    while (cap < want) cap *= 2;
+    int32_t *a = realloc(net->act, cap * sizeof *a);
+    assert(a);
+    net->act = a;
+    net->act_cap = cap;
+  }
 }
+
+/* A bit for the probe's j-th touched link; past 64 links the bits alias
+ * and the probe checks paths link by link instead. */
+static inline uint64_t probe_bit(int32_t j) { return (uint64_t)1 << (j & 63); }
 
 void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens,
                           double *rates) {
@@ -1054,47 +1068,67 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
     net->touched = t;
     net->touched_cap = want;
   }
+  probe_reserve(net, (size_t)n);
   uint32_t epoch = ++net->probe_epoch;
-  size_t nt = 0, parts = 0, walked = 0; /* walked: parts for flows already there, not fixed at their bound */
+  int32_t *touched = net->touched;
+  /* walked: parts for flows already there, not fixed at their bound; act:
+   * the unfixed parts, in part order, kept packed so that later rounds
+   * skip the fixed. */
+  size_t nt = 0, parts = (size_t)n, walked = 0, na = 0;
   bool loaded = false;
   for (int i = 0; i < n; i++) {
-    probe_part *p = probe_slot(net, parts++);
+    probe_part *p = &net->parts[i];
     assert(lens[i] >= 0 && lens[i] <= INFSIM_NET_MAX_PATH);
     p->path_len = lens[i];
     p->fixed = lens[i] == 0;
     p->bound_bytes_per_s = INFINITY;
     p->rate_bytes_per_s = p->fixed ? INFINITY : 0.0;
+    uint64_t mask = 0;
     for (int k = 0; k < lens[i]; k++) {
-      net_link *L = &net->links[paths[i][k]];
-      p->path[k] = paths[i][k];
+      int32_t l = paths[i][k];
+      net_link *L = &net->links[l];
+      p->path[k] = l;
       if (L->probe_epoch != epoch) {
         L->probe_epoch = epoch;
         L->probe_residual_bytes_per_s = L->info.bytes_per_s;
         L->probe_unfixed = 0;
+        L->probe_local = (int32_t)nt;
         loaded |= L->load_bytes_per_s > 0;
-        net->touched[nt++] = paths[i][k];
+        touched[nt++] = l;
       }
       L->probe_unfixed++;
+      mask |= probe_bit(L->probe_local);
     }
+    p->mask = mask;
+    if (!p->fixed) net->act[na++] = (int32_t)i;
   }
+  bool masks = nt <= 64;
   /* No link fills below x_low: at most the new flows and every flow on it
    * grow there. A flow already there whose rate is below it keeps its rate
    * (the filling's first round would fix it there): it only takes its
    * rate off the links' room, without taking part. */
   double x_low = INFINITY;
   for (size_t t = 0; t < nt; t++) {
-    const net_link *L = &net->links[net->touched[t]];
+    const net_link *L = &net->links[touched[t]];
     double x = L->info.bytes_per_s / (double)(L->probe_unfixed + L->flows_on);
     if (x < x_low) x_low = x;
   }
   /* When no flow on these links goes faster than x_low, they all keep
    * their rates: the links' room is what their loads leave, and the flows
-   * need not be walked. */
+   * need not be walked. One pass sets that room and asks; the rare walk
+   * starts again from the links' bandwidths. */
   bool walk = false;
-  for (size_t t = 0; t < nt && loaded; t++) walk |= net->links[net->touched[t]].top_bytes_per_s > x_low;
-  for (size_t t = 0; t < nt && loaded && !walk; t++) {
-    net_link *L = &net->links[net->touched[t]];
-    L->probe_residual_bytes_per_s = L->load_bytes_per_s < L->info.bytes_per_s ? L->info.bytes_per_s - L->load_bytes_per_s : 0;
+  if (loaded) {
+    for (size_t t = 0; t < nt; t++) {
+      net_link *L = &net->links[touched[t]];
+      walk |= L->top_bytes_per_s > x_low;
+      L->probe_residual_bytes_per_s =
+          L->load_bytes_per_s < L->info.bytes_per_s ? L->info.bytes_per_s - L->load_bytes_per_s : 0;
+    }
+    for (size_t t = 0; t < nt && walk; t++) {
+      net_link *L = &net->links[touched[t]];
+      L->probe_residual_bytes_per_s = L->info.bytes_per_s;
+    }
   }
   /* The flows already on these links, each bounded by its rate now. */
   for (size_t s = walk ? next_used(net, 0) : net->flow_cap; s < net->flow_cap; s = next_used(net, s + 1)) {
@@ -1109,38 +1143,41 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
       for (int k = 0; k < len; k++) net->links[on[k]].probe_residual_bytes_per_s -= f->rate_bytes_per_s;
       continue;
     }
-    probe_part *p = probe_slot(net, parts++);
+    probe_reserve(net, parts + 1);
+    probe_part *p = &net->parts[parts];
+    net->act[na++] = (int32_t)parts++;
     walked++;
+    uint64_t mask = 0;
     for (int k = 0; k < len; k++) {
+      net_link *L = &net->links[on[k]];
       p->path[k] = on[k];
-      net->links[on[k]].probe_unfixed++;
+      L->probe_unfixed++;
+      mask |= probe_bit(L->probe_local);
     }
     p->path_len = len;
     p->fixed = false;
+    p->mask = mask;
     p->bound_bytes_per_s = f->rate_bytes_per_s;
     p->rate_bytes_per_s = 0.0;
   }
-  /* The unfixed parts, kept packed so that later rounds skip the fixed. */
-  if (net->act_cap < parts) {
-    int32_t *a = realloc(net->act, parts * sizeof *a);
-    assert(a);
-    net->act = a;
-    net->act_cap = parts;
-  }
   int32_t *act = net->act;
-  size_t na = 0;
-  for (size_t i = 0; i < parts; i++)
-    if (!net->parts[i].fixed) act[na++] = (int32_t)i;
   /* Progressive filling, in recompute's rounds: bounds below the level at
-   * which the first link fills are taken at once, then that link fills. */
+   * which the first link fills are taken at once, then that link fills.
+   * touched[0..nl) keeps the links still crossed by unfixed parts (a
+   * link's count never grows back once the filling runs). */
+  size_t nl = nt;
   double level = 0.0;
   while (na > 0) {
     double delta = INFINITY;
-    for (size_t t = 0; t < nt; t++) {
-      const net_link *L = &net->links[net->touched[t]];
-      if (L->probe_unfixed > 0 && L->probe_residual_bytes_per_s / L->probe_unfixed < delta)
-        delta = L->probe_residual_bytes_per_s / L->probe_unfixed;
+    size_t live = 0;
+    for (size_t t = 0; t < nl; t++) {
+      const net_link *L = &net->links[touched[t]];
+      if (L->probe_unfixed == 0) continue;
+      touched[live++] = touched[t];
+      double d = L->probe_residual_bytes_per_s / L->probe_unfixed;
+      if (d < delta) delta = d;
     }
+    nl = live;
     assert(isfinite(delta));
     delta = delta > 0 ? delta : 0;
     double x = level + delta;
@@ -1168,20 +1205,28 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
       continue;
     }
     level = x;
-    for (size_t t = 0; t < nt; t++) {
-      net_link *L = &net->links[net->touched[t]];
-      if (L->probe_unfixed == 0) continue;
+    /* Every link here has unfixed parts (the scan above fixed none). */
+    uint64_t full = 0;
+    for (size_t t = 0; t < nl; t++) {
+      net_link *L = &net->links[touched[t]];
       L->probe_residual_bytes_per_s -= delta * L->probe_unfixed;
-      if (L->probe_residual_bytes_per_s <= SATURATED_FRAC * L->info.bytes_per_s) L->probe_residual_bytes_per_s = 0;
+      if (L->probe_residual_bytes_per_s <= SATURATED_FRAC * L->info.bytes_per_s) {
+        L->probe_residual_bytes_per_s = 0;
+        full |= probe_bit(L->probe_local);
+      }
     }
     /* Parts on a full link stop at the level; they leave the counts only
      * after the scan, so that every part of a link that filled sees it. */
     kept = 0;
     for (size_t a = 0; a < na; a++) {
       probe_part *p = &net->parts[act[a]];
-      bool full = false;
-      for (int k = 0; k < p->path_len && !full; k++) full = net->links[p->path[k]].probe_residual_bytes_per_s == 0;
-      if (!full) {
+      bool on_full = false;
+      if (masks)
+        on_full = (p->mask & full) != 0;
+      else
+        for (int k = 0; k < p->path_len && !on_full; k++)
+          on_full = net->links[p->path[k]].probe_residual_bytes_per_s == 0;
+      if (!on_full) {
         act[kept++] = act[a];
         continue;
       }
