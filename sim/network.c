@@ -37,14 +37,13 @@ typedef struct {
 } net_link;
 
 /* A flow taking part in infsim_network_probe's filling: one of the new
- * flows (no bound), or a flow already there, bounded by its rate. */
+ * flows (no bound; its rate goes straight to the caller's array when it
+ * is fixed), or a flow already there, bounded by its rate. */
 typedef struct {
   int32_t path[INFSIM_NET_MAX_PATH]; /* its links on the probe's paths */
   int path_len;
-  bool fixed;
   uint64_t mask; /* a bit per link of its path, by probe_local (used when the probe touches at most 64 links) */
   double bound_bytes_per_s;
-  double rate_bytes_per_s;
 } probe_part;
 
 typedef struct {
@@ -1080,9 +1079,7 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
     probe_part *p = &net->parts[i];
     assert(lens[i] >= 0 && lens[i] <= INFSIM_NET_MAX_PATH);
     p->path_len = lens[i];
-    p->fixed = lens[i] == 0;
     p->bound_bytes_per_s = INFINITY;
-    p->rate_bytes_per_s = p->fixed ? INFINITY : 0.0;
     uint64_t mask = 0;
     for (int k = 0; k < lens[i]; k++) {
       int32_t l = paths[i][k];
@@ -1100,7 +1097,10 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
       mask |= probe_bit(L->probe_local);
     }
     p->mask = mask;
-    if (!p->fixed) net->act[na++] = (int32_t)i;
+    if (lens[i] > 0)
+      net->act[na++] = (int32_t)i;
+    else
+      rates[i] = INFINITY;
   }
   bool masks = nt <= 64;
   /* No link fills below x_low: at most the new flows and every flow on it
@@ -1155,10 +1155,8 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
       mask |= probe_bit(L->probe_local);
     }
     p->path_len = len;
-    p->fixed = false;
     p->mask = mask;
     p->bound_bytes_per_s = f->rate_bytes_per_s;
-    p->rate_bytes_per_s = 0.0;
   }
   int32_t *act = net->act;
   /* Progressive filling, in recompute's rounds: bounds below the level at
@@ -1190,9 +1188,7 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
         act[kept++] = act[a];
         continue;
       }
-      p->fixed = true;
-      p->rate_bytes_per_s = p->bound_bytes_per_s;
-      walked--;
+      walked--; /* a flow already there: it keeps its rate, of no interest to the caller */
       double more = p->bound_bytes_per_s > level ? p->bound_bytes_per_s - level : 0;
       for (int k = 0; k < p->path_len; k++) {
         net_link *L = &net->links[p->path[k]];
@@ -1230,14 +1226,14 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
         act[kept++] = act[a];
         continue;
       }
-      p->fixed = true;
-      p->rate_bytes_per_s = level < p->bound_bytes_per_s ? level : p->bound_bytes_per_s;
+      /* A new flow's rate (its bound is infinite: the level); a flow
+       * already there only leaves the counts. */
+      if (act[a] < n) rates[act[a]] = level;
       for (int k = 0; k < p->path_len; k++) net->links[p->path[k]].probe_unfixed--;
     }
     assert(kept < na); /* the link that set delta fixes someone */
     na = kept;
   }
-  for (int i = 0; i < n; i++) rates[i] = net->parts[i].rate_bytes_per_s;
 }
 
 void infsim_network_account(infsim_network *net, const int32_t *path, int path_len, double bytes, int64_t busy_ns) {
