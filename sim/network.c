@@ -1106,29 +1106,26 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
   /* No link fills below x_low: at most the new flows and every flow on it
    * grow there. A flow already there whose rate is below it keeps its rate
    * (the filling's first round would fix it there): it only takes its
-   * rate off the links' room, without taking part. */
-  double x_low = INFINITY;
+   * rate off the links' room, without taking part.
+   * When no flow on these links goes faster than x_low (the fastest of
+   * them, top, does not), they all keep their rates: the links' room is
+   * what their loads leave, and the flows need not be walked. One pass
+   * finds x_low and top and sets that room; the rare walk starts again
+   * from the links' bandwidths. */
+  double x_low = INFINITY, top = -INFINITY;
   for (size_t t = 0; t < nt; t++) {
-    const net_link *L = &net->links[touched[t]];
+    net_link *L = &net->links[touched[t]];
     double x = L->info.bytes_per_s / (double)(L->probe_unfixed + L->flows_on);
     if (x < x_low) x_low = x;
-  }
-  /* When no flow on these links goes faster than x_low, they all keep
-   * their rates: the links' room is what their loads leave, and the flows
-   * need not be walked. One pass sets that room and asks; the rare walk
-   * starts again from the links' bandwidths. */
-  bool walk = false;
-  if (loaded) {
-    for (size_t t = 0; t < nt; t++) {
-      net_link *L = &net->links[touched[t]];
-      walk |= L->top_bytes_per_s > x_low;
+    if (L->top_bytes_per_s > top) top = L->top_bytes_per_s;
+    if (loaded)
       L->probe_residual_bytes_per_s =
           L->load_bytes_per_s < L->info.bytes_per_s ? L->info.bytes_per_s - L->load_bytes_per_s : 0;
-    }
-    for (size_t t = 0; t < nt && walk; t++) {
-      net_link *L = &net->links[touched[t]];
-      L->probe_residual_bytes_per_s = L->info.bytes_per_s;
-    }
+  }
+  bool walk = loaded && top > x_low;
+  for (size_t t = 0; t < nt && walk; t++) {
+    net_link *L = &net->links[touched[t]];
+    L->probe_residual_bytes_per_s = L->info.bytes_per_s;
   }
   /* The flows already on these links, each bounded by its rate now. */
   for (size_t s = walk ? next_used(net, 0) : net->flow_cap; s < net->flow_cap; s = next_used(net, s + 1)) {
