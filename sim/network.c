@@ -1210,16 +1210,20 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
     }
     /* Parts on a full link stop at the level; they leave the counts only
      * after the scan, so that every part of a link that filled sees it. */
+    if (!masks) { /* past 64 links the bits alias: each part's path is asked instead, its answer its mask */
+      for (size_t a = 0; a < na; a++) {
+        probe_part *p = &net->parts[act[a]];
+        bool on_full = false;
+        for (int k = 0; k < p->path_len && !on_full; k++)
+          on_full = net->links[p->path[k]].probe_residual_bytes_per_s == 0;
+        p->mask = on_full;
+      }
+      full = 1;
+    }
     kept = 0;
     for (size_t a = 0; a < na; a++) {
       probe_part *p = &net->parts[act[a]];
-      bool on_full = false;
-      if (masks)
-        on_full = (p->mask & full) != 0;
-      else
-        for (int k = 0; k < p->path_len && !on_full; k++)
-          on_full = net->links[p->path[k]].probe_residual_bytes_per_s == 0;
-      if (!on_full) {
+      if (!(p->mask & full)) {
         act[kept++] = act[a];
         continue;
       }
