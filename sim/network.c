@@ -1087,10 +1087,8 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
       p->path[k] = l;
       if (L->probe_epoch != epoch) {
         L->probe_epoch = epoch;
-        L->probe_residual_bytes_per_s = L->info.bytes_per_s;
         L->probe_unfixed = 0;
         L->probe_local = (int32_t)nt;
-        loaded |= L->load_bytes_per_s > 0;
         touched[nt++] = l;
       }
       L->probe_unfixed++;
@@ -1110,20 +1108,20 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
    * When no flow on these links goes faster than x_low (the fastest of
    * them, top, does not), they all keep their rates: the links' room is
    * what their loads leave, and the flows need not be walked. One pass
-   * finds x_low and top and sets that room; the rare walk starts again
-   * from the links' bandwidths. */
+   * finds x_low and top and sets that room; the rare walk, and links that
+   * carry nothing, start again from the links' bandwidths. */
   double x_low = INFINITY, top = -INFINITY;
   for (size_t t = 0; t < nt; t++) {
     net_link *L = &net->links[touched[t]];
     double x = L->info.bytes_per_s / (double)(L->probe_unfixed + L->flows_on);
     if (x < x_low) x_low = x;
     if (L->top_bytes_per_s > top) top = L->top_bytes_per_s;
-    if (loaded)
-      L->probe_residual_bytes_per_s =
-          L->load_bytes_per_s < L->info.bytes_per_s ? L->info.bytes_per_s - L->load_bytes_per_s : 0;
+    loaded |= L->load_bytes_per_s > 0;
+    L->probe_residual_bytes_per_s =
+        L->load_bytes_per_s < L->info.bytes_per_s ? L->info.bytes_per_s - L->load_bytes_per_s : 0;
   }
   bool walk = loaded && top > x_low;
-  for (size_t t = 0; t < nt && walk; t++) {
+  for (size_t t = 0; t < nt && (walk || !loaded); t++) {
     net_link *L = &net->links[touched[t]];
     L->probe_residual_bytes_per_s = L->info.bytes_per_s;
   }
