@@ -1110,7 +1110,7 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
    * what their loads leave, and the flows need not be walked. One pass
    * finds x_low and top and sets that room; the rare walk, and links that
    * carry nothing, start again from the links' bandwidths. */
-  double x_low = INFINITY, top = -INFINITY;
+  double x_low = INFINITY, top = -INFINITY, first = INFINITY; /* first: the first round's delta, but after a reset */
   for (size_t t = 0; t < nt; t++) {
     net_link *L = &net->links[touched[t]];
     double x = L->info.bytes_per_s / (double)(L->probe_unfixed + L->flows_on);
@@ -1119,8 +1119,11 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
     loaded |= L->load_bytes_per_s > 0;
     L->probe_residual_bytes_per_s =
         L->load_bytes_per_s < L->info.bytes_per_s ? L->info.bytes_per_s - L->load_bytes_per_s : 0;
+    double d = L->probe_residual_bytes_per_s / L->probe_unfixed;
+    if (d < first) first = d;
   }
   bool walk = loaded && top > x_low;
+  bool first_known = loaded && !walk; /* every link here has unfixed parts: the first round's scan is this one */
   for (size_t t = 0; t < nt && (walk || !loaded); t++) {
     net_link *L = &net->links[touched[t]];
     L->probe_residual_bytes_per_s = L->info.bytes_per_s;
@@ -1163,12 +1166,18 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
   while (na > 0) {
     double delta = INFINITY;
     size_t live = 0;
-    for (size_t t = 0; t < nl; t++) {
-      const net_link *L = &net->links[touched[t]];
-      if (L->probe_unfixed == 0) continue;
-      touched[live++] = touched[t];
-      double d = L->probe_residual_bytes_per_s / L->probe_unfixed;
-      if (d < delta) delta = d;
+    if (first_known) {
+      delta = first;
+      live = nl;
+      first_known = false;
+    } else {
+      for (size_t t = 0; t < nl; t++) {
+        const net_link *L = &net->links[touched[t]];
+        if (L->probe_unfixed == 0) continue;
+        touched[live++] = touched[t];
+        double d = L->probe_residual_bytes_per_s / L->probe_unfixed;
+        if (d < delta) delta = d;
+      }
     }
     nl = live;
     assert(isfinite(delta));
