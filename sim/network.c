@@ -32,17 +32,18 @@ typedef struct {
   int32_t flows_on;            /* flows whose path crosses it (waiting out their latency or not) */
   uint32_t probe_epoch;        /* scratch of infsim_network_probe: on the probe's paths */
   int32_t probe_unfixed;
+  int32_t probe_local; /* its place in the probe's touched list (in the padding: net_link keeps its size) */
   double probe_residual_bytes_per_s;
 } net_link;
 
 /* A flow taking part in infsim_network_probe's filling: one of the new
- * flows (no bound), or a flow already there, bounded by its rate. */
+ * flows (no bound; its rate goes straight to the caller's array when it
+ * is fixed), or a flow already there, bounded by its rate. */
 typedef struct {
   int32_t path[INFSIM_NET_MAX_PATH]; /* its links on the probe's paths */
   int path_len;
-  bool fixed;
+  uint64_t mask; /* a bit per link of its path, by probe_local (used when the probe touches at most 64 links) */
   double bound_bytes_per_s;
-  double rate_bytes_per_s;
 } probe_part;
 
 typedef struct {
@@ -1031,18 +1032,30 @@ double infsim_network_rate(const infsim_network *net, int64_t id) {
   return f ? f->rate_bytes_per_s : -1;
 }
 
-/* A free part of the probe's scratch (grown by doubling; out of memory
- * here is fatal, as in the filling's scratch). */
-static probe_part *probe_slot(infsim_network *net, size_t i) {
-  if (i == net->parts_cap) {
-    size_t cap = net->parts_cap ? 2 * net->parts_cap : 64;
+/* The probe's scratch grown to hold at least `want` parts (by doubling;
+ * out of memory here is fatal, as in the filling's scratch). */
+static void probe_reserve(infsim_network *net, size_t want) {
+  if (net->parts_cap < want) {
+    size_t cap = net->parts_cap ? net->parts_cap : 64;
+    while (cap < want) cap *= 2;
     probe_part *p = realloc(net->parts, cap * sizeof *p);
     assert(p);
     net->parts = p;
     net->parts_cap = cap;
   }
-  return &net->parts[i];
+  if (net->act_cap < want) {
+    size_t cap = net->act_cap ? net->act_cap : 64;
+    while (cap < want) cap *= 2;
+    int32_t *a = realloc(net->act, cap * sizeof *a);
+    assert(a);
+    net->act = a;
+    net->act_cap = cap;
+  }
 }
+
+/* A bit for the probe's j-th touched link; past 64 links the bits alias
+ * and the probe checks paths link by link instead. */
+static inline uint64_t probe_bit(int32_t j) { return (uint64_t)1 << (j & 63); }
 
 void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens,
                           double *rates) {
@@ -1054,47 +1067,66 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
     net->touched = t;
     net->touched_cap = want;
   }
+  probe_reserve(net, (size_t)n);
   uint32_t epoch = ++net->probe_epoch;
-  size_t nt = 0, parts = 0, walked = 0; /* walked: parts for flows already there, not fixed at their bound */
+  int32_t *touched = net->touched;
+  /* walked: parts for flows already there, not fixed at their bound; act:
+   * the unfixed parts, in part order, kept packed so that later rounds
+   * skip the fixed. */
+  size_t nt = 0, parts = (size_t)n, walked = 0, na = 0;
   bool loaded = false;
   for (int i = 0; i < n; i++) {
-    probe_part *p = probe_slot(net, parts++);
+    probe_part *p = &net->parts[i];
     assert(lens[i] >= 0 && lens[i] <= INFSIM_NET_MAX_PATH);
     p->path_len = lens[i];
-    p->fixed = lens[i] == 0;
     p->bound_bytes_per_s = INFINITY;
-    p->rate_bytes_per_s = p->fixed ? INFINITY : 0.0;
+    uint64_t mask = 0;
     for (int k = 0; k < lens[i]; k++) {
-      net_link *L = &net->links[paths[i][k]];
-      p->path[k] = paths[i][k];
+      int32_t l = paths[i][k];
+      net_link *L = &net->links[l];
+      p->path[k] = l;
       if (L->probe_epoch != epoch) {
         L->probe_epoch = epoch;
-        L->probe_residual_bytes_per_s = L->info.bytes_per_s;
         L->probe_unfixed = 0;
-        loaded |= L->load_bytes_per_s > 0;
-        net->touched[nt++] = paths[i][k];
+        L->probe_local = (int32_t)nt;
+        touched[nt++] = l;
       }
       L->probe_unfixed++;
+      mask |= probe_bit(L->probe_local);
     }
+    p->mask = mask;
+    if (lens[i] > 0)
+      net->act[na++] = (int32_t)i;
+    else
+      rates[i] = INFINITY;
   }
+  bool masks = nt <= 64;
   /* No link fills below x_low: at most the new flows and every flow on it
    * grow there. A flow already there whose rate is below it keeps its rate
    * (the filling's first round would fix it there): it only takes its
-   * rate off the links' room, without taking part. */
-  double x_low = INFINITY;
+   * rate off the links' room, without taking part.
+   * When no flow on these links goes faster than x_low (the fastest of
+   * them, top, does not), they all keep their rates: the links' room is
+   * what their loads leave, and the flows need not be walked. One pass
+   * finds x_low and top and sets that room; the rare walk, and links that
+   * carry nothing, start again from the links' bandwidths. */
+  double x_low = INFINITY, top = -INFINITY, first = INFINITY; /* first: the first round's delta, but after a reset */
   for (size_t t = 0; t < nt; t++) {
-    const net_link *L = &net->links[net->touched[t]];
+    net_link *L = &net->links[touched[t]];
     double x = L->info.bytes_per_s / (double)(L->probe_unfixed + L->flows_on);
     if (x < x_low) x_low = x;
+    if (L->top_bytes_per_s > top) top = L->top_bytes_per_s;
+    loaded |= L->load_bytes_per_s > 0;
+    L->probe_residual_bytes_per_s =
+        L->load_bytes_per_s < L->info.bytes_per_s ? L->info.bytes_per_s - L->load_bytes_per_s : 0;
+    double d = L->probe_residual_bytes_per_s / L->probe_unfixed;
+    if (d < first) first = d;
   }
-  /* When no flow on these links goes faster than x_low, they all keep
-   * their rates: the links' room is what their loads leave, and the flows
-   * need not be walked. */
-  bool walk = false;
-  for (size_t t = 0; t < nt && loaded; t++) walk |= net->links[net->touched[t]].top_bytes_per_s > x_low;
-  for (size_t t = 0; t < nt && loaded && !walk; t++) {
-    net_link *L = &net->links[net->touched[t]];
-    L->probe_residual_bytes_per_s = L->load_bytes_per_s < L->info.bytes_per_s ? L->info.bytes_per_s - L->load_bytes_per_s : 0;
+  bool walk = loaded && top > x_low;
+  bool first_known = loaded && !walk; /* every link here has unfixed parts: the first round's scan is this one */
+  for (size_t t = 0; t < nt && (walk || !loaded); t++) {
+    net_link *L = &net->links[touched[t]];
+    L->probe_residual_bytes_per_s = L->info.bytes_per_s;
   }
   /* The flows already on these links, each bounded by its rate now. */
   for (size_t s = walk ? next_used(net, 0) : net->flow_cap; s < net->flow_cap; s = next_used(net, s + 1)) {
@@ -1109,38 +1141,45 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
       for (int k = 0; k < len; k++) net->links[on[k]].probe_residual_bytes_per_s -= f->rate_bytes_per_s;
       continue;
     }
-    probe_part *p = probe_slot(net, parts++);
+    probe_reserve(net, parts + 1);
+    probe_part *p = &net->parts[parts];
+    net->act[na++] = (int32_t)parts++;
     walked++;
+    uint64_t mask = 0;
     for (int k = 0; k < len; k++) {
+      net_link *L = &net->links[on[k]];
       p->path[k] = on[k];
-      net->links[on[k]].probe_unfixed++;
+      L->probe_unfixed++;
+      mask |= probe_bit(L->probe_local);
     }
     p->path_len = len;
-    p->fixed = false;
+    p->mask = mask;
     p->bound_bytes_per_s = f->rate_bytes_per_s;
-    p->rate_bytes_per_s = 0.0;
-  }
-  /* The unfixed parts, kept packed so that later rounds skip the fixed. */
-  if (net->act_cap < parts) {
-    int32_t *a = realloc(net->act, parts * sizeof *a);
-    assert(a);
-    net->act = a;
-    net->act_cap = parts;
   }
   int32_t *act = net->act;
-  size_t na = 0;
-  for (size_t i = 0; i < parts; i++)
-    if (!net->parts[i].fixed) act[na++] = (int32_t)i;
   /* Progressive filling, in recompute's rounds: bounds below the level at
-   * which the first link fills are taken at once, then that link fills. */
+   * which the first link fills are taken at once, then that link fills.
+   * touched[0..nl) keeps the links still crossed by unfixed parts (a
+   * link's count never grows back once the filling runs). */
+  size_t nl = nt;
   double level = 0.0;
   while (na > 0) {
     double delta = INFINITY;
-    for (size_t t = 0; t < nt; t++) {
-      const net_link *L = &net->links[net->touched[t]];
-      if (L->probe_unfixed > 0 && L->probe_residual_bytes_per_s / L->probe_unfixed < delta)
-        delta = L->probe_residual_bytes_per_s / L->probe_unfixed;
+    size_t live = 0;
+    if (first_known) {
+      delta = first;
+      live = nl;
+      first_known = false;
+    } else {
+      for (size_t t = 0; t < nl; t++) {
+        const net_link *L = &net->links[touched[t]];
+        if (L->probe_unfixed == 0) continue;
+        touched[live++] = touched[t];
+        double d = L->probe_residual_bytes_per_s / L->probe_unfixed;
+        if (d < delta) delta = d;
+      }
     }
+    nl = live;
     assert(isfinite(delta));
     delta = delta > 0 ? delta : 0;
     double x = level + delta;
@@ -1153,9 +1192,7 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
         act[kept++] = act[a];
         continue;
       }
-      p->fixed = true;
-      p->rate_bytes_per_s = p->bound_bytes_per_s;
-      walked--;
+      walked--; /* a flow already there: it keeps its rate, of no interest to the caller */
       double more = p->bound_bytes_per_s > level ? p->bound_bytes_per_s - level : 0;
       for (int k = 0; k < p->path_len; k++) {
         net_link *L = &net->links[p->path[k]];
@@ -1168,31 +1205,43 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
       continue;
     }
     level = x;
-    for (size_t t = 0; t < nt; t++) {
-      net_link *L = &net->links[net->touched[t]];
-      if (L->probe_unfixed == 0) continue;
+    /* Every link here has unfixed parts (the scan above fixed none). */
+    uint64_t full = 0;
+    for (size_t t = 0; t < nl; t++) {
+      net_link *L = &net->links[touched[t]];
       L->probe_residual_bytes_per_s -= delta * L->probe_unfixed;
-      if (L->probe_residual_bytes_per_s <= SATURATED_FRAC * L->info.bytes_per_s) L->probe_residual_bytes_per_s = 0;
+      if (L->probe_residual_bytes_per_s <= SATURATED_FRAC * L->info.bytes_per_s) {
+        L->probe_residual_bytes_per_s = 0;
+        full |= probe_bit(L->probe_local);
+      }
     }
     /* Parts on a full link stop at the level; they leave the counts only
      * after the scan, so that every part of a link that filled sees it. */
+    if (!masks) { /* past 64 links the bits alias: each part's path is asked instead, its answer its mask */
+      for (size_t a = 0; a < na; a++) {
+        probe_part *p = &net->parts[act[a]];
+        bool on_full = false;
+        for (int k = 0; k < p->path_len && !on_full; k++)
+          on_full = net->links[p->path[k]].probe_residual_bytes_per_s == 0;
+        p->mask = on_full;
+      }
+      full = 1;
+    }
     kept = 0;
     for (size_t a = 0; a < na; a++) {
       probe_part *p = &net->parts[act[a]];
-      bool full = false;
-      for (int k = 0; k < p->path_len && !full; k++) full = net->links[p->path[k]].probe_residual_bytes_per_s == 0;
-      if (!full) {
+      if (!(p->mask & full)) {
         act[kept++] = act[a];
         continue;
       }
-      p->fixed = true;
-      p->rate_bytes_per_s = level < p->bound_bytes_per_s ? level : p->bound_bytes_per_s;
+      /* A new flow's rate (its bound is infinite: the level); a flow
+       * already there only leaves the counts. */
+      if (act[a] < n) rates[act[a]] = level;
       for (int k = 0; k < p->path_len; k++) net->links[p->path[k]].probe_unfixed--;
     }
     assert(kept < na); /* the link that set delta fixes someone */
     na = kept;
   }
-  for (int i = 0; i < n; i++) rates[i] = net->parts[i].rate_bytes_per_s;
 }
 
 void infsim_network_account(infsim_network *net, const int32_t *path, int path_len, double bytes, int64_t busy_ns) {

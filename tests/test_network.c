@@ -801,27 +801,35 @@ static void test_probe_shares_of_a_step(void **state) {
  * a random step's transfers probed; the same transfers as flows of a
  * network holding the flows there at their rates as bounds (what the
  * probe lets them keep at most) get the probe's shares. */
-static int random_route(const infsim_network *net, gsl_rng *rng, int32_t *path) {
-  return infsim_network_route(net, (int32_t)gsl_rng_uniform_int(rng, 10), (int32_t)gsl_rng_uniform_int(rng, 10), path);
+static int random_route(const infsim_network *net, gsl_rng *rng, int32_t endpoints, int32_t *path) {
+  return infsim_network_route(net, (int32_t)gsl_rng_uniform_int(rng, (unsigned long)endpoints),
+                              (int32_t)gsl_rng_uniform_int(rng, (unsigned long)endpoints), path);
 }
 
-static void test_probe_matches_filling_with_rates_as_bounds(void **state) {
-  (void)state;
-  gsl_rng *rng = infsim_rng_new(17, "test.network.probe");
-  infsim_topology t = {.instances = 8, .instances_per_node = 4, .nvlink_bytes_per_s = 300e9,
+/* `cases` random cases on a cluster of `instances` (per_node a node), up to
+ * max_flows flows there and max_parts probed transfers; returns the most
+ * distinct links one probe touched. */
+static int probe_against_filling(uint64_t seed, int32_t instances, int32_t per_node, int max_flows, int max_parts,
+                                 int cases) {
+  int32_t endpoints = instances + instances / per_node; /* instances, then the nodes' hosts */
+  gsl_rng *rng = infsim_rng_new(seed, "test.network.probe");
+  infsim_topology t = {.instances = instances, .instances_per_node = per_node, .nvlink_bytes_per_s = 300e9,
                        .nic_bytes_per_s = 25e9, .pcie_bytes_per_s = 25e9, .nvlink_latency_ns = 1000,
                        .nic_latency_ns = 5000, .pcie_latency_ns = 2000};
-  for (int c = 0; c < 300; c++) {
+  int most_links = 0;
+  for (int c = 0; c < cases; c++) {
     infsim_network *net = NULL, *ref = NULL;
     assert_int_equal(infsim_network_new_cluster(&t, &net, NULL), INFSIM_OK);
     assert_int_equal(infsim_network_new_cluster(&t, &ref, NULL), INFSIM_OK);
-    enum { FLOWS = 24, PARTS = 8 };
+    enum { FLOWS = 64, PARTS = 64 };
+    assert_true(max_flows <= FLOWS && max_parts <= PARTS);
     int32_t fp[FLOWS][INFSIM_NET_MAX_PATH], pp[PARTS][INFSIM_NET_MAX_PATH];
     int fl[FLOWS], pl[PARTS];
-    int nf = (int)gsl_rng_uniform_int(rng, FLOWS + 1), np = 1 + (int)gsl_rng_uniform_int(rng, PARTS);
+    int nf = (int)gsl_rng_uniform_int(rng, (unsigned long)max_flows + 1);
+    int np = 1 + (int)gsl_rng_uniform_int(rng, (unsigned long)max_parts);
     int64_t id[FLOWS];
     for (int i = 0; i < nf; i++) {
-      do fl[i] = random_route(net, rng, fp[i]);
+      do fl[i] = random_route(net, rng, endpoints, fp[i]);
       while (fl[i] == 0);
       if (gsl_rng_uniform(rng) < 0.5) {
         double bound = gsl_rng_uniform(rng) < 0.5 ? 0 : 1e9 * (double)(1 + gsl_rng_uniform_int(rng, 20));
@@ -833,9 +841,18 @@ static void test_probe_matches_filling_with_rates_as_bounds(void **state) {
       }
     }
     infsim_network_advance(net, 1000000, NULL, NULL); /* every flow past its latency */
-    for (int j = 0; j < np; j++)
-      do pl[j] = random_route(net, rng, pp[j]);
+    int32_t seen[PARTS * INFSIM_NET_MAX_PATH];
+    int links = 0;
+    for (int j = 0; j < np; j++) {
+      do pl[j] = random_route(net, rng, endpoints, pp[j]);
       while (pl[j] == 0);
+      for (int k = 0; k < pl[j]; k++) {
+        int m = 0;
+        while (m < links && seen[m] != pp[j][k]) m++;
+        if (m == links) seen[links++] = pp[j][k];
+      }
+    }
+    if (links > most_links) most_links = links;
     double rates[PARTS];
     infsim_network_probe(net, np, (const int32_t(*)[INFSIM_NET_MAX_PATH])pp, pl, rates);
     int64_t rid;
@@ -857,6 +874,21 @@ static void test_probe_matches_filling_with_rates_as_bounds(void **state) {
     infsim_network_free(ref);
   }
   gsl_rng_free(rng);
+  return most_links;
+}
+
+static void test_probe_matches_filling_with_rates_as_bounds(void **state) {
+  (void)state;
+  probe_against_filling(17, 8, 4, 24, 8, 300);
+}
+
+/* A probe touching more than 64 links asks its parts' paths link by link
+ * (its bit per link would alias): many transfers within a 96-instance
+ * node (a link up and a link down per instance), some probes past 64
+ * links, against the filling too. */
+static void test_probe_over_many_links_matches_filling(void **state) {
+  (void)state;
+  assert_true(probe_against_filling(23, 96, 96, 64, 64, 60) > 64);
 }
 
 static void test_bad_input(void **state) {
@@ -883,6 +915,7 @@ int main(void) {
       cmocka_unit_test(test_route_rates),
       cmocka_unit_test(test_busy_time_of_steady_flows),
       cmocka_unit_test(test_probe_matches_filling_with_rates_as_bounds),
+      cmocka_unit_test(test_probe_over_many_links_matches_filling),
       cmocka_unit_test(test_crowded_paths_match_flow_by_flow_filling),
       cmocka_unit_test(test_probe_shares_of_a_step),
       cmocka_unit_test(test_busy_means_flows_not_load),
