@@ -11,6 +11,7 @@
 ** Invariants: see network.h; infsim_network_check verifies them.
 */
 #include "infsim/network.h"
+#include "infsim/grow.h"
 
 #include <assert.h>
 #include <math.h>
@@ -1032,25 +1033,14 @@ double infsim_network_rate(const infsim_network *net, int64_t id) {
   return f ? f->rate_bytes_per_s : -1;
 }
 
-/* The probe's scratch grown to hold at least `want` parts (by doubling;
- * out of memory here is fatal, as in the filling's scratch). */
+/* The probe's scratch grown to hold at least `want` parts (doubling from
+ * 64; out of memory here is fatal, as in the filling's scratch). */
 static void probe_reserve(infsim_network *net, size_t want) {
-  if (net->parts_cap < want) {
-    size_t cap = net->parts_cap ? net->parts_cap : 64;
-    while (cap < want) cap *= 2;
-    probe_part *p = realloc(net->parts, cap * sizeof *p);
-    assert(p);
-    net->parts = p;
-    net->parts_cap = cap;
-  }
-  if (net->act_cap < want) {
-    size_t cap = net->act_cap ? net->act_cap : 64;
-    while (cap < want) cap *= 2;
-    int32_t *a = realloc(net->act, cap * sizeof *a);
-    assert(a);
-    net->act = a;
-    net->act_cap = cap;
-  }
+  bool ok = (net->parts_cap >= want ||
+             infsim_grow((void **)&net->parts, &net->parts_cap, want, sizeof *net->parts, 64)) &&
+            (net->act_cap >= want || infsim_grow((void **)&net->act, &net->act_cap, want, sizeof *net->act, 64));
+  assert(ok);
+  (void)ok;
 }
 
 /* A bit for the probe's j-th touched link; past 64 links the bits alias
