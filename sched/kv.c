@@ -226,8 +226,11 @@ static bool slot_free(const kv_pool *p, int64_t s) { return (p->bits[0][s >> 6] 
 /* Bits [from, from + len) of a word, 1 <= len <= 64 - from. */
 static uint64_t word_mask(int64_t from, int64_t len) { return (~UINT64_C(0) >> (64 - len)) << from; }
 
-/* Word w of level 0 went from zero to non-zero / from non-zero to zero. */
-static void summary_set(kv_pool *p, int64_t w) {
+/* Word w of level 0 went from zero to non-zero / from non-zero to zero.
+ * Out of line, as the ranges that span words below: the one-word paths
+ * of slots_give and slots_take, most of a pool's traffic (a decode
+ * block, a short run), are then a few instructions and no call. */
+static __attribute__((noinline)) void summary_set(kv_pool *p, int64_t w) {
   for (int32_t k = 1; k < p->levels; k++, w >>= 6) {
     uint64_t old = p->bits[k][w >> 6];
     p->bits[k][w >> 6] = old | (UINT64_C(1) << (w & 63));
@@ -235,7 +238,7 @@ static void summary_set(kv_pool *p, int64_t w) {
   }
 }
 
-static void summary_clear(kv_pool *p, int64_t w) {
+static __attribute__((noinline)) void summary_clear(kv_pool *p, int64_t w) {
   for (int32_t k = 1; k < p->levels; k++, w >>= 6) {
     p->bits[k][w >> 6] &= ~(UINT64_C(1) << (w & 63));
     if (p->bits[k][w >> 6] != 0) return;
@@ -245,17 +248,9 @@ static void summary_clear(kv_pool *p, int64_t w) {
 
 enum { KV_HOLES = 8 };
 
-/* Slots [a, b) (in use, below the mark) become free bits. */
-static void slots_give(kv_pool *p, int64_t a, int64_t b) {
-  p->free_bits += b - a;
+/* slots_give and slots_take for a range over two or more words. */
+static __attribute__((noinline)) void slots_give_words(kv_pool *p, int64_t a, int64_t b) {
   uint64_t *l0 = p->bits[0];
-  if ((a >> 6) == ((b - 1) >> 6)) { /* one word: most runs */
-    uint64_t old = l0[a >> 6];
-    assert((old & word_mask(a & 63, b - a)) == 0);
-    l0[a >> 6] = old | word_mask(a & 63, b - a);
-    if (old == 0) summary_set(p, a >> 6);
-    return;
-  }
   while (a < b) {
     int64_t w = a >> 6, end = (w + 1) << 6 < b ? (w + 1) << 6 : b;
     uint64_t old = l0[w], m = word_mask(a & 63, end - a);
@@ -266,17 +261,8 @@ static void slots_give(kv_pool *p, int64_t a, int64_t b) {
   }
 }
 
-/* Slots [a, b) (free bits) are taken. */
-static void slots_take(kv_pool *p, int64_t a, int64_t b) {
-  p->free_bits -= b - a;
+static __attribute__((noinline)) void slots_take_words(kv_pool *p, int64_t a, int64_t b) {
   uint64_t *l0 = p->bits[0];
-  if ((a >> 6) == ((b - 1) >> 6)) { /* one word: most runs */
-    uint64_t m = word_mask(a & 63, b - a);
-    assert((l0[a >> 6] & m) == m);
-    l0[a >> 6] &= ~m;
-    if (l0[a >> 6] == 0) summary_clear(p, a >> 6);
-    return;
-  }
   while (a < b) {
     int64_t w = a >> 6, end = (w + 1) << 6 < b ? (w + 1) << 6 : b;
     uint64_t m = word_mask(a & 63, end - a);
@@ -285,6 +271,31 @@ static void slots_take(kv_pool *p, int64_t a, int64_t b) {
     if (l0[w] == 0) summary_clear(p, w);
     a = end;
   }
+}
+
+/* Slots [a, b) (in use, below the mark) become free bits. */
+static inline void slots_give(kv_pool *p, int64_t a, int64_t b) {
+  p->free_bits += b - a;
+  if ((a >> 6) != ((b - 1) >> 6)) {
+    slots_give_words(p, a, b);
+    return;
+  }
+  uint64_t *at = &p->bits[0][a >> 6], old = *at;
+  assert((old & word_mask(a & 63, b - a)) == 0); /* a double free */
+  *at = old | word_mask(a & 63, b - a);
+  if (old == 0) summary_set(p, a >> 6);
+}
+
+/* Slots [a, b) (free bits) are taken. */
+static inline void slots_take(kv_pool *p, int64_t a, int64_t b) {
+  p->free_bits -= b - a;
+  if ((a >> 6) != ((b - 1) >> 6)) {
+    slots_take_words(p, a, b);
+    return;
+  }
+  uint64_t *at = &p->bits[0][a >> 6], m = word_mask(a & 63, b - a);
+  assert((*at & m) == m); /* taking a slot in use */
+  if ((*at &= ~m) == 0) summary_clear(p, a >> 6);
 }
 
 
