@@ -306,7 +306,7 @@ static void run_give(kv_pool *p, int64_t s, int64_t blocks) {
   if (blocks > 1) {
     p->hole_first[p->hole_next] = s;
     p->hole_len[p->hole_next] = blocks;
-    p->hole_next = (p->hole_next + 1) % KV_HOLES;
+    p->hole_next = (p->hole_next + 1) & (KV_HOLES - 1); /* KV_HOLES is a power of two */
   }
 }
 
@@ -714,6 +714,17 @@ static void claims_revoke(infsim_kv *kv, int32_t pool, int64_t need) {
   while (p->n_claimers > 0 && p->free_bits < need) claim_drop(kv, p->claimers[p->n_claimers - 1]);
 }
 
+/* The fewest slots a claim takes, and the share of a pool's unclaimed
+ * free slots it may take at most (claim_make). */
+enum { KV_CLAIM_MIN = 8, KV_CLAIM_SHARE = 16 };
+
+/* Whether pool p has room for any claim: claim_make's first test, made
+ * by its callers before the call (a pool kept full by lending has none
+ * about a third of the times a decode block is taken there). */
+static inline bool claim_room(const kv_pool *p) {
+  return p->capacity - p->in_use - p->claimed >= KV_CLAIM_MIN * KV_CLAIM_SHARE;
+}
+
 /* Sets aside the free slots right after req's last run (in its owner's
  * GPU pool): free bits there, or fresh slots when the run ends at the
  * mark. A claim takes at most a sixteenth of the pool's unclaimed free
@@ -735,9 +746,9 @@ static void claim_make(infsim_kv *kv, int64_t req) {
   if (infsim_kv_holder_of(kv, last->first) != pool) return;
   kv_pool *p = &kv->pools[pool];
   int64_t want = claim_size(t->count);
-  int64_t slack = (p->capacity - p->in_use - p->claimed) / 16;
+  int64_t slack = (p->capacity - p->in_use - p->claimed) / KV_CLAIM_SHARE;
   if (want > slack) want = slack;
-  if (want < 8) return;
+  if (want < KV_CLAIM_MIN) return;
   int64_t end = last->first + last->blocks - (int64_t)pool * kv->stride, c;
   if (end < p->high_water) {
     if (!slot_free(p, end)) return;
@@ -878,7 +889,7 @@ infsim_status infsim_kv_alloc(infsim_kv *kv, int64_t req, int32_t holder, int64_
   kv_pool *p = &kv->pools[holder]; /* as account() for local blocks */
   p->local += n;
   if ((p->in_use += n) > p->peak) p->peak = p->in_use;
-  if (t->claim == 0) claim_make(kv, req);
+  if (t->claim == 0 && claim_room(p)) claim_make(kv, req);
   return INFSIM_OK;
 }
 
@@ -922,7 +933,7 @@ infsim_status infsim_kv_alloc_one(infsim_kv *kv, int64_t req, int32_t holder, in
     t->count++;
     p->local++;
     if (++p->in_use > p->peak) p->peak = p->in_use;
-    claim_make(kv, req);
+    if (claim_room(p)) claim_make(kv, req);
     return INFSIM_OK;
   }
   return infsim_kv_alloc(kv, req, holder, 1, err);
