@@ -19,9 +19,10 @@
 ** requests of a batch in turn: placed one by one, each request's blocks
 ** would interleave with the others' and every one would be a run of its
 ** own. So a table holds a claim: free slots right after its last run, set
-** aside after each allocation (twice the table's blocks, 32 to 256) and
-** counted as free; a decode block is the claim's next slot (the run grows
-** by one, no search), and the claim's rest goes back with the table. When
+** aside after each allocation (twice the table's blocks, 32 to 256; less
+** on a pool short of free slots, claim_make) and counted as free; a
+** decode block is the claim's next slot (the run grows by one, no
+** search), and the claim's rest goes back with the table. When
 ** a pool's unclaimed free slots run short, claims go back to the bitmap,
 ** the latest first, so a claim never makes an allocation fail. Where the
 ** other blocks go:
@@ -714,29 +715,39 @@ static void claims_revoke(infsim_kv *kv, int32_t pool, int64_t need) {
   while (p->n_claimers > 0 && p->free_bits < need) claim_drop(kv, p->claimers[p->n_claimers - 1]);
 }
 
-/* The fewest slots a claim takes, and the share of a pool's unclaimed
- * free slots it may take at most (claim_make). */
-enum { KV_CLAIM_MIN = 8, KV_CLAIM_SHARE = 16 };
+/* A claim takes at most a KV_CLAIM_SHARE-th of its pool's unclaimed free
+ * slots and, when that share is at least KV_CLAIM_MIN, no fewer; below
+ * it, down to KV_CLAIM_TIGHT_ROOM unclaimed free slots, a claim of
+ * KV_CLAIM_TIGHT (claim_make says why); below that, none. */
+enum { KV_CLAIM_MIN = 8, KV_CLAIM_SHARE = 16, KV_CLAIM_TIGHT = 4, KV_CLAIM_TIGHT_ROOM = 32 };
 
 /* Whether pool p has room for any claim: claim_make's first test, made
- * by its callers before the call (a pool kept full by lending has none
- * about a third of the times a decode block is taken there). */
+ * by its callers before the call (a pool kept full by lending often has
+ * none: the call saved). */
 static inline bool claim_room(const kv_pool *p) {
-  return p->capacity - p->in_use - p->claimed >= KV_CLAIM_MIN * KV_CLAIM_SHARE;
+  return p->capacity - p->in_use - p->claimed >= KV_CLAIM_TIGHT_ROOM;
 }
 
 /* Sets aside the free slots right after req's last run (in its owner's
- * GPU pool): free bits there, or fresh slots when the run ends at the
- * mark. A claim takes at most a sixteenth of the pool's unclaimed free
- * slots, and none is made below 8: a pool kept tight (a creditor that has
- * lent most of its memory) still gives its decoding requests short claims,
- * so their block boundaries stay O(1) instead of searching the bitmap,
- * while most free slots stay unclaimed, coalesced in the bitmap, for
- * prompts and borrowers (claims give way to them anyway: claims_revoke).
- * On bench/distkv_speed's hour (creditors kept full by lending), a quarter
- * cut prompts into more runs: 3.383G instructions, an eighth 3.349G, a
- * sixteenth 3.339G, the outputs the same. Optional: nothing happens when
- * memory for the list is short. */
+ * GPU pool, which has claim_room): free bits there, or fresh slots when
+ * the run ends at the mark. A claim takes at most a sixteenth of the
+ * pool's unclaimed free slots, at least 8: a pool kept tight (a creditor
+ * that has lent most of its memory) still gives its decoding requests
+ * short claims, so their block boundaries stay O(1) instead of searching
+ * the bitmap, while most free slots stay unclaimed, coalesced in the
+ * bitmap, for prompts and borrowers (claims give way to them anyway:
+ * claims_revoke). On bench/distkv_speed's hour (creditors kept full by
+ * lending), a quarter cut prompts into more runs: 3.383G instructions, an
+ * eighth 3.349G, a sixteenth 3.339G, the outputs the same. With 32 to 127
+ * unclaimed free slots (a sixteenth is under 8), a claim of 4: without
+ * one, each decode block of such a pool took the start of the highest
+ * free run (one_slot), the pool's decoding requests in turn, so their
+ * blocks interleaved and each was a run of its own (399K such blocks on
+ * the hour); 2.849G -> 2.833G instructions on the hour, the outputs the
+ * same (claims of 2 from 16 free slots: 472.1M on its first 10 minutes;
+ * 4 from 16: 471.3M; 8 from 64: 471.3M; 4 from 32: 470.6M, against
+ * 473.8M with none). Optional: nothing happens when memory for the list
+ * is short. */
 static void claim_make(infsim_kv *kv, int64_t req) {
   kv_table *t = tab(kv, req);
   assert(t->claim == 0);
@@ -748,7 +759,8 @@ static void claim_make(infsim_kv *kv, int64_t req) {
   int64_t want = claim_size(t->count);
   int64_t slack = (p->capacity - p->in_use - p->claimed) / KV_CLAIM_SHARE;
   if (want > slack) want = slack;
-  if (want < KV_CLAIM_MIN) return;
+  if (want < KV_CLAIM_MIN) want = KV_CLAIM_TIGHT;
+  assert(claim_room(p));
   int64_t end = last->first + last->blocks - (int64_t)pool * kv->stride, c;
   if (end < p->high_water) {
     if (!slot_free(p, end)) return;
