@@ -117,6 +117,7 @@ static infsim_instance_layout instance_layout(const infsim_run_params *p, int64_
   l.pp_link_bytes_per_s = p->inter_node_bytes_per_s;
   l.link_latency_ns = p->link_latency_ns;
   l.iteration_overhead_ns = p->iteration_overhead_ns;
+  l.iteration_overhead_given = p->iteration_overhead_given;
   return l;
 }
 
