@@ -5,10 +5,12 @@
 # row (the row replaces the default); with the key set to 500 and the row
 # present, the bytes of the DB without the row (the key wins); a bad row
 # is one line naming the DB, the table and the field, exit 2, no output.
+# summary.json's config records the value that priced the run.
 set -u
 INFSIM=${INFSIM:?path of the infsim CLI}
 SRC=${INFSIM_SRC:?source tree}
 command -v sqlite3 >/dev/null || { echo "sqlite3 missing: skipped"; exit 77; }
+command -v jq >/dev/null || { echo "jq missing: skipped"; exit 77; }
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 cd "$W" || exit 1
@@ -34,6 +36,9 @@ same() { cmp -s "$1/requests.csv" "$2/requests.csv" || fail "$3"; }
 same a b "the row does not price as the key set to its value"
 same c d "the key set to 500 does not win over the row"
 cmp -s a/requests.csv c/requests.csv && fail "the row changes nothing"
+# summary.json's config names the value that priced the run
+[ "$(jq .config.cost.iteration_overhead_us a/summary.json)" = 123.4 ] || fail "summary.json: not the row's value"
+[ "$(jq .config.cost.iteration_overhead_us d/summary.json)" = 500 ] || fail "summary.json: not the key's value"
 
 "$INFSIM" run c.yaml --out e --quiet --set calibration.db=bad.db 2>err.txt
 rc=$?
