@@ -23,13 +23,13 @@
 #include "infsim/costmodel.h"
 
 static char g_shipped[4096];
-static char g_copy[4096];
+static char g_copy[4096];  /* with the row under test */
+static char g_plain[4096]; /* without any iteration_fit row */
 
-/* The shipped DB copied to a scratch file, with `sql` run on it. */
-static void copy_db(const char *sql) {
+/* The shipped DB copied to `path` (a scratch file), with `sql` run on it. */
+static void copy_to(const char *path, const char *sql) {
   snprintf(g_shipped, sizeof g_shipped, "%s/data/calibration.db", INFSIM_SRC_DIR);
-  snprintf(g_copy, sizeof g_copy, "/tmp/infsim-test-iteration-fit-%ld.db", (long)getpid());
-  FILE *in = fopen(g_shipped, "rb"), *out = fopen(g_copy, "wb");
+  FILE *in = fopen(g_shipped, "rb"), *out = fopen(path, "wb");
   assert_non_null(in);
   assert_non_null(out);
   char buf[65536];
@@ -38,13 +38,28 @@ static void copy_db(const char *sql) {
   fclose(in);
   assert_int_equal(fclose(out), 0);
   sqlite3 *db = NULL;
-  assert_int_equal(sqlite3_open(g_copy, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
   char *msg = NULL;
   int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
   if (rc != SQLITE_OK) fprintf(stderr, "%s\n", msg ? msg : "?");
   sqlite3_free(msg);
   assert_int_equal(rc, SQLITE_OK);
   sqlite3_close(db);
+}
+
+/* g_plain: the shipped DB less its iteration_fit rows; g_copy: that plus `sql`. */
+static void copy_db(const char *sql) {
+  snprintf(g_plain, sizeof g_plain, "/tmp/infsim-test-iteration-fit-plain-%ld.db", (long)getpid());
+  snprintf(g_copy, sizeof g_copy, "/tmp/infsim-test-iteration-fit-%ld.db", (long)getpid());
+  copy_to(g_plain, "DROP TABLE IF EXISTS iteration_fit;");
+  char both[2048];
+  snprintf(both, sizeof both, "DROP TABLE IF EXISTS iteration_fit; %s", sql);
+  copy_to(g_copy, both);
+}
+
+static void remove_dbs(void) {
+  unlink(g_copy);
+  unlink(g_plain);
 }
 
 #define TABLE                                                                                                  \
@@ -87,7 +102,7 @@ static void test_row_replaces_default(void **state) {
   assert_true(c.iteration_overhead_ns == 123400.0);
   c.destroy(c.self);
 
-  infsim_cost_model with = build(g_copy, false), without = build(g_shipped, false);
+  infsim_cost_model with = build(g_copy, false), without = build(g_plain, false);
   assert_int_equal(with.layout.iteration_overhead_ns, 123400);
   assert_int_equal(without.layout.iteration_overhead_ns, 500000);
   infsim_batch_agg dec = {0};
@@ -115,7 +130,7 @@ static void test_row_replaces_default(void **state) {
                    10 * (500000 - 123400));
   infsim_cost_model_destroy(&with);
   infsim_cost_model_destroy(&without);
-  unlink(g_copy);
+  remove_dbs();
 }
 
 /* cost.iteration_overhead_us set in the config wins over the row; another
@@ -139,7 +154,7 @@ static void test_config_wins_and_others_keep_default(void **state) {
     assert_false(c.has_iteration_overhead);
     c.destroy(c.self);
   }
-  unlink(g_copy);
+  remove_dbs();
 }
 
 /* A negative time is refused, naming the DB, the table and the field. */
@@ -157,7 +172,29 @@ static void test_bad_row(void **state) {
   snprintf(want, sizeof want, "%s: iteration_fit: h200, llama2-7b, tp 1: overhead_us -5: want a number in [0, 1e9]"
            " (microseconds)", g_copy);
   assert_string_equal(err.msg, want);
-  unlink(g_copy);
+  remove_dbs();
+}
+
+/* The shipped DB has a row where one was measured (h200, llama2-7b, TP 1:
+ * bench/fidelity/README.md), and none for other TP degrees or profiles,
+ * which keep the default. */
+static void test_shipped_rows(void **state) {
+  (void)state;
+  char db[4096];
+  snprintf(db, sizeof db, "%s/data/calibration.db", INFSIM_SRC_DIR);
+  infsim_model_shape m;
+  assert_true(infsim_model_builtin("llama2-7b", &m));
+  struct { const char *profile; int64_t tp; bool on; } cases[] = {
+      {"h200", 1, true}, {"h200", 2, false}, {"h100-sxm", 1, false}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    infsim_cost_curves c;
+    int found = 0;
+    infsim_error err = {0};
+    assert_int_equal(infsim_cost_curves_calibrated(db, cases[i].profile, &m, cases[i].tp, &found, &c, &err), INFSIM_OK);
+    assert_int_equal(found, 1);
+    assert_true(c.has_iteration_overhead == cases[i].on);
+    c.destroy(c.self);
+  }
 }
 
 int main(void) {
@@ -165,6 +202,7 @@ int main(void) {
       cmocka_unit_test(test_row_replaces_default),
       cmocka_unit_test(test_config_wins_and_others_keep_default),
       cmocka_unit_test(test_bad_row),
+      cmocka_unit_test(test_shipped_rows),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

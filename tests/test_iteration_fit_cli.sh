@@ -21,7 +21,7 @@ TABLE='CREATE TABLE iteration_fit (profile_id INTEGER NOT NULL REFERENCES profil
   overhead_us REAL NOT NULL, rows INTEGER NOT NULL, source TEXT NOT NULL, fitted_at TEXT NOT NULL,
   PRIMARY KEY (profile_id, tp)) STRICT;'
 row() { echo "INSERT INTO iteration_fit SELECT id, 1, $1, 10, 't', 'now' FROM profile WHERE name = 'h200' AND model = 'llama2-7b';"; }
-cp "$SRC/data/calibration.db" plain.db
+cp "$SRC/data/calibration.db" plain.db && sqlite3 plain.db "DROP TABLE IF EXISTS iteration_fit;"
 cp plain.db fit.db && sqlite3 fit.db "$TABLE $(row 123.4)"
 cp plain.db bad.db && sqlite3 bad.db "$TABLE $(row -5)"
 printf 'model: llama2-7b\ngpu: h200\ncluster:\n  instances: 1\nworkload:\n  requests: 20\nseed: 3\n' >c.yaml
