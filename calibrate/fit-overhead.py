@@ -64,12 +64,12 @@ def main():
     if a.dry_run:
         return
     db = sqlite3.connect(a.db)
-    db.execute("CREATE TABLE IF NOT EXISTS iteration_fit (profile_id INTEGER NOT NULL REFERENCES profile(id),"
-               " tp INTEGER NOT NULL, overhead_us REAL NOT NULL, rows INTEGER NOT NULL, source TEXT NOT NULL,"
-               " fitted_at TEXT NOT NULL, PRIMARY KEY (profile_id, tp)) STRICT")
     pid = db.execute("SELECT id FROM profile WHERE name = ? AND model = ?", (a.profile, a.model)).fetchone()
     if pid is None:
         sys.exit(f"fit-overhead.py: {a.db}: no profile {a.profile} of {a.model}")
+    db.execute("CREATE TABLE IF NOT EXISTS iteration_fit (profile_id INTEGER NOT NULL REFERENCES profile(id),"
+               " tp INTEGER NOT NULL, overhead_us REAL NOT NULL, rows INTEGER NOT NULL, source TEXT NOT NULL,"
+               " fitted_at TEXT NOT NULL, PRIMARY KEY (profile_id, tp)) STRICT")
     db.execute("INSERT OR REPLACE INTO iteration_fit VALUES (?, ?, ?, ?, ?, ?)",
                (pid[0], a.tp, round(us, 1), len(every), f"decode-only rows of {' '.join(a.runs)}",
                 datetime.datetime.now(datetime.timezone.utc).isoformat()))
