@@ -11,7 +11,8 @@
 ** lent, borrowed and held, updated with every entry change, and the list
 ** of requests it owns (the planner's candidates). Split requests (some
 ** blocks away from the owner) are kept in an array with each request's
-** position in it, for O(1) insertion and removal, and counted per owner.
+** position in it, for O(1) insertion and removal, and per owner in a
+** second such array (a report looks only at its instance's).
 **
 ** Invariants: gmanager.h; infsim_gm_check recomputes every sum.
 */
@@ -36,6 +37,7 @@ typedef struct {
   int64_t total;
   int64_t floor_ns;  /* reports older than this are ignored (forgotten) */
   int64_t split_pos; /* index in gm->split, or -1 */
+  int64_t split_own_pos; /* index in its owner's split list, or -1 (as split_pos) */
   int64_t owned_pos; /* index in its owner's list, or -1 */
   int64_t remote;    /* blocks held away from the owner */
   gm_hold *h;
@@ -50,7 +52,9 @@ typedef struct {
   int64_t free_view;
   int64_t free_as_of_ns;
   int64_t lent, borrowed, held;
-  int64_t split_owned; /* its requests in gm->split */
+  int64_t split_owned; /* its requests in gm->split: those in split_own */
+  int64_t *split_own;
+  size_t split_own_cap;
   int64_t *owned;
   size_t owned_n, owned_cap;
 } gm_inst;
@@ -132,7 +136,7 @@ infsim_status infsim_gm_new(int32_t instances, int32_t instances_per_node, int64
     infsim_gm_free(gm);
     return infsim_fail(err, INFSIM_ENOMEM, "gmanager: out of memory");
   }
-  for (int64_t r = 0; r < requests; r++) gm->req[r] = (gm_req){.owner = -1, .own_k = -1, .split_pos = -1, .owned_pos = -1};
+  for (int64_t r = 0; r < requests; r++) gm->req[r] = (gm_req){.owner = -1, .own_k = -1, .split_pos = -1, .split_own_pos = -1, .owned_pos = -1};
   for (int32_t i = 0; i < instances; i++) gm->inst[i].free_view = capacity_blocks;
   *out = gm;
   return INFSIM_OK;
@@ -143,7 +147,10 @@ void infsim_gm_free(infsim_gm *gm) {
   if (gm->req)
     for (int64_t r = 0; r < gm->requests; r++) free(gm->req[r].h);
   if (gm->inst)
-    for (int32_t i = 0; i < gm->instances; i++) free(gm->inst[i].owned);
+    for (int32_t i = 0; i < gm->instances; i++) {
+      free(gm->inst[i].owned);
+      free(gm->inst[i].split_own);
+    }
   free(gm->req);
   free(gm->inst);
   free(gm->split);
@@ -193,14 +200,23 @@ static void list_remove(infsim_gm *gm, int64_t *arr, size_t *n, int64_t *pos, bo
 static void update_split(infsim_gm *gm, int64_t r) {
   gm_req *q = &gm->req[r];
   bool is_split = q->remote > 0;
+  gm_inst *o = &gm->inst[q->owner];
   if (is_split && q->split_pos < 0) {
+    /* Both lists or neither: room in the owner's first. */
+    if (!room(gm, (void **)&o->split_own, &o->split_own_cap, (size_t)o->split_owned, sizeof *o->split_own)) return;
     list_add(gm, &gm->split, &gm->split_n, &gm->split_cap, r, &q->split_pos);
     if (gm->split_n > gm->split_peak) gm->split_peak = gm->split_n;
-    if (q->split_pos >= 0) gm->inst[q->owner].split_owned++;
+    if (q->split_pos >= 0) {
+      q->split_own_pos = o->split_owned;
+      o->split_own[o->split_owned++] = r;
+    }
   }
   if (!is_split && q->split_pos >= 0) {
     list_remove(gm, gm->split, &gm->split_n, &q->split_pos, true);
-    gm->inst[q->owner].split_owned--;
+    int64_t last = o->split_own[--o->split_owned];
+    o->split_own[q->split_own_pos] = last;
+    gm->req[last].split_own_pos = q->split_own_pos;
+    q->split_own_pos = -1;
   }
 }
 
@@ -348,7 +364,7 @@ void infsim_gm_forget(infsim_gm *gm, int64_t req, int64_t now_ns) {
 void infsim_gm_reset(infsim_gm *gm) {
   for (int64_t r = 0; r < gm->requests; r++) {
     free(gm->req[r].h);
-    gm->req[r] = (gm_req){.owner = -1, .own_k = -1, .split_pos = -1, .owned_pos = -1};
+    gm->req[r] = (gm_req){.owner = -1, .own_k = -1, .split_pos = -1, .split_own_pos = -1, .owned_pos = -1};
   }
   for (int32_t i = 0; i < gm->instances; i++) {
     gm_inst *in = &gm->inst[i];
@@ -410,6 +426,11 @@ size_t infsim_gm_owned(const infsim_gm *gm, int32_t instance, const int64_t **re
 }
 
 int64_t infsim_gm_split_owned(const infsim_gm *gm, int32_t instance) { return gm->inst[instance].split_owned; }
+
+size_t infsim_gm_split_owned_requests(const infsim_gm *gm, int32_t instance, const int64_t **reqs) {
+  *reqs = gm->inst[instance].split_own;
+  return (size_t)gm->inst[instance].split_owned;
+}
 
 size_t infsim_gm_split_requests(const infsim_gm *gm, const int64_t **reqs) {
   *reqs = gm->split;
@@ -688,8 +709,10 @@ void infsim_gm_check(const infsim_gm *gm) {
     (void)remote;
     assert((q->owner >= 0) == (total > 0));
     assert((q->split_pos >= 0) == (remote > 0));
+    assert((q->split_own_pos >= 0) == (q->split_pos >= 0));
     if (q->split_pos >= 0) {
       assert(gm->split[q->split_pos] == r);
+      assert(q->split_own_pos < gm->inst[q->owner].split_owned && gm->inst[q->owner].split_own[q->split_own_pos] == r);
       split++;
       split_owned[q->owner]++;
     }

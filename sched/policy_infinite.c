@@ -150,6 +150,8 @@ typedef struct {
   hb_buf *hb;     /* per instance: its last heartbeat sent (applied when it arrives) */
   hb_buf hb_next; /* a heartbeat being collected */
   req_list *lent; /* per instance: requests of others it may hold blocks of */
+  int32_t *slots; /* hb_collect's scratch: running slots of split requests */
+  size_t slots_cap;
   infsim_dgfm_move moves[DGFM_MOVES_CAP];
   bool gm_down;
   /* Waiting prompts larger than their instance's memory that gather new
@@ -615,6 +617,38 @@ static int64_t hb_free_blocks(infinite *p, int32_t i, int64_t now) {
   return infsim_sched_free_blocks_now(p->s, i, now) - infsim_contract_reserved(p->contract, i) - own_demand(p, i);
 }
 
+/* The running slots at instance `in` of the requests listed in a and b
+ * (either may list one that does not run there, or both the same one)
+ * into p->slots, ascending and distinct; how many. */
+static size_t running_slots(infinite *p, const instance *in, const int64_t *a, size_t na, const int64_t *b,
+                            size_t nb) {
+  const infsim_sched *s = p->s;
+  if (p->slots_cap < na + nb) {
+    int32_t *grown = realloc(p->slots, (na + nb) * sizeof *grown);
+    if (!grown) {
+      if (p->pending == INFSIM_OK) p->pending = infsim_fail(&p->pending_err, INFSIM_ENOMEM, "out of memory");
+      return 0;
+    }
+    p->slots = grown;
+    p->slots_cap = na + nb;
+  }
+  size_t n = 0;
+  for (size_t k = 0; k < na + nb; k++) {
+    int64_t r = k < na ? a[k] : b[k - na];
+    if (s->rec[r].state != INFSIM_REQ_RUNNING || s->rec[r].instance != in->id || sched_forgotten(s, r)) continue;
+    int32_t slot = rs_of(s, r)->run_slot;
+    if (slot < 0 || slot >= in->running_count || in->running[slot] != r) continue;
+    /* Insertion, dropping a repeat: the lists are short. */
+    size_t j = n;
+    while (j > 0 && p->slots[j - 1] > slot) j--;
+    if (j > 0 && p->slots[j - 1] == slot) continue;
+    memmove(&p->slots[j + 1], &p->slots[j], (n - j) * sizeof *p->slots);
+    p->slots[j] = slot;
+    n++;
+  }
+  return n;
+}
+
 /* Instance i's report as of now into h; true when a debt changed: an
  * entry of a request split in the truth or in the ledger, or one it holds
  * for another owner (docs/distkv.md, "gManager and heartbeats"). With
@@ -639,23 +673,45 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
   /* With debts_only, only split running requests count: split in the
    * truth (their blocks away from i: the KV manager's split requests of
    * i) or in the ledger (its split requests owned by i; a running
-   * request's owner is where it runs). With none of either, none does. */
-  int64_t kv_split = 0;
-  (void)infsim_kv_split_requests(s->kv, i, &kv_split);
-  bool none_split = debts_only && kv_split == 0 && infsim_gm_split_owned(p->gm, i) == 0;
+   * request's owner is where it runs). Those lists hold a few requests
+   * where i runs tens: their running ones are walked, in the order of
+   * the running list (their slots, sorted), as a walk of it would find
+   * them. */
+  if (debts_only) {
+    int64_t kv_n = 0;
+    const int64_t *kv_split = infsim_kv_split_requests(s->kv, i, &kv_n);
+    const int64_t *gm_list;
+    size_t gm_n = infsim_gm_split_owned_requests(p->gm, i, &gm_list);
+    size_t ns = running_slots(p, in, kv_split, (size_t)kv_n, gm_list, gm_n);
 #ifdef INFSIM_CHECK_INVARIANTS
-  for (int32_t k = 0; none_split && k < in->running_count; k++)
-    assert(infsim_kv_foreign_blocks(s->kv, in->running[k]) == 0 && !gm_split(p, in->running[k]));
+    /* The slots are those a walk of the running list keeps. */
+    size_t kept = 0;
+    for (int32_t k = 0; k < in->running_count; k++) {
+      int64_t r = in->running[k];
+      if (infsim_kv_foreign_blocks(s->kv, r) == 0 && !gm_split(p, r)) continue;
+      assert(kept < ns && p->slots[kept] == k);
+      kept++;
+    }
+    assert(kept == ns);
 #endif
-  /* The executor's steps done are looked up once for all running requests. */
-  int64_t done = in->running_count > 0 && !none_split ? sched_steps_done_now(s, in, now) : -1;
-  for (int32_t k = 0; k < in->running_count && !none_split; k++) {
-    int64_t r = in->running[k];
-    if (debts_only && infsim_kv_foreign_blocks(s->kv, r) == 0 && !gm_split(p, r)) continue;
-    int64_t b = sched_blocks_now_done(s, in, r, done);
-    assert(b == infsim_sched_blocks_now(s, r, i, now));
-    if (hb_add(p, h, i, r, i, b) && debts_only) debt = true;
-    if (debt && ask_only) return true;
+    int64_t done = -2; /* the executor's steps done, looked up at the first request priced */
+    for (size_t k = 0; k < ns; k++) {
+      int64_t r = in->running[p->slots[k]];
+      if (done == -2) done = sched_steps_done_now(s, in, now);
+      int64_t b = sched_blocks_now_done(s, in, r, done);
+      assert(b == infsim_sched_blocks_now(s, r, i, now));
+      if (hb_add(p, h, i, r, i, b)) debt = true;
+      if (debt && ask_only) return true;
+    }
+  } else {
+    /* The executor's steps done are looked up once for all running requests. */
+    int64_t done = in->running_count > 0 ? sched_steps_done_now(s, in, now) : -1;
+    for (int32_t k = 0; k < in->running_count; k++) {
+      int64_t r = in->running[k];
+      int64_t b = sched_blocks_now_done(s, in, r, done);
+      assert(b == infsim_sched_blocks_now(s, r, i, now));
+      hb_add(p, h, i, r, i, b);
+    }
   }
   /* Requests the gManager has here that stopped running (finished,
    * preempted, swapped out): the owner says they are gone (no GPU blocks
@@ -950,6 +1006,7 @@ static void destroy(void *self) {
   free(p->hb_next.e);
   free(p->hb_next.gone);
   free(p->lent);
+  free(p->slots);
   free(p->retry_after_ns);
   free(p->failures);
   free(p->hb_shift);

@@ -139,6 +139,8 @@ size_t infsim_gm_owned(const infsim_gm *gm, int32_t instance, const int64_t **re
 size_t infsim_gm_split_requests(const infsim_gm *gm, const int64_t **reqs);
 /* How many of those `instance` owns; O(1). */
 int64_t infsim_gm_split_owned(const infsim_gm *gm, int32_t instance);
+/* Those requests (infsim_gm_split_owned of them), in no particular order. */
+size_t infsim_gm_split_owned_requests(const infsim_gm *gm, int32_t instance, const int64_t **reqs);
 
 /* Instances with no spare memory (short: candidate debtors), and instances
  * by spare memory, most first, ties by id (creditors; only those with
