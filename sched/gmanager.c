@@ -400,6 +400,19 @@ int64_t infsim_gm_held_by(const infsim_gm *gm, int64_t req, int32_t holder) {
   return 0;
 }
 
+int64_t infsim_gm_smallest_remote(const infsim_gm *gm, int64_t req, int64_t *pieces) {
+  const gm_req *q = &gm->req[req];
+  int64_t smallest = INT64_MAX, n = 0;
+  for (int32_t k = 0; k < q->n; k++) {
+    const gm_hold *e = &q->h[k];
+    if (e->blocks == 0 || e->holder == q->owner) continue;
+    n++;
+    if (e->blocks < smallest) smallest = e->blocks;
+  }
+  *pieces = n;
+  return smallest;
+}
+
 size_t infsim_gm_placement(const infsim_gm *gm, int64_t req, infsim_gm_entry *out, size_t cap) {
   const gm_req *q = &gm->req[req];
   size_t n = 0;

@@ -122,6 +122,10 @@ int64_t infsim_gm_held_by(const infsim_gm *gm, int64_t req, int32_t holder);
 int64_t infsim_gm_remote_blocks(const infsim_gm *gm, int64_t req);
 /* req's placement: its entries, into out[0..cap); returns how many it has. */
 size_t infsim_gm_placement(const infsim_gm *gm, int64_t req, infsim_gm_entry *out, size_t cap);
+/* The fewest blocks of req held at one instance other than its owner
+ * (INT64_MAX when none), and how many such instances hold some in
+ * *pieces; O(holders), nothing copied. */
+int64_t infsim_gm_smallest_remote(const infsim_gm *gm, int64_t req, int64_t *pieces);
 
 /* Per instance, in the gManager's view. */
 int64_t infsim_gm_free_blocks(const infsim_gm *gm, int32_t instance);
