@@ -413,6 +413,18 @@ int64_t infsim_gm_smallest_remote(const infsim_gm *gm, int64_t req, int64_t *pie
   return smallest;
 }
 
+int64_t infsim_gm_held_by_hint(const infsim_gm *gm, int64_t req, int32_t holder, int32_t *k) {
+  const gm_req *q = &gm->req[req];
+  int32_t j = *k;
+  if (j >= 0 && j < q->n && q->h[j].holder == holder) return q->h[j].blocks;
+  for (j = 0; j < q->n; j++)
+    if (q->h[j].holder == holder) {
+      *k = j;
+      return q->h[j].blocks;
+    }
+  return 0;
+}
+
 size_t infsim_gm_placement(const infsim_gm *gm, int64_t req, infsim_gm_entry *out, size_t cap) {
   const gm_req *q = &gm->req[req];
   size_t n = 0;

@@ -129,8 +129,16 @@ typedef struct {
   int64_t carrier_attempt;
 } hb_buf;
 
+/* A request of another owner an instance may hold blocks of, and where
+ * its entry for that instance last was in the ledger's list
+ * (infsim_gm_held_by_hint). */
 typedef struct {
-  int64_t *r;
+  int64_t req;
+  int32_t gm_k;
+} lent_req;
+
+typedef struct {
+  lent_req *r;
   size_t n, cap;
 } req_list;
 
@@ -384,8 +392,8 @@ static bool room_for_one(infinite *p, void **items, size_t *cap, size_t n, size_
 static void note_lent(infinite *p, int32_t holder, int64_t req) {
   req_list *l = &p->lent[holder];
   for (size_t k = 0; k < l->n; k++)
-    if (l->r[k] == req) return;
-  if (room_for_one(p, (void **)&l->r, &l->cap, l->n, sizeof *l->r, 16)) l->r[l->n++] = req;
+    if (l->r[k].req == req) return;
+  if (room_for_one(p, (void **)&l->r, &l->cap, l->n, sizeof *l->r, 16)) l->r[l->n++] = (lent_req){req, -1};
 }
 
 static int32_t gatherer_slot(const infinite *p, int64_t req);
@@ -592,15 +600,28 @@ static bool tier_may_gather(void *self, int64_t req) { return gatherer_slot((inf
 /* ---- heartbeats ---- */
 
 /* Adds (req, holder)'s entry to h if it differs from the gManager's ledger
- * (every non-zero entry for a full report); true when added. Inline: a
- * report calls it for each running, owned and lent request, and the call
- * cost about as much as the check. */
-static inline bool hb_add(infinite *p, hb_buf *h, int32_t holder, int64_t req, int32_t owner, int64_t blocks) {
-  if (!h->full && infsim_gm_held_by(p->gm, req, holder) == blocks) return false;
+ * (ledger_blocks, read by the caller; every non-zero entry for a full
+ * report); true when added. Inline: a report calls it for each running,
+ * owned and lent request, and the call cost about as much as the check. */
+static inline bool hb_add_vs(infinite *p, hb_buf *h, int32_t holder, int64_t req, int32_t owner, int64_t blocks,
+                             int64_t ledger_blocks) {
+  if (!h->full && ledger_blocks == blocks) return false;
   if (h->full && blocks == 0) return false;
   if (!room_for_one(p, (void **)&h->e, &h->cap, h->n, sizeof *h->e, 32)) return false;
   h->e[h->n++] = (infsim_gm_entry){req, owner, holder, blocks};
   return true;
+}
+
+/* hb_add_vs, the ledger read here. */
+static inline bool hb_add(infinite *p, hb_buf *h, int32_t holder, int64_t req, int32_t owner, int64_t blocks) {
+  return hb_add_vs(p, h, holder, req, owner, blocks, h->full ? 0 : infsim_gm_held_by(p->gm, req, holder));
+}
+
+/* Blocks instance i holds of req, one of the requests of others it may
+ * hold (infsim_sched_blocks_now, asked of the KV manager directly when
+ * another instance owns req: only an owner's blocks grow within a run). */
+static int64_t lent_blocks_now(infinite *p, int64_t req, int32_t owner, int32_t i, int64_t now) {
+  return owner != i ? infsim_kv_blocks_at(p->s->kv, req, i) : infsim_sched_blocks_now(p->s, req, i, now);
 }
 
 static void hb_gone(infinite *p, hb_buf *h, int64_t req) {
@@ -733,9 +754,10 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
   }
   req_list *l = &p->lent[i];
   for (size_t k = 0; k < l->n; k++) {
-    int64_t r = l->r[k];
+    int64_t r = l->r[k].req;
     int32_t owner = infsim_kv_owner(s->kv, r);
-    debt |= hb_add(p, h, i, r, owner >= 0 ? owner : i, infsim_sched_blocks_now(s, r, i, now));
+    int64_t ledger = h->full ? 0 : infsim_gm_held_by_hint(p->gm, r, i, &l->r[k].gm_k);
+    debt |= hb_add_vs(p, h, i, r, owner >= 0 ? owner : i, lent_blocks_now(p, r, owner, i, now), ledger);
     if (debt && ask_only) return true;
   }
   return debt;
@@ -752,7 +774,7 @@ static void report(infinite *p, int32_t i, int64_t now, bool debts_only) {
   /* The lent entries reported at 0 leave the list: the report goes now. */
   req_list *l = &p->lent[i];
   for (size_t k = 0; k < l->n;)
-    if (infsim_sched_blocks_now(p->s, l->r[k], i, now) == 0)
+    if (lent_blocks_now(p, l->r[k].req, infsim_kv_owner(p->s->kv, l->r[k].req), i, now) == 0)
       l->r[k] = l->r[--l->n];
     else
       k++;

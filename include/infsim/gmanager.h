@@ -118,6 +118,10 @@ int32_t infsim_gm_node_of(const infsim_gm *gm, int32_t instance);
 int32_t infsim_gm_owner(const infsim_gm *gm, int64_t req);
 int64_t infsim_gm_blocks(const infsim_gm *gm, int64_t req); /* over all holders */
 int64_t infsim_gm_held_by(const infsim_gm *gm, int64_t req, int32_t holder);
+/* The same, given *k, where holder's entry was in req's list at an earlier
+ * call (-1 at first): O(1) while it is still there, else a search that
+ * sets *k. */
+int64_t infsim_gm_held_by_hint(const infsim_gm *gm, int64_t req, int32_t holder, int32_t *k);
 /* req's blocks held away from its owner (0 when unknown); O(1). */
 int64_t infsim_gm_remote_blocks(const infsim_gm *gm, int64_t req);
 /* req's placement: its entries, into out[0..cap); returns how many it has. */
