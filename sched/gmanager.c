@@ -40,6 +40,7 @@ typedef struct {
   int64_t split_own_pos; /* index in its owner's split list, or -1 (as split_pos) */
   int64_t owned_pos; /* index in its owner's list, or -1 */
   int64_t remote;    /* blocks held away from the owner */
+  int32_t pieces, small_pieces; /* entries away from the owner with blocks, those of at most gm->small_piece */
   gm_hold *h;
 } gm_req;
 
@@ -80,6 +81,7 @@ struct infsim_gm {
   int64_t *cand;
   size_t cand_cap;
   bool guests_first; /* the planner moves a debtor's guests before its own requests */
+  int64_t small_piece; /* gm_req.small_pieces counts pieces of at most this many blocks (<= 0: any) */
   bool out_of_memory; /* a ledger list could not grow (infsim_gm_out_of_memory) */
   /* the spread planner's costs and scratch (instances each) */
   int64_t spread_remote, spread_near;
@@ -222,6 +224,11 @@ static void update_split(infsim_gm *gm, int64_t r) {
 
 static void set_entry_any(infsim_gm *gm, int64_t r, int32_t owner, int32_t holder, int64_t blocks, int64_t at);
 
+/* A piece small enough for gm_req.small_pieces. */
+static int32_t small(const infsim_gm *gm, int64_t blocks) {
+  return blocks > 0 && (gm->small_piece <= 0 || blocks <= gm->small_piece);
+}
+
 /* Sets the entry (r, holder) to blocks as of `at`; owner given when the
  * request is new to the ledger. */
 static void set_entry(infsim_gm *gm, int64_t r, int32_t owner, int32_t holder, int64_t blocks, int64_t at) {
@@ -281,6 +288,8 @@ static void set_entry_any(infsim_gm *gm, int64_t r, int32_t owner, int32_t holde
   q->total += d;
   gm->inst[holder].held += d;
   if (holder != q->owner) {
+    q->pieces += (blocks > 0) - (blocks - d > 0);
+    q->small_pieces += small(gm, blocks) - small(gm, blocks - d);
     gm->inst[holder].lent += d;
     gm->inst[q->owner].borrowed += d;
     q->remote += d;
@@ -400,17 +409,30 @@ int64_t infsim_gm_held_by(const infsim_gm *gm, int64_t req, int32_t holder) {
   return 0;
 }
 
-int64_t infsim_gm_smallest_remote(const infsim_gm *gm, int64_t req, int64_t *pieces) {
+void infsim_gm_set_small_piece(infsim_gm *gm, int64_t blocks) {
+  gm->small_piece = blocks;
+  for (int64_t r = 0; r < gm->requests; r++) {
+    gm_req *q = &gm->req[r];
+    q->small_pieces = 0;
+    for (int32_t k = 0; k < q->n; k++) q->small_pieces += q->h[k].holder != q->owner && small(gm, q->h[k].blocks);
+  }
+}
+
+int64_t infsim_gm_remote_pieces(const infsim_gm *gm, int64_t req, int64_t max_blocks, int64_t *small_n) {
   const gm_req *q = &gm->req[req];
-  int64_t smallest = INT64_MAX, n = 0;
+  if (max_blocks == gm->small_piece || (max_blocks <= 0 && gm->small_piece <= 0)) {
+    *small_n = q->small_pieces;
+    return q->pieces;
+  }
+  int64_t n = 0, m = 0;
   for (int32_t k = 0; k < q->n; k++) {
     const gm_hold *e = &q->h[k];
     if (e->blocks == 0 || e->holder == q->owner) continue;
     n++;
-    if (e->blocks < smallest) smallest = e->blocks;
+    m += max_blocks <= 0 || e->blocks <= max_blocks;
   }
-  *pieces = n;
-  return smallest;
+  *small_n = m;
+  return n;
 }
 
 int64_t infsim_gm_held_by_hint(const infsim_gm *gm, int64_t req, int32_t holder, int32_t *k) {
@@ -504,6 +526,20 @@ size_t infsim_gm_creditors(const infsim_gm *gm, int32_t *out) { return order_cre
  * it takes is left with no spare or the piece is placed, so scanning again
  * gives the next one in the order without sorting them all. */
 static int32_t first_creditor(const infsim_gm *gm, int32_t exclude, const int32_t *rank) {
+  if (!rank) {
+    /* One group: the most free memory above the reserve (spare > 0),
+     * the lowest id of those with as much. */
+    int32_t best = -1;
+    int64_t best_free = gm->reserve;
+    for (int32_t i = 0; i < gm->instances; i++) {
+      int64_t f = gm->inst[i].free_view;
+      if (f > best_free && i != exclude) {
+        best = i;
+        best_free = f;
+      }
+    }
+    return best;
+  }
   int32_t best = -1, best_rank = 0;
   int64_t best_spare = 0;
   for (int32_t i = 0; i < gm->instances; i++) {
@@ -712,7 +748,7 @@ void infsim_gm_check(const infsim_gm *gm) {
     const gm_req *q = &gm->req[r];
     tracked += q->owner >= 0;
     int64_t total = 0, remote = 0;
-    int32_t own_k = -1;
+    int32_t own_k = -1, pieces = 0, small_pieces = 0;
     for (int32_t k = 0; k < q->n; k++) {
       const gm_hold *e = &q->h[k];
       assert(e->blocks >= 0);
@@ -725,8 +761,13 @@ void infsim_gm_check(const infsim_gm *gm) {
         lent[e->holder] += e->blocks;
         borrowed[q->owner] += e->blocks;
         remote += e->blocks;
+        pieces += e->blocks > 0;
+        small_pieces += small(gm, e->blocks);
       }
     }
+    assert(pieces == q->pieces && small_pieces == q->small_pieces);
+    (void)pieces;
+    (void)small_pieces;
     assert(total == q->total && remote == q->remote);
     assert(own_k == q->own_k); /* the owner's entry where the lookups take it */
     (void)own_k;

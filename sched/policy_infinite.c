@@ -977,6 +977,7 @@ static infsim_status create(const void *settings, struct infsim_sched *s, int32_
   infsim_status st = infsim_gm_new(instances, (int32_t)per_node, s->p.gpu_blocks_per_instance,
                                    (int64_t)s->n_requests, reserve, &p->gm, err);
   if (st == INFSIM_OK) infsim_gm_set_guests_first(p->gm, set->own_first);
+  if (st == INFSIM_OK) infsim_gm_set_small_piece(p->gm, set->dgfm_max_piece_blocks);
   if (st == INFSIM_OK)
     infsim_gm_set_spread_costs(p->gm, llround(set->spread_remote_tokens / (double)s->p.block_tokens),
                                llround(set->spread_near_tokens / (double)s->p.block_tokens));

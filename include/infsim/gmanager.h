@@ -126,10 +126,14 @@ int64_t infsim_gm_held_by_hint(const infsim_gm *gm, int64_t req, int32_t holder,
 int64_t infsim_gm_remote_blocks(const infsim_gm *gm, int64_t req);
 /* req's placement: its entries, into out[0..cap); returns how many it has. */
 size_t infsim_gm_placement(const infsim_gm *gm, int64_t req, infsim_gm_entry *out, size_t cap);
-/* The fewest blocks of req held at one instance other than its owner
- * (INT64_MAX when none), and how many such instances hold some in
- * *pieces; O(holders), nothing copied. */
-int64_t infsim_gm_smallest_remote(const infsim_gm *gm, int64_t req, int64_t *pieces);
+/* How many instances other than req's owner hold blocks of it (its
+ * remote pieces), and in *small_n how many of those pieces are of at
+ * most max_blocks blocks (max_blocks <= 0: all). O(1) when max_blocks is
+ * the ledger's small piece (infsim_gm_set_small_piece; it keeps the
+ * count), else O(holders). */
+int64_t infsim_gm_remote_pieces(const infsim_gm *gm, int64_t req, int64_t max_blocks, int64_t *small_n);
+/* The pieces the ledger counts as small (DGFM's policy.dgfm_max_piece_blocks). */
+void infsim_gm_set_small_piece(infsim_gm *gm, int64_t blocks);
 
 /* Per instance, in the gManager's view. */
 int64_t infsim_gm_free_blocks(const infsim_gm *gm, int32_t instance);
