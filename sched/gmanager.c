@@ -56,8 +56,8 @@ typedef struct {
   int64_t split_owned; /* its requests in gm->split: those in split_own */
   int64_t *split_own;
   size_t split_own_cap;
-  int64_t *owned;
-  size_t owned_n, owned_cap;
+  int64_t *owned; /* its first owned_live: marked live (infsim_gm_set_live) */
+  size_t owned_n, owned_cap, owned_live;
 } gm_inst;
 
 struct infsim_gm {
@@ -82,6 +82,9 @@ struct infsim_gm {
   size_t cand_cap;
   bool guests_first; /* the planner moves a debtor's guests before its own requests */
   int64_t small_piece; /* gm_req.small_pieces counts pieces of at most this many blocks (<= 0: any) */
+  int64_t *fresh; /* requests that joined an owned list in the last infsim_gm_heartbeat */
+  size_t fresh_n, fresh_cap;
+  bool noting; /* inside infsim_gm_heartbeat: joins are noted in fresh */
   bool out_of_memory; /* a ledger list could not grow (infsim_gm_out_of_memory) */
   /* the spread planner's costs and scratch (instances each) */
   int64_t spread_remote, spread_near;
@@ -164,6 +167,7 @@ void infsim_gm_free(infsim_gm *gm) {
   free(gm->sp_take);
   free(gm->sp_id);
   free(gm->cand);
+  free(gm->fresh);
   for (size_t k = 0; k < gm->spare_h_n; k++) free(gm->spare_h[k].h);
   free(gm->spare_h);
   free(gm);
@@ -197,6 +201,51 @@ static void list_remove(infsim_gm *gm, int64_t *arr, size_t *n, int64_t *pos, bo
     gm->req[last].owned_pos = *pos;
   (*n)--;
   *pos = -1;
+}
+
+/* The owned requests at positions a and b of o's list trade places. */
+static void owned_swap(infsim_gm *gm, gm_inst *o, int64_t a, int64_t b) {
+  int64_t ra = o->owned[a], rb = o->owned[b];
+  o->owned[a] = rb;
+  o->owned[b] = ra;
+  gm->req[rb].owned_pos = a;
+  gm->req[ra].owned_pos = b;
+}
+
+/* The owned request at pos leaves o's live part, if it is in it: it
+ * trades places with the part's last, which the part then ends before. */
+static void owned_unlive(infsim_gm *gm, gm_inst *o, int64_t pos) {
+  if (pos >= (int64_t)o->owned_live) return;
+  owned_swap(gm, o, pos, (int64_t)o->owned_live - 1);
+  o->owned_live--;
+}
+
+void infsim_gm_set_live(infsim_gm *gm, int64_t req, bool live) {
+  gm_req *q = &gm->req[req];
+  if (q->owner < 0) return;
+  gm_inst *o = &gm->inst[q->owner];
+  if (!live) {
+    owned_unlive(gm, o, q->owned_pos);
+  } else if (q->owned_pos >= (int64_t)o->owned_live) { /* it trades places with the first not live */
+    owned_swap(gm, o, q->owned_pos, (int64_t)o->owned_live);
+    o->owned_live++;
+  }
+}
+
+size_t infsim_gm_new_owned(const infsim_gm *gm, const int64_t **reqs) {
+  *reqs = gm->fresh;
+  return gm->fresh_n;
+}
+
+size_t infsim_gm_owned_not_live(const infsim_gm *gm, int32_t instance, const int64_t **reqs) {
+  const gm_inst *o = &gm->inst[instance];
+  *reqs = o->owned + o->owned_live;
+  return o->owned_n - o->owned_live;
+}
+
+bool infsim_gm_live(const infsim_gm *gm, int64_t req) {
+  const gm_req *q = &gm->req[req];
+  return q->owner >= 0 && q->owned_pos < (int64_t)gm->inst[q->owner].owned_live;
 }
 
 static void update_split(infsim_gm *gm, int64_t r) {
@@ -261,6 +310,8 @@ static void set_entry_any(infsim_gm *gm, int64_t r, int32_t owner, int32_t holde
     size_t cap = o->owned_cap;
     list_add(gm, &o->owned, &o->owned_n, &cap, r, &q->owned_pos);
     o->owned_cap = cap;
+    if (gm->noting && room(gm, (void **)&gm->fresh, &gm->fresh_cap, gm->fresh_n, sizeof *gm->fresh))
+      gm->fresh[gm->fresh_n++] = r;
     if (++gm->tracked > gm->tracked_peak) gm->tracked_peak = gm->tracked;
   }
   assert(owner < 0 || owner == q->owner); /* ownership never changes */
@@ -297,6 +348,7 @@ static void set_entry_any(infsim_gm *gm, int64_t r, int32_t owner, int32_t holde
   update_split(gm, r);
   if (q->total == 0) { /* nothing left anywhere: the request leaves its owner's list */
     gm_inst *o = &gm->inst[q->owner];
+    owned_unlive(gm, o, q->owned_pos);
     list_remove(gm, o->owned, &o->owned_n, &q->owned_pos, false);
     gm->tracked--;
     q->owner = -1;
@@ -331,10 +383,13 @@ void infsim_gm_heartbeat(infsim_gm *gm, int32_t from, int64_t snapshot_ns, int64
         if (!listed && infsim_gm_held_by(gm, r, from) > 0) set_entry(gm, r, -1, from, 0, snapshot_ns);
       }
   }
+  gm->fresh_n = 0;
+  gm->noting = true;
   for (size_t j = 0; j < n; j++) {
     assert(entries[j].holder == from);
     set_entry(gm, entries[j].req, entries[j].owner, from, entries[j].blocks, snapshot_ns);
   }
+  gm->noting = false;
 }
 
 void infsim_gm_record_move(infsim_gm *gm, const infsim_gm_move *m, int64_t now_ns) {
@@ -377,7 +432,7 @@ void infsim_gm_reset(infsim_gm *gm) {
   }
   for (int32_t i = 0; i < gm->instances; i++) {
     gm_inst *in = &gm->inst[i];
-    in->owned_n = 0;
+    in->owned_n = in->owned_live = 0;
     in->free_view = 0;
     in->free_as_of_ns = 0;
     in->lent = in->borrowed = in->held = 0;
@@ -783,6 +838,7 @@ void infsim_gm_check(const infsim_gm *gm) {
       split_owned[q->owner]++;
     }
     if (q->owner >= 0) assert(q->owned_pos >= 0 && gm->inst[q->owner].owned[q->owned_pos] == r);
+    if (q->owner >= 0) assert(gm->inst[q->owner].owned_live <= gm->inst[q->owner].owned_n);
   }
   assert(split == gm->split_n && split <= gm->split_peak);
   assert(tracked == gm->tracked && tracked <= gm->tracked_peak);

@@ -530,6 +530,7 @@ static void cancel_moves_of(infinite *p, int64_t req, int64_t now) {
  * cancelled. */
 static void request_ended(void *self, int32_t instance, int64_t req, int64_t now) {
   (void)instance;
+  infsim_gm_set_live(((infinite *)self)->gm, req, false); /* its next report says it is gone */
   cancel_moves_of(self, req, now);
 }
 
@@ -540,6 +541,7 @@ static void request_ended(void *self, int32_t instance, int64_t req, int64_t now
  * meanwhile. */
 static void kv_dropped(void *self, int32_t instance, int64_t req, int64_t now) {
   (void)instance;
+  infsim_gm_set_live(((infinite *)self)->gm, req, false);
   cancel_moves_of(self, req, now);
 }
 
@@ -670,6 +672,23 @@ static size_t running_slots(infinite *p, const instance *in, const int64_t *a, s
   return n;
 }
 
+/* Owned request r of instance i, as a report sees it: nothing while it
+ * runs; else gone when it holds no GPU blocks (swapped out, finished,
+ * dropped), or its own entry when it differs (a prompt gathering).
+ * *debt is set when a debt changed; true when it is (*debt). */
+static inline bool owned_stopped(infinite *p, hb_buf *h, int32_t i, int64_t r, int64_t now, bool *debt) {
+  const infsim_sched *s = p->s;
+  int32_t state = s->rec[r].state;
+  if (state == INFSIM_REQ_RUNNING) return false;
+  if (state == INFSIM_REQ_SWAPPED || infsim_kv_blocks(s->kv, r) == 0) {
+    hb_gone(p, h, r); /* cheap, and keeps the planner off finished requests */
+    *debt |= gm_split(p, r);
+  } else if (hb_add(p, h, i, r, i, infsim_sched_blocks_now(p->s, r, i, now))) {
+    *debt = true;
+  }
+  return *debt;
+}
+
 /* Instance i's report as of now into h; true when a debt changed: an
  * entry of a request split in the truth or in the ledger, or one it holds
  * for another owner (docs/distkv.md, "gManager and heartbeats"). With
@@ -737,20 +756,29 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
   /* Requests the gManager has here that stopped running (finished,
    * preempted, swapped out): the owner says they are gone (no GPU blocks
    * anywhere: the gManager drops every entry, however rarely their
-   * holders report), or, for a prompt gathering blocks, reports its own. */
+   * holders report), or, for a prompt gathering blocks, reports its own.
+   * Those running here when the gManager took them in (apply_report marks
+   * them live in the ledger) are skipped: they still run, or ended (request_ended and
+   * kv_dropped clear the mark) or were swapped out (its swapped queue). */
   const int64_t *owned;
-  size_t no = infsim_gm_owned(p->gm, i, &owned);
-  for (size_t k = 0; k < no; k++) {
-    int64_t r = owned[k];
-    int32_t state = s->rec[r].state;
-    if (state == INFSIM_REQ_RUNNING) continue;
-    if (state == INFSIM_REQ_SWAPPED || infsim_kv_blocks(s->kv, r) == 0) {
-      hb_gone(p, h, r); /* cheap, and keeps the planner off finished requests */
-      debt |= gm_split(p, r);
-    } else if (hb_add(p, h, i, r, i, infsim_sched_blocks_now(s, r, i, now))) {
-      debt = true;
+  size_t no = infsim_gm_owned_not_live(p->gm, i, &owned);
+#ifdef INFSIM_CHECK_INVARIANTS
+  {
+    const int64_t *all;
+    size_t na = infsim_gm_owned(p->gm, i, &all);
+    for (size_t k = 0; k < na; k++) {
+      int32_t state = s->rec[all[k]].state;
+      assert(!infsim_gm_live(p->gm, all[k]) || (s->rec[all[k]].instance == i && (state == INFSIM_REQ_RUNNING ||
+                                                                                  state == INFSIM_REQ_SWAPPED)));
     }
-    if (debt && ask_only) return true;
+  }
+#endif
+  for (size_t k = 0; k < no; k++)
+    if (owned_stopped(p, h, i, owned[k], now, &debt) && ask_only) return true;
+  for (int32_t k = 0; k < in->swapped.count; k++) {
+    int64_t r = deque_at(&in->swapped, k);
+    if (infsim_gm_owner(p->gm, r) == i && infsim_gm_live(p->gm, r) && owned_stopped(p, h, i, r, now, &debt) && ask_only)
+      return true;
   }
   req_list *l = &p->lent[i];
   for (size_t k = 0; k < l->n; k++) {
@@ -876,6 +904,16 @@ static void apply_report(infinite *p, int32_t from) {
   for (size_t k = 0; k < h->n_gone; k++) infsim_gm_forget(p->gm, h->gone[k], h->snapshot_ns);
   infsim_gm_heartbeat(p->gm, from, h->snapshot_ns, h->free_blocks, h->e, h->n, h->full);
   if (h->full) h->full_next = false;
+  /* Its own requests new to the ledger that run there are marked live
+   * (hb_collect's walk of the owned requests passes over them). */
+  const infsim_sched *s = p->s;
+  const int64_t *fresh;
+  size_t nf = infsim_gm_new_owned(p->gm, &fresh);
+  for (size_t k = 0; k < nf; k++) {
+    int64_t r = fresh[k];
+    if (infsim_gm_owner(p->gm, r) == from && s->rec[r].state == INFSIM_REQ_RUNNING && s->rec[r].instance == from)
+      infsim_gm_set_live(p->gm, r, true);
+  }
 }
 
 static void take_heartbeat(infinite *p, const infsim_msg *m) {

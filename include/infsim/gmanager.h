@@ -145,6 +145,18 @@ int64_t infsim_gm_held(const infsim_gm *gm, int32_t instance);
 /* Requests `instance` owns that have blocks somewhere (the planner's
  * candidates), in no particular order. */
 size_t infsim_gm_owned(const infsim_gm *gm, int32_t instance, const int64_t **reqs);
+/* A mark per owned request for its owner's reports (what the owner knows
+ * of it, kept here beside the entry it describes): infsim_gm_set_live
+ * sets or clears it (nothing for a request the ledger does not hold; a
+ * request enters the ledger unmarked), infsim_gm_live reads it, and
+ * infsim_gm_owned_not_live lists the owned requests of instance without
+ * it (a part of infsim_gm_owned's list), in no particular order; O(1). */
+void infsim_gm_set_live(infsim_gm *gm, int64_t req, bool live);
+bool infsim_gm_live(const infsim_gm *gm, int64_t req);
+size_t infsim_gm_owned_not_live(const infsim_gm *gm, int32_t instance, const int64_t **reqs);
+/* The requests that joined an owned list while the last
+ * infsim_gm_heartbeat applied its entries (some may have left it since). */
+size_t infsim_gm_new_owned(const infsim_gm *gm, const int64_t **reqs);
 
 /* Requests some of whose blocks are held away from their owner (DGFM's
  * work list), in no particular order. */
