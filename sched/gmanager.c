@@ -280,7 +280,7 @@ static int32_t small(const infsim_gm *gm, int64_t blocks) {
 
 /* Sets the entry (r, holder) to blocks as of `at`; owner given when the
  * request is new to the ledger. */
-static void set_entry(infsim_gm *gm, int64_t r, int32_t owner, int32_t holder, int64_t blocks, int64_t at) {
+static inline void set_entry(infsim_gm *gm, int64_t r, int32_t owner, int32_t holder, int64_t blocks, int64_t at) {
   assert(r >= 0 && r < gm->requests && holder >= 0 && holder < gm->instances && blocks >= 0);
   gm_req *q = &gm->req[r];
   if (holder == q->owner && blocks > 0 && at >= q->floor_ns && q->own_k >= 0) {
@@ -296,6 +296,25 @@ static void set_entry(infsim_gm *gm, int64_t r, int32_t owner, int32_t holder, i
     return;
   }
   set_entry_any(gm, r, owner, holder, blocks, at);
+}
+
+/* Nothing of r is left anywhere (its entries are all zero): it leaves
+ * its owner's list and the ledger, as of `at`. */
+static void leave(infsim_gm *gm, int64_t r, int64_t at) {
+  gm_req *q = &gm->req[r];
+  gm_inst *o = &gm->inst[q->owner];
+  owned_unlive(gm, o, q->owned_pos);
+  list_remove(gm, o->owned, &o->owned_n, &q->owned_pos, false);
+  gm->tracked--;
+  q->owner = -1;
+  q->n = 0; /* its zero entries go; its floor keeps stale reports out */
+  q->own_k = -1;
+  if (infsim_grow((void **)&gm->spare_h, &gm->spare_h_cap, gm->spare_h_n + 1, sizeof *gm->spare_h, 64)) {
+    gm->spare_h[gm->spare_h_n++] = (gm_spare_holds){q->h, q->cap}; /* else it stays with q */
+    q->h = NULL;
+    q->cap = 0;
+  }
+  q->floor_ns = at > q->floor_ns ? at : q->floor_ns;
 }
 
 /* set_entry, every case. */
@@ -346,21 +365,7 @@ static void set_entry_any(infsim_gm *gm, int64_t r, int32_t owner, int32_t holde
     q->remote += d;
   }
   update_split(gm, r);
-  if (q->total == 0) { /* nothing left anywhere: the request leaves its owner's list */
-    gm_inst *o = &gm->inst[q->owner];
-    owned_unlive(gm, o, q->owned_pos);
-    list_remove(gm, o->owned, &o->owned_n, &q->owned_pos, false);
-    gm->tracked--;
-    q->owner = -1;
-    q->n = 0; /* its zero entries go; its floor keeps stale reports out */
-    q->own_k = -1;
-    if (infsim_grow((void **)&gm->spare_h, &gm->spare_h_cap, gm->spare_h_n + 1, sizeof *gm->spare_h, 64)) {
-      gm->spare_h[gm->spare_h_n++] = (gm_spare_holds){q->h, q->cap}; /* else it stays with q */
-      q->h = NULL;
-      q->cap = 0;
-    }
-    q->floor_ns = at > q->floor_ns ? at : q->floor_ns;
-  }
+  if (q->total == 0) leave(gm, r, at);
 }
 
 void infsim_gm_heartbeat(infsim_gm *gm, int32_t from, int64_t snapshot_ns, int64_t free_blocks,
@@ -411,6 +416,26 @@ void infsim_gm_record_move(infsim_gm *gm, const infsim_gm_move *m, int64_t now_n
 
 void infsim_gm_forget(infsim_gm *gm, int64_t req, int64_t now_ns) {
   gm_req *q = &gm->req[req];
+  /* The usual news: every block the ledger has of req is as of now_ns or
+   * older, so it leaves the ledger whole, as zeroing each entry in turn
+   * (below) would leave it, in one pass. */
+  bool whole = q->owner >= 0 && now_ns >= q->floor_ns;
+  for (int32_t k = 0; k < q->n && whole; k++) whole = q->h[k].blocks == 0 || q->h[k].as_of_ns <= now_ns;
+  if (whole) {
+    for (int32_t k = 0; k < q->n; k++) {
+      const gm_hold *e = &q->h[k];
+      gm->inst[e->holder].held -= e->blocks;
+      if (e->holder != q->owner) {
+        gm->inst[e->holder].lent -= e->blocks;
+        gm->inst[q->owner].borrowed -= e->blocks;
+      }
+    }
+    q->total = q->remote = 0;
+    q->pieces = q->small_pieces = 0;
+    update_split(gm, req);
+    leave(gm, req, now_ns);
+    return;
+  }
   /* Entries set after now_ns (a move confirmed since, a new life after a
    * recompute) are newer than the news and stay. */
   for (int32_t k = q->n; k-- > 0;) {
