@@ -26,9 +26,16 @@
 
 typedef struct {
   int32_t holder;
+  int32_t guest_pos; /* a non-owner's entry with blocks: its index in the holder's guests, else -1 */
   int64_t blocks;
   int64_t as_of_ns;
 } gm_hold;
+
+/* A request of another owner with blocks at an instance: its entry there is h[k]. */
+typedef struct {
+  int64_t req;
+  int32_t k;
+} gm_guest;
 
 typedef struct {
   int32_t owner; /* -1: no entries */
@@ -56,6 +63,8 @@ typedef struct {
   int64_t split_owned; /* its requests in gm->split: those in split_own */
   int64_t *split_own;
   size_t split_own_cap;
+  gm_guest *guests; /* the requests of others it holds blocks of (the planner's guests) */
+  size_t guests_n, guests_cap;
   int64_t *owned; /* its first owned_live: marked live (infsim_gm_set_live) */
   size_t owned_n, owned_cap, owned_live;
 } gm_inst;
@@ -155,6 +164,7 @@ void infsim_gm_free(infsim_gm *gm) {
     for (int32_t i = 0; i < gm->instances; i++) {
       free(gm->inst[i].owned);
       free(gm->inst[i].split_own);
+      free(gm->inst[i].guests);
     }
   free(gm->req);
   free(gm->inst);
@@ -298,6 +308,26 @@ static inline void set_entry(infsim_gm *gm, int64_t r, int32_t owner, int32_t ho
   set_entry_any(gm, r, owner, holder, blocks, at);
 }
 
+/* r's entry h[k] at a holder other than its owner got blocks: r joins
+ * the holder's guests (not when memory is short: infsim_gm_out_of_memory). */
+static void guest_add(infsim_gm *gm, int64_t r, int32_t k) {
+  gm_hold *e = &gm->req[r].h[k];
+  gm_inst *in = &gm->inst[e->holder];
+  if (!room(gm, (void **)&in->guests, &in->guests_cap, in->guests_n, sizeof *in->guests)) return;
+  e->guest_pos = (int32_t)in->guests_n;
+  in->guests[in->guests_n++] = (gm_guest){r, k};
+}
+
+/* Entry e, in its holder's guests, has no blocks left there: it leaves them. */
+static void guest_remove(infsim_gm *gm, gm_hold *e) {
+  gm_inst *in = &gm->inst[e->holder];
+  if (e->guest_pos < 0) return; /* never joined (memory was short) */
+  gm_guest last = in->guests[--in->guests_n];
+  in->guests[e->guest_pos] = last;
+  gm->req[last.req].h[last.k].guest_pos = e->guest_pos;
+  e->guest_pos = -1;
+}
+
 /* Nothing of r is left anywhere (its entries are all zero): it leaves
  * its owner's list and the ledger, as of `at`. */
 static void leave(infsim_gm *gm, int64_t r, int64_t at) {
@@ -349,7 +379,7 @@ static void set_entry_any(infsim_gm *gm, int64_t r, int32_t owner, int32_t holde
     q->cap = (int32_t)cap;
     if (holder == q->owner) q->own_k = q->n;
     e = &q->h[q->n++];
-    *e = (gm_hold){.holder = holder, .blocks = 0, .as_of_ns = at};
+    *e = (gm_hold){.holder = holder, .guest_pos = -1, .blocks = 0, .as_of_ns = at};
   }
   if (at < e->as_of_ns) return; /* an older report than what we know */
   int64_t d = blocks - e->blocks;
@@ -358,6 +388,8 @@ static void set_entry_any(infsim_gm *gm, int64_t r, int32_t owner, int32_t holde
   q->total += d;
   gm->inst[holder].held += d;
   if (holder != q->owner) {
+    if (blocks > 0 && blocks - d == 0) guest_add(gm, r, (int32_t)(e - q->h));
+    if (blocks == 0 && blocks - d > 0) guest_remove(gm, e);
     q->pieces += (blocks > 0) - (blocks - d > 0);
     q->small_pieces += small(gm, blocks) - small(gm, blocks - d);
     gm->inst[holder].lent += d;
@@ -423,8 +455,9 @@ void infsim_gm_forget(infsim_gm *gm, int64_t req, int64_t now_ns) {
   for (int32_t k = 0; k < q->n && whole; k++) whole = q->h[k].blocks == 0 || q->h[k].as_of_ns <= now_ns;
   if (whole) {
     for (int32_t k = 0; k < q->n; k++) {
-      const gm_hold *e = &q->h[k];
+      gm_hold *e = &q->h[k];
       gm->inst[e->holder].held -= e->blocks;
+      if (e->holder != q->owner && e->blocks > 0) guest_remove(gm, e);
       if (e->holder != q->owner) {
         gm->inst[e->holder].lent -= e->blocks;
         gm->inst[q->owner].borrowed -= e->blocks;
@@ -458,6 +491,7 @@ void infsim_gm_reset(infsim_gm *gm) {
   for (int32_t i = 0; i < gm->instances; i++) {
     gm_inst *in = &gm->inst[i];
     in->owned_n = in->owned_live = 0;
+    in->guests_n = 0;
     in->free_view = 0;
     in->free_as_of_ns = 0;
     in->lent = in->borrowed = in->held = 0;
@@ -693,7 +727,7 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
   gm_inst *d = &gm->inst[debtor];
   /* Candidates: req, the guests held at the debtor (guests_first), the
    * debtor's requests with blocks there. */
-  size_t want = d->owned_n + 1 + (gm->guests_first ? gm->split_n : 0);
+  size_t want = d->owned_n + 1 + (gm->guests_first ? d->guests_n : 0);
   if (gm->cand_cap < want) {
     free(gm->cand);
     gm->cand_cap = want;
@@ -709,8 +743,8 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
    * split, so moving its piece adds no holder to a request's span where
    * moving an own request would. */
   if (gm->guests_first)
-    for (size_t k = 0; k < gm->split_n; k++) {
-      int64_t r = gm->split[k], h = infsim_gm_held_by(gm, r, debtor);
+    for (size_t k = 0; k < d->guests_n; k++) {
+      int64_t r = d->guests[k].req, h = gm->req[r].h[d->guests[k].k].blocks;
       if (r == req || gm->req[r].owner == debtor || h <= 0) continue;
       size_t j = nc++;
       for (; j > fixed; j--) {
@@ -821,6 +855,8 @@ void infsim_gm_check(const infsim_gm *gm) {
   int64_t *borrowed = calloc((size_t)gm->instances, sizeof *borrowed);
   int64_t *held = calloc((size_t)gm->instances, sizeof *held);
   int64_t *split_owned = calloc((size_t)gm->instances, sizeof *split_owned);
+  size_t *guests = calloc((size_t)gm->instances, sizeof *guests);
+  assert(guests);
   assert(lent && borrowed && held && split_owned);
   size_t split = 0;
   int64_t tracked = 0;
@@ -843,6 +879,13 @@ void infsim_gm_check(const infsim_gm *gm) {
         remote += e->blocks;
         pieces += e->blocks > 0;
         small_pieces += small(gm, e->blocks);
+        guests[e->holder] += e->blocks > 0;
+        if (e->blocks > 0) {
+          const gm_inst *in = &gm->inst[e->holder];
+          assert(e->guest_pos >= 0 && (size_t)e->guest_pos < in->guests_n);
+          assert(in->guests[e->guest_pos].req == r && in->guests[e->guest_pos].k == k);
+          (void)in;
+        }
       }
     }
     assert(pieces == q->pieces && small_pieces == q->small_pieces);
@@ -872,6 +915,7 @@ void infsim_gm_check(const infsim_gm *gm) {
   for (int32_t i = 0; i < gm->instances; i++) {
     assert(lent[i] == gm->inst[i].lent && borrowed[i] == gm->inst[i].borrowed && held[i] == gm->inst[i].held);
     assert(split_owned[i] == gm->inst[i].split_owned);
+    assert(guests[i] == gm->inst[i].guests_n); /* and each is an entry with blocks (above) */
     sum_lent += lent[i];
     sum_borrowed += borrowed[i];
   }
@@ -882,4 +926,5 @@ void infsim_gm_check(const infsim_gm *gm) {
   free(borrowed);
   free(held);
   free(split_owned);
+  free(guests);
 }
