@@ -723,7 +723,8 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
   assert(debtor >= 0 && debtor < gm->instances && need >= 0);
   /* Which instances are creditors (those with spare) does not depend on
    * the request whose blocks move: with none, nothing can be planned. */
-  if (first_creditor(gm, debtor, NULL) < 0) return 0;
+  int32_t first = first_creditor(gm, debtor, NULL);
+  if (first < 0) return 0;
   gm_inst *d = &gm->inst[debtor];
   /* Candidates: req, the guests held at the debtor (guests_first), the
    * debtor's requests with blocks there. */
@@ -818,7 +819,8 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
       if (spread_moves(gm, debtor, r, &movable, &left, out, &n, cap)) break;
       continue;
     }
-    int32_t to = first_creditor(gm, debtor, ranks);
+    /* Before the first move (the view unchanged), without ranks: the one found above. */
+    int32_t to = !ranks && n == 0 ? first : first_creditor(gm, debtor, ranks);
     if (to < 0) break; /* no spare left for this or any later candidate */
     for (;;) {
       int64_t b = infsim_gm_spare_blocks(gm, to);
