@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "infsim/distattn.h"
+#include "infsim/network.h"
 #include "infsim/params.h"
 #include "infsim/policy_infinite.h"
 
@@ -122,6 +123,11 @@ infsim_status infsim_run_params_from_config(infsim_config *cfg, infsim_run_param
     int relay = 0;
     TRY(infsim_config_enum(cfg, "policy.distattn_relay", "none", k_relay, &relay, err));
     p->distattn_relay = relay == 1 ? INFSIM_DISTATTN_RELAY_NODE : INFSIM_DISTATTN_RELAY_NONE;
+    /* How far a link's room may move before an owner's DistAttention
+     * shares are found again (infsim_network_probe_keyed; docs/distkv.md,
+     * "The network"): 0 repeats the filling whenever a room changed. */
+    TRY(infsim_config_double(cfg, "policy.distattn_reprice_tolerance", INFSIM_DEFAULT_REPRICE_TOLERANCE, 0.0, 1.0,
+                             &p->distattn_reprice_tolerance, err));
   }
   infsim_policy_infinite_set_link_costs(sp->policy_name, sp->policy_settings, &p->model,
                                         p->gpu.peak_flops * p->roofline.attn_flops_eff, p->inter_node_bytes_per_s,

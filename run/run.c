@@ -251,7 +251,8 @@ static infsim_status simulate(const infsim_run_params *p, const infsim_trace *tr
                                   .pcie_bytes_per_s = p->pcie_bytes_per_s * (double)il.tp,
                                   .nvlink_latency_ns = p->link_latency_ns,
                                   .nic_latency_ns = p->link_latency_ns,
-                                  .pcie_latency_ns = p->link_latency_ns};
+                                  .pcie_latency_ns = p->link_latency_ns,
+                                  .reprice_tolerance = p->distattn_reprice_tolerance};
   bool overlap = true;
   sc.distattn = (infsim_distattn_shape){.heads = p->model.heads / il.tp, .head_dim = p->model.head_dim,
                                         .layers = p->model.layers};

@@ -285,7 +285,7 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
                              cp, paths, lens, route, dir, &n);
     }
   }
-  infsim_network_probe(s->net, n, (const int32_t(*)[INFSIM_NET_MAX_PATH])paths, lens, rates);
+  infsim_network_probe_keyed(s->net, b->instance, n, (const int32_t(*)[INFSIM_NET_MAX_PATH])paths, lens, rates);
   if (!relay) {
     /* every entry is a holder's own route: its rate is the holder's too
      * (a route left at its nominal rate keeps the holder's nominal one) */
