@@ -104,6 +104,7 @@ struct infsim_network {
   struct probe_memo_s *memos;
   size_t memo_cap;
   double reprice_tolerance;
+  size_t probes_reused; /* answers given again by infsim_network_probe_keyed */
   /* Per link, its time accounts (link_acct). Beside the links, not in
    * them: the filling and the probe index links, which a larger net_link
    * makes dearer. */
@@ -1368,10 +1369,13 @@ void infsim_network_probe_keyed(infsim_network *net, int32_t key, int n,
   probe_memo *m = &net->memos[key];
   if (n > 0 && memo_holds(net, m, n, paths, lens)) {
     for (int i = 0; i < n; i++) rates[i] = m->rates[i];
+    net->probes_reused++;
     return;
   }
   probe(net, n, paths, lens, rates, m);
 }
+
+size_t infsim_network_probes_reused(const infsim_network *net) { return net->probes_reused; }
 
 void infsim_network_account(infsim_network *net, const int32_t *path, int path_len, double bytes, int64_t busy_ns) {
   for (int k = 0; k < path_len; k++) {

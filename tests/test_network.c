@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cmocka.h>
 #include <gsl/gsl_rng.h>
@@ -572,6 +573,92 @@ static void test_steady_sets_match_calls_one_by_one(void **state) {
   gsl_rng_free(rng);
 }
 
+/* An owner's probe that reuses its last answer (infsim_network_probe_keyed)
+ * against a fresh probe of the same network, over a random sequence of
+ * steady flows and KV moves starting and ending on a cluster, three owners
+ * probing their own sets of paths (sometimes new ones): at tolerance 0 the
+ * same rates bit for bit, with answers reused when nothing on their links
+ * changed; at 0.01 each rate within the room the tolerance lets the links
+ * move (0.01 x the bandwidth of each link of the probe), with most answers
+ * reused. */
+static void keyed_probes_against_fresh(double tolerance, size_t *reused, int *probes) {
+  gsl_rng *rng = infsim_rng_new(37, "test.network.keyed_probe");
+  infsim_topology t = {.instances = 8, .instances_per_node = 2, .nvlink_bytes_per_s = 300e9,
+                       .nic_bytes_per_s = 25e9, .pcie_bytes_per_s = 25e9, .nvlink_latency_ns = 1000,
+                       .nic_latency_ns = 5000, .pcie_latency_ns = 2000, .reprice_tolerance = tolerance};
+  infsim_network *net = NULL;
+  assert_int_equal(infsim_network_new_cluster(&t, &net, NULL), INFSIM_OK);
+  enum { OWNERS = 3, PARTS = 8, LIVE = 32 };
+  int32_t paths[OWNERS][PARTS][INFSIM_NET_MAX_PATH];
+  int lens[OWNERS][PARTS], parts[OWNERS] = {0};
+  int64_t live[LIVE];
+  int n_live = 0;
+  int64_t now = 0;
+  *probes = 0;
+  for (int step = 0; step < 4000; step++) {
+    now += (int64_t)gsl_rng_uniform_int(rng, 20000);
+    if (infsim_network_next_ns(net) < now) now = infsim_network_next_ns(net);
+    infsim_network_advance(net, now, NULL, NULL);
+    double u = gsl_rng_uniform(rng);
+    int32_t a = (int32_t)gsl_rng_uniform_int(rng, 8), b = (int32_t)gsl_rng_uniform_int(rng, 8), path[INFSIM_NET_MAX_PATH];
+    int len = infsim_network_route(net, a, b, path);
+    if (u < 0.2 && n_live < LIVE && len > 0) { /* a steady flow of 1 to 100 MB/s (another owner's run) */
+      assert_int_equal(infsim_network_add_steady(net, 1e6 * (double)(1 + gsl_rng_uniform_int(rng, 100)), path, len, now,
+                                                 0, &live[n_live++], NULL),
+                       INFSIM_OK);
+    } else if (u < 0.205 && len > 0) { /* a KV move: its share until it ends */
+      int64_t id;
+      assert_int_equal(infsim_network_add_flow(net, 1 + (int64_t)gsl_rng_uniform_int(rng, 20000000), path, len, now, 0,
+                                               0, &id, NULL),
+                       INFSIM_OK);
+    } else if (u < 0.4 && n_live > 0) {
+      int k = (int)gsl_rng_uniform_int(rng, (unsigned long)n_live);
+      infsim_network_remove(net, live[k], now);
+      live[k] = live[--n_live];
+    } else {
+      int32_t o = (int32_t)gsl_rng_uniform_int(rng, OWNERS);
+      if (parts[o] == 0 || gsl_rng_uniform(rng) < 0.05) { /* its holders change */
+        parts[o] = 0;
+        int holders = 1 + (int)gsl_rng_uniform_int(rng, PARTS / 2);
+        for (int h = 0; h < holders; h++) {
+          int32_t holder = (int32_t)gsl_rng_uniform_int(rng, 8);
+          if (holder == o) continue;
+          lens[o][parts[o]] = infsim_network_route(net, o, holder, paths[o][parts[o]]);
+          parts[o]++;
+          lens[o][parts[o]] = infsim_network_route(net, holder, o, paths[o][parts[o]]);
+          parts[o]++;
+        }
+      }
+      double kept[PARTS], fresh[PARTS];
+      infsim_network_probe_keyed(net, o, parts[o], (const int32_t(*)[INFSIM_NET_MAX_PATH])paths[o], lens[o], kept);
+      infsim_network_probe(net, parts[o], (const int32_t(*)[INFSIM_NET_MAX_PATH])paths[o], lens[o], fresh);
+      (*probes)++;
+      double slack = 0; /* the room the links may have moved by */
+      for (int j = 0; j < parts[o]; j++)
+        for (int k = 0; k < lens[o][j]; k++) slack += tolerance * infsim_network_link(net, paths[o][j][k]).bytes_per_s;
+      for (int j = 0; j < parts[o]; j++) {
+        if (tolerance == 0 && memcmp(&kept[j], &fresh[j], sizeof kept[j]) != 0)
+          fail_msg("step %d owner %d part %d: kept %.17g, fresh %.17g", step, o, j, kept[j], fresh[j]);
+        if (fabs(kept[j] - fresh[j]) > slack)
+          fail_msg("step %d owner %d part %d: kept %.17g, fresh %.17g (slack %g)", step, o, j, kept[j], fresh[j], slack);
+      }
+    }
+  }
+  *reused = infsim_network_probes_reused(net);
+  infsim_network_free(net);
+  gsl_rng_free(rng);
+}
+
+static void test_keyed_probe_reuses_only_what_holds(void **state) {
+  (void)state;
+  size_t reused = 0;
+  int probes = 0;
+  keyed_probes_against_fresh(0.0, &reused, &probes);
+  assert_true(reused > (size_t)probes / 5 && reused < (size_t)probes); /* some reused, not all */
+  keyed_probes_against_fresh(0.01, &reused, &probes);
+  assert_true(reused > (size_t)probes * 2 / 3);
+}
+
 static void sum_done(void *ctx, int64_t id, int64_t tag, int64_t at_ns) {
   (void)id;
   (void)at_ns;
@@ -1035,6 +1122,7 @@ int main(void) {
       cmocka_unit_test(test_link_bytes_per_link_match_per_flow),
       cmocka_unit_test(test_steady_sets_match_calls_one_by_one),
       cmocka_unit_test(test_probe_walk_matches_filling_bit_for_bit),
+      cmocka_unit_test(test_keyed_probe_reuses_only_what_holds),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -191,6 +191,8 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
  * above, it may lag the network's by that much room. */
 void infsim_network_probe_keyed(infsim_network *net, int32_t key, int n,
                                 const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens, double *rates);
+/* How many infsim_network_probe_keyed calls gave a kept answer. */
+size_t infsim_network_probes_reused(const infsim_network *net);
 /* Traffic carried outside the flows (priced by its user at a share it
  * probed: a prompt batch's DistAttention transfers): `bytes` go on every
  * link of path[0..path_len), and busy_ns on each (the time they took at
