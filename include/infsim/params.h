@@ -42,6 +42,7 @@ typedef struct {
   double cpu_attn_bytes_per_s; /* host memory bandwidth CPU micro-attention reaches (CPU tier) */
   int32_t distattn_relay;      /* policy.distattn_relay: infsim_distattn_relay (distattn.h) */
   double distattn_reprice_tolerance; /* policy.distattn_reprice_tolerance (network.h's reprice_tolerance) */
+  bool distattn_flow_per_path;       /* policy.distattn_flows: path (true) or holder */
   int64_t iteration_overhead_ns;
 
   /* The scheduler's share; instances and block counts are filled by the
