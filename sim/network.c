@@ -6,7 +6,11 @@
 ** never reused and a lookup is O(1). Rates are recomputed by progressive
 ** filling whenever a flow starts competing or ends; between two such
 ** moments the network only integrates constant rates. The earliest next
-** change is cached, so infsim_network_next_ns is O(1).
+** change is cached, so infsim_network_next_ns is O(1). An owner's
+** DistAttention probe keeps its last answer found without walking the
+** flows (per key: probe_memo) and gives it again while the same paths
+** cross links whose loads stayed within the topology's
+** reprice_tolerance x bandwidth of the loads it was found at.
 **
 ** Invariants: see network.h; infsim_network_check verifies them.
 */
