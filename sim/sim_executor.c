@@ -271,9 +271,12 @@ static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exe
   if (m == NULL && (m = scratch = malloc(sizeof *m)) != NULL) m->holder_count = -1;
   if (m == NULL) abort(); /* as the KV manager's accessors: pricing cannot fail */
   int32_t count = b->holder_count < INFSIM_KV_MAX_HOLDINGS ? b->holder_count : INFSIM_KV_MAX_HOLDINGS;
+  /* The prompt tokens count only where a holder takes a chunk's queries
+   * (m->prefill, from the holders): a decode run and a prompt batch with
+   * the same split requests decoding share the setup. */
   if (m->holder_count != b->holder_count || m->remote != (a->remote_requests > 0) ||
-      m->prefill_tokens != a->prefill_tokens ||
-      memcmp(m->holders, b->holders, (size_t)count * sizeof *b->holders) != 0) {
+      memcmp(m->holders, b->holders, (size_t)count * sizeof *b->holders) != 0 ||
+      (m->prefill && m->prefill_tokens != a->prefill_tokens)) {
     memo_build(s, b, m, count);
   } else {
     for (int j = 0; j < m->k; j++) m->dec[j].bytes_per_s = m->dec[j].back_bytes_per_s = m->nominal[j];
