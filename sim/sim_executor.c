@@ -293,7 +293,8 @@ static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exe
       assert(memcmp(fresh->back_bytes, m->back_bytes, (size_t)m->routes * sizeof *m->back_bytes) == 0);
       assert(memcmp(fresh->route_to, m->route_to, (size_t)m->routes * sizeof *m->route_to) == 0);
       assert(memcmp(fresh->lens, m->lens, (size_t)m->n * sizeof *m->lens) == 0);
-      assert(memcmp(fresh->paths, m->paths, (size_t)m->n * sizeof *m->paths) == 0);
+      for (int i = 0; i < m->n; i++)
+        assert(memcmp(fresh->paths[i], m->paths[i], (size_t)m->lens[i] * sizeof m->paths[i][0]) == 0);
       assert(memcmp(fresh->dir, m->dir, (size_t)m->n * sizeof *m->dir) == 0);
       free(fresh);
     }
