@@ -530,6 +530,55 @@ static infsim_status clock_fit(sqlite3 *db, const char *db_path, const char *pro
   return st;
 }
 
+/* The serving loop's measured time per iteration beyond the priced
+ * forward, of a profile, model and TP degree (*have 0: none; the config's
+ * cost.iteration_overhead_us stands). Table iteration_fit is optional, as
+ * clock_fit is: written by calibrate/fit-overhead.py from end-to-end runs'
+ * decode-only rows, not by `calibrate fit`. */
+static infsim_status iteration_fit(sqlite3 *db, const char *db_path, const char *profile,
+                                   const infsim_model_shape *model, int64_t tp, int *have, double *overhead_us,
+                                   infsim_error *err) {
+  static const char sql[] = "SELECT i.overhead_us FROM iteration_fit i JOIN profile p ON p.id = i.profile_id"
+                            " WHERE p.name = ?1 AND p.model = ?2 AND i.tp = ?3";
+  sqlite3_stmt *q = NULL;
+  *have = 0;
+  *overhead_us = 0.0;
+  if (sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'iteration_fit'",
+                         -1, &q, NULL) != SQLITE_OK || sqlite3_step(q) != SQLITE_ROW) {
+    sqlite3_finalize(q);
+    return db_fail(db, db_path, err);
+  }
+  int table = sqlite3_column_int(q, 0);
+  sqlite3_finalize(q);
+  if (!table) return INFSIM_OK;
+  if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK) return db_fail(db, db_path, err);
+  sqlite3_bind_text(q, 1, profile, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 2, model->name, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(q, 3, tp);
+  int rc = sqlite3_step(q);
+  infsim_status st = INFSIM_OK;
+  if (rc == SQLITE_ROW) {
+    int type = sqlite3_column_type(q, 0);
+    bool number = type == SQLITE_FLOAT || type == SQLITE_INTEGER;
+    double us = number ? sqlite3_column_double(q, 0) : 0.0;
+    const unsigned char *text = number ? NULL : sqlite3_column_text(q, 0);
+    /* the config key's range: a time, finite, not negative */
+    if (!number || !(us >= 0.0 && us <= 1e9)) {
+      char shown[64];
+      if (number) snprintf(shown, sizeof shown, "%g", us);
+      else snprintf(shown, sizeof shown, "'%.40s'", text ? (const char *)text : "NULL");
+      st = infsim_fail(err, INFSIM_EINPUT, "%s: iteration_fit: %s, %s, tp %lld: overhead_us %s: want a number"
+                       " in [0, 1e9] (microseconds)", db_path, profile, model->name, (long long)tp, shown);
+    } else {
+      *have = 1, *overhead_us = us;
+    }
+  } else if (rc != SQLITE_DONE) {
+    st = db_fail(db, db_path, err);
+  }
+  sqlite3_finalize(q);
+  return st;
+}
+
 infsim_status infsim_cost_curves_calibrated(const char *db_path, const char *profile,
                                             const infsim_model_shape *model, int64_t tp, int *found,
                                             infsim_cost_curves *out, infsim_error *err) {
@@ -645,6 +694,16 @@ infsim_status infsim_cost_curves_calibrated(const char *db_path, const char *pro
   }
   out->clock_tau_ns = tau_s * 1e9;
   out->clock_idle_gain = gain;
+  int have_overhead = 0;
+  double overhead_us = 0.0;
+  st = iteration_fit(db, db_path, profile, model, tp, &have_overhead, &overhead_us, err);
+  if (st != INFSIM_OK) {
+    infsim_calib_fast_free(fast);
+    memset(out, 0, sizeof *out);
+    goto done;
+  }
+  out->has_iteration_overhead = have_overhead != 0;
+  out->iteration_overhead_ns = overhead_us * 1e3;
   snprintf(out->name, sizeof out->name, "calibrated:%s", profile);
   *found = 1;
 done:

@@ -49,6 +49,10 @@ infsim_status infsim_cost_model_build(const char *gpu_key, const char *db_path, 
     if (st != INFSIM_OK) return st;
     if (found) {
       out->curves.layer_overhead_ns = 0.0; /* measured curves hold launch costs */
+      /* A measured per-iteration time replaces the config's default; a
+       * value the user set stays (an override, e.g. another host). */
+      if (out->curves.has_iteration_overhead && !layout->iteration_overhead_given)
+        out->layout.iteration_overhead_ns = infsim_cost_round_ns(out->curves.iteration_overhead_ns);
       return INFSIM_OK;
     }
   } else if (db_given) {

@@ -6,6 +6,7 @@
 ** memory for weights + KV, 4 GiB of swap, chunked prefill on as in vLLM
 ** v1) and the GPU spec table for links.
 */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -55,7 +56,10 @@ infsim_status infsim_run_params_from_config(infsim_config *cfg, infsim_run_param
   TRY(infsim_config_double(cfg, "cost.layer_overhead_us", 10.0, 0.0, 1e6, &layer_overhead_us, err));
   TRY(infsim_config_double(cfg, "cost.iteration_overhead_us", 500.0, 0.0, 1e9, &iteration_overhead_us, err));
   p->roofline.layer_overhead_ns = (int64_t)(layer_overhead_us * 1e3); /* once per layer and iteration */
-  p->iteration_overhead_ns = (int64_t)(iteration_overhead_us * 1e3);
+  p->iteration_overhead_ns = llround(iteration_overhead_us * 1e3); /* 186.1 us: 186100 ns, not 186099 */
+  /* The default (500 us, a guess) gives way to a calibrated profile's
+   * measured iteration_fit row; a value set here wins over it. */
+  p->iteration_overhead_given = infsim_config_has(cfg, "cost.iteration_overhead_us");
 
   double intra_GBps = 0, inter_GBps = 0, latency_us = 0, pcie_GBps = 0;
   TRY(infsim_config_int(cfg, "cluster.instances", 4, 1, 1000000, &p->instances, err));

@@ -117,6 +117,7 @@ static infsim_instance_layout instance_layout(const infsim_run_params *p, int64_
   l.pp_link_bytes_per_s = p->inter_node_bytes_per_s;
   l.link_latency_ns = p->link_latency_ns;
   l.iteration_overhead_ns = p->iteration_overhead_ns;
+  l.iteration_overhead_given = p->iteration_overhead_given;
   return l;
 }
 
@@ -289,6 +290,23 @@ static infsim_status simulate(const infsim_run_params *p, const infsim_trace *tr
   infsim_cost_model cost;
   st = infsim_cost_model_build(p->gpu_profile, p->calibration_db, p->calibration_db_given, &p->model, &il,
                                &p->roofline, &cost, err);
+  if (st == INFSIM_OK && cost.layout.iteration_overhead_ns != p->iteration_overhead_ns) {
+    /* summary.json's config says what priced the run: a calibration DB's
+     * measured iteration time in place of the default (set as the key, it
+     * prices a rerun from this config the same). A copy: the setup's own
+     * config may serve other runs. */
+    json_t *c = json_deep_copy(res->config), *cs = c ? json_object_get(c, "cost") : NULL;
+    if (cs == NULL && c != NULL && json_object_set_new(c, "cost", json_object()) == 0) cs = json_object_get(c, "cost");
+    if (cs == NULL || !json_is_object(cs) ||
+        json_object_set_new(cs, "iteration_overhead_us", json_real((double)cost.layout.iteration_overhead_ns / 1e3))) {
+      json_decref(c);
+      infsim_cost_model_destroy(&cost);
+      st = infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+    } else {
+      json_decref(res->config);
+      res->config = c;
+    }
+  }
   if (st == INFSIM_OK) {
     snprintf(res->cost_model, sizeof res->cost_model, "%s", cost.curves.name);
     sc.sched.longest_context = p->record_iterations || cost.curves.decode_longest_layer_ns != NULL;

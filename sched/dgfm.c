@@ -161,6 +161,10 @@ static size_t remote_pieces(infsim_dgfm *d, const infsim_gm *gm, int64_t r, int6
 
 /* Consolidation or swap for r (dgfm.h, steps 2 and 3). */
 static void defragment(infsim_dgfm *d, const infsim_gm *gm, int64_t r, size_t nreqs, emitter *e) {
+  /* Most split requests have one remote piece, or none small enough to
+   * move: asked of the ledger first, without copying the pieces out. */
+  int64_t small_n = 0, pieces = infsim_gm_remote_pieces(gm, r, e->lim->max_piece_blocks, &small_n);
+  if (pieces < 2 || small_n == 0) return;
   piece local[64];
   piece *pc = d->instances <= 64 ? local : malloc((size_t)d->instances * sizeof *pc);
   assert(pc);

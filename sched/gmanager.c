@@ -11,7 +11,8 @@
 ** lent, borrowed and held, updated with every entry change, and the list
 ** of requests it owns (the planner's candidates). Split requests (some
 ** blocks away from the owner) are kept in an array with each request's
-** position in it, for O(1) insertion and removal, and counted per owner.
+** position in it, for O(1) insertion and removal, and per owner in a
+** second such array (a report looks only at its instance's).
 **
 ** Invariants: gmanager.h; infsim_gm_check recomputes every sum.
 */
@@ -25,9 +26,16 @@
 
 typedef struct {
   int32_t holder;
+  int32_t guest_pos; /* a non-owner's entry with blocks: its index in the holder's guests, else -1 */
   int64_t blocks;
   int64_t as_of_ns;
 } gm_hold;
+
+/* A request of another owner with blocks at an instance: its entry there is h[k]. */
+typedef struct {
+  int64_t req;
+  int32_t k;
+} gm_guest;
 
 typedef struct {
   int32_t owner; /* -1: no entries */
@@ -36,8 +44,10 @@ typedef struct {
   int64_t total;
   int64_t floor_ns;  /* reports older than this are ignored (forgotten) */
   int64_t split_pos; /* index in gm->split, or -1 */
+  int64_t split_own_pos; /* index in its owner's split list, or -1 (as split_pos) */
   int64_t owned_pos; /* index in its owner's list, or -1 */
   int64_t remote;    /* blocks held away from the owner */
+  int32_t pieces, small_pieces; /* entries away from the owner with blocks, those of at most gm->small_piece */
   gm_hold *h;
 } gm_req;
 
@@ -50,9 +60,13 @@ typedef struct {
   int64_t free_view;
   int64_t free_as_of_ns;
   int64_t lent, borrowed, held;
-  int64_t split_owned; /* its requests in gm->split */
-  int64_t *owned;
-  size_t owned_n, owned_cap;
+  int64_t split_owned; /* its requests in gm->split: those in split_own */
+  int64_t *split_own;
+  size_t split_own_cap;
+  gm_guest *guests; /* the requests of others it holds blocks of (the planner's guests) */
+  size_t guests_n, guests_cap;
+  int64_t *owned; /* its first owned_live: marked live (infsim_gm_set_live) */
+  size_t owned_n, owned_cap, owned_live;
 } gm_inst;
 
 struct infsim_gm {
@@ -76,6 +90,10 @@ struct infsim_gm {
   int64_t *cand;
   size_t cand_cap;
   bool guests_first; /* the planner moves a debtor's guests before its own requests */
+  int64_t small_piece; /* gm_req.small_pieces counts pieces of at most this many blocks (<= 0: any) */
+  int64_t *fresh; /* requests that joined an owned list in the last infsim_gm_heartbeat */
+  size_t fresh_n, fresh_cap;
+  bool noting; /* inside infsim_gm_heartbeat: joins are noted in fresh */
   bool out_of_memory; /* a ledger list could not grow (infsim_gm_out_of_memory) */
   /* the spread planner's costs and scratch (instances each) */
   int64_t spread_remote, spread_near;
@@ -132,7 +150,7 @@ infsim_status infsim_gm_new(int32_t instances, int32_t instances_per_node, int64
     infsim_gm_free(gm);
     return infsim_fail(err, INFSIM_ENOMEM, "gmanager: out of memory");
   }
-  for (int64_t r = 0; r < requests; r++) gm->req[r] = (gm_req){.owner = -1, .own_k = -1, .split_pos = -1, .owned_pos = -1};
+  for (int64_t r = 0; r < requests; r++) gm->req[r] = (gm_req){.owner = -1, .own_k = -1, .split_pos = -1, .split_own_pos = -1, .owned_pos = -1};
   for (int32_t i = 0; i < instances; i++) gm->inst[i].free_view = capacity_blocks;
   *out = gm;
   return INFSIM_OK;
@@ -143,7 +161,11 @@ void infsim_gm_free(infsim_gm *gm) {
   if (gm->req)
     for (int64_t r = 0; r < gm->requests; r++) free(gm->req[r].h);
   if (gm->inst)
-    for (int32_t i = 0; i < gm->instances; i++) free(gm->inst[i].owned);
+    for (int32_t i = 0; i < gm->instances; i++) {
+      free(gm->inst[i].owned);
+      free(gm->inst[i].split_own);
+      free(gm->inst[i].guests);
+    }
   free(gm->req);
   free(gm->inst);
   free(gm->split);
@@ -155,6 +177,7 @@ void infsim_gm_free(infsim_gm *gm) {
   free(gm->sp_take);
   free(gm->sp_id);
   free(gm->cand);
+  free(gm->fresh);
   for (size_t k = 0; k < gm->spare_h_n; k++) free(gm->spare_h[k].h);
   free(gm->spare_h);
   free(gm);
@@ -190,25 +213,84 @@ static void list_remove(infsim_gm *gm, int64_t *arr, size_t *n, int64_t *pos, bo
   *pos = -1;
 }
 
+/* The owned requests at positions a and b of o's list trade places. */
+static void owned_swap(infsim_gm *gm, gm_inst *o, int64_t a, int64_t b) {
+  int64_t ra = o->owned[a], rb = o->owned[b];
+  o->owned[a] = rb;
+  o->owned[b] = ra;
+  gm->req[rb].owned_pos = a;
+  gm->req[ra].owned_pos = b;
+}
+
+/* The owned request at pos leaves o's live part, if it is in it: it
+ * trades places with the part's last, which the part then ends before. */
+static void owned_unlive(infsim_gm *gm, gm_inst *o, int64_t pos) {
+  if (pos >= (int64_t)o->owned_live) return;
+  owned_swap(gm, o, pos, (int64_t)o->owned_live - 1);
+  o->owned_live--;
+}
+
+void infsim_gm_set_live(infsim_gm *gm, int64_t req, bool live) {
+  gm_req *q = &gm->req[req];
+  if (q->owner < 0) return;
+  gm_inst *o = &gm->inst[q->owner];
+  if (!live) {
+    owned_unlive(gm, o, q->owned_pos);
+  } else if (q->owned_pos >= (int64_t)o->owned_live) { /* it trades places with the first not live */
+    owned_swap(gm, o, q->owned_pos, (int64_t)o->owned_live);
+    o->owned_live++;
+  }
+}
+
+size_t infsim_gm_new_owned(const infsim_gm *gm, const int64_t **reqs) {
+  *reqs = gm->fresh;
+  return gm->fresh_n;
+}
+
+size_t infsim_gm_owned_not_live(const infsim_gm *gm, int32_t instance, const int64_t **reqs) {
+  const gm_inst *o = &gm->inst[instance];
+  *reqs = o->owned + o->owned_live;
+  return o->owned_n - o->owned_live;
+}
+
+bool infsim_gm_live(const infsim_gm *gm, int64_t req) {
+  const gm_req *q = &gm->req[req];
+  return q->owner >= 0 && q->owned_pos < (int64_t)gm->inst[q->owner].owned_live;
+}
+
 static void update_split(infsim_gm *gm, int64_t r) {
   gm_req *q = &gm->req[r];
   bool is_split = q->remote > 0;
+  gm_inst *o = &gm->inst[q->owner];
   if (is_split && q->split_pos < 0) {
+    /* Both lists or neither: room in the owner's first. */
+    if (!room(gm, (void **)&o->split_own, &o->split_own_cap, (size_t)o->split_owned, sizeof *o->split_own)) return;
     list_add(gm, &gm->split, &gm->split_n, &gm->split_cap, r, &q->split_pos);
     if (gm->split_n > gm->split_peak) gm->split_peak = gm->split_n;
-    if (q->split_pos >= 0) gm->inst[q->owner].split_owned++;
+    if (q->split_pos >= 0) {
+      q->split_own_pos = o->split_owned;
+      o->split_own[o->split_owned++] = r;
+    }
   }
   if (!is_split && q->split_pos >= 0) {
     list_remove(gm, gm->split, &gm->split_n, &q->split_pos, true);
-    gm->inst[q->owner].split_owned--;
+    int64_t last = o->split_own[--o->split_owned];
+    o->split_own[q->split_own_pos] = last;
+    gm->req[last].split_own_pos = q->split_own_pos;
+    q->split_own_pos = -1;
   }
 }
 
 static void set_entry_any(infsim_gm *gm, int64_t r, int32_t owner, int32_t holder, int64_t blocks, int64_t at);
 
+/* A piece small enough for gm_req.small_pieces. */
+static int32_t small(const infsim_gm *gm, int64_t blocks) {
+  return blocks > 0 && (gm->small_piece <= 0 || blocks <= gm->small_piece);
+}
+
 /* Sets the entry (r, holder) to blocks as of `at`; owner given when the
  * request is new to the ledger. */
-static void set_entry(infsim_gm *gm, int64_t r, int32_t owner, int32_t holder, int64_t blocks, int64_t at) {
+static inline void set_entry(infsim_gm *gm, int64_t r, int32_t owner, int32_t holder, int64_t blocks, int64_t at) {
   assert(r >= 0 && r < gm->requests && holder >= 0 && holder < gm->instances && blocks >= 0);
   gm_req *q = &gm->req[r];
   if (holder == q->owner && blocks > 0 && at >= q->floor_ns && q->own_k >= 0) {
@@ -226,6 +308,45 @@ static void set_entry(infsim_gm *gm, int64_t r, int32_t owner, int32_t holder, i
   set_entry_any(gm, r, owner, holder, blocks, at);
 }
 
+/* r's entry h[k] at a holder other than its owner got blocks: r joins
+ * the holder's guests (not when memory is short: infsim_gm_out_of_memory). */
+static void guest_add(infsim_gm *gm, int64_t r, int32_t k) {
+  gm_hold *e = &gm->req[r].h[k];
+  gm_inst *in = &gm->inst[e->holder];
+  if (!room(gm, (void **)&in->guests, &in->guests_cap, in->guests_n, sizeof *in->guests)) return;
+  e->guest_pos = (int32_t)in->guests_n;
+  in->guests[in->guests_n++] = (gm_guest){r, k};
+}
+
+/* Entry e, in its holder's guests, has no blocks left there: it leaves them. */
+static void guest_remove(infsim_gm *gm, gm_hold *e) {
+  gm_inst *in = &gm->inst[e->holder];
+  if (e->guest_pos < 0) return; /* never joined (memory was short) */
+  gm_guest last = in->guests[--in->guests_n];
+  in->guests[e->guest_pos] = last;
+  gm->req[last.req].h[last.k].guest_pos = e->guest_pos;
+  e->guest_pos = -1;
+}
+
+/* Nothing of r is left anywhere (its entries are all zero): it leaves
+ * its owner's list and the ledger, as of `at`. */
+static void leave(infsim_gm *gm, int64_t r, int64_t at) {
+  gm_req *q = &gm->req[r];
+  gm_inst *o = &gm->inst[q->owner];
+  owned_unlive(gm, o, q->owned_pos);
+  list_remove(gm, o->owned, &o->owned_n, &q->owned_pos, false);
+  gm->tracked--;
+  q->owner = -1;
+  q->n = 0; /* its zero entries go; its floor keeps stale reports out */
+  q->own_k = -1;
+  if (infsim_grow((void **)&gm->spare_h, &gm->spare_h_cap, gm->spare_h_n + 1, sizeof *gm->spare_h, 64)) {
+    gm->spare_h[gm->spare_h_n++] = (gm_spare_holds){q->h, q->cap}; /* else it stays with q */
+    q->h = NULL;
+    q->cap = 0;
+  }
+  q->floor_ns = at > q->floor_ns ? at : q->floor_ns;
+}
+
 /* set_entry, every case. */
 static void set_entry_any(infsim_gm *gm, int64_t r, int32_t owner, int32_t holder, int64_t blocks, int64_t at) {
   gm_req *q = &gm->req[r];
@@ -238,6 +359,8 @@ static void set_entry_any(infsim_gm *gm, int64_t r, int32_t owner, int32_t holde
     size_t cap = o->owned_cap;
     list_add(gm, &o->owned, &o->owned_n, &cap, r, &q->owned_pos);
     o->owned_cap = cap;
+    if (gm->noting && room(gm, (void **)&gm->fresh, &gm->fresh_cap, gm->fresh_n, sizeof *gm->fresh))
+      gm->fresh[gm->fresh_n++] = r;
     if (++gm->tracked > gm->tracked_peak) gm->tracked_peak = gm->tracked;
   }
   assert(owner < 0 || owner == q->owner); /* ownership never changes */
@@ -256,7 +379,7 @@ static void set_entry_any(infsim_gm *gm, int64_t r, int32_t owner, int32_t holde
     q->cap = (int32_t)cap;
     if (holder == q->owner) q->own_k = q->n;
     e = &q->h[q->n++];
-    *e = (gm_hold){.holder = holder, .blocks = 0, .as_of_ns = at};
+    *e = (gm_hold){.holder = holder, .guest_pos = -1, .blocks = 0, .as_of_ns = at};
   }
   if (at < e->as_of_ns) return; /* an older report than what we know */
   int64_t d = blocks - e->blocks;
@@ -265,25 +388,16 @@ static void set_entry_any(infsim_gm *gm, int64_t r, int32_t owner, int32_t holde
   q->total += d;
   gm->inst[holder].held += d;
   if (holder != q->owner) {
+    if (blocks > 0 && blocks - d == 0) guest_add(gm, r, (int32_t)(e - q->h));
+    if (blocks == 0 && blocks - d > 0) guest_remove(gm, e);
+    q->pieces += (blocks > 0) - (blocks - d > 0);
+    q->small_pieces += small(gm, blocks) - small(gm, blocks - d);
     gm->inst[holder].lent += d;
     gm->inst[q->owner].borrowed += d;
     q->remote += d;
   }
   update_split(gm, r);
-  if (q->total == 0) { /* nothing left anywhere: the request leaves its owner's list */
-    gm_inst *o = &gm->inst[q->owner];
-    list_remove(gm, o->owned, &o->owned_n, &q->owned_pos, false);
-    gm->tracked--;
-    q->owner = -1;
-    q->n = 0; /* its zero entries go; its floor keeps stale reports out */
-    q->own_k = -1;
-    if (infsim_grow((void **)&gm->spare_h, &gm->spare_h_cap, gm->spare_h_n + 1, sizeof *gm->spare_h, 64)) {
-      gm->spare_h[gm->spare_h_n++] = (gm_spare_holds){q->h, q->cap}; /* else it stays with q */
-      q->h = NULL;
-      q->cap = 0;
-    }
-    q->floor_ns = at > q->floor_ns ? at : q->floor_ns;
-  }
+  if (q->total == 0) leave(gm, r, at);
 }
 
 void infsim_gm_heartbeat(infsim_gm *gm, int32_t from, int64_t snapshot_ns, int64_t free_blocks,
@@ -306,10 +420,13 @@ void infsim_gm_heartbeat(infsim_gm *gm, int32_t from, int64_t snapshot_ns, int64
         if (!listed && infsim_gm_held_by(gm, r, from) > 0) set_entry(gm, r, -1, from, 0, snapshot_ns);
       }
   }
+  gm->fresh_n = 0;
+  gm->noting = true;
   for (size_t j = 0; j < n; j++) {
     assert(entries[j].holder == from);
     set_entry(gm, entries[j].req, entries[j].owner, from, entries[j].blocks, snapshot_ns);
   }
+  gm->noting = false;
 }
 
 void infsim_gm_record_move(infsim_gm *gm, const infsim_gm_move *m, int64_t now_ns) {
@@ -331,6 +448,27 @@ void infsim_gm_record_move(infsim_gm *gm, const infsim_gm_move *m, int64_t now_n
 
 void infsim_gm_forget(infsim_gm *gm, int64_t req, int64_t now_ns) {
   gm_req *q = &gm->req[req];
+  /* The usual news: every block the ledger has of req is as of now_ns or
+   * older, so it leaves the ledger whole, as zeroing each entry in turn
+   * (below) would leave it, in one pass. */
+  bool whole = q->owner >= 0 && now_ns >= q->floor_ns;
+  for (int32_t k = 0; k < q->n && whole; k++) whole = q->h[k].blocks == 0 || q->h[k].as_of_ns <= now_ns;
+  if (whole) {
+    for (int32_t k = 0; k < q->n; k++) {
+      gm_hold *e = &q->h[k];
+      gm->inst[e->holder].held -= e->blocks;
+      if (e->holder != q->owner && e->blocks > 0) guest_remove(gm, e);
+      if (e->holder != q->owner) {
+        gm->inst[e->holder].lent -= e->blocks;
+        gm->inst[q->owner].borrowed -= e->blocks;
+      }
+    }
+    q->total = q->remote = 0;
+    q->pieces = q->small_pieces = 0;
+    update_split(gm, req);
+    leave(gm, req, now_ns);
+    return;
+  }
   /* Entries set after now_ns (a move confirmed since, a new life after a
    * recompute) are newer than the news and stay. */
   for (int32_t k = q->n; k-- > 0;) {
@@ -348,11 +486,12 @@ void infsim_gm_forget(infsim_gm *gm, int64_t req, int64_t now_ns) {
 void infsim_gm_reset(infsim_gm *gm) {
   for (int64_t r = 0; r < gm->requests; r++) {
     free(gm->req[r].h);
-    gm->req[r] = (gm_req){.owner = -1, .own_k = -1, .split_pos = -1, .owned_pos = -1};
+    gm->req[r] = (gm_req){.owner = -1, .own_k = -1, .split_pos = -1, .split_own_pos = -1, .owned_pos = -1};
   }
   for (int32_t i = 0; i < gm->instances; i++) {
     gm_inst *in = &gm->inst[i];
-    in->owned_n = 0;
+    in->owned_n = in->owned_live = 0;
+    in->guests_n = 0;
     in->free_view = 0;
     in->free_as_of_ns = 0;
     in->lent = in->borrowed = in->held = 0;
@@ -384,6 +523,44 @@ int64_t infsim_gm_held_by(const infsim_gm *gm, int64_t req, int32_t holder) {
   return 0;
 }
 
+void infsim_gm_set_small_piece(infsim_gm *gm, int64_t blocks) {
+  gm->small_piece = blocks;
+  for (int64_t r = 0; r < gm->requests; r++) {
+    gm_req *q = &gm->req[r];
+    q->small_pieces = 0;
+    for (int32_t k = 0; k < q->n; k++) q->small_pieces += q->h[k].holder != q->owner && small(gm, q->h[k].blocks);
+  }
+}
+
+int64_t infsim_gm_remote_pieces(const infsim_gm *gm, int64_t req, int64_t max_blocks, int64_t *small_n) {
+  const gm_req *q = &gm->req[req];
+  if (max_blocks == gm->small_piece || (max_blocks <= 0 && gm->small_piece <= 0)) {
+    *small_n = q->small_pieces;
+    return q->pieces;
+  }
+  int64_t n = 0, m = 0;
+  for (int32_t k = 0; k < q->n; k++) {
+    const gm_hold *e = &q->h[k];
+    if (e->blocks == 0 || e->holder == q->owner) continue;
+    n++;
+    m += max_blocks <= 0 || e->blocks <= max_blocks;
+  }
+  *small_n = m;
+  return n;
+}
+
+int64_t infsim_gm_held_by_hint(const infsim_gm *gm, int64_t req, int32_t holder, int32_t *k) {
+  const gm_req *q = &gm->req[req];
+  int32_t j = *k;
+  if (j >= 0 && j < q->n && q->h[j].holder == holder) return q->h[j].blocks;
+  for (j = 0; j < q->n; j++)
+    if (q->h[j].holder == holder) {
+      *k = j;
+      return q->h[j].blocks;
+    }
+  return 0;
+}
+
 size_t infsim_gm_placement(const infsim_gm *gm, int64_t req, infsim_gm_entry *out, size_t cap) {
   const gm_req *q = &gm->req[req];
   size_t n = 0;
@@ -410,6 +587,11 @@ size_t infsim_gm_owned(const infsim_gm *gm, int32_t instance, const int64_t **re
 }
 
 int64_t infsim_gm_split_owned(const infsim_gm *gm, int32_t instance) { return gm->inst[instance].split_owned; }
+
+size_t infsim_gm_split_owned_requests(const infsim_gm *gm, int32_t instance, const int64_t **reqs) {
+  *reqs = gm->inst[instance].split_own;
+  return (size_t)gm->inst[instance].split_owned;
+}
 
 size_t infsim_gm_split_requests(const infsim_gm *gm, const int64_t **reqs) {
   *reqs = gm->split;
@@ -458,6 +640,20 @@ size_t infsim_gm_creditors(const infsim_gm *gm, int32_t *out) { return order_cre
  * it takes is left with no spare or the piece is placed, so scanning again
  * gives the next one in the order without sorting them all. */
 static int32_t first_creditor(const infsim_gm *gm, int32_t exclude, const int32_t *rank) {
+  if (!rank) {
+    /* One group: the most free memory above the reserve (spare > 0),
+     * the lowest id of those with as much. */
+    int32_t best = -1;
+    int64_t best_free = gm->reserve;
+    for (int32_t i = 0; i < gm->instances; i++) {
+      int64_t f = gm->inst[i].free_view;
+      if (f > best_free && i != exclude) {
+        best = i;
+        best_free = f;
+      }
+    }
+    return best;
+  }
   int32_t best = -1, best_rank = 0;
   int64_t best_spare = 0;
   for (int32_t i = 0; i < gm->instances; i++) {
@@ -527,11 +723,12 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
   assert(debtor >= 0 && debtor < gm->instances && need >= 0);
   /* Which instances are creditors (those with spare) does not depend on
    * the request whose blocks move: with none, nothing can be planned. */
-  if (first_creditor(gm, debtor, NULL) < 0) return 0;
+  int32_t first = first_creditor(gm, debtor, NULL);
+  if (first < 0) return 0;
   gm_inst *d = &gm->inst[debtor];
   /* Candidates: req, the guests held at the debtor (guests_first), the
    * debtor's requests with blocks there. */
-  size_t want = d->owned_n + 1 + (gm->guests_first ? gm->split_n : 0);
+  size_t want = d->owned_n + 1 + (gm->guests_first ? d->guests_n : 0);
   if (gm->cand_cap < want) {
     free(gm->cand);
     gm->cand_cap = want;
@@ -547,8 +744,8 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
    * split, so moving its piece adds no holder to a request's span where
    * moving an own request would. */
   if (gm->guests_first)
-    for (size_t k = 0; k < gm->split_n; k++) {
-      int64_t r = gm->split[k], h = infsim_gm_held_by(gm, r, debtor);
+    for (size_t k = 0; k < d->guests_n; k++) {
+      int64_t r = d->guests[k].req, h = gm->req[r].h[d->guests[k].k].blocks;
       if (r == req || gm->req[r].owner == debtor || h <= 0) continue;
       size_t j = nc++;
       for (; j > fixed; j--) {
@@ -622,7 +819,8 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
       if (spread_moves(gm, debtor, r, &movable, &left, out, &n, cap)) break;
       continue;
     }
-    int32_t to = first_creditor(gm, debtor, ranks);
+    /* Before the first move (the view unchanged), without ranks: the one found above. */
+    int32_t to = !ranks && n == 0 ? first : first_creditor(gm, debtor, ranks);
     if (to < 0) break; /* no spare left for this or any later candidate */
     for (;;) {
       int64_t b = infsim_gm_spare_blocks(gm, to);
@@ -659,6 +857,8 @@ void infsim_gm_check(const infsim_gm *gm) {
   int64_t *borrowed = calloc((size_t)gm->instances, sizeof *borrowed);
   int64_t *held = calloc((size_t)gm->instances, sizeof *held);
   int64_t *split_owned = calloc((size_t)gm->instances, sizeof *split_owned);
+  size_t *guests = calloc((size_t)gm->instances, sizeof *guests);
+  assert(guests);
   assert(lent && borrowed && held && split_owned);
   size_t split = 0;
   int64_t tracked = 0;
@@ -666,7 +866,7 @@ void infsim_gm_check(const infsim_gm *gm) {
     const gm_req *q = &gm->req[r];
     tracked += q->owner >= 0;
     int64_t total = 0, remote = 0;
-    int32_t own_k = -1;
+    int32_t own_k = -1, pieces = 0, small_pieces = 0;
     for (int32_t k = 0; k < q->n; k++) {
       const gm_hold *e = &q->h[k];
       assert(e->blocks >= 0);
@@ -679,8 +879,20 @@ void infsim_gm_check(const infsim_gm *gm) {
         lent[e->holder] += e->blocks;
         borrowed[q->owner] += e->blocks;
         remote += e->blocks;
+        pieces += e->blocks > 0;
+        small_pieces += small(gm, e->blocks);
+        guests[e->holder] += e->blocks > 0;
+        if (e->blocks > 0) {
+          const gm_inst *in = &gm->inst[e->holder];
+          assert(e->guest_pos >= 0 && (size_t)e->guest_pos < in->guests_n);
+          assert(in->guests[e->guest_pos].req == r && in->guests[e->guest_pos].k == k);
+          (void)in;
+        }
       }
     }
+    assert(pieces == q->pieces && small_pieces == q->small_pieces);
+    (void)pieces;
+    (void)small_pieces;
     assert(total == q->total && remote == q->remote);
     assert(own_k == q->own_k); /* the owner's entry where the lookups take it */
     (void)own_k;
@@ -688,12 +900,15 @@ void infsim_gm_check(const infsim_gm *gm) {
     (void)remote;
     assert((q->owner >= 0) == (total > 0));
     assert((q->split_pos >= 0) == (remote > 0));
+    assert((q->split_own_pos >= 0) == (q->split_pos >= 0));
     if (q->split_pos >= 0) {
       assert(gm->split[q->split_pos] == r);
+      assert(q->split_own_pos < gm->inst[q->owner].split_owned && gm->inst[q->owner].split_own[q->split_own_pos] == r);
       split++;
       split_owned[q->owner]++;
     }
     if (q->owner >= 0) assert(q->owned_pos >= 0 && gm->inst[q->owner].owned[q->owned_pos] == r);
+    if (q->owner >= 0) assert(gm->inst[q->owner].owned_live <= gm->inst[q->owner].owned_n);
   }
   assert(split == gm->split_n && split <= gm->split_peak);
   assert(tracked == gm->tracked && tracked <= gm->tracked_peak);
@@ -702,6 +917,7 @@ void infsim_gm_check(const infsim_gm *gm) {
   for (int32_t i = 0; i < gm->instances; i++) {
     assert(lent[i] == gm->inst[i].lent && borrowed[i] == gm->inst[i].borrowed && held[i] == gm->inst[i].held);
     assert(split_owned[i] == gm->inst[i].split_owned);
+    assert(guests[i] == gm->inst[i].guests_n); /* and each is an entry with blocks (above) */
     sum_lent += lent[i];
     sum_borrowed += borrowed[i];
   }
@@ -712,4 +928,5 @@ void infsim_gm_check(const infsim_gm *gm) {
   free(borrowed);
   free(held);
   free(split_owned);
+  free(guests);
 }

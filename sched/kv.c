@@ -19,9 +19,10 @@
 ** requests of a batch in turn: placed one by one, each request's blocks
 ** would interleave with the others' and every one would be a run of its
 ** own. So a table holds a claim: free slots right after its last run, set
-** aside after each allocation (twice the table's blocks, 32 to 256) and
-** counted as free; a decode block is the claim's next slot (the run grows
-** by one, no search), and the claim's rest goes back with the table. When
+** aside after each allocation (twice the table's blocks, 32 to 256; less
+** on a pool short of free slots, claim_make) and counted as free; a
+** decode block is the claim's next slot (the run grows by one, no
+** search), and the claim's rest goes back with the table. When
 ** a pool's unclaimed free slots run short, claims go back to the bitmap,
 ** the latest first, so a claim never makes an allocation fail. Where the
 ** other blocks go:
@@ -226,8 +227,11 @@ static bool slot_free(const kv_pool *p, int64_t s) { return (p->bits[0][s >> 6] 
 /* Bits [from, from + len) of a word, 1 <= len <= 64 - from. */
 static uint64_t word_mask(int64_t from, int64_t len) { return (~UINT64_C(0) >> (64 - len)) << from; }
 
-/* Word w of level 0 went from zero to non-zero / from non-zero to zero. */
-static void summary_set(kv_pool *p, int64_t w) {
+/* Word w of level 0 went from zero to non-zero / from non-zero to zero.
+ * Out of line, as the ranges that span words below: the one-word paths
+ * of slots_give and slots_take, most of a pool's traffic (a decode
+ * block, a short run), are then a few instructions and no call. */
+static __attribute__((noinline)) void summary_set(kv_pool *p, int64_t w) {
   for (int32_t k = 1; k < p->levels; k++, w >>= 6) {
     uint64_t old = p->bits[k][w >> 6];
     p->bits[k][w >> 6] = old | (UINT64_C(1) << (w & 63));
@@ -235,7 +239,7 @@ static void summary_set(kv_pool *p, int64_t w) {
   }
 }
 
-static void summary_clear(kv_pool *p, int64_t w) {
+static __attribute__((noinline)) void summary_clear(kv_pool *p, int64_t w) {
   for (int32_t k = 1; k < p->levels; k++, w >>= 6) {
     p->bits[k][w >> 6] &= ~(UINT64_C(1) << (w & 63));
     if (p->bits[k][w >> 6] != 0) return;
@@ -245,17 +249,9 @@ static void summary_clear(kv_pool *p, int64_t w) {
 
 enum { KV_HOLES = 8 };
 
-/* Slots [a, b) (in use, below the mark) become free bits. */
-static void slots_give(kv_pool *p, int64_t a, int64_t b) {
-  p->free_bits += b - a;
+/* slots_give and slots_take for a range over two or more words. */
+static __attribute__((noinline)) void slots_give_words(kv_pool *p, int64_t a, int64_t b) {
   uint64_t *l0 = p->bits[0];
-  if ((a >> 6) == ((b - 1) >> 6)) { /* one word: most runs */
-    uint64_t old = l0[a >> 6];
-    assert((old & word_mask(a & 63, b - a)) == 0);
-    l0[a >> 6] = old | word_mask(a & 63, b - a);
-    if (old == 0) summary_set(p, a >> 6);
-    return;
-  }
   while (a < b) {
     int64_t w = a >> 6, end = (w + 1) << 6 < b ? (w + 1) << 6 : b;
     uint64_t old = l0[w], m = word_mask(a & 63, end - a);
@@ -266,17 +262,8 @@ static void slots_give(kv_pool *p, int64_t a, int64_t b) {
   }
 }
 
-/* Slots [a, b) (free bits) are taken. */
-static void slots_take(kv_pool *p, int64_t a, int64_t b) {
-  p->free_bits -= b - a;
+static __attribute__((noinline)) void slots_take_words(kv_pool *p, int64_t a, int64_t b) {
   uint64_t *l0 = p->bits[0];
-  if ((a >> 6) == ((b - 1) >> 6)) { /* one word: most runs */
-    uint64_t m = word_mask(a & 63, b - a);
-    assert((l0[a >> 6] & m) == m);
-    l0[a >> 6] &= ~m;
-    if (l0[a >> 6] == 0) summary_clear(p, a >> 6);
-    return;
-  }
   while (a < b) {
     int64_t w = a >> 6, end = (w + 1) << 6 < b ? (w + 1) << 6 : b;
     uint64_t m = word_mask(a & 63, end - a);
@@ -287,6 +274,31 @@ static void slots_take(kv_pool *p, int64_t a, int64_t b) {
   }
 }
 
+/* Slots [a, b) (in use, below the mark) become free bits. */
+static inline void slots_give(kv_pool *p, int64_t a, int64_t b) {
+  p->free_bits += b - a;
+  if ((a >> 6) != ((b - 1) >> 6)) {
+    slots_give_words(p, a, b);
+    return;
+  }
+  uint64_t *at = &p->bits[0][a >> 6], old = *at;
+  assert((old & word_mask(a & 63, b - a)) == 0); /* a double free */
+  *at = old | word_mask(a & 63, b - a);
+  if (old == 0) summary_set(p, a >> 6);
+}
+
+/* Slots [a, b) (free bits) are taken. */
+static inline void slots_take(kv_pool *p, int64_t a, int64_t b) {
+  p->free_bits -= b - a;
+  if ((a >> 6) != ((b - 1) >> 6)) {
+    slots_take_words(p, a, b);
+    return;
+  }
+  uint64_t *at = &p->bits[0][a >> 6], m = word_mask(a & 63, b - a);
+  assert((*at & m) == m); /* taking a slot in use */
+  if ((*at &= ~m) == 0) summary_clear(p, a >> 6);
+}
+
 
 /* A run of `blocks` slots from s (in use) is free again; two or more
  * are remembered as a hole (a one-block hole holds no prompt). */
@@ -295,7 +307,7 @@ static void run_give(kv_pool *p, int64_t s, int64_t blocks) {
   if (blocks > 1) {
     p->hole_first[p->hole_next] = s;
     p->hole_len[p->hole_next] = blocks;
-    p->hole_next = (p->hole_next + 1) % KV_HOLES;
+    p->hole_next = (p->hole_next + 1) & (KV_HOLES - 1); /* KV_HOLES is a power of two */
   }
 }
 
@@ -703,18 +715,39 @@ static void claims_revoke(infsim_kv *kv, int32_t pool, int64_t need) {
   while (p->n_claimers > 0 && p->free_bits < need) claim_drop(kv, p->claimers[p->n_claimers - 1]);
 }
 
+/* A claim takes at most a KV_CLAIM_SHARE-th of its pool's unclaimed free
+ * slots and, when that share is at least KV_CLAIM_MIN, no fewer; below
+ * it, down to KV_CLAIM_TIGHT_ROOM unclaimed free slots, a claim of
+ * KV_CLAIM_TIGHT (claim_make says why); below that, none. */
+enum { KV_CLAIM_MIN = 8, KV_CLAIM_SHARE = 16, KV_CLAIM_TIGHT = 4, KV_CLAIM_TIGHT_ROOM = 32 };
+
+/* Whether pool p has room for any claim: claim_make's first test, made
+ * by its callers before the call (a pool kept full by lending often has
+ * none: the call saved). */
+static inline bool claim_room(const kv_pool *p) {
+  return p->capacity - p->in_use - p->claimed >= KV_CLAIM_TIGHT_ROOM;
+}
+
 /* Sets aside the free slots right after req's last run (in its owner's
- * GPU pool): free bits there, or fresh slots when the run ends at the
- * mark. A claim takes at most a sixteenth of the pool's unclaimed free
- * slots, and none is made below 8: a pool kept tight (a creditor that has
- * lent most of its memory) still gives its decoding requests short claims,
- * so their block boundaries stay O(1) instead of searching the bitmap,
- * while most free slots stay unclaimed, coalesced in the bitmap, for
- * prompts and borrowers (claims give way to them anyway: claims_revoke).
- * On bench/distkv_speed's hour (creditors kept full by lending), a quarter
- * cut prompts into more runs: 3.383G instructions, an eighth 3.349G, a
- * sixteenth 3.339G, the outputs the same. Optional: nothing happens when
- * memory for the list is short. */
+ * GPU pool, which has claim_room): free bits there, or fresh slots when
+ * the run ends at the mark. A claim takes at most a sixteenth of the
+ * pool's unclaimed free slots, at least 8: a pool kept tight (a creditor
+ * that has lent most of its memory) still gives its decoding requests
+ * short claims, so their block boundaries stay O(1) instead of searching
+ * the bitmap, while most free slots stay unclaimed, coalesced in the
+ * bitmap, for prompts and borrowers (claims give way to them anyway:
+ * claims_revoke). On bench/distkv_speed's hour (creditors kept full by
+ * lending), a quarter cut prompts into more runs: 3.383G instructions, an
+ * eighth 3.349G, a sixteenth 3.339G, the outputs the same. With 32 to 127
+ * unclaimed free slots (a sixteenth is under 8), a claim of 4: without
+ * one, each decode block of such a pool took the start of the highest
+ * free run (one_slot), the pool's decoding requests in turn, so their
+ * blocks interleaved and each was a run of its own (399K such blocks on
+ * the hour); 2.849G -> 2.833G instructions on the hour, the outputs the
+ * same (claims of 2 from 16 free slots: 472.1M on its first 10 minutes;
+ * 4 from 16: 471.3M; 8 from 64: 471.3M; 4 from 32: 470.6M, against
+ * 473.8M with none). Optional: nothing happens when memory for the list
+ * is short. */
 static void claim_make(infsim_kv *kv, int64_t req) {
   kv_table *t = tab(kv, req);
   assert(t->claim == 0);
@@ -724,9 +757,10 @@ static void claim_make(infsim_kv *kv, int64_t req) {
   if (infsim_kv_holder_of(kv, last->first) != pool) return;
   kv_pool *p = &kv->pools[pool];
   int64_t want = claim_size(t->count);
-  int64_t slack = (p->capacity - p->in_use - p->claimed) / 16;
+  int64_t slack = (p->capacity - p->in_use - p->claimed) / KV_CLAIM_SHARE;
   if (want > slack) want = slack;
-  if (want < 8) return;
+  if (want < KV_CLAIM_MIN) want = KV_CLAIM_TIGHT;
+  assert(claim_room(p));
   int64_t end = last->first + last->blocks - (int64_t)pool * kv->stride, c;
   if (end < p->high_water) {
     if (!slot_free(p, end)) return;
@@ -836,7 +870,9 @@ static void give(infsim_kv *kv, int64_t first, int64_t n) {
 
 /* ---- tables -------------------------------------------------------------- */
 
-infsim_status infsim_kv_alloc(infsim_kv *kv, int64_t req, int32_t holder, int64_t n, infsim_error *err) {
+/* infsim_kv_alloc but for its short path (below). */
+static __attribute__((noinline)) infsim_status alloc_general(infsim_kv *kv, int64_t req, int32_t holder, int64_t n,
+                                                             infsim_error *err) {
   kv_table *t = tab(kv, req);
   assert(t->owner >= 0);
   if (n <= 0) return INFSIM_OK;
@@ -867,8 +903,26 @@ infsim_status infsim_kv_alloc(infsim_kv *kv, int64_t req, int32_t holder, int64_
   kv_pool *p = &kv->pools[holder]; /* as account() for local blocks */
   p->local += n;
   if ((p->in_use += n) > p->peak) p->peak = p->in_use;
-  if (t->claim == 0) claim_make(kv, req);
+  if (t->claim == 0 && claim_room(p)) claim_make(kv, req);
   return INFSIM_OK;
+}
+
+infsim_status infsim_kv_alloc(infsim_kv *kv, int64_t req, int32_t holder, int64_t n, infsim_error *err) {
+  kv_table *t = tab(kv, req);
+  if (t->claim > n && n > 0 && holder == t->owner && t->count + n <= INT32_MAX) {
+    /* All n in the table's claim, some of it left (decode boundaries
+     * taken together, most calls on a pool with room): the general
+     * path's claim branch alone, without its call and stack frame. */
+    kv_pool *p = &kv->pools[holder];
+    t->at[t->n - 1].blocks += n;
+    t->claim = (uint16_t)(t->claim - n);
+    t->count += (int32_t)n;
+    p->claimed -= n;
+    p->local += n;
+    if ((p->in_use += n) > p->peak) p->peak = p->in_use;
+    return INFSIM_OK;
+  }
+  return alloc_general(kv, req, holder, n, err);
 }
 
 infsim_status infsim_kv_alloc_one(infsim_kv *kv, int64_t req, int32_t holder, infsim_error *err) {
@@ -911,10 +965,10 @@ infsim_status infsim_kv_alloc_one(infsim_kv *kv, int64_t req, int32_t holder, in
     t->count++;
     p->local++;
     if (++p->in_use > p->peak) p->peak = p->in_use;
-    claim_make(kv, req);
+    if (claim_room(p)) claim_make(kv, req);
     return INFSIM_OK;
   }
-  return infsim_kv_alloc(kv, req, holder, 1, err);
+  return alloc_general(kv, req, holder, 1, err);
 }
 
 infsim_status infsim_kv_alloc_each(infsim_kv *kv, const int32_t *reqs, int32_t n, int32_t holder,

@@ -129,8 +129,16 @@ typedef struct {
   int64_t carrier_attempt;
 } hb_buf;
 
+/* A request of another owner an instance may hold blocks of, and where
+ * its entry for that instance last was in the ledger's list
+ * (infsim_gm_held_by_hint). */
 typedef struct {
-  int64_t *r;
+  int64_t req;
+  int32_t gm_k;
+} lent_req;
+
+typedef struct {
+  lent_req *r;
   size_t n, cap;
 } req_list;
 
@@ -150,6 +158,8 @@ typedef struct {
   hb_buf *hb;     /* per instance: its last heartbeat sent (applied when it arrives) */
   hb_buf hb_next; /* a heartbeat being collected */
   req_list *lent; /* per instance: requests of others it may hold blocks of */
+  int32_t *slots; /* hb_collect's scratch: running slots of split requests */
+  size_t slots_cap;
   infsim_dgfm_move moves[DGFM_MOVES_CAP];
   bool gm_down;
   /* Waiting prompts larger than their instance's memory that gather new
@@ -382,8 +392,8 @@ static bool room_for_one(infinite *p, void **items, size_t *cap, size_t n, size_
 static void note_lent(infinite *p, int32_t holder, int64_t req) {
   req_list *l = &p->lent[holder];
   for (size_t k = 0; k < l->n; k++)
-    if (l->r[k] == req) return;
-  if (room_for_one(p, (void **)&l->r, &l->cap, l->n, sizeof *l->r, 16)) l->r[l->n++] = req;
+    if (l->r[k].req == req) return;
+  if (room_for_one(p, (void **)&l->r, &l->cap, l->n, sizeof *l->r, 16)) l->r[l->n++] = (lent_req){req, -1};
 }
 
 static int32_t gatherer_slot(const infinite *p, int64_t req);
@@ -520,6 +530,7 @@ static void cancel_moves_of(infinite *p, int64_t req, int64_t now) {
  * cancelled. */
 static void request_ended(void *self, int32_t instance, int64_t req, int64_t now) {
   (void)instance;
+  infsim_gm_set_live(((infinite *)self)->gm, req, false); /* its next report says it is gone */
   cancel_moves_of(self, req, now);
 }
 
@@ -530,6 +541,7 @@ static void request_ended(void *self, int32_t instance, int64_t req, int64_t now
  * meanwhile. */
 static void kv_dropped(void *self, int32_t instance, int64_t req, int64_t now) {
   (void)instance;
+  infsim_gm_set_live(((infinite *)self)->gm, req, false);
   cancel_moves_of(self, req, now);
 }
 
@@ -590,15 +602,28 @@ static bool tier_may_gather(void *self, int64_t req) { return gatherer_slot((inf
 /* ---- heartbeats ---- */
 
 /* Adds (req, holder)'s entry to h if it differs from the gManager's ledger
- * (every non-zero entry for a full report); true when added. Inline: a
- * report calls it for each running, owned and lent request, and the call
- * cost about as much as the check. */
-static inline bool hb_add(infinite *p, hb_buf *h, int32_t holder, int64_t req, int32_t owner, int64_t blocks) {
-  if (!h->full && infsim_gm_held_by(p->gm, req, holder) == blocks) return false;
+ * (ledger_blocks, read by the caller; every non-zero entry for a full
+ * report); true when added. Inline: a report calls it for each running,
+ * owned and lent request, and the call cost about as much as the check. */
+static inline bool hb_add_vs(infinite *p, hb_buf *h, int32_t holder, int64_t req, int32_t owner, int64_t blocks,
+                             int64_t ledger_blocks) {
+  if (!h->full && ledger_blocks == blocks) return false;
   if (h->full && blocks == 0) return false;
   if (!room_for_one(p, (void **)&h->e, &h->cap, h->n, sizeof *h->e, 32)) return false;
   h->e[h->n++] = (infsim_gm_entry){req, owner, holder, blocks};
   return true;
+}
+
+/* hb_add_vs, the ledger read here. */
+static inline bool hb_add(infinite *p, hb_buf *h, int32_t holder, int64_t req, int32_t owner, int64_t blocks) {
+  return hb_add_vs(p, h, holder, req, owner, blocks, h->full ? 0 : infsim_gm_held_by(p->gm, req, holder));
+}
+
+/* Blocks instance i holds of req, one of the requests of others it may
+ * hold (infsim_sched_blocks_now, asked of the KV manager directly when
+ * another instance owns req: only an owner's blocks grow within a run). */
+static int64_t lent_blocks_now(infinite *p, int64_t req, int32_t owner, int32_t i, int64_t now) {
+  return owner != i ? infsim_kv_blocks_at(p->s->kv, req, i) : infsim_sched_blocks_now(p->s, req, i, now);
 }
 
 static void hb_gone(infinite *p, hb_buf *h, int64_t req) {
@@ -613,6 +638,55 @@ static bool gm_split(const infinite *p, int64_t req) { return infsim_gm_remote_b
  * proposes it nor counts it in the gathering budget. */
 static int64_t hb_free_blocks(infinite *p, int32_t i, int64_t now) {
   return infsim_sched_free_blocks_now(p->s, i, now) - infsim_contract_reserved(p->contract, i) - own_demand(p, i);
+}
+
+/* The running slots at instance `in` of the requests listed in a and b
+ * (either may list one that does not run there, or both the same one)
+ * into p->slots, ascending and distinct; how many. */
+static size_t running_slots(infinite *p, const instance *in, const int64_t *a, size_t na, const int64_t *b,
+                            size_t nb) {
+  const infsim_sched *s = p->s;
+  if (p->slots_cap < na + nb) {
+    int32_t *grown = realloc(p->slots, (na + nb) * sizeof *grown);
+    if (!grown) {
+      if (p->pending == INFSIM_OK) p->pending = infsim_fail(&p->pending_err, INFSIM_ENOMEM, "out of memory");
+      return 0;
+    }
+    p->slots = grown;
+    p->slots_cap = na + nb;
+  }
+  size_t n = 0;
+  for (size_t k = 0; k < na + nb; k++) {
+    int64_t r = k < na ? a[k] : b[k - na];
+    if (s->rec[r].state != INFSIM_REQ_RUNNING || s->rec[r].instance != in->id || sched_forgotten(s, r)) continue;
+    int32_t slot = rs_of(s, r)->run_slot;
+    if (slot < 0 || slot >= in->running_count || in->running[slot] != r) continue;
+    /* Insertion, dropping a repeat: the lists are short. */
+    size_t j = n;
+    while (j > 0 && p->slots[j - 1] > slot) j--;
+    if (j > 0 && p->slots[j - 1] == slot) continue;
+    memmove(&p->slots[j + 1], &p->slots[j], (n - j) * sizeof *p->slots);
+    p->slots[j] = slot;
+    n++;
+  }
+  return n;
+}
+
+/* Owned request r of instance i, as a report sees it: nothing while it
+ * runs; else gone when it holds no GPU blocks (swapped out, finished,
+ * dropped), or its own entry when it differs (a prompt gathering).
+ * *debt is set when a debt changed; true when it is (*debt). */
+static inline bool owned_stopped(infinite *p, hb_buf *h, int32_t i, int64_t r, int64_t now, bool *debt) {
+  const infsim_sched *s = p->s;
+  int32_t state = s->rec[r].state;
+  if (state == INFSIM_REQ_RUNNING) return false;
+  if (state == INFSIM_REQ_SWAPPED || infsim_kv_blocks(s->kv, r) == 0) {
+    hb_gone(p, h, r); /* cheap, and keeps the planner off finished requests */
+    *debt |= gm_split(p, r);
+  } else if (hb_add(p, h, i, r, i, infsim_sched_blocks_now(p->s, r, i, now))) {
+    *debt = true;
+  }
+  return *debt;
 }
 
 /* Instance i's report as of now into h; true when a debt changed: an
@@ -639,47 +713,79 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
   /* With debts_only, only split running requests count: split in the
    * truth (their blocks away from i: the KV manager's split requests of
    * i) or in the ledger (its split requests owned by i; a running
-   * request's owner is where it runs). With none of either, none does. */
-  int64_t kv_split = 0;
-  (void)infsim_kv_split_requests(s->kv, i, &kv_split);
-  bool none_split = debts_only && kv_split == 0 && infsim_gm_split_owned(p->gm, i) == 0;
+   * request's owner is where it runs). Those lists hold a few requests
+   * where i runs tens: their running ones are walked, in the order of
+   * the running list (their slots, sorted), as a walk of it would find
+   * them. */
+  if (debts_only) {
+    int64_t kv_n = 0;
+    const int64_t *kv_split = infsim_kv_split_requests(s->kv, i, &kv_n);
+    const int64_t *gm_list;
+    size_t gm_n = infsim_gm_split_owned_requests(p->gm, i, &gm_list);
+    size_t ns = running_slots(p, in, kv_split, (size_t)kv_n, gm_list, gm_n);
 #ifdef INFSIM_CHECK_INVARIANTS
-  for (int32_t k = 0; none_split && k < in->running_count; k++)
-    assert(infsim_kv_foreign_blocks(s->kv, in->running[k]) == 0 && !gm_split(p, in->running[k]));
+    /* The slots are those a walk of the running list keeps. */
+    size_t kept = 0;
+    for (int32_t k = 0; k < in->running_count; k++) {
+      int64_t r = in->running[k];
+      if (infsim_kv_foreign_blocks(s->kv, r) == 0 && !gm_split(p, r)) continue;
+      assert(kept < ns && p->slots[kept] == k);
+      kept++;
+    }
+    assert(kept == ns);
 #endif
-  /* The executor's steps done are looked up once for all running requests. */
-  int64_t done = in->running_count > 0 && !none_split ? sched_steps_done_now(s, in, now) : -1;
-  for (int32_t k = 0; k < in->running_count && !none_split; k++) {
-    int64_t r = in->running[k];
-    if (debts_only && infsim_kv_foreign_blocks(s->kv, r) == 0 && !gm_split(p, r)) continue;
-    int64_t b = sched_blocks_now_done(s, in, r, done);
-    assert(b == infsim_sched_blocks_now(s, r, i, now));
-    if (hb_add(p, h, i, r, i, b) && debts_only) debt = true;
-    if (debt && ask_only) return true;
+    int64_t done = -2; /* the executor's steps done, looked up at the first request priced */
+    for (size_t k = 0; k < ns; k++) {
+      int64_t r = in->running[p->slots[k]];
+      if (done == -2) done = sched_steps_done_now(s, in, now);
+      int64_t b = sched_blocks_now_done(s, in, r, done);
+      assert(b == infsim_sched_blocks_now(s, r, i, now));
+      if (hb_add(p, h, i, r, i, b)) debt = true;
+      if (debt && ask_only) return true;
+    }
+  } else {
+    /* The executor's steps done are looked up once for all running requests. */
+    int64_t done = in->running_count > 0 ? sched_steps_done_now(s, in, now) : -1;
+    for (int32_t k = 0; k < in->running_count; k++) {
+      int64_t r = in->running[k];
+      int64_t b = sched_blocks_now_done(s, in, r, done);
+      assert(b == infsim_sched_blocks_now(s, r, i, now));
+      hb_add(p, h, i, r, i, b);
+    }
   }
   /* Requests the gManager has here that stopped running (finished,
    * preempted, swapped out): the owner says they are gone (no GPU blocks
    * anywhere: the gManager drops every entry, however rarely their
-   * holders report), or, for a prompt gathering blocks, reports its own. */
+   * holders report), or, for a prompt gathering blocks, reports its own.
+   * Those running here when the gManager took them in (apply_report marks
+   * them live in the ledger) are skipped: they still run, or ended (request_ended and
+   * kv_dropped clear the mark) or were swapped out (its swapped queue). */
   const int64_t *owned;
-  size_t no = infsim_gm_owned(p->gm, i, &owned);
-  for (size_t k = 0; k < no; k++) {
-    int64_t r = owned[k];
-    int32_t state = s->rec[r].state;
-    if (state == INFSIM_REQ_RUNNING) continue;
-    if (state == INFSIM_REQ_SWAPPED || infsim_kv_blocks(s->kv, r) == 0) {
-      hb_gone(p, h, r); /* cheap, and keeps the planner off finished requests */
-      debt |= gm_split(p, r);
-    } else if (hb_add(p, h, i, r, i, infsim_sched_blocks_now(s, r, i, now))) {
-      debt = true;
+  size_t no = infsim_gm_owned_not_live(p->gm, i, &owned);
+#ifdef INFSIM_CHECK_INVARIANTS
+  {
+    const int64_t *all;
+    size_t na = infsim_gm_owned(p->gm, i, &all);
+    for (size_t k = 0; k < na; k++) {
+      int32_t state = s->rec[all[k]].state;
+      assert(!infsim_gm_live(p->gm, all[k]) || (s->rec[all[k]].instance == i && (state == INFSIM_REQ_RUNNING ||
+                                                                                  state == INFSIM_REQ_SWAPPED)));
     }
-    if (debt && ask_only) return true;
+  }
+#endif
+  for (size_t k = 0; k < no; k++)
+    if (owned_stopped(p, h, i, owned[k], now, &debt) && ask_only) return true;
+  for (int32_t k = 0; k < in->swapped.count; k++) {
+    int64_t r = deque_at(&in->swapped, k);
+    if (infsim_gm_owner(p->gm, r) == i && infsim_gm_live(p->gm, r) && owned_stopped(p, h, i, r, now, &debt) && ask_only)
+      return true;
   }
   req_list *l = &p->lent[i];
   for (size_t k = 0; k < l->n; k++) {
-    int64_t r = l->r[k];
+    int64_t r = l->r[k].req;
     int32_t owner = infsim_kv_owner(s->kv, r);
-    debt |= hb_add(p, h, i, r, owner >= 0 ? owner : i, infsim_sched_blocks_now(s, r, i, now));
+    int64_t ledger = h->full ? 0 : infsim_gm_held_by_hint(p->gm, r, i, &l->r[k].gm_k);
+    debt |= hb_add_vs(p, h, i, r, owner >= 0 ? owner : i, lent_blocks_now(p, r, owner, i, now), ledger);
     if (debt && ask_only) return true;
   }
   return debt;
@@ -696,7 +802,7 @@ static void report(infinite *p, int32_t i, int64_t now, bool debts_only) {
   /* The lent entries reported at 0 leave the list: the report goes now. */
   req_list *l = &p->lent[i];
   for (size_t k = 0; k < l->n;)
-    if (infsim_sched_blocks_now(p->s, l->r[k], i, now) == 0)
+    if (lent_blocks_now(p, l->r[k].req, infsim_kv_owner(p->s->kv, l->r[k].req), i, now) == 0)
       l->r[k] = l->r[--l->n];
     else
       k++;
@@ -798,6 +904,16 @@ static void apply_report(infinite *p, int32_t from) {
   for (size_t k = 0; k < h->n_gone; k++) infsim_gm_forget(p->gm, h->gone[k], h->snapshot_ns);
   infsim_gm_heartbeat(p->gm, from, h->snapshot_ns, h->free_blocks, h->e, h->n, h->full);
   if (h->full) h->full_next = false;
+  /* Its own requests new to the ledger that run there are marked live
+   * (hb_collect's walk of the owned requests passes over them). */
+  const infsim_sched *s = p->s;
+  const int64_t *fresh;
+  size_t nf = infsim_gm_new_owned(p->gm, &fresh);
+  for (size_t k = 0; k < nf; k++) {
+    int64_t r = fresh[k];
+    if (infsim_gm_owner(p->gm, r) == from && s->rec[r].state == INFSIM_REQ_RUNNING && s->rec[r].instance == from)
+      infsim_gm_set_live(p->gm, r, true);
+  }
 }
 
 static void take_heartbeat(infinite *p, const infsim_msg *m) {
@@ -899,6 +1015,7 @@ static infsim_status create(const void *settings, struct infsim_sched *s, int32_
   infsim_status st = infsim_gm_new(instances, (int32_t)per_node, s->p.gpu_blocks_per_instance,
                                    (int64_t)s->n_requests, reserve, &p->gm, err);
   if (st == INFSIM_OK) infsim_gm_set_guests_first(p->gm, set->own_first);
+  if (st == INFSIM_OK) infsim_gm_set_small_piece(p->gm, set->dgfm_max_piece_blocks);
   if (st == INFSIM_OK)
     infsim_gm_set_spread_costs(p->gm, llround(set->spread_remote_tokens / (double)s->p.block_tokens),
                                llround(set->spread_near_tokens / (double)s->p.block_tokens));
@@ -950,6 +1067,7 @@ static void destroy(void *self) {
   free(p->hb_next.e);
   free(p->hb_next.gone);
   free(p->lent);
+  free(p->slots);
   free(p->retry_after_ns);
   free(p->failures);
   free(p->hb_shift);

@@ -99,6 +99,11 @@ case_db_wrong_columns() {
                 CREATE TABLE fit_summary (x); PRAGMA user_version = 2;'
   "$INFSIM" calibrate fit --db x.db
 }
+case_db_iteration_fit() {
+  cp "$SRC/data/calibration.db" x.db && sqlite3 x.db 'UPDATE iteration_fit SET overhead_us = -5;' || return 99
+  printf 'model: llama2-7b\ngpu: h200\ncluster:\n  instances: 1\nworkload:\n  requests: 1\ncalibration:\n  db: x.db\n' >c.yaml
+  "$INFSIM" run c.yaml --out o
+}
 case_db_bad_row() {
   good_db x.db || return 99
   sqlite3 x.db 'UPDATE measurement SET median_ns = 4.9e-324 WHERE id = 2;'

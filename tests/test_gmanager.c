@@ -21,12 +21,13 @@
 #include "infsim/gmanager.h"
 #include "infsim/rng.h"
 
-enum { I = 6, R = 40, CAP = 200 };
+enum { I = 6, R = 40, CAP = 200, SMALL = 4 };
 
 typedef struct {
   int64_t held[R][I];
   int32_t owner[R];
   int64_t used[I];
+  bool live[R]; /* marked live in the ledger (infsim_gm_set_live) */
 } truth;
 
 static void send_entry(infsim_gm *gm, const truth *t, int64_t r, int32_t holder, int64_t at) {
@@ -51,6 +52,29 @@ static void assert_agrees(const infsim_gm *gm, const truth *t) {
       }
     }
     assert_int_equal(infsim_gm_split_owned(gm, i), split_owned);
+    /* The owner's split list holds exactly those requests. */
+    const int64_t *own_split;
+    size_t nos = infsim_gm_split_owned_requests(gm, i, &own_split);
+    assert_int_equal((int64_t)nos, split_owned);
+    for (size_t k = 0; k < nos; k++) {
+      int64_t r = own_split[k], away = 0;
+      assert_int_equal(t->owner[r], i);
+      for (int32_t j = 0; j < I; j++)
+        if (j != i) away += t->held[r][j];
+      assert_true(away > 0);
+    }
+    /* The owned requests not marked live are the owned ones the truth
+     * has unmarked. */
+    const int64_t *owned, *not_live;
+    size_t no = infsim_gm_owned(gm, i, &owned), nn = infsim_gm_owned_not_live(gm, i, &not_live);
+    size_t live = 0;
+    for (size_t k = 0; k < no; k++) {
+      assert_int_equal(t->owner[owned[k]], i);
+      assert_int_equal(infsim_gm_live(gm, owned[k]), t->live[owned[k]]);
+      live += t->live[owned[k]];
+    }
+    assert_int_equal(nn, no - live);
+    for (size_t k = 0; k < nn; k++) assert_false(t->live[not_live[k]]);
     assert_int_equal(infsim_gm_held(gm, i), held);
     assert_int_equal(infsim_gm_lent(gm, i), l);
     assert_int_equal(infsim_gm_borrowed(gm, i), b);
@@ -62,10 +86,26 @@ static void assert_agrees(const infsim_gm *gm, const truth *t) {
     infsim_gm_entry e[I];
     size_t n = infsim_gm_placement(gm, r, e, I);
     size_t expect = 0;
+    int64_t pieces = 0, small = 0, any = 0;
     for (int32_t i = 0; i < I; i++) {
       expect += t->held[r][i] > 0;
       assert_int_equal(infsim_gm_held_by(gm, r, i), t->held[r][i]);
+      /* From any guess of where the entry is, then from where it was found. */
+      int32_t k = (int32_t)((r + i) % 3) - 1;
+      assert_int_equal(infsim_gm_held_by_hint(gm, r, i, &k), t->held[r][i]);
+      assert_int_equal(infsim_gm_held_by_hint(gm, r, i, &k), t->held[r][i]);
+      if (i != t->owner[r] && t->held[r][i] > 0) {
+        pieces++;
+        small += t->held[r][i] <= SMALL;
+        any += t->held[r][i] <= SMALL + 3;
+      }
     }
+    /* Remote pieces: the small limit the ledger counts (O(1)) and another. */
+    int64_t n_small = -1;
+    assert_int_equal(infsim_gm_remote_pieces(gm, r, SMALL, &n_small), pieces);
+    assert_int_equal(n_small, small);
+    assert_int_equal(infsim_gm_remote_pieces(gm, r, SMALL + 3, &n_small), pieces);
+    assert_int_equal(n_small, any);
     assert_int_equal(n, expect);
     for (size_t k = 0; k < n; k++) assert_int_equal(e[k].blocks, t->held[r][e[k].holder]);
   }
@@ -109,6 +149,15 @@ static void random_history(gsl_rng *rng, truth *t, infsim_gm *a, infsim_gm *b, i
       t->owner[r] = -1;
       infsim_gm_forget(a, r, now);
       infsim_gm_forget(b, r, now);
+      t->live[r] = false; /* it left the ledger, and its mark with it */
+    }
+    /* Marks set and cleared along the way (a's only: b keeps none). */
+    int64_t total = 0;
+    for (int32_t j = 0; j < I; j++) total += t->held[r][j];
+    if (s % 5 == 0 && total > 0) { /* only a request the ledger holds keeps a mark */
+      bool live = s % 10 == 0;
+      infsim_gm_set_live(a, r, live);
+      t->live[r] = live;
     }
     assert_agrees(a, t);
   }
@@ -127,6 +176,7 @@ static twin_ledgers twins_after(uint64_t seed, int32_t per_node, int steps) {
   assert_non_null(x.t);
   assert_int_equal(infsim_gm_new(I, per_node, CAP, R, 0, &x.a, NULL), INFSIM_OK);
   assert_int_equal(infsim_gm_new(I, per_node, CAP, R, 0, &x.b, NULL), INFSIM_OK);
+  infsim_gm_set_small_piece(x.a, SMALL); /* a counts small pieces as it goes; b is asked by walks */
   random_history(x.rng, x.t, x.a, x.b, steps);
   return x;
 }
@@ -193,6 +243,7 @@ static void test_rebuild_equals_original(void **state) {
   infsim_gm *a = x.a, *b = x.b;
   const truth *t = x.t;
   infsim_gm_reset(a);
+  memset(x.t->live, 0, sizeof x.t->live); /* the marks went with the ledger */
   for (int32_t i = 0; i < I; i++) assert_int_equal(infsim_gm_held(a, i), 0);
   /* Full reports; one instance first sends a stale full report listing a
    * request it no longer holds, then the fresh one drops it. */

@@ -530,6 +530,38 @@ static void test_claims_give_way(void **state) {
   infsim_kv_free(kv);
 }
 
+/* On a pool short of free slots, two requests decoding in step: with 32
+ * or more unclaimed free slots each gets a claim of 4 (a sixteenth of
+ * them is under 8), so 4 boundaries each stay in one run; with fewer than
+ * 32 none, and each block is a run of its own: the requests' blocks
+ * interleave at the mark (0..174 and 175..179 are the prompts, then 180
+ * for request 0, 181 for request 1, ...). */
+static void test_claims_on_a_tight_pool(void **state) {
+  (void)state;
+  for (int tight = 0; tight < 2; tight++) {
+    infsim_kv *kv = NULL;
+    assert_int_equal(infsim_kv_new(1, 200, 0, 0, 2, &kv, NULL), INFSIM_OK);
+    for (int r = 0; r < 2; r++) infsim_kv_set_owner(kv, r, 0);
+    /* 200 - 150 = 50 free (claim 4, 46 left), then 200 - 164 = 36 (claim 4);
+     * or 200 - 175 = 25 free, then 20: no claim. */
+    assert_int_equal(infsim_kv_alloc(kv, 0, 0, tight ? 175 : 150, NULL), INFSIM_OK);
+    assert_int_equal(infsim_kv_alloc(kv, 1, 0, tight ? 5 : 10, NULL), INFSIM_OK);
+    int32_t both[2] = {0, 1};
+    for (int k = 0; k < 4; k++) assert_int_equal(infsim_kv_alloc_each(kv, both, 2, 0, NULL), INFSIM_OK);
+    assert_int_equal(runs_of(kv, 0), tight ? 5 : 1);
+    assert_int_equal(runs_of(kv, 1), tight ? 5 : 1);
+    if (tight) {
+      int64_t ids[200];
+      assert_int_equal(table_ids(kv, 0, ids, 200), 179);
+      for (int k = 0; k < 4; k++) assert_int_equal(ids[175 + k], 180 + 2 * k);
+    }
+    assert_int_equal(infsim_kv_counts_of(kv, 0).free, tight ? 12 : 32);
+    infsim_kv_check(kv);
+    for (int r = 0; r < 2; r++) infsim_kv_check_request(kv, r);
+    infsim_kv_free(kv);
+  }
+}
+
 /* Freed ids are reused: a pool's arrays grow with blocks in use at once
  * (and the claim after them: at most 256 blocks), not with rounds. */
 static void test_ids_reused(void **state) {
@@ -561,6 +593,7 @@ int main(void) {
       cmocka_unit_test(test_move_splits_and_rejoins_a_run),
       cmocka_unit_test(test_claims_give_way),
       cmocka_unit_test(test_ids_reused),
+      cmocka_unit_test(test_claims_on_a_tight_pool),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

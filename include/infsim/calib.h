@@ -311,7 +311,10 @@ double infsim_calib_ratio_eval(const infsim_calib_ratio_term *g, double r, doubl
  * at db_path. *found = 0 and INFSIM_OK when the DB has no fitted curves for
  * that profile, model (name and shape) and tp, so that the caller falls back
  * to the roofline; an unreadable DB or one of another schema version is
- * INFSIM_EINPUT. On success out's name is "calibrated:PROFILE". */
+ * INFSIM_EINPUT. On success out's name is "calibrated:PROFILE". The
+ * optional tables clock_fit and iteration_fit (rows written by
+ * calibrate/fit-clock.py and fit-overhead.py) fill the clock term and the
+ * measured per-iteration time; a row out of range is INFSIM_EINPUT. */
 infsim_status infsim_cost_curves_calibrated(const char *db_path, const char *profile,
                                             const infsim_model_shape *model, int64_t tp, int *found,
                                             infsim_cost_curves *out, infsim_error *err);

@@ -76,6 +76,11 @@ typedef struct {
    * under sustained prefills (u = 1). */
   double clock_tau_ns;
   double clock_idle_gain;
+  /* The serving loop's time per iteration beyond the GPU forward that
+   * the curves price (calibrated profiles with an iteration_fit row:
+   * calib.h); without one the layout's config value stands. */
+  bool has_iteration_overhead;
+  double iteration_overhead_ns;
 } infsim_cost_curves;
 
 /* Roofline efficiency factors (fraction of peak reached), config keys
@@ -100,6 +105,9 @@ typedef struct {
   double pp_link_bytes_per_s; /* link between stages (NIC when stages span nodes) */
   int64_t link_latency_ns;
   int64_t iteration_overhead_ns; /* scheduler + sampling per iteration (CPU side) */
+  /* cost.iteration_overhead_us set by the user: it wins over a measured
+   * iteration_fit row of the calibration DB (infsim_cost_model_build). */
+  bool iteration_overhead_given;
 } infsim_instance_layout;
 
 typedef struct {

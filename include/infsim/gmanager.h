@@ -118,10 +118,22 @@ int32_t infsim_gm_node_of(const infsim_gm *gm, int32_t instance);
 int32_t infsim_gm_owner(const infsim_gm *gm, int64_t req);
 int64_t infsim_gm_blocks(const infsim_gm *gm, int64_t req); /* over all holders */
 int64_t infsim_gm_held_by(const infsim_gm *gm, int64_t req, int32_t holder);
+/* The same, given *k, where holder's entry was in req's list at an earlier
+ * call (-1 at first): O(1) while it is still there, else a search that
+ * sets *k. */
+int64_t infsim_gm_held_by_hint(const infsim_gm *gm, int64_t req, int32_t holder, int32_t *k);
 /* req's blocks held away from its owner (0 when unknown); O(1). */
 int64_t infsim_gm_remote_blocks(const infsim_gm *gm, int64_t req);
 /* req's placement: its entries, into out[0..cap); returns how many it has. */
 size_t infsim_gm_placement(const infsim_gm *gm, int64_t req, infsim_gm_entry *out, size_t cap);
+/* How many instances other than req's owner hold blocks of it (its
+ * remote pieces), and in *small_n how many of those pieces are of at
+ * most max_blocks blocks (max_blocks <= 0: all). O(1) when max_blocks is
+ * the ledger's small piece (infsim_gm_set_small_piece; it keeps the
+ * count), else O(holders). */
+int64_t infsim_gm_remote_pieces(const infsim_gm *gm, int64_t req, int64_t max_blocks, int64_t *small_n);
+/* The pieces the ledger counts as small (DGFM's policy.dgfm_max_piece_blocks). */
+void infsim_gm_set_small_piece(infsim_gm *gm, int64_t blocks);
 
 /* Per instance, in the gManager's view. */
 int64_t infsim_gm_free_blocks(const infsim_gm *gm, int32_t instance);
@@ -133,12 +145,26 @@ int64_t infsim_gm_held(const infsim_gm *gm, int32_t instance);
 /* Requests `instance` owns that have blocks somewhere (the planner's
  * candidates), in no particular order. */
 size_t infsim_gm_owned(const infsim_gm *gm, int32_t instance, const int64_t **reqs);
+/* A mark per owned request for its owner's reports (what the owner knows
+ * of it, kept here beside the entry it describes): infsim_gm_set_live
+ * sets or clears it (nothing for a request the ledger does not hold; a
+ * request enters the ledger unmarked), infsim_gm_live reads it, and
+ * infsim_gm_owned_not_live lists the owned requests of instance without
+ * it (a part of infsim_gm_owned's list), in no particular order; O(1). */
+void infsim_gm_set_live(infsim_gm *gm, int64_t req, bool live);
+bool infsim_gm_live(const infsim_gm *gm, int64_t req);
+size_t infsim_gm_owned_not_live(const infsim_gm *gm, int32_t instance, const int64_t **reqs);
+/* The requests that joined an owned list while the last
+ * infsim_gm_heartbeat applied its entries (some may have left it since). */
+size_t infsim_gm_new_owned(const infsim_gm *gm, const int64_t **reqs);
 
 /* Requests some of whose blocks are held away from their owner (DGFM's
  * work list), in no particular order. */
 size_t infsim_gm_split_requests(const infsim_gm *gm, const int64_t **reqs);
 /* How many of those `instance` owns; O(1). */
 int64_t infsim_gm_split_owned(const infsim_gm *gm, int32_t instance);
+/* Those requests (infsim_gm_split_owned of them), in no particular order. */
+size_t infsim_gm_split_owned_requests(const infsim_gm *gm, int32_t instance, const int64_t **reqs);
 
 /* Instances with no spare memory (short: candidate debtors), and instances
  * by spare memory, most first, ties by id (creditors; only those with

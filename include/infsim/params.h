@@ -42,6 +42,7 @@ typedef struct {
   double cpu_attn_bytes_per_s; /* host memory bandwidth CPU micro-attention reaches (CPU tier) */
   int32_t distattn_relay;      /* policy.distattn_relay: infsim_distattn_relay (distattn.h) */
   int64_t iteration_overhead_ns;
+  bool iteration_overhead_given; /* cost.iteration_overhead_us in the config: wins over the DB's iteration_fit */
 
   /* The scheduler's share; instances and block counts are filled by the
    * run from the policy's layout and the memory left beside the weights. */
