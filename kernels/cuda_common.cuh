@@ -57,6 +57,7 @@ typedef struct {
    * whether the prefill kernel's limit was raised. */
   int decode_ctas_per_sm[2];
   int prefill_ready[2];
+  void *tmap_encode; /* the driver's cuTensorMapEncodeTiled (prefill pipelines 6-7), fetched on first use */
   ik_gemm_plan plans[IK_GEMM_PLANS];
   int num_plans;
 } ik_cuda;

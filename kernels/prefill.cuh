@@ -27,7 +27,8 @@ enum { IK_PREFILL_SM90_ROWS = 128 };
 /* Launches a wgmma kernel (128 queries x 128 keys per tile) on c->stream:
  * pipeline 1 = version 6, 2 = version 14, 3 = version 14 with Q in
  * registers, 4 and 5 = version 15 (a producer warpgroup loads K/V; 5 with
- * one CTA per SM; infsim_prefill_args.sm90_pipeline; kernels/NOTES.md). */
+ * one CTA per SM), 6 and 7 = version 16 (as 4 and 5 with K/V by bulk
+ * tensor copies; infsim_prefill_args.sm90_pipeline; kernels/NOTES.md). */
 infsim_status ik_prefill_sm90(ik_cuda *c, const ik_prefill_params &p, bool bf16, int reqs, int pipeline,
                               infsim_error *err);
 

@@ -182,8 +182,9 @@ __device__ __forceinline__ void finish_tile(const float (&s)[64], float a0, floa
 
 } /* namespace */
 
-/* Version 15 (pipeline 4; `persist`: pipeline 5) on c->stream. */
-infsim_status ik_prefill_sm90_ws(ik_cuda *c, const ik_prefill_params &p, bool bf16, int reqs, bool persist,
+/* Version 15 (pipeline 4; `persist`: pipeline 5) on c->stream; `tma`: K/V
+ * by bulk tensor copies (pipelines 6 and 7). */
+infsim_status ik_prefill_sm90_ws(ik_cuda *c, const ik_prefill_params &p, bool bf16, int reqs, bool persist, bool tma,
                                  infsim_error *err);
 
 #endif

@@ -1,14 +1,28 @@
 /*
-** prefill_sm90_ws.cu: prefill version 15 on Hopper (sm_90a), the default
-** there: version 14's two consumer warpgroups (prefill_sm90.cu) fed by a
-** producer warpgroup. Same contract and results as the kernels in
+** prefill_sm90_ws.cu: prefill versions 15 and 16 on Hopper (sm_90a), 16 the
+** default there: version 14's two consumer warpgroups (prefill_sm90.cu)
+** fed by a producer warpgroup, which loads K/V by 16-byte cp.async
+** (version 15, pipelines 4 and 5) or by bulk tensor copies (version 16,
+** pipelines 6 and 7). Same contract and results as the kernels in
 ** prefill_sm90.cu; prefill.cu appends the new K/V before launching it and
 ** never launches it on a device other than compute capability 9.0 (in
-** other passes the body traps). Measurements: kernels/NOTES.md, 15.
+** other passes the body traps). Measurements: kernels/NOTES.md, 15-16.
 */
 #include "prefill_sm90.cuh"
 
+#include <cuda.h> /* CUtensorMap and its encoder's types (the encoder itself is fetched at run time) */
+
 namespace {
+
+/* Pipelines 6 and 7 (kernels/NOTES.md 16): K and V by bulk tensor copies
+ * (TMA) through four tensor maps over the pools, each a 3-D view
+ * [block x KV head][slot][128 dims]: a box is 16 slots (one 16-key run) x
+ * 64 dims (2 KiB, one 128-byte-swizzled column half, so the shared layout
+ * is version 15's). The "tail" maps stop the slot extent at the last key of
+ * the last block, so the run holding it loads zeros past it. */
+struct ik_kv_maps {
+  CUtensorMap k, v, k_tail, v_tail;
+};
 
 /* Version 15 (kernels/NOTES.md): version 14's consumer loop with the copies
  * taken off the consumer warps. A third warpgroup, the producer, gives its
@@ -21,25 +35,28 @@ namespace {
  * section 3.1). So each consumer warpgroup waits only for the tile it
  * needs, not for the other warpgroup at a CTA barrier, and the two drift
  * as far as the ping-pong turns let them.
- * TMA is not used: the pool is contiguous per 16-key run only (two boxes
- * per run; version 12 issued them from a per-lane loop, version 15's fifth
- * call from one lane of this producer: both slower than cp.async). The
- * 16-byte copies still cost ~14% at 16K, and copying the same tile every
- * time costs as much, so it is their path into shared memory, not HBM or
- * the table (NOTES.md 15). The producer reads the table itself, two words
- * per lane per tile, before it waits for the buffer.
- * PERSIST (pipeline 5): one CTA per SM takes work tiles (query tile, head,
+ * The pool is contiguous per 16-key run only, so a tile is 16 boxes of
+ * 2 KiB for TMA (two column halves per run). Version 12 issued them from a
+ * per-lane loop, version 15's fifth call all 16 from one lane of this
+ * producer: both slower than cp.async, whose 16-byte copies still cost
+ * ~14% at 16K (NOTES.md 15). Version 16 (TMA) has each of the four
+ * producer warps issue the boxes of its two runs, so a tile's boxes go out
+ * from four schedulers at once: 7-9% faster than cp.async at 16K (NOTES.md
+ * 16). The producer reads the table itself, two words per lane per tile
+ * (lane 0 of each warp uses them with TMA), before it waits for the buffer.
+ * PERSIST (pipelines 5 and 7): one CTA per SM takes work tiles (query tile, head,
  * request) heaviest first, dealt round-robin in a snake order (the
  * direction alternates each round, so no CTA is first in every round), and
  * the rings run on across them: the producer loads the next tile's Q and
  * first K/V while the consumers finish the last P V and store O. Q has one
  * buffer, freed on its own mbarrier after a tile's last S = Q K^T. */
 constexpr int WS_THREADS = 384;
-constexpr int WS_BARS = 4 * NST + 1; /* K full, V full, K empty, V empty (one per buffer), Q empty */
+constexpr int WS_BARS = 4 * NST + 2; /* K full, V full, K empty, V empty (one per buffer), Q empty, Q full (TMA) */
 constexpr int SMEM_WS = (int)(Q_BYTES + 2 * NST * TILE_BYTES) + WS_BARS * 8 + 1024;
 
-template <bool BF16, bool POW2, bool PINGPONG, bool PERSIST>
-__global__ void __launch_bounds__(WS_THREADS, 1) prefill_sm90_ws_kernel(ik_prefill_params p, int reqs) {
+template <bool BF16, bool POW2, bool PINGPONG, bool PERSIST, bool TMA>
+__global__ void __launch_bounds__(WS_THREADS, 1)
+    prefill_sm90_ws_kernel(ik_prefill_params p, int reqs, const __grid_constant__ ik_kv_maps maps) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int WS_PRODUCER_REGS = 24, WS_CONSUMER_REGS = 240; /* 128 x 24 + 256 x 240 <= 64K registers */
   extern __shared__ __align__(1024) unsigned char smem_raw[];
@@ -52,6 +69,7 @@ __global__ void __launch_bounds__(WS_THREADS, 1) prefill_sm90_ws_kernel(ik_prefi
   auto kempty = [&](int b) { return bars + 8u * (uint32_t)(2 * NST + b); };
   auto vempty = [&](int b) { return bars + 8u * (uint32_t)(3 * NST + b); };
   const uint32_t qempty = bars + 8u * (uint32_t)(4 * NST);
+  const uint32_t qfull = qempty + 8u; /* TMA: Q by cp.async has a barrier of its own */
 
   const int tid = threadIdx.x, wg = tid / 128;
   const int total = p.past + p.new_tokens;
@@ -80,12 +98,15 @@ __global__ void __launch_bounds__(WS_THREADS, 1) prefill_sm90_ws_kernel(ik_prefi
 
   if (tid == 0) {
     for (int b = 0; b < NST; b++) {
-      mbar_init(kfull(b), 128); /* every producer thread, once its copies landed */
-      mbar_init(vfull(b), 128);
+      /* cp.async: every producer thread, once its copies landed; TMA: one
+       * lane of each producer warp, announcing its boxes' bytes. */
+      mbar_init(kfull(b), TMA ? 4 : 128);
+      mbar_init(vfull(b), TMA ? 4 : 128);
       mbar_init(kempty(b), 8); /* one lane of each consumer warp, after its wgmma wait */
       mbar_init(vempty(b), 8);
     }
     mbar_init(qempty, 8);
+    mbar_init(qfull, 128);
   }
   __syncthreads();
 
@@ -122,6 +143,73 @@ __global__ void __launch_bounds__(WS_THREADS, 1) prefill_sm90_ws_kernel(ik_prefi
         }
       }
     };
+    if (TMA) {
+      /* Pipelines 6 and 7: warp w's lane 0 issues the four boxes of its two
+       * runs (two column halves each) of every K and V tile, so four
+       * warps, one per scheduler, issue a tile's 16 boxes at once (version
+       * 15's fifth call issued all 16 from one lane: slower than cp.async),
+       * arriving on the full barrier with the 8 KiB they bring. Q stays
+       * 16-byte cp.async from all 128 threads, announced on its own
+       * barrier. The run holding the last key and the runs clamped to it
+       * go through the tail maps (zeros past the last key, as cp.async's
+       * zero fill). */
+      const int lane = tid & 31;
+      auto tma_tile = [&](uint32_t bar, uint32_t dst, const CUtensorMap *map, const CUtensorMap *tail, int kt,
+                          int32_t blk0, int32_t blk1) {
+        if (lane == 0 && IK_SM90_DIAG == 1 && kt >= NST) {
+          mbar_arrive(bar); /* bench-only: no loads past the first tiles */
+        } else if (lane == 0) {
+          mbar_arrive_expect_tx(bar, 4u * 2048u);
+#pragma unroll
+          for (int h = 0; h < 2; h++) {
+            const int start = run_start(kt, h), row = 32 * pw + 16 * h;
+            const int slot = POW2 ? start & (p.bt - 1) : start % p.bt;
+            const CUtensorMap *m = start + 16 > total ? tail : map;
+            const int bh = (h ? blk1 : blk0) * p.g + kh;
+            tma_load_3d(dst + (uint32_t)row * 128u, m, 0, slot, bh, bar);
+            tma_load_3d(dst + (uint32_t)(KT * 128 + row * 128), m, 64, slot, bh, bar);
+          }
+        }
+      };
+      int base = 0;
+      for (int k = 0; tile(k); k++) {
+        table = p.block_table + r * p.bt_stride;
+        kh = hh / p.group;
+        if (k > 0) mbar_wait(qempty, (uint32_t)((k - 1) & 1));
+#pragma unroll 4
+        for (int i = 0; i < QT * 16 / 128; i++) {
+          const int c = tid + 128 * i, row = c >> 4, cq = c & 15;
+          const bool ok = qbase + row < p.new_tokens;
+          const uint16_t *src = p.q + (ok ? ((r * p.new_tokens + qbase + row) * p.h + hh) * D + cq * 8 : 0);
+          cp_async16_s(q_s + sw128(QT, row, cq), src, ok);
+        }
+        cp_async_commit();
+        {
+          const int b = base % NST;
+          const int32_t b0 = run_block(0, 0), b1 = run_block(0, 1);
+          if (base >= NST) mbar_wait(kempty(b), (uint32_t)((base / NST + 1) & 1));
+          tma_tile(kfull(b), k_s + (uint32_t)b * TILE_BYTES, &maps.k, &maps.k_tail, 0, b0, b1);
+        }
+        cp_async_wait<0>();
+        fence_proxy_async();
+        mbar_arrive(qfull);
+        for (int t = 0; t < n_kt; t++) {
+          const int kt = t + 1;
+          if (kt < n_kt) {
+            const int n = base + kt, b = n % NST;
+            const int32_t b0 = run_block(kt, 0), b1 = run_block(kt, 1);
+            if (n >= NST) mbar_wait(kempty(b), (uint32_t)((n / NST + 1) & 1));
+            tma_tile(kfull(b), k_s + (uint32_t)b * TILE_BYTES, &maps.k, &maps.k_tail, kt, b0, b1);
+          }
+          const int n = base + t, b = n % NST;
+          const int32_t b0 = run_block(t, 0), b1 = run_block(t, 1);
+          if (n >= NST) mbar_wait(vempty(b), (uint32_t)((n / NST + 1) & 1));
+          tma_tile(vfull(b), v_s + (uint32_t)b * TILE_BYTES, &maps.v, &maps.v_tail, t, b0, b1);
+        }
+        base += n_kt;
+      }
+      return;
+    }
     /* The n-th K (or V) tile this CTA loads, counted over its work tiles,
      * goes to buffer n % 3; filling it waits until tile n - 3's reads are
      * done (that buffer's empty barrier, completion n / 3 - 1). */
@@ -219,8 +307,9 @@ __global__ void __launch_bounds__(WS_THREADS, 1) prefill_sm90_ws_kernel(ik_prefi
 #pragma unroll
   for (int i = 0; i < 64; i++) o[i] = 0.f;
   m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
-  /* Iteration 0: S_0 alone (Q arrived with K_0). */
+  /* Iteration 0: S_0 alone (Q arrived with K_0; with TMA on its own barrier). */
   {
+    if (TMA) mbar_wait(qfull, (uint32_t)(k & 1));
     kready(0);
     if (PINGPONG) named_bar_sync(my_bar);
     float s[64];
@@ -289,31 +378,72 @@ __global__ void __launch_bounds__(WS_THREADS, 1) prefill_sm90_ws_kernel(ik_prefi
 #endif
 }
 
+/* The four maps of pipelines 6 and 7 over this launch's pools. The
+ * [block x KV head] extent is left at its largest: the block table, not the
+ * map, bounds the blocks read. cuTensorMapEncodeTiled is a driver entry
+ * point, fetched once per context through the runtime. */
+infsim_status encode_kv_maps(ik_cuda *c, const ik_prefill_params &p, ik_kv_maps *maps, infsim_error *err) {
+  typedef CUresult (*encode_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *,
+                                const cuuint64_t *, const cuuint32_t *, const cuuint32_t *, CUtensorMapInterleave,
+                                CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+  if (!c->tmap_encode) {
+    cudaDriverEntryPointQueryResult q;
+    IK_CUDA(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &c->tmap_encode, 12000, cudaEnableDefault, &q));
+    if (q != cudaDriverEntryPointSuccess || !c->tmap_encode)
+      return infsim_fail(err, INFSIM_ERUN, "kernels: prefill: cuTensorMapEncodeTiled not found in the driver");
+  }
+  const encode_fn encode = (encode_fn)c->tmap_encode;
+  const int total = p.past + p.new_tokens;
+  const cuuint32_t box[3] = {64, 16, 1}, estride[3] = {1, 1, 1};
+  const cuuint64_t strides[2] = {(cuuint64_t)D * 2, (cuuint64_t)p.bt * D * 2};
+  for (int i = 0; i < 4; i++) {
+    const cuuint64_t dims[3] = {(cuuint64_t)D, (cuuint64_t)(i < 2 ? p.bt : (total - 1) % p.bt + 1), 0x7fffffffull};
+    CUtensorMap *m = i == 0 ? &maps->k : i == 1 ? &maps->v : i == 2 ? &maps->k_tail : &maps->v_tail;
+    const CUresult r = encode(m, CU_TENSOR_MAP_DATA_TYPE_UINT16, 3, (void *)(i % 2 ? p.v_pool : p.k_pool), dims,
+                              strides, box, estride, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                              CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS)
+      return infsim_fail(err, INFSIM_ERUN, "kernels: prefill: cuTensorMapEncodeTiled failed (%d) for map %d", (int)r, i);
+  }
+  return INFSIM_OK;
+}
+
 /* One CTA per (query tile, head, request), or (persist) one per SM over all
  * of them. prefill_ready bits 10-13 (prefill_sm90.cu names the others). */
 template <bool BF16, bool POW2>
-infsim_status launch_ws(ik_cuda *c, const ik_prefill_params &p, int reqs, bool persist, infsim_error *err) {
-  auto kern = persist ? prefill_sm90_ws_kernel<BF16, POW2, IK_SM90_PINGPONG != 0, true>
-                      : prefill_sm90_ws_kernel<BF16, POW2, IK_SM90_PINGPONG != 0, false>;
-  const int bit = 1 << (10 + (persist ? 2 : 0) + (POW2 ? 0 : 1));
+infsim_status launch_ws(ik_cuda *c, const ik_prefill_params &p, int reqs, bool persist, bool tma, infsim_error *err) {
+  constexpr bool PP = IK_SM90_PINGPONG != 0;
+  auto kern = tma ? (persist ? prefill_sm90_ws_kernel<BF16, POW2, PP, true, true>
+                             : prefill_sm90_ws_kernel<BF16, POW2, PP, false, true>)
+                  : (persist ? prefill_sm90_ws_kernel<BF16, POW2, PP, true, false>
+                             : prefill_sm90_ws_kernel<BF16, POW2, PP, false, false>);
+  const int bit = 1 << (10 + (persist ? 2 : 0) + (tma ? 4 : 0) + (POW2 ? 0 : 1));
   if (!(c->prefill_ready[BF16 ? 1 : 0] & bit)) {
     IK_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_WS));
     c->prefill_ready[BF16 ? 1 : 0] |= bit;
   }
+  ik_kv_maps maps;
+  memset(&maps, 0, sizeof maps);
+  if (tma) {
+    const infsim_status st = encode_kv_maps(c, p, &maps, err);
+    if (st != INFSIM_OK) return st;
+  }
   const int64_t nq = (p.new_tokens + QT - 1) / QT, work = nq * p.h * reqs;
   dim3 grid((unsigned)nq, (unsigned)p.h, (unsigned)reqs);
   if (persist) grid = dim3((unsigned)(work < c->sm_count ? work : c->sm_count), 1, 1);
-  kern<<<grid, WS_THREADS, SMEM_WS, c->stream>>>(p, reqs);
+  kern<<<grid, WS_THREADS, SMEM_WS, c->stream>>>(p, reqs, maps);
   IK_LAUNCHED();
   return INFSIM_OK;
 }
 
 } /* namespace */
 
-infsim_status ik_prefill_sm90_ws(ik_cuda *c, const ik_prefill_params &p, bool bf16, int reqs, bool persist,
+infsim_status ik_prefill_sm90_ws(ik_cuda *c, const ik_prefill_params &p, bool bf16, int reqs, bool persist, bool tma,
                                  infsim_error *err) {
   const bool pow2 = p.bt_shift >= 0;
   if (bf16)
-    return pow2 ? launch_ws<true, true>(c, p, reqs, persist, err) : launch_ws<true, false>(c, p, reqs, persist, err);
-  return pow2 ? launch_ws<false, true>(c, p, reqs, persist, err) : launch_ws<false, false>(c, p, reqs, persist, err);
+    return pow2 ? launch_ws<true, true>(c, p, reqs, persist, tma, err)
+                : launch_ws<true, false>(c, p, reqs, persist, tma, err);
+  return pow2 ? launch_ws<false, true>(c, p, reqs, persist, tma, err)
+              : launch_ws<false, false>(c, p, reqs, persist, tma, err);
 }

@@ -80,6 +80,46 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
       "r"(parity)
       : "memory");
 }
+/* One box of a 3-D tensor map into shared memory at dst; its bytes count
+ * against the transaction count of mbarrier bar (PTX ISA,
+ * cp.async.bulk.tensor). */
+__device__ __forceinline__ void tma_load_3d(uint32_t dst, const void *map, int c0, int c1, int c2,
+                                            uint32_t bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst),
+      "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
+      : "memory");
+}
+/* Arrives on bar and adds `bytes` to the transactions its phase waits for. */
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n}\n" ::"r"(bar), "r"(bytes)
+               : "memory");
+}
+
+/* Version 15 (kernels/NOTES.md): version 14's consumer loop with the copies
+ * taken off the consumer warps. A third warpgroup, the producer, gives its
+ * registers up (setmaxnreg: 24 a thread, the consumers get 240) and loads
+ * Q, then K_{j+1} and V_j in turn through the block table by cp.async into
+ * the same three K and three V buffers; each copy group is announced on its
+ * buffer's "full" mbarrier once it has landed, and the consumers free a
+ * buffer on its "empty" mbarrier when the wgmma that read it has completed
+ * (FlashAttention-3's producer/consumer pipeline, Shah et al. 2024,
+ * section 3.1). So each consumer warpgroup waits only for the tile it
+ * needs, not for the other warpgroup at a CTA barrier, and the two drift
+ * as far as the ping-pong turns let them.
+ * TMA is not used: the pool is contiguous per 16-key run only (two boxes
+ * per run; version 12 issued them from a per-lane loop, version 15's fifth
+ * call from one lane of this producer: both slower than cp.async). The
+ * 16-byte copies still cost ~14% at 16K, and copying the same tile every
+ * time costs as much, so it is their path into shared memory, not HBM or
+ * the table (NOTES.md 15). The producer reads the table itself, two words
+ * per lane per tile, before it waits for the buffer.
+ * PERSIST (pipeline 5): one CTA per SM takes work tiles (query tile, head,
+ * request) heaviest first, dealt round-robin in a snake order (the
+ * direction alternates each round, so no CTA is first in every round), and
+ * the rings run on across them: the producer loads the next tile's Q and
+ * first K/V while the consumers finish the last P V and store O. Q has one
+ * buffer, freed on its own mbarrier after a tile's last S = Q K^T. */
 /* Register budget per thread of the calling warpgroup (sm_90a): the
  * producer gives registers up, the consumers take them (FlashAttention-3's
  * warp specialization, Shah et al. 2024, section 3.1). */

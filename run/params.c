@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "infsim/distattn.h"
+#include "infsim/network.h"
 #include "infsim/params.h"
 #include "infsim/policy_infinite.h"
 
@@ -126,6 +127,18 @@ infsim_status infsim_run_params_from_config(infsim_config *cfg, infsim_run_param
     int relay = 0;
     TRY(infsim_config_enum(cfg, "policy.distattn_relay", "none", k_relay, &relay, err));
     p->distattn_relay = relay == 1 ? INFSIM_DISTATTN_RELAY_NODE : INFSIM_DISTATTN_RELAY_NONE;
+    /* How far a link's room may move before an owner's DistAttention
+     * shares are found again (infsim_network_probe_keyed; docs/distkv.md,
+     * "The network"): 0 repeats the filling whenever a room changed. */
+    TRY(infsim_config_double(cfg, "policy.distattn_reprice_tolerance", INFSIM_DEFAULT_REPRICE_TOLERANCE, 0.0, 1.0,
+                             &p->distattn_reprice_tolerance, err));
+    /* A decode run's steady flows: one per path its routes take (path),
+     * or one per holder and direction (holder; docs/distkv.md, "The
+     * network"). */
+    static const char *const k_flows[] = {"path", "holder", NULL};
+    int flows = 0;
+    TRY(infsim_config_enum(cfg, "policy.distattn_flows", "path", k_flows, &flows, err));
+    p->distattn_flow_per_path = flows == 0;
   }
   infsim_policy_infinite_set_link_costs(sp->policy_name, sp->policy_settings, &p->model,
                                         p->gpu.peak_flops * p->roofline.attn_flops_eff, p->inter_node_bytes_per_s,

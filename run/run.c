@@ -252,7 +252,8 @@ static infsim_status simulate(const infsim_run_params *p, const infsim_trace *tr
                                   .pcie_bytes_per_s = p->pcie_bytes_per_s * (double)il.tp,
                                   .nvlink_latency_ns = p->link_latency_ns,
                                   .nic_latency_ns = p->link_latency_ns,
-                                  .pcie_latency_ns = p->link_latency_ns};
+                                  .pcie_latency_ns = p->link_latency_ns,
+                                  .reprice_tolerance = p->distattn_reprice_tolerance};
   bool overlap = true;
   sc.distattn = (infsim_distattn_shape){.heads = p->model.heads / il.tp, .head_dim = p->model.head_dim,
                                         .layers = p->model.layers};
@@ -260,6 +261,7 @@ static infsim_status simulate(const infsim_run_params *p, const infsim_trace *tr
                               &overlap, &sc.gmanager_node);
   sc.distattn.overlap = overlap;
   sc.distattn.relay = p->distattn_relay;
+  sc.distattn_flow_per_path = p->distattn_flow_per_path;
   /* The CPU tier: host holders' path (distattn.h), per TP shard. */
   int32_t tier = infsim_policy_infinite_cpu_tier(p->sched.policy_name, p->sched.policy_settings);
   sc.distattn.host_kind = tier == INFSIM_CPU_TIER_MA      ? INFSIM_HOLDER_HOST_MA

@@ -6,7 +6,11 @@
 ** never reused and a lookup is O(1). Rates are recomputed by progressive
 ** filling whenever a flow starts competing or ends; between two such
 ** moments the network only integrates constant rates. The earliest next
-** change is cached, so infsim_network_next_ns is O(1).
+** change is cached, so infsim_network_next_ns is O(1). An owner's
+** DistAttention probe keeps its last answer found without walking the
+** flows (per key: probe_memo) and gives it again while the same paths
+** cross links whose loads stayed within the topology's
+** reprice_tolerance x bandwidth of the loads it was found at.
 **
 ** Invariants: see network.h; infsim_network_check verifies them.
 */
@@ -99,6 +103,12 @@ struct infsim_network {
   size_t touched_cap;
   int32_t *act;
   size_t act_cap;
+  /* The last answer of infsim_network_probe_keyed per key, and what it
+   * may be reused for (probe_memo); reprice_tolerance: the topology's. */
+  struct probe_memo_s *memos;
+  size_t memo_cap;
+  double reprice_tolerance;
+  size_t probes_reused; /* answers given again by infsim_network_probe_keyed */
   /* Per link, its time accounts (link_acct). Beside the links, not in
    * them: the filling and the probe index links, which a larger net_link
    * makes dearer. */
@@ -125,6 +135,25 @@ typedef struct link_acct_s {
   int64_t bytes_from_ns; /* its bytes are folded up to here */
   int32_t moving;        /* flows with rate > 0 crossing it */
 } link_acct;
+
+/* A probe's answer kept for its key's next probe: the transfers' paths,
+ * the links they touch with the room each had (bandwidth less the load
+ * of the flows already there) and the transfers crossing it, and the
+ * rates. Valid only for an answer found without the walk (the flows
+ * there all slower than the level below which no link fills), which
+ * depends on nothing else: the same paths over the same rooms give the
+ * same rates, bit for bit. */
+typedef struct probe_memo_s {
+  bool valid;
+  int n;
+  size_t nt, parts_cap, links_cap;
+  int32_t (*paths)[INFSIM_NET_MAX_PATH];
+  int *lens;
+  double *rates;
+  int32_t *links;
+  int32_t *unfixed;
+  double *load_lo, *load_hi; /* the loads that leave each link's room within the tolerance */
+} probe_memo;
 
 typedef struct net_route_s {
   double bytes_per_s; /* the path's narrowest link; 0: no link */
@@ -169,6 +198,17 @@ void infsim_network_free(infsim_network *net) {
   free(net->parts);
   free(net->touched);
   free(net->act);
+  for (size_t k = 0; k < net->memo_cap; k++) {
+    probe_memo *m = &net->memos[k];
+    free(m->paths);
+    free(m->lens);
+    free(m->rates);
+    free(m->links);
+    free(m->unfixed);
+    free(m->load_lo);
+    free(m->load_hi);
+  }
+  free(net->memos);
   free(net->routes);
   free(net->node);
   free(net->acct);
@@ -271,6 +311,7 @@ infsim_status infsim_network_new_cluster(const infsim_topology *t, infsim_networ
   if (st != INFSIM_OK) return st;
   net->cluster = true;
   net->topo = *t;
+  net->reprice_tolerance = t->reprice_tolerance;
   char a[16], b[16];
   for (int32_t i = 0; i < t->instances && st == INFSIM_OK; i++) {
     int32_t n = i / t->instances_per_node;
@@ -1047,8 +1088,36 @@ static void probe_reserve(infsim_network *net, size_t want) {
  * and the probe checks paths link by link instead. */
 static inline uint64_t probe_bit(int32_t j) { return (uint64_t)1 << (j & 63); }
 
-void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens,
-                          double *rates) {
+/* Room for a memo of n transfers over up to nt links; false when out of
+ * memory (the answer is then not kept). */
+static bool memo_reserve(probe_memo *m, size_t n, size_t nt) {
+  if (m->parts_cap < n) {
+    size_t cap = m->parts_cap;
+    if (!infsim_grow((void **)&m->paths, &cap, n, sizeof *m->paths, 16)) return false;
+    cap = m->parts_cap;
+    if (!infsim_grow((void **)&m->lens, &cap, n, sizeof *m->lens, 16)) return false;
+    cap = m->parts_cap;
+    if (!infsim_grow((void **)&m->rates, &cap, n, sizeof *m->rates, 16)) return false;
+    m->parts_cap = cap;
+  }
+  if (m->links_cap < nt) {
+    size_t cap = m->links_cap;
+    if (!infsim_grow((void **)&m->links, &cap, nt, sizeof *m->links, 16)) return false;
+    cap = m->links_cap;
+    if (!infsim_grow((void **)&m->unfixed, &cap, nt, sizeof *m->unfixed, 16)) return false;
+    cap = m->links_cap;
+    if (!infsim_grow((void **)&m->load_lo, &cap, nt, sizeof *m->load_lo, 16)) return false;
+    cap = m->links_cap;
+    if (!infsim_grow((void **)&m->load_hi, &cap, nt, sizeof *m->load_hi, 16)) return false;
+    m->links_cap = cap;
+  }
+  return true;
+}
+
+/* The probe (infsim_network_probe); with memo, its answer is kept there
+ * when it needed no walk of the flows. */
+static void probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens,
+                  double *rates, probe_memo *memo) {
   if (n <= 0) return;
   size_t want = (size_t)n * INFSIM_NET_MAX_PATH;
   if (net->touched_cap < want) {
@@ -1114,6 +1183,27 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
   }
   bool walk = loaded && top > x_low;
   bool first_known = loaded && !walk; /* every link here has unfixed parts: the first round's scan is this one */
+  if (memo != NULL) {
+    memo->valid = !walk && memo_reserve(memo, (size_t)n, nt);
+    if (memo->valid) {
+      memo->n = n;
+      memo->nt = nt;
+      for (int i = 0; i < n; i++) {
+        memo->lens[i] = lens[i];
+        for (int k = 0; k < lens[i]; k++) memo->paths[i][k] = paths[i][k];
+      }
+      for (size_t t = 0; t < nt; t++) {
+        const net_link *L = &net->links[touched[t]];
+        memo->links[t] = touched[t];
+        memo->unfixed[t] = L->probe_unfixed;
+        /* its room is its bandwidth less its load: a load within the
+         * tolerance x bandwidth of this one (this one only, at 0) */
+        double slack = net->reprice_tolerance * L->info.bytes_per_s;
+        memo->load_lo[t] = L->load_bytes_per_s - slack;
+        memo->load_hi[t] = L->load_bytes_per_s + slack;
+      }
+    }
+  }
   for (size_t t = 0; t < nt && (walk || !loaded); t++) {
     net_link *L = &net->links[touched[t]];
     L->probe_residual_bytes_per_s = L->info.bytes_per_s;
@@ -1232,7 +1322,71 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
     assert(kept < na); /* the link that set delta fixes someone */
     na = kept;
   }
+  if (memo != NULL && memo->valid)
+    for (int i = 0; i < n; i++) memo->rates[i] = rates[i];
 }
+
+void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens,
+                          double *rates) {
+  probe(net, n, paths, lens, rates, NULL);
+}
+
+/* Whether memo's answer holds for these transfers now: the same paths,
+ * every link's load, hence its room, within the tolerance of the one the
+ * answer was found at (the same at 0: the room bit for bit), and still
+ * no flow there fast enough to take part (the walk's condition, as the
+ * probe asks it). */
+static bool memo_holds(const infsim_network *net, const probe_memo *m, int n,
+                       const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens) {
+  if (!m->valid || m->n != n) return false;
+  for (int i = 0; i < n; i++) {
+    if (lens[i] != m->lens[i]) return false;
+    for (int k = 0; k < lens[i]; k++)
+      if (paths[i][k] != m->paths[i][k]) return false;
+  }
+  double x_low = INFINITY, top = -INFINITY;
+  bool loaded = false;
+  for (size_t t = 0; t < m->nt; t++) {
+    const net_link *L = &net->links[m->links[t]];
+    double load = L->load_bytes_per_s;
+    if (!(load >= m->load_lo[t] && load <= m->load_hi[t])) return false;
+    double x = L->info.bytes_per_s / (double)(m->unfixed[t] + L->flows_on);
+    if (x < x_low) x_low = x;
+    if (L->top_bytes_per_s > top) top = L->top_bytes_per_s;
+    loaded |= load > 0;
+  }
+  return !(loaded && top > x_low);
+}
+
+void infsim_network_probe_keyed(infsim_network *net, int32_t key, int n,
+                                const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens, double *rates) {
+  assert(key >= 0);
+  /* At 0 every batch is probed afresh: keeping answers for loads equal to
+   * the bit would reuse 15-24% of them on bench/distkv_speed's hour and
+   * cost more than it saves. */
+  if (!(net->reprice_tolerance > 0)) {
+    probe(net, n, paths, lens, rates, NULL);
+    return;
+  }
+  if ((size_t)key >= net->memo_cap) {
+    size_t cap = net->memo_cap;
+    if (!infsim_grow((void **)&net->memos, &cap, (size_t)key + 1, sizeof *net->memos, 16)) {
+      probe(net, n, paths, lens, rates, NULL);
+      return;
+    }
+    memset(net->memos + net->memo_cap, 0, (cap - net->memo_cap) * sizeof *net->memos);
+    net->memo_cap = cap;
+  }
+  probe_memo *m = &net->memos[key];
+  if (n > 0 && memo_holds(net, m, n, paths, lens)) {
+    for (int i = 0; i < n; i++) rates[i] = m->rates[i];
+    net->probes_reused++;
+    return;
+  }
+  probe(net, n, paths, lens, rates, m);
+}
+
+size_t infsim_network_probes_reused(const infsim_network *net) { return net->probes_reused; }
 
 void infsim_network_account(infsim_network *net, const int32_t *path, int path_len, double bytes, int64_t busy_ns) {
   for (int k = 0; k < path_len; k++) {

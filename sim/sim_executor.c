@@ -478,7 +478,7 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
                              cp, paths, lens, route, dir, &n);
     }
   }
-  infsim_network_probe(s->net, n, (const int32_t(*)[INFSIM_NET_MAX_PATH])paths, lens, rates);
+  infsim_network_probe_keyed(s->net, b->instance, n, (const int32_t(*)[INFSIM_NET_MAX_PATH])paths, lens, rates);
   if (!relay) {
     /* every entry is a holder's own route: its rate is the holder's too
      * (a route left at its nominal rate keeps the holder's nominal one) */
@@ -608,6 +608,13 @@ static infsim_status start_flows(infsim_sim *s, sim_exec_instance *x, int64_t no
   int32_t paths[2 * SIM_DA_MAX_ROUTES][INFSIM_NET_MAX_PATH];
   int lens[2 * SIM_DA_MAX_ROUTES];
   infsim_network_sync(s->net, now_ns);
+  bool per_path = s->c.distattn_flow_per_path;
+  /* a table for up to 32 flows (at most half full); a run of more routes
+   * looks its flows up one by one */
+  enum { FLOW_TABLE = 64 };
+  int8_t by_ends[FLOW_TABLE];
+  bool table = 2 * x->da_routes <= FLOW_TABLE / 2;
+  if (per_path && table) memset(by_ends, 0xff, sizeof by_ends);
   for (int r = 0; r < x->da_routes; r++)
     for (int dir = 0; dir < 2; dir++) {
       double b = dir == 0 ? x->da_out_bytes[r] : x->da_back_bytes[r];
@@ -615,10 +622,32 @@ static infsim_status start_flows(infsim_sim *s, sim_exec_instance *x, int64_t no
       int f = x->da_flows;
       lens[f] = route_path(s, x, r, dir, paths[f]);
       if (lens[f] == 0) continue;
+      /* routes over the same links (holders on one other node) share one
+       * flow, found by a path's ends (an owner's routes out share their
+       * first link, those back their last) in a small open-addressed
+       * table; the middle links, where there are any, are compared */
+      int len = lens[f], g = -1;
+      int32_t first = paths[f][0], last = paths[f][len - 1];
+      unsigned h = ((unsigned)first * 31u + (unsigned)last) & (FLOW_TABLE - 1);
+      for (int c = 0; per_path && (table ? by_ends[h] >= 0 : c < f); c++, h = (h + 1) & (FLOW_TABLE - 1)) {
+        int e = table ? by_ends[h] : c;
+        if (paths[e][0] != first || paths[e][lens[e] - 1] != last || lens[e] != len) continue;
+        int k = 1;
+        while (k < len - 1 && paths[e][k] == paths[f][k]) k++;
+        if (k >= len - 1) {
+          g = e;
+          break;
+        }
+      }
+      if (g >= 0) {
+        bytes[g] += b;
+        continue;
+      }
+      if (per_path && table) by_ends[h] = (int8_t)f;
       bytes[f] = b;
-      demand[f] = b * (double)x->steps / span_s;
       x->da_flows++;
     }
+  for (int f = 0; f < x->da_flows; f++) demand[f] = bytes[f] * (double)x->steps / span_s;
   /* every flow at its demand: no step is held to a share */
   if (infsim_network_add_steady_set(s->net, x->da_flows, (const int32_t(*)[INFSIM_NET_MAX_PATH])paths, lens, demand,
                                     now_ns, x->da_flow))

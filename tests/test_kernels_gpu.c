@@ -12,6 +12,7 @@
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -455,8 +456,8 @@ static void test_merge_matches_cpu(void **state) {
 /* Prefill twice (a prompt, then a chunk after it) on both backends; the
  * pools must match bit for bit and the outputs within bf16 tolerance.
  * `variants` has bit i set for each row i of the tile table below to run. */
-static void prefill_case_of(fixture *f, infsim_kdtype t, infsim_kdtype out_t, int32_t reqs, int32_t h, int32_t g,
-                            int32_t bt, int32_t first, int32_t second, unsigned variants) {
+static void prefill_case_nan(fixture *f, infsim_kdtype t, infsim_kdtype out_t, int32_t reqs, int32_t h, int32_t g,
+                             int32_t bt, int32_t first, int32_t second, unsigned variants, bool nan_pool) {
   enum { D = INFSIM_KERNEL_HEAD_DIM };
   int32_t total = first + second, stride = (total + bt - 1) / bt, nblocks = reqs * stride + 2;
   int32_t *table = malloc(sizeof *table * (size_t)(reqs * stride));
@@ -473,8 +474,13 @@ static void prefill_case_of(fixture *f, infsim_kdtype t, infsim_kdtype out_t, in
   free(perm);
   size_t es = infsim_kdtype_bytes(t), os = infsim_kdtype_bytes(out_t);
   pair kp = pair_alloc(f, (int64_t)nblocks * g * bt * D * (int64_t)es), vp = pair_alloc(f, kp.bytes);
-  pair_random(f, &kp, t, -1, 1); /* old contents outside the written slots */
-  pair_random(f, &vp, t, -1, 1);
+  if (nan_pool) { /* slots past the last key hold NaN: a kernel must not let them reach O (0 x NaN) */
+    pair_poison(f, &kp);
+    pair_poison(f, &vp);
+  } else {
+    pair_random(f, &kp, t, -1, 1); /* old contents outside the written slots */
+    pair_random(f, &vp, t, -1, 1);
+  }
   pair tb = pair_alloc(f, (int64_t)sizeof *table * reqs * stride);
   pair_upload(f, &tb, table);
   int32_t chunks[2] = {first, second};
@@ -503,10 +509,12 @@ static void prefill_case_of(fixture *f, infsim_kdtype t, infsim_kdtype out_t, in
      * is the wgmma kernel on compute capability 9.0, 128 x 64 elsewhere. */
     /* Third column: the wgmma kernel's pipeline (1 = version 6, 2 and 3 =
      * version 14 with Q in shared memory or registers, 4 and 5 = version 15
-     * with one CTA per work tile or one per SM over them). */
-    const int tiles[9][3] = {{64, 64, 0}, {128, 32, 0}, {128, 64, 0}, {128, 128, 1}, {128, 128, 2},
-                             {128, 128, 3}, {0, 0, 0},    {128, 128, 4}, {128, 128, 5}};
-    for (int variant = 0; variant < 9; variant++) {
+     * with one CTA per work tile or one per SM over them, 6 and 7 = the
+     * same with K/V by bulk tensor copies). */
+    const int tiles[11][3] = {{64, 64, 0},   {128, 32, 0},  {128, 64, 0}, {128, 128, 1},
+                              {128, 128, 2}, {128, 128, 3}, {0, 0, 0},    {128, 128, 4},
+                              {128, 128, 5}, {128, 128, 6}, {128, 128, 7}};
+    for (int variant = 0; variant < 11; variant++) {
     if (!(variants >> variant & 1u)) continue;
     a.q_tile_rows = tiles[variant][0];
     a.k_tile_tokens = tiles[variant][1];
@@ -543,9 +551,14 @@ static void prefill_case_of(fixture *f, infsim_kdtype t, infsim_kdtype out_t, in
   pair_free(f, &kp), pair_free(f, &vp), pair_free(f, &tb);
 }
 
+static void prefill_case_of(fixture *f, infsim_kdtype t, infsim_kdtype out_t, int32_t reqs, int32_t h, int32_t g,
+                            int32_t bt, int32_t first, int32_t second, unsigned variants) {
+  prefill_case_nan(f, t, out_t, reqs, h, g, bt, first, second, variants, false);
+}
+
 static void prefill_case(fixture *f, infsim_kdtype t, infsim_kdtype out_t, int32_t reqs, int32_t h, int32_t g,
                          int32_t bt, int32_t first, int32_t second) {
-  prefill_case_of(f, t, out_t, reqs, h, g, bt, first, second, 0x1ffu);
+  prefill_case_of(f, t, out_t, reqs, h, g, bt, first, second, 0x7ffu);
 }
 
 /* Version 14 (pipeline 2) alone at a size compute-sanitizer's
@@ -575,6 +588,27 @@ static void test_prefill_small_v15(void **state) {
 static void test_prefill_persist_v15(void **state) {
   fixture *f = *state;
   prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_BF16, 2, 32, 4, 32, 300, 150, 1u << 8);
+}
+
+/* Pipelines 6 and 7 (K/V by bulk tensor copies) at the racecheck size of
+ * version 15's test, then the persistent one with several work tiles per
+ * CTA. */
+static void test_prefill_small_v16(void **state) {
+  fixture *f = *state;
+  prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 2, 1, 16, 520, 130, 3u << 9);
+  prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_BF16, 2, 32, 4, 32, 300, 150, 1u << 10);
+}
+
+/* A pool whose unwritten slots are NaN: the slots past the last key of the
+ * last block are read (a 16-key run or a whole key tile past the end) and
+ * must count as zeros, for the version-15 and -16 pipelines and auto. 100
+ * and 37 tokens end inside a 16-token run; 64-token blocks put the last
+ * run mid-block. */
+static void test_prefill_nan_pool(void **state) {
+  fixture *f = *state;
+  const unsigned hopper = 1u << 6 | 0xfu << 7;
+  prefill_case_nan(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 2, 4, 2, 16, 100, 37, hopper, true);
+  prefill_case_nan(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 8, 1, 64, 200, 90, hopper, true);
 }
 
 static void test_prefill_matches_cpu(void **state) {
@@ -751,6 +785,7 @@ int main(void) {
       cmocka_unit_test(test_timing_is_ordered),       cmocka_unit_test(test_norm_rope_matches_cpu),
       cmocka_unit_test(test_decode_merges_remote_partials), cmocka_unit_test(test_prefill_small_v14),
       cmocka_unit_test(test_prefill_small_v15), cmocka_unit_test(test_prefill_persist_v15),
+      cmocka_unit_test(test_prefill_small_v16), cmocka_unit_test(test_prefill_nan_pool),
   };
   /* INFSIM_GPU_TEST_ONLY=SUBSTRING runs the tests whose names contain it
    * (a compute-sanitizer pass over one path fits a short GPU call). */

@@ -12,7 +12,9 @@
 ** moving flows, whatever rounding is left in their load; a link's bytes,
 ** kept as its load x time, agree with its flows' rates x time summed flow
 ** by flow; a run's steady flows started and ended as a set leave the
-** network bit for bit as the calls one by one do.
+** network bit for bit as the calls one by one do; a probe that walks the
+** flows already on its links (their rates as bounds) gets the filling's
+** shares to the last bit.
 */
 #include <math.h>
 #include <setjmp.h>
@@ -21,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cmocka.h>
 #include <gsl/gsl_rng.h>
@@ -570,6 +573,92 @@ static void test_steady_sets_match_calls_one_by_one(void **state) {
   gsl_rng_free(rng);
 }
 
+/* An owner's probe that reuses its last answer (infsim_network_probe_keyed)
+ * against a fresh probe of the same network, over a random sequence of
+ * steady flows and KV moves starting and ending on a cluster, three owners
+ * probing their own sets of paths (sometimes new ones): at tolerance 0 the
+ * same rates bit for bit, with answers reused when nothing on their links
+ * changed; at 0.01 each rate within the room the tolerance lets the links
+ * move (0.01 x the bandwidth of each link of the probe), with most answers
+ * reused. */
+static void keyed_probes_against_fresh(double tolerance, size_t *reused, int *probes) {
+  gsl_rng *rng = infsim_rng_new(37, "test.network.keyed_probe");
+  infsim_topology t = {.instances = 8, .instances_per_node = 2, .nvlink_bytes_per_s = 300e9,
+                       .nic_bytes_per_s = 25e9, .pcie_bytes_per_s = 25e9, .nvlink_latency_ns = 1000,
+                       .nic_latency_ns = 5000, .pcie_latency_ns = 2000, .reprice_tolerance = tolerance};
+  infsim_network *net = NULL;
+  assert_int_equal(infsim_network_new_cluster(&t, &net, NULL), INFSIM_OK);
+  enum { OWNERS = 3, PARTS = 8, LIVE = 32 };
+  int32_t paths[OWNERS][PARTS][INFSIM_NET_MAX_PATH];
+  int lens[OWNERS][PARTS], parts[OWNERS] = {0};
+  int64_t live[LIVE];
+  int n_live = 0;
+  int64_t now = 0;
+  *probes = 0;
+  for (int step = 0; step < 4000; step++) {
+    now += (int64_t)gsl_rng_uniform_int(rng, 20000);
+    if (infsim_network_next_ns(net) < now) now = infsim_network_next_ns(net);
+    infsim_network_advance(net, now, NULL, NULL);
+    double u = gsl_rng_uniform(rng);
+    int32_t a = (int32_t)gsl_rng_uniform_int(rng, 8), b = (int32_t)gsl_rng_uniform_int(rng, 8), path[INFSIM_NET_MAX_PATH];
+    int len = infsim_network_route(net, a, b, path);
+    if (u < 0.2 && n_live < LIVE && len > 0) { /* a steady flow of 1 to 100 MB/s (another owner's run) */
+      assert_int_equal(infsim_network_add_steady(net, 1e6 * (double)(1 + gsl_rng_uniform_int(rng, 100)), path, len, now,
+                                                 0, &live[n_live++], NULL),
+                       INFSIM_OK);
+    } else if (u < 0.205 && len > 0) { /* a KV move: its share until it ends */
+      int64_t id;
+      assert_int_equal(infsim_network_add_flow(net, 1 + (int64_t)gsl_rng_uniform_int(rng, 20000000), path, len, now, 0,
+                                               0, &id, NULL),
+                       INFSIM_OK);
+    } else if (u < 0.4 && n_live > 0) {
+      int k = (int)gsl_rng_uniform_int(rng, (unsigned long)n_live);
+      infsim_network_remove(net, live[k], now);
+      live[k] = live[--n_live];
+    } else {
+      int32_t o = (int32_t)gsl_rng_uniform_int(rng, OWNERS);
+      if (parts[o] == 0 || gsl_rng_uniform(rng) < 0.05) { /* its holders change */
+        parts[o] = 0;
+        int holders = 1 + (int)gsl_rng_uniform_int(rng, PARTS / 2);
+        for (int h = 0; h < holders; h++) {
+          int32_t holder = (int32_t)gsl_rng_uniform_int(rng, 8);
+          if (holder == o) continue;
+          lens[o][parts[o]] = infsim_network_route(net, o, holder, paths[o][parts[o]]);
+          parts[o]++;
+          lens[o][parts[o]] = infsim_network_route(net, holder, o, paths[o][parts[o]]);
+          parts[o]++;
+        }
+      }
+      double kept[PARTS], fresh[PARTS];
+      infsim_network_probe_keyed(net, o, parts[o], (const int32_t(*)[INFSIM_NET_MAX_PATH])paths[o], lens[o], kept);
+      infsim_network_probe(net, parts[o], (const int32_t(*)[INFSIM_NET_MAX_PATH])paths[o], lens[o], fresh);
+      (*probes)++;
+      double slack = 0; /* the room the links may have moved by */
+      for (int j = 0; j < parts[o]; j++)
+        for (int k = 0; k < lens[o][j]; k++) slack += tolerance * infsim_network_link(net, paths[o][j][k]).bytes_per_s;
+      for (int j = 0; j < parts[o]; j++) {
+        if (tolerance == 0 && memcmp(&kept[j], &fresh[j], sizeof kept[j]) != 0)
+          fail_msg("step %d owner %d part %d: kept %.17g, fresh %.17g", step, o, j, kept[j], fresh[j]);
+        if (fabs(kept[j] - fresh[j]) > slack)
+          fail_msg("step %d owner %d part %d: kept %.17g, fresh %.17g (slack %g)", step, o, j, kept[j], fresh[j], slack);
+      }
+    }
+  }
+  *reused = infsim_network_probes_reused(net);
+  infsim_network_free(net);
+  gsl_rng_free(rng);
+}
+
+static void test_keyed_probe_reuses_only_what_holds(void **state) {
+  (void)state;
+  size_t reused = 0;
+  int probes = 0;
+  keyed_probes_against_fresh(0.0, &reused, &probes);
+  assert_int_equal(reused, 0); /* at 0 every batch is probed afresh */
+  keyed_probes_against_fresh(0.01, &reused, &probes);
+  assert_true(reused > (size_t)probes * 2 / 3);
+}
+
 static void sum_done(void *ctx, int64_t id, int64_t tag, int64_t at_ns) {
   (void)id;
   (void)at_ns;
@@ -891,6 +980,117 @@ static void test_probe_over_many_links_matches_filling(void **state) {
   assert_true(probe_against_filling(23, 96, 96, 64, 64, 60) > 64);
 }
 
+/* A random path of 1 to 3 distinct links of links 0..nl; returns its length. */
+static int random_links(gsl_rng *rng, int nl, int32_t *path) {
+  int len = 1 + (int)gsl_rng_uniform_int(rng, (unsigned long)(nl < 3 ? nl : 3));
+  for (int k = 0; k < len; k++) {
+    bool dup;
+    do {
+      path[k] = (int32_t)gsl_rng_uniform_int(rng, (unsigned long)nl);
+      dup = false;
+      for (int j = 0; j < k; j++) dup |= path[j] == path[k];
+    } while (dup);
+  }
+  return len;
+}
+
+/* The probe's walk, bit for bit: on a few links of their own (so that the
+ * network's filling and the probe's cover the same links), random flows
+ * already there (KV moves with no bound, bounded moves, steady flows)
+ * that go faster than the level below which no link fills, so that the
+ * probe walks them and their rates take part as bounds; the same
+ * transfers as flows of a network holding those flows at their rates
+ * (added first, in the same order) get the probe's shares to the last
+ * bit: the flows slower than that level are the filling's first batch of
+ * bounds in both, in slot order, and the rounds after it are the same
+ * arithmetic on the same links. Returns the cases that walked. */
+static int probe_walks_match_filling(uint64_t seed, int cases) {
+  gsl_rng *rng = infsim_rng_new(seed, "test.network.probe_walk");
+  static const double bw[] = {10e9, 25e9, 40e9, 100e9};
+  int walked = 0;
+  for (int c = 0; c < cases; c++) {
+    enum { LINKS = 6, FLOWS = 16, PARTS = 12 };
+    int nl = 2 + (int)gsl_rng_uniform_int(rng, LINKS - 1);
+    double link_bw[LINKS];
+    infsim_network *net = NULL, *ref = NULL;
+    assert_int_equal(infsim_network_new(&net, NULL), INFSIM_OK);
+    assert_int_equal(infsim_network_new(&ref, NULL), INFSIM_OK);
+    for (int l = 0; l < nl; l++) {
+      link_bw[l] = bw[gsl_rng_uniform_int(rng, 4)];
+      assert_int_equal(infsim_network_add_link(net, INFSIM_LINK_NIC, "a", "b", link_bw[l], 0, NULL, NULL), INFSIM_OK);
+      assert_int_equal(infsim_network_add_link(ref, INFSIM_LINK_NIC, "a", "b", link_bw[l], 0, NULL, NULL), INFSIM_OK);
+    }
+    int32_t fp[FLOWS][INFSIM_NET_MAX_PATH], pp[PARTS + LINKS][INFSIM_NET_MAX_PATH];
+    int fl[FLOWS], pl[PARTS + LINKS];
+    int64_t id[FLOWS];
+    int nf = 1 + (int)gsl_rng_uniform_int(rng, FLOWS);
+    for (int i = 0; i < nf; i++) {
+      fl[i] = random_links(rng, nl, fp[i]);
+      double u = gsl_rng_uniform(rng);
+      if (u < 0.4) { /* a KV move: its max-min share */
+        assert_int_equal(infsim_network_add_flow(net, INT64_C(1) << 50, fp[i], fl[i], 0, 0.0, i, &id[i], NULL),
+                         INFSIM_OK);
+      } else if (u < 0.6) {
+        double bound = 1e9 * (double)(1 + gsl_rng_uniform_int(rng, 30));
+        assert_int_equal(infsim_network_add_flow(net, INT64_C(1) << 50, fp[i], fl[i], 0, bound, i, &id[i], NULL),
+                         INFSIM_OK);
+      } else {
+        double rate = 0.25e9 * (double)(1 + gsl_rng_uniform_int(rng, 40));
+        assert_int_equal(infsim_network_add_steady(net, rate, fp[i], fl[i], 0, i, &id[i], NULL), INFSIM_OK);
+      }
+    }
+    int np = 1 + (int)gsl_rng_uniform_int(rng, PARTS);
+    bool covered[LINKS] = {false};
+    for (int j = 0; j < np; j++) {
+      pl[j] = random_links(rng, nl, pp[j]);
+      for (int k = 0; k < pl[j]; k++) covered[pp[j][k]] = true;
+    }
+    for (int l = 0; l < nl; l++) /* the probe covers every link the flows cross */
+      if (!covered[l]) {
+        pp[np][0] = l;
+        pl[np++] = 1;
+      }
+    /* Whether the probe walks: a flow faster than the lowest level at
+     * which a link could fill, the probe's transfers and every flow on it
+     * growing together. */
+    int on[LINKS] = {0}, parts_on[LINKS] = {0};
+    for (int i = 0; i < nf; i++)
+      for (int k = 0; k < fl[i]; k++) on[fp[i][k]]++;
+    for (int j = 0; j < np; j++)
+      for (int k = 0; k < pl[j]; k++) parts_on[pp[j][k]]++;
+    double x_low = INFINITY, fastest = 0;
+    for (int l = 0; l < nl; l++) x_low = fmin(x_low, link_bw[l] / (double)(on[l] + parts_on[l]));
+    for (int i = 0; i < nf; i++) fastest = fmax(fastest, infsim_network_rate(net, id[i]));
+    walked += fastest > x_low;
+    double rates[PARTS + LINKS];
+    infsim_network_probe(net, np, (const int32_t(*)[INFSIM_NET_MAX_PATH])pp, pl, rates);
+    int64_t rid, part[PARTS + LINKS];
+    for (int i = 0; i < nf; i++) {
+      double r = infsim_network_rate(net, id[i]);
+      assert_true(r > 0);
+      assert_int_equal(infsim_network_add_steady(ref, r, fp[i], fl[i], 0, i, &rid, NULL), INFSIM_OK);
+    }
+    for (int j = 0; j < np; j++)
+      assert_int_equal(infsim_network_add_steady(ref, 1e30, pp[j], pl[j], 0, 100 + j, &part[j], NULL), INFSIM_OK);
+    infsim_network_check(ref);
+    for (int j = 0; j < np; j++)
+      if (rates[j] != infsim_network_rate(ref, part[j]))
+        fail_msg("seed %llu case %d part %d: probe %.17g, filling %.17g", (unsigned long long)seed, c, j, rates[j],
+                 infsim_network_rate(ref, part[j]));
+    infsim_network_free(net);
+    infsim_network_free(ref);
+  }
+  gsl_rng_free(rng);
+  return walked;
+}
+
+static void test_probe_walk_matches_filling_bit_for_bit(void **state) {
+  (void)state;
+  int cases = 2000;
+  int walked = probe_walks_match_filling(29, cases);
+  assert_true(walked > cases * 3 / 4); /* the walk, not the closed form, is what this checks */
+}
+
 static void test_bad_input(void **state) {
   (void)state;
   infsim_network *net = one_link(1e9, 0);
@@ -921,6 +1121,8 @@ int main(void) {
       cmocka_unit_test(test_busy_means_flows_not_load),
       cmocka_unit_test(test_link_bytes_per_link_match_per_flow),
       cmocka_unit_test(test_steady_sets_match_calls_one_by_one),
+      cmocka_unit_test(test_probe_walk_matches_filling_bit_for_bit),
+      cmocka_unit_test(test_keyed_probe_reuses_only_what_holds),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -248,11 +248,12 @@ static void bench_prefill(bench *b) {
       /* auto first and 128 x 128 next to it (the same kernel on Hopper: their
        * spread shows the run-to-run noise; the long 16K runs heat the card). */
       /* {rows, keys, wgmma pipeline}: the wgmma kernel's pipelines 2 and 3
-       * (version 14) and 4-5 (version 15) beside version 6 on compute
-       * capability 9.0. */
-      const int tiles[9][3] = {{0, 0, 0},     {128, 128, 1}, {128, 128, 2}, {128, 128, 3}, {128, 128, 4},
-                               {128, 128, 5}, {64, 64, 0},   {128, 32, 0},  {128, 64, 0}};
-      for (int v = 0; v < (h == 32 ? 6 : 9); v++) { /* 32/32 (MHA, 7B-like): auto and the wgmma ones */
+       * (version 14), 4-5 (version 15) and 6-7 (version 15 with K/V by
+       * bulk tensor copies) beside version 6 on compute capability 9.0. */
+      const int tiles[11][3] = {{0, 0, 0},     {128, 128, 1}, {128, 128, 2}, {128, 128, 3},
+                                {128, 128, 4}, {128, 128, 5}, {128, 128, 6}, {128, 128, 7},
+                                {64, 64, 0},   {128, 32, 0},  {128, 64, 0}};
+      for (int v = 0; v < (h == 32 ? 8 : 11); v++) { /* 32/32 (MHA, 7B-like): auto and the wgmma ones */
         a.q_tile_rows = tiles[v][0];
         a.k_tile_tokens = tiles[v][1];
         a.sm90_pipeline = tiles[v][2];
@@ -298,16 +299,50 @@ static void bench_prefill(bench *b) {
                              .block_table_stride = (int32_t)(N / bt), .softmax_scale = 0.08838834764f,
                              .out_dtype = INFSIM_KDTYPE_BF16, .out = out};
     const double pairs = (double)c * (double)L + (double)c * (double)(c + 1) / 2.0;
-    for (int pl = 0; pl < 6; pl += pl ? 1 : 2) { /* auto, then pipelines 2-3 (version 14) and 4-5 (version 15) */
+    for (int pl = 0; pl < 8; pl += pl ? 1 : 2) { /* auto, then pipelines 2-3 (version 14), 4-5 (15), 6-7 (TMA) */
       a.sm90_pipeline = pl;
       infsim_kernel_timing t = btime(b, infsim_kernel_op_prefill, &a, 10, false);
-      const char *names[6] = {"causal-auto", "", "causal-p2", "causal-p3", "causal-p4", "causal-p5"};
+      const char *names[8] = {"causal-auto", "", "causal-p2", "causal-p3", "causal-p4", "causal-p5", "causal-p6",
+                              "causal-p7"};
       row_info r = {"prefill_chunk", names[pl], "bf16", 1, L, h, g, bt, 0, 0, c, 0, 0, 0, 4.0 * h * D * pairs};
       emit(b, &r, &t);
     }
     void *all[] = {q, kn, vn, kp, vp, out, table};
     for (int i = 0; i < 7; i++) infsim_kernels_free(b->k, all[i]);
   }
+}
+
+/* One fresh 16K-token prefill on 64/8 heads with the wgmma pipeline named
+ * by INFSIM_BENCH_PIPELINE (default 4): a short run for a profiler to pick
+ * one launch of (kernels/NOTES.md, 16). */
+static void bench_prefill_one(bench *b) {
+  const char *env = getenv("INFSIM_BENCH_PIPELINE");
+  const int pipeline = env ? atoi(env) : 4;
+  const int64_t N = 16384, h = H70, g = G70, bt = 16;
+  void *q = balloc(b, N * h * D * 2), *kn = balloc(b, N * g * D * 2), *vn = balloc(b, N * g * D * 2);
+  void *kp = balloc(b, N * g * D * 2), *vp = balloc(b, N * g * D * 2), *out = balloc(b, N * h * D * 2);
+  void *table = balloc(b, N / bt * 4);
+  bfill(b, q, INFSIM_KDTYPE_BF16, N * h * D, 31);
+  bfill(b, kn, INFSIM_KDTYPE_BF16, N * g * D, 32);
+  bfill(b, vn, INFSIM_KDTYPE_BF16, N * g * D, 33);
+  int32_t *ids = malloc(sizeof *ids * (size_t)(N / bt));
+  shuffle_ids(ids, N / bt, (uint64_t)N);
+  bupload(b, table, ids, N / bt * 4);
+  free(ids);
+  infsim_prefill_args a = {.num_requests = 1, .num_q_heads = (int32_t)h, .num_kv_heads = (int32_t)g,
+                           .head_dim = D, .new_tokens = (int32_t)N, .block_tokens = (int32_t)bt,
+                           .dtype = INFSIM_KDTYPE_BF16, .q = q, .k_new = kn, .v_new = vn, .k_pool = kp,
+                           .v_pool = vp, .block_table = table, .block_table_stride = (int32_t)(N / bt),
+                           .softmax_scale = 0.08838834764f, .out_dtype = INFSIM_KDTYPE_BF16, .out = out,
+                           .q_tile_rows = 128, .k_tile_tokens = 128, .sm90_pipeline = pipeline};
+  infsim_kernel_timing t = btime(b, infsim_kernel_op_prefill, &a, 3, false);
+  char variant[32];
+  snprintf(variant, sizeof variant, "causal-q128k128p%d", pipeline);
+  row_info r = {"prefill_one", variant, "bf16", 1, N, h, g, bt, 0, 0, 0, 0, 0, 0,
+                2.0 * (double)h * D * (double)N * (double)(N + 1)};
+  emit(b, &r, &t);
+  void *all[] = {q, kn, vn, kp, vp, out, table};
+  for (int i = 0; i < 7; i++) infsim_kernels_free(b->k, all[i]);
 }
 
 /* The unfused sequence: RMSNorm in one pass, RoPE in a second. */
@@ -490,7 +525,8 @@ int main(int argc, char **argv) {
               "usage: bench_kernels --out FILE.csv [--quick] [--only KINDS]\n"
               "KINDS: a comma list of decode, merge, fused, mixed, prefill, gemm, copy, norm_rope, flush, splits\n"
               "(splits: decode against fixed split counts at small batches, splits_big: at the\n"
-              "1-4 GiB shapes, fused_warm: the fused merge with and without the L2 flush; only when named).\n"
+              "1-4 GiB shapes, fused_warm: the fused merge with and without the L2 flush, prefill_one: one\n"
+              "16K prefill with pipeline $INFSIM_BENCH_PIPELINE, for a profiler; only when named).\n"
               "Times the CUDA kernels at LLaMA2-70B shapes; one CSV row per measurement.\n");
       return strcmp(argv[i], "--help") == 0 ? 0 : 2;
     }
@@ -518,6 +554,7 @@ int main(int argc, char **argv) {
   if (wants(only, "fused")) bench_fused(&b);
   if (wants(only, "mixed")) bench_mixed(&b);
   if (wants(only, "prefill")) bench_prefill(&b);
+  if (only && wants(only, "prefill_one")) bench_prefill_one(&b);
   if (wants(only, "gemm")) bench_gemm(&b);
   if (wants(only, "norm_rope")) bench_norm_rope(&b);
   if (only && wants(only, "splits")) bench_splits(&b);

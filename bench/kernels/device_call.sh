@@ -3,7 +3,7 @@
 # bin/ (bench_kernels, kernels_gpu_check, infsim built with CUDA), bench/ and
 # calibrate/ scripts, and .devlibs/ (runtime libraries the image lacks).
 #   device_call.sh STEPS...   steps: check, gate (stop here unless check
-#                             passed), memcheck, racecheck, bench=KINDS,
+#                             passed), memcheck, racecheck, synccheck, bench=KINDS,
 #                             bench2=KINDS (bin2/: a build-time variant), torch, calib
 # Writes under $OUT: run.log (everything), gpu_check.log, bench.log,
 # kernels.csv, summary.md, torch.log, sanitize.log, calib.tgz (at most 8).
@@ -27,7 +27,7 @@ for step in "$@"; do
            check_rc=$?
            echo "gpu_check exit $check_rc"; grep -E "^\[  (PASSED|FAILED) \]|ERROR|FAILED|prefill r=" "$out/gpu_check.log" | head -12 ;;
     gate) [ "$check_rc" = 0 ] || { echo "gate: GPU checks did not pass (exit $check_rc): stopping"; exit 1; } ;;
-    memcheck|racecheck)
+    memcheck|racecheck|synccheck)
            timeout 150 compute-sanitizer --tool "$step" --print-limit 10 bin/kernels_gpu_check >> "$out/sanitize.log" 2>&1
            echo "$step exit $?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Hazard|FAILED" "$out/sanitize.log" | tail -3 ;;
     bench=*) timeout 300 bin/bench_kernels --out "$out/ours.csv" --only "${step#bench=}" 2> "$out/bench.log"

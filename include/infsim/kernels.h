@@ -221,12 +221,13 @@ typedef struct {
   int32_t q_tile_rows;
   int32_t k_tile_tokens;
   /* The wgmma kernel's pipeline (128 x 128 on compute capability 9.0 only;
-   * ignored elsewhere): 0 = auto (4 or 5), 1 = two K/V stages with S, softmax and
+   * ignored elsewhere): 0 = auto, 1 = two K/V stages with S, softmax and
    * P V in turn, 2 = three stages with the softmax of one key tile under
    * the P V of the one before, 3 = as 2 with Q held in registers, 4 = as 2
    * with the copies issued by a producer warpgroup and per-buffer
    * mbarriers instead of the per-tile CTA barrier, 5 = as 4 with one CTA
-   * per SM over all work tiles. */
+   * per SM over all work tiles, 6 and 7 = as 4 and 5 with K/V loaded by
+   * bulk tensor copies (TMA); auto = 7 for prompts up to 4K tokens, else 6. */
   int32_t sm90_pipeline;
 } infsim_prefill_args;
 

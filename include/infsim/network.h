@@ -44,6 +44,10 @@
 
 #include "infsim/status.h"
 
+/* policy.distattn_reprice_tolerance's default (infsim_topology's
+ * reprice_tolerance; docs/distkv.md, "The network"). */
+#define INFSIM_DEFAULT_REPRICE_TOLERANCE 0.0
+
 /* Longest path a flow may take (a cluster network's routes take 1 or 2). */
 enum { INFSIM_NET_MAX_PATH = 4 };
 
@@ -91,6 +95,10 @@ typedef struct {
   int64_t nvlink_latency_ns;
   int64_t nic_latency_ns;
   int64_t pcie_latency_ns;
+  /* infsim_network_probe_keyed reuses a key's last answer while each of
+   * its links' room stays within this share of the link's bandwidth of
+   * the room it was found at (0: only when bit for bit the same). */
+  double reprice_tolerance;
 } infsim_topology;
 
 infsim_status infsim_network_new_cluster(const infsim_topology *topo, infsim_network **out, infsim_error *err);
@@ -173,6 +181,18 @@ size_t infsim_network_advance(infsim_network *net, int64_t t_ns, infsim_flow_don
  * other runs' steady flows and KV moves). */
 void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens,
                           double *rates);
+/* infsim_network_probe for a caller identified by key (>= 0: a DistAttention
+ * owner): the same transfers as the key's last probe over links whose
+ * room (bandwidth less the load of the flows there) each moved by at most
+ * the topology's reprice_tolerance x the link's bandwidth since that
+ * probe's answer was found, with no flow there fast enough that the probe
+ * would walk the flows, get that answer again without a filling. With
+ * tolerance 0 the answer is always infsim_network_probe's, bit for bit;
+ * above, it may lag the network's by that much room. */
+void infsim_network_probe_keyed(infsim_network *net, int32_t key, int n,
+                                const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens, double *rates);
+/* How many infsim_network_probe_keyed calls gave a kept answer. */
+size_t infsim_network_probes_reused(const infsim_network *net);
 /* Traffic carried outside the flows (priced by its user at a share it
  * probed: a prompt batch's DistAttention transfers): `bytes` go on every
  * link of path[0..path_len), and busy_ns on each (the time they took at

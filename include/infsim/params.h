@@ -41,6 +41,8 @@ typedef struct {
   double host_memory_bytes; /* per node: one pool (swap and the CPU tier); < 0: instances x swap space */
   double cpu_attn_bytes_per_s; /* host memory bandwidth CPU micro-attention reaches (CPU tier) */
   int32_t distattn_relay;      /* policy.distattn_relay: infsim_distattn_relay (distattn.h) */
+  double distattn_reprice_tolerance; /* policy.distattn_reprice_tolerance (network.h's reprice_tolerance) */
+  bool distattn_flow_per_path;       /* policy.distattn_flows: path (true) or holder */
   int64_t iteration_overhead_ns;
   bool iteration_overhead_given; /* cost.iteration_overhead_us in the config: wins over the DB's iteration_fit */
 

@@ -46,6 +46,7 @@ typedef struct {
   infsim_topology topology;         /* the simulated network's links */
   int32_t gmanager_node;            /* whose host memory endpoint the gManager is */
   infsim_distattn_shape distattn;   /* DistAttention's wire and overlap (infinite-llm) */
+  bool distattn_flow_per_path;      /* a decode run's steady flows: one per path, not per holder (policy.distattn_flows) */
   bool record_iterations;           /* keep one row per batch (iterations.csv) */
   struct infsim_timeline *timeline; /* borrowed; NULL: none */
   infsim_sim_watch watch;
