@@ -317,7 +317,7 @@ static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exe
    * holder's too (a route left at its nominal rate keeps the holder's
    * nominal one). */
   double rates[2 * INFSIM_KV_MAX_HOLDINGS];
-  infsim_network_probe(s->net, m->n, (const int32_t(*)[INFSIM_NET_MAX_PATH])m->paths, m->lens, rates);
+  infsim_network_probe_keyed(s->net, b->instance, m->n, (const int32_t(*)[INFSIM_NET_MAX_PATH])m->paths, m->lens, rates);
   for (int i = 0; i < m->n; i++) {
     if (!isfinite(rates[i])) continue; /* the path's nominal rate */
     assert(rates[i] > 0);

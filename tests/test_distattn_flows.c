@@ -23,7 +23,7 @@
 #include "infsim/network.h"
 #include "sim_fixture.h"
 
-static infsim_run_result *run_long_prompt(const char *flows, int64_t output) {
+static infsim_run_result *run_tolerance(const char *flows, const char *tolerance, int64_t output) {
   const char *const settings[] = {"model=llama2-7b",
                                   "gpu=a100-80gb",
                                   "cluster.instances=4",
@@ -32,7 +32,7 @@ static infsim_run_result *run_long_prompt(const char *flows, int64_t output) {
                                   "cluster.intra_node_GBps=300",
                                   "policy.name=infinite-llm",
                                   "policy.dgfm=false",
-                                  "policy.distattn_reprice_tolerance=0",
+                                  tolerance,
                                   flows,
                                   NULL};
   infsim_run_params p = fixture_params(settings);
@@ -41,6 +41,10 @@ static infsim_run_result *run_long_prompt(const char *flows, int64_t output) {
   infsim_run_result *res = fixture_run(&p, &t);
   infsim_trace_free(&t);
   return res;
+}
+
+static infsim_run_result *run_long_prompt(const char *flows, int64_t output) {
+  return run_tolerance(flows, "policy.distattn_reprice_tolerance=0", output);
 }
 
 static void test_flow_per_path_carries_what_flows_per_holder_do(void **state) {
@@ -74,9 +78,31 @@ static void test_flow_per_path_carries_what_flows_per_holder_do(void **state) {
   infsim_run_result_free(prompt_only);
 }
 
+/* policy.distattn_reprice_tolerance reaches the executor's probe: at 0
+ * every batch is probed afresh; at 0.01 the owner's batches over the same
+ * holders keep the last answer, and with no other traffic on the links
+ * (one request) every load is as it was, so the kept answers are the
+ * fresh ones and every token comes at the same ns. */
+static void test_reprice_tolerance_reaches_the_probe(void **state) {
+  (void)state;
+  infsim_run_result *exact = run_tolerance("policy.distattn_flows=path", "policy.distattn_reprice_tolerance=0", 400);
+  infsim_run_result *kept = run_tolerance("policy.distattn_flows=path", "policy.distattn_reprice_tolerance=0.01", 400);
+  assert_int_equal(infsim_network_probes_reused(infsim_run_result_network(exact)), 0);
+  assert_true(infsim_network_probes_reused(infsim_run_result_network(kept)) > 10);
+  size_t n = 0, m = 0;
+  const infsim_request_record *a = infsim_run_result_requests(exact, &n), *b = infsim_run_result_requests(kept, &m);
+  assert_int_equal(n, 1);
+  assert_int_equal(m, 1);
+  assert_int_equal(a[0].first_token_ns, b[0].first_token_ns);
+  assert_int_equal(a[0].finish_ns, b[0].finish_ns);
+  infsim_run_result_free(exact);
+  infsim_run_result_free(kept);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_flow_per_path_carries_what_flows_per_holder_do),
+      cmocka_unit_test(test_reprice_tolerance_reaches_the_probe),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
