@@ -72,6 +72,37 @@ void infsim_distattn_relay_assign(infsim_distattn_holder *h, const int32_t *node
   }
 }
 
+/* R_j of a holder reached directly: q bytes of queries out, p of
+ * partials back, kv its KV bytes, gpu_ma its micro-attention on a GPU. */
+static inline double direct_remote_ns(const infsim_distattn_shape *s, const infsim_distattn_holder *h, double q,
+                                      double p, double kv, double gpu_ma) {
+  if (h->kind == INFSIM_HOLDER_HOST_MA) return wire_ns(h, q, p) + kv / s->cpu_attn_bytes_per_s * 1e9;
+  if (h->kind == INFSIM_HOLDER_HOST_FETCH)
+    return (double)h->latency_ns + kv / back_rate(h) * 1e9 + gpu_ma; /* one way: the blocks come */
+  return wire_ns(h, q, p) + gpu_ma;
+}
+
+infsim_distattn_layer infsim_distattn_decode_layer_direct(const infsim_cost_curves *c, const infsim_distattn_shape *s,
+                                                          int64_t requests, int64_t local_context,
+                                                          int64_t remote_requests, const infsim_distattn_holder *h,
+                                                          int k, const double *ma_ns) {
+  infsim_distattn_layer out = {0};
+  if (requests > 0) out.local_ns = c->decode_attn_layer_ns(c->self, requests, local_context);
+  int64_t partials = 0;
+  for (int j = 0; j < k; j++) {
+    if (h[j].requests <= 0) continue;
+    assert(h[j].via == 0 && h[j].relay_queries == 0);
+    double q = infsim_distattn_query_bytes(s, h[j].requests), p = infsim_distattn_partial_bytes(s, h[j].requests);
+    double kv = (double)h[j].context_tokens * s->kv_bytes_per_token_layer;
+    partials += h[j].requests;
+    out.remote_ns = max_of(out.remote_ns, direct_remote_ns(s, &h[j], q, p, kv, ma_ns[j]));
+    out.bytes += h[j].kind == INFSIM_HOLDER_HOST_FETCH ? kv : q + p;
+  }
+  if (partials > 0) out.merge_ns = c->merge_layer_ns(c->self, remote_requests, remote_requests + partials);
+  combine(s, &out);
+  return out;
+}
+
 infsim_distattn_layer infsim_distattn_decode_layer(const infsim_cost_curves *c, const infsim_distattn_shape *s,
                                                    int64_t requests, int64_t local_context,
                                                    int64_t remote_requests, const infsim_distattn_holder *h, int k) {
@@ -84,10 +115,7 @@ infsim_distattn_layer infsim_distattn_decode_layer(const infsim_cost_curves *c, 
     double bytes = q + p;
     double kv = (double)h[j].context_tokens * s->kv_bytes_per_token_layer;
     double gpu_ma = c->decode_attn_layer_ns(c->self, h[j].requests, h[j].context_tokens);
-    double r = wire_ns(&h[j], q, p) + gpu_ma;
-    if (h[j].kind == INFSIM_HOLDER_HOST_MA) r = wire_ns(&h[j], q, p) + kv / s->cpu_attn_bytes_per_s * 1e9;
-    if (h[j].kind == INFSIM_HOLDER_HOST_FETCH)
-      r = (double)h[j].latency_ns + kv / back_rate(&h[j]) * 1e9 + gpu_ma; /* one way: the blocks come */
+    double r = direct_remote_ns(s, &h[j], q, p, kv, gpu_ma);
     if (h[j].relay_queries > 0) {
       /* a relay: the node's queries in, its own MA or the fan-out, the
        * node's merge, one partial per request back */

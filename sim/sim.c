@@ -67,6 +67,8 @@ infsim_status infsim_sim_new(const infsim_sim_config *c, infsim_cost_model *cost
 void infsim_sim_free(infsim_sim *s) {
   if (s == NULL) return;
   infsim_sched_free(s->sched);
+  if (s->exec != NULL)
+    for (int32_t i = 0; i < s->n_instances; i++) free(s->exec[i].memo);
   free(s->exec);
   free(s->iterations);
   free(s->msgs);

@@ -150,6 +150,197 @@ static double nominal_bytes_per_s(const infsim_sim *s, int32_t from, int32_t to)
   return bw;
 }
 
+/* The step's DistAttention terms once its holders' rates are set
+ * (distattn_step_ns): the decode layer (R, M, the step j* from which
+ * local attention hides R) and a prompt chunk's layer, all layers;
+ * returns extra plus what they add to the step. */
+static double priced_layers(const infsim_sim *s, const infsim_batch *b, sim_exec_instance *x, int64_t now_ns,
+                            infsim_distattn_shape *shape, const infsim_distattn_holder *dec,
+                            const infsim_distattn_holder *pre, int k, bool chunk, const double *ma_ns,
+                            double extra) {
+  const infsim_batch_agg *a = &b->agg;
+  const infsim_cost_curves *c = &s->cost.curves;
+  /* The node's CPU memory bandwidth, shared equally by the instances
+   * attending host KV on it at once; fixed for the batch (as every
+   * holder's term is, from its first step). */
+  if (x->host_ma && a->remote_requests > 0)
+    shape->cpu_attn_bytes_per_s /= (double)(1 + host_ma_neighbours(s, b->instance, now_ns));
+  if (a->remote_requests > 0) {
+    infsim_distattn_layer l =
+        ma_ns != NULL ? infsim_distattn_decode_layer_direct(c, shape, a->decode_requests, a->decode_context_tokens,
+                                                            a->remote_requests, dec, k, ma_ns)
+                      : infsim_distattn_decode_layer(c, shape, a->decode_requests, a->decode_context_tokens,
+                                                     a->remote_requests, dec, k);
+    extra += (double)shape->layers * (l.attention_ns - l.local_ns);
+    x->da_step_bytes += (double)shape->layers * l.bytes;
+    x->da_remote_ns = l.remote_ns;
+    x->da_merge_ns = l.merge_ns;
+    /* j*: the first step whose local attention hides R (bisection: A_j
+     * grows), or the batch's steps when none of them does: pricing reads
+     * min(steps, j*) of a run never longer than the batch. */
+    int64_t lo = 0, hi = b->steps > 0 ? b->steps : 1;
+    int64_t nd = a->decode_requests;
+    while (lo < hi) {
+      int64_t mid = lo + (hi - lo) / 2;
+      int64_t ctx = a->decode_context_tokens + mid * nd;
+      if (ctx < 0 || c->decode_attn_layer_ns(c->self, nd, ctx) >= l.remote_ns) hi = mid;
+      else lo = mid + 1;
+    }
+    x->da_cross = lo;
+  }
+  if (chunk) {
+    infsim_distattn_layer l = infsim_distattn_prefill_layer(c, shape, a->prefill_tokens, a->prefill_attn_pairs, pre, k);
+    extra += (double)shape->layers * (l.attention_ns - l.local_ns);
+    x->da_step_bytes += (double)shape->layers * l.bytes;
+  }
+  return extra;
+}
+
+/* Sets up m for batch b (distattn_step_ns without relay, before its
+ * probe): per holder its kind, nominal route and KV written; per holder
+ * with traffic a route and its bytes a step; the probe's entries and
+ * their paths. */
+static void memo_build(const infsim_sim *s, const infsim_batch *b, sim_da_memo *m, int32_t count) {
+  const infsim_distattn_shape *shape = &s->c.distattn;
+  const infsim_cost_curves *c = &s->cost.curves;
+  m->holder_count = b->holder_count;
+  m->remote = b->agg.remote_requests > 0;
+  m->prefill_tokens = b->agg.prefill_tokens;
+  memcpy(m->holders, b->holders, (size_t)count * sizeof *b->holders);
+  double kv_bytes_per_token_layer = 2.0 * (double)s->cost.model.kv_heads * (double)s->cost.model.head_dim *
+                                    (double)s->cost.model.dtype_bytes;
+  double layers = (double)shape->layers;
+  m->prefill = m->host_ma = false;
+  m->routes = m->n = 0;
+  for (int j = 0; j < count; j++) {
+    const infsim_batch_holder *h = &b->holders[j];
+    double bw = 0;
+    int64_t lat = 0;
+    sim_transport_route(s, b->instance, h->holder, &bw, &lat);
+    /* host memory (the CPU tier) per policy.cpu_tier; a prompt chunk fetches it */
+    int32_t kind = h->holder >= s->n_instances ? shape->host_kind : INFSIM_HOLDER_GPU;
+    m->kinds[j] = kind;
+    m->writes[j] = (double)h->write_tokens * kv_bytes_per_token_layer;
+    m->nominal[j] = bw;
+    m->dec[j] = (infsim_distattn_holder){.requests = h->decode_requests, .context_tokens = h->decode_context_tokens,
+                                         .bytes_per_s = bw, .back_bytes_per_s = bw, .latency_ns = lat, .kind = kind};
+    m->ma[j] = h->decode_requests > 0 ? c->decode_attn_layer_ns(c->self, h->decode_requests, h->decode_context_tokens)
+                                      : 0.0;
+    m->prefill |= h->prefill_tokens > 0;
+    m->host_ma |= kind == INFSIM_HOLDER_HOST_MA && h->decode_requests > 0;
+  }
+  m->k = count;
+  for (int j = 0; j < count; j++) {
+    double out = 0, back = 0;
+    holder_layer_bytes(shape, b, &b->holders[j], m->kinds[j], m->prefill, (double)(int64_t)m->writes[j],
+                       b->holders[j].decode_requests, true, &out, &back);
+    if (out <= 0 && back <= 0) continue;
+    int r = m->routes++;
+    int32_t to = b->holders[j].holder;
+    m->route_to[r] = to;
+    m->route_of[r] = j;
+    m->out_bytes[r] = layers * out;
+    m->back_bytes[r] = layers * back;
+    if (out > 0) {
+      m->lens[m->n] = infsim_network_route(s->net, b->instance, to, m->paths[m->n]);
+      m->route[m->n] = r;
+      m->entry_holder[m->n] = j;
+      m->dir[m->n++] = 0;
+    }
+    if (back > 0) {
+      m->lens[m->n] = infsim_network_route(s->net, to, b->instance, m->paths[m->n]);
+      m->route[m->n] = r;
+      m->entry_holder[m->n] = j;
+      m->dir[m->n++] = 1;
+    }
+  }
+}
+
+/* distattn_step_ns without node relay: the setup before the probe is
+ * the instance's memo, built again only when the batch's holders (or
+ * whether it has remote decodes, or its prompt tokens) differ from its
+ * last batch with holders; the probe and all that follows are done for
+ * every batch, so the price is the one the setup made afresh gives. */
+static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exec_instance *x, int64_t now_ns,
+                             double extra) {
+  const infsim_batch_agg *a = &b->agg;
+  infsim_distattn_shape shared = s->c.distattn;
+  sim_da_memo *m = x->memo;
+  if (m == NULL && (m = x->memo = malloc(sizeof *m)) != NULL) m->holder_count = -1;
+  sim_da_memo *scratch = NULL; /* out of memory for a memo: a batch's own, freed below */
+  if (m == NULL && (m = scratch = malloc(sizeof *m)) != NULL) m->holder_count = -1;
+  if (m == NULL) abort(); /* as the KV manager's accessors: pricing cannot fail */
+  int32_t count = b->holder_count < INFSIM_KV_MAX_HOLDINGS ? b->holder_count : INFSIM_KV_MAX_HOLDINGS;
+  /* The prompt tokens count only where a holder takes a chunk's queries
+   * (m->prefill, from the holders): a decode run and a prompt batch with
+   * the same split requests decoding share the setup. */
+  if (m->holder_count != b->holder_count || m->remote != (a->remote_requests > 0) ||
+      memcmp(m->holders, b->holders, (size_t)count * sizeof *b->holders) != 0 ||
+      (m->prefill && m->prefill_tokens != a->prefill_tokens)) {
+    memo_build(s, b, m, count);
+  } else {
+    for (int j = 0; j < m->k; j++) m->dec[j].bytes_per_s = m->dec[j].back_bytes_per_s = m->nominal[j];
+#ifdef INFSIM_CHECK_INVARIANTS
+    sim_da_memo *fresh = malloc(sizeof *fresh);
+    if (fresh != NULL) {
+      memo_build(s, b, fresh, count);
+      assert(fresh->k == m->k && fresh->routes == m->routes && fresh->n == m->n && fresh->prefill == m->prefill &&
+             fresh->host_ma == m->host_ma);
+      assert(memcmp(fresh->dec, m->dec, (size_t)m->k * sizeof *m->dec) == 0);
+      assert(memcmp(fresh->writes, m->writes, (size_t)m->k * sizeof *m->writes) == 0);
+      assert(memcmp(fresh->ma, m->ma, (size_t)m->k * sizeof *m->ma) == 0);
+      assert(memcmp(fresh->out_bytes, m->out_bytes, (size_t)m->routes * sizeof *m->out_bytes) == 0);
+      assert(memcmp(fresh->back_bytes, m->back_bytes, (size_t)m->routes * sizeof *m->back_bytes) == 0);
+      assert(memcmp(fresh->route_to, m->route_to, (size_t)m->routes * sizeof *m->route_to) == 0);
+      assert(memcmp(fresh->lens, m->lens, (size_t)m->n * sizeof *m->lens) == 0);
+      for (int i = 0; i < m->n; i++)
+        assert(memcmp(fresh->paths[i], m->paths[i], (size_t)m->lens[i] * sizeof m->paths[i][0]) == 0);
+      assert(memcmp(fresh->dir, m->dir, (size_t)m->n * sizeof *m->dir) == 0);
+      free(fresh);
+    }
+#endif
+  }
+  x->host_ma = m->host_ma;
+  x->da_routes = m->routes;
+  for (int r = 0; r < m->routes; r++) {
+    x->da_from[r] = b->instance;
+    x->da_holder[r] = m->route_to[r];
+    x->da_out_bytes[r] = m->out_bytes[r];
+    x->da_back_bytes[r] = m->back_bytes[r];
+    x->da_out_rate[r] = x->da_back_rate[r] = m->nominal[m->route_of[r]]; /* until the probe sets its share */
+  }
+  /* The step's traffic, per route and direction, and the rate each gets:
+   * its max-min share beside the step's other transfers (the owner's NIC
+   * or NVLink carries all of its holders' queries out and partials in at
+   * once) and the flows already on those links (other runs' steady flows,
+   * KV moves). Every entry is a holder's own route: its rate is the
+   * holder's too (a route left at its nominal rate keeps the holder's
+   * nominal one). */
+  double rates[2 * INFSIM_KV_MAX_HOLDINGS];
+  infsim_network_probe(s->net, m->n, (const int32_t(*)[INFSIM_NET_MAX_PATH])m->paths, m->lens, rates);
+  for (int i = 0; i < m->n; i++) {
+    if (!isfinite(rates[i])) continue; /* the path's nominal rate */
+    assert(rates[i] > 0);
+    if (m->dir[i] == 0) x->da_out_rate[m->route[i]] = m->dec[m->entry_holder[i]].bytes_per_s = rates[i];
+    else x->da_back_rate[m->route[i]] = m->dec[m->entry_holder[i]].back_bytes_per_s = rates[i];
+  }
+  bool chunk = m->prefill && a->prefill_tokens > 0;
+  infsim_distattn_holder pre[INFSIM_KV_MAX_HOLDINGS];
+  /* The prompt chunk's holders: only for a batch with a chunk. */
+  for (int j = 0; j < m->k && chunk; j++) {
+    const infsim_batch_holder *h = &b->holders[j];
+    pre[j] = (infsim_distattn_holder){.requests = h->prefill_tokens, .context_tokens = h->prefill_context_tokens,
+                                      .bytes_per_s = m->dec[j].bytes_per_s,
+                                      .back_bytes_per_s = m->dec[j].back_bytes_per_s,
+                                      .latency_ns = m->dec[j].latency_ns, .write_bytes = (int64_t)m->writes[j],
+                                      .kind = m->kinds[j] == INFSIM_HOLDER_GPU ? INFSIM_HOLDER_GPU
+                                                                               : INFSIM_HOLDER_HOST_FETCH};
+  }
+  extra = priced_layers(s, b, x, now_ns, &shared, m->dec, pre, m->k, chunk, m->ma, extra);
+  free(scratch);
+  return extra;
+}
+
 static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exec_instance *x, int64_t now_ns) {
   const infsim_batch_agg *a = &b->agg;
   const infsim_cost_curves *c = &s->cost.curves;
@@ -170,6 +361,7 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
   x->da_step_bytes = 0.0;
   x->da_routes = 0;
   if (b->holder_count == 0) return extra; /* most batches: no copy of the shape below */
+  if (s->c.distattn.relay != INFSIM_DISTATTN_RELAY_NODE) return direct_step_ns(s, b, x, now_ns, extra);
   infsim_distattn_shape shared = s->c.distattn;
   const infsim_distattn_shape *shape = &shared;
   infsim_distattn_holder dec[INFSIM_KV_MAX_HOLDINGS], pre[INFSIM_KV_MAX_HOLDINGS];
@@ -329,37 +521,7 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
       pre[j].hop_back_bytes_per_s = x->da_back_rate[pre_hop[j]];
     }
   }
-  /* The node's CPU memory bandwidth, shared equally by the instances
-   * attending host KV on it at once; fixed for the batch (as every
-   * holder's term is, from its first step). */
-  if (x->host_ma && a->remote_requests > 0)
-    shared.cpu_attn_bytes_per_s /= (double)(1 + host_ma_neighbours(s, b->instance, now_ns));
-  if (a->remote_requests > 0) {
-    infsim_distattn_layer l = infsim_distattn_decode_layer(c, shape, a->decode_requests, a->decode_context_tokens,
-                                                           a->remote_requests, dec, k);
-    extra += (double)shape->layers * (l.attention_ns - l.local_ns);
-    x->da_step_bytes += (double)shape->layers * l.bytes;
-    x->da_remote_ns = l.remote_ns;
-    x->da_merge_ns = l.merge_ns;
-    /* j*: the first step whose local attention hides R (bisection: A_j
-     * grows), or the batch's steps when none of them does: pricing reads
-     * min(steps, j*) of a run never longer than the batch. */
-    int64_t lo = 0, hi = b->steps > 0 ? b->steps : 1;
-    int64_t nd = a->decode_requests;
-    while (lo < hi) {
-      int64_t mid = lo + (hi - lo) / 2;
-      int64_t ctx = a->decode_context_tokens + mid * nd;
-      if (ctx < 0 || c->decode_attn_layer_ns(c->self, nd, ctx) >= l.remote_ns) hi = mid;
-      else lo = mid + 1;
-    }
-    x->da_cross = lo;
-  }
-  if (chunk) {
-    infsim_distattn_layer l = infsim_distattn_prefill_layer(c, shape, a->prefill_tokens, a->prefill_attn_pairs, pre, k);
-    extra += (double)shape->layers * (l.attention_ns - l.local_ns);
-    x->da_step_bytes += (double)shape->layers * l.bytes;
-  }
-  return extra;
+  return priced_layers(s, b, x, now_ns, &shared, dec, pre, k, chunk, NULL, extra);
 }
 
 /* The links of route r's direction dir (0: out from da_from, 1: back). */

@@ -25,6 +25,34 @@ enum { SIM_DA_MAX_ROUTES = 3 * INFSIM_KV_MAX_HOLDINGS };
 /* Decode run sizes whose fixed part the simulator keeps (run_fixed_ns). */
 enum { SIM_RUN_FIXED_SIZES = 512 };
 
+/* What distattn_step_ns sets up before its probe, without node relay
+ * (sim_executor.c): it depends only on the batch's holders, whether it
+ * has remote decodes and its prompt tokens, so an owner keeps it for its
+ * next batches (its split requests' remote KV does not grow). */
+typedef struct {
+  int32_t holder_count; /* the key; -1: nothing kept */
+  bool remote;
+  int64_t prefill_tokens;
+  infsim_batch_holder holders[INFSIM_KV_MAX_HOLDINGS];
+  /* per holder j < k */
+  int k;
+  bool prefill, host_ma;
+  int32_t kinds[INFSIM_KV_MAX_HOLDINGS];
+  double writes[INFSIM_KV_MAX_HOLDINGS];  /* KV written, bytes a layer */
+  double nominal[INFSIM_KV_MAX_HOLDINGS]; /* its route's nominal rate */
+  double ma[INFSIM_KV_MAX_HOLDINGS];      /* its decodes' micro-attention on a GPU, one layer (0: none) */
+  infsim_distattn_holder dec[INFSIM_KV_MAX_HOLDINGS]; /* the decode holders (rates: the last probe's) */
+  /* per route r < routes (one per holder with traffic) */
+  int routes;
+  int32_t route_to[INFSIM_KV_MAX_HOLDINGS], route_of[INFSIM_KV_MAX_HOLDINGS]; /* its holder: pool, index j */
+  double out_bytes[INFSIM_KV_MAX_HOLDINGS], back_bytes[INFSIM_KV_MAX_HOLDINGS]; /* a step, all layers */
+  /* the probe's entries i < n: route, direction (0: to the holder), holder index, path */
+  int n;
+  int route[2 * INFSIM_KV_MAX_HOLDINGS], dir[2 * INFSIM_KV_MAX_HOLDINGS], entry_holder[2 * INFSIM_KV_MAX_HOLDINGS];
+  int lens[2 * INFSIM_KV_MAX_HOLDINGS];
+  int32_t paths[2 * INFSIM_KV_MAX_HOLDINGS][INFSIM_NET_MAX_PATH];
+} sim_da_memo;
+
 /* The simulated executor's view of one instance's batch in flight. */
 typedef struct {
   uint32_t generation; /* bumped when a batch starts or is cut: older events are stale */
@@ -77,6 +105,7 @@ typedef struct {
    * their owners' runs go on: the next batches mostly ask the same). */
   int64_t guest_requests, guest_tokens;
   double guest_step_ns;
+  sim_da_memo *memo; /* its last batch with holders (no relay): allocated at its first; NULL before */
 } sim_exec_instance;
 
 typedef struct {

@@ -245,6 +245,41 @@ static void test_relay_prefill_by_hand(void **state) {
   assert_float_equal(l.bytes, 819200 + 825600 + 1638400 + 2 * (819200 + 825600), 1e-6);
 }
 
+/* The direct form (each holder's micro-attention given) prices exactly as
+ * the general one: same fields to the bit, over random holders of every
+ * kind (some without requests), with and without overlap. A pricing that
+ * keeps holders' MA between steps (sim/sim_executor.c) relies on it. */
+static void test_direct_layer_matches_general(void **state) {
+  (void)state;
+  infsim_cost_curves c = curves();
+  uint64_t x = 88172645463325252ull; /* xorshift64 */
+  for (int round = 0; round < 2000; round++) {
+    infsim_distattn_shape s = k7b;
+    s.kv_bytes_per_token_layer = 16384;
+    s.cpu_attn_bytes_per_s = 5e10;
+    s.overlap = round % 2 == 0;
+    infsim_distattn_holder h[8];
+    double ma[8];
+    int k = 1 + (int)(round % 8);
+    int64_t remote = 0;
+    for (int j = 0; j < k; j++) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      int64_t n = (int64_t)(x % 5); /* 0: a holder of prompt KV only */
+      h[j] = (infsim_distattn_holder){.requests = n, .context_tokens = n * (int64_t)(1 + (x >> 8) % 90000),
+                                      .bytes_per_s = 1e9 + (double)((x >> 20) % 1000) * 1e8,
+                                      .back_bytes_per_s = (x >> 30) % 3 == 0 ? 0 : 2e9 + (double)((x >> 33) % 97) * 3e8,
+                                      .latency_ns = (int64_t)((x >> 40) % 9000), .kind = (int32_t)((x >> 50) % 3)};
+      ma[j] = n > 0 ? decode_attn(NULL, n, h[j].context_tokens) : 0.0;
+      remote += n;
+    }
+    int64_t n_local = 1 + (int64_t)(x % 40);
+    infsim_distattn_layer g = infsim_distattn_decode_layer(&c, &s, n_local, 1000 * n_local, remote, h, k);
+    infsim_distattn_layer d = infsim_distattn_decode_layer_direct(&c, &s, n_local, 1000 * n_local, remote, h, k, ma);
+    assert_true(g.local_ns == d.local_ns && g.remote_ns == d.remote_ns && g.merge_ns == d.merge_ns &&
+                g.attention_ns == d.attention_ns && g.bytes == d.bytes);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_wire_sizes),
@@ -255,6 +290,7 @@ int main(void) {
       cmocka_unit_test(test_relay_roles),
       cmocka_unit_test(test_relay_decode_by_hand),
       cmocka_unit_test(test_relay_prefill_by_hand),
+      cmocka_unit_test(test_direct_layer_matches_general),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

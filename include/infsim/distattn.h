@@ -131,6 +131,16 @@ infsim_distattn_layer infsim_distattn_decode_layer(const infsim_cost_curves *c, 
                                                    int64_t requests, int64_t local_context,
                                                    int64_t remote_requests, const infsim_distattn_holder *h, int k);
 
+/* infsim_distattn_decode_layer for holders reached directly (no relay:
+ * every via and relay_queries 0), with each holder's micro-attention on
+ * its GPU, c->decode_attn_layer_ns(h[j].requests, h[j].context_tokens),
+ * given in ma_ns[j] (0 for a holder without requests): a caller pricing
+ * the same holders again keeps them. The same result, to the bit. */
+infsim_distattn_layer infsim_distattn_decode_layer_direct(const infsim_cost_curves *c, const infsim_distattn_shape *s,
+                                                          int64_t requests, int64_t local_context,
+                                                          int64_t remote_requests, const infsim_distattn_holder *h,
+                                                          int k, const double *ma_ns);
+
 /* A prefill chunk's attention, one layer: `tokens` queries with
  * local_pairs (query, key) pairs here (the causal part and local KV);
  * holder j has h[j].context_tokens earlier tokens (h[j].requests is
