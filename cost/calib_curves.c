@@ -491,6 +491,35 @@ static infsim_status long_sm_count(sqlite3 *db, const char *db_path, const char 
   return st;
 }
 
+/* Whether the DB has table `name` (the optional tables written by the
+ * end-to-end fits, clock_fit and iteration_fit, not by `calibrate fit`),
+ * and a statement for its row of a profile, model and TP degree. *q is
+ * NULL when the table is absent. */
+static infsim_status optional_fit_row(sqlite3 *db, const char *db_path, const char *name, const char *sql,
+                                      const char *profile, const infsim_model_shape *model, int64_t tp,
+                                      sqlite3_stmt **q, infsim_error *err) {
+  *q = NULL;
+  sqlite3_stmt *t = NULL;
+  if (sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?1", -1, &t, NULL) !=
+      SQLITE_OK) {
+    sqlite3_finalize(t);
+    return db_fail(db, db_path, err);
+  }
+  sqlite3_bind_text(t, 1, name, -1, SQLITE_STATIC);
+  if (sqlite3_step(t) != SQLITE_ROW) {
+    sqlite3_finalize(t);
+    return db_fail(db, db_path, err);
+  }
+  int have = sqlite3_column_int(t, 0);
+  sqlite3_finalize(t);
+  if (!have) return INFSIM_OK;
+  if (sqlite3_prepare_v2(db, sql, -1, q, NULL) != SQLITE_OK) return db_fail(db, db_path, err);
+  sqlite3_bind_text(*q, 1, profile, -1, SQLITE_STATIC);
+  sqlite3_bind_text(*q, 2, model->name, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(*q, 3, tp);
+  return INFSIM_OK;
+}
+
 /* The clock-after-idle fit of a profile, model and TP degree (tau_s 0:
  * none; the term stays off). Table clock_fit is optional: a DB without
  * it (or without a row) has no fit. Written by calibrate/fit-clock.py
@@ -501,18 +530,8 @@ static infsim_status clock_fit(sqlite3 *db, const char *db_path, const char *pro
                             " WHERE p.name = ?1 AND p.model = ?2 AND c.tp = ?3";
   sqlite3_stmt *q = NULL;
   *tau_s = *gain = 0.0;
-  if (sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'clock_fit'", -1, &q,
-                         NULL) != SQLITE_OK || sqlite3_step(q) != SQLITE_ROW) {
-    sqlite3_finalize(q);
-    return db_fail(db, db_path, err);
-  }
-  int have = sqlite3_column_int(q, 0);
-  sqlite3_finalize(q);
-  if (!have) return INFSIM_OK;
-  if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK) return db_fail(db, db_path, err);
-  sqlite3_bind_text(q, 1, profile, -1, SQLITE_STATIC);
-  sqlite3_bind_text(q, 2, model->name, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(q, 3, tp);
+  infsim_status found = optional_fit_row(db, db_path, "clock_fit", sql, profile, model, tp, &q, err);
+  if (found != INFSIM_OK || !q) return found;
   int rc = sqlite3_step(q);
   infsim_status st = INFSIM_OK;
   if (rc == SQLITE_ROW) {
@@ -543,18 +562,8 @@ static infsim_status iteration_fit(sqlite3 *db, const char *db_path, const char 
   sqlite3_stmt *q = NULL;
   *have = 0;
   *overhead_us = 0.0;
-  if (sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'iteration_fit'",
-                         -1, &q, NULL) != SQLITE_OK || sqlite3_step(q) != SQLITE_ROW) {
-    sqlite3_finalize(q);
-    return db_fail(db, db_path, err);
-  }
-  int table = sqlite3_column_int(q, 0);
-  sqlite3_finalize(q);
-  if (!table) return INFSIM_OK;
-  if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK) return db_fail(db, db_path, err);
-  sqlite3_bind_text(q, 1, profile, -1, SQLITE_STATIC);
-  sqlite3_bind_text(q, 2, model->name, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(q, 3, tp);
+  infsim_status found = optional_fit_row(db, db_path, "iteration_fit", sql, profile, model, tp, &q, err);
+  if (found != INFSIM_OK || !q) return found;
   int rc = sqlite3_step(q);
   infsim_status st = INFSIM_OK;
   if (rc == SQLITE_ROW) {
