@@ -223,28 +223,49 @@ static void bench_merge(bench *b) {
   infsim_kernels_free(b->k, lse);
 }
 
+/* The buffers of a prefill case (lse NULL when not asked). */
+typedef struct {
+  void *q, *kn, *vn, *kp, *vp, *out, *lse, *table;
+} prefill_bufs;
+
+/* A fresh causal prefill of N tokens, h query heads on g KV heads, bf16,
+ * its pool blocks in shuffled order (bench_prefill, bench_prefill_one);
+ * the LSE written only with_lse. prefill_bufs_free gives m back. */
+static infsim_prefill_args prefill_fresh(bench *b, int64_t N, int64_t h, int64_t g, int64_t bt, bool with_lse,
+                                         prefill_bufs *m) {
+  m->q = balloc(b, N * h * D * 2), m->kn = balloc(b, N * g * D * 2), m->vn = balloc(b, N * g * D * 2);
+  m->kp = balloc(b, N * g * D * 2), m->vp = balloc(b, N * g * D * 2), m->out = balloc(b, N * h * D * 2);
+  m->lse = with_lse ? balloc(b, N * h * 4) : NULL;
+  m->table = balloc(b, N / bt * 4);
+  bfill(b, m->q, INFSIM_KDTYPE_BF16, N * h * D, 31);
+  bfill(b, m->kn, INFSIM_KDTYPE_BF16, N * g * D, 32);
+  bfill(b, m->vn, INFSIM_KDTYPE_BF16, N * g * D, 33);
+  int32_t *ids = malloc(sizeof *ids * (size_t)(N / bt));
+  shuffle_ids(ids, N / bt, (uint64_t)N);
+  bupload(b, m->table, ids, N / bt * 4);
+  free(ids);
+  return (infsim_prefill_args){.num_requests = 1, .num_q_heads = (int32_t)h, .num_kv_heads = (int32_t)g,
+                               .head_dim = D, .new_tokens = (int32_t)N, .past_tokens = 0,
+                               .block_tokens = (int32_t)bt, .dtype = INFSIM_KDTYPE_BF16, .q = m->q,
+                               .k_new = m->kn, .v_new = m->vn, .k_pool = m->kp, .v_pool = m->vp,
+                               .block_table = m->table, .block_table_stride = (int32_t)(N / bt),
+                               .softmax_scale = 0.08838834764f, .out_dtype = INFSIM_KDTYPE_BF16, .out = m->out,
+                               .lse = m->lse};
+}
+
+static void prefill_bufs_free(bench *b, prefill_bufs *m) {
+  void *all[] = {m->q, m->kn, m->vn, m->kp, m->vp, m->out, m->lse, m->table};
+  for (int i = 0; i < 8; i++) infsim_kernels_free(b->k, all[i]);
+}
+
 static void bench_prefill(bench *b) {
   const int64_t lens[] = {1024, 4096, 16384};
   const int64_t heads[][2] = {{H70, G70}, {32, 32}, {8, 1}};
   for (size_t hi = 0; hi < 3; hi++) {
     for (size_t li = 0; li < 3; li++) {
       int64_t N = lens[li], h = heads[hi][0], g = heads[hi][1], bt = 16;
-      void *q = balloc(b, N * h * D * 2), *kn = balloc(b, N * g * D * 2), *vn = balloc(b, N * g * D * 2);
-      void *kp = balloc(b, N * g * D * 2), *vp = balloc(b, N * g * D * 2), *out = balloc(b, N * h * D * 2);
-      void *lse = balloc(b, N * h * 4), *table = balloc(b, N / bt * 4);
-      bfill(b, q, INFSIM_KDTYPE_BF16, N * h * D, 31);
-      bfill(b, kn, INFSIM_KDTYPE_BF16, N * g * D, 32);
-      bfill(b, vn, INFSIM_KDTYPE_BF16, N * g * D, 33);
-      int32_t *ids = malloc(sizeof *ids * (size_t)(N / bt));
-      shuffle_ids(ids, N / bt, (uint64_t)N);
-      bupload(b, table, ids, N / bt * 4);
-      free(ids);
-      infsim_prefill_args a = {.num_requests = 1, .num_q_heads = (int32_t)h, .num_kv_heads = (int32_t)g,
-                               .head_dim = D, .new_tokens = (int32_t)N, .past_tokens = 0,
-                               .block_tokens = (int32_t)bt, .dtype = INFSIM_KDTYPE_BF16, .q = q, .k_new = kn,
-                               .v_new = vn, .k_pool = kp, .v_pool = vp, .block_table = table,
-                               .block_table_stride = (int32_t)(N / bt), .softmax_scale = 0.08838834764f,
-                               .out_dtype = INFSIM_KDTYPE_BF16, .out = out, .lse = lse};
+      prefill_bufs m;
+      infsim_prefill_args a = prefill_fresh(b, N, h, g, bt, true, &m);
       /* auto first and 128 x 128 next to it (the same kernel on Hopper: their
        * spread shows the run-to-run noise; the long 16K runs heat the card). */
       /* {rows, keys, wgmma pipeline}: the wgmma kernel's pipelines 2 and 3
@@ -269,8 +290,7 @@ static void bench_prefill(bench *b) {
                       2.0 * (double)h * D * (double)N * (double)(N + 1)};
         emit(b, &r, &t);
       }
-      void *all[] = {q, kn, vn, kp, vp, out, lse, table};
-      for (int i = 0; i < 8; i++) infsim_kernels_free(b->k, all[i]);
+      prefill_bufs_free(b, &m);
     }
   }
   /* Chunked prefill: a chunk of c tokens after a cached prefix of L tokens
@@ -319,30 +339,18 @@ static void bench_prefill_one(bench *b) {
   const char *env = getenv("INFSIM_BENCH_PIPELINE");
   const int pipeline = env ? atoi(env) : 4;
   const int64_t N = 16384, h = H70, g = G70, bt = 16;
-  void *q = balloc(b, N * h * D * 2), *kn = balloc(b, N * g * D * 2), *vn = balloc(b, N * g * D * 2);
-  void *kp = balloc(b, N * g * D * 2), *vp = balloc(b, N * g * D * 2), *out = balloc(b, N * h * D * 2);
-  void *table = balloc(b, N / bt * 4);
-  bfill(b, q, INFSIM_KDTYPE_BF16, N * h * D, 31);
-  bfill(b, kn, INFSIM_KDTYPE_BF16, N * g * D, 32);
-  bfill(b, vn, INFSIM_KDTYPE_BF16, N * g * D, 33);
-  int32_t *ids = malloc(sizeof *ids * (size_t)(N / bt));
-  shuffle_ids(ids, N / bt, (uint64_t)N);
-  bupload(b, table, ids, N / bt * 4);
-  free(ids);
-  infsim_prefill_args a = {.num_requests = 1, .num_q_heads = (int32_t)h, .num_kv_heads = (int32_t)g,
-                           .head_dim = D, .new_tokens = (int32_t)N, .block_tokens = (int32_t)bt,
-                           .dtype = INFSIM_KDTYPE_BF16, .q = q, .k_new = kn, .v_new = vn, .k_pool = kp,
-                           .v_pool = vp, .block_table = table, .block_table_stride = (int32_t)(N / bt),
-                           .softmax_scale = 0.08838834764f, .out_dtype = INFSIM_KDTYPE_BF16, .out = out,
-                           .q_tile_rows = 128, .k_tile_tokens = 128, .sm90_pipeline = pipeline};
+  prefill_bufs m;
+  infsim_prefill_args a = prefill_fresh(b, N, h, g, bt, false, &m);
+  a.q_tile_rows = 128;
+  a.k_tile_tokens = 128;
+  a.sm90_pipeline = pipeline;
   infsim_kernel_timing t = btime(b, infsim_kernel_op_prefill, &a, 3, false);
   char variant[32];
   snprintf(variant, sizeof variant, "causal-q128k128p%d", pipeline);
   row_info r = {"prefill_one", variant, "bf16", 1, N, h, g, bt, 0, 0, 0, 0, 0, 0,
                 2.0 * (double)h * D * (double)N * (double)(N + 1)};
   emit(b, &r, &t);
-  void *all[] = {q, kn, vn, kp, vp, out, table};
-  for (int i = 0; i < 7; i++) infsim_kernels_free(b->k, all[i]);
+  prefill_bufs_free(b, &m);
 }
 
 /* The unfused sequence: RMSNorm in one pass, RoPE in a second. */
