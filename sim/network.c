@@ -32,6 +32,7 @@ typedef struct {
   infsim_link_info info;
   double residual_bytes_per_s; /* scratch of the filling */
   int32_t unfixed;             /* scratch: unfixed flows crossing it */
+  int32_t listed;              /* in the fillings' list (in_use; in the padding: net_link keeps its size) */
   double load_bytes_per_s;     /* sum of the rates crossing it */
   double top_bytes_per_s;      /* no flow crossing it goes faster (an upper bound: kept when one leaves) */
   int32_t flows_on;            /* flows whose path crosses it (waiting out their latency or not) */
@@ -40,6 +41,7 @@ typedef struct {
   int32_t probe_local; /* its place in the probe's touched list (in the padding: net_link keeps its size) */
   double probe_residual_bytes_per_s;
 } net_link;
+_Static_assert(sizeof(net_link) == 128, "net_link: the filling and the probe index links; keep it two cache lines");
 
 /* A flow taking part in infsim_network_probe's filling: one of the new
  * flows (no bound; its rate goes straight to the caller's array when it
@@ -113,6 +115,14 @@ struct infsim_network {
    * them: the filling and the probe index links, which a larger net_link
    * makes dearer. */
   struct link_acct_s *acct;
+  /* The links a filling visits (in_use[0..n_in_use), in no particular
+   * order): every link that some flow crosses, that carries a load or
+   * that is busy is there; one leaves at the end of a filling that finds
+   * it with none of these. A cluster's links are mostly idle (each
+   * instance's PCIe, most NVLinks at a time): the filling's passes over
+   * every link cost more than the rest of it. */
+  int32_t *in_use;
+  size_t n_in_use;
   size_t *act_links; /* scratch of the filling: links with unfixed flows */
   size_t act_links_cap;
   /* Every route's rate and latency in a cluster network, built once
@@ -212,6 +222,7 @@ void infsim_network_free(infsim_network *net) {
   free(net->routes);
   free(net->node);
   free(net->acct);
+  free(net->in_use);
   free(net->act_links);
   free(net);
 }
@@ -228,6 +239,9 @@ infsim_status infsim_network_add_link(infsim_network *net, infsim_link_kind kind
     link_acct *b = realloc(net->acct, cap * sizeof *b);
     if (!b) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
     net->acct = b;
+    int32_t *u = realloc(net->in_use, cap * sizeof *u);
+    if (!u) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
+    net->in_use = u;
     net->link_cap = cap;
   }
   net_link *l = &net->links[net->link_count];
@@ -273,6 +287,16 @@ static void load_changed(infsim_network *net, size_t l) {
   } else if (!busy && *from >= 0) {
     net->links[l].info.busy_ns += net->now_ns - *from;
     *from = -1;
+  }
+}
+
+/* A flow now crosses link l: the fillings visit it from now on. */
+static inline void cross_link(infsim_network *net, int32_t l) {
+  net_link *L = &net->links[l];
+  L->flows_on++;
+  if (!L->listed) {
+    L->listed = 1;
+    net->in_use[net->n_in_use++] = l;
   }
 }
 
@@ -555,7 +579,10 @@ static void recompute(infsim_network *net) {
   /* A link that no flow crosses and that carries no load (most of a
    * cluster's PCIe and NVLink links) keeps its bytes and its idle time as
    * they are; its unfixed count is 0 outside a filling. */
-  for (size_t l = 0; l < net->link_count; l++) {
+  const int32_t *in_use = net->in_use;
+  const size_t n_in_use = net->n_in_use;
+  for (size_t u = 0; u < n_in_use; u++) {
+    size_t l = (size_t)in_use[u];
     if (net->links[l].flows_on == 0 && net->links[l].load_bytes_per_s == 0) {
       net->links[l].top_bytes_per_s = 0;
       continue;
@@ -612,8 +639,8 @@ static void recompute(infsim_network *net) {
    * arithmetic on the same values, rates bit for bit those of a scan of
    * every link. */
   size_t *act = net->act_links, n_act = 0;
-  for (size_t l = 0; l < net->link_count; l++)
-    if (net->links[l].unfixed > 0) act[n_act++] = l;
+  for (size_t u = 0; u < n_in_use; u++)
+    if (net->links[in_use[u]].unfixed > 0) act[n_act++] = (size_t)in_use[u];
   double level = 0;
   while (unfixed > 0) {
     double delta = INFINITY;
@@ -712,8 +739,18 @@ static void recompute(infsim_network *net) {
     if (f->finish_ns < net->next_ns) net->next_ns = f->finish_ns;
   }
   for (size_t c = 0; c < n_live; c++) net->classes[net->live[c]].flows = 0;
-  for (size_t l = 0; l < net->link_count; l++)
+  /* The links' busy spans; a link left with no flow, no load and no
+   * busy span leaves the list (its top rate was reset above). */
+  size_t kept = 0;
+  for (size_t u = 0; u < n_in_use; u++) {
+    size_t l = (size_t)net->in_use[u];
     if (net->links[l].flows_on > 0 || net->acct[l].busy_from_ns >= 0) load_changed(net, l);
+    if (net->links[l].flows_on == 0 && net->links[l].load_bytes_per_s == 0 && net->acct[l].busy_from_ns < 0)
+      net->links[l].listed = 0;
+    else
+      net->in_use[kept++] = (int32_t)l;
+  }
+  net->n_in_use = kept;
 }
 
 /* Moves the clock to t (no change of rates before t): links and flows
@@ -777,7 +814,7 @@ static infsim_status new_flow(infsim_network *net, const int32_t *path, int path
     f->path[k] = path[k];
     latency_ns += net->links[path[k]].info.latency_ns;
   }
-  for (int k = 0; k < path_len; k++) net->links[path[k]].flows_on++;
+  for (int k = 0; k < path_len; k++) cross_link(net, path[k]);
   f->active_at_ns = start_ns + latency_ns;
   f->from_ns = net->now_ns;
   f->finish_ns = INT64_MAX;
@@ -938,7 +975,7 @@ bool infsim_network_add_steady_set(infsim_network *net, int n, const int32_t (*p
     for (int k = 0; k < len; k++) {
       assert(path[k] >= 0 && (size_t)path[k] < net->link_count);
       f->path[k] = path[k];
-      net->links[path[k]].flows_on++;
+      cross_link(net, path[k]);
     }
     net->flow_count++;
     if (net->flow_count > net->flow_peak) net->flow_peak = net->flow_count;
@@ -1429,6 +1466,17 @@ void infsim_network_check(const infsim_network *net) {
     assert((moving > 0) == (net->acct[l].busy_from_ns >= 0));
   }
   for (size_t l = 0; l < net->link_count; l++) assert(load[l] <= net->links[l].info.bytes_per_s * (1 + 1e-6));
+  /* The fillings' list of links: each listed link once; a link with a
+   * flow, a load or a busy span listed; one off the list at top rate 0. */
+  size_t listed = 0;
+  for (size_t u = 0; u < net->n_in_use; u++) assert(net->links[net->in_use[u]].listed);
+  for (size_t l = 0; l < net->link_count; l++) {
+    const net_link *L = &net->links[l];
+    listed += L->listed != 0;
+    if (L->flows_on > 0 || L->load_bytes_per_s != 0 || net->acct[l].busy_from_ns >= 0) assert(L->listed);
+    if (!L->listed) assert(L->top_bytes_per_s == 0);
+  }
+  assert(listed == net->n_in_use);
   /* Max-min: a flow below its bound crosses a full link on which no flow
    * goes faster than it (its bottleneck). */
   for (size_t s = 0; s < net->flow_cap; s++) {
