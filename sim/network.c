@@ -964,14 +964,20 @@ bool infsim_network_add_steady_set(infsim_network *net, int n, const int32_t (*p
     size_t slot = net->free_slots[--net->free_count];
     set_used(net, slot, true);
     net_flow *f = &net->flows[slot];
-    *f = (net_flow){.id = (int64_t)((uint64_t)++net->generation[slot] << 32 | slot),
-                    .path_len = len,
-                    .steady = true,
-                    .bound_bytes_per_s = rate,
-                    .from_ns = net->now_ns,
-                    .active_at_ns = start_ns,
-                    .finish_ns = INT64_MAX,
-                    .cls = -1};
+    /* every field but the path's unused entries (nothing reads them) */
+    f->id = (int64_t)((uint64_t)++net->generation[slot] << 32 | slot);
+    f->tag = 0;
+    f->path_len = len;
+    f->steady = true;
+    f->fixed = false;
+    f->bound_bytes_per_s = rate;
+    f->remaining_bytes = 0;
+    f->carried_bytes = 0;
+    f->from_ns = net->now_ns;
+    f->active_at_ns = start_ns;
+    f->rate_bytes_per_s = 0;
+    f->finish_ns = INT64_MAX;
+    f->cls = -1;
     for (int k = 0; k < len; k++) {
       assert(path[k] >= 0 && (size_t)path[k] < net->link_count);
       f->path[k] = path[k];
@@ -989,13 +995,18 @@ bool infsim_network_add_steady_set(infsim_network *net, int n, const int32_t (*p
       continue;
     }
     f->rate_bytes_per_s = rate;
+    /* fold_link, the load and top rate, then load_changed with one more
+     * moving flow (busy from now if it was not) */
     for (int k = 0; k < len; k++) {
       net_link *L = &net->links[path[k]];
-      fold_link(net, (size_t)path[k]);
+      link_acct *a = &net->acct[path[k]];
+      int64_t dt = net->now_ns - a->bytes_from_ns;
+      if (dt > 0 && L->load_bytes_per_s > 0) L->info.bytes += L->load_bytes_per_s * (double)dt * 1e-9;
+      a->bytes_from_ns = net->now_ns;
       L->load_bytes_per_s += rate;
       if (rate > L->top_bytes_per_s) L->top_bytes_per_s = rate;
-      net->acct[path[k]].moving++;
-      load_changed(net, (size_t)path[k]);
+      a->moving++;
+      if (a->busy_from_ns < 0) a->busy_from_ns = net->now_ns;
     }
   }
   if (dirty && net->held)
@@ -1016,13 +1027,19 @@ void infsim_network_remove_steady_set(infsim_network *net, const int64_t *ids, i
     /* (its carried bytes are not folded: nobody reads them once it is gone) */
     bool moving = f->rate_bytes_per_s > 0;
     if (is_active(net, f) && unsaturated(net, f, 0.0)) {
+      /* fold_link, the load, then load_changed with one moving flow less */
       for (int k = 0; k < f->path_len; k++) {
-        size_t l = (size_t)f->path[k];
-        fold_link(net, l);
-        net->links[l].load_bytes_per_s -= f->rate_bytes_per_s;
-        net->links[l].flows_on--;
-        net->acct[l].moving -= moving;
-        load_changed(net, l);
+        net_link *L = &net->links[f->path[k]];
+        link_acct *a = &net->acct[f->path[k]];
+        int64_t dt = net->now_ns - a->bytes_from_ns;
+        if (dt > 0 && L->load_bytes_per_s > 0) L->info.bytes += L->load_bytes_per_s * (double)dt * 1e-9;
+        a->bytes_from_ns = net->now_ns;
+        L->load_bytes_per_s -= f->rate_bytes_per_s;
+        L->flows_on--;
+        if ((a->moving -= moving) == 0 && a->busy_from_ns >= 0) {
+          L->info.busy_ns += net->now_ns - a->busy_from_ns;
+          a->busy_from_ns = -1;
+        }
       }
     } else {
       for (int k = 0; k < f->path_len; k++) {
