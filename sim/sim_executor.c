@@ -672,24 +672,12 @@ static int kept_flows(const sim_flow_set *fs, const sim_exec_instance *x, double
   return fs->flows;
 }
 
-static infsim_status start_flows(infsim_sim *s, sim_exec_instance *x, int64_t now_ns, infsim_error *err) {
-  x->da_floor_ns = 0.0;
-  x->da_floor_steps = 0;
-  if (x->da_routes == 0 || x->steps < 1) return INFSIM_OK;
-  double span_s = (double)(x->lead_ns + x->compute_ns) * 1e-9;
-  if (!(span_s > 0.0)) return INFSIM_OK;
-  double bytes[2 * SIM_DA_MAX_ROUTES], demand[2 * SIM_DA_MAX_ROUTES];
-  int32_t paths[2 * SIM_DA_MAX_ROUTES][INFSIM_NET_MAX_PATH];
-  int lens[2 * SIM_DA_MAX_ROUTES];
-  infsim_network_sync(s->net, now_ns);
-  sim_flow_set *fs = x->flow_set;
-  if (fs == NULL && (fs = x->flow_set = malloc(sizeof *fs)) != NULL) fs->routes = -1;
-  int kept = kept_flows(fs, x, bytes);
-  if (kept >= 0) {
-    x->da_flows = kept;
-    for (int f = 0; f < kept; f++) demand[f] = bytes[f] * (double)x->steps / span_s;
-    return add_flows(s, x, now_ns, (const int32_t(*)[INFSIM_NET_MAX_PATH])fs->paths, fs->lens, bytes, demand, err);
-  }
+/* start_flows' grouping of x's routes into flows: paths[f][0..lens[f])
+ * and bytes[f] a step for f < the count returned, of[r][dir] each
+ * route's flow (-1: none). */
+static int group_flows(const infsim_sim *s, const sim_exec_instance *x, int32_t (*paths)[INFSIM_NET_MAX_PATH],
+                       int *lens, double *bytes, int16_t (*of)[2]) {
+  int n = 0;
   bool per_path = s->c.distattn_flow_per_path;
   /* a table for up to 32 flows (at most half full); a run of more routes
    * looks its flows up one by one */
@@ -697,13 +685,12 @@ static infsim_status start_flows(infsim_sim *s, sim_exec_instance *x, int64_t no
   int8_t by_ends[FLOW_TABLE];
   bool table = 2 * x->da_routes <= FLOW_TABLE / 2;
   if (per_path && table) memset(by_ends, 0xff, sizeof by_ends);
-  int16_t of[SIM_DA_MAX_ROUTES][2];
   for (int r = 0; r < x->da_routes; r++)
     for (int dir = 0; dir < 2; dir++) {
       double b = dir == 0 ? x->da_out_bytes[r] : x->da_back_bytes[r];
       of[r][dir] = -1;
       if (b <= 0.0) continue;
-      int f = x->da_flows;
+      int f = n;
       lens[f] = route_path(s, x, r, dir, paths[f]);
       if (lens[f] == 0) continue;
       /* routes over the same links (holders on one other node) share one
@@ -731,8 +718,41 @@ static infsim_status start_flows(infsim_sim *s, sim_exec_instance *x, int64_t no
       if (per_path && table) by_ends[h] = (int8_t)f;
       bytes[f] = b;
       of[r][dir] = (int16_t)f;
-      x->da_flows++;
+      n++;
     }
+  return n;
+}
+
+static infsim_status start_flows(infsim_sim *s, sim_exec_instance *x, int64_t now_ns, infsim_error *err) {
+  x->da_floor_ns = 0.0;
+  x->da_floor_steps = 0;
+  if (x->da_routes == 0 || x->steps < 1) return INFSIM_OK;
+  double span_s = (double)(x->lead_ns + x->compute_ns) * 1e-9;
+  if (!(span_s > 0.0)) return INFSIM_OK;
+  double bytes[2 * SIM_DA_MAX_ROUTES], demand[2 * SIM_DA_MAX_ROUTES];
+  int32_t paths[2 * SIM_DA_MAX_ROUTES][INFSIM_NET_MAX_PATH];
+  int lens[2 * SIM_DA_MAX_ROUTES];
+  infsim_network_sync(s->net, now_ns);
+  sim_flow_set *fs = x->flow_set;
+  if (fs == NULL && (fs = x->flow_set = malloc(sizeof *fs)) != NULL) fs->routes = -1;
+  int kept = kept_flows(fs, x, bytes);
+  if (kept >= 0) {
+#ifdef INFSIM_CHECK_INVARIANTS
+    double fresh_bytes[2 * SIM_DA_MAX_ROUTES];
+    int16_t fresh_of[SIM_DA_MAX_ROUTES][2];
+    int fresh = group_flows(s, x, paths, lens, fresh_bytes, fresh_of);
+    assert(fresh == kept);
+    for (int f = 0; f < kept; f++) {
+      assert(fresh_bytes[f] == bytes[f] && lens[f] == fs->lens[f]);
+      assert(memcmp(paths[f], fs->paths[f], (size_t)lens[f] * sizeof paths[f][0]) == 0);
+    }
+#endif
+    x->da_flows = kept;
+    for (int f = 0; f < kept; f++) demand[f] = bytes[f] * (double)x->steps / span_s;
+    return add_flows(s, x, now_ns, (const int32_t(*)[INFSIM_NET_MAX_PATH])fs->paths, fs->lens, bytes, demand, err);
+  }
+  int16_t of[SIM_DA_MAX_ROUTES][2];
+  x->da_flows = group_flows(s, x, paths, lens, bytes, of);
   if (fs != NULL) { /* kept for the owner's next run */
     fs->routes = x->da_routes;
     fs->flows = x->da_flows;
