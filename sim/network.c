@@ -109,6 +109,10 @@ struct infsim_network {
    * may be reused for (probe_memo); reprice_tolerance: the topology's. */
   struct probe_memo_s *memos;
   size_t memo_cap;
+  /* Per key, its last probe's transfers and the filling's set-up they
+   * made (probe_shape): an owner's batches mostly probe the same paths. */
+  struct probe_shape_s *shapes;
+  size_t shape_cap;
   double reprice_tolerance;
   size_t probes_reused; /* answers given again by infsim_network_probe_keyed */
   /* Per link, its time accounts (link_acct). Beside the links, not in
@@ -165,6 +169,24 @@ typedef struct probe_memo_s {
   double *load_lo, *load_hi; /* the loads that leave each link's room within the tolerance */
 } probe_memo;
 
+/* A probe's set-up for its transfers, kept for the same key's next probe
+ * of the same paths: the links they touch in the order the probe meets
+ * them, with the transfers crossing each, and the parts (paths, masks of
+ * those links) and active list the probe's first pass builds; it depends
+ * on the paths only, so set up again from here it is the same, bit for
+ * bit, whatever the links' loads. */
+typedef struct probe_shape_s {
+  bool valid;
+  int n;
+  size_t nt, na, parts_cap, links_cap;
+  uint64_t (*words)[2]; /* each transfer's path (path_words) */
+  int *lens;
+  probe_part *parts;
+  int32_t *act;
+  int32_t *links;
+  int32_t *unfixed;
+} probe_shape;
+
 typedef struct net_route_s {
   double bytes_per_s; /* the path's narrowest link; 0: no link */
   int64_t latency_ns; /* over its links */
@@ -219,6 +241,16 @@ void infsim_network_free(infsim_network *net) {
     free(m->load_hi);
   }
   free(net->memos);
+  for (size_t k = 0; k < net->shape_cap; k++) {
+    probe_shape *h = &net->shapes[k];
+    free(h->words);
+    free(h->lens);
+    free(h->parts);
+    free(h->act);
+    free(h->links);
+    free(h->unfixed);
+  }
+  free(net->shapes);
   free(net->routes);
   free(net->node);
   free(net->acct);
@@ -1170,8 +1202,56 @@ static bool memo_reserve(probe_memo *m, size_t n, size_t nt) {
 
 /* The probe (infsim_network_probe); with memo, its answer is kept there
  * when it needed no walk of the flows. */
+/* A path's links as two words, the entries past its length masked off
+ * (a caller's path leaves them unset): two paths of one length are the
+ * same when their words are. */
+static inline void path_words(const int32_t *path, int len, uint64_t *w) {
+  static const uint64_t keep[3] = {0, UINT64_C(0xffffffff), ~UINT64_C(0)};
+  uint64_t a = 0, b = 0;
+  memcpy(&a, path, sizeof a);
+  if (len > 2) memcpy(&b, path + 2, sizeof b);
+  w[0] = a & keep[len < 2 ? len : 2];
+  w[1] = len > 2 ? b & keep[len - 2] : 0;
+}
+
+/* Whether shape was made by a probe of these transfers. */
+static bool shape_holds(const probe_shape *h, int n, const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens) {
+  if (!h->valid || h->n != n) return false;
+  for (int i = 0; i < n; i++) {
+    if (lens[i] != h->lens[i]) return false;
+    uint64_t w[2];
+    path_words(paths[i], lens[i], w);
+    if (w[0] != h->words[i][0] || w[1] != h->words[i][1]) return false;
+  }
+  return true;
+}
+
+/* Room in shape for n transfers over up to nt links; false when out of
+ * memory (the set-up is then not kept). */
+static bool shape_reserve(probe_shape *h, size_t n, size_t nt) {
+  if (h->parts_cap < n) {
+    size_t cap = h->parts_cap;
+    if (!infsim_grow((void **)&h->words, &cap, n, sizeof *h->words, 16)) return false;
+    cap = h->parts_cap;
+    if (!infsim_grow((void **)&h->lens, &cap, n, sizeof *h->lens, 16)) return false;
+    cap = h->parts_cap;
+    if (!infsim_grow((void **)&h->parts, &cap, n, sizeof *h->parts, 16)) return false;
+    cap = h->parts_cap;
+    if (!infsim_grow((void **)&h->act, &cap, n, sizeof *h->act, 16)) return false;
+    h->parts_cap = cap;
+  }
+  if (h->links_cap < nt) {
+    size_t cap = h->links_cap;
+    if (!infsim_grow((void **)&h->links, &cap, nt, sizeof *h->links, 16)) return false;
+    cap = h->links_cap;
+    if (!infsim_grow((void **)&h->unfixed, &cap, nt, sizeof *h->unfixed, 16)) return false;
+    h->links_cap = cap;
+  }
+  return true;
+}
+
 static void probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens,
-                  double *rates, probe_memo *memo) {
+                  double *rates, probe_memo *memo, probe_shape *shape) {
   if (n <= 0) return;
   size_t want = (size_t)n * INFSIM_NET_MAX_PATH;
   if (net->touched_cap < want) {
@@ -1188,7 +1268,25 @@ static void probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_
    * skip the fixed. */
   size_t nt = 0, parts = (size_t)n, walked = 0, na = 0;
   bool loaded = false;
-  for (int i = 0; i < n; i++) {
+  bool kept = shape != NULL && shape_holds(shape, n, paths, lens);
+  if (kept) { /* the first pass's answer, as it made it for these paths */
+    nt = shape->nt;
+    na = shape->na;
+    for (size_t t = 0; t < nt; t++) {
+      int32_t l = shape->links[t];
+      net_link *L = &net->links[l];
+      L->probe_epoch = epoch;
+      L->probe_unfixed = shape->unfixed[t];
+      L->probe_local = (int32_t)t;
+      touched[t] = l;
+    }
+    memcpy(net->parts, shape->parts, (size_t)n * sizeof *net->parts);
+    memcpy(net->act, shape->act, na * sizeof *net->act);
+    if (na < (size_t)n)
+      for (int i = 0; i < n; i++)
+        if (lens[i] == 0) rates[i] = INFINITY;
+  }
+  for (int i = 0; i < n && !kept; i++) {
     probe_part *p = &net->parts[i];
     assert(lens[i] >= 0 && lens[i] <= INFSIM_NET_MAX_PATH);
     p->path_len = lens[i];
@@ -1212,6 +1310,24 @@ static void probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_
       net->act[na++] = (int32_t)i;
     else
       rates[i] = INFINITY;
+  }
+  if (shape != NULL && !kept) {
+    shape->valid = shape_reserve(shape, (size_t)n, nt);
+    if (shape->valid) {
+      shape->n = n;
+      shape->nt = nt;
+      shape->na = na;
+      for (int i = 0; i < n; i++) {
+        shape->lens[i] = lens[i];
+        path_words(paths[i], lens[i], shape->words[i]);
+      }
+      memcpy(shape->parts, net->parts, (size_t)n * sizeof *net->parts);
+      memcpy(shape->act, net->act, na * sizeof *net->act);
+      for (size_t t = 0; t < nt; t++) {
+        shape->links[t] = touched[t];
+        shape->unfixed[t] = net->links[touched[t]].probe_unfixed;
+      }
+    }
   }
   bool masks = nt <= 64;
   /* No link fills below x_low: at most the new flows and every flow on it
@@ -1382,7 +1498,7 @@ static void probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_
 
 void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens,
                           double *rates) {
-  probe(net, n, paths, lens, rates, NULL);
+  probe(net, n, paths, lens, rates, NULL, NULL);
 }
 
 /* Whether memo's answer holds for these transfers now: the same paths,
@@ -1419,13 +1535,22 @@ void infsim_network_probe_keyed(infsim_network *net, int32_t key, int n,
    * the bit would reuse 15-24% of them on bench/distkv_speed's hour and
    * cost more than it saves. */
   if (!(net->reprice_tolerance > 0)) {
-    probe(net, n, paths, lens, rates, NULL);
+    if ((size_t)key >= net->shape_cap) {
+      size_t cap = net->shape_cap;
+      if (!infsim_grow((void **)&net->shapes, &cap, (size_t)key + 1, sizeof *net->shapes, 16)) {
+        probe(net, n, paths, lens, rates, NULL, NULL);
+        return;
+      }
+      memset(net->shapes + net->shape_cap, 0, (cap - net->shape_cap) * sizeof *net->shapes);
+      net->shape_cap = cap;
+    }
+    probe(net, n, paths, lens, rates, NULL, &net->shapes[key]);
     return;
   }
   if ((size_t)key >= net->memo_cap) {
     size_t cap = net->memo_cap;
     if (!infsim_grow((void **)&net->memos, &cap, (size_t)key + 1, sizeof *net->memos, 16)) {
-      probe(net, n, paths, lens, rates, NULL);
+      probe(net, n, paths, lens, rates, NULL, NULL);
       return;
     }
     memset(net->memos + net->memo_cap, 0, (cap - net->memo_cap) * sizeof *net->memos);
@@ -1437,7 +1562,7 @@ void infsim_network_probe_keyed(infsim_network *net, int32_t key, int n,
     net->probes_reused++;
     return;
   }
-  probe(net, n, paths, lens, rates, m);
+  probe(net, n, paths, lens, rates, m, NULL);
 }
 
 size_t infsim_network_probes_reused(const infsim_network *net) { return net->probes_reused; }
