@@ -65,8 +65,11 @@ typedef struct {
   size_t split_own_cap;
   gm_guest *guests; /* the requests of others it holds blocks of (the planner's guests) */
   size_t guests_n, guests_cap;
-  int64_t *owned; /* its first owned_live: marked live (infsim_gm_set_live) */
-  size_t owned_n, owned_cap, owned_live;
+  /* Its first owned_live are marked live (infsim_gm_set_live), its last
+   * owned_ended ended (infsim_gm_set_ended), the others between. */
+  int64_t *owned;
+  size_t owned_n, owned_cap, owned_live, owned_ended;
+  int64_t ended_split; /* of its ended requests, those in gm->split */
 } gm_inst;
 
 struct infsim_gm {
@@ -230,6 +233,58 @@ static void owned_unlive(infsim_gm *gm, gm_inst *o, int64_t pos) {
   o->owned_live--;
 }
 
+/* Where o's ended part starts. */
+static int64_t ended_from(const gm_inst *o) { return (int64_t)(o->owned_n - o->owned_ended); }
+
+/* The owned request r (not live) joins o's ended part: it trades places
+ * with the last of the part before, which the ended part then starts at. */
+static void owned_end(infsim_gm *gm, gm_inst *o, int64_t r) {
+  gm_req *q = &gm->req[r];
+  if (q->owned_pos >= ended_from(o)) return;
+  owned_swap(gm, o, q->owned_pos, ended_from(o) - 1);
+  o->owned_ended++;
+  if (q->split_pos >= 0) o->ended_split++;
+}
+
+/* A request new to o's list (appended last, into the ended part's place
+ * when there is one) goes before the ended part. */
+static void owned_joined(infsim_gm *gm, gm_inst *o) {
+  if (o->owned_ended > 0) owned_swap(gm, o, (int64_t)o->owned_n - 1, ended_from(o) - 1);
+}
+
+/* The owned request at position `from` moves to `to`, a hole (nothing
+ * when from is the hole itself: what is left there moved on already). */
+static void owned_move(infsim_gm *gm, gm_inst *o, int64_t from, int64_t to) {
+  if (from == to) return;
+  int64_t r = o->owned[from];
+  o->owned[to] = r;
+  gm->req[r].owned_pos = to;
+}
+
+/* r, with no remote blocks, leaves o's list. Its place is taken by the
+ * last of its part, whose place the next part's last takes, and so on
+ * (the parts keep their order): a move per part from its own on, one for
+ * the usual ended request. */
+static void owned_remove(infsim_gm *gm, gm_inst *o, int64_t r) {
+  gm_req *q = &gm->req[r];
+  int64_t hole = q->owned_pos;
+  if (hole < 0) return; /* never joined (memory was short) */
+  assert(q->split_pos < 0);
+  if (hole < (int64_t)o->owned_live) {
+    owned_move(gm, o, (int64_t)o->owned_live - 1, hole);
+    hole = (int64_t)--o->owned_live;
+  }
+  if (hole < ended_from(o)) {
+    owned_move(gm, o, ended_from(o) - 1, hole);
+    hole = ended_from(o) - 1;
+  } else {
+    o->owned_ended--;
+  }
+  owned_move(gm, o, (int64_t)o->owned_n - 1, hole);
+  o->owned_n--;
+  q->owned_pos = -1;
+}
+
 void infsim_gm_set_live(infsim_gm *gm, int64_t req, bool live) {
   gm_req *q = &gm->req[req];
   if (q->owner < 0) return;
@@ -237,10 +292,32 @@ void infsim_gm_set_live(infsim_gm *gm, int64_t req, bool live) {
   if (!live) {
     owned_unlive(gm, o, q->owned_pos);
   } else if (q->owned_pos >= (int64_t)o->owned_live) { /* it trades places with the first not live */
+    assert(q->owned_pos < ended_from(o)); /* an ended request runs no more */
     owned_swap(gm, o, q->owned_pos, (int64_t)o->owned_live);
     o->owned_live++;
   }
 }
+
+void infsim_gm_set_ended(infsim_gm *gm, int64_t req) {
+  gm_req *q = &gm->req[req];
+  if (q->owner < 0) return;
+  gm_inst *o = &gm->inst[q->owner];
+  owned_unlive(gm, o, q->owned_pos);
+  owned_end(gm, o, req);
+}
+
+bool infsim_gm_ended(const infsim_gm *gm, int64_t req) {
+  const gm_req *q = &gm->req[req];
+  return q->owner >= 0 && q->owned_pos >= ended_from(&gm->inst[q->owner]);
+}
+
+size_t infsim_gm_owned_pending(const infsim_gm *gm, int32_t instance, const int64_t **reqs) {
+  const gm_inst *o = &gm->inst[instance];
+  *reqs = o->owned + o->owned_live;
+  return o->owned_n - o->owned_live - o->owned_ended;
+}
+
+int64_t infsim_gm_ended_split(const infsim_gm *gm, int32_t instance) { return gm->inst[instance].ended_split; }
 
 size_t infsim_gm_new_owned(const infsim_gm *gm, const int64_t **reqs) {
   *reqs = gm->fresh;
@@ -270,6 +347,7 @@ static void update_split(infsim_gm *gm, int64_t r) {
     if (q->split_pos >= 0) {
       q->split_own_pos = o->split_owned;
       o->split_own[o->split_owned++] = r;
+      if (q->owned_pos >= ended_from(o)) o->ended_split++;
     }
   }
   if (!is_split && q->split_pos >= 0) {
@@ -278,6 +356,7 @@ static void update_split(infsim_gm *gm, int64_t r) {
     o->split_own[q->split_own_pos] = last;
     gm->req[last].split_own_pos = q->split_own_pos;
     q->split_own_pos = -1;
+    if (q->owned_pos >= ended_from(o)) o->ended_split--;
   }
 }
 
@@ -333,8 +412,7 @@ static void guest_remove(infsim_gm *gm, gm_hold *e) {
 static void leave(infsim_gm *gm, int64_t r, int64_t at) {
   gm_req *q = &gm->req[r];
   gm_inst *o = &gm->inst[q->owner];
-  owned_unlive(gm, o, q->owned_pos);
-  list_remove(gm, o->owned, &o->owned_n, &q->owned_pos, false);
+  owned_remove(gm, o, r);
   gm->tracked--;
   q->owner = -1;
   q->n = 0; /* its zero entries go; its floor keeps stale reports out */
@@ -359,6 +437,7 @@ static void set_entry_any(infsim_gm *gm, int64_t r, int32_t owner, int32_t holde
     size_t cap = o->owned_cap;
     list_add(gm, &o->owned, &o->owned_n, &cap, r, &q->owned_pos);
     o->owned_cap = cap;
+    if (q->owned_pos >= 0) owned_joined(gm, o);
     if (gm->noting && room(gm, (void **)&gm->fresh, &gm->fresh_cap, gm->fresh_n, sizeof *gm->fresh))
       gm->fresh[gm->fresh_n++] = r;
     if (++gm->tracked > gm->tracked_peak) gm->tracked_peak = gm->tracked;
@@ -490,7 +569,8 @@ void infsim_gm_reset(infsim_gm *gm) {
   }
   for (int32_t i = 0; i < gm->instances; i++) {
     gm_inst *in = &gm->inst[i];
-    in->owned_n = in->owned_live = 0;
+    in->owned_n = in->owned_live = in->owned_ended = 0;
+    in->ended_split = 0;
     in->guests_n = 0;
     in->free_view = 0;
     in->free_as_of_ns = 0;
@@ -857,6 +937,8 @@ void infsim_gm_check(const infsim_gm *gm) {
   int64_t *borrowed = calloc((size_t)gm->instances, sizeof *borrowed);
   int64_t *held = calloc((size_t)gm->instances, sizeof *held);
   int64_t *split_owned = calloc((size_t)gm->instances, sizeof *split_owned);
+  int64_t *ended_split = calloc((size_t)gm->instances, sizeof *ended_split);
+  assert(ended_split);
   size_t *guests = calloc((size_t)gm->instances, sizeof *guests);
   assert(guests);
   assert(lent && borrowed && held && split_owned);
@@ -908,7 +990,11 @@ void infsim_gm_check(const infsim_gm *gm) {
       split_owned[q->owner]++;
     }
     if (q->owner >= 0) assert(q->owned_pos >= 0 && gm->inst[q->owner].owned[q->owned_pos] == r);
-    if (q->owner >= 0) assert(gm->inst[q->owner].owned_live <= gm->inst[q->owner].owned_n);
+    if (q->owner >= 0) {
+      const gm_inst *o = &gm->inst[q->owner];
+      assert(o->owned_live + o->owned_ended <= o->owned_n);
+      ended_split[q->owner] += q->owned_pos >= ended_from(o) && q->split_pos >= 0;
+    }
   }
   assert(split == gm->split_n && split <= gm->split_peak);
   assert(tracked == gm->tracked && tracked <= gm->tracked_peak);
@@ -917,6 +1003,7 @@ void infsim_gm_check(const infsim_gm *gm) {
   for (int32_t i = 0; i < gm->instances; i++) {
     assert(lent[i] == gm->inst[i].lent && borrowed[i] == gm->inst[i].borrowed && held[i] == gm->inst[i].held);
     assert(split_owned[i] == gm->inst[i].split_owned);
+    assert(ended_split[i] == gm->inst[i].ended_split); /* the ended part's requests in gm->split */
     assert(guests[i] == gm->inst[i].guests_n); /* and each is an entry with blocks (above) */
     sum_lent += lent[i];
     sum_borrowed += borrowed[i];
@@ -928,5 +1015,6 @@ void infsim_gm_check(const infsim_gm *gm) {
   free(borrowed);
   free(held);
   free(split_owned);
+  free(ended_split);
   free(guests);
 }

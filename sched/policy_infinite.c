@@ -530,7 +530,7 @@ static void cancel_moves_of(infinite *p, int64_t req, int64_t now) {
  * cancelled. */
 static void request_ended(void *self, int32_t instance, int64_t req, int64_t now) {
   (void)instance;
-  infsim_gm_set_live(((infinite *)self)->gm, req, false); /* its next report says it is gone */
+  infsim_gm_set_ended(((infinite *)self)->gm, req); /* its next report says it is gone */
   cancel_moves_of(self, req, now);
 }
 
@@ -762,6 +762,16 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
    * kv_dropped clear the mark) or were swapped out (its swapped queue). */
   const int64_t *owned;
   size_t no = infsim_gm_owned_not_live(p->gm, i, &owned);
+  /* Ended requests (request_ended marks them in the ledger) are finished
+   * or rejected: no KV anywhere, so each is gone, a debt when the ledger
+   * has it split. When only the answer is wanted, the ledger's count of
+   * those split settles them all, and only the others are walked (the
+   * not-live list's first ones); mostly finished requests wait there for
+   * their owner's next report, tens of ticks of a quiet instance. */
+  if (ask_only) {
+    if (infsim_gm_ended_split(p->gm, i) > 0) return true;
+    no = infsim_gm_owned_pending(p->gm, i, &owned);
+  }
 #ifdef INFSIM_CHECK_INVARIANTS
   {
     const int64_t *all;
@@ -770,6 +780,8 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
       int32_t state = s->rec[all[k]].state;
       assert(!infsim_gm_live(p->gm, all[k]) || (s->rec[all[k]].instance == i && (state == INFSIM_REQ_RUNNING ||
                                                                                   state == INFSIM_REQ_SWAPPED)));
+      assert(!infsim_gm_ended(p->gm, all[k]) || ((state == INFSIM_REQ_FINISHED || state == INFSIM_REQ_REJECTED) &&
+                                                 infsim_kv_blocks(s->kv, all[k]) == 0));
     }
   }
 #endif
