@@ -836,19 +836,27 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
       gm->cand[j] = r;
     }
   fixed = nc;
-  for (size_t k = 0; k < d->owned_n; k++) {
-    int64_t r = d->owned[k];
-    if (r != req && infsim_gm_held_by(gm, r, debtor) > 0) gm->cand[nc++] = r;
-  }
   /* Longest first, ties by id (deterministic); but a request that may take
    * new blocks goes first whatever its length: new blocks placed at a
    * creditor cost no copy, moving another request's KV does. The next
    * candidate is selected when it is needed (a plan seldom goes past the
-   * first), not sorted up front. */
+   * first), not sorted up front; the debtor's own requests join the
+   * candidates only when the plan gets to them (a plan for a request that
+   * may take new blocks mostly ends with it: a walk of the debtor's
+   * requests saved). */
   int32_t *rank = gm->rank;
   size_t n = 0;
   int64_t left = need;
-  for (size_t c = 0; c < nc && left > 0 && n < cap; c++) {
+  bool own_joined = false;
+  for (size_t c = 0; left > 0 && n < cap; c++) {
+    if (c == fixed && !own_joined) {
+      for (size_t k = 0; k < d->owned_n; k++) {
+        int64_t r = d->owned[k];
+        if (r != req && infsim_gm_held_by(gm, r, debtor) > 0) gm->cand[nc++] = r;
+      }
+      own_joined = true;
+    }
+    if (c >= nc) break;
     if (c >= fixed) {
       size_t best = c;
       for (size_t k = c + 1; k < nc; k++) {
