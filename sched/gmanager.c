@@ -191,7 +191,7 @@ void infsim_gm_free(infsim_gm *gm) {
  * it is kept (the entry is not added) and the policy ends the run with
  * INFSIM_ENOMEM at its next message (infsim_gm_out_of_memory). */
 static bool room(infsim_gm *gm, void **arr, size_t *cap, size_t n, size_t elem) {
-  if (infsim_grow(arr, cap, n + 1, elem, 4)) return true;
+  if (n < *cap || infsim_grow(arr, cap, n + 1, elem, 4)) return true; /* no call while there is room */
   gm->out_of_memory = true;
   return false;
 }
@@ -335,7 +335,7 @@ bool infsim_gm_live(const infsim_gm *gm, int64_t req) {
   return q->owner >= 0 && q->owned_pos < (int64_t)gm->inst[q->owner].owned_live;
 }
 
-static void update_split(infsim_gm *gm, int64_t r) {
+static void update_split_lists(infsim_gm *gm, int64_t r) {
   gm_req *q = &gm->req[r];
   bool is_split = q->remote > 0;
   gm_inst *o = &gm->inst[q->owner];
@@ -358,6 +358,14 @@ static void update_split(infsim_gm *gm, int64_t r) {
     q->split_own_pos = -1;
     if (q->owned_pos >= ended_from(o)) o->ended_split--;
   }
+}
+
+/* r joins or leaves the split lists when it became split or whole: the
+ * check inline, as most entry changes (an owner's, a request's first or
+ * last) leave it as it was. */
+static inline void update_split(infsim_gm *gm, int64_t r) {
+  const gm_req *q = &gm->req[r];
+  if ((q->remote > 0) != (q->split_pos >= 0)) update_split_lists(gm, r);
 }
 
 static void set_entry_any(infsim_gm *gm, int64_t r, int32_t owner, int32_t holder, int64_t blocks, int64_t at);
@@ -417,7 +425,8 @@ static void leave(infsim_gm *gm, int64_t r, int64_t at) {
   q->owner = -1;
   q->n = 0; /* its zero entries go; its floor keeps stale reports out */
   q->own_k = -1;
-  if (infsim_grow((void **)&gm->spare_h, &gm->spare_h_cap, gm->spare_h_n + 1, sizeof *gm->spare_h, 64)) {
+  if (gm->spare_h_n < gm->spare_h_cap ||
+      infsim_grow((void **)&gm->spare_h, &gm->spare_h_cap, gm->spare_h_n + 1, sizeof *gm->spare_h, 64)) {
     gm->spare_h[gm->spare_h_n++] = (gm_spare_holds){q->h, q->cap}; /* else it stays with q */
     q->h = NULL;
     q->cap = 0;
