@@ -129,11 +129,12 @@ typedef struct {
   int64_t carrier_attempt;
 } hb_buf;
 
-/* A request of another owner an instance may hold blocks of, and where
- * its entry for that instance last was in the ledger's list
- * (infsim_gm_held_by_hint). */
+/* A request of another owner an instance may hold blocks of, where its
+ * entry for that instance last was in the ledger's list
+ * (infsim_gm_held_by_hint), and its blocks there as last read. */
 typedef struct {
   int64_t req;
+  int64_t blocks; /* held there as the last collection walking it found (report's sweep reads it) */
   int32_t gm_k;
 } lent_req;
 
@@ -393,7 +394,7 @@ static void note_lent(infinite *p, int32_t holder, int64_t req) {
   req_list *l = &p->lent[holder];
   for (size_t k = 0; k < l->n; k++)
     if (l->r[k].req == req) return;
-  if (room_for_one(p, (void **)&l->r, &l->cap, l->n, sizeof *l->r, 16)) l->r[l->n++] = (lent_req){req, -1};
+  if (room_for_one(p, (void **)&l->r, &l->cap, l->n, sizeof *l->r, 16)) l->r[l->n++] = (lent_req){req, 0, -1};
 }
 
 static int32_t gatherer_slot(const infinite *p, int64_t req);
@@ -797,7 +798,9 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
     int64_t r = l->r[k].req;
     int32_t owner = infsim_kv_owner(s->kv, r);
     int64_t ledger = h->full ? 0 : infsim_gm_held_by_hint(p->gm, r, i, &l->r[k].gm_k);
-    debt |= hb_add_vs(p, h, i, r, owner >= 0 ? owner : i, lent_blocks_now(p, r, owner, i, now), ledger);
+    int64_t b = lent_blocks_now(p, r, owner, i, now);
+    l->r[k].blocks = b;
+    debt |= hb_add_vs(p, h, i, r, owner >= 0 ? owner : i, b, ledger);
     if (debt && ask_only) return true;
   }
   return debt;
@@ -811,13 +814,17 @@ static void report(infinite *p, int32_t i, int64_t now, bool debts_only) {
   hb_buf *h = &p->hb[i], *t = &p->hb_next;
   t->full = h->full_next;
   hb_collect(p, i, now, debts_only && !t->full, false, t);
-  /* The lent entries reported at 0 leave the list: the report goes now. */
+  /* The lent entries reported at 0 leave the list: the report goes now.
+   * The collection (all of it: not ask_only) has just read each one's
+   * blocks, as of this instant. */
   req_list *l = &p->lent[i];
   for (size_t k = 0; k < l->n;)
-    if (lent_blocks_now(p, l->r[k].req, infsim_kv_owner(p->s->kv, l->r[k].req), i, now) == 0)
+    if (l->r[k].blocks == 0) {
+      assert(lent_blocks_now(p, l->r[k].req, infsim_kv_owner(p->s->kv, l->r[k].req), i, now) == 0);
       l->r[k] = l->r[--l->n];
-    else
+    } else {
       k++;
+    }
   hb_buf sent = *t;
   sent.gen = h->gen + 1;
   sent.full_next = h->full_next;
