@@ -94,6 +94,16 @@ struct infsim_gm {
   size_t cand_cap;
   bool guests_first; /* the planner moves a debtor's guests before its own requests */
   int64_t small_piece; /* gm_req.small_pieces counts pieces of at most this many blocks (<= 0: any) */
+  /* The instances by free memory in the view, as a tournament: node k
+   * (1 <= k < 2 x leaves) holds the instance with the most free memory
+   * of its leaves, the lowest id of those with as much (-1: none), leaf
+   * leaves + i instance i. The planners' first creditor without ranks is
+   * its winner, or the winner without the debtor: O(log instances)
+   * where a scan was O(instances), for each plan's opening check and
+   * each creditor taken; every change of free memory in the view
+   * replays the matches above its leaf (set_free). */
+  int32_t *cred;
+  int32_t cred_leaves;
   int64_t *fresh; /* requests that joined an owned list in the last infsim_gm_heartbeat */
   size_t fresh_n, fresh_cap;
   bool noting; /* inside infsim_gm_heartbeat: joins are noted in fresh */
@@ -106,6 +116,40 @@ struct infsim_gm {
   int64_t *sp_take;
   int32_t *sp_id;
 };
+
+/* The winner of a match between instances a and b (-1: no one). */
+static int32_t more_free(const infsim_gm *gm, int32_t a, int32_t b) {
+  if (a < 0) return b;
+  if (b < 0) return a;
+  int64_t fa = gm->inst[a].free_view, fb = gm->inst[b].free_view;
+  return fa > fb || (fa == fb && a < b) ? a : b;
+}
+
+/* Instance i's free memory in the view becomes v; the matches above it are replayed. */
+static void set_free(infsim_gm *gm, int32_t i, int64_t v) {
+  gm->inst[i].free_view = v;
+  for (int32_t k = (gm->cred_leaves + i) >> 1; k >= 1; k >>= 1) {
+    int32_t w = more_free(gm, gm->cred[2 * k], gm->cred[2 * k + 1]);
+    if (w == gm->cred[k] && w != i) break; /* i lost here: nothing above changes */
+    gm->cred[k] = w;
+  }
+}
+
+/* Every match, from the leaves up. */
+static void cred_rebuild(infsim_gm *gm) {
+  for (int32_t k = 0; k < gm->cred_leaves; k++) gm->cred[gm->cred_leaves + k] = k < gm->instances ? k : -1;
+  for (int32_t k = gm->cred_leaves - 1; k >= 1; k--) gm->cred[k] = more_free(gm, gm->cred[2 * k], gm->cred[2 * k + 1]);
+}
+
+/* The instance other than `exclude` with the most free memory, the
+ * lowest id of those with as much: the winner, else the winner of the
+ * matches exclude's path up never had it in. */
+static int32_t most_free_but(const infsim_gm *gm, int32_t exclude) {
+  if (exclude < 0 || gm->cred[1] != exclude) return gm->cred[1];
+  int32_t w = -1;
+  for (int32_t k = gm->cred_leaves + exclude; k > 1; k >>= 1) w = more_free(gm, w, gm->cred[k ^ 1]);
+  return w;
+}
 
 const char *infsim_gm_planner_name(infsim_gm_planner p) {
   switch (p) {
@@ -148,13 +192,17 @@ infsim_status infsim_gm_new(int32_t instances, int32_t instances_per_node, int64
   gm->sp_use = calloc((size_t)instances, sizeof *gm->sp_use);
   gm->sp_take = calloc((size_t)instances, sizeof *gm->sp_take);
   gm->sp_id = calloc((size_t)instances, sizeof *gm->sp_id);
+  gm->cred_leaves = 1;
+  while (gm->cred_leaves < instances) gm->cred_leaves *= 2;
+  gm->cred = calloc(2 * (size_t)gm->cred_leaves, sizeof *gm->cred);
   if (!gm->req || !gm->inst || !gm->order || !gm->rank || !gm->spare || !gm->sp_c || !gm->sp_use || !gm->sp_take ||
-      !gm->sp_id) {
+      !gm->sp_id || !gm->cred) {
     infsim_gm_free(gm);
     return infsim_fail(err, INFSIM_ENOMEM, "gmanager: out of memory");
   }
   for (int64_t r = 0; r < requests; r++) gm->req[r] = (gm_req){.owner = -1, .own_k = -1, .split_pos = -1, .split_own_pos = -1, .owned_pos = -1};
   for (int32_t i = 0; i < instances; i++) gm->inst[i].free_view = capacity_blocks;
+  cred_rebuild(gm);
   *out = gm;
   return INFSIM_OK;
 }
@@ -179,6 +227,7 @@ void infsim_gm_free(infsim_gm *gm) {
   free(gm->sp_use);
   free(gm->sp_take);
   free(gm->sp_id);
+  free(gm->cred);
   free(gm->cand);
   free(gm->fresh);
   for (size_t k = 0; k < gm->spare_h_n; k++) free(gm->spare_h[k].h);
@@ -493,7 +542,7 @@ void infsim_gm_heartbeat(infsim_gm *gm, int32_t from, int64_t snapshot_ns, int64
   assert(from >= 0 && from < gm->instances);
   gm_inst *in = &gm->inst[from];
   if (snapshot_ns >= in->free_as_of_ns) {
-    in->free_view = free_blocks;
+    set_free(gm, from, free_blocks);
     in->free_as_of_ns = snapshot_ns;
   }
   if (full) {
@@ -588,6 +637,7 @@ void infsim_gm_reset(infsim_gm *gm) {
   }
   gm->split_n = 0;
   gm->tracked = 0;
+  cred_rebuild(gm);
 }
 
 void infsim_gm_high_water(const infsim_gm *gm, int64_t *ledger_now, int64_t *ledger_peak, int64_t *split_now,
@@ -732,16 +782,8 @@ static int32_t first_creditor(const infsim_gm *gm, int32_t exclude, const int32_
   if (!rank) {
     /* One group: the most free memory above the reserve (spare > 0),
      * the lowest id of those with as much. */
-    int32_t best = -1;
-    int64_t best_free = gm->reserve;
-    for (int32_t i = 0; i < gm->instances; i++) {
-      int64_t f = gm->inst[i].free_view;
-      if (f > best_free && i != exclude) {
-        best = i;
-        best_free = f;
-      }
-    }
-    return best;
+    int32_t best = most_free_but(gm, exclude);
+    return best >= 0 && gm->inst[best].free_view > gm->reserve ? best : -1;
   }
   int32_t best = -1, best_rank = 0;
   int64_t best_spare = 0;
@@ -793,7 +835,7 @@ static bool spread_moves(infsim_gm *gm, int32_t debtor, int64_t r, int64_t *mova
       gm->sp_take[bk] = 0;
       int32_t to = gm->sp_id[bk];
       out[(*n)++] = (infsim_gm_move){.req = r, .from = debtor, .to = to, .blocks = b, .fresh = true};
-      gm->inst[to].free_view -= b;
+      set_free(gm, to, gm->inst[to].free_view - b);
       *movable -= b;
       *left -= b;
     }
@@ -904,7 +946,7 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
         int64_t b = infsim_planner_level_piece(infsim_gm_spare_blocks(gm, to), level, movable);
         if (b > movable) b = movable;
         out[n++] = (infsim_gm_move){.req = r, .from = debtor, .to = to, .blocks = b, .fresh = r == req};
-        gm->inst[to].free_view -= b;
+        set_free(gm, to, gm->inst[to].free_view - b);
         movable -= b;
         left -= b;
       }
@@ -923,7 +965,7 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
       int64_t b = infsim_gm_spare_blocks(gm, to);
       if (b > movable) b = movable;
       out[n++] = (infsim_gm_move){.req = r, .from = debtor, .to = to, .blocks = b, .fresh = r == req};
-      gm->inst[to].free_view -= b;
+      set_free(gm, to, gm->inst[to].free_view - b);
       movable -= b;
       left -= b;
       if (movable == 0 || n == cap || (to = first_creditor(gm, debtor, ranks)) < 0) break;
@@ -934,8 +976,12 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
 
 void infsim_gm_set_guests_first(infsim_gm *gm, bool on) { gm->guests_first = on; }
 
-void infsim_gm_unpropose(infsim_gm *gm, const infsim_gm_move *m) { gm->inst[m->to].free_view += m->blocks; }
-void infsim_gm_propose(infsim_gm *gm, const infsim_gm_move *m) { gm->inst[m->to].free_view -= m->blocks; }
+void infsim_gm_unpropose(infsim_gm *gm, const infsim_gm_move *m) {
+  set_free(gm, m->to, gm->inst[m->to].free_view + m->blocks);
+}
+void infsim_gm_propose(infsim_gm *gm, const infsim_gm_move *m) {
+  set_free(gm, m->to, gm->inst[m->to].free_view - m->blocks);
+}
 
 bool infsim_gm_same_ledger(const infsim_gm *a, const infsim_gm *b) {
   if (a->requests != b->requests || a->instances != b->instances) return false;
@@ -1026,6 +1072,10 @@ void infsim_gm_check(const infsim_gm *gm) {
     sum_borrowed += borrowed[i];
   }
   assert(sum_lent == sum_borrowed);
+  /* The tournament of free memory: every match as replayed now. */
+  for (int32_t k = 0; k < gm->cred_leaves; k++) assert(gm->cred[gm->cred_leaves + k] == (k < gm->instances ? k : -1));
+  for (int32_t k = gm->cred_leaves - 1; k >= 1; k--)
+    assert(gm->cred[k] == more_free(gm, gm->cred[2 * k], gm->cred[2 * k + 1]));
   (void)sum_lent;
   (void)sum_borrowed;
   free(lent);

@@ -462,6 +462,54 @@ static void test_plan_order_random(void **state) {
   gsl_rng_free(rng);
 }
 
+/* The greedy planner's first creditor over a long run of changes to the
+ * view's free memory (heartbeats, proposals and their undoing, plans),
+ * against a scan of the test's own record: the most free memory above
+ * the reserve, not the debtor, the lowest id of those with as much. */
+static void test_first_creditor_random(void **state) {
+  (void)state;
+  enum { INST = 13, RESERVE = 5 };
+  gsl_rng *rng = infsim_rng_new(5, "test.gmanager.creditor");
+  infsim_gm *gm = NULL;
+  assert_int_equal(infsim_gm_new(INST, 4, 60, 4, RESERVE, &gm, NULL), INFSIM_OK);
+  int64_t free_blocks[INST];
+  for (int32_t i = 0; i < INST; i++) free_blocks[i] = 60;
+  for (int step = 0; step < 20000; step++) {
+    int32_t i = (int32_t)gsl_rng_uniform_int(rng, INST);
+    int op = (int)gsl_rng_uniform_int(rng, 4);
+    infsim_gm_move m = {.req = 0, .from = 0, .to = i, .blocks = 1 + (int64_t)gsl_rng_uniform_int(rng, 3)};
+    if (op == 0) { /* a heartbeat: few values, so that ties are common */
+      free_blocks[i] = (int64_t)gsl_rng_uniform_int(rng, 12);
+      infsim_gm_heartbeat(gm, i, step, free_blocks[i], NULL, 0, false);
+    } else if (op == 1) {
+      infsim_gm_propose(gm, &m);
+      free_blocks[i] -= m.blocks;
+    } else if (op == 2) {
+      infsim_gm_unpropose(gm, &m);
+      free_blocks[i] += m.blocks;
+    } else { /* a one-block plan for a new request of debtor i: its creditor */
+      int32_t want = -1;
+      for (int32_t j = 0; j < INST; j++)
+        if (j != i && free_blocks[j] > RESERVE && (want < 0 || free_blocks[j] > free_blocks[want])) want = j;
+      infsim_gm_move out[4];
+      size_t n = infsim_gm_plan(gm, INFSIM_PLAN_GREEDY, i, 1, 1, out, 4);
+      assert_int_equal(n, want >= 0);
+      if (n > 0) {
+        assert_int_equal(out[0].to, want);
+        free_blocks[want] -= 1; /* the plan's proposal */
+      }
+    }
+    for (int32_t j = 0; j < INST; j++) assert_int_equal(infsim_gm_free_blocks(gm, j), free_blocks[j]);
+    if (step % 1000 == 0) infsim_gm_check(gm);
+  }
+  infsim_gm_reset(gm); /* every view unknown (0): no creditor */
+  infsim_gm_move out[4];
+  assert_int_equal(infsim_gm_plan(gm, INFSIM_PLAN_GREEDY, 0, 1, 1, out, 4), 0);
+  infsim_gm_check(gm);
+  infsim_gm_free(gm);
+  gsl_rng_free(rng);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ledger_zero_sum_and_placement), cmocka_unit_test(test_forget_floor),
@@ -469,6 +517,7 @@ int main(void) {
       cmocka_unit_test(test_planner_names),
       cmocka_unit_test(test_guests_first),
       cmocka_unit_test(test_plan_order_random),
+      cmocka_unit_test(test_first_creditor_random),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
