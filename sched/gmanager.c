@@ -56,6 +56,13 @@ typedef struct {
   int32_t cap;
 } gm_spare_holds;
 
+/* A match of the tournament of free memory: its winner and the winner's
+ * free memory in the view. */
+typedef struct {
+  int64_t free;
+  int32_t id;
+} gm_match;
+
 typedef struct {
   int64_t free_view;
   int64_t free_as_of_ns;
@@ -96,13 +103,13 @@ struct infsim_gm {
   int64_t small_piece; /* gm_req.small_pieces counts pieces of at most this many blocks (<= 0: any) */
   /* The instances by free memory in the view, as a tournament: node k
    * (1 <= k < 2 x leaves) holds the instance with the most free memory
-   * of its leaves, the lowest id of those with as much (-1: none), leaf
-   * leaves + i instance i. The planners' first creditor without ranks is
+   * of its leaves and that memory, the lowest id of those with as much
+   * (id -1: none), leaf leaves + i instance i. The planners' first creditor without ranks is
    * its winner, or the winner without the debtor: O(log instances)
    * where a scan was O(instances), for each plan's opening check and
    * each creditor taken; every change of free memory in the view
    * replays the matches above its leaf (set_free). */
-  int32_t *cred;
+  gm_match *cred;
   int32_t cred_leaves;
   int64_t *fresh; /* requests that joined an owned list in the last infsim_gm_heartbeat */
   size_t fresh_n, fresh_cap;
@@ -117,38 +124,41 @@ struct infsim_gm {
   int32_t *sp_id;
 };
 
-/* The winner of a match between instances a and b (-1: no one). */
-static int32_t more_free(const infsim_gm *gm, int32_t a, int32_t b) {
-  if (a < 0) return b;
-  if (b < 0) return a;
-  int64_t fa = gm->inst[a].free_view, fb = gm->inst[b].free_view;
-  return fa > fb || (fa == fb && a < b) ? a : b;
+/* The winner of matches a and b: more free memory, else the lower id
+ * (an empty leaf, id -1 and the least free memory, loses to any). */
+static gm_match more_free(gm_match a, gm_match b) {
+  return a.free > b.free || (a.free == b.free && (unsigned)a.id < (unsigned)b.id) ? a : b;
 }
 
-/* Instance i's free memory in the view becomes v; the matches above it are replayed. */
+/* Instance i's free memory in the view becomes v; the matches above it
+ * are replayed, up to one whose outcome stays. */
 static void set_free(infsim_gm *gm, int32_t i, int64_t v) {
+  if (gm->inst[i].free_view == v) return; /* (a heartbeat of an instance whose free memory stayed) */
   gm->inst[i].free_view = v;
-  for (int32_t k = (gm->cred_leaves + i) >> 1; k >= 1; k >>= 1) {
-    int32_t w = more_free(gm, gm->cred[2 * k], gm->cred[2 * k + 1]);
-    if (w == gm->cred[k] && w != i) break; /* i lost here: nothing above changes */
+  int32_t k = gm->cred_leaves + i;
+  gm->cred[k].free = v;
+  for (k >>= 1; k >= 1; k >>= 1) {
+    gm_match w = more_free(gm->cred[2 * k], gm->cred[2 * k + 1]);
+    if (w.id == gm->cred[k].id && w.free == gm->cred[k].free) break;
     gm->cred[k] = w;
   }
 }
 
 /* Every match, from the leaves up. */
 static void cred_rebuild(infsim_gm *gm) {
-  for (int32_t k = 0; k < gm->cred_leaves; k++) gm->cred[gm->cred_leaves + k] = k < gm->instances ? k : -1;
-  for (int32_t k = gm->cred_leaves - 1; k >= 1; k--) gm->cred[k] = more_free(gm, gm->cred[2 * k], gm->cred[2 * k + 1]);
+  for (int32_t k = 0; k < gm->cred_leaves; k++)
+    gm->cred[gm->cred_leaves + k] = k < gm->instances ? (gm_match){gm->inst[k].free_view, k} : (gm_match){INT64_MIN, -1};
+  for (int32_t k = gm->cred_leaves - 1; k >= 1; k--) gm->cred[k] = more_free(gm->cred[2 * k], gm->cred[2 * k + 1]);
 }
 
 /* The instance other than `exclude` with the most free memory, the
- * lowest id of those with as much: the winner, else the winner of the
- * matches exclude's path up never had it in. */
+ * lowest id of those with as much (-1: none): the winner, else the
+ * winner of the matches on exclude's path up that it was not in. */
 static int32_t most_free_but(const infsim_gm *gm, int32_t exclude) {
-  if (exclude < 0 || gm->cred[1] != exclude) return gm->cred[1];
-  int32_t w = -1;
-  for (int32_t k = gm->cred_leaves + exclude; k > 1; k >>= 1) w = more_free(gm, w, gm->cred[k ^ 1]);
-  return w;
+  if (gm->cred[1].id != exclude) return gm->cred[1].id;
+  gm_match w = {INT64_MIN, -1};
+  for (int32_t k = gm->cred_leaves + exclude; k > 1; k >>= 1) w = more_free(w, gm->cred[k ^ 1]);
+  return w.id;
 }
 
 const char *infsim_gm_planner_name(infsim_gm_planner p) {
@@ -1073,9 +1083,16 @@ void infsim_gm_check(const infsim_gm *gm) {
   }
   assert(sum_lent == sum_borrowed);
   /* The tournament of free memory: every match as replayed now. */
-  for (int32_t k = 0; k < gm->cred_leaves; k++) assert(gm->cred[gm->cred_leaves + k] == (k < gm->instances ? k : -1));
-  for (int32_t k = gm->cred_leaves - 1; k >= 1; k--)
-    assert(gm->cred[k] == more_free(gm, gm->cred[2 * k], gm->cred[2 * k + 1]));
+  for (int32_t k = 0; k < gm->cred_leaves; k++) {
+    const gm_match *m = &gm->cred[gm->cred_leaves + k];
+    assert(m->id == (k < gm->instances ? k : -1) && (k >= gm->instances || m->free == gm->inst[k].free_view));
+    (void)m;
+  }
+  for (int32_t k = gm->cred_leaves - 1; k >= 1; k--) {
+    gm_match w = more_free(gm->cred[2 * k], gm->cred[2 * k + 1]);
+    assert(gm->cred[k].id == w.id && gm->cred[k].free == w.free);
+    (void)w;
+  }
   (void)sum_lent;
   (void)sum_borrowed;
   free(lent);
