@@ -175,6 +175,7 @@ typedef struct {
   int32_t *hb_shift;       /* per instance: heartbeat period x 2^shift while quiet */
   int32_t dgfm_shift;      /* DGFM period x 2^shift while passes find nothing */
   bool *lost;              /* per instance: lost (faults.lose_instance) */
+  int32_t n_lost;          /* how many are */
   infsim_distkv_stats st;
   int64_t messages_since_ledger_check; /* debug builds */
   infsim_status pending; /* a failure inside a callback, reported by on_message */
@@ -1136,6 +1137,7 @@ static void forget_request(void *self, int64_t req) {
 /* A message to a lost instance, or from it to anyone but its node's host
  * memory (the CPU tier's copies end by themselves), dies with it. */
 static bool dead_letter(const infinite *p, const infsim_msg *m) {
+  if (p->n_lost == 0) return false; /* (every message, nearly always none lost) */
   /* (A recall from host memory to a lost instance arrives: the tier drops
    * it and its record.) */
   if (m->dst >= 0 && m->dst < p->instances && p->lost[m->dst]) return m->src < p->instances;
@@ -1144,6 +1146,7 @@ static bool dead_letter(const infinite *p, const infsim_msg *m) {
 
 static infsim_status lose_instance(infinite *p, int32_t i, int64_t now, infsim_error *err) {
   p->lost[i] = true;
+  p->n_lost++;
   infsim_dispatcher_set_load(p->disp, i, INT64_MAX / 4);
   /* The most one request can ever hold now: its instance whole, the other
    * instances left less their reserve, host memory with the tier. */
