@@ -161,7 +161,9 @@ typedef struct {
   int64_t local;
   int64_t lent;
   int64_t guests; /* distinct requests owned elsewhere with blocks here */
-  /* GPU pools only: requests owned here with blocks in another pool */
+  /* GPU pools only: requests owned here with blocks in another pool, and
+   * a count of the changes to their holdings (infsim_kv_split_generation) */
+  uint64_t split_gen;
   int64_t *split;
   int64_t n_split;
   int64_t cap_split;
@@ -646,6 +648,7 @@ static void split_remove(infsim_kv *kv, int64_t req) {
  * guests, the owner's split list. False when memory is short. */
 static bool hold(infsim_kv *kv, int32_t pool, int64_t req, int64_t n) {
   kv_table *t = tab(kv, req);
+  kv->pools[t->owner].split_gen++;
   int32_t i = 0;
   while (i < t->n_holdings && t->holdings[i].pool != pool) i++;
   if (i == t->n_holdings) {
@@ -1266,6 +1269,8 @@ const int64_t *infsim_kv_split_requests(const infsim_kv *kv, int32_t instance, i
 }
 
 int64_t infsim_kv_guests(const infsim_kv *kv, int32_t instance) { return kv->pools[instance].guests; }
+
+uint64_t infsim_kv_split_generation(const infsim_kv *kv, int32_t instance) { return kv->pools[instance].split_gen; }
 
 /* ---- checks -------------------------------------------------------------- */
 

@@ -149,6 +149,10 @@ enum { INFSIM_KV_MAX_HOLDINGS = 64 };
  * (another instance's GPU or host memory: split, CPU tier or swapped), in
  * no particular order. */
 const int64_t *infsim_kv_split_requests(const infsim_kv *kv, int32_t instance, int64_t *n);
+/* A number that changes whenever the holdings (infsim_kv_holdings) of a
+ * request owned by `instance` change, or its split list does: what a
+ * caller derived from them holds while it stays the same. */
+uint64_t infsim_kv_split_generation(const infsim_kv *kv, int32_t instance);
 /* Distinct requests owned elsewhere with blocks in instance's GPU memory. */
 int64_t infsim_kv_guests(const infsim_kv *kv, int32_t instance);
 
