@@ -455,9 +455,13 @@ static void test_merge_matches_cpu(void **state) {
 
 /* Prefill twice (a prompt, then a chunk after it) on both backends; the
  * pools must match bit for bit and the outputs within bf16 tolerance.
- * `variants` has bit i set for each row i of the tile table below to run. */
-static void prefill_case_nan(fixture *f, infsim_kdtype t, infsim_kdtype out_t, int32_t reqs, int32_t h, int32_t g,
-                             int32_t bt, int32_t first, int32_t second, unsigned variants, bool nan_pool) {
+ * `variants` has bit i set for each row i of the tile table below to run.
+ * grow_tokens > 0 (bf16 only): the new keys at position x are multiplied
+ * by 2^(x / grow_tokens), exactly (a shift of the exponent field), so the
+ * scores' running max keeps rising along the sequence. */
+static void prefill_case_run(fixture *f, infsim_kdtype t, infsim_kdtype out_t, int32_t reqs, int32_t h, int32_t g,
+                             int32_t bt, int32_t first, int32_t second, unsigned variants, bool nan_pool,
+                             int32_t grow_tokens) {
   enum { D = INFSIM_KERNEL_HEAD_DIM };
   int32_t total = first + second, stride = (total + bt - 1) / bt, nblocks = reqs * stride + 2;
   int32_t *table = malloc(sizeof *table * (size_t)(reqs * stride));
@@ -493,6 +497,16 @@ static void prefill_case_nan(fixture *f, infsim_kdtype t, infsim_kdtype out_t, i
     pair out = pair_alloc(f, (int64_t)reqs * n * h * D * (int64_t)os), lse = pair_alloc(f, (int64_t)reqs * n * h * 4);
     pair_random(f, &q, t, -1, 1);
     pair_random(f, &kn, t, -1, 1);
+    if (grow_tokens > 0) {
+      uint16_t *kh = malloc((size_t)kn.bytes);
+      memcpy(kh, kn.c, (size_t)kn.bytes);
+      for (int64_t e = 0; e < kn.bytes / 2; e++) {
+        const int32_t x = past + (int32_t)(e / (D * g) % n);
+        if (kh[e] & 0x7f80u) kh[e] = (uint16_t)(kh[e] + ((uint32_t)(x / grow_tokens) << 7));
+      }
+      pair_upload(f, &kn, kh);
+      free(kh);
+    }
     pair_random(f, &vn, t, -1, 1);
     pair_poison(f, &out);
     pair_poison(f, &lse);
@@ -554,7 +568,7 @@ static void prefill_case_nan(fixture *f, infsim_kdtype t, infsim_kdtype out_t, i
 
 static void prefill_case_of(fixture *f, infsim_kdtype t, infsim_kdtype out_t, int32_t reqs, int32_t h, int32_t g,
                             int32_t bt, int32_t first, int32_t second, unsigned variants) {
-  prefill_case_nan(f, t, out_t, reqs, h, g, bt, first, second, variants, false);
+  prefill_case_run(f, t, out_t, reqs, h, g, bt, first, second, variants, false, 0);
 }
 
 static void prefill_case(fixture *f, infsim_kdtype t, infsim_kdtype out_t, int32_t reqs, int32_t h, int32_t g,
@@ -615,8 +629,18 @@ static void test_prefill_small_v17(void **state) {
 static void test_prefill_nan_pool(void **state) {
   fixture *f = *state;
   const unsigned hopper = 1u << 6 | 0x3fu << 7;
-  prefill_case_nan(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 2, 4, 2, 16, 100, 37, hopper, true);
-  prefill_case_nan(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 8, 1, 64, 200, 90, hopper, true);
+  prefill_case_run(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 2, 4, 2, 16, 100, 37, hopper, true, 0);
+  prefill_case_run(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 8, 1, 64, 200, 90, hopper, true, 0);
+}
+
+/* Keys that double in size every 64 positions (up to 2^10 by the end): the
+ * scores' max keeps rising by more than 2^8 in exponent terms from one key
+ * tile to the next, so version 17's rescale of O (which it skips while
+ * the max moves less) runs on most tiles, in the prompt and in the chunk
+ * after it; every tile shape and pipeline. */
+static void test_prefill_rising_max(void **state) {
+  fixture *f = *state;
+  prefill_case_run(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 2, 1, 16, 520, 130, 0x1fffu, false, 64);
 }
 
 static void test_prefill_matches_cpu(void **state) {
@@ -794,7 +818,7 @@ int main(void) {
       cmocka_unit_test(test_decode_merges_remote_partials), cmocka_unit_test(test_prefill_small_v14),
       cmocka_unit_test(test_prefill_small_v15), cmocka_unit_test(test_prefill_persist_v15),
       cmocka_unit_test(test_prefill_small_v16), cmocka_unit_test(test_prefill_small_v17),
-      cmocka_unit_test(test_prefill_nan_pool),
+      cmocka_unit_test(test_prefill_nan_pool), cmocka_unit_test(test_prefill_rising_max),
   };
   /* INFSIM_GPU_TEST_ONLY=SUBSTRING runs the tests whose names contain it
    * (a compute-sanitizer pass over one path fits a short GPU call). */
