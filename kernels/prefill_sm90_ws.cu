@@ -1,12 +1,13 @@
 /*
-** prefill_sm90_ws.cu: prefill versions 15 and 16 on Hopper (sm_90a), 16 the
+** prefill_sm90_ws.cu: prefill versions 15 to 17 on Hopper (sm_90a), 17 the
 ** default there: version 14's two consumer warpgroups (prefill_sm90.cu)
 ** fed by a producer warpgroup, which loads K/V by 16-byte cp.async
 ** (version 15, pipelines 4 and 5) or by bulk tensor copies (version 16,
-** pipelines 6 and 7). Same contract and results as the kernels in
+** pipelines 6 and 7; version 17, pipelines 8 and 9, with fewer consumer
+** instructions per key tile). Same contract and results as the kernels in
 ** prefill_sm90.cu; prefill.cu appends the new K/V before launching it and
 ** never launches it on a device other than compute capability 9.0 (in
-** other passes the body traps). Measurements: kernels/NOTES.md, 15-16.
+** other passes the body traps). Measurements: kernels/NOTES.md, 15-17.
 */
 #include "prefill_sm90.cuh"
 
@@ -310,7 +311,7 @@ __global__ void __launch_bounds__(WS_THREADS, 1)
   if constexpr (V17) {
     /* Version 17 (kernels/NOTES.md 17). The same turns and products as
      * below, with four changes. (1) O is rescaled only when the running
-     * max moved by more than 2^8 in some row of the warp
+     * max moved by more than a factor 2^8 in some row of the warp
      * (softmax_tile_v17), after the P V wait as before, behind a branch
      * that is the same in every lane (no wgmma is in flight there). (2)
      * S_j's exponents stay above the P V wait: an asm volatile orders
