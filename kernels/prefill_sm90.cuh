@@ -187,9 +187,10 @@ __device__ __forceinline__ void finish_tile(const float (&s)[64], float a0, floa
  * the exponents are taken against, moves only when some row of the warp
  * would otherwise see an exponent above 2^RESCALE_LOG2 (`moved`, the same
  * in every lane). Any reference gives the same O = sum P V / sum P and the
- * same LSE = m + log2(sum P) in exact arithmetic; P's bf16 rounding is
- * relative, so a reference up to 2^8 below the true max costs no
- * precision, and fp32 sums of at most 2^8 per key cannot overflow. So O's
+ * same LSE = m + log2(sum P) in exact arithmetic; P's rounding to bf16
+ * or fp16 is relative, so a reference up to 2^8 below the true max costs
+ * no precision (P <= 2^8 is far under fp16's 65504, and fp32 sums of such
+ * terms cannot overflow). So O's
  * rescale (64 multiplies a thread) is skipped on most key tiles past the
  * first few, where version 16 ran it on every one (the same idea as the
  * conditional rescale of FlashAttention-4, Dao et al. 2025; the threshold
