@@ -320,8 +320,9 @@ infsim_status launch(ik_cuda *c, const infsim_prefill_args *a, infsim_error *err
   /* Auto: on compute capability 9.0 the wgmma kernel (128 x 128), which won
    * at every measured shape, 1K to 16K tokens on 8 to 64 heads, even where
    * its CTAs fill under half the SMs (bench/README.md, kernels/NOTES.md),
-   * with version 16 (pipelines 6 and 7, chosen below; version 15, pipelines
-   * 4 and 5, loads K/V by cp.async and was 12-67% ahead of version 14).
+   * with version 17 (pipelines 8 and 9, chosen below; version 16, pipelines
+   * 6 and 7, has the same loads and version 15, pipelines 4 and 5, loads K/V
+   * by cp.async).
    * Elsewhere 128 queries x 64 keys once there are enough 128-query tiles
    * to fill the SMs twice over, else 64 x 64 (fewer, fatter CTAs leave SMs
    * idle on short prompts). 128 x 128 asked for on another device runs
@@ -334,16 +335,17 @@ infsim_status launch(ik_cuda *c, const infsim_prefill_args *a, infsim_error *err
   if (rows == 0) rows = ctas128 >= 2 * (int64_t)c->sm_count ? 128 : 64;
   if (rows == 128 && keys == 128) {
     if (hopper) {
-      /* Version 16 (kernels/NOTES.md): version 15's kernel with K/V by bulk
-       * tensor copies from four producer warps; one CTA per SM over the
-       * work tiles (pipeline 7) for prompts up to 4K tokens (prefix
+      /* Version 17 (kernels/NOTES.md): version 16's loads (K/V by bulk
+       * tensor copies from four producer warps) with faster consumers; one
+       * CTA per SM over the work tiles (pipeline 9) for prompts up to 4K
+       * tokens (prefix
        * included: the static dealing evens out the causal imbalance and the
        * next tile's loads overlap the last one's end), else one CTA per
-       * work tile (pipeline 6: the hardware deals a head's query tiles side
+       * work tile (pipeline 8: the hardware deals a head's query tiles side
        * by side, so their K/V stays in L2; the persistent order puts all
        * heads of a query tile side by side: 0.90x at 16K on 32/32 heads). */
       const bool persist = a->past_tokens + a->new_tokens <= 4096;
-      return ik_prefill_sm90(c, p, BF16, a->num_requests, a->sm90_pipeline ? a->sm90_pipeline : persist ? 7 : 6, err);
+      return ik_prefill_sm90(c, p, BF16, a->num_requests, a->sm90_pipeline ? a->sm90_pipeline : persist ? 9 : 8, err);
     }
     keys = 64;
   }

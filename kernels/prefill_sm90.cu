@@ -451,7 +451,7 @@ infsim_status launch(ik_cuda *c, const ik_prefill_params &p, int reqs, int pipel
     kern = prefill_sm90_ov_kernel<BF16, POW2, IK_SM90_PINGPONG != 0, true>;
     smem = SMEM_OV, bit = 1 << (POW2 ? 8 : 9);
   } else if (pipeline >= 4) {
-    return ik_prefill_sm90_ws(c, p, BF16, reqs, pipeline == 5 || pipeline == 7, pipeline >= 6, err);
+    return ik_prefill_sm90_ws(c, p, BF16, reqs, pipeline % 2 == 1, pipeline >= 6, pipeline >= 8, err);
   }
   if (!(c->prefill_ready[BF16 ? 1 : 0] & bit)) {
     IK_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));

@@ -180,11 +180,131 @@ __device__ __forceinline__ void finish_tile(const float (&s)[64], float a0, floa
   }
 }
 
+/* Version 17's softmax (kernels/NOTES.md 17): as softmax_tile, but each
+ * row's max and sum run as four partial chains combined at the end (a
+ * dependence chain of 8 instead of 32 for each), the max starts from the
+ * first scores rather than -inf, and the running max m0/m1, the reference
+ * the exponents are taken against, moves only when some row of the warp
+ * would otherwise see an exponent above 2^RESCALE_LOG2 (`moved`, the same
+ * in every lane). Any reference gives the same O = sum P V / sum P and the
+ * same LSE = m + log2(sum P) in exact arithmetic; P's rounding to bf16
+ * or fp16 is relative, so a reference up to 2^8 below the true max costs
+ * no precision (P <= 2^8 is far under fp16's 65504, and fp32 sums of such
+ * terms cannot overflow). So O's
+ * rescale (64 multiplies a thread) is skipped on most key tiles past the
+ * first few, where version 16 ran it on every one (the same idea as the
+ * conditional rescale of FlashAttention-4, Dao et al. 2025; the threshold
+ * is ours). O's rescale and the packing of P are left to the caller
+ * (rescale_o, pack_p). */
+constexpr float RESCALE_LOG2 = 8.f;
+__device__ __forceinline__ void softmax_tile_v17(float (&s)[64], float scale_log2, float &m0, float &m1, float &a0,
+                                                 float &a1, float &ps0, float &ps1, bool &moved) {
+  float x0[4], x1[4];
+#pragma unroll
+  for (int q = 0; q < 4; q++) {
+    x0[q] = fmaxf(s[q * 4], s[q * 4 + 1]);
+    x1[q] = fmaxf(s[q * 4 + 2], s[q * 4 + 3]);
+  }
+#pragma unroll
+  for (int nt = 4; nt < KT / 8; nt++) {
+    x0[nt & 3] = fmaxf(x0[nt & 3], fmaxf(s[nt * 4], s[nt * 4 + 1]));
+    x1[nt & 3] = fmaxf(x1[nt & 3], fmaxf(s[nt * 4 + 2], s[nt * 4 + 3]));
+  }
+  float mx0 = fmaxf(fmaxf(x0[0], x0[1]), fmaxf(x0[2], x0[3]));
+  float mx1 = fmaxf(fmaxf(x1[0], x1[1]), fmaxf(x1[2], x1[3]));
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+  /* m = -inf (the first tile) always moves: -inf - x > 8 is false, x - -inf
+   * > 8 true. */
+  moved = __any_sync(0xffffffffu, mx0 * scale_log2 - m0 > RESCALE_LOG2 || mx1 * scale_log2 - m1 > RESCALE_LOG2);
+  const float mn0 = moved ? fmaxf(m0, mx0 * scale_log2) : m0, mn1 = moved ? fmaxf(m1, mx1 * scale_log2) : m1;
+  a0 = fast_exp2(m0 - mn0);
+  a1 = fast_exp2(m1 - mn1);
+  m0 = mn0;
+  m1 = mn1;
+#pragma unroll
+  for (int nt = 0; nt < KT / 8; nt++) {
+#pragma unroll
+    for (int e = 0; e < 2; e++) {
+      if (IK_SM90_DIAG != 2) {
+        s[nt * 4 + e] = fast_exp2(fmaf(s[nt * 4 + e], scale_log2, -mn0));
+        s[nt * 4 + 2 + e] = fast_exp2(fmaf(s[nt * 4 + 2 + e], scale_log2, -mn1));
+      }
+    }
+  }
+#pragma unroll
+  for (int q = 0; q < 4; q++) {
+    x0[q] = s[q * 4] + s[q * 4 + 1];
+    x1[q] = s[q * 4 + 2] + s[q * 4 + 3];
+  }
+#pragma unroll
+  for (int nt = 4; nt < KT / 8; nt++) {
+    x0[nt & 3] += s[nt * 4] + s[nt * 4 + 1];
+    x1[nt & 3] += s[nt * 4 + 2] + s[nt * 4 + 3];
+  }
+  ps0 = (x0[0] + x0[1]) + (x0[2] + x0[3]);
+  ps1 = (x1[0] + x1[1]) + (x1[2] + x1[3]);
+}
+
+/* Version 17's issue of S = Q K^T and of P V from descriptors made once:
+ * the low word of a matrix descriptor holds the start address >> 4 in bits
+ * 0-13, and a k-step only moves that address by a constant, so each step's
+ * descriptor is one 32-bit add on the low word (shared addresses stay under
+ * 2^18 bytes, so the field never carries into the next). Version 16 built
+ * each of the 16 descriptors from its address, about ten instructions
+ * apiece on the path that feeds the tensor cores. */
+__device__ __forceinline__ uint64_t desc_at(uint32_t lo, uint32_t hi, uint32_t byte_off) {
+  return (uint64_t)hi << 32 | (uint64_t)(lo + (byte_off >> 4));
+}
+template <bool BF16>
+__device__ __forceinline__ void issue_s_v17(float (&s)[64], uint32_t q_lo, uint32_t k_lo, uint32_t hi) {
+#pragma unroll
+  for (int kk = 0; kk < 8; kk++) {
+    const uint64_t da = desc_at(q_lo, hi, (kk >> 2) * (QT * 128) + (kk & 3) * 32);
+    const uint64_t db = desc_at(k_lo, hi, (kk >> 2) * (KT * 128) + (kk & 3) * 32);
+    wgmma_ss_m64n128k16<BF16>(s, da, db, kk > 0);
+  }
+  wgmma_commit();
+}
+template <bool BF16>
+__device__ __forceinline__ void issue_pv_v17(float (&o)[64], const uint32_t (&pf)[KT / 16][4], uint32_t v_lo,
+                                             uint32_t hi) {
+#pragma unroll
+  for (int kg = 0; kg < KT / 16; kg++) wgmma_rs_m64n128k16<BF16>(o, pf[kg], desc_at(v_lo, hi, kg * 2048));
+  wgmma_commit();
+}
+
+/* P (the exponents in s) packed into the A fragments of the next P V. */
+template <bool BF16>
+__device__ __forceinline__ void pack_p(const float (&s)[64], uint32_t (&pf)[KT / 16][4]) {
+#pragma unroll
+  for (int kg = 0; kg < KT / 16; kg++) {
+    pf[kg][0] = pack2<BF16>(s[8 * kg + 0], s[8 * kg + 1]);
+    pf[kg][1] = pack2<BF16>(s[8 * kg + 2], s[8 * kg + 3]);
+    pf[kg][2] = pack2<BF16>(s[8 * kg + 4], s[8 * kg + 5]);
+    pf[kg][3] = pack2<BF16>(s[8 * kg + 6], s[8 * kg + 7]);
+  }
+}
+
+/* O's rows rescaled by a0 (first row of the thread) and a1 (second). */
+__device__ __forceinline__ void rescale_o(float (&o)[64], float a0, float a1) {
+#pragma unroll
+  for (int i = 0; i < 16; i++) {
+    o[4 * i + 0] *= a0;
+    o[4 * i + 1] *= a0;
+    o[4 * i + 2] *= a1;
+    o[4 * i + 3] *= a1;
+  }
+}
+
 } /* namespace */
 
 /* Version 15 (pipeline 4; `persist`: pipeline 5) on c->stream; `tma`: K/V
- * by bulk tensor copies (pipelines 6 and 7). */
+ * by bulk tensor copies (pipelines 6 and 7); `v17`: version 17's consumers
+ * with version 16's loads (pipelines 8 and 9). */
 infsim_status ik_prefill_sm90_ws(ik_cuda *c, const ik_prefill_params &p, bool bf16, int reqs, bool persist, bool tma,
-                                 infsim_error *err);
+                                 bool v17, infsim_error *err);
 
 #endif

@@ -1,12 +1,13 @@
 /*
-** prefill_sm90_ws.cu: prefill versions 15 and 16 on Hopper (sm_90a), 16 the
+** prefill_sm90_ws.cu: prefill versions 15 to 17 on Hopper (sm_90a), 17 the
 ** default there: version 14's two consumer warpgroups (prefill_sm90.cu)
 ** fed by a producer warpgroup, which loads K/V by 16-byte cp.async
 ** (version 15, pipelines 4 and 5) or by bulk tensor copies (version 16,
-** pipelines 6 and 7). Same contract and results as the kernels in
+** pipelines 6 and 7; version 17, pipelines 8 and 9, with fewer consumer
+** instructions per key tile). Same contract and results as the kernels in
 ** prefill_sm90.cu; prefill.cu appends the new K/V before launching it and
 ** never launches it on a device other than compute capability 9.0 (in
-** other passes the body traps). Measurements: kernels/NOTES.md, 15-16.
+** other passes the body traps). Measurements: kernels/NOTES.md, 15-17.
 */
 #include "prefill_sm90.cuh"
 
@@ -54,7 +55,7 @@ constexpr int WS_THREADS = 384;
 constexpr int WS_BARS = 4 * NST + 2; /* K full, V full, K empty, V empty (one per buffer), Q empty, Q full (TMA) */
 constexpr int SMEM_WS = (int)(Q_BYTES + 2 * NST * TILE_BYTES) + WS_BARS * 8 + 1024;
 
-template <bool BF16, bool POW2, bool PINGPONG, bool PERSIST, bool TMA>
+template <bool BF16, bool POW2, bool PINGPONG, bool PERSIST, bool TMA, bool V17>
 __global__ void __launch_bounds__(WS_THREADS, 1)
     prefill_sm90_ws_kernel(ik_prefill_params p, int reqs, const __grid_constant__ ik_kv_maps maps) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -307,6 +308,93 @@ __global__ void __launch_bounds__(WS_THREADS, 1)
 #pragma unroll
   for (int i = 0; i < 64; i++) o[i] = 0.f;
   m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+  if constexpr (V17) {
+    /* Version 17 (kernels/NOTES.md 17). The same turns and products as
+     * below, with four changes. (1) O is rescaled only when the running
+     * max moved by more than a factor 2^8 in some row of the warp
+     * (softmax_tile_v17), after the P V wait as before, behind a branch
+     * that is the same in every lane (no wgmma is in flight there). (2)
+     * S_j's exponents stay above the P V wait: an asm volatile orders
+     * nothing for ptxas, which had hoisted that wait above all 64 of them
+     * in version 16's unmasked loop (the softmax then ran after P V, not
+     * under it); here K_j's release comes after the softmax, its predicate
+     * reads the sum of every exponent (always true: a sum of exponents is
+     * never negative, and NaN compares false), and ptxas keeps an mbarrier
+     * arrive above a later wgmma wait. (3) The matrix descriptors are made
+     * once (issue_s_v17). (4) softmax_tile_v17's shorter chains. */
+    float a0 = 1.f, a1 = 1.f;
+    bool moved = false;
+    /* Descriptors' low words (Q: leading byte offset 16; K: 16; V: KT x
+     * 128) and their common high word (stride byte offset 1024, 128-byte
+     * swizzle); buffer b's K or V is b x TILE_BYTES further. */
+    const uint32_t q_lo = (uint32_t)wg_desc(q_s + wrow * 128, 16, 1024), hi = (uint32_t)(wg_desc(q_s, 16, 1024) >> 32);
+    const uint32_t k_lo0 = (uint32_t)wg_desc(k_s, 16, 1024), v_lo0 = (uint32_t)wg_desc(v_s, KT * 128, 1024);
+    auto issue_s17 = [&](float (&s)[64], int kt) {
+      issue_s_v17<BF16>(s, q_lo, k_lo0 + (uint32_t)((base + kt) % NST) * (TILE_BYTES >> 4), hi);
+    };
+    auto issue_pv17 = [&](int kt) {
+      issue_pv_v17<BF16>(o, pf, v_lo0 + (uint32_t)((base + kt) % NST) * (TILE_BYTES >> 4), hi);
+    };
+    {
+      if (TMA) mbar_wait(qfull, (uint32_t)(k & 1));
+      kready(0);
+      if (PINGPONG) named_bar_sync(my_bar);
+      float s[64];
+      wgmma_fence();
+      issue_s17(s, 0);
+      if (PINGPONG) named_bar_arrive(other_bar);
+      wgmma_wait<0>();
+      reg_fence(s);
+      mbar_arrive_if(kempty(base % NST), releaser);
+      mbar_arrive_if(qempty, releaser && n_kt == 1);
+      if (first_masked == 0) mask(s, 0);
+      float ps0, ps1;
+      softmax_tile_v17(s, p.scale_log2, m0, m1, a0, a1, ps0, ps1, moved);
+      l0 = ps0, l1 = ps1; /* O is zero */
+      pack_p<BF16>(s, pf);
+    }
+    auto step17 = [&](int j, auto masked) {
+      kready(j);
+      vready(j - 1);
+      if (PINGPONG) named_bar_sync(my_bar);
+      float s[64];
+      reg_fence_op(o, pf);
+      wgmma_fence();
+      issue_s17(s, j);
+      issue_pv17(j - 1);
+      if (PINGPONG) named_bar_arrive(other_bar);
+      wgmma_wait<1>();
+      reg_fence(s);
+      if (decltype(masked)::value) mask(s, j);
+      float ps0, ps1;
+      softmax_tile_v17(s, p.scale_log2, m0, m1, a0, a1, ps0, ps1, moved);
+      mbar_arrive_if(kempty((base + j) % NST), releaser && !(ps0 + ps1 < 0.f));
+      mbar_arrive_if(qempty, releaser && j == n_kt - 1);
+      wgmma_wait<0>();
+      reg_fence_op(o, pf);
+      mbar_arrive_if(vempty((base + j - 1) % NST), releaser);
+      if (moved) rescale_o(o, a0, a1);
+      l0 = l0 * a0 + ps0;
+      l1 = l1 * a1 + ps1;
+      pack_p<BF16>(s, pf);
+    };
+    const int mid = max(1, min(first_masked, n_kt));
+    for (int j = 1; j < mid; j++) step17(j, std::false_type());
+    for (int j = mid; j < n_kt; j++) step17(j, std::true_type());
+    /* The last P V. */
+    vready(n_kt - 1);
+    if (PINGPONG) named_bar_sync(my_bar);
+    reg_fence_op(o, pf);
+    wgmma_fence();
+    issue_pv17(n_kt - 1);
+    if (PINGPONG) named_bar_arrive(other_bar);
+    wgmma_wait<0>();
+    reg_fence(o);
+    mbar_arrive_if(vempty((base + n_kt - 1) % NST), releaser);
+    store_rows<BF16>(p, o, m0, m1, l0, l1, r, hh, qbase + wrow + warp * 16, lane);
+    base += n_kt;
+    continue;
+  }
   /* Iteration 0: S_0 alone (Q arrived with K_0; with TMA on its own barrier). */
   {
     if (TMA) mbar_wait(qfull, (uint32_t)(k & 1));
@@ -411,20 +499,25 @@ infsim_status encode_kv_maps(ik_cuda *c, const ik_prefill_params &p, ik_kv_maps 
 /* One CTA per (query tile, head, request), or (persist) one per SM over all
  * of them. prefill_ready bits 10-13 (prefill_sm90.cu names the others). */
 template <bool BF16, bool POW2>
-infsim_status launch_ws(ik_cuda *c, const ik_prefill_params &p, int reqs, bool persist, bool tma, infsim_error *err) {
+infsim_status launch_ws(ik_cuda *c, const ik_prefill_params &p, int reqs, bool persist, bool tma, bool v17,
+                        infsim_error *err) {
   constexpr bool PP = IK_SM90_PINGPONG != 0;
-  auto kern = tma ? (persist ? prefill_sm90_ws_kernel<BF16, POW2, PP, true, true>
-                             : prefill_sm90_ws_kernel<BF16, POW2, PP, false, true>)
-                  : (persist ? prefill_sm90_ws_kernel<BF16, POW2, PP, true, false>
-                             : prefill_sm90_ws_kernel<BF16, POW2, PP, false, false>);
-  const int bit = 1 << (10 + (persist ? 2 : 0) + (tma ? 4 : 0) + (POW2 ? 0 : 1));
+  auto kern = v17   ? (persist ? prefill_sm90_ws_kernel<BF16, POW2, PP, true, true, true>
+                               : prefill_sm90_ws_kernel<BF16, POW2, PP, false, true, true>)
+              : tma ? (persist ? prefill_sm90_ws_kernel<BF16, POW2, PP, true, true, false>
+                               : prefill_sm90_ws_kernel<BF16, POW2, PP, false, true, false>)
+                    : (persist ? prefill_sm90_ws_kernel<BF16, POW2, PP, true, false, false>
+                               : prefill_sm90_ws_kernel<BF16, POW2, PP, false, false, false>);
+  /* Bits 10-17 versions 15 and 16, 18-21 version 17. */
+  const int bit = 1 << (v17 ? 18 + (persist ? 2 : 0) + (POW2 ? 0 : 1)
+                            : 10 + (persist ? 2 : 0) + (tma ? 4 : 0) + (POW2 ? 0 : 1));
   if (!(c->prefill_ready[BF16 ? 1 : 0] & bit)) {
     IK_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_WS));
     c->prefill_ready[BF16 ? 1 : 0] |= bit;
   }
   ik_kv_maps maps;
   memset(&maps, 0, sizeof maps);
-  if (tma) {
+  if (tma || v17) {
     const infsim_status st = encode_kv_maps(c, p, &maps, err);
     if (st != INFSIM_OK) return st;
   }
@@ -439,11 +532,11 @@ infsim_status launch_ws(ik_cuda *c, const ik_prefill_params &p, int reqs, bool p
 } /* namespace */
 
 infsim_status ik_prefill_sm90_ws(ik_cuda *c, const ik_prefill_params &p, bool bf16, int reqs, bool persist, bool tma,
-                                 infsim_error *err) {
+                                 bool v17, infsim_error *err) {
   const bool pow2 = p.bt_shift >= 0;
   if (bf16)
-    return pow2 ? launch_ws<true, true>(c, p, reqs, persist, tma, err)
-                : launch_ws<true, false>(c, p, reqs, persist, tma, err);
-  return pow2 ? launch_ws<false, true>(c, p, reqs, persist, tma, err)
-              : launch_ws<false, false>(c, p, reqs, persist, tma, err);
+    return pow2 ? launch_ws<true, true>(c, p, reqs, persist, tma, v17, err)
+                : launch_ws<true, false>(c, p, reqs, persist, tma, v17, err);
+  return pow2 ? launch_ws<false, true>(c, p, reqs, persist, tma, v17, err)
+              : launch_ws<false, false>(c, p, reqs, persist, tma, v17, err);
 }

@@ -56,6 +56,13 @@ typedef struct {
   int32_t cap;
 } gm_spare_holds;
 
+/* A match of the tournament of free memory: its winner and the winner's
+ * free memory in the view. */
+typedef struct {
+  int64_t free;
+  int32_t id;
+} gm_match;
+
 typedef struct {
   int64_t free_view;
   int64_t free_as_of_ns;
@@ -65,8 +72,11 @@ typedef struct {
   size_t split_own_cap;
   gm_guest *guests; /* the requests of others it holds blocks of (the planner's guests) */
   size_t guests_n, guests_cap;
-  int64_t *owned; /* its first owned_live: marked live (infsim_gm_set_live) */
-  size_t owned_n, owned_cap, owned_live;
+  /* Its first owned_live are marked live (infsim_gm_set_live), its last
+   * owned_ended ended (infsim_gm_set_ended), the others between. */
+  int64_t *owned;
+  size_t owned_n, owned_cap, owned_live, owned_ended;
+  int64_t ended_split; /* of its ended requests, those in gm->split */
 } gm_inst;
 
 struct infsim_gm {
@@ -91,6 +101,16 @@ struct infsim_gm {
   size_t cand_cap;
   bool guests_first; /* the planner moves a debtor's guests before its own requests */
   int64_t small_piece; /* gm_req.small_pieces counts pieces of at most this many blocks (<= 0: any) */
+  /* The instances by free memory in the view, as a tournament: node k
+   * (1 <= k < 2 x leaves) holds the instance with the most free memory
+   * of its leaves and that memory, the lowest id of those with as much
+   * (id -1: none), leaf leaves + i instance i. The planners' first creditor without ranks is
+   * its winner, or the winner without the debtor: O(log instances)
+   * where a scan was O(instances), for each plan's opening check and
+   * each creditor taken; every change of free memory in the view
+   * replays the matches above its leaf (set_free). */
+  gm_match *cred;
+  int32_t cred_leaves;
   int64_t *fresh; /* requests that joined an owned list in the last infsim_gm_heartbeat */
   size_t fresh_n, fresh_cap;
   bool noting; /* inside infsim_gm_heartbeat: joins are noted in fresh */
@@ -103,6 +123,43 @@ struct infsim_gm {
   int64_t *sp_take;
   int32_t *sp_id;
 };
+
+/* The winner of matches a and b: more free memory, else the lower id
+ * (an empty leaf, id -1 and the least free memory, loses to any). */
+static gm_match more_free(gm_match a, gm_match b) {
+  return a.free > b.free || (a.free == b.free && (unsigned)a.id < (unsigned)b.id) ? a : b;
+}
+
+/* Instance i's free memory in the view becomes v; the matches above it
+ * are replayed, up to one whose outcome stays. */
+static void set_free(infsim_gm *gm, int32_t i, int64_t v) {
+  if (gm->inst[i].free_view == v) return; /* (a heartbeat of an instance whose free memory stayed) */
+  gm->inst[i].free_view = v;
+  int32_t k = gm->cred_leaves + i;
+  gm->cred[k].free = v;
+  for (k >>= 1; k >= 1; k >>= 1) {
+    gm_match w = more_free(gm->cred[2 * k], gm->cred[2 * k + 1]);
+    if (w.id == gm->cred[k].id && w.free == gm->cred[k].free) break;
+    gm->cred[k] = w;
+  }
+}
+
+/* Every match, from the leaves up. */
+static void cred_rebuild(infsim_gm *gm) {
+  for (int32_t k = 0; k < gm->cred_leaves; k++)
+    gm->cred[gm->cred_leaves + k] = k < gm->instances ? (gm_match){gm->inst[k].free_view, k} : (gm_match){INT64_MIN, -1};
+  for (int32_t k = gm->cred_leaves - 1; k >= 1; k--) gm->cred[k] = more_free(gm->cred[2 * k], gm->cred[2 * k + 1]);
+}
+
+/* The instance other than `exclude` with the most free memory, the
+ * lowest id of those with as much (-1: none): the winner, else the
+ * winner of the matches on exclude's path up that it was not in. */
+static int32_t most_free_but(const infsim_gm *gm, int32_t exclude) {
+  if (gm->cred[1].id != exclude) return gm->cred[1].id;
+  gm_match w = {INT64_MIN, -1};
+  for (int32_t k = gm->cred_leaves + exclude; k > 1; k >>= 1) w = more_free(w, gm->cred[k ^ 1]);
+  return w.id;
+}
 
 const char *infsim_gm_planner_name(infsim_gm_planner p) {
   switch (p) {
@@ -145,13 +202,17 @@ infsim_status infsim_gm_new(int32_t instances, int32_t instances_per_node, int64
   gm->sp_use = calloc((size_t)instances, sizeof *gm->sp_use);
   gm->sp_take = calloc((size_t)instances, sizeof *gm->sp_take);
   gm->sp_id = calloc((size_t)instances, sizeof *gm->sp_id);
+  gm->cred_leaves = 1;
+  while (gm->cred_leaves < instances) gm->cred_leaves *= 2;
+  gm->cred = calloc(2 * (size_t)gm->cred_leaves, sizeof *gm->cred);
   if (!gm->req || !gm->inst || !gm->order || !gm->rank || !gm->spare || !gm->sp_c || !gm->sp_use || !gm->sp_take ||
-      !gm->sp_id) {
+      !gm->sp_id || !gm->cred) {
     infsim_gm_free(gm);
     return infsim_fail(err, INFSIM_ENOMEM, "gmanager: out of memory");
   }
   for (int64_t r = 0; r < requests; r++) gm->req[r] = (gm_req){.owner = -1, .own_k = -1, .split_pos = -1, .split_own_pos = -1, .owned_pos = -1};
   for (int32_t i = 0; i < instances; i++) gm->inst[i].free_view = capacity_blocks;
+  cred_rebuild(gm);
   *out = gm;
   return INFSIM_OK;
 }
@@ -176,6 +237,7 @@ void infsim_gm_free(infsim_gm *gm) {
   free(gm->sp_use);
   free(gm->sp_take);
   free(gm->sp_id);
+  free(gm->cred);
   free(gm->cand);
   free(gm->fresh);
   for (size_t k = 0; k < gm->spare_h_n; k++) free(gm->spare_h[k].h);
@@ -188,7 +250,7 @@ void infsim_gm_free(infsim_gm *gm) {
  * it is kept (the entry is not added) and the policy ends the run with
  * INFSIM_ENOMEM at its next message (infsim_gm_out_of_memory). */
 static bool room(infsim_gm *gm, void **arr, size_t *cap, size_t n, size_t elem) {
-  if (infsim_grow(arr, cap, n + 1, elem, 4)) return true;
+  if (n < *cap || infsim_grow(arr, cap, n + 1, elem, 4)) return true; /* no call while there is room */
   gm->out_of_memory = true;
   return false;
 }
@@ -230,6 +292,58 @@ static void owned_unlive(infsim_gm *gm, gm_inst *o, int64_t pos) {
   o->owned_live--;
 }
 
+/* Where o's ended part starts. */
+static int64_t ended_from(const gm_inst *o) { return (int64_t)(o->owned_n - o->owned_ended); }
+
+/* The owned request r (not live) joins o's ended part: it trades places
+ * with the last of the part before, which the ended part then starts at. */
+static void owned_end(infsim_gm *gm, gm_inst *o, int64_t r) {
+  gm_req *q = &gm->req[r];
+  if (q->owned_pos >= ended_from(o)) return;
+  owned_swap(gm, o, q->owned_pos, ended_from(o) - 1);
+  o->owned_ended++;
+  if (q->split_pos >= 0) o->ended_split++;
+}
+
+/* A request new to o's list (appended last, into the ended part's place
+ * when there is one) goes before the ended part. */
+static void owned_joined(infsim_gm *gm, gm_inst *o) {
+  if (o->owned_ended > 0) owned_swap(gm, o, (int64_t)o->owned_n - 1, ended_from(o) - 1);
+}
+
+/* The owned request at position `from` moves to `to`, a hole (nothing
+ * when from is the hole itself: what is left there moved on already). */
+static void owned_move(infsim_gm *gm, gm_inst *o, int64_t from, int64_t to) {
+  if (from == to) return;
+  int64_t r = o->owned[from];
+  o->owned[to] = r;
+  gm->req[r].owned_pos = to;
+}
+
+/* r, with no remote blocks, leaves o's list. Its place is taken by the
+ * last of its part, whose place the next part's last takes, and so on
+ * (the parts keep their order): a move per part from its own on, one for
+ * the usual ended request. */
+static void owned_remove(infsim_gm *gm, gm_inst *o, int64_t r) {
+  gm_req *q = &gm->req[r];
+  int64_t hole = q->owned_pos;
+  if (hole < 0) return; /* never joined (memory was short) */
+  assert(q->split_pos < 0);
+  if (hole < (int64_t)o->owned_live) {
+    owned_move(gm, o, (int64_t)o->owned_live - 1, hole);
+    hole = (int64_t)--o->owned_live;
+  }
+  if (hole < ended_from(o)) {
+    owned_move(gm, o, ended_from(o) - 1, hole);
+    hole = ended_from(o) - 1;
+  } else {
+    o->owned_ended--;
+  }
+  owned_move(gm, o, (int64_t)o->owned_n - 1, hole);
+  o->owned_n--;
+  q->owned_pos = -1;
+}
+
 void infsim_gm_set_live(infsim_gm *gm, int64_t req, bool live) {
   gm_req *q = &gm->req[req];
   if (q->owner < 0) return;
@@ -237,10 +351,32 @@ void infsim_gm_set_live(infsim_gm *gm, int64_t req, bool live) {
   if (!live) {
     owned_unlive(gm, o, q->owned_pos);
   } else if (q->owned_pos >= (int64_t)o->owned_live) { /* it trades places with the first not live */
+    assert(q->owned_pos < ended_from(o)); /* an ended request runs no more */
     owned_swap(gm, o, q->owned_pos, (int64_t)o->owned_live);
     o->owned_live++;
   }
 }
+
+void infsim_gm_set_ended(infsim_gm *gm, int64_t req) {
+  gm_req *q = &gm->req[req];
+  if (q->owner < 0) return;
+  gm_inst *o = &gm->inst[q->owner];
+  owned_unlive(gm, o, q->owned_pos);
+  owned_end(gm, o, req);
+}
+
+bool infsim_gm_ended(const infsim_gm *gm, int64_t req) {
+  const gm_req *q = &gm->req[req];
+  return q->owner >= 0 && q->owned_pos >= ended_from(&gm->inst[q->owner]);
+}
+
+size_t infsim_gm_owned_pending(const infsim_gm *gm, int32_t instance, const int64_t **reqs) {
+  const gm_inst *o = &gm->inst[instance];
+  *reqs = o->owned + o->owned_live;
+  return o->owned_n - o->owned_live - o->owned_ended;
+}
+
+int64_t infsim_gm_ended_split(const infsim_gm *gm, int32_t instance) { return gm->inst[instance].ended_split; }
 
 size_t infsim_gm_new_owned(const infsim_gm *gm, const int64_t **reqs) {
   *reqs = gm->fresh;
@@ -258,7 +394,7 @@ bool infsim_gm_live(const infsim_gm *gm, int64_t req) {
   return q->owner >= 0 && q->owned_pos < (int64_t)gm->inst[q->owner].owned_live;
 }
 
-static void update_split(infsim_gm *gm, int64_t r) {
+static void update_split_lists(infsim_gm *gm, int64_t r) {
   gm_req *q = &gm->req[r];
   bool is_split = q->remote > 0;
   gm_inst *o = &gm->inst[q->owner];
@@ -270,6 +406,7 @@ static void update_split(infsim_gm *gm, int64_t r) {
     if (q->split_pos >= 0) {
       q->split_own_pos = o->split_owned;
       o->split_own[o->split_owned++] = r;
+      if (q->owned_pos >= ended_from(o)) o->ended_split++;
     }
   }
   if (!is_split && q->split_pos >= 0) {
@@ -278,7 +415,16 @@ static void update_split(infsim_gm *gm, int64_t r) {
     o->split_own[q->split_own_pos] = last;
     gm->req[last].split_own_pos = q->split_own_pos;
     q->split_own_pos = -1;
+    if (q->owned_pos >= ended_from(o)) o->ended_split--;
   }
+}
+
+/* r joins or leaves the split lists when it became split or whole: the
+ * check inline, as most entry changes (an owner's, a request's first or
+ * last) leave it as it was. */
+static inline void update_split(infsim_gm *gm, int64_t r) {
+  const gm_req *q = &gm->req[r];
+  if ((q->remote > 0) != (q->split_pos >= 0)) update_split_lists(gm, r);
 }
 
 static void set_entry_any(infsim_gm *gm, int64_t r, int32_t owner, int32_t holder, int64_t blocks, int64_t at);
@@ -333,13 +479,13 @@ static void guest_remove(infsim_gm *gm, gm_hold *e) {
 static void leave(infsim_gm *gm, int64_t r, int64_t at) {
   gm_req *q = &gm->req[r];
   gm_inst *o = &gm->inst[q->owner];
-  owned_unlive(gm, o, q->owned_pos);
-  list_remove(gm, o->owned, &o->owned_n, &q->owned_pos, false);
+  owned_remove(gm, o, r);
   gm->tracked--;
   q->owner = -1;
   q->n = 0; /* its zero entries go; its floor keeps stale reports out */
   q->own_k = -1;
-  if (infsim_grow((void **)&gm->spare_h, &gm->spare_h_cap, gm->spare_h_n + 1, sizeof *gm->spare_h, 64)) {
+  if (gm->spare_h_n < gm->spare_h_cap ||
+      infsim_grow((void **)&gm->spare_h, &gm->spare_h_cap, gm->spare_h_n + 1, sizeof *gm->spare_h, 64)) {
     gm->spare_h[gm->spare_h_n++] = (gm_spare_holds){q->h, q->cap}; /* else it stays with q */
     q->h = NULL;
     q->cap = 0;
@@ -359,6 +505,7 @@ static void set_entry_any(infsim_gm *gm, int64_t r, int32_t owner, int32_t holde
     size_t cap = o->owned_cap;
     list_add(gm, &o->owned, &o->owned_n, &cap, r, &q->owned_pos);
     o->owned_cap = cap;
+    if (q->owned_pos >= 0) owned_joined(gm, o);
     if (gm->noting && room(gm, (void **)&gm->fresh, &gm->fresh_cap, gm->fresh_n, sizeof *gm->fresh))
       gm->fresh[gm->fresh_n++] = r;
     if (++gm->tracked > gm->tracked_peak) gm->tracked_peak = gm->tracked;
@@ -405,7 +552,7 @@ void infsim_gm_heartbeat(infsim_gm *gm, int32_t from, int64_t snapshot_ns, int64
   assert(from >= 0 && from < gm->instances);
   gm_inst *in = &gm->inst[from];
   if (snapshot_ns >= in->free_as_of_ns) {
-    in->free_view = free_blocks;
+    set_free(gm, from, free_blocks);
     in->free_as_of_ns = snapshot_ns;
   }
   if (full) {
@@ -490,7 +637,8 @@ void infsim_gm_reset(infsim_gm *gm) {
   }
   for (int32_t i = 0; i < gm->instances; i++) {
     gm_inst *in = &gm->inst[i];
-    in->owned_n = in->owned_live = 0;
+    in->owned_n = in->owned_live = in->owned_ended = 0;
+    in->ended_split = 0;
     in->guests_n = 0;
     in->free_view = 0;
     in->free_as_of_ns = 0;
@@ -499,6 +647,7 @@ void infsim_gm_reset(infsim_gm *gm) {
   }
   gm->split_n = 0;
   gm->tracked = 0;
+  cred_rebuild(gm);
 }
 
 void infsim_gm_high_water(const infsim_gm *gm, int64_t *ledger_now, int64_t *ledger_peak, int64_t *split_now,
@@ -643,16 +792,8 @@ static int32_t first_creditor(const infsim_gm *gm, int32_t exclude, const int32_
   if (!rank) {
     /* One group: the most free memory above the reserve (spare > 0),
      * the lowest id of those with as much. */
-    int32_t best = -1;
-    int64_t best_free = gm->reserve;
-    for (int32_t i = 0; i < gm->instances; i++) {
-      int64_t f = gm->inst[i].free_view;
-      if (f > best_free && i != exclude) {
-        best = i;
-        best_free = f;
-      }
-    }
-    return best;
+    int32_t best = most_free_but(gm, exclude);
+    return best >= 0 && gm->inst[best].free_view > gm->reserve ? best : -1;
   }
   int32_t best = -1, best_rank = 0;
   int64_t best_spare = 0;
@@ -704,7 +845,7 @@ static bool spread_moves(infsim_gm *gm, int32_t debtor, int64_t r, int64_t *mova
       gm->sp_take[bk] = 0;
       int32_t to = gm->sp_id[bk];
       out[(*n)++] = (infsim_gm_move){.req = r, .from = debtor, .to = to, .blocks = b, .fresh = true};
-      gm->inst[to].free_view -= b;
+      set_free(gm, to, gm->inst[to].free_view - b);
       *movable -= b;
       *left -= b;
     }
@@ -756,19 +897,27 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
       gm->cand[j] = r;
     }
   fixed = nc;
-  for (size_t k = 0; k < d->owned_n; k++) {
-    int64_t r = d->owned[k];
-    if (r != req && infsim_gm_held_by(gm, r, debtor) > 0) gm->cand[nc++] = r;
-  }
   /* Longest first, ties by id (deterministic); but a request that may take
    * new blocks goes first whatever its length: new blocks placed at a
    * creditor cost no copy, moving another request's KV does. The next
    * candidate is selected when it is needed (a plan seldom goes past the
-   * first), not sorted up front. */
+   * first), not sorted up front; the debtor's own requests join the
+   * candidates only when the plan gets to them (a plan for a request that
+   * may take new blocks mostly ends with it: a walk of the debtor's
+   * requests saved). */
   int32_t *rank = gm->rank;
   size_t n = 0;
   int64_t left = need;
-  for (size_t c = 0; c < nc && left > 0 && n < cap; c++) {
+  bool own_joined = false;
+  for (size_t c = 0; left > 0 && n < cap; c++) {
+    if (c == fixed && !own_joined) {
+      for (size_t k = 0; k < d->owned_n; k++) {
+        int64_t r = d->owned[k];
+        if (r != req && infsim_gm_held_by(gm, r, debtor) > 0) gm->cand[nc++] = r;
+      }
+      own_joined = true;
+    }
+    if (c >= nc) break;
     if (c >= fixed) {
       size_t best = c;
       for (size_t k = c + 1; k < nc; k++) {
@@ -807,7 +956,7 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
         int64_t b = infsim_planner_level_piece(infsim_gm_spare_blocks(gm, to), level, movable);
         if (b > movable) b = movable;
         out[n++] = (infsim_gm_move){.req = r, .from = debtor, .to = to, .blocks = b, .fresh = r == req};
-        gm->inst[to].free_view -= b;
+        set_free(gm, to, gm->inst[to].free_view - b);
         movable -= b;
         left -= b;
       }
@@ -826,7 +975,7 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
       int64_t b = infsim_gm_spare_blocks(gm, to);
       if (b > movable) b = movable;
       out[n++] = (infsim_gm_move){.req = r, .from = debtor, .to = to, .blocks = b, .fresh = r == req};
-      gm->inst[to].free_view -= b;
+      set_free(gm, to, gm->inst[to].free_view - b);
       movable -= b;
       left -= b;
       if (movable == 0 || n == cap || (to = first_creditor(gm, debtor, ranks)) < 0) break;
@@ -837,8 +986,12 @@ size_t infsim_gm_plan(infsim_gm *gm, infsim_gm_planner planner, int32_t debtor, 
 
 void infsim_gm_set_guests_first(infsim_gm *gm, bool on) { gm->guests_first = on; }
 
-void infsim_gm_unpropose(infsim_gm *gm, const infsim_gm_move *m) { gm->inst[m->to].free_view += m->blocks; }
-void infsim_gm_propose(infsim_gm *gm, const infsim_gm_move *m) { gm->inst[m->to].free_view -= m->blocks; }
+void infsim_gm_unpropose(infsim_gm *gm, const infsim_gm_move *m) {
+  set_free(gm, m->to, gm->inst[m->to].free_view + m->blocks);
+}
+void infsim_gm_propose(infsim_gm *gm, const infsim_gm_move *m) {
+  set_free(gm, m->to, gm->inst[m->to].free_view - m->blocks);
+}
 
 bool infsim_gm_same_ledger(const infsim_gm *a, const infsim_gm *b) {
   if (a->requests != b->requests || a->instances != b->instances) return false;
@@ -857,6 +1010,8 @@ void infsim_gm_check(const infsim_gm *gm) {
   int64_t *borrowed = calloc((size_t)gm->instances, sizeof *borrowed);
   int64_t *held = calloc((size_t)gm->instances, sizeof *held);
   int64_t *split_owned = calloc((size_t)gm->instances, sizeof *split_owned);
+  int64_t *ended_split = calloc((size_t)gm->instances, sizeof *ended_split);
+  assert(ended_split);
   size_t *guests = calloc((size_t)gm->instances, sizeof *guests);
   assert(guests);
   assert(lent && borrowed && held && split_owned);
@@ -908,7 +1063,11 @@ void infsim_gm_check(const infsim_gm *gm) {
       split_owned[q->owner]++;
     }
     if (q->owner >= 0) assert(q->owned_pos >= 0 && gm->inst[q->owner].owned[q->owned_pos] == r);
-    if (q->owner >= 0) assert(gm->inst[q->owner].owned_live <= gm->inst[q->owner].owned_n);
+    if (q->owner >= 0) {
+      const gm_inst *o = &gm->inst[q->owner];
+      assert(o->owned_live + o->owned_ended <= o->owned_n);
+      ended_split[q->owner] += q->owned_pos >= ended_from(o) && q->split_pos >= 0;
+    }
   }
   assert(split == gm->split_n && split <= gm->split_peak);
   assert(tracked == gm->tracked && tracked <= gm->tracked_peak);
@@ -917,16 +1076,29 @@ void infsim_gm_check(const infsim_gm *gm) {
   for (int32_t i = 0; i < gm->instances; i++) {
     assert(lent[i] == gm->inst[i].lent && borrowed[i] == gm->inst[i].borrowed && held[i] == gm->inst[i].held);
     assert(split_owned[i] == gm->inst[i].split_owned);
+    assert(ended_split[i] == gm->inst[i].ended_split); /* the ended part's requests in gm->split */
     assert(guests[i] == gm->inst[i].guests_n); /* and each is an entry with blocks (above) */
     sum_lent += lent[i];
     sum_borrowed += borrowed[i];
   }
   assert(sum_lent == sum_borrowed);
+  /* The tournament of free memory: every match as replayed now. */
+  for (int32_t k = 0; k < gm->cred_leaves; k++) {
+    const gm_match *m = &gm->cred[gm->cred_leaves + k];
+    assert(m->id == (k < gm->instances ? k : -1) && (k >= gm->instances || m->free == gm->inst[k].free_view));
+    (void)m;
+  }
+  for (int32_t k = gm->cred_leaves - 1; k >= 1; k--) {
+    gm_match w = more_free(gm->cred[2 * k], gm->cred[2 * k + 1]);
+    assert(gm->cred[k].id == w.id && gm->cred[k].free == w.free);
+    (void)w;
+  }
   (void)sum_lent;
   (void)sum_borrowed;
   free(lent);
   free(borrowed);
   free(held);
   free(split_owned);
+  free(ended_split);
   free(guests);
 }

@@ -77,6 +77,7 @@ static void running_remove(infsim_sched *s, instance *in, int32_t req) {
 infsim_status join_decode(infsim_sched *s, instance *in, int32_t req, int64_t kv_tokens, infsim_error *err) {
   req_sched *r = rs_of(s, req);
   r->decoding = true;
+  if (infsim_kv_foreign_blocks(s->kv, req) > 0) in->decode_gen++; /* a decode run's remote holders change */
   r->kv0 = kv_tokens;
   r->step0 = in->step;
   in->decode_n++;
@@ -107,6 +108,7 @@ void leave_decode(const infsim_sched *s, instance *in, int32_t req) {
   in->decode_n--;
   in->kv_sum -= kv_now(in, r);
   r->decoding = false;
+  if (infsim_kv_foreign_blocks(s->kv, req) > 0) in->decode_gen++;
   int64_t phase = r->next_boundary & (phase_count(s) - 1);
   req_set_remove(&in->phases[phase], req);
   if (in->phases[phase].count == 0) in->phase_mask &= ~(UINT32_C(1) << phase);
@@ -641,13 +643,83 @@ static infsim_status add_split_chunk(infsim_sched *s, instance *in, int32_t req,
   return INFSIM_OK;
 }
 
+/* Request req's remote tokens (`remote`, before clipping) and holders
+ * count in the batch: what add_remote adds to its totals. */
+static void add_remote_totals(infsim_batch *b, int64_t remote, int64_t holders) {
+  if (remote > b->agg.decode_context_tokens) remote = b->agg.decode_context_tokens;
+  b->agg.remote_requests++;
+  b->agg.remote_partials += holders;
+  b->agg.remote_context_tokens += remote;
+  b->agg.decode_context_tokens -= remote;
+}
+
+static bool remote_memo_reserve(remote_memo *m, int32_t holders, int32_t requests) {
+  if (holders > m->holder_capacity) {
+    infsim_batch_holder *h = realloc(m->holders, (size_t)holders * sizeof *h);
+    if (h == NULL) return false;
+    m->holders = h;
+    m->holder_capacity = holders;
+  }
+  if (requests > m->request_capacity) {
+    int64_t *t = realloc(m->remote_tokens, (size_t)requests * sizeof *t);
+    if (t == NULL) return false;
+    m->remote_tokens = t;
+    int64_t *p = realloc(m->partials, (size_t)requests * sizeof *p);
+    if (p == NULL) return false;
+    m->partials = p;
+    m->request_capacity = requests;
+  }
+  return true;
+}
+
+/* A decode run with no prompt chunk whose split requests' holdings and
+ * decoding are as at the memo's making: its holder entries and totals
+ * from the memo (the entries copied, the totals replayed in order). */
+static infsim_status add_remote_memo(infsim_sched *s, const remote_memo *m, infsim_batch *b, infsim_error *err) {
+  for (int32_t i = 0; i < m->holder_count; i++) {
+    infsim_batch_holder *e = holder_entry(s, b, m->holders[i].holder, err);
+    if (e == NULL) return INFSIM_ENOMEM;
+    *e = m->holders[i];
+  }
+  for (int32_t k = 0; k < m->requests; k++) add_remote_totals(b, m->remote_tokens[k], m->partials[k]);
+  return INFSIM_OK;
+}
+
 /* DistAttention's share of a batch: the instance's split requests in it
  * (KV partly at other instances) and the KV it holds for others. Only
- * split requests cost anything: O(split requests x holders). */
+ * split requests cost anything: O(split requests x holders); a decode
+ * run with no prompt chunk takes them from the instance's remote memo
+ * while its requests' holdings and decoding stay the same. */
 static infsim_status add_remote(infsim_sched *s, instance *in, bool decode, infsim_batch *b, infsim_error *err) {
   infsim_kv_counts c = infsim_kv_counts_of(s->kv, in->id);
   b->agg.guest_requests = infsim_kv_guests(s->kv, in->id);
   b->agg.guest_context_tokens = c.lent * s->p.block_tokens;
+  remote_memo *m = &in->remote;
+  bool memo = decode && in->chunk_count == 0;
+  uint64_t kv_gen = infsim_kv_split_generation(s->kv, in->id);
+#ifndef INFSIM_CHECK_INVARIANTS
+  if (memo && m->valid && m->kv_gen == kv_gen && m->decode_gen == in->decode_gen)
+    return add_remote_memo(s, m, b, err);
+#endif
+#ifdef INFSIM_CHECK_INVARIANTS
+  /* Checked builds build the batch afresh, then again from the memo where
+   * it would have been used: the two must be the same (below). */
+  infsim_batch_agg agg0 = b->agg;
+  bool was_valid = memo && m->valid && m->kv_gen == kv_gen && m->decode_gen == in->decode_gen;
+  remote_memo m_before = *m; /* its holders stay as they are until the end; its per-request lists are copied */
+  m_before.valid = false;
+  m_before.remote_tokens = malloc((size_t)(m->requests > 0 ? m->requests : 1) * sizeof *m_before.remote_tokens);
+  m_before.partials = malloc((size_t)(m->requests > 0 ? m->requests : 1) * sizeof *m_before.partials);
+  if (was_valid && m_before.remote_tokens != NULL && m_before.partials != NULL) {
+    if (m->requests > 0) memcpy(m_before.remote_tokens, m->remote_tokens, (size_t)m->requests * sizeof *m->remote_tokens);
+    if (m->requests > 0) memcpy(m_before.partials, m->partials, (size_t)m->requests * sizeof *m->partials);
+    m_before.valid = true;
+  }
+#endif
+  if (memo) {
+    m->valid = false;
+    m->requests = 0;
+  }
   int64_t n_split = 0;
   const int64_t *split = infsim_kv_split_requests(s->kv, in->id, &n_split);
   int32_t pools[INFSIM_KV_MAX_HOLDINGS];
@@ -668,11 +740,13 @@ static infsim_status add_remote(infsim_sched *s, instance *in, bool decode, infs
         remote_tokens += blocks[i] * s->p.block_tokens;
         holders++;
       }
-      if (remote_tokens > b->agg.decode_context_tokens) remote_tokens = b->agg.decode_context_tokens;
-      b->agg.remote_requests++;
-      b->agg.remote_partials += holders;
-      b->agg.remote_context_tokens += remote_tokens;
-      b->agg.decode_context_tokens -= remote_tokens;
+      if (memo && remote_memo_reserve(m, 0, m->requests + 1)) {
+        m->remote_tokens[m->requests] = remote_tokens;
+        m->partials[m->requests++] = holders;
+      } else {
+        memo = false;
+      }
+      add_remote_totals(b, remote_tokens, holders);
       continue;
     }
     for (int32_t i = 0; i < in->chunk_count; i++)
@@ -681,6 +755,37 @@ static infsim_status add_remote(infsim_sched *s, instance *in, bool decode, infs
         if (st != INFSIM_OK) return st;
       }
   }
+#ifdef INFSIM_CHECK_INVARIANTS
+  /* Where the memo would have been used (its entries from before this
+   * batch: m->requests was reset above, so a copy is replayed), it gives
+   * this batch exactly: the holder entries in order and every total. */
+  if (was_valid && m_before.valid) {
+    infsim_batch fresh = *b;
+    infsim_batch_holder *kept = malloc((size_t)(b->holder_count > 0 ? b->holder_count : 1) * sizeof *kept);
+    if (kept != NULL) {
+      if (b->holder_count > 0) memcpy(kept, b->holders, (size_t)b->holder_count * sizeof *kept);
+      b->holder_count = 0;
+      b->agg = agg0;
+      infsim_status st = add_remote_memo(s, &m_before, b, err);
+      assert(st == INFSIM_OK && b->holder_count == fresh.holder_count);
+      assert(fresh.holder_count == 0 || memcmp(kept, b->holders, (size_t)fresh.holder_count * sizeof *kept) == 0);
+      assert(b->agg.remote_requests == fresh.agg.remote_requests &&
+             b->agg.remote_partials == fresh.agg.remote_partials &&
+             b->agg.remote_context_tokens == fresh.agg.remote_context_tokens &&
+             b->agg.decode_context_tokens == fresh.agg.decode_context_tokens);
+      (void)st;
+      free(kept);
+    }
+  }
+  free(m_before.remote_tokens);
+  free(m_before.partials);
+#endif
+  if (!memo || !remote_memo_reserve(m, b->holder_count, 0)) return INFSIM_OK;
+  if (b->holder_count > 0) memcpy(m->holders, b->holders, (size_t)b->holder_count * sizeof *m->holders);
+  m->holder_count = b->holder_count;
+  m->kv_gen = kv_gen;
+  m->decode_gen = in->decode_gen;
+  m->valid = true;
   return INFSIM_OK;
 }
 
@@ -855,6 +960,9 @@ void instance_free(const infsim_sched *s, instance *in) {
   free(in->memo.copy);
   free(in->memo.holder);
   free(in->memo.tokens);
+  free(in->remote.holders);
+  free(in->remote.remote_tokens);
+  free(in->remote.partials);
   step_heap_free(&in->finishes);
   decode_max_free(in);
   if (in->phases != NULL)

@@ -14,7 +14,21 @@
 ** its capacity (a tiny model has millions of blocks an instance). The most
 ** blocks ever in use at once is counted apart (peak).
 **
-** A request's table is a list of runs (first id, blocks), token order.
+** A request's table is a list of runs (first id, blocks), token order,
+** and then its pending blocks: blocks allocated at its owner (a prompt,
+** decode boundaries) are counted at once (the pool's in use, local and
+** free, the table's blocks: everything decisions read) but take their
+** slots only when something needs their ids (settle): a read of the
+** table (infsim_kv_table, infsim_kv_runs: an executor that hands tables
+** to kernels, a split request's prompt chunk, a move's planning), a
+** move or swap, or blocks allocated elsewhere after them. A table that
+** is never read (in a simulation, every request that is never split)
+** never takes a slot: its decode boundaries cost a few additions each,
+** however they are batched, and its release gives back no runs. On
+** bench/distkv_speed's hour: 2.573G -> 2.157G instructions (infinite-llm),
+** 1.033G -> 0.904G (vllm-multi), the outputs the same: ids are internal
+** (no output names one). The rest of this comment is about the slots of
+** tables that settle.
 ** Decode steps add one block per request every block_tokens steps, the
 ** requests of a batch in turn: placed one by one, each request's blocks
 ** would interleave with the others' and every one would be a run of its
@@ -44,10 +58,12 @@
 ** Invariants (infsim_kv_check, infsim_kv_check_request):
 **  - every slot below a pool's high-water mark is either free (its bit
 **    set), claimed by one table, or in exactly one run of one table
-**    (in_use + free bits + claimed == mark);
+**    (in_use - pending + free bits + claimed == mark);
+**  - a table's pending blocks are its last, in its owner's GPU pool; its
+**    runs and pending blocks sum to its count;
 **  - a run lies in one pool, its slots not free; a table's runs are
-**    maximal (no run continues the one before it) and sum to its count; a
-**    claim follows the table's last run in its owner's pool;
+**    maximal (no run continues the one before it); a claim follows the
+**    table's last run in its owner's pool;
 **  - per instance: local + lent + free == capacity; borrowed and swapped
 **    count the instance's requests' blocks held elsewhere;
 **  - sum of lent == sum of borrowed over instances.
@@ -91,9 +107,10 @@ typedef struct {
   int32_t n_holdings;
   int32_t split_slot; /* index in the owner's split list, -1 when no other pool holds any */
   int32_t claim_slot; /* index in the owner pool's claimers, -1 when no claim */
+  int32_t pending;    /* the table's last blocks, in the owner's GPU pool, given no slots yet (settle) */
 } kv_table;
 
-_Static_assert(sizeof(kv_table) <= 48, "kv_table: one per request, 48 bytes at most");
+_Static_assert(sizeof(kv_table) <= 56, "kv_table: one per request, 56 bytes at most");
 
 static run_list table_runs(const kv_table *t) {
   return (run_list){t->at, t->n, t->at != NULL ? INT32_C(1) << t->cap_log2 : 0};
@@ -118,6 +135,9 @@ typedef struct {
    * need no search; they count as free and are given back to the bitmap
    * when the pool is short of unclaimed slots or the table changes. */
   int64_t claimed;
+  /* Blocks counted in use (in_use, local) whose slots are deferred:
+   * tables' pending blocks (settle). The slots in use are in_use - pending. */
+  int64_t pending;
   int64_t *claimers; /* requests with a claim here */
   int64_t n_claimers;
   int64_t cap_claimers;
@@ -141,7 +161,9 @@ typedef struct {
   int64_t local;
   int64_t lent;
   int64_t guests; /* distinct requests owned elsewhere with blocks here */
-  /* GPU pools only: requests owned here with blocks in another pool */
+  /* GPU pools only: requests owned here with blocks in another pool, and
+   * a count of the changes to their holdings (infsim_kv_split_generation) */
+  uint64_t split_gen;
   int64_t *split;
   int64_t n_split;
   int64_t cap_split;
@@ -626,6 +648,7 @@ static void split_remove(infsim_kv *kv, int64_t req) {
  * guests, the owner's split list. False when memory is short. */
 static bool hold(infsim_kv *kv, int32_t pool, int64_t req, int64_t n) {
   kv_table *t = tab(kv, req);
+  kv->pools[t->owner].split_gen++;
   int32_t i = 0;
   while (i < t->n_holdings && t->holdings[i].pool != pool) i++;
   if (i == t->n_holdings) {
@@ -788,7 +811,7 @@ static void claim_make(infsim_kv *kv, int64_t req) {
  * caller's. */
 static bool take(infsim_kv *kv, int32_t pool, run_list *l, int64_t n) {
   kv_pool *p = &kv->pools[pool];
-  assert(p->capacity - p->in_use >= n);
+  assert(p->capacity - (p->in_use - p->pending) >= n); /* slots: pending blocks have none */
   int64_t free_slots = p->free_bits;
   if (n > free_slots + (p->capacity - p->high_water)) {
     claims_revoke(kv, pool, n); /* the rest of the free slots are claimed */
@@ -870,7 +893,47 @@ static void give(infsim_kv *kv, int64_t first, int64_t n) {
 
 /* ---- tables -------------------------------------------------------------- */
 
-/* infsim_kv_alloc but for its short path (below). */
+/* Gives req's pending blocks their slots, after its last run, as an
+ * allocation of them at its owner would have (the claim's slots first,
+ * then take()'s), and the table a new claim when `claim` and the pool has
+ * room. Their counts are already kept. False when memory is short. */
+static bool settle(infsim_kv *kv, int64_t req, bool claim) {
+  kv_table *t = tab(kv, req);
+  int64_t left = t->pending;
+  if (left == 0) return true;
+  kv_pool *p = &kv->pools[t->owner];
+  if (t->claim > 0) {
+    /* The claimed slots first: they continue the last run. */
+    int64_t k = left < t->claim ? left : t->claim;
+    t->at[t->n - 1].blocks += k;
+    p->claimed -= k;
+    p->pending -= k;
+    t->pending -= (int32_t)k;
+    t->claim = (uint16_t)(t->claim - k);
+    if (t->claim == 0) claim_forget(kv, req);
+    left -= k;
+  }
+  if (left > 0) {
+    run_list l = table_runs(t);
+    bool ok = take(kv, t->owner, &l, left);
+    table_set_runs(t, l);
+    if (!ok) return false;
+    p->pending -= left;
+    t->pending = 0;
+  }
+  if (claim && t->claim == 0 && claim_room(p)) claim_make(kv, req);
+  return true;
+}
+
+/* settle() from an accessor that reads the table's ids or runs: the
+ * counts do not change, only which slots the pending blocks take. */
+static void settle_for_read(const infsim_kv *kv, int64_t req) {
+  if (req < kv->base || kv->tables[req & kv->mask].pending == 0) return;
+  if (!settle((infsim_kv *)kv, req, true)) abort(); /* out of memory in an accessor that cannot fail */
+}
+
+/* infsim_kv_alloc but for its deferred path (below): blocks at another
+ * pool, or too few free. */
 static __attribute__((noinline)) infsim_status alloc_general(infsim_kv *kv, int64_t req, int32_t holder, int64_t n,
                                                              infsim_error *err) {
   kv_table *t = tab(kv, req);
@@ -880,6 +943,8 @@ static __attribute__((noinline)) infsim_status alloc_general(infsim_kv *kv, int6
     return infsim_fail(err, INFSIM_ERUN, "KV manager: instance %d has %lld free blocks, %lld asked for request %lld",
                        (int)holder, (long long)infsim_kv_free_blocks(kv, holder), (long long)n, (long long)req);
   if (t->count + n > INT32_MAX) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  /* Blocks elsewhere come after the pending ones: those take their slots first. */
+  if (!settle(kv, req, false)) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   int64_t left = n;
   if (t->claim > 0 && holder == t->owner) {
     /* The claimed slots first: they continue the last run. */
@@ -907,67 +972,30 @@ static __attribute__((noinline)) infsim_status alloc_general(infsim_kv *kv, int6
   return INFSIM_OK;
 }
 
+/* n blocks at req's owner, deferred: counted now (the pool's free, local,
+ * in use and peak, the table's blocks), their slots taken only when
+ * something reads or moves the table (settle). Most tables never are
+ * read in a simulation: no executor asks for block ids, and only split
+ * requests' prompt chunks and KV moves walk runs. */
+static inline bool alloc_deferred(infsim_kv *kv, kv_table *t, int32_t holder, int64_t n) {
+  if (holder != t->owner || n <= 0 || t->count + n > INT32_MAX) return false;
+  kv_pool *p = &kv->pools[holder];
+  if (p->capacity - p->in_use < n) return false;
+  t->pending += (int32_t)n;
+  t->count += (int32_t)n;
+  p->pending += n;
+  p->local += n;
+  if ((p->in_use += n) > p->peak) p->peak = p->in_use;
+  return true;
+}
+
 infsim_status infsim_kv_alloc(infsim_kv *kv, int64_t req, int32_t holder, int64_t n, infsim_error *err) {
-  kv_table *t = tab(kv, req);
-  if (t->claim > n && n > 0 && holder == t->owner && t->count + n <= INT32_MAX) {
-    /* All n in the table's claim, some of it left (decode boundaries
-     * taken together, most calls on a pool with room): the general
-     * path's claim branch alone, without its call and stack frame. */
-    kv_pool *p = &kv->pools[holder];
-    t->at[t->n - 1].blocks += n;
-    t->claim = (uint16_t)(t->claim - n);
-    t->count += (int32_t)n;
-    p->claimed -= n;
-    p->local += n;
-    if ((p->in_use += n) > p->peak) p->peak = p->in_use;
-    return INFSIM_OK;
-  }
+  if (alloc_deferred(kv, tab(kv, req), holder, n)) return INFSIM_OK;
   return alloc_general(kv, req, holder, n, err);
 }
 
 infsim_status infsim_kv_alloc_one(infsim_kv *kv, int64_t req, int32_t holder, infsim_error *err) {
-  kv_table *t = tab(kv, req);
-  if (t->claim > 0 && holder == t->owner) {
-    /* The common case: the next claimed slot continues the last run (a
-     * claimed slot counts as free, so the pool has it). */
-    kv_pool *p = &kv->pools[holder];
-    t->at[t->n - 1].blocks++;
-    t->count++;
-    p->claimed--;
-    p->local++;
-    if (++p->in_use > p->peak) p->peak = p->in_use;
-    if (--t->claim == 0) claim_forget(kv, req);
-    return INFSIM_OK;
-  }
-  kv_pool *p = &kv->pools[holder];
-  if (t->claim == 0 && holder == t->owner && t->n > 0 && p->free_bits > 0 && p->in_use < p->capacity &&
-      t->count < INT32_MAX) {
-    /* No claim left, the bitmap not empty (a pool kept full by lending,
-     * half a million times an hour): infsim_kv_alloc's path for one block
-     * without its general cases (the same slot, the same counts): the slot
-     * after the last run if free, else one_slot(); then a new claim. */
-    int64_t base = (int64_t)holder * kv->stride;
-    infsim_kv_run *last = &t->at[t->n - 1];
-    int64_t s = last->first + last->blocks - base;
-    if (s >= 0 && s < p->high_water && slot_free(p, s)) {
-      slots_take(p, s, s + 1);
-      last->blocks++;
-    } else {
-      s = one_slot(p);
-      run_list l = table_runs(t);
-      bool ok = list_push(kv, &l, base + s, 1);
-      table_set_runs(t, l);
-      if (!ok) {
-        run_give(p, s, 1);
-        return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
-      }
-    }
-    t->count++;
-    p->local++;
-    if (++p->in_use > p->peak) p->peak = p->in_use;
-    if (claim_room(p)) claim_make(kv, req);
-    return INFSIM_OK;
-  }
+  if (alloc_deferred(kv, tab(kv, req), holder, 1)) return INFSIM_OK;
   return alloc_general(kv, req, holder, 1, err);
 }
 
@@ -988,6 +1016,16 @@ void infsim_kv_release_tail(infsim_kv *kv, int64_t req, int64_t n) {
   kv_table *t = tab(kv, req);
   assert(n >= 0 && n <= t->count);
   claim_drop(kv, req);
+  if (t->pending > 0) {
+    /* The last blocks first: the pending ones, which hold no slots. */
+    int64_t k = n < t->pending ? n : t->pending;
+    t->pending -= (int32_t)k;
+    kv->pools[t->owner].pending -= k;
+    t->count -= (int32_t)k;
+    (void)account(kv, t->owner, req, -k);
+    n -= k;
+    if (n == 0) return;
+  }
   t->count -= (int32_t)n;
   if (t->foreign == 0) {
     /* Every block in the owner's pool (no borrowing, no swap): no pool lookups. */
@@ -1032,6 +1070,8 @@ void infsim_kv_release(infsim_kv *kv, int64_t req) {
     if (claim > 0) claim_forget(kv, req); /* its slots go back with the last run, as one range */
     for (int32_t i = 0; i < t->n; i++)
       run_give(p, t->at[i].first - base, t->at[i].blocks + (i == t->n - 1 ? claim : 0));
+    p->pending -= t->pending; /* no slots to give back */
+    t->pending = 0;
     (void)account(kv, t->owner, req, -(int64_t)t->count);
     t->n = 0;
     t->count = 0;
@@ -1053,6 +1093,7 @@ void infsim_kv_release(infsim_kv *kv, int64_t req) {
 static infsim_status rehome(infsim_kv *kv, int64_t req, int64_t first, int64_t n, int32_t to, infsim_error *err) {
   kv_table *t = tab(kv, req);
   assert(first >= 0 && n >= 0 && first + n <= t->count);
+  if (!settle(kv, req, false)) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   claim_drop(kv, req);
   int64_t arriving = 0, pos = 0, pos0 = -1;
   int32_t i0 = 0; /* the first run reaching past `first`, from table entry pos0 */
@@ -1146,6 +1187,7 @@ infsim_status infsim_kv_move(infsim_kv *kv, int64_t req, int64_t first, int64_t 
 
 int64_t infsim_kv_move_tail(infsim_kv *kv, int64_t req, int32_t from, int32_t to, int64_t n) {
   const kv_table *t = tab(kv, req);
+  if (!settle(kv, req, false)) abort(); /* out of memory: the caller cannot fail */
   int64_t moved = 0, limit = t->count; /* blocks from limit on are done */
   while (moved < n) {
     /* The last stretch of consecutive blocks held at `from` below limit
@@ -1176,6 +1218,7 @@ int64_t infsim_kv_move_tail(infsim_kv *kv, int64_t req, int32_t from, int32_t to
 }
 
 const int64_t *infsim_kv_table(const infsim_kv *kv, int64_t req, int64_t *n) {
+  settle_for_read(kv, req);
   const kv_table *t = rtab(kv, req);
   kv_flat *f = kv->flat;
   if (t->count > f->cap) {
@@ -1193,6 +1236,7 @@ const int64_t *infsim_kv_table(const infsim_kv *kv, int64_t req, int64_t *n) {
 }
 
 const infsim_kv_run *infsim_kv_runs(const infsim_kv *kv, int64_t req, int64_t *n) {
+  settle_for_read(kv, req);
   const kv_table *t = rtab(kv, req);
   *n = t->n;
   return t->at;
@@ -1226,6 +1270,8 @@ const int64_t *infsim_kv_split_requests(const infsim_kv *kv, int32_t instance, i
 
 int64_t infsim_kv_guests(const infsim_kv *kv, int32_t instance) { return kv->pools[instance].guests; }
 
+uint64_t infsim_kv_split_generation(const infsim_kv *kv, int32_t instance) { return kv->pools[instance].split_gen; }
+
 /* ---- checks -------------------------------------------------------------- */
 
 void infsim_kv_check_request(const infsim_kv *kv, int64_t req) {
@@ -1245,7 +1291,10 @@ void infsim_kv_check_request(const infsim_kv *kv, int64_t req) {
     foreign += pool != t->owner ? r->blocks : 0;
     count += r->blocks;
   }
-  assert(count == t->count);
+  /* pending blocks: the table's last, in its owner's GPU pool, no slots yet */
+  assert(t->pending >= 0 && (t->pending == 0 || (t->owner >= 0 && t->owner < kv->instances)));
+  assert(t->pending <= kv->pools[t->owner >= 0 ? t->owner : 0].pending);
+  assert(count + t->pending == t->count);
   assert(foreign == t->foreign);
   if (t->claim > 0) {
     /* the claim follows the last run, in the owner's pool, its slots not free bits */
@@ -1311,8 +1360,10 @@ void infsim_kv_check(const infsim_kv *kv) {
   int64_t host_held = 0, host_owed = 0;
   for (int32_t q = 0; q < kv->instances + kv->hosts; q++) {
     const kv_pool *p = &kv->pools[q];
-    assert(p->in_use + p->free_bits + p->claimed == p->high_water);
-    assert(p->in_use + p->claimed <= p->capacity && p->in_use <= p->peak);
+    assert(p->pending >= 0 && p->pending <= p->in_use && (q < kv->instances || p->pending == 0));
+    assert(p->in_use - p->pending + p->free_bits + p->claimed == p->high_water); /* slots */
+    /* pending blocks may count on claimed slots: those give way when they settle */
+    assert(p->in_use - p->pending + p->claimed <= p->capacity && p->in_use <= p->peak);
     int64_t claimed = 0;
     for (int64_t i = 0; i < p->n_claimers; i++) {
       const kv_table *t = tab(kv, p->claimers[i]);

@@ -129,11 +129,12 @@ typedef struct {
   int64_t carrier_attempt;
 } hb_buf;
 
-/* A request of another owner an instance may hold blocks of, and where
- * its entry for that instance last was in the ledger's list
- * (infsim_gm_held_by_hint). */
+/* A request of another owner an instance may hold blocks of, where its
+ * entry for that instance last was in the ledger's list
+ * (infsim_gm_held_by_hint), and its blocks there as last read. */
 typedef struct {
   int64_t req;
+  int64_t blocks; /* held there as the last collection walking it found (report's sweep reads it) */
   int32_t gm_k;
 } lent_req;
 
@@ -174,6 +175,7 @@ typedef struct {
   int32_t *hb_shift;       /* per instance: heartbeat period x 2^shift while quiet */
   int32_t dgfm_shift;      /* DGFM period x 2^shift while passes find nothing */
   bool *lost;              /* per instance: lost (faults.lose_instance) */
+  int32_t n_lost;          /* how many are */
   infsim_distkv_stats st;
   int64_t messages_since_ledger_check; /* debug builds */
   infsim_status pending; /* a failure inside a callback, reported by on_message */
@@ -393,7 +395,7 @@ static void note_lent(infinite *p, int32_t holder, int64_t req) {
   req_list *l = &p->lent[holder];
   for (size_t k = 0; k < l->n; k++)
     if (l->r[k].req == req) return;
-  if (room_for_one(p, (void **)&l->r, &l->cap, l->n, sizeof *l->r, 16)) l->r[l->n++] = (lent_req){req, -1};
+  if (room_for_one(p, (void **)&l->r, &l->cap, l->n, sizeof *l->r, 16)) l->r[l->n++] = (lent_req){req, 0, -1};
 }
 
 static int32_t gatherer_slot(const infinite *p, int64_t req);
@@ -530,7 +532,7 @@ static void cancel_moves_of(infinite *p, int64_t req, int64_t now) {
  * cancelled. */
 static void request_ended(void *self, int32_t instance, int64_t req, int64_t now) {
   (void)instance;
-  infsim_gm_set_live(((infinite *)self)->gm, req, false); /* its next report says it is gone */
+  infsim_gm_set_ended(((infinite *)self)->gm, req); /* its next report says it is gone */
   cancel_moves_of(self, req, now);
 }
 
@@ -762,6 +764,16 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
    * kv_dropped clear the mark) or were swapped out (its swapped queue). */
   const int64_t *owned;
   size_t no = infsim_gm_owned_not_live(p->gm, i, &owned);
+  /* Ended requests (request_ended marks them in the ledger) are finished
+   * or rejected: no KV anywhere, so each is gone, a debt when the ledger
+   * has it split. When only the answer is wanted, the ledger's count of
+   * those split settles them all, and only the others are walked (the
+   * not-live list's first ones); mostly finished requests wait there for
+   * their owner's next report, tens of ticks of a quiet instance. */
+  if (ask_only) {
+    if (infsim_gm_ended_split(p->gm, i) > 0) return true;
+    no = infsim_gm_owned_pending(p->gm, i, &owned);
+  }
 #ifdef INFSIM_CHECK_INVARIANTS
   {
     const int64_t *all;
@@ -770,6 +782,8 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
       int32_t state = s->rec[all[k]].state;
       assert(!infsim_gm_live(p->gm, all[k]) || (s->rec[all[k]].instance == i && (state == INFSIM_REQ_RUNNING ||
                                                                                   state == INFSIM_REQ_SWAPPED)));
+      assert(!infsim_gm_ended(p->gm, all[k]) || ((state == INFSIM_REQ_FINISHED || state == INFSIM_REQ_REJECTED) &&
+                                                 infsim_kv_blocks(s->kv, all[k]) == 0));
     }
   }
 #endif
@@ -785,7 +799,9 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
     int64_t r = l->r[k].req;
     int32_t owner = infsim_kv_owner(s->kv, r);
     int64_t ledger = h->full ? 0 : infsim_gm_held_by_hint(p->gm, r, i, &l->r[k].gm_k);
-    debt |= hb_add_vs(p, h, i, r, owner >= 0 ? owner : i, lent_blocks_now(p, r, owner, i, now), ledger);
+    int64_t b = lent_blocks_now(p, r, owner, i, now);
+    l->r[k].blocks = b;
+    debt |= hb_add_vs(p, h, i, r, owner >= 0 ? owner : i, b, ledger);
     if (debt && ask_only) return true;
   }
   return debt;
@@ -799,13 +815,17 @@ static void report(infinite *p, int32_t i, int64_t now, bool debts_only) {
   hb_buf *h = &p->hb[i], *t = &p->hb_next;
   t->full = h->full_next;
   hb_collect(p, i, now, debts_only && !t->full, false, t);
-  /* The lent entries reported at 0 leave the list: the report goes now. */
+  /* The lent entries reported at 0 leave the list: the report goes now.
+   * The collection (all of it: not ask_only) has just read each one's
+   * blocks, as of this instant. */
   req_list *l = &p->lent[i];
   for (size_t k = 0; k < l->n;)
-    if (lent_blocks_now(p, l->r[k].req, infsim_kv_owner(p->s->kv, l->r[k].req), i, now) == 0)
+    if (l->r[k].blocks == 0) {
+      assert(lent_blocks_now(p, l->r[k].req, infsim_kv_owner(p->s->kv, l->r[k].req), i, now) == 0);
       l->r[k] = l->r[--l->n];
-    else
+    } else {
       k++;
+    }
   hb_buf sent = *t;
   sent.gen = h->gen + 1;
   sent.full_next = h->full_next;
@@ -1117,6 +1137,7 @@ static void forget_request(void *self, int64_t req) {
 /* A message to a lost instance, or from it to anyone but its node's host
  * memory (the CPU tier's copies end by themselves), dies with it. */
 static bool dead_letter(const infinite *p, const infsim_msg *m) {
+  if (p->n_lost == 0) return false; /* (every message, nearly always none lost) */
   /* (A recall from host memory to a lost instance arrives: the tier drops
    * it and its record.) */
   if (m->dst >= 0 && m->dst < p->instances && p->lost[m->dst]) return m->src < p->instances;
@@ -1125,6 +1146,7 @@ static bool dead_letter(const infinite *p, const infsim_msg *m) {
 
 static infsim_status lose_instance(infinite *p, int32_t i, int64_t now, infsim_error *err) {
   p->lost[i] = true;
+  p->n_lost++;
   infsim_dispatcher_set_load(p->disp, i, INT64_MAX / 4);
   /* The most one request can ever hold now: its instance whole, the other
    * instances left less their reserve, host memory with the tier. */

@@ -56,6 +56,22 @@ typedef struct {
   int32_t holders, holder_capacity;
 } split_memo;
 
+/* A decode run's remote holders as add_remote last built them (a batch
+ * with no prompt chunk), kept while the KV manager's holdings of the
+ * instance's requests (infsim_kv_split_generation) and which of them
+ * decode (instance.decode_gen) stay the same: the holder entries, and per
+ * decoding split request its remote tokens and holders, in order, to
+ * replay the batch's totals (clipped as add_remote clips them). */
+typedef struct {
+  bool valid;
+  uint64_t kv_gen, decode_gen;
+  infsim_batch_holder *holders;
+  int32_t holder_count, holder_capacity;
+  int64_t *remote_tokens; /* unclipped */
+  int64_t *partials;
+  int32_t requests, request_capacity;
+} remote_memo;
+
 typedef struct {
   int32_t id;
   req_deque waiting;
@@ -94,6 +110,8 @@ typedef struct {
   struct decode_max_entry *longest;
   int32_t longest_count, longest_capacity;
   split_memo memo;
+  remote_memo remote;
+  uint64_t decode_gen; /* bumped when a request with KV elsewhere joins or leaves decode */
 } instance;
 
 enum { SCHED_RS_MIN = 64 }; /* the state ring's first size (a power of two) */

@@ -210,7 +210,7 @@ static void memo_build(const infsim_sim *s, const infsim_batch *b, sim_da_memo *
   double kv_bytes_per_token_layer = 2.0 * (double)s->cost.model.kv_heads * (double)s->cost.model.head_dim *
                                     (double)s->cost.model.dtype_bytes;
   double layers = (double)shape->layers;
-  m->prefill = m->host_ma = false;
+  m->prefill = m->host_ma = m->in_exec = false;
   m->routes = m->n = 0;
   for (int j = 0; j < count; j++) {
     const infsim_batch_holder *h = &b->holders[j];
@@ -302,13 +302,23 @@ static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exe
   }
   x->host_ma = m->host_ma;
   x->da_routes = m->routes;
-  for (int r = 0; r < m->routes; r++) {
+  /* The routes' ends and bytes: as the instance's last batch with holders
+   * left them when it was priced from this memo too (nothing else writes
+   * them without relay); the rates each time. */
+  for (int r = 0; r < m->routes && !m->in_exec; r++) {
     x->da_from[r] = b->instance;
     x->da_holder[r] = m->route_to[r];
     x->da_out_bytes[r] = m->out_bytes[r];
     x->da_back_bytes[r] = m->back_bytes[r];
-    x->da_out_rate[r] = x->da_back_rate[r] = m->nominal[m->route_of[r]]; /* until the probe sets its share */
   }
+  m->in_exec = m != scratch;
+#ifdef INFSIM_CHECK_INVARIANTS
+  for (int r = 0; r < m->routes; r++)
+    assert(x->da_from[r] == b->instance && x->da_holder[r] == m->route_to[r] &&
+           x->da_out_bytes[r] == m->out_bytes[r] && x->da_back_bytes[r] == m->back_bytes[r]);
+#endif
+  for (int r = 0; r < m->routes; r++)
+    x->da_out_rate[r] = x->da_back_rate[r] = m->nominal[m->route_of[r]]; /* until the probe sets its share */
   /* The step's traffic, per route and direction, and the rate each gets:
    * its max-min share beside the step's other transfers (the owner's NIC
    * or NVLink carries all of its holders' queries out and partials in at

@@ -51,6 +51,7 @@ typedef struct {
   int route[2 * INFSIM_KV_MAX_HOLDINGS], dir[2 * INFSIM_KV_MAX_HOLDINGS], entry_holder[2 * INFSIM_KV_MAX_HOLDINGS];
   int lens[2 * INFSIM_KV_MAX_HOLDINGS];
   int32_t paths[2 * INFSIM_KV_MAX_HOLDINGS][INFSIM_NET_MAX_PATH];
+  bool in_exec; /* its routes' ends and bytes are the instance's da_from, da_holder, da_*_bytes now */
 } sim_da_memo;
 
 /* The simulated executor's view of one instance's batch in flight. */

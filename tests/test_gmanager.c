@@ -3,7 +3,9 @@
 ** table (per request, per holder) driven by random allocations, moves and
 ** finishes: the ledger stays zero-sum, placement agrees with holders, an
 ** older report never overwrites a newer one, and a ledger rebuilt from
-** full heartbeats after a loss equals the one kept all along. The planners
+** full heartbeats after a loss equals the one kept all along; the marks
+** of owned requests (live, ended) and the count of split ended ones
+** against the truth's. The planners
 ** against hand-solved cases, with and without guests first (a debtor's
 ** guests move before its own requests: policy.own_work_first).
 */
@@ -28,6 +30,7 @@ typedef struct {
   int32_t owner[R];
   int64_t used[I];
   bool live[R]; /* marked live in the ledger (infsim_gm_set_live) */
+  bool ended[R]; /* marked ended (infsim_gm_set_ended) */
 } truth;
 
 static void send_entry(infsim_gm *gm, const truth *t, int64_t r, int32_t holder, int64_t at) {
@@ -75,6 +78,21 @@ static void assert_agrees(const infsim_gm *gm, const truth *t) {
     }
     assert_int_equal(nn, no - live);
     for (size_t k = 0; k < nn; k++) assert_false(t->live[not_live[k]]);
+    /* Those neither live nor ended, and the ended ones split (a count). */
+    const int64_t *pending;
+    size_t np = infsim_gm_owned_pending(gm, i, &pending), pend = 0;
+    int64_t ended_split = 0;
+    for (size_t k = 0; k < no; k++) {
+      int64_t r = owned[k], away = 0;
+      assert_int_equal(infsim_gm_ended(gm, r), t->ended[r]);
+      for (int32_t j = 0; j < I; j++)
+        if (j != i) away += t->held[r][j];
+      pend += !t->live[r] && !t->ended[r];
+      ended_split += t->ended[r] && away > 0;
+    }
+    assert_int_equal(np, pend);
+    for (size_t k = 0; k < np; k++) assert_false(t->live[pending[k]] || t->ended[pending[k]]);
+    assert_int_equal(infsim_gm_ended_split(gm, i), ended_split);
     assert_int_equal(infsim_gm_held(gm, i), held);
     assert_int_equal(infsim_gm_lent(gm, i), l);
     assert_int_equal(infsim_gm_borrowed(gm, i), b);
@@ -149,15 +167,21 @@ static void random_history(gsl_rng *rng, truth *t, infsim_gm *a, infsim_gm *b, i
       t->owner[r] = -1;
       infsim_gm_forget(a, r, now);
       infsim_gm_forget(b, r, now);
-      t->live[r] = false; /* it left the ledger, and its mark with it */
+      t->live[r] = false; /* it left the ledger, and its marks with it */
+      t->ended[r] = false;
     }
     /* Marks set and cleared along the way (a's only: b keeps none). */
     int64_t total = 0;
     for (int32_t j = 0; j < I; j++) total += t->held[r][j];
-    if (s % 5 == 0 && total > 0) { /* only a request the ledger holds keeps a mark */
+    if (s % 5 == 0 && total > 0 && !t->ended[r]) { /* only a request the ledger holds keeps a mark */
       bool live = s % 10 == 0;
       infsim_gm_set_live(a, r, live);
       t->live[r] = live;
+    }
+    if (s % 7 == 0 && total > 0) { /* ended: out of the live part for good */
+      infsim_gm_set_ended(a, r);
+      t->ended[r] = true;
+      t->live[r] = false;
     }
     assert_agrees(a, t);
   }
@@ -244,6 +268,7 @@ static void test_rebuild_equals_original(void **state) {
   const truth *t = x.t;
   infsim_gm_reset(a);
   memset(x.t->live, 0, sizeof x.t->live); /* the marks went with the ledger */
+  memset(x.t->ended, 0, sizeof x.t->ended);
   for (int32_t i = 0; i < I; i++) assert_int_equal(infsim_gm_held(a, i), 0);
   /* Full reports; one instance first sends a stale full report listing a
    * request it no longer holds, then the fresh one drops it. */
@@ -437,6 +462,54 @@ static void test_plan_order_random(void **state) {
   gsl_rng_free(rng);
 }
 
+/* The greedy planner's first creditor over a long run of changes to the
+ * view's free memory (heartbeats, proposals and their undoing, plans),
+ * against a scan of the test's own record: the most free memory above
+ * the reserve, not the debtor, the lowest id of those with as much. */
+static void test_first_creditor_random(void **state) {
+  (void)state;
+  enum { INST = 13, RESERVE = 5 };
+  gsl_rng *rng = infsim_rng_new(5, "test.gmanager.creditor");
+  infsim_gm *gm = NULL;
+  assert_int_equal(infsim_gm_new(INST, 4, 60, 4, RESERVE, &gm, NULL), INFSIM_OK);
+  int64_t free_blocks[INST];
+  for (int32_t i = 0; i < INST; i++) free_blocks[i] = 60;
+  for (int step = 0; step < 20000; step++) {
+    int32_t i = (int32_t)gsl_rng_uniform_int(rng, INST);
+    int op = (int)gsl_rng_uniform_int(rng, 4);
+    infsim_gm_move m = {.req = 0, .from = 0, .to = i, .blocks = 1 + (int64_t)gsl_rng_uniform_int(rng, 3)};
+    if (op == 0) { /* a heartbeat: few values, so that ties are common */
+      free_blocks[i] = (int64_t)gsl_rng_uniform_int(rng, 12);
+      infsim_gm_heartbeat(gm, i, step, free_blocks[i], NULL, 0, false);
+    } else if (op == 1) {
+      infsim_gm_propose(gm, &m);
+      free_blocks[i] -= m.blocks;
+    } else if (op == 2) {
+      infsim_gm_unpropose(gm, &m);
+      free_blocks[i] += m.blocks;
+    } else { /* a one-block plan for a new request of debtor i: its creditor */
+      int32_t want = -1;
+      for (int32_t j = 0; j < INST; j++)
+        if (j != i && free_blocks[j] > RESERVE && (want < 0 || free_blocks[j] > free_blocks[want])) want = j;
+      infsim_gm_move out[4];
+      size_t n = infsim_gm_plan(gm, INFSIM_PLAN_GREEDY, i, 1, 1, out, 4);
+      assert_int_equal(n, want >= 0);
+      if (n > 0) {
+        assert_int_equal(out[0].to, want);
+        free_blocks[want] -= 1; /* the plan's proposal */
+      }
+    }
+    for (int32_t j = 0; j < INST; j++) assert_int_equal(infsim_gm_free_blocks(gm, j), free_blocks[j]);
+    if (step % 1000 == 0) infsim_gm_check(gm);
+  }
+  infsim_gm_reset(gm); /* every view unknown (0): no creditor */
+  infsim_gm_move out[4];
+  assert_int_equal(infsim_gm_plan(gm, INFSIM_PLAN_GREEDY, 0, 1, 1, out, 4), 0);
+  infsim_gm_check(gm);
+  infsim_gm_free(gm);
+  gsl_rng_free(rng);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ledger_zero_sum_and_placement), cmocka_unit_test(test_forget_floor),
@@ -444,6 +517,7 @@ int main(void) {
       cmocka_unit_test(test_planner_names),
       cmocka_unit_test(test_guests_first),
       cmocka_unit_test(test_plan_order_random),
+      cmocka_unit_test(test_first_creditor_random),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

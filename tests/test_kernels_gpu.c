@@ -455,9 +455,13 @@ static void test_merge_matches_cpu(void **state) {
 
 /* Prefill twice (a prompt, then a chunk after it) on both backends; the
  * pools must match bit for bit and the outputs within bf16 tolerance.
- * `variants` has bit i set for each row i of the tile table below to run. */
-static void prefill_case_nan(fixture *f, infsim_kdtype t, infsim_kdtype out_t, int32_t reqs, int32_t h, int32_t g,
-                             int32_t bt, int32_t first, int32_t second, unsigned variants, bool nan_pool) {
+ * `variants` has bit i set for each row i of the tile table below to run.
+ * grow_tokens > 0 (bf16 only): the new keys at position x are multiplied
+ * by 2^(x / grow_tokens), exactly (a shift of the exponent field), so the
+ * scores' running max keeps rising along the sequence. */
+static void prefill_case_run(fixture *f, infsim_kdtype t, infsim_kdtype out_t, int32_t reqs, int32_t h, int32_t g,
+                             int32_t bt, int32_t first, int32_t second, unsigned variants, bool nan_pool,
+                             int32_t grow_tokens) {
   enum { D = INFSIM_KERNEL_HEAD_DIM };
   int32_t total = first + second, stride = (total + bt - 1) / bt, nblocks = reqs * stride + 2;
   int32_t *table = malloc(sizeof *table * (size_t)(reqs * stride));
@@ -493,6 +497,16 @@ static void prefill_case_nan(fixture *f, infsim_kdtype t, infsim_kdtype out_t, i
     pair out = pair_alloc(f, (int64_t)reqs * n * h * D * (int64_t)os), lse = pair_alloc(f, (int64_t)reqs * n * h * 4);
     pair_random(f, &q, t, -1, 1);
     pair_random(f, &kn, t, -1, 1);
+    if (grow_tokens > 0) {
+      uint16_t *kh = malloc((size_t)kn.bytes);
+      memcpy(kh, kn.c, (size_t)kn.bytes);
+      for (int64_t e = 0; e < kn.bytes / 2; e++) {
+        const int32_t x = past + (int32_t)(e / (D * g) % n);
+        if (kh[e] & 0x7f80u) kh[e] = (uint16_t)(kh[e] + ((uint32_t)(x / grow_tokens) << 7));
+      }
+      pair_upload(f, &kn, kh);
+      free(kh);
+    }
     pair_random(f, &vn, t, -1, 1);
     pair_poison(f, &out);
     pair_poison(f, &lse);
@@ -510,11 +524,12 @@ static void prefill_case_nan(fixture *f, infsim_kdtype t, infsim_kdtype out_t, i
     /* Third column: the wgmma kernel's pipeline (1 = version 6, 2 and 3 =
      * version 14 with Q in shared memory or registers, 4 and 5 = version 15
      * with one CTA per work tile or one per SM over them, 6 and 7 = the
-     * same with K/V by bulk tensor copies). */
-    const int tiles[11][3] = {{64, 64, 0},   {128, 32, 0},  {128, 64, 0}, {128, 128, 1},
-                              {128, 128, 2}, {128, 128, 3}, {0, 0, 0},    {128, 128, 4},
-                              {128, 128, 5}, {128, 128, 6}, {128, 128, 7}};
-    for (int variant = 0; variant < 11; variant++) {
+     * same with K/V by bulk tensor copies, 8 and 9 = version 17's
+     * consumers on version 16's loads). */
+    const int tiles[13][3] = {{64, 64, 0},   {128, 32, 0},  {128, 64, 0},  {128, 128, 1}, {128, 128, 2},
+                              {128, 128, 3}, {0, 0, 0},     {128, 128, 4}, {128, 128, 5}, {128, 128, 6},
+                              {128, 128, 7}, {128, 128, 8}, {128, 128, 9}};
+    for (int variant = 0; variant < 13; variant++) {
     if (!(variants >> variant & 1u)) continue;
     a.q_tile_rows = tiles[variant][0];
     a.k_tile_tokens = tiles[variant][1];
@@ -553,12 +568,12 @@ static void prefill_case_nan(fixture *f, infsim_kdtype t, infsim_kdtype out_t, i
 
 static void prefill_case_of(fixture *f, infsim_kdtype t, infsim_kdtype out_t, int32_t reqs, int32_t h, int32_t g,
                             int32_t bt, int32_t first, int32_t second, unsigned variants) {
-  prefill_case_nan(f, t, out_t, reqs, h, g, bt, first, second, variants, false);
+  prefill_case_run(f, t, out_t, reqs, h, g, bt, first, second, variants, false, 0);
 }
 
 static void prefill_case(fixture *f, infsim_kdtype t, infsim_kdtype out_t, int32_t reqs, int32_t h, int32_t g,
                          int32_t bt, int32_t first, int32_t second) {
-  prefill_case_of(f, t, out_t, reqs, h, g, bt, first, second, 0x7ffu);
+  prefill_case_of(f, t, out_t, reqs, h, g, bt, first, second, 0x1fffu);
 }
 
 /* Version 14 (pipeline 2) alone at a size compute-sanitizer's
@@ -599,16 +614,33 @@ static void test_prefill_small_v16(void **state) {
   prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_BF16, 2, 32, 4, 32, 300, 150, 1u << 10);
 }
 
+/* Version 17 (pipelines 8 and 9) at the same two sizes as version 16. */
+static void test_prefill_small_v17(void **state) {
+  fixture *f = *state;
+  prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 2, 1, 16, 520, 130, 3u << 11);
+  prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_BF16, 2, 32, 4, 32, 300, 150, 1u << 12);
+}
+
 /* A pool whose unwritten slots are NaN: the slots past the last key of the
  * last block are read (a 16-key run or a whole key tile past the end) and
- * must count as zeros, for the version-15 and -16 pipelines and auto. 100
+ * must count as zeros, for the version-15 to -17 pipelines and auto. 100
  * and 37 tokens end inside a 16-token run; 64-token blocks put the last
  * run mid-block. */
 static void test_prefill_nan_pool(void **state) {
   fixture *f = *state;
-  const unsigned hopper = 1u << 6 | 0xfu << 7;
-  prefill_case_nan(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 2, 4, 2, 16, 100, 37, hopper, true);
-  prefill_case_nan(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 8, 1, 64, 200, 90, hopper, true);
+  const unsigned hopper = 1u << 6 | 0x3fu << 7;
+  prefill_case_run(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 2, 4, 2, 16, 100, 37, hopper, true, 0);
+  prefill_case_run(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 8, 1, 64, 200, 90, hopper, true, 0);
+}
+
+/* Keys that double in size every 64 positions (up to 2^10 by the end): the
+ * scores' max keeps rising by more than 2^8 in exponent terms from one key
+ * tile to the next, so version 17's rescale of O (which it skips while
+ * the max moves less) runs on most tiles, in the prompt and in the chunk
+ * after it; every tile shape and pipeline. */
+static void test_prefill_rising_max(void **state) {
+  fixture *f = *state;
+  prefill_case_run(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 2, 1, 16, 520, 130, 0x1fffu, false, 64);
 }
 
 static void test_prefill_matches_cpu(void **state) {
@@ -785,7 +817,8 @@ int main(void) {
       cmocka_unit_test(test_timing_is_ordered),       cmocka_unit_test(test_norm_rope_matches_cpu),
       cmocka_unit_test(test_decode_merges_remote_partials), cmocka_unit_test(test_prefill_small_v14),
       cmocka_unit_test(test_prefill_small_v15), cmocka_unit_test(test_prefill_persist_v15),
-      cmocka_unit_test(test_prefill_small_v16), cmocka_unit_test(test_prefill_nan_pool),
+      cmocka_unit_test(test_prefill_small_v16), cmocka_unit_test(test_prefill_small_v17),
+      cmocka_unit_test(test_prefill_nan_pool), cmocka_unit_test(test_prefill_rising_max),
   };
   /* INFSIM_GPU_TEST_ONLY=SUBSTRING runs the tests whose names contain it
    * (a compute-sanitizer pass over one path fits a short GPU call). */

@@ -10,6 +10,10 @@
 ** lent, borrowed, swapped, guests, split lists, holdings) must be what the
 ** reference adds up to. The extents themselves: a prompt is one run,
 ** freed neighbours coalesce, a decode block continues its run when it can.
+** Blocks at a request's owner take their ids only when the table is read
+** (kv.h): the random cases read every table after every step, or one
+** step in 16 (the counts checked after every step all the same); and n
+** boundaries taken at once give the same ids as n taken one by one.
 */
 #include <setjmp.h>
 #include <stdbool.h>
@@ -91,6 +95,10 @@ typedef struct {
   int32_t steps;
   unsigned seed;
   int64_t min_peak; /* slots pool 0 must have handed out at once (the bitmap levels reached) */
+  /* Read the tables' ids (which gives deferred blocks their slots) after
+   * one step in read_every (0 or 1: every step); the counts are checked
+   * after every step all the same, from the reference alone. */
+  int32_t read_every;
 } shape;
 
 /* Per request: its blocks' pools in token order (instances + h: host h;
@@ -119,15 +127,21 @@ static int64_t ref_at(const ref_req *r, int32_t pool) {
 
 static int64_t table_room(const shape *sh) { return sh->instances * (sh->gpu_blocks + sh->host_blocks) + 1; }
 
-/* Everything the manager reports, against the reference. */
-static void expect_same(const infsim_kv *kv, const shape *sh, const ref_req *ref, int64_t *ids, bool *used) {
+/* Everything the manager reports, against the reference; the tables' ids
+ * only when `read` (reading them settles deferred blocks). */
+static void expect_same(const infsim_kv *kv, const shape *sh, const ref_req *ref, int64_t *ids, bool *used, bool read) {
   int32_t pools = 2 * sh->instances;
   int64_t span = infsim_kv_first_block(kv, pools);
   memset(used, 0, (size_t)span * sizeof *used);
   int64_t *held = calloc((size_t)pools, sizeof *held);
   int64_t *at = calloc((size_t)(pools * sh->requests), sizeof *at); /* at[r * pools + q]: blocks of r in q */
   assert_true(held != NULL && at != NULL);
-  for (int32_t r = 0; r < sh->requests; r++) {
+  for (int32_t r = 0; r < sh->requests && !read; r++)
+    for (int64_t i = 0; i < ref[r].n; i++) {
+      held[ref[r].pool[i]]++;
+      at[r * pools + ref[r].pool[i]]++;
+    }
+  for (int32_t r = 0; r < sh->requests && read; r++) {
     int64_t n = table_ids(kv, r, ids, table_room(sh));
     assert_int_equal(n, ref[r].n);
     int64_t flat_n = 0;
@@ -144,6 +158,10 @@ static void expect_same(const infsim_kv *kv, const shape *sh, const ref_req *ref
       held[q]++;
       at[r * pools + q]++;
     }
+    infsim_kv_check_request(kv, r);
+  }
+  for (int32_t r = 0; r < sh->requests; r++) {
+    assert_int_equal(infsim_kv_blocks(kv, r), ref[r].n);
     infsim_kv_check_request(kv, r);
   }
   for (int32_t q = 0; q < pools; q++) {
@@ -238,11 +256,13 @@ static void random_against_reference(const shape *sh) {
   int64_t lent = 0, lent_peak = 0;
   for (int32_t step = 0; step < sh->steps; step++) {
     int32_t r = rand() % sh->requests, op = rand() % 9, h = rand() % sh->instances;
+    bool read = sh->read_every <= 1 || rand() % sh->read_every == 0;
     ref_req *R = &ref[r];
-    int64_t n_before = table_ids(kv, r, before, table_room(sh));
+    int64_t n_before = read ? table_ids(kv, r, before, table_room(sh)) : 0;
     int32_t *pools_before = malloc((size_t)(R->n > 0 ? R->n : 1) * sizeof *pools_before);
     assert_non_null(pools_before);
     if (R->n > 0) memcpy(pools_before, R->pool, (size_t)R->n * sizeof *pools_before);
+    int64_t n_ref = R->n; /* blocks before the step, by the reference */
     log.n = 0;
     int32_t home = R->owner, host = sh->instances + R->owner;
     bool in_host = ref_at(R, host) > 0;
@@ -333,9 +353,9 @@ static void random_against_reference(const shape *sh) {
       }
     }
     ops[op]++;
-    expect_same(kv, sh, ref, ids, used);
+    expect_same(kv, sh, ref, ids, used, read);
     if (op >= 5 && op <= 7)
-      for (int64_t i = 0; i < n_before && i < R->n; i++) {
+      for (int64_t i = 0; i < n_ref && i < R->n; i++) {
         if (pools_before[i] == R->pool[i]) continue;
         lent += R->pool[i] < sh->instances && R->pool[i] != R->owner;
         if (lent > lent_peak) lent_peak = lent;
@@ -352,8 +372,12 @@ static void random_against_reference(const shape *sh) {
      * only), each with its id before and after. */
     int64_t moved = 0;
     if (op >= 5 && op <= 7)
-      for (int64_t i = 0; i < n_before && i < R->n; i++) moved += pools_before[i] != R->pool[i];
+      for (int64_t i = 0; i < n_ref && i < R->n; i++) moved += pools_before[i] != R->pool[i];
     assert_int_equal(log.n, moved);
+    if (!read) { /* the ids before were not read: the hook's ids not checked (its calls are) */
+      free(pools_before);
+      continue;
+    }
     int64_t n_after = table_ids(kv, r, ids, table_room(sh));
     for (int64_t k = 0; k < log.n && k < 4096; k++) {
       assert_int_equal(log.req[k], r);
@@ -398,6 +422,93 @@ static void test_random_three_levels(void **state) {
   shape sh = {.instances = 2, .gpu_blocks = 20000, .host_blocks = 5000, .requests = 24, .max_alloc = 600,
               .steps = 3000, .seed = 4242, .min_peak = 64 * 64 + 1};
   random_against_reference(&sh);
+}
+
+/* Tables read one step in 16 (and the one a step works on, only then):
+ * blocks at their owner stay deferred across allocations, decode
+ * boundaries, tail releases, moves, swaps and lending until a read or a
+ * move gives them slots. */
+static void test_random_deferred_small_pools(void **state) {
+  (void)state;
+  shape sh = {.instances = 4, .gpu_blocks = 50, .host_blocks = 30, .requests = 40, .max_alloc = 6,
+              .steps = 20000, .seed = 2468, .read_every = 16};
+  random_against_reference(&sh);
+}
+
+static void test_random_deferred_two_levels(void **state) {
+  (void)state;
+  shape sh = {.instances = 3, .gpu_blocks = 700, .host_blocks = 300, .requests = 30, .max_alloc = 90,
+              .steps = 6000, .seed = 1357, .read_every = 16};
+  random_against_reference(&sh);
+}
+
+/* Decode boundaries taken in bulk (infsim_kv_alloc of n blocks a
+ * request, as a long run's boundaries are applied) and one at a time
+ * (infsim_kv_alloc_one, infsim_kv_alloc_each, step by step): two
+ * managers driven by the same random prompts, boundaries, finishes,
+ * lending and reads must hold the same ids, bit for bit, whenever the
+ * tables are read. */
+static void test_bulk_boundaries_equal_single_ones(void **state) {
+  (void)state;
+  enum { INST = 3, REQS = 24, BLOCKS = 300, ROUNDS = 4000 };
+  infsim_kv *kv[2] = {NULL, NULL};
+  for (int m = 0; m < 2; m++) {
+    assert_int_equal(infsim_kv_new(INST, BLOCKS, INST, 50, REQS, &kv[m], NULL), INFSIM_OK);
+    for (int r = 0; r < REQS; r++) infsim_kv_set_owner(kv[m], r, r % INST);
+  }
+  srand(97531);
+  int64_t bulk_calls = 0, reads = 0;
+  for (int round = 0; round < ROUNDS; round++) {
+    int32_t r = rand() % REQS, op = rand() % 6, owner = r % INST;
+    if (op == 0) { /* a prompt at its owner */
+      int64_t n = 1 + rand() % 40;
+      if (infsim_kv_free_blocks(kv[0], owner) >= n)
+        for (int m = 0; m < 2; m++) assert_int_equal(infsim_kv_alloc(kv[m], r, owner, n, NULL), INFSIM_OK);
+    } else if (op <= 2) { /* k steps of boundaries for a few requests of one owner */
+      int32_t reqs[8], n = 0;
+      for (int32_t q = owner; q < REQS && n < 8; q += INST)
+        if (infsim_kv_blocks(kv[0], q) > 0 && rand() % 2) reqs[n++] = q;
+      int64_t k = 1 + rand() % 5;
+      if (n == 0 || infsim_kv_free_blocks(kv[0], owner) < n * k) continue;
+      for (int32_t i = 0; i < n; i++) assert_int_equal(infsim_kv_alloc(kv[0], reqs[i], owner, k, NULL), INFSIM_OK);
+      bulk_calls += n;
+      for (int64_t step = 0; step < k; step++) {
+        if (rand() % 2) {
+          assert_int_equal(infsim_kv_alloc_each(kv[1], reqs, n, owner, NULL), INFSIM_OK);
+        } else {
+          for (int32_t i = 0; i < n; i++) assert_int_equal(infsim_kv_alloc_one(kv[1], reqs[i], owner, NULL), INFSIM_OK);
+        }
+      }
+    } else if (op == 3 && infsim_kv_blocks(kv[0], r) > 0) { /* a finish */
+      for (int m = 0; m < 2; m++) infsim_kv_release(kv[m], r);
+    } else if (op == 4 && infsim_kv_blocks_at(kv[0], r, owner) > 0) { /* lend its newest blocks to the next instance */
+      int32_t to = (owner + 1) % INST;
+      int64_t n = 1 + rand() % infsim_kv_blocks_at(kv[0], r, owner);
+      if (n > infsim_kv_free_blocks(kv[0], to)) n = infsim_kv_free_blocks(kv[0], to);
+      for (int m = 0; m < 2; m++) assert_int_equal(infsim_kv_move_tail(kv[m], r, owner, to, n), n);
+    } else if (op == 5) { /* a read: ids given now, the same in both */
+      int64_t n0 = 0, n1 = 0;
+      const int64_t *t0 = infsim_kv_table(kv[0], r, &n0);
+      int64_t *copy = malloc((size_t)(n0 > 0 ? n0 : 1) * sizeof *copy);
+      assert_non_null(copy);
+      if (n0 > 0) memcpy(copy, t0, (size_t)n0 * sizeof *copy);
+      const int64_t *t1 = infsim_kv_table(kv[1], r, &n1);
+      assert_int_equal(n0, n1);
+      assert_memory_equal(copy, t1, (size_t)n0 * sizeof *copy);
+      free(copy);
+      reads++;
+    }
+    for (int32_t i = 0; i < INST; i++) {
+      infsim_kv_counts a = infsim_kv_counts_of(kv[0], i), b = infsim_kv_counts_of(kv[1], i);
+      assert_memory_equal(&a, &b, sizeof a);
+    }
+  }
+  assert_true(bulk_calls > 500 && reads > 500);
+  for (int m = 0; m < 2; m++) {
+    infsim_kv_check(kv[m]);
+    for (int r = 0; r < REQS; r++) infsim_kv_check_request(kv[m], r);
+    infsim_kv_free(kv[m]);
+  }
 }
 
 /* ---- extents ---------------------------------------------------------------- */
@@ -530,12 +641,14 @@ static void test_claims_give_way(void **state) {
   infsim_kv_free(kv);
 }
 
-/* On a pool short of free slots, two requests decoding in step: with 32
- * or more unclaimed free slots each gets a claim of 4 (a sixteenth of
- * them is under 8), so 4 boundaries each stay in one run; with fewer than
- * 32 none, and each block is a run of its own: the requests' blocks
- * interleave at the mark (0..174 and 175..179 are the prompts, then 180
- * for request 0, 181 for request 1, ...). */
+/* On a pool short of free slots, two requests decoding in step, their
+ * tables read after every allocation (as an executor that hands block
+ * tables to kernels reads them every step: each read gives the deferred
+ * blocks their slots): with 32 or more unclaimed free slots each gets a
+ * claim of 4 (a sixteenth of them is under 8), so 4 boundaries each stay
+ * in one run; with fewer than 32 none, and each block is a run of its
+ * own: the requests' blocks interleave at the mark (0..174 and 175..179
+ * are the prompts, then 180 for request 0, 181 for request 1, ...). */
 static void test_claims_on_a_tight_pool(void **state) {
   (void)state;
   for (int tight = 0; tight < 2; tight++) {
@@ -545,9 +658,15 @@ static void test_claims_on_a_tight_pool(void **state) {
     /* 200 - 150 = 50 free (claim 4, 46 left), then 200 - 164 = 36 (claim 4);
      * or 200 - 175 = 25 free, then 20: no claim. */
     assert_int_equal(infsim_kv_alloc(kv, 0, 0, tight ? 175 : 150, NULL), INFSIM_OK);
+    assert_int_equal(runs_of(kv, 0), 1);
     assert_int_equal(infsim_kv_alloc(kv, 1, 0, tight ? 5 : 10, NULL), INFSIM_OK);
+    assert_int_equal(runs_of(kv, 1), 1);
     int32_t both[2] = {0, 1};
-    for (int k = 0; k < 4; k++) assert_int_equal(infsim_kv_alloc_each(kv, both, 2, 0, NULL), INFSIM_OK);
+    for (int k = 0; k < 4; k++) {
+      assert_int_equal(infsim_kv_alloc_each(kv, both, 2, 0, NULL), INFSIM_OK);
+      (void)runs_of(kv, 0);
+      (void)runs_of(kv, 1);
+    }
     assert_int_equal(runs_of(kv, 0), tight ? 5 : 1);
     assert_int_equal(runs_of(kv, 1), tight ? 5 : 1);
     if (tight) {
@@ -588,6 +707,9 @@ int main(void) {
       cmocka_unit_test(test_random_small_pools),
       cmocka_unit_test(test_random_two_levels),
       cmocka_unit_test(test_random_three_levels),
+      cmocka_unit_test(test_random_deferred_small_pools),
+      cmocka_unit_test(test_random_deferred_two_levels),
+      cmocka_unit_test(test_bulk_boundaries_equal_single_ones),
       cmocka_unit_test(test_prompts_are_runs_and_coalesce),
       cmocka_unit_test(test_decode_blocks_continue_runs),
       cmocka_unit_test(test_move_splits_and_rejoins_a_run),

@@ -269,12 +269,13 @@ static void bench_prefill(bench *b) {
       /* auto first and 128 x 128 next to it (the same kernel on Hopper: their
        * spread shows the run-to-run noise; the long 16K runs heat the card). */
       /* {rows, keys, wgmma pipeline}: the wgmma kernel's pipelines 2 and 3
-       * (version 14), 4-5 (version 15) and 6-7 (version 15 with K/V by
-       * bulk tensor copies) beside version 6 on compute capability 9.0. */
-      const int tiles[11][3] = {{0, 0, 0},     {128, 128, 1}, {128, 128, 2}, {128, 128, 3},
-                                {128, 128, 4}, {128, 128, 5}, {128, 128, 6}, {128, 128, 7},
+       * (version 14), 4-5 (version 15), 6-7 (version 16: K/V by bulk
+       * tensor copies) and 8-9 (version 17: its consumers) beside version 6
+       * on compute capability 9.0. */
+      const int tiles[13][3] = {{0, 0, 0},     {128, 128, 1}, {128, 128, 2}, {128, 128, 3}, {128, 128, 4},
+                                {128, 128, 5}, {128, 128, 6}, {128, 128, 7}, {128, 128, 8}, {128, 128, 9},
                                 {64, 64, 0},   {128, 32, 0},  {128, 64, 0}};
-      for (int v = 0; v < (h == 32 ? 8 : 11); v++) { /* 32/32 (MHA, 7B-like): auto and the wgmma ones */
+      for (int v = 0; v < (h == 32 ? 10 : 13); v++) { /* 32/32 (MHA, 7B-like): auto and the wgmma ones */
         a.q_tile_rows = tiles[v][0];
         a.k_tile_tokens = tiles[v][1];
         a.sm90_pipeline = tiles[v][2];
@@ -319,11 +320,11 @@ static void bench_prefill(bench *b) {
                              .block_table_stride = (int32_t)(N / bt), .softmax_scale = 0.08838834764f,
                              .out_dtype = INFSIM_KDTYPE_BF16, .out = out};
     const double pairs = (double)c * (double)L + (double)c * (double)(c + 1) / 2.0;
-    for (int pl = 0; pl < 8; pl += pl ? 1 : 2) { /* auto, then pipelines 2-3 (version 14), 4-5 (15), 6-7 (TMA) */
+    for (int pl = 0; pl < 10; pl += pl ? 1 : 2) { /* auto, then pipelines 2-3 (version 14), 4-5 (15), 6-7 (16), 8-9 (17) */
       a.sm90_pipeline = pl;
       infsim_kernel_timing t = btime(b, infsim_kernel_op_prefill, &a, 10, false);
-      const char *names[8] = {"causal-auto", "", "causal-p2", "causal-p3", "causal-p4", "causal-p5", "causal-p6",
-                              "causal-p7"};
+      const char *names[10] = {"causal-auto", "",          "causal-p2", "causal-p3", "causal-p4",
+                               "causal-p5",   "causal-p6", "causal-p7", "causal-p8", "causal-p9"};
       row_info r = {"prefill_chunk", names[pl], "bf16", 1, L, h, g, bt, 0, 0, c, 0, 0, 0, 4.0 * h * D * pairs};
       emit(b, &r, &t);
     }

@@ -154,6 +154,19 @@ size_t infsim_gm_owned(const infsim_gm *gm, int32_t instance, const int64_t **re
 void infsim_gm_set_live(infsim_gm *gm, int64_t req, bool live);
 bool infsim_gm_live(const infsim_gm *gm, int64_t req);
 size_t infsim_gm_owned_not_live(const infsim_gm *gm, int32_t instance, const int64_t **reqs);
+/* infsim_gm_set_ended: req ended (finished or rejected: it holds no KV and
+ * never runs again); it leaves the live part (as infsim_gm_set_live's
+ * false) for an ended part of its owner's list, where it stays until it
+ * leaves the ledger; an ended request is never marked live again.
+ * infsim_gm_ended reads it. infsim_gm_owned_pending lists the owned
+ * requests of instance neither live nor ended (infsim_gm_owned_not_live's
+ * list less the ended part, its first ones), and infsim_gm_ended_split
+ * counts the ended ones some of whose blocks are held away from their
+ * owner in the ledger (in the split list); O(1). */
+void infsim_gm_set_ended(infsim_gm *gm, int64_t req);
+bool infsim_gm_ended(const infsim_gm *gm, int64_t req);
+size_t infsim_gm_owned_pending(const infsim_gm *gm, int32_t instance, const int64_t **reqs);
+int64_t infsim_gm_ended_split(const infsim_gm *gm, int32_t instance);
 /* The requests that joined an owned list while the last
  * infsim_gm_heartbeat applied its entries (some may have left it since). */
 size_t infsim_gm_new_owned(const infsim_gm *gm, const int64_t **reqs);

@@ -227,7 +227,9 @@ typedef struct {
    * with the copies issued by a producer warpgroup and per-buffer
    * mbarriers instead of the per-tile CTA barrier, 5 = as 4 with one CTA
    * per SM over all work tiles, 6 and 7 = as 4 and 5 with K/V loaded by
-   * bulk tensor copies (TMA); auto = 7 for prompts up to 4K tokens, else 6. */
+   * bulk tensor copies (TMA), 8 and 9 = as 6 and 7 with version 17's
+   * consumers (O rescaled under S = Q K^T, the softmax kept under P V);
+   * auto = 9 for prompts up to 4K tokens, else 8. */
   int32_t sm90_pipeline;
 } infsim_prefill_args;
 

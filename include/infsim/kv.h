@@ -14,6 +14,10 @@
 **  - swapped: in host memory (preemption by swap, or the CPU tier).
 ** Ownership is the request's (infsim_kv_set_owner); holding is the block's.
 **
+** Blocks allocated at a request's owner are counted at once but given
+** ids only when the table is next read (infsim_kv_table, infsim_kv_runs)
+** or moved: the counts never lag, ids are not fixed before they are
+** asked for, and a table nobody reads costs no id work at all.
 ** A table is held as runs of consecutive ids (a prompt's blocks are one
 ** run where the free slots allow, and a request's next blocks continue its
 ** last run: free slots after it are set aside for it, counted free, and
@@ -83,13 +87,11 @@ int64_t infsim_kv_free_blocks(const infsim_kv *kv, int32_t instance);
 int64_t infsim_kv_host_free_blocks(const infsim_kv *kv, int32_t host);
 
 /* Appends n new blocks held by GPU pool `holder` to req's table; fails
- * (INFSIM_ERUN, a bug) when the holder has fewer than n free. */
+ * (INFSIM_ERUN, a bug) when the holder has fewer than n free. At req's
+ * owner O(1): the blocks are counted, their ids deferred (above). */
 infsim_status infsim_kv_alloc(infsim_kv *kv, int64_t req, int32_t holder, int64_t n, infsim_error *err);
-/* One new block held by GPU pool `holder` appended to req's table: a
- * decode step's block boundary. O(1) when the table's claim (kv.c) has a
- * slot left, else as infsim_kv_alloc(kv, req, holder, 1, err) but for
- * the claim: a table whose claim ran out here gets a new one only at its
- * next other allocation. */
+/* infsim_kv_alloc(kv, req, holder, 1, err): a decode step's block
+ * boundary (O(1) at req's owner, deferred like any allocation there). */
 infsim_status infsim_kv_alloc_one(infsim_kv *kv, int64_t req, int32_t holder, infsim_error *err);
 /* One new block held by GPU pool `holder` appended to the table of each
  * of reqs[0..n) (decode steps' block boundaries, one call a step); fails
@@ -120,7 +122,8 @@ int64_t infsim_kv_move_tail(infsim_kv *kv, int64_t req, int32_t from, int32_t to
 /* req's block table (global ids, token order) and its length. Written
  * out from its runs into a buffer the manager keeps (O(its blocks)): valid
  * until the next call, one caller at a time; infsim_kv_runs reads the
- * table as it is held. */
+ * table as it is held. Both first give the table's deferred blocks their
+ * ids (the manager's state changes, none of its counts: hence const). */
 const int64_t *infsim_kv_table(const infsim_kv *kv, int64_t req, int64_t *n);
 /* `blocks` consecutive ids from `first`, all in one pool. */
 typedef struct {
@@ -146,6 +149,10 @@ enum { INFSIM_KV_MAX_HOLDINGS = 64 };
  * (another instance's GPU or host memory: split, CPU tier or swapped), in
  * no particular order. */
 const int64_t *infsim_kv_split_requests(const infsim_kv *kv, int32_t instance, int64_t *n);
+/* A number that changes whenever the holdings (infsim_kv_holdings) of a
+ * request owned by `instance` change, or its split list does: what a
+ * caller derived from them holds while it stays the same. */
+uint64_t infsim_kv_split_generation(const infsim_kv *kv, int32_t instance);
 /* Distinct requests owned elsewhere with blocks in instance's GPU memory. */
 int64_t infsim_kv_guests(const infsim_kv *kv, int32_t instance);
 
