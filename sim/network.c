@@ -32,6 +32,7 @@ typedef struct {
   infsim_link_info info;
   double residual_bytes_per_s; /* scratch of the filling */
   int32_t unfixed;             /* scratch: unfixed flows crossing it */
+  int32_t listed;              /* in the fillings' list (in_use; in the padding: net_link keeps its size) */
   double load_bytes_per_s;     /* sum of the rates crossing it */
   double top_bytes_per_s;      /* no flow crossing it goes faster (an upper bound: kept when one leaves) */
   int32_t flows_on;            /* flows whose path crosses it (waiting out their latency or not) */
@@ -40,6 +41,7 @@ typedef struct {
   int32_t probe_local; /* its place in the probe's touched list (in the padding: net_link keeps its size) */
   double probe_residual_bytes_per_s;
 } net_link;
+_Static_assert(sizeof(net_link) == 128, "net_link: the filling and the probe index links; keep it two cache lines");
 
 /* A flow taking part in infsim_network_probe's filling: one of the new
  * flows (no bound; its rate goes straight to the caller's array when it
@@ -107,12 +109,24 @@ struct infsim_network {
    * may be reused for (probe_memo); reprice_tolerance: the topology's. */
   struct probe_memo_s *memos;
   size_t memo_cap;
+  /* Per key, its last probe's transfers and the filling's set-up they
+   * made (probe_shape): an owner's batches mostly probe the same paths. */
+  struct probe_shape_s *shapes;
+  size_t shape_cap;
   double reprice_tolerance;
   size_t probes_reused; /* answers given again by infsim_network_probe_keyed */
   /* Per link, its time accounts (link_acct). Beside the links, not in
    * them: the filling and the probe index links, which a larger net_link
    * makes dearer. */
   struct link_acct_s *acct;
+  /* The links a filling visits (in_use[0..n_in_use), in no particular
+   * order): every link that some flow crosses, that carries a load or
+   * that is busy is there; one leaves at the end of a filling that finds
+   * it with none of these. A cluster's links are mostly idle (each
+   * instance's PCIe, most NVLinks at a time): the filling's passes over
+   * every link cost more than the rest of it. */
+  int32_t *in_use;
+  size_t n_in_use;
   size_t *act_links; /* scratch of the filling: links with unfixed flows */
   size_t act_links_cap;
   /* Every route's rate and latency in a cluster network, built once
@@ -154,6 +168,24 @@ typedef struct probe_memo_s {
   int32_t *unfixed;
   double *load_lo, *load_hi; /* the loads that leave each link's room within the tolerance */
 } probe_memo;
+
+/* A probe's set-up for its transfers, kept for the same key's next probe
+ * of the same paths: the links they touch in the order the probe meets
+ * them, with the transfers crossing each, and the parts (paths, masks of
+ * those links) and active list the probe's first pass builds; it depends
+ * on the paths only, so set up again from here it is the same, bit for
+ * bit, whatever the links' loads. */
+typedef struct probe_shape_s {
+  bool valid;
+  int n;
+  size_t nt, na, parts_cap, links_cap;
+  uint64_t (*words)[2]; /* each transfer's path (path_words) */
+  int *lens;
+  probe_part *parts;
+  int32_t *act;
+  int32_t *links;
+  int32_t *unfixed;
+} probe_shape;
 
 typedef struct net_route_s {
   double bytes_per_s; /* the path's narrowest link; 0: no link */
@@ -209,9 +241,20 @@ void infsim_network_free(infsim_network *net) {
     free(m->load_hi);
   }
   free(net->memos);
+  for (size_t k = 0; k < net->shape_cap; k++) {
+    probe_shape *h = &net->shapes[k];
+    free(h->words);
+    free(h->lens);
+    free(h->parts);
+    free(h->act);
+    free(h->links);
+    free(h->unfixed);
+  }
+  free(net->shapes);
   free(net->routes);
   free(net->node);
   free(net->acct);
+  free(net->in_use);
   free(net->act_links);
   free(net);
 }
@@ -228,6 +271,9 @@ infsim_status infsim_network_add_link(infsim_network *net, infsim_link_kind kind
     link_acct *b = realloc(net->acct, cap * sizeof *b);
     if (!b) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
     net->acct = b;
+    int32_t *u = realloc(net->in_use, cap * sizeof *u);
+    if (!u) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
+    net->in_use = u;
     net->link_cap = cap;
   }
   net_link *l = &net->links[net->link_count];
@@ -273,6 +319,16 @@ static void load_changed(infsim_network *net, size_t l) {
   } else if (!busy && *from >= 0) {
     net->links[l].info.busy_ns += net->now_ns - *from;
     *from = -1;
+  }
+}
+
+/* A flow now crosses link l: the fillings visit it from now on. */
+static inline void cross_link(infsim_network *net, int32_t l) {
+  net_link *L = &net->links[l];
+  L->flows_on++;
+  if (!L->listed) {
+    L->listed = 1;
+    net->in_use[net->n_in_use++] = l;
   }
 }
 
@@ -555,7 +611,10 @@ static void recompute(infsim_network *net) {
   /* A link that no flow crosses and that carries no load (most of a
    * cluster's PCIe and NVLink links) keeps its bytes and its idle time as
    * they are; its unfixed count is 0 outside a filling. */
-  for (size_t l = 0; l < net->link_count; l++) {
+  const int32_t *in_use = net->in_use;
+  const size_t n_in_use = net->n_in_use;
+  for (size_t u = 0; u < n_in_use; u++) {
+    size_t l = (size_t)in_use[u];
     if (net->links[l].flows_on == 0 && net->links[l].load_bytes_per_s == 0) {
       net->links[l].top_bytes_per_s = 0;
       continue;
@@ -612,8 +671,8 @@ static void recompute(infsim_network *net) {
    * arithmetic on the same values, rates bit for bit those of a scan of
    * every link. */
   size_t *act = net->act_links, n_act = 0;
-  for (size_t l = 0; l < net->link_count; l++)
-    if (net->links[l].unfixed > 0) act[n_act++] = l;
+  for (size_t u = 0; u < n_in_use; u++)
+    if (net->links[in_use[u]].unfixed > 0) act[n_act++] = (size_t)in_use[u];
   double level = 0;
   while (unfixed > 0) {
     double delta = INFINITY;
@@ -712,8 +771,18 @@ static void recompute(infsim_network *net) {
     if (f->finish_ns < net->next_ns) net->next_ns = f->finish_ns;
   }
   for (size_t c = 0; c < n_live; c++) net->classes[net->live[c]].flows = 0;
-  for (size_t l = 0; l < net->link_count; l++)
+  /* The links' busy spans; a link left with no flow, no load and no
+   * busy span leaves the list (its top rate was reset above). */
+  size_t kept = 0;
+  for (size_t u = 0; u < n_in_use; u++) {
+    size_t l = (size_t)net->in_use[u];
     if (net->links[l].flows_on > 0 || net->acct[l].busy_from_ns >= 0) load_changed(net, l);
+    if (net->links[l].flows_on == 0 && net->links[l].load_bytes_per_s == 0 && net->acct[l].busy_from_ns < 0)
+      net->links[l].listed = 0;
+    else
+      net->in_use[kept++] = (int32_t)l;
+  }
+  net->n_in_use = kept;
 }
 
 /* Moves the clock to t (no change of rates before t): links and flows
@@ -777,7 +846,7 @@ static infsim_status new_flow(infsim_network *net, const int32_t *path, int path
     f->path[k] = path[k];
     latency_ns += net->links[path[k]].info.latency_ns;
   }
-  for (int k = 0; k < path_len; k++) net->links[path[k]].flows_on++;
+  for (int k = 0; k < path_len; k++) cross_link(net, path[k]);
   f->active_at_ns = start_ns + latency_ns;
   f->from_ns = net->now_ns;
   f->finish_ns = INT64_MAX;
@@ -927,18 +996,24 @@ bool infsim_network_add_steady_set(infsim_network *net, int n, const int32_t (*p
     size_t slot = net->free_slots[--net->free_count];
     set_used(net, slot, true);
     net_flow *f = &net->flows[slot];
-    *f = (net_flow){.id = (int64_t)((uint64_t)++net->generation[slot] << 32 | slot),
-                    .path_len = len,
-                    .steady = true,
-                    .bound_bytes_per_s = rate,
-                    .from_ns = net->now_ns,
-                    .active_at_ns = start_ns,
-                    .finish_ns = INT64_MAX,
-                    .cls = -1};
+    /* every field but the path's unused entries (nothing reads them) */
+    f->id = (int64_t)((uint64_t)++net->generation[slot] << 32 | slot);
+    f->tag = 0;
+    f->path_len = len;
+    f->steady = true;
+    f->fixed = false;
+    f->bound_bytes_per_s = rate;
+    f->remaining_bytes = 0;
+    f->carried_bytes = 0;
+    f->from_ns = net->now_ns;
+    f->active_at_ns = start_ns;
+    f->rate_bytes_per_s = 0;
+    f->finish_ns = INT64_MAX;
+    f->cls = -1;
     for (int k = 0; k < len; k++) {
       assert(path[k] >= 0 && (size_t)path[k] < net->link_count);
       f->path[k] = path[k];
-      net->links[path[k]].flows_on++;
+      cross_link(net, path[k]);
     }
     net->flow_count++;
     if (net->flow_count > net->flow_peak) net->flow_peak = net->flow_count;
@@ -952,13 +1027,18 @@ bool infsim_network_add_steady_set(infsim_network *net, int n, const int32_t (*p
       continue;
     }
     f->rate_bytes_per_s = rate;
+    /* fold_link, the load and top rate, then load_changed with one more
+     * moving flow (busy from now if it was not) */
     for (int k = 0; k < len; k++) {
       net_link *L = &net->links[path[k]];
-      fold_link(net, (size_t)path[k]);
+      link_acct *a = &net->acct[path[k]];
+      int64_t dt = net->now_ns - a->bytes_from_ns;
+      if (dt > 0 && L->load_bytes_per_s > 0) L->info.bytes += L->load_bytes_per_s * (double)dt * 1e-9;
+      a->bytes_from_ns = net->now_ns;
       L->load_bytes_per_s += rate;
       if (rate > L->top_bytes_per_s) L->top_bytes_per_s = rate;
-      net->acct[path[k]].moving++;
-      load_changed(net, (size_t)path[k]);
+      a->moving++;
+      if (a->busy_from_ns < 0) a->busy_from_ns = net->now_ns;
     }
   }
   if (dirty && net->held)
@@ -979,13 +1059,19 @@ void infsim_network_remove_steady_set(infsim_network *net, const int64_t *ids, i
     /* (its carried bytes are not folded: nobody reads them once it is gone) */
     bool moving = f->rate_bytes_per_s > 0;
     if (is_active(net, f) && unsaturated(net, f, 0.0)) {
+      /* fold_link, the load, then load_changed with one moving flow less */
       for (int k = 0; k < f->path_len; k++) {
-        size_t l = (size_t)f->path[k];
-        fold_link(net, l);
-        net->links[l].load_bytes_per_s -= f->rate_bytes_per_s;
-        net->links[l].flows_on--;
-        net->acct[l].moving -= moving;
-        load_changed(net, l);
+        net_link *L = &net->links[f->path[k]];
+        link_acct *a = &net->acct[f->path[k]];
+        int64_t dt = net->now_ns - a->bytes_from_ns;
+        if (dt > 0 && L->load_bytes_per_s > 0) L->info.bytes += L->load_bytes_per_s * (double)dt * 1e-9;
+        a->bytes_from_ns = net->now_ns;
+        L->load_bytes_per_s -= f->rate_bytes_per_s;
+        L->flows_on--;
+        if ((a->moving -= moving) == 0 && a->busy_from_ns >= 0) {
+          L->info.busy_ns += net->now_ns - a->busy_from_ns;
+          a->busy_from_ns = -1;
+        }
       }
     } else {
       for (int k = 0; k < f->path_len; k++) {
@@ -1116,8 +1202,56 @@ static bool memo_reserve(probe_memo *m, size_t n, size_t nt) {
 
 /* The probe (infsim_network_probe); with memo, its answer is kept there
  * when it needed no walk of the flows. */
+/* A path's links as two words, the entries past its length masked off
+ * (a caller's path leaves them unset): two paths of one length are the
+ * same when their words are. */
+static inline void path_words(const int32_t *path, int len, uint64_t *w) {
+  static const uint64_t keep[3] = {0, UINT64_C(0xffffffff), ~UINT64_C(0)};
+  uint64_t a = 0, b = 0;
+  memcpy(&a, path, sizeof a);
+  if (len > 2) memcpy(&b, path + 2, sizeof b);
+  w[0] = a & keep[len < 2 ? len : 2];
+  w[1] = len > 2 ? b & keep[len - 2] : 0;
+}
+
+/* Whether shape was made by a probe of these transfers. */
+static bool shape_holds(const probe_shape *h, int n, const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens) {
+  if (!h->valid || h->n != n) return false;
+  for (int i = 0; i < n; i++) {
+    if (lens[i] != h->lens[i]) return false;
+    uint64_t w[2];
+    path_words(paths[i], lens[i], w);
+    if (w[0] != h->words[i][0] || w[1] != h->words[i][1]) return false;
+  }
+  return true;
+}
+
+/* Room in shape for n transfers over up to nt links; false when out of
+ * memory (the set-up is then not kept). */
+static bool shape_reserve(probe_shape *h, size_t n, size_t nt) {
+  if (h->parts_cap < n) {
+    size_t cap = h->parts_cap;
+    if (!infsim_grow((void **)&h->words, &cap, n, sizeof *h->words, 16)) return false;
+    cap = h->parts_cap;
+    if (!infsim_grow((void **)&h->lens, &cap, n, sizeof *h->lens, 16)) return false;
+    cap = h->parts_cap;
+    if (!infsim_grow((void **)&h->parts, &cap, n, sizeof *h->parts, 16)) return false;
+    cap = h->parts_cap;
+    if (!infsim_grow((void **)&h->act, &cap, n, sizeof *h->act, 16)) return false;
+    h->parts_cap = cap;
+  }
+  if (h->links_cap < nt) {
+    size_t cap = h->links_cap;
+    if (!infsim_grow((void **)&h->links, &cap, nt, sizeof *h->links, 16)) return false;
+    cap = h->links_cap;
+    if (!infsim_grow((void **)&h->unfixed, &cap, nt, sizeof *h->unfixed, 16)) return false;
+    h->links_cap = cap;
+  }
+  return true;
+}
+
 static void probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens,
-                  double *rates, probe_memo *memo) {
+                  double *rates, probe_memo *memo, probe_shape *shape) {
   if (n <= 0) return;
   size_t want = (size_t)n * INFSIM_NET_MAX_PATH;
   if (net->touched_cap < want) {
@@ -1134,7 +1268,25 @@ static void probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_
    * skip the fixed. */
   size_t nt = 0, parts = (size_t)n, walked = 0, na = 0;
   bool loaded = false;
-  for (int i = 0; i < n; i++) {
+  bool kept = shape != NULL && shape_holds(shape, n, paths, lens);
+  if (kept) { /* the first pass's answer, as it made it for these paths */
+    nt = shape->nt;
+    na = shape->na;
+    for (size_t t = 0; t < nt; t++) {
+      int32_t l = shape->links[t];
+      net_link *L = &net->links[l];
+      L->probe_epoch = epoch;
+      L->probe_unfixed = shape->unfixed[t];
+      L->probe_local = (int32_t)t;
+      touched[t] = l;
+    }
+    memcpy(net->parts, shape->parts, (size_t)n * sizeof *net->parts);
+    memcpy(net->act, shape->act, na * sizeof *net->act);
+    if (na < (size_t)n)
+      for (int i = 0; i < n; i++)
+        if (lens[i] == 0) rates[i] = INFINITY;
+  }
+  for (int i = 0; i < n && !kept; i++) {
     probe_part *p = &net->parts[i];
     assert(lens[i] >= 0 && lens[i] <= INFSIM_NET_MAX_PATH);
     p->path_len = lens[i];
@@ -1158,6 +1310,24 @@ static void probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_
       net->act[na++] = (int32_t)i;
     else
       rates[i] = INFINITY;
+  }
+  if (shape != NULL && !kept) {
+    shape->valid = shape_reserve(shape, (size_t)n, nt);
+    if (shape->valid) {
+      shape->n = n;
+      shape->nt = nt;
+      shape->na = na;
+      for (int i = 0; i < n; i++) {
+        shape->lens[i] = lens[i];
+        path_words(paths[i], lens[i], shape->words[i]);
+      }
+      memcpy(shape->parts, net->parts, (size_t)n * sizeof *net->parts);
+      memcpy(shape->act, net->act, na * sizeof *net->act);
+      for (size_t t = 0; t < nt; t++) {
+        shape->links[t] = touched[t];
+        shape->unfixed[t] = net->links[touched[t]].probe_unfixed;
+      }
+    }
   }
   bool masks = nt <= 64;
   /* No link fills below x_low: at most the new flows and every flow on it
@@ -1328,7 +1498,7 @@ static void probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_
 
 void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens,
                           double *rates) {
-  probe(net, n, paths, lens, rates, NULL);
+  probe(net, n, paths, lens, rates, NULL, NULL);
 }
 
 /* Whether memo's answer holds for these transfers now: the same paths,
@@ -1365,13 +1535,22 @@ void infsim_network_probe_keyed(infsim_network *net, int32_t key, int n,
    * the bit would reuse 15-24% of them on bench/distkv_speed's hour and
    * cost more than it saves. */
   if (!(net->reprice_tolerance > 0)) {
-    probe(net, n, paths, lens, rates, NULL);
+    if ((size_t)key >= net->shape_cap) {
+      size_t cap = net->shape_cap;
+      if (!infsim_grow((void **)&net->shapes, &cap, (size_t)key + 1, sizeof *net->shapes, 16)) {
+        probe(net, n, paths, lens, rates, NULL, NULL);
+        return;
+      }
+      memset(net->shapes + net->shape_cap, 0, (cap - net->shape_cap) * sizeof *net->shapes);
+      net->shape_cap = cap;
+    }
+    probe(net, n, paths, lens, rates, NULL, &net->shapes[key]);
     return;
   }
   if ((size_t)key >= net->memo_cap) {
     size_t cap = net->memo_cap;
     if (!infsim_grow((void **)&net->memos, &cap, (size_t)key + 1, sizeof *net->memos, 16)) {
-      probe(net, n, paths, lens, rates, NULL);
+      probe(net, n, paths, lens, rates, NULL, NULL);
       return;
     }
     memset(net->memos + net->memo_cap, 0, (cap - net->memo_cap) * sizeof *net->memos);
@@ -1383,7 +1562,7 @@ void infsim_network_probe_keyed(infsim_network *net, int32_t key, int n,
     net->probes_reused++;
     return;
   }
-  probe(net, n, paths, lens, rates, m);
+  probe(net, n, paths, lens, rates, m, NULL);
 }
 
 size_t infsim_network_probes_reused(const infsim_network *net) { return net->probes_reused; }
@@ -1429,6 +1608,17 @@ void infsim_network_check(const infsim_network *net) {
     assert((moving > 0) == (net->acct[l].busy_from_ns >= 0));
   }
   for (size_t l = 0; l < net->link_count; l++) assert(load[l] <= net->links[l].info.bytes_per_s * (1 + 1e-6));
+  /* The fillings' list of links: each listed link once; a link with a
+   * flow, a load or a busy span listed; one off the list at top rate 0. */
+  size_t listed = 0;
+  for (size_t u = 0; u < net->n_in_use; u++) assert(net->links[net->in_use[u]].listed);
+  for (size_t l = 0; l < net->link_count; l++) {
+    const net_link *L = &net->links[l];
+    listed += L->listed != 0;
+    if (L->flows_on > 0 || L->load_bytes_per_s != 0 || net->acct[l].busy_from_ns >= 0) assert(L->listed);
+    if (!L->listed) assert(L->top_bytes_per_s == 0);
+  }
+  assert(listed == net->n_in_use);
   /* Max-min: a flow below its bound crosses a full link on which no flow
    * goes faster than it (its bottleneck). */
   for (size_t s = 0; s < net->flow_cap; s++) {

@@ -68,7 +68,10 @@ void infsim_sim_free(infsim_sim *s) {
   if (s == NULL) return;
   infsim_sched_free(s->sched);
   if (s->exec != NULL)
-    for (int32_t i = 0; i < s->n_instances; i++) free(s->exec[i].memo);
+    for (int32_t i = 0; i < s->n_instances; i++) {
+      free(s->exec[i].memo);
+      free(s->exec[i].flow_set);
+    }
   free(s->exec);
   free(s->iterations);
   free(s->msgs);

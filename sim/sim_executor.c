@@ -607,17 +607,87 @@ infsim_status sim_executor_run_ended(infsim_sim *s, int32_t instance, infsim_err
  * link bounds the run's throughput). The price is fixed as of the run's
  * start: flows starting or ending later change the shares, and the next
  * run prices with them. */
-static infsim_status start_flows(infsim_sim *s, sim_exec_instance *x, int64_t now_ns, infsim_error *err) {
-  x->da_floor_ns = 0.0;
-  x->da_floor_steps = 0;
-  if (x->da_routes == 0 || x->steps < 1) return INFSIM_OK;
-  double span_s = (double)(x->lead_ns + x->compute_ns) * 1e-9;
-  if (!(span_s > 0.0)) return INFSIM_OK;
+/* start_flows' flows of paths[f][0..lens[f]), bytes[f] a step, demand[f]
+ * over the run, f < x->da_flows, into the network; the run's floor where
+ * a link gives one less than its demand. */
+static infsim_status add_flows(infsim_sim *s, sim_exec_instance *x, int64_t now_ns,
+                               const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens, const double *bytes,
+                               const double *demand, infsim_error *err) {
   double floor_ns = 0.0;
-  double bytes[2 * SIM_DA_MAX_ROUTES], demand[2 * SIM_DA_MAX_ROUTES];
-  int32_t paths[2 * SIM_DA_MAX_ROUTES][INFSIM_NET_MAX_PATH];
+  /* every flow at its demand: no step is held to a share */
+  if (infsim_network_add_steady_set(s->net, x->da_flows, paths, lens, demand, now_ns, x->da_flow))
+    return sim_transport_reschedule(s, err);
+  /* the shares, once every flow of the run competes */
+  for (int f = 0; f < x->da_flows; f++) {
+    double rate = infsim_network_rate(s->net, x->da_flow[f]);
+    if (rate > 0.0 && rate < demand[f] * (1.0 - 1e-9)) floor_ns = fmax(floor_ns, bytes[f] / rate * 1e9);
+  }
+  if (floor_ns > 0.0) {
+    /* the first step at or above the floor (steps only grow) */
+    int64_t lo = 0, hi = x->steps;
+    while (lo < hi) {
+      int64_t mid = lo + (hi - lo) / 2;
+      if ((double)(full_rate_run_ns(s, x, mid + 1) - full_rate_run_ns(s, x, mid)) >= floor_ns) hi = mid;
+      else lo = mid + 1;
+    }
+    x->da_floor_ns = floor_ns;
+    x->da_floor_steps = lo;
+  }
+  return sim_transport_reschedule(s, err);
+}
+
+/* A decode run's routes grouped into flows, kept for the owner's next
+ * run: the key is each route's ends and which of its directions carry
+ * bytes (with the route count: whether start_flows' table applies), all
+ * the grouping depends on; an owner's runs mostly repeat their holders.
+ * of[r][dir]: the flow of route r's direction (-1: none); flows are
+ * numbered in the order of their first route, as start_flows makes them. */
+typedef struct sim_flow_set_s {
+  int routes; /* -1: nothing kept */
+  int32_t from[SIM_DA_MAX_ROUTES], holder[SIM_DA_MAX_ROUTES];
+  uint8_t dirs[SIM_DA_MAX_ROUTES]; /* bit d: direction d has bytes */
+  int16_t of[SIM_DA_MAX_ROUTES][2];
+  int flows;
   int lens[2 * SIM_DA_MAX_ROUTES];
-  infsim_network_sync(s->net, now_ns);
+  int32_t paths[2 * SIM_DA_MAX_ROUTES][INFSIM_NET_MAX_PATH];
+} sim_flow_set;
+
+/* Which directions of a route carry bytes (start_flows skips b <= 0). */
+static uint8_t route_dirs(double out, double back) {
+  return (uint8_t)((out <= 0.0 ? 0 : 1) | (back <= 0.0 ? 0 : 2));
+}
+
+/* The bytes per step of the flows of x's routes, when they group as the
+ * kept set does (then the set's flow count; else -1): summed route by
+ * route in start_flows' order, so bit for bit its sums. */
+static int kept_flows(const sim_flow_set *fs, const sim_exec_instance *x, double *bytes) {
+  if (fs == NULL || fs->routes != x->da_routes) return -1;
+  int seen = 0;
+  for (int r = 0; r < x->da_routes; r++) {
+    double out = x->da_out_bytes[r], back = x->da_back_bytes[r];
+    uint8_t dirs = route_dirs(out, back);
+    if (fs->from[r] != x->da_from[r] || fs->holder[r] != x->da_holder[r] || fs->dirs[r] != dirs) return -1;
+    for (int dir = 0; dir < 2; dir++) {
+      int f = fs->of[r][dir];
+      if (f < 0) continue;
+      double b = dir == 0 ? out : back;
+      if (f == seen) {
+        bytes[f] = b;
+        seen++;
+      } else {
+        bytes[f] += b;
+      }
+    }
+  }
+  return fs->flows;
+}
+
+/* start_flows' grouping of x's routes into flows: paths[f][0..lens[f])
+ * and bytes[f] a step for f < the count returned, of[r][dir] each
+ * route's flow (-1: none). */
+static int group_flows(const infsim_sim *s, const sim_exec_instance *x, int32_t (*paths)[INFSIM_NET_MAX_PATH],
+                       int *lens, double *bytes, int16_t (*of)[2]) {
+  int n = 0;
   bool per_path = s->c.distattn_flow_per_path;
   /* a table for up to 32 flows (at most half full); a run of more routes
    * looks its flows up one by one */
@@ -628,8 +698,9 @@ static infsim_status start_flows(infsim_sim *s, sim_exec_instance *x, int64_t no
   for (int r = 0; r < x->da_routes; r++)
     for (int dir = 0; dir < 2; dir++) {
       double b = dir == 0 ? x->da_out_bytes[r] : x->da_back_bytes[r];
+      of[r][dir] = -1;
       if (b <= 0.0) continue;
-      int f = x->da_flows;
+      int f = n;
       lens[f] = route_path(s, x, r, dir, paths[f]);
       if (lens[f] == 0) continue;
       /* routes over the same links (holders on one other node) share one
@@ -651,34 +722,64 @@ static infsim_status start_flows(infsim_sim *s, sim_exec_instance *x, int64_t no
       }
       if (g >= 0) {
         bytes[g] += b;
+        of[r][dir] = (int16_t)g;
         continue;
       }
       if (per_path && table) by_ends[h] = (int8_t)f;
       bytes[f] = b;
-      x->da_flows++;
+      of[r][dir] = (int16_t)f;
+      n++;
     }
+  return n;
+}
+
+static infsim_status start_flows(infsim_sim *s, sim_exec_instance *x, int64_t now_ns, infsim_error *err) {
+  x->da_floor_ns = 0.0;
+  x->da_floor_steps = 0;
+  if (x->da_routes == 0 || x->steps < 1) return INFSIM_OK;
+  double span_s = (double)(x->lead_ns + x->compute_ns) * 1e-9;
+  if (!(span_s > 0.0)) return INFSIM_OK;
+  double bytes[2 * SIM_DA_MAX_ROUTES], demand[2 * SIM_DA_MAX_ROUTES];
+  int32_t paths[2 * SIM_DA_MAX_ROUTES][INFSIM_NET_MAX_PATH];
+  int lens[2 * SIM_DA_MAX_ROUTES];
+  infsim_network_sync(s->net, now_ns);
+  sim_flow_set *fs = x->flow_set;
+  if (fs == NULL && (fs = x->flow_set = malloc(sizeof *fs)) != NULL) fs->routes = -1;
+  int kept = kept_flows(fs, x, bytes);
+  if (kept >= 0) {
+#ifdef INFSIM_CHECK_INVARIANTS
+    double fresh_bytes[2 * SIM_DA_MAX_ROUTES];
+    int16_t fresh_of[SIM_DA_MAX_ROUTES][2];
+    int fresh = group_flows(s, x, paths, lens, fresh_bytes, fresh_of);
+    assert(fresh == kept);
+    for (int f = 0; f < kept; f++) {
+      assert(fresh_bytes[f] == bytes[f] && lens[f] == fs->lens[f]);
+      assert(memcmp(paths[f], fs->paths[f], (size_t)lens[f] * sizeof paths[f][0]) == 0);
+    }
+#endif
+    x->da_flows = kept;
+    for (int f = 0; f < kept; f++) demand[f] = bytes[f] * (double)x->steps / span_s;
+    return add_flows(s, x, now_ns, (const int32_t(*)[INFSIM_NET_MAX_PATH])fs->paths, fs->lens, bytes, demand, err);
+  }
+  int16_t of[SIM_DA_MAX_ROUTES][2];
+  x->da_flows = group_flows(s, x, paths, lens, bytes, of);
+  if (fs != NULL) { /* kept for the owner's next run */
+    fs->routes = x->da_routes;
+    fs->flows = x->da_flows;
+    for (int r = 0; r < x->da_routes; r++) {
+      fs->from[r] = x->da_from[r];
+      fs->holder[r] = x->da_holder[r];
+      fs->dirs[r] = route_dirs(x->da_out_bytes[r], x->da_back_bytes[r]);
+      fs->of[r][0] = of[r][0];
+      fs->of[r][1] = of[r][1];
+    }
+    for (int f = 0; f < x->da_flows; f++) {
+      fs->lens[f] = lens[f];
+      memcpy(fs->paths[f], paths[f], (size_t)lens[f] * sizeof paths[f][0]);
+    }
+  }
   for (int f = 0; f < x->da_flows; f++) demand[f] = bytes[f] * (double)x->steps / span_s;
-  /* every flow at its demand: no step is held to a share */
-  if (infsim_network_add_steady_set(s->net, x->da_flows, (const int32_t(*)[INFSIM_NET_MAX_PATH])paths, lens, demand,
-                                    now_ns, x->da_flow))
-    return sim_transport_reschedule(s, err);
-  /* the shares, once every flow of the run competes */
-  for (int f = 0; f < x->da_flows; f++) {
-    double rate = infsim_network_rate(s->net, x->da_flow[f]);
-    if (rate > 0.0 && rate < demand[f] * (1.0 - 1e-9)) floor_ns = fmax(floor_ns, bytes[f] / rate * 1e9);
-  }
-  if (floor_ns > 0.0) {
-    /* the first step at or above the floor (steps only grow) */
-    int64_t lo = 0, hi = x->steps;
-    while (lo < hi) {
-      int64_t mid = lo + (hi - lo) / 2;
-      if ((double)(full_rate_run_ns(s, x, mid + 1) - full_rate_run_ns(s, x, mid)) >= floor_ns) hi = mid;
-      else lo = mid + 1;
-    }
-    x->da_floor_ns = floor_ns;
-    x->da_floor_steps = lo;
-  }
-  return sim_transport_reschedule(s, err);
+  return add_flows(s, x, now_ns, (const int32_t(*)[INFSIM_NET_MAX_PATH])paths, lens, bytes, demand, err);
 }
 
 static infsim_status exec_submit(void *self, const infsim_batch *b, int64_t now_ns, int64_t *end_ns,

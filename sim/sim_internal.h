@@ -107,6 +107,7 @@ typedef struct {
   int64_t guest_requests, guest_tokens;
   double guest_step_ns;
   sim_da_memo *memo; /* its last batch with holders (no relay): allocated at its first; NULL before */
+  struct sim_flow_set_s *flow_set; /* its last decode run's flows by route (sim_executor.c); NULL before */
 } sim_exec_instance;
 
 typedef struct {

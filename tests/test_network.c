@@ -14,7 +14,9 @@
 ** by flow; a run's steady flows started and ended as a set leave the
 ** network bit for bit as the calls one by one do; a probe that walks the
 ** flows already on its links (their rates as bounds) gets the filling's
-** shares to the last bit.
+** shares to the last bit; links that go idle and come back (the list
+** of links the fillings visit) keep the flow-by-flow filling's rates and
+** the bytes and busy time summed interval by interval.
 */
 #include <math.h>
 #include <setjmp.h>
@@ -820,6 +822,125 @@ static void test_crowded_paths_match_flow_by_flow_filling(void **state) {
   gsl_rng_free(rng);
 }
 
+/* Removes the flow of id from live[0..*n) (it must be there). */
+static void live_drop(ref_flow *live, int *n, int64_t id) {
+  for (int k = 0; k < *n; k++)
+    if (live[k].id == id) {
+      live[k] = live[--*n];
+      return;
+    }
+  fail_msg("flow %lld was not live", (long long)id);
+}
+
+/* A cluster of three instances, two a node (16 links, most of them idle
+ * at a time), where decode runs' steady sets and KV moves come and go,
+ * with spells in which everything ends, so that links leave the list of
+ * those the fillings visit and come back to it. After every change each
+ * live flow's rate equals the flow-by-flow filling's, and every link's
+ * bytes and busy time equal the ones summed here interval by interval
+ * (the flows' rates x time over its path; the time with a moving flow on
+ * it): a link a filling skipped would keep a stale load, rate or span. */
+static void test_idle_links_match_reference(void **state) {
+  (void)state;
+  gsl_rng *rng = infsim_rng_new(41, "test.network.idle_links");
+  infsim_topology t = {.instances = 3, .instances_per_node = 2, .nvlink_bytes_per_s = 40e9, .nic_bytes_per_s = 10e9,
+                       .pcie_bytes_per_s = 8e9};
+  infsim_network *net = NULL;
+  assert_int_equal(infsim_network_new_cluster(&t, &net, NULL), INFSIM_OK);
+  enum { LINKS = 16, ENDPOINTS = 5, OWNERS = 3, MAXF = 8 };
+  assert_int_equal((int)infsim_network_link_count(net), LINKS);
+  double cap[LINKS], want_bytes[LINKS] = {0};
+  int64_t want_busy[LINKS] = {0};
+  for (int32_t l = 0; l < LINKS; l++) cap[l] = infsim_network_link(net, l).bytes_per_s;
+  static ref_flow live[512];
+  int n = 0, idle_spells = 0, refilled = 0;
+  void *ctx[2] = {live, &n};
+  int64_t run_ids[OWNERS][MAXF];
+  int run_flows[OWNERS] = {0};
+  double rate[512];
+  int64_t now = 0;
+  for (int step = 0; step < 4000; step++) {
+    /* time passes up to the network's next change at most: rates stay */
+    int64_t t1 = now + (int64_t)gsl_rng_uniform_int(rng, gsl_rng_uniform(rng) < 0.1 ? 50000000 : 500000);
+    if (infsim_network_next_ns(net) < t1) t1 = infsim_network_next_ns(net);
+    bool moving[LINKS] = {false};
+    for (int k = 0; k < n; k++) {
+      double r = infsim_network_rate(net, live[k].id);
+      for (int j = 0; j < live[k].len; j++) {
+        want_bytes[live[k].path[j]] += r * (double)(t1 - now) * 1e-9;
+        moving[live[k].path[j]] |= r > 0;
+      }
+    }
+    for (int l = 0; l < LINKS; l++) want_busy[l] += moving[l] ? t1 - now : 0;
+    infsim_network_advance(net, t1, drop_done, ctx);
+    now = t1;
+    int32_t o = (int32_t)gsl_rng_uniform_int(rng, OWNERS);
+    double u = gsl_rng_uniform(rng);
+    if (u < 0.3 && run_flows[o] == 0) { /* a run starts, to a few holders, both ways */
+      int32_t paths[MAXF][INFSIM_NET_MAX_PATH];
+      int lens[MAXF], m = 0;
+      double demand[MAXF];
+      int holders = 1 + (int)gsl_rng_uniform_int(rng, MAXF / 2);
+      for (int h = 0; h < holders; h++) {
+        int32_t holder = (int32_t)gsl_rng_uniform_int(rng, ENDPOINTS);
+        if (holder == o) continue;
+        for (int dir = 0; dir < 2; dir++) {
+          lens[m] = dir == 0 ? infsim_network_route(net, o, holder, paths[m]) : infsim_network_route(net, holder, o, paths[m]);
+          demand[m] = 1e8 + 8e9 * gsl_rng_uniform(rng); /* a few of them fill a NIC */
+          m++;
+        }
+      }
+      refilled += !infsim_network_add_steady_set(net, m, (const int32_t(*)[INFSIM_NET_MAX_PATH])paths, lens, demand,
+                                                 now, run_ids[o]);
+      for (int f = 0; f < m; f++) {
+        ref_flow *r = &live[n++];
+        r->id = run_ids[o][f];
+        r->len = lens[f];
+        memcpy(r->path, paths[f], sizeof r->path);
+        r->bound = demand[f];
+      }
+      run_flows[o] = m;
+    } else if (u < 0.55 && run_flows[o] > 0) { /* the run ends */
+      infsim_network_remove_steady_set(net, run_ids[o], run_flows[o], now);
+      for (int f = 0; f < run_flows[o]; f++) live_drop(live, &n, run_ids[o][f]);
+      run_flows[o] = 0;
+    } else if (u < 0.8 && n < 400) { /* a KV move */
+      int32_t dst = (int32_t)gsl_rng_uniform_int(rng, ENDPOINTS);
+      ref_flow *r = &live[n];
+      r->len = infsim_network_route(net, o, dst, r->path);
+      r->bound = 0;
+      if (r->len > 0) {
+        int64_t bytes = 1 + (int64_t)gsl_rng_uniform_int(rng, 20000000);
+        assert_int_equal(infsim_network_add_flow(net, bytes, r->path, r->len, now, 0, 0, &r->id, NULL), INFSIM_OK);
+        n++;
+      }
+    } else if (u < 0.85) { /* everything ends: the links go idle */
+      for (int32_t w = 0; w < OWNERS; w++) {
+        infsim_network_remove_steady_set(net, run_ids[w], run_flows[w], now);
+        for (int f = 0; f < run_flows[w]; f++) live_drop(live, &n, run_ids[w][f]);
+        run_flows[w] = 0;
+      }
+      while (n > 0) assert_true(infsim_network_remove(net, live[--n].id, now) >= 0);
+      idle_spells++;
+    }
+    infsim_network_check(net);
+    assert_int_equal((int)infsim_network_flow_count(net), n);
+    ref_rates(cap, LINKS, live, n, rate);
+    for (int k = 0; k < n; k++)
+      assert_float_equal(infsim_network_rate(net, live[k].id), rate[k], 1e-6 * rate[k] + 1e-3);
+    for (int32_t l = 0; l < LINKS; l++) {
+      infsim_link_info got = infsim_network_link(net, l);
+      /* a KV move's end, rounded up to a whole ns, puts its exact bytes
+       * on the links (a few bytes less than its rate x time here) */
+      assert_float_equal(got.bytes, want_bytes[l], 1e-9 * want_bytes[l] + 1e4);
+      assert_int_equal(got.busy_ns, want_busy[l]);
+    }
+  }
+  assert_true(idle_spells > 100 && refilled > 20); /* links went idle; some runs filled a link */
+  infsim_network_free(net);
+  gsl_rng_free(rng);
+}
+
 /* The shares a step's transfers would get (infsim_network_probe), on 4
  * nodes of one instance, NIC B = 24 GB/s each way. Owner i0 with holders
  * i1, i2, i3: alone, its three partials share its node's NIC in, B/3 = 8
@@ -1123,6 +1244,7 @@ int main(void) {
       cmocka_unit_test(test_steady_sets_match_calls_one_by_one),
       cmocka_unit_test(test_probe_walk_matches_filling_bit_for_bit),
       cmocka_unit_test(test_keyed_probe_reuses_only_what_holds),
+      cmocka_unit_test(test_idle_links_match_reference),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
