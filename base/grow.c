@@ -20,3 +20,15 @@ bool infsim_grow(void **items, size_t *cap, size_t need, size_t item_bytes, size
   *cap = c;
   return true;
 }
+
+bool infsim_grow_each(size_t *cap, size_t need, size_t first, size_t count, void **const items[],
+                      const size_t item_bytes[]) {
+  if (need <= *cap) return true;
+  size_t c = *cap;
+  for (size_t i = 0; i < count; i++) {
+    c = *cap; /* each array holds *cap items now */
+    if (!infsim_grow(items[i], &c, need, item_bytes[i], first)) return false;
+  }
+  *cap = c;
+  return true;
+}

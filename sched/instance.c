@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "infsim/grow.h"
 #include "sched_internal.h"
 
 /* The first live finish (stale ones, of preempted requests, are dropped), or NULL. */
@@ -654,22 +655,10 @@ static void add_remote_totals(infsim_batch *b, int64_t remote, int64_t holders) 
 }
 
 static bool remote_memo_reserve(remote_memo *m, int32_t holders, int32_t requests) {
-  if (holders > m->holder_capacity) {
-    infsim_batch_holder *h = realloc(m->holders, (size_t)holders * sizeof *h);
-    if (h == NULL) return false;
-    m->holders = h;
-    m->holder_capacity = holders;
-  }
-  if (requests > m->request_capacity) {
-    int64_t *t = realloc(m->remote_tokens, (size_t)requests * sizeof *t);
-    if (t == NULL) return false;
-    m->remote_tokens = t;
-    int64_t *p = realloc(m->partials, (size_t)requests * sizeof *p);
-    if (p == NULL) return false;
-    m->partials = p;
-    m->request_capacity = requests;
-  }
-  return true;
+  void **const per_request[] = {(void **)&m->remote_tokens, (void **)&m->partials};
+  const size_t per_request_bytes[] = {sizeof *m->remote_tokens, sizeof *m->partials};
+  return infsim_grow((void **)&m->holders, &m->holder_capacity, (size_t)holders, sizeof *m->holders, 8) &&
+         infsim_grow_each(&m->request_capacity, (size_t)requests, 16, 2, per_request, per_request_bytes);
 }
 
 /* A decode run with no prompt chunk whose split requests' holdings and

@@ -66,10 +66,12 @@ typedef struct {
   bool valid;
   uint64_t kv_gen, decode_gen;
   infsim_batch_holder *holders;
-  int32_t holder_count, holder_capacity;
+  int32_t holder_count;
+  size_t holder_capacity;
   int64_t *remote_tokens; /* unclipped */
   int64_t *partials;
-  int32_t requests, request_capacity;
+  int32_t requests;
+  size_t request_capacity;
 } remote_memo;
 
 typedef struct {

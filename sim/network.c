@@ -1177,31 +1177,14 @@ static inline uint64_t probe_bit(int32_t j) { return (uint64_t)1 << (j & 63); }
 /* Room for a memo of n transfers over up to nt links; false when out of
  * memory (the answer is then not kept). */
 static bool memo_reserve(probe_memo *m, size_t n, size_t nt) {
-  if (m->parts_cap < n) {
-    size_t cap = m->parts_cap;
-    if (!infsim_grow((void **)&m->paths, &cap, n, sizeof *m->paths, 16)) return false;
-    cap = m->parts_cap;
-    if (!infsim_grow((void **)&m->lens, &cap, n, sizeof *m->lens, 16)) return false;
-    cap = m->parts_cap;
-    if (!infsim_grow((void **)&m->rates, &cap, n, sizeof *m->rates, 16)) return false;
-    m->parts_cap = cap;
-  }
-  if (m->links_cap < nt) {
-    size_t cap = m->links_cap;
-    if (!infsim_grow((void **)&m->links, &cap, nt, sizeof *m->links, 16)) return false;
-    cap = m->links_cap;
-    if (!infsim_grow((void **)&m->unfixed, &cap, nt, sizeof *m->unfixed, 16)) return false;
-    cap = m->links_cap;
-    if (!infsim_grow((void **)&m->load_lo, &cap, nt, sizeof *m->load_lo, 16)) return false;
-    cap = m->links_cap;
-    if (!infsim_grow((void **)&m->load_hi, &cap, nt, sizeof *m->load_hi, 16)) return false;
-    m->links_cap = cap;
-  }
-  return true;
+  void **const parts[] = {(void **)&m->paths, (void **)&m->lens, (void **)&m->rates};
+  const size_t part_bytes[] = {sizeof *m->paths, sizeof *m->lens, sizeof *m->rates};
+  void **const links[] = {(void **)&m->links, (void **)&m->unfixed, (void **)&m->load_lo, (void **)&m->load_hi};
+  const size_t link_bytes[] = {sizeof *m->links, sizeof *m->unfixed, sizeof *m->load_lo, sizeof *m->load_hi};
+  return infsim_grow_each(&m->parts_cap, n, 16, 3, parts, part_bytes) &&
+         infsim_grow_each(&m->links_cap, nt, 16, 4, links, link_bytes);
 }
 
-/* The probe (infsim_network_probe); with memo, its answer is kept there
- * when it needed no walk of the flows. */
 /* A path's links as two words, the entries past its length masked off
  * (a caller's path leaves them unset): two paths of one length are the
  * same when their words are. */
@@ -1229,27 +1212,16 @@ static bool shape_holds(const probe_shape *h, int n, const int32_t (*paths)[INFS
 /* Room in shape for n transfers over up to nt links; false when out of
  * memory (the set-up is then not kept). */
 static bool shape_reserve(probe_shape *h, size_t n, size_t nt) {
-  if (h->parts_cap < n) {
-    size_t cap = h->parts_cap;
-    if (!infsim_grow((void **)&h->words, &cap, n, sizeof *h->words, 16)) return false;
-    cap = h->parts_cap;
-    if (!infsim_grow((void **)&h->lens, &cap, n, sizeof *h->lens, 16)) return false;
-    cap = h->parts_cap;
-    if (!infsim_grow((void **)&h->parts, &cap, n, sizeof *h->parts, 16)) return false;
-    cap = h->parts_cap;
-    if (!infsim_grow((void **)&h->act, &cap, n, sizeof *h->act, 16)) return false;
-    h->parts_cap = cap;
-  }
-  if (h->links_cap < nt) {
-    size_t cap = h->links_cap;
-    if (!infsim_grow((void **)&h->links, &cap, nt, sizeof *h->links, 16)) return false;
-    cap = h->links_cap;
-    if (!infsim_grow((void **)&h->unfixed, &cap, nt, sizeof *h->unfixed, 16)) return false;
-    h->links_cap = cap;
-  }
-  return true;
+  void **const parts[] = {(void **)&h->words, (void **)&h->lens, (void **)&h->parts, (void **)&h->act};
+  const size_t part_bytes[] = {sizeof *h->words, sizeof *h->lens, sizeof *h->parts, sizeof *h->act};
+  void **const links[] = {(void **)&h->links, (void **)&h->unfixed};
+  const size_t link_bytes[] = {sizeof *h->links, sizeof *h->unfixed};
+  return infsim_grow_each(&h->parts_cap, n, 16, 4, parts, part_bytes) &&
+         infsim_grow_each(&h->links_cap, nt, 16, 2, links, link_bytes);
 }
 
+/* The probe (infsim_network_probe); with memo, its answer is kept there
+ * when it needed no walk of the flows. */
 static void probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens,
                   double *rates, probe_memo *memo, probe_shape *shape) {
   if (n <= 0) return;

@@ -16,4 +16,11 @@
  * the caller reports INFSIM_ENOMEM. */
 bool infsim_grow(void **items, size_t *cap, size_t need, size_t item_bytes, size_t first);
 
+/* infsim_grow for `count` parallel arrays that share one capacity *cap
+ * (*items[i] of item_bytes[i] each): every array holds at least `need`
+ * items, all at the same new capacity. False, with *cap unchanged (arrays
+ * grown before the failure keep their larger size), as infsim_grow. */
+bool infsim_grow_each(size_t *cap, size_t need, size_t first, size_t count, void **const items[],
+                      const size_t item_bytes[]);
+
 #endif
