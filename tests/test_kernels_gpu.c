@@ -525,11 +525,12 @@ static void prefill_case_run(fixture *f, infsim_kdtype t, infsim_kdtype out_t, i
      * version 14 with Q in shared memory or registers, 4 and 5 = version 15
      * with one CTA per work tile or one per SM over them, 6 and 7 = the
      * same with K/V by bulk tensor copies, 8 and 9 = version 17's
-     * consumers on version 16's loads). */
-    const int tiles[13][3] = {{64, 64, 0},   {128, 32, 0},  {128, 64, 0},  {128, 128, 1}, {128, 128, 2},
-                              {128, 128, 3}, {0, 0, 0},     {128, 128, 4}, {128, 128, 5}, {128, 128, 6},
-                              {128, 128, 7}, {128, 128, 8}, {128, 128, 9}};
-    for (int variant = 0; variant < 13; variant++) {
+     * consumers on version 16's loads, 10 and 11 = version 18's). */
+    const int tiles[15][3] = {{64, 64, 0},    {128, 32, 0},   {128, 64, 0},  {128, 128, 1}, {128, 128, 2},
+                              {128, 128, 3},  {0, 0, 0},      {128, 128, 4}, {128, 128, 5}, {128, 128, 6},
+                              {128, 128, 7},  {128, 128, 8},  {128, 128, 9}, {128, 128, 10},
+                              {128, 128, 11}};
+    for (int variant = 0; variant < 15; variant++) {
     if (!(variants >> variant & 1u)) continue;
     a.q_tile_rows = tiles[variant][0];
     a.k_tile_tokens = tiles[variant][1];
@@ -573,7 +574,7 @@ static void prefill_case_of(fixture *f, infsim_kdtype t, infsim_kdtype out_t, in
 
 static void prefill_case(fixture *f, infsim_kdtype t, infsim_kdtype out_t, int32_t reqs, int32_t h, int32_t g,
                          int32_t bt, int32_t first, int32_t second) {
-  prefill_case_of(f, t, out_t, reqs, h, g, bt, first, second, 0x1fffu);
+  prefill_case_of(f, t, out_t, reqs, h, g, bt, first, second, 0x7fffu);
 }
 
 /* Version 14 (pipeline 2) alone at a size compute-sanitizer's
@@ -621,14 +622,21 @@ static void test_prefill_small_v17(void **state) {
   prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_BF16, 2, 32, 4, 32, 300, 150, 1u << 12);
 }
 
+/* Version 18 (pipelines 10 and 11) at the same two sizes as version 16. */
+static void test_prefill_small_v18(void **state) {
+  fixture *f = *state;
+  prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 2, 1, 16, 520, 130, 3u << 13);
+  prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_BF16, 2, 32, 4, 32, 300, 150, 1u << 14);
+}
+
 /* A pool whose unwritten slots are NaN: the slots past the last key of the
  * last block are read (a 16-key run or a whole key tile past the end) and
- * must count as zeros, for the version-15 to -17 pipelines and auto. 100
+ * must count as zeros, for the version-15 to -18 pipelines and auto. 100
  * and 37 tokens end inside a 16-token run; 64-token blocks put the last
  * run mid-block. */
 static void test_prefill_nan_pool(void **state) {
   fixture *f = *state;
-  const unsigned hopper = 1u << 6 | 0x3fu << 7;
+  const unsigned hopper = 1u << 6 | 0xffu << 7;
   prefill_case_run(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 2, 4, 2, 16, 100, 37, hopper, true, 0);
   prefill_case_run(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 8, 1, 64, 200, 90, hopper, true, 0);
 }
@@ -637,10 +645,12 @@ static void test_prefill_nan_pool(void **state) {
  * scores' max keeps rising by more than 2^8 in exponent terms from one key
  * tile to the next, so version 17's rescale of O (which it skips while
  * the max moves less) runs on most tiles, in the prompt and in the chunk
- * after it; every tile shape and pipeline. */
+ * after it, and so does version 18's redo of a tile from its raw scores
+ * (its exponents' sums pass 2^15, many of them infinite); every tile shape
+ * and pipeline. */
 static void test_prefill_rising_max(void **state) {
   fixture *f = *state;
-  prefill_case_run(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 2, 1, 16, 520, 130, 0x1fffu, false, 64);
+  prefill_case_run(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 2, 1, 16, 520, 130, 0x7fffu, false, 64);
 }
 
 static void test_prefill_matches_cpu(void **state) {
@@ -818,6 +828,7 @@ int main(void) {
       cmocka_unit_test(test_decode_merges_remote_partials), cmocka_unit_test(test_prefill_small_v14),
       cmocka_unit_test(test_prefill_small_v15), cmocka_unit_test(test_prefill_persist_v15),
       cmocka_unit_test(test_prefill_small_v16), cmocka_unit_test(test_prefill_small_v17),
+      cmocka_unit_test(test_prefill_small_v18),
       cmocka_unit_test(test_prefill_nan_pool), cmocka_unit_test(test_prefill_rising_max),
   };
   /* INFSIM_GPU_TEST_ONLY=SUBSTRING runs the tests whose names contain it
