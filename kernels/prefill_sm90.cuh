@@ -348,8 +348,9 @@ __device__ __forceinline__ void rescale_o(float (&o)[64], float a0, float a1) {
 /* Version 15 (pipeline 4; `persist`: pipeline 5) on c->stream; `tma`: K/V
  * by bulk tensor copies (pipelines 6 and 7); `v17`: version 17's consumers
  * with version 16's loads (pipelines 8 and 9); `v18`: version 18's
- * consumers (pipelines 10 and 11). */
+ * consumers (pipelines 10 and 11); `grouped`: version 18 with the CTAs in
+ * groups of heads (pipeline 12). */
 infsim_status ik_prefill_sm90_ws(ik_cuda *c, const ik_prefill_params &p, bool bf16, int reqs, bool persist, bool tma,
-                                 bool v17, bool v18, infsim_error *err);
+                                 bool v17, bool v18, bool grouped, infsim_error *err);
 
 #endif

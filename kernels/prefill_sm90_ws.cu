@@ -1,13 +1,14 @@
 /*
-** prefill_sm90_ws.cu: prefill versions 15 to 17 on Hopper (sm_90a), 17 the
+** prefill_sm90_ws.cu: prefill versions 15 to 18 on Hopper (sm_90a), 18 the
 ** default there: version 14's two consumer warpgroups (prefill_sm90.cu)
 ** fed by a producer warpgroup, which loads K/V by 16-byte cp.async
 ** (version 15, pipelines 4 and 5) or by bulk tensor copies (version 16,
-** pipelines 6 and 7; version 17, pipelines 8 and 9, with fewer consumer
-** instructions per key tile). Same contract and results as the kernels in
-** prefill_sm90.cu; prefill.cu appends the new K/V before launching it and
-** never launches it on a device other than compute capability 9.0 (in
-** other passes the body traps). Measurements: kernels/NOTES.md, 15-17.
+** pipelines 6 and 7; versions 17 and 18, pipelines 8-12, with fewer
+** consumer instructions per key tile). Same contract and results as the
+** kernels in prefill_sm90.cu; prefill.cu appends the new K/V before
+** launching it and never launches it on a device other than compute
+** capability 9.0 (in other passes the body traps). Measurements:
+** kernels/NOTES.md, 15-18.
 */
 #include "prefill_sm90.cuh"
 
@@ -55,7 +56,7 @@ constexpr int WS_THREADS = 384;
 constexpr int WS_BARS = 4 * NST + 2; /* K full, V full, K empty, V empty (one per buffer), Q empty, Q full (TMA) */
 constexpr int SMEM_WS = (int)(Q_BYTES + 2 * NST * TILE_BYTES) + WS_BARS * 8 + 1024;
 
-template <bool BF16, bool POW2, bool PINGPONG, bool PERSIST, bool TMA, bool V17, bool V18>
+template <bool BF16, bool POW2, bool PINGPONG, bool PERSIST, bool TMA, bool V17, bool V18, bool GROUPED>
 __global__ void __launch_bounds__(WS_THREADS, 1)
     prefill_sm90_ws_kernel(ik_prefill_params p, int reqs, const __grid_constant__ ik_kv_maps maps) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -86,6 +87,23 @@ __global__ void __launch_bounds__(WS_THREADS, 1)
       qt = nq - 1 - w / per;
       hh = w % per % p.h;
       r = w % per / p.h;
+    } else if (GROUPED) {
+      /* Pipeline 12: the CTAs of a request taken in groups of hg heads
+       * (one KV head's query heads, at least 4), heaviest query tile first
+       * within the group and the group's heads side by side. The hardware
+       * deals CTAs in launch order, so head by head (pipelines 8 and 10)
+       * starts the last head's heaviest tile (a whole context of keys)
+       * when only that head's lighter ones are left to run beside it; in
+       * groups, the heaviest tiles start with a group's worth of work
+       * after them, and the CTAs in flight still read the K/V of hg heads
+       * at most (the persistent order reads every head's: NOTES.md 15). */
+      if (k > 0) return false;
+      const int hg = p.group * ((3 + p.group) / p.group), nqt = (int)gridDim.x;
+      const int lin = (int)blockIdx.x + nqt * (int)blockIdx.y, h0 = lin / (nqt * hg) * hg;
+      const int in = min(hg, p.h - h0), w = lin - h0 * nqt;
+      qt = nqt - 1 - w / in;
+      hh = h0 + w % in;
+      r = blockIdx.z;
     } else {
       if (k > 0) return false;
       qt = (int)gridDim.x - 1 - (int)blockIdx.x;
@@ -617,20 +635,23 @@ infsim_status encode_kv_maps(ik_cuda *c, const ik_prefill_params &p, ik_kv_maps 
  * of them. prefill_ready bits 10-13 (prefill_sm90.cu names the others). */
 template <bool BF16, bool POW2>
 infsim_status launch_ws(ik_cuda *c, const ik_prefill_params &p, int reqs, bool persist, bool tma, bool v17,
-                        bool v18, infsim_error *err) {
+                        bool v18, bool grouped, infsim_error *err) {
   constexpr bool PP = IK_SM90_PINGPONG != 0;
-  auto kern = v18   ? (persist ? prefill_sm90_ws_kernel<BF16, POW2, PP, true, true, true, true>
-                               : prefill_sm90_ws_kernel<BF16, POW2, PP, false, true, true, true>)
-              : v17 ? (persist ? prefill_sm90_ws_kernel<BF16, POW2, PP, true, true, true, false>
-                               : prefill_sm90_ws_kernel<BF16, POW2, PP, false, true, true, false>)
-              : tma ? (persist ? prefill_sm90_ws_kernel<BF16, POW2, PP, true, true, false, false>
-                               : prefill_sm90_ws_kernel<BF16, POW2, PP, false, true, false, false>)
-                    : (persist ? prefill_sm90_ws_kernel<BF16, POW2, PP, true, false, false, false>
-                               : prefill_sm90_ws_kernel<BF16, POW2, PP, false, false, false, false>);
-  /* Bits 10-17 versions 15 and 16, 18-21 version 17, 22-25 version 18. */
-  const int bit = 1 << (v18   ? 22 + (persist ? 2 : 0) + (POW2 ? 0 : 1)
-                        : v17 ? 18 + (persist ? 2 : 0) + (POW2 ? 0 : 1)
-                              : 10 + (persist ? 2 : 0) + (tma ? 4 : 0) + (POW2 ? 0 : 1));
+  auto kern = grouped ? prefill_sm90_ws_kernel<BF16, POW2, PP, false, true, true, true, true>
+              : v18   ? (persist ? prefill_sm90_ws_kernel<BF16, POW2, PP, true, true, true, true, false>
+                                 : prefill_sm90_ws_kernel<BF16, POW2, PP, false, true, true, true, false>)
+              : v17   ? (persist ? prefill_sm90_ws_kernel<BF16, POW2, PP, true, true, true, false, false>
+                                 : prefill_sm90_ws_kernel<BF16, POW2, PP, false, true, true, false, false>)
+              : tma   ? (persist ? prefill_sm90_ws_kernel<BF16, POW2, PP, true, true, false, false, false>
+                                 : prefill_sm90_ws_kernel<BF16, POW2, PP, false, true, false, false, false>)
+                      : (persist ? prefill_sm90_ws_kernel<BF16, POW2, PP, true, false, false, false, false>
+                                 : prefill_sm90_ws_kernel<BF16, POW2, PP, false, false, false, false, false>);
+  /* Bits 10-17 versions 15 and 16, 18-21 version 17, 22-25 version 18,
+   * 26-27 its grouped order. */
+  const int bit = 1 << (grouped ? 26 + (POW2 ? 0 : 1)
+                        : v18   ? 22 + (persist ? 2 : 0) + (POW2 ? 0 : 1)
+                        : v17   ? 18 + (persist ? 2 : 0) + (POW2 ? 0 : 1)
+                                : 10 + (persist ? 2 : 0) + (tma ? 4 : 0) + (POW2 ? 0 : 1));
   if (!(c->prefill_ready[BF16 ? 1 : 0] & bit)) {
     IK_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_WS));
     c->prefill_ready[BF16 ? 1 : 0] |= bit;
@@ -652,11 +673,11 @@ infsim_status launch_ws(ik_cuda *c, const ik_prefill_params &p, int reqs, bool p
 } /* namespace */
 
 infsim_status ik_prefill_sm90_ws(ik_cuda *c, const ik_prefill_params &p, bool bf16, int reqs, bool persist, bool tma,
-                                 bool v17, bool v18, infsim_error *err) {
+                                 bool v17, bool v18, bool grouped, infsim_error *err) {
   const bool pow2 = p.bt_shift >= 0;
   if (bf16)
-    return pow2 ? launch_ws<true, true>(c, p, reqs, persist, tma, v17, v18, err)
-                : launch_ws<true, false>(c, p, reqs, persist, tma, v17, v18, err);
-  return pow2 ? launch_ws<false, true>(c, p, reqs, persist, tma, v17, v18, err)
-              : launch_ws<false, false>(c, p, reqs, persist, tma, v17, v18, err);
+    return pow2 ? launch_ws<true, true>(c, p, reqs, persist, tma, v17, v18, grouped, err)
+                : launch_ws<true, false>(c, p, reqs, persist, tma, v17, v18, grouped, err);
+  return pow2 ? launch_ws<false, true>(c, p, reqs, persist, tma, v17, v18, grouped, err)
+              : launch_ws<false, false>(c, p, reqs, persist, tma, v17, v18, grouped, err);
 }

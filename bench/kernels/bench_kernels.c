@@ -286,7 +286,7 @@ static void bench_chunks(bench *b, const int *pls, int npl) {
                              .block_table_stride = (int32_t)(N / bt), .softmax_scale = 0.08838834764f,
                              .out_dtype = INFSIM_KDTYPE_BF16, .out = out};
     const double pairs = (double)c * (double)L + (double)c * (double)(c + 1) / 2.0;
-    for (int i = 0; i < npl; i++) { /* 0 = auto; 2-3 version 14, 4-5 15, 6-7 16, 8-9 17, 10-11 18 */
+    for (int i = 0; i < npl; i++) { /* 0 = auto; 2-3 version 14, 4-5 15, 6-7 16, 8-9 17, 10-12 18 */
       a.sm90_pipeline = pls[i];
       infsim_kernel_timing t = btime(b, infsim_kernel_op_prefill, &a, 10, false);
       char variant[32];
@@ -314,12 +314,13 @@ static void bench_prefill(bench *b) {
        * spread shows the run-to-run noise; the long 16K runs heat the card). */
       /* {rows, keys, wgmma pipeline}: the wgmma kernel's pipelines 2 and 3
        * (version 14), 4-5 (version 15), 6-7 (version 16: K/V by bulk
-       * tensor copies), 8-9 (version 17: its consumers) and 10-11 (version
+       * tensor copies), 8-9 (version 17: its consumers) and 10-12 (version
        * 18) beside version 6 on compute capability 9.0. */
-      const int tiles[15][3] = {{0, 0, 0},     {128, 128, 1},  {128, 128, 2},  {128, 128, 3}, {128, 128, 4},
-                                {128, 128, 5}, {128, 128, 6},  {128, 128, 7},  {128, 128, 8}, {128, 128, 9},
-                                {128, 128, 10}, {128, 128, 11}, {64, 64, 0},   {128, 32, 0},  {128, 64, 0}};
-      for (int v = 0; v < (h == 32 ? 12 : 15); v++) { /* 32/32 (MHA, 7B-like): auto and the wgmma ones */
+      const int tiles[16][3] = {{0, 0, 0},      {128, 128, 1},  {128, 128, 2},  {128, 128, 3}, {128, 128, 4},
+                                {128, 128, 5},  {128, 128, 6},  {128, 128, 7},  {128, 128, 8}, {128, 128, 9},
+                                {128, 128, 10}, {128, 128, 11}, {128, 128, 12}, {64, 64, 0},   {128, 32, 0},
+                                {128, 64, 0}};
+      for (int v = 0; v < (h == 32 ? 13 : 16); v++) { /* 32/32 (MHA, 7B-like): auto and the wgmma ones */
         a.q_tile_rows = tiles[v][0];
         a.k_tile_tokens = tiles[v][1];
         a.sm90_pipeline = tiles[v][2];
@@ -338,8 +339,8 @@ static void bench_prefill(bench *b) {
       prefill_bufs_free(b, &m);
     }
   }
-  const int pls[11] = {0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
-  bench_chunks(b, pls, 11);
+  const int pls[12] = {0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+  bench_chunks(b, pls, 12);
 }
 
 /* One fresh 16K-token prefill on 64/8 heads with the wgmma pipeline named
@@ -364,8 +365,8 @@ static void bench_prefill_one(bench *b) {
 }
 
 /* Versions 17 and 18 side by side (kernels/NOTES.md 18): auto and
- * pipelines 8-11 on fresh prompts of 1K, 4K and 16K tokens (64/8, 32/32
- * and 8/1 heads), then the chunks with 8 and 10. One call is one round;
+ * pipelines 8-12 on fresh prompts of 1K, 4K and 16K tokens (64/8, 32/32
+ * and 8/1 heads), then the chunks with auto, 8 and 12. One call is one round;
  * INFSIM_BENCH_ROUND rotates the order of each shape's variants, so a
  * script that runs several rounds (torch between them) gives every variant
  * every place in the order: the card's clock drifts as it heats, and a
@@ -375,14 +376,14 @@ static void bench_prefill_cmp(bench *b) {
   const int round = env ? atoi(env) : 0;
   const int64_t lens[] = {1024, 4096, 16384};
   const int64_t heads[][2] = {{H70, G70}, {32, 32}, {8, 1}};
-  const int pls[5] = {0, 8, 9, 10, 11};
+  const int pls[6] = {0, 8, 9, 10, 11, 12};
   for (size_t hi = 0; hi < 3; hi++) {
     for (size_t li = 0; li < 3; li++) {
       const int64_t N = lens[li], h = heads[hi][0], g = heads[hi][1], bt = 16;
       prefill_bufs m;
       infsim_prefill_args a = prefill_fresh(b, N, h, g, bt, false, &m);
-      for (int i = 0; i < 5; i++) {
-        const int pl = pls[(i + round) % 5];
+      for (int i = 0; i < 6; i++) {
+        const int pl = pls[(i + round) % 6];
         a.q_tile_rows = pl ? 128 : 0;
         a.k_tile_tokens = pl ? 128 : 0;
         a.sm90_pipeline = pl;
@@ -399,8 +400,8 @@ static void bench_prefill_cmp(bench *b) {
       prefill_bufs_free(b, &m);
     }
   }
-  const int cpl[2][2] = {{8, 10}, {10, 8}};
-  bench_chunks(b, cpl[round & 1], 2);
+  const int cpl[3][3] = {{0, 8, 12}, {8, 12, 0}, {12, 0, 8}};
+  bench_chunks(b, cpl[round % 3], 3);
 }
 
 /* The unfused sequence: RMSNorm in one pass, RoPE in a second. */

@@ -34,20 +34,21 @@ def main():
         v = r["variant"].replace("causal-q128k128", "causal-")
         key = (r["kernel"], int(r["q_heads"]), int(r["kv_heads"]), int(r["context"]), int(r["m"] or 0))
         tf.setdefault(key, {}).setdefault(v, []).append(float(r["tflops"]))
-    cols = ["causal-auto", "causal-p8", "causal-p9", "causal-p10", "causal-p11", "cudnn"]
-    print("TFLOP/s, median of rounds (n = rounds); 18/17 = best of p10/p11 over best of p8/p9; /cuDNN = that best")
-    print("| shape | auto | p8 | p9 | p10 | p11 | cuDNN | 18/17 | 17/cuDNN | 18/cuDNN | n |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    cols = ["causal-auto", "causal-p8", "causal-p9", "causal-p10", "causal-p11", "causal-p12", "cudnn"]
+    print("TFLOP/s, median of rounds (n = rounds); 18/17 = best of p10-p12 over best of p8/p9; /cuDNN = that best")
+    print("| shape | auto | p8 | p9 | p10 | p11 | p12 | cuDNN | 18/17 | 17/cuDNN | 18/cuDNN | auto/cuDNN | n |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for key in sorted(tf):
         kern, h, g, ctx, c = key
         d = {k: statistics.median(x) for k, x in tf[key].items()}
         n = min(len(x) for x in tf[key].values())
         name = f"{h}/{g} {ctx}" if kern == "prefill" else f"{h}/{g} {c} after {ctx}"
         b17 = max(d.get("causal-p8", 0), d.get("causal-p9", 0))
-        b18 = max(d.get("causal-p10", 0), d.get("causal-p11", 0))
+        b18 = max(d.get("causal-p10", 0), d.get("causal-p11", 0), d.get("causal-p12", 0))
         cu = d.get("cudnn", 0)
         cells = [f"{d[k]:.0f}" if k in d else "" for k in cols]
-        rat = [f"{b18 / b17:.3f}" if b17 else "", f"{b17 / cu:.3f}" if cu else "", f"{b18 / cu:.3f}" if cu else ""]
+        rat = [f"{b18 / b17:.3f}" if b17 else "", f"{b17 / cu:.3f}" if cu else "", f"{b18 / cu:.3f}" if cu else "",
+               f"{d['causal-auto'] / cu:.3f}" if cu and "causal-auto" in d else ""]
         print(f"| {name} | " + " | ".join(cells + rat) + f" | {n} |")
 
 

@@ -230,8 +230,9 @@ typedef struct {
    * bulk tensor copies (TMA), 8 and 9 = as 6 and 7 with version 17's
    * consumers (O rescaled under S = Q K^T, the softmax kept under P V),
    * 10 and 11 = as 8 and 9 with version 18's consumers (no row max while
-   * the exponents' sums stay bounded); auto = 9 for prompts up to 4K
-   * tokens, else 8. */
+   * the exponents' sums stay bounded), 12 = as 10 with the CTAs taken in
+   * groups of heads; auto = 11 for prompts up to 4K tokens (prefix
+   * included), else 12 after a cached prefix and 10 without. */
   int32_t sm90_pipeline;
 } infsim_prefill_args;
 
