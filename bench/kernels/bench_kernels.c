@@ -343,13 +343,15 @@ static void bench_prefill(bench *b) {
   bench_chunks(b, pls, 12);
 }
 
-/* One fresh 16K-token prefill on 64/8 heads with the wgmma pipeline named
- * by INFSIM_BENCH_PIPELINE (default 4): a short run for a profiler to pick
- * one launch of (kernels/NOTES.md, 16). */
+/* One fresh 16K-token prefill on 64/8 heads (32/32 with
+ * INFSIM_BENCH_HEADS=32) with the wgmma pipeline named by
+ * INFSIM_BENCH_PIPELINE (default 4): a short run for a profiler to pick
+ * one launch of (kernels/NOTES.md, 16 and 18). */
 static void bench_prefill_one(bench *b) {
-  const char *env = getenv("INFSIM_BENCH_PIPELINE");
+  const char *env = getenv("INFSIM_BENCH_PIPELINE"), *henv = getenv("INFSIM_BENCH_HEADS");
   const int pipeline = env ? atoi(env) : 4;
-  const int64_t N = 16384, h = H70, g = G70, bt = 16;
+  const bool mha = henv && atoi(henv) == 32;
+  const int64_t N = 16384, h = mha ? 32 : H70, g = mha ? 32 : G70, bt = 16;
   prefill_bufs m;
   infsim_prefill_args a = prefill_fresh(b, N, h, g, bt, false, &m);
   a.q_tile_rows = 128;
