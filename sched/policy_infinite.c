@@ -71,7 +71,7 @@ enum { DGFM_MOVES_CAP = 256 };
 enum { QUIET_SHIFT_MAX = 6 };
 /* Defaults of policy.heartbeat_ms, policy.heartbeat_band (in percent) and
  * policy.heartbeat_owned_ms (docs/distkv.md, "gManager and heartbeats"). */
-enum { HEARTBEAT_MS_DEFAULT = 50, HEARTBEAT_BAND_PCT_DEFAULT = 20, HEARTBEAT_OWNED_MS_DEFAULT = 10000 };
+enum { HEARTBEAT_MS_DEFAULT = 50, HEARTBEAT_BAND_PCT_DEFAULT = 5, HEARTBEAT_OWNED_MS_DEFAULT = 10000 };
 
 typedef struct {
   int32_t dispatch; /* infsim_dispatch_kind */
