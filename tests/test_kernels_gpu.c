@@ -422,7 +422,7 @@ static void test_decode_merges_remote_partials(void **state) {
   remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 3, 16, 2, 48, 9000, 5);
 }
 
-/* The register split merge's row layouts (8, 16 and 32 lanes a row: groups
+/* The register split merge's row layouts (16, 8 and 32 lanes a row: groups
  * of 8, 16 and 3-4 query heads, a group of 3 leaving a row idle) and the
  * shared-memory one (a group of 1), with 0 to 8 remote partials of either
  * precision: the counts the fused merge's benchmarks run. */
