@@ -792,10 +792,15 @@ infsim_status launch(ik_cuda *c, const infsim_ma_decode_args *a, infsim_error *e
   if (c->decode_ctas_per_sm[di] == 0) {
     for (int i = 0; i < 3; i++)
       IK_CUDA(cudaFuncSetAttribute(kerns[i], cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
-    /* Shared memory, the same for all three, sets the occupancy. */
-    int n = 0;
-    IK_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kerns[0], THREADS, SMEM_BYTES));
-    c->decode_ctas_per_sm[di] = n > 0 ? n : 1;
+    /* The least of the three (shared memory sets it for all: 2 on sm_90,
+     * though the register merges use more registers). */
+    int least = 0;
+    for (int i = 0; i < 3; i++) {
+      int n = 0;
+      IK_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kerns[i], THREADS, SMEM_BYTES));
+      if (i == 0 || n < least) least = n;
+    }
+    c->decode_ctas_per_sm[di] = least > 0 ? least : 1;
   }
   DecodeParams p;
   p.h = a->num_q_heads;
