@@ -22,7 +22,11 @@
 ** each CTA writes its (normalized output, LSE) partial to a workspace and
 ** bumps a per-(request, head group) counter; the CTA that arrives last
 ** merges all splits (weights exp(lse_j - max), empty splits neutral) and
-** resets the counter to 0 for the next launch.
+** resets the counter to 0 for the next launch. By default that merge keeps
+** its weights in registers and loads every LSE and output it needs first
+** in one round trip (merge_splits_regs), with one thread fencing around
+** the counter; the earlier merge (weights through shared memory) stays
+** selectable (infsim_ma_decode_args.split_merge).
 **
 ** Remote partials (DistAttention's owner merging what the holders of the
 ** rest of a request's KV sent, fp32 or fp16 outputs): no launch of their
@@ -64,6 +68,8 @@ constexpr int SMEM_BYTES = SMEM_PIPE_BYTES + SMEM_Q_BYTES + 16;
 constexpr int MAX_SPLITS = STAGES >= 3 ? 1024 : 512;
 static_assert((16 * (MAX_SPLITS + MAX_REMOTE) + 32 + 4 * 2 * D) * 4 <= SMEM_PIPE_BYTES + SMEM_Q_BYTES,
               "split merge must fit in shared memory");
+/* The split merge that split_merge 0 runs (see infsim_ma_decode_args). */
+constexpr int SPLIT_MERGE_AUTO = 3;
 /* Auto split choice (see launch): each split keeps >= 2 tiles per warp. */
 constexpr int MIN_SPLIT_TILES = 2 * WARPS;
 constexpr float LOG2E = 1.4426950408889634f;
@@ -108,6 +114,17 @@ __device__ __forceinline__ uint4 load_remote_raw(const DecodeParams &p, int j, i
   if (!F16) return __ldg((const uint4 *)((const float *)p.rem_out + e));
   const uint2 u = __ldg((const uint2 *)((const uint16_t *)p.rem_out + e));
   return make_uint4(u.x, u.y, 0u, 0u);
+}
+
+/* As load_remote_raw, from a row's base (remote partial 0, this lane's
+ * first dim) and the distance between partials, both in bytes: one
+ * multiply-add per partial instead of the full index arithmetic. */
+template <bool F16>
+__device__ __forceinline__ uint4 load_remote_at(const char *base, int64_t stride_bytes, int j, int byte_off) {
+  const char *a = base + j * stride_bytes + byte_off;
+  if (!F16) return __ldg((const uint4 *)a);
+  const uint2 v = __ldg((const uint2 *)a);
+  return make_uint4(v.x, v.y, 0u, 0u);
 }
 
 template <bool F16>
@@ -193,7 +210,146 @@ __device__ __forceinline__ void prefetch_remote(const DecodeParams &p, int64_t g
     }
 }
 
-template <bool BF16>
+/* The last CTA's merge of its row group's S splits and R remote partials
+ * with the weights in registers (split_merge 2 and 3). P = 32 / NC adjacent
+ * lanes of one warp own a row, NC float4 chunks each (chunks u, u + P, ..),
+ * and lane u of a row holds the LSE, then the weight, of local split u (and
+ * of remote partial u): partials past the first P come in further slices of
+ * P. A weight reaches the row's other lanes by shuffle, so no shared memory
+ * and no barrier sit between the weights and the weighted sums, and the
+ * first slice's LSEs and first batch of outputs (16 float4 a thread, local
+ * and remote) are all loaded before any is used: at the shapes whose merge
+ * is a fixed cost (batch 1-8: 4-33 splits, 1-8 remote partials) the whole
+ * merge waits on one L2 round trip, where the earlier path (split_merge 1)
+ * waited on one per row of the weight pass, a barrier, then one for the
+ * sums, behind integer divisions for its thread layout. Needs P <= 32,
+ * i.e. rows of >= 3 query heads; smaller groups take the earlier path. */
+template <int NC, bool F16>
+__device__ __forceinline__ void merge_splits_regs(const DecodeParams &p, int64_t grow0, int nq) {
+  constexpr int P = 32 / NC; /* lanes per row */
+  constexpr int B = 16 / NC; /* partials per batch of loads (16 float4 a thread) */
+  const int mrow = threadIdx.x / P, u = threadIdx.x % P;
+  const bool act = mrow < nq; /* rows past the group shuffle along and store nothing */
+  const int64_t grow = grow0 + (act ? mrow : 0);
+  const int S = p.splits, R = p.nrem; /* uniform: every loop holding a shuffle runs alike in all lanes */
+  const float *lse_l = p.ws_lse + grow * S;
+  const float4 *val_l = (const float4 *)(p.ws_out + grow * S * D) + u; /* + j * D / 4 + i * P */
+  const float *lse_r = p.rem_lse + grow;                              /* + j * rows */
+  constexpr int ESZ = F16 ? 2 : 4;
+  const char *out_r = (const char *)p.rem_out + (grow * D + 4 * u) * ESZ; /* + j * rows * D + i * P * 4 elements */
+  const int64_t rstride = p.rows * D * ESZ;
+  /* The LSEs first, so that the weights wait least; then the first batch
+   * of outputs, only the partials that exist (the predicates are uniform).
+   * Loading the first batch with the index clamped to the last partial
+   * instead (no predicate; the copies weigh 0) cost 0.15-0.2 us at batch
+   * 1-8 (H200): 16 float4 loads a thread whatever the count, and the
+   * duplicates queue in the load unit ahead of the ones that matter. An
+   * empty remote partial's bytes (NaN, say) are loaded but weigh 0 and are
+   * not added. */
+  float ll = -INFINITY, lr = -INFINITY;
+  if (act && u < S) ll = __ldcg(lse_l + u);
+  if (act && u < R) lr = __ldcg(lse_r + (int64_t)u * p.rows);
+  float4 vl[B][NC];
+#pragma unroll
+  for (int e = 0; e < B; e++)
+    if (e < S)
+#pragma unroll
+      for (int i = 0; i < NC; i++) vl[e][i] = __ldcg(val_l + e * (D / 4) + i * P);
+  uint4 vr[B][NC];
+#pragma unroll
+  for (int e = 0; e < B; e++)
+    if (e < R)
+#pragma unroll
+      for (int i = 0; i < NC; i++) vr[e][i] = load_remote_at<F16>(out_r, rstride, e, i * P * 4 * ESZ);
+  /* Max over every LSE of the row: the first slice's are in registers. */
+  float m = fmaxf(ll, lr);
+  if (act) {
+    for (int j = P + u; j < S; j += P) m = fmaxf(m, __ldcg(lse_l + j));
+    for (int j = P + u; j < R; j += P) m = fmaxf(m, __ldcg(lse_r + (int64_t)j * p.rows));
+  }
+#pragma unroll
+  for (int off = P / 2; off; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+  /* m is finite whenever some l is; an empty partial weighs 0. */
+  auto weight = [&](float l) { return l == -INFINITY ? 0.f : __expf(l - m); };
+  float4 acc[NC];
+#pragma unroll
+  for (int i = 0; i < NC; i++) acc[i] = make_float4(0.f, 0.f, 0.f, 0.f);
+  /* Local splits: the first batch from registers, then batches of B, a
+   * new slice's LSEs (again from L2) every P partials. */
+  float w = weight(ll), wsum = w;
+#pragma unroll
+  for (int e = 0; e < B; e++) {
+    const float we = __shfl_sync(0xffffffffu, w, e, P);
+    if (we != 0.f && e < S)
+#pragma unroll
+      for (int i = 0; i < NC; i++) fma4(acc[i], we, vl[e][i]);
+  }
+  /* Later batches (more than B partials): the index clamped instead. */
+  for (int j0 = B; j0 < S; j0 += B) {
+#pragma unroll
+    for (int e = 0; e < B; e++)
+#pragma unroll
+      for (int i = 0; i < NC; i++) vl[e][i] = __ldcg(val_l + min(j0 + e, S - 1) * (D / 4) + i * P);
+    if (j0 % P == 0) {
+      w = weight(act && j0 + u < S ? __ldcg(lse_l + j0 + u) : -INFINITY);
+      wsum += w;
+    }
+#pragma unroll
+    for (int e = 0; e < B; e++) {
+      const float we = __shfl_sync(0xffffffffu, w, j0 % P + e, P);
+      if (we != 0.f)
+#pragma unroll
+        for (int i = 0; i < NC; i++) fma4(acc[i], we, vl[e][i]);
+    }
+  }
+  /* Remote partials, likewise. */
+  if (R > 0) {
+    w = weight(lr);
+    wsum += w;
+#pragma unroll
+    for (int e = 0; e < B; e++) {
+      const float we = __shfl_sync(0xffffffffu, w, e, P);
+      if (we != 0.f && e < R)
+#pragma unroll
+        for (int i = 0; i < NC; i++) fma4(acc[i], we, raw_to_float4<F16>(vr[e][i]));
+    }
+    for (int j0 = B; j0 < R; j0 += B) {
+#pragma unroll
+      for (int e = 0; e < B; e++)
+#pragma unroll
+        for (int i = 0; i < NC; i++)
+          vr[e][i] = load_remote_at<F16>(out_r, rstride, min(j0 + e, R - 1), i * P * 4 * ESZ);
+      if (j0 % P == 0) {
+        w = weight(act && j0 + u < R ? __ldcg(lse_r + (int64_t)(j0 + u) * p.rows) : -INFINITY);
+        wsum += w;
+      }
+#pragma unroll
+      for (int e = 0; e < B; e++) {
+        const float we = __shfl_sync(0xffffffffu, w, j0 % P + e, P);
+        if (we != 0.f)
+#pragma unroll
+          for (int i = 0; i < NC; i++) fma4(acc[i], we, raw_to_float4<F16>(vr[e][i]));
+      }
+    }
+  }
+#pragma unroll
+  for (int off = P / 2; off; off >>= 1) wsum += __shfl_xor_sync(0xffffffffu, wsum, off);
+  if (act) {
+    const float inv = wsum > 0.f ? 1.f / wsum : 0.f;
+#pragma unroll
+    for (int i = 0; i < NC; i++)
+      *(float4 *)(p.out + grow * D + 4 * (u + i * P)) =
+          make_float4(acc[i].x * inv, acc[i].y * inv, acc[i].z * inv, acc[i].w * inv);
+    if (u == 0) p.lse[grow] = wsum > 0.f ? m + __logf(wsum) : -INFINITY;
+  }
+}
+
+/* MERGE: the last CTA's split merge (infsim_ma_decode_args.split_merge: 1,
+ * 2 or 3), a template argument so that each path is its own kernel (the
+ * registers one path needs do not constrain the others) and all three can
+ * be timed side by side in one build; a launch with one split runs
+ * MERGE = 1, whose split merge it never reaches. */
+template <bool BF16, int MERGE>
 __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeParams p) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   uint16_t *pipe = (uint16_t *)smem_raw;
@@ -461,15 +617,48 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
     for (int x = 0; x < 16; x += 4) *(float4 *)(dst + x) = make_float4(res[x], res[x + 1], res[x + 2], res[x + 3]);
     if (d0 == 0) p.ws_lse[grow * p.splits + split] = lse_nat;
   }
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    unsigned prev = atomicAdd(&p.counters[cta_row], 1u);
-    *flag = prev == (unsigned)(p.splits - 1);
+  if (MERGE == 3) {
+    /* One thread fences around the counter (the pattern of a grid-wide
+     * barrier): the barrier orders the CTA's partial stores before thread
+     * 0's release, and thread 0's acquire before the other threads' loads
+     * of the splits' partials. */
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      asm volatile("fence.acq_rel.gpu;" ::: "memory");
+      const unsigned prev = atomicAdd(&p.counters[cta_row], 1u);
+      const int last = prev == (unsigned)(p.splits - 1);
+      if (last) asm volatile("fence.acq_rel.gpu;" ::: "memory");
+      *flag = last;
+    }
+    __syncthreads();
+    if (!*flag) return;
+  } else {
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      unsigned prev = atomicAdd(&p.counters[cta_row], 1u);
+      *flag = prev == (unsigned)(p.splits - 1);
+    }
+    __syncthreads();
+    if (!*flag) return;
+    __threadfence();
   }
-  __syncthreads();
-  if (!*flag) return;
-  __threadfence();
+  if (MERGE != 1 && nq > 2) {
+    /* Rows of >= 3 heads: P = 128 / (nq rounded up to a power of two) <= 32 lanes a row. */
+    const int64_t g0 = r * p.h + q0;
+    if (nq > 8) {
+      if (p.rem_f16) merge_splits_regs<4, true>(p, g0, nq);
+      else merge_splits_regs<4, false>(p, g0, nq);
+    } else if (nq > 4) {
+      if (p.rem_f16) merge_splits_regs<2, true>(p, g0, nq);
+      else merge_splits_regs<2, false>(p, g0, nq);
+    } else {
+      if (p.rem_f16) merge_splits_regs<1, true>(p, g0, nq);
+      else merge_splits_regs<1, false>(p, g0, nq);
+    }
+    if (threadIdx.x == 0) p.counters[cta_row] = 0u;
+    return;
+  }
   /* Last CTA of this (request, kv head, head group): merge its splits.
    * Weights first: warp w takes rows w, w + 4, ..., its lanes stride over
    * the splits (independent loads), and the weights go to shared memory so
@@ -598,12 +787,20 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
 template <bool BF16>
 infsim_status launch(ik_cuda *c, const infsim_ma_decode_args *a, infsim_error *err) {
   const int di = BF16 ? 1 : 0;
-  auto kern = ma_decode_kernel<BF16>;
+  void (*const kerns[3])(DecodeParams) = {ma_decode_kernel<BF16, 1>, ma_decode_kernel<BF16, 2>,
+                                          ma_decode_kernel<BF16, 3>};
   if (c->decode_ctas_per_sm[di] == 0) {
-    IK_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
-    int n = 0;
-    IK_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kern, THREADS, SMEM_BYTES));
-    c->decode_ctas_per_sm[di] = n > 0 ? n : 1;
+    for (int i = 0; i < 3; i++)
+      IK_CUDA(cudaFuncSetAttribute(kerns[i], cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
+    /* The least of the three (shared memory sets it for all: 2 on sm_90,
+     * though the register merges use more registers). */
+    int least = 0;
+    for (int i = 0; i < 3; i++) {
+      int n = 0;
+      IK_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kerns[i], THREADS, SMEM_BYTES));
+      if (i == 0 || n < least) least = n;
+    }
+    c->decode_ctas_per_sm[di] = least > 0 ? least : 1;
   }
   DecodeParams p;
   p.h = a->num_q_heads;
@@ -685,7 +882,8 @@ infsim_status launch(ik_cuda *c, const infsim_ma_decode_args *a, infsim_error *e
   p.rem_out = a->remote_out;
   p.rem_lse = a->remote_lse;
   if (cta_rows > 0x7fffffff) return infsim_fail(err, INFSIM_EINPUT, "kernels: ma_decode: too many requests x heads");
-  kern<<<dim3((unsigned)cta_rows, (unsigned)splits), THREADS, SMEM_BYTES, c->stream>>>(p);
+  const int merge = splits == 1 ? 1 : (a->split_merge == 0 ? SPLIT_MERGE_AUTO : a->split_merge);
+  kerns[merge - 1]<<<dim3((unsigned)cta_rows, (unsigned)splits), THREADS, SMEM_BYTES, c->stream>>>(p);
   IK_LAUNCHED();
   return INFSIM_OK;
 }

@@ -349,6 +349,7 @@ static void remote_case(fixture *f, infsim_kdtype t, infsim_kdtype rdt, int32_t 
   enum { D = INFSIM_KERNEL_HEAD_DIM };
   const int32_t stride = (max_ctx + bt - 1) / bt;
   const int64_t rows = (int64_t)reqs * h;
+  const int32_t nal = nrem > 0 ? nrem : 1; /* partials allocated (none allocates one, unused) */
   int32_t *ctx = malloc(sizeof *ctx * (size_t)reqs), *table = malloc(sizeof *table * (size_t)(reqs * stride));
   srand((unsigned)f->seed * 3u + 1u);
   for (int32_t i = 0; i < reqs * stride; i++) table[i] = (int32_t)(((int64_t)i * 7 + 3) % (reqs * stride));
@@ -356,18 +357,18 @@ static void remote_case(fixture *f, infsim_kdtype t, infsim_kdtype rdt, int32_t 
   const size_t es = infsim_kdtype_bytes(t), rs = infsim_kdtype_bytes(rdt);
   pair q = pair_alloc(f, rows * D * (int64_t)es), kp = pair_alloc(f, (int64_t)reqs * stride * g * bt * D * (int64_t)es);
   pair vp = pair_alloc(f, kp.bytes), tb = pair_alloc(f, (int64_t)sizeof *table * reqs * stride);
-  pair cx = pair_alloc(f, (int64_t)sizeof *ctx * reqs), ro = pair_alloc(f, nrem * rows * D * (int64_t)rs);
-  pair rl = pair_alloc(f, nrem * rows * 4), out = pair_alloc(f, rows * D * 4), lse = pair_alloc(f, rows * 4);
+  pair cx = pair_alloc(f, (int64_t)sizeof *ctx * reqs), ro = pair_alloc(f, nal * rows * D * (int64_t)rs);
+  pair rl = pair_alloc(f, nal * rows * 4), out = pair_alloc(f, rows * D * 4), lse = pair_alloc(f, rows * 4);
   pair_random(f, &q, t, -1, 1);
   pair_random(f, &kp, t, -1, 1);
   pair_random(f, &vp, t, -1, 1);
   pair_random(f, &ro, rdt, -1, 1);
   pair_upload(f, &tb, table);
   pair_upload(f, &cx, ctx);
-  float *l = malloc(sizeof *l * (size_t)(nrem * rows));
+  float *l = malloc(sizeof *l * (size_t)(nal * rows));
   unsigned char *rh = malloc((size_t)ro.bytes);
   memcpy(rh, ro.c, (size_t)ro.bytes);
-  for (int64_t i = 0; i < nrem * rows; i++) {
+  for (int64_t i = 0; i < nal * rows; i++) {
     const int x = rand() % 20;
     l[i] = x < 3 ? -INFINITY : (x == 3 ? 40.0f : (x == 4 ? -40.0f : (float)(rand() % 1500) / 100.0f - 3.0f));
     if (i % rows == h) l[i] = -INFINITY; /* row (request 1, head 0): every partial empty */
@@ -387,22 +388,26 @@ static void remote_case(fixture *f, infsim_kdtype t, infsim_kdtype rdt, int32_t 
   a.q = q.g, a.k_pool = kp.g, a.v_pool = vp.g, a.block_table = tb.g, a.context_tokens = cx.g, a.out = out.g,
   a.lse = lse.g, a.remote_out = ro.g, a.remote_lse = rl.g;
   const double bound = t == INFSIM_KDTYPE_BF16 ? 1.2e-2 : 3e-3;
+  /* Every split count (300: more splits than tiles, so empty splits, and
+   * more than one slice of the register merge) through each split merge. */
   const int32_t splits[] = {0, 1, 2, 5, 300};
-  for (size_t si = 0; si < sizeof splits / sizeof splits[0]; si++) {
-    a.num_splits = splits[si];
-    must(infsim_kernels_memset(f->gpu, out.g, 0xff, out.bytes, &err), &err);
-    must(infsim_kernels_memset(f->gpu, lse.g, 0xff, lse.bytes, &err), &err);
-    must(infsim_kernels_ma_decode(f->gpu, &a, &err), &err);
-    float *go = pair_fetch(f, &out), *gl = pair_fetch(f, &lse);
-    const double eo = rel_err(go, out.c, rows * D), el = lse_err(gl, lse.c, rows);
-    if (eo > bound || el > 2e-4)
-      fail_msg("decode + %d remote (%s) %s h=%d g=%d bt=%d ctx<=%d splits=%d: out err %.3g, lse err %.3g", nrem,
-               rdt == INFSIM_KDTYPE_F16 ? "f16" : "f32", t == INFSIM_KDTYPE_BF16 ? "bf16" : "f16", h, g, bt,
-               max_ctx, splits[si], eo, el);
-    for (int x = 0; x < D; x++) assert_true(go[(int64_t)h * D + x] == 0.0f);
-    assert_true(isinf(gl[h]) && gl[h] < 0);
-    free(go), free(gl);
-  }
+  for (int32_t sm = 1; sm <= 3; sm++)
+    for (size_t si = 0; si < sizeof splits / sizeof splits[0]; si++) {
+      a.num_splits = splits[si];
+      a.split_merge = sm;
+      must(infsim_kernels_memset(f->gpu, out.g, 0xff, out.bytes, &err), &err);
+      must(infsim_kernels_memset(f->gpu, lse.g, 0xff, lse.bytes, &err), &err);
+      must(infsim_kernels_ma_decode(f->gpu, &a, &err), &err);
+      float *go = pair_fetch(f, &out), *gl = pair_fetch(f, &lse);
+      const double eo = rel_err(go, out.c, rows * D), el = lse_err(gl, lse.c, rows);
+      if (eo > bound || el > 2e-4)
+        fail_msg("decode + %d remote (%s) %s h=%d g=%d bt=%d ctx<=%d splits=%d merge=%d: out err %.3g, lse err %.3g",
+                 nrem, rdt == INFSIM_KDTYPE_F16 ? "f16" : "f32", t == INFSIM_KDTYPE_BF16 ? "bf16" : "f16", h, g, bt,
+                 max_ctx, splits[si], sm, eo, el);
+      for (int x = 0; x < D; x++) assert_true(go[(int64_t)h * D + x] == 0.0f);
+      assert_true(isinf(gl[h]) && gl[h] < 0);
+      free(go), free(gl);
+    }
   free(l), free(rh), free(ctx), free(table);
   pair *all[] = {&q, &kp, &vp, &tb, &cx, &ro, &rl, &out, &lse};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pair_free(f, all[i]);
@@ -415,6 +420,22 @@ static void test_decode_merges_remote_partials(void **state) {
   remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F16, 2, 40, 2, 128, 500, INFSIM_KERNEL_MAX_REMOTE);
   remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 2, 4, 4, 256, 2100, 1);
   remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 3, 16, 2, 48, 9000, 5);
+}
+
+/* The register split merge's row layouts (16, 8 and 32 lanes a row: groups
+ * of 8, 16 and 3-4 query heads, a group of 3 leaving a row idle) and the
+ * shared-memory one (a group of 1), with 0 to 8 remote partials of either
+ * precision: the counts the fused merge's benchmarks run. */
+static void test_decode_remote_counts(void **state) {
+  fixture *f = *state;
+  for (int32_t nrem = 0; nrem <= 8; nrem++)
+    remote_case(f, INFSIM_KDTYPE_BF16, nrem % 2 ? INFSIM_KDTYPE_F16 : INFSIM_KDTYPE_F32, 2, 16, 2, 16, 700, nrem);
+  remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 2, 16, 2, 16, 700, 1);
+  remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F16, 2, 16, 2, 16, 700, 4);
+  remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 2, 32, 2, 16, 900, 3);
+  remote_case(f, INFSIM_KDTYPE_F16, INFSIM_KDTYPE_F16, 3, 8, 2, 32, 1200, 8);
+  remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 2, 6, 2, 16, 800, 2);
+  remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 2, 4, 4, 16, 800, 4);
 }
 
 static void test_merge_matches_cpu(void **state) {
@@ -829,7 +850,8 @@ int main(void) {
       cmocka_unit_test(test_merge_matches_cpu),       cmocka_unit_test(test_prefill_matches_cpu),
       cmocka_unit_test(test_gemm_matches_cpu),        cmocka_unit_test(test_kv_copy_and_staged_copy),
       cmocka_unit_test(test_timing_is_ordered),       cmocka_unit_test(test_norm_rope_matches_cpu),
-      cmocka_unit_test(test_decode_merges_remote_partials), cmocka_unit_test(test_prefill_small_v14),
+      cmocka_unit_test(test_decode_merges_remote_partials), cmocka_unit_test(test_decode_remote_counts),
+      cmocka_unit_test(test_prefill_small_v14),
       cmocka_unit_test(test_prefill_small_v15), cmocka_unit_test(test_prefill_persist_v15),
       cmocka_unit_test(test_prefill_small_v16), cmocka_unit_test(test_prefill_small_v17),
       cmocka_unit_test(test_prefill_small_v18),

@@ -130,7 +130,7 @@ static void fused(bench *b, bool warm) {
                                  .k_pool = kp, .v_pool = vp, .block_table = table,
                                  .block_table_stride = (int32_t)(C / 16), .context_tokens = ctx,
                                  .max_context_tokens = (int32_t)C, .softmax_scale = 0.08838834764f,
-                                 .out = out, .lse = lse};
+                                 .out = out, .lse = lse, .split_merge = b->split_merge};
       const int reps = kv > (1LL << 30) ? 10 : 30;
       if (warm) {
         for (size_t ri = 0; ri < sizeof remotes / sizeof remotes[0]; ri++) {
@@ -384,5 +384,111 @@ void bench_flush(bench *b) {
   cudaEventDestroy(e1);
   free(ids);
   void *all[] = {kp, vp, q, out, lse, table, ctx, fbuf};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) infsim_kernels_free(b->k, all[i]);
+}
+
+/* The split merge's paths side by side (split_merge 1 = weights through
+ * shared memory, 2 = weights in registers with one round trip, 3 = as 2
+ * with one thread fencing around the split counter), at the fused-merge
+ * shapes with more than one split (batch 1 and 8; larger batches run one
+ * split and never reach the split merge): the decode alone and with R
+ * remote partials (fp32, fp16), three rounds, the paths interleaved within
+ * each round so that clock drift falls on all alike. Rows: kernel
+ * decode_merge_paths, variant "mP/alone" or "mP/f32-remote" / "mP/f16-remote",
+ * splits = the round. Only when named (`--only fused_paths`). */
+void bench_fused_paths(bench *b) {
+  const int64_t batches[] = {1, 8};
+  const int64_t contexts[] = {1024, 8192, 65536};
+  const int32_t remotes[] = {1, 2, 4, 8};
+  const int64_t per_token = (int64_t)G70 * D * 2;
+  if (b->copy_gbps == 0) {
+    int64_t bytes = 2LL << 30;
+    d2d c = {balloc(b, bytes), balloc(b, bytes), bytes, (cudaStream_t)infsim_kernels_native_stream(b->k)};
+    bfill(b, c.src, INFSIM_KDTYPE_F32, bytes / 4, 51);
+    infsim_kernel_timing t = btime(b, d2d_op, &c, 10, false);
+    b->copy_gbps = 2.0 * (double)bytes / (t.median_ms * 1e-3) * 1e-9;
+    infsim_kernels_free(b->k, c.dst), infsim_kernels_free(b->k, c.src);
+  }
+  fprintf(stderr, "fused_paths: copy ceiling %.0f GB/s\n", b->copy_gbps);
+  const int64_t max_ctx = 65536, max_rows = 8 * H70, max_kv = 2 * 8 * max_ctx * per_token;
+  void *kp = balloc(b, max_kv / 2), *vp = balloc(b, max_kv / 2);
+  bfill(b, kp, INFSIM_KDTYPE_BF16, max_kv / 4, 71);
+  bfill(b, vp, INFSIM_KDTYPE_BF16, max_kv / 4, 72);
+  void *q = balloc(b, max_rows * D * 2), *lse = balloc(b, max_rows * 4), *out = balloc(b, max_rows * D * 4);
+  bfill(b, q, INFSIM_KDTYPE_BF16, max_rows * D, 73);
+  float *parts = balloc(b, 8 * max_rows * D * 4), *plse = balloc(b, 8 * max_rows * 4);
+  void *parts16 = balloc(b, 8 * max_rows * D * 2);
+  bfill(b, parts, INFSIM_KDTYPE_F32, 8 * max_rows * D, 74);
+  bfill(b, parts16, INFSIM_KDTYPE_F16, 8 * max_rows * D, 75);
+  infsim_error err;
+  if (infsim_kernels_fill_random(b->k, plse, INFSIM_KDTYPE_F32, 8 * max_rows, 76, 2.0f, 9.0f, &err) != INFSIM_OK)
+    die("fill", &err);
+  const int64_t max_blocks = max_kv / 2 / per_token / 16;
+  int32_t *ids = malloc(sizeof *ids * (size_t)max_blocks);
+  void *table = balloc(b, (int64_t)sizeof *ids * max_blocks), *ctx = balloc(b, 8 * 4);
+  for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++)
+    for (size_t ci = 0; ci < sizeof contexts / sizeof contexts[0]; ci++) {
+      const int64_t B = batches[bi], C = contexts[ci], kv = 2 * B * C * per_token, rows = B * H70;
+      int32_t ctxs[8];
+      for (int i = 0; i < B; i++) ctxs[i] = (int32_t)C;
+      bupload(b, ctx, ctxs, B * 4);
+      shuffle_ids(ids, B * C / 16, (uint64_t)(B * 131 + C));
+      bupload(b, table, ids, B * C / 16 * 4);
+      const int reps = kv > (1LL << 30) ? 10 : 30;
+      double added[3][2][4][3], alone_us[3][3];
+      for (int round = 0; round < 3; round++)
+        for (int path = 1; path <= 3; path++) {
+          infsim_ma_decode_args a = {.num_requests = (int32_t)B, .num_q_heads = H70, .num_kv_heads = G70,
+                                     .head_dim = D, .block_tokens = 16, .dtype = INFSIM_KDTYPE_BF16, .q = q,
+                                     .k_pool = kp, .v_pool = vp, .block_table = table,
+                                     .block_table_stride = (int32_t)(C / 16), .context_tokens = ctx,
+                                     .max_context_tokens = (int32_t)C, .softmax_scale = 0.08838834764f,
+                                     .out = out, .lse = lse, .split_merge = path};
+          infsim_kernel_timing ta = btime(b, infsim_kernel_op_ma_decode, &a, reps, true);
+          char variant[32];
+          snprintf(variant, sizeof variant, "m%d/alone", path);
+          row_info ra = {"decode_merge_paths", variant, "bf16", B, C, H70, G70, 16, round, 0, 0, 0, 0, (double)kv, 0};
+          emit(b, &ra, &ta);
+          alone_us[path - 1][round] = ta.median_ms * 1e3;
+          for (int dt = 0; dt < 2; dt++)
+            for (size_t ri = 0; ri < sizeof remotes / sizeof remotes[0]; ri++) {
+              const int32_t R = remotes[ri];
+              infsim_ma_decode_args f = a;
+              f.num_remote = R;
+              f.remote_dtype = dt == 0 ? INFSIM_KDTYPE_F32 : INFSIM_KDTYPE_F16;
+              f.remote_out = dt == 0 ? (const void *)parts : parts16;
+              f.remote_lse = plse;
+              const double pbytes = (double)R * (double)rows * (D * (dt == 0 ? 4 : 2) + 4);
+              infsim_kernel_timing tf = btime(b, infsim_kernel_op_ma_decode, &f, reps, true);
+              snprintf(variant, sizeof variant, "m%d/%s-remote", path, dt == 0 ? "f32" : "f16");
+              row_info rf = {"decode_merge_paths", variant, "bf16", B, C, H70, G70, 16, round, R, 0, 0, 0,
+                             pbytes, 0};
+              emit(b, &rf, &tf);
+              added[path - 1][dt][ri][round] = (tf.median_ms - ta.median_ms) * 1e3;
+            }
+        }
+      /* Summary: per path, the decode alone and the added time, median of the rounds. */
+      for (int path = 1; path <= 3; path++) {
+        double al[3] = {alone_us[path - 1][0], alone_us[path - 1][1], alone_us[path - 1][2]};
+        for (int i = 0; i < 2; i++)
+          for (int j = i + 1; j < 3; j++)
+            if (al[j] < al[i]) { double t = al[i]; al[i] = al[j]; al[j] = t; }
+        fprintf(stderr, "paths b=%-2lld ctx=%-6lld m%d: alone %7.2f us; added f32 R=1/2/4/8:", (long long)B,
+                (long long)C, path, al[1]);
+        for (int dt = 0; dt < 2; dt++) {
+          for (size_t ri = 0; ri < sizeof remotes / sizeof remotes[0]; ri++) {
+            double x[3] = {added[path - 1][dt][ri][0], added[path - 1][dt][ri][1], added[path - 1][dt][ri][2]};
+            for (int i = 0; i < 2; i++)
+              for (int j = i + 1; j < 3; j++)
+                if (x[j] < x[i]) { double t = x[i]; x[i] = x[j]; x[j] = t; }
+            fprintf(stderr, " %.2f", x[1]);
+          }
+          if (dt == 0) fprintf(stderr, "; f16:");
+        }
+        fprintf(stderr, "\n");
+      }
+    }
+  free(ids);
+  void *all[] = {kp, vp, q, lse, out, parts, plse, parts16, table, ctx};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) infsim_kernels_free(b->k, all[i]);
 }

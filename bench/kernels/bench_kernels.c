@@ -136,7 +136,7 @@ static void bench_decode(bench *b) {
                                    .q = q, .k_pool = kp, .v_pool = vp, .block_table = table,
                                    .block_table_stride = (int32_t)(C / bt), .context_tokens = ctx,
                                    .max_context_tokens = (int32_t)C, .softmax_scale = 0.08838834764f,
-                                   .num_splits = 0, .out = out, .lse = lse};
+                                   .num_splits = 0, .out = out, .lse = lse, .split_merge = b->split_merge};
         infsim_kernel_timing t = btime(b, infsim_kernel_op_ma_decode, &a, kv > (1LL << 30) ? 10 : 30, true);
         char variant[32];
         snprintf(variant, sizeof variant, ti == 0 ? "contiguous" : "paged");
@@ -586,7 +586,8 @@ int main(int argc, char **argv) {
               "usage: bench_kernels --out FILE.csv [--quick] [--only KINDS]\n"
               "KINDS: a comma list of decode, merge, fused, mixed, prefill, gemm, copy, norm_rope, flush, splits\n"
               "(splits: decode against fixed split counts at small batches, splits_big: at the\n"
-              "1-4 GiB shapes, fused_warm: the fused merge with and without the L2 flush, prefill_one: one\n"
+              "1-4 GiB shapes, fused_warm: the fused merge with and without the L2 flush, fused_paths: the\n"
+              "split merge's paths side by side, prefill_one: one\n"
               "16K prefill with pipeline $INFSIM_BENCH_PIPELINE, for a profiler, prefill_cmp: versions 17\n"
               "and 18 side by side, one round in the order $INFSIM_BENCH_ROUND; only when named).\n"
               "Times the CUDA kernels at LLaMA2-70B shapes; one CSV row per measurement.\n");
@@ -604,6 +605,9 @@ int main(int argc, char **argv) {
   infsim_error err;
   if (infsim_kernels_open(INFSIM_KBACKEND_CUDA, &b.k, &err) != INFSIM_OK) die("open", &err);
   if (infsim_kernels_describe(b.k, &b.dev, &err) != INFSIM_OK) die("describe", &err);
+  const char *split_merge = getenv("INFSIM_BENCH_SPLIT_MERGE");
+  b.split_merge = split_merge ? atoi(split_merge) : 0;
+  if (b.split_merge) fprintf(stderr, "decode and fused kinds: split_merge %d\n", b.split_merge);
   b.csv = fopen(path, "w");
   if (!b.csv) die("cannot open output", NULL);
   fprintf(b.csv, "source,kernel,variant,dtype,batch,context,q_heads,kv_heads,block_tokens,splits,parts,m,n,k,"
@@ -623,6 +627,7 @@ int main(int argc, char **argv) {
   if (only && wants(only, "splits")) bench_splits(&b);
   if (only && wants(only, "splits_big")) bench_splits_big(&b);
   if (only && wants(only, "fused_warm")) bench_fused_warm(&b);
+  if (only && wants(only, "fused_paths")) bench_fused_paths(&b);
   if (wants(only, "flush")) bench_flush(&b);
   fclose(b.csv);
   infsim_kernels_close(b.k);

@@ -23,6 +23,7 @@ typedef struct {
   infsim_kernel_device dev;
   bool quick;
   double copy_gbps; /* device copy ceiling measured in this run (read + write), 0 = not yet */
+  int split_merge;  /* decode's split merge in the decode and fused kinds ($INFSIM_BENCH_SPLIT_MERGE, 0 = auto) */
 } bench;
 
 typedef struct {
@@ -51,6 +52,7 @@ infsim_status d2d_op(infsim_kernels *k, void *arg, infsim_error *err);
 void bench_splits_big(bench *b);
 void bench_fused(bench *b);
 void bench_fused_warm(bench *b);
+void bench_fused_paths(bench *b);
 void bench_mixed(bench *b);
 void bench_flush(bench *b);
 

@@ -174,6 +174,14 @@ typedef struct {
   infsim_kdtype remote_dtype;   /* F32 or F16: precision of remote_out */
   const void *remote_out;       /* buffer [num_remote][r][h][d] */
   const float *remote_lse;      /* buffer [num_remote][r][h], natural log; -inf = empty partial */
+  /* CUDA tuning knob (the CPU ignores it): how the last CTA of a split
+   * decode merges the splits and remote partials. 1 = weights
+   * through shared memory, then the weighted sums (the earlier kernel), 2 =
+   * weights in registers, LSEs and outputs loaded in one round trip, 3 = as
+   * 2 with one thread fencing around the split counter instead of every
+   * thread. 0 = auto (3). Kept selectable so that benchmarks time them side
+   * by side. */
+  int32_t split_merge;
 } infsim_ma_decode_args;
 
 infsim_status infsim_kernels_ma_decode(infsim_kernels *k, const infsim_ma_decode_args *a, infsim_error *err);
