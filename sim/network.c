@@ -159,6 +159,7 @@ typedef struct link_acct_s {
  * same rates, bit for bit. */
 typedef struct probe_memo_s {
   bool valid;
+  uint64_t paths_id; /* the caller's name for the transfers (0: none) */
   int n;
   size_t nt, parts_cap, links_cap;
   int32_t (*paths)[INFSIM_NET_MAX_PATH];
@@ -177,6 +178,7 @@ typedef struct probe_memo_s {
  * bit, whatever the links' loads. */
 typedef struct probe_shape_s {
   bool valid;
+  uint64_t paths_id; /* the caller's name for the transfers (0: none) */
   int n;
   size_t nt, na, parts_cap, links_cap;
   uint64_t (*words)[2]; /* each transfer's path (path_words) */
@@ -1197,9 +1199,16 @@ static inline void path_words(const int32_t *path, int len, uint64_t *w) {
   w[1] = len > 2 ? b & keep[len - 2] : 0;
 }
 
-/* Whether shape was made by a probe of these transfers. */
-static bool shape_holds(const probe_shape *h, int n, const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens) {
+/* Whether shape was made by a probe of these transfers (named paths_id
+ * by the caller when not 0: then the same when the names are). */
+static bool shape_holds(const probe_shape *h, uint64_t paths_id, int n, const int32_t (*paths)[INFSIM_NET_MAX_PATH],
+                        const int *lens) {
   if (!h->valid || h->n != n) return false;
+#ifndef INFSIM_CHECK_INVARIANTS
+  if (paths_id != 0 && paths_id == h->paths_id) return true;
+#else
+  (void)paths_id; /* compared anyway: probe() checks the name against the paths */
+#endif
   for (int i = 0; i < n; i++) {
     if (lens[i] != h->lens[i]) return false;
     uint64_t w[2];
@@ -1222,8 +1231,8 @@ static bool shape_reserve(probe_shape *h, size_t n, size_t nt) {
 
 /* The probe (infsim_network_probe); with memo, its answer is kept there
  * when it needed no walk of the flows. */
-static void probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens,
-                  double *rates, probe_memo *memo, probe_shape *shape) {
+static void probe(infsim_network *net, uint64_t paths_id, int n, const int32_t (*paths)[INFSIM_NET_MAX_PATH],
+                  const int *lens, double *rates, probe_memo *memo, probe_shape *shape) {
   if (n <= 0) return;
   size_t want = (size_t)n * INFSIM_NET_MAX_PATH;
   if (net->touched_cap < want) {
@@ -1240,7 +1249,12 @@ static void probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_
    * skip the fixed. */
   size_t nt = 0, parts = (size_t)n, walked = 0, na = 0;
   bool loaded = false;
-  bool kept = shape != NULL && shape_holds(shape, n, paths, lens);
+  bool kept = shape != NULL && shape_holds(shape, paths_id, n, paths, lens);
+#ifdef INFSIM_CHECK_INVARIANTS
+  /* a set-up kept for the same name holds: the caller named the paths right */
+  assert(!(shape != NULL && shape->valid && paths_id != 0 && paths_id == shape->paths_id) || kept);
+#endif
+  if (kept) shape->paths_id = paths_id; /* found the same: the caller's name for them now */
   if (kept) { /* the first pass's answer, as it made it for these paths */
     nt = shape->nt;
     na = shape->na;
@@ -1286,6 +1300,7 @@ static void probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_
   if (shape != NULL && !kept) {
     shape->valid = shape_reserve(shape, (size_t)n, nt);
     if (shape->valid) {
+      shape->paths_id = paths_id;
       shape->n = n;
       shape->nt = nt;
       shape->na = na;
@@ -1328,6 +1343,7 @@ static void probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_
   if (memo != NULL) {
     memo->valid = !walk && memo_reserve(memo, (size_t)n, nt);
     if (memo->valid) {
+      memo->paths_id = paths_id;
       memo->n = n;
       memo->nt = nt;
       for (int i = 0; i < n; i++) {
@@ -1470,7 +1486,7 @@ static void probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_
 
 void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens,
                           double *rates) {
-  probe(net, n, paths, lens, rates, NULL, NULL);
+  probe(net, 0, n, paths, lens, rates, NULL, NULL);
 }
 
 /* Whether memo's answer holds for these transfers now: the same paths,
@@ -1478,14 +1494,24 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
  * answer was found at (the same at 0: the room bit for bit), and still
  * no flow there fast enough to take part (the walk's condition, as the
  * probe asks it). */
-static bool memo_holds(const infsim_network *net, const probe_memo *m, int n,
+static bool memo_holds(const infsim_network *net, const probe_memo *m, uint64_t paths_id, int n,
                        const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens) {
   if (!m->valid || m->n != n) return false;
-  for (int i = 0; i < n; i++) {
-    if (lens[i] != m->lens[i]) return false;
-    for (int k = 0; k < lens[i]; k++)
-      if (paths[i][k] != m->paths[i][k]) return false;
+  bool named = paths_id != 0 && paths_id == m->paths_id; /* the same transfers: the caller says so */
+#ifdef INFSIM_CHECK_INVARIANTS
+  named = false; /* compared anyway, and found the same (below) */
+#endif
+  for (int i = 0; i < n && !named; i++) {
+    if (lens[i] != m->lens[i]) break;
+    int k = 0;
+    while (k < lens[i] && paths[i][k] == m->paths[i][k]) k++;
+    if (k < lens[i]) break;
+    if (i == n - 1) named = true;
   }
+#ifdef INFSIM_CHECK_INVARIANTS
+  assert(named || paths_id == 0 || paths_id != m->paths_id);
+#endif
+  if (!named) return false;
   double x_low = INFINITY, top = -INFINITY;
   bool loaded = false;
   for (size_t t = 0; t < m->nt; t++) {
@@ -1502,6 +1528,11 @@ static bool memo_holds(const infsim_network *net, const probe_memo *m, int n,
 
 void infsim_network_probe_keyed(infsim_network *net, int32_t key, int n,
                                 const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens, double *rates) {
+  infsim_network_probe_keyed_id(net, key, 0, n, paths, lens, rates);
+}
+
+void infsim_network_probe_keyed_id(infsim_network *net, int32_t key, uint64_t paths_id, int n,
+                                   const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens, double *rates) {
   assert(key >= 0);
   /* At 0 every batch is probed afresh: keeping answers for loads equal to
    * the bit would reuse 15-24% of them on bench/distkv_speed's hour and
@@ -1510,31 +1541,32 @@ void infsim_network_probe_keyed(infsim_network *net, int32_t key, int n,
     if ((size_t)key >= net->shape_cap) {
       size_t cap = net->shape_cap;
       if (!infsim_grow((void **)&net->shapes, &cap, (size_t)key + 1, sizeof *net->shapes, 16)) {
-        probe(net, n, paths, lens, rates, NULL, NULL);
+        probe(net, 0, n, paths, lens, rates, NULL, NULL);
         return;
       }
       memset(net->shapes + net->shape_cap, 0, (cap - net->shape_cap) * sizeof *net->shapes);
       net->shape_cap = cap;
     }
-    probe(net, n, paths, lens, rates, NULL, &net->shapes[key]);
+    probe(net, paths_id, n, paths, lens, rates, NULL, &net->shapes[key]);
     return;
   }
   if ((size_t)key >= net->memo_cap) {
     size_t cap = net->memo_cap;
     if (!infsim_grow((void **)&net->memos, &cap, (size_t)key + 1, sizeof *net->memos, 16)) {
-      probe(net, n, paths, lens, rates, NULL, NULL);
+      probe(net, 0, n, paths, lens, rates, NULL, NULL);
       return;
     }
     memset(net->memos + net->memo_cap, 0, (cap - net->memo_cap) * sizeof *net->memos);
     net->memo_cap = cap;
   }
   probe_memo *m = &net->memos[key];
-  if (n > 0 && memo_holds(net, m, n, paths, lens)) {
+  if (n > 0 && memo_holds(net, m, paths_id, n, paths, lens)) {
+    m->paths_id = paths_id;
     for (int i = 0; i < n; i++) rates[i] = m->rates[i];
     net->probes_reused++;
     return;
   }
-  probe(net, n, paths, lens, rates, m, NULL);
+  probe(net, paths_id, n, paths, lens, rates, m, NULL);
 }
 
 size_t infsim_network_probes_reused(const infsim_network *net) { return net->probes_reused; }

@@ -200,7 +200,8 @@ static double priced_layers(const infsim_sim *s, const infsim_batch *b, sim_exec
  * probe): per holder its kind, nominal route and KV written; per holder
  * with traffic a route and its bytes a step; the probe's entries and
  * their paths. */
-static void memo_build(const infsim_sim *s, const infsim_batch *b, sim_da_memo *m, int32_t count) {
+static void memo_build(const infsim_sim *s, const infsim_batch *b, sim_exec_instance *x, sim_da_memo *m,
+                       int32_t count) {
   const infsim_distattn_shape *shape = &s->c.distattn;
   const infsim_cost_curves *c = &s->cost.curves;
   m->holder_count = b->holder_count;
@@ -245,12 +246,16 @@ static void memo_build(const infsim_sim *s, const infsim_batch *b, sim_da_memo *
       m->lens[m->n] = infsim_network_route(s->net, b->instance, to, m->paths[m->n]);
       m->route[m->n] = r;
       m->entry_holder[m->n] = j;
+      m->route_rate[m->n] = &x->da_out_rate[r];
+      m->holder_rate[m->n] = &m->dec[j].bytes_per_s;
       m->dir[m->n++] = 0;
     }
     if (back > 0) {
       m->lens[m->n] = infsim_network_route(s->net, to, b->instance, m->paths[m->n]);
       m->route[m->n] = r;
       m->entry_holder[m->n] = j;
+      m->route_rate[m->n] = &x->da_back_rate[r];
+      m->holder_rate[m->n] = &m->dec[j].back_bytes_per_s;
       m->dir[m->n++] = 1;
     }
   }
@@ -277,13 +282,14 @@ static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exe
   if (m->holder_count != b->holder_count || m->remote != (a->remote_requests > 0) ||
       memcmp(m->holders, b->holders, (size_t)count * sizeof *b->holders) != 0 ||
       (m->prefill && m->prefill_tokens != a->prefill_tokens)) {
-    memo_build(s, b, m, count);
+    memo_build(s, b, x, m, count);
+    m->paths_id = ++x->da_paths_named; /* new entries (mostly the same paths: compared once) */
   } else {
     for (int j = 0; j < m->k; j++) m->dec[j].bytes_per_s = m->dec[j].back_bytes_per_s = m->nominal[j];
 #ifdef INFSIM_CHECK_INVARIANTS
     sim_da_memo *fresh = malloc(sizeof *fresh);
     if (fresh != NULL) {
-      memo_build(s, b, fresh, count);
+      memo_build(s, b, x, fresh, count);
       assert(fresh->k == m->k && fresh->routes == m->routes && fresh->n == m->n && fresh->prefill == m->prefill &&
              fresh->host_ma == m->host_ma);
       assert(memcmp(fresh->dec, m->dec, (size_t)m->k * sizeof *m->dec) == 0);
@@ -327,12 +333,17 @@ static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exe
    * holder's too (a route left at its nominal rate keeps the holder's
    * nominal one). */
   double rates[2 * INFSIM_KV_MAX_HOLDINGS];
-  infsim_network_probe_keyed(s->net, b->instance, m->n, (const int32_t(*)[INFSIM_NET_MAX_PATH])m->paths, m->lens, rates);
+  infsim_network_probe_keyed_id(s->net, b->instance, m != scratch ? m->paths_id : 0, m->n,
+                                (const int32_t(*)[INFSIM_NET_MAX_PATH])m->paths, m->lens, rates);
+  /* (each entry's route and holder rate, by the pointers memo_build set) */
   for (int i = 0; i < m->n; i++) {
-    if (!isfinite(rates[i])) continue; /* the path's nominal rate */
-    assert(rates[i] > 0);
-    if (m->dir[i] == 0) x->da_out_rate[m->route[i]] = m->dec[m->entry_holder[i]].bytes_per_s = rates[i];
-    else x->da_back_rate[m->route[i]] = m->dec[m->entry_holder[i]].back_bytes_per_s = rates[i];
+    double rate = rates[i];
+    if (!isfinite(rate)) continue; /* the path's nominal rate */
+    assert(rate > 0);
+    assert(m->route_rate[i] == (m->dir[i] == 0 ? &x->da_out_rate[m->route[i]] : &x->da_back_rate[m->route[i]]));
+    assert(m->holder_rate[i] == (m->dir[i] == 0 ? &m->dec[m->entry_holder[i]].bytes_per_s
+                                                : &m->dec[m->entry_holder[i]].back_bytes_per_s));
+    *m->route_rate[i] = *m->holder_rate[i] = rate;
   }
   bool chunk = m->prefill && a->prefill_tokens > 0;
   infsim_distattn_holder pre[INFSIM_KV_MAX_HOLDINGS];
@@ -347,6 +358,7 @@ static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exe
                                                                                : INFSIM_HOLDER_HOST_FETCH};
   }
   extra = priced_layers(s, b, x, now_ns, &shared, m->dec, pre, m->k, chunk, m->ma, extra);
+  x->da_memo = m != scratch ? m : NULL;
   free(scratch);
   return extra;
 }
@@ -370,6 +382,7 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
   x->da_cross = 0;
   x->da_step_bytes = 0.0;
   x->da_routes = 0;
+  x->da_memo = NULL;
   if (b->holder_count == 0) return extra; /* most batches: no copy of the shape below */
   if (s->c.distattn.relay != INFSIM_DISTATTN_RELAY_NODE) return direct_step_ns(s, b, x, now_ns, extra);
   infsim_distattn_shape shared = s->c.distattn;
@@ -577,6 +590,22 @@ static infsim_status record_row(infsim_sim *s, sim_exec_instance *x, const infsi
  * that lasts one step; other owners' steps and KV moves do not see it. */
 static void account_prompt(infsim_sim *s, sim_exec_instance *x) {
   x->da_prompt_pending = false;
+  const sim_da_memo *m = x->da_memo;
+  if (m != NULL) { /* its entries are the routes' directions with bytes, in this order, with their paths */
+    for (int i = 0; i < m->n; i++) {
+      int r = m->route[i];
+      double bytes = m->dir[i] == 0 ? x->da_out_bytes[r] : x->da_back_bytes[r];
+      double rate = m->dir[i] == 0 ? x->da_out_rate[r] : x->da_back_rate[r];
+#ifdef INFSIM_CHECK_INVARIANTS
+      int32_t path[INFSIM_NET_MAX_PATH];
+      int len = route_path(s, x, r, m->dir[i], path);
+      assert(len == m->lens[i] && memcmp(path, m->paths[i], (size_t)len * sizeof *path) == 0 && bytes > 0.0);
+#endif
+      if (bytes > 0.0 && m->lens[i] > 0)
+        infsim_network_account(s->net, m->paths[i], m->lens[i], bytes, infsim_cost_round_ns(bytes / rate * 1e9));
+    }
+    return;
+  }
   for (int r = 0; r < x->da_routes; r++)
     for (int dir = 0; dir < 2; dir++) {
       double bytes = dir == 0 ? x->da_out_bytes[r] : x->da_back_bytes[r];
