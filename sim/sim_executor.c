@@ -261,6 +261,30 @@ static void memo_build(const infsim_sim *s, const infsim_batch *b, sim_exec_inst
   }
 }
 
+#ifdef INFSIM_CHECK_INVARIANTS
+/* Whether entry i of m writes holder j's (route r's, with `route`) rate
+ * of direction dir: only entries with a link get a share from the probe. */
+static bool entry_writes(const sim_da_memo *m, int j, int dir, bool route) {
+  for (int i = 0; i < m->n; i++)
+    if (m->lens[i] > 0 && m->dir[i] == dir && (route ? m->route[i] : m->entry_holder[i]) == j) return true;
+  return false;
+}
+
+/* What skipping the resets to the nominal rates assumes of a memo priced
+ * before: the rates no entry writes are still at their nominal (the
+ * holders' in the memo; the routes' in x too when they are the memo's). */
+static void check_unwritten_nominal(const sim_da_memo *m, const sim_exec_instance *x, bool routes) {
+  for (int j = 0; j < m->k; j++) {
+    assert(entry_writes(m, j, 0, false) || m->dec[j].bytes_per_s == m->nominal[j]);
+    assert(entry_writes(m, j, 1, false) || m->dec[j].back_bytes_per_s == m->nominal[j]);
+  }
+  for (int r = 0; r < m->routes && routes; r++) {
+    assert(entry_writes(m, r, 0, true) || x->da_out_rate[r] == m->nominal[m->route_of[r]]);
+    assert(entry_writes(m, r, 1, true) || x->da_back_rate[r] == m->nominal[m->route_of[r]]);
+  }
+}
+#endif
+
 /* distattn_step_ns without node relay: the setup before the probe is
  * the instance's memo, built again only when the batch's holders (or
  * whether it has remote decodes, or its prompt tokens) differ from its
@@ -279,14 +303,23 @@ static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exe
   /* The prompt tokens count only where a holder takes a chunk's queries
    * (m->prefill, from the holders): a decode run and a prompt batch with
    * the same split requests decoding share the setup. */
+  /* The rates are at their nominal until the probe sets their shares:
+   * memo_build sets the holders', a new memo's first pricing the routes'
+   * (the instance's, in_exec false); a kept memo's pricings write the
+   * same entries each time, every entry with a link a finite share, so
+   * the rest stay at their nominal and need no reset. */
+  bool routes_nominal = false;
   if (m->holder_count != b->holder_count || m->remote != (a->remote_requests > 0) ||
       memcmp(m->holders, b->holders, (size_t)count * sizeof *b->holders) != 0 ||
       (m->prefill && m->prefill_tokens != a->prefill_tokens)) {
     memo_build(s, b, x, m, count);
     m->paths_id = ++x->da_paths_named; /* new entries (mostly the same paths: compared once) */
+    routes_nominal = false;
   } else {
-    for (int j = 0; j < m->k; j++) m->dec[j].bytes_per_s = m->dec[j].back_bytes_per_s = m->nominal[j];
+    routes_nominal = m->in_exec;
 #ifdef INFSIM_CHECK_INVARIANTS
+    check_unwritten_nominal(m, x, routes_nominal);
+    for (int j = 0; j < m->k; j++) m->dec[j].bytes_per_s = m->dec[j].back_bytes_per_s = m->nominal[j];
     sim_da_memo *fresh = malloc(sizeof *fresh);
     if (fresh != NULL) {
       memo_build(s, b, x, fresh, count);
@@ -323,7 +356,7 @@ static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exe
     assert(x->da_from[r] == b->instance && x->da_holder[r] == m->route_to[r] &&
            x->da_out_bytes[r] == m->out_bytes[r] && x->da_back_bytes[r] == m->back_bytes[r]);
 #endif
-  for (int r = 0; r < m->routes; r++)
+  for (int r = 0; r < m->routes && !routes_nominal; r++)
     x->da_out_rate[r] = x->da_back_rate[r] = m->nominal[m->route_of[r]]; /* until the probe sets its share */
   /* The step's traffic, per route and direction, and the rate each gets:
    * its max-min share beside the step's other transfers (the owner's NIC
@@ -673,6 +706,10 @@ static infsim_status add_flows(infsim_sim *s, sim_exec_instance *x, int64_t now_
  * numbered in the order of their first route, as start_flows makes them. */
 typedef struct sim_flow_set_s {
   int routes; /* -1: nothing kept */
+  /* the memo whose routes these are (its paths_id; 0: none), and the
+   * flows' bytes a step they gave (the memo's bytes, summed as below) */
+  uint64_t paths_id;
+  double bytes[2 * SIM_DA_MAX_ROUTES];
   int32_t from[SIM_DA_MAX_ROUTES], holder[SIM_DA_MAX_ROUTES];
   uint8_t dirs[SIM_DA_MAX_ROUTES]; /* bit d: direction d has bytes */
   int16_t of[SIM_DA_MAX_ROUTES][2];
@@ -773,8 +810,25 @@ static infsim_status start_flows(infsim_sim *s, sim_exec_instance *x, int64_t no
   int lens[2 * SIM_DA_MAX_ROUTES];
   infsim_network_sync(s->net, now_ns);
   sim_flow_set *fs = x->flow_set;
-  if (fs == NULL && (fs = x->flow_set = malloc(sizeof *fs)) != NULL) fs->routes = -1;
-  int kept = kept_flows(fs, x, bytes);
+  if (fs == NULL && (fs = x->flow_set = malloc(sizeof *fs)) != NULL) {
+    fs->routes = -1;
+    fs->paths_id = 0;
+  }
+  /* The routes of the memo the set was kept for (the same ends, bytes
+   * and order: the same grouping and sums), or compared route by route. */
+  uint64_t paths_id = x->da_memo != NULL ? x->da_memo->paths_id : 0;
+  int kept = -1;
+  if (fs != NULL && paths_id != 0 && fs->routes >= 0 && fs->paths_id == paths_id) {
+    kept = fs->flows;
+    memcpy(bytes, fs->bytes, (size_t)kept * sizeof *bytes);
+#ifdef INFSIM_CHECK_INVARIANTS
+    double compared[2 * SIM_DA_MAX_ROUTES];
+    assert(kept_flows(fs, x, compared) == kept && memcmp(compared, bytes, (size_t)kept * sizeof *bytes) == 0);
+#endif
+  } else if ((kept = kept_flows(fs, x, bytes)) >= 0) {
+    fs->paths_id = paths_id;
+    memcpy(fs->bytes, bytes, (size_t)kept * sizeof *bytes);
+  }
   if (kept >= 0) {
 #ifdef INFSIM_CHECK_INVARIANTS
     double fresh_bytes[2 * SIM_DA_MAX_ROUTES];
@@ -795,6 +849,8 @@ static infsim_status start_flows(infsim_sim *s, sim_exec_instance *x, int64_t no
   if (fs != NULL) { /* kept for the owner's next run */
     fs->routes = x->da_routes;
     fs->flows = x->da_flows;
+    fs->paths_id = paths_id;
+    memcpy(fs->bytes, bytes, (size_t)x->da_flows * sizeof *bytes);
     for (int r = 0; r < x->da_routes; r++) {
       fs->from[r] = x->da_from[r];
       fs->holder[r] = x->da_holder[r];
