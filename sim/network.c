@@ -1266,7 +1266,6 @@ static void probe(infsim_network *net, uint64_t paths_id, int n, const int32_t (
       L->probe_local = (int32_t)t;
       touched[t] = l;
     }
-    memcpy(net->parts, shape->parts, (size_t)n * sizeof *net->parts);
     memcpy(net->act, shape->act, na * sizeof *net->act);
     if (na < (size_t)n)
       for (int i = 0; i < n; i++)
@@ -1317,6 +1316,14 @@ static void probe(infsim_network *net, uint64_t paths_id, int n, const int32_t (
     }
   }
   bool masks = nt <= 64;
+  /* The parts: a kept set-up's own while the rounds only read them (no
+   * walk appends flows' parts, no path check past 64 links rewrites the
+   * masks), else the scratch's copy. */
+  probe_part *P = kept ? shape->parts : net->parts;
+  if (kept && !masks) {
+    memcpy(net->parts, shape->parts, (size_t)n * sizeof *net->parts);
+    P = net->parts;
+  }
   /* No link fills below x_low: at most the new flows and every flow on it
    * grow there. A flow already there whose rate is below it keeps its rate
    * (the filling's first round would fix it there): it only takes its
@@ -1366,6 +1373,10 @@ static void probe(infsim_network *net, uint64_t paths_id, int n, const int32_t (
     net_link *L = &net->links[touched[t]];
     L->probe_residual_bytes_per_s = L->info.bytes_per_s;
   }
+  if (walk && P != net->parts) {
+    memcpy(net->parts, shape->parts, (size_t)n * sizeof *net->parts);
+    P = net->parts;
+  }
   /* The flows already on these links, each bounded by its rate now. */
   for (size_t s = walk ? next_used(net, 0) : net->flow_cap; s < net->flow_cap; s = next_used(net, s + 1)) {
     const net_flow *f = &net->flows[s];
@@ -1380,7 +1391,8 @@ static void probe(infsim_network *net, uint64_t paths_id, int n, const int32_t (
       continue;
     }
     probe_reserve(net, parts + 1);
-    probe_part *p = &net->parts[parts];
+    P = net->parts; /* (grown) */
+    probe_part *p = &P[parts];
     net->act[na++] = (int32_t)parts++;
     walked++;
     uint64_t mask = 0;
@@ -1425,7 +1437,7 @@ static void probe(infsim_network *net, uint64_t paths_id, int n, const int32_t (
      * and none of those is below x): without them, nothing to scan. */
     size_t kept = 0, walked_before = walked;
     for (size_t a = 0; a < na && walked_before > 0; a++) {
-      probe_part *p = &net->parts[act[a]];
+      probe_part *p = &P[act[a]];
       if (p->bound_bytes_per_s > x) {
         act[kept++] = act[a];
         continue;
@@ -1457,7 +1469,7 @@ static void probe(infsim_network *net, uint64_t paths_id, int n, const int32_t (
      * after the scan, so that every part of a link that filled sees it. */
     if (!masks) { /* past 64 links the bits alias: each part's path is asked instead, its answer its mask */
       for (size_t a = 0; a < na; a++) {
-        probe_part *p = &net->parts[act[a]];
+        probe_part *p = &P[act[a]];
         bool on_full = false;
         for (int k = 0; k < p->path_len && !on_full; k++)
           on_full = net->links[p->path[k]].probe_residual_bytes_per_s == 0;
@@ -1467,7 +1479,7 @@ static void probe(infsim_network *net, uint64_t paths_id, int n, const int32_t (
     }
     kept = 0;
     for (size_t a = 0; a < na; a++) {
-      probe_part *p = &net->parts[act[a]];
+      probe_part *p = &P[act[a]];
       if (!(p->mask & full)) {
         act[kept++] = act[a];
         continue;
