@@ -1258,14 +1258,7 @@ static void probe(infsim_network *net, uint64_t paths_id, int n, const int32_t (
   if (kept) { /* the first pass's answer, as it made it for these paths */
     nt = shape->nt;
     na = shape->na;
-    for (size_t t = 0; t < nt; t++) {
-      int32_t l = shape->links[t];
-      net_link *L = &net->links[l];
-      L->probe_epoch = epoch;
-      L->probe_unfixed = shape->unfixed[t];
-      L->probe_local = (int32_t)t;
-      touched[t] = l;
-    }
+    /* (its links' scratch is set in the first pass below) */
     memcpy(net->act, shape->act, na * sizeof *net->act);
     if (na < (size_t)n)
       for (int i = 0; i < n; i++)
@@ -1335,7 +1328,17 @@ static void probe(infsim_network *net, uint64_t paths_id, int n, const int32_t (
    * carry nothing, start again from the links' bandwidths. */
   double x_low = INFINITY, top = -INFINITY, first = INFINITY; /* first: the first round's delta, but after a reset */
   for (size_t t = 0; t < nt; t++) {
-    net_link *L = &net->links[touched[t]];
+    net_link *L;
+    if (kept) { /* the set-up's links, in its order, with its counts */
+      int32_t l = shape->links[t];
+      L = &net->links[l];
+      L->probe_epoch = epoch;
+      L->probe_unfixed = shape->unfixed[t];
+      L->probe_local = (int32_t)t;
+      touched[t] = l;
+    } else {
+      L = &net->links[touched[t]];
+    }
     double x = L->info.bytes_per_s / (double)(L->probe_unfixed + L->flows_on);
     if (x < x_low) x_low = x;
     if (L->top_bytes_per_s > top) top = L->top_bytes_per_s;
