@@ -320,9 +320,9 @@ infsim_status launch(ik_cuda *c, const infsim_prefill_args *a, infsim_error *err
   /* Auto: on compute capability 9.0 the wgmma kernel (128 x 128), which won
    * at every measured shape, 1K to 16K tokens on 8 to 64 heads, even where
    * its CTAs fill under half the SMs (bench/README.md, kernels/NOTES.md),
-   * with version 17 (pipelines 8 and 9, chosen below; version 16, pipelines
-   * 6 and 7, has the same loads and version 15, pipelines 4 and 5, loads K/V
-   * by cp.async).
+   * with version 18 (pipelines 10 and 11, chosen below; versions 16 and 17,
+   * pipelines 6-9, have the same loads and version 15, pipelines 4 and 5,
+   * loads K/V by cp.async).
    * Elsewhere 128 queries x 64 keys once there are enough 128-query tiles
    * to fill the SMs twice over, else 64 x 64 (fewer, fatter CTAs leave SMs
    * idle on short prompts). 128 x 128 asked for on another device runs
@@ -335,17 +335,22 @@ infsim_status launch(ik_cuda *c, const infsim_prefill_args *a, infsim_error *err
   if (rows == 0) rows = ctas128 >= 2 * (int64_t)c->sm_count ? 128 : 64;
   if (rows == 128 && keys == 128) {
     if (hopper) {
-      /* Version 17 (kernels/NOTES.md): version 16's loads (K/V by bulk
-       * tensor copies from four producer warps) with faster consumers; one
-       * CTA per SM over the work tiles (pipeline 9) for prompts up to 4K
-       * tokens (prefix
-       * included: the static dealing evens out the causal imbalance and the
-       * next tile's loads overlap the last one's end), else one CTA per
-       * work tile (pipeline 8: the hardware deals a head's query tiles side
-       * by side, so their K/V stays in L2; the persistent order puts all
-       * heads of a query tile side by side: 0.90x at 16K on 32/32 heads). */
-      const bool persist = a->past_tokens + a->new_tokens <= 4096;
-      return ik_prefill_sm90(c, p, BF16, a->num_requests, a->sm90_pipeline ? a->sm90_pipeline : persist ? 9 : 8, err);
+      /* Version 18 (kernels/NOTES.md 18): version 16's loads (K/V by
+       * bulk tensor copies from four producer warps) with version 17's
+       * turns and fewer consumer instructions per key tile (1.02-1.23x
+       * version 17 at every measured shape). One CTA per SM over the work
+       * tiles (pipeline 11) for prompts up to 4K tokens, prefix included
+       * (the static dealing evens out the causal imbalance and the next
+       * tile's loads overlap the last one's end); past that one CTA per
+       * work tile: for a fresh prompt head by head (pipeline 10: the
+       * hardware deals a head's query tiles side by side, so their K/V
+       * stays in L2; the persistent order puts all heads of a query tile
+       * side by side, 0.90x at 16K on 32/32 heads), after a cached prefix in
+       * groups of heads (pipeline 12: 1.04-1.05x pipeline 10 on chunks
+       * after 12-14K tokens, 0.97x on fresh 16K prompts). */
+      const int64_t total = (int64_t)a->past_tokens + a->new_tokens;
+      const int pl = total <= 4096 ? 11 : a->past_tokens > 0 ? 12 : 10;
+      return ik_prefill_sm90(c, p, BF16, a->num_requests, a->sm90_pipeline ? a->sm90_pipeline : pl, err);
     }
     keys = 64;
   }

@@ -288,6 +288,50 @@ __device__ __forceinline__ void pack_p(const float (&s)[64], uint32_t (&pf)[KT /
   }
 }
 
+/* Version 18's exponents (kernels/NOTES.md 18): P of one key tile against
+ * the reference m0/m1 as it stands, with no row max taken first, packed
+ * into the A fragments pf of the next P V, and their row sums (per thread)
+ * ps0/ps1; s keeps the raw scores. Version 17's reference moves only when
+ * a row's max passes it by 2^8, which after the first key tiles is rare,
+ * yet it spent 68 FMNMX and 4 shuffles a tile finding that out. Here the
+ * sums say it: every P is at most its row's sum, so while each thread's
+ * sums stay at or under SUM_MAX_V18 = 2^15 no P overflows (fp16's largest
+ * is 65504; a P past 2^128 is infinite in fp32 too, and so is its sum) and
+ * the tile is done. When a sum passes
+ * it (an infinite one too), the caller redoes the tile from the raw scores
+ * with version 17's softmax, which moves the reference to the new max.
+ * Any reference at or under the true max gives the same O and LSE in exact
+ * arithmetic (softmax_tile_v17); P <= 2^15 keeps O's and l's fp32 sums far
+ * from overflow over any context. NaN scores give a NaN sum, which
+ * compares false: they reach O as they would in version 17. */
+constexpr float SUM_MAX_V18 = 32768.f;
+template <bool BF16>
+__device__ __forceinline__ void exp_pack_v18(const float (&s)[64], float scale_log2, float m0, float m1,
+                                             uint32_t (&pf)[KT / 16][4], float &ps0, float &ps1) {
+  float x0[4], x1[4];
+#pragma unroll
+  for (int kg = 0; kg < KT / 16; kg++) {
+    /* s[8 kg + 0, 1, 4, 5] are the thread's first row, + 2, 3, 6, 7 its second. */
+    float e[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) e[i] = fast_exp2(fmaf(s[8 * kg + i], scale_log2, (i & 2) ? -m1 : -m0));
+    pf[kg][0] = pack2<BF16>(e[0], e[1]);
+    pf[kg][1] = pack2<BF16>(e[2], e[3]);
+    pf[kg][2] = pack2<BF16>(e[4], e[5]);
+    pf[kg][3] = pack2<BF16>(e[6], e[7]);
+    const float r0 = (e[0] + e[1]) + (e[4] + e[5]), r1 = (e[2] + e[3]) + (e[6] + e[7]);
+    if (kg < 4) {
+      x0[kg] = r0;
+      x1[kg] = r1;
+    } else {
+      x0[kg & 3] += r0;
+      x1[kg & 3] += r1;
+    }
+  }
+  ps0 = (x0[0] + x0[1]) + (x0[2] + x0[3]);
+  ps1 = (x1[0] + x1[1]) + (x1[2] + x1[3]);
+}
+
 /* O's rows rescaled by a0 (first row of the thread) and a1 (second). */
 __device__ __forceinline__ void rescale_o(float (&o)[64], float a0, float a1) {
 #pragma unroll
@@ -303,8 +347,10 @@ __device__ __forceinline__ void rescale_o(float (&o)[64], float a0, float a1) {
 
 /* Version 15 (pipeline 4; `persist`: pipeline 5) on c->stream; `tma`: K/V
  * by bulk tensor copies (pipelines 6 and 7); `v17`: version 17's consumers
- * with version 16's loads (pipelines 8 and 9). */
+ * with version 16's loads (pipelines 8 and 9); `v18`: version 18's
+ * consumers (pipelines 10 and 11); `grouped`: version 18 with the CTAs in
+ * groups of heads (pipeline 12). */
 infsim_status ik_prefill_sm90_ws(ik_cuda *c, const ik_prefill_params &p, bool bf16, int reqs, bool persist, bool tma,
-                                 bool v17, infsim_error *err);
+                                 bool v17, bool v18, bool grouped, infsim_error *err);
 
 #endif

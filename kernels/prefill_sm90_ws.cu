@@ -1,13 +1,14 @@
 /*
-** prefill_sm90_ws.cu: prefill versions 15 to 17 on Hopper (sm_90a), 17 the
+** prefill_sm90_ws.cu: prefill versions 15 to 18 on Hopper (sm_90a), 18 the
 ** default there: version 14's two consumer warpgroups (prefill_sm90.cu)
 ** fed by a producer warpgroup, which loads K/V by 16-byte cp.async
 ** (version 15, pipelines 4 and 5) or by bulk tensor copies (version 16,
-** pipelines 6 and 7; version 17, pipelines 8 and 9, with fewer consumer
-** instructions per key tile). Same contract and results as the kernels in
-** prefill_sm90.cu; prefill.cu appends the new K/V before launching it and
-** never launches it on a device other than compute capability 9.0 (in
-** other passes the body traps). Measurements: kernels/NOTES.md, 15-17.
+** pipelines 6 and 7; versions 17 and 18, pipelines 8-12, with fewer
+** consumer instructions per key tile). Same contract and results as the
+** kernels in prefill_sm90.cu; prefill.cu appends the new K/V before
+** launching it and never launches it on a device other than compute
+** capability 9.0 (in other passes the body traps). Measurements:
+** kernels/NOTES.md, 15-18.
 */
 #include "prefill_sm90.cuh"
 
@@ -55,7 +56,7 @@ constexpr int WS_THREADS = 384;
 constexpr int WS_BARS = 4 * NST + 2; /* K full, V full, K empty, V empty (one per buffer), Q empty, Q full (TMA) */
 constexpr int SMEM_WS = (int)(Q_BYTES + 2 * NST * TILE_BYTES) + WS_BARS * 8 + 1024;
 
-template <bool BF16, bool POW2, bool PINGPONG, bool PERSIST, bool TMA, bool V17>
+template <bool BF16, bool POW2, bool PINGPONG, bool PERSIST, bool TMA, bool V17, bool V18, bool GROUPED>
 __global__ void __launch_bounds__(WS_THREADS, 1)
     prefill_sm90_ws_kernel(ik_prefill_params p, int reqs, const __grid_constant__ ik_kv_maps maps) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -86,6 +87,23 @@ __global__ void __launch_bounds__(WS_THREADS, 1)
       qt = nq - 1 - w / per;
       hh = w % per % p.h;
       r = w % per / p.h;
+    } else if (GROUPED) {
+      /* Pipeline 12: the CTAs of a request taken in groups of hg heads
+       * (one KV head's query heads, at least 4), heaviest query tile first
+       * within the group and the group's heads side by side. The hardware
+       * deals CTAs in launch order, so head by head (pipelines 8 and 10)
+       * starts the last head's heaviest tile (a whole context of keys)
+       * when only that head's lighter ones are left to run beside it; in
+       * groups, the heaviest tiles start with a group's worth of work
+       * after them, and the CTAs in flight still read the K/V of hg heads
+       * at most (the persistent order reads every head's: NOTES.md 15). */
+      if (k > 0) return false;
+      const int hg = p.group * ((3 + p.group) / p.group), nqt = (int)gridDim.x;
+      const int lin = (int)blockIdx.x + nqt * (int)blockIdx.y, h0 = lin / (nqt * hg) * hg;
+      const int in = min(hg, p.h - h0), w = lin - h0 * nqt;
+      qt = nqt - 1 - w / in;
+      hh = h0 + w % in;
+      r = blockIdx.z;
     } else {
       if (k > 0) return false;
       qt = (int)gridDim.x - 1 - (int)blockIdx.x;
@@ -274,7 +292,10 @@ __global__ void __launch_bounds__(WS_THREADS, 1)
    * 14's (S_j and P_{j-1} V_{j-1} issued back to back, S_j's softmax under
    * the second), with mbarrier waits instead of the CTA barrier. */
   setmaxnreg_inc<WS_CONSUMER_REGS>();
-  const int cw = wg - 1, warp = (tid % 128) / 32, lane = tid % 32;
+  /* Version 18: the warpgroup's index broadcast from lane 0, so ptxas sees
+   * it is the same in every lane and may keep what derives from it (Q's
+   * matrix descriptors) in uniform registers (CUTLASS does the same). */
+  const int cw = V18 ? __shfl_sync(0xffffffffu, wg - 1, 0) : wg - 1, warp = (tid % 128) / 32, lane = tid % 32;
   const int wrow = cw * 64;
   const bool releaser = lane == 0;
   int pos0 = 0, pos1 = 0, base = 0;
@@ -308,6 +329,120 @@ __global__ void __launch_bounds__(WS_THREADS, 1)
 #pragma unroll
   for (int i = 0; i < 64; i++) o[i] = 0.f;
   m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+  if constexpr (V18) {
+    /* Version 18 (kernels/NOTES.md 18): version 17's turns, products and
+     * release order, with two changes. (1) After the first key tile the
+     * exponents are taken against the reference as it stands, with no row
+     * max (exp_pack_v18), straight into the fragments of the next P V; the
+     * rare tile whose sums say the reference is too low is redone from its
+     * raw scores with version 17's softmax, after the P V wait (a branch
+     * the same in every lane, no wgmma in flight). So S_j's raw scores and
+     * two sets of P fragments are live at once: P_{j-1}'s, which the P V in
+     * flight reads, and P_j's; the loop is unrolled by two so the two sets
+     * trade roles without copies. (2) The buffer offsets of the matrix
+     * descriptors are broadcast from lane 0 (so are Q's, through cw), so
+     * ptxas may build them in uniform registers: version 17 built all 48
+     * words of a tile's 16 descriptors in ordinary registers and moved each
+     * over (R2UR). */
+    float a0 = 1.f, a1 = 1.f;
+    bool moved = false;
+    const uint32_t q_lo = (uint32_t)wg_desc(q_s + wrow * 128, 16, 1024), hi = (uint32_t)(wg_desc(q_s, 16, 1024) >> 32);
+    const uint32_t k_lo0 = (uint32_t)wg_desc(k_s, 16, 1024), v_lo0 = (uint32_t)wg_desc(v_s, KT * 128, 1024);
+    /* Low word of the descriptor of this CTA's n-th K (or V) tile's buffer. */
+    auto buf_lo = [&](uint32_t lo0, int kt) {
+      return __shfl_sync(0xffffffffu, lo0 + (uint32_t)((base + kt) % NST) * (TILE_BYTES >> 4), 0);
+    };
+    uint32_t pa[KT / 16][4], pb[KT / 16][4];
+    {
+      const uint32_t kl = buf_lo(k_lo0, 0);
+      if (TMA) mbar_wait(qfull, (uint32_t)(k & 1));
+      kready(0);
+      if (PINGPONG) named_bar_sync(my_bar);
+      float s[64];
+      wgmma_fence();
+      issue_s_v17<BF16>(s, q_lo, kl, hi);
+      if (PINGPONG) named_bar_arrive(other_bar);
+      wgmma_wait<0>();
+      reg_fence(s);
+      mbar_arrive_if(kempty(base % NST), releaser);
+      mbar_arrive_if(qempty, releaser && n_kt == 1);
+      if (first_masked == 0) mask(s, 0);
+      float ps0, ps1;
+      softmax_tile_v17(s, p.scale_log2, m0, m1, a0, a1, ps0, ps1, moved);
+      l0 = ps0, l1 = ps1; /* O is zero */
+      pack_p<BF16>(s, pa);
+    }
+    /* Key tile j >= 1: S_j and P_{j-1} V_{j-1} (from pin), P_j into pout. */
+    auto step18 = [&](int j, auto masked, uint32_t (&pin)[KT / 16][4], uint32_t (&pout)[KT / 16][4]) {
+      const uint32_t kl = buf_lo(k_lo0, j), vl = buf_lo(v_lo0, j - 1);
+      kready(j);
+      vready(j - 1);
+      if (PINGPONG) named_bar_sync(my_bar);
+      float s[64];
+      reg_fence_op(o, pin);
+      wgmma_fence();
+      issue_s_v17<BF16>(s, q_lo, kl, hi);
+      issue_pv_v17<BF16>(o, pin, vl, hi);
+      if (PINGPONG) named_bar_arrive(other_bar);
+      wgmma_wait<1>();
+      reg_fence(s);
+      if (decltype(masked)::value) mask(s, j);
+      float ps0, ps1;
+      exp_pack_v18<BF16>(s, p.scale_log2, m0, m1, pout, ps0, ps1);
+      const bool slow = __any_sync(0xffffffffu, ps0 > SUM_MAX_V18 || ps1 > SUM_MAX_V18);
+      /* As version 17: the release reads every exponent, so they stay above the P V wait. */
+      mbar_arrive_if(kempty((base + j) % NST), releaser && !(ps0 + ps1 < 0.f));
+      mbar_arrive_if(qempty, releaser && j == n_kt - 1);
+      wgmma_wait<0>();
+      reg_fence_op(o, pin);
+      mbar_arrive_if(vempty((base + j - 1) % NST), releaser);
+      if (__builtin_expect(slow, 0)) {
+        softmax_tile_v17(s, p.scale_log2, m0, m1, a0, a1, ps0, ps1, moved);
+        pack_p<BF16>(s, pout);
+        if (moved) rescale_o(o, a0, a1);
+        l0 = l0 * a0 + ps0;
+        l1 = l1 * a1 + ps1;
+      } else {
+        l0 += ps0;
+        l1 += ps1;
+      }
+    };
+    auto copy_p = [&]() {
+#pragma unroll
+      for (int kg = 0; kg < KT / 16; kg++) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) pa[kg][i] = pb[kg][i];
+      }
+    };
+    const int mid = max(1, min(first_masked, n_kt));
+    int j = 1;
+    for (; j + 1 < mid; j += 2) {
+      step18(j, std::false_type(), pa, pb);
+      step18(j + 1, std::false_type(), pb, pa);
+    }
+    if (j < mid) {
+      step18(j, std::false_type(), pa, pb);
+      copy_p();
+    }
+    for (j = mid; j < n_kt; j++) { /* the diagonal: one or two tiles */
+      step18(j, std::true_type(), pa, pb);
+      copy_p();
+    }
+    /* The last P V. */
+    const uint32_t vl = buf_lo(v_lo0, n_kt - 1);
+    vready(n_kt - 1);
+    if (PINGPONG) named_bar_sync(my_bar);
+    reg_fence_op(o, pa);
+    wgmma_fence();
+    issue_pv_v17<BF16>(o, pa, vl, hi);
+    if (PINGPONG) named_bar_arrive(other_bar);
+    wgmma_wait<0>();
+    reg_fence(o);
+    mbar_arrive_if(vempty((base + n_kt - 1) % NST), releaser);
+    store_rows<BF16>(p, o, m0, m1, l0, l1, r, hh, qbase + wrow + warp * 16, lane);
+    base += n_kt;
+    continue;
+  }
   if constexpr (V17) {
     /* Version 17 (kernels/NOTES.md 17). The same turns and products as
      * below, with four changes. (1) O is rescaled only when the running
@@ -500,24 +635,30 @@ infsim_status encode_kv_maps(ik_cuda *c, const ik_prefill_params &p, ik_kv_maps 
  * of them. prefill_ready bits 10-13 (prefill_sm90.cu names the others). */
 template <bool BF16, bool POW2>
 infsim_status launch_ws(ik_cuda *c, const ik_prefill_params &p, int reqs, bool persist, bool tma, bool v17,
-                        infsim_error *err) {
+                        bool v18, bool grouped, infsim_error *err) {
   constexpr bool PP = IK_SM90_PINGPONG != 0;
-  auto kern = v17   ? (persist ? prefill_sm90_ws_kernel<BF16, POW2, PP, true, true, true>
-                               : prefill_sm90_ws_kernel<BF16, POW2, PP, false, true, true>)
-              : tma ? (persist ? prefill_sm90_ws_kernel<BF16, POW2, PP, true, true, false>
-                               : prefill_sm90_ws_kernel<BF16, POW2, PP, false, true, false>)
-                    : (persist ? prefill_sm90_ws_kernel<BF16, POW2, PP, true, false, false>
-                               : prefill_sm90_ws_kernel<BF16, POW2, PP, false, false, false>);
-  /* Bits 10-17 versions 15 and 16, 18-21 version 17. */
-  const int bit = 1 << (v17 ? 18 + (persist ? 2 : 0) + (POW2 ? 0 : 1)
-                            : 10 + (persist ? 2 : 0) + (tma ? 4 : 0) + (POW2 ? 0 : 1));
+  auto kern = grouped ? prefill_sm90_ws_kernel<BF16, POW2, PP, false, true, true, true, true>
+              : v18   ? (persist ? prefill_sm90_ws_kernel<BF16, POW2, PP, true, true, true, true, false>
+                                 : prefill_sm90_ws_kernel<BF16, POW2, PP, false, true, true, true, false>)
+              : v17   ? (persist ? prefill_sm90_ws_kernel<BF16, POW2, PP, true, true, true, false, false>
+                                 : prefill_sm90_ws_kernel<BF16, POW2, PP, false, true, true, false, false>)
+              : tma   ? (persist ? prefill_sm90_ws_kernel<BF16, POW2, PP, true, true, false, false, false>
+                                 : prefill_sm90_ws_kernel<BF16, POW2, PP, false, true, false, false, false>)
+                      : (persist ? prefill_sm90_ws_kernel<BF16, POW2, PP, true, false, false, false, false>
+                                 : prefill_sm90_ws_kernel<BF16, POW2, PP, false, false, false, false, false>);
+  /* Bits 10-17 versions 15 and 16, 18-21 version 17, 22-25 version 18,
+   * 26-27 its grouped order. */
+  const int bit = 1 << (grouped ? 26 + (POW2 ? 0 : 1)
+                        : v18   ? 22 + (persist ? 2 : 0) + (POW2 ? 0 : 1)
+                        : v17   ? 18 + (persist ? 2 : 0) + (POW2 ? 0 : 1)
+                                : 10 + (persist ? 2 : 0) + (tma ? 4 : 0) + (POW2 ? 0 : 1));
   if (!(c->prefill_ready[BF16 ? 1 : 0] & bit)) {
     IK_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_WS));
     c->prefill_ready[BF16 ? 1 : 0] |= bit;
   }
   ik_kv_maps maps;
   memset(&maps, 0, sizeof maps);
-  if (tma || v17) {
+  if (tma || v17 || v18) {
     const infsim_status st = encode_kv_maps(c, p, &maps, err);
     if (st != INFSIM_OK) return st;
   }
@@ -532,11 +673,11 @@ infsim_status launch_ws(ik_cuda *c, const ik_prefill_params &p, int reqs, bool p
 } /* namespace */
 
 infsim_status ik_prefill_sm90_ws(ik_cuda *c, const ik_prefill_params &p, bool bf16, int reqs, bool persist, bool tma,
-                                 bool v17, infsim_error *err) {
+                                 bool v17, bool v18, bool grouped, infsim_error *err) {
   const bool pow2 = p.bt_shift >= 0;
   if (bf16)
-    return pow2 ? launch_ws<true, true>(c, p, reqs, persist, tma, v17, err)
-                : launch_ws<true, false>(c, p, reqs, persist, tma, v17, err);
-  return pow2 ? launch_ws<false, true>(c, p, reqs, persist, tma, v17, err)
-              : launch_ws<false, false>(c, p, reqs, persist, tma, v17, err);
+    return pow2 ? launch_ws<true, true>(c, p, reqs, persist, tma, v17, v18, grouped, err)
+                : launch_ws<true, false>(c, p, reqs, persist, tma, v17, v18, grouped, err);
+  return pow2 ? launch_ws<false, true>(c, p, reqs, persist, tma, v17, v18, grouped, err)
+              : launch_ws<false, false>(c, p, reqs, persist, tma, v17, v18, grouped, err);
 }

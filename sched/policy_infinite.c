@@ -69,6 +69,9 @@ enum { DGFM_MOVES_CAP = 256 };
  * or change brings the period back. The same for DGFM passes that find
  * nothing. */
 enum { QUIET_SHIFT_MAX = 6 };
+/* Defaults of policy.heartbeat_ms, policy.heartbeat_band (in percent) and
+ * policy.heartbeat_owned_ms (docs/distkv.md, "gManager and heartbeats"). */
+enum { HEARTBEAT_MS_DEFAULT = 50, HEARTBEAT_BAND_PCT_DEFAULT = 5, HEARTBEAT_OWNED_MS_DEFAULT = 10000 };
 
 typedef struct {
   int32_t dispatch; /* infsim_dispatch_kind */
@@ -93,6 +96,7 @@ typedef struct {
   double reserve_frac;
   double recall_headroom_frac;
   double heartbeat_band;
+  int64_t heartbeat_owned_ns; /* policy.heartbeat_owned_ms */
   double move_bytes_per_s;
   double spread_remote_tokens; /* the spread planner's W over the NIC and NVLink (planner.h) */
   double spread_near_tokens;
@@ -173,6 +177,7 @@ typedef struct {
   int32_t *gather_waits;    /* per instance: such waits in a row (sets their back-off) */
   int32_t *failures;       /* per instance: borrows failed in a row (sets the back-off) */
   int32_t *hb_shift;       /* per instance: heartbeat period x 2^shift while quiet */
+  int64_t *walked_ns;      /* per instance: when a report last walked its running requests */
   int32_t dgfm_shift;      /* DGFM period x 2^shift while passes find nothing */
   bool *lost;              /* per instance: lost (faults.lose_instance) */
   int32_t n_lost;          /* how many are */
@@ -201,8 +206,12 @@ static infsim_status read_config(infsim_config *cfg, void *settings, infsim_erro
   } while (0)
   TRY(infsim_config_enum(cfg, "policy.dispatch", "least-loaded", k_dispatch, &dispatch, err));
   TRY(infsim_config_enum(cfg, "policy.planner", "greedy", k_planner, &planner, err));
-  TRY(infsim_config_int(cfg, "policy.heartbeat_ms", 50, 1, 3600000, &heartbeat_ms, err));
-  TRY(infsim_config_double(cfg, "policy.heartbeat_band", 0.05, 0.0, 1.0, &p->heartbeat_band, err));
+  TRY(infsim_config_int(cfg, "policy.heartbeat_ms", HEARTBEAT_MS_DEFAULT, 1, 3600000, &heartbeat_ms, err));
+  TRY(infsim_config_double(cfg, "policy.heartbeat_band", HEARTBEAT_BAND_PCT_DEFAULT / 100.0, 0.0, 1.0,
+                           &p->heartbeat_band, err));
+  int64_t owned_ms = 0;
+  TRY(infsim_config_int(cfg, "policy.heartbeat_owned_ms", HEARTBEAT_OWNED_MS_DEFAULT, 0, 3600000, &owned_ms, err));
+  p->heartbeat_owned_ns = owned_ms * 1000000;
   TRY(infsim_config_double(cfg, "policy.reserve_frac", 0.05, 0.0, 0.9, &p->reserve_frac, err));
   TRY(infsim_config_bool(cfg, "policy.own_work_first", true, &p->own_first, err));
   TRY(infsim_config_int(cfg, "policy.borrow_ahead_blocks", 32, 0, 1 << 20, &p->borrow_ahead_blocks, err));
@@ -814,6 +823,16 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
 static void report(infinite *p, int32_t i, int64_t now, bool debts_only) {
   hb_buf *h = &p->hb[i], *t = &p->hb_next;
   t->full = h->full_next;
+  /* Entries of requests wholly on their owner change at nearly every
+   * block boundary and steer nothing but the planner's pick of a debtor's
+   * longest request: a report walks the running requests for them at most
+   * every policy.heartbeat_owned_ms (0: every report), carrying the debts,
+   * the free memory and the requests gone in between (docs/distkv.md,
+   * "gManager and heartbeats"). */
+  if (!debts_only && !t->full && p->set.heartbeat_owned_ns > 0) {
+    if (now - p->walked_ns[i] < p->set.heartbeat_owned_ns) debts_only = true;
+    else p->walked_ns[i] = now;
+  }
   hb_collect(p, i, now, debts_only && !t->full, false, t);
   /* The lent entries reported at 0 leave the list: the report goes now.
    * The collection (all of it: not ask_only) has just read each one's
@@ -1020,13 +1039,15 @@ static infsim_status create(const void *settings, struct infsim_sched *s, int32_
   p->retry_after_ns = calloc((size_t)instances, sizeof *p->retry_after_ns);
   p->failures = calloc((size_t)instances, sizeof *p->failures);
   p->hb_shift = calloc((size_t)instances, sizeof *p->hb_shift);
+  p->walked_ns = malloc((size_t)instances * sizeof *p->walked_ns);
   p->lost = calloc((size_t)instances, sizeof *p->lost);
   p->gather_after_ns = calloc((size_t)instances, sizeof *p->gather_after_ns);
   p->gather_waits = calloc((size_t)instances, sizeof *p->gather_waits);
   p->gatherers = calloc((size_t)instances, sizeof *p->gatherers);
   if (!p->hb || !p->lent || !p->retry_after_ns || !p->failures || !p->hb_shift || !p->gatherers ||
-      !p->gather_after_ns || !p->gather_waits || !p->lost)
+      !p->gather_after_ns || !p->gather_waits || !p->lost || !p->walked_ns)
     return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  for (int32_t i = 0; i < instances; i++) p->walked_ns[i] = INT64_MIN / 4; /* never: the first report walks */
   if (set->message_loss > 0 || set->message_delay_prob > 0) p->fault_rng = infsim_rng_new(s->p.seed, "faults.messages");
   if (set->lose_instance_every_s > 0) p->loss_rng = infsim_rng_new(s->p.seed, "faults.instances");
   int64_t per_node = set->gpus_per_node / set->gpus_per_instance;
@@ -1091,6 +1112,7 @@ static void destroy(void *self) {
   free(p->retry_after_ns);
   free(p->failures);
   free(p->hb_shift);
+  free(p->walked_ns);
   free(p->lost);
   free(p->gatherers);
   free(p->gather_after_ns);

@@ -29,6 +29,8 @@
 **    KV dropped): the borrow is cancelled, no payload goes out for it
 **    (left to go on, a move of its freed blocks was sent, refused and
 **    given up).
+**  - policy.heartbeat_owned_ms changes only the heartbeats' bytes where no
+**    plan reads the entries of requests wholly on their owner.
 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -296,6 +298,56 @@ static void test_recompute_cancels_moves_of_dropped_kv(void **state) {
   infsim_trace_free(&t);
 }
 
+/* policy.heartbeat_owned_ms: a report walks its running requests for the
+ * entries of those wholly on their owner at most that often. On the long
+ * trace the planner only places the 200K-token prompts' new blocks (each
+ * comes first in its own plan), so nothing decides on those entries: at
+ * 0 (every report walks, the earlier behaviour), at the default and at an
+ * hour (one walk per instance) every request record and the count of
+ * heartbeats are the same, and the runs differ only by the heartbeat
+ * entries left out: network bytes fewer by a positive multiple of the
+ * 24-byte entry (docs/distkv.md, "gManager and heartbeats"), fewer at an
+ * hour than at the default. */
+static void test_owned_entries_walk(void **state) {
+  (void)state;
+  infsim_trace *t = long_trace();
+  for (int k = 0; k < 120; k++)
+    fixture_add(t, INT64_C(1000000000) + (int64_t)k * 400000000, 300 + (k * 7919) % 2500, 50 + (k * 31) % 400);
+  /* A band of 1% of an instance's blocks: heartbeats go as the requests come and go. */
+  const char *band = "policy.heartbeat_band=0.01";
+  infsim_run_params p0 = params("infinite-llm", "policy.heartbeat_owned_ms=0", band);
+  infsim_run_params pd = params("infinite-llm", NULL, band);
+  infsim_run_params ph = params("infinite-llm", "policy.heartbeat_owned_ms=3600000", band);
+  infsim_run_result *r0 = fixture_run(&p0, t), *rd = fixture_run(&pd, t), *rh = fixture_run(&ph, t);
+  size_t n = 0;
+  const infsim_request_record *a = infsim_run_result_requests(r0, &n);
+  const infsim_request_record *b = infsim_run_result_requests(rd, &n);
+  const infsim_request_record *c = infsim_run_result_requests(rh, &n);
+  for (size_t k = 0; k < n; k++) {
+    assert_int_equal(a[k].state, INFSIM_REQ_FINISHED);
+    assert_int_equal(b[k].instance, a[k].instance);
+    assert_int_equal(b[k].first_token_ns, a[k].first_token_ns);
+    assert_int_equal(b[k].finish_ns, a[k].finish_ns);
+    assert_int_equal(c[k].instance, a[k].instance);
+    assert_int_equal(c[k].first_token_ns, a[k].first_token_ns);
+    assert_int_equal(c[k].finish_ns, a[k].finish_ns);
+  }
+  assert_true(infsim_run_result_counters(r0)->borrowed_blocks_peak > 0);
+  int64_t hb = fixture_distkv_field(r0, "heartbeats");
+  assert_int_equal(fixture_distkv_field(rd, "heartbeats"), hb);
+  assert_int_equal(fixture_distkv_field(rh, "heartbeats"), hb);
+  int64_t b0 = infsim_run_result_counters(r0)->network_bytes, bd = infsim_run_result_counters(rd)->network_bytes,
+          bh = infsim_run_result_counters(rh)->network_bytes;
+  assert_true(b0 > bd && bd > bh);
+  assert_int_equal((b0 - bd) % 24, 0);
+  assert_int_equal((bd - bh) % 24, 0);
+  infsim_run_result_free(r0);
+  infsim_run_result_free(rd);
+  infsim_run_result_free(rh);
+  infsim_trace_free(t);
+  free(t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_oversized_served_only_by_infinite),
@@ -306,6 +358,7 @@ int main(void) {
       cmocka_unit_test(test_creditor_serves_own_requests_first),
       cmocka_unit_test(test_evicted_gatherer_costs_nothing),
       cmocka_unit_test(test_recompute_cancels_moves_of_dropped_kv),
+      cmocka_unit_test(test_owned_entries_walk),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

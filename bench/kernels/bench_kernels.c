@@ -258,46 +258,12 @@ static void prefill_bufs_free(bench *b, prefill_bufs *m) {
   for (int i = 0; i < 8; i++) infsim_kernels_free(b->k, all[i]);
 }
 
-static void bench_prefill(bench *b) {
-  const int64_t lens[] = {1024, 4096, 16384};
-  const int64_t heads[][2] = {{H70, G70}, {32, 32}, {8, 1}};
-  for (size_t hi = 0; hi < 3; hi++) {
-    for (size_t li = 0; li < 3; li++) {
-      int64_t N = lens[li], h = heads[hi][0], g = heads[hi][1], bt = 16;
-      prefill_bufs m;
-      infsim_prefill_args a = prefill_fresh(b, N, h, g, bt, true, &m);
-      /* auto first and 128 x 128 next to it (the same kernel on Hopper: their
-       * spread shows the run-to-run noise; the long 16K runs heat the card). */
-      /* {rows, keys, wgmma pipeline}: the wgmma kernel's pipelines 2 and 3
-       * (version 14), 4-5 (version 15), 6-7 (version 16: K/V by bulk
-       * tensor copies) and 8-9 (version 17: its consumers) beside version 6
-       * on compute capability 9.0. */
-      const int tiles[13][3] = {{0, 0, 0},     {128, 128, 1}, {128, 128, 2}, {128, 128, 3}, {128, 128, 4},
-                                {128, 128, 5}, {128, 128, 6}, {128, 128, 7}, {128, 128, 8}, {128, 128, 9},
-                                {64, 64, 0},   {128, 32, 0},  {128, 64, 0}};
-      for (int v = 0; v < (h == 32 ? 10 : 13); v++) { /* 32/32 (MHA, 7B-like): auto and the wgmma ones */
-        a.q_tile_rows = tiles[v][0];
-        a.k_tile_tokens = tiles[v][1];
-        a.sm90_pipeline = tiles[v][2];
-        infsim_kernel_timing t = btime(b, infsim_kernel_op_prefill, &a, 10, false);
-        char variant[32];
-        if (v == 0)
-          snprintf(variant, sizeof variant, "causal-auto");
-        else if (tiles[v][2] > 1)
-          snprintf(variant, sizeof variant, "causal-q%dk%dp%d", tiles[v][0], tiles[v][1], tiles[v][2]);
-        else
-          snprintf(variant, sizeof variant, "causal-q%dk%d", tiles[v][0], tiles[v][1]);
-        row_info r = {"prefill", variant, "bf16", 1, N, h, g, bt, 0, 0, 0, 0, 0, 0,
-                      2.0 * (double)h * D * (double)N * (double)(N + 1)};
-        emit(b, &r, &t);
-      }
-      prefill_bufs_free(b, &m);
-    }
-  }
-  /* Chunked prefill: a chunk of c tokens after a cached prefix of L tokens
-   * (the prefix's K/V already in the pool), 64/8 heads; FLOPs count the
-   * c L + c (c + 1) / 2 query-key pairs, so TFLOP/s compares with a fresh
-   * prefill of as many pairs. */
+/* Chunked prefill: a chunk of c tokens after a cached prefix of L tokens
+ * (the prefix's K/V already in the pool), 64/8 heads, with the wgmma
+ * pipelines pls (0 = auto) in that order; FLOPs count the c L + c (c + 1)
+ * / 2 query-key pairs, so TFLOP/s compares with a fresh prefill of as many
+ * pairs. */
+static void bench_chunks(bench *b, const int *pls, int npl) {
   const int64_t chunks[][2] = {{512, 4096}, {2048, 2048}, {2048, 14336}, {4096, 12288}};
   for (size_t ci = 0; ci < sizeof chunks / sizeof chunks[0]; ci++) {
     const int64_t c = chunks[ci][0], L = chunks[ci][1], N = c + L, h = H70, g = G70, bt = 16;
@@ -320,12 +286,15 @@ static void bench_prefill(bench *b) {
                              .block_table_stride = (int32_t)(N / bt), .softmax_scale = 0.08838834764f,
                              .out_dtype = INFSIM_KDTYPE_BF16, .out = out};
     const double pairs = (double)c * (double)L + (double)c * (double)(c + 1) / 2.0;
-    for (int pl = 0; pl < 10; pl += pl ? 1 : 2) { /* auto, then pipelines 2-3 (version 14), 4-5 (15), 6-7 (16), 8-9 (17) */
-      a.sm90_pipeline = pl;
+    for (int i = 0; i < npl; i++) { /* 0 = auto; 2-3 version 14, 4-5 15, 6-7 16, 8-9 17, 10-12 18 */
+      a.sm90_pipeline = pls[i];
       infsim_kernel_timing t = btime(b, infsim_kernel_op_prefill, &a, 10, false);
-      const char *names[10] = {"causal-auto", "",          "causal-p2", "causal-p3", "causal-p4",
-                               "causal-p5",   "causal-p6", "causal-p7", "causal-p8", "causal-p9"};
-      row_info r = {"prefill_chunk", names[pl], "bf16", 1, L, h, g, bt, 0, 0, c, 0, 0, 0, 4.0 * h * D * pairs};
+      char variant[32];
+      if (pls[i])
+        snprintf(variant, sizeof variant, "causal-p%d", pls[i]);
+      else
+        snprintf(variant, sizeof variant, "causal-auto");
+      row_info r = {"prefill_chunk", variant, "bf16", 1, L, h, g, bt, 0, 0, c, 0, 0, 0, 4.0 * h * D * pairs};
       emit(b, &r, &t);
     }
     void *all[] = {q, kn, vn, kp, vp, out, table};
@@ -333,13 +302,56 @@ static void bench_prefill(bench *b) {
   }
 }
 
-/* One fresh 16K-token prefill on 64/8 heads with the wgmma pipeline named
- * by INFSIM_BENCH_PIPELINE (default 4): a short run for a profiler to pick
- * one launch of (kernels/NOTES.md, 16). */
+static void bench_prefill(bench *b) {
+  const int64_t lens[] = {1024, 4096, 16384};
+  const int64_t heads[][2] = {{H70, G70}, {32, 32}, {8, 1}};
+  for (size_t hi = 0; hi < 3; hi++) {
+    for (size_t li = 0; li < 3; li++) {
+      int64_t N = lens[li], h = heads[hi][0], g = heads[hi][1], bt = 16;
+      prefill_bufs m;
+      infsim_prefill_args a = prefill_fresh(b, N, h, g, bt, true, &m);
+      /* auto first and 128 x 128 next to it (the same kernel on Hopper: their
+       * spread shows the run-to-run noise; the long 16K runs heat the card). */
+      /* {rows, keys, wgmma pipeline}: the wgmma kernel's pipelines 2 and 3
+       * (version 14), 4-5 (version 15), 6-7 (version 16: K/V by bulk
+       * tensor copies), 8-9 (version 17: its consumers) and 10-12 (version
+       * 18) beside version 6 on compute capability 9.0. */
+      const int tiles[16][3] = {{0, 0, 0},      {128, 128, 1},  {128, 128, 2},  {128, 128, 3}, {128, 128, 4},
+                                {128, 128, 5},  {128, 128, 6},  {128, 128, 7},  {128, 128, 8}, {128, 128, 9},
+                                {128, 128, 10}, {128, 128, 11}, {128, 128, 12}, {64, 64, 0},   {128, 32, 0},
+                                {128, 64, 0}};
+      for (int v = 0; v < (h == 32 ? 13 : 16); v++) { /* 32/32 (MHA, 7B-like): auto and the wgmma ones */
+        a.q_tile_rows = tiles[v][0];
+        a.k_tile_tokens = tiles[v][1];
+        a.sm90_pipeline = tiles[v][2];
+        infsim_kernel_timing t = btime(b, infsim_kernel_op_prefill, &a, 10, false);
+        char variant[32];
+        if (v == 0)
+          snprintf(variant, sizeof variant, "causal-auto");
+        else if (tiles[v][2] > 1)
+          snprintf(variant, sizeof variant, "causal-q%dk%dp%d", tiles[v][0], tiles[v][1], tiles[v][2]);
+        else
+          snprintf(variant, sizeof variant, "causal-q%dk%d", tiles[v][0], tiles[v][1]);
+        row_info r = {"prefill", variant, "bf16", 1, N, h, g, bt, 0, 0, 0, 0, 0, 0,
+                      2.0 * (double)h * D * (double)N * (double)(N + 1)};
+        emit(b, &r, &t);
+      }
+      prefill_bufs_free(b, &m);
+    }
+  }
+  const int pls[12] = {0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+  bench_chunks(b, pls, 12);
+}
+
+/* One fresh 16K-token prefill on 64/8 heads (32/32 with
+ * INFSIM_BENCH_HEADS=32) with the wgmma pipeline named by
+ * INFSIM_BENCH_PIPELINE (default 4): a short run for a profiler to pick
+ * one launch of (kernels/NOTES.md, 16 and 18). */
 static void bench_prefill_one(bench *b) {
-  const char *env = getenv("INFSIM_BENCH_PIPELINE");
+  const char *env = getenv("INFSIM_BENCH_PIPELINE"), *henv = getenv("INFSIM_BENCH_HEADS");
   const int pipeline = env ? atoi(env) : 4;
-  const int64_t N = 16384, h = H70, g = G70, bt = 16;
+  const bool mha = henv && atoi(henv) == 32;
+  const int64_t N = 16384, h = mha ? 32 : H70, g = mha ? 32 : G70, bt = 16;
   prefill_bufs m;
   infsim_prefill_args a = prefill_fresh(b, N, h, g, bt, false, &m);
   a.q_tile_rows = 128;
@@ -352,6 +364,46 @@ static void bench_prefill_one(bench *b) {
                 2.0 * (double)h * D * (double)N * (double)(N + 1)};
   emit(b, &r, &t);
   prefill_bufs_free(b, &m);
+}
+
+/* Versions 17 and 18 side by side (kernels/NOTES.md 18): auto and
+ * pipelines 8-12 on fresh prompts of 1K, 4K and 16K tokens (64/8, 32/32
+ * and 8/1 heads), then the chunks with auto, 8 and 12. One call is one round;
+ * INFSIM_BENCH_ROUND rotates the order of each shape's variants, so a
+ * script that runs several rounds (torch between them) gives every variant
+ * every place in the order: the card's clock drifts as it heats, and a
+ * variant timed first reads up to 10% higher (NOTES.md 17). */
+static void bench_prefill_cmp(bench *b) {
+  const char *env = getenv("INFSIM_BENCH_ROUND");
+  const int round = env ? atoi(env) : 0;
+  const int64_t lens[] = {1024, 4096, 16384};
+  const int64_t heads[][2] = {{H70, G70}, {32, 32}, {8, 1}};
+  const int pls[6] = {0, 8, 9, 10, 11, 12};
+  for (size_t hi = 0; hi < 3; hi++) {
+    for (size_t li = 0; li < 3; li++) {
+      const int64_t N = lens[li], h = heads[hi][0], g = heads[hi][1], bt = 16;
+      prefill_bufs m;
+      infsim_prefill_args a = prefill_fresh(b, N, h, g, bt, false, &m);
+      for (int i = 0; i < 6; i++) {
+        const int pl = pls[(i + round) % 6];
+        a.q_tile_rows = pl ? 128 : 0;
+        a.k_tile_tokens = pl ? 128 : 0;
+        a.sm90_pipeline = pl;
+        infsim_kernel_timing t = btime(b, infsim_kernel_op_prefill, &a, 10, false);
+        char variant[32];
+        if (pl)
+          snprintf(variant, sizeof variant, "causal-q128k128p%d", pl);
+        else
+          snprintf(variant, sizeof variant, "causal-auto");
+        row_info r = {"prefill", variant, "bf16", 1, N, h, g, bt, 0, 0, 0, 0, 0, 0,
+                      2.0 * (double)h * D * (double)N * (double)(N + 1)};
+        emit(b, &r, &t);
+      }
+      prefill_bufs_free(b, &m);
+    }
+  }
+  const int cpl[3][3] = {{0, 8, 12}, {8, 12, 0}, {12, 0, 8}};
+  bench_chunks(b, cpl[round % 3], 3);
 }
 
 /* The unfused sequence: RMSNorm in one pass, RoPE in a second. */
@@ -535,7 +587,8 @@ int main(int argc, char **argv) {
               "KINDS: a comma list of decode, merge, fused, mixed, prefill, gemm, copy, norm_rope, flush, splits\n"
               "(splits: decode against fixed split counts at small batches, splits_big: at the\n"
               "1-4 GiB shapes, fused_warm: the fused merge with and without the L2 flush, prefill_one: one\n"
-              "16K prefill with pipeline $INFSIM_BENCH_PIPELINE, for a profiler; only when named).\n"
+              "16K prefill with pipeline $INFSIM_BENCH_PIPELINE, for a profiler, prefill_cmp: versions 17\n"
+              "and 18 side by side, one round in the order $INFSIM_BENCH_ROUND; only when named).\n"
               "Times the CUDA kernels at LLaMA2-70B shapes; one CSV row per measurement.\n");
       return strcmp(argv[i], "--help") == 0 ? 0 : 2;
     }
@@ -564,6 +617,7 @@ int main(int argc, char **argv) {
   if (wants(only, "mixed")) bench_mixed(&b);
   if (wants(only, "prefill")) bench_prefill(&b);
   if (only && wants(only, "prefill_one")) bench_prefill_one(&b);
+  if (only && wants(only, "prefill_cmp")) bench_prefill_cmp(&b);
   if (wants(only, "gemm")) bench_gemm(&b);
   if (wants(only, "norm_rope")) bench_norm_rope(&b);
   if (only && wants(only, "splits")) bench_splits(&b);

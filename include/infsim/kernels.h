@@ -228,8 +228,11 @@ typedef struct {
    * mbarriers instead of the per-tile CTA barrier, 5 = as 4 with one CTA
    * per SM over all work tiles, 6 and 7 = as 4 and 5 with K/V loaded by
    * bulk tensor copies (TMA), 8 and 9 = as 6 and 7 with version 17's
-   * consumers (O rescaled under S = Q K^T, the softmax kept under P V);
-   * auto = 9 for prompts up to 4K tokens, else 8. */
+   * consumers (O rescaled under S = Q K^T, the softmax kept under P V),
+   * 10 and 11 = as 8 and 9 with version 18's consumers (no row max while
+   * the exponents' sums stay bounded), 12 = as 10 with the CTAs taken in
+   * groups of heads; auto = 11 for prompts up to 4K tokens (prefix
+   * included), else 12 after a cached prefix and 10 without. */
   int32_t sm90_pipeline;
 } infsim_prefill_args;
 

@@ -46,7 +46,7 @@
 
 /* policy.distattn_reprice_tolerance's default (infsim_topology's
  * reprice_tolerance; docs/distkv.md, "The network"). */
-#define INFSIM_DEFAULT_REPRICE_TOLERANCE 0.0
+#define INFSIM_DEFAULT_REPRICE_TOLERANCE 0.01
 
 /* Longest path a flow may take (a cluster network's routes take 1 or 2). */
 enum { INFSIM_NET_MAX_PATH = 4 };
