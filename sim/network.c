@@ -1543,10 +1543,13 @@ static bool memo_holds(const infsim_network *net, const probe_memo *m, uint64_t 
 
 void infsim_network_probe_keyed(infsim_network *net, int32_t key, int n,
                                 const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens, double *rates) {
-  infsim_network_probe_keyed_id(net, key, 0, n, paths, lens, rates);
+  (void)infsim_network_probe_keyed_id(net, key, 0, n, paths, lens, rates);
 }
 
-void infsim_network_probe_keyed_id(infsim_network *net, int32_t key, uint64_t paths_id, int n,
+/* A kept answer is the key's last call's: every call that does not reuse
+ * it either keeps its own answer there or drops the memo (a walk, or out
+ * of memory). */
+bool infsim_network_probe_keyed_id(infsim_network *net, int32_t key, uint64_t paths_id, int n,
                                    const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens, double *rates) {
   assert(key >= 0);
   /* At 0 every batch is probed afresh: keeping answers for loads equal to
@@ -1557,19 +1560,19 @@ void infsim_network_probe_keyed_id(infsim_network *net, int32_t key, uint64_t pa
       size_t cap = net->shape_cap;
       if (!infsim_grow((void **)&net->shapes, &cap, (size_t)key + 1, sizeof *net->shapes, 16)) {
         probe(net, 0, n, paths, lens, rates, NULL, NULL);
-        return;
+        return false;
       }
       memset(net->shapes + net->shape_cap, 0, (cap - net->shape_cap) * sizeof *net->shapes);
       net->shape_cap = cap;
     }
     probe(net, paths_id, n, paths, lens, rates, NULL, &net->shapes[key]);
-    return;
+    return false;
   }
   if ((size_t)key >= net->memo_cap) {
     size_t cap = net->memo_cap;
     if (!infsim_grow((void **)&net->memos, &cap, (size_t)key + 1, sizeof *net->memos, 16)) {
       probe(net, 0, n, paths, lens, rates, NULL, NULL);
-      return;
+      return false;
     }
     memset(net->memos + net->memo_cap, 0, (cap - net->memo_cap) * sizeof *net->memos);
     net->memo_cap = cap;
@@ -1579,9 +1582,10 @@ void infsim_network_probe_keyed_id(infsim_network *net, int32_t key, uint64_t pa
     m->paths_id = paths_id;
     for (int i = 0; i < n; i++) rates[i] = m->rates[i];
     net->probes_reused++;
-    return;
+    return true;
   }
   probe(net, paths_id, n, paths, lens, rates, m, NULL);
+  return false;
 }
 
 size_t infsim_network_probes_reused(const infsim_network *net) { return net->probes_reused; }

@@ -366,10 +366,19 @@ static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exe
    * holder's too (a route left at its nominal rate keeps the holder's
    * nominal one). */
   double rates[2 * INFSIM_KV_MAX_HOLDINGS];
-  infsim_network_probe_keyed_id(s->net, b->instance, m != scratch ? m->paths_id : 0, m->n,
-                                (const int32_t(*)[INFSIM_NET_MAX_PATH])m->paths, m->lens, rates);
-  /* (each entry's route and holder rate, by the pointers memo_build set) */
-  for (int i = 0; i < m->n; i++) {
+  bool again = infsim_network_probe_keyed_id(s->net, b->instance, m != scratch ? m->paths_id : 0, m->n,
+                                             (const int32_t(*)[INFSIM_NET_MAX_PATH])m->paths, m->lens, rates);
+  /* (each entry's route and holder rate, by the pointers memo_build set;
+   * a kept memo priced before, whose probe gives its last answer again,
+   * has them already: that answer was written there last, and nothing
+   * else writes them) */
+  bool written = again && routes_nominal;
+#ifdef INFSIM_CHECK_INVARIANTS
+  for (int i = 0; i < m->n && written; i++)
+    assert(!isfinite(rates[i]) || *m->route_rate[i] == rates[i]); /* (the holders' were reset above) */
+  written = false; /* checked builds reset the holders' rates above: written afresh */
+#endif
+  for (int i = 0; i < m->n && !written; i++) {
     double rate = rates[i];
     if (!isfinite(rate)) continue; /* the path's nominal rate */
     assert(rate > 0);

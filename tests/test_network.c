@@ -596,6 +596,8 @@ static void keyed_probes_against_fresh(double tolerance, bool named, size_t *reu
   int32_t paths[OWNERS][PARTS][INFSIM_NET_MAX_PATH];
   int lens[OWNERS][PARTS], parts[OWNERS] = {0};
   uint64_t name[OWNERS] = {0}, names = 0;
+  double last[OWNERS][PARTS]; /* each owner's last answer (named) */
+  int last_parts[OWNERS] = {0};
   int64_t live[LIVE];
   int n_live = 0;
   int64_t now = 0;
@@ -637,10 +639,15 @@ static void keyed_probes_against_fresh(double tolerance, bool named, size_t *reu
         }
       }
       double kept[PARTS], fresh[PARTS];
-      if (named)
-        infsim_network_probe_keyed_id(net, o, name[o], parts[o], (const int32_t(*)[INFSIM_NET_MAX_PATH])paths[o],
-                                      lens[o], kept);
-      else
+      if (named) {
+        bool again = infsim_network_probe_keyed_id(net, o, name[o], parts[o],
+                                                   (const int32_t(*)[INFSIM_NET_MAX_PATH])paths[o], lens[o], kept);
+        /* "again": the owner's last answer, to the bit */
+        if (again && (last_parts[o] != parts[o] || memcmp(last[o], kept, (size_t)parts[o] * sizeof *kept) != 0))
+          fail_msg("step %d owner %d: an answer given again is not its last one", step, o);
+        last_parts[o] = parts[o];
+        memcpy(last[o], kept, (size_t)parts[o] * sizeof *kept);
+      } else
         infsim_network_probe_keyed(net, o, parts[o], (const int32_t(*)[INFSIM_NET_MAX_PATH])paths[o], lens[o], kept);
       infsim_network_probe(net, parts[o], (const int32_t(*)[INFSIM_NET_MAX_PATH])paths[o], lens[o], fresh);
       (*probes)++;
