@@ -665,7 +665,17 @@ static bool remote_memo_reserve(remote_memo *m, int32_t holders, int32_t request
  * decoding are as at the memo's making: its holder entries and totals
  * from the memo (the entries copied, the totals replayed in order). */
 static infsim_status add_remote_memo(infsim_sched *s, const remote_memo *m, infsim_batch *b, infsim_error *err) {
-  for (int32_t i = 0; i < m->holder_count; i++) {
+  /* An empty list with room for them all (the memo's holders are
+   * distinct): copied at once, as the entries added one by one leave it. */
+  bool room = b->holder_count == 0 && m->holder_count <= s->holder_capacity;
+  for (int32_t i = 0; i < m->holder_count && room; i++) room = m->holders[i].holder < s->holder_at_capacity;
+  if (room && m->holder_count > 0) {
+    memcpy(s->holders, m->holders, (size_t)m->holder_count * sizeof *s->holders);
+    for (int32_t i = 0; i < m->holder_count; i++) s->holder_at[m->holders[i].holder] = i;
+    b->holders = s->holders;
+    b->holder_count = m->holder_count;
+  }
+  for (int32_t i = 0; i < m->holder_count && !room; i++) {
     infsim_batch_holder *e = holder_entry(s, b, m->holders[i].holder, err);
     if (e == NULL) return INFSIM_ENOMEM;
     *e = m->holders[i];

@@ -159,6 +159,7 @@ typedef struct link_acct_s {
  * same rates, bit for bit. */
 typedef struct probe_memo_s {
   bool valid;
+  uint64_t paths_id; /* the caller's name for the transfers (0: none) */
   int n;
   size_t nt, parts_cap, links_cap;
   int32_t (*paths)[INFSIM_NET_MAX_PATH];
@@ -177,6 +178,7 @@ typedef struct probe_memo_s {
  * bit, whatever the links' loads. */
 typedef struct probe_shape_s {
   bool valid;
+  uint64_t paths_id; /* the caller's name for the transfers (0: none) */
   int n;
   size_t nt, na, parts_cap, links_cap;
   uint64_t (*words)[2]; /* each transfer's path (path_words) */
@@ -1197,9 +1199,16 @@ static inline void path_words(const int32_t *path, int len, uint64_t *w) {
   w[1] = len > 2 ? b & keep[len - 2] : 0;
 }
 
-/* Whether shape was made by a probe of these transfers. */
-static bool shape_holds(const probe_shape *h, int n, const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens) {
+/* Whether shape was made by a probe of these transfers (named paths_id
+ * by the caller when not 0: then the same when the names are). */
+static bool shape_holds(const probe_shape *h, uint64_t paths_id, int n, const int32_t (*paths)[INFSIM_NET_MAX_PATH],
+                        const int *lens) {
   if (!h->valid || h->n != n) return false;
+#ifndef INFSIM_CHECK_INVARIANTS
+  if (paths_id != 0 && paths_id == h->paths_id) return true;
+#else
+  (void)paths_id; /* compared anyway: probe() checks the name against the paths */
+#endif
   for (int i = 0; i < n; i++) {
     if (lens[i] != h->lens[i]) return false;
     uint64_t w[2];
@@ -1222,8 +1231,8 @@ static bool shape_reserve(probe_shape *h, size_t n, size_t nt) {
 
 /* The probe (infsim_network_probe); with memo, its answer is kept there
  * when it needed no walk of the flows. */
-static void probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens,
-                  double *rates, probe_memo *memo, probe_shape *shape) {
+static void probe(infsim_network *net, uint64_t paths_id, int n, const int32_t (*paths)[INFSIM_NET_MAX_PATH],
+                  const int *lens, double *rates, probe_memo *memo, probe_shape *shape) {
   if (n <= 0) return;
   size_t want = (size_t)n * INFSIM_NET_MAX_PATH;
   if (net->touched_cap < want) {
@@ -1240,19 +1249,16 @@ static void probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_
    * skip the fixed. */
   size_t nt = 0, parts = (size_t)n, walked = 0, na = 0;
   bool loaded = false;
-  bool kept = shape != NULL && shape_holds(shape, n, paths, lens);
+  bool kept = shape != NULL && shape_holds(shape, paths_id, n, paths, lens);
+#ifdef INFSIM_CHECK_INVARIANTS
+  /* a set-up kept for the same name holds: the caller named the paths right */
+  assert(!(shape != NULL && shape->valid && paths_id != 0 && paths_id == shape->paths_id) || kept);
+#endif
+  if (kept) shape->paths_id = paths_id; /* found the same: the caller's name for them now */
   if (kept) { /* the first pass's answer, as it made it for these paths */
     nt = shape->nt;
     na = shape->na;
-    for (size_t t = 0; t < nt; t++) {
-      int32_t l = shape->links[t];
-      net_link *L = &net->links[l];
-      L->probe_epoch = epoch;
-      L->probe_unfixed = shape->unfixed[t];
-      L->probe_local = (int32_t)t;
-      touched[t] = l;
-    }
-    memcpy(net->parts, shape->parts, (size_t)n * sizeof *net->parts);
+    /* (its links' scratch is set in the first pass below) */
     memcpy(net->act, shape->act, na * sizeof *net->act);
     if (na < (size_t)n)
       for (int i = 0; i < n; i++)
@@ -1286,6 +1292,7 @@ static void probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_
   if (shape != NULL && !kept) {
     shape->valid = shape_reserve(shape, (size_t)n, nt);
     if (shape->valid) {
+      shape->paths_id = paths_id;
       shape->n = n;
       shape->nt = nt;
       shape->na = na;
@@ -1302,6 +1309,14 @@ static void probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_
     }
   }
   bool masks = nt <= 64;
+  /* The parts: a kept set-up's own while the rounds only read them (no
+   * walk appends flows' parts, no path check past 64 links rewrites the
+   * masks), else the scratch's copy. */
+  probe_part *P = kept ? shape->parts : net->parts;
+  if (kept && !masks) {
+    memcpy(net->parts, shape->parts, (size_t)n * sizeof *net->parts);
+    P = net->parts;
+  }
   /* No link fills below x_low: at most the new flows and every flow on it
    * grow there. A flow already there whose rate is below it keeps its rate
    * (the filling's first round would fix it there): it only takes its
@@ -1313,7 +1328,17 @@ static void probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_
    * carry nothing, start again from the links' bandwidths. */
   double x_low = INFINITY, top = -INFINITY, first = INFINITY; /* first: the first round's delta, but after a reset */
   for (size_t t = 0; t < nt; t++) {
-    net_link *L = &net->links[touched[t]];
+    net_link *L;
+    if (kept) { /* the set-up's links, in its order, with its counts */
+      int32_t l = shape->links[t];
+      L = &net->links[l];
+      L->probe_epoch = epoch;
+      L->probe_unfixed = shape->unfixed[t];
+      L->probe_local = (int32_t)t;
+      touched[t] = l;
+    } else {
+      L = &net->links[touched[t]];
+    }
     double x = L->info.bytes_per_s / (double)(L->probe_unfixed + L->flows_on);
     if (x < x_low) x_low = x;
     if (L->top_bytes_per_s > top) top = L->top_bytes_per_s;
@@ -1328,6 +1353,7 @@ static void probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_
   if (memo != NULL) {
     memo->valid = !walk && memo_reserve(memo, (size_t)n, nt);
     if (memo->valid) {
+      memo->paths_id = paths_id;
       memo->n = n;
       memo->nt = nt;
       for (int i = 0; i < n; i++) {
@@ -1350,6 +1376,10 @@ static void probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_
     net_link *L = &net->links[touched[t]];
     L->probe_residual_bytes_per_s = L->info.bytes_per_s;
   }
+  if (walk && P != net->parts) {
+    memcpy(net->parts, shape->parts, (size_t)n * sizeof *net->parts);
+    P = net->parts;
+  }
   /* The flows already on these links, each bounded by its rate now. */
   for (size_t s = walk ? next_used(net, 0) : net->flow_cap; s < net->flow_cap; s = next_used(net, s + 1)) {
     const net_flow *f = &net->flows[s];
@@ -1364,7 +1394,8 @@ static void probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_
       continue;
     }
     probe_reserve(net, parts + 1);
-    probe_part *p = &net->parts[parts];
+    P = net->parts; /* (grown) */
+    probe_part *p = &P[parts];
     net->act[na++] = (int32_t)parts++;
     walked++;
     uint64_t mask = 0;
@@ -1409,7 +1440,7 @@ static void probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_
      * and none of those is below x): without them, nothing to scan. */
     size_t kept = 0, walked_before = walked;
     for (size_t a = 0; a < na && walked_before > 0; a++) {
-      probe_part *p = &net->parts[act[a]];
+      probe_part *p = &P[act[a]];
       if (p->bound_bytes_per_s > x) {
         act[kept++] = act[a];
         continue;
@@ -1441,7 +1472,7 @@ static void probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_
      * after the scan, so that every part of a link that filled sees it. */
     if (!masks) { /* past 64 links the bits alias: each part's path is asked instead, its answer its mask */
       for (size_t a = 0; a < na; a++) {
-        probe_part *p = &net->parts[act[a]];
+        probe_part *p = &P[act[a]];
         bool on_full = false;
         for (int k = 0; k < p->path_len && !on_full; k++)
           on_full = net->links[p->path[k]].probe_residual_bytes_per_s == 0;
@@ -1451,7 +1482,7 @@ static void probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_
     }
     kept = 0;
     for (size_t a = 0; a < na; a++) {
-      probe_part *p = &net->parts[act[a]];
+      probe_part *p = &P[act[a]];
       if (!(p->mask & full)) {
         act[kept++] = act[a];
         continue;
@@ -1470,7 +1501,7 @@ static void probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_
 
 void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens,
                           double *rates) {
-  probe(net, n, paths, lens, rates, NULL, NULL);
+  probe(net, 0, n, paths, lens, rates, NULL, NULL);
 }
 
 /* Whether memo's answer holds for these transfers now: the same paths,
@@ -1478,14 +1509,24 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
  * answer was found at (the same at 0: the room bit for bit), and still
  * no flow there fast enough to take part (the walk's condition, as the
  * probe asks it). */
-static bool memo_holds(const infsim_network *net, const probe_memo *m, int n,
+static bool memo_holds(const infsim_network *net, const probe_memo *m, uint64_t paths_id, int n,
                        const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens) {
   if (!m->valid || m->n != n) return false;
-  for (int i = 0; i < n; i++) {
-    if (lens[i] != m->lens[i]) return false;
-    for (int k = 0; k < lens[i]; k++)
-      if (paths[i][k] != m->paths[i][k]) return false;
+  bool named = paths_id != 0 && paths_id == m->paths_id; /* the same transfers: the caller says so */
+#ifdef INFSIM_CHECK_INVARIANTS
+  named = false; /* compared anyway, and found the same (below) */
+#endif
+  for (int i = 0; i < n && !named; i++) {
+    if (lens[i] != m->lens[i]) break;
+    int k = 0;
+    while (k < lens[i] && paths[i][k] == m->paths[i][k]) k++;
+    if (k < lens[i]) break;
+    if (i == n - 1) named = true;
   }
+#ifdef INFSIM_CHECK_INVARIANTS
+  assert(named || paths_id == 0 || paths_id != m->paths_id);
+#endif
+  if (!named) return false;
   double x_low = INFINITY, top = -INFINITY;
   bool loaded = false;
   for (size_t t = 0; t < m->nt; t++) {
@@ -1502,6 +1543,14 @@ static bool memo_holds(const infsim_network *net, const probe_memo *m, int n,
 
 void infsim_network_probe_keyed(infsim_network *net, int32_t key, int n,
                                 const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens, double *rates) {
+  (void)infsim_network_probe_keyed_id(net, key, 0, n, paths, lens, rates);
+}
+
+/* A kept answer is the key's last call's: every call that does not reuse
+ * it either keeps its own answer there or drops the memo (a walk, or out
+ * of memory). */
+bool infsim_network_probe_keyed_id(infsim_network *net, int32_t key, uint64_t paths_id, int n,
+                                   const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens, double *rates) {
   assert(key >= 0);
   /* At 0 every batch is probed afresh: keeping answers for loads equal to
    * the bit would reuse 15-24% of them on bench/distkv_speed's hour and
@@ -1510,31 +1559,33 @@ void infsim_network_probe_keyed(infsim_network *net, int32_t key, int n,
     if ((size_t)key >= net->shape_cap) {
       size_t cap = net->shape_cap;
       if (!infsim_grow((void **)&net->shapes, &cap, (size_t)key + 1, sizeof *net->shapes, 16)) {
-        probe(net, n, paths, lens, rates, NULL, NULL);
-        return;
+        probe(net, 0, n, paths, lens, rates, NULL, NULL);
+        return false;
       }
       memset(net->shapes + net->shape_cap, 0, (cap - net->shape_cap) * sizeof *net->shapes);
       net->shape_cap = cap;
     }
-    probe(net, n, paths, lens, rates, NULL, &net->shapes[key]);
-    return;
+    probe(net, paths_id, n, paths, lens, rates, NULL, &net->shapes[key]);
+    return false;
   }
   if ((size_t)key >= net->memo_cap) {
     size_t cap = net->memo_cap;
     if (!infsim_grow((void **)&net->memos, &cap, (size_t)key + 1, sizeof *net->memos, 16)) {
-      probe(net, n, paths, lens, rates, NULL, NULL);
-      return;
+      probe(net, 0, n, paths, lens, rates, NULL, NULL);
+      return false;
     }
     memset(net->memos + net->memo_cap, 0, (cap - net->memo_cap) * sizeof *net->memos);
     net->memo_cap = cap;
   }
   probe_memo *m = &net->memos[key];
-  if (n > 0 && memo_holds(net, m, n, paths, lens)) {
+  if (n > 0 && memo_holds(net, m, paths_id, n, paths, lens)) {
+    m->paths_id = paths_id;
     for (int i = 0; i < n; i++) rates[i] = m->rates[i];
     net->probes_reused++;
-    return;
+    return true;
   }
-  probe(net, n, paths, lens, rates, m, NULL);
+  probe(net, paths_id, n, paths, lens, rates, m, NULL);
+  return false;
 }
 
 size_t infsim_network_probes_reused(const infsim_network *net) { return net->probes_reused; }

@@ -200,7 +200,8 @@ static double priced_layers(const infsim_sim *s, const infsim_batch *b, sim_exec
  * probe): per holder its kind, nominal route and KV written; per holder
  * with traffic a route and its bytes a step; the probe's entries and
  * their paths. */
-static void memo_build(const infsim_sim *s, const infsim_batch *b, sim_da_memo *m, int32_t count) {
+static void memo_build(const infsim_sim *s, const infsim_batch *b, sim_exec_instance *x, sim_da_memo *m,
+                       int32_t count) {
   const infsim_distattn_shape *shape = &s->c.distattn;
   const infsim_cost_curves *c = &s->cost.curves;
   m->holder_count = b->holder_count;
@@ -245,16 +246,44 @@ static void memo_build(const infsim_sim *s, const infsim_batch *b, sim_da_memo *
       m->lens[m->n] = infsim_network_route(s->net, b->instance, to, m->paths[m->n]);
       m->route[m->n] = r;
       m->entry_holder[m->n] = j;
+      m->route_rate[m->n] = &x->da_out_rate[r];
+      m->holder_rate[m->n] = &m->dec[j].bytes_per_s;
       m->dir[m->n++] = 0;
     }
     if (back > 0) {
       m->lens[m->n] = infsim_network_route(s->net, to, b->instance, m->paths[m->n]);
       m->route[m->n] = r;
       m->entry_holder[m->n] = j;
+      m->route_rate[m->n] = &x->da_back_rate[r];
+      m->holder_rate[m->n] = &m->dec[j].back_bytes_per_s;
       m->dir[m->n++] = 1;
     }
   }
 }
+
+#ifdef INFSIM_CHECK_INVARIANTS
+/* Whether entry i of m writes holder j's (route r's, with `route`) rate
+ * of direction dir: only entries with a link get a share from the probe. */
+static bool entry_writes(const sim_da_memo *m, int j, int dir, bool route) {
+  for (int i = 0; i < m->n; i++)
+    if (m->lens[i] > 0 && m->dir[i] == dir && (route ? m->route[i] : m->entry_holder[i]) == j) return true;
+  return false;
+}
+
+/* What skipping the resets to the nominal rates assumes of a memo priced
+ * before: the rates no entry writes are still at their nominal (the
+ * holders' in the memo; the routes' in x too when they are the memo's). */
+static void check_unwritten_nominal(const sim_da_memo *m, const sim_exec_instance *x, bool routes) {
+  for (int j = 0; j < m->k; j++) {
+    assert(entry_writes(m, j, 0, false) || m->dec[j].bytes_per_s == m->nominal[j]);
+    assert(entry_writes(m, j, 1, false) || m->dec[j].back_bytes_per_s == m->nominal[j]);
+  }
+  for (int r = 0; r < m->routes && routes; r++) {
+    assert(entry_writes(m, r, 0, true) || x->da_out_rate[r] == m->nominal[m->route_of[r]]);
+    assert(entry_writes(m, r, 1, true) || x->da_back_rate[r] == m->nominal[m->route_of[r]]);
+  }
+}
+#endif
 
 /* distattn_step_ns without node relay: the setup before the probe is
  * the instance's memo, built again only when the batch's holders (or
@@ -274,16 +303,26 @@ static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exe
   /* The prompt tokens count only where a holder takes a chunk's queries
    * (m->prefill, from the holders): a decode run and a prompt batch with
    * the same split requests decoding share the setup. */
+  /* The rates are at their nominal until the probe sets their shares:
+   * memo_build sets the holders', a new memo's first pricing the routes'
+   * (the instance's, in_exec false); a kept memo's pricings write the
+   * same entries each time, every entry with a link a finite share, so
+   * the rest stay at their nominal and need no reset. */
+  bool routes_nominal = false;
   if (m->holder_count != b->holder_count || m->remote != (a->remote_requests > 0) ||
       memcmp(m->holders, b->holders, (size_t)count * sizeof *b->holders) != 0 ||
       (m->prefill && m->prefill_tokens != a->prefill_tokens)) {
-    memo_build(s, b, m, count);
+    memo_build(s, b, x, m, count);
+    m->paths_id = ++x->da_paths_named; /* new entries (mostly the same paths: compared once) */
+    routes_nominal = false;
   } else {
-    for (int j = 0; j < m->k; j++) m->dec[j].bytes_per_s = m->dec[j].back_bytes_per_s = m->nominal[j];
+    routes_nominal = m->in_exec;
 #ifdef INFSIM_CHECK_INVARIANTS
+    check_unwritten_nominal(m, x, routes_nominal);
+    for (int j = 0; j < m->k; j++) m->dec[j].bytes_per_s = m->dec[j].back_bytes_per_s = m->nominal[j];
     sim_da_memo *fresh = malloc(sizeof *fresh);
     if (fresh != NULL) {
-      memo_build(s, b, fresh, count);
+      memo_build(s, b, x, fresh, count);
       assert(fresh->k == m->k && fresh->routes == m->routes && fresh->n == m->n && fresh->prefill == m->prefill &&
              fresh->host_ma == m->host_ma);
       assert(memcmp(fresh->dec, m->dec, (size_t)m->k * sizeof *m->dec) == 0);
@@ -317,7 +356,7 @@ static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exe
     assert(x->da_from[r] == b->instance && x->da_holder[r] == m->route_to[r] &&
            x->da_out_bytes[r] == m->out_bytes[r] && x->da_back_bytes[r] == m->back_bytes[r]);
 #endif
-  for (int r = 0; r < m->routes; r++)
+  for (int r = 0; r < m->routes && !routes_nominal; r++)
     x->da_out_rate[r] = x->da_back_rate[r] = m->nominal[m->route_of[r]]; /* until the probe sets its share */
   /* The step's traffic, per route and direction, and the rate each gets:
    * its max-min share beside the step's other transfers (the owner's NIC
@@ -327,12 +366,26 @@ static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exe
    * holder's too (a route left at its nominal rate keeps the holder's
    * nominal one). */
   double rates[2 * INFSIM_KV_MAX_HOLDINGS];
-  infsim_network_probe_keyed(s->net, b->instance, m->n, (const int32_t(*)[INFSIM_NET_MAX_PATH])m->paths, m->lens, rates);
-  for (int i = 0; i < m->n; i++) {
-    if (!isfinite(rates[i])) continue; /* the path's nominal rate */
-    assert(rates[i] > 0);
-    if (m->dir[i] == 0) x->da_out_rate[m->route[i]] = m->dec[m->entry_holder[i]].bytes_per_s = rates[i];
-    else x->da_back_rate[m->route[i]] = m->dec[m->entry_holder[i]].back_bytes_per_s = rates[i];
+  bool again = infsim_network_probe_keyed_id(s->net, b->instance, m != scratch ? m->paths_id : 0, m->n,
+                                             (const int32_t(*)[INFSIM_NET_MAX_PATH])m->paths, m->lens, rates);
+  /* (each entry's route and holder rate, by the pointers memo_build set;
+   * a kept memo priced before, whose probe gives its last answer again,
+   * has them already: that answer was written there last, and nothing
+   * else writes them) */
+  bool written = again && routes_nominal;
+#ifdef INFSIM_CHECK_INVARIANTS
+  for (int i = 0; i < m->n && written; i++)
+    assert(!isfinite(rates[i]) || *m->route_rate[i] == rates[i]); /* (the holders' were reset above) */
+  written = false; /* checked builds reset the holders' rates above: written afresh */
+#endif
+  for (int i = 0; i < m->n && !written; i++) {
+    double rate = rates[i];
+    if (!isfinite(rate)) continue; /* the path's nominal rate */
+    assert(rate > 0);
+    assert(m->route_rate[i] == (m->dir[i] == 0 ? &x->da_out_rate[m->route[i]] : &x->da_back_rate[m->route[i]]));
+    assert(m->holder_rate[i] == (m->dir[i] == 0 ? &m->dec[m->entry_holder[i]].bytes_per_s
+                                                : &m->dec[m->entry_holder[i]].back_bytes_per_s));
+    *m->route_rate[i] = *m->holder_rate[i] = rate;
   }
   bool chunk = m->prefill && a->prefill_tokens > 0;
   infsim_distattn_holder pre[INFSIM_KV_MAX_HOLDINGS];
@@ -347,6 +400,7 @@ static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exe
                                                                                : INFSIM_HOLDER_HOST_FETCH};
   }
   extra = priced_layers(s, b, x, now_ns, &shared, m->dec, pre, m->k, chunk, m->ma, extra);
+  x->da_memo = m != scratch ? m : NULL;
   free(scratch);
   return extra;
 }
@@ -370,6 +424,7 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
   x->da_cross = 0;
   x->da_step_bytes = 0.0;
   x->da_routes = 0;
+  x->da_memo = NULL;
   if (b->holder_count == 0) return extra; /* most batches: no copy of the shape below */
   if (s->c.distattn.relay != INFSIM_DISTATTN_RELAY_NODE) return direct_step_ns(s, b, x, now_ns, extra);
   infsim_distattn_shape shared = s->c.distattn;
@@ -577,6 +632,22 @@ static infsim_status record_row(infsim_sim *s, sim_exec_instance *x, const infsi
  * that lasts one step; other owners' steps and KV moves do not see it. */
 static void account_prompt(infsim_sim *s, sim_exec_instance *x) {
   x->da_prompt_pending = false;
+  const sim_da_memo *m = x->da_memo;
+  if (m != NULL) { /* its entries are the routes' directions with bytes, in this order, with their paths */
+    for (int i = 0; i < m->n; i++) {
+      int r = m->route[i];
+      double bytes = m->dir[i] == 0 ? x->da_out_bytes[r] : x->da_back_bytes[r];
+      double rate = m->dir[i] == 0 ? x->da_out_rate[r] : x->da_back_rate[r];
+#ifdef INFSIM_CHECK_INVARIANTS
+      int32_t path[INFSIM_NET_MAX_PATH];
+      int len = route_path(s, x, r, m->dir[i], path);
+      assert(len == m->lens[i] && memcmp(path, m->paths[i], (size_t)len * sizeof *path) == 0 && bytes > 0.0);
+#endif
+      if (bytes > 0.0 && m->lens[i] > 0)
+        infsim_network_account(s->net, m->paths[i], m->lens[i], bytes, infsim_cost_round_ns(bytes / rate * 1e9));
+    }
+    return;
+  }
   for (int r = 0; r < x->da_routes; r++)
     for (int dir = 0; dir < 2; dir++) {
       double bytes = dir == 0 ? x->da_out_bytes[r] : x->da_back_bytes[r];
@@ -644,6 +715,10 @@ static infsim_status add_flows(infsim_sim *s, sim_exec_instance *x, int64_t now_
  * numbered in the order of their first route, as start_flows makes them. */
 typedef struct sim_flow_set_s {
   int routes; /* -1: nothing kept */
+  /* the memo whose routes these are (its paths_id; 0: none), and the
+   * flows' bytes a step they gave (the memo's bytes, summed as below) */
+  uint64_t paths_id;
+  double bytes[2 * SIM_DA_MAX_ROUTES];
   int32_t from[SIM_DA_MAX_ROUTES], holder[SIM_DA_MAX_ROUTES];
   uint8_t dirs[SIM_DA_MAX_ROUTES]; /* bit d: direction d has bytes */
   int16_t of[SIM_DA_MAX_ROUTES][2];
@@ -744,8 +819,25 @@ static infsim_status start_flows(infsim_sim *s, sim_exec_instance *x, int64_t no
   int lens[2 * SIM_DA_MAX_ROUTES];
   infsim_network_sync(s->net, now_ns);
   sim_flow_set *fs = x->flow_set;
-  if (fs == NULL && (fs = x->flow_set = malloc(sizeof *fs)) != NULL) fs->routes = -1;
-  int kept = kept_flows(fs, x, bytes);
+  if (fs == NULL && (fs = x->flow_set = malloc(sizeof *fs)) != NULL) {
+    fs->routes = -1;
+    fs->paths_id = 0;
+  }
+  /* The routes of the memo the set was kept for (the same ends, bytes
+   * and order: the same grouping and sums), or compared route by route. */
+  uint64_t paths_id = x->da_memo != NULL ? x->da_memo->paths_id : 0;
+  int kept = -1;
+  if (fs != NULL && paths_id != 0 && fs->routes >= 0 && fs->paths_id == paths_id) {
+    kept = fs->flows;
+    memcpy(bytes, fs->bytes, (size_t)kept * sizeof *bytes);
+#ifdef INFSIM_CHECK_INVARIANTS
+    double compared[2 * SIM_DA_MAX_ROUTES];
+    assert(kept_flows(fs, x, compared) == kept && memcmp(compared, bytes, (size_t)kept * sizeof *bytes) == 0);
+#endif
+  } else if ((kept = kept_flows(fs, x, bytes)) >= 0) {
+    fs->paths_id = paths_id;
+    memcpy(fs->bytes, bytes, (size_t)kept * sizeof *bytes);
+  }
   if (kept >= 0) {
 #ifdef INFSIM_CHECK_INVARIANTS
     double fresh_bytes[2 * SIM_DA_MAX_ROUTES];
@@ -766,6 +858,8 @@ static infsim_status start_flows(infsim_sim *s, sim_exec_instance *x, int64_t no
   if (fs != NULL) { /* kept for the owner's next run */
     fs->routes = x->da_routes;
     fs->flows = x->da_flows;
+    fs->paths_id = paths_id;
+    memcpy(fs->bytes, bytes, (size_t)x->da_flows * sizeof *bytes);
     for (int r = 0; r < x->da_routes; r++) {
       fs->from[r] = x->da_from[r];
       fs->holder[r] = x->da_holder[r];

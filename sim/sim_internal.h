@@ -51,7 +51,11 @@ typedef struct {
   int route[2 * INFSIM_KV_MAX_HOLDINGS], dir[2 * INFSIM_KV_MAX_HOLDINGS], entry_holder[2 * INFSIM_KV_MAX_HOLDINGS];
   int lens[2 * INFSIM_KV_MAX_HOLDINGS];
   int32_t paths[2 * INFSIM_KV_MAX_HOLDINGS][INFSIM_NET_MAX_PATH];
+  /* where an entry's share goes: its route's rate in the instance
+   * (da_out_rate or da_back_rate) and its holder's (dec) */
+  double *route_rate[2 * INFSIM_KV_MAX_HOLDINGS], *holder_rate[2 * INFSIM_KV_MAX_HOLDINGS];
   bool in_exec; /* its routes' ends and bytes are the instance's da_from, da_holder, da_*_bytes now */
+  uint64_t paths_id; /* names its entries' paths for the probe (infsim_network_probe_keyed_id) */
 } sim_da_memo;
 
 /* The simulated executor's view of one instance's batch in flight. */
@@ -82,6 +86,10 @@ typedef struct {
   double da_out_rate[SIM_DA_MAX_ROUTES], da_back_rate[SIM_DA_MAX_ROUTES]; /* the step's shares */
   int da_routes;
   bool da_prompt_pending; /* a prompt batch's traffic goes on the links when it ends */
+  /* The memo whose probe entries are the batch's routes' directions with
+   * bytes, in route order (direct_step_ns, a kept memo); NULL: none. */
+  const sim_da_memo *da_memo;
+  uint64_t da_paths_named; /* the last paths_id given to its memo */
   int64_t da_flow[2 * SIM_DA_MAX_ROUTES];
   int da_flows;
   /* Links short of the flows' demand: no step is shorter than the slowest

@@ -582,8 +582,10 @@ static void test_steady_sets_match_calls_one_by_one(void **state) {
  * same rates bit for bit, with answers reused when nothing on their links
  * changed; at 0.01 each rate within the room the tolerance lets the links
  * move (0.01 x the bandwidth of each link of the probe), with most answers
- * reused. */
-static void keyed_probes_against_fresh(double tolerance, size_t *reused, int *probes) {
+ * reused. `named`: the owners name their paths (infsim_network_probe_keyed_id),
+ * a new name whenever their holders change (and now and then for the same
+ * paths): the same answers. */
+static void keyed_probes_against_fresh(double tolerance, bool named, size_t *reused, int *probes) {
   gsl_rng *rng = infsim_rng_new(37, "test.network.keyed_probe");
   infsim_topology t = {.instances = 8, .instances_per_node = 2, .nvlink_bytes_per_s = 300e9,
                        .nic_bytes_per_s = 25e9, .pcie_bytes_per_s = 25e9, .nvlink_latency_ns = 1000,
@@ -593,6 +595,9 @@ static void keyed_probes_against_fresh(double tolerance, size_t *reused, int *pr
   enum { OWNERS = 3, PARTS = 8, LIVE = 32 };
   int32_t paths[OWNERS][PARTS][INFSIM_NET_MAX_PATH];
   int lens[OWNERS][PARTS], parts[OWNERS] = {0};
+  uint64_t name[OWNERS] = {0}, names = 0;
+  double last[OWNERS][PARTS]; /* each owner's last answer (named) */
+  int last_parts[OWNERS] = {0};
   int64_t live[LIVE];
   int n_live = 0;
   int64_t now = 0;
@@ -619,7 +624,9 @@ static void keyed_probes_against_fresh(double tolerance, size_t *reused, int *pr
       live[k] = live[--n_live];
     } else {
       int32_t o = (int32_t)gsl_rng_uniform_int(rng, OWNERS);
+      if (gsl_rng_uniform(rng) < 0.02) name[o] = ++names; /* named again: the same paths */
       if (parts[o] == 0 || gsl_rng_uniform(rng) < 0.05) { /* its holders change */
+        name[o] = ++names;
         parts[o] = 0;
         int holders = 1 + (int)gsl_rng_uniform_int(rng, PARTS / 2);
         for (int h = 0; h < holders; h++) {
@@ -632,7 +639,16 @@ static void keyed_probes_against_fresh(double tolerance, size_t *reused, int *pr
         }
       }
       double kept[PARTS], fresh[PARTS];
-      infsim_network_probe_keyed(net, o, parts[o], (const int32_t(*)[INFSIM_NET_MAX_PATH])paths[o], lens[o], kept);
+      if (named) {
+        bool again = infsim_network_probe_keyed_id(net, o, name[o], parts[o],
+                                                   (const int32_t(*)[INFSIM_NET_MAX_PATH])paths[o], lens[o], kept);
+        /* "again": the owner's last answer, to the bit */
+        if (again && (last_parts[o] != parts[o] || memcmp(last[o], kept, (size_t)parts[o] * sizeof *kept) != 0))
+          fail_msg("step %d owner %d: an answer given again is not its last one", step, o);
+        last_parts[o] = parts[o];
+        memcpy(last[o], kept, (size_t)parts[o] * sizeof *kept);
+      } else
+        infsim_network_probe_keyed(net, o, parts[o], (const int32_t(*)[INFSIM_NET_MAX_PATH])paths[o], lens[o], kept);
       infsim_network_probe(net, parts[o], (const int32_t(*)[INFSIM_NET_MAX_PATH])paths[o], lens[o], fresh);
       (*probes)++;
       double slack = 0; /* the room the links may have moved by */
@@ -655,10 +671,12 @@ static void test_keyed_probe_reuses_only_what_holds(void **state) {
   (void)state;
   size_t reused = 0;
   int probes = 0;
-  keyed_probes_against_fresh(0.0, &reused, &probes);
-  assert_int_equal(reused, 0); /* at 0 every batch is probed afresh */
-  keyed_probes_against_fresh(0.01, &reused, &probes);
-  assert_true(reused > (size_t)probes * 2 / 3);
+  for (int named = 0; named < 2; named++) {
+    keyed_probes_against_fresh(0.0, named, &reused, &probes);
+    assert_int_equal(reused, 0); /* at 0 every batch is probed afresh */
+    keyed_probes_against_fresh(0.01, named, &reused, &probes);
+    assert_true(reused > (size_t)probes * 2 / 3);
+  }
 }
 
 static void sum_done(void *ctx, int64_t id, int64_t tag, int64_t at_ns) {

@@ -191,6 +191,15 @@ void infsim_network_probe(infsim_network *net, int n, const int32_t (*paths)[INF
  * above, it may lag the network's by that much room. */
 void infsim_network_probe_keyed(infsim_network *net, int32_t key, int n,
                                 const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens, double *rates);
+/* infsim_network_probe_keyed with paths_id, a number that names the
+ * transfers (n, paths, lens): the caller gives a new one whenever key's
+ * transfers differ from those of its last call with that id; a kept
+ * set-up or answer made for the same id is then taken without comparing
+ * the paths (an owner's batches mostly repeat its holders). 0 names
+ * nothing: the paths are compared. Returns true when the answer is the
+ * one key's last call gave, again (a kept answer: the same rates). */
+bool infsim_network_probe_keyed_id(infsim_network *net, int32_t key, uint64_t paths_id, int n,
+                                   const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens, double *rates);
 /* How many infsim_network_probe_keyed calls gave a kept answer. */
 size_t infsim_network_probes_reused(const infsim_network *net);
 /* Traffic carried outside the flows (priced by its user at a share it
