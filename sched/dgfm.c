@@ -214,11 +214,22 @@ size_t infsim_dgfm_pass(infsim_dgfm *d, const infsim_gm *gm, const infsim_dgfm_l
   const int64_t *split;
   size_t nreqs = infsim_gm_split_requests(gm, &split);
   d->reqs = reserve(d->reqs, &d->reqs_cap, nreqs, sizeof *d->reqs);
+  /* Steps 2 and 3 act only on a request with two remote pieces and a
+   * small one (defragment's first test; the ledger does not change during
+   * the pass). Without one, the requests' order matters nowhere (step 1
+   * sorts its pieces by a total order), so they are not sorted, and step
+   * 2 is skipped: most passes find none. */
   size_t kept = 0;
+  bool any_defrag = false;
   for (size_t k = 0; k < nreqs; k++)
-    if (infsim_gm_held_by(gm, split[k], infsim_gm_owner(gm, split[k])) > 0) d->reqs[kept++] = split[k];
+    if (infsim_gm_held_by(gm, split[k], infsim_gm_owner(gm, split[k])) > 0) {
+      d->reqs[kept++] = split[k];
+      int64_t small_n = 0;
+      if (!any_defrag && infsim_gm_remote_pieces(gm, split[k], lim->max_piece_blocks, &small_n) >= 2 && small_n > 0)
+        any_defrag = true;
+    }
   nreqs = kept;
-  sort_ids(d->reqs, nreqs);
+  if (any_defrag) sort_ids(d->reqs, nreqs);
 
   /* 1. Recalls, smallest piece first over the whole graph. An owner's
    * spare only shrinks during the pass, so a piece whose owner lacks the
@@ -246,7 +257,7 @@ size_t infsim_dgfm_pass(infsim_dgfm *d, const infsim_gm *gm, const infsim_dgfm_l
     touch(d, pc->req);
   }
   /* 2 and 3. Consolidations, else swaps, request by request. */
-  for (size_t k = 0; k < nreqs && room(&e, 1, 1); k++)
+  for (size_t k = 0; any_defrag && k < nreqs && room(&e, 1, 1); k++)
     if (!touched(d, d->reqs[k])) defragment(d, gm, d->reqs[k], nreqs, &e);
   return e.n;
 }

@@ -25,23 +25,31 @@ enum { CAPB = 100, RESERVE = 5 };
 
 /* A ledger from a table: held[r * inst + i] blocks of r at i, owner[r];
  * every instance's free = CAPB - what it holds. */
-static infsim_gm *ledger(int32_t inst, int64_t reqs, const int64_t *held, const int32_t *owner) {
+static infsim_gm *ledger_in_order(int32_t inst, int64_t reqs, const int64_t *held, const int32_t *owner,
+                                   bool reversed) {
   infsim_gm *gm = NULL;
   assert_int_equal(infsim_gm_new(inst, inst, CAPB, reqs, RESERVE, &gm, NULL), INFSIM_OK);
-  for (int32_t i = 0; i < inst; i++) {
+  for (int32_t ii = 0; ii < inst; ii++) {
+    int32_t i = reversed ? inst - 1 - ii : ii;
     infsim_gm_entry e[64];
     size_t n = 0;
     int64_t used = 0;
-    for (int64_t r = 0; r < reqs; r++)
+    for (int64_t rr = 0; rr < reqs; rr++) {
+      int64_t r = reversed ? reqs - 1 - rr : rr;
       if (held[r * inst + i] > 0) {
         e[n++] = (infsim_gm_entry){r, owner[r], i, held[r * inst + i]};
         used += held[r * inst + i];
       }
+    }
     assert_true(used <= CAPB);
     infsim_gm_heartbeat(gm, i, 1, CAPB - used, e, n, true);
   }
   infsim_gm_check(gm);
   return gm;
+}
+
+static infsim_gm *ledger(int32_t inst, int64_t reqs, const int64_t *held, const int32_t *owner) {
+  return ledger_in_order(inst, reqs, held, owner, false);
 }
 
 static const infsim_dgfm_limits wide = {.max_moves = 100, .max_blocks = 100000};
@@ -353,6 +361,57 @@ static void test_random_ledgers_properties(void **state) {
   gsl_rng_free(rng);
 }
 
+/* A pass's moves do not depend on the order in which the ledger learnt
+ * its requests (its split list's order): the same placements heard in
+ * the opposite order give the same moves, in the same order. The pass
+ * sorts the split requests only when one may be consolidated or swapped
+ * (infsim_dgfm_pass); a pass that skipped the sort when it matters would
+ * follow the list's order here. */
+static void test_moves_independent_of_ledger_order(void **state) {
+  (void)state;
+  enum { INST = 6, REQS = 30 };
+  gsl_rng *rng = infsim_rng_new(11, "test.dgfm.order");
+  int defrag = 0, recalls_only = 0;
+  for (int trial = 0; trial < 400; trial++) {
+    int64_t held[REQS * INST] = {0}, used[INST] = {0};
+    int32_t owner[REQS];
+    int max_pieces = 1 + trial % 4; /* one piece: nothing to consolidate or swap */
+    for (int64_t r = 0; r < REQS; r++) {
+      owner[r] = (int32_t)gsl_rng_uniform_int(rng, INST);
+      int pieces = 1 + (int)gsl_rng_uniform_int(rng, (unsigned long)max_pieces + 1);
+      for (int k = 0; k < pieces; k++) {
+        int32_t i = k == 0 ? owner[r] : (int32_t)gsl_rng_uniform_int(rng, INST);
+        int64_t b = 1 + (int64_t)gsl_rng_uniform_int(rng, 12);
+        if (used[i] + b > CAPB) continue;
+        held[r * INST + i] += b;
+        used[i] += b;
+      }
+    }
+    infsim_gm *a = ledger_in_order(INST, REQS, held, owner, false);
+    infsim_gm *b = ledger_in_order(INST, REQS, held, owner, true);
+    infsim_dgfm_limits lim = {.max_moves = 1 + (int64_t)gsl_rng_uniform_int(rng, 12),
+                              .max_blocks = 1 + (int64_t)gsl_rng_uniform_int(rng, 200),
+                              .recall_headroom_blocks = (int64_t)gsl_rng_uniform_int(rng, 60),
+                              .max_piece_blocks = (int64_t)gsl_rng_uniform_int(rng, 13)};
+    infsim_dgfm_move ma[64], mb[64];
+    size_t na = pass(a, INST, &lim, ma), nb = pass(b, INST, &lim, mb);
+    assert_int_equal(na, nb);
+    bool any = false;
+    for (size_t k = 0; k < na; k++) {
+      assert_dmove(&mb[k], ma[k].kind, ma[k].move.req, ma[k].move.from, ma[k].move.to, ma[k].move.blocks);
+      assert_int_equal(mb[k].pair, ma[k].pair);
+      any |= ma[k].kind != INFSIM_DGFM_RECALL;
+    }
+    defrag += any;
+    recalls_only += na > 0 && !any;
+    infsim_gm_free(a);
+    infsim_gm_free(b);
+  }
+  assert_true(defrag > 50); /* consolidations and swaps, whose order the sort sets */
+  assert_true(recalls_only > 20); /* and passes with recalls alone (no sort: step 1 orders its own) */
+  gsl_rng_free(rng);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_recall_smallest_first),
@@ -361,6 +420,7 @@ int main(void) {
       cmocka_unit_test(test_swap),
       cmocka_unit_test(test_consolidation_order),
       cmocka_unit_test(test_random_ledgers_properties),
+      cmocka_unit_test(test_moves_independent_of_ledger_order),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
