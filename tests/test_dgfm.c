@@ -273,6 +273,24 @@ static size_t recalls_by_definition(const int64_t *held, const int32_t *owner, i
   return n;
 }
 
+/* Random placements: each request's owner, then up to 1 + max_extra
+ * pieces of 1-12 blocks (the first at its owner), a piece left out where
+ * its instance would pass CAPB. */
+static void random_holdings(gsl_rng *rng, int32_t inst, int64_t reqs, int max_extra, int32_t *owner, int64_t *held,
+                            int64_t *used) {
+  for (int64_t r = 0; r < reqs; r++) {
+    owner[r] = (int32_t)gsl_rng_uniform_int(rng, (unsigned long)inst);
+    int pieces = 1 + (int)gsl_rng_uniform_int(rng, (unsigned long)max_extra + 1);
+    for (int k = 0; k < pieces; k++) {
+      int32_t i = k == 0 ? owner[r] : (int32_t)gsl_rng_uniform_int(rng, (unsigned long)inst);
+      int64_t b = 1 + (int64_t)gsl_rng_uniform_int(rng, 12);
+      if (used[i] + b > CAPB) continue;
+      held[r * inst + i] += b;
+      used[i] += b;
+    }
+  }
+}
+
 /* Random ledgers; the pass's moves applied to a table. */
 static void test_random_ledgers_properties(void **state) {
   (void)state;
@@ -282,17 +300,7 @@ static void test_random_ledgers_properties(void **state) {
   for (int trial = 0; trial < 300; trial++) {
     int64_t held[REQS * INST] = {0}, used[INST] = {0};
     int32_t owner[REQS];
-    for (int64_t r = 0; r < REQS; r++) {
-      owner[r] = (int32_t)gsl_rng_uniform_int(rng, INST);
-      int pieces = 1 + (int)gsl_rng_uniform_int(rng, 4);
-      for (int k = 0; k < pieces; k++) {
-        int32_t i = k == 0 ? owner[r] : (int32_t)gsl_rng_uniform_int(rng, INST);
-        int64_t b = 1 + (int64_t)gsl_rng_uniform_int(rng, 12);
-        if (used[i] + b > CAPB) continue;
-        held[r * INST + i] += b;
-        used[i] += b;
-      }
-    }
+    random_holdings(rng, INST, REQS, 3, owner, held, used);
     infsim_gm *gm = ledger(INST, REQS, held, owner);
     infsim_dgfm_limits lim = {.max_moves = 1 + (int64_t)gsl_rng_uniform_int(rng, 12),
                               .max_blocks = 1 + (int64_t)gsl_rng_uniform_int(rng, 200),
@@ -376,17 +384,7 @@ static void test_moves_independent_of_ledger_order(void **state) {
     int64_t held[REQS * INST] = {0}, used[INST] = {0};
     int32_t owner[REQS];
     int max_pieces = 1 + trial % 4; /* one piece: nothing to consolidate or swap */
-    for (int64_t r = 0; r < REQS; r++) {
-      owner[r] = (int32_t)gsl_rng_uniform_int(rng, INST);
-      int pieces = 1 + (int)gsl_rng_uniform_int(rng, (unsigned long)max_pieces + 1);
-      for (int k = 0; k < pieces; k++) {
-        int32_t i = k == 0 ? owner[r] : (int32_t)gsl_rng_uniform_int(rng, INST);
-        int64_t b = 1 + (int64_t)gsl_rng_uniform_int(rng, 12);
-        if (used[i] + b > CAPB) continue;
-        held[r * INST + i] += b;
-        used[i] += b;
-      }
-    }
+    random_holdings(rng, INST, REQS, max_pieces, owner, held, used);
     infsim_gm *a = ledger_in_order(INST, REQS, held, owner, false);
     infsim_gm *b = ledger_in_order(INST, REQS, held, owner, true);
     infsim_dgfm_limits lim = {.max_moves = 1 + (int64_t)gsl_rng_uniform_int(rng, 12),
