@@ -312,11 +312,14 @@ infsim_status launch(ik_cuda *c, const infsim_prefill_args *a, infsim_error *err
   p.past = a->past_tokens;
   p.out_f32 = a->out_dtype == INFSIM_KDTYPE_F32;
   p.scale_log2 = a->softmax_scale * LOG2E;
-  const int64_t chunks = (int64_t)a->num_requests * a->new_tokens * p.g * 16;
-  int64_t blocks = (chunks + 255) / 256;
-  if (blocks > (int64_t)c->sm_count * 16) blocks = (int64_t)c->sm_count * 16;
-  append_kv_kernel<<<(unsigned)blocks, 256, 0, c->stream>>>(p, chunks);
-  IK_LAUNCHED();
+  auto append = [&]() -> infsim_status {
+    const int64_t chunks = (int64_t)a->num_requests * a->new_tokens * p.g * 16;
+    int64_t blocks = (chunks + 255) / 256;
+    if (blocks > (int64_t)c->sm_count * 16) blocks = (int64_t)c->sm_count * 16;
+    append_kv_kernel<<<(unsigned)blocks, 256, 0, c->stream>>>(p, chunks);
+    IK_LAUNCHED();
+    return INFSIM_OK;
+  };
   /* Auto: on compute capability 9.0 the wgmma kernel (128 x 128), which won
    * at every measured shape, 1K to 16K tokens on 8 to 64 heads, even where
    * its CTAs fill under half the SMs (bench/README.md, kernels/NOTES.md),
@@ -349,11 +352,22 @@ infsim_status launch(ik_cuda *c, const infsim_prefill_args *a, infsim_error *err
        * groups of heads (pipeline 12: 1.04-1.05x pipeline 10 on chunks
        * after 12-14K tokens, 0.97x on fresh 16K prompts). */
       const int64_t total = (int64_t)a->past_tokens + a->new_tokens;
-      const int pl = total <= 4096 ? 11 : a->past_tokens > 0 ? 12 : 10;
-      return ik_prefill_sm90(c, p, BF16, a->num_requests, a->sm90_pipeline ? a->sm90_pipeline : pl, err);
+      int pl = a->sm90_pipeline ? a->sm90_pipeline : total <= 4096 ? 14 : a->past_tokens > 0 ? 12 : 13;
+      /* Pipelines 13 and 14 (10 and 11 with the append folded in) append
+       * the new K/V themselves and read them from k_new / v_new, which
+       * holds every key only on a fresh prompt; after a cached prefix they
+       * are 10 and 11 after the append kernel. */
+      if (pl >= 13 && a->past_tokens > 0) pl -= 3;
+      if (pl < 13) {
+        const infsim_status st = append();
+        if (st != INFSIM_OK) return st;
+      }
+      return ik_prefill_sm90(c, p, BF16, a->num_requests, pl, err);
     }
     keys = 64;
   }
+  const infsim_status st = append();
+  if (st != INFSIM_OK) return st;
   if (keys == 0) keys = 64;
   if (rows == 128 && keys == 64) return launch_attn<BF16, 2, 64>(c, p, a->num_requests, 2, err);
   if (rows == 128) return launch_attn<BF16, 2, 32>(c, p, a->num_requests, 1, err);

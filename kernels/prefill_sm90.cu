@@ -451,8 +451,8 @@ infsim_status launch(ik_cuda *c, const ik_prefill_params &p, int reqs, int pipel
     kern = prefill_sm90_ov_kernel<BF16, POW2, IK_SM90_PINGPONG != 0, true>;
     smem = SMEM_OV, bit = 1 << (POW2 ? 8 : 9);
   } else if (pipeline >= 4) {
-    return ik_prefill_sm90_ws(c, p, BF16, reqs, pipeline % 2 == 1 && pipeline < 12, pipeline >= 6, pipeline >= 8,
-                              pipeline >= 10, pipeline == 12, err);
+    return ik_prefill_sm90_ws(c, p, BF16, reqs, (pipeline % 2 == 1 && pipeline < 12) || pipeline == 14,
+                              pipeline >= 6, pipeline >= 8, pipeline >= 10, pipeline == 12, pipeline >= 13, err);
   }
   if (!(c->prefill_ready[BF16 ? 1 : 0] & bit)) {
     IK_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));

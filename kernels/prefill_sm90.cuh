@@ -349,8 +349,11 @@ __device__ __forceinline__ void rescale_o(float (&o)[64], float a0, float a1) {
  * by bulk tensor copies (pipelines 6 and 7); `v17`: version 17's consumers
  * with version 16's loads (pipelines 8 and 9); `v18`: version 18's
  * consumers (pipelines 10 and 11); `grouped`: version 18 with the CTAs in
- * groups of heads (pipeline 12). */
+ * groups of heads (pipeline 12); `fused`: version 18 (one CTA per work
+ * tile) reading the new K/V from k_new / v_new and writing them to the pool
+ * itself (pipeline 13; with `persist` pipeline 14; past_tokens 0 only:
+ * the caller runs no append). */
 infsim_status ik_prefill_sm90_ws(ik_cuda *c, const ik_prefill_params &p, bool bf16, int reqs, bool persist, bool tma,
-                                 bool v17, bool v18, bool grouped, infsim_error *err);
+                                 bool v17, bool v18, bool grouped, bool fused, infsim_error *err);
 
 #endif

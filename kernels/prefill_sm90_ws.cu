@@ -24,6 +24,7 @@ namespace {
  * the last block, so the run holding it loads zeros past it. */
 struct ik_kv_maps {
   CUtensorMap k, v, k_tail, v_tail;
+  CUtensorMap k_new, v_new; /* pipelines 13 and 14: k_new / v_new (encode_kv_maps) */
 };
 
 /* Version 15 (kernels/NOTES.md): version 14's consumer loop with the copies
@@ -56,7 +57,20 @@ constexpr int WS_THREADS = 384;
 constexpr int WS_BARS = 4 * NST + 2; /* K full, V full, K empty, V empty (one per buffer), Q empty, Q full (TMA) */
 constexpr int SMEM_WS = (int)(Q_BYTES + 2 * NST * TILE_BYTES) + WS_BARS * 8 + 1024;
 
-template <bool BF16, bool POW2, bool PINGPONG, bool PERSIST, bool TMA, bool V17, bool V18, bool GROUPED>
+/* FUSED (pipelines 13 and 14, as 10 and 11; fresh prompts only:
+ * past_tokens 0): version 18 with the K/V append folded in. The producer
+ * loads every K/V tile from k_new / v_new (the launch runs no append
+ * kernel first, so the pool holds nothing of this prompt yet), and the CTA
+ * on a key tile's diagonal (query tile kt, the first query head of its KV
+ * head) writes that tile, already in shared memory, to its pool blocks by
+ * bulk tensor stores once it has landed: each new key is written once, by
+ * a CTA that reads it anyway, instead of a separate kernel reading and
+ * writing all of them before the attention starts (~3.5% of a 16K call on
+ * 32/32 heads; kernels/NOTES.md 18-19). The stores go through the pool
+ * maps, the run holding the last key through the tail map, which drops the
+ * rows past it. */
+template <bool BF16, bool POW2, bool PINGPONG, bool PERSIST, bool TMA, bool V17, bool V18, bool GROUPED,
+          bool FUSED = false>
 __global__ void __launch_bounds__(WS_THREADS, 1)
     prefill_sm90_ws_kernel(ik_prefill_params p, int reqs, const __grid_constant__ ik_kv_maps maps) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -175,7 +189,19 @@ __global__ void __launch_bounds__(WS_THREADS, 1)
       const int lane = tid & 31;
       auto tma_tile = [&](uint32_t bar, uint32_t dst, const CUtensorMap *map, const CUtensorMap *tail, int kt,
                           int32_t blk0, int32_t blk1) {
-        if (lane == 0 && IK_SM90_DIAG == 1 && kt >= NST) {
+        if (FUSED) {
+          /* Rows past the last new token (and so past this request) zero-fill. */
+          const CUtensorMap *nmap = map == &maps.k ? &maps.k_new : &maps.v_new;
+          if (lane == 0) {
+            mbar_arrive_expect_tx(bar, 4u * 2048u);
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+              const int row = 32 * pw + 16 * h, tok = kt * KT + row;
+              tma_load_4d(dst + (uint32_t)row * 128u, nmap, 0, kh, tok, (int)r, bar);
+              tma_load_4d(dst + (uint32_t)(KT * 128 + row * 128), nmap, 64, kh, tok, (int)r, bar);
+            }
+          }
+        } else if (lane == 0 && IK_SM90_DIAG == 1 && kt >= NST) {
           mbar_arrive(bar); /* bench-only: no loads past the first tiles */
         } else if (lane == 0) {
           mbar_arrive_expect_tx(bar, 4u * 2048u);
@@ -224,6 +250,37 @@ __global__ void __launch_bounds__(WS_THREADS, 1)
           const int32_t b0 = run_block(t, 0), b1 = run_block(t, 1);
           if (n >= NST) mbar_wait(vempty(b), (uint32_t)((n / NST + 1) & 1));
           tma_tile(vfull(b), v_s + (uint32_t)b * TILE_BYTES, &maps.v, &maps.v_tail, t, b0, b1);
+        }
+        if (FUSED && hh % p.group == 0) {
+          /* The diagonal tile (kt = qt: past_tokens is 0) to the pool, K then
+           * V, each once its loads have landed; the producer waits for the
+           * stores before it refills the buffers (a persistent CTA's next
+           * tile) or exits (its shared memory goes with it). The whole warp
+           * waits, and meets again after lane 0's stores: lanes left to run
+           * ahead reach a barrier wait two phases early on a persistent
+           * CTA's third work tile, which a parity wait passes at once (the
+           * first build hung so at 1K tokens on 64/8 heads). */
+          const int kt = n_kt - 1, n = base + kt, b = n % NST;
+          const uint32_t ph = (uint32_t)((n / NST) & 1);
+          for (int kv = 0; kv < 2; kv++) {
+            mbar_wait(kv ? vfull(b) : kfull(b), ph);
+            const uint32_t src = (kv ? v_s : k_s) + (uint32_t)b * TILE_BYTES;
+#pragma unroll
+            for (int h = 0; h < 2 && lane == 0; h++) {
+              const int start = kt * KT + 32 * pw + 16 * h, row = 32 * pw + 16 * h;
+              if (start >= total) continue;
+              const int slot = POW2 ? start & (p.bt - 1) : start % p.bt;
+              const CUtensorMap *m = start + 16 > total ? (kv ? &maps.v_tail : &maps.k_tail) : (kv ? &maps.v : &maps.k);
+              const int bh = run_block(kt, h) * p.g + kh;
+              tma_store_3d(m, 0, slot, bh, src + (uint32_t)row * 128u);
+              tma_store_3d(m, 64, slot, bh, src + (uint32_t)(KT * 128 + row * 128));
+            }
+          }
+          if (lane == 0) {
+            bulk_commit();
+            bulk_wait_all();
+          }
+          __syncwarp();
         }
         base += n_kt;
       }
@@ -605,7 +662,8 @@ __global__ void __launch_bounds__(WS_THREADS, 1)
  * [block x KV head] extent is left at its largest: the block table, not the
  * map, bounds the blocks read. cuTensorMapEncodeTiled is a driver entry
  * point, fetched once per context through the runtime. */
-infsim_status encode_kv_maps(ik_cuda *c, const ik_prefill_params &p, ik_kv_maps *maps, infsim_error *err) {
+infsim_status encode_kv_maps(ik_cuda *c, const ik_prefill_params &p, int reqs, bool fused, ik_kv_maps *maps,
+                             infsim_error *err) {
   typedef CUresult (*encode_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *,
                                 const cuuint64_t *, const cuuint32_t *, const cuuint32_t *, CUtensorMapInterleave,
                                 CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
@@ -628,6 +686,23 @@ infsim_status encode_kv_maps(ik_cuda *c, const ik_prefill_params &p, ik_kv_maps 
     if (r != CUDA_SUCCESS)
       return infsim_fail(err, INFSIM_ERUN, "kernels: prefill: cuTensorMapEncodeTiled failed (%d) for map %d", (int)r, i);
   }
+  if (fused) {
+    /* k_new is [request][new token][KV head][128 dims]; a box is 64 dims x
+     * one head x 16 tokens (one run, the pool boxes' shared layout), and
+     * the token extent ends at the request's last new token. */
+    const cuuint32_t box4[4] = {64, 1, 16, 1}, estride4[4] = {1, 1, 1, 1};
+    const cuuint64_t dims4[4] = {(cuuint64_t)D, (cuuint64_t)p.g, (cuuint64_t)p.new_tokens, (cuuint64_t)reqs};
+    const cuuint64_t strides4[3] = {(cuuint64_t)D * 2, (cuuint64_t)p.g * D * 2, (cuuint64_t)p.new_tokens * p.g * D * 2};
+    for (int i = 0; i < 2; i++) {
+      const CUresult r = encode(i ? &maps->v_new : &maps->k_new, CU_TENSOR_MAP_DATA_TYPE_UINT16, 4,
+                                (void *)(i ? p.v_new : p.k_new), dims4, strides4, box4, estride4,
+                                CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+      if (r != CUDA_SUCCESS)
+        return infsim_fail(err, INFSIM_ERUN, "kernels: prefill: cuTensorMapEncodeTiled failed (%d) for new map %d",
+                           (int)r, i);
+    }
+  }
   return INFSIM_OK;
 }
 
@@ -635,9 +710,11 @@ infsim_status encode_kv_maps(ik_cuda *c, const ik_prefill_params &p, ik_kv_maps 
  * of them. prefill_ready bits 10-13 (prefill_sm90.cu names the others). */
 template <bool BF16, bool POW2>
 infsim_status launch_ws(ik_cuda *c, const ik_prefill_params &p, int reqs, bool persist, bool tma, bool v17,
-                        bool v18, bool grouped, infsim_error *err) {
+                        bool v18, bool grouped, bool fused, infsim_error *err) {
   constexpr bool PP = IK_SM90_PINGPONG != 0;
-  auto kern = grouped ? prefill_sm90_ws_kernel<BF16, POW2, PP, false, true, true, true, true>
+  auto kern = fused ? (persist ? prefill_sm90_ws_kernel<BF16, POW2, PP, true, true, true, true, false, true>
+                               : prefill_sm90_ws_kernel<BF16, POW2, PP, false, true, true, true, false, true>)
+              : grouped ? prefill_sm90_ws_kernel<BF16, POW2, PP, false, true, true, true, true>
               : v18   ? (persist ? prefill_sm90_ws_kernel<BF16, POW2, PP, true, true, true, true, false>
                                  : prefill_sm90_ws_kernel<BF16, POW2, PP, false, true, true, true, false>)
               : v17   ? (persist ? prefill_sm90_ws_kernel<BF16, POW2, PP, true, true, true, false, false>
@@ -647,11 +724,12 @@ infsim_status launch_ws(ik_cuda *c, const ik_prefill_params &p, int reqs, bool p
                       : (persist ? prefill_sm90_ws_kernel<BF16, POW2, PP, true, false, false, false, false>
                                  : prefill_sm90_ws_kernel<BF16, POW2, PP, false, false, false, false, false>);
   /* Bits 10-17 versions 15 and 16, 18-21 version 17, 22-25 version 18,
-   * 26-27 its grouped order. */
-  const int bit = 1 << (grouped ? 26 + (POW2 ? 0 : 1)
+   * 26-27 its grouped order, 28-31 its fused append (one CTA per tile or per SM). */
+  const int bit = (int)(1u << (fused ? 28 + (persist ? 2 : 0) + (POW2 ? 0 : 1)
+                        : grouped ? 26 + (POW2 ? 0 : 1)
                         : v18   ? 22 + (persist ? 2 : 0) + (POW2 ? 0 : 1)
                         : v17   ? 18 + (persist ? 2 : 0) + (POW2 ? 0 : 1)
-                                : 10 + (persist ? 2 : 0) + (tma ? 4 : 0) + (POW2 ? 0 : 1));
+                                : 10 + (persist ? 2 : 0) + (tma ? 4 : 0) + (POW2 ? 0 : 1)));
   if (!(c->prefill_ready[BF16 ? 1 : 0] & bit)) {
     IK_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_WS));
     c->prefill_ready[BF16 ? 1 : 0] |= bit;
@@ -659,7 +737,7 @@ infsim_status launch_ws(ik_cuda *c, const ik_prefill_params &p, int reqs, bool p
   ik_kv_maps maps;
   memset(&maps, 0, sizeof maps);
   if (tma || v17 || v18) {
-    const infsim_status st = encode_kv_maps(c, p, &maps, err);
+    const infsim_status st = encode_kv_maps(c, p, reqs, fused, &maps, err);
     if (st != INFSIM_OK) return st;
   }
   const int64_t nq = (p.new_tokens + QT - 1) / QT, work = nq * p.h * reqs;
@@ -673,11 +751,11 @@ infsim_status launch_ws(ik_cuda *c, const ik_prefill_params &p, int reqs, bool p
 } /* namespace */
 
 infsim_status ik_prefill_sm90_ws(ik_cuda *c, const ik_prefill_params &p, bool bf16, int reqs, bool persist, bool tma,
-                                 bool v17, bool v18, bool grouped, infsim_error *err) {
+                                 bool v17, bool v18, bool grouped, bool fused, infsim_error *err) {
   const bool pow2 = p.bt_shift >= 0;
   if (bf16)
-    return pow2 ? launch_ws<true, true>(c, p, reqs, persist, tma, v17, v18, grouped, err)
-                : launch_ws<true, false>(c, p, reqs, persist, tma, v17, v18, grouped, err);
-  return pow2 ? launch_ws<false, true>(c, p, reqs, persist, tma, v17, v18, grouped, err)
-              : launch_ws<false, false>(c, p, reqs, persist, tma, v17, v18, grouped, err);
+    return pow2 ? launch_ws<true, true>(c, p, reqs, persist, tma, v17, v18, grouped, fused, err)
+                : launch_ws<true, false>(c, p, reqs, persist, tma, v17, v18, grouped, fused, err);
+  return pow2 ? launch_ws<false, true>(c, p, reqs, persist, tma, v17, v18, grouped, fused, err)
+              : launch_ws<false, false>(c, p, reqs, persist, tma, v17, v18, grouped, fused, err);
 }

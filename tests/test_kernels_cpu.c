@@ -515,13 +515,13 @@ static void test_prefill_matches_float64(void **state) {
     free(q), free(kn), free(vn), free(out), free(lse);
     past += n;
   }
-  /* The wgmma pipeline knob takes 0-12 only (checked before any backend). */
+  /* The wgmma pipeline knob takes 0-14 only (checked before any backend). */
   uint16_t one[H * D] = {0};
   float o1[H * D];
   infsim_prefill_args bad = {.num_requests = 1, .num_q_heads = H, .num_kv_heads = G, .head_dim = D, .new_tokens = 1,
                              .past_tokens = 0, .block_tokens = BT, .dtype = c.t, .q = one, .k_new = one, .v_new = one,
                              .k_pool = c.k, .v_pool = c.v, .block_table = c.table, .block_table_stride = c.stride,
-                             .softmax_scale = scale, .out_dtype = INFSIM_KDTYPE_F32, .out = o1, .sm90_pipeline = 13};
+                             .softmax_scale = scale, .out_dtype = INFSIM_KDTYPE_F32, .out = o1, .sm90_pipeline = 15};
   infsim_error err;
   assert_int_equal(infsim_kernels_prefill(k, &bad, &err), INFSIM_EINPUT);
   bad.sm90_pipeline = -1;

@@ -531,6 +531,12 @@ static void prefill_case_run(fixture *f, infsim_kdtype t, infsim_kdtype out_t, i
     pair_random(f, &vn, t, -1, 1);
     pair_poison(f, &out);
     pair_poison(f, &lse);
+    /* The pools before this chunk's append: pipelines 13 and 14 append inside the
+     * attention kernel, so they start from them (not from the earlier
+     * variants' appends) and their pools are compared on their own. */
+    void *k0 = malloc((size_t)kp.bytes), *v0 = malloc((size_t)vp.bytes);
+    memcpy(k0, kp.c, (size_t)kp.bytes);
+    memcpy(v0, vp.c, (size_t)vp.bytes);
     infsim_prefill_args a = {.num_requests = reqs, .num_q_heads = h, .num_kv_heads = g, .head_dim = D,
                              .new_tokens = n, .past_tokens = past, .block_tokens = bt, .dtype = t,
                              .block_table_stride = stride, .softmax_scale = 1.5f / sqrtf(D), .out_dtype = out_t};
@@ -547,16 +553,22 @@ static void prefill_case_run(fixture *f, infsim_kdtype t, infsim_kdtype out_t, i
      * with one CTA per work tile or one per SM over them, 6 and 7 = the
      * same with K/V by bulk tensor copies, 8 and 9 = version 17's
      * consumers on version 16's loads, 10 and 11 = version 18's, 12 = 10
-     * with the CTAs in groups of heads). */
-    const int tiles[16][3] = {{64, 64, 0},    {128, 32, 0},   {128, 64, 0},  {128, 128, 1}, {128, 128, 2},
+     * with the CTAs in groups of heads, 13 and 14 = 10 and 11 with the append
+     * inside). */
+    const int tiles[18][3] = {{64, 64, 0},    {128, 32, 0},   {128, 64, 0},  {128, 128, 1}, {128, 128, 2},
                               {128, 128, 3},  {0, 0, 0},      {128, 128, 4}, {128, 128, 5}, {128, 128, 6},
                               {128, 128, 7},  {128, 128, 8},  {128, 128, 9}, {128, 128, 10},
-                              {128, 128, 11}, {128, 128, 12}};
-    for (int variant = 0; variant < 16; variant++) {
+                              {128, 128, 11}, {128, 128, 12}, {128, 128, 13}, {128, 128, 14}};
+    for (int variant = 0; variant < 18; variant++) {
     if (!(variants >> variant & 1u)) continue;
     a.q_tile_rows = tiles[variant][0];
     a.k_tile_tokens = tiles[variant][1];
     a.sm90_pipeline = tiles[variant][2];
+    const bool alone = a.sm90_pipeline >= 13;
+    if (alone) {
+      must(infsim_kernels_upload(f->gpu, kp.g, k0, kp.bytes, &err), &err);
+      must(infsim_kernels_upload(f->gpu, vp.g, v0, vp.bytes, &err), &err);
+    }
     must(infsim_kernels_memset(f->gpu, out.g, 0xff, out.bytes, &err), &err);
     must(infsim_kernels_memset(f->gpu, lse.g, 0xff, lse.bytes, &err), &err);
     must(infsim_kernels_prefill(f->gpu, &a, &err), &err);
@@ -577,7 +589,15 @@ static void prefill_case_run(fixture *f, infsim_kdtype t, infsim_kdtype out_t, i
       fail_msg("prefill r=%d h=%d g=%d bt=%d past=%d new=%d tile=%dx%d pipeline %d: out err %.3g (bound %.3g), "
                "lse err %.3g", reqs, h, g, bt, past, n, a.q_tile_rows, a.k_tile_tokens, a.sm90_pipeline, e, bound, el);
     free(go), free(gl), free(gf), free(cf);
+    if (alone) {
+      void *gk = pair_fetch(f, &kp), *gv = pair_fetch(f, &vp);
+      if (memcmp(gk, kp.c, (size_t)kp.bytes) || memcmp(gv, vp.c, (size_t)vp.bytes))
+        fail_msg("prefill r=%d h=%d g=%d bt=%d past=%d new=%d pipeline %d: pool differs from the reference append",
+                 reqs, h, g, bt, past, n, a.sm90_pipeline);
+      free(gk), free(gv);
     }
+    }
+    free(k0), free(v0);
     pair *all[] = {&q, &kn, &vn, &out, &lse};
     for (size_t i = 0; i < 5; i++) pair_free(f, all[i]);
     past += n;
@@ -596,7 +616,7 @@ static void prefill_case_of(fixture *f, infsim_kdtype t, infsim_kdtype out_t, in
 
 static void prefill_case(fixture *f, infsim_kdtype t, infsim_kdtype out_t, int32_t reqs, int32_t h, int32_t g,
                          int32_t bt, int32_t first, int32_t second) {
-  prefill_case_of(f, t, out_t, reqs, h, g, bt, first, second, 0xffffu);
+  prefill_case_of(f, t, out_t, reqs, h, g, bt, first, second, 0x3ffffu);
 }
 
 /* Version 14 (pipeline 2) alone at a size compute-sanitizer's
@@ -644,14 +664,30 @@ static void test_prefill_small_v17(void **state) {
   prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_BF16, 2, 32, 4, 32, 300, 150, 1u << 12);
 }
 
-/* Version 18 (pipelines 10 and 11, and 12 with its CTAs in groups of
- * heads) at the same two sizes as version 16; the second size's 32 heads
- * on 4 KV heads make four groups of 8 for pipeline 12, of 3 query tiles
- * each, then 2 after the prefix. */
+/* Version 18 (pipelines 10 and 11, 12 with its CTAs in groups of heads,
+ * 13 and 14 with the append inside) at the same two sizes as version 16;
+ * the second size's 32 heads on 4 KV heads make four groups of 8 for
+ * pipeline 12, of 3 query tiles each, then 2 after the prefix, and give
+ * pipelines 13 and 14 two requests whose last key tiles end mid-run
+ * (300 = 18 x 16 + 12), 192 work tiles: several per CTA of pipeline 14
+ * on a 132-SM card. */
 static void test_prefill_small_v18(void **state) {
   fixture *f = *state;
-  prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 2, 1, 16, 520, 130, 0x7u << 13);
-  prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_BF16, 2, 32, 4, 32, 300, 150, 0x7u << 13);
+  prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 2, 1, 16, 520, 130, 0x1fu << 13);
+  prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_BF16, 2, 32, 4, 32, 300, 150, 0x1fu << 13);
+}
+
+/* Pipelines 13 and 14 alone (the append inside the attention kernel) at
+ * version 18's two sizes, for a compute-sanitizer pass over them: the
+ * diagonal CTAs' bulk stores from shared memory and the waits before the
+ * buffers are refilled (pipeline 14's next work tile) or the CTA exits. */
+static void test_prefill_small_fused(void **state) {
+  fixture *f = *state;
+  prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 2, 1, 16, 520, 130, 0x3u << 16);
+  prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_BF16, 2, 32, 4, 32, 300, 150, 0x3u << 16);
+  /* 512 work tiles: three or four per CTA of pipeline 14 on a 132-SM card
+   * (its producer lanes must not drift a work tile apart). */
+  prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_BF16, 1, 64, 8, 16, 1024, 1, 0x3u << 16);
 }
 
 /* A pool whose unwritten slots are NaN: the slots past the last key of the
@@ -661,7 +697,7 @@ static void test_prefill_small_v18(void **state) {
  * run mid-block. */
 static void test_prefill_nan_pool(void **state) {
   fixture *f = *state;
-  const unsigned hopper = 1u << 6 | 0x1ffu << 7;
+  const unsigned hopper = 1u << 6 | 0x7ffu << 7;
   prefill_case_run(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 2, 4, 2, 16, 100, 37, hopper, true, 0);
   prefill_case_run(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 8, 1, 64, 200, 90, hopper, true, 0);
 }
@@ -675,7 +711,7 @@ static void test_prefill_nan_pool(void **state) {
  * and pipeline. */
 static void test_prefill_rising_max(void **state) {
   fixture *f = *state;
-  prefill_case_run(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 2, 1, 16, 520, 130, 0xffffu, false, 64);
+  prefill_case_run(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 2, 1, 16, 520, 130, 0x3ffffu, false, 64);
 }
 
 static void test_prefill_matches_cpu(void **state) {
@@ -854,7 +890,7 @@ int main(void) {
       cmocka_unit_test(test_prefill_small_v14),
       cmocka_unit_test(test_prefill_small_v15), cmocka_unit_test(test_prefill_persist_v15),
       cmocka_unit_test(test_prefill_small_v16), cmocka_unit_test(test_prefill_small_v17),
-      cmocka_unit_test(test_prefill_small_v18),
+      cmocka_unit_test(test_prefill_small_v18), cmocka_unit_test(test_prefill_small_fused),
       cmocka_unit_test(test_prefill_nan_pool), cmocka_unit_test(test_prefill_rising_max),
   };
   /* INFSIM_GPU_TEST_ONLY=SUBSTRING runs the tests whose names contain it

@@ -286,7 +286,7 @@ static void bench_chunks(bench *b, const int *pls, int npl) {
                              .block_table_stride = (int32_t)(N / bt), .softmax_scale = 0.08838834764f,
                              .out_dtype = INFSIM_KDTYPE_BF16, .out = out};
     const double pairs = (double)c * (double)L + (double)c * (double)(c + 1) / 2.0;
-    for (int i = 0; i < npl; i++) { /* 0 = auto; 2-3 version 14, 4-5 15, 6-7 16, 8-9 17, 10-12 18 */
+    for (int i = 0; i < npl; i++) { /* 0 = auto; 2-3 version 14, 4-5 15, 6-7 16, 8-9 17, 10-14 18 */
       a.sm90_pipeline = pls[i];
       infsim_kernel_timing t = btime(b, infsim_kernel_op_prefill, &a, 10, false);
       char variant[32];
@@ -366,9 +366,10 @@ static void bench_prefill_one(bench *b) {
   prefill_bufs_free(b, &m);
 }
 
-/* Versions 17 and 18 side by side (kernels/NOTES.md 18): auto and
- * pipelines 8-12 on fresh prompts of 1K, 4K and 16K tokens (64/8, 32/32
- * and 8/1 heads), then the chunks with auto, 8 and 12. One call is one round;
+/* Version 18 with and without the K/V append folded in (kernels/NOTES.md
+ * 19): auto and pipelines 10, 11, 13 and 14 on fresh prompts of 1K, 4K and
+ * 16K tokens (64/8, 32/32 and 8/1 heads), then the chunks with auto, 8 and
+ * 12 (versions 17 and 18 side by side, NOTES.md 18, ran 8-12). One call is one round;
  * INFSIM_BENCH_ROUND rotates the order of each shape's variants, so a
  * script that runs several rounds (torch between them) gives every variant
  * every place in the order: the card's clock drifts as it heats, and a
@@ -378,14 +379,15 @@ static void bench_prefill_cmp(bench *b) {
   const int round = env ? atoi(env) : 0;
   const int64_t lens[] = {1024, 4096, 16384};
   const int64_t heads[][2] = {{H70, G70}, {32, 32}, {8, 1}};
-  const int pls[6] = {0, 8, 9, 10, 11, 12};
+  enum { NPL = 5 };
+  const int pls[NPL] = {0, 10, 11, 13, 14};
   for (size_t hi = 0; hi < 3; hi++) {
     for (size_t li = 0; li < 3; li++) {
       const int64_t N = lens[li], h = heads[hi][0], g = heads[hi][1], bt = 16;
       prefill_bufs m;
       infsim_prefill_args a = prefill_fresh(b, N, h, g, bt, false, &m);
-      for (int i = 0; i < 6; i++) {
-        const int pl = pls[(i + round) % 6];
+      for (int i = 0; i < NPL; i++) {
+        const int pl = pls[(i + round) % NPL];
         a.q_tile_rows = pl ? 128 : 0;
         a.k_tile_tokens = pl ? 128 : 0;
         a.sm90_pipeline = pl;

@@ -240,7 +240,11 @@ typedef struct {
    * 10 and 11 = as 8 and 9 with version 18's consumers (no row max while
    * the exponents' sums stay bounded), 12 = as 10 with the CTAs taken in
    * groups of heads; auto = 11 for prompts up to 4K tokens (prefix
-   * included), else 12 after a cached prefix and 10 without. */
+   * included), else 12 after a cached prefix and 10 without. 13 = as 10
+   * with the K/V append folded into the attention kernel (new K/V read
+   * from k_new / v_new, each key tile written to the pool by one CTA),
+   * 14 = the same on 11's grid; fresh prompts only, after a cached prefix
+   * they run as 10 and 11. */
   int32_t sm90_pipeline;
 } infsim_prefill_args;
 
