@@ -352,11 +352,13 @@ infsim_status launch(ik_cuda *c, const infsim_prefill_args *a, infsim_error *err
        * groups of heads (pipeline 12: 1.04-1.05x pipeline 10 on chunks
        * after 12-14K tokens, 0.97x on fresh 16K prompts). */
       const int64_t total = (int64_t)a->past_tokens + a->new_tokens;
-      int pl = a->sm90_pipeline ? a->sm90_pipeline : total <= 4096 ? 14 : a->past_tokens > 0 ? 12 : 13;
+      int pl = a->sm90_pipeline ? a->sm90_pipeline : total <= 4096 ? 11 : a->past_tokens > 0 ? 12 : 10;
       /* Pipelines 13 and 14 (10 and 11 with the append folded in) append
        * the new K/V themselves and read them from k_new / v_new, which
        * holds every key only on a fresh prompt; after a cached prefix they
-       * are 10 and 11 after the append kernel. */
+       * are 10 and 11 after the append kernel. Asked for by number only:
+       * timed in one round and not yet under the sanitizers, and the
+       * shipped calibration is version 18's (kernels/NOTES.md 19). */
       if (pl >= 13 && a->past_tokens > 0) pl -= 3;
       if (pl < 13) {
         const infsim_status st = append();
