@@ -1541,6 +1541,16 @@ static bool memo_holds(const infsim_network *net, const probe_memo *m, uint64_t 
   return !(loaded && top > x_low);
 }
 
+/* Room for items [0, need) of a per-owner array, the new ones zeroed (an
+ * owner's first probe finds an empty shape or memo); *cap moves only on
+ * success. */
+static bool grow_zeroed(void **items, size_t *cap, size_t need, size_t item_bytes) {
+  size_t old = *cap;
+  if (!infsim_grow(items, cap, need, item_bytes, 16)) return false;
+  memset((char *)*items + old * item_bytes, 0, (*cap - old) * item_bytes);
+  return true;
+}
+
 void infsim_network_probe_keyed(infsim_network *net, int32_t key, int n,
                                 const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens, double *rates) {
   (void)infsim_network_probe_keyed_id(net, key, 0, n, paths, lens, rates);
@@ -1556,26 +1566,18 @@ bool infsim_network_probe_keyed_id(infsim_network *net, int32_t key, uint64_t pa
    * the bit would reuse 15-24% of them on bench/distkv_speed's hour and
    * cost more than it saves. */
   if (!(net->reprice_tolerance > 0)) {
-    if ((size_t)key >= net->shape_cap) {
-      size_t cap = net->shape_cap;
-      if (!infsim_grow((void **)&net->shapes, &cap, (size_t)key + 1, sizeof *net->shapes, 16)) {
-        probe(net, 0, n, paths, lens, rates, NULL, NULL);
-        return false;
-      }
-      memset(net->shapes + net->shape_cap, 0, (cap - net->shape_cap) * sizeof *net->shapes);
-      net->shape_cap = cap;
+    if ((size_t)key >= net->shape_cap &&
+        !grow_zeroed((void **)&net->shapes, &net->shape_cap, (size_t)key + 1, sizeof *net->shapes)) {
+      probe(net, 0, n, paths, lens, rates, NULL, NULL);
+      return false;
     }
     probe(net, paths_id, n, paths, lens, rates, NULL, &net->shapes[key]);
     return false;
   }
-  if ((size_t)key >= net->memo_cap) {
-    size_t cap = net->memo_cap;
-    if (!infsim_grow((void **)&net->memos, &cap, (size_t)key + 1, sizeof *net->memos, 16)) {
-      probe(net, 0, n, paths, lens, rates, NULL, NULL);
-      return false;
-    }
-    memset(net->memos + net->memo_cap, 0, (cap - net->memo_cap) * sizeof *net->memos);
-    net->memo_cap = cap;
+  if ((size_t)key >= net->memo_cap &&
+      !grow_zeroed((void **)&net->memos, &net->memo_cap, (size_t)key + 1, sizeof *net->memos)) {
+    probe(net, 0, n, paths, lens, rates, NULL, NULL);
+    return false;
   }
   probe_memo *m = &net->memos[key];
   if (n > 0 && memo_holds(net, m, paths_id, n, paths, lens)) {
