@@ -32,11 +32,13 @@
 ** rest of a request's KV sent, fp32 or fp16 outputs): no launch of their
 ** own. With splits, the last CTA's split merge takes them as extra entries
 ** beside the local splits (one weight pass, one accumulation pass). With
-** one split, each CTA folds them into its result before the single store.
-** Either way their bytes are prefetched into L2 near the end of the KV
-** stream and loaded while the CTA's own merge runs, so no round trip to
-** them sits on the kernel's critical path. An empty partial (LSE -inf) is
-** never read, so whatever bytes it holds cannot reach the output.
+** one split, each CTA folds them into its result before the single store:
+** split_merge 4 loads the first ones (and every LSE of the first 8) into
+** registers two tiles before the end of its KV stream and folds them into
+** its cross-warp merge as further terms; 1-3 prefetch them into L2 there
+** and fold them in after that merge. Auto takes 4 where it measured faster
+** (see launch). An empty partial (LSE -inf) weighs 0 and is never added,
+** so whatever bytes it holds cannot reach the output.
 */
 #include "cuda_common.cuh"
 #include "mma_util.cuh"
@@ -68,8 +70,9 @@ constexpr int SMEM_BYTES = SMEM_PIPE_BYTES + SMEM_Q_BYTES + 16;
 constexpr int MAX_SPLITS = STAGES >= 3 ? 1024 : 512;
 static_assert((16 * (MAX_SPLITS + MAX_REMOTE) + 32 + 4 * 2 * D) * 4 <= SMEM_PIPE_BYTES + SMEM_Q_BYTES,
               "split merge must fit in shared memory");
-/* The split merge that split_merge 0 runs (see infsim_ma_decode_args). */
-constexpr int SPLIT_MERGE_AUTO = 3;
+/* The merge that split_merge 0 runs (see infsim_ma_decode_args). */
+constexpr int SPLIT_MERGE_AUTO = 4;
+constexpr int SPLIT_MERGES = 4;
 /* Auto split choice (see launch): each split keeps >= 2 tiles per warp. */
 constexpr int MIN_SPLIT_TILES = 2 * WARPS;
 constexpr float LOG2E = 1.4426950408889634f;
@@ -192,6 +195,112 @@ __device__ __forceinline__ float add_remote(const DecodeParams &p, int64_t grow,
   return sum;
 }
 
+/* acc[i] += w_j * (chunk i of partial j) over n partials j (local splits
+ * or remote partials) whose rows are spread over P adjacent lanes, lane u
+ * holding the weight of partial u of each slice of P: the first batch of
+ * B partials already in registers (val(e, i): chunk i of the batch's e-th;
+ * only the partials that exist), each later batch loaded by load(j0) with
+ * the index clamped to n - 1 (a copy's weight, on a lane past n, is 0), a
+ * new slice's weights from weight_at(j) (j = slice start + u; 0 past n)
+ * every P partials. B divides P. Uniform over the warp: every lane runs
+ * the shuffles, whether its row exists or not. Returns this lane's sum of
+ * the weights it held (the row's sum is over its P lanes). */
+template <int P, int B, int NC, typename Load, typename Val, typename WeightAt>
+__device__ __forceinline__ float fold_partials(int n, float w, float4 (&acc)[NC], Load load, Val val,
+                                               WeightAt weight_at) {
+  static_assert(P % B == 0, "a batch must lie within one slice of weights");
+  const int u = threadIdx.x % P;
+  float wsum = w;
+#pragma unroll
+  for (int e = 0; e < B; e++) {
+    const float we = __shfl_sync(0xffffffffu, w, e, P);
+    if (we != 0.f && e < n)
+#pragma unroll
+      for (int i = 0; i < NC; i++) fma4(acc[i], we, val(e, i));
+  }
+  for (int j0 = B; j0 < n; j0 += B) {
+    load(j0);
+    if (j0 % P == 0) {
+      w = weight_at(j0 + u);
+      wsum += w;
+    }
+#pragma unroll
+    for (int e = 0; e < B; e++) {
+      const float we = __shfl_sync(0xffffffffu, w, j0 % P + e, P);
+      if (we != 0.f)
+#pragma unroll
+        for (int i = 0; i < NC; i++) fma4(acc[i], we, val(e, i));
+    }
+  }
+  return wsum;
+}
+
+/* The one-split fold's registers (split_merge 4): 16 dims (one thread's
+ * share of its row in the cross-warp merge) of up to 8 remote partials,
+ * raw: fp32, partial e in v[e]; fp16, two partials a uint4 (e in
+ * v[e / 2], .x .y for even e, .z .w for odd), so the first 8 fp16 or 4
+ * fp32 partials take v[0 .. 3] (64 registers) and the fp32 ones 4-7 the
+ * rest. Loads partials j = j0 + e, e0 <= e < e1, from base + j * stride
+ * (row and dims of partial 0 at base): those with j < n, or with CLAMP
+ * all of them, j clamped to n - 1 (a copy weighs 0, fold_partials). */
+template <bool F16, bool CLAMP>
+__device__ __forceinline__ void load_rem16(uint4 (&v)[8][4], const char *base, int64_t stride, int j0, int e0, int e1,
+                                           int n) {
+#pragma unroll
+  for (int e = 0; e < 8; e++)
+    if (e >= e0 && e < e1 && (CLAMP || j0 + e < n)) {
+      const char *a = base + (int64_t)(CLAMP ? min(j0 + e, n - 1) : j0 + e) * stride;
+#pragma unroll
+      for (int i = 0; i < 4; i++) {
+        if (!F16) {
+          v[e][i] = __ldg((const uint4 *)a + i);
+        } else {
+          const uint2 h = __ldg((const uint2 *)a + i);
+          if (e % 2 == 0) v[e / 2][i].x = h.x, v[e / 2][i].y = h.y;
+          else v[e / 2][i].z = h.x, v[e / 2][i].w = h.y;
+        }
+      }
+    }
+}
+
+/* Chunk i (4 dims) of partial e of load_rem16's registers, as floats. */
+template <bool F16>
+__device__ __forceinline__ float4 rem16_chunk(const uint4 (&v)[8][4], int e, int i) {
+  if (!F16) return raw_to_float4<false>(v[e][i]);
+  const uint4 &x = v[e / 2][i];
+  return raw_to_float4<true>(e % 2 ? make_uint4(x.z, x.w, 0u, 0u) : x);
+}
+
+/* The one-split fold of split_merge 4: res[16] (this thread's dims of its
+ * row: the warps' weighted sums, not yet divided) += the R remote
+ * partials' outputs weighted 2^(lse2 - M), the first 8 from v (loaded
+ * during the KV stream), any others 8 at a time; lane u (of the row's 8)
+ * holds lse2, the base-2 LSE of partial u. Returns this lane's share of
+ * the weights (the row's sum is over its 8 lanes). */
+template <bool F16>
+__device__ __forceinline__ float fold_remote_one_split(const DecodeParams &p, uint4 (&v)[8][4], float (&res)[16],
+                                                       float lse2, float M, bool act, int64_t grow, const char *base) {
+  const int64_t stride = p.rows * D * (F16 ? 2 : 4);
+  const int R = p.nrem;
+  auto weight = [&](float l2) { return l2 == -INFINITY ? 0.f : fast_exp2(l2 - M); };
+  float4 acc[4];
+#pragma unroll
+  for (int i = 0; i < 4; i++) acc[i] = make_float4(res[4 * i], res[4 * i + 1], res[4 * i + 2], res[4 * i + 3]);
+  const float ws = fold_partials<8, 8, 4>(
+      R, weight(lse2), acc,
+      [&](int j0) { load_rem16<F16, true>(v, base, stride, j0, 0, 8, R); },
+      [&](int e, int i) { return rem16_chunk<F16>(v, e, i); },
+      [&](int j) { return weight(act && j < R ? __ldcg(p.rem_lse + (int64_t)j * p.rows + grow) * LOG2E : -INFINITY); });
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    res[4 * i] = acc[i].x;
+    res[4 * i + 1] = acc[i].y;
+    res[4 * i + 2] = acc[i].z;
+    res[4 * i + 3] = acc[i].w;
+  }
+  return ws;
+}
+
 /* L2 prefetch of the remote partials' rows q0 .. q0 + nq - 1 of request r
  * (adjacent: nq * D elements per partial), lines tid, tid + nthreads, ..;
  * with lse, their LSEs too (nq adjacent floats per partial: its first and
@@ -274,64 +383,30 @@ __device__ __forceinline__ void merge_splits_regs(const DecodeParams &p, int64_t
   float4 acc[NC];
 #pragma unroll
   for (int i = 0; i < NC; i++) acc[i] = make_float4(0.f, 0.f, 0.f, 0.f);
-  /* Local splits: the first batch from registers, then batches of B, a
-   * new slice's LSEs (again from L2) every P partials. */
-  float w = weight(ll), wsum = w;
+  /* Local splits, then remote partials: each kind's first batch from
+   * registers, later ones as fold_partials loads them. */
+  float wsum = fold_partials<P, B, NC>(
+      S, weight(ll), acc,
+      [&](int j0) {
 #pragma unroll
-  for (int e = 0; e < B; e++) {
-    const float we = __shfl_sync(0xffffffffu, w, e, P);
-    if (we != 0.f && e < S)
+        for (int e = 0; e < B; e++)
 #pragma unroll
-      for (int i = 0; i < NC; i++) fma4(acc[i], we, vl[e][i]);
-  }
-  /* Later batches (more than B partials): the index clamped instead. */
-  for (int j0 = B; j0 < S; j0 += B) {
+          for (int i = 0; i < NC; i++) vl[e][i] = __ldcg(val_l + min(j0 + e, S - 1) * (D / 4) + i * P);
+      },
+      [&](int e, int i) { return vl[e][i]; },
+      [&](int j) { return weight(act && j < S ? __ldcg(lse_l + j) : -INFINITY); });
+  if (R > 0)
+    wsum += fold_partials<P, B, NC>(
+        R, weight(lr), acc,
+        [&](int j0) {
 #pragma unroll
-    for (int e = 0; e < B; e++)
+          for (int e = 0; e < B; e++)
 #pragma unroll
-      for (int i = 0; i < NC; i++) vl[e][i] = __ldcg(val_l + min(j0 + e, S - 1) * (D / 4) + i * P);
-    if (j0 % P == 0) {
-      w = weight(act && j0 + u < S ? __ldcg(lse_l + j0 + u) : -INFINITY);
-      wsum += w;
-    }
-#pragma unroll
-    for (int e = 0; e < B; e++) {
-      const float we = __shfl_sync(0xffffffffu, w, j0 % P + e, P);
-      if (we != 0.f)
-#pragma unroll
-        for (int i = 0; i < NC; i++) fma4(acc[i], we, vl[e][i]);
-    }
-  }
-  /* Remote partials, likewise. */
-  if (R > 0) {
-    w = weight(lr);
-    wsum += w;
-#pragma unroll
-    for (int e = 0; e < B; e++) {
-      const float we = __shfl_sync(0xffffffffu, w, e, P);
-      if (we != 0.f && e < R)
-#pragma unroll
-        for (int i = 0; i < NC; i++) fma4(acc[i], we, raw_to_float4<F16>(vr[e][i]));
-    }
-    for (int j0 = B; j0 < R; j0 += B) {
-#pragma unroll
-      for (int e = 0; e < B; e++)
-#pragma unroll
-        for (int i = 0; i < NC; i++)
-          vr[e][i] = load_remote_at<F16>(out_r, rstride, min(j0 + e, R - 1), i * P * 4 * ESZ);
-      if (j0 % P == 0) {
-        w = weight(act && j0 + u < R ? __ldcg(lse_r + (int64_t)(j0 + u) * p.rows) : -INFINITY);
-        wsum += w;
-      }
-#pragma unroll
-      for (int e = 0; e < B; e++) {
-        const float we = __shfl_sync(0xffffffffu, w, j0 % P + e, P);
-        if (we != 0.f)
-#pragma unroll
-          for (int i = 0; i < NC; i++) fma4(acc[i], we, raw_to_float4<F16>(vr[e][i]));
-      }
-    }
-  }
+            for (int i = 0; i < NC; i++)
+              vr[e][i] = load_remote_at<F16>(out_r, rstride, min(j0 + e, R - 1), i * P * 4 * ESZ);
+        },
+        [&](int e, int i) { return raw_to_float4<F16>(vr[e][i]); },
+        [&](int j) { return weight(act && j < R ? __ldcg(lse_r + (int64_t)j * p.rows) : -INFINITY); });
 #pragma unroll
   for (int off = P / 2; off; off >>= 1) wsum += __shfl_xor_sync(0xffffffffu, wsum, off);
   if (act) {
@@ -344,11 +419,14 @@ __device__ __forceinline__ void merge_splits_regs(const DecodeParams &p, int64_t
   }
 }
 
-/* MERGE: the last CTA's split merge (infsim_ma_decode_args.split_merge: 1,
- * 2 or 3), a template argument so that each path is its own kernel (the
- * registers one path needs do not constrain the others) and all three can
- * be timed side by side in one build; a launch with one split runs
- * MERGE = 1, whose split merge it never reaches. */
+/* MERGE: infsim_ma_decode_args.split_merge (1-4), a template argument so
+ * that each path is its own kernel (the registers one path needs do not
+ * constrain the others) and all four can be timed side by side in one
+ * build. 1-3: the last CTA's split merge; a launch with one split runs
+ * MERGE = 1, whose split merge it never reaches, and folds the remote
+ * partials in after its cross-warp merge. 4: launched with one split and
+ * remote partials only (else 3's kernels run), which it loads during the
+ * stream and folds into the cross-warp merge (fold1 below). */
 template <bool BF16, int MERGE>
 __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeParams p) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -422,10 +500,39 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
    * trip added to every CTA's prologue, ~1.5 us at batch 32 on an H100),
    * and with splits read them from HBM in the last CTA's weight pass. */
   const int prefetch_at = p.nrem > 0 && (p.splits == 1 || split == 0) ? max(my_n - 2, 0) : -1;
-  if (prefetch_at == 0) prefetch_remote(p, grow0, nq, threadIdx.x, THREADS, true);
+  /* The cross-warp merge's layout (thread t: row t / 8, dims (t % 8) * 16
+   * .. +16), and with split_merge 4 and one split (fold1) the remote
+   * partials' registers: at that same point near the end of the stream,
+   * each thread loads its row's LSE of remote partial t % 8 and its dims
+   * of the first partials (8 fp16 or 4 fp32: 64 registers) straight into
+   * registers, so that their round trip hides under the warp's last two
+   * tiles instead of following the stream (the prefetch then only serves
+   * partials past those). */
+  const int row = threadIdx.x / 8, d0 = (threadIdx.x % 8) * 16;
+  const int64_t grow = r * p.h + q0 + row; /* global (request, head) row */
+  const bool fold1 = MERGE == 4 && p.splits == 1 && p.nrem > 0; /* uniform */
+  /* (A row past the group addresses row 0: the fold's later batches load
+   * for every lane, and must stay inside the partials.) */
+  const char *rbase = (const char *)p.rem_out + ((grow0 + (row < nq ? row : 0)) * D + d0) * (p.rem_f16 ? 2 : 4);
+  uint4 rb[8][4];
+  float rl1 = -INFINITY;
+  auto near_end = [&]() {
+    if (!fold1) {
+      prefetch_remote(p, grow0, nq, threadIdx.x, THREADS, true);
+      return;
+    }
+    if (row < nq) {
+      const int64_t stride = p.rows * D * (p.rem_f16 ? 2 : 4);
+      if (threadIdx.x % 8 < p.nrem) rl1 = __ldcg(p.rem_lse + (int64_t)(threadIdx.x % 8) * p.rows + grow);
+      if (p.rem_f16) load_rem16<true, false>(rb, rbase, stride, 0, 0, 8, p.nrem);
+      else load_rem16<false, false>(rb, rbase, stride, 0, 0, 4, p.nrem);
+    }
+    if (p.nrem > (p.rem_f16 ? 8 : 4)) prefetch_remote(p, grow0, nq, threadIdx.x, THREADS, true);
+  };
+  if (prefetch_at == 0) near_end();
   for (int j = 0; j < my_n; j++) {
     __syncwarp();
-    if (j == prefetch_at && j > 0) prefetch_remote(p, grow0, nq, threadIdx.x, THREADS, true);
+    if (j == prefetch_at && j > 0) near_end();
     issue(j + STAGES - 1);
     cp_async_wait<STAGES - 1>();
     __syncwarp();
@@ -501,11 +608,9 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
    * cross-warp merge instead of following it. (The LSEs were staged in
    * shared memory before: the store waited for the load ahead of the
    * barrier, so the CTA's last warp paid the round trip in full.) */
-  const int row = threadIdx.x / 8, d0 = (threadIdx.x % 8) * 16;
-  const int64_t grow = r * p.h + q0 + row; /* global (request, head) row */
   uint4 rv[4][4];
   float rl4[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
-  if (p.nrem > 0 && p.splits == 1 && row < nq) {
+  if (MERGE != 4 && p.nrem > 0 && p.splits == 1 && row < nq) {
     if (p.rem_f16)
       load_remote_batch<true>(p, grow, 0, 1, d0, 4, 4, rv);
     else
@@ -539,26 +644,56 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
       ml[warp * 16 + rw + 8] = l1;
     }
   }
+  /* fp32 remote partials 4-7 of the one-split fold: now that the
+   * accumulators are in shared memory, their registers are free, and the
+   * loads overlap the barrier and the merge's reads. */
+  if (fold1 && !p.rem_f16 && p.nrem > 4 && row < nq)
+    load_rem16<false, false>(rb, rbase, p.rows * D * 4, 0, 4, 8, p.nrem);
   __syncthreads();
   /* Thread t: row t / 8, dims (t % 8) * 16 .. +16. */
   float M = -INFINITY;
 #pragma unroll
   for (int w = 0; w < WARPS; w++) M = fmaxf(M, mm[w * 16 + row]);
+  /* The one-split fold: remote partial j joins as one more term of this
+   * merge, with base-2 LSE lse_j * log2 e and l = 1 (its output is
+   * normalized), so the weights, the sums and the division are the
+   * merge's own: no second normalization, no LSE loaded after the stream
+   * unless there are more than 8 partials. */
+  float rl2 = -INFINITY;
+  if (fold1) {
+    rl2 = rl1 * LOG2E;
+    float mr = rl2;
+    if (row < nq)
+      for (int j = 8 + threadIdx.x % 8; j < p.nrem; j += 8)
+        mr = fmaxf(mr, __ldcg(p.rem_lse + (int64_t)j * p.rows + grow) * LOG2E);
+#pragma unroll
+    for (int off = 4; off; off >>= 1) mr = fmaxf(mr, __shfl_xor_sync(0xffffffffu, mr, off));
+    M = fmaxf(M, mr);
+  }
   float wsum = 0.f, wt[WARPS];
 #pragma unroll
   for (int w = 0; w < WARPS; w++) {
     wt[w] = mm[w * 16 + row] == -INFINITY ? 0.f : fast_exp2(mm[w * 16 + row] - M);
     wsum += wt[w] * ml[w * 16 + row];
   }
-  const float inv = wsum > 0.f ? 1.f / wsum : 0.f;
   float res[16];
 #pragma unroll
   for (int x = 0; x < 16; x++) {
     float acc = 0.f;
 #pragma unroll
     for (int w = 0; w < WARPS; w++) acc += wt[w] * mo[(w * 16 + row) * D + d0 + x];
-    res[x] = acc * inv;
+    res[x] = acc;
   }
+  if (fold1) {
+    float ws = p.rem_f16 ? fold_remote_one_split<true>(p, rb, res, rl2, M, row < nq, grow, rbase)
+                         : fold_remote_one_split<false>(p, rb, res, rl2, M, row < nq, grow, rbase);
+#pragma unroll
+    for (int off = 4; off; off >>= 1) ws += __shfl_xor_sync(0xffffffffu, ws, off);
+    wsum += ws;
+  }
+  const float inv = wsum > 0.f ? 1.f / wsum : 0.f;
+#pragma unroll
+  for (int x = 0; x < 16; x++) res[x] *= inv;
   const float lse_nat = wsum > 0.f ? (M + log2f(wsum)) * LN2 : -INFINITY;
 
   if (p.splits == 1) {
@@ -567,7 +702,7 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
 #pragma unroll
       for (int i = 0; i < 4; i++) o4[i] = make_float4(res[4 * i], res[4 * i + 1], res[4 * i + 2], res[4 * i + 3]);
       float lse_out = lse_nat;
-      if (p.nrem > 0) {
+      if (MERGE != 4 && p.nrem > 0) {
         /* Merge with the remote partials: weights exp(lse - M) over the
          * local and remote LSEs (natural log), empty ones neither weighted
          * nor read. */
@@ -617,7 +752,7 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
     for (int x = 0; x < 16; x += 4) *(float4 *)(dst + x) = make_float4(res[x], res[x + 1], res[x + 2], res[x + 3]);
     if (d0 == 0) p.ws_lse[grow * p.splits + split] = lse_nat;
   }
-  if (MERGE == 3) {
+  if (MERGE >= 3) {
     /* One thread fences around the counter (the pattern of a grid-wide
      * barrier): the barrier orders the CTA's partial stores before thread
      * 0's release, and thread 0's acquire before the other threads' loads
@@ -787,15 +922,15 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
 template <bool BF16>
 infsim_status launch(ik_cuda *c, const infsim_ma_decode_args *a, infsim_error *err) {
   const int di = BF16 ? 1 : 0;
-  void (*const kerns[3])(DecodeParams) = {ma_decode_kernel<BF16, 1>, ma_decode_kernel<BF16, 2>,
-                                          ma_decode_kernel<BF16, 3>};
+  void (*const kerns[SPLIT_MERGES])(DecodeParams) = {ma_decode_kernel<BF16, 1>, ma_decode_kernel<BF16, 2>,
+                                                     ma_decode_kernel<BF16, 3>, ma_decode_kernel<BF16, 4>};
   if (c->decode_ctas_per_sm[di] == 0) {
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < SPLIT_MERGES; i++)
       IK_CUDA(cudaFuncSetAttribute(kerns[i], cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
-    /* The least of the three (shared memory sets it for all: 2 on sm_90,
+    /* The least of the four (shared memory sets it for all: 2 on sm_90,
      * though the register merges use more registers). */
     int least = 0;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < SPLIT_MERGES; i++) {
       int n = 0;
       IK_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kerns[i], THREADS, SMEM_BYTES));
       if (i == 0 || n < least) least = n;
@@ -882,7 +1017,24 @@ infsim_status launch(ik_cuda *c, const infsim_ma_decode_args *a, infsim_error *e
   p.rem_out = a->remote_out;
   p.rem_lse = a->remote_lse;
   if (cta_rows > 0x7fffffff) return infsim_fail(err, INFSIM_EINPUT, "kernels: ma_decode: too many requests x heads");
-  const int merge = splits == 1 ? 1 : (a->split_merge == 0 ? SPLIT_MERGE_AUTO : a->split_merge);
+  /* One split never reaches the split merge: 1-3 run kernel 1 then (its
+   * one-split epilogue). 4 runs its own kernel only with one split and
+   * remote partials (folded into the cross-warp merge), else 3's (1 with
+   * one split): the decode without partials runs the same code whatever
+   * the fold costs in registers. Auto takes the fold where it measured
+   * faster (H200, batch 32 and 128 at 1K-8K, 1/2/4/8 partials, five
+   * rounds; kernels/NOTES.md): with more than 4 partials (kernel 1 loads
+   * the fifth on only after folding the first four, each LSE on its own),
+   * and in a grid of one wave with 2 or more; with several waves its fixed
+   * ~2-4 us (its loads mid-stream) outweighs what 1-4 partials save, and
+   * with one partial it saves nothing. */
+  const int chosen = a->split_merge == 0 ? SPLIT_MERGE_AUTO : a->split_merge;
+  int merge = chosen == 4 && (splits > 1 || p.nrem == 0) ? 3 : chosen;
+  if (merge == 4 && a->split_merge == 0) {
+    const bool one_wave = cta_rows <= (int64_t)c->sm_count * c->decode_ctas_per_sm[di];
+    if (!(p.nrem > 4 || (one_wave && p.nrem >= 2))) merge = 3;
+  }
+  if (splits == 1 && merge != 4) merge = 1;
   kerns[merge - 1]<<<dim3((unsigned)cta_rows, (unsigned)splits), THREADS, SMEM_BYTES, c->stream>>>(p);
   IK_LAUNCHED();
   return INFSIM_OK;

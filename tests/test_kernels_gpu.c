@@ -389,9 +389,11 @@ static void remote_case(fixture *f, infsim_kdtype t, infsim_kdtype rdt, int32_t 
   a.lse = lse.g, a.remote_out = ro.g, a.remote_lse = rl.g;
   const double bound = t == INFSIM_KDTYPE_BF16 ? 1.2e-2 : 3e-3;
   /* Every split count (300: more splits than tiles, so empty splits, and
-   * more than one slice of the register merge) through each split merge. */
+   * more than one slice of the register merge) through each split merge
+   * (4 with one split: the remote partials folded into the CTA's merge)
+   * and auto (0), which picks among them by the partials and the grid. */
   const int32_t splits[] = {0, 1, 2, 5, 300};
-  for (int32_t sm = 1; sm <= 3; sm++)
+  for (int32_t sm = 0; sm <= 4; sm++)
     for (size_t si = 0; si < sizeof splits / sizeof splits[0]; si++) {
       a.num_splits = splits[si];
       a.split_merge = sm;
@@ -420,6 +422,10 @@ static void test_decode_merges_remote_partials(void **state) {
   remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F16, 2, 40, 2, 128, 500, INFSIM_KERNEL_MAX_REMOTE);
   remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 2, 4, 4, 256, 2100, 1);
   remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 3, 16, 2, 48, 9000, 5);
+  /* Past the one-split fold's first batch (8) and slice of LSEs (8): three
+   * batches of fp32 and of fp16 partials, rows of 12 heads. */
+  remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 2, 24, 2, 16, 600, 19);
+  remote_case(f, INFSIM_KDTYPE_F16, INFSIM_KDTYPE_F16, 2, 24, 2, 16, 600, 17);
 }
 
 /* The register split merge's row layouts (16, 8 and 32 lanes a row: groups

@@ -76,6 +76,51 @@ static infsim_status decode_then_merge_op(infsim_kernels *k, void *arg, infsim_e
 static void fused(bench *b, bool warm);
 void bench_fused(bench *b) { fused(b, false); }
 
+/* The device copy ceiling of this run (read + write, 2 GiB), once; its
+ * row beside the rows it is the yardstick of. */
+static void measure_copy_ceiling(bench *b) {
+  if (b->copy_gbps != 0) return;
+  int64_t bytes = 2LL << 30;
+  d2d c = {balloc(b, bytes), balloc(b, bytes), bytes, (cudaStream_t)infsim_kernels_native_stream(b->k)};
+  bfill(b, c.src, INFSIM_KDTYPE_F32, bytes / 4, 51);
+  infsim_kernel_timing t = btime(b, d2d_op, &c, 10, false);
+  row_info r = {"copy", "d2d", "u8", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2.0 * (double)bytes, 0};
+  emit(b, &r, &t);
+  b->copy_gbps = 2.0 * (double)bytes / (t.median_ms * 1e-3) * 1e-9;
+  infsim_kernels_free(b->k, c.dst), infsim_kernels_free(b->k, c.src);
+}
+
+/* The fused-merge benches' inputs: paged KV pools, queries, outputs, and
+ * `slots` partials of up to max_rows rows (fp32 outputs and LSEs in
+ * [2, 9)), `slots - 1` of them also in fp16, all random. */
+typedef struct {
+  void *kp, *vp, *q, *lse, *out, *parts16;
+  float *parts, *plse;
+} fused_bufs;
+
+static fused_bufs fused_alloc(bench *b, int64_t kv_bytes, int64_t max_rows, int slots) {
+  fused_bufs f;
+  f.kp = balloc(b, kv_bytes / 2), f.vp = balloc(b, kv_bytes / 2);
+  bfill(b, f.kp, INFSIM_KDTYPE_BF16, kv_bytes / 4, 71);
+  bfill(b, f.vp, INFSIM_KDTYPE_BF16, kv_bytes / 4, 72);
+  f.q = balloc(b, max_rows * D * 2), f.lse = balloc(b, max_rows * 4), f.out = balloc(b, max_rows * D * 4);
+  bfill(b, f.q, INFSIM_KDTYPE_BF16, max_rows * D, 73);
+  f.parts = balloc(b, slots * max_rows * D * 4), f.plse = balloc(b, slots * max_rows * 4);
+  f.parts16 = balloc(b, (slots - 1) * max_rows * D * 2);
+  bfill(b, f.parts, INFSIM_KDTYPE_F32, slots * max_rows * D, 74);
+  bfill(b, f.parts16, INFSIM_KDTYPE_F16, (slots - 1) * max_rows * D, 75);
+  infsim_error err;
+  if (infsim_kernels_fill_random(b->k, f.plse, INFSIM_KDTYPE_F32, slots * max_rows, 76, 2.0f, 9.0f, &err) !=
+      INFSIM_OK)
+    die("fill", &err);
+  return f;
+}
+
+static void fused_free(bench *b, fused_bufs *f) {
+  void *all[] = {f->kp, f->vp, f->q, f->lse, f->out, f->parts, f->plse, f->parts16};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) infsim_kernels_free(b->k, all[i]);
+}
+
 /* Where the fused merge's fixed ~0.5 us at batch 1-8 comes from: the same
  * decode alone and with R f32 partials, timed after the L2 flush (as
  * bench_fused) and without it (code, tables and partials left in L2 by
@@ -90,28 +135,12 @@ static void fused(bench *b, bool warm) {
   const int64_t contexts[] = {1024, 8192, 65536};
   const int32_t remotes[] = {1, 2, 4, 8};
   const int64_t per_token = (int64_t)G70 * D * 2, limit = 8LL << 30;
-  if (b->copy_gbps == 0) {
-    int64_t bytes = 2LL << 30;
-    d2d c = {balloc(b, bytes), balloc(b, bytes), bytes, (cudaStream_t)infsim_kernels_native_stream(b->k)};
-    bfill(b, c.src, INFSIM_KDTYPE_F32, bytes / 4, 51);
-    infsim_kernel_timing t = btime(b, d2d_op, &c, 10, false);
-    b->copy_gbps = 2.0 * (double)bytes / (t.median_ms * 1e-3) * 1e-9;
-    infsim_kernels_free(b->k, c.dst), infsim_kernels_free(b->k, c.src);
-  }
-  void *kp = balloc(b, limit / 2), *vp = balloc(b, limit / 2);
-  bfill(b, kp, INFSIM_KDTYPE_BF16, limit / 4, 71);
-  bfill(b, vp, INFSIM_KDTYPE_BF16, limit / 4, 72);
+  measure_copy_ceiling(b);
   const int64_t max_rows = 128 * H70;
-  void *q = balloc(b, max_rows * D * 2), *lse = balloc(b, max_rows * 4);
-  bfill(b, q, INFSIM_KDTYPE_BF16, max_rows * D, 73);
   /* Slot 0: the local result (separate-merge path); slots 1..8: remote. */
-  float *parts = balloc(b, 9 * max_rows * D * 4), *plse = balloc(b, 9 * max_rows * 4);
-  void *parts16 = balloc(b, 8 * max_rows * D * 2), *out = balloc(b, max_rows * D * 4);
-  bfill(b, parts, INFSIM_KDTYPE_F32, 9 * max_rows * D, 74);
-  bfill(b, parts16, INFSIM_KDTYPE_F16, 8 * max_rows * D, 75);
-  infsim_error err;
-  if (infsim_kernels_fill_random(b->k, plse, INFSIM_KDTYPE_F32, 9 * max_rows, 76, 2.0f, 9.0f, &err) != INFSIM_OK)
-    die("fill", &err);
+  fused_bufs fb = fused_alloc(b, limit, max_rows, 9);
+  void *kp = fb.kp, *vp = fb.vp, *q = fb.q, *lse = fb.lse, *out = fb.out, *parts16 = fb.parts16;
+  float *parts = fb.parts, *plse = fb.plse;
   const int64_t max_blocks = limit / 2 / per_token / 16;
   int32_t *ids = malloc(sizeof *ids * (size_t)max_blocks);
   void *table = balloc(b, (int64_t)sizeof *ids * max_blocks), *ctx = balloc(b, 128 * 4);
@@ -195,8 +224,8 @@ static void fused(bench *b, bool warm) {
       }
     }
   free(ids);
-  void *all[] = {kp, vp, q, lse, parts, plse, parts16, out, table, ctx};
-  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) infsim_kernels_free(b->k, all[i]);
+  fused_free(b, &fb);
+  infsim_kernels_free(b->k, table), infsim_kernels_free(b->k, ctx);
 }
 
 /* A mixed iteration's attention: decodes and one prefill chunk, either one
@@ -387,108 +416,102 @@ void bench_flush(bench *b) {
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) infsim_kernels_free(b->k, all[i]);
 }
 
-/* The split merge's paths side by side (split_merge 1 = weights through
- * shared memory, 2 = weights in registers with one round trip, 3 = as 2
- * with one thread fencing around the split counter), at the fused-merge
- * shapes with more than one split (batch 1 and 8; larger batches run one
- * split and never reach the split merge): the decode alone and with R
- * remote partials (fp32, fp16), three rounds, the paths interleaved within
- * each round so that clock drift falls on all alike. Rows: kernel
- * decode_merge_paths, variant "mP/alone" or "mP/f32-remote" / "mP/f16-remote",
- * splits = the round. Only when named (`--only fused_paths`). */
+static int cmp_double(const void *x, const void *y) {
+  const double a = *(const double *)x, c = *(const double *)y;
+  return (a > c) - (a < c);
+}
+
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* The fused merge's paths side by side: split_merge 3 (the register split
+ * merge; with one split, batch >= 32 here, the remote partials folded in
+ * after the CTA's cross-warp merge) and 4 (with one split, loaded during
+ * the KV stream and folded into that merge), at the fused-merge shapes
+ * (batch 1-128, 1K-64K, KV <= 8 GiB): the decode alone and with R remote
+ * partials (fp32, fp16), five rounds, the paths interleaved within each
+ * round so that clock drift falls on both alike. Rows: kernel
+ * decode_merge_paths, variant "mP/alone" or "mP/f32-remote" /
+ * "mP/f16-remote", splits = the round. Summary on stderr per point, medians
+ * of the rounds: added = with partials - alone in the same round, its ratio
+ * to the partials' bytes at the copy ceiling measured in this run (goal <=
+ * 1.2x) and its share of the decode (goal <= 2% where the partials are <=
+ * 1% of the KV). Only when named (`--only fused_paths`). */
 void bench_fused_paths(bench *b) {
-  const int64_t batches[] = {1, 8};
+  enum { ROUNDS = 5, PATHS = 2, NR = 4 };
+  const int paths[PATHS] = {3, 4};
+  const int64_t batches[] = {1, 8, 32, 128};
   const int64_t contexts[] = {1024, 8192, 65536};
-  const int32_t remotes[] = {1, 2, 4, 8};
-  const int64_t per_token = (int64_t)G70 * D * 2;
-  if (b->copy_gbps == 0) {
-    int64_t bytes = 2LL << 30;
-    d2d c = {balloc(b, bytes), balloc(b, bytes), bytes, (cudaStream_t)infsim_kernels_native_stream(b->k)};
-    bfill(b, c.src, INFSIM_KDTYPE_F32, bytes / 4, 51);
-    infsim_kernel_timing t = btime(b, d2d_op, &c, 10, false);
-    b->copy_gbps = 2.0 * (double)bytes / (t.median_ms * 1e-3) * 1e-9;
-    infsim_kernels_free(b->k, c.dst), infsim_kernels_free(b->k, c.src);
-  }
+  const int32_t remotes[NR] = {1, 2, 4, 8};
+  const int64_t per_token = (int64_t)G70 * D * 2, limit = 8LL << 30, max_rows = 128 * H70;
+  measure_copy_ceiling(b);
   fprintf(stderr, "fused_paths: copy ceiling %.0f GB/s\n", b->copy_gbps);
-  const int64_t max_ctx = 65536, max_rows = 8 * H70, max_kv = 2 * 8 * max_ctx * per_token;
-  void *kp = balloc(b, max_kv / 2), *vp = balloc(b, max_kv / 2);
-  bfill(b, kp, INFSIM_KDTYPE_BF16, max_kv / 4, 71);
-  bfill(b, vp, INFSIM_KDTYPE_BF16, max_kv / 4, 72);
-  void *q = balloc(b, max_rows * D * 2), *lse = balloc(b, max_rows * 4), *out = balloc(b, max_rows * D * 4);
-  bfill(b, q, INFSIM_KDTYPE_BF16, max_rows * D, 73);
-  float *parts = balloc(b, 8 * max_rows * D * 4), *plse = balloc(b, 8 * max_rows * 4);
-  void *parts16 = balloc(b, 8 * max_rows * D * 2);
-  bfill(b, parts, INFSIM_KDTYPE_F32, 8 * max_rows * D, 74);
-  bfill(b, parts16, INFSIM_KDTYPE_F16, 8 * max_rows * D, 75);
-  infsim_error err;
-  if (infsim_kernels_fill_random(b->k, plse, INFSIM_KDTYPE_F32, 8 * max_rows, 76, 2.0f, 9.0f, &err) != INFSIM_OK)
-    die("fill", &err);
-  const int64_t max_blocks = max_kv / 2 / per_token / 16;
+  fused_bufs fb = fused_alloc(b, limit, max_rows, 9);
+  const int64_t max_blocks = limit / 2 / per_token / 16;
   int32_t *ids = malloc(sizeof *ids * (size_t)max_blocks);
-  void *table = balloc(b, (int64_t)sizeof *ids * max_blocks), *ctx = balloc(b, 8 * 4);
+  void *table = balloc(b, (int64_t)sizeof *ids * max_blocks), *ctx = balloc(b, 128 * 4);
   for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++)
     for (size_t ci = 0; ci < sizeof contexts / sizeof contexts[0]; ci++) {
       const int64_t B = batches[bi], C = contexts[ci], kv = 2 * B * C * per_token, rows = B * H70;
-      int32_t ctxs[8];
+      if (kv > limit) continue;
+      int32_t ctxs[128];
       for (int i = 0; i < B; i++) ctxs[i] = (int32_t)C;
       bupload(b, ctx, ctxs, B * 4);
       shuffle_ids(ids, B * C / 16, (uint64_t)(B * 131 + C));
       bupload(b, table, ids, B * C / 16 * 4);
       const int reps = kv > (1LL << 30) ? 10 : 30;
-      double added[3][2][4][3], alone_us[3][3];
-      for (int round = 0; round < 3; round++)
-        for (int path = 1; path <= 3; path++) {
+      double added[PATHS][2][NR][ROUNDS], alone_us[PATHS][ROUNDS];
+      for (int round = 0; round < ROUNDS; round++)
+        for (int pi = 0; pi < PATHS; pi++) {
           infsim_ma_decode_args a = {.num_requests = (int32_t)B, .num_q_heads = H70, .num_kv_heads = G70,
-                                     .head_dim = D, .block_tokens = 16, .dtype = INFSIM_KDTYPE_BF16, .q = q,
-                                     .k_pool = kp, .v_pool = vp, .block_table = table,
+                                     .head_dim = D, .block_tokens = 16, .dtype = INFSIM_KDTYPE_BF16, .q = fb.q,
+                                     .k_pool = fb.kp, .v_pool = fb.vp, .block_table = table,
                                      .block_table_stride = (int32_t)(C / 16), .context_tokens = ctx,
                                      .max_context_tokens = (int32_t)C, .softmax_scale = 0.08838834764f,
-                                     .out = out, .lse = lse, .split_merge = path};
+                                     .out = fb.out, .lse = fb.lse, .split_merge = paths[pi]};
           infsim_kernel_timing ta = btime(b, infsim_kernel_op_ma_decode, &a, reps, true);
           char variant[32];
-          snprintf(variant, sizeof variant, "m%d/alone", path);
+          snprintf(variant, sizeof variant, "m%d/alone", paths[pi]);
           row_info ra = {"decode_merge_paths", variant, "bf16", B, C, H70, G70, 16, round, 0, 0, 0, 0, (double)kv, 0};
           emit(b, &ra, &ta);
-          alone_us[path - 1][round] = ta.median_ms * 1e3;
+          alone_us[pi][round] = ta.median_ms * 1e3;
           for (int dt = 0; dt < 2; dt++)
-            for (size_t ri = 0; ri < sizeof remotes / sizeof remotes[0]; ri++) {
+            for (int ri = 0; ri < NR; ri++) {
               const int32_t R = remotes[ri];
               infsim_ma_decode_args f = a;
               f.num_remote = R;
               f.remote_dtype = dt == 0 ? INFSIM_KDTYPE_F32 : INFSIM_KDTYPE_F16;
-              f.remote_out = dt == 0 ? (const void *)parts : parts16;
-              f.remote_lse = plse;
+              f.remote_out = dt == 0 ? (const void *)fb.parts : fb.parts16;
+              f.remote_lse = fb.plse;
               const double pbytes = (double)R * (double)rows * (D * (dt == 0 ? 4 : 2) + 4);
               infsim_kernel_timing tf = btime(b, infsim_kernel_op_ma_decode, &f, reps, true);
-              snprintf(variant, sizeof variant, "m%d/%s-remote", path, dt == 0 ? "f32" : "f16");
+              snprintf(variant, sizeof variant, "m%d/%s-remote", paths[pi], dt == 0 ? "f32" : "f16");
               row_info rf = {"decode_merge_paths", variant, "bf16", B, C, H70, G70, 16, round, R, 0, 0, 0,
                              pbytes, 0};
               emit(b, &rf, &tf);
-              added[path - 1][dt][ri][round] = (tf.median_ms - ta.median_ms) * 1e3;
+              added[pi][dt][ri][round] = (tf.median_ms - ta.median_ms) * 1e3;
             }
         }
-      /* Summary: per path, the decode alone and the added time, median of the rounds. */
-      for (int path = 1; path <= 3; path++) {
-        double al[3] = {alone_us[path - 1][0], alone_us[path - 1][1], alone_us[path - 1][2]};
-        for (int i = 0; i < 2; i++)
-          for (int j = i + 1; j < 3; j++)
-            if (al[j] < al[i]) { double t = al[i]; al[i] = al[j]; al[j] = t; }
-        fprintf(stderr, "paths b=%-2lld ctx=%-6lld m%d: alone %7.2f us; added f32 R=1/2/4/8:", (long long)B,
-                (long long)C, path, al[1]);
-        for (int dt = 0; dt < 2; dt++) {
-          for (size_t ri = 0; ri < sizeof remotes / sizeof remotes[0]; ri++) {
-            double x[3] = {added[path - 1][dt][ri][0], added[path - 1][dt][ri][1], added[path - 1][dt][ri][2]};
-            for (int i = 0; i < 2; i++)
-              for (int j = i + 1; j < 3; j++)
-                if (x[j] < x[i]) { double t = x[i]; x[i] = x[j]; x[j] = t; }
-            fprintf(stderr, " %.2f", x[1]);
+      for (int pi = 0; pi < PATHS; pi++) {
+        const double al = median(alone_us[pi], ROUNDS);
+        fprintf(stderr, "paths b=%-3lld ctx=%-6lld m%d: alone %8.2f us\n", (long long)B, (long long)C, paths[pi], al);
+        for (int dt = 0; dt < 2; dt++)
+          for (int ri = 0; ri < NR; ri++) {
+            const int32_t R = remotes[ri];
+            const double pbytes = (double)R * (double)rows * (D * (dt == 0 ? 4 : 2) + 4);
+            const double ad = median(added[pi][dt][ri], ROUNDS), ceil_us = pbytes / (b->copy_gbps * 1e9) * 1e6;
+            const double share = 100.0 * pbytes / (double)kv, pct = 100.0 * ad / al;
+            fprintf(stderr, "paths b=%-3lld ctx=%-6lld m%d %s R=%d: added %6.2f us = %5.2fx bytes (%.2f us) %s, "
+                            "%5.2f%% of decode %s; partials %.3f%% of KV\n",
+                    (long long)B, (long long)C, paths[pi], dt == 0 ? "f32" : "f16", R, ad, ad / ceil_us, ceil_us,
+                    ad <= 1.2 * ceil_us ? "MET " : "miss", pct,
+                    share > 1.0 ? "(n/a)" : (pct <= 2.0 ? "MET " : "miss"), share);
           }
-          if (dt == 0) fprintf(stderr, "; f16:");
-        }
-        fprintf(stderr, "\n");
       }
     }
   free(ids);
-  void *all[] = {kp, vp, q, lse, out, parts, plse, parts16, table, ctx};
-  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) infsim_kernels_free(b->k, all[i]);
+  fused_free(b, &fb);
+  infsim_kernels_free(b->k, table), infsim_kernels_free(b->k, ctx);
 }

@@ -179,8 +179,10 @@ typedef struct {
    * through shared memory, then the weighted sums (the earlier kernel), 2 =
    * weights in registers, LSEs and outputs loaded in one round trip, 3 = as
    * 2 with one thread fencing around the split counter instead of every
-   * thread. 0 = auto (3). Kept selectable so that benchmarks time them side
-   * by side. */
+   * thread, 4 = as 3, but with one split and remote partials, these loaded
+   * during the KV stream and folded into the CTA's own merge (1-3 with one
+   * split: folded in after it). 0 = auto (4). Kept selectable so that
+   * benchmarks time them side by side. */
   int32_t split_merge;
 } infsim_ma_decode_args;
 
