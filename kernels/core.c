@@ -324,6 +324,10 @@ infsim_status infsim_kernel_op_ma_decode(infsim_kernels *k, void *args, infsim_e
 infsim_status infsim_kernel_op_merge(infsim_kernels *k, void *args, infsim_error *err) {
   return infsim_kernels_merge(k, args, err);
 }
+int32_t infsim_kernels_prefill_sm90_auto(const infsim_prefill_args *a) {
+  return ik_sm90_auto_pipeline(a->past_tokens, a->new_tokens);
+}
+
 infsim_status infsim_kernel_op_prefill(infsim_kernels *k, void *args, infsim_error *err) {
   return infsim_kernels_prefill(k, args, err);
 }

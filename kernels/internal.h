@@ -138,6 +138,28 @@ static inline void ik_fill_random_host(void *host, infsim_kdtype t, int64_t coun
   }
 }
 
+/* The wgmma pipeline `auto` runs on compute capability 9.0 (public:
+ * infsim_kernels_prefill_sm90_auto; the CUDA backend's prefill takes it
+ * from here, so the CPU tests check the very rule it runs). Version 18's
+ * consumers (kernels/NOTES.md 18): one CTA per SM over the work tiles for
+ * prompts up to 4K tokens, prefix included (the static dealing evens out
+ * the causal imbalance and the next tile's loads overlap the last one's
+ * end); past that one CTA per work tile, head by head on a fresh prompt
+ * (the hardware deals a head's query tiles side by side, so their K/V
+ * stays in L2), in groups of heads after a cached prefix (1.04-1.05x on
+ * chunks after 12-14K tokens, 0.97x on fresh prompts). A fresh prompt
+ * takes the grid's twin with the K/V append folded in (13 and 14 for 10
+ * and 11), which reads the new keys from k_new / v_new: on the H200,
+ * medians of five rotated rounds, 14 over 11 1.07-1.32x at 1K and 4K and
+ * 13 over 10 1.04-1.06x at 16K, on 64/8, 32/32 and 8/1 heads alike
+ * (kernels/NOTES.md 20). After a cached prefix the new keys are not all
+ * of the keys, so the separate append runs first. */
+static inline int32_t ik_sm90_auto_pipeline(int64_t past_tokens, int64_t new_tokens) {
+  const bool fresh = past_tokens == 0;
+  if (past_tokens + new_tokens <= 4096) return fresh ? 14 : 11;
+  return fresh ? 13 : 12;
+}
+
 /* ---- backend table ---------------------------------------------------- */
 
 typedef struct {

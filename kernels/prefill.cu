@@ -323,9 +323,9 @@ infsim_status launch(ik_cuda *c, const infsim_prefill_args *a, infsim_error *err
   /* Auto: on compute capability 9.0 the wgmma kernel (128 x 128), which won
    * at every measured shape, 1K to 16K tokens on 8 to 64 heads, even where
    * its CTAs fill under half the SMs (bench/README.md, kernels/NOTES.md),
-   * with version 18 (pipelines 10 and 11, chosen below; versions 16 and 17,
-   * pipelines 6-9, have the same loads and version 15, pipelines 4 and 5,
-   * loads K/V by cp.async).
+   * with version 18 (pipelines 10-14, ik_sm90_auto_pipeline picks one;
+   * versions 16 and 17, pipelines 6-9, have the same loads and version 15,
+   * pipelines 4 and 5, loads K/V by cp.async).
    * Elsewhere 128 queries x 64 keys once there are enough 128-query tiles
    * to fill the SMs twice over, else 64 x 64 (fewer, fatter CTAs leave SMs
    * idle on short prompts). 128 x 128 asked for on another device runs
@@ -341,24 +341,13 @@ infsim_status launch(ik_cuda *c, const infsim_prefill_args *a, infsim_error *err
       /* Version 18 (kernels/NOTES.md 18): version 16's loads (K/V by
        * bulk tensor copies from four producer warps) with version 17's
        * turns and fewer consumer instructions per key tile (1.02-1.23x
-       * version 17 at every measured shape). One CTA per SM over the work
-       * tiles (pipeline 11) for prompts up to 4K tokens, prefix included
-       * (the static dealing evens out the causal imbalance and the next
-       * tile's loads overlap the last one's end); past that one CTA per
-       * work tile: for a fresh prompt head by head (pipeline 10: the
-       * hardware deals a head's query tiles side by side, so their K/V
-       * stays in L2; the persistent order puts all heads of a query tile
-       * side by side, 0.90x at 16K on 32/32 heads), after a cached prefix in
-       * groups of heads (pipeline 12: 1.04-1.05x pipeline 10 on chunks
-       * after 12-14K tokens, 0.97x on fresh 16K prompts). */
-      const int64_t total = (int64_t)a->past_tokens + a->new_tokens;
-      int pl = a->sm90_pipeline ? a->sm90_pipeline : total <= 4096 ? 11 : a->past_tokens > 0 ? 12 : 10;
-      /* Pipelines 13 and 14 (10 and 11 with the append folded in) append
-       * the new K/V themselves and read them from k_new / v_new, which
-       * holds every key only on a fresh prompt; after a cached prefix they
-       * are 10 and 11 after the append kernel. Asked for by number only:
-       * timed in one round and not yet under the sanitizers, and the
-       * shipped calibration is version 18's (kernels/NOTES.md 19). */
+       * version 17 at every measured shape); which grid and whether the
+       * append is folded in: ik_sm90_auto_pipeline. Pipelines 13 and 14
+       * (10 and 11 with the append folded in) append the new K/V
+       * themselves and read them from k_new / v_new, which holds every
+       * key only on a fresh prompt; after a cached prefix they are 10 and
+       * 11 after the append kernel. */
+      int pl = a->sm90_pipeline ? a->sm90_pipeline : ik_sm90_auto_pipeline(a->past_tokens, a->new_tokens);
       if (pl >= 13 && a->past_tokens > 0) pl -= 3;
       if (pl < 13) {
         const infsim_status st = append();

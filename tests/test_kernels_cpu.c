@@ -529,6 +529,26 @@ static void test_prefill_matches_float64(void **state) {
   kv_free(&c);
 }
 
+/* The Hopper prefill's auto rule at the shapes kernels/NOTES.md times it
+ * (20: the append folded in on fresh prompts, where it measured faster):
+ * which pipeline each fresh prompt and each chunk after a cached prefix
+ * gets, on either side of the 4K-token boundary. */
+static void test_prefill_sm90_auto_rule(void **state) {
+  (void)state;
+  const struct {
+    int32_t past, fresh, want;
+  } cases[] = {{0, 1, 14},         {0, 1024, 14},       {0, 4096, 14},        {0, 4097, 13},
+               {0, 16384, 13},     {2048, 2048, 11},    {4095, 1, 11},        {4096, 1, 12},
+               {4096, 512, 12},    {14336, 2048, 12},   {12288, 4096, 12}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const infsim_prefill_args a = {.num_requests = 1, .num_q_heads = 32, .num_kv_heads = 32,
+                                   .past_tokens = cases[i].past, .new_tokens = cases[i].fresh};
+    if (infsim_kernels_prefill_sm90_auto(&a) != cases[i].want)
+      fail_msg("past %d new %d: auto ran pipeline %d, want %d", cases[i].past, cases[i].fresh,
+               infsim_kernels_prefill_sm90_auto(&a), cases[i].want);
+  }
+}
+
 static void test_gemm_matches_float64(void **state) {
   infsim_kernels *k = *state;
   enum { M = 7, N = 33, K = 256 };
@@ -755,6 +775,7 @@ int main(void) {
       cmocka_unit_test(test_merge_is_associative),
       cmocka_unit_test(test_decode_merges_remote_partials),
       cmocka_unit_test(test_prefill_matches_float64),
+      cmocka_unit_test(test_prefill_sm90_auto_rule),
       cmocka_unit_test(test_gemm_matches_float64),
       cmocka_unit_test(test_gemm_shapes_llama2_70b_tp8),
       cmocka_unit_test(test_copies_are_exact),

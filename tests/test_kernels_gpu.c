@@ -539,7 +539,9 @@ static void prefill_case_run(fixture *f, infsim_kdtype t, infsim_kdtype out_t, i
     pair_poison(f, &lse);
     /* The pools before this chunk's append: pipelines 13 and 14 append inside the
      * attention kernel, so they start from them (not from the earlier
-     * variants' appends) and their pools are compared on their own. */
+     * variants' appends) and their pools are compared on their own; so
+     * does auto, which runs them on fresh prompts on compute capability
+     * 9.0 (infsim_kernels_prefill_sm90_auto). */
     void *k0 = malloc((size_t)kp.bytes), *v0 = malloc((size_t)vp.bytes);
     memcpy(k0, kp.c, (size_t)kp.bytes);
     memcpy(v0, vp.c, (size_t)vp.bytes);
@@ -570,7 +572,7 @@ static void prefill_case_run(fixture *f, infsim_kdtype t, infsim_kdtype out_t, i
     a.q_tile_rows = tiles[variant][0];
     a.k_tile_tokens = tiles[variant][1];
     a.sm90_pipeline = tiles[variant][2];
-    const bool alone = a.sm90_pipeline >= 13;
+    const bool alone = a.sm90_pipeline >= 13 || (a.q_tile_rows == 0 && a.k_tile_tokens == 0);
     if (alone) {
       must(infsim_kernels_upload(f->gpu, kp.g, k0, kp.bytes, &err), &err);
       must(infsim_kernels_upload(f->gpu, vp.g, v0, vp.bytes, &err), &err);
@@ -694,6 +696,18 @@ static void test_prefill_small_fused(void **state) {
   /* 512 work tiles: three or four per CTA of pipeline 14 on a 132-SM card
    * (its producer lanes must not drift a work tile apart). */
   prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_BF16, 1, 64, 8, 16, 1024, 1, 0x3u << 16);
+}
+
+/* Auto past 4K tokens, fresh (pipeline 13 on compute capability 9.0, the
+ * append folded in) and then a chunk after that prefix (pipeline 12 after
+ * the append kernel), beside 10, 12 and 13 named: the rule's long-prompt
+ * branches, which the cases above (all under 4K tokens) do not reach. */
+static void test_prefill_fused_auto_long(void **state) {
+  fixture *f = *state;
+  infsim_prefill_args fresh = {.new_tokens = 4160}, chunk = {.past_tokens = 4160, .new_tokens = 64};
+  assert_int_equal(infsim_kernels_prefill_sm90_auto(&fresh), 13);
+  assert_int_equal(infsim_kernels_prefill_sm90_auto(&chunk), 12);
+  prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_BF16, 1, 2, 2, 16, 4160, 64, 1u << 6 | 0xdu << 13);
 }
 
 /* A pool whose unwritten slots are NaN: the slots past the last key of the
@@ -897,6 +911,7 @@ int main(void) {
       cmocka_unit_test(test_prefill_small_v15), cmocka_unit_test(test_prefill_persist_v15),
       cmocka_unit_test(test_prefill_small_v16), cmocka_unit_test(test_prefill_small_v17),
       cmocka_unit_test(test_prefill_small_v18), cmocka_unit_test(test_prefill_small_fused),
+      cmocka_unit_test(test_prefill_fused_auto_long),
       cmocka_unit_test(test_prefill_nan_pool), cmocka_unit_test(test_prefill_rising_max),
   };
   /* INFSIM_GPU_TEST_ONLY=SUBSTRING runs the tests whose names contain it

@@ -4,7 +4,11 @@
 # calibrate/ scripts, and .devlibs/ (runtime libraries the image lacks).
 #   device_call.sh STEPS...   steps: check, gate (stop here unless check
 #                             passed), memcheck, racecheck, synccheck, bench=KINDS,
-#                             bench2=KINDS (bin2/: a build-time variant), torch, calib
+#                             bench2=KINDS (bin2/: a build-time variant), torch, calib,
+#                             rounds=N (prefill_rounds.sh: N rotated prefill rounds
+#                             with torch's cuDNN in each)
+# INFSIM_GPU_TEST_ONLY=SUBSTRING limits the checks and the sanitizers to the
+# tests whose names contain it; SANITIZE_S caps each sanitizer (default 150 s).
 # Writes under $OUT: run.log (everything), gpu_check.log, bench.log,
 # kernels.csv, summary.md, torch.log, sanitize.log, calib.tgz (at most 8).
 set -u
@@ -28,7 +32,8 @@ for step in "$@"; do
            echo "gpu_check exit $check_rc"; grep -E "^\[  (PASSED|FAILED) \]|ERROR|FAILED|prefill r=" "$out/gpu_check.log" | head -12 ;;
     gate) [ "$check_rc" = 0 ] || { echo "gate: GPU checks did not pass (exit $check_rc): stopping"; exit 1; } ;;
     memcheck|racecheck|synccheck)
-           timeout 150 compute-sanitizer --tool "$step" --print-limit 10 bin/kernels_gpu_check >> "$out/sanitize.log" 2>&1
+           echo "$step over ${INFSIM_GPU_TEST_ONLY:-every check}" >> "$out/sanitize.log"
+           timeout "${SANITIZE_S:-150}" compute-sanitizer --tool "$step" --print-limit 10 bin/kernels_gpu_check >> "$out/sanitize.log" 2>&1
            echo "$step exit $?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Hazard|FAILED" "$out/sanitize.log" | tail -3 ;;
     bench=*) timeout 300 bin/bench_kernels --out "$out/ours.csv" --only "${step#bench=}" 2> "$out/bench.log"
            echo "bench exit $?"; grep -E "^fused|^mixed" "$out/bench.log" | head -0; tail -n 2 "$out/bench.log" ;;
@@ -37,6 +42,7 @@ for step in "$@"; do
     torch) timeout 200 python3 bench/kernels/torch_ref.py --ours "$out/ours.csv" --out "$out/kernels.csv" \
              --summary "$out/summary.md" 2> "$out/torch.log" > /dev/null
            echo "torch_ref exit $?"; tail -n 3 "$out/torch.log" ;;
+    rounds=*) bash bench/kernels/prefill_rounds.sh "${step#rounds=}" | tail -n 40 ;;
     calib) mkdir -p /tmp/calib
            INFSIM=bin/infsim timeout 240 calibrate/calibrate-gpu.sh --raw-only --profile h200 --raw-dir /tmp/calib \
              llama2-7b llama2-13b llama2-70b > /tmp/calib/calib.log 2>&1

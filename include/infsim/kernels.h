@@ -241,16 +241,20 @@ typedef struct {
    * consumers (O rescaled under S = Q K^T, the softmax kept under P V),
    * 10 and 11 = as 8 and 9 with version 18's consumers (no row max while
    * the exponents' sums stay bounded), 12 = as 10 with the CTAs taken in
-   * groups of heads; auto = 11 for prompts up to 4K tokens (prefix
-   * included), else 12 after a cached prefix and 10 without. 13 = as 10
-   * with the K/V append folded into the attention kernel (new K/V read
-   * from k_new / v_new, each key tile written to the pool by one CTA),
-   * 14 = the same on 11's grid; fresh prompts only, after a cached prefix
-   * they run as 10 and 11. */
+   * groups of heads, 13 = as 10 with the K/V append folded into the
+   * attention kernel (new K/V read from k_new / v_new, each key tile
+   * written to the pool by one CTA), 14 = the same on 11's grid; fresh
+   * prompts only, after a cached prefix they run as 10 and 11. Auto:
+   * infsim_kernels_prefill_sm90_auto. */
   int32_t sm90_pipeline;
 } infsim_prefill_args;
 
 infsim_status infsim_kernels_prefill(infsim_kernels *k, const infsim_prefill_args *a, infsim_error *err);
+/* The wgmma pipeline that sm90_pipeline 0 (auto) runs for these arguments
+ * on compute capability 9.0: 14 for a fresh prompt up to 4K tokens, 11
+ * for a chunk after a cached prefix up to 4K in all, past that 13 fresh and
+ * 12 after a prefix (kernels/NOTES.md 18-20). */
+int32_t infsim_kernels_prefill_sm90_auto(const infsim_prefill_args *a);
 
 /* ---- fused per-head RMSNorm + rotary embedding (QK-norm + RoPE) -------- */
 
