@@ -178,8 +178,8 @@ infsim_status infsim_kernels_ma_decode(infsim_kernels *k, const infsim_ma_decode
   if (!a->q || !a->context_tokens || !a->out || !a->lse ||
       (a->max_context_tokens > 0 && (!a->k_pool || !a->v_pool || !a->block_table)))
     return infsim_fail(err, INFSIM_EINPUT, "kernels: ma_decode: NULL buffer");
-  if (a->split_merge < 0 || a->split_merge > 4)
-    return infsim_fail(err, INFSIM_EINPUT, "kernels: ma_decode: split_merge %d must be 0 to 4", a->split_merge);
+  if (a->split_merge < 0 || a->split_merge > 5)
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: ma_decode: split_merge %d must be 0 to 5", a->split_merge);
   if (a->num_remote < 0 || a->num_remote > INFSIM_KERNEL_MAX_REMOTE)
     return infsim_fail(err, INFSIM_EINPUT, "kernels: ma_decode: num_remote %d must be in 0..%d", a->num_remote,
                        INFSIM_KERNEL_MAX_REMOTE);

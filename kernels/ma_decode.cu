@@ -31,14 +31,17 @@
 ** Remote partials (DistAttention's owner merging what the holders of the
 ** rest of a request's KV sent, fp32 or fp16 outputs): no launch of their
 ** own. With splits, the last CTA's split merge takes them as extra entries
-** beside the local splits (one weight pass, one accumulation pass). With
-** one split, each CTA folds them into its result before the single store:
-** split_merge 4 loads the first ones (and every LSE of the first 8) into
-** registers two tiles before the end of its KV stream and folds them into
-** its cross-warp merge as further terms; 1-3 prefetch them into L2 there
-** and fold them in after that merge. Auto takes 4 where it measured faster
-** (see launch). An empty partial (LSE -inf) weighs 0 and is never added,
-** so whatever bytes it holds cannot reach the output.
+** beside the local splits (one weight pass, one accumulation pass; with
+** split_merge 4 or 5 the split CTAs fold a share each instead, measured
+** slower). With one split, each CTA folds them into its result before the
+** single store: split_merge 5 prefetches them into L2 two tiles before the
+** end of its KV stream, loads the first ones (and every LSE of the first
+** 8) into registers after it and folds them into its cross-warp merge as
+** further terms; 4 loads them into registers at that earlier point; 1-3
+** prefetch them there and fold them in after that merge. Auto takes 5
+** where it measured faster (see launch). An empty partial (LSE -inf)
+** weighs 0 and is never added, so whatever bytes it holds cannot reach
+** the output.
 */
 #include "cuda_common.cuh"
 #include "mma_util.cuh"
@@ -70,9 +73,7 @@ constexpr int SMEM_BYTES = SMEM_PIPE_BYTES + SMEM_Q_BYTES + 16;
 constexpr int MAX_SPLITS = STAGES >= 3 ? 1024 : 512;
 static_assert((16 * (MAX_SPLITS + MAX_REMOTE) + 32 + 4 * 2 * D) * 4 <= SMEM_PIPE_BYTES + SMEM_Q_BYTES,
               "split merge must fit in shared memory");
-/* The merge that split_merge 0 runs (see infsim_ma_decode_args). */
-constexpr int SPLIT_MERGE_AUTO = 4;
-constexpr int SPLIT_MERGES = 4;
+constexpr int SPLIT_MERGES = 5;
 /* Auto split choice (see launch): each split keeps >= 2 tiles per warp. */
 constexpr int MIN_SPLIT_TILES = 2 * WARPS;
 constexpr float LOG2E = 1.4426950408889634f;
@@ -271,26 +272,36 @@ __device__ __forceinline__ float4 rem16_chunk(const uint4 (&v)[8][4], int e, int
   return raw_to_float4<true>(e % 2 ? make_uint4(x.z, x.w, 0u, 0u) : x);
 }
 
-/* The one-split fold of split_merge 4: res[16] (this thread's dims of its
- * row: the warps' weighted sums, not yet divided) += the R remote
- * partials' outputs weighted 2^(lse2 - M), the first 8 from v (loaded
- * during the KV stream), any others 8 at a time; lane u (of the row's 8)
+/* The remote partials one CTA folds into its own merge (split_merge 4
+ * and 5): split s of S takes partials s, s + S, .. (all of them with one
+ * split), n in all; base and lse address this thread's row (and, base, its
+ * dims) of the first, stride and lse_stride step to the next. */
+struct RemoteSet {
+  const char *base;
+  const float *lse;
+  int64_t stride, lse_stride;
+  int n;
+};
+
+/* The fold of split_merge 4 and 5: res[16] (this thread's dims of its
+ * row: the warps' weighted sums, not yet divided) += the set's partials'
+ * outputs weighted 2^(lse2 - M), the first 8 from v (loaded before the
+ * cross-warp merge), any others 8 at a time; lane u (of the row's 8)
  * holds lse2, the base-2 LSE of partial u. Returns this lane's share of
  * the weights (the row's sum is over its 8 lanes). */
 template <bool F16>
-__device__ __forceinline__ float fold_remote_one_split(const DecodeParams &p, uint4 (&v)[8][4], float (&res)[16],
-                                                       float lse2, float M, bool act, int64_t grow, const char *base) {
-  const int64_t stride = p.rows * D * (F16 ? 2 : 4);
-  const int R = p.nrem;
+__device__ __forceinline__ float fold_remote_set(const RemoteSet &rs, uint4 (&v)[8][4], float (&res)[16], float lse2,
+                                                 float M, bool act) {
+  const int R = rs.n;
   auto weight = [&](float l2) { return l2 == -INFINITY ? 0.f : fast_exp2(l2 - M); };
   float4 acc[4];
 #pragma unroll
   for (int i = 0; i < 4; i++) acc[i] = make_float4(res[4 * i], res[4 * i + 1], res[4 * i + 2], res[4 * i + 3]);
   const float ws = fold_partials<8, 8, 4>(
       R, weight(lse2), acc,
-      [&](int j0) { load_rem16<F16, true>(v, base, stride, j0, 0, 8, R); },
+      [&](int j0) { load_rem16<F16, true>(v, rs.base, rs.stride, j0, 0, 8, R); },
       [&](int e, int i) { return rem16_chunk<F16>(v, e, i); },
-      [&](int j) { return weight(act && j < R ? __ldcg(p.rem_lse + (int64_t)j * p.rows + grow) * LOG2E : -INFINITY); });
+      [&](int j) { return weight(act && j < R ? __ldcg(rs.lse + j * rs.lse_stride) * LOG2E : -INFINITY); });
 #pragma unroll
   for (int i = 0; i < 4; i++) {
     res[4 * i] = acc[i].x;
@@ -301,20 +312,21 @@ __device__ __forceinline__ float fold_remote_one_split(const DecodeParams &p, ui
   return ws;
 }
 
-/* L2 prefetch of the remote partials' rows q0 .. q0 + nq - 1 of request r
- * (adjacent: nq * D elements per partial), lines tid, tid + nthreads, ..;
- * with lse, their LSEs too (nq adjacent floats per partial: its first and
- * last line). */
-__device__ __forceinline__ void prefetch_remote(const DecodeParams &p, int64_t grow0, int nq, int tid, int nthreads,
-                                                bool lse) {
+/* L2 prefetch of remote partials j0, j0 + jstep, .. (n of them), rows q0 ..
+ * q0 + nq - 1 of request r (adjacent: nq * D elements per partial), lines
+ * tid, tid + nthreads, ..; with lse, their LSEs too (nq adjacent floats per
+ * partial: its first and last line). */
+__device__ __forceinline__ void prefetch_remote(const DecodeParams &p, int64_t grow0, int nq, int j0, int jstep, int n,
+                                                int tid, int nthreads, bool lse) {
   const int esz = p.rem_f16 ? 2 : 4, lines = nq * D * esz / 128;
-  for (int i = tid; i < lines * p.nrem; i += nthreads) {
-    const char *a = (const char *)p.rem_out + ((int64_t)(i / lines) * p.rows + grow0) * D * esz + (int64_t)(i % lines) * 128;
+  for (int i = tid; i < lines * n; i += nthreads) {
+    const int64_t j = j0 + (int64_t)(i / lines) * jstep;
+    const char *a = (const char *)p.rem_out + (j * p.rows + grow0) * D * esz + (int64_t)(i % lines) * 128;
     asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
   }
   if (lse)
-    for (int i = tid; i < 2 * p.nrem; i += nthreads) {
-      const float *a = p.rem_lse + (int64_t)(i / 2) * p.rows + grow0 + (i % 2) * (nq - 1);
+    for (int i = tid; i < 2 * n; i += nthreads) {
+      const float *a = p.rem_lse + (j0 + (int64_t)(i / 2) * jstep) * p.rows + grow0 + (i % 2) * (nq - 1);
       asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
     }
 }
@@ -419,14 +431,19 @@ __device__ __forceinline__ void merge_splits_regs(const DecodeParams &p, int64_t
   }
 }
 
-/* MERGE: infsim_ma_decode_args.split_merge (1-4), a template argument so
+/* MERGE: infsim_ma_decode_args.split_merge (1-5), a template argument so
  * that each path is its own kernel (the registers one path needs do not
- * constrain the others) and all four can be timed side by side in one
+ * constrain the others) and all five can be timed side by side in one
  * build. 1-3: the last CTA's split merge; a launch with one split runs
  * MERGE = 1, whose split merge it never reaches, and folds the remote
- * partials in after its cross-warp merge. 4: launched with one split and
- * remote partials only (else 3's kernels run), which it loads during the
- * stream and folds into the cross-warp merge (fold1 below). */
+ * partials in after its cross-warp merge. 4 and 5 (launched with remote
+ * partials only, else 3's kernels run): each CTA folds its share of the
+ * remote partials (all of them with one split; split s of S partials s, s +
+ * S, .. with several, so that the last CTA merges local splits only) into
+ * its cross-warp merge (fold below); 4 loads them into registers two tiles
+ * before the end of its KV stream, 5 prefetches them into L2 there and
+ * loads them into registers after the stream, so that no register of
+ * theirs is live across the streaming loop. */
 template <bool BF16, int MERGE>
 __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeParams p) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -499,35 +516,49 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
    * the LSEs into shared memory before the first K/V tile (one HBM round
    * trip added to every CTA's prologue, ~1.5 us at batch 32 on an H100),
    * and with splits read them from HBM in the last CTA's weight pass. */
-  const int prefetch_at = p.nrem > 0 && (p.splits == 1 || split == 0) ? max(my_n - 2, 0) : -1;
   /* The cross-warp merge's layout (thread t: row t / 8, dims (t % 8) * 16
-   * .. +16), and with split_merge 4 and one split (fold1) the remote
-   * partials' registers: at that same point near the end of the stream,
-   * each thread loads its row's LSE of remote partial t % 8 and its dims
-   * of the first partials (8 fp16 or 4 fp32: 64 registers) straight into
-   * registers, so that their round trip hides under the warp's last two
-   * tiles instead of following the stream (the prefetch then only serves
-   * partials past those). */
+   * .. +16), and with split_merge 4 or 5 the remote partials this CTA
+   * folds (fold): split s of S takes partials s, s + S, .., nfold of them
+   * (uniform over the CTA). */
   const int row = threadIdx.x / 8, d0 = (threadIdx.x % 8) * 16;
   const int64_t grow = r * p.h + q0 + row; /* global (request, head) row */
-  const bool fold1 = MERGE == 4 && p.splits == 1 && p.nrem > 0; /* uniform */
+  constexpr bool FOLD = MERGE >= 4;
+  const int nfold = FOLD && split < p.nrem ? (p.nrem - split + p.splits - 1) / p.splits : 0;
+  const bool fold = nfold > 0;
+  const int prefetch_at = fold || (!FOLD && p.nrem > 0 && (p.splits == 1 || split == 0)) ? max(my_n - 2, 0) : -1;
   /* (A row past the group addresses row 0: the fold's later batches load
    * for every lane, and must stay inside the partials.) */
-  const char *rbase = (const char *)p.rem_out + ((grow0 + (row < nq ? row : 0)) * D + d0) * (p.rem_f16 ? 2 : 4);
+  const int rem_esz = p.rem_f16 ? 2 : 4;
+  const RemoteSet rset = {
+      (const char *)p.rem_out + (((int64_t)split * p.rows + grow0 + (row < nq ? row : 0)) * D + d0) * rem_esz,
+      p.rem_lse + (int64_t)split * p.rows + grow, p.splits * p.rows * D * rem_esz, p.splits * p.rows, nfold};
   uint4 rb[8][4];
   float rl1 = -INFINITY;
+  /* The first partials of the set into registers: this thread's row's LSE
+   * of partial t % 8 and its dims of the first 8 fp16 or 4 fp32 partials
+   * (64 registers); fp32 partials 4-7 follow once the warps' accumulators
+   * are in shared memory. */
+  auto load_first = [&]() {
+    const int u = threadIdx.x % 8;
+    if (row < nq) {
+      if (u < nfold) rl1 = __ldcg(rset.lse + u * rset.lse_stride);
+      if (p.rem_f16) load_rem16<true, false>(rb, rset.base, rset.stride, 0, 0, 8, nfold);
+      else load_rem16<false, false>(rb, rset.base, rset.stride, 0, 0, 4, nfold);
+    }
+  };
+  /* Near the end of the stream: 1-3 prefetch every partial into L2 (for
+   * the one-split epilogue or the last CTA's merge); 5 prefetches its set;
+   * 4 loads the set's first partials into registers, so that their round
+   * trip hides under the warp's last two tiles instead of following the
+   * stream, and prefetches the set where it has more. */
   auto near_end = [&]() {
-    if (!fold1) {
-      prefetch_remote(p, grow0, nq, threadIdx.x, THREADS, true);
+    if (!fold) {
+      prefetch_remote(p, grow0, nq, 0, 1, p.nrem, threadIdx.x, THREADS, true);
       return;
     }
-    if (row < nq) {
-      const int64_t stride = p.rows * D * (p.rem_f16 ? 2 : 4);
-      if (threadIdx.x % 8 < p.nrem) rl1 = __ldcg(p.rem_lse + (int64_t)(threadIdx.x % 8) * p.rows + grow);
-      if (p.rem_f16) load_rem16<true, false>(rb, rbase, stride, 0, 0, 8, p.nrem);
-      else load_rem16<false, false>(rb, rbase, stride, 0, 0, 4, p.nrem);
-    }
-    if (p.nrem > (p.rem_f16 ? 8 : 4)) prefetch_remote(p, grow0, nq, threadIdx.x, THREADS, true);
+    if (MERGE == 4) load_first();
+    if (MERGE == 5 || nfold > (p.rem_f16 ? 8 : 4))
+      prefetch_remote(p, grow0, nq, split, p.splits, nfold, threadIdx.x, THREADS, true);
   };
   if (prefetch_at == 0) near_end();
   for (int j = 0; j < my_n; j++) {
@@ -610,7 +641,8 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
    * barrier, so the CTA's last warp paid the round trip in full.) */
   uint4 rv[4][4];
   float rl4[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
-  if (MERGE != 4 && p.nrem > 0 && p.splits == 1 && row < nq) {
+  if (MERGE == 5 && fold) load_first();
+  if (!FOLD && p.nrem > 0 && p.splits == 1 && row < nq) {
     if (p.rem_f16)
       load_remote_batch<true>(p, grow, 0, 1, d0, 4, 4, rv);
     else
@@ -644,28 +676,27 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
       ml[warp * 16 + rw + 8] = l1;
     }
   }
-  /* fp32 remote partials 4-7 of the one-split fold: now that the
-   * accumulators are in shared memory, their registers are free, and the
-   * loads overlap the barrier and the merge's reads. */
-  if (fold1 && !p.rem_f16 && p.nrem > 4 && row < nq)
-    load_rem16<false, false>(rb, rbase, p.rows * D * 4, 0, 4, 8, p.nrem);
+  /* fp32 remote partials 4-7 of the fold: now that the accumulators are
+   * in shared memory, their registers are free, and the loads overlap the
+   * barrier and the merge's reads. */
+  if (fold && !p.rem_f16 && nfold > 4 && row < nq) load_rem16<false, false>(rb, rset.base, rset.stride, 0, 4, 8, nfold);
   __syncthreads();
   /* Thread t: row t / 8, dims (t % 8) * 16 .. +16. */
   float M = -INFINITY;
 #pragma unroll
   for (int w = 0; w < WARPS; w++) M = fmaxf(M, mm[w * 16 + row]);
-  /* The one-split fold: remote partial j joins as one more term of this
-   * merge, with base-2 LSE lse_j * log2 e and l = 1 (its output is
-   * normalized), so the weights, the sums and the division are the
-   * merge's own: no second normalization, no LSE loaded after the stream
-   * unless there are more than 8 partials. */
+  /* The fold: remote partial j joins as one more term of this merge, with
+   * base-2 LSE lse_j * log2 e and l = 1 (its output is normalized), so the
+   * weights, the sums and the division are the merge's own: no second
+   * normalization, no LSE loaded after the first ones unless the set has
+   * more than 8 partials. */
   float rl2 = -INFINITY;
-  if (fold1) {
+  if (fold) {
     rl2 = rl1 * LOG2E;
     float mr = rl2;
     if (row < nq)
-      for (int j = 8 + threadIdx.x % 8; j < p.nrem; j += 8)
-        mr = fmaxf(mr, __ldcg(p.rem_lse + (int64_t)j * p.rows + grow) * LOG2E);
+      for (int j = 8 + threadIdx.x % 8; j < nfold; j += 8)
+        mr = fmaxf(mr, __ldcg(rset.lse + j * rset.lse_stride) * LOG2E);
 #pragma unroll
     for (int off = 4; off; off >>= 1) mr = fmaxf(mr, __shfl_xor_sync(0xffffffffu, mr, off));
     M = fmaxf(M, mr);
@@ -684,9 +715,9 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
     for (int w = 0; w < WARPS; w++) acc += wt[w] * mo[(w * 16 + row) * D + d0 + x];
     res[x] = acc;
   }
-  if (fold1) {
-    float ws = p.rem_f16 ? fold_remote_one_split<true>(p, rb, res, rl2, M, row < nq, grow, rbase)
-                         : fold_remote_one_split<false>(p, rb, res, rl2, M, row < nq, grow, rbase);
+  if (fold) {
+    float ws = p.rem_f16 ? fold_remote_set<true>(rset, rb, res, rl2, M, row < nq)
+                         : fold_remote_set<false>(rset, rb, res, rl2, M, row < nq);
 #pragma unroll
     for (int off = 4; off; off >>= 1) ws += __shfl_xor_sync(0xffffffffu, ws, off);
     wsum += ws;
@@ -702,7 +733,7 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
 #pragma unroll
       for (int i = 0; i < 4; i++) o4[i] = make_float4(res[4 * i], res[4 * i + 1], res[4 * i + 2], res[4 * i + 3]);
       float lse_out = lse_nat;
-      if (MERGE != 4 && p.nrem > 0) {
+      if (!FOLD && p.nrem > 0) {
         /* Merge with the remote partials: weights exp(lse - M) over the
          * local and remote LSEs (natural log), empty ones neither weighted
          * nor read. */
@@ -778,6 +809,8 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
     if (!*flag) return;
     __threadfence();
   }
+  /* 4 and 5: the split CTAs folded the remote partials into their own. */
+  if (FOLD) p.nrem = 0;
   if (MERGE != 1 && nq > 2) {
     /* Rows of >= 3 heads: P = 128 / (nq rounded up to a power of two) <= 32 lanes a row. */
     const int64_t g0 = r * p.h + q0;
@@ -923,11 +956,12 @@ template <bool BF16>
 infsim_status launch(ik_cuda *c, const infsim_ma_decode_args *a, infsim_error *err) {
   const int di = BF16 ? 1 : 0;
   void (*const kerns[SPLIT_MERGES])(DecodeParams) = {ma_decode_kernel<BF16, 1>, ma_decode_kernel<BF16, 2>,
-                                                     ma_decode_kernel<BF16, 3>, ma_decode_kernel<BF16, 4>};
+                                                     ma_decode_kernel<BF16, 3>, ma_decode_kernel<BF16, 4>,
+                                                     ma_decode_kernel<BF16, 5>};
   if (c->decode_ctas_per_sm[di] == 0) {
     for (int i = 0; i < SPLIT_MERGES; i++)
       IK_CUDA(cudaFuncSetAttribute(kerns[i], cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
-    /* The least of the four (shared memory sets it for all: 2 on sm_90,
+    /* The least of the five (shared memory sets it for all: 2 on sm_90,
      * though the register merges use more registers). */
     int least = 0;
     for (int i = 0; i < SPLIT_MERGES; i++) {
@@ -1018,23 +1052,28 @@ infsim_status launch(ik_cuda *c, const infsim_ma_decode_args *a, infsim_error *e
   p.rem_lse = a->remote_lse;
   if (cta_rows > 0x7fffffff) return infsim_fail(err, INFSIM_EINPUT, "kernels: ma_decode: too many requests x heads");
   /* One split never reaches the split merge: 1-3 run kernel 1 then (its
-   * one-split epilogue). 4 runs its own kernel only with one split and
-   * remote partials (folded into the cross-warp merge), else 3's (1 with
-   * one split): the decode without partials runs the same code whatever
-   * the fold costs in registers. Auto takes the fold where it measured
-   * faster (H200, batch 32 and 128 at 1K-8K, 1/2/4/8 partials, five
-   * rounds; kernels/NOTES.md): with more than 4 partials (kernel 1 loads
-   * the fifth on only after folding the first four, each LSE on its own),
-   * and in a grid of one wave with 2 or more; with several waves its fixed
-   * ~2-4 us (its loads mid-stream) outweighs what 1-4 partials save, and
-   * with one partial it saves nothing. */
-  const int chosen = a->split_merge == 0 ? SPLIT_MERGE_AUTO : a->split_merge;
-  int merge = chosen == 4 && (splits > 1 || p.nrem == 0) ? 3 : chosen;
-  if (merge == 4 && a->split_merge == 0) {
+   * one-split epilogue). 4 and 5 run their own kernels only with remote
+   * partials (each CTA folds its share into its cross-warp merge), else
+   * 3's (1 with one split): the decode without partials runs the same code
+   * whatever the fold costs in registers. Auto (H200, 64/8 heads, 1/2/4/8
+   * fp32 and fp16 partials, medians of five rounds with 3, 4 and 5
+   * interleaved; kernels/NOTES.md): with splits the last CTA's merge (3),
+   * which beat the split CTAs' folds at batch 1 (b=1/8K fp32 R = 1/2/4/8:
+   * 0.29/0.32/0.45/0.69 us added, 4: 1.09-1.20, 5: 0.69-0.78) and was
+   * within 0.3 us of 5 at batch 8. With one split, the fold loaded after
+   * the stream (5) in a grid of one wave (b=32/1K fp32 R = 1/2/4/8:
+   * 0.74/1.01/1.60/2.70 us against kernel 1's 0.98/1.15/1.92/3.98 and 4's
+   * 1.25/1.38/1.63/3.04), and with several waves from 5 partials on
+   * (b=128/1K R = 8: 10.9 against 14.8 and 14.0 us);
+   * with several waves and 1-4 partials kernel 1 (b=128/1K R = 1/2/4:
+   * 2.42/3.70/5.94 us against 3.15/4.35/6.22). 4, whose loads sit in
+   * registers across the last two tiles, is not taken. */
+  int merge = a->split_merge >= 4 && p.nrem == 0 ? 3 : a->split_merge;
+  if (a->split_merge == 0) {
     const bool one_wave = cta_rows <= (int64_t)c->sm_count * c->decode_ctas_per_sm[di];
-    if (!(p.nrem > 4 || (one_wave && p.nrem >= 2))) merge = 3;
+    merge = splits == 1 && p.nrem > 0 && (one_wave || p.nrem > 4) ? 5 : 3;
   }
-  if (splits == 1 && merge != 4) merge = 1;
+  if (splits == 1 && merge < 4) merge = 1;
   kerns[merge - 1]<<<dim3((unsigned)cta_rows, (unsigned)splits), THREADS, SMEM_BYTES, c->stream>>>(p);
   IK_LAUNCHED();
   return INFSIM_OK;

@@ -418,10 +418,10 @@ static void test_decode_merges_remote_partials(void **state) {
   a.remote_dtype = INFSIM_KDTYPE_F32, a.num_remote = INFSIM_KERNEL_MAX_REMOTE + 1;
   assert_int_equal(infsim_kernels_ma_decode(*state, &a, &err), INFSIM_EINPUT);
   assert_non_null(strstr(err.msg, "num_remote"));
-  a.num_remote = 1, a.split_merge = 5; /* only 0 to 4 name a split merge */
+  a.num_remote = 1, a.split_merge = 6; /* only 0 to 5 name a split merge */
   assert_int_equal(infsim_kernels_ma_decode(*state, &a, &err), INFSIM_EINPUT);
   assert_non_null(strstr(err.msg, "split_merge"));
-  a.split_merge = 4; /* a CUDA knob: the CPU runs as with 0 */
+  a.split_merge = 5; /* a CUDA knob: the CPU runs as with 0 */
   assert_int_equal(infsim_kernels_ma_decode(*state, &a, &err), INFSIM_OK);
   kv_free(&c);
 }

@@ -390,10 +390,13 @@ static void remote_case(fixture *f, infsim_kdtype t, infsim_kdtype rdt, int32_t 
   const double bound = t == INFSIM_KDTYPE_BF16 ? 1.2e-2 : 3e-3;
   /* Every split count (300: more splits than tiles, so empty splits, and
    * more than one slice of the register merge) through each split merge
-   * (4 with one split: the remote partials folded into the CTA's merge)
-   * and auto (0), which picks among them by the partials and the grid. */
+   * (4 and 5: the remote partials folded into each CTA's merge, with
+   * splits a share of them in each split, more than 8 in one split at 2
+   * splits and 17 or more partials; empty splits with partials to fold at
+   * 300) and auto (0), which picks among them by the partials and the
+   * grid. */
   const int32_t splits[] = {0, 1, 2, 5, 300};
-  for (int32_t sm = 0; sm <= 4; sm++)
+  for (int32_t sm = 0; sm <= 5; sm++)
     for (size_t si = 0; si < sizeof splits / sizeof splits[0]; si++) {
       a.num_splits = splits[si];
       a.split_merge = sm;

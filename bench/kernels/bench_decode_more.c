@@ -426,22 +426,28 @@ static double median(double *v, int n) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* The fused merge's paths side by side: split_merge 3 (the register split
- * merge; with one split, batch >= 32 here, the remote partials folded in
- * after the CTA's cross-warp merge) and 4 (with one split, loaded during
- * the KV stream and folded into that merge), at the fused-merge shapes
- * (batch 1-128, 1K-64K, KV <= 8 GiB): the decode alone and with R remote
- * partials (fp32, fp16), five rounds, the paths interleaved within each
- * round so that clock drift falls on both alike. Rows: kernel
- * decode_merge_paths, variant "mP/alone" or "mP/f32-remote" /
+/* The fused merge's paths side by side: split_merge 3 (the last CTA's
+ * register split merge; with one split, batch >= 32 here, the remote
+ * partials folded in after the CTA's cross-warp merge), 4 (each CTA folds
+ * its share of them into that merge, loaded during the KV stream) and 5
+ * (as 4, loaded after the stream), at the fused-merge shapes (batch 1-128,
+ * 1K-64K, KV <= 8 GiB; INFSIM_BENCH_FUSED_MAX_CTX caps the context): the
+ * decode alone and with R remote partials (fp32, fp16), five rounds
+ * (INFSIM_BENCH_FUSED_ROUNDS), the paths interleaved within each round (the
+ * order rotated a place a round) so that clock drift falls on all alike.
+ * Rows: kernel decode_merge_paths, variant "mP/alone" or "mP/f32-remote" /
  * "mP/f16-remote", splits = the round. Summary on stderr per point, medians
  * of the rounds: added = with partials - alone in the same round, its ratio
  * to the partials' bytes at the copy ceiling measured in this run (goal <=
  * 1.2x) and its share of the decode (goal <= 2% where the partials are <=
  * 1% of the KV). Only when named (`--only fused_paths`). */
 void bench_fused_paths(bench *b) {
-  enum { ROUNDS = 5, PATHS = 2, NR = 4 };
-  const int paths[PATHS] = {3, 4};
+  enum { MAX_ROUNDS = 9, PATHS = 3, NR = 4 };
+  const int paths[PATHS] = {3, 4, 5};
+  const char *env_rounds = getenv("INFSIM_BENCH_FUSED_ROUNDS"), *env_ctx = getenv("INFSIM_BENCH_FUSED_MAX_CTX");
+  const int rounds_env = env_rounds ? atoi(env_rounds) : 5;
+  const int ROUNDS = rounds_env < 1 ? 1 : (rounds_env > MAX_ROUNDS ? MAX_ROUNDS : rounds_env);
+  const int64_t max_ctx = env_ctx ? atoll(env_ctx) : 65536;
   const int64_t batches[] = {1, 8, 32, 128};
   const int64_t contexts[] = {1024, 8192, 65536};
   const int32_t remotes[NR] = {1, 2, 4, 8};
@@ -455,16 +461,17 @@ void bench_fused_paths(bench *b) {
   for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++)
     for (size_t ci = 0; ci < sizeof contexts / sizeof contexts[0]; ci++) {
       const int64_t B = batches[bi], C = contexts[ci], kv = 2 * B * C * per_token, rows = B * H70;
-      if (kv > limit) continue;
+      if (kv > limit || C > max_ctx) continue;
       int32_t ctxs[128];
       for (int i = 0; i < B; i++) ctxs[i] = (int32_t)C;
       bupload(b, ctx, ctxs, B * 4);
       shuffle_ids(ids, B * C / 16, (uint64_t)(B * 131 + C));
       bupload(b, table, ids, B * C / 16 * 4);
       const int reps = kv > (1LL << 30) ? 10 : 30;
-      double added[PATHS][2][NR][ROUNDS], alone_us[PATHS][ROUNDS];
+      double added[PATHS][2][NR][MAX_ROUNDS], alone_us[PATHS][MAX_ROUNDS];
       for (int round = 0; round < ROUNDS; round++)
-        for (int pi = 0; pi < PATHS; pi++) {
+        for (int k = 0; k < PATHS; k++) {
+          const int pi = (k + round) % PATHS; /* each path first in some round */
           infsim_ma_decode_args a = {.num_requests = (int32_t)B, .num_q_heads = H70, .num_kv_heads = G70,
                                      .head_dim = D, .block_tokens = 16, .dtype = INFSIM_KDTYPE_BF16, .q = fb.q,
                                      .k_pool = fb.kp, .v_pool = fb.vp, .block_table = table,

@@ -589,7 +589,7 @@ int main(int argc, char **argv) {
               "KINDS: a comma list of decode, merge, fused, mixed, prefill, gemm, copy, norm_rope, flush, splits\n"
               "(splits: decode against fixed split counts at small batches, splits_big: at the\n"
               "1-4 GiB shapes, fused_warm: the fused merge with and without the L2 flush, fused_paths: the\n"
-              "fused merge's paths (split_merge 3 and 4) side by side, prefill_one: one\n"
+              "fused merge's paths (split_merge 3, 4 and 5) side by side, prefill_one: one\n"
               "16K prefill with pipeline $INFSIM_BENCH_PIPELINE, for a profiler, prefill_cmp: versions 17\n"
               "and 18 side by side, one round in the order $INFSIM_BENCH_ROUND; only when named).\n"
               "Times the CUDA kernels at LLaMA2-70B shapes; one CSV row per measurement.\n");

@@ -179,9 +179,11 @@ typedef struct {
    * through shared memory, then the weighted sums (the earlier kernel), 2 =
    * weights in registers, LSEs and outputs loaded in one round trip, 3 = as
    * 2 with one thread fencing around the split counter instead of every
-   * thread, 4 = as 3, but with one split and remote partials, these loaded
-   * during the KV stream and folded into the CTA's own merge (1-3 with one
-   * split: folded in after it). 0 = auto (4). Kept selectable so that
+   * thread, 4 = as 3, but with remote partials each CTA folds its share
+   * into its own merge (one split: all of them; split s of S: partials s,
+   * s + S, ..), loaded during the KV stream (1-3 with one split: folded in
+   * after that merge), 5 = as 4, loaded after the stream (prefetched into
+   * L2 near its end). 0 = auto (1, 3 or 5). Kept selectable so that
    * benchmarks time them side by side. */
   int32_t split_merge;
 } infsim_ma_decode_args;
