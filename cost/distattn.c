@@ -85,7 +85,7 @@ static inline double direct_remote_ns(const infsim_distattn_shape *s, const infs
 infsim_distattn_holders_part infsim_distattn_direct_holders(const infsim_distattn_shape *s,
                                                             const infsim_distattn_holder *h, int k,
                                                             const double *ma_ns) {
-  infsim_distattn_holders_part out = {0};
+  infsim_distattn_holders_part out = {.merge_requests = -1};
   for (int j = 0; j < k; j++) {
     if (h[j].requests <= 0) continue;
     assert(h[j].via == 0 && h[j].relay_queries == 0);
@@ -100,13 +100,16 @@ infsim_distattn_holders_part infsim_distattn_direct_holders(const infsim_distatt
 
 infsim_distattn_layer infsim_distattn_decode_layer_parts(const infsim_cost_curves *c, const infsim_distattn_shape *s,
                                                          int64_t requests, int64_t local_context,
-                                                         int64_t remote_requests,
-                                                         const infsim_distattn_holders_part *part) {
+                                                         int64_t remote_requests, infsim_distattn_holders_part *part) {
   infsim_distattn_layer out = {0};
   if (requests > 0) out.local_ns = c->decode_attn_layer_ns(c->self, requests, local_context);
   out.remote_ns = part->remote_ns;
   out.bytes = part->bytes;
-  if (part->partials > 0) out.merge_ns = c->merge_layer_ns(c->self, remote_requests, remote_requests + part->partials);
+  if (part->partials > 0 && part->merge_requests != remote_requests) {
+    part->merge_ns = c->merge_layer_ns(c->self, remote_requests, remote_requests + part->partials);
+    part->merge_requests = remote_requests;
+  }
+  if (part->partials > 0) out.merge_ns = part->merge_ns;
   combine(s, &out);
   return out;
 }

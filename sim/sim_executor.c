@@ -155,7 +155,7 @@ static double nominal_bytes_per_s(const infsim_sim *s, int32_t from, int32_t to)
  * local attention hides R) and a prompt chunk's layer, all layers;
  * returns extra plus what they add to the step. */
 static double priced_layers(const infsim_sim *s, const infsim_batch *b, sim_exec_instance *x, int64_t now_ns,
-                            infsim_distattn_shape *shape, const infsim_distattn_holder *dec,
+                            const infsim_distattn_shape *shape, const infsim_distattn_holder *dec,
                             const infsim_distattn_holder *pre, int k, bool chunk, const double *ma_ns,
                             sim_da_memo *m, double extra) {
   const infsim_batch_agg *a = &b->agg;
@@ -163,20 +163,26 @@ static double priced_layers(const infsim_sim *s, const infsim_batch *b, sim_exec
   /* The node's CPU memory bandwidth, shared equally by the instances
    * attending host KV on it at once; fixed for the batch (as every
    * holder's term is, from its first step). */
-  if (x->host_ma && a->remote_requests > 0)
-    shape->cpu_attn_bytes_per_s /= (double)(1 + host_ma_neighbours(s, b->instance, now_ns));
+  infsim_distattn_shape host;
+  if (x->host_ma && a->remote_requests > 0) {
+    host = *shape;
+    host.cpu_attn_bytes_per_s /= (double)(1 + host_ma_neighbours(s, b->instance, now_ns));
+    shape = &host;
+  }
   if (a->remote_requests > 0) {
     infsim_distattn_layer l;
     if (ma_ns != NULL) {
       /* Holders reached directly: their part as the memo's last pricing
        * left it while their rates stay (most batches of a decode run). */
       infsim_distattn_holders_part fresh;
-      const infsim_distattn_holders_part *part =
+      infsim_distattn_holders_part *part =
           m != NULL && m->part_valid && m->part_cpu_bytes_per_s == shape->cpu_attn_bytes_per_s ? &m->part : NULL;
 #ifdef INFSIM_CHECK_INVARIANTS
       if (part != NULL) {
         fresh = infsim_distattn_direct_holders(shape, dec, k, ma_ns);
-        assert(memcmp(&fresh, part, sizeof fresh) == 0);
+        assert(fresh.remote_ns == part->remote_ns && fresh.bytes == part->bytes && fresh.partials == part->partials);
+        assert(part->merge_requests < 0 || part->merge_ns == c->merge_layer_ns(c->self, part->merge_requests,
+                                                                               part->merge_requests + part->partials));
       }
 #endif
       if (part == NULL) {
@@ -186,6 +192,7 @@ static double priced_layers(const infsim_sim *s, const infsim_batch *b, sim_exec
           m->part = fresh;
           m->part_cpu_bytes_per_s = shape->cpu_attn_bytes_per_s;
           m->part_valid = true;
+          part = &m->part;
         }
       }
       l = infsim_distattn_decode_layer_parts(c, shape, a->decode_requests, a->decode_context_tokens,
@@ -317,7 +324,6 @@ static void check_unwritten_nominal(const sim_da_memo *m, const sim_exec_instanc
 static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exec_instance *x, int64_t now_ns,
                              double extra) {
   const infsim_batch_agg *a = &b->agg;
-  infsim_distattn_shape shared = s->c.distattn;
   sim_da_memo *m = x->memo;
   if (m == NULL && (m = x->memo = malloc(sizeof *m)) != NULL) m->holder_count = -1;
   sim_da_memo *scratch = NULL; /* out of memory for a memo: a batch's own, freed below */
@@ -424,7 +430,8 @@ static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exe
                                       .kind = m->kinds[j] == INFSIM_HOLDER_GPU ? INFSIM_HOLDER_GPU
                                                                                : INFSIM_HOLDER_HOST_FETCH};
   }
-  extra = priced_layers(s, b, x, now_ns, &shared, m->dec, pre, m->k, chunk, m->ma, m != scratch ? m : NULL, extra);
+  extra = priced_layers(s, b, x, now_ns, &s->c.distattn, m->dec, pre, m->k, chunk, m->ma, m != scratch ? m : NULL,
+                        extra);
   x->da_memo = m != scratch ? m : NULL;
   free(scratch);
   return extra;
@@ -450,10 +457,9 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
   x->da_step_bytes = 0.0;
   x->da_routes = 0;
   x->da_memo = NULL;
-  if (b->holder_count == 0) return extra; /* most batches: no copy of the shape below */
+  if (b->holder_count == 0) return extra; /* most batches */
   if (s->c.distattn.relay != INFSIM_DISTATTN_RELAY_NODE) return direct_step_ns(s, b, x, now_ns, extra);
-  infsim_distattn_shape shared = s->c.distattn;
-  const infsim_distattn_shape *shape = &shared;
+  const infsim_distattn_shape *shape = &s->c.distattn;
   infsim_distattn_holder dec[INFSIM_KV_MAX_HOLDINGS], pre[INFSIM_KV_MAX_HOLDINGS];
   int32_t kinds[INFSIM_KV_MAX_HOLDINGS];
   double writes[INFSIM_KV_MAX_HOLDINGS];
@@ -611,7 +617,7 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
       pre[j].hop_back_bytes_per_s = x->da_back_rate[pre_hop[j]];
     }
   }
-  return priced_layers(s, b, x, now_ns, &shared, dec, pre, k, chunk, NULL, NULL, extra);
+  return priced_layers(s, b, x, now_ns, shape, dec, pre, k, chunk, NULL, NULL, extra);
 }
 
 /* The links of route r's direction dir (0: out from da_from, 1: back). */

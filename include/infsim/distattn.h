@@ -150,6 +150,10 @@ typedef struct {
   double remote_ns;
   double bytes;
   int64_t partials;
+  /* the merge M as last priced with it, for merge_requests remote
+   * requests (-1: none yet; infsim_distattn_decode_layer_parts keeps it) */
+  int64_t merge_requests;
+  double merge_ns;
 } infsim_distattn_holders_part;
 
 infsim_distattn_holders_part infsim_distattn_direct_holders(const infsim_distattn_shape *s,
@@ -157,11 +161,10 @@ infsim_distattn_holders_part infsim_distattn_direct_holders(const infsim_distatt
                                                             const double *ma_ns);
 
 /* infsim_distattn_decode_layer_direct from its holders' part: the same
- * result, to the bit. */
+ * result, to the bit. The part keeps its merge for the next pricing. */
 infsim_distattn_layer infsim_distattn_decode_layer_parts(const infsim_cost_curves *c, const infsim_distattn_shape *s,
                                                          int64_t requests, int64_t local_context,
-                                                         int64_t remote_requests,
-                                                         const infsim_distattn_holders_part *part);
+                                                         int64_t remote_requests, infsim_distattn_holders_part *part);
 
 /* A prefill chunk's attention, one layer: `tokens` queries with
  * local_pairs (query, key) pairs here (the causal part and local KV);
