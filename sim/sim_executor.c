@@ -396,8 +396,15 @@ static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exe
    * holder's too (a route left at its nominal rate keeps the holder's
    * nominal one). */
   double rates[2 * INFSIM_KV_MAX_HOLDINGS];
+  /* A kept memo priced before holds its last answer (below): the probe
+   * need not copy it out again (checked builds read it: copied). */
+  bool rates_held = routes_nominal;
+#ifdef INFSIM_CHECK_INVARIANTS
+  rates_held = false;
+#endif
   bool again = infsim_network_probe_keyed_id(s->net, b->instance, m != scratch ? m->paths_id : 0, m->n,
-                                             (const int32_t(*)[INFSIM_NET_MAX_PATH])m->paths, m->lens, rates);
+                                             (const int32_t(*)[INFSIM_NET_MAX_PATH])m->paths, m->lens, rates,
+                                             rates_held);
   /* (each entry's route and holder rate, by the pointers memo_build set;
    * a kept memo priced before, whose probe gives its last answer again,
    * has them already: that answer was written there last, and nothing
