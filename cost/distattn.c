@@ -82,25 +82,44 @@ static inline double direct_remote_ns(const infsim_distattn_shape *s, const infs
   return wire_ns(h, q, p) + gpu_ma;
 }
 
-infsim_distattn_layer infsim_distattn_decode_layer_direct(const infsim_cost_curves *c, const infsim_distattn_shape *s,
-                                                          int64_t requests, int64_t local_context,
-                                                          int64_t remote_requests, const infsim_distattn_holder *h,
-                                                          int k, const double *ma_ns) {
-  infsim_distattn_layer out = {0};
-  if (requests > 0) out.local_ns = c->decode_attn_layer_ns(c->self, requests, local_context);
-  int64_t partials = 0;
+infsim_distattn_holders_part infsim_distattn_direct_holders(const infsim_distattn_shape *s,
+                                                            const infsim_distattn_holder *h, int k,
+                                                            const double *ma_ns) {
+  infsim_distattn_holders_part out = {.merge_requests = -1};
   for (int j = 0; j < k; j++) {
     if (h[j].requests <= 0) continue;
     assert(h[j].via == 0 && h[j].relay_queries == 0);
     double q = infsim_distattn_query_bytes(s, h[j].requests), p = infsim_distattn_partial_bytes(s, h[j].requests);
     double kv = (double)h[j].context_tokens * s->kv_bytes_per_token_layer;
-    partials += h[j].requests;
+    out.partials += h[j].requests;
     out.remote_ns = max_of(out.remote_ns, direct_remote_ns(s, &h[j], q, p, kv, ma_ns[j]));
     out.bytes += h[j].kind == INFSIM_HOLDER_HOST_FETCH ? kv : q + p;
   }
-  if (partials > 0) out.merge_ns = c->merge_layer_ns(c->self, remote_requests, remote_requests + partials);
+  return out;
+}
+
+infsim_distattn_layer infsim_distattn_decode_layer_parts(const infsim_cost_curves *c, const infsim_distattn_shape *s,
+                                                         int64_t requests, int64_t local_context,
+                                                         int64_t remote_requests, infsim_distattn_holders_part *part) {
+  infsim_distattn_layer out = {0};
+  if (requests > 0) out.local_ns = c->decode_attn_layer_ns(c->self, requests, local_context);
+  out.remote_ns = part->remote_ns;
+  out.bytes = part->bytes;
+  if (part->partials > 0 && part->merge_requests != remote_requests) {
+    part->merge_ns = c->merge_layer_ns(c->self, remote_requests, remote_requests + part->partials);
+    part->merge_requests = remote_requests;
+  }
+  if (part->partials > 0) out.merge_ns = part->merge_ns;
   combine(s, &out);
   return out;
+}
+
+infsim_distattn_layer infsim_distattn_decode_layer_direct(const infsim_cost_curves *c, const infsim_distattn_shape *s,
+                                                          int64_t requests, int64_t local_context,
+                                                          int64_t remote_requests, const infsim_distattn_holder *h,
+                                                          int k, const double *ma_ns) {
+  infsim_distattn_holders_part part = infsim_distattn_direct_holders(s, h, k, ma_ns);
+  return infsim_distattn_decode_layer_parts(c, s, requests, local_context, remote_requests, &part);
 }
 
 infsim_distattn_layer infsim_distattn_decode_layer(const infsim_cost_curves *c, const infsim_distattn_shape *s,

@@ -672,11 +672,18 @@ static size_t running_slots(infinite *p, const instance *in, const int64_t *a, s
     if (s->rec[r].state != INFSIM_REQ_RUNNING || s->rec[r].instance != in->id || sched_forgotten(s, r)) continue;
     int32_t slot = rs_of(s, r)->run_slot;
     if (slot < 0 || slot >= in->running_count || in->running[slot] != r) continue;
-    /* Insertion, dropping a repeat: the lists are short. */
+    /* Insertion, dropping a repeat: the lists are short, so the larger
+     * slots move up as the search passes them (a repeat, rare, moves
+     * them back) rather than by a call. */
     size_t j = n;
-    while (j > 0 && p->slots[j - 1] > slot) j--;
-    if (j > 0 && p->slots[j - 1] == slot) continue;
-    memmove(&p->slots[j + 1], &p->slots[j], (n - j) * sizeof *p->slots);
+    while (j > 0 && p->slots[j - 1] > slot) {
+      p->slots[j] = p->slots[j - 1];
+      j--;
+    }
+    if (j > 0 && p->slots[j - 1] == slot) {
+      for (; j < n; j++) p->slots[j] = p->slots[j + 1];
+      continue;
+    }
     p->slots[j] = slot;
     n++;
   }
@@ -745,11 +752,10 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
     }
     assert(kept == ns);
 #endif
-    int64_t done = -2; /* the executor's steps done, looked up at the first request priced */
+    int64_t done = -2; /* the executor's steps done, looked up at the first request that needs them */
     for (size_t k = 0; k < ns; k++) {
       int64_t r = in->running[p->slots[k]];
-      if (done == -2) done = sched_steps_done_now(s, in, now);
-      int64_t b = sched_blocks_now_done(s, in, r, done);
+      int64_t b = sched_blocks_now_lazy(s, in, r, now, &done);
       assert(b == infsim_sched_blocks_now(s, r, i, now));
       if (hb_add(p, h, i, r, i, b)) debt = true;
       if (debt && ask_only) return true;

@@ -239,6 +239,16 @@ int64_t sched_blocks_now_done(const infsim_sched *s, const instance *in, int64_t
   return blocks + instance_blocks_due(s, in, (int32_t)req, done);
 }
 
+int64_t sched_blocks_now_lazy(infsim_sched *s, const instance *in, int64_t req, int64_t now_ns, int64_t *done) {
+  if (*done == -2) {
+    /* a boundary after the batch's last step: none of its steps books one
+     * (the steps done run up to iter_steps, the executor's) */
+    if (rs_of(s, req)->next_boundary > in->step + in->iter_steps) return sched_blocks_now_done(s, in, req, -1);
+    *done = sched_steps_done_now(s, in, now_ns);
+  }
+  return sched_blocks_now_done(s, in, req, *done);
+}
+
 void infsim_sched_touch(infsim_sched *s, int32_t id, int64_t now_ns) {
   instance *in = &s->inst[id];
   if (in_decode_run(s, in)) in->iter_steps = s->exec.cut(s->exec.self, id, now_ns);

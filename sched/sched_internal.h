@@ -190,6 +190,11 @@ int64_t sched_steps_done_now(infsim_sched *s, const instance *in, int64_t now_ns
 /* infsim_sched_blocks_now(s, req, in->id, now_ns), given `done` from
  * sched_steps_done_now at now_ns: for many requests of one instance. */
 int64_t sched_blocks_now_done(const infsim_sched *s, const instance *in, int64_t req, int64_t done);
+/* infsim_sched_blocks_now(s, req, in->id, now_ns) for many requests of
+ * one instance: *done is sched_steps_done_now's answer once looked up
+ * (-2 before), which only a request with a block boundary inside the
+ * running batch needs (the others' blocks stay put until it ends). */
+int64_t sched_blocks_now_lazy(infsim_sched *s, const instance *in, int64_t req, int64_t now_ns, int64_t *done);
 /* Shared with boundary_wait.c and instance_loss.c. */
 infsim_status join_decode(infsim_sched *s, instance *in, int32_t req, int64_t kv_tokens, infsim_error *err);
 void leave_decode(const infsim_sched *s, instance *in, int32_t req);

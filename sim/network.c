@@ -1553,14 +1553,15 @@ static bool grow_zeroed(void **items, size_t *cap, size_t need, size_t item_byte
 
 void infsim_network_probe_keyed(infsim_network *net, int32_t key, int n,
                                 const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens, double *rates) {
-  (void)infsim_network_probe_keyed_id(net, key, 0, n, paths, lens, rates);
+  (void)infsim_network_probe_keyed_id(net, key, 0, n, paths, lens, rates, false);
 }
 
 /* A kept answer is the key's last call's: every call that does not reuse
  * it either keeps its own answer there or drops the memo (a walk, or out
  * of memory). */
 bool infsim_network_probe_keyed_id(infsim_network *net, int32_t key, uint64_t paths_id, int n,
-                                   const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens, double *rates) {
+                                   const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens, double *rates,
+                                   bool rates_held) {
   assert(key >= 0);
   /* At 0 every batch is probed afresh: keeping answers for loads equal to
    * the bit would reuse 15-24% of them on bench/distkv_speed's hour and
@@ -1582,7 +1583,7 @@ bool infsim_network_probe_keyed_id(infsim_network *net, int32_t key, uint64_t pa
   probe_memo *m = &net->memos[key];
   if (n > 0 && memo_holds(net, m, paths_id, n, paths, lens)) {
     m->paths_id = paths_id;
-    for (int i = 0; i < n; i++) rates[i] = m->rates[i];
+    for (int i = 0; i < n && !rates_held; i++) rates[i] = m->rates[i];
     net->probes_reused++;
     return true;
   }

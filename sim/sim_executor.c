@@ -155,22 +155,52 @@ static double nominal_bytes_per_s(const infsim_sim *s, int32_t from, int32_t to)
  * local attention hides R) and a prompt chunk's layer, all layers;
  * returns extra plus what they add to the step. */
 static double priced_layers(const infsim_sim *s, const infsim_batch *b, sim_exec_instance *x, int64_t now_ns,
-                            infsim_distattn_shape *shape, const infsim_distattn_holder *dec,
+                            const infsim_distattn_shape *shape, const infsim_distattn_holder *dec,
                             const infsim_distattn_holder *pre, int k, bool chunk, const double *ma_ns,
-                            double extra) {
+                            sim_da_memo *m, double extra) {
   const infsim_batch_agg *a = &b->agg;
   const infsim_cost_curves *c = &s->cost.curves;
   /* The node's CPU memory bandwidth, shared equally by the instances
    * attending host KV on it at once; fixed for the batch (as every
    * holder's term is, from its first step). */
-  if (x->host_ma && a->remote_requests > 0)
-    shape->cpu_attn_bytes_per_s /= (double)(1 + host_ma_neighbours(s, b->instance, now_ns));
+  infsim_distattn_shape host;
+  if (x->host_ma && a->remote_requests > 0) {
+    host = *shape;
+    host.cpu_attn_bytes_per_s /= (double)(1 + host_ma_neighbours(s, b->instance, now_ns));
+    shape = &host;
+  }
   if (a->remote_requests > 0) {
-    infsim_distattn_layer l =
-        ma_ns != NULL ? infsim_distattn_decode_layer_direct(c, shape, a->decode_requests, a->decode_context_tokens,
-                                                            a->remote_requests, dec, k, ma_ns)
-                      : infsim_distattn_decode_layer(c, shape, a->decode_requests, a->decode_context_tokens,
-                                                     a->remote_requests, dec, k);
+    infsim_distattn_layer l;
+    if (ma_ns != NULL) {
+      /* Holders reached directly: their part as the memo's last pricing
+       * left it while their rates stay (most batches of a decode run). */
+      infsim_distattn_holders_part fresh;
+      infsim_distattn_holders_part *part =
+          m != NULL && m->part_valid && m->part_cpu_bytes_per_s == shape->cpu_attn_bytes_per_s ? &m->part : NULL;
+#ifdef INFSIM_CHECK_INVARIANTS
+      if (part != NULL) {
+        fresh = infsim_distattn_direct_holders(shape, dec, k, ma_ns);
+        assert(fresh.remote_ns == part->remote_ns && fresh.bytes == part->bytes && fresh.partials == part->partials);
+        assert(part->merge_requests < 0 || part->merge_ns == c->merge_layer_ns(c->self, part->merge_requests,
+                                                                               part->merge_requests + part->partials));
+      }
+#endif
+      if (part == NULL) {
+        fresh = infsim_distattn_direct_holders(shape, dec, k, ma_ns);
+        part = &fresh;
+        if (m != NULL) {
+          m->part = fresh;
+          m->part_cpu_bytes_per_s = shape->cpu_attn_bytes_per_s;
+          m->part_valid = true;
+          part = &m->part;
+        }
+      }
+      l = infsim_distattn_decode_layer_parts(c, shape, a->decode_requests, a->decode_context_tokens,
+                                             a->remote_requests, part);
+    } else {
+      l = infsim_distattn_decode_layer(c, shape, a->decode_requests, a->decode_context_tokens, a->remote_requests,
+                                       dec, k);
+    }
     extra += (double)shape->layers * (l.attention_ns - l.local_ns);
     x->da_step_bytes += (double)shape->layers * l.bytes;
     x->da_remote_ns = l.remote_ns;
@@ -205,6 +235,7 @@ static void memo_build(const infsim_sim *s, const infsim_batch *b, sim_exec_inst
   const infsim_distattn_shape *shape = &s->c.distattn;
   const infsim_cost_curves *c = &s->cost.curves;
   m->holder_count = b->holder_count;
+  m->part_valid = false;
   m->remote = b->agg.remote_requests > 0;
   m->prefill_tokens = b->agg.prefill_tokens;
   memcpy(m->holders, b->holders, (size_t)count * sizeof *b->holders);
@@ -293,7 +324,6 @@ static void check_unwritten_nominal(const sim_da_memo *m, const sim_exec_instanc
 static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exec_instance *x, int64_t now_ns,
                              double extra) {
   const infsim_batch_agg *a = &b->agg;
-  infsim_distattn_shape shared = s->c.distattn;
   sim_da_memo *m = x->memo;
   if (m == NULL && (m = x->memo = malloc(sizeof *m)) != NULL) m->holder_count = -1;
   sim_da_memo *scratch = NULL; /* out of memory for a memo: a batch's own, freed below */
@@ -366,13 +396,21 @@ static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exe
    * holder's too (a route left at its nominal rate keeps the holder's
    * nominal one). */
   double rates[2 * INFSIM_KV_MAX_HOLDINGS];
+  /* A kept memo priced before holds its last answer (below): the probe
+   * need not copy it out again (checked builds read it: copied). */
+  bool rates_held = routes_nominal;
+#ifdef INFSIM_CHECK_INVARIANTS
+  rates_held = false;
+#endif
   bool again = infsim_network_probe_keyed_id(s->net, b->instance, m != scratch ? m->paths_id : 0, m->n,
-                                             (const int32_t(*)[INFSIM_NET_MAX_PATH])m->paths, m->lens, rates);
+                                             (const int32_t(*)[INFSIM_NET_MAX_PATH])m->paths, m->lens, rates,
+                                             rates_held);
   /* (each entry's route and holder rate, by the pointers memo_build set;
    * a kept memo priced before, whose probe gives its last answer again,
    * has them already: that answer was written there last, and nothing
    * else writes them) */
   bool written = again && routes_nominal;
+  if (!written) m->part_valid = false; /* the holders' rates are written below */
 #ifdef INFSIM_CHECK_INVARIANTS
   for (int i = 0; i < m->n && written; i++)
     assert(!isfinite(rates[i]) || *m->route_rate[i] == rates[i]); /* (the holders' were reset above) */
@@ -399,7 +437,8 @@ static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exe
                                       .kind = m->kinds[j] == INFSIM_HOLDER_GPU ? INFSIM_HOLDER_GPU
                                                                                : INFSIM_HOLDER_HOST_FETCH};
   }
-  extra = priced_layers(s, b, x, now_ns, &shared, m->dec, pre, m->k, chunk, m->ma, extra);
+  extra = priced_layers(s, b, x, now_ns, &s->c.distattn, m->dec, pre, m->k, chunk, m->ma, m != scratch ? m : NULL,
+                        extra);
   x->da_memo = m != scratch ? m : NULL;
   free(scratch);
   return extra;
@@ -425,10 +464,9 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
   x->da_step_bytes = 0.0;
   x->da_routes = 0;
   x->da_memo = NULL;
-  if (b->holder_count == 0) return extra; /* most batches: no copy of the shape below */
+  if (b->holder_count == 0) return extra; /* most batches */
   if (s->c.distattn.relay != INFSIM_DISTATTN_RELAY_NODE) return direct_step_ns(s, b, x, now_ns, extra);
-  infsim_distattn_shape shared = s->c.distattn;
-  const infsim_distattn_shape *shape = &shared;
+  const infsim_distattn_shape *shape = &s->c.distattn;
   infsim_distattn_holder dec[INFSIM_KV_MAX_HOLDINGS], pre[INFSIM_KV_MAX_HOLDINGS];
   int32_t kinds[INFSIM_KV_MAX_HOLDINGS];
   double writes[INFSIM_KV_MAX_HOLDINGS];
@@ -586,7 +624,7 @@ static double distattn_step_ns(const infsim_sim *s, const infsim_batch *b, sim_e
       pre[j].hop_back_bytes_per_s = x->da_back_rate[pre_hop[j]];
     }
   }
-  return priced_layers(s, b, x, now_ns, &shared, dec, pre, k, chunk, NULL, extra);
+  return priced_layers(s, b, x, now_ns, shape, dec, pre, k, chunk, NULL, NULL, extra);
 }
 
 /* The links of route r's direction dir (0: out from da_from, 1: back). */
@@ -1006,45 +1044,61 @@ static int64_t exec_cut(void *self, int32_t instance, int64_t t_ns) {
   return lo;
 }
 
+/* Whether the first k steps of instance x's run end by t_ns: moves the
+ * bracket of exec_steps_done's answer (lo, hi) and keeps the end of the
+ * last count found to end after t_ns (*after_end_ns). */
+static bool steps_end_by(const infsim_sim *s, const sim_exec_instance *x, int64_t k, int64_t t_ns, int64_t *lo,
+                         int64_t *hi, int64_t *after_end_ns) {
+  int64_t end = x->start_ns + x->lead_ns + decode_run_ns(s, x, k);
+  if (end <= t_ns) {
+    *lo = k;
+    return true;
+  }
+  *hi = k - 1;
+  *after_end_ns = end;
+  return false;
+}
+
 static int64_t exec_steps_done(void *self, int32_t instance, int64_t t_ns) {
   infsim_sim *s = self;
   sim_exec_instance *x = &s->exec[instance];
   if (!x->decode_only) return 0;
-  if (x->done_generation == x->generation && x->done_at_ns == t_ns) return x->done_steps;
+  /* The most steps whose end is <= t. Invariant: lo steps end by t (0
+   * trivially), and no count above hi does. Time only goes forward: the
+   * last answer of this run (its steps end by then) is a floor, and while
+   * the next step's end is still ahead it is the answer again. */
+  int64_t lo = 0, hi = x->steps, after_end = -1;
+  if (x->done_generation == x->generation && x->done_at_ns <= t_ns) {
+    if (x->done_steps == x->steps || x->done_after_ns > t_ns) {
+      x->done_at_ns = t_ns;
+      return x->done_steps;
+    }
+    lo = x->done_steps + 1; /* that step ended at done_after_ns, by t */
+  }
   int64_t t0 = x->start_ns + x->lead_ns;
-  /* The most steps whose end is <= t. As in exec_cut, the share of the
-   * run's time before t points at the answer (steps take nearly equal
-   * times): that count and the next settle it almost always; bisection
-   * between what they leave. Invariant: lo steps end by t (0 trivially),
-   * and no count above hi does. */
-  int64_t lo = 0, hi = x->steps;
+  /* As in exec_cut, the share of the run's time before t points at the
+   * answer (steps take nearly equal times): that count and the next
+   * settle it almost always; bisection between what they leave. */
   double at = x->compute_ns > 0 ? (double)(t_ns - t0) / (double)x->compute_ns * (double)x->steps : 0.0;
   int64_t guess = at <= 0.0 ? 0 : at >= (double)hi ? hi : (int64_t)floor(at);
-  if (guess > 0 && t0 + decode_run_ns(s, x, guess) > t_ns) {
-    hi = guess - 1;
-    if (hi > 0) {
-      if (t0 + decode_run_ns(s, x, hi) <= t_ns) lo = hi;
-      else hi--;
-    }
-  } else if (guess < hi) {
-    lo = guess;
-    if (t0 + decode_run_ns(s, x, guess + 1) > t_ns) hi = guess;
-    else lo = guess + 1;
+  if (guess < lo) guess = lo;
+  if (guess > lo && !steps_end_by(s, x, guess, t_ns, &lo, &hi, &after_end)) {
+    if (hi > lo) steps_end_by(s, x, hi, t_ns, &lo, &hi, &after_end);
   } else {
-    lo = guess;
+    lo = guess; /* known to end by t */
+    if (guess < hi) steps_end_by(s, x, guess + 1, t_ns, &lo, &hi, &after_end);
   }
-  while (lo < hi) {
-    int64_t mid = lo + (hi - lo + 1) / 2;
-    if (t0 + decode_run_ns(s, x, mid) <= t_ns) lo = mid;
-    else hi = mid - 1;
-  }
+  while (lo < hi) steps_end_by(s, x, lo + (hi - lo + 1) / 2, t_ns, &lo, &hi, &after_end);
+  /* hi last moved below a count found to end after t: lo + 1, whose end
+   * after_end is (when lo < steps) */
 #ifdef INFSIM_CHECK_INVARIANTS
   assert(lo == 0 || t0 + decode_run_ns(s, x, lo) <= t_ns);
-  assert(lo == x->steps || t0 + decode_run_ns(s, x, lo + 1) > t_ns);
+  assert(lo == x->steps || (t0 + decode_run_ns(s, x, lo + 1) > t_ns && t0 + decode_run_ns(s, x, lo + 1) == after_end));
 #endif
   x->done_generation = x->generation;
   x->done_at_ns = t_ns;
   x->done_steps = lo;
+  x->done_after_ns = after_end;
   return lo;
 }
 

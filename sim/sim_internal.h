@@ -55,6 +55,11 @@ typedef struct {
    * (da_out_rate or da_back_rate) and its holder's (dec) */
   double *route_rate[2 * INFSIM_KV_MAX_HOLDINGS], *holder_rate[2 * INFSIM_KV_MAX_HOLDINGS];
   bool in_exec; /* its routes' ends and bytes are the instance's da_from, da_holder, da_*_bytes now */
+  /* The decode holders' part of its last pricing (part_valid: dec's rates
+   * and the CPU attention rate part_cpu_bytes_per_s are still those) */
+  bool part_valid;
+  double part_cpu_bytes_per_s;
+  infsim_distattn_holders_part part;
   uint64_t paths_id; /* names its entries' paths for the probe (infsim_network_probe_keyed_id) */
 } sim_da_memo;
 
@@ -102,9 +107,11 @@ typedef struct {
   infsim_batch_agg agg; /* its first step's aggregates (timelines) */
   int64_t row; /* its iterations.csv row, or -1 */
   /* The last steps_done answer (a policy reads many requests' blocks at
-   * one time): valid for this generation and time. */
+   * one time, and again later in the run): for this generation, as of
+   * done_at_ns; done_after_ns: the end of the step after it (while
+   * done_steps < steps). */
   uint32_t done_generation;
-  int64_t done_at_ns, done_steps;
+  int64_t done_at_ns, done_steps, done_after_ns;
   /* The clock term (costmodel.h): the instance's busy fraction when its
    * latest batch's compute started (0 at the start: an idle GPU). */
   double busy_u_at_start;

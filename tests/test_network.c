@@ -641,7 +641,7 @@ static void keyed_probes_against_fresh(double tolerance, bool named, size_t *reu
       double kept[PARTS], fresh[PARTS];
       if (named) {
         bool again = infsim_network_probe_keyed_id(net, o, name[o], parts[o],
-                                                   (const int32_t(*)[INFSIM_NET_MAX_PATH])paths[o], lens[o], kept);
+                                                   (const int32_t(*)[INFSIM_NET_MAX_PATH])paths[o], lens[o], kept, false);
         /* "again": the owner's last answer, to the bit */
         if (again && (last_parts[o] != parts[o] || memcmp(last[o], kept, (size_t)parts[o] * sizeof *kept) != 0))
           fail_msg("step %d owner %d: an answer given again is not its last one", step, o);

@@ -141,6 +141,31 @@ infsim_distattn_layer infsim_distattn_decode_layer_direct(const infsim_cost_curv
                                                           int64_t remote_requests, const infsim_distattn_holder *h,
                                                           int k, const double *ma_ns);
 
+/* What the holders reached directly add to a decode layer (the loop of
+ * infsim_distattn_decode_layer_direct over h[0..k)): the slowest one's
+ * R_j, the bytes to and from them all, and their partials. It depends on
+ * the holders, their micro-attention and s only: a caller pricing the
+ * same holders at the same rates again keeps it. */
+typedef struct {
+  double remote_ns;
+  double bytes;
+  int64_t partials;
+  /* the merge M as last priced with it, for merge_requests remote
+   * requests (-1: none yet; infsim_distattn_decode_layer_parts keeps it) */
+  int64_t merge_requests;
+  double merge_ns;
+} infsim_distattn_holders_part;
+
+infsim_distattn_holders_part infsim_distattn_direct_holders(const infsim_distattn_shape *s,
+                                                            const infsim_distattn_holder *h, int k,
+                                                            const double *ma_ns);
+
+/* infsim_distattn_decode_layer_direct from its holders' part: the same
+ * result, to the bit. The part keeps its merge for the next pricing. */
+infsim_distattn_layer infsim_distattn_decode_layer_parts(const infsim_cost_curves *c, const infsim_distattn_shape *s,
+                                                         int64_t requests, int64_t local_context,
+                                                         int64_t remote_requests, infsim_distattn_holders_part *part);
+
 /* A prefill chunk's attention, one layer: `tokens` queries with
  * local_pairs (query, key) pairs here (the causal part and local KV);
  * holder j has h[j].context_tokens earlier tokens (h[j].requests is

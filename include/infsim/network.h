@@ -197,9 +197,12 @@ void infsim_network_probe_keyed(infsim_network *net, int32_t key, int n,
  * set-up or answer made for the same id is then taken without comparing
  * the paths (an owner's batches mostly repeat its holders). 0 names
  * nothing: the paths are compared. Returns true when the answer is the
- * one key's last call gave, again (a kept answer: the same rates). */
+ * one key's last call gave, again (a kept answer: the same rates); then,
+ * with rates_held (the caller keeps that last answer), rates is not
+ * written. */
 bool infsim_network_probe_keyed_id(infsim_network *net, int32_t key, uint64_t paths_id, int n,
-                                   const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens, double *rates);
+                                   const int32_t (*paths)[INFSIM_NET_MAX_PATH], const int *lens, double *rates,
+                                   bool rates_held);
 /* How many infsim_network_probe_keyed calls gave a kept answer. */
 size_t infsim_network_probes_reused(const infsim_network *net);
 /* Traffic carried outside the flows (priced by its user at a share it
