@@ -9,7 +9,7 @@
 #   here:  cmake -S . -B build-gpu -DINFSIM_CUDA=ON -DINFSIM_MPI=ON -DINFSIM_NCCL=OFF -DCMAKE_BUILD_TYPE=Release
 #          cmake --build build-gpu -j2 --target infsim_cli
 #          /work/shared/tools/device-libs libgsl27 libgslcblas0 libsqlite3-0 libyaml-0-2 libjansson4
-#          copy data/calibration.db, build-gpu/infsim, .devlibs, data/traces/azure-code.csv and
+#          copy data/calibration.db, build-gpu/infsim with its infsim-mpi beside it (cluster mode runs in it), .devlibs, data/traces/azure-code.csv and
 #          bench/fidelity/*.{sh,py,yaml} into one folder the call carries
 #   there: bash FOLDER/gpu_calib.sh        (results under $OUT)
 # Stages can be left out: CALIB=0, E2E=0; MODELS="llama2-7b ..." picks the models.
