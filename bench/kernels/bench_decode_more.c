@@ -82,11 +82,7 @@ static void measure_copy_ceiling(bench *b) {
   if (b->copy_gbps != 0) return;
   int64_t bytes = 2LL << 30;
   d2d c = {balloc(b, bytes), balloc(b, bytes), bytes, (cudaStream_t)infsim_kernels_native_stream(b->k)};
-  bfill(b, c.src, INFSIM_KDTYPE_F32, bytes / 4, 51);
-  infsim_kernel_timing t = btime(b, d2d_op, &c, 10, false);
-  row_info r = {"copy", "d2d", "u8", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2.0 * (double)bytes, 0};
-  emit(b, &r, &t);
-  b->copy_gbps = 2.0 * (double)bytes / (t.median_ms * 1e-3) * 1e-9;
+  measure_copy(b, &c);
   infsim_kernels_free(b->k, c.dst), infsim_kernels_free(b->k, c.src);
 }
 

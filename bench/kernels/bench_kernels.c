@@ -522,14 +522,18 @@ infsim_status d2d_op(infsim_kernels *k, void *arg, infsim_error *err) {
   return INFSIM_OK;
 }
 
+void measure_copy(bench *b, d2d *c) {
+  bfill(b, c->src, INFSIM_KDTYPE_F32, c->bytes / 4, 51);
+  infsim_kernel_timing t = btime(b, d2d_op, c, 10, false);
+  row_info r = {"copy", "d2d", "u8", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2.0 * (double)c->bytes, 0};
+  emit(b, &r, &t);
+  b->copy_gbps = 2.0 * (double)c->bytes / (t.median_ms * 1e-3) * 1e-9;
+}
+
 static void bench_copies(bench *b) {
   int64_t bytes = 4LL << 30;
   d2d c = {balloc(b, bytes), balloc(b, bytes), bytes, (cudaStream_t)infsim_kernels_native_stream(b->k)};
-  bfill(b, c.src, INFSIM_KDTYPE_F32, bytes / 4, 51);
-  infsim_kernel_timing t = btime(b, d2d_op, &c, 10, false);
-  row_info r = {"copy", "d2d", "u8", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2.0 * (double)bytes, 0};
-  emit(b, &r, &t);
-  b->copy_gbps = 2.0 * (double)bytes / (t.median_ms * 1e-3) * 1e-9;
+  measure_copy(b, &c);
   /* KV block copy: 4096 shuffled blocks of 64 KiB (16 tokens of one 70B
    * layer) and of 5 MiB (16 tokens, all 80 layers: a whole rBlock). */
   const int64_t block_bytes[] = {64 << 10, 5 << 20};
@@ -543,7 +547,7 @@ static void bench_copies(bench *b) {
     bupload(b, di, ids2, nb * 4);
     infsim_kv_copy_args a = {.dst_pool = c.dst, .src_pool = c.src, .block_bytes = block_bytes[i], .src_ids = si,
                              .dst_ids = di, .num_blocks = (int32_t)nb};
-    t = btime(b, infsim_kernel_op_kv_copy, &a, 10, false);
+    infsim_kernel_timing t = btime(b, infsim_kernel_op_kv_copy, &a, 10, false);
     row_info rr = {"kv_copy", i == 0 ? "64KiB-blocks" : "5MiB-blocks", "u8", 0, 0, 0, 0, 0, 0, nb, 0, 0, 0,
                    2.0 * (double)(nb * block_bytes[i]), 0};
     emit(b, &rr, &t);
@@ -556,7 +560,7 @@ static void bench_copies(bench *b) {
   if (infsim_kernels_host_alloc(b->k, 2 * chunk, &stage, &err) != INFSIM_OK) die("host_alloc", &err);
   infsim_staged_copy_args s = {.dst_buf = c.dst, .src_buf = c.src, .bytes = sbytes, .staging_host = stage,
                                .chunk_bytes = chunk};
-  t = btime(b, infsim_kernel_op_staged_copy, &s, 5, false);
+  infsim_kernel_timing t = btime(b, infsim_kernel_op_staged_copy, &s, 5, false);
   row_info rs = {"staged_copy", "4MiB-chunks", "u8", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (double)sbytes, 0};
   emit(b, &rs, &t);
   infsim_kernels_host_free(b->k, stage);

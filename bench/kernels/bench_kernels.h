@@ -47,6 +47,9 @@ infsim_kernel_timing btime(bench *b, infsim_kernel_op op, void *arg, int repeats
 void emit(bench *b, const row_info *r, const infsim_kernel_timing *t);
 void shuffle_ids(int32_t *ids, int64_t n, uint64_t seed);
 infsim_status d2d_op(infsim_kernels *k, void *arg, infsim_error *err);
+/* The device copy ceiling: c->bytes copied src -> dst (read + write) after a
+ * fill, one CSV row, and b->copy_gbps. */
+void measure_copy(bench *b, d2d *c);
 
 /* bench_decode_more.c */
 void bench_splits_big(bench *b);
