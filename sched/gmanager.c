@@ -17,6 +17,7 @@
 ** Invariants: gmanager.h; infsim_gm_check recomputes every sum.
 */
 #include "infsim/gmanager.h"
+#include "infsim/bigmem.h"
 #include "infsim/grow.h"
 #include "infsim/planner.h"
 
@@ -193,7 +194,7 @@ infsim_status infsim_gm_new(int32_t instances, int32_t instances_per_node, int64
   gm->capacity = capacity_blocks;
   gm->reserve = reserve_blocks;
   gm->requests = requests;
-  gm->req = calloc(requests ? (size_t)requests : 1, sizeof *gm->req);
+  gm->req = infsim_big_calloc((size_t)requests, sizeof *gm->req);
   gm->inst = calloc((size_t)instances, sizeof *gm->inst);
   gm->order = calloc((size_t)instances, sizeof *gm->order);
   gm->rank = calloc((size_t)instances, sizeof *gm->rank);
@@ -227,7 +228,7 @@ void infsim_gm_free(infsim_gm *gm) {
       free(gm->inst[i].split_own);
       free(gm->inst[i].guests);
     }
-  free(gm->req);
+  infsim_big_free(gm->req);
   free(gm->inst);
   free(gm->split);
   free(gm->order);
