@@ -38,19 +38,26 @@ typedef struct {
   int32_t k;
 } gm_guest;
 
+/* 64 bytes: in a ledger on huge pages (bigmem.h: its records start on a
+ * line), one cache line, so a lookup, a report's entry or a finishing
+ * request reads one line, not two.
+ * Positions are int32 (request ids are), pieces int16 (at most one a
+ * holder: infsim_gm_new takes at most GM_INSTANCES_MAX instances). */
 typedef struct {
   int32_t owner; /* -1: no entries */
   int32_t n, cap;
-  int32_t own_k; /* index of the owner's entry in h, or -1: most lookups are the owner's */
+  int32_t own_k;         /* index of the owner's entry in h, or -1: most lookups are the owner's */
+  int32_t split_pos;     /* index in gm->split, or -1 */
+  int32_t split_own_pos; /* index in its owner's split list, or -1 (as split_pos) */
+  int32_t owned_pos;     /* index in its owner's list, or -1 */
+  int16_t pieces, small_pieces; /* entries away from the owner with blocks, those of at most gm->small_piece */
   int64_t total;
-  int64_t floor_ns;  /* reports older than this are ignored (forgotten) */
-  int64_t split_pos; /* index in gm->split, or -1 */
-  int64_t split_own_pos; /* index in its owner's split list, or -1 (as split_pos) */
-  int64_t owned_pos; /* index in its owner's list, or -1 */
-  int64_t remote;    /* blocks held away from the owner */
-  int32_t pieces, small_pieces; /* entries away from the owner with blocks, those of at most gm->small_piece */
+  int64_t floor_ns; /* reports older than this are ignored (forgotten) */
+  int64_t remote;   /* blocks held away from the owner */
   gm_hold *h;
 } gm_req;
+enum { GM_REQ_BYTES = 64, GM_INSTANCES_MAX = INT16_MAX };
+_Static_assert(sizeof(gm_req) == GM_REQ_BYTES, "a ledger record fills one cache line");
 
 typedef struct {
   gm_hold *h;
@@ -187,6 +194,9 @@ infsim_status infsim_gm_new(int32_t instances, int32_t instances_per_node, int64
                             int64_t reserve_blocks, infsim_gm **out, infsim_error *err) {
   if (instances < 1 || instances_per_node < 1 || capacity_blocks < 0 || requests < 0 || reserve_blocks < 0)
     return infsim_fail(err, INFSIM_EINPUT, "gmanager: instances, capacity, requests and reserve must be >= 0");
+  if (instances > GM_INSTANCES_MAX || requests > INT32_MAX)
+    return infsim_fail(err, INFSIM_EINPUT, "gmanager: at most %d instances and %d requests", GM_INSTANCES_MAX,
+                       INT32_MAX);
   infsim_gm *gm = calloc(1, sizeof *gm);
   if (!gm) return infsim_fail(err, INFSIM_ENOMEM, "gmanager: out of memory");
   gm->instances = instances;
@@ -256,16 +266,16 @@ static bool room(infsim_gm *gm, void **arr, size_t *cap, size_t n, size_t elem) 
   return false;
 }
 
-static void list_add(infsim_gm *gm, int64_t **arr, size_t *n, size_t *cap, int64_t r, int64_t *pos) {
+static void list_add(infsim_gm *gm, int64_t **arr, size_t *n, size_t *cap, int64_t r, int32_t *pos) {
   if (!room(gm, (void **)arr, cap, *n, sizeof **arr)) return;
-  *pos = (int64_t)*n;
+  *pos = (int32_t)*n;
   (*arr)[(*n)++] = r;
 }
 
 bool infsim_gm_out_of_memory(const infsim_gm *gm) { return gm->out_of_memory; }
 
 /* Removes r (at *pos) by moving the last element into its place. */
-static void list_remove(infsim_gm *gm, int64_t *arr, size_t *n, int64_t *pos, bool split) {
+static void list_remove(infsim_gm *gm, int64_t *arr, size_t *n, int32_t *pos, bool split) {
   int64_t last = arr[*n - 1];
   arr[*pos] = last;
   if (split)
