@@ -677,7 +677,11 @@ int64_t infsim_gm_remote_blocks(const infsim_gm *gm, int64_t req) { return gm->r
 
 int64_t infsim_gm_held_by(const infsim_gm *gm, int64_t req, int32_t holder) {
   const gm_req *q = &gm->req[req];
-  if (holder == q->owner) return q->own_k >= 0 ? q->h[q->own_k].blocks : 0;
+  /* The owner's entry holds what is not away from it: read from the
+   * record, not from its entry in h (another cache line; a report looks
+   * up the owner's entry of each of its running requests). */
+  assert(holder != q->owner || q->total - q->remote == (q->own_k >= 0 ? q->h[q->own_k].blocks : 0));
+  if (holder == q->owner) return q->total - q->remote;
   for (int32_t k = 0; k < q->n; k++)
     if (q->h[k].holder == holder) return q->h[k].blocks;
   return 0;
