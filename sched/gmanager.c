@@ -17,6 +17,7 @@
 ** Invariants: gmanager.h; infsim_gm_check recomputes every sum.
 */
 #include "infsim/gmanager.h"
+#include "infsim/bigmem.h"
 #include "infsim/grow.h"
 #include "infsim/planner.h"
 
@@ -37,19 +38,26 @@ typedef struct {
   int32_t k;
 } gm_guest;
 
+/* 64 bytes: in a ledger on huge pages (bigmem.h: its records start on a
+ * line), one cache line, so a lookup, a report's entry or a finishing
+ * request reads one line, not two.
+ * Positions are int32 (request ids are), pieces int16 (at most one a
+ * holder: infsim_gm_new takes at most GM_INSTANCES_MAX instances). */
 typedef struct {
   int32_t owner; /* -1: no entries */
   int32_t n, cap;
-  int32_t own_k; /* index of the owner's entry in h, or -1: most lookups are the owner's */
+  int32_t own_k;         /* index of the owner's entry in h, or -1: most lookups are the owner's */
+  int32_t split_pos;     /* index in gm->split, or -1 */
+  int32_t split_own_pos; /* index in its owner's split list, or -1 (as split_pos) */
+  int32_t owned_pos;     /* index in its owner's list, or -1 */
+  int16_t pieces, small_pieces; /* entries away from the owner with blocks, those of at most gm->small_piece */
   int64_t total;
-  int64_t floor_ns;  /* reports older than this are ignored (forgotten) */
-  int64_t split_pos; /* index in gm->split, or -1 */
-  int64_t split_own_pos; /* index in its owner's split list, or -1 (as split_pos) */
-  int64_t owned_pos; /* index in its owner's list, or -1 */
-  int64_t remote;    /* blocks held away from the owner */
-  int32_t pieces, small_pieces; /* entries away from the owner with blocks, those of at most gm->small_piece */
+  int64_t floor_ns; /* reports older than this are ignored (forgotten) */
+  int64_t remote;   /* blocks held away from the owner */
   gm_hold *h;
 } gm_req;
+enum { GM_REQ_BYTES = 64, GM_INSTANCES_MAX = INT16_MAX };
+_Static_assert(sizeof(gm_req) == GM_REQ_BYTES, "a ledger record fills one cache line");
 
 typedef struct {
   gm_hold *h;
@@ -186,6 +194,9 @@ infsim_status infsim_gm_new(int32_t instances, int32_t instances_per_node, int64
                             int64_t reserve_blocks, infsim_gm **out, infsim_error *err) {
   if (instances < 1 || instances_per_node < 1 || capacity_blocks < 0 || requests < 0 || reserve_blocks < 0)
     return infsim_fail(err, INFSIM_EINPUT, "gmanager: instances, capacity, requests and reserve must be >= 0");
+  if (instances > GM_INSTANCES_MAX || requests > INT32_MAX)
+    return infsim_fail(err, INFSIM_EINPUT, "gmanager: at most %d instances and %d requests", GM_INSTANCES_MAX,
+                       INT32_MAX);
   infsim_gm *gm = calloc(1, sizeof *gm);
   if (!gm) return infsim_fail(err, INFSIM_ENOMEM, "gmanager: out of memory");
   gm->instances = instances;
@@ -193,7 +204,7 @@ infsim_status infsim_gm_new(int32_t instances, int32_t instances_per_node, int64
   gm->capacity = capacity_blocks;
   gm->reserve = reserve_blocks;
   gm->requests = requests;
-  gm->req = calloc(requests ? (size_t)requests : 1, sizeof *gm->req);
+  gm->req = infsim_big_calloc((size_t)requests, sizeof *gm->req);
   gm->inst = calloc((size_t)instances, sizeof *gm->inst);
   gm->order = calloc((size_t)instances, sizeof *gm->order);
   gm->rank = calloc((size_t)instances, sizeof *gm->rank);
@@ -227,7 +238,7 @@ void infsim_gm_free(infsim_gm *gm) {
       free(gm->inst[i].split_own);
       free(gm->inst[i].guests);
     }
-  free(gm->req);
+  infsim_big_free(gm->req);
   free(gm->inst);
   free(gm->split);
   free(gm->order);
@@ -255,16 +266,16 @@ static bool room(infsim_gm *gm, void **arr, size_t *cap, size_t n, size_t elem) 
   return false;
 }
 
-static void list_add(infsim_gm *gm, int64_t **arr, size_t *n, size_t *cap, int64_t r, int64_t *pos) {
+static void list_add(infsim_gm *gm, int64_t **arr, size_t *n, size_t *cap, int64_t r, int32_t *pos) {
   if (!room(gm, (void **)arr, cap, *n, sizeof **arr)) return;
-  *pos = (int64_t)*n;
+  *pos = (int32_t)*n;
   (*arr)[(*n)++] = r;
 }
 
 bool infsim_gm_out_of_memory(const infsim_gm *gm) { return gm->out_of_memory; }
 
 /* Removes r (at *pos) by moving the last element into its place. */
-static void list_remove(infsim_gm *gm, int64_t *arr, size_t *n, int64_t *pos, bool split) {
+static void list_remove(infsim_gm *gm, int64_t *arr, size_t *n, int32_t *pos, bool split) {
   int64_t last = arr[*n - 1];
   arr[*pos] = last;
   if (split)
@@ -666,7 +677,11 @@ int64_t infsim_gm_remote_blocks(const infsim_gm *gm, int64_t req) { return gm->r
 
 int64_t infsim_gm_held_by(const infsim_gm *gm, int64_t req, int32_t holder) {
   const gm_req *q = &gm->req[req];
-  if (holder == q->owner) return q->own_k >= 0 ? q->h[q->own_k].blocks : 0;
+  /* The owner's entry holds what is not away from it: read from the
+   * record, not from its entry in h (another cache line; a report looks
+   * up the owner's entry of each of its running requests). */
+  assert(holder != q->owner || q->total - q->remote == (q->own_k >= 0 ? q->h[q->own_k].blocks : 0));
+  if (holder == q->owner) return q->total - q->remote;
   for (int32_t k = 0; k < q->n; k++)
     if (q->h[k].holder == holder) return q->h[k].blocks;
   return 0;

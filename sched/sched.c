@@ -71,12 +71,13 @@ infsim_status infsim_sched_new(const infsim_sched_params *p, const infsim_trace_
   /* Per-request arrays, first touched here (bigmem.h: huge pages). */
   s->rec = infsim_big_calloc(count, sizeof *s->rec);
   s->rs_mask = SCHED_RS_MIN - 1;
-  s->rs = calloc(SCHED_RS_MIN, sizeof *s->rs);
+  s->rs = aligned_alloc(SCHED_RS_ALIGN, SCHED_RS_MIN * sizeof *s->rs);
   s->inst = calloc((size_t)s->n_instances, sizeof *s->inst);
   if (s->rec == NULL || s->rs == NULL || s->inst == NULL) {
     infsim_sched_free(s);
     return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   }
+  memset(s->rs, 0, SCHED_RS_MIN * sizeof *s->rs);
   for (size_t i = 0; i < count; i++) {
     const infsim_trace_request *t = &requests[i];
     s->rec[i] = (infsim_request_record){t->arrival_ns, t->prompt_tokens, t->output_tokens, -1, -1, -1, 0, 0,
@@ -128,7 +129,7 @@ static infsim_status rs_admit(infsim_sched *s, int64_t req, infsim_error *err) {
   if (req - s->oldest > s->rs_mask) {
     int64_t cap = s->rs_mask + 1;
     while (req - s->oldest >= cap) cap *= 2;
-    req_sched *ring = malloc((size_t)cap * sizeof *ring);
+    req_sched *ring = aligned_alloc(SCHED_RS_ALIGN, (size_t)cap * sizeof *ring);
     if (ring == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
     for (int64_t q = s->oldest; q < s->arrived; q++) ring[q & (cap - 1)] = s->rs[q & s->rs_mask];
     free(s->rs);

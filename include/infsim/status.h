@@ -40,7 +40,7 @@ typedef struct {
  * characters in the message (a quoted value's newline) are written as C
  * escapes, so a message is always one line. */
 infsim_status infsim_fail(infsim_error *err, infsim_status status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4), cold));
 
 /* The name ("INFSIM_EINPUT") and description of a status. */
 const char *infsim_status_name(infsim_status status);
