@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "infsim/distattn.h"
+#include "infsim/gmanager.h"
 #include "infsim/network.h"
 #include "infsim/params.h"
 #include "infsim/policy_infinite.h"
@@ -123,6 +124,9 @@ infsim_status infsim_run_params_from_config(infsim_config *cfg, infsim_run_param
    * NVLink by the node's first holder (node; docs/distkv.md, "Node
    * relay"). Only Infinite-LLM splits KV over instances. */
   if (strcmp(sp->policy_name, infsim_policy_infinite.name) == 0) {
+    if (p->instances > INFSIM_GM_INSTANCES_MAX)
+      return infsim_config_fail(cfg, "cluster.instances", err, "at most %d instances with policy %s",
+                                INFSIM_GM_INSTANCES_MAX, sp->policy_name);
     static const char *const k_relay[] = {"none", "node", NULL};
     int relay = 0;
     TRY(infsim_config_enum(cfg, "policy.distattn_relay", "none", k_relay, &relay, err));

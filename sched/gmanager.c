@@ -42,7 +42,7 @@ typedef struct {
  * line), one cache line, so a lookup, a report's entry or a finishing
  * request reads one line, not two.
  * Positions are int32 (request ids are), pieces int16 (at most one a
- * holder: infsim_gm_new takes at most GM_INSTANCES_MAX instances). */
+ * holder: infsim_gm_new takes at most INFSIM_GM_INSTANCES_MAX instances). */
 typedef struct {
   int32_t owner; /* -1: no entries */
   int32_t n, cap;
@@ -56,7 +56,8 @@ typedef struct {
   int64_t remote;   /* blocks held away from the owner */
   gm_hold *h;
 } gm_req;
-enum { GM_REQ_BYTES = 64, GM_INSTANCES_MAX = INT16_MAX };
+enum { GM_REQ_BYTES = 64 };
+_Static_assert(INFSIM_GM_INSTANCES_MAX <= INT16_MAX, "pieces, at most one a holder, are int16_t");
 _Static_assert(sizeof(gm_req) == GM_REQ_BYTES, "a ledger record fills one cache line");
 
 typedef struct {
@@ -194,8 +195,8 @@ infsim_status infsim_gm_new(int32_t instances, int32_t instances_per_node, int64
                             int64_t reserve_blocks, infsim_gm **out, infsim_error *err) {
   if (instances < 1 || instances_per_node < 1 || capacity_blocks < 0 || requests < 0 || reserve_blocks < 0)
     return infsim_fail(err, INFSIM_EINPUT, "gmanager: instances, capacity, requests and reserve must be >= 0");
-  if (instances > GM_INSTANCES_MAX || requests > INT32_MAX)
-    return infsim_fail(err, INFSIM_EINPUT, "gmanager: at most %d instances and %d requests", GM_INSTANCES_MAX,
+  if (instances > INFSIM_GM_INSTANCES_MAX || requests > INT32_MAX)
+    return infsim_fail(err, INFSIM_EINPUT, "gmanager: at most %d instances and %d requests", INFSIM_GM_INSTANCES_MAX,
                        INT32_MAX);
   infsim_gm *gm = calloc(1, sizeof *gm);
   if (!gm) return infsim_fail(err, INFSIM_ENOMEM, "gmanager: out of memory");

@@ -14,13 +14,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 #include <gsl/gsl_rng.h>
 
+#include "infsim/config.h"
 #include "infsim/gmanager.h"
+#include "infsim/params.h"
 #include "infsim/rng.h"
 
 enum { I = 6, R = 40, CAP = 200, SMALL = 4 };
@@ -510,6 +513,37 @@ static void test_first_creditor_random(void **state) {
   gsl_rng_free(rng);
 }
 
+/* The ledger's 16-bit piece counts bound the instances: the largest count
+ * is taken, one more is refused by the ledger, and a config asking
+ * infinite-llm for more names its field (the other policies keep no
+ * ledger and take it). */
+static void test_instance_limit(void **state) {
+  (void)state;
+  infsim_gm *gm = NULL;
+  infsim_error err = {0};
+  assert_int_equal(infsim_gm_new(INFSIM_GM_INSTANCES_MAX, 8, 100, 4, 0, &gm, &err), INFSIM_OK);
+  infsim_gm_free(gm);
+  gm = NULL;
+  assert_int_equal(infsim_gm_new(INFSIM_GM_INSTANCES_MAX + 1, 8, 100, 4, 0, &gm, &err), INFSIM_EINPUT);
+  assert_null(gm);
+  char many[64];
+  snprintf(many, sizeof many, "cluster.instances=%d", INFSIM_GM_INSTANCES_MAX + 1);
+  for (int infinite = 0; infinite < 2; infinite++) {
+    infsim_config *cfg = infsim_config_new();
+    const char *const sets[] = {many, infinite ? "policy.name=infinite-llm" : "policy.name=vllm-multi"};
+    for (size_t i = 0; i < 2; i++) assert_int_equal(infsim_config_set(cfg, sets[i], &err), INFSIM_OK);
+    infsim_run_params p;
+    infsim_status st = infsim_run_params_from_config(cfg, &p, &err);
+    if (infinite) {
+      assert_int_equal(st, INFSIM_EINPUT);
+      assert_non_null(strstr(err.msg, "cluster.instances: at most 32767 instances with policy infinite-llm"));
+    } else {
+      assert_int_equal(st, INFSIM_OK);
+    }
+    infsim_config_free(cfg);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ledger_zero_sum_and_placement), cmocka_unit_test(test_forget_floor),
@@ -518,6 +552,7 @@ int main(void) {
       cmocka_unit_test(test_guests_first),
       cmocka_unit_test(test_plan_order_random),
       cmocka_unit_test(test_first_creditor_random),
+      cmocka_unit_test(test_instance_limit),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -85,10 +85,13 @@ typedef struct {
   bool fresh; /* new blocks placed at `to` (nothing leaves `from`) */
 } infsim_gm_move;
 
+/* The ledger keeps holders in 16 bits and list positions in 32. */
+enum { INFSIM_GM_INSTANCES_MAX = 32767 };
+
 /* A ledger for `instances` instances of capacity_blocks each,
  * instances_per_node per node, requests 0..requests-1; creditors keep
- * reserve_blocks free for themselves. At most 32,767 instances and
- * 2^31 - 1 requests (INFSIM_EINPUT beyond). */
+ * reserve_blocks free for themselves. At most INFSIM_GM_INSTANCES_MAX
+ * instances and 2^31 - 1 requests (INFSIM_EINPUT beyond). */
 infsim_status infsim_gm_new(int32_t instances, int32_t instances_per_node, int64_t capacity_blocks, int64_t requests,
                             int64_t reserve_blocks, infsim_gm **out, infsim_error *err);
 void infsim_gm_free(infsim_gm *gm);
