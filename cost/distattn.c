@@ -105,11 +105,13 @@ infsim_distattn_layer infsim_distattn_decode_layer_parts(const infsim_cost_curve
   if (requests > 0) out.local_ns = c->decode_attn_layer_ns(c->self, requests, local_context);
   out.remote_ns = part->remote_ns;
   out.bytes = part->bytes;
-  if (part->partials > 0 && part->merge_requests != remote_requests) {
-    part->merge_ns = c->merge_layer_ns(c->self, remote_requests, remote_requests + part->partials);
-    part->merge_requests = remote_requests;
+  if (part->partials > 0) {
+    if (part->merge_requests != remote_requests) {
+      part->merge_ns = c->merge_layer_ns(c->self, remote_requests, remote_requests + part->partials);
+      part->merge_requests = remote_requests;
+    }
+    out.merge_ns = part->merge_ns;
   }
-  if (part->partials > 0) out.merge_ns = part->merge_ns;
   combine(s, &out);
   return out;
 }
