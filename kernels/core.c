@@ -224,8 +224,8 @@ infsim_status infsim_kernels_prefill(infsim_kernels *k, const infsim_prefill_arg
                    a->k_tile_tokens);
   if (a->k_tile_tokens == 128 && a->q_tile_rows != 128)
     return infsim_fail(err, INFSIM_EINPUT, "kernels: prefill: k_tile_tokens 128 needs q_tile_rows 128");
-  if (a->sm90_pipeline < 0 || a->sm90_pipeline > 14)
-    return infsim_fail(err, INFSIM_EINPUT, "kernels: prefill: sm90_pipeline %d must be 0 to 14", a->sm90_pipeline);
+  if (a->sm90_pipeline < 0 || a->sm90_pipeline > 15)
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: prefill: sm90_pipeline %d must be 0 to 15", a->sm90_pipeline);
   return k->ops->prefill(k->self, a, err);
 }
 

@@ -56,7 +56,7 @@ typedef struct {
    * queried; the first launch also raises its shared-memory limit), and
    * whether the prefill kernel's limit was raised. */
   int decode_ctas_per_sm[2];
-  int prefill_ready[2];
+  uint64_t prefill_ready[2];
   void *tmap_encode; /* the driver's cuTensorMapEncodeTiled (prefill pipelines 6-7), fetched on first use */
   ik_gemm_plan plans[IK_GEMM_PLANS];
   int num_plans;

@@ -147,17 +147,19 @@ static inline void ik_fill_random_host(void *host, infsim_kdtype t, int64_t coun
  * end); past that one CTA per work tile, head by head on a fresh prompt
  * (the hardware deals a head's query tiles side by side, so their K/V
  * stays in L2), in groups of heads after a cached prefix (1.04-1.05x on
- * chunks after 12-14K tokens, 0.97x on fresh prompts). A fresh prompt
- * takes the grid's twin with the K/V append folded in (13 and 14 for 10
- * and 11), which reads the new keys from k_new / v_new: on the H200,
- * medians of five rotated rounds, 14 over 11 1.07-1.32x at 1K and 4K and
- * 13 over 10 1.04-1.06x at 16K, on 64/8, 32/32 and 8/1 heads alike
- * (kernels/NOTES.md 20). After a cached prefix the new keys are not all
- * of the keys, so the separate append runs first. */
+ * chunks after 12-14K tokens, 0.97x on fresh prompts). Each takes the
+ * grid's twin with the K/V append folded in (13, 14 and 15 for 10, 11 and
+ * 12), which reads the new keys from k_new / v_new and the cached prefix's
+ * from the pool: on the H200, medians of five rotated rounds, 14 over 11
+ * 1.07-1.32x at 1K and 4K and 13 over 10 1.04-1.06x at 16K on fresh
+ * prompts, on 64/8, 32/32 and 8/1 heads alike (kernels/NOTES.md 20), and
+ * the chunks of kernels/NOTES.md 21. A prefix whose length is not a
+ * multiple of 16 would put keys of both kinds in one 16-key run (one load
+ * box), so such a chunk runs the separate append and the unfused grid. */
 static inline int32_t ik_sm90_auto_pipeline(int64_t past_tokens, int64_t new_tokens) {
-  const bool fresh = past_tokens == 0;
-  if (past_tokens + new_tokens <= 4096) return fresh ? 14 : 11;
-  return fresh ? 13 : 12;
+  const bool fresh = past_tokens == 0, fold = past_tokens % 16 == 0;
+  if (past_tokens + new_tokens <= 4096) return fold ? 14 : 11;
+  return fresh ? 13 : fold ? 15 : 12;
 }
 
 /* ---- backend table ---------------------------------------------------- */

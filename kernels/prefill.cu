@@ -323,7 +323,7 @@ infsim_status launch(ik_cuda *c, const infsim_prefill_args *a, infsim_error *err
   /* Auto: on compute capability 9.0 the wgmma kernel (128 x 128), which won
    * at every measured shape, 1K to 16K tokens on 8 to 64 heads, even where
    * its CTAs fill under half the SMs (bench/README.md, kernels/NOTES.md),
-   * with version 18 (pipelines 10-14, ik_sm90_auto_pipeline picks one;
+   * with version 18 (pipelines 10-15, ik_sm90_auto_pipeline picks one;
    * versions 16 and 17, pipelines 6-9, have the same loads and version 15,
    * pipelines 4 and 5, loads K/V by cp.async).
    * Elsewhere 128 queries x 64 keys once there are enough 128-query tiles
@@ -342,13 +342,14 @@ infsim_status launch(ik_cuda *c, const infsim_prefill_args *a, infsim_error *err
        * bulk tensor copies from four producer warps) with version 17's
        * turns and fewer consumer instructions per key tile (1.02-1.23x
        * version 17 at every measured shape); which grid and whether the
-       * append is folded in: ik_sm90_auto_pipeline. Pipelines 13 and 14
-       * (10 and 11 with the append folded in) append the new K/V
-       * themselves and read them from k_new / v_new, which holds every
-       * key only on a fresh prompt; after a cached prefix they are 10 and
-       * 11 after the append kernel. */
+       * append is folded in: ik_sm90_auto_pipeline. Pipelines 13, 14 and
+       * 15 (10, 11 and 12 with the append folded in) append the new K/V
+       * themselves, reading them from k_new / v_new and the cached
+       * prefix from the pool a 16-key run at a time; after a prefix whose
+       * length is not a multiple of 16 (a run holding keys of both kinds)
+       * they are 10, 11 and 12 after the append kernel. */
       int pl = a->sm90_pipeline ? a->sm90_pipeline : ik_sm90_auto_pipeline(a->past_tokens, a->new_tokens);
-      if (pl >= 13 && a->past_tokens > 0) pl -= 3;
+      if (pl >= 13 && a->past_tokens % 16 != 0) pl -= 3;
       if (pl < 13) {
         const infsim_status st = append();
         if (st != INFSIM_OK) return st;

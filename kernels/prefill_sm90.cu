@@ -440,7 +440,7 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_ov_kernel(ik_prefill_
 
 template <bool BF16, bool POW2>
 infsim_status launch(ik_cuda *c, const ik_prefill_params &p, int reqs, int pipeline, infsim_error *err) {
-  /* prefill_ready bits 0-3 belong to prefill.cu; 4-5 version 6, 6-9 version 14, 10-27 versions 15-18
+  /* prefill_ready bits 0-3 belong to prefill.cu; 4-5 version 6, 6-9 version 14, 10-33 versions 15-18
    * (prefill_sm90_ws.cu). */
   auto kern = prefill_sm90_kernel<BF16, POW2, IK_SM90_PINGPONG != 0>;
   int smem = SMEM, bit = 1 << (POW2 ? 4 : 5);
@@ -452,7 +452,8 @@ infsim_status launch(ik_cuda *c, const ik_prefill_params &p, int reqs, int pipel
     smem = SMEM_OV, bit = 1 << (POW2 ? 8 : 9);
   } else if (pipeline >= 4) {
     return ik_prefill_sm90_ws(c, p, BF16, reqs, (pipeline % 2 == 1 && pipeline < 12) || pipeline == 14,
-                              pipeline >= 6, pipeline >= 8, pipeline >= 10, pipeline == 12, pipeline >= 13, err);
+                              pipeline >= 6, pipeline >= 8, pipeline >= 10, pipeline == 12 || pipeline == 15, pipeline >= 13,
+                              err);
   }
   if (!(c->prefill_ready[BF16 ? 1 : 0] & bit)) {
     IK_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));

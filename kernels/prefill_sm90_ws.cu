@@ -3,12 +3,12 @@
 ** default there: version 14's two consumer warpgroups (prefill_sm90.cu)
 ** fed by a producer warpgroup, which loads K/V by 16-byte cp.async
 ** (version 15, pipelines 4 and 5) or by bulk tensor copies (version 16,
-** pipelines 6 and 7; versions 17 and 18, pipelines 8-12, with fewer
+** pipelines 6 and 7; versions 17 and 18, pipelines 8-15, with fewer
 ** consumer instructions per key tile). Same contract and results as the
 ** kernels in prefill_sm90.cu; prefill.cu appends the new K/V before
-** launching it and never launches it on a device other than compute
-** capability 9.0 (in other passes the body traps). Measurements:
-** kernels/NOTES.md, 15-18.
+** launching it (but for pipelines 13-15, which append it themselves) and
+** never launches it on a device other than compute capability 9.0 (in
+** other passes the body traps). Measurements: kernels/NOTES.md, 15-21.
 */
 #include "prefill_sm90.cuh"
 
@@ -57,18 +57,23 @@ constexpr int WS_THREADS = 384;
 constexpr int WS_BARS = 4 * NST + 2; /* K full, V full, K empty, V empty (one per buffer), Q empty, Q full (TMA) */
 constexpr int SMEM_WS = (int)(Q_BYTES + 2 * NST * TILE_BYTES) + WS_BARS * 8 + 1024;
 
-/* FUSED (pipelines 13 and 14, as 10 and 11; fresh prompts only:
- * past_tokens 0): version 18 with the K/V append folded in. The producer
- * loads every K/V tile from k_new / v_new (the launch runs no append
- * kernel first, so the pool holds nothing of this prompt yet), and the CTA
- * on a key tile's diagonal (query tile kt, the first query head of its KV
- * head) writes that tile, already in shared memory, to its pool blocks by
+/* FUSED (pipelines 13, 14 and 15, as 10, 11 and 12; past_tokens a
+ * multiple of 16): version 18 with the K/V append folded in. The producer
+ * loads the new keys' runs from k_new / v_new (the launch runs no append
+ * kernel first, so the pool holds nothing of this chunk yet) and the
+ * cached prefix's runs from the pool, and the CTA whose query positions a
+ * new key has (its query tile, the first query head of its KV head)
+ * writes that key's run, already in shared memory, to its pool block by
  * bulk tensor stores once it has landed: each new key is written once, by
  * a CTA that reads it anyway, instead of a separate kernel reading and
  * writing all of them before the attention starts (~3.5% of a 16K call on
- * 32/32 heads; kernels/NOTES.md 18-19). The stores go through the pool
- * maps, the run holding the last key through the tail map, which drops the
- * rows past it. */
+ * 32/32 heads; kernels/NOTES.md 18-19, 21). On a fresh prompt those runs
+ * are the diagonal key tile's; after a cached prefix they fill one key
+ * tile or straddle two. The stores go through the pool maps, the run
+ * holding the last key through the tail map, which drops the rows past it.
+ * A run is 16 keys in one pool block (block_tokens is a multiple of 16),
+ * so with past_tokens a multiple of 16 no run holds keys of both kinds;
+ * prefill.cu sends any other chunk to the unfused twin. */
 template <bool BF16, bool POW2, bool PINGPONG, bool PERSIST, bool TMA, bool V17, bool V18, bool GROUPED,
           bool FUSED = false>
 __global__ void __launch_bounds__(WS_THREADS, 1)
@@ -190,15 +195,26 @@ __global__ void __launch_bounds__(WS_THREADS, 1)
       auto tma_tile = [&](uint32_t bar, uint32_t dst, const CUtensorMap *map, const CUtensorMap *tail, int kt,
                           int32_t blk0, int32_t blk1) {
         if (FUSED) {
-          /* Rows past the last new token (and so past this request) zero-fill. */
+          /* A run of keys before past_tokens from the pool (never the tail
+           * map's run: it ends at or before past_tokens), any other from
+           * k_new / v_new at its token less past_tokens; rows past the last
+           * new token (and so past this request) zero-fill. past_tokens is
+           * a multiple of 16 here, so no run holds keys of both kinds. */
           const CUtensorMap *nmap = map == &maps.k ? &maps.k_new : &maps.v_new;
           if (lane == 0) {
             mbar_arrive_expect_tx(bar, 4u * 2048u);
 #pragma unroll
             for (int h = 0; h < 2; h++) {
               const int row = 32 * pw + 16 * h, tok = kt * KT + row;
-              tma_load_4d(dst + (uint32_t)row * 128u, nmap, 0, kh, tok, (int)r, bar);
-              tma_load_4d(dst + (uint32_t)(KT * 128 + row * 128), nmap, 64, kh, tok, (int)r, bar);
+              const uint32_t lo = dst + (uint32_t)row * 128u, hi = dst + (uint32_t)(KT * 128 + row * 128);
+              if (tok >= p.past) {
+                tma_load_4d(lo, nmap, 0, kh, tok - p.past, (int)r, bar);
+                tma_load_4d(hi, nmap, 64, kh, tok - p.past, (int)r, bar);
+              } else {
+                const int slot = POW2 ? tok & (p.bt - 1) : tok % p.bt, bh = (h ? blk1 : blk0) * p.g + kh;
+                tma_load_3d(lo, map, 0, slot, bh, bar);
+                tma_load_3d(hi, map, 64, slot, bh, bar);
+              }
             }
           }
         } else if (lane == 0 && IK_SM90_DIAG == 1 && kt >= NST) {
@@ -252,28 +268,37 @@ __global__ void __launch_bounds__(WS_THREADS, 1)
           tma_tile(vfull(b), v_s + (uint32_t)b * TILE_BYTES, &maps.v, &maps.v_tail, t, b0, b1);
         }
         if (FUSED && hh % p.group == 0) {
-          /* The diagonal tile (kt = qt: past_tokens is 0) to the pool, K then
-           * V, each once its loads have landed; the producer waits for the
-           * stores before it refills the buffers (a persistent CTA's next
-           * tile) or exits (its shared memory goes with it). The whole warp
+          /* The new keys at this CTA's own query positions (first .. last,
+           * the runs of its key tiles from first / KT on: the diagonal tile
+           * kt = qt on a fresh prompt, one or two tiles after a cached
+           * prefix) to the pool, K then V of each tile, each once its
+           * loads have landed: every new key once, by a CTA that read it.
+           * The producer waits for the stores before it refills the
+           * buffers (a persistent CTA's next tile) or exits (its shared
+           * memory goes with it); no buffer of these tiles is refilled
+           * before (the ring of three holds the last two). The whole warp
            * waits, and meets again after lane 0's stores: lanes left to run
            * ahead reach a barrier wait two phases early on a persistent
            * CTA's third work tile, which a parity wait passes at once (the
            * first build hung so at 1K tokens on 64/8 heads). */
-          const int kt = n_kt - 1, n = base + kt, b = n % NST;
-          const uint32_t ph = (uint32_t)((n / NST) & 1);
-          for (int kv = 0; kv < 2; kv++) {
-            mbar_wait(kv ? vfull(b) : kfull(b), ph);
-            const uint32_t src = (kv ? v_s : k_s) + (uint32_t)b * TILE_BYTES;
+          const int first = p.past + qbase, last = min(first + QT - 1, total - 1);
+          for (int kt = first / KT; kt < n_kt; kt++) {
+            const int n = base + kt, b = n % NST;
+            const uint32_t ph = (uint32_t)((n / NST) & 1);
+            for (int kv = 0; kv < 2; kv++) {
+              mbar_wait(kv ? vfull(b) : kfull(b), ph);
+              const uint32_t src = (kv ? v_s : k_s) + (uint32_t)b * TILE_BYTES;
 #pragma unroll
-            for (int h = 0; h < 2 && lane == 0; h++) {
-              const int start = kt * KT + 32 * pw + 16 * h, row = 32 * pw + 16 * h;
-              if (start >= total) continue;
-              const int slot = POW2 ? start & (p.bt - 1) : start % p.bt;
-              const CUtensorMap *m = start + 16 > total ? (kv ? &maps.v_tail : &maps.k_tail) : (kv ? &maps.v : &maps.k);
-              const int bh = run_block(kt, h) * p.g + kh;
-              tma_store_3d(m, 0, slot, bh, src + (uint32_t)row * 128u);
-              tma_store_3d(m, 64, slot, bh, src + (uint32_t)(KT * 128 + row * 128));
+              for (int h = 0; h < 2 && lane == 0; h++) {
+                const int start = kt * KT + 32 * pw + 16 * h, row = 32 * pw + 16 * h;
+                if (start < first || start > last) continue;
+                const int slot = POW2 ? start & (p.bt - 1) : start % p.bt;
+                const CUtensorMap *m =
+                    start + 16 > total ? (kv ? &maps.v_tail : &maps.k_tail) : (kv ? &maps.v : &maps.k);
+                const int bh = run_block(kt, h) * p.g + kh;
+                tma_store_3d(m, 0, slot, bh, src + (uint32_t)row * 128u);
+                tma_store_3d(m, 64, slot, bh, src + (uint32_t)(KT * 128 + row * 128));
+              }
             }
           }
           if (lane == 0) {
@@ -710,8 +735,9 @@ template <bool BF16, bool POW2>
 infsim_status launch_ws(ik_cuda *c, const ik_prefill_params &p, int reqs, bool persist, bool tma, bool v17,
                         bool v18, bool grouped, bool fused, infsim_error *err) {
   constexpr bool PP = IK_SM90_PINGPONG != 0;
-  auto kern = fused ? (persist ? prefill_sm90_ws_kernel<BF16, POW2, PP, true, true, true, true, false, true>
-                               : prefill_sm90_ws_kernel<BF16, POW2, PP, false, true, true, true, false, true>)
+  auto kern = fused ? (grouped   ? prefill_sm90_ws_kernel<BF16, POW2, PP, false, true, true, true, true, true>
+                       : persist ? prefill_sm90_ws_kernel<BF16, POW2, PP, true, true, true, true, false, true>
+                                 : prefill_sm90_ws_kernel<BF16, POW2, PP, false, true, true, true, false, true>)
               : grouped ? prefill_sm90_ws_kernel<BF16, POW2, PP, false, true, true, true, true>
               : v18   ? (persist ? prefill_sm90_ws_kernel<BF16, POW2, PP, true, true, true, true, false>
                                  : prefill_sm90_ws_kernel<BF16, POW2, PP, false, true, true, true, false>)
@@ -722,12 +748,13 @@ infsim_status launch_ws(ik_cuda *c, const ik_prefill_params &p, int reqs, bool p
                       : (persist ? prefill_sm90_ws_kernel<BF16, POW2, PP, true, false, false, false, false>
                                  : prefill_sm90_ws_kernel<BF16, POW2, PP, false, false, false, false, false>);
   /* Bits 10-17 versions 15 and 16, 18-21 version 17, 22-25 version 18,
-   * 26-27 its grouped order, 28-31 its fused append (one CTA per tile or per SM). */
-  const int bit = (int)(1u << (fused ? 28 + (persist ? 2 : 0) + (POW2 ? 0 : 1)
+   * 26-27 its grouped order, 28-31 its fused append (one CTA per tile or per
+   * SM), 32-33 the fused append in groups of heads. */
+  const uint64_t bit = 1ull << (fused ? (grouped ? 32 : 28 + (persist ? 2 : 0)) + (POW2 ? 0 : 1)
                         : grouped ? 26 + (POW2 ? 0 : 1)
                         : v18   ? 22 + (persist ? 2 : 0) + (POW2 ? 0 : 1)
                         : v17   ? 18 + (persist ? 2 : 0) + (POW2 ? 0 : 1)
-                                : 10 + (persist ? 2 : 0) + (tma ? 4 : 0) + (POW2 ? 0 : 1)));
+                                : 10 + (persist ? 2 : 0) + (tma ? 4 : 0) + (POW2 ? 0 : 1));
   if (!(c->prefill_ready[BF16 ? 1 : 0] & bit)) {
     IK_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_WS));
     c->prefill_ready[BF16 ? 1 : 0] |= bit;

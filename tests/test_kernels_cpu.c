@@ -515,13 +515,13 @@ static void test_prefill_matches_float64(void **state) {
     free(q), free(kn), free(vn), free(out), free(lse);
     past += n;
   }
-  /* The wgmma pipeline knob takes 0-14 only (checked before any backend). */
+  /* The wgmma pipeline knob takes 0-15 only (checked before any backend). */
   uint16_t one[H * D] = {0};
   float o1[H * D];
   infsim_prefill_args bad = {.num_requests = 1, .num_q_heads = H, .num_kv_heads = G, .head_dim = D, .new_tokens = 1,
                              .past_tokens = 0, .block_tokens = BT, .dtype = c.t, .q = one, .k_new = one, .v_new = one,
                              .k_pool = c.k, .v_pool = c.v, .block_table = c.table, .block_table_stride = c.stride,
-                             .softmax_scale = scale, .out_dtype = INFSIM_KDTYPE_F32, .out = o1, .sm90_pipeline = 15};
+                             .softmax_scale = scale, .out_dtype = INFSIM_KDTYPE_F32, .out = o1, .sm90_pipeline = 16};
   infsim_error err;
   assert_int_equal(infsim_kernels_prefill(k, &bad, &err), INFSIM_EINPUT);
   bad.sm90_pipeline = -1;
@@ -530,16 +530,20 @@ static void test_prefill_matches_float64(void **state) {
 }
 
 /* The Hopper prefill's auto rule at the shapes kernels/NOTES.md times it
- * (20: the append folded in on fresh prompts, where it measured faster):
- * which pipeline each fresh prompt and each chunk after a cached prefix
- * gets, on either side of the 4K-token boundary. */
+ * (20: the append folded in on fresh prompts; 21: in chunks after a cached
+ * prefix whose length is a multiple of 16, the simulator's chunks among
+ * them): which pipeline each fresh prompt and each chunk gets, on either
+ * side of the 4K-token boundary, and the unfused twin after a prefix of
+ * any other length (a 16-key run would hold keys of both kinds). */
 static void test_prefill_sm90_auto_rule(void **state) {
   (void)state;
   const struct {
     int32_t past, fresh, want;
-  } cases[] = {{0, 1, 14},         {0, 1024, 14},       {0, 4096, 14},        {0, 4097, 13},
-               {0, 16384, 13},     {2048, 2048, 11},    {4095, 1, 11},        {4096, 1, 12},
-               {4096, 512, 12},    {14336, 2048, 12},   {12288, 4096, 12}};
+  } cases[] = {{0, 1, 14},          {0, 1024, 14},      {0, 4096, 14},       {0, 4097, 13},
+               {0, 16384, 13},      {256, 512, 14},     {1024, 512, 14},     {1024, 1024, 14},
+               {2048, 2048, 14},    {16, 1, 14},        {4080, 16, 14},      {4095, 1, 11},
+               {520, 130, 11},      {8, 4088, 11},      {4096, 1, 15},       {4096, 512, 15},
+               {14336, 2048, 15},   {12288, 4096, 15},  {4104, 64, 12},      {4097, 1, 12}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     const infsim_prefill_args a = {.num_requests = 1, .num_q_heads = 32, .num_kv_heads = 32,
                                    .past_tokens = cases[i].past, .new_tokens = cases[i].fresh};

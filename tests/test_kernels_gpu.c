@@ -540,11 +540,11 @@ static void prefill_case_run(fixture *f, infsim_kdtype t, infsim_kdtype out_t, i
     pair_random(f, &vn, t, -1, 1);
     pair_poison(f, &out);
     pair_poison(f, &lse);
-    /* The pools before this chunk's append: pipelines 13 and 14 append inside the
-     * attention kernel, so they start from them (not from the earlier
-     * variants' appends) and their pools are compared on their own; so
-     * does auto, which runs them on fresh prompts on compute capability
-     * 9.0 (infsim_kernels_prefill_sm90_auto). */
+    /* The pools before this chunk's append: pipelines 13, 14 and 15 append
+     * inside the attention kernel, so they start from them (not from the
+     * earlier variants' appends) and their pools are compared on their own;
+     * so does auto, which runs them on compute capability 9.0
+     * (infsim_kernels_prefill_sm90_auto). */
     void *k0 = malloc((size_t)kp.bytes), *v0 = malloc((size_t)vp.bytes);
     memcpy(k0, kp.c, (size_t)kp.bytes);
     memcpy(v0, vp.c, (size_t)vp.bytes);
@@ -564,13 +564,13 @@ static void prefill_case_run(fixture *f, infsim_kdtype t, infsim_kdtype out_t, i
      * with one CTA per work tile or one per SM over them, 6 and 7 = the
      * same with K/V by bulk tensor copies, 8 and 9 = version 17's
      * consumers on version 16's loads, 10 and 11 = version 18's, 12 = 10
-     * with the CTAs in groups of heads, 13 and 14 = 10 and 11 with the append
-     * inside). */
-    const int tiles[18][3] = {{64, 64, 0},    {128, 32, 0},   {128, 64, 0},  {128, 128, 1}, {128, 128, 2},
-                              {128, 128, 3},  {0, 0, 0},      {128, 128, 4}, {128, 128, 5}, {128, 128, 6},
-                              {128, 128, 7},  {128, 128, 8},  {128, 128, 9}, {128, 128, 10},
-                              {128, 128, 11}, {128, 128, 12}, {128, 128, 13}, {128, 128, 14}};
-    for (int variant = 0; variant < 18; variant++) {
+     * with the CTAs in groups of heads, 13, 14 and 15 = 10, 11 and 12 with
+     * the append inside). */
+    const int tiles[19][3] = {{64, 64, 0},    {128, 32, 0},   {128, 64, 0},   {128, 128, 1},  {128, 128, 2},
+                              {128, 128, 3},  {0, 0, 0},      {128, 128, 4},  {128, 128, 5},  {128, 128, 6},
+                              {128, 128, 7},  {128, 128, 8},  {128, 128, 9},  {128, 128, 10}, {128, 128, 11},
+                              {128, 128, 12}, {128, 128, 13}, {128, 128, 14}, {128, 128, 15}};
+    for (int variant = 0; variant < 19; variant++) {
     if (!(variants >> variant & 1u)) continue;
     a.q_tile_rows = tiles[variant][0];
     a.k_tile_tokens = tiles[variant][1];
@@ -627,7 +627,7 @@ static void prefill_case_of(fixture *f, infsim_kdtype t, infsim_kdtype out_t, in
 
 static void prefill_case(fixture *f, infsim_kdtype t, infsim_kdtype out_t, int32_t reqs, int32_t h, int32_t g,
                          int32_t bt, int32_t first, int32_t second) {
-  prefill_case_of(f, t, out_t, reqs, h, g, bt, first, second, 0x3ffffu);
+  prefill_case_of(f, t, out_t, reqs, h, g, bt, first, second, 0x7ffffu);
 }
 
 /* Version 14 (pipeline 2) alone at a size compute-sanitizer's
@@ -676,7 +676,7 @@ static void test_prefill_small_v17(void **state) {
 }
 
 /* Version 18 (pipelines 10 and 11, 12 with its CTAs in groups of heads,
- * 13 and 14 with the append inside) at the same two sizes as version 16;
+ * 13, 14 and 15 with the append inside) at the same two sizes as version 16;
  * the second size's 32 heads on 4 KV heads make four groups of 8 for
  * pipeline 12, of 3 query tiles each, then 2 after the prefix, and give
  * pipelines 13 and 14 two requests whose last key tiles end mid-run
@@ -684,8 +684,8 @@ static void test_prefill_small_v17(void **state) {
  * on a 132-SM card. */
 static void test_prefill_small_v18(void **state) {
   fixture *f = *state;
-  prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 2, 1, 16, 520, 130, 0x1fu << 13);
-  prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_BF16, 2, 32, 4, 32, 300, 150, 0x1fu << 13);
+  prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 2, 1, 16, 520, 130, 0x3fu << 13);
+  prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_BF16, 2, 32, 4, 32, 300, 150, 0x3fu << 13);
 }
 
 /* Pipelines 13 and 14 alone (the append inside the attention kernel) at
@@ -702,27 +702,58 @@ static void test_prefill_small_fused(void **state) {
 }
 
 /* Auto past 4K tokens, fresh (pipeline 13 on compute capability 9.0, the
- * append folded in) and then a chunk after that prefix (pipeline 12 after
- * the append kernel), beside 10, 12 and 13 named: the rule's long-prompt
- * branches, which the cases above (all under 4K tokens) do not reach. */
+ * append folded in) and then a chunk after that prefix (pipeline 15, the
+ * append folded into 12's grid), beside 10, 12, 13 and 15 named: the
+ * rule's long-prompt branches, which the cases above (all under 4K tokens)
+ * do not reach. 4160 tokens end half-way into a key tile, so the chunk's
+ * one query tile stores runs into two key tiles. */
 static void test_prefill_fused_auto_long(void **state) {
   fixture *f = *state;
   infsim_prefill_args fresh = {.new_tokens = 4160}, chunk = {.past_tokens = 4160, .new_tokens = 64};
   assert_int_equal(infsim_kernels_prefill_sm90_auto(&fresh), 13);
-  assert_int_equal(infsim_kernels_prefill_sm90_auto(&chunk), 12);
-  prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_BF16, 1, 2, 2, 16, 4160, 64, 1u << 6 | 0xdu << 13);
+  assert_int_equal(infsim_kernels_prefill_sm90_auto(&chunk), 15);
+  prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_BF16, 1, 2, 2, 16, 4160, 64, 1u << 6 | 0x2du << 13);
+}
+
+/* The append folded into chunks after a cached prefix (pipelines 13, 14
+ * and 15 named, and auto, which takes 14 here): each chunk's prefix runs
+ * come from the pool, its new runs from k_new / v_new, and the first query
+ * head's CTA of each query tile stores the new runs at its own positions;
+ * the pool must match the reference append bit for bit. Prefixes of whole
+ * key tiles (512), of a key tile and a half ending mid-block (304 on
+ * 32-token blocks: each query tile's positions straddle two key tiles, so
+ * its CTA stores runs of both), on 48-token blocks (not a power of two:
+ * 80 ends inside a block, 96 on one; f16 too), two requests; three
+ * requests on 64/8 heads, 256 after 272 (384 work tiles, two or three per
+ * CTA of pipeline 14 on a 132-SM card, each storing runs of two key
+ * tiles; 576 before it). Then prefixes that are not a multiple of 16
+ * (520, 300): these run the append kernel and 10, 11 and 12. */
+static void test_prefill_chunk_fused(void **state) {
+  fixture *f = *state;
+  const unsigned fused = 0x7u << 16 | 1u << 6;
+  prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 2, 1, 16, 512, 130, fused);
+  prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_BF16, 2, 32, 4, 32, 304, 150, fused);
+  prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 2, 4, 2, 48, 80, 90, fused);
+  prefill_case_of(f, INFSIM_KDTYPE_F16, INFSIM_KDTYPE_F16, 2, 4, 2, 48, 96, 200, fused);
+  prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_BF16, 3, 64, 8, 16, 272, 256, 1u << 17 | 1u << 6);
+  infsim_prefill_args odd = {.past_tokens = 520, .new_tokens = 130};
+  assert_int_equal(infsim_kernels_prefill_sm90_auto(&odd), 11);
+  prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 2, 1, 16, 520, 130, fused);
+  prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_BF16, 2, 32, 4, 32, 300, 150, fused);
 }
 
 /* A pool whose unwritten slots are NaN: the slots past the last key of the
  * last block are read (a 16-key run or a whole key tile past the end) and
  * must count as zeros, for the version-15 to -18 pipelines and auto. 100
  * and 37 tokens end inside a 16-token run; 64-token blocks put the last
- * run mid-block. */
+ * run mid-block; 37 after 208 (a multiple of 16) is a chunk with the
+ * append folded in (13, 14, 15 and auto), whose last run is a new one. */
 static void test_prefill_nan_pool(void **state) {
   fixture *f = *state;
-  const unsigned hopper = 1u << 6 | 0x7ffu << 7;
+  const unsigned hopper = 1u << 6 | 0xfffu << 7;
   prefill_case_run(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 2, 4, 2, 16, 100, 37, hopper, true, 0);
   prefill_case_run(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 8, 1, 64, 200, 90, hopper, true, 0);
+  prefill_case_run(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 2, 4, 2, 64, 208, 37, hopper, true, 0);
 }
 
 /* Keys that double in size every 64 positions (up to 2^10 by the end): the
@@ -731,10 +762,11 @@ static void test_prefill_nan_pool(void **state) {
  * the max moves less) runs on most tiles, in the prompt and in the chunk
  * after it, and so does version 18's redo of a tile from its raw scores
  * (its exponents' sums pass 2^15, many of them infinite); every tile shape
- * and pipeline. */
+ * and pipeline, then the append folded into the chunk after 512 tokens. */
 static void test_prefill_rising_max(void **state) {
   fixture *f = *state;
-  prefill_case_run(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 2, 1, 16, 520, 130, 0x3ffffu, false, 64);
+  prefill_case_run(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 2, 1, 16, 520, 130, 0x7ffffu, false, 64);
+  prefill_case_run(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 2, 1, 16, 512, 130, 0x7u << 16 | 1u << 6, false, 64);
 }
 
 static void test_prefill_matches_cpu(void **state) {
@@ -914,7 +946,7 @@ int main(void) {
       cmocka_unit_test(test_prefill_small_v15), cmocka_unit_test(test_prefill_persist_v15),
       cmocka_unit_test(test_prefill_small_v16), cmocka_unit_test(test_prefill_small_v17),
       cmocka_unit_test(test_prefill_small_v18), cmocka_unit_test(test_prefill_small_fused),
-      cmocka_unit_test(test_prefill_fused_auto_long),
+      cmocka_unit_test(test_prefill_fused_auto_long), cmocka_unit_test(test_prefill_chunk_fused),
       cmocka_unit_test(test_prefill_nan_pool), cmocka_unit_test(test_prefill_rising_max),
   };
   /* INFSIM_GPU_TEST_ONLY=SUBSTRING runs the tests whose names contain it

@@ -13,7 +13,8 @@
 **  - (bench_decode_more.c) a mixed iteration, MA decode merging remote
 **    partials in the same launch, the flush methods, split counts at 1-4 GiB;
 **  - causal prefill bf16, TFLOP/s with 2 * h * d * N(N+1) FLOPs (64/8, 32/32 and
-**    8/1 heads), and chunked prefill after a cached prefix (4 h d pairs);
+**    8/1 heads), and chunked prefill after a cached prefix (4 h d pairs),
+**    each chunk beside a fresh prompt of as many pairs;
 **  - layer GEMMs through our wrapper and through cublasGemmEx directly;
 **  - device-to-device copy (the bandwidth ceiling), KV block copy, staged copy;
 **  - per-head RMSNorm + RoPE on the QKV output (64 + 8 + 8 heads): fused
@@ -23,6 +24,7 @@
 */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,26 +231,28 @@ typedef struct {
 } prefill_bufs;
 
 /* A fresh causal prefill of N tokens, h query heads on g KV heads, bf16,
- * its pool blocks in shuffled order (bench_prefill, bench_prefill_one);
- * the LSE written only with_lse. prefill_bufs_free gives m back. */
+ * its pool blocks in shuffled order (bench_prefill, bench_prefill_one,
+ * bench_chunks); N need not be a multiple of bt (the last block is part
+ * full); the LSE written only with_lse. prefill_bufs_free gives m back. */
 static infsim_prefill_args prefill_fresh(bench *b, int64_t N, int64_t h, int64_t g, int64_t bt, bool with_lse,
                                          prefill_bufs *m) {
+  const int64_t nb = (N + bt - 1) / bt;
   m->q = balloc(b, N * h * D * 2), m->kn = balloc(b, N * g * D * 2), m->vn = balloc(b, N * g * D * 2);
-  m->kp = balloc(b, N * g * D * 2), m->vp = balloc(b, N * g * D * 2), m->out = balloc(b, N * h * D * 2);
+  m->kp = balloc(b, nb * bt * g * D * 2), m->vp = balloc(b, nb * bt * g * D * 2), m->out = balloc(b, N * h * D * 2);
   m->lse = with_lse ? balloc(b, N * h * 4) : NULL;
-  m->table = balloc(b, N / bt * 4);
+  m->table = balloc(b, nb * 4);
   bfill(b, m->q, INFSIM_KDTYPE_BF16, N * h * D, 31);
   bfill(b, m->kn, INFSIM_KDTYPE_BF16, N * g * D, 32);
   bfill(b, m->vn, INFSIM_KDTYPE_BF16, N * g * D, 33);
-  int32_t *ids = malloc(sizeof *ids * (size_t)(N / bt));
-  shuffle_ids(ids, N / bt, (uint64_t)N);
-  bupload(b, m->table, ids, N / bt * 4);
+  int32_t *ids = malloc(sizeof *ids * (size_t)nb);
+  shuffle_ids(ids, nb, (uint64_t)N);
+  bupload(b, m->table, ids, nb * 4);
   free(ids);
   return (infsim_prefill_args){.num_requests = 1, .num_q_heads = (int32_t)h, .num_kv_heads = (int32_t)g,
                                .head_dim = D, .new_tokens = (int32_t)N, .past_tokens = 0,
                                .block_tokens = (int32_t)bt, .dtype = INFSIM_KDTYPE_BF16, .q = m->q,
                                .k_new = m->kn, .v_new = m->vn, .k_pool = m->kp, .v_pool = m->vp,
-                               .block_table = m->table, .block_table_stride = (int32_t)(N / bt),
+                               .block_table = m->table, .block_table_stride = (int32_t)nb,
                                .softmax_scale = 0.08838834764f, .out_dtype = INFSIM_KDTYPE_BF16, .out = m->out,
                                .lse = m->lse};
 }
@@ -258,15 +262,39 @@ static void prefill_bufs_free(bench *b, prefill_bufs *m) {
   for (int i = 0; i < 8; i++) infsim_kernels_free(b->k, all[i]);
 }
 
-/* Chunked prefill: a chunk of c tokens after a cached prefix of L tokens
- * (the prefix's K/V already in the pool), 64/8 heads, with the wgmma
- * pipelines pls (0 = auto) in that order; FLOPs count the c L + c (c + 1)
- * / 2 query-key pairs, so TFLOP/s compares with a fresh prefill of as many
- * pairs. */
-static void bench_chunks(bench *b, const int *pls, int npl) {
-  const int64_t chunks[][2] = {{512, 4096}, {2048, 2048}, {2048, 14336}, {4096, 12288}};
-  for (size_t ci = 0; ci < sizeof chunks / sizeof chunks[0]; ci++) {
-    const int64_t c = chunks[ci][0], L = chunks[ci][1], N = c + L, h = H70, g = G70, bt = 16;
+/* A chunk of c tokens after a cached prefix of L, on h query heads over g
+ * KV heads. */
+typedef struct {
+  int64_t c, L, h, g;
+} chunk_shape;
+
+/* The fresh prompt whose c' (c' + 1) / 2 query-key pairs come closest to
+ * `pairs`. */
+static int64_t fresh_of_pairs(double pairs) {
+  int64_t n = (int64_t)((sqrt(1.0 + 8.0 * pairs) - 1.0) / 2.0);
+  double best = -1;
+  int64_t at = n;
+  for (int64_t x = n - 1; x <= n + 1; x++) {
+    const double d = fabs((double)x * (double)(x + 1) / 2.0 - pairs);
+    if (x > 0 && (best < 0 || d < best)) best = d, at = x;
+  }
+  return at;
+}
+
+/* Chunked prefill: each shape's chunk after its cached prefix (the
+ * prefix's K/V already in the pool; 16-token blocks) with the wgmma
+ * pipelines pls (0 = auto), and in the same turn a fresh prompt (auto)
+ * with as many query-key pairs, c L + c (c + 1) / 2, as the chunk: FLOPs
+ * count those pairs, so the chunk's TFLOP/s over the fresh prompt's is
+ * what a chunk costs per pair against a prompt (issue 16). The fresh
+ * prompt's row is kernel prefill_chunk_fresh, with the chunk's L
+ * (context) and c (m) and its own length (n). `round` rotates the order
+ * of each shape's calls (the pipelines, then the fresh prompt) by that
+ * many places, so that over rounds none is always first on a card whose
+ * clock drifts as it heats (kernels/NOTES.md 17). */
+static void bench_chunks(bench *b, const chunk_shape *shapes, size_t nshapes, const int *pls, int npl, int round) {
+  for (size_t ci = 0; ci < nshapes; ci++) {
+    const int64_t c = shapes[ci].c, L = shapes[ci].L, N = c + L, h = shapes[ci].h, g = shapes[ci].g, bt = 16;
     void *q = balloc(b, c * h * D * 2), *kn = balloc(b, c * g * D * 2), *vn = balloc(b, c * g * D * 2);
     void *kp = balloc(b, N * g * D * 2), *vp = balloc(b, N * g * D * 2), *out = balloc(b, c * h * D * 2);
     void *table = balloc(b, N / bt * 4);
@@ -286,21 +314,37 @@ static void bench_chunks(bench *b, const int *pls, int npl) {
                              .block_table_stride = (int32_t)(N / bt), .softmax_scale = 0.08838834764f,
                              .out_dtype = INFSIM_KDTYPE_BF16, .out = out};
     const double pairs = (double)c * (double)L + (double)c * (double)(c + 1) / 2.0;
-    for (int i = 0; i < npl; i++) { /* 0 = auto; 2-3 version 14, 4-5 15, 6-7 16, 8-9 17, 10-14 18 */
-      a.sm90_pipeline = pls[i];
+    const int64_t n = fresh_of_pairs(pairs);
+    prefill_bufs m;
+    infsim_prefill_args fa = prefill_fresh(b, n, h, g, bt, false, &m);
+    for (int i = 0; i <= npl; i++) {
+      const int at = (i + round) % (npl + 1);
+      if (at == npl) {
+        infsim_kernel_timing t = btime(b, infsim_kernel_op_prefill, &fa, 10, false);
+        row_info r = {"prefill_chunk_fresh", "causal-auto", "bf16", 1, L, h, g, bt, 0, 0, c, n, 0, 0,
+                      2.0 * (double)h * D * (double)n * (double)(n + 1)};
+        emit(b, &r, &t);
+        continue;
+      }
+      a.sm90_pipeline = pls[at]; /* 0 = auto; 2-3 version 14, 4-5 15, 6-7 16, 8-9 17, 10-15 18 */
       infsim_kernel_timing t = btime(b, infsim_kernel_op_prefill, &a, 10, false);
       char variant[32];
-      if (pls[i])
-        snprintf(variant, sizeof variant, "causal-p%d", pls[i]);
+      if (pls[at])
+        snprintf(variant, sizeof variant, "causal-p%d", pls[at]);
       else
         snprintf(variant, sizeof variant, "causal-auto");
       row_info r = {"prefill_chunk", variant, "bf16", 1, L, h, g, bt, 0, 0, c, 0, 0, 0, 4.0 * h * D * pairs};
       emit(b, &r, &t);
     }
+    prefill_bufs_free(b, &m);
     void *all[] = {q, kn, vn, kp, vp, out, table};
     for (int i = 0; i < 7; i++) infsim_kernels_free(b->k, all[i]);
   }
 }
+
+/* The chunks bench_prefill and prefill_cmp time (64/8 heads). */
+static const chunk_shape CHUNKS_70B[] = {{512, 4096, H70, G70}, {2048, 2048, H70, G70}, {2048, 14336, H70, G70},
+                                         {4096, 12288, H70, G70}};
 
 static void bench_prefill(bench *b) {
   const int64_t lens[] = {1024, 4096, 16384};
@@ -339,8 +383,8 @@ static void bench_prefill(bench *b) {
       prefill_bufs_free(b, &m);
     }
   }
-  const int pls[12] = {0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
-  bench_chunks(b, pls, 12);
+  const int pls[14] = {0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 15};
+  bench_chunks(b, CHUNKS_70B, sizeof CHUNKS_70B / sizeof *CHUNKS_70B, pls, 14, 0);
 }
 
 /* One fresh 16K-token prefill on 64/8 heads (32/32 with
@@ -404,8 +448,27 @@ static void bench_prefill_cmp(bench *b) {
       prefill_bufs_free(b, &m);
     }
   }
-  const int cpl[3][3] = {{0, 8, 12}, {8, 12, 0}, {12, 0, 8}};
-  bench_chunks(b, cpl[round % 3], 3);
+  const int cpl[3] = {0, 8, 12};
+  bench_chunks(b, CHUNKS_70B, sizeof CHUNKS_70B / sizeof *CHUNKS_70B, cpl, 3, round);
+}
+
+/* Chunked prefill against fresh prompts of as many query-key pairs (issue
+ * 16): the chunks the simulator runs (512 after 256 and 1K, 1024 after 1K)
+ * and longer ones, on 32/32 heads (LLaMA2-7B, TP 1) and 64/8 (70B), with
+ * auto, the unfused grids 11 and 12 (the append kernel first: auto's
+ * choice for chunks before the fold, kernels/NOTES.md 21) and the fused
+ * ones 13, 14 and 15; one round in the order $INFSIM_BENCH_ROUND. */
+static void bench_chunk_cmp(bench *b) {
+  const char *env = getenv("INFSIM_BENCH_ROUND");
+  const int round = env ? atoi(env) : 0;
+  const int64_t cl[][2] = {{512, 256}, {512, 1024}, {1024, 1024}, {2048, 2048}, {512, 4096}, {2048, 14336},
+                           {4096, 12288}};
+  enum { NC = sizeof cl / sizeof cl[0] };
+  chunk_shape shapes[2 * NC];
+  for (int i = 0; i < 2 * NC; i++)
+    shapes[i] = (chunk_shape){cl[i % NC][0], cl[i % NC][1], i < NC ? 32 : H70, i < NC ? 32 : G70};
+  const int pls[6] = {0, 11, 12, 13, 14, 15};
+  bench_chunks(b, shapes, 2 * NC, pls, 6, round);
 }
 
 /* The unfused sequence: RMSNorm in one pass, RoPE in a second. */
@@ -595,7 +658,8 @@ int main(int argc, char **argv) {
               "1-4 GiB shapes, fused_warm: the fused merge with and without the L2 flush, fused_paths: the\n"
               "fused merge's paths (split_merge 3, 4 and 5) side by side, prefill_one: one\n"
               "16K prefill with pipeline $INFSIM_BENCH_PIPELINE, for a profiler, prefill_cmp: versions 17\n"
-              "and 18 side by side, one round in the order $INFSIM_BENCH_ROUND; only when named).\n"
+              "and 18 side by side, one round in the order $INFSIM_BENCH_ROUND, chunk_cmp: chunks after a\n"
+              "cached prefix beside fresh prompts of as many pairs, one round likewise; only when named).\n"
               "Times the CUDA kernels at LLaMA2-70B shapes; one CSV row per measurement.\n");
       return strcmp(argv[i], "--help") == 0 ? 0 : 2;
     }
@@ -628,6 +692,7 @@ int main(int argc, char **argv) {
   if (wants(only, "prefill")) bench_prefill(&b);
   if (only && wants(only, "prefill_one")) bench_prefill_one(&b);
   if (only && wants(only, "prefill_cmp")) bench_prefill_cmp(&b);
+  if (only && wants(only, "chunk_cmp")) bench_chunk_cmp(&b);
   if (wants(only, "gemm")) bench_gemm(&b);
   if (wants(only, "norm_rope")) bench_norm_rope(&b);
   if (only && wants(only, "splits")) bench_splits(&b);

@@ -6,7 +6,8 @@
 #                             passed), memcheck, racecheck, synccheck, bench=KINDS,
 #                             bench2=KINDS (bin2/: a build-time variant), torch, calib,
 #                             rounds=N (prefill_rounds.sh: N rotated prefill rounds
-#                             with torch's cuDNN in each)
+#                             with torch's cuDNN in each), chunks=N (chunk_rounds.sh:
+#                             N rotated rounds of chunks against fresh prompts)
 # INFSIM_GPU_TEST_ONLY=SUBSTRING limits the checks and the sanitizers to the
 # tests whose names contain it; SANITIZE_S caps each sanitizer (default 150 s).
 # Writes under $OUT: run.log (everything), gpu_check.log, bench.log,
@@ -43,6 +44,7 @@ for step in "$@"; do
              --summary "$out/summary.md" 2> "$out/torch.log" > /dev/null
            echo "torch_ref exit $?"; tail -n 3 "$out/torch.log" ;;
     rounds=*) bash bench/kernels/prefill_rounds.sh "${step#rounds=}" | tail -n 40 ;;
+    chunks=*) bash bench/kernels/chunk_rounds.sh "${step#chunks=}" | tail -n 40 ;;
     calib) mkdir -p /tmp/calib
            INFSIM=bin/infsim timeout 240 calibrate/calibrate-gpu.sh --raw-only --profile h200 --raw-dir /tmp/calib \
              llama2-7b llama2-13b llama2-70b > /tmp/calib/calib.log 2>&1

@@ -3,7 +3,10 @@
 with torch by torch_ref.py (one combined CSV per round, torch timed after
 the round's own kernels), as one table: TFLOP/s per variant and shape, and
 the ratios bench/README.md reports (version 18 over 17, ours over cuDNN,
-the append folded in: pipelines 13 and 14 over 10 and 11).
+the append folded in: pipelines 13 and 14 over 10 and 11). Rounds of
+`--only chunk_cmp` (or any with prefill_chunk_fresh rows) get a second
+table: each chunk's TFLOP/s over the fresh prompt's of as many pairs timed
+in the same round, median and range over the rounds.
 
 Usage: rounds_summary.py --out all.csv ROUND.csv...   (table on stdout)
 """
@@ -29,11 +32,20 @@ def main():
         w.writeheader()
         w.writerows(rows)
     tf = {}
+    chunk = {}  # (h, g, L, c) -> variant -> round -> TFLOP/s; variant "fresh" = the fresh prompt of as many pairs
+    fresh_n = {}
     for r in rows:
+        key = (int(r["q_heads"]), int(r["kv_heads"]), int(r["context"]), int(r["m"] or 0))
+        if r["kernel"] == "prefill_chunk_fresh":
+            chunk.setdefault(key, {}).setdefault("fresh", {})[r["round"]] = float(r["tflops"])
+            fresh_n[key] = int(r["n"])
+            continue
         if r["kernel"] not in ("prefill", "prefill_chunk"):
             continue
         v = r["variant"].replace("causal-q128k128", "causal-")
-        key = (r["kernel"], int(r["q_heads"]), int(r["kv_heads"]), int(r["context"]), int(r["m"] or 0))
+        if r["kernel"] == "prefill_chunk":
+            chunk.setdefault(key, {}).setdefault(v, {})[r["round"]] = float(r["tflops"])
+        key = (r["kernel"],) + key
         tf.setdefault(key, {}).setdefault(v, []).append(float(r["tflops"]))
     cols = ["causal-auto", "causal-p8", "causal-p9", "causal-p10", "causal-p11", "causal-p12", "causal-p13",
             "causal-p14", "cudnn"]
@@ -61,6 +73,38 @@ def main():
         f"{k[1]}/{k[2]} " + ", ".join(f"{v.replace('causal-', '')} " + "/".join(f"{x:.0f}" for x in tf[k][v])
                                       for v in cols if v in tf[k])
         for k in sorted(tf) if k[0] == "prefill" and k[3] == 16384))
+    chunk_table(chunk, fresh_n)
+
+
+def chunk_table(chunk, fresh_n):
+    """Chunks against fresh prompts of as many pairs, ratios per round."""
+    keys = [k for k in sorted(chunk) if "fresh" in chunk[k]]
+    if not keys:
+        return
+    cols = ["causal-auto", "causal-p11", "causal-p12", "causal-p13", "causal-p14", "causal-p15", "fresh"]
+    print()
+    print("Chunks against a fresh prompt of as many pairs, same round: TFLOP/s medians; X/fresh = median of the")
+    print("rounds' ratios [min-max]; old auto = p11 up to 4K tokens in all, else p12 (the append kernel first);")
+    print("fold = p14 or p15 over p11 or p12")
+    print("| chunk | fresh n | auto | p11 | p12 | p13 | p14 | p15 | fresh | auto/fresh | old auto/fresh | fold | n |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for k in keys:
+        h, g, L, c = k
+        d = chunk[k]
+        med = {v: statistics.median(d[v].values()) for v in d}
+        old = "causal-p11" if L + c <= 4096 else "causal-p12"
+        new = "causal-p14" if L + c <= 4096 else "causal-p15"
+
+        def ratio(v, ref="fresh"):
+            if v not in d or ref not in d:
+                return ""
+            x = [d[v][i] / d[ref][i] for i in d[v] if i in d[ref]]
+            return f"{statistics.median(x):.3f} [{min(x):.2f}-{max(x):.2f}]" if x else ""
+
+        cells = [f"{med[v]:.0f}" if v in med else "" for v in cols]
+        n = min(len(x) for x in d.values())
+        print(f"| {h}/{g} {c} after {L} | {fresh_n[k]} | " + " | ".join(cells) +
+              f" | {ratio('causal-auto')} | {ratio(old)} | {ratio(new, old)} | {n} |")
 
 
 if __name__ == "__main__":

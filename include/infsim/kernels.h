@@ -245,17 +245,18 @@ typedef struct {
    * the exponents' sums stay bounded), 12 = as 10 with the CTAs taken in
    * groups of heads, 13 = as 10 with the K/V append folded into the
    * attention kernel (new K/V read from k_new / v_new, each key tile
-   * written to the pool by one CTA), 14 = the same on 11's grid; fresh
-   * prompts only, after a cached prefix they run as 10 and 11. Auto:
-   * infsim_kernels_prefill_sm90_auto. */
+   * written to the pool by one CTA), 14 and 15 = the same on 11's and
+   * 12's grids; after a cached prefix whose length is not a multiple of
+   * 16 they run as 10, 11 and 12. Auto: infsim_kernels_prefill_sm90_auto. */
   int32_t sm90_pipeline;
 } infsim_prefill_args;
 
 infsim_status infsim_kernels_prefill(infsim_kernels *k, const infsim_prefill_args *a, infsim_error *err);
 /* The wgmma pipeline that sm90_pipeline 0 (auto) runs for these arguments
- * on compute capability 9.0: 14 for a fresh prompt up to 4K tokens, 11
- * for a chunk after a cached prefix up to 4K in all, past that 13 fresh and
- * 12 after a prefix (kernels/NOTES.md 18-20). */
+ * on compute capability 9.0: 14 up to 4K tokens, prefix included; past
+ * that 13 for a fresh prompt and 15 for a chunk after a cached prefix; 11
+ * and 12 instead of 14 and 15 after a prefix whose length is not a
+ * multiple of 16 (kernels/NOTES.md 18-21). */
 int32_t infsim_kernels_prefill_sm90_auto(const infsim_prefill_args *a);
 
 /* ---- fused per-head RMSNorm + rotary embedding (QK-norm + RoPE) -------- */
