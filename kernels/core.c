@@ -327,6 +327,9 @@ infsim_status infsim_kernel_op_merge(infsim_kernels *k, void *args, infsim_error
 int32_t infsim_kernels_prefill_sm90_auto(const infsim_prefill_args *a) {
   return ik_sm90_auto_pipeline(a->past_tokens, a->new_tokens);
 }
+int32_t infsim_kernels_decode_auto_merge(int32_t splits, int32_t num_remote, bool one_wave) {
+  return ik_decode_auto_merge(splits, num_remote, one_wave);
+}
 
 infsim_status infsim_kernel_op_prefill(infsim_kernels *k, void *args, infsim_error *err) {
   return infsim_kernels_prefill(k, args, err);

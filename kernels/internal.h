@@ -162,6 +162,26 @@ static inline int32_t ik_sm90_auto_pipeline(int64_t past_tokens, int64_t new_tok
   return fresh ? 13 : fold ? 15 : 12;
 }
 
+/* The split merge that MA decode's split_merge 0 (auto) runs (public:
+ * infsim_kernels_decode_auto_merge; the CUDA launch takes it from here).
+ * Without remote partials 3 (one split: kernel 1, which never reaches the
+ * split merge). With splits, 5 (split 0 folds the one partial into its own
+ * partial, the last CTA merges local splits only) for one partial and at
+ * most 8 splits, else 3 (the last CTA merges the partials with the local
+ * splits): on the H200 with 64/8 heads, fp32, medians of 5-7 rotated
+ * rounds in three calls, one partial added 0.19-0.26 us with 5 against
+ * 0.30-0.42 with 3 at b=1/1K (8 splits), 0.18-0.21 against 0.22-0.24 at
+ * b=8/1K and -0.32 to -0.14 against 0.10-0.42 at b=8/8K (4 splits), while
+ * at 21 splits (b=1/8K) 5 cost 0.62-0.78 us whatever the partials and 3
+ * 0.29-0.85 (kernels/NOTES.md, the fused merge's rounds). With one split,
+ * 5 (the fold loaded after the stream) in a grid of one wave or past 4
+ * partials, else 3 (kernel 1's fold after the cross-warp merge). */
+static inline int32_t ik_decode_auto_merge(int32_t splits, int32_t num_remote, bool one_wave) {
+  if (num_remote <= 0) return 3;
+  if (splits > 1) return num_remote == 1 && splits <= 8 ? 5 : 3;
+  return one_wave || num_remote > 4 ? 5 : 3;
+}
+
 /* ---- backend table ---------------------------------------------------- */
 
 typedef struct {

@@ -33,12 +33,13 @@
 ** own. With splits, the last CTA's split merge takes them as extra entries
 ** beside the local splits (one weight pass, one accumulation pass; with
 ** split_merge 4 or 5 the split CTAs fold a share each instead, measured
-** slower). With one split, each CTA folds them into its result before the
-** single store: split_merge 5 prefetches them into L2 two tiles before the
-** end of its KV stream, loads the first ones (and every LSE of the first
-** 8) into registers after it and folds them into its cross-warp merge as
-** further terms; 4 loads them into registers at that earlier point; 1-3
-** prefetch them there and fold them in after that merge. Auto takes 5
+** slower but for one partial at up to 8 splits, where auto takes 5).
+** With one split, each CTA folds them into its result before the single
+** store: split_merge 5 prefetches them into L2 two tiles before the end of
+** its KV stream, loads the first ones (and every LSE of the first 8) into
+** registers after it and folds them into its cross-warp merge as further
+** terms; 4 loads them into registers at that earlier point; 1-3 prefetch
+** them there and fold them in after that merge. Auto takes 5
 ** where it measured faster (see launch). An empty partial (LSE -inf)
 ** weighs 0 and is never added, so whatever bytes it holds cannot reach
 ** the output.
@@ -1060,7 +1061,9 @@ infsim_status launch(ik_cuda *c, const infsim_ma_decode_args *a, infsim_error *e
    * interleaved; kernels/NOTES.md): with splits the last CTA's merge (3),
    * which beat the split CTAs' folds at batch 1 (b=1/8K fp32 R = 1/2/4/8:
    * 0.29/0.32/0.45/0.69 us added, 4: 1.09-1.20, 5: 0.69-0.78) and was
-   * within 0.3 us of 5 at batch 8. With one split, the fold loaded after
+   * within 0.3 us of 5 at batch 8, except for one partial at up to 8
+   * splits, where split 0's fold (5) was faster in three calls
+   * (ik_decode_auto_merge). With one split, the fold loaded after
    * the stream (5) in a grid of one wave (b=32/1K fp32 R = 1/2/4/8:
    * 0.74/1.01/1.60/2.70 us against kernel 1's 0.98/1.15/1.92/3.98 and 4's
    * 1.25/1.38/1.63/3.04), and with several waves from 5 partials on
@@ -1069,10 +1072,8 @@ infsim_status launch(ik_cuda *c, const infsim_ma_decode_args *a, infsim_error *e
    * 2.42/3.70/5.94 us against 3.15/4.35/6.22). 4, whose loads sit in
    * registers across the last two tiles, is not taken. */
   int merge = a->split_merge >= 4 && p.nrem == 0 ? 3 : a->split_merge;
-  if (a->split_merge == 0) {
-    const bool one_wave = cta_rows <= (int64_t)c->sm_count * c->decode_ctas_per_sm[di];
-    merge = splits == 1 && p.nrem > 0 && (one_wave || p.nrem > 4) ? 5 : 3;
-  }
+  if (a->split_merge == 0)
+    merge = ik_decode_auto_merge(splits, p.nrem, cta_rows <= (int64_t)c->sm_count * c->decode_ctas_per_sm[di]);
   if (splits == 1 && merge < 4) merge = 1;
   kerns[merge - 1]<<<dim3((unsigned)cta_rows, (unsigned)splits), THREADS, SMEM_BYTES, c->stream>>>(p);
   IK_LAUNCHED();

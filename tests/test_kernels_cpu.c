@@ -553,6 +553,27 @@ static void test_prefill_sm90_auto_rule(void **state) {
   }
 }
 
+/* MA decode's split-merge auto rule at the shapes kernels/NOTES.md times
+ * it: no partials, one partial on either side of 8 splits, more partials
+ * with splits, and one split in one wave or several on either side of 4
+ * partials. */
+static void test_decode_auto_merge_rule(void **state) {
+  (void)state;
+  const struct {
+    int32_t splits, remote;
+    bool one_wave;
+    int32_t want;
+  } cases[] = {{1, 0, true, 3},  {21, 0, true, 3},  {8, 1, true, 5},   {4, 1, false, 5},  {2, 1, true, 5},
+               {9, 1, true, 3},  {21, 1, true, 3},  {300, 1, true, 3}, {8, 2, true, 3},   {4, 8, true, 3},
+               {1, 1, true, 5},  {1, 8, true, 5},   {1, 1, false, 3},  {1, 4, false, 3},  {1, 5, false, 5}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const int32_t got = infsim_kernels_decode_auto_merge(cases[i].splits, cases[i].remote, cases[i].one_wave);
+    if (got != cases[i].want)
+      fail_msg("splits %d, %d remote partials, one wave %d: auto ran split merge %d, want %d", cases[i].splits,
+               cases[i].remote, cases[i].one_wave, got, cases[i].want);
+  }
+}
+
 static void test_gemm_matches_float64(void **state) {
   infsim_kernels *k = *state;
   enum { M = 7, N = 33, K = 256 };
@@ -780,6 +801,7 @@ int main(void) {
       cmocka_unit_test(test_decode_merges_remote_partials),
       cmocka_unit_test(test_prefill_matches_float64),
       cmocka_unit_test(test_prefill_sm90_auto_rule),
+      cmocka_unit_test(test_decode_auto_merge_rule),
       cmocka_unit_test(test_gemm_matches_float64),
       cmocka_unit_test(test_gemm_shapes_llama2_70b_tp8),
       cmocka_unit_test(test_copies_are_exact),

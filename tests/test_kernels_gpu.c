@@ -396,8 +396,12 @@ static void remote_case(fixture *f, infsim_kdtype t, infsim_kdtype rdt, int32_t 
    * 300) and auto (0), which picks among them by the partials and the
    * grid. */
   const int32_t splits[] = {0, 1, 2, 5, 300};
+  /* INFSIM_GPU_TEST_SPLIT_MERGE=N: split merge N alone (racecheck over one
+   * path fits a short GPU call). */
+  const char *only_sm = getenv("INFSIM_GPU_TEST_SPLIT_MERGE");
   for (int32_t sm = 0; sm <= 5; sm++)
     for (size_t si = 0; si < sizeof splits / sizeof splits[0]; si++) {
+      if (only_sm && sm != atoi(only_sm)) continue;
       a.num_splits = splits[si];
       a.split_merge = sm;
       must(infsim_kernels_memset(f->gpu, out.g, 0xff, out.bytes, &err), &err);
@@ -429,6 +433,12 @@ static void test_decode_merges_remote_partials(void **state) {
    * batches of fp32 and of fp16 partials, rows of 12 heads. */
   remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 2, 24, 2, 16, 600, 19);
   remote_case(f, INFSIM_KDTYPE_F16, INFSIM_KDTYPE_F16, 2, 24, 2, 16, 600, 17);
+  /* Warps with 0-2 tiles (contexts of 1-40 tokens: the prefetch and the
+   * one-split fold's loads at the stream's start), and 19 partials with
+   * rows of 16 heads (batches of 4 in the register split merge). */
+  remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 3, 16, 2, 16, 40, 8);
+  remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F16, 3, 16, 2, 16, 40, 7);
+  remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 3, 32, 2, 16, 120, 19);
 }
 
 /* The register split merge's row layouts (16, 8 and 32 lanes a row: groups

@@ -426,8 +426,11 @@ static double median(double *v, int n) {
  * register split merge; with one split, batch >= 32 here, the remote
  * partials folded in after the CTA's cross-warp merge), 4 (each CTA folds
  * its share of them into that merge, loaded during the KV stream) and 5
- * (as 4, loaded after the stream), at the fused-merge shapes (batch 1-128,
- * 1K-64K, KV <= 8 GiB; INFSIM_BENCH_FUSED_MAX_CTX caps the context): the
+ * (as 4, loaded after the stream), or the paths INFSIM_BENCH_FUSED_PATHS
+ * lists (digits 1-5, say "35"), at the fused-merge shapes
+ * (batch 1-128, 1K-64K, KV <= 8 GiB; INFSIM_BENCH_FUSED_MAX_CTX caps the
+ * context; INFSIM_BENCH_FUSED_BATCH and _CTX keep one batch, one context,
+ * for a profiler): the
  * decode alone and with R remote partials (fp32, fp16), five rounds
  * (INFSIM_BENCH_FUSED_ROUNDS), the paths interleaved within each round (the
  * order rotated a place a round) so that clock drift falls on all alike.
@@ -438,9 +441,18 @@ static double median(double *v, int n) {
  * 1.2x) and its share of the decode (goal <= 2% where the partials are <=
  * 1% of the KV). Only when named (`--only fused_paths`). */
 void bench_fused_paths(bench *b) {
-  enum { MAX_ROUNDS = 9, PATHS = 3, NR = 4 };
-  const int paths[PATHS] = {3, 4, 5};
+  enum { MAX_ROUNDS = 9, MAX_PATHS = 5, NR = 4 };
+  int paths[MAX_PATHS] = {3, 4, 5}, PATHS = 3;
   const char *env_rounds = getenv("INFSIM_BENCH_FUSED_ROUNDS"), *env_ctx = getenv("INFSIM_BENCH_FUSED_MAX_CTX");
+  const char *env_paths = getenv("INFSIM_BENCH_FUSED_PATHS"), *env_batch = getenv("INFSIM_BENCH_FUSED_BATCH");
+  if (env_paths) {
+    PATHS = 0;
+    for (const char *c = env_paths; *c && PATHS < MAX_PATHS; c++)
+      if (*c >= '1' && *c <= '5') paths[PATHS++] = *c - '0';
+    if (PATHS == 0) die("INFSIM_BENCH_FUSED_PATHS names no split merge 1-5", NULL);
+  }
+  const char *env_only_ctx = getenv("INFSIM_BENCH_FUSED_CTX");
+  const int64_t only_batch = env_batch ? atoll(env_batch) : 0, only_ctx = env_only_ctx ? atoll(env_only_ctx) : 0;
   const int rounds_env = env_rounds ? atoi(env_rounds) : 5;
   const int ROUNDS = rounds_env < 1 ? 1 : (rounds_env > MAX_ROUNDS ? MAX_ROUNDS : rounds_env);
   const int64_t max_ctx = env_ctx ? atoll(env_ctx) : 65536;
@@ -457,14 +469,14 @@ void bench_fused_paths(bench *b) {
   for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++)
     for (size_t ci = 0; ci < sizeof contexts / sizeof contexts[0]; ci++) {
       const int64_t B = batches[bi], C = contexts[ci], kv = 2 * B * C * per_token, rows = B * H70;
-      if (kv > limit || C > max_ctx) continue;
+      if (kv > limit || C > max_ctx || (only_batch && B != only_batch) || (only_ctx && C != only_ctx)) continue;
       int32_t ctxs[128];
       for (int i = 0; i < B; i++) ctxs[i] = (int32_t)C;
       bupload(b, ctx, ctxs, B * 4);
       shuffle_ids(ids, B * C / 16, (uint64_t)(B * 131 + C));
       bupload(b, table, ids, B * C / 16 * 4);
       const int reps = kv > (1LL << 30) ? 10 : 30;
-      double added[PATHS][2][NR][MAX_ROUNDS], alone_us[PATHS][MAX_ROUNDS];
+      double added[MAX_PATHS][2][NR][MAX_ROUNDS], alone_us[MAX_PATHS][MAX_ROUNDS];
       for (int round = 0; round < ROUNDS; round++)
         for (int k = 0; k < PATHS; k++) {
           const int pi = (k + round) % PATHS; /* each path first in some round */

@@ -183,12 +183,20 @@ typedef struct {
    * into its own merge (one split: all of them; split s of S: partials s,
    * s + S, ..), loaded during the KV stream (1-3 with one split: folded in
    * after that merge), 5 = as 4, loaded after the stream (prefetched into
-   * L2 near its end). 0 = auto (1, 3 or 5). Kept selectable so that
+   * L2 near its end). 0 = auto (1, 3 or 5:
+   * infsim_kernels_decode_auto_merge). Kept selectable so that
    * benchmarks time them side by side. */
   int32_t split_merge;
 } infsim_ma_decode_args;
 
 infsim_status infsim_kernels_ma_decode(infsim_kernels *k, const infsim_ma_decode_args *a, infsim_error *err);
+/* The split merge that split_merge 0 (auto) runs on CUDA for a launch of
+ * `splits` splits (>= 1) with num_remote remote partials, whose grid of
+ * CTAs fits one wave or not: 3 without partials (kernel 1 with one split);
+ * with splits, 5 for one partial at up to 8 splits, else 3; with one
+ * split, 5 in one wave or past 4 partials, else 3 (kernel 1)
+ * (kernels/NOTES.md). */
+int32_t infsim_kernels_decode_auto_merge(int32_t splits, int32_t num_remote, bool one_wave);
 
 /* ---- aggregation: merge partials by LSE -------------------------------- */
 
