@@ -12,13 +12,8 @@
 # and the table of rounds_summary.py on stdout.
 set -u
 cd "$(dirname "$0")/../.."
-rounds=${1:?usage: chunk_rounds.sh ROUNDS [FIRST]}
-first=${2:-0}
-out=${OUT:-out-kernels}
-mkdir -p "$out/chunk-rounds"
-nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu \
-  --format=csv -lms 500 > "$out/chunk-clocks.csv" 2>&1 &
-smi=$!
+. bench/kernels/rounds_lib.sh
+rounds_begin "chunk_rounds.sh ROUNDS [FIRST]" chunk-rounds chunk-clocks.csv "$@"
 for ((i = first; i < first + rounds; i++)); do
   t0=$(date +%s)
   INFSIM_BENCH_ROUND=$i timeout 120 bin/bench_kernels --out "$out/chunk-rounds/round$i.csv" --only chunk_cmp \

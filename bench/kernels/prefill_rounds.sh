@@ -14,13 +14,8 @@
 # medians.
 set -u
 cd "$(dirname "$0")/../.."
-rounds=${1:?usage: prefill_rounds.sh ROUNDS [FIRST]}
-first=${2:-0}
-out=${OUT:-out-kernels}
-mkdir -p "$out/rounds"
-nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu \
-  --format=csv -lms 500 > "$out/clocks.csv" 2>&1 &
-smi=$!
+. bench/kernels/rounds_lib.sh
+rounds_begin "prefill_rounds.sh ROUNDS [FIRST]" rounds clocks.csv "$@"
 tmp=$(mktemp -d)
 torch_rows() { # $1: a CSV of this bench's prefill rows (for the shapes); torch's rows to $2
   timeout 120 python3 bench/kernels/torch_ref.py --ours "$1" --out "$tmp/both.csv" --summary "$tmp/summary.md" \
