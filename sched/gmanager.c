@@ -57,6 +57,9 @@ typedef struct {
   gm_hold *h;
 } gm_req;
 enum { GM_REQ_BYTES = 64 };
+/* A heartbeat's walk of its entries asks for the record this many
+ * entries ahead (infsim_gm_prefetch). */
+enum { GM_AHEAD = 4 };
 _Static_assert(INFSIM_GM_INSTANCES_MAX <= INT16_MAX, "pieces, at most one a holder, are int16_t");
 _Static_assert(sizeof(gm_req) == GM_REQ_BYTES, "a ledger record fills one cache line");
 
@@ -583,6 +586,7 @@ void infsim_gm_heartbeat(infsim_gm *gm, int32_t from, int64_t snapshot_ns, int64
   gm->noting = true;
   for (size_t j = 0; j < n; j++) {
     assert(entries[j].holder == from);
+    if (j + GM_AHEAD < n) infsim_gm_prefetch(gm, entries[j + GM_AHEAD].req);
     set_entry(gm, entries[j].req, entries[j].owner, from, entries[j].blocks, snapshot_ns);
   }
   gm->noting = false;
@@ -604,6 +608,8 @@ void infsim_gm_record_move(infsim_gm *gm, const infsim_gm_move *m, int64_t now_n
   set_entry(gm, m->req, owner, m->to, at_to + m->blocks, now_ns);
   if (taken > 0) set_entry(gm, m->req, owner, m->from, at_from - taken, now_ns);
 }
+
+void infsim_gm_prefetch(const infsim_gm *gm, int64_t req) { __builtin_prefetch(&gm->req[req]); }
 
 void infsim_gm_forget(infsim_gm *gm, int64_t req, int64_t now_ns) {
   gm_req *q = &gm->req[req];

@@ -417,6 +417,12 @@ static int64_t next_boundary(const infsim_sched *s, const instance *in) {
   return next;
 }
 
+/* req's finish ends the batch being formed: the policy may fetch what it
+ * reads when req ends (request_ending). */
+static void ending_soon(const infsim_sched *s, int32_t req) {
+  if (s->policy->request_ending != NULL) s->policy->request_ending(s->policy_self, req);
+}
+
 /* How many identical-shape decode iterations may run as one batch: up to
  * the next finish, and past block boundaries only when the free blocks
  * cover every boundary the run could meet (each decoding request needs at
@@ -428,10 +434,14 @@ static int64_t decode_steps(const infsim_sched *s, instance *in) {
   assert(k >= 1);
   if (s->max_steps > 0 && k > s->max_steps) k = s->max_steps;
   int64_t worst_blocks = in->decode_n * ((k + s->p.block_tokens - 1) / s->p.block_tokens);
-  if (worst_blocks <= free_blocks(s, in)) return k;
+  if (worst_blocks <= free_blocks(s, in)) {
+    if (k == fin->step - in->step) ending_soon(s, fin->req);
+    return k;
+  }
   int64_t b = next_boundary(s, in);
   if (b - in->step < k) k = b - in->step;
   assert(k >= 1);
+  if (k == fin->step - in->step) ending_soon(s, fin->req);
   return k;
 }
 
