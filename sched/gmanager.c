@@ -57,8 +57,9 @@ typedef struct {
   gm_hold *h;
 } gm_req;
 enum { GM_REQ_BYTES = 64 };
-/* A heartbeat's walk of its entries asks for the record this many
- * entries ahead (infsim_gm_prefetch). */
+/* A heartbeat's walk of its entries asks for the entries of the request
+ * this many entries ahead, and for the record twice as far ahead
+ * (infsim_gm_prefetch, infsim_gm_prefetch_entries). */
 enum { GM_AHEAD = 4 };
 _Static_assert(INFSIM_GM_INSTANCES_MAX <= INT16_MAX, "pieces, at most one a holder, are int16_t");
 _Static_assert(sizeof(gm_req) == GM_REQ_BYTES, "a ledger record fills one cache line");
@@ -586,7 +587,8 @@ void infsim_gm_heartbeat(infsim_gm *gm, int32_t from, int64_t snapshot_ns, int64
   gm->noting = true;
   for (size_t j = 0; j < n; j++) {
     assert(entries[j].holder == from);
-    if (j + GM_AHEAD < n) infsim_gm_prefetch(gm, entries[j + GM_AHEAD].req);
+    if (j + 2 * GM_AHEAD < n) infsim_gm_prefetch(gm, entries[j + 2 * GM_AHEAD].req);
+    if (j + GM_AHEAD < n) infsim_gm_prefetch_entries(gm, entries[j + GM_AHEAD].req, from);
     set_entry(gm, entries[j].req, entries[j].owner, from, entries[j].blocks, snapshot_ns);
   }
   gm->noting = false;
@@ -610,6 +612,11 @@ void infsim_gm_record_move(infsim_gm *gm, const infsim_gm_move *m, int64_t now_n
 }
 
 void infsim_gm_prefetch(const infsim_gm *gm, int64_t req) { __builtin_prefetch(&gm->req[req]); }
+
+void infsim_gm_prefetch_entries(const infsim_gm *gm, int64_t req, int32_t holder) {
+  const gm_req *q = &gm->req[req];
+  if (q->h != NULL) __builtin_prefetch(&q->h[holder == q->owner && q->own_k >= 0 ? q->own_k : 0]);
+}
 
 void infsim_gm_forget(infsim_gm *gm, int64_t req, int64_t now_ns) {
   gm_req *q = &gm->req[req];

@@ -417,12 +417,6 @@ static int64_t next_boundary(const infsim_sched *s, const instance *in) {
   return next;
 }
 
-/* req's finish ends the batch being formed: the policy may fetch what it
- * reads when req ends (request_ending). */
-static void ending_soon(const infsim_sched *s, int32_t req) {
-  if (s->policy->request_ending != NULL) s->policy->request_ending(s->policy_self, req);
-}
-
 /* How many identical-shape decode iterations may run as one batch: up to
  * the next finish, and past block boundaries only when the free blocks
  * cover every boundary the run could meet (each decoding request needs at
@@ -434,14 +428,11 @@ static int64_t decode_steps(const infsim_sched *s, instance *in) {
   assert(k >= 1);
   if (s->max_steps > 0 && k > s->max_steps) k = s->max_steps;
   int64_t worst_blocks = in->decode_n * ((k + s->p.block_tokens - 1) / s->p.block_tokens);
-  if (worst_blocks <= free_blocks(s, in)) {
-    if (k == fin->step - in->step) ending_soon(s, fin->req);
-    return k;
+  if (worst_blocks > free_blocks(s, in)) {
+    int64_t b = next_boundary(s, in);
+    if (b - in->step < k) k = b - in->step;
+    assert(k >= 1);
   }
-  int64_t b = next_boundary(s, in);
-  if (b - in->step < k) k = b - in->step;
-  assert(k >= 1);
-  if (k == fin->step - in->step) ending_soon(s, fin->req);
   return k;
 }
 
@@ -798,6 +789,15 @@ static infsim_status add_remote(infsim_sched *s, instance *in, bool decode, infs
   return INFSIM_OK;
 }
 
+/* A decode batch of `steps` steps is being formed (decode_steps has just
+ * dropped the stale finishes off the top): when its first finish ends
+ * it, the policy may fetch what it reads then (request_ending). Not
+ * inlined: a policy without the op pays one test a batch. */
+__attribute__((noinline)) static void ending_soon(const infsim_sched *s, const instance *in, int64_t steps) {
+  const step_event *fin = &in->finishes.items[0];
+  if (fin->step == in->step + steps) s->policy->request_ending(s->policy_self, fin->req);
+}
+
 /* Forms the next batch and offers it to the executor, if there is work. */
 static infsim_status start_batch(infsim_sched *s, instance *in, infsim_error *err) {
   infsim_status st;
@@ -847,6 +847,7 @@ static infsim_status start_batch(infsim_sched *s, instance *in, infsim_error *er
      * scheduling point that a longer run would skip. */
     bool admission_waits = preempted && (in->waiting.count > 0 || in->swapped.count > 0);
     b.steps = admission_waits ? 1 : decode_steps(s, in);
+    if (!admission_waits && s->policy->request_ending != NULL) ending_soon(s, in, b.steps);
   }
   if ((st = add_remote(s, in, decode, &b, err)) != INFSIM_OK) return st;
   /* The longest context, as step 0 attends it; not known where part of

@@ -73,7 +73,9 @@ enum { QUIET_SHIFT_MAX = 6 };
  * running requests, the requests it says are gone) asks for the record
  * this many places ahead: the records of an hour's run span megabytes
  * and a request's was last read seconds earlier, so each read would wait
- * for memory in turn. */
+ * for memory in turn. A walk that reads their entries and KV holdings
+ * too (each another allocation: the lent requests) asks for the records
+ * and tables twice as far ahead, then for what they point to. */
 enum { LEDGER_AHEAD = 4 };
 /* Defaults of policy.heartbeat_ms, policy.heartbeat_band (in percent) and
  * policy.heartbeat_owned_ms (docs/distkv.md, "gManager and heartbeats"). */
@@ -827,7 +829,14 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
   req_list *l = &p->lent[i];
   for (size_t k = 0; k < l->n; k++) {
     int64_t r = l->r[k].req;
-    if (!h->full && k + LEDGER_AHEAD < l->n) infsim_gm_prefetch(p->gm, l->r[k + LEDGER_AHEAD].req);
+    if (k + 2 * LEDGER_AHEAD < l->n) {
+      infsim_kv_prefetch(s->kv, l->r[k + 2 * LEDGER_AHEAD].req);
+      if (!h->full) infsim_gm_prefetch(p->gm, l->r[k + 2 * LEDGER_AHEAD].req);
+    }
+    if (k + LEDGER_AHEAD < l->n) {
+      infsim_kv_prefetch_holdings(s->kv, l->r[k + LEDGER_AHEAD].req);
+      if (!h->full) infsim_gm_prefetch_entries(p->gm, l->r[k + LEDGER_AHEAD].req, i);
+    }
     int32_t owner = infsim_kv_owner(s->kv, r);
     int64_t ledger = h->full ? 0 : infsim_gm_held_by_hint(p->gm, r, i, &l->r[k].gm_k);
     int64_t b = lent_blocks_now(p, r, owner, i, now);

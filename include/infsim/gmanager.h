@@ -118,6 +118,10 @@ void infsim_gm_forget(infsim_gm *gm, int64_t req, int64_t now_ns);
  * megabytes, and one read again seconds later comes from memory. Changes
  * nothing. */
 void infsim_gm_prefetch(const infsim_gm *gm, int64_t req);
+/* The same for req's entries (another allocation), their line with
+ * holder's: reads the record, so a walk asks for it some places after
+ * infsim_gm_prefetch. */
+void infsim_gm_prefetch_entries(const infsim_gm *gm, int64_t req, int32_t holder);
 /* The gManager was lost: an empty ledger, every instance's free memory
  * unknown (0) until it reports again. */
 void infsim_gm_reset(infsim_gm *gm);

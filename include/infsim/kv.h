@@ -97,6 +97,10 @@ infsim_status infsim_kv_alloc_one(infsim_kv *kv, int64_t req, int32_t holder, in
  * arrival's: its slot in the ring was last used by a request that ended
  * long before). Changes nothing. */
 void infsim_kv_prefetch(const infsim_kv *kv, int64_t req);
+/* The same for the list of req's foreign holdings (another allocation):
+ * reads the table, so a walk asks for it some places after
+ * infsim_kv_prefetch. */
+void infsim_kv_prefetch_holdings(const infsim_kv *kv, int64_t req);
 /* One new block held by GPU pool `holder` appended to the table of each
  * of reqs[0..n) (decode steps' block boundaries, one call a step); fails
  * (INFSIM_ERUN) when the holder has fewer than n free. */
