@@ -235,7 +235,14 @@ infsim_status infsim_gm_new(int32_t instances, int32_t instances_per_node, int64
 
 void infsim_gm_free(infsim_gm *gm) {
   if (!gm) return;
-  if (gm->req)
+  /* Entry arrays are held by records in the ledger only (leave takes a
+   * leaving record's), each in its owner's list unless a list could not
+   * grow (out_of_memory): the lists name them, where a walk of every
+   * record would read them all (9 MB on bench/distkv_speed's hour). */
+  if (gm->req && gm->inst && !gm->out_of_memory)
+    for (int32_t i = 0; i < gm->instances; i++)
+      for (size_t k = 0; k < gm->inst[i].owned_n; k++) free(gm->req[gm->inst[i].owned[k]].h);
+  else if (gm->req)
     for (int64_t r = 0; r < gm->requests; r++) free(gm->req[r].h);
   if (gm->inst)
     for (int32_t i = 0; i < gm->instances; i++) {
@@ -500,12 +507,15 @@ static void leave(infsim_gm *gm, int64_t r, int64_t at) {
   q->owner = -1;
   q->n = 0; /* its zero entries go; its floor keeps stale reports out */
   q->own_k = -1;
+  /* Its entry array goes to the spares (or, where they cannot grow, is
+   * freed): only records in the ledger hold one (infsim_gm_free). */
   if (gm->spare_h_n < gm->spare_h_cap ||
-      infsim_grow((void **)&gm->spare_h, &gm->spare_h_cap, gm->spare_h_n + 1, sizeof *gm->spare_h, 64)) {
-    gm->spare_h[gm->spare_h_n++] = (gm_spare_holds){q->h, q->cap}; /* else it stays with q */
-    q->h = NULL;
-    q->cap = 0;
-  }
+      infsim_grow((void **)&gm->spare_h, &gm->spare_h_cap, gm->spare_h_n + 1, sizeof *gm->spare_h, 64))
+    gm->spare_h[gm->spare_h_n++] = (gm_spare_holds){q->h, q->cap};
+  else
+    free(q->h);
+  q->h = NULL;
+  q->cap = 0;
   q->floor_ns = at > q->floor_ns ? at : q->floor_ns;
 }
 
@@ -1054,6 +1064,13 @@ void infsim_gm_check(const infsim_gm *gm) {
   for (int64_t r = 0; r < gm->requests; r++) {
     const gm_req *q = &gm->req[r];
     tracked += q->owner >= 0;
+    /* Only a record in the ledger holds an entry array, and one in the
+     * ledger is in its owner's list unless a list could not grow: the
+     * lists name every array infsim_gm_free frees. */
+    assert(q->h == NULL || q->owner >= 0);
+    assert(q->owner < 0 || gm->out_of_memory ||
+           (q->owned_pos >= 0 && (size_t)q->owned_pos < gm->inst[q->owner].owned_n &&
+            gm->inst[q->owner].owned[q->owned_pos] == r));
     int64_t total = 0, remote = 0;
     int32_t own_k = -1, pieces = 0, small_pieces = 0;
     for (int32_t k = 0; k < q->n; k++) {
