@@ -57,6 +57,10 @@ typedef struct {
   gm_hold *h;
 } gm_req;
 enum { GM_REQ_BYTES = 64 };
+/* A heartbeat's walk of its entries asks for the entries of the request
+ * this many entries ahead, and for the record twice as far ahead
+ * (infsim_gm_prefetch, infsim_gm_prefetch_entries). */
+enum { GM_AHEAD = 4 };
 _Static_assert(INFSIM_GM_INSTANCES_MAX <= INT16_MAX, "pieces, at most one a holder, are int16_t");
 _Static_assert(sizeof(gm_req) == GM_REQ_BYTES, "a ledger record fills one cache line");
 
@@ -231,7 +235,14 @@ infsim_status infsim_gm_new(int32_t instances, int32_t instances_per_node, int64
 
 void infsim_gm_free(infsim_gm *gm) {
   if (!gm) return;
-  if (gm->req)
+  /* Entry arrays are held by records in the ledger only (leave takes a
+   * leaving record's), each in its owner's list unless a list could not
+   * grow (out_of_memory): the lists name them, where a walk of every
+   * record would read them all (9 MB on bench/distkv_speed's hour). */
+  if (gm->req && gm->inst && !gm->out_of_memory)
+    for (int32_t i = 0; i < gm->instances; i++)
+      for (size_t k = 0; k < gm->inst[i].owned_n; k++) free(gm->req[gm->inst[i].owned[k]].h);
+  else if (gm->req)
     for (int64_t r = 0; r < gm->requests; r++) free(gm->req[r].h);
   if (gm->inst)
     for (int32_t i = 0; i < gm->instances; i++) {
@@ -496,12 +507,15 @@ static void leave(infsim_gm *gm, int64_t r, int64_t at) {
   q->owner = -1;
   q->n = 0; /* its zero entries go; its floor keeps stale reports out */
   q->own_k = -1;
+  /* Its entry array goes to the spares (or, where they cannot grow, is
+   * freed): only records in the ledger hold one (infsim_gm_free). */
   if (gm->spare_h_n < gm->spare_h_cap ||
-      infsim_grow((void **)&gm->spare_h, &gm->spare_h_cap, gm->spare_h_n + 1, sizeof *gm->spare_h, 64)) {
-    gm->spare_h[gm->spare_h_n++] = (gm_spare_holds){q->h, q->cap}; /* else it stays with q */
-    q->h = NULL;
-    q->cap = 0;
-  }
+      infsim_grow((void **)&gm->spare_h, &gm->spare_h_cap, gm->spare_h_n + 1, sizeof *gm->spare_h, 64))
+    gm->spare_h[gm->spare_h_n++] = (gm_spare_holds){q->h, q->cap};
+  else
+    free(q->h);
+  q->h = NULL;
+  q->cap = 0;
   q->floor_ns = at > q->floor_ns ? at : q->floor_ns;
 }
 
@@ -583,6 +597,8 @@ void infsim_gm_heartbeat(infsim_gm *gm, int32_t from, int64_t snapshot_ns, int64
   gm->noting = true;
   for (size_t j = 0; j < n; j++) {
     assert(entries[j].holder == from);
+    if (j + 2 * GM_AHEAD < n) infsim_gm_prefetch(gm, entries[j + 2 * GM_AHEAD].req);
+    if (j + GM_AHEAD < n) infsim_gm_prefetch_entries(gm, entries[j + GM_AHEAD].req, from);
     set_entry(gm, entries[j].req, entries[j].owner, from, entries[j].blocks, snapshot_ns);
   }
   gm->noting = false;
@@ -603,6 +619,13 @@ void infsim_gm_record_move(infsim_gm *gm, const infsim_gm_move *m, int64_t now_n
   if (owner < 0) owner = m->from;
   set_entry(gm, m->req, owner, m->to, at_to + m->blocks, now_ns);
   if (taken > 0) set_entry(gm, m->req, owner, m->from, at_from - taken, now_ns);
+}
+
+void infsim_gm_prefetch(const infsim_gm *gm, int64_t req) { __builtin_prefetch(&gm->req[req]); }
+
+void infsim_gm_prefetch_entries(const infsim_gm *gm, int64_t req, int32_t holder) {
+  const gm_req *q = &gm->req[req];
+  if (q->h != NULL) __builtin_prefetch(&q->h[holder == q->owner && q->own_k >= 0 ? q->own_k : 0]);
 }
 
 void infsim_gm_forget(infsim_gm *gm, int64_t req, int64_t now_ns) {
@@ -690,6 +713,11 @@ int64_t infsim_gm_held_by(const infsim_gm *gm, int64_t req, int32_t holder) {
 
 void infsim_gm_set_small_piece(infsim_gm *gm, int64_t blocks) {
   gm->small_piece = blocks;
+  /* An empty ledger (a run's set-up) has no entries to count: every
+   * count stays 0, and a walk of the records would read them all (9 MB
+   * on bench/distkv_speed's hour). Only a record with an owner has
+   * entries (set_entry_any gives it one first; leave drops both). */
+  if (gm->tracked == 0) return;
   for (int64_t r = 0; r < gm->requests; r++) {
     gm_req *q = &gm->req[r];
     q->small_pieces = 0;
@@ -1036,6 +1064,13 @@ void infsim_gm_check(const infsim_gm *gm) {
   for (int64_t r = 0; r < gm->requests; r++) {
     const gm_req *q = &gm->req[r];
     tracked += q->owner >= 0;
+    /* Only a record in the ledger holds an entry array, and one in the
+     * ledger is in its owner's list unless a list could not grow: the
+     * lists name every array infsim_gm_free frees. */
+    assert(q->h == NULL || q->owner >= 0);
+    assert(q->owner < 0 || gm->out_of_memory ||
+           (q->owned_pos >= 0 && (size_t)q->owned_pos < gm->inst[q->owner].owned_n &&
+            gm->inst[q->owner].owned[q->owned_pos] == r));
     int64_t total = 0, remote = 0;
     int32_t own_k = -1, pieces = 0, small_pieces = 0;
     for (int32_t k = 0; k < q->n; k++) {

@@ -428,10 +428,11 @@ static int64_t decode_steps(const infsim_sched *s, instance *in) {
   assert(k >= 1);
   if (s->max_steps > 0 && k > s->max_steps) k = s->max_steps;
   int64_t worst_blocks = in->decode_n * ((k + s->p.block_tokens - 1) / s->p.block_tokens);
-  if (worst_blocks <= free_blocks(s, in)) return k;
-  int64_t b = next_boundary(s, in);
-  if (b - in->step < k) k = b - in->step;
-  assert(k >= 1);
+  if (worst_blocks > free_blocks(s, in)) {
+    int64_t b = next_boundary(s, in);
+    if (b - in->step < k) k = b - in->step;
+    assert(k >= 1);
+  }
   return k;
 }
 
@@ -788,6 +789,15 @@ static infsim_status add_remote(infsim_sched *s, instance *in, bool decode, infs
   return INFSIM_OK;
 }
 
+/* A decode batch of `steps` steps is being formed (decode_steps has just
+ * dropped the stale finishes off the top): when its first finish ends
+ * it, the policy may fetch what it reads then (request_ending). Not
+ * inlined: a policy without the op pays one test a batch. */
+__attribute__((noinline)) static void ending_soon(const infsim_sched *s, const instance *in, int64_t steps) {
+  const step_event *fin = &in->finishes.items[0];
+  if (fin->step == in->step + steps) s->policy->request_ending(s->policy_self, fin->req);
+}
+
 /* Forms the next batch and offers it to the executor, if there is work. */
 static infsim_status start_batch(infsim_sched *s, instance *in, infsim_error *err) {
   infsim_status st;
@@ -837,6 +847,7 @@ static infsim_status start_batch(infsim_sched *s, instance *in, infsim_error *er
      * scheduling point that a longer run would skip. */
     bool admission_waits = preempted && (in->waiting.count > 0 || in->swapped.count > 0);
     b.steps = admission_waits ? 1 : decode_steps(s, in);
+    if (!admission_waits && s->policy->request_ending != NULL) ending_soon(s, in, b.steps);
   }
   if ((st = add_remote(s, in, decode, &b, err)) != INFSIM_OK) return st;
   /* The longest context, as step 0 attends it; not known where part of

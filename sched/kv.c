@@ -1002,6 +1002,13 @@ infsim_status infsim_kv_alloc_one(infsim_kv *kv, int64_t req, int32_t holder, in
   return alloc_general(kv, req, holder, 1, err);
 }
 
+void infsim_kv_prefetch(const infsim_kv *kv, int64_t req) { __builtin_prefetch(rtab(kv, req), 1); }
+
+void infsim_kv_prefetch_holdings(const infsim_kv *kv, int64_t req) {
+  const kv_table *t = rtab(kv, req);
+  if (t->holdings != NULL) __builtin_prefetch(t->holdings);
+}
+
 infsim_status infsim_kv_alloc_each(infsim_kv *kv, const int32_t *reqs, int32_t n, int32_t holder,
                                    infsim_error *err) {
   kv_pool *p = &kv->pools[holder];

@@ -69,6 +69,14 @@ enum { DGFM_MOVES_CAP = 256 };
  * or change brings the period back. The same for DGFM passes that find
  * nothing. */
 enum { QUIET_SHIFT_MAX = 6 };
+/* A walk over requests that reads each one's ledger record (a report's
+ * running requests, the requests it says are gone) asks for the record
+ * this many places ahead: the records of an hour's run span megabytes
+ * and a request's was last read seconds earlier, so each read would wait
+ * for memory in turn. A walk that reads their entries and KV holdings
+ * too (each another allocation: the lent requests) asks for the records
+ * and tables twice as far ahead, then for what they point to. */
+enum { LEDGER_AHEAD = 4 };
 /* Defaults of policy.heartbeat_ms, policy.heartbeat_band (in percent) and
  * policy.heartbeat_owned_ms (docs/distkv.md, "gManager and heartbeats"). */
 enum { HEARTBEAT_MS_DEFAULT = 50, HEARTBEAT_BAND_PCT_DEFAULT = 5, HEARTBEAT_OWNED_MS_DEFAULT = 10000 };
@@ -545,6 +553,11 @@ static void request_ended(void *self, int32_t instance, int64_t req, int64_t now
   cancel_moves_of(self, req, now);
 }
 
+/* req ends when the batch starting now does: its ledger record, read by
+ * request_ended then, is fetched now (the other instances' events
+ * handled until then hide the wait). */
+static void request_ending(const void *self, int64_t req) { infsim_gm_prefetch(((const infinite *)self)->gm, req); }
+
 /* The request was preempted by recompute: its KV is gone (its prefill
  * starts again), so moving it is pointless: its moves are cancelled as
  * for a request that ended. A move landing later would find its blocks
@@ -768,6 +781,7 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
     int64_t done = in->running_count > 0 ? sched_steps_done_now(s, in, now) : -1;
     for (int32_t k = 0; k < in->running_count; k++) {
       int64_t r = in->running[k];
+      if (!h->full && k + LEDGER_AHEAD < in->running_count) infsim_gm_prefetch(p->gm, in->running[k + LEDGER_AHEAD]);
       int64_t b = sched_blocks_now_done(s, in, r, done);
       assert(b == infsim_sched_blocks_now(s, r, i, now));
       hb_add(p, h, i, r, i, b);
@@ -815,6 +829,14 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
   req_list *l = &p->lent[i];
   for (size_t k = 0; k < l->n; k++) {
     int64_t r = l->r[k].req;
+    if (k + 2 * LEDGER_AHEAD < l->n) {
+      infsim_kv_prefetch(s->kv, l->r[k + 2 * LEDGER_AHEAD].req);
+      if (!h->full) infsim_gm_prefetch(p->gm, l->r[k + 2 * LEDGER_AHEAD].req);
+    }
+    if (k + LEDGER_AHEAD < l->n) {
+      infsim_kv_prefetch_holdings(s->kv, l->r[k + LEDGER_AHEAD].req);
+      if (!h->full) infsim_gm_prefetch_entries(p->gm, l->r[k + LEDGER_AHEAD].req, i);
+    }
     int32_t owner = infsim_kv_owner(s->kv, r);
     int64_t ledger = h->full ? 0 : infsim_gm_held_by_hint(p->gm, r, i, &l->r[k].gm_k);
     int64_t b = lent_blocks_now(p, r, owner, i, now);
@@ -949,7 +971,10 @@ static void env_refused(void *self, int32_t creditor, int64_t now) {
 static void apply_report(infinite *p, int32_t from) {
   if (p->gm_down) return;
   hb_buf *h = &p->hb[from];
-  for (size_t k = 0; k < h->n_gone; k++) infsim_gm_forget(p->gm, h->gone[k], h->snapshot_ns);
+  for (size_t k = 0; k < h->n_gone; k++) {
+    if (k + LEDGER_AHEAD < h->n_gone) infsim_gm_prefetch(p->gm, h->gone[k + LEDGER_AHEAD]);
+    infsim_gm_forget(p->gm, h->gone[k], h->snapshot_ns);
+  }
   infsim_gm_heartbeat(p->gm, from, h->snapshot_ns, h->free_blocks, h->e, h->n, h->full);
   if (h->full) h->full_next = false;
   /* Its own requests new to the ledger that run there are marked live
@@ -1507,6 +1532,7 @@ const infsim_policy_ops infsim_policy_infinite = {
     .on_message = on_message,
     .destroy = destroy,
     .request_ended = request_ended,
+    .request_ending = request_ending,
     .kv_dropped = kv_dropped,
 };
 

@@ -149,6 +149,13 @@ infsim_status infsim_sched_arrive(infsim_sched *s, int64_t req, int64_t now_ns, 
   infsim_status st = rs_admit(s, req, err);
   if (st != INFSIM_OK) return st;
   s->arrived = req + 1;
+  /* The next request's slots in the rings, last used by requests that
+   * ended long ago (their lines gone from the caches), are asked for now:
+   * the events until its arrival hide the wait. */
+  if ((size_t)req + 1 < s->n_requests) {
+    __builtin_prefetch(&s->rs[(req + 1) & s->rs_mask], 1);
+    infsim_kv_prefetch(s->kv, req + 1);
+  }
   int32_t target = s->policy->dispatch(s->policy_self, req);
   assert(target >= 0 && target < s->n_instances);
   return instance_arrive(s, &s->inst[target], (int32_t)req, err);

@@ -234,6 +234,32 @@ static void test_ledger_zero_sum_and_placement(void **state) {
   twins_free(&x);
 }
 
+/* The small piece set on a ledger with entries (after set-up): the
+ * counts kept from then on are every request's remote pieces of at most
+ * that many blocks, as the truth has them. */
+static void test_small_piece_recount(void **state) {
+  (void)state;
+  twin_ledgers x = twins_after(5, 2, 3000);
+  int64_t now = 0, peak = 0, split_now = 0, split_peak = 0;
+  infsim_gm_high_water(x.b, &now, &peak, &split_now, &split_peak);
+  assert_true(now > 0 && split_now > 0); /* entries to count, some of them remote */
+  infsim_gm_set_small_piece(x.b, SMALL + 3);
+  int64_t small_total = 0;
+  for (int64_t r = 0; r < R; r++) {
+    int64_t pieces = 0, small = 0, n_small = -1;
+    for (int32_t i = 0; i < I; i++)
+      if (i != x.t->owner[r] && x.t->held[r][i] > 0) {
+        pieces++;
+        small += x.t->held[r][i] <= SMALL + 3;
+      }
+    assert_int_equal(infsim_gm_remote_pieces(x.b, r, SMALL + 3, &n_small), pieces);
+    assert_int_equal(n_small, small);
+    small_total += small;
+  }
+  assert_true(small_total > 0);
+  twins_free(&x);
+}
+
 /* A report from after a request finished is applied; one from before is
  * not (a finished request never comes back from a delayed heartbeat). */
 static void test_forget_floor(void **state) {
@@ -546,7 +572,8 @@ static void test_instance_limit(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_ledger_zero_sum_and_placement), cmocka_unit_test(test_forget_floor),
+      cmocka_unit_test(test_ledger_zero_sum_and_placement), cmocka_unit_test(test_small_piece_recount),
+      cmocka_unit_test(test_forget_floor),
       cmocka_unit_test(test_rebuild_equals_original),       cmocka_unit_test(test_planners_hand_cases),
       cmocka_unit_test(test_planner_names),
       cmocka_unit_test(test_guests_first),

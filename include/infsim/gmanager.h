@@ -113,6 +113,15 @@ void infsim_gm_record_move(infsim_gm *gm, const infsim_gm_move *m, int64_t now_n
  * reports about it from before now_ns are ignored from then on, and
  * entries set after now_ns stay. */
 void infsim_gm_forget(infsim_gm *gm, int64_t req, int64_t now_ns);
+/* Asks the CPU for req's record ahead of a use (a walk over requests, a
+ * request about to end): per-request records of an hour's run span
+ * megabytes, and one read again seconds later comes from memory. Changes
+ * nothing. */
+void infsim_gm_prefetch(const infsim_gm *gm, int64_t req);
+/* The same for req's entries (another allocation), their line with
+ * holder's: reads the record, so a walk asks for it some places after
+ * infsim_gm_prefetch. */
+void infsim_gm_prefetch_entries(const infsim_gm *gm, int64_t req, int32_t holder);
 /* The gManager was lost: an empty ledger, every instance's free memory
  * unknown (0) until it reports again. */
 void infsim_gm_reset(infsim_gm *gm);

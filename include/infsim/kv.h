@@ -93,6 +93,14 @@ infsim_status infsim_kv_alloc(infsim_kv *kv, int64_t req, int32_t holder, int64_
 /* infsim_kv_alloc(kv, req, holder, 1, err): a decode step's block
  * boundary (O(1) at req's owner, deferred like any allocation there). */
 infsim_status infsim_kv_alloc_one(infsim_kv *kv, int64_t req, int32_t holder, infsim_error *err);
+/* Asks the CPU for the line of req's table ahead of a use (the next
+ * arrival's: its slot in the ring was last used by a request that ended
+ * long before). Changes nothing. */
+void infsim_kv_prefetch(const infsim_kv *kv, int64_t req);
+/* The same for the list of req's foreign holdings (another allocation):
+ * reads the table, so a walk asks for it some places after
+ * infsim_kv_prefetch. */
+void infsim_kv_prefetch_holdings(const infsim_kv *kv, int64_t req);
 /* One new block held by GPU pool `holder` appended to the table of each
  * of reqs[0..n) (decode steps' block boundaries, one call a step); fails
  * (INFSIM_ERUN) when the holder has fewer than n free. */

@@ -79,6 +79,11 @@ typedef struct infsim_policy_ops {
    * its KV is dropped (freed wherever held) and its prefill starts again.
    * Called as request_ended is. */
   void (*kv_dropped)(void *self, int32_t instance, int64_t req, int64_t now_ns);
+  /* Optional: request `req`'s finish ends the batch that starts now, so
+   * request_ended comes at its end: a policy may ask the CPU for the
+   * lines it will read then (its record of req: by then out of the
+   * caches, last read when req last reported). Changes nothing. */
+  void (*request_ending)(const void *self, int64_t req);
 } infsim_policy_ops;
 
 /* The policy named `name`, or NULL. */
