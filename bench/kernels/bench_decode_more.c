@@ -422,6 +422,18 @@ static double median(double *v, int n) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* One timing of bench_fused_paths: btime's, or with `once` one warm-up
+ * and one timed launch (btime's warm-up count follows a probe launch's
+ * time, which a profiler stretches, so its launch numbers would move). */
+static infsim_kernel_timing time_path(bench *b, infsim_ma_decode_args *a, int reps, bool once) {
+  if (!once) return btime(b, infsim_kernel_op_ma_decode, a, reps, true);
+  const infsim_time_opts o = {.warmup = 1, .repeats = 1, .flush_l2 = true};
+  infsim_kernel_timing t;
+  infsim_error err;
+  if (infsim_kernels_time_ms(b->k, infsim_kernel_op_ma_decode, a, &o, &t, &err) != INFSIM_OK) die("time", &err);
+  return t;
+}
+
 /* The fused merge's paths side by side: split_merge 3 (the last CTA's
  * register split merge; with one split, batch >= 32 here, the remote
  * partials folded in after the CTA's cross-warp merge), 4 (each CTA folds
@@ -430,7 +442,10 @@ static double median(double *v, int n) {
  * lists (digits 1-5, say "35"), at the fused-merge shapes
  * (batch 1-128, 1K-64K, KV <= 8 GiB; INFSIM_BENCH_FUSED_MAX_CTX caps the
  * context; INFSIM_BENCH_FUSED_BATCH and _CTX keep one batch, one context,
- * for a profiler): the
+ * and INFSIM_BENCH_FUSED_ONCE times each variant by one launch after one
+ * warm-up, for a profiler: per round and path the decode alone is the
+ * shape's launches 0-1, fp32 R = 1, 2, 4, 8 and fp16 R = 1, 2, 4, 8 two
+ * each after it): the
  * decode alone and with R remote partials (fp32, fp16), five rounds
  * (INFSIM_BENCH_FUSED_ROUNDS), the paths interleaved within each round (the
  * order rotated a place a round) so that clock drift falls on all alike.
@@ -453,6 +468,7 @@ void bench_fused_paths(bench *b) {
   }
   const char *env_only_ctx = getenv("INFSIM_BENCH_FUSED_CTX");
   const int64_t only_batch = env_batch ? atoll(env_batch) : 0, only_ctx = env_only_ctx ? atoll(env_only_ctx) : 0;
+  const bool once = getenv("INFSIM_BENCH_FUSED_ONCE") != NULL;
   const int rounds_env = env_rounds ? atoi(env_rounds) : 5;
   const int ROUNDS = rounds_env < 1 ? 1 : (rounds_env > MAX_ROUNDS ? MAX_ROUNDS : rounds_env);
   const int64_t max_ctx = env_ctx ? atoll(env_ctx) : 65536;
@@ -486,7 +502,7 @@ void bench_fused_paths(bench *b) {
                                      .block_table_stride = (int32_t)(C / 16), .context_tokens = ctx,
                                      .max_context_tokens = (int32_t)C, .softmax_scale = 0.08838834764f,
                                      .out = fb.out, .lse = fb.lse, .split_merge = paths[pi]};
-          infsim_kernel_timing ta = btime(b, infsim_kernel_op_ma_decode, &a, reps, true);
+          infsim_kernel_timing ta = time_path(b, &a, reps, once);
           char variant[32];
           snprintf(variant, sizeof variant, "m%d/alone", paths[pi]);
           row_info ra = {"decode_merge_paths", variant, "bf16", B, C, H70, G70, 16, round, 0, 0, 0, 0, (double)kv, 0};
@@ -501,7 +517,7 @@ void bench_fused_paths(bench *b) {
               f.remote_out = dt == 0 ? (const void *)fb.parts : fb.parts16;
               f.remote_lse = fb.plse;
               const double pbytes = (double)R * (double)rows * (D * (dt == 0 ? 4 : 2) + 4);
-              infsim_kernel_timing tf = btime(b, infsim_kernel_op_ma_decode, &f, reps, true);
+              infsim_kernel_timing tf = time_path(b, &f, reps, once);
               snprintf(variant, sizeof variant, "m%d/%s-remote", paths[pi], dt == 0 ? "f32" : "f16");
               row_info rf = {"decode_merge_paths", variant, "bf16", B, C, H70, G70, 16, round, R, 0, 0, 0,
                              pbytes, 0};
