@@ -155,9 +155,13 @@ static inline void ik_fill_random_host(void *host, infsim_kdtype t, int64_t coun
  * prompts, on 64/8, 32/32 and 8/1 heads alike (kernels/NOTES.md 20), and
  * the chunks of kernels/NOTES.md 21. A prefix whose length is not a
  * multiple of 16 would put keys of both kinds in one 16-key run (one load
- * box), so such a chunk runs the separate append and the unfused grid. */
+ * box), so such a chunk runs the separate append and the unfused grid
+ * (ik_sm90_can_fold: the launch asks it of a pipeline named outright
+ * too). */
+static inline bool ik_sm90_can_fold(int64_t past_tokens) { return past_tokens % 16 == 0; }
+
 static inline int32_t ik_sm90_auto_pipeline(int64_t past_tokens, int64_t new_tokens) {
-  const bool fresh = past_tokens == 0, fold = past_tokens % 16 == 0;
+  const bool fresh = past_tokens == 0, fold = ik_sm90_can_fold(past_tokens);
   if (past_tokens + new_tokens <= 4096) return fold ? 14 : 11;
   return fresh ? 13 : fold ? 15 : 12;
 }

@@ -349,7 +349,7 @@ infsim_status launch(ik_cuda *c, const infsim_prefill_args *a, infsim_error *err
        * length is not a multiple of 16 (a run holding keys of both kinds)
        * they are 10, 11 and 12 after the append kernel. */
       int pl = a->sm90_pipeline ? a->sm90_pipeline : ik_sm90_auto_pipeline(a->past_tokens, a->new_tokens);
-      if (pl >= 13 && a->past_tokens % 16 != 0) pl -= 3;
+      if (pl >= 13 && !ik_sm90_can_fold(a->past_tokens)) pl -= 3;
       if (pl < 13) {
         const infsim_status st = append();
         if (st != INFSIM_OK) return st;
