@@ -993,6 +993,15 @@ static int64_t request_blocks_due(const infsim_sched *s, const instance *in, int
   return 0;
 }
 
+/* Blocks due by step in->step + done for every decoding request: a walk
+ * over all phase sets, O(decoding requests). */
+static int64_t all_blocks_due(const infsim_sched *s, const instance *in, int64_t done) {
+  int64_t due = 0;
+  for (int64_t p = 0; p < phase_count(s); p++)
+    for (int32_t i = 0; i < in->phases[p].count; i++) due += request_blocks_due(s, in, in->phases[p].items[i], done);
+  return due;
+}
+
 int64_t instance_blocks_due(const infsim_sched *s, const instance *in, int32_t req, int64_t done) {
   /* A forgotten request finished: nothing of it decodes (a report may
    * still name it, lent or owned, until its entries leave). */
@@ -1000,8 +1009,9 @@ int64_t instance_blocks_due(const infsim_sched *s, const instance *in, int32_t r
     return !sched_forgotten(s, req) && rs_of(s, req)->decoding && s->rec[req].instance == in->id
                ? request_blocks_due(s, in, req, done)
                : 0;
-  int64_t due = 0, np = phase_count(s);
+  int64_t np = phase_count(s);
   if (done < np) {
+    int64_t due = 0;
     /* Every next boundary lies after `step`, so one due within `done` <
      * np steps is step t's own: the set of t's phase holds it, with
      * next_boundary == t (the others there are np or more steps later). */
@@ -1011,13 +1021,11 @@ int64_t instance_blocks_due(const infsim_sched *s, const instance *in, int32_t r
       for (int32_t i = 0; i < set->count; i++)
         if (rs_of(s, set->items[i])->next_boundary == t) due += request_blocks_due(s, in, set->items[i], done);
     }
+    /* the shortcut against the walk over every member it stands for */
+    assert(due == all_blocks_due(s, in, done));
     return due;
   }
-  for (int64_t p = 0; p < phase_count(s); p++)
-    for (int32_t i = 0; i < in->phases[p].count; i++) {
-      due += request_blocks_due(s, in, in->phases[p].items[i], done);
-    }
-  return due;
+  return all_blocks_due(s, in, done);
 }
 
 void instance_check(const infsim_sched *s, const instance *in) {
