@@ -165,10 +165,16 @@ typedef struct probe_memo_s {
   int32_t (*paths)[INFSIM_NET_MAX_PATH];
   int *lens;
   double *rates;
-  int32_t *links;
-  int32_t *unfixed;
-  double *load_lo, *load_hi; /* the loads that leave each link's room within the tolerance */
+  struct probe_memo_link_s *links;
 } probe_memo;
+
+/* A link a kept answer's transfers touch: every check of the answer reads
+ * all four, so they sit together. */
+typedef struct probe_memo_link_s {
+  int32_t link;
+  int32_t unfixed;           /* the transfers crossing it */
+  double load_lo, load_hi;   /* the loads that leave its room within the tolerance */
+} probe_memo_link;
 
 /* A probe's set-up for its transfers, kept for the same key's next probe
  * of the same paths: the links they touch in the order the probe meets
@@ -238,9 +244,6 @@ void infsim_network_free(infsim_network *net) {
     free(m->lens);
     free(m->rates);
     free(m->links);
-    free(m->unfixed);
-    free(m->load_lo);
-    free(m->load_hi);
   }
   free(net->memos);
   for (size_t k = 0; k < net->shape_cap; k++) {
@@ -686,10 +689,16 @@ static void recompute(infsim_network *net) {
     assert(isfinite(delta));
     delta = delta > 0 ? delta : 0;
     double x = level + delta;
-    size_t fixed_now = 0;
+    /* bounded[0..n_bounded) holds the unfixed bounded flows only, in slot
+     * order: each pass that fixes some packs the rest (the passes skipped
+     * the fixed ones; the same flows in the same order remain) */
+    size_t fixed_now = 0, kept_bounded = 0;
     for (size_t b = 0; b < n_bounded; b++) {
       net_flow *f = &net->flows[net->bounded[b]];
-      if (f->fixed || f->bound_bytes_per_s > x) continue;
+      if (f->bound_bytes_per_s > x) {
+        net->bounded[kept_bounded++] = net->bounded[b];
+        continue;
+      }
       f->fixed = true;
       f->rate_bytes_per_s = f->bound_bytes_per_s;
       double more = f->bound_bytes_per_s > level ? f->bound_bytes_per_s - level : 0;
@@ -700,6 +709,7 @@ static void recompute(infsim_network *net) {
       }
       fixed_now++;
     }
+    n_bounded = kept_bounded;
     if (fixed_now > 0) {
       unfixed -= fixed_now;
       n_act = pack_links(net, act, n_act);
@@ -720,15 +730,19 @@ static void recompute(infsim_network *net) {
       k->rate_bytes_per_s = level;
       fixed_now += (size_t)k->flows;
     }
+    kept_bounded = 0;
     for (size_t b = 0; b < n_bounded; b++) {
       net_flow *f = &net->flows[net->bounded[b]];
-      if (f->fixed) continue;
       bool at_bound = level >= f->bound_bytes_per_s * (1 - SATURATED_FRAC);
-      if (!at_bound && !on_full_link(net, f->path, f->path_len)) continue;
+      if (!at_bound && !on_full_link(net, f->path, f->path_len)) {
+        net->bounded[kept_bounded++] = net->bounded[b];
+        continue;
+      }
       f->fixed = true;
       f->rate_bytes_per_s = at_bound && f->bound_bytes_per_s < level ? f->bound_bytes_per_s : level;
       fixed_now++;
     }
+    n_bounded = kept_bounded;
     /* Fixed flows leave the counts only now, so that every flow of a link
      * that filled in this round saw it full. */
     for (size_t a = 0; a < n_act; a++) net->links[act[a]].unfixed = 0;
@@ -739,8 +753,7 @@ static void recompute(infsim_network *net) {
     }
     for (size_t b = 0; b < n_bounded; b++) {
       const net_flow *f = &net->flows[net->bounded[b]];
-      if (!f->fixed)
-        for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].unfixed++;
+      for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].unfixed++;
     }
     assert(fixed_now > 0); /* the link that set delta fixes someone */
     unfixed -= fixed_now;
@@ -1181,10 +1194,10 @@ static inline uint64_t probe_bit(int32_t j) { return (uint64_t)1 << (j & 63); }
 static bool memo_reserve(probe_memo *m, size_t n, size_t nt) {
   void **const parts[] = {(void **)&m->paths, (void **)&m->lens, (void **)&m->rates};
   const size_t part_bytes[] = {sizeof *m->paths, sizeof *m->lens, sizeof *m->rates};
-  void **const links[] = {(void **)&m->links, (void **)&m->unfixed, (void **)&m->load_lo, (void **)&m->load_hi};
-  const size_t link_bytes[] = {sizeof *m->links, sizeof *m->unfixed, sizeof *m->load_lo, sizeof *m->load_hi};
+  void **const links[] = {(void **)&m->links};
+  const size_t link_bytes[] = {sizeof *m->links};
   return infsim_grow_each(&m->parts_cap, n, 16, 3, parts, part_bytes) &&
-         infsim_grow_each(&m->links_cap, nt, 16, 4, links, link_bytes);
+         infsim_grow_each(&m->links_cap, nt, 16, 1, links, link_bytes);
 }
 
 /* A path's links as two words, the entries past its length masked off
@@ -1362,13 +1375,14 @@ static void probe(infsim_network *net, uint64_t paths_id, int n, const int32_t (
       }
       for (size_t t = 0; t < nt; t++) {
         const net_link *L = &net->links[touched[t]];
-        memo->links[t] = touched[t];
-        memo->unfixed[t] = L->probe_unfixed;
+        probe_memo_link *ml = &memo->links[t];
+        ml->link = touched[t];
+        ml->unfixed = L->probe_unfixed;
         /* its room is its bandwidth less its load: a load within the
          * tolerance x bandwidth of this one (this one only, at 0) */
         double slack = net->reprice_tolerance * L->info.bytes_per_s;
-        memo->load_lo[t] = L->load_bytes_per_s - slack;
-        memo->load_hi[t] = L->load_bytes_per_s + slack;
+        ml->load_lo = L->load_bytes_per_s - slack;
+        ml->load_hi = L->load_bytes_per_s + slack;
       }
     }
   }
@@ -1530,10 +1544,11 @@ static bool memo_holds(const infsim_network *net, const probe_memo *m, uint64_t 
   double x_low = INFINITY, top = -INFINITY;
   bool loaded = false;
   for (size_t t = 0; t < m->nt; t++) {
-    const net_link *L = &net->links[m->links[t]];
+    const probe_memo_link *ml = &m->links[t];
+    const net_link *L = &net->links[ml->link];
     double load = L->load_bytes_per_s;
-    if (!(load >= m->load_lo[t] && load <= m->load_hi[t])) return false;
-    double x = L->info.bytes_per_s / (double)(m->unfixed[t] + L->flows_on);
+    if (!(load >= ml->load_lo && load <= ml->load_hi)) return false;
+    double x = L->info.bytes_per_s / (double)(ml->unfixed + L->flows_on);
     if (x < x_low) x_low = x;
     if (L->top_bytes_per_s > top) top = L->top_bytes_per_s;
     loaded |= load > 0;
