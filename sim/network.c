@@ -1025,10 +1025,15 @@ bool infsim_network_add_steady_set(infsim_network *net, int n, const int32_t (*p
     f->rate_bytes_per_s = 0;
     f->finish_ns = INT64_MAX;
     f->cls = -1;
+    /* the path, its links crossed, and unsaturated()'s test of them with
+     * the rate added (crossing a link leaves its load as it is) */
+    bool fits = true;
     for (int k = 0; k < len; k++) {
       assert(path[k] >= 0 && (size_t)path[k] < net->link_count);
       f->path[k] = path[k];
       cross_link(net, path[k]);
+      const net_link *L = &net->links[path[k]];
+      fits &= !(L->load_bytes_per_s + rate > L->info.bytes_per_s * (1 - 1e-6));
     }
     net->flow_count++;
     if (net->flow_count > net->flow_peak) net->flow_peak = net->flow_count;
@@ -1037,7 +1042,7 @@ bool infsim_network_add_steady_set(infsim_network *net, int n, const int32_t (*p
       if (start_ns < net->next_ns) net->next_ns = start_ns;
       continue;
     }
-    if (!unsaturated(net, f, rate)) {
+    if (!fits) {
       dirty = true;
       continue;
     }
