@@ -341,7 +341,7 @@ static inline void cross_link(infsim_network *net, int32_t l) {
  * that would pass its end (its end is rounded up to whole ns) moves only
  * its remaining bytes; its links, which integrate the rate, give back
  * the excess. */
-static void fold_flow(infsim_network *net, net_flow *f) {
+static inline void fold_flow(infsim_network *net, net_flow *f) {
   int64_t dt = net->now_ns - f->from_ns;
   f->from_ns = net->now_ns;
   if (dt <= 0 || !(f->rate_bytes_per_s > 0)) return;
