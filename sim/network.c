@@ -28,18 +28,37 @@
  * fraction of it: the filling subtracts shares in floating point. */
 #define SATURATED_FRAC 1e-9
 
+/* A link: links.csv's row but its names (net_name, beside: nothing hot
+ * reads them), the fillings' and the probe's scratch, and its time
+ * accounts. A link's bytes and busy time are kept at its changes, not at
+ * every advance of the clock: between two changes of its load, its bytes
+ * grow by load x time (the sum of its flows' rates, integrated at once
+ * rather than flow by flow: the same model, another summation order), and
+ * it is busy while at least one flow moves bytes on it (a count, not
+ * load > 0: adding and removing steady flows without a filling can leave
+ * a rounding remainder in the load with no flow on the link). A steady
+ * flow's start and end read and write most of it: one record, one index. */
 typedef struct {
-  infsim_link_info info;
+  double bytes_per_s;
+  int64_t latency_ns;
+  double bytes;    /* carried, folded up to bytes_from_ns */
+  int64_t busy_ns; /* busy spans that ended */
+  double room_bytes_per_s;     /* unsaturated()'s bound: loads above it may saturate the link */
   double residual_bytes_per_s; /* scratch of the filling */
-  int32_t unfixed;             /* scratch: unfixed flows crossing it */
-  int32_t listed;              /* in the fillings' list (in_use; in the padding: net_link keeps its size) */
   double load_bytes_per_s;     /* sum of the rates crossing it */
   double top_bytes_per_s;      /* no flow crossing it goes faster (an upper bound: kept when one leaves) */
-  int32_t flows_on;            /* flows whose path crosses it (waiting out their latency or not) */
-  uint32_t probe_epoch;        /* scratch of infsim_network_probe: on the probe's paths */
-  int32_t probe_unfixed;
-  int32_t probe_local; /* its place in the probe's touched list (in the padding: net_link keeps its size) */
+  int64_t busy_from_ns;        /* since when it has moving flows; -1: none */
+  int64_t bytes_from_ns;       /* its bytes are folded up to here */
   double probe_residual_bytes_per_s;
+  infsim_link_kind kind;
+  int32_t unfixed;       /* scratch: unfixed flows crossing it */
+  int32_t listed;        /* in the fillings' list (in_use) */
+  int32_t flows_on;      /* flows whose path crosses it (waiting out their latency or not) */
+  int32_t moving;        /* flows with rate > 0 crossing it */
+  uint32_t probe_epoch;  /* scratch of infsim_network_probe: on the probe's paths */
+  int32_t probe_unfixed;
+  int32_t probe_local; /* its place in the probe's touched list */
+  int32_t unused[2];   /* (128 bytes: a link's index is a shift) */
 } net_link;
 _Static_assert(sizeof(net_link) == 128, "net_link: the filling and the probe index links; keep it two cache lines");
 
@@ -115,10 +134,7 @@ struct infsim_network {
   size_t shape_cap;
   double reprice_tolerance;
   size_t probes_reused; /* answers given again by infsim_network_probe_keyed */
-  /* Per link, its time accounts (link_acct). Beside the links, not in
-   * them: the filling and the probe index links, which a larger net_link
-   * makes dearer. */
-  struct link_acct_s *acct;
+  char (*names)[2][16]; /* per link, its src and dst (links.csv) */
   /* The links a filling visits (in_use[0..n_in_use), in no particular
    * order): every link that some flow crosses, that carries a load or
    * that is busy is there; one leaves at the end of a filling that finds
@@ -136,19 +152,6 @@ struct infsim_network {
   int32_t route_endpoints;
   int32_t *node; /* per endpoint of a cluster network, its node (every route asks for two) */
 };
-
-/* A link's bytes and busy time are kept at its changes, not at every
- * advance of the clock: between two changes of its load, its bytes grow
- * by load x time (the sum of its flows' rates, integrated at once rather
- * than flow by flow: the same model, another summation order), and it is
- * busy while at least one flow moves bytes on it (a count, not load > 0:
- * adding and removing steady flows without a filling can leave a rounding
- * remainder in the load with no flow on the link). */
-typedef struct link_acct_s {
-  int64_t busy_from_ns;  /* since when it has moving flows; -1: none */
-  int64_t bytes_from_ns; /* its bytes are folded up to here */
-  int32_t moving;        /* flows with rate > 0 crossing it */
-} link_acct;
 
 /* A probe's answer kept for its key's next probe: the transfers' paths,
  * the links they touch with the room each had (bandwidth less the load
@@ -258,7 +261,7 @@ void infsim_network_free(infsim_network *net) {
   free(net->shapes);
   free(net->routes);
   free(net->node);
-  free(net->acct);
+  free(net->names);
   free(net->in_use);
   free(net->act_links);
   free(net);
@@ -273,9 +276,9 @@ infsim_status infsim_network_add_link(infsim_network *net, infsim_link_kind kind
     net_link *l = realloc(net->links, cap * sizeof *l);
     if (!l) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
     net->links = l;
-    link_acct *b = realloc(net->acct, cap * sizeof *b);
-    if (!b) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
-    net->acct = b;
+    char(*nm)[2][16] = realloc(net->names, cap * sizeof *nm);
+    if (!nm) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
+    net->names = nm;
     int32_t *u = realloc(net->in_use, cap * sizeof *u);
     if (!u) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
     net->in_use = u;
@@ -283,12 +286,14 @@ infsim_status infsim_network_add_link(infsim_network *net, infsim_link_kind kind
   }
   net_link *l = &net->links[net->link_count];
   memset(l, 0, sizeof *l);
-  l->info.kind = kind;
-  snprintf(l->info.src, sizeof l->info.src, "%s", src);
-  snprintf(l->info.dst, sizeof l->info.dst, "%s", dst);
-  l->info.bytes_per_s = bytes_per_s;
-  l->info.latency_ns = latency_ns;
-  net->acct[net->link_count] = (link_acct){-1, net->now_ns, 0};
+  l->kind = kind;
+  snprintf(net->names[net->link_count][0], sizeof net->names[0][0], "%s", src);
+  snprintf(net->names[net->link_count][1], sizeof net->names[0][1], "%s", dst);
+  l->bytes_per_s = bytes_per_s;
+  l->latency_ns = latency_ns;
+  l->room_bytes_per_s = bytes_per_s * (1 - 1e-6);
+  l->busy_from_ns = -1;
+  l->bytes_from_ns = net->now_ns;
   if (id) *id = (int32_t)net->link_count;
   net->link_count++;
   return INFSIM_OK;
@@ -298,31 +303,33 @@ size_t infsim_network_link_count(const infsim_network *net) { return net->link_c
 
 infsim_link_info infsim_network_link(const infsim_network *net, int32_t link) {
   assert(link >= 0 && (size_t)link < net->link_count);
-  infsim_link_info i = net->links[link].info;
-  const link_acct *a = &net->acct[link];
+  const net_link *a = &net->links[link];
+  infsim_link_info i = {.kind = a->kind, .bytes_per_s = a->bytes_per_s, .latency_ns = a->latency_ns,
+                        .bytes = a->bytes, .busy_ns = a->busy_ns};
+  snprintf(i.src, sizeof i.src, "%s", net->names[link][0]);
+  snprintf(i.dst, sizeof i.dst, "%s", net->names[link][1]);
   if (a->busy_from_ns >= 0) i.busy_ns += net->now_ns - a->busy_from_ns;
-  i.bytes += net->links[link].load_bytes_per_s * (double)(net->now_ns - a->bytes_from_ns) * 1e-9;
+  i.bytes += a->load_bytes_per_s * (double)(net->now_ns - a->bytes_from_ns) * 1e-9;
   return i;
 }
 
 /* Link l's bytes up to now, before its load changes. */
 static void fold_link(infsim_network *net, size_t l) {
-  link_acct *a = &net->acct[l];
+  net_link *a = &net->links[l];
   int64_t dt = net->now_ns - a->bytes_from_ns;
-  if (dt > 0 && net->links[l].load_bytes_per_s > 0)
-    net->links[l].info.bytes += net->links[l].load_bytes_per_s * (double)dt * 1e-9;
+  if (dt > 0 && a->load_bytes_per_s > 0) a->bytes += a->load_bytes_per_s * (double)dt * 1e-9;
   a->bytes_from_ns = net->now_ns;
 }
 
 /* After any change of link l's moving flows: they change only at the
  * network's now, so its busy time is the sum of its spans between them. */
 static void load_changed(infsim_network *net, size_t l) {
-  bool busy = net->acct[l].moving > 0;
-  int64_t *from = &net->acct[l].busy_from_ns;
+  bool busy = net->links[l].moving > 0;
+  int64_t *from = &net->links[l].busy_from_ns;
   if (busy && *from < 0) {
     *from = net->now_ns;
   } else if (!busy && *from >= 0) {
-    net->links[l].info.busy_ns += net->now_ns - *from;
+    net->links[l].busy_ns += net->now_ns - *from;
     *from = -1;
   }
 }
@@ -348,7 +355,7 @@ static inline void fold_flow(infsim_network *net, net_flow *f) {
   double moved = f->rate_bytes_per_s * (double)dt * 1e-9;
   if (!f->steady) {
     if (moved > f->remaining_bytes)
-      for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].info.bytes -= moved - f->remaining_bytes;
+      for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].bytes -= moved - f->remaining_bytes;
     moved = fmin(moved, f->remaining_bytes);
     f->remaining_bytes -= moved;
   }
@@ -443,7 +450,7 @@ static void route_rate_compute(const infsim_network *net, const int32_t *path, i
   *bytes_per_s = 0.0;
   *latency_ns = 0;
   for (int i = 0; i < len; i++) {
-    const infsim_link_info *l = &net->links[path[i]].info;
+    const net_link *l = &net->links[path[i]];
     if (*bytes_per_s == 0.0 || l->bytes_per_s < *bytes_per_s) *bytes_per_s = l->bytes_per_s;
     *latency_ns += l->latency_ns;
   }
@@ -625,8 +632,8 @@ static void recompute(infsim_network *net) {
       continue;
     }
     fold_link(net, l);
-    net->acct[l].moving = 0;
-    net->links[l].residual_bytes_per_s = net->links[l].info.bytes_per_s;
+    net->links[l].moving = 0;
+    net->links[l].residual_bytes_per_s = net->links[l].bytes_per_s;
     net->links[l].unfixed = 0;
     net->links[l].load_bytes_per_s = 0;
     net->links[l].top_bytes_per_s = 0;
@@ -721,7 +728,7 @@ static void recompute(infsim_network *net) {
       net_link *L = &net->links[act[a]];
       if (L->unfixed == 0) continue;
       L->residual_bytes_per_s -= delta * L->unfixed;
-      if (L->residual_bytes_per_s <= SATURATED_FRAC * L->info.bytes_per_s) L->residual_bytes_per_s = 0;
+      if (L->residual_bytes_per_s <= SATURATED_FRAC * L->bytes_per_s) L->residual_bytes_per_s = 0;
     }
     for (size_t c = 0; c < n_live; c++) {
       flow_class *k = &net->classes[net->live[c]];
@@ -776,7 +783,7 @@ static void recompute(infsim_network *net) {
       net_link *L = &net->links[f->path[k]];
       L->load_bytes_per_s += f->rate_bytes_per_s;
       if (f->rate_bytes_per_s > L->top_bytes_per_s) L->top_bytes_per_s = f->rate_bytes_per_s;
-      net->acct[f->path[k]].moving += moving;
+      net->links[f->path[k]].moving += moving;
     }
     if (f->steady) continue;
     if (f->remaining_bytes <= 0)
@@ -791,8 +798,8 @@ static void recompute(infsim_network *net) {
   size_t kept = 0;
   for (size_t u = 0; u < n_in_use; u++) {
     size_t l = (size_t)net->in_use[u];
-    if (net->links[l].flows_on > 0 || net->acct[l].busy_from_ns >= 0) load_changed(net, l);
-    if (net->links[l].flows_on == 0 && net->links[l].load_bytes_per_s == 0 && net->acct[l].busy_from_ns < 0)
+    if (net->links[l].flows_on > 0 || net->links[l].busy_from_ns >= 0) load_changed(net, l);
+    if (net->links[l].flows_on == 0 && net->links[l].load_bytes_per_s == 0 && net->links[l].busy_from_ns < 0)
       net->links[l].listed = 0;
     else
       net->in_use[kept++] = (int32_t)l;
@@ -859,7 +866,7 @@ static infsim_status new_flow(infsim_network *net, const int32_t *path, int path
   int64_t latency_ns = 0;
   for (int k = 0; k < path_len; k++) {
     f->path[k] = path[k];
-    latency_ns += net->links[path[k]].info.latency_ns;
+    latency_ns += net->links[path[k]].latency_ns;
   }
   for (int k = 0; k < path_len; k++) cross_link(net, path[k]);
   f->active_at_ns = start_ns + latency_ns;
@@ -907,7 +914,7 @@ infsim_status infsim_network_add_flow(infsim_network *net, int64_t bytes, const 
 static bool unsaturated(const infsim_network *net, const net_flow *f, double extra) {
   for (int k = 0; k < f->path_len; k++) {
     const net_link *l = &net->links[f->path[k]];
-    if (l->load_bytes_per_s + extra > l->info.bytes_per_s * (1 - 1e-6)) return false;
+    if (l->load_bytes_per_s + extra > l->room_bytes_per_s) return false;
   }
   return true;
 }
@@ -931,7 +938,7 @@ infsim_status infsim_network_add_steady(infsim_network *net, double rate_bytes_p
       fold_link(net, (size_t)f->path[k]);
       L->load_bytes_per_s += rate_bytes_per_s;
       if (rate_bytes_per_s > L->top_bytes_per_s) L->top_bytes_per_s = rate_bytes_per_s;
-      net->acct[f->path[k]].moving++;
+      net->links[f->path[k]].moving++;
       load_changed(net, (size_t)f->path[k]);
     }
     return INFSIM_OK;
@@ -945,7 +952,7 @@ static void drop(infsim_network *net, net_flow *f) {
   bool moving = f->rate_bytes_per_s > 0;
   for (int k = 0; k < f->path_len; k++) {
     net->links[f->path[k]].flows_on--;
-    net->acct[f->path[k]].moving -= moving;
+    net->links[f->path[k]].moving -= moving;
   }
   f->id = -1;
   set_used(net, slot, false);
@@ -1033,7 +1040,7 @@ bool infsim_network_add_steady_set(infsim_network *net, int n, const int32_t (*p
       f->path[k] = path[k];
       cross_link(net, path[k]);
       const net_link *L = &net->links[path[k]];
-      fits &= !(L->load_bytes_per_s + rate > L->info.bytes_per_s * (1 - 1e-6));
+      fits &= !(L->load_bytes_per_s + rate > L->room_bytes_per_s);
     }
     net->flow_count++;
     if (net->flow_count > net->flow_peak) net->flow_peak = net->flow_count;
@@ -1051,9 +1058,9 @@ bool infsim_network_add_steady_set(infsim_network *net, int n, const int32_t (*p
      * moving flow (busy from now if it was not) */
     for (int k = 0; k < len; k++) {
       net_link *L = &net->links[path[k]];
-      link_acct *a = &net->acct[path[k]];
+      net_link *a = &net->links[path[k]];
       int64_t dt = net->now_ns - a->bytes_from_ns;
-      if (dt > 0 && L->load_bytes_per_s > 0) L->info.bytes += L->load_bytes_per_s * (double)dt * 1e-9;
+      if (dt > 0 && L->load_bytes_per_s > 0) L->bytes += L->load_bytes_per_s * (double)dt * 1e-9;
       a->bytes_from_ns = net->now_ns;
       L->load_bytes_per_s += rate;
       if (rate > L->top_bytes_per_s) L->top_bytes_per_s = rate;
@@ -1082,21 +1089,21 @@ void infsim_network_remove_steady_set(infsim_network *net, const int64_t *ids, i
       /* fold_link, the load, then load_changed with one moving flow less */
       for (int k = 0; k < f->path_len; k++) {
         net_link *L = &net->links[f->path[k]];
-        link_acct *a = &net->acct[f->path[k]];
+        net_link *a = &net->links[f->path[k]];
         int64_t dt = net->now_ns - a->bytes_from_ns;
-        if (dt > 0 && L->load_bytes_per_s > 0) L->info.bytes += L->load_bytes_per_s * (double)dt * 1e-9;
+        if (dt > 0 && L->load_bytes_per_s > 0) L->bytes += L->load_bytes_per_s * (double)dt * 1e-9;
         a->bytes_from_ns = net->now_ns;
         L->load_bytes_per_s -= f->rate_bytes_per_s;
         L->flows_on--;
         if ((a->moving -= moving) == 0 && a->busy_from_ns >= 0) {
-          L->info.busy_ns += net->now_ns - a->busy_from_ns;
+          L->busy_ns += net->now_ns - a->busy_from_ns;
           a->busy_from_ns = -1;
         }
       }
     } else {
       for (int k = 0; k < f->path_len; k++) {
         net->links[f->path[k]].flows_on--;
-        net->acct[f->path[k]].moving -= moving;
+        net->links[f->path[k]].moving -= moving;
       }
       dirty = true; /* as a removal under hold marks it, active or not */
     }
@@ -1125,7 +1132,8 @@ static void sort_done(size_t *slots, size_t n, const net_flow *flows) {
   }
 }
 
-size_t infsim_network_advance(infsim_network *net, int64_t t_ns, infsim_flow_done_fn done, void *ctx) {
+__attribute__((noinline)) size_t infsim_network_advance(infsim_network *net, int64_t t_ns, infsim_flow_done_fn done,
+                                                        void *ctx) {
   assert(t_ns >= net->now_ns);
   size_t completed = 0;
   while (net->next_ns <= t_ns) {
@@ -1150,7 +1158,7 @@ size_t infsim_network_advance(infsim_network *net, int64_t t_ns, infsim_flow_don
       fold_flow(net, f);
       /* The rounding of its end to whole ns leaves a sliver: it is on the
        * wire too, so every link of the path gets the flow's full bytes. */
-      for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].info.bytes += f->remaining_bytes;
+      for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].bytes += f->remaining_bytes;
       f->carried_bytes += f->remaining_bytes;
       f->remaining_bytes = 0;
     }
@@ -1357,12 +1365,12 @@ static void probe(infsim_network *net, uint64_t paths_id, int n, const int32_t (
     } else {
       L = &net->links[touched[t]];
     }
-    double x = L->info.bytes_per_s / (double)(L->probe_unfixed + L->flows_on);
+    double x = L->bytes_per_s / (double)(L->probe_unfixed + L->flows_on);
     if (x < x_low) x_low = x;
     if (L->top_bytes_per_s > top) top = L->top_bytes_per_s;
     loaded |= L->load_bytes_per_s > 0;
     L->probe_residual_bytes_per_s =
-        L->load_bytes_per_s < L->info.bytes_per_s ? L->info.bytes_per_s - L->load_bytes_per_s : 0;
+        L->load_bytes_per_s < L->bytes_per_s ? L->bytes_per_s - L->load_bytes_per_s : 0;
     double d = L->probe_residual_bytes_per_s / L->probe_unfixed;
     if (d < first) first = d;
   }
@@ -1385,7 +1393,7 @@ static void probe(infsim_network *net, uint64_t paths_id, int n, const int32_t (
         ml->unfixed = L->probe_unfixed;
         /* its room is its bandwidth less its load: a load within the
          * tolerance x bandwidth of this one (this one only, at 0) */
-        double slack = net->reprice_tolerance * L->info.bytes_per_s;
+        double slack = net->reprice_tolerance * L->bytes_per_s;
         ml->load_lo = L->load_bytes_per_s - slack;
         ml->load_hi = L->load_bytes_per_s + slack;
       }
@@ -1393,7 +1401,7 @@ static void probe(infsim_network *net, uint64_t paths_id, int n, const int32_t (
   }
   for (size_t t = 0; t < nt && (walk || !loaded); t++) {
     net_link *L = &net->links[touched[t]];
-    L->probe_residual_bytes_per_s = L->info.bytes_per_s;
+    L->probe_residual_bytes_per_s = L->bytes_per_s;
   }
   if (walk && P != net->parts) {
     memcpy(net->parts, shape->parts, (size_t)n * sizeof *net->parts);
@@ -1482,7 +1490,7 @@ static void probe(infsim_network *net, uint64_t paths_id, int n, const int32_t (
     for (size_t t = 0; t < nl; t++) {
       net_link *L = &net->links[touched[t]];
       L->probe_residual_bytes_per_s -= delta * L->probe_unfixed;
-      if (L->probe_residual_bytes_per_s <= SATURATED_FRAC * L->info.bytes_per_s) {
+      if (L->probe_residual_bytes_per_s <= SATURATED_FRAC * L->bytes_per_s) {
         L->probe_residual_bytes_per_s = 0;
         full |= probe_bit(L->probe_local);
       }
@@ -1553,7 +1561,7 @@ static bool memo_holds(const infsim_network *net, const probe_memo *m, uint64_t 
     const net_link *L = &net->links[ml->link];
     double load = L->load_bytes_per_s;
     if (!(load >= ml->load_lo && load <= ml->load_hi)) return false;
-    double x = L->info.bytes_per_s / (double)(ml->unfixed + L->flows_on);
+    double x = L->bytes_per_s / (double)(ml->unfixed + L->flows_on);
     if (x < x_low) x_low = x;
     if (L->top_bytes_per_s > top) top = L->top_bytes_per_s;
     loaded |= load > 0;
@@ -1616,8 +1624,8 @@ size_t infsim_network_probes_reused(const infsim_network *net) { return net->pro
 void infsim_network_account(infsim_network *net, const int32_t *path, int path_len, double bytes, int64_t busy_ns) {
   for (int k = 0; k < path_len; k++) {
     assert(path[k] >= 0 && (size_t)path[k] < net->link_count);
-    net->links[path[k]].info.bytes += bytes;
-    net->links[path[k]].info.busy_ns += busy_ns;
+    net->links[path[k]].bytes += bytes;
+    net->links[path[k]].busy_ns += busy_ns;
   }
 }
 
@@ -1650,10 +1658,10 @@ void infsim_network_check(const infsim_network *net) {
       if (!is_active(net, f) || !(f->rate_bytes_per_s > 0)) continue;
       for (int k = 0; k < f->path_len; k++) moving += f->path[k] == (int32_t)l;
     }
-    assert(moving == net->acct[l].moving);
-    assert((moving > 0) == (net->acct[l].busy_from_ns >= 0));
+    assert(moving == net->links[l].moving);
+    assert((moving > 0) == (net->links[l].busy_from_ns >= 0));
   }
-  for (size_t l = 0; l < net->link_count; l++) assert(load[l] <= net->links[l].info.bytes_per_s * (1 + 1e-6));
+  for (size_t l = 0; l < net->link_count; l++) assert(load[l] <= net->links[l].bytes_per_s * (1 + 1e-6));
   /* The fillings' list of links: each listed link once; a link with a
    * flow, a load or a busy span listed; one off the list at top rate 0. */
   size_t listed = 0;
@@ -1661,7 +1669,7 @@ void infsim_network_check(const infsim_network *net) {
   for (size_t l = 0; l < net->link_count; l++) {
     const net_link *L = &net->links[l];
     listed += L->listed != 0;
-    if (L->flows_on > 0 || L->load_bytes_per_s != 0 || net->acct[l].busy_from_ns >= 0) assert(L->listed);
+    if (L->flows_on > 0 || L->load_bytes_per_s != 0 || net->links[l].busy_from_ns >= 0) assert(L->listed);
     if (!L->listed) assert(L->top_bytes_per_s == 0);
   }
   assert(listed == net->n_in_use);
@@ -1674,7 +1682,7 @@ void infsim_network_check(const infsim_network *net) {
     bool bottleneck = false;
     for (int k = 0; k < f->path_len && !bottleneck; k++) {
       int32_t l = f->path[k];
-      if (load[l] < net->links[l].info.bytes_per_s * (1 - 1e-6)) continue;
+      if (load[l] < net->links[l].bytes_per_s * (1 - 1e-6)) continue;
       bool fastest = true;
       for (size_t o = 0; o < net->flow_cap && fastest; o++) {
         const net_flow *g = &net->flows[o];
