@@ -634,7 +634,7 @@ static void recompute(infsim_network *net) {
     fold_link(net, l);
     net->links[l].moving = 0;
     net->links[l].residual_bytes_per_s = net->links[l].bytes_per_s;
-    net->links[l].unfixed = 0;
+    net->links[l].unfixed = net->links[l].flows_on; /* less the flows waiting out their latency, below */
     net->links[l].load_bytes_per_s = 0;
     net->links[l].top_bytes_per_s = 0;
   }
@@ -656,9 +656,11 @@ static void recompute(infsim_network *net) {
     fold_flow(net, f);
     f->rate_bytes_per_s = 0;
     f->fixed = !is_active(net, f);
-    if (f->fixed) continue;
+    if (f->fixed) {
+      for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].unfixed--;
+      continue;
+    }
     unfixed++;
-    for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].unfixed++;
     if (f->bound_bytes_per_s > 0) {
       net->bounded[n_bounded++] = s;
     } else {
