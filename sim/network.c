@@ -1556,19 +1556,24 @@ static bool memo_holds(const infsim_network *net, const probe_memo *m, uint64_t 
   assert(named || paths_id == 0 || paths_id != m->paths_id);
 #endif
   if (!named) return false;
+  /* (x and top are positive or 0, never NaN: the minimum and maximum
+   * below are the probe's comparisons, written so that they need no move) */
   double x_low = INFINITY, top = -INFINITY;
-  bool loaded = false;
   for (size_t t = 0; t < m->nt; t++) {
     const probe_memo_link *ml = &m->links[t];
     const net_link *L = &net->links[ml->link];
     double load = L->load_bytes_per_s;
     if (!(load >= ml->load_lo && load <= ml->load_hi)) return false;
     double x = L->bytes_per_s / (double)(ml->unfixed + L->flows_on);
-    if (x < x_low) x_low = x;
-    if (L->top_bytes_per_s > top) top = L->top_bytes_per_s;
-    loaded |= load > 0;
+    x_low = x_low < x ? x_low : x;
+    top = top > L->top_bytes_per_s ? top : L->top_bytes_per_s;
   }
-  return !(loaded && top > x_low);
+  if (!(top > x_low)) return true;
+  /* the walk's condition needs a loaded link too (asked only here: a flow
+   * faster than x_low is rare) */
+  for (size_t t = 0; t < m->nt; t++)
+    if (net->links[m->links[t].link].load_bytes_per_s > 0) return false;
+  return true;
 }
 
 /* Room for items [0, need) of a per-owner array, the new ones zeroed (an
