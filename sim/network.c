@@ -87,7 +87,9 @@ typedef struct {
   double rate_bytes_per_s;
   int64_t finish_ns;       /* INT64_MAX: none under current rates */
   int32_t cls;             /* its path's class (flows with no rate bound; -1 for the others) */
+  int32_t unused[6];       /* (128 bytes: a slot's flow is a shift away) */
 } net_flow;
+_Static_assert(sizeof(net_flow) == 128, "net_flow: the scans index flows by slot; keep it two cache lines");
 
 struct infsim_network {
   int64_t now_ns;
