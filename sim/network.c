@@ -28,7 +28,7 @@
  * fraction of it: the filling subtracts shares in floating point. */
 #define SATURATED_FRAC 1e-9
 
-/* A link: links.csv's row but its names (net_name, beside: nothing hot
+/* A link: links.csv's row but its names (`names`, beside it: nothing hot
  * reads them), the fillings' and the probe's scratch, and its time
  * accounts. A link's bytes and busy time are kept at its changes, not at
  * every advance of the clock: between two changes of its load, its bytes
