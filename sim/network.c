@@ -923,6 +923,15 @@ static bool unsaturated(const infsim_network *net, const net_flow *f, double ext
   return true;
 }
 
+/* unsaturated(net, f, 0.0): a load plus 0.0 compares as the load does */
+static bool unsaturated_now(const infsim_network *net, const net_flow *f) {
+  for (int k = 0; k < f->path_len; k++) {
+    const net_link *l = &net->links[f->path[k]];
+    if (l->load_bytes_per_s > l->room_bytes_per_s) return false;
+  }
+  return true;
+}
+
 infsim_status infsim_network_add_steady(infsim_network *net, double rate_bytes_per_s, const int32_t *path,
                                         int path_len, int64_t start_ns, int64_t tag, int64_t *id, infsim_error *err) {
   if (!(rate_bytes_per_s > 0) || !isfinite(rate_bytes_per_s))
@@ -972,7 +981,7 @@ double infsim_network_remove(infsim_network *net, int64_t id, int64_t now_ns) {
   fold_flow(net, f);
   double carried = f->carried_bytes;
   bool was_active = is_active(net, f);
-  if (was_active && f->steady && unsaturated(net, f, 0.0)) {
+  if (was_active && f->steady && unsaturated_now(net, f)) {
     for (int k = 0; k < f->path_len; k++) {
       fold_link(net, (size_t)f->path[k]);
       net->links[f->path[k]].load_bytes_per_s -= f->rate_bytes_per_s;
@@ -1089,7 +1098,7 @@ void infsim_network_remove_steady_set(infsim_network *net, const int64_t *ids, i
     progress(net, now_ns);
     /* (its carried bytes are not folded: nobody reads them once it is gone) */
     bool moving = f->rate_bytes_per_s > 0;
-    if (is_active(net, f) && unsaturated(net, f, 0.0)) {
+    if (is_active(net, f) && unsaturated_now(net, f)) {
       /* fold_link, the load, then load_changed with one moving flow less */
       for (int k = 0; k < f->path_len; k++) {
         net_link *L = &net->links[f->path[k]];
