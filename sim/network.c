@@ -28,18 +28,37 @@
  * fraction of it: the filling subtracts shares in floating point. */
 #define SATURATED_FRAC 1e-9
 
+/* A link: links.csv's row but its names (`names`, beside it: nothing hot
+ * reads them), the fillings' and the probe's scratch, and its time
+ * accounts. A link's bytes and busy time are kept at its changes, not at
+ * every advance of the clock: between two changes of its load, its bytes
+ * grow by load x time (the sum of its flows' rates, integrated at once
+ * rather than flow by flow: the same model, another summation order), and
+ * it is busy while at least one flow moves bytes on it (a count, not
+ * load > 0: adding and removing steady flows without a filling can leave
+ * a rounding remainder in the load with no flow on the link). A steady
+ * flow's start and end read and write most of it: one record, one index. */
 typedef struct {
-  infsim_link_info info;
+  double bytes_per_s;
+  int64_t latency_ns;
+  double bytes;    /* carried, folded up to bytes_from_ns */
+  int64_t busy_ns; /* busy spans that ended */
+  double room_bytes_per_s;     /* unsaturated()'s bound: loads above it may saturate the link */
   double residual_bytes_per_s; /* scratch of the filling */
-  int32_t unfixed;             /* scratch: unfixed flows crossing it */
-  int32_t listed;              /* in the fillings' list (in_use; in the padding: net_link keeps its size) */
   double load_bytes_per_s;     /* sum of the rates crossing it */
   double top_bytes_per_s;      /* no flow crossing it goes faster (an upper bound: kept when one leaves) */
-  int32_t flows_on;            /* flows whose path crosses it (waiting out their latency or not) */
-  uint32_t probe_epoch;        /* scratch of infsim_network_probe: on the probe's paths */
-  int32_t probe_unfixed;
-  int32_t probe_local; /* its place in the probe's touched list (in the padding: net_link keeps its size) */
+  int64_t busy_from_ns;        /* since when it has moving flows; -1: none */
+  int64_t bytes_from_ns;       /* its bytes are folded up to here */
   double probe_residual_bytes_per_s;
+  infsim_link_kind kind;
+  int32_t unfixed;       /* scratch: unfixed flows crossing it */
+  int32_t listed;        /* in the fillings' list (in_use) */
+  int32_t flows_on;      /* flows whose path crosses it (waiting out their latency or not) */
+  int32_t moving;        /* flows with rate > 0 crossing it */
+  uint32_t probe_epoch;  /* scratch of infsim_network_probe: on the probe's paths */
+  int32_t probe_unfixed;
+  int32_t probe_local; /* its place in the probe's touched list */
+  int32_t unused[2];   /* (128 bytes: a link's index is a shift) */
 } net_link;
 _Static_assert(sizeof(net_link) == 128, "net_link: the filling and the probe index links; keep it two cache lines");
 
@@ -68,7 +87,9 @@ typedef struct {
   double rate_bytes_per_s;
   int64_t finish_ns;       /* INT64_MAX: none under current rates */
   int32_t cls;             /* its path's class (flows with no rate bound; -1 for the others) */
+  int32_t unused[6];       /* (128 bytes: a slot's flow is a shift away) */
 } net_flow;
+_Static_assert(sizeof(net_flow) == 128, "net_flow: the scans index flows by slot; keep it two cache lines");
 
 struct infsim_network {
   int64_t now_ns;
@@ -115,10 +136,7 @@ struct infsim_network {
   size_t shape_cap;
   double reprice_tolerance;
   size_t probes_reused; /* answers given again by infsim_network_probe_keyed */
-  /* Per link, its time accounts (link_acct). Beside the links, not in
-   * them: the filling and the probe index links, which a larger net_link
-   * makes dearer. */
-  struct link_acct_s *acct;
+  char (*names)[2][16]; /* per link, its src and dst (links.csv) */
   /* The links a filling visits (in_use[0..n_in_use), in no particular
    * order): every link that some flow crosses, that carries a load or
    * that is busy is there; one leaves at the end of a filling that finds
@@ -137,19 +155,6 @@ struct infsim_network {
   int32_t *node; /* per endpoint of a cluster network, its node (every route asks for two) */
 };
 
-/* A link's bytes and busy time are kept at its changes, not at every
- * advance of the clock: between two changes of its load, its bytes grow
- * by load x time (the sum of its flows' rates, integrated at once rather
- * than flow by flow: the same model, another summation order), and it is
- * busy while at least one flow moves bytes on it (a count, not load > 0:
- * adding and removing steady flows without a filling can leave a rounding
- * remainder in the load with no flow on the link). */
-typedef struct link_acct_s {
-  int64_t busy_from_ns;  /* since when it has moving flows; -1: none */
-  int64_t bytes_from_ns; /* its bytes are folded up to here */
-  int32_t moving;        /* flows with rate > 0 crossing it */
-} link_acct;
-
 /* A probe's answer kept for its key's next probe: the transfers' paths,
  * the links they touch with the room each had (bandwidth less the load
  * of the flows already there) and the transfers crossing it, and the
@@ -165,10 +170,16 @@ typedef struct probe_memo_s {
   int32_t (*paths)[INFSIM_NET_MAX_PATH];
   int *lens;
   double *rates;
-  int32_t *links;
-  int32_t *unfixed;
-  double *load_lo, *load_hi; /* the loads that leave each link's room within the tolerance */
+  struct probe_memo_link_s *links;
 } probe_memo;
+
+/* A link a kept answer's transfers touch: every check of the answer reads
+ * all four, so they sit together. */
+typedef struct probe_memo_link_s {
+  int32_t link;
+  int32_t unfixed;           /* the transfers crossing it */
+  double load_lo, load_hi;   /* the loads that leave its room within the tolerance */
+} probe_memo_link;
 
 /* A probe's set-up for its transfers, kept for the same key's next probe
  * of the same paths: the links they touch in the order the probe meets
@@ -238,9 +249,6 @@ void infsim_network_free(infsim_network *net) {
     free(m->lens);
     free(m->rates);
     free(m->links);
-    free(m->unfixed);
-    free(m->load_lo);
-    free(m->load_hi);
   }
   free(net->memos);
   for (size_t k = 0; k < net->shape_cap; k++) {
@@ -255,7 +263,7 @@ void infsim_network_free(infsim_network *net) {
   free(net->shapes);
   free(net->routes);
   free(net->node);
-  free(net->acct);
+  free(net->names);
   free(net->in_use);
   free(net->act_links);
   free(net);
@@ -270,9 +278,9 @@ infsim_status infsim_network_add_link(infsim_network *net, infsim_link_kind kind
     net_link *l = realloc(net->links, cap * sizeof *l);
     if (!l) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
     net->links = l;
-    link_acct *b = realloc(net->acct, cap * sizeof *b);
-    if (!b) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
-    net->acct = b;
+    char(*nm)[2][16] = realloc(net->names, cap * sizeof *nm);
+    if (!nm) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
+    net->names = nm;
     int32_t *u = realloc(net->in_use, cap * sizeof *u);
     if (!u) return infsim_fail(err, INFSIM_ENOMEM, "network: out of memory");
     net->in_use = u;
@@ -280,12 +288,14 @@ infsim_status infsim_network_add_link(infsim_network *net, infsim_link_kind kind
   }
   net_link *l = &net->links[net->link_count];
   memset(l, 0, sizeof *l);
-  l->info.kind = kind;
-  snprintf(l->info.src, sizeof l->info.src, "%s", src);
-  snprintf(l->info.dst, sizeof l->info.dst, "%s", dst);
-  l->info.bytes_per_s = bytes_per_s;
-  l->info.latency_ns = latency_ns;
-  net->acct[net->link_count] = (link_acct){-1, net->now_ns, 0};
+  l->kind = kind;
+  snprintf(net->names[net->link_count][0], sizeof net->names[0][0], "%s", src);
+  snprintf(net->names[net->link_count][1], sizeof net->names[0][1], "%s", dst);
+  l->bytes_per_s = bytes_per_s;
+  l->latency_ns = latency_ns;
+  l->room_bytes_per_s = bytes_per_s * (1 - 1e-6);
+  l->busy_from_ns = -1;
+  l->bytes_from_ns = net->now_ns;
   if (id) *id = (int32_t)net->link_count;
   net->link_count++;
   return INFSIM_OK;
@@ -295,31 +305,33 @@ size_t infsim_network_link_count(const infsim_network *net) { return net->link_c
 
 infsim_link_info infsim_network_link(const infsim_network *net, int32_t link) {
   assert(link >= 0 && (size_t)link < net->link_count);
-  infsim_link_info i = net->links[link].info;
-  const link_acct *a = &net->acct[link];
+  const net_link *a = &net->links[link];
+  infsim_link_info i = {.kind = a->kind, .bytes_per_s = a->bytes_per_s, .latency_ns = a->latency_ns,
+                        .bytes = a->bytes, .busy_ns = a->busy_ns};
+  snprintf(i.src, sizeof i.src, "%s", net->names[link][0]);
+  snprintf(i.dst, sizeof i.dst, "%s", net->names[link][1]);
   if (a->busy_from_ns >= 0) i.busy_ns += net->now_ns - a->busy_from_ns;
-  i.bytes += net->links[link].load_bytes_per_s * (double)(net->now_ns - a->bytes_from_ns) * 1e-9;
+  i.bytes += a->load_bytes_per_s * (double)(net->now_ns - a->bytes_from_ns) * 1e-9;
   return i;
 }
 
 /* Link l's bytes up to now, before its load changes. */
 static void fold_link(infsim_network *net, size_t l) {
-  link_acct *a = &net->acct[l];
+  net_link *a = &net->links[l];
   int64_t dt = net->now_ns - a->bytes_from_ns;
-  if (dt > 0 && net->links[l].load_bytes_per_s > 0)
-    net->links[l].info.bytes += net->links[l].load_bytes_per_s * (double)dt * 1e-9;
+  if (dt > 0 && a->load_bytes_per_s > 0) a->bytes += a->load_bytes_per_s * (double)dt * 1e-9;
   a->bytes_from_ns = net->now_ns;
 }
 
 /* After any change of link l's moving flows: they change only at the
  * network's now, so its busy time is the sum of its spans between them. */
 static void load_changed(infsim_network *net, size_t l) {
-  bool busy = net->acct[l].moving > 0;
-  int64_t *from = &net->acct[l].busy_from_ns;
+  bool busy = net->links[l].moving > 0;
+  int64_t *from = &net->links[l].busy_from_ns;
   if (busy && *from < 0) {
     *from = net->now_ns;
   } else if (!busy && *from >= 0) {
-    net->links[l].info.busy_ns += net->now_ns - *from;
+    net->links[l].busy_ns += net->now_ns - *from;
     *from = -1;
   }
 }
@@ -338,14 +350,14 @@ static inline void cross_link(infsim_network *net, int32_t l) {
  * that would pass its end (its end is rounded up to whole ns) moves only
  * its remaining bytes; its links, which integrate the rate, give back
  * the excess. */
-static void fold_flow(infsim_network *net, net_flow *f) {
+static inline void fold_flow(infsim_network *net, net_flow *f) {
   int64_t dt = net->now_ns - f->from_ns;
   f->from_ns = net->now_ns;
   if (dt <= 0 || !(f->rate_bytes_per_s > 0)) return;
   double moved = f->rate_bytes_per_s * (double)dt * 1e-9;
   if (!f->steady) {
     if (moved > f->remaining_bytes)
-      for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].info.bytes -= moved - f->remaining_bytes;
+      for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].bytes -= moved - f->remaining_bytes;
     moved = fmin(moved, f->remaining_bytes);
     f->remaining_bytes -= moved;
   }
@@ -440,7 +452,7 @@ static void route_rate_compute(const infsim_network *net, const int32_t *path, i
   *bytes_per_s = 0.0;
   *latency_ns = 0;
   for (int i = 0; i < len; i++) {
-    const infsim_link_info *l = &net->links[path[i]].info;
+    const net_link *l = &net->links[path[i]];
     if (*bytes_per_s == 0.0 || l->bytes_per_s < *bytes_per_s) *bytes_per_s = l->bytes_per_s;
     *latency_ns += l->latency_ns;
   }
@@ -622,9 +634,9 @@ static void recompute(infsim_network *net) {
       continue;
     }
     fold_link(net, l);
-    net->acct[l].moving = 0;
-    net->links[l].residual_bytes_per_s = net->links[l].info.bytes_per_s;
-    net->links[l].unfixed = 0;
+    net->links[l].moving = 0;
+    net->links[l].residual_bytes_per_s = net->links[l].bytes_per_s;
+    net->links[l].unfixed = net->links[l].flows_on; /* less the flows waiting out their latency, below */
     net->links[l].load_bytes_per_s = 0;
     net->links[l].top_bytes_per_s = 0;
   }
@@ -646,9 +658,11 @@ static void recompute(infsim_network *net) {
     fold_flow(net, f);
     f->rate_bytes_per_s = 0;
     f->fixed = !is_active(net, f);
-    if (f->fixed) continue;
+    if (f->fixed) {
+      for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].unfixed--;
+      continue;
+    }
     unfixed++;
-    for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].unfixed++;
     if (f->bound_bytes_per_s > 0) {
       net->bounded[n_bounded++] = s;
     } else {
@@ -686,10 +700,16 @@ static void recompute(infsim_network *net) {
     assert(isfinite(delta));
     delta = delta > 0 ? delta : 0;
     double x = level + delta;
-    size_t fixed_now = 0;
+    /* bounded[0..n_bounded) holds the unfixed bounded flows only, in slot
+     * order: each pass that fixes some packs the rest (the passes skipped
+     * the fixed ones; the same flows in the same order remain) */
+    size_t fixed_now = 0, kept_bounded = 0;
     for (size_t b = 0; b < n_bounded; b++) {
       net_flow *f = &net->flows[net->bounded[b]];
-      if (f->fixed || f->bound_bytes_per_s > x) continue;
+      if (f->bound_bytes_per_s > x) {
+        net->bounded[kept_bounded++] = net->bounded[b];
+        continue;
+      }
       f->fixed = true;
       f->rate_bytes_per_s = f->bound_bytes_per_s;
       double more = f->bound_bytes_per_s > level ? f->bound_bytes_per_s - level : 0;
@@ -700,6 +720,7 @@ static void recompute(infsim_network *net) {
       }
       fixed_now++;
     }
+    n_bounded = kept_bounded;
     if (fixed_now > 0) {
       unfixed -= fixed_now;
       n_act = pack_links(net, act, n_act);
@@ -711,7 +732,7 @@ static void recompute(infsim_network *net) {
       net_link *L = &net->links[act[a]];
       if (L->unfixed == 0) continue;
       L->residual_bytes_per_s -= delta * L->unfixed;
-      if (L->residual_bytes_per_s <= SATURATED_FRAC * L->info.bytes_per_s) L->residual_bytes_per_s = 0;
+      if (L->residual_bytes_per_s <= SATURATED_FRAC * L->bytes_per_s) L->residual_bytes_per_s = 0;
     }
     for (size_t c = 0; c < n_live; c++) {
       flow_class *k = &net->classes[net->live[c]];
@@ -720,15 +741,19 @@ static void recompute(infsim_network *net) {
       k->rate_bytes_per_s = level;
       fixed_now += (size_t)k->flows;
     }
+    kept_bounded = 0;
     for (size_t b = 0; b < n_bounded; b++) {
       net_flow *f = &net->flows[net->bounded[b]];
-      if (f->fixed) continue;
       bool at_bound = level >= f->bound_bytes_per_s * (1 - SATURATED_FRAC);
-      if (!at_bound && !on_full_link(net, f->path, f->path_len)) continue;
+      if (!at_bound && !on_full_link(net, f->path, f->path_len)) {
+        net->bounded[kept_bounded++] = net->bounded[b];
+        continue;
+      }
       f->fixed = true;
       f->rate_bytes_per_s = at_bound && f->bound_bytes_per_s < level ? f->bound_bytes_per_s : level;
       fixed_now++;
     }
+    n_bounded = kept_bounded;
     /* Fixed flows leave the counts only now, so that every flow of a link
      * that filled in this round saw it full. */
     for (size_t a = 0; a < n_act; a++) net->links[act[a]].unfixed = 0;
@@ -739,8 +764,7 @@ static void recompute(infsim_network *net) {
     }
     for (size_t b = 0; b < n_bounded; b++) {
       const net_flow *f = &net->flows[net->bounded[b]];
-      if (!f->fixed)
-        for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].unfixed++;
+      for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].unfixed++;
     }
     assert(fixed_now > 0); /* the link that set delta fixes someone */
     unfixed -= fixed_now;
@@ -763,7 +787,7 @@ static void recompute(infsim_network *net) {
       net_link *L = &net->links[f->path[k]];
       L->load_bytes_per_s += f->rate_bytes_per_s;
       if (f->rate_bytes_per_s > L->top_bytes_per_s) L->top_bytes_per_s = f->rate_bytes_per_s;
-      net->acct[f->path[k]].moving += moving;
+      net->links[f->path[k]].moving += moving;
     }
     if (f->steady) continue;
     if (f->remaining_bytes <= 0)
@@ -778,8 +802,8 @@ static void recompute(infsim_network *net) {
   size_t kept = 0;
   for (size_t u = 0; u < n_in_use; u++) {
     size_t l = (size_t)net->in_use[u];
-    if (net->links[l].flows_on > 0 || net->acct[l].busy_from_ns >= 0) load_changed(net, l);
-    if (net->links[l].flows_on == 0 && net->links[l].load_bytes_per_s == 0 && net->acct[l].busy_from_ns < 0)
+    if (net->links[l].flows_on > 0 || net->links[l].busy_from_ns >= 0) load_changed(net, l);
+    if (net->links[l].flows_on == 0 && net->links[l].load_bytes_per_s == 0 && net->links[l].busy_from_ns < 0)
       net->links[l].listed = 0;
     else
       net->in_use[kept++] = (int32_t)l;
@@ -846,7 +870,7 @@ static infsim_status new_flow(infsim_network *net, const int32_t *path, int path
   int64_t latency_ns = 0;
   for (int k = 0; k < path_len; k++) {
     f->path[k] = path[k];
-    latency_ns += net->links[path[k]].info.latency_ns;
+    latency_ns += net->links[path[k]].latency_ns;
   }
   for (int k = 0; k < path_len; k++) cross_link(net, path[k]);
   f->active_at_ns = start_ns + latency_ns;
@@ -894,7 +918,16 @@ infsim_status infsim_network_add_flow(infsim_network *net, int64_t bytes, const 
 static bool unsaturated(const infsim_network *net, const net_flow *f, double extra) {
   for (int k = 0; k < f->path_len; k++) {
     const net_link *l = &net->links[f->path[k]];
-    if (l->load_bytes_per_s + extra > l->info.bytes_per_s * (1 - 1e-6)) return false;
+    if (l->load_bytes_per_s + extra > l->room_bytes_per_s) return false;
+  }
+  return true;
+}
+
+/* unsaturated(net, f, 0.0): a load plus 0.0 compares as the load does */
+static bool unsaturated_now(const infsim_network *net, const net_flow *f) {
+  for (int k = 0; k < f->path_len; k++) {
+    const net_link *l = &net->links[f->path[k]];
+    if (l->load_bytes_per_s > l->room_bytes_per_s) return false;
   }
   return true;
 }
@@ -918,7 +951,7 @@ infsim_status infsim_network_add_steady(infsim_network *net, double rate_bytes_p
       fold_link(net, (size_t)f->path[k]);
       L->load_bytes_per_s += rate_bytes_per_s;
       if (rate_bytes_per_s > L->top_bytes_per_s) L->top_bytes_per_s = rate_bytes_per_s;
-      net->acct[f->path[k]].moving++;
+      net->links[f->path[k]].moving++;
       load_changed(net, (size_t)f->path[k]);
     }
     return INFSIM_OK;
@@ -932,7 +965,7 @@ static void drop(infsim_network *net, net_flow *f) {
   bool moving = f->rate_bytes_per_s > 0;
   for (int k = 0; k < f->path_len; k++) {
     net->links[f->path[k]].flows_on--;
-    net->acct[f->path[k]].moving -= moving;
+    net->links[f->path[k]].moving -= moving;
   }
   f->id = -1;
   set_used(net, slot, false);
@@ -948,7 +981,7 @@ double infsim_network_remove(infsim_network *net, int64_t id, int64_t now_ns) {
   fold_flow(net, f);
   double carried = f->carried_bytes;
   bool was_active = is_active(net, f);
-  if (was_active && f->steady && unsaturated(net, f, 0.0)) {
+  if (was_active && f->steady && unsaturated_now(net, f)) {
     for (int k = 0; k < f->path_len; k++) {
       fold_link(net, (size_t)f->path[k]);
       net->links[f->path[k]].load_bytes_per_s -= f->rate_bytes_per_s;
@@ -1012,10 +1045,15 @@ bool infsim_network_add_steady_set(infsim_network *net, int n, const int32_t (*p
     f->rate_bytes_per_s = 0;
     f->finish_ns = INT64_MAX;
     f->cls = -1;
+    /* the path, its links crossed, and unsaturated()'s test of them with
+     * the rate added (crossing a link leaves its load as it is) */
+    bool fits = true;
     for (int k = 0; k < len; k++) {
       assert(path[k] >= 0 && (size_t)path[k] < net->link_count);
       f->path[k] = path[k];
       cross_link(net, path[k]);
+      const net_link *L = &net->links[path[k]];
+      fits &= !(L->load_bytes_per_s + rate > L->room_bytes_per_s);
     }
     net->flow_count++;
     if (net->flow_count > net->flow_peak) net->flow_peak = net->flow_count;
@@ -1024,7 +1062,7 @@ bool infsim_network_add_steady_set(infsim_network *net, int n, const int32_t (*p
       if (start_ns < net->next_ns) net->next_ns = start_ns;
       continue;
     }
-    if (!unsaturated(net, f, rate)) {
+    if (!fits) {
       dirty = true;
       continue;
     }
@@ -1033,9 +1071,9 @@ bool infsim_network_add_steady_set(infsim_network *net, int n, const int32_t (*p
      * moving flow (busy from now if it was not) */
     for (int k = 0; k < len; k++) {
       net_link *L = &net->links[path[k]];
-      link_acct *a = &net->acct[path[k]];
+      net_link *a = &net->links[path[k]];
       int64_t dt = net->now_ns - a->bytes_from_ns;
-      if (dt > 0 && L->load_bytes_per_s > 0) L->info.bytes += L->load_bytes_per_s * (double)dt * 1e-9;
+      if (dt > 0 && L->load_bytes_per_s > 0) L->bytes += L->load_bytes_per_s * (double)dt * 1e-9;
       a->bytes_from_ns = net->now_ns;
       L->load_bytes_per_s += rate;
       if (rate > L->top_bytes_per_s) L->top_bytes_per_s = rate;
@@ -1060,25 +1098,25 @@ void infsim_network_remove_steady_set(infsim_network *net, const int64_t *ids, i
     progress(net, now_ns);
     /* (its carried bytes are not folded: nobody reads them once it is gone) */
     bool moving = f->rate_bytes_per_s > 0;
-    if (is_active(net, f) && unsaturated(net, f, 0.0)) {
+    if (is_active(net, f) && unsaturated_now(net, f)) {
       /* fold_link, the load, then load_changed with one moving flow less */
       for (int k = 0; k < f->path_len; k++) {
         net_link *L = &net->links[f->path[k]];
-        link_acct *a = &net->acct[f->path[k]];
+        net_link *a = &net->links[f->path[k]];
         int64_t dt = net->now_ns - a->bytes_from_ns;
-        if (dt > 0 && L->load_bytes_per_s > 0) L->info.bytes += L->load_bytes_per_s * (double)dt * 1e-9;
+        if (dt > 0 && L->load_bytes_per_s > 0) L->bytes += L->load_bytes_per_s * (double)dt * 1e-9;
         a->bytes_from_ns = net->now_ns;
         L->load_bytes_per_s -= f->rate_bytes_per_s;
         L->flows_on--;
         if ((a->moving -= moving) == 0 && a->busy_from_ns >= 0) {
-          L->info.busy_ns += net->now_ns - a->busy_from_ns;
+          L->busy_ns += net->now_ns - a->busy_from_ns;
           a->busy_from_ns = -1;
         }
       }
     } else {
       for (int k = 0; k < f->path_len; k++) {
         net->links[f->path[k]].flows_on--;
-        net->acct[f->path[k]].moving -= moving;
+        net->links[f->path[k]].moving -= moving;
       }
       dirty = true; /* as a removal under hold marks it, active or not */
     }
@@ -1107,7 +1145,8 @@ static void sort_done(size_t *slots, size_t n, const net_flow *flows) {
   }
 }
 
-size_t infsim_network_advance(infsim_network *net, int64_t t_ns, infsim_flow_done_fn done, void *ctx) {
+__attribute__((noinline)) size_t infsim_network_advance(infsim_network *net, int64_t t_ns, infsim_flow_done_fn done,
+                                                        void *ctx) {
   assert(t_ns >= net->now_ns);
   size_t completed = 0;
   while (net->next_ns <= t_ns) {
@@ -1132,7 +1171,7 @@ size_t infsim_network_advance(infsim_network *net, int64_t t_ns, infsim_flow_don
       fold_flow(net, f);
       /* The rounding of its end to whole ns leaves a sliver: it is on the
        * wire too, so every link of the path gets the flow's full bytes. */
-      for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].info.bytes += f->remaining_bytes;
+      for (int k = 0; k < f->path_len; k++) net->links[f->path[k]].bytes += f->remaining_bytes;
       f->carried_bytes += f->remaining_bytes;
       f->remaining_bytes = 0;
     }
@@ -1181,10 +1220,10 @@ static inline uint64_t probe_bit(int32_t j) { return (uint64_t)1 << (j & 63); }
 static bool memo_reserve(probe_memo *m, size_t n, size_t nt) {
   void **const parts[] = {(void **)&m->paths, (void **)&m->lens, (void **)&m->rates};
   const size_t part_bytes[] = {sizeof *m->paths, sizeof *m->lens, sizeof *m->rates};
-  void **const links[] = {(void **)&m->links, (void **)&m->unfixed, (void **)&m->load_lo, (void **)&m->load_hi};
-  const size_t link_bytes[] = {sizeof *m->links, sizeof *m->unfixed, sizeof *m->load_lo, sizeof *m->load_hi};
+  void **const links[] = {(void **)&m->links};
+  const size_t link_bytes[] = {sizeof *m->links};
   return infsim_grow_each(&m->parts_cap, n, 16, 3, parts, part_bytes) &&
-         infsim_grow_each(&m->links_cap, nt, 16, 4, links, link_bytes);
+         infsim_grow_each(&m->links_cap, nt, 16, 1, links, link_bytes);
 }
 
 /* A path's links as two words, the entries past its length masked off
@@ -1339,12 +1378,12 @@ static void probe(infsim_network *net, uint64_t paths_id, int n, const int32_t (
     } else {
       L = &net->links[touched[t]];
     }
-    double x = L->info.bytes_per_s / (double)(L->probe_unfixed + L->flows_on);
+    double x = L->bytes_per_s / (double)(L->probe_unfixed + L->flows_on);
     if (x < x_low) x_low = x;
     if (L->top_bytes_per_s > top) top = L->top_bytes_per_s;
     loaded |= L->load_bytes_per_s > 0;
     L->probe_residual_bytes_per_s =
-        L->load_bytes_per_s < L->info.bytes_per_s ? L->info.bytes_per_s - L->load_bytes_per_s : 0;
+        L->load_bytes_per_s < L->bytes_per_s ? L->bytes_per_s - L->load_bytes_per_s : 0;
     double d = L->probe_residual_bytes_per_s / L->probe_unfixed;
     if (d < first) first = d;
   }
@@ -1362,19 +1401,20 @@ static void probe(infsim_network *net, uint64_t paths_id, int n, const int32_t (
       }
       for (size_t t = 0; t < nt; t++) {
         const net_link *L = &net->links[touched[t]];
-        memo->links[t] = touched[t];
-        memo->unfixed[t] = L->probe_unfixed;
+        probe_memo_link *ml = &memo->links[t];
+        ml->link = touched[t];
+        ml->unfixed = L->probe_unfixed;
         /* its room is its bandwidth less its load: a load within the
          * tolerance x bandwidth of this one (this one only, at 0) */
-        double slack = net->reprice_tolerance * L->info.bytes_per_s;
-        memo->load_lo[t] = L->load_bytes_per_s - slack;
-        memo->load_hi[t] = L->load_bytes_per_s + slack;
+        double slack = net->reprice_tolerance * L->bytes_per_s;
+        ml->load_lo = L->load_bytes_per_s - slack;
+        ml->load_hi = L->load_bytes_per_s + slack;
       }
     }
   }
   for (size_t t = 0; t < nt && (walk || !loaded); t++) {
     net_link *L = &net->links[touched[t]];
-    L->probe_residual_bytes_per_s = L->info.bytes_per_s;
+    L->probe_residual_bytes_per_s = L->bytes_per_s;
   }
   if (walk && P != net->parts) {
     memcpy(net->parts, shape->parts, (size_t)n * sizeof *net->parts);
@@ -1463,7 +1503,7 @@ static void probe(infsim_network *net, uint64_t paths_id, int n, const int32_t (
     for (size_t t = 0; t < nl; t++) {
       net_link *L = &net->links[touched[t]];
       L->probe_residual_bytes_per_s -= delta * L->probe_unfixed;
-      if (L->probe_residual_bytes_per_s <= SATURATED_FRAC * L->info.bytes_per_s) {
+      if (L->probe_residual_bytes_per_s <= SATURATED_FRAC * L->bytes_per_s) {
         L->probe_residual_bytes_per_s = 0;
         full |= probe_bit(L->probe_local);
       }
@@ -1527,18 +1567,24 @@ static bool memo_holds(const infsim_network *net, const probe_memo *m, uint64_t 
   assert(named || paths_id == 0 || paths_id != m->paths_id);
 #endif
   if (!named) return false;
+  /* (x and top are positive or 0, never NaN: the minimum and maximum
+   * below are the probe's comparisons, written so that they need no move) */
   double x_low = INFINITY, top = -INFINITY;
-  bool loaded = false;
   for (size_t t = 0; t < m->nt; t++) {
-    const net_link *L = &net->links[m->links[t]];
+    const probe_memo_link *ml = &m->links[t];
+    const net_link *L = &net->links[ml->link];
     double load = L->load_bytes_per_s;
-    if (!(load >= m->load_lo[t] && load <= m->load_hi[t])) return false;
-    double x = L->info.bytes_per_s / (double)(m->unfixed[t] + L->flows_on);
-    if (x < x_low) x_low = x;
-    if (L->top_bytes_per_s > top) top = L->top_bytes_per_s;
-    loaded |= load > 0;
+    if (!(load >= ml->load_lo && load <= ml->load_hi)) return false;
+    double x = L->bytes_per_s / (double)(ml->unfixed + L->flows_on);
+    x_low = x_low < x ? x_low : x;
+    top = top > L->top_bytes_per_s ? top : L->top_bytes_per_s;
   }
-  return !(loaded && top > x_low);
+  if (!(top > x_low)) return true;
+  /* the walk's condition needs a loaded link too (asked only here: a flow
+   * faster than x_low is rare) */
+  for (size_t t = 0; t < m->nt; t++)
+    if (net->links[m->links[t].link].load_bytes_per_s > 0) return false;
+  return true;
 }
 
 /* Room for items [0, need) of a per-owner array, the new ones zeroed (an
@@ -1596,8 +1642,8 @@ size_t infsim_network_probes_reused(const infsim_network *net) { return net->pro
 void infsim_network_account(infsim_network *net, const int32_t *path, int path_len, double bytes, int64_t busy_ns) {
   for (int k = 0; k < path_len; k++) {
     assert(path[k] >= 0 && (size_t)path[k] < net->link_count);
-    net->links[path[k]].info.bytes += bytes;
-    net->links[path[k]].info.busy_ns += busy_ns;
+    net->links[path[k]].bytes += bytes;
+    net->links[path[k]].busy_ns += busy_ns;
   }
 }
 
@@ -1630,10 +1676,10 @@ void infsim_network_check(const infsim_network *net) {
       if (!is_active(net, f) || !(f->rate_bytes_per_s > 0)) continue;
       for (int k = 0; k < f->path_len; k++) moving += f->path[k] == (int32_t)l;
     }
-    assert(moving == net->acct[l].moving);
-    assert((moving > 0) == (net->acct[l].busy_from_ns >= 0));
+    assert(moving == net->links[l].moving);
+    assert((moving > 0) == (net->links[l].busy_from_ns >= 0));
   }
-  for (size_t l = 0; l < net->link_count; l++) assert(load[l] <= net->links[l].info.bytes_per_s * (1 + 1e-6));
+  for (size_t l = 0; l < net->link_count; l++) assert(load[l] <= net->links[l].bytes_per_s * (1 + 1e-6));
   /* The fillings' list of links: each listed link once; a link with a
    * flow, a load or a busy span listed; one off the list at top rate 0. */
   size_t listed = 0;
@@ -1641,7 +1687,7 @@ void infsim_network_check(const infsim_network *net) {
   for (size_t l = 0; l < net->link_count; l++) {
     const net_link *L = &net->links[l];
     listed += L->listed != 0;
-    if (L->flows_on > 0 || L->load_bytes_per_s != 0 || net->acct[l].busy_from_ns >= 0) assert(L->listed);
+    if (L->flows_on > 0 || L->load_bytes_per_s != 0 || net->links[l].busy_from_ns >= 0) assert(L->listed);
     if (!L->listed) assert(L->top_bytes_per_s == 0);
   }
   assert(listed == net->n_in_use);
@@ -1654,7 +1700,7 @@ void infsim_network_check(const infsim_network *net) {
     bool bottleneck = false;
     for (int k = 0; k < f->path_len && !bottleneck; k++) {
       int32_t l = f->path[k];
-      if (load[l] < net->links[l].info.bytes_per_s * (1 - 1e-6)) continue;
+      if (load[l] < net->links[l].bytes_per_s * (1 - 1e-6)) continue;
       bool fastest = true;
       for (size_t o = 0; o < net->flow_cap && fastest; o++) {
         const net_flow *g = &net->flows[o];

@@ -226,12 +226,29 @@ static double priced_layers(const infsim_sim *s, const infsim_batch *b, sim_exec
   return extra;
 }
 
+/* Whether m was built for holders of b's instances whose decode parts
+ * (requests, KV tokens) are b's: then its holders' kinds, nominal routes,
+ * decode holders and micro-attention are b's too (a split prompt's
+ * chunks mostly change only their prompt parts). */
+static bool memo_decode_same(const sim_da_memo *m, const infsim_batch *b, int32_t count) {
+  if (m->holder_count != b->holder_count || m->remote != (b->agg.remote_requests > 0)) return false;
+  for (int j = 0; j < count; j++) {
+    const infsim_batch_holder *o = &m->holders[j], *h = &b->holders[j];
+    if (o->holder != h->holder || o->decode_requests != h->decode_requests ||
+        o->decode_context_tokens != h->decode_context_tokens)
+      return false;
+  }
+  return true;
+}
+
 /* Sets up m for batch b (distattn_step_ns without relay, before its
  * probe): per holder its kind, nominal route and KV written; per holder
  * with traffic a route and its bytes a step; the probe's entries and
- * their paths. */
+ * their paths. decode_same (memo_decode_same): the per-holder part that
+ * depends on the decode parts is kept, but the decode holders' rates,
+ * set back to their nominal. */
 static void memo_build(const infsim_sim *s, const infsim_batch *b, sim_exec_instance *x, sim_da_memo *m,
-                       int32_t count) {
+                       int32_t count, bool decode_same) {
   const infsim_distattn_shape *shape = &s->c.distattn;
   const infsim_cost_curves *c = &s->cost.curves;
   m->holder_count = b->holder_count;
@@ -244,7 +261,14 @@ static void memo_build(const infsim_sim *s, const infsim_batch *b, sim_exec_inst
   double layers = (double)shape->layers;
   m->prefill = m->host_ma = m->in_exec = false;
   m->routes = m->n = 0;
-  for (int j = 0; j < count; j++) {
+  for (int j = 0; j < count && decode_same; j++) {
+    const infsim_batch_holder *h = &b->holders[j];
+    m->writes[j] = (double)h->write_tokens * kv_bytes_per_token_layer;
+    m->dec[j].bytes_per_s = m->dec[j].back_bytes_per_s = m->nominal[j];
+    m->prefill |= h->prefill_tokens > 0;
+    m->host_ma |= m->kinds[j] == INFSIM_HOLDER_HOST_MA && h->decode_requests > 0;
+  }
+  for (int j = 0; j < count && !decode_same; j++) {
     const infsim_batch_holder *h = &b->holders[j];
     double bw = 0;
     int64_t lat = 0;
@@ -342,9 +366,24 @@ static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exe
   if (m->holder_count != b->holder_count || m->remote != (a->remote_requests > 0) ||
       memcmp(m->holders, b->holders, (size_t)count * sizeof *b->holders) != 0 ||
       (m->prefill && m->prefill_tokens != a->prefill_tokens)) {
-    memo_build(s, b, x, m, count);
+    bool decode_same = memo_decode_same(m, b, count);
+    memo_build(s, b, x, m, count, decode_same);
     m->paths_id = ++x->da_paths_named; /* new entries (mostly the same paths: compared once) */
     routes_nominal = false;
+#ifdef INFSIM_CHECK_INVARIANTS
+    sim_da_memo *fresh = decode_same ? malloc(sizeof *fresh) : NULL;
+    if (fresh != NULL) { /* the decode parts kept: as built afresh */
+      memo_build(s, b, x, fresh, count, false);
+      assert(fresh->k == m->k && fresh->routes == m->routes && fresh->n == m->n && fresh->prefill == m->prefill &&
+             fresh->host_ma == m->host_ma);
+      assert(memcmp(fresh->kinds, m->kinds, (size_t)m->k * sizeof *m->kinds) == 0);
+      assert(memcmp(fresh->nominal, m->nominal, (size_t)m->k * sizeof *m->nominal) == 0);
+      assert(memcmp(fresh->dec, m->dec, (size_t)m->k * sizeof *m->dec) == 0);
+      assert(memcmp(fresh->writes, m->writes, (size_t)m->k * sizeof *m->writes) == 0);
+      assert(memcmp(fresh->ma, m->ma, (size_t)m->k * sizeof *m->ma) == 0);
+      free(fresh);
+    }
+#endif
   } else {
     routes_nominal = m->in_exec;
 #ifdef INFSIM_CHECK_INVARIANTS
@@ -352,7 +391,7 @@ static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exe
     for (int j = 0; j < m->k; j++) m->dec[j].bytes_per_s = m->dec[j].back_bytes_per_s = m->nominal[j];
     sim_da_memo *fresh = malloc(sizeof *fresh);
     if (fresh != NULL) {
-      memo_build(s, b, x, fresh, count);
+      memo_build(s, b, x, fresh, count, false);
       assert(fresh->k == m->k && fresh->routes == m->routes && fresh->n == m->n && fresh->prefill == m->prefill &&
              fresh->host_ma == m->host_ma);
       assert(memcmp(fresh->dec, m->dec, (size_t)m->k * sizeof *m->dec) == 0);

@@ -679,6 +679,43 @@ static void test_keyed_probe_reuses_only_what_holds(void **state) {
   }
 }
 
+/* A kept answer is not given again once a flow on its links goes faster
+ * than the level below which no link fills and a link there is loaded
+ * (the probe would walk the flows): a link's top rate outlives the flow
+ * that set it, and flows waiting out their latency lower that level. */
+static void test_kept_answer_not_reused_past_a_fast_flow(void **state) {
+  (void)state;
+  infsim_topology t = {.instances = 2, .instances_per_node = 1, .nvlink_bytes_per_s = 300e9,
+                       .nic_bytes_per_s = 100e9, .pcie_bytes_per_s = 25e9, .nvlink_latency_ns = 1000,
+                       .nic_latency_ns = 5000, .pcie_latency_ns = 2000, .reprice_tolerance = 0.01};
+  infsim_network *net = NULL;
+  assert_int_equal(infsim_network_new_cluster(&t, &net, NULL), INFSIM_OK);
+  int32_t paths[1][INFSIM_NET_MAX_PATH];
+  int lens[1] = {infsim_network_route(net, 0, 1, paths[0])};
+  double rates[1] = {0}, fresh[1] = {0};
+  assert_false(infsim_network_probe_keyed_id(net, 0, 1, 1, (const int32_t(*)[INFSIM_NET_MAX_PATH])paths, lens,
+                                             rates, false));
+  assert_float_equal(rates[0], 100e9, 0);
+  /* a fast flow comes and goes: the links' loads are back, their top rate 60 GB/s */
+  int64_t fast, tiny, wait[2];
+  assert_int_equal(infsim_network_add_steady(net, 60e9, paths[0], lens[0], 0, 0, &fast, NULL), INFSIM_OK);
+  assert_true(infsim_network_remove(net, fast, 0) >= 0);
+  /* the same paths again: kept */
+  assert_true(infsim_network_probe_keyed_id(net, 0, 1, 1, (const int32_t(*)[INFSIM_NET_MAX_PATH])paths, lens, rates,
+                                            false));
+  /* two moves waiting out their latency: the level 100 / 3 GB/s, under
+   * the top rate; a flow of 0.1 GB/s loads the links within the tolerance */
+  for (int i = 0; i < 2; i++)
+    assert_int_equal(infsim_network_add_flow(net, 1000000, paths[0], lens[0], 0, 0, i, &wait[i], NULL), INFSIM_OK);
+  assert_int_equal(infsim_network_add_steady(net, 0.1e9, paths[0], lens[0], 0, 0, &tiny, NULL), INFSIM_OK);
+  assert_false(infsim_network_probe_keyed_id(net, 0, 1, 1, (const int32_t(*)[INFSIM_NET_MAX_PATH])paths, lens,
+                                             rates, false));
+  infsim_network_probe(net, 1, (const int32_t(*)[INFSIM_NET_MAX_PATH])paths, lens, fresh);
+  assert_float_equal(rates[0], fresh[0], 0);
+  assert_float_equal(rates[0], 99.9e9, 1e3);
+  infsim_network_free(net);
+}
+
 static void sum_done(void *ctx, int64_t id, int64_t tag, int64_t at_ns) {
   (void)id;
   (void)at_ns;
@@ -1262,6 +1299,7 @@ int main(void) {
       cmocka_unit_test(test_steady_sets_match_calls_one_by_one),
       cmocka_unit_test(test_probe_walk_matches_filling_bit_for_bit),
       cmocka_unit_test(test_keyed_probe_reuses_only_what_holds),
+      cmocka_unit_test(test_kept_answer_not_reused_past_a_fast_flow),
       cmocka_unit_test(test_idle_links_match_reference),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
