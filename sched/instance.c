@@ -984,13 +984,23 @@ void instance_free(const infsim_sched *s, instance *in) {
 /* Blocks due by step in->step + done for decoding request q. A request is
  * in one of its instance's phase sets exactly while it decodes there
  * (join_decode, leave_decode), so one request's count is read directly,
- * O(1), instead of searching the sets. */
+ * O(1), instead of searching the sets. One step at a time books none at
+ * or after the request's finish; a finish by then is looked up only
+ * when the earliest pending one (the heap's top, live or stale: a
+ * decoding request's own finish is at or after it) comes by then, which
+ * a run's heartbeats, before its end, never see. */
 static int64_t request_blocks_due(const infsim_sched *s, const instance *in, int32_t q, int64_t done) {
   const req_sched *r = rs_of(s, q);
-  int64_t finish_step = r->step0 + (s->rec[q].output_tokens - r->generated0);
-  /* one step at a time books none at or after the finish */
-  if (r->next_boundary > in->step && r->next_boundary < finish_step) return boundaries_through(s, r, in->step + done);
-  return 0;
+  int64_t last = in->step + done, due = 0;
+  if (r->next_boundary > in->step && r->next_boundary <= last &&
+      (in->finishes.items[0].step > last ||
+       r->next_boundary < r->step0 + (s->rec[q].output_tokens - r->generated0)))
+    due = boundaries_through(s, r, last);
+  assert(due == (r->next_boundary > in->step &&
+                         r->next_boundary < r->step0 + (s->rec[q].output_tokens - r->generated0)
+                     ? boundaries_through(s, r, last)
+                     : 0));
+  return due;
 }
 
 /* Blocks due by step in->step + done for every decoding request: a walk
