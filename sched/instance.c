@@ -667,12 +667,14 @@ static bool remote_memo_reserve(remote_memo *m, int32_t holders, int32_t request
  * from the memo (the entries copied, the totals replayed in order). */
 static infsim_status add_remote_memo(infsim_sched *s, const remote_memo *m, infsim_batch *b, infsim_error *err) {
   /* An empty list with room for them all (the memo's holders are
-   * distinct): copied at once, as the entries added one by one leave it. */
+   * distinct): copied at once, as the entries added one by one leave it
+   * but for holder_at, which nothing reads before the next batch's list
+   * (add_remote returns, and holder_entry trusts holder_at[j] only where
+   * it names an entry for j in the batch's list, which entries added by
+   * holder_add set). */
   bool room = b->holder_count == 0 && m->holder_count <= s->holder_capacity;
-  for (int32_t i = 0; i < m->holder_count && room; i++) room = m->holders[i].holder < s->holder_at_capacity;
   if (room && m->holder_count > 0) {
     memcpy(s->holders, m->holders, (size_t)m->holder_count * sizeof *s->holders);
-    for (int32_t i = 0; i < m->holder_count; i++) s->holder_at[m->holders[i].holder] = i;
     b->holders = s->holders;
     b->holder_count = m->holder_count;
   }
