@@ -217,23 +217,14 @@ static infsim_status take_boundary_block(infsim_sched *s, instance *in, int32_t 
   return infsim_kv_alloc(s->kv, req, in->id, 1, err);
 }
 
-/* The block boundaries at step t, in request order, preempting latest
- * arrivals when no block is free (as one boundary at a time would). */
-static infsim_status apply_boundaries_at(infsim_sched *s, instance *in, int64_t t, bool *preempted,
-                                         infsim_error *err) {
+/* The block boundaries at step t of a set with more members than free
+ * blocks, in request order, preempting latest arrivals when no block is
+ * free (as one boundary at a time would). Rare: kept out of the hot
+ * path. */
+__attribute__((noinline, cold)) static infsim_status apply_boundaries_short(infsim_sched *s, instance *in, int64_t t,
+                                                                          bool *preempted, infsim_error *err) {
   infsim_status st;
   const req_set *set = &in->phases[t & (phase_count(s) - 1)];
-  if (set->count <= free_blocks(s, in)) {
-    /* Enough blocks for every one: nobody is preempted, the set stays put,
-     * and each takes its block as it is met (its claim's next slot). */
-    for (int32_t i = 0; i < set->count; i++) {
-      int32_t req = set->items[i];
-      if (rs_of(s, req)->next_boundary != t) continue; /* a first boundary further on */
-      rs_of(s, req)->next_boundary += s->p.block_tokens;
-      if ((st = infsim_kv_alloc_one(s->kv, req, in->id, err)) != INFSIM_OK) return st;
-    }
-    return INFSIM_OK;
-  }
   /* Preemption may take members out of the set: walk a copy. */
   if (set->count > s->due_capacity) {
     step_event *due = realloc(s->due, (size_t)set->count * sizeof *due);
@@ -274,6 +265,36 @@ static infsim_status apply_boundaries_at(infsim_sched *s, instance *in, int64_t 
     }
     if ((st = take_boundary_block(s, in, ev.req, err)) != INFSIM_OK) return st;
   }
+  return INFSIM_OK;
+}
+
+/* The block boundaries at step t, in request order. */
+static infsim_status apply_boundaries_at(infsim_sched *s, instance *in, int64_t t, bool *preempted,
+                                         infsim_error *err) {
+  const req_set *set = &in->phases[t & (phase_count(s) - 1)];
+  int32_t n_set = set->count;
+  if (n_set > free_blocks(s, in)) return apply_boundaries_short(s, in, t, preempted, err);
+  /* Enough blocks for every one: nobody is preempted, the set stays put,
+   * and each takes its block as it is met, counted in its table; the
+   * pool counts them all at once (a chunked prefill's one-step batches
+   * meet a few boundaries a step, millions an hour). */
+  const int32_t *items = set->items;
+  int64_t next = t + s->p.block_tokens, counted = 0;
+  for (int32_t i = 0; i < n_set; i++) {
+    int32_t req = items[i];
+    req_sched *r = rs_of(s, req);
+    if (r->next_boundary != t) continue; /* a first boundary further on */
+    r->next_boundary = next;
+    if (infsim_kv_step_table(s->kv, req, in->id)) {
+      counted++;
+      continue;
+    }
+    infsim_kv_step_pool(s->kv, in->id, counted);
+    counted = 0;
+    infsim_status st = infsim_kv_alloc_one(s->kv, req, in->id, err);
+    if (st != INFSIM_OK) return st;
+  }
+  infsim_kv_step_pool(s->kv, in->id, counted);
   return INFSIM_OK;
 }
 

@@ -1002,6 +1002,22 @@ infsim_status infsim_kv_alloc_one(infsim_kv *kv, int64_t req, int32_t holder, in
   return alloc_general(kv, req, holder, 1, err);
 }
 
+bool infsim_kv_step_table(infsim_kv *kv, int64_t req, int32_t holder) {
+  kv_table *t = tab(kv, req);
+  if (holder != t->owner || t->count == INT32_MAX) return false;
+  t->pending++;
+  t->count++;
+  return true;
+}
+
+void infsim_kv_step_pool(infsim_kv *kv, int32_t holder, int64_t n) {
+  kv_pool *p = &kv->pools[holder]; /* as alloc_deferred, n times */
+  assert(n >= 0 && p->capacity - p->in_use >= n);
+  p->pending += n;
+  p->local += n;
+  if ((p->in_use += n) > p->peak) p->peak = p->in_use;
+}
+
 void infsim_kv_prefetch(const infsim_kv *kv, int64_t req) { __builtin_prefetch(rtab(kv, req), 1); }
 
 void infsim_kv_prefetch_holdings(const infsim_kv *kv, int64_t req) {
@@ -1015,10 +1031,18 @@ infsim_status infsim_kv_alloc_each(infsim_kv *kv, const int32_t *reqs, int32_t n
   if (p->capacity - p->in_use < n)
     return infsim_fail(err, INFSIM_ERUN, "KV manager: instance %d has %lld free blocks, %d asked for", (int)holder,
                        (long long)(p->capacity - p->in_use), (int)n);
+  int64_t counted = 0; /* blocks in tables, not yet in the pool */
   for (int32_t i = 0; i < n; i++) {
-    infsim_status st = infsim_kv_alloc_one(kv, reqs[i], holder, err);
+    if (infsim_kv_step_table(kv, reqs[i], holder)) {
+      counted++;
+      continue;
+    }
+    infsim_kv_step_pool(kv, holder, counted);
+    counted = 0;
+    infsim_status st = alloc_general(kv, reqs[i], holder, 1, err);
     if (st != INFSIM_OK) return st;
   }
+  infsim_kv_step_pool(kv, holder, counted);
   return INFSIM_OK;
 }
 
