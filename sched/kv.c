@@ -274,17 +274,28 @@ static __attribute__((noinline)) void summary_clear(kv_pool *p, int64_t w) {
 
 enum { KV_HOLES = 8 };
 
-/* slots_give and slots_take for a range over two or more words. */
-static __attribute__((noinline)) void slots_give_words(kv_pool *p, int64_t a, int64_t b) {
-  uint64_t *l0 = p->bits[0];
-  while (a < b) {
-    int64_t w = a >> 6, end = (w + 1) << 6 < b ? (w + 1) << 6 : b;
-    uint64_t old = l0[w], m = word_mask(a & 63, end - a);
-    assert((old & m) == 0); /* a double free */
-    l0[w] = old | m;
-    if (old == 0) summary_set(p, w);
-    a = end;
+/* Bits [a, b) of one bitmap level set (a < b). */
+static void bits_set(uint64_t *bits, int64_t a, int64_t b) {
+  int64_t first = a >> 6, last = (b - 1) >> 6;
+  if (first == last) {
+    bits[first] |= word_mask(a & 63, b - a);
+    return;
   }
+  bits[first] |= ~UINT64_C(0) << (a & 63);
+  for (int64_t w = first + 1; w < last; w++) bits[w] = ~UINT64_C(0);
+  bits[last] |= ~UINT64_C(0) >> (63 - ((b - 1) & 63));
+}
+
+/* slots_give and slots_take for a range over two or more words. Every
+ * slot given was in use, so every word of the range has a free bit
+ * afterwards, and every summary word above them a set bit: a range set
+ * at each level (a long table's run given back: tens of words, one
+ * summary word). */
+static __attribute__((noinline)) void slots_give_words(kv_pool *p, int64_t a, int64_t b) {
+#ifndef NDEBUG
+  for (int64_t s = a; s < b; s++) assert(!slot_free(p, s)); /* a double free */
+#endif
+  for (int32_t k = 0; k < p->levels; k++, a >>= 6, b = ((b - 1) >> 6) + 1) bits_set(p->bits[k], a, b);
 }
 
 static __attribute__((noinline)) void slots_take_words(kv_pool *p, int64_t a, int64_t b) {
