@@ -358,35 +358,63 @@ static int64_t lowest_word(const kv_pool *p) {
 
 static inline bool list_push(infsim_kv *kv, run_list *l, int64_t first, int64_t blocks);
 
+/* Level-0 words [w0, w1) have just gone zero: their summary bits are
+ * cleared, and at each level above the bits of the summary words that
+ * went zero with them (the range's inner words, and an end one if so). */
+static void summary_clear_words(kv_pool *p, int64_t w0, int64_t w1) {
+  for (int32_t k = 1; k < p->levels && w0 < w1; k++) {
+    uint64_t *bits = p->bits[k];
+    int64_t first = w0 >> 6, last = (w1 - 1) >> 6;
+    if (first == last) {
+      bits[first] &= ~word_mask(w0 & 63, w1 - w0);
+    } else {
+      bits[first] &= ~(~UINT64_C(0) << (w0 & 63));
+      for (int64_t w = first + 1; w < last; w++) bits[w] = 0;
+      bits[last] &= ~(~UINT64_C(0) >> (63 - ((w1 - 1) & 63)));
+    }
+    w0 = bits[first] != 0 ? first + 1 : first;
+    w1 = bits[last] != 0 ? last : last + 1;
+  }
+}
+
 /* Takes the lowest free slots, up to `left` of them, into l, lowest
- * first: each word's free runs in turn, the summary levels walked once a
- * word, not once a run (a prompt on a fragmented pool takes dozens of
- * short runs; list_push joins a run that goes on into the next word).
- * The same slots and runs as taking the lowest run again and again.
- * Returns how many were taken, or -1 when memory for l is short (what
- * was taken before stays in l, for the caller to undo). */
+ * first: each word's free runs in turn (a prompt on a fragmented pool
+ * takes dozens of short runs; list_push joins a run that goes on into
+ * the next word). The summary levels are walked for the lowest word only
+ * where the next word up has no free slot: words emptied one after
+ * another have their summary bits cleared at once. The same slots and
+ * runs as taking the lowest run again and again. Returns how many were
+ * taken, or -1 when memory for l is short (what was taken before stays
+ * in l, for the caller to undo). */
 static int64_t take_lowest(infsim_kv *kv, kv_pool *p, run_list *l, int64_t base, int64_t left) {
   uint64_t *l0 = p->bits[0];
-  int64_t got = 0;
+  int64_t got = 0, words = p->words[0];
   while (got < left && p->free_bits > 0) {
-    int64_t j = lowest_word(p);
-    uint64_t w = l0[j];
-    do {
-      int32_t b = __builtin_ctzll(w);
-      uint64_t x = ~(w >> b); /* zeros where the run goes on; the top b bits are ones */
-      int64_t ones = x == 0 ? 64 : __builtin_ctzll(x);
-      int64_t len = ones < left - got ? ones : left - got;
-      uint64_t m = word_mask(b, len);
-      if (!list_push(kv, l, base + (j << 6) + b, len)) {
-        l0[j] = w;
-        return -1;
-      }
-      w &= ~m;
-      p->free_bits -= len;
-      got += len;
-    } while (w != 0 && got < left);
-    l0[j] = w;
-    if (w == 0) summary_clear(p, j);
+    int64_t j0 = lowest_word(p), j = j0; /* words [j0, j) emptied */
+    for (;;) {
+      uint64_t w = l0[j];
+      do {
+        int32_t b = __builtin_ctzll(w);
+        uint64_t x = ~(w >> b); /* zeros where the run goes on; the top b bits are ones */
+        int64_t ones = x == 0 ? 64 : __builtin_ctzll(x);
+        int64_t len = ones < left - got ? ones : left - got;
+        uint64_t m = word_mask(b, len);
+        if (!list_push(kv, l, base + (j << 6) + b, len)) {
+          l0[j] = w;
+          summary_clear_words(p, j0, j);
+          return -1;
+        }
+        w &= ~m;
+        p->free_bits -= len;
+        got += len;
+      } while (w != 0 && got < left);
+      l0[j] = w;
+      if (w != 0) break;
+      /* Every word below j + 1 is empty: the next one, if it has a free
+       * slot, is the lowest. */
+      if (++j == words || got == left || l0[j] == 0) break;
+    }
+    summary_clear_words(p, j0, j);
   }
   return got;
 }
