@@ -393,6 +393,21 @@ static int64_t take_lowest(infsim_kv *kv, kv_pool *p, run_list *l, int64_t base,
     int64_t j0 = lowest_word(p), j = j0; /* words [j0, j) emptied */
     for (;;) {
       uint64_t w = l0[j];
+      if (w == ~UINT64_C(0) && left - got >= 64) {
+        /* Whole free words one after another: one run. */
+        int64_t k = j + 1;
+        while (k < words && l0[k] == ~UINT64_C(0) && left - got >= (k + 1 - j) << 6) k++;
+        if (!list_push(kv, l, base + (j << 6), (k - j) << 6)) {
+          summary_clear_words(p, j0, j);
+          return -1;
+        }
+        memset(l0 + j, 0, (size_t)(k - j) * sizeof *l0);
+        p->free_bits -= (k - j) << 6;
+        got += (k - j) << 6;
+        j = k;
+        if (j == words || got == left || l0[j] == 0) break;
+        continue;
+      }
       do {
         int32_t b = __builtin_ctzll(w);
         uint64_t x = ~(w >> b); /* zeros where the run goes on; the top b bits are ones */
