@@ -286,6 +286,25 @@ static void bits_set(uint64_t *bits, int64_t a, int64_t b) {
   bits[last] |= ~UINT64_C(0) >> (63 - ((b - 1) & 63));
 }
 
+/* Level-0 words [w0, w1) have just gone zero: their summary bits are
+ * cleared, and at each level above the bits of the summary words that
+ * went zero with them (the range's inner words, and an end one if so). */
+static void summary_clear_words(kv_pool *p, int64_t w0, int64_t w1) {
+  for (int32_t k = 1; k < p->levels && w0 < w1; k++) {
+    uint64_t *bits = p->bits[k];
+    int64_t first = w0 >> 6, last = (w1 - 1) >> 6;
+    if (first == last) {
+      bits[first] &= ~word_mask(w0 & 63, w1 - w0);
+    } else {
+      bits[first] &= ~(~UINT64_C(0) << (w0 & 63));
+      for (int64_t w = first + 1; w < last; w++) bits[w] = 0;
+      bits[last] &= ~(~UINT64_C(0) >> (63 - ((w1 - 1) & 63)));
+    }
+    w0 = bits[first] != 0 ? first + 1 : first;
+    w1 = bits[last] != 0 ? last : last + 1;
+  }
+}
+
 /* slots_give and slots_take for a range over two or more words. Every
  * slot given was in use, so every word of the range has a free bit
  * afterwards, and every summary word above them a set bit: a range set
@@ -299,15 +318,17 @@ static __attribute__((noinline)) void slots_give_words(kv_pool *p, int64_t a, in
 }
 
 static __attribute__((noinline)) void slots_take_words(kv_pool *p, int64_t a, int64_t b) {
+#ifndef NDEBUG
+  for (int64_t s = a; s < b; s++) assert(slot_free(p, s)); /* taking a slot in use */
+#endif
   uint64_t *l0 = p->bits[0];
-  while (a < b) {
-    int64_t w = a >> 6, end = (w + 1) << 6 < b ? (w + 1) << 6 : b;
-    uint64_t m = word_mask(a & 63, end - a);
-    assert((l0[w] & m) == m); /* taking a slot in use */
-    l0[w] &= ~m;
-    if (l0[w] == 0) summary_clear(p, w);
-    a = end;
-  }
+  int64_t first = a >> 6, last = (b - 1) >> 6;
+  assert(first < last);
+  l0[first] &= ~(~UINT64_C(0) << (a & 63));
+  if (last > first + 1) memset(l0 + first + 1, 0, (size_t)(last - first - 1) * sizeof *l0);
+  l0[last] &= ~(~UINT64_C(0) >> (63 - ((b - 1) & 63)));
+  /* the inner words are empty now, the end ones may not be */
+  summary_clear_words(p, l0[first] != 0 ? first + 1 : first, l0[last] != 0 ? last : last + 1);
 }
 
 /* Slots [a, b) (in use, below the mark) become free bits. */
@@ -357,25 +378,6 @@ static int64_t lowest_word(const kv_pool *p) {
 }
 
 static inline bool list_push(infsim_kv *kv, run_list *l, int64_t first, int64_t blocks);
-
-/* Level-0 words [w0, w1) have just gone zero: their summary bits are
- * cleared, and at each level above the bits of the summary words that
- * went zero with them (the range's inner words, and an end one if so). */
-static void summary_clear_words(kv_pool *p, int64_t w0, int64_t w1) {
-  for (int32_t k = 1; k < p->levels && w0 < w1; k++) {
-    uint64_t *bits = p->bits[k];
-    int64_t first = w0 >> 6, last = (w1 - 1) >> 6;
-    if (first == last) {
-      bits[first] &= ~word_mask(w0 & 63, w1 - w0);
-    } else {
-      bits[first] &= ~(~UINT64_C(0) << (w0 & 63));
-      for (int64_t w = first + 1; w < last; w++) bits[w] = 0;
-      bits[last] &= ~(~UINT64_C(0) >> (63 - ((w1 - 1) & 63)));
-    }
-    w0 = bits[first] != 0 ? first + 1 : first;
-    w1 = bits[last] != 0 ? last : last + 1;
-  }
-}
 
 /* Takes the lowest free slots, up to `left` of them, into l, lowest
  * first: each word's free runs in turn (a prompt on a fragmented pool
