@@ -279,12 +279,12 @@ static infsim_status apply_boundaries_at(infsim_sched *s, instance *in, int64_t 
    * pool counts them all at once (a chunked prefill's one-step batches
    * meet a few boundaries a step, millions an hour). */
   const int32_t *items = set->items;
-  int64_t next = t + s->p.block_tokens, counted = 0;
+  int64_t counted = 0;
   for (int32_t i = 0; i < n_set; i++) {
     int32_t req = items[i];
     req_sched *r = rs_of(s, req);
     if (r->next_boundary != t) continue; /* a first boundary further on */
-    r->next_boundary = next;
+    r->next_boundary += s->p.block_tokens;
     if (infsim_kv_step_table(s->kv, req, in->id)) {
       counted++;
       continue;
