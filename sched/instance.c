@@ -1035,6 +1035,24 @@ static int64_t all_blocks_due(const infsim_sched *s, const instance *in, int64_t
   return due;
 }
 
+/* all_blocks_due when no decoding request finishes by then: a set's
+ * members whose next boundary is its phase's first step after `step`
+ * (all but those holding a block ahead) are due as many blocks each,
+ * counted once a set. */
+static int64_t all_blocks_due_unclipped(const infsim_sched *s, const instance *in, int64_t done) {
+  int64_t np = phase_count(s), last = in->step + done, due = 0;
+  for (int64_t p = 0; p < np; p++) {
+    const req_set *set = &in->phases[p];
+    int64_t first = in->step + 1 + ((p - (in->step + 1)) & (np - 1));
+    int64_t each = first <= last ? 1 + (last - first) / s->p.block_tokens : 0;
+    for (int32_t i = 0; i < set->count; i++) {
+      const req_sched *r = rs_of(s, set->items[i]);
+      due += r->next_boundary == first ? each : r->next_boundary > in->step ? boundaries_through(s, r, last) : 0;
+    }
+  }
+  return due;
+}
+
 int64_t instance_blocks_due(const infsim_sched *s, const instance *in, int32_t req, int64_t done) {
   /* A forgotten request finished: nothing of it decodes (a report may
    * still name it, lent or owned, until its entries leave). */
@@ -1042,23 +1060,28 @@ int64_t instance_blocks_due(const infsim_sched *s, const instance *in, int32_t r
     return !sched_forgotten(s, req) && rs_of(s, req)->decoding && s->rec[req].instance == in->id
                ? request_blocks_due(s, in, req, done)
                : 0;
-  int64_t np = phase_count(s);
+  int64_t np = phase_count(s), due = 0;
+  /* No request's finish by then (the earliest pending one, the heap's
+   * top, is later): none is clipped (request_blocks_due). */
+  bool unclipped = in->finishes.count > 0 && in->finishes.items[0].step > in->step + done;
   if (done < np) {
-    int64_t due = 0;
     /* Every next boundary lies after `step`, so one due within `done` <
      * np steps is step t's own: the set of t's phase holds it, with
-     * next_boundary == t (the others there are np or more steps later). */
+     * next_boundary == t (the others there are np or more steps later),
+     * and it is one block unless clipped. */
     for (int64_t t = in->step + 1; t <= in->step + done; t++) {
       if (!(in->phase_mask >> (t & (np - 1)) & 1)) continue;
       const req_set *set = &in->phases[t & (np - 1)];
       for (int32_t i = 0; i < set->count; i++)
-        if (rs_of(s, set->items[i])->next_boundary == t) due += request_blocks_due(s, in, set->items[i], done);
+        if (rs_of(s, set->items[i])->next_boundary == t)
+          due += unclipped ? 1 : request_blocks_due(s, in, set->items[i], done);
     }
-    /* the shortcut against the walk over every member it stands for */
-    assert(due == all_blocks_due(s, in, done));
-    return due;
+  } else {
+    due = unclipped ? all_blocks_due_unclipped(s, in, done) : all_blocks_due(s, in, done);
   }
-  return all_blocks_due(s, in, done);
+  /* the shortcuts against the walk over every member they stand for */
+  assert(due == all_blocks_due(s, in, done));
+  return due;
 }
 
 void instance_check(const infsim_sched *s, const instance *in) {
