@@ -217,23 +217,14 @@ static infsim_status take_boundary_block(infsim_sched *s, instance *in, int32_t 
   return infsim_kv_alloc(s->kv, req, in->id, 1, err);
 }
 
-/* The block boundaries at step t, in request order, preempting latest
- * arrivals when no block is free (as one boundary at a time would). */
-static infsim_status apply_boundaries_at(infsim_sched *s, instance *in, int64_t t, bool *preempted,
-                                         infsim_error *err) {
+/* The block boundaries at step t of a set with more members than free
+ * blocks, in request order, preempting latest arrivals when no block is
+ * free (as one boundary at a time would). Rare: kept out of the hot
+ * path. */
+__attribute__((noinline, cold)) static infsim_status apply_boundaries_short(infsim_sched *s, instance *in, int64_t t,
+                                                                          bool *preempted, infsim_error *err) {
   infsim_status st;
   const req_set *set = &in->phases[t & (phase_count(s) - 1)];
-  if (set->count <= free_blocks(s, in)) {
-    /* Enough blocks for every one: nobody is preempted, the set stays put,
-     * and each takes its block as it is met (its claim's next slot). */
-    for (int32_t i = 0; i < set->count; i++) {
-      int32_t req = set->items[i];
-      if (rs_of(s, req)->next_boundary != t) continue; /* a first boundary further on */
-      rs_of(s, req)->next_boundary += s->p.block_tokens;
-      if ((st = infsim_kv_alloc_one(s->kv, req, in->id, err)) != INFSIM_OK) return st;
-    }
-    return INFSIM_OK;
-  }
   /* Preemption may take members out of the set: walk a copy. */
   if (set->count > s->due_capacity) {
     step_event *due = realloc(s->due, (size_t)set->count * sizeof *due);
@@ -274,6 +265,36 @@ static infsim_status apply_boundaries_at(infsim_sched *s, instance *in, int64_t 
     }
     if ((st = take_boundary_block(s, in, ev.req, err)) != INFSIM_OK) return st;
   }
+  return INFSIM_OK;
+}
+
+/* The block boundaries at step t, in request order. */
+static infsim_status apply_boundaries_at(infsim_sched *s, instance *in, int64_t t, bool *preempted,
+                                         infsim_error *err) {
+  const req_set *set = &in->phases[t & (phase_count(s) - 1)];
+  int32_t n_set = set->count;
+  if (n_set > free_blocks(s, in)) return apply_boundaries_short(s, in, t, preempted, err);
+  /* Enough blocks for every one: nobody is preempted, the set stays put,
+   * and each takes its block as it is met, counted in its table; the
+   * pool counts them all at once (a chunked prefill's one-step batches
+   * meet a few boundaries a step, millions an hour). */
+  const int32_t *items = set->items;
+  int64_t counted = 0;
+  for (int32_t i = 0; i < n_set; i++) {
+    int32_t req = items[i];
+    req_sched *r = rs_of(s, req);
+    if (r->next_boundary != t) continue; /* a first boundary further on */
+    r->next_boundary += s->p.block_tokens;
+    if (infsim_kv_step_table(s->kv, req, in->id)) {
+      counted++;
+      continue;
+    }
+    infsim_kv_step_pool(s->kv, in->id, counted);
+    counted = 0;
+    infsim_status st = infsim_kv_alloc_one(s->kv, req, in->id, err);
+    if (st != INFSIM_OK) return st;
+  }
+  infsim_kv_step_pool(s->kv, in->id, counted);
   return INFSIM_OK;
 }
 
@@ -667,12 +688,14 @@ static bool remote_memo_reserve(remote_memo *m, int32_t holders, int32_t request
  * from the memo (the entries copied, the totals replayed in order). */
 static infsim_status add_remote_memo(infsim_sched *s, const remote_memo *m, infsim_batch *b, infsim_error *err) {
   /* An empty list with room for them all (the memo's holders are
-   * distinct): copied at once, as the entries added one by one leave it. */
+   * distinct): copied at once, as the entries added one by one leave it
+   * but for holder_at, which nothing reads before the next batch's list
+   * (add_remote returns, and holder_entry trusts holder_at[j] only where
+   * it names an entry for j in the batch's list, which entries added by
+   * holder_add set). */
   bool room = b->holder_count == 0 && m->holder_count <= s->holder_capacity;
-  for (int32_t i = 0; i < m->holder_count && room; i++) room = m->holders[i].holder < s->holder_at_capacity;
   if (room && m->holder_count > 0) {
     memcpy(s->holders, m->holders, (size_t)m->holder_count * sizeof *s->holders);
-    for (int32_t i = 0; i < m->holder_count; i++) s->holder_at[m->holders[i].holder] = i;
     b->holders = s->holders;
     b->holder_count = m->holder_count;
   }
@@ -984,13 +1007,23 @@ void instance_free(const infsim_sched *s, instance *in) {
 /* Blocks due by step in->step + done for decoding request q. A request is
  * in one of its instance's phase sets exactly while it decodes there
  * (join_decode, leave_decode), so one request's count is read directly,
- * O(1), instead of searching the sets. */
+ * O(1), instead of searching the sets. One step at a time books none at
+ * or after the request's finish; a finish by then is looked up only
+ * when the earliest pending one (the heap's top, live or stale: a
+ * decoding request's own finish is at or after it) comes by then, which
+ * a run's heartbeats, before its end, never see. */
 static int64_t request_blocks_due(const infsim_sched *s, const instance *in, int32_t q, int64_t done) {
   const req_sched *r = rs_of(s, q);
-  int64_t finish_step = r->step0 + (s->rec[q].output_tokens - r->generated0);
-  /* one step at a time books none at or after the finish */
-  if (r->next_boundary > in->step && r->next_boundary < finish_step) return boundaries_through(s, r, in->step + done);
-  return 0;
+  int64_t last = in->step + done, due = 0;
+  if (r->next_boundary > in->step && r->next_boundary <= last &&
+      (in->finishes.items[0].step > last ||
+       r->next_boundary < r->step0 + (s->rec[q].output_tokens - r->generated0)))
+    due = boundaries_through(s, r, last);
+  assert(due == (r->next_boundary > in->step &&
+                         r->next_boundary < r->step0 + (s->rec[q].output_tokens - r->generated0)
+                     ? boundaries_through(s, r, last)
+                     : 0));
+  return due;
 }
 
 /* Blocks due by step in->step + done for every decoding request: a walk
@@ -1002,6 +1035,24 @@ static int64_t all_blocks_due(const infsim_sched *s, const instance *in, int64_t
   return due;
 }
 
+/* all_blocks_due when no decoding request finishes by then: a set's
+ * members whose next boundary is its phase's first step after `step`
+ * (all but those holding a block ahead) are due as many blocks each,
+ * counted once a set. */
+static int64_t all_blocks_due_unclipped(const infsim_sched *s, const instance *in, int64_t done) {
+  int64_t np = phase_count(s), last = in->step + done, due = 0;
+  for (int64_t p = 0; p < np; p++) {
+    const req_set *set = &in->phases[p];
+    int64_t first = in->step + 1 + ((p - (in->step + 1)) & (np - 1));
+    int64_t each = first <= last ? 1 + (last - first) / s->p.block_tokens : 0;
+    for (int32_t i = 0; i < set->count; i++) {
+      const req_sched *r = rs_of(s, set->items[i]);
+      due += r->next_boundary == first ? each : r->next_boundary > in->step ? boundaries_through(s, r, last) : 0;
+    }
+  }
+  return due;
+}
+
 int64_t instance_blocks_due(const infsim_sched *s, const instance *in, int32_t req, int64_t done) {
   /* A forgotten request finished: nothing of it decodes (a report may
    * still name it, lent or owned, until its entries leave). */
@@ -1009,23 +1060,28 @@ int64_t instance_blocks_due(const infsim_sched *s, const instance *in, int32_t r
     return !sched_forgotten(s, req) && rs_of(s, req)->decoding && s->rec[req].instance == in->id
                ? request_blocks_due(s, in, req, done)
                : 0;
-  int64_t np = phase_count(s);
+  int64_t np = phase_count(s), due = 0;
+  /* No request's finish by then (the earliest pending one, the heap's
+   * top, is later): none is clipped (request_blocks_due). */
+  bool unclipped = in->finishes.count > 0 && in->finishes.items[0].step > in->step + done;
   if (done < np) {
-    int64_t due = 0;
     /* Every next boundary lies after `step`, so one due within `done` <
      * np steps is step t's own: the set of t's phase holds it, with
-     * next_boundary == t (the others there are np or more steps later). */
+     * next_boundary == t (the others there are np or more steps later),
+     * and it is one block unless clipped. */
     for (int64_t t = in->step + 1; t <= in->step + done; t++) {
       if (!(in->phase_mask >> (t & (np - 1)) & 1)) continue;
       const req_set *set = &in->phases[t & (np - 1)];
       for (int32_t i = 0; i < set->count; i++)
-        if (rs_of(s, set->items[i])->next_boundary == t) due += request_blocks_due(s, in, set->items[i], done);
+        if (rs_of(s, set->items[i])->next_boundary == t)
+          due += unclipped ? 1 : request_blocks_due(s, in, set->items[i], done);
     }
-    /* the shortcut against the walk over every member it stands for */
-    assert(due == all_blocks_due(s, in, done));
-    return due;
+  } else {
+    due = unclipped ? all_blocks_due_unclipped(s, in, done) : all_blocks_due(s, in, done);
   }
-  return all_blocks_due(s, in, done);
+  /* the shortcuts against the walk over every member they stand for */
+  assert(due == all_blocks_due(s, in, done));
+  return due;
 }
 
 void instance_check(const infsim_sched *s, const instance *in) {

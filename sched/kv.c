@@ -274,29 +274,61 @@ static __attribute__((noinline)) void summary_clear(kv_pool *p, int64_t w) {
 
 enum { KV_HOLES = 8 };
 
-/* slots_give and slots_take for a range over two or more words. */
-static __attribute__((noinline)) void slots_give_words(kv_pool *p, int64_t a, int64_t b) {
-  uint64_t *l0 = p->bits[0];
-  while (a < b) {
-    int64_t w = a >> 6, end = (w + 1) << 6 < b ? (w + 1) << 6 : b;
-    uint64_t old = l0[w], m = word_mask(a & 63, end - a);
-    assert((old & m) == 0); /* a double free */
-    l0[w] = old | m;
-    if (old == 0) summary_set(p, w);
-    a = end;
+/* Bits [a, b) of one bitmap level set (a < b). */
+static void bits_set(uint64_t *bits, int64_t a, int64_t b) {
+  int64_t first = a >> 6, last = (b - 1) >> 6;
+  if (first == last) {
+    bits[first] |= word_mask(a & 63, b - a);
+    return;
+  }
+  bits[first] |= ~UINT64_C(0) << (a & 63);
+  for (int64_t w = first + 1; w < last; w++) bits[w] = ~UINT64_C(0);
+  bits[last] |= ~UINT64_C(0) >> (63 - ((b - 1) & 63));
+}
+
+/* Level-0 words [w0, w1) have just gone zero: their summary bits are
+ * cleared, and at each level above the bits of the summary words that
+ * went zero with them (the range's inner words, and an end one if so). */
+static void summary_clear_words(kv_pool *p, int64_t w0, int64_t w1) {
+  for (int32_t k = 1; k < p->levels && w0 < w1; k++) {
+    uint64_t *bits = p->bits[k];
+    int64_t first = w0 >> 6, last = (w1 - 1) >> 6;
+    if (first == last) {
+      bits[first] &= ~word_mask(w0 & 63, w1 - w0);
+    } else {
+      bits[first] &= ~(~UINT64_C(0) << (w0 & 63));
+      for (int64_t w = first + 1; w < last; w++) bits[w] = 0;
+      bits[last] &= ~(~UINT64_C(0) >> (63 - ((w1 - 1) & 63)));
+    }
+    w0 = bits[first] != 0 ? first + 1 : first;
+    w1 = bits[last] != 0 ? last : last + 1;
   }
 }
 
+/* slots_give and slots_take for a range over two or more words. Every
+ * slot given was in use, so every word of the range has a free bit
+ * afterwards, and every summary word above them a set bit: a range set
+ * at each level (a long table's run given back: tens of words, one
+ * summary word). */
+static __attribute__((noinline)) void slots_give_words(kv_pool *p, int64_t a, int64_t b) {
+#ifndef NDEBUG
+  for (int64_t s = a; s < b; s++) assert(!slot_free(p, s)); /* a double free */
+#endif
+  for (int32_t k = 0; k < p->levels; k++, a >>= 6, b = ((b - 1) >> 6) + 1) bits_set(p->bits[k], a, b);
+}
+
 static __attribute__((noinline)) void slots_take_words(kv_pool *p, int64_t a, int64_t b) {
+#ifndef NDEBUG
+  for (int64_t s = a; s < b; s++) assert(slot_free(p, s)); /* taking a slot in use */
+#endif
   uint64_t *l0 = p->bits[0];
-  while (a < b) {
-    int64_t w = a >> 6, end = (w + 1) << 6 < b ? (w + 1) << 6 : b;
-    uint64_t m = word_mask(a & 63, end - a);
-    assert((l0[w] & m) == m); /* taking a slot in use */
-    l0[w] &= ~m;
-    if (l0[w] == 0) summary_clear(p, w);
-    a = end;
-  }
+  int64_t first = a >> 6, last = (b - 1) >> 6;
+  assert(first < last);
+  l0[first] &= ~(~UINT64_C(0) << (a & 63));
+  if (last > first + 1) memset(l0 + first + 1, 0, (size_t)(last - first - 1) * sizeof *l0);
+  l0[last] &= ~(~UINT64_C(0) >> (63 - ((b - 1) & 63)));
+  /* the inner words are empty now, the end ones may not be */
+  summary_clear_words(p, l0[first] != 0 ? first + 1 : first, l0[last] != 0 ? last : last + 1);
 }
 
 /* Slots [a, b) (in use, below the mark) become free bits. */
@@ -348,34 +380,58 @@ static int64_t lowest_word(const kv_pool *p) {
 static inline bool list_push(infsim_kv *kv, run_list *l, int64_t first, int64_t blocks);
 
 /* Takes the lowest free slots, up to `left` of them, into l, lowest
- * first: each word's free runs in turn, the summary levels walked once a
- * word, not once a run (a prompt on a fragmented pool takes dozens of
- * short runs; list_push joins a run that goes on into the next word).
- * The same slots and runs as taking the lowest run again and again.
- * Returns how many were taken, or -1 when memory for l is short (what
- * was taken before stays in l, for the caller to undo). */
+ * first: each word's free runs in turn (a prompt on a fragmented pool
+ * takes dozens of short runs; list_push joins a run that goes on into
+ * the next word). The summary levels are walked for the lowest word only
+ * where the next word up has no free slot: words emptied one after
+ * another have their summary bits cleared at once. The same slots and
+ * runs as taking the lowest run again and again. Returns how many were
+ * taken, or -1 when memory for l is short (what was taken before stays
+ * in l, for the caller to undo). */
 static int64_t take_lowest(infsim_kv *kv, kv_pool *p, run_list *l, int64_t base, int64_t left) {
   uint64_t *l0 = p->bits[0];
-  int64_t got = 0;
+  int64_t got = 0, words = p->words[0];
   while (got < left && p->free_bits > 0) {
-    int64_t j = lowest_word(p);
-    uint64_t w = l0[j];
-    do {
-      int32_t b = __builtin_ctzll(w);
-      uint64_t x = ~(w >> b); /* zeros where the run goes on; the top b bits are ones */
-      int64_t ones = x == 0 ? 64 : __builtin_ctzll(x);
-      int64_t len = ones < left - got ? ones : left - got;
-      uint64_t m = word_mask(b, len);
-      if (!list_push(kv, l, base + (j << 6) + b, len)) {
-        l0[j] = w;
-        return -1;
+    int64_t j0 = lowest_word(p), j = j0; /* words [j0, j) emptied */
+    for (;;) {
+      uint64_t w = l0[j];
+      if (w == ~UINT64_C(0) && left - got >= 64) {
+        /* Whole free words one after another: one run. */
+        int64_t k = j + 1;
+        while (k < words && l0[k] == ~UINT64_C(0) && left - got >= (k + 1 - j) << 6) k++;
+        if (!list_push(kv, l, base + (j << 6), (k - j) << 6)) {
+          summary_clear_words(p, j0, j);
+          return -1;
+        }
+        memset(l0 + j, 0, (size_t)(k - j) * sizeof *l0);
+        p->free_bits -= (k - j) << 6;
+        got += (k - j) << 6;
+        j = k;
+        if (j == words || got == left || l0[j] == 0) break;
+        continue;
       }
-      w &= ~m;
-      p->free_bits -= len;
-      got += len;
-    } while (w != 0 && got < left);
-    l0[j] = w;
-    if (w == 0) summary_clear(p, j);
+      do {
+        int32_t b = __builtin_ctzll(w);
+        uint64_t x = ~(w >> b); /* zeros where the run goes on; the top b bits are ones */
+        int64_t ones = x == 0 ? 64 : __builtin_ctzll(x);
+        int64_t len = ones < left - got ? ones : left - got;
+        uint64_t m = word_mask(b, len);
+        if (!list_push(kv, l, base + (j << 6) + b, len)) {
+          l0[j] = w;
+          summary_clear_words(p, j0, j);
+          return -1;
+        }
+        w &= ~m;
+        p->free_bits -= len;
+        got += len;
+      } while (w != 0 && got < left);
+      l0[j] = w;
+      if (w != 0) break;
+      /* Every word below j + 1 is empty: the next one, if it has a free
+       * slot, is the lowest. */
+      if (++j == words || got == left || l0[j] == 0) break;
+    }
+    summary_clear_words(p, j0, j);
   }
   return got;
 }
@@ -1002,6 +1058,22 @@ infsim_status infsim_kv_alloc_one(infsim_kv *kv, int64_t req, int32_t holder, in
   return alloc_general(kv, req, holder, 1, err);
 }
 
+bool infsim_kv_step_table(infsim_kv *kv, int64_t req, int32_t holder) {
+  kv_table *t = tab(kv, req);
+  if (holder != t->owner || t->count == INT32_MAX) return false;
+  t->pending++;
+  t->count++;
+  return true;
+}
+
+void infsim_kv_step_pool(infsim_kv *kv, int32_t holder, int64_t n) {
+  kv_pool *p = &kv->pools[holder]; /* as alloc_deferred, n times */
+  assert(n >= 0 && p->capacity - p->in_use >= n);
+  p->pending += n;
+  p->local += n;
+  if ((p->in_use += n) > p->peak) p->peak = p->in_use;
+}
+
 void infsim_kv_prefetch(const infsim_kv *kv, int64_t req) { __builtin_prefetch(rtab(kv, req), 1); }
 
 void infsim_kv_prefetch_holdings(const infsim_kv *kv, int64_t req) {
@@ -1015,10 +1087,18 @@ infsim_status infsim_kv_alloc_each(infsim_kv *kv, const int32_t *reqs, int32_t n
   if (p->capacity - p->in_use < n)
     return infsim_fail(err, INFSIM_ERUN, "KV manager: instance %d has %lld free blocks, %d asked for", (int)holder,
                        (long long)(p->capacity - p->in_use), (int)n);
+  int64_t counted = 0; /* blocks in tables, not yet in the pool */
   for (int32_t i = 0; i < n; i++) {
-    infsim_status st = infsim_kv_alloc_one(kv, reqs[i], holder, err);
+    if (infsim_kv_step_table(kv, reqs[i], holder)) {
+      counted++;
+      continue;
+    }
+    infsim_kv_step_pool(kv, holder, counted);
+    counted = 0;
+    infsim_status st = alloc_general(kv, reqs[i], holder, 1, err);
     if (st != INFSIM_OK) return st;
   }
+  infsim_kv_step_pool(kv, holder, counted);
   return INFSIM_OK;
 }
 

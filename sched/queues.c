@@ -84,18 +84,27 @@ infsim_status step_heap_push(step_heap *h, step_event ev, infsim_error *err) {
   return INFSIM_OK;
 }
 
+/* The hole at the root goes down to a leaf along the smaller children,
+ * one comparison a level, and the last item rises from there: it came
+ * from the bottom, so it seldom rises far (Floyd's bottom-up pop; the
+ * items are distinct in (step, req) but for stale copies of one request,
+ * so the order of pops is that of any heap). */
 void step_heap_pop(step_heap *h) {
-  step_event last = h->items[--h->count];
-  int32_t i = 0, n = h->count;
-  for (;;) {
-    int32_t child = 2 * i + 1;
-    if (child >= n) break;
+  int32_t n = --h->count;
+  step_event last = h->items[n];
+  int32_t i = 0;
+  for (int32_t child = 1; child < n; child = 2 * i + 1) {
     if (child + 1 < n && step_event_before(&h->items[child + 1], &h->items[child])) child++;
-    if (!step_event_before(&h->items[child], &last)) break;
     h->items[i] = h->items[child];
     i = child;
   }
-  if (n > 0) h->items[i] = last;
+  while (i > 0) {
+    int32_t parent = (i - 1) / 2;
+    if (!step_event_before(&last, &h->items[parent])) break;
+    h->items[i] = h->items[parent];
+    i = parent;
+  }
+  h->items[i] = last;
 }
 
 void step_heap_free(step_heap *h) {

@@ -37,6 +37,7 @@
 #ifndef INFSIM_KV_H
 #define INFSIM_KV_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -93,6 +94,17 @@ infsim_status infsim_kv_alloc(infsim_kv *kv, int64_t req, int32_t holder, int64_
 /* infsim_kv_alloc(kv, req, holder, 1, err): a decode step's block
  * boundary (O(1) at req's owner, deferred like any allocation there). */
 infsim_status infsim_kv_alloc_one(infsim_kv *kv, int64_t req, int32_t holder, infsim_error *err);
+/* infsim_kv_alloc_one in two parts, for a caller that takes one step's
+ * boundaries at pool `holder` in a row: infsim_kv_step_table counts req's
+ * new block in its table only (true), and infsim_kv_step_pool(kv,
+ * holder, n) then counts the n blocks so added in the pool, once for
+ * them all. In between the pool's counts lag: the caller has made sure
+ * the pool has room for every one and calls nothing else of the KV
+ * manager. False, nothing done, where holder is not req's owner or the
+ * table is full: the pool's count of those before, then
+ * infsim_kv_alloc_one. */
+bool infsim_kv_step_table(infsim_kv *kv, int64_t req, int32_t holder);
+void infsim_kv_step_pool(infsim_kv *kv, int32_t holder, int64_t n);
 /* Asks the CPU for the line of req's table ahead of a use (the next
  * arrival's: its slot in the ring was last used by a request that ended
  * long before). Changes nothing. */
