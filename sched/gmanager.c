@@ -80,6 +80,7 @@ typedef struct {
   int64_t free_view;
   int64_t free_as_of_ns;
   int64_t lent, borrowed, held;
+  uint64_t guest_gen; /* changes to its entries of others' requests (infsim_gm_guest_generation) */
   int64_t split_owned; /* its requests in gm->split: those in split_own */
   int64_t *split_own;
   size_t split_own_cap;
@@ -567,6 +568,7 @@ static void set_entry_any(infsim_gm *gm, int64_t r, int32_t owner, int32_t holde
     q->small_pieces += small(gm, blocks) - small(gm, blocks - d);
     gm->inst[holder].lent += d;
     gm->inst[q->owner].borrowed += d;
+    gm->inst[holder].guest_gen++;
     q->remote += d;
   }
   update_split(gm, r);
@@ -643,6 +645,7 @@ void infsim_gm_forget(infsim_gm *gm, int64_t req, int64_t now_ns) {
       if (e->holder != q->owner) {
         gm->inst[e->holder].lent -= e->blocks;
         gm->inst[q->owner].borrowed -= e->blocks;
+        gm->inst[e->holder].guest_gen++;
       }
     }
     q->total = q->remote = 0;
@@ -678,6 +681,7 @@ void infsim_gm_reset(infsim_gm *gm) {
     in->free_view = 0;
     in->free_as_of_ns = 0;
     in->lent = in->borrowed = in->held = 0;
+    in->guest_gen++; /* (not zeroed: a generation never goes back) */
     in->split_owned = 0;
   }
   gm->split_n = 0;
@@ -773,6 +777,7 @@ int64_t infsim_gm_spare_blocks(const infsim_gm *gm, int32_t i) {
 int64_t infsim_gm_lent(const infsim_gm *gm, int32_t i) { return gm->inst[i].lent; }
 int64_t infsim_gm_borrowed(const infsim_gm *gm, int32_t i) { return gm->inst[i].borrowed; }
 int64_t infsim_gm_held(const infsim_gm *gm, int32_t i) { return gm->inst[i].held; }
+uint64_t infsim_gm_guest_generation(const infsim_gm *gm, int32_t i) { return gm->inst[i].guest_gen; }
 
 size_t infsim_gm_owned(const infsim_gm *gm, int32_t instance, const int64_t **reqs) {
   *reqs = gm->inst[instance].owned;

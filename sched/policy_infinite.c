@@ -148,11 +148,24 @@ typedef struct {
   int64_t req;
   int64_t blocks; /* held there as the last collection walking it found (report's sweep reads it) */
   int32_t gm_k;
+  int32_t owner; /* its owner (the KV manager's) as that collection found it, when it settled the list */
 } lent_req;
 
+/* An instance's lent requests. A walk that finds each one as the ledger
+ * has it, with blocks here, owned elsewhere in both, settles the list:
+ * until the ledger changes an entry the instance holds of another
+ * owner's request (infsim_gm_guest_generation) or the KV manager one of
+ * those owners' split requests' holdings (infsim_kv_split_generation,
+ * summed over the requests' owners: each only grows), every request is
+ * still as it was, and a collection need not look (docs/distkv.md,
+ * "gManager and heartbeats"). A holding here changes only with its
+ * owner's generation, and ownership moves only with an empty table, so
+ * the blocks it had then are gone first. */
 typedef struct {
   lent_req *r;
   size_t n, cap;
+  bool settled;
+  uint64_t guest_gen, kv_gen; /* as the settling walk read them */
 } req_list;
 
 typedef struct {
@@ -412,7 +425,8 @@ static void note_lent(infinite *p, int32_t holder, int64_t req) {
   req_list *l = &p->lent[holder];
   for (size_t k = 0; k < l->n; k++)
     if (l->r[k].req == req) return;
-  if (room_for_one(p, (void **)&l->r, &l->cap, l->n, sizeof *l->r, 16)) l->r[l->n++] = (lent_req){req, 0, -1};
+  if (room_for_one(p, (void **)&l->r, &l->cap, l->n, sizeof *l->r, 16)) l->r[l->n++] = (lent_req){req, 0, -1, -1};
+  l->settled = false;
 }
 
 static int32_t gatherer_slot(const infinite *p, int64_t req);
@@ -720,6 +734,15 @@ static inline bool owned_stopped(infinite *p, hb_buf *h, int32_t i, int64_t r, i
   return *debt;
 }
 
+/* True when instance i's lent requests are as the walk that settled
+ * them found them (req_list). */
+static bool lent_settled(const infinite *p, const req_list *l, int32_t i) {
+  if (!l->settled || l->guest_gen != infsim_gm_guest_generation(p->gm, i)) return false;
+  uint64_t kv_gen = 0;
+  for (size_t k = 0; k < l->n; k++) kv_gen += infsim_kv_split_generation(p->s->kv, l->r[k].owner);
+  return kv_gen == l->kv_gen;
+}
+
 /* Instance i's report as of now into h; true when a debt changed: an
  * entry of a request split in the truth or in the ledger, or one it holds
  * for another owner (docs/distkv.md, "gManager and heartbeats"). With
@@ -827,6 +850,22 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
       return true;
   }
   req_list *l = &p->lent[i];
+  if (!h->full && lent_settled(p, l, i)) {
+#ifdef INFSIM_CHECK_INVARIANTS
+    /* A walk would find each as the settling one did, as the ledger has it. */
+    for (size_t k = 0; k < l->n; k++) {
+      int64_t r = l->r[k].req;
+      assert(infsim_kv_owner(s->kv, r) == l->r[k].owner && infsim_gm_owner(p->gm, r) != i);
+      assert(lent_blocks_now(p, r, l->r[k].owner, i, now) == l->r[k].blocks && l->r[k].blocks > 0);
+      assert(infsim_gm_held_by(p->gm, r, i) == l->r[k].blocks);
+    }
+#endif
+    return debt;
+  }
+  /* Whether this walk settles the list (req_list), and its owners' sum. */
+  bool settles = !h->full;
+  uint64_t kv_gen = 0;
+  l->settled = false;
   for (size_t k = 0; k < l->n; k++) {
     int64_t r = l->r[k].req;
     if (k + 2 * LEDGER_AHEAD < l->n) {
@@ -841,8 +880,19 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
     int64_t ledger = h->full ? 0 : infsim_gm_held_by_hint(p->gm, r, i, &l->r[k].gm_k);
     int64_t b = lent_blocks_now(p, r, owner, i, now);
     l->r[k].blocks = b;
-    debt |= hb_add_vs(p, h, i, r, owner >= 0 ? owner : i, b, ledger);
+    bool differs = hb_add_vs(p, h, i, r, owner >= 0 ? owner : i, b, ledger);
+    debt |= differs;
     if (debt && ask_only) return true;
+    settles = settles && !differs && b > 0 && owner >= 0 && owner != i && infsim_gm_owner(p->gm, r) != i;
+    if (settles) {
+      l->r[k].owner = owner;
+      kv_gen += infsim_kv_split_generation(s->kv, owner);
+    }
+  }
+  if (settles) {
+    l->settled = true;
+    l->guest_gen = infsim_gm_guest_generation(p->gm, i);
+    l->kv_gen = kv_gen;
   }
   return debt;
 }
@@ -873,6 +923,7 @@ static void report(infinite *p, int32_t i, int64_t now, bool debts_only) {
     if (l->r[k].blocks == 0) {
       assert(lent_blocks_now(p, l->r[k].req, infsim_kv_owner(p->s->kv, l->r[k].req), i, now) == 0);
       l->r[k] = l->r[--l->n];
+      l->settled = false; /* (never settled with such a request) */
     } else {
       k++;
     }

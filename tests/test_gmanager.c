@@ -5,7 +5,8 @@
 ** older report never overwrites a newer one, and a ledger rebuilt from
 ** full heartbeats after a loss equals the one kept all along; the marks
 ** of owned requests (live, ended) and the count of split ended ones
-** against the truth's. The planners
+** against the truth's; an instance's guest generation stays only while
+** its entries of others' requests do. The planners
 ** against hand-solved cases, with and without guests first (a debtor's
 ** guests move before its own requests: policy.own_work_first).
 */
@@ -34,6 +35,11 @@ typedef struct {
   int64_t used[I];
   bool live[R]; /* marked live in the ledger (infsim_gm_set_live) */
   bool ended[R]; /* marked ended (infsim_gm_set_ended) */
+  /* What the ledger said at the last step: each instance's guest
+   * generation, each request's owner and entries. */
+  uint64_t gen[I];
+  int32_t seen_owner[R];
+  int64_t seen[R][I];
 } truth;
 
 static void send_entry(infsim_gm *gm, const truth *t, int64_t r, int32_t holder, int64_t at) {
@@ -132,11 +138,31 @@ static void assert_agrees(const infsim_gm *gm, const truth *t) {
   }
 }
 
+/* An instance whose guest generation stayed since the last step holds
+ * every entry of a request owned elsewhere as it did (those with blocks);
+ * a generation never goes back. */
+static void assert_guest_generations(const infsim_gm *gm, truth *t) {
+  for (int32_t i = 0; i < I; i++) {
+    uint64_t g = infsim_gm_guest_generation(gm, i);
+    assert_true(g >= t->gen[i]);
+    for (int64_t r = 0; r < R && g == t->gen[i]; r++)
+      if (t->seen_owner[r] >= 0 && t->seen_owner[r] != i && t->seen[r][i] > 0) {
+        assert_int_equal(infsim_gm_owner(gm, r), t->seen_owner[r]);
+        assert_int_equal(infsim_gm_held_by(gm, r, i), t->seen[r][i]);
+      }
+    t->gen[i] = g;
+  }
+  for (int64_t r = 0; r < R; r++) {
+    t->seen_owner[r] = infsim_gm_owner(gm, r);
+    for (int32_t i = 0; i < I; i++) t->seen[r][i] = infsim_gm_held_by(gm, r, i);
+  }
+}
+
 /* Random life of requests: allocate at the owner or elsewhere, move
  * blocks (confirmed moves), free some, finish. */
 static void random_history(gsl_rng *rng, truth *t, infsim_gm *a, infsim_gm *b, int steps) {
   memset(t, 0, sizeof *t);
-  for (int64_t r = 0; r < R; r++) t->owner[r] = -1;
+  for (int64_t r = 0; r < R; r++) t->owner[r] = t->seen_owner[r] = -1;
   for (int s = 1; s <= steps; s++) {
     int64_t r = (int64_t)gsl_rng_uniform_int(rng, R);
     int32_t i = (int32_t)gsl_rng_uniform_int(rng, I);
@@ -187,6 +213,7 @@ static void random_history(gsl_rng *rng, truth *t, infsim_gm *a, infsim_gm *b, i
       t->live[r] = false;
     }
     assert_agrees(a, t);
+    assert_guest_generations(a, t);
   }
 }
 

@@ -154,6 +154,13 @@ int64_t infsim_gm_spare_blocks(const infsim_gm *gm, int32_t instance); /* free a
 int64_t infsim_gm_lent(const infsim_gm *gm, int32_t instance);
 int64_t infsim_gm_borrowed(const infsim_gm *gm, int32_t instance);
 int64_t infsim_gm_held(const infsim_gm *gm, int32_t instance);
+/* A count of the changes to the entries `instance` holds of requests the
+ * ledger has owned elsewhere (set, zeroed or forgotten; reset; a change
+ * to the same value may count): while it stays, so does
+ * infsim_gm_held_by(gm, req, instance) for each req the ledger has with
+ * blocks there and owned elsewhere (req leaves the ledger, or changes
+ * owner, only once that entry went). Never decreases. */
+uint64_t infsim_gm_guest_generation(const infsim_gm *gm, int32_t instance);
 
 /* Requests `instance` owns that have blocks somewhere (the planner's
  * candidates), in no particular order. */
