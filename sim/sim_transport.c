@@ -92,17 +92,18 @@ static infsim_status net_send(void *self, const infsim_msg *msg, int64_t now_ns,
   infsim_status st = take_slot(s, msg, now_ns, &slot, err);
   if (st != INFSIM_OK) return st;
   s->bytes_sent += msg->bytes > 0 ? msg->bytes : 0;
-  int32_t path[INFSIM_NET_MAX_PATH];
-  int len = infsim_network_route(s->net, endpoint_of(s, msg->src), endpoint_of(s, msg->dst), path);
-  if (len == 0) /* to itself: no link to cross */
+  int32_t src = endpoint_of(s, msg->src), dst = endpoint_of(s, msg->dst);
+  if (src == dst) /* to itself: no link to cross (an empty route) */
     return infsim_event_heap_push(&s->heap, now_ns, EV_MESSAGE, msg->dst, slot, err);
-  if (msg->bytes <= INFSIM_CONTROL_MSG_BYTES) {
+  if (msg->bytes <= INFSIM_CONTROL_MSG_BYTES) { /* the route's rate: no path needed */
     double bw = 0;
     int64_t lat = 0;
-    sim_transport_route(s, endpoint_of(s, msg->src), endpoint_of(s, msg->dst), &bw, &lat);
+    sim_transport_route(s, src, dst, &bw, &lat);
     int64_t at = now_ns + lat + (int64_t)ceil((double)(msg->bytes > 0 ? msg->bytes : 0) / bw * 1e9);
     return infsim_event_heap_push(&s->heap, at, EV_MESSAGE, msg->dst, slot, err);
   }
+  int32_t path[INFSIM_NET_MAX_PATH];
+  int len = infsim_network_route(s->net, src, dst, path);
   int64_t id = 0;
   st = infsim_network_add_flow(s->net, msg->bytes > 0 ? msg->bytes : 0, path, len, now_ns, 0.0, slot, &id, err);
   if (st != INFSIM_OK) return st;
