@@ -222,6 +222,8 @@ static borrow *find_borrow(infsim_contract *c, int32_t debtor, uint32_t id) {
   return NULL;
 }
 
+size_t infsim_contract_borrows(const infsim_contract *c) { return c->nb; }
+
 bool infsim_contract_in_flight(const infsim_contract *c, int32_t debtor, int64_t req) {
   for (size_t k = 0; k < c->nb; k++)
     if (c->b[k].debtor == debtor && c->b[k].req == req && c->b[k].st != B_CANCELLING) return true;

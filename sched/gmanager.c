@@ -400,6 +400,12 @@ size_t infsim_gm_owned_pending(const infsim_gm *gm, int32_t instance, const int6
   return o->owned_n - o->owned_live - o->owned_ended;
 }
 
+size_t infsim_gm_owned_ended(const infsim_gm *gm, int32_t instance, const int64_t **reqs) {
+  const gm_inst *o = &gm->inst[instance];
+  *reqs = o->owned + ended_from(o);
+  return o->owned_ended;
+}
+
 int64_t infsim_gm_ended_split(const infsim_gm *gm, int32_t instance) { return gm->inst[instance].ended_split; }
 
 size_t infsim_gm_new_owned(const infsim_gm *gm, const int64_t **reqs) {

@@ -384,7 +384,7 @@ static infsim_status send_ctl(infinite *p, infsim_msg_kind kind, int32_t src, in
  * for: tests/test_infinite_random, case seed 390). It stops at the
  * instance's memory too, so a long queue costs what fills one GPU.
  * (docs/distkv.md, "Own work first".) */
-static bool big_prompt(const infinite *p, int64_t req);
+static int64_t prompt_blocks(const infinite *p, int64_t req);
 
 static int64_t own_demand(const infinite *p, int32_t i) {
   if (!p->set.own_first) return 0;
@@ -393,10 +393,13 @@ static int64_t own_demand(const infinite *p, int32_t i) {
   int64_t cap = s->p.gpu_blocks_per_instance, bt = s->p.block_tokens, d = 0;
   for (int32_t k = 0; k < in->swapped.count && d < cap; k++)
     d += (rs_of(s, deque_at(&in->swapped, k))->kv0 + 1 + bt - 1) / bt;
+  if (in->waiting.count == 0 || d >= cap) return d < cap ? d : cap;
+  int64_t big = cap - (int64_t)(p->set.reserve_frac * (double)cap); /* big_prompt's bound */
   for (int32_t k = 0; k < in->waiting.count && d < cap; k++) {
     int32_t r = deque_at(&in->waiting, k);
-    if (big_prompt(p, r)) break; /* FCFS: nothing behind it is admitted first */
-    int64_t need = (rs_of(s, r)->prefill_target + bt - 1) / bt - infsim_kv_blocks(s->kv, r);
+    int64_t blocks = prompt_blocks(p, r);
+    if (s->rec[r].state == INFSIM_REQ_WAITING && blocks > big) break; /* big_prompt: FCFS, nothing behind it first */
+    int64_t need = blocks - infsim_kv_blocks(s->kv, r);
     if (need > 0) d += need;
   }
   return d < cap ? d : cap;
@@ -410,15 +413,20 @@ static int64_t env_free(void *self, int32_t instance) {
   return infsim_sched_free_blocks_now(p->s, instance, p->s->now_ns) - own_demand(p, instance);
 }
 
-/* Room for one more item in a growable array of n items. The policy's
+/* Room for `more` items more in a growable array of n items. The policy's
  * lists are bounded by the requests in flight, so a failure means the
  * machine is out of memory: the item is not added and the failure is
  * pending (hooks such as short_of_blocks cannot return a status; on_message
  * reports it, and a heartbeat timer comes soon). */
-static bool room_for_one(infinite *p, void **items, size_t *cap, size_t n, size_t item_bytes, size_t first) {
-  if (n < *cap || infsim_grow(items, cap, n + 1, item_bytes, first)) return true; /* no call while there is room */
+static bool room_for_n(infinite *p, void **items, size_t *cap, size_t n, size_t more, size_t item_bytes,
+                       size_t first) {
+  if (n + more <= *cap || infsim_grow(items, cap, n + more, item_bytes, first)) return true; /* no call while there is room */
   if (p->pending == INFSIM_OK) p->pending = infsim_fail(&p->pending_err, INFSIM_ENOMEM, "out of memory");
   return false;
+}
+
+static bool room_for_one(infinite *p, void **items, size_t *cap, size_t n, size_t item_bytes, size_t first) {
+  return room_for_n(p, items, cap, n, 1, item_bytes, first);
 }
 
 static void note_lent(infinite *p, int32_t holder, int64_t req) {
@@ -553,9 +561,11 @@ static void env_cancelled(void *self, int32_t debtor, int64_t req, int64_t now) 
 }
 
 /* req's KV ended: every move of it on the way is cancelled, to a GPU
- * creditor (contract.h) or to and from host memory (cpu_tier.h). */
+ * creditor (contract.h) or to and from host memory (cpu_tier.h). (Most
+ * requests end with no borrow on record at all.) */
 static void cancel_moves_of(infinite *p, int64_t req, int64_t now) {
-  if (p->pending == INFSIM_OK) p->pending = infsim_contract_cancel(p->contract, req, now, &p->pending_err);
+  if (p->pending == INFSIM_OK && infsim_contract_borrows(p->contract) > 0)
+    p->pending = infsim_contract_cancel(p->contract, req, now, &p->pending_err);
   if (p->tier && p->pending == INFSIM_OK) p->pending = infsim_cpu_tier_cancel(p->tier, req, now, &p->pending_err);
 }
 
@@ -817,18 +827,19 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
    * Those running here when the gManager took them in (apply_report marks
    * them live in the ledger) are skipped: they still run, or ended (request_ended and
    * kv_dropped clear the mark) or were swapped out (its swapped queue). */
-  const int64_t *owned;
-  size_t no = infsim_gm_owned_not_live(p->gm, i, &owned);
   /* Ended requests (request_ended marks them in the ledger) are finished
    * or rejected: no KV anywhere, so each is gone, a debt when the ledger
-   * has it split. When only the answer is wanted, the ledger's count of
-   * those split settles them all, and only the others are walked (the
-   * not-live list's first ones); mostly finished requests wait there for
-   * their owner's next report, tens of ticks of a quiet instance. */
-  if (ask_only) {
-    if (infsim_gm_ended_split(p->gm, i) > 0) return true;
-    no = infsim_gm_owned_pending(p->gm, i, &owned);
+   * has it split: the ledger's count of those split settles the answer,
+   * and they join the gone list as they are (after the others, as a walk
+   * of the not-live list would find them). Only the others are walked
+   * (the not-live list's first ones); mostly finished requests wait there
+   * for their owner's next report, tens of ticks of a quiet instance. */
+  if (infsim_gm_ended_split(p->gm, i) > 0) {
+    if (ask_only) return true;
+    debt = true;
   }
+  const int64_t *owned;
+  size_t no = infsim_gm_owned_pending(p->gm, i, &owned);
 #ifdef INFSIM_CHECK_INVARIANTS
   {
     const int64_t *all;
@@ -844,6 +855,14 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
 #endif
   for (size_t k = 0; k < no; k++)
     if (owned_stopped(p, h, i, owned[k], now, &debt) && ask_only) return true;
+  if (!ask_only) {
+    const int64_t *ended;
+    size_t ne = infsim_gm_owned_ended(p->gm, i, &ended);
+    if (ne > 0 && room_for_n(p, (void **)&h->gone, &h->cap_gone, h->n_gone, ne, sizeof *h->gone, 16)) {
+      memcpy(h->gone + h->n_gone, ended, ne * sizeof *ended);
+      h->n_gone += ne;
+    }
+  }
   for (int32_t k = 0; k < in->swapped.count; k++) {
     int64_t r = deque_at(&in->swapped, k);
     if (infsim_gm_owner(p->gm, r) == i && infsim_gm_live(p->gm, r) && owned_stopped(p, h, i, r, now, &debt) && ask_only)

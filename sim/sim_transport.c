@@ -113,12 +113,11 @@ static infsim_status net_send(void *self, const infsim_msg *msg, int64_t now_ns,
 
 static infsim_status net_timer(void *self, const infsim_msg *msg, int64_t at_ns, infsim_error *err) {
   infsim_sim *s = self;
-  infsim_msg m = *msg;
-  m.dst = m.src;
   int32_t slot = 0;
-  infsim_status st = take_slot(s, &m, s->now_ns, &slot, err);
+  infsim_status st = take_slot(s, msg, s->now_ns, &slot, err);
   if (st != INFSIM_OK) return st;
-  return infsim_event_heap_push(&s->heap, at_ns, EV_MESSAGE, m.dst, slot, err);
+  s->msgs[slot].msg.dst = msg->src; /* a timer goes off where it was set */
+  return infsim_event_heap_push(&s->heap, at_ns, EV_MESSAGE, msg->src, slot, err);
 }
 
 /* Messages' bytes plus DistAttention's per-step traffic (sim_internal.h). */

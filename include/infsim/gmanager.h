@@ -186,6 +186,9 @@ size_t infsim_gm_owned_not_live(const infsim_gm *gm, int32_t instance, const int
 void infsim_gm_set_ended(infsim_gm *gm, int64_t req);
 bool infsim_gm_ended(const infsim_gm *gm, int64_t req);
 size_t infsim_gm_owned_pending(const infsim_gm *gm, int32_t instance, const int64_t **reqs);
+/* The ended ones (infsim_gm_owned_not_live's list less the pending ones,
+ * its last), in that list's order; O(1). */
+size_t infsim_gm_owned_ended(const infsim_gm *gm, int32_t instance, const int64_t **reqs);
 int64_t infsim_gm_ended_split(const infsim_gm *gm, int32_t instance);
 /* The requests that joined an owned list while the last
  * infsim_gm_heartbeat applied its entries (some may have left it since). */
