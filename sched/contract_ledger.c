@@ -102,9 +102,11 @@ infsim_status contract_gm_deliver(infsim_contract *c, const infsim_msg *m, int64
       *g = (contract_proposal){.debtor = m->src, .id = m->seq, .attempt = m->a,
                                .expires_ns = now + KEEP_TIMEOUTS * c->p.timeout_ns};
       contract_expires_at(&c->g_sweep_ns, g->expires_ns);
-      infsim_gm_move plan[8];
-      size_t n = infsim_gm_plan(c->gm, c->p.planner, m->src, m->b ? m->req : -1, m->blocks, plan, 8);
-      for (size_t k = 1; k < n; k++) infsim_gm_unpropose(c->gm, &plan[k]); /* one move per borrow */
+      /* One move per borrow: a plan's first move does not depend on those
+       * after it, so the planner stops there (their proposals would only
+       * be taken back). */
+      infsim_gm_move plan[1];
+      size_t n = infsim_gm_plan(c->gm, c->p.planner, m->src, m->b ? m->req : -1, m->blocks, plan, 1);
       g->has_move = n > 0;
       if (n > 0) g->mv = plan[0];
     }

@@ -8,7 +8,8 @@
 ** against the truth's; an instance's guest generation stays only while
 ** its entries of others' requests do. The planners
 ** against hand-solved cases, with and without guests first (a debtor's
-** guests move before its own requests: policy.own_work_first).
+** guests move before its own requests: policy.own_work_first); a plan
+** stopped at its first move against the whole plan, the rest taken back.
 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -522,6 +523,60 @@ static void test_plan_order_random(void **state) {
  * view's free memory (heartbeats, proposals and their undoing, plans),
  * against a scan of the test's own record: the most free memory above
  * the reserve, not the debtor, the lowest id of those with as much. */
+/* Two ledgers fed the same random heartbeats (free memory, entries of
+ * requests owned across the cluster). */
+static void same_random_views(gsl_rng *rng, infsim_gm *a, infsim_gm *b, int32_t inst, int64_t reqs) {
+  for (int32_t i = 0; i < inst; i++) {
+    infsim_gm_entry e[16];
+    size_t n = 0;
+    for (int64_t r = 0; r < reqs && n < 16; r++)
+      if (gsl_rng_uniform_int(rng, 3) == 0)
+        e[n++] = (infsim_gm_entry){r, (int32_t)(r % inst), i, 1 + (int64_t)gsl_rng_uniform_int(rng, 20)};
+    int64_t free_blocks = (int64_t)gsl_rng_uniform_int(rng, 60);
+    infsim_gm_heartbeat(a, i, 1, free_blocks, e, n, false);
+    infsim_gm_heartbeat(b, i, 1, free_blocks, e, n, false);
+  }
+}
+
+/* A borrow takes a plan's first move only (contract_ledger.c): every
+ * planner capped at one move gives the first move of its whole plan, and
+ * leaves the view as the whole plan with its other moves taken back (the
+ * next plans agree too). */
+static void test_plan_first_move_alone(void **state) {
+  (void)state;
+  enum { INST = 9, PER_NODE = 4, REQS = 12 };
+  gsl_rng *rng = infsim_rng_new(5, "test.gmanager.first");
+  for (int trial = 0; trial < 600; trial++) {
+    infsim_gm *a = NULL, *b = NULL;
+    assert_int_equal(infsim_gm_new(INST, PER_NODE, 100, REQS, 5, &a, NULL), INFSIM_OK);
+    assert_int_equal(infsim_gm_new(INST, PER_NODE, 100, REQS, 5, &b, NULL), INFSIM_OK);
+    infsim_gm_set_guests_first(a, trial % 2);
+    infsim_gm_set_guests_first(b, trial % 2);
+    infsim_gm_set_spread_costs(a, 3, 1);
+    infsim_gm_set_spread_costs(b, 3, 1);
+    same_random_views(rng, a, b, INST, REQS);
+    infsim_gm_planner planner = (infsim_gm_planner)(trial % 6);
+    for (int round = 0; round < 3; round++) {
+      int32_t debtor = (int32_t)gsl_rng_uniform_int(rng, INST);
+      int64_t req = (int64_t)gsl_rng_uniform_int(rng, REQS + 1) - 1, need = 1 + (int64_t)gsl_rng_uniform_int(rng, 80);
+      infsim_gm_move all[8], first[1];
+      size_t n = infsim_gm_plan(a, planner, debtor, req, need, all, 8);
+      for (size_t k = 1; k < n; k++) infsim_gm_unpropose(a, &all[k]);
+      size_t n1 = infsim_gm_plan(b, planner, debtor, req, need, first, 1);
+      assert_int_equal(n1, n > 0);
+      if (n > 0)
+        assert_true(first[0].req == all[0].req && first[0].from == all[0].from && first[0].to == all[0].to &&
+                    first[0].blocks == all[0].blocks && first[0].fresh == all[0].fresh);
+      for (int32_t i = 0; i < INST; i++) assert_int_equal(infsim_gm_free_blocks(a, i), infsim_gm_free_blocks(b, i));
+      infsim_gm_check(a);
+      infsim_gm_check(b);
+    }
+    infsim_gm_free(a);
+    infsim_gm_free(b);
+  }
+  gsl_rng_free(rng);
+}
+
 static void test_first_creditor_random(void **state) {
   (void)state;
   enum { INST = 13, RESERVE = 5 };
@@ -606,6 +661,7 @@ int main(void) {
       cmocka_unit_test(test_guests_first),
       cmocka_unit_test(test_plan_order_random),
       cmocka_unit_test(test_first_creditor_random),
+      cmocka_unit_test(test_plan_first_move_alone),
       cmocka_unit_test(test_instance_limit),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
