@@ -745,12 +745,34 @@ static inline bool owned_stopped(infinite *p, hb_buf *h, int32_t i, int64_t r, i
 }
 
 /* True when instance i's lent requests are as the walk that settled
- * them found them (req_list). */
-static bool lent_settled(const infinite *p, const req_list *l, int32_t i) {
-  if (!l->settled || l->guest_gen != infsim_gm_guest_generation(p->gm, i)) return false;
+ * them found them (req_list): at once while neither count moved; when
+ * one did (mostly for other requests: another split request of the same
+ * owner, another guest here), each request's blocks are read again on
+ * that side only (the KV manager's, or the ledger's), and the list stays
+ * settled, as of the new count, when none changed. */
+static bool lent_settled(infinite *p, req_list *l, int32_t i) {
+  if (!l->settled) return false;
+  const infsim_kv *kv = p->s->kv;
   uint64_t kv_gen = 0;
-  for (size_t k = 0; k < l->n; k++) kv_gen += infsim_kv_split_generation(p->s->kv, l->r[k].owner);
-  return kv_gen == l->kv_gen;
+  for (size_t k = 0; k < l->n; k++) kv_gen += infsim_kv_split_generation(kv, l->r[k].owner);
+  if (kv_gen != l->kv_gen) {
+    for (size_t k = 0; k < l->n; k++) {
+      const lent_req *e = &l->r[k];
+      if (infsim_kv_owner(kv, e->req) != e->owner || infsim_kv_blocks_at(kv, e->req, i) != e->blocks)
+        return l->settled = false;
+    }
+    l->kv_gen = kv_gen;
+  }
+  uint64_t guest_gen = infsim_gm_guest_generation(p->gm, i);
+  if (guest_gen != l->guest_gen) {
+    for (size_t k = 0; k < l->n; k++) {
+      lent_req *e = &l->r[k];
+      if (infsim_gm_owner(p->gm, e->req) == i || infsim_gm_held_by_hint(p->gm, e->req, i, &e->gm_k) != e->blocks)
+        return l->settled = false;
+    }
+    l->guest_gen = guest_gen;
+  }
+  return true;
 }
 
 /* Instance i's report as of now into h; true when a debt changed: an
