@@ -1006,9 +1006,11 @@ static infsim_status send_heartbeat(infinite *p, int32_t i, int64_t now, infsim_
    * or one they leave open, asks for the exact count. */
   int64_t lo = 0, hi = 0, free_blocks = 0;
   bool free_known = false;
+  /* hb_free_blocks less the scheduler's part: the tick changes neither (read once). */
+  int64_t adjust = 0;
   if (!t->full) {
     infsim_sched_free_blocks_bounds(p->s, i, &lo, &hi);
-    int64_t adjust = infsim_contract_reserved(p->contract, i) + own_demand(p, i);
+    adjust = infsim_contract_reserved(p->contract, i) + own_demand(p, i);
     lo -= adjust;
     hi -= adjust;
     free_known = lo == hi;
@@ -1020,7 +1022,8 @@ static infsim_status send_heartbeat(infinite *p, int32_t i, int64_t now, infsim_
   }
   bool quiet = !t->full && in_band(p, lo, last_free) && in_band(p, hi, last_free);
   if (!t->full && !quiet && !free_known) {
-    free_blocks = hb_free_blocks(p, i, now);
+    free_blocks = infsim_sched_free_blocks_now(p->s, i, now) - adjust;
+    assert(free_blocks == hb_free_blocks(p, i, now));
     free_known = true;
     quiet = in_band(p, free_blocks, last_free);
   }
@@ -1034,7 +1037,8 @@ static infsim_status send_heartbeat(infinite *p, int32_t i, int64_t now, infsim_
     return INFSIM_OK;
   }
   if (p->hb_shift[i] > 0) p->hb_shift[i]--; /* halves: a busy instance settles near its pace of change */
-  if (!free_known) free_blocks = hb_free_blocks(p, i, now);
+  if (!free_known) free_blocks = t->full ? hb_free_blocks(p, i, now) : infsim_sched_free_blocks_now(p->s, i, now) - adjust;
+  assert(free_blocks == hb_free_blocks(p, i, now));
   t->free_known = true;
   t->free_blocks = free_blocks;
   report(p, i, now, false);
