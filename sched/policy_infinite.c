@@ -714,9 +714,11 @@ static bool running_split_changed(infinite *p, const instance *in, const int64_t
   return false;
 }
 
-/* The running slots at instance `in` of the requests listed in a and b
- * (either may list one that does not run there, or both the same one)
- * into p->slots, ascending and distinct; how many. */
+/* The running slots at instance `in` of the requests listed in a (the
+ * KV manager's split requests of its instance) and b (the ledger's; it
+ * lists most of a's too, passed over as split in the KV manager's);
+ * either may list one that does not run there. Into p->slots, ascending
+ * and distinct; how many. */
 static size_t running_slots(infinite *p, const instance *in, const int64_t *a, size_t na, const int64_t *b,
                             size_t nb) {
   const infsim_sched *s = p->s;
@@ -732,6 +734,7 @@ static size_t running_slots(infinite *p, const instance *in, const int64_t *a, s
   size_t n = 0;
   for (size_t k = 0; k < na + nb; k++) {
     int64_t r = k < na ? a[k] : b[k - na];
+    if (k >= na && infsim_kv_foreign_blocks(s->kv, r) > 0) continue; /* listed in a */
     int32_t slot = running_slot(s, in, r);
     if (slot < 0) continue;
     /* Insertion, dropping a repeat: the lists are short, so the larger
