@@ -642,6 +642,18 @@ void infsim_gm_forget(infsim_gm *gm, int64_t req, int64_t now_ns) {
    * older, so it leaves the ledger whole, as zeroing each entry in turn
    * (below) would leave it, in one pass. */
   bool whole = q->owner >= 0 && now_ns >= q->floor_ns;
+  if (whole && q->n == 1 && q->own_k == 0 && q->remote == 0) {
+    /* The most usual: its owner's entry alone (no lists but the owned one). */
+    gm_hold *e = &q->h[0];
+    if (e->blocks == 0 || e->as_of_ns <= now_ns) {
+      gm->inst[e->holder].held -= e->blocks;
+      q->total = 0;
+      q->pieces = q->small_pieces = 0;
+      assert(q->split_pos < 0);
+      leave(gm, req, now_ns);
+      return;
+    }
+  }
   for (int32_t k = 0; k < q->n && whole; k++) whole = q->h[k].blocks == 0 || q->h[k].as_of_ns <= now_ns;
   if (whole) {
     for (int32_t k = 0; k < q->n; k++) {
