@@ -561,8 +561,7 @@ static void env_cancelled(void *self, int32_t debtor, int64_t req, int64_t now) 
 }
 
 /* req's KV ended: every move of it on the way is cancelled, to a GPU
- * creditor (contract.h) or to and from host memory (cpu_tier.h). (Most
- * requests end with no borrow on record at all.) */
+ * creditor (contract.h) or to and from host memory (cpu_tier.h). */
 static void cancel_moves_of(infinite *p, int64_t req, int64_t now) {
   if (p->pending == INFSIM_OK && infsim_contract_borrows(p->contract) > 0)
     p->pending = infsim_contract_cancel(p->contract, req, now, &p->pending_err);
@@ -570,11 +569,13 @@ static void cancel_moves_of(infinite *p, int64_t req, int64_t now) {
 }
 
 /* The request ended (finished or rejected): its moves on the way are
- * cancelled. */
+ * cancelled (most requests end with no borrow on record at all, and no
+ * host memory: the call is skipped). */
 static void request_ended(void *self, int32_t instance, int64_t req, int64_t now) {
   (void)instance;
-  infsim_gm_set_ended(((infinite *)self)->gm, req); /* its next report says it is gone */
-  cancel_moves_of(self, req, now);
+  infinite *p = self;
+  infsim_gm_set_ended(p->gm, req); /* its next report says it is gone */
+  if (infsim_contract_borrows(p->contract) > 0 || p->tier) cancel_moves_of(p, req, now);
 }
 
 /* req ends when the batch starting now does: its ledger record, read by
