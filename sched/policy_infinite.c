@@ -315,33 +315,47 @@ static infsim_policy_layout layout(const void *settings, int64_t instances, int6
 static void report(infinite *p, int32_t i, int64_t now, bool debts_only);
 static int64_t report_bytes(const hb_buf *h);
 
-/* Every message of the policy and the contract leaves through here. A
- * borrow request carries its debtor's report (as a heartbeat would), so
- * the gManager plans from the debtor's own view of its requests: a stale
- * ledger would propose moving KV of requests that have finished. */
-static infsim_status lossy_send(void *self, const infsim_msg *msg, int64_t now, infsim_error *err) {
-  infinite *p = self;
-  infsim_msg carrier;
-  const infsim_msg *m = msg;
-  if (msg->kind == INFSIM_MSG_BORROW_REQUEST && msg->src >= 0 && msg->src < p->instances) {
-    report(p, msg->src, now, true);
-    hb_buf *h = &p->hb[msg->src];
-    h->carried = true;
-    h->carrier_seq = msg->seq;
-    h->carrier_attempt = msg->a;
-    carrier = *msg;
-    carrier.bytes += report_bytes(h);
-    m = &carrier;
-  }
-  p->st.messages++;
-  if (p->fault_rng && p->set.message_loss > 0 && gsl_rng_uniform(p->fault_rng) < p->set.message_loss) {
+/* m through the faults (faults.message_*): lost, or late. Out of line,
+ * as send_borrow_request: the usual message passes without their frames. */
+static __attribute__((noinline)) infsim_status send_with_faults(infinite *p, const infsim_msg *m, int64_t now,
+                                                                infsim_error *err) {
+  if (p->set.message_loss > 0 && gsl_rng_uniform(p->fault_rng) < p->set.message_loss) {
     p->st.messages_lost++;
     return INFSIM_OK;
   }
   int64_t extra = 0;
-  if (p->fault_rng && p->set.message_delay_prob > 0 && gsl_rng_uniform(p->fault_rng) < p->set.message_delay_prob)
+  if (p->set.message_delay_prob > 0 && gsl_rng_uniform(p->fault_rng) < p->set.message_delay_prob)
     extra = (int64_t)((double)p->set.message_delay_ns * -log1p(-gsl_rng_uniform(p->fault_rng)));
   return p->base.send(p->base.self, m, now + extra, err);
+}
+
+static inline infsim_status send_counted(infinite *p, const infsim_msg *m, int64_t now, infsim_error *err) {
+  p->st.messages++;
+  if (p->fault_rng) return send_with_faults(p, m, now, err);
+  return p->base.send(p->base.self, m, now, err);
+}
+
+/* A borrow request carries its debtor's report (as a heartbeat would), so
+ * the gManager plans from the debtor's own view of its requests: a stale
+ * ledger would propose moving KV of requests that have finished. */
+static __attribute__((noinline)) infsim_status send_borrow_request(infinite *p, const infsim_msg *msg, int64_t now,
+                                                                   infsim_error *err) {
+  report(p, msg->src, now, true);
+  hb_buf *h = &p->hb[msg->src];
+  h->carried = true;
+  h->carrier_seq = msg->seq;
+  h->carrier_attempt = msg->a;
+  infsim_msg carrier = *msg;
+  carrier.bytes += report_bytes(h);
+  return send_counted(p, &carrier, now, err);
+}
+
+/* Every message of the policy and the contract leaves through here. */
+static infsim_status lossy_send(void *self, const infsim_msg *msg, int64_t now, infsim_error *err) {
+  infinite *p = self;
+  if (msg->kind == INFSIM_MSG_BORROW_REQUEST && msg->src >= 0 && msg->src < p->instances)
+    return send_borrow_request(p, msg, now, err);
+  return send_counted(p, msg, now, err);
 }
 
 static infsim_status pass_timer(void *self, const infsim_msg *m, int64_t at, infsim_error *err) {
