@@ -400,10 +400,18 @@ static infsim_status send_ctl(infinite *p, infsim_msg_kind kind, int32_t src, in
  * (docs/distkv.md, "Own work first".) */
 static int64_t prompt_blocks(const infinite *p, int64_t req);
 
-static int64_t own_demand(const infinite *p, int32_t i) {
-  if (!p->set.own_first) return 0;
+static __attribute__((noinline)) int64_t own_demand_walk(const infinite *p, const instance *in);
+
+/* (The check inline, the walk not: an instance's queues are mostly empty
+ * when asked, and the walk's frame cost more than the check.) */
+static inline int64_t own_demand(const infinite *p, int32_t i) {
+  const instance *in = &p->s->inst[i];
+  if (!p->set.own_first || (in->swapped.count == 0 && in->waiting.count == 0)) return 0;
+  return own_demand_walk(p, in);
+}
+
+static int64_t own_demand_walk(const infinite *p, const instance *in) {
   const infsim_sched *s = p->s;
-  const instance *in = &s->inst[i];
   int64_t cap = s->p.gpu_blocks_per_instance, bt = s->p.block_tokens, d = 0;
   for (int32_t k = 0; k < in->swapped.count && d < cap; k++)
     d += (rs_of(s, deque_at(&in->swapped, k))->kv0 + 1 + bt - 1) / bt;
