@@ -34,20 +34,28 @@
 
 #include "sim_internal.h"
 
+/* The pool doubles (out of line: it grows a few times a run, and its
+ * call would give every send and timer a frame). */
+static __attribute__((noinline)) infsim_status grow_pool(infsim_sim *s, infsim_error *err) {
+  int32_t cap = s->msg_capacity ? 2 * s->msg_capacity : 64;
+  msg_slot *slots = realloc(s->msgs, (size_t)cap * sizeof *slots);
+  if (slots == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  for (int32_t i = s->msg_capacity; i < cap; i++) {
+    slots[i].next_free = i + 1 < cap ? i + 1 : -1;
+    slots[i].msg.kind = -1; /* free: net_in_flight skips it */
+  }
+  s->msgs = slots;
+  s->msg_free = s->msg_capacity;
+  s->msg_capacity = cap;
+  return INFSIM_OK;
+}
+
 /* A pool slot for msg, sent at now_ns. */
-static infsim_status take_slot(infsim_sim *s, const infsim_msg *msg, int64_t now_ns, int32_t *out,
-                               infsim_error *err) {
+static inline infsim_status take_slot(infsim_sim *s, const infsim_msg *msg, int64_t now_ns, int32_t *out,
+                                      infsim_error *err) {
   if (s->msg_free < 0) {
-    int32_t cap = s->msg_capacity ? 2 * s->msg_capacity : 64;
-    msg_slot *slots = realloc(s->msgs, (size_t)cap * sizeof *slots);
-    if (slots == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
-    for (int32_t i = s->msg_capacity; i < cap; i++) {
-      slots[i].next_free = i + 1 < cap ? i + 1 : -1;
-      slots[i].msg.kind = -1; /* free: net_in_flight skips it */
-    }
-    s->msgs = slots;
-    s->msg_free = s->msg_capacity;
-    s->msg_capacity = cap;
+    infsim_status st = grow_pool(s, err);
+    if (st != INFSIM_OK) return st;
   }
   int32_t slot = s->msg_free;
   s->msg_free = s->msgs[slot].next_free;
