@@ -198,6 +198,7 @@ typedef struct {
   int32_t *gather_waits;    /* per instance: such waits in a row (sets their back-off) */
   int32_t *failures;       /* per instance: borrows failed in a row (sets the back-off) */
   int32_t *hb_shift;       /* per instance: heartbeat period x 2^shift while quiet */
+  double band_blocks;      /* policy.heartbeat_band x an instance's blocks */
   int64_t *walked_ns;      /* per instance: when a report last walked its running requests */
   int32_t dgfm_shift;      /* DGFM period x 2^shift while passes find nothing */
   bool *lost;              /* per instance: lost (faults.lose_instance) */
@@ -1040,7 +1041,7 @@ static int64_t report_bytes(const hb_buf *h) { return HEARTBEAT_ENTRY_BYTES * (i
  * the gManager's last_free. */
 static bool in_band(const infinite *p, int64_t free_blocks, int64_t last_free) {
   int64_t moved = free_blocks > last_free ? free_blocks - last_free : last_free - free_blocks;
-  return (double)moved <= p->set.heartbeat_band * (double)p->s->p.gpu_blocks_per_instance;
+  return (double)moved <= p->band_blocks;
 }
 
 /* A heartbeat tick of instance i. A quiet instance (no debt changed, its
@@ -1219,6 +1220,7 @@ static infsim_status create(const void *settings, struct infsim_sched *s, int32_
   p->s = s;
   p->instances = instances;
   p->base = s->net;
+  p->band_blocks = set->heartbeat_band * (double)s->p.gpu_blocks_per_instance;
   p->hb = calloc((size_t)instances, sizeof *p->hb);
   p->lent = calloc((size_t)instances, sizeof *p->lent);
   p->retry_after_ns = calloc((size_t)instances, sizeof *p->retry_after_ns);
