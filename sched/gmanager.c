@@ -636,24 +636,14 @@ void infsim_gm_prefetch_entries(const infsim_gm *gm, int64_t req, int32_t holder
   if (q->h != NULL) __builtin_prefetch(&q->h[holder == q->owner && q->own_k >= 0 ? q->own_k : 0]);
 }
 
-void infsim_gm_forget(infsim_gm *gm, int64_t req, int64_t now_ns) {
+/* infsim_gm_forget, every case but the most usual (out of line: that one
+ * then needs no frame). */
+static __attribute__((noinline)) void forget_any(infsim_gm *gm, int64_t req, int64_t now_ns) {
   gm_req *q = &gm->req[req];
   /* The usual news: every block the ledger has of req is as of now_ns or
    * older, so it leaves the ledger whole, as zeroing each entry in turn
    * (below) would leave it, in one pass. */
   bool whole = q->owner >= 0 && now_ns >= q->floor_ns;
-  if (whole && q->n == 1 && q->own_k == 0 && q->remote == 0) {
-    /* The most usual: its owner's entry alone (no lists but the owned one). */
-    gm_hold *e = &q->h[0];
-    if (e->blocks == 0 || e->as_of_ns <= now_ns) {
-      gm->inst[e->holder].held -= e->blocks;
-      q->total = 0;
-      q->pieces = q->small_pieces = 0;
-      assert(q->split_pos < 0);
-      leave(gm, req, now_ns);
-      return;
-    }
-  }
   for (int32_t k = 0; k < q->n && whole; k++) whole = q->h[k].blocks == 0 || q->h[k].as_of_ns <= now_ns;
   if (whole) {
     for (int32_t k = 0; k < q->n; k++) {
@@ -684,6 +674,22 @@ void infsim_gm_forget(infsim_gm *gm, int64_t req, int64_t now_ns) {
     q->own_k = -1;
   }
   if (now_ns > q->floor_ns) q->floor_ns = now_ns;
+}
+
+void infsim_gm_forget(infsim_gm *gm, int64_t req, int64_t now_ns) {
+  gm_req *q = &gm->req[req];
+  /* The most usual: a request whose owner's entry alone (no lists but the
+   * owned one), as of now_ns or older, leaves the ledger whole. */
+  if (q->owner >= 0 && now_ns >= q->floor_ns && q->n == 1 && q->own_k == 0 && q->remote == 0 &&
+      (q->h[0].blocks == 0 || q->h[0].as_of_ns <= now_ns)) {
+    gm->inst[q->h[0].holder].held -= q->h[0].blocks;
+    q->total = 0;
+    q->pieces = q->small_pieces = 0;
+    assert(q->split_pos < 0);
+    leave(gm, req, now_ns);
+    return;
+  }
+  forget_any(gm, req, now_ns);
 }
 
 void infsim_gm_reset(infsim_gm *gm) {
