@@ -506,6 +506,16 @@ static void guest_remove(infsim_gm *gm, gm_hold *e) {
 
 /* Nothing of r is left anywhere (its entries are all zero): it leaves
  * its owner's list and the ledger, as of `at`. */
+/* q's entry array, when the spares have no room for it: they grow, or
+ * it is freed (out of line: the spares grow a few times a run, and the
+ * calls would give every leave a frame). */
+static __attribute__((noinline)) void spare_full(infsim_gm *gm, gm_req *q) {
+  if (infsim_grow((void **)&gm->spare_h, &gm->spare_h_cap, gm->spare_h_n + 1, sizeof *gm->spare_h, 64))
+    gm->spare_h[gm->spare_h_n++] = (gm_spare_holds){q->h, q->cap};
+  else
+    free(q->h);
+}
+
 static void leave(infsim_gm *gm, int64_t r, int64_t at) {
   gm_req *q = &gm->req[r];
   gm_inst *o = &gm->inst[q->owner];
@@ -516,11 +526,10 @@ static void leave(infsim_gm *gm, int64_t r, int64_t at) {
   q->own_k = -1;
   /* Its entry array goes to the spares (or, where they cannot grow, is
    * freed): only records in the ledger hold one (infsim_gm_free). */
-  if (gm->spare_h_n < gm->spare_h_cap ||
-      infsim_grow((void **)&gm->spare_h, &gm->spare_h_cap, gm->spare_h_n + 1, sizeof *gm->spare_h, 64))
+  if (gm->spare_h_n < gm->spare_h_cap)
     gm->spare_h[gm->spare_h_n++] = (gm_spare_holds){q->h, q->cap};
   else
-    free(q->h);
+    spare_full(gm, q);
   q->h = NULL;
   q->cap = 0;
   q->floor_ns = at > q->floor_ns ? at : q->floor_ns;
