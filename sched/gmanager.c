@@ -115,6 +115,7 @@ struct infsim_gm {
   size_t cand_cap;
   bool guests_first; /* the planner moves a debtor's guests before its own requests */
   int64_t small_piece; /* gm_req.small_pieces counts pieces of at most this many blocks (<= 0: any) */
+  int64_t defrag_n;    /* requests with two remote pieces or more, one of them small (infsim_gm_defrag_candidates) */
   /* The instances by free memory in the view, as a tournament: node k
    * (1 <= k < 2 x leaves) holds the instance with the most free memory
    * of its leaves and that memory, the lowest id of those with as much
@@ -459,6 +460,9 @@ static inline void update_split(infsim_gm *gm, int64_t r) {
 
 static void set_entry_any(infsim_gm *gm, int64_t r, int32_t owner, int32_t holder, int64_t blocks, int64_t at);
 
+/* A request DGFM may consolidate or swap pieces of (defrag_n counts them). */
+static inline bool defrag_candidate(const gm_req *q) { return q->pieces >= 2 && q->small_pieces > 0; }
+
 /* A piece small enough for gm_req.small_pieces. */
 static int32_t small(const infsim_gm *gm, int64_t blocks) {
   return blocks > 0 && (gm->small_piece <= 0 || blocks <= gm->small_piece);
@@ -579,8 +583,10 @@ static void set_entry_any(infsim_gm *gm, int64_t r, int32_t owner, int32_t holde
   if (holder != q->owner) {
     if (blocks > 0 && blocks - d == 0) guest_add(gm, r, (int32_t)(e - q->h));
     if (blocks == 0 && blocks - d > 0) guest_remove(gm, e);
+    bool was = defrag_candidate(q);
     q->pieces += (blocks > 0) - (blocks - d > 0);
     q->small_pieces += small(gm, blocks) - small(gm, blocks - d);
+    gm->defrag_n += defrag_candidate(q) - was;
     gm->inst[holder].lent += d;
     gm->inst[q->owner].borrowed += d;
     gm->inst[holder].guest_gen++;
@@ -666,6 +672,7 @@ static __attribute__((noinline)) void forget_any(infsim_gm *gm, int64_t req, int
       }
     }
     q->total = q->remote = 0;
+    gm->defrag_n -= defrag_candidate(q);
     q->pieces = q->small_pieces = 0;
     update_split(gm, req);
     leave(gm, req, now_ns);
@@ -693,7 +700,7 @@ void infsim_gm_forget(infsim_gm *gm, int64_t req, int64_t now_ns) {
       (q->h[0].blocks == 0 || q->h[0].as_of_ns <= now_ns)) {
     gm->inst[q->h[0].holder].held -= q->h[0].blocks;
     q->total = 0;
-    q->pieces = q->small_pieces = 0;
+    q->pieces = q->small_pieces = 0; /* (none: no remote blocks; nor is it split, nor a DGFM candidate) */
     assert(q->split_pos < 0);
     leave(gm, req, now_ns);
     return;
@@ -719,6 +726,7 @@ void infsim_gm_reset(infsim_gm *gm) {
   }
   gm->split_n = 0;
   gm->tracked = 0;
+  gm->defrag_n = 0;
   cred_rebuild(gm);
 }
 
@@ -755,11 +763,22 @@ void infsim_gm_set_small_piece(infsim_gm *gm, int64_t blocks) {
    * on bench/distkv_speed's hour). Only a record with an owner has
    * entries (set_entry_any gives it one first; leave drops both). */
   if (gm->tracked == 0) return;
+  gm->defrag_n = 0;
   for (int64_t r = 0; r < gm->requests; r++) {
     gm_req *q = &gm->req[r];
     q->small_pieces = 0;
     for (int32_t k = 0; k < q->n; k++) q->small_pieces += q->h[k].holder != q->owner && small(gm, q->h[k].blocks);
+    gm->defrag_n += defrag_candidate(q);
   }
+}
+
+int64_t infsim_gm_defrag_candidates(const infsim_gm *gm, int64_t max_blocks) {
+  return max_blocks == gm->small_piece || (max_blocks <= 0 && gm->small_piece <= 0) ? gm->defrag_n : -1;
+}
+
+int64_t infsim_gm_most_spare(const infsim_gm *gm) {
+  int64_t s = gm->cred[1].id >= 0 ? gm->cred[1].free - gm->reserve : 0;
+  return s > 0 ? s : 0;
 }
 
 int64_t infsim_gm_remote_pieces(const infsim_gm *gm, int64_t req, int64_t max_blocks, int64_t *small_n) {
@@ -1098,10 +1117,11 @@ void infsim_gm_check(const infsim_gm *gm) {
   assert(guests);
   assert(lent && borrowed && held && split_owned);
   size_t split = 0;
-  int64_t tracked = 0;
+  int64_t tracked = 0, defrag = 0;
   for (int64_t r = 0; r < gm->requests; r++) {
     const gm_req *q = &gm->req[r];
     tracked += q->owner >= 0;
+    defrag += defrag_candidate(q);
     /* Only a record in the ledger holds an entry array, and one in the
      * ledger is in its owner's list unless a list could not grow: the
      * lists name every array infsim_gm_free frees. */
@@ -1160,6 +1180,8 @@ void infsim_gm_check(const infsim_gm *gm) {
   }
   assert(split == gm->split_n && split <= gm->split_peak);
   assert(tracked == gm->tracked && tracked <= gm->tracked_peak);
+  assert(defrag == gm->defrag_n);
+  (void)defrag;
   (void)tracked;
   int64_t sum_lent = 0, sum_borrowed = 0;
   for (int32_t i = 0; i < gm->instances; i++) {

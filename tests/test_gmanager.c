@@ -110,6 +110,12 @@ static void assert_agrees(const infsim_gm *gm, const truth *t) {
     borrowed += b;
   }
   assert_int_equal(lent, borrowed);
+  /* The most spare memory, against each instance's. */
+  int64_t most = 0;
+  for (int32_t i = 0; i < I; i++)
+    if (infsim_gm_spare_blocks(gm, i) > most) most = infsim_gm_spare_blocks(gm, i);
+  assert_int_equal(infsim_gm_most_spare(gm), most);
+  int64_t candidates = 0; /* requests with two remote pieces or more, one of them small */
   for (int64_t r = 0; r < R; r++) {
     infsim_gm_entry e[I];
     size_t n = infsim_gm_placement(gm, r, e, I);
@@ -136,7 +142,10 @@ static void assert_agrees(const infsim_gm *gm, const truth *t) {
     assert_int_equal(n_small, any);
     assert_int_equal(n, expect);
     for (size_t k = 0; k < n; k++) assert_int_equal(e[k].blocks, t->held[r][e[k].holder]);
+    candidates += pieces >= 2 && small > 0;
   }
+  int64_t counted = infsim_gm_defrag_candidates(gm, SMALL);
+  assert_true(counted == -1 || counted == candidates); /* -1: a ledger not counting small pieces of SMALL */
 }
 
 /* An instance whose guest generation stayed since the last step holds

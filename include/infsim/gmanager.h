@@ -147,10 +147,15 @@ size_t infsim_gm_placement(const infsim_gm *gm, int64_t req, infsim_gm_entry *ou
 int64_t infsim_gm_remote_pieces(const infsim_gm *gm, int64_t req, int64_t max_blocks, int64_t *small_n);
 /* The pieces the ledger counts as small (DGFM's policy.dgfm_max_piece_blocks). */
 void infsim_gm_set_small_piece(infsim_gm *gm, int64_t blocks);
+/* How many requests have two remote pieces or more and one of them of at
+ * most max_blocks (DGFM's candidates to consolidate or swap), O(1), when
+ * max_blocks is the ledger's small piece; else -1 (not counted). */
+int64_t infsim_gm_defrag_candidates(const infsim_gm *gm, int64_t max_blocks);
 
 /* Per instance, in the gManager's view. */
 int64_t infsim_gm_free_blocks(const infsim_gm *gm, int32_t instance);
 int64_t infsim_gm_spare_blocks(const infsim_gm *gm, int32_t instance); /* free above the reserve */
+int64_t infsim_gm_most_spare(const infsim_gm *gm); /* the most any instance has; O(1) */
 int64_t infsim_gm_lent(const infsim_gm *gm, int32_t instance);
 int64_t infsim_gm_borrowed(const infsim_gm *gm, int32_t instance);
 int64_t infsim_gm_held(const infsim_gm *gm, int32_t instance);
