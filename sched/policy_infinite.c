@@ -443,7 +443,8 @@ static int64_t env_free(void *self, int32_t instance) {
  * reports it, and a heartbeat timer comes soon). */
 static bool room_for_n(infinite *p, void **items, size_t *cap, size_t n, size_t more, size_t item_bytes,
                        size_t first) {
-  if (n + more <= *cap || infsim_grow(items, cap, n + more, item_bytes, first)) return true; /* no call while there is room */
+  if (n + more <= *cap || infsim_grow(items, cap, n + more, item_bytes, first))
+    return true; /* no call while there is room */
   if (p->pending == INFSIM_OK) p->pending = infsim_fail(&p->pending_err, INFSIM_ENOMEM, "out of memory");
   return false;
 }
@@ -1093,7 +1094,8 @@ static infsim_status send_heartbeat(infinite *p, int32_t i, int64_t now, infsim_
     return INFSIM_OK;
   }
   if (p->hb_shift[i] > 0) p->hb_shift[i]--; /* halves: a busy instance settles near its pace of change */
-  if (!free_known) free_blocks = t->full ? hb_free_blocks(p, i, now) : infsim_sched_free_blocks_now(p->s, i, now) - adjust;
+  if (!free_known)
+    free_blocks = t->full ? hb_free_blocks(p, i, now) : infsim_sched_free_blocks_now(p->s, i, now) - adjust;
   assert(free_blocks == hb_free_blocks(p, i, now));
   t->free_known = true;
   t->free_blocks = free_blocks;
