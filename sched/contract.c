@@ -10,7 +10,8 @@
 ** Kept answers and proposals expire KEEP_TIMEOUTS timeouts after they
 ** were given, long past any retry of the step; expired ones are swept
 ** whenever a message is delivered (before it is handled, as a timer at
-** the same time would have dropped them), so they cost no event.
+** the same time would have dropped them), so they cost no event; a
+** delivery before the earliest expiry (kept as a bound) walks nothing.
 **
 ** A borrow has one timer at a time, however many steps it goes through:
 ** each step sets the borrow's deadline, and the timer, when it fires
@@ -129,6 +130,7 @@ infsim_status infsim_contract_new(const infsim_contract_params *p, infsim_gm *gm
   c->env = env;
   c->instances = instances;
   c->next_id = 1;
+  c->r_sweep_ns = c->g_sweep_ns = INT64_MAX;
   *out = c;
   return INFSIM_OK;
 }
@@ -219,6 +221,8 @@ static borrow *find_borrow(infsim_contract *c, int32_t debtor, uint32_t id) {
     if (c->b[k].debtor == debtor && c->b[k].id == id) return &c->b[k];
   return NULL;
 }
+
+size_t infsim_contract_borrows(const infsim_contract *c) { return c->nb; }
 
 bool infsim_contract_in_flight(const infsim_contract *c, int32_t debtor, int64_t req) {
   for (size_t k = 0; k < c->nb; k++)
@@ -461,6 +465,7 @@ static bool commit(infsim_contract *c, resv *r, int64_t payload, int64_t now) {
 static void keep(infsim_contract *c, resv *r, int64_t now) {
   r->gen = ++c->next_gen; /* its lease timer, if any, is over */
   r->expires_ns = now + KEEP_TIMEOUTS * c->p.timeout_ns;
+  contract_expires_at(&c->r_sweep_ns, r->expires_ns);
 }
 
 /* A reservation given up unused (its lease ran out, its debtor released
@@ -619,8 +624,16 @@ static infsim_status creditor_deliver(infsim_contract *c, const infsim_msg *m, i
 /* Drops kept answers and the gManager's records that expired by now; a
  * record of a move not confirmed is checked instead (contract_ledger.c). */
 static infsim_status sweep(infsim_contract *c, int64_t now, infsim_error *err) {
-  for (size_t k = c->nr; k-- > 0;)
-    if (c->r[k].st != R_RESERVED && c->r[k].expires_ns <= now) c->r[k] = c->r[--c->nr];
+  if (now >= c->r_sweep_ns) {
+    c->r_sweep_ns = INT64_MAX;
+    for (size_t k = c->nr; k-- > 0;) {
+      if (c->r[k].st == R_RESERVED) continue;
+      if (c->r[k].expires_ns <= now)
+        c->r[k] = c->r[--c->nr]; /* (the one moved here was walked: the walk goes down) */
+      else
+        contract_expires_at(&c->r_sweep_ns, c->r[k].expires_ns);
+    }
+  }
   return contract_gm_sweep(c, now, err);
 }
 
@@ -712,6 +725,9 @@ void infsim_contract_check(const infsim_contract *c) {
   for (size_t k = 0; k < c->nr; k++)
     if (c->r[k].st == R_RESERVED) sum[c->r[k].mv.to] += c->r[k].mv.blocks;
   for (int32_t i = 0; i < c->instances; i++) assert(sum[i] == c->reserved[i] && sum[i] >= 0);
+  /* The sweeps' bounds: nothing expires before them. */
+  for (size_t k = 0; k < c->nr; k++) assert(c->r[k].st == R_RESERVED || c->r[k].expires_ns >= c->r_sweep_ns);
+  for (size_t k = 0; k < c->ng; k++) assert(c->g[k].expires_ns >= c->g_sweep_ns);
   for (size_t k = 0; k < c->nb; k++) {
     assert(c->b[k].st == B_ASKING || c->b[k].st == B_RESERVING || c->b[k].st == B_MOVING ||
            c->b[k].st == B_CANCELLING);

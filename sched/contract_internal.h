@@ -57,6 +57,10 @@ struct infsim_contract {
   size_t nr, cr;
   contract_proposal *g;
   size_t ng, cg;
+  /* No kept answer (r) and no record (g) expires before these: a
+   * delivery's sweep walks them only from then on (a bound, lowered as
+   * expiries are set, raised by the walk). */
+  int64_t r_sweep_ns, g_sweep_ns;
   size_t peak_b, peak_r, peak_g; /* most borrows, reservations, proposals at once */
   infsim_contract_counters n;
 };
@@ -73,6 +77,10 @@ infsim_status contract_send(infsim_contract *c, infsim_msg_kind kind, int32_t sr
 /* A timer of the module's (kind: INFSIM_CONTRACT_TIMER_*) at at_endpoint. */
 infsim_status contract_timer(infsim_contract *c, int32_t at_endpoint, int64_t kind, uint32_t seq, int64_t req,
                              int64_t blocks, int64_t gen, int64_t at, infsim_error *err);
+/* A kept answer or record of the gManager's now expires at t (the sweep's bound). */
+static inline void contract_expires_at(int64_t *sweep_ns, int64_t t) {
+  if (t < *sweep_ns) *sweep_ns = t;
+}
 /* Twice the transfer time of mv's blocks, full, at policy.move_GBps. */
 int64_t contract_move_ns(const infsim_contract *c, const infsim_gm_move *mv);
 /* t doubled k times, at most max_mult x t. */

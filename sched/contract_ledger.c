@@ -51,6 +51,7 @@ static infsim_status check_prop(infsim_contract *c, contract_proposal *g, int64_
   g->strikes++;
   c->n.ledger_probes++;
   g->expires_ns = now + c->p.timeout_ns;
+  contract_expires_at(&c->g_sweep_ns, g->expires_ns);
   infsim_status st = contract_send(c, INFSIM_MSG_PROBE, INFSIM_ENDPOINT_GMANAGER, g->mv.to, g->id, g->mv.req,
                                    g->mv.blocks, 0, g->attempt, g->debtor, now, err);
   if (st != INFSIM_OK) return st;
@@ -74,6 +75,7 @@ static infsim_status gm_answer(infsim_contract *c, contract_proposal *g, const i
     g->strikes = 0;
     g->expires_ns = now + contract_backed_off(c->p.timeout_ns + contract_move_ns(c, &g->mv), ++g->waits,
                                               c->p.probe_backoff_max);
+    contract_expires_at(&c->g_sweep_ns, g->expires_ns);
     return contract_timer(c, INFSIM_ENDPOINT_GMANAGER, INFSIM_CONTRACT_TIMER_LEDGER, g->id, g->mv.req, g->debtor,
                           0, g->expires_ns, err);
   }
@@ -99,9 +101,12 @@ infsim_status contract_gm_deliver(infsim_contract *c, const infsim_msg *m, int64
       g = &c->g[c->ng++];
       *g = (contract_proposal){.debtor = m->src, .id = m->seq, .attempt = m->a,
                                .expires_ns = now + KEEP_TIMEOUTS * c->p.timeout_ns};
-      infsim_gm_move plan[8];
-      size_t n = infsim_gm_plan(c->gm, c->p.planner, m->src, m->b ? m->req : -1, m->blocks, plan, 8);
-      for (size_t k = 1; k < n; k++) infsim_gm_unpropose(c->gm, &plan[k]); /* one move per borrow */
+      contract_expires_at(&c->g_sweep_ns, g->expires_ns);
+      /* One move per borrow: a plan's first move does not depend on those
+       * after it, so the planner stops there (their proposals would only
+       * be taken back). */
+      infsim_gm_move plan[1];
+      size_t n = infsim_gm_plan(c->gm, c->p.planner, m->src, m->b ? m->req : -1, m->blocks, plan, 1);
       g->has_move = n > 0;
       if (n > 0) g->mv = plan[0];
     }
@@ -117,9 +122,14 @@ infsim_status contract_gm_deliver(infsim_contract *c, const infsim_msg *m, int64
 }
 
 infsim_status contract_gm_sweep(infsim_contract *c, int64_t now, infsim_error *err) {
+  if (now < c->g_sweep_ns) return INFSIM_OK;
+  c->g_sweep_ns = INT64_MAX; /* lowered again by the records that stay (check_prop's by itself) */
   for (size_t k = c->ng; k-- > 0;) {
     contract_proposal *g = &c->g[k];
-    if (g->expires_ns > now) continue;
+    if (g->expires_ns > now) {
+      contract_expires_at(&c->g_sweep_ns, g->expires_ns);
+      continue;
+    }
     if (!g->has_move || g->confirmed) {
       drop_prop(c, g);
       continue;
@@ -138,6 +148,7 @@ void contract_gm_note_plan(infsim_contract *c, uint32_t id, const infsim_gm_move
   /* The gManager knows its own plan: the creditor's CONFIRM finds it. */
   c->g[c->ng++] = (contract_proposal){.debtor = m->from, .id = id, .attempt = 0, .mv = *m, .has_move = true,
                                       .expires_ns = now + KEEP_TIMEOUTS * c->p.timeout_ns};
+  contract_expires_at(&c->g_sweep_ns, now + KEEP_TIMEOUTS * c->p.timeout_ns);
 }
 
 void contract_gm_instance_lost(infsim_contract *c, int32_t instance) {

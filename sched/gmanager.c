@@ -80,6 +80,7 @@ typedef struct {
   int64_t free_view;
   int64_t free_as_of_ns;
   int64_t lent, borrowed, held;
+  uint64_t guest_gen; /* changes to its entries of others' requests (infsim_gm_guest_generation) */
   int64_t split_owned; /* its requests in gm->split: those in split_own */
   int64_t *split_own;
   size_t split_own_cap;
@@ -114,6 +115,7 @@ struct infsim_gm {
   size_t cand_cap;
   bool guests_first; /* the planner moves a debtor's guests before its own requests */
   int64_t small_piece; /* gm_req.small_pieces counts pieces of at most this many blocks (<= 0: any) */
+  int64_t defrag_n;    /* requests with two remote pieces or more, one of them small (infsim_gm_defrag_candidates) */
   /* The instances by free memory in the view, as a tournament: node k
    * (1 <= k < 2 x leaves) holds the instance with the most free memory
    * of its leaves and that memory, the lowest id of those with as much
@@ -399,6 +401,12 @@ size_t infsim_gm_owned_pending(const infsim_gm *gm, int32_t instance, const int6
   return o->owned_n - o->owned_live - o->owned_ended;
 }
 
+size_t infsim_gm_owned_ended(const infsim_gm *gm, int32_t instance, const int64_t **reqs) {
+  const gm_inst *o = &gm->inst[instance];
+  *reqs = o->owned + ended_from(o);
+  return o->owned_ended;
+}
+
 int64_t infsim_gm_ended_split(const infsim_gm *gm, int32_t instance) { return gm->inst[instance].ended_split; }
 
 size_t infsim_gm_new_owned(const infsim_gm *gm, const int64_t **reqs) {
@@ -452,6 +460,9 @@ static inline void update_split(infsim_gm *gm, int64_t r) {
 
 static void set_entry_any(infsim_gm *gm, int64_t r, int32_t owner, int32_t holder, int64_t blocks, int64_t at);
 
+/* A request DGFM may consolidate or swap pieces of (defrag_n counts them). */
+static inline bool defrag_candidate(const gm_req *q) { return q->pieces >= 2 && q->small_pieces > 0; }
+
 /* A piece small enough for gm_req.small_pieces. */
 static int32_t small(const infsim_gm *gm, int64_t blocks) {
   return blocks > 0 && (gm->small_piece <= 0 || blocks <= gm->small_piece);
@@ -499,6 +510,16 @@ static void guest_remove(infsim_gm *gm, gm_hold *e) {
 
 /* Nothing of r is left anywhere (its entries are all zero): it leaves
  * its owner's list and the ledger, as of `at`. */
+/* q's entry array, when the spares have no room for it: they grow, or
+ * it is freed (out of line: the spares grow a few times a run, and the
+ * calls would give every leave a frame). */
+static __attribute__((noinline)) void spare_full(infsim_gm *gm, gm_req *q) {
+  if (infsim_grow((void **)&gm->spare_h, &gm->spare_h_cap, gm->spare_h_n + 1, sizeof *gm->spare_h, 64))
+    gm->spare_h[gm->spare_h_n++] = (gm_spare_holds){q->h, q->cap};
+  else
+    free(q->h);
+}
+
 static void leave(infsim_gm *gm, int64_t r, int64_t at) {
   gm_req *q = &gm->req[r];
   gm_inst *o = &gm->inst[q->owner];
@@ -509,11 +530,10 @@ static void leave(infsim_gm *gm, int64_t r, int64_t at) {
   q->own_k = -1;
   /* Its entry array goes to the spares (or, where they cannot grow, is
    * freed): only records in the ledger hold one (infsim_gm_free). */
-  if (gm->spare_h_n < gm->spare_h_cap ||
-      infsim_grow((void **)&gm->spare_h, &gm->spare_h_cap, gm->spare_h_n + 1, sizeof *gm->spare_h, 64))
+  if (gm->spare_h_n < gm->spare_h_cap)
     gm->spare_h[gm->spare_h_n++] = (gm_spare_holds){q->h, q->cap};
   else
-    free(q->h);
+    spare_full(gm, q);
   q->h = NULL;
   q->cap = 0;
   q->floor_ns = at > q->floor_ns ? at : q->floor_ns;
@@ -563,10 +583,13 @@ static void set_entry_any(infsim_gm *gm, int64_t r, int32_t owner, int32_t holde
   if (holder != q->owner) {
     if (blocks > 0 && blocks - d == 0) guest_add(gm, r, (int32_t)(e - q->h));
     if (blocks == 0 && blocks - d > 0) guest_remove(gm, e);
+    bool was = defrag_candidate(q);
     q->pieces += (blocks > 0) - (blocks - d > 0);
     q->small_pieces += small(gm, blocks) - small(gm, blocks - d);
+    gm->defrag_n += defrag_candidate(q) - was;
     gm->inst[holder].lent += d;
     gm->inst[q->owner].borrowed += d;
+    gm->inst[holder].guest_gen++;
     q->remote += d;
   }
   update_split(gm, r);
@@ -628,7 +651,9 @@ void infsim_gm_prefetch_entries(const infsim_gm *gm, int64_t req, int32_t holder
   if (q->h != NULL) __builtin_prefetch(&q->h[holder == q->owner && q->own_k >= 0 ? q->own_k : 0]);
 }
 
-void infsim_gm_forget(infsim_gm *gm, int64_t req, int64_t now_ns) {
+/* infsim_gm_forget, every case but the most usual (out of line: that one
+ * then needs no frame). */
+static __attribute__((noinline)) void forget_any(infsim_gm *gm, int64_t req, int64_t now_ns) {
   gm_req *q = &gm->req[req];
   /* The usual news: every block the ledger has of req is as of now_ns or
    * older, so it leaves the ledger whole, as zeroing each entry in turn
@@ -643,9 +668,11 @@ void infsim_gm_forget(infsim_gm *gm, int64_t req, int64_t now_ns) {
       if (e->holder != q->owner) {
         gm->inst[e->holder].lent -= e->blocks;
         gm->inst[q->owner].borrowed -= e->blocks;
+        gm->inst[e->holder].guest_gen++;
       }
     }
     q->total = q->remote = 0;
+    gm->defrag_n -= defrag_candidate(q);
     q->pieces = q->small_pieces = 0;
     update_split(gm, req);
     leave(gm, req, now_ns);
@@ -665,6 +692,22 @@ void infsim_gm_forget(infsim_gm *gm, int64_t req, int64_t now_ns) {
   if (now_ns > q->floor_ns) q->floor_ns = now_ns;
 }
 
+void infsim_gm_forget(infsim_gm *gm, int64_t req, int64_t now_ns) {
+  gm_req *q = &gm->req[req];
+  /* The most usual: a request whose owner's entry alone (no lists but the
+   * owned one), as of now_ns or older, leaves the ledger whole. */
+  if (q->owner >= 0 && now_ns >= q->floor_ns && q->n == 1 && q->own_k == 0 && q->remote == 0 &&
+      (q->h[0].blocks == 0 || q->h[0].as_of_ns <= now_ns)) {
+    gm->inst[q->h[0].holder].held -= q->h[0].blocks;
+    q->total = 0;
+    q->pieces = q->small_pieces = 0; /* (none: no remote blocks; nor is it split, nor a DGFM candidate) */
+    assert(q->split_pos < 0);
+    leave(gm, req, now_ns);
+    return;
+  }
+  forget_any(gm, req, now_ns);
+}
+
 void infsim_gm_reset(infsim_gm *gm) {
   for (int64_t r = 0; r < gm->requests; r++) {
     free(gm->req[r].h);
@@ -678,10 +721,12 @@ void infsim_gm_reset(infsim_gm *gm) {
     in->free_view = 0;
     in->free_as_of_ns = 0;
     in->lent = in->borrowed = in->held = 0;
+    in->guest_gen++; /* (not zeroed: a generation never goes back) */
     in->split_owned = 0;
   }
   gm->split_n = 0;
   gm->tracked = 0;
+  gm->defrag_n = 0;
   cred_rebuild(gm);
 }
 
@@ -718,11 +763,22 @@ void infsim_gm_set_small_piece(infsim_gm *gm, int64_t blocks) {
    * on bench/distkv_speed's hour). Only a record with an owner has
    * entries (set_entry_any gives it one first; leave drops both). */
   if (gm->tracked == 0) return;
+  gm->defrag_n = 0;
   for (int64_t r = 0; r < gm->requests; r++) {
     gm_req *q = &gm->req[r];
     q->small_pieces = 0;
     for (int32_t k = 0; k < q->n; k++) q->small_pieces += q->h[k].holder != q->owner && small(gm, q->h[k].blocks);
+    gm->defrag_n += defrag_candidate(q);
   }
+}
+
+int64_t infsim_gm_defrag_candidates(const infsim_gm *gm, int64_t max_blocks) {
+  return max_blocks == gm->small_piece || (max_blocks <= 0 && gm->small_piece <= 0) ? gm->defrag_n : -1;
+}
+
+int64_t infsim_gm_most_spare(const infsim_gm *gm) {
+  int64_t s = gm->cred[1].id >= 0 ? gm->cred[1].free - gm->reserve : 0;
+  return s > 0 ? s : 0;
 }
 
 int64_t infsim_gm_remote_pieces(const infsim_gm *gm, int64_t req, int64_t max_blocks, int64_t *small_n) {
@@ -773,6 +829,7 @@ int64_t infsim_gm_spare_blocks(const infsim_gm *gm, int32_t i) {
 int64_t infsim_gm_lent(const infsim_gm *gm, int32_t i) { return gm->inst[i].lent; }
 int64_t infsim_gm_borrowed(const infsim_gm *gm, int32_t i) { return gm->inst[i].borrowed; }
 int64_t infsim_gm_held(const infsim_gm *gm, int32_t i) { return gm->inst[i].held; }
+uint64_t infsim_gm_guest_generation(const infsim_gm *gm, int32_t i) { return gm->inst[i].guest_gen; }
 
 size_t infsim_gm_owned(const infsim_gm *gm, int32_t instance, const int64_t **reqs) {
   *reqs = gm->inst[instance].owned;
@@ -1060,10 +1117,11 @@ void infsim_gm_check(const infsim_gm *gm) {
   assert(guests);
   assert(lent && borrowed && held && split_owned);
   size_t split = 0;
-  int64_t tracked = 0;
+  int64_t tracked = 0, defrag = 0;
   for (int64_t r = 0; r < gm->requests; r++) {
     const gm_req *q = &gm->req[r];
     tracked += q->owner >= 0;
+    defrag += defrag_candidate(q);
     /* Only a record in the ledger holds an entry array, and one in the
      * ledger is in its owner's list unless a list could not grow: the
      * lists name every array infsim_gm_free frees. */
@@ -1122,6 +1180,8 @@ void infsim_gm_check(const infsim_gm *gm) {
   }
   assert(split == gm->split_n && split <= gm->split_peak);
   assert(tracked == gm->tracked && tracked <= gm->tracked_peak);
+  assert(defrag == gm->defrag_n);
+  (void)defrag;
   (void)tracked;
   int64_t sum_lent = 0, sum_borrowed = 0;
   for (int32_t i = 0; i < gm->instances; i++) {

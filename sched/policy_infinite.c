@@ -148,11 +148,24 @@ typedef struct {
   int64_t req;
   int64_t blocks; /* held there as the last collection walking it found (report's sweep reads it) */
   int32_t gm_k;
+  int32_t owner; /* its owner (the KV manager's) as that collection found it, when it settled the list */
 } lent_req;
 
+/* An instance's lent requests. A walk that finds each one as the ledger
+ * has it, with blocks here, owned elsewhere in both, settles the list:
+ * until the ledger changes an entry the instance holds of another
+ * owner's request (infsim_gm_guest_generation) or the KV manager one of
+ * those owners' split requests' holdings (infsim_kv_split_generation,
+ * summed over the requests' owners: each only grows), every request is
+ * still as it was, and a collection need not look (docs/distkv.md,
+ * "gManager and heartbeats"). A holding here changes only with its
+ * owner's generation, and ownership moves only with an empty table, so
+ * the blocks it had then are gone first. */
 typedef struct {
   lent_req *r;
   size_t n, cap;
+  bool settled;
+  uint64_t guest_gen, kv_gen; /* as the settling walk read them */
 } req_list;
 
 typedef struct {
@@ -185,6 +198,7 @@ typedef struct {
   int32_t *gather_waits;    /* per instance: such waits in a row (sets their back-off) */
   int32_t *failures;       /* per instance: borrows failed in a row (sets the back-off) */
   int32_t *hb_shift;       /* per instance: heartbeat period x 2^shift while quiet */
+  double band_blocks;      /* policy.heartbeat_band x an instance's blocks */
   int64_t *walked_ns;      /* per instance: when a report last walked its running requests */
   int32_t dgfm_shift;      /* DGFM period x 2^shift while passes find nothing */
   bool *lost;              /* per instance: lost (faults.lose_instance) */
@@ -302,33 +316,47 @@ static infsim_policy_layout layout(const void *settings, int64_t instances, int6
 static void report(infinite *p, int32_t i, int64_t now, bool debts_only);
 static int64_t report_bytes(const hb_buf *h);
 
-/* Every message of the policy and the contract leaves through here. A
- * borrow request carries its debtor's report (as a heartbeat would), so
- * the gManager plans from the debtor's own view of its requests: a stale
- * ledger would propose moving KV of requests that have finished. */
-static infsim_status lossy_send(void *self, const infsim_msg *msg, int64_t now, infsim_error *err) {
-  infinite *p = self;
-  infsim_msg carrier;
-  const infsim_msg *m = msg;
-  if (msg->kind == INFSIM_MSG_BORROW_REQUEST && msg->src >= 0 && msg->src < p->instances) {
-    report(p, msg->src, now, true);
-    hb_buf *h = &p->hb[msg->src];
-    h->carried = true;
-    h->carrier_seq = msg->seq;
-    h->carrier_attempt = msg->a;
-    carrier = *msg;
-    carrier.bytes += report_bytes(h);
-    m = &carrier;
-  }
-  p->st.messages++;
-  if (p->fault_rng && p->set.message_loss > 0 && gsl_rng_uniform(p->fault_rng) < p->set.message_loss) {
+/* m through the faults (faults.message_*): lost, or late. Out of line,
+ * as send_borrow_request: the usual message passes without their frames. */
+static __attribute__((noinline)) infsim_status send_with_faults(infinite *p, const infsim_msg *m, int64_t now,
+                                                                infsim_error *err) {
+  if (p->set.message_loss > 0 && gsl_rng_uniform(p->fault_rng) < p->set.message_loss) {
     p->st.messages_lost++;
     return INFSIM_OK;
   }
   int64_t extra = 0;
-  if (p->fault_rng && p->set.message_delay_prob > 0 && gsl_rng_uniform(p->fault_rng) < p->set.message_delay_prob)
+  if (p->set.message_delay_prob > 0 && gsl_rng_uniform(p->fault_rng) < p->set.message_delay_prob)
     extra = (int64_t)((double)p->set.message_delay_ns * -log1p(-gsl_rng_uniform(p->fault_rng)));
   return p->base.send(p->base.self, m, now + extra, err);
+}
+
+static inline infsim_status send_counted(infinite *p, const infsim_msg *m, int64_t now, infsim_error *err) {
+  p->st.messages++;
+  if (p->fault_rng) return send_with_faults(p, m, now, err);
+  return p->base.send(p->base.self, m, now, err);
+}
+
+/* A borrow request carries its debtor's report (as a heartbeat would), so
+ * the gManager plans from the debtor's own view of its requests: a stale
+ * ledger would propose moving KV of requests that have finished. */
+static __attribute__((noinline)) infsim_status send_borrow_request(infinite *p, const infsim_msg *msg, int64_t now,
+                                                                   infsim_error *err) {
+  report(p, msg->src, now, true);
+  hb_buf *h = &p->hb[msg->src];
+  h->carried = true;
+  h->carrier_seq = msg->seq;
+  h->carrier_attempt = msg->a;
+  infsim_msg carrier = *msg;
+  carrier.bytes += report_bytes(h);
+  return send_counted(p, &carrier, now, err);
+}
+
+/* Every message of the policy and the contract leaves through here. */
+static infsim_status lossy_send(void *self, const infsim_msg *msg, int64_t now, infsim_error *err) {
+  infinite *p = self;
+  if (msg->kind == INFSIM_MSG_BORROW_REQUEST && msg->src >= 0 && msg->src < p->instances)
+    return send_borrow_request(p, msg, now, err);
+  return send_counted(p, msg, now, err);
 }
 
 static infsim_status pass_timer(void *self, const infsim_msg *m, int64_t at, infsim_error *err) {
@@ -371,19 +399,30 @@ static infsim_status send_ctl(infinite *p, infsim_msg_kind kind, int32_t src, in
  * for: tests/test_infinite_random, case seed 390). It stops at the
  * instance's memory too, so a long queue costs what fills one GPU.
  * (docs/distkv.md, "Own work first".) */
-static bool big_prompt(const infinite *p, int64_t req);
+static int64_t prompt_blocks(const infinite *p, int64_t req);
 
-static int64_t own_demand(const infinite *p, int32_t i) {
-  if (!p->set.own_first) return 0;
+static __attribute__((noinline)) int64_t own_demand_walk(const infinite *p, const instance *in);
+
+/* (The check inline, the walk not: an instance's queues are mostly empty
+ * when asked, and the walk's frame cost more than the check.) */
+static inline int64_t own_demand(const infinite *p, int32_t i) {
+  const instance *in = &p->s->inst[i];
+  if (!p->set.own_first || (in->swapped.count == 0 && in->waiting.count == 0)) return 0;
+  return own_demand_walk(p, in);
+}
+
+static int64_t own_demand_walk(const infinite *p, const instance *in) {
   const infsim_sched *s = p->s;
-  const instance *in = &s->inst[i];
   int64_t cap = s->p.gpu_blocks_per_instance, bt = s->p.block_tokens, d = 0;
   for (int32_t k = 0; k < in->swapped.count && d < cap; k++)
     d += (rs_of(s, deque_at(&in->swapped, k))->kv0 + 1 + bt - 1) / bt;
+  if (in->waiting.count == 0 || d >= cap) return d < cap ? d : cap;
+  int64_t big = cap - (int64_t)(p->set.reserve_frac * (double)cap); /* big_prompt's bound */
   for (int32_t k = 0; k < in->waiting.count && d < cap; k++) {
     int32_t r = deque_at(&in->waiting, k);
-    if (big_prompt(p, r)) break; /* FCFS: nothing behind it is admitted first */
-    int64_t need = (rs_of(s, r)->prefill_target + bt - 1) / bt - infsim_kv_blocks(s->kv, r);
+    int64_t blocks = prompt_blocks(p, r);
+    if (s->rec[r].state == INFSIM_REQ_WAITING && blocks > big) break; /* big_prompt: FCFS, nothing behind it first */
+    int64_t need = blocks - infsim_kv_blocks(s->kv, r);
     if (need > 0) d += need;
   }
   return d < cap ? d : cap;
@@ -397,22 +436,29 @@ static int64_t env_free(void *self, int32_t instance) {
   return infsim_sched_free_blocks_now(p->s, instance, p->s->now_ns) - own_demand(p, instance);
 }
 
-/* Room for one more item in a growable array of n items. The policy's
+/* Room for `more` items more in a growable array of n items. The policy's
  * lists are bounded by the requests in flight, so a failure means the
  * machine is out of memory: the item is not added and the failure is
  * pending (hooks such as short_of_blocks cannot return a status; on_message
  * reports it, and a heartbeat timer comes soon). */
-static bool room_for_one(infinite *p, void **items, size_t *cap, size_t n, size_t item_bytes, size_t first) {
-  if (n < *cap || infsim_grow(items, cap, n + 1, item_bytes, first)) return true; /* no call while there is room */
+static bool room_for_n(infinite *p, void **items, size_t *cap, size_t n, size_t more, size_t item_bytes,
+                       size_t first) {
+  if (n + more <= *cap || infsim_grow(items, cap, n + more, item_bytes, first))
+    return true; /* no call while there is room */
   if (p->pending == INFSIM_OK) p->pending = infsim_fail(&p->pending_err, INFSIM_ENOMEM, "out of memory");
   return false;
+}
+
+static bool room_for_one(infinite *p, void **items, size_t *cap, size_t n, size_t item_bytes, size_t first) {
+  return room_for_n(p, items, cap, n, 1, item_bytes, first);
 }
 
 static void note_lent(infinite *p, int32_t holder, int64_t req) {
   req_list *l = &p->lent[holder];
   for (size_t k = 0; k < l->n; k++)
     if (l->r[k].req == req) return;
-  if (room_for_one(p, (void **)&l->r, &l->cap, l->n, sizeof *l->r, 16)) l->r[l->n++] = (lent_req){req, 0, -1};
+  if (room_for_one(p, (void **)&l->r, &l->cap, l->n, sizeof *l->r, 16)) l->r[l->n++] = (lent_req){req, 0, -1, -1};
+  l->settled = false;
 }
 
 static int32_t gatherer_slot(const infinite *p, int64_t req);
@@ -541,16 +587,19 @@ static void env_cancelled(void *self, int32_t debtor, int64_t req, int64_t now) 
 /* req's KV ended: every move of it on the way is cancelled, to a GPU
  * creditor (contract.h) or to and from host memory (cpu_tier.h). */
 static void cancel_moves_of(infinite *p, int64_t req, int64_t now) {
-  if (p->pending == INFSIM_OK) p->pending = infsim_contract_cancel(p->contract, req, now, &p->pending_err);
+  if (p->pending == INFSIM_OK && infsim_contract_borrows(p->contract) > 0)
+    p->pending = infsim_contract_cancel(p->contract, req, now, &p->pending_err);
   if (p->tier && p->pending == INFSIM_OK) p->pending = infsim_cpu_tier_cancel(p->tier, req, now, &p->pending_err);
 }
 
 /* The request ended (finished or rejected): its moves on the way are
- * cancelled. */
+ * cancelled (most requests end with no borrow on record at all, and no
+ * host memory: the call is skipped). */
 static void request_ended(void *self, int32_t instance, int64_t req, int64_t now) {
   (void)instance;
-  infsim_gm_set_ended(((infinite *)self)->gm, req); /* its next report says it is gone */
-  cancel_moves_of(self, req, now);
+  infinite *p = self;
+  infsim_gm_set_ended(p->gm, req); /* its next report says it is gone */
+  if (infsim_contract_borrows(p->contract) > 0 || p->tier) cancel_moves_of(p, req, now);
 }
 
 /* req ends when the batch starting now does: its ledger record, read by
@@ -664,9 +713,37 @@ static int64_t hb_free_blocks(infinite *p, int32_t i, int64_t now) {
   return infsim_sched_free_blocks_now(p->s, i, now) - infsim_contract_reserved(p->contract, i) - own_demand(p, i);
 }
 
-/* The running slots at instance `in` of the requests listed in a and b
- * (either may list one that does not run there, or both the same one)
- * into p->slots, ascending and distinct; how many. */
+/* Request r's slot in instance in's running list, -1 when it does not run there. */
+static inline int32_t running_slot(const infsim_sched *s, const instance *in, int64_t r) {
+  if (s->rec[r].state != INFSIM_REQ_RUNNING || s->rec[r].instance != in->id || sched_forgotten(s, r)) return -1;
+  int32_t slot = rs_of(s, r)->run_slot;
+  return slot >= 0 && slot < in->running_count && in->running[slot] == r ? slot : -1;
+}
+
+/* Whether a split request running at instance i (its owner) has blocks
+ * there now other than the ledger's: a quiet test's answer, so in no
+ * particular order. The KV manager's split requests of i, then the
+ * ledger's not among those (the lists share most). */
+static bool running_split_changed(infinite *p, const instance *in, const int64_t *kv_split, size_t kv_n,
+                                  const int64_t *gm_split_own, size_t gm_n, int64_t now) {
+  infsim_sched *s = p->s;
+  int64_t done = -2; /* the executor's steps done, looked up at the first request that needs them */
+  for (size_t k = 0; k < kv_n + gm_n; k++) {
+    int64_t r = k < kv_n ? kv_split[k] : gm_split_own[k - kv_n];
+    if (k >= kv_n && infsim_kv_foreign_blocks(s->kv, r) > 0) continue; /* walked with the KV manager's */
+    if (running_slot(s, in, r) < 0) continue;
+    int64_t blocks = sched_blocks_now_lazy(s, in, r, now, &done);
+    assert(blocks == infsim_sched_blocks_now(s, r, in->id, now));
+    if (blocks != infsim_gm_held_by(p->gm, r, in->id)) return true;
+  }
+  return false;
+}
+
+/* The running slots at instance `in` of the requests listed in a (the
+ * KV manager's split requests of its instance) and b (the ledger's; it
+ * lists most of a's too, passed over as split in the KV manager's);
+ * either may list one that does not run there. Into p->slots, ascending
+ * and distinct; how many. */
 static size_t running_slots(infinite *p, const instance *in, const int64_t *a, size_t na, const int64_t *b,
                             size_t nb) {
   const infsim_sched *s = p->s;
@@ -682,9 +759,9 @@ static size_t running_slots(infinite *p, const instance *in, const int64_t *a, s
   size_t n = 0;
   for (size_t k = 0; k < na + nb; k++) {
     int64_t r = k < na ? a[k] : b[k - na];
-    if (s->rec[r].state != INFSIM_REQ_RUNNING || s->rec[r].instance != in->id || sched_forgotten(s, r)) continue;
-    int32_t slot = rs_of(s, r)->run_slot;
-    if (slot < 0 || slot >= in->running_count || in->running[slot] != r) continue;
+    if (k >= na && infsim_kv_foreign_blocks(s->kv, r) > 0) continue; /* listed in a */
+    int32_t slot = running_slot(s, in, r);
+    if (slot < 0) continue;
     /* Insertion, dropping a repeat: the lists are short, so the larger
      * slots move up as the search passes them (a repeat, rare, moves
      * them back) rather than by a call. */
@@ -720,6 +797,37 @@ static inline bool owned_stopped(infinite *p, hb_buf *h, int32_t i, int64_t r, i
   return *debt;
 }
 
+/* True when instance i's lent requests are as the walk that settled
+ * them found them (req_list): at once while neither count moved; when
+ * one did (mostly for other requests: another split request of the same
+ * owner, another guest here), each request's blocks are read again on
+ * that side only (the KV manager's, or the ledger's), and the list stays
+ * settled, as of the new count, when none changed. */
+static bool lent_settled(infinite *p, req_list *l, int32_t i) {
+  if (!l->settled) return false;
+  const infsim_kv *kv = p->s->kv;
+  uint64_t kv_gen = 0;
+  for (size_t k = 0; k < l->n; k++) kv_gen += infsim_kv_split_generation(kv, l->r[k].owner);
+  if (kv_gen != l->kv_gen) {
+    for (size_t k = 0; k < l->n; k++) {
+      const lent_req *e = &l->r[k];
+      if (infsim_kv_owner(kv, e->req) != e->owner || infsim_kv_blocks_at(kv, e->req, i) != e->blocks)
+        return l->settled = false;
+    }
+    l->kv_gen = kv_gen;
+  }
+  uint64_t guest_gen = infsim_gm_guest_generation(p->gm, i);
+  if (guest_gen != l->guest_gen) {
+    for (size_t k = 0; k < l->n; k++) {
+      lent_req *e = &l->r[k];
+      if (infsim_gm_owner(p->gm, e->req) == i || infsim_gm_held_by_hint(p->gm, e->req, i, &e->gm_k) != e->blocks)
+        return l->settled = false;
+    }
+    l->guest_gen = guest_gen;
+  }
+  return true;
+}
+
 /* Instance i's report as of now into h; true when a debt changed: an
  * entry of a request split in the truth or in the ledger, or one it holds
  * for another owner (docs/distkv.md, "gManager and heartbeats"). With
@@ -753,25 +861,29 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
     const int64_t *kv_split = infsim_kv_split_requests(s->kv, i, &kv_n);
     const int64_t *gm_list;
     size_t gm_n = infsim_gm_split_owned_requests(p->gm, i, &gm_list);
-    size_t ns = running_slots(p, in, kv_split, (size_t)kv_n, gm_list, gm_n);
+    /* Only the answer wanted: the order does not matter. */
+    if (ask_only) {
+      if (running_split_changed(p, in, kv_split, (size_t)kv_n, gm_list, gm_n, now)) return true;
+    } else {
+      size_t ns = running_slots(p, in, kv_split, (size_t)kv_n, gm_list, gm_n);
 #ifdef INFSIM_CHECK_INVARIANTS
-    /* The slots are those a walk of the running list keeps. */
-    size_t kept = 0;
-    for (int32_t k = 0; k < in->running_count; k++) {
-      int64_t r = in->running[k];
-      if (infsim_kv_foreign_blocks(s->kv, r) == 0 && !gm_split(p, r)) continue;
-      assert(kept < ns && p->slots[kept] == k);
-      kept++;
-    }
-    assert(kept == ns);
+      /* The slots are those a walk of the running list keeps. */
+      size_t kept = 0;
+      for (int32_t k = 0; k < in->running_count; k++) {
+        int64_t r = in->running[k];
+        if (infsim_kv_foreign_blocks(s->kv, r) == 0 && !gm_split(p, r)) continue;
+        assert(kept < ns && p->slots[kept] == k);
+        kept++;
+      }
+      assert(kept == ns);
 #endif
-    int64_t done = -2; /* the executor's steps done, looked up at the first request that needs them */
-    for (size_t k = 0; k < ns; k++) {
-      int64_t r = in->running[p->slots[k]];
-      int64_t b = sched_blocks_now_lazy(s, in, r, now, &done);
-      assert(b == infsim_sched_blocks_now(s, r, i, now));
-      if (hb_add(p, h, i, r, i, b)) debt = true;
-      if (debt && ask_only) return true;
+      int64_t done = -2; /* the executor's steps done, looked up at the first request that needs them */
+      for (size_t k = 0; k < ns; k++) {
+        int64_t r = in->running[p->slots[k]];
+        int64_t b = sched_blocks_now_lazy(s, in, r, now, &done);
+        assert(b == infsim_sched_blocks_now(s, r, i, now));
+        if (hb_add(p, h, i, r, i, b)) debt = true;
+      }
     }
   } else {
     /* The executor's steps done are looked up once for all running
@@ -794,18 +906,19 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
    * Those running here when the gManager took them in (apply_report marks
    * them live in the ledger) are skipped: they still run, or ended (request_ended and
    * kv_dropped clear the mark) or were swapped out (its swapped queue). */
-  const int64_t *owned;
-  size_t no = infsim_gm_owned_not_live(p->gm, i, &owned);
   /* Ended requests (request_ended marks them in the ledger) are finished
    * or rejected: no KV anywhere, so each is gone, a debt when the ledger
-   * has it split. When only the answer is wanted, the ledger's count of
-   * those split settles them all, and only the others are walked (the
-   * not-live list's first ones); mostly finished requests wait there for
-   * their owner's next report, tens of ticks of a quiet instance. */
-  if (ask_only) {
-    if (infsim_gm_ended_split(p->gm, i) > 0) return true;
-    no = infsim_gm_owned_pending(p->gm, i, &owned);
+   * has it split: the ledger's count of those split settles the answer,
+   * and they join the gone list as they are (after the others, as a walk
+   * of the not-live list would find them). Only the others are walked
+   * (the not-live list's first ones); mostly finished requests wait there
+   * for their owner's next report, tens of ticks of a quiet instance. */
+  if (infsim_gm_ended_split(p->gm, i) > 0) {
+    if (ask_only) return true;
+    debt = true;
   }
+  const int64_t *owned;
+  size_t no = infsim_gm_owned_pending(p->gm, i, &owned);
 #ifdef INFSIM_CHECK_INVARIANTS
   {
     const int64_t *all;
@@ -821,12 +934,36 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
 #endif
   for (size_t k = 0; k < no; k++)
     if (owned_stopped(p, h, i, owned[k], now, &debt) && ask_only) return true;
+  if (!ask_only) {
+    const int64_t *ended;
+    size_t ne = infsim_gm_owned_ended(p->gm, i, &ended);
+    if (ne > 0 && room_for_n(p, (void **)&h->gone, &h->cap_gone, h->n_gone, ne, sizeof *h->gone, 16)) {
+      memcpy(h->gone + h->n_gone, ended, ne * sizeof *ended);
+      h->n_gone += ne;
+    }
+  }
   for (int32_t k = 0; k < in->swapped.count; k++) {
     int64_t r = deque_at(&in->swapped, k);
     if (infsim_gm_owner(p->gm, r) == i && infsim_gm_live(p->gm, r) && owned_stopped(p, h, i, r, now, &debt) && ask_only)
       return true;
   }
   req_list *l = &p->lent[i];
+  if (!h->full && lent_settled(p, l, i)) {
+#ifdef INFSIM_CHECK_INVARIANTS
+    /* A walk would find each as the settling one did, as the ledger has it. */
+    for (size_t k = 0; k < l->n; k++) {
+      int64_t r = l->r[k].req;
+      assert(infsim_kv_owner(s->kv, r) == l->r[k].owner && infsim_gm_owner(p->gm, r) != i);
+      assert(lent_blocks_now(p, r, l->r[k].owner, i, now) == l->r[k].blocks && l->r[k].blocks > 0);
+      assert(infsim_gm_held_by(p->gm, r, i) == l->r[k].blocks);
+    }
+#endif
+    return debt;
+  }
+  /* Whether this walk settles the list (req_list), and its owners' sum. */
+  bool settles = !h->full;
+  uint64_t kv_gen = 0;
+  l->settled = false;
   for (size_t k = 0; k < l->n; k++) {
     int64_t r = l->r[k].req;
     if (k + 2 * LEDGER_AHEAD < l->n) {
@@ -841,8 +978,19 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
     int64_t ledger = h->full ? 0 : infsim_gm_held_by_hint(p->gm, r, i, &l->r[k].gm_k);
     int64_t b = lent_blocks_now(p, r, owner, i, now);
     l->r[k].blocks = b;
-    debt |= hb_add_vs(p, h, i, r, owner >= 0 ? owner : i, b, ledger);
+    bool differs = hb_add_vs(p, h, i, r, owner >= 0 ? owner : i, b, ledger);
+    debt |= differs;
     if (debt && ask_only) return true;
+    settles = settles && !differs && b > 0 && owner >= 0 && owner != i && infsim_gm_owner(p->gm, r) != i;
+    if (settles) {
+      l->r[k].owner = owner;
+      kv_gen += infsim_kv_split_generation(s->kv, owner);
+    }
+  }
+  if (settles) {
+    l->settled = true;
+    l->guest_gen = infsim_gm_guest_generation(p->gm, i);
+    l->kv_gen = kv_gen;
   }
   return debt;
 }
@@ -873,6 +1021,7 @@ static void report(infinite *p, int32_t i, int64_t now, bool debts_only) {
     if (l->r[k].blocks == 0) {
       assert(lent_blocks_now(p, l->r[k].req, infsim_kv_owner(p->s->kv, l->r[k].req), i, now) == 0);
       l->r[k] = l->r[--l->n];
+      l->settled = false; /* (never settled with such a request) */
     } else {
       k++;
     }
@@ -893,7 +1042,7 @@ static int64_t report_bytes(const hb_buf *h) { return HEARTBEAT_ENTRY_BYTES * (i
  * the gManager's last_free. */
 static bool in_band(const infinite *p, int64_t free_blocks, int64_t last_free) {
   int64_t moved = free_blocks > last_free ? free_blocks - last_free : last_free - free_blocks;
-  return (double)moved <= p->set.heartbeat_band * (double)p->s->p.gpu_blocks_per_instance;
+  return (double)moved <= p->band_blocks;
 }
 
 /* A heartbeat tick of instance i. A quiet instance (no debt changed, its
@@ -914,9 +1063,11 @@ static infsim_status send_heartbeat(infinite *p, int32_t i, int64_t now, infsim_
    * or one they leave open, asks for the exact count. */
   int64_t lo = 0, hi = 0, free_blocks = 0;
   bool free_known = false;
+  /* hb_free_blocks less the scheduler's part: the tick changes neither (read once). */
+  int64_t adjust = 0;
   if (!t->full) {
     infsim_sched_free_blocks_bounds(p->s, i, &lo, &hi);
-    int64_t adjust = infsim_contract_reserved(p->contract, i) + own_demand(p, i);
+    adjust = infsim_contract_reserved(p->contract, i) + own_demand(p, i);
     lo -= adjust;
     hi -= adjust;
     free_known = lo == hi;
@@ -928,7 +1079,8 @@ static infsim_status send_heartbeat(infinite *p, int32_t i, int64_t now, infsim_
   }
   bool quiet = !t->full && in_band(p, lo, last_free) && in_band(p, hi, last_free);
   if (!t->full && !quiet && !free_known) {
-    free_blocks = hb_free_blocks(p, i, now);
+    free_blocks = infsim_sched_free_blocks_now(p->s, i, now) - adjust;
+    assert(free_blocks == hb_free_blocks(p, i, now));
     free_known = true;
     quiet = in_band(p, free_blocks, last_free);
   }
@@ -942,7 +1094,9 @@ static infsim_status send_heartbeat(infinite *p, int32_t i, int64_t now, infsim_
     return INFSIM_OK;
   }
   if (p->hb_shift[i] > 0) p->hb_shift[i]--; /* halves: a busy instance settles near its pace of change */
-  if (!free_known) free_blocks = hb_free_blocks(p, i, now);
+  if (!free_known)
+    free_blocks = t->full ? hb_free_blocks(p, i, now) : infsim_sched_free_blocks_now(p->s, i, now) - adjust;
+  assert(free_blocks == hb_free_blocks(p, i, now));
   t->free_known = true;
   t->free_blocks = free_blocks;
   report(p, i, now, false);
@@ -1068,6 +1222,7 @@ static infsim_status create(const void *settings, struct infsim_sched *s, int32_
   p->s = s;
   p->instances = instances;
   p->base = s->net;
+  p->band_blocks = set->heartbeat_band * (double)s->p.gpu_blocks_per_instance;
   p->hb = calloc((size_t)instances, sizeof *p->hb);
   p->lent = calloc((size_t)instances, sizeof *p->lent);
   p->retry_after_ns = calloc((size_t)instances, sizeof *p->retry_after_ns);

@@ -34,20 +34,28 @@
 
 #include "sim_internal.h"
 
+/* The pool doubles (out of line: it grows a few times a run, and its
+ * call would give every send and timer a frame). */
+static __attribute__((noinline)) infsim_status grow_pool(infsim_sim *s, infsim_error *err) {
+  int32_t cap = s->msg_capacity ? 2 * s->msg_capacity : 64;
+  msg_slot *slots = realloc(s->msgs, (size_t)cap * sizeof *slots);
+  if (slots == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  for (int32_t i = s->msg_capacity; i < cap; i++) {
+    slots[i].next_free = i + 1 < cap ? i + 1 : -1;
+    slots[i].msg.kind = -1; /* free: net_in_flight skips it */
+  }
+  s->msgs = slots;
+  s->msg_free = s->msg_capacity;
+  s->msg_capacity = cap;
+  return INFSIM_OK;
+}
+
 /* A pool slot for msg, sent at now_ns. */
-static infsim_status take_slot(infsim_sim *s, const infsim_msg *msg, int64_t now_ns, int32_t *out,
-                               infsim_error *err) {
+static inline infsim_status take_slot(infsim_sim *s, const infsim_msg *msg, int64_t now_ns, int32_t *out,
+                                      infsim_error *err) {
   if (s->msg_free < 0) {
-    int32_t cap = s->msg_capacity ? 2 * s->msg_capacity : 64;
-    msg_slot *slots = realloc(s->msgs, (size_t)cap * sizeof *slots);
-    if (slots == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
-    for (int32_t i = s->msg_capacity; i < cap; i++) {
-      slots[i].next_free = i + 1 < cap ? i + 1 : -1;
-      slots[i].msg.kind = -1; /* free: net_in_flight skips it */
-    }
-    s->msgs = slots;
-    s->msg_free = s->msg_capacity;
-    s->msg_capacity = cap;
+    infsim_status st = grow_pool(s, err);
+    if (st != INFSIM_OK) return st;
   }
   int32_t slot = s->msg_free;
   s->msg_free = s->msgs[slot].next_free;
@@ -86,39 +94,51 @@ infsim_status sim_transport_reschedule(infsim_sim *s, infsim_error *err) {
   return infsim_event_heap_push(&s->heap, next, EV_NETWORK, NETWORK_TARGET, s->net_generation, err);
 }
 
-static infsim_status net_send(void *self, const infsim_msg *msg, int64_t now_ns, infsim_error *err) {
-  infsim_sim *s = self;
-  int32_t slot = 0;
-  infsim_status st = take_slot(s, msg, now_ns, &slot, err);
-  if (st != INFSIM_OK) return st;
-  s->bytes_sent += msg->bytes > 0 ? msg->bytes : 0;
-  int32_t src = endpoint_of(s, msg->src), dst = endpoint_of(s, msg->dst);
-  if (src == dst) /* to itself: no link to cross (its route is empty) */
-    return infsim_event_heap_push(&s->heap, now_ns, EV_MESSAGE, msg->dst, slot, err);
-  if (msg->bytes <= INFSIM_CONTROL_MSG_BYTES) { /* the route's rate and latency only, not its links */
-    double bw = 0;
-    int64_t lat = 0;
-    sim_transport_route(s, src, dst, &bw, &lat);
-    int64_t at = now_ns + lat + (int64_t)ceil((double)(msg->bytes > 0 ? msg->bytes : 0) / bw * 1e9);
-    return infsim_event_heap_push(&s->heap, at, EV_MESSAGE, msg->dst, slot, err);
-  }
+/* A message of more than a control message's bytes: a flow along its
+ * route. Out of line, so that a control message passes net_send without
+ * its frame. */
+static __attribute__((noinline)) infsim_status send_as_flow(infsim_sim *s, int32_t slot, int32_t src, int32_t dst,
+                                                            int64_t now_ns, infsim_error *err) {
+  const infsim_msg *msg = &s->msgs[slot].msg;
   int32_t path[INFSIM_NET_MAX_PATH];
   int len = infsim_network_route(s->net, src, dst, path);
   int64_t id = 0;
-  st = infsim_network_add_flow(s->net, msg->bytes > 0 ? msg->bytes : 0, path, len, now_ns, 0.0, slot, &id, err);
+  infsim_status st =
+      infsim_network_add_flow(s->net, msg->bytes > 0 ? msg->bytes : 0, path, len, now_ns, 0.0, slot, &id, err);
   if (st != INFSIM_OK) return st;
   s->msgs[slot].flow = id;
   return sim_transport_reschedule(s, err);
 }
 
+static infsim_status net_send(void *self, const infsim_msg *msg, int64_t now_ns, infsim_error *err) {
+  infsim_sim *s = self;
+  int32_t slot = 0;
+  infsim_status st = take_slot(s, msg, now_ns, &slot, err);
+  if (st != INFSIM_OK) return st;
+  int64_t bytes = msg->bytes > 0 ? msg->bytes : 0;
+  s->bytes_sent += bytes;
+  int32_t src = endpoint_of(s, msg->src), dst = endpoint_of(s, msg->dst);
+  if (src == dst) /* to itself: no link to cross (an empty route) */
+    return infsim_event_heap_push(&s->heap, now_ns, EV_MESSAGE, msg->dst, slot, err);
+  if (msg->bytes > INFSIM_CONTROL_MSG_BYTES) return send_as_flow(s, slot, src, dst, now_ns, err);
+  /* The route's rate: no path needed. Its latency plus the bytes at its
+   * narrowest link, rounded up to a nanosecond (ceil, without the call). */
+  double bw = 0;
+  int64_t lat = 0;
+  sim_transport_route(s, src, dst, &bw, &lat);
+  double wire_ns = (double)bytes / bw * 1e9;
+  int64_t up = (int64_t)wire_ns;
+  if ((double)up < wire_ns) up++;
+  return infsim_event_heap_push(&s->heap, now_ns + lat + up, EV_MESSAGE, msg->dst, slot, err);
+}
+
 static infsim_status net_timer(void *self, const infsim_msg *msg, int64_t at_ns, infsim_error *err) {
   infsim_sim *s = self;
-  infsim_msg m = *msg;
-  m.dst = m.src;
   int32_t slot = 0;
-  infsim_status st = take_slot(s, &m, s->now_ns, &slot, err);
+  infsim_status st = take_slot(s, msg, s->now_ns, &slot, err);
   if (st != INFSIM_OK) return st;
-  return infsim_event_heap_push(&s->heap, at_ns, EV_MESSAGE, m.dst, slot, err);
+  s->msgs[slot].msg.dst = msg->src; /* a timer goes off where it was set */
+  return infsim_event_heap_push(&s->heap, at_ns, EV_MESSAGE, msg->src, slot, err);
 }
 
 /* Messages' bytes plus DistAttention's per-step traffic (sim_internal.h). */

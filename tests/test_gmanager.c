@@ -5,9 +5,11 @@
 ** older report never overwrites a newer one, and a ledger rebuilt from
 ** full heartbeats after a loss equals the one kept all along; the marks
 ** of owned requests (live, ended) and the count of split ended ones
-** against the truth's. The planners
+** against the truth's; an instance's guest generation stays only while
+** its entries of others' requests do. The planners
 ** against hand-solved cases, with and without guests first (a debtor's
-** guests move before its own requests: policy.own_work_first).
+** guests move before its own requests: policy.own_work_first); a plan
+** stopped at its first move against the whole plan, the rest taken back.
 */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -34,6 +36,11 @@ typedef struct {
   int64_t used[I];
   bool live[R]; /* marked live in the ledger (infsim_gm_set_live) */
   bool ended[R]; /* marked ended (infsim_gm_set_ended) */
+  /* What the ledger said at the last step: each instance's guest
+   * generation, each request's owner and entries. */
+  uint64_t gen[I];
+  int32_t seen_owner[R];
+  int64_t seen[R][I];
 } truth;
 
 static void send_entry(infsim_gm *gm, const truth *t, int64_t r, int32_t holder, int64_t at) {
@@ -103,6 +110,12 @@ static void assert_agrees(const infsim_gm *gm, const truth *t) {
     borrowed += b;
   }
   assert_int_equal(lent, borrowed);
+  /* The most spare memory, against each instance's. */
+  int64_t most = 0;
+  for (int32_t i = 0; i < I; i++)
+    if (infsim_gm_spare_blocks(gm, i) > most) most = infsim_gm_spare_blocks(gm, i);
+  assert_int_equal(infsim_gm_most_spare(gm), most);
+  int64_t candidates = 0; /* requests with two remote pieces or more, one of them small */
   for (int64_t r = 0; r < R; r++) {
     infsim_gm_entry e[I];
     size_t n = infsim_gm_placement(gm, r, e, I);
@@ -129,6 +142,29 @@ static void assert_agrees(const infsim_gm *gm, const truth *t) {
     assert_int_equal(n_small, any);
     assert_int_equal(n, expect);
     for (size_t k = 0; k < n; k++) assert_int_equal(e[k].blocks, t->held[r][e[k].holder]);
+    candidates += pieces >= 2 && small > 0;
+  }
+  int64_t counted = infsim_gm_defrag_candidates(gm, SMALL);
+  assert_true(counted == -1 || counted == candidates); /* -1: a ledger not counting small pieces of SMALL */
+}
+
+/* An instance whose guest generation stayed since the last step holds
+ * every entry of a request owned elsewhere as it did (those with blocks);
+ * a generation never goes back. */
+static void assert_guest_generations(const infsim_gm *gm, truth *t) {
+  for (int32_t i = 0; i < I; i++) {
+    uint64_t g = infsim_gm_guest_generation(gm, i);
+    assert_true(g >= t->gen[i]);
+    for (int64_t r = 0; r < R && g == t->gen[i]; r++)
+      if (t->seen_owner[r] >= 0 && t->seen_owner[r] != i && t->seen[r][i] > 0) {
+        assert_int_equal(infsim_gm_owner(gm, r), t->seen_owner[r]);
+        assert_int_equal(infsim_gm_held_by(gm, r, i), t->seen[r][i]);
+      }
+    t->gen[i] = g;
+  }
+  for (int64_t r = 0; r < R; r++) {
+    t->seen_owner[r] = infsim_gm_owner(gm, r);
+    for (int32_t i = 0; i < I; i++) t->seen[r][i] = infsim_gm_held_by(gm, r, i);
   }
 }
 
@@ -136,7 +172,7 @@ static void assert_agrees(const infsim_gm *gm, const truth *t) {
  * blocks (confirmed moves), free some, finish. */
 static void random_history(gsl_rng *rng, truth *t, infsim_gm *a, infsim_gm *b, int steps) {
   memset(t, 0, sizeof *t);
-  for (int64_t r = 0; r < R; r++) t->owner[r] = -1;
+  for (int64_t r = 0; r < R; r++) t->owner[r] = t->seen_owner[r] = -1;
   for (int s = 1; s <= steps; s++) {
     int64_t r = (int64_t)gsl_rng_uniform_int(rng, R);
     int32_t i = (int32_t)gsl_rng_uniform_int(rng, I);
@@ -187,6 +223,7 @@ static void random_history(gsl_rng *rng, truth *t, infsim_gm *a, infsim_gm *b, i
       t->live[r] = false;
     }
     assert_agrees(a, t);
+    assert_guest_generations(a, t);
   }
 }
 
@@ -495,6 +532,60 @@ static void test_plan_order_random(void **state) {
  * view's free memory (heartbeats, proposals and their undoing, plans),
  * against a scan of the test's own record: the most free memory above
  * the reserve, not the debtor, the lowest id of those with as much. */
+/* Two ledgers fed the same random heartbeats (free memory, entries of
+ * requests owned across the cluster). */
+static void same_random_views(gsl_rng *rng, infsim_gm *a, infsim_gm *b, int32_t inst, int64_t reqs) {
+  for (int32_t i = 0; i < inst; i++) {
+    infsim_gm_entry e[16];
+    size_t n = 0;
+    for (int64_t r = 0; r < reqs && n < 16; r++)
+      if (gsl_rng_uniform_int(rng, 3) == 0)
+        e[n++] = (infsim_gm_entry){r, (int32_t)(r % inst), i, 1 + (int64_t)gsl_rng_uniform_int(rng, 20)};
+    int64_t free_blocks = (int64_t)gsl_rng_uniform_int(rng, 60);
+    infsim_gm_heartbeat(a, i, 1, free_blocks, e, n, false);
+    infsim_gm_heartbeat(b, i, 1, free_blocks, e, n, false);
+  }
+}
+
+/* A borrow takes a plan's first move only (contract_ledger.c): every
+ * planner capped at one move gives the first move of its whole plan, and
+ * leaves the view as the whole plan with its other moves taken back (the
+ * next plans agree too). */
+static void test_plan_first_move_alone(void **state) {
+  (void)state;
+  enum { INST = 9, PER_NODE = 4, REQS = 12 };
+  gsl_rng *rng = infsim_rng_new(5, "test.gmanager.first");
+  for (int trial = 0; trial < 600; trial++) {
+    infsim_gm *a = NULL, *b = NULL;
+    assert_int_equal(infsim_gm_new(INST, PER_NODE, 100, REQS, 5, &a, NULL), INFSIM_OK);
+    assert_int_equal(infsim_gm_new(INST, PER_NODE, 100, REQS, 5, &b, NULL), INFSIM_OK);
+    infsim_gm_set_guests_first(a, trial % 2);
+    infsim_gm_set_guests_first(b, trial % 2);
+    infsim_gm_set_spread_costs(a, 3, 1);
+    infsim_gm_set_spread_costs(b, 3, 1);
+    same_random_views(rng, a, b, INST, REQS);
+    infsim_gm_planner planner = (infsim_gm_planner)(trial % 6);
+    for (int round = 0; round < 3; round++) {
+      int32_t debtor = (int32_t)gsl_rng_uniform_int(rng, INST);
+      int64_t req = (int64_t)gsl_rng_uniform_int(rng, REQS + 1) - 1, need = 1 + (int64_t)gsl_rng_uniform_int(rng, 80);
+      infsim_gm_move all[8], first[1];
+      size_t n = infsim_gm_plan(a, planner, debtor, req, need, all, 8);
+      for (size_t k = 1; k < n; k++) infsim_gm_unpropose(a, &all[k]);
+      size_t n1 = infsim_gm_plan(b, planner, debtor, req, need, first, 1);
+      assert_int_equal(n1, n > 0);
+      if (n > 0)
+        assert_true(first[0].req == all[0].req && first[0].from == all[0].from && first[0].to == all[0].to &&
+                    first[0].blocks == all[0].blocks && first[0].fresh == all[0].fresh);
+      for (int32_t i = 0; i < INST; i++) assert_int_equal(infsim_gm_free_blocks(a, i), infsim_gm_free_blocks(b, i));
+      infsim_gm_check(a);
+      infsim_gm_check(b);
+    }
+    infsim_gm_free(a);
+    infsim_gm_free(b);
+  }
+  gsl_rng_free(rng);
+}
+
 static void test_first_creditor_random(void **state) {
   (void)state;
   enum { INST = 13, RESERVE = 5 };
@@ -579,6 +670,7 @@ int main(void) {
       cmocka_unit_test(test_guests_first),
       cmocka_unit_test(test_plan_order_random),
       cmocka_unit_test(test_first_creditor_random),
+      cmocka_unit_test(test_plan_first_move_alone),
       cmocka_unit_test(test_instance_limit),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

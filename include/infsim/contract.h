@@ -177,6 +177,10 @@ infsim_status infsim_contract_move(infsim_contract *c, const infsim_gm_move *m, 
  * request's KV made for req goes on (it still makes room). */
 infsim_status infsim_contract_cancel(infsim_contract *c, int64_t req, int64_t now_ns, infsim_error *err);
 
+/* Borrows and planned moves on record (in flight, or cancelled and being
+ * wound up); O(1). */
+size_t infsim_contract_borrows(const infsim_contract *c);
+
 /* True when a borrow for (debtor, req) is in flight (a cancelled one being
  * wound up is not). */
 bool infsim_contract_in_flight(const infsim_contract *c, int32_t debtor, int64_t req);

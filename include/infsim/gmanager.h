@@ -147,13 +147,25 @@ size_t infsim_gm_placement(const infsim_gm *gm, int64_t req, infsim_gm_entry *ou
 int64_t infsim_gm_remote_pieces(const infsim_gm *gm, int64_t req, int64_t max_blocks, int64_t *small_n);
 /* The pieces the ledger counts as small (DGFM's policy.dgfm_max_piece_blocks). */
 void infsim_gm_set_small_piece(infsim_gm *gm, int64_t blocks);
+/* How many requests have two remote pieces or more and one of them of at
+ * most max_blocks (DGFM's candidates to consolidate or swap), O(1), when
+ * max_blocks is the ledger's small piece; else -1 (not counted). */
+int64_t infsim_gm_defrag_candidates(const infsim_gm *gm, int64_t max_blocks);
 
 /* Per instance, in the gManager's view. */
 int64_t infsim_gm_free_blocks(const infsim_gm *gm, int32_t instance);
 int64_t infsim_gm_spare_blocks(const infsim_gm *gm, int32_t instance); /* free above the reserve */
+int64_t infsim_gm_most_spare(const infsim_gm *gm); /* the most any instance has; O(1) */
 int64_t infsim_gm_lent(const infsim_gm *gm, int32_t instance);
 int64_t infsim_gm_borrowed(const infsim_gm *gm, int32_t instance);
 int64_t infsim_gm_held(const infsim_gm *gm, int32_t instance);
+/* A count of the changes to the entries `instance` holds of requests the
+ * ledger has owned elsewhere (set, zeroed or forgotten; reset; a change
+ * to the same value may count): while it stays, so does
+ * infsim_gm_held_by(gm, req, instance) for each req the ledger has with
+ * blocks there and owned elsewhere (req leaves the ledger, or changes
+ * owner, only once that entry went). Never decreases. */
+uint64_t infsim_gm_guest_generation(const infsim_gm *gm, int32_t instance);
 
 /* Requests `instance` owns that have blocks somewhere (the planner's
  * candidates), in no particular order. */
@@ -179,6 +191,9 @@ size_t infsim_gm_owned_not_live(const infsim_gm *gm, int32_t instance, const int
 void infsim_gm_set_ended(infsim_gm *gm, int64_t req);
 bool infsim_gm_ended(const infsim_gm *gm, int64_t req);
 size_t infsim_gm_owned_pending(const infsim_gm *gm, int32_t instance, const int64_t **reqs);
+/* The ended ones (infsim_gm_owned_not_live's list less the pending ones,
+ * its last), in that list's order; O(1). */
+size_t infsim_gm_owned_ended(const infsim_gm *gm, int32_t instance, const int64_t **reqs);
 int64_t infsim_gm_ended_split(const infsim_gm *gm, int32_t instance);
 /* The requests that joined an owned list while the last
  * infsim_gm_heartbeat applied its entries (some may have left it since). */
