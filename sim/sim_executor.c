@@ -29,26 +29,45 @@ static double local_attn_sum(const infsim_sim *s, const sim_exec_instance *x, in
   return sum;
 }
 
-/* DistAttention's share of the first `steps` steps, all layers, exactly
- * as the same steps one at a time would price it: without overlap each
- * step pays R + M; with overlap it pays max(0, R - A_j) + M, and A_j only
- * grows, so the sum is R min(k, j*) - sum_{j < min(k, j*)} A_j + k M. */
-static double distattn_run_ns(const infsim_sim *s, const sim_exec_instance *x, int64_t steps) {
+/* The first `steps` steps with every route at the rates its step's
+ * transfers get (distattn_step_ns), before any floor, for a run with
+ * remote holders: DistAttention's share of the steps added exactly as the
+ * same steps one at a time would price it. Without overlap each step pays
+ * R + M; with overlap it pays max(0, R - A_j) + M, and A_j only grows, so
+ * the sum is R min(k, j*) - sum_{j < min(k, j*)} A_j + k M. The run's
+ * own time sums the same A_j over its steps: taken from it when
+ * min(k, j*) = k (most runs: local attention rarely hides R). Out of the
+ * callers' line: full_rate_run_ns's common case (no remote holders) is
+ * vllm-multi's every call. */
+static __attribute__((noinline)) int64_t remote_run_ns(const infsim_sim *s, const sim_exec_instance *x,
+                                                       int64_t steps) {
+  double local_sum = 0.0;
+  int64_t base = infsim_cost_decode_run_attn_ns(&s->cost, &x->run, x->first_context, steps, &local_sum);
+#ifdef INFSIM_CHECK_INVARIANTS
+  assert(base == infsim_cost_decode_run_ns(&s->cost, &x->run, x->first_context, steps));
+  assert(local_sum == local_attn_sum(s, x, steps));
+#endif
+  if (base == INT64_MAX) return base;
   double layers = (double)s->c.distattn.layers;
   double extra = (double)steps * x->da_guest_ns;
-  if (x->da_remote_ns <= 0.0) return extra;
-  if (!s->c.distattn.overlap) return extra + layers * (double)steps * (x->da_remote_ns + x->da_merge_ns);
-  int64_t k = steps < x->da_cross ? steps : x->da_cross;
-  double hidden = (double)k * x->da_remote_ns - local_attn_sum(s, x, k);
-  return extra + layers * (hidden + (double)steps * x->da_merge_ns);
+  if (!s->c.distattn.overlap) {
+    extra = extra + layers * (double)steps * (x->da_remote_ns + x->da_merge_ns);
+  } else {
+    int64_t k = steps < x->da_cross ? steps : x->da_cross;
+    double hidden = (double)k * x->da_remote_ns - (k == steps ? local_sum : local_attn_sum(s, x, k));
+    extra = extra + layers * (hidden + (double)steps * x->da_merge_ns);
+  }
+  return extra < 9.2e18 - (double)base ? base + infsim_cost_round_ns(extra) : INT64_MAX;
 }
 
 /* The first `steps` steps with every route at the rates its step's
- * transfers get (distattn_step_ns), before any floor. */
+ * transfers get (distattn_step_ns), before any floor: the creditor's
+ * micro-attention for its guests, steps times, beside the run's own. */
 static int64_t full_rate_run_ns(const infsim_sim *s, const sim_exec_instance *x, int64_t steps) {
+  if (x->da_remote_ns > 0.0) return remote_run_ns(s, x, steps);
   int64_t base = infsim_cost_decode_run_ns(&s->cost, &x->run, x->first_context, steps);
-  if ((x->da_remote_ns <= 0.0 && x->da_guest_ns <= 0.0) || base == INT64_MAX) return base;
-  double extra = distattn_run_ns(s, x, steps);
+  if (x->da_guest_ns <= 0.0 || base == INT64_MAX) return base;
+  double extra = (double)steps * x->da_guest_ns;
   return extra < 9.2e18 - (double)base ? base + infsim_cost_round_ns(extra) : INT64_MAX;
 }
 

@@ -152,6 +152,11 @@ void infsim_cost_decode_run_init(const infsim_cost_model *cm, int64_t decode_req
  * `requests` more (rounded once, to the ns). Non-decreasing in steps. */
 int64_t infsim_cost_decode_run_ns(const infsim_cost_model *cm, const infsim_decode_run *run, int64_t first_context,
                                   int64_t steps);
+/* The same, and one layer's decode attention of those steps, summed
+ * before the longest request's bound (*attn_sum_ns): the sum local
+ * attention takes over a run (DistAttention's overlap, sim_executor.c). */
+int64_t infsim_cost_decode_run_attn_ns(const infsim_cost_model *cm, const infsim_decode_run *run,
+                                       int64_t first_context, int64_t steps, double *attn_sum_ns);
 
 /* Where a run's curves come from, decided in one place: the profile
  * `gpu_key` of the calibration DB at db_path when the DB has it for the
