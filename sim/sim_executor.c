@@ -226,16 +226,17 @@ static double priced_layers(const infsim_sim *s, const infsim_batch *b, sim_exec
     x->da_merge_ns = l.merge_ns;
     /* j*: the first step whose local attention hides R (bisection: A_j
      * grows), or the batch's steps when none of them does: pricing reads
-     * min(steps, j*) of a run never longer than the batch. */
+     * min(steps, j*) of a run never longer than the batch. A prompt
+     * batch is one step priced whole (exec_submit): no j*. */
     int64_t lo = 0, hi = b->steps > 0 ? b->steps : 1;
     int64_t nd = a->decode_requests;
-    while (lo < hi) {
+    while (lo < hi && a->prefill_tokens == 0) {
       int64_t mid = lo + (hi - lo) / 2;
       int64_t ctx = a->decode_context_tokens + mid * nd;
       if (ctx < 0 || c->decode_attn_layer_ns(c->self, nd, ctx) >= l.remote_ns) hi = mid;
       else lo = mid + 1;
     }
-    x->da_cross = lo;
+    x->da_cross = a->prefill_tokens == 0 ? lo : 0;
   }
   if (chunk) {
     infsim_distattn_layer l = infsim_distattn_prefill_layer(c, shape, a->prefill_tokens, a->prefill_attn_pairs, pre, k);
@@ -925,29 +926,29 @@ static infsim_status start_flows(infsim_sim *s, sim_exec_instance *x, int64_t no
   int kept = -1;
   if (fs != NULL && paths_id != 0 && fs->routes >= 0 && fs->paths_id == paths_id) {
     kept = fs->flows;
-    memcpy(bytes, fs->bytes, (size_t)kept * sizeof *bytes);
 #ifdef INFSIM_CHECK_INVARIANTS
     double compared[2 * SIM_DA_MAX_ROUTES];
-    assert(kept_flows(fs, x, compared) == kept && memcmp(compared, bytes, (size_t)kept * sizeof *bytes) == 0);
+    assert(kept_flows(fs, x, compared) == kept && memcmp(compared, fs->bytes, (size_t)kept * sizeof *bytes) == 0);
 #endif
   } else if ((kept = kept_flows(fs, x, bytes)) >= 0) {
     fs->paths_id = paths_id;
     memcpy(fs->bytes, bytes, (size_t)kept * sizeof *bytes);
   }
-  if (kept >= 0) {
+  if (kept >= 0) { /* the set's flows, their bytes a step in fs->bytes */
 #ifdef INFSIM_CHECK_INVARIANTS
     double fresh_bytes[2 * SIM_DA_MAX_ROUTES];
     int16_t fresh_of[SIM_DA_MAX_ROUTES][2];
     int fresh = group_flows(s, x, paths, lens, fresh_bytes, fresh_of);
     assert(fresh == kept);
     for (int f = 0; f < kept; f++) {
-      assert(fresh_bytes[f] == bytes[f] && lens[f] == fs->lens[f]);
+      assert(fresh_bytes[f] == fs->bytes[f] && lens[f] == fs->lens[f]);
       assert(memcmp(paths[f], fs->paths[f], (size_t)lens[f] * sizeof paths[f][0]) == 0);
     }
 #endif
     x->da_flows = kept;
-    for (int f = 0; f < kept; f++) demand[f] = bytes[f] * (double)x->steps / span_s;
-    return add_flows(s, x, now_ns, (const int32_t(*)[INFSIM_NET_MAX_PATH])fs->paths, fs->lens, bytes, demand, err);
+    for (int f = 0; f < kept; f++) demand[f] = fs->bytes[f] * (double)x->steps / span_s;
+    return add_flows(s, x, now_ns, (const int32_t(*)[INFSIM_NET_MAX_PATH])fs->paths, fs->lens, fs->bytes, demand,
+                     err);
   }
   int16_t of[SIM_DA_MAX_ROUTES][2];
   x->da_flows = group_flows(s, x, paths, lens, bytes, of);
