@@ -169,6 +169,14 @@ static double nominal_bytes_per_s(const infsim_sim *s, int32_t from, int32_t to)
   return bw;
 }
 
+/* Whether the local attention of step j of a decode run starting with
+ * batch aggregates a hides R (remote_ns, one layer): A_j >= R, or a
+ * context past what int64 holds. */
+static bool local_hides(const infsim_cost_curves *c, const infsim_batch_agg *a, int64_t j, double remote_ns) {
+  int64_t ctx = a->decode_context_tokens + j * a->decode_requests;
+  return ctx < 0 || c->decode_attn_layer_ns(c->self, a->decode_requests, ctx) >= remote_ns;
+}
+
 /* The step's DistAttention terms once its holders' rates are set
  * (distattn_step_ns): the decode layer (R, M, the step j* from which
  * local attention hides R) and a prompt chunk's layer, all layers;
@@ -229,13 +237,29 @@ static double priced_layers(const infsim_sim *s, const infsim_batch *b, sim_exec
      * min(steps, j*) of a run never longer than the batch. A prompt
      * batch is one step priced whole (exec_submit): no j*. */
     int64_t lo = 0, hi = b->steps > 0 ? b->steps : 1;
-    int64_t nd = a->decode_requests;
+    if (a->prefill_tokens == 0 && c->decode_attn_grows && hi > 1) {
+      /* where A_j is known to grow the bisection finds the first step
+       * that hides R: the first step, or none, settle most runs */
+      if (local_hides(c, a, 0, l.remote_ns)) hi = 0;
+      else if (!local_hides(c, a, hi - 1, l.remote_ns)) lo = hi;
+      else lo = 1, hi = hi - 1;
+    }
     while (lo < hi && a->prefill_tokens == 0) {
       int64_t mid = lo + (hi - lo) / 2;
-      int64_t ctx = a->decode_context_tokens + mid * nd;
-      if (ctx < 0 || c->decode_attn_layer_ns(c->self, nd, ctx) >= l.remote_ns) hi = mid;
+      if (local_hides(c, a, mid, l.remote_ns)) hi = mid;
       else lo = mid + 1;
     }
+#ifdef INFSIM_CHECK_INVARIANTS
+    if (a->prefill_tokens == 0) { /* the plain bisection's answer */
+      int64_t plain_lo = 0, plain_hi = b->steps > 0 ? b->steps : 1;
+      while (plain_lo < plain_hi) {
+        int64_t mid = plain_lo + (plain_hi - plain_lo) / 2;
+        if (local_hides(c, a, mid, l.remote_ns)) plain_hi = mid;
+        else plain_lo = mid + 1;
+      }
+      assert(plain_lo == lo);
+    }
+#endif
     x->da_cross = a->prefill_tokens == 0 ? lo : 0;
   }
   if (chunk) {

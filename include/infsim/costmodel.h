@@ -39,6 +39,11 @@ typedef struct {
   double (*prefill_attn_layer_ns)(void *self, int64_t tokens, int64_t pairs);
   /* Decode micro-attention of one layer: `requests` queries over `context_tokens` KV tokens. */
   double (*decode_attn_layer_ns)(void *self, int64_t requests, int64_t context_tokens);
+  /* True where decode_attn_layer_ns, as computed, never falls as
+   * context_tokens grows at fixed requests (the roofline: products and
+   * sums of positive terms); false: not promised (calibrated curves). A
+   * search over a run's steps may then start at its ends. */
+  bool decode_attn_grows;
   /* Optional (NULL: summed step by step): the sum over j < steps of
    * decode_attn_layer_ns(requests, first_context + j x context_step), in
    * closed form, so that a run of decode iterations costs O(1). */
