@@ -347,6 +347,7 @@ static void memo_build(const infsim_sim *s, const infsim_batch *b, sim_exec_inst
       m->entry_holder[m->n] = j;
       m->route_rate[m->n] = &x->da_out_rate[r];
       m->holder_rate[m->n] = &m->dec[j].bytes_per_s;
+      m->entry_bytes[m->n] = m->out_bytes[r];
       m->dir[m->n++] = 0;
     }
     if (back > 0) {
@@ -355,6 +356,7 @@ static void memo_build(const infsim_sim *s, const infsim_batch *b, sim_exec_inst
       m->entry_holder[m->n] = j;
       m->route_rate[m->n] = &x->da_back_rate[r];
       m->holder_rate[m->n] = &m->dec[j].back_bytes_per_s;
+      m->entry_bytes[m->n] = m->back_bytes[r];
       m->dir[m->n++] = 1;
     }
   }
@@ -448,6 +450,7 @@ static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exe
       for (int i = 0; i < m->n; i++)
         assert(memcmp(fresh->paths[i], m->paths[i], (size_t)m->lens[i] * sizeof m->paths[i][0]) == 0);
       assert(memcmp(fresh->dir, m->dir, (size_t)m->n * sizeof *m->dir) == 0);
+      assert(memcmp(fresh->entry_bytes, m->entry_bytes, (size_t)m->n * sizeof *m->entry_bytes) == 0);
       free(fresh);
     }
 #endif
@@ -523,7 +526,7 @@ static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exe
   extra = priced_layers(s, b, x, now_ns, &s->c.distattn, m->dec, pre, m->k, chunk, m->ma, m != scratch ? m : NULL,
                         extra);
   x->da_memo = m != scratch ? m : NULL;
-  free(scratch);
+  if (scratch != NULL) free(scratch);
   return extra;
 }
 
@@ -756,15 +759,16 @@ static void account_prompt(infsim_sim *s, sim_exec_instance *x) {
   const sim_da_memo *m = x->da_memo;
   if (m != NULL) { /* its entries are the routes' directions with bytes, in this order, with their paths */
     for (int i = 0; i < m->n; i++) {
-      int r = m->route[i];
-      double bytes = m->dir[i] == 0 ? x->da_out_bytes[r] : x->da_back_bytes[r];
-      double rate = m->dir[i] == 0 ? x->da_out_rate[r] : x->da_back_rate[r];
+      double bytes = m->entry_bytes[i], rate = *m->route_rate[i];
 #ifdef INFSIM_CHECK_INVARIANTS
+      int r = m->route[i];
       int32_t path[INFSIM_NET_MAX_PATH];
       int len = route_path(s, x, r, m->dir[i], path);
       assert(len == m->lens[i] && memcmp(path, m->paths[i], (size_t)len * sizeof *path) == 0 && bytes > 0.0);
+      assert(bytes == (m->dir[i] == 0 ? x->da_out_bytes[r] : x->da_back_bytes[r]));
+      assert(rate == (m->dir[i] == 0 ? x->da_out_rate[r] : x->da_back_rate[r]));
 #endif
-      if (bytes > 0.0 && m->lens[i] > 0)
+      if (m->lens[i] > 0)
         infsim_network_account(s->net, m->paths[i], m->lens[i], bytes, infsim_cost_round_ns(bytes / rate * 1e9));
     }
     return;
