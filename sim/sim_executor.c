@@ -180,11 +180,13 @@ static bool local_hides(const infsim_cost_curves *c, const infsim_batch_agg *a, 
 /* The step's DistAttention terms once its holders' rates are set
  * (distattn_step_ns): the decode layer (R, M, the step j* from which
  * local attention hides R) and a prompt chunk's layer, all layers;
- * returns extra plus what they add to the step. */
-static double priced_layers(const infsim_sim *s, const infsim_batch *b, sim_exec_instance *x, int64_t now_ns,
-                            const infsim_distattn_shape *shape, const infsim_distattn_holder *dec,
-                            const infsim_distattn_holder *pre, int k, bool chunk, const double *ma_ns,
-                            sim_da_memo *m, double extra) {
+ * returns extra plus what they add to the step. In its callers' line:
+ * passing its dozen arguments cost more than most of its work (a kept
+ * holders' part, the local attention and j*). */
+static inline __attribute__((always_inline)) double priced_layers(
+    const infsim_sim *s, const infsim_batch *b, sim_exec_instance *x, int64_t now_ns,
+    const infsim_distattn_shape *shape, const infsim_distattn_holder *dec, const infsim_distattn_holder *pre, int k,
+    bool chunk, const double *ma_ns, sim_da_memo *m, double extra) {
   const infsim_batch_agg *a = &b->agg;
   const infsim_cost_curves *c = &s->cost.curves;
   /* The node's CPU memory bandwidth, shared equally by the instances
