@@ -64,7 +64,7 @@ static __attribute__((noinline)) int64_t remote_run_ns(const infsim_sim *s, cons
  * transfers get (distattn_step_ns), before any floor: the creditor's
  * micro-attention for its guests, steps times, beside the run's own. */
 static int64_t full_rate_run_ns(const infsim_sim *s, const sim_exec_instance *x, int64_t steps) {
-  if (x->da_remote_ns > 0.0) return remote_run_ns(s, x, steps);
+  if (!(x->da_remote_ns <= 0.0)) return remote_run_ns(s, x, steps);
   int64_t base = infsim_cost_decode_run_ns(&s->cost, &x->run, x->first_context, steps);
   if (x->da_guest_ns <= 0.0 || base == INT64_MAX) return base;
   double extra = (double)steps * x->da_guest_ns;

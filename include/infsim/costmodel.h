@@ -41,8 +41,10 @@ typedef struct {
   double (*decode_attn_layer_ns)(void *self, int64_t requests, int64_t context_tokens);
   /* True where decode_attn_layer_ns, as computed, never falls as
    * context_tokens grows at fixed requests (the roofline: products and
-   * sums of positive terms); false: not promised (calibrated curves). A
-   * search over a run's steps may then start at its ends. */
+   * sums of positive terms); false: not promised of every context
+   * (calibrated curves: their lines never fall, docs/calibration.md,
+   * checked on samples). A search over a run's steps may then start at
+   * its ends. */
   bool decode_attn_grows;
   /* Optional (NULL: summed step by step): the sum over j < steps of
    * decode_attn_layer_ns(requests, first_context + j x context_step), in
