@@ -175,10 +175,16 @@ void infsim_cost_decode_run_init(const infsim_cost_model *cm, int64_t decode_req
   run->first_max_context_tokens = 0;
 }
 
-int64_t infsim_cost_decode_run_ns(const infsim_cost_model *cm, const infsim_decode_run *run, int64_t first_context,
-                                  int64_t steps) {
+/* infsim_cost_decode_run_ns; *attn_sum_ns (when not NULL) gets one
+ * layer's decode attention summed over the steps, before the longest
+ * request's bound. */
+static inline int64_t decode_run_ns(const infsim_cost_model *cm, const infsim_decode_run *run, int64_t first_context,
+                                    int64_t steps, double *attn_sum_ns) {
   const infsim_cost_curves *c = &cm->curves;
-  if (steps <= 0) return 0;
+  if (steps <= 0) {
+    if (attn_sum_ns != NULL) *attn_sum_ns = 0.0;
+    return 0;
+  }
   double attn_ns = 0.0;
   if (c->decode_attn_sum_layer_ns != NULL) {
     attn_ns = c->decode_attn_sum_layer_ns(c->self, run->requests, first_context, run->requests, steps);
@@ -186,6 +192,7 @@ int64_t infsim_cost_decode_run_ns(const infsim_cost_model *cm, const infsim_deco
     for (int64_t j = 0; j < steps; j++)
       attn_ns += c->decode_attn_layer_ns(c->self, run->requests, first_context + j * run->requests);
   }
+  if (attn_sum_ns != NULL) *attn_sum_ns = attn_ns;
   /* The longest request bounds a step when its CTAs walk longer than the
    * whole batch's KV takes at full bandwidth. Over a run its context grows
    * by one token a step, a few ns a step against hundreds of
@@ -211,6 +218,16 @@ int64_t infsim_cost_decode_run_ns(const infsim_cost_model *cm, const infsim_deco
   }
   /* at least 1 ns an iteration */
   return round_ns((double)steps * run->fixed_ns + (double)cm->model.layers * attn_ns, steps);
+}
+
+int64_t infsim_cost_decode_run_ns(const infsim_cost_model *cm, const infsim_decode_run *run, int64_t first_context,
+                                  int64_t steps) {
+  return decode_run_ns(cm, run, first_context, steps, NULL);
+}
+
+int64_t infsim_cost_decode_run_attn_ns(const infsim_cost_model *cm, const infsim_decode_run *run,
+                                       int64_t first_context, int64_t steps, double *attn_sum_ns) {
+  return decode_run_ns(cm, run, first_context, steps, attn_sum_ns);
 }
 
 void infsim_cost_model_destroy(infsim_cost_model *cm) {

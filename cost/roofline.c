@@ -153,6 +153,7 @@ infsim_status infsim_cost_curves_roofline(const infsim_model_shape *model, const
   out->gemm_layer_ns = roofline_gemm_layer_ns;
   out->prefill_attn_layer_ns = roofline_prefill_attn_layer_ns;
   out->decode_attn_layer_ns = roofline_decode_attn_layer_ns;
+  out->decode_attn_grows = true; /* both bounds rise with the context; their maximum too */
   out->decode_attn_sum_layer_ns = roofline_decode_attn_sum_layer_ns;
   out->merge_layer_ns = roofline_merge_layer_ns;
   out->kv_copy_ns = roofline_kv_copy_ns;

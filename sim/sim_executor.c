@@ -29,26 +29,45 @@ static double local_attn_sum(const infsim_sim *s, const sim_exec_instance *x, in
   return sum;
 }
 
-/* DistAttention's share of the first `steps` steps, all layers, exactly
- * as the same steps one at a time would price it: without overlap each
- * step pays R + M; with overlap it pays max(0, R - A_j) + M, and A_j only
- * grows, so the sum is R min(k, j*) - sum_{j < min(k, j*)} A_j + k M. */
-static double distattn_run_ns(const infsim_sim *s, const sim_exec_instance *x, int64_t steps) {
+/* The first `steps` steps with every route at the rates its step's
+ * transfers get (distattn_step_ns), before any floor, for a run with
+ * remote holders: DistAttention's share of the steps added exactly as the
+ * same steps one at a time would price it. Without overlap each step pays
+ * R + M; with overlap it pays max(0, R - A_j) + M, and A_j only grows, so
+ * the sum is R min(k, j*) - sum_{j < min(k, j*)} A_j + k M. The run's
+ * own time sums the same A_j over its steps: taken from it when
+ * min(k, j*) = k (most runs: local attention rarely hides R). Out of the
+ * callers' line: full_rate_run_ns's common case (no remote holders) is
+ * vllm-multi's every call. */
+static __attribute__((noinline)) int64_t remote_run_ns(const infsim_sim *s, const sim_exec_instance *x,
+                                                       int64_t steps) {
+  double local_sum = 0.0;
+  int64_t base = infsim_cost_decode_run_attn_ns(&s->cost, &x->run, x->first_context, steps, &local_sum);
+#ifdef INFSIM_CHECK_INVARIANTS
+  assert(base == infsim_cost_decode_run_ns(&s->cost, &x->run, x->first_context, steps));
+  assert(local_sum == local_attn_sum(s, x, steps));
+#endif
+  if (base == INT64_MAX) return base;
   double layers = (double)s->c.distattn.layers;
   double extra = (double)steps * x->da_guest_ns;
-  if (x->da_remote_ns <= 0.0) return extra;
-  if (!s->c.distattn.overlap) return extra + layers * (double)steps * (x->da_remote_ns + x->da_merge_ns);
-  int64_t k = steps < x->da_cross ? steps : x->da_cross;
-  double hidden = (double)k * x->da_remote_ns - local_attn_sum(s, x, k);
-  return extra + layers * (hidden + (double)steps * x->da_merge_ns);
+  if (!s->c.distattn.overlap) {
+    extra = extra + layers * (double)steps * (x->da_remote_ns + x->da_merge_ns);
+  } else {
+    int64_t k = steps < x->da_cross ? steps : x->da_cross;
+    double hidden = (double)k * x->da_remote_ns - (k == steps ? local_sum : local_attn_sum(s, x, k));
+    extra = extra + layers * (hidden + (double)steps * x->da_merge_ns);
+  }
+  return extra < 9.2e18 - (double)base ? base + infsim_cost_round_ns(extra) : INT64_MAX;
 }
 
 /* The first `steps` steps with every route at the rates its step's
- * transfers get (distattn_step_ns), before any floor. */
+ * transfers get (distattn_step_ns), before any floor: the creditor's
+ * micro-attention for its guests, steps times, beside the run's own. */
 static int64_t full_rate_run_ns(const infsim_sim *s, const sim_exec_instance *x, int64_t steps) {
+  if (!(x->da_remote_ns <= 0.0)) return remote_run_ns(s, x, steps);
   int64_t base = infsim_cost_decode_run_ns(&s->cost, &x->run, x->first_context, steps);
-  if ((x->da_remote_ns <= 0.0 && x->da_guest_ns <= 0.0) || base == INT64_MAX) return base;
-  double extra = distattn_run_ns(s, x, steps);
+  if (x->da_guest_ns <= 0.0 || base == INT64_MAX) return base;
+  double extra = (double)steps * x->da_guest_ns;
   return extra < 9.2e18 - (double)base ? base + infsim_cost_round_ns(extra) : INT64_MAX;
 }
 
@@ -150,14 +169,24 @@ static double nominal_bytes_per_s(const infsim_sim *s, int32_t from, int32_t to)
   return bw;
 }
 
+/* Whether the local attention of step j of a decode run starting with
+ * batch aggregates a hides R (remote_ns, one layer): A_j >= R, or a
+ * context past what int64 holds. */
+static bool local_hides(const infsim_cost_curves *c, const infsim_batch_agg *a, int64_t j, double remote_ns) {
+  int64_t ctx = a->decode_context_tokens + j * a->decode_requests;
+  return ctx < 0 || c->decode_attn_layer_ns(c->self, a->decode_requests, ctx) >= remote_ns;
+}
+
 /* The step's DistAttention terms once its holders' rates are set
  * (distattn_step_ns): the decode layer (R, M, the step j* from which
  * local attention hides R) and a prompt chunk's layer, all layers;
- * returns extra plus what they add to the step. */
-static double priced_layers(const infsim_sim *s, const infsim_batch *b, sim_exec_instance *x, int64_t now_ns,
-                            const infsim_distattn_shape *shape, const infsim_distattn_holder *dec,
-                            const infsim_distattn_holder *pre, int k, bool chunk, const double *ma_ns,
-                            sim_da_memo *m, double extra) {
+ * returns extra plus what they add to the step. In its callers' line:
+ * passing its dozen arguments cost more than most of its work (a kept
+ * holders' part, the local attention and j*). */
+static inline __attribute__((always_inline)) double priced_layers(
+    const infsim_sim *s, const infsim_batch *b, sim_exec_instance *x, int64_t now_ns,
+    const infsim_distattn_shape *shape, const infsim_distattn_holder *dec, const infsim_distattn_holder *pre, int k,
+    bool chunk, const double *ma_ns, sim_da_memo *m, double extra) {
   const infsim_batch_agg *a = &b->agg;
   const infsim_cost_curves *c = &s->cost.curves;
   /* The node's CPU memory bandwidth, shared equally by the instances
@@ -207,16 +236,33 @@ static double priced_layers(const infsim_sim *s, const infsim_batch *b, sim_exec
     x->da_merge_ns = l.merge_ns;
     /* j*: the first step whose local attention hides R (bisection: A_j
      * grows), or the batch's steps when none of them does: pricing reads
-     * min(steps, j*) of a run never longer than the batch. */
+     * min(steps, j*) of a run never longer than the batch. A prompt
+     * batch is one step priced whole (exec_submit): no j*. */
     int64_t lo = 0, hi = b->steps > 0 ? b->steps : 1;
-    int64_t nd = a->decode_requests;
-    while (lo < hi) {
+    if (a->prefill_tokens == 0 && c->decode_attn_grows && hi > 1) {
+      /* where A_j is known to grow the bisection finds the first step
+       * that hides R: the first step, or none, settle most runs */
+      if (local_hides(c, a, 0, l.remote_ns)) hi = 0;
+      else if (!local_hides(c, a, hi - 1, l.remote_ns)) lo = hi;
+      else lo = 1, hi = hi - 1;
+    }
+    while (lo < hi && a->prefill_tokens == 0) {
       int64_t mid = lo + (hi - lo) / 2;
-      int64_t ctx = a->decode_context_tokens + mid * nd;
-      if (ctx < 0 || c->decode_attn_layer_ns(c->self, nd, ctx) >= l.remote_ns) hi = mid;
+      if (local_hides(c, a, mid, l.remote_ns)) hi = mid;
       else lo = mid + 1;
     }
-    x->da_cross = lo;
+#ifdef INFSIM_CHECK_INVARIANTS
+    if (a->prefill_tokens == 0) { /* the plain bisection's answer */
+      int64_t plain_lo = 0, plain_hi = b->steps > 0 ? b->steps : 1;
+      while (plain_lo < plain_hi) {
+        int64_t mid = plain_lo + (plain_hi - plain_lo) / 2;
+        if (local_hides(c, a, mid, l.remote_ns)) plain_hi = mid;
+        else plain_lo = mid + 1;
+      }
+      assert(plain_lo == lo);
+    }
+#endif
+    x->da_cross = a->prefill_tokens == 0 ? lo : 0;
   }
   if (chunk) {
     infsim_distattn_layer l = infsim_distattn_prefill_layer(c, shape, a->prefill_tokens, a->prefill_attn_pairs, pre, k);
@@ -303,6 +349,7 @@ static void memo_build(const infsim_sim *s, const infsim_batch *b, sim_exec_inst
       m->entry_holder[m->n] = j;
       m->route_rate[m->n] = &x->da_out_rate[r];
       m->holder_rate[m->n] = &m->dec[j].bytes_per_s;
+      m->entry_bytes[m->n] = m->out_bytes[r];
       m->dir[m->n++] = 0;
     }
     if (back > 0) {
@@ -311,6 +358,7 @@ static void memo_build(const infsim_sim *s, const infsim_batch *b, sim_exec_inst
       m->entry_holder[m->n] = j;
       m->route_rate[m->n] = &x->da_back_rate[r];
       m->holder_rate[m->n] = &m->dec[j].back_bytes_per_s;
+      m->entry_bytes[m->n] = m->back_bytes[r];
       m->dir[m->n++] = 1;
     }
   }
@@ -404,6 +452,7 @@ static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exe
       for (int i = 0; i < m->n; i++)
         assert(memcmp(fresh->paths[i], m->paths[i], (size_t)m->lens[i] * sizeof m->paths[i][0]) == 0);
       assert(memcmp(fresh->dir, m->dir, (size_t)m->n * sizeof *m->dir) == 0);
+      assert(memcmp(fresh->entry_bytes, m->entry_bytes, (size_t)m->n * sizeof *m->entry_bytes) == 0);
       free(fresh);
     }
 #endif
@@ -479,7 +528,7 @@ static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exe
   extra = priced_layers(s, b, x, now_ns, &s->c.distattn, m->dec, pre, m->k, chunk, m->ma, m != scratch ? m : NULL,
                         extra);
   x->da_memo = m != scratch ? m : NULL;
-  free(scratch);
+  if (scratch != NULL) free(scratch);
   return extra;
 }
 
@@ -712,15 +761,16 @@ static void account_prompt(infsim_sim *s, sim_exec_instance *x) {
   const sim_da_memo *m = x->da_memo;
   if (m != NULL) { /* its entries are the routes' directions with bytes, in this order, with their paths */
     for (int i = 0; i < m->n; i++) {
-      int r = m->route[i];
-      double bytes = m->dir[i] == 0 ? x->da_out_bytes[r] : x->da_back_bytes[r];
-      double rate = m->dir[i] == 0 ? x->da_out_rate[r] : x->da_back_rate[r];
+      double bytes = m->entry_bytes[i], rate = *m->route_rate[i];
 #ifdef INFSIM_CHECK_INVARIANTS
+      int r = m->route[i];
       int32_t path[INFSIM_NET_MAX_PATH];
       int len = route_path(s, x, r, m->dir[i], path);
       assert(len == m->lens[i] && memcmp(path, m->paths[i], (size_t)len * sizeof *path) == 0 && bytes > 0.0);
+      assert(bytes == (m->dir[i] == 0 ? x->da_out_bytes[r] : x->da_back_bytes[r]));
+      assert(rate == (m->dir[i] == 0 ? x->da_out_rate[r] : x->da_back_rate[r]));
 #endif
-      if (bytes > 0.0 && m->lens[i] > 0)
+      if (m->lens[i] > 0)
         infsim_network_account(s->net, m->paths[i], m->lens[i], bytes, infsim_cost_round_ns(bytes / rate * 1e9));
     }
     return;
@@ -906,29 +956,29 @@ static infsim_status start_flows(infsim_sim *s, sim_exec_instance *x, int64_t no
   int kept = -1;
   if (fs != NULL && paths_id != 0 && fs->routes >= 0 && fs->paths_id == paths_id) {
     kept = fs->flows;
-    memcpy(bytes, fs->bytes, (size_t)kept * sizeof *bytes);
 #ifdef INFSIM_CHECK_INVARIANTS
     double compared[2 * SIM_DA_MAX_ROUTES];
-    assert(kept_flows(fs, x, compared) == kept && memcmp(compared, bytes, (size_t)kept * sizeof *bytes) == 0);
+    assert(kept_flows(fs, x, compared) == kept && memcmp(compared, fs->bytes, (size_t)kept * sizeof *bytes) == 0);
 #endif
   } else if ((kept = kept_flows(fs, x, bytes)) >= 0) {
     fs->paths_id = paths_id;
     memcpy(fs->bytes, bytes, (size_t)kept * sizeof *bytes);
   }
-  if (kept >= 0) {
+  if (kept >= 0) { /* the set's flows, their bytes a step in fs->bytes */
 #ifdef INFSIM_CHECK_INVARIANTS
     double fresh_bytes[2 * SIM_DA_MAX_ROUTES];
     int16_t fresh_of[SIM_DA_MAX_ROUTES][2];
     int fresh = group_flows(s, x, paths, lens, fresh_bytes, fresh_of);
     assert(fresh == kept);
     for (int f = 0; f < kept; f++) {
-      assert(fresh_bytes[f] == bytes[f] && lens[f] == fs->lens[f]);
+      assert(fresh_bytes[f] == fs->bytes[f] && lens[f] == fs->lens[f]);
       assert(memcmp(paths[f], fs->paths[f], (size_t)lens[f] * sizeof paths[f][0]) == 0);
     }
 #endif
     x->da_flows = kept;
-    for (int f = 0; f < kept; f++) demand[f] = bytes[f] * (double)x->steps / span_s;
-    return add_flows(s, x, now_ns, (const int32_t(*)[INFSIM_NET_MAX_PATH])fs->paths, fs->lens, bytes, demand, err);
+    for (int f = 0; f < kept; f++) demand[f] = fs->bytes[f] * (double)x->steps / span_s;
+    return add_flows(s, x, now_ns, (const int32_t(*)[INFSIM_NET_MAX_PATH])fs->paths, fs->lens, fs->bytes, demand,
+                     err);
   }
   int16_t of[SIM_DA_MAX_ROUTES][2];
   x->da_flows = group_flows(s, x, paths, lens, bytes, of);

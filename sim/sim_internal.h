@@ -54,6 +54,7 @@ typedef struct {
   /* where an entry's share goes: its route's rate in the instance
    * (da_out_rate or da_back_rate) and its holder's (dec) */
   double *route_rate[2 * INFSIM_KV_MAX_HOLDINGS], *holder_rate[2 * INFSIM_KV_MAX_HOLDINGS];
+  double entry_bytes[2 * INFSIM_KV_MAX_HOLDINGS]; /* its route's bytes that way, a step, all layers (> 0) */
   bool in_exec; /* its routes' ends and bytes are the instance's da_from, da_holder, da_*_bytes now */
   /* The decode holders' part of its last pricing (part_valid: dec's rates
    * and the CPU attention rate part_cpu_bytes_per_s are still those) */

@@ -107,6 +107,51 @@ static void test_decode_run_closed_form_equals_loop(void **state) {
   }
 }
 
+/* decode_attn_grows is a promise the executor's search for the step at
+ * which local attention hides DistAttention's remote path relies on: the
+ * roofline's decode attention never falls as the context grows, on both
+ * sides of its compute / memory crossover, token by token. */
+static void test_decode_attention_grows_with_context(void **state) {
+  (void)state;
+  infsim_cost_model cm = model_on("llama2-70b", "h100-sxm", 1);
+  infsim_roofline_eff slow = {0.7, 0.01, 0.8, 2500}; /* compute-bound at long context */
+  infsim_cost_curves slow_curves;
+  assert_int_equal(infsim_cost_curves_roofline(&cm.model, &(infsim_gpu_spec){"x", 989e12, 3350e9, 80000000000, 1, 1},
+                                               1, &slow, &slow_curves, NULL),
+                   INFSIM_OK);
+  const infsim_cost_curves *both[] = {&cm.curves, &slow_curves};
+  for (int k = 0; k < 2; k++) {
+    const infsim_cost_curves *c = both[k];
+    assert_true(c->decode_attn_grows);
+    int crossings = 0;
+    for (int64_t n = 1; n <= 512; n *= 8) {
+      double prev = c->decode_attn_layer_ns(c->self, n, 0);
+      for (int64_t ctx = 1; ctx < 400000; ctx += ctx < 5000 ? 1 : 97) {
+        double a = c->decode_attn_layer_ns(c->self, n, ctx);
+        if (a < prev) fail_msg("n %lld: A(%lld) = %.17g below the one before, %.17g", (long long)n, (long long)ctx, a,
+                               prev);
+        crossings += a > prev;
+        prev = a;
+      }
+    }
+    assert_true(crossings > 1000); /* it does grow: the test walks a curve, not a constant */
+  }
+  /* infsim_cost_decode_run_attn_ns: the run's time, and the sum of its
+   * steps' attention (one layer) as the curve gives it step by step */
+  infsim_decode_run run;
+  infsim_cost_decode_run_init(&cm, 24, &run);
+  for (int64_t steps = 0; steps < 300; steps += 7) {
+    double sum = -1.0, loop = 0.0;
+    int64_t t = infsim_cost_decode_run_attn_ns(&cm, &run, 24 * 3000, steps, &sum);
+    assert_true(t == infsim_cost_decode_run_ns(&cm, &run, 24 * 3000, steps));
+    for (int64_t j = 0; j < steps; j++) loop += cm.curves.decode_attn_layer_ns(cm.curves.self, 24, 24 * 3000 + j * 24);
+    assert_close(sum, loop, 1e-9);
+    if (steps == 0) assert_true(sum == 0.0);
+  }
+  slow_curves.destroy(slow_curves.self);
+  infsim_cost_model_destroy(&cm);
+}
+
 /* cost.layer_overhead_us is per layer and iteration, prefill and decode
  * alike, and per step of a decode run: with overhead x, an iteration of an
  * L-layer model takes exactly L x x longer than with none. */
@@ -227,6 +272,7 @@ int main(void) {
       cmocka_unit_test(test_gemm_and_attention_by_hand),
       cmocka_unit_test(test_tensor_parallel_iteration),
       cmocka_unit_test(test_decode_run_closed_form_equals_loop),
+      cmocka_unit_test(test_decode_attention_grows_with_context),
       cmocka_unit_test(test_layer_overhead_is_per_layer),
       cmocka_unit_test(test_kv_copy),
       cmocka_unit_test(test_round_ns_is_llround),

@@ -39,6 +39,13 @@ typedef struct {
   double (*prefill_attn_layer_ns)(void *self, int64_t tokens, int64_t pairs);
   /* Decode micro-attention of one layer: `requests` queries over `context_tokens` KV tokens. */
   double (*decode_attn_layer_ns)(void *self, int64_t requests, int64_t context_tokens);
+  /* True where decode_attn_layer_ns, as computed, never falls as
+   * context_tokens grows at fixed requests (the roofline: products and
+   * sums of positive terms); false: not promised of every context
+   * (calibrated curves: their lines never fall, docs/calibration.md,
+   * checked on samples). A search over a run's steps may then start at
+   * its ends. */
+  bool decode_attn_grows;
   /* Optional (NULL: summed step by step): the sum over j < steps of
    * decode_attn_layer_ns(requests, first_context + j x context_step), in
    * closed form, so that a run of decode iterations costs O(1). */
@@ -152,6 +159,11 @@ void infsim_cost_decode_run_init(const infsim_cost_model *cm, int64_t decode_req
  * `requests` more (rounded once, to the ns). Non-decreasing in steps. */
 int64_t infsim_cost_decode_run_ns(const infsim_cost_model *cm, const infsim_decode_run *run, int64_t first_context,
                                   int64_t steps);
+/* The same, and one layer's decode attention of those steps, summed
+ * before the longest request's bound (*attn_sum_ns): the sum local
+ * attention takes over a run (DistAttention's overlap, sim_executor.c). */
+int64_t infsim_cost_decode_run_attn_ns(const infsim_cost_model *cm, const infsim_decode_run *run,
+                                       int64_t first_context, int64_t steps, double *attn_sum_ns);
 
 /* Where a run's curves come from, decided in one place: the profile
  * `gpu_key` of the calibration DB at db_path when the DB has it for the
