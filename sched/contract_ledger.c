@@ -146,9 +146,10 @@ infsim_status contract_gm_room(infsim_contract *c, infsim_error *err) {
 
 void contract_gm_note_plan(infsim_contract *c, uint32_t id, const infsim_gm_move *m, int64_t now) {
   /* The gManager knows its own plan: the creditor's CONFIRM finds it. */
-  c->g[c->ng++] = (contract_proposal){.debtor = m->from, .id = id, .attempt = 0, .mv = *m, .has_move = true,
-                                      .expires_ns = now + KEEP_TIMEOUTS * c->p.timeout_ns};
-  contract_expires_at(&c->g_sweep_ns, now + KEEP_TIMEOUTS * c->p.timeout_ns);
+  contract_proposal *g = &c->g[c->ng++];
+  *g = (contract_proposal){.debtor = m->from, .id = id, .attempt = 0, .mv = *m, .has_move = true,
+                           .expires_ns = now + KEEP_TIMEOUTS * c->p.timeout_ns};
+  contract_expires_at(&c->g_sweep_ns, g->expires_ns);
 }
 
 void contract_gm_instance_lost(infsim_contract *c, int32_t instance) {

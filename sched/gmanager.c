@@ -508,8 +508,6 @@ static void guest_remove(infsim_gm *gm, gm_hold *e) {
   e->guest_pos = -1;
 }
 
-/* Nothing of r is left anywhere (its entries are all zero): it leaves
- * its owner's list and the ledger, as of `at`. */
 /* q's entry array, when the spares have no room for it: they grow, or
  * it is freed (out of line: the spares grow a few times a run, and the
  * calls would give every leave a frame). */
@@ -520,6 +518,8 @@ static __attribute__((noinline)) void spare_full(infsim_gm *gm, gm_req *q) {
     free(q->h);
 }
 
+/* Nothing of r is left anywhere (its entries are all zero): it leaves
+ * its owner's list and the ledger, as of `at`. */
 static void leave(infsim_gm *gm, int64_t r, int64_t at) {
   gm_req *q = &gm->req[r];
   gm_inst *o = &gm->inst[q->owner];
@@ -772,8 +772,14 @@ void infsim_gm_set_small_piece(infsim_gm *gm, int64_t blocks) {
   }
 }
 
+/* Whether pieces of at most max_blocks (<= 0: any) are the ones the
+ * ledger counts as small (gm_req.small_pieces). */
+static bool counts_small(const infsim_gm *gm, int64_t max_blocks) {
+  return max_blocks == gm->small_piece || (max_blocks <= 0 && gm->small_piece <= 0);
+}
+
 int64_t infsim_gm_defrag_candidates(const infsim_gm *gm, int64_t max_blocks) {
-  return max_blocks == gm->small_piece || (max_blocks <= 0 && gm->small_piece <= 0) ? gm->defrag_n : -1;
+  return counts_small(gm, max_blocks) ? gm->defrag_n : -1;
 }
 
 int64_t infsim_gm_most_spare(const infsim_gm *gm) {
@@ -783,7 +789,7 @@ int64_t infsim_gm_most_spare(const infsim_gm *gm) {
 
 int64_t infsim_gm_remote_pieces(const infsim_gm *gm, int64_t req, int64_t max_blocks, int64_t *small_n) {
   const gm_req *q = &gm->req[req];
-  if (max_blocks == gm->small_piece || (max_blocks <= 0 && gm->small_piece <= 0)) {
+  if (counts_small(gm, max_blocks)) {
     *small_n = q->small_pieces;
     return q->pieces;
   }

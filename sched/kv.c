@@ -1036,15 +1036,23 @@ static __attribute__((noinline)) infsim_status alloc_general(infsim_kv *kv, int6
  * something reads or moves the table (settle). Most tables never are
  * read in a simulation: no executor asks for block ids, and only split
  * requests' prompt chunks and KV moves walk runs. */
+static inline void deferred_table(kv_table *t, int64_t n) {
+  t->pending += (int32_t)n;
+  t->count += (int32_t)n;
+}
+
+static inline void deferred_pool(kv_pool *p, int64_t n) {
+  p->pending += n;
+  p->local += n;
+  if ((p->in_use += n) > p->peak) p->peak = p->in_use;
+}
+
 static inline bool alloc_deferred(infsim_kv *kv, kv_table *t, int32_t holder, int64_t n) {
   if (holder != t->owner || n <= 0 || t->count + n > INT32_MAX) return false;
   kv_pool *p = &kv->pools[holder];
   if (p->capacity - p->in_use < n) return false;
-  t->pending += (int32_t)n;
-  t->count += (int32_t)n;
-  p->pending += n;
-  p->local += n;
-  if ((p->in_use += n) > p->peak) p->peak = p->in_use;
+  deferred_table(t, n);
+  deferred_pool(p, n);
   return true;
 }
 
@@ -1058,20 +1066,19 @@ infsim_status infsim_kv_alloc_one(infsim_kv *kv, int64_t req, int32_t holder, in
   return alloc_general(kv, req, holder, 1, err);
 }
 
+/* alloc_deferred of one block in two parts: the table's, then (once
+ * for a step's boundaries at that pool) the pool's. */
 bool infsim_kv_step_table(infsim_kv *kv, int64_t req, int32_t holder) {
   kv_table *t = tab(kv, req);
   if (holder != t->owner || t->count == INT32_MAX) return false;
-  t->pending++;
-  t->count++;
+  deferred_table(t, 1);
   return true;
 }
 
 void infsim_kv_step_pool(infsim_kv *kv, int32_t holder, int64_t n) {
-  kv_pool *p = &kv->pools[holder]; /* as alloc_deferred, n times */
+  kv_pool *p = &kv->pools[holder];
   assert(n >= 0 && p->capacity - p->in_use >= n);
-  p->pending += n;
-  p->local += n;
-  if ((p->in_use += n) > p->peak) p->peak = p->in_use;
+  deferred_pool(p, n);
 }
 
 void infsim_kv_prefetch(const infsim_kv *kv, int64_t req) { __builtin_prefetch(rtab(kv, req), 1); }

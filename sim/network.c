@@ -923,14 +923,6 @@ static bool unsaturated(const infsim_network *net, const net_flow *f, double ext
   return true;
 }
 
-/* unsaturated(net, f, 0.0): a load plus 0.0 compares as the load does */
-static bool unsaturated_now(const infsim_network *net, const net_flow *f) {
-  for (int k = 0; k < f->path_len; k++) {
-    const net_link *l = &net->links[f->path[k]];
-    if (l->load_bytes_per_s > l->room_bytes_per_s) return false;
-  }
-  return true;
-}
 
 infsim_status infsim_network_add_steady(infsim_network *net, double rate_bytes_per_s, const int32_t *path,
                                         int path_len, int64_t start_ns, int64_t tag, int64_t *id, infsim_error *err) {
@@ -951,7 +943,7 @@ infsim_status infsim_network_add_steady(infsim_network *net, double rate_bytes_p
       fold_link(net, (size_t)f->path[k]);
       L->load_bytes_per_s += rate_bytes_per_s;
       if (rate_bytes_per_s > L->top_bytes_per_s) L->top_bytes_per_s = rate_bytes_per_s;
-      net->links[f->path[k]].moving++;
+      L->moving++;
       load_changed(net, (size_t)f->path[k]);
     }
     return INFSIM_OK;
@@ -981,7 +973,7 @@ double infsim_network_remove(infsim_network *net, int64_t id, int64_t now_ns) {
   fold_flow(net, f);
   double carried = f->carried_bytes;
   bool was_active = is_active(net, f);
-  if (was_active && f->steady && unsaturated_now(net, f)) {
+  if (was_active && f->steady && unsaturated(net, f, 0.0)) {
     for (int k = 0; k < f->path_len; k++) {
       fold_link(net, (size_t)f->path[k]);
       net->links[f->path[k]].load_bytes_per_s -= f->rate_bytes_per_s;
@@ -1071,14 +1063,13 @@ bool infsim_network_add_steady_set(infsim_network *net, int n, const int32_t (*p
      * moving flow (busy from now if it was not) */
     for (int k = 0; k < len; k++) {
       net_link *L = &net->links[path[k]];
-      net_link *a = &net->links[path[k]];
-      int64_t dt = net->now_ns - a->bytes_from_ns;
+      int64_t dt = net->now_ns - L->bytes_from_ns;
       if (dt > 0 && L->load_bytes_per_s > 0) L->bytes += L->load_bytes_per_s * (double)dt * 1e-9;
-      a->bytes_from_ns = net->now_ns;
+      L->bytes_from_ns = net->now_ns;
       L->load_bytes_per_s += rate;
       if (rate > L->top_bytes_per_s) L->top_bytes_per_s = rate;
-      a->moving++;
-      if (a->busy_from_ns < 0) a->busy_from_ns = net->now_ns;
+      L->moving++;
+      if (L->busy_from_ns < 0) L->busy_from_ns = net->now_ns;
     }
   }
   if (dirty && net->held)
@@ -1098,19 +1089,18 @@ void infsim_network_remove_steady_set(infsim_network *net, const int64_t *ids, i
     progress(net, now_ns);
     /* (its carried bytes are not folded: nobody reads them once it is gone) */
     bool moving = f->rate_bytes_per_s > 0;
-    if (is_active(net, f) && unsaturated_now(net, f)) {
+    if (is_active(net, f) && unsaturated(net, f, 0.0)) {
       /* fold_link, the load, then load_changed with one moving flow less */
       for (int k = 0; k < f->path_len; k++) {
         net_link *L = &net->links[f->path[k]];
-        net_link *a = &net->links[f->path[k]];
-        int64_t dt = net->now_ns - a->bytes_from_ns;
+        int64_t dt = net->now_ns - L->bytes_from_ns;
         if (dt > 0 && L->load_bytes_per_s > 0) L->bytes += L->load_bytes_per_s * (double)dt * 1e-9;
-        a->bytes_from_ns = net->now_ns;
+        L->bytes_from_ns = net->now_ns;
         L->load_bytes_per_s -= f->rate_bytes_per_s;
         L->flows_on--;
-        if ((a->moving -= moving) == 0 && a->busy_from_ns >= 0) {
-          L->busy_ns += net->now_ns - a->busy_from_ns;
-          a->busy_from_ns = -1;
+        if ((L->moving -= moving) == 0 && L->busy_from_ns >= 0) {
+          L->busy_ns += net->now_ns - L->busy_from_ns;
+          L->busy_from_ns = -1;
         }
       }
     } else {

@@ -177,6 +177,18 @@ static bool local_hides(const infsim_cost_curves *c, const infsim_batch_agg *a, 
   return ctx < 0 || c->decode_attn_layer_ns(c->self, a->decode_requests, ctx) >= remote_ns;
 }
 
+/* The first step in [lo, hi) whose local attention hides R (bisection:
+ * A_j grows), hi when none does. */
+static int64_t first_hiding_step(const infsim_cost_curves *c, const infsim_batch_agg *a, int64_t lo, int64_t hi,
+                                 double remote_ns) {
+  while (lo < hi) {
+    int64_t mid = lo + (hi - lo) / 2;
+    if (local_hides(c, a, mid, remote_ns)) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+
 /* The step's DistAttention terms once its holders' rates are set
  * (distattn_step_ns): the decode layer (R, M, the step j* from which
  * local attention hides R) and a prompt chunk's layer, all layers;
@@ -238,31 +250,20 @@ static inline __attribute__((always_inline)) double priced_layers(
      * grows), or the batch's steps when none of them does: pricing reads
      * min(steps, j*) of a run never longer than the batch. A prompt
      * batch is one step priced whole (exec_submit): no j*. */
-    int64_t lo = 0, hi = b->steps > 0 ? b->steps : 1;
-    if (a->prefill_tokens == 0 && c->decode_attn_grows && hi > 1) {
+    int64_t steps = b->steps > 0 ? b->steps : 1, cross = 0; /* (a prompt batch's) */
+    if (a->prefill_tokens == 0 && c->decode_attn_grows && steps > 1) {
       /* where A_j is known to grow the bisection finds the first step
        * that hides R: the first step, or none, settle most runs */
-      if (local_hides(c, a, 0, l.remote_ns)) hi = 0;
-      else if (!local_hides(c, a, hi - 1, l.remote_ns)) lo = hi;
-      else lo = 1, hi = hi - 1;
-    }
-    while (lo < hi && a->prefill_tokens == 0) {
-      int64_t mid = lo + (hi - lo) / 2;
-      if (local_hides(c, a, mid, l.remote_ns)) hi = mid;
-      else lo = mid + 1;
-    }
+      if (local_hides(c, a, 0, l.remote_ns)) cross = 0;
+      else if (!local_hides(c, a, steps - 1, l.remote_ns)) cross = steps;
+      else cross = first_hiding_step(c, a, 1, steps - 1, l.remote_ns);
 #ifdef INFSIM_CHECK_INVARIANTS
-    if (a->prefill_tokens == 0) { /* the plain bisection's answer */
-      int64_t plain_lo = 0, plain_hi = b->steps > 0 ? b->steps : 1;
-      while (plain_lo < plain_hi) {
-        int64_t mid = plain_lo + (plain_hi - plain_lo) / 2;
-        if (local_hides(c, a, mid, l.remote_ns)) plain_hi = mid;
-        else plain_lo = mid + 1;
-      }
-      assert(plain_lo == lo);
-    }
+      assert(cross == first_hiding_step(c, a, 0, steps, l.remote_ns)); /* the plain bisection's answer */
 #endif
-    x->da_cross = a->prefill_tokens == 0 ? lo : 0;
+    } else if (a->prefill_tokens == 0) {
+      cross = first_hiding_step(c, a, 0, steps, l.remote_ns);
+    }
+    x->da_cross = cross;
   }
   if (chunk) {
     infsim_distattn_layer l = infsim_distattn_prefill_layer(c, shape, a->prefill_tokens, a->prefill_attn_pairs, pre, k);
@@ -386,6 +387,31 @@ static void check_unwritten_nominal(const sim_da_memo *m, const sim_exec_instanc
     assert(entry_writes(m, r, 1, true) || x->da_back_rate[r] == m->nominal[m->route_of[r]]);
   }
 }
+
+/* m, its holders' rates at their nominal, as memo_build makes it afresh
+ * for batch b: the memo kept, or rebuilt keeping its decode parts. */
+static void check_memo_as_built(const infsim_sim *s, const infsim_batch *b, sim_exec_instance *x,
+                                const sim_da_memo *m, int32_t count) {
+  sim_da_memo *fresh = malloc(sizeof *fresh);
+  if (fresh == NULL) return;
+  memo_build(s, b, x, fresh, count, false);
+  assert(fresh->k == m->k && fresh->routes == m->routes && fresh->n == m->n && fresh->prefill == m->prefill &&
+         fresh->host_ma == m->host_ma);
+  assert(memcmp(fresh->kinds, m->kinds, (size_t)m->k * sizeof *m->kinds) == 0);
+  assert(memcmp(fresh->nominal, m->nominal, (size_t)m->k * sizeof *m->nominal) == 0);
+  assert(memcmp(fresh->dec, m->dec, (size_t)m->k * sizeof *m->dec) == 0);
+  assert(memcmp(fresh->writes, m->writes, (size_t)m->k * sizeof *m->writes) == 0);
+  assert(memcmp(fresh->ma, m->ma, (size_t)m->k * sizeof *m->ma) == 0);
+  assert(memcmp(fresh->out_bytes, m->out_bytes, (size_t)m->routes * sizeof *m->out_bytes) == 0);
+  assert(memcmp(fresh->back_bytes, m->back_bytes, (size_t)m->routes * sizeof *m->back_bytes) == 0);
+  assert(memcmp(fresh->route_to, m->route_to, (size_t)m->routes * sizeof *m->route_to) == 0);
+  assert(memcmp(fresh->lens, m->lens, (size_t)m->n * sizeof *m->lens) == 0);
+  for (int i = 0; i < m->n; i++)
+    assert(memcmp(fresh->paths[i], m->paths[i], (size_t)m->lens[i] * sizeof m->paths[i][0]) == 0);
+  assert(memcmp(fresh->dir, m->dir, (size_t)m->n * sizeof *m->dir) == 0);
+  assert(memcmp(fresh->entry_bytes, m->entry_bytes, (size_t)m->n * sizeof *m->entry_bytes) == 0);
+  free(fresh);
+}
 #endif
 
 /* distattn_step_ns without node relay: the setup before the probe is
@@ -419,42 +445,14 @@ static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exe
     m->paths_id = ++x->da_paths_named; /* new entries (mostly the same paths: compared once) */
     routes_nominal = false;
 #ifdef INFSIM_CHECK_INVARIANTS
-    sim_da_memo *fresh = decode_same ? malloc(sizeof *fresh) : NULL;
-    if (fresh != NULL) { /* the decode parts kept: as built afresh */
-      memo_build(s, b, x, fresh, count, false);
-      assert(fresh->k == m->k && fresh->routes == m->routes && fresh->n == m->n && fresh->prefill == m->prefill &&
-             fresh->host_ma == m->host_ma);
-      assert(memcmp(fresh->kinds, m->kinds, (size_t)m->k * sizeof *m->kinds) == 0);
-      assert(memcmp(fresh->nominal, m->nominal, (size_t)m->k * sizeof *m->nominal) == 0);
-      assert(memcmp(fresh->dec, m->dec, (size_t)m->k * sizeof *m->dec) == 0);
-      assert(memcmp(fresh->writes, m->writes, (size_t)m->k * sizeof *m->writes) == 0);
-      assert(memcmp(fresh->ma, m->ma, (size_t)m->k * sizeof *m->ma) == 0);
-      free(fresh);
-    }
+    if (decode_same) check_memo_as_built(s, b, x, m, count); /* the decode parts kept */
 #endif
   } else {
     routes_nominal = m->in_exec;
 #ifdef INFSIM_CHECK_INVARIANTS
     check_unwritten_nominal(m, x, routes_nominal);
     for (int j = 0; j < m->k; j++) m->dec[j].bytes_per_s = m->dec[j].back_bytes_per_s = m->nominal[j];
-    sim_da_memo *fresh = malloc(sizeof *fresh);
-    if (fresh != NULL) {
-      memo_build(s, b, x, fresh, count, false);
-      assert(fresh->k == m->k && fresh->routes == m->routes && fresh->n == m->n && fresh->prefill == m->prefill &&
-             fresh->host_ma == m->host_ma);
-      assert(memcmp(fresh->dec, m->dec, (size_t)m->k * sizeof *m->dec) == 0);
-      assert(memcmp(fresh->writes, m->writes, (size_t)m->k * sizeof *m->writes) == 0);
-      assert(memcmp(fresh->ma, m->ma, (size_t)m->k * sizeof *m->ma) == 0);
-      assert(memcmp(fresh->out_bytes, m->out_bytes, (size_t)m->routes * sizeof *m->out_bytes) == 0);
-      assert(memcmp(fresh->back_bytes, m->back_bytes, (size_t)m->routes * sizeof *m->back_bytes) == 0);
-      assert(memcmp(fresh->route_to, m->route_to, (size_t)m->routes * sizeof *m->route_to) == 0);
-      assert(memcmp(fresh->lens, m->lens, (size_t)m->n * sizeof *m->lens) == 0);
-      for (int i = 0; i < m->n; i++)
-        assert(memcmp(fresh->paths[i], m->paths[i], (size_t)m->lens[i] * sizeof m->paths[i][0]) == 0);
-      assert(memcmp(fresh->dir, m->dir, (size_t)m->n * sizeof *m->dir) == 0);
-      assert(memcmp(fresh->entry_bytes, m->entry_bytes, (size_t)m->n * sizeof *m->entry_bytes) == 0);
-      free(fresh);
-    }
+    check_memo_as_built(s, b, x, m, count);
 #endif
   }
   x->host_ma = m->host_ma;
