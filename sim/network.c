@@ -3,14 +3,16 @@
 **
 ** Flows live in one slot array that grows by doubling; a freed slot is
 ** reused, and a flow's id is (slot's generation << 32 | slot), so ids are
-** never reused and a lookup is O(1). Rates are recomputed by progressive
-** filling whenever a flow starts competing or ends; between two such
-** moments the network only integrates constant rates. The earliest next
-** change is cached, so infsim_network_next_ns is O(1). An owner's
-** DistAttention probe keeps its last answer found without walking the
-** flows (per key: probe_memo) and gives it again while the same paths
-** cross links whose loads stayed within the topology's
-** reprice_tolerance x bandwidth of the loads it was found at.
+** never reused and a lookup is O(1); a free slot keeps its last id
+** negated bit by bit (so negative), from which the next one follows (no
+** generation array: a new flow writes one line less). Rates are
+** recomputed by progressive filling whenever a flow starts competing or
+** ends; between two such moments the network only integrates constant
+** rates. The earliest next change is cached, so infsim_network_next_ns
+** is O(1). An owner's DistAttention probe keeps its last answer found
+** without walking the flows (per key: probe_memo) and gives it again
+** while the same paths cross links whose loads stayed within the
+** topology's reprice_tolerance x bandwidth of the loads it was found at.
 **
 ** Invariants: see network.h; infsim_network_check verifies them.
 */
@@ -73,7 +75,7 @@ typedef struct {
 } probe_part;
 
 typedef struct {
-  int64_t id; /* -1: free slot */
+  int64_t id; /* < 0: a free slot (~ its last flow's id, or ~slot before its first) */
   int64_t tag;
   int32_t path[INFSIM_NET_MAX_PATH];
   int path_len;
@@ -98,7 +100,6 @@ struct infsim_network {
   net_flow *flows;
   size_t flow_cap, flow_count;
   size_t flow_peak; /* most flows at once */
-  uint32_t *generation; /* per slot */
   uint64_t *used;       /* a bit per slot: holds a flow (the scans visit only those, in slot order) */
   size_t *free_slots;
   size_t free_count;
@@ -230,7 +231,6 @@ void infsim_network_free(infsim_network *net) {
   if (!net) return;
   free(net->links);
   free(net->flows);
-  free(net->generation);
   free(net->used);
   free(net->free_slots);
   free(net->done_scratch);
@@ -818,15 +818,19 @@ static void progress(infsim_network *net, int64_t t) {
   net->now_ns = t;
 }
 
+/* The id of the next flow in free slot `slot` (holding f): the slot's
+ * generation one more, as uint32 counts (wrapping alike). */
+static inline int64_t next_id(const net_flow *f, size_t slot) {
+  uint32_t generation = (uint32_t)((uint64_t)~f->id >> 32) + 1;
+  return (int64_t)((uint64_t)generation << 32 | slot);
+}
+
 /* Doubles the flow slots (the new ones free, the lowest on top). */
 static bool grow_flows(infsim_network *net) {
   size_t cap = net->flow_cap ? 2 * net->flow_cap : 16;
   net_flow *f = realloc(net->flows, cap * sizeof *f);
   if (!f) return false;
   net->flows = f;
-  uint32_t *g = realloc(net->generation, cap * sizeof *g);
-  if (!g) return false;
-  net->generation = g;
   size_t *fs = realloc(net->free_slots, cap * sizeof *fs);
   if (!fs) return false;
   net->free_slots = fs;
@@ -836,8 +840,7 @@ static bool grow_flows(infsim_network *net) {
   net->used = u;
   for (size_t w = had; w < words; w++) u[w] = 0;
   for (size_t s = cap; s-- > net->flow_cap;) {
-    net->flows[s].id = -1;
-    net->generation[s] = 0;
+    net->flows[s].id = ~(int64_t)s; /* generation 0 */
     net->free_slots[net->free_count++] = s;
   }
   net->flow_cap = cap;
@@ -864,8 +867,9 @@ static infsim_status new_flow(infsim_network *net, const int32_t *path, int path
   size_t slot = net->free_slots[--net->free_count];
   set_used(net, slot, true);
   net_flow *f = &net->flows[slot];
+  int64_t id = next_id(f, slot);
   memset(f, 0, sizeof *f);
-  f->id = (int64_t)((uint64_t)++net->generation[slot] << 32 | slot);
+  f->id = id;
   f->path_len = path_len;
   int64_t latency_ns = 0;
   for (int k = 0; k < path_len; k++) {
@@ -959,7 +963,7 @@ static void drop(infsim_network *net, net_flow *f) {
     net->links[f->path[k]].flows_on--;
     net->links[f->path[k]].moving -= moving;
   }
-  f->id = -1;
+  f->id = ~f->id;
   set_used(net, slot, false);
   net->free_slots[net->free_count++] = slot;
   net->flow_count--;
@@ -1024,7 +1028,7 @@ bool infsim_network_add_steady_set(infsim_network *net, int n, const int32_t (*p
     set_used(net, slot, true);
     net_flow *f = &net->flows[slot];
     /* every field but the path's unused entries (nothing reads them) */
-    f->id = (int64_t)((uint64_t)++net->generation[slot] << 32 | slot);
+    f->id = next_id(f, slot);
     f->tag = 0;
     f->path_len = len;
     f->steady = true;
@@ -1040,15 +1044,14 @@ bool infsim_network_add_steady_set(infsim_network *net, int n, const int32_t (*p
     /* the path, its links crossed, and unsaturated()'s test of them with
      * the rate added (crossing a link leaves its load as it is) */
     bool fits = true;
+    net_link *on[INFSIM_NET_MAX_PATH]; /* its links, for the pass below */
     for (int k = 0; k < len; k++) {
       assert(path[k] >= 0 && (size_t)path[k] < net->link_count);
       f->path[k] = path[k];
       cross_link(net, path[k]);
-      const net_link *L = &net->links[path[k]];
+      net_link *L = on[k] = &net->links[path[k]];
       fits &= !(L->load_bytes_per_s + rate > L->room_bytes_per_s);
     }
-    net->flow_count++;
-    if (net->flow_count > net->flow_peak) net->flow_peak = net->flow_count;
     ids[i] = f->id;
     if (!all_active) {
       if (start_ns < net->next_ns) net->next_ns = start_ns;
@@ -1062,7 +1065,7 @@ bool infsim_network_add_steady_set(infsim_network *net, int n, const int32_t (*p
     /* fold_link, the load and top rate, then load_changed with one more
      * moving flow (busy from now if it was not) */
     for (int k = 0; k < len; k++) {
-      net_link *L = &net->links[path[k]];
+      net_link *L = on[k];
       int64_t dt = net->now_ns - L->bytes_from_ns;
       if (dt > 0 && L->load_bytes_per_s > 0) L->bytes += L->load_bytes_per_s * (double)dt * 1e-9;
       L->bytes_from_ns = net->now_ns;
@@ -1072,6 +1075,8 @@ bool infsim_network_add_steady_set(infsim_network *net, int n, const int32_t (*p
       if (L->busy_from_ns < 0) L->busy_from_ns = net->now_ns;
     }
   }
+  net->flow_count += (size_t)(n > 0 ? n : 0);
+  if (net->flow_count > net->flow_peak) net->flow_peak = net->flow_count;
   if (dirty && net->held)
     net->dirty = true;
   else if (dirty)
@@ -1110,7 +1115,7 @@ void infsim_network_remove_steady_set(infsim_network *net, const int64_t *ids, i
       }
       dirty = true; /* as a removal under hold marks it, active or not */
     }
-    f->id = -1;
+    f->id = ~f->id;
     set_used(net, (size_t)(f - net->flows), false);
     net->free_slots[net->free_count++] = (size_t)(f - net->flows);
     net->flow_count--;

@@ -42,11 +42,14 @@ infsim_status infsim_sim_new(const infsim_sim_config *c, infsim_cost_model *cost
   s->max_ticks = c->max_samples_per_instance > 0 ? c->max_samples_per_instance : INFSIM_MAX_SAMPLES_PER_INSTANCE;
   s->next_watch_ns = c->watch.every_ns;
   infsim_event_heap_init(&s->heap);
-  s->exec = calloc((size_t)s->n_instances, sizeof *s->exec);
+  /* (a record a whole number of cache lines: its size is a multiple of
+   * its alignment, as aligned_alloc needs) */
+  s->exec = aligned_alloc(_Alignof(sim_exec_instance), (size_t)s->n_instances * sizeof *s->exec);
   if (s->exec == NULL) {
     infsim_sim_free(s);
     return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   }
+  memset(s->exec, 0, (size_t)s->n_instances * sizeof *s->exec);
   infsim_status st = infsim_network_new_cluster(&c->topology, &s->net, err);
   if (st != INFSIM_OK) {
     infsim_sim_free(s);

@@ -1068,7 +1068,7 @@ static infsim_status exec_submit(void *self, const infsim_batch *b, int64_t now_
   x->busy_u_at_start = infsim_cost_busy_fraction(cc, busy_u, lead, 0.0);
   x->compute_share = cc->clock_tau_ns > 0.0 ? infsim_cost_compute_share(&s->cost, &b->agg) : 0.0;
   x->start_ns = now_ns;
-  x->agg = b->agg;
+  if (s->c.timeline != NULL) x->agg = b->agg;
   x->lead_ns = lead;
   x->steps = b->steps;
   x->compute_ns = compute;

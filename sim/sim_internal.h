@@ -6,6 +6,8 @@
 #ifndef INFSIM_SIM_INTERNAL_H
 #define INFSIM_SIM_INTERNAL_H
 
+#include <stddef.h>
+
 #include "infsim/event_heap.h"
 #include "infsim/sim.h"
 
@@ -64,13 +66,25 @@ typedef struct {
   uint64_t paths_id; /* names its entries' paths for the probe (infsim_network_probe_keyed_id) */
 } sim_da_memo;
 
-/* The simulated executor's view of one instance's batch in flight. */
+/* The simulated executor's view of one instance's batch in flight. The
+ * fields every batch reads or writes come first, in the order a batch's
+ * end and the next start touch them (its end: the generation, steps,
+ * bytes, start and what is left to do on the links, in the first cache
+ * line); the per-route arrays, which only batches with holders use, last.
+ * A record starts on a cache line (aligned, allocated so). */
 typedef struct {
-  uint32_t generation; /* bumped when a batch starts or is cut: older events are stale */
-  int64_t start_ns;
-  int64_t lead_ns;  /* swap traffic before the batch's compute */
+  _Alignas(64) uint32_t generation; /* bumped when a batch starts or is cut: older events are stale */
+  int da_flows;
+  bool da_prompt_pending; /* a prompt batch's traffic goes on the links when it ends */
+  bool decode_only;
+  bool host_ma; /* its decode steps attend host KV on the CPU (policy.cpu_tier: ma) */
+  int da_routes;
   int64_t steps;
+  double da_step_bytes; /* what one step sends to and gets from the holders, all layers */
+  int64_t start_ns;
+  int64_t lead_ns;    /* swap traffic before the batch's compute */
   int64_t compute_ns; /* the batch's time after lead_ns */
+  int64_t end_ns;     /* the batch's end (after cuts) */
   int64_t first_context;
   infsim_decode_run run; /* cost of its decode steps (decode-only batches) */
   /* DistAttention over a run of decode steps (distattn.h): per layer, the
@@ -81,8 +95,34 @@ typedef struct {
   double da_merge_ns;      /* M, per layer */
   double da_guest_ns;      /* the creditor's MA for guests, per step (all layers) */
   int64_t da_cross;        /* the first step j with A_j >= R (overlap hides R from there) */
-  double da_step_bytes;    /* what one step sends to and gets from the holders, all layers */
-  bool host_ma;            /* its decode steps attend host KV on the CPU (policy.cpu_tier: ma) */
+  /* Links short of the flows' demand: no step is shorter than the slowest
+   * route's bytes per step at its max-min share (da_floor_ns); steps before
+   * da_floor_steps are held to it (a run's steps only grow). */
+  double da_floor_ns;
+  int64_t da_floor_steps;
+  /* The memo whose probe entries are the batch's routes' directions with
+   * bytes, in route order (direct_step_ns, a kept memo); NULL: none. */
+  const sim_da_memo *da_memo;
+  int64_t row; /* its iterations.csv row, or -1 */
+  /* The creditor's micro-attention for its guests, last priced: for
+   * guest_requests over guest_tokens (its guests' KV does not grow while
+   * their owners' runs go on: the next batches mostly ask the same). */
+  int64_t guest_requests, guest_tokens;
+  double guest_step_ns;
+  /* The clock term (costmodel.h): the instance's busy fraction when its
+   * latest batch's compute started (0 at the start: an idle GPU). */
+  double busy_u_at_start;
+  double compute_share; /* its compute-bound share (costmodel.h) */
+  /* The last steps_done answer (a policy reads many requests' blocks at
+   * one time, and again later in the run): for this generation, as of
+   * done_at_ns; done_after_ns: the end of the step after it (while
+   * done_steps < steps). */
+  uint32_t done_generation;
+  int64_t done_at_ns, done_steps, done_after_ns;
+  sim_da_memo *memo; /* its last batch with holders (no relay): allocated at its first; NULL before */
+  struct sim_flow_set_s *flow_set; /* its last decode run's flows by route (sim_executor.c); NULL before */
+  uint64_t da_paths_named; /* the last paths_id given to its memo */
+  infsim_batch_agg agg; /* its first step's aggregates (for a timeline only: not kept without one) */
   /* Per route of a batch's DistAttention (from da_from, the owner or a
    * node's relay, to da_holder): what one step sends there and gets back
    * (all layers), at what rates, and a decode run's steady flows
@@ -90,41 +130,10 @@ typedef struct {
   int32_t da_holder[SIM_DA_MAX_ROUTES], da_from[SIM_DA_MAX_ROUTES];
   double da_out_bytes[SIM_DA_MAX_ROUTES], da_back_bytes[SIM_DA_MAX_ROUTES];
   double da_out_rate[SIM_DA_MAX_ROUTES], da_back_rate[SIM_DA_MAX_ROUTES]; /* the step's shares */
-  int da_routes;
-  bool da_prompt_pending; /* a prompt batch's traffic goes on the links when it ends */
-  /* The memo whose probe entries are the batch's routes' directions with
-   * bytes, in route order (direct_step_ns, a kept memo); NULL: none. */
-  const sim_da_memo *da_memo;
-  uint64_t da_paths_named; /* the last paths_id given to its memo */
   int64_t da_flow[2 * SIM_DA_MAX_ROUTES];
-  int da_flows;
-  /* Links short of the flows' demand: no step is shorter than the slowest
-   * route's bytes per step at its max-min share (da_floor_ns); steps before
-   * da_floor_steps are held to it (a run's steps only grow). */
-  double da_floor_ns;
-  int64_t da_floor_steps;
-  int64_t end_ns;          /* the batch's end (after cuts) */
-  bool decode_only;
-  infsim_batch_agg agg; /* its first step's aggregates (timelines) */
-  int64_t row; /* its iterations.csv row, or -1 */
-  /* The last steps_done answer (a policy reads many requests' blocks at
-   * one time, and again later in the run): for this generation, as of
-   * done_at_ns; done_after_ns: the end of the step after it (while
-   * done_steps < steps). */
-  uint32_t done_generation;
-  int64_t done_at_ns, done_steps, done_after_ns;
-  /* The clock term (costmodel.h): the instance's busy fraction when its
-   * latest batch's compute started (0 at the start: an idle GPU). */
-  double busy_u_at_start;
-  double compute_share; /* its compute-bound share (costmodel.h) */
-  /* The creditor's micro-attention for its guests, last priced: for
-   * guest_requests over guest_tokens (its guests' KV does not grow while
-   * their owners' runs go on: the next batches mostly ask the same). */
-  int64_t guest_requests, guest_tokens;
-  double guest_step_ns;
-  sim_da_memo *memo; /* its last batch with holders (no relay): allocated at its first; NULL before */
-  struct sim_flow_set_s *flow_set; /* its last decode run's flows by route (sim_executor.c); NULL before */
 } sim_exec_instance;
+_Static_assert(offsetof(sim_exec_instance, end_ns) + sizeof(int64_t) <= 64,
+               "sim_exec_instance: what a batch's end reads stays in the record's first cache line");
 
 typedef struct {
   infsim_msg msg;

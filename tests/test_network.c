@@ -1281,6 +1281,60 @@ static void test_bad_input(void **state) {
   infsim_network_free(net);
 }
 
+static int cmp_ids(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+/* Flow ids are never reused (network.h): slots are, as flows come and go
+ * one by one and as steady sets, and as the table grows; every id ever
+ * given stays distinct, and one whose flow is gone is unknown (rate and
+ * removal -1) while a later flow holds its slot. */
+static void test_flow_ids_never_reused(void **state) {
+  (void)state;
+  infsim_network *net = one_link(1e12, 0);
+  enum { ROUNDS = 6, MOST = 70, ALL = ROUNDS * (MOST + 2) };
+  int64_t seen[ALL];
+  int n_seen = 0, n_gone = 0;
+  int32_t paths[MOST][INFSIM_NET_MAX_PATH];
+  int lens[MOST];
+  double rates[MOST];
+  for (int i = 0; i < MOST; i++) {
+    paths[i][0] = 0;
+    lens[i] = 1;
+    rates[i] = 1e6 * (i + 1);
+  }
+  int64_t now = 0;
+  for (int r = 0; r < ROUNDS; r++, now += 1000) {
+    int n = 3 + r * 13; /* past 16, 32 and 64 slots: the table grows under live flows */
+    int64_t ids[MOST], one = -1, steady = -1;
+    infsim_network_sync(net, now);
+    assert_true(infsim_network_add_steady_set(net, n, (const int32_t(*)[INFSIM_NET_MAX_PATH])paths, lens, rates,
+                                              now, ids));
+    assert_int_equal(infsim_network_add_flow(net, 1000, paths[0], 1, now, 0, 0, &one, NULL), INFSIM_OK);
+    assert_int_equal(infsim_network_add_steady(net, 5e6, paths[0], 1, now, 0, &steady, NULL), INFSIM_OK);
+    /* the flows gone before hold no slot any more: unknown */
+    for (int g = 0; g < n_gone; g++) {
+      assert_float_equal(infsim_network_rate(net, seen[g]), -1, 0);
+      assert_float_equal(infsim_network_remove(net, seen[g], now), -1, 0);
+    }
+    seen[n_seen++] = one;
+    for (int i = 0; i < n; i++) seen[n_seen++] = ids[i];
+    seen[n_seen++] = steady;
+    for (int i = 0; i < n; i++) assert_float_equal(infsim_network_rate(net, ids[i]), rates[i], 0);
+    infsim_network_remove_steady_set(net, ids, n, now);
+    assert_true(infsim_network_remove(net, steady, now) >= 0);
+    assert_true(infsim_network_remove(net, one, now) >= 0);
+    assert_int_equal(infsim_network_flow_count(net), 0);
+    n_gone = n_seen;
+  }
+  qsort(seen, (size_t)n_seen, sizeof *seen, cmp_ids);
+  for (int i = 0; i < n_seen; i++) assert_true(seen[i] >= 0);
+  for (int i = 1; i < n_seen; i++) assert_true(seen[i] != seen[i - 1]);
+  infsim_network_check(net);
+  infsim_network_free(net);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_equal_flows_share_a_link),    cmocka_unit_test(test_unequal_demands_two_links),
@@ -1301,6 +1355,7 @@ int main(void) {
       cmocka_unit_test(test_keyed_probe_reuses_only_what_holds),
       cmocka_unit_test(test_kept_answer_not_reused_past_a_fast_flow),
       cmocka_unit_test(test_idle_links_match_reference),
+      cmocka_unit_test(test_flow_ids_never_reused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

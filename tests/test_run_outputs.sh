@@ -81,8 +81,9 @@ sys.exit(0 if ok else 1)
 PY
 
 # --timeline: one complete event per batch, the same batches as iterations.csv
-# (start, duration, steps); preemptions as instant events; a window keeps
-# only the events overlapping it.
+# (start, duration, steps, and the aggregates the event names and carries:
+# prompt tokens, decodes, their context); preemptions as instant events; a
+# window keeps only the events overlapping it.
 printf 'model: llama2-7b\ngpu: a100-80gb\ncluster:\n  instances: 2\nscheduler:\n  gpu_memory_utilization: 0.19\nmetrics:\n  iterations: true\n' >"$W/tl.yaml"
 python3 -c "
 import random; r=random.Random(5); t=0.0
@@ -99,10 +100,14 @@ w = sys.argv[1]
 ev = json.load(open(f'{w}/tl/timeline.json'))['traceEvents']
 rows = list(csv.DictReader(open(f'{w}/tl/iterations.csv')))
 s = json.load(open(f'{w}/tl/summary.json'))
-batches = sorted((int(e['tid']), round(e['ts'] * 1000), round(e['dur'] * 1000), e['args']['steps'])
+def kind(prefill, decodes):
+    return ('mixed' if decodes > 0 else 'prefill') if prefill > 0 else 'decode'
+batches = sorted((int(e['tid']), round(e['ts'] * 1000), round(e['dur'] * 1000), e['args']['steps'], e['name'],
+                  e['args']['prefill_tokens'], e['args']['decode_requests'], e['args']['decode_context_tokens'])
                  for e in ev if e.get('cat') == 'batch')
 want = sorted((int(r['instance']), round(float(r['start_s']) * 1e9), round((float(r['end_s']) - float(r['start_s'])) * 1e9),
-               int(r['steps'])) for r in rows)
+               int(r['steps']), kind(int(r['prefill_tokens']), int(r['decode_requests'])), int(r['prefill_tokens']),
+               int(r['decode_requests']), int(r['decode_context_tokens'])) for r in rows)
 ok = batches == want and len(batches) > 0
 ok &= sum(1 for e in ev if e.get('cat') == 'preemption') == s['preemptions'] and s['preemptions'] > 0
 win = [e for e in json.load(open(f'{w}/tw/timeline.json'))['traceEvents'] if e.get('ph') in ('X', 'i')]
