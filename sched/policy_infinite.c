@@ -154,13 +154,11 @@ typedef struct {
 /* An instance's lent requests. A walk that finds each one as the ledger
  * has it, with blocks here, owned elsewhere in both, settles the list:
  * until the ledger changes an entry the instance holds of another
- * owner's request (infsim_gm_guest_generation) or the KV manager one of
- * those owners' split requests' holdings (infsim_kv_split_generation,
- * summed over the requests' owners: each only grows), every request is
- * still as it was, and a collection need not look (docs/distkv.md,
- * "gManager and heartbeats"). A holding here changes only with its
- * owner's generation, and ownership moves only with an empty table, so
- * the blocks it had then are gone first. */
+ * owner's request (infsim_gm_guest_generation) or the KV manager a
+ * holding here of a request owned elsewhere (infsim_kv_guest_generation),
+ * every request is still as it was, and a collection need not look
+ * (docs/distkv.md, "gManager and heartbeats"). Ownership moves only with
+ * an empty table, so the blocks a request had here go first. */
 typedef struct {
   lent_req *r;
   size_t n, cap;
@@ -713,11 +711,24 @@ static int64_t hb_free_blocks(infinite *p, int32_t i, int64_t now) {
   return infsim_sched_free_blocks_now(p->s, i, now) - infsim_contract_reserved(p->contract, i) - own_demand(p, i);
 }
 
-/* Request r's slot in instance in's running list, -1 when it does not run there. */
+/* Request r's slot in instance in's running list, -1 when it does not run
+ * there. The list holds a request exactly while it runs there, so the
+ * slot found in its scheduling state (which its blocks are read from
+ * next) says it, and its record, another line, is not read. */
 static inline int32_t running_slot(const infsim_sched *s, const instance *in, int64_t r) {
-  if (s->rec[r].state != INFSIM_REQ_RUNNING || s->rec[r].instance != in->id || sched_forgotten(s, r)) return -1;
+  if (sched_forgotten(s, r)) return -1;
   int32_t slot = rs_of(s, r)->run_slot;
-  return slot >= 0 && slot < in->running_count && in->running[slot] == r ? slot : -1;
+  slot = slot >= 0 && slot < in->running_count && in->running[slot] == r ? slot : -1;
+  assert(slot < 0 || (s->rec[r].state == INFSIM_REQ_RUNNING && s->rec[r].instance == in->id));
+  return slot;
+}
+
+/* Asks for the lines a report's walk reads of running request r: its KV
+ * table, its scheduling state and (ledger) its ledger record. */
+static inline void prefetch_running(const infinite *p, int64_t r, bool ledger) {
+  infsim_kv_prefetch(p->s->kv, r);
+  __builtin_prefetch(rs_of(p->s, r));
+  if (ledger) infsim_gm_prefetch(p->gm, r);
 }
 
 /* Whether a split request running at instance i (its owner) has blocks
@@ -799,15 +810,14 @@ static inline bool owned_stopped(infinite *p, hb_buf *h, int32_t i, int64_t r, i
 
 /* True when instance i's lent requests are as the walk that settled
  * them found them (req_list): at once while neither count moved; when
- * one did (mostly for other requests: another split request of the same
- * owner, another guest here), each request's blocks are read again on
- * that side only (the KV manager's, or the ledger's), and the list stays
- * settled, as of the new count, when none changed. */
+ * one did (mostly for other requests: another guest here), each
+ * request's blocks are read again on that side only (the KV manager's, or
+ * the ledger's), and the list stays settled, as of the new count, when
+ * none changed. */
 static bool lent_settled(infinite *p, req_list *l, int32_t i) {
   if (!l->settled) return false;
   const infsim_kv *kv = p->s->kv;
-  uint64_t kv_gen = 0;
-  for (size_t k = 0; k < l->n; k++) kv_gen += infsim_kv_split_generation(kv, l->r[k].owner);
+  uint64_t kv_gen = infsim_kv_guest_generation(kv, i);
   if (kv_gen != l->kv_gen) {
     for (size_t k = 0; k < l->n; k++) {
       const lent_req *e = &l->r[k];
@@ -889,11 +899,16 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
     /* The executor's steps done are looked up once for all running
      * requests (not as above: skipping that one call for a request would
      * read its scheduling state, a cache line each, 5.8M instructions
-     * more on bench/distkv_speed's hour). */
-    int64_t done = in->running_count > 0 ? sched_steps_done_now(s, in, now) : -1;
-    for (int32_t k = 0; k < in->running_count; k++) {
+     * more on bench/distkv_speed's hour). Each request's lines (its KV
+     * table, its scheduling state, its ledger record) are asked for
+     * 2 x LEDGER_AHEAD places ahead, the first ones before that lookup,
+     * which then hides their wait. */
+    int32_t n = in->running_count, asked = 0;
+    for (; asked < n && asked < 2 * LEDGER_AHEAD; asked++) prefetch_running(p, in->running[asked], !h->full);
+    int64_t done = n > 0 ? sched_steps_done_now(s, in, now) : -1;
+    for (int32_t k = 0; k < n; k++) {
       int64_t r = in->running[k];
-      if (!h->full && k + LEDGER_AHEAD < in->running_count) infsim_gm_prefetch(p->gm, in->running[k + LEDGER_AHEAD]);
+      if (asked < n) prefetch_running(p, in->running[asked++], !h->full);
       int64_t b = sched_blocks_now_done(s, in, r, done);
       assert(b == infsim_sched_blocks_now(s, r, i, now));
       hb_add(p, h, i, r, i, b);
@@ -960,9 +975,8 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
 #endif
     return debt;
   }
-  /* Whether this walk settles the list (req_list), and its owners' sum. */
+  /* Whether this walk settles the list (req_list). */
   bool settles = !h->full;
-  uint64_t kv_gen = 0;
   l->settled = false;
   for (size_t k = 0; k < l->n; k++) {
     int64_t r = l->r[k].req;
@@ -982,15 +996,12 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
     debt |= differs;
     if (debt && ask_only) return true;
     settles = settles && !differs && b > 0 && owner >= 0 && owner != i && infsim_gm_owner(p->gm, r) != i;
-    if (settles) {
-      l->r[k].owner = owner;
-      kv_gen += infsim_kv_split_generation(s->kv, owner);
-    }
+    if (settles) l->r[k].owner = owner;
   }
   if (settles) {
     l->settled = true;
     l->guest_gen = infsim_gm_guest_generation(p->gm, i);
-    l->kv_gen = kv_gen;
+    l->kv_gen = infsim_kv_guest_generation(s->kv, i);
   }
   return debt;
 }
