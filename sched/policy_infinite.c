@@ -77,6 +77,12 @@ enum { QUIET_SHIFT_MAX = 6 };
  * too (each another allocation: the lent requests) asks for the records
  * and tables twice as far ahead, then for what they point to. */
 enum { LEDGER_AHEAD = 4 };
+/* A report's walk of its running requests does little for each but read
+ * three lines of it (its KV table, scheduling state and ledger record):
+ * it asks for them this many places ahead (perf's samples on the ledger
+ * record's read, the hour: a fifth fewer than 8 places ahead; 32 ahead,
+ * too many lines asked at once, more than 8). */
+enum { RUNNING_AHEAD = 16 };
 /* Defaults of policy.heartbeat_ms, policy.heartbeat_band (in percent) and
  * policy.heartbeat_owned_ms (docs/distkv.md, "gManager and heartbeats"). */
 enum { HEARTBEAT_MS_DEFAULT = 50, HEARTBEAT_BAND_PCT_DEFAULT = 5, HEARTBEAT_OWNED_MS_DEFAULT = 10000 };
@@ -901,10 +907,10 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
      * read its scheduling state, a cache line each, 5.8M instructions
      * more on bench/distkv_speed's hour). Each request's lines (its KV
      * table, its scheduling state, its ledger record) are asked for
-     * 2 x LEDGER_AHEAD places ahead, the first ones before that lookup,
+     * RUNNING_AHEAD places ahead, the first ones before that lookup,
      * which then hides their wait. */
     int32_t n = in->running_count, asked = 0;
-    for (; asked < n && asked < 2 * LEDGER_AHEAD; asked++) prefetch_running(p, in->running[asked], !h->full);
+    for (; asked < n && asked < RUNNING_AHEAD; asked++) prefetch_running(p, in->running[asked], !h->full);
     int64_t done = n > 0 ? sched_steps_done_now(s, in, now) : -1;
     for (int32_t k = 0; k < n; k++) {
       int64_t r = in->running[k];
