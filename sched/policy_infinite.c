@@ -425,7 +425,9 @@ static int64_t own_demand_walk(const infinite *p, const instance *in) {
   for (int32_t k = 0; k < in->waiting.count && d < cap; k++) {
     int32_t r = deque_at(&in->waiting, k);
     int64_t blocks = prompt_blocks(p, r);
-    if (s->rec[r].state == INFSIM_REQ_WAITING && blocks > big) break; /* big_prompt: FCFS, nothing behind it first */
+    /* big_prompt: FCFS, nothing behind it first (its record, another
+     * line, read only for a prompt that big) */
+    if (blocks > big && s->rec[r].state == INFSIM_REQ_WAITING) break;
     int64_t need = blocks - infsim_kv_blocks(s->kv, r);
     if (need > 0) d += need;
   }
