@@ -317,7 +317,7 @@ static infsim_policy_layout layout(const void *settings, int64_t instances, int6
 
 /* ---- the transport, with faults ---- */
 
-static void report(infinite *p, int32_t i, int64_t now, bool debts_only);
+static void report(infinite *p, int32_t i, int64_t now, bool debts_only, bool collected);
 static int64_t report_bytes(const hb_buf *h);
 
 /* m through the faults (faults.message_*): lost, or late. Out of line,
@@ -345,7 +345,7 @@ static inline infsim_status send_counted(infinite *p, const infsim_msg *m, int64
  * ledger would propose moving KV of requests that have finished. */
 static __attribute__((noinline)) infsim_status send_borrow_request(infinite *p, const infsim_msg *msg, int64_t now,
                                                                    infsim_error *err) {
-  report(p, msg->src, now, true);
+  report(p, msg->src, now, true, false);
   hb_buf *h = &p->hb[msg->src];
   h->carried = true;
   h->carrier_seq = msg->seq;
@@ -739,25 +739,6 @@ static inline void prefetch_running(const infinite *p, int64_t r, bool ledger) {
   if (ledger) infsim_gm_prefetch(p->gm, r);
 }
 
-/* Whether a split request running at instance i (its owner) has blocks
- * there now other than the ledger's: a quiet test's answer, so in no
- * particular order. The KV manager's split requests of i, then the
- * ledger's not among those (the lists share most). */
-static bool running_split_changed(infinite *p, const instance *in, const int64_t *kv_split, size_t kv_n,
-                                  const int64_t *gm_split_own, size_t gm_n, int64_t now) {
-  infsim_sched *s = p->s;
-  int64_t done = -2; /* the executor's steps done, looked up at the first request that needs them */
-  for (size_t k = 0; k < kv_n + gm_n; k++) {
-    int64_t r = k < kv_n ? kv_split[k] : gm_split_own[k - kv_n];
-    if (k >= kv_n && infsim_kv_foreign_blocks(s->kv, r) > 0) continue; /* walked with the KV manager's */
-    if (running_slot(s, in, r) < 0) continue;
-    int64_t blocks = sched_blocks_now_lazy(s, in, r, now, &done);
-    assert(blocks == infsim_sched_blocks_now(s, r, in->id, now));
-    if (blocks != infsim_gm_held_by(p->gm, r, in->id)) return true;
-  }
-  return false;
-}
-
 /* The running slots at instance `in` of the requests listed in a (the
  * KV manager's split requests of its instance) and b (the ledger's; it
  * lists most of a's too, passed over as split in the KV manager's);
@@ -802,18 +783,17 @@ static size_t running_slots(infinite *p, const instance *in, const int64_t *a, s
 /* Owned request r of instance i, as a report sees it: nothing while it
  * runs; else gone when it holds no GPU blocks (swapped out, finished,
  * dropped), or its own entry when it differs (a prompt gathering).
- * *debt is set when a debt changed; true when it is (*debt). */
-static inline bool owned_stopped(infinite *p, hb_buf *h, int32_t i, int64_t r, int64_t now, bool *debt) {
+ * *debt is set when a debt changed. */
+static inline void owned_stopped(infinite *p, hb_buf *h, int32_t i, int64_t r, int64_t now, bool *debt) {
   const infsim_sched *s = p->s;
   int32_t state = s->rec[r].state;
-  if (state == INFSIM_REQ_RUNNING) return false;
+  if (state == INFSIM_REQ_RUNNING) return;
   if (state == INFSIM_REQ_SWAPPED || infsim_kv_blocks(s->kv, r) == 0) {
     hb_gone(p, h, r); /* cheap, and keeps the planner off finished requests */
     *debt |= gm_split(p, r);
   } else if (hb_add(p, h, i, r, i, infsim_sched_blocks_now(p->s, r, i, now))) {
     *debt = true;
   }
-  return *debt;
 }
 
 /* True when instance i's lent requests are as the walk that settled
@@ -854,15 +834,12 @@ static bool lent_settled(infinite *p, req_list *l, int32_t i) {
  * request's blocks inside a run of decode steps costs a search). Without
  * debts_only the collection goes out whatever it finds (a report): its
  * running requests are not told apart, and the answer does not count
- * them. With ask_only (and debts_only), the answer alone is wanted: the
- * first debt settles it, and h's entries are left partial (a tick that
- * finds one collects again for its report). */
-static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, bool ask_only, hb_buf *h) {
+ * them. */
+static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, hb_buf *h) {
   infsim_sched *s = p->s;
   bool debt = false;
   h->n = h->n_gone = 0;
-  /* A tick that sends collects again at once (report): its free memory,
-   * as of the same moment, is known. */
+  /* A tick's (send_heartbeat): its free memory, as of the same moment, is known. */
   if (!h->free_known) h->free_blocks = hb_free_blocks(p, i, now);
   h->free_known = false;
   h->snapshot_ns = now;
@@ -879,29 +856,24 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
     const int64_t *kv_split = infsim_kv_split_requests(s->kv, i, &kv_n);
     const int64_t *gm_list;
     size_t gm_n = infsim_gm_split_owned_requests(p->gm, i, &gm_list);
-    /* Only the answer wanted: the order does not matter. */
-    if (ask_only) {
-      if (running_split_changed(p, in, kv_split, (size_t)kv_n, gm_list, gm_n, now)) return true;
-    } else {
-      size_t ns = running_slots(p, in, kv_split, (size_t)kv_n, gm_list, gm_n);
+    size_t ns = running_slots(p, in, kv_split, (size_t)kv_n, gm_list, gm_n);
 #ifdef INFSIM_CHECK_INVARIANTS
-      /* The slots are those a walk of the running list keeps. */
-      size_t kept = 0;
-      for (int32_t k = 0; k < in->running_count; k++) {
-        int64_t r = in->running[k];
-        if (infsim_kv_foreign_blocks(s->kv, r) == 0 && !gm_split(p, r)) continue;
-        assert(kept < ns && p->slots[kept] == k);
-        kept++;
-      }
-      assert(kept == ns);
+    /* The slots are those a walk of the running list keeps. */
+    size_t kept = 0;
+    for (int32_t k = 0; k < in->running_count; k++) {
+      int64_t r = in->running[k];
+      if (infsim_kv_foreign_blocks(s->kv, r) == 0 && !gm_split(p, r)) continue;
+      assert(kept < ns && p->slots[kept] == k);
+      kept++;
+    }
+    assert(kept == ns);
 #endif
-      int64_t done = -2; /* the executor's steps done, looked up at the first request that needs them */
-      for (size_t k = 0; k < ns; k++) {
-        int64_t r = in->running[p->slots[k]];
-        int64_t b = sched_blocks_now_lazy(s, in, r, now, &done);
-        assert(b == infsim_sched_blocks_now(s, r, i, now));
-        if (hb_add(p, h, i, r, i, b)) debt = true;
-      }
+    int64_t done = -2; /* the executor's steps done, looked up at the first request that needs them */
+    for (size_t k = 0; k < ns; k++) {
+      int64_t r = in->running[p->slots[k]];
+      int64_t b = sched_blocks_now_lazy(s, in, r, now, &done);
+      assert(b == infsim_sched_blocks_now(s, r, i, now));
+      if (hb_add(p, h, i, r, i, b)) debt = true;
     }
   } else {
     /* The executor's steps done are looked up once for all running
@@ -936,10 +908,7 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
    * of the not-live list would find them). Only the others are walked
    * (the not-live list's first ones); mostly finished requests wait there
    * for their owner's next report, tens of ticks of a quiet instance. */
-  if (infsim_gm_ended_split(p->gm, i) > 0) {
-    if (ask_only) return true;
-    debt = true;
-  }
+  if (infsim_gm_ended_split(p->gm, i) > 0) debt = true;
   const int64_t *owned;
   size_t no = infsim_gm_owned_pending(p->gm, i, &owned);
 #ifdef INFSIM_CHECK_INVARIANTS
@@ -955,20 +924,16 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
     }
   }
 #endif
-  for (size_t k = 0; k < no; k++)
-    if (owned_stopped(p, h, i, owned[k], now, &debt) && ask_only) return true;
-  if (!ask_only) {
-    const int64_t *ended;
-    size_t ne = infsim_gm_owned_ended(p->gm, i, &ended);
-    if (ne > 0 && room_for_n(p, (void **)&h->gone, &h->cap_gone, h->n_gone, ne, sizeof *h->gone, 16)) {
-      memcpy(h->gone + h->n_gone, ended, ne * sizeof *ended);
-      h->n_gone += ne;
-    }
+  for (size_t k = 0; k < no; k++) owned_stopped(p, h, i, owned[k], now, &debt);
+  const int64_t *ended;
+  size_t ne = infsim_gm_owned_ended(p->gm, i, &ended);
+  if (ne > 0 && room_for_n(p, (void **)&h->gone, &h->cap_gone, h->n_gone, ne, sizeof *h->gone, 16)) {
+    memcpy(h->gone + h->n_gone, ended, ne * sizeof *ended);
+    h->n_gone += ne;
   }
   for (int32_t k = 0; k < in->swapped.count; k++) {
     int64_t r = deque_at(&in->swapped, k);
-    if (infsim_gm_owner(p->gm, r) == i && infsim_gm_live(p->gm, r) && owned_stopped(p, h, i, r, now, &debt) && ask_only)
-      return true;
+    if (infsim_gm_owner(p->gm, r) == i && infsim_gm_live(p->gm, r)) owned_stopped(p, h, i, r, now, &debt);
   }
   req_list *l = &p->lent[i];
   if (!h->full && lent_settled(p, l, i)) {
@@ -1002,7 +967,6 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
     l->r[k].blocks = b;
     bool differs = hb_add_vs(p, h, i, r, owner >= 0 ? owner : i, b, ledger);
     debt |= differs;
-    if (debt && ask_only) return true;
     settles = settles && !differs && b > 0 && owner >= 0 && owner != i && infsim_gm_owner(p->gm, r) != i;
     if (settles) l->r[k].owner = owner;
   }
@@ -1017,8 +981,11 @@ static bool hb_collect(infinite *p, int32_t i, int64_t now, bool debts_only, boo
 /* Instance i's report as of now becomes its report in flight (a new
  * generation; the buffers swap): every entry that changed, or with
  * debts_only its debts, free memory and the requests that left the GPUs
- * (a borrow request's report: what the planner must not get wrong). */
-static void report(infinite *p, int32_t i, int64_t now, bool debts_only) {
+ * (a borrow request's report: what the planner must not get wrong). With
+ * collected, p->hb_next holds i's collection of its debts as of now
+ * (hb_collect with debts_only, its free memory known): a report of debts
+ * only sends it as it is. */
+static void report(infinite *p, int32_t i, int64_t now, bool debts_only, bool collected) {
   hb_buf *h = &p->hb[i], *t = &p->hb_next;
   t->full = h->full_next;
   /* Entries of requests wholly on their owner change at nearly every
@@ -1031,9 +998,10 @@ static void report(infinite *p, int32_t i, int64_t now, bool debts_only) {
     if (now - p->walked_ns[i] < p->set.heartbeat_owned_ns) debts_only = true;
     else p->walked_ns[i] = now;
   }
-  hb_collect(p, i, now, debts_only && !t->full, false, t);
+  if (collected && debts_only && !t->full) t->free_known = false; /* as the collection leaves it */
+  else hb_collect(p, i, now, debts_only && !t->full, t);
   /* The lent entries reported at 0 leave the list: the report goes now.
-   * The collection (all of it: not ask_only) has just read each one's
+   * The collection has just read each one's
    * blocks, as of this instant. */
   req_list *l = &p->lent[i];
   for (size_t k = 0; k < l->n;)
@@ -1103,10 +1071,16 @@ static infsim_status send_heartbeat(infinite *p, int32_t i, int64_t now, infsim_
     free_known = true;
     quiet = in_band(p, free_blocks, last_free);
   }
+  /* A quiet tick's test is the collection of its debts: a tick that then
+   * sends a report of debts only (most do, policy.heartbeat_owned_ms)
+   * sends that collection, so it is not asked for the answer alone (its
+   * walks, to the first debt, were about as long as the whole). */
+  bool collected = false;
   if (quiet) {
     t->free_known = true; /* unread unless the tick sends: then it is set again below */
     t->free_blocks = free_blocks;
-    quiet = !hb_collect(p, i, now, true, true, t); /* a tick that sends collects again (report) */
+    collected = hb_collect(p, i, now, true, t);
+    quiet = !collected;
   }
   if (quiet) {
     if (p->hb_shift[i] < QUIET_SHIFT_MAX) p->hb_shift[i]++;
@@ -1118,7 +1092,7 @@ static infsim_status send_heartbeat(infinite *p, int32_t i, int64_t now, infsim_
   assert(free_blocks == hb_free_blocks(p, i, now));
   t->free_known = true;
   t->free_blocks = free_blocks;
-  report(p, i, now, false);
+  report(p, i, now, false, collected);
   const hb_buf *h = &p->hb[i];
   p->st.heartbeats++;
   return send_ctl(p, INFSIM_MSG_HEARTBEAT, i, INFSIM_ENDPOINT_GMANAGER, h->gen, -1, (int64_t)(h->n + h->n_gone),
@@ -1133,7 +1107,7 @@ static void env_refused(void *self, int32_t creditor, int64_t now) {
   infinite *p = self;
   if (p->pending != INFSIM_OK) return;
   p->hb_shift[creditor] = 0;
-  report(p, creditor, now, true);
+  report(p, creditor, now, true, false);
   const hb_buf *h = &p->hb[creditor];
   p->st.heartbeats++;
   p->pending = send_ctl(p, INFSIM_MSG_HEARTBEAT, creditor, INFSIM_ENDPOINT_GMANAGER, h->gen, -1,
