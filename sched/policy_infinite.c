@@ -1131,7 +1131,7 @@ static void apply_report(infinite *p, int32_t from) {
   size_t nf = infsim_gm_new_owned(p->gm, &fresh);
   for (size_t k = 0; k < nf; k++) {
     int64_t r = fresh[k];
-    if (infsim_gm_owner(p->gm, r) == from && s->rec[r].state == INFSIM_REQ_RUNNING && s->rec[r].instance == from)
+    if (infsim_gm_owner(p->gm, r) == from && running_slot(s, &s->inst[from], r) >= 0)
       infsim_gm_set_live(p->gm, r, true);
   }
 }
