@@ -1053,6 +1053,11 @@ static int64_t all_blocks_due_unclipped(const infsim_sched *s, const instance *i
   return due;
 }
 
+int64_t instance_running_blocks_due(const infsim_sched *s, const instance *in, int32_t req, int64_t done) {
+  assert(!sched_forgotten(s, req) && s->rec[req].state == INFSIM_REQ_RUNNING && s->rec[req].instance == in->id);
+  return rs_of(s, req)->decoding ? request_blocks_due(s, in, req, done) : 0;
+}
+
 int64_t instance_blocks_due(const infsim_sched *s, const instance *in, int32_t req, int64_t done) {
   /* A forgotten request finished: nothing of it decodes (a report may
    * still name it, lent or owned, until its entries leave). */

@@ -196,6 +196,10 @@ struct infsim_kv {
   size_t owners_stride;
   int64_t *borrowed; /* per instance */
   int64_t *swapped;  /* per instance */
+  /* per pool: changes to the holdings there of requests owned elsewhere
+   * (infsim_kv_guest_generation; apart from the pools, whose size the
+   * batch's code indexes by) */
+  uint64_t *guest_gen;
   int64_t lent_total;
   int64_t lent_peak;
   void *spare[KV_RUN_CLASSES];
@@ -532,8 +536,10 @@ infsim_status infsim_kv_new(int32_t instances, int64_t gpu_blocks, int32_t hosts
   if (kv->tables != NULL) tables_empty(kv->tables, slots); /* before any failure: infsim_kv_free reads them */
   kv->borrowed = calloc((size_t)instances, sizeof *kv->borrowed);
   kv->swapped = calloc((size_t)instances, sizeof *kv->swapped);
+  kv->guest_gen = calloc((size_t)(instances + hosts), sizeof *kv->guest_gen);
   kv->flat = calloc(1, sizeof *kv->flat);
-  if (kv->pools == NULL || kv->tables == NULL || kv->borrowed == NULL || kv->swapped == NULL || kv->flat == NULL) {
+  if (kv->pools == NULL || kv->tables == NULL || kv->borrowed == NULL || kv->swapped == NULL ||
+      kv->guest_gen == NULL || kv->flat == NULL) {
     infsim_kv_free(kv);
     return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   }
@@ -582,6 +588,7 @@ void infsim_kv_free(infsim_kv *kv) {
   free(kv->tables);
   free(kv->borrowed);
   free(kv->swapped);
+  free(kv->guest_gen);
   free(kv);
 }
 
@@ -708,6 +715,7 @@ static void split_remove(infsim_kv *kv, int64_t req) {
 static bool hold(infsim_kv *kv, int32_t pool, int64_t req, int64_t n) {
   kv_table *t = tab(kv, req);
   kv->pools[t->owner].split_gen++;
+  kv->guest_gen[pool]++;
   int32_t i = 0;
   while (i < t->n_holdings && t->holdings[i].pool != pool) i++;
   if (i == t->n_holdings) {
@@ -1368,6 +1376,8 @@ const int64_t *infsim_kv_split_requests(const infsim_kv *kv, int32_t instance, i
 int64_t infsim_kv_guests(const infsim_kv *kv, int32_t instance) { return kv->pools[instance].guests; }
 
 uint64_t infsim_kv_split_generation(const infsim_kv *kv, int32_t instance) { return kv->pools[instance].split_gen; }
+
+uint64_t infsim_kv_guest_generation(const infsim_kv *kv, int32_t instance) { return kv->guest_gen[instance]; }
 
 /* ---- checks -------------------------------------------------------------- */
 

@@ -244,7 +244,7 @@ int64_t sched_steps_done_now(infsim_sched *s, const instance *in, int64_t now_ns
 int64_t sched_blocks_now_done(const infsim_sched *s, const instance *in, int64_t req, int64_t done) {
   int64_t blocks = infsim_kv_blocks_at(s->kv, req, in->id);
   if (done < 0 || infsim_kv_owner(s->kv, req) != in->id) return blocks;
-  return blocks + instance_blocks_due(s, in, (int32_t)req, done);
+  return blocks + instance_running_blocks_due(s, in, (int32_t)req, done);
 }
 
 int64_t sched_blocks_now_lazy(infsim_sched *s, const instance *in, int64_t req, int64_t now_ns, int64_t *done) {

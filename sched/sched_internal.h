@@ -188,14 +188,18 @@ void instance_check(const infsim_sched *s, const instance *in);
  * req (every decoding request when req < 0) once `done` steps of the
  * running batch have ended (the batch books them all at its end). */
 int64_t instance_blocks_due(const infsim_sched *s, const instance *in, int32_t req, int64_t done);
+/* instance_blocks_due for req, which runs at `in` (in its running list):
+ * its record, another line, is not read. */
+int64_t instance_running_blocks_due(const infsim_sched *s, const instance *in, int32_t req, int64_t done);
 /* Steps of `in`'s run of decode steps done by now_ns (as
  * infsim_sched_blocks_now reads them), or -1 when it is in no such run. */
 int64_t sched_steps_done_now(infsim_sched *s, const instance *in, int64_t now_ns);
-/* infsim_sched_blocks_now(s, req, in->id, now_ns), given `done` from
- * sched_steps_done_now at now_ns: for many requests of one instance. */
+/* infsim_sched_blocks_now(s, req, in->id, now_ns) for req running at
+ * `in`, given `done` from sched_steps_done_now at now_ns: for many
+ * requests of one instance. */
 int64_t sched_blocks_now_done(const infsim_sched *s, const instance *in, int64_t req, int64_t done);
-/* infsim_sched_blocks_now(s, req, in->id, now_ns) for many requests of
- * one instance: *done is sched_steps_done_now's answer once looked up
+/* infsim_sched_blocks_now(s, req, in->id, now_ns) for many requests
+ * running at one instance: *done is sched_steps_done_now's answer once looked up
  * (-2 before), which only a request with a block boundary inside the
  * running batch needs (the others' blocks stay put until it ends). */
 int64_t sched_blocks_now_lazy(infsim_sched *s, const instance *in, int64_t req, int64_t now_ns, int64_t *done);

@@ -214,6 +214,27 @@ static void expect_same(const infsim_kv *kv, const shape *sh, const ref_req *ref
   free(at);
 }
 
+/* infsim_kv_guest_generation's promise, from the reference: an instance
+ * whose count stayed since the last step holds every request owned
+ * elsewhere as it did then (then: its guests' blocks then, per instance
+ * and request, and the counts; both brought up to date). */
+static void expect_guests_kept(const infsim_kv *kv, const shape *sh, const ref_req *ref, int64_t *then,
+                               uint64_t *gen_then) {
+  int64_t *now = calloc((size_t)(sh->instances * sh->requests), sizeof *now);
+  assert_non_null(now);
+  for (int32_t r = 0; r < sh->requests; r++)
+    for (int64_t i = 0; i < ref[r].n; i++)
+      if (ref[r].pool[i] < sh->instances && ref[r].pool[i] != ref[r].owner) now[ref[r].pool[i] * sh->requests + r]++;
+  for (int32_t q = 0; q < sh->instances; q++) {
+    uint64_t gen = infsim_kv_guest_generation(kv, q);
+    for (int32_t r = 0; r < sh->requests && gen == gen_then[q]; r++)
+      assert_int_equal(now[q * sh->requests + r], then[q * sh->requests + r]);
+    gen_then[q] = gen;
+  }
+  memcpy(then, now, (size_t)(sh->instances * sh->requests) * sizeof *now);
+  free(now);
+}
+
 /* What the rehome hook reported since the last check. */
 typedef struct {
   int64_t req[4096], index[4096], from[4096], to[4096];
@@ -249,7 +270,9 @@ static void random_against_reference(const shape *sh) {
   static hook_log log;
   infsim_kv_set_rehome_hook(kv, on_rehome, &log);
   int64_t *before = calloc((size_t)table_room(sh), sizeof *before);
-  assert_non_null(before);
+  int64_t *guests_then = calloc((size_t)(sh->instances * sh->requests), sizeof *guests_then);
+  uint64_t *guest_gen_then = calloc((size_t)sh->instances, sizeof *guest_gen_then);
+  assert_true(before != NULL && guests_then != NULL && guest_gen_then != NULL);
   /* Blocks lent cluster-wide and the most at any moment, as moving blocks
    * one at a time in table order counts them (each arrives, then leaves
    * where it was): the reference for infsim_kv_borrowed_peak. */
@@ -354,6 +377,7 @@ static void random_against_reference(const shape *sh) {
     }
     ops[op]++;
     expect_same(kv, sh, ref, ids, used, read);
+    expect_guests_kept(kv, sh, ref, guests_then, guest_gen_then);
     if (op >= 5 && op <= 7)
       for (int64_t i = 0; i < n_ref && i < R->n; i++) {
         if (pools_before[i] == R->pool[i]) continue;
@@ -388,6 +412,8 @@ static void random_against_reference(const shape *sh) {
     free(pools_before);
   }
   free(before);
+  free(guests_then);
+  free(guest_gen_then);
   for (int32_t k = 0; k < 9; k++) assert_true(ops[k] > 0); /* every operation ran */
   int64_t in_use = 0, peak = 0, capacity = 0;
   infsim_kv_pool_usage(kv, 0, &in_use, &peak, &capacity);

@@ -173,6 +173,11 @@ const int64_t *infsim_kv_split_requests(const infsim_kv *kv, int32_t instance, i
  * request owned by `instance` change, or its split list does: what a
  * caller derived from them holds while it stays the same. */
 uint64_t infsim_kv_split_generation(const infsim_kv *kv, int32_t instance);
+/* A number that changes whenever the blocks in instance's memory of a
+ * request owned elsewhere (infsim_kv_blocks_at) change. While it stays the
+ * same, such a request with blocks there keeps them, and its owner (its
+ * table is not empty). */
+uint64_t infsim_kv_guest_generation(const infsim_kv *kv, int32_t instance);
 /* Distinct requests owned elsewhere with blocks in instance's GPU memory. */
 int64_t infsim_kv_guests(const infsim_kv *kv, int32_t instance);
 
