@@ -84,6 +84,32 @@ static phase_set *phase_of(const infsim_sched *s, const instance *in, const req_
   return &in->phases[(r->step0 - r->kv0) & (phase_count(s) - 1)];
 }
 
+/* A member's next boundary: a regular member's is its set's. */
+static int64_t member_boundary(const phase_set *set, const phase_member *e) {
+  return e->regular ? set->next : e->boundary;
+}
+
+/* Growing member e becomes regular where its next boundary is the set's
+ * regular members' (or there are none): the step walks then count it
+ * with them, without reading it. */
+static void try_regular(phase_set *set, phase_member *e) {
+  assert(!e->regular);
+  if (!e->grows || (set->regular > 0 && e->boundary != set->next)) return;
+  if (set->regular == 0) set->next = e->boundary;
+  e->regular = true;
+  set->regular++;
+}
+
+/* Decoding request q's KV table grows by itself from its boundary at
+ * step `next` on (infsim_kv_grow_begin: the step walks then count its
+ * blocks in the pool only, and its table catches up when read); false
+ * where the KV manager leaves that boundary to the walk. Its last
+ * possible boundary is the step before its finish. */
+static bool grow_from(const infsim_sched *s, const req_sched *r, int32_t q, int64_t next) {
+  int64_t finish = r->step0 + (s->rec[q].output_tokens - r->generated0);
+  return infsim_kv_grow_begin(s->kv, q, next, s->p.block_tokens, finish - 1);
+}
+
 static int64_t generated_now(const instance *in, const req_sched *r) {
   return r->decoding ? r->generated0 + (in->step - r->step0) : r->generated0;
 }
@@ -131,7 +157,11 @@ infsim_status join_decode(infsim_sched *s, instance *in, int32_t req, int64_t kv
   int64_t phase = boundary & (phase_count(s) - 1);
   in->phase_mask |= UINT32_C(1) << phase;
   if (in->decode_n > in->phase_peak) in->phase_peak = (int32_t)in->decode_n; /* every decoding request is in a set */
-  return phase_set_add(&in->phases[phase], req, boundary, err);
+  phase_set *set = &in->phases[phase];
+  phase_member m = {boundary, req, grow_from(s, r, req, boundary), false};
+  if ((st = phase_set_add(set, m, err)) != INFSIM_OK) return st;
+  try_regular(set, phase_set_find(set, req));
+  return INFSIM_OK;
 }
 
 /* leave_decode for a request whose finish event has just been popped. */
@@ -141,8 +171,10 @@ static void leave_decode_finished(const infsim_sched *s, instance *in, int32_t r
   in->decode_n--;
   in->kv_sum -= kv_now(in, r);
   r->decoding = false;
+  infsim_kv_grow_end(s->kv, req); /* its table as of the last step done */
   if (infsim_kv_foreign_blocks(s->kv, req) > 0) in->decode_gen++;
   phase_set *set = phase_of(s, in, r);
+  if (phase_set_find(set, req)->regular) set->regular--;
   phase_set_remove(set, req);
   if (set->count == 0) in->phase_mask &= ~(UINT32_C(1) << (set - in->phases));
 }
@@ -257,8 +289,16 @@ infsim_status preempt_as(infsim_sched *s, instance *in, int32_t req, bool may_sw
 /* Takes the block of req's boundary at its step (due now), its next one
  * block_tokens steps later. */
 static infsim_status take_boundary_block(infsim_sched *s, instance *in, int32_t req, infsim_error *err) {
-  phase_set_find(phase_of(s, in, rs_of(s, req)), req)->boundary += s->p.block_tokens;
-  return infsim_kv_alloc(s->kv, req, in->id, 1, err);
+  const req_sched *r = rs_of(s, req);
+  phase_set *set = phase_of(s, in, r);
+  phase_member *e = phase_set_find(set, req);
+  assert(!e->grows && !e->regular);
+  e->boundary += s->p.block_tokens;
+  infsim_status st = infsim_kv_alloc(s->kv, req, in->id, 1, err);
+  if (st != INFSIM_OK) return st;
+  e->grows = grow_from(s, r, req, e->boundary);
+  try_regular(set, e);
+  return INFSIM_OK;
 }
 
 /* The block boundaries at step t of a set with more members than free
@@ -268,7 +308,7 @@ static infsim_status take_boundary_block(infsim_sched *s, instance *in, int32_t 
 __attribute__((noinline, cold)) static infsim_status apply_boundaries_short(infsim_sched *s, instance *in, int64_t t,
                                                                           bool *preempted, infsim_error *err) {
   infsim_status st;
-  const phase_set *set = &in->phases[t & (phase_count(s) - 1)];
+  phase_set *set = &in->phases[t & (phase_count(s) - 1)];
   /* Preemption may take members out of the set: walk a copy. */
   if (set->count > s->due_capacity) {
     step_event *due = realloc(s->due, (size_t)set->count * sizeof *due);
@@ -276,10 +316,23 @@ __attribute__((noinline, cold)) static infsim_status apply_boundaries_short(infs
     s->due = due;
     s->due_capacity = set->count;
   }
+  if (set->regular > 0 && set->next == t) {
+    /* all due now: each with its own boundary, as the others */
+    for (int32_t i = 0; i < set->count; i++)
+      if (set->items[i].regular) {
+        set->items[i].boundary = t;
+        set->items[i].regular = false;
+      }
+    set->regular = 0;
+  }
   int32_t n = 0;
   for (int32_t i = 0; i < set->count; i++) {
     int32_t req = set->items[i].req;
-    if (set->items[i].boundary == t) s->due[n++] = (step_event){t, req, rs_of(s, req)->epoch};
+    if (set->items[i].regular || set->items[i].boundary != t) continue;
+    s->due[n++] = (step_event){t, req, rs_of(s, req)->epoch};
+    /* each takes its block here, one by one: none grows by itself */
+    if (set->items[i].grows) infsim_kv_grow_end(s->kv, req);
+    set->items[i].grows = false;
   }
   for (int32_t i = 0; i < n; i++) {
     step_event ev = s->due[i];
@@ -318,25 +371,40 @@ static infsim_status apply_boundaries_at(infsim_sched *s, instance *in, int64_t 
   phase_set *set = &in->phases[t & (phase_count(s) - 1)];
   int32_t n_set = set->count;
   if (n_set > free_blocks(s, in)) return apply_boundaries_short(s, in, t, preempted, err);
-  /* Enough blocks for every one: nobody is preempted, the set stays put,
-   * and each takes its block as it is met, counted in its table; the
-   * pool counts them all at once (a chunked prefill's one-step batches
-   * meet a few boundaries a step, millions an hour). */
-  phase_member *items = set->items;
-  int64_t counted = 0;
-  for (int32_t i = 0; i < n_set; i++) {
-    if (items[i].boundary != t) continue; /* a first boundary further on */
-    items[i].boundary += s->p.block_tokens;
-    int32_t req = items[i].req;
-    if (infsim_kv_step_table(s->kv, req, in->id)) {
-      counted++;
-      continue;
-    }
-    infsim_kv_step_pool(s->kv, in->id, counted);
-    counted = 0;
-    infsim_status st = infsim_kv_alloc_one(s->kv, req, in->id, err);
-    if (st != INFSIM_OK) return st;
+  /* Enough blocks for every one: nobody is preempted, the set stays put.
+   * A member whose table grows by itself is only counted (the pool
+   * takes them all at once, and each table catches up when next read:
+   * a chunked prefill's one-step batches meet a few boundaries a step,
+   * millions an hour, and the table's line was the walk's cost); any
+   * other takes its block as it is met, counted in its table, and grows
+   * from its next boundary on. */
+  int64_t counted = 0, grown = 0;
+  if (set->regular > 0 && set->next == t) {
+    grown = set->regular; /* the regular members, without a read of any */
+    set->next += s->p.block_tokens;
   }
+  for (int32_t i = 0; i < n_set && set->regular < n_set; i++) {
+    phase_member *e = &set->items[i];
+    if (e->regular || e->boundary != t) continue; /* a first boundary further on */
+    e->boundary += s->p.block_tokens;
+    if (e->grows) {
+      grown++;
+    } else {
+      int32_t req = e->req;
+      if (infsim_kv_step_table(s->kv, req, in->id)) {
+        counted++;
+      } else {
+        infsim_kv_grow_pool(s->kv, in->id, t, grown);
+        infsim_kv_step_pool(s->kv, in->id, counted);
+        counted = grown = 0;
+        infsim_status st = infsim_kv_alloc_one(s->kv, req, in->id, err);
+        if (st != INFSIM_OK) return st;
+      }
+      e->grows = grow_from(s, rs_of(s, req), req, e->boundary);
+    }
+    try_regular(set, e);
+  }
+  infsim_kv_grow_pool(s->kv, in->id, t, grown);
   infsim_kv_step_pool(s->kv, in->id, counted);
   return INFSIM_OK;
 }
@@ -353,18 +421,40 @@ static bool apply_boundaries_bulk(infsim_sched *s, instance *in, int64_t to, inf
   int64_t total = 0;
   for (uint32_t m = in->phase_mask; m != 0; m &= m - 1) {
     const phase_set *set = &in->phases[__builtin_ctz(m)];
-    for (int32_t i = 0; i < set->count; i++) total += boundaries_through(s, set->items[i].boundary, to);
+    if (set->regular > 0) total += set->regular * boundaries_through(s, set->next, to);
+    for (int32_t i = 0; i < set->count && set->regular < set->count; i++)
+      if (!set->items[i].regular) total += boundaries_through(s, set->items[i].boundary, to);
   }
   if (total > free_blocks(s, in)) return false;
   *st = INFSIM_OK;
-  for (uint32_t m = in->phase_mask; m != 0 && *st == INFSIM_OK; m &= m - 1)
-    for (int32_t i = 0; i < in->phases[__builtin_ctz(m)].count && *st == INFSIM_OK; i++) {
-      phase_member *e = &in->phases[__builtin_ctz(m)].items[i];
+  int64_t grown = 0; /* blocks of tables that grow by themselves, for the pool */
+  for (uint32_t m = in->phase_mask; m != 0 && *st == INFSIM_OK; m &= m - 1) {
+    phase_set *set = &in->phases[__builtin_ctz(m)];
+    if (set->regular > 0) {
+      int64_t n = boundaries_through(s, set->next, to);
+      grown += n * set->regular;
+      set->next += n * s->p.block_tokens;
+    }
+    int32_t irregular = set->count - set->regular;
+    for (int32_t i = 0; i < set->count && irregular > 0 && *st == INFSIM_OK; i++) {
+      phase_member *e = &set->items[i];
+      if (e->regular) continue;
+      irregular--;
       int64_t n = boundaries_through(s, e->boundary, to);
       if (n == 0) continue;
       e->boundary += n * s->p.block_tokens;
-      *st = infsim_kv_alloc(s->kv, e->req, in->id, n, err);
+      if (e->grows) {
+        grown += n;
+      } else {
+        infsim_kv_grow_pool(s->kv, in->id, to, grown);
+        grown = 0;
+        *st = infsim_kv_alloc(s->kv, e->req, in->id, n, err);
+        if (*st == INFSIM_OK) e->grows = grow_from(s, rs_of(s, e->req), e->req, e->boundary);
+      }
+      if (*st == INFSIM_OK) try_regular(set, e);
     }
+  }
+  if (*st == INFSIM_OK) infsim_kv_grow_pool(s->kv, in->id, to, grown);
   return true;
 }
 
@@ -467,13 +557,14 @@ static int64_t next_boundary(const infsim_sched *s, const instance *in) {
   for (int64_t t = in->step + 1; np == s->p.block_tokens && t <= in->step + np; t++) {
     if (!(in->phase_mask >> (t & (np - 1)) & 1)) continue;
     const phase_set *set = &in->phases[t & (np - 1)];
-    for (int32_t i = 0; i < set->count; i++)
-      if (set->items[i].boundary == t) return t;
+    if (set->regular > 0 && set->next == t) return t;
+    for (int32_t i = 0; i < set->count && set->regular < set->count; i++)
+      if (!set->items[i].regular && set->items[i].boundary == t) return t;
   }
   int64_t next = INT64_MAX;
   for (int64_t p = 0; p < np; p++)
     for (int32_t i = 0; i < in->phases[p].count; i++) {
-      int64_t b = in->phases[p].items[i].boundary;
+      int64_t b = member_boundary(&in->phases[p], &in->phases[p].items[i]);
       assert(b > in->step);
       if (b < next) next = b;
     }
@@ -1073,7 +1164,8 @@ static int64_t all_blocks_due(const infsim_sched *s, const instance *in, int64_t
   int64_t due = 0;
   for (int64_t p = 0; p < phase_count(s); p++)
     for (int32_t i = 0; i < in->phases[p].count; i++)
-      due += request_blocks_due(s, in, in->phases[p].items[i].req, in->phases[p].items[i].boundary, done);
+      due += request_blocks_due(s, in, in->phases[p].items[i].req,
+                                member_boundary(&in->phases[p], &in->phases[p].items[i]), done);
   return due;
 }
 
@@ -1087,7 +1179,11 @@ static int64_t all_blocks_due_unclipped(const infsim_sched *s, const instance *i
     const phase_set *set = &in->phases[p];
     int64_t first = in->step + 1 + ((p - (in->step + 1)) & (np - 1));
     int64_t each = first <= last ? 1 + (last - first) / s->p.block_tokens : 0;
-    for (int32_t i = 0; i < set->count; i++) {
+    if (set->regular > 0) /* the regular members alike */
+      due += set->regular *
+             (set->next == first ? each : set->next > in->step ? boundaries_through(s, set->next, last) : 0);
+    for (int32_t i = 0; i < set->count && set->regular < set->count; i++) {
+      if (set->items[i].regular) continue;
       int64_t next = set->items[i].boundary;
       due += next == first ? each : next > in->step ? boundaries_through(s, next, last) : 0;
     }
@@ -1114,8 +1210,13 @@ int64_t instance_blocks_due(const infsim_sched *s, const instance *in, int32_t r
     for (int64_t t = in->step + 1; t <= in->step + done; t++) {
       if (!(in->phase_mask >> (t & (np - 1)) & 1)) continue;
       const phase_set *set = &in->phases[t & (np - 1)];
+      if (unclipped && set->regular == set->count) {
+        due += set->next == t ? set->regular : 0; /* no member read */
+        continue;
+      }
       for (int32_t i = 0; i < set->count; i++)
-        if (set->items[i].boundary == t) due += unclipped ? 1 : request_blocks_due(s, in, set->items[i].req, t, done);
+        if (member_boundary(set, &set->items[i]) == t)
+          due += unclipped ? 1 : request_blocks_due(s, in, set->items[i].req, t, done);
     }
   } else {
     due = unclipped ? all_blocks_due_unclipped(s, in, done) : all_blocks_due(s, in, done);
@@ -1146,7 +1247,11 @@ void instance_check(const infsim_sched *s, const instance *in) {
       const phase_set *set = &in->phases[next & (phase_count(s) - 1)];
       int32_t k = 0;
       while (k < set->count && set->items[k].req != q) k++;
-      assert(k < set->count && set->items[k].boundary == next && set == phase_of(s, in, r));
+      assert(k < set->count && member_boundary(set, &set->items[k]) == next && set == phase_of(s, in, r));
+      /* a table that grows by itself next grows at the set's boundary */
+      assert(set->items[k].grows ? infsim_kv_grow_next(s->kv, q) == next
+                                 : infsim_kv_grow_next(s->kv, q) == INT64_MAX);
+      assert(!set->items[k].regular || set->items[k].grows);
       (void)next;
       (void)set;
     }
@@ -1167,6 +1272,10 @@ void instance_check(const infsim_sched *s, const instance *in) {
   for (int64_t p = 0; p < phase_count(s); p++) {
     members += in->phases[p].count;
     assert((in->phases[p].count > 0) == ((in->phase_mask >> p) & 1));
+    int32_t regular = 0;
+    for (int32_t i = 0; i < in->phases[p].count; i++) regular += in->phases[p].items[i].regular;
+    assert(regular == in->phases[p].regular);
+    (void)regular;
     for (int32_t i = 1; i < in->phases[p].count; i++)
       assert(in->phases[p].items[i - 1].req < in->phases[p].items[i].req);
   }

@@ -113,7 +113,7 @@ void step_heap_free(step_heap *h) {
   h->count = h->capacity = 0;
 }
 
-infsim_status phase_set_add(phase_set *q, int32_t req, int64_t boundary, infsim_error *err) {
+infsim_status phase_set_add(phase_set *q, phase_member m, infsim_error *err) {
   if (q->count == q->capacity) {
     int32_t cap = q->capacity ? 2 * q->capacity : 16;
     phase_member *items = realloc(q->items, (size_t)cap * sizeof *items);
@@ -122,12 +122,12 @@ infsim_status phase_set_add(phase_set *q, int32_t req, int64_t boundary, infsim_
     q->capacity = cap;
   }
   int32_t i = q->count++;
-  while (i > 0 && q->items[i - 1].req > req) {
+  while (i > 0 && q->items[i - 1].req > m.req) {
     q->items[i] = q->items[i - 1];
     i--;
   }
-  assert(i == 0 || q->items[i - 1].req != req);
-  q->items[i] = (phase_member){boundary, req};
+  assert(i == 0 || q->items[i - 1].req != m.req);
+  q->items[i] = m;
   return INFSIM_OK;
 }
 

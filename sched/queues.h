@@ -14,6 +14,7 @@
 #ifndef INFSIM_SCHED_QUEUES_H
 #define INFSIM_SCHED_QUEUES_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "infsim/status.h"
@@ -53,18 +54,22 @@ void step_heap_pop(step_heap *h);
 void step_heap_free(step_heap *h);
 
 typedef struct {
-  int64_t boundary; /* the step of the request's next KV block boundary */
+  int64_t boundary; /* the step of the request's next KV block boundary (a regular member's: its set's `next`) */
   int32_t req;
+  bool grows;   /* its KV table takes its blocks by itself (infsim_kv_grow_begin) */
+  bool regular; /* it grows, its next boundary is its set's `next`: counted with the set */
 } phase_member;
 
 typedef struct {
   phase_member *items;
   int32_t count;
   int32_t capacity;
+  int32_t regular; /* regular members (kept by the scheduler) */
+  int64_t next;    /* the step of their next boundary, while there are any */
 } phase_set;
 
 /* Adds req (not present) with its next boundary, keeping the order; O(count). */
-infsim_status phase_set_add(phase_set *q, int32_t req, int64_t boundary, infsim_error *err);
+infsim_status phase_set_add(phase_set *q, phase_member m, infsim_error *err);
 /* Removes req (which must be present); O(count). */
 void phase_set_remove(phase_set *q, int32_t req);
 /* req's entry (which must be present); O(log count). */

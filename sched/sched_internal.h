@@ -101,7 +101,10 @@ typedef struct {
    * t + 2 x block_tokens..., so it stays in set t mod 16 while it decodes
    * (16 sets, as block_tokens is a multiple of 16; fewer otherwise). Each
    * member's next boundary is kept with it (instance.c's boundary_of
-   * finds it from the request's state and blocks too). */
+   * finds it from the request's state and blocks too), but for the
+   * regular members: their KV tables grow by themselves and their next
+   * boundary is the set's `next`, so a step counts them without reading
+   * them. */
   phase_set *phases;
   uint32_t phase_mask;   /* bit p: phases[p] has members */
   int32_t phase_peak;    /* most members at once (summary.json's high_water) */
