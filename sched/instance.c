@@ -105,9 +105,12 @@ static void try_regular(phase_set *set, phase_member *e) {
  * blocks in the pool only, and its table catches up when read); false
  * where the KV manager leaves that boundary to the walk. Its last
  * possible boundary is the step before its finish. */
-static bool grow_from(const infsim_sched *s, const req_sched *r, int32_t q, int64_t next) {
-  int64_t finish = r->step0 + (s->rec[q].output_tokens - r->generated0);
+static bool grow_until(const infsim_sched *s, int32_t q, int64_t next, int64_t finish) {
   return infsim_kv_grow_begin(s->kv, q, next, s->p.block_tokens, finish - 1);
+}
+
+static bool grow_from(const infsim_sched *s, const req_sched *r, int32_t q, int64_t next) {
+  return grow_until(s, q, next, r->step0 + (s->rec[q].output_tokens - r->generated0));
 }
 
 static int64_t generated_now(const instance *in, const req_sched *r) {
@@ -158,9 +161,10 @@ infsim_status join_decode(infsim_sched *s, instance *in, int32_t req, int64_t kv
   in->phase_mask |= UINT32_C(1) << phase;
   if (in->decode_n > in->phase_peak) in->phase_peak = (int32_t)in->decode_n; /* every decoding request is in a set */
   phase_set *set = &in->phases[phase];
-  phase_member m = {boundary, req, grow_from(s, r, req, boundary), false};
+  phase_member m = {boundary, req, grow_until(s, req, boundary, finish_step), false};
+  m.regular = m.grows && (set->regular == 0 || boundary == set->next); /* as try_regular */
   if ((st = phase_set_add(set, m, err)) != INFSIM_OK) return st;
-  try_regular(set, phase_set_find(set, req));
+  if (m.regular && set->regular++ == 0) set->next = boundary;
   return INFSIM_OK;
 }
 
@@ -174,8 +178,7 @@ static void leave_decode_finished(const infsim_sched *s, instance *in, int32_t r
   infsim_kv_grow_end(s->kv, req); /* its table as of the last step done */
   if (infsim_kv_foreign_blocks(s->kv, req) > 0) in->decode_gen++;
   phase_set *set = phase_of(s, in, r);
-  if (phase_set_find(set, req)->regular) set->regular--;
-  phase_set_remove(set, req);
+  set->regular -= phase_set_remove(set, req).regular;
   if (set->count == 0) in->phase_mask &= ~(UINT32_C(1) << (set - in->phases));
 }
 

@@ -220,8 +220,8 @@ struct infsim_kv {
  * count does not have yet. */
 static inline int64_t grown(const infsim_kv *kv, const kv_table *t) {
   if (t->grow_next == INT64_MAX) return 0;
-  int64_t done = kv->pools[t->owner].grown_through;
-  return t->grow_next <= done ? 1 + (done - t->grow_next) / t->grow_tokens : 0;
+  int64_t late = kv->pools[t->owner].grown_through - t->grow_next; /* steps since its next block */
+  return late < 0 ? 0 : late < t->grow_tokens ? 1 : 1 + late / t->grow_tokens;
 }
 
 /* A request's table (not forgotten), its grown blocks counted (pending
@@ -1120,7 +1120,9 @@ bool infsim_kv_grow_begin(infsim_kv *kv, int64_t req, int64_t next_step, int64_t
   kv_table *t = tab(kv, req);
   assert(t->grow_next == INT64_MAX && step_tokens > 0 && step_tokens <= INT32_MAX);
   if (t->owner < 0 || t->owner >= kv->instances || next_step <= kv->pools[t->owner].grown_through) return false;
-  if (last_step >= next_step && t->count + 1 + (last_step - next_step) / step_tokens > INT32_MAX) return false;
+  /* room for its blocks up to last_step (the division only where the steps alone do not say) */
+  int64_t steps = last_step - next_step, room = (int64_t)INT32_MAX - t->count - 1;
+  if (steps >= 0 && steps > room && steps / step_tokens > room) return false;
   t->grow_next = next_step;
   t->grow_tokens = (int32_t)step_tokens;
   return true;

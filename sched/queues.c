@@ -142,10 +142,12 @@ phase_member *phase_set_find(const phase_set *q, int32_t req) {
   return &q->items[lo];
 }
 
-void phase_set_remove(phase_set *q, int32_t req) {
+phase_member phase_set_remove(phase_set *q, int32_t req) {
   int32_t i = (int32_t)(phase_set_find(q, req) - q->items);
+  phase_member m = q->items[i];
   for (; i + 1 < q->count; i++) q->items[i] = q->items[i + 1];
   q->count--;
+  return m;
 }
 
 void phase_set_free(phase_set *q) {

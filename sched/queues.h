@@ -70,8 +70,8 @@ typedef struct {
 
 /* Adds req (not present) with its next boundary, keeping the order; O(count). */
 infsim_status phase_set_add(phase_set *q, phase_member m, infsim_error *err);
-/* Removes req (which must be present); O(count). */
-void phase_set_remove(phase_set *q, int32_t req);
+/* Removes req (which must be present) and returns its entry; O(count). */
+phase_member phase_set_remove(phase_set *q, int32_t req);
 /* req's entry (which must be present); O(log count). */
 phase_member *phase_set_find(const phase_set *q, int32_t req);
 void phase_set_free(phase_set *q);
