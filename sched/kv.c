@@ -1517,6 +1517,20 @@ void infsim_kv_check(const infsim_kv *kv) {
     borrowed += kv->borrowed[i];
   }
   assert(lent == borrowed && lent == kv->lent_total);
+  /* Every GPU pool's local and pending blocks are its own requests'
+   * tables' (a growing table's grown ones included): O(tables). */
+  int64_t *own = calloc(2 * (size_t)kv->instances, sizeof *own);
+  if (own != NULL) {
+    for (int64_t r = 0; r <= kv->mask; r++) {
+      const kv_table *t = &kv->tables[r];
+      if (t->owner < 0 || t->owner >= kv->instances) continue;
+      own[2 * t->owner] += t->count + grown(kv, t) - t->foreign;
+      own[2 * t->owner + 1] += t->pending + grown(kv, t);
+    }
+    for (int32_t i = 0; i < kv->instances; i++)
+      assert(own[2 * i] == kv->pools[i].local && own[2 * i + 1] == kv->pools[i].pending);
+    free(own);
+  }
   /* Host pools as holders: what they hold is what the instances' requests
    * have in host memory (swapped or the CPU tier). */
   int64_t host_held = 0, host_owed = 0;
