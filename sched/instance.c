@@ -168,14 +168,14 @@ infsim_status join_decode(infsim_sched *s, instance *in, int32_t req, int64_t kv
   return INFSIM_OK;
 }
 
-/* leave_decode for a request whose finish event has just been popped. */
+/* leave_decode for a request whose finish event has just been popped:
+ * its table, released next (finish_request), stops growing there. */
 static void leave_decode_finished(const infsim_sched *s, instance *in, int32_t req) {
   req_sched *r = rs_of(s, req);
   assert(r->decoding);
   in->decode_n--;
   in->kv_sum -= kv_now(in, r);
   r->decoding = false;
-  infsim_kv_grow_end(s->kv, req); /* its table as of the last step done */
   if (infsim_kv_foreign_blocks(s->kv, req) > 0) in->decode_gen++;
   phase_set *set = phase_of(s, in, r);
   set->regular -= phase_set_remove(set, req).regular;
@@ -185,6 +185,7 @@ static void leave_decode_finished(const infsim_sched *s, instance *in, int32_t r
 void leave_decode(const infsim_sched *s, instance *in, int32_t req) {
   uint32_t epoch = rs_of(s, req)->epoch;
   leave_decode_finished(s, in, req);
+  infsim_kv_grow_end(s->kv, req); /* its table as of the last step done */
   /* Its finish event, still in the heap, is stale: marked where it is
    * (the epoch is not part of the heap's order). Rare: preemptions and
    * stalls. */

@@ -1405,12 +1405,18 @@ int64_t infsim_kv_blocks(const infsim_kv *kv, int64_t req) { return blocks_of(kv
 
 int64_t infsim_kv_foreign_blocks(const infsim_kv *kv, int64_t req) { return rtab(kv, req)->foreign; }
 
-int64_t infsim_kv_blocks_at(const infsim_kv *kv, int64_t req, int32_t holder) {
-  const kv_table *t = rtab(kv, req);
-  if (holder == t->owner) return blocks_of(kv, t) - t->foreign;
+/* infsim_kv_blocks_at at a holder other than the owner: kept out of
+ * line, so that the owner's case (every running request in a
+ * heartbeat) stays small enough to be inlined where it is called. */
+static __attribute__((noinline)) int64_t blocks_held(const kv_table *t, int32_t holder) {
   for (int32_t i = 0; i < t->n_holdings; i++)
     if (t->holdings[i].pool == holder) return t->holdings[i].blocks;
   return 0;
+}
+
+int64_t infsim_kv_blocks_at(const infsim_kv *kv, int64_t req, int32_t holder) {
+  const kv_table *t = rtab(kv, req);
+  return holder == t->owner ? blocks_of(kv, t) - t->foreign : blocks_held(t, holder);
 }
 
 int32_t infsim_kv_holdings(const infsim_kv *kv, int64_t req, int32_t *pools, int64_t *blocks, int32_t max) {
