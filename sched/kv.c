@@ -28,7 +28,7 @@
 ** bench/distkv_speed's hour: 2.573G -> 2.157G instructions (infinite-llm),
 ** 1.033G -> 0.904G (vllm-multi), the outputs the same: ids are internal
 ** (no output names one). A decoding request's table may also grow by
-** itself (infsim_kv_grow_begin): one block every step_tokens steps of its
+** itself (infsim_kv_grow_begin): one block every steps_apart steps of its
 ** owner's step count, the pool's counts raised once a step for all that
 ** grow then (infsim_kv_grow_pool), the table's own count and pending
 ** raised only when something reads or changes it (tab, blocks_of): a
@@ -117,7 +117,7 @@ typedef struct {
   int32_t split_slot; /* index in the owner's split list, -1 when no other pool holds any */
   int32_t claim_slot; /* index in the owner pool's claimers, -1 when no claim */
   int32_t pending;    /* the table's last blocks, in the owner's GPU pool, given no slots yet (settle) */
-  int32_t grow_tokens; /* decode growth (infsim_kv_grow_begin): steps between its blocks */
+  int32_t grow_apart; /* decode growth (infsim_kv_grow_begin): steps between its blocks */
   int64_t grow_next;   /* the step of its next block by growth not yet in count and pending, INT64_MAX: none */
 } kv_table;
 
@@ -221,7 +221,7 @@ struct infsim_kv {
 static inline int64_t grown(const infsim_kv *kv, const kv_table *t) {
   if (t->grow_next == INT64_MAX) return 0;
   int64_t late = kv->pools[t->owner].grown_through - t->grow_next; /* steps since its next block */
-  return late < 0 ? 0 : late < t->grow_tokens ? 1 : 1 + late / t->grow_tokens;
+  return late < 0 ? 0 : late < t->grow_apart ? 1 : 1 + late / t->grow_apart;
 }
 
 /* A request's table (not forgotten), its grown blocks counted (pending
@@ -235,7 +235,7 @@ static inline kv_table *tab(const infsim_kv *kv, int64_t req) {
   if (g > 0) {
     t->count += (int32_t)g;
     t->pending += (int32_t)g;
-    t->grow_next += g * t->grow_tokens;
+    t->grow_next += g * t->grow_apart;
   }
   return t;
 }
@@ -1116,15 +1116,15 @@ void infsim_kv_step_pool(infsim_kv *kv, int32_t holder, int64_t n) {
   deferred_pool(p, n);
 }
 
-bool infsim_kv_grow_begin(infsim_kv *kv, int64_t req, int64_t next_step, int64_t step_tokens, int64_t last_step) {
+bool infsim_kv_grow_begin(infsim_kv *kv, int64_t req, int64_t next_step, int64_t steps_apart, int64_t last_step) {
   kv_table *t = tab(kv, req);
-  assert(t->grow_next == INT64_MAX && step_tokens > 0 && step_tokens <= INT32_MAX);
+  assert(t->grow_next == INT64_MAX && steps_apart > 0 && steps_apart <= INT32_MAX);
   if (t->owner < 0 || t->owner >= kv->instances || next_step <= kv->pools[t->owner].grown_through) return false;
   /* room for its blocks up to last_step (the division only where the steps alone do not say) */
   int64_t steps = last_step - next_step, room = (int64_t)INT32_MAX - t->count - 1;
-  if (steps >= 0 && steps > room && steps / step_tokens > room) return false;
+  if (steps >= 0 && steps > room && steps / steps_apart > room) return false;
   t->grow_next = next_step;
-  t->grow_tokens = (int32_t)step_tokens;
+  t->grow_apart = (int32_t)steps_apart;
   return true;
 }
 

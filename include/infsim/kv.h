@@ -106,7 +106,7 @@ infsim_status infsim_kv_alloc_one(infsim_kv *kv, int64_t req, int32_t holder, in
 bool infsim_kv_step_table(infsim_kv *kv, int64_t req, int32_t holder);
 void infsim_kv_step_pool(infsim_kv *kv, int32_t holder, int64_t n);
 /* Decode growth: a table that takes one block at its owner's GPU pool
- * at steps next_step, next_step + step_tokens, ... of that pool's step
+ * at steps next_step, next_step + steps_apart, ... of that pool's step
  * count, without a write to it at each. The pool's counts take them as
  * the caller says a step is done (infsim_kv_grow_pool, the number of
  * growing tables due at that step: the caller keeps each one's next
@@ -117,7 +117,7 @@ void infsim_kv_step_pool(infsim_kv *kv, int32_t holder, int64_t n);
  * through last_step; false, nothing done, otherwise (the caller takes
  * those blocks itself). infsim_kv_grow_end stops it (the blocks due by
  * the pool's last step done are the table's). */
-bool infsim_kv_grow_begin(infsim_kv *kv, int64_t req, int64_t next_step, int64_t step_tokens, int64_t last_step);
+bool infsim_kv_grow_begin(infsim_kv *kv, int64_t req, int64_t next_step, int64_t steps_apart, int64_t last_step);
 void infsim_kv_grow_end(infsim_kv *kv, int64_t req);
 /* Step `step` of GPU pool `pool` is done (steps only go up): n growing
  * tables took their block at it (all of those due then). Counted as
