@@ -29,11 +29,26 @@
 #include "infsim/grow.h"
 #include "sched_internal.h"
 
-/* The first live finish (stale ones, of preempted requests, are dropped), or NULL. */
+/* The epoch of a finish event whose request left decode other than by
+ * that finish (preempted, stalled: leave_decode marks it); no request's
+ * epoch reaches it. */
+static const uint32_t FINISH_LEFT = UINT32_MAX;
+
+#ifndef NDEBUG
+/* A finish event is stale when its request left decode other than by
+ * that finish: its epoch has moved on since (or it is done). */
+static bool finish_stale(const infsim_sched *s, const step_event *ev) {
+  return sched_forgotten(s, ev->req) || ev->epoch != rs_of(s, ev->req)->epoch;
+}
+#endif
+
+/* The first live finish (stale ones are dropped), or NULL. Stale events
+ * are marked (FINISH_LEFT), so the top's request's state, a cache line
+ * elsewhere, is not read for it (twice a batch). */
 static const step_event *heap_top(const infsim_sched *s, step_heap *h) {
-  while (h->count > 0 &&
-         (sched_forgotten(s, h->items[0].req) || h->items[0].epoch != rs_of(s, h->items[0].req)->epoch))
-    step_heap_pop(h);
+  while (h->count > 0 && h->items[0].epoch == FINISH_LEFT) step_heap_pop(h);
+  assert(h->count == 0 || !finish_stale(s, &h->items[0]));
+  (void)s;
   return h->count > 0 ? &h->items[0] : NULL;
 }
 
@@ -52,6 +67,51 @@ static int64_t blocks_for(const infsim_sched *s, int64_t tokens) {
 static int64_t free_blocks(const infsim_sched *s, const instance *in) { return infsim_kv_free_blocks(s->kv, in->id); }
 
 static int64_t kv_now(const instance *in, const req_sched *r) { return r->kv0 + (in->step - r->step0); }
+
+/* The step of decoding request q's next block boundary: its KV, kv0 +
+ * (step - step0), fills the blocks it holds then (join_decode; each
+ * boundary adds a block). Its phase set keeps the same step with it. */
+static int64_t boundary_of(const infsim_sched *s, const req_sched *r, int32_t q) {
+  return r->step0 - r->kv0 + infsim_kv_blocks(s->kv, q) * s->p.block_tokens;
+}
+
+int64_t instance_next_boundary(const infsim_sched *s, int32_t req) { return boundary_of(s, rs_of(s, req), req); }
+
+/* The phase set of decoding request q: its boundaries are block_tokens
+ * steps apart, a multiple of the phase count, so all have the phase of
+ * step0 - kv0, which stays fixed while it decodes. */
+static phase_set *phase_of(const infsim_sched *s, const instance *in, const req_sched *r) {
+  return &in->phases[(r->step0 - r->kv0) & (phase_count(s) - 1)];
+}
+
+/* A member's next boundary: a regular member's is its set's. */
+static int64_t member_boundary(const phase_set *set, const phase_member *e) {
+  return e->regular ? set->next : e->boundary;
+}
+
+/* Growing member e becomes regular where its next boundary is the set's
+ * regular members' (or there are none): the step walks then count it
+ * with them, without reading it. */
+static void try_regular(phase_set *set, phase_member *e) {
+  assert(!e->regular);
+  if (!e->grows || (set->regular > 0 && e->boundary != set->next)) return;
+  if (set->regular == 0) set->next = e->boundary;
+  e->regular = true;
+  set->regular++;
+}
+
+/* Decoding request q's KV table grows by itself from its boundary at
+ * step `next` on (infsim_kv_grow_begin: the step walks then count its
+ * blocks in the pool only, and its table catches up when read); false
+ * where the KV manager leaves that boundary to the walk. Its last
+ * possible boundary is the step before its finish. */
+static bool grow_until(const infsim_sched *s, int32_t q, int64_t next, int64_t finish) {
+  return infsim_kv_grow_begin(s->kv, q, next, s->p.block_tokens, finish - 1);
+}
+
+static bool grow_from(const infsim_sched *s, const req_sched *r, int32_t q, int64_t next) {
+  return grow_until(s, q, next, r->step0 + (s->rec[q].output_tokens - r->generated0));
+}
 
 static int64_t generated_now(const instance *in, const req_sched *r) {
   return r->decoding ? r->generated0 + (in->step - r->step0) : r->generated0;
@@ -88,31 +148,52 @@ infsim_status join_decode(infsim_sched *s, instance *in, int32_t req, int64_t kv
     if (added != INFSIM_OK) return added;
   }
   int64_t finish_step = r->step0 + (s->rec[req].output_tokens - r->generated0);
+  assert(r->epoch != FINISH_LEFT);
   infsim_status st = step_heap_push(&in->finishes, (step_event){finish_step, req, r->epoch}, err);
   if (st != INFSIM_OK) return st;
   /* Before decode step s+1 the KV grows from kv(s) to kv(s)+1 tokens: a new
    * block is needed once kv(s) fills the blocks held. A boundary at or
    * after the finish never comes (the request is gone by then). */
   int64_t boundary = r->step0 + infsim_kv_blocks(s->kv, req) * s->p.block_tokens - kv_tokens;
-  assert(boundary >= r->step0);
-  r->next_boundary = boundary;
+  assert(boundary >= r->step0 && boundary == boundary_of(s, r, req));
   if (boundary < in->boundary_from) in->boundary_from = boundary; /* due at this very step */
   int64_t phase = boundary & (phase_count(s) - 1);
   in->phase_mask |= UINT32_C(1) << phase;
   if (in->decode_n > in->phase_peak) in->phase_peak = (int32_t)in->decode_n; /* every decoding request is in a set */
-  return req_set_add(&in->phases[phase], req, err);
+  phase_set *set = &in->phases[phase];
+  phase_member m = {boundary, req, grow_until(s, req, boundary, finish_step), false};
+  m.regular = m.grows && (set->regular == 0 || boundary == set->next); /* as try_regular */
+  if ((st = phase_set_add(set, m, err)) != INFSIM_OK) return st;
+  if (m.regular && set->regular++ == 0) set->next = boundary;
+  return INFSIM_OK;
 }
 
-void leave_decode(const infsim_sched *s, instance *in, int32_t req) {
+/* leave_decode for a request whose finish event has just been popped:
+ * its table, released next (finish_request), stops growing there. */
+static void leave_decode_finished(const infsim_sched *s, instance *in, int32_t req) {
   req_sched *r = rs_of(s, req);
   assert(r->decoding);
   in->decode_n--;
   in->kv_sum -= kv_now(in, r);
   r->decoding = false;
   if (infsim_kv_foreign_blocks(s->kv, req) > 0) in->decode_gen++;
-  int64_t phase = r->next_boundary & (phase_count(s) - 1);
-  req_set_remove(&in->phases[phase], req);
-  if (in->phases[phase].count == 0) in->phase_mask &= ~(UINT32_C(1) << phase);
+  phase_set *set = phase_of(s, in, r);
+  set->regular -= phase_set_remove(set, req).regular;
+  if (set->count == 0) in->phase_mask &= ~(UINT32_C(1) << (set - in->phases));
+}
+
+void leave_decode(const infsim_sched *s, instance *in, int32_t req) {
+  uint32_t epoch = rs_of(s, req)->epoch;
+  leave_decode_finished(s, in, req);
+  infsim_kv_grow_end(s->kv, req); /* its table as of the last step done */
+  /* Its finish event, still in the heap, is stale: marked where it is
+   * (the epoch is not part of the heap's order). Rare: preemptions and
+   * stalls. */
+  step_heap *h = &in->finishes;
+  int32_t i = 0;
+  while (i < h->count && !(h->items[i].req == req && h->items[i].epoch == epoch)) i++;
+  assert(i < h->count);
+  if (i < h->count) h->items[i].epoch = FINISH_LEFT;
 }
 
 /* req's KV at other instances is about to go: their guest work changes
@@ -129,7 +210,7 @@ static void touch_holders(infsim_sched *s, int32_t req) {
 static void finish_request(infsim_sched *s, instance *in, int32_t req) {
   req_sched *r = rs_of(s, req);
   infsim_request_record *rec = &s->rec[req];
-  if (r->decoding) leave_decode(s, in, req);
+  if (r->decoding) leave_decode_finished(s, in, req); /* its finish, just popped (apply_step_events) */
   running_remove(s, in, req);
   touch_holders(s, req);
   infsim_kv_release(s->kv, req);
@@ -212,9 +293,16 @@ infsim_status preempt_as(infsim_sched *s, instance *in, int32_t req, bool may_sw
 /* Takes the block of req's boundary at its step (due now), its next one
  * block_tokens steps later. */
 static infsim_status take_boundary_block(infsim_sched *s, instance *in, int32_t req, infsim_error *err) {
-  req_sched *r = rs_of(s, req);
-  r->next_boundary += s->p.block_tokens;
-  return infsim_kv_alloc(s->kv, req, in->id, 1, err);
+  const req_sched *r = rs_of(s, req);
+  phase_set *set = phase_of(s, in, r);
+  phase_member *e = phase_set_find(set, req);
+  assert(!e->grows && !e->regular);
+  e->boundary += s->p.block_tokens;
+  infsim_status st = infsim_kv_alloc(s->kv, req, in->id, 1, err);
+  if (st != INFSIM_OK) return st;
+  e->grows = grow_from(s, r, req, e->boundary);
+  try_regular(set, e);
+  return INFSIM_OK;
 }
 
 /* The block boundaries at step t of a set with more members than free
@@ -224,7 +312,7 @@ static infsim_status take_boundary_block(infsim_sched *s, instance *in, int32_t 
 __attribute__((noinline, cold)) static infsim_status apply_boundaries_short(infsim_sched *s, instance *in, int64_t t,
                                                                           bool *preempted, infsim_error *err) {
   infsim_status st;
-  const req_set *set = &in->phases[t & (phase_count(s) - 1)];
+  phase_set *set = &in->phases[t & (phase_count(s) - 1)];
   /* Preemption may take members out of the set: walk a copy. */
   if (set->count > s->due_capacity) {
     step_event *due = realloc(s->due, (size_t)set->count * sizeof *due);
@@ -232,10 +320,23 @@ __attribute__((noinline, cold)) static infsim_status apply_boundaries_short(infs
     s->due = due;
     s->due_capacity = set->count;
   }
+  if (set->regular > 0 && set->next == t) {
+    /* all due now: each with its own boundary, as the others */
+    for (int32_t i = 0; i < set->count; i++)
+      if (set->items[i].regular) {
+        set->items[i].boundary = t;
+        set->items[i].regular = false;
+      }
+    set->regular = 0;
+  }
   int32_t n = 0;
   for (int32_t i = 0; i < set->count; i++) {
-    int32_t req = set->items[i];
-    if (rs_of(s, req)->next_boundary == t) s->due[n++] = (step_event){t, req, rs_of(s, req)->epoch};
+    int32_t req = set->items[i].req;
+    if (set->items[i].regular || set->items[i].boundary != t) continue;
+    s->due[n++] = (step_event){t, req, rs_of(s, req)->epoch};
+    /* each takes its block here, one by one: none grows by itself */
+    if (set->items[i].grows) infsim_kv_grow_end(s->kv, req);
+    set->items[i].grows = false;
   }
   for (int32_t i = 0; i < n; i++) {
     step_event ev = s->due[i];
@@ -271,36 +372,50 @@ __attribute__((noinline, cold)) static infsim_status apply_boundaries_short(infs
 /* The block boundaries at step t, in request order. */
 static infsim_status apply_boundaries_at(infsim_sched *s, instance *in, int64_t t, bool *preempted,
                                          infsim_error *err) {
-  const req_set *set = &in->phases[t & (phase_count(s) - 1)];
+  phase_set *set = &in->phases[t & (phase_count(s) - 1)];
   int32_t n_set = set->count;
   if (n_set > free_blocks(s, in)) return apply_boundaries_short(s, in, t, preempted, err);
-  /* Enough blocks for every one: nobody is preempted, the set stays put,
-   * and each takes its block as it is met, counted in its table; the
-   * pool counts them all at once (a chunked prefill's one-step batches
-   * meet a few boundaries a step, millions an hour). */
-  const int32_t *items = set->items;
-  int64_t counted = 0;
-  for (int32_t i = 0; i < n_set; i++) {
-    int32_t req = items[i];
-    req_sched *r = rs_of(s, req);
-    if (r->next_boundary != t) continue; /* a first boundary further on */
-    r->next_boundary += s->p.block_tokens;
-    if (infsim_kv_step_table(s->kv, req, in->id)) {
-      counted++;
-      continue;
-    }
-    infsim_kv_step_pool(s->kv, in->id, counted);
-    counted = 0;
-    infsim_status st = infsim_kv_alloc_one(s->kv, req, in->id, err);
-    if (st != INFSIM_OK) return st;
+  /* Enough blocks for every one: nobody is preempted, the set stays put.
+   * A member whose table grows by itself is only counted (the pool
+   * takes them all at once, and each table catches up when next read:
+   * a chunked prefill's one-step batches meet a few boundaries a step,
+   * millions an hour, and the table's line was the walk's cost); any
+   * other takes its block as it is met, counted in its table, and grows
+   * from its next boundary on. */
+  int64_t counted = 0, grown = 0;
+  if (set->regular > 0 && set->next == t) {
+    grown = set->regular; /* the regular members, without a read of any */
+    set->next += s->p.block_tokens;
   }
+  for (int32_t i = 0; i < n_set && set->regular < n_set; i++) {
+    phase_member *e = &set->items[i];
+    if (e->regular || e->boundary != t) continue; /* a first boundary further on */
+    e->boundary += s->p.block_tokens;
+    if (e->grows) {
+      grown++;
+    } else {
+      int32_t req = e->req;
+      if (infsim_kv_step_table(s->kv, req, in->id)) {
+        counted++;
+      } else {
+        infsim_kv_grow_pool(s->kv, in->id, t, grown);
+        infsim_kv_step_pool(s->kv, in->id, counted);
+        counted = grown = 0;
+        infsim_status st = infsim_kv_alloc_one(s->kv, req, in->id, err);
+        if (st != INFSIM_OK) return st;
+      }
+      e->grows = grow_from(s, rs_of(s, req), req, e->boundary);
+    }
+    try_regular(set, e);
+  }
+  infsim_kv_grow_pool(s->kv, in->id, t, grown);
   infsim_kv_step_pool(s->kv, in->id, counted);
   return INFSIM_OK;
 }
 
-/* Boundaries of a decoding request at steps up to `last`. */
-static int64_t boundaries_through(const infsim_sched *s, const req_sched *r, int64_t last) {
-  return r->next_boundary <= last ? 1 + (last - r->next_boundary) / s->p.block_tokens : 0;
+/* Boundaries of a decoding request whose next one is at step `next`, at steps up to `last`. */
+static int64_t boundaries_through(const infsim_sched *s, int64_t next, int64_t last) {
+  return next <= last ? 1 + (last - next) / s->p.block_tokens : 0;
 }
 
 /* Every boundary at steps [from, to] when the free blocks cover them all
@@ -309,20 +424,41 @@ static int64_t boundaries_through(const infsim_sched *s, const req_sched *r, int
 static bool apply_boundaries_bulk(infsim_sched *s, instance *in, int64_t to, infsim_status *st, infsim_error *err) {
   int64_t total = 0;
   for (uint32_t m = in->phase_mask; m != 0; m &= m - 1) {
-    const req_set *set = &in->phases[__builtin_ctz(m)];
-    for (int32_t i = 0; i < set->count; i++) total += boundaries_through(s, rs_of(s, set->items[i]), to);
+    const phase_set *set = &in->phases[__builtin_ctz(m)];
+    if (set->regular > 0) total += set->regular * boundaries_through(s, set->next, to);
+    for (int32_t i = 0; i < set->count && set->regular < set->count; i++)
+      if (!set->items[i].regular) total += boundaries_through(s, set->items[i].boundary, to);
   }
   if (total > free_blocks(s, in)) return false;
   *st = INFSIM_OK;
-  for (uint32_t m = in->phase_mask; m != 0 && *st == INFSIM_OK; m &= m - 1)
-    for (int32_t i = 0; i < in->phases[__builtin_ctz(m)].count && *st == INFSIM_OK; i++) {
-      int32_t req = in->phases[__builtin_ctz(m)].items[i];
-      req_sched *r = rs_of(s, req);
-      int64_t n = boundaries_through(s, r, to);
-      if (n == 0) continue;
-      r->next_boundary += n * s->p.block_tokens;
-      *st = infsim_kv_alloc(s->kv, req, in->id, n, err);
+  int64_t grown = 0; /* blocks of tables that grow by themselves, for the pool */
+  for (uint32_t m = in->phase_mask; m != 0 && *st == INFSIM_OK; m &= m - 1) {
+    phase_set *set = &in->phases[__builtin_ctz(m)];
+    if (set->regular > 0) {
+      int64_t n = boundaries_through(s, set->next, to);
+      grown += n * set->regular;
+      set->next += n * s->p.block_tokens;
     }
+    int32_t irregular = set->count - set->regular;
+    for (int32_t i = 0; i < set->count && irregular > 0 && *st == INFSIM_OK; i++) {
+      phase_member *e = &set->items[i];
+      if (e->regular) continue;
+      irregular--;
+      int64_t n = boundaries_through(s, e->boundary, to);
+      if (n == 0) continue;
+      e->boundary += n * s->p.block_tokens;
+      if (e->grows) {
+        grown += n;
+      } else {
+        infsim_kv_grow_pool(s->kv, in->id, to, grown);
+        grown = 0;
+        *st = infsim_kv_alloc(s->kv, e->req, in->id, n, err);
+        if (*st == INFSIM_OK) e->grows = grow_from(s, rs_of(s, e->req), e->req, e->boundary);
+      }
+      if (*st == INFSIM_OK) try_regular(set, e);
+    }
+  }
+  if (*st == INFSIM_OK) infsim_kv_grow_pool(s->kv, in->id, to, grown);
   return true;
 }
 
@@ -424,14 +560,15 @@ static int64_t next_boundary(const infsim_sched *s, const instance *in) {
   int64_t np = phase_count(s);
   for (int64_t t = in->step + 1; np == s->p.block_tokens && t <= in->step + np; t++) {
     if (!(in->phase_mask >> (t & (np - 1)) & 1)) continue;
-    const req_set *set = &in->phases[t & (np - 1)];
-    for (int32_t i = 0; i < set->count; i++)
-      if (rs_of(s, set->items[i])->next_boundary == t) return t;
+    const phase_set *set = &in->phases[t & (np - 1)];
+    if (set->regular > 0 && set->next == t) return t;
+    for (int32_t i = 0; i < set->count && set->regular < set->count; i++)
+      if (!set->items[i].regular && set->items[i].boundary == t) return t;
   }
   int64_t next = INT64_MAX;
   for (int64_t p = 0; p < np; p++)
     for (int32_t i = 0; i < in->phases[p].count; i++) {
-      int64_t b = rs_of(s, in->phases[p].items[i])->next_boundary;
+      int64_t b = member_boundary(&in->phases[p], &in->phases[p].items[i]);
       assert(b > in->step);
       if (b < next) next = b;
     }
@@ -999,7 +1136,7 @@ void instance_free(const infsim_sched *s, instance *in) {
   step_heap_free(&in->finishes);
   decode_max_free(in);
   if (in->phases != NULL)
-    for (int64_t p = 0; p < phase_count(s); p++) req_set_free(&in->phases[p]);
+    for (int64_t p = 0; p < phase_count(s); p++) phase_set_free(&in->phases[p]);
   free(in->phases);
   in->phases = NULL;
 }
@@ -1012,16 +1149,15 @@ void instance_free(const infsim_sched *s, instance *in) {
  * when the earliest pending one (the heap's top, live or stale: a
  * decoding request's own finish is at or after it) comes by then, which
  * a run's heartbeats, before its end, never see. */
-static int64_t request_blocks_due(const infsim_sched *s, const instance *in, int32_t q, int64_t done) {
+static int64_t request_blocks_due(const infsim_sched *s, const instance *in, int32_t q, int64_t next, int64_t done) {
   const req_sched *r = rs_of(s, q);
   int64_t last = in->step + done, due = 0;
-  if (r->next_boundary > in->step && r->next_boundary <= last &&
-      (in->finishes.items[0].step > last ||
-       r->next_boundary < r->step0 + (s->rec[q].output_tokens - r->generated0)))
-    due = boundaries_through(s, r, last);
-  assert(due == (r->next_boundary > in->step &&
-                         r->next_boundary < r->step0 + (s->rec[q].output_tokens - r->generated0)
-                     ? boundaries_through(s, r, last)
+  assert(next == boundary_of(s, r, q));
+  if (next > in->step && next <= last &&
+      (in->finishes.items[0].step > last || next < r->step0 + (s->rec[q].output_tokens - r->generated0)))
+    due = boundaries_through(s, next, last);
+  assert(due == (next > in->step && next < r->step0 + (s->rec[q].output_tokens - r->generated0)
+                     ? boundaries_through(s, next, last)
                      : 0));
   return due;
 }
@@ -1031,7 +1167,9 @@ static int64_t request_blocks_due(const infsim_sched *s, const instance *in, int
 static int64_t all_blocks_due(const infsim_sched *s, const instance *in, int64_t done) {
   int64_t due = 0;
   for (int64_t p = 0; p < phase_count(s); p++)
-    for (int32_t i = 0; i < in->phases[p].count; i++) due += request_blocks_due(s, in, in->phases[p].items[i], done);
+    for (int32_t i = 0; i < in->phases[p].count; i++)
+      due += request_blocks_due(s, in, in->phases[p].items[i].req,
+                                member_boundary(&in->phases[p], &in->phases[p].items[i]), done);
   return due;
 }
 
@@ -1042,12 +1180,16 @@ static int64_t all_blocks_due(const infsim_sched *s, const instance *in, int64_t
 static int64_t all_blocks_due_unclipped(const infsim_sched *s, const instance *in, int64_t done) {
   int64_t np = phase_count(s), last = in->step + done, due = 0;
   for (int64_t p = 0; p < np; p++) {
-    const req_set *set = &in->phases[p];
+    const phase_set *set = &in->phases[p];
     int64_t first = in->step + 1 + ((p - (in->step + 1)) & (np - 1));
     int64_t each = first <= last ? 1 + (last - first) / s->p.block_tokens : 0;
-    for (int32_t i = 0; i < set->count; i++) {
-      const req_sched *r = rs_of(s, set->items[i]);
-      due += r->next_boundary == first ? each : r->next_boundary > in->step ? boundaries_through(s, r, last) : 0;
+    if (set->regular > 0) /* the regular members alike */
+      due += set->regular *
+             (set->next == first ? each : set->next > in->step ? boundaries_through(s, set->next, last) : 0);
+    for (int32_t i = 0; i < set->count && set->regular < set->count; i++) {
+      if (set->items[i].regular) continue;
+      int64_t next = set->items[i].boundary;
+      due += next == first ? each : next > in->step ? boundaries_through(s, next, last) : 0;
     }
   }
   return due;
@@ -1055,7 +1197,7 @@ static int64_t all_blocks_due_unclipped(const infsim_sched *s, const instance *i
 
 int64_t instance_running_blocks_due(const infsim_sched *s, const instance *in, int32_t req, int64_t done) {
   assert(!sched_forgotten(s, req) && s->rec[req].state == INFSIM_REQ_RUNNING && s->rec[req].instance == in->id);
-  return rs_of(s, req)->decoding ? request_blocks_due(s, in, req, done) : 0;
+  return rs_of(s, req)->decoding ? request_blocks_due(s, in, req, instance_next_boundary(s, req), done) : 0;
 }
 
 int64_t instance_blocks_due(const infsim_sched *s, const instance *in, int32_t req, int64_t done) {
@@ -1063,7 +1205,7 @@ int64_t instance_blocks_due(const infsim_sched *s, const instance *in, int32_t r
    * still name it, lent or owned, until its entries leave). */
   if (req >= 0)
     return !sched_forgotten(s, req) && rs_of(s, req)->decoding && s->rec[req].instance == in->id
-               ? request_blocks_due(s, in, req, done)
+               ? request_blocks_due(s, in, req, instance_next_boundary(s, req), done)
                : 0;
   int64_t np = phase_count(s), due = 0;
   /* No request's finish by then (the earliest pending one, the heap's
@@ -1072,14 +1214,18 @@ int64_t instance_blocks_due(const infsim_sched *s, const instance *in, int32_t r
   if (done < np) {
     /* Every next boundary lies after `step`, so one due within `done` <
      * np steps is step t's own: the set of t's phase holds it, with
-     * next_boundary == t (the others there are np or more steps later),
+     * boundary t (the others there are np or more steps later),
      * and it is one block unless clipped. */
     for (int64_t t = in->step + 1; t <= in->step + done; t++) {
       if (!(in->phase_mask >> (t & (np - 1)) & 1)) continue;
-      const req_set *set = &in->phases[t & (np - 1)];
+      const phase_set *set = &in->phases[t & (np - 1)];
+      if (unclipped && set->regular == set->count) {
+        due += set->next == t ? set->regular : 0; /* no member read */
+        continue;
+      }
       for (int32_t i = 0; i < set->count; i++)
-        if (rs_of(s, set->items[i])->next_boundary == t)
-          due += unclipped ? 1 : request_blocks_due(s, in, set->items[i], done);
+        if (member_boundary(set, &set->items[i]) == t)
+          due += unclipped ? 1 : request_blocks_due(s, in, set->items[i].req, t, done);
     }
   } else {
     due = unclipped ? all_blocks_due_unclipped(s, in, done) : all_blocks_due(s, in, done);
@@ -1105,12 +1251,18 @@ void instance_check(const infsim_sched *s, const instance *in) {
       kv_sum += kv_now(in, r);
       if (kv_now(in, r) > kv_max) kv_max = kv_now(in, r);
       assert(infsim_kv_blocks(s->kv, q) >= blocks_for(s, kv_now(in, r)));
-      /* the next boundary is the step its blocks fill, in its phase's set */
-      assert(r->next_boundary == r->step0 + infsim_kv_blocks(s->kv, q) * s->p.block_tokens - r->kv0);
-      const req_set *set = &in->phases[r->next_boundary & (phase_count(s) - 1)];
+      /* the next boundary is the step its blocks fill, kept in its phase's set */
+      int64_t next = boundary_of(s, r, q);
+      const phase_set *set = &in->phases[next & (phase_count(s) - 1)];
       int32_t k = 0;
-      while (k < set->count && set->items[k] != q) k++;
-      assert(k < set->count);
+      while (k < set->count && set->items[k].req != q) k++;
+      assert(k < set->count && member_boundary(set, &set->items[k]) == next && set == phase_of(s, in, r));
+      /* a table that grows by itself next grows at the set's boundary */
+      assert(set->items[k].grows ? infsim_kv_grow_next(s->kv, q) == next
+                                 : infsim_kv_grow_next(s->kv, q) == INT64_MAX);
+      assert(!set->items[k].regular || set->items[k].grows);
+      (void)next;
+      (void)set;
     }
   }
   for (int32_t i = 0; i < in->stalled.count; i++) {
@@ -1122,11 +1274,19 @@ void instance_check(const infsim_sched *s, const instance *in) {
   for (int32_t i = 0; i < in->swapped.count; i++)
     assert(s->rec[deque_at(&in->swapped, i)].state == INFSIM_REQ_SWAPPED);
   assert(decode_n == in->decode_n);
+  /* the finish events marked stale are exactly those whose request left decode otherwise */
+  for (int32_t i = 0; i < in->finishes.count; i++)
+    assert((in->finishes.items[i].epoch == FINISH_LEFT) == finish_stale(s, &in->finishes.items[i]));
   int64_t members = 0;
   for (int64_t p = 0; p < phase_count(s); p++) {
     members += in->phases[p].count;
     assert((in->phases[p].count > 0) == ((in->phase_mask >> p) & 1));
-    for (int32_t i = 1; i < in->phases[p].count; i++) assert(in->phases[p].items[i - 1] < in->phases[p].items[i]);
+    int32_t regular = 0;
+    for (int32_t i = 0; i < in->phases[p].count; i++) regular += in->phases[p].items[i].regular;
+    assert(regular == in->phases[p].regular);
+    (void)regular;
+    for (int32_t i = 1; i < in->phases[p].count; i++)
+      assert(in->phases[p].items[i - 1].req < in->phases[p].items[i].req);
   }
   assert(members == decode_n);
   (void)members;

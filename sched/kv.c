@@ -27,8 +27,14 @@
 ** however they are batched, and its release gives back no runs. On
 ** bench/distkv_speed's hour: 2.573G -> 2.157G instructions (infinite-llm),
 ** 1.033G -> 0.904G (vllm-multi), the outputs the same: ids are internal
-** (no output names one). The rest of this comment is about the slots of
-** tables that settle.
+** (no output names one). A decoding request's table may also grow by
+** itself (infsim_kv_grow_begin): one block every steps_apart steps of its
+** owner's step count, the pool's counts raised once a step for all that
+** grow then (infsim_kv_grow_pool), the table's own count and pending
+** raised only when something reads or changes it (tab, blocks_of): a
+** chunked prefill's one-step batches, which every decoding request of
+** the instance rides, then write no table at their boundaries. The rest
+** of this comment is about the slots of tables that settle.
 ** Decode steps add one block per request every block_tokens steps, the
 ** requests of a batch in turn: placed one by one, each request's blocks
 ** would interleave with the others' and every one would be a run of its
@@ -111,6 +117,8 @@ typedef struct {
   int32_t split_slot; /* index in the owner's split list, -1 when no other pool holds any */
   int32_t claim_slot; /* index in the owner pool's claimers, -1 when no claim */
   int32_t pending;    /* the table's last blocks, in the owner's GPU pool, given no slots yet (settle) */
+  int32_t grow_apart; /* decode growth (infsim_kv_grow_begin): steps between its blocks */
+  int64_t grow_next;   /* the step of its next block by growth not yet in count and pending, INT64_MAX: none */
 } kv_table;
 
 _Static_assert(sizeof(kv_table) == KV_TABLE_ALIGN, "kv_table: one per request, one cache line");
@@ -141,6 +149,9 @@ typedef struct {
   /* Blocks counted in use (in_use, local) whose slots are deferred:
    * tables' pending blocks (settle). The slots in use are in_use - pending. */
   int64_t pending;
+  /* GPU pools: the last step done (infsim_kv_grow_pool): growing tables'
+   * blocks due by then are counted here, in their tables when next read */
+  int64_t grown_through;
   int64_t *claimers; /* requests with a claim here */
   int64_t n_claimers;
   int64_t cap_claimers;
@@ -209,18 +220,41 @@ struct infsim_kv {
   void *rehome_self;
 };
 
-/* A request's table (not forgotten); through a const kv for the checks. */
+/* Blocks a growing table has taken by its pool's last step done that its
+ * count does not have yet. */
+static inline int64_t grown(const infsim_kv *kv, const kv_table *t) {
+  if (t->grow_next == INT64_MAX) return 0;
+  int64_t late = kv->pools[t->owner].grown_through - t->grow_next; /* steps since its next block */
+  return late < 0 ? 0 : late < t->grow_apart ? 1 : 1 + late / t->grow_apart;
+}
+
+/* A request's table (not forgotten), its grown blocks counted (pending
+ * like any block at its owner: the pool has them already); through a
+ * const kv for the checks and the accessors (the counts it reports do
+ * not change). */
 static inline kv_table *tab(const infsim_kv *kv, int64_t req) {
   assert(req >= kv->base);
-  return &kv->tables[req & kv->mask];
+  kv_table *t = &kv->tables[req & kv->mask];
+  int64_t g = grown(kv, t);
+  if (g > 0) {
+    t->count += (int32_t)g;
+    t->pending += (int32_t)g;
+    t->grow_next += g * t->grow_apart;
+  }
+  return t;
 }
 
 /* What the accessors read of a forgotten request: nothing anywhere, no owner. */
-static const kv_table kv_forgotten = {.owner = -1, .split_slot = -1, .claim_slot = -1};
+static const kv_table kv_forgotten = {.owner = -1, .split_slot = -1, .claim_slot = -1, .grow_next = INT64_MAX};
 
+/* A request's table for the accessors that read its blocks (blocks_of),
+ * forgotten or not. */
 static inline const kv_table *rtab(const infsim_kv *kv, int64_t req) {
   return req >= kv->base ? &kv->tables[req & kv->mask] : &kv_forgotten;
 }
+
+/* A table's blocks, grown ones included. */
+static inline int64_t blocks_of(const infsim_kv *kv, const kv_table *t) { return t->count + grown(kv, t); }
 
 static void tables_empty(kv_table *at, int64_t n) {
   for (int64_t r = 0; r < n; r++) at[r] = kv_forgotten;
@@ -546,6 +580,7 @@ infsim_status infsim_kv_new(int32_t instances, int64_t gpu_blocks, int32_t hosts
   for (int32_t q = 0; q < instances + hosts; q++) {
     kv_pool *p = &kv->pools[q];
     p->capacity = q < instances ? gpu_blocks : host_blocks;
+    p->grown_through = -1; /* no step done */
     p->levels = levels_for(p->capacity);
     assert(p->levels <= KV_LEVELS_MAX);
     /* one word a level to start: the top word is always there */
@@ -995,7 +1030,7 @@ static bool settle(infsim_kv *kv, int64_t req, bool claim) {
 /* settle() from an accessor that reads the table's ids or runs: the
  * counts do not change, only which slots the pending blocks take. */
 static void settle_for_read(const infsim_kv *kv, int64_t req) {
-  if (req < kv->base || kv->tables[req & kv->mask].pending == 0) return;
+  if (req < kv->base || tab(kv, req)->pending == 0) return;
   if (!settle((infsim_kv *)kv, req, true)) abort(); /* out of memory in an accessor that cannot fail */
 }
 
@@ -1089,6 +1124,32 @@ void infsim_kv_step_pool(infsim_kv *kv, int32_t holder, int64_t n) {
   deferred_pool(p, n);
 }
 
+bool infsim_kv_grow_begin(infsim_kv *kv, int64_t req, int64_t next_step, int64_t steps_apart, int64_t last_step) {
+  kv_table *t = tab(kv, req);
+  assert(t->grow_next == INT64_MAX && steps_apart > 0 && steps_apart <= INT32_MAX);
+  if (t->owner < 0 || t->owner >= kv->instances || next_step <= kv->pools[t->owner].grown_through) return false;
+  /* room for its blocks up to last_step (the division only where the steps alone do not say) */
+  int64_t steps = last_step - next_step, room = (int64_t)INT32_MAX - t->count - 1;
+  if (steps >= 0 && steps > room && steps / steps_apart > room) return false;
+  t->grow_next = next_step;
+  t->grow_apart = (int32_t)steps_apart;
+  return true;
+}
+
+void infsim_kv_grow_end(infsim_kv *kv, int64_t req) {
+  kv_table *t = tab(kv, req); /* its grown blocks counted */
+  t->grow_next = INT64_MAX;
+}
+
+void infsim_kv_grow_pool(infsim_kv *kv, int32_t pool, int64_t step, int64_t n) {
+  kv_pool *p = &kv->pools[pool];
+  assert(pool < kv->instances && step >= p->grown_through && n >= 0 && p->capacity - p->in_use >= n);
+  p->grown_through = step;
+  deferred_pool(p, n);
+}
+
+int64_t infsim_kv_grow_next(const infsim_kv *kv, int64_t req) { return tab(kv, req)->grow_next; }
+
 void infsim_kv_prefetch(const infsim_kv *kv, int64_t req) { __builtin_prefetch(rtab(kv, req), 1); }
 
 void infsim_kv_prefetch_holdings(const infsim_kv *kv, int64_t req) {
@@ -1168,6 +1229,7 @@ void infsim_kv_release_tail(infsim_kv *kv, int64_t req, int64_t n) {
 
 void infsim_kv_release(infsim_kv *kv, int64_t req) {
   kv_table *t = tab(kv, req);
+  t->grow_next = INT64_MAX; /* an empty table does not grow */
   if (t->foreign == 0 && t->count > 0) {
     /* All in the owner's pool: each run back whole, one count. */
     kv_pool *p = &kv->pools[t->owner];
@@ -1347,16 +1409,22 @@ const infsim_kv_run *infsim_kv_runs(const infsim_kv *kv, int64_t req, int64_t *n
   return t->at;
 }
 
-int64_t infsim_kv_blocks(const infsim_kv *kv, int64_t req) { return rtab(kv, req)->count; }
+int64_t infsim_kv_blocks(const infsim_kv *kv, int64_t req) { return blocks_of(kv, rtab(kv, req)); }
 
 int64_t infsim_kv_foreign_blocks(const infsim_kv *kv, int64_t req) { return rtab(kv, req)->foreign; }
 
-int64_t infsim_kv_blocks_at(const infsim_kv *kv, int64_t req, int32_t holder) {
-  const kv_table *t = rtab(kv, req);
-  if (holder == t->owner) return t->count - t->foreign;
+/* infsim_kv_blocks_at at a holder other than the owner: kept out of
+ * line, so that the owner's case (every running request in a
+ * heartbeat) stays small enough to be inlined where it is called. */
+static __attribute__((noinline)) int64_t blocks_held(const kv_table *t, int32_t holder) {
   for (int32_t i = 0; i < t->n_holdings; i++)
     if (t->holdings[i].pool == holder) return t->holdings[i].blocks;
   return 0;
+}
+
+int64_t infsim_kv_blocks_at(const infsim_kv *kv, int64_t req, int32_t holder) {
+  const kv_table *t = rtab(kv, req);
+  return holder == t->owner ? blocks_of(kv, t) - t->foreign : blocks_held(t, holder);
 }
 
 int32_t infsim_kv_holdings(const infsim_kv *kv, int64_t req, int32_t *pools, int64_t *blocks, int32_t max) {
@@ -1400,6 +1468,9 @@ void infsim_kv_check_request(const infsim_kv *kv, int64_t req) {
   }
   /* pending blocks: the table's last, in its owner's GPU pool, no slots yet */
   assert(t->pending >= 0 && (t->pending == 0 || (t->owner >= 0 && t->owner < kv->instances)));
+  /* a growing table: its owner's, its grown blocks counted (tab) */
+  assert(t->grow_next == INT64_MAX ||
+         (t->owner >= 0 && t->owner < kv->instances && t->grow_next > kv->pools[t->owner].grown_through));
   assert(t->pending <= kv->pools[t->owner >= 0 ? t->owner : 0].pending);
   assert(count + t->pending == t->count);
   assert(foreign == t->foreign);
@@ -1462,6 +1533,20 @@ void infsim_kv_check(const infsim_kv *kv) {
     borrowed += kv->borrowed[i];
   }
   assert(lent == borrowed && lent == kv->lent_total);
+  /* Every GPU pool's local and pending blocks are its own requests'
+   * tables' (a growing table's grown ones included): O(tables). */
+  int64_t *own = calloc(2 * (size_t)kv->instances, sizeof *own);
+  if (own != NULL) {
+    for (int64_t r = 0; r <= kv->mask; r++) {
+      const kv_table *t = &kv->tables[r];
+      if (t->owner < 0 || t->owner >= kv->instances) continue;
+      own[2 * t->owner] += t->count + grown(kv, t) - t->foreign;
+      own[2 * t->owner + 1] += t->pending + grown(kv, t);
+    }
+    for (int32_t i = 0; i < kv->instances; i++)
+      assert(own[2 * i] == kv->pools[i].local && own[2 * i + 1] == kv->pools[i].pending);
+    free(own);
+  }
   /* Host pools as holders: what they hold is what the instances' requests
    * have in host memory (swapped or the CPU tier). */
   int64_t host_held = 0, host_owed = 0;

@@ -113,33 +113,44 @@ void step_heap_free(step_heap *h) {
   h->count = h->capacity = 0;
 }
 
-infsim_status req_set_add(req_set *q, int32_t v, infsim_error *err) {
+infsim_status phase_set_add(phase_set *q, phase_member m, infsim_error *err) {
   if (q->count == q->capacity) {
     int32_t cap = q->capacity ? 2 * q->capacity : 16;
-    int32_t *items = realloc(q->items, (size_t)cap * sizeof *items);
+    phase_member *items = realloc(q->items, (size_t)cap * sizeof *items);
     if (items == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
     q->items = items;
     q->capacity = cap;
   }
   int32_t i = q->count++;
-  while (i > 0 && q->items[i - 1] > v) {
+  while (i > 0 && q->items[i - 1].req > m.req) {
     q->items[i] = q->items[i - 1];
     i--;
   }
-  assert(i == 0 || q->items[i - 1] != v);
-  q->items[i] = v;
+  assert(i == 0 || q->items[i - 1].req != m.req);
+  q->items[i] = m;
   return INFSIM_OK;
 }
 
-void req_set_remove(req_set *q, int32_t v) {
-  int32_t i = 0;
-  while (i < q->count && q->items[i] != v) i++;
-  assert(i < q->count);
-  for (; i + 1 < q->count; i++) q->items[i] = q->items[i + 1];
-  q->count--;
+phase_member *phase_set_find(const phase_set *q, int32_t req) {
+  int32_t lo = 0, hi = q->count - 1; /* req is within [lo, hi] */
+  while (lo < hi) {
+    int32_t mid = lo + (hi - lo) / 2;
+    if (q->items[mid].req < req) lo = mid + 1;
+    else hi = mid;
+  }
+  assert(lo < q->count && q->items[lo].req == req);
+  return &q->items[lo];
 }
 
-void req_set_free(req_set *q) {
+phase_member phase_set_remove(phase_set *q, int32_t req) {
+  int32_t i = (int32_t)(phase_set_find(q, req) - q->items);
+  phase_member m = q->items[i];
+  for (; i + 1 < q->count; i++) q->items[i] = q->items[i + 1];
+  q->count--;
+  return m;
+}
+
+void phase_set_free(phase_set *q) {
   free(q->items);
   q->items = NULL;
   q->count = q->capacity = 0;

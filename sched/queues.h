@@ -6,13 +6,15 @@
 ** (step, req): the finishes of an instance's decoding requests, keyed by
 ** the decode step at which they fall due. An event carries its request's
 ** epoch, bumped on preemption, so events of a preempted request are
-** recognised as stale and dropped when they surface. req_set: request ids
-** in ascending order (the decoding requests whose KV block boundaries
-** fall on one phase of the step count).
+** recognised as stale and dropped when they surface. phase_set: request
+** ids in ascending order, each with the step of its next KV block
+** boundary (the decoding requests whose boundaries fall on one phase of
+** the step count).
 */
 #ifndef INFSIM_SCHED_QUEUES_H
 #define INFSIM_SCHED_QUEUES_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "infsim/status.h"
@@ -52,15 +54,26 @@ void step_heap_pop(step_heap *h);
 void step_heap_free(step_heap *h);
 
 typedef struct {
-  int32_t *items;
+  int64_t boundary; /* the step of the request's next KV block boundary (a regular member's: its set's `next`) */
+  int32_t req;
+  bool grows;   /* its KV table takes its blocks by itself (infsim_kv_grow_begin) */
+  bool regular; /* it grows, its next boundary is its set's `next`: counted with the set */
+} phase_member;
+
+typedef struct {
+  phase_member *items;
   int32_t count;
   int32_t capacity;
-} req_set;
+  int32_t regular; /* regular members (kept by the scheduler) */
+  int64_t next;    /* the step of their next boundary, while there are any */
+} phase_set;
 
-/* Adds v (not present), keeping the order; O(count). */
-infsim_status req_set_add(req_set *q, int32_t v, infsim_error *err);
-/* Removes v (which must be present); O(count). */
-void req_set_remove(req_set *q, int32_t v);
-void req_set_free(req_set *q);
+/* Adds req (not present) with its next boundary, keeping the order; O(count). */
+infsim_status phase_set_add(phase_set *q, phase_member m, infsim_error *err);
+/* Removes req (which must be present) and returns its entry; O(count). */
+phase_member phase_set_remove(phase_set *q, int32_t req);
+/* req's entry (which must be present); O(log count). */
+phase_member *phase_set_find(const phase_set *q, int32_t req);
+void phase_set_free(phase_set *q);
 
 #endif

@@ -251,7 +251,8 @@ int64_t sched_blocks_now_lazy(infsim_sched *s, const instance *in, int64_t req, 
   if (*done == -2) {
     /* a boundary after the batch's last step: none of its steps books one
      * (the steps done run up to iter_steps, the executor's) */
-    if (rs_of(s, req)->next_boundary > in->step + in->iter_steps) return sched_blocks_now_done(s, in, req, -1);
+    if (!rs_of(s, req)->decoding || instance_next_boundary(s, (int32_t)req) > in->step + in->iter_steps)
+      return sched_blocks_now_done(s, in, req, -1);
     *done = sched_steps_done_now(s, in, now_ns);
   }
   return sched_blocks_now_done(s, in, req, *done);

@@ -23,22 +23,25 @@ typedef struct {
   int64_t max_blocks;        /* the most blocks one request can ever get now (0: no loss yet) */
 } instance_loss_counts;
 
+enum { SCHED_RS_ALIGN = 64 };
+
 /* Scheduling state of a request (records hold what is reported). */
 typedef struct {
-  int64_t prefill_target; /* tokens the current prefill must process */
+  _Alignas(SCHED_RS_ALIGN) int64_t prefill_target; /* tokens the current prefill must process */
   int64_t prefilled;
   int64_t generated0; /* tokens generated as of step0 */
   int64_t kv0;        /* KV tokens as of step0 */
   int64_t step0;
-  int64_t next_boundary; /* decoding: the step of its next KV block boundary */
   int32_t run_slot;
   uint32_t epoch; /* bumped on preemption: stale step events are skipped */
   bool decoding;
   bool stalled; /* at a block boundary, waiting for the policy's blocks (boundary_wait.c) */
 } req_sched;
 /* One cache line each: the state ring is aligned to lines (sched.c), so a
- * walk of a phase set reads one line per member, not two. */
-enum { SCHED_RS_ALIGN = 64 };
+ * request's state is one line, not two. A decoding request's next KV
+ * block boundary is not here but in its phase set (instance.phases),
+ * next to the other members': the step walks read the sets, not a line
+ * per member. */
 _Static_assert(sizeof(req_sched) == SCHED_RS_ALIGN, "req_sched fills one cache line");
 
 typedef struct {
@@ -96,8 +99,13 @@ typedef struct {
   /* Decoding requests by the phase of their block boundaries: a request
    * whose KV fills a block at step t needs one more at t + block_tokens,
    * t + 2 x block_tokens..., so it stays in set t mod 16 while it decodes
-   * (16 sets, as block_tokens is a multiple of 16; fewer otherwise). */
-  req_set *phases;
+   * (16 sets, as block_tokens is a multiple of 16; fewer otherwise). Each
+   * member's next boundary is kept with it (instance.c's boundary_of
+   * finds it from the request's state and blocks too), but for the
+   * regular members: their KV tables grow by themselves and their next
+   * boundary is the set's `next`, so a step counts them without reading
+   * them. */
+  phase_set *phases;
   uint32_t phase_mask;   /* bit p: phases[p] has members */
   int32_t phase_peak;    /* most members at once (summary.json's high_water) */
   int64_t boundary_from; /* the first step whose boundaries are not yet applied */
@@ -191,6 +199,8 @@ int64_t instance_blocks_due(const infsim_sched *s, const instance *in, int32_t r
 /* instance_blocks_due for req, which runs at `in` (in its running list):
  * its record, another line, is not read. */
 int64_t instance_running_blocks_due(const infsim_sched *s, const instance *in, int32_t req, int64_t done);
+/* The step of decoding request req's next KV block boundary. */
+int64_t instance_next_boundary(const infsim_sched *s, int32_t req);
 /* Steps of `in`'s run of decode steps done by now_ns (as
  * infsim_sched_blocks_now reads them), or -1 when it is in no such run. */
 int64_t sched_steps_done_now(infsim_sched *s, const instance *in, int64_t now_ns);

@@ -537,6 +537,91 @@ static void test_bulk_boundaries_equal_single_ones(void **state) {
   }
 }
 
+/* Tables that grow by themselves (infsim_kv_grow_begin, one block every
+ * BT steps of their owner's step count, the pool told once a step) and
+ * the same boundaries taken one at a time (infsim_kv_alloc_one at each
+ * step): two managers driven by the same random prompts, steps,
+ * finishes, lending and reads must report the same blocks, counts and
+ * peaks after every operation and hold the same ids whenever the tables
+ * are read. */
+static void test_growing_tables_equal_single_ones(void **state) {
+  (void)state;
+  enum { INST = 2, REQS = 16, BLOCKS = 400, ROUNDS = 6000, BT = 4 };
+  infsim_kv *kv[2] = {NULL, NULL};
+  for (int m = 0; m < 2; m++) {
+    assert_int_equal(infsim_kv_new(INST, BLOCKS, INST, 50, REQS, &kv[m], NULL), INFSIM_OK);
+    for (int r = 0; r < REQS; r++) infsim_kv_set_owner(kv[m], r, r % INST);
+  }
+  int64_t step[INST] = {0, 0}, next[REQS];
+  bool decoding[REQS] = {false};
+  srand(24680);
+  int64_t grown = 0, reads = 0;
+  for (int round = 0; round < ROUNDS; round++) {
+    int32_t r = rand() % REQS, op = rand() % 8, owner = r % INST;
+    if (op == 0 && !decoding[r] && infsim_kv_blocks(kv[0], r) == 0) { /* a prompt, then decoding */
+      int64_t n = 1 + rand() % 30;
+      if (infsim_kv_free_blocks(kv[0], owner) < n) continue;
+      for (int m = 0; m < 2; m++) assert_int_equal(infsim_kv_alloc(kv[m], r, owner, n, NULL), INFSIM_OK);
+      next[r] = step[owner] + 1 + rand() % BT;
+      assert_true(infsim_kv_grow_begin(kv[0], r, next[r], BT, step[owner] + 100000));
+      assert_int_equal(infsim_kv_grow_next(kv[0], r), next[r]);
+      decoding[r] = true;
+    } else if (op <= 3) { /* the owner's next step: its due boundaries */
+      int64_t t = step[owner] + 1, due = 0;
+      for (int32_t q = owner; q < REQS; q += INST) due += decoding[q] && next[q] == t;
+      if (infsim_kv_free_blocks(kv[0], owner) < due) continue;
+      for (int32_t q = owner; q < REQS; q += INST)
+        if (decoding[q] && next[q] == t) {
+          assert_int_equal(infsim_kv_alloc_one(kv[1], q, owner, NULL), INFSIM_OK);
+          next[q] += BT;
+        }
+      infsim_kv_grow_pool(kv[0], owner, t, due);
+      grown += due;
+      step[owner] = t;
+    } else if (op == 4 && infsim_kv_blocks(kv[0], r) > 0) { /* a finish (or its decoding stops) */
+      if (decoding[r]) infsim_kv_grow_end(kv[0], r);
+      assert_int_equal(infsim_kv_grow_next(kv[0], r), INT64_MAX);
+      decoding[r] = false;
+      if (rand() % 2)
+        for (int m = 0; m < 2; m++) infsim_kv_release(kv[m], r);
+    } else if (op == 5 && infsim_kv_blocks_at(kv[0], r, owner) > 0) { /* lend its newest blocks */
+      int32_t to = (owner + 1) % INST;
+      int64_t n = 1 + rand() % infsim_kv_blocks_at(kv[0], r, owner);
+      if (n > infsim_kv_free_blocks(kv[0], to)) n = infsim_kv_free_blocks(kv[0], to);
+      for (int m = 0; m < 2; m++) assert_int_equal(infsim_kv_move_tail(kv[m], r, owner, to, n), n);
+    } else if (op == 6) { /* a read: ids given now, the same in both */
+      int64_t n0 = 0, n1 = 0;
+      const int64_t *t0 = infsim_kv_table(kv[0], r, &n0);
+      int64_t *copy = malloc((size_t)(n0 > 0 ? n0 : 1) * sizeof *copy);
+      assert_non_null(copy);
+      if (n0 > 0) memcpy(copy, t0, (size_t)n0 * sizeof *copy);
+      const int64_t *t1 = infsim_kv_table(kv[1], r, &n1);
+      assert_int_equal(n0, n1);
+      assert_memory_equal(copy, t1, (size_t)n0 * sizeof *copy);
+      free(copy);
+      reads++;
+    }
+    for (int32_t i = 0; i < INST; i++) {
+      infsim_kv_counts a = infsim_kv_counts_of(kv[0], i), b = infsim_kv_counts_of(kv[1], i);
+      assert_memory_equal(&a, &b, sizeof a);
+      int64_t use[2], peak[2], cap[2];
+      for (int m = 0; m < 2; m++) infsim_kv_pool_usage(kv[m], i, &use[m], &peak[m], &cap[m]);
+      assert_int_equal(use[0], use[1]);
+      assert_int_equal(peak[0], peak[1]);
+    }
+    for (int32_t q = 0; q < REQS; q++) {
+      assert_int_equal(infsim_kv_blocks(kv[0], q), infsim_kv_blocks(kv[1], q));
+      assert_int_equal(infsim_kv_blocks_at(kv[0], q, q % INST), infsim_kv_blocks_at(kv[1], q, q % INST));
+    }
+  }
+  assert_true(grown > 1000 && reads > 300);
+  for (int m = 0; m < 2; m++) {
+    infsim_kv_check(kv[m]);
+    for (int r = 0; r < REQS; r++) infsim_kv_check_request(kv[m], r);
+    infsim_kv_free(kv[m]);
+  }
+}
+
 /* ---- extents ---------------------------------------------------------------- */
 
 static void test_prompts_are_runs_and_coalesce(void **state) {
@@ -736,6 +821,7 @@ int main(void) {
       cmocka_unit_test(test_random_deferred_small_pools),
       cmocka_unit_test(test_random_deferred_two_levels),
       cmocka_unit_test(test_bulk_boundaries_equal_single_ones),
+      cmocka_unit_test(test_growing_tables_equal_single_ones),
       cmocka_unit_test(test_prompts_are_runs_and_coalesce),
       cmocka_unit_test(test_decode_blocks_continue_runs),
       cmocka_unit_test(test_move_splits_and_rejoins_a_run),

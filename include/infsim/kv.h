@@ -105,6 +105,27 @@ infsim_status infsim_kv_alloc_one(infsim_kv *kv, int64_t req, int32_t holder, in
  * infsim_kv_alloc_one. */
 bool infsim_kv_step_table(infsim_kv *kv, int64_t req, int32_t holder);
 void infsim_kv_step_pool(infsim_kv *kv, int32_t holder, int64_t n);
+/* Decode growth: a table that takes one block at its owner's GPU pool
+ * at steps next_step, next_step + steps_apart, ... of that pool's step
+ * count, without a write to it at each. The pool's counts take them as
+ * the caller says a step is done (infsim_kv_grow_pool, the number of
+ * growing tables due at that step: the caller keeps each one's next
+ * step); the table's own counts catch up when anything reads or changes
+ * it (every function here sees its blocks as of the pool's last step
+ * done). infsim_kv_grow_begin starts it where next_step lies after the
+ * pool's last step done, the table is its owner's and it could grow
+ * through last_step; false, nothing done, otherwise (the caller takes
+ * those blocks itself). infsim_kv_grow_end stops it (the blocks due by
+ * the pool's last step done are the table's). */
+bool infsim_kv_grow_begin(infsim_kv *kv, int64_t req, int64_t next_step, int64_t steps_apart, int64_t last_step);
+void infsim_kv_grow_end(infsim_kv *kv, int64_t req);
+/* Step `step` of GPU pool `pool` is done (steps only go up): n growing
+ * tables took their block at it (all of those due then). Counted as
+ * infsim_kv_step_pool counts. */
+void infsim_kv_grow_pool(infsim_kv *kv, int32_t pool, int64_t step, int64_t n);
+/* The next step at which req's table grows by itself, INT64_MAX when it
+ * does not (checks). */
+int64_t infsim_kv_grow_next(const infsim_kv *kv, int64_t req);
 /* Asks the CPU for the line of req's table ahead of a use (the next
  * arrival's: its slot in the ring was last used by a request that ended
  * long before). Changes nothing. */
