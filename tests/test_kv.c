@@ -468,6 +468,27 @@ static void test_random_deferred_two_levels(void **state) {
   random_against_reference(&sh);
 }
 
+/* Two managers driven alike (the randomized tests below): a read of
+ * req's table gives the same ids in both. */
+static void same_ids(infsim_kv *kv[2], int64_t req) {
+  int64_t n0 = 0, n1 = 0;
+  const int64_t *t0 = infsim_kv_table(kv[0], req, &n0);
+  int64_t *copy = malloc((size_t)(n0 > 0 ? n0 : 1) * sizeof *copy);
+  assert_non_null(copy);
+  if (n0 > 0) memcpy(copy, t0, (size_t)n0 * sizeof *copy);
+  const int64_t *t1 = infsim_kv_table(kv[1], req, &n1);
+  assert_int_equal(n0, n1);
+  assert_memory_equal(copy, t1, (size_t)n0 * sizeof *copy);
+  free(copy);
+}
+
+/* Both lend a random number of req's newest blocks at `owner` (as many
+ * as `to` has room for) to `to`. */
+static void lend_newest(infsim_kv *kv[2], int64_t req, int32_t owner, int32_t to) {
+  int64_t n = 1 + rand() % infsim_kv_blocks_at(kv[0], req, owner);
+  if (n > infsim_kv_free_blocks(kv[0], to)) n = infsim_kv_free_blocks(kv[0], to);
+  for (int m = 0; m < 2; m++) assert_int_equal(infsim_kv_move_tail(kv[m], req, owner, to, n), n);
+}
 /* Decode boundaries taken in bulk (infsim_kv_alloc of n blocks a
  * request, as a long run's boundaries are applied) and one at a time
  * (infsim_kv_alloc_one, infsim_kv_alloc_each, step by step): two
@@ -508,20 +529,9 @@ static void test_bulk_boundaries_equal_single_ones(void **state) {
     } else if (op == 3 && infsim_kv_blocks(kv[0], r) > 0) { /* a finish */
       for (int m = 0; m < 2; m++) infsim_kv_release(kv[m], r);
     } else if (op == 4 && infsim_kv_blocks_at(kv[0], r, owner) > 0) { /* lend its newest blocks to the next instance */
-      int32_t to = (owner + 1) % INST;
-      int64_t n = 1 + rand() % infsim_kv_blocks_at(kv[0], r, owner);
-      if (n > infsim_kv_free_blocks(kv[0], to)) n = infsim_kv_free_blocks(kv[0], to);
-      for (int m = 0; m < 2; m++) assert_int_equal(infsim_kv_move_tail(kv[m], r, owner, to, n), n);
+      lend_newest(kv, r, owner, (owner + 1) % INST);
     } else if (op == 5) { /* a read: ids given now, the same in both */
-      int64_t n0 = 0, n1 = 0;
-      const int64_t *t0 = infsim_kv_table(kv[0], r, &n0);
-      int64_t *copy = malloc((size_t)(n0 > 0 ? n0 : 1) * sizeof *copy);
-      assert_non_null(copy);
-      if (n0 > 0) memcpy(copy, t0, (size_t)n0 * sizeof *copy);
-      const int64_t *t1 = infsim_kv_table(kv[1], r, &n1);
-      assert_int_equal(n0, n1);
-      assert_memory_equal(copy, t1, (size_t)n0 * sizeof *copy);
-      free(copy);
+      same_ids(kv, r);
       reads++;
     }
     for (int32_t i = 0; i < INST; i++) {
@@ -585,20 +595,9 @@ static void test_growing_tables_equal_single_ones(void **state) {
       if (rand() % 2)
         for (int m = 0; m < 2; m++) infsim_kv_release(kv[m], r);
     } else if (op == 5 && infsim_kv_blocks_at(kv[0], r, owner) > 0) { /* lend its newest blocks */
-      int32_t to = (owner + 1) % INST;
-      int64_t n = 1 + rand() % infsim_kv_blocks_at(kv[0], r, owner);
-      if (n > infsim_kv_free_blocks(kv[0], to)) n = infsim_kv_free_blocks(kv[0], to);
-      for (int m = 0; m < 2; m++) assert_int_equal(infsim_kv_move_tail(kv[m], r, owner, to, n), n);
+      lend_newest(kv, r, owner, (owner + 1) % INST);
     } else if (op == 6) { /* a read: ids given now, the same in both */
-      int64_t n0 = 0, n1 = 0;
-      const int64_t *t0 = infsim_kv_table(kv[0], r, &n0);
-      int64_t *copy = malloc((size_t)(n0 > 0 ? n0 : 1) * sizeof *copy);
-      assert_non_null(copy);
-      if (n0 > 0) memcpy(copy, t0, (size_t)n0 * sizeof *copy);
-      const int64_t *t1 = infsim_kv_table(kv[1], r, &n1);
-      assert_int_equal(n0, n1);
-      assert_memory_equal(copy, t1, (size_t)n0 * sizeof *copy);
-      free(copy);
+      same_ids(kv, r);
       reads++;
     }
     for (int32_t i = 0; i < INST; i++) {
