@@ -325,8 +325,17 @@ static void memo_build(const infsim_sim *s, const infsim_batch *b, sim_exec_inst
     m->kinds[j] = kind;
     m->writes[j] = (double)h->write_tokens * kv_bytes_per_token_layer;
     m->nominal[j] = bw;
-    m->dec[j] = (infsim_distattn_holder){.requests = h->decode_requests, .context_tokens = h->decode_context_tokens,
-                                         .bytes_per_s = bw, .back_bytes_per_s = bw, .latency_ns = lat, .kind = kind};
+    /* field by field: a compound literal is zeroed first (rep stos) */
+    infsim_distattn_holder *d = &m->dec[j];
+    d->requests = h->decode_requests;
+    d->context_tokens = h->decode_context_tokens;
+    d->bytes_per_s = d->back_bytes_per_s = bw;
+    d->latency_ns = lat;
+    d->write_bytes = 0;
+    d->kind = kind;
+    d->via = 0; /* reached directly */
+    d->relay_queries = d->hop_latency_ns = 0;
+    d->hop_bytes_per_s = d->hop_back_bytes_per_s = 0;
     m->ma[j] = h->decode_requests > 0 ? c->decode_attn_layer_ns(c->self, h->decode_requests, h->decode_context_tokens)
                                       : 0.0;
     m->prefill |= h->prefill_tokens > 0;
@@ -392,7 +401,7 @@ static void check_unwritten_nominal(const sim_da_memo *m, const sim_exec_instanc
  * for batch b: the memo kept, or rebuilt keeping its decode parts. */
 static void check_memo_as_built(const infsim_sim *s, const infsim_batch *b, sim_exec_instance *x,
                                 const sim_da_memo *m, int32_t count) {
-  sim_da_memo *fresh = malloc(sizeof *fresh);
+  sim_da_memo *fresh = aligned_alloc(_Alignof(sim_da_memo), sizeof *fresh);
   if (fresh == NULL) return;
   memo_build(s, b, x, fresh, count, false);
   assert(fresh->k == m->k && fresh->routes == m->routes && fresh->n == m->n && fresh->prefill == m->prefill &&
@@ -423,9 +432,9 @@ static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exe
                              double extra) {
   const infsim_batch_agg *a = &b->agg;
   sim_da_memo *m = x->memo;
-  if (m == NULL && (m = x->memo = malloc(sizeof *m)) != NULL) m->holder_count = -1;
+  if (m == NULL && (m = x->memo = aligned_alloc(_Alignof(sim_da_memo), sizeof *m)) != NULL) m->holder_count = -1;
   sim_da_memo *scratch = NULL; /* out of memory for a memo: a batch's own, freed below */
-  if (m == NULL && (m = scratch = malloc(sizeof *m)) != NULL) m->holder_count = -1;
+  if (m == NULL && (m = scratch = aligned_alloc(_Alignof(sim_da_memo), sizeof *m)) != NULL) m->holder_count = -1;
   if (m == NULL) abort(); /* as the KV manager's accessors: pricing cannot fail */
   int32_t count = b->holder_count < INFSIM_KV_MAX_HOLDINGS ? b->holder_count : INFSIM_KV_MAX_HOLDINGS;
   /* The prompt tokens count only where a holder takes a chunk's queries
@@ -515,13 +524,17 @@ static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exe
   infsim_distattn_holder pre[INFSIM_KV_MAX_HOLDINGS];
   /* The prompt chunk's holders: only for a batch with a chunk. */
   for (int j = 0; j < m->k && chunk; j++) {
+    /* the decode holder's route (rates, latency) and no relay (memo_build
+     * sets no relay field), with the chunk's parts: a copy and four
+     * stores, where a compound literal is zeroed first (rep stos) */
     const infsim_batch_holder *h = &b->holders[j];
-    pre[j] = (infsim_distattn_holder){.requests = h->prefill_tokens, .context_tokens = h->prefill_context_tokens,
-                                      .bytes_per_s = m->dec[j].bytes_per_s,
-                                      .back_bytes_per_s = m->dec[j].back_bytes_per_s,
-                                      .latency_ns = m->dec[j].latency_ns, .write_bytes = (int64_t)m->writes[j],
-                                      .kind = m->kinds[j] == INFSIM_HOLDER_GPU ? INFSIM_HOLDER_GPU
-                                                                               : INFSIM_HOLDER_HOST_FETCH};
+    assert(m->dec[j].via == 0 && m->dec[j].relay_queries == 0 && m->dec[j].hop_bytes_per_s == 0 &&
+           m->dec[j].hop_back_bytes_per_s == 0 && m->dec[j].hop_latency_ns == 0);
+    pre[j] = m->dec[j];
+    pre[j].requests = h->prefill_tokens;
+    pre[j].context_tokens = h->prefill_context_tokens;
+    pre[j].write_bytes = (int64_t)m->writes[j];
+    pre[j].kind = m->kinds[j] == INFSIM_HOLDER_GPU ? INFSIM_HOLDER_GPU : INFSIM_HOLDER_HOST_FETCH;
   }
   extra = priced_layers(s, b, x, now_ns, &s->c.distattn, m->dec, pre, m->k, chunk, m->ma, m != scratch ? m : NULL,
                         extra);
@@ -1007,7 +1020,17 @@ static infsim_status exec_submit(void *self, const infsim_batch *b, int64_t now_
   sim_exec_instance *x = &s->exec[b->instance];
   x->da_prompt_pending = false; /* a prompt batch that never ended (its instance lost) carried nothing */
   /* none left: a run ends before the next (the call only when it has flows) */
-  infsim_status st = x->da_flows > 0 ? sim_executor_run_ended(s, b->instance, err) : INFSIM_OK;
+  infsim_status st = INFSIM_OK;
+  if (x->da_flows > 0) {
+    /* The run had holders, and the next batch mostly has them too: its
+     * pricing reads the owner's memo first (direct_step_ns), which the
+     * owner's last batch with holders left milliseconds ago, so beyond
+     * the L1 and L2 caches. Its scalars and first holders, on its first
+     * three lines, are asked for before the run's flows are taken off. */
+    if (b->holder_count > 0 && x->memo != NULL)
+      for (int line = 0; line < 3; line++) __builtin_prefetch((const char *)x->memo + 64 * line);
+    st = sim_executor_run_ended(s, b->instance, err);
+  }
   if (st != INFSIM_OK) return st;
   x->da_floor_ns = 0.0;
   int64_t lead = add_time(infsim_cost_transfer_ns(b->swap_out_bytes, s->c.pcie_bytes_per_s, 0),
