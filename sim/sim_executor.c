@@ -535,6 +535,23 @@ static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exe
     pre[j].context_tokens = h->prefill_context_tokens;
     pre[j].write_bytes = (int64_t)m->writes[j];
     pre[j].kind = m->kinds[j] == INFSIM_HOLDER_GPU ? INFSIM_HOLDER_GPU : INFSIM_HOLDER_HOST_FETCH;
+#ifdef INFSIM_CHECK_INVARIANTS
+    {
+      /* as the batch's entry and its route give it, with the probe's rates */
+      double bw = 0;
+      int64_t lat = 0;
+      sim_transport_route(s, b->instance, h->holder, &bw, &lat);
+      double kv_bytes_per_token_layer = 2.0 * (double)s->cost.model.kv_heads * (double)s->cost.model.head_dim *
+                                        (double)s->cost.model.dtype_bytes;
+      bool fetch = h->holder >= s->n_instances && s->c.distattn.host_kind != INFSIM_HOLDER_GPU;
+      infsim_distattn_holder want = {.requests = h->prefill_tokens, .context_tokens = h->prefill_context_tokens,
+                                     .bytes_per_s = m->dec[j].bytes_per_s,
+                                     .back_bytes_per_s = m->dec[j].back_bytes_per_s, .latency_ns = lat,
+                                     .write_bytes = (int64_t)((double)h->write_tokens * kv_bytes_per_token_layer),
+                                     .kind = fetch ? INFSIM_HOLDER_HOST_FETCH : INFSIM_HOLDER_GPU};
+      assert(memcmp(&want, &pre[j], sizeof want) == 0);
+    }
+#endif
   }
   extra = priced_layers(s, b, x, now_ns, &s->c.distattn, m->dec, pre, m->k, chunk, m->ma, m != scratch ? m : NULL,
                         extra);
