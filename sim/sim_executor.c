@@ -814,10 +814,24 @@ static void account_prompt(infsim_sim *s, sim_exec_instance *x) {
     }
 }
 
+/* A batch with holders has ended, and the owner's next batch mostly has
+ * them too: its pricing reads the owner's memo first (direct_step_ns),
+ * which this batch's pricing left milliseconds ago, so beyond the L1 and
+ * L2 caches. Its scalars and first holders, on its first three lines,
+ * are asked for now, while the scheduler forms that batch. */
+static void prefetch_memo(const sim_exec_instance *x) {
+  if (x->memo != NULL)
+    for (int line = 0; line < 3; line++) __builtin_prefetch((const char *)x->memo + 64 * line);
+}
+
 infsim_status sim_executor_run_ended(infsim_sim *s, int32_t instance, infsim_error *err) {
   sim_exec_instance *x = &s->exec[instance];
-  if (x->da_prompt_pending) account_prompt(s, x);
+  if (x->da_prompt_pending) {
+    prefetch_memo(x);
+    account_prompt(s, x);
+  }
   if (x->da_flows == 0) return INFSIM_OK;
+  prefetch_memo(x);
   infsim_network_remove_steady_set(s->net, x->da_flow, x->da_flows, s->now_ns);
   x->da_flows = 0;
   return sim_transport_reschedule(s, err);
@@ -1037,17 +1051,7 @@ static infsim_status exec_submit(void *self, const infsim_batch *b, int64_t now_
   sim_exec_instance *x = &s->exec[b->instance];
   x->da_prompt_pending = false; /* a prompt batch that never ended (its instance lost) carried nothing */
   /* none left: a run ends before the next (the call only when it has flows) */
-  infsim_status st = INFSIM_OK;
-  if (x->da_flows > 0) {
-    /* The run had holders, and the next batch mostly has them too: its
-     * pricing reads the owner's memo first (direct_step_ns), which the
-     * owner's last batch with holders left milliseconds ago, so beyond
-     * the L1 and L2 caches. Its scalars and first holders, on its first
-     * three lines, are asked for before the run's flows are taken off. */
-    if (b->holder_count > 0 && x->memo != NULL)
-      for (int line = 0; line < 3; line++) __builtin_prefetch((const char *)x->memo + 64 * line);
-    st = sim_executor_run_ended(s, b->instance, err);
-  }
+  infsim_status st = x->da_flows > 0 ? sim_executor_run_ended(s, b->instance, err) : INFSIM_OK;
   if (st != INFSIM_OK) return st;
   x->da_floor_ns = 0.0;
   int64_t lead = add_time(infsim_cost_transfer_ns(b->swap_out_bytes, s->c.pcie_bytes_per_s, 0),
