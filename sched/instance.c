@@ -814,10 +814,8 @@ static void add_remote_totals(infsim_batch *b, int64_t remote, int64_t holders) 
 }
 
 static bool remote_memo_reserve(remote_memo *m, int32_t holders, int32_t requests) {
-  void **const per_request[] = {(void **)&m->remote_tokens, (void **)&m->partials};
-  const size_t per_request_bytes[] = {sizeof *m->remote_tokens, sizeof *m->partials};
   return infsim_grow((void **)&m->holders, &m->holder_capacity, (size_t)holders, sizeof *m->holders, 8) &&
-         infsim_grow_each(&m->request_capacity, (size_t)requests, 16, 2, per_request, per_request_bytes);
+         infsim_grow((void **)&m->per_request, &m->request_capacity, (size_t)requests, sizeof *m->per_request, 16);
 }
 
 /* A decode run with no prompt chunk whose split requests' holdings and
@@ -841,7 +839,8 @@ static infsim_status add_remote_memo(infsim_sched *s, const remote_memo *m, infs
     if (e == NULL) return INFSIM_ENOMEM;
     *e = m->holders[i];
   }
-  for (int32_t k = 0; k < m->requests; k++) add_remote_totals(b, m->remote_tokens[k], m->partials[k]);
+  for (int32_t k = 0; k < m->requests; k++)
+    add_remote_totals(b, m->per_request[k].remote_tokens, m->per_request[k].partials);
   return INFSIM_OK;
 }
 
@@ -866,13 +865,11 @@ static infsim_status add_remote(infsim_sched *s, instance *in, bool decode, infs
    * it would have been used: the two must be the same (below). */
   infsim_batch_agg agg0 = b->agg;
   bool was_valid = memo && m->valid && m->kv_gen == kv_gen && m->decode_gen == in->decode_gen;
-  remote_memo m_before = *m; /* its holders stay as they are until the end; its per-request lists are copied */
+  remote_memo m_before = *m; /* its holders stay as they are until the end; its per-request list is copied */
   m_before.valid = false;
-  m_before.remote_tokens = malloc((size_t)(m->requests > 0 ? m->requests : 1) * sizeof *m_before.remote_tokens);
-  m_before.partials = malloc((size_t)(m->requests > 0 ? m->requests : 1) * sizeof *m_before.partials);
-  if (was_valid && m_before.remote_tokens != NULL && m_before.partials != NULL) {
-    if (m->requests > 0) memcpy(m_before.remote_tokens, m->remote_tokens, (size_t)m->requests * sizeof *m->remote_tokens);
-    if (m->requests > 0) memcpy(m_before.partials, m->partials, (size_t)m->requests * sizeof *m->partials);
+  m_before.per_request = malloc((size_t)(m->requests > 0 ? m->requests : 1) * sizeof *m_before.per_request);
+  if (was_valid && m_before.per_request != NULL) {
+    if (m->requests > 0) memcpy(m_before.per_request, m->per_request, (size_t)m->requests * sizeof *m->per_request);
     m_before.valid = true;
   }
 #endif
@@ -901,8 +898,7 @@ static infsim_status add_remote(infsim_sched *s, instance *in, bool decode, infs
         holders++;
       }
       if (memo && remote_memo_reserve(m, 0, m->requests + 1)) {
-        m->remote_tokens[m->requests] = remote_tokens;
-        m->partials[m->requests++] = holders;
+        m->per_request[m->requests++] = (remote_request){remote_tokens, holders};
       } else {
         memo = false;
       }
@@ -937,8 +933,7 @@ static infsim_status add_remote(infsim_sched *s, instance *in, bool decode, infs
       free(kept);
     }
   }
-  free(m_before.remote_tokens);
-  free(m_before.partials);
+  free(m_before.per_request);
 #endif
   if (!memo || !remote_memo_reserve(m, b->holder_count, 0)) return INFSIM_OK;
   if (b->holder_count > 0) memcpy(m->holders, b->holders, (size_t)b->holder_count * sizeof *m->holders);
@@ -1142,8 +1137,7 @@ void instance_free(const infsim_sched *s, instance *in) {
   free(in->memo.holder);
   free(in->memo.tokens);
   free(in->remote.holders);
-  free(in->remote.remote_tokens);
-  free(in->remote.partials);
+  free(in->remote.per_request);
   step_heap_free(&in->finishes);
   decode_max_free(in);
   if (in->phases != NULL)

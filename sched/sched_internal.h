@@ -70,13 +70,19 @@ typedef struct {
  * decoding split request its remote tokens and holders, in order, to
  * replay the batch's totals (clipped as add_remote clips them). */
 typedef struct {
+  int64_t remote_tokens; /* unclipped */
+  int64_t partials;
+} remote_request;
+
+typedef struct {
   bool valid;
   uint64_t kv_gen, decode_gen;
   infsim_batch_holder *holders;
   int32_t holder_count;
   size_t holder_capacity;
-  int64_t *remote_tokens; /* unclipped */
-  int64_t *partials;
+  /* one array of pairs, not two: a replay reads one line fewer, from a
+   * memo last read at the instance's previous batch (a miss) */
+  remote_request *per_request;
   int32_t requests;
   size_t request_capacity;
 } remote_memo;

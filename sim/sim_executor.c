@@ -325,8 +325,17 @@ static void memo_build(const infsim_sim *s, const infsim_batch *b, sim_exec_inst
     m->kinds[j] = kind;
     m->writes[j] = (double)h->write_tokens * kv_bytes_per_token_layer;
     m->nominal[j] = bw;
-    m->dec[j] = (infsim_distattn_holder){.requests = h->decode_requests, .context_tokens = h->decode_context_tokens,
-                                         .bytes_per_s = bw, .back_bytes_per_s = bw, .latency_ns = lat, .kind = kind};
+    /* field by field: a compound literal is zeroed first (rep stos) */
+    infsim_distattn_holder *d = &m->dec[j];
+    d->requests = h->decode_requests;
+    d->context_tokens = h->decode_context_tokens;
+    d->bytes_per_s = d->back_bytes_per_s = bw;
+    d->latency_ns = lat;
+    d->write_bytes = 0;
+    d->kind = kind;
+    d->via = 0; /* reached directly */
+    d->relay_queries = d->hop_latency_ns = 0;
+    d->hop_bytes_per_s = d->hop_back_bytes_per_s = 0;
     m->ma[j] = h->decode_requests > 0 ? c->decode_attn_layer_ns(c->self, h->decode_requests, h->decode_context_tokens)
                                       : 0.0;
     m->prefill |= h->prefill_tokens > 0;
@@ -392,7 +401,7 @@ static void check_unwritten_nominal(const sim_da_memo *m, const sim_exec_instanc
  * for batch b: the memo kept, or rebuilt keeping its decode parts. */
 static void check_memo_as_built(const infsim_sim *s, const infsim_batch *b, sim_exec_instance *x,
                                 const sim_da_memo *m, int32_t count) {
-  sim_da_memo *fresh = malloc(sizeof *fresh);
+  sim_da_memo *fresh = aligned_alloc(_Alignof(sim_da_memo), sizeof *fresh);
   if (fresh == NULL) return;
   memo_build(s, b, x, fresh, count, false);
   assert(fresh->k == m->k && fresh->routes == m->routes && fresh->n == m->n && fresh->prefill == m->prefill &&
@@ -423,9 +432,9 @@ static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exe
                              double extra) {
   const infsim_batch_agg *a = &b->agg;
   sim_da_memo *m = x->memo;
-  if (m == NULL && (m = x->memo = malloc(sizeof *m)) != NULL) m->holder_count = -1;
+  if (m == NULL && (m = x->memo = aligned_alloc(_Alignof(sim_da_memo), sizeof *m)) != NULL) m->holder_count = -1;
   sim_da_memo *scratch = NULL; /* out of memory for a memo: a batch's own, freed below */
-  if (m == NULL && (m = scratch = malloc(sizeof *m)) != NULL) m->holder_count = -1;
+  if (m == NULL && (m = scratch = aligned_alloc(_Alignof(sim_da_memo), sizeof *m)) != NULL) m->holder_count = -1;
   if (m == NULL) abort(); /* as the KV manager's accessors: pricing cannot fail */
   int32_t count = b->holder_count < INFSIM_KV_MAX_HOLDINGS ? b->holder_count : INFSIM_KV_MAX_HOLDINGS;
   /* The prompt tokens count only where a holder takes a chunk's queries
@@ -515,13 +524,34 @@ static double direct_step_ns(const infsim_sim *s, const infsim_batch *b, sim_exe
   infsim_distattn_holder pre[INFSIM_KV_MAX_HOLDINGS];
   /* The prompt chunk's holders: only for a batch with a chunk. */
   for (int j = 0; j < m->k && chunk; j++) {
+    /* the decode holder's route (rates, latency) and no relay (memo_build
+     * sets no relay field), with the chunk's parts: a copy and four
+     * stores, where a compound literal is zeroed first (rep stos) */
     const infsim_batch_holder *h = &b->holders[j];
-    pre[j] = (infsim_distattn_holder){.requests = h->prefill_tokens, .context_tokens = h->prefill_context_tokens,
-                                      .bytes_per_s = m->dec[j].bytes_per_s,
-                                      .back_bytes_per_s = m->dec[j].back_bytes_per_s,
-                                      .latency_ns = m->dec[j].latency_ns, .write_bytes = (int64_t)m->writes[j],
-                                      .kind = m->kinds[j] == INFSIM_HOLDER_GPU ? INFSIM_HOLDER_GPU
-                                                                               : INFSIM_HOLDER_HOST_FETCH};
+    assert(m->dec[j].via == 0 && m->dec[j].relay_queries == 0 && m->dec[j].hop_bytes_per_s == 0 &&
+           m->dec[j].hop_back_bytes_per_s == 0 && m->dec[j].hop_latency_ns == 0);
+    pre[j] = m->dec[j];
+    pre[j].requests = h->prefill_tokens;
+    pre[j].context_tokens = h->prefill_context_tokens;
+    pre[j].write_bytes = (int64_t)m->writes[j];
+    pre[j].kind = m->kinds[j] == INFSIM_HOLDER_GPU ? INFSIM_HOLDER_GPU : INFSIM_HOLDER_HOST_FETCH;
+#ifdef INFSIM_CHECK_INVARIANTS
+    {
+      /* as the batch's entry and its route give it, with the probe's rates */
+      double bw = 0;
+      int64_t lat = 0;
+      sim_transport_route(s, b->instance, h->holder, &bw, &lat);
+      double kv_bytes_per_token_layer = 2.0 * (double)s->cost.model.kv_heads * (double)s->cost.model.head_dim *
+                                        (double)s->cost.model.dtype_bytes;
+      bool fetch = h->holder >= s->n_instances && s->c.distattn.host_kind != INFSIM_HOLDER_GPU;
+      infsim_distattn_holder want = {.requests = h->prefill_tokens, .context_tokens = h->prefill_context_tokens,
+                                     .bytes_per_s = m->dec[j].bytes_per_s,
+                                     .back_bytes_per_s = m->dec[j].back_bytes_per_s, .latency_ns = lat,
+                                     .write_bytes = (int64_t)((double)h->write_tokens * kv_bytes_per_token_layer),
+                                     .kind = fetch ? INFSIM_HOLDER_HOST_FETCH : INFSIM_HOLDER_GPU};
+      assert(memcmp(&want, &pre[j], sizeof want) == 0);
+    }
+#endif
   }
   extra = priced_layers(s, b, x, now_ns, &s->c.distattn, m->dec, pre, m->k, chunk, m->ma, m != scratch ? m : NULL,
                         extra);
@@ -784,10 +814,24 @@ static void account_prompt(infsim_sim *s, sim_exec_instance *x) {
     }
 }
 
+/* A batch with holders has ended, and the owner's next batch mostly has
+ * them too: its pricing reads the owner's memo first (direct_step_ns),
+ * which this batch's pricing left milliseconds ago, so beyond the L1 and
+ * L2 caches. Its scalars and first holders, on its first three lines,
+ * are asked for now, while the scheduler forms that batch. */
+static void prefetch_memo(const sim_exec_instance *x) {
+  if (x->memo != NULL)
+    for (int line = 0; line < 3; line++) __builtin_prefetch((const char *)x->memo + 64 * line);
+}
+
 infsim_status sim_executor_run_ended(infsim_sim *s, int32_t instance, infsim_error *err) {
   sim_exec_instance *x = &s->exec[instance];
-  if (x->da_prompt_pending) account_prompt(s, x);
+  if (x->da_prompt_pending) {
+    prefetch_memo(x);
+    account_prompt(s, x);
+  }
   if (x->da_flows == 0) return INFSIM_OK;
+  prefetch_memo(x);
   infsim_network_remove_steady_set(s->net, x->da_flow, x->da_flows, s->now_ns);
   x->da_flows = 0;
   return sim_transport_reschedule(s, err);

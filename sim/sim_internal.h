@@ -32,24 +32,35 @@ enum { SIM_RUN_FIXED_SIZES = 512 };
  * has remote decodes and its prompt tokens, so an owner keeps it for its
  * next batches (its split requests' remote KV does not grow). */
 typedef struct {
-  int32_t holder_count; /* the key; -1: nothing kept */
+  /* What pricing from a kept memo reads besides its holders, first and
+   * together (the memo is some 20 KB, and an owner's batches with holders
+   * come milliseconds apart: each line it reads is a miss; laid out field
+   * by field, a kept memo's pricing read a dozen lines). */
+  _Alignas(64) int32_t holder_count; /* the key; -1: nothing kept */
   bool remote;
+  bool prefill, host_ma;
+  bool in_exec;    /* its routes' ends and bytes are the instance's da_from, da_holder, da_*_bytes now */
+  bool part_valid; /* part holds the decode holders' part of its last pricing (below) */
+  int k;      /* holders */
+  int routes; /* one per holder with traffic */
+  int n;      /* the probe's entries */
   int64_t prefill_tokens;
+  uint64_t paths_id; /* names its entries' paths for the probe (infsim_network_probe_keyed_id) */
+  /* The decode holders' part of its last pricing (part_valid: dec's rates
+   * and the CPU attention rate part_cpu_bytes_per_s are still those) */
+  double part_cpu_bytes_per_s;
+  infsim_distattn_holders_part part;
   infsim_batch_holder holders[INFSIM_KV_MAX_HOLDINGS];
   /* per holder j < k */
-  int k;
-  bool prefill, host_ma;
   int32_t kinds[INFSIM_KV_MAX_HOLDINGS];
   double writes[INFSIM_KV_MAX_HOLDINGS];  /* KV written, bytes a layer */
   double nominal[INFSIM_KV_MAX_HOLDINGS]; /* its route's nominal rate */
   double ma[INFSIM_KV_MAX_HOLDINGS];      /* its decodes' micro-attention on a GPU, one layer (0: none) */
   infsim_distattn_holder dec[INFSIM_KV_MAX_HOLDINGS]; /* the decode holders (rates: the last probe's) */
-  /* per route r < routes (one per holder with traffic) */
-  int routes;
+  /* per route r < routes */
   int32_t route_to[INFSIM_KV_MAX_HOLDINGS], route_of[INFSIM_KV_MAX_HOLDINGS]; /* its holder: pool, index j */
   double out_bytes[INFSIM_KV_MAX_HOLDINGS], back_bytes[INFSIM_KV_MAX_HOLDINGS]; /* a step, all layers */
   /* the probe's entries i < n: route, direction (0: to the holder), holder index, path */
-  int n;
   int route[2 * INFSIM_KV_MAX_HOLDINGS], dir[2 * INFSIM_KV_MAX_HOLDINGS], entry_holder[2 * INFSIM_KV_MAX_HOLDINGS];
   int lens[2 * INFSIM_KV_MAX_HOLDINGS];
   int32_t paths[2 * INFSIM_KV_MAX_HOLDINGS][INFSIM_NET_MAX_PATH];
@@ -57,14 +68,8 @@ typedef struct {
    * (da_out_rate or da_back_rate) and its holder's (dec) */
   double *route_rate[2 * INFSIM_KV_MAX_HOLDINGS], *holder_rate[2 * INFSIM_KV_MAX_HOLDINGS];
   double entry_bytes[2 * INFSIM_KV_MAX_HOLDINGS]; /* its route's bytes that way, a step, all layers (> 0) */
-  bool in_exec; /* its routes' ends and bytes are the instance's da_from, da_holder, da_*_bytes now */
-  /* The decode holders' part of its last pricing (part_valid: dec's rates
-   * and the CPU attention rate part_cpu_bytes_per_s are still those) */
-  bool part_valid;
-  double part_cpu_bytes_per_s;
-  infsim_distattn_holders_part part;
-  uint64_t paths_id; /* names its entries' paths for the probe (infsim_network_probe_keyed_id) */
 } sim_da_memo;
+_Static_assert(offsetof(sim_da_memo, holders) <= 128, "sim_da_memo: a kept memo's scalars stay on its first two cache lines");
 
 /* The simulated executor's view of one instance's batch in flight. The
  * fields every batch reads or writes come first, in the order a batch's
