@@ -162,10 +162,8 @@ infsim_status join_decode(infsim_sched *s, instance *in, int32_t req, int64_t kv
   if (in->decode_n > in->phase_peak) in->phase_peak = (int32_t)in->decode_n; /* every decoding request is in a set */
   phase_set *set = &in->phases[phase];
   phase_member m = {boundary, req, grow_until(s, req, boundary, finish_step), false};
-  m.regular = m.grows && (set->regular == 0 || boundary == set->next); /* as try_regular */
-  if ((st = phase_set_add(set, m, err)) != INFSIM_OK) return st;
-  if (m.regular && set->regular++ == 0) set->next = boundary;
-  return INFSIM_OK;
+  try_regular(set, &m); /* counted before it is in the set: a failure to add it ends the run */
+  return phase_set_add(set, m, err);
 }
 
 /* leave_decode for a request whose finish event has just been popped:
@@ -1259,15 +1257,12 @@ void instance_check(const infsim_sched *s, const instance *in) {
       /* the next boundary is the step its blocks fill, kept in its phase's set */
       int64_t next = boundary_of(s, r, q);
       const phase_set *set = &in->phases[next & (phase_count(s) - 1)];
-      int32_t k = 0;
-      while (k < set->count && set->items[k].req != q) k++;
-      assert(k < set->count && member_boundary(set, &set->items[k]) == next && set == phase_of(s, in, r));
+      const phase_member *e = phase_set_find(set, q);
+      assert(member_boundary(set, e) == next && set == phase_of(s, in, r));
       /* a table that grows by itself next grows at the set's boundary */
-      assert(set->items[k].grows ? infsim_kv_grow_next(s->kv, q) == next
-                                 : infsim_kv_grow_next(s->kv, q) == INT64_MAX);
-      assert(!set->items[k].regular || set->items[k].grows);
-      (void)next;
-      (void)set;
+      assert(e->grows ? infsim_kv_grow_next(s->kv, q) == next : infsim_kv_grow_next(s->kv, q) == INT64_MAX);
+      assert(!e->regular || e->grows);
+      (void)e;
     }
   }
   for (int32_t i = 0; i < in->stalled.count; i++) {

@@ -1540,7 +1540,7 @@ void infsim_kv_check(const infsim_kv *kv) {
     for (int64_t r = 0; r <= kv->mask; r++) {
       const kv_table *t = &kv->tables[r];
       if (t->owner < 0 || t->owner >= kv->instances) continue;
-      own[2 * t->owner] += t->count + grown(kv, t) - t->foreign;
+      own[2 * t->owner] += blocks_of(kv, t) - t->foreign;
       own[2 * t->owner + 1] += t->pending + grown(kv, t);
     }
     for (int32_t i = 0; i < kv->instances; i++)

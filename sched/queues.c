@@ -64,6 +64,18 @@ static int step_event_before(const step_event *a, const step_event *b) {
   return a->req < b->req;
 }
 
+/* ev goes into the hole at i, rising past the parents it comes before
+ * (a push's new item; a pop's last one, from the leaf its hole reached). */
+static inline void sift_up(step_heap *h, int32_t i, step_event ev) {
+  while (i > 0) {
+    int32_t parent = (i - 1) / 2;
+    if (!step_event_before(&ev, &h->items[parent])) break;
+    h->items[i] = h->items[parent];
+    i = parent;
+  }
+  h->items[i] = ev;
+}
+
 infsim_status step_heap_push(step_heap *h, step_event ev, infsim_error *err) {
   if (h->count == h->capacity) {
     int32_t cap = h->capacity ? 2 * h->capacity : 64;
@@ -74,13 +86,7 @@ infsim_status step_heap_push(step_heap *h, step_event ev, infsim_error *err) {
   }
   int32_t i = h->count++;
   if (h->count > h->peak) h->peak = h->count;
-  while (i > 0) {
-    int32_t parent = (i - 1) / 2;
-    if (!step_event_before(&ev, &h->items[parent])) break;
-    h->items[i] = h->items[parent];
-    i = parent;
-  }
-  h->items[i] = ev;
+  sift_up(h, i, ev);
   return INFSIM_OK;
 }
 
@@ -98,13 +104,7 @@ void step_heap_pop(step_heap *h) {
     h->items[i] = h->items[child];
     i = child;
   }
-  while (i > 0) {
-    int32_t parent = (i - 1) / 2;
-    if (!step_event_before(&last, &h->items[parent])) break;
-    h->items[i] = h->items[parent];
-    i = parent;
-  }
-  h->items[i] = last;
+  sift_up(h, i, last);
 }
 
 void step_heap_free(step_heap *h) {
