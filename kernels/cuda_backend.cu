@@ -52,8 +52,8 @@ static infsim_status cu_open_into(ik_cuda *c, infsim_error *err) {
     IK_CUDA(cudaEventCreateWithFlags(&c->staged_d2h[i], cudaEventDisableTiming));
     IK_CUDA(cudaEventCreateWithFlags(&c->staged_h2d[i], cudaEventDisableTiming));
   }
-  if (cublasLtCreate(&c->lt) != CUBLAS_STATUS_SUCCESS)
-    return infsim_fail(err, INFSIM_ERUN, "kernels: cuda: cublasLtCreate failed");
+  infsim_status st = ik_lt_open(c, err);
+  if (st != INFSIM_OK) return st;
   c->lt_ws_bytes = 32 << 20; /* cuBLAS's own recommendation for Hopper */
   IK_CUDA(cudaMalloc(&c->lt_ws, (size_t)c->lt_ws_bytes));
   return INFSIM_OK;
@@ -77,7 +77,7 @@ static void cu_close(void *self) {
   if (!c) return;
   cudaStreamSynchronize(c->stream);
   ik_cuda_gemm_release(c);
-  if (c->lt) cublasLtDestroy(c->lt);
+  ik_lt_close(c);
   cudaFree(c->lt_ws);
   cudaFree(c->ws);
   cudaFree(c->flush_buf);

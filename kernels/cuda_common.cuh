@@ -23,6 +23,27 @@
 
 #define IK_LAUNCHED() IK_CUDA(cudaGetLastError())
 
+/* The cuBLASLt entry points the GEMMs use, from the library the backend
+ * opens (ik_lt_open, dlopen): linked in, cuBLASLt's initializers ran at
+ * the start of every program with the kernels, the simulator's CLI among
+ * them, whatever it did (about 55 ms of CPU a start on the dev VM, most
+ * of it the kernel clearing pages), for the GEMMs alone. */
+typedef struct {
+  void *lib;
+  decltype(&cublasLtCreate) create;
+  decltype(&cublasLtDestroy) destroy;
+  decltype(&cublasLtMatmul) matmul;
+  decltype(&cublasLtMatmulAlgoGetHeuristic) heuristic;
+  decltype(&cublasLtMatmulDescCreate) desc_create;
+  decltype(&cublasLtMatmulDescDestroy) desc_destroy;
+  decltype(&cublasLtMatmulDescSetAttribute) desc_set;
+  decltype(&cublasLtMatmulPreferenceCreate) pref_create;
+  decltype(&cublasLtMatmulPreferenceDestroy) pref_destroy;
+  decltype(&cublasLtMatmulPreferenceSetAttribute) pref_set;
+  decltype(&cublasLtMatrixLayoutCreate) layout_create;
+  decltype(&cublasLtMatrixLayoutDestroy) layout_destroy;
+} ik_lt_api;
+
 /* One cached cuBLASLt plan per GEMM shape (heuristic queried once). */
 typedef struct {
   int64_t m, n, k;
@@ -49,6 +70,7 @@ typedef struct {
   int64_t ws_bytes;
   void *flush_buf;
   int64_t flush_bytes;
+  ik_lt_api lt_api;
   cublasLtHandle_t lt;
   void *lt_ws;
   int64_t lt_ws_bytes;
@@ -77,6 +99,11 @@ infsim_status ik_cuda_prefill(void *self, const infsim_prefill_args *a, infsim_e
 infsim_status ik_cuda_gemm(void *self, const infsim_gemm_args *a, infsim_error *err);
 infsim_status ik_cuda_norm_rope(void *self, const infsim_norm_rope_args *a, infsim_error *err);
 void ik_cuda_gemm_release(ik_cuda *c);
+/* Opens cuBLASLt into c->lt_api and creates c->lt; INFSIM_ERUN naming
+ * the library when it cannot be loaded. ik_lt_close undoes it (either
+ * part may be missing). */
+infsim_status ik_lt_open(ik_cuda *c, infsim_error *err);
+void ik_lt_close(ik_cuda *c);
 #ifdef __cplusplus
 }
 #endif

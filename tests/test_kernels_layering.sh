@@ -6,8 +6,9 @@
 # back into the public API (infsim_kernels_*, infsim_kdtype_bytes, ...), and
 # only core.c may name a backend table. Checked on the built static library
 # with nm: every member's undefined symbols. infsim_fail (status.h, the base
-# library) is the one public symbol a backend may use. Exit 77 when nm or the
-# library is missing.
+# library) is the one public symbol a backend may use. And the CLI does not
+# load cuBLAS at start-up (readelf). Exit 77 when nm or the library is
+# missing.
 set -u
 : "${INFSIM:?INFSIM must name the infsim binary}"
 command -v nm >/dev/null 2>&1 || { echo "nm not installed: skipped"; exit 77; }
@@ -41,6 +42,15 @@ done <<< "$undef"
 core_ik=$(echo "$undef" | awk '$1 == "core.c.o" && $2 ~ /^ik_/ { print $2 }' | sort -u | tr '\n' ' ')
 [ "$core_ik" = "ik_cpu_backend ik_cuda_backend ik_cuda_usable " ] ||
   fail "core.c.o reaches backends through [$core_ik], expected exactly the tables"
+
+# The CLI starts without cuBLAS: the CUDA backend opens cuBLASLt when it
+# opens (kernels/gemm.cu); linked, its initializers ran at every start,
+# whatever the command (about 55 ms of CPU on the dev VM).
+if command -v readelf >/dev/null 2>&1; then
+  needed=$(readelf -d "$INFSIM" 2>/dev/null | awk '/NEEDED/ { print $NF }' | tr -d '[]')
+  [ -n "$needed" ] || fail "readelf listed nothing $INFSIM needs (cannot check)"
+  echo "$needed" | grep -q '^libcublas' && fail "$INFSIM needs $(echo "$needed" | grep '^libcublas' | tr '\n' ' ')at start-up"
+fi
 
 [ "$failures" -eq 0 ] && echo "kernel library layering: ok"
 exit $((failures > 0))
