@@ -27,21 +27,28 @@
  * opens (ik_lt_open, dlopen): linked in, cuBLASLt's initializers ran at
  * the start of every program with the kernels, the simulator's CLI among
  * them, whatever it did (about 55 ms of CPU a start on the dev VM, most
- * of it the kernel clearing pages), for the GEMMs alone. */
+ * of it the kernel clearing pages), for the GEMMs alone. Each is listed
+ * once, as (field, function): the field's type and the name looked up
+ * both come from the function's one token, so neither can drift. */
+#define IK_LT_FUNCTIONS(X)                                  \
+  X(create, cublasLtCreate)                                 \
+  X(destroy, cublasLtDestroy)                               \
+  X(matmul, cublasLtMatmul)                                 \
+  X(heuristic, cublasLtMatmulAlgoGetHeuristic)              \
+  X(desc_create, cublasLtMatmulDescCreate)                  \
+  X(desc_destroy, cublasLtMatmulDescDestroy)                \
+  X(desc_set, cublasLtMatmulDescSetAttribute)               \
+  X(pref_create, cublasLtMatmulPreferenceCreate)            \
+  X(pref_destroy, cublasLtMatmulPreferenceDestroy)          \
+  X(pref_set, cublasLtMatmulPreferenceSetAttribute)         \
+  X(layout_create, cublasLtMatrixLayoutCreate)              \
+  X(layout_destroy, cublasLtMatrixLayoutDestroy)
+
 typedef struct {
   void *lib;
-  decltype(&cublasLtCreate) create;
-  decltype(&cublasLtDestroy) destroy;
-  decltype(&cublasLtMatmul) matmul;
-  decltype(&cublasLtMatmulAlgoGetHeuristic) heuristic;
-  decltype(&cublasLtMatmulDescCreate) desc_create;
-  decltype(&cublasLtMatmulDescDestroy) desc_destroy;
-  decltype(&cublasLtMatmulDescSetAttribute) desc_set;
-  decltype(&cublasLtMatmulPreferenceCreate) pref_create;
-  decltype(&cublasLtMatmulPreferenceDestroy) pref_destroy;
-  decltype(&cublasLtMatmulPreferenceSetAttribute) pref_set;
-  decltype(&cublasLtMatrixLayoutCreate) layout_create;
-  decltype(&cublasLtMatrixLayoutDestroy) layout_destroy;
+#define IK_LT_FIELD_(field, fn) decltype(&fn) field;
+  IK_LT_FUNCTIONS(IK_LT_FIELD_)
+#undef IK_LT_FIELD_
 } ik_lt_api;
 
 /* One cached cuBLASLt plan per GEMM shape (heuristic queried once). */

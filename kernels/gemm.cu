@@ -39,18 +39,9 @@ extern "C" infsim_status ik_lt_open(ik_cuda *c, infsim_error *err) {
     void **fn;
     const char *name;
   } const syms[] = {
-      {(void **)&api->create, "cublasLtCreate"},
-      {(void **)&api->destroy, "cublasLtDestroy"},
-      {(void **)&api->matmul, "cublasLtMatmul"},
-      {(void **)&api->heuristic, "cublasLtMatmulAlgoGetHeuristic"},
-      {(void **)&api->desc_create, "cublasLtMatmulDescCreate"},
-      {(void **)&api->desc_destroy, "cublasLtMatmulDescDestroy"},
-      {(void **)&api->desc_set, "cublasLtMatmulDescSetAttribute"},
-      {(void **)&api->pref_create, "cublasLtMatmulPreferenceCreate"},
-      {(void **)&api->pref_destroy, "cublasLtMatmulPreferenceDestroy"},
-      {(void **)&api->pref_set, "cublasLtMatmulPreferenceSetAttribute"},
-      {(void **)&api->layout_create, "cublasLtMatrixLayoutCreate"},
-      {(void **)&api->layout_destroy, "cublasLtMatrixLayoutDestroy"},
+#define IK_LT_SYM_(field, fn) {(void **)&api->field, #fn},
+      IK_LT_FUNCTIONS(IK_LT_SYM_)
+#undef IK_LT_SYM_
   };
   for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++)
     if ((*syms[i].fn = dlsym(api->lib, syms[i].name)) == NULL)
