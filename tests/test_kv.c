@@ -490,6 +490,16 @@ static void same_counts(infsim_kv *kv[2], int32_t instances) {
   }
 }
 
+/* Both managers' own checks (every pool, then each of the first `requests`
+ * tables), then both freed. */
+static void check_and_free(infsim_kv *kv[2], int requests) {
+  for (int m = 0; m < 2; m++) {
+    infsim_kv_check(kv[m]);
+    for (int r = 0; r < requests; r++) infsim_kv_check_request(kv[m], r);
+    infsim_kv_free(kv[m]);
+  }
+}
+
 /* Both lend a random number of req's newest blocks at `owner` (as many
  * as `to` has room for) to `to`. */
 static void lend_newest(infsim_kv *kv[2], int64_t req, int32_t owner, int32_t to) {
@@ -545,11 +555,7 @@ static void test_bulk_boundaries_equal_single_ones(void **state) {
     same_counts(kv, INST);
   }
   assert_true(bulk_calls > 500 && reads > 500);
-  for (int m = 0; m < 2; m++) {
-    infsim_kv_check(kv[m]);
-    for (int r = 0; r < REQS; r++) infsim_kv_check_request(kv[m], r);
-    infsim_kv_free(kv[m]);
-  }
+  check_and_free(kv, REQS);
 }
 
 /* Tables that grow by themselves (infsim_kv_grow_begin, one block every
@@ -618,11 +624,7 @@ static void test_growing_tables_equal_single_ones(void **state) {
     }
   }
   assert_true(grown > 1000 && reads > 300);
-  for (int m = 0; m < 2; m++) {
-    infsim_kv_check(kv[m]);
-    for (int r = 0; r < REQS; r++) infsim_kv_check_request(kv[m], r);
-    infsim_kv_free(kv[m]);
-  }
+  check_and_free(kv, REQS);
 }
 
 /* ---- extents ---------------------------------------------------------------- */
