@@ -41,7 +41,7 @@ check() {
   python3 -c "import sys; a, b, r = map(float, sys.argv[1:]); sys.exit(0 if b > 0 and abs(a / b - r) < 0.0051 else 1)" \
     "${il:-nan}" "${vm:-nan}" "${ratio:-nan}" 2>/dev/null ||
     fail "$mode: ratio '$ratio' is not infinite-llm's '$il' over vllm-multi's '$vm'"
-  # The rows' columns: infinite-llm borrows and completes more requests
+  # The rows' columns: infinite-llm borrows and rejects fewer requests
   # (vllm-multi rejects every 120K-token prompt: more than an instance).
   local il_rej vm_rej il_peak
   read -r il_rej il_peak < <(awk '$1 == "infinite-llm" { print $5, $6 }' "$out")
