@@ -297,12 +297,19 @@ __global__ void __launch_bounds__(THREADS, 1) prefill_sm90_ov_kernel(ik_prefill_
   };
 
   const int wrow = wg * 64;
-  const int wg_first = min(p.past + qbase + wrow, total - 1);
   const int pos0 = min(p.past + qbase + wrow + warp * 16 + lane / 4, total - 1);
   const int pos1 = min(p.past + qbase + wrow + warp * 16 + lane / 4 + 8, total - 1);
-  /* First key tile that crosses this warpgroup's diagonal (tile kt needs the
-   * mask when its last key, kt KT + KT - 1, is past the first row's position). */
-  const int first_masked = (wg_first + 1) / KT;
+  /* First key tile that crosses the CTA's diagonal (tile kt needs the mask
+   * when its last key, kt KT + KT - 1, is past the first row's position).
+   * One split for the whole CTA, not one per warpgroup: the loop below is
+   * two copies (unmasked, masked), and top()'s barrier 0 is `bar.sync`, the
+   * aligned form, which all 256 threads must reach through the same
+   * instruction (PTX ISA, "bar"). Split per warpgroup, the warpgroups ran
+   * in different copies whenever their first rows' positions fell in
+   * different key tiles (64 cached tokens, then a 200-token chunk), and
+   * compute-sanitizer's synccheck reported divergent threads there.
+   * Warpgroup 1 now masks at most one tile that needs no mask (a no-op). */
+  const int first_masked = (min(p.past + qbase, total - 1) + 1) / KT;
 
   float o[64];
 #pragma unroll

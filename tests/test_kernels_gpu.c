@@ -650,6 +650,12 @@ static void prefill_case(fixture *f, infsim_kdtype t, infsim_kdtype out_t, int32
 static void test_prefill_small_v14(void **state) {
   fixture *f = *state;
   prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 2, 1, 16, 520, 130, 1u << 4);
+  /* 200 tokens after 64 cached: in the second query tile, warpgroup 0's
+   * first row (position 192) is in key tile 1 and warpgroup 1's (256) in
+   * key tile 2, so a split of the loop per warpgroup would send them to
+   * barrier 0 through different copies of the loop (synccheck: divergent
+   * threads). Pipelines 2 and 3 (Q in shared memory, in registers). */
+  prefill_case_of(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 1, 2, 1, 64, 64, 200, 3u << 4);
 }
 
 /* Version 15 at the same racecheck size: besides the wrapping rings, its
