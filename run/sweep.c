@@ -318,6 +318,16 @@ infsim_status infsim_sweep_run(const infsim_sweep_opts *opts, infsim_sweep_outco
   infsim_status st = sweep_prepare_job(&c, 0, &handle, key, &c.base_seed, err);
   if (st == INFSIM_OK) c.runner->release(c.runner->self, handle);
   else sweep_job_context(&c, 0, err);
+  /* Every other grid point loaded once too, before the DB exists, so that a
+   * bad value at any point leaves no DB behind. Each point is loaded again
+   * when it runs: loading is small next to simulating. */
+  for (size_t point = 1; st == INFSIM_OK && point < points; point++) {
+    const size_t j = point * (size_t)opts->seeds;
+    uint64_t point_seed;
+    st = sweep_prepare_job(&c, j, &handle, key, &point_seed, err);
+    if (st == INFSIM_OK) c.runner->release(c.runner->self, handle);
+    else sweep_job_context(&c, j, err);
+  }
   if (st == INFSIM_OK && c.db == NULL && opts->db_path != NULL && !mpi) {
     st = infsim_sweep_db_open(opts->db_path, &c.db, err);
     own_db = st == INFSIM_OK;

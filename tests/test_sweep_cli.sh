@@ -119,6 +119,9 @@ expect2 "--out RESULTS.db is required" "$work/c.yaml"
 expect2 "directory '$work/nope' does not exist" "$work/c.yaml" --out "$work/nope/x.db"
 expect2 "unknown key 'scheduler.no_such_key'" "$work/c.yaml" --out "$work/x.db" --grid scheduler.no_such_key=1,2
 [ -e "$work/x.db" ] && fail "a bad config key left $work/x.db behind"
+# A bad value at a later grid point: refused before the DB exists.
+expect2 "grid point scheduler.max_batch_size=x" "$work/c.yaml" --out "$work/x.db" --grid scheduler.max_batch_size=1,x
+[ -e "$work/x.db" ] && fail "a bad value at the second grid point left $work/x.db behind"
 expect2 "not a sweep results DB" "$work/c.yaml" --out "$INFSIM_SRC/data/calibration.db"
 
 # MPI: the same summaries, spread over ranks. An MPI build's `infsim`
