@@ -3,8 +3,8 @@
 # the Azure code trace and the Mooncake conversation trace within an SLO,
 # on A100-80GB and on H100-SXM, for TTFT p99 bounds from 0.5 s to 20 s,
 # without KV borrowing (and with it: POLICIES="vllm-multi infinite-llm")
-# (TPOT p99 <= 100 ms throughout); then the highest arrival rate 8 GPUs
-# take at TTFT p99 <= 2 s. One command:
+# (TPOT p99 <= 100 ms throughout); then the highest arrival rate 16 GPUs
+# take at TTFT p99 <= 2 s (Azure) or 20 s (Mooncake). One command:
 #
 #   experiments/capacity/run.sh [PATH/TO/infsim]      (default: build/infsim)
 #   POLICIES="vllm-multi infinite-llm" experiments/capacity/run.sh
