@@ -207,6 +207,20 @@ int infsim_cmd_capacity(int argc, char **argv) {
     fprintf(stderr, "infsim capacity: --start and --max: expected whole instance counts\n");
     goto done;
   }
+  /* The search doubles from --start to its bracket, then bisects: past these
+   * bounds it would not end within INFSIM_CAPACITY_MAX_STEPS (the instance
+   * bound is cluster.instances' own). */
+  const double max_allowed = 1e6;
+  if (o.max_value > max_allowed) {
+    fprintf(stderr, "infsim capacity: --max: at most %g %s, got '%g'\n", max_allowed,
+            o.target == INFSIM_TARGET_RATE ? "(rate scale)" : "instances", o.max_value);
+    goto done;
+  }
+  for (size_t i = 0; o.target == INFSIM_TARGET_INSTANCES && i < set_count; i++)
+    if (strncmp(sets[i], "cluster.instances=", strlen("cluster.instances=")) == 0) {
+      fprintf(stderr, "infsim capacity: --set %s: --target instances searches cluster.instances itself\n", sets[i]);
+      goto done;
+    }
   if (infsim_slo_parse(slo_text, &o.slo, &err) != INFSIM_OK) goto fail;
   bool mpi = infsim_sweep_mpi_launched();
   o.sweep = (infsim_sweep_opts){.config_path = config_path,

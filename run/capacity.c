@@ -52,6 +52,10 @@ infsim_status infsim_slo_parse(const char *text, infsim_slo *out, infsim_error *
                          "--slo %.200s: '%s_%s': expected ttft, tpot or e2e, then _mean, _p50, _p90 or _p99", text,
                          item, us + 1);
     const char *value = eq + 1;
+    /* strtod also reads hex, inf and nan: a time is decimal digits only. */
+    if (strspn(value, "0123456789.eEsm+-") != strlen(value))
+      return infsim_fail(err, INFSIM_EINPUT, "--slo %.200s: %s_%s: expected a positive time in s or ms, got '%s'",
+                         text, item, us + 1, value);
     char *end;
     errno = 0;
     double v = strtod(value, &end);
@@ -71,7 +75,8 @@ infsim_status infsim_slo_parse(const char *text, infsim_slo *out, infsim_error *
     snprintf(b->name, sizeof b->name, "%s_%s", metrics[m], stats[s]);
     b->bound_s = v * scale;
     p += len;
-    if (*p == ',') p++;
+    if (*p == ',' && *++p == '\0')
+      return infsim_fail(err, INFSIM_EINPUT, "--slo %.200s: a bound expected after the last ','", text);
   }
   if (out->count == 0) return infsim_fail(err, INFSIM_EINPUT, "--slo: empty (e.g. --slo ttft_p99=2s)");
   return INFSIM_OK;
@@ -122,7 +127,7 @@ static infsim_status evaluate(const infsim_capacity_opts *o, const double *value
   infsim_sweep_opts so = o->sweep;
   so.grid = g;
   so.keep_summaries = true;
-  infsim_sweep_outcome out;
+  infsim_sweep_outcome out = {0};
   if (st == INFSIM_OK) st = infsim_sweep_run(&so, &out, err);
   for (size_t i = 0; i < n; i++) {
     infsim_capacity_step *step = &r->steps[r->step_count++];
@@ -141,8 +146,8 @@ static infsim_status evaluate(const infsim_capacity_opts *o, const double *value
     r->runs += out.ran;
     r->runs_skipped += out.skipped;
     r->is_root = out.is_root;
-    infsim_sweep_outcome_free(&out);
   }
+  infsim_sweep_outcome_free(&out); /* a failed sweep holds the summaries of the runs it made */
   infsim_grid_free(g);
   return st;
 }

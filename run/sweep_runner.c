@@ -35,6 +35,19 @@ static const infsim_trace *job_trace(const job_handle *h) {
 }
 
 static infsim_status scale_trace(const infsim_trace *from, double rate_scale, infsim_trace *to, infsim_error *err) {
+  /* A small scale stretches the trace: its last arrival (arrivals never
+   * decrease) must stay within what a trace may hold, or the times would
+   * wrap past int64 and the engine's clock would go back. */
+  const double limit_ns = (double)INFSIM_TRACE_MAX_ARRIVAL_S * 1e9;
+  if (from->count > 0) {
+    const double last_ns = (double)from->requests[from->count - 1].arrival_ns / rate_scale;
+    if (!(last_ns <= limit_ns))
+      return infsim_fail(err, INFSIM_EINPUT,
+                         "rate_scale %g: the trace's last arrival (%.9g s) would move to %.4g s, past the %lld s a "
+                         "trace may span",
+                         rate_scale, (double)from->requests[from->count - 1].arrival_ns / 1e9, last_ns / 1e9,
+                         (long long)INFSIM_TRACE_MAX_ARRIVAL_S);
+  }
   to->requests = malloc(from->count * sizeof *to->requests);
   if (to->requests == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   to->count = to->capacity = from->count;

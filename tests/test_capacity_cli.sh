@@ -134,6 +134,18 @@ expect2 "--target: expected rate or instances, got 'gpus'" "$work/c.yaml" --slo 
 expect2 "--slo is required" "$work/c.yaml"
 expect2 "--probes: bad value '9'" "$work/c.yaml" --slo ttft_p99=2s --probes 9
 expect2 "expected whole instance counts" "$work/c.yaml" --slo ttft_p99=2s --target instances --start 1.5
+expect2 "a bound expected after the last ','" "$work/c.yaml" --slo ttft_p99=2s,
+expect2 "got '0x10s'" "$work/c.yaml" --slo ttft_p99=0x10s
+expect2 "--max: at most 1e+06" "$work/c.yaml" --slo ttft_p99=2s --max 1e300
+expect2 "--target instances searches cluster.instances itself" "$work/c.yaml" --slo ttft_p99=2s --target instances \
+  --set cluster.instances=3
+# A bad key found by the search's first sweep (which frees what it holds:
+# under AddressSanitizer a leak there turns exit 2 into 1).
+expect2 "scheduler.no_such_key" "$work/c.yaml" --slo ttft_p99=2s --set scheduler.no_such_key=1
+# A trace the search would stretch past what a trace may span: halving the
+# rate of a 1e8 s trace reaches 1.6e9 s at 1/16 (an SLO nothing meets).
+printf 'arrival_time_s,prompt_tokens,output_tokens\n0,10,5\n100000000,10,5\n' > "$work/long.csv"
+expect2 "past the 1000000000 s a trace may span" "$work/c.yaml" --trace "$work/long.csv" --slo e2e_p99=1ms
 
 [ $failures = 0 ] || { echo "$failures failure(s)"; exit 1; }
 echo "ok"

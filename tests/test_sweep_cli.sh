@@ -122,6 +122,9 @@ expect2 "unknown key 'scheduler.no_such_key'" "$work/c.yaml" --out "$work/x.db" 
 # A bad value at a later grid point: refused before the DB exists.
 expect2 "grid point scheduler.max_batch_size=x" "$work/c.yaml" --out "$work/x.db" --grid scheduler.max_batch_size=1,x
 [ -e "$work/x.db" ] && fail "a bad value at the second grid point left $work/x.db behind"
+# A rate scale that would stretch the trace's arrivals past int64 ns.
+expect2 "would move to" "$work/c.yaml" --out "$work/x.db" --grid rate_scale=1,1e-10
+[ -e "$work/x.db" ] && fail "a rate scale past the trace's span left $work/x.db behind"
 expect2 "not a sweep results DB" "$work/c.yaml" --out "$INFSIM_SRC/data/calibration.db"
 
 # MPI: the same summaries, spread over ranks. An MPI build's `infsim`
