@@ -25,11 +25,18 @@ infsim_status plot_begin(plot_job *pj, const char *out_dir, bool svg, infsim_err
   pj->svg = svg;
   if (snprintf(pj->out_dir, sizeof pj->out_dir, "%s", out_dir) >= (int)sizeof pj->out_dir - 64)
     return infsim_fail(err, INFSIM_EINPUT, "%.200s...: path too long", out_dir);
+  /* A directory made here is removed again if the plot fails (when it is
+   * still empty): a failed plot leaves nothing behind. */
+  struct stat sb;
+  pj->made_out_dir = stat(out_dir, &sb) != 0;
   infsim_status st = infsim_make_dirs(out_dir, err);
   if (st != INFSIM_OK) return st;
   snprintf(pj->work_dir, sizeof pj->work_dir, "%s/.infsim-plot-XXXXXX", out_dir);
-  if (mkdtemp(pj->work_dir) == NULL)
-    return infsim_fail(err, INFSIM_EIO, "%s: cannot create a working directory: %s", out_dir, strerror(errno));
+  if (mkdtemp(pj->work_dir) == NULL) {
+    st = infsim_fail(err, INFSIM_EIO, "%s: cannot create a working directory: %s", out_dir, strerror(errno));
+    if (pj->made_out_dir) rmdir(out_dir);
+    return st;
+  }
   pj->fp = open_memstream(&pj->script, &pj->script_bytes);
   if (pj->fp == NULL) {
     rmdir(pj->work_dir);
@@ -138,7 +145,17 @@ static void cleanup(plot_job *pj) {
   memset(pj, 0, sizeof *pj);
 }
 
-void plot_abort(plot_job *pj) { cleanup(pj); }
+/* cleanup, and the output directory removed if this run made it and the
+ * plot failed (rmdir leaves a directory that holds anything). */
+static void cleanup_failed(plot_job *pj) {
+  char out_dir[PLOT_PATH_BYTES];
+  bool made = pj->made_out_dir;
+  snprintf(out_dir, sizeof out_dir, "%s", pj->out_dir);
+  cleanup(pj);
+  if (made) rmdir(out_dir);
+}
+
+void plot_abort(plot_job *pj) { cleanup_failed(pj); }
 
 infsim_status plot_finish(plot_job *pj, infsim_error *err) {
   infsim_status st = INFSIM_OK;
@@ -176,6 +193,9 @@ infsim_status plot_finish(plot_job *pj, infsim_error *err) {
     else
       printf("%s\n", to);
   }
-  cleanup(pj);
+  if (st == INFSIM_OK)
+    cleanup(pj);
+  else
+    cleanup_failed(pj);
   return st;
 }

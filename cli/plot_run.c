@@ -166,8 +166,8 @@ static infsim_status read_timeseries(const char *path, plot_data *pd, infsim_err
     double v[C_N];
     for (int c = 0; c < C_N && st == INFSIM_OK; c++) st = plot_csv_number(&r, cols[c], names[c], &v[c], err);
     if (st != INFSIM_OK) break;
-    if (v[C_INSTANCE] != floor(v[C_INSTANCE]) || fabs(v[C_INSTANCE]) > 1e9) {
-      st = infsim_fail(err, INFSIM_EINPUT, "%s:%lld: instance: expected an integer, got '%.40s'", path,
+    if (v[C_INSTANCE] != floor(v[C_INSTANCE]) || v[C_INSTANCE] < 0 || v[C_INSTANCE] > 1e9) {
+      st = infsim_fail(err, INFSIM_EINPUT, "%s:%lld: instance: expected an integer in [0, 1e9], got '%.40s'", path,
                        (long long)r.lines.line_no, plot_csv_field(&r, cols[C_INSTANCE]));
       break;
     }

@@ -161,6 +161,7 @@ infsim_status plot_capacity_csv(plot_job *pj, const char *path, infsim_error *er
     rows[n++] = c;
   }
   plot_csv_close(&r);
+  if (st == INFSIM_OK && n == 0) st = infsim_fail(err, INFSIM_EINPUT, "%s: no rows below the header", path);
   FILE *fp = st == INFSIM_OK ? plot_data_open(pj, "capacity.dat") : NULL;
   if (st == INFSIM_OK && fp == NULL) st = infsim_fail(err, INFSIM_EIO, "%s: cannot write plot data", pj->work_dir);
   if (fp != NULL) {
@@ -255,6 +256,25 @@ infsim_status plot_sweep_db(plot_job *pj, const char *path, const plot_sweep_opt
     if (!found)
       st = infsim_fail(err, INFSIM_EINPUT, "%s: %s: no such column in table runs (a grid key or summary field)", path,
                        check[i]);
+  }
+  /* avg() reads a text value as 0: a metric that is not a number is bad
+   * input, named here rather than drawn as a zero (or refused by gnuplot on
+   * a log scale). */
+  static const char *const metrics[] = {"throughput_tok_s", "ttft_s_p99", "tpot_s_p99"};
+  for (size_t i = 0; i < sizeof metrics / sizeof metrics[0] && st == INFSIM_OK; i++) {
+    char check_sql[200];
+    snprintf(check_sql, sizeof check_sql,
+             "SELECT rowid, %s FROM runs WHERE typeof(%s) NOT IN ('integer', 'real', 'null') LIMIT 1", metrics[i],
+             metrics[i]);
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(db, check_sql, -1, &q, NULL) != SQLITE_OK) {
+      st = infsim_fail(err, INFSIM_EINPUT, "%s: runs: %s", path, sqlite3_errmsg(db));
+      break;
+    }
+    if (sqlite3_step(q) == SQLITE_ROW)
+      st = infsim_fail(err, INFSIM_EINPUT, "%s: runs row %lld: %s: expected a number, got '%.40s'", path,
+                       (long long)sqlite3_column_int64(q, 0), metrics[i], (const char *)sqlite3_column_text(q, 1));
+    sqlite3_finalize(q);
   }
   char *sql = NULL;
   size_t sql_bytes = 0;

@@ -121,6 +121,12 @@ expect_exit 2 "$bad/requests.csv:1: missing column 'e2e_s'" "$bad"
 cp "$run/requests.csv" "$bad/"
 sed '6s/,[0-9]*$//' "$run/timeseries.csv" >"$bad/timeseries.csv"
 expect_exit 2 "$bad/timeseries.csv:6: expected 8 fields, got 7" "$bad"
+sed '2s/^\([^,]*\),[0-9]*,/\1,-3,/' "$run/timeseries.csv" >"$bad/timeseries.csv"
+expect_exit 2 "$bad/timeseries.csv:2: instance: expected an integer in \[0, 1e9\], got '-3'" "$bad"
+# A directory that is not a run: refused, and no plots/ made inside it.
+mkdir -p "$work/notrun"
+expect_exit 2 "$work/notrun/requests.csv: cannot open" "$work/notrun"
+[ -e "$work/notrun/plots" ] && fail "a refused plot left $work/notrun/plots behind"
 
 # No gnuplot on PATH: exit 1, and the earlier outputs stay as they were.
 before=$(cksum <"$run/plots/kv_usage.png")

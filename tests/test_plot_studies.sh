@@ -69,6 +69,12 @@ grep -q "multiple of the trace" "$work/sp/sweep_throughput.svg" || fail "rate ax
 grep -q "vllm-single" "$work/sp2/sweep_throughput.svg" && fail "--where kept vllm-single"
 "$INFSIM" plot "$work/s.db" --x no_such_column >/dev/null 2>"$work/err"
 [ $? = 2 ] && grep -q "no_such_column: no such column in table runs" "$work/err" || fail "--x no_such_column: $(cat "$work/err")"
+cp "$work/s.db" "$work/t.db"
+sqlite3 "$work/t.db" "UPDATE runs SET ttft_s_p99 = 'abc' WHERE rowid = 2"
+"$INFSIM" plot "$work/t.db" --out "$work/tp" >/dev/null 2>"$work/err"
+[ $? = 2 ] && grep -qF "runs row 2: ttft_s_p99: expected a number, got 'abc'" "$work/err" \
+  || fail "text in a metric column: $(cat "$work/err")"
+[ -e "$work/tp" ] && fail "a refused plot left $work/tp behind"
 
 # Two sweeps told apart by --label share one DB: the labels are the series.
 "$INFSIM" sweep "$work/c.yaml" --out "$work/l.db" --grid rate_scale=1,2 --label "least loaded" --progress none >/dev/null \
@@ -101,6 +107,9 @@ printf 'series,slo_s,gpus\nA,1,2\n' >"$work/cap/capacity.csv"
 printf 'series,slo_s,instances\nA,fast,2\n' >"$work/cap/capacity.csv"
 "$INFSIM" plot "$work/cap" >/dev/null 2>"$work/err"
 [ $? = 2 ] && grep -qF "capacity.csv:2: slo_s: expected a number, got 'fast'" "$work/err" || fail "bad slo_s: $(cat "$work/err")"
+printf 'series,slo_s,instances\n' >"$work/cap/capacity.csv"
+"$INFSIM" plot "$work/cap" >/dev/null 2>"$work/err"
+[ $? = 2 ] && grep -qF "capacity.csv: no rows below the header" "$work/err" || fail "header-only capacity.csv: $(cat "$work/err")"
 
 # ---- calibration DB ----
 db="$INFSIM_SRC/data/calibration.db"
