@@ -17,6 +17,7 @@
 ** Loading is one transaction: a bad file leaves the DB as it was, and a DB
 ** created for a load that failed is removed.
 */
+#include <ctype.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
@@ -294,8 +295,25 @@ static infsim_status load_rows(sqlite3 *db, const char *raw_path, const char *db
   return st;
 }
 
+/* A profile name is what a config's `gpu:` names and what plot files are
+ * called after: lower-case letters, digits, '.', '_' and '-', as the names
+ * derived from a GPU's are (infsim_calib_profile_from_gpu). */
+static bool profile_name_ok(const char *name) {
+  size_t n = strlen(name);
+  if (n == 0 || n >= CALIB_TEXT_BYTES || !isalnum((unsigned char)name[0])) return false;
+  for (size_t i = 0; i < n; i++)
+    if (!(islower((unsigned char)name[i]) || isdigit((unsigned char)name[i]) || strchr("._-", name[i]) != NULL))
+      return false;
+  return true;
+}
+
 infsim_status infsim_calib_load(const char *raw_path, const char *db_path, const infsim_calib_load_opts *opts,
                                 FILE *log, infsim_error *err) {
+  if (opts && opts->profile && !profile_name_ok(opts->profile))
+    return infsim_fail(err, INFSIM_EINPUT,
+                       "--profile '%.80s': expected lower-case letters, digits, '.', '_' or '-', starting with a "
+                       "letter or digit (e.g. h100-sxm-lab2)",
+                       opts->profile);
   calib_raw_row *rows = NULL;
   size_t n = 0;
   infsim_status st = calib_raw_read(raw_path, &rows, &n, err);

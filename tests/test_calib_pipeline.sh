@@ -261,5 +261,12 @@ fi
 "$INFSIM" calibrate run --backend cpu --model tiny --tp 3 --out "$work/x.csv" 2>/dev/null
 [ $? -eq 2 ] || fail "--tp 3 for tiny: want exit 2"
 
+for bad in "" "bad name/x" "H100" "-x"; do
+  "$INFSIM" calibrate load "$raw" --db "$work/badname.db" --profile "$bad" --model tiny >/dev/null 2>"$work/err"
+  [ $? -eq 2 ] && grep -qF -- "--profile '$bad': expected lower-case letters" "$work/err" ||
+    fail "--profile '$bad': want exit 2 naming it, got: $(cat "$work/err")"
+  [ -e "$work/badname.db" ] && fail "--profile '$bad' left $work/badname.db behind"
+done
+
 [ "$failures" -eq 0 ] || exit 1
 echo "ok"
