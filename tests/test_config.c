@@ -197,13 +197,34 @@ static void test_override_replaces_whole_subtree(void **state) {
   assert_true(infsim_config_has_value(f->cfg, "model"));
   assert_false(infsim_config_has(f->cfg, "model.layers"));
   assert_false(infsim_config_has(f->cfg, "model.hidden"));
-  /* And back: a key below a value replaces the value. */
-  assert_int_equal(infsim_config_set(f->cfg, "model.layers=4", &f->err), INFSIM_OK);
-  assert_false(infsim_config_has_value(f->cfg, "model"));
-  assert_true(infsim_config_has(f->cfg, "model"));
+  /* Not back: a key below a value would drop the value's meaning (the
+   * built-in's shape), so it clashes, naming both origins, and adds nothing. */
+  assert_int_equal(infsim_config_set(f->cfg, "model.layers=4", &f->err), INFSIM_EINPUT);
+  assert_string_equal(f->err.msg, "--set: key 'model.layers' clashes with 'model' at --set (a key is either a value "
+                                  "or a mapping; set 'model' itself to replace it)");
+  assert_true(infsim_config_has_value(f->cfg, "model"));
+  assert_false(infsim_config_has(f->cfg, "model.layers"));
   size_t pos = 0, n = 0;
   while (infsim_config_next_key(f->cfg, NULL, &pos) != NULL) n++;
-  assert_int_equal(n, 2); /* gpu and model.layers */
+  assert_int_equal(n, 2); /* gpu and model */
+}
+
+/* The same between files: a later file's key below an earlier file's value
+ * names both lines, and none of the later file's keys go in. */
+static void test_later_file_key_below_value(void **state) {
+  fixture *f = *state;
+  const char *first = write_yaml(f, "a.yaml", "model: tiny\n");
+  assert_int_equal(infsim_config_load_yaml(f->cfg, first, &f->err), INFSIM_OK);
+  const char *second = write_yaml(f, "b.yaml", "seed: 3\nmodel:\n  layers: 4\n");
+  assert_int_equal(infsim_config_load_yaml(f->cfg, second, &f->err), INFSIM_EINPUT);
+  char want[1024];
+  snprintf(want, sizeof want,
+           "%s:3: key 'model.layers' clashes with 'model' at %s:1 (a key is either a value or a mapping; set "
+           "'model' itself to replace it)",
+           second, first);
+  assert_string_equal(f->err.msg, want);
+  assert_false(infsim_config_has(f->cfg, "seed"));
+  assert_true(infsim_config_has_value(f->cfg, "model"));
 }
 
 static void test_set_rejects_malformed(void **state) {
@@ -545,6 +566,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_empty_file_is_empty_config, setup, teardown),
       cmocka_unit_test_setup_teardown(test_set_overrides_file, setup, teardown),
       cmocka_unit_test_setup_teardown(test_override_replaces_whole_subtree, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_later_file_key_below_value, setup, teardown),
       cmocka_unit_test_setup_teardown(test_set_rejects_malformed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_yaml_errors_name_file_and_line, setup, teardown),
       cmocka_unit_test_setup_teardown(test_int_parsing_and_ranges, setup, teardown),

@@ -31,8 +31,10 @@ void infsim_config_free(infsim_config *cfg);
 
 /* Flattens a YAML file (a mapping at the top; an empty file is an empty
  * config) into entries. Entries from a later file or --set replace earlier
- * ones with the same key, and a whole subtree: "model" replaces
- * "model.layers" and the other way round. Within one file a repeated key
+ * ones with the same key, and a value replaces a whole subtree: "model"
+ * replaces "model.layers". A key below an earlier value ("model.layers"
+ * after `model: tiny`) is a clash, as in one file: it fails naming both
+ * origins, and the file or --set adds nothing. Within one file a repeated key
  * (a mapping's key too: `model:` twice is an error, not a merge), a key
  * both a value and a mapping, a sequence holding anything but scalars, a
  * YAML tag (`!!int`), more than 4096 keys once aliases are expanded, or a
@@ -45,7 +47,8 @@ infsim_status infsim_config_load_yaml_text(infsim_config *cfg, const char *name,
                                            infsim_error *err);
 
 /* Adds or replaces one entry from "key=value" (the --set syntax; blanks
- * around key and value are dropped; the value may contain '='). */
+ * around key and value are dropped; the value may contain '='). A key
+ * below a value already set fails (see infsim_config_load_yaml). */
 infsim_status infsim_config_set(infsim_config *cfg, const char *assignment, infsim_error *err);
 
 /* Adds or replaces key with value; origin names where it came from in errors. */
