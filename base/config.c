@@ -844,11 +844,29 @@ infsim_status infsim_config_enum(infsim_config *cfg, const char *key, const char
   return st;
 }
 
-infsim_status infsim_config_check_unused(const infsim_config *cfg, infsim_error *err) {
+void infsim_config_forget(infsim_config *cfg, const char *key) {
+  size_t kept = 0;
+  for (size_t i = 0; i < cfg->n_resolved; i++) {
+    config_resolved *r = &cfg->resolved[i];
+    if (key_under(r->key, key)) {
+      free(r->key);
+      json_decref(r->value);
+      continue;
+    }
+    cfg->resolved[kept++] = *r;
+  }
+  cfg->n_resolved = kept;
+}
+
+infsim_status infsim_config_check_unused_below(const infsim_config *cfg, const char *prefix, infsim_error *err) {
   for (size_t i = 0; i < cfg->n_entries; i++)
-    if (!cfg->entries[i].used)
+    if (!cfg->entries[i].used && (prefix == NULL || key_under(cfg->entries[i].key, prefix)))
       return infsim_fail(err, INFSIM_EINPUT, "%s: unknown key '%s'", cfg->entries[i].origin, cfg->entries[i].key);
   return INFSIM_OK;
+}
+
+infsim_status infsim_config_check_unused(const infsim_config *cfg, infsim_error *err) {
+  return infsim_config_check_unused_below(cfg, NULL, err);
 }
 
 json_t *infsim_config_resolved_json(const infsim_config *cfg) {

@@ -64,16 +64,18 @@ infsim_status infsim_run_setup_load(const infsim_run_args *args, infsim_run_setu
   if (args->seed_text != NULL && (st = infsim_config_put(cfg, "seed", args->seed_text, "--seed", err)) != INFSIM_OK)
     goto done;
   if ((st = infsim_run_params_from_config(cfg, &setup->params, err)) != INFSIM_OK) goto done;
+  /* Generator keys may stay beside a trace file (--trace overrides
+   * workload.*), but a typo or a bad value among them is still an error. */
+  bool from_file = args->trace_path != NULL || infsim_config_has(cfg, "workload.trace");
+  if (from_file && (st = infsim_workload_check(cfg, "workload", err)) != INFSIM_OK) goto done;
   const char *cfg_trace = NULL;
   if (infsim_config_has(cfg, "workload.trace") &&
       (st = infsim_config_string(cfg, "workload.trace", "", &cfg_trace, err)) != INFSIM_OK)
     goto done;
   if (args->trace_path != NULL) {
-    infsim_config_mark_used(cfg, "workload");
     st = infsim_trace_read_csv(args->trace_path, &setup->trace, err);
   } else if (cfg_trace != NULL) {
     char path[4096];
-    infsim_config_mark_used(cfg, "workload");
     if ((st = resolve_relative(args->config_path, cfg_trace, path, sizeof path, err)) == INFSIM_OK)
       st = infsim_trace_read_csv(path, &setup->trace, err);
   } else {

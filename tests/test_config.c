@@ -447,6 +447,14 @@ static void test_resolved_json_types_and_defaults(void **state) {
   got = infsim_config_resolved_json(f->cfg);
   assert_null(json_object_get(got, "unread"));
   json_decref(got);
+  /* forget drops a subtree's resolved values, and only that subtree. */
+  infsim_config_forget(f->cfg, "scheduler");
+  got = infsim_config_resolved_json(f->cfg);
+  text = json_dumps(got, JSON_SORT_KEYS | JSON_COMPACT);
+  assert_string_equal(text, "{\"gpu\":\"a100-80gb\",\"model\":{\"layers\":2},\"seed\":7,"
+                            "\"slo\":{\"tpot_s\":0.5,\"ttft_s\":2.0}}");
+  free(text);
+  json_decref(got);
 }
 
 static void test_unused_keys_are_reported_in_file_order(void **state) {
@@ -468,6 +476,11 @@ static void test_unused_keys_are_reported_in_file_order(void **state) {
   assert_int_equal(infsim_config_int(f->cfg, "seed", 0, 0, 9, &v, &f->err), INFSIM_OK);
   assert_int_equal(infsim_config_int(f->cfg, "scheduler.max_batch_size", 1, 1, 9, &v, &f->err), INFSIM_OK);
   char want[1024];
+  /* Below a prefix, only that subtree counts. */
+  assert_int_equal(infsim_config_check_unused_below(f->cfg, "policy", &f->err), INFSIM_EINPUT);
+  snprintf(want, sizeof want, "%s:6: unknown key 'policy.name'", path);
+  assert_string_equal(f->err.msg, want);
+  assert_int_equal(infsim_config_check_unused_below(f->cfg, "seed", &f->err), INFSIM_OK);
   assert_int_equal(infsim_config_check_unused(f->cfg, &f->err), INFSIM_EINPUT);
   snprintf(want, sizeof want, "%s:4: unknown key 'scheduler.foo'", path);
   assert_string_equal(f->err.msg, want);

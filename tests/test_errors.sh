@@ -65,6 +65,12 @@ case_set_syntax() { "$INFSIM" run ok.yaml --out o --set seed; }
 case_model_name_shape() { printf 'model: {name: tiny, layers: 4}\n' >c.yaml; "$INFSIM" run c.yaml --out o; }
 case_set_clash() { "$INFSIM" run ok.yaml --out o --set model.layers=2; }
 case_set_utf8() { "$INFSIM" run ok.yaml --out o --set "model.name=$(printf '\377')"; }
+case_workload_beside_trace() {
+  printf '%s\n0,5,5\n' "$T_HEADER" >t.csv
+  printf 'model: tiny\nworkload:\n  trace: t.csv\n  reqests: 5\n' >c.yaml
+  "$INFSIM" run c.yaml --out o
+}
+case_gen_config_trace() { printf 'model: tiny\nworkload:\n  trace: t.csv\n' >c.yaml; "$INFSIM" trace gen --config c.yaml -o g.csv; }
 case_workload_tiny_duration() { "$INFSIM" trace gen --duration_s 4e-11 -o t.csv; }
 case_trace_missing_column() { printf 'arrival_time_s,prompt_tokens\n0,1\n' >t.csv; "$INFSIM" trace stats t.csv; }
 case_trace_repeated_column() { printf 'arrival_time_s,prompt_tokens,output_tokens,prompt_tokens\n0,1,1,2\n' >t.csv; "$INFSIM" trace stats t.csv; }

@@ -93,8 +93,16 @@ const char *infsim_config_origin(const infsim_config *cfg, const char *key);
 /* Marks key and every key below it used without resolving them. */
 void infsim_config_mark_used(infsim_config *cfg, const char *key);
 
+/* Drops the resolved values of key and every key below it (the entries
+ * stay, marked used): keys read only to check them (a generator's keys
+ * beside a trace file) are not what the run used. */
+void infsim_config_forget(infsim_config *cfg, const char *key);
+
 /* Fails with "FILE:LINE: unknown key 'a.b'" for the first entry no getter read. */
 infsim_status infsim_config_check_unused(const infsim_config *cfg, infsim_error *err);
+
+/* The same for the entries at or below prefix only. */
+infsim_status infsim_config_check_unused_below(const infsim_config *cfg, const char *prefix, infsim_error *err);
 
 /* The resolved config as a nested JSON object (new reference): every key a
  * getter read, with its resolved value (numbers as numbers, booleans as
