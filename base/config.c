@@ -644,6 +644,7 @@ infsim_status infsim_config_fail(const infsim_config *cfg, const char *key, infs
   va_start(ap, fmt);
   vsnprintf(detail, sizeof detail, fmt, ap);
   va_end(ap);
+  if (cfg == NULL) return infsim_fail(err, INFSIM_EINPUT, "%s: %s", key, detail);
   return infsim_fail(err, INFSIM_EINPUT, "%s: %s: %s", infsim_config_origin(cfg, key), key, detail);
 }
 

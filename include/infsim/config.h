@@ -68,7 +68,10 @@ bool infsim_config_has_value(const infsim_config *cfg, const char *key);
 const char *infsim_config_next_key(const infsim_config *cfg, const char *prefix, size_t *pos);
 
 /* Fails (INFSIM_EINPUT) with "ORIGIN: KEY: " followed by the formatted
- * message, for checks that span several keys ("must exceed block_tokens"). */
+ * message, for checks that span several keys ("must exceed block_tokens").
+ * ORIGIN is where the key was set ("c.yaml:3", "--set", or "default").
+ * cfg may be NULL, for checks on values whose config is gone (parameters
+ * changed after loading): the message then starts at "KEY: ". */
 infsim_status infsim_config_fail(const infsim_config *cfg, const char *key, infsim_error *err, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
