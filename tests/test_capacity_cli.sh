@@ -134,6 +134,12 @@ expect2 "--target: expected rate or instances, got 'gpus'" "$work/c.yaml" --slo 
 expect2 "--slo is required" "$work/c.yaml"
 expect2 "--probes: bad value '9'" "$work/c.yaml" --slo ttft_p99=2s --probes 9
 expect2 "expected whole instance counts" "$work/c.yaml" --slo ttft_p99=2s --target instances --start 1.5
+# Keys that clash across the config refuse at load, naming the --set, and
+# leave no results DB (they used to fail only once a run executed).
+rm -f "$work/bad.db"
+expect2 "--set: cluster.gpus_per_instance: tensor parallelism 4 exceeds the 2 attention heads of tiny" "$work/c.yaml" \
+  --slo ttft_p99=2s --set model=tiny --set cluster.gpus_per_instance=4 --out "$work/bad.db"
+[ -e "$work/bad.db" ] && fail "tensor parallelism above the heads left $work/bad.db behind"
 
 [ $failures = 0 ] || { echo "$failures failure(s)"; exit 1; }
 echo "ok"
