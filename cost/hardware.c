@@ -66,7 +66,8 @@ static infsim_status unknown_model(const infsim_config *cfg, const char *key, co
  * (profiles are keyed by model name), pricing one shape with another's
  * curves. */
 static infsim_status refuse_named_shape(const infsim_config *cfg, infsim_error *err) {
-  static const char *const k_shape[] = {"layers", "hidden", "heads", "kv_heads", "intermediate", "vocab", "dtype_bytes"};
+  static const char *const k_shape[] = {"layers",       "hidden", "heads",      "kv_heads",
+                                        "intermediate", "vocab",  "dtype_bytes"};
   if (!infsim_config_has(cfg, "model.name")) return INFSIM_OK;
   size_t pos = 0;
   for (const char *key; (key = infsim_config_next_key(cfg, "model", &pos)) != NULL;)
