@@ -5,10 +5,10 @@
 ** file order for a YAML file (so "the first unknown key" is the first one a
 ** reader of the file would meet). Overrides keep the overridden entry's
 ** position. The key set is always a valid tree: no key is both a value and
-** the parent of other keys. A later source replaces whole subtrees: putting
-** "model" removes "model.layers" and putting "model.layers" removes a value
-** at "model", as merging the two YAML trees would. Within one file such a
-** clash, or a repeated key, is an error instead, because it is a typo.
+** the parent of other keys. A later source's value replaces a whole
+** subtree: putting "model" removes "model.layers". Putting "model.layers"
+** below a value at "model" is an error, as is any such clash or a repeated
+** key within one file: it is a typo, or it would silently drop the value.
 **
 ** Strings handed out by the getters are never freed before the config: a
 ** replaced value moves to a pool that infsim_config_free() empties.
@@ -185,7 +185,31 @@ void infsim_config_free(infsim_config *cfg) {
 
 /* ---- adding entries --------------------------------------------------- */
 
-/* Adds or replaces one entry. The caller has validated key. */
+/* The entry holding a value at a strict prefix of key ("model" for
+ * "model.layers"), or NULL. */
+static const config_entry *value_above(const infsim_config *cfg, const char *key) {
+  for (size_t i = 0; i < cfg->n_entries; i++)
+    if (strcmp(cfg->entries[i].key, key) != 0 && key_under(key, cfg->entries[i].key)) return &cfg->entries[i];
+  return NULL;
+}
+
+/* A later source may replace a mapping with a value ("model=llama2-13b"
+ * over `model: {layers: 2}`: the new value says everything), but a key
+ * below a value ("model.layers=2" over `model: tiny`) would silently drop
+ * the value's meaning (tiny's shape), so it is the clash a single file
+ * refuses too. */
+static infsim_status refuse_below_value(const infsim_config *cfg, const char *key, const char *origin,
+                                        infsim_error *err) {
+  const config_entry *above = value_above(cfg, key);
+  if (above == NULL) return INFSIM_OK;
+  return infsim_fail(err, INFSIM_EINPUT,
+                     "%s: key '%s' clashes with '%s' at %s (a key is either a value or a mapping; set '%s' itself "
+                     "to replace it)",
+                     origin, key, above->key, above->origin, above->key);
+}
+
+/* Adds or replaces one entry. The caller has validated key and refused a
+ * key below a value. */
 static infsim_status put_entry(infsim_config *cfg, const char *key, const char *value, const char *origin,
                                infsim_error *err) {
   config_entry fresh = {0};
@@ -229,7 +253,8 @@ infsim_status infsim_config_put(infsim_config *cfg, const char *key, const char 
   if (!key_is_valid(key)) return infsim_fail(err, INFSIM_EINPUT, "%s: bad key '%.64s'", origin, key);
   if (!utf8_is_valid(value))
     return infsim_fail(err, INFSIM_EINPUT, "%s: %s: value is not valid UTF-8", origin, key);
-  return put_entry(cfg, key, value, origin, err);
+  infsim_status st = refuse_below_value(cfg, key, origin, err);
+  return st != INFSIM_OK ? st : put_entry(cfg, key, value, origin, err);
 }
 
 infsim_status infsim_config_set(infsim_config *cfg, const char *assignment, infsim_error *err) {
@@ -500,6 +525,13 @@ static infsim_status load_parsed(infsim_config *cfg, yaml_parser_t *parser, cons
       w.items[i].key = w.items[i].value = NULL; /* moved into the config */
     }
   } else {
+    /* Every key is checked before any goes in, so a refused file adds nothing. */
+    for (size_t i = 0; st == INFSIM_OK && i < w.n; i++) {
+      if (w.items[i].value == NULL) continue;
+      char origin[CONFIG_ORIGIN_BYTES];
+      snprintf(origin, sizeof origin, "%s:%d", path, w.items[i].line);
+      st = refuse_below_value(cfg, w.items[i].key, origin, err);
+    }
     for (size_t i = 0; st == INFSIM_OK && i < w.n; i++) {
       if (w.items[i].value == NULL) continue;
       char origin[CONFIG_ORIGIN_BYTES];
@@ -612,6 +644,7 @@ infsim_status infsim_config_fail(const infsim_config *cfg, const char *key, infs
   va_start(ap, fmt);
   vsnprintf(detail, sizeof detail, fmt, ap);
   va_end(ap);
+  if (cfg == NULL) return infsim_fail(err, INFSIM_EINPUT, "%s: %s", key, detail);
   return infsim_fail(err, INFSIM_EINPUT, "%s: %s: %s", infsim_config_origin(cfg, key), key, detail);
 }
 
@@ -812,11 +845,29 @@ infsim_status infsim_config_enum(infsim_config *cfg, const char *key, const char
   return st;
 }
 
-infsim_status infsim_config_check_unused(const infsim_config *cfg, infsim_error *err) {
+void infsim_config_forget(infsim_config *cfg, const char *key) {
+  size_t kept = 0;
+  for (size_t i = 0; i < cfg->n_resolved; i++) {
+    config_resolved *r = &cfg->resolved[i];
+    if (key_under(r->key, key)) {
+      free(r->key);
+      json_decref(r->value);
+      continue;
+    }
+    cfg->resolved[kept++] = *r;
+  }
+  cfg->n_resolved = kept;
+}
+
+infsim_status infsim_config_check_unused_below(const infsim_config *cfg, const char *prefix, infsim_error *err) {
   for (size_t i = 0; i < cfg->n_entries; i++)
-    if (!cfg->entries[i].used)
+    if (!cfg->entries[i].used && (prefix == NULL || key_under(cfg->entries[i].key, prefix)))
       return infsim_fail(err, INFSIM_EINPUT, "%s: unknown key '%s'", cfg->entries[i].origin, cfg->entries[i].key);
   return INFSIM_OK;
+}
+
+infsim_status infsim_config_check_unused(const infsim_config *cfg, infsim_error *err) {
+  return infsim_config_check_unused_below(cfg, NULL, err);
 }
 
 json_t *infsim_config_resolved_json(const infsim_config *cfg) {

@@ -84,9 +84,9 @@ int main(int argc, char **argv) {
   infsim_cost_model models[2];
   infsim_error err = {0};
   /* The roofline: a DB path that is not there, not given by the user. */
-  if (infsim_cost_model_build("h100-sxm", "/nonexistent/calibration.db", false, &model, &layout, &eff, &models[0],
-                              &err) != INFSIM_OK ||
-      infsim_cost_model_build("h100-sxm", db, true, &model, &layout, &eff, &models[1], &err) != INFSIM_OK) {
+  if (infsim_cost_model_build("h100-sxm", "/nonexistent/calibration.db", false, &model, &layout, &eff, NULL,
+                              &models[0], &err) != INFSIM_OK ||
+      infsim_cost_model_build("h100-sxm", db, true, &model, &layout, &eff, NULL, &models[1], &err) != INFSIM_OK) {
     fprintf(stderr, "bench_cost_curves: %s\n", err.msg);
     return 2;
   }

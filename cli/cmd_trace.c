@@ -163,11 +163,19 @@ static int cmd_gen(int argc, char **argv) {
     st = infsim_config_int(cfg, "seed", 1, 0, INT64_MAX, &s, &err);
     seed = (uint64_t)s;
   }
+  /* A config whose requests come from a trace file has nothing to generate:
+   * the other workload keys would make a trace its runs never use. */
+  if (rc == 0 && st == INFSIM_OK && infsim_config_has(cfg, "workload.trace"))
+    st = infsim_config_fail(cfg, "workload.trace", &err,
+                            "the config names a trace file, which trace gen does not read (use the file, or drop "
+                            "the key to generate from workload.*)");
   infsim_trace trace = {0};
   if (rc == 0 && st == INFSIM_OK) st = infsim_workload_generate(cfg, "workload", seed, &trace, &err);
-  /* A run config holds other sections, which `infsim run` checks; on its own
-   * command line every key must be one the generator read. */
-  if (rc == 0 && st == INFSIM_OK && config_path == NULL) st = infsim_config_check_unused(cfg, &err);
+  /* A run config holds other sections, which `infsim run` checks; its
+   * workload keys, and every key on the command line, must be ones the
+   * generator read. */
+  if (rc == 0 && st == INFSIM_OK)
+    st = infsim_config_check_unused_below(cfg, config_path == NULL ? NULL : "workload", &err);
   if (rc == 0 && st == INFSIM_OK) st = infsim_trace_write_csv(out_path, &trace, &err);
   if (rc == 0 && st != INFSIM_OK) rc = fail_status("gen", &err);
   if (rc == 0) {

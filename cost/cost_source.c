@@ -7,8 +7,10 @@
 ** run's model and TP degree wins, whatever its name; otherwise a built-in
 ** GPU runs on its roofline; anything else is an error naming the DB.
 */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "infsim/calib.h"
@@ -30,20 +32,33 @@ bool infsim_gpu_for_key(const char *gpu_key, infsim_gpu_spec *out) {
   return base != NULL && infsim_gpu_builtin(base, out);
 }
 
+/* Why db_path cannot be read as a DB (strerror's text), or NULL when it
+ * can. A directory is refused here: SQLite would open it and then fail
+ * with "disk I/O error", which names no cause. */
+static const char *unreadable(const char *db_path) {
+  struct stat sb;
+  if (stat(db_path, &sb) != 0) return strerror(errno);
+  if (S_ISDIR(sb.st_mode)) return strerror(EISDIR);
+  if (access(db_path, R_OK) != 0) return strerror(errno);
+  return NULL;
+}
+
 infsim_status infsim_cost_model_build(const char *gpu_key, const char *db_path, bool db_given,
                                       const infsim_model_shape *model, const infsim_instance_layout *layout,
-                                      const infsim_roofline_eff *eff, infsim_cost_model *out, infsim_error *err) {
+                                      const infsim_roofline_eff *eff, const infsim_config *cfg,
+                                      infsim_cost_model *out, infsim_error *err) {
   memset(out, 0, sizeof *out);
   out->model = *model;
   out->layout = *layout;
   infsim_gpu_spec gpu;
   if (!infsim_gpu_for_key(gpu_key, &gpu))
-    return infsim_fail(err, INFSIM_EINPUT,
-                       "gpu: unknown GPU '%s' (a100-80gb, a100-40gb, h100-sxm, h200, or a calibrated profile "
-                       "named GPU-SUFFIX)",
-                       gpu_key);
+    return infsim_config_fail(cfg, "gpu", err,
+                              "unknown GPU '%s' (a100-80gb, a100-40gb, h100-sxm, h200, or a calibrated profile "
+                              "named GPU-SUFFIX)",
+                              gpu_key);
   int found = 0;
-  if (access(db_path, R_OK) == 0) {
+  const char *why = unreadable(db_path);
+  if (why == NULL) {
     infsim_status st =
         infsim_cost_curves_calibrated(db_path, gpu_key, model, layout->tp, &found, &out->curves, err);
     if (st != INFSIM_OK) return st;
@@ -56,10 +71,10 @@ infsim_status infsim_cost_model_build(const char *gpu_key, const char *db_path, 
       return INFSIM_OK;
     }
   } else if (db_given) {
-    return infsim_fail(err, INFSIM_EINPUT, "calibration.db: cannot read '%s'", db_path);
+    return infsim_config_fail(cfg, "calibration.db", err, "cannot read '%s': %s", db_path, why);
   }
   if (!infsim_gpu_builtin(gpu_key, &gpu))
-    return infsim_fail(err, INFSIM_EINPUT, "gpu: no calibrated profile '%s' for model %s, tp %lld in %s", gpu_key,
-                       model->name, (long long)layout->tp, db_path);
+    return infsim_config_fail(cfg, "gpu", err, "no calibrated profile '%s' for model %s, tp %lld in %s", gpu_key,
+                              model->name, (long long)layout->tp, db_path);
   return infsim_cost_curves_roofline(model, &gpu, layout->tp, eff, &out->curves, err);
 }

@@ -60,15 +60,34 @@ static infsim_status unknown_model(const infsim_config *cfg, const char *key, co
                      infsim_config_origin(cfg, key), key, name);
 }
 
+/* A built-in's name beside a shape key is refused, naming the first shape
+ * key in file order: the run would take the custom shape yet carry the
+ * built-in's name into the output and into the calibration DB's lookup
+ * (profiles are keyed by model name), pricing one shape with another's
+ * curves. */
+static infsim_status refuse_named_shape(const infsim_config *cfg, infsim_error *err) {
+  static const char *const k_shape[] = {"layers",       "hidden", "heads",      "kv_heads",
+                                        "intermediate", "vocab",  "dtype_bytes"};
+  if (!infsim_config_has(cfg, "model.name")) return INFSIM_OK;
+  size_t pos = 0;
+  for (const char *key; (key = infsim_config_next_key(cfg, "model", &pos)) != NULL;)
+    for (size_t i = 0; i < sizeof k_shape / sizeof k_shape[0]; i++)
+      if (strcmp(key + strlen("model."), k_shape[i]) == 0)
+        return infsim_config_fail(cfg, key, err,
+                                  "not with model.name (%s): a built-in takes only max_context_tokens; a custom "
+                                  "shape has no name",
+                                  infsim_config_origin(cfg, "model.name"));
+  return INFSIM_OK;
+}
+
 infsim_status infsim_model_from_config(infsim_config *cfg, infsim_model_shape *out, infsim_error *err) {
   infsim_status st;
   int64_t max_ctx = 0;
+  if ((st = refuse_named_shape(cfg, err)) != INFSIM_OK) return st;
   if (infsim_config_has(cfg, "model.layers") || infsim_config_has(cfg, "model.hidden")) {
     /* A custom shape: every field explicit except the ones with natural defaults. */
     memset(out, 0, sizeof *out);
-    const char *name = NULL;
-    if ((st = infsim_config_string(cfg, "model.name", "custom", &name, err)) != INFSIM_OK) return st;
-    snprintf(out->name, sizeof out->name, "%s", name);
+    snprintf(out->name, sizeof out->name, "custom");
     if ((st = infsim_config_int(cfg, "model.layers", 32, 1, 1000, &out->layers, err)) != INFSIM_OK) return st;
     if ((st = infsim_config_int(cfg, "model.hidden", 4096, 64, 1 << 20, &out->hidden, err)) != INFSIM_OK) return st;
     if ((st = infsim_config_int(cfg, "model.heads", 32, 1, 4096, &out->heads, err)) != INFSIM_OK) return st;

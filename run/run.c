@@ -49,6 +49,8 @@ static infsim_status resolve_relative(const char *config_path, const char *path,
   return INFSIM_OK;
 }
 
+static infsim_status check_params(const infsim_run_params *p, const infsim_config *cfg, infsim_error *err);
+
 infsim_status infsim_run_setup_load(const infsim_run_args *args, infsim_run_setup **out, infsim_error *err) {
   *out = NULL;
   infsim_run_setup *setup = calloc(1, sizeof *setup);
@@ -64,16 +66,18 @@ infsim_status infsim_run_setup_load(const infsim_run_args *args, infsim_run_setu
   if (args->seed_text != NULL && (st = infsim_config_put(cfg, "seed", args->seed_text, "--seed", err)) != INFSIM_OK)
     goto done;
   if ((st = infsim_run_params_from_config(cfg, &setup->params, err)) != INFSIM_OK) goto done;
+  /* Generator keys may stay beside a trace file (--trace overrides
+   * workload.*), but a typo or a bad value among them is still an error. */
+  bool from_file = args->trace_path != NULL || infsim_config_has(cfg, "workload.trace");
+  if (from_file && (st = infsim_workload_check(cfg, "workload", err)) != INFSIM_OK) goto done;
   const char *cfg_trace = NULL;
   if (infsim_config_has(cfg, "workload.trace") &&
       (st = infsim_config_string(cfg, "workload.trace", "", &cfg_trace, err)) != INFSIM_OK)
     goto done;
   if (args->trace_path != NULL) {
-    infsim_config_mark_used(cfg, "workload");
     st = infsim_trace_read_csv(args->trace_path, &setup->trace, err);
   } else if (cfg_trace != NULL) {
     char path[4096];
-    infsim_config_mark_used(cfg, "workload");
     if ((st = resolve_relative(args->config_path, cfg_trace, path, sizeof path, err)) == INFSIM_OK)
       st = infsim_trace_read_csv(path, &setup->trace, err);
   } else {
@@ -81,6 +85,7 @@ infsim_status infsim_run_setup_load(const infsim_run_args *args, infsim_run_setu
   }
   if (st != INFSIM_OK) goto done;
   if ((st = infsim_config_check_unused(cfg, err)) != INFSIM_OK) goto done;
+  if ((st = check_params(&setup->params, cfg, err)) != INFSIM_OK) goto done;
   setup->config = infsim_config_resolved_json(cfg);
 done:
   infsim_config_free(cfg);
@@ -121,9 +126,19 @@ static infsim_instance_layout instance_layout(const infsim_run_params *p, int64_
   return l;
 }
 
-/* The scheduler's parameters for the policy's layout: instances and KV blocks. */
-static infsim_status size_cluster(const infsim_run_params *p, int64_t gpus_per_instance, int64_t instances,
-                                  infsim_sched_params *sp, infsim_error *err) {
+/* The first of keys (NULL-terminated) that cfg sets, else the first: the
+ * key a check across several keys names, so that its message points at a
+ * line the user wrote. */
+static const char *first_given(const infsim_config *cfg, const char *const *keys) {
+  for (size_t i = 0; cfg != NULL && keys[i] != NULL; i++)
+    if (infsim_config_has(cfg, keys[i])) return keys[i];
+  return keys[0];
+}
+
+/* The scheduler's parameters for the policy's layout: instances and KV
+ * blocks. cfg (NULL once the config is gone) locates the keys in messages. */
+static infsim_status size_cluster(const infsim_run_params *p, const infsim_config *cfg, int64_t gpus_per_instance,
+                                  int64_t instances, infsim_sched_params *sp, infsim_error *err) {
   *sp = p->sched;
   const infsim_model_shape *m = &p->model;
   if (instances > INT32_MAX) return infsim_fail(err, INFSIM_EINPUT, "cluster.instances: too many instances");
@@ -132,12 +147,14 @@ static infsim_status size_cluster(const infsim_run_params *p, int64_t gpus_per_i
   sp->block_bytes = sp->block_tokens * infsim_model_kv_bytes_per_token(m);
   double usable = (double)p->gpu.memory_bytes * (double)gpus_per_instance * p->gpu_memory_utilization;
   double kv_bytes = usable - (double)infsim_model_weight_bytes(m);
+  static const char *const k_memory_keys[] = {"model", "gpu", "cluster.gpus_per_instance",
+                                               "scheduler.gpu_memory_utilization", NULL};
   if (kv_bytes < (double)sp->block_bytes)
-    return infsim_fail(err, INFSIM_EINPUT,
-                       "%s on %lld x %s: weights (%.1f GiB) leave no room for the KV cache; add "
-                       "cluster.gpus_per_instance",
-                       m->name, (long long)gpus_per_instance, p->gpu.name,
-                       (double)infsim_model_weight_bytes(m) / (1 << 30));
+    return infsim_config_fail(cfg, first_given(cfg, k_memory_keys), err,
+                              "%s on %lld x %s: weights (%.1f GiB) leave no room for the KV cache; add "
+                              "cluster.gpus_per_instance",
+                              m->name, (long long)gpus_per_instance, p->gpu.name,
+                              (double)infsim_model_weight_bytes(m) / (1 << 30));
   sp->gpu_blocks_per_instance = (int64_t)(kv_bytes / (double)sp->block_bytes);
   sp->host_blocks_per_instance = p->swap_space_bytes / sp->block_bytes;
   int64_t per_node = p->gpus_per_node / gpus_per_instance;
@@ -151,16 +168,94 @@ infsim_status infsim_run_sched_params(const infsim_run_params *p, infsim_sched_p
   const infsim_policy_ops *policy = infsim_policy_lookup(p->sched.policy_name);
   if (policy == NULL) return infsim_fail(err, INFSIM_EINPUT, "policy.name: unknown policy '%s'", p->sched.policy_name);
   infsim_policy_layout layout = policy->layout(p->sched.policy_settings, p->instances, p->gpus_per_instance);
-  return size_cluster(p, layout.gpus_per_instance, layout.instances, out, err);
+  return size_cluster(p, NULL, layout.gpus_per_instance, layout.instances, out, err);
 }
 
-infsim_status infsim_run_cost_model(const infsim_run_params *p, infsim_cost_model *out, infsim_error *err) {
+/* infsim_run_cost_model, with cfg (or NULL) to locate the keys in messages. */
+static infsim_status cost_model(const infsim_run_params *p, const infsim_config *cfg, infsim_cost_model *out,
+                                infsim_error *err) {
   const infsim_policy_ops *policy = infsim_policy_lookup(p->sched.policy_name);
   if (policy == NULL) return infsim_fail(err, INFSIM_EINPUT, "policy.name: unknown policy '%s'", p->sched.policy_name);
   infsim_policy_layout layout = policy->layout(p->sched.policy_settings, p->instances, p->gpus_per_instance);
   infsim_instance_layout il = instance_layout(p, layout.gpus_per_instance);
   return infsim_cost_model_build(p->gpu_profile, p->calibration_db, p->calibration_db_given, &p->model, &il,
-                                 &p->roofline, out, err);
+                                 &p->roofline, cfg, out, err);
+}
+
+infsim_status infsim_run_cost_model(const infsim_run_params *p, infsim_cost_model *out, infsim_error *err) {
+  return cost_model(p, NULL, out, err);
+}
+
+/* Lays a run out: the policy's instances, an instance's tensor and
+ * pipeline degrees, its KV blocks beside the weights, the network and
+ * DistAttention's shape. Refuses what the keys together make impossible:
+ * tensor parallelism above the model's heads, weights that fill the
+ * memory, a gManager on a node that does not exist. Loading runs it with
+ * the config, so that the messages name the line of the key (FILE:LINE:
+ * KEY:) and every command refuses before it writes anything; execution
+ * runs it again without (cfg NULL) on params a caller may have changed. */
+static infsim_status lay_out(const infsim_run_params *p, const infsim_config *cfg, infsim_sim_config *sc,
+                             infsim_instance_layout *il, infsim_error *err) {
+  const infsim_policy_ops *policy = infsim_policy_lookup(p->sched.policy_name);
+  if (policy == NULL) return infsim_fail(err, INFSIM_EINPUT, "policy.name: unknown policy '%s'", p->sched.policy_name);
+  infsim_policy_layout layout = policy->layout(p->sched.policy_settings, p->instances, p->gpus_per_instance);
+  *il = instance_layout(p, layout.gpus_per_instance);
+  if (il->tp > p->model.heads)
+    return infsim_config_fail(cfg, "cluster.gpus_per_instance", err,
+                              "tensor parallelism %lld exceeds the %lld attention heads of %s", (long long)il->tp,
+                              (long long)p->model.heads, p->model.name);
+  infsim_status st = size_cluster(p, cfg, layout.gpus_per_instance, layout.instances, &sc->sched, err);
+  if (st != INFSIM_OK) return st;
+  sc->sample_interval_ns = p->sample_interval_ns;
+  sc->pcie_bytes_per_s = p->pcie_bytes_per_s;
+  /* The network: an instance's GPUs reach their node's switch together
+   * (NVLink per GPU x GPUs), nodes reach each other through one NIC. */
+  int64_t per_node = p->gpus_per_node / layout.gpus_per_instance;
+  sc->topology = (infsim_topology){.instances = sc->sched.instances,
+                                   .instances_per_node = (int32_t)(per_node > 0 ? per_node : 1),
+                                   .nvlink_bytes_per_s = p->intra_node_bytes_per_s * (double)il->tp,
+                                   .nic_bytes_per_s = p->inter_node_bytes_per_s,
+                                   .pcie_bytes_per_s = p->pcie_bytes_per_s * (double)il->tp,
+                                   .nvlink_latency_ns = p->link_latency_ns,
+                                   .nic_latency_ns = p->link_latency_ns,
+                                   .pcie_latency_ns = p->link_latency_ns,
+                                   .reprice_tolerance = p->distattn_reprice_tolerance};
+  bool overlap = true;
+  sc->distattn = (infsim_distattn_shape){.heads = p->model.heads / il->tp, .head_dim = p->model.head_dim,
+                                         .layers = p->model.layers};
+  infsim_policy_infinite_wire(p->sched.policy_name, p->sched.policy_settings, &sc->distattn.wire_bytes_per_value,
+                              &overlap, &sc->gmanager_node);
+  sc->distattn.overlap = overlap;
+  sc->distattn.relay = p->distattn_relay;
+  sc->distattn_flow_per_path = p->distattn_flow_per_path;
+  /* The CPU tier: host holders' path (distattn.h), per TP shard. */
+  int32_t tier = infsim_policy_infinite_cpu_tier(p->sched.policy_name, p->sched.policy_settings);
+  sc->distattn.host_kind = tier == INFSIM_CPU_TIER_MA      ? INFSIM_HOLDER_HOST_MA
+                           : tier == INFSIM_CPU_TIER_FETCH ? INFSIM_HOLDER_HOST_FETCH
+                                                           : INFSIM_HOLDER_GPU;
+  sc->distattn.kv_bytes_per_token_layer =
+      (double)infsim_model_kv_bytes_per_token(&p->model) / (double)p->model.layers / (double)il->tp;
+  sc->distattn.cpu_attn_bytes_per_s = p->cpu_attn_bytes_per_s / (double)il->tp;
+  int32_t per_node_instances = sc->topology.instances_per_node;
+  if (sc->gmanager_node >= (sc->sched.instances + per_node_instances - 1) / per_node_instances)
+    return infsim_config_fail(cfg, "policy.gmanager_node", err, "node %d does not exist (%d instances, %d a node)",
+                              (int)sc->gmanager_node, (int)sc->sched.instances, (int)per_node_instances);
+  sc->record_iterations = p->record_iterations;
+  return INFSIM_OK;
+}
+
+/* Runs at load every check that execution would make on these params (the
+ * layout, then the cost source: the GPU profile and the calibration DB),
+ * while cfg still knows where each key came from. */
+static infsim_status check_params(const infsim_run_params *p, const infsim_config *cfg, infsim_error *err) {
+  infsim_sim_config sc = {0};
+  infsim_instance_layout il;
+  infsim_status st = lay_out(p, cfg, &sc, &il, err);
+  if (st != INFSIM_OK) return st;
+  infsim_cost_model cost;
+  st = cost_model(p, cfg, &cost, err);
+  if (st == INFSIM_OK) infsim_cost_model_destroy(&cost);
+  return st;
 }
 
 static void *copy_of(const void *src, size_t n, size_t size) {
@@ -229,51 +324,10 @@ static infsim_status simulate(const infsim_run_params *p, const infsim_trace *tr
                               json_t *config, const infsim_sim_watch *watch, infsim_run_result **out,
                               infsim_error *err) {
   *out = NULL;
-  const infsim_policy_ops *policy = infsim_policy_lookup(p->sched.policy_name);
-  if (policy == NULL) return infsim_fail(err, INFSIM_EINPUT, "policy.name: unknown policy '%s'", p->sched.policy_name);
-  infsim_policy_layout layout = policy->layout(p->sched.policy_settings, p->instances, p->gpus_per_instance);
-  infsim_instance_layout il = instance_layout(p, layout.gpus_per_instance);
-  if (il.tp > p->model.heads)
-    return infsim_fail(err, INFSIM_EINPUT,
-                       "cluster.gpus_per_instance: tensor parallelism %lld exceeds the %lld attention heads of %s",
-                       (long long)il.tp, (long long)p->model.heads, p->model.name);
   infsim_sim_config sc = {0};
-  infsim_status st = size_cluster(p, layout.gpus_per_instance, layout.instances, &sc.sched, err);
+  infsim_instance_layout il;
+  infsim_status st = lay_out(p, NULL, &sc, &il, err);
   if (st != INFSIM_OK) return st;
-  sc.sample_interval_ns = p->sample_interval_ns;
-  sc.pcie_bytes_per_s = p->pcie_bytes_per_s;
-  /* The network: an instance's GPUs reach their node's switch together
-   * (NVLink per GPU x GPUs), nodes reach each other through one NIC. */
-  int64_t per_node = p->gpus_per_node / layout.gpus_per_instance;
-  sc.topology = (infsim_topology){.instances = sc.sched.instances,
-                                  .instances_per_node = (int32_t)(per_node > 0 ? per_node : 1),
-                                  .nvlink_bytes_per_s = p->intra_node_bytes_per_s * (double)il.tp,
-                                  .nic_bytes_per_s = p->inter_node_bytes_per_s,
-                                  .pcie_bytes_per_s = p->pcie_bytes_per_s * (double)il.tp,
-                                  .nvlink_latency_ns = p->link_latency_ns,
-                                  .nic_latency_ns = p->link_latency_ns,
-                                  .pcie_latency_ns = p->link_latency_ns,
-                                  .reprice_tolerance = p->distattn_reprice_tolerance};
-  bool overlap = true;
-  sc.distattn = (infsim_distattn_shape){.heads = p->model.heads / il.tp, .head_dim = p->model.head_dim,
-                                        .layers = p->model.layers};
-  infsim_policy_infinite_wire(p->sched.policy_name, p->sched.policy_settings, &sc.distattn.wire_bytes_per_value,
-                              &overlap, &sc.gmanager_node);
-  sc.distattn.overlap = overlap;
-  sc.distattn.relay = p->distattn_relay;
-  sc.distattn_flow_per_path = p->distattn_flow_per_path;
-  /* The CPU tier: host holders' path (distattn.h), per TP shard. */
-  int32_t tier = infsim_policy_infinite_cpu_tier(p->sched.policy_name, p->sched.policy_settings);
-  sc.distattn.host_kind = tier == INFSIM_CPU_TIER_MA      ? INFSIM_HOLDER_HOST_MA
-                          : tier == INFSIM_CPU_TIER_FETCH ? INFSIM_HOLDER_HOST_FETCH
-                                                          : INFSIM_HOLDER_GPU;
-  sc.distattn.kv_bytes_per_token_layer =
-      (double)infsim_model_kv_bytes_per_token(&p->model) / (double)p->model.layers / (double)il.tp;
-  sc.distattn.cpu_attn_bytes_per_s = p->cpu_attn_bytes_per_s / (double)il.tp;
-  if (sc.gmanager_node >= (sc.sched.instances + sc.topology.instances_per_node - 1) / sc.topology.instances_per_node)
-    return infsim_fail(err, INFSIM_EINPUT, "policy.gmanager_node: node %d does not exist (%d instances, %d a node)",
-                       (int)sc.gmanager_node, (int)sc.sched.instances, (int)sc.topology.instances_per_node);
-  sc.record_iterations = p->record_iterations;
   if (watch != NULL) sc.watch = *watch;
 
   infsim_run_result *res = calloc(1, sizeof *res);
@@ -291,7 +345,7 @@ static infsim_status simulate(const infsim_run_params *p, const infsim_trace *tr
   }
   infsim_cost_model cost;
   st = infsim_cost_model_build(p->gpu_profile, p->calibration_db, p->calibration_db_given, &p->model, &il,
-                               &p->roofline, &cost, err);
+                               &p->roofline, NULL, &cost, err);
   if (st == INFSIM_OK && cost.layout.iteration_overhead_ns != p->iteration_overhead_ns) {
     /* summary.json's config says what priced the run: a calibration DB's
      * measured iteration time in place of the default (set as the key, it

@@ -10,8 +10,8 @@ void fixture_a100_roofline(const infsim_run_params *p, infsim_cost_model *cm) {
   infsim_instance_layout layout = {.tp = 1, .pp = 1, .iteration_overhead_ns = p->iteration_overhead_ns,
                                    .link_latency_ns = p->link_latency_ns};
   infsim_error err = {0};
-  if (infsim_cost_model_build("a100-80gb", "/nonexistent.db", false, &p->model, &layout, &p->roofline, cm, &err) !=
-      INFSIM_OK) {
+  if (infsim_cost_model_build("a100-80gb", "/nonexistent.db", false, &p->model, &layout, &p->roofline, NULL, cm,
+                              &err) != INFSIM_OK) {
     fprintf(stderr, "fixture_a100_roofline: %s\n", err.msg);
     abort();
   }

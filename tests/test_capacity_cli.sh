@@ -146,6 +146,12 @@ expect2 "scheduler.no_such_key" "$work/c.yaml" --slo ttft_p99=2s --set scheduler
 # rate of a 1e8 s trace reaches 1.6e9 s at 1/16 (an SLO nothing meets).
 printf 'arrival_time_s,prompt_tokens,output_tokens\n0,10,5\n100000000,10,5\n' > "$work/long.csv"
 expect2 "past the 1000000000 s a trace may span" "$work/c.yaml" --trace "$work/long.csv" --slo e2e_p99=1ms
+# Keys that clash across the config refuse at load, naming the --set, and
+# leave no results DB (they used to fail only once a run executed).
+rm -f "$work/bad.db"
+expect2 "--set: cluster.gpus_per_instance: tensor parallelism 4 exceeds the 2 attention heads of tiny" "$work/c.yaml" \
+  --slo ttft_p99=2s --set model=tiny --set cluster.gpus_per_instance=4 --out "$work/bad.db"
+[ -e "$work/bad.db" ] && fail "tensor parallelism above the heads left $work/bad.db behind"
 
 [ $failures = 0 ] || { echo "$failures failure(s)"; exit 1; }
 echo "ok"

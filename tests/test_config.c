@@ -197,13 +197,34 @@ static void test_override_replaces_whole_subtree(void **state) {
   assert_true(infsim_config_has_value(f->cfg, "model"));
   assert_false(infsim_config_has(f->cfg, "model.layers"));
   assert_false(infsim_config_has(f->cfg, "model.hidden"));
-  /* And back: a key below a value replaces the value. */
-  assert_int_equal(infsim_config_set(f->cfg, "model.layers=4", &f->err), INFSIM_OK);
-  assert_false(infsim_config_has_value(f->cfg, "model"));
-  assert_true(infsim_config_has(f->cfg, "model"));
+  /* Not back: a key below a value would drop the value's meaning (the
+   * built-in's shape), so it clashes, naming both origins, and adds nothing. */
+  assert_int_equal(infsim_config_set(f->cfg, "model.layers=4", &f->err), INFSIM_EINPUT);
+  assert_string_equal(f->err.msg, "--set: key 'model.layers' clashes with 'model' at --set (a key is either a value "
+                                  "or a mapping; set 'model' itself to replace it)");
+  assert_true(infsim_config_has_value(f->cfg, "model"));
+  assert_false(infsim_config_has(f->cfg, "model.layers"));
   size_t pos = 0, n = 0;
   while (infsim_config_next_key(f->cfg, NULL, &pos) != NULL) n++;
-  assert_int_equal(n, 2); /* gpu and model.layers */
+  assert_int_equal(n, 2); /* gpu and model */
+}
+
+/* The same between files: a later file's key below an earlier file's value
+ * names both lines, and none of the later file's keys go in. */
+static void test_later_file_key_below_value(void **state) {
+  fixture *f = *state;
+  const char *first = write_yaml(f, "a.yaml", "model: tiny\n");
+  assert_int_equal(infsim_config_load_yaml(f->cfg, first, &f->err), INFSIM_OK);
+  const char *second = write_yaml(f, "b.yaml", "seed: 3\nmodel:\n  layers: 4\n");
+  assert_int_equal(infsim_config_load_yaml(f->cfg, second, &f->err), INFSIM_EINPUT);
+  char want[1024];
+  snprintf(want, sizeof want,
+           "%s:3: key 'model.layers' clashes with 'model' at %s:1 (a key is either a value or a mapping; set "
+           "'model' itself to replace it)",
+           second, first);
+  assert_string_equal(f->err.msg, want);
+  assert_false(infsim_config_has(f->cfg, "seed"));
+  assert_true(infsim_config_has_value(f->cfg, "model"));
 }
 
 static void test_set_rejects_malformed(void **state) {
@@ -426,6 +447,14 @@ static void test_resolved_json_types_and_defaults(void **state) {
   got = infsim_config_resolved_json(f->cfg);
   assert_null(json_object_get(got, "unread"));
   json_decref(got);
+  /* forget drops a subtree's resolved values, and only that subtree. */
+  infsim_config_forget(f->cfg, "scheduler");
+  got = infsim_config_resolved_json(f->cfg);
+  text = json_dumps(got, JSON_SORT_KEYS | JSON_COMPACT);
+  assert_string_equal(text, "{\"gpu\":\"a100-80gb\",\"model\":{\"layers\":2},\"seed\":7,"
+                            "\"slo\":{\"tpot_s\":0.5,\"ttft_s\":2.0}}");
+  free(text);
+  json_decref(got);
 }
 
 static void test_unused_keys_are_reported_in_file_order(void **state) {
@@ -447,6 +476,11 @@ static void test_unused_keys_are_reported_in_file_order(void **state) {
   assert_int_equal(infsim_config_int(f->cfg, "seed", 0, 0, 9, &v, &f->err), INFSIM_OK);
   assert_int_equal(infsim_config_int(f->cfg, "scheduler.max_batch_size", 1, 1, 9, &v, &f->err), INFSIM_OK);
   char want[1024];
+  /* Below a prefix, only that subtree counts. */
+  assert_int_equal(infsim_config_check_unused_below(f->cfg, "policy", &f->err), INFSIM_EINPUT);
+  snprintf(want, sizeof want, "%s:6: unknown key 'policy.name'", path);
+  assert_string_equal(f->err.msg, want);
+  assert_int_equal(infsim_config_check_unused_below(f->cfg, "seed", &f->err), INFSIM_OK);
   assert_int_equal(infsim_config_check_unused(f->cfg, &f->err), INFSIM_EINPUT);
   snprintf(want, sizeof want, "%s:4: unknown key 'scheduler.foo'", path);
   assert_string_equal(f->err.msg, want);
@@ -545,6 +579,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_empty_file_is_empty_config, setup, teardown),
       cmocka_unit_test_setup_teardown(test_set_overrides_file, setup, teardown),
       cmocka_unit_test_setup_teardown(test_override_replaces_whole_subtree, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_later_file_key_below_value, setup, teardown),
       cmocka_unit_test_setup_teardown(test_set_rejects_malformed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_yaml_errors_name_file_and_line, setup, teardown),
       cmocka_unit_test_setup_teardown(test_int_parsing_and_ranges, setup, teardown),

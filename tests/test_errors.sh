@@ -61,8 +61,27 @@ case_fault_gmanager_period() {
   printf 'policy:\n  name: infinite-llm\nfaults:\n  lose_gmanager_at_s: 1\n  lose_gmanager_every_s: 0.05\n' >c.yaml
   "$INFSIM" run c.yaml --out o
 }
+case_tp_above_heads() { printf 'model: tiny\ngpu: a100-80gb\ncluster:\n  gpus_per_instance: 3\n' >c.yaml; "$INFSIM" run c.yaml --out o; }
+case_tp_above_heads_set() { "$INFSIM" run ok.yaml --out o --set cluster.gpus_per_instance=4; }
+case_weights_no_room() { printf 'model: llama2-70b\ngpu: a100-40gb\n' >c.yaml; "$INFSIM" run c.yaml --out o; }
+case_gmanager_node() { printf 'model: tiny\npolicy:\n  name: infinite-llm\n  gmanager_node: 99\n' >c.yaml; "$INFSIM" run c.yaml --out o; }
+case_gpu_no_profile() {
+  good_db x.db || return 99
+  printf 'model: tiny\ngpu: a100-80gb-x\ncalibration:\n  db: x.db\n' >c.yaml
+  "$INFSIM" run c.yaml --out o
+}
+case_db_missing() { printf 'model: tiny\ncalibration:\n  db: nosuch.db\n' >c.yaml; "$INFSIM" run c.yaml --out o; }
+case_db_directory() { mkdir -p adir; printf 'model: tiny\ncalibration:\n  db: adir\n' >c.yaml; "$INFSIM" run c.yaml --out o; }
 case_set_syntax() { "$INFSIM" run ok.yaml --out o --set seed; }
+case_model_name_shape() { printf 'model: {name: tiny, layers: 4}\n' >c.yaml; "$INFSIM" run c.yaml --out o; }
+case_set_clash() { "$INFSIM" run ok.yaml --out o --set model.layers=2; }
 case_set_utf8() { "$INFSIM" run ok.yaml --out o --set "model.name=$(printf '\377')"; }
+case_workload_beside_trace() {
+  printf '%s\n0,5,5\n' "$T_HEADER" >t.csv
+  printf 'model: tiny\nworkload:\n  trace: t.csv\n  reqests: 5\n' >c.yaml
+  "$INFSIM" run c.yaml --out o
+}
+case_gen_config_trace() { printf 'model: tiny\nworkload:\n  trace: t.csv\n' >c.yaml; "$INFSIM" trace gen --config c.yaml -o g.csv; }
 case_workload_tiny_duration() { "$INFSIM" trace gen --duration_s 4e-11 -o t.csv; }
 case_trace_missing_column() { printf 'arrival_time_s,prompt_tokens\n0,1\n' >t.csv; "$INFSIM" trace stats t.csv; }
 case_trace_repeated_column() { printf 'arrival_time_s,prompt_tokens,output_tokens,prompt_tokens\n0,1,1,2\n' >t.csv; "$INFSIM" trace stats t.csv; }

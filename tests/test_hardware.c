@@ -3,12 +3,14 @@
 ** published with the LLaMA2 checkpoints (Hugging Face model cards:
 ** 6,738,415,616 / 13,015,864,320 / 68,976,648,192), and KV bytes per token
 ** against the usual figures (0.5 MiB for 7B, 0.78 MiB for 13B, 0.31 MiB for
-** 70B with 8 KV heads).
+** 70B with 8 KV heads). Model mappings from a config: a built-in name
+** takes only max_context_tokens; a custom shape is labelled "custom".
 */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -48,10 +50,45 @@ static void test_gpu_table(void **state) {
   assert_false(infsim_gpu_builtin("v100", &a100));
 }
 
+/* Reads the model from YAML text (named c.yaml in messages). */
+static infsim_status model_of(const char *yaml, infsim_model_shape *m, infsim_error *err) {
+  infsim_config *cfg = infsim_config_new();
+  assert_non_null(cfg);
+  assert_int_equal(infsim_config_load_yaml_text(cfg, "c.yaml", yaml, strlen(yaml), err), INFSIM_OK);
+  infsim_status st = infsim_model_from_config(cfg, m, err);
+  infsim_config_free(cfg);
+  return st;
+}
+
+static void test_model_mappings(void **state) {
+  (void)state;
+  infsim_model_shape m;
+  infsim_error err = {0};
+  /* A built-in by name, with a context limit. */
+  assert_int_equal(model_of("model:\n  name: tiny\n  max_context_tokens: 512\n", &m, &err), INFSIM_OK);
+  assert_string_equal(m.name, "tiny");
+  assert_int_equal(m.hidden, 256);
+  assert_int_equal(m.max_context_tokens, 512);
+  /* A built-in's name beside a shape key: refused, naming the shape key's
+   * line (it would have run hidden 4096 under the name tiny). */
+  assert_int_equal(model_of("seed: 1\nmodel:\n  name: tiny\n  layers: 4\n", &m, &err), INFSIM_EINPUT);
+  assert_string_equal(err.msg, "c.yaml:4: model.layers: not with model.name (c.yaml:3): a built-in takes only "
+                               "max_context_tokens; a custom shape has no name");
+  assert_int_equal(model_of("model: {hidden: 512, name: llama2-7b}\n", &m, &err), INFSIM_EINPUT);
+  assert_string_equal(err.msg, "c.yaml:1: model.hidden: not with model.name (c.yaml:1): a built-in takes only "
+                               "max_context_tokens; a custom shape has no name");
+  /* A custom shape is labelled custom, whatever it resembles. */
+  assert_int_equal(model_of("model: {layers: 2, hidden: 256, heads: 2}\n", &m, &err), INFSIM_OK);
+  assert_string_equal(m.name, "custom");
+  assert_int_equal(m.layers, 2);
+  assert_int_equal(m.head_dim, 128);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_parameter_counts_match_published),
       cmocka_unit_test(test_gpu_table),
+      cmocka_unit_test(test_model_mappings),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

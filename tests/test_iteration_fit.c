@@ -79,7 +79,7 @@ static infsim_cost_model build(const char *db, bool given) {
   infsim_roofline_eff eff = {0.7, 0.5, 0.8, 10000};
   infsim_cost_model cm;
   infsim_error err = {0};
-  assert_int_equal(infsim_cost_model_build("h200", db, true, &m, &lay, &eff, &cm, &err), INFSIM_OK);
+  assert_int_equal(infsim_cost_model_build("h200", db, true, &m, &lay, &eff, NULL, &cm, &err), INFSIM_OK);
   return cm;
 }
 

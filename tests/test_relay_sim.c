@@ -64,7 +64,7 @@ static relay_case run_case(const char *relay) {
   infsim_instance_layout layout = {.tp = 1, .pp = 1, .iteration_overhead_ns = p.iteration_overhead_ns,
                                    .link_latency_ns = p.link_latency_ns};
   infsim_cost_model cm;
-  assert_int_equal(infsim_cost_model_build("a100-80gb", "/nonexistent.db", false, &p.model, &layout, &p.roofline,
+  assert_int_equal(infsim_cost_model_build("a100-80gb", "/nonexistent.db", false, &p.model, &layout, &p.roofline, NULL,
                                            &cm, NULL),
                    INFSIM_OK);
   const infsim_cost_curves *c = &cm.curves;

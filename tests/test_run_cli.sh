@@ -54,6 +54,27 @@ printf 'arrival_time_s,prompt_tokens,output_tokens\n1.0,10,0\n' >"$W/zero.csv"
 expect_bad "zero output tokens" "zero.csv:2.*output_tokens" "$W/c.yaml" --trace "$W/zero.csv"
 printf 'workload:\n  trace: missing.csv\n' >"$W/wt.yaml"
 expect_bad "workload.trace missing" "missing.csv" "$W/wt.yaml"
+# Generator keys beside a trace file are checked though nothing is
+# generated: a typo or a bad value is an error naming its line, with
+# --trace and with workload.trace alike.
+cp "$W/t.csv" "$W/wt.csv"
+printf 'model: tiny\nworkload:\n  trace: wt.csv\n  reqests: 5\n' >"$W/typo.yaml"
+expect_bad "typo beside workload.trace" "^infsim run: .*typo.yaml:4: unknown key 'workload.reqests'$" "$W/typo.yaml"
+expect_bad "typo beside --trace" "typo.yaml:4: unknown key 'workload.reqests'" "$W/typo.yaml" --trace "$W/t.csv"
+printf 'model: tiny\nworkload:\n  trace: wt.csv\n  prompt: {dist: fixed, median: 5}\n' >"$W/median.yaml"
+expect_bad "median beside fixed" "median.yaml:4: unknown key 'workload.prompt.median'" "$W/median.yaml"
+printf 'model: tiny\nworkload:\n  rate_rps: fast\n' >"$W/rate.yaml"
+expect_bad "bad value beside --trace" "rate.yaml:3: workload.rate_rps: expected a number" "$W/rate.yaml" --trace "$W/t.csv"
+# Valid generator keys stay allowed beside a trace file, and summary.json's
+# config holds none of them: the file made the requests.
+printf 'model: tiny\nworkload:\n  trace: wt.csv\n  requests: 5\n  prompt: {dist: fixed, tokens: 9}\n' >"$W/both.yaml"
+"$INFSIM" run "$W/both.yaml" --out "$W/both" --quiet 2>"$W/err" || fail "generator keys beside workload.trace: $(cat "$W/err")"
+python3 - "$W/both/summary.json" <<'PY' || fail "summary.json config of a trace run"
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s["config"]["workload"] == {"trace": "wt.csv"}, s["config"]["workload"]
+assert s["completed"] + s["rejected"] == 300, s["completed"]
+PY
 
 # Determinism: the same seed gives the same bytes (summary.json minus wall_s).
 "$INFSIM" run "$W/c.yaml" --trace "$W/t.csv" --out "$W/a" --quiet || fail "run a failed"

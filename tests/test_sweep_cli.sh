@@ -7,9 +7,10 @@
 # and the next ones; rate_scale=2 equals a run on the trace with every
 # arrival time halved (made here independently with awk); a rerun runs
 # nothing and leaves the rows as they were; more seeds run only the new
-# jobs; bad input exits 2 naming the fault, and a bad config key leaves no
-# DB behind; under mpirun (when built with MPI) the ranks share the jobs
-# and the DB holds the same summaries.
+# jobs; bad input exits 2 naming the fault, and a bad config key, value or
+# combination of keys at any grid point leaves no DB behind; under mpirun
+# (when built with MPI) the ranks share the jobs and the DB holds the same
+# summaries.
 set -u
 : "${INFSIM:?INFSIM must name the infsim binary}"
 command -v python3 >/dev/null || { echo "python3 missing: skipped"; exit 77; }
@@ -125,6 +126,18 @@ expect2 "grid point scheduler.max_batch_size=x" "$work/c.yaml" --out "$work/x.db
 # A rate scale that would stretch the trace's arrivals past int64 ns.
 expect2 "would move to" "$work/c.yaml" --out "$work/x.db" --grid rate_scale=1,1e-10
 [ -e "$work/x.db" ] && fail "a rate scale past the trace's span left $work/x.db behind"
+# Checks across keys (tensor parallelism above the heads, weights that
+# fill the GPU) run as each point loads, naming the --set: no DB either.
+expect2 "grid point cluster.gpus_per_instance=4: --set: cluster.gpus_per_instance: tensor parallelism 4 exceeds the 2 attention heads of tiny" \
+  "$work/c.yaml" --out "$work/x.db" --set model=tiny --grid cluster.gpus_per_instance=1,4
+[ -e "$work/x.db" ] && fail "tensor parallelism above the heads at the second grid point left $work/x.db behind"
+expect2 "grid point model=llama2-70b: --set: model: llama2-70b on 1 x a100-80gb: weights" \
+  "$work/c.yaml" --out "$work/x.db" --grid model=llama2-7b,llama2-70b
+[ -e "$work/x.db" ] && fail "weights that fill the GPU at the second grid point left $work/x.db behind"
+# A grid axis below a value of the config clashes, as --set does.
+expect2 "grid point model.layers=2: --set: key 'model.layers' clashes with 'model' at $work/c.yaml:1" \
+  "$work/c.yaml" --out "$work/x.db" --grid model.layers=2,4
+[ -e "$work/x.db" ] && fail "a grid axis below the config's model left $work/x.db behind"
 expect2 "not a sweep results DB" "$work/c.yaml" --out "$INFSIM_SRC/data/calibration.db"
 
 # MPI: the same summaries, spread over ranks. An MPI build's `infsim`

@@ -66,6 +66,15 @@ expect_gen_bad "--rate_rps: workload.rate_rps" --rate_rps fast
 expect_gen_bad "--arrival: workload.arrival" --arrival weibull
 expect_gen_bad "workload.output.values: required" --output.dist empirical
 expect_gen_bad "--seed" --seed -3
+# A run config's workload keys are checked (a typo there generated 1000
+# default requests), and one that names a trace file has nothing to generate.
+printf 'model: tiny\nworkload:\n  reqests: 5\n' >"$W/typo.yaml"
+expect_gen_bad "typo.yaml:3: unknown key 'workload.reqests'" --config "$W/typo.yaml"
+printf 'model: tiny\nworkload:\n  requests: 5\n  trace: t.csv\n' >"$W/file.yaml"
+expect_gen_bad "file.yaml:4: workload.trace: the config names a trace file" --config "$W/file.yaml"
+printf 'model: tiny\nscheduler:\n  max_batch_size: 4\nworkload:\n  requests: 5\n' >"$W/other.yaml"
+"$INFSIM" trace gen --config "$W/other.yaml" -o "$W/o.csv" 2>/dev/null || fail "gen --config with other sections refused"
+[ $(($(wc -l <"$W/o.csv") - 1)) -eq 5 ] || fail "gen --config other.yaml: want 5 rows"
 "$INFSIM" trace gen --requests 5 2>/dev/null; [ $? -eq 2 ] || fail "gen without -o accepted"
 
 # stats against Python on the shipped Azure trace.

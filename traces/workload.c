@@ -329,19 +329,26 @@ static infsim_status generate(const arrival_spec *a, const length_dist *pd, cons
   return st;
 }
 
+/* Reads every generator key under prefix. Defaults: a chat-like workload
+ * (median prompt 600, output 200 tokens). The caller frees pd and od. */
+static infsim_status read_spec(infsim_config *cfg, const char *prefix, arrival_spec *a, length_dist *pd,
+                               length_dist *od, infsim_error *err) {
+  static const length_defaults pdef = {"prompt", 600, 32768}, odef = {"output", 200, 4096};
+  memset(a, 0, sizeof *a);
+  memset(pd, 0, sizeof *pd);
+  memset(od, 0, sizeof *od);
+  infsim_status st = read_arrivals(cfg, prefix, a, err);
+  if (st == INFSIM_OK) st = read_length_dist(cfg, prefix, &pdef, pd, err);
+  if (st == INFSIM_OK) st = read_length_dist(cfg, prefix, &odef, od, err);
+  return st;
+}
+
 infsim_status infsim_workload_generate(infsim_config *cfg, const char *prefix, uint64_t seed, infsim_trace *out,
                                        infsim_error *err) {
   memset(out, 0, sizeof *out);
-  /* Defaults: a chat-like workload (median prompt 600, output 200 tokens). */
-  const length_defaults pdef = {"prompt", 600, 32768}, odef = {"output", 200, 4096};
   arrival_spec a;
   length_dist pd, od;
-  memset(&a, 0, sizeof a);
-  memset(&pd, 0, sizeof pd);
-  memset(&od, 0, sizeof od);
-  infsim_status st = read_arrivals(cfg, prefix, &a, err);
-  if (st == INFSIM_OK) st = read_length_dist(cfg, prefix, &pdef, &pd, err);
-  if (st == INFSIM_OK) st = read_length_dist(cfg, prefix, &odef, &od, err);
+  infsim_status st = read_spec(cfg, prefix, &a, &pd, &od, err);
   if (st == INFSIM_OK) {
     if (a.duration_ns <= 0) {
       out->requests = malloc((size_t)a.requests * sizeof *out->requests);
@@ -353,5 +360,15 @@ infsim_status infsim_workload_generate(infsim_config *cfg, const char *prefix, u
   length_dist_free(&pd);
   length_dist_free(&od);
   if (st != INFSIM_OK) infsim_trace_free(out);
+  return st;
+}
+
+infsim_status infsim_workload_check(infsim_config *cfg, const char *prefix, infsim_error *err) {
+  arrival_spec a;
+  length_dist pd, od;
+  infsim_status st = read_spec(cfg, prefix, &a, &pd, &od, err);
+  length_dist_free(&pd);
+  length_dist_free(&od);
+  infsim_config_forget(cfg, prefix);
   return st;
 }

@@ -31,8 +31,10 @@ void infsim_config_free(infsim_config *cfg);
 
 /* Flattens a YAML file (a mapping at the top; an empty file is an empty
  * config) into entries. Entries from a later file or --set replace earlier
- * ones with the same key, and a whole subtree: "model" replaces
- * "model.layers" and the other way round. Within one file a repeated key
+ * ones with the same key, and a value replaces a whole subtree: "model"
+ * replaces "model.layers". A key below an earlier value ("model.layers"
+ * after `model: tiny`) is a clash, as in one file: it fails naming both
+ * origins, and the file or --set adds nothing. Within one file a repeated key
  * (a mapping's key too: `model:` twice is an error, not a merge), a key
  * both a value and a mapping, a sequence holding anything but scalars, a
  * YAML tag (`!!int`), more than 4096 keys once aliases are expanded, or a
@@ -45,7 +47,8 @@ infsim_status infsim_config_load_yaml_text(infsim_config *cfg, const char *name,
                                            infsim_error *err);
 
 /* Adds or replaces one entry from "key=value" (the --set syntax; blanks
- * around key and value are dropped; the value may contain '='). */
+ * around key and value are dropped; the value may contain '='). A key
+ * below a value already set fails (see infsim_config_load_yaml). */
 infsim_status infsim_config_set(infsim_config *cfg, const char *assignment, infsim_error *err);
 
 /* Adds or replaces key with value; origin names where it came from in errors. */
@@ -65,7 +68,10 @@ bool infsim_config_has_value(const infsim_config *cfg, const char *key);
 const char *infsim_config_next_key(const infsim_config *cfg, const char *prefix, size_t *pos);
 
 /* Fails (INFSIM_EINPUT) with "ORIGIN: KEY: " followed by the formatted
- * message, for checks that span several keys ("must exceed block_tokens"). */
+ * message, for checks that span several keys ("must exceed block_tokens").
+ * ORIGIN is where the key was set ("c.yaml:3", "--set", or "default").
+ * cfg may be NULL, for checks on values whose config is gone (parameters
+ * changed after loading): the message then starts at "KEY: ". */
 infsim_status infsim_config_fail(const infsim_config *cfg, const char *key, infsim_error *err, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
@@ -90,8 +96,16 @@ const char *infsim_config_origin(const infsim_config *cfg, const char *key);
 /* Marks key and every key below it used without resolving them. */
 void infsim_config_mark_used(infsim_config *cfg, const char *key);
 
+/* Drops the resolved values of key and every key below it (the entries
+ * stay, marked used): keys read only to check them (a generator's keys
+ * beside a trace file) are not what the run used. */
+void infsim_config_forget(infsim_config *cfg, const char *key);
+
 /* Fails with "FILE:LINE: unknown key 'a.b'" for the first entry no getter read. */
 infsim_status infsim_config_check_unused(const infsim_config *cfg, infsim_error *err);
+
+/* The same for the entries at or below prefix only. */
+infsim_status infsim_config_check_unused_below(const infsim_config *cfg, const char *prefix, infsim_error *err);
 
 /* The resolved config as a nested JSON object (new reference): every key a
  * getter read, with its resolved value (numbers as numbers, booleans as

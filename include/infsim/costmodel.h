@@ -168,11 +168,14 @@ int64_t infsim_cost_decode_run_attn_ns(const infsim_cost_model *cm, const infsim
 /* Where a run's curves come from, decided in one place: the profile
  * `gpu_key` of the calibration DB at db_path when the DB has it for the
  * model and layout.tp, else the built-in GPU `gpu_key`'s roofline; an
- * unreadable DB is an error when db_given (else the roofline), and a key
- * that is neither a built-in GPU nor a profile in the DB is an error. */
+ * unreadable DB (a directory too) is an error when db_given (else the
+ * roofline), and a key that is neither a built-in GPU nor a profile in the
+ * DB is an error. cfg, when not NULL, is the config gpu_key and db_path
+ * came from: messages then name the line of `gpu` or `calibration.db`. */
 infsim_status infsim_cost_model_build(const char *gpu_key, const char *db_path, bool db_given,
                                       const infsim_model_shape *model, const infsim_instance_layout *layout,
-                                      const infsim_roofline_eff *eff, infsim_cost_model *out, infsim_error *err);
+                                      const infsim_roofline_eff *eff, const infsim_config *cfg,
+                                      infsim_cost_model *out, infsim_error *err);
 
 /* The GPU spec a `gpu` key stands for: a built-in GPU, or a calibrated
  * profile named after one plus a suffix ("h100-sxm-lab2": the longest

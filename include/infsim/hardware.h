@@ -41,7 +41,9 @@ typedef struct {
 /* Looks up a built-in model by name (llama2-7b, llama2-13b, llama2-70b, tiny). */
 int infsim_model_builtin(const char *name, infsim_model_shape *out);
 
-/* Reads `model` from cfg: a built-in name, or a mapping of its shape. */
+/* Reads `model` from cfg: a built-in name, {name, max_context_tokens}, or
+ * a custom shape (named "custom"); name beside a shape key fails, naming
+ * the shape key's file and line. */
 infsim_status infsim_model_from_config(infsim_config *cfg, infsim_model_shape *out, infsim_error *err);
 
 /* Looks up a built-in GPU (a100-80gb, a100-40gb, h100-sxm, h200). 0 if unknown. */

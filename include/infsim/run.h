@@ -13,7 +13,8 @@
 ** has no pointers, so MPI ranks can send it as is), the resolved config as
 ** JSON and the trace. Which trace wins: args.trace_path, else the config's
 ** workload.trace (relative to the config file), else the generator under
-** workload.*. Unknown config keys fail the load. Nothing is written before
+** workload.*; beside a file the generator's keys are still checked
+** (infsim_workload_check). Unknown config keys fail the load. Nothing is written before
 ** infsim_run_write, which writes every file under a temporary name and
 ** renames them only once all are complete.
 */

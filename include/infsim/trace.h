@@ -75,6 +75,14 @@ char *infsim_format_seconds(int64_t ns, char buf[32]);
 infsim_status infsim_workload_generate(infsim_config *cfg, const char *prefix, uint64_t seed, infsim_trace *out,
                                        infsim_error *err);
 
+/* Reads and checks the generator's keys under prefix as
+ * infsim_workload_generate would, generating nothing: a run whose requests
+ * come from a trace file still refuses a misspelled or out-of-range
+ * generator key (FILE:LINE: KEY). The keys it read are marked used and
+ * their resolved values dropped (infsim_config_forget: the file, not the
+ * generator, made the requests), so read PREFIX.trace after it. */
+infsim_status infsim_workload_check(infsim_config *cfg, const char *prefix, infsim_error *err);
+
 /* ---- importers ---- */
 
 typedef enum { INFSIM_IMPORT_AZURE, INFSIM_IMPORT_MOONCAKE, INFSIM_IMPORT_BURSTGPT } infsim_import_format;
