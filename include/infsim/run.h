@@ -133,6 +133,9 @@ typedef enum {
   INFSIM_OUTPUT_SUMMARY = 1  /* summary.json only (sweeps) */
 } infsim_output_set;
 
+/* Writes the run's outputs into dir (created if missing) and its --timeline
+ * file, all or nothing. After a failure nothing new is left: no file, no
+ * directory. */
 infsim_status infsim_run_write(const infsim_run_result *res, const char *dir, infsim_output_set which,
                                infsim_error *err);
 
