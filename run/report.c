@@ -414,7 +414,9 @@ infsim_status infsim_run_write(const infsim_run_result *res, const char *dir, in
                           which == INFSIM_OUTPUT_ALL && res->sim != NULL};
   /* All or nothing (atomic_file.h's sets): an old set of outputs stays
    * whole, or the new set is whole. The timeline, streamed during the
-   * run, is a member of the same set. */
+   * run, is a member of the same set; so are the removals of an older
+   * run's files that this run does not write, which would otherwise be
+   * read as this run's (a reused --out directory). */
   FILE *fp[N_FILES] = {0};
   char paths[N_FILES][INFSIM_PATH_BYTES];
   const char *db_temp = NULL;
@@ -438,8 +440,8 @@ infsim_status infsim_run_write(const infsim_run_result *res, const char *dir, in
       st = infsim_fail(err, INFSIM_EINPUT, "%s: output directory path too long", dir);
       break;
     }
-    if (!wanted[i]) continue;
-    if (i == DB) st = infsim_atomic_set_add_path(set, paths[i], &db_temp, err);
+    if (!wanted[i]) st = infsim_atomic_set_remove(set, paths[i], err);
+    else if (i == DB) st = infsim_atomic_set_add_path(set, paths[i], &db_temp, err);
     else st = infsim_atomic_set_add(set, paths[i], &fp[i], err);
   }
   if (st == INFSIM_OK) {

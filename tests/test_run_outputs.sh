@@ -167,5 +167,18 @@ grep -q "efbig.json: cannot write" "$W/err" || fail "timeline over the file size
 [ -f "$W/efbig/iterations.csv" ] || fail "timeline over the file size limit: the older iterations.csv went"
 [ -z "$(ls "$W" | grep efbig.json)" ] || fail "timeline over the file size limit: left $(ls "$W" | grep efbig.json)"
 
+# A reused --out directory holds one run's outputs: what this run does not
+# write of a run's files goes in the same commit (an older iterations.csv
+# would otherwise be read as this run's); other files stay.
+"$INFSIM" run "$W/one.yaml" --trace "$W/three.csv" --out "$W/reuse" --quiet --set metrics.iterations=true ||
+  fail "reuse: first run failed"
+touch "$W/reuse/notes.txt"
+"$INFSIM" run "$W/one.yaml" --trace "$W/three.csv" --out "$W/reuse" --quiet || fail "reuse: run without iterations failed"
+[ "$(ls "$W/reuse" | tr '\n' ' ')" = "links.csv notes.txt requests.csv results.db summary.json timeseries.csv " ] ||
+  fail "reuse: after a run without iterations: $(ls "$W/reuse" | tr '\n' ' ')"
+"$INFSIM" run "$W/one.yaml" --trace "$W/three.csv" --out "$W/reuse" --quiet --summary-only || fail "reuse: --summary-only failed"
+[ "$(ls "$W/reuse" | tr '\n' ' ')" = "notes.txt summary.json " ] ||
+  fail "reuse: after --summary-only: $(ls "$W/reuse" | tr '\n' ' ')"
+
 echo "$((failures == 0 ? 1 : 0)) passed, $failures failed"
 [ "$failures" -eq 0 ]

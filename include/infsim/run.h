@@ -134,8 +134,10 @@ typedef enum {
 } infsim_output_set;
 
 /* Writes the run's outputs into dir (created if missing) and its --timeline
- * file, all or nothing. After a failure nothing new is left: no file, no
- * directory. */
+ * file, all or nothing. A run's output name (summary.json, requests.csv,
+ * timeseries.csv, results.db, iterations.csv, links.csv) that this run does
+ * not write is removed in the same commit, so that dir holds one run's
+ * outputs. After a failure nothing new is left: no file, no directory. */
 infsim_status infsim_run_write(const infsim_run_result *res, const char *dir, infsim_output_set which,
                                infsim_error *err);
 
