@@ -404,11 +404,18 @@ static infsim_status write_links_csv(FILE *f, const char *path, const infsim_run
   return outbuf_close(w, path, err);
 }
 
+enum { SUMMARY, REQUESTS, TIMESERIES, DB, ITERATIONS, LINKS, N_FILES };
+static const char *const k_names[N_FILES] = {"summary.json", "requests.csv", "timeseries.csv", "results.db",
+                                             "iterations.csv", "links.csv"};
+
+bool infsim_run_output_name(const char *name) {
+  for (int i = 0; i < N_FILES; i++)
+    if (strcmp(name, k_names[i]) == 0) return true;
+  return false;
+}
+
 infsim_status infsim_run_write(const infsim_run_result *res, const char *dir, infsim_output_set which,
                                infsim_error *err) {
-  enum { SUMMARY, REQUESTS, TIMESERIES, DB, ITERATIONS, LINKS, N_FILES };
-  static const char *const k_names[N_FILES] = {"summary.json", "requests.csv", "timeseries.csv", "results.db",
-                                               "iterations.csv", "links.csv"};
   bool wanted[N_FILES] = {true, which == INFSIM_OUTPUT_ALL, which == INFSIM_OUTPUT_ALL, which == INFSIM_OUTPUT_ALL,
                           which == INFSIM_OUTPUT_ALL && res->params.record_iterations,
                           which == INFSIM_OUTPUT_ALL && res->sim != NULL};

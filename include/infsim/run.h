@@ -141,4 +141,8 @@ typedef enum {
 infsim_status infsim_run_write(const infsim_run_result *res, const char *dir, infsim_output_set which,
                                infsim_error *err);
 
+/* Whether name (a file name, no directory) is one of a run's outputs in
+ * its directory: summary.json, requests.csv, ... (infsim_run_write). */
+bool infsim_run_output_name(const char *name);
+
 #endif
