@@ -122,7 +122,7 @@ static infsim_status evaluate(const infsim_capacity_opts *o, const double *value
   infsim_sweep_opts so = o->sweep;
   so.grid = g;
   so.keep_summaries = true;
-  infsim_sweep_outcome out;
+  infsim_sweep_outcome out = {0}; /* freed on every path: a failed sweep may hold summaries */
   if (st == INFSIM_OK) st = infsim_sweep_run(&so, &out, err);
   for (size_t i = 0; i < n; i++) {
     infsim_capacity_step *step = &r->steps[r->step_count++];
@@ -141,8 +141,8 @@ static infsim_status evaluate(const infsim_capacity_opts *o, const double *value
     r->runs += out.ran;
     r->runs_skipped += out.skipped;
     r->is_root = out.is_root;
-    infsim_sweep_outcome_free(&out);
   }
+  infsim_sweep_outcome_free(&out);
   infsim_grid_free(g);
   return st;
 }

@@ -135,5 +135,12 @@ expect2 "--slo is required" "$work/c.yaml"
 expect2 "--probes: bad value '9'" "$work/c.yaml" --slo ttft_p99=2s --probes 9
 expect2 "expected whole instance counts" "$work/c.yaml" --slo ttft_p99=2s --target instances --start 1.5
 
+# --out naming a directory: bad input (exit 2), as for sweep.
+mkdir -p "$work/adir"
+"$INFSIM" capacity "$work/c.yaml" --slo ttft_p99=2s --out "$work/adir" --progress none >/dev/null 2>"$work/err"
+rc=$?
+[ $rc -eq 2 ] || fail "capacity --out DIR: exit $rc, want 2 ($(cat "$work/err"))"
+grep -qF "$work/adir: is a directory, not a file" "$work/err" || fail "capacity --out DIR: message '$(cat "$work/err")'"
+
 [ $failures = 0 ] || { echo "$failures failure(s)"; exit 1; }
 echo "ok"
