@@ -29,7 +29,8 @@ infsim_status plot_begin(plot_job *pj, const char *out_dir, bool svg, infsim_err
   if (st != INFSIM_OK) return st;
   snprintf(pj->work_dir, sizeof pj->work_dir, "%s/.infsim-plot-XXXXXX", out_dir);
   if (mkdtemp(pj->work_dir) == NULL)
-    return infsim_fail(err, INFSIM_EIO, "%s: cannot create a working directory: %s", out_dir, strerror(errno));
+    return infsim_fail(err, infsim_output_errno_status(errno), "%s: cannot create a working directory: %s", out_dir,
+                       strerror(errno));
   pj->fp = open_memstream(&pj->script, &pj->script_bytes);
   if (pj->fp == NULL) {
     rmdir(pj->work_dir);

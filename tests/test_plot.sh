@@ -122,6 +122,10 @@ cp "$run/requests.csv" "$bad/"
 sed '6s/,[0-9]*$//' "$run/timeseries.csv" >"$bad/timeseries.csv"
 expect_exit 2 "$bad/timeseries.csv:6: expected 8 fields, got 7" "$bad"
 
+# An --out where nothing may be created (the root of sysfs refuses even
+# root): bad input, exit 2, naming the directory.
+[ -d /sys/kernel ] && expect_exit 2 "/sys: cannot create a working directory" "$run" --out /sys
+
 # No gnuplot on PATH: exit 1, and the earlier outputs stay as they were.
 before=$(cksum <"$run/plots/kv_usage.png")
 PATH=/nonexistent "$INFSIM" plot "$run" >/dev/null 2>"$work/stderr"

@@ -141,6 +141,13 @@ for spec in "$W/plain/o|$W/plain: exists and is not a directory" \
   [ $rc -eq 2 ] || fail "--out ${out:0:40}...: exit $rc, want 2 ($(cat "$W/err"))"
   [ "$(cat "$W/err")" = "infsim run: $want" ] || fail "--out ${out:0:40}...: message '$(cat "$W/err")'"
 done
+# No permission (the root of sysfs refuses even root): exit 2 as well.
+if [ -d /sys/kernel ]; then
+  "$INFSIM" run "$W/c.yaml" --trace "$W/t.csv" --out /sys/infsim-o --quiet 2>"$W/err"
+  rc=$?
+  [ $rc -eq 2 ] || fail "--out /sys/infsim-o: exit $rc, want 2 ($(cat "$W/err"))"
+  grep -q "^infsim run: /sys/infsim-o: cannot create directory: " "$W/err" || fail "--out /sys/infsim-o: message '$(cat "$W/err")'"
+fi
 [ "$(ls "$W" | grep -c nnn)" -eq 0 ] || fail "--out with a long name left something"
 
 echo "$((failures == 0 ? 1 : 0)) passed, $failures failed"

@@ -158,4 +158,10 @@ grep -qF "$W/plain/t.csv: cannot write: Not a directory" "$W/err" || fail "gen -
 [ $rc -eq 2 ] || fail "gen -o with a 300-character name: exit $rc, want 2"
 grep -q "File name too long" "$W/err" || fail "gen -o with a 300-character name: message '$(cat "$W/err")'"
 
+if [ -d /sys/kernel ]; then # no permission: the root of sysfs refuses even root
+  "$INFSIM" trace gen --requests 2 -o /sys/infsim-t.csv 2>"$W/err"; rc=$?
+  [ $rc -eq 2 ] || fail "gen -o /sys/infsim-t.csv: exit $rc, want 2 ($(cat "$W/err"))"
+  grep -q "^infsim trace gen: /sys/infsim-t.csv: cannot create: " "$W/err" || fail "gen -o /sys/...: message '$(cat "$W/err")'"
+fi
+
 echo "ok: trace gen and stats"
