@@ -29,7 +29,7 @@ static const char k_usage[] =
     "  --seed N         the run's seed (overrides the config's `seed`)\n"
     "  --set key=value  override a config key, e.g. --set scheduler.max_batch_size=1\n"
     "  --quiet          print nothing on success\n"
-    "  --summary-only   write DIR/summary.json only\n"
+    "  --summary-only   write DIR/summary.json only (an older run's other files in DIR go)\n"
     "  --timeline FILE  also write a Chrome/Perfetto trace of batches, preemptions and messages\n"
     "  --timeline-window A,B  only events overlapping A..B seconds of simulated time\n"
     "\n"
