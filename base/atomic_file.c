@@ -190,7 +190,8 @@ static infsim_status open_dest(infsim_atomic_file *af, const char *path, bool wa
       return infsim_fail(err, INFSIM_EINPUT, "%s: not a regular file (this output cannot go to a device or pipe)",
                          path);
     int fd = open(af->final_path, O_WRONLY | O_NOCTTY);
-    if (fd < 0) return infsim_fail(err, infsim_output_errno_status(errno), "%s: cannot open: %s", path, strerror(errno));
+    if (fd < 0)
+      return infsim_fail(err, infsim_output_errno_status(errno), "%s: cannot open: %s", path, strerror(errno));
     af->fp = fdopen(fd, "w");
     if (af->fp == NULL) {
       close(fd);

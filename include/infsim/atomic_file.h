@@ -77,7 +77,8 @@ typedef struct {
 /* Opens an output: a temporary file beside path (beside a symlink's
  * target), or path itself when it is a device, FIFO or socket. Removes
  * debris of dead processes in that directory first. Fails with
- * INFSIM_EINPUT when path is a directory or too long. */
+ * INFSIM_EINPUT when path is a directory, too long or in a place that
+ * cannot hold it (infsim_output_errno_status). */
 infsim_status infsim_atomic_open(infsim_atomic_file *af, const char *path, infsim_error *err);
 
 /* Flushes, closes and renames the temporary file onto the final path. On
