@@ -159,6 +159,10 @@ int infsim_cmd_run(int argc, char **argv) {
     fputs(k_usage, stderr);
     goto done;
   }
+  if (timeline != NULL && strcmp(timeline, out_dir) == 0) {
+    fprintf(stderr, "infsim run: --timeline %s: the output directory, not a file\n", timeline);
+    goto done;
+  }
   if (timeline != NULL && timeline_is_run_output(timeline, out_dir)) {
     fprintf(stderr, "infsim run: --timeline %s: one of the run's own outputs in %s\n", timeline, out_dir);
     goto done;

@@ -147,6 +147,15 @@ rm -rf "$W/aon/links.csv"
 [ $? -eq 2 ] || fail "--timeline OUT/./requests.csv: not exit 2 ($(cat "$W/err"))"
 [ "$(cat "$W/aon/summary.json" "$W/aon/requests.csv" | md5sum)" = "$sum_before" ] ||
   fail "--timeline OUT/./requests.csv: the old outputs changed"
+# The timeline at the output directory's own name: refused as given, and
+# spelled otherwise, refused when the set commits, leaving nothing.
+for tl in "$W/same" "$W/./same"; do
+  "$INFSIM" run "$W/one.yaml" --trace "$W/three.csv" --out "$W/same" --quiet --timeline "$tl" 2>"$W/err"
+  [ $? -eq 2 ] || fail "--timeline $tl --out $W/same: not exit 2 ($(cat "$W/err"))"
+  [ "$(wc -l <"$W/err")" -eq 1 ] || fail "--timeline $tl --out $W/same: message is not one line"
+  [ ! -e "$W/same" ] || fail "--timeline $tl --out $W/same: left $W/same"
+  ls "$W" | grep -q '\.tmp\.' && fail "--timeline $tl --out $W/same: left a temporary file"
+done
 touch "$W/plainfile"
 "$INFSIM" run "$W/one.yaml" --trace "$W/three.csv" --out "$W/plainfile" --quiet --timeline "$W/tsub/deeper/t.json" \
   2>"$W/err"
