@@ -113,8 +113,11 @@ static infsim_status run_gnuplot(plot_job *pj, const char *gnuplot, infsim_error
   int status;
   while (waitpid(pid, &status, 0) < 0)
     if (errno != EINTR) return infsim_fail(err, INFSIM_ERUN, "waiting for gnuplot: %s", strerror(errno));
+  if (WIFSIGNALED(status))
+    return infsim_fail(err, INFSIM_ERUN, "%s killed by signal %d; see its messages above", gnuplot,
+                       WTERMSIG(status));
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    return infsim_fail(err, INFSIM_ERUN, "%s failed (exit status %d); see its messages above", gnuplot,
+    return infsim_fail(err, INFSIM_ERUN, "%s exited with status %d; see its messages above", gnuplot,
                        WIFEXITED(status) ? WEXITSTATUS(status) : -1);
   return INFSIM_OK;
 }
