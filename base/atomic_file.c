@@ -28,6 +28,25 @@ enum {
   TEMP_SUFFIX_BYTES = 6,    /* mkstemp's XXXXXX */
 };
 
+/* ---- errors ------------------------------------------------------------- */
+
+infsim_status infsim_output_errno_status(int errnum) {
+  switch (errnum) {
+  case ENOENT:       /* a directory on the way is missing */
+  case ENOTDIR:      /* a file where a directory should be */
+  case EISDIR:       /* a directory where a file should be */
+  case ENAMETOOLONG: /* a component or the whole path */
+  case ELOOP:        /* a symlink loop on the way */
+  case EACCES:       /* no permission to create or replace there */
+  case EPERM:
+  case EROFS:        /* a read-only file system */
+  case EEXIST:       /* something else holds the name */
+    return INFSIM_EINPUT;
+  default:           /* ENOSPC, EFBIG, EIO, EDQUOT...: the write itself failed */
+    return INFSIM_EIO;
+  }
+}
+
 /* ---- names -------------------------------------------------------------- */
 
 /* This host's name with every character outside [A-Za-z0-9-] as '-', so
@@ -128,8 +147,7 @@ static infsim_status resolve_dest(const char *path, char out[INFSIM_PATH_BYTES],
         *kind = DEST_NEW;
         return INFSIM_OK;
       }
-      return infsim_fail(err, errno == ENOTDIR ? INFSIM_EINPUT : INFSIM_EIO, "%s: cannot write: %s", path,
-                         strerror(errno));
+      return infsim_fail(err, infsim_output_errno_status(errno), "%s: cannot write: %s", path, strerror(errno));
     }
     if (S_ISDIR(sb.st_mode)) return infsim_fail(err, INFSIM_EINPUT, "%s: is a directory, not a file", path);
     if (S_ISREG(sb.st_mode)) {
@@ -172,7 +190,8 @@ static infsim_status open_dest(infsim_atomic_file *af, const char *path, bool wa
       return infsim_fail(err, INFSIM_EINPUT, "%s: not a regular file (this output cannot go to a device or pipe)",
                          path);
     int fd = open(af->final_path, O_WRONLY | O_NOCTTY);
-    if (fd < 0) return infsim_fail(err, INFSIM_EIO, "%s: cannot open: %s", path, strerror(errno));
+    if (fd < 0)
+      return infsim_fail(err, infsim_output_errno_status(errno), "%s: cannot open: %s", path, strerror(errno));
     af->fp = fdopen(fd, "w");
     if (af->fp == NULL) {
       close(fd);
@@ -188,8 +207,7 @@ static infsim_status open_dest(infsim_atomic_file *af, const char *path, bool wa
   if (fd < 0) {
     int saved = errno;
     af->temp_path[0] = '\0';
-    return infsim_fail(err, saved == ENOENT || saved == ENOTDIR ? INFSIM_EINPUT : INFSIM_EIO,
-                       "%s: cannot create: %s", path, strerror(saved));
+    return infsim_fail(err, infsim_output_errno_status(saved), "%s: cannot create: %s", path, strerror(saved));
   }
   if (!want_stream) {
     close(fd);
@@ -237,7 +255,7 @@ infsim_status infsim_atomic_commit(infsim_atomic_file *af, infsim_error *err) {
     int saved = errno;
     unlink(af->temp_path);
     af->temp_path[0] = '\0';
-    return infsim_fail(err, saved == EISDIR ? INFSIM_EINPUT : INFSIM_EIO, "%s: cannot write: %s", af->final_path,
+    return infsim_fail(err, infsim_output_errno_status(saved), "%s: cannot write: %s", af->final_path,
                        strerror(saved));
   }
   af->temp_path[0] = '\0';
@@ -257,26 +275,76 @@ typedef struct {
   infsim_atomic_file af;
   char backup[INFSIM_PATH_BYTES]; /* "" or the old destination's second name */
   bool backup_by_rename;          /* the old file left its name (no hard links here) */
-  bool renamed;                   /* the new file is in place */
+  bool renamed;                   /* the new file is in place (a removal: the old one is gone) */
+  bool removal;                   /* af names a file the commit removes; no temporary file */
+  /* Where the destination lives, so that two spellings of one file
+   * (out/x and out/./x) are found to be the same: the directory's device
+   * and inode and the last component (has_dir false: not known). */
+  bool has_dir;
+  dev_t dir_dev;
+  ino_t dir_ino;
 } set_member;
 
 struct infsim_atomic_set {
   set_member **m; /* each member allocated apart: temp_path pointers handed out stay valid */
   size_t n, cap;
+  char **dirs; /* directories this set created, parents first: removed again unless it commits */
+  size_t n_dirs;
   bool done; /* committed or aborted */
 };
 
 infsim_atomic_set *infsim_atomic_set_new(void) { return calloc(1, sizeof(infsim_atomic_set)); }
 
-static infsim_status set_add(infsim_atomic_set *set, const char *path, bool want_stream, infsim_error *err) {
-  assert(set != NULL && !set->done);
-  if (set->n == set->cap) {
+static const char *base_of(const char *path) {
+  const char *slash = strrchr(path, '/');
+  return slash != NULL ? slash + 1 : path;
+}
+
+static void locate(set_member *mem) {
+  char dir[INFSIM_PATH_BYTES];
+  dir_of(mem->af.final_path, dir);
+  struct stat sb;
+  mem->has_dir = stat(dir, &sb) == 0;
+  if (mem->has_dir) {
+    mem->dir_dev = sb.st_dev;
+    mem->dir_ino = sb.st_ino;
+  }
+}
+
+static bool same_dest(const set_member *a, const set_member *b) {
+  if (strcmp(a->af.final_path, b->af.final_path) == 0) return true;
+  return a->has_dir && b->has_dir && a->dir_dev == b->dir_dev && a->dir_ino == b->dir_ino &&
+         strcmp(base_of(a->af.final_path), base_of(b->af.final_path)) == 0;
+}
+
+/* Takes mem (allocated) into the set, or frees it when it names a file
+ * already there. */
+static infsim_status set_take(infsim_atomic_set *set, set_member *mem, const char *path, infsim_error *err) {
+  locate(mem);
+  infsim_status st = INFSIM_OK;
+  for (size_t i = 0; i < set->n && st == INFSIM_OK; i++)
+    if (same_dest(set->m[i], mem))
+      st = infsim_fail(err, INFSIM_EINPUT, "%s: the same file twice in one output set", path);
+  if (st == INFSIM_OK && set->n == set->cap) {
     size_t cap = set->cap == 0 ? 4 : 2 * set->cap;
     set_member **p = realloc(set->m, cap * sizeof *p);
-    if (p == NULL) return infsim_fail(err, INFSIM_ENOMEM, "%s: out of memory", path);
-    set->m = p;
-    set->cap = cap;
+    if (p == NULL) st = infsim_fail(err, INFSIM_ENOMEM, "%s: out of memory", path);
+    else {
+      set->m = p;
+      set->cap = cap;
+    }
   }
+  if (st != INFSIM_OK) {
+    if (!mem->removal) infsim_atomic_abort(&mem->af);
+    free(mem);
+    return st;
+  }
+  set->m[set->n++] = mem;
+  return INFSIM_OK;
+}
+
+static infsim_status set_add(infsim_atomic_set *set, const char *path, bool want_stream, infsim_error *err) {
+  assert(set != NULL && !set->done);
   set_member *mem = calloc(1, sizeof *mem);
   if (mem == NULL) return infsim_fail(err, INFSIM_ENOMEM, "%s: out of memory", path);
   infsim_status st = open_dest(&mem->af, path, want_stream, want_stream, err);
@@ -284,14 +352,19 @@ static infsim_status set_add(infsim_atomic_set *set, const char *path, bool want
     free(mem);
     return st;
   }
-  for (size_t i = 0; i < set->n; i++)
-    if (strcmp(set->m[i]->af.final_path, mem->af.final_path) == 0) {
-      infsim_atomic_abort(&mem->af);
-      free(mem);
-      return infsim_fail(err, INFSIM_EINPUT, "%s: the same file twice in one output set", path);
-    }
-  set->m[set->n++] = mem;
-  return INFSIM_OK;
+  return set_take(set, mem, path, err);
+}
+
+infsim_status infsim_atomic_set_remove(infsim_atomic_set *set, const char *path, infsim_error *err) {
+  assert(set != NULL && !set->done);
+  size_t len = strlen(path);
+  if (len == 0 || len >= INFSIM_PATH_BYTES - 64) return infsim_fail(err, INFSIM_EINPUT, "%s: path too long", path);
+  set_member *mem = calloc(1, sizeof *mem);
+  if (mem == NULL) return infsim_fail(err, INFSIM_ENOMEM, "%s: out of memory", path);
+  /* The name itself, not a link's target: what goes is this entry. */
+  memcpy(mem->af.final_path, path, len + 1);
+  mem->removal = true;
+  return set_take(set, mem, path, err);
 }
 
 infsim_status infsim_atomic_set_add(infsim_atomic_set *set, const char *path, FILE **fp, infsim_error *err) {
@@ -313,14 +386,18 @@ static infsim_status keep_old(set_member *mem, infsim_error *err) {
   struct stat sb;
   if (lstat(mem->af.final_path, &sb) != 0) {
     if (errno == ENOENT) return INFSIM_OK;
-    return infsim_fail(err, INFSIM_EIO, "%s: cannot replace: %s", mem->af.final_path, strerror(errno));
+    return infsim_fail(err, infsim_output_errno_status(errno), "%s: cannot replace: %s", mem->af.final_path,
+                       strerror(errno));
   }
+  if (mem->removal && !S_ISREG(sb.st_mode) && !S_ISLNK(sb.st_mode)) return INFSIM_OK; /* not ours to remove */
   if (S_ISDIR(sb.st_mode))
     return infsim_fail(err, INFSIM_EINPUT, "%s: is a directory, not a file", mem->af.final_path);
   int fd = make_temp(mem->af.final_path, mem->backup);
   if (fd < 0) {
+    int saved = errno;
     mem->backup[0] = '\0';
-    return infsim_fail(err, INFSIM_EIO, "%s: cannot keep the old file: %s", mem->af.final_path, strerror(errno));
+    return infsim_fail(err, infsim_output_errno_status(saved), "%s: cannot keep the old file: %s",
+                       mem->af.final_path, strerror(saved));
   }
   close(fd);
   unlink(mem->backup); /* the name is ours (host, pid, random); link() wants it free */
@@ -331,7 +408,14 @@ static infsim_status keep_old(set_member *mem, infsim_error *err) {
   }
   int saved = errno;
   mem->backup[0] = '\0';
-  return infsim_fail(err, INFSIM_EIO, "%s: cannot keep the old file: %s", mem->af.final_path, strerror(saved));
+  return infsim_fail(err, infsim_output_errno_status(saved), "%s: cannot keep the old file: %s",
+                     mem->af.final_path, strerror(saved));
+}
+
+/* Removes the directories the set created, deepest first; one that is not
+ * empty (someone else wrote there meanwhile) stays. */
+static void remove_created_dirs(infsim_atomic_set *set) {
+  for (size_t k = set->n_dirs; k-- > 0;) rmdir(set->dirs[k]);
 }
 
 /* Undoes a failed commit: new files out, old files back, temps removed. */
@@ -339,6 +423,15 @@ static void set_rollback(infsim_atomic_set *set) {
   for (size_t k = set->n; k-- > 0;) {
     set_member *mem = set->m[k];
     if (mem->af.direct) continue;
+    if (mem->removal) {
+      /* A removed file comes back from its spare name. */
+      if (mem->backup[0] != '\0') {
+        if (mem->renamed || mem->backup_by_rename) rename(mem->backup, mem->af.final_path);
+        else unlink(mem->backup);
+        mem->backup[0] = '\0';
+      }
+      continue;
+    }
     if (mem->renamed) {
       /* The old file goes back over the new one; with no old file, the new
        * one goes. A backup that cannot be put back stays, under its
@@ -356,6 +449,7 @@ static void set_rollback(infsim_atomic_set *set) {
       }
     }
   }
+  remove_created_dirs(set);
 }
 
 infsim_status infsim_atomic_set_commit(infsim_atomic_set *set, infsim_error *err) {
@@ -377,11 +471,22 @@ infsim_status infsim_atomic_set_commit(infsim_atomic_set *set, infsim_error *err
     if (mem->af.direct) continue;
     st = keep_old(mem, err);
     if (st != INFSIM_OK) break;
+    if (mem->removal) {
+      /* The spare name keeps the file until the whole set is in place. */
+      if (mem->backup[0] != '\0' && !mem->backup_by_rename && unlink(mem->af.final_path) != 0) {
+        int saved = errno;
+        st = infsim_fail(err, infsim_output_errno_status(saved), "%s: cannot remove: %s", mem->af.final_path,
+                         strerror(saved));
+        break;
+      }
+      mem->renamed = true;
+      continue;
+    }
     chmod(mem->af.temp_path, 0644);
     if (rename(mem->af.temp_path, mem->af.final_path) != 0) {
       int saved = errno;
-      st = infsim_fail(err, saved == EISDIR ? INFSIM_EINPUT : INFSIM_EIO, "%s: cannot replace: %s",
-                       mem->af.final_path, strerror(saved));
+      st = infsim_fail(err, infsim_output_errno_status(saved), "%s: cannot replace: %s", mem->af.final_path,
+                       strerror(saved));
       break;
     }
     mem->renamed = true;
@@ -401,17 +506,27 @@ infsim_status infsim_atomic_set_commit(infsim_atomic_set *set, infsim_error *err
 
 void infsim_atomic_set_free(infsim_atomic_set *set) {
   if (set == NULL) return;
-  if (!set->done)
-    for (size_t i = 0; i < set->n; i++) infsim_atomic_abort(&set->m[i]->af);
+  if (!set->done) {
+    for (size_t i = 0; i < set->n; i++)
+      if (!set->m[i]->removal) infsim_atomic_abort(&set->m[i]->af);
+    remove_created_dirs(set);
+  }
   for (size_t i = 0; i < set->n; i++) free(set->m[i]);
   free(set->m);
+  for (size_t i = 0; i < set->n_dirs; i++) free(set->dirs[i]);
+  free(set->dirs);
   free(set);
 }
 
 /* ---- directories ----------------------------------------------------------- */
 
-static infsim_status make_one_dir(const char *dir, infsim_error *err) {
-  if (mkdir(dir, 0755) == 0) return INFSIM_OK;
+/* Makes dir unless it is a directory already; *created says which. */
+static infsim_status make_one_dir(const char *dir, bool *created, infsim_error *err) {
+  *created = false;
+  if (mkdir(dir, 0755) == 0) {
+    *created = true;
+    return INFSIM_OK;
+  }
   int saved = errno;
   struct stat sb;
   if (saved == EEXIST || saved == EROFS || saved == EACCES) {
@@ -420,21 +535,42 @@ static infsim_status make_one_dir(const char *dir, infsim_error *err) {
       return infsim_fail(err, INFSIM_EINPUT, "%s: exists and is not a directory", dir);
     }
   }
-  return infsim_fail(err, saved == ENOTDIR ? INFSIM_EINPUT : INFSIM_EIO, "%s: cannot create directory: %s", dir,
+  return infsim_fail(err, infsim_output_errno_status(saved), "%s: cannot create directory: %s", dir,
                      strerror(saved));
 }
 
-infsim_status infsim_make_dirs(const char *path, infsim_error *err) {
+/* Creates path and its missing parents; each one created is recorded in
+ * set (when not NULL) so that a set that does not commit removes it. */
+static infsim_status make_dirs(const char *path, infsim_atomic_set *set, infsim_error *err) {
   char buf[INFSIM_PATH_BYTES];
   size_t len = strlen(path);
   if (len == 0 || len >= sizeof buf) return infsim_fail(err, INFSIM_EINPUT, "bad output directory '%s'", path);
   memcpy(buf, path, len + 1);
-  for (char *p = buf + 1; *p != '\0'; p++) {
-    if (*p != '/' || p[-1] == '/') continue;
+  for (char *p = buf + 1;; p++) {
+    bool last = *p == '\0';
+    if (!last && (*p != '/' || p[-1] == '/')) continue;
     *p = '\0';
-    infsim_status st = make_one_dir(buf, err);
-    if (st != INFSIM_OK) return st;
+    bool created = false;
+    infsim_status st = make_one_dir(buf, &created, err);
+    if (st == INFSIM_OK && created && set != NULL) {
+      char **d = realloc(set->dirs, (set->n_dirs + 1) * sizeof *d);
+      char *copy = d != NULL ? strdup(buf) : NULL;
+      if (d != NULL) set->dirs = d;
+      if (copy == NULL) {
+        rmdir(buf);
+        st = infsim_fail(err, INFSIM_ENOMEM, "%s: out of memory", path);
+      } else {
+        set->dirs[set->n_dirs++] = copy;
+      }
+    }
+    if (st != INFSIM_OK || last) return st;
     *p = '/';
   }
-  return make_one_dir(buf, err);
+}
+
+infsim_status infsim_make_dirs(const char *path, infsim_error *err) { return make_dirs(path, NULL, err); }
+
+infsim_status infsim_atomic_set_make_dirs(infsim_atomic_set *set, const char *path, infsim_error *err) {
+  assert(set != NULL && !set->done);
+  return make_dirs(path, set, err);
 }

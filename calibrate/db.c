@@ -107,8 +107,11 @@ infsim_status calib_db_open(const char *db_path, int create, sqlite3 **db_out, i
   sqlite3 *db = NULL;
   int flags = create ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READWRITE;
   if (sqlite3_open_v2(db_path, &db, flags, NULL) != SQLITE_OK) {
+    /* The file's own errno says why ("Is a directory"), where SQLite says
+     * only "unable to open database file". */
+    int errnum = db != NULL ? sqlite3_system_errno(db) : 0;
     infsim_status st = infsim_fail(err, INFSIM_EINPUT, "%s: cannot open: %s", db_path,
-                                   db ? sqlite3_errmsg(db) : "out of memory");
+                                   errnum != 0 ? strerror(errnum) : db ? sqlite3_errmsg(db) : "out of memory");
     sqlite3_close(db);
     return st;
   }

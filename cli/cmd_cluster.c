@@ -13,12 +13,15 @@
 ** driver polls: the one file-scope variable of the CLI, because a signal
 ** handler can reach nothing else.
 */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "commands.h"
+#include "infsim/atomic_file.h"
 #include "infsim/run.h"
 
 #include "infsim/cluster.h"
@@ -146,6 +149,15 @@ int infsim_cmd_cluster(int argc, char **argv) {
     fputs(k_usage, stderr);
     goto done;
   }
+  /* A --out that can never be a directory is known now, not after the
+   * cluster has run (infsim_run_write would refuse it then). */
+  struct stat out_sb;
+  int out_errno = stat(out_dir, &out_sb) != 0 ? errno : S_ISDIR(out_sb.st_mode) ? 0 : ENOTDIR;
+  if (out_errno != 0 && out_errno != ENOENT) { /* a missing directory is made when the outputs are written */
+    fprintf(stderr, "infsim cluster: %s: cannot be the output directory: %s\n", out_dir, strerror(out_errno));
+    rc = infsim_status_exit_code(infsim_output_errno_status(out_errno));
+    goto done;
+  }
   if (infsim_cluster_mpi_init(&argc, &argv, &err) != INFSIM_OK) {
     fprintf(stderr, "infsim cluster: %s\n", err.msg);
     rc = 1;
@@ -165,7 +177,7 @@ int infsim_cmd_cluster(int argc, char **argv) {
     infsim_error werr;
     if (infsim_run_write(res, out_dir, INFSIM_OUTPUT_ALL, &werr) != INFSIM_OK) {
       fprintf(stderr, "infsim cluster: %s\n", werr.msg);
-      if (rc == 0) rc = 1;
+      if (rc == 0) rc = infsim_status_exit_code(werr.status);
     } else if (st != INFSIM_OK) {
       fprintf(stderr, "infsim cluster: results so far written to %s/\n", out_dir);
     } else if (!quiet) {

@@ -9,20 +9,25 @@
 **    and iterations with prefill apart, at mean, p50, p90, p99.
 ** and draws them (gnuplot): the sim / cluster ratio of every row, 1 being
 ** exact. The plot goes to CLUSTER_OUT/compare.png unless --plot names a
-** .png or .svg file; it is written under a temporary name and renamed once
-** gnuplot succeeded.
+** .png or .svg file. The plot and --reprice-rows form one output set
+** (atomic_file.h): both appear once gnuplot succeeded, or neither.
 **
-** Bad input (a missing file, a field that is not a number) exits 2 naming
-** the file and field; a failing gnuplot exits 1 after the table.
+** Bad input (a missing file, a field that is not a number, an output
+** location that cannot be written) exits 2 naming the file and field; a
+** failing gnuplot exits 1 after the table.
 */
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "commands.h"
+#include "infsim/atomic_file.h"
 #include "infsim/config.h"
 #include "infsim/costmodel.h"
 #include "infsim/params.h"
@@ -192,22 +197,17 @@ static void iteration_rows(cmp_table *t, iter_times *sim, iter_times *cl) {
 
 static double rel_err(const cmp_row *r) { return r->cluster != 0 ? (r->sim - r->cluster) / r->cluster : 0.0; }
 
-static int draw(const cmp_table *t, const char *out_path) {
-  char tmp[4200];
+/* Plots t into temp_path, a file of the output set that becomes out_path
+ * (gnuplot writes it by name). */
+static infsim_status draw(const cmp_table *t, const char *temp_path, const char *out_path, infsim_error *err) {
   const char *ext = strrchr(out_path, '.');
   bool svg = ext && strcmp(ext, ".svg") == 0;
-  int len = snprintf(tmp, sizeof tmp, "%s.tmp%s", out_path, svg ? ".svg" : ".png");
-  if (len < 0 || (size_t)len >= sizeof tmp) {
-    fprintf(stderr, "infsim compare: plot path too long\n");
-    return 2;
-  }
-  FILE *gp = popen("gnuplot 2>&1", "w");
-  if (!gp) {
-    fprintf(stderr, "infsim compare: cannot start gnuplot\n");
-    return 1;
-  }
+  /* exec: the shell becomes gnuplot, so that a signal that ends gnuplot is
+   * seen as such and not as the shell's exit status 128 + N. */
+  FILE *gp = popen("exec gnuplot 2>&1", "w");
+  if (!gp) return infsim_fail(err, INFSIM_EIO, "%s: no plot: cannot start gnuplot: %s", out_path, strerror(errno));
   fprintf(gp, "set terminal %s size 1000,%d\n", svg ? "svg" : "pngcairo", 200 + 22 * t->n);
-  fprintf(gp, "set output '%s'\n", tmp);
+  fprintf(gp, "set output '%s'\n", temp_path);
   fprintf(gp, "set title 'simulated / measured (1 = exact)'\nset style fill solid 0.6\nset grid x\n"
               "set yrange [-0.5:%d]\nset ytics nomirror font ',9'\nunset key\n"
               "set xlabel 'sim / cluster (log scale; bars run from 1 to the ratio)'\nset logscale x\n"
@@ -221,14 +221,19 @@ static int draw(const cmp_table *t, const char *out_path) {
     fprintf(gp, "\"%s\" %.6g\n", t->rows[i].name, ratio);
   }
   fprintf(gp, "e\n");
-  int rc = pclose(gp);
-  if (rc != 0 || rename(tmp, out_path) != 0) {
-    unlink(tmp);
-    fprintf(stderr, "infsim compare: gnuplot failed (exit %d): no plot\n", rc);
-    return 1;
-  }
-  printf("plot: %s\n", out_path);
-  return 0;
+  /* pclose gives a wait status: said as the exit status or the signal. */
+  int ws = pclose(gp);
+  if (ws == -1) return infsim_fail(err, INFSIM_EIO, "%s: no plot: gnuplot: %s", out_path, strerror(errno));
+  if (WIFSIGNALED(ws))
+    return infsim_fail(err, INFSIM_EIO, "%s: no plot: gnuplot killed by signal %d", out_path, WTERMSIG(ws));
+  if (WIFEXITED(ws) && WEXITSTATUS(ws) == 127) /* the shell's "command not found" */
+    return infsim_fail(err, INFSIM_EIO, "%s: no plot: gnuplot not found", out_path);
+  if (WIFEXITED(ws) && WEXITSTATUS(ws) != 0)
+    return infsim_fail(err, INFSIM_EIO, "%s: no plot: gnuplot exited with status %d", out_path, WEXITSTATUS(ws));
+  struct stat sb;
+  if (stat(temp_path, &sb) != 0 || sb.st_size == 0)
+    return infsim_fail(err, INFSIM_EIO, "%s: no plot: gnuplot wrote nothing", out_path);
+  return INFSIM_OK;
 }
 
 /* ---- re-pricing measured iterations ------------------------------------ */
@@ -340,7 +345,8 @@ static infsim_status load_cost_model(const char *config_path, infsim_cost_model 
 }
 
 /* |predicted - measured| / measured per step, all rows and by kind. */
-static infsim_status reprice(const char *dir, const char *config_path, const char *rows_path, infsim_error *err) {
+/* rf: NULL, or --reprice-rows' stream (the output set's: written, not closed, here). */
+static infsim_status reprice(const char *dir, const char *config_path, FILE *rf, infsim_error *err) {
   infsim_cost_model cm;
   infsim_status st = load_cost_model(config_path, &cm, err);
   if (st != INFSIM_OK) return st;
@@ -353,16 +359,9 @@ static infsim_status reprice(const char *dir, const char *config_path, const cha
   double signed_sum = 0.0;
   size_t used = 0;
   if (st == INFSIM_OK && (!e[0] || !e[1] || !e[2])) st = infsim_fail(err, INFSIM_ENOMEM, "out of memory");
-  FILE *rf = NULL;
-  char rows_tmp[4200];
-  if (st == INFSIM_OK && rows_path) {
-    snprintf(rows_tmp, sizeof rows_tmp, "%s.tmp", rows_path);
-    if (!(rf = fopen(rows_tmp, "w")))
-      st = infsim_fail(err, INFSIM_EIO, "%s: cannot write", rows_tmp);
-    else
-      fprintf(rf, "row,steps,prefill_tokens,decode_requests,decode_context_tokens,decode_max_context_tokens,"
-                  "measured_s,predicted_s,busy_fraction,compute_bound_s\n");
-  }
+  if (st == INFSIM_OK && rf)
+    fprintf(rf, "row,steps,prefill_tokens,decode_requests,decode_context_tokens,decode_max_context_tokens,"
+                "measured_s,predicted_s,busy_fraction,compute_bound_s\n");
   /* The clock term's compute load follows the measured timeline: each
    * row at its compute share from its start to its end, idle between
    * rows. compute_bound_s: the part the term scales. */
@@ -414,12 +413,6 @@ static infsim_status reprice(const char *dir, const char *config_path, const cha
              100.0 * pct(e[k], ne[k], 0.5), 100.0 * pct(e[k], ne[k], 0.95), ne[k]);
     }
     if (used) printf("  mean signed error %+.1f%%\n", 100.0 * signed_sum / (double)used);
-  }
-  if (rf) {
-    bool ok = fclose(rf) == 0;
-    if (st == INFSIM_OK && (!ok || rename(rows_tmp, rows_path) != 0))
-      st = infsim_fail(err, INFSIM_EIO, "%s: cannot write", rows_path);
-    if (st != INFSIM_OK) unlink(rows_tmp);
   }
   for (int k = 0; k < 3; k++) free(e[k]);
   free(rows);
@@ -484,6 +477,23 @@ int infsim_cmd_compare(int argc, char **argv) {
   }
   for (int d = 0; d < 2 && st == INFSIM_OK; d++) st = load_iterations(dirs[d], &it[d], &have_it[d], &err);
   if (st == INFSIM_OK && have_it[0] && have_it[1]) iteration_rows(&t, &it[0], &it[1]);
+  /* The files written (--reprice-rows, the plot): made ready before
+   * anything is printed, so that a place that cannot hold them is bad
+   * input found first, and put in place together at the end. */
+  infsim_atomic_set *outs = infsim_atomic_set_new();
+  FILE *rows_fp = NULL;
+  const char *plot_temp = NULL;
+  char plot_path[4096];
+  if (st == INFSIM_OK && outs == NULL) st = infsim_fail(&err, INFSIM_ENOMEM, "out of memory");
+  if (st == INFSIM_OK && reprice_config && rows_path) st = infsim_atomic_set_add(outs, rows_path, &rows_fp, &err);
+  if (st == INFSIM_OK && !no_plot) {
+    int len = plot ? snprintf(plot_path, sizeof plot_path, "%s", plot)
+                   : snprintf(plot_path, sizeof plot_path, "%s/compare.png", dirs[1]);
+    if (len < 0 || (size_t)len >= sizeof plot_path)
+      st = infsim_fail(&err, INFSIM_EINPUT, "%s: plot path too long", plot ? plot : dirs[1]);
+    else
+      st = infsim_atomic_set_add_path(outs, plot_path, &plot_temp, &err);
+  }
   int rc = 0;
   if (st != INFSIM_OK) {
     fprintf(stderr, "infsim compare: %s\n", err.msg);
@@ -495,17 +505,17 @@ int infsim_cmd_compare(int argc, char **argv) {
              100.0 * rel_err(&t.rows[i]));
     if (!(have_it[0] && have_it[1]))
       printf("(per-iteration rows need iterations.csv in both: metrics.iterations: true)\n");
-    if (reprice_config && (st = reprice(dirs[1], reprice_config, rows_path, &err)) != INFSIM_OK) {
+    if (reprice_config) st = reprice(dirs[1], reprice_config, rows_fp, &err);
+    if (st == INFSIM_OK && !no_plot) st = draw(&t, plot_temp, plot_path, &err);
+    if (st == INFSIM_OK) st = infsim_atomic_set_commit(outs, &err);
+    if (st != INFSIM_OK) {
       fprintf(stderr, "infsim compare: %s\n", err.msg);
       rc = infsim_status_exit_code(st);
-    }
-    if (!no_plot && rc == 0) {
-      char def[4096];
-      int len = snprintf(def, sizeof def, "%s/compare.png", dirs[1]);
-      if (len < 0 || (size_t)len >= sizeof def) def[0] = 0;
-      rc = draw(&t, plot ? plot : def);
+    } else if (!no_plot) {
+      printf("plot: %s\n", plot_path);
     }
   }
+  infsim_atomic_set_free(outs); /* after a failure: no file written */
   for (int d = 0; d < 2; d++) {
     json_decref(sum[d]);
     free(it[d].v[0]);

@@ -10,8 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "commands.h"
+#include "infsim/atomic_file.h"
 #include "infsim/run.h"
 
 static const char k_usage[] =
@@ -27,7 +29,7 @@ static const char k_usage[] =
     "  --seed N         the run's seed (overrides the config's `seed`)\n"
     "  --set key=value  override a config key, e.g. --set scheduler.max_batch_size=1\n"
     "  --quiet          print nothing on success\n"
-    "  --summary-only   write DIR/summary.json only\n"
+    "  --summary-only   write DIR/summary.json only (an older run's other files in DIR go)\n"
     "  --timeline FILE  also write a Chrome/Perfetto trace of batches, preemptions and messages\n"
     "  --timeline-window A,B  only events overlapping A..B seconds of simulated time\n"
     "\n"
@@ -66,6 +68,20 @@ static void print_table(const infsim_run_result *res, const char *out_dir) {
 static int fail_with(const infsim_error *err) {
   fprintf(stderr, "infsim run: %s\n", err->msg);
   return infsim_status_exit_code(err->status);
+}
+
+/* Whether the timeline would be one of the run's own outputs in out_dir
+ * (--timeline OUT/summary.json): refused before the run rather than after
+ * it, when the output set finds the same file twice. */
+static bool timeline_is_run_output(const char *timeline, const char *out_dir) {
+  const char *slash = strrchr(timeline, '/');
+  if (!infsim_run_output_name(slash != NULL ? slash + 1 : timeline)) return false;
+  char dir[INFSIM_PATH_BYTES];
+  if (slash == NULL) snprintf(dir, sizeof dir, ".");
+  else snprintf(dir, sizeof dir, "%.*s", (int)(slash == timeline ? 1 : slash - timeline), timeline);
+  struct stat a, b;
+  if (stat(dir, &a) == 0 && stat(out_dir, &b) == 0) return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+  return strcmp(dir, out_dir) == 0; /* not made yet: the same spelling */
 }
 
 /* --timeline FILE [--timeline-window A,B] (seconds) into the params. */
@@ -141,6 +157,14 @@ int infsim_cmd_run(int argc, char **argv) {
   }
   if (args.config_path == NULL) {
     fputs(k_usage, stderr);
+    goto done;
+  }
+  if (timeline != NULL && strcmp(timeline, out_dir) == 0) {
+    fprintf(stderr, "infsim run: --timeline %s: the output directory, not a file\n", timeline);
+    goto done;
+  }
+  if (timeline != NULL && timeline_is_run_output(timeline, out_dir)) {
+    fprintf(stderr, "infsim run: --timeline %s: one of the run's own outputs in %s\n", timeline, out_dir);
     goto done;
   }
   if (infsim_run_setup_load(&args, &setup, &err) != INFSIM_OK) goto fail;

@@ -33,7 +33,8 @@ infsim_status plot_begin(plot_job *pj, const char *out_dir, bool svg, infsim_err
   if (st != INFSIM_OK) return st;
   snprintf(pj->work_dir, sizeof pj->work_dir, "%s/.infsim-plot-XXXXXX", out_dir);
   if (mkdtemp(pj->work_dir) == NULL) {
-    st = infsim_fail(err, INFSIM_EIO, "%s: cannot create a working directory: %s", out_dir, strerror(errno));
+    st = infsim_fail(err, infsim_output_errno_status(errno), "%s: cannot create a working directory: %s", out_dir,
+                     strerror(errno));
     if (pj->made_out_dir) rmdir(out_dir);
     return st;
   }
@@ -119,8 +120,11 @@ static infsim_status run_gnuplot(plot_job *pj, const char *gnuplot, infsim_error
   int status;
   while (waitpid(pid, &status, 0) < 0)
     if (errno != EINTR) return infsim_fail(err, INFSIM_ERUN, "waiting for gnuplot: %s", strerror(errno));
+  if (WIFSIGNALED(status))
+    return infsim_fail(err, INFSIM_ERUN, "%s killed by signal %d; see its messages above", gnuplot,
+                       WTERMSIG(status));
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    return infsim_fail(err, INFSIM_ERUN, "%s failed (exit status %d); see its messages above", gnuplot,
+    return infsim_fail(err, INFSIM_ERUN, "%s exited with status %d; see its messages above", gnuplot,
                        WIFEXITED(status) ? WEXITSTATUS(status) : -1);
   return INFSIM_OK;
 }

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "infsim/atomic_file.h"
 #include "infsim/cluster_executor.h"
 #include "infsim/cluster_model.h"
 #include "infsim/kv.h"
@@ -307,7 +308,8 @@ infsim_status infsim_cluster_run(const infsim_run_setup *setup, const infsim_clu
     char path[4096];
     snprintf(path, sizeof path, "%s/outputs-%d.txt", o->outputs_dir, rank);
     outputs = fopen(path, "w");
-    if (!outputs) st = infsim_fail(err, INFSIM_EIO, "%s: cannot write: %s", path, strerror(errno));
+    if (!outputs)
+      st = infsim_fail(err, infsim_output_errno_status(errno), "%s: cannot write: %s", path, strerror(errno));
   }
   /* Every rank must be ready (or know that one failed) before the clock starts. */
   bool all_ok = infsim_cluster_all(st == INFSIM_OK);

@@ -404,35 +404,52 @@ static infsim_status write_links_csv(FILE *f, const char *path, const infsim_run
   return outbuf_close(w, path, err);
 }
 
+enum { SUMMARY, REQUESTS, TIMESERIES, DB, ITERATIONS, LINKS, N_FILES };
+static const char *const k_names[N_FILES] = {"summary.json", "requests.csv", "timeseries.csv", "results.db",
+                                             "iterations.csv", "links.csv"};
+
+bool infsim_run_output_name(const char *name) {
+  for (int i = 0; i < N_FILES; i++)
+    if (strcmp(name, k_names[i]) == 0) return true;
+  return false;
+}
+
 infsim_status infsim_run_write(const infsim_run_result *res, const char *dir, infsim_output_set which,
                                infsim_error *err) {
-  enum { SUMMARY, REQUESTS, TIMESERIES, DB, ITERATIONS, LINKS, N_FILES };
-  static const char *const k_names[N_FILES] = {"summary.json", "requests.csv", "timeseries.csv", "results.db",
-                                               "iterations.csv", "links.csv"};
   bool wanted[N_FILES] = {true, which == INFSIM_OUTPUT_ALL, which == INFSIM_OUTPUT_ALL, which == INFSIM_OUTPUT_ALL,
                           which == INFSIM_OUTPUT_ALL && res->params.record_iterations,
                           which == INFSIM_OUTPUT_ALL && res->sim != NULL};
   /* All or nothing (atomic_file.h's sets): an old set of outputs stays
-   * whole, or the new set is whole. */
+   * whole, or the new set is whole. The timeline, streamed during the
+   * run, is a member of the same set; so are the removals of an older
+   * run's files that this run does not write, which would otherwise be
+   * read as this run's (a reused --out directory). */
   FILE *fp[N_FILES] = {0};
   char paths[N_FILES][INFSIM_PATH_BYTES];
   const char *db_temp = NULL;
   json_t *summary_json = infsim_run_result_summary_json(res);
-  infsim_atomic_set *set = infsim_atomic_set_new();
+  infsim_atomic_set *set = NULL;
+  if (res->timeline != NULL) {
+    infsim_run_result *mut = (infsim_run_result *)res; /* the timeline is handed over once */
+    set = infsim_timeline_finish(mut->timeline);
+    mut->timeline = NULL;
+  } else {
+    set = infsim_atomic_set_new();
+  }
   if (summary_json == NULL || set == NULL) {
     json_decref(summary_json);
     infsim_atomic_set_free(set);
     return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   }
-  infsim_status st = infsim_make_dirs(dir, err);
+  infsim_status st = infsim_atomic_set_make_dirs(set, dir, err);
   for (int i = 0; st == INFSIM_OK && i < N_FILES; i++) {
-    if (!wanted[i]) continue;
     if ((size_t)snprintf(paths[i], sizeof paths[i], "%s/%s", dir, k_names[i]) >= sizeof paths[i]) {
       st = infsim_fail(err, INFSIM_EINPUT, "%s: output directory path too long", dir);
       break;
     }
-    st = i == DB ? infsim_atomic_set_add_path(set, paths[i], &db_temp, err)
-                 : infsim_atomic_set_add(set, paths[i], &fp[i], err);
+    if (!wanted[i]) st = infsim_atomic_set_remove(set, paths[i], err);
+    else if (i == DB) st = infsim_atomic_set_add_path(set, paths[i], &db_temp, err);
+    else st = infsim_atomic_set_add(set, paths[i], &fp[i], err);
   }
   if (st == INFSIM_OK) {
     /* SQLite writes the database itself, on a second thread while this one
@@ -458,12 +475,7 @@ infsim_status infsim_run_write(const infsim_run_result *res, const char *dir, in
     }
   }
   if (st == INFSIM_OK) st = infsim_atomic_set_commit(set, err);
-  infsim_atomic_set_free(set); /* after a failure: every temporary file goes */
-  if (st == INFSIM_OK && res->timeline != NULL) {
-    infsim_run_result *mut = (infsim_run_result *)res; /* the timeline is handed over once */
-    st = infsim_timeline_commit(mut->timeline, err);
-    mut->timeline = NULL;
-  }
+  infsim_atomic_set_free(set); /* after a failure: every temporary file and new directory goes */
   json_decref(summary_json);
   return st;
 }

@@ -15,7 +15,10 @@
 #include "infsim/atomic_file.h"
 
 struct infsim_timeline {
-  infsim_atomic_file file;
+  /* The run's outputs join this set (infsim_timeline_finish), so that the
+   * trace and the run's files appear together or not at all. */
+  infsim_atomic_set *set;
+  FILE *fp;
   int64_t from_ns;
   int64_t to_ns;
   int64_t events;
@@ -29,19 +32,27 @@ infsim_status infsim_timeline_open(const char *path, int64_t from_ns, int64_t to
                                    infsim_error *err) {
   *out = NULL;
   infsim_timeline *tl = calloc(1, sizeof *tl);
-  if (tl == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
-  /* Its directory may be the run's output directory, not made yet. */
+  if (tl != NULL) tl->set = infsim_atomic_set_new();
+  if (tl == NULL || tl->set == NULL) {
+    free(tl);
+    return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  }
+  /* Its directory may be the run's output directory, not made yet; the
+   * set removes it again if the run fails. */
   char dir[INFSIM_PATH_BYTES];
-  snprintf(dir, sizeof dir, "%s", path);
+  if ((size_t)snprintf(dir, sizeof dir, "%s", path) >= sizeof dir) {
+    infsim_timeline_abort(tl);
+    return infsim_fail(err, INFSIM_EINPUT, "%s: path too long", path);
+  }
   char *slash = strrchr(dir, '/');
   infsim_status st = INFSIM_OK;
   if (slash != NULL && slash != dir) {
     *slash = '\0';
-    st = infsim_make_dirs(dir, err);
+    st = infsim_atomic_set_make_dirs(tl->set, dir, err);
   }
-  if (st == INFSIM_OK) st = infsim_atomic_open(&tl->file, path, err);
+  if (st == INFSIM_OK) st = infsim_atomic_set_add(tl->set, path, &tl->fp, err);
   if (st != INFSIM_OK) {
-    free(tl);
+    infsim_timeline_abort(tl);
     return st;
   }
   tl->from_ns = from_ns;
@@ -49,7 +60,7 @@ infsim_status infsim_timeline_open(const char *path, int64_t from_ns, int64_t to
   fputs("{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n"
         "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":1,\"args\":{\"name\":\"instances\"}},\n"
         "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":2,\"args\":{\"name\":\"network\"}}",
-        tl->file.fp);
+        tl->fp);
   *out = tl;
   return INFSIM_OK;
 }
@@ -82,10 +93,10 @@ static void name_track(infsim_timeline *tl, int pid, int64_t tid, const char *wh
   if (tl->named[key]) return;
   tl->named[key] = 1;
   if (tid == INFSIM_ENDPOINT_GMANAGER)
-    fprintf(tl->file.fp, ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":%d,\"tid\":%lld,\"args\":{\"name\":\"gManager\"}}",
+    fprintf(tl->fp, ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":%d,\"tid\":%lld,\"args\":{\"name\":\"gManager\"}}",
             pid, (long long)tid);
   else
-    fprintf(tl->file.fp, ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":%d,\"tid\":%lld,\"args\":{\"name\":\"%s %lld\"}}",
+    fprintf(tl->fp, ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":%d,\"tid\":%lld,\"args\":{\"name\":\"%s %lld\"}}",
             pid, (long long)tid, what, (long long)tid);
 }
 
@@ -93,7 +104,7 @@ void infsim_timeline_batch(infsim_timeline *tl, int32_t instance, int64_t start_
                            const infsim_batch_agg *agg) {
   if (tl == NULL || !in_window(tl, start_ns, end_ns)) return;
   name_track(tl, 1, instance, "instance");
-  FILE *fp = tl->file.fp;
+  FILE *fp = tl->fp;
   const char *kind = agg->prefill_tokens > 0 ? (agg->decode_requests > 0 ? "mixed" : "prefill") : "decode";
   fprintf(fp, ",\n{\"name\":\"%s\",\"cat\":\"batch\",\"ph\":\"X\",\"pid\":1,\"tid\":%d,\"ts\":", kind, (int)instance);
   put_us(fp, start_ns);
@@ -112,39 +123,39 @@ void infsim_timeline_batch(infsim_timeline *tl, int32_t instance, int64_t start_
 void infsim_timeline_preemption(infsim_timeline *tl, int32_t instance, int64_t req, int64_t t_ns, bool swapped) {
   if (tl == NULL || !in_window(tl, t_ns, t_ns)) return;
   name_track(tl, 1, instance, "instance");
-  fprintf(tl->file.fp, ",\n{\"name\":\"preempt %s\",\"cat\":\"preemption\",\"ph\":\"i\",\"s\":\"t\",\"pid\":1,\"tid\":%d,\"ts\":",
+  fprintf(tl->fp, ",\n{\"name\":\"preempt %s\",\"cat\":\"preemption\",\"ph\":\"i\",\"s\":\"t\",\"pid\":1,\"tid\":%d,\"ts\":",
           swapped ? "(swap)" : "(recompute)", (int)instance);
-  put_us(tl->file.fp, t_ns);
-  fprintf(tl->file.fp, ",\"args\":{\"request\":%lld}}", (long long)req);
+  put_us(tl->fp, t_ns);
+  fprintf(tl->fp, ",\"args\":{\"request\":%lld}}", (long long)req);
   tl->events++;
 }
 
 void infsim_timeline_message(infsim_timeline *tl, const infsim_msg *msg, int64_t sent_ns, int64_t delivered_ns) {
   if (tl == NULL || !in_window(tl, sent_ns, delivered_ns)) return;
   name_track(tl, 2, msg->src, "endpoint");
-  fprintf(tl->file.fp, ",\n{\"name\":\"%s\",\"cat\":\"message\",\"ph\":\"X\",\"pid\":2,\"tid\":%d,\"ts\":",
+  fprintf(tl->fp, ",\n{\"name\":\"%s\",\"cat\":\"message\",\"ph\":\"X\",\"pid\":2,\"tid\":%d,\"ts\":",
           infsim_msg_kind_name((infsim_msg_kind)msg->kind), (int)msg->src);
-  put_us(tl->file.fp, sent_ns);
-  fputs(",\"dur\":", tl->file.fp);
-  put_us(tl->file.fp, delivered_ns - sent_ns);
-  fprintf(tl->file.fp, ",\"args\":{\"dst\":%d,\"request\":%lld,\"blocks\":%lld,\"bytes\":%lld}}", (int)msg->dst,
+  put_us(tl->fp, sent_ns);
+  fputs(",\"dur\":", tl->fp);
+  put_us(tl->fp, delivered_ns - sent_ns);
+  fprintf(tl->fp, ",\"args\":{\"dst\":%d,\"request\":%lld,\"blocks\":%lld,\"bytes\":%lld}}", (int)msg->dst,
           (long long)msg->req, (long long)msg->blocks, (long long)msg->bytes);
   tl->events++;
 }
 
 int64_t infsim_timeline_events(const infsim_timeline *tl) { return tl->events; }
 
-infsim_status infsim_timeline_commit(infsim_timeline *tl, infsim_error *err) {
-  fputs("\n]}\n", tl->file.fp);
-  infsim_status st = infsim_atomic_commit(&tl->file, err);
+infsim_atomic_set *infsim_timeline_finish(infsim_timeline *tl) {
+  fputs("\n]}\n", tl->fp);
+  infsim_atomic_set *set = tl->set;
   free(tl->named);
   free(tl);
-  return st;
+  return set;
 }
 
 void infsim_timeline_abort(infsim_timeline *tl) {
   if (tl == NULL) return;
-  infsim_atomic_abort(&tl->file);
+  infsim_atomic_set_free(tl->set);
   free(tl->named);
   free(tl);
 }

@@ -374,6 +374,122 @@ static void test_single_file_directory_is_bad_input(void **state) {
   assert_int_equal(infsim_status_exit_code(err.status), 2);
 }
 
+/* A removal goes with a successful commit, and comes back (same bytes)
+ * when a later rename of the same set fails. A name that is absent or a
+ * directory is left alone. */
+static void test_set_removal(void **state) {
+  fixture *f = *state;
+  infsim_error err = {0};
+  assert_int_equal(write_set(f, "old", NULL, &err), INFSIM_OK);
+  put(f->dir, "stale.csv", "older run");
+  char stale[1024], absent[1024], dir[1024], c[1024];
+  path_of(f, "stale.csv", stale);
+  path_of(f, "absent.csv", absent);
+  path_of(f, "sub", dir);
+  assert_int_equal(mkdir(dir, 0755), 0);
+  /* Fails: c.txt becomes a non-empty directory after staging. */
+  infsim_atomic_set *set = NULL;
+  assert_int_equal(write_set(f, "new", &set, &err), INFSIM_OK);
+  assert_int_equal(infsim_atomic_set_remove(set, stale, &err), INFSIM_OK);
+  assert_int_equal(infsim_atomic_set_remove(set, absent, &err), INFSIM_OK);
+  assert_int_equal(infsim_atomic_set_remove(set, dir, &err), INFSIM_OK);
+  path_of(f, "c.txt", c);
+  assert_int_equal(unlink(c), 0);
+  assert_int_equal(mkdir(c, 0755), 0);
+  put(c, "inside", "x");
+  assert_int_not_equal(infsim_atomic_set_commit(set, &err), INFSIM_OK);
+  infsim_atomic_set_free(set);
+  char buf[256];
+  assert_string_equal(get(f->dir, "stale.csv", buf), "older run");
+  assert_string_equal(get(f->dir, "a.txt", buf), "old-a.txt");
+  assert_int_equal(temp_names(f->dir), 0);
+  /* Succeeds: the stale file goes, the directory and the new files stay. */
+  remove_tree(c);
+  assert_int_equal(write_set(f, "new", &set, &err), INFSIM_OK);
+  assert_int_equal(infsim_atomic_set_remove(set, stale, &err), INFSIM_OK);
+  assert_int_equal(infsim_atomic_set_remove(set, absent, &err), INFSIM_OK);
+  assert_int_equal(infsim_atomic_set_remove(set, dir, &err), INFSIM_OK);
+  assert_int_equal(infsim_atomic_set_commit(set, &err), INFSIM_OK);
+  infsim_atomic_set_free(set);
+  expect_set(f, "new");
+  assert_string_equal(get(f->dir, "stale.csv", buf), "<missing>");
+  assert_string_equal(get(f->dir, "absent.csv", buf), "<missing>");
+  assert_string_equal(get(f->dir, "sub", buf), "<dir>");
+  assert_int_equal(temp_names(f->dir), 0);
+  /* Writing and removing one file in one set is a contradiction. */
+  set = infsim_atomic_set_new();
+  FILE *fp = NULL;
+  char a[1024];
+  path_of(f, "a.txt", a);
+  assert_int_equal(infsim_atomic_set_add(set, a, &fp, &err), INFSIM_OK);
+  assert_int_equal(infsim_atomic_set_remove(set, a, &err), INFSIM_EINPUT);
+  infsim_atomic_set_free(set);
+}
+
+/* Two spellings of one file are one file. */
+static void test_set_same_file_spelled_twice(void **state) {
+  fixture *f = *state;
+  infsim_error err = {0};
+  infsim_atomic_set *set = infsim_atomic_set_new();
+  char p[1024], q[1024];
+  snprintf(p, sizeof p, "%s/x.json", f->dir);
+  snprintf(q, sizeof q, "%s/./x.json", f->dir);
+  FILE *fp = NULL;
+  assert_int_equal(infsim_atomic_set_add(set, p, &fp, &err), INFSIM_OK);
+  assert_int_equal(infsim_atomic_set_add(set, q, &fp, &err), INFSIM_EINPUT);
+  assert_non_null(strstr(err.msg, "the same file twice"));
+  infsim_atomic_set_free(set);
+  assert_int_equal(temp_names(f->dir), 0);
+}
+
+/* Directories a set made go again unless it commits; ones that were there
+ * stay. */
+static void test_set_dirs(void **state) {
+  fixture *f = *state;
+  infsim_error err = {0};
+  char p[1024], file[1024], buf[256];
+  snprintf(p, sizeof p, "%s/new/deeper", f->dir);
+  snprintf(file, sizeof file, "%s/new/deeper/x.txt", f->dir);
+  infsim_atomic_set *set = infsim_atomic_set_new();
+  assert_int_equal(infsim_atomic_set_make_dirs(set, f->dir, &err), INFSIM_OK);
+  assert_int_equal(infsim_atomic_set_make_dirs(set, p, &err), INFSIM_OK);
+  FILE *fp = NULL;
+  assert_int_equal(infsim_atomic_set_add(set, file, &fp, &err), INFSIM_OK);
+  infsim_atomic_set_free(set); /* not committed */
+  assert_string_equal(get(f->dir, "new", buf), "<missing>");
+  set = infsim_atomic_set_new();
+  assert_int_equal(infsim_atomic_set_make_dirs(set, p, &err), INFSIM_OK);
+  assert_int_equal(infsim_atomic_set_add(set, file, &fp, &err), INFSIM_OK);
+  fputs("kept", fp);
+  assert_int_equal(infsim_atomic_set_commit(set, &err), INFSIM_OK);
+  infsim_atomic_set_free(set);
+  assert_string_equal(get(f->dir, "new/deeper/x.txt", buf), "kept");
+}
+
+/* Output locations that cannot exist as named are bad input (exit 2),
+ * each naming the path and the reason; a failed write is not. */
+static void test_bad_locations_are_bad_input(void **state) {
+  fixture *f = *state;
+  infsim_error err = {0};
+  put(f->dir, "file", "x");
+  char p[1024], longname[400];
+  memset(longname, 'n', 300);
+  longname[300] = '\0';
+  const char *const under[] = {"file/o", "missing/o", longname};
+  for (size_t i = 0; i < sizeof under / sizeof under[0]; i++) {
+    snprintf(p, sizeof p, "%s/%s", f->dir, under[i]);
+    infsim_atomic_file af;
+    assert_int_equal(infsim_atomic_open(&af, p, &err), INFSIM_EINPUT);
+    assert_non_null(strstr(err.msg, p));
+    assert_int_equal(infsim_make_dirs(p, &err), i == 1 ? INFSIM_OK : INFSIM_EINPUT);
+  }
+  assert_int_equal(infsim_output_errno_status(EACCES), INFSIM_EINPUT);
+  assert_int_equal(infsim_output_errno_status(EROFS), INFSIM_EINPUT);
+  assert_int_equal(infsim_output_errno_status(ENAMETOOLONG), INFSIM_EINPUT);
+  assert_int_equal(infsim_output_errno_status(ENOSPC), INFSIM_EIO);
+  assert_int_equal(infsim_output_errno_status(EFBIG), INFSIM_EIO);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_set_commits_whole, setup, teardown),
@@ -387,6 +503,10 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_temp_name_and_debris, setup, teardown),
       cmocka_unit_test_setup_teardown(test_make_dirs, setup, teardown),
       cmocka_unit_test_setup_teardown(test_single_file_directory_is_bad_input, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_set_removal, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_set_same_file_spelled_twice, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_set_dirs, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_bad_locations_are_bad_input, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

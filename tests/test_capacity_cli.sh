@@ -153,5 +153,12 @@ expect2 "--set: cluster.gpus_per_instance: tensor parallelism 4 exceeds the 2 at
   --slo ttft_p99=2s --set model=tiny --set cluster.gpus_per_instance=4 --out "$work/bad.db"
 [ -e "$work/bad.db" ] && fail "tensor parallelism above the heads left $work/bad.db behind"
 
+# --out naming a directory: bad input (exit 2), as for sweep.
+mkdir -p "$work/adir"
+"$INFSIM" capacity "$work/c.yaml" --slo ttft_p99=2s --out "$work/adir" --progress none >/dev/null 2>"$work/err"
+rc=$?
+[ $rc -eq 2 ] || fail "capacity --out DIR: exit $rc, want 2 ($(cat "$work/err"))"
+grep -qF "$work/adir: is a directory, not a file" "$work/err" || fail "capacity --out DIR: message '$(cat "$work/err")'"
+
 [ $failures = 0 ] || { echo "$failures failure(s)"; exit 1; }
 echo "ok"

@@ -46,5 +46,22 @@ rc=$?
 grep -q "2 instances\|for 2 instances" "$W/two.log" || { cat "$W/two.log"; fail "the refusal does not say why"; }
 [ ! -e "$W/two" ] || fail "the refused run wrote outputs"
 
+# --out naming an existing file: exit 2 (as `infsim run`), before the cluster runs.
+: >"$W/plain"
+timeout 60 "$INFSIM" cluster "$W/c.yaml" --trace "$W/t.csv" --out "$W/plain" --executor cpu >/dev/null 2>"$W/err"
+rc=$?
+[ "$rc" -eq 2 ] || fail "cluster --out FILE: exit $rc, want 2 ($(cat "$W/err"))"
+grep -qF "$W/plain: cannot be the output directory: Not a directory" "$W/err" ||
+  fail "cluster --out FILE: message '$(cat "$W/err")'"
+
+# --outputs in a directory that does not exist: exit 2 as well, no outputs.
+timeout 60 "$INFSIM" cluster "$W/c.yaml" --trace "$W/t.csv" --out "$W/noout" --executor cpu --outputs "$W/nosuch" \
+  >/dev/null 2>"$W/err"
+rc=$?
+[ "$rc" -eq 2 ] || fail "cluster --outputs MISSING: exit $rc, want 2 ($(head -1 "$W/err"))"
+grep -qF "$W/nosuch/outputs-0.txt: cannot write: No such file or directory" "$W/err" ||
+  fail "cluster --outputs MISSING: message '$(head -1 "$W/err")'"
+[ ! -e "$W/noout" ] || fail "cluster --outputs MISSING: wrote $W/noout"
+
 [ "$failures" -eq 0 ] && echo ok
 exit "$failures"

@@ -78,6 +78,35 @@ printf 'model: llama2-7b\nnot_a_key: 1\n' >"$W/bad.yaml"
 "$INFSIM" compare "$W/rs" "$W/rs" --no-plot --reprice "$W/bad.yaml" >/dev/null 2>&1
 [ $? -eq 2 ] || fail "--reprice with an unknown config key should exit 2"
 
+# Output locations: --reprice-rows naming a directory, --plot in a missing
+# directory: exit 2 naming the path, before the table, nothing written.
+mkdir -p "$W/rdir"
+"$INFSIM" compare "$W/rs" "$W/rs" --no-plot --reprice "$W/r.yaml" --reprice-rows "$W/rdir" >"$W/out2" 2>"$W/err"
+rc=$?
+[ "$rc" -eq 2 ] || fail "--reprice-rows DIR: exit $rc, want 2 ($(cat "$W/err"))"
+grep -qF "$W/rdir: is a directory, not a file" "$W/err" || fail "--reprice-rows DIR: message '$(cat "$W/err")'"
+[ -s "$W/out2" ] && fail "--reprice-rows DIR: printed the table before failing"
+"$INFSIM" compare "$W/rs" "$W/rs" --plot "$W/nosuch/x.png" >"$W/out2" 2>"$W/err"
+rc=$?
+[ "$rc" -eq 2 ] || fail "--plot in a missing directory: exit $rc, want 2 ($(cat "$W/err"))"
+grep -qF "$W/nosuch/x.png: cannot create: No such file or directory" "$W/err" ||
+  fail "--plot in a missing directory: message '$(cat "$W/err")'"
+# A failing gnuplot (a stand-in on PATH): exit 1, its exit status or signal
+# said as such (not a raw wait status), no plot and no rows file.
+mkdir -p "$W/bin"
+for spec in 'exit 3|gnuplot exited with status 3' 'kill -KILL $$|gnuplot killed by signal 9'; do
+  printf '#!/bin/sh\ncat >/dev/null\n%s\n' "${spec%%|*}" >"$W/bin/gnuplot"
+  chmod +x "$W/bin/gnuplot"
+  PATH="$W/bin:$PATH" "$INFSIM" compare "$W/rs" "$W/rs" --plot "$W/p.png" --reprice "$W/r.yaml" \
+    --reprice-rows "$W/rows.csv" >/dev/null 2>"$W/err"
+  rc=$?
+  [ "$rc" -eq 1 ] || fail "gnuplot '${spec%%|*}': exit $rc, want 1"
+  [ "$(cat "$W/err")" = "infsim compare: $W/p.png: no plot: ${spec#*|}" ] ||
+    fail "gnuplot '${spec%%|*}': message '$(cat "$W/err")'"
+  [ -e "$W/p.png" ] || [ -e "$W/rows.csv" ] && fail "gnuplot '${spec%%|*}': left a plot or rows file"
+  ls "$W" | grep -q '\.tmp\.' && fail "gnuplot '${spec%%|*}': left a temporary file"
+done
+
 # bad input
 echo '{"throughput_tok_s": "fast"}' >"$W/cl/summary.json"
 "$INFSIM" compare "$W/sim" "$W/cl" --no-plot >"$W/bad" 2>&1

@@ -132,6 +132,12 @@ case_db_bad_row() {
   sqlite3 x.db 'UPDATE measurement SET median_ns = 4.9e-324 WHERE id = 2;'
   "$INFSIM" calibrate fit --db x.db
 }
+case_out_under_file() { : >afile; "$INFSIM" run ok.yaml --out afile/o; }
+case_timeline_is_output() { "$INFSIM" run ok.yaml --out o --timeline o/summary.json; }
+case_sweep_out_directory() { mkdir -p adir; "$INFSIM" sweep ok.yaml --out adir --grid scheduler.max_batch_size=1,2 --progress none; }
+case_cluster_out_is_file() { : >afile; "$INFSIM" cluster ok.yaml --out afile --executor cpu; }
+case_calib_db_directory() { { echo "$RAW_HEADER"; raw_row 16 1000; } >raw.csv; mkdir -p adir; "$INFSIM" calibrate load raw.csv --db adir; }
+case_plot_dir_missing() { "$INFSIM" run ok.yaml --out r --quiet && "$INFSIM" compare r r --plot nosuch/x.png; }
 
 # ---- the table -------------------------------------------------------------
 rows=$(python3 - "$SRC/docs/errors.md" <<'PY'

@@ -128,6 +128,10 @@ mkdir -p "$work/notrun"
 expect_exit 2 "$work/notrun/requests.csv: cannot open" "$work/notrun"
 [ -e "$work/notrun/plots" ] && fail "a refused plot left $work/notrun/plots behind"
 
+# An --out where nothing may be created (the root of sysfs refuses even
+# root): bad input, exit 2, naming the directory.
+[ -d /sys/kernel ] && expect_exit 2 "/sys: cannot create a working directory" "$run" --out /sys
+
 # No gnuplot on PATH: exit 1, and the earlier outputs stay as they were.
 before=$(cksum <"$run/plots/kv_usage.png")
 PATH=/nonexistent "$INFSIM" plot "$run" >/dev/null 2>"$work/stderr"
@@ -135,6 +139,17 @@ got=$?
 [ "$got" -eq 1 ] || fail "plot without gnuplot exited $got, expected 1"
 grep -q "gnuplot not found" "$work/stderr" || fail "no gnuplot: message '$(cat "$work/stderr")'"
 [ "$(cksum <"$run/plots/kv_usage.png")" = "$before" ] || fail "kv_usage.png changed by a failed run"
+
+# A gnuplot that a signal ends (a stand-in on PATH): said as such, exit 1,
+# the earlier outputs as they were.
+mkdir -p "$work/bin"
+printf '#!/bin/sh\nkill -KILL $$\n' >"$work/bin/gnuplot"
+chmod +x "$work/bin/gnuplot"
+PATH="$work/bin:$PATH" "$INFSIM" plot "$run" >/dev/null 2>"$work/stderr"
+got=$?
+[ "$got" -eq 1 ] || fail "plot with a killed gnuplot exited $got, expected 1"
+grep -q "gnuplot killed by signal 9" "$work/stderr" || fail "killed gnuplot: message '$(cat "$work/stderr")'"
+[ "$(cksum <"$run/plots/kv_usage.png")" = "$before" ] || fail "kv_usage.png changed by a killed gnuplot"
 
 if [ "$failures" -ne 0 ]; then
   echo "$failures failure(s)"

@@ -147,5 +147,29 @@ cmp -s "$W/g1/requests.csv" "$W/g2/requests.csv" || fail "generated run: same se
 cmp -s "$W/g1/requests.csv" "$W/g3/requests.csv" && fail "generated run: seeds 1 and 2 gave the same requests"
 [ "$(jq -r .config.workload.rate_rps "$W/g1/summary.json")" = 5 ] || fail "resolved config lacks workload.rate_rps"
 
+# An output location that cannot be created is bad input like any other:
+# exit 2, one line naming the path and the reason, nothing written. A file
+# where a directory should be, a name longer than the file system allows,
+# a directory that cannot be made (/proc).
+: >"$W/plain"
+long=$(printf 'n%.0s' $(seq 300))
+for spec in "$W/plain/o|$W/plain: exists and is not a directory" \
+  "$W/$long/o|$W/$long: cannot create directory: File name too long" \
+  "/proc/infsim-o|/proc/infsim-o: cannot create directory: No such file or directory"; do
+  out=${spec%%|*} want=${spec#*|}
+  "$INFSIM" run "$W/c.yaml" --trace "$W/t.csv" --out "$out" --quiet 2>"$W/err"
+  rc=$?
+  [ $rc -eq 2 ] || fail "--out ${out:0:40}...: exit $rc, want 2 ($(cat "$W/err"))"
+  [ "$(cat "$W/err")" = "infsim run: $want" ] || fail "--out ${out:0:40}...: message '$(cat "$W/err")'"
+done
+# No permission (the root of sysfs refuses even root): exit 2 as well.
+if [ -d /sys/kernel ]; then
+  "$INFSIM" run "$W/c.yaml" --trace "$W/t.csv" --out /sys/infsim-o --quiet 2>"$W/err"
+  rc=$?
+  [ $rc -eq 2 ] || fail "--out /sys/infsim-o: exit $rc, want 2 ($(cat "$W/err"))"
+  grep -q "^infsim run: /sys/infsim-o: cannot create directory: " "$W/err" || fail "--out /sys/infsim-o: message '$(cat "$W/err")'"
+fi
+[ "$(ls "$W" | grep -c nnn)" -eq 0 ] || fail "--out with a long name left something"
+
 echo "$((failures == 0 ? 1 : 0)) passed, $failures failed"
 [ "$failures" -eq 0 ]

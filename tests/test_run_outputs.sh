@@ -127,5 +127,67 @@ sum_before=$(cat "$W/aon/summary.json" "$W/aon/requests.csv" "$W/aon/results.db"
   fail "all-or-nothing: the old outputs changed"
 ls "$W/aon" | grep -q tmp && fail "all-or-nothing: temporary files left"
 
+# --timeline is one of the run's outputs, all or nothing with them: a bad
+# timeline path (a directory, one of the run's own files however spelled,
+# under a run that cannot write --out) exits 2 before or instead of writing,
+# and leaves no file or directory; a timeline that fails midway (a file
+# size limit) leaves no run outputs either.
+mkdir "$W/tdir"
+"$INFSIM" run "$W/one.yaml" --trace "$W/three.csv" --out "$W/tlo" --quiet --timeline "$W/tdir" 2>"$W/err"
+[ $? -eq 2 ] || fail "--timeline DIR: not exit 2 ($(cat "$W/err"))"
+[ ! -e "$W/tlo" ] || fail "--timeline DIR: wrote $W/tlo"
+sum_before=$(cat "$W/aon/summary.json" "$W/aon/requests.csv" | md5sum)
+"$INFSIM" run "$W/one.yaml" --trace "$W/three.csv" --out "$W/tlo" --quiet --timeline "$W/tlo/summary.json" 2>"$W/err"
+[ $? -eq 2 ] || fail "--timeline OUT/summary.json: not exit 2 ($(cat "$W/err"))"
+grep -q "summary.json" "$W/err" || fail "--timeline OUT/summary.json: message '$(cat "$W/err")' does not name it"
+[ ! -e "$W/tlo" ] || fail "--timeline OUT/summary.json: left $W/tlo"
+rm -rf "$W/aon/links.csv"
+"$INFSIM" run "$W/one.yaml" --trace "$W/three.csv" --out "$W/aon" --quiet --seed 9 --timeline "$W/aon/./requests.csv" \
+  2>"$W/err"
+[ $? -eq 2 ] || fail "--timeline OUT/./requests.csv: not exit 2 ($(cat "$W/err"))"
+[ "$(cat "$W/aon/summary.json" "$W/aon/requests.csv" | md5sum)" = "$sum_before" ] ||
+  fail "--timeline OUT/./requests.csv: the old outputs changed"
+# The timeline at the output directory's own name: refused as given, and
+# spelled otherwise, refused when the set commits, leaving nothing.
+for tl in "$W/same" "$W/./same"; do
+  "$INFSIM" run "$W/one.yaml" --trace "$W/three.csv" --out "$W/same" --quiet --timeline "$tl" 2>"$W/err"
+  [ $? -eq 2 ] || fail "--timeline $tl --out $W/same: not exit 2 ($(cat "$W/err"))"
+  [ "$(wc -l <"$W/err")" -eq 1 ] || fail "--timeline $tl --out $W/same: message is not one line"
+  [ ! -e "$W/same" ] || fail "--timeline $tl --out $W/same: left $W/same"
+  ls "$W" | grep -q '\.tmp\.' && fail "--timeline $tl --out $W/same: left a temporary file"
+done
+touch "$W/plainfile"
+"$INFSIM" run "$W/one.yaml" --trace "$W/three.csv" --out "$W/plainfile" --quiet --timeline "$W/tsub/deeper/t.json" \
+  2>"$W/err"
+[ $? -eq 2 ] || fail "--out FILE with --timeline: not exit 2 ($(cat "$W/err"))"
+[ ! -e "$W/tsub" ] || fail "--out FILE with --timeline: left the timeline's new directory"
+printf 'model: tiny\nworkload: {requests: 2000}\n' >"$W/big.yaml"
+"$INFSIM" run "$W/one.yaml" --trace "$W/three.csv" --out "$W/efbig" --quiet --set metrics.iterations=true ||
+  fail "run before the file size limit failed"
+sum_before=$(cat "$W"/efbig/* | md5sum)
+# 500 KiB: the run's files stay below it (about 360 KB at most), the
+# timeline of 2000 requests does not (about 1 MB).
+(trap '' XFSZ; ulimit -f 500; "$INFSIM" run "$W/big.yaml" --out "$W/efbig" --quiet --timeline "$W/efbig.json") \
+  2>"$W/err"
+rc=$?
+[ $rc -eq 1 ] || fail "timeline over the file size limit: exit $rc, want 1 ($(cat "$W/err"))"
+grep -q "efbig.json: cannot write" "$W/err" || fail "timeline over the file size limit: message '$(cat "$W/err")'"
+[ "$(cat "$W"/efbig/* | md5sum)" = "$sum_before" ] || fail "timeline over the file size limit: the run's outputs changed"
+[ -f "$W/efbig/iterations.csv" ] || fail "timeline over the file size limit: the older iterations.csv went"
+[ -z "$(ls "$W" | grep efbig.json)" ] || fail "timeline over the file size limit: left $(ls "$W" | grep efbig.json)"
+
+# A reused --out directory holds one run's outputs: what this run does not
+# write of a run's files goes in the same commit (an older iterations.csv
+# would otherwise be read as this run's); other files stay.
+"$INFSIM" run "$W/one.yaml" --trace "$W/three.csv" --out "$W/reuse" --quiet --set metrics.iterations=true ||
+  fail "reuse: first run failed"
+touch "$W/reuse/notes.txt"
+"$INFSIM" run "$W/one.yaml" --trace "$W/three.csv" --out "$W/reuse" --quiet || fail "reuse: run without iterations failed"
+[ "$(ls "$W/reuse" | tr '\n' ' ')" = "links.csv notes.txt requests.csv results.db summary.json timeseries.csv " ] ||
+  fail "reuse: after a run without iterations: $(ls "$W/reuse" | tr '\n' ' ')"
+"$INFSIM" run "$W/one.yaml" --trace "$W/three.csv" --out "$W/reuse" --quiet --summary-only || fail "reuse: --summary-only failed"
+[ "$(ls "$W/reuse" | tr '\n' ' ')" = "notes.txt summary.json " ] ||
+  fail "reuse: after --summary-only: $(ls "$W/reuse" | tr '\n' ' ')"
+
 echo "$((failures == 0 ? 1 : 0)) passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -174,5 +174,17 @@ PY
   fi
 fi
 
+# --out naming a directory, or a name too long: bad input (exit 2), no DB.
+mkdir -p "$work/adir"
+"$INFSIM" sweep "$work/c.yaml" --out "$work/adir" --grid scheduler.max_batch_size=1,2 --progress none >/dev/null 2>"$work/err"
+rc=$?
+[ $rc -eq 2 ] || fail "sweep --out DIR: exit $rc, want 2 ($(cat "$work/err"))"
+grep -qF "$work/adir: is a directory, not a file" "$work/err" || fail "sweep --out DIR: message '$(cat "$work/err")'"
+"$INFSIM" sweep "$work/c.yaml" --out "$work/$(printf 'n%.0s' $(seq 300)).db" --grid scheduler.max_batch_size=1,2 \
+  --progress none >/dev/null 2>"$work/err"
+rc=$?
+[ $rc -eq 2 ] || fail "sweep --out with a 300-character name: exit $rc, want 2 ($(cat "$work/err"))"
+grep -q "File name too long" "$work/err" || fail "sweep --out with a 300-character name: message '$(cat "$work/err")'"
+
 [ $failures = 0 ] || { echo "$failures failure(s)"; exit 1; }
 echo "ok"

@@ -158,4 +158,19 @@ printf x >"$W/o/real.csv.tmp.$host.$$.AbCdEf"
 mkdir "$W/o/dir.csv"
 "$INFSIM" trace gen --requests 2 -o "$W/o/dir.csv" 2>"$W/err"; rc=$?
 [ $rc -eq 2 ] || fail "gen -o DIR: exit $rc, want 2"
+# Below a file, or with a name too long: exit 2 naming the path and why.
+: >"$W/plain"
+"$INFSIM" trace gen --requests 2 -o "$W/plain/t.csv" 2>"$W/err"; rc=$?
+[ $rc -eq 2 ] || fail "gen -o FILE/t.csv: exit $rc, want 2"
+grep -qF "$W/plain/t.csv: cannot write: Not a directory" "$W/err" || fail "gen -o FILE/t.csv: message '$(cat "$W/err")'"
+"$INFSIM" trace gen --requests 2 -o "$W/$(printf 'n%.0s' $(seq 300)).csv" 2>"$W/err"; rc=$?
+[ $rc -eq 2 ] || fail "gen -o with a 300-character name: exit $rc, want 2"
+grep -q "File name too long" "$W/err" || fail "gen -o with a 300-character name: message '$(cat "$W/err")'"
+
+if [ -d /sys/kernel ]; then # no permission: the root of sysfs refuses even root
+  "$INFSIM" trace gen --requests 2 -o /sys/infsim-t.csv 2>"$W/err"; rc=$?
+  [ $rc -eq 2 ] || fail "gen -o /sys/infsim-t.csv: exit $rc, want 2 ($(cat "$W/err"))"
+  grep -q "^infsim trace gen: /sys/infsim-t.csv: cannot create: " "$W/err" || fail "gen -o /sys/...: message '$(cat "$W/err")'"
+fi
+
 echo "ok: trace gen and stats"

@@ -11,7 +11,11 @@
 **     `-o /dev/stdout`, a named pipe): it is opened and written directly,
 **     since renaming a regular file over /dev/null would destroy it.
 ** A directory where a file should go is bad input (INFSIM_EINPUT, exit 2),
-** found before anything is written.
+** found before anything is written. So is any output location that cannot
+** be created or replaced (a missing directory, a file where a directory
+** should be, a name too long, no permission, a read-only file system): the
+** user named a place that cannot hold the output. A write that fails
+** midway (a full disk, a file size limit) is an I/O error (INFSIM_EIO).
 **
 ** Temporary names are FINAL.tmp.HOST.PID.XXXXXX (HOST with every character
 ** outside [A-Za-z0-9-] turned into '-', PID decimal, X random). Opening an
@@ -45,6 +49,10 @@
 ** remains. Writing through to a device or FIFO cannot be undone: such
 ** members are flushed first when the set commits, so that a device that
 ** fails leaves every regular file of the set as it was.
+** A set may also remove files (infsim_atomic_set_remove: the outputs of an
+** older run that this one does not write) and create directories
+** (infsim_atomic_set_make_dirs); both are undone when it does not commit,
+** so a failed set leaves no new file or directory behind.
 ** What no POSIX program can promise: a machine crash or SIGKILL in the
 ** middle of the renames leaves a mix (there is no rename of several files
 ** at once); the temporary files it leaves are debris as above.
@@ -69,7 +77,8 @@ typedef struct {
 /* Opens an output: a temporary file beside path (beside a symlink's
  * target), or path itself when it is a device, FIFO or socket. Removes
  * debris of dead processes in that directory first. Fails with
- * INFSIM_EINPUT when path is a directory or too long. */
+ * INFSIM_EINPUT when path is a directory, too long or in a place that
+ * cannot hold it (infsim_output_errno_status). */
 infsim_status infsim_atomic_open(infsim_atomic_file *af, const char *path, infsim_error *err);
 
 /* Flushes, closes and renames the temporary file onto the final path. On
@@ -98,6 +107,15 @@ infsim_status infsim_atomic_set_add(infsim_atomic_set *set, const char *path, FI
 infsim_status infsim_atomic_set_add_path(infsim_atomic_set *set, const char *path, const char **temp_path,
                                          infsim_error *err);
 
+/* Adds a removal: path (the name itself, a regular file or a symbolic
+ * link; anything else, or nothing, is left alone) is removed when the set
+ * commits and stays when it does not. */
+infsim_status infsim_atomic_set_remove(infsim_atomic_set *set, const char *path, infsim_error *err);
+
+/* Creates directory path and its missing parents (as infsim_make_dirs);
+ * those it created are removed again (when empty) unless the set commits. */
+infsim_status infsim_atomic_set_make_dirs(infsim_atomic_set *set, const char *path, infsim_error *err);
+
 /* Puts every file of the set in place, all or nothing (see above). A set
  * commits once; after a failure the set is aborted. */
 infsim_status infsim_atomic_set_commit(infsim_atomic_set *set, infsim_error *err);
@@ -107,6 +125,12 @@ infsim_status infsim_atomic_set_commit(infsim_atomic_set *set, infsim_error *err
 void infsim_atomic_set_free(infsim_atomic_set *set);
 
 /* ---- helpers ---- */
+
+/* The status of an output location that failed with errno errnum: bad
+ * input (INFSIM_EINPUT) where the location cannot exist as named (ENOENT,
+ * ENOTDIR, EISDIR, ENAMETOOLONG, ELOOP, EACCES, EPERM, EROFS, EEXIST),
+ * else INFSIM_EIO. The one place that draws this line for every output. */
+infsim_status infsim_output_errno_status(int errnum);
 
 /* Removes temporary files of dead processes of this host from directory
  * dir (see above); *removed (may be NULL) counts them. A directory that

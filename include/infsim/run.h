@@ -134,7 +134,16 @@ typedef enum {
   INFSIM_OUTPUT_SUMMARY = 1  /* summary.json only (sweeps) */
 } infsim_output_set;
 
+/* Writes the run's outputs into dir (created if missing) and its --timeline
+ * file, all or nothing. A run's output name (summary.json, requests.csv,
+ * timeseries.csv, results.db, iterations.csv, links.csv) that this run does
+ * not write is removed in the same commit, so that dir holds one run's
+ * outputs. After a failure nothing new is left: no file, no directory. */
 infsim_status infsim_run_write(const infsim_run_result *res, const char *dir, infsim_output_set which,
                                infsim_error *err);
+
+/* Whether name (a file name, no directory) is one of a run's outputs in
+ * its directory: summary.json, requests.csv, ... (infsim_run_write). */
+bool infsim_run_output_name(const char *name);
 
 #endif
