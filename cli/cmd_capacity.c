@@ -186,8 +186,9 @@ int infsim_cmd_capacity(int argc, char **argv) {
     config_path = opt;
   }
   if (config_path == NULL || slo_text == NULL) {
-    fputs(config_path == NULL ? "infsim capacity: no config given\n" : "infsim capacity: --slo is required\n", stderr);
-    fputs(k_usage, stderr);
+    fputs(config_path == NULL ? "infsim capacity: no config given (try infsim capacity --help)\n"
+                              : "infsim capacity: --slo is required (try infsim capacity --help)\n",
+          stderr);
     goto done;
   }
   infsim_capacity_opts o = {.tolerance = tolerance, .start = start, .probes = (int)probes};

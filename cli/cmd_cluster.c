@@ -146,7 +146,9 @@ int infsim_cmd_cluster(int argc, char **argv) {
     }
   }
   if (args.config_path == NULL || out_dir == NULL) {
-    fputs(k_usage, stderr);
+    fputs(args.config_path == NULL ? "infsim cluster: no config given (try infsim cluster --help)\n"
+                                   : "infsim cluster: --out DIR is required (try infsim cluster --help)\n",
+          stderr);
     goto done;
   }
   /* A --out that can never be a directory is known now, not after the

@@ -444,7 +444,8 @@ int infsim_cmd_compare(int argc, char **argv) {
     }
   }
   if (nd != 2) {
-    fputs(k_usage, stderr);
+    fprintf(stderr, "infsim compare: two directories expected (SIM_OUT CLUSTER_OUT), got %d (try infsim compare --help)\n",
+            nd);
     return 2;
   }
   infsim_error err = {0};

@@ -147,7 +147,7 @@ int infsim_cmd_plot(int argc, char **argv) {
     src = option;
   }
   if (src == NULL) {
-    print_help(stderr);
+    fputs("infsim plot: a run directory or a DB expected (try infsim plot --help)\n", stderr);
     return 2;
   }
   if (strcmp(format, "png") != 0 && strcmp(format, "svg") != 0) {

@@ -156,7 +156,7 @@ int infsim_cmd_run(int argc, char **argv) {
     }
   }
   if (args.config_path == NULL) {
-    fputs(k_usage, stderr);
+    fputs("infsim run: no config given (try infsim run --help)\n", stderr);
     goto done;
   }
   if (timeline != NULL && strcmp(timeline, out_dir) == 0) {

@@ -100,9 +100,9 @@ int infsim_cmd_sweep(int argc, char **argv) {
     config_path = opt;
   }
   if (config_path == NULL || out_path == NULL) {
-    fputs(config_path == NULL ? "infsim sweep: no config given\n" : "infsim sweep: --out RESULTS.db is required\n",
+    fputs(config_path == NULL ? "infsim sweep: no config given (try infsim sweep --help)\n"
+                              : "infsim sweep: --out RESULTS.db is required (try infsim sweep --help)\n",
           stderr);
-    fputs(k_usage, stderr);
     goto done;
   }
   infsim_sweep_opts o = {.config_path = config_path,
