@@ -88,6 +88,18 @@ case_import_repeated_column() {
   printf 'Timestamp,Model,Request tokens,Response tokens,Model\n1,a,2,3,b\n' >b.csv
   "$INFSIM" trace import burstgpt b.csv -o out.csv
 }
+case_mooncake_timestamp_range() {
+  printf '{"timestamp": 9223372036855, "input_length": 2, "output_length": 1, "hash_ids": []}\n' >m.jsonl
+  "$INFSIM" trace import mooncake m.jsonl -o out.csv
+}
+case_burstgpt_timestamp_range() {
+  printf 'Timestamp,Model,Request tokens,Response tokens\n1e10,a,2,3\n' >b.csv
+  "$INFSIM" trace import burstgpt b.csv -o out.csv
+}
+case_import_late_arrival() {
+  printf 'Timestamp,Model,Request tokens,Response tokens\n1700000000,a,2,3\n2700000000.5,a,2,3\n' >b.csv
+  "$INFSIM" trace import burstgpt b.csv -o out.csv
+}
 case_mooncake_json() { printf '{"timestamp": 1, "input_length": 2,\n' >m.jsonl; "$INFSIM" trace import mooncake m.jsonl -o out.csv; }
 case_out_is_file() { : >afile; "$INFSIM" run ok.yaml --out afile; }
 case_output_is_directory() { mkdir -p t.csv; "$INFSIM" trace gen --requests 2 -o t.csv; }
