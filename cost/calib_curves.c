@@ -420,45 +420,102 @@ static int parse_ratio(const char *text, infsim_calib_ratio_term *g) {
   }
 }
 
-int infsim_calib_curve_from_row(struct sqlite3_stmt *q, int col, infsim_calib_curve *c) {
+/* The first bad column of a fit row, for the message. */
+typedef struct {
+  struct sqlite3_stmt *q;
+  char *why;
+  size_t why_bytes;
+  int bad;
+} row_check;
+
+/* Notes column i as bad (when ok is 0 and none was before): "NAME VALUE: want". */
+static int note(row_check *rc, int i, int ok, const char *want) {
+  if (ok || rc->bad) return ok;
+  rc->bad = 1;
+  if (rc->why == NULL || rc->why_bytes == 0) return 0;
+  const char *name = sqlite3_column_name(rc->q, i);
+  int type = sqlite3_column_type(rc->q, i);
+  if (type == SQLITE_FLOAT || type == SQLITE_INTEGER)
+    snprintf(rc->why, rc->why_bytes, "%s %.10g: %s", name ? name : "?", sqlite3_column_double(rc->q, i), want);
+  else
+    snprintf(rc->why, rc->why_bytes, "%s '%.60s': %s", name ? name : "?",
+             type == SQLITE_NULL ? "NULL" : (const char *)sqlite3_column_text(rc->q, i), want);
+  return 0;
+}
+
+static const char k_want_slope[] = "want a finite number >= 0";
+static const char k_want_finite[] = "want a finite number";
+
+/* The lowest point of the curve's domain: the work variable at 1 (a
+ * kernel with work does at least one unit of it), every other variable and
+ * the shape ratio at 0. Every term but the constants grows with each
+ * variable and with the ratio (slopes and caps >= 0, checked before), so
+ * the curve is nowhere lower than here: the fitter leaves the constant
+ * free, and a negative one is fine while this value is not. */
+static int floor_ok(row_check *rc, const infsim_calib_curve *c, infsim_calib_kernel k, int const_col,
+                    int alt_const_col) {
+  if (c->n_knots > 0) return 1; /* a lookup: its knots' times are >= 0 */
+  const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
+  double x[INFSIM_CALIB_VARS] = {0};
+  x[info->work_var] = 1;
+  double a = eval_main(c, info, x, 0), b = c->has_alt ? eval_alt(c, info, x, 0) : -INFINITY;
+  if (a >= 0 || b >= 0) return 1;
+  char want[160];
+  snprintf(want, sizeof want, "the curve is %.6g ns at %s 1, its domain's lowest point (want >= 0)", a > b ? a : b,
+           k_var_names[info->work_var]);
+  /* the piece that is the curve there is the one whose constant is at fault */
+  return note(rc, a >= b ? const_col : alt_const_col, 0, want);
+}
+
+int infsim_calib_curve_from_row(struct sqlite3_stmt *q, int col, infsim_calib_kernel k, infsim_calib_curve *c,
+                                char *why, size_t why_bytes) {
   memset(c, 0, sizeof *c);
+  row_check rc = {q, why, why_bytes, 0};
+  if (why != NULL && why_bytes > 0) why[0] = '\0';
   c->c_const = sqlite3_column_double(q, col);
-  int ok = isfinite(c->c_const);
+  int ok = note(&rc, col, isfinite(c->c_const), k_want_finite);
   for (int v = 0; v < INFSIM_CALIB_VARS; v++) {
     c->c_var[v] = sqlite3_column_double(q, col + 1 + v);
-    ok &= slope_ok(c->c_var[v]);
+    ok &= note(&rc, col + 1 + v, slope_ok(c->c_var[v]), k_want_slope);
   }
   int i = col + 1 + INFSIM_CALIB_VARS;
-  const char *hv = (const char *)sqlite3_column_text(q, i++);
+  const char *hv = (const char *)sqlite3_column_text(q, i);
   c->hinge_var = -1;
   for (int v = 0; hv && v < INFSIM_CALIB_VARS; v++)
     if (strcmp(hv, k_var_names[v]) == 0) c->hinge_var = v;
-  ok &= hv == NULL || hv[0] == '\0' || c->hinge_var >= 0;
-  c->hinge_at = sqlite3_column_double(q, i++);
-  c->c_above = sqlite3_column_double(q, i++);
-  c->hinge2_at = sqlite3_column_double(q, i++);
-  c->c_above2 = sqlite3_column_double(q, i++);
-  ok &= isfinite(c->hinge_at) && slope_ok(c->c_above) && isfinite(c->hinge2_at) && slope_ok(c->c_above2);
-  c->has_alt = sqlite3_column_int(q, i++) != 0;
-  c->alt_const = sqlite3_column_double(q, i++);
-  ok &= isfinite(c->alt_const);
-  for (int v = 0; v < INFSIM_CALIB_VARS; v++) {
-    c->alt_var[v] = sqlite3_column_double(q, i++);
-    ok &= slope_ok(c->alt_var[v]);
+  ok &= note(&rc, i, hv == NULL || hv[0] == '\0' || c->hinge_var >= 0, "want a variable name or ''");
+  i++;
+  double *hinge[4] = {&c->hinge_at, &c->c_above, &c->hinge2_at, &c->c_above2};
+  for (int h = 0; h < 4; h++, i++) {
+    *hinge[h] = sqlite3_column_double(q, i);
+    /* even: a bend's position, any finite number; odd: the slope past it */
+    ok &= h % 2 == 0 ? note(&rc, i, isfinite(*hinge[h]), k_want_finite)
+                     : note(&rc, i, slope_ok(*hinge[h]), k_want_slope);
   }
-  ok &= parse_ratio((const char *)sqlite3_column_text(q, i++), &c->ratio);
-  ok &= parse_ratio((const char *)sqlite3_column_text(q, i++), &c->alt_ratio);
-  c->tail_cap = sqlite3_column_double(q, i++);
-  c->c_tail = sqlite3_column_double(q, i++);
-  c->den_hinge_at = sqlite3_column_double(q, i++);
-  c->c_den_above = sqlite3_column_double(q, i++);
-  c->head_cap = sqlite3_column_double(q, i++);
-  c->c_head = sqlite3_column_double(q, i++);
-  ok &= slope_ok(c->tail_cap) && slope_ok(c->c_tail) && slope_ok(c->den_hinge_at) && slope_ok(c->c_den_above);
-  ok &= slope_ok(c->head_cap) && slope_ok(c->c_head);
-  ok &= parse_knots((const char *)sqlite3_column_text(q, i++), c);
+  c->has_alt = sqlite3_column_int(q, i++) != 0;
+  int alt_const_col = i;
+  c->alt_const = sqlite3_column_double(q, i);
+  ok &= note(&rc, i, isfinite(c->alt_const), k_want_finite);
+  i++;
+  for (int v = 0; v < INFSIM_CALIB_VARS; v++, i++) {
+    c->alt_var[v] = sqlite3_column_double(q, i);
+    ok &= note(&rc, i, slope_ok(c->alt_var[v]), k_want_slope);
+  }
+  static const char want_ratio[] = "want 'cap slope [bend slope]...', bends increasing and > 0, the rest >= 0";
+  ok &= note(&rc, i, parse_ratio((const char *)sqlite3_column_text(q, i), &c->ratio), want_ratio);
+  i++;
+  ok &= note(&rc, i, parse_ratio((const char *)sqlite3_column_text(q, i), &c->alt_ratio), want_ratio);
+  i++;
+  double *terms[6] = {&c->tail_cap, &c->c_tail, &c->den_hinge_at, &c->c_den_above, &c->head_cap, &c->c_head};
+  for (int t = 0; t < 6; t++, i++) {
+    *terms[t] = sqlite3_column_double(q, i);
+    ok &= note(&rc, i, slope_ok(*terms[t]), k_want_slope);
+  }
+  ok &= note(&rc, i, parse_knots((const char *)sqlite3_column_text(q, i), c),
+             "want 'x t x t ...', x increasing, t >= 0, all finite");
+  i++;
   assert(i == col + INFSIM_CALIB_CURVE_NCOLS);
-  return ok;
+  return ok && floor_ok(&rc, c, k, col, alt_const_col);
 }
 
 /* ---- reading the DB ---- */
@@ -646,10 +703,10 @@ infsim_status infsim_cost_curves_calibrated(const char *db_path, const char *pro
     const char *kname = (const char *)sqlite3_column_text(q, 0);
     int k = kname ? infsim_calib_kernel_from_name(kname) : -1;
     if (k < 0) continue; /* a kernel this version does not use */
-    int bad = !infsim_calib_curve_from_row(q, 1, &curves[k]);
-    if (bad) {
-      st = infsim_fail(err, INFSIM_EINPUT, "%s: fit: %s: kernel %s: coefficient negative or not finite, or bad knots",
-                       db_path, profile, kname);
+    char why[256];
+    if (!infsim_calib_curve_from_row(q, 1, (infsim_calib_kernel)k, &curves[k], why, sizeof why)) {
+      st = infsim_fail(err, INFSIM_EINPUT, "%s: fit: %s, %s, tp %lld, kernel %s: %s", db_path, profile, model->name,
+                       (long long)tp, kname, why);
       goto done;
     }
     have |= 1u << k;

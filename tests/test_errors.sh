@@ -120,6 +120,16 @@ case_db_iteration_fit() {
   printf 'model: llama2-7b\ngpu: h200\ncluster:\n  instances: 1\nworkload:\n  requests: 1\ncalibration:\n  db: x.db\n' >c.yaml
   "$INFSIM" run c.yaml --out o
 }
+case_db_fit_floor() {
+  cp "$SRC/data/calibration.db" x.db && sqlite3 x.db "UPDATE fit SET c_const = -1e9 WHERE kernel = 'merge';" || return 99
+  printf 'model: llama2-7b\ngpu: h200\ncluster:\n  instances: 1\nworkload:\n  requests: 1\ncalibration:\n  db: x.db\n' >c.yaml
+  "$INFSIM" run c.yaml --out o
+}
+case_db_fit_slope() {
+  cp "$SRC/data/calibration.db" x.db && sqlite3 x.db "UPDATE fit SET c_context_tokens = -2 WHERE kernel = 'decode_attn';" || return 99
+  printf 'model: llama2-7b\ngpu: h200\ncluster:\n  instances: 1\nworkload:\n  requests: 1\ncalibration:\n  db: x.db\n' >c.yaml
+  "$INFSIM" run c.yaml --out o
+}
 case_db_bad_row() {
   good_db x.db || return 99
   sqlite3 x.db 'UPDATE measurement SET median_ns = 4.9e-324 WHERE id = 2;'
