@@ -80,7 +80,7 @@ infsim_status infsim_calib_show(const char *db_path, const char *plot_dir, FILE 
     if (k < 0) continue;
     infsim_calib_curve c;
     char why[256];
-    if (!infsim_calib_curve_from_row(curves, 6, (infsim_calib_kernel)k, &c, why, sizeof why)) {
+    if (!infsim_calib_curve_from_row(curves, 6, &c, why, sizeof why)) {
       st = infsim_fail(err, INFSIM_EINPUT, "%s: fit: %s, %s, tp %lld, kernel %s: %s", db_path, profile, model,
                        (long long)tp, kname, why);
       break;

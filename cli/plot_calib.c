@@ -168,7 +168,7 @@ infsim_status plot_calib_db(plot_job *pj, const char *path, infsim_error *err) {
       infsim_calib_curve c;
       if (k < 0) continue;
       char why[256];
-      if (!infsim_calib_curve_from_row(curves, 1, (infsim_calib_kernel)k, &c, why, sizeof why)) {
+      if (!infsim_calib_curve_from_row(curves, 1, &c, why, sizeof why)) {
         st = infsim_fail(err, INFSIM_EINPUT, "%s: fit: %s, %s, tp %lld, kernel %s: %s", path, profile, model,
                          (long long)tp, kname, why);
         break;

@@ -446,29 +446,8 @@ static int note(row_check *rc, int i, int ok, const char *want) {
 static const char k_want_slope[] = "want a finite number >= 0";
 static const char k_want_finite[] = "want a finite number";
 
-/* The lowest point of the curve's domain: the work variable at 1 (a
- * kernel with work does at least one unit of it), every other variable and
- * the shape ratio at 0. Every term but the constants grows with each
- * variable and with the ratio (slopes and caps >= 0, checked before), so
- * the curve is nowhere lower than here: the fitter leaves the constant
- * free, and a negative one is fine while this value is not. */
-static int floor_ok(row_check *rc, const infsim_calib_curve *c, infsim_calib_kernel k, int const_col,
-                    int alt_const_col) {
-  if (c->n_knots > 0) return 1; /* a lookup: its knots' times are >= 0 */
-  const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
-  double x[INFSIM_CALIB_VARS] = {0};
-  x[info->work_var] = 1;
-  double a = eval_main(c, info, x, 0), b = c->has_alt ? eval_alt(c, info, x, 0) : -INFINITY;
-  if (a >= 0 || b >= 0) return 1;
-  char want[160];
-  snprintf(want, sizeof want, "the curve is %.6g ns at %s 1, its domain's lowest point (want >= 0)", a > b ? a : b,
-           k_var_names[info->work_var]);
-  /* the piece that is the curve there is the one whose constant is at fault */
-  return note(rc, a >= b ? const_col : alt_const_col, 0, want);
-}
-
-int infsim_calib_curve_from_row(struct sqlite3_stmt *q, int col, infsim_calib_kernel k, infsim_calib_curve *c,
-                                char *why, size_t why_bytes) {
+int infsim_calib_curve_from_row(struct sqlite3_stmt *q, int col, infsim_calib_curve *c, char *why,
+                                size_t why_bytes) {
   memset(c, 0, sizeof *c);
   row_check rc = {q, why, why_bytes, 0};
   if (why != NULL && why_bytes > 0) why[0] = '\0';
@@ -493,7 +472,6 @@ int infsim_calib_curve_from_row(struct sqlite3_stmt *q, int col, infsim_calib_ke
                      : note(&rc, i, slope_ok(*hinge[h]), k_want_slope);
   }
   c->has_alt = sqlite3_column_int(q, i++) != 0;
-  int alt_const_col = i;
   c->alt_const = sqlite3_column_double(q, i);
   ok &= note(&rc, i, isfinite(c->alt_const), k_want_finite);
   i++;
@@ -515,7 +493,7 @@ int infsim_calib_curve_from_row(struct sqlite3_stmt *q, int col, infsim_calib_ke
              "want 'x t x t ...', x increasing, t >= 0, all finite");
   i++;
   assert(i == col + INFSIM_CALIB_CURVE_NCOLS);
-  return ok && floor_ok(&rc, c, k, col, alt_const_col);
+  return ok;
 }
 
 /* ---- reading the DB ---- */
@@ -645,6 +623,89 @@ static infsim_status iteration_fit(sqlite3 *db, const char *db_path, const char 
   return st;
 }
 
+/* The least of each variable and of the shape ratio over kernel k's
+ * measured points (the fit's domain); *have 0 when there are none (an
+ * edited DB), or when the curve's variable is not a measured column
+ * (layer_decode_long: the tokens one CTA walks, worked out by the fit). */
+static infsim_status measured_floor_point(sqlite3 *db, const char *db_path, int64_t profile_id, int64_t tp,
+                                          infsim_calib_kernel k, double x[INFSIM_CALIB_VARS], double *r, int *have,
+                                          infsim_error *err) {
+  const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
+  *have = 0;
+  if (k == INFSIM_CALIB_LAYER_DECODE_LONG) return INFSIM_OK;
+  char sql[512];
+  int num = info->ratio_num >= 0 ? info->ratio_num : 0, den = info->ratio_num >= 0 ? info->ratio_den : 0;
+  snprintf(sql, sizeof sql,
+           "SELECT count(*), MIN(tokens), MIN(pairs), MIN(requests), MIN(context_tokens), MIN(partials), MIN(bytes),"
+           " MIN(CASE WHEN %s > 0 THEN CAST(%s AS REAL) / %s ELSE 0 END) FROM measurement"
+           " WHERE profile_id = ?1 AND tp = ?2 AND kernel = ?3",
+           k_var_names[den], k_var_names[num], k_var_names[den]);
+  sqlite3_stmt *q = NULL;
+  if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK) return db_fail(db, db_path, err);
+  sqlite3_bind_int64(q, 1, profile_id);
+  sqlite3_bind_int64(q, 2, tp);
+  sqlite3_bind_text(q, 3, info->name, -1, SQLITE_STATIC);
+  infsim_status st = INFSIM_OK;
+  if (sqlite3_step(q) != SQLITE_ROW) {
+    st = db_fail(db, db_path, err);
+  } else if (sqlite3_column_int64(q, 0) > 0) {
+    for (int v = 0; v < INFSIM_CALIB_VARS; v++) x[v] = sqlite3_column_double(q, 1 + v);
+    *r = info->ratio_num >= 0 ? sqlite3_column_double(q, 1 + INFSIM_CALIB_VARS) : 0;
+    *have = 1;
+  }
+  sqlite3_finalize(q);
+  return st;
+}
+
+/* A lower bound of the curve over the box from x (each variable's least)
+ * and r (the ratio's least) up: every term but the constants and the head
+ * grows with each variable and with the ratio (slopes and caps >= 0, which
+ * loading checked before), and the head is >= 0, so the curve with the
+ * head left out, at that corner, is nowhere undercut. */
+static double floor_of(const infsim_calib_curve *c, const infsim_calib_kernel_info *info, const double *x, double r,
+                       int alt) {
+  if (alt) return c->has_alt ? eval_alt(c, info, x, r) : -INFINITY;
+  infsim_calib_curve headless = *c;
+  headless.c_head = 0;
+  return eval_main(&headless, info, x, r);
+}
+
+/* The fitter leaves the constants free, and a negative one is fine while
+ * the curve stays >= 0 over the measured domain (max(A, B): B's constant is
+ * often negative where A is the curve). Checked at the domain's lowest
+ * corner; without measurements, at the least a kernel with work does: its
+ * work variable 1, the rest 0. */
+static infsim_status check_floor(sqlite3 *db, const char *db_path, int64_t profile_id, int64_t tp,
+                                 infsim_calib_kernel k, const infsim_calib_curve *c, char *why, size_t why_bytes,
+                                 int *ok, infsim_error *err) {
+  *ok = 1;
+  if (c->n_knots > 0) return INFSIM_OK; /* a lookup: its knots' times are >= 0 */
+  const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
+  double x[INFSIM_CALIB_VARS] = {0}, r = 0;
+  int measured = 0;
+  infsim_status st = measured_floor_point(db, db_path, profile_id, tp, k, x, &r, &measured, err);
+  if (st != INFSIM_OK) return st;
+  if (!measured) {
+    memset(x, 0, sizeof x);
+    x[info->work_var] = 1;
+    r = 0;
+  }
+  double a = floor_of(c, info, x, r, 0), b = floor_of(c, info, x, r, 1);
+  if (a >= 0 || b >= 0) return INFSIM_OK;
+  *ok = 0;
+  /* the piece that is the curve there is the one whose constant is at fault */
+  char at[160] = "";
+  size_t used = 0;
+  for (int v = 0; v < INFSIM_CALIB_VARS; v++)
+    if ((info->var_mask & (1u << v)) && used < sizeof at)
+      used += (size_t)snprintf(at + used, sizeof at - used, "%s%s %.6g", used ? ", " : "", k_var_names[v], x[v]);
+  if (info->ratio_num >= 0 && used < sizeof at) snprintf(at + used, sizeof at - used, ", ratio %.6g", r);
+  snprintf(why, why_bytes, "%s %.10g: the curve is %.6g ns at %s %s (want >= 0)", a >= b ? "c_const" : "alt_const",
+           a >= b ? c->c_const : c->alt_const, a >= b ? a : b,
+           measured ? "the least measured" : "its domain's lowest point (no measurements),", at);
+  return INFSIM_OK;
+}
+
 infsim_status infsim_cost_curves_calibrated(const char *db_path, const char *profile,
                                             const infsim_model_shape *model, int64_t tp, int *found,
                                             infsim_cost_curves *out, infsim_error *err) {
@@ -676,7 +737,7 @@ infsim_status infsim_cost_curves_calibrated(const char *db_path, const char *pro
     goto done;
   }
   static const char sql[] =
-      "SELECT f.kernel, " INFSIM_CALIB_CURVE_COLUMNS " FROM fit f JOIN profile p ON p.id = f.profile_id"
+      "SELECT f.kernel, " INFSIM_CALIB_CURVE_COLUMNS ", p.id FROM fit f JOIN profile p ON p.id = f.profile_id"
       " WHERE p.name = ?1 AND p.model = ?2 AND p.hidden = ?3 AND p.heads = ?4 AND p.kv_heads = ?5"
       " AND p.head_dim = ?6 AND p.intermediate = ?7 AND p.dtype_bytes = ?8 AND f.tp = ?9";
   if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK) {
@@ -704,7 +765,13 @@ infsim_status infsim_cost_curves_calibrated(const char *db_path, const char *pro
     int k = kname ? infsim_calib_kernel_from_name(kname) : -1;
     if (k < 0) continue; /* a kernel this version does not use */
     char why[256];
-    if (!infsim_calib_curve_from_row(q, 1, (infsim_calib_kernel)k, &curves[k], why, sizeof why)) {
+    int ok = infsim_calib_curve_from_row(q, 1, &curves[k], why, sizeof why);
+    if (ok) {
+      st = check_floor(db, db_path, sqlite3_column_int64(q, 1 + INFSIM_CALIB_CURVE_NCOLS), tp, (infsim_calib_kernel)k,
+                       &curves[k], why, sizeof why, &ok, err);
+      if (st != INFSIM_OK) goto done;
+    }
+    if (!ok) {
       st = infsim_fail(err, INFSIM_EINPUT, "%s: fit: %s, %s, tp %lld, kernel %s: %s", db_path, profile, model->name,
                        (long long)tp, kname, why);
       goto done;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # test_calib_db_check.sh: `infsim run` on edited copies of data/calibration.db.
-# A fit row whose curve goes below 0 at its domain's lowest point (the work
-# variable at 1, the rest at 0: every other term only grows from there), or
-# with a negative slope, is refused at load: exit 2, one line naming the DB,
+# A fit row whose curve goes below 0 at its measured domain's lowest corner
+# (each variable and the shape ratio at its least over the kernel's
+# measurement rows: every other term only grows from there), or with a
+# negative slope, is refused at load: exit 2, one line naming the DB,
 # profile, model, TP, kernel, column and value, and no output directory.
 # A negative constant the slopes lift above 0 there is a legitimate fit and
 # loads. Expected values are worked out by hand from the edits.
@@ -43,13 +44,23 @@ P="infsim run: x.db: fit: h200, llama2-7b, tp 1, kernel"
 
 cp "$SRC/data/calibration.db" x.db && loads
 
-# merge: A = c_const + c_partials min(partials, 645) + ... (hinge at 645 partials);
-# with c_requests 0 and c_partials 100 its lowest point is c_const + 100.
-edit merge 'c_requests = 0, c_partials = 100, c_const = -50';  loads
-edit merge 'c_requests = 0, c_partials = 100, c_const = -150'
-refused "$P merge: c_const -150: the curve is -50 ns at partials 1, its domain's lowest point (want >= 0)"
+# merge, with its ratio term off: A = c_const + c_requests requests + c_partials
+# min(partials, 645) (+ a head term >= 0); its measured points have at least
+# 1 request and 2 partials (sqlite3 below), so with c_requests 0 and c_partials
+# 100 its least is c_const + 200.
+cp "$SRC/data/calibration.db" x.db
+least=$(sqlite3 x.db "SELECT MIN(requests) || ' ' || MIN(partials) || ' ' || MIN(CAST(partials AS REAL) / requests)
+  FROM measurement $(printf "$WHERE" merge)")
+[ "$least" = "1 2 2.0" ] || fail "merge's measured domain changed: $least"
+edit merge "c_requests = 0, c_partials = 100, ratio_terms = '0 0', c_const = -150";  loads
+edit merge "c_requests = 0, c_partials = 100, ratio_terms = '0 0', c_const = -250"
+refused "$P merge: c_const -250: the curve is -50 ns at the least measured requests 1, partials 2, ratio 2 (want >= 0)"
+# without measurements (deleted), the least any work takes: partials 1, the rest 0
+edit merge "c_requests = 0, c_partials = 100, ratio_terms = '0 0', c_const = -150"
+sqlite3 x.db "DELETE FROM measurement $(printf "$WHERE" merge)"
+refused "$P merge: c_const -150: the curve is -50 ns at its domain's lowest point (no measurements), requests 0, partials 1, ratio 0 (want >= 0)"
 edit gemm_gateup 'c_const = -1e9'
-refused "$P gemm_gateup: c_const -1000000000: the curve is -1e+09 ns at tokens 1, its domain's lowest point (want >= 0)"
+refused "$P gemm_gateup: c_const -1000000000: the curve is -1e+09 ns at the least measured tokens 1 (want >= 0)"
 # decode_attn is max(A, B): B alone keeps it above 0 when A's constant is
 # broken, so it loads; with both broken the higher piece's constant is named.
 edit decode_attn 'c_const = -1e9, has_alt = 1, alt_const = 5000'; loads

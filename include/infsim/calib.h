@@ -292,15 +292,14 @@ double infsim_calib_fast_longest_ns(infsim_calib_fast *f, int64_t requests, int6
   " f.tail_cap, f.c_tail, f.den_hinge_at, f.c_den_above, f.head_cap, f.c_head, f.knots"
 enum { INFSIM_CALIB_CURVE_NCOLS = 29 };
 
-/* Reads kernel k's curve from the columns INFSIM_CALIB_CURVE_COLUMNS of row
- * q from column col on. 0 when a value is out of range (a negative slope, a
- * value not finite, knots not increasing or unparsable, or constants that
- * make the curve negative at its domain's lowest point): a corrupt DB. Then
- * why (when not NULL) names the first bad column and its value,
- * "c_tokens -1: want a finite number >= 0". */
+/* Reads a curve from the columns INFSIM_CALIB_CURVE_COLUMNS of row q from
+ * column col on. 0 when a value is out of range (a negative slope, a value
+ * not finite, knots not increasing or unparsable): a corrupt DB. Then why
+ * (when not NULL) names the first bad column and its value, "c_tokens -1:
+ * want a finite number >= 0". (Loading for a run also checks that the
+ * curve stays >= 0 over its measured domain.) */
 struct sqlite3_stmt;
-int infsim_calib_curve_from_row(struct sqlite3_stmt *q, int col, infsim_calib_kernel k, infsim_calib_curve *c,
-                                char *why, size_t why_bytes);
+int infsim_calib_curve_from_row(struct sqlite3_stmt *q, int col, infsim_calib_curve *c, char *why, size_t why_bytes);
 
 /* Knots as text ("x t x t ...", %.17g, so they read back exactly); returns
  * 0 when out_bytes is too small. */
