@@ -57,6 +57,7 @@ case_infinite_instances() {
   printf 'model: tiny\ncluster:\n  instances: 32768\npolicy:\n  name: infinite-llm\n' >c.yaml
   "$INFSIM" run c.yaml --out o
 }
+case_instances_max() { "$INFSIM" run ok.yaml --set cluster.instances=1000000 --out o; }
 case_fault_gmanager_period() {
   printf 'policy:\n  name: infinite-llm\nfaults:\n  lose_gmanager_at_s: 1\n  lose_gmanager_every_s: 0.05\n' >c.yaml
   "$INFSIM" run c.yaml --out o
