@@ -42,8 +42,8 @@ infsim_status infsim_sim_new(const infsim_sim_config *c, infsim_cost_model *cost
   s->n_instances = c->sched.instances;
   s->sample_interval_ns = c->sample_interval_ns > 0 ? c->sample_interval_ns : 1000000000;
   s->max_ticks = c->max_samples_per_instance > 0 ? c->max_samples_per_instance : INFSIM_MAX_SAMPLES_PER_INSTANCE;
-  /* Each tick writes a row per instance: a million instances at the
-   * per-instance cap would be 1e11 rows. The total cap bounds the rows,
+  /* Each tick writes a row per instance: 100,000 instances at the
+   * per-instance cap would be 1e10 rows. The total cap bounds the rows,
    * and with them the time sampling takes. */
   int64_t by_total = INFSIM_MAX_SAMPLES_TOTAL / (s->n_instances > 0 ? s->n_instances : 1);
   if (by_total < 2) by_total = 2;
