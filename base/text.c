@@ -316,11 +316,12 @@ const char *infsim_quote_excerpt(const char *text, size_t len, char buf[64]) {
 /* The common form, digits '.' up to 9 digits, below the largest arrival:
  * integer seconds and nanoseconds read directly. False for anything else
  * (the general parser decides). */
-static bool parse_plain_seconds(const char *text, size_t len, int64_t *out_ns) {
+static bool parse_plain_seconds(const char *text, size_t len, int64_t max_ns, int64_t *out_ns) {
   size_t i = 0;
   int64_t whole = 0;
   while (i < len && i < 10 && (unsigned)(text[i] - '0') <= 9) whole = 10 * whole + (text[i++] - '0');
-  if (i == 0 || whole >= INFSIM_TRACE_MAX_ARRIVAL_S) return false;
+  /* whole < max_ns / 1e9 keeps whole seconds plus any fraction <= max_ns */
+  if (i == 0 || whole >= max_ns / INT64_C(1000000000)) return false;
   int64_t frac = 0;
   if (i < len) {
     if (text[i] != '.' || len - i - 1 > 9 || len - i - 1 == 0) return false;
@@ -336,7 +337,11 @@ static bool parse_plain_seconds(const char *text, size_t len, int64_t *out_ns) {
 }
 
 bool infsim_parse_seconds_ns(const char *text, size_t len, int64_t *out_ns, const char **why) {
-  if (parse_plain_seconds(text, len, out_ns)) return true;
+  return infsim_parse_seconds_upto_ns(text, len, INFSIM_TRACE_MAX_ARRIVAL_S * INT64_C(1000000000), out_ns, why);
+}
+
+bool infsim_parse_seconds_upto_ns(const char *text, size_t len, int64_t max_ns, int64_t *out_ns, const char **why) {
+  if (parse_plain_seconds(text, len, max_ns, out_ns)) return true;
   enum { MAX_DIGITS = 64 };
   char digits[MAX_DIGITS];
   int ndig = 0;         /* significant digits kept (leading zeros dropped) */
@@ -398,7 +403,6 @@ bool infsim_parse_seconds_ns(const char *text, size_t len, int64_t *out_ns, cons
   }
   /* value = 0.digits... : ns = int(digits) * 10^(9 + exp10 - point_shift) */
   int shift = 9 + exp10 - point_shift;
-  const int64_t max_ns = INFSIM_TRACE_MAX_ARRIVAL_S * INT64_C(1000000000);
   int64_t ns = 0;
   int keep = ndig + shift; /* digits that land left of the nanosecond point */
   if (keep > 19) {
@@ -415,7 +419,13 @@ bool infsim_parse_seconds_ns(const char *text, size_t len, int64_t *out_ns, cons
   }
   /* Round half up on the first digit past the nanosecond. */
   int first_dropped = keep >= 0 ? keep : -1;
-  if (first_dropped >= 0 && first_dropped < ndig && digits[first_dropped] >= '5') ns++;
+  if (first_dropped >= 0 && first_dropped < ndig && digits[first_dropped] >= '5') {
+    if (ns == max_ns) { /* max_ns may be INT64_MAX: ns + 1 would overflow */
+      *why = "out of range";
+      return false;
+    }
+    ns++;
+  }
   if (ns > max_ns) {
     *why = "out of range";
     return false;

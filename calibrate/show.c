@@ -79,9 +79,10 @@ infsim_status infsim_calib_show(const char *db_path, const char *plot_dir, FILE 
     int k = infsim_calib_kernel_from_name(kname);
     if (k < 0) continue;
     infsim_calib_curve c;
-    if (!infsim_calib_curve_from_row(curves, 6, &c)) {
-      st = infsim_fail(err, INFSIM_EINPUT, "%s: fit: %s: kernel %s: coefficient negative or not finite, or bad knots",
-                       db_path, profile, kname);
+    char why[256];
+    if (!infsim_calib_curve_from_row(curves, 6, &c, why, sizeof why)) {
+      st = infsim_fail(err, INFSIM_EINPUT, "%s: fit: %s, %s, tp %lld, kernel %s: %s", db_path, profile, model,
+                       (long long)tp, kname, why);
       break;
     }
     double ho_med = sqlite3_column_double(curves, 6 + INFSIM_CALIB_CURVE_NCOLS);

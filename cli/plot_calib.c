@@ -167,9 +167,10 @@ infsim_status plot_calib_db(plot_job *pj, const char *path, infsim_error *err) {
       int k = infsim_calib_kernel_from_name(kname);
       infsim_calib_curve c;
       if (k < 0) continue;
-      if (!infsim_calib_curve_from_row(curves, 1, &c)) {
-        st = infsim_fail(err, INFSIM_EINPUT, "%s: fit: %s tp %lld %s: coefficient out of range or bad knots", path,
-                         profile, (long long)tp, kname);
+      char why[256];
+      if (!infsim_calib_curve_from_row(curves, 1, &c, why, sizeof why)) {
+        st = infsim_fail(err, INFSIM_EINPUT, "%s: fit: %s, %s, tp %lld, kernel %s: %s", path, profile, model,
+                         (long long)tp, kname, why);
         break;
       }
       sqlite3_reset(pts);

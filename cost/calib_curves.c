@@ -420,43 +420,78 @@ static int parse_ratio(const char *text, infsim_calib_ratio_term *g) {
   }
 }
 
-int infsim_calib_curve_from_row(struct sqlite3_stmt *q, int col, infsim_calib_curve *c) {
+/* The first bad column of a fit row, for the message. */
+typedef struct {
+  struct sqlite3_stmt *q;
+  char *why;
+  size_t why_bytes;
+  int bad;
+} row_check;
+
+/* Notes column i as bad (when ok is 0 and none was before): "NAME VALUE: want". */
+static int note(row_check *rc, int i, int ok, const char *want) {
+  if (ok || rc->bad) return ok;
+  rc->bad = 1;
+  if (rc->why == NULL || rc->why_bytes == 0) return 0;
+  const char *name = sqlite3_column_name(rc->q, i);
+  int type = sqlite3_column_type(rc->q, i);
+  if (type == SQLITE_FLOAT || type == SQLITE_INTEGER)
+    snprintf(rc->why, rc->why_bytes, "%s %.10g: %s", name ? name : "?", sqlite3_column_double(rc->q, i), want);
+  else
+    snprintf(rc->why, rc->why_bytes, "%s '%.60s': %s", name ? name : "?",
+             type == SQLITE_NULL ? "NULL" : (const char *)sqlite3_column_text(rc->q, i), want);
+  return 0;
+}
+
+static const char k_want_slope[] = "want a finite number >= 0";
+static const char k_want_finite[] = "want a finite number";
+
+int infsim_calib_curve_from_row(struct sqlite3_stmt *q, int col, infsim_calib_curve *c, char *why,
+                                size_t why_bytes) {
   memset(c, 0, sizeof *c);
+  row_check rc = {q, why, why_bytes, 0};
+  if (why != NULL && why_bytes > 0) why[0] = '\0';
   c->c_const = sqlite3_column_double(q, col);
-  int ok = isfinite(c->c_const);
+  int ok = note(&rc, col, isfinite(c->c_const), k_want_finite);
   for (int v = 0; v < INFSIM_CALIB_VARS; v++) {
     c->c_var[v] = sqlite3_column_double(q, col + 1 + v);
-    ok &= slope_ok(c->c_var[v]);
+    ok &= note(&rc, col + 1 + v, slope_ok(c->c_var[v]), k_want_slope);
   }
   int i = col + 1 + INFSIM_CALIB_VARS;
-  const char *hv = (const char *)sqlite3_column_text(q, i++);
+  const char *hv = (const char *)sqlite3_column_text(q, i);
   c->hinge_var = -1;
   for (int v = 0; hv && v < INFSIM_CALIB_VARS; v++)
     if (strcmp(hv, k_var_names[v]) == 0) c->hinge_var = v;
-  ok &= hv == NULL || hv[0] == '\0' || c->hinge_var >= 0;
-  c->hinge_at = sqlite3_column_double(q, i++);
-  c->c_above = sqlite3_column_double(q, i++);
-  c->hinge2_at = sqlite3_column_double(q, i++);
-  c->c_above2 = sqlite3_column_double(q, i++);
-  ok &= isfinite(c->hinge_at) && slope_ok(c->c_above) && isfinite(c->hinge2_at) && slope_ok(c->c_above2);
-  c->has_alt = sqlite3_column_int(q, i++) != 0;
-  c->alt_const = sqlite3_column_double(q, i++);
-  ok &= isfinite(c->alt_const);
-  for (int v = 0; v < INFSIM_CALIB_VARS; v++) {
-    c->alt_var[v] = sqlite3_column_double(q, i++);
-    ok &= slope_ok(c->alt_var[v]);
+  ok &= note(&rc, i, hv == NULL || hv[0] == '\0' || c->hinge_var >= 0, "want a variable name or ''");
+  i++;
+  double *hinge[4] = {&c->hinge_at, &c->c_above, &c->hinge2_at, &c->c_above2};
+  for (int h = 0; h < 4; h++, i++) {
+    *hinge[h] = sqlite3_column_double(q, i);
+    /* even: a bend's position, any finite number; odd: the slope past it */
+    ok &= h % 2 == 0 ? note(&rc, i, isfinite(*hinge[h]), k_want_finite)
+                     : note(&rc, i, slope_ok(*hinge[h]), k_want_slope);
   }
-  ok &= parse_ratio((const char *)sqlite3_column_text(q, i++), &c->ratio);
-  ok &= parse_ratio((const char *)sqlite3_column_text(q, i++), &c->alt_ratio);
-  c->tail_cap = sqlite3_column_double(q, i++);
-  c->c_tail = sqlite3_column_double(q, i++);
-  c->den_hinge_at = sqlite3_column_double(q, i++);
-  c->c_den_above = sqlite3_column_double(q, i++);
-  c->head_cap = sqlite3_column_double(q, i++);
-  c->c_head = sqlite3_column_double(q, i++);
-  ok &= slope_ok(c->tail_cap) && slope_ok(c->c_tail) && slope_ok(c->den_hinge_at) && slope_ok(c->c_den_above);
-  ok &= slope_ok(c->head_cap) && slope_ok(c->c_head);
-  ok &= parse_knots((const char *)sqlite3_column_text(q, i++), c);
+  c->has_alt = sqlite3_column_int(q, i++) != 0;
+  c->alt_const = sqlite3_column_double(q, i);
+  ok &= note(&rc, i, isfinite(c->alt_const), k_want_finite);
+  i++;
+  for (int v = 0; v < INFSIM_CALIB_VARS; v++, i++) {
+    c->alt_var[v] = sqlite3_column_double(q, i);
+    ok &= note(&rc, i, slope_ok(c->alt_var[v]), k_want_slope);
+  }
+  static const char want_ratio[] = "want 'cap slope [bend slope]...', bends increasing and > 0, the rest >= 0";
+  ok &= note(&rc, i, parse_ratio((const char *)sqlite3_column_text(q, i), &c->ratio), want_ratio);
+  i++;
+  ok &= note(&rc, i, parse_ratio((const char *)sqlite3_column_text(q, i), &c->alt_ratio), want_ratio);
+  i++;
+  double *terms[6] = {&c->tail_cap, &c->c_tail, &c->den_hinge_at, &c->c_den_above, &c->head_cap, &c->c_head};
+  for (int t = 0; t < 6; t++, i++) {
+    *terms[t] = sqlite3_column_double(q, i);
+    ok &= note(&rc, i, slope_ok(*terms[t]), k_want_slope);
+  }
+  ok &= note(&rc, i, parse_knots((const char *)sqlite3_column_text(q, i), c),
+             "want 'x t x t ...', x increasing, t >= 0, all finite");
+  i++;
   assert(i == col + INFSIM_CALIB_CURVE_NCOLS);
   return ok;
 }
@@ -588,6 +623,89 @@ static infsim_status iteration_fit(sqlite3 *db, const char *db_path, const char 
   return st;
 }
 
+/* The least of each variable and of the shape ratio over kernel k's
+ * measured points (the fit's domain); *have 0 when there are none (an
+ * edited DB), or when the curve's variable is not a measured column
+ * (layer_decode_long: the tokens one CTA walks, worked out by the fit). */
+static infsim_status measured_floor_point(sqlite3 *db, const char *db_path, int64_t profile_id, int64_t tp,
+                                          infsim_calib_kernel k, double x[INFSIM_CALIB_VARS], double *r, int *have,
+                                          infsim_error *err) {
+  const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
+  *have = 0;
+  if (k == INFSIM_CALIB_LAYER_DECODE_LONG) return INFSIM_OK;
+  char sql[512];
+  int num = info->ratio_num >= 0 ? info->ratio_num : 0, den = info->ratio_num >= 0 ? info->ratio_den : 0;
+  snprintf(sql, sizeof sql,
+           "SELECT count(*), MIN(tokens), MIN(pairs), MIN(requests), MIN(context_tokens), MIN(partials), MIN(bytes),"
+           " MIN(CASE WHEN %s > 0 THEN CAST(%s AS REAL) / %s ELSE 0 END) FROM measurement"
+           " WHERE profile_id = ?1 AND tp = ?2 AND kernel = ?3",
+           k_var_names[den], k_var_names[num], k_var_names[den]);
+  sqlite3_stmt *q = NULL;
+  if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK) return db_fail(db, db_path, err);
+  sqlite3_bind_int64(q, 1, profile_id);
+  sqlite3_bind_int64(q, 2, tp);
+  sqlite3_bind_text(q, 3, info->name, -1, SQLITE_STATIC);
+  infsim_status st = INFSIM_OK;
+  if (sqlite3_step(q) != SQLITE_ROW) {
+    st = db_fail(db, db_path, err);
+  } else if (sqlite3_column_int64(q, 0) > 0) {
+    for (int v = 0; v < INFSIM_CALIB_VARS; v++) x[v] = sqlite3_column_double(q, 1 + v);
+    *r = info->ratio_num >= 0 ? sqlite3_column_double(q, 1 + INFSIM_CALIB_VARS) : 0;
+    *have = 1;
+  }
+  sqlite3_finalize(q);
+  return st;
+}
+
+/* A lower bound of the curve over the box from x (each variable's least)
+ * and r (the ratio's least) up: every term but the constants and the head
+ * grows with each variable and with the ratio (slopes and caps >= 0, which
+ * loading checked before), and the head is >= 0, so the curve with the
+ * head left out, at that corner, is nowhere undercut. */
+static double floor_of(const infsim_calib_curve *c, const infsim_calib_kernel_info *info, const double *x, double r,
+                       int alt) {
+  if (alt) return c->has_alt ? eval_alt(c, info, x, r) : -INFINITY;
+  infsim_calib_curve headless = *c;
+  headless.c_head = 0;
+  return eval_main(&headless, info, x, r);
+}
+
+/* The fitter leaves the constants free, and a negative one is fine while
+ * the curve stays >= 0 over the measured domain (max(A, B): B's constant is
+ * often negative where A is the curve). Checked at the domain's lowest
+ * corner; without measurements, at the least a kernel with work does: its
+ * work variable 1, the rest 0. */
+static infsim_status check_floor(sqlite3 *db, const char *db_path, int64_t profile_id, int64_t tp,
+                                 infsim_calib_kernel k, const infsim_calib_curve *c, char *why, size_t why_bytes,
+                                 int *ok, infsim_error *err) {
+  *ok = 1;
+  if (c->n_knots > 0) return INFSIM_OK; /* a lookup: its knots' times are >= 0 */
+  const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
+  double x[INFSIM_CALIB_VARS] = {0}, r = 0;
+  int measured = 0;
+  infsim_status st = measured_floor_point(db, db_path, profile_id, tp, k, x, &r, &measured, err);
+  if (st != INFSIM_OK) return st;
+  if (!measured) {
+    memset(x, 0, sizeof x);
+    x[info->work_var] = 1;
+    r = 0;
+  }
+  double a = floor_of(c, info, x, r, 0), b = floor_of(c, info, x, r, 1);
+  if (a >= 0 || b >= 0) return INFSIM_OK;
+  *ok = 0;
+  /* the piece that is the curve there is the one whose constant is at fault */
+  char at[160] = "";
+  size_t used = 0;
+  for (int v = 0; v < INFSIM_CALIB_VARS; v++)
+    if ((info->var_mask & (1u << v)) && used < sizeof at)
+      used += (size_t)snprintf(at + used, sizeof at - used, "%s%s %.6g", used ? ", " : "", k_var_names[v], x[v]);
+  if (info->ratio_num >= 0 && used < sizeof at) snprintf(at + used, sizeof at - used, ", ratio %.6g", r);
+  snprintf(why, why_bytes, "%s %.10g: the curve is %.6g ns at %s %s (want >= 0)", a >= b ? "c_const" : "alt_const",
+           a >= b ? c->c_const : c->alt_const, a >= b ? a : b,
+           measured ? "the least measured" : "its domain's lowest point (no measurements),", at);
+  return INFSIM_OK;
+}
+
 infsim_status infsim_cost_curves_calibrated(const char *db_path, const char *profile,
                                             const infsim_model_shape *model, int64_t tp, int *found,
                                             infsim_cost_curves *out, infsim_error *err) {
@@ -619,7 +737,7 @@ infsim_status infsim_cost_curves_calibrated(const char *db_path, const char *pro
     goto done;
   }
   static const char sql[] =
-      "SELECT f.kernel, " INFSIM_CALIB_CURVE_COLUMNS " FROM fit f JOIN profile p ON p.id = f.profile_id"
+      "SELECT f.kernel, " INFSIM_CALIB_CURVE_COLUMNS ", p.id FROM fit f JOIN profile p ON p.id = f.profile_id"
       " WHERE p.name = ?1 AND p.model = ?2 AND p.hidden = ?3 AND p.heads = ?4 AND p.kv_heads = ?5"
       " AND p.head_dim = ?6 AND p.intermediate = ?7 AND p.dtype_bytes = ?8 AND f.tp = ?9";
   if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK) {
@@ -646,10 +764,16 @@ infsim_status infsim_cost_curves_calibrated(const char *db_path, const char *pro
     const char *kname = (const char *)sqlite3_column_text(q, 0);
     int k = kname ? infsim_calib_kernel_from_name(kname) : -1;
     if (k < 0) continue; /* a kernel this version does not use */
-    int bad = !infsim_calib_curve_from_row(q, 1, &curves[k]);
-    if (bad) {
-      st = infsim_fail(err, INFSIM_EINPUT, "%s: fit: %s: kernel %s: coefficient negative or not finite, or bad knots",
-                       db_path, profile, kname);
+    char why[256];
+    int ok = infsim_calib_curve_from_row(q, 1, &curves[k], why, sizeof why);
+    if (ok) {
+      st = check_floor(db, db_path, sqlite3_column_int64(q, 1 + INFSIM_CALIB_CURVE_NCOLS), tp, (infsim_calib_kernel)k,
+                       &curves[k], why, sizeof why, &ok, err);
+      if (st != INFSIM_OK) goto done;
+    }
+    if (!ok) {
+      st = infsim_fail(err, INFSIM_EINPUT, "%s: fit: %s, %s, tp %lld, kernel %s: %s", db_path, profile, model->name,
+                       (long long)tp, kname, why);
       goto done;
     }
     have |= 1u << k;

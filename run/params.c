@@ -64,7 +64,11 @@ infsim_status infsim_run_params_from_config(infsim_config *cfg, infsim_run_param
   p->iteration_overhead_given = infsim_config_has(cfg, "cost.iteration_overhead_us");
 
   double intra_GBps = 0, inter_GBps = 0, latency_us = 0, pcie_GBps = 0;
-  TRY(infsim_config_int(cfg, "cluster.instances", 4, 1, 1000000, &p->instances, err));
+  TRY(infsim_config_int(cfg, "cluster.instances", 4, 1, INT32_MAX, &p->instances, err));
+  if (p->instances > INFSIM_MAX_INSTANCES)
+    return infsim_config_fail(cfg, "cluster.instances", err,
+                              "at most %d instances (the simulator keeps about 14 KB per instance), got %lld",
+                              INFSIM_MAX_INSTANCES, (long long)p->instances);
   TRY(infsim_config_int(cfg, "cluster.gpus_per_instance", 1, 1, 4096, &p->gpus_per_instance, err));
   TRY(infsim_config_int(cfg, "cluster.gpus_per_node", 8, 1, 1024, &p->gpus_per_node, err));
   TRY(infsim_config_double(cfg, "cluster.intra_node_GBps", p->gpu.nvlink_bytes_per_s / 1e9, 0.001, 1e6, &intra_GBps, err));

@@ -10,9 +10,11 @@
 ** dropped when popped.
 **
 ** Sampling: one tick every sample interval from time 0 while requests
-** remain. When an instance would pass max_samples_per_instance ticks, the
-** interval doubles and every other tick is dropped, so output stays
-** bounded and idle stretches cost O(log) ticks, whatever the trace's span.
+** remain. When an instance would pass max_samples_per_instance ticks (or
+** the ticks that keep all instances' rows under INFSIM_MAX_SAMPLES_TOTAL),
+** the interval doubles and every other tick is dropped, so output stays
+** bounded and idle stretches cost O(log) ticks, whatever the trace's span
+** or the cluster's size.
 */
 #include <assert.h>
 #include <stdio.h>
@@ -40,6 +42,12 @@ infsim_status infsim_sim_new(const infsim_sim_config *c, infsim_cost_model *cost
   s->n_instances = c->sched.instances;
   s->sample_interval_ns = c->sample_interval_ns > 0 ? c->sample_interval_ns : 1000000000;
   s->max_ticks = c->max_samples_per_instance > 0 ? c->max_samples_per_instance : INFSIM_MAX_SAMPLES_PER_INSTANCE;
+  /* Each tick writes a row per instance: 100,000 instances at the
+   * per-instance cap would be 1e10 rows. The total cap bounds the rows,
+   * and with them the time sampling takes. */
+  int64_t by_total = INFSIM_MAX_SAMPLES_TOTAL / (s->n_instances > 0 ? s->n_instances : 1);
+  if (by_total < 2) by_total = 2;
+  if (s->max_ticks > by_total) s->max_ticks = by_total;
   s->next_watch_ns = c->watch.every_ns;
   infsim_event_heap_init(&s->heap);
   /* (a record a whole number of cache lines: its size is a multiple of
@@ -254,7 +262,7 @@ void infsim_sim_high_water(const infsim_sim *s, infsim_high_water_set *out) {
   size_t flow_peak = infsim_network_flow_peak(s->net, &flow_slots);
   infsim_high_water_note(out, "network_flows", (int64_t)flow_peak, (int64_t)infsim_network_flow_count(s->net),
                          (int64_t)flow_slots);
-  /* Rows of the time series: bounded by max_samples_per_instance ticks. */
+  /* Rows of the time series: bounded by max_ticks ticks of every instance. */
   infsim_high_water_note(out, "timeseries_rows", (int64_t)s->samples_peak, (int64_t)s->n_samples,
                          s->max_ticks * (int64_t)s->n_instances);
   infsim_sched_high_water(s->sched, out);

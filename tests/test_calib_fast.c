@@ -135,7 +135,7 @@ static void test_shipped_db_every_point(void **state) {
     while (sqlite3_step(q) == SQLITE_ROW) {
       int k = infsim_calib_kernel_from_name((const char *)sqlite3_column_text(q, 0));
       assert_true(k >= 0);
-      assert_true(infsim_calib_curve_from_row(q, 1, &curves[k]));
+      assert_true(infsim_calib_curve_from_row(q, 1, &curves[k], NULL, 0));
       have |= 1u << k;
     }
     sqlite3_finalize(q);

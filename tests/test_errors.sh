@@ -57,6 +57,7 @@ case_infinite_instances() {
   printf 'model: tiny\ncluster:\n  instances: 32768\npolicy:\n  name: infinite-llm\n' >c.yaml
   "$INFSIM" run c.yaml --out o
 }
+case_instances_max() { "$INFSIM" run ok.yaml --set cluster.instances=1000000 --out o; }
 case_fault_gmanager_period() {
   printf 'policy:\n  name: infinite-llm\nfaults:\n  lose_gmanager_at_s: 1\n  lose_gmanager_every_s: 0.05\n' >c.yaml
   "$INFSIM" run c.yaml --out o
@@ -107,6 +108,18 @@ case_import_repeated_column() {
   printf 'Timestamp,Model,Request tokens,Response tokens,Model\n1,a,2,3,b\n' >b.csv
   "$INFSIM" trace import burstgpt b.csv -o out.csv
 }
+case_mooncake_timestamp_range() {
+  printf '{"timestamp": 9223372036855, "input_length": 2, "output_length": 1, "hash_ids": []}\n' >m.jsonl
+  "$INFSIM" trace import mooncake m.jsonl -o out.csv
+}
+case_burstgpt_timestamp_range() {
+  printf 'Timestamp,Model,Request tokens,Response tokens\n1e10,a,2,3\n' >b.csv
+  "$INFSIM" trace import burstgpt b.csv -o out.csv
+}
+case_import_late_arrival() {
+  printf 'Timestamp,Model,Request tokens,Response tokens\n1700000000,a,2,3\n2700000000.5,a,2,3\n' >b.csv
+  "$INFSIM" trace import burstgpt b.csv -o out.csv
+}
 case_mooncake_json() { printf '{"timestamp": 1, "input_length": 2,\n' >m.jsonl; "$INFSIM" trace import mooncake m.jsonl -o out.csv; }
 case_out_is_file() { : >afile; "$INFSIM" run ok.yaml --out afile; }
 case_output_is_directory() { mkdir -p t.csv; "$INFSIM" trace gen --requests 2 -o t.csv; }
@@ -124,6 +137,16 @@ case_db_wrong_columns() {
 }
 case_db_iteration_fit() {
   cp "$SRC/data/calibration.db" x.db && sqlite3 x.db 'UPDATE iteration_fit SET overhead_us = -5;' || return 99
+  printf 'model: llama2-7b\ngpu: h200\ncluster:\n  instances: 1\nworkload:\n  requests: 1\ncalibration:\n  db: x.db\n' >c.yaml
+  "$INFSIM" run c.yaml --out o
+}
+case_db_fit_floor() {
+  cp "$SRC/data/calibration.db" x.db && sqlite3 x.db "UPDATE fit SET c_const = -1e9 WHERE kernel = 'merge';" || return 99
+  printf 'model: llama2-7b\ngpu: h200\ncluster:\n  instances: 1\nworkload:\n  requests: 1\ncalibration:\n  db: x.db\n' >c.yaml
+  "$INFSIM" run c.yaml --out o
+}
+case_db_fit_slope() {
+  cp "$SRC/data/calibration.db" x.db && sqlite3 x.db "UPDATE fit SET c_context_tokens = -2 WHERE kernel = 'decode_attn';" || return 99
   printf 'model: llama2-7b\ngpu: h200\ncluster:\n  instances: 1\nworkload:\n  requests: 1\ncalibration:\n  db: x.db\n' >c.yaml
   "$INFSIM" run c.yaml --out o
 }

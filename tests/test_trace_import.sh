@@ -181,4 +181,40 @@ az "$H" '1900-01-01 00:00:00,5,5' '2200-01-01 00:00:00,6,6' '2200-01-01 00:00:01
 grep -q "2 malformed" "$W/err" || fail "300 years apart not counted as malformed: $(cat "$W/err")"
 grep -q "0 out of window" "$W/err" || fail "300 years apart counted as out of window: $(cat "$W/err")"
 [ "$(wc -l <"$W/out.csv")" -eq 2 ] || fail "300 years: rows written past the span"
+# Epoch times: a Mooncake or BurstGPT source time may be the Unix epoch's
+# (1.7e12 ms, 1.7e9 s), far past the 1e9 s an arrival may reach; only the
+# arrival, the time since the first row, is held to 1e9 s. BurstGPT's
+# fractional seconds stay exact (the Python Decimal model) past a double's
+# 2^53 ns.
+mc '{"timestamp": 1700000000000, "input_length": 6, "output_length": 1, "hash_ids": [4]}' \
+   '{"timestamp": 1700000000010, "input_length": 7, "output_length": 2, "hash_ids": [5, 6]}'
+"$INFSIM" trace import mooncake "$W/mc.jsonl" -o "$W/out.csv" 2>"$W/err" || fail "mooncake epoch ms: $(cat "$W/err")"
+printf 'arrival_time_s,prompt_tokens,output_tokens,prefix_hashes\n0,6,1,4\n0.01,7,2,5 6\n' >"$W/want.csv"
+cmp -s "$W/out.csv" "$W/want.csv" || fail "mooncake epoch ms: $(cat "$W/out.csv")"
+bg "$BH" '1700000000.123456789,ChatGPT,5,6,11,x' '1700000000.5,ChatGPT,7,8,15,x' '1700000000.5000000005,GPT-4,9,1,10,x' \
+   '1700086400,ChatGPT,2,3,5,x'
+"$INFSIM" trace import burstgpt "$W/bg.csv" -o "$W/out.csv" 2>"$W/err" || fail "burstgpt epoch s: $(cat "$W/err")"
+model "$W/bg.csv" >"$W/want.csv"
+cmp -s "$W/out.csv" "$W/want.csv" || { diff "$W/out.csv" "$W/want.csv"; fail "burstgpt epoch s differs from the model"; }
+grep -q '^0.376543212,9,1$' "$W/out.csv" || fail "burstgpt epoch s: sub-ns rounding lost: $(cat "$W/out.csv")"
+# the cap is on the arrival: 1e9 s after the first row (epoch or not) is the last one allowed
+mc '{"timestamp": 1700000000000, "input_length": 6, "output_length": 1, "hash_ids": []}' \
+   '{"timestamp": 2700000000000, "input_length": 6, "output_length": 1, "hash_ids": []}' \
+   '{"timestamp": 2700000000001, "input_length": 6, "output_length": 1, "hash_ids": []}'
+expect_bad mooncake "$W/mc.jsonl" "mc.jsonl:3: arrival passes 1000000000 s after --speedup 1"
+head -2 "$W/mc.jsonl" >"$W/mc2.jsonl"
+"$INFSIM" trace import mooncake "$W/mc2.jsonl" -o "$W/out.csv" 2>"$W/err" || fail "1e9 s arrival: $(cat "$W/err")"
+[ "$(tail -1 "$W/out.csv")" = "1000000000,6,1," ] || fail "1e9 s arrival: $(tail -1 "$W/out.csv")"
+bg "$BH" '0.5,ChatGPT,5,6,11,x' '1000000000.5,ChatGPT,5,6,11,x' '1000000000.500000001,ChatGPT,5,6,11,x'
+expect_bad burstgpt "$W/bg.csv" "bg.csv:4: arrival passes 1000000000 s after --speedup 1"
+# past int64 ns the source time itself is refused, the range named
+mc '{"timestamp": 9223372036855, "input_length": 6, "output_length": 1, "hash_ids": []}'
+expect_bad mooncake "$W/mc.jsonl" "mc.jsonl:1: timestamp: out of range (0 to 9223372036854 ms): '9223372036855'"
+bg "$BH" '9223372036.854775808,ChatGPT,5,6,11,x'
+expect_bad burstgpt "$W/bg.csv" "bg.csv:2: Timestamp: out of range (0 to 9223372036.854775807 s, the span of int64 ns): '9223372036.854775808'"
+bg "$BH" '1e300,ChatGPT,5,6,11,x';   expect_bad burstgpt "$W/bg.csv" "bg.csv:2: Timestamp: out of range (0 to 9223372036.854775807 s"
+bg "$BH" 'inf,ChatGPT,5,6,11,x';     expect_bad burstgpt "$W/bg.csv" "bg.csv:2: Timestamp: not a number: 'inf'"
+bg "$BH" '-1700000000,ChatGPT,5,6,11,x'; expect_bad burstgpt "$W/bg.csv" "bg.csv:2: Timestamp: negative: '-1700000000'"
+mc '{"timestamp": 1, "input_length": 1000000001, "output_length": 1, "hash_ids": []}'
+expect_bad mooncake "$W/mc.jsonl" "mc.jsonl:1: input_length: out of range (0 to 1000000000 tokens): '1000000001'"
 echo "ok: trace import malformed classes and options"

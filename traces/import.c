@@ -198,8 +198,14 @@ static infsim_status parse_csv_row(importer *im, source_row *row, infsim_error *
   const char *ts_name = azure ? "TIMESTAMP" : "Timestamp";
   if ((size_t)im->col.ts >= im->fields.count) return row_fail(im, err, ts_name, "missing", NULL);
   const infsim_field *ts = &im->fields.fields[im->col.ts];
+  /* BurstGPT's Timestamp is seconds, since the trace start in the released
+   * file but possibly since the Unix epoch (1.7e9) in others: any time
+   * int64 ns hold (until 2262) is read exactly, and only the arrival, the
+   * time since the first row, is held to INFSIM_TRACE_MAX_ARRIVAL_S. */
   bool ok = azure ? parse_azure_time(ts->text, &row->ts_ns, &why)
-                  : infsim_parse_seconds_ns(ts->text, ts->len, &row->ts_ns, &why);
+                  : infsim_parse_seconds_upto_ns(ts->text, ts->len, INT64_MAX, &row->ts_ns, &why);
+  if (!ok && !azure && strcmp(why, "out of range") == 0)
+    return row_fail(im, err, ts_name, "out of range (0 to 9223372036.854775807 s, the span of int64 ns)", ts->text);
   if (!ok) return row_fail(im, err, ts_name, why, ts->text);
   infsim_status st =
       parse_count_field(im, im->col.prompt, azure ? "ContextTokens" : "Request tokens", &row->prompt_tokens, err);
@@ -216,14 +222,17 @@ static infsim_status parse_csv_row(importer *im, source_row *row, infsim_error *
 
 /* ---- Mooncake: {"timestamp": ms, "input_length", "output_length", "hash_ids": [...]} ---- */
 
-static infsim_status json_count(const importer *im, json_t *obj, const char *name, int64_t max, int64_t *out,
-                                infsim_error *err) {
+/* A JSON integer in [0, max]; unit ("ms", "tokens") names the range in the message. */
+static infsim_status json_count(const importer *im, json_t *obj, const char *name, int64_t max, const char *unit,
+                                int64_t *out, infsim_error *err) {
   json_t *v = json_object_get(obj, name);
   if (v == NULL) return row_fail(im, err, name, "missing", NULL);
   if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > max) {
     char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    char range[80];
+    snprintf(range, sizeof range, "out of range (0 to %lld %s)", (long long)max, unit);
     infsim_status st = row_fail(im, err, name,
-                                json_is_integer(v) ? (json_integer_value(v) < 0 ? "negative" : "out of range")
+                                json_is_integer(v) ? (json_integer_value(v) < 0 ? "negative" : range)
                                                    : "not an integer",
                                 text != NULL ? text : "?");
     free(text);
@@ -243,14 +252,17 @@ static infsim_status parse_mooncake_row(importer *im, source_row *row, infsim_er
     return row_fail(im, err, "json", why, NULL);
   }
   if (!json_is_object(im->json)) return row_fail(im, err, "json", "not an object", NULL);
-  /* Timestamps are integer milliseconds in the released traces; 1e12 ms is 31 years. */
+  /* Timestamps are integer milliseconds: since the trace start in the
+   * released traces, since the Unix epoch (1.7e12) in others. Any that int64
+   * ns hold (until 2262) is taken; only the arrival, the time since the
+   * first row, is held to INFSIM_TRACE_MAX_ARRIVAL_S. */
   int64_t ms;
-  infsim_status st = json_count(im, im->json, "timestamp", INT64_C(1000000000000), &ms, err);
+  infsim_status st = json_count(im, im->json, "timestamp", INT64_MAX / INT64_C(1000000), "ms", &ms, err);
   if (st != INFSIM_OK) return st;
   row->ts_ns = ms * INT64_C(1000000);
-  st = json_count(im, im->json, "input_length", INFSIM_TRACE_MAX_TOKENS, &row->prompt_tokens, err);
+  st = json_count(im, im->json, "input_length", INFSIM_TRACE_MAX_TOKENS, "tokens", &row->prompt_tokens, err);
   if (st == INFSIM_OK)
-    st = json_count(im, im->json, "output_length", INFSIM_TRACE_MAX_TOKENS, &row->output_tokens, err);
+    st = json_count(im, im->json, "output_length", INFSIM_TRACE_MAX_TOKENS, "tokens", &row->output_tokens, err);
   if (st != INFSIM_OK) return st;
   row->hash_ids = json_object_get(im->json, "hash_ids");
   if (row->hash_ids == NULL) return row_fail(im, err, "hash_ids", "missing", NULL);
@@ -413,13 +425,16 @@ static infsim_status import_rows(importer *im, const infsim_import_options *o, F
       rep->capped_output++;
     }
     int64_t d_ns = rel_ns - o->window_start_ns;
+    const int64_t max_ns = INFSIM_TRACE_MAX_ARRIVAL_S * INT64_C(1000000000);
+    /* Dividing by exactly 1 keeps every nanosecond of the source, even past
+     * 2^53, and so must the cap: as a double, 1e18 + 1 ns is 1e18. */
     double scaled_ns = (double)d_ns / o->speedup;
-    if (!(scaled_ns <= (double)(INFSIM_TRACE_MAX_ARRIVAL_S * INT64_C(1000000000)))) {
+    bool too_late = o->speedup == 1.0 ? d_ns > max_ns : !(scaled_ns <= (double)max_ns);
+    if (too_late) {
       st = infsim_fail(err, INFSIM_EINPUT, "%s:%lld: arrival passes %lld s after --speedup %g", im->lr.path,
                        (long long)im->lr.line_no, (long long)INFSIM_TRACE_MAX_ARRIVAL_S, o->speedup);
       break;
     }
-    /* Dividing by exactly 1 keeps every nanosecond of the source, even past 2^53. */
     int64_t arrival_ns = o->speedup == 1.0 ? d_ns : llround(scaled_ns);
     write_row(out, arrival_ns, &row, im->fmt == INFSIM_IMPORT_MOONCAKE);
     rep->written++;

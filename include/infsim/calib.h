@@ -294,9 +294,12 @@ enum { INFSIM_CALIB_CURVE_NCOLS = 29 };
 
 /* Reads a curve from the columns INFSIM_CALIB_CURVE_COLUMNS of row q from
  * column col on. 0 when a value is out of range (a negative slope, a value
- * not finite, knots not increasing or unparsable): a corrupt DB. */
+ * not finite, knots not increasing or unparsable): a corrupt DB. Then why
+ * (when not NULL) names the first bad column and its value, "c_tokens -1:
+ * want a finite number >= 0". (Loading for a run also checks that the
+ * curve stays >= 0 over its measured domain.) */
 struct sqlite3_stmt;
-int infsim_calib_curve_from_row(struct sqlite3_stmt *q, int col, infsim_calib_curve *c);
+int infsim_calib_curve_from_row(struct sqlite3_stmt *q, int col, infsim_calib_curve *c, char *why, size_t why_bytes);
 
 /* Knots as text ("x t x t ...", %.17g, so they read back exactly); returns
  * 0 when out_bytes is too small. */

@@ -20,6 +20,11 @@
 #include "infsim/status.h"
 
 enum { INFSIM_CONFIG_PATH_BYTES = 1024 };
+/* The most instances a run simulates (cluster.instances; no policy lays
+ * out more instances than that): the simulator keeps about 14 KB per
+ * instance (measured, resident), 1.4 GB at this many; a million would need
+ * 14 GB or more, so more is refused up front, not left to the OOM killer. */
+enum { INFSIM_MAX_INSTANCES = 100000 };
 
 typedef struct {
   infsim_model_shape model;

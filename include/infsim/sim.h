@@ -24,8 +24,12 @@
 #include "infsim/timeline.h"
 #include "infsim/trace.h"
 
-/* At most this many samples per instance: the interval doubles as needed. */
-enum { INFSIM_MAX_SAMPLES_PER_INSTANCE = 100000 };
+/* At most this many samples per instance, and this many rows (instances x
+ * samples) in all: the interval doubles as needed to keep both. The total
+ * keeps the time series near 56 MB (56-byte rows) whatever the cluster's
+ * size; a run keeps at least 2 samples per instance (10 at params.h's
+ * INFSIM_MAX_INSTANCES). */
+enum { INFSIM_MAX_SAMPLES_PER_INSTANCE = 100000, INFSIM_MAX_SAMPLES_TOTAL = 1000000 };
 
 typedef struct infsim_sim infsim_sim;
 
@@ -41,7 +45,7 @@ typedef struct {
 typedef struct {
   infsim_sched_params sched;
   int64_t sample_interval_ns;
-  int64_t max_samples_per_instance; /* 0: INFSIM_MAX_SAMPLES_PER_INSTANCE */
+  int64_t max_samples_per_instance; /* 0: INFSIM_MAX_SAMPLES_PER_INSTANCE (less with many instances) */
   double pcie_bytes_per_s;          /* host <-> GPU, for swapped KV */
   infsim_topology topology;         /* the simulated network's links */
   int32_t gmanager_node;            /* whose host memory endpoint the gManager is */

@@ -61,6 +61,10 @@ infsim_status infsim_trace_write_csv(const char *path, const infsim_trace *trace
  * Rejects signs, empty text, junk and values above INFSIM_TRACE_MAX_ARRIVAL_S.
  * On failure returns false and points *why at a static reason. */
 bool infsim_parse_seconds_ns(const char *text, size_t len, int64_t *out_ns, const char **why);
+/* The same up to max_ns (>= 1 s) instead: the importers read source times
+ * (BurstGPT's may be Unix epoch seconds, 1.7e9) that only their difference
+ * from the first row has to bring under INFSIM_TRACE_MAX_ARRIVAL_S. */
+bool infsim_parse_seconds_upto_ns(const char *text, size_t len, int64_t max_ns, int64_t *out_ns, const char **why);
 
 /* Prints ns as decimal seconds with every significant digit ("1.5", "0.000000001",
  * "3"); buf needs 32 bytes. Returns buf. */
