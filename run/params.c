@@ -38,6 +38,23 @@ static infsim_status read_gpu(infsim_config *cfg, infsim_run_params *p, infsim_e
   return INFSIM_OK;
 }
 
+infsim_status infsim_config_path(const infsim_config *cfg, const char *key, const char *value, char *out,
+                                 size_t out_bytes, infsim_error *err) {
+  /* The origin of a key read from a file is "FILE:LINE" (config.h). */
+  const char *origin = infsim_config_origin(cfg, key);
+  const char *colon = strrchr(origin, ':'), *slash = NULL;
+  for (const char *c = origin; colon != NULL && c < colon; c++)
+    if (*c == '/') slash = c;
+  int n;
+  if (value[0] == '/' || slash == NULL || strcmp(origin, "--set") == 0)
+    n = snprintf(out, out_bytes, "%s", value);
+  else
+    n = snprintf(out, out_bytes, "%.*s/%s", (int)(slash - origin), origin, value);
+  if (n < 0 || (size_t)n >= out_bytes)
+    return infsim_config_fail(cfg, key, err, "path longer than %zu bytes", out_bytes - 1);
+  return INFSIM_OK;
+}
+
 infsim_status infsim_run_params_from_config(infsim_config *cfg, infsim_run_params *p, infsim_error *err) {
   memset(p, 0, sizeof *p);
   TRY(infsim_model_from_config(cfg, &p->model, err));
@@ -45,8 +62,7 @@ infsim_status infsim_run_params_from_config(infsim_config *cfg, infsim_run_param
   p->calibration_db_given = infsim_config_has(cfg, "calibration.db");
   const char *db = NULL;
   TRY(infsim_config_string(cfg, "calibration.db", INFSIM_DATA_DIR "/calibration.db", &db, err));
-  if ((size_t)snprintf(p->calibration_db, sizeof p->calibration_db, "%s", db) >= sizeof p->calibration_db)
-    return infsim_config_fail(cfg, "calibration.db", err, "path longer than %d bytes", INFSIM_CONFIG_PATH_BYTES - 1);
+  TRY(infsim_config_path(cfg, "calibration.db", db, p->calibration_db, sizeof p->calibration_db, err));
 
   /* Roofline efficiencies: fractions of peak that tuned kernels reach
    * (cuBLAS GEMMs ~70% of bf16 peak, flash attention ~50%, streaming

@@ -11,7 +11,6 @@
 */
 #include "infsim/run.h"
 
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,21 +31,6 @@ static double wall_now_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* Resolves a path in the config relative to the config file's directory. */
-static infsim_status resolve_relative(const char *config_path, const char *path, char *out, size_t out_bytes,
-                                      infsim_error *err) {
-  char buf[4096];
-  int n;
-  if (path[0] == '/') {
-    n = snprintf(out, out_bytes, "%s", path);
-  } else {
-    snprintf(buf, sizeof buf, "%s", config_path);
-    n = snprintf(out, out_bytes, "%s/%s", dirname(buf), path);
-  }
-  if (n < 0 || (size_t)n >= out_bytes) return infsim_fail(err, INFSIM_EINPUT, "workload.trace: path too long");
-  return INFSIM_OK;
 }
 
 static infsim_status check_params(const infsim_run_params *p, const infsim_config *cfg, infsim_error *err);
@@ -78,7 +62,7 @@ infsim_status infsim_run_setup_load(const infsim_run_args *args, infsim_run_setu
     st = infsim_trace_read_csv(args->trace_path, &setup->trace, err);
   } else if (cfg_trace != NULL) {
     char path[4096];
-    if ((st = resolve_relative(args->config_path, cfg_trace, path, sizeof path, err)) == INFSIM_OK)
+    if ((st = infsim_config_path(cfg, "workload.trace", cfg_trace, path, sizeof path, err)) == INFSIM_OK)
       st = infsim_trace_read_csv(path, &setup->trace, err);
   } else {
     st = infsim_workload_generate(cfg, "workload", setup->params.seed, &setup->trace, err);

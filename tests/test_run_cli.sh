@@ -171,5 +171,21 @@ if [ -d /sys/kernel ]; then
 fi
 [ "$(ls "$W" | grep -c nnn)" -eq 0 ] || fail "--out with a long name left something"
 
+# Relative paths in a config file are relative to that file (a config, its
+# trace and its DB move together); from --set, to the working directory.
+mkdir -p "$W/rel/sub"
+cp "$INFSIM_SRC/data/calibration.db" "$W/rel/sub/x.db"
+printf 'arrival_time_s,prompt_tokens,output_tokens\n0,100,4\n0.5,200,4\n' >"$W/rel/sub/t.csv"
+printf 'model: llama2-7b\ngpu: h200\ncluster:\n  instances: 1\nworkload:\n  trace: t.csv\ncalibration:\n  db: x.db\n' \
+  >"$W/rel/sub/c.yaml"
+(cd "$W/rel" && "$INFSIM" run sub/c.yaml --out o --quiet) || fail "relative trace and DB beside the config"
+grep -q '"cost_model": "calibrated:h200"' "$W/rel/o/summary.json" || fail "the DB beside the config was not used"
+grep -q '"completed": 2' "$W/rel/o/summary.json" || fail "the trace beside the config was not used"
+(cd "$W/rel" && "$INFSIM" run sub/c.yaml --out o2 --quiet --set calibration.db=sub/x.db) ||
+  fail "--set calibration.db relative to the working directory"
+(cd "$W/rel" && "$INFSIM" run sub/c.yaml --out o3 --quiet --set calibration.db=x.db 2>"$W/rel/err")
+[ $? = 2 ] && grep -qF -- "--set: calibration.db: cannot read 'x.db'" "$W/rel/err" ||
+  fail "--set calibration.db=x.db: $(cat "$W/rel/err")"
+
 echo "$((failures == 0 ? 1 : 0)) passed, $failures failed"
 [ "$failures" -eq 0 ]

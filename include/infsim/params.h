@@ -72,4 +72,10 @@ typedef struct {
 /* Reads every run key except workload.*. */
 infsim_status infsim_run_params_from_config(infsim_config *cfg, infsim_run_params *p, infsim_error *err);
 
+/* The path that `value`, key's value, names: a relative path from a config
+ * file is relative to that file's directory (so a config and its trace or
+ * DB move together); one from --set, to the working directory. */
+infsim_status infsim_config_path(const infsim_config *cfg, const char *key, const char *value, char *out,
+                                 size_t out_bytes, infsim_error *err);
+
 #endif
