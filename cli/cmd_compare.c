@@ -501,9 +501,14 @@ int infsim_cmd_compare(int argc, char **argv) {
     rc = infsim_status_exit_code(st);
   } else {
     printf("%-30s %14s %14s %10s\n", "metric", "sim", "cluster", "rel. err");
-    for (int i = 0; i < t.n; i++)
-      printf("%-30s %14.6g %14.6g %+9.1f%%\n", t.rows[i].name, t.rows[i].sim, t.rows[i].cluster,
-             100.0 * rel_err(&t.rows[i]));
+    for (int i = 0; i < t.n; i++) {
+      const cmp_row *r = &t.rows[i];
+      /* No error relative to a zero the simulator did not also give. */
+      if (r->cluster == 0 && r->sim != 0)
+        printf("%-30s %14.6g %14.6g %10s\n", r->name, r->sim, r->cluster, "n/a");
+      else
+        printf("%-30s %14.6g %14.6g %+9.1f%%\n", r->name, r->sim, r->cluster, 100.0 * rel_err(r));
+    }
     if (!(have_it[0] && have_it[1]))
       printf("(per-iteration rows need iterations.csv in both: metrics.iterations: true)\n");
     if (reprice_config) st = reprice(dirs[1], reprice_config, rows_fp, &err);

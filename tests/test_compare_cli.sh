@@ -42,6 +42,11 @@ want "iteration decode (s) mean" 0.0
 want "iteration decode (s) p50" 25.0
 want "iteration decode (s) p99" -16.7
 want "iteration prefill (s) mean" 25.0
+# A cluster value of 0 has no relative error unless the simulator's is 0 too.
+mkdir -p "$W/z"
+sed 's/"requests_per_s": 2.5/"requests_per_s": 0/' "$W/cl/summary.json" >"$W/z/summary.json"
+"$INFSIM" compare "$W/sim" "$W/z" --no-plot >"$W/outz" 2>&1 || fail "compare (zero) exited $?"
+grep -qE '^requests/s +2 +0 +n/a$' "$W/outz" || fail "requests/s against 0: $(grep requests/s "$W/outz")"
 # --reprice: a simulated run's own iterations, priced again by the same
 # cost model, come out exactly (error 0, decode runs of several steps
 # included); stretched by 1.25 they are off by exactly 20%; a different GPU
