@@ -24,6 +24,17 @@ int cli_option_value(int argc, char **argv, int *i, const char *name, const char
   return 1;
 }
 
+int cli_option_among(int argc, char **argv, int *i, const char *const *names, const char **name, const char **value) {
+  for (size_t k = 0; names[k] != NULL; k++) {
+    int got = cli_option_value(argc, argv, i, names[k], value);
+    if (got != 0) {
+      *name = names[k];
+      return got;
+    }
+  }
+  return 0;
+}
+
 bool cli_parse_int(const char *text, long min, long max, long *out) {
   char *end;
   errno = 0;

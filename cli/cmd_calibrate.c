@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli_opts.h"
 #include "commands.h"
 #include "infsim/calib.h"
 
@@ -91,10 +92,15 @@ static int parse_tp_list(const char *s, infsim_calib_run_opts *o) {
   return o->n_tp > 0;
 }
 
+/* The options that take a value, given as "--name VALUE" or "--name=VALUE". */
+static const char *const k_run_value_options[] = {"--backend", "--model", "--out", "--tp", NULL};
+static const char *const k_load_value_options[] = {"--db", "--profile", "--model", NULL};
+
 static int cmd_run(int argc, char **argv) {
   infsim_calib_run_opts o = {.backend = "cuda", .model = "llama2-7b", .log = stderr};
   for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
+    const char *a = argv[i], *v = NULL;
+    int got = cli_option_among(argc, argv, &i, k_run_value_options, &a, &v);
     if (is_help(a)) {
       fputs(k_run_help, stdout);
       return 0;
@@ -103,12 +109,12 @@ static int cmd_run(int argc, char **argv) {
       o.quick = 1;
       continue;
     }
-    if (i + 1 >= argc) return usage_error("run", "missing value or unknown option", a);
-    if (strcmp(a, "--backend") == 0) o.backend = argv[++i];
-    else if (strcmp(a, "--model") == 0) o.model = argv[++i];
-    else if (strcmp(a, "--out") == 0) o.out_path = argv[++i];
+    if (got < 0) return usage_error("run", "missing value or unknown option", a);
+    if (strcmp(a, "--backend") == 0) o.backend = v;
+    else if (strcmp(a, "--model") == 0) o.model = v;
+    else if (strcmp(a, "--out") == 0) o.out_path = v;
     else if (strcmp(a, "--tp") == 0) {
-      if (!parse_tp_list(argv[++i], &o)) return usage_error("run", "--tp: expected a list like 1,2,4,8, got", argv[i]);
+      if (!parse_tp_list(v, &o)) return usage_error("run", "--tp: expected a list like 1,2,4,8, got", v);
     } else return usage_error("run", "unknown option", a);
   }
   if (o.out_path == NULL) return usage_error("run", "--out RAW.csv is required", NULL);
@@ -120,7 +126,8 @@ static int cmd_load(int argc, char **argv) {
   const char *raw = NULL, *db = NULL;
   infsim_calib_load_opts o = {0};
   for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
+    const char *a = argv[i], *v = NULL;
+    int got = cli_option_among(argc, argv, &i, k_load_value_options, &a, &v);
     if (is_help(a)) {
       fputs(k_load_help, stdout);
       return 0;
@@ -130,10 +137,10 @@ static int cmd_load(int argc, char **argv) {
       raw = a;
       continue;
     }
-    if (i + 1 >= argc) return usage_error("load", "missing value or unknown option", a);
-    if (strcmp(a, "--db") == 0) db = argv[++i];
-    else if (strcmp(a, "--profile") == 0) o.profile = argv[++i];
-    else if (strcmp(a, "--model") == 0) o.model = argv[++i];
+    if (got < 0) return usage_error("load", "missing value or unknown option", a);
+    if (strcmp(a, "--db") == 0) db = v;
+    else if (strcmp(a, "--profile") == 0) o.profile = v;
+    else if (strcmp(a, "--model") == 0) o.model = v;
     else return usage_error("load", "unknown option", a);
   }
   if (raw == NULL || db == NULL) return usage_error("load", "a raw file and --db DB are required", NULL);
@@ -148,8 +155,7 @@ static int cmd_fit(int argc, char **argv) {
       fputs(k_fit_help, stdout);
       return 0;
     }
-    if (strcmp(argv[i], "--db") == 0 && i + 1 < argc) db = argv[++i];
-    else return usage_error("fit", "unknown option", argv[i]);
+    if (cli_option_value(argc, argv, &i, "--db", &db) <= 0) return usage_error("fit", "unknown option", argv[i]);
   }
   if (db == NULL) return usage_error("fit", "--db DB is required", NULL);
   infsim_error err = {0};
@@ -164,9 +170,8 @@ static int cmd_show(int argc, char **argv) {
       fputs(k_show_help, stdout);
       return 0;
     }
-    if (strcmp(argv[i], "--db") == 0 && i + 1 < argc) db = argv[++i];
-    else if (strcmp(argv[i], "--plot") == 0 && i + 1 < argc) plot = argv[++i];
-    else return usage_error("show", "unknown option", argv[i]);
+    if (cli_option_value(argc, argv, &i, "--db", &db) <= 0 && cli_option_value(argc, argv, &i, "--plot", &plot) <= 0)
+      return usage_error("show", "unknown option", argv[i]);
   }
   if (db == NULL) return usage_error("show", "--db DB is required", NULL);
   infsim_error err = {0};

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cli_opts.h"
 #include "commands.h"
 #include "infsim/atomic_file.h"
 #include "infsim/run.h"
@@ -57,6 +58,11 @@ static const char k_usage[] =
     "\n"
     "Exit codes: 0 ok, 1 run failed (results so far written), 2 bad input, 77 no GPU for cuda.\n";
 
+/* The options that take a value, given as "--name VALUE" or "--name=VALUE". */
+static const char *const k_value_options[] = {
+    "--trace", "--out", "--seed", "--set", "--executor", "--transport", "--timeout", "--kv-blocks",
+    "--outputs", "--inject-fault", NULL};
+
 int infsim_cmd_cluster(int argc, char **argv) {
   for (int i = 1; i < argc; i++)
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -74,13 +80,8 @@ int infsim_cmd_cluster(int argc, char **argv) {
   if (sets == NULL) return 1;
   args.sets = sets;
   for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    bool has_value = i + 1 < argc;
-    bool takes_value = strcmp(a, "--trace") == 0 || strcmp(a, "--out") == 0 || strcmp(a, "--seed") == 0 ||
-                       strcmp(a, "--set") == 0 || strcmp(a, "--executor") == 0 || strcmp(a, "--transport") == 0 ||
-                       strcmp(a, "--timeout") == 0 || strcmp(a, "--kv-blocks") == 0 ||
-                       strcmp(a, "--inject-fault") == 0 || strcmp(a, "--outputs") == 0;
-    if (takes_value && !has_value) {
+    const char *a = argv[i], *v = NULL;
+    if (cli_option_among(argc, argv, &i, k_value_options, &a, &v) < 0) {
       fprintf(stderr, "infsim cluster: %s needs a value\n", a);
       goto done;
     }
@@ -92,44 +93,44 @@ int infsim_cmd_cluster(int argc, char **argv) {
     } else if (strcmp(a, "--verify") == 0) {
       o.verify = true;
     } else if (strcmp(a, "--outputs") == 0) {
-      o.outputs_dir = argv[++i];
+      o.outputs_dir = v;
     } else if (strcmp(a, "--trace") == 0) {
-      args.trace_path = argv[++i];
+      args.trace_path = v;
     } else if (strcmp(a, "--out") == 0) {
-      out_dir = argv[++i];
+      out_dir = v;
     } else if (strcmp(a, "--seed") == 0) {
-      args.seed_text = argv[++i];
+      args.seed_text = v;
     } else if (strcmp(a, "--set") == 0) {
-      sets[args.set_count++] = argv[++i];
+      sets[args.set_count++] = v;
     } else if (strcmp(a, "--executor") == 0) {
-      if (!infsim_kernel_backend_parse(argv[++i], &o.executor)) {
-        fprintf(stderr, "infsim cluster: --executor: '%s' is not cuda or cpu\n", argv[i]);
+      if (!infsim_kernel_backend_parse(v, &o.executor)) {
+        fprintf(stderr, "infsim cluster: --executor: '%s' is not cuda or cpu\n", v);
         goto done;
       }
     } else if (strcmp(a, "--transport") == 0) {
-      if (!infsim_ctransport_kind_parse(argv[++i], &o.transport)) {
-        fprintf(stderr, "infsim cluster: --transport: '%s' is not nccl or mpi\n", argv[i]);
+      if (!infsim_ctransport_kind_parse(v, &o.transport)) {
+        fprintf(stderr, "infsim cluster: --transport: '%s' is not nccl or mpi\n", v);
         goto done;
       }
     } else if (strcmp(a, "--timeout") == 0) {
-      o.timeout_s = strtod(argv[++i], &end);
+      o.timeout_s = strtod(v, &end);
       if (*end || !(o.timeout_s > 0)) {
-        fprintf(stderr, "infsim cluster: --timeout: '%s' is not a positive number of seconds\n", argv[i]);
+        fprintf(stderr, "infsim cluster: --timeout: '%s' is not a positive number of seconds\n", v);
         goto done;
       }
     } else if (strcmp(a, "--kv-blocks") == 0) {
-      o.kv_blocks = strtoll(argv[++i], &end, 10);
+      o.kv_blocks = strtoll(v, &end, 10);
       if (*end || o.kv_blocks < 1) {
-        fprintf(stderr, "infsim cluster: --kv-blocks: '%s' is not a positive integer\n", argv[i]);
+        fprintf(stderr, "infsim cluster: --kv-blocks: '%s' is not a positive integer\n", v);
         goto done;
       }
     } else if (strcmp(a, "--inject-fault") == 0) {
       /* tests: KIND:RANK:AFTER_BATCHES, KIND hang or die */
       char kind[8];
       int rank = 0, after = 0;
-      if (sscanf(argv[++i], "%7[a-z]:%d:%d", kind, &rank, &after) != 3 ||
+      if (sscanf(v, "%7[a-z]:%d:%d", kind, &rank, &after) != 3 ||
           (strcmp(kind, "hang") != 0 && strcmp(kind, "die") != 0) || rank < 1 || after < 0) {
-        fprintf(stderr, "infsim cluster: --inject-fault: '%s' is not hang|die:RANK:AFTER (RANK >= 1)\n", argv[i]);
+        fprintf(stderr, "infsim cluster: --inject-fault: '%s' is not hang|die:RANK:AFTER (RANK >= 1)\n", v);
         goto done;
       }
       o.fault = strcmp(kind, "hang") == 0 ? INFSIM_CLUSTER_FAULT_HANG : INFSIM_CLUSTER_FAULT_DIE;

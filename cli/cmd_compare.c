@@ -26,6 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cli_opts.h"
 #include "commands.h"
 #include "infsim/atomic_file.h"
 #include "infsim/config.h"
@@ -420,27 +421,32 @@ static infsim_status reprice(const char *dir, const char *config_path, FILE *rf,
   return st;
 }
 
+/* The options that take a value, given as "--name VALUE" or "--name=VALUE". */
+static const char *const k_value_options[] = {"--plot", "--reprice", "--reprice-rows", NULL};
+
 int infsim_cmd_compare(int argc, char **argv) {
   const char *dirs[2] = {NULL, NULL}, *plot = NULL, *reprice_config = NULL, *rows_path = NULL;
   bool no_plot = false;
   int nd = 0;
   for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+    const char *a = argv[i], *v = NULL;
+    int got = cli_option_among(argc, argv, &i, k_value_options, &a, &v);
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       fputs(k_usage, stdout);
       return 0;
-    } else if (strcmp(argv[i], "--no-plot") == 0) {
+    } else if (strcmp(a, "--no-plot") == 0) {
       no_plot = true;
-    } else if (strcmp(argv[i], "--plot") == 0 && i + 1 < argc) {
-      plot = argv[++i];
-    } else if (strcmp(argv[i], "--reprice") == 0 && i + 1 < argc) {
-      reprice_config = argv[++i];
-    } else if (strcmp(argv[i], "--reprice-rows") == 0 && i + 1 < argc) {
-      rows_path = argv[++i];
-    } else if (argv[i][0] == '-' || nd == 2) {
-      fprintf(stderr, "infsim compare: unexpected argument '%s'\n%s", argv[i], k_usage);
+    } else if (got > 0 && strcmp(a, "--plot") == 0) {
+      plot = v;
+    } else if (got > 0 && strcmp(a, "--reprice") == 0) {
+      reprice_config = v;
+    } else if (got > 0 && strcmp(a, "--reprice-rows") == 0) {
+      rows_path = v;
+    } else if (a[0] == '-' || nd == 2) {
+      fprintf(stderr, "infsim compare: unexpected argument '%s'\n%s", a, k_usage);
       return 2;
     } else {
-      dirs[nd++] = argv[i];
+      dirs[nd++] = a;
     }
   }
   if (nd != 2) {

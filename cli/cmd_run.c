@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cli_opts.h"
 #include "commands.h"
 #include "infsim/atomic_file.h"
 #include "infsim/run.h"
@@ -35,6 +36,10 @@ static const char k_usage[] =
     "\n"
     "Config keys and defaults: README.md, section Configuration. Exit codes: 0 ok, 1 run failed,\n"
     "2 bad input.\n";
+
+/* The options that take a value, given as "--name VALUE" or "--name=VALUE". */
+static const char *const k_value_options[] = {"--trace",    "--out",             "--seed", "--set",
+                                              "--timeline", "--timeline-window", NULL};
 
 static void print_table(const infsim_run_result *res, const char *out_dir) {
   const infsim_run_params *p = infsim_run_result_params(res);
@@ -116,8 +121,8 @@ int infsim_cmd_run(int argc, char **argv) {
   if (sets == NULL) return 1;
   args.sets = sets;
   for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    int has_value = i + 1 < argc;
+    const char *a = argv[i], *v = NULL;
+    int got = cli_option_among(argc, argv, &i, k_value_options, &a, &v);
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       fputs(k_usage, stdout);
       rc = 0;
@@ -126,25 +131,21 @@ int infsim_cmd_run(int argc, char **argv) {
       quiet = 1;
     } else if (strcmp(a, "--summary-only") == 0) {
       summary_only = 1;
-    } else if ((strcmp(a, "--timeline") == 0 || strcmp(a, "--timeline-window") == 0) && !has_value) {
+    } else if (got < 0) {
       fprintf(stderr, "infsim run: %s needs a value\n", a);
       goto done;
     } else if (strcmp(a, "--timeline") == 0) {
-      timeline = argv[++i];
+      timeline = v;
     } else if (strcmp(a, "--timeline-window") == 0) {
-      window = argv[++i];
-    } else if ((strcmp(a, "--trace") == 0 || strcmp(a, "--out") == 0 || strcmp(a, "--seed") == 0 ||
-                strcmp(a, "--set") == 0) && !has_value) {
-      fprintf(stderr, "infsim run: %s needs a value\n", a);
-      goto done;
+      window = v;
     } else if (strcmp(a, "--trace") == 0) {
-      args.trace_path = argv[++i];
+      args.trace_path = v;
     } else if (strcmp(a, "--out") == 0) {
-      out_dir = argv[++i];
+      out_dir = v;
     } else if (strcmp(a, "--seed") == 0) {
-      args.seed_text = argv[++i];
+      args.seed_text = v;
     } else if (strcmp(a, "--set") == 0) {
-      sets[args.set_count++] = argv[++i];
+      sets[args.set_count++] = v;
     } else if (a[0] == '-') {
       fprintf(stderr, "infsim run: unknown option '%s' (see infsim run --help)\n", a);
       goto done;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli_opts.h"
 #include "commands.h"
 #include "infsim/config.h"
 #include "infsim/trace.h"
@@ -110,6 +111,10 @@ static bool parse_double(const char *s, double *out) {
 
 /* ---- gen ---- */
 
+/* The options that take a value, given as "--name VALUE" or "--name=VALUE"
+ * (and -o FILE); any other --KEY VALUE or --KEY=VALUE sets workload.KEY. */
+static const char *const k_gen_value_options[] = {"-o", "--out", "--seed", "--config", NULL};
+
 static int cmd_gen(int argc, char **argv) {
   const char *out_path = NULL, *config_path = NULL;
   uint64_t seed = 1;
@@ -127,19 +132,20 @@ static int cmd_gen(int argc, char **argv) {
   int rc = 0;
   int nkv = 0;
   for (int i = 1; i < argc && rc == 0; i++) {
-    const char *a = argv[i];
+    const char *a = argv[i], *v = NULL;
+    int got = cli_option_among(argc, argv, &i, k_gen_value_options, &a, &v);
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       fputs(k_gen_help, stdout);
       rc = -1;
     } else if (strcmp(a, "-o") == 0 || strcmp(a, "--out") == 0) {
-      if (++i >= argc) rc = usage_error("gen", "-o needs a file", NULL);
-      else out_path = argv[i];
+      if (got < 0) rc = usage_error("gen", "-o needs a file", NULL);
+      else out_path = v;
     } else if (strcmp(a, "--seed") == 0) {
-      if (++i >= argc || !parse_u64(argv[i], &seed)) rc = usage_error("gen", "--seed needs an integer >= 0", NULL);
+      if (got < 0 || !parse_u64(v, &seed)) rc = usage_error("gen", "--seed needs an integer >= 0", NULL);
       have_seed = true;
     } else if (strcmp(a, "--config") == 0) {
-      if (++i >= argc) rc = usage_error("gen", "--config needs a file", NULL);
-      else config_path = argv[i];
+      if (got < 0) rc = usage_error("gen", "--config needs a file", NULL);
+      else config_path = v;
     } else if (strncmp(a, "--", 2) == 0 && a[2] != '\0') {
       if (strchr(a, '=') == NULL && ++i >= argc) rc = usage_error("gen", "option needs a value", a);
       else kv[nkv++] = strchr(a, '=') == NULL ? i - 1 : i;
@@ -191,13 +197,18 @@ static int cmd_gen(int argc, char **argv) {
 
 /* ---- import ---- */
 
+/* The options that take a value, given as "--name VALUE" or "--name=VALUE" (and -o FILE). */
+static const char *const k_import_value_options[] = {
+    "-o", "--out", "--speedup", "--start-s", "--end-s", "--sample", "--seed", "--model",
+    "--max-prompt-tokens", "--max-output-tokens", NULL};
+
 static int cmd_import(int argc, char **argv) {
   infsim_import_options opt = infsim_import_options_default();
   const char *pos[2] = {NULL, NULL}, *out_path = NULL;
   int npos = 0;
   for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    const char *a = argv[i], *v = NULL;
+    int got = cli_option_among(argc, argv, &i, k_import_value_options, &a, &v);
     const char *why;
     int64_t ns;
     uint64_t u;
@@ -208,30 +219,25 @@ static int cmd_import(int argc, char **argv) {
       opt.keep_zero = true;
     } else if (strcmp(a, "--skip-bad") == 0) {
       opt.skip_bad = true;
-    } else if (strncmp(a, "-", 1) == 0 && a[1] != '\0' && v == NULL) {
+    } else if (got < 0) {
       return usage_error("import", "option needs a value", a);
     } else if (strcmp(a, "-o") == 0 || strcmp(a, "--out") == 0) {
-      out_path = argv[++i];
+      out_path = v;
     } else if (strcmp(a, "--speedup") == 0) {
       if (!parse_double(v, &opt.speedup)) return usage_error("import", "--speedup: not a number", v);
-      i++;
     } else if (strcmp(a, "--start-s") == 0 || strcmp(a, "--end-s") == 0) {
       if (!infsim_parse_seconds_ns(v, strlen(v), &ns, &why)) return usage_error("import", a, why);
       *(a[2] == 's' ? &opt.window_start_ns : &opt.window_end_ns) = ns;
-      i++;
     } else if (strcmp(a, "--sample") == 0) {
       if (!parse_double(v, &opt.sample_fraction)) return usage_error("import", "--sample: not a number", v);
-      i++;
     } else if (strcmp(a, "--seed") == 0) {
       if (!parse_u64(v, &opt.seed)) return usage_error("import", "--seed: not an integer >= 0", v);
-      i++;
     } else if (strcmp(a, "--max-prompt-tokens") == 0 || strcmp(a, "--max-output-tokens") == 0) {
       if (!parse_u64(v, &u) || u < 1 || u > (uint64_t)INFSIM_TRACE_MAX_TOKENS)
         return usage_error("import", a, "needs an integer >= 1");
       *(a[6] == 'p' ? &opt.max_prompt_tokens : &opt.max_output_tokens) = (int64_t)u;
-      i++;
     } else if (strcmp(a, "--model") == 0) {
-      opt.model = argv[++i];
+      opt.model = v;
     } else if (a[0] == '-' && a[1] != '\0') {
       return usage_error("import", "unknown option", a);
     } else if (npos < 2) {

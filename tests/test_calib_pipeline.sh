@@ -91,6 +91,21 @@ if command -v gnuplot >/dev/null 2>&1; then
   ls "$work"/plots | grep -q tmp && fail "show --plot left a temporary file"
 fi
 
+# --name=VALUE is --name VALUE: the same measurements, fit and report.
+"$INFSIM" calibrate load "$raw" --db="$work/eq.db" --profile="$profile" --model=tiny >"$work/load-eq.txt" ||
+  fail "load --name=VALUE"
+grep -q "loaded $rows measurements of tiny on 'cpu reference' as profile $profile into $work/eq.db" \
+  "$work/load-eq.txt" || fail "load --name=VALUE report: $(cat "$work/load-eq.txt")"
+"$INFSIM" calibrate fit --db="$work/eq.db" >"$work/fit-eq.txt" || fail "fit --db="
+cmp -s "$work/fit.txt" "$work/fit-eq.txt" || fail "fit --db=DB differs from fit --db DB"
+"$INFSIM" calibrate show --db="$work/eq.db" --plot="$work/plots-eq" >"$work/show-eq.txt" || fail "show --db= --plot="
+cmp -s "$work/show.txt" "$work/show-eq.txt" || fail "show --db=DB differs from show --db DB"
+# An empty value is a bad one: exit 2, one line, nothing written.
+"$INFSIM" calibrate run --backend cpu --model tiny --tp= --out "$work/tp0.csv" 2>"$work/err"
+[ $? -eq 2 ] && [ "$(cat "$work/err")" = "infsim calibrate run: --tp: expected a list like 1,2,4,8, got  (try --help)" ] ||
+  fail "run --tp=: $(cat "$work/err")"
+[ -e "$work/tp0.csv" ] && fail "run --tp= wrote $work/tp0.csv"
+
 # The simulator picks the calibrated curves for that profile, else the roofline.
 printf 'arrival_time_s,prompt_tokens,output_tokens\n' >"$work/trace.csv"
 for i in $(seq 0 19); do printf '%s,%d,%d\n' "$(awk -v i="$i" 'BEGIN { printf "%.2f", i * 0.05 }')" $((32 + i)) 8 >>"$work/trace.csv"; done

@@ -53,6 +53,17 @@ rc=$?
 [ "$rc" -eq 2 ] || fail "cluster --out FILE: exit $rc, want 2 ($(cat "$W/err"))"
 grep -qF "$W/plain: cannot be the output directory: Not a directory" "$W/err" ||
   fail "cluster --out FILE: message '$(cat "$W/err")'"
+# --name=VALUE is --name VALUE: the same refusal, word for word.
+timeout 60 "$INFSIM" cluster "$W/c.yaml" --trace="$W/t.csv" --out="$W/plain" --executor=cpu >/dev/null 2>"$W/err_eq"
+rc=$?
+[ "$rc" -eq 2 ] && cmp -s "$W/err" "$W/err_eq" || fail "cluster --out=FILE: exit $rc, message '$(cat "$W/err_eq")'"
+# An empty value is a bad one: exit 2, one line, nothing written.
+timeout 60 "$INFSIM" cluster "$W/c.yaml" --trace "$W/t.csv" --out "$W/empty" --executor cpu --timeout= >/dev/null \
+  2>"$W/err"
+rc=$?
+[ "$rc" -eq 2 ] && [ "$(cat "$W/err")" = "infsim cluster: --timeout: '' is not a positive number of seconds" ] ||
+  fail "cluster --timeout=: exit $rc, message '$(cat "$W/err")'"
+[ ! -e "$W/empty" ] || fail "cluster --timeout=: wrote $W/empty"
 
 # --outputs in a directory that does not exist: exit 2 as well, no outputs.
 timeout 60 "$INFSIM" cluster "$W/c.yaml" --trace "$W/t.csv" --out "$W/noout" --executor cpu --outputs "$W/nosuch" \

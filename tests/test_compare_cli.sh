@@ -76,6 +76,15 @@ PY
 "$INFSIM" compare "$W/rs" "$W/slow" --no-plot --reprice "$W/r.yaml" >"$W/rp2" 2>&1 || fail "--reprice (slow) exited $?"
 grep -q "all .*median 20\.0%, p95 20\.0%" "$W/rp2" || fail "1.25x measured times should be 20% off: $(cat "$W/rp2")"
 grep -q "mean signed error -20\.0%" "$W/rp2" || fail "the signed error should be -20%"
+# --name=VALUE is --name VALUE: the same table; an empty value is refused
+# (exit 2, one line, no table).
+"$INFSIM" compare "$W/rs" "$W/slow" --no-plot --reprice="$W/r.yaml" >"$W/rp2eq" 2>&1 || fail "--reprice= exited $?"
+cmp -s "$W/rp2" "$W/rp2eq" || fail "--reprice=FILE prints other than --reprice FILE: $(cat "$W/rp2eq")"
+"$INFSIM" compare "$W/rs" "$W/rs" --no-plot --reprice "$W/r.yaml" --reprice-rows= >"$W/out2" 2>"$W/err"
+rc=$?
+[ "$rc" -eq 2 ] && [ "$(cat "$W/err")" = "infsim compare: empty output path" ] ||
+  fail "--reprice-rows=: exit $rc, message '$(cat "$W/err")'"
+[ -s "$W/out2" ] && fail "--reprice-rows=: printed the table before failing"
 sed 's/a100-80gb/h100-sxm/' "$W/r.yaml" >"$W/h.yaml"
 "$INFSIM" compare "$W/rs" "$W/rs" --no-plot --reprice "$W/h.yaml" >"$W/rp3" 2>&1 || fail "--reprice (h100) exited $?"
 grep -q "all .*median 0\.0%" "$W/rp3" && fail "another GPU's cost model should not price the same"

@@ -84,6 +84,13 @@ jq -S 'del(.wall_s)' "$W/a/summary.json" >"$W/a.json"
 jq -S 'del(.wall_s)' "$W/b/summary.json" >"$W/b.json"
 cmp -s "$W/a.json" "$W/b.json" || fail "summary.json differs between identical runs"
 ls "$W/a" | grep -q tmp && fail "temporary files left in the output directory"
+# --name=VALUE is --name VALUE: the same run, the same bytes.
+"$INFSIM" run "$W/c.yaml" --trace="$W/t.csv" --out="$W/eq" --seed=4 --set=scheduler.max_batch_size=32 --quiet ||
+  fail "run with --name=VALUE failed"
+cmp -s "$W/a/requests.csv" "$W/eq/requests.csv" || fail "--name=VALUE: requests.csv differs from the spaced form's"
+jq -S 'del(.wall_s)' "$W/eq/summary.json" >"$W/eq.json"
+cmp -s "$W/a.json" "$W/eq.json" || fail "--name=VALUE: summary.json differs from the spaced form's"
+expect_bad "empty --seed=" "^infsim run: --seed: seed: expected an integer" "$W/c.yaml" --trace "$W/t.csv" --seed=
 
 # summary.json against requests.csv, recomputed independently (nearest-rank
 # percentiles, TPOT over requests with >= 2 output tokens, SLO on both bounds).

@@ -49,6 +49,15 @@ workload:
 YAML
 "$INFSIM" trace gen --config "$W/run.yaml" --output.max 50 -o "$W/d.csv" 2>"$W/err" || fail "gen --config: $(cat "$W/err")"
 cmp -s "$W/a.csv" "$W/d.csv" || fail "--config differs from the same keys as options"
+# --name=VALUE is --name VALUE, for the options as for the workload keys; an
+# empty value is a bad one (exit 2, one line, nothing written).
+"$INFSIM" trace gen --config="$W/run.yaml" --output.max=50 --seed=11 --out="$W/e.csv" 2>"$W/err" ||
+  fail "gen --name=VALUE: $(cat "$W/err")"
+cmp -s "$W/a.csv" "$W/e.csv" || fail "--name=VALUE differs from --name VALUE"
+"$INFSIM" trace gen --requests 5 --seed= -o "$W/e0.csv" 2>"$W/err"; rc=$?
+[ $rc -eq 2 ] && [ "$(cat "$W/err")" = "infsim trace gen: --seed needs an integer >= 0 (try infsim trace gen --help)" ] ||
+  fail "gen --seed=: exit $rc, message '$(cat "$W/err")'"
+[ ! -e "$W/e0.csv" ] || fail "gen --seed=: wrote output"
 
 "$INFSIM" trace gen --requests 100 --prompt.dist fixed --prompt.tokens 123 --output.dist fixed --output.tokens 7 -o "$W/f.csv" 2>/dev/null || fail "gen fixed"
 [ "$(awk -F, 'NR > 1 && ($2 != 123 || $3 != 7)' "$W/f.csv" | wc -l)" -eq 0 ] || fail "fixed lengths not exact"

@@ -141,6 +141,9 @@ grep -q 'stopped at the window end' "$W/err" || fail "window end not reported"
 check_opts "--max-prompt-tokens 1000 --max-output-tokens 100 --keep-zero" "max_prompt=1000 max_output=100 keep_zero=1"
 n_cp=$(awk -F, 'NR > 1 && $3 > 1000' "$FIX" | wc -l); n_co=$(awk -F, 'NR > 1 && $4 > 100' "$FIX" | wc -l)
 grep -q "$n_cp prompts and $n_co outputs capped" "$W/err" || fail "cap counts (want $n_cp, $n_co): $(cat "$W/err")"
+# --name=VALUE is --name VALUE.
+check_opts "--model=GPT-4 --speedup=3 --start-s=100 --end-s=800.5 --max-prompt-tokens=1000 --max-output-tokens=100" \
+  "model=GPT-4 speedup=3 start=100 end=800.5 max_prompt=1000 max_output=100"
 
 # sampling: deterministic per seed, a subsequence of the full import, size within 5 sd.
 "$INFSIM" trace import burstgpt "$W/big.csv" -o "$W/all.csv" 2>/dev/null || fail "big import"
@@ -149,6 +152,8 @@ grep -q "$n_cp prompts and $n_co outputs capped" "$W/err" || fail "cap counts (w
 "$INFSIM" trace import burstgpt "$W/big.csv" -o "$W/s3.csv" --sample 0.25 --seed 4 2>"$W/err" || fail "sample"
 cmp -s "$W/s1.csv" "$W/s2.csv" || fail "same --seed gave different samples"
 cmp -s "$W/s1.csv" "$W/s3.csv" && fail "different --seed gave the same sample"
+"$INFSIM" trace import burstgpt "$W/big.csv" --out="$W/s4.csv" --sample=0.25 --seed=3 2>/dev/null || fail "sample ="
+cmp -s "$W/s1.csv" "$W/s4.csv" || fail "--name=VALUE gave another sample than --name VALUE"
 python3 - "$W/all.csv" "$W/s1.csv" <<'PY' || fail "sample is not a subsequence of the full import or its size is off"
 import sys
 full = open(sys.argv[1]).read().split('\n')[1:-1]; s = open(sys.argv[2]).read().split('\n')[1:-1]
@@ -165,6 +170,11 @@ for bad in "--speedup 1e-9" "--speedup 0" "--speedup x" "--sample 1.5" "--start-
   "$INFSIM" trace import burstgpt "$FIX" -o "$W/out.csv" $bad 2>/dev/null
   [ $? -eq 2 ] || fail "option '$bad' not rejected with exit 2"
 done
+rm -f "$W/out.csv"
+"$INFSIM" trace import burstgpt "$FIX" -o "$W/out.csv" --speedup= 2>"$W/err"; rc=$?
+[ $rc -eq 2 ] && [ "$(wc -l <"$W/err")" -eq 1 ] && grep -qF -- "--speedup: not a number" "$W/err" ||
+  fail "--speedup=: exit $rc, message '$(cat "$W/err")'"
+[ ! -e "$W/out.csv" ] || fail "--speedup=: output written"
 "$INFSIM" trace import azure "$FIX" -o "$W/out.csv" --model GPT-4 2>/dev/null; [ $? -eq 2 ] || fail "--model with azure accepted"
 "$INFSIM" trace import parquet "$FIX" -o "$W/out.csv" 2>/dev/null; [ $? -eq 2 ] || fail "unknown format accepted"
 "$INFSIM" trace import --help | grep -q -- '--skip-bad' || fail "import --help"
