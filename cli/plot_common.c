@@ -25,23 +25,23 @@ infsim_status plot_begin(plot_job *pj, const char *out_dir, bool svg, infsim_err
   pj->svg = svg;
   if (snprintf(pj->out_dir, sizeof pj->out_dir, "%s", out_dir) >= (int)sizeof pj->out_dir - 64)
     return infsim_fail(err, INFSIM_EINPUT, "%.200s...: path too long", out_dir);
-  /* A directory made here is removed again if the plot fails (when it is
-   * still empty): a failed plot leaves nothing behind. */
-  struct stat sb;
-  pj->made_out_dir = stat(out_dir, &sb) != 0;
-  infsim_status st = infsim_make_dirs(out_dir, err);
-  if (st != INFSIM_OK) return st;
+  /* The directories made here (out_dir and missing parents) are removed
+   * again if the plot fails: a failed plot leaves nothing behind. */
+  pj->dirs = infsim_atomic_set_new();
+  if (pj->dirs == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  infsim_status st = infsim_atomic_set_make_dirs(pj->dirs, out_dir, err);
   snprintf(pj->work_dir, sizeof pj->work_dir, "%s/.infsim-plot-XXXXXX", out_dir);
-  if (mkdtemp(pj->work_dir) == NULL) {
+  if (st == INFSIM_OK && mkdtemp(pj->work_dir) == NULL)
     st = infsim_fail(err, infsim_output_errno_status(errno), "%s: cannot create a working directory: %s", out_dir,
                      strerror(errno));
-    if (pj->made_out_dir) rmdir(out_dir);
-    return st;
-  }
-  pj->fp = open_memstream(&pj->script, &pj->script_bytes);
-  if (pj->fp == NULL) {
+  if (st == INFSIM_OK && (pj->fp = open_memstream(&pj->script, &pj->script_bytes)) == NULL) {
     rmdir(pj->work_dir);
-    return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+    st = infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  }
+  if (st != INFSIM_OK) {
+    infsim_atomic_set_free(pj->dirs);
+    pj->dirs = NULL;
+    return st;
   }
   fprintf(pj->fp, "svg = %d\n", svg ? 1 : 0);
   fputs(plot_template("terminal"), pj->fp);
@@ -129,7 +129,9 @@ static infsim_status run_gnuplot(plot_job *pj, const char *gnuplot, infsim_error
   return INFSIM_OK;
 }
 
-static void cleanup(plot_job *pj) {
+/* Removes work_dir and what is in it; the directories made for out_dir
+ * stay when the plot succeeded, and go (when empty) when it failed. */
+static void cleanup(plot_job *pj, bool succeeded) {
   char path[PLOT_PATH_BYTES + 64];
   for (int i = 0; i < pj->data_count; i++) {
     snprintf(path, sizeof path, "%s/%s", pj->work_dir, pj->data[i]);
@@ -146,20 +148,13 @@ static void cleanup(plot_job *pj) {
   if (pj->work_dir[0] != '\0') rmdir(pj->work_dir);
   if (pj->fp != NULL) fclose(pj->fp);
   free(pj->script);
+  infsim_error ignored;
+  if (succeeded) infsim_atomic_set_commit(pj->dirs, &ignored); /* no file in it: keeps the directories */
+  infsim_atomic_set_free(pj->dirs);
   memset(pj, 0, sizeof *pj);
 }
 
-/* cleanup, and the output directory removed if this run made it and the
- * plot failed (rmdir leaves a directory that holds anything). */
-static void cleanup_failed(plot_job *pj) {
-  char out_dir[PLOT_PATH_BYTES];
-  bool made = pj->made_out_dir;
-  snprintf(out_dir, sizeof out_dir, "%s", pj->out_dir);
-  cleanup(pj);
-  if (made) rmdir(out_dir);
-}
-
-void plot_abort(plot_job *pj) { cleanup_failed(pj); }
+void plot_abort(plot_job *pj) { cleanup(pj, false); }
 
 infsim_status plot_finish(plot_job *pj, infsim_error *err) {
   infsim_status st = INFSIM_OK;
@@ -197,9 +192,6 @@ infsim_status plot_finish(plot_job *pj, infsim_error *err) {
     else
       printf("%s\n", to);
   }
-  if (st == INFSIM_OK)
-    cleanup(pj);
-  else
-    cleanup_failed(pj);
+  cleanup(pj, st == INFSIM_OK);
   return st;
 }

@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "infsim/atomic_file.h"
 #include "infsim/status.h"
 #include "infsim/text.h"
 
@@ -31,7 +32,7 @@ enum { PLOT_PATH_BYTES = 4096, PLOT_MAX_OUTPUTS = 256 };
 typedef struct {
   char out_dir[PLOT_PATH_BYTES];
   char work_dir[PLOT_PATH_BYTES]; /* OUT_DIR/.infsim-plot-XXXXXX */
-  bool made_out_dir;              /* out_dir did not exist before: removed if the plot fails */
+  infsim_atomic_set *dirs;        /* the directories made for out_dir: removed again if the plot fails */
   bool svg;
   char *script;
   size_t script_bytes;
