@@ -37,7 +37,8 @@ static void on_signal(int sig) {
 static const char k_usage[] =
     "usage: mpirun -np N infsim cluster CONFIG.yaml --trace FILE --out DIR [--executor cuda|cpu]\n"
     "                      [--transport nccl|mpi] [--set key=value]... [--seed N] [--timeout S]\n"
-    "                      [--kv-blocks N] [--no-graphs] [--verify] [--outputs DIR] [--quiet]\n"
+    "                      [--kv-blocks N] [--no-graphs] [--[no-]warm-up] [--verify] [--outputs DIR]\n"
+    "                      [--quiet]\n"
     "\n"
     "Runs the scheduler of `infsim run` on real kernels, one MPI rank per instance (N =\n"
     "cluster.instances), replaying the trace's arrivals on the wall clock, and writes the same\n"
@@ -51,6 +52,10 @@ static const char k_usage[] =
     "  --timeout S      a batch or a rank silent longer than S seconds is a fault (default 120)\n"
     "  --kv-blocks N    KV blocks per instance (default: the run's sizing; at most 4096 on cpu)\n"
     "  --no-graphs      cuda: launch decode steps kernel by kernel instead of as CUDA graphs\n"
+    "  --warm-up, --no-warm-up\n"
+    "                   run (or not) a few prefills and a mixed forward before the clock starts,\n"
+    "                   so that first-use costs (kernel loads, GEMM plans) stay out of the run's\n"
+    "                   first batches (default: on for cuda, off for cpu)\n"
     "  --verify         also run every batch request by request on a twin model and fail when a\n"
     "                   request's numbers differ (checks numbers, not speed: times include it)\n"
     "  --outputs DIR    rank r writes DIR/outputs-r.txt (DIR must exist): each batch part's last\n"
@@ -71,7 +76,7 @@ int infsim_cmd_cluster(int argc, char **argv) {
     }
   infsim_run_args args = {0};
   const char *out_dir = NULL;
-  int quiet = 0, rc = 2;
+  int quiet = 0, rc = 2, warm_up = -1; /* -1: the executor's default */
   infsim_cluster_opts o = {.executor = INFSIM_KBACKEND_CUDA, .transport = INFSIM_CTRANSPORT_MPI,
                            .timeout_s = 120.0, .decode_graphs = true, .interrupted = &g_interrupted,
                            .fault_rank = -1, .fault_after = -1};
@@ -90,6 +95,8 @@ int infsim_cmd_cluster(int argc, char **argv) {
       quiet = 1;
     } else if (strcmp(a, "--no-graphs") == 0) {
       o.decode_graphs = false;
+    } else if (strcmp(a, "--warm-up") == 0 || strcmp(a, "--no-warm-up") == 0) {
+      warm_up = strcmp(a, "--warm-up") == 0;
     } else if (strcmp(a, "--verify") == 0) {
       o.verify = true;
     } else if (strcmp(a, "--outputs") == 0) {
@@ -161,6 +168,8 @@ int infsim_cmd_cluster(int argc, char **argv) {
     rc = infsim_status_exit_code(infsim_output_errno_status(out_errno));
     goto done;
   }
+  /* First-use costs are a GPU's; on the CPU a warm-up would only cost time. */
+  o.warm_up = warm_up < 0 ? o.executor == INFSIM_KBACKEND_CUDA : warm_up == 1;
   if (infsim_cluster_mpi_init(&argc, &argv, &err) != INFSIM_OK) {
     fprintf(stderr, "infsim cluster: %s\n", err.msg);
     rc = 1;

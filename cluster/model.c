@@ -136,11 +136,17 @@ static infsim_status alloc_bytes(infsim_cmodel *m, void **buf, int64_t bytes, in
   return infsim_kernels_alloc(m->k, bytes < 16 ? 16 : bytes, buf, err);
 }
 
+/* Bytes of one layer's K (or V) pool: one slot past the pool is the
+ * scratch block that padding rows attend. */
+static int64_t pool_bytes(const infsim_cmodel *m) {
+  const infsim_kernel_model *s = &m->p.shape;
+  return (m->p.pool_blocks + 1) * s->kv_heads * m->p.block_tokens * s->head_dim * 2;
+}
+
 static infsim_status make_weights(infsim_cmodel *m, infsim_error *err) {
   const infsim_kernel_model *s = &m->p.shape;
   int64_t H = s->hidden, d = s->head_dim, qkv_n = (s->heads + 2 * s->kv_heads) * d, I = s->intermediate;
-  /* One slot past the pool: the scratch block that padding rows attend. */
-  int64_t pool = (m->p.pool_blocks + 1) * s->kv_heads * m->p.block_tokens * d * 2;
+  int64_t pool = pool_bytes(m);
   uint64_t seed = m->p.seed * 1000003u;
   infsim_status st;
 #define FILL(buf, count, fan_in)                                                                           \
@@ -651,6 +657,61 @@ infsim_status infsim_cmodel_capture_graphs(infsim_cmodel *m, int64_t max_decodes
     if (st == INFSIM_OK) st = infsim_kernels_sync(m->k, err);
   }
   if (captured) *captured = m->graph_captures - before;
+  return st;
+}
+
+/* Blocks of t tokens. */
+static int32_t blocks_of(const infsim_cmodel *m, int64_t t) {
+  return (int32_t)((t + m->p.block_tokens - 1) / m->p.block_tokens);
+}
+
+infsim_status infsim_cmodel_warm_up(infsim_cmodel *m, int32_t *forwards, infsim_error *err) {
+  const int64_t bt = m->p.block_tokens, B = m->p.max_blocks_per_request;
+  int32_t ran = 0;
+  if (forwards) *forwards = 0;
+  /* The longest prefill: a forward's rows, and one token short of a
+   * block-table row and of the pool (the decode after it appends one). */
+  int64_t longest = m->p.max_tokens;
+  if (longest > B * bt - 1) longest = B * bt - 1;
+  if (longest > m->p.pool_blocks * bt - 1) longest = m->p.pool_blocks * bt - 1;
+  int32_t *slots = malloc((size_t)m->p.pool_blocks * sizeof *slots);
+  if (!slots) return infsim_fail(err, INFSIM_ENOMEM, "cluster: model: out of memory");
+  for (int64_t i = 0; i < m->p.pool_blocks; i++) slots[i] = (int32_t)i;
+  /* Requests -2 and -3: no trace request has a negative id, and -1 marks
+   * an unclaimed slot. */
+  infsim_status st = INFSIM_OK;
+  for (int64_t t = bt < longest ? bt : longest; st == INFSIM_OK; t = t * 2 < longest ? t * 2 : longest) {
+    infsim_cmodel_part pre = {.req = -2, .prompt_tokens = (int32_t)t, .query_tokens = (int32_t)t,
+                              .slots = slots, .slot_count = blocks_of(m, t)};
+    st = infsim_cmodel_forward(m, &pre, 1, NULL, err);
+    ran += st == INFSIM_OK;
+    if (t == longest) break;
+  }
+  /* A mixed forward: request -2 decodes after its longest prefill while
+   * request -3 prefills in the blocks left (the decode path outside a
+   * graph, at a context no graph bucket has). */
+  int32_t first = blocks_of(m, longest + 1);
+  int64_t second = (m->p.pool_blocks - first) * bt;
+  if (second > m->p.max_tokens - 1) second = m->p.max_tokens - 1;
+  if (second > B * bt) second = B * bt;
+  if (st == INFSIM_OK && second >= 1 && m->p.max_requests >= 2) {
+    infsim_cmodel_part mixed[2] = {
+        {.req = -2, .prompt_tokens = (int32_t)longest, .query_tokens = 1, .context_tokens = (int32_t)longest,
+         .slots = slots, .slot_count = first},
+        {.req = -3, .prompt_tokens = (int32_t)second, .query_tokens = (int32_t)second, .slots = slots + first,
+         .slot_count = blocks_of(m, second)}};
+    st = infsim_cmodel_forward(m, mixed, 2, NULL, err);
+    ran += st == INFSIM_OK;
+  }
+  free(slots);
+  /* Leave the model as new: pools zeroed, no slot claimed. */
+  for (int64_t l = 0; l < m->p.layers && st == INFSIM_OK; l++) {
+    st = infsim_kernels_memset(m->k, m->layers[l].k_pool, 0, pool_bytes(m), err);
+    if (st == INFSIM_OK) st = infsim_kernels_memset(m->k, m->layers[l].v_pool, 0, pool_bytes(m), err);
+  }
+  for (int64_t i = 0; i < m->p.pool_blocks; i++) m->claim_req[i] = -1, m->claim_idx[i] = -1;
+  if (st == INFSIM_OK) st = infsim_kernels_sync(m->k, err);
+  if (forwards) *forwards = ran;
   return st;
 }
 

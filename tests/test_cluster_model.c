@@ -403,6 +403,56 @@ static void test_padding_leaves_real_rows_alone(void **state) {
   assert_memory_equal(hidden[0], hidden[1], sizeof hidden[0]);
 }
 
+/* The warm-up runs its forwards (prefills of 16, 32, 64 and 127 tokens,
+ * then a 1 + 127-row mixed forward, with this fixture's 128-row forwards
+ * and 8-block tables) and leaves the model as new: the pools zeroed, and
+ * a batch after it bit-identical to the same batch on a fresh model. */
+static void test_warm_up_leaves_model_as_new(void **state) {
+  fixture *f = *state;
+  infsim_error err;
+  uint16_t hidden[2][3 * 256];
+  for (int warm = 0; warm < 2; warm++) {
+    infsim_cmodel *m;
+    assert_int_equal(infsim_cmodel_new(f->k, &f->p, &m, &err), INFSIM_OK);
+    if (warm) {
+      infsim_cmodel_inspect(m, 1);
+      int32_t forwards = -1;
+      assert_int_equal(infsim_cmodel_warm_up(m, &forwards, &err), INFSIM_OK);
+      assert_int_equal(forwards, 5);
+      int64_t tokens = 0;
+      const uint16_t *k, *v, *attn;
+      assert_non_null(infsim_cmodel_inspected(m, &tokens, &k, &v, &attn));
+      assert_int_equal(tokens, 128);
+      /* It wrote KV (the last forward's rows are not all zero) ... */
+      int64_t nonzero = 0;
+      for (int64_t i = 0; i < 128 * 2 * 128; i++) nonzero += k[i] != 0;
+      assert_true(nonzero > 0);
+      infsim_cmodel_inspect(m, -1);
+      /* ... and zeroed the pool (it wrote slots 0-15). */
+      int64_t bytes = infsim_cmodel_block_bytes(m);
+      uint8_t *block = malloc((size_t)bytes);
+      assert_non_null(block);
+      for (int32_t slot = 0; slot < 24; slot++) {
+        assert_int_equal(infsim_cmodel_block_read(m, slot, block, &err), INFSIM_OK);
+        for (int64_t b = 0; b < bytes; b++)
+          if (block[b]) fail_msg("slot %d byte %lld is %d after the warm-up", slot, (long long)b, block[b]);
+      }
+      free(block);
+    }
+    int32_t slots[3][2] = {{0, 1}, {5, 6}, {23, 22}};
+    infsim_cmodel_part parts[3];
+    for (int r = 0; r < 3; r++)
+      parts[r] = (infsim_cmodel_part){.req = r, .prompt_tokens = 20, .query_tokens = 20, .slots = slots[r],
+                                      .slot_count = 2};
+    assert_int_equal(infsim_cmodel_forward(m, parts, 3, NULL, &err), INFSIM_OK);
+    for (int r = 0; r < 3; r++) parts[r].context_tokens = 20, parts[r].query_tokens = 1;
+    assert_int_equal(infsim_cmodel_forward(m, parts, 3, NULL, &err), INFSIM_OK);
+    assert_int_equal(infsim_cmodel_hidden(m, hidden[warm], &err), INFSIM_OK);
+    infsim_cmodel_free(m);
+  }
+  assert_memory_equal(hidden[0], hidden[1], sizeof hidden[0]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_batch_attention_matches_naive, setup, teardown),
@@ -410,6 +460,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_split_request_merges_to_unsplit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_parts_are_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_padding_leaves_real_rows_alone, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_warm_up_leaves_model_as_new, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

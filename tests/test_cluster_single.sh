@@ -6,7 +6,8 @@
 # token <= finish, iterations never overlap, the work run equals the work
 # the trace implies (prefill tokens = the prompts, decode steps = outputs -
 # 1), and with --verify every batch agrees bit for bit with its requests
-# run one by one. Two instances without mpirun are refused (exit 2).
+# run one by one, also after a warm-up. Two instances without mpirun are
+# refused (exit 2).
 set -u
 INFSIM=${INFSIM:?INFSIM must name the built CLI}
 . "$(dirname "$0")/cluster_lib.sh"
@@ -25,11 +26,27 @@ metrics:
 YAML
 printf 'arrival_time_s,prompt_tokens,output_tokens\n0,24,6\n0.01,40,5\n0.02,16,9\n0.04,33,4\n0.05,20,7\n0.07,48,3\n' >"$W/t.csv"
 
+mkdir -p "$W/o0" "$W/o1"
 timeout 300 "$INFSIM" cluster "$W/c.yaml" --trace "$W/t.csv" --out "$W/cl" --executor cpu --timeout 60 \
-  --verify >"$W/log" 2>&1
+  --verify --outputs "$W/o0" >"$W/log" 2>&1
 rc=$?
 [ "$rc" -eq 0 ] || { cat "$W/log"; fail "one-instance cluster run exited $rc"; }
 check_cluster_outputs "$W/cl" "$W/t.csv" 1 || fail "one-instance outputs break an invariant"
+# No warm-up on the cpu executor unless asked for.
+! grep -q "warm-up" "$W/log" || fail "the cpu executor warmed up by default: $(grep warm-up "$W/log")"
+
+# --warm-up: its forwards run before the clock (the log says so) and leave
+# nothing behind: every batch still agrees with its requests run alone
+# (--verify), and each part's last hidden row is the run's without it.
+timeout 300 "$INFSIM" cluster "$W/c.yaml" --trace "$W/t.csv" --out "$W/warm" --executor cpu --timeout 60 \
+  --verify --warm-up --outputs "$W/o1" >"$W/warm.log" 2>&1
+rc=$?
+[ "$rc" -eq 0 ] || { cat "$W/warm.log"; fail "cluster --warm-up exited $rc"; }
+grep -qE "^cluster: warm-up: [1-9][0-9]* forwards in [0-9.]+ s$" "$W/warm.log" ||
+  fail "cluster --warm-up: no warm-up line in '$(cat "$W/warm.log")'"
+check_cluster_outputs "$W/warm" "$W/t.csv" 1 || fail "outputs after a warm-up break an invariant"
+[ -s "$W/o0/outputs-0.txt" ] && cmp -s <(sort "$W/o0/outputs-0.txt") <(sort "$W/o1/outputs-0.txt") ||
+  fail "a warm-up changed the hidden rows of the run"
 
 "$INFSIM" run "$W/c.yaml" --trace "$W/t.csv" --out "$W/sim" --quiet || fail "sim run"
 "$INFSIM" compare "$W/sim" "$W/cl" --no-plot >"$W/cmp" 2>&1 || { cat "$W/cmp"; fail "compare failed"; }

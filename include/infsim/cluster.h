@@ -37,6 +37,7 @@ typedef struct {
   int64_t kv_blocks;  /* KV blocks per instance; 0: the run's sizing, at most INFSIM_CLUSTER_CPU_BLOCKS on cpu */
   bool decode_graphs; /* cuda: replay decode steps as CUDA graphs */
   bool verify;        /* every batch also runs request by request on a twin model and must agree (slow) */
+  bool warm_up;       /* warm-up forwards before the clock starts (infsim_cmodel_warm_up) */
   /* NULL, or a directory where rank r writes outputs-r.txt: each batch
    * part's last hidden row ("req position values..."), to compare a run
    * with borrowing against a one-instance run. */

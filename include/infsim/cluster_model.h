@@ -128,6 +128,17 @@ infsim_status infsim_cmodel_forward(infsim_cmodel *m, const infsim_cmodel_part *
 infsim_status infsim_cmodel_forward_verified(infsim_cmodel *m, infsim_cmodel *shadow, const infsim_cmodel_part *parts,
                                              int32_t count, infsim_error *err);
 
+/* Warm-up before a run's clock starts, as a serving engine runs a dummy
+ * forward at start-up (vLLM's profile run): prefills of one block, then
+ * twice that up to the longest a forward takes, then one mixed forward (a
+ * decode beside a prefill), so that the device's first-use costs (kernel
+ * modules loaded on first launch, the GEMM library's kernels and plans
+ * for each row count, workspaces) are paid before serving rather than by
+ * the run's first batches. Leaves the KV pools zeroed and no slot claimed,
+ * as a new model; waits for the device. *forwards (may be NULL): how many
+ * forwards ran. */
+infsim_status infsim_cmodel_warm_up(infsim_cmodel *m, int32_t *forwards, infsim_error *err);
+
 /* Holder side of DistAttention: decode attention for layer `layer` of n
  * queries q[n][h][d] (bf16, host) over each query's blocks here, after
  * appending k_new[i], v_new[i] ([g][d] bf16, host) where qs[i].append,
