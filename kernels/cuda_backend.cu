@@ -25,12 +25,18 @@ extern "C" bool ik_cuda_usable(void) {
 
 infsim_status ik_cuda_workspace(ik_cuda *c, int64_t bytes, infsim_error *err) {
   if (bytes <= c->ws_bytes) return INFSIM_OK;
+  if (c->ws && c->num_ws_retired == IK_WS_RETIRED)
+    return infsim_fail(err, INFSIM_ERUN, "cuda: decode workspace grown %d times", IK_WS_RETIRED);
+  if (bytes < 2 * c->ws_bytes) bytes = 2 * c->ws_bytes;
   IK_CUDA(cudaStreamSynchronize(c->stream));
-  if (c->ws) IK_CUDA(cudaFree(c->ws));
-  c->ws = NULL;
-  c->ws_bytes = 0;
-  IK_CUDA(cudaMalloc(&c->ws, (size_t)bytes));
-  IK_CUDA(cudaMemset(c->ws, 0, (size_t)bytes));
+  void *ws = NULL;
+  IK_CUDA(cudaMalloc(&ws, (size_t)bytes));
+  if (cudaMemset(ws, 0, (size_t)bytes) != cudaSuccess) {
+    cudaFree(ws);
+    return infsim_fail(err, INFSIM_ERUN, "cuda: decode workspace of %lld bytes: memset failed", (long long)bytes);
+  }
+  if (c->ws) c->ws_retired[c->num_ws_retired++] = c->ws;
+  c->ws = ws;
   c->ws_bytes = bytes;
   return INFSIM_OK;
 }
@@ -80,6 +86,7 @@ static void cu_close(void *self) {
   ik_lt_close(c);
   cudaFree(c->lt_ws);
   cudaFree(c->ws);
+  for (int i = 0; i < c->num_ws_retired; i++) cudaFree(c->ws_retired[i]);
   cudaFree(c->flush_buf);
   for (int i = 0; i < 2; i++) {
     if (c->staged_d2h[i]) cudaEventDestroy(c->staged_d2h[i]);

@@ -60,7 +60,7 @@ typedef struct {
   cublasLtMatmulAlgo_t algo;
 } ik_gemm_plan;
 
-enum { IK_GEMM_PLANS = 64 };
+enum { IK_GEMM_PLANS = 64, IK_WS_RETIRED = 48 };
 
 typedef struct {
   int device;
@@ -75,6 +75,12 @@ typedef struct {
    * head, head group) arrival counters that the last split CTA resets. */
   void *ws;
   int64_t ws_bytes;
+  /* Workspaces outgrown, kept until close: a CUDA graph recorded earlier
+   * (cluster mode's decode steps) still launches with their address, and
+   * freeing them would leave it writing to freed memory. Growth at least
+   * doubles, so a few suffice. */
+  void *ws_retired[IK_WS_RETIRED];
+  int num_ws_retired;
   void *flush_buf;
   int64_t flush_bytes;
   ik_lt_api lt_api;
@@ -91,7 +97,8 @@ typedef struct {
   int num_plans;
 } ik_cuda;
 
-/* Grows ctx->ws to at least bytes (zeroed), synchronizing first. */
+/* Grows ctx->ws to at least bytes (zeroed), synchronizing first; the old
+ * one is kept until close (see ws_retired). */
 infsim_status ik_cuda_workspace(ik_cuda *c, int64_t bytes, infsim_error *err);
 
 #ifdef __cplusplus
