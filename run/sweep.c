@@ -6,7 +6,9 @@
 ** Job j is grid point j / seeds with seed index j % seeds; its settings
 ** are the sweep's --set assignments, then the point's grid values (so a
 ** grid axis wins over a --set of the same key). Seed index s runs the
-** config's seed + s.
+** config's seed + s. Each grid point's first job is prepared before the
+** DB is opened (prepare_points) and, within INFSIM_SWEEP_KEEP_BYTES, kept
+** and run as prepared then, so that it is not prepared twice.
 **
 ** Invariants: every shared field of sweep_ctx changes under its lock; the
 ** DB is touched only under it; a job's row is written before the job
@@ -118,8 +120,8 @@ static char **job_sets(const sweep_ctx *c, size_t j, size_t *count, double *rate
   return sets;
 }
 
-infsim_status sweep_prepare_job(sweep_ctx *c, size_t j, void **handle, char key[INFSIM_SHA256_HEX_BYTES],
-                                uint64_t *seed, infsim_error *err) {
+static infsim_status prepare_job(sweep_ctx *c, size_t j, void **handle, char key[INFSIM_SHA256_HEX_BYTES],
+                                 uint64_t *seed, infsim_error *err) {
   size_t n = 0;
   double rate_scale = 1;
   char **sets = job_sets(c, j, &n, &rate_scale);
@@ -138,6 +140,22 @@ infsim_status sweep_prepare_job(sweep_ctx *c, size_t j, void **handle, char key[
   for (size_t i = 0; i < n; i++) free(sets[i]);
   free(sets);
   return st;
+}
+
+infsim_status sweep_prepare_job(sweep_ctx *c, size_t j, void **handle, char key[INFSIM_SHA256_HEX_BYTES],
+                                uint64_t *seed, double *earlier_s, infsim_error *err) {
+  const size_t point = j / (size_t)c->o->seeds;
+  *earlier_s = 0;
+  if (j % (size_t)c->o->seeds == 0 && point < c->kept_count && c->kept[point].handle != NULL) {
+    sweep_kept *k = &c->kept[point];
+    *handle = k->handle;
+    k->handle = NULL;
+    memcpy(key, k->key, INFSIM_SHA256_HEX_BYTES);
+    *seed = k->seed;
+    *earlier_s = k->prepare_s;
+    return INFSIM_OK;
+  }
+  return prepare_job(c, j, handle, key, seed, err);
 }
 
 bool sweep_lookup_locked(sweep_ctx *c, const char *key, json_t **summary) {
@@ -213,8 +231,8 @@ void sweep_do_job(sweep_ctx *c, size_t j) {
   void *handle = NULL;
   char key[INFSIM_SHA256_HEX_BYTES];
   uint64_t seed = 0;
-  double t0 = sweep_now_s();
-  infsim_status st = sweep_prepare_job(c, j, &handle, key, &seed, &err);
+  double t0 = sweep_now_s(), earlier_s;
+  infsim_status st = sweep_prepare_job(c, j, &handle, key, &seed, &earlier_s, &err);
   json_t *summary = NULL;
   bool found = false;
   if (st == INFSIM_OK) {
@@ -224,7 +242,7 @@ void sweep_do_job(sweep_ctx *c, size_t j) {
     if (!found) st = c->runner->execute(c->runner->self, handle, &summary, &err);
     c->runner->release(c->runner->self, handle);
   }
-  double wall_s = sweep_now_s() - t0;
+  double wall_s = earlier_s + (sweep_now_s() - t0);
   pthread_mutex_lock(&c->lock);
   if (st == INFSIM_OK) st = sweep_record_locked(c, j, key, seed, summary, wall_s, (int64_t)getpid(), !found, &err);
   else json_decref(summary);
@@ -262,6 +280,68 @@ bool infsim_sweep_mpi_launched(void) {
   return false;
 }
 
+/* Room in c->kept for `count` entries, doubling it as it fills. */
+static bool kept_room(sweep_ctx *c, size_t count, size_t *capacity) {
+  if (count <= *capacity) return true;
+  size_t grown_capacity = *capacity > 0 ? 2 * *capacity : 64;
+  sweep_kept *grown = realloc(c->kept, grown_capacity * sizeof *grown);
+  if (grown == NULL) return false;
+  c->kept = grown;
+  *capacity = grown_capacity;
+  return true;
+}
+
+/* The first pass: every grid point's first job prepared (job 0's seed is
+ * the base seed), before the DB exists, so that a bad value at any point
+ * leaves no DB behind. The prepared jobs of the first points are kept for
+ * their runs while their bytes stay within INFSIM_SWEEP_KEEP_BYTES; past
+ * that, a point is checked, released, and prepared again when it runs.
+ * Kept points are a prefix (point == kept_count): the workers take jobs in
+ * order, so the kept ones run, and are released, first. */
+static infsim_status prepare_points(sweep_ctx *c, size_t points, infsim_error *err) {
+  const infsim_sweep_runner *r = c->runner;
+  size_t kept_bytes = 0, capacity = 0;
+  bool keeping = r->bytes != NULL;
+  for (size_t point = 0; point < points; point++) {
+    const size_t j = point * (size_t)c->o->seeds;
+    void *handle = NULL;
+    char key[INFSIM_SHA256_HEX_BYTES];
+    uint64_t seed;
+    double t0 = sweep_now_s();
+    infsim_status st = prepare_job(c, j, &handle, key, &seed, err);
+    if (st != INFSIM_OK) {
+      sweep_job_context(c, j, err);
+      return st;
+    }
+    if (point == 0) c->base_seed = seed;
+    size_t bytes = keeping ? r->bytes(r->self, handle) : 0;
+    /* Out of memory for the list: the rest are prepared again when they run. */
+    keeping = keeping && bytes <= INFSIM_SWEEP_KEEP_BYTES - kept_bytes && kept_room(c, point + 1, &capacity);
+    if (!keeping) {
+      r->release(r->self, handle);
+      continue;
+    }
+    sweep_kept *k = &c->kept[point];
+    k->handle = handle;
+    memcpy(k->key, key, sizeof key);
+    k->seed = seed;
+    k->prepare_s = sweep_now_s() - t0;
+    c->kept_count = point + 1;
+    kept_bytes += bytes;
+  }
+  return INFSIM_OK;
+}
+
+/* Releases the kept jobs that did not run (the sweep stopped, or, under
+ * MPI, another rank ran them). */
+static void release_kept(sweep_ctx *c) {
+  for (size_t p = 0; p < c->kept_count; p++)
+    if (c->kept[p].handle != NULL) c->runner->release(c->runner->self, c->kept[p].handle);
+  free(c->kept);
+  c->kept = NULL;
+  c->kept_count = 0;
+}
+
 /* Runs the threads of this process over the jobs not handed out yet. */
 static infsim_status run_local(sweep_ctx *c, infsim_error *err) {
   int threads = c->o->jobs;
@@ -291,8 +371,8 @@ infsim_status infsim_sweep_run(const infsim_sweep_opts *opts, infsim_sweep_outco
   sweep_ctx c = {.o = opts, .total = points * (size_t)opts->seeds, .out = out, .db = opts->db};
   bool mpi = opts->ranks != NULL && infsim_sweep_mpi_launched();
   /* Under MPI rank 0 opens it (sweep_mpi.c); workers never touch it. It
-   * is opened (created) only once the first job loaded: a bad config
-   * leaves no DB behind. */
+   * is opened (created) only once every grid point has loaded
+   * (prepare_points): a bad config leaves no DB behind. */
   bool own_db = false;
   out->total = c.total;
   infsim_sweep_runner default_runner;
@@ -312,22 +392,7 @@ infsim_status infsim_sweep_run(const infsim_sweep_opts *opts, infsim_sweep_outco
   c.start_s = c.last_print_s = sweep_now_s();
   c.last_print_s -= 10; /* the first line comes at once */
 
-  /* The base seed, and a bad config found before any thread starts. */
-  void *handle = NULL;
-  char key[INFSIM_SHA256_HEX_BYTES];
-  infsim_status st = sweep_prepare_job(&c, 0, &handle, key, &c.base_seed, err);
-  if (st == INFSIM_OK) c.runner->release(c.runner->self, handle);
-  else sweep_job_context(&c, 0, err);
-  /* Every other grid point loaded once too, before the DB exists, so that a
-   * bad value at any point leaves no DB behind. Each point is loaded again
-   * when it runs: loading is small next to simulating. */
-  for (size_t point = 1; st == INFSIM_OK && point < points; point++) {
-    const size_t j = point * (size_t)opts->seeds;
-    uint64_t point_seed;
-    st = sweep_prepare_job(&c, j, &handle, key, &point_seed, err);
-    if (st == INFSIM_OK) c.runner->release(c.runner->self, handle);
-    else sweep_job_context(&c, j, err);
-  }
+  infsim_status st = prepare_points(&c, points, err);
   if (st == INFSIM_OK && c.db == NULL && opts->db_path != NULL && !mpi) {
     st = infsim_sweep_db_open(opts->db_path, &c.db, err);
     own_db = st == INFSIM_OK;
@@ -347,6 +412,7 @@ infsim_status infsim_sweep_run(const infsim_sweep_opts *opts, infsim_sweep_outco
     if (c.bar_drawn || (opts->progress == INFSIM_PROGRESS_LINES && c.done != c.total)) progress_locked(&c, true);
     pthread_mutex_unlock(&c.lock);
   }
+  release_kept(&c);
   pthread_mutex_destroy(&c.lock);
   if (own_db) infsim_sweep_db_close(c.db);
   if (own_runner) infsim_sweep_runner_free(&default_runner);

@@ -10,6 +10,15 @@
 
 #include "infsim/sweep.h"
 
+/* A job prepared before the sweep started (sweep.c's first pass), kept
+ * for its run. */
+typedef struct {
+  void *handle; /* NULL once taken */
+  char key[INFSIM_SHA256_HEX_BYTES];
+  uint64_t seed;
+  double prepare_s; /* wall seconds its preparation took: part of its run_wall_s */
+} sweep_kept;
+
 typedef struct infsim_sweep_ctx {
   const infsim_sweep_opts *o;
   const infsim_sweep_runner *runner;
@@ -17,6 +26,10 @@ typedef struct infsim_sweep_ctx {
   char host[256];
   size_t total;
   infsim_sweep_db *db; /* opts->db, or the one opened from opts->db_path */
+  /* kept[p]: grid point p's first job (job p * seeds), for p < kept_count.
+   * Each entry is taken by the one thread that runs its job. */
+  sweep_kept *kept;
+  size_t kept_count;
 
   /* Guarded by lock: */
   pthread_mutex_t lock;
@@ -37,9 +50,10 @@ double sweep_now_s(void);
  * the sweep stops. */
 bool sweep_take_job(sweep_ctx *c, size_t *job);
 
-/* Prepares job j and computes its key and seed. */
+/* Prepares job j and computes its key and seed, or hands over the one the
+ * first pass kept; *earlier_s: the wall seconds that one took (else 0). */
 infsim_status sweep_prepare_job(sweep_ctx *c, size_t j, void **handle, char key[INFSIM_SHA256_HEX_BYTES],
-                                uint64_t *seed, infsim_error *err);
+                                uint64_t *seed, double *earlier_s, infsim_error *err);
 
 /* Under the lock: is key done? (summary from the DB into *summary when
  * keep_summaries). */

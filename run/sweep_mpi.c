@@ -162,8 +162,8 @@ static void work(sweep_ctx *c) {
     void *handle = NULL;
     char key[INFSIM_SHA256_HEX_BYTES] = "";
     uint64_t seed = 0;
-    double t0 = sweep_now_s();
-    infsim_status st = sweep_prepare_job(c, j, &handle, key, &seed, &err);
+    double t0 = sweep_now_s(), earlier_s;
+    infsim_status st = sweep_prepare_job(c, j, &handle, key, &seed, &earlier_s, &err);
     json_t *summary = NULL;
     bool run = false;
     if (st == INFSIM_OK) {
@@ -176,7 +176,7 @@ static void work(sweep_ctx *c) {
       c->runner->release(c->runner->self, handle);
     }
     json_t *r = json_pack("{s:s, s:I, s:s, s:I, s:f, s:b, s:I}", "type", "result", "job", (json_int_t)j, "key", key,
-                          "seed", (json_int_t)seed, "wall_s", sweep_now_s() - t0, "ran", run, "pid",
+                          "seed", (json_int_t)seed, "wall_s", earlier_s + (sweep_now_s() - t0), "ran", run, "pid",
                           (json_int_t)getpid());
     if (st != INFSIM_OK) {
       json_object_set_new(r, "error", json_string(err.msg));

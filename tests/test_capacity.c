@@ -121,7 +121,13 @@ static void rel(void *self, void *handle) {
   free(handle);
 }
 
-static const infsim_sweep_runner k_runner = {NULL, prep, exec, rel};
+static size_t bytes_of(void *self, const void *handle) {
+  (void)self;
+  (void)handle;
+  return sizeof(job);
+}
+
+static const infsim_sweep_runner k_runner = {NULL, prep, exec, rel, bytes_of};
 
 static infsim_capacity_opts opts_for(infsim_capacity_target t, const char *slo, int seeds, double start) {
   infsim_capacity_opts o = {.sweep = {.config_path = "unused.yaml", .seeds = seeds, .jobs = 1, .runner = &k_runner},

@@ -10,7 +10,13 @@
 ** several threads, storing one row per job whose columns equal the
 ** stand-in's values; a rerun runs nothing; a grown grid runs only the new
 ** points; a failing job stops the sweep with its status, keeping the
-** rows of jobs that finished.
+** rows of jobs that finished. Every job is prepared (loaded) exactly once:
+** the first pass's check of each grid point is the one that runs, and
+** every prepared job is released once, also when the sweep stops; past
+** INFSIM_SWEEP_KEEP_BYTES the first pass keeps no more (fewer jobs held
+** at once, the rest prepared again when they run); a runner that reports
+** no size has nothing kept; a kept job's stored run wall time counts its
+** preparation.
 */
 #include <math.h>
 #include <pthread.h>
@@ -21,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -150,10 +157,18 @@ static void test_point_key_depends_on_each_part(void **state) {
 
 /* ---- the driver, with a stand-in runner ---- */
 
+enum { FAKE_MAX_X = 16, FAKE_MAX_Y = 32, FAKE_MAX_SEEDS = 16 };
+
 typedef struct {
   pthread_mutex_t lock;
   int executed;
-  int fail_x; /* a job with x == fail_x fails with bad input */
+  int fail_x;         /* a job with x == fail_x fails with bad input when it runs */
+  int fail_prepare_x; /* ... or when it is prepared */
+  size_t handle_bytes; /* what `bytes` reports for each handle */
+  long prepare_ms;     /* each preparation takes this long */
+  /* prepared[x][y][seed - 7]: how often job (x, y, seed) was prepared */
+  int prepared[FAKE_MAX_X][FAKE_MAX_Y][FAKE_MAX_SEEDS];
+  int prepares, live, peak_live; /* prepared, minus released; its most */
 } fake;
 
 typedef struct {
@@ -166,7 +181,7 @@ static double fake_p99(long x, long y, uint64_t seed) { return 0.5 * (double)x +
 
 static infsim_status fake_prepare(void *self, const infsim_job_args *a, void **handle,
                                   char key[INFSIM_SHA256_HEX_BYTES], uint64_t *seed, infsim_error *err) {
-  (void)self;
+  fake *f = self;
   fake_job *j = calloc(1, sizeof *j);
   assert_non_null(j);
   j->seed = a->seed_text != NULL ? strtoull(a->seed_text, NULL, 10) : 7; /* 7: the "config's" seed */
@@ -174,13 +189,25 @@ static infsim_status fake_prepare(void *self, const infsim_job_args *a, void **h
     if (strncmp(a->sets[i], "x=", 2) == 0) j->x = strtol(a->sets[i] + 2, NULL, 10);
     if (strncmp(a->sets[i], "y=", 2) == 0) j->y = strtol(a->sets[i] + 2, NULL, 10);
   }
+  assert_true(j->x >= 0 && j->x < FAKE_MAX_X && j->y >= 0 && j->y < FAKE_MAX_Y && j->seed >= 7 &&
+              j->seed < 7 + FAKE_MAX_SEEDS);
+  if (f->prepare_ms > 0) nanosleep(&(struct timespec){0, f->prepare_ms * 1000000L}, NULL);
+  pthread_mutex_lock(&f->lock);
+  f->prepared[j->x][j->y][j->seed - 7]++;
+  f->prepares++;
+  bool fails = j->x == f->fail_prepare_x;
+  if (!fails && ++f->live > f->peak_live) f->peak_live = f->live;
+  pthread_mutex_unlock(&f->lock);
+  if (fails) {
+    free(j);
+    return infsim_fail(err, INFSIM_EINPUT, "c.yaml: x: %d is not allowed", f->fail_prepare_x);
+  }
   json_t *cfg = json_pack("{s:i, s:i}", "x", (json_int_t)j->x, "y", (json_int_t)j->y);
   uint8_t zero[INFSIM_SHA256_BYTES] = {0};
   assert_true(infsim_point_key(cfg, zero, j->seed, "test", key));
   json_decref(cfg);
   *seed = j->seed;
   *handle = j;
-  (void)err;
   return INFSIM_OK;
 }
 
@@ -198,8 +225,16 @@ static infsim_status fake_execute(void *self, void *handle, json_t **summary, in
 }
 
 static void fake_release(void *self, void *handle) {
-  (void)self;
+  fake *f = self;
+  pthread_mutex_lock(&f->lock);
+  f->live--;
+  pthread_mutex_unlock(&f->lock);
   free(handle);
+}
+
+static size_t fake_bytes(void *self, const void *handle) {
+  (void)handle;
+  return ((const fake *)self)->handle_bytes;
 }
 
 typedef struct {
@@ -216,8 +251,9 @@ static int sweep_setup(void **state) {
   if (mkdtemp(s->dir) == NULL) return -1;
   snprintf(s->db_path, sizeof s->db_path, "%s/r.db", s->dir);
   pthread_mutex_init(&s->f.lock, NULL);
-  s->f.fail_x = -1;
-  s->runner = (infsim_sweep_runner){&s->f, fake_prepare, fake_execute, fake_release};
+  s->f.fail_x = s->f.fail_prepare_x = -1;
+  s->f.handle_bytes = 100;
+  s->runner = (infsim_sweep_runner){&s->f, fake_prepare, fake_execute, fake_release, fake_bytes};
   *state = s;
   return 0;
 }
@@ -239,8 +275,10 @@ static infsim_status sweep_once(sweep_fixture *s, const char *const *axes, int n
   assert_int_equal(infsim_sweep_db_open(s->db_path, &db, err), INFSIM_OK);
   infsim_sweep_opts o = {.config_path = "unused.yaml", .grid = g, .seeds = seeds, .jobs = 3, .db = db,
                          .runner = &s->runner, .keep_summaries = true};
-  s->f.executed = 0;
+  s->f.executed = s->f.prepares = s->f.peak_live = 0;
+  memset(s->f.prepared, 0, sizeof s->f.prepared);
   infsim_status st = infsim_sweep_run(&o, out, err);
+  assert_int_equal(s->f.live, 0); /* every prepared job released, once */
   infsim_sweep_db_close(db);
   infsim_grid_free(g);
   return st;
@@ -285,6 +323,11 @@ static void test_sweep_runs_each_job_once_and_resumes(void **state) {
   assert_int_equal(out.total, 18);
   assert_int_equal(out.ran, 18);
   assert_int_equal(s->f.executed, 18);
+  /* Each job prepared once: the first pass's check of a point is its run. */
+  assert_int_equal(s->f.prepares, 18);
+  for (long x = 1; x <= 3; x++)
+    for (long y = 10; y <= 20; y += 10)
+      for (int seed = 0; seed < 3; seed++) assert_int_equal(s->f.prepared[x][y][seed], 1);
   /* Seeds are the config's (7), 8, 9; summaries in job order. */
   for (size_t j = 0; j < 18; j++) {
     json_int_t seed = json_integer_value(json_object_get(out.summaries[j], "seed"));
@@ -296,6 +339,7 @@ static void test_sweep_runs_each_job_once_and_resumes(void **state) {
   /* Rerun: nothing executes, every summary comes back from the DB. */
   assert_int_equal(sweep_once(s, axes, 2, 3, &out, &err), INFSIM_OK);
   assert_int_equal(s->f.executed, 0);
+  assert_int_equal(s->f.prepares, 18); /* for the keys */
   assert_int_equal(out.skipped, 18);
   assert_int_equal(json_integer_value(json_object_get(out.summaries[17], "completed")), 10 * 3 + 20);
   infsim_sweep_outcome_free(&out);
@@ -321,6 +365,71 @@ static void test_sweep_failure_keeps_finished_rows(void **state) {
   assert_true(out.ran >= 2 && out.ran < 9);
   assert_int_equal(check_rows(s->db_path), (int)out.ran);
   infsim_sweep_outcome_free(&out);
+}
+
+/* A bad value at a later point fails in the first pass: nothing runs, and
+ * the points kept before it are released. */
+static void test_sweep_bad_later_point_runs_nothing(void **state) {
+  sweep_fixture *s = *state;
+  infsim_error err = {0};
+  infsim_sweep_outcome out;
+  s->f.fail_prepare_x = 5;
+  const char *axes[] = {"x=1,2,3,4,5,6", "y=1"};
+  assert_int_equal(sweep_once(s, axes, 2, 2, &out, &err), INFSIM_EINPUT);
+  assert_string_equal(err.msg, "grid point x=5, y=1: c.yaml: x: 5 is not allowed");
+  assert_int_equal(s->f.executed, 0);
+  assert_int_equal(out.ran, 0);
+  assert_int_equal(s->f.prepares, 5); /* points x=1..5, seed index 0, then the stop */
+  assert_int_equal(s->f.peak_live, 4);  /* x=1..4 were kept */
+  infsim_sweep_outcome_free(&out);
+}
+
+/* Kept jobs are bounded by INFSIM_SWEEP_KEEP_BYTES: with two handles'
+ * worth, the first two points are kept and run as prepared, the other
+ * four are checked, released, and prepared again when they run. A runner
+ * without `bytes` keeps nothing: every point is prepared twice. */
+static void test_sweep_keeps_within_bytes(void **state) {
+  sweep_fixture *s = *state;
+  infsim_error err = {0};
+  infsim_sweep_outcome out;
+  s->f.handle_bytes = INFSIM_SWEEP_KEEP_BYTES / 2;
+  const char *axes[] = {"x=1,2,3,4,5,6", "y=1"};
+  assert_int_equal(sweep_once(s, axes, 2, 1, &out, &err), INFSIM_OK);
+  assert_int_equal(s->f.executed, 6);
+  assert_int_equal(s->f.prepares, 2 + 2 * 4);
+  for (long x = 1; x <= 6; x++) assert_int_equal(s->f.prepared[x][1][0], x <= 2 ? 1 : 2);
+  /* Two kept and one checked at a time, or three threads' jobs. */
+  assert_true(s->f.peak_live <= 3);
+  infsim_sweep_outcome_free(&out);
+  assert_int_equal(check_rows(s->db_path), 6);
+
+  s->runner.bytes = NULL;
+  const char *more[] = {"x=7,8,9", "y=1"};
+  assert_int_equal(sweep_once(s, more, 2, 1, &out, &err), INFSIM_OK);
+  assert_int_equal(s->f.executed, 3);
+  assert_int_equal(s->f.prepares, 2 * 3);
+  infsim_sweep_outcome_free(&out);
+}
+
+/* A kept job's run_wall_s counts its preparation in the first pass, as a
+ * job prepared when it runs counts its own. */
+static void test_sweep_wall_counts_preparation(void **state) {
+  sweep_fixture *s = *state;
+  infsim_error err = {0};
+  infsim_sweep_outcome out;
+  s->f.prepare_ms = 30;
+  const char *axes[] = {"x=1,2", "y=1"};
+  assert_int_equal(sweep_once(s, axes, 2, 2, &out, &err), INFSIM_OK);
+  infsim_sweep_outcome_free(&out);
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open(s->db_path, &db), SQLITE_OK);
+  sqlite3_stmt *q;
+  assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*), min(run_wall_s) FROM runs", -1, &q, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+  assert_int_equal(sqlite3_column_int(q, 0), 4);
+  assert_true(sqlite3_column_double(q, 1) >= 0.03);
+  sqlite3_finalize(q);
+  sqlite3_close(db);
 }
 
 static void test_db_refuses_foreign_file(void **state) {
@@ -369,6 +478,9 @@ int main(void) {
       cmocka_unit_test(test_point_key_depends_on_each_part),
       cmocka_unit_test_setup_teardown(test_sweep_runs_each_job_once_and_resumes, sweep_setup, sweep_teardown),
       cmocka_unit_test_setup_teardown(test_sweep_failure_keeps_finished_rows, sweep_setup, sweep_teardown),
+      cmocka_unit_test_setup_teardown(test_sweep_bad_later_point_runs_nothing, sweep_setup, sweep_teardown),
+      cmocka_unit_test_setup_teardown(test_sweep_keeps_within_bytes, sweep_setup, sweep_teardown),
+      cmocka_unit_test_setup_teardown(test_sweep_wall_counts_preparation, sweep_setup, sweep_teardown),
       cmocka_unit_test_setup_teardown(test_db_refuses_foreign_file, sweep_setup, sweep_teardown),
       cmocka_unit_test_setup_teardown(test_db_two_writers_share_new_columns, sweep_setup, sweep_teardown),
   };

@@ -7,7 +7,7 @@
 # and the next ones; rate_scale=2 equals a run on the trace with every
 # arrival time halved (made here independently with awk); a rerun runs
 # nothing and leaves the rows as they were; more seeds run only the new
-# jobs; bad input exits 2 naming the fault, and a bad config key, value or
+# jobs; each job reads its trace once; bad input exits 2 naming the fault, and a bad config key, value or
 # combination of keys at any grid point leaves no DB behind; under mpirun
 # (when built with MPI) the ranks share the jobs and the DB holds the same
 # summaries.
@@ -106,6 +106,20 @@ for k in ("completed", "throughput_tok_s", "ttft_s", "tpot_s", "e2e_s", "span_s"
     if not close(got[k], want[k]):
         print(k, got[k], want[k]); sys.exit(1)
 PY
+
+# Each job reads its trace once: the first pass's check of a grid point is
+# the load that point runs with (3 points x 2 seeds: 6 reads; loading the
+# points again to run them would read it 9 times). Counted with strace
+# where it can trace.
+if command -v strace >/dev/null && strace -f -qq -o /dev/null true 2>/dev/null; then
+  strace -f -qq -e trace=open,openat -o "$work/opens" "$INFSIM" sweep "$work/c.yaml" --trace "$work/t.csv" \
+    --out "$work/once.db" --grid scheduler.max_batch_size=8,16,32 --seeds 2 --progress none >/dev/null 2>&1 \
+    || fail "traced sweep exited $?"
+  reads=$(grep -cF "\"$work/t.csv\"" "$work/opens")
+  [ "$reads" = 6 ] || fail "6 jobs read the trace $reads times, expected 6"
+else
+  echo "strace cannot trace here: trace reads not counted"
+fi
 
 # Bad input.
 expect2() { # expect2 MESSAGE ARGS...
