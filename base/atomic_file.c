@@ -277,12 +277,6 @@ typedef struct {
   bool backup_by_rename;          /* the old file left its name (no hard links here) */
   bool renamed;                   /* the new file is in place (a removal: the old one is gone) */
   bool removal;                   /* af names a file the commit removes; no temporary file */
-  /* Where the destination lives, so that two spellings of one file
-   * (out/x and out/./x) are found to be the same: the directory's device
-   * and inode and the last component (has_dir false: not known). */
-  bool has_dir;
-  dev_t dir_dev;
-  ino_t dir_ino;
 } set_member;
 
 struct infsim_atomic_set {
@@ -300,30 +294,22 @@ static const char *base_of(const char *path) {
   return slash != NULL ? slash + 1 : path;
 }
 
-static void locate(set_member *mem) {
-  char dir[INFSIM_PATH_BYTES];
-  dir_of(mem->af.final_path, dir);
-  struct stat sb;
-  mem->has_dir = stat(dir, &sb) == 0;
-  if (mem->has_dir) {
-    mem->dir_dev = sb.st_dev;
-    mem->dir_ino = sb.st_ino;
-  }
-}
-
-static bool same_dest(const set_member *a, const set_member *b) {
-  if (strcmp(a->af.final_path, b->af.final_path) == 0) return true;
-  return a->has_dir && b->has_dir && a->dir_dev == b->dir_dev && a->dir_ino == b->dir_ino &&
-         strcmp(base_of(a->af.final_path), base_of(b->af.final_path)) == 0;
+bool infsim_same_file_path(const char *a, const char *b) {
+  if (strcmp(a, b) == 0) return true;
+  if (strcmp(base_of(a), base_of(b)) != 0) return false;
+  char dir_a[INFSIM_PATH_BYTES], dir_b[INFSIM_PATH_BYTES];
+  dir_of(a, dir_a);
+  dir_of(b, dir_b);
+  struct stat sa, sb;
+  return stat(dir_a, &sa) == 0 && stat(dir_b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
 /* Takes mem (allocated) into the set, or frees it when it names a file
  * already there. */
 static infsim_status set_take(infsim_atomic_set *set, set_member *mem, const char *path, infsim_error *err) {
-  locate(mem);
   infsim_status st = INFSIM_OK;
   for (size_t i = 0; i < set->n && st == INFSIM_OK; i++)
-    if (same_dest(set->m[i], mem))
+    if (infsim_same_file_path(set->m[i]->af.final_path, mem->af.final_path))
       st = infsim_fail(err, INFSIM_EINPUT, "%s: the same file twice in one output set", path);
   if (st == INFSIM_OK && set->n == set->cap) {
     size_t cap = set->cap == 0 ? 4 : 2 * set->cap;

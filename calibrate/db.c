@@ -26,6 +26,7 @@
 
 #include "calib_internal.h"
 #include "infsim/hardware.h"
+#include "infsim/sqlite_file.h"
 
 static const char k_schema[] =
     "CREATE TABLE profile ("
@@ -107,11 +108,7 @@ infsim_status calib_db_open(const char *db_path, int create, sqlite3 **db_out, i
   sqlite3 *db = NULL;
   int flags = create ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READWRITE;
   if (sqlite3_open_v2(db_path, &db, flags, NULL) != SQLITE_OK) {
-    /* The file's own errno says why ("Is a directory"), where SQLite says
-     * only "unable to open database file". */
-    int errnum = db != NULL ? sqlite3_system_errno(db) : 0;
-    infsim_status st = infsim_fail(err, INFSIM_EINPUT, "%s: cannot open: %s", db_path,
-                                   errnum != 0 ? strerror(errnum) : db ? sqlite3_errmsg(db) : "out of memory");
+    infsim_status st = infsim_sqlite_open_failed(db, db_path, err);
     sqlite3_close(db);
     return st;
   }

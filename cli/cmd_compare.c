@@ -28,6 +28,7 @@
 
 #include "cli_opts.h"
 #include "commands.h"
+#include "plot_common.h"
 #include "infsim/atomic_file.h"
 #include "infsim/config.h"
 #include "infsim/costmodel.h"
@@ -225,12 +226,10 @@ static infsim_status draw(const cmp_table *t, const char *temp_path, const char 
   /* pclose gives a wait status: said as the exit status or the signal. */
   int ws = pclose(gp);
   if (ws == -1) return infsim_fail(err, INFSIM_EIO, "%s: no plot: gnuplot: %s", out_path, strerror(errno));
-  if (WIFSIGNALED(ws))
-    return infsim_fail(err, INFSIM_EIO, "%s: no plot: gnuplot killed by signal %d", out_path, WTERMSIG(ws));
   if (WIFEXITED(ws) && WEXITSTATUS(ws) == 127) /* the shell's "command not found" */
     return infsim_fail(err, INFSIM_EIO, "%s: no plot: gnuplot not found", out_path);
-  if (WIFEXITED(ws) && WEXITSTATUS(ws) != 0)
-    return infsim_fail(err, INFSIM_EIO, "%s: no plot: gnuplot exited with status %d", out_path, WEXITSTATUS(ws));
+  char words[PLOT_EXIT_WORDS_BYTES];
+  if (plot_gnuplot_failed(ws, words)) return infsim_fail(err, INFSIM_EIO, "%s: no plot: gnuplot %s", out_path, words);
   struct stat sb;
   if (stat(temp_path, &sb) != 0 || sb.st_size == 0)
     return infsim_fail(err, INFSIM_EIO, "%s: no plot: gnuplot wrote nothing", out_path);

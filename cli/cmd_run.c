@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli_opts.h"
 #include "commands.h"
@@ -80,13 +79,11 @@ static int fail_with(const infsim_error *err) {
  * it, when the output set finds the same file twice. */
 static bool timeline_is_run_output(const char *timeline, const char *out_dir) {
   const char *slash = strrchr(timeline, '/');
-  if (!infsim_run_output_name(slash != NULL ? slash + 1 : timeline)) return false;
-  char dir[INFSIM_PATH_BYTES];
-  if (slash == NULL) snprintf(dir, sizeof dir, ".");
-  else snprintf(dir, sizeof dir, "%.*s", (int)(slash == timeline ? 1 : slash - timeline), timeline);
-  struct stat a, b;
-  if (stat(dir, &a) == 0 && stat(out_dir, &b) == 0) return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
-  return strcmp(dir, out_dir) == 0; /* not made yet: the same spelling */
+  const char *name = slash != NULL ? slash + 1 : timeline;
+  if (!infsim_run_output_name(name)) return false;
+  char output[INFSIM_PATH_BYTES];
+  if ((size_t)snprintf(output, sizeof output, "%s/%s", out_dir, name) >= sizeof output) return false;
+  return infsim_same_file_path(timeline, output);
 }
 
 /* --timeline FILE [--timeline-window A,B] (seconds) into the params. */

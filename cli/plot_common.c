@@ -120,13 +120,23 @@ static infsim_status run_gnuplot(plot_job *pj, const char *gnuplot, infsim_error
   int status;
   while (waitpid(pid, &status, 0) < 0)
     if (errno != EINTR) return infsim_fail(err, INFSIM_ERUN, "waiting for gnuplot: %s", strerror(errno));
-  if (WIFSIGNALED(status))
-    return infsim_fail(err, INFSIM_ERUN, "%s killed by signal %d; see its messages above", gnuplot,
-                       WTERMSIG(status));
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    return infsim_fail(err, INFSIM_ERUN, "%s exited with status %d; see its messages above", gnuplot,
-                       WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+  char words[PLOT_EXIT_WORDS_BYTES];
+  if (plot_gnuplot_failed(status, words))
+    return infsim_fail(err, INFSIM_ERUN, "%s %s; see its messages above", gnuplot, words);
   return INFSIM_OK;
+}
+
+bool plot_gnuplot_failed(int wait_status, char words[PLOT_EXIT_WORDS_BYTES]) {
+  if (WIFSIGNALED(wait_status)) {
+    snprintf(words, PLOT_EXIT_WORDS_BYTES, "killed by signal %d", WTERMSIG(wait_status));
+    return true;
+  }
+  if (WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0) return false;
+  /* A nonzero exit; -1 for a status that is neither exit nor signal (a
+   * stop, which only a wait that asks for stops reports). */
+  snprintf(words, PLOT_EXIT_WORDS_BYTES, "exited with status %d",
+           WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : -1);
+  return true;
 }
 
 /* Removes work_dir and what is in it; the directories made for out_dir

@@ -70,6 +70,14 @@ infsim_status plot_finish(plot_job *pj, infsim_error *err);
 /* Removes the working directory and frees (after a failure before finish). */
 void plot_abort(plot_job *pj);
 
+/* How a gnuplot that failed ended, from its wait status (waitpid's or
+ * pclose's), in words for a message: "killed by signal 9", "exited with
+ * status 3"; false (words untouched) when it exited with status 0. The
+ * signal is said as such, never as a raw wait status or a shell's 128 + N.
+ * `infsim plot` and `infsim compare --plot` both say it this way. */
+enum { PLOT_EXIT_WORDS_BYTES = 40 };
+bool plot_gnuplot_failed(int wait_status, char words[PLOT_EXIT_WORDS_BYTES]);
+
 
 /* ---- data shared by the plots (plot_run.c) ---- */
 

@@ -10,11 +10,11 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "infsim/calib.h"
 #include "infsim/costmodel.h"
+#include "infsim/sqlite_file.h"
 
 static const char *const k_builtin_gpus[] = {"a100-80gb", "a100-40gb", "h100-sxm", "h200"};
 
@@ -32,15 +32,12 @@ bool infsim_gpu_for_key(const char *gpu_key, infsim_gpu_spec *out) {
   return base != NULL && infsim_gpu_builtin(base, out);
 }
 
-/* Why db_path cannot be read as a DB (strerror's text), or NULL when it
- * can. A directory is refused here: SQLite would open it and then fail
- * with "disk I/O error", which names no cause. */
+/* Why db_path cannot be read as a DB, or NULL when it can: strerror's
+ * text for a file that is not there or not readable, and a directory
+ * refused as every DB path refuses one (sqlite_file.h). */
 static const char *unreadable(const char *db_path) {
-  struct stat sb;
-  if (stat(db_path, &sb) != 0) return strerror(errno);
-  if (S_ISDIR(sb.st_mode)) return strerror(EISDIR);
   if (access(db_path, R_OK) != 0) return strerror(errno);
-  return NULL;
+  return infsim_sqlite_file_unfit(db_path);
 }
 
 infsim_status infsim_cost_model_build(const char *gpu_key, const char *db_path, bool db_given,

@@ -21,9 +21,8 @@
 #include <time.h>
 
 #include <sqlite3.h>
-#include <sys/stat.h>
 
-#include "infsim/atomic_file.h"
+#include "infsim/sqlite_file.h"
 #include "infsim/sweep.h"
 
 #define SWEEP_SCHEMA "infsim-sweep-1"
@@ -94,18 +93,10 @@ infsim_status infsim_sweep_db_open(const char *path, infsim_sweep_db **out, infs
     return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   }
   infsim_status st = INFSIM_OK;
-  struct stat sb;
-  if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
-    st = infsim_fail(err, INFSIM_EINPUT, "%s: is a directory, not a file", path);
-  if (st == INFSIM_OK && sqlite3_open_v2(path, &d->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
-    /* The file's own errno tells a place that cannot hold the DB (bad
-     * input, as for every output: atomic_file.h) from a failing disk. */
-    int errnum = d->db != NULL ? sqlite3_system_errno(d->db) : 0;
-    if (d->db == NULL) st = infsim_fail(err, INFSIM_ENOMEM, "%s: cannot open: out of memory", path);
-    else if (errnum != 0)
-      st = infsim_fail(err, infsim_output_errno_status(errnum), "%s: cannot open: %s", path, strerror(errnum));
-    else st = infsim_fail(err, INFSIM_EIO, "%s: cannot open: %s", path, sqlite3_errmsg(d->db));
-  }
+  const char *unfit = infsim_sqlite_file_unfit(path);
+  if (unfit != NULL) st = infsim_fail(err, INFSIM_EINPUT, "%s: %s", path, unfit);
+  if (st == INFSIM_OK && sqlite3_open_v2(path, &d->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK)
+    st = infsim_sqlite_open_failed(d->db, path, err);
   /* Several processes (a resumed sweep beside a running one) wait for
    * each other's short transactions rather than fail. */
   if (st == INFSIM_OK) sqlite3_busy_timeout(d->db, 30000);

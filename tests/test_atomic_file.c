@@ -442,6 +442,36 @@ static void test_set_same_file_spelled_twice(void **state) {
   assert_int_equal(temp_names(f->dir), 0);
 }
 
+/* One file, however spelled: the answer compared with what the directories
+ * on disk are (a symlink to a directory is that directory). */
+static void test_same_file_path(void **state) {
+  fixture *f = *state;
+  char d[512], e[512], link[512], a[1024], b[1024];
+  snprintf(d, sizeof d, "%s/d", f->dir);
+  snprintf(e, sizeof e, "%s/e", f->dir);
+  snprintf(link, sizeof link, "%s/l", f->dir);
+  assert_int_equal(mkdir(d, 0700), 0);
+  assert_int_equal(mkdir(e, 0700), 0);
+  assert_int_equal(symlink(d, link), 0);
+  snprintf(a, sizeof a, "%s/x", d);
+  assert_true(infsim_same_file_path(a, a)); /* x need not exist */
+  snprintf(b, sizeof b, "%s/./x", d);
+  assert_true(infsim_same_file_path(a, b));
+  snprintf(b, sizeof b, "%s/x", link);
+  assert_true(infsim_same_file_path(a, b));
+  snprintf(b, sizeof b, "%s/../d/x", e);
+  assert_true(infsim_same_file_path(a, b));
+  snprintf(b, sizeof b, "%s/y", d);
+  assert_false(infsim_same_file_path(a, b));
+  snprintf(b, sizeof b, "%s/x", e);
+  assert_false(infsim_same_file_path(a, b));
+  /* A directory not made yet: only the same spelling is the same file. */
+  snprintf(a, sizeof a, "%s/new/x", f->dir);
+  assert_true(infsim_same_file_path(a, a));
+  snprintf(b, sizeof b, "%s/new/./x", f->dir);
+  assert_false(infsim_same_file_path(a, b));
+}
+
 /* Directories a set made go again unless it commits; ones that were there
  * stay. */
 static void test_set_dirs(void **state) {
@@ -505,6 +535,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_single_file_directory_is_bad_input, setup, teardown),
       cmocka_unit_test_setup_teardown(test_set_removal, setup, teardown),
       cmocka_unit_test_setup_teardown(test_set_same_file_spelled_twice, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_same_file_path, setup, teardown),
       cmocka_unit_test_setup_teardown(test_set_dirs, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_locations_are_bad_input, setup, teardown),
   };

@@ -140,16 +140,20 @@ got=$?
 grep -q "gnuplot not found" "$work/stderr" || fail "no gnuplot: message '$(cat "$work/stderr")'"
 [ "$(cksum <"$run/plots/kv_usage.png")" = "$before" ] || fail "kv_usage.png changed by a failed run"
 
-# A gnuplot that a signal ends (a stand-in on PATH): said as such, exit 1,
+# A gnuplot that fails or that a signal ends (a stand-in on PATH): its exit
+# status or signal said as such (the words of compare --plot too), exit 1,
 # the earlier outputs as they were.
 mkdir -p "$work/bin"
-printf '#!/bin/sh\nkill -KILL $$\n' >"$work/bin/gnuplot"
-chmod +x "$work/bin/gnuplot"
-PATH="$work/bin:$PATH" "$INFSIM" plot "$run" >/dev/null 2>"$work/stderr"
-got=$?
-[ "$got" -eq 1 ] || fail "plot with a killed gnuplot exited $got, expected 1"
-grep -q "gnuplot killed by signal 9" "$work/stderr" || fail "killed gnuplot: message '$(cat "$work/stderr")'"
-[ "$(cksum <"$run/plots/kv_usage.png")" = "$before" ] || fail "kv_usage.png changed by a killed gnuplot"
+for spec in 'exit 3|exited with status 3' 'kill -KILL $$|killed by signal 9'; do
+  printf '#!/bin/sh\n%s\n' "${spec%%|*}" >"$work/bin/gnuplot"
+  chmod +x "$work/bin/gnuplot"
+  PATH="$work/bin:$PATH" "$INFSIM" plot "$run" >/dev/null 2>"$work/stderr"
+  got=$?
+  [ "$got" -eq 1 ] || fail "plot with gnuplot '${spec%%|*}' exited $got, expected 1"
+  [ "$(cat "$work/stderr")" = "infsim plot: $work/bin/gnuplot ${spec#*|}; see its messages above" ] ||
+    fail "gnuplot '${spec%%|*}': message '$(cat "$work/stderr")'"
+  [ "$(cksum <"$run/plots/kv_usage.png")" = "$before" ] || fail "kv_usage.png changed by gnuplot '${spec%%|*}'"
+done
 
 if [ "$failures" -ne 0 ]; then
   echo "$failures failure(s)"

@@ -145,6 +145,8 @@ rm -rf "$W/aon/links.csv"
 "$INFSIM" run "$W/one.yaml" --trace "$W/three.csv" --out "$W/aon" --quiet --seed 9 --timeline "$W/aon/./requests.csv" \
   2>"$W/err"
 [ $? -eq 2 ] || fail "--timeline OUT/./requests.csv: not exit 2 ($(cat "$W/err"))"
+grep -qF "one of the run's own outputs in $W/aon" "$W/err" ||
+  fail "--timeline OUT/./requests.csv: not refused before the run: '$(cat "$W/err")'"
 [ "$(cat "$W/aon/summary.json" "$W/aon/requests.csv" | md5sum)" = "$sum_before" ] ||
   fail "--timeline OUT/./requests.csv: the old outputs changed"
 # The timeline at the output directory's own name: refused as given, and

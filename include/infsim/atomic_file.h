@@ -132,6 +132,14 @@ void infsim_atomic_set_free(infsim_atomic_set *set);
  * else INFSIM_EIO. The one place that draws this line for every output. */
 infsim_status infsim_output_errno_status(int errnum);
 
+/* Whether paths a and b name one file: the same text, or the same last
+ * component in one directory (the directory's device and inode), so that
+ * out/x and out/./x are one file whether or not x exists yet. A directory
+ * that does not exist (yet) is compared by its spelling only. Both the
+ * output set (the same file twice) and callers that must refuse an input
+ * that a set would overwrite ask this one question. */
+bool infsim_same_file_path(const char *a, const char *b);
+
 /* Removes temporary files of dead processes of this host from directory
  * dir (see above); *removed (may be NULL) counts them. A directory that
  * cannot be read removes nothing and is not an error. */
