@@ -72,8 +72,9 @@ static infsim_status open_fails(const char *path, const char *vfs, infsim_error 
 }
 
 static void expect_message(const infsim_error *err, const char *path, const char *why) {
-  char want[1024];
-  snprintf(want, sizeof want, "%s: cannot open: %s", path, why);
+  char want[2048 + 64];
+  int n = snprintf(want, sizeof want, "%s: cannot open: %s", path, why);
+  assert_true(n > 0 && (size_t)n < sizeof want);
   assert_string_equal(err->msg, want);
 }
 
