@@ -25,6 +25,15 @@ struct infsim_run_setup {
   infsim_run_params params;
   json_t *config; /* resolved */
   infsim_trace trace;
+  /* The cost model that loading built from `params` to check them (on
+   * calibrated curves that reads the DB, a query per kernel), kept so that
+   * the setup's first run takes it instead of building it again (the sim
+   * owns its model: moved, never shared). has_cost false: taken, or
+   * dropped because a caller may have changed the params
+   * (infsim_run_setup_params_mut); a run then builds its own from the
+   * params as they are, so a kept model is never stale. */
+  infsim_cost_model cost;
+  bool has_cost;
 };
 
 static double wall_now_s(void) {
@@ -33,7 +42,8 @@ static double wall_now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static infsim_status check_params(const infsim_run_params *p, const infsim_config *cfg, infsim_error *err);
+static infsim_status check_params(const infsim_run_params *p, const infsim_config *cfg, infsim_cost_model *cost,
+                                  infsim_error *err);
 
 infsim_status infsim_run_setup_load(const infsim_run_args *args, infsim_run_setup **out, infsim_error *err) {
   *out = NULL;
@@ -69,7 +79,8 @@ infsim_status infsim_run_setup_load(const infsim_run_args *args, infsim_run_setu
   }
   if (st != INFSIM_OK) goto done;
   if ((st = infsim_config_check_unused(cfg, err)) != INFSIM_OK) goto done;
-  if ((st = check_params(&setup->params, cfg, err)) != INFSIM_OK) goto done;
+  if ((st = check_params(&setup->params, cfg, &setup->cost, err)) != INFSIM_OK) goto done;
+  setup->has_cost = true;
   setup->config = infsim_config_resolved_json(cfg);
 done:
   infsim_config_free(cfg);
@@ -81,8 +92,15 @@ done:
   return INFSIM_OK;
 }
 
+/* Forgets the model loading built (the next run builds its own). */
+static void drop_cost(infsim_run_setup *setup) {
+  if (setup->has_cost) infsim_cost_model_destroy(&setup->cost);
+  setup->has_cost = false;
+}
+
 void infsim_run_setup_free(infsim_run_setup *setup) {
   if (setup == NULL) return;
+  drop_cost(setup);
   json_decref(setup->config);
   infsim_trace_free(&setup->trace);
   free(setup);
@@ -90,7 +108,13 @@ void infsim_run_setup_free(infsim_run_setup *setup) {
 
 const infsim_run_params *infsim_run_setup_params(const infsim_run_setup *setup) { return &setup->params; }
 
-infsim_run_params *infsim_run_setup_params_mut(infsim_run_setup *setup) { return &setup->params; }
+/* The only way to change a setup's params: the caller may change any of
+ * them through the pointer, now or before any later run, so the model
+ * built for the params at load goes here, whichever field changes. */
+infsim_run_params *infsim_run_setup_params_mut(infsim_run_setup *setup) {
+  drop_cost(setup);
+  return &setup->params;
+}
 
 const infsim_trace *infsim_run_setup_trace(const infsim_run_setup *setup) { return &setup->trace; }
 
@@ -230,16 +254,15 @@ static infsim_status lay_out(const infsim_run_params *p, const infsim_config *cf
 
 /* Runs at load every check that execution would make on these params (the
  * layout, then the cost source: the GPU profile and the calibration DB),
- * while cfg still knows where each key came from. */
-static infsim_status check_params(const infsim_run_params *p, const infsim_config *cfg, infsim_error *err) {
+ * while cfg still knows where each key came from. The cost model is built
+ * to check it: *cost (the caller's to destroy) can price a run of p. */
+static infsim_status check_params(const infsim_run_params *p, const infsim_config *cfg, infsim_cost_model *cost,
+                                  infsim_error *err) {
   infsim_sim_config sc = {0};
   infsim_instance_layout il;
   infsim_status st = lay_out(p, cfg, &sc, &il, err);
   if (st != INFSIM_OK) return st;
-  infsim_cost_model cost;
-  st = cost_model(p, cfg, &cost, err);
-  if (st == INFSIM_OK) infsim_cost_model_destroy(&cost);
-  return st;
+  return cost_model(p, cfg, cost, err);
 }
 
 static void *copy_of(const void *src, size_t n, size_t size) {
@@ -280,12 +303,29 @@ infsim_status infsim_run_result_from_records(const infsim_run_params *p, const i
   return INFSIM_OK;
 }
 
-static infsim_status simulate(const infsim_run_params *p, const infsim_trace *trace, infsim_trace *drop,
-                              json_t *config, const infsim_sim_watch *watch, infsim_run_result **out,
-                              infsim_error *err);
+static infsim_status simulate(const infsim_run_params *p, infsim_cost_model *cost_given, const infsim_trace *trace,
+                              infsim_trace *drop, json_t *config, const infsim_sim_watch *watch,
+                              infsim_run_result **out, infsim_error *err);
 
-infsim_status infsim_run_execute(const infsim_run_setup *setup, infsim_run_result **out, infsim_error *err) {
-  return infsim_run_simulate(&setup->params, &setup->trace, setup->config, out, err);
+/* A run of the setup on trace: the model loading built, while the setup
+ * still has it, moves into the run (so the setup has none after: the run
+ * owns it); else the run builds its own from the params. */
+static infsim_status run_setup(infsim_run_setup *setup, const infsim_trace *trace, infsim_trace *drop,
+                               infsim_run_result **out, infsim_error *err) {
+  infsim_cost_model cost;
+  bool given = setup->has_cost;
+  if (given) cost = setup->cost;
+  setup->has_cost = false;
+  return simulate(&setup->params, given ? &cost : NULL, trace, drop, setup->config, NULL, out, err);
+}
+
+infsim_status infsim_run_execute(infsim_run_setup *setup, infsim_run_result **out, infsim_error *err) {
+  return run_setup(setup, &setup->trace, NULL, out, err);
+}
+
+infsim_status infsim_run_execute_trace(infsim_run_setup *setup, const infsim_trace *trace, infsim_run_result **out,
+                                       infsim_error *err) {
+  return run_setup(setup, trace, NULL, out, err);
 }
 
 infsim_status infsim_run_simulate(const infsim_run_params *p, const infsim_trace *trace, json_t *config,
@@ -295,41 +335,41 @@ infsim_status infsim_run_simulate(const infsim_run_params *p, const infsim_trace
 
 infsim_status infsim_run_simulate_watched(const infsim_run_params *p, const infsim_trace *trace, json_t *config,
                                           const infsim_sim_watch *watch, infsim_run_result **out, infsim_error *err) {
-  return simulate(p, trace, NULL, config, watch, out, err);
+  return simulate(p, NULL, trace, NULL, config, watch, out, err);
 }
 
 infsim_status infsim_run_execute_consume(infsim_run_setup *setup, infsim_run_result **out, infsim_error *err) {
-  return simulate(&setup->params, &setup->trace, &setup->trace, setup->config, NULL, out, err);
+  return run_setup(setup, &setup->trace, &setup->trace, out, err);
 }
 
-/* infsim_run_simulate_watched; `drop` (the trace, or NULL) is freed once
- * the scheduler holds its rows in its records. */
-static infsim_status simulate(const infsim_run_params *p, const infsim_trace *trace, infsim_trace *drop,
-                              json_t *config, const infsim_sim_watch *watch, infsim_run_result **out,
-                              infsim_error *err) {
+/* infsim_run_simulate_watched, priced by *cost_given when not NULL (a
+ * model built for p, which the run owns from here on, also when it
+ * fails), else by a model built now; `drop` (the trace, or NULL) is freed
+ * once the scheduler holds its rows in its records. */
+static infsim_status simulate(const infsim_run_params *p, infsim_cost_model *cost_given, const infsim_trace *trace,
+                              infsim_trace *drop, json_t *config, const infsim_sim_watch *watch,
+                              infsim_run_result **out, infsim_error *err) {
   *out = NULL;
+  infsim_cost_model cost = {0};
+  if (cost_given != NULL) cost = *cost_given;
   infsim_sim_config sc = {0};
   infsim_instance_layout il;
+  infsim_run_result *res = NULL;
   infsim_status st = lay_out(p, NULL, &sc, &il, err);
-  if (st != INFSIM_OK) return st;
-  if (watch != NULL) sc.watch = *watch;
-
-  infsim_run_result *res = calloc(1, sizeof *res);
-  if (res == NULL) return infsim_fail(err, INFSIM_ENOMEM, "out of memory");
-  res->params = *p;
-  res->config = config != NULL ? json_incref(config) : json_object();
-  res->trace = trace;
-  if (p->timeline_path[0] != '\0') {
-    st = infsim_timeline_open(p->timeline_path, p->timeline_from_ns, p->timeline_to_ns, &res->timeline, err);
-    if (st != INFSIM_OK) {
-      infsim_run_result_free(res);
-      return st;
-    }
-    sc.timeline = res->timeline;
+  if (st == INFSIM_OK && (res = calloc(1, sizeof *res)) == NULL) st = infsim_fail(err, INFSIM_ENOMEM, "out of memory");
+  if (st == INFSIM_OK) {
+    if (watch != NULL) sc.watch = *watch;
+    res->params = *p;
+    res->config = config != NULL ? json_incref(config) : json_object();
+    res->trace = trace;
+    if (p->timeline_path[0] != '\0' &&
+        (st = infsim_timeline_open(p->timeline_path, p->timeline_from_ns, p->timeline_to_ns, &res->timeline, err)) ==
+            INFSIM_OK)
+      sc.timeline = res->timeline;
   }
-  infsim_cost_model cost;
-  st = infsim_cost_model_build(p->gpu_profile, p->calibration_db, p->calibration_db_given, &p->model, &il,
-                               &p->roofline, NULL, &cost, err);
+  if (st == INFSIM_OK && cost_given == NULL)
+    st = infsim_cost_model_build(p->gpu_profile, p->calibration_db, p->calibration_db_given, &p->model, &il,
+                                 &p->roofline, NULL, &cost, err);
   if (st == INFSIM_OK && cost.layout.iteration_overhead_ns != p->iteration_overhead_ns) {
     /* summary.json's config says what priced the run: a calibration DB's
      * measured iteration time in place of the default (set as the key, it
@@ -340,7 +380,6 @@ static infsim_status simulate(const infsim_run_params *p, const infsim_trace *tr
     if (cs == NULL || !json_is_object(cs) ||
         json_object_set_new(cs, "iteration_overhead_us", json_real((double)cost.layout.iteration_overhead_ns / 1e3))) {
       json_decref(c);
-      infsim_cost_model_destroy(&cost);
       st = infsim_fail(err, INFSIM_ENOMEM, "out of memory");
     } else {
       json_decref(res->config);
@@ -350,11 +389,12 @@ static infsim_status simulate(const infsim_run_params *p, const infsim_trace *tr
   if (st == INFSIM_OK) {
     snprintf(res->cost_model, sizeof res->cost_model, "%s", cost.curves.name);
     sc.sched.longest_context = p->record_iterations || cost.curves.decode_longest_layer_ns != NULL;
-    st = infsim_sim_new(&sc, &cost, trace, &res->sim, err);
+    st = infsim_sim_new(&sc, &cost, trace, &res->sim, err); /* takes the model, also when it fails */
   }
+  infsim_cost_model_destroy(&cost); /* one the sim did not take (none once infsim_sim_new ran) */
   if (drop != NULL) { /* its rows are the records' now (24 bytes a request less) */
     infsim_trace_free(drop);
-    res->trace = NULL;
+    if (res != NULL) res->trace = NULL;
   }
   if (st == INFSIM_OK) {
     double t0 = wall_now_s();

@@ -8,7 +8,8 @@
 ** rate_scale divides a copy of the trace's arrival times (rounded to the
 ** nanosecond, which keeps them non-decreasing), so the arrival rate is
 ** multiplied while the requests stay the same; the copy is simulated with
-** infsim_run_simulate and its digest goes into the job's key.
+** infsim_run_execute_trace (the setup's params and the cost model its load
+** built) and its digest goes into the job's key.
 */
 #include <math.h>
 #include <stdio.h>
@@ -90,9 +91,7 @@ static infsim_status runner_execute(void *self, void *handle, json_t **summary, 
   (void)self;
   job_handle *h = handle;
   infsim_run_result *res = NULL;
-  infsim_status st = h->scaled.count > 0 ? infsim_run_simulate(infsim_run_setup_params(h->setup), &h->scaled,
-                                                               infsim_run_setup_config(h->setup), &res, err)
-                                         : infsim_run_execute(h->setup, &res, err);
+  infsim_status st = infsim_run_execute_trace(h->setup, job_trace(h), &res, err);
   if (st == INFSIM_OK && (*summary = infsim_run_result_summary_json(res)) == NULL)
     st = infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   infsim_run_result_free(res);

@@ -11,9 +11,10 @@
 **
 ** A setup holds the resolved parameters (plain bytes: infsim_run_params
 ** has no pointers, so MPI ranks can send it as is), the resolved config as
-** JSON and the trace. Which trace wins: args.trace_path, else the config's
-** workload.trace (relative to the config file), else the generator under
-** workload.*; beside a file the generator's keys are still checked
+** JSON, the trace and, for its first run, the cost model loading built.
+** Which trace wins: args.trace_path, else the config's workload.trace
+** (relative to the config file), else the generator under workload.*;
+** beside a file the generator's keys are still checked
 ** (infsim_workload_check). Unknown config keys fail the load. Nothing is written before
 ** infsim_run_write, which writes every file under a temporary name and
 ** renames them only once all are complete.
@@ -49,15 +50,25 @@ typedef struct infsim_run_result infsim_run_result;
 infsim_status infsim_run_setup_load(const infsim_run_args *args, infsim_run_setup **out, infsim_error *err);
 void infsim_run_setup_free(infsim_run_setup *setup);
 const infsim_run_params *infsim_run_setup_params(const infsim_run_setup *setup);
-/* The params to change before execution (options that are not config keys). */
+/* The params to change before execution (options that are not config keys).
+ * Any field may change through the pointer, so the setup forgets the cost
+ * model loading built: its runs build their own (infsim_run_execute). */
 infsim_run_params *infsim_run_setup_params_mut(infsim_run_setup *setup);
 const infsim_trace *infsim_run_setup_trace(const infsim_run_setup *setup);
 /* The resolved config (borrowed reference). */
 json_t *infsim_run_setup_config(const infsim_run_setup *setup);
 
-/* Simulates the setup (which stays untouched: one setup can run many times;
- * it must outlive the result). */
-infsim_status infsim_run_execute(const infsim_run_setup *setup, infsim_run_result **out, infsim_error *err);
+/* Simulates the setup (its params, config and trace stay untouched: one
+ * setup can run many times, one run at a time; it must outlive the
+ * result). Loading built the cost model to check the params: the first run
+ * takes that model instead of building it again (a calibrated one reads
+ * the DB); a later run, or any run after infsim_run_setup_params_mut,
+ * builds its own from the params as they are then. */
+infsim_status infsim_run_execute(infsim_run_setup *setup, infsim_run_result **out, infsim_error *err);
+/* The same on another trace in place of the setup's (borrowed: it must
+ * outlive the result), e.g. a sweep's copy with scaled arrival times. */
+infsim_status infsim_run_execute_trace(infsim_run_setup *setup, const infsim_trace *trace, infsim_run_result **out,
+                                       infsim_error *err);
 /* The same for one run only: the setup's trace is freed as soon as the
  * scheduler holds its rows (its records keep arrival and lengths), so a
  * run's memory does not keep the trace besides them. The setup cannot run
