@@ -56,17 +56,24 @@ void bupload(bench *b, void *dst, const void *src, int64_t bytes) {
   if (infsim_kernels_upload(b->k, dst, src, bytes, &err) != INFSIM_OK) die("upload", &err);
 }
 
-/* Warm-up long enough (~30 ms of calls) for the clocks to leave their idle
- * state: with 2 warm-up calls, the first point of each section (after
- * seconds of host-side allocation and filling) ran 5-12% slow on an H200
- * (kernels/NOTES.md version 10). */
+/* Warm-up long enough (~30 ms of calls, at most 200) for the clocks to
+ * leave their idle state: with 2 warm-up calls, the first point of each
+ * section (after seconds of host-side allocation and filling) ran 5-12%
+ * slow on an H200 (kernels/NOTES.md version 10). Under a power cap 30 ms is
+ * not yet the steady clock: on an H100 at 4K tokens, 32/32 heads, the first
+ * prefill timed after a shape's set-up read 460-550 TFLOP/s, the same
+ * kernels later 380-430; --warm-ms sets a longer warm-up (at most 100,000
+ * calls). */
 infsim_kernel_timing btime(bench *b, infsim_kernel_op op, void *arg, int repeats, bool flush) {
   infsim_time_opts probe = {.warmup = 1, .repeats = 1, .flush_l2 = flush};
   infsim_kernel_timing t;
   infsim_error err;
   if (infsim_kernels_time_ms(b->k, op, arg, &probe, &t, &err) != INFSIM_OK) die("time", &err);
-  int warm = t.median_ms > 0 ? (int)(30.0 / t.median_ms) : 200;
-  infsim_time_opts o = {.warmup = warm < 2 ? 2 : (warm > 200 ? 200 : warm), .repeats = repeats, .flush_l2 = flush};
+  const double warm_ms = b->warm_ms > 0 ? b->warm_ms : 30.0;
+  const int cap = b->warm_ms > 0 ? 100000 : 200;
+  const double n = t.median_ms > 0 ? warm_ms / t.median_ms : cap;
+  const int warm = n < 2 ? 2 : (n > cap ? cap : (int)n);
+  infsim_time_opts o = {.warmup = warm, .repeats = repeats, .flush_l2 = flush};
   if (infsim_kernels_time_ms(b->k, op, arg, &o, &t, &err) != INFSIM_OK) die("time", &err);
   return t;
 }
@@ -650,9 +657,16 @@ int main(int argc, char **argv) {
       b.quick = true;
     else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
       only = argv[++i];
-    else {
+    else if (strcmp(argv[i], "--warm-ms") == 0 && i + 1 < argc) {
+      char *end;
+      b.warm_ms = strtod(argv[++i], &end);
+      if (*end || !(b.warm_ms > 0) || b.warm_ms > 600000) {
+        fprintf(stderr, "bench_kernels: --warm-ms: expected milliseconds > 0, got '%s'\n", argv[i]);
+        return 2;
+      }
+    } else {
       fprintf(stderr,
-              "usage: bench_kernels --out FILE.csv [--quick] [--only KINDS]\n"
+              "usage: bench_kernels --out FILE.csv [--quick] [--only KINDS] [--warm-ms MS]\n"
               "KINDS: a comma list of decode, merge, fused, mixed, prefill, gemm, copy, norm_rope, flush, splits\n"
               "(splits: decode against fixed split counts at small batches, splits_big: at the\n"
               "1-4 GiB shapes, fused_warm: the fused merge with and without the L2 flush, fused_paths: the\n"
@@ -660,6 +674,7 @@ int main(int argc, char **argv) {
               "16K prefill with pipeline $INFSIM_BENCH_PIPELINE, for a profiler, prefill_cmp: versions 17\n"
               "and 18 side by side, one round in the order $INFSIM_BENCH_ROUND, chunk_cmp: chunks after a\n"
               "cached prefix beside fresh prompts of as many pairs, one round likewise; only when named).\n"
+              "--warm-ms: warm each measurement up with MS ms of calls (default 30 ms, at most 200 calls).\n"
               "Times the CUDA kernels at LLaMA2-70B shapes; one CSV row per measurement.\n");
       return strcmp(argv[i], "--help") == 0 ? 0 : 2;
     }

@@ -24,6 +24,7 @@ typedef struct {
   bool quick;
   double copy_gbps; /* device copy ceiling measured in this run (read + write), 0 = not yet */
   int split_merge;  /* decode's split merge in the decode and fused kinds ($INFSIM_BENCH_SPLIT_MERGE, 0 = auto) */
+  double warm_ms;   /* --warm-ms: warm-up before each timing (0 = 30 ms, at most 200 calls) */
 } bench;
 
 typedef struct {

@@ -36,17 +36,17 @@ for step in "$@"; do
            echo "$step over ${INFSIM_GPU_TEST_ONLY:-every check}" >> "$out/sanitize.log"
            timeout "${SANITIZE_S:-150}" compute-sanitizer --tool "$step" --print-limit 10 bin/kernels_gpu_check >> "$out/sanitize.log" 2>&1
            echo "$step exit $?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Hazard|FAILED" "$out/sanitize.log" | tail -3 ;;
-    bench=*) timeout 300 bin/bench_kernels --out "$out/ours.csv" --only "${step#bench=}" 2> "$out/bench.log"
+    bench=*) timeout 300 bin/bench_kernels --out "$out/ours.csv" --only "${step#bench=}" ${WARM_MS:+--warm-ms $WARM_MS} 2> "$out/bench.log"
            echo "bench exit $?"; grep -E "^fused|^mixed" "$out/bench.log" | head -0; tail -n 2 "$out/bench.log" ;;
-    bench2=*) timeout 200 bin2/bench_kernels --out "$out/ours2.csv" --only "${step#bench2=}" 2> "$out/bench2.log"
+    bench2=*) timeout 200 bin2/bench_kernels --out "$out/ours2.csv" --only "${step#bench2=}" ${WARM_MS:+--warm-ms $WARM_MS} 2> "$out/bench2.log"
            echo "bench2 exit $?"; tail -n 2 "$out/bench2.log" ;;
-    torch) timeout 200 python3 bench/kernels/torch_ref.py --ours "$out/ours.csv" --out "$out/kernels.csv" \
+    torch) timeout 200 python3 bench/kernels/torch_ref.py --ours "$out/ours.csv" --out "$out/kernels.csv" ${WARM_MS:+--warm-ms $WARM_MS} \
              --summary "$out/summary.md" 2> "$out/torch.log" > /dev/null
            echo "torch_ref exit $?"; tail -n 3 "$out/torch.log" ;;
     rounds=*) bash bench/kernels/prefill_rounds.sh "${step#rounds=}" | tail -n 40 ;;
     chunks=*) bash bench/kernels/chunk_rounds.sh "${step#chunks=}" | tail -n 40 ;;
     calib) mkdir -p /tmp/calib
-           INFSIM=bin/infsim timeout 240 calibrate/calibrate-gpu.sh --raw-only --profile h200 --raw-dir /tmp/calib \
+           INFSIM=bin/infsim timeout 240 calibrate/calibrate-gpu.sh --raw-only --raw-dir /tmp/calib \
              llama2-7b llama2-13b llama2-70b > /tmp/calib/calib.log 2>&1
            echo "calib exit $?"; tail -n 3 /tmp/calib/calib.log
            tar czf "$out/calib.tgz" -C /tmp calib ;;

@@ -3,13 +3,14 @@
 backends) and a torch device copy, measured in the same run as bench_kernels,
 then joined with its CSV into the ratios bench/README.md reports.
 
-Timing matches bench_kernels: CUDA events around each call, median of the
-repeats, L2 flushed (a 2x-L2 buffer overwritten) before each decode repeat.
+Timing matches bench_kernels: the same warm-up (--warm-ms), CUDA events
+around each call, median of the repeats, L2 flushed (a 2x-L2 buffer
+overwritten) before each decode repeat.
 Decode uses the GQA-as-queries layout: q [B, g, h/g, d] against K/V
 [B, g, S, d], which is exactly one decode step of h query heads on g KV heads
 over contiguous KV (torch's native layout; our "contiguous" variant).
 
-Usage: torch_ref.py --ours ours.csv --out combined.csv --summary summary.md
+Usage: torch_ref.py --ours ours.csv --out combined.csv --summary summary.md [--warm-ms MS]
 """
 import argparse
 import csv
@@ -39,9 +40,29 @@ def gpu_info():
     return p.name, drv, sm, mem, p.L2_cache_size
 
 
-def timed(fn, repeats, flush=None):
-    for _ in range(2):
+# Warm-up before timing, the rule bench_kernels' btime follows: WARM_MS of
+# calls (one probe call sets the count), at least 2 and, at the default 30 ms,
+# at most 200. The same rule on both sides: with 2 calls only, torch timed a
+# GPU fresh from seconds of allocation and filling, at boost clock, and ours
+# after 30 ms of load (H100 at 4K tokens, 32/32 heads: the first kernel timed
+# after a pause read 460-550 TFLOP/s, the same kernel later 380-430).
+WARM = {"ms": 30.0, "cap": 200}
+
+
+def warm_up(fn):
+    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    a.record()
+    fn()
+    b.record()
+    b.synchronize()
+    probe = a.elapsed_time(b)
+    n = int(WARM["ms"] / probe) if probe > 0 else WARM["cap"]
+    for _ in range(max(2, min(WARM["cap"], n))):
         fn()
+
+
+def timed(fn, repeats, flush=None):
+    warm_up(fn)
     torch.cuda.synchronize()
     ms = []
     for _ in range(repeats):
@@ -73,7 +94,14 @@ def main():
     ap.add_argument("--ours", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--summary", required=True)
+    ap.add_argument("--warm-ms", type=float, default=None,
+                    help="warm up each measurement with this many ms of calls (bench_kernels --warm-ms; "
+                         "default 30 ms, at most 200 calls)")
     args = ap.parse_args()
+    if args.warm_ms is not None:
+        if args.warm_ms <= 0:
+            ap.error("--warm-ms: must be > 0")
+        WARM.update(ms=args.warm_ms, cap=100000)
 
     ours = list(csv.DictReader(open(args.ours)))
     fields = list(ours[0].keys()) if ours else []
