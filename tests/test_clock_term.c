@@ -80,7 +80,7 @@ static void test_prefill_priced(void **state) {
 
 /* Without a fit (tau 0) the load reads 1 and a prefill after idle costs
  * what it costs under load; the shipped DB has the fit only where it was
- * made (h200, llama2-7b, TP 1), not for TP 2 nor the h100-sxm profile. */
+ * made (llama2-7b, TP 1, on the h200 and the h100-sxm), not for TP 2. */
 static void test_off_without_fit(void **state) {
   (void)state;
   infsim_cost_model cm = toy_model(0.0, 0.2);
@@ -93,7 +93,7 @@ static void test_off_without_fit(void **state) {
   infsim_model_shape m;
   assert_true(infsim_model_builtin("llama2-7b", &m));
   struct { const char *profile; int64_t tp; bool on; } cases[] = {
-      {"h200", 1, true}, {"h200", 2, false}, {"h100-sxm", 1, false}};
+      {"h200", 1, true}, {"h200", 2, false}, {"h100-sxm", 1, true}, {"h100-sxm", 2, false}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     infsim_cost_curves c;
     int found = 0;

@@ -175,9 +175,9 @@ static void test_bad_row(void **state) {
   remove_dbs();
 }
 
-/* The shipped DB has a row where one was measured (h200, llama2-7b, TP 1:
- * bench/fidelity/README.md), and none for other TP degrees or profiles,
- * which keep the default. */
+/* The shipped DB has a row where one was measured (llama2-7b, TP 1, on the
+ * h200 and the h100-sxm: bench/fidelity/README.md), and none for other TP
+ * degrees, which keep the default. */
 static void test_shipped_rows(void **state) {
   (void)state;
   char db[4096];
@@ -185,7 +185,7 @@ static void test_shipped_rows(void **state) {
   infsim_model_shape m;
   assert_true(infsim_model_builtin("llama2-7b", &m));
   struct { const char *profile; int64_t tp; bool on; } cases[] = {
-      {"h200", 1, true}, {"h200", 2, false}, {"h100-sxm", 1, false}};
+      {"h200", 1, true}, {"h200", 2, false}, {"h100-sxm", 1, true}, {"h100-sxm", 2, false}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     infsim_cost_curves c;
     int found = 0;
