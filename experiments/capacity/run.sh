@@ -31,8 +31,8 @@ declare -A gpu_name=([a100]="A100-80GB" [h100]="H100-SXM")
 # Without borrowing (vllm-multi) and with it (infinite-llm: DistKV-LLM
 # lends free KV blocks across instances, so a prompt longer than one
 # GPU's memory is served, not rejected).
-# POLICIES="vllm-multi infinite-llm" adds the second (slow: an overloaded
-# infinite-llm run on Mooncake takes minutes, the brute force has 40).
+# POLICIES="vllm-multi infinite-llm" adds the second (about 20 s in all on
+# 2 cores, the brute force of 1-20 instances per trace, GPU and policy included).
 declare -A policy_name=([vllm-multi]="no borrowing" [infinite-llm]="borrowing")
 read -r -a policies <<<"${POLICIES:-vllm-multi}"
 
