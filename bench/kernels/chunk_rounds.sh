@@ -10,13 +10,6 @@
 # chunk-rounds/round<i>.csv, chunk-rounds.log (the bench's stderr),
 # chunk-clocks.csv (SM clock and power every 500 ms), chunk-rounds-all.csv
 # and the table of rounds_summary.py on stdout.
-# Every timing (ours and torch's) is warmed up with WARM_MS of calls,
-# default 300: the speed a GPU under load holds. After 30 ms (the
-# bench's default) our kernels had not reached it behind the bench's
-# host-side set-up (H100, 4K tokens, 32/32 heads: 378-446 TFLOP/s, against
-# 450-497 after 300 ms or 1 s) while torch's cuDNN read the same (477-481);
-# kernels/NOTES.md, "H100, the shipped kernels".
-export WARM_MS=${WARM_MS:-300}
 set -u
 cd "$(dirname "$0")/../.."
 . bench/kernels/rounds_lib.sh

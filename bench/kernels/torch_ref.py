@@ -49,13 +49,18 @@ def gpu_info():
 WARM = {"ms": 30.0, "cap": 200}
 
 
-def warm_up(fn):
+def call_ms(fn):
+    """One call of fn between CUDA events, in ms."""
     a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     a.record()
     fn()
     b.record()
     b.synchronize()
-    probe = a.elapsed_time(b)
+    return a.elapsed_time(b)
+
+
+def warm_up(fn):
+    probe = call_ms(fn)
     n = int(WARM["ms"] / probe) if probe > 0 else WARM["cap"]
     for _ in range(max(2, min(WARM["cap"], n))):
         fn()
@@ -71,12 +76,7 @@ def timed(fn, repeats, flush=None):
             # clean lines, so the timed call pays no write-back of the flush.
             flush.zero_()
             flush.sum()
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        ms.append(a.elapsed_time(b))
+        ms.append(call_ms(fn))
     ms.sort()
     q = lambda f: ms[min(len(ms) - 1, int(round(f * (len(ms) - 1))))]
     return statistics.median(ms), q(0.1), q(0.9)
