@@ -178,8 +178,10 @@ infsim_status infsim_kernels_ma_decode(infsim_kernels *k, const infsim_ma_decode
   if (!a->q || !a->context_tokens || !a->out || !a->lse ||
       (a->max_context_tokens > 0 && (!a->k_pool || !a->v_pool || !a->block_table)))
     return infsim_fail(err, INFSIM_EINPUT, "kernels: ma_decode: NULL buffer");
-  if (a->split_merge < 0 || a->split_merge > 5)
-    return infsim_fail(err, INFSIM_EINPUT, "kernels: ma_decode: split_merge %d must be 0 to 5", a->split_merge);
+  if (a->split_merge < 0 || a->split_merge > 6)
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: ma_decode: split_merge %d must be 0 to 6", a->split_merge);
+  if (a->decode_grid < 0 || a->decode_grid > 2)
+    return infsim_fail(err, INFSIM_EINPUT, "kernels: ma_decode: decode_grid %d must be 0 to 2", a->decode_grid);
   if (a->num_remote < 0 || a->num_remote > INFSIM_KERNEL_MAX_REMOTE)
     return infsim_fail(err, INFSIM_EINPUT, "kernels: ma_decode: num_remote %d must be in 0..%d", a->num_remote,
                        INFSIM_KERNEL_MAX_REMOTE);
@@ -330,6 +332,8 @@ int32_t infsim_kernels_prefill_sm90_auto(const infsim_prefill_args *a) {
 int32_t infsim_kernels_decode_auto_merge(int32_t splits, int32_t num_remote, bool one_wave) {
   return ik_decode_auto_merge(splits, num_remote, one_wave);
 }
+
+int32_t infsim_kernels_decode_auto_grid(int64_t max_context_tokens) { return ik_decode_auto_grid(max_context_tokens); }
 
 infsim_status infsim_kernel_op_prefill(infsim_kernels *k, void *args, infsim_error *err) {
   return infsim_kernels_prefill(k, args, err);

@@ -23,10 +23,12 @@ extern "C" bool ik_cuda_usable(void) {
   return true;
 }
 
-infsim_status ik_cuda_workspace(ik_cuda *c, int64_t bytes, infsim_error *err) {
-  if (bytes <= c->ws_bytes) return INFSIM_OK;
+infsim_status ik_cuda_workspace(ik_cuda *c, int64_t counter_bytes, int64_t data_bytes, infsim_error *err) {
+  if (counter_bytes <= c->ws_counter_bytes && c->ws_counter_bytes + data_bytes <= c->ws_bytes) return INFSIM_OK;
   if (c->ws && c->num_ws_retired == IK_WS_RETIRED)
     return infsim_fail(err, INFSIM_ERUN, "cuda: decode workspace grown %d times", IK_WS_RETIRED);
+  const int64_t cb = counter_bytes > c->ws_counter_bytes ? counter_bytes : c->ws_counter_bytes;
+  int64_t bytes = cb + (data_bytes > c->ws_bytes - c->ws_counter_bytes ? data_bytes : c->ws_bytes - c->ws_counter_bytes);
   if (bytes < 2 * c->ws_bytes) bytes = 2 * c->ws_bytes;
   IK_CUDA(cudaStreamSynchronize(c->stream));
   void *ws = NULL;
@@ -38,6 +40,7 @@ infsim_status ik_cuda_workspace(ik_cuda *c, int64_t bytes, infsim_error *err) {
   if (c->ws) c->ws_retired[c->num_ws_retired++] = c->ws;
   c->ws = ws;
   c->ws_bytes = bytes;
+  c->ws_counter_bytes = cb;
   return INFSIM_OK;
 }
 

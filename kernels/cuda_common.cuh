@@ -71,10 +71,16 @@ typedef struct {
   cudaStream_t stream2; /* second copy engine direction for staged copies */
   cudaEvent_t t0, t1;
   cudaEvent_t staged_d2h[2], staged_h2d[2];
-  /* Decode split workspace: partial outputs, LSEs, and per-(request, kv
-   * head, head group) arrival counters that the last split CTA resets. */
+  /* Decode split workspace: per-(request, kv head, head group) arrival
+   * counters, which the last split CTA resets, in its first
+   * ws_counter_bytes, then partial outputs and LSEs. The counter region
+   * keeps its size for the buffer's life: were it sized per launch, a
+   * launch of more row groups would count in what a smaller one had left
+   * as partials (test_decode_matches_cpu: 90 requests with 2 splits
+   * after 3 requests with 300, whose partials stood where the 90's
+   * counters were; no merge ran). */
   void *ws;
-  int64_t ws_bytes;
+  int64_t ws_bytes, ws_counter_bytes;
   /* Workspaces outgrown, kept until close: a CUDA graph recorded earlier
    * (cluster mode's decode steps) still launches with their address, and
    * freeing them would leave it writing to freed memory. Growth at least
@@ -91,15 +97,17 @@ typedef struct {
    * queried; the first launch also raises its shared-memory limit), and
    * whether the prefill kernel's limit was raised. */
   int decode_ctas_per_sm[2];
+  int decode_rows_ctas_per_sm[2]; /* the persistent decode's (decode_grid 2), set with the above */
   uint64_t prefill_ready[2];
   void *tmap_encode; /* the driver's cuTensorMapEncodeTiled (prefill pipelines 6-7), fetched on first use */
   ik_gemm_plan plans[IK_GEMM_PLANS];
   int num_plans;
 } ik_cuda;
 
-/* Grows ctx->ws to at least bytes (zeroed), synchronizing first; the old
- * one is kept until close (see ws_retired). */
-infsim_status ik_cuda_workspace(ik_cuda *c, int64_t bytes, infsim_error *err);
+/* Makes ctx->ws hold at least counter_bytes of counters and data_bytes
+ * after them (see ws): when either is short, a new buffer, zeroed, after
+ * synchronizing; the old one is kept until close (see ws_retired). */
+infsim_status ik_cuda_workspace(ik_cuda *c, int64_t counter_bytes, int64_t data_bytes, infsim_error *err);
 
 #ifdef __cplusplus
 extern "C" {

@@ -168,23 +168,39 @@ static inline int32_t ik_sm90_auto_pipeline(int64_t past_tokens, int64_t new_tok
 
 /* The split merge that MA decode's split_merge 0 (auto) runs (public:
  * infsim_kernels_decode_auto_merge; the CUDA launch takes it from here).
- * Without remote partials 3 (one split: kernel 1, which never reaches the
- * split merge). With splits, 5 (split 0 folds the one partial into its own
- * partial, the last CTA merges local splits only) for one partial and at
- * most 8 splits, else 3 (the last CTA merges the partials with the local
- * splits): on the H200 with 64/8 heads, fp32, medians of 5-7 rotated
- * rounds in three calls, one partial added 0.19-0.26 us with 5 against
- * 0.30-0.42 with 3 at b=1/1K (8 splits), 0.18-0.21 against 0.22-0.24 at
- * b=8/1K and -0.32 to -0.14 against 0.10-0.42 at b=8/8K (4 splits), while
- * at 21 splits (b=1/8K) 5 cost 0.62-0.78 us whatever the partials and 3
- * 0.29-0.85 (kernels/NOTES.md, the fused merge's rounds). With one split,
- * 5 (the fold loaded after the stream) in a grid of one wave or past 4
- * partials, else 3 (kernel 1's fold after the cross-warp merge). */
+ * one_wave: the launch's CTAs fit one wave, counting with splits one more
+ * a row group (split_merge 6's). Without remote partials 3 (one split:
+ * kernel 1, which never reaches the split merge). With splits, 6 (a CTA
+ * of their own merges the partials into one more split entry while the
+ * splits stream) where that grid fits one wave: on an H200 with 64/8
+ * heads, ten rotated rounds (2026-12-06), b=1/8K (21 splits), fp32 and
+ * fp16, R = 1-8, 6 added -0.05..0.10 us (<= 0.5% of the decode) against
+ * 3's 0.32-0.79 and 5's 0.70-0.85, and b=1/1K (8 splits) 0.22-0.28 against
+ * 0.22-0.70; with a second wave (b=8/1K, 4 splits: 320 CTAs on 264 slots)
+ * it lost (0.54-4.56 us). Otherwise 5 (split 0 folds the one partial into
+ * its own partial, the last CTA merges local splits only) for one partial
+ * and at most 8 splits, else 3 (the last CTA merges the partials with the
+ * local splits): on the H200, fp32, medians of 5-7 rotated rounds in
+ * three calls, one partial added 0.18-0.21 us with 5 against 0.22-0.24
+ * with 3 at b=8/1K and -0.32 to -0.14 against 0.10-0.42 at b=8/8K (4
+ * splits). With one split, 5 (the fold loaded after the stream) in a grid
+ * of one wave or past 4 partials, else 3 (kernel 1's fold after the
+ * cross-warp merge). kernels/NOTES.md has the rounds. */
 static inline int32_t ik_decode_auto_merge(int32_t splits, int32_t num_remote, bool one_wave) {
   if (num_remote <= 0) return 3;
-  if (splits > 1) return num_remote == 1 && splits <= 8 ? 5 : 3;
+  if (splits > 1) return one_wave ? 6 : num_remote == 1 && splits <= 8 ? 5 : 3;
   return one_wave || num_remote > 4 ? 5 : 3;
 }
+
+/* The decode grid that decode_grid 0 (auto) runs for one split without
+ * remote partials (public: infsim_kernels_decode_auto_grid), by the
+ * longest context: the persistent grid (2) up to 2048 tokens, else one CTA
+ * a row group (1). On an H200 (64/8 heads, batch 32-256, medians of five
+ * rounds, 2026-12-06) the persistent grid took 0.941-0.980x the time at
+ * 1K tokens (it also saves a CTA's Q round trip before its first tiles,
+ * so even one wave gains), 0.973-1.004x at 2K, and 0.983-1.007x at 4K-8K,
+ * where a row group's stream dwarfs what it hides. */
+static inline int32_t ik_decode_auto_grid(int64_t max_context_tokens) { return max_context_tokens <= 2048 ? 2 : 1; }
 
 /* ---- backend table ---------------------------------------------------- */
 

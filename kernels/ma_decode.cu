@@ -40,30 +40,20 @@
 ** registers after it and folds them into its cross-warp merge as further
 ** terms; 4 loads them into registers at that earlier point; 1-3 prefetch
 ** them there and fold them in after that merge. Auto takes 5
-** where it measured faster (see launch). An empty partial (LSE -inf)
+** where it measured faster (see launch). With split_merge 6 and splits,
+** a CTA of their own (blockIdx.y 0, no KV) merges them into one more
+** entry of the split workspace while the local splits stream, so the
+** last CTA merges its splits plus that entry with the code it runs
+** without partials. An empty partial (LSE -inf)
 ** weighs 0 and is never added, so whatever bytes it holds cannot reach
 ** the output.
 */
-#include "cuda_common.cuh"
-#include "mma_util.cuh"
+#include "ma_decode.cuh"
+
+using namespace ik_decode;
 
 namespace {
 
-constexpr int D = 128;
-constexpr int WARPS = 4;
-constexpr int THREADS = WARPS * 32;
-constexpr int TILE = 16;   /* tokens per warp tile */
-/* Per-warp pipeline depth. 3: two CTAs per SM (104 KiB of shared memory
- * each); 2 (a build-time experiment, -DIK_DECODE_STAGES=2): three CTAs per
- * SM, so that one CTA's prologue and epilogue overlap two others' streams. */
-#ifndef IK_DECODE_STAGES
-#define IK_DECODE_STAGES 3
-#endif
-constexpr int STAGES = IK_DECODE_STAGES;
-constexpr int CTAS_PER_SM = STAGES >= 3 ? 2 : 3;
-constexpr int TILE_ELEMS = TILE * D;
-constexpr int SMEM_PIPE_BYTES = WARPS * STAGES * 2 * TILE_ELEMS * 2; /* K and V, 16-bit */
-constexpr int SMEM_Q_BYTES = 16 * D * 2;
 /* End-of-CTA merge reuses the pipeline area: per warp O[16][D] + m[16] + l[16] floats. */
 constexpr int SMEM_MERGE_BYTES = WARPS * (16 * D + 32) * 4;
 static_assert(SMEM_MERGE_BYTES <= SMEM_PIPE_BYTES, "merge area must fit in the pipeline area");
@@ -74,40 +64,9 @@ constexpr int SMEM_BYTES = SMEM_PIPE_BYTES + SMEM_Q_BYTES + 16;
 constexpr int MAX_SPLITS = STAGES >= 3 ? 1024 : 512;
 static_assert((16 * (MAX_SPLITS + MAX_REMOTE) + 32 + 4 * 2 * D) * 4 <= SMEM_PIPE_BYTES + SMEM_Q_BYTES,
               "split merge must fit in shared memory");
-constexpr int SPLIT_MERGES = 5;
+constexpr int SPLIT_MERGES = 6;
 /* Auto split choice (see launch): each split keeps >= 2 tiles per warp. */
 constexpr int MIN_SPLIT_TILES = 2 * WARPS;
-constexpr float LOG2E = 1.4426950408889634f;
-constexpr float LN2 = 0.6931471805599453f;
-
-struct DecodeParams {
-  const uint16_t *q, *k_pool, *v_pool;
-  const int32_t *block_table;
-  const int32_t *context_tokens;
-  float *out, *lse;
-  float *ws_out, *ws_lse;  /* [row][split][D], [row][split] */
-  unsigned *counters;      /* [request][kv head][head group] */
-  const void *rem_out;     /* [nrem][rows][D], fp32 or fp16 (rem_f16) */
-  const float *rem_lse;    /* [nrem][rows] */
-  int64_t rows;            /* requests * h */
-  int nrem, rem_f16;
-  int64_t bt_stride;
-  int h, g, group, qgroups, bt, splits;
-  float scale_log2;
-};
-
-/* Issues the cp.async copies of one 16-token K and V tile into a stage. */
-__device__ __forceinline__ void load_tile(uint16_t *ks, uint16_t *vs, const uint16_t *kg, const uint16_t *vg,
-                                          int valid_rows, int lane) {
-#pragma unroll
-  for (int i = 0; i < TILE * D / 8 / 32; i++) {
-    int c = lane + 32 * i;
-    int row = c >> 4, ch = c & 15;
-    bool ok = row < valid_rows;
-    cp_async16(ks + swz(row, ch), kg + (ok ? row * D + ch * 8 : 0), ok);
-    cp_async16(vs + swz(row, ch), vg + (ok ? row * D + ch * 8 : 0), ok);
-  }
-}
 
 /* Four consecutive dims [x, x + 4) of remote partial j, row grow, as raw
  * bits (fp32: four words; fp16: two, in .x and .y); raw_to_float4 converts.
@@ -347,13 +306,13 @@ __device__ __forceinline__ void prefetch_remote(const DecodeParams &p, int64_t g
  * sums, behind integer divisions for its thread layout. Needs P <= 32,
  * i.e. rows of >= 3 query heads; smaller groups take the earlier path. */
 template <int NC, bool F16>
-__device__ __forceinline__ void merge_splits_regs(const DecodeParams &p, int64_t grow0, int nq) {
+__device__ __forceinline__ void merge_splits_regs(const DecodeParams &p, int64_t grow0, int nq, int S) {
   constexpr int P = 32 / NC; /* lanes per row */
   constexpr int B = 16 / NC; /* partials per batch of loads (16 float4 a thread) */
   const int mrow = threadIdx.x / P, u = threadIdx.x % P;
   const bool act = mrow < nq; /* rows past the group shuffle along and store nothing */
   const int64_t grow = grow0 + (act ? mrow : 0);
-  const int S = p.splits, R = p.nrem; /* uniform: every loop holding a shuffle runs alike in all lanes */
+  const int R = p.nrem; /* uniform: every loop holding a shuffle runs alike in all lanes */
   const float *lse_l = p.ws_lse + grow * S;
   const float4 *val_l = (const float4 *)(p.ws_out + grow * S * D) + u; /* + j * D / 4 + i * P */
   const float *lse_r = p.rem_lse + grow;                              /* + j * rows */
@@ -432,9 +391,77 @@ __device__ __forceinline__ void merge_splits_regs(const DecodeParams &p, int64_t
   }
 }
 
-/* MERGE: infsim_ma_decode_args.split_merge (1-5), a template argument so
+/* merge_splits_regs of `ents` entries a row for a row group of nq > 2
+ * query heads, its float4 chunks a lane by the group's size. */
+__device__ __forceinline__ void merge_entries_regs(const DecodeParams &p, int64_t grow0, int nq, int ents) {
+  if (nq > 8) {
+    if (p.rem_f16) merge_splits_regs<4, true>(p, grow0, nq, ents);
+    else merge_splits_regs<4, false>(p, grow0, nq, ents);
+  } else if (nq > 4) {
+    if (p.rem_f16) merge_splits_regs<2, true>(p, grow0, nq, ents);
+    else merge_splits_regs<2, false>(p, grow0, nq, ents);
+  } else {
+    if (p.rem_f16) merge_splits_regs<1, true>(p, grow0, nq, ents);
+    else merge_splits_regs<1, false>(p, grow0, nq, ents);
+  }
+}
+
+/* Split merge 6's remote CTA: merges the remote partials of its row group
+ * (rows grow0 .. grow0 + nq - 1) into one entry of the split workspace,
+ * entry p.splits, after the local splits' (normalized output, natural-log
+ * LSE), so that the last CTA merges p.splits + 1 entries and no remote
+ * partial, with the code it runs without partials. It runs beside the
+ * local splits' KV streams, so its loads and its code's instruction fetch
+ * (what the remote branch of the last CTA's merge costs at batch 1,
+ * kernels/NOTES.md) stay off the launch's critical path. Thread t: row
+ * t / 8, dims (t % 8) * 16 .. +16; four partials a round trip (add_remote).
+ * Empty partials weigh 0 and are not added; all empty: LSE -inf. */
+template <bool F16>
+__device__ __forceinline__ void merge_remote_entry(const DecodeParams &p, int64_t grow0, int nq) {
+  const int row = threadIdx.x / 8, d0 = (threadIdx.x % 8) * 16;
+  if (row >= nq) return;
+  const int64_t grow = grow0 + row;
+  const float *lse = p.rem_lse + grow;
+  float m = -INFINITY;
+  for (int j = 0; j < p.nrem; j++) m = fmaxf(m, __ldcg(lse + (int64_t)j * p.rows));
+  float4 acc[4];
+#pragma unroll
+  for (int i = 0; i < 4; i++) acc[i] = make_float4(0.f, 0.f, 0.f, 0.f);
+  float sum = 0.f;
+  if (m != -INFINITY)
+    sum = add_remote<F16>(p, grow, 0, 1, d0, 4, 4, acc, [&](int j) {
+      const float l = __ldcg(lse + (int64_t)j * p.rows);
+      return l == -INFINITY ? 0.f : __expf(l - m);
+    });
+  const float inv = sum > 0.f ? 1.f / sum : 0.f;
+  float *dst = p.ws_out + (grow * (p.splits + 1) + p.splits) * D + d0;
+#pragma unroll
+  for (int i = 0; i < 4; i++)
+    *(float4 *)(dst + 4 * i) = make_float4(acc[i].x * inv, acc[i].y * inv, acc[i].z * inv, acc[i].w * inv);
+  if (d0 == 0) p.ws_lse[grow * (p.splits + 1) + p.splits] = sum > 0.f ? m + __logf(sum) : -INFINITY;
+}
+
+/* Split merge 3 and later: this CTA's entry is stored; count it in and
+ * tell whether it came last of the row group's `ents` (then it merges
+ * them). One thread fences around the counter (the pattern of a grid-wide barrier):
+ * the barrier orders the CTA's entry stores before thread 0's release, and
+ * thread 0's acquire before the other threads' loads of the entries. */
+__device__ __forceinline__ bool arrive_last(const DecodeParams &p, int64_t cta_row, int *flag, int ents) {
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    asm volatile("fence.acq_rel.gpu;" ::: "memory");
+    const unsigned prev = atomicAdd(&p.counters[cta_row], 1u);
+    const int last = prev == (unsigned)(ents - 1);
+    if (last) asm volatile("fence.acq_rel.gpu;" ::: "memory");
+    *flag = last;
+  }
+  __syncthreads();
+  return *flag != 0;
+}
+
+/* MERGE: infsim_ma_decode_args.split_merge (1-6), a template argument so
  * that each path is its own kernel (the registers one path needs do not
- * constrain the others) and all five can be timed side by side in one
+ * constrain the others) and all six can be timed side by side in one
  * build. 1-3: the last CTA's split merge; a launch with one split runs
  * MERGE = 1, whose split merge it never reaches, and folds the remote
  * partials in after its cross-warp merge. 4 and 5 (launched with remote
@@ -444,7 +471,12 @@ __device__ __forceinline__ void merge_splits_regs(const DecodeParams &p, int64_t
  * its cross-warp merge (fold below); 4 loads them into registers two tiles
  * before the end of its KV stream, 5 prefetches them into L2 there and
  * loads them into registers after the stream, so that no register of
- * theirs is live across the streaming loop. */
+ * theirs is live across the streaming loop. 6 (launched with remote
+ * partials and splits only): one more CTA a row group, blockIdx.y 0,
+ * merges the remote partials into workspace entry `splits`
+ * (merge_remote_entry); the local splits (blockIdx.y - 1) run as without
+ * partials, and the last CTA to arrive, whichever, merges splits + 1
+ * entries. */
 template <bool BF16, int MERGE>
 __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeParams p) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -457,9 +489,23 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
   const int qgi = (int)(cta_row % p.qgroups);
   const int kh = (int)((cta_row / p.qgroups) % p.g);
   const int64_t r = cta_row / ((int64_t)p.qgroups * p.g);
-  const int split = blockIdx.y;
+  constexpr bool OWN = MERGE == 6; /* the remote partials' own CTA, y = 0 */
+  const int ents = OWN ? p.splits + 1 : p.splits; /* workspace entries a row */
+  const int split = OWN ? (int)blockIdx.y - 1 : (int)blockIdx.y;
   const int q0 = kh * p.group + qgi * 16; /* first query head of this CTA */
   const int nq = min(16, p.group - qgi * 16);
+  if (OWN) {
+    if (split < 0) {
+      if (p.rem_f16) merge_remote_entry<true>(p, r * p.h + q0, nq);
+      else merge_remote_entry<false>(p, r * p.h + q0, nq);
+      if (!arrive_last(p, cta_row, flag, p.splits + 1)) return;
+      p.nrem = 0;
+      merge_entries_regs(p, r * p.h + q0, nq, p.splits + 1);
+      if (threadIdx.x == 0) p.counters[cta_row] = 0u;
+      return;
+    }
+    p.nrem = 0; /* the local splits run as without partials */
+  }
 
   const int ctx = p.context_tokens[r];
   const int ntiles_req = (ctx + TILE - 1) / TILE;
@@ -523,7 +569,7 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
    * (uniform over the CTA). */
   const int row = threadIdx.x / 8, d0 = (threadIdx.x % 8) * 16;
   const int64_t grow = r * p.h + q0 + row; /* global (request, head) row */
-  constexpr bool FOLD = MERGE >= 4;
+  constexpr bool FOLD = MERGE == 4 || MERGE == 5;
   const int nfold = FOLD && split < p.nrem ? (p.nrem - split + p.splits - 1) / p.splits : 0;
   const bool fold = nfold > 0;
   const int prefetch_at = fold || (!FOLD && p.nrem > 0 && (p.splits == 1 || split == 0)) ? max(my_n - 2, 0) : -1;
@@ -571,67 +617,7 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
     const uint16_t *ks = wpipe + (j % STAGES) * 2 * TILE_ELEMS;
     const uint16_t *vs = ks + TILE_ELEMS;
     const int tok0 = (my_first + WARPS * j) * TILE;
-
-    float s[2][4];
-#pragma unroll
-    for (int nt = 0; nt < 2; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < 8; kk++) {
-      uint32_t b[4];
-      ldmatrix_x4(b, ks + swz((lane % 8) + (lane / 16) * 8, kk * 2 + (lane / 8) % 2));
-      mma16816<BF16>(s[0], qf[kk], b[0], b[1]);
-      mma16816<BF16>(s[1], qf[kk], b[2], b[3]);
-    }
-    /* Scale to base 2, mask keys past the range, online softmax per row. */
-    float mx0 = -INFINITY, mx1 = -INFINITY;
-#pragma unroll
-    for (int nt = 0; nt < 2; nt++) {
-#pragma unroll
-      for (int e = 0; e < 2; e++) {
-        bool ok = tok0 + nt * 8 + 2 * (lane % 4) + e < tok_end;
-        s[nt][e] = ok ? s[nt][e] * p.scale_log2 : -INFINITY;
-        s[nt][e + 2] = ok ? s[nt][e + 2] * p.scale_log2 : -INFINITY;
-        mx0 = fmaxf(mx0, s[nt][e]);
-        mx1 = fmaxf(mx1, s[nt][e + 2]);
-      }
-    }
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-    const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1); /* finite: the tile has a valid key */
-    const float a0 = fast_exp2(m0 - mn0), a1 = fast_exp2(m1 - mn1);
-    m0 = mn0;
-    m1 = mn1;
-    float ps0 = 0.f, ps1 = 0.f;
-#pragma unroll
-    for (int nt = 0; nt < 2; nt++) {
-#pragma unroll
-      for (int e = 0; e < 2; e++) {
-        s[nt][e] = fast_exp2(s[nt][e] - mn0);
-        s[nt][e + 2] = fast_exp2(s[nt][e + 2] - mn1);
-        ps0 += s[nt][e];
-        ps1 += s[nt][e + 2];
-      }
-    }
-    l0 = l0 * a0 + ps0;
-    l1 = l1 * a1 + ps1;
-#pragma unroll
-    for (int i = 0; i < 16; i++) {
-      o[i][0] *= a0;
-      o[i][1] *= a0;
-      o[i][2] *= a1;
-      o[i][3] *= a1;
-    }
-    uint32_t pf[4] = {pack2<BF16>(s[0][0], s[0][1]), pack2<BF16>(s[0][2], s[0][3]), pack2<BF16>(s[1][0], s[1][1]),
-                      pack2<BF16>(s[1][2], s[1][3])};
-#pragma unroll
-    for (int dp = 0; dp < 8; dp++) {
-      uint32_t b[4];
-      ldmatrix_x4_trans(b, vs + swz((lane % 8) + ((lane / 8) % 2) * 8, dp * 2 + lane / 16));
-      mma16816<BF16>(o[2 * dp], pf, b[0], b[1]);
-      mma16816<BF16>(o[2 * dp + 1], pf, b[2], b[3]);
-    }
+    stream_tile<BF16>(qf, ks, vs, lane, tok0, tok_end, p.scale_log2, o, m0, m1, l0, l1);
   }
   cp_async_wait<0>();
   /* One split: issue this thread's loads of the first four remote partials
@@ -779,52 +765,30 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
   }
 
   if (row < nq) {
-    float *dst = p.ws_out + (grow * p.splits + split) * D + d0;
+    float *dst = p.ws_out + (grow * ents + split) * D + d0;
 #pragma unroll
     for (int x = 0; x < 16; x += 4) *(float4 *)(dst + x) = make_float4(res[x], res[x + 1], res[x + 2], res[x + 3]);
-    if (d0 == 0) p.ws_lse[grow * p.splits + split] = lse_nat;
+    if (d0 == 0) p.ws_lse[grow * ents + split] = lse_nat;
   }
   if (MERGE >= 3) {
-    /* One thread fences around the counter (the pattern of a grid-wide
-     * barrier): the barrier orders the CTA's partial stores before thread
-     * 0's release, and thread 0's acquire before the other threads' loads
-     * of the splits' partials. */
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      asm volatile("fence.acq_rel.gpu;" ::: "memory");
-      const unsigned prev = atomicAdd(&p.counters[cta_row], 1u);
-      const int last = prev == (unsigned)(p.splits - 1);
-      if (last) asm volatile("fence.acq_rel.gpu;" ::: "memory");
-      *flag = last;
-    }
-    __syncthreads();
-    if (!*flag) return;
+    if (!arrive_last(p, cta_row, flag, ents)) return;
   } else {
     __threadfence();
     __syncthreads();
     if (threadIdx.x == 0) {
       unsigned prev = atomicAdd(&p.counters[cta_row], 1u);
-      *flag = prev == (unsigned)(p.splits - 1);
+      *flag = prev == (unsigned)(ents - 1);
     }
     __syncthreads();
     if (!*flag) return;
     __threadfence();
   }
-  /* 4 and 5: the split CTAs folded the remote partials into their own. */
+  /* 4 and 5: the split CTAs folded the remote partials into their own;
+   * 6: its remote CTA merged them into one more entry. */
   if (FOLD) p.nrem = 0;
   if (MERGE != 1 && nq > 2) {
     /* Rows of >= 3 heads: P = 128 / (nq rounded up to a power of two) <= 32 lanes a row. */
-    const int64_t g0 = r * p.h + q0;
-    if (nq > 8) {
-      if (p.rem_f16) merge_splits_regs<4, true>(p, g0, nq);
-      else merge_splits_regs<4, false>(p, g0, nq);
-    } else if (nq > 4) {
-      if (p.rem_f16) merge_splits_regs<2, true>(p, g0, nq);
-      else merge_splits_regs<2, false>(p, g0, nq);
-    } else {
-      if (p.rem_f16) merge_splits_regs<1, true>(p, g0, nq);
-      else merge_splits_regs<1, false>(p, g0, nq);
-    }
+    merge_entries_regs(p, r * p.h + q0, nq, ents);
     if (threadIdx.x == 0) p.counters[cta_row] = 0u;
     return;
   }
@@ -837,7 +801,7 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
    * interleaved subsets of the splits (summed through shared memory),
    * rather than one thread per 16 dims walking the splits with a
    * dependent LSE load per step (the previous version). */
-  const int S = p.splits;
+  const int S = ents;
   const int ST = S + p.nrem;      /* local splits, then remote partials */
   float *wsm = (float *)smem_raw; /* [nq][ST] weights, S <= 1024, nrem <= 64 */
   float *rsum = wsm + 16 * ST;    /* [16] sum of weights per row */
@@ -958,7 +922,7 @@ infsim_status launch(ik_cuda *c, const infsim_ma_decode_args *a, infsim_error *e
   const int di = BF16 ? 1 : 0;
   void (*const kerns[SPLIT_MERGES])(DecodeParams) = {ma_decode_kernel<BF16, 1>, ma_decode_kernel<BF16, 2>,
                                                      ma_decode_kernel<BF16, 3>, ma_decode_kernel<BF16, 4>,
-                                                     ma_decode_kernel<BF16, 5>};
+                                                     ma_decode_kernel<BF16, 5>, ma_decode_kernel<BF16, 6>};
   if (c->decode_ctas_per_sm[di] == 0) {
     for (int i = 0; i < SPLIT_MERGES; i++)
       IK_CUDA(cudaFuncSetAttribute(kerns[i], cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_BYTES));
@@ -971,6 +935,9 @@ infsim_status launch(ik_cuda *c, const infsim_ma_decode_args *a, infsim_error *e
       if (i == 0 || n < least) least = n;
     }
     c->decode_ctas_per_sm[di] = least > 0 ? least : 1;
+    int rows_n = 0;
+    IK_CUDA(rows_prepare(BF16, &rows_n));
+    c->decode_rows_ctas_per_sm[di] = rows_n > 0 ? rows_n : 1;
   }
   DecodeParams p;
   p.h = a->num_q_heads;
@@ -1026,31 +993,7 @@ infsim_status launch(ik_cuda *c, const infsim_ma_decode_args *a, infsim_error *e
   if (splits < 1) splits = 1;
   if (splits > MAX_SPLITS) splits = MAX_SPLITS;
   const int64_t rows = (int64_t)a->num_requests * p.h;
-  if (splits > 1) {
-    const int64_t counter_bytes = (cta_rows * 4 + 255) / 256 * 256;
-    const int64_t need = counter_bytes + rows * splits * (D + 1) * 4;
-    infsim_status st = ik_cuda_workspace(c, need, err);
-    if (st != INFSIM_OK) return st;
-    p.counters = (unsigned *)c->ws;
-    p.ws_out = (float *)((char *)c->ws + counter_bytes);
-    p.ws_lse = p.ws_out + rows * splits * D;
-  } else {
-    p.counters = NULL;
-    p.ws_out = p.ws_lse = NULL;
-  }
-  p.splits = splits;
-  p.q = (const uint16_t *)a->q;
-  p.k_pool = (const uint16_t *)a->k_pool;
-  p.v_pool = (const uint16_t *)a->v_pool;
-  p.block_table = a->block_table;
-  p.context_tokens = a->context_tokens;
-  p.out = a->out;
-  p.lse = a->lse;
-  p.rows = rows;
   p.nrem = a->num_remote;
-  p.rem_f16 = a->remote_dtype == INFSIM_KDTYPE_F16;
-  p.rem_out = a->remote_out;
-  p.rem_lse = a->remote_lse;
   if (cta_rows > 0x7fffffff) return infsim_fail(err, INFSIM_EINPUT, "kernels: ma_decode: too many requests x heads");
   /* One split never reaches the split merge: 1-3 run kernel 1 then (its
    * one-split epilogue). 4 and 5 run their own kernels only with remote
@@ -1073,9 +1016,48 @@ infsim_status launch(ik_cuda *c, const infsim_ma_decode_args *a, infsim_error *e
    * registers across the last two tiles, is not taken. */
   int merge = a->split_merge >= 4 && p.nrem == 0 ? 3 : a->split_merge;
   if (a->split_merge == 0)
-    merge = ik_decode_auto_merge(splits, p.nrem, cta_rows <= (int64_t)c->sm_count * c->decode_ctas_per_sm[di]);
+    merge = ik_decode_auto_merge(splits, p.nrem,
+                                 cta_rows * (splits > 1 ? splits + 1 : 1) <=
+                                     (int64_t)c->sm_count * c->decode_ctas_per_sm[di]);
+  /* 6 (the remote partials' own CTA) with splits only, and where every
+   * row group takes the register merge (> 2 query heads); else 3. */
+  const int tail = p.group % 16;
+  if (merge == 6 && (splits == 1 || (tail != 0 && tail <= 2))) merge = 3;
   if (splits == 1 && merge < 4) merge = 1;
-  kerns[merge - 1]<<<dim3((unsigned)cta_rows, (unsigned)splits), THREADS, SMEM_BYTES, c->stream>>>(p);
+  const int ents = splits + (merge == 6 ? 1 : 0);
+  if (splits > 1) {
+    const int64_t counter_bytes = (cta_rows * 4 + 255) / 256 * 256;
+    infsim_status st = ik_cuda_workspace(c, counter_bytes, rows * ents * (D + 1) * 4, err);
+    if (st != INFSIM_OK) return st;
+    p.counters = (unsigned *)c->ws;
+    p.ws_out = (float *)((char *)c->ws + c->ws_counter_bytes);
+    p.ws_lse = p.ws_out + rows * ents * D;
+  } else {
+    p.counters = NULL;
+    p.ws_out = p.ws_lse = NULL;
+  }
+  p.splits = splits;
+  p.q = (const uint16_t *)a->q;
+  p.k_pool = (const uint16_t *)a->k_pool;
+  p.v_pool = (const uint16_t *)a->v_pool;
+  p.block_table = a->block_table;
+  p.context_tokens = a->context_tokens;
+  p.out = a->out;
+  p.lse = a->lse;
+  p.rows = rows;
+  p.rem_f16 = a->remote_dtype == INFSIM_KDTYPE_F16;
+  p.rem_out = a->remote_out;
+  p.rem_lse = a->remote_lse;
+  if (splits == 1 && p.nrem == 0) {
+    const int grid = a->decode_grid ? a->decode_grid : ik_decode_auto_grid(a->max_context_tokens);
+    const int64_t rslots = (int64_t)c->sm_count * c->decode_rows_ctas_per_sm[di];
+    if (grid == 2) {
+      rows_launch(BF16, p, cta_rows, (int)(cta_rows < rslots ? cta_rows : rslots), c->stream);
+      IK_LAUNCHED();
+      return INFSIM_OK;
+    }
+  }
+  kerns[merge - 1]<<<dim3((unsigned)cta_rows, (unsigned)ents), THREADS, SMEM_BYTES, c->stream>>>(p);
   IK_LAUNCHED();
   return INFSIM_OK;
 }

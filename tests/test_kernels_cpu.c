@@ -418,10 +418,17 @@ static void test_decode_merges_remote_partials(void **state) {
   a.remote_dtype = INFSIM_KDTYPE_F32, a.num_remote = INFSIM_KERNEL_MAX_REMOTE + 1;
   assert_int_equal(infsim_kernels_ma_decode(*state, &a, &err), INFSIM_EINPUT);
   assert_non_null(strstr(err.msg, "num_remote"));
-  a.num_remote = 1, a.split_merge = 6; /* only 0 to 5 name a split merge */
+  a.num_remote = 1, a.split_merge = 7; /* only 0 to 6 name a split merge */
   assert_int_equal(infsim_kernels_ma_decode(*state, &a, &err), INFSIM_EINPUT);
   assert_non_null(strstr(err.msg, "split_merge"));
-  a.split_merge = 5; /* a CUDA knob: the CPU runs as with 0 */
+  a.split_merge = 6; /* a CUDA knob: the CPU runs as with 0 */
+  assert_int_equal(infsim_kernels_ma_decode(*state, &a, &err), INFSIM_OK);
+  a.decode_grid = 3; /* only 0 to 2 name a grid */
+  assert_int_equal(infsim_kernels_ma_decode(*state, &a, &err), INFSIM_EINPUT);
+  assert_non_null(strstr(err.msg, "decode_grid"));
+  a.decode_grid = -1;
+  assert_int_equal(infsim_kernels_ma_decode(*state, &a, &err), INFSIM_EINPUT);
+  a.decode_grid = 2; /* a CUDA knob too */
   assert_int_equal(infsim_kernels_ma_decode(*state, &a, &err), INFSIM_OK);
   kv_free(&c);
 }
@@ -554,24 +561,36 @@ static void test_prefill_sm90_auto_rule(void **state) {
 }
 
 /* MA decode's split-merge auto rule at the shapes kernels/NOTES.md times
- * it: no partials, one partial on either side of 8 splits, more partials
- * with splits, and one split in one wave or several on either side of 4
- * partials. */
+ * it: no partials; with splits, the partials' own CTA in one wave, else
+ * one partial on either side of 8 splits and more partials; one split in
+ * one wave or several on either side of 4 partials. */
 static void test_decode_auto_merge_rule(void **state) {
   (void)state;
   const struct {
     int32_t splits, remote;
     bool one_wave;
     int32_t want;
-  } cases[] = {{1, 0, true, 3},  {21, 0, true, 3},  {8, 1, true, 5},   {4, 1, false, 5},  {2, 1, true, 5},
-               {9, 1, true, 3},  {21, 1, true, 3},  {300, 1, true, 3}, {8, 2, true, 3},   {4, 8, true, 3},
-               {1, 1, true, 5},  {1, 8, true, 5},   {1, 1, false, 3},  {1, 4, false, 3},  {1, 5, false, 5}};
+  } cases[] = {{1, 0, true, 3},   {21, 0, true, 3},  {21, 0, false, 3}, {8, 1, true, 6},   {21, 8, true, 6},
+               {2, 1, true, 6},   {4, 1, false, 5},  {8, 1, false, 5},  {9, 1, false, 3},  {21, 1, false, 3},
+               {300, 1, false, 3}, {8, 2, false, 3}, {4, 8, false, 3},  {1, 1, true, 5},   {1, 8, true, 5},
+               {1, 1, false, 3},  {1, 4, false, 3},  {1, 5, false, 5}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     const int32_t got = infsim_kernels_decode_auto_merge(cases[i].splits, cases[i].remote, cases[i].one_wave);
     if (got != cases[i].want)
       fail_msg("splits %d, %d remote partials, one wave %d: auto ran split merge %d, want %d", cases[i].splits,
                cases[i].remote, cases[i].one_wave, got, cases[i].want);
   }
+}
+
+/* The decode grid's auto rule: the persistent grid up to 2048 tokens. */
+static void test_decode_auto_grid_rule(void **state) {
+  (void)state;
+  const int64_t ctx[] = {0, 1, 1024, 2048, 2049, 4096, 1 << 20};
+  const int32_t want[] = {2, 2, 2, 2, 1, 1, 1};
+  for (size_t i = 0; i < sizeof ctx / sizeof ctx[0]; i++)
+    if (infsim_kernels_decode_auto_grid(ctx[i]) != want[i])
+      fail_msg("max context %lld: auto grid %d, want %d", (long long)ctx[i], infsim_kernels_decode_auto_grid(ctx[i]),
+               want[i]);
 }
 
 static void test_gemm_matches_float64(void **state) {
@@ -802,6 +821,7 @@ int main(void) {
       cmocka_unit_test(test_prefill_matches_float64),
       cmocka_unit_test(test_prefill_sm90_auto_rule),
       cmocka_unit_test(test_decode_auto_merge_rule),
+      cmocka_unit_test(test_decode_auto_grid_rule),
       cmocka_unit_test(test_gemm_matches_float64),
       cmocka_unit_test(test_gemm_shapes_llama2_70b_tp8),
       cmocka_unit_test(test_copies_are_exact),

@@ -164,7 +164,9 @@ static void test_describe(void **state) {
 }
 
 /* One decode configuration: random contexts (some 0), a shuffled block
- * table over a pool with spare blocks; every split count vs the CPU. */
+ * table over a pool with spare blocks; every split count vs the CPU, and
+ * one split through both grids (decode_grid 1 and 2: with more row groups
+ * than a wave has CTAs, the persistent grid's CTAs take several in turn). */
 static void decode_case(fixture *f, infsim_kdtype t, int32_t reqs, int32_t h, int32_t g, int32_t bt,
                         int32_t max_ctx) {
   enum { D = INFSIM_KERNEL_HEAD_DIM };
@@ -211,10 +213,13 @@ static void decode_case(fixture *f, infsim_kdtype t, int32_t reqs, int32_t h, in
   pair_poison(f, &lse);
   must(infsim_kernels_ma_decode(f->cpu, &a, &err), &err);
   const double bound = t == INFSIM_KDTYPE_BF16 ? 1.2e-2 : 3e-3;
-  int32_t split_counts[] = {0, 1, 2, 3, 7, 64, 300}; /* 300: more splits than tiles, most empty */
+  /* 300: more splits than tiles, most empty; the last two: one split, each grid. */
+  const int32_t split_counts[] = {0, 1, 2, 3, 7, 64, 300, 1, 1};
+  const int32_t grids[] = {0, 0, 0, 0, 0, 0, 0, 1, 2};
   float *first = NULL;
   for (size_t s = 0; s < sizeof split_counts / sizeof split_counts[0]; s++) {
     a.num_splits = split_counts[s];
+    a.decode_grid = grids[s];
     a.q = q.g, a.k_pool = kp.g, a.v_pool = vp.g, a.block_table = tb.g, a.context_tokens = cx.g, a.out = out.g,
     a.lse = lse.g;
     must(infsim_kernels_memset(f->gpu, out.g, 0xff, out.bytes, &err), &err);
@@ -224,8 +229,9 @@ static void decode_case(fixture *f, infsim_kdtype t, int32_t reqs, int32_t h, in
     double eo = rel_err(go, out.c, (int64_t)reqs * h * D);
     double el = lse_err(gl, lse.c, (int64_t)reqs * h);
     if (eo > bound || el > 2e-4)
-      fail_msg("decode %s r=%d h=%d g=%d bt=%d ctx<=%d splits=%d: out err %.3g (bound %.3g), lse err %.3g",
-               t == INFSIM_KDTYPE_BF16 ? "bf16" : "f16", reqs, h, g, bt, max_ctx, a.num_splits, eo, bound, el);
+      fail_msg("decode %s r=%d h=%d g=%d bt=%d ctx<=%d splits=%d grid=%d: out err %.3g (bound %.3g), lse err %.3g",
+               t == INFSIM_KDTYPE_BF16 ? "bf16" : "f16", reqs, h, g, bt, max_ctx, a.num_splits, a.decode_grid, eo,
+               bound, el);
     /* Request 1 holds no tokens: zeros and -inf exactly. */
     for (int32_t x = 0; x < h * D; x++) assert_true(go[(int64_t)h * D + x] == 0.0f);
     for (int32_t x = 0; x < h; x++) assert_true(isinf(gl[h + x]) && gl[h + x] < 0);
@@ -257,6 +263,14 @@ static void test_decode_matches_cpu(void **state) {
   decode_case(f, INFSIM_KDTYPE_BF16, 2, 40, 2, 128, 500);
   decode_case(f, INFSIM_KDTYPE_BF16, 2, 8, 1, 4096, 4000); /* one block per request: contiguous */
   decode_case(f, INFSIM_KDTYPE_F16, 3, 16, 2, 48, 900);    /* block size not a power of two */
+  /* More row groups than two CTAs on each of 132 SMs (the persistent grid
+   * loops): 64/8 heads, 8 heads a KV head, and 40/2 (groups of 16 and 4).
+   * Their split launches need more counters than the launches above,
+   * whose partials (300 splits) lie where those counters would: the
+   * workspace keeps its counter region apart (cuda_common.cuh). */
+  decode_case(f, INFSIM_KDTYPE_BF16, 90, 64, 8, 16, 200);
+  decode_case(f, INFSIM_KDTYPE_F16, 700, 8, 1, 32, 150);
+  decode_case(f, INFSIM_KDTYPE_BF16, 200, 40, 2, 16, 70);
 }
 
 /* DistAttention end to end on the GPU: three holders each attend to a
@@ -393,13 +407,14 @@ static void remote_case(fixture *f, infsim_kdtype t, infsim_kdtype rdt, int32_t 
    * (4 and 5: the remote partials folded into each CTA's merge, with
    * splits a share of them in each split, more than 8 in one split at 2
    * splits and 17 or more partials; empty splits with partials to fold at
-   * 300) and auto (0), which picks among them by the partials and the
+   * 300; 6: the partials merged by a CTA of their own, as one more split
+   * entry) and auto (0), which picks among them by the partials and the
    * grid. */
   const int32_t splits[] = {0, 1, 2, 5, 300};
   /* INFSIM_GPU_TEST_SPLIT_MERGE=N: split merge N alone (racecheck over one
    * path fits a short GPU call). */
   const char *only_sm = getenv("INFSIM_GPU_TEST_SPLIT_MERGE");
-  for (int32_t sm = 0; sm <= 5; sm++)
+  for (int32_t sm = 0; sm <= 6; sm++)
     for (size_t si = 0; si < sizeof splits / sizeof splits[0]; si++) {
       if (only_sm && sm != atoi(only_sm)) continue;
       a.num_splits = splits[si];

@@ -439,7 +439,8 @@ static infsim_kernel_timing time_path(bench *b, infsim_ma_decode_args *a, int re
  * partials folded in after the CTA's cross-warp merge), 4 (each CTA folds
  * its share of them into that merge, loaded during the KV stream) and 5
  * (as 4, loaded after the stream), or the paths INFSIM_BENCH_FUSED_PATHS
- * lists (digits 1-5, say "35"), at the fused-merge shapes
+ * lists (digits 1-6, say "356"; 6: the partials merged by a CTA of their
+ * own with splits), at the fused-merge shapes
  * (batch 1-128, 1K-64K, KV <= 8 GiB; INFSIM_BENCH_FUSED_MAX_CTX caps the
  * context; INFSIM_BENCH_FUSED_BATCH and _CTX keep one batch, one context,
  * and INFSIM_BENCH_FUSED_ONCE times each variant by one launch after one
@@ -456,15 +457,15 @@ static infsim_kernel_timing time_path(bench *b, infsim_ma_decode_args *a, int re
  * 1.2x) and its share of the decode (goal <= 2% where the partials are <=
  * 1% of the KV). Only when named (`--only fused_paths`). */
 void bench_fused_paths(bench *b) {
-  enum { MAX_ROUNDS = 9, MAX_PATHS = 5, NR = 4 };
+  enum { MAX_ROUNDS = 9, MAX_PATHS = 6, NR = 4 };
   int paths[MAX_PATHS] = {3, 4, 5}, PATHS = 3;
   const char *env_rounds = getenv("INFSIM_BENCH_FUSED_ROUNDS"), *env_ctx = getenv("INFSIM_BENCH_FUSED_MAX_CTX");
   const char *env_paths = getenv("INFSIM_BENCH_FUSED_PATHS"), *env_batch = getenv("INFSIM_BENCH_FUSED_BATCH");
   if (env_paths) {
     PATHS = 0;
     for (const char *c = env_paths; *c && PATHS < MAX_PATHS; c++)
-      if (*c >= '1' && *c <= '5') paths[PATHS++] = *c - '0';
-    if (PATHS == 0) die("INFSIM_BENCH_FUSED_PATHS names no split merge 1-5", NULL);
+      if (*c >= '1' && *c <= '6') paths[PATHS++] = *c - '0';
+    if (PATHS == 0) die("INFSIM_BENCH_FUSED_PATHS names no split merge 1-6", NULL);
   }
   const char *env_only_ctx = getenv("INFSIM_BENCH_FUSED_CTX");
   const int64_t only_batch = env_batch ? atoll(env_batch) : 0, only_ctx = env_only_ctx ? atoll(env_only_ctx) : 0;
@@ -545,4 +546,66 @@ void bench_fused_paths(bench *b) {
   free(ids);
   fused_free(b, &fb);
   infsim_kernels_free(b->k, table), infsim_kernels_free(b->k, ctx);
+}
+
+/* The decode's two grids for one split (decode_grid 1: one CTA per row
+ * group, in as many waves as they take; 2: the persistent grid, whose CTAs
+ * fetch the next row group's Q and first tiles before a row group's
+ * merge) at batch 32-256 and 1K-8K tokens (64/8 heads, paged 16-token
+ * blocks, KV 256 MiB - 8 GiB; batch 32 is one wave, where both run one
+ * row group a CTA), INFSIM_BENCH_GRID_ROUNDS rounds (5, at most 9), the
+ * grid timed first alternating. Rows: kernel decode_grid, variant g1 or
+ * g2, splits = the round. Summary on stderr per shape: medians of the
+ * rounds, GB/s, % of the copy ceiling measured in this run, and g2 / g1
+ * (time). Only when named (`--only decode_grid`). */
+void bench_decode_grid(bench *b) {
+  enum { MAX_ROUNDS = 9 };
+  const int64_t batches[] = {32, 64, 128, 256}, contexts[] = {1024, 2048, 4096, 8192};
+  const char *env_rounds = getenv("INFSIM_BENCH_GRID_ROUNDS");
+  const int rounds_env = env_rounds ? atoi(env_rounds) : 5;
+  const int ROUNDS = rounds_env < 1 ? 1 : (rounds_env > MAX_ROUNDS ? MAX_ROUNDS : rounds_env);
+  const int64_t per_token = (int64_t)G70 * D * 2, limit = 8LL << 30;
+  measure_copy_ceiling(b);
+  fprintf(stderr, "decode_grid: copy ceiling %.0f GB/s\n", b->copy_gbps);
+  void *kp = balloc(b, limit / 2), *vp = balloc(b, limit / 2);
+  bfill(b, kp, INFSIM_KDTYPE_BF16, limit / 4, 91);
+  bfill(b, vp, INFSIM_KDTYPE_BF16, limit / 4, 92);
+  void *q = balloc(b, 256 * H70 * D * 2), *out = balloc(b, 256 * H70 * D * 4), *lse = balloc(b, 256 * H70 * 4);
+  bfill(b, q, INFSIM_KDTYPE_BF16, 256 * H70 * D, 93);
+  const int64_t max_blocks = limit / 2 / per_token / 16;
+  int32_t *ids = malloc(sizeof *ids * (size_t)max_blocks);
+  void *table = balloc(b, (int64_t)sizeof *ids * max_blocks), *ctx = balloc(b, 256 * 4);
+  for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++)
+    for (size_t ci = 0; ci < sizeof contexts / sizeof contexts[0]; ci++) {
+      const int64_t B = batches[bi], C = contexts[ci], kv = 2 * B * C * per_token;
+      if (kv > limit) continue;
+      int32_t ctxs[256];
+      for (int i = 0; i < B; i++) ctxs[i] = (int32_t)C;
+      bupload(b, ctx, ctxs, B * 4);
+      shuffle_ids(ids, B * C / 16, (uint64_t)(B * 1009 + C));
+      bupload(b, table, ids, B * C / 16 * 4);
+      double us[2][MAX_ROUNDS];
+      for (int round = 0; round < ROUNDS; round++)
+        for (int k = 0; k < 2; k++) {
+          const int gi = (k + round) % 2;
+          infsim_ma_decode_args a = {.num_requests = (int32_t)B, .num_q_heads = H70, .num_kv_heads = G70,
+                                     .head_dim = D, .block_tokens = 16, .dtype = INFSIM_KDTYPE_BF16, .q = q,
+                                     .k_pool = kp, .v_pool = vp, .block_table = table,
+                                     .block_table_stride = (int32_t)(C / 16), .context_tokens = ctx,
+                                     .max_context_tokens = (int32_t)C, .softmax_scale = 0.08838834764f,
+                                     .num_splits = 1, .out = out, .lse = lse, .decode_grid = gi + 1};
+          infsim_kernel_timing t = btime(b, infsim_kernel_op_ma_decode, &a, kv > (1LL << 30) ? 10 : 30, true);
+          row_info r = {"decode_grid", gi ? "g2" : "g1", "bf16", B, C, H70, G70, 16, round, 0, 0, 0, 0, (double)kv, 0};
+          emit(b, &r, &t);
+          us[gi][round] = t.median_ms * 1e3;
+        }
+      const double u1 = median(us[0], ROUNDS), u2 = median(us[1], ROUNDS);
+      const double g1 = kv / (u1 * 1e3), g2 = kv / (u2 * 1e3);
+      fprintf(stderr, "grid b=%-3lld ctx=%-5lld KV %6.0f MiB: g1 %8.2f us %5.0f GB/s (%5.1f%% of copy), g2 %8.2f us %5.0f GB/s (%5.1f%%), g2/g1 %.3f\n",
+              (long long)B, (long long)C, kv / 1048576.0, u1, g1, 100.0 * g1 / b->copy_gbps, u2, g2,
+              100.0 * g2 / b->copy_gbps, u2 / u1);
+    }
+  free(ids);
+  void *all[] = {kp, vp, q, out, lse, table, ctx};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) infsim_kernels_free(b->k, all[i]);
 }

@@ -670,7 +670,8 @@ int main(int argc, char **argv) {
               "KINDS: a comma list of decode, merge, fused, mixed, prefill, gemm, copy, norm_rope, flush, splits\n"
               "(splits: decode against fixed split counts at small batches, splits_big: at the\n"
               "1-4 GiB shapes, fused_warm: the fused merge with and without the L2 flush, fused_paths: the\n"
-              "fused merge's paths (split_merge 3, 4 and 5) side by side, prefill_one: one\n"
+              "fused merge's paths (split_merge 3, 4 and 5, or $INFSIM_BENCH_FUSED_PATHS) side by side,\n"
+              "decode_grid: the one-split decode's two grids (decode_grid 1 and 2), prefill_one: one\n"
               "16K prefill with pipeline $INFSIM_BENCH_PIPELINE, for a profiler, prefill_cmp: versions 17\n"
               "and 18 side by side, one round in the order $INFSIM_BENCH_ROUND, chunk_cmp: chunks after a\n"
               "cached prefix beside fresh prompts of as many pairs, one round likewise; only when named).\n"
@@ -714,6 +715,7 @@ int main(int argc, char **argv) {
   if (only && wants(only, "splits_big")) bench_splits_big(&b);
   if (only && wants(only, "fused_warm")) bench_fused_warm(&b);
   if (only && wants(only, "fused_paths")) bench_fused_paths(&b);
+  if (only && wants(only, "decode_grid")) bench_decode_grid(&b);
   if (wants(only, "flush")) bench_flush(&b);
   fclose(b.csv);
   infsim_kernels_close(b.k);

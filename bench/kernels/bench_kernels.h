@@ -57,6 +57,7 @@ void bench_splits_big(bench *b);
 void bench_fused(bench *b);
 void bench_fused_warm(bench *b);
 void bench_fused_paths(bench *b);
+void bench_decode_grid(bench *b);
 void bench_mixed(bench *b);
 void bench_flush(bench *b);
 

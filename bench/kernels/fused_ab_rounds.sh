@@ -13,8 +13,8 @@
 #       (on the device machine, in DIR's copy) writes $OUT/results.tgz,
 #       repacked after every step so that a call cut short still returns what
 #       ran: the new build's decode GPU checks (INFSIM_GPU_TEST_ONLY=test_decode),
-#       up to ROUNDS (10) rounds of `bench_kernels --only fused_paths` (paths 3
-#       and 5, contexts up to 8K, one round a process; base and new alternate,
+#       up to ROUNDS (10) rounds of `bench_kernels --only fused_paths` (the
+#       split merges PATHS names, default 35; contexts up to 8K, one round a process; base and new alternate,
 #       the first of a pair swapped each round, so that clock drift falls on
 #       both) while under ROUNDS_UNTIL_S (95) seconds since the start, then
 #       compute-sanitizer memcheck over test_decode_merges_remote_partials
@@ -69,7 +69,7 @@ el "decode GPU checks (new) exit $?"
 grep -E "^\[  (PASSED|FAILED) \]|FAILED" $R/gpu_check.log | head -6
 pack
 
-export INFSIM_BENCH_FUSED_PATHS=35 INFSIM_BENCH_FUSED_MAX_CTX=8192 INFSIM_BENCH_FUSED_ROUNDS=1
+export INFSIM_BENCH_FUSED_PATHS=${PATHS:-35} INFSIM_BENCH_FUSED_MAX_CTX=8192 INFSIM_BENCH_FUSED_ROUNDS=1
 for ((i = 0; i < ${ROUNDS:-10}; i++)); do
   if [ $(($(date +%s) - T0)) -gt "${ROUNDS_UNTIL_S:-95}" ]; then el "rounds stopped before round $i (time)"; break; fi
   order="base new"; [ $((i % 2)) = 1 ] && order="new base"

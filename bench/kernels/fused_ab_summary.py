@@ -73,13 +73,14 @@ def main():
     rounds = {b: len({i for k, v in alone.items() if k[0] == b for i in v}) for b in names}
     print("rounds: %s %d, %s %d; copy ceiling %.0f-%.0f GB/s\n" % (
         names["base"], rounds["base"], names["new"], rounds["new"], min(ceil or [0]), max(ceil or [0])))
+    paths = sorted({k[1] for k in alone})
     print("| point (us; with partials: added, %% of the decode) | %s | %s |" % (names["base"], names["new"]))
     print("|---|---|---|")
     for b, c, rs in POINTS:
         print("| decode alone b=%d/%dK | %s | %s |" % (
             b, c // 1024, spread(list(alone.get(("base", "m3", b, c), {}).values())),
             spread(list(alone.get(("new", "m3", b, c), {}).values()))))
-        for p in ("m3", "m5"):
+        for p in paths:
             for dt in ("f32", "f16"):
                 for R in rs:
                     cells = []

@@ -183,20 +183,36 @@ typedef struct {
    * into its own merge (one split: all of them; split s of S: partials s,
    * s + S, ..), loaded during the KV stream (1-3 with one split: folded in
    * after that merge), 5 = as 4, loaded after the stream (prefetched into
-   * L2 near its end). 0 = auto (1, 3 or 5:
+   * L2 near its end), 6 = as 3, but with remote partials and splits a
+   * CTA of their own merges the remote partials into one more split
+   * entry while the splits stream (one split, or a head group's last 16
+   * holding 1-2 query heads: as 3). 0 = auto (1, 3, 5 or 6:
    * infsim_kernels_decode_auto_merge). Kept selectable so that
    * benchmarks time them side by side. */
   int32_t split_merge;
+  /* CUDA tuning knob (the CPU ignores it): the grid of a decode with one
+   * split and no remote partials. 1 = one CTA per (request, KV head,
+   * group of <= 16 query heads), in as many waves as they take; 2 = a
+   * persistent grid of one wave whose CTAs take those row groups in turn,
+   * each fetching its next one's Q and first K/V tiles before its merge.
+   * With splits or remote partials 1 runs whatever this says. 0 = auto
+   * (infsim_kernels_decode_auto_grid). */
+  int32_t decode_grid;
 } infsim_ma_decode_args;
 
 infsim_status infsim_kernels_ma_decode(infsim_kernels *k, const infsim_ma_decode_args *a, infsim_error *err);
 /* The split merge that split_merge 0 (auto) runs on CUDA for a launch of
  * `splits` splits (>= 1) with num_remote remote partials, whose grid of
- * CTAs fits one wave or not: 3 without partials (kernel 1 with one split);
- * with splits, 5 for one partial at up to 8 splits, else 3; with one
+ * CTAs (with splits, one more a row group: split_merge 6's) fits one wave
+ * or not: 3 without partials (kernel 1 with one split); with splits, 6 in
+ * one wave, else 5 for one partial at up to 8 splits, else 3; with one
  * split, 5 in one wave or past 4 partials, else 3 (kernel 1)
  * (kernels/NOTES.md). */
 int32_t infsim_kernels_decode_auto_merge(int32_t splits, int32_t num_remote, bool one_wave);
+/* The grid that decode_grid 0 (auto) runs on CUDA for a decode of one
+ * split without remote partials whose longest context is
+ * max_context_tokens: 2 up to 2048 tokens, else 1 (kernels/NOTES.md). */
+int32_t infsim_kernels_decode_auto_grid(int64_t max_context_tokens);
 
 /* ---- aggregation: merge partials by LSE -------------------------------- */
 

@@ -1,0 +1,205 @@
+/*
+** ma_decode_rows.cu: MA decode as a persistent grid (one split, no remote
+** partials). One wave of CTAs; CTA b takes the row groups (request, KV
+** head, group of <= 16 query heads) b, b + grid, b + 2 grid, .. in turn.
+** Each row group streams as in ma_decode.cu (4 warps take the 16-token
+** tiles round-robin, a 3-stage cp.async pipeline a warp, stream_tile);
+** then, before its cross-warp merge, the CTA issues the next row group's
+** Q tile and each warp's first two K/V tiles, so that HBM keeps bytes in
+** flight through the merge and the store, and neither a CTA launch, a Q
+** round trip nor a pipeline fill sits between two row groups. The next
+** row group's context length and its first two block-table entries a
+** warp are loaded at the start of the current one's stream, so their
+** round trip hides under it too.
+**
+** Why: at batch 128-256 with 1K-token contexts the one-CTA-per-row-group
+** launch runs 4-8 waves of short CTAs, each wave's CTAs end their streams
+** together, and every wave boundary is a dip in DRAM reads (on an H200,
+** dips, head and tail ~19 us of a 140 us decode at b=128/1K;
+** kernels/NOTES.md, "the fused merge profiled").
+**
+** Shared memory: the pipeline, the Q tile, the warps' row maxima and sums.
+** The merge puts each warp's O (16 x 128 fp32, 8 KiB) into that warp's
+** last stage: the next row group's first two tiles fill the other two.
+*/
+#include "ma_decode.cuh"
+
+using namespace ik_decode;
+
+namespace {
+
+constexpr int AHEAD = STAGES - 1; /* tiles a warp has in flight before computing one */
+static_assert(16 * D * 4 <= 2 * TILE_ELEMS * 2, "a warp's O must fit in one pipeline stage");
+constexpr int SMEM_ROWS_BYTES = SMEM_PIPE_BYTES + SMEM_Q_BYTES + 2 * WARPS * 16 * 4;
+
+/* A row group as one warp sees it: request r, KV head kh, query heads q0
+ * .. q0 + nq - 1, context ctx, this warp's tiles (warp, warp + WARPS, ..:
+ * my_n of them) and the pool blocks of its first AHEAD. */
+struct RowGroup {
+  int64_t r;
+  int kh, q0, nq, ctx, my_n;
+  int32_t blk[AHEAD];
+};
+
+__device__ __forceinline__ RowGroup row_group(const DecodeParams &p, int64_t item, int warp) {
+  RowGroup w;
+  const int qgi = (int)(item % p.qgroups);
+  w.kh = (int)((item / p.qgroups) % p.g);
+  w.r = item / ((int64_t)p.qgroups * p.g);
+  w.q0 = w.kh * p.group + qgi * 16;
+  w.nq = min(16, p.group - qgi * 16);
+  w.ctx = p.context_tokens[w.r];
+  /* Entries past the request's blocks may be read (clamped to its row of
+   * the table: in bounds) but are never used: j < my_n guards the copy. */
+#pragma unroll
+  for (int j = 0; j < AHEAD; j++)
+    w.blk[j] = p.block_table[w.r * p.bt_stride + min((int64_t)((warp + WARPS * j) * TILE / p.bt), p.bt_stride - 1)];
+  return w;
+}
+
+/* This warp's tile j of row group w (pool block blk) into stage j %
+ * STAGES, as one cp.async group (empty past the warp's tiles). */
+__device__ __forceinline__ void issue_tile(const DecodeParams &p, const RowGroup &w, int64_t blk, uint16_t *wpipe,
+                                           int warp, int lane, int j) {
+  if (j < w.my_n) {
+    const int tok = (warp + WARPS * j) * TILE;
+    const int64_t off = ((blk * p.g + w.kh) * p.bt + tok % p.bt) * D;
+    uint16_t *st = wpipe + (j % STAGES) * 2 * TILE_ELEMS;
+    load_tile(st, st + TILE_ELEMS, p.k_pool + off, p.v_pool + off, min(TILE, w.ctx - tok), lane);
+  }
+  cp_async_commit();
+}
+
+/* Starts row group w: its Q tile (rows past nq zero) as one cp.async group
+ * of all threads, then this warp's first AHEAD tiles. */
+__device__ __forceinline__ void start_row_group(const DecodeParams &p, RowGroup &w, uint16_t *qs, uint16_t *wpipe,
+                                                int warp, int lane) {
+  const int ntiles = (w.ctx + TILE - 1) / TILE;
+  w.my_n = warp < ntiles ? (ntiles - warp + WARPS - 1) / WARPS : 0;
+  for (int c = threadIdx.x; c < 16 * D / 8; c += THREADS) {
+    const int row = c >> 4, ch = c & 15;
+    const bool ok = row < w.nq;
+    cp_async16(qs + swz(row, ch), p.q + (ok ? (w.r * p.h + w.q0 + row) * D + ch * 8 : 0), ok);
+  }
+  cp_async_commit();
+#pragma unroll
+  for (int j = 0; j < AHEAD; j++) issue_tile(p, w, w.blk[j], wpipe, warp, lane, j);
+}
+
+template <bool BF16>
+__global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_rows_kernel(DecodeParams p, int64_t groups) {
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  uint16_t *pipe = (uint16_t *)smem_raw;
+  uint16_t *qs = (uint16_t *)(smem_raw + SMEM_PIPE_BYTES);
+  float *mm = (float *)(smem_raw + SMEM_PIPE_BYTES + SMEM_Q_BYTES); /* [WARPS][16] row maxima */
+  float *ml = mm + WARPS * 16;                                      /* [WARPS][16] row sums */
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  uint16_t *wpipe = pipe + warp * STAGES * 2 * TILE_ELEMS;
+  /* The merge's layout: thread t, row t / 8, dims (t % 8) * 16 .. +16. */
+  const int row = threadIdx.x / 8, d0 = (threadIdx.x % 8) * 16;
+
+  int64_t item = blockIdx.x;
+  RowGroup w = row_group(p, item, warp);
+  start_row_group(p, w, qs, wpipe, warp, lane);
+  for (;;) {
+    cp_async_wait<AHEAD>(); /* this thread's Q copies (the first AHEAD tiles may still fly) */
+    __syncthreads();
+    uint32_t qf[8][4];
+#pragma unroll
+    for (int kk = 0; kk < 8; kk++) ldmatrix_x4(qf[kk], qs + swz(lane % 16, kk * 2 + lane / 16));
+    const int64_t next = item + gridDim.x;
+    RowGroup nw;
+    if (next < groups) nw = row_group(p, next, warp);
+
+    float o[16][4];
+#pragma unroll
+    for (int i = 0; i < 16; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+    const int32_t *table = p.block_table + w.r * p.bt_stride;
+    for (int j = 0; j < w.my_n; j++) {
+      __syncwarp();
+      const int ja = j + AHEAD;
+      issue_tile(p, w, ja < w.my_n ? table[(warp + WARPS * ja) * TILE / p.bt] : 0, wpipe, warp, lane, ja);
+      cp_async_wait<AHEAD>();
+      __syncwarp();
+      const uint16_t *ks = wpipe + (j % STAGES) * 2 * TILE_ELEMS;
+      stream_tile<BF16>(qf, ks, ks + TILE_ELEMS, lane, (warp + WARPS * j) * TILE, w.ctx, p.scale_log2, o, m0, m1,
+                        l0, l1);
+    }
+    cp_async_wait<0>();
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    __syncthreads(); /* every warp is done with its stages and with the Q tile */
+    if (next < groups) start_row_group(p, nw, qs, wpipe, warp, lane);
+
+    /* Cross-warp merge through each warp's last stage. */
+    {
+      float *wo = (float *)(wpipe + (STAGES - 1) * 2 * TILE_ELEMS);
+      const int rw = lane / 4, cl = 2 * (lane % 4);
+#pragma unroll
+      for (int nt = 0; nt < 16; nt++) {
+        *(float2 *)(wo + rw * D + nt * 8 + cl) = make_float2(o[nt][0], o[nt][1]);
+        *(float2 *)(wo + (rw + 8) * D + nt * 8 + cl) = make_float2(o[nt][2], o[nt][3]);
+      }
+      if (lane % 4 == 0) {
+        mm[warp * 16 + rw] = m0;
+        mm[warp * 16 + rw + 8] = m1;
+        ml[warp * 16 + rw] = l0;
+        ml[warp * 16 + rw + 8] = l1;
+      }
+    }
+    __syncthreads();
+    float M = -INFINITY;
+#pragma unroll
+    for (int v = 0; v < WARPS; v++) M = fmaxf(M, mm[v * 16 + row]);
+    float wsum = 0.f, wt[WARPS];
+#pragma unroll
+    for (int v = 0; v < WARPS; v++) {
+      wt[v] = mm[v * 16 + row] == -INFINITY ? 0.f : fast_exp2(mm[v * 16 + row] - M);
+      wsum += wt[v] * ml[v * 16 + row];
+    }
+    const float inv = wsum > 0.f ? 1.f / wsum : 0.f;
+    if (row < w.nq) {
+      const int64_t grow = w.r * p.h + w.q0 + row;
+#pragma unroll
+      for (int x = 0; x < 16; x += 4) {
+        float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+        for (int v = 0; v < WARPS; v++) {
+          const float *vo = (const float *)(pipe + (v * STAGES + STAGES - 1) * 2 * TILE_ELEMS) + row * D + d0 + x;
+          const float4 t = *(const float4 *)vo;
+          acc.x += wt[v] * t.x;
+          acc.y += wt[v] * t.y;
+          acc.z += wt[v] * t.z;
+          acc.w += wt[v] * t.w;
+        }
+        *(float4 *)(p.out + grow * D + d0 + x) = make_float4(acc.x * inv, acc.y * inv, acc.z * inv, acc.w * inv);
+      }
+      if (d0 == 0) p.lse[grow] = wsum > 0.f ? (M + log2f(wsum)) * LN2 : -INFINITY;
+    }
+    if (next >= groups) return;
+    __syncthreads(); /* the merge's reads are done before the next stream's third tile lands in a last stage */
+    item = next;
+    w = nw;
+  }
+}
+
+} /* namespace */
+
+namespace ik_decode {
+
+cudaError_t rows_prepare(bool bf16, int *ctas_per_sm) {
+  void (*k)(DecodeParams, int64_t) = bf16 ? ma_decode_rows_kernel<true> : ma_decode_rows_kernel<false>;
+  cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_ROWS_BYTES);
+  if (e != cudaSuccess) return e;
+  return cudaOccupancyMaxActiveBlocksPerMultiprocessor(ctas_per_sm, k, THREADS, SMEM_ROWS_BYTES);
+}
+
+void rows_launch(bool bf16, const DecodeParams &p, int64_t row_groups, int grid, cudaStream_t stream) {
+  if (bf16) ma_decode_rows_kernel<true><<<grid, THREADS, SMEM_ROWS_BYTES, stream>>>(p, row_groups);
+  else ma_decode_rows_kernel<false><<<grid, THREADS, SMEM_ROWS_BYTES, stream>>>(p, row_groups);
+}
+
+} /* namespace ik_decode */
