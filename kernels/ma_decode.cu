@@ -9,7 +9,9 @@
 ** 3-stage cp.async pipeline (K and V tiles of 4 KiB each), so no CTA-wide
 ** barrier sits in the streaming loop. A 16-token tile never straddles an
 ** rBlock because block_tokens % 16 == 0; the tile is one contiguous 4 KiB
-** run of the pool ([block][kv head][slot][d] layout).
+** run of the pool ([block][kv head][slot][d] layout). A decode of one
+** split without remote partials runs ma_decode_rows.cu's persistent grid
+** instead where decode_grid says so (auto: contexts up to 2K tokens).
 **
 ** Arithmetic: the query heads of a GQA group share every K/V byte, so the
 ** group's queries form the 16 rows of an m16n8k16 tensor-core tile (rows
