@@ -11,7 +11,8 @@
 ** rBlock because block_tokens % 16 == 0; the tile is one contiguous 4 KiB
 ** run of the pool ([block][kv head][slot][d] layout). A decode of one
 ** split without remote partials runs ma_decode_rows.cu's persistent grid
-** instead where decode_grid says so (auto: contexts up to 2K tokens).
+** instead where decode_grid says so (auto: contexts up to 2K tokens, or
+** row groups that fit one wave), remote partials or not.
 **
 ** Arithmetic: the query heads of a GQA group share every K/V byte, so the
 ** group's queries form the 16 rows of an m16n8k16 tensor-core tile (rows
@@ -69,94 +70,6 @@ static_assert((16 * (MAX_SPLITS + MAX_REMOTE) + 32 + 4 * 2 * D) * 4 <= SMEM_PIPE
 constexpr int SPLIT_MERGES = 6;
 /* Auto split choice (see launch): each split keeps >= 2 tiles per warp. */
 constexpr int MIN_SPLIT_TILES = 2 * WARPS;
-
-/* Four consecutive dims [x, x + 4) of remote partial j, row grow, as raw
- * bits (fp32: four words; fp16: two, in .x and .y); raw_to_float4 converts.
- * Kept raw so that a load issued early is not waited on by its conversion
- * before the work it is meant to overlap. */
-template <bool F16>
-__device__ __forceinline__ uint4 load_remote_raw(const DecodeParams &p, int j, int64_t grow, int x) {
-  const int64_t e = ((int64_t)j * p.rows + grow) * D + x;
-  if (!F16) return __ldg((const uint4 *)((const float *)p.rem_out + e));
-  const uint2 u = __ldg((const uint2 *)((const uint16_t *)p.rem_out + e));
-  return make_uint4(u.x, u.y, 0u, 0u);
-}
-
-/* As load_remote_raw, from a row's base (remote partial 0, this lane's
- * first dim) and the distance between partials, both in bytes: one
- * multiply-add per partial instead of the full index arithmetic. */
-template <bool F16>
-__device__ __forceinline__ uint4 load_remote_at(const char *base, int64_t stride_bytes, int j, int byte_off) {
-  const char *a = base + j * stride_bytes + byte_off;
-  if (!F16) return __ldg((const uint4 *)a);
-  const uint2 v = __ldg((const uint2 *)a);
-  return make_uint4(v.x, v.y, 0u, 0u);
-}
-
-template <bool F16>
-__device__ __forceinline__ float4 raw_to_float4(const uint4 &u) {
-  if (!F16) return make_float4(__uint_as_float(u.x), __uint_as_float(u.y), __uint_as_float(u.z), __uint_as_float(u.w));
-  const float2 a = __half22float2(*(const __half2 *)&u.x), b = __half22float2(*(const __half2 *)&u.y);
-  return make_float4(a.x, a.y, b.x, b.y);
-}
-
-__device__ __forceinline__ void fma4(float4 &acc, float w, const float4 &v) {
-  acc.x += w * v.x;
-  acc.y += w * v.y;
-  acc.z += w * v.z;
-  acc.w += w * v.w;
-}
-
-/* Issues the loads of remote partials j0, j0 + jstep, .. (four at most,
- * j < nrem), chunks i < n (n <= 4) of row grow at dims x0 + i * xstep, into
- * v[u][i]; unconditionally (the memory of an empty partial exists; its
- * bytes, NaN say, are never added, see fold_remote_batch). */
-template <bool F16>
-__device__ __forceinline__ void load_remote_batch(const DecodeParams &p, int64_t grow, int j0, int jstep, int x0,
-                                                  int xstep, int n, uint4 (&v)[4][4]) {
-#pragma unroll
-  for (int u = 0; u < 4; u++)
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-      if (i < n && j0 + u * jstep < p.nrem) v[u][i] = load_remote_raw<F16>(p, j0 + u * jstep, grow, x0 + i * xstep);
-}
-
-/* acc[i] += w_j * v[u][i] for the batch load_remote_batch issued, with w_j =
- * weight(j) (0 = empty or negligible: not added). Returns the weights' sum. */
-template <bool F16, typename Weight>
-__device__ __forceinline__ float fold_remote_batch(const DecodeParams &p, int j0, int jstep, int n,
-                                                   const uint4 (&v)[4][4], float4 *acc, Weight weight) {
-  float sum = 0.f;
-#pragma unroll
-  for (int u = 0; u < 4; u++) {
-    if (j0 + u * jstep >= p.nrem) break;
-    const float w = weight(j0 + u * jstep);
-    sum += w;
-    if (w != 0.f)
-#pragma unroll
-      for (int i = 0; i < 4; i++)
-        if (i < n) fma4(acc[i], w, raw_to_float4<F16>(v[u][i]));
-  }
-  return sum;
-}
-
-/* acc[i] += w_j * remote_j[row grow, dims x0 + i * xstep ..+4] for the
- * remote partials j = j0, j0 + jstep, ... (i < n chunks, n <= 4). The loads
- * of four partials are issued before any is used, so the added latency is
- * one round trip per four partials, not one per partial (the first
- * version, with the load behind the emptiness test: ~1 us per partial on
- * an H200). Returns the sum of the weights. */
-template <bool F16, typename Weight>
-__device__ __forceinline__ float add_remote(const DecodeParams &p, int64_t grow, int j0, int jstep, int x0, int xstep,
-                                            int n, float4 *acc, Weight weight) {
-  float sum = 0.f;
-  for (int j = j0; j < p.nrem; j += 4 * jstep) {
-    uint4 v[4][4];
-    load_remote_batch<F16>(p, grow, j, jstep, x0, xstep, n, v);
-    sum += fold_remote_batch<F16>(p, j, jstep, n, v, acc, weight);
-  }
-  return sum;
-}
 
 /* acc[i] += w_j * (chunk i of partial j) over n partials j (local splits
  * or remote partials) whose rows are spread over P adjacent lanes, lane u
@@ -272,25 +185,6 @@ __device__ __forceinline__ float fold_remote_set(const RemoteSet &rs, uint4 (&v)
     res[4 * i + 3] = acc[i].w;
   }
   return ws;
-}
-
-/* L2 prefetch of remote partials j0, j0 + jstep, .. (n of them), rows q0 ..
- * q0 + nq - 1 of request r (adjacent: nq * D elements per partial), lines
- * tid, tid + nthreads, ..; with lse, their LSEs too (nq adjacent floats per
- * partial: its first and last line). */
-__device__ __forceinline__ void prefetch_remote(const DecodeParams &p, int64_t grow0, int nq, int j0, int jstep, int n,
-                                                int tid, int nthreads, bool lse) {
-  const int esz = p.rem_f16 ? 2 : 4, lines = nq * D * esz / 128;
-  for (int i = tid; i < lines * n; i += nthreads) {
-    const int64_t j = j0 + (int64_t)(i / lines) * jstep;
-    const char *a = (const char *)p.rem_out + (j * p.rows + grow0) * D * esz + (int64_t)(i % lines) * 128;
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
-  }
-  if (lse)
-    for (int i = tid; i < 2 * n; i += nthreads) {
-      const float *a = p.rem_lse + (j0 + (int64_t)(i / 2) * jstep) * p.rows + grow0 + (i % 2) * (nq - 1);
-      asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
-    }
 }
 
 /* The last CTA's merge of its row group's S splits and R remote partials
@@ -622,24 +516,12 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
     stream_tile<BF16>(qf, ks, vs, lane, tok0, tok_end, p.scale_log2, o, m0, m1, l0, l1);
   }
   cp_async_wait<0>();
-  /* One split: issue this thread's loads of the first four remote partials
-   * (its merge row and dims, below) and of their LSEs into registers now,
-   * so that their round trips overlap the wait for the other warps and the
-   * cross-warp merge instead of following it. (The LSEs were staged in
-   * shared memory before: the store waited for the load ahead of the
-   * barrier, so the CTA's last warp paid the round trip in full.) */
+  /* One split: the first four remote partials of this thread's merge row
+   * and dims into registers now (load_remote_first4). */
   uint4 rv[4][4];
   float rl4[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
   if (MERGE == 5 && fold) load_first();
-  if (!FOLD && p.nrem > 0 && p.splits == 1 && row < nq) {
-    if (p.rem_f16)
-      load_remote_batch<true>(p, grow, 0, 1, d0, 4, 4, rv);
-    else
-      load_remote_batch<false>(p, grow, 0, 1, d0, 4, 4, rv);
-#pragma unroll
-    for (int u = 0; u < 4; u++)
-      if (u < p.nrem) rl4[u] = __ldcg(p.rem_lse + (int64_t)u * p.rows + grow);
-  }
+  if (!FOLD && p.nrem > 0 && p.splits == 1 && row < nq) load_remote_first4(p, grow, d0, rv, rl4);
   l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
   l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
   l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
@@ -721,44 +603,7 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
       float4 o4[4];
 #pragma unroll
       for (int i = 0; i < 4; i++) o4[i] = make_float4(res[4 * i], res[4 * i + 1], res[4 * i + 2], res[4 * i + 3]);
-      float lse_out = lse_nat;
-      if (!FOLD && p.nrem > 0) {
-        /* Merge with the remote partials: weights exp(lse - M) over the
-         * local and remote LSEs (natural log), empty ones neither weighted
-         * nor read. */
-        /* LSE of partial j: the first four from registers (selected by
-         * constant indices: a run-time index would put rl4 in local
-         * memory), any others from L2. */
-        auto lse_of = [&](int j) {
-          return j == 0   ? rl4[0]
-                 : j == 1 ? rl4[1]
-                 : j == 2 ? rl4[2]
-                 : j == 3 ? rl4[3]
-                          : __ldcg(p.rem_lse + (int64_t)j * p.rows + grow);
-        };
-        float M = lse_nat;
-        for (int j = 0; j < p.nrem; j++) M = fmaxf(M, lse_of(j));
-        if (M != -INFINITY) {
-          const float wl = lse_nat == -INFINITY ? 0.f : __expf(lse_nat - M);
-#pragma unroll
-          for (int i = 0; i < 4; i++) o4[i] = make_float4(o4[i].x * wl, o4[i].y * wl, o4[i].z * wl, o4[i].w * wl);
-          auto weight = [&](int j) {
-            const float l = lse_of(j);
-            return l == -INFINITY ? 0.f : __expf(l - M);
-          };
-          /* The first four partials were loaded after the stream; any
-           * others now, four at a time. */
-          const float sum =
-              wl + (p.rem_f16 ? fold_remote_batch<true>(p, 0, 1, 4, rv, o4, weight) +
-                                    add_remote<true>(p, grow, 4, 1, d0, 4, 4, o4, weight)
-                              : fold_remote_batch<false>(p, 0, 1, 4, rv, o4, weight) +
-                                    add_remote<false>(p, grow, 4, 1, d0, 4, 4, o4, weight));
-          const float inv = 1.f / sum;
-#pragma unroll
-          for (int i = 0; i < 4; i++) o4[i] = make_float4(o4[i].x * inv, o4[i].y * inv, o4[i].z * inv, o4[i].w * inv);
-          lse_out = M + __logf(sum);
-        }
-      }
+      const float lse_out = !FOLD && p.nrem > 0 ? fold_remote_one_split(p, grow, d0, rv, rl4, o4, lse_nat) : lse_nat;
 #pragma unroll
       for (int i = 0; i < 4; i++) *(float4 *)(p.out + grow * D + d0 + 4 * i) = o4[i];
       if (d0 == 0) p.lse[grow] = lse_out;
@@ -1050,8 +895,10 @@ infsim_status launch(ik_cuda *c, const infsim_ma_decode_args *a, infsim_error *e
   p.rem_f16 = a->remote_dtype == INFSIM_KDTYPE_F16;
   p.rem_out = a->remote_out;
   p.rem_lse = a->remote_lse;
-  if (splits == 1 && p.nrem == 0) {
-    const int grid = a->decode_grid ? a->decode_grid : ik_decode_auto_grid(a->max_context_tokens);
+  if (splits == 1) {
+    const int grid = a->decode_grid ? a->decode_grid
+                                     : ik_decode_auto_grid(a->max_context_tokens,
+                                                           cta_rows <= (int64_t)c->sm_count * c->decode_ctas_per_sm[di]);
     const int64_t rslots = (int64_t)c->sm_count * c->decode_rows_ctas_per_sm[di];
     if (grid == 2) {
       rows_launch(BF16, p, cta_rows, (int)(cta_rows < rslots ? cta_rows : rslots), c->stream);

@@ -3,7 +3,8 @@
 ** CTA per row group and split with the split merges and the remote
 ** partials; ma_decode_rows.cu, a persistent grid over row groups with one
 ** split): the launch parameters, the shape constants, the copy of one K/V
-** tile into a warp's pipeline stage and the arithmetic of one tile.
+** tile into a warp's pipeline stage, the arithmetic of one tile, and the
+** one-split fold of remote partials (their loads, L2 prefetch and merge).
 */
 #ifndef INFSIM_KERNELS_MA_DECODE_CUH
 #define INFSIM_KERNELS_MA_DECODE_CUH
@@ -131,9 +132,171 @@ __device__ __forceinline__ void stream_tile(const uint32_t (&qf)[8][4], const ui
   }
 }
 
+/* Four consecutive dims [x, x + 4) of remote partial j, row grow, as raw
+ * bits (fp32: four words; fp16: two, in .x and .y); raw_to_float4 converts.
+ * Kept raw so that a load issued early is not waited on by its conversion
+ * before the work it is meant to overlap. */
+template <bool F16>
+__device__ __forceinline__ uint4 load_remote_raw(const DecodeParams &p, int j, int64_t grow, int x) {
+  const int64_t e = ((int64_t)j * p.rows + grow) * D + x;
+  if (!F16) return __ldg((const uint4 *)((const float *)p.rem_out + e));
+  const uint2 u = __ldg((const uint2 *)((const uint16_t *)p.rem_out + e));
+  return make_uint4(u.x, u.y, 0u, 0u);
+}
+
+/* As load_remote_raw, from a row's base (remote partial 0, this lane's
+ * first dim) and the distance between partials, both in bytes: one
+ * multiply-add per partial instead of the full index arithmetic. */
+template <bool F16>
+__device__ __forceinline__ uint4 load_remote_at(const char *base, int64_t stride_bytes, int j, int byte_off) {
+  const char *a = base + j * stride_bytes + byte_off;
+  if (!F16) return __ldg((const uint4 *)a);
+  const uint2 v = __ldg((const uint2 *)a);
+  return make_uint4(v.x, v.y, 0u, 0u);
+}
+
+template <bool F16>
+__device__ __forceinline__ float4 raw_to_float4(const uint4 &u) {
+  if (!F16) return make_float4(__uint_as_float(u.x), __uint_as_float(u.y), __uint_as_float(u.z), __uint_as_float(u.w));
+  const float2 a = __half22float2(*(const __half2 *)&u.x), b = __half22float2(*(const __half2 *)&u.y);
+  return make_float4(a.x, a.y, b.x, b.y);
+}
+
+__device__ __forceinline__ void fma4(float4 &acc, float w, const float4 &v) {
+  acc.x += w * v.x;
+  acc.y += w * v.y;
+  acc.z += w * v.z;
+  acc.w += w * v.w;
+}
+
+/* Issues the loads of remote partials j0, j0 + jstep, .. (four at most,
+ * j < nrem), chunks i < n (n <= 4) of row grow at dims x0 + i * xstep, into
+ * v[u][i]; unconditionally (the memory of an empty partial exists; its
+ * bytes, NaN say, are never added, see fold_remote_batch). */
+template <bool F16>
+__device__ __forceinline__ void load_remote_batch(const DecodeParams &p, int64_t grow, int j0, int jstep, int x0,
+                                                  int xstep, int n, uint4 (&v)[4][4]) {
+#pragma unroll
+  for (int u = 0; u < 4; u++)
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+      if (i < n && j0 + u * jstep < p.nrem) v[u][i] = load_remote_raw<F16>(p, j0 + u * jstep, grow, x0 + i * xstep);
+}
+
+/* acc[i] += w_j * v[u][i] for the batch load_remote_batch issued, with w_j =
+ * weight(j) (0 = empty or negligible: not added). Returns the weights' sum. */
+template <bool F16, typename Weight>
+__device__ __forceinline__ float fold_remote_batch(const DecodeParams &p, int j0, int jstep, int n,
+                                                   const uint4 (&v)[4][4], float4 *acc, Weight weight) {
+  float sum = 0.f;
+#pragma unroll
+  for (int u = 0; u < 4; u++) {
+    if (j0 + u * jstep >= p.nrem) break;
+    const float w = weight(j0 + u * jstep);
+    sum += w;
+    if (w != 0.f)
+#pragma unroll
+      for (int i = 0; i < 4; i++)
+        if (i < n) fma4(acc[i], w, raw_to_float4<F16>(v[u][i]));
+  }
+  return sum;
+}
+
+/* acc[i] += w_j * remote_j[row grow, dims x0 + i * xstep ..+4] for the
+ * remote partials j = j0, j0 + jstep, ... (i < n chunks, n <= 4). The loads
+ * of four partials are issued before any is used, so the added latency is
+ * one round trip per four partials, not one per partial (the first
+ * version, with the load behind the emptiness test: ~1 us per partial on
+ * an H200). Returns the sum of the weights. */
+template <bool F16, typename Weight>
+__device__ __forceinline__ float add_remote(const DecodeParams &p, int64_t grow, int j0, int jstep, int x0, int xstep,
+                                            int n, float4 *acc, Weight weight) {
+  float sum = 0.f;
+  for (int j = j0; j < p.nrem; j += 4 * jstep) {
+    uint4 v[4][4];
+    load_remote_batch<F16>(p, grow, j, jstep, x0, xstep, n, v);
+    sum += fold_remote_batch<F16>(p, j, jstep, n, v, acc, weight);
+  }
+  return sum;
+}
+
+/* L2 prefetch of remote partials j0, j0 + jstep, .. (n of them), rows q0 ..
+ * q0 + nq - 1 of request r (adjacent: nq * D elements per partial), lines
+ * tid, tid + nthreads, ..; with lse, their LSEs too (nq adjacent floats per
+ * partial: its first and last line). */
+__device__ __forceinline__ void prefetch_remote(const DecodeParams &p, int64_t grow0, int nq, int j0, int jstep, int n,
+                                                int tid, int nthreads, bool lse) {
+  const int esz = p.rem_f16 ? 2 : 4, lines = nq * D * esz / 128;
+  for (int i = tid; i < lines * n; i += nthreads) {
+    const int64_t j = j0 + (int64_t)(i / lines) * jstep;
+    const char *a = (const char *)p.rem_out + (j * p.rows + grow0) * D * esz + (int64_t)(i % lines) * 128;
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
+  }
+  if (lse)
+    for (int i = tid; i < 2 * n; i += nthreads) {
+      const float *a = p.rem_lse + (j0 + (int64_t)(i / 2) * jstep) * p.rows + grow0 + (i % 2) * (nq - 1);
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
+    }
+}
+
+/* The one-split fold, first part: this thread's share (row grow, dims d0
+ * .. d0 + 15) of remote partials 0-3 and their LSEs into registers,
+ * issued right after the KV stream so that their round trip overlaps the
+ * wait for the other warps and the cross-warp merge. (The LSEs were staged
+ * in shared memory before: the store waited for the load ahead of the
+ * barrier, so the CTA's last warp paid the round trip in full.) */
+__device__ __forceinline__ void load_remote_first4(const DecodeParams &p, int64_t grow, int d0, uint4 (&rv)[4][4],
+                                                   float (&rl4)[4]) {
+  if (p.rem_f16)
+    load_remote_batch<true>(p, grow, 0, 1, d0, 4, 4, rv);
+  else
+    load_remote_batch<false>(p, grow, 0, 1, d0, 4, 4, rv);
+#pragma unroll
+  for (int u = 0; u < 4; u++)
+    if (u < p.nrem) rl4[u] = __ldcg(p.rem_lse + (int64_t)u * p.rows + grow);
+}
+
+/* The one-split fold, second part: o4 (this thread's 16 dims of its row,
+ * normalized, LSE lse_nat) merged with the remote partials, weights
+ * exp(lse - M) over the local and remote LSEs (natural log), empty ones
+ * neither weighted nor read; the first four from load_remote_first4's
+ * registers, any others four at a time. Returns the merged LSE. */
+__device__ __forceinline__ float fold_remote_one_split(const DecodeParams &p, int64_t grow, int d0,
+                                                       const uint4 (&rv)[4][4], const float (&rl4)[4],
+                                                       float4 (&o4)[4], float lse_nat) {
+  /* LSE of partial j: the first four from registers (selected by constant
+   * indices: a run-time index would put rl4 in local memory), any others
+   * from L2. */
+  auto lse_of = [&](int j) {
+    return j == 0   ? rl4[0]
+           : j == 1 ? rl4[1]
+           : j == 2 ? rl4[2]
+           : j == 3 ? rl4[3]
+                    : __ldcg(p.rem_lse + (int64_t)j * p.rows + grow);
+  };
+  float M = lse_nat;
+  for (int j = 0; j < p.nrem; j++) M = fmaxf(M, lse_of(j));
+  if (M == -INFINITY) return lse_nat;
+  const float wl = lse_nat == -INFINITY ? 0.f : __expf(lse_nat - M);
+#pragma unroll
+  for (int i = 0; i < 4; i++) o4[i] = make_float4(o4[i].x * wl, o4[i].y * wl, o4[i].z * wl, o4[i].w * wl);
+  auto weight = [&](int j) {
+    const float l = lse_of(j);
+    return l == -INFINITY ? 0.f : __expf(l - M);
+  };
+  const float sum = wl + (p.rem_f16 ? fold_remote_batch<true>(p, 0, 1, 4, rv, o4, weight) +
+                                          add_remote<true>(p, grow, 4, 1, d0, 4, 4, o4, weight)
+                                    : fold_remote_batch<false>(p, 0, 1, 4, rv, o4, weight) +
+                                          add_remote<false>(p, grow, 4, 1, d0, 4, 4, o4, weight));
+  const float inv = 1.f / sum;
+#pragma unroll
+  for (int i = 0; i < 4; i++) o4[i] = make_float4(o4[i].x * inv, o4[i].y * inv, o4[i].z * inv, o4[i].w * inv);
+  return M + __logf(sum);
+}
+
 /* Launches the persistent decode (ma_decode_rows.cu) of p's row groups
- * (requests x KV heads x groups of <= 16 query heads, one split, no
- * remote partials) on `grid` CTAs of THREADS threads; rows_prepare sets
+ * (requests x KV heads x groups of <= 16 query heads, one split, remote
+ * partials folded in as kernel 1 does) on `grid` CTAs of THREADS threads; rows_prepare sets
  * its shared memory once and gives its CTAs per SM. */
 cudaError_t rows_prepare(bool bf16, int *ctas_per_sm);
 void rows_launch(bool bf16, const DecodeParams &p, int64_t row_groups, int grid, cudaStream_t stream);

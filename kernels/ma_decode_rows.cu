@@ -1,6 +1,6 @@
 /*
-** ma_decode_rows.cu: MA decode as a persistent grid (one split, no remote
-** partials). One wave of CTAs; CTA b takes the row groups (request, KV
+** ma_decode_rows.cu: MA decode as a persistent grid (one split). One wave
+** of CTAs; CTA b takes the row groups (request, KV
 ** head, group of <= 16 query heads) b, b + grid, b + 2 grid, .. in turn.
 ** Each row group streams as in ma_decode.cu (4 warps take the 16-token
 ** tiles round-robin, a 3-stage cp.async pipeline a warp, stream_tile);
@@ -10,7 +10,12 @@
 ** round trip nor a pipeline fill sits between two row groups. The next
 ** row group's context length and its first two block-table entries a
 ** warp are loaded at the start of the current one's stream, so their
-** round trip hides under it too.
+** round trip hides under it too (with remote partials, at its merge:
+** the fold needs the registers). Remote partials are folded in as
+** ma_decode.cu's one-split kernel 1 does (prefetched into L2 two tiles
+** before a warp's last, the first four loaded after the stream, merged
+** after the cross-warp merge), here while the next row group's first tiles
+** are already in flight.
 **
 ** Why: at batch 128-256 with 1K-token contexts the one-CTA-per-row-group
 ** launch runs 4-8 waves of short CTAs, each wave's CTAs end their streams
@@ -86,7 +91,10 @@ __device__ __forceinline__ void start_row_group(const DecodeParams &p, RowGroup 
   for (int j = 0; j < AHEAD; j++) issue_tile(p, w, w.blk[j], wpipe, warp, lane, j);
 }
 
-template <bool BF16>
+/* REMOTE: p.nrem > 0 (the fold's code only where it runs: its registers,
+ * live across a row group's merge while the loop's state is, spill in
+ * that build, 212 without it). */
+template <bool BF16, bool REMOTE>
 __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_rows_kernel(DecodeParams p, int64_t groups) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   uint16_t *pipe = (uint16_t *)smem_raw;
@@ -109,15 +117,20 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_rows_kernel(De
     for (int kk = 0; kk < 8; kk++) ldmatrix_x4(qf[kk], qs + swz(lane % 16, kk * 2 + lane / 16));
     const int64_t next = item + gridDim.x;
     RowGroup nw;
-    if (next < groups) nw = row_group(p, next, warp);
+    if (!REMOTE && next < groups) nw = row_group(p, next, warp);
 
     float o[16][4];
 #pragma unroll
     for (int i = 0; i < 16; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
     const int32_t *table = p.block_table + w.r * p.bt_stride;
+    const int64_t grow0 = w.r * p.h + w.q0, grow = grow0 + (row < w.nq ? row : 0);
+    /* Remote partials into L2 two tiles before this warp's last (a
+     * prefetch at the start would be evicted by the KV streamed meanwhile). */
+    if (REMOTE && w.my_n <= 2) prefetch_remote(p, grow0, w.nq, 0, 1, p.nrem, threadIdx.x, THREADS, true);
     for (int j = 0; j < w.my_n; j++) {
       __syncwarp();
+      if (REMOTE && j == w.my_n - 2 && j > 0) prefetch_remote(p, grow0, w.nq, 0, 1, p.nrem, threadIdx.x, THREADS, true);
       const int ja = j + AHEAD;
       issue_tile(p, w, ja < w.my_n ? table[(warp + WARPS * ja) * TILE / p.bt] : 0, wpipe, warp, lane, ja);
       cp_async_wait<AHEAD>();
@@ -132,7 +145,10 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_rows_kernel(De
     l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
     l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
     __syncthreads(); /* every warp is done with its stages and with the Q tile */
-    if (next < groups) start_row_group(p, nw, qs, wpipe, warp, lane);
+    if (next < groups) {
+      if (REMOTE) nw = row_group(p, next, warp); /* later: fewer registers live through the stream */
+      start_row_group(p, nw, qs, wpipe, warp, lane);
+    }
 
     /* Cross-warp merge through each warp's last stage. */
     {
@@ -150,6 +166,12 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_rows_kernel(De
         ml[warp * 16 + rw + 8] = l1;
       }
     }
+    /* Remote partials 0-3 of this thread's row and dims: loaded once the
+     * accumulators are in shared memory (loaded before, as kernel 1 does,
+     * both sets of registers were live at once and spilled). */
+    uint4 rv[4][4];
+    float rl4[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    if (REMOTE && row < w.nq) load_remote_first4(p, grow, d0, rv, rl4);
     __syncthreads();
     float M = -INFINITY;
 #pragma unroll
@@ -162,22 +184,22 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_rows_kernel(De
     }
     const float inv = wsum > 0.f ? 1.f / wsum : 0.f;
     if (row < w.nq) {
-      const int64_t grow = w.r * p.h + w.q0 + row;
+      float4 o4[4];
 #pragma unroll
-      for (int x = 0; x < 16; x += 4) {
+      for (int i = 0; i < 4; i++) {
         float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
         for (int v = 0; v < WARPS; v++) {
-          const float *vo = (const float *)(pipe + (v * STAGES + STAGES - 1) * 2 * TILE_ELEMS) + row * D + d0 + x;
-          const float4 t = *(const float4 *)vo;
-          acc.x += wt[v] * t.x;
-          acc.y += wt[v] * t.y;
-          acc.z += wt[v] * t.z;
-          acc.w += wt[v] * t.w;
+          const float *vo = (const float *)(pipe + (v * STAGES + STAGES - 1) * 2 * TILE_ELEMS) + row * D + d0 + 4 * i;
+          fma4(acc, wt[v], *(const float4 *)vo);
         }
-        *(float4 *)(p.out + grow * D + d0 + x) = make_float4(acc.x * inv, acc.y * inv, acc.z * inv, acc.w * inv);
+        o4[i] = make_float4(acc.x * inv, acc.y * inv, acc.z * inv, acc.w * inv);
       }
-      if (d0 == 0) p.lse[grow] = wsum > 0.f ? (M + log2f(wsum)) * LN2 : -INFINITY;
+      const float lse_nat = wsum > 0.f ? (M + log2f(wsum)) * LN2 : -INFINITY;
+      const float lse_out = REMOTE ? fold_remote_one_split(p, grow, d0, rv, rl4, o4, lse_nat) : lse_nat;
+#pragma unroll
+      for (int i = 0; i < 4; i++) *(float4 *)(p.out + grow * D + d0 + 4 * i) = o4[i];
+      if (d0 == 0) p.lse[grow] = lse_out;
     }
     if (next >= groups) return;
     __syncthreads(); /* the merge's reads are done before the next stream's third tile lands in a last stage */
@@ -190,16 +212,27 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_rows_kernel(De
 
 namespace ik_decode {
 
+static void (*rows_kernel(bool bf16, bool remote))(DecodeParams, int64_t) {
+  return bf16 ? (remote ? ma_decode_rows_kernel<true, true> : ma_decode_rows_kernel<true, false>)
+              : (remote ? ma_decode_rows_kernel<false, true> : ma_decode_rows_kernel<false, false>);
+}
+
 cudaError_t rows_prepare(bool bf16, int *ctas_per_sm) {
-  void (*k)(DecodeParams, int64_t) = bf16 ? ma_decode_rows_kernel<true> : ma_decode_rows_kernel<false>;
-  cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_ROWS_BYTES);
-  if (e != cudaSuccess) return e;
-  return cudaOccupancyMaxActiveBlocksPerMultiprocessor(ctas_per_sm, k, THREADS, SMEM_ROWS_BYTES);
+  *ctas_per_sm = 0;
+  for (int remote = 0; remote < 2; remote++) {
+    void (*k)(DecodeParams, int64_t) = rows_kernel(bf16, remote);
+    cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM_ROWS_BYTES);
+    if (e != cudaSuccess) return e;
+    int n = 0;
+    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, k, THREADS, SMEM_ROWS_BYTES);
+    if (e != cudaSuccess) return e;
+    if (remote == 0 || n < *ctas_per_sm) *ctas_per_sm = n;
+  }
+  return cudaSuccess;
 }
 
 void rows_launch(bool bf16, const DecodeParams &p, int64_t row_groups, int grid, cudaStream_t stream) {
-  if (bf16) ma_decode_rows_kernel<true><<<grid, THREADS, SMEM_ROWS_BYTES, stream>>>(p, row_groups);
-  else ma_decode_rows_kernel<false><<<grid, THREADS, SMEM_ROWS_BYTES, stream>>>(p, row_groups);
+  rows_kernel(bf16, p.nrem > 0)<<<grid, THREADS, SMEM_ROWS_BYTES, stream>>>(p, row_groups);
 }
 
 } /* namespace ik_decode */

@@ -408,17 +408,19 @@ static void remote_case(fixture *f, infsim_kdtype t, infsim_kdtype rdt, int32_t 
    * splits a share of them in each split, more than 8 in one split at 2
    * splits and 17 or more partials; empty splits with partials to fold at
    * 300; 6: the partials merged by a CTA of their own, as one more split
-   * entry) and auto (0), which picks among them by the partials and the
-   * grid. */
+   * entry) on the grid of one CTA a row group, auto (0), which picks among
+   * them and the grids by the partials and the grid, and (7) the
+   * persistent grid's fold (one split; with splits as auto). */
   const int32_t splits[] = {0, 1, 2, 5, 300};
   /* INFSIM_GPU_TEST_SPLIT_MERGE=N: split merge N alone (racecheck over one
-   * path fits a short GPU call). */
+   * path fits a short GPU call; 7 the persistent grid). */
   const char *only_sm = getenv("INFSIM_GPU_TEST_SPLIT_MERGE");
-  for (int32_t sm = 0; sm <= 6; sm++)
+  for (int32_t sm = 0; sm <= 7; sm++)
     for (size_t si = 0; si < sizeof splits / sizeof splits[0]; si++) {
       if (only_sm && sm != atoi(only_sm)) continue;
       a.num_splits = splits[si];
-      a.split_merge = sm;
+      a.split_merge = sm == 7 ? 0 : sm;
+      a.decode_grid = sm == 7 ? 2 : sm == 0 ? 0 : 1;
       must(infsim_kernels_memset(f->gpu, out.g, 0xff, out.bytes, &err), &err);
       must(infsim_kernels_memset(f->gpu, lse.g, 0xff, lse.bytes, &err), &err);
       must(infsim_kernels_ma_decode(f->gpu, &a, &err), &err);
@@ -454,6 +456,10 @@ static void test_decode_merges_remote_partials(void **state) {
   remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 3, 16, 2, 16, 40, 8);
   remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F16, 3, 16, 2, 16, 40, 7);
   remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 3, 32, 2, 16, 120, 19);
+  /* More row groups than a wave of CTAs: the persistent grid's CTAs fold
+   * the partials of several row groups in turn (5, and 9 in three batches). */
+  remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 300, 8, 1, 16, 100, 5);
+  remote_case(f, INFSIM_KDTYPE_F16, INFSIM_KDTYPE_F16, 280, 16, 2, 32, 64, 9);
 }
 
 /* The register split merge's row layouts (16, 8 and 32 lanes a row: groups

@@ -191,11 +191,12 @@ typedef struct {
    * benchmarks time them side by side. */
   int32_t split_merge;
   /* CUDA tuning knob (the CPU ignores it): the grid of a decode with one
-   * split and no remote partials. 1 = one CTA per (request, KV head,
-   * group of <= 16 query heads), in as many waves as they take; 2 = a
-   * persistent grid of one wave whose CTAs take those row groups in turn,
-   * each fetching its next one's Q and first K/V tiles before its merge.
-   * With splits or remote partials 1 runs whatever this says. 0 = auto
+   * split. 1 = one CTA per (request, KV head, group of <= 16 query
+   * heads), in as many waves as they take; 2 = a persistent grid of one
+   * wave whose CTAs take those row groups in turn, each fetching its next
+   * one's Q and first K/V tiles before its merge, and folding remote
+   * partials in as split_merge 1-3 do with one split (split_merge is then
+   * not read). With splits 1 runs whatever this says. 0 = auto
    * (infsim_kernels_decode_auto_grid). */
   int32_t decode_grid;
 } infsim_ma_decode_args;
@@ -210,9 +211,10 @@ infsim_status infsim_kernels_ma_decode(infsim_kernels *k, const infsim_ma_decode
  * (kernels/NOTES.md). */
 int32_t infsim_kernels_decode_auto_merge(int32_t splits, int32_t num_remote, bool one_wave);
 /* The grid that decode_grid 0 (auto) runs on CUDA for a decode of one
- * split without remote partials whose longest context is
- * max_context_tokens: 2 up to 2048 tokens, else 1 (kernels/NOTES.md). */
-int32_t infsim_kernels_decode_auto_grid(int64_t max_context_tokens);
+ * split (remote partials or not) whose longest context is
+ * max_context_tokens and whose row groups fit one wave of CTAs or not: 2
+ * up to 2048 tokens or in one wave, else 1 (kernels/NOTES.md). */
+int32_t infsim_kernels_decode_auto_grid(int64_t max_context_tokens, bool one_wave);
 
 /* ---- aggregation: merge partials by LSE -------------------------------- */
 
