@@ -532,21 +532,7 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
   float *mo = (float *)smem_raw;          /* [WARPS][16][D] */
   float *mm = mo + WARPS * 16 * D;        /* [WARPS][16] */
   float *ml = mm + WARPS * 16;            /* [WARPS][16] */
-  {
-    const int rw = lane / 4, cl = 2 * (lane % 4);
-    float *wo = mo + warp * 16 * D;
-#pragma unroll
-    for (int nt = 0; nt < 16; nt++) {
-      *(float2 *)(wo + rw * D + nt * 8 + cl) = make_float2(o[nt][0], o[nt][1]);
-      *(float2 *)(wo + (rw + 8) * D + nt * 8 + cl) = make_float2(o[nt][2], o[nt][3]);
-    }
-    if (lane % 4 == 0) {
-      mm[warp * 16 + rw] = m0;
-      mm[warp * 16 + rw + 8] = m1;
-      ml[warp * 16 + rw] = l0;
-      ml[warp * 16 + rw + 8] = l1;
-    }
-  }
+  store_warp_state(mo + warp * 16 * D, mm, ml, warp, lane, o, m0, m1, l0, l1);
   /* fp32 remote partials 4-7 of the fold: now that the accumulators are
    * in shared memory, their registers are free, and the loads overlap the
    * barrier and the merge's reads. */

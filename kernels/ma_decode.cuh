@@ -132,6 +132,26 @@ __device__ __forceinline__ void stream_tile(const uint32_t (&qf)[8][4], const ui
   }
 }
 
+/* The cross-warp merge's first half: this warp's accumulators (fp32 O,
+ * 16 rows x D, the mma.sync C layout) into wo[16][D], and its row maxima
+ * and sums into mm[warp][16] and ml[warp][16] (m0/l0: rows lane / 4, m1/l1:
+ * + 8). */
+__device__ __forceinline__ void store_warp_state(float *wo, float *mm, float *ml, int warp, int lane,
+                                                 const float (&o)[16][4], float m0, float m1, float l0, float l1) {
+  const int rw = lane / 4, cl = 2 * (lane % 4);
+#pragma unroll
+  for (int nt = 0; nt < 16; nt++) {
+    *(float2 *)(wo + rw * D + nt * 8 + cl) = make_float2(o[nt][0], o[nt][1]);
+    *(float2 *)(wo + (rw + 8) * D + nt * 8 + cl) = make_float2(o[nt][2], o[nt][3]);
+  }
+  if (lane % 4 == 0) {
+    mm[warp * 16 + rw] = m0;
+    mm[warp * 16 + rw + 8] = m1;
+    ml[warp * 16 + rw] = l0;
+    ml[warp * 16 + rw + 8] = l1;
+  }
+}
+
 /* Four consecutive dims [x, x + 4) of remote partial j, row grow, as raw
  * bits (fp32: four words; fp16: two, in .x and .y); raw_to_float4 converts.
  * Kept raw so that a load issued early is not waited on by its conversion

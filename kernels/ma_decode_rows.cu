@@ -151,21 +151,7 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_rows_kernel(De
     }
 
     /* Cross-warp merge through each warp's last stage. */
-    {
-      float *wo = (float *)(wpipe + (STAGES - 1) * 2 * TILE_ELEMS);
-      const int rw = lane / 4, cl = 2 * (lane % 4);
-#pragma unroll
-      for (int nt = 0; nt < 16; nt++) {
-        *(float2 *)(wo + rw * D + nt * 8 + cl) = make_float2(o[nt][0], o[nt][1]);
-        *(float2 *)(wo + (rw + 8) * D + nt * 8 + cl) = make_float2(o[nt][2], o[nt][3]);
-      }
-      if (lane % 4 == 0) {
-        mm[warp * 16 + rw] = m0;
-        mm[warp * 16 + rw + 8] = m1;
-        ml[warp * 16 + rw] = l0;
-        ml[warp * 16 + rw + 8] = l1;
-      }
-    }
+    store_warp_state((float *)(wpipe + (STAGES - 1) * 2 * TILE_ELEMS), mm, ml, warp, lane, o, m0, m1, l0, l1);
     /* Remote partials 0-3 of this thread's row and dims: loaded once the
      * accumulators are in shared memory (loaded before, as kernel 1 does,
      * both sets of registers were live at once and spilled). */

@@ -11,47 +11,74 @@
 
 #include "bench_kernels.h"
 
+/* A paged decode at 64/8 heads over up to 8 GiB of K + V (16-token
+ * blocks, batch <= 256): pools, Q, outputs, block table and contexts, and
+ * the host's block ids; dec_shape sets batch B at C tokens a request, its
+ * blocks shuffled by seed, and gives the args (num_splits 0, auto). */
+typedef struct {
+  void *kp, *vp, *q, *out, *lse, *table, *ctx;
+  int32_t *ids;
+} dec_bufs;
+
+enum { DEC_MAX_BATCH = 256 };
+static const int64_t DEC_LIMIT_BYTES = 8LL << 30;
+
+static dec_bufs dec_alloc(bench *b, uint64_t seed) {
+  dec_bufs d;
+  d.kp = balloc(b, DEC_LIMIT_BYTES / 2), d.vp = balloc(b, DEC_LIMIT_BYTES / 2);
+  bfill(b, d.kp, INFSIM_KDTYPE_BF16, DEC_LIMIT_BYTES / 4, seed);
+  bfill(b, d.vp, INFSIM_KDTYPE_BF16, DEC_LIMIT_BYTES / 4, seed + 1);
+  d.q = balloc(b, DEC_MAX_BATCH * H70 * D * 2), d.out = balloc(b, DEC_MAX_BATCH * H70 * D * 4);
+  d.lse = balloc(b, DEC_MAX_BATCH * H70 * 4);
+  bfill(b, d.q, INFSIM_KDTYPE_BF16, DEC_MAX_BATCH * H70 * D, seed + 2);
+  const int64_t max_blocks = DEC_LIMIT_BYTES / 2 / ((int64_t)G70 * D * 2) / 16;
+  d.ids = malloc(sizeof *d.ids * (size_t)max_blocks);
+  d.table = balloc(b, (int64_t)sizeof *d.ids * max_blocks), d.ctx = balloc(b, DEC_MAX_BATCH * 4);
+  return d;
+}
+
+static infsim_ma_decode_args dec_shape(bench *b, dec_bufs *d, int64_t B, int64_t C, uint64_t seed) {
+  int32_t ctxs[DEC_MAX_BATCH];
+  for (int i = 0; i < B; i++) ctxs[i] = (int32_t)C;
+  bupload(b, d->ctx, ctxs, B * 4);
+  shuffle_ids(d->ids, B * C / 16, seed);
+  bupload(b, d->table, d->ids, B * C / 16 * 4);
+  infsim_ma_decode_args a = {.num_requests = (int32_t)B, .num_q_heads = H70, .num_kv_heads = G70, .head_dim = D,
+                             .block_tokens = 16, .dtype = INFSIM_KDTYPE_BF16, .q = d->q, .k_pool = d->kp,
+                             .v_pool = d->vp, .block_table = d->table, .block_table_stride = (int32_t)(C / 16),
+                             .context_tokens = d->ctx, .max_context_tokens = (int32_t)C,
+                             .softmax_scale = 0.08838834764f, .out = d->out, .lse = d->lse};
+  return a;
+}
+
+static void dec_free(bench *b, dec_bufs *d) {
+  free(d->ids);
+  void *all[] = {d->kp, d->vp, d->q, d->out, d->lse, d->table, d->ctx};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) infsim_kernels_free(b->k, all[i]);
+}
+
 /* Split counts at the 70B shapes with 1-4 GiB of KV whose decode ran below
  * the rest on an H200 (issue 16: batch 32 at 8K, 8 at 64K, 1 at 512K):
  * auto against fixed counts around it, paged 16-token blocks, 64/8 heads. */
 void bench_splits_big(bench *b) {
   const int64_t shapes[][2] = {{32, 8192}, {8, 65536}, {1, 524288}, {128, 8192}, {256, 1024}, {1, 1048576}};
   const int32_t few[] = {0, 1, 2, 3, 4, 5, 6, 8}, many[] = {0, 16, 24, 33, 48, 66, 99, 132, 198, 264};
-  const int64_t per_token = (int64_t)G70 * D * 2, limit = 8LL << 30;
-  void *kp = balloc(b, limit / 2), *vp = balloc(b, limit / 2);
-  bfill(b, kp, INFSIM_KDTYPE_BF16, limit / 4, 81);
-  bfill(b, vp, INFSIM_KDTYPE_BF16, limit / 4, 82);
-  void *q = balloc(b, 256 * H70 * D * 2), *out = balloc(b, 256 * H70 * D * 4), *lse = balloc(b, 256 * H70 * 4);
-  bfill(b, q, INFSIM_KDTYPE_BF16, 256 * H70 * D, 83);
-  const int64_t max_blocks = limit / 2 / per_token / 16;
-  int32_t *ids = malloc(sizeof *ids * (size_t)max_blocks);
-  void *table = balloc(b, (int64_t)sizeof *ids * max_blocks), *ctx = balloc(b, 256 * 4);
+  const int64_t per_token = (int64_t)G70 * D * 2;
+  dec_bufs d = dec_alloc(b, 81);
   for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
     const int64_t B = shapes[si][0], C = shapes[si][1], kv = 2 * B * C * per_token;
-    int32_t ctxs[256];
-    for (int i = 0; i < B; i++) ctxs[i] = (int32_t)C;
-    bupload(b, ctx, ctxs, B * 4);
-    shuffle_ids(ids, B * C / 16, (uint64_t)(B * 977 + C));
-    bupload(b, table, ids, B * C / 16 * 4);
+    infsim_ma_decode_args a = dec_shape(b, &d, B, C, (uint64_t)(B * 977 + C));
     const int32_t *counts = B == 1 ? many : few;
     const size_t n = B == 1 ? sizeof many / sizeof many[0] : sizeof few / sizeof few[0];
     for (size_t ci = 0; ci < n; ci++) {
-      infsim_ma_decode_args a = {.num_requests = (int32_t)B, .num_q_heads = H70, .num_kv_heads = G70,
-                                 .head_dim = D, .block_tokens = 16, .dtype = INFSIM_KDTYPE_BF16, .q = q,
-                                 .k_pool = kp, .v_pool = vp, .block_table = table,
-                                 .block_table_stride = (int32_t)(C / 16), .context_tokens = ctx,
-                                 .max_context_tokens = (int32_t)C, .softmax_scale = 0.08838834764f,
-                                 .num_splits = counts[ci], .out = out, .lse = lse};
+      a.num_splits = counts[ci];
       infsim_kernel_timing t = btime(b, infsim_kernel_op_ma_decode, &a, 10, true);
       row_info r = {"decode_splits_big", "paged", "bf16", B, C, H70, G70, 16, counts[ci], 0, 0, 0, 0, (double)kv, 0};
       emit(b, &r, &t);
     }
   }
-  free(ids);
-  void *all[] = {kp, vp, q, out, lse, table, ctx};
-  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) infsim_kernels_free(b->k, all[i]);
+  dec_free(b, &d);
 }
-
 
 /* Decode then a separate merge launch over [local, remote ..] (the path the
  * fused merge replaces): the decode writes partial slot 0 of the merge's input. */
@@ -568,36 +595,21 @@ void bench_decode_grid(bench *b) {
   const char *env_rounds = getenv("INFSIM_BENCH_GRID_ROUNDS");
   const int rounds_env = env_rounds ? atoi(env_rounds) : 5;
   const int ROUNDS = rounds_env < 1 ? 1 : (rounds_env > MAX_ROUNDS ? MAX_ROUNDS : rounds_env);
-  const int64_t per_token = (int64_t)G70 * D * 2, limit = 8LL << 30;
+  const int64_t per_token = (int64_t)G70 * D * 2;
   measure_copy_ceiling(b);
   fprintf(stderr, "decode_grid: copy ceiling %.0f GB/s\n", b->copy_gbps);
-  void *kp = balloc(b, limit / 2), *vp = balloc(b, limit / 2);
-  bfill(b, kp, INFSIM_KDTYPE_BF16, limit / 4, 91);
-  bfill(b, vp, INFSIM_KDTYPE_BF16, limit / 4, 92);
-  void *q = balloc(b, 256 * H70 * D * 2), *out = balloc(b, 256 * H70 * D * 4), *lse = balloc(b, 256 * H70 * 4);
-  bfill(b, q, INFSIM_KDTYPE_BF16, 256 * H70 * D, 93);
-  const int64_t max_blocks = limit / 2 / per_token / 16;
-  int32_t *ids = malloc(sizeof *ids * (size_t)max_blocks);
-  void *table = balloc(b, (int64_t)sizeof *ids * max_blocks), *ctx = balloc(b, 256 * 4);
+  dec_bufs d = dec_alloc(b, 91);
   for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++)
     for (size_t ci = 0; ci < sizeof contexts / sizeof contexts[0]; ci++) {
       const int64_t B = batches[bi], C = contexts[ci], kv = 2 * B * C * per_token;
-      if (kv > limit) continue;
-      int32_t ctxs[256];
-      for (int i = 0; i < B; i++) ctxs[i] = (int32_t)C;
-      bupload(b, ctx, ctxs, B * 4);
-      shuffle_ids(ids, B * C / 16, (uint64_t)(B * 1009 + C));
-      bupload(b, table, ids, B * C / 16 * 4);
+      if (kv > DEC_LIMIT_BYTES) continue;
+      infsim_ma_decode_args a = dec_shape(b, &d, B, C, (uint64_t)(B * 1009 + C));
+      a.num_splits = 1;
       double us[2][MAX_ROUNDS];
       for (int round = 0; round < ROUNDS; round++)
         for (int k = 0; k < 2; k++) {
           const int gi = (k + round) % 2;
-          infsim_ma_decode_args a = {.num_requests = (int32_t)B, .num_q_heads = H70, .num_kv_heads = G70,
-                                     .head_dim = D, .block_tokens = 16, .dtype = INFSIM_KDTYPE_BF16, .q = q,
-                                     .k_pool = kp, .v_pool = vp, .block_table = table,
-                                     .block_table_stride = (int32_t)(C / 16), .context_tokens = ctx,
-                                     .max_context_tokens = (int32_t)C, .softmax_scale = 0.08838834764f,
-                                     .num_splits = 1, .out = out, .lse = lse, .decode_grid = gi + 1};
+          a.decode_grid = gi + 1;
           infsim_kernel_timing t = btime(b, infsim_kernel_op_ma_decode, &a, kv > (1LL << 30) ? 10 : 30, true);
           row_info r = {"decode_grid", gi ? "g2" : "g1", "bf16", B, C, H70, G70, 16, round, 0, 0, 0, 0, (double)kv, 0};
           emit(b, &r, &t);
@@ -609,7 +621,5 @@ void bench_decode_grid(bench *b) {
               (long long)B, (long long)C, kv / 1048576.0, u1, g1, 100.0 * g1 / b->copy_gbps, u2, g2,
               100.0 * g2 / b->copy_gbps, u2 / u1);
     }
-  free(ids);
-  void *all[] = {kp, vp, q, out, lse, table, ctx};
-  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) infsim_kernels_free(b->k, all[i]);
+  dec_free(b, &d);
 }
