@@ -10,9 +10,9 @@
 ** barrier sits in the streaming loop. A 16-token tile never straddles an
 ** rBlock because block_tokens % 16 == 0; the tile is one contiguous 4 KiB
 ** run of the pool ([block][kv head][slot][d] layout). A decode of one
-** split without remote partials runs ma_decode_rows.cu's persistent grid
+** split, remote partials or not, runs ma_decode_rows.cu's persistent grid
 ** instead where decode_grid says so (auto: contexts up to 2K tokens, or
-** row groups that fit one wave), remote partials or not.
+** row groups that fit one wave).
 **
 ** Arithmetic: the query heads of a GQA group share every K/V byte, so the
 ** group's queries form the 16 rows of an m16n8k16 tensor-core tile (rows
@@ -287,9 +287,11 @@ __device__ __forceinline__ void merge_splits_regs(const DecodeParams &p, int64_t
   }
 }
 
-/* merge_splits_regs of `ents` entries a row for a row group of nq > 2
- * query heads, its float4 chunks a lane by the group's size. */
-__device__ __forceinline__ void merge_entries_regs(const DecodeParams &p, int64_t grow0, int nq, int ents) {
+/* The last CTA of row group cta_row: merge_splits_regs of `ents` entries
+ * a row (nq > 2 query heads, its float4 chunks a lane by the group's
+ * size), then the group's arrival counter back to 0 for the next launch. */
+__device__ __forceinline__ void merge_entries_regs(const DecodeParams &p, int64_t grow0, int nq, int ents,
+                                                   int64_t cta_row) {
   if (nq > 8) {
     if (p.rem_f16) merge_splits_regs<4, true>(p, grow0, nq, ents);
     else merge_splits_regs<4, false>(p, grow0, nq, ents);
@@ -300,6 +302,7 @@ __device__ __forceinline__ void merge_entries_regs(const DecodeParams &p, int64_
     if (p.rem_f16) merge_splits_regs<1, true>(p, grow0, nq, ents);
     else merge_splits_regs<1, false>(p, grow0, nq, ents);
   }
+  if (threadIdx.x == 0) p.counters[cta_row] = 0u;
 }
 
 /* Split merge 6's remote CTA: merges the remote partials of its row group
@@ -394,10 +397,9 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
     if (split < 0) {
       if (p.rem_f16) merge_remote_entry<true>(p, r * p.h + q0, nq);
       else merge_remote_entry<false>(p, r * p.h + q0, nq);
-      if (!arrive_last(p, cta_row, flag, p.splits + 1)) return;
+      if (!arrive_last(p, cta_row, flag, ents)) return;
       p.nrem = 0;
-      merge_entries_regs(p, r * p.h + q0, nq, p.splits + 1);
-      if (threadIdx.x == 0) p.counters[cta_row] = 0u;
+      merge_entries_regs(p, r * p.h + q0, nq, ents, cta_row);
       return;
     }
     p.nrem = 0; /* the local splits run as without partials */
@@ -621,8 +623,7 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
   if (FOLD) p.nrem = 0;
   if (MERGE != 1 && nq > 2) {
     /* Rows of >= 3 heads: P = 128 / (nq rounded up to a power of two) <= 32 lanes a row. */
-    merge_entries_regs(p, r * p.h + q0, nq, ents);
-    if (threadIdx.x == 0) p.counters[cta_row] = 0u;
+    merge_entries_regs(p, r * p.h + q0, nq, ents, cta_row);
     return;
   }
   /* Last CTA of this (request, kv head, head group): merge its splits.
@@ -781,6 +782,7 @@ infsim_status launch(ik_cuda *c, const infsim_ma_decode_args *a, infsim_error *e
   p.bt_stride = a->block_table_stride;
   p.scale_log2 = a->softmax_scale * LOG2E;
   const int64_t cta_rows = (int64_t)a->num_requests * p.g * p.qgroups;
+  const int64_t slots = (int64_t)c->sm_count * c->decode_ctas_per_sm[di]; /* CTAs of one wave */
   int splits = a->num_splits;
   if (splits == 0) {
     /* Splits trade the stream rate of the few CTAs a small batch has
@@ -797,7 +799,6 @@ infsim_status launch(ik_cuda *c, const infsim_ma_decode_args *a, infsim_error *e
      * with batch, so neighbouring shapes run neighbouring split counts.
      * The former rule (fill >= 95% of the slots) ran 251 splits of 131
      * tokens for one 32K request: 104 us. */
-    const int64_t slots = (int64_t)c->sm_count * c->decode_ctas_per_sm[di];
     const int64_t tiles = ((int64_t)a->max_context_tokens + TILE - 1) / TILE;
     int64_t cap = (tiles + MIN_SPLIT_TILES - 1) / MIN_SPLIT_TILES;
     const int64_t best = (int64_t)(16.0 * pow((double)a->max_context_tokens / 4096.0, 0.4) + 0.5);
@@ -849,9 +850,7 @@ infsim_status launch(ik_cuda *c, const infsim_ma_decode_args *a, infsim_error *e
    * registers across the last two tiles, is not taken. */
   int merge = a->split_merge >= 4 && p.nrem == 0 ? 3 : a->split_merge;
   if (a->split_merge == 0)
-    merge = ik_decode_auto_merge(splits, p.nrem,
-                                 cta_rows * (splits > 1 ? splits + 1 : 1) <=
-                                     (int64_t)c->sm_count * c->decode_ctas_per_sm[di]);
+    merge = ik_decode_auto_merge(splits, p.nrem, cta_rows * (splits > 1 ? splits + 1 : 1) <= slots);
   /* 6 (the remote partials' own CTA) with splits only, and where every
    * row group takes the register merge (> 2 query heads); else 3. */
   const int tail = p.group % 16;
@@ -882,9 +881,7 @@ infsim_status launch(ik_cuda *c, const infsim_ma_decode_args *a, infsim_error *e
   p.rem_out = a->remote_out;
   p.rem_lse = a->remote_lse;
   if (splits == 1) {
-    const int grid = a->decode_grid ? a->decode_grid
-                                     : ik_decode_auto_grid(a->max_context_tokens,
-                                                           cta_rows <= (int64_t)c->sm_count * c->decode_ctas_per_sm[di]);
+    const int grid = a->decode_grid ? a->decode_grid : ik_decode_auto_grid(a->max_context_tokens, cta_rows <= slots);
     const int64_t rslots = (int64_t)c->sm_count * c->decode_rows_ctas_per_sm[di];
     if (grid == 2) {
       rows_launch(BF16, p, cta_rows, (int)(cta_rows < rslots ? cta_rows : rslots), c->stream);

@@ -273,6 +273,42 @@ static void test_decode_matches_cpu(void **state) {
   decode_case(f, INFSIM_KDTYPE_BF16, 200, 40, 2, 16, 70);
 }
 
+/* A batch whose requests hold no KV comes with no pools and no block table
+ * (stride 0): every split count and both grids give zeros and LSE -inf,
+ * and read no table (the persistent grid fetches a row group's first
+ * block ids ahead: only those of tiles the request has). */
+static void test_decode_without_kv(void **state) {
+  fixture *f = *state;
+  enum { D = INFSIM_KERNEL_HEAD_DIM, R = 300, H = 8, G = 1 };
+  int32_t ctx[R] = {0};
+  pair q = pair_alloc(f, R * H * D * 2), cx = pair_alloc(f, sizeof ctx);
+  pair out = pair_alloc(f, R * H * D * 4), lse = pair_alloc(f, R * H * 4);
+  pair_random(f, &q, INFSIM_KDTYPE_BF16, -1, 1);
+  pair_upload(f, &cx, ctx);
+  infsim_ma_decode_args a = {.num_requests = R, .num_q_heads = H, .num_kv_heads = G, .head_dim = D,
+                             .block_tokens = 16, .dtype = INFSIM_KDTYPE_BF16, .q = q.g, .context_tokens = cx.g,
+                             .softmax_scale = 1.0f / sqrtf(D), .out = out.g, .lse = lse.g};
+  const int32_t splits[] = {0, 1, 1, 1, 4};
+  const int32_t grids[] = {0, 0, 1, 2, 0};
+  infsim_error err;
+  for (size_t i = 0; i < sizeof splits / sizeof splits[0]; i++) {
+    a.num_splits = splits[i], a.decode_grid = grids[i];
+    must(infsim_kernels_memset(f->gpu, out.g, 0xff, out.bytes, &err), &err);
+    must(infsim_kernels_memset(f->gpu, lse.g, 0xff, lse.bytes, &err), &err);
+    must(infsim_kernels_ma_decode(f->gpu, &a, &err), &err);
+    float *go = pair_fetch(f, &out), *gl = pair_fetch(f, &lse);
+    for (int64_t x = 0; x < (int64_t)R * H * D; x++)
+      if (go[x] != 0.0f)
+        fail_msg("splits %d grid %d: out[%lld] = %g, want 0", splits[i], grids[i], (long long)x, go[x]);
+    for (int64_t x = 0; x < (int64_t)R * H; x++)
+      if (!(isinf(gl[x]) && gl[x] < 0))
+        fail_msg("splits %d grid %d: lse[%lld] = %g, want -inf", splits[i], grids[i], (long long)x, gl[x]);
+    free(go), free(gl);
+  }
+  pair *all[] = {&q, &cx, &out, &lse};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pair_free(f, all[i]);
+}
+
 /* DistAttention end to end on the GPU: three holders each attend to a
  * slice of every request's blocks; the merge equals one-shot attention. */
 static void test_holders_merge_to_one_shot(void **state) {
@@ -974,7 +1010,8 @@ int main(void) {
   }
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fill_is_bit_identical),   cmocka_unit_test(test_describe),
-      cmocka_unit_test(test_decode_matches_cpu),      cmocka_unit_test(test_holders_merge_to_one_shot),
+      cmocka_unit_test(test_decode_matches_cpu),      cmocka_unit_test(test_decode_without_kv),
+      cmocka_unit_test(test_holders_merge_to_one_shot),
       cmocka_unit_test(test_merge_matches_cpu),       cmocka_unit_test(test_prefill_matches_cpu),
       cmocka_unit_test(test_gemm_matches_cpu),        cmocka_unit_test(test_kv_copy_and_staged_copy),
       cmocka_unit_test(test_timing_is_ordered),       cmocka_unit_test(test_norm_rope_matches_cpu),

@@ -617,7 +617,9 @@ void bench_decode_grid(bench *b) {
         }
       const double u1 = median(us[0], ROUNDS), u2 = median(us[1], ROUNDS);
       const double g1 = kv / (u1 * 1e3), g2 = kv / (u2 * 1e3);
-      fprintf(stderr, "grid b=%-3lld ctx=%-5lld KV %6.0f MiB: g1 %8.2f us %5.0f GB/s (%5.1f%% of copy), g2 %8.2f us %5.0f GB/s (%5.1f%%), g2/g1 %.3f\n",
+      fprintf(stderr,
+              "grid b=%-3lld ctx=%-5lld KV %6.0f MiB: g1 %8.2f us %5.0f GB/s (%5.1f%% of copy), "
+              "g2 %8.2f us %5.0f GB/s (%5.1f%%), g2/g1 %.3f\n",
               (long long)B, (long long)C, kv / 1048576.0, u1, g1, 100.0 * g1 / b->copy_gbps, u2, g2,
               100.0 * g2 / b->copy_gbps, u2 / u1);
     }
