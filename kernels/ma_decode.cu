@@ -73,28 +73,30 @@ constexpr int MIN_SPLIT_TILES = 2 * WARPS;
 
 /* acc[i] += w_j * (chunk i of partial j) over n partials j (local splits
  * or remote partials) whose rows are spread over P adjacent lanes, lane u
- * holding the weight of partial u of each slice of P: the first batch of
- * B partials already in registers (val(e, i): chunk i of the batch's e-th;
- * only the partials that exist), each later batch loaded by load(j0) with
- * the index clamped to n - 1 (a copy's weight, on a lane past n, is 0), a
- * new slice's weights from weight_at(j) (j = slice start + u; 0 past n)
- * every P partials. B divides P. Uniform over the warp: every lane runs
- * the shuffles, whether its row exists or not. Returns this lane's sum of
- * the weights it held (the row's sum is over its P lanes). */
-template <int P, int B, int NC, typename Load, typename Val, typename WeightAt>
-__device__ __forceinline__ float fold_partials(int n, float w, float4 (&acc)[NC], Load load, Val val,
+ * holding the weight of partial u of each slice of P: the first `held`
+ * partials already in registers (val(e, i): chunk i of the e-th; only the
+ * partials that exist; held is B or, with HELD = 2, 2B), each later batch
+ * of B loaded by load(j0) with the index clamped to n - 1 (a copy's
+ * weight, on a lane past n, is 0), a new slice's weights from weight_at(j)
+ * (j = slice start + u; 0 past n) every P partials. HELD * B divides P.
+ * Uniform over the warp: every lane runs the shuffles, whether its row
+ * exists or not (held is uniform). Returns this lane's sum of the weights
+ * it held (the row's sum is over its P lanes). */
+template <int P, int B, int NC, int HELD, typename Load, typename Val, typename WeightAt>
+__device__ __forceinline__ float fold_partials(int n, int held, float w, float4 (&acc)[NC], Load load, Val val,
                                                WeightAt weight_at) {
-  static_assert(P % B == 0, "a batch must lie within one slice of weights");
+  static_assert(P % (HELD * B) == 0, "the batches in registers must lie within one slice of weights");
   const int u = threadIdx.x % P;
   float wsum = w;
 #pragma unroll
-  for (int e = 0; e < B; e++) {
+  for (int e = 0; e < HELD * B; e++) {
+    if (e >= held) break;
     const float we = __shfl_sync(0xffffffffu, w, e, P);
     if (we != 0.f && e < n)
 #pragma unroll
       for (int i = 0; i < NC; i++) fma4(acc[i], we, val(e, i));
   }
-  for (int j0 = B; j0 < n; j0 += B) {
+  for (int j0 = held; j0 < n; j0 += B) {
     load(j0);
     if (j0 % P == 0) {
       w = weight_at(j0 + u);
@@ -172,8 +174,8 @@ __device__ __forceinline__ float fold_remote_set(const RemoteSet &rs, uint4 (&v)
   float4 acc[4];
 #pragma unroll
   for (int i = 0; i < 4; i++) acc[i] = make_float4(res[4 * i], res[4 * i + 1], res[4 * i + 2], res[4 * i + 3]);
-  const float ws = fold_partials<8, 8, 4>(
-      R, weight(lse2), acc,
+  const float ws = fold_partials<8, 8, 4, 1>(
+      R, 8, weight(lse2), acc,
       [&](int j0) { load_rem16<F16, true>(v, rs.base, rs.stride, j0, 0, 8, R); },
       [&](int e, int i) { return rem16_chunk<F16>(v, e, i); },
       [&](int j) { return weight(act && j < R ? __ldcg(rs.lse + j * rs.lse_stride) * LOG2E : -INFINITY); });
@@ -201,14 +203,14 @@ __device__ __forceinline__ float fold_remote_set(const RemoteSet &rs, uint4 (&v)
  * waited on one per row of the weight pass, a barrier, then one for the
  * sums, behind integer divisions for its thread layout. Needs P <= 32,
  * i.e. rows of >= 3 query heads; smaller groups take the earlier path. */
-template <int NC, bool F16>
+template <int NC, bool F16, bool LOCAL>
 __device__ __forceinline__ void merge_splits_regs(const DecodeParams &p, int64_t grow0, int nq, int S) {
   constexpr int P = 32 / NC; /* lanes per row */
   constexpr int B = 16 / NC; /* partials per batch of loads (16 float4 a thread) */
   const int mrow = threadIdx.x / P, u = threadIdx.x % P;
   const bool act = mrow < nq; /* rows past the group shuffle along and store nothing */
   const int64_t grow = grow0 + (act ? mrow : 0);
-  const int R = p.nrem; /* uniform: every loop holding a shuffle runs alike in all lanes */
+  const int R = LOCAL ? 0 : p.nrem; /* uniform: every loop holding a shuffle runs alike in all lanes */
   const float *lse_l = p.ws_lse + grow * S;
   const float4 *val_l = (const float4 *)(p.ws_out + grow * S * D) + u; /* + j * D / 4 + i * P */
   const float *lse_r = p.rem_lse + grow;                              /* + j * rows */
@@ -232,12 +234,31 @@ __device__ __forceinline__ void merge_splits_regs(const DecodeParams &p, int64_t
     if (e < S)
 #pragma unroll
       for (int i = 0; i < NC; i++) vl[e][i] = __ldcg(val_l + e * (D / 4) + i * P);
+  /* The first batch of remote partials. In a merge of local entries only
+   * (LOCAL: split merges 4-6, whose partials are folded or merged before),
+   * the local entries' second batch in the same registers, so that up to
+   * 2B entries (9-16 at 5-8 query heads a row: split merge 6's ninth entry
+   * after 8 splits at 1K tokens) wait on the same round trip as the first
+   * B. Only there: with 9-16 heads a row (NC = 4) split merge 6's build
+   * spills (255 registers, 32 bytes), 3-4 heads (NC = 1) hold 16 already,
+   * and in split merge 3 (the decode without partials) the code it adds
+   * to the last CTA's merge, whose instruction fetch bounds it at batch 1
+   * (kernels/NOTES.md), cost more than the round trip it saves: 0.42 us
+   * at b=1/1K on an H100. */
   uint4 vr[B][NC];
+  constexpr bool TWO = LOCAL && NC == 2;
+  const int held = TWO && R == 0 && S > B ? 2 * B : B; /* local splits in registers */
 #pragma unroll
   for (int e = 0; e < B; e++)
     if (e < R)
 #pragma unroll
       for (int i = 0; i < NC; i++) vr[e][i] = load_remote_at<F16>(out_r, rstride, e, i * P * 4 * ESZ);
+    else if (TWO && B + e < min(S, held))
+#pragma unroll
+      for (int i = 0; i < NC; i++) {
+        const float4 x = __ldcg(val_l + (B + e) * (D / 4) + i * P);
+        vr[e][i] = make_uint4(__float_as_uint(x.x), __float_as_uint(x.y), __float_as_uint(x.z), __float_as_uint(x.w));
+      }
   /* Max over every LSE of the row: the first slice's are in registers. */
   float m = fmaxf(ll, lr);
   if (act) {
@@ -253,19 +274,23 @@ __device__ __forceinline__ void merge_splits_regs(const DecodeParams &p, int64_t
   for (int i = 0; i < NC; i++) acc[i] = make_float4(0.f, 0.f, 0.f, 0.f);
   /* Local splits, then remote partials: each kind's first batch from
    * registers, later ones as fold_partials loads them. */
-  float wsum = fold_partials<P, B, NC>(
-      S, weight(ll), acc,
+  float wsum = fold_partials<P, B, NC, TWO ? 2 : 1>(
+      S, held, weight(ll), acc,
       [&](int j0) {
 #pragma unroll
         for (int e = 0; e < B; e++)
 #pragma unroll
           for (int i = 0; i < NC; i++) vl[e][i] = __ldcg(val_l + min(j0 + e, S - 1) * (D / 4) + i * P);
       },
-      [&](int e, int i) { return vl[e][i]; },
+      [&](int e, int i) {
+        if (e < B) return vl[e][i];
+        const uint4 x = vr[e - B][i];
+        return make_float4(__uint_as_float(x.x), __uint_as_float(x.y), __uint_as_float(x.z), __uint_as_float(x.w));
+      },
       [&](int j) { return weight(act && j < S ? __ldcg(lse_l + j) : -INFINITY); });
   if (R > 0)
-    wsum += fold_partials<P, B, NC>(
-        R, weight(lr), acc,
+    wsum += fold_partials<P, B, NC, 1>(
+        R, B, weight(lr), acc,
         [&](int j0) {
 #pragma unroll
           for (int e = 0; e < B; e++)
@@ -289,18 +314,20 @@ __device__ __forceinline__ void merge_splits_regs(const DecodeParams &p, int64_t
 
 /* The last CTA of row group cta_row: merge_splits_regs of `ents` entries
  * a row (nq > 2 query heads, its float4 chunks a lane by the group's
- * size), then the group's arrival counter back to 0 for the next launch. */
+ * size; LOCAL: no remote partial among them), then the group's arrival
+ * counter back to 0 for the next launch. */
+template <bool LOCAL>
 __device__ __forceinline__ void merge_entries_regs(const DecodeParams &p, int64_t grow0, int nq, int ents,
                                                    int64_t cta_row) {
   if (nq > 8) {
-    if (p.rem_f16) merge_splits_regs<4, true>(p, grow0, nq, ents);
-    else merge_splits_regs<4, false>(p, grow0, nq, ents);
+    if (!LOCAL && p.rem_f16) merge_splits_regs<4, true, false>(p, grow0, nq, ents);
+    else merge_splits_regs<4, false, LOCAL>(p, grow0, nq, ents);
   } else if (nq > 4) {
-    if (p.rem_f16) merge_splits_regs<2, true>(p, grow0, nq, ents);
-    else merge_splits_regs<2, false>(p, grow0, nq, ents);
+    if (!LOCAL && p.rem_f16) merge_splits_regs<2, true, false>(p, grow0, nq, ents);
+    else merge_splits_regs<2, false, LOCAL>(p, grow0, nq, ents);
   } else {
-    if (p.rem_f16) merge_splits_regs<1, true>(p, grow0, nq, ents);
-    else merge_splits_regs<1, false>(p, grow0, nq, ents);
+    if (!LOCAL && p.rem_f16) merge_splits_regs<1, true, false>(p, grow0, nq, ents);
+    else merge_splits_regs<1, false, LOCAL>(p, grow0, nq, ents);
   }
   if (threadIdx.x == 0) p.counters[cta_row] = 0u;
 }
@@ -399,7 +426,7 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
       else merge_remote_entry<false>(p, r * p.h + q0, nq);
       if (!arrive_last(p, cta_row, flag, ents)) return;
       p.nrem = 0;
-      merge_entries_regs(p, r * p.h + q0, nq, ents, cta_row);
+      merge_entries_regs<true>(p, r * p.h + q0, nq, ents, cta_row);
       return;
     }
     p.nrem = 0; /* the local splits run as without partials */
@@ -623,7 +650,7 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
   if (FOLD) p.nrem = 0;
   if (MERGE != 1 && nq > 2) {
     /* Rows of >= 3 heads: P = 128 / (nq rounded up to a power of two) <= 32 lanes a row. */
-    merge_entries_regs(p, r * p.h + q0, nq, ents, cta_row);
+    merge_entries_regs<MERGE >= 4>(p, r * p.h + q0, nq, ents, cta_row);
     return;
   }
   /* Last CTA of this (request, kv head, head group): merge its splits.

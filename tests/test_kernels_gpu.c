@@ -213,11 +213,17 @@ static void decode_case(fixture *f, infsim_kdtype t, int32_t reqs, int32_t h, in
   pair_poison(f, &lse);
   must(infsim_kernels_ma_decode(f->cpu, &a, &err), &err);
   const double bound = t == INFSIM_KDTYPE_BF16 ? 1.2e-2 : 3e-3;
-  /* 300: more splits than tiles, most empty; the last two: one split, each grid. */
-  const int32_t split_counts[] = {0, 1, 2, 3, 7, 64, 300, 1, 1};
-  const int32_t grids[] = {0, 0, 0, 0, 0, 0, 0, 1, 2};
+  /* 12: two batches of the register merge's loads at 5-8 heads a row, both
+   * issued before the first is used; 300: more splits than tiles, most
+   * empty; the last two: one split, each grid. */
+  const int32_t split_counts[] = {0, 1, 2, 3, 7, 12, 64, 300, 1, 1};
+  const int32_t grids[] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 2};
+  /* INFSIM_GPU_TEST_DECODE_GRID=N: only the launches on decode_grid N
+   * (racecheck over the persistent grid, 2, fits a short GPU call). */
+  const char *only_grid = getenv("INFSIM_GPU_TEST_DECODE_GRID");
   float *first = NULL;
   for (size_t s = 0; s < sizeof split_counts / sizeof split_counts[0]; s++) {
+    if (only_grid && grids[s] != atoi(only_grid)) continue;
     a.num_splits = split_counts[s];
     a.decode_grid = grids[s];
     a.q = q.g, a.k_pool = kp.g, a.v_pool = vp.g, a.block_table = tb.g, a.context_tokens = cx.g, a.out = out.g,
@@ -447,7 +453,7 @@ static void remote_case(fixture *f, infsim_kdtype t, infsim_kdtype rdt, int32_t 
    * entry) on the grid of one CTA a row group, auto (0), which picks among
    * them and the grids by the partials and the grid, and (7) the
    * persistent grid's fold (one split; with splits as auto). */
-  const int32_t splits[] = {0, 1, 2, 5, 300};
+  const int32_t splits[] = {0, 1, 2, 5, 8, 300}; /* 8: split merge 6 merges 9 entries */
   /* INFSIM_GPU_TEST_SPLIT_MERGE=N: split merge N alone (racecheck over one
    * path fits a short GPU call; 7 the persistent grid). */
   const char *only_sm = getenv("INFSIM_GPU_TEST_SPLIT_MERGE");
