@@ -333,8 +333,8 @@ int32_t infsim_kernels_decode_auto_merge(int32_t splits, int32_t num_remote, boo
   return ik_decode_auto_merge(splits, num_remote, one_wave);
 }
 
-int32_t infsim_kernels_decode_auto_grid(int64_t max_context_tokens, bool one_wave) {
-  return ik_decode_auto_grid(max_context_tokens, one_wave);
+int32_t infsim_kernels_decode_auto_grid(int64_t max_context_tokens, bool one_wave, int32_t num_remote) {
+  return ik_decode_auto_grid(max_context_tokens, one_wave, num_remote);
 }
 
 infsim_status infsim_kernel_op_prefill(infsim_kernels *k, void *args, infsim_error *err) {

@@ -192,17 +192,22 @@ static inline int32_t ik_decode_auto_merge(int32_t splits, int32_t num_remote, b
   return one_wave || num_remote > 4 ? 5 : 3;
 }
 
-/* The decode grid that decode_grid 0 (auto) runs for one split, remote
- * partials or not (public: infsim_kernels_decode_auto_grid): the
+/* The decode grid that decode_grid 0 (auto) runs for one split
+ * (public: infsim_kernels_decode_auto_grid): without remote partials the
  * persistent grid (2) up to 2048 tokens of context or where one CTA a row
- * group fits one wave, else one CTA a row group (1). On an H200 (64/8
+ * group fits one wave, else one CTA a row group (1); with them always 1,
+ * whose split merges fold them for 0.3-1 us where the persistent grid's
+ * fold (its registers spill) added 2.6-9.6 us (H100, 64/8 heads, b=32/1K,
+ * b=32/8K, b=128/1K R = 1: 5.1 %, 2.8 %, 4.0 % of the decode, against
+ * 0.8-1.8 % on grid 1; 2026-12-06). On an H200 (64/8
  * heads, batch 32-256, medians of five rounds, 2026-12-06) the persistent
  * grid took 0.941-0.980x the time at 1K tokens, 0.973-1.004x at 2K, and in
  * one wave (batch 32) 0.956-0.989x at 1K-8K: it issues a CTA's Q and first
  * tiles together, where one CTA a row group waits for Q before its first
  * tiles. With several waves at 4K-8K it took 0.994-1.007x: a row group's
  * stream dwarfs what it hides. */
-static inline int32_t ik_decode_auto_grid(int64_t max_context_tokens, bool one_wave) {
+static inline int32_t ik_decode_auto_grid(int64_t max_context_tokens, bool one_wave, int32_t num_remote) {
+  if (num_remote > 0) return 1;
   return max_context_tokens <= 2048 || one_wave ? 2 : 1;
 }
 

@@ -908,7 +908,7 @@ infsim_status launch(ik_cuda *c, const infsim_ma_decode_args *a, infsim_error *e
   p.rem_out = a->remote_out;
   p.rem_lse = a->remote_lse;
   if (splits == 1) {
-    const int grid = a->decode_grid ? a->decode_grid : ik_decode_auto_grid(a->max_context_tokens, cta_rows <= slots);
+    const int grid = a->decode_grid ? a->decode_grid : ik_decode_auto_grid(a->max_context_tokens, cta_rows <= slots, p.nrem);
     const int64_t rslots = (int64_t)c->sm_count * c->decode_rows_ctas_per_sm[di];
     if (grid == 2) {
       rows_launch(BF16, p, cta_rows, (int)(cta_rows < rslots ? cta_rows : rslots), c->stream);

@@ -582,17 +582,19 @@ static void test_decode_auto_merge_rule(void **state) {
   }
 }
 
-/* The decode grid's auto rule: the persistent grid up to 2048 tokens, or
- * in one wave. */
+/* The decode grid's auto rule: without remote partials the persistent
+ * grid up to 2048 tokens, or in one wave; with them one CTA a row group. */
 static void test_decode_auto_grid_rule(void **state) {
   (void)state;
-  const int64_t ctx[] = {0, 1, 1024, 2048, 2049, 4096, 1 << 20, 2049, 8192};
-  const bool one_wave[] = {false, false, false, false, false, false, false, true, true};
-  const int32_t want[] = {2, 2, 2, 2, 1, 1, 1, 2, 2};
+  const int64_t ctx[] = {0, 1, 1024, 2048, 2049, 4096, 1 << 20, 2049, 8192, 1024, 8192, 1024};
+  const bool one_wave[] = {false, false, false, false, false, false, false, true, true, true, true, false};
+  const int32_t remote[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 8, 1};
+  const int32_t want[] = {2, 2, 2, 2, 1, 1, 1, 2, 2, 1, 1, 1};
   for (size_t i = 0; i < sizeof ctx / sizeof ctx[0]; i++) {
-    const int32_t got = infsim_kernels_decode_auto_grid(ctx[i], one_wave[i]);
+    const int32_t got = infsim_kernels_decode_auto_grid(ctx[i], one_wave[i], remote[i]);
     if (got != want[i])
-      fail_msg("max context %lld, one wave %d: auto grid %d, want %d", (long long)ctx[i], one_wave[i], got, want[i]);
+      fail_msg("max context %lld, one wave %d, %d remote partials: auto grid %d, want %d", (long long)ctx[i],
+               one_wave[i], remote[i], got, want[i]);
   }
 }
 

@@ -211,10 +211,11 @@ infsim_status infsim_kernels_ma_decode(infsim_kernels *k, const infsim_ma_decode
  * (kernels/NOTES.md). */
 int32_t infsim_kernels_decode_auto_merge(int32_t splits, int32_t num_remote, bool one_wave);
 /* The grid that decode_grid 0 (auto) runs on CUDA for a decode of one
- * split (remote partials or not) whose longest context is
- * max_context_tokens and whose row groups fit one wave of CTAs or not: 2
- * up to 2048 tokens or in one wave, else 1 (kernels/NOTES.md). */
-int32_t infsim_kernels_decode_auto_grid(int64_t max_context_tokens, bool one_wave);
+ * split whose longest context is max_context_tokens, whose row groups fit
+ * one wave of CTAs or not, with num_remote remote partials: without
+ * partials 2 up to 2048 tokens or in one wave, else 1; with partials 1
+ * (kernels/NOTES.md). */
+int32_t infsim_kernels_decode_auto_grid(int64_t max_context_tokens, bool one_wave, int32_t num_remote);
 
 /* ---- aggregation: merge partials by LSE -------------------------------- */
 
