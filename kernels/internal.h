@@ -195,11 +195,12 @@ static inline int32_t ik_decode_auto_merge(int32_t splits, int32_t num_remote, b
 /* The decode grid that decode_grid 0 (auto) runs for one split
  * (public: infsim_kernels_decode_auto_grid): without remote partials the
  * persistent grid (2) up to 2048 tokens of context or where one CTA a row
- * group fits one wave, else one CTA a row group (1); with them always 1,
- * whose split merges fold them for 0.3-1 us where the persistent grid's
- * fold (its registers spill) added 2.6-9.6 us (H100, 64/8 heads, b=32/1K,
- * b=32/8K, b=128/1K R = 1: 5.1 %, 2.8 %, 4.0 % of the decode, against
- * 0.8-1.8 % on grid 1; 2026-12-06). On an H200 (64/8
+ * group fits one wave, else one CTA a row group (1); with them always 1.
+ * On an H100 (64/8 heads, R = 1, 2026-12-06) the persistent grid's fold
+ * (its registers spill) added 2.6 / 9.6 / 7.4 us at b=32/1K, b=32/8K and
+ * b=128/1K (5.1 / 2.8 / 4.0 % of the decode; one pass), where grid 1's
+ * split merges 3 and 5 added 0.63-0.91 us at b=32/1K (1.2-1.75 %; eight
+ * rounds) and stayed within 2 % at the other two on 2026-12-05. On an H200 (64/8
  * heads, batch 32-256, medians of five rounds, 2026-12-06) the persistent
  * grid took 0.941-0.980x the time at 1K tokens, 0.973-1.004x at 2K, and in
  * one wave (batch 32) 0.956-0.989x at 1K-8K: it issues a CTA's Q and first

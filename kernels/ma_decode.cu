@@ -10,9 +10,9 @@
 ** barrier sits in the streaming loop. A 16-token tile never straddles an
 ** rBlock because block_tokens % 16 == 0; the tile is one contiguous 4 KiB
 ** run of the pool ([block][kv head][slot][d] layout). A decode of one
-** split, remote partials or not, runs ma_decode_rows.cu's persistent grid
-** instead where decode_grid says so (auto: contexts up to 2K tokens, or
-** row groups that fit one wave).
+** split runs ma_decode_rows.cu's persistent grid instead where
+** decode_grid says so (auto: without remote partials, contexts up to 2K
+** tokens or row groups that fit one wave).
 **
 ** Arithmetic: the query heads of a GQA group share every K/V byte, so the
 ** group's queries form the 16 rows of an m16n8k16 tensor-core tile (rows
@@ -247,7 +247,7 @@ __device__ __forceinline__ void merge_splits_regs(const DecodeParams &p, int64_t
    * at b=1/1K on an H100. */
   uint4 vr[B][NC];
   constexpr bool TWO = LOCAL && NC == 2;
-  const int held = TWO && R == 0 && S > B ? 2 * B : B; /* local splits in registers */
+  const int held = TWO && S > B ? 2 * B : B; /* local entries in registers (TWO: R is 0) */
 #pragma unroll
   for (int e = 0; e < B; e++)
     if (e < R)

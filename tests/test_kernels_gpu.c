@@ -213,9 +213,9 @@ static void decode_case(fixture *f, infsim_kdtype t, int32_t reqs, int32_t h, in
   pair_poison(f, &lse);
   must(infsim_kernels_ma_decode(f->cpu, &a, &err), &err);
   const double bound = t == INFSIM_KDTYPE_BF16 ? 1.2e-2 : 3e-3;
-  /* 12: two batches of the register merge's loads at 5-8 heads a row, both
-   * issued before the first is used; 300: more splits than tiles, most
-   * empty; the last two: one split, each grid. */
+  /* 12: two batches of the register merge's loads at 5-8 heads a row;
+   * 300: more splits than tiles, most empty; the last two: one split,
+   * each grid. */
   const int32_t split_counts[] = {0, 1, 2, 3, 7, 12, 64, 300, 1, 1};
   const int32_t grids[] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 2};
   /* INFSIM_GPU_TEST_DECODE_GRID=N: only the launches on decode_grid N
