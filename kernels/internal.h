@@ -183,24 +183,32 @@ static inline int32_t ik_sm90_auto_pipeline(int64_t past_tokens, int64_t new_tok
  * local splits): on the H200, fp32, medians of 5-7 rotated rounds in
  * three calls, one partial added 0.18-0.21 us with 5 against 0.22-0.24
  * with 3 at b=8/1K and -0.32 to -0.14 against 0.10-0.42 at b=8/8K (4
- * splits). With one split, 5 (the fold loaded after the stream) in a grid
- * of one wave or past 4 partials, else 3 (kernel 1's fold after the
- * cross-warp merge). kernels/NOTES.md has the rounds. */
+ * splits). With one split, 5 (the fold loaded after the stream) past 4
+ * partials, else 3 (kernel 1's fold after the cross-warp merge): on an
+ * H100 (64/8 heads, nine rounds, 2026-12-06, kernel 1's stream loop
+ * without the prefetch's code), 1-2 partials added 1.22-2.54 us with 3
+ * against 1.89-2.61 with 5 at b=32/1K, b=32/8K (one wave) and b=128/1K,
+ * 4 came out even, 8 added 4.03-17.68 against 3.26-13.70 (5 in one wave
+ * had won on the H200 against the loop with that code). kernels/NOTES.md
+ * has the rounds. */
 static inline int32_t ik_decode_auto_merge(int32_t splits, int32_t num_remote, bool one_wave) {
   if (num_remote <= 0) return 3;
   if (splits > 1) return one_wave ? 6 : num_remote == 1 && splits <= 8 ? 5 : 3;
-  return one_wave || num_remote > 4 ? 5 : 3;
+  return num_remote > 4 ? 5 : 3;
 }
 
 /* The decode grid that decode_grid 0 (auto) runs for one split
  * (public: infsim_kernels_decode_auto_grid): without remote partials the
  * persistent grid (2) up to 2048 tokens of context or where one CTA a row
  * group fits one wave, else one CTA a row group (1); with them always 1.
- * On an H100 (64/8 heads, R = 1, 2026-12-06) the persistent grid's fold
- * (its registers spill) added 2.6 / 9.6 / 7.4 us at b=32/1K, b=32/8K and
- * b=128/1K (5.1 / 2.8 / 4.0 % of the decode; one pass), where grid 1's
- * split merges 3 and 5 added 0.63-0.91 us at b=32/1K (1.2-1.75 %; eight
- * rounds) and stayed within 2 % at the other two on 2026-12-05. On an H200 (64/8
+ * On an H100 (64/8 heads, 2026-12-06, nine rounds) the persistent grid
+ * with partials (its fold's first partial in registers, its stream loop
+ * without the prefetch's code) ran 0.1-0.6 us faster than grid 1 at
+ * b=32/1K with 1-2 partials, even at b=128/1K with one, and slower
+ * elsewhere (b=32/8K: 1.0-2.0 us with 1-2 partials; 4-8 partials: up to
+ * 10 us at b=128/1K, the fold's later partials one round trip a row
+ * group); before those two changes its fold spilled and one partial
+ * added 2.6-9.6 us. On an H200 (64/8
  * heads, batch 32-256, medians of five rounds, 2026-12-06) the persistent
  * grid took 0.941-0.980x the time at 1K tokens, 0.973-1.004x at 2K, and in
  * one wave (batch 32) 0.956-0.989x at 1K-8K: it issues a CTA's Q and first

@@ -532,10 +532,8 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
     if (MERGE == 5 || nfold > (p.rem_f16 ? 8 : 4))
       prefetch_remote(p, grow0, nq, split, p.splits, nfold, threadIdx.x, THREADS, true);
   };
-  if (prefetch_at == 0) near_end();
-  for (int j = 0; j < my_n; j++) {
+  auto stream = [&](int j) {
     __syncwarp();
-    if (j == prefetch_at && j > 0) near_end();
     issue(j + STAGES - 1);
     cp_async_wait<STAGES - 1>();
     __syncwarp();
@@ -543,14 +541,23 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
     const uint16_t *vs = ks + TILE_ELEMS;
     const int tok0 = (my_first + WARPS * j) * TILE;
     stream_tile<BF16>(qf, ks, vs, lane, tok0, tok_end, p.scale_log2, o, m0, m1, l0, l1);
+  };
+  /* near_end between two loops, not tested in one: its code inside the
+   * loop doubled the loop's body (896-1,507 SASS instructions against
+   * 415 for split merge 6's, where the compiler knows it never runs). */
+  int j = 0;
+  if (prefetch_at >= 0) {
+    for (; j < prefetch_at; j++) stream(j);
+    near_end();
   }
+  for (; j < my_n; j++) stream(j);
   cp_async_wait<0>();
   /* One split: the first four remote partials of this thread's merge row
-   * and dims into registers now (load_remote_first4). */
+   * and dims into registers now (load_remote_first<4>). */
   uint4 rv[4][4];
   float rl4[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
   if (MERGE == 5 && fold) load_first();
-  if (!FOLD && p.nrem > 0 && p.splits == 1 && row < nq) load_remote_first4(p, grow, d0, rv, rl4);
+  if (!FOLD && p.nrem > 0 && p.splits == 1 && row < nq) load_remote_first<4>(p, grow, d0, rv, rl4);
   l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
   l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
   l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
@@ -618,7 +625,7 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
       float4 o4[4];
 #pragma unroll
       for (int i = 0; i < 4; i++) o4[i] = make_float4(res[4 * i], res[4 * i + 1], res[4 * i + 2], res[4 * i + 3]);
-      const float lse_out = !FOLD && p.nrem > 0 ? fold_remote_one_split(p, grow, d0, rv, rl4, o4, lse_nat) : lse_nat;
+      const float lse_out = !FOLD && p.nrem > 0 ? fold_remote_one_split<4>(p, grow, d0, rv, rl4, o4, lse_nat) : lse_nat;
 #pragma unroll
       for (int i = 0; i < 4; i++) *(float4 *)(p.out + grow * D + d0 + 4 * i) = o4[i];
       if (d0 == 0) p.lse[grow] = lse_out;
@@ -867,13 +874,12 @@ infsim_status launch(ik_cuda *c, const infsim_ma_decode_args *a, infsim_error *e
    * 0.29/0.32/0.45/0.69 us added, 4: 1.09-1.20, 5: 0.69-0.78) and was
    * within 0.3 us of 5 at batch 8, except for one partial at up to 8
    * splits, where split 0's fold (5) was faster in three calls
-   * (ik_decode_auto_merge). With one split, the fold loaded after
-   * the stream (5) in a grid of one wave (b=32/1K fp32 R = 1/2/4/8:
-   * 0.74/1.01/1.60/2.70 us against kernel 1's 0.98/1.15/1.92/3.98 and 4's
-   * 1.25/1.38/1.63/3.04), and with several waves from 5 partials on
-   * (b=128/1K R = 8: 10.9 against 14.8 and 14.0 us);
-   * with several waves and 1-4 partials kernel 1 (b=128/1K R = 1/2/4:
-   * 2.42/3.70/5.94 us against 3.15/4.35/6.22). 4, whose loads sit in
+   * (ik_decode_auto_merge). With one split, the fold loaded after the
+   * stream (5) past 4 partials, else kernel 1 (H100, nine rounds, kernel
+   * 1's stream loop without the prefetch's code: b=32/1K and 8K fp32 R =
+   * 1: 1.92 / 1.22 us over the best decode alone against 5's 2.13 / 1.98;
+   * R = 8: 5.94 / 5.46 against 4.82 / 4.29; b=128/1K R = 8: 17.68 against
+   * 13.70). 4, whose loads sit in
    * registers across the last two tiles, is not taken. */
   int merge = a->split_merge >= 4 && p.nrem == 0 ? 3 : a->split_merge;
   if (a->split_merge == 0)

@@ -13,9 +13,10 @@
 ** round trip hides under it too (with remote partials, at its merge:
 ** the fold needs the registers). Remote partials are folded in as
 ** ma_decode.cu's one-split kernel 1 does (prefetched into L2 two tiles
-** before a warp's last, the first four loaded after the stream, merged
-** after the cross-warp merge), here while the next row group's first tiles
-** are already in flight.
+** before a warp's last, merged after the cross-warp merge), here while
+** the next row group's first tiles are already in flight, with only the
+** first partial loaded into registers before that merge (kernel 1 loads
+** four: here they spilled, 168 bytes, with this loop's state live).
 **
 ** Why: at batch 128-256 with 1K-token contexts the one-CTA-per-row-group
 ** launch runs 4-8 waves of short CTAs, each wave's CTAs end their streams
@@ -127,20 +128,33 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_rows_kernel(De
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
     const int32_t *table = p.block_table + w.r * p.bt_stride;
     const int64_t grow0 = w.r * p.h + w.q0, grow = grow0 + (row < w.nq ? row : 0);
-    /* Remote partials into L2 two tiles before this warp's last (a
-     * prefetch at the start would be evicted by the KV streamed meanwhile). */
-    if (REMOTE && w.my_n <= 2) prefetch_remote(p, grow0, w.nq, 0, 1, p.nrem, threadIdx.x, THREADS, true);
-    for (int j = 0; j < w.my_n; j++) {
-      __syncwarp();
-      if (REMOTE && j == w.my_n - 2 && j > 0) prefetch_remote(p, grow0, w.nq, 0, 1, p.nrem, threadIdx.x, THREADS, true);
-      const int ja = j + AHEAD;
-      issue_tile(p, w, ja < w.my_n ? table[(warp + WARPS * ja) * TILE / p.bt] : 0, wpipe, warp, lane, ja);
-      cp_async_wait<AHEAD>();
-      __syncwarp();
-      const uint16_t *ks = wpipe + (j % STAGES) * 2 * TILE_ELEMS;
-      stream_tile<BF16>(qf, ks, ks + TILE_ELEMS, lane, (warp + WARPS * j) * TILE, w.ctx, p.scale_log2, o, m0, m1,
-                        l0, l1);
+    /* This warp's tile j, as the loop's body. */
+#define IK_ROWS_STREAM_TILE(j)                                                                                      \
+  do {                                                                                                             \
+    __syncwarp();                                                                                                  \
+    const int ja = (j) + AHEAD;                                                                                    \
+    issue_tile(p, w, ja < w.my_n ? table[(warp + WARPS * ja) * TILE / p.bt] : 0, wpipe, warp, lane, ja);           \
+    cp_async_wait<AHEAD>();                                                                                        \
+    __syncwarp();                                                                                                  \
+    const uint16_t *ks = wpipe + ((j) % STAGES) * 2 * TILE_ELEMS;                                                  \
+    stream_tile<BF16>(qf, ks, ks + TILE_ELEMS, lane, (warp + WARPS * (j)) * TILE, w.ctx, p.scale_log2, o, m0, m1, \
+                      l0, l1);                                                                                     \
+  } while (0)
+    if constexpr (REMOTE) {
+      /* Remote partials into L2 two tiles before this warp's last (a
+       * prefetch at the start would be evicted by the KV streamed
+       * meanwhile), between two loops: inside the loop its code doubled
+       * the loop's body (945 SASS instructions against 532), and one
+       * partial added 4.2 us to the 348 us of b=32/8K on an H100 (2.7
+       * with the loops split). */
+      int j = 0;
+      for (; j < w.my_n - 2; j++) IK_ROWS_STREAM_TILE(j);
+      prefetch_remote(p, grow0, w.nq, 0, 1, p.nrem, threadIdx.x, THREADS, true);
+      for (; j < w.my_n; j++) IK_ROWS_STREAM_TILE(j);
+    } else {
+      for (int j = 0; j < w.my_n; j++) IK_ROWS_STREAM_TILE(j);
     }
+#undef IK_ROWS_STREAM_TILE
     cp_async_wait<0>();
     l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
     l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
@@ -154,12 +168,13 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_rows_kernel(De
 
     /* Cross-warp merge through each warp's last stage. */
     store_warp_state((float *)(wpipe + (STAGES - 1) * 2 * TILE_ELEMS), mm, ml, warp, lane, o, m0, m1, l0, l1);
-    /* Remote partials 0-3 of this thread's row and dims: loaded once the
+    /* Remote partial 0 of this thread's row and dims: loaded once the
      * accumulators are in shared memory (loaded before, as kernel 1 does,
-     * both sets of registers were live at once and spilled). */
+     * both sets of registers were live at once and spilled); any others
+     * after the merge, four at a time. */
     uint4 rv[4][4];
     float rl4[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
-    if (REMOTE && row < w.nq) load_remote_first4(p, grow, d0, rv, rl4);
+    if (REMOTE && row < w.nq) load_remote_first<1>(p, grow, d0, rv, rl4);
     __syncthreads();
     float M = -INFINITY;
 #pragma unroll
@@ -184,7 +199,7 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_rows_kernel(De
         o4[i] = make_float4(acc.x * inv, acc.y * inv, acc.z * inv, acc.w * inv);
       }
       const float lse_nat = wsum > 0.f ? (M + log2f(wsum)) * LN2 : -INFINITY;
-      const float lse_out = REMOTE ? fold_remote_one_split(p, grow, d0, rv, rl4, o4, lse_nat) : lse_nat;
+      const float lse_out = REMOTE ? fold_remote_one_split<1>(p, grow, d0, rv, rl4, o4, lse_nat) : lse_nat;
 #pragma unroll
       for (int i = 0; i < 4; i++) *(float4 *)(p.out + grow * D + d0 + 4 * i) = o4[i];
       if (d0 == 0) p.lse[grow] = lse_out;

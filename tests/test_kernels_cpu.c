@@ -572,8 +572,8 @@ static void test_decode_auto_merge_rule(void **state) {
     int32_t want;
   } cases[] = {{1, 0, true, 3},   {21, 0, true, 3},  {21, 0, false, 3}, {8, 1, true, 6},   {21, 8, true, 6},
                {2, 1, true, 6},   {4, 1, false, 5},  {8, 1, false, 5},  {9, 1, false, 3},  {21, 1, false, 3},
-               {300, 1, false, 3}, {8, 2, false, 3}, {4, 8, false, 3},  {1, 1, true, 5},   {1, 8, true, 5},
-               {1, 1, false, 3},  {1, 4, false, 3},  {1, 5, false, 5}};
+               {300, 1, false, 3}, {8, 2, false, 3}, {4, 8, false, 3},  {1, 1, true, 3},   {1, 4, true, 3},
+               {1, 5, true, 5},   {1, 8, true, 5},   {1, 1, false, 3},  {1, 4, false, 3},  {1, 5, false, 5}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     const int32_t got = infsim_kernels_decode_auto_merge(cases[i].splits, cases[i].remote, cases[i].one_wave);
     if (got != cases[i].want)

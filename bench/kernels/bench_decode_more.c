@@ -466,9 +466,10 @@ static infsim_kernel_timing time_path(bench *b, infsim_ma_decode_args *a, int re
  * partials folded in after the CTA's cross-warp merge), 4 (each CTA folds
  * its share of them into that merge, loaded during the KV stream) and 5
  * (as 4, loaded after the stream), or the paths INFSIM_BENCH_FUSED_PATHS
- * lists (digits 0-6, say "0356"; 6: the partials merged by a CTA of their
+ * lists (digits 0-7, say "0356"; 6: the partials merged by a CTA of their
  * own with splits; 0: auto, split merge and grid; 1-6 run on the grid of
- * one CTA a row group), at the fused-merge shapes
+ * one CTA a row group; 7: auto's split merge, one split on the persistent
+ * grid, decode_grid 2), at the fused-merge shapes
  * (batch 1-128, 1K-64K, KV <= 8 GiB; INFSIM_BENCH_FUSED_MAX_CTX caps the
  * context; INFSIM_BENCH_FUSED_BATCH and _CTX keep one batch, one context,
  * and INFSIM_BENCH_FUSED_ONCE times each variant by one launch after one
@@ -485,15 +486,15 @@ static infsim_kernel_timing time_path(bench *b, infsim_ma_decode_args *a, int re
  * 1.2x) and its share of the decode (goal <= 2% where the partials are <=
  * 1% of the KV). Only when named (`--only fused_paths`). */
 void bench_fused_paths(bench *b) {
-  enum { MAX_ROUNDS = 9, MAX_PATHS = 7, NR = 4 };
+  enum { MAX_ROUNDS = 9, MAX_PATHS = 8, NR = 4 };
   int paths[MAX_PATHS] = {3, 4, 5}, PATHS = 3;
   const char *env_rounds = getenv("INFSIM_BENCH_FUSED_ROUNDS"), *env_ctx = getenv("INFSIM_BENCH_FUSED_MAX_CTX");
   const char *env_paths = getenv("INFSIM_BENCH_FUSED_PATHS"), *env_batch = getenv("INFSIM_BENCH_FUSED_BATCH");
   if (env_paths) {
     PATHS = 0;
     for (const char *c = env_paths; *c && PATHS < MAX_PATHS; c++)
-      if (*c >= '0' && *c <= '6') paths[PATHS++] = *c - '0';
-    if (PATHS == 0) die("INFSIM_BENCH_FUSED_PATHS names no split merge 0-6", NULL);
+      if (*c >= '0' && *c <= '7') paths[PATHS++] = *c - '0';
+    if (PATHS == 0) die("INFSIM_BENCH_FUSED_PATHS names no path 0-7", NULL);
   }
   const char *env_only_ctx = getenv("INFSIM_BENCH_FUSED_CTX");
   const int64_t only_batch = env_batch ? atoll(env_batch) : 0, only_ctx = env_only_ctx ? atoll(env_only_ctx) : 0;
@@ -526,14 +527,15 @@ void bench_fused_paths(bench *b) {
         for (int k = 0; k < PATHS; k++) {
           const int pi = (k + round) % PATHS; /* each path first in some round */
           /* 0 = what auto runs (split merge and grid); 1-6 on the grid of
-           * one CTA a row group, the one they were written for. */
+           * one CTA a row group, the one they were written for; 7 auto's
+           * split merge on the persistent grid. */
           infsim_ma_decode_args a = {.num_requests = (int32_t)B, .num_q_heads = H70, .num_kv_heads = G70,
                                      .head_dim = D, .block_tokens = 16, .dtype = INFSIM_KDTYPE_BF16, .q = fb.q,
                                      .k_pool = fb.kp, .v_pool = fb.vp, .block_table = table,
                                      .block_table_stride = (int32_t)(C / 16), .context_tokens = ctx,
                                      .max_context_tokens = (int32_t)C, .softmax_scale = 0.08838834764f,
-                                     .out = fb.out, .lse = fb.lse, .split_merge = paths[pi],
-                                     .decode_grid = paths[pi] ? 1 : 0};
+                                     .out = fb.out, .lse = fb.lse, .split_merge = paths[pi] % 7,
+                                     .decode_grid = paths[pi] == 7 ? 2 : paths[pi] ? 1 : 0};
           infsim_kernel_timing ta = time_path(b, &a, reps, once);
           char variant[32];
           snprintf(variant, sizeof variant, "m%d/alone", paths[pi]);

@@ -20,8 +20,9 @@ import re
 import statistics
 
 # (batch, context, partial counts): the fused merge's fixed-cost shapes
-# kernels/NOTES.md follows (batch 1-8 with splits, 32 with one).
-POINTS = [(1, 8192, (1, 4, 8)), (1, 1024, (1,)), (8, 1024, (1, 8)), (8, 8192, (1, 8)), (32, 1024, (1,))]
+# kernels/NOTES.md follows (batch 1-8 with splits, 32 and 128 with one).
+POINTS = [(1, 8192, (1, 4, 8)), (1, 1024, (1,)), (8, 1024, (1, 8)), (8, 8192, (1, 8)), (32, 1024, (1, 8)),
+          (32, 8192, (1, 8)), (128, 1024, (1, 8))]
 
 
 def spread(v):

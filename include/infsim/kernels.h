@@ -207,8 +207,8 @@ infsim_status infsim_kernels_ma_decode(infsim_kernels *k, const infsim_ma_decode
  * CTAs (with splits, one more a row group: split_merge 6's) fits one wave
  * or not: 3 without partials (kernel 1 with one split); with splits, 6 in
  * one wave, else 5 for one partial at up to 8 splits, else 3; with one
- * split, 5 in one wave or past 4 partials, else 3 (kernel 1)
- * (kernels/NOTES.md). */
+ * split, 5 past 4 partials, else 3 (kernel 1); one_wave is read for 6
+ * only (kernels/NOTES.md). */
 int32_t infsim_kernels_decode_auto_merge(int32_t splits, int32_t num_remote, bool one_wave);
 /* The grid that decode_grid 0 (auto) runs on CUDA for a decode of one
  * split whose longest context is max_context_tokens, whose row groups fit
