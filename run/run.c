@@ -120,6 +120,10 @@ const infsim_trace *infsim_run_setup_trace(const infsim_run_setup *setup) { retu
 
 json_t *infsim_run_setup_config(const infsim_run_setup *setup) { return setup->config; }
 
+const char *infsim_run_setup_cost_model(const infsim_run_setup *setup) {
+  return setup->has_cost ? setup->cost.curves.name : NULL;
+}
+
 /* An instance of `gpus` GPUs: tensor parallel within a node, pipeline
  * stages across nodes when it is larger than a node. */
 static infsim_instance_layout instance_layout(const infsim_run_params *p, int64_t gpus) {

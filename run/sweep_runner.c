@@ -10,12 +10,19 @@
 ** multiplied while the requests stay the same; the copy is simulated with
 ** infsim_run_execute_trace (the setup's params and the cost model its load
 ** built) and its digest goes into the job's key.
+**
+** A calibrated run's curves come from the calibration DB, which the
+** config names by path only, so the DB's bytes join the key too (after
+** the version): a DB measured or fitted again runs the job again instead
+** of handing back the results of the curves before it.
 */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "infsim/hash.h"
 #include "infsim/run.h"
 #include "infsim/sweep.h"
 
@@ -59,6 +66,33 @@ static infsim_status scale_trace(const infsim_trace *from, double rate_scale, in
   return INFSIM_OK;
 }
 
+/* version plus, for a calibrated run, "+calibration:" and the SHA-256 of
+ * the DB file's bytes. */
+static infsim_status key_version(const infsim_run_setup *setup, char *out, size_t bytes, infsim_error *err) {
+  const char *model = infsim_run_setup_cost_model(setup);
+  if (model == NULL || strncmp(model, "calibrated:", 11) != 0) {
+    snprintf(out, bytes, "%s", INFSIM_VERSION);
+    return INFSIM_OK;
+  }
+  const char *path = infsim_run_setup_params(setup)->calibration_db;
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) return infsim_fail(err, INFSIM_EIO, "%s: calibration.db: cannot read: %s", path, strerror(errno));
+  infsim_sha256 s;
+  infsim_sha256_init(&s);
+  uint8_t buf[1 << 16];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) infsim_sha256_update(&s, buf, n);
+  const bool failed = ferror(f) != 0;
+  fclose(f);
+  if (failed) return infsim_fail(err, INFSIM_EIO, "%s: calibration.db: read error", path);
+  uint8_t digest[INFSIM_SHA256_BYTES];
+  char hex[INFSIM_SHA256_HEX_BYTES];
+  infsim_sha256_final(&s, digest);
+  infsim_sha256_hex(digest, hex);
+  snprintf(out, bytes, "%s+calibration:%s", INFSIM_VERSION, hex);
+  return INFSIM_OK;
+}
+
 static infsim_status runner_prepare(void *self, const infsim_job_args *a, void **handle,
                                     char key[INFSIM_SHA256_HEX_BYTES], uint64_t *seed, infsim_error *err) {
   (void)self;
@@ -76,7 +110,9 @@ static infsim_status runner_prepare(void *self, const infsim_job_args *a, void *
     uint8_t digest[INFSIM_SHA256_BYTES];
     infsim_trace_digest(job_trace(h), digest);
     *seed = infsim_run_setup_params(h->setup)->seed;
-    if (!infsim_point_key(infsim_run_setup_config(h->setup), digest, *seed, INFSIM_VERSION, key))
+    char version[160];
+    st = key_version(h->setup, version, sizeof version, err);
+    if (st == INFSIM_OK && !infsim_point_key(infsim_run_setup_config(h->setup), digest, *seed, version, key))
       st = infsim_fail(err, INFSIM_ENOMEM, "out of memory");
   }
   if (st != INFSIM_OK) {

@@ -189,6 +189,39 @@ PY
   fi
 fi
 
+# A calibrated run's key holds the calibration DB's bytes: a rerun on the
+# same DB runs nothing, one on a DB fitted again (another iteration
+# overhead) runs every job again, and its rows are those of the new DB.
+cp "$INFSIM_SRC/data/calibration.db" "$work/cal.db"
+cat >"$work/cal.yaml" <<YAML
+model: llama2-7b
+gpu: h100-sxm
+calibration:
+  db: $work/cal.db
+workload:
+  requests: 30
+  rate_rps: 4
+seed: 3
+YAML
+sweep_cal() {
+  "$INFSIM" sweep "$work/cal.yaml" --out "$work/cal-r.db" --grid scheduler.max_batch_size=8,64 --progress none 2>&1
+}
+sweep_cal | grep -q "sweep: 2 runs (2 run now, 0 already in" || fail "calibrated sweep: $(sweep_cal)"
+sweep_cal | grep -q "sweep: 2 runs (0 run now, 2 already in" || fail "calibrated rerun ran something"
+sqlite3 "$work/cal.db" "UPDATE iteration_fit SET overhead_us = overhead_us + 5000" || fail "cannot edit the DB copy"
+sweep_cal | grep -q "sweep: 2 runs (2 run now, 0 already in" || fail "a refitted DB reran nothing"
+"$INFSIM" run "$work/cal.yaml" --out "$work/cal-run" --quiet --set scheduler.max_batch_size=8 || fail "calibrated run"
+python3 - "$work" <<'PY' || fail "the rerun's rows are not the refitted DB's"
+import json, sqlite3, sys
+w = sys.argv[1]
+want = json.load(open(f"{w}/cal-run/summary.json"))
+rows = [json.loads(s) for (g, s) in sqlite3.connect(f"{w}/cal-r.db").execute("SELECT settings, summary FROM runs")
+        if json.loads(g)["scheduler.max_batch_size"] == "8"]
+assert len(rows) == 2, len(rows)
+new = [r for r in rows if abs(r["throughput_tok_s"] / want["throughput_tok_s"] - 1) < 1e-9]
+assert len(new) == 1 and rows[0]["throughput_tok_s"] != rows[1]["throughput_tok_s"], [r["throughput_tok_s"] for r in rows]
+PY
+
 # --out naming a directory, or a name too long: bad input (exit 2), no DB.
 mkdir -p "$work/adir"
 "$INFSIM" sweep "$work/c.yaml" --out "$work/adir" --grid scheduler.max_batch_size=1,2 --progress none >/dev/null 2>"$work/err"

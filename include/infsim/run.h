@@ -57,6 +57,10 @@ infsim_run_params *infsim_run_setup_params_mut(infsim_run_setup *setup);
 const infsim_trace *infsim_run_setup_trace(const infsim_run_setup *setup);
 /* The resolved config (borrowed reference). */
 json_t *infsim_run_setup_config(const infsim_run_setup *setup);
+/* The name of the cost model loading built ("roofline:GPU" or
+ * "calibrated:PROFILE"); NULL once a run took it or
+ * infsim_run_setup_params_mut dropped it. */
+const char *infsim_run_setup_cost_model(const infsim_run_setup *setup);
 
 /* Simulates the setup (its params, config and trace stay untouched: one
  * setup can run many times, one run at a time; it must outlive the
