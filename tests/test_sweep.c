@@ -10,7 +10,9 @@
 ** several threads, storing one row per job whose columns equal the
 ** stand-in's values; a rerun runs nothing; a grown grid runs only the new
 ** points; a failing job stops the sweep with its status, keeping the
-** rows of jobs that finished. Every job is prepared (loaded) exactly once:
+** rows of jobs that finished; the run library's runner keys a calibrated
+** job on the calibration DB's bytes, also when the DB changes under one
+** runner. Every job is prepared (loaded) exactly once:
 ** the first pass's check of each grid point is the one that runs, and
 ** every prepared job is released once, also when the sweep stops; past
 ** INFSIM_SWEEP_KEEP_BYTES the first pass keeps no more (fewer jobs held
@@ -448,6 +450,69 @@ static void test_db_refuses_foreign_file(void **state) {
   assert_int_equal(infsim_sweep_db_open(s->db_path, &sd, &err), INFSIM_EINPUT);
 }
 
+/* The run library's runner on a calibrated config: the key holds the
+ * calibration DB's bytes, read once while the file stays the same. The
+ * same job twice: one key; the DB rewritten in between (another
+ * iteration overhead, one runner all along): another key, and that one
+ * again after; a roofline job's key does not move with the DB. */
+static void copy_file(const char *from, const char *to) {
+  FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+  assert_non_null(in);
+  assert_non_null(out);
+  char buf[1 << 16];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, in)) > 0) assert_int_equal(fwrite(buf, 1, n, out), n);
+  fclose(in);
+  assert_int_equal(fclose(out), 0);
+}
+
+static void runner_key(const infsim_sweep_runner *r, const char *config, char key[INFSIM_SHA256_HEX_BYTES]) {
+  infsim_job_args a = {.config_path = config, .rate_scale = 1};
+  void *h = NULL;
+  uint64_t seed = 0;
+  infsim_error err = {0};
+  if (r->prepare(r->self, &a, &h, key, &seed, &err) != INFSIM_OK) fail_msg("prepare %s: %s", config, err.msg);
+  r->release(r->self, h);
+}
+
+static void test_runner_key_follows_calibration_db(void **state) {
+  sweep_fixture *s = *state;
+  char db[320], cal[320], roof[320];
+  snprintf(db, sizeof db, "%s/cal.db", s->dir);
+  snprintf(cal, sizeof cal, "%s/cal.yaml", s->dir);
+  snprintf(roof, sizeof roof, "%s/roof.yaml", s->dir);
+  copy_file(INFSIM_DATA_DIR "/calibration.db", db);
+  const char *gpus[2] = {"h100-sxm", "a100-80gb"}, *paths[2] = {cal, roof};
+  for (int i = 0; i < 2; i++) {
+    FILE *fp = fopen(paths[i], "w");
+    assert_non_null(fp);
+    fprintf(fp, "model: llama2-7b\ngpu: %s\ncalibration:\n  db: %s\nworkload:\n  requests: 5\nseed: 1\n", gpus[i], db);
+    assert_int_equal(fclose(fp), 0);
+  }
+  infsim_sweep_runner r;
+  infsim_error err = {0};
+  assert_int_equal(infsim_sweep_runner_new(&r, &err), INFSIM_OK);
+  char k1[INFSIM_SHA256_HEX_BYTES], k2[INFSIM_SHA256_HEX_BYTES], k3[INFSIM_SHA256_HEX_BYTES],
+      k4[INFSIM_SHA256_HEX_BYTES], r1[INFSIM_SHA256_HEX_BYTES], r2[INFSIM_SHA256_HEX_BYTES];
+  runner_key(&r, cal, k1);
+  runner_key(&r, cal, k2);
+  runner_key(&r, roof, r1);
+  assert_string_equal(k1, k2);
+  sqlite3 *h = NULL;
+  assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(h, "UPDATE iteration_fit SET overhead_us = overhead_us + 1", NULL, NULL, NULL),
+                   SQLITE_OK);
+  sqlite3_close(h);
+  runner_key(&r, cal, k3);
+  runner_key(&r, cal, k4);
+  runner_key(&r, roof, r2);
+  assert_string_not_equal(k1, k3);
+  assert_string_equal(k3, k4);
+  assert_string_equal(r1, r2);
+  infsim_sweep_runner_free(&r);
+  unlink(cal), unlink(roof), unlink(db);
+}
+
 /* Two handles on one DB (two sweeps at once): a column the first adds is
  * not added again by the second, whose cache predates it. */
 static void test_db_two_writers_share_new_columns(void **state) {
@@ -483,6 +548,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_sweep_wall_counts_preparation, sweep_setup, sweep_teardown),
       cmocka_unit_test_setup_teardown(test_db_refuses_foreign_file, sweep_setup, sweep_teardown),
       cmocka_unit_test_setup_teardown(test_db_two_writers_share_new_columns, sweep_setup, sweep_teardown),
+      cmocka_unit_test_setup_teardown(test_runner_key_follows_calibration_db, sweep_setup, sweep_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
