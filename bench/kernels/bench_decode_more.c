@@ -534,7 +534,7 @@ void bench_fused_paths(bench *b) {
                                      .k_pool = fb.kp, .v_pool = fb.vp, .block_table = table,
                                      .block_table_stride = (int32_t)(C / 16), .context_tokens = ctx,
                                      .max_context_tokens = (int32_t)C, .softmax_scale = 0.08838834764f,
-                                     .out = fb.out, .lse = fb.lse, .split_merge = paths[pi] % 7,
+                                     .out = fb.out, .lse = fb.lse, .split_merge = paths[pi] == 7 ? 0 : paths[pi],
                                      .decode_grid = paths[pi] == 7 ? 2 : paths[pi] ? 1 : 0};
           infsim_kernel_timing ta = time_path(b, &a, reps, once);
           char variant[32];
