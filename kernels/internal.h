@@ -198,17 +198,23 @@ static inline int32_t ik_decode_auto_merge(int32_t splits, int32_t num_remote, b
 }
 
 /* The decode grid that decode_grid 0 (auto) runs for one split
- * (public: infsim_kernels_decode_auto_grid): without remote partials the
- * persistent grid (2) up to 2048 tokens of context or where one CTA a row
- * group fits one wave, else one CTA a row group (1); with them always 1.
- * On an H100 (64/8 heads, 2026-12-06, nine rounds) the persistent grid
- * with partials (its fold's first partial in registers, its stream loop
- * without the prefetch's code) ran 0.1-0.6 us faster than grid 1 at
- * b=32/1K with 1-2 partials, even at b=128/1K with one, and slower
- * elsewhere (b=32/8K: 1.0-2.0 us with 1-2 partials; 4-8 partials: up to
- * 10 us at b=128/1K, the fold's later partials one round trip a row
- * group); before those two changes its fold spilled and one partial
- * added 2.6-9.6 us. On an H200 (64/8
+ * (public: infsim_kernels_decode_auto_grid): the persistent grid (2) up
+ * to 2048 tokens of context or where one CTA a row group fits one wave,
+ * else one CTA a row group (1); with more than 4 remote partials the
+ * persistent grid in one wave only, past 8 never. With partials each
+ * warp of the persistent grid starts from partials warp, warp + 4, .. as
+ * its softmax state (seed_remote, ma_decode.cuh), loaded with the Q tile,
+ * and nothing follows the stream. On an H100 (64/8 heads, 2026-12-06,
+ * three calls of 9-12 rounds, time over the persistent grid's decode
+ * alone, fp32 / fp16 partials): one partial added 0.90-0.99 / 0.83-0.98
+ * us at b=32/1K where kernel 1's fold after its merge added 1.77-2.02,
+ * 0.94-1.18 / 0.74-1.32 at b=32/8K against 1.31-1.84, and 2.68-2.91 /
+ * 2.10-2.43 at b=128/1K (four waves) against 3.03-4.64 / 2.51-4.19; 8
+ * partials 3.32-3.39 / 2.40-2.61 at b=32/1K against split merge 5's 4.86
+ * / 3.50, but at b=128/1K 15.10-15.52 / 9.06-9.30 against 13.60-16.22 /
+ * 8.51-10.98, slower in two calls of three: with several waves each
+ * warp's second seed is one more round trip a row group, where kernel
+ * 1's fold (split merge 5) loads four partials at a time. Without partials, on an H200 (64/8
  * heads, batch 32-256, medians of five rounds, 2026-12-06) the persistent
  * grid took 0.941-0.980x the time at 1K tokens, 0.973-1.004x at 2K, and in
  * one wave (batch 32) 0.956-0.989x at 1K-8K: it issues a CTA's Q and first
@@ -216,7 +222,7 @@ static inline int32_t ik_decode_auto_merge(int32_t splits, int32_t num_remote, b
  * tiles. With several waves at 4K-8K it took 0.994-1.007x: a row group's
  * stream dwarfs what it hides. */
 static inline int32_t ik_decode_auto_grid(int64_t max_context_tokens, bool one_wave, int32_t num_remote) {
-  if (num_remote > 0) return 1;
+  if (num_remote > 8 || (num_remote > 4 && !one_wave)) return 1;
   return max_context_tokens <= 2048 || one_wave ? 2 : 1;
 }
 

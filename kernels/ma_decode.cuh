@@ -4,7 +4,8 @@
 ** partials; ma_decode_rows.cu, a persistent grid over row groups with one
 ** split): the launch parameters, the shape constants, the copy of one K/V
 ** tile into a warp's pipeline stage, the arithmetic of one tile, and the
-** one-split fold of remote partials (their loads, L2 prefetch and merge).
+** remote partials' loads, L2 prefetch and merge (kernel 1's one-split
+** fold after the stream, the persistent grid's seeds before it).
 */
 #ifndef INFSIM_KERNELS_MA_DECODE_CUH
 #define INFSIM_KERNELS_MA_DECODE_CUH
@@ -259,15 +260,73 @@ __device__ __forceinline__ void prefetch_remote(const DecodeParams &p, int64_t g
     }
 }
 
+/* The persistent grid's remote partials as this warp's starting state:
+ * partials warp, warp + WARPS, .. of row group rows grow0 .. grow0 + nq - 1
+ * merged into (o, m0/m1, l0/l1) before its first K/V tile, in the mma.sync
+ * C layout (rows lane / 4 and + 8, dims nt * 8 + 2 (lane % 4) + {0, 1}).
+ * A partial (normalized output O, natural-log LSE L) is the state m = L
+ * log2 e, l = 1, o = O: the sum over its keys of 2^(s - m) is 1. The
+ * cross-warp merge then weighs it as it weighs the tiles, so no fold
+ * follows the stream: in one wave the fold after the merge was the
+ * CTA's tail, one L2 round trip and its arithmetic with DRAM idle. The
+ * loads are issued together (one round trip a partial), an empty
+ * partial (L = -inf) and rows past nq are selected away, never
+ * multiplied (an empty partial's bytes may be NaN). l counts the partial
+ * once a row: in the quad's first lane (the quad's sums are added at the
+ * end of the stream). */
+template <bool F16>
+__device__ __forceinline__ void seed_remote(const DecodeParams &p, int64_t grow0, int nq, int warp, int lane,
+                                            float (&o)[16][4], float &m0, float &m1, float &l0, float &l1) {
+  const int r0 = lane / 4, r1 = r0 + 8, c = 2 * (lane % 4);
+  const bool ok0 = r0 < nq, ok1 = r1 < nq;
+#pragma unroll 1
+  for (int j = warp; j < p.nrem; j += WARPS) {
+    const int64_t e0 = ((int64_t)j * p.rows + grow0 + (ok0 ? r0 : 0)) * D + c;
+    const int64_t e1 = ((int64_t)j * p.rows + grow0 + (ok1 ? r1 : 0)) * D + c;
+    const float L0 = __ldg(p.rem_lse + (int64_t)j * p.rows + grow0 + (ok0 ? r0 : 0));
+    const float L1 = __ldg(p.rem_lse + (int64_t)j * p.rows + grow0 + (ok1 ? r1 : 0));
+    float2 v0[16], v1[16];
+#pragma unroll
+    for (int nt = 0; nt < 16; nt++) {
+      if (F16) {
+        const uint32_t u0 = __ldg((const unsigned *)((const uint16_t *)p.rem_out + e0 + nt * 8));
+        const uint32_t u1 = __ldg((const unsigned *)((const uint16_t *)p.rem_out + e1 + nt * 8));
+        v0[nt] = __half22float2(*(const __half2 *)&u0);
+        v1[nt] = __half22float2(*(const __half2 *)&u1);
+      } else {
+        v0[nt] = __ldg((const float2 *)((const float *)p.rem_out + e0 + nt * 8));
+        v1[nt] = __ldg((const float2 *)((const float *)p.rem_out + e1 + nt * 8));
+      }
+    }
+    const float s0 = ok0 ? L0 * LOG2E : -INFINITY, s1 = ok1 ? L1 * LOG2E : -INFINITY;
+    const float mn0 = fmaxf(m0, s0), mn1 = fmaxf(m1, s1);
+    /* a: the old state's factor (0 when it is empty), b: the partial's (0
+     * when it is empty); both rows empty keep the state as it is. */
+    const float a0 = m0 == -INFINITY ? 0.f : fast_exp2(m0 - mn0), a1 = m1 == -INFINITY ? 0.f : fast_exp2(m1 - mn1);
+    const float b0 = s0 == -INFINITY ? 0.f : fast_exp2(s0 - mn0), b1 = s1 == -INFINITY ? 0.f : fast_exp2(s1 - mn1);
+#pragma unroll
+    for (int nt = 0; nt < 16; nt++) {
+      o[nt][0] = o[nt][0] * a0 + (b0 != 0.f ? b0 * v0[nt].x : 0.f);
+      o[nt][1] = o[nt][1] * a0 + (b0 != 0.f ? b0 * v0[nt].y : 0.f);
+      o[nt][2] = o[nt][2] * a1 + (b1 != 0.f ? b1 * v1[nt].x : 0.f);
+      o[nt][3] = o[nt][3] * a1 + (b1 != 0.f ? b1 * v1[nt].y : 0.f);
+    }
+    l0 = l0 * a0 + (lane % 4 == 0 ? b0 : 0.f);
+    l1 = l1 * a1 + (lane % 4 == 0 ? b1 : 0.f);
+    m0 = mn0;
+    m1 = mn1;
+  }
+}
+
 /* The one-split fold, first part: this thread's share (row grow, dims d0
  * .. d0 + 15) of remote partials 0 .. N - 1 and their LSEs into registers,
  * issued right after the KV stream so that their round trip overlaps the
  * wait for the other warps and the cross-warp merge. (The LSEs were staged
  * in shared memory before: the store waited for the load ahead of the
  * barrier, so the CTA's last warp paid the round trip in full.) N: 4 in
- * kernel 1; fewer where other state is live across the merge (the
- * persistent grid's: with 4, its registers spilled the loads' results,
- * and a spill store waits for its load). */
+ * kernel 1; fewer where other state is live across the merge (in the
+ * persistent grid's fold, since replaced by seed_remote, 4 spilled the
+ * loads' results, and a spill store waits for its load). */
 template <int N>
 __device__ __forceinline__ void load_remote_first(const DecodeParams &p, int64_t grow, int d0, uint4 (&rv)[4][4],
                                                   float (&rl4)[4]) {

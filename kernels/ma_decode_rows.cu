@@ -10,13 +10,13 @@
 ** round trip nor a pipeline fill sits between two row groups. The next
 ** row group's context length and its first two block-table entries a
 ** warp are loaded at the start of the current one's stream, so their
-** round trip hides under it too (with remote partials, at its merge:
-** the fold needs the registers). Remote partials are folded in as
-** ma_decode.cu's one-split kernel 1 does (prefetched into L2 two tiles
-** before a warp's last, merged after the cross-warp merge), here while
-** the next row group's first tiles are already in flight, with only the
-** first partial loaded into registers before that merge (kernel 1 loads
-** four: here they spilled, 168 bytes, with this loop's state live).
+** round trip hides under it too. Remote partials are not folded in after
+** the stream, as ma_decode.cu's kernel 1 does: warp v starts its stream
+** from partials v, v + 4, .. as its softmax state (seed_remote), loaded
+** with the row group's Q tile, so the cross-warp merge weighs them with
+** the tiles and nothing follows it (in one wave the fold after the merge
+** was every CTA's tail, with DRAM idle). The next row group's partials
+** are prefetched into L2 two tiles before a warp's last.
 **
 ** Why: at batch 128-256 with 1K-token contexts the one-CTA-per-row-group
 ** launch runs 4-8 waves of short CTAs, each wave's CTAs end their streams
@@ -94,9 +94,9 @@ __device__ __forceinline__ void start_row_group(const DecodeParams &p, RowGroup 
   for (int j = 0; j < AHEAD; j++) issue_tile(p, w, w.blk[j], wpipe, warp, lane, j);
 }
 
-/* REMOTE: p.nrem > 0 (the fold's code only where it runs: its registers,
- * live across a row group's merge while the loop's state is, spill in
- * that build, 194 registers without it). */
+/* REMOTE: p.nrem > 0 (the seeds' loads and the next row group's prefetch
+ * only where they run: the build without partials keeps the loop it had
+ * before they existed, 194 registers; 222 with them, no spill). */
 template <bool BF16, bool REMOTE>
 __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_rows_kernel(DecodeParams p, int64_t groups) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -113,6 +113,16 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_rows_kernel(De
   RowGroup w = row_group(p, item, warp);
   start_row_group(p, w, qs, wpipe, warp, lane);
   for (;;) {
+    float o[16][4];
+#pragma unroll
+    for (int i = 0; i < 16; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+    /* The remote partials as the warps' starting states (seed_remote),
+     * their loads in flight with the Q tile's. */
+    if (REMOTE) {
+      if (p.rem_f16) seed_remote<true>(p, w.r * p.h + w.q0, w.nq, warp, lane, o, m0, m1, l0, l1);
+      else seed_remote<false>(p, w.r * p.h + w.q0, w.nq, warp, lane, o, m0, m1, l0, l1);
+    }
     cp_async_wait<AHEAD>(); /* this thread's Q copies (the first AHEAD tiles may still fly) */
     __syncthreads();
     uint32_t qf[8][4];
@@ -120,14 +130,10 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_rows_kernel(De
     for (int kk = 0; kk < 8; kk++) ldmatrix_x4(qf[kk], qs + swz(lane % 16, kk * 2 + lane / 16));
     const int64_t next = item + gridDim.x;
     RowGroup nw;
-    if (!REMOTE && next < groups) nw = row_group(p, next, warp);
+    if (next < groups) nw = row_group(p, next, warp);
 
-    float o[16][4];
-#pragma unroll
-    for (int i = 0; i < 16; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
-    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
     const int32_t *table = p.block_table + w.r * p.bt_stride;
-    const int64_t grow0 = w.r * p.h + w.q0, grow = grow0 + (row < w.nq ? row : 0);
+    const int64_t grow = w.r * p.h + w.q0 + (row < w.nq ? row : 0);
     /* This warp's tile j, the loop's body, used by both loops below. A
      * macro, not a lambda: with a lambda the build without partials
      * compiled differently (193 registers against 194, other SASS); as
@@ -144,15 +150,16 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_rows_kernel(De
                       l0, l1);                                                                                     \
   } while (0)
     if constexpr (REMOTE) {
-      /* Remote partials into L2 two tiles before this warp's last (a
-       * prefetch at the start would be evicted by the KV streamed
-       * meanwhile), between two loops: inside the loop its code doubled
-       * the loop's body (945 SASS instructions against 532), and one
-       * partial added 4.2 us to the 348 us of b=32/8K on an H100 (2.7
-       * with the loops split). */
+      /* The next row group's remote partials into L2 two tiles before
+       * this warp's last (a prefetch at the start would be evicted by the
+       * KV streamed meanwhile), so that its seed loads hit L2; between two
+       * loops: inside the loop its code doubled the loop's body (945 SASS
+       * instructions against 532). */
       int j = 0;
-      for (; j < w.my_n - 2; j++) IK_ROWS_STREAM_TILE(j);
-      prefetch_remote(p, grow0, w.nq, 0, 1, p.nrem, threadIdx.x, THREADS, true);
+      if (next < groups) {
+        for (; j < w.my_n - 2; j++) IK_ROWS_STREAM_TILE(j);
+        prefetch_remote(p, nw.r * p.h + nw.q0, nw.nq, 0, 1, p.nrem, threadIdx.x, THREADS, true);
+      }
       for (; j < w.my_n; j++) IK_ROWS_STREAM_TILE(j);
     } else {
       for (int j = 0; j < w.my_n; j++) IK_ROWS_STREAM_TILE(j);
@@ -164,20 +171,10 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_rows_kernel(De
     l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
     l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
     __syncthreads(); /* every warp is done with its stages and with the Q tile */
-    if (next < groups) {
-      if (REMOTE) nw = row_group(p, next, warp); /* later: fewer registers live through the stream */
-      start_row_group(p, nw, qs, wpipe, warp, lane);
-    }
+    if (next < groups) start_row_group(p, nw, qs, wpipe, warp, lane);
 
     /* Cross-warp merge through each warp's last stage. */
     store_warp_state((float *)(wpipe + (STAGES - 1) * 2 * TILE_ELEMS), mm, ml, warp, lane, o, m0, m1, l0, l1);
-    /* Remote partial 0 of this thread's row and dims: loaded once the
-     * accumulators are in shared memory (loaded before, as kernel 1 does,
-     * both sets of registers were live at once and spilled); any others
-     * after the merge, four at a time. */
-    uint4 rv[4][4];
-    float rl4[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
-    if (REMOTE && row < w.nq) load_remote_first<1>(p, grow, d0, rv, rl4);
     __syncthreads();
     float M = -INFINITY;
 #pragma unroll
@@ -202,10 +199,9 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_rows_kernel(De
         o4[i] = make_float4(acc.x * inv, acc.y * inv, acc.z * inv, acc.w * inv);
       }
       const float lse_nat = wsum > 0.f ? (M + log2f(wsum)) * LN2 : -INFINITY;
-      const float lse_out = REMOTE ? fold_remote_one_split<1>(p, grow, d0, rv, rl4, o4, lse_nat) : lse_nat;
 #pragma unroll
       for (int i = 0; i < 4; i++) *(float4 *)(p.out + grow * D + d0 + 4 * i) = o4[i];
-      if (d0 == 0) p.lse[grow] = lse_out;
+      if (d0 == 0) p.lse[grow] = lse_nat;
     }
     if (next >= groups) return;
     __syncthreads(); /* the merge's reads are done before the next stream's third tile lands in a last stage */

@@ -194,9 +194,9 @@ typedef struct {
    * split. 1 = one CTA per (request, KV head, group of <= 16 query
    * heads), in as many waves as they take; 2 = a persistent grid of one
    * wave whose CTAs take those row groups in turn, each fetching its next
-   * one's Q and first K/V tiles before its merge, and folding remote
-   * partials in as split_merge 1-3 do with one split (split_merge is then
-   * not read). With splits 1 runs whatever this says. 0 = auto
+   * one's Q and first K/V tiles before its merge, its warps starting from
+   * the remote partials as their softmax states (split_merge is then not
+   * read). With splits 1 runs whatever this says. 0 = auto
    * (infsim_kernels_decode_auto_grid). */
   int32_t decode_grid;
 } infsim_ma_decode_args;
@@ -212,9 +212,9 @@ infsim_status infsim_kernels_ma_decode(infsim_kernels *k, const infsim_ma_decode
 int32_t infsim_kernels_decode_auto_merge(int32_t splits, int32_t num_remote, bool one_wave);
 /* The grid that decode_grid 0 (auto) runs on CUDA for a decode of one
  * split whose longest context is max_context_tokens, whose row groups fit
- * one wave of CTAs or not, with num_remote remote partials: without
- * partials 2 up to 2048 tokens or in one wave, else 1; with partials 1
- * (kernels/NOTES.md). */
+ * one wave of CTAs or not, with num_remote remote partials: 2 up to 2048
+ * tokens or in one wave, else 1; with 5-8 partials 2 in one wave only;
+ * past 8 partials 1 (kernels/NOTES.md). */
 int32_t infsim_kernels_decode_auto_grid(int64_t max_context_tokens, bool one_wave, int32_t num_remote);
 
 /* ---- aggregation: merge partials by LSE -------------------------------- */
