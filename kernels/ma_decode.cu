@@ -553,11 +553,11 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
   for (; j < my_n; j++) stream(j);
   cp_async_wait<0>();
   /* One split: the first four remote partials of this thread's merge row
-   * and dims into registers now (load_remote_first<4>). */
+   * and dims into registers now (load_remote_first). */
   uint4 rv[4][4];
   float rl4[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
   if (MERGE == 5 && fold) load_first();
-  if (!FOLD && p.nrem > 0 && p.splits == 1 && row < nq) load_remote_first<4>(p, grow, d0, rv, rl4);
+  if (!FOLD && p.nrem > 0 && p.splits == 1 && row < nq) load_remote_first(p, grow, d0, rv, rl4);
   l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
   l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
   l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
@@ -625,7 +625,7 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
       float4 o4[4];
 #pragma unroll
       for (int i = 0; i < 4; i++) o4[i] = make_float4(res[4 * i], res[4 * i + 1], res[4 * i + 2], res[4 * i + 3]);
-      const float lse_out = !FOLD && p.nrem > 0 ? fold_remote_one_split<4>(p, grow, d0, rv, rl4, o4, lse_nat) : lse_nat;
+      const float lse_out = !FOLD && p.nrem > 0 ? fold_remote_one_split(p, grow, d0, rv, rl4, o4, lse_nat) : lse_nat;
 #pragma unroll
       for (int i = 0; i < 4; i++) *(float4 *)(p.out + grow * D + d0 + 4 * i) = o4[i];
       if (d0 == 0) p.lse[grow] = lse_out;

@@ -194,11 +194,11 @@ __device__ __forceinline__ void fma4(float4 &acc, float w, const float4 &v) {
  * j < nrem), chunks i < n (n <= 4) of row grow at dims x0 + i * xstep, into
  * v[u][i]; unconditionally (the memory of an empty partial exists; its
  * bytes, NaN say, are never added, see fold_remote_batch). */
-template <bool F16, int U = 4>
+template <bool F16>
 __device__ __forceinline__ void load_remote_batch(const DecodeParams &p, int64_t grow, int j0, int jstep, int x0,
                                                   int xstep, int n, uint4 (&v)[4][4]) {
 #pragma unroll
-  for (int u = 0; u < U; u++)
+  for (int u = 0; u < 4; u++)
 #pragma unroll
     for (int i = 0; i < 4; i++)
       if (i < n && j0 + u * jstep < p.nrem) v[u][i] = load_remote_raw<F16>(p, j0 + u * jstep, grow, x0 + i * xstep);
@@ -206,12 +206,12 @@ __device__ __forceinline__ void load_remote_batch(const DecodeParams &p, int64_t
 
 /* acc[i] += w_j * v[u][i] for the batch load_remote_batch issued, with w_j =
  * weight(j) (0 = empty or negligible: not added). Returns the weights' sum. */
-template <bool F16, int U = 4, typename Weight>
+template <bool F16, typename Weight>
 __device__ __forceinline__ float fold_remote_batch(const DecodeParams &p, int j0, int jstep, int n,
                                                    const uint4 (&v)[4][4], float4 *acc, Weight weight) {
   float sum = 0.f;
 #pragma unroll
-  for (int u = 0; u < U; u++) {
+  for (int u = 0; u < 4; u++) {
     if (j0 + u * jstep >= p.nrem) break;
     const float w = weight(j0 + u * jstep);
     sum += w;
@@ -318,46 +318,41 @@ __device__ __forceinline__ void seed_remote(const DecodeParams &p, int64_t grow0
   }
 }
 
-/* The one-split fold, first part: this thread's share (row grow, dims d0
- * .. d0 + 15) of remote partials 0 .. N - 1 and their LSEs into registers,
- * issued right after the KV stream so that their round trip overlaps the
- * wait for the other warps and the cross-warp merge. (The LSEs were staged
- * in shared memory before: the store waited for the load ahead of the
- * barrier, so the CTA's last warp paid the round trip in full.) N: 4 in
- * kernel 1; fewer where other state is live across the merge (in the
- * persistent grid's fold, since replaced by seed_remote, 4 spilled the
- * loads' results, and a spill store waits for its load). */
-template <int N>
+/* Kernel 1's one-split fold, first part: this thread's share (row grow,
+ * dims d0 .. d0 + 15) of remote partials 0-3 and their LSEs into
+ * registers, issued right after the KV stream so that their round trip
+ * overlaps the wait for the other warps and the cross-warp merge. (The
+ * LSEs were staged in shared memory before: the store waited for the
+ * load ahead of the barrier, so the CTA's last warp paid the round trip
+ * in full.) */
 __device__ __forceinline__ void load_remote_first(const DecodeParams &p, int64_t grow, int d0, uint4 (&rv)[4][4],
                                                   float (&rl4)[4]) {
-  static_assert(N >= 1 && N <= 4, "one to four partials in registers");
   if (p.rem_f16)
-    load_remote_batch<true, N>(p, grow, 0, 1, d0, 4, 4, rv);
+    load_remote_batch<true>(p, grow, 0, 1, d0, 4, 4, rv);
   else
-    load_remote_batch<false, N>(p, grow, 0, 1, d0, 4, 4, rv);
+    load_remote_batch<false>(p, grow, 0, 1, d0, 4, 4, rv);
 #pragma unroll
-  for (int u = 0; u < N; u++)
+  for (int u = 0; u < 4; u++)
     if (u < p.nrem) rl4[u] = __ldcg(p.rem_lse + (int64_t)u * p.rows + grow);
 }
 
-/* The one-split fold, second part: o4 (this thread's 16 dims of its row,
- * normalized, LSE lse_nat) merged with the remote partials, weights
- * exp(lse - M) over the local and remote LSEs (natural log), empty ones
- * neither weighted nor read; the first N from load_remote_first<N>'s
+/* Kernel 1's one-split fold, second part: o4 (this thread's 16 dims of
+ * its row, normalized, LSE lse_nat) merged with the remote partials,
+ * weights exp(lse - M) over the local and remote LSEs (natural log), empty
+ * ones neither weighted nor read; the first four from load_remote_first's
  * registers, any others four at a time. Returns the merged LSE. */
-template <int N>
 __device__ __forceinline__ float fold_remote_one_split(const DecodeParams &p, int64_t grow, int d0,
                                                        const uint4 (&rv)[4][4], const float (&rl4)[4],
                                                        float4 (&o4)[4], float lse_nat) {
-  /* LSE of partial j: the first N from registers (selected by constant
-   * indices: a run-time index would put rl4 in local memory), any others
-   * from L2. */
+  /* LSE of partial j: the first four from registers (selected by
+   * constant indices: a run-time index would put rl4 in local memory),
+   * any others from L2. */
   auto lse_of = [&](int j) {
-    return j == 0 && N > 0   ? rl4[0]
-           : j == 1 && N > 1 ? rl4[1]
-           : j == 2 && N > 2 ? rl4[2]
-           : j == 3 && N > 3 ? rl4[3]
-                             : __ldcg(p.rem_lse + (int64_t)j * p.rows + grow);
+    return j == 0   ? rl4[0]
+           : j == 1 ? rl4[1]
+           : j == 2 ? rl4[2]
+           : j == 3 ? rl4[3]
+                    : __ldcg(p.rem_lse + (int64_t)j * p.rows + grow);
   };
   float M = lse_nat;
   for (int j = 0; j < p.nrem; j++) M = fmaxf(M, lse_of(j));
@@ -369,10 +364,10 @@ __device__ __forceinline__ float fold_remote_one_split(const DecodeParams &p, in
     const float l = lse_of(j);
     return l == -INFINITY ? 0.f : __expf(l - M);
   };
-  const float sum = wl + (p.rem_f16 ? fold_remote_batch<true, N>(p, 0, 1, 4, rv, o4, weight) +
-                                          add_remote<true>(p, grow, N, 1, d0, 4, 4, o4, weight)
-                                    : fold_remote_batch<false, N>(p, 0, 1, 4, rv, o4, weight) +
-                                          add_remote<false>(p, grow, N, 1, d0, 4, 4, o4, weight));
+  const float sum = wl + (p.rem_f16 ? fold_remote_batch<true>(p, 0, 1, 4, rv, o4, weight) +
+                                          add_remote<true>(p, grow, 4, 1, d0, 4, 4, o4, weight)
+                                    : fold_remote_batch<false>(p, 0, 1, 4, rv, o4, weight) +
+                                          add_remote<false>(p, grow, 4, 1, d0, 4, 4, o4, weight));
   const float inv = 1.f / sum;
 #pragma unroll
   for (int i = 0; i < 4; i++) o4[i] = make_float4(o4[i].x * inv, o4[i].y * inv, o4[i].z * inv, o4[i].w * inv);
@@ -380,9 +375,10 @@ __device__ __forceinline__ float fold_remote_one_split(const DecodeParams &p, in
 }
 
 /* Launches the persistent decode (ma_decode_rows.cu) of p's row groups
- * (requests x KV heads x groups of <= 16 query heads, one split, remote
- * partials folded in as kernel 1 does) on `grid` CTAs of THREADS threads; rows_prepare sets
- * its shared memory once and gives its CTAs per SM. */
+ * (requests x KV heads x groups of <= 16 query heads, one split, the
+ * remote partials its warps' starting states) on `grid` CTAs of THREADS
+ * threads; rows_prepare sets its shared memory once and gives its CTAs
+ * per SM. */
 cudaError_t rows_prepare(bool bf16, int *ctas_per_sm);
 void rows_launch(bool bf16, const DecodeParams &p, int64_t row_groups, int grid, cudaStream_t stream);
 
