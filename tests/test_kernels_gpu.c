@@ -452,7 +452,8 @@ static void remote_case(fixture *f, infsim_kdtype t, infsim_kdtype rdt, int32_t 
    * 300; 6: the partials merged by a CTA of their own, as one more split
    * entry) on the grid of one CTA a row group, auto (0), which picks among
    * them and the grids by the partials and the grid, and (7) the
-   * persistent grid's fold (one split; with splits as auto). */
+   * persistent grid, its warps seeded with the partials (one split; with
+   * splits as auto). */
   const int32_t splits[] = {0, 1, 2, 5, 8, 300}; /* 8: split merge 6 merges 9 entries */
   /* INFSIM_GPU_TEST_SPLIT_MERGE=N: split merge N alone (racecheck over one
    * path fits a short GPU call; 7 the persistent grid). */
@@ -498,8 +499,9 @@ static void test_decode_merges_remote_partials(void **state) {
   remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 3, 16, 2, 16, 40, 8);
   remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F16, 3, 16, 2, 16, 40, 7);
   remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 3, 32, 2, 16, 120, 19);
-  /* More row groups than a wave of CTAs: the persistent grid's CTAs fold
-   * the partials of several row groups in turn (5, and 9 in three batches). */
+  /* More row groups than a wave of CTAs: the persistent grid's CTAs take
+   * the partials of several row groups in turn (5 and 9: warps with one
+   * to three seeds, each row group's prefetched by the one before). */
   remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 300, 8, 1, 16, 100, 5);
   remote_case(f, INFSIM_KDTYPE_F16, INFSIM_KDTYPE_F16, 280, 16, 2, 32, 64, 9);
 }
