@@ -281,10 +281,11 @@ __device__ __forceinline__ void seed_remote(const DecodeParams &p, int64_t grow0
   const bool ok0 = r0 < nq, ok1 = r1 < nq;
 #pragma unroll 1
   for (int j = warp; j < p.nrem; j += WARPS) {
-    const int64_t e0 = ((int64_t)j * p.rows + grow0 + (ok0 ? r0 : 0)) * D + c;
-    const int64_t e1 = ((int64_t)j * p.rows + grow0 + (ok1 ? r1 : 0)) * D + c;
-    const float L0 = __ldg(p.rem_lse + (int64_t)j * p.rows + grow0 + (ok0 ? r0 : 0));
-    const float L1 = __ldg(p.rem_lse + (int64_t)j * p.rows + grow0 + (ok1 ? r1 : 0));
+    /* Partial j's rows (a row past the group reads the group's first). */
+    const int64_t row0 = (int64_t)j * p.rows + grow0 + (ok0 ? r0 : 0);
+    const int64_t row1 = (int64_t)j * p.rows + grow0 + (ok1 ? r1 : 0);
+    const int64_t e0 = row0 * D + c, e1 = row1 * D + c;
+    const float L0 = __ldg(p.rem_lse + row0), L1 = __ldg(p.rem_lse + row1);
     float2 v0[16], v1[16];
 #pragma unroll
     for (int nt = 0; nt < 16; nt++) {
