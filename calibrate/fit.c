@@ -23,8 +23,11 @@
 ** cross-validation error (on the H100 decode grid, accepting them on the
 ** in-sample error alone traded a better fit for a worse held-out p95); the
 ** second piece B, fitted by alternating assignment, must cut the squared
-** error by 10%. One-variable kernels whose measured steps no piecewise
-** line with slopes >= 0 follows become a lookup of the measured points.
+** error by 10%. The curve must stay >= 0 above its least point (the bound
+** loading checks, infsim_calib_curve_floor): a fit that noise pulls below
+** falls back to a simpler one, at last to the line pinned at 0 there.
+** One-variable kernels whose measured steps no piecewise line with slopes
+** >= 0 follows become a lookup of the measured points.
 */
 #include <assert.h>
 #include <math.h>
@@ -52,8 +55,17 @@ enum {
  * RATIO0 + k the k-th stretch of the shape ratio between its bends. */
 typedef struct {
   int kind[MAX_COLS];
+  double shift[MAX_COLS]; /* subtracted from column j's values (a curve pinned at a point) */
   int n;
 } design;
+
+/* The least of each variable and of the shape ratio over a fit's points:
+ * the corner of the box where the curve must stay >= 0
+ * (infsim_calib_curve_floor). */
+typedef struct {
+  double x[INFSIM_CALIB_VARS];
+  double r;
+} corner;
 
 typedef struct {
   int var;   /* -1: straight */
@@ -153,7 +165,7 @@ static int solve(solver *sv, const design *d, const infsim_calib_kernel_info *in
   gsl_matrix_view cov = gsl_matrix_view_array(sv->cov, p, p);
   for (size_t i = 0; i < n; i++) {
     double r = ratio_of(info, pts[i].x), den = info->ratio_num >= 0 ? pts[i].x[info->ratio_den] : 0;
-    for (size_t j = 0; j < p; j++) sv->X[i * p + j] = column_value(d->kind[j], pts[i].x, r, den, b);
+    for (size_t j = 0; j < p; j++) sv->X[i * p + j] = column_value(d->kind[j], pts[i].x, r, den, b) - d->shift[j];
     sv->y[i] = pts[i].t_ns;
     sv->w[i] = 1.0 / (pts[i].t_ns * pts[i].t_ns);
   }
@@ -167,13 +179,19 @@ static int solve(solver *sv, const design *d, const infsim_calib_kernel_info *in
   return ok;
 }
 
-/* Fits with the bends b fixed, slopes >= 0. */
-static trial fit_fixed(solver *sv, infsim_calib_kernel k, const infsim_calib_point *pts, size_t n, bends b) {
+/* Fits with the bends b fixed, slopes >= 0. With `pin`, a curve whose
+ * headless value at that corner is 0: every column is taken relative to
+ * its value there and the constant is what makes the corner 0 (the least
+ * squares under the constraint floor >= 0 where that is active; b has no
+ * head term, whose column falls with the denominator). */
+static trial fit_design(solver *sv, infsim_calib_kernel k, const infsim_calib_point *pts, size_t n, bends b,
+                        const corner *pin) {
   const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
+  assert(pin == NULL || b.head_cap == 0);
   trial t;
   memset(&t, 0, sizeof t);
   design d = {.n = 0};
-  d.kind[d.n++] = -1;
+  if (pin == NULL) d.kind[d.n++] = -1;
   for (int v = 0; v < INFSIM_CALIB_VARS; v++)
     if (info->var_mask & (1u << v)) d.kind[d.n++] = v;
   if (b.var >= 0) d.kind[d.n++] = ABOVE1;
@@ -182,12 +200,14 @@ static trial fit_fixed(solver *sv, infsim_calib_kernel k, const infsim_calib_poi
   if (info->ratio_num >= 0 && b.tail_cap > 0) d.kind[d.n++] = TAIL;
   if (info->ratio_num >= 0 && b.den_hinge > 0) d.kind[d.n++] = DEN_ABOVE;
   if (info->ratio_num >= 0 && b.head_cap > 0) d.kind[d.n++] = HEAD;
+  double pin_den = pin && info->ratio_num >= 0 ? pin->x[info->ratio_den] : 0;
+  for (int j = 0; pin && j < d.n; j++) d.shift[j] = column_value(d.kind[j], pin->x, pin->r, pin_den, &b);
   double coef[MAX_COLS];
   for (;;) {
     double chisq = 0;
     if (!solve(sv, &d, info, pts, n, &b, coef, &chisq)) return t;
     int worst = -1;
-    for (int j = 1; j < d.n; j++)
+    for (int j = pin ? 0 : 1; j < d.n; j++)
       if (coef[j] < 0 && (worst < 0 || coef[j] < coef[worst])) worst = j;
     if (worst < 0) {
       t.curve.hinge_var = b.var;
@@ -208,14 +228,34 @@ static trial fit_fixed(solver *sv, infsim_calib_kernel k, const infsim_calib_poi
         else if (d.kind[j] == HEAD) t.curve.c_head = coef[j];
         else if (d.kind[j] >= RATIO0) t.curve.ratio.slope[d.kind[j] - RATIO0] = coef[j];
         else t.curve.c_var[d.kind[j]] = coef[j];
+        if (pin) t.curve.c_const -= coef[j] * d.shift[j];
       }
+      /* Rounding may leave the corner a hair below 0. */
+      for (double step = 1e-9 + 1e-15 * fabs(t.curve.c_const);
+           pin && infsim_calib_curve_floor(&t.curve, k, pin->x, pin->r) < 0; step *= 2)
+        t.curve.c_const += step;
       t.chisq = chisq;
       t.ok = 1;
       return t;
     }
     memmove(&d.kind[worst], &d.kind[worst + 1], (size_t)(d.n - worst - 1) * sizeof d.kind[0]);
+    memmove(&d.shift[worst], &d.shift[worst + 1], (size_t)(d.n - worst - 1) * sizeof d.shift[0]);
     d.n--;
   }
+}
+
+static trial fit_fixed(solver *sv, infsim_calib_kernel k, const infsim_calib_point *pts, size_t n, bends b) {
+  return fit_design(sv, k, pts, n, b, NULL);
+}
+
+static corner least_of(const infsim_calib_kernel_info *info, const infsim_calib_point *pts, size_t n) {
+  corner c = {.r = HUGE_VAL};
+  for (int v = 0; v < INFSIM_CALIB_VARS; v++) c.x[v] = HUGE_VAL;
+  for (size_t i = 0; i < n; i++) {
+    for (int v = 0; v < INFSIM_CALIB_VARS; v++) c.x[v] = fmin(c.x[v], pts[i].x[v]);
+    c.r = fmin(c.r, ratio_of(info, pts[i].x));
+  }
+  return c;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -626,7 +666,7 @@ infsim_status infsim_calib_fit_points(infsim_calib_kernel k, const infsim_calib_
   gsl_error_handler_t *old = gsl_set_error_handler_off();
   solver sv_store, *sv = &sv_store;
   int oom = !solver_init(sv, n);
-  trial best = {.ok = 0};
+  trial best = {.ok = 0}, one = {.ok = 0}, line = {.ok = 0};
   if (!oom) best = fit_additive(sv, k, pts, n, &oom);
   if (best.ok && !oom) {
     best.chisq = predict_rel_chisq(k, &best.curve, pts, n);
@@ -635,7 +675,7 @@ infsim_status infsim_calib_fit_points(infsim_calib_kernel k, const infsim_calib_
      * misses and from those of one straight line (which the shape terms
      * may have made too small to split on where two limits bind). */
     static const double k_starts[] = {0.03, 0.1, 0.2};
-    trial one = best, line = fit_fixed(sv, k, pts, n, (bends){.var = -1});
+    one = best, line = fit_fixed(sv, k, pts, n, (bends){.var = -1});
     for (int from = 0; from < 2; from++) {
       const infsim_calib_curve *split_by = from == 0 ? &one.curve : &line.curve;
       if (from == 1 && !line.ok) break;
@@ -644,6 +684,21 @@ infsim_status infsim_calib_fit_points(infsim_calib_kernel k, const infsim_calib_
         if (t.chisq < best.chisq) best = t;
       }
     }
+  }
+  /* The simulator extrapolates above the least measured point, so the
+   * curve must stay >= 0 over that box (loading a DB checks it). Noisy
+   * timings can pull a fit's constants below that (an extra piece fitted to
+   * the large points, a head term that the bound cannot count on): then
+   * the first of the simpler fits that stays >= 0 is taken, else the
+   * straight line pinned at 0 there. */
+  if (best.ok && !oom) {
+    corner least = least_of(info, pts, n);
+    const trial *simpler[] = {&one, &line};
+    for (size_t i = 0; i < 2 && infsim_calib_curve_floor(&best.curve, k, least.x, least.r) < 0; i++)
+      if (simpler[i]->ok && infsim_calib_curve_floor(&simpler[i]->curve, k, least.x, least.r) >= 0)
+        best = *simpler[i];
+    if (infsim_calib_curve_floor(&best.curve, k, least.x, least.r) < 0)
+      best = fit_design(sv, k, pts, n, (bends){.var = -1}, &least);
   }
   /* One-variable kernels whose steps the piecewise form cannot follow
    * (an error beyond k_lookup_above at some measured point) become a

@@ -188,6 +188,20 @@ void infsim_calib_curve_pieces(const infsim_calib_curve *c, infsim_calib_kernel 
   *b = c->has_alt ? eval_alt(c, info, x, r) : -INFINITY;
 }
 
+double infsim_calib_curve_floor(const infsim_calib_curve *c, infsim_calib_kernel k,
+                                const double least[INFSIM_CALIB_VARS], double ratio_least) {
+  assert(c->n_knots == 0);
+  const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
+  /* Every term but the constants and the head grows with each variable and
+   * with the ratio (slopes and caps >= 0, which loading checks first), and
+   * the head is >= 0, so the curve with the head left out, at the corner,
+   * is nowhere undercut. */
+  infsim_calib_curve headless = *c;
+  headless.c_head = 0;
+  double a = eval_main(&headless, info, least, ratio_least);
+  return c->has_alt ? max2(a, eval_alt(c, info, least, ratio_least)) : a;
+}
+
 double infsim_calib_curve_eval(const infsim_calib_curve *c, infsim_calib_kernel k,
                                const double x[INFSIM_CALIB_VARS]) {
   const infsim_calib_kernel_info *info = infsim_calib_kernel_get(k);
@@ -657,19 +671,6 @@ static infsim_status measured_floor_point(sqlite3 *db, const char *db_path, int6
   return st;
 }
 
-/* A lower bound of the curve over the box from x (each variable's least)
- * and r (the ratio's least) up: every term but the constants and the head
- * grows with each variable and with the ratio (slopes and caps >= 0, which
- * loading checked before), and the head is >= 0, so the curve with the
- * head left out, at that corner, is nowhere undercut. */
-static double floor_of(const infsim_calib_curve *c, const infsim_calib_kernel_info *info, const double *x, double r,
-                       int alt) {
-  if (alt) return c->has_alt ? eval_alt(c, info, x, r) : -INFINITY;
-  infsim_calib_curve headless = *c;
-  headless.c_head = 0;
-  return eval_main(&headless, info, x, r);
-}
-
 /* The fitter leaves the constants free, and a negative one is fine while
  * the curve stays >= 0 over the measured domain (max(A, B): B's constant is
  * often negative where A is the curve). Checked at the domain's lowest
@@ -690,9 +691,12 @@ static infsim_status check_floor(sqlite3 *db, const char *db_path, int64_t profi
     x[info->work_var] = 1;
     r = 0;
   }
-  double a = floor_of(c, info, x, r, 0), b = floor_of(c, info, x, r, 1);
-  if (a >= 0 || b >= 0) return INFSIM_OK;
+  double floor = infsim_calib_curve_floor(c, k, x, r);
+  if (floor >= 0) return INFSIM_OK;
   *ok = 0;
+  infsim_calib_curve only_a = *c;
+  only_a.has_alt = 0;
+  int a_at_fault = infsim_calib_curve_floor(&only_a, k, x, r) >= floor;
   /* the piece that is the curve there is the one whose constant is at fault */
   char at[160] = "";
   size_t used = 0;
@@ -700,8 +704,8 @@ static infsim_status check_floor(sqlite3 *db, const char *db_path, int64_t profi
     if ((info->var_mask & (1u << v)) && used < sizeof at)
       used += (size_t)snprintf(at + used, sizeof at - used, "%s%s %.6g", used ? ", " : "", k_var_names[v], x[v]);
   if (info->ratio_num >= 0 && used < sizeof at) snprintf(at + used, sizeof at - used, ", ratio %.6g", r);
-  snprintf(why, why_bytes, "%s %.10g: the curve is %.6g ns at %s %s (want >= 0)", a >= b ? "c_const" : "alt_const",
-           a >= b ? c->c_const : c->alt_const, a >= b ? a : b,
+  snprintf(why, why_bytes, "%s %.10g: the curve is %.6g ns at %s %s (want >= 0)", a_at_fault ? "c_const" : "alt_const",
+           a_at_fault ? c->c_const : c->alt_const, floor,
            measured ? "the least measured" : "its domain's lowest point (no measurements),", at);
   return INFSIM_OK;
 }

@@ -464,6 +464,41 @@ static void test_slopes_never_negative(void **state) {
   }
 }
 
+/* Points only on the anti-diagonal of the decode grid (few requests with
+ * long contexts, many with short ones) from an exact line with a negative
+ * constant: every point is > 0, but that line is -2.65 us at the least
+ * requests, context and context per request, a corner the simulator
+ * reaches. The fit must stay >= 0 over that box (the bound loading
+ * checks), here by the line pinned at 0 at the corner, slopes >= 0, and
+ * still follow the points. */
+static void test_stays_above_zero_over_its_box(void **state) {
+  (void)state;
+  enum { N = 6 };
+  static const double req[N] = {1, 2, 4, 64, 128, 256}, ctx[N] = {65536, 131072, 262144, 4096, 8192, 16384};
+  infsim_calib_point pts[N] = {0};
+  double least[INFSIM_CALIB_VARS] = {0}, r_least = HUGE_VAL;
+  for (int i = 0; i < N; i++) {
+    pts[i].x[INFSIM_CALIB_REQUESTS] = req[i];
+    pts[i].x[INFSIM_CALIB_CONTEXT_TOKENS] = ctx[i];
+    pts[i].t_ns = -5000 + 300 * req[i] + 0.5 * ctx[i];
+    assert_true(pts[i].t_ns > 0);
+    r_least = fmin(r_least, ctx[i] / req[i]);
+  }
+  least[INFSIM_CALIB_REQUESTS] = 1;
+  least[INFSIM_CALIB_CONTEXT_TOKENS] = 4096;
+  infsim_calib_fit_result fit;
+  infsim_error err = {0};
+  assert_int_equal(infsim_calib_fit_points(INFSIM_CALIB_DECODE_ATTN, pts, N, &fit, &err), INFSIM_OK);
+  const infsim_calib_curve *c = &fit.curve;
+  double floor = infsim_calib_curve_floor(c, INFSIM_CALIB_DECODE_ATTN, least, r_least);
+  assert_true(floor >= 0);
+  assert_true(floor < 1e-6); /* pinned at 0, not lifted further */
+  assert_false(c->has_alt);
+  for (int v = 0; v < INFSIM_CALIB_VARS; v++) assert_true(c->c_var[v] >= 0);
+  assert_true(c->c_var[INFSIM_CALIB_REQUESTS] + c->c_var[INFSIM_CALIB_CONTEXT_TOKENS] > 0);
+  assert_true(fit.rms_rel_err < 0.1);
+}
+
 static void test_no_work_is_zero(void **state) {
   (void)state;
   infsim_calib_curve c = {.c_const = 5000, .hinge_var = -1};
@@ -526,6 +561,7 @@ int main(void) {
       cmocka_unit_test(test_recovers_prefill_ratio_bend), cmocka_unit_test(test_gemm_step_becomes_lookup),
       cmocka_unit_test(test_decode_sum_closed_form), cmocka_unit_test(test_second_piece),
       cmocka_unit_test(test_straight_line_exact),   cmocka_unit_test(test_slopes_never_negative),
+      cmocka_unit_test(test_stays_above_zero_over_its_box),
       cmocka_unit_test(test_no_work_is_zero),       cmocka_unit_test(test_bad_points),
       cmocka_unit_test(test_percentile_nearest_rank), cmocka_unit_test(test_profile_names),
   };

@@ -198,6 +198,15 @@ double infsim_calib_decode_sum(const infsim_calib_curve *c, double requests, dou
 void infsim_calib_curve_pieces(const infsim_calib_curve *c, infsim_calib_kernel k,
                                const double x[INFSIM_CALIB_VARS], double *a, double *b);
 
+/* A lower bound of a piecewise curve (not a lookup) over every point whose
+ * variables are >= least[] and whose shape ratio is >= ratio_least (the
+ * box above the least measured point, where the simulator extrapolates):
+ * max(A, B) at that corner with A's head term, which falls as the ratio's
+ * denominator grows, left out. The fit keeps it >= 0 over its own points'
+ * box, and loading a DB checks it over the measured one. */
+double infsim_calib_curve_floor(const infsim_calib_curve *c, infsim_calib_kernel k,
+                                const double least[INFSIM_CALIB_VARS], double ratio_least);
+
 /* Fast forms of one profile's curves, for the simulator's hot path (the
  * vtable of infsim_cost_curves_calibrated uses them). What the fit gives
  * is turned into tables once, so an evaluation costs about what the
