@@ -99,11 +99,11 @@ double infsim_calib_fast_longest_ns(infsim_calib_fast *f, int64_t requests, int6
     x[INFSIM_CALIB_TOKENS] = (double)wo;
     t += waits * infsim_calib_curve_eval(line, INFSIM_CALIB_LAYER_DECODE_LONG, x);
   }
-  /* Over several waves the long request's CTAs do not walk alone from the
-   * start: while the others' CTAs stream, each CTA gets its share of the
-   * bandwidth, and only the tokens past that share are walked at one
-   * CTA's speed (the line's slope) once the others are done. The batch
-   * less that tail streams as the decode curve says. */
+  /* The long request's CTAs do not walk alone from the start: while the
+   * others' CTAs stream, each CTA gets its share of the bandwidth, and
+   * only the tokens past that share are walked at one CTA's speed (the
+   * line's slope) once the others are done. The batch less that tail
+   * streams as the decode curve says. */
   int64_t shared = infsim_calib_longest_cta_shared_tokens(&f->split, requests, context_tokens, max_context_tokens,
                                                           graph);
   if (shared > 0 && shared < w) {

@@ -152,18 +152,21 @@ int64_t infsim_calib_longest_cta_shared_tokens(const infsim_calib_split_shape *s
   int64_t per, cta_rows, splits, slots;
   grid_of(s, requests, max_context_tokens, graph, &per, &cta_rows, &splits, &slots);
   /* The batch's real CTAs (a padded row walks one token: not counted).
-   * Within one wave every CTA is resident from the start and the line
-   * alone prices the batch (H200, LLaMA2-7B: decode batches of 5-8
-   * requests, one wave, within +2 % of it at 80 % load; +5 % with this
-   * term). */
-  const int64_t real = requests * per * splits, mine = per * splits;
-  if (real <= slots) return 0;
-  /* Several waves: while the others' CTAs stream through the slots, the
-   * kernel is bandwidth-bound and each resident CTA gets an equal share,
-   * so a CTA of the long request advances as far as the others' CTA
-   * tokens per slot they hold beside it. */
-  const int64_t others_ctas = real - mine;
-  const double share = (double)((context_tokens - max_context_tokens) * per) / (double)(slots - mine);
+   * While the others' CTAs stream, the kernel is bandwidth-bound and each
+   * resident CTA gets an equal share, so a CTA of the long request
+   * advances as far as the others' CTA tokens per slot they hold beside
+   * it: every slot but its own over several waves, their own CTAs' in one
+   * wave (there the share is the others' mean context a split). One wave
+   * was once left to the line alone; with the term the H100's decode-only
+   * iterations of four end-to-end calls (4 loads each, LLaMA2-7B) read a
+   * p95 of 3.5-7.1 % against 5.3-9.2 % (their batches of 5-8 requests run
+   * one wave); the H200's eleven calls no worse but in one run, 4.9 to
+   * 6.8 % at 30 % load (all priced with the shipped curves;
+   * bench/fidelity/README.md). */
+  const int64_t real = requests * per * splits, mine = per * splits, others_ctas = real - mine;
+  const int64_t beside = others_ctas < slots - mine ? others_ctas : slots - mine;
+  if (beside <= 0) return 0;
+  const double share = (double)((context_tokens - max_context_tokens) * per) / (double)beside;
   /* It shares only what is left when its last split's CTAs get a slot:
    * after (splits - 1) cta_rows + p per + per - slots CTAs have left, p
    * its place among the requests, which the aggregates do not say: the

@@ -109,8 +109,11 @@ static void shared_tokens(void **state) {
    * 352 CTAs have left: 288 / 12 / 352 done on the mean, so 3034.48 x
    * (1 - 0.0682) = 2827.6. */
   assert_int_equal(infsim_calib_longest_cta_shared_tokens(&s7, 12, 28000, 6000, 1), 2827);
-  /* One wave (5 requests, 8 padded rows, 160 real CTAs): no term. */
-  assert_int_equal(infsim_calib_longest_cta_shared_tokens(&s7, 5, 14000, 6000, 1), 0);
+  /* One wave (5 requests, 8 padded rows, 1 split, 160 real CTAs in 264
+   * slots): the others hold their own 128 CTAs' slots, so the long CTA
+   * walks the others' mean context beside them, 8000 x 32 / 128 = 2000
+   * (not 8000 x 32 / 232 = 1103 as if they filled every other slot). */
+  assert_int_equal(infsim_calib_longest_cta_shared_tokens(&s7, 5, 14000, 6000, 1), 2000);
   /* One request, or no other context: nothing beside it. */
   assert_int_equal(infsim_calib_longest_cta_shared_tokens(&s7, 1, 6000, 6000, 1), 0);
   assert_int_equal(infsim_calib_longest_cta_shared_tokens(&s7, 12, 6000, 6000, 1), 0);
@@ -130,14 +133,14 @@ static void shared_tokens(void **state) {
           while ((tiles + splits - 1) / splits != w) splits++;
           int64_t slots = 2 * sh->sm_count, real = n * per * splits, mine = per * splits, others = real - mine;
           int64_t total = ctx + (n - 1) * (ctx / 3 + 1);
-          int64_t want = 0;
-          if (real > slots) {
+          int64_t want = 0, beside = others < slots - mine ? others : slots - mine;
+          if (beside > 0) {
             int64_t before = 0;
             for (int64_t p = 0; p < n; p++) {
               int64_t d = (splits - 1) * rows * per + p * per + per - slots;
               before += d < 0 ? 0 : d > others ? others : d;
             }
-            double share = (double)((total - ctx) * per) / (double)(slots - mine);
+            double share = (double)((total - ctx) * per) / (double)beside;
             want = (int64_t)(share * (1.0 - (double)before / (double)n / (double)others));
             if (want > w * 16) want = w * 16;
           }
@@ -165,8 +168,14 @@ static void fast_shared(void **state) {
    * against the batch less the tail (28000 - 3173 tokens on the curve,
    * 100308) and the tail on the line (15 x 3173 = 47595): 147903. */
   assert_true(fabs(infsim_calib_fast_longest_ns(f, 12, 28000, 6000, 1) - 147903.0) < 1e-6);
-  /* One wave: the line alone, 108000 (5 requests: no wait). */
+  /* One wave, 5 requests, no wait: the line alone, 108000, where the
+   * others are short (2000 tokens shared: the batch less the 4000-token
+   * tail, 41000, plus 60000 on the line is less) ... */
   assert_true(fabs(infsim_calib_fast_longest_ns(f, 5, 14000, 6000, 1) - 108000.0) < 1e-6);
+  /* ... and where they are nearly as long (4 x 5000: 5000 shared), the
+   * batch less the 1000-token tail on the curve, 101000, plus the tail on
+   * the line, 15000: 116000. */
+  assert_true(fabs(infsim_calib_fast_longest_ns(f, 5, 26000, 6000, 1) - 116000.0) < 1e-6);
   infsim_calib_fast_free(f);
   free(curves);
 }

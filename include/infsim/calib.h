@@ -277,7 +277,9 @@ double infsim_calib_longest_cta_waits(const infsim_calib_split_shape *s, int64_t
 /* KV tokens one CTA of the longest request walks while the other
  * requests' CTAs stream beside it at the memory's speed (each CTA in a
  * slot with an equal share of the bandwidth): the others' CTA tokens over
- * the slots they hold. At most its CTA's tokens; 0 with one request. */
+ * the slots they hold beside it (all but its own over several waves,
+ * their CTAs' in one wave), less what has streamed before its last split
+ * starts. At most its CTA's tokens; 0 with one request. */
 int64_t infsim_calib_longest_cta_shared_tokens(const infsim_calib_split_shape *s, int64_t requests,
                                                int64_t context_tokens, int64_t max_context_tokens, int graph);
 /* Sets the shape the fast form's longest-CTA term uses (none: no term). */
@@ -285,9 +287,9 @@ void infsim_calib_fast_set_split(infsim_calib_fast *f, const infsim_calib_split_
 /* The layer's decode attention as bounded by the longest request: the
  * fitted layer_decode_long line at its CTA's tokens, after the waves that
  * start before it (each the line at a CTA's tokens of the others' mean
- * context); over several waves at least the decode curve at the batch
- * less the long request's tail past its shared tokens, plus that tail on
- * the line; 0 when the profile has no such curve or shape. */
+ * context); at least the decode curve at the batch less the long
+ * request's tail past its shared tokens, plus that tail on the line; 0
+ * when the profile has no such curve or shape. */
 double infsim_calib_fast_longest_ns(infsim_calib_fast *f, int64_t requests, int64_t context_tokens,
                                     int64_t max_context_tokens, int graph);
 
