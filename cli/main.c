@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "infsim/run.h"
 
 typedef struct {
   const char *name;
@@ -41,7 +42,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (strcmp(argv[1], "--version") == 0) {
-    printf("infsim %s\n", INFSIM_VERSION);
+    printf("infsim %s\nsources %s\n", INFSIM_VERSION, infsim_source_id());
     return 0;
   }
   for (size_t i = 0; i < sizeof k_commands / sizeof k_commands[0]; i++)

@@ -108,13 +108,15 @@ static infsim_status file_sha256_hex(const char *path, char hex[INFSIM_SHA256_HE
   return INFSIM_OK;
 }
 
-/* version plus, for a calibrated run, "+calibration:" and the SHA-256 of
- * the DB file's bytes. */
+/* version, "+sources:" and the simulator's source identity (a build of
+ * other sources reruns its jobs; infsim and infsim-mpi share it), plus, for
+ * a calibrated run, "+calibration:" and the SHA-256 of the DB file's
+ * bytes. */
 static infsim_status key_version(runner_state *r, const infsim_run_setup *setup, char *out, size_t bytes,
                                  infsim_error *err) {
   const char *model = infsim_run_setup_cost_model(setup);
   if (model == NULL || strncmp(model, "calibrated:", 11) != 0) {
-    snprintf(out, bytes, "%s", INFSIM_VERSION);
+    snprintf(out, bytes, "%s+sources:%s", INFSIM_VERSION, infsim_source_id());
     return INFSIM_OK;
   }
   const char *path = infsim_run_setup_params(setup)->calibration_db;
@@ -136,7 +138,7 @@ static infsim_status key_version(runner_state *r, const infsim_run_setup *setup,
     memcpy(r->hex, hex, sizeof hex);
     pthread_mutex_unlock(&r->lock);
   }
-  snprintf(out, bytes, "%s+calibration:%s", INFSIM_VERSION, hex);
+  snprintf(out, bytes, "%s+sources:%s+calibration:%s", INFSIM_VERSION, infsim_source_id(), hex);
   return INFSIM_OK;
 }
 
@@ -156,7 +158,7 @@ static infsim_status runner_prepare(void *self, const infsim_job_args *a, void *
     uint8_t digest[INFSIM_SHA256_BYTES];
     infsim_trace_digest(job_trace(h), digest);
     *seed = infsim_run_setup_params(h->setup)->seed;
-    char version[160];
+    char version[224];
     st = key_version(self, h->setup, version, sizeof version, err);
     if (st == INFSIM_OK && !infsim_point_key(infsim_run_setup_config(h->setup), digest, *seed, version, key))
       st = infsim_fail(err, INFSIM_ENOMEM, "out of memory");

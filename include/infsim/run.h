@@ -161,4 +161,10 @@ infsim_status infsim_run_write(const infsim_run_result *res, const char *dir, in
  * its directory: summary.json, requests.csv, ... (infsim_run_write). */
 bool infsim_run_output_name(const char *name);
 
+/* The simulator's source identity: the SHA-256 (64 hex digits) of
+ * libinfsim's sources and headers as built (run/source_id.cmake). Builds
+ * of the same sources share it (infsim and infsim-mpi); a sweep's run key
+ * holds it, so a sweep reruns what a build of other sources has run. */
+const char *infsim_source_id(void);
+
 #endif
