@@ -691,13 +691,13 @@ infsim_status infsim_calib_fit_points(infsim_calib_kernel k, const infsim_calib_
    * the large points, a head term that the bound cannot count on): then
    * the first of the simpler fits that stays >= 0 is taken, else the
    * straight line pinned at 0 there. */
-  if (best.ok && !oom) {
-    corner least = least_of(info, pts, n);
-    const trial *simpler[] = {&one, &line};
-    for (size_t i = 0; i < 2 && infsim_calib_curve_floor(&best.curve, k, least.x, least.r) < 0; i++)
-      if (simpler[i]->ok && infsim_calib_curve_floor(&simpler[i]->curve, k, least.x, least.r) >= 0)
-        best = *simpler[i];
-    if (infsim_calib_curve_floor(&best.curve, k, least.x, least.r) < 0)
+  corner least = least_of(info, pts, n);
+  if (best.ok && !oom && infsim_calib_curve_floor(&best.curve, k, least.x, least.r) < 0) {
+    if (one.ok && infsim_calib_curve_floor(&one.curve, k, least.x, least.r) >= 0)
+      best = one;
+    else if (line.ok && infsim_calib_curve_floor(&line.curve, k, least.x, least.r) >= 0)
+      best = line;
+    else
       best = fit_design(sv, k, pts, n, (bends){.var = -1}, &least);
   }
   /* One-variable kernels whose steps the piecewise form cannot follow
