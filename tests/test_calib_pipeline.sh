@@ -235,22 +235,25 @@ sys.exit(0 if ok else 1)
 PY
 
 # The shipped DB is what refitting the shipped raw measurements gives (so it is
-# reproducible, and not stale after a change to the fitter). Refitting every
-# model takes about a minute; one model's curves show the same.
+# reproducible, and not stale after a change to the fitter or a new
+# calibration). Refitting every model takes about a minute; one model's
+# curves a GPU profile show the same.
 if [ -f "$src/data/calibration.db" ]; then
-  "$INFSIM" calibrate load "$src/data/calibration/raw-h100-sxm-llama2-7b.csv" --db "$work/refit.db" >/dev/null ||
-    fail "load shipped llama2-7b raw"
-  "$INFSIM" calibrate fit --db "$work/refit.db" >/dev/null || fail "fit shipped raw"
-  "$INFSIM" calibrate show --db "$work/refit.db" >"$work/refit.txt" || fail "show refit"
   "$INFSIM" calibrate show --db "$src/data/calibration.db" >"$work/shipped.txt" || fail "show shipped DB"
-  for m in llama2-7b llama2-13b llama2-70b; do
-    grep -q "^h100-sxm .*$m " "$work/shipped.txt" || fail "shipped DB lacks h100-sxm $m"
+  for gpu in h100-sxm h200; do
+    for m in llama2-7b llama2-13b llama2-70b; do
+      grep -q "^$gpu .*$m " "$work/shipped.txt" || fail "shipped DB lacks $gpu $m"
+    done
+    "$INFSIM" calibrate load "$src/data/calibration/raw-$gpu-llama2-7b.csv" --db "$work/refit-$gpu.db" \
+      --profile "$gpu" >/dev/null || fail "load shipped $gpu llama2-7b raw"
+    "$INFSIM" calibrate fit --db "$work/refit-$gpu.db" >/dev/null || fail "fit shipped $gpu raw"
+    "$INFSIM" calibrate show --db "$work/refit-$gpu.db" >"$work/refit.txt" || fail "show $gpu refit"
+    grep "^$gpu .*llama2-7b " "$work/refit.txt" >"$work/refit-7b.txt"
+    grep "^$gpu .*llama2-7b " "$work/shipped.txt" >"$work/shipped-7b.txt"
+    [ -s "$work/refit-7b.txt" ] || fail "refit of the $gpu llama2-7b raw file has no curves"
+    cmp -s "$work/refit-7b.txt" "$work/shipped-7b.txt" ||
+      fail "shipped data/calibration.db differs from a refit of data/calibration/raw-$gpu-llama2-7b.csv"
   done
-  grep "^h100-sxm .*llama2-7b " "$work/refit.txt" >"$work/refit-7b.txt"
-  grep "^h100-sxm .*llama2-7b " "$work/shipped.txt" >"$work/shipped-7b.txt"
-  [ -s "$work/refit-7b.txt" ] || fail "refit of the llama2-7b raw file has no curves"
-  cmp -s "$work/refit-7b.txt" "$work/shipped-7b.txt" ||
-    fail "shipped data/calibration.db differs from a refit of data/calibration/raw-h100-sxm-llama2-7b.csv"
 fi
 
 # The one-command script: run + load + fit into a DB, raw file named by profile.
