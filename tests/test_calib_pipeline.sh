@@ -237,7 +237,7 @@ PY
 # The shipped DB is what refitting the shipped raw measurements gives (so it is
 # reproducible, and not stale after a change to the fitter or a new
 # calibration). Refitting every model takes about a minute; one model's
-# curves a GPU profile show the same.
+# curves per GPU profile show the same.
 if [ -f "$src/data/calibration.db" ]; then
   "$INFSIM" calibrate show --db "$src/data/calibration.db" >"$work/shipped.txt" || fail "show shipped DB"
   for gpu in h100-sxm h200; do
