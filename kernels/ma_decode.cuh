@@ -49,6 +49,23 @@ struct DecodeParams {
   float scale_log2;
 };
 
+/* cp_async16 for the KV stream, with an L2 evict-first policy: each K/V
+ * byte is read once, so it should not push out of L2 what is read again
+ * (Q, the block table, the remote partials prefetched there) or the
+ * output lines awaiting write-back. On an H100 (2026-12-07, four rounds
+ * rotated against the same build without the policy) b=256/1K took 360.2-
+ * 360.7 us against 370.6-371.1 (99.0-99.3 % of the copy ceiling against
+ * 96.0-96.9 %), b=128/1K 187.3-187.9 against 191.5-191.8, and 8K
+ * contexts 0.5-0.7 % less; an L2::256B prefetch hint instead changed
+ * nothing (kernels/NOTES.md, "H100: the KV stream evicts first"). */
+__device__ __forceinline__ void cp_async16_stream(void *smem, const void *gmem, bool valid) {
+  const int src_bytes = valid ? 16 : 0;
+  uint64_t policy;
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(policy));
+  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;\n" ::"r"(smem_addr(smem)),
+               "l"(gmem), "r"(src_bytes), "l"(policy));
+}
+
 /* Issues the cp.async copies of one 16-token K and V tile into a stage. */
 __device__ __forceinline__ void load_tile(uint16_t *ks, uint16_t *vs, const uint16_t *kg, const uint16_t *vg,
                                           int valid_rows, int lane) {
@@ -57,8 +74,8 @@ __device__ __forceinline__ void load_tile(uint16_t *ks, uint16_t *vs, const uint
     int c = lane + 32 * i;
     int row = c >> 4, ch = c & 15;
     bool ok = row < valid_rows;
-    cp_async16(ks + swz(row, ch), kg + (ok ? row * D + ch * 8 : 0), ok);
-    cp_async16(vs + swz(row, ch), vg + (ok ? row * D + ch * 8 : 0), ok);
+    cp_async16_stream(ks + swz(row, ch), kg + (ok ? row * D + ch * 8 : 0), ok);
+    cp_async16_stream(vs + swz(row, ch), vg + (ok ? row * D + ch * 8 : 0), ok);
   }
 }
 
