@@ -56,7 +56,7 @@ struct DecodeParams {
  * rotated against the same build without the policy) b=256/1K took 360.2-
  * 360.7 us against 370.6-371.1 (99.0-99.3 % of the copy ceiling against
  * 96.0-96.9 %), b=128/1K 187.3-187.9 against 191.5-191.8, and 8K
- * contexts 0.5-0.7 % less; an L2::256B prefetch hint instead changed
+ * contexts 0.1-0.7 % less; an L2::256B prefetch hint instead changed
  * nothing (kernels/NOTES.md, "H100: the KV stream evicts first"). */
 __device__ __forceinline__ void cp_async16_stream(void *smem, const void *gmem, bool valid) {
   const int src_bytes = valid ? 16 : 0;
