@@ -417,6 +417,30 @@ static void bench_prefill_one(bench *b) {
   prefill_bufs_free(b, &m);
 }
 
+/* The fresh prompt lengths prefill_cmp times: $INFSIM_BENCH_LENS, a comma
+ * list of token counts (e.g. 2048,3072,4096: where auto's rule changes
+ * pipeline), else the n defaults already in lens. Returns the count. */
+static size_t prefill_lens_from_env(int64_t *lens, size_t cap, size_t n) {
+  const char *env = getenv("INFSIM_BENCH_LENS");
+  if (!env) return n;
+  size_t k = 0;
+  for (const char *s = env; *s && k < cap;) {
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || v < 16 || v > 65536) {
+      fprintf(stderr, "bench_kernels: INFSIM_BENCH_LENS: expected token counts 16-65536, got '%s'\n", env);
+      exit(2);
+    }
+    lens[k++] = v;
+    s = *end == ',' ? end + 1 : end;
+    if (*end && *end != ',') {
+      fprintf(stderr, "bench_kernels: INFSIM_BENCH_LENS: expected a comma list, got '%s'\n", env);
+      exit(2);
+    }
+  }
+  return k;
+}
+
 /* Version 18 with and without the K/V append folded in (kernels/NOTES.md
  * 19): auto and pipelines 10, 11, 13 and 14 on fresh prompts of 1K, 4K and
  * 16K tokens (64/8, 32/32 and 8/1 heads), then the chunks with auto, 8 and
@@ -428,12 +452,13 @@ static void bench_prefill_one(bench *b) {
 static void bench_prefill_cmp(bench *b) {
   const char *env = getenv("INFSIM_BENCH_ROUND");
   const int round = env ? atoi(env) : 0;
-  const int64_t lens[] = {1024, 4096, 16384};
+  int64_t lens[8] = {1024, 4096, 16384};
+  size_t nlens = prefill_lens_from_env(lens, 8, 3);
   const int64_t heads[][2] = {{H70, G70}, {32, 32}, {8, 1}};
   enum { NPL = 5 };
   const int pls[NPL] = {0, 10, 11, 13, 14};
   for (size_t hi = 0; hi < 3; hi++) {
-    for (size_t li = 0; li < 3; li++) {
+    for (size_t li = 0; li < nlens; li++) {
       const int64_t N = lens[li], h = heads[hi][0], g = heads[hi][1], bt = 16;
       prefill_bufs m;
       infsim_prefill_args a = prefill_fresh(b, N, h, g, bt, false, &m);
@@ -455,6 +480,7 @@ static void bench_prefill_cmp(bench *b) {
       prefill_bufs_free(b, &m);
     }
   }
+  if (getenv("INFSIM_BENCH_LENS")) return; /* a sweep of fresh prompts only */
   const int cpl[3] = {0, 8, 12};
   bench_chunks(b, CHUNKS_70B, sizeof CHUNKS_70B / sizeof *CHUNKS_70B, cpl, 3, round);
 }
@@ -673,7 +699,8 @@ int main(int argc, char **argv) {
               "fused merge's paths (split_merge 3, 4 and 5, or $INFSIM_BENCH_FUSED_PATHS) side by side,\n"
               "decode_grid: the one-split decode's two grids (decode_grid 1 and 2), prefill_one: one\n"
               "16K prefill with pipeline $INFSIM_BENCH_PIPELINE, for a profiler, prefill_cmp: versions 17\n"
-              "and 18 side by side, one round in the order $INFSIM_BENCH_ROUND, chunk_cmp: chunks after a\n"
+              "and 18 side by side, one round in the order $INFSIM_BENCH_ROUND (fresh prompts of\n"
+              "$INFSIM_BENCH_LENS tokens only, a comma list, where set), chunk_cmp: chunks after a\n"
               "cached prefix beside fresh prompts of as many pairs, one round likewise; only when named).\n"
               "--warm-ms: warm each measurement up with MS ms of calls (default 30 ms, at most 200 calls).\n"
               "Times the CUDA kernels at LLaMA2-70B shapes; one CSV row per measurement.\n");
