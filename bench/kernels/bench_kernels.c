@@ -418,25 +418,29 @@ static void bench_prefill_one(bench *b) {
 }
 
 /* The fresh prompt lengths prefill_cmp times: $INFSIM_BENCH_LENS, a comma
- * list of token counts (e.g. 2048,3072,4096: where auto's rule changes
- * pipeline), else the n defaults already in lens. Returns the count. */
-static size_t prefill_lens_from_env(int64_t *lens, size_t cap, size_t n) {
+ * list of at most cap token counts (e.g. 2048,3072,4096: where auto's rule
+ * changes pipeline), stored in lens. Returns the count, 0 when unset. */
+static size_t prefill_lens_from_env(int64_t *lens, size_t cap) {
   const char *env = getenv("INFSIM_BENCH_LENS");
-  if (!env) return n;
+  if (!env) return 0;
   size_t k = 0;
-  for (const char *s = env; *s && k < cap;) {
+  for (const char *s = env; k == 0 || *s;) {
     char *end;
     long long v = strtoll(s, &end, 10);
     if (end == s || v < 16 || v > 65536) {
       fprintf(stderr, "bench_kernels: INFSIM_BENCH_LENS: expected token counts 16-65536, got '%s'\n", env);
       exit(2);
     }
-    lens[k++] = v;
-    s = *end == ',' ? end + 1 : end;
     if (*end && *end != ',') {
       fprintf(stderr, "bench_kernels: INFSIM_BENCH_LENS: expected a comma list, got '%s'\n", env);
       exit(2);
     }
+    if (k == cap) {
+      fprintf(stderr, "bench_kernels: INFSIM_BENCH_LENS: at most %zu lengths, got '%s'\n", cap, env);
+      exit(2);
+    }
+    lens[k++] = v;
+    s = *end ? end + 1 : end;
   }
   return k;
 }
@@ -453,7 +457,7 @@ static void bench_prefill_cmp(bench *b) {
   const char *env = getenv("INFSIM_BENCH_ROUND");
   const int round = env ? atoi(env) : 0;
   int64_t lens[8] = {1024, 4096, 16384};
-  size_t nlens = prefill_lens_from_env(lens, 8, 3);
+  const size_t swept = prefill_lens_from_env(lens, 8), nlens = swept ? swept : 3;
   const int64_t heads[][2] = {{H70, G70}, {32, 32}, {8, 1}};
   enum { NPL = 5 };
   const int pls[NPL] = {0, 10, 11, 13, 14};
@@ -480,7 +484,7 @@ static void bench_prefill_cmp(bench *b) {
       prefill_bufs_free(b, &m);
     }
   }
-  if (getenv("INFSIM_BENCH_LENS")) return; /* a sweep of fresh prompts only */
+  if (swept) return; /* a sweep of fresh prompts only */
   const int cpl[3] = {0, 8, 12};
   bench_chunks(b, CHUNKS_70B, sizeof CHUNKS_70B / sizeof *CHUNKS_70B, cpl, 3, round);
 }
