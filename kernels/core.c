@@ -327,7 +327,7 @@ infsim_status infsim_kernel_op_merge(infsim_kernels *k, void *args, infsim_error
   return infsim_kernels_merge(k, args, err);
 }
 int32_t infsim_kernels_prefill_sm90_auto(const infsim_prefill_args *a) {
-  return ik_sm90_auto_pipeline(a->past_tokens, a->new_tokens);
+  return ik_sm90_auto_pipeline(a->past_tokens, a->new_tokens, a->num_q_heads, a->num_kv_heads);
 }
 int32_t infsim_kernels_decode_auto_merge(int32_t splits, int32_t num_remote, bool one_wave) {
   return ik_decode_auto_merge(splits, num_remote, one_wave);

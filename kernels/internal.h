@@ -157,11 +157,21 @@ static inline void ik_fill_random_host(void *host, infsim_kdtype t, int64_t coun
  * multiple of 16 would put keys of both kinds in one 16-key run (one load
  * box), so such a chunk runs the separate append and the unfused grid
  * (ik_sm90_can_fold: the launch asks it of a pipeline named outright
- * too). */
+ * too). Fresh prompts of 2K-4K tokens with at least 32 query heads on the
+ * GPU take 11 (the append kernel, then the unfused persistent grid) with
+ * grouped KV heads and 13 with one KV head a query head: at 4K, 11 over
+ * 14 read 1.043x (H200, six rotated rounds of 2026-12-06) and 1.067x
+ * (H100, three) on 64/8 heads, and 13 over 14 1.064x and 1.022x on
+ * 32/32; at 1K and 2K 14 won on every layout. With fewer heads the
+ * persistent grid keeps its lead (8/1: 11 over 14 0.95-0.96x at 3K and
+ * 4K on an H100; 13 on 8/8 and 10/10 heads took 1.17-1.38x 14's time in
+ * the calibration); kernels/NOTES.md, "Prefill at 4K: auto's pipeline". */
 static inline bool ik_sm90_can_fold(int64_t past_tokens) { return past_tokens % 16 == 0; }
 
-static inline int32_t ik_sm90_auto_pipeline(int64_t past_tokens, int64_t new_tokens) {
+static inline int32_t ik_sm90_auto_pipeline(int64_t past_tokens, int64_t new_tokens, int32_t q_heads,
+                                            int32_t kv_heads) {
   const bool fresh = past_tokens == 0, fold = ik_sm90_can_fold(past_tokens);
+  if (fresh && new_tokens > 2048 && new_tokens <= 4096 && q_heads >= 32) return q_heads > kv_heads ? 11 : 13;
   if (past_tokens + new_tokens <= 4096) return fold ? 14 : 11;
   return fresh ? 13 : fold ? 15 : 12;
 }

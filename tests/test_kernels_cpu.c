@@ -539,24 +539,33 @@ static void test_prefill_matches_float64(void **state) {
 /* The Hopper prefill's auto rule at the shapes kernels/NOTES.md times it
  * (20: the append folded in on fresh prompts; 21: in chunks after a cached
  * prefix whose length is a multiple of 16, the simulator's chunks among
- * them): which pipeline each fresh prompt and each chunk gets, on either
- * side of the 4K-token boundary, and the unfused twin after a prefix of
- * any other length (a 16-key run would hold keys of both kinds). */
+ * them; "prefill auto at 2K-4K": fresh prompts of 2K-4K tokens with at
+ * least 32 query heads on the unfused persistent grid with grouped KV
+ * heads, one CTA a work tile with the append folded in otherwise): which
+ * pipeline each fresh prompt and each chunk gets, on either side of the
+ * 2K- and 4K-token boundaries and of 32 query heads, for both head
+ * layouts, and the unfused twin after a prefix of any other length (a
+ * 16-key run would hold keys of both kinds). */
 static void test_prefill_sm90_auto_rule(void **state) {
   (void)state;
   const struct {
-    int32_t past, fresh, want;
-  } cases[] = {{0, 1, 14},          {0, 1024, 14},      {0, 4096, 14},       {0, 4097, 13},
-               {0, 16384, 13},      {256, 512, 14},     {1024, 512, 14},     {1024, 1024, 14},
-               {2048, 2048, 14},    {16, 1, 14},        {4080, 16, 14},      {4095, 1, 11},
-               {520, 130, 11},      {8, 4088, 11},      {4096, 1, 15},       {4096, 512, 15},
-               {14336, 2048, 15},   {12288, 4096, 15},  {4104, 64, 12},      {4097, 1, 12}};
+    int32_t past, fresh, q_heads, kv_heads, want;
+  } cases[] = {{0, 1, 32, 32, 14}, {0, 1024, 32, 32, 14}, {0, 2048, 32, 32, 14}, {0, 2049, 32, 32, 13},
+               {0, 4096, 32, 32, 13}, {0, 4097, 32, 32, 13}, {0, 16384, 32, 32, 13}, {0, 2048, 64, 8, 14},
+               {0, 2049, 64, 8, 11}, {0, 4096, 64, 8, 11}, {0, 3072, 32, 4, 11}, {0, 3072, 40, 40, 13},
+               {0, 3072, 31, 31, 14}, {0, 3072, 16, 2, 14}, {0, 3072, 8, 8, 14}, {0, 4096, 8, 1, 14},
+               {0, 4097, 64, 8, 13}, {0, 16384, 64, 8, 13}, {256, 512, 32, 32, 14}, {1024, 512, 32, 32, 14},
+               {1024, 1024, 32, 32, 14}, {2048, 2048, 32, 32, 14}, {2048, 2048, 64, 8, 14}, {16, 1, 32, 32, 14},
+               {4080, 16, 32, 32, 14}, {4095, 1, 32, 32, 11}, {520, 130, 32, 32, 11}, {8, 4088, 32, 32, 11},
+               {4096, 1, 32, 32, 15}, {4096, 512, 64, 8, 15}, {14336, 2048, 64, 8, 15}, {12288, 4096, 32, 32, 15},
+               {4104, 64, 32, 32, 12}, {4097, 1, 32, 32, 12}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    const infsim_prefill_args a = {.num_requests = 1, .num_q_heads = 32, .num_kv_heads = 32,
-                                   .past_tokens = cases[i].past, .new_tokens = cases[i].fresh};
+    const infsim_prefill_args a = {.num_requests = 1, .num_q_heads = cases[i].q_heads,
+                                   .num_kv_heads = cases[i].kv_heads, .past_tokens = cases[i].past,
+                                   .new_tokens = cases[i].fresh};
     if (infsim_kernels_prefill_sm90_auto(&a) != cases[i].want)
-      fail_msg("past %d new %d: auto ran pipeline %d, want %d", cases[i].past, cases[i].fresh,
-               infsim_kernels_prefill_sm90_auto(&a), cases[i].want);
+      fail_msg("past %d new %d heads %d/%d: auto ran pipeline %d, want %d", cases[i].past, cases[i].fresh,
+               cases[i].q_heads, cases[i].kv_heads, infsim_kernels_prefill_sm90_auto(&a), cases[i].want);
   }
 }
 
