@@ -348,7 +348,9 @@ infsim_status launch(ik_cuda *c, const infsim_prefill_args *a, infsim_error *err
        * prefix from the pool a 16-key run at a time; after a prefix whose
        * length is not a multiple of 16 (a run holding keys of both kinds)
        * they are 10, 11 and 12 after the append kernel. */
-      int pl = a->sm90_pipeline ? a->sm90_pipeline : ik_sm90_auto_pipeline(a->past_tokens, a->new_tokens, a->num_q_heads, a->num_kv_heads);
+      int pl = a->sm90_pipeline ? a->sm90_pipeline
+                                : ik_sm90_auto_pipeline(a->past_tokens, a->new_tokens, a->num_q_heads,
+                                                        a->num_kv_heads);
       if (pl >= 13 && !ik_sm90_can_fold(a->past_tokens)) pl -= 3;
       if (pl < 13) {
         const infsim_status st = append();

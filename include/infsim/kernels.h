@@ -280,10 +280,12 @@ typedef struct {
 
 infsim_status infsim_kernels_prefill(infsim_kernels *k, const infsim_prefill_args *a, infsim_error *err);
 /* The wgmma pipeline that sm90_pipeline 0 (auto) runs for these arguments
- * on compute capability 9.0: 14 up to 4K tokens, prefix included; past
- * that 13 for a fresh prompt and 15 for a chunk after a cached prefix; 11
- * and 12 instead of 14 and 15 after a prefix whose length is not a
- * multiple of 16 (kernels/NOTES.md 18-21). */
+ * on compute capability 9.0: 14 up to 4K tokens, prefix included, except
+ * fresh prompts of 2K-4K tokens with at least 32 query heads (11 with
+ * grouped KV heads, 13 otherwise); past 4K 13 for a fresh prompt and 15
+ * for a chunk after a cached prefix; 11 and 12 instead of 14 and 15 after
+ * a prefix whose length is not a multiple of 16 (kernels/NOTES.md 18-21,
+ * "Prefill at 4K: auto's pipeline"). */
 int32_t infsim_kernels_prefill_sm90_auto(const infsim_prefill_args *a);
 
 /* ---- fused per-head RMSNorm + rotary embedding (QK-norm + RoPE) -------- */
