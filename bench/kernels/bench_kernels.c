@@ -457,7 +457,7 @@ static void bench_prefill_cmp(bench *b) {
   const char *env = getenv("INFSIM_BENCH_ROUND");
   const int round = env ? atoi(env) : 0;
   int64_t lens[8] = {1024, 4096, 16384};
-  const size_t swept = prefill_lens_from_env(lens, 8), nlens = swept ? swept : 3;
+  const size_t swept = prefill_lens_from_env(lens, sizeof lens / sizeof *lens), nlens = swept ? swept : 3;
   const int64_t heads[][2] = {{H70, G70}, {32, 32}, {8, 1}};
   enum { NPL = 5 };
   const int pls[NPL] = {0, 10, 11, 13, 14};
