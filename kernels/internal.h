@@ -187,24 +187,25 @@ static inline int32_t ik_sm90_auto_pipeline(int64_t past_tokens, int64_t new_tok
  * fp16, R = 1-8, 6 added -0.05..0.10 us (<= 0.5% of the decode) against
  * 3's 0.32-0.79 and 5's 0.70-0.85, and b=1/1K (8 splits) 0.22-0.28 against
  * 0.22-0.70; with a second wave (b=8/1K, 4 splits: 320 CTAs on 264 slots)
- * it lost (0.54-4.56 us). Otherwise 5 (split 0 folds the one partial into
- * its own partial, the last CTA merges local splits only) for one partial
- * and at most 8 splits, else 3 (the last CTA merges the partials with the
- * local splits): on the H200, fp32, medians of 5-7 rotated rounds in
- * three calls, one partial added 0.18-0.21 us with 5 against 0.22-0.24
- * with 3 at b=8/1K and -0.32 to -0.14 against 0.10-0.42 at b=8/8K (4
- * splits). With one split, 5 (the fold loaded after the stream) past 4
- * partials, else 3 (kernel 1's fold after the cross-warp merge): on an
- * H100 (64/8 heads, nine rounds, 2026-12-06, kernel 1's stream loop
- * without the prefetch's code), 1-2 partials added 1.22-2.54 us with 3
- * against 1.89-2.61 with 5 at b=32/1K, b=32/8K (one wave) and b=128/1K,
- * 4 came out even, 8 added 4.03-17.68 against 3.26-13.70 (5 in one wave
- * had won on the H200 against the loop with that code). kernels/NOTES.md
- * has the rounds. */
+ * it lost (0.54-4.56 us). Otherwise 4 (split s's warps start from
+ * partials s, s + S, .. as their softmax states, the first loaded with
+ * the Q tile; the last CTA merges local splits only) where each warp
+ * takes at most one partial (R <= 4 splits), else 3 (the last CTA merges
+ * the partials with the local splits). With one split (kernel 1, auto's
+ * grid 1), 4 up to 8 partials, else 5 (the fold loaded after the stream,
+ * four partials a round trip). On an H100 (64/8 heads, ten rotated
+ * rounds, 2026-12-07, time over the decode alone), 4 against what auto
+ * ran before (3, or 5 for one partial at up to 8 splits; 1 or 5 with
+ * one split): b=8/1K (4 splits) R = 1-2 -0.01..0.03 us against 0.25-0.51
+ * (fp16 R = 2: 2.36 % of the decode, over the 2 % goal), b=8/8K R = 1-8
+ * -0.06..0.69 against 0.14-1.05, b=128/8K (one split, grid 1) R = 1-8
+ * -1.46..12.66 against 3.38-20.20; at batch 1 (one wave) 6 stays ahead
+ * (b=1/8K: -0.14..-0.04 against 4's 0.42-0.62). kernels/NOTES.md has the
+ * rounds. */
 static inline int32_t ik_decode_auto_merge(int32_t splits, int32_t num_remote, bool one_wave) {
   if (num_remote <= 0) return 3;
-  if (splits > 1) return one_wave ? 6 : num_remote == 1 && splits <= 8 ? 5 : 3;
-  return num_remote > 4 ? 5 : 3;
+  if (splits > 1) return one_wave ? 6 : num_remote <= 4 * splits ? 4 : 3;
+  return num_remote <= 8 ? 4 : 5;
 }
 
 /* The decode grid that decode_grid 0 (auto) runs for one split

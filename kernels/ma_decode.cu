@@ -34,16 +34,17 @@
 ** Remote partials (DistAttention's owner merging what the holders of the
 ** rest of a request's KV sent, fp32 or fp16 outputs): no launch of their
 ** own. With splits, the last CTA's split merge takes them as extra entries
-** beside the local splits (one weight pass, one accumulation pass; with
-** split_merge 4 or 5 the split CTAs fold a share each instead, measured
-** slower but for one partial at up to 8 splits, where auto takes 5).
-** With one split, each CTA folds them into its result before the single
-** store: split_merge 5 prefetches them into L2 two tiles before the end of
-** its KV stream, loads the first ones (and every LSE of the first 8) into
-** registers after it and folds them into its cross-warp merge as further
-** terms; 4 loads them into registers at that earlier point; 1-3 prefetch
-** them there and fold them in after that merge. Auto takes 5
-** where it measured faster (see launch). With split_merge 6 and splits,
+** beside the local splits (one weight pass, one accumulation pass); with
+** split_merge 4 or 5 the split CTAs take a share each instead, so that
+** the last CTA merges local splits only. With one split, each CTA takes
+** them into its result before the single store: split_merge 4 makes them
+** its warps' starting states (loaded with the Q tile, the cross-warp merge
+** weighs them with the tiles: nothing follows the stream); 5 prefetches
+** them into L2 two tiles before the end of its KV stream, loads the first
+** ones (and every LSE of the first 8) into registers after it and folds
+** them into its cross-warp merge as further terms; 1-3 prefetch them there
+** and fold them in after that merge. Auto takes 4 where it measured
+** faster (ik_decode_auto_merge). With split_merge 6 and splits,
 ** a CTA of their own (blockIdx.y 0, no KV) merges them into one more
 ** entry of the split workspace while the local splits stream, so the
 ** last CTA merges its splits plus that entry with the code it runs
@@ -391,13 +392,14 @@ __device__ __forceinline__ bool arrive_last(const DecodeParams &p, int64_t cta_r
  * build. 1-3: the last CTA's split merge; a launch with one split runs
  * MERGE = 1, whose split merge it never reaches, and folds the remote
  * partials in after its cross-warp merge. 4 and 5 (launched with remote
- * partials only, else 3's kernels run): each CTA folds its share of the
+ * partials only, else 3's kernels run): each CTA takes its share of the
  * remote partials (all of them with one split; split s of S partials s, s +
  * S, .. with several, so that the last CTA merges local splits only) into
- * its cross-warp merge (fold below); 4 loads them into registers two tiles
- * before the end of its KV stream, 5 prefetches them into L2 there and
- * loads them into registers after the stream, so that no register of
- * theirs is live across the streaming loop. 6 (launched with remote
+ * its own partial; 4 as its warps' starting states (seed_remote), the
+ * first loaded with the Q tile, 5 folded into its cross-warp merge (fold
+ * below), prefetched into L2 two tiles before the end of the stream and
+ * loaded into registers after it, so that no register of theirs is live
+ * across the streaming loop. 6 (launched with remote
  * partials and splits only): one more CTA a row group, blockIdx.y 0,
  * merges the remote partials into workspace entry `splits`
  * (merge_remote_entry); the local splits (blockIdx.y - 1) run as without
@@ -440,6 +442,21 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
   const int tok_end = min(ctx, tile_end * TILE);
 
   const int64_t grow0 = r * p.h + q0;
+  /* 4 and 5: split s of S takes remote partials s, s + S, .., nset of
+   * them (uniform over the CTA), into its own partial. */
+  constexpr bool OWN_SET = MERGE == 4 || MERGE == 5;
+  const int nset = OWN_SET && split < p.nrem ? (p.nrem - split + p.splits - 1) / p.splits : 0;
+  /* 4: warp v starts its stream from the set's partials v, v + 4, .. as
+   * its softmax state (seed_remote, as the persistent grid's warps do),
+   * the first one loaded with the Q tile, whose round trip the CTA waits
+   * for anyway; the cross-warp merge weighs them with the tiles and
+   * nothing follows the stream. */
+  SeedRaw sd;
+  const bool seeded = MERGE == 4 && warp < nset;
+  if (seeded) {
+    if (p.rem_f16) seed_load<true>(p, grow0, nq, split + p.splits * warp, lane, sd);
+    else seed_load<false>(p, grow0, nq, split + p.splits * warp, lane, sd);
+  }
 
   /* Q tile [16][D], rows past the group zero. */
   for (int c = threadIdx.x; c < 16 * D / 8; c += THREADS) {
@@ -457,6 +474,13 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
 #pragma unroll
   for (int i = 0; i < 16; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+  if (seeded) {
+    if (p.rem_f16) seed_fold<true>(sd, nq, lane, o, m0, m1, l0, l1);
+    else seed_fold<false>(sd, nq, lane, o, m0, m1, l0, l1);
+    const int j0 = split + p.splits * (warp + WARPS), jstep = p.splits * WARPS;
+    if (p.rem_f16) seed_remote<true>(p, grow0, nq, j0, jstep, lane, o, m0, m1, l0, l1);
+    else seed_remote<false>(p, grow0, nq, j0, jstep, lane, o, m0, m1, l0, l1);
+  }
 
   uint16_t *wpipe = pipe + warp * STAGES * 2 * TILE_ELEMS;
   const int32_t *table = p.block_table + r * p.bt_stride;
@@ -487,17 +511,16 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
    * remote byte is waited on before the KV stream: the first version loaded
    * the LSEs into shared memory before the first K/V tile (one HBM round
    * trip added to every CTA's prologue, ~1.5 us at batch 32 on an H100),
-   * and with splits read them from HBM in the last CTA's weight pass. */
+   * and with splits read them from HBM in the last CTA's weight pass.
+   * (4's seeds are loaded before it, beside the Q tile, whose round trip
+   * the CTA waits for anyway: no trip of their own.) */
   /* The cross-warp merge's layout (thread t: row t / 8, dims (t % 8) * 16
-   * .. +16), and with split_merge 4 or 5 the remote partials this CTA
-   * folds (fold): split s of S takes partials s, s + S, .., nfold of them
-   * (uniform over the CTA). */
+   * .. +16), and with split_merge 5 the set this CTA folds into it (fold). */
   const int row = threadIdx.x / 8, d0 = (threadIdx.x % 8) * 16;
   const int64_t grow = r * p.h + q0 + row; /* global (request, head) row */
-  constexpr bool FOLD = MERGE == 4 || MERGE == 5;
-  const int nfold = FOLD && split < p.nrem ? (p.nrem - split + p.splits - 1) / p.splits : 0;
+  const int nfold = MERGE == 5 ? nset : 0;
   const bool fold = nfold > 0;
-  const int prefetch_at = fold || (!FOLD && p.nrem > 0 && (p.splits == 1 || split == 0)) ? max(my_n - 2, 0) : -1;
+  const int prefetch_at = fold || (!OWN_SET && p.nrem > 0 && (p.splits == 1 || split == 0)) ? max(my_n - 2, 0) : -1;
   /* (A row past the group addresses row 0: the fold's later batches load
    * for every lane, and must stay inside the partials.) */
   const int rem_esz = p.rem_f16 ? 2 : 4;
@@ -519,18 +542,10 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
     }
   };
   /* Near the end of the stream: 1-3 prefetch every partial into L2 (for
-   * the one-split epilogue or the last CTA's merge); 5 prefetches its set;
-   * 4 loads the set's first partials into registers, so that their round
-   * trip hides under the warp's last two tiles instead of following the
-   * stream, and prefetches the set where it has more. */
+   * the one-split epilogue or the last CTA's merge); 5 prefetches its set. */
   auto near_end = [&]() {
-    if (!fold) {
-      prefetch_remote(p, grow0, nq, 0, 1, p.nrem, threadIdx.x, THREADS, true);
-      return;
-    }
-    if (MERGE == 4) load_first();
-    if (MERGE == 5 || nfold > (p.rem_f16 ? 8 : 4))
-      prefetch_remote(p, grow0, nq, split, p.splits, nfold, threadIdx.x, THREADS, true);
+    if (!fold) prefetch_remote(p, grow0, nq, 0, 1, p.nrem, threadIdx.x, THREADS, true);
+    else prefetch_remote(p, grow0, nq, split, p.splits, nfold, threadIdx.x, THREADS, true);
   };
   auto stream = [&](int j) {
     __syncwarp();
@@ -556,8 +571,8 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
    * and dims into registers now (load_remote_first). */
   uint4 rv[4][4];
   float rl4[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
-  if (MERGE == 5 && fold) load_first();
-  if (!FOLD && p.nrem > 0 && p.splits == 1 && row < nq) load_remote_first(p, grow, d0, rv, rl4);
+  if (fold) load_first();
+  if (!OWN_SET && p.nrem > 0 && p.splits == 1 && row < nq) load_remote_first(p, grow, d0, rv, rl4);
   l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
   l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
   l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
@@ -625,7 +640,7 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
       float4 o4[4];
 #pragma unroll
       for (int i = 0; i < 4; i++) o4[i] = make_float4(res[4 * i], res[4 * i + 1], res[4 * i + 2], res[4 * i + 3]);
-      const float lse_out = !FOLD && p.nrem > 0 ? fold_remote_one_split(p, grow, d0, rv, rl4, o4, lse_nat) : lse_nat;
+      const float lse_out = !OWN_SET && p.nrem > 0 ? fold_remote_one_split(p, grow, d0, rv, rl4, o4, lse_nat) : lse_nat;
 #pragma unroll
       for (int i = 0; i < 4; i++) *(float4 *)(p.out + grow * D + d0 + 4 * i) = o4[i];
       if (d0 == 0) p.lse[grow] = lse_out;
@@ -652,9 +667,9 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
     if (!*flag) return;
     __threadfence();
   }
-  /* 4 and 5: the split CTAs folded the remote partials into their own;
+  /* 4 and 5: the split CTAs took the remote partials into their own;
    * 6: its remote CTA merged them into one more entry. */
-  if (FOLD) p.nrem = 0;
+  if (OWN_SET) p.nrem = 0;
   if (MERGE != 1 && nq > 2) {
     /* Rows of >= 3 heads: P = 128 / (nq rounded up to a power of two) <= 32 lanes a row. */
     merge_entries_regs<MERGE >= 4>(p, r * p.h + q0, nq, ents, cta_row);
@@ -865,22 +880,11 @@ infsim_status launch(ik_cuda *c, const infsim_ma_decode_args *a, infsim_error *e
   if (cta_rows > 0x7fffffff) return infsim_fail(err, INFSIM_EINPUT, "kernels: ma_decode: too many requests x heads");
   /* One split never reaches the split merge: 1-3 run kernel 1 then (its
    * one-split epilogue). 4 and 5 run their own kernels only with remote
-   * partials (each CTA folds its share into its cross-warp merge), else
-   * 3's (1 with one split): the decode without partials runs the same code
-   * whatever the fold costs in registers. Auto (H200, 64/8 heads, 1/2/4/8
-   * fp32 and fp16 partials, medians of five rounds with 3, 4 and 5
-   * interleaved; kernels/NOTES.md): with splits the last CTA's merge (3),
-   * which beat the split CTAs' folds at batch 1 (b=1/8K fp32 R = 1/2/4/8:
-   * 0.29/0.32/0.45/0.69 us added, 4: 1.09-1.20, 5: 0.69-0.78) and was
-   * within 0.3 us of 5 at batch 8, except for one partial at up to 8
-   * splits, where split 0's fold (5) was faster in three calls
-   * (ik_decode_auto_merge). With one split, the fold loaded after the
-   * stream (5) past 4 partials, else kernel 1 (H100, nine rounds, kernel
-   * 1's stream loop without the prefetch's code: b=32/1K and 8K fp32 R =
-   * 1: 1.92 / 1.22 us over the best decode alone against 5's 2.13 / 1.98;
-   * R = 8: 5.94 / 5.46 against 4.82 / 4.29; b=128/1K R = 8: 17.68 against
-   * 13.70). 4, whose loads sit in
-   * registers across the last two tiles, is not taken. */
+   * partials (each CTA takes its share into its own partial), else 3's (1
+   * with one split): the decode without partials runs the same code
+   * whatever the partials cost in registers. Auto: ik_decode_auto_merge,
+   * whose comment gives the rounds behind it (kernels/NOTES.md has them
+   * all). */
   int merge = a->split_merge >= 4 && p.nrem == 0 ? 3 : a->split_merge;
   if (a->split_merge == 0)
     merge = ik_decode_auto_merge(splits, p.nrem, cta_rows * (splits > 1 ? splits + 1 : 1) <= slots);

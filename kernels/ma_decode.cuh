@@ -277,62 +277,85 @@ __device__ __forceinline__ void prefetch_remote(const DecodeParams &p, int64_t g
     }
 }
 
+/* One remote partial's share of a warp (rows lane / 4 and + 8 of a row
+ * group, dims nt * 8 + 2 (lane % 4) + {0, 1}) as raw bits: fp32 pairs, or
+ * an fp16 pair in .x. Loaded apart from its fold so that a row group's
+ * first partial can be issued ahead of the group's own K/V tiles. */
+struct SeedRaw {
+  uint2 v0[16], v1[16];
+  float L0, L1;
+};
+
+/* Partial j's share of row group rows grow0 .. grow0 + nq - 1 (a row past
+ * the group reads the group's first). */
+template <bool F16>
+__device__ __forceinline__ void seed_load(const DecodeParams &p, int64_t grow0, int nq, int j, int lane, SeedRaw &s) {
+  const int r0 = lane / 4, r1 = r0 + 8, c = 2 * (lane % 4);
+  const int64_t row0 = (int64_t)j * p.rows + grow0 + (r0 < nq ? r0 : 0);
+  const int64_t row1 = (int64_t)j * p.rows + grow0 + (r1 < nq ? r1 : 0);
+  const int64_t e0 = row0 * D + c, e1 = row1 * D + c;
+  s.L0 = __ldg(p.rem_lse + row0);
+  s.L1 = __ldg(p.rem_lse + row1);
+#pragma unroll
+  for (int nt = 0; nt < 16; nt++) {
+    if (F16) {
+      s.v0[nt].x = __ldg((const unsigned *)((const uint16_t *)p.rem_out + e0 + nt * 8));
+      s.v1[nt].x = __ldg((const unsigned *)((const uint16_t *)p.rem_out + e1 + nt * 8));
+    } else {
+      s.v0[nt] = __ldg((const uint2 *)((const float *)p.rem_out + e0 + nt * 8));
+      s.v1[nt] = __ldg((const uint2 *)((const float *)p.rem_out + e1 + nt * 8));
+    }
+  }
+}
+
 /* The persistent grid's remote partials as this warp's starting state:
- * partials warp, warp + WARPS, .. of row group rows grow0 .. grow0 + nq - 1
- * merged into (o, m0/m1, l0/l1) before its first K/V tile, in the mma.sync
- * C layout (rows lane / 4 and + 8, dims nt * 8 + 2 (lane % 4) + {0, 1}).
- * A partial (normalized output O, natural-log LSE L) is the state m = L
+ * a partial (normalized output O, natural-log LSE L) is the state m = L
  * log2 e, l = 1, o = O: the sum over its keys of 2^(s - m) is 1. The
  * cross-warp merge then weighs it as it weighs the tiles, so no fold
  * follows the stream: in one wave the fold after the merge was the
- * CTA's tail, one L2 round trip and its arithmetic with DRAM idle. The
- * loads are issued together (one round trip a partial), an empty
- * partial (L = -inf) and rows past nq are selected away, never
+ * CTA's tail, one L2 round trip and its arithmetic with DRAM idle. An
+ * empty partial (L = -inf) and rows past nq are selected away, never
  * multiplied (an empty partial's bytes may be NaN). l counts the partial
  * once a row: in the quad's first lane (the quad's sums are added at the
- * end of the stream). */
+ * end of the stream). The state is in the mma.sync C layout. */
 template <bool F16>
-__device__ __forceinline__ void seed_remote(const DecodeParams &p, int64_t grow0, int nq, int warp, int lane,
+__device__ __forceinline__ void seed_fold(const SeedRaw &s, int nq, int lane, float (&o)[16][4], float &m0, float &m1,
+                                          float &l0, float &l1) {
+  const int r0 = lane / 4, r1 = r0 + 8;
+  const float s0 = r0 < nq ? s.L0 * LOG2E : -INFINITY, s1 = r1 < nq ? s.L1 * LOG2E : -INFINITY;
+  const float mn0 = fmaxf(m0, s0), mn1 = fmaxf(m1, s1);
+  /* a: the old state's factor (0 when it is empty), b: the partial's (0
+   * when it is empty); both rows empty keep the state as it is. */
+  const float a0 = m0 == -INFINITY ? 0.f : fast_exp2(m0 - mn0), a1 = m1 == -INFINITY ? 0.f : fast_exp2(m1 - mn1);
+  const float b0 = s0 == -INFINITY ? 0.f : fast_exp2(s0 - mn0), b1 = s1 == -INFINITY ? 0.f : fast_exp2(s1 - mn1);
+#pragma unroll
+  for (int nt = 0; nt < 16; nt++) {
+    const float2 v0 = F16 ? __half22float2(*(const __half2 *)&s.v0[nt].x)
+                          : make_float2(__uint_as_float(s.v0[nt].x), __uint_as_float(s.v0[nt].y));
+    const float2 v1 = F16 ? __half22float2(*(const __half2 *)&s.v1[nt].x)
+                          : make_float2(__uint_as_float(s.v1[nt].x), __uint_as_float(s.v1[nt].y));
+    o[nt][0] = o[nt][0] * a0 + (b0 != 0.f ? b0 * v0.x : 0.f);
+    o[nt][1] = o[nt][1] * a0 + (b0 != 0.f ? b0 * v0.y : 0.f);
+    o[nt][2] = o[nt][2] * a1 + (b1 != 0.f ? b1 * v1.x : 0.f);
+    o[nt][3] = o[nt][3] * a1 + (b1 != 0.f ? b1 * v1.y : 0.f);
+  }
+  l0 = l0 * a0 + (lane % 4 == 0 ? b0 : 0.f);
+  l1 = l1 * a1 + (lane % 4 == 0 ? b1 : 0.f);
+  m0 = mn0;
+  m1 = mn1;
+}
+
+/* Partials j0, j0 + jstep, .. of row group rows grow0 .. grow0 + nq - 1
+ * folded into this warp's state (seed_fold), each loaded whole before its
+ * fold (one round trip a partial). */
+template <bool F16>
+__device__ __forceinline__ void seed_remote(const DecodeParams &p, int64_t grow0, int nq, int j0, int jstep, int lane,
                                             float (&o)[16][4], float &m0, float &m1, float &l0, float &l1) {
-  const int r0 = lane / 4, r1 = r0 + 8, c = 2 * (lane % 4);
-  const bool ok0 = r0 < nq, ok1 = r1 < nq;
 #pragma unroll 1
-  for (int j = warp; j < p.nrem; j += WARPS) {
-    /* Partial j's rows (a row past the group reads the group's first). */
-    const int64_t row0 = (int64_t)j * p.rows + grow0 + (ok0 ? r0 : 0);
-    const int64_t row1 = (int64_t)j * p.rows + grow0 + (ok1 ? r1 : 0);
-    const int64_t e0 = row0 * D + c, e1 = row1 * D + c;
-    const float L0 = __ldg(p.rem_lse + row0), L1 = __ldg(p.rem_lse + row1);
-    float2 v0[16], v1[16];
-#pragma unroll
-    for (int nt = 0; nt < 16; nt++) {
-      if (F16) {
-        const uint32_t u0 = __ldg((const unsigned *)((const uint16_t *)p.rem_out + e0 + nt * 8));
-        const uint32_t u1 = __ldg((const unsigned *)((const uint16_t *)p.rem_out + e1 + nt * 8));
-        v0[nt] = __half22float2(*(const __half2 *)&u0);
-        v1[nt] = __half22float2(*(const __half2 *)&u1);
-      } else {
-        v0[nt] = __ldg((const float2 *)((const float *)p.rem_out + e0 + nt * 8));
-        v1[nt] = __ldg((const float2 *)((const float *)p.rem_out + e1 + nt * 8));
-      }
-    }
-    const float s0 = ok0 ? L0 * LOG2E : -INFINITY, s1 = ok1 ? L1 * LOG2E : -INFINITY;
-    const float mn0 = fmaxf(m0, s0), mn1 = fmaxf(m1, s1);
-    /* a: the old state's factor (0 when it is empty), b: the partial's (0
-     * when it is empty); both rows empty keep the state as it is. */
-    const float a0 = m0 == -INFINITY ? 0.f : fast_exp2(m0 - mn0), a1 = m1 == -INFINITY ? 0.f : fast_exp2(m1 - mn1);
-    const float b0 = s0 == -INFINITY ? 0.f : fast_exp2(s0 - mn0), b1 = s1 == -INFINITY ? 0.f : fast_exp2(s1 - mn1);
-#pragma unroll
-    for (int nt = 0; nt < 16; nt++) {
-      o[nt][0] = o[nt][0] * a0 + (b0 != 0.f ? b0 * v0[nt].x : 0.f);
-      o[nt][1] = o[nt][1] * a0 + (b0 != 0.f ? b0 * v0[nt].y : 0.f);
-      o[nt][2] = o[nt][2] * a1 + (b1 != 0.f ? b1 * v1[nt].x : 0.f);
-      o[nt][3] = o[nt][3] * a1 + (b1 != 0.f ? b1 * v1[nt].y : 0.f);
-    }
-    l0 = l0 * a0 + (lane % 4 == 0 ? b0 : 0.f);
-    l1 = l1 * a1 + (lane % 4 == 0 ? b1 : 0.f);
-    m0 = mn0;
-    m1 = mn1;
+  for (int j = j0; j < p.nrem; j += jstep) {
+    SeedRaw s;
+    seed_load<F16>(p, grow0, nq, j, lane, s);
+    seed_fold<F16>(s, nq, lane, o, m0, m1, l0, l1);
   }
 }
 

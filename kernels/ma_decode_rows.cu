@@ -12,8 +12,9 @@
 ** warp are loaded at the start of the current one's stream, so their
 ** round trip hides under it too. Remote partials are not folded in after
 ** the stream, as ma_decode.cu's kernel 1 does: warp v starts its stream
-** from partials v, v + 4, .. as its softmax state (seed_remote), loaded
-** with the row group's Q tile, so the cross-warp merge weighs them with
+** from partials v, v + 4, .. as its softmax state (seed_remote; a CTA's
+** first row group issues partial v ahead of its own tiles, later ones
+** load them with the Q tile), so the cross-warp merge weighs them with
 ** the tiles and nothing follows it (in one wave the fold after the merge
 ** was every CTA's tail, with DRAM idle). The next row group's partials
 ** are prefetched into L2 two tiles before a warp's last.
@@ -47,13 +48,22 @@ struct RowGroup {
   int32_t blk[AHEAD];
 };
 
-__device__ __forceinline__ RowGroup row_group(const DecodeParams &p, int64_t item, int warp) {
+/* Row group `item`'s request, heads and query rows: arithmetic only, so
+ * that loads keyed by its rows (the first remote partial) can be issued
+ * before those of its context and block table. */
+__device__ __forceinline__ RowGroup row_group_rows(const DecodeParams &p, int64_t item) {
   RowGroup w;
   const int qgi = (int)(item % p.qgroups);
   w.kh = (int)((item / p.qgroups) % p.g);
   w.r = item / ((int64_t)p.qgroups * p.g);
   w.q0 = w.kh * p.group + qgi * 16;
   w.nq = min(16, p.group - qgi * 16);
+  return w;
+}
+
+/* The rest of the row group: its context and this warp's first AHEAD pool
+ * blocks. */
+__device__ __forceinline__ void row_group_fetch(const DecodeParams &p, RowGroup &w, int warp) {
   w.ctx = p.context_tokens[w.r];
   /* Only the tiles the request has: past them the table may hold nothing
    * (a batch of empty contexts comes with no table at all). */
@@ -62,6 +72,11 @@ __device__ __forceinline__ RowGroup row_group(const DecodeParams &p, int64_t ite
     const int tok = (warp + WARPS * j) * TILE;
     w.blk[j] = tok < w.ctx ? p.block_table[w.r * p.bt_stride + tok / p.bt] : 0;
   }
+}
+
+__device__ __forceinline__ RowGroup row_group(const DecodeParams &p, int64_t item, int warp) {
+  RowGroup w = row_group_rows(p, item);
+  row_group_fetch(p, w, warp);
   return w;
 }
 
@@ -94,9 +109,24 @@ __device__ __forceinline__ void start_row_group(const DecodeParams &p, RowGroup 
   for (int j = 0; j < AHEAD; j++) issue_tile(p, w, w.blk[j], wpipe, warp, lane, j);
 }
 
+__device__ __forceinline__ void reset_state(float (&o)[16][4], float &m0, float &m1, float &l0, float &l1) {
+#pragma unroll
+  for (int i = 0; i < 16; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+  m0 = m1 = -INFINITY;
+  l0 = l1 = 0.f;
+}
+
+/* Remote partials j0, j0 + WARPS, .. of row group w folded into a warp's
+ * state (seed_remote). */
+__device__ __forceinline__ void seed_partials(const DecodeParams &p, const RowGroup &w, int j0, int lane,
+                                              float (&o)[16][4], float &m0, float &m1, float &l0, float &l1) {
+  if (p.rem_f16) seed_remote<true>(p, w.r * p.h + w.q0, w.nq, j0, WARPS, lane, o, m0, m1, l0, l1);
+  else seed_remote<false>(p, w.r * p.h + w.q0, w.nq, j0, WARPS, lane, o, m0, m1, l0, l1);
+}
+
 /* REMOTE: p.nrem > 0 (the seeds' loads and the next row group's prefetch
  * only where they run: the build without partials keeps the loop it had
- * before they existed, 194 registers; 222 with them, no spill). */
+ * before they existed, 194 registers; 236 with them, no spill). */
 template <bool BF16, bool REMOTE>
 __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_rows_kernel(DecodeParams p, int64_t groups) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -110,19 +140,34 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_rows_kernel(De
   const int row = threadIdx.x / 8, d0 = (threadIdx.x % 8) * 16;
 
   int64_t item = blockIdx.x;
-  RowGroup w = row_group(p, item, warp);
-  start_row_group(p, w, qs, wpipe, warp, lane);
-  for (;;) {
-    float o[16][4];
-#pragma unroll
-    for (int i = 0; i < 16; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
-    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
-    /* The remote partials as the warps' starting states (seed_remote),
-     * their loads in flight with the Q tile's. */
-    if (REMOTE) {
-      if (p.rem_f16) seed_remote<true>(p, w.r * p.h + w.q0, w.nq, warp, lane, o, m0, m1, l0, l1);
-      else seed_remote<false>(p, w.r * p.h + w.q0, w.nq, warp, lane, o, m0, m1, l0, l1);
+  float o[16][4], m0, m1, l0, l1; /* this warp's softmax state of the row group */
+  reset_state(o, m0, m1, l0, l1);
+  RowGroup w = row_group_rows(p, item);
+  if (REMOTE) {
+    /* The first row group's remote partials are the warps' starting states
+     * (seed_remote): warp v's first one is issued before the group's
+     * context, block table, Q and tiles, and folded after them. Issued
+     * after the tiles, it came back behind them: with one row group a CTA
+     * (b=32/1K, one wave) a warp's stream began a round trip late. */
+    SeedRaw s;
+    const bool mine = warp < p.nrem;
+    if (mine) {
+      if (p.rem_f16) seed_load<true>(p, w.r * p.h + w.q0, w.nq, warp, lane, s);
+      else seed_load<false>(p, w.r * p.h + w.q0, w.nq, warp, lane, s);
     }
+    asm volatile("" ::: "memory"); /* the compiler keeps those loads ahead of the group's */
+    row_group_fetch(p, w, warp);
+    start_row_group(p, w, qs, wpipe, warp, lane);
+    if (mine) {
+      if (p.rem_f16) seed_fold<true>(s, w.nq, lane, o, m0, m1, l0, l1);
+      else seed_fold<false>(s, w.nq, lane, o, m0, m1, l0, l1);
+    }
+    seed_partials(p, w, warp + WARPS, lane, o, m0, m1, l0, l1);
+  } else {
+    row_group_fetch(p, w, warp);
+    start_row_group(p, w, qs, wpipe, warp, lane);
+  }
+  for (;;) {
     cp_async_wait<AHEAD>(); /* this thread's Q copies (the first AHEAD tiles may still fly) */
     __syncthreads();
     uint32_t qf[8][4];
@@ -207,6 +252,10 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_rows_kernel(De
     __syncthreads(); /* the merge's reads are done before the next stream's third tile lands in a last stage */
     item = next;
     w = nw;
+    reset_state(o, m0, m1, l0, l1);
+    /* The next row group's partials (prefetched into L2 during this one's
+     * stream) as the warps' starting states. */
+    if (REMOTE) seed_partials(p, w, warp, lane, o, m0, m1, l0, l1);
   }
 }
 

@@ -571,18 +571,19 @@ static void test_prefill_sm90_auto_rule(void **state) {
 
 /* MA decode's split-merge auto rule at the shapes kernels/NOTES.md times
  * it: no partials; with splits, the partials' own CTA in one wave, else
- * one partial on either side of 8 splits and more partials; one split in
- * one wave or several on either side of 4 partials. */
+ * the seeded splits on either side of one partial a warp (4 splits) and
+ * more splits; one split on either side of 8 partials. */
 static void test_decode_auto_merge_rule(void **state) {
   (void)state;
   const struct {
     int32_t splits, remote;
     bool one_wave;
     int32_t want;
-  } cases[] = {{1, 0, true, 3},   {21, 0, true, 3},  {21, 0, false, 3}, {8, 1, true, 6},   {21, 8, true, 6},
-               {2, 1, true, 6},   {4, 1, false, 5},  {8, 1, false, 5},  {9, 1, false, 3},  {21, 1, false, 3},
-               {300, 1, false, 3}, {8, 2, false, 3}, {4, 8, false, 3},  {1, 1, true, 3},   {1, 4, true, 3},
-               {1, 5, true, 5},   {1, 8, true, 5},   {1, 1, false, 3},  {1, 4, false, 3},  {1, 5, false, 5}};
+  } cases[] = {{1, 0, true, 3},    {21, 0, true, 3},  {21, 0, false, 3}, {8, 1, true, 6},  {21, 8, true, 6},
+               {2, 1, true, 6},    {4, 1, false, 4},  {4, 2, false, 4},  {4, 8, false, 4}, {4, 16, false, 4},
+               {4, 17, false, 3},  {2, 9, false, 3},  {9, 1, false, 4},  {300, 1, false, 4}, {1, 1, true, 4},
+               {1, 4, true, 4},    {1, 8, true, 4},   {1, 9, true, 5},   {1, 1, false, 4}, {1, 9, false, 5},
+               {1, 64, false, 5}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     const int32_t got = infsim_kernels_decode_auto_merge(cases[i].splits, cases[i].remote, cases[i].one_wave);
     if (got != cases[i].want)

@@ -179,14 +179,15 @@ typedef struct {
    * through shared memory, then the weighted sums (the earlier kernel), 2 =
    * weights in registers, LSEs and outputs loaded in one round trip, 3 = as
    * 2 with one thread fencing around the split counter instead of every
-   * thread, 4 = as 3, but with remote partials each CTA folds its share
-   * into its own merge (one split: all of them; split s of S: partials s,
-   * s + S, ..), loaded during the KV stream (1-3 with one split: folded in
-   * after that merge), 5 = as 4, loaded after the stream (prefetched into
+   * thread, 4 = as 3, but with remote partials each CTA takes its share
+   * into its own partial (one split: all of them; split s of S: partials
+   * s, s + S, ..) as its warps' starting softmax states, loaded with the
+   * Q tile (1-3 with one split: folded in after the CTA's merge), 5 = as
+   * 4, but folded into the CTA's merge after the stream (prefetched into
    * L2 near its end), 6 = as 3, but with remote partials and splits a
    * CTA of their own merges the remote partials into one more split
    * entry while the splits stream (one split, or a head group's last 16
-   * holding 1-2 query heads: as 3). 0 = auto (1, 3, 5 or 6:
+   * holding 1-2 query heads: as 3). 0 = auto (1, 3, 4, 5 or 6:
    * infsim_kernels_decode_auto_merge). Kept selectable so that
    * benchmarks time them side by side. */
   int32_t split_merge;
@@ -206,9 +207,8 @@ infsim_status infsim_kernels_ma_decode(infsim_kernels *k, const infsim_ma_decode
  * `splits` splits (>= 1) with num_remote remote partials, whose grid of
  * CTAs (with splits, one more a row group: split_merge 6's) fits one wave
  * or not: 3 without partials (kernel 1 with one split); with splits, 6 in
- * one wave, else 5 for one partial at up to 8 splits, else 3; with one
- * split, 5 past 4 partials, else 3 (kernel 1); one_wave is read for 6
- * only (kernels/NOTES.md). */
+ * one wave, else 4 up to 4 partials a split, else 3; with one split, 4 up
+ * to 8 partials, else 5; one_wave is read for 6 only (kernels/NOTES.md). */
 int32_t infsim_kernels_decode_auto_merge(int32_t splits, int32_t num_remote, bool one_wave);
 /* The grid that decode_grid 0 (auto) runs on CUDA for a decode of one
  * split whose longest context is max_context_tokens, whose row groups fit
