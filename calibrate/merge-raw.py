@@ -84,8 +84,8 @@ def matches(row, kernels, terms, where):
         return False
     for t in terms:
         if t[0] == "fresh":
-            tok, pairs = int(row["tokens"]), int(row["pairs"])
-            if pairs != tok * (tok + 1) // 2:
+            tok, pairs = field_value(row, "tokens", where), field_value(row, "pairs", where)
+            if pairs != tok * (tok + 1) / 2:
                 return False
         elif not t[1] <= field_value(row, t[0], where) <= t[2]:
             return False
@@ -118,7 +118,7 @@ def read_runs(paths):
                     float(row["median_ns"])
                 except ValueError:
                     raise BadInput(f"{path}:{line}: median_ns: not a number") from None
-                rows.append((line, row))
+                rows.append(row)
             files[path] = rows
     return head, files
 
@@ -132,14 +132,14 @@ def merge(out, srcs, selects):
     head, files = read_runs(srcs)
     order, runs, alone = [], {}, {}
     for path in srcs:
-        for line, row in files[path]:
+        for row in files[path]:
             k = tuple(row[c] for c in KEY)
             if k not in runs:
                 order.append(k)
                 runs[k] = (row, [])
             runs[k][1].append(float(row["median_ns"]))
     for path, kernels, terms in selects:
-        have = {tuple(row[c] for c in KEY): row for _, row in files[path]}
+        have = {tuple(row[c] for c in KEY): row for row in files[path]}
         for k in order:
             row = runs[k][0]
             if not matches(row, kernels, terms, f"{path}: --only-from"):

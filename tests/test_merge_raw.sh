@@ -4,8 +4,9 @@
 # one run lacks keeps the others'; --only-from takes named kernels (and, with
 # terms, only fresh prompts in a token and q_heads range) from one file alone,
 # the rest still the median; overlapping selections, a point the file lacks,
-# a bad term, a file not merged, another GPU and a missing column are refused
-# with exit 2, naming the file, and OUT is not written.
+# a bad term, a selected row whose tokens are not a number, a file not
+# merged, another GPU and a missing column are refused with exit 2, naming
+# the file, and OUT is not written.
 set -u
 SRC=${INFSIM_SRC:?source tree}
 command -v python3 >/dev/null || exit 77
@@ -115,6 +116,8 @@ cut -d, -f1-15,17 "$W/b.csv" > "$W/n.csv"
 refused "columns" "n.csv:1: columns differ" "$W/a.csv" "$W/n.csv"
 sed '3s/,[0-9.e+]*,\([0-9.e+]*\)$/,x,\1/' "$W/b.csv" > "$W/x.csv"
 refused "median not a number" "x.csv:3: median_ns" "$W/a.csv" "$W/x.csv"
+awk -F, -v OFS=, 'NR == 2 { $8 = "many" } 1' "$W/b.csv" > "$W/t.csv"
+refused "tokens not a number" "field 'tokens': not a number" "$W/t.csv" "$W/a.csv" --only-from "$W/t.csv:prefill_attn;fresh"
 help=$(python3 "$MR" --help) && grep -qF "only-from RAW.csv:SELECT" <<< "$help" || fail "--help"
 
 [ $failures -eq 0 ] && echo "merge-raw: all checks passed"
