@@ -454,8 +454,7 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
   SeedRaw sd;
   const bool seeded = MERGE == 4 && warp < nset;
   if (seeded) {
-    if (p.rem_f16) seed_load<true>(p, grow0, nq, split + p.splits * warp, lane, sd);
-    else seed_load<false>(p, grow0, nq, split + p.splits * warp, lane, sd);
+    seed_load(p, grow0, nq, split + p.splits * warp, lane, sd);
   }
 
   /* Q tile [16][D], rows past the group zero. */
@@ -475,11 +474,9 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
   for (int i = 0; i < 16; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
   if (seeded) {
-    if (p.rem_f16) seed_fold<true>(sd, nq, lane, o, m0, m1, l0, l1);
-    else seed_fold<false>(sd, nq, lane, o, m0, m1, l0, l1);
+    seed_fold(p, sd, nq, lane, o, m0, m1, l0, l1);
     const int j0 = split + p.splits * (warp + WARPS), jstep = p.splits * WARPS;
-    if (p.rem_f16) seed_remote<true>(p, grow0, nq, j0, jstep, lane, o, m0, m1, l0, l1);
-    else seed_remote<false>(p, grow0, nq, j0, jstep, lane, o, m0, m1, l0, l1);
+    seed_remote(p, grow0, nq, j0, jstep, lane, o, m0, m1, l0, l1);
   }
 
   uint16_t *wpipe = pipe + warp * STAGES * 2 * TILE_ELEMS;

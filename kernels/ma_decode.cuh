@@ -289,7 +289,7 @@ struct SeedRaw {
 /* Partial j's share of row group rows grow0 .. grow0 + nq - 1 (a row past
  * the group reads the group's first). */
 template <bool F16>
-__device__ __forceinline__ void seed_load(const DecodeParams &p, int64_t grow0, int nq, int j, int lane, SeedRaw &s) {
+__device__ __forceinline__ void seed_load_as(const DecodeParams &p, int64_t grow0, int nq, int j, int lane, SeedRaw &s) {
   const int r0 = lane / 4, r1 = r0 + 8, c = 2 * (lane % 4);
   const int64_t row0 = (int64_t)j * p.rows + grow0 + (r0 < nq ? r0 : 0);
   const int64_t row1 = (int64_t)j * p.rows + grow0 + (r1 < nq ? r1 : 0);
@@ -319,8 +319,8 @@ __device__ __forceinline__ void seed_load(const DecodeParams &p, int64_t grow0, 
  * once a row: in the quad's first lane (the quad's sums are added at the
  * end of the stream). The state is in the mma.sync C layout. */
 template <bool F16>
-__device__ __forceinline__ void seed_fold(const SeedRaw &s, int nq, int lane, float (&o)[16][4], float &m0, float &m1,
-                                          float &l0, float &l1) {
+__device__ __forceinline__ void seed_fold_as(const SeedRaw &s, int nq, int lane, float (&o)[16][4], float &m0,
+                                             float &m1, float &l0, float &l1) {
   const int r0 = lane / 4, r1 = r0 + 8;
   const float s0 = r0 < nq ? s.L0 * LOG2E : -INFINITY, s1 = r1 < nq ? s.L1 * LOG2E : -INFINITY;
   const float mn0 = fmaxf(m0, s0), mn1 = fmaxf(m1, s1);
@@ -345,18 +345,43 @@ __device__ __forceinline__ void seed_fold(const SeedRaw &s, int nq, int lane, fl
   m1 = mn1;
 }
 
+/* seed_load_as and seed_fold_as in the partials' precision (p.rem_f16). */
+__device__ __forceinline__ void seed_load(const DecodeParams &p, int64_t grow0, int nq, int j, int lane, SeedRaw &s) {
+  if (p.rem_f16)
+    seed_load_as<true>(p, grow0, nq, j, lane, s);
+  else
+    seed_load_as<false>(p, grow0, nq, j, lane, s);
+}
+
+__device__ __forceinline__ void seed_fold(const DecodeParams &p, const SeedRaw &s, int nq, int lane, float (&o)[16][4],
+                                          float &m0, float &m1, float &l0, float &l1) {
+  if (p.rem_f16)
+    seed_fold_as<true>(s, nq, lane, o, m0, m1, l0, l1);
+  else
+    seed_fold_as<false>(s, nq, lane, o, m0, m1, l0, l1);
+}
+
 /* Partials j0, j0 + jstep, .. of row group rows grow0 .. grow0 + nq - 1
  * folded into this warp's state (seed_fold), each loaded whole before its
  * fold (one round trip a partial). */
 template <bool F16>
-__device__ __forceinline__ void seed_remote(const DecodeParams &p, int64_t grow0, int nq, int j0, int jstep, int lane,
-                                            float (&o)[16][4], float &m0, float &m1, float &l0, float &l1) {
+__device__ __forceinline__ void seed_remote_as(const DecodeParams &p, int64_t grow0, int nq, int j0, int jstep, int lane,
+                                               float (&o)[16][4], float &m0, float &m1, float &l0, float &l1) {
 #pragma unroll 1
   for (int j = j0; j < p.nrem; j += jstep) {
     SeedRaw s;
-    seed_load<F16>(p, grow0, nq, j, lane, s);
-    seed_fold<F16>(s, nq, lane, o, m0, m1, l0, l1);
+    seed_load_as<F16>(p, grow0, nq, j, lane, s);
+    seed_fold_as<F16>(s, nq, lane, o, m0, m1, l0, l1);
   }
+}
+
+/* seed_remote_as in the partials' precision, chosen once for the loop. */
+__device__ __forceinline__ void seed_remote(const DecodeParams &p, int64_t grow0, int nq, int j0, int jstep, int lane,
+                                            float (&o)[16][4], float &m0, float &m1, float &l0, float &l1) {
+  if (p.rem_f16)
+    seed_remote_as<true>(p, grow0, nq, j0, jstep, lane, o, m0, m1, l0, l1);
+  else
+    seed_remote_as<false>(p, grow0, nq, j0, jstep, lane, o, m0, m1, l0, l1);
 }
 
 /* Kernel 1's one-split fold, first part: this thread's share (row grow,

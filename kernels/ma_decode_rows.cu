@@ -120,8 +120,7 @@ __device__ __forceinline__ void reset_state(float (&o)[16][4], float &m0, float 
  * state (seed_remote). */
 __device__ __forceinline__ void seed_partials(const DecodeParams &p, const RowGroup &w, int j0, int lane,
                                               float (&o)[16][4], float &m0, float &m1, float &l0, float &l1) {
-  if (p.rem_f16) seed_remote<true>(p, w.r * p.h + w.q0, w.nq, j0, WARPS, lane, o, m0, m1, l0, l1);
-  else seed_remote<false>(p, w.r * p.h + w.q0, w.nq, j0, WARPS, lane, o, m0, m1, l0, l1);
+  seed_remote(p, w.r * p.h + w.q0, w.nq, j0, WARPS, lane, o, m0, m1, l0, l1);
 }
 
 /* REMOTE: p.nrem > 0 (the seeds' loads and the next row group's prefetch
@@ -152,15 +151,13 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_rows_kernel(De
     SeedRaw s;
     const bool mine = warp < p.nrem;
     if (mine) {
-      if (p.rem_f16) seed_load<true>(p, w.r * p.h + w.q0, w.nq, warp, lane, s);
-      else seed_load<false>(p, w.r * p.h + w.q0, w.nq, warp, lane, s);
+      seed_load(p, w.r * p.h + w.q0, w.nq, warp, lane, s);
     }
     asm volatile("" ::: "memory"); /* the compiler keeps those loads ahead of the group's */
     row_group_fetch(p, w, warp);
     start_row_group(p, w, qs, wpipe, warp, lane);
     if (mine) {
-      if (p.rem_f16) seed_fold<true>(s, w.nq, lane, o, m0, m1, l0, l1);
-      else seed_fold<false>(s, w.nq, lane, o, m0, m1, l0, l1);
+      seed_fold(p, s, w.nq, lane, o, m0, m1, l0, l1);
     }
     seed_partials(p, w, warp + WARPS, lane, o, m0, m1, l0, l1);
   } else {
