@@ -200,8 +200,10 @@ static inline int32_t ik_sm90_auto_pipeline(int64_t past_tokens, int64_t new_tok
  * (fp16 R = 2: 2.36 % of the decode, over the 2 % goal), b=8/8K R = 1-8
  * -0.06..0.69 against 0.14-1.05, b=128/8K (one split, grid 1) R = 1-8
  * -1.46..12.66 against 3.38-20.20; at batch 1 (one wave) 6 stays ahead
- * (b=1/8K: -0.14..-0.04 against 4's 0.42-0.62). kernels/NOTES.md has the
- * rounds. */
+ * (b=1/8K: -0.14..-0.04 against 4's 0.42-0.62). At batch 2-4 (8K tokens,
+ * 8-16 splits outside one wave with 6's CTAs) 4 is also the fastest
+ * (H100, 2026-12-07, five rounds: R = 1-8 -0.24..0.42 us against 3's
+ * 0.21-1.12 and 6's 0.66-3.90). kernels/NOTES.md has the rounds. */
 static inline int32_t ik_decode_auto_merge(int32_t splits, int32_t num_remote, bool one_wave) {
   if (num_remote <= 0) return 3;
   if (splits > 1) return one_wave ? 6 : num_remote <= 4 * splits ? 4 : 3;

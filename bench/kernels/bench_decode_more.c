@@ -471,7 +471,8 @@ static infsim_kernel_timing time_path(bench *b, infsim_ma_decode_args *a, int re
  * one CTA a row group; 7: auto's split merge, one split on the persistent
  * grid, decode_grid 2), at the fused-merge shapes
  * (batch 1-128, 1K-64K, KV <= 8 GiB; INFSIM_BENCH_FUSED_MAX_CTX caps the
- * context; INFSIM_BENCH_FUSED_BATCH and _CTX keep one batch, one context,
+ * context; INFSIM_BENCH_FUSED_BATCH and _CTX time one batch (1-128)
+ * and one context (a multiple of 16) instead,
  * and INFSIM_BENCH_FUSED_ONCE times each variant by one launch after one
  * warm-up, for a profiler: per round and path the decode alone is the
  * shape's launches 0-1, fp32 R = 1, 2, 4, 8 and fp16 R = 1, 2, 4, 8 two
@@ -502,8 +503,13 @@ void bench_fused_paths(bench *b) {
   const int rounds_env = env_rounds ? atoi(env_rounds) : 5;
   const int ROUNDS = rounds_env < 1 ? 1 : (rounds_env > MAX_ROUNDS ? MAX_ROUNDS : rounds_env);
   const int64_t max_ctx = env_ctx ? atoll(env_ctx) : 65536;
-  const int64_t batches[] = {1, 8, 32, 128};
-  const int64_t contexts[] = {1024, 8192, 65536};
+  /* A batch or context named by the environment replaces the list (batch
+   * 2-4 is where the split merges run outside one wave with 8-16 splits). */
+  const int64_t batches[] = {1, 8, 32, 128}, one_batch[] = {only_batch};
+  const int64_t contexts[] = {1024, 8192, 65536}, one_ctx[] = {only_ctx};
+  const int64_t *bl = only_batch ? one_batch : batches, *cl = only_ctx ? one_ctx : contexts;
+  const size_t nb = only_batch ? 1 : sizeof batches / sizeof batches[0];
+  const size_t nc = only_ctx ? 1 : sizeof contexts / sizeof contexts[0];
   const int32_t remotes[NR] = {1, 2, 4, 8};
   const int64_t per_token = (int64_t)G70 * D * 2, limit = 8LL << 30, max_rows = 128 * H70;
   measure_copy_ceiling(b);
@@ -512,10 +518,10 @@ void bench_fused_paths(bench *b) {
   const int64_t max_blocks = limit / 2 / per_token / 16;
   int32_t *ids = malloc(sizeof *ids * (size_t)max_blocks);
   void *table = balloc(b, (int64_t)sizeof *ids * max_blocks), *ctx = balloc(b, 128 * 4);
-  for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++)
-    for (size_t ci = 0; ci < sizeof contexts / sizeof contexts[0]; ci++) {
-      const int64_t B = batches[bi], C = contexts[ci], kv = 2 * B * C * per_token, rows = B * H70;
-      if (kv > limit || C > max_ctx || (only_batch && B != only_batch) || (only_ctx && C != only_ctx)) continue;
+  for (size_t bi = 0; bi < nb; bi++)
+    for (size_t ci = 0; ci < nc; ci++) {
+      const int64_t B = bl[bi], C = cl[ci], kv = 2 * B * C * per_token, rows = B * H70;
+      if (kv > limit || C > max_ctx || B < 1 || B > 128 || C < 16 || C % 16) continue;
       int32_t ctxs[128];
       for (int i = 0; i < B; i++) ctxs[i] = (int32_t)C;
       bupload(b, ctx, ctxs, B * 4);
