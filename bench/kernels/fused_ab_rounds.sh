@@ -1,54 +1,67 @@
 #!/usr/bin/env bash
 # fused_ab_rounds.sh: one device call that checks a change to the decode's
-# fused merge and times it against main's binary.
+# fused merge and times it against main's binary (and more variants beside).
 #
-#   fused_ab_rounds.sh pack BASE_BUILD NEW_BUILD DIR
+#   fused_ab_rounds.sh pack BASE_BUILD NEW_BUILD [MORE_BUILD ...] DIR
 #       (on the build machine, from the repository root, whose .devlibs must
 #       hold libcmocka0 besides the usual: /work/shared/tools/device-libs
 #       libgsl27 libgslcblas0 libsqlite3-0 libyaml-0-2 libjansson4 libcmocka0)
 #       DIR gets this script, fused_ab_summary.py, .devlibs and bins.tar.xz:
-#       BASE_BUILD's and NEW_BUILD's bench/kernels/bench_kernels and
-#       kernels_gpu_check (CUDA Release builds) as base/ and new/.
+#       each build's bench/kernels/bench_kernels and kernels_gpu_check (CUDA
+#       Release builds) as base/, new/, new2/, .. in one xz stream whose
+#       window spans them all, so that builds differing in a kernel or two
+#       cost little more than one (about 4.5 MiB for four).
 #   fused_ab_rounds.sh run
 #       (on the device machine, in DIR's copy) writes $OUT/results.tgz,
 #       repacked after every step so that a call cut short still returns what
-#       ran: the new build's decode GPU checks (INFSIM_GPU_TEST_ONLY=test_decode),
-#       up to ROUNDS (10) rounds of `bench_kernels --only fused_paths` (the
-#       split merges PATHS names, default 35; contexts up to 8K, one round a process; base and new alternate,
-#       the first of a pair swapped each round, so that clock drift falls on
-#       both) while under ROUNDS_UNTIL_S (95) seconds since the start, then
+#       ran: every build but base's decode GPU checks
+#       (INFSIM_GPU_TEST_ONLY=test_decode), up to ROUNDS (10) rounds of
+#       `bench_kernels --only fused_paths` (the split merges PATHS names,
+#       default 35; contexts up to 8K, one round a process; the builds in
+#       turn, the order rotated a place each round, so that clock drift falls
+#       on all) while under ROUNDS_UNTIL_S (95) seconds since the start; then
+#       with EXTRA="B:CTX .." the last build's fused_paths at those batches
+#       and contexts (paths EXTRA_PATHS, 0346; five rounds in one process),
 #       compute-sanitizer memcheck over test_decode_merges_remote_partials
-#       (MEMCHECK_S, 50 s) and the table of fused_ab_summary.py (summary.md;
-#       every round's rows in all.csv, variants named by NAMES, default
-#       main,new). About 150 s of commands.
+#       with the last build (MEMCHECK_S, 50 s), racecheck over it if
+#       RACECHECK_S is set (INFSIM_GPU_TEST_SPLIT_MERGE narrows it to one
+#       split merge), and the tables of fused_ab_summary.py (summary.md;
+#       every round's rows in all.csv, builds named by NAMES, default
+#       main,new,new2,..). About 150 s of commands for two builds.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 case ${1:-} in
   pack)
-    base=${2:?usage: fused_ab_rounds.sh pack BASE_BUILD NEW_BUILD DIR} new=${3:?} dir=${4:?}
+    shift
+    [ $# -ge 3 ] || { echo "usage: fused_ab_rounds.sh pack BASE_BUILD NEW_BUILD [MORE_BUILD ...] DIR" >&2; exit 2; }
+    dir=${@: -1}
     [ -e .devlibs/usr/lib/x86_64-linux-gnu/libcmocka.so.0 ] || { echo "pack: ./.devlibs lacks libcmocka0" >&2; exit 1; }
     stage=$(mktemp -d)
-    for b in base new; do
-      src=$base; [ $b = new ] && src=$new
+    i=0
+    for src in "${@:1:$#-1}"; do
+      b=base; [ $i = 1 ] && b=new; [ $i -ge 2 ] && b=new$i
       mkdir -p "$stage/$b"
       cp "$src/bench/kernels/bench_kernels" "$src/bench/kernels/kernels_gpu_check" "$stage/$b/" || exit 1
+      i=$((i + 1))
     done
     mkdir -p "$dir"
-    tar cf - -C "$stage" base new | xz -T2 -6 > "$dir/bins.tar.xz" || exit 1
+    (cd "$stage" && tar cf - *) |
+      xz -T1 --lzma2=preset=6,dict=256MiB > "$dir/bins.tar.xz" || exit 1
     rm -rf "$stage"
     cp "$here/fused_ab_rounds.sh" "$here/fused_ab_summary.py" "$dir/"
     rm -rf "$dir/.devlibs" && cp -r .devlibs "$dir/"
     du -sh "$dir"
     exit 0 ;;
   run) ;;
-  *) echo "usage: fused_ab_rounds.sh pack BASE_BUILD NEW_BUILD DIR | run" >&2; exit 2 ;;
+  *) echo "usage: fused_ab_rounds.sh pack BASE_BUILD NEW_BUILD [MORE_BUILD ...] DIR | run" >&2; exit 2 ;;
 esac
 
 O=${OUT:?run: OUT names the folder whose files come back}
-R=/tmp/fused-ab
-W=/tmp/fused-ab-bin
+T=${FAB_TMP:-/tmp} # where the builds and the results are unpacked
+R=$T/fused-ab
+W=$T/fused-ab-bin
 rm -rf $R $W && mkdir -p $R/rounds $W
-pack() { tar czf "$O/results.tgz" -C /tmp fused-ab; }
+pack() { tar czf "$O/results.tgz" -C "$T" fused-ab; }
 T0=$(date +%s)
 el() { echo "t=$(($(date +%s) - T0)) s: $*" | tee -a $R/steps.log; }
 export LD_LIBRARY_PATH=$here/.devlibs/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
@@ -64,29 +77,55 @@ nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu
 smi=$!
 el "unpacked"
 
-INFSIM_GPU_TEST_ONLY=test_decode timeout 60 $W/new/kernels_gpu_check > $R/gpu_check.log 2>&1
-el "decode GPU checks (new) exit $?"
-grep -E "^\[  (PASSED|FAILED) \]|FAILED" $R/gpu_check.log | head -6
+builds=base; n=1
+for v in new new{2..99}; do
+  [ -d "$W/$v" ] || break
+  builds="$builds $v"; n=$((n + 1))
+done
+last=${builds##* }
+for v in ${builds#base }; do
+  INFSIM_GPU_TEST_ONLY=test_decode timeout 60 $W/$v/kernels_gpu_check > $R/gpu_check-$v.log 2>&1
+  el "decode GPU checks ($v) exit $?"
+  grep -E "^\[  (PASSED|FAILED) \]|FAILED" $R/gpu_check-$v.log | head -6
+done
 pack
 
 export INFSIM_BENCH_FUSED_PATHS=${PATHS:-35} INFSIM_BENCH_FUSED_MAX_CTX=8192 INFSIM_BENCH_FUSED_ROUNDS=1
+set -- $builds
 for ((i = 0; i < ${ROUNDS:-10}; i++)); do
   if [ $(($(date +%s) - T0)) -gt "${ROUNDS_UNTIL_S:-95}" ]; then el "rounds stopped before round $i (time)"; break; fi
-  order="base new"; [ $((i % 2)) = 1 ] && order="new base"
-  for v in $order; do
+  for ((k = 0; k < n; k++)); do
+    j=$(((k + i) % n + 1)); v=${!j}
     timeout 40 "$W/$v/bench_kernels" --out "$R/rounds/$v-$i.csv" --only fused_paths 2> "$R/rounds/$v-$i.log"
     el "round $i $v exit $?"
   done
   pack
 done
-kill $smi
+kill $smi 2> /dev/null
+
+for bc in ${EXTRA:-}; do
+  B=${bc%:*} C=${bc#*:}
+  INFSIM_BENCH_FUSED_PATHS=${EXTRA_PATHS:-0346} INFSIM_BENCH_FUSED_ROUNDS=5 INFSIM_BENCH_FUSED_BATCH=$B \
+    INFSIM_BENCH_FUSED_CTX=$C INFSIM_BENCH_FUSED_MAX_CTX=$C timeout 60 "$W/$last/bench_kernels" \
+    --out "$R/extra-$B-$C.csv" --only fused_paths 2> "$R/extra-$B-$C.log"
+  el "extra b=$B ctx=$C ($last) exit $?"
+  grep -E "R=[0-9]+:" "$R/extra-$B-$C.log" | sed 's/ = .*(..... us)//'
+  pack
+done
 
 INFSIM_GPU_TEST_ONLY=test_decode_merges_remote_partials timeout "${MEMCHECK_S:-50}" \
-  compute-sanitizer --tool memcheck --print-limit 10 $W/new/kernels_gpu_check > $R/memcheck.log 2>&1
-el "memcheck (new, test_decode_merges_remote_partials) exit $?"
+  compute-sanitizer --tool memcheck --print-limit 10 $W/$last/kernels_gpu_check > $R/memcheck.log 2>&1
+el "memcheck ($last, test_decode_merges_remote_partials) exit $?"
 grep -E "ERROR SUMMARY|^\[  (PASSED|FAILED) \]" $R/memcheck.log | tail -3
+if [ -n "${RACECHECK_S:-}" ]; then
+  INFSIM_GPU_TEST_ONLY=test_decode_merges_remote_partials timeout "$RACECHECK_S" \
+    compute-sanitizer --tool racecheck --print-limit 10 $W/$last/kernels_gpu_check > $R/racecheck.log 2>&1
+  el "racecheck ($last, test_decode_merges_remote_partials) exit $?"
+  grep -E "RACECHECK SUMMARY|^\[  (PASSED|FAILED) \]" $R/racecheck.log | tail -3
+fi
 
-python3 "$here/fused_ab_summary.py" --out $R/all.csv --names "${NAMES:-main,new}" $R/rounds > $R/summary.md
+default_names=main,new; for ((k = 2; k < n; k++)); do default_names=$default_names,new$k; done
+python3 "$here/fused_ab_summary.py" --out $R/all.csv --names "${NAMES:-$default_names}" $R/rounds > $R/summary.md
 el "summary exit $?"
 cat $R/summary.md
 pack
