@@ -461,6 +461,20 @@ static infsim_kernel_timing time_path(bench *b, infsim_ma_decode_args *a, int re
   return t;
 }
 
+/* An environment variable's whole number in unit..max, a multiple of
+ * `unit` (1 or 16), 0 when unset; anything else exits 2 naming it. */
+static int64_t env_count(const char *name, const char *text, int64_t max, int64_t unit) {
+  if (!text) return 0;
+  char *end;
+  const long long v = strtoll(text, &end, 10);
+  if (end == text || *end || v < unit || v > max || v % unit) {
+    fprintf(stderr, "bench_kernels: %s: expected %lld-%lld%s, got '%s'\n", name, (long long)unit, (long long)max,
+            unit > 1 ? " in steps of 16" : "", text);
+    exit(2);
+  }
+  return v;
+}
+
 /* The fused merge's paths side by side: split_merge 3 (the last CTA's
  * register split merge; with one split, batch >= 32 here, the remote
  * partials folded in after the CTA's cross-warp merge), 4 (each CTA folds
@@ -471,8 +485,8 @@ static infsim_kernel_timing time_path(bench *b, infsim_ma_decode_args *a, int re
  * one CTA a row group; 7: auto's split merge, one split on the persistent
  * grid, decode_grid 2), at the fused-merge shapes
  * (batch 1-128, 1K-64K, KV <= 8 GiB; INFSIM_BENCH_FUSED_MAX_CTX caps the
- * context; INFSIM_BENCH_FUSED_BATCH and _CTX time one batch (1-128)
- * and one context (a multiple of 16) instead,
+ * listed contexts; INFSIM_BENCH_FUSED_BATCH and _CTX time one batch
+ * (1-128) and one context (a multiple of 16) instead,
  * and INFSIM_BENCH_FUSED_ONCE times each variant by one launch after one
  * warm-up, for a profiler: per round and path the decode alone is the
  * shape's launches 0-1, fp32 R = 1, 2, 4, 8 and fp16 R = 1, 2, 4, 8 two
@@ -498,7 +512,8 @@ void bench_fused_paths(bench *b) {
     if (PATHS == 0) die("INFSIM_BENCH_FUSED_PATHS names no path 0-7", NULL);
   }
   const char *env_only_ctx = getenv("INFSIM_BENCH_FUSED_CTX");
-  const int64_t only_batch = env_batch ? atoll(env_batch) : 0, only_ctx = env_only_ctx ? atoll(env_only_ctx) : 0;
+  const int64_t only_batch = env_count("INFSIM_BENCH_FUSED_BATCH", env_batch, 128, 1);
+  const int64_t only_ctx = env_count("INFSIM_BENCH_FUSED_CTX", env_only_ctx, 1 << 30, 16);
   const bool once = getenv("INFSIM_BENCH_FUSED_ONCE") != NULL;
   const int rounds_env = env_rounds ? atoi(env_rounds) : 5;
   const int ROUNDS = rounds_env < 1 ? 1 : (rounds_env > MAX_ROUNDS ? MAX_ROUNDS : rounds_env);
@@ -521,7 +536,11 @@ void bench_fused_paths(bench *b) {
   for (size_t bi = 0; bi < nb; bi++)
     for (size_t ci = 0; ci < nc; ci++) {
       const int64_t B = bl[bi], C = cl[ci], kv = 2 * B * C * per_token, rows = B * H70;
-      if (kv > limit || C > max_ctx || B < 1 || B > 128 || C < 16 || C % 16) continue;
+      if (C > max_ctx && !only_ctx) continue;
+      if (kv > limit) {
+        fprintf(stderr, "fused_paths: b=%lld ctx=%lld skipped: KV over 8 GiB\n", (long long)B, (long long)C);
+        continue;
+      }
       int32_t ctxs[128];
       for (int i = 0; i < B; i++) ctxs[i] = (int32_t)C;
       bupload(b, ctx, ctxs, B * 4);
