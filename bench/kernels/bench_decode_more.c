@@ -462,14 +462,17 @@ static infsim_kernel_timing time_path(bench *b, infsim_ma_decode_args *a, int re
 }
 
 /* An environment variable's whole number in unit..max, a multiple of
- * `unit` (1 or 16), 0 when unset; anything else exits 2 naming it. */
+ * `unit`, 0 when unset; anything else exits 2 naming it. */
 static int64_t env_count(const char *name, const char *text, int64_t max, int64_t unit) {
   if (!text) return 0;
   char *end;
   const long long v = strtoll(text, &end, 10);
   if (end == text || *end || v < unit || v > max || v % unit) {
-    fprintf(stderr, "bench_kernels: %s: expected %lld-%lld%s, got '%s'\n", name, (long long)unit, (long long)max,
-            unit > 1 ? " in steps of 16" : "", text);
+    if (unit > 1)
+      fprintf(stderr, "bench_kernels: %s: expected %lld-%lld in steps of %lld, got '%s'\n", name, (long long)unit,
+              (long long)max, (long long)unit, text);
+    else
+      fprintf(stderr, "bench_kernels: %s: expected %lld-%lld, got '%s'\n", name, (long long)unit, (long long)max, text);
     exit(2);
   }
   return v;
