@@ -473,10 +473,8 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_kernel(DecodeP
 #pragma unroll
   for (int kk = 0; kk < 8; kk++) ldmatrix_x4(qf[kk], qs + swz(lane % 16, kk * 2 + lane / 16));
 
-  float o[16][4];
-#pragma unroll
-  for (int i = 0; i < 16; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
-  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+  float o[16][4], m0, m1, l0, l1;
+  reset_state(o, m0, m1, l0, l1);
 
   uint16_t *wpipe = pipe + warp * STAGES * 2 * TILE_ELEMS;
   const int32_t *table = p.block_table + r * p.bt_stride;

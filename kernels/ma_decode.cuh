@@ -277,6 +277,15 @@ __device__ __forceinline__ void prefetch_remote(const DecodeParams &p, int64_t g
     }
 }
 
+/* An empty softmax state (o, row maxima m0/m1, row sums l0/l1) of a
+ * warp's two mma.sync C-layout rows. */
+__device__ __forceinline__ void reset_state(float (&o)[16][4], float &m0, float &m1, float &l0, float &l1) {
+#pragma unroll
+  for (int i = 0; i < 16; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+  m0 = m1 = -INFINITY;
+  l0 = l1 = 0.f;
+}
+
 /* One remote partial's share of a warp (rows lane / 4 and + 8 of a row
  * group, dims nt * 8 + 2 (lane % 4) + {0, 1}) as raw bits: fp32 pairs, or
  * an fp16 pair in .x. Loaded apart from its fold so that a row group's

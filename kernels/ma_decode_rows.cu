@@ -109,13 +109,6 @@ __device__ __forceinline__ void start_row_group(const DecodeParams &p, RowGroup 
   for (int j = 0; j < AHEAD; j++) issue_tile(p, w, w.blk[j], wpipe, warp, lane, j);
 }
 
-__device__ __forceinline__ void reset_state(float (&o)[16][4], float &m0, float &m1, float &l0, float &l1) {
-#pragma unroll
-  for (int i = 0; i < 16; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
-  m0 = m1 = -INFINITY;
-  l0 = l1 = 0.f;
-}
-
 /* Remote partials j0, j0 + WARPS, .. of row group w folded into a warp's
  * state (seed_remote). */
 __device__ __forceinline__ void seed_partials(const DecodeParams &p, const RowGroup &w, int j0, int lane,
@@ -150,15 +143,11 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_rows_kernel(De
      * (b=32/1K, one wave) a warp's stream began a round trip late. */
     SeedRaw s;
     const bool mine = warp < p.nrem;
-    if (mine) {
-      seed_load(p, w.r * p.h + w.q0, w.nq, warp, lane, s);
-    }
+    if (mine) seed_load(p, w.r * p.h + w.q0, w.nq, warp, lane, s);
     asm volatile("" ::: "memory"); /* the compiler keeps those loads ahead of the group's */
     row_group_fetch(p, w, warp);
     start_row_group(p, w, qs, wpipe, warp, lane);
-    if (mine) {
-      seed_fold(p, s, w.nq, lane, o, m0, m1, l0, l1);
-    }
+    if (mine) seed_fold(p, s, w.nq, lane, o, m0, m1, l0, l1);
     seed_partials(p, w, warp + WARPS, lane, o, m0, m1, l0, l1);
   } else {
     row_group_fetch(p, w, warp);
