@@ -461,23 +461,6 @@ static infsim_kernel_timing time_path(bench *b, infsim_ma_decode_args *a, int re
   return t;
 }
 
-/* An environment variable's whole number in unit..max, a multiple of
- * `unit`, 0 when unset; anything else exits 2 naming it. */
-static int64_t env_count(const char *name, const char *text, int64_t max, int64_t unit) {
-  if (!text) return 0;
-  char *end;
-  const long long v = strtoll(text, &end, 10);
-  if (end == text || *end || v < unit || v > max || v % unit) {
-    if (unit > 1)
-      fprintf(stderr, "bench_kernels: %s: expected %lld-%lld in steps of %lld, got '%s'\n", name, (long long)unit,
-              (long long)max, (long long)unit, text);
-    else
-      fprintf(stderr, "bench_kernels: %s: expected %lld-%lld, got '%s'\n", name, (long long)unit, (long long)max, text);
-    exit(2);
-  }
-  return v;
-}
-
 /* The fused merge's paths side by side: split_merge 3 (the last CTA's
  * register split merge; with one split, batch >= 32 here, the remote
  * partials folded in after the CTA's cross-warp merge), 4 (each CTA folds
@@ -507,16 +490,16 @@ void bench_fused_paths(bench *b) {
   enum { MAX_ROUNDS = 9, MAX_PATHS = 8, NR = 4 };
   int paths[MAX_PATHS] = {3, 4, 5}, PATHS = 3;
   const char *env_rounds = getenv("INFSIM_BENCH_FUSED_ROUNDS"), *env_ctx = getenv("INFSIM_BENCH_FUSED_MAX_CTX");
-  const char *env_paths = getenv("INFSIM_BENCH_FUSED_PATHS"), *env_batch = getenv("INFSIM_BENCH_FUSED_BATCH");
+  const char *env_paths = getenv("INFSIM_BENCH_FUSED_PATHS");
   if (env_paths) {
     PATHS = 0;
     for (const char *c = env_paths; *c && PATHS < MAX_PATHS; c++)
       if (*c >= '0' && *c <= '7') paths[PATHS++] = *c - '0';
     if (PATHS == 0) die("INFSIM_BENCH_FUSED_PATHS names no path 0-7", NULL);
   }
-  const char *env_only_ctx = getenv("INFSIM_BENCH_FUSED_CTX");
-  const int64_t only_batch = env_count("INFSIM_BENCH_FUSED_BATCH", env_batch, 128, 1);
-  const int64_t only_ctx = env_count("INFSIM_BENCH_FUSED_CTX", env_only_ctx, 1 << 30, 16);
+  int64_t only_batch = 0, only_ctx = 0; /* 0: the lists below */
+  env_counts("INFSIM_BENCH_FUSED_BATCH", 1, 128, 1, &only_batch, 1);
+  env_counts("INFSIM_BENCH_FUSED_CTX", 16, 1 << 30, 16, &only_ctx, 1);
   const bool once = getenv("INFSIM_BENCH_FUSED_ONCE") != NULL;
   const int rounds_env = env_rounds ? atoi(env_rounds) : 5;
   const int ROUNDS = rounds_env < 1 ? 1 : (rounds_env > MAX_ROUNDS ? MAX_ROUNDS : rounds_env);

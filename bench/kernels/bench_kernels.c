@@ -417,29 +417,30 @@ static void bench_prefill_one(bench *b) {
   prefill_bufs_free(b, &m);
 }
 
-/* The fresh prompt lengths prefill_cmp times: $INFSIM_BENCH_LENS, a comma
- * list of at most cap token counts (e.g. 2048,3072,4096: where auto's rule
- * changes pipeline), stored in lens. Returns the count, 0 when unset. */
-static size_t prefill_lens_from_env(int64_t *lens, size_t cap) {
-  const char *env = getenv("INFSIM_BENCH_LENS");
+size_t env_counts(const char *name, int64_t lo, int64_t hi, int64_t step, int64_t *out, size_t cap) {
+  const char *env = getenv(name);
   if (!env) return 0;
   size_t k = 0;
   for (const char *s = env; k == 0 || *s;) {
     char *end;
     long long v = strtoll(s, &end, 10);
-    if (end == s || v < 16 || v > 65536) {
-      fprintf(stderr, "bench_kernels: INFSIM_BENCH_LENS: expected token counts 16-65536, got '%s'\n", env);
+    if (end == s || v < lo || v > hi || v % step) {
+      if (step > 1)
+        fprintf(stderr, "bench_kernels: %s: expected %lld-%lld in steps of %lld, got '%s'\n", name, (long long)lo,
+                (long long)hi, (long long)step, env);
+      else
+        fprintf(stderr, "bench_kernels: %s: expected %lld-%lld, got '%s'\n", name, (long long)lo, (long long)hi, env);
       exit(2);
     }
     if (*end && *end != ',') {
-      fprintf(stderr, "bench_kernels: INFSIM_BENCH_LENS: expected a comma list, got '%s'\n", env);
+      fprintf(stderr, "bench_kernels: %s: expected %s, got '%s'\n", name, cap > 1 ? "a comma list" : "one number", env);
       exit(2);
     }
     if (k == cap) {
-      fprintf(stderr, "bench_kernels: INFSIM_BENCH_LENS: at most %zu lengths, got '%s'\n", cap, env);
+      fprintf(stderr, "bench_kernels: %s: at most %zu values, got '%s'\n", name, cap, env);
       exit(2);
     }
-    lens[k++] = v;
+    out[k++] = v;
     s = *end ? end + 1 : end;
   }
   return k;
@@ -456,8 +457,11 @@ static size_t prefill_lens_from_env(int64_t *lens, size_t cap) {
 static void bench_prefill_cmp(bench *b) {
   const char *env = getenv("INFSIM_BENCH_ROUND");
   const int round = env ? atoi(env) : 0;
+  /* $INFSIM_BENCH_LENS replaces the fresh prompt lengths (e.g.
+   * 2048,3072,4096: where auto's rule changes pipeline). */
   int64_t lens[8] = {1024, 4096, 16384};
-  const size_t swept = prefill_lens_from_env(lens, sizeof lens / sizeof *lens), nlens = swept ? swept : 3;
+  const size_t swept = env_counts("INFSIM_BENCH_LENS", 16, 65536, 1, lens, sizeof lens / sizeof *lens);
+  const size_t nlens = swept ? swept : 3;
   const int64_t heads[][2] = {{H70, G70}, {32, 32}, {8, 1}};
   enum { NPL = 5 };
   const int pls[NPL] = {0, 10, 11, 13, 14};

@@ -41,6 +41,10 @@ typedef struct {
 } d2d;
 
 void die(const char *what, const infsim_error *err);
+/* $name as a comma list of at most cap whole numbers in lo..hi, each a
+ * multiple of step, into out; the count, 0 when unset. Anything else
+ * exits 2 with one line naming the variable. */
+size_t env_counts(const char *name, int64_t lo, int64_t hi, int64_t step, int64_t *out, size_t cap);
 void *balloc(bench *b, int64_t bytes);
 void bfill(bench *b, void *p, infsim_kdtype t, int64_t n, uint64_t seed);
 void bupload(bench *b, void *dst, const void *src, int64_t bytes);
