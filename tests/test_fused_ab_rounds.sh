@@ -105,6 +105,13 @@ PY
 grep -qE "^\| b=128/1K f32 R = 8, path 4 \| 12\.10 \[11\.80\.\.12\.50\], 6\.70% \| 6\.10 \[" "$S" ||
   fail "table row: $(grep 'b=128/1K f32 R = 8, path 4' "$S")"
 
+# Without NAMES the builds are main, new, new2.
+mkdir -p "$W/tmp2"
+(cd "$W/call" && FAB_TMP="$W/tmp2" OUT="$W/out" ROUNDS=1 ROUNDS_UNTIL_S=600 MEMCHECK_S=1 bash ./fused_ab_rounds.sh run) \
+  > "$W/run2.log" 2>&1
+grep -q "rounds: main 1, new 1, new2 1" "$W/tmp2/fused-ab/summary.md" 2>/dev/null ||
+  fail "default names: $(grep rounds: "$W/tmp2/fused-ab/summary.md" 2>&1)"
+
 py="$SRC/bench/kernels/fused_ab_summary.py"
 python3 "$py" --out "$W/x.csv" --names main "$W/tmp/fused-ab/rounds" > /dev/null 2>&1 && fail "--names with one name accepted"
 python3 "$py" --out "$W/x.csv" --names a,a "$W/tmp/fused-ab/rounds" > /dev/null 2>&1 && fail "--names repeated accepted"

@@ -30,6 +30,8 @@
 #       main,new,new2,..). About 150 s of commands for two builds.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
+# Build i's folder in bins.tar.xz (fused_ab_summary.py reads the same names).
+build_dir() { case $1 in 0) echo base ;; 1) echo new ;; *) echo "new$1" ;; esac; }
 case ${1:-} in
   pack)
     shift
@@ -39,7 +41,7 @@ case ${1:-} in
     stage=$(mktemp -d)
     i=0
     for src in "${@:1:$#-1}"; do
-      b=base; [ $i = 1 ] && b=new; [ $i -ge 2 ] && b=new$i
+      b=$(build_dir $i)
       mkdir -p "$stage/$b"
       cp "$src/bench/kernels/bench_kernels" "$src/bench/kernels/kernels_gpu_check" "$stage/$b/" || exit 1
       i=$((i + 1))
@@ -78,10 +80,7 @@ smi=$!
 el "unpacked"
 
 builds=base; n=1
-for v in new new{2..99}; do
-  [ -d "$W/$v" ] || break
-  builds="$builds $v"; n=$((n + 1))
-done
+while [ -d "$W/$(build_dir $n)" ]; do builds="$builds $(build_dir $n)"; n=$((n + 1)); done
 last=${builds##* }
 for v in ${builds#base }; do
   INFSIM_GPU_TEST_ONLY=test_decode timeout 60 $W/$v/kernels_gpu_check > $R/gpu_check-$v.log 2>&1
@@ -124,7 +123,7 @@ if [ -n "${RACECHECK_S:-}" ]; then
   grep -E "RACECHECK SUMMARY|^\[  (PASSED|FAILED) \]" $R/racecheck.log | tail -3
 fi
 
-default_names=main,new; for ((k = 2; k < n; k++)); do default_names=$default_names,new$k; done
+default_names=main,$(echo ${builds#base } | tr ' ' ,)
 python3 "$here/fused_ab_summary.py" --out $R/all.csv --names "${NAMES:-$default_names}" $R/rounds > $R/summary.md
 el "summary exit $?"
 cat $R/summary.md
