@@ -227,7 +227,11 @@ static inline int32_t ik_decode_auto_merge(int32_t splits, int32_t num_remote, b
  * / 3.50, but at b=128/1K 15.10-15.52 / 9.06-9.30 against 13.60-16.22 /
  * 8.51-10.98, slower in two calls of three: with several waves each
  * warp's second seed is one more round trip a row group, where kernel
- * 1's fold (split merge 5) loads four partials at a time. Without partials, on an H200 (64/8
+ * 1's fold (split merge 5) loads four partials at a time. (Since
+ * 2026-12-07 that seed comes through the warp's last pipeline stage in
+ * the first one's round trip, seed_stage: nine rotated rounds on an H100,
+ * with a load hint since dropped, b=128/1K R = 8 14.58 / 7.14 us against
+ * 16.58 / 9.94; this rule was not re-timed with it.) Without partials, on an H200 (64/8
  * heads, batch 32-256, medians of five rounds, 2026-12-06) the persistent
  * grid took 0.941-0.980x the time at 1K tokens, 0.973-1.004x at 2K, and in
  * one wave (batch 32) 0.956-0.989x at 1K-8K: it issues a CTA's Q and first

@@ -393,6 +393,67 @@ __device__ __forceinline__ void seed_remote(const DecodeParams &p, int64_t grow0
     seed_remote_as<false>(p, grow0, nq, j0, jstep, lane, o, m0, m1, l0, l1);
 }
 
+/* A warp's second remote partial of a row group, staged through its
+ * pipeline's last stage (free until the warp issues its third tile):
+ * seed_stage copies rows grow0 .. grow0 + nq - 1 of partial j there (one
+ * cp.async group; 16-byte chunk ch of row r at ch ^ (r & 7), so that the
+ * fold's reads of 8 rows at one column fall in different banks) and loads
+ * the LSEs of this lane's rows; seed_fold_staged folds it as seed_fold
+ * does, once the group is waited for. Both partials of a warp then come
+ * in one round trip: loaded into registers after the first one's fold,
+ * the second was a round trip of its own, every row group. */
+struct SeedStaged {
+  float L0, L1;
+};
+
+__device__ __forceinline__ void seed_stage(const DecodeParams &p, int64_t grow0, int nq, int j, int lane,
+                                           uint16_t *stage, SeedStaged &s) {
+  const int esz = p.rem_f16 ? 2 : 4, row_chunks = D * esz / 16;
+  const char *src = (const char *)p.rem_out + ((int64_t)j * p.rows + grow0) * D * esz;
+  for (int c = lane; c < nq * row_chunks; c += 32) {
+    const int r = c / row_chunks, ch = c % row_chunks;
+    cp_async16((char *)stage + (r * row_chunks + (ch ^ (r & 7))) * 16, src + (int64_t)c * 16, true);
+  }
+  cp_async_commit();
+  const int r0 = lane / 4, r1 = r0 + 8;
+  s.L0 = __ldg(p.rem_lse + (int64_t)j * p.rows + grow0 + (r0 < nq ? r0 : 0));
+  s.L1 = __ldg(p.rem_lse + (int64_t)j * p.rows + grow0 + (r1 < nq ? r1 : 0));
+}
+
+template <bool F16>
+__device__ __forceinline__ void seed_fold_staged_as(const SeedStaged &st, const uint16_t *stage, int nq, int lane,
+                                                    float (&o)[16][4], float &m0, float &m1, float &l0, float &l1) {
+  constexpr int ESZ = F16 ? 2 : 4, ROW_CHUNKS = D * ESZ / 16;
+  const int r0 = lane / 4, r1 = r0 + 8 < nq ? r0 + 8 : 0, c = 2 * (lane % 4);
+  auto at = [&](int r, int col) {
+    const int b = col * ESZ;
+    return (const char *)stage + (r * ROW_CHUNKS + ((b / 16) ^ (r & 7))) * 16 + b % 16;
+  };
+  SeedRaw s;
+  s.L0 = st.L0;
+  s.L1 = st.L1;
+#pragma unroll
+  for (int nt = 0; nt < 16; nt++) {
+    if (F16) {
+      s.v0[nt].x = *(const unsigned *)at(r0, c + nt * 8);
+      s.v1[nt].x = *(const unsigned *)at(r1, c + nt * 8);
+    } else {
+      s.v0[nt] = *(const uint2 *)at(r0, c + nt * 8);
+      s.v1[nt] = *(const uint2 *)at(r1, c + nt * 8);
+    }
+  }
+  seed_fold_as<F16>(s, nq, lane, o, m0, m1, l0, l1);
+}
+
+__device__ __forceinline__ void seed_fold_staged(const DecodeParams &p, const SeedStaged &st, const uint16_t *stage,
+                                                 int nq, int lane, float (&o)[16][4], float &m0, float &m1, float &l0,
+                                                 float &l1) {
+  if (p.rem_f16)
+    seed_fold_staged_as<true>(st, stage, nq, lane, o, m0, m1, l0, l1);
+  else
+    seed_fold_staged_as<false>(st, stage, nq, lane, o, m0, m1, l0, l1);
+}
+
 /* Kernel 1's one-split fold, first part: this thread's share (row grow,
  * dims d0 .. d0 + 15) of remote partials 0-3 and their LSEs into
  * registers, issued right after the KV stream so that their round trip

@@ -14,9 +14,11 @@
 ** the stream, as ma_decode.cu's kernel 1 does: warp v starts its stream
 ** from partials v, v + 4, .. as its softmax state (seed_remote; a CTA's
 ** first row group issues partial v ahead of its own tiles, later ones
-** load them with the Q tile), so the cross-warp merge weighs them with
-** the tiles and nothing follows it (in one wave the fold after the merge
-** was every CTA's tail, with DRAM idle). The next row group's partials
+** load them with the Q tile; a warp's second, v + 4, is copied into its
+** last pipeline stage in the same round trip, seed_stage), so the
+** cross-warp merge weighs them with the tiles and nothing follows it (in
+** one wave the fold after the merge was every CTA's tail, with DRAM
+** idle). The next row group's partials
 ** are prefetched into L2 two tiles before a warp's last.
 **
 ** Why: at batch 128-256 with 1K-token contexts the one-CTA-per-row-group
@@ -128,6 +130,7 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_rows_kernel(De
   float *ml = mm + WARPS * 16;                                      /* [WARPS][16] row sums */
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   uint16_t *wpipe = pipe + warp * STAGES * 2 * TILE_ELEMS;
+  uint16_t *last = wpipe + (STAGES - 1) * 2 * TILE_ELEMS; /* the warp's last stage */
   /* The merge's layout: thread t, row t / 8, dims (t % 8) * 16 .. +16. */
   const int row = threadIdx.x / 8, d0 = (threadIdx.x % 8) * 16;
 
@@ -142,13 +145,20 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_rows_kernel(De
      * after the tiles, it came back behind them: with one row group a CTA
      * (b=32/1K, one wave) a warp's stream began a round trip late. */
     SeedRaw s;
-    const bool mine = warp < p.nrem;
+    SeedStaged st;
+    const bool mine = warp < p.nrem, two = warp + WARPS < p.nrem;
     if (mine) seed_load(p, w.r * p.h + w.q0, w.nq, warp, lane, s);
+    if (two) seed_stage(p, w.r * p.h + w.q0, w.nq, warp + WARPS, lane, last, st);
     asm volatile("" ::: "memory"); /* the compiler keeps those loads ahead of the group's */
     row_group_fetch(p, w, warp);
     start_row_group(p, w, qs, wpipe, warp, lane);
     if (mine) seed_fold(p, s, w.nq, lane, o, m0, m1, l0, l1);
-    seed_partials(p, w, warp + WARPS, lane, o, m0, m1, l0, l1);
+    if (two) {
+      cp_async_wait<AHEAD + 1>(); /* the staged partial (the Q tile and the first tiles may fly) */
+      __syncwarp();
+      seed_fold_staged(p, st, last, w.nq, lane, o, m0, m1, l0, l1);
+    }
+    seed_partials(p, w, warp + 2 * WARPS, lane, o, m0, m1, l0, l1);
   } else {
     row_group_fetch(p, w, warp);
     start_row_group(p, w, qs, wpipe, warp, lane);
@@ -240,8 +250,27 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_rows_kernel(De
     w = nw;
     reset_state(o, m0, m1, l0, l1);
     /* The next row group's partials (prefetched into L2 during this one's
-     * stream) as the warps' starting states. */
-    if (REMOTE) seed_partials(p, w, warp, lane, o, m0, m1, l0, l1);
+     * stream) as the warps' starting states: a second one a warp through
+     * its last stage, which the merge above has finished reading, so that
+     * both come in one round trip (waiting for every copy in flight: the
+     * first two tiles, issued before the merge, are due by then). */
+    if (REMOTE) {
+      const int64_t grow0 = w.r * p.h + w.q0;
+      SeedStaged st;
+      const bool two = warp + WARPS < p.nrem;
+      if (two) seed_stage(p, grow0, w.nq, warp + WARPS, lane, last, st);
+      if (warp < p.nrem) {
+        SeedRaw s;
+        seed_load(p, grow0, w.nq, warp, lane, s);
+        seed_fold(p, s, w.nq, lane, o, m0, m1, l0, l1);
+      }
+      if (two) {
+        cp_async_wait<0>();
+        __syncwarp();
+        seed_fold_staged(p, st, last, w.nq, lane, o, m0, m1, l0, l1);
+      }
+      seed_partials(p, w, warp + 2 * WARPS, lane, o, m0, m1, l0, l1);
+    }
   }
 }
 
