@@ -394,8 +394,9 @@ __device__ __forceinline__ void seed_remote(const DecodeParams &p, int64_t grow0
 }
 
 /* A warp's second remote partial of a row group, staged through its
- * pipeline's last stage (free until the warp issues its third tile):
- * seed_stage copies rows grow0 .. grow0 + nq - 1 of partial j there (one
+ * pipeline's last stage (free until the warp issues its third tile; 16
+ * rows of fp32 fill it, the bound ma_decode_rows.cu asserts for a warp's
+ * O): seed_stage copies rows grow0 .. grow0 + nq - 1 of partial j there (one
  * cp.async group; 16-byte chunk ch of row r at ch ^ (r & 7), so that the
  * fold's reads of 8 rows at one column fall in different banks) and loads
  * the LSEs of this lane's rows; seed_fold_staged folds it as seed_fold
