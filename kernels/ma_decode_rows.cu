@@ -18,8 +18,8 @@
 ** last pipeline stage in the same round trip, seed_stage), so the
 ** cross-warp merge weighs them with the tiles and nothing follows it (in
 ** one wave the fold after the merge was every CTA's tail, with DRAM
-** idle). The next row group's partials
-** are prefetched into L2 two tiles before a warp's last.
+** idle). The next row group's partials are prefetched into L2 two tiles
+** before a warp's last.
 **
 ** Why: at batch 128-256 with 1K-token contexts the one-CTA-per-row-group
 ** launch runs 4-8 waves of short CTAs, each wave's CTAs end their streams
@@ -118,6 +118,21 @@ __device__ __forceinline__ void seed_partials(const DecodeParams &p, const RowGr
   seed_remote(p, w.r * p.h + w.q0, w.nq, j0, WARPS, lane, o, m0, m1, l0, l1);
 }
 
+/* A warp's seeds after its first is folded: the second, staged in its
+ * last stage (two: the warp has one; its cp.async group waited for with
+ * at most PENDING younger groups in flight), then any past 8 partials. */
+template <int PENDING>
+__device__ __forceinline__ void seed_rest(const DecodeParams &p, const RowGroup &w, bool two, const SeedStaged &st,
+                                          const uint16_t *last, int warp, int lane, float (&o)[16][4], float &m0,
+                                          float &m1, float &l0, float &l1) {
+  if (two) {
+    cp_async_wait<PENDING>();
+    __syncwarp();
+    seed_fold_staged(p, st, last, w.nq, lane, o, m0, m1, l0, l1);
+  }
+  seed_partials(p, w, warp + 2 * WARPS, lane, o, m0, m1, l0, l1);
+}
+
 /* REMOTE: p.nrem > 0 (the seeds' loads and the next row group's prefetch
  * only where they run: the build without partials keeps the loop it had
  * before they existed, 194 registers; 236 with them, no spill). */
@@ -153,12 +168,7 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_rows_kernel(De
     row_group_fetch(p, w, warp);
     start_row_group(p, w, qs, wpipe, warp, lane);
     if (mine) seed_fold(p, s, w.nq, lane, o, m0, m1, l0, l1);
-    if (two) {
-      cp_async_wait<AHEAD + 1>(); /* the staged partial (the Q tile and the first tiles may fly) */
-      __syncwarp();
-      seed_fold_staged(p, st, last, w.nq, lane, o, m0, m1, l0, l1);
-    }
-    seed_partials(p, w, warp + 2 * WARPS, lane, o, m0, m1, l0, l1);
+    seed_rest<AHEAD + 1>(p, w, two, st, last, warp, lane, o, m0, m1, l0, l1); /* the Q tile and first tiles may fly */
   } else {
     row_group_fetch(p, w, warp);
     start_row_group(p, w, qs, wpipe, warp, lane);
@@ -264,12 +274,7 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_rows_kernel(De
         seed_load(p, grow0, w.nq, warp, lane, s);
         seed_fold(p, s, w.nq, lane, o, m0, m1, l0, l1);
       }
-      if (two) {
-        cp_async_wait<0>();
-        __syncwarp();
-        seed_fold_staged(p, st, last, w.nq, lane, o, m0, m1, l0, l1);
-      }
-      seed_partials(p, w, warp + 2 * WARPS, lane, o, m0, m1, l0, l1);
+      seed_rest<0>(p, w, two, st, last, warp, lane, o, m0, m1, l0, l1);
     }
   }
 }
