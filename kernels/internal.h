@@ -213,8 +213,8 @@ static inline int32_t ik_decode_auto_merge(int32_t splits, int32_t num_remote, b
 /* The decode grid that decode_grid 0 (auto) runs for one split
  * (public: infsim_kernels_decode_auto_grid): the persistent grid (2) up
  * to 2048 tokens of context or where one CTA a row group fits one wave,
- * else one CTA a row group (1); with more than 4 remote partials the
- * persistent grid in one wave only, past 8 never. With partials each
+ * else one CTA a row group (1), with up to 8 remote partials as without
+ * them; past 8 partials 1. With partials each
  * warp of the persistent grid starts from partials warp, warp + 4, .. as
  * its softmax state (seed_remote, ma_decode.cuh), loaded with the Q tile,
  * and nothing follows the stream. On an H100 (64/8 heads, 2026-12-06,
@@ -227,11 +227,16 @@ static inline int32_t ik_decode_auto_merge(int32_t splits, int32_t num_remote, b
  * / 3.50, but at b=128/1K 15.10-15.52 / 9.06-9.30 against 13.60-16.22 /
  * 8.51-10.98, slower in two calls of three: with several waves each
  * warp's second seed is one more round trip a row group, where kernel
- * 1's fold (split merge 5) loads four partials at a time. (Since
- * 2026-12-07 that seed comes through the warp's last pipeline stage in
- * the first one's round trip, seed_stage: nine rotated rounds on an H100,
- * with a load hint since dropped, b=128/1K R = 8 14.58 / 7.14 us against
- * 16.58 / 9.94; this rule was not re-timed with it.) Without partials, on an H200 (64/8
+ * 1's fold (split merge 5) loads four partials at a time; so 5-8
+ * partials took the persistent grid in one wave only. Since that seed
+ * comes through the warp's last pipeline stage in the first one's round
+ * trip (seed_stage), the persistent grid is ahead there too: twelve
+ * rotated rounds on an H100 (2026-12-07), b=128/1K R = 8, the whole
+ * decode with partials on the persistent grid less grid 1 with split
+ * merge 4, median of the rounds' differences -0.25 us fp32 [-0.59..0.40]
+ * and -0.73 fp16 [-1.01..-0.29] (added over the decode alone 13.86 /
+ * 7.01 us against 14.11 / 7.74); at R = 4 and at b=32 the two were level
+ * (within 0.2 us). Without partials, on an H200 (64/8
  * heads, batch 32-256, medians of five rounds, 2026-12-06) the persistent
  * grid took 0.941-0.980x the time at 1K tokens, 0.973-1.004x at 2K, and in
  * one wave (batch 32) 0.956-0.989x at 1K-8K: it issues a CTA's Q and first
@@ -239,7 +244,7 @@ static inline int32_t ik_decode_auto_merge(int32_t splits, int32_t num_remote, b
  * tiles. With several waves at 4K-8K it took 0.994-1.007x: a row group's
  * stream dwarfs what it hides. */
 static inline int32_t ik_decode_auto_grid(int64_t max_context_tokens, bool one_wave, int32_t num_remote) {
-  if (num_remote > 8 || (num_remote > 4 && !one_wave)) return 1;
+  if (num_remote > 8) return 1;
   return max_context_tokens <= 2048 || one_wave ? 2 : 1;
 }
 

@@ -12,7 +12,7 @@
 ** run of the pool ([block][kv head][slot][d] layout). A decode of one
 ** split runs ma_decode_rows.cu's persistent grid instead where
 ** decode_grid says so (auto: contexts up to 2K tokens or row groups that
-** fit one wave, with up to 4 remote partials; 5-8 in one wave only).
+** fit one wave, with up to 8 remote partials).
 **
 ** Arithmetic: the query heads of a GQA group share every K/V byte, so the
 ** group's queries form the 16 rows of an m16n8k16 tensor-core tile (rows

@@ -24,10 +24,11 @@
 #       and contexts (paths EXTRA_PATHS, 0346; five rounds in one process),
 #       compute-sanitizer memcheck over test_decode_merges_remote_partials
 #       with the last build (MEMCHECK_S, 50 s), racecheck over it if
-#       RACECHECK_S is set (INFSIM_GPU_TEST_SPLIT_MERGE narrows it to one
-#       split merge), and the tables of fused_ab_summary.py (summary.md;
-#       every round's rows in all.csv, builds named by NAMES, default
-#       main,new,new2,..). About 150 s of commands for two builds.
+#       RACECHECK_S is set (RACECHECK_SPLIT_MERGE=N narrows it alone to
+#       split merge N, through INFSIM_GPU_TEST_SPLIT_MERGE), and the tables
+#       of fused_ab_summary.py (summary.md; every round's rows in all.csv,
+#       builds named by NAMES, default main,new,new2,..). About 150 s of
+#       commands for two builds.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 # Build i's folder in bins.tar.xz (fused_ab_summary.py reads the same names).
@@ -117,9 +118,9 @@ INFSIM_GPU_TEST_ONLY=test_decode_merges_remote_partials timeout "${MEMCHECK_S:-5
 el "memcheck ($last, test_decode_merges_remote_partials) exit $?"
 grep -E "ERROR SUMMARY|^\[  (PASSED|FAILED) \]" $R/memcheck.log | tail -3
 if [ -n "${RACECHECK_S:-}" ]; then
-  INFSIM_GPU_TEST_ONLY=test_decode_merges_remote_partials timeout "$RACECHECK_S" \
-    compute-sanitizer --tool racecheck --print-limit 10 $W/$last/kernels_gpu_check > $R/racecheck.log 2>&1
-  el "racecheck ($last, test_decode_merges_remote_partials) exit $?"
+  env INFSIM_GPU_TEST_ONLY=test_decode_merges_remote_partials ${RACECHECK_SPLIT_MERGE:+INFSIM_GPU_TEST_SPLIT_MERGE=$RACECHECK_SPLIT_MERGE} \
+    timeout "$RACECHECK_S" compute-sanitizer --tool racecheck --print-limit 10 $W/$last/kernels_gpu_check > $R/racecheck.log 2>&1
+  el "racecheck ($last, test_decode_merges_remote_partials${RACECHECK_SPLIT_MERGE:+, split merge $RACECHECK_SPLIT_MERGE}) exit $?"
   grep -E "RACECHECK SUMMARY|^\[  (PASSED|FAILED) \]" $R/racecheck.log | tail -3
 fi
 

@@ -213,7 +213,7 @@ int32_t infsim_kernels_decode_auto_merge(int32_t splits, int32_t num_remote, boo
 /* The grid that decode_grid 0 (auto) runs on CUDA for a decode of one
  * split whose longest context is max_context_tokens, whose row groups fit
  * one wave of CTAs or not, with num_remote remote partials: 2 up to 2048
- * tokens or in one wave, else 1; with 5-8 partials 2 in one wave only;
+ * tokens or in one wave, else 1, with up to 8 partials as without them;
  * past 8 partials 1 (kernels/NOTES.md). */
 int32_t infsim_kernels_decode_auto_grid(int64_t max_context_tokens, bool one_wave, int32_t num_remote);
 
