@@ -236,7 +236,9 @@ static inline int32_t ik_decode_auto_merge(int32_t splits, int32_t num_remote, b
  * merge 4, median of the rounds' differences -0.25 us fp32 [-0.59..0.40]
  * and -0.73 fp16 [-1.01..-0.29] (added over the decode alone 13.86 /
  * 7.01 us against 14.11 / 7.74); at R = 4 and at b=32 the two were level
- * (within 0.2 us). Without partials, on an H200 (64/8
+ * (within 0.2 us). Auto with this rule against the former one, nine
+ * rounds in a second call: -0.70 us fp16 [-1.06..-0.46], -0.02 fp32
+ * [-0.54..0.32]. Without partials, on an H200 (64/8
  * heads, batch 32-256, medians of five rounds, 2026-12-06) the persistent
  * grid took 0.941-0.980x the time at 1K tokens, 0.973-1.004x at 2K, and in
  * one wave (batch 32) 0.956-0.989x at 1K-8K: it issues a CTA's Q and first
