@@ -504,6 +504,10 @@ static void test_decode_merges_remote_partials(void **state) {
    * to three seeds, each row group's prefetched by the one before). */
   remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 300, 8, 1, 16, 100, 5);
   remote_case(f, INFSIM_KDTYPE_F16, INFSIM_KDTYPE_F16, 280, 16, 2, 32, 64, 9);
+  /* The same with full row groups of 16 fp32 rows (a warp's second seed
+   * fills its last stage) and with row groups of 3 rows. */
+  remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 300, 16, 1, 16, 80, 6);
+  remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F16, 400, 3, 1, 16, 48, 8);
 }
 
 /* The register split merge's row layouts (16, 8 and 32 lanes a row: groups
