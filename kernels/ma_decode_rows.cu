@@ -18,8 +18,10 @@
 ** last pipeline stage in the same round trip, seed_stage), so the
 ** cross-warp merge weighs them with the tiles and nothing follows it (in
 ** one wave the fold after the merge was every CTA's tail, with DRAM
-** idle). The next row group's partials are prefetched into L2 two tiles
-** before a warp's last.
+** idle). They come from DRAM: prefetching the next row group's partials
+** into L2 during the stream made the decode with 8 partials 0.5-0.8 us
+** slower at b=128/1K on an H100, 4, 2 or 1 tiles before a warp's last
+** or after it (kernels/NOTES.md).
 **
 ** Why: at batch 128-256 with 1K-token contexts the one-CTA-per-row-group
 ** launch runs 4-8 waves of short CTAs, each wave's CTAs end their streams
@@ -133,9 +135,9 @@ __device__ __forceinline__ void seed_rest(const DecodeParams &p, const RowGroup 
   seed_partials(p, w, warp + 2 * WARPS, lane, o, m0, m1, l0, l1);
 }
 
-/* REMOTE: p.nrem > 0 (the seeds' loads and the next row group's prefetch
- * only where they run: the build without partials keeps the loop it had
- * before they existed, 194 registers; 236 with them, no spill). */
+/* REMOTE: p.nrem > 0 (the seeds' loads only where they run: the build
+ * without partials keeps the code it had before they existed, 194
+ * registers on sm_90; 254 with them, no spill). */
 template <bool BF16, bool REMOTE>
 __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_rows_kernel(DecodeParams p, int64_t groups) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -185,37 +187,15 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_rows_kernel(De
 
     const int32_t *table = p.block_table + w.r * p.bt_stride;
     const int64_t grow = w.r * p.h + w.q0 + (row < w.nq ? row : 0);
-    /* This warp's tile j, the loop's body, used by both loops below. A
-     * macro, not a lambda: with a lambda the build without partials
-     * compiled differently (193 registers against 194, other SASS); as
-     * written it compiles to the same SASS as the single loop did. */
-#define IK_ROWS_STREAM_TILE(j)                                                                                      \
-  do {                                                                                                             \
-    __syncwarp();                                                                                                  \
-    const int ja = (j) + AHEAD;                                                                                    \
-    issue_tile(p, w, ja < w.my_n ? table[(warp + WARPS * ja) * TILE / p.bt] : 0, wpipe, warp, lane, ja);           \
-    cp_async_wait<AHEAD>();                                                                                        \
-    __syncwarp();                                                                                                  \
-    const uint16_t *ks = wpipe + ((j) % STAGES) * 2 * TILE_ELEMS;                                                  \
-    stream_tile<BF16>(qf, ks, ks + TILE_ELEMS, lane, (warp + WARPS * (j)) * TILE, w.ctx, p.scale_log2, o, m0, m1, \
-                      l0, l1);                                                                                     \
-  } while (0)
-    if constexpr (REMOTE) {
-      /* The next row group's remote partials into L2 two tiles before
-       * this warp's last (a prefetch at the start would be evicted by the
-       * KV streamed meanwhile), so that its seed loads hit L2; between two
-       * loops: inside the loop its code doubled the loop's body (945 SASS
-       * instructions against 532). */
-      int j = 0;
-      if (next < groups) {
-        for (; j < w.my_n - 2; j++) IK_ROWS_STREAM_TILE(j);
-        prefetch_remote(p, nw.r * p.h + nw.q0, nw.nq, 0, 1, p.nrem, threadIdx.x, THREADS, true);
-      }
-      for (; j < w.my_n; j++) IK_ROWS_STREAM_TILE(j);
-    } else {
-      for (int j = 0; j < w.my_n; j++) IK_ROWS_STREAM_TILE(j);
+    for (int j = 0; j < w.my_n; j++) {
+      __syncwarp();
+      const int ja = j + AHEAD;
+      issue_tile(p, w, ja < w.my_n ? table[(warp + WARPS * ja) * TILE / p.bt] : 0, wpipe, warp, lane, ja);
+      cp_async_wait<AHEAD>();
+      __syncwarp();
+      const uint16_t *ks = wpipe + (j % STAGES) * 2 * TILE_ELEMS;
+      stream_tile<BF16>(qf, ks, ks + TILE_ELEMS, lane, (warp + WARPS * j) * TILE, w.ctx, p.scale_log2, o, m0, m1, l0, l1);
     }
-#undef IK_ROWS_STREAM_TILE
     cp_async_wait<0>();
     l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
     l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
@@ -259,11 +239,11 @@ __global__ void __launch_bounds__(THREADS, CTAS_PER_SM) ma_decode_rows_kernel(De
     item = next;
     w = nw;
     reset_state(o, m0, m1, l0, l1);
-    /* The next row group's partials (prefetched into L2 during this one's
-     * stream) as the warps' starting states: a second one a warp through
-     * its last stage, which the merge above has finished reading, so that
-     * both come in one round trip (waiting for every copy in flight: the
-     * first two tiles, issued before the merge, are due by then). */
+    /* The next row group's partials as the warps' starting states: a
+     * second one a warp through its last stage, which the merge above has
+     * finished reading, so that both come in one round trip (waiting for
+     * every copy in flight: the first two tiles, issued before the merge,
+     * are due by then). */
     if (REMOTE) {
       const int64_t grow0 = w.r * p.h + w.q0;
       SeedStaged st;
