@@ -478,8 +478,11 @@ static infsim_kernel_timing time_path(bench *b, infsim_ma_decode_args *a, int re
  * shape's launches 0-1, fp32 R = 1, 2, 4, 8 and fp16 R = 1, 2, 4, 8 two
  * each after it): the
  * decode alone and with R remote partials (fp32, fp16), five rounds
- * (INFSIM_BENCH_FUSED_ROUNDS), the paths interleaved within each round (the
- * order rotated a place a round) so that clock drift falls on all alike.
+ * (INFSIM_BENCH_FUSED_ROUNDS), the paths interleaved within each round and
+ * a path's nine timings (alone, fp32 R = 1-8, fp16 R = 1-8) one after
+ * another, both orders rotated a place a round, so that clock drift falls
+ * on all alike (nine rounds put each timing in each place once;
+ * INFSIM_BENCH_ROUND = i starts the rotations at round i).
  * Rows: kernel decode_merge_paths, variant "mP/alone" or "mP/f32-remote" /
  * "mP/f16-remote", splits = the round. Summary on stderr per point, medians
  * of the rounds: added = with partials - alone in the same round, its ratio
@@ -501,6 +504,11 @@ void bench_fused_paths(bench *b) {
   env_counts("INFSIM_BENCH_FUSED_BATCH", 1, 128, 1, &only_batch, 1);
   env_counts("INFSIM_BENCH_FUSED_CTX", 16, 1 << 30, 16, &only_ctx, 1);
   const bool once = getenv("INFSIM_BENCH_FUSED_ONCE") != NULL;
+  /* A script running one round a process names the round, so that the
+   * rotations below go on across processes. */
+  const char *env_round = getenv("INFSIM_BENCH_ROUND");
+  const long round_env = env_round ? strtol(env_round, NULL, 10) : 0;
+  const int round0 = (int)((round_env % 2520 + 2520) % 2520); /* 2520: every count of places 1-9 divides it */
   const int rounds_env = env_rounds ? atoi(env_rounds) : 5;
   const int ROUNDS = rounds_env < 1 ? 1 : (rounds_env > MAX_ROUNDS ? MAX_ROUNDS : rounds_env);
   const int64_t max_ctx = env_ctx ? atoll(env_ctx) : 65536;
@@ -536,7 +544,7 @@ void bench_fused_paths(bench *b) {
       double added[MAX_PATHS][2][NR][MAX_ROUNDS], alone_us[MAX_PATHS][MAX_ROUNDS];
       for (int round = 0; round < ROUNDS; round++)
         for (int k = 0; k < PATHS; k++) {
-          const int pi = (k + round) % PATHS; /* each path first in some round */
+          const int pi = (k + round0 + round) % PATHS; /* each path first in some round */
           /* 0 = what auto runs (split merge and grid); 1-6 on the grid of
            * one CTA a row group, the one they were written for; 7 auto's
            * split merge on the persistent grid. */
@@ -547,28 +555,38 @@ void bench_fused_paths(bench *b) {
                                      .max_context_tokens = (int32_t)C, .softmax_scale = 0.08838834764f,
                                      .out = fb.out, .lse = fb.lse, .split_merge = paths[pi] == 7 ? 0 : paths[pi],
                                      .decode_grid = paths[pi] == 7 ? 2 : paths[pi] ? 1 : 0};
-          infsim_kernel_timing ta = time_path(b, &a, reps, once);
-          char variant[32];
-          snprintf(variant, sizeof variant, "m%d/alone", paths[pi]);
-          row_info ra = {"decode_merge_paths", variant, "bf16", B, C, H70, G70, 16, round, 0, 0, 0, 0, (double)kv, 0};
-          emit(b, &ra, &ta);
-          alone_us[pi][round] = ta.median_ms * 1e3;
-          for (int dt = 0; dt < 2; dt++)
-            for (int ri = 0; ri < NR; ri++) {
-              const int32_t R = remotes[ri];
-              infsim_ma_decode_args f = a;
+          /* The decode alone (slot 0) and with R partials (slots 1-8: fp32
+           * R = 1, 2, 4, 8, then fp16), the order rotated a slot a round
+           * (not in ONCE mode, whose launches a profiler counts): a clock
+           * or temperature drift within a round would otherwise fall on
+           * the slots timed last, always the same ones. */
+          double slot_us[1 + 2 * NR];
+          for (int k2 = 0; k2 < 1 + 2 * NR; k2++) {
+            const int si = once ? k2 : (k2 + round0 + round) % (1 + 2 * NR);
+            infsim_ma_decode_args f = a;
+            char variant[32];
+            double pbytes = (double)kv;
+            int32_t R = 0;
+            if (si == 0) {
+              snprintf(variant, sizeof variant, "m%d/alone", paths[pi]);
+            } else {
+              const int dt = (si - 1) / NR;
+              R = remotes[(si - 1) % NR];
               f.num_remote = R;
               f.remote_dtype = dt == 0 ? INFSIM_KDTYPE_F32 : INFSIM_KDTYPE_F16;
               f.remote_out = dt == 0 ? (const void *)fb.parts : fb.parts16;
               f.remote_lse = fb.plse;
-              const double pbytes = (double)R * (double)rows * (D * (dt == 0 ? 4 : 2) + 4);
-              infsim_kernel_timing tf = time_path(b, &f, reps, once);
+              pbytes = (double)R * (double)rows * (D * (dt == 0 ? 4 : 2) + 4);
               snprintf(variant, sizeof variant, "m%d/%s-remote", paths[pi], dt == 0 ? "f32" : "f16");
-              row_info rf = {"decode_merge_paths", variant, "bf16", B, C, H70, G70, 16, round, R, 0, 0, 0,
-                             pbytes, 0};
-              emit(b, &rf, &tf);
-              added[pi][dt][ri][round] = (tf.median_ms - ta.median_ms) * 1e3;
             }
+            infsim_kernel_timing t = time_path(b, &f, reps, once);
+            row_info r = {"decode_merge_paths", variant, "bf16", B, C, H70, G70, 16, round, R, 0, 0, 0, pbytes, 0};
+            emit(b, &r, &t);
+            slot_us[si] = t.median_ms * 1e3;
+          }
+          alone_us[pi][round] = slot_us[0];
+          for (int dt = 0; dt < 2; dt++)
+            for (int ri = 0; ri < NR; ri++) added[pi][dt][ri][round] = slot_us[1 + dt * NR + ri] - slot_us[0];
         }
       for (int pi = 0; pi < PATHS; pi++) {
         const double al = median(alone_us[pi], ROUNDS);

@@ -18,8 +18,9 @@
 #       (INFSIM_GPU_TEST_ONLY=test_decode), up to ROUNDS (10) rounds of
 #       `bench_kernels --only fused_paths` (the split merges PATHS names,
 #       default 35; contexts up to 8K, one round a process; the builds in
-#       turn, the order rotated a place each round, so that clock drift falls
-#       on all) while under ROUNDS_UNTIL_S (95) seconds since the start; then
+#       turn, the order rotated a place each round, and INFSIM_BENCH_ROUND
+#       set to the round, which rotates each build's paths and timings
+#       likewise, so that clock drift falls on all) while under ROUNDS_UNTIL_S (95) seconds since the start; then
 #       with EXTRA="B:CTX .." the last build's fused_paths at those batches
 #       and contexts (paths EXTRA_PATHS, 0346; five rounds in one process),
 #       compute-sanitizer memcheck over test_decode_merges_remote_partials
@@ -96,7 +97,7 @@ for ((i = 0; i < ${ROUNDS:-10}; i++)); do
   if [ $(($(date +%s) - T0)) -gt "${ROUNDS_UNTIL_S:-95}" ]; then el "rounds stopped before round $i (time)"; break; fi
   for ((k = 0; k < n; k++)); do
     j=$(((k + i) % n + 1)); v=${!j}
-    timeout 40 "$W/$v/bench_kernels" --out "$R/rounds/$v-$i.csv" --only fused_paths 2> "$R/rounds/$v-$i.log"
+    INFSIM_BENCH_ROUND=$i timeout 40 "$W/$v/bench_kernels" --out "$R/rounds/$v-$i.csv" --only fused_paths 2> "$R/rounds/$v-$i.log"
     el "round $i $v exit $?"
   done
   pack
