@@ -501,7 +501,8 @@ static void test_decode_merges_remote_partials(void **state) {
   remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 3, 32, 2, 16, 120, 19);
   /* More row groups than a wave of CTAs: the persistent grid's CTAs take
    * the partials of several row groups in turn (5 and 9: warps with one
-   * to three seeds, each row group's prefetched by the one before). */
+   * to three seeds, a later row group's loaded after the merge of the one
+   * before). */
   remote_case(f, INFSIM_KDTYPE_BF16, INFSIM_KDTYPE_F32, 300, 8, 1, 16, 100, 5);
   remote_case(f, INFSIM_KDTYPE_F16, INFSIM_KDTYPE_F16, 280, 16, 2, 32, 64, 9);
   /* The same with full row groups of 16 fp32 rows (a warp's second seed

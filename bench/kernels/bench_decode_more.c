@@ -504,11 +504,7 @@ void bench_fused_paths(bench *b) {
   env_counts("INFSIM_BENCH_FUSED_BATCH", 1, 128, 1, &only_batch, 1);
   env_counts("INFSIM_BENCH_FUSED_CTX", 16, 1 << 30, 16, &only_ctx, 1);
   const bool once = getenv("INFSIM_BENCH_FUSED_ONCE") != NULL;
-  /* A script running one round a process names the round, so that the
-   * rotations below go on across processes. */
-  const char *env_round = getenv("INFSIM_BENCH_ROUND");
-  const long round_env = env_round ? strtol(env_round, NULL, 10) : 0;
-  const int round0 = (int)((round_env % 2520 + 2520) % 2520); /* 2520: every count of places 1-9 divides it */
+  const int round0 = bench_round();
   const int rounds_env = env_rounds ? atoi(env_rounds) : 5;
   const int ROUNDS = rounds_env < 1 ? 1 : (rounds_env > MAX_ROUNDS ? MAX_ROUNDS : rounds_env);
   const int64_t max_ctx = env_ctx ? atoll(env_ctx) : 65536;

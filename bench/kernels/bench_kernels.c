@@ -417,6 +417,12 @@ static void bench_prefill_one(bench *b) {
   prefill_bufs_free(b, &m);
 }
 
+int bench_round(void) {
+  int64_t round = 0;
+  env_counts("INFSIM_BENCH_ROUND", 0, 1000000, 1, &round, 1);
+  return (int)round;
+}
+
 size_t env_counts(const char *name, int64_t lo, int64_t hi, int64_t step, int64_t *out, size_t cap) {
   const char *env = getenv(name);
   if (!env) return 0;
@@ -455,8 +461,7 @@ size_t env_counts(const char *name, int64_t lo, int64_t hi, int64_t step, int64_
  * every place in the order: the card's clock drifts as it heats, and a
  * variant timed first reads up to 10% higher (NOTES.md 17). */
 static void bench_prefill_cmp(bench *b) {
-  const char *env = getenv("INFSIM_BENCH_ROUND");
-  const int round = env ? atoi(env) : 0;
+  const int round = bench_round();
   /* $INFSIM_BENCH_LENS replaces the fresh prompt lengths (e.g.
    * 2048,3072,4096: where auto's rule changes pipeline). */
   int64_t lens[8] = {1024, 4096, 16384};
@@ -500,8 +505,7 @@ static void bench_prefill_cmp(bench *b) {
  * choice for chunks before the fold, kernels/NOTES.md 21) and the fused
  * ones 13, 14 and 15; one round in the order $INFSIM_BENCH_ROUND. */
 static void bench_chunk_cmp(bench *b) {
-  const char *env = getenv("INFSIM_BENCH_ROUND");
-  const int round = env ? atoi(env) : 0;
+  const int round = bench_round();
   const int64_t cl[][2] = {{512, 256}, {512, 1024}, {1024, 1024}, {2048, 2048}, {512, 4096}, {2048, 14336},
                            {4096, 12288}};
   enum { NC = sizeof cl / sizeof cl[0] };

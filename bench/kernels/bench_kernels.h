@@ -45,6 +45,10 @@ void die(const char *what, const infsim_error *err);
  * multiple of step, into out; the count, 0 when unset. Anything else
  * exits 2 with one line naming the variable. */
 size_t env_counts(const char *name, int64_t lo, int64_t hi, int64_t step, int64_t *out, size_t cap);
+/* $INFSIM_BENCH_ROUND (0-1000000, 0 when unset): the round a script that
+ * runs one round a process names, so that the benches rotating their
+ * variants' order go on rotating across processes. */
+int bench_round(void);
 void *balloc(bench *b, int64_t bytes);
 void bfill(bench *b, void *p, infsim_kdtype t, int64_t n, uint64_t seed);
 void bupload(bench *b, void *dst, const void *src, int64_t bytes);

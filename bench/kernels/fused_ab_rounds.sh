@@ -20,7 +20,8 @@
 #       default 35; contexts up to 8K, one round a process; the builds in
 #       turn, the order rotated a place each round, and INFSIM_BENCH_ROUND
 #       set to the round, which rotates each build's paths and timings
-#       likewise, so that clock drift falls on all) while under ROUNDS_UNTIL_S (95) seconds since the start; then
+#       likewise, so that clock drift falls on all) while under
+#       ROUNDS_UNTIL_S (95) seconds since the start; then
 #       with EXTRA="B:CTX .." the last build's fused_paths at those batches
 #       and contexts (paths EXTRA_PATHS, 0346; five rounds in one process),
 #       compute-sanitizer memcheck over test_decode_merges_remote_partials
